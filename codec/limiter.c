@@ -1,0 +1,127 @@
+/*
+ * limiter.c — the look-ahead true-peak limiter (see dsp.h for the design).
+ *
+ * Index conventions: interval k is the stretch between samples k and k+1; g_req[k] is the
+ * gain that keeps its oversampled peak under the ceiling. Sample m touches intervals m-1 and
+ * m, so env[k] = min(g_req[k-1 .. k+L]) released, and gain[m] = mean(env[m-L .. m]) is at most
+ * both g_req[m-1] and g_req[m]: every peak is under the ceiling, reached by a linear ramp of
+ * L samples, with no discontinuity in the gain.
+ */
+#include "dsp.h"
+
+#include <math.h>
+#include <string.h>
+
+#define OVERSAMPLE 4
+#define FIR_LEN (OVERSAMPLE * TP_TAPS + 1) /* odd, centred on a multiple of 4 */
+#define MINQ_CAP (LIMITER_LOOKAHEAD + 4)
+
+void tp_init(tp_detector *t)
+{
+	memset(t, 0, sizeof *t);
+	/*
+	 * Windowed-sinc interpolator (Blackman window), cut at the input's Nyquist frequency.
+	 * Branch 0 reduces to the delayed sample itself, so only branches 1..3 are computed.
+	 */
+	const int centre = (FIR_LEN - 1) / 2;
+	for (int p = 1; p < OVERSAMPLE; p++) {
+		for (int j = 0; j < TP_TAPS; j++) {
+			int k = OVERSAMPLE * j + p;
+			double x = (double)(k - centre) / OVERSAMPLE;
+			double sinc = sin(M_PI * x) / (M_PI * x);
+			double w = 0.42 - 0.5 * cos(2 * M_PI * k / (FIR_LEN - 1)) +
+				   0.08 * cos(4 * M_PI * k / (FIR_LEN - 1));
+			/* hist[0] is the newest sample, so tap j multiplies x[n - j]. */
+			t->coef[p - 1][j] = (float)(sinc * w);
+		}
+	}
+}
+
+float tp_push(tp_detector *t, float x)
+{
+	t->w = t->w ? t->w - 1 : TP_TAPS - 1;
+	t->hist[t->w] = t->hist[t->w + TP_TAPS] = x;
+	const float *h = t->hist + t->w;
+	float y1 = 0, y2 = 0, y3 = 0;
+	for (int j = 0; j < TP_TAPS; j++) {
+		y1 += t->coef[0][j] * h[j];
+		y2 += t->coef[1][j] * h[j];
+		y3 += t->coef[2][j] * h[j];
+	}
+	float peak = fabsf(h[TP_DELAY]);
+	y1 = fabsf(y1);
+	y2 = fabsf(y2);
+	y3 = fabsf(y3);
+	peak = y1 > peak ? y1 : peak;
+	peak = y2 > peak ? y2 : peak;
+	return y3 > peak ? y3 : peak;
+}
+
+void limiter_init(limiter *l, double ceiling, unsigned rate)
+{
+	memset(l, 0, sizeof *l);
+	l->ceiling = (float)ceiling;
+	l->release = (float)(1.0 - exp(-1.0 / (LIMITER_RELEASE_S * rate)));
+	tp_init(&l->tp);
+	l->env = 1.0f;
+	for (unsigned i = 0; i <= LIMITER_LOOKAHEAD; i++)
+		l->box[i] = 1.0f;
+	l->box_sum = LIMITER_LOOKAHEAD + 1;
+	l->min_gain = 1.0f;
+}
+
+/* Push g for interval `idx`, drop entries older than `oldest`, return the window's minimum. */
+static inline float minq_push(limiter *l, uint64_t idx, float g, uint64_t oldest)
+{
+	while (l->minq_len > 0) {
+		unsigned tail = (l->minq_head + l->minq_len - 1) % MINQ_CAP;
+		if (l->minq_val[tail] < g)
+			break;
+		l->minq_len--;
+	}
+	unsigned slot = (l->minq_head + l->minq_len) % MINQ_CAP;
+	l->minq_val[slot] = g;
+	l->minq_idx[slot] = idx;
+	l->minq_len++;
+	while (l->minq_idx[l->minq_head] < oldest) {
+		l->minq_head = (l->minq_head + 1) % MINQ_CAP;
+		l->minq_len--;
+	}
+	return l->minq_val[l->minq_head];
+}
+
+void limiter_run(limiter *l, const float *in, float *out, size_t n)
+{
+	const unsigned dsize = TP_DELAY + LIMITER_LOOKAHEAD;
+	for (size_t i = 0; i < n; i++) {
+		float x = in[i];
+		float peak = tp_push(&l->tp, x);
+		float g = peak > l->ceiling ? l->ceiling / peak : 1.0f;
+
+		/* Interval k = n - DELAY is known; env[k - L] = min(g_req[k-L-1 .. k]). */
+		uint64_t k = l->n;
+		uint64_t oldest = k > LIMITER_LOOKAHEAD + 1 ? k - LIMITER_LOOKAHEAD - 1 : 0;
+		float w = minq_push(l, k, g, oldest);
+		if (w < l->env)
+			l->env = w;
+		else
+			l->env += (w - l->env) * l->release;
+
+		/* Moving average over the last L+1 envelope values: the gain for sample k - L. */
+		l->box_sum += (double)l->env - l->box[l->box_pos];
+		l->box[l->box_pos] = l->env;
+		l->box_pos = l->box_pos == LIMITER_LOOKAHEAD ? 0 : l->box_pos + 1;
+		float gain = (float)(l->box_sum * (1.0 / (LIMITER_LOOKAHEAD + 1)));
+		if (gain > 1.0f)
+			gain = 1.0f;
+		if (gain < l->min_gain)
+			l->min_gain = gain;
+
+		/* The slot read before it is written held x from DELAY + L samples ago. */
+		float delayed = l->delay[l->delay_pos];
+		l->delay[l->delay_pos] = x;
+		l->delay_pos = l->delay_pos + 1 == dsize ? 0 : l->delay_pos + 1;
+		out[i] = delayed * gain;
+		l->n++;
+	}
+}

@@ -1,0 +1,252 @@
+/*
+ * ogg_demux.c — Ogg Opus decoder (RFC 7845) on libogg's framing and opus_dec.c's decoding.
+ *
+ * Decodes the first Opus logical stream of the file; pages of other streams are ignored and a
+ * second link of a chained file ends the clip. Sample accuracy comes from granule positions:
+ * pre-skip is dropped at the start, a first page whose granule position is below its packets'
+ * samples trims the start, and every page's granule position bounds the samples decoded so far,
+ * which trims the end on the last page. Framing is strict: a page with a bad CRC or bytes
+ * between pages is a corrupt upload (CODEC_ECORRUPT), not something to resynchronise past.
+ */
+#include "internal.h"
+
+#include <ogg/ogg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OGG_READ_BYTES 8192
+#define OGG_MAX_HEADER_BYTES (1 << 20) /* OpusTags larger than this are abuse (covers art) */
+
+typedef struct ogg_state {
+	codec_in *in;
+	ogg_sync_state sync;
+	ogg_stream_state stream;
+	bool sync_ready, stream_ready;
+	int serial;
+	bool eos;            /* the stream's last page was read (or the file ended) */
+	bool first_audio;    /* the next page with a granule position is the first audio page */
+	int64_t start_gp;    /* granule position at which the first audio page starts */
+	uint64_t end_limit;  /* frames the stream may produce up to the current page */
+	opus_head head;
+	opusdec dec;
+	bool dec_ready;
+	/* Packets completed on the current page, decoded one by one as PCM is taken. */
+	ogg_packet pkts[256];
+	int npkts, next_pkt;
+} ogg_state;
+
+static void ogg_close(void *state)
+{
+	ogg_state *s = state;
+	if (!s)
+		return;
+	if (s->sync_ready)
+		ogg_sync_clear(&s->sync);
+	if (s->stream_ready)
+		ogg_stream_clear(&s->stream);
+	if (s->dec_ready)
+		opusdec_free(&s->dec);
+	free(s);
+}
+
+/* The next page of any stream, or 0 with *got == false at the end of the file. */
+static int next_page(ogg_state *s, ogg_page *page, bool *got)
+{
+	*got = false;
+	for (;;) {
+		int r = ogg_sync_pageout(&s->sync, page);
+		if (r == 1) {
+			*got = true;
+			return 0;
+		}
+		if (r < 0)
+			return CODEC_ECORRUPT; /* lost sync: bad CRC or garbage between pages */
+		char *buf = ogg_sync_buffer(&s->sync, OGG_READ_BYTES);
+		if (!buf)
+			return CODEC_ENOMEM;
+		size_t n;
+		int rc = in_read(s->in, buf, OGG_READ_BYTES, &n);
+		if (rc < 0)
+			return rc;
+		if (n == 0) {
+			/* Bytes left over that never formed a page: the upload was cut mid-page. */
+			return s->sync.fill > s->sync.returned ? CODEC_ETRUNCATED : 0;
+		}
+		if (ogg_sync_wrote(&s->sync, (long)n) != 0)
+			return CODEC_ENOMEM;
+	}
+}
+
+/* The next page of our stream; pages of other multiplexed streams are skipped. */
+static int next_stream_page(ogg_state *s, ogg_page *page, bool *got)
+{
+	for (;;) {
+		int rc = next_page(s, page, got);
+		if (rc < 0 || !*got)
+			return rc;
+		if (ogg_page_serialno(page) != s->serial)
+			continue; /* another multiplexed stream, or a chained link after ours */
+		if (ogg_stream_pagein(&s->stream, page) != 0)
+			return CODEC_EMALFORMED;
+		return 0;
+	}
+}
+
+/* One header packet, possibly spanning pages. */
+static int header_packet(ogg_state *s, ogg_packet *pkt)
+{
+	ogg_page page;
+	bool got;
+	for (;;) {
+		int r = ogg_stream_packetout(&s->stream, pkt);
+		if (r == 1)
+			return 0;
+		if (r < 0)
+			return CODEC_EMALFORMED; /* a hole in the header pages */
+		if (s->stream.body_fill > OGG_MAX_HEADER_BYTES)
+			return CODEC_EMALFORMED;
+		int rc = next_stream_page(s, &page, &got);
+		if (rc < 0)
+			return rc;
+		if (!got)
+			return CODEC_ETRUNCATED;
+	}
+}
+
+static int ogg_open(codec_in *in, void **state, codec_stream_info *info)
+{
+	ogg_page page;
+	ogg_packet pkt;
+	bool got;
+	int rc;
+
+	ogg_state *s = calloc(1, sizeof *s);
+	if (!s)
+		return CODEC_ENOMEM;
+	*state = s;
+	s->in = in;
+	ogg_sync_init(&s->sync);
+	s->sync_ready = true;
+
+	/* BOS pages come first (RFC 3533); one of them must begin an Opus stream. */
+	for (bool any = false;; any = true) {
+		if ((rc = next_page(s, &page, &got)) < 0)
+			return rc;
+		if (!got)
+			return any ? CODEC_EUNSUPPORTED : CODEC_ETRUNCATED;
+		if (!ogg_page_bos(&page))
+			return any ? CODEC_EUNSUPPORTED : CODEC_EMALFORMED;
+		if (page.body_len >= 8 && memcmp(page.body, "OpusHead", 8) == 0)
+			break;
+		/* Another codec's BOS page (Vorbis, or a multiplexed video): look further. */
+	}
+	s->serial = ogg_page_serialno(&page);
+	if (ogg_stream_init(&s->stream, s->serial) != 0)
+		return CODEC_ENOMEM;
+	s->stream_ready = true;
+	if (ogg_stream_pagein(&s->stream, &page) != 0)
+		return CODEC_EMALFORMED;
+	if (ogg_stream_packetout(&s->stream, &pkt) != 1)
+		return CODEC_EMALFORMED;
+	if ((rc = opus_head_parse(pkt.packet, (size_t)pkt.bytes, &s->head)) < 0)
+		return rc;
+	/* RFC 7845: OpusHead alone on the first page, OpusTags next, audio after. */
+	if (ogg_stream_packetout(&s->stream, &pkt) != 0)
+		return CODEC_EMALFORMED;
+	if ((rc = header_packet(s, &pkt)) < 0)
+		return rc;
+	if (pkt.bytes < 8 || memcmp(pkt.packet, "OpusTags", 8) != 0)
+		return CODEC_EMALFORMED;
+
+	if ((rc = opusdec_init(&s->dec, &s->head)) < 0)
+		return rc;
+	s->dec_ready = true;
+	s->first_audio = true;
+
+	info->format = CODEC_FORMAT_OGG_OPUS;
+	info->rate = 48000;
+	info->channels = s->head.channels;
+	info->lfe_channel = opus_head_lfe(&s->head);
+	return 0;
+}
+
+/* Read the next audio page and queue its completed packets. */
+static int load_page(ogg_state *s)
+{
+	ogg_page page;
+	bool got;
+	int rc;
+	s->npkts = s->next_pkt = 0;
+	if ((rc = next_stream_page(s, &page, &got)) < 0)
+		return rc;
+	if (!got) {
+		s->eos = true;
+		return 0;
+	}
+	int64_t gp = ogg_page_granulepos(&page);
+	bool last = ogg_page_eos(&page);
+	uint64_t frames = 0;
+	for (;;) {
+		ogg_packet *p = &s->pkts[s->npkts];
+		int r = ogg_stream_packetout(&s->stream, p);
+		if (r == 0)
+			break;
+		if (r < 0)
+			return CODEC_ECORRUPT; /* a page is missing */
+		int n = opusdec_packet_frames(p->packet, (size_t)p->bytes);
+		if (n < 0)
+			return n;
+		frames += (uint64_t)n;
+		if (++s->npkts == (int)(sizeof s->pkts / sizeof s->pkts[0]))
+			return CODEC_EMALFORMED;
+	}
+	if (last)
+		s->eos = true;
+	if (gp < 0)
+		return 0; /* no packet ends on this page */
+	if (s->first_audio) {
+		s->first_audio = false;
+		s->start_gp = gp - (int64_t)frames;
+		if (s->start_gp < 0) {
+			if (!last)
+				return CODEC_EMALFORMED; /* RFC 7845 4: start trimming only on EOS */
+			s->start_gp = 0;
+		}
+	}
+	if (gp < s->start_gp)
+		return CODEC_EMALFORMED;
+	/* Frames through the end of this page, after pre-skip. */
+	uint64_t total = (uint64_t)(gp - s->start_gp);
+	s->end_limit = total > s->head.preskip ? total - s->head.preskip : 0;
+	s->dec.limit = s->end_limit;
+	return 0;
+}
+
+static int ogg_read(void *state, float *pcm, size_t max_frames, size_t *frames)
+{
+	ogg_state *s = state;
+	size_t done = 0;
+	while (done < max_frames) {
+		if (s->dec.pos < s->dec.len) {
+			done += opusdec_take(&s->dec, pcm + done * s->dec.channels,
+					     max_frames - done);
+			continue;
+		}
+		if (s->next_pkt < s->npkts) {
+			ogg_packet *p = &s->pkts[s->next_pkt++];
+			int rc = opusdec_packet(&s->dec, p->packet, (size_t)p->bytes);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		if (s->eos)
+			break;
+		int rc = load_page(s);
+		if (rc < 0)
+			return rc;
+	}
+	*frames = done;
+	return 0;
+}
+
+const decoder_ops codec_ogg_decoder = {ogg_open, ogg_read, ogg_close};

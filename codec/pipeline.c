@@ -1,0 +1,545 @@
+/*
+ * pipeline.c — codec_transcode(): streaming passes over the input, none holding the clip.
+ *
+ * 1. Measure: decode, downmix, resample to 48 kHz, integrated loudness L (libebur128).
+ * 2. Fit: the limiter takes loudness away from peaky speech (often 1-2 LU, and only a third of
+ *    any extra gain gets through it), so gain+limiter passes with a secant search find the gain
+ *    whose limited output measures the target (to FIT_TOLERANCE_LU), without encoding.
+ * 3. Encode: gain, limiter, Opus, Ogg pages straight to the sink, and a decode of every packet
+ *    (outcheck.c) that measures what Opus did to loudness and peaks.
+ * 4. Correct: OpusHead's output gain (RFC 7845 5.1, applied by every decoder) makes up what
+ *    the codec changed, rewritten into the first page, as far as the decoded true peak allows;
+ *    when the peaks leave too little room, fit again with a lower limiter ceiling and encode
+ *    once more (the sink is reset).
+ * Memory is a fixed set of chunk buffers; meters use libebur128's histogram mode.
+ */
+#include "dsp.h"
+#include "internal.h"
+#include "ogg_mux.h"
+
+#include <ebur128.h>
+#include <math.h>
+#include <opus.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define CHUNK_FRAMES 4096
+#define OPUS_MAX_PACKET 4000
+#define PEAK_MARGIN_DB 2.0       /* limiter ceiling under the requested true peak */
+#define FIT_TOLERANCE_LU 0.10    /* the fit stops this close to its target */
+#define FIT_MAX_PASSES 5
+#define FIT_MAX_EXTRA_DB 18.0    /* never push more than this into the limiter */
+#define CODEC_TOLERANCE_LU 0.25  /* a file this far under the goal is encoded again */
+#define MAX_ENCODES 3
+#define PEAK_SLACK_DB 0.2        /* keep peaks this far under the ceiling: meters differ */
+/* Decoding up to mono 48 kHz: what both passes share. */
+typedef struct front {
+	codec_decoder *dec;
+	codec_stream_info info;
+	resampler rs;
+	bool rs_ready;
+	bool input_done;
+	size_t mono_pos, mono_len; /* mono[mono_pos..mono_len) still to resample */
+	float *pcm;      /* CHUNK_FRAMES * channels */
+	float *mono;     /* CHUNK_FRAMES */
+	float *out;      /* resampler_max_out(CHUNK_FRAMES) */
+	size_t out_cap;
+	uint64_t input_frames;
+	bool nonzero;    /* saw a sample that is not exactly 0 */
+} front;
+
+static void front_close(front *f)
+{
+	codec_decoder_close(f->dec);
+	if (f->rs_ready)
+		resampler_free(&f->rs);
+	free(f->pcm);
+	free(f->mono);
+	free(f->out);
+	memset(f, 0, sizeof *f);
+}
+
+static int front_open(front *f, const codec_source *src, uint64_t max_bytes)
+{
+	int rc;
+	memset(f, 0, sizeof *f);
+	if (src->seek && (rc = src->seek(src->ctx, 0)) < 0)
+		return rc;
+	if ((rc = codec_decoder_open(&f->dec, src, max_bytes, &f->info)) < 0)
+		return rc;
+	if ((rc = resampler_init(&f->rs, f->info.rate)) < 0)
+		return rc;
+	f->rs_ready = true;
+	f->out_cap = resampler_max_out(&f->rs, CHUNK_FRAMES);
+	f->pcm = malloc(sizeof(float) * CHUNK_FRAMES * f->info.channels);
+	f->mono = malloc(sizeof(float) * CHUNK_FRAMES);
+	f->out = malloc(sizeof(float) * f->out_cap);
+	if (!f->pcm || !f->mono || !f->out)
+		return CODEC_ENOMEM;
+	return 0;
+}
+
+/* The next block of mono 48 kHz samples; *n == 0 at the end. `max_frames` bounds the input. */
+static int front_pull(front *f, uint64_t max_frames, const float **out, size_t *n)
+{
+	size_t used;
+	int rc;
+	*n = 0;
+	*out = f->out;
+	while (*n == 0) {
+		if (f->mono_pos < f->mono_len) {
+			rc = resampler_run(&f->rs, f->mono + f->mono_pos, f->mono_len - f->mono_pos,
+					   f->out, f->out_cap, n, &used);
+			if (rc < 0)
+				return rc;
+			f->mono_pos += used;
+			continue;
+		}
+		if (f->input_done) {
+			/* soxr's tail: called until it gives nothing more. */
+			return resampler_run(&f->rs, NULL, 0, f->out, f->out_cap, n, &used);
+		}
+		size_t frames;
+		if ((rc = codec_decoder_read(f->dec, f->pcm, CHUNK_FRAMES, &frames)) < 0)
+			return rc;
+		if (frames == 0) {
+			f->input_done = true;
+			continue;
+		}
+		f->input_frames += frames;
+		if (f->input_frames > max_frames)
+			return CODEC_ETOOLONG;
+		if (!f->nonzero) {
+			size_t total = frames * f->info.channels;
+			for (size_t i = 0; i < total && !f->nonzero; i++)
+				f->nonzero = f->pcm[i] != 0.0f;
+		}
+		downmix(f->pcm, frames, f->info.channels, f->info.lfe_channel, f->mono);
+		f->mono_pos = 0;
+		f->mono_len = frames;
+	}
+	return 0;
+}
+
+/* The gain and limiter stage, shared by the fit and the encode passes. */
+typedef int (*consume_fn)(void *ctx, const float *x, size_t n);
+
+/*
+ * Run the front through gain and limiter, giving `consume` exactly `total` samples (the limiter's
+ * delay removed). *min_gain_db: the deepest reduction the limiter applied.
+ */
+static int run_limited(const codec_source *src, const codec_options *opt, double gain_db,
+		       double ceiling_dbtp, uint64_t total, consume_fn consume, void *ctx,
+		       double *min_gain_db)
+{
+	front f;
+	limiter *lim = malloc(sizeof *lim);
+	float *tmp = NULL;
+	const float *buf;
+	size_t n;
+	uint64_t given = 0;
+	int rc = front_open(&f, src, opt->max_input_bytes);
+	if (rc < 0)
+		goto done;
+	tmp = malloc(sizeof(float) * f.out_cap);
+	if (!lim || !tmp) {
+		rc = CODEC_ENOMEM;
+		goto done;
+	}
+	limiter_init(lim, pow(10.0, ceiling_dbtp / 20.0), CODEC_OUTPUT_RATE);
+	float gain = (float)pow(10.0, gain_db / 20.0);
+	uint64_t skip = limiter_latency(); /* the limiter's first outputs are its empty delay */
+	uint64_t max_frames = (uint64_t)opt->max_duration_ms * f.info.rate / 1000;
+	for (bool input_done = false; !input_done;) {
+		if ((rc = front_pull(&f, max_frames, &buf, &n)) < 0)
+			goto done;
+		if (n == 0) {
+			input_done = true; /* push the delay line out with silence */
+			n = limiter_latency();
+			memset(tmp, 0, n * sizeof *tmp);
+		} else {
+			for (size_t i = 0; i < n; i++)
+				tmp[i] = buf[i] * gain;
+		}
+		limiter_run(lim, tmp, tmp, n);
+		size_t drop = skip < n ? (size_t)skip : n;
+		skip -= drop;
+		size_t out = n - drop;
+		if (out > total - given)
+			out = (size_t)(total - given);
+		if (out && (rc = consume(ctx, tmp + drop, out)) < 0)
+			goto done;
+		given += out;
+	}
+	/* Both passes decode the same bytes the same way; a difference means the source changed. */
+	rc = given == total ? 0 : CODEC_EIO;
+	*min_gain_db = 20.0 * log10(lim->min_gain);
+done:
+	free(lim);
+	free(tmp);
+	front_close(&f);
+	return rc;
+}
+
+static int meter_consume(void *ctx, const float *x, size_t n)
+{
+	return ebur128_add_frames_float(ctx, x, n) == EBUR128_SUCCESS ? 0 : CODEC_ENOMEM;
+}
+
+static ebur128_state *meter_new(void)
+{
+	return ebur128_init(1, CODEC_OUTPUT_RATE, EBUR128_MODE_I | EBUR128_MODE_HISTOGRAM);
+}
+
+static int meter_lufs(ebur128_state *m, double *lufs)
+{
+	*lufs = -HUGE_VAL;
+	return ebur128_loudness_global(m, lufs) == EBUR128_SUCCESS ? 0 : CODEC_ENOMEM;
+}
+
+/* Loudness of the limited signal at a given gain: one fit pass. */
+static int measure_limited(const codec_source *src, const codec_options *opt, uint64_t total,
+			   double gain_db, double ceiling_dbtp, double *lufs)
+{
+	double min_gain;
+	ebur128_state *m = meter_new();
+	if (!m)
+		return CODEC_ENOMEM;
+	int rc = run_limited(src, opt, gain_db, ceiling_dbtp, total, meter_consume, m, &min_gain);
+	if (rc == 0)
+		rc = meter_lufs(m, lufs);
+	ebur128_destroy(&m);
+	return rc;
+}
+
+/* Where the gain search stands: the last two points of loudness against gain. */
+typedef struct fit_state {
+	int points;
+	double g[2], m[2];
+} fit_state;
+
+/*
+ * The gain whose limited output measures `target` (never more than FIT_MAX_EXTRA_DB over what
+ * the target needs without limiting: beyond that the limiter would audibly crush). Without
+ * limiting, loudness moves 1:1 with gain; the limiter flattens that slope, so a secant search
+ * follows it, starting from the points of an earlier search when there was one.
+ */
+static int fit_gain(const codec_source *src, const codec_options *opt, codec_result *res,
+		    double target, double ceiling_dbtp, fit_state *fs)
+{
+	double g_max = target - res->input_lufs + FIT_MAX_EXTRA_DB;
+	for (int pass = 0; pass < FIT_MAX_PASSES; pass++) {
+		double g;
+		if (fs->points == 0) {
+			g = target - res->input_lufs; /* right when the limiter does nothing */
+		} else {
+			double slope = 1.0;
+			if (fs->points > 1 && fabs(fs->g[1] - fs->g[0]) > 1e-6)
+				slope = (fs->m[1] - fs->m[0]) / (fs->g[1] - fs->g[0]);
+			slope = fmin(1.0, fmax(0.05, slope));
+			if (fabs(fs->m[1] - target) <= FIT_TOLERANCE_LU ||
+			    (fs->m[1] < target && fs->g[1] >= g_max))
+				return 0;
+			g = fs->g[1] + (target - fs->m[1]) / slope;
+		}
+		g = fmin(g, g_max);
+		double m;
+		int rc = measure_limited(src, opt, res->output_samples, g, ceiling_dbtp, &m);
+		if (rc < 0)
+			return rc;
+		res->fit_passes++;
+		fs->g[0] = fs->g[1];
+		fs->m[0] = fs->m[1];
+		fs->g[1] = g;
+		fs->m[1] = m;
+		fs->points = fs->points < 2 ? fs->points + 1 : 2;
+	}
+	return 0;
+}
+
+/* Encode pass state: waveform, the encoder, the muxer and the output check. */
+typedef struct back {
+	OpusEncoder *enc;
+	ogg_mux mux;
+	bool mux_ready;
+	outcheck check;
+	bool check_ready;
+	uint64_t total;   /* samples the file must decode to */
+	uint64_t written; /* real samples sent to the encoder so far */
+	uint32_t preskip;
+	int64_t granule;  /* samples covered by the packets muxed so far */
+	uint64_t packets;
+	float frame[CODEC_FRAME_SAMPLES];
+	unsigned frame_len;
+	float wave_peak[CODEC_WAVEFORM_POINTS];
+	uint8_t packet[OPUS_MAX_PACKET];
+} back;
+
+static void back_close(back *b)
+{
+	if (b->enc)
+		opus_encoder_destroy(b->enc);
+	if (b->mux_ready)
+		ogg_mux_free(&b->mux);
+	if (b->check_ready)
+		outcheck_free(&b->check);
+	b->enc = NULL;
+	b->mux_ready = b->check_ready = false;
+}
+
+static int encode_frame(back *b, bool last)
+{
+	opus_int32 len = opus_encode_float(b->enc, b->frame, CODEC_FRAME_SAMPLES, b->packet,
+					   OPUS_MAX_PACKET);
+	if (len < 0)
+		return len == OPUS_ALLOC_FAIL ? CODEC_ENOMEM : CODEC_EENCODE;
+	int rc = outcheck_packet(&b->check, b->packets++, b->packet, (size_t)len);
+	if (rc < 0)
+		return rc;
+	b->granule += CODEC_FRAME_SAMPLES;
+	/* The last packet's granule position trims the padding (RFC 7845 section 4.4). */
+	int64_t gp = last ? (int64_t)(b->total + b->preskip) : b->granule;
+	b->frame_len = 0;
+	return ogg_mux_packet(&b->mux, b->packet, (size_t)len, gp, last);
+}
+
+/* Feed the encoder 20 ms at a time; the packet that covers preskip + total is the last. */
+static int back_push(back *b, const float *x, size_t n)
+{
+	int64_t end = (int64_t)(b->total + b->preskip);
+	for (size_t i = 0; i < n && b->granule < end;) {
+		size_t take = CODEC_FRAME_SAMPLES - b->frame_len;
+		if (take > n - i)
+			take = n - i;
+		memcpy(b->frame + b->frame_len, x + i, take * sizeof *x);
+		b->frame_len += (unsigned)take;
+		i += take;
+		if (b->frame_len == CODEC_FRAME_SAMPLES) {
+			int rc = encode_frame(b, b->granule + CODEC_FRAME_SAMPLES >= end);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* The real output samples: drawn, checked, encoded. */
+static int back_consume(void *ctx, const float *x, size_t n)
+{
+	back *b = ctx;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t pos = b->written + i;
+		size_t slot = (size_t)(pos * CODEC_WAVEFORM_POINTS / b->total);
+		float a = fabsf(x[i]);
+		if (a > b->wave_peak[slot])
+			b->wave_peak[slot] = a;
+	}
+	outcheck_input(&b->check, x, n);
+	b->written += n;
+	return back_push(b, x, n);
+}
+
+/* After the last real sample: zeros until the packet covering preskip + total is out. */
+static int back_finish(back *b)
+{
+	static const float zeros[CODEC_FRAME_SAMPLES];
+	while (b->granule < (int64_t)(b->total + b->preskip)) {
+		int rc = back_push(b, zeros, CODEC_FRAME_SAMPLES - b->frame_len);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int encoder_setup(back *b, const codec_options *opt)
+{
+	int err;
+	b->enc = opus_encoder_create(CODEC_OUTPUT_RATE, 1, OPUS_APPLICATION_VOIP, &err);
+	if (err == OPUS_ALLOC_FAIL)
+		return CODEC_ENOMEM;
+	if (err != OPUS_OK || !b->enc)
+		return CODEC_EENCODE;
+	opus_int32 lookahead = 0;
+	if (opus_encoder_ctl(b->enc, OPUS_SET_BITRATE(opt->bitrate)) != OPUS_OK ||
+	    opus_encoder_ctl(b->enc, OPUS_SET_VBR(1)) != OPUS_OK ||
+	    opus_encoder_ctl(b->enc, OPUS_SET_VBR_CONSTRAINT(0)) != OPUS_OK ||
+	    opus_encoder_ctl(b->enc, OPUS_SET_COMPLEXITY(opt->complexity)) != OPUS_OK ||
+	    opus_encoder_ctl(b->enc, OPUS_SET_SIGNAL(OPUS_SIGNAL_VOICE)) != OPUS_OK ||
+	    opus_encoder_ctl(b->enc, OPUS_SET_EXPERT_FRAME_DURATION(OPUS_FRAMESIZE_20_MS)) !=
+		    OPUS_OK ||
+	    opus_encoder_ctl(b->enc, OPUS_GET_LOOKAHEAD(&lookahead)) != OPUS_OK || lookahead < 0 ||
+	    lookahead > 65535)
+		return CODEC_EENCODE;
+	b->preskip = (uint32_t)lookahead;
+	return 0;
+}
+
+static uint32_t pick_serial(const codec_options *opt)
+{
+	uint32_t s;
+	if (opt->serial_fixed)
+		return opt->serial;
+	if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s)
+		s = (uint32_t)(uintptr_t)&s ^ 0x4A594E21u; /* the serial is no secret, only unique */
+	return s;
+}
+
+static int measure_input(const codec_source *src, const codec_options *opt, codec_result *res)
+{
+	front f;
+	ebur128_state *meter = NULL;
+	uint64_t samples = 0;
+	const float *buf;
+	size_t n;
+	int rc = front_open(&f, src, opt->max_input_bytes);
+	if (rc < 0)
+		goto done;
+	res->input_format = f.info.format;
+	res->input_rate = f.info.rate;
+	res->input_channels = f.info.channels;
+	if (!(meter = meter_new())) {
+		rc = CODEC_ENOMEM;
+		goto done;
+	}
+	uint64_t max_frames = (uint64_t)opt->max_duration_ms * f.info.rate / 1000;
+	for (;;) {
+		if ((rc = front_pull(&f, max_frames, &buf, &n)) < 0)
+			goto done;
+		if (n == 0)
+			break;
+		if ((rc = meter_consume(meter, buf, n)) < 0)
+			goto done;
+		samples += n;
+	}
+	res->input_frames = f.input_frames;
+	res->output_samples = samples;
+	res->duration_ms = (uint32_t)((samples * 1000 + CODEC_OUTPUT_RATE / 2) / CODEC_OUTPUT_RATE);
+	if (f.input_frames * 1000 < (uint64_t)opt->min_duration_ms * f.info.rate || samples == 0) {
+		rc = CODEC_ETOOSHORT;
+		goto done;
+	}
+	if ((rc = meter_lufs(meter, &res->input_lufs)) < 0)
+		goto done;
+	if (!f.nonzero || !isfinite(res->input_lufs))
+		rc = CODEC_ESILENT;
+done:
+	if (meter)
+		ebur128_destroy(&meter);
+	front_close(&f);
+	return rc;
+}
+
+/*
+ * Encode at `gain_db` through a limiter at `ceiling_dbtp`; `input_lufs` is what that signal
+ * measures (from the fit). Then correct the decoded loudness towards `goal` with OpusHead's
+ * output gain, as far as the decoded true peak leaves room under the requested ceiling.
+ */
+static int encode(const codec_source *src, const codec_sink *sink, const codec_options *opt,
+		  double gain_db, double ceiling_dbtp, double input_lufs, double goal,
+		  codec_result *res)
+{
+	back *b = calloc(1, sizeof *b);
+	if (!b)
+		return CODEC_ENOMEM;
+	b->total = res->output_samples;
+	int rc = encoder_setup(b, opt);
+	if (rc < 0)
+		goto done;
+	if ((rc = outcheck_init(&b->check, b->preskip, b->total)) < 0)
+		goto done;
+	b->check_ready = true;
+	if ((rc = ogg_mux_init(&b->mux, sink, pick_serial(opt))) < 0)
+		goto done;
+	b->mux_ready = true;
+
+	char c_dur[64], c_lufs[64], c_gain[64];
+	snprintf(c_dur, sizeof c_dur, "JIAYIN_DURATION_MS=%u", res->duration_ms);
+	snprintf(c_lufs, sizeof c_lufs, "JIAYIN_INPUT_LUFS=%.2f", res->input_lufs);
+	snprintf(c_gain, sizeof c_gain, "JIAYIN_GAIN_DB=%.2f", gain_db);
+	const char *comments[] = {c_dur, c_lufs, c_gain};
+	if ((rc = ogg_mux_headers(&b->mux, (uint16_t)b->preskip, res->input_rate, comments, 3)) < 0)
+		goto done;
+	rc = run_limited(src, opt, gain_db, ceiling_dbtp, b->total, back_consume, b,
+			 &res->limiter_max_db);
+	if (rc == 0)
+		rc = back_finish(b);
+	if (rc < 0)
+		goto done;
+	res->gain_db = gain_db;
+	res->encoder_input_lufs = input_lufs;
+	res->codec_loss_db = outcheck_loss_db(&b->check);
+	double peak = outcheck_peak_dbtp(&b->check);
+	double lufs = input_lufs + res->codec_loss_db;
+	double h = fmin(goal - lufs, opt->true_peak_dbtp - PEAK_SLACK_DB - peak);
+	int q8 = (int)floor(h * 256.0); /* rounded down: never over the peak ceiling */
+	if (q8 < -32768)
+		q8 = -32768;
+	if (q8 > 32767)
+		q8 = 32767;
+	if (!sink->patch)
+		q8 = 0;
+	if (q8 != 0 && (rc = ogg_mux_set_gain(&b->mux, (int16_t)q8)) < 0)
+		goto done;
+	res->header_gain_db = q8 / 256.0;
+	res->output_lufs = lufs + res->header_gain_db;
+	res->output_peak_dbtp = peak + res->header_gain_db;
+	res->output_bytes = b->mux.bytes;
+	res->preskip = b->preskip;
+	for (int i = 0; i < CODEC_WAVEFORM_POINTS; i++) {
+		double v = b->wave_peak[i] * 255.0 + 0.5;
+		res->waveform[i] = (uint8_t)(v > 255 ? 255 : v);
+	}
+	res->encodes++;
+done:
+	back_close(b);
+	free(b);
+	return rc;
+}
+
+int codec_transcode(const codec_source *src, const codec_sink *sink, const codec_options *opt,
+		    codec_result *res)
+{
+	codec_options defaults;
+	codec_result local;
+	if (!opt) {
+		codec_options_init(&defaults);
+		opt = &defaults;
+	}
+	if (!res)
+		res = &local;
+	memset(res, 0, sizeof *res);
+	if (!src || !src->read || !src->seek || !sink || !sink->write ||
+	    codec_options_check(opt) < 0)
+		return CODEC_EINVAL;
+	int rc = measure_input(src, opt, res);
+	if (rc < 0)
+		return rc;
+
+	/*
+	 * The gain cap bounds how much louder the file may be than the input: a quiet room is
+	 * not turned into roaring noise. Within it, limiter and codec losses are made up for.
+	 */
+	double goal = fmin(opt->target_lufs, res->input_lufs + opt->max_gain_db);
+	double target = goal;           /* what the encoder's input should measure */
+	double margin = PEAK_MARGIN_DB; /* limiter ceiling under the requested true peak */
+	fit_state fs = {0};
+	for (;;) {
+		double ceiling = opt->true_peak_dbtp - margin;
+		if ((rc = fit_gain(src, opt, res, target, ceiling, &fs)) < 0)
+			return rc;
+		if ((rc = encode(src, sink, opt, fs.g[1], ceiling, fs.m[1], goal, res)) < 0)
+			return rc;
+		/* The output gain left it short of the goal: its peaks allowed no more. */
+		double short_by = goal - res->output_lufs;
+		if (short_by <= CODEC_TOLERANCE_LU || res->encodes >= MAX_ENCODES || !sink->reset)
+			return 0;
+		if ((rc = sink->reset(sink->ctx)) < 0)
+			return rc;
+		/* Limit harder at the same loudness: a lower ceiling, a target net of codec loss. */
+		margin += short_by + 0.2;
+		target = goal - res->codec_loss_db;
+		fs.points = 0;
+	}
+}

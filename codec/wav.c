@@ -1,0 +1,253 @@
+/*
+ * wav.c — WAV decoder: RIFF and RF64/BW64, PCM 8/16/24/32-bit integer, 32/64-bit IEEE float,
+ * WAVE_FORMAT_EXTENSIBLE, 1-8 channels, 8-192 kHz.
+ *
+ * Streaming writers (phones recording until the user taps stop) leave the RIFF and data sizes
+ * at 0 or 0xFFFFFFFF: those mean "until the end of the file". A real size that the file does
+ * not reach is a truncated upload and fails. Samples become floats in [-1, 1] (float input is
+ * kept as is, with NaN/Inf replaced by 0 and absurd values clamped so no later stage overflows).
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WAV_TAG_PCM 0x0001
+#define WAV_TAG_FLOAT 0x0003
+#define WAV_TAG_EXTENSIBLE 0xFFFE
+#define WAV_MAX_FLOAT 1000.0f  /* +60 dBFS: louder float samples are clamped */
+#define WAV_MAX_CHUNKS 4096    /* chunks skipped before "data": bounds a hostile header */
+#define WAV_CHUNK_BYTES 16384  /* raw bytes converted per read */
+
+/* The KSDATAFORMAT_SUBTYPE GUIDs share their last 14 bytes; the first two are the format tag. */
+static const uint8_t ks_guid_tail[14] = {0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80,
+					 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71};
+
+typedef struct wav_state {
+	codec_in *in;
+	unsigned channels, bytes_per_sample;
+	bool is_float;
+	uint64_t remaining; /* data bytes left; UINT64_MAX: until the end of the file */
+	uint8_t raw[WAV_CHUNK_BYTES];
+} wav_state;
+
+static void wav_close(void *state)
+{
+	free(state);
+}
+
+/* The LFE channel's index given a WAVE_FORMAT_EXTENSIBLE channel mask (SPEAKER_LOW_FREQUENCY). */
+static int lfe_from_mask(uint32_t mask, unsigned channels)
+{
+	if (!(mask & 0x8))
+		return -1;
+	int idx = __builtin_popcount(mask & 0x7);
+	return (unsigned)idx < channels ? idx : -1;
+}
+
+static int parse_fmt(const uint8_t *p, uint32_t size, wav_state *w, codec_stream_info *info)
+{
+	if (size < 16)
+		return CODEC_EMALFORMED;
+	uint16_t tag = rd_le16(p);
+	unsigned channels = rd_le16(p + 2);
+	uint32_t rate = rd_le32(p + 4);
+	unsigned block_align = rd_le16(p + 12);
+	unsigned bits = rd_le16(p + 14);
+	uint32_t mask = 0;
+	bool have_mask = false;
+
+	if (tag == WAV_TAG_EXTENSIBLE) {
+		if (size < 40 || rd_le16(p + 16) < 22)
+			return CODEC_EMALFORMED;
+		unsigned valid_bits = rd_le16(p + 18);
+		if (valid_bits > bits)
+			return CODEC_EMALFORMED; /* 0 is common and means "all of them" */
+		mask = rd_le32(p + 20);
+		have_mask = true;
+		if (memcmp(p + 26, ks_guid_tail, sizeof ks_guid_tail) != 0)
+			return CODEC_EUNSUPPORTED;
+		tag = rd_le16(p + 24);
+	}
+	if (tag != WAV_TAG_PCM && tag != WAV_TAG_FLOAT)
+		return CODEC_EUNSUPPORTED; /* ADPCM, MP3-in-WAV, G.711... */
+	if (channels == 0)
+		return CODEC_EMALFORMED;
+	if (channels > CODEC_MAX_CHANNELS)
+		return CODEC_ECHANNELS;
+	if (rate < CODEC_MIN_RATE || rate > CODEC_MAX_RATE)
+		return CODEC_ERATE;
+	bool ok_bits = tag == WAV_TAG_PCM ? (bits == 8 || bits == 16 || bits == 24 || bits == 32)
+					  : (bits == 32 || bits == 64);
+	if (!ok_bits)
+		return CODEC_EUNSUPPORTED;
+	if (block_align != channels * (bits / 8))
+		return CODEC_EMALFORMED;
+
+	w->channels = channels;
+	w->bytes_per_sample = bits / 8;
+	w->is_float = tag == WAV_TAG_FLOAT;
+	info->format = CODEC_FORMAT_WAV;
+	info->rate = rate;
+	info->channels = channels;
+	info->lfe_channel = have_mask ? lfe_from_mask(mask, channels)
+				      : (channels == 6 ? 3 : -1); /* default 5.1: FL FR FC LFE */
+	return 0;
+}
+
+static int wav_open(codec_in *in, void **state, codec_stream_info *info)
+{
+	uint8_t hdr[12], ck[8];
+	uint64_t ds64_data = 0;
+	bool have_fmt = false, rf64 = false;
+	int rc;
+
+	wav_state *w = calloc(1, sizeof *w);
+	if (!w)
+		return CODEC_ENOMEM;
+	*state = w;
+	w->in = in;
+
+	if ((rc = in_read_exact(in, hdr, 12)) < 0)
+		return rc;
+	if (memcmp(hdr + 8, "WAVE", 4) != 0)
+		return CODEC_EFORMAT;
+	if (memcmp(hdr, "RF64", 4) == 0 || memcmp(hdr, "BW64", 4) == 0)
+		rf64 = true;
+	else if (memcmp(hdr, "RIFF", 4) != 0)
+		return CODEC_EFORMAT;
+
+	for (int n = 0; n < WAV_MAX_CHUNKS; n++) {
+		if ((rc = in_read_exact(in, ck, 8)) < 0)
+			return rc;
+		uint32_t size = rd_le32(ck + 4);
+		if (memcmp(ck, "ds64", 4) == 0 && rf64) {
+			uint8_t d[24];
+			if (size < 24)
+				return CODEC_EMALFORMED;
+			if ((rc = in_read_exact(in, d, 24)) < 0)
+				return rc;
+			ds64_data = rd_le64(d + 8);
+			if ((rc = in_skip(in, size - 24 + (size & 1))) < 0)
+				return rc;
+		} else if (memcmp(ck, "fmt ", 4) == 0) {
+			uint8_t f[40] = {0};
+			if (have_fmt || size < 16 || size > 4096)
+				return CODEC_EMALFORMED;
+			uint32_t keep = size < sizeof f ? size : sizeof f;
+			if ((rc = in_read_exact(in, f, keep)) < 0)
+				return rc;
+			if ((rc = in_skip(in, size - keep + (size & 1))) < 0)
+				return rc;
+			if ((rc = parse_fmt(f, size, w, info)) < 0)
+				return rc;
+			have_fmt = true;
+		} else if (memcmp(ck, "data", 4) == 0) {
+			if (!have_fmt)
+				return CODEC_EMALFORMED;
+			if (rf64 && size == 0xFFFFFFFFu)
+				w->remaining = ds64_data ? ds64_data : UINT64_MAX;
+			else if (size == 0 || size == 0xFFFFFFFFu)
+				w->remaining = UINT64_MAX; /* a streaming writer never came back */
+			else
+				w->remaining = size;
+			return 0;
+		} else {
+			if ((rc = in_skip(in, (uint64_t)size + (size & 1))) < 0)
+				return rc;
+		}
+	}
+	return CODEC_EMALFORMED;
+}
+
+static inline float clean_float(double v)
+{
+	if (!isfinite(v))
+		return 0.0f;
+	if (v > WAV_MAX_FLOAT)
+		return WAV_MAX_FLOAT;
+	if (v < -WAV_MAX_FLOAT)
+		return -WAV_MAX_FLOAT;
+	return (float)v;
+}
+
+static void convert(const wav_state *w, const uint8_t *p, size_t samples, float *out)
+{
+	size_t i;
+	switch (w->bytes_per_sample * 2 + w->is_float) {
+	case 1 * 2:
+		for (i = 0; i < samples; i++)
+			out[i] = ((int)p[i] - 128) * (1.0f / 128);
+		break;
+	case 2 * 2:
+		for (i = 0; i < samples; i++)
+			out[i] = (int16_t)rd_le16(p + 2 * i) * (1.0f / 32768);
+		break;
+	case 3 * 2:
+		for (i = 0; i < samples; i++) {
+			const uint8_t *s = p + 3 * i;
+			int32_t v = (int32_t)((uint32_t)s[0] << 8 | (uint32_t)s[1] << 16 |
+					      (uint32_t)s[2] << 24);
+			out[i] = (float)(v >> 8) * (1.0f / 8388608);
+		}
+		break;
+	case 4 * 2:
+		for (i = 0; i < samples; i++)
+			out[i] = (float)((int32_t)rd_le32(p + 4 * i) * (1.0 / 2147483648.0));
+		break;
+	case 4 * 2 + 1:
+		for (i = 0; i < samples; i++) {
+			uint32_t u = rd_le32(p + 4 * i);
+			float f;
+			memcpy(&f, &u, 4);
+			out[i] = clean_float(f);
+		}
+		break;
+	case 8 * 2 + 1:
+		for (i = 0; i < samples; i++) {
+			uint64_t u = rd_le64(p + 8 * i);
+			double d;
+			memcpy(&d, &u, 8);
+			out[i] = clean_float(d);
+		}
+		break;
+	}
+}
+
+static int wav_read(void *state, float *pcm, size_t max_frames, size_t *frames)
+{
+	wav_state *w = state;
+	size_t frame_bytes = (size_t)w->channels * w->bytes_per_sample;
+	size_t done = 0;
+	*frames = 0;
+	while (done < max_frames && w->remaining > 0) {
+		size_t want = (max_frames - done) * frame_bytes;
+		size_t cap = sizeof w->raw - sizeof w->raw % frame_bytes;
+		if (want > cap)
+			want = cap;
+		if (w->remaining != UINT64_MAX && want > w->remaining)
+			want = (size_t)w->remaining;
+		size_t got;
+		int rc = in_read(w->in, w->raw, want, &got);
+		if (rc < 0)
+			return rc;
+		if (got < want && w->remaining != UINT64_MAX)
+			return CODEC_ETRUNCATED; /* the header promised more than the file holds */
+		size_t n = got / frame_bytes; /* a partial last frame is dropped */
+		convert(w, w->raw, n * w->channels, pcm + done * w->channels);
+		done += n;
+		if (w->remaining != UINT64_MAX)
+			w->remaining -= got;
+		if (got < want) {
+			w->remaining = 0; /* end of a streaming file */
+			break;
+		}
+		if (got % frame_bytes) /* only possible at the end of a sized chunk */
+			w->remaining = 0;
+	}
+	*frames = done;
+	return 0;
+}
+
+const decoder_ops codec_wav_decoder = {wav_open, wav_read, wav_close};

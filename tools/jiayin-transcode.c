@@ -1,0 +1,240 @@
+/*
+ * jiayin-transcode — transcode one clip with the codec library and print one JSON line.
+ *
+ * The output is written to a temporary file beside OUT, fsync'ed and renamed into place, so
+ * OUT either holds a complete Ogg Opus file or does not exist. Exit status: 0 on success, the
+ * negated codec error code (1..15) on failure, 64 on a usage error.
+ */
+#include "codec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 64
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: jiayin-transcode [options] IN OUT\n"
+		"Transcode a WAV, Ogg Opus or WebM Opus clip to loudness-normalised mono Ogg Opus.\n"
+		"\n"
+		"  --bitrate KBPS        Opus bitrate, %d-%d (default %d)\n"
+		"  --complexity N        libopus complexity 0-10 (default 10)\n"
+		"  --target-lufs LUFS    integrated loudness to reach (default %.0f)\n"
+		"  --true-peak DBTP      true-peak ceiling of the encoded file (default %.1f)\n"
+		"  --max-gain DB         largest gain applied to quiet clips (default %.0f)\n"
+		"  --min-duration SEC    shortest clip accepted (default %.1f)\n"
+		"  --max-duration SEC    longest clip accepted (default %u)\n"
+		"  --max-input-bytes N   largest input accepted (default %llu)\n"
+		"  --serial N            fixed Ogg serial number (default: random)\n"
+		"  -h, --help            this text\n"
+		"\n"
+		"Prints one JSON line: the measurements, or {\"error\":{\"code\",\"message\"}}.\n"
+		"Exit status: 0, the codec error number (1-15), or 64 for usage errors.\n",
+		CODEC_MIN_BITRATE / 1000, CODEC_MAX_BITRATE / 1000, CODEC_DEFAULT_BITRATE / 1000,
+		CODEC_DEFAULT_TARGET_LUFS, CODEC_DEFAULT_TRUE_PEAK_DBTP, CODEC_DEFAULT_MAX_GAIN_DB,
+		CODEC_DEFAULT_MIN_DURATION_MS / 1000.0, CODEC_DEFAULT_MAX_DURATION_MS / 1000,
+		(unsigned long long)CODEC_DEFAULT_MAX_INPUT_BYTES);
+}
+
+/* Print a JSON string literal (paths may hold quotes, backslashes or control bytes). */
+static void json_string(const char *s)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if (*p < 0x20)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('"');
+}
+
+static int fail(int err, const char *detail)
+{
+	printf("{\"error\":{\"code\":\"%s\",\"message\":", codec_errcode(err));
+	if (detail) {
+		char msg[1024];
+		snprintf(msg, sizeof msg, "%s: %s", codec_strerror(err), detail);
+		json_string(msg);
+	} else {
+		json_string(codec_strerror(err));
+	}
+	printf("}}\n");
+	return err < 0 ? -err : EXIT_USAGE;
+}
+
+static int parse_double(const char *s, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* JSON has no infinities: a measurement of pure silence prints as `fallback`. */
+static double finite_or(double v, double fallback)
+{
+	return isfinite(v) ? v : fallback;
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"bitrate", required_argument, NULL, 'b'},
+		{"complexity", required_argument, NULL, 'c'},
+		{"target-lufs", required_argument, NULL, 't'},
+		{"true-peak", required_argument, NULL, 'p'},
+		{"max-gain", required_argument, NULL, 'g'},
+		{"min-duration", required_argument, NULL, 'm'},
+		{"max-duration", required_argument, NULL, 'M'},
+		{"max-input-bytes", required_argument, NULL, 'B'},
+		{"serial", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	codec_options opt;
+	codec_options_init(&opt);
+	int c;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		double v = 0;
+		if (c == 'h') {
+			usage(stdout);
+			return 0;
+		}
+		if (c == '?' || parse_double(optarg, &v) < 0) {
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+		switch (c) {
+		case 'b':
+			opt.bitrate = v >= 0 && v <= 1000 ? (int)lround(v * 1000) : -1;
+			break;
+		case 'c':
+			opt.complexity = v >= 0 && v <= 10 ? (int)v : -1;
+			break;
+		case 't':
+			opt.target_lufs = v;
+			break;
+		case 'p':
+			opt.true_peak_dbtp = v;
+			break;
+		case 'g':
+			opt.max_gain_db = v;
+			break;
+		case 'm':
+			opt.min_duration_ms = v >= 0 && v < 86400 ? (uint32_t)lround(v * 1000) : ~0u;
+			break;
+		case 'M':
+			opt.max_duration_ms = v > 0 && v < 86400 ? (uint32_t)lround(v * 1000) : 0;
+			break;
+		case 'B':
+			opt.max_input_bytes = v >= 1 && v < 1e18 ? (uint64_t)v : 0;
+			break;
+		case 's':
+			if (v < 0 || v > 4294967295.0 || v != floor(v))
+				return fail(CODEC_EINVAL, "--serial takes 0-4294967295");
+			opt.serial = (uint32_t)v;
+			opt.serial_fixed = 1;
+			break;
+		}
+	}
+	if (argc - optind != 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (codec_options_check(&opt) < 0)
+		return fail(CODEC_EINVAL, NULL);
+	const char *in_path = argv[optind], *out_path = argv[optind + 1];
+
+	int in_fd = open(in_path, O_RDONLY | O_CLOEXEC);
+	if (in_fd < 0)
+		return fail(CODEC_EIO, strerror(errno));
+
+	/* A temporary file in OUT's directory, so the final rename is atomic. */
+	char *dir_copy = strdup(out_path);
+	size_t tmp_len = strlen(out_path) + 32;
+	char *tmp_path = malloc(tmp_len);
+	if (!dir_copy || !tmp_path) {
+		close(in_fd);
+		return fail(CODEC_ENOMEM, NULL);
+	}
+	snprintf(tmp_path, tmp_len, "%s/.jiayin-XXXXXX", dirname(dir_copy));
+	int out_fd = mkostemp(tmp_path, O_CLOEXEC);
+	if (out_fd < 0) {
+		int e = errno;
+		close(in_fd);
+		free(dir_copy);
+		free(tmp_path);
+		return fail(CODEC_EIO, strerror(e));
+	}
+
+	codec_source src;
+	codec_fd_source fds;
+	codec_sink sink;
+	codec_result res;
+	codec_source_fd(&src, &fds, in_fd);
+	codec_sink_fd(&sink, &out_fd);
+
+	double t0 = now_seconds();
+	int rc = codec_transcode(&src, &sink, &opt, &res);
+	if (rc == 0 && (fsync(out_fd) != 0 || close(out_fd) != 0))
+		rc = CODEC_EIO;
+	else if (rc < 0)
+		close(out_fd);
+	if (rc == 0 && rename(tmp_path, out_path) != 0)
+		rc = CODEC_EIO;
+	double elapsed = now_seconds() - t0;
+	close(in_fd);
+	if (rc < 0)
+		unlink(tmp_path);
+	free(dir_copy);
+	free(tmp_path);
+	if (rc < 0)
+		return fail(rc, NULL);
+
+	double seconds = res.output_samples / (double)CODEC_OUTPUT_RATE;
+	printf("{\"input\":");
+	json_string(in_path);
+	printf(",\"output\":");
+	json_string(out_path);
+	printf(",\"input_format\":\"%s\",\"sample_rate\":%u,\"channels\":%u,\"input_frames\":%llu,"
+	       "\"duration_ms\":%u,\"output_samples\":%llu,\"input_lufs\":%.2f,\"gain_db\":%.2f,"
+	       "\"encoder_input_lufs\":%.2f,\"codec_loss_db\":%.2f,\"header_gain_db\":%.2f,"
+	       "\"output_lufs\":%.2f,"
+	       "\"output_peak_dbtp\":%.2f,\"limiter_max_db\":%.2f,\"fit_passes\":%u,"
+	       "\"encodes\":%u,\"output_bytes\":%llu,\"bitrate_bps\":%.0f,\"preskip\":%u,"
+	       "\"waveform\":[",
+	       codec_format_name(res.input_format), res.input_rate, res.input_channels,
+	       (unsigned long long)res.input_frames, res.duration_ms,
+	       (unsigned long long)res.output_samples, res.input_lufs, res.gain_db,
+	       res.encoder_input_lufs, res.codec_loss_db, res.header_gain_db, res.output_lufs,
+	       finite_or(res.output_peak_dbtp, -200.0), res.limiter_max_db, res.fit_passes,
+	       res.encodes, (unsigned long long)res.output_bytes,
+	       seconds > 0 ? res.output_bytes * 8 / seconds : 0.0, res.preskip);
+	for (int i = 0; i < CODEC_WAVEFORM_POINTS; i++)
+		printf("%s%u", i ? "," : "", res.waveform[i]);
+	printf("],\"time_ms\":%.1f,\"realtime\":%.1f}\n", elapsed * 1000,
+	       elapsed > 0 ? seconds / elapsed : 0.0);
+	return 0;
+}
