@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs what Jiayin needs to build, test and benchmark on Debian 12 (run as root).
+# Idempotent: packages already present are left alone, and apt-get update runs only when
+# something is missing.
+set -eu
+PACKAGES="build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
+  libopus-dev libogg-dev libsoxr-dev libebur128-dev libcmocka-dev
+  python3 ffmpeg sox espeak-ng opus-tools"
+missing=""
+for p in $PACKAGES; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	echo "setup: installing$missing" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

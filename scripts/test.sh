@@ -1,0 +1,13 @@
+#!/bin/sh
+# Sets up, builds with ASan+UBSan and runs every test (unit, fuzz-corpus replay, end-to-end),
+# then prints one line "N passed, N failed" counting every test case (TAP subtests included).
+set -eu
+cd "$(dirname "$0")/.."
+sh scripts/setup-debian.sh
+[ -d build-test ] || meson setup build-test -Db_sanitize=address,undefined -Db_lundef=false \
+	--buildtype=debugoptimized >/dev/null
+ninja -C build-test
+status=0
+meson test -C build-test --print-errorlogs --num-processes 2 || status=$?
+python3 scripts/test_summary.py build-test/meson-logs/testlog.json
+exit $status

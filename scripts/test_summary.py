@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Count every test case in a meson testlog.json: each TAP subtest, or the test itself.
+
+A TAP test that died before finishing its plan counts its missing cases as failures, so a
+crash can never make the count look better. Prints "N passed, N failed[, N skipped]".
+"""
+import json
+import re
+import sys
+
+passed = failed = skipped = 0
+with open(sys.argv[1], encoding="utf-8") as log:
+    for line in log:
+        t = json.loads(line)
+        out = t.get("stdout") or ""
+        plan = re.search(r"^1\.\.(\d+)", out, re.M)
+        oks = re.findall(r"^(ok|not ok)\b[^\n]*", out, re.M)
+        if plan or oks:
+            p = sum(1 for o in oks if o == "ok")
+            f = len(oks) - p
+            s = len(re.findall(r"^ok\b.*#\s*SKIP", out, re.M | re.I))
+            if plan and len(oks) < int(plan.group(1)):
+                f += int(plan.group(1)) - len(oks)
+            if t["result"] not in ("OK", "SKIP", "EXPECTEDFAIL") and f == 0:
+                f = 1  # the process failed after all its cases passed (a leak report, say)
+            passed += p - s
+            skipped += s
+            failed += f
+        elif t["result"] == "SKIP":
+            skipped += 1
+        elif t["result"] in ("OK", "EXPECTEDFAIL"):
+            passed += 1
+        else:
+            failed += 1
+line = f"{passed} passed, {failed} failed"
+if skipped:
+    line += f", {skipped} skipped"
+print(line)
