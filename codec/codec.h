@@ -151,13 +151,12 @@ typedef struct codec_result {
 	uint32_t duration_ms;       /* output_samples in milliseconds (rounded) */
 	double input_lufs;          /* integrated loudness of the mono downmix at 48 kHz */
 	double gain_db;             /* gain applied before the limiter */
-	double encoder_input_lufs;  /* integrated loudness of what was sent to the encoder */
-	double codec_loss_db;       /* loudness change by Opus, measured by decoding every packet */
+	double codec_loss_db;       /* loudness change by Opus (K-weighted energy, decoded/input) */
 	double header_gain_db;      /* OpusHead output gain that corrects it (1/256 dB steps) */
-	double output_lufs;         /* what a player measures: input + codec loss + header gain */
+	double output_lufs;         /* the decoded file's loudness, header gain included */
 	double output_peak_dbtp;    /* true peak of the decoded output, header gain included */
 	unsigned encodes;           /* encoding passes it took (2 or 3 when corrected) */
-	unsigned fit_passes;        /* limiter passes spent finding the gain */
+	unsigned fit_passes;        /* passes of the gain model (the first rides on the measure) */
 	double limiter_max_db;      /* deepest gain reduction of the true-peak limiter (<= 0) */
 	uint64_t output_bytes;      /* size of the Ogg Opus file */
 	uint32_t preskip;           /* Opus pre-skip written in OpusHead */

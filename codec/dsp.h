@@ -8,12 +8,35 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "codec.h"
 
+#include <ebur128.h>
+
 /* Mono downmix of interleaved frames: the mean of all channels except the LFE (lfe < 0: none). */
 void downmix(const float *in, size_t frames, unsigned channels, int lfe, float *out);
+
+/*
+ * Phase rotator: ROTATOR_STAGES second-order all-pass filters. Voiced speech is lopsided (a
+ * sharp glottal pulse per period), so its peaks stand far above its loudness; spreading each
+ * pulse over a few milliseconds lowers the peak-to-loudness ratio by several dB without
+ * changing the magnitude spectrum, so the limiter has less to do (measured on speech: 13.7 ->
+ * 8.3 dB of limiting, and no second encode). Broadcast processors have done this for decades.
+ */
+#define ROTATOR_STAGES 4
+#define ROTATOR_HZ 300.0
+#define ROTATOR_Q 0.5
+
+typedef struct rotator {
+	double b0, b1; /* all-pass: b2 = 1, a1 = b1, a2 = b0 */
+	double s[ROTATOR_STAGES][2];
+} rotator;
+
+void rotator_init(rotator *r, uint32_t rate);
+void rotator_run(rotator *r, float *x, size_t n);
 
 /* Streaming resampler from `rate` to 48 kHz (soxr HQ); a straight copy when rate is 48 kHz. */
 typedef struct resampler {
@@ -38,7 +61,7 @@ int resampler_run(resampler *r, const float *in, size_t n, float *out, size_t ca
  * oversampling (a windowed-sinc interpolator). tp_push(x[n]) returns the peak of the interval
  * that starts TP_DELAY samples before x[n]. Used by the limiter and by the encoded-output check.
  */
-#define TP_TAPS 12            /* per polyphase branch */
+#define TP_TAPS 12            /* per polyphase branch: three vectors of four */
 #define TP_DELAY (TP_TAPS / 2) /* samples of delay of the interpolator */
 
 typedef struct tp_detector {
@@ -48,7 +71,35 @@ typedef struct tp_detector {
 } tp_detector;
 
 void tp_init(tp_detector *t);
-float tp_push(tp_detector *t, float x);
+
+typedef float v4sf __attribute__((vector_size(16)));
+
+static inline v4sf tp_load4(const float *p)
+{
+	v4sf v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+static inline float tp_push(tp_detector *t, float x)
+{
+	t->w = t->w ? t->w - 1 : TP_TAPS - 1;
+	t->hist[t->w] = t->hist[t->w + TP_TAPS] = x;
+	const float *h = t->hist + t->w;
+	/* Four taps at a time in each branch (the sums are regrouped: the compiler may not). */
+	v4sf h0 = tp_load4(h), h1 = tp_load4(h + 4), h2 = tp_load4(h + 8);
+	v4sf a = tp_load4(t->coef[0]) * h0 + tp_load4(t->coef[0] + 4) * h1 + tp_load4(t->coef[0] + 8) * h2;
+	v4sf b = tp_load4(t->coef[1]) * h0 + tp_load4(t->coef[1] + 4) * h1 + tp_load4(t->coef[1] + 8) * h2;
+	v4sf c = tp_load4(t->coef[2]) * h0 + tp_load4(t->coef[2] + 4) * h1 + tp_load4(t->coef[2] + 8) * h2;
+	float y1 = fabsf((a[0] + a[1]) + (a[2] + a[3]));
+	float y2 = fabsf((b[0] + b[1]) + (b[2] + b[3]));
+	float y3 = fabsf((c[0] + c[1]) + (c[2] + c[3]));
+	float peak = fabsf(h[TP_DELAY]);
+	peak = y1 > peak ? y1 : peak;
+	peak = y2 > peak ? y2 : peak;
+	return y3 > peak ? y3 : peak;
+}
+
 
 /*
  * True-peak limiter. The gain needed to keep each interval's true peak under the ceiling is
@@ -85,6 +136,61 @@ static inline unsigned limiter_latency(void)
 /* out[i] is the limited input from limiter_latency() samples earlier; in and out may alias. */
 void limiter_run(limiter *l, const float *in, float *out, size_t n);
 
+/*
+ * The loudness a gain + limiter would give, for a grid of gains at once (fit.c). The limiter's
+ * envelope is modelled per candidate at FIT_BLOCK-sample resolution from one shared true-peak
+ * detector and one K-weighting filter: each candidate costs about one operation per sample.
+ * Gating follows BS.1770-4 (400 ms blocks every 100 ms, -70 LUFS absolute and -10 LU relative
+ * gates) with per-candidate histograms, so memory is constant.
+ */
+#define FIT_GRID_MIN_DB (-30.0)
+#define FIT_GRID_STEP_DB 2.0
+#define FIT_GRID 38         /* gains -30 .. +44 dB */
+#define FIT_BLOCK 16        /* samples per modelled gain step */
+#define FIT_LOOK (LIMITER_LOOKAHEAD / FIT_BLOCK)
+#define FIT_HIST_BINS 800   /* 0.1 LU bins from -70 to +10 LUFS */
+
+typedef struct fit_candidate {
+	bool idle; /* gain 1 with nothing pending: the fast path */
+	float minq_val[FIT_LOOK + 4];
+	uint32_t minq_idx[FIT_LOOK + 4];
+	unsigned minq_head, minq_len;
+	float env;
+	float box[FIT_LOOK + 1];
+	float box_sum;
+	double sub[4];       /* energies of the last four 100 ms sub-blocks */
+	double sub_now;      /* the sub-block being filled */
+	double gated_sum;    /* energy of blocks above the absolute gate */
+	uint64_t gated_count;
+	double hist_energy[FIT_HIST_BINS];
+	uint32_t hist_count[FIT_HIST_BINS];
+} fit_candidate;
+
+typedef struct fit_model {
+	float ceiling;
+	float release;             /* per block */
+	tp_detector tp;
+	double ks1[2], ks2[2];     /* K-weighting state */
+	float blk_peak;            /* true peak of the block being filled */
+	double blk_energy;         /* K-weighted energy of the block being filled */
+	unsigned blk_fill;
+	uint32_t nblk;             /* blocks completed */
+	double blk_energy_q[FIT_LOOK + 2]; /* energies waiting for their gain */
+	unsigned sub_fill;         /* samples in the current 100 ms sub-block */
+	unsigned subs;             /* sub-blocks completed */
+	float amp[FIT_GRID], pow[FIT_GRID]; /* each candidate's gain, linear and squared */
+	fit_candidate cand[FIT_GRID];
+} fit_model;
+
+void fit_model_init(fit_model *m, double ceiling_linear);
+void fit_model_run(fit_model *m, const float *x, size_t n);
+/* After the last sample: the modelled integrated loudness (LUFS) of each grid gain. */
+void fit_model_finish(fit_model *m, double lufs[FIT_GRID]);
+static inline double fit_grid_gain(int k)
+{
+	return FIT_GRID_MIN_DB + FIT_GRID_STEP_DB * k;
+}
+
 /* BS.1770 K-weighting at 48 kHz (the two biquads of ITU-R BS.1770-4, table 1 and 2). */
 typedef struct kweight {
 	double s1[2], s2[2];
@@ -105,6 +211,7 @@ typedef struct outcheck {
 	tp_detector tp;
 	double ref_energy, dec_energy;
 	float peak;
+	ebur128_state *meter; /* integrated loudness of the decoded real samples */
 	float pcm[CODEC_FRAME_SAMPLES];
 } outcheck;
 
@@ -114,6 +221,8 @@ void outcheck_free(outcheck *c);
 void outcheck_input(outcheck *c, const float *x, size_t n);
 /* The packet encoded for frame `index` (0-based), decoded and measured. */
 int outcheck_packet(outcheck *c, uint64_t index, const uint8_t *pkt, size_t len);
+/* Integrated loudness of the decoded stream (LUFS; -HUGE_VAL for silence). */
+double outcheck_lufs(const outcheck *c);
 /* Loudness change through the codec in dB (decoded vs input energy), 0 when unmeasured. */
 double outcheck_loss_db(const outcheck *c);
 /* True peak of the decoded samples checked, in dBTP. */

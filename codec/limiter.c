@@ -37,26 +37,6 @@ void tp_init(tp_detector *t)
 	}
 }
 
-float tp_push(tp_detector *t, float x)
-{
-	t->w = t->w ? t->w - 1 : TP_TAPS - 1;
-	t->hist[t->w] = t->hist[t->w + TP_TAPS] = x;
-	const float *h = t->hist + t->w;
-	float y1 = 0, y2 = 0, y3 = 0;
-	for (int j = 0; j < TP_TAPS; j++) {
-		y1 += t->coef[0][j] * h[j];
-		y2 += t->coef[1][j] * h[j];
-		y3 += t->coef[2][j] * h[j];
-	}
-	float peak = fabsf(h[TP_DELAY]);
-	y1 = fabsf(y1);
-	y2 = fabsf(y2);
-	y3 = fabsf(y3);
-	peak = y1 > peak ? y1 : peak;
-	peak = y2 > peak ? y2 : peak;
-	return y3 > peak ? y3 : peak;
-}
-
 void limiter_init(limiter *l, double ceiling, unsigned rate)
 {
 	memset(l, 0, sizeof *l);

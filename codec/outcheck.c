@@ -10,6 +10,7 @@
  */
 #include "dsp.h"
 
+#include <ebur128.h>
 #include <math.h>
 #include <opus.h>
 #include <string.h>
@@ -48,6 +49,9 @@ int outcheck_init(outcheck *c, uint32_t preskip, uint64_t total)
 	c->preskip = preskip;
 	c->total = total;
 	tp_init(&c->tp);
+	c->meter = ebur128_init(1, CODEC_OUTPUT_RATE, EBUR128_MODE_I | EBUR128_MODE_HISTOGRAM);
+	if (!c->meter)
+		return CODEC_ENOMEM;
 	c->dec = opus_decoder_create(CODEC_OUTPUT_RATE, 1, &err);
 	if (err == OPUS_ALLOC_FAIL || !c->dec)
 		return CODEC_ENOMEM;
@@ -58,6 +62,8 @@ void outcheck_free(outcheck *c)
 {
 	if (c->dec)
 		opus_decoder_destroy(c->dec);
+	if (c->meter)
+		ebur128_destroy(&c->meter);
 	c->dec = NULL;
 }
 
@@ -86,8 +92,11 @@ int outcheck_packet(outcheck *c, uint64_t index, const uint8_t *pkt, size_t len)
 	kweight_energy(&c->k_out, c->pcm, lo);
 	double e = kweight_energy(&c->k_out, c->pcm + lo, hi - lo);
 	kweight_energy(&c->k_out, c->pcm + hi, CODEC_FRAME_SAMPLES - hi);
-	if (count)
+	if (count) {
 		c->dec_energy += e;
+		if (ebur128_add_frames_float(c->meter, c->pcm + lo, hi - lo) != EBUR128_SUCCESS)
+			return CODEC_ENOMEM;
+	}
 	for (size_t i = 0; i < CODEC_FRAME_SAMPLES; i++) {
 		float p = tp_push(&c->tp, c->pcm[i]);
 		/* The interval tp_push reports started TP_DELAY samples ago. */
@@ -96,6 +105,14 @@ int outcheck_packet(outcheck *c, uint64_t index, const uint8_t *pkt, size_t len)
 			c->peak = p;
 	}
 	return 0;
+}
+
+double outcheck_lufs(const outcheck *c)
+{
+	double lufs = -HUGE_VAL;
+	if (ebur128_loudness_global(c->meter, &lufs) != EBUR128_SUCCESS)
+		return -HUGE_VAL;
+	return lufs;
 }
 
 double outcheck_loss_db(const outcheck *c)

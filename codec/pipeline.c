@@ -1,17 +1,17 @@
 /*
  * pipeline.c — codec_transcode(): streaming passes over the input, none holding the clip.
  *
- * 1. Measure: decode, downmix, resample to 48 kHz, integrated loudness L (libebur128).
- * 2. Fit: the limiter takes loudness away from peaky speech (often 1-2 LU, and only a third of
- *    any extra gain gets through it), so gain+limiter passes with a secant search find the gain
- *    whose limited output measures the target (to FIT_TOLERANCE_LU), without encoding.
- * 3. Encode: gain, limiter, Opus, Ogg pages straight to the sink, and a decode of every packet
- *    (outcheck.c) that measures what Opus did to loudness and peaks.
- * 4. Correct: OpusHead's output gain (RFC 7845 5.1, applied by every decoder) makes up what
- *    the codec changed, rewritten into the first page, as far as the decoded true peak allows;
- *    when the peaks leave too little room, fit again with a lower limiter ceiling and encode
- *    once more (the sink is reset).
- * Memory is a fixed set of chunk buffers; meters use libebur128's histogram mode.
+ * 1. Measure: decode, downmix, rotate phase (dsp.h), resample to 48 kHz; integrated loudness L (libebur128) and,
+ *    riding on the same samples, a model of the loudness that gain + limiter would give for a
+ *    grid of gains (fit.c). The limiter takes loudness from peaky speech and lets only part of
+ *    any extra gain through, so the gain is read off that curve, not computed from L.
+ * 2. Encode: gain, limiter, Opus, Ogg pages straight to the sink, and a decode of every packet
+ *    (outcheck.c) that measures the file as a player will: loudness and true peak.
+ * 3. Correct: OpusHead's output gain (RFC 7845 5.1, applied by every decoder) makes up what
+ *    the model and the codec missed, rewritten into the first page, as far as the decoded true
+ *    peak allows; when the peaks leave too little room, model again with a lower limiter
+ *    ceiling and encode once more (the sink is reset).
+ * Memory is a fixed set of chunk buffers and histograms: nothing grows with the clip.
  */
 #include "dsp.h"
 #include "internal.h"
@@ -28,8 +28,7 @@
 #define CHUNK_FRAMES 4096
 #define OPUS_MAX_PACKET 4000
 #define PEAK_MARGIN_DB 2.0       /* limiter ceiling under the requested true peak */
-#define FIT_TOLERANCE_LU 0.10    /* the fit stops this close to its target */
-#define FIT_MAX_PASSES 5
+#define FIT_AIM_HIGH_LU 0.15     /* the model's error is corrected downwards for free */
 #define FIT_MAX_EXTRA_DB 18.0    /* never push more than this into the limiter */
 #define CODEC_TOLERANCE_LU 0.25  /* a file this far under the goal is encoded again */
 #define MAX_ENCODES 3
@@ -38,6 +37,7 @@
 typedef struct front {
 	codec_decoder *dec;
 	codec_stream_info info;
+	rotator rot;
 	resampler rs;
 	bool rs_ready;
 	bool input_done;
@@ -69,6 +69,7 @@ static int front_open(front *f, const codec_source *src, uint64_t max_bytes)
 		return rc;
 	if ((rc = codec_decoder_open(&f->dec, src, max_bytes, &f->info)) < 0)
 		return rc;
+	rotator_init(&f->rot, f->info.rate);
 	if ((rc = resampler_init(&f->rs, f->info.rate)) < 0)
 		return rc;
 	f->rs_ready = true;
@@ -117,6 +118,7 @@ static int front_pull(front *f, uint64_t max_frames, const float **out, size_t *
 				f->nonzero = f->pcm[i] != 0.0f;
 		}
 		downmix(f->pcm, frames, f->info.channels, f->info.lfe_channel, f->mono);
+		rotator_run(&f->rot, f->mono, frames);
 		f->mono_pos = 0;
 		f->mono_len = frames;
 	}
@@ -183,80 +185,55 @@ done:
 	return rc;
 }
 
-static int meter_consume(void *ctx, const float *x, size_t n)
-{
-	return ebur128_add_frames_float(ctx, x, n) == EBUR128_SUCCESS ? 0 : CODEC_ENOMEM;
-}
-
 static ebur128_state *meter_new(void)
 {
 	return ebur128_init(1, CODEC_OUTPUT_RATE, EBUR128_MODE_I | EBUR128_MODE_HISTOGRAM);
 }
 
-static int meter_lufs(ebur128_state *m, double *lufs)
-{
-	*lufs = -HUGE_VAL;
-	return ebur128_loudness_global(m, lufs) == EBUR128_SUCCESS ? 0 : CODEC_ENOMEM;
-}
-
-/* Loudness of the limited signal at a given gain: one fit pass. */
-static int measure_limited(const codec_source *src, const codec_options *opt, uint64_t total,
-			   double gain_db, double ceiling_dbtp, double *lufs)
-{
-	double min_gain;
-	ebur128_state *m = meter_new();
-	if (!m)
-		return CODEC_ENOMEM;
-	int rc = run_limited(src, opt, gain_db, ceiling_dbtp, total, meter_consume, m, &min_gain);
-	if (rc == 0)
-		rc = meter_lufs(m, lufs);
-	ebur128_destroy(&m);
-	return rc;
-}
-
-/* Where the gain search stands: the last two points of loudness against gain. */
-typedef struct fit_state {
-	int points;
-	double g[2], m[2];
-} fit_state;
-
 /*
- * The gain whose limited output measures `target` (never more than FIT_MAX_EXTRA_DB over what
- * the target needs without limiting: beyond that the limiter would audibly crush). Without
- * limiting, loudness moves 1:1 with gain; the limiter flattens that slope, so a secant search
- * follows it, starting from the points of an earlier search when there was one.
+ * The gain whose limited output the model says measures `target`: linear interpolation on
+ * the grid, at most FIT_MAX_EXTRA_DB over what the target needs without limiting (beyond that
+ * the limiter would audibly crush; such a clip stays quieter).
  */
-static int fit_gain(const codec_source *src, const codec_options *opt, codec_result *res,
-		    double target, double ceiling_dbtp, fit_state *fs)
+static double pick_gain(const double grid[FIT_GRID], double input_lufs, double target)
 {
-	double g_max = target - res->input_lufs + FIT_MAX_EXTRA_DB;
-	for (int pass = 0; pass < FIT_MAX_PASSES; pass++) {
-		double g;
-		if (fs->points == 0) {
-			g = target - res->input_lufs; /* right when the limiter does nothing */
-		} else {
-			double slope = 1.0;
-			if (fs->points > 1 && fabs(fs->g[1] - fs->g[0]) > 1e-6)
-				slope = (fs->m[1] - fs->m[0]) / (fs->g[1] - fs->g[0]);
-			slope = fmin(1.0, fmax(0.05, slope));
-			if (fabs(fs->m[1] - target) <= FIT_TOLERANCE_LU ||
-			    (fs->m[1] < target && fs->g[1] >= g_max))
-				return 0;
-			g = fs->g[1] + (target - fs->m[1]) / slope;
+	double g_max = target - input_lufs + FIT_MAX_EXTRA_DB;
+	double best = fit_grid_gain(0);
+	for (int k = 0; k + 1 < FIT_GRID; k++) {
+		double g0 = fit_grid_gain(k), g1 = fit_grid_gain(k + 1);
+		if (g0 > g_max)
+			break;
+		if (!isfinite(grid[k]) || !isfinite(grid[k + 1]))
+			continue;
+		best = g1;
+		if (grid[k] <= target && target <= grid[k + 1] && grid[k + 1] > grid[k]) {
+			best = g0 + (g1 - g0) * (target - grid[k]) / (grid[k + 1] - grid[k]);
+			break;
 		}
-		g = fmin(g, g_max);
-		double m;
-		int rc = measure_limited(src, opt, res->output_samples, g, ceiling_dbtp, &m);
-		if (rc < 0)
-			return rc;
-		res->fit_passes++;
-		fs->g[0] = fs->g[1];
-		fs->m[0] = fs->m[1];
-		fs->g[1] = g;
-		fs->m[1] = m;
-		fs->points = fs->points < 2 ? fs->points + 1 : 2;
+		if (grid[k] > target) {
+			best = g0; /* the grid starts above the target: its quietest point */
+			break;
+		}
 	}
-	return 0;
+	return fmin(best, g_max);
+}
+
+/* A pass that only runs the fit model (after the ceiling changed). */
+static int model_pass(const codec_source *src, const codec_options *opt, fit_model *model,
+		      double ceiling_dbtp, double grid[FIT_GRID])
+{
+	front f;
+	const float *buf;
+	size_t n;
+	fit_model_init(model, pow(10.0, ceiling_dbtp / 20.0));
+	int rc = front_open(&f, src, opt->max_input_bytes);
+	uint64_t max_frames = (uint64_t)opt->max_duration_ms * f.info.rate / 1000;
+	while (rc == 0 && (rc = front_pull(&f, max_frames, &buf, &n)) == 0 && n > 0)
+		fit_model_run(model, buf, n);
+	if (rc == 0)
+		fit_model_finish(model, grid);
+	front_close(&f);
+	return rc;
 }
 
 /* Encode pass state: waveform, the encoder, the muxer and the output check. */
@@ -386,7 +363,9 @@ static uint32_t pick_serial(const codec_options *opt)
 	return s;
 }
 
-static int measure_input(const codec_source *src, const codec_options *opt, codec_result *res)
+/* Pass 1: length, integrated loudness, and the fit model at `ceiling_dbtp`. */
+static int measure_input(const codec_source *src, const codec_options *opt, codec_result *res,
+			 fit_model *model, double ceiling_dbtp, double grid[FIT_GRID])
 {
 	front f;
 	ebur128_state *meter = NULL;
@@ -403,14 +382,18 @@ static int measure_input(const codec_source *src, const codec_options *opt, code
 		rc = CODEC_ENOMEM;
 		goto done;
 	}
+	fit_model_init(model, pow(10.0, ceiling_dbtp / 20.0));
 	uint64_t max_frames = (uint64_t)opt->max_duration_ms * f.info.rate / 1000;
 	for (;;) {
 		if ((rc = front_pull(&f, max_frames, &buf, &n)) < 0)
 			goto done;
 		if (n == 0)
 			break;
-		if ((rc = meter_consume(meter, buf, n)) < 0)
+		if (ebur128_add_frames_float(meter, buf, n) != EBUR128_SUCCESS) {
+			rc = CODEC_ENOMEM;
 			goto done;
+		}
+		fit_model_run(model, buf, n);
 		samples += n;
 	}
 	res->input_frames = f.input_frames;
@@ -420,10 +403,15 @@ static int measure_input(const codec_source *src, const codec_options *opt, code
 		rc = CODEC_ETOOSHORT;
 		goto done;
 	}
-	if ((rc = meter_lufs(meter, &res->input_lufs)) < 0)
+	res->input_lufs = -HUGE_VAL;
+	if (ebur128_loudness_global(meter, &res->input_lufs) != EBUR128_SUCCESS) {
+		rc = CODEC_ENOMEM;
 		goto done;
+	}
 	if (!f.nonzero || !isfinite(res->input_lufs))
 		rc = CODEC_ESILENT;
+	fit_model_finish(model, grid);
+	res->fit_passes = 1;
 done:
 	if (meter)
 		ebur128_destroy(&meter);
@@ -432,13 +420,12 @@ done:
 }
 
 /*
- * Encode at `gain_db` through a limiter at `ceiling_dbtp`; `input_lufs` is what that signal
- * measures (from the fit). Then correct the decoded loudness towards `goal` with OpusHead's
- * output gain, as far as the decoded true peak leaves room under the requested ceiling.
+ * Encode at `gain_db` through a limiter at `ceiling_dbtp`, decoding every packet. Then correct
+ * the decoded loudness towards `goal` with OpusHead's output gain, as far as the decoded true
+ * peak leaves room under the requested ceiling.
  */
 static int encode(const codec_source *src, const codec_sink *sink, const codec_options *opt,
-		  double gain_db, double ceiling_dbtp, double input_lufs, double goal,
-		  codec_result *res)
+		  double gain_db, double ceiling_dbtp, double goal, codec_result *res)
 {
 	back *b = calloc(1, sizeof *b);
 	if (!b)
@@ -468,10 +455,11 @@ static int encode(const codec_source *src, const codec_sink *sink, const codec_o
 	if (rc < 0)
 		goto done;
 	res->gain_db = gain_db;
-	res->encoder_input_lufs = input_lufs;
 	res->codec_loss_db = outcheck_loss_db(&b->check);
 	double peak = outcheck_peak_dbtp(&b->check);
-	double lufs = input_lufs + res->codec_loss_db;
+	double lufs = outcheck_lufs(&b->check);
+	if (!isfinite(lufs))
+		lufs = goal; /* nothing above the gate survived coding: no correction */
 	double h = fmin(goal - lufs, opt->true_peak_dbtp - PEAK_SLACK_DB - peak);
 	int q8 = (int)floor(h * 256.0); /* rounded down: never over the peak ceiling */
 	if (q8 < -32768)
@@ -513,9 +501,13 @@ int codec_transcode(const codec_source *src, const codec_sink *sink, const codec
 	if (!src || !src->read || !src->seek || !sink || !sink->write ||
 	    codec_options_check(opt) < 0)
 		return CODEC_EINVAL;
-	int rc = measure_input(src, opt, res);
+	double grid[FIT_GRID];
+	fit_model *model = malloc(sizeof *model);
+	if (!model)
+		return CODEC_ENOMEM;
+	int rc = measure_input(src, opt, res, model, opt->true_peak_dbtp - PEAK_MARGIN_DB, grid);
 	if (rc < 0)
-		return rc;
+		goto done;
 
 	/*
 	 * The gain cap bounds how much louder the file may be than the input: a quiet room is
@@ -524,22 +516,26 @@ int codec_transcode(const codec_source *src, const codec_sink *sink, const codec
 	double goal = fmin(opt->target_lufs, res->input_lufs + opt->max_gain_db);
 	double target = goal;           /* what the encoder's input should measure */
 	double margin = PEAK_MARGIN_DB; /* limiter ceiling under the requested true peak */
-	fit_state fs = {0};
 	for (;;) {
 		double ceiling = opt->true_peak_dbtp - margin;
-		if ((rc = fit_gain(src, opt, res, target, ceiling, &fs)) < 0)
-			return rc;
-		if ((rc = encode(src, sink, opt, fs.g[1], ceiling, fs.m[1], goal, res)) < 0)
-			return rc;
+		/* Aim a little high: the output gain can always take loudness away. */
+		double gain = pick_gain(grid, res->input_lufs, target + FIT_AIM_HIGH_LU);
+		if ((rc = encode(src, sink, opt, gain, ceiling, goal, res)) < 0)
+			goto done;
 		/* The output gain left it short of the goal: its peaks allowed no more. */
 		double short_by = goal - res->output_lufs;
 		if (short_by <= CODEC_TOLERANCE_LU || res->encodes >= MAX_ENCODES || !sink->reset)
-			return 0;
+			goto done;
 		if ((rc = sink->reset(sink->ctx)) < 0)
-			return rc;
+			goto done;
 		/* Limit harder at the same loudness: a lower ceiling, a target net of codec loss. */
 		margin += short_by + 0.2;
 		target = goal - res->codec_loss_db;
-		fs.points = 0;
+		if ((rc = model_pass(src, opt, model, opt->true_peak_dbtp - margin, grid)) < 0)
+			goto done;
+		res->fit_passes++;
 	}
+done:
+	free(model);
+	return rc;
 }

@@ -1,5 +1,6 @@
 /*
- * resample.c — downmix to mono and resampling to 48 kHz with libsoxr.
+ * resample.c — the front of the signal chain: downmix to mono, phase rotation, and resampling
+ * to 48 kHz with libsoxr.
  *
  * soxr's HQ recipe (20-bit precision, passband to 91% of Nyquist) was measured against
  * speexdsp at quality 8 and 10 (see docs/performance.md): it is both faster and cleaner, so it
@@ -8,6 +9,7 @@
 #include "dsp.h"
 #include "internal.h"
 
+#include <math.h>
 #include <soxr.h>
 #include <string.h>
 
@@ -32,6 +34,35 @@ void downmix(const float *in, size_t frames, unsigned channels, int lfe, float *
 				sum += f[c];
 		out[i] = sum * scale;
 	}
+}
+
+void rotator_init(rotator *r, uint32_t rate)
+{
+	double w0 = 2 * M_PI * ROTATOR_HZ / rate;
+	double alpha = sin(w0) / (2 * ROTATOR_Q);
+	memset(r, 0, sizeof *r);
+	r->b0 = (1 - alpha) / (1 + alpha);
+	r->b1 = -2 * cos(w0) / (1 + alpha);
+}
+
+void rotator_run(rotator *r, float *x, size_t n)
+{
+	const double b0 = r->b0, b1 = r->b1;
+	double s[ROTATOR_STAGES][2];
+	memcpy(s, r->s, sizeof s);
+	/* Sample-major: sample i's later stages overlap sample i+1's earlier ones in the CPU. */
+	for (size_t i = 0; i < n; i++) {
+		double v = x[i];
+		for (int k = 0; k < ROTATOR_STAGES; k++) {
+			/* Transposed direct form II of (b0 + b1 z^-1 + z^-2) / (1 + b1 z^-1 + b0 z^-2). */
+			double y = b0 * v + s[k][0];
+			s[k][0] = b1 * (v - y) + s[k][1];
+			s[k][1] = v - b0 * y;
+			v = y;
+		}
+		x[i] = (float)v;
+	}
+	memcpy(r->s, s, sizeof s);
 }
 
 int resampler_init(resampler *r, uint32_t rate)

@@ -220,7 +220,7 @@ int main(int argc, char **argv)
 	json_string(out_path);
 	printf(",\"input_format\":\"%s\",\"sample_rate\":%u,\"channels\":%u,\"input_frames\":%llu,"
 	       "\"duration_ms\":%u,\"output_samples\":%llu,\"input_lufs\":%.2f,\"gain_db\":%.2f,"
-	       "\"encoder_input_lufs\":%.2f,\"codec_loss_db\":%.2f,\"header_gain_db\":%.2f,"
+	       "\"codec_loss_db\":%.2f,\"header_gain_db\":%.2f,"
 	       "\"output_lufs\":%.2f,"
 	       "\"output_peak_dbtp\":%.2f,\"limiter_max_db\":%.2f,\"fit_passes\":%u,"
 	       "\"encodes\":%u,\"output_bytes\":%llu,\"bitrate_bps\":%.0f,\"preskip\":%u,"
@@ -228,7 +228,7 @@ int main(int argc, char **argv)
 	       codec_format_name(res.input_format), res.input_rate, res.input_channels,
 	       (unsigned long long)res.input_frames, res.duration_ms,
 	       (unsigned long long)res.output_samples, res.input_lufs, res.gain_db,
-	       res.encoder_input_lufs, res.codec_loss_db, res.header_gain_db, res.output_lufs,
+	       res.codec_loss_db, res.header_gain_db, res.output_lufs,
 	       finite_or(res.output_peak_dbtp, -200.0), res.limiter_max_db, res.fit_passes,
 	       res.encodes, (unsigned long long)res.output_bytes,
 	       seconds > 0 ? res.output_bytes * 8 / seconds : 0.0, res.preskip);
