@@ -1,0 +1,172 @@
+/*
+ * test_ogg.c — the Ogg Opus decoder on streams built with libogg in the test: pre-skip and
+ * end trimming to the sample, a stream starting at a non-zero granule position, bad CRCs,
+ * missing or misplaced headers, truncation at every offset, and non-Opus Ogg.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "helpers.h"
+
+#include <ogg/ogg.h>
+#include <opus.h>
+
+typedef struct oggbuf {
+	uint8_t d[1 << 18];
+	size_t n;
+} oggbuf;
+
+static void emit(oggbuf *b, ogg_stream_state *os, bool flush)
+{
+	ogg_page pg;
+	while (flush ? ogg_stream_flush(os, &pg) : ogg_stream_pageout(os, &pg)) {
+		assert_true(b->n + (size_t)(pg.header_len + pg.body_len) <= sizeof b->d);
+		memcpy(b->d + b->n, pg.header, (size_t)pg.header_len);
+		memcpy(b->d + b->n + pg.header_len, pg.body, (size_t)pg.body_len);
+		b->n += (size_t)(pg.header_len + pg.body_len);
+	}
+}
+
+/*
+ * `packets` 20 ms packets of a 440 Hz tone; the last page's granule position is
+ * start_gp + packets*960 - trim. With `tags` false the OpusTags packet is left out.
+ */
+static void build(oggbuf *b, const char *codec, uint16_t preskip, int packets, int64_t start_gp,
+		  int trim, bool tags)
+{
+	ogg_stream_state os;
+	ogg_stream_init(&os, 1234);
+	b->n = 0;
+	uint8_t head[19] = "OpusHead";
+	if (strcmp(codec, "opus") != 0)
+		memcpy(head, "\x01vorbis\0", 8);
+	head[8] = 1, head[9] = 1, head[10] = (uint8_t)preskip, head[11] = (uint8_t)(preskip >> 8);
+	le32(head + 12, 48000);
+	head[16] = head[17] = head[18] = 0;
+	ogg_packet op = {.packet = head, .bytes = 19, .b_o_s = 1, .packetno = 0};
+	ogg_stream_packetin(&os, &op);
+	emit(b, &os, true);
+	if (tags) {
+		uint8_t t[20] = "OpusTags";
+		le32(t + 8, 4), memcpy(t + 12, "test", 4), le32(t + 16, 0);
+		op = (ogg_packet){.packet = t, .bytes = 20, .packetno = 1};
+		ogg_stream_packetin(&os, &op);
+		emit(b, &os, true);
+	}
+	int err;
+	OpusEncoder *enc = opus_encoder_create(48000, 1, OPUS_APPLICATION_AUDIO, &err);
+	float pcm[960];
+	uint8_t pkt[1500];
+	for (int p = 0; p < packets; p++) {
+		for (int i = 0; i < 960; i++)
+			pcm[i] = 0.3f * (float)sin(2 * M_PI * 440 * (p * 960 + i) / 48000.0);
+		int len = opus_encode_float(enc, pcm, 960, pkt, sizeof pkt);
+		assert_true(len > 0);
+		bool last = p == packets - 1;
+		op = (ogg_packet){.packet = pkt, .bytes = len, .e_o_s = last, .packetno = 2 + p};
+		op.granulepos = start_gp + (int64_t)(p + 1) * 960 - (last ? trim : 0);
+		ogg_stream_packetin(&os, &op);
+		emit(b, &os, (p + 1) % 10 == 0 || last);
+	}
+	opus_encoder_destroy(enc);
+	ogg_stream_clear(&os);
+}
+
+static long long count(const oggbuf *b)
+{
+	codec_stream_info info;
+	return decode_count(b->d, b->n, &info, NULL);
+}
+
+static void preskip_and_end_trim(void **st)
+{
+	(void)st;
+	static oggbuf b;
+	build(&b, "opus", 312, 50, 0, 0, true);
+	assert_int_equal(count(&b), 50 * 960 - 312);
+	build(&b, "opus", 312, 50, 0, 555, true);
+	assert_int_equal(count(&b), 50 * 960 - 312 - 555);
+	build(&b, "opus", 0, 7, 0, 100, true);
+	assert_int_equal(count(&b), 7 * 960 - 100);
+}
+
+static void stream_starting_mid_way(void **st)
+{
+	(void)st;
+	/* A cut from a live stream: granule positions start at 1,000,000. */
+	static oggbuf b;
+	build(&b, "opus", 312, 30, 1000000, 200, true);
+	assert_int_equal(count(&b), 30 * 960 - 312 - 200);
+}
+
+static void bad_crc_is_corrupt(void **st)
+{
+	(void)st;
+	static oggbuf b;
+	build(&b, "opus", 312, 50, 0, 0, true);
+	b.d[b.n - 10] ^= 0x40; /* inside the last page's body */
+	assert_int_equal(count(&b), CODEC_ECORRUPT);
+}
+
+static void headers(void **st)
+{
+	(void)st;
+	static oggbuf b;
+	build(&b, "opus", 312, 10, 0, 0, false);
+	assert_int_equal(count(&b), CODEC_EMALFORMED); /* audio where OpusTags belongs */
+	build(&b, "vorbis", 0, 10, 0, 0, true);
+	assert_int_equal(count(&b), CODEC_EUNSUPPORTED);
+}
+
+static void truncation_never_crashes(void **st)
+{
+	(void)st;
+	static oggbuf b;
+	build(&b, "opus", 312, 30, 0, 0, true);
+	size_t full = b.n;
+	long long whole = count(&b);
+	for (size_t n = 0; n < full; n += 7) {
+		b.n = n;
+		long long r = count(&b);
+		/* An error, or (cut between pages) fewer samples than the whole stream. */
+		assert_true((r < 0 && r > -CODEC_ERROR_COUNT) || (r >= 0 && r < whole));
+	}
+	b.n = full - 5;
+	assert_int_equal(count(&b), CODEC_ETRUNCATED);
+}
+
+static void transcoder_output_round_trips(void **st)
+{
+	(void)st;
+	membuf in = make_speechlike_wav(48000, 1, 2.345, 0.3);
+	codec_options o;
+	codec_options_init(&o);
+	codec_buffer out;
+	codec_result res;
+	assert_int_equal(transcode_mem(&in, &o, &out, &res), 0);
+	codec_stream_info info;
+	assert_int_equal(decode_count(out.data, out.len, &info, NULL), 112560);
+	assert_int_equal(info.format, CODEC_FORMAT_OGG_OPUS);
+	/* OpusHead: version 1, mono, the encoder's pre-skip, family 0; vendor "Jiayin". */
+	assert_memory_equal(out.data + 28, "OpusHead\x01\x01", 10);
+	assert_int_equal(out.data[38] | out.data[39] << 8, res.preskip);
+	assert_non_null(memmem(out.data, 200, "Jiayin", 6));
+	free(in.d);
+	free(out.data);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(preskip_and_end_trim),
+		cmocka_unit_test(stream_starting_mid_way),
+		cmocka_unit_test(bad_crc_is_corrupt),
+		cmocka_unit_test(headers),
+		cmocka_unit_test(truncation_never_crashes),
+		cmocka_unit_test(transcoder_output_round_trips),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,206 @@
+/*
+ * test_pipeline.c — codec_transcode end to end in memory: exact durations through our own
+ * Ogg decoder, loudness on target, error codes for every refusal, nothing partial, the
+ * waveform, determinism with a fixed serial, and the error names API clients rely on.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "helpers.h"
+
+#include <stdio.h>
+
+static codec_options fast_options(void)
+{
+	codec_options o;
+	codec_options_init(&o);
+	o.serial_fixed = 1;
+	o.serial = 42;
+	return o;
+}
+
+static void durations_are_exact(void **st)
+{
+	(void)st;
+	const uint32_t rates[] = {8000, 16000, 22050, 44100, 48000, 96000};
+	for (size_t i = 0; i < sizeof rates / sizeof *rates; i++) {
+		membuf in = make_speechlike_wav(rates[i], i % 2 ? 2 : 1, 1.37, 0.3);
+		codec_options o = fast_options();
+		codec_buffer out;
+		codec_result res;
+		assert_int_equal(transcode_mem(&in, &o, &out, &res), 0);
+		long long frames = (long long)(1.37 * rates[i]); /* what the helper generated */
+		long long want = llround((double)frames * 48000 / rates[i]);
+		codec_stream_info info;
+		long long got = decode_count(out.data, out.len, &info, NULL);
+		/* soxr's output length rounds; within one sample of the ideal count. */
+		assert_true(llabs(got - want) <= 1);
+		assert_int_equal(got, (long long)res.output_samples);
+		assert_int_equal(info.channels, 1);
+		assert_int_equal(res.input_rate, rates[i]);
+		assert_int_equal(res.output_bytes, out.len);
+		free(in.d);
+		free(out.data);
+	}
+}
+
+static void loudness_and_peak_on_target(void **st)
+{
+	(void)st;
+	const double levels[] = {0.01, 0.3, 3.0}; /* about -45, -16 and +4 LUFS-ish */
+	for (size_t i = 0; i < 3; i++) {
+		membuf in = make_speechlike_wav(44100, 2, 4.0, levels[i]);
+		codec_options o = fast_options();
+		codec_buffer out;
+		codec_result res;
+		assert_int_equal(transcode_mem(&in, &o, &out, &res), 0);
+		print_message("# level %g: in %.2f gain %.2f out %.2f peak %.2f encodes %u\n",
+			      levels[i], res.input_lufs, res.gain_db, res.output_lufs,
+			      res.output_peak_dbtp, res.encodes);
+		/* The cap bounds how much louder than the input the file gets. */
+		double goal = fmin(o.target_lufs, res.input_lufs + o.max_gain_db);
+		assert_true(fabs(res.output_lufs - goal) <= 0.5);
+		if (goal < o.target_lufs)
+			assert_true(res.output_lufs < o.target_lufs - 1);
+		assert_true(res.output_peak_dbtp <= o.true_peak_dbtp);
+		/* The decoded file's sample peak is under the ceiling too. */
+		codec_stream_info info;
+		float peak;
+		assert_true(decode_count(out.data, out.len, &info, &peak) > 0);
+		print_message("# decoded sample peak %.2f dBFS\n", 20 * log10(peak));
+		assert_true(20 * log10(peak) <= o.true_peak_dbtp);
+		free(in.d);
+		free(out.data);
+	}
+}
+
+static void refusals(void **st)
+{
+	(void)st;
+	codec_options o = fast_options();
+	codec_buffer out;
+	codec_result res;
+
+	membuf shortclip = make_speechlike_wav(16000, 1, 0.3, 0.3);
+	assert_int_equal(transcode_mem(&shortclip, &o, &out, &res), CODEC_ETOOSHORT);
+	free(out.data);
+
+	membuf silent = make_speechlike_wav(16000, 1, 2.0, 0.0);
+	assert_int_equal(transcode_mem(&silent, &o, &out, &res), CODEC_ESILENT);
+	assert_int_equal(out.len, 0);
+	free(out.data);
+
+	membuf clip = make_speechlike_wav(16000, 1, 3.0, 0.3);
+	o.max_duration_ms = 1000;
+	assert_int_equal(transcode_mem(&clip, &o, &out, &res), CODEC_ETOOLONG);
+	assert_int_equal(out.len, 0);
+	free(out.data);
+	o = fast_options();
+	o.max_input_bytes = 1000;
+	assert_int_equal(transcode_mem(&clip, &o, &out, &res), CODEC_ETOOLARGE);
+	free(out.data);
+	o = fast_options();
+	o.bitrate = 5000;
+	assert_int_equal(transcode_mem(&clip, &o, &out, &res), CODEC_EINVAL);
+	free(out.data);
+
+	membuf junk = {(uint8_t *)strdup("hello, this is not audio at all"), 31};
+	o = fast_options();
+	assert_int_equal(transcode_mem(&junk, &o, &out, &res), CODEC_EFORMAT);
+	free(out.data);
+	free(junk.d);
+	free(shortclip.d);
+	free(silent.d);
+	free(clip.d);
+}
+
+static void waveform_follows_the_signal(void **st)
+{
+	(void)st;
+	/* One second of signal, one of silence: the first half of the waveform is drawn. */
+	membuf a = make_speechlike_wav(48000, 1, 2.0, 0.3);
+	float *pcm = (float *)(a.d + 44);
+	for (size_t i = 48000; i < 96000; i++)
+		pcm[i] = 0;
+	codec_options o = fast_options();
+	codec_buffer out;
+	codec_result res;
+	assert_int_equal(transcode_mem(&a, &o, &out, &res), 0);
+	unsigned loud = 0, quiet = 0;
+	for (int i = 0; i < 50; i++)
+		loud += res.waveform[i] > 20;
+	for (int i = 52; i < 100; i++)
+		quiet += res.waveform[i] == 0;
+	assert_true(loud >= 40);
+	assert_int_equal(quiet, 48);
+	free(a.d);
+	free(out.data);
+}
+
+static void same_input_same_bytes(void **st)
+{
+	(void)st;
+	membuf in = make_speechlike_wav(16000, 1, 1.5, 0.3);
+	codec_options o = fast_options();
+	codec_buffer a, b;
+	codec_result ra, rb;
+	assert_int_equal(transcode_mem(&in, &o, &a, &ra), 0);
+	assert_int_equal(transcode_mem(&in, &o, &b, &rb), 0);
+	assert_int_equal(a.len, b.len);
+	assert_memory_equal(a.data, b.data, a.len);
+	/* A random serial differs between files (probability of a clash: 2^-32). */
+	o.serial_fixed = 0;
+	codec_buffer c, d;
+	assert_int_equal(transcode_mem(&in, &o, &c, &ra), 0);
+	assert_int_equal(transcode_mem(&in, &o, &d, &rb), 0);
+	assert_memory_not_equal(c.data + 14, d.data + 14, 4);
+	free(in.d);
+	free(a.data), free(b.data), free(c.data), free(d.data);
+}
+
+static void bitrate_option_scales_size(void **st)
+{
+	(void)st;
+	membuf in = make_speechlike_wav(48000, 1, 4.0, 0.3);
+	codec_options o = fast_options();
+	codec_buffer lo, hi;
+	codec_result r;
+	o.bitrate = 12000;
+	assert_int_equal(transcode_mem(&in, &o, &lo, &r), 0);
+	o.bitrate = 64000;
+	assert_int_equal(transcode_mem(&in, &o, &hi, &r), 0);
+	assert_true(hi.len > 2 * lo.len);
+	free(in.d), free(lo.data), free(hi.data);
+}
+
+static void error_names_are_stable_and_distinct(void **st)
+{
+	(void)st;
+	assert_string_equal(codec_errcode(CODEC_ETOOSHORT), "audio_too_short");
+	assert_string_equal(codec_errcode(CODEC_ESILENT), "audio_silent");
+	assert_string_equal(codec_errcode(CODEC_EFORMAT), "audio_unrecognized");
+	for (int i = 0; i < CODEC_ERROR_COUNT; i++) {
+		assert_non_null(codec_strerror(-i));
+		for (int j = 0; j < i; j++)
+			assert_string_not_equal(codec_errcode(-i), codec_errcode(-j));
+	}
+	assert_string_equal(codec_errcode(-1000), "unknown_error");
+	assert_string_equal(codec_errcode(5), "unknown_error");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(durations_are_exact),
+		cmocka_unit_test(loudness_and_peak_on_target),
+		cmocka_unit_test(refusals),
+		cmocka_unit_test(waveform_follows_the_signal),
+		cmocka_unit_test(same_input_same_bytes),
+		cmocka_unit_test(bitrate_option_scales_size),
+		cmocka_unit_test(error_names_are_stable_and_distinct),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,510 @@
+"""
+inputs.py — generates the clips the end-to-end tests feed to jiayin-transcode.
+
+Sources are real tools: espeak-ng speaks English and Mandarin, sox synthesises tones and noise,
+ffmpeg resamples and writes raw PCM, opusenc and ffmpeg/libopus make Ogg Opus and WebM. WAV
+headers are mostly built here byte by byte (wav_bytes), because that is the only way to choose
+exactly which variant a file is (plain PCM vs WAVE_FORMAT_EXTENSIBLE, streaming sizes, odd
+chunks); a few files are written by sox and ffmpeg as-is, to include real writers' quirks.
+
+Each clip comes with what the tests should expect of it (Clip): format, rate, channels, exact
+frame count, and for mono clips ffmpeg's loudness. Run alone it writes the set to a directory:
+    python3 inputs.py OUTDIR
+"""
+import concurrent.futures
+import os
+import struct
+import subprocess
+import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import measure  # noqa: E402
+
+TOOLS = ["ffmpeg", "ffprobe", "sox", "espeak-ng", "opusenc", "opusinfo"]
+
+SPEECH_EN = "Hello sweetheart, good night. Daddy missed you at the factory today."
+SPEECH_CMN = "宝贝，晚安。爸爸今天在工厂想你了。"
+
+WAVE_FORMAT_PCM = 0x0001
+WAVE_FORMAT_IEEE_FLOAT = 0x0003
+WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+# KSDATAFORMAT_SUBTYPE_{PCM,IEEE_FLOAT}: the format tag, then 00000000-0010-8000-00aa00389b71.
+_GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")
+
+# ffmpeg raw sample formats by (bits, float)
+_RAW_FMT = {(8, False): "u8", (16, False): "s16le", (24, False): "s24le", (32, False): "s32le",
+            (32, True): "f32le", (64, True): "f64le"}
+
+
+class GenerationError(Exception):
+    pass
+
+
+class Clip:
+    """One generated input and what the program should report about it."""
+
+    def __init__(self, name, path, input_format, rate, channels, frames, note=""):
+        self.name = name
+        self.path = path
+        self.input_format = input_format  # "wav", "ogg_opus" or "webm_opus", as in the JSON
+        self.rate = rate                  # sample_rate the JSON must report (48000 for Opus)
+        self.channels = channels
+        self.frames = frames              # input frames at `rate` (ffmpeg's decode for Opus)
+        self.note = note                  # how it was made, for diagnostics
+        self.mono_lufs = None             # ffmpeg's integrated loudness when channels == 1
+        self.tags = set()                 # "quiet", "loud", "long", "speech", ...
+
+    @property
+    def duration_s(self):
+        return self.frames / self.rate
+
+    def __repr__(self):
+        return (f"Clip({self.name}: {self.input_format} {self.rate} Hz {self.channels} ch "
+                f"{self.frames} frames; {self.note})")
+
+
+def run(argv, stdout=None):
+    proc = subprocess.run([str(a) for a in argv], capture_output=stdout is None, stdout=stdout,
+                          stdin=subprocess.DEVNULL, timeout=300)
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace") if proc.stderr else ""
+        raise GenerationError(f"{' '.join(map(str, argv))} failed ({proc.returncode}):\n{err}")
+    return proc
+
+
+# ---------------------------------------------------------------------------------------------
+# WAV building
+
+def wav_fmt_chunk(rate, channels, bits, is_float=False, extensible=False, valid_bits=None,
+                  channel_mask=None, tag=None, block_align=None, byte_rate=None):
+    """A complete "fmt " chunk (header included). Every field can be overridden to lie."""
+    if block_align is None:
+        block_align = channels * ((bits + 7) // 8)
+    if byte_rate is None:
+        byte_rate = rate * block_align
+    if tag is None:
+        if extensible:
+            tag = WAVE_FORMAT_EXTENSIBLE
+        else:
+            tag = WAVE_FORMAT_IEEE_FLOAT if is_float else WAVE_FORMAT_PCM
+    body = struct.pack("<HHIIHH", tag, channels, rate, byte_rate, block_align, bits)
+    if extensible:
+        if channel_mask is None:
+            channel_mask = {1: 0x4, 2: 0x3, 6: 0x3F}.get(channels, 0)
+        sub = WAVE_FORMAT_IEEE_FLOAT if is_float else WAVE_FORMAT_PCM
+        body += struct.pack("<HHI", 22, valid_bits or bits, channel_mask)
+        body += struct.pack("<H", sub) + _GUID_TAIL
+    elif is_float or tag not in (WAVE_FORMAT_PCM,):
+        body += struct.pack("<H", 0)  # cbSize, as non-PCM formats carry it
+    return chunk(b"fmt ", body)
+
+
+def chunk(fourcc, body, size=None):
+    """A RIFF chunk with its pad byte; `size` overrides the size field (to lie or stream)."""
+    n = len(body) if size is None else size
+    pad = b"\0" if len(body) % 2 else b""
+    return fourcc + struct.pack("<I", n) + body + pad
+
+
+def wav_bytes(pcm, rate, channels, bits, is_float=False, extensible=False, riff_size=None,
+              data_size=None, before_data=(), after_data=(), fmt=None, fact=None):
+    """A WAV file around raw little-endian PCM.
+
+    riff_size/data_size override the size fields (0 or 0xFFFFFFFF for streaming writers);
+    before_data/after_data are extra chunks (already serialised); fmt replaces the fmt chunk."""
+    if fmt is None:
+        fmt = wav_fmt_chunk(rate, channels, bits, is_float, extensible)
+    body = fmt
+    frames = len(pcm) // (channels * ((bits + 7) // 8))
+    if fact or (fact is None and (is_float or extensible)):
+        body += chunk(b"fact", struct.pack("<I", frames))
+    for c in before_data:
+        body += c
+    body += chunk(b"data", pcm, data_size)
+    for c in after_data:
+        body += c
+    size = 4 + len(body) if riff_size is None else riff_size
+    return b"RIFF" + struct.pack("<I", size & 0xFFFFFFFF) + b"WAVE" + body
+
+
+def rf64_bytes(pcm, rate, channels, bits, is_float=False):
+    """An RF64 file (EBU Tech 3306): sizes 0xFFFFFFFF in RIFF and data, real ones in ds64."""
+    fmt = wav_fmt_chunk(rate, channels, bits, is_float)
+    frames = len(pcm) // (channels * (bits // 8))
+    data = chunk(b"data", pcm, 0xFFFFFFFF)
+    riff_size = 4 + 36 + len(fmt) + len(data)
+    ds64 = chunk(b"ds64", struct.pack("<QQQI", riff_size, len(pcm), frames, 0))
+    assert len(ds64) == 36
+    return b"RF64" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + ds64 + fmt + data
+
+
+def raw_pcm(src, rate, channels, bits, is_float=False, af=None, seconds=None):
+    """Decode/resample `src` with ffmpeg into raw little-endian PCM bytes."""
+    argv = ["ffmpeg", "-nostdin", "-v", "error", "-i", src]
+    if af:
+        argv += ["-af", af]
+    if seconds:
+        argv += ["-t", str(seconds)]
+    argv += ["-ar", str(rate), "-ac", str(channels), "-f", _RAW_FMT[(bits, is_float)], "-"]
+    return run(argv).stdout
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def wav_frames(path):
+    """Frames in a WAV written by sox/ffmpeg, as ffprobe sees them (decoded sample count)."""
+    return measure.decoded_frames(path)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources
+
+class Sources:
+    """Base mono signals every clip is derived from (made once per directory)."""
+
+    def __init__(self, d):
+        self.dir = os.path.join(d, "src")
+        os.makedirs(self.dir, exist_ok=True)
+        self.en = self.path("speech_en.wav")
+        self.cmn = self.path("speech_cmn.wav")
+        run(["espeak-ng", "-v", "en", "-s", "150", "-w", self.en, SPEECH_EN])
+        run(["espeak-ng", "-v", "cmn", "-s", "150", "-w", self.cmn, SPEECH_CMN])
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+
+def sox_synth(path, rate, channels, seconds, *effect, bits=16, encoding="signed-integer"):
+    run(["sox", "-V1", "-n", "-r", rate, "-c", channels, "-b", bits, "-e", encoding, path,
+         "synth", seconds] + list(effect))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The clips. Each recipe makes one file and returns its Clip.
+
+def _own_wav(d, name, src, rate, channels, bits, is_float=False, af=None, note="", **kw):
+    pcm = raw_pcm(src, rate, channels, bits, is_float, af)
+    frames = len(pcm) // (channels * (bits // 8))
+    path = write(os.path.join(d, name + ".wav"), wav_bytes(pcm, rate, channels, bits, is_float,
+                                                           **kw))
+    return Clip(name, path, "wav", rate, channels, frames, note)
+
+
+STEREO_AF = "pan=stereo|c0=c0|c1=0.6*c0"  # distinct channel levels, so channel order matters
+
+
+def recipes(src):
+    """[(name, fn(outdir) -> Clip)] for every clip of the set."""
+    en, cmn = src.en, src.cmn
+    r = []
+
+    def add(name, fn, *tags):
+        def wrapped(d):
+            clip = fn(d, name)
+            clip.tags.update(tags)
+            return clip
+        r.append((name, wrapped))
+
+    # --- WAV written by sox (a real writer)
+    def sox_wav(d, name, inp, rate, channels, bits, note, remix=None):
+        path = os.path.join(d, name + ".wav")
+        argv = ["sox", "-V1", inp, "-t", "wavpcm", "-r", rate, "-c", channels, "-b", bits,
+                "-e", "signed-integer", path]
+        if remix:
+            argv += ["remix"] + remix
+        run(argv)
+        return Clip(name, path, "wav", rate, channels, wav_frames(path), note)
+
+    add("wav_s16_16k_mono_speech_en", lambda d, n: sox_wav(
+        d, n, en, 16000, 1, 16, "sox, PCM s16"), "speech")
+    add("wav_s16_44k_stereo_speech_cmn", lambda d, n: sox_wav(
+        d, n, cmn, 44100, 2, 16, "sox, PCM s16, R = 0.6 L", remix=["1", "1v0.6"]), "speech")
+
+    # --- WAV with headers built here
+    add("wav_s24_48k_mono_speech_cmn", lambda d, n: _own_wav(
+        d, n, cmn, 48000, 1, 24, note="plain PCM 24-bit"), "speech")
+
+    def tone8k(d, name):
+        tone = sox_synth(os.path.join(src.dir, "tone8k.wav"), 8000, 1, 3,
+                         "sine", "440", "sine", "660", "vol", "0.5", "fade", "0.05", "3", "0.05")
+        return _own_wav(d, name, tone, 8000, 1, 16, note="plain PCM s16, 440+660 Hz")
+    add("wav_s16_8k_mono_tone", tone8k, "tone")
+
+    def pink96(d, name):
+        noise = sox_synth(os.path.join(src.dir, "pink96.wav"), 96000, 2, 4, "pinknoise",
+                          "vol", "0.25", bits=32, encoding="floating-point")
+        return _own_wav(d, name, noise, 96000, 2, 32, True, note="IEEE float 32, fact chunk")
+    add("wav_f32_96k_stereo_pink", pink96, "noise")
+
+    def white_u8(d, name):
+        noise = sox_synth(os.path.join(src.dir, "white22.wav"), 22050, 1, 2.5, "whitenoise",
+                          "vol", "0.3")
+        pcm = raw_pcm(noise, 22050, 1, 8)
+        if len(pcm) % 2 == 0:
+            pcm = pcm[:-1]  # an odd data size, so the chunk needs its pad byte
+        info = chunk(b"LIST", b"INFOISFT" + struct.pack("<I", 6) + b"jiayi\0")
+        path = write(os.path.join(d, name + ".wav"),
+                     wav_bytes(pcm, 22050, 1, 8, after_data=[info]))
+        return Clip(name, path, "wav", 22050, 1, len(pcm),
+                    "unsigned 8-bit, odd data size + pad byte, LIST chunk after data")
+    add("wav_u8_22k_mono_white_odd", white_u8, "noise")
+
+    add("wav_s32_48k_stereo_speech_en", lambda d, n: _own_wav(
+        d, n, en, 48000, 2, 32, af=STEREO_AF, note="plain PCM 32-bit int"), "speech")
+
+    def sweep64(d, name):
+        sweep = sox_synth(os.path.join(src.dir, "sweep32.wav"), 32000, 1, 3, "sine",
+                          "100-4000", "vol", "0.4")
+        return _own_wav(d, name, sweep, 32000, 1, 64, True, note="IEEE float 64, 100-4000 Hz")
+    add("wav_f64_32k_mono_sweep", sweep64, "tone")
+
+    add("wav_ext_s16_16k_mono_speech_cmn", lambda d, n: _own_wav(
+        d, n, cmn, 16000, 1, 16, extensible=True, note="WAVE_FORMAT_EXTENSIBLE PCM 16"),
+        "speech")
+
+    def ext_f32(d, name):
+        noise = sox_synth(os.path.join(src.dir, "pink48.wav"), 48000, 2, 3, "pinknoise",
+                          "vol", "0.3")
+        return _own_wav(d, name, noise, 48000, 2, 32, True, extensible=True,
+                        note="WAVE_FORMAT_EXTENSIBLE IEEE float 32")
+    add("wav_ext_f32_48k_stereo_pink", ext_f32, "noise")
+
+    def surround(d, name):
+        path = os.path.join(d, name + ".wav")
+        run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", surround_source(src), "-c:a",
+             "pcm_s24le", path])
+        return Clip(name, path, "wav", 48000, 6, wav_frames(path),
+                    "ffmpeg-written 5.1 (EXTENSIBLE, mask 0x3F) 24-bit")
+    add("wav_ext_s24_48k_51_speech", surround, "speech")
+
+    def rf64(d, name):
+        path = os.path.join(d, name + ".wav")
+        run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", en, "-af", STEREO_AF, "-ar",
+             "48000", "-c:a", "pcm_s16le", "-rf64", "always", path])
+        return Clip(name, path, "wav", 48000, 2, wav_frames(path),
+                    "ffmpeg -rf64 always (ds64 chunk, 32-bit sizes 0xFFFFFFFF)")
+    add("rf64_s16_48k_stereo_speech_en_ffmpeg", rf64, "speech")
+
+    def rf64_own(d, name):
+        pcm = raw_pcm(cmn, 24000, 1, 16)
+        path = write(os.path.join(d, name + ".wav"), rf64_bytes(pcm, 24000, 1, 16))
+        return Clip(name, path, "wav", 24000, 1, len(pcm) // 2, "RF64 built by hand")
+    add("rf64_s16_24k_mono_speech_cmn_own", rf64_own, "speech")
+
+    def stream_ffff(d, name):
+        path = os.path.join(d, name + ".wav")
+        with open(path, "wb") as f:  # ffmpeg writing to a pipe cannot seek back to fix sizes
+            run(["ffmpeg", "-nostdin", "-v", "error", "-i", en, "-ar", "44100", "-ac", "1",
+                 "-f", "wav", "-"], stdout=f)
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if head[4:8] != b"\xff\xff\xff\xff":
+            raise GenerationError(f"ffmpeg pipe WAV no longer has streaming sizes: {head!r}")
+        with open(path, "rb") as f:
+            data = f.read()
+        start = data.index(b"data") + 8  # the first "data" fourcc: ffmpeg's LIST holds none
+        return Clip(name, path, "wav", 44100, 1, (len(data) - start) // 2,
+                    "ffmpeg to a pipe: RIFF and data sizes 0xFFFFFFFF, LIST chunk")
+    add("wav_stream_ffff_44k_mono_speech_en", stream_ffff, "speech")
+
+    def stream_zero(d, name):
+        tone = sox_synth(os.path.join(src.dir, "tone16.wav"), 16000, 2, 2.5, "sine", "300",
+                         "sine", "500", "vol", "0.5")
+        return _own_wav(d, name, tone, 16000, 2, 16, riff_size=0, data_size=0,
+                        note="RIFF and data sizes 0 (streaming writer)")
+    add("wav_stream_zero_16k_stereo_tone", stream_zero, "tone")
+
+    def with_chunks(d, name):
+        junk = chunk(b"JUNK", b"\x01" * 27)   # odd size: a pad byte follows
+        lst = chunk(b"LIST", b"INFOINAM" + struct.pack("<I", 4) + b"hi!\0")
+        return _own_wav(d, name, en, 24000, 1, 16, before_data=[junk, lst],
+                        note="odd JUNK chunk (padded) and LIST before data")
+    add("wav_s16_24k_mono_speech_en_chunks", with_chunks, "speech")
+
+    def quiet(d, name, limited):
+        base = os.path.join(src.dir, f"en48_{'limited' if limited else 'raw'}.wav")
+        # The limited one has its peaks cut first: espeak's peak-to-loudness ratio is ~18 dB, so
+        # +24 dB puts its peaks ~3 dB over a -1 dBTP ceiling at -16 LUFS. At PLR <= 14 dB the
+        # +24 dB needs no limiting at all; the raw one makes the program win back what its
+        # limiter takes (--max-gain bounds the loudness rise, not the gain before the limiter).
+        af = "alimiter=limit=0.3:level=disabled:attack=2:release=30:asc=1," if limited else ""
+        run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", en, "-af", af + "anull", "-ar",
+             "48000", "-c:a", "pcm_f32le", base])
+        level, peak = measure.ebur128(base)
+        if limited and peak - level > 14:
+            raise GenerationError(f"{name}: peak-to-loudness ratio {peak - level:.1f} dB > 14")
+        gain = -40.0 - level
+        for _ in range(3):  # s16 quantisation and ffmpeg's 0.1 LU steps: converge, re-measure
+            pcm = raw_pcm(base, 48000, 1, 16, af=f"volume={gain:.3f}dB")
+            path = write(os.path.join(d, name + ".wav"), wav_bytes(pcm, 48000, 1, 16))
+            got, _ = measure.ebur128(path)
+            if abs(got + 40.0) <= 0.1:
+                break
+            gain += -40.0 - got
+        else:
+            raise GenerationError(f"could not scale {name} to -40 LUFS (got {got})")
+        return Clip(name, path, "wav", 48000, 1, len(pcm) // 2,
+                    f"{'peak-limited ' if limited else ''}speech at {got} LUFS, "
+                    f"peak-to-loudness ratio {peak - level:.1f} dB")
+    add("wav_s16_48k_mono_quiet_m40", lambda d, n: quiet(d, n, True), "speech", "quiet")
+    add("wav_s16_48k_mono_quiet_m40_peaky", lambda d, n: quiet(d, n, False), "speech", "quiet")
+
+    def shortest(d, name):
+        tone = sox_synth(os.path.join(src.dir, "tone_half.wav"), 44100, 1, 0.5, "sine", "1000",
+                         "vol", "0.5")
+        return _own_wav(d, name, tone, 44100, 1, 16, note="0.5 s: the default minimum duration")
+    add("wav_s16_44k_mono_tone_0.5s", shortest, "tone")
+
+    def loud(d, name):
+        path = os.path.join(d, name + ".wav")
+        # +30 dB then s16 conversion clips hard (sox warns about it; that is the point).
+        run(["sox", "-V1", cmn, "-t", "wavpcm", "-r", "44100", "-c", "2", "-b", "16", path,
+             "remix", "1", "1v0.8", "gain", "30"])
+        return Clip(name, path, "wav", 44100, 2, wav_frames(path), "speech +30 dB, clipped")
+    add("wav_s16_44k_stereo_loud_clipped", loud, "speech", "loud")
+
+    def long30(d, name):
+        # Speech, a pause, more speech, a tone, repeated up to exactly 30 s.
+        pieces = os.path.join(src.dir, "long_pieces.wav")
+        run(["sox", "-V1", en, cmn, "-r", "22050", pieces, "pad", "0", "0.7"])
+        path = os.path.join(d, name + ".wav")
+        run(["sox", "-V1", pieces, "-t", "wavpcm", "-r", "44100", "-c", "2", "-b", "16", path,
+             "repeat", "4", "trim", "0", "30", "remix", "1", "1v0.7"])
+        return Clip(name, path, "wav", 44100, 2, wav_frames(path), "30 s speech, sox")
+    add("wav_s16_44k_stereo_long30", long30, "speech", "long")
+
+    # --- Ogg Opus
+    def ogg(d, name, wav, note, kbps=64, channels=None):
+        path = os.path.join(d, name + ".opus")
+        run(["opusenc", "--quiet", "--bitrate", kbps, wav, path])
+        clip = opus_clip(name, path, "ogg_opus", note)
+        if channels and clip.channels != channels:
+            raise GenerationError(f"opusenc made {clip.channels} channels, not {channels}")
+        return clip
+
+    def ogg_mono(d, name):
+        wav = os.path.join(src.dir, "en48m.wav")
+        run(["sox", "-V1", en, "-r", "48000", wav])
+        return ogg(d, name, wav, "opusenc, mono 48 kHz source")
+    add("ogg_opus_mono_speech_en", ogg_mono, "speech")
+
+    def ogg_stereo(d, name):
+        wav = os.path.join(src.dir, "cmn44s.wav")
+        run(["sox", "-V1", cmn, "-r", "44100", "-c", "2", wav, "remix", "1", "1v0.6"])
+        return ogg(d, name, wav, "opusenc, stereo 44.1 kHz source (OpusHead rate 44100)")
+    add("ogg_opus_stereo_speech_cmn", ogg_stereo, "speech")
+
+    def ogg_51(d, name):
+        # opusenc downmixes to stereo below ~20 kbit/s per channel: give it enough to keep 5.1.
+        return ogg(d, name, surround_source(src), "opusenc on a 6-channel WAV: family 1",
+                   kbps=160, channels=6)
+    add("ogg_opus_51_speech", ogg_51, "speech")
+
+    def ogg_ffmpeg(d, name):
+        path = os.path.join(d, name + ".ogg")
+        run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", cmn, "-ar", "16000", "-c:a",
+             "libopus", "-b:a", "32k", "-f", "ogg", path])
+        return opus_clip(name, path, "ogg_opus", "ffmpeg libopus -f ogg (ffmpeg's Ogg muxer)")
+    add("ogg_opus_ffmpeg_mono_speech_cmn", ogg_ffmpeg, "speech")
+
+    # --- WebM / Matroska Opus
+    def webm(d, name, inp, extra, note, fmt="webm", ext="webm", live=False):
+        path = os.path.join(d, f"{name}.{ext}")
+        argv = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", inp] + extra + [
+            "-c:a", "libopus", "-b:a", "48k", "-f", fmt]
+        if live:
+            with open(path, "wb") as f:  # a pipe: unknown-size Segment and Clusters
+                run(argv + ["-live", "1", "-"], stdout=f)
+        else:
+            run(argv + [path])
+        return opus_clip(name, path, "webm_opus", note)
+
+    add("webm_opus_mono_speech_cmn", lambda d, n: webm(
+        d, n, cmn, ["-ar", "48000"], "ffmpeg libopus webm"), "speech")
+
+    def webm_stereo(d, name):
+        noise = sox_synth(os.path.join(src.dir, "pink44s.wav"), 44100, 2, 3, "pinknoise",
+                          "vol", "0.3")
+        return webm(d, name, noise, [], "ffmpeg libopus webm, stereo pink noise")
+    add("webm_opus_stereo_pink", webm_stereo, "noise")
+
+    add("webm_opus_live_mono_speech_en", lambda d, n: webm(
+        d, n, en, [], "ffmpeg -f webm -live 1 to a pipe: unknown sizes", live=True), "speech")
+    add("mka_opus_stereo_speech_en", lambda d, n: webm(
+        d, n, en, ["-af", STEREO_AF], "ffmpeg libopus matroska (DocType matroska)",
+        fmt="matroska", ext="mka"), "speech")
+    return r
+
+
+_surround_lock = __import__("threading").Lock()
+
+
+def surround_source(src):
+    """A 6-channel 48 kHz WAV (FL FR FC LFE BL BR) with different content per channel."""
+    path = src.path("surround51.wav")
+    with _surround_lock:
+        if os.path.exists(path):
+            return path
+        chans = []
+        for i, (inp, effect) in enumerate([(src.en, []), (src.cmn, []), (src.en, ["vol", "0.7"]),
+                                           (None, ["sine", "60", "vol", "0.3"]),
+                                           (None, ["pinknoise", "vol", "0.05"]),
+                                           (None, ["pinknoise", "vol", "0.05"])]):
+            c = src.path(f"surround_c{i}.wav")
+            if inp:
+                run(["sox", "-V1", inp, "-r", "48000", "-b", "16", c, "pad", "0", "1", "trim",
+                     "0", "4"] + effect)
+            else:
+                sox_synth(c, 48000, 1, 4, *effect)
+            chans.append(c)
+        tmp = path + ".tmp.wav"
+        run(["sox", "-V1", "-M"] + chans + ["-b", "16", tmp])
+        os.replace(tmp, path)
+        return path
+
+
+def opus_clip(name, path, fmt, note):
+    frames, rate = measure.decoded_frames(path, 48000)
+    info = measure.probe_stream(path)
+    if info.get("codec_name") != "opus":
+        raise GenerationError(f"{path} is not Opus according to ffprobe: {info}")
+    return Clip(name, path, fmt, 48000, info["channels"], frames, note)
+
+
+def generate(d, workers=2, only=None):
+    """Make every clip into directory d. Returns [(name, Clip or GenerationError text)]."""
+    missing = [t for t in TOOLS if not __import__("shutil").which(t)]
+    if missing:
+        raise GenerationError("missing tools: " + ", ".join(missing))
+    src = Sources(d)
+    todo = [(n, fn) for n, fn in recipes(src) if only is None or n in only]
+
+    def make(item):
+        name, fn = item
+        try:
+            clip = fn(d)
+            if clip.channels == 1:
+                clip.mono_lufs = measure.ebur128(clip.path)[0]
+            return name, clip
+        except (GenerationError, measure.ToolError, OSError) as e:
+            return name, f"{type(e).__name__}: {e}"
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(make, todo))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: inputs.py OUTDIR")
+    os.makedirs(sys.argv[1], exist_ok=True)
+    bad = 0
+    for name, clip in generate(sys.argv[1]):
+        print(clip if isinstance(clip, Clip) else f"{name}: FAILED {clip}")
+        bad += not isinstance(clip, Clip)
+    sys.exit(1 if bad else 0)
