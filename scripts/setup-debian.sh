@@ -4,7 +4,7 @@
 # something is missing.
 set -eu
 PACKAGES="build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
-  libopus-dev libogg-dev libsoxr-dev libebur128-dev libcmocka-dev
+  libopus-dev libogg-dev libsoxr-dev libebur128-dev libcmocka-dev libspeexdsp-dev
   python3 ffmpeg sox espeak-ng opus-tools"
 missing=""
 for p in $PACKAGES; do
