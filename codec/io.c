@@ -96,20 +96,23 @@ int in_skip(codec_in *in, uint64_t n)
 	n -= avail;
 	in->consumed += avail;
 	in->pos = in->len = 0;
-	if (in->src->seek && !in->eof) {
-		uint64_t target = in->consumed + n;
-		if (target > in->max_bytes)
-			return CODEC_ETOOLARGE;
-		int rc = in->src->seek(in->src->ctx, target);
+	uint64_t target = in->consumed + n;
+	if (in->src->seek && !in->eof && target <= in->max_bytes) {
+		/* Land one byte short and read that byte: it proves the skipped bytes exist,
+		 * also when the skip ends exactly at the end of the file. */
+		int rc = in->src->seek(in->src->ctx, target - 1);
 		if (rc < 0)
 			return rc;
-		in->consumed = in->fetched = target;
-		/* Seeking past the end is not an error for the source; make sure data is there. */
-		rc = in_fill(in, 1);
-		if (rc < 0)
+		in->consumed = in->fetched = target - 1;
+		if ((rc = in_fill(in, 1)) < 0)
 			return rc;
-		return in->len > 0 || n == 0 ? 0 : CODEC_ETRUNCATED;
+		if (in->len == 0)
+			return CODEC_ETRUNCATED;
+		in->pos = 1;
+		in->consumed = target;
+		return 0;
 	}
+	/* No seek, or a skip past the byte limit (reading finds out: end of file or too large). */
 	while (n > 0) {
 		int rc = in_fill(in, 1);
 		if (rc < 0)
