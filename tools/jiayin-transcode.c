@@ -10,11 +10,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -98,6 +100,69 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/*
+ * Transcode in_path into a temporary file beside out_path, fsync it and rename it into place;
+ * on failure the temporary file is removed and out_path is untouched. errno is kept for I/O
+ * failures. *elapsed: seconds spent transcoding.
+ */
+static int transcode_file(const char *in_path, const char *out_path, const codec_options *opt,
+			  codec_result *res, double *elapsed)
+{
+	int rc = CODEC_ENOMEM, in_fd = -1, out_fd = -1, saved_errno = 0;
+	bool created = false; /* the temporary file exists and is ours to remove */
+	char *dir_copy = strdup(out_path);
+	size_t tmp_len = strlen(out_path) + 32;
+	char *tmp_path = malloc(tmp_len);
+	*elapsed = 0;
+	if (!dir_copy || !tmp_path)
+		goto done;
+	rc = CODEC_EIO;
+	if ((in_fd = open(in_path, O_RDONLY | O_CLOEXEC)) < 0)
+		goto done;
+	/* In OUT's directory, so that the final rename is atomic. */
+	snprintf(tmp_path, tmp_len, "%s/.jiayin-XXXXXX", dirname(dir_copy));
+	if ((out_fd = mkostemp(tmp_path, O_CLOEXEC)) < 0)
+		goto done;
+	created = true;
+	/* mkostemp makes the file 0600; give it what a plain create would (0666 & ~umask). */
+	mode_t mask = umask(0);
+	umask(mask);
+	if (fchmod(out_fd, 0666 & ~mask) != 0)
+		goto done;
+
+	codec_source src;
+	codec_fd_source fds;
+	codec_sink sink;
+	codec_source_fd(&src, &fds, in_fd);
+	codec_sink_fd(&sink, &out_fd);
+	double t0 = now_seconds();
+	rc = codec_transcode(&src, &sink, opt, res);
+	*elapsed = now_seconds() - t0;
+	if (rc < 0)
+		goto done;
+	rc = CODEC_EIO;
+	if (fsync(out_fd) != 0)
+		goto done;
+	int fd = out_fd;
+	out_fd = -1;
+	if (close(fd) != 0 || rename(tmp_path, out_path) != 0)
+		goto done;
+	created = false;
+	rc = 0;
+done:
+	saved_errno = errno;
+	if (out_fd >= 0)
+		close(out_fd);
+	if (created)
+		unlink(tmp_path);
+	if (in_fd >= 0)
+		close(in_fd);
+	free(dir_copy);
+	free(tmp_path);
+	errno = rc == CODEC_EIO ? saved_errno : 0;
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -166,52 +231,11 @@ int main(int argc, char **argv)
 	if (codec_options_check(&opt) < 0)
 		return fail(CODEC_EINVAL, NULL);
 	const char *in_path = argv[optind], *out_path = argv[optind + 1];
-
-	int in_fd = open(in_path, O_RDONLY | O_CLOEXEC);
-	if (in_fd < 0)
-		return fail(CODEC_EIO, strerror(errno));
-
-	/* A temporary file in OUT's directory, so the final rename is atomic. */
-	char *dir_copy = strdup(out_path);
-	size_t tmp_len = strlen(out_path) + 32;
-	char *tmp_path = malloc(tmp_len);
-	if (!dir_copy || !tmp_path) {
-		close(in_fd);
-		return fail(CODEC_ENOMEM, NULL);
-	}
-	snprintf(tmp_path, tmp_len, "%s/.jiayin-XXXXXX", dirname(dir_copy));
-	int out_fd = mkostemp(tmp_path, O_CLOEXEC);
-	if (out_fd < 0) {
-		int e = errno;
-		close(in_fd);
-		free(dir_copy);
-		free(tmp_path);
-		return fail(CODEC_EIO, strerror(e));
-	}
-
-	codec_source src;
-	codec_fd_source fds;
-	codec_sink sink;
 	codec_result res;
-	codec_source_fd(&src, &fds, in_fd);
-	codec_sink_fd(&sink, &out_fd);
-
-	double t0 = now_seconds();
-	int rc = codec_transcode(&src, &sink, &opt, &res);
-	if (rc == 0 && (fsync(out_fd) != 0 || close(out_fd) != 0))
-		rc = CODEC_EIO;
-	else if (rc < 0)
-		close(out_fd);
-	if (rc == 0 && rename(tmp_path, out_path) != 0)
-		rc = CODEC_EIO;
-	double elapsed = now_seconds() - t0;
-	close(in_fd);
+	double elapsed;
+	int rc = transcode_file(in_path, out_path, &opt, &res, &elapsed);
 	if (rc < 0)
-		unlink(tmp_path);
-	free(dir_copy);
-	free(tmp_path);
-	if (rc < 0)
-		return fail(rc, NULL);
+		return fail(rc, rc == CODEC_EIO && errno ? strerror(errno) : NULL);
 
 	double seconds = res.output_samples / (double)CODEC_OUTPUT_RATE;
 	printf("{\"input\":");
