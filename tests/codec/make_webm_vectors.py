@@ -191,13 +191,14 @@ FFMPEG = [
 
 def ffmpeg():
     os.makedirs(DATA, exist_ok=True)
-    base = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-bitexact", "-f", "lavfi"]
+    base = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"]
+    exact = ["-fflags", "+bitexact", "-flags:a", "+bitexact"]  # no random UIDs or version strings
     for name, src, opts in FFMPEG:
-        subprocess.run(base + ["-i", src, "-c:a", "libopus"] + opts +
+        subprocess.run(base + ["-i", src, "-c:a", "libopus"] + opts + exact +
                        [os.path.join(DATA, name)], check=True)
     # The live variant: unknown-size Segment, written to a pipe as a live stream would be.
-    live = subprocess.run(base + ["-i", "sine=f=440:d=1.5", "-c:a", "libopus", "-b:a", "24k",
-                                  "-f", "webm", "-live", "1", "pipe:1"],
+    live = subprocess.run(base + ["-i", "sine=f=440:d=1.5", "-c:a", "libopus", "-b:a", "24k"] +
+                          exact + ["-f", "webm", "-live", "1", "pipe:1"],
                           check=True, stdout=subprocess.PIPE).stdout
     with open(os.path.join(DATA, "ffmpeg_live_1500ms.webm"), "wb") as f:
         f.write(live)

@@ -230,6 +230,8 @@ typedef struct layout {
 	const char *doctype; /* NULL: "webm" */
 	const char *codec;   /* NULL: "A_OPUS" */
 	bool vorbis_first;   /* a Vorbis track 1 with its own blocks; Opus is track 2 */
+	bool vorbis_big;     /* its CodecPrivate larger than any OpusHead we would read */
+	const wbuf *extra;   /* elements appended to the Opus TrackEntry */
 	bool tail;           /* Cues and Tags after the Clusters */
 	size_t tail_void;    /* a Void of this many bytes at the very end of the file */
 	size_t middle_void;  /* a Void of this many bytes between Tracks and the first Cluster */
@@ -314,14 +316,14 @@ static void build(wbuf *b, const pkts *p, const layout *l)
 
 	m = el_begin(b, 0x1654AE6B);
 	if (l->vorbis_first) {
-		uint8_t books[3000];
+		uint8_t books[6000];
 		memset(books, 0x5A, sizeof books);
 		size_t e = el_begin(b, 0xAE);
 		el_uint(b, 0xD7, 1);
 		el_uint(b, 0x73C5, 1111);
 		el_uint(b, 0x83, 2);
 		el_str(b, 0x86, "A_VORBIS");
-		el_bin(b, 0x63A2, books, sizeof books);
+		el_bin(b, 0x63A2, books, l->vorbis_big ? sizeof books : 3000);
 		size_t a = el_begin(b, 0xE1);
 		el_uint(b, 0x9F, 2);
 		el_float(b, 0xB5, 44100.0);
@@ -337,6 +339,8 @@ static void build(wbuf *b, const pkts *p, const layout *l)
 		el_uint(b, 0x56AA,
 		        (uint64_t)frames_to_ns(l->codec_delay == -2 ? p->preskip : l->codec_delay));
 	el_uint(b, 0x56BB, 80000000);
+	if (l->extra)
+		put(b, l->extra->d, l->extra->len);
 	if (!l->no_private) {
 		int preskip = l->head_preskip >= 0 ? l->head_preskip : p->preskip;
 		el_bin(b, 0x63A2, head, opus_head_bytes(head, p->channels, preskip));
@@ -789,6 +793,48 @@ static void test_opus_after_vorbis_track(void **state)
 	l.lacing = 3;
 	l.per_block = 4;
 	check_layout(&mono, &l);
+}
+
+/* TrackEntry fields that make our track unusable, and large foreign private data we skip. */
+static void test_track_entry_rules(void **state)
+{
+	(void)state;
+	layout l = {
+	    .codec_delay = -2, .head_preskip = -1, .vorbis_first = true, .vorbis_big = true};
+	check_layout(&mono, &l);
+	static const uint8_t three[3] = {1, 2, 3};
+	uint8_t big[5000];
+	memset(big, 0, sizeof big);
+	struct {
+		int rc;
+		bool no_private;
+		wbuf extra;
+	} cases[5];
+	memset(cases, 0, sizeof cases);
+	el_bin(&cases[0].extra, 0x6D80, three, sizeof three); /* ContentEncodings */
+	cases[0].rc = CODEC_EUNSUPPORTED;
+	el_bin(&cases[1].extra, 0x63A2, big, sizeof big); /* a CodecPrivate no OpusHead needs */
+	cases[1].rc = CODEC_EMALFORMED;
+	cases[1].no_private = true;
+	size_t a = el_begin(&cases[2].extra, 0xE1); /* SamplingFrequency that is not a float */
+	el_bin(&cases[2].extra, 0xB5, three, sizeof three);
+	el_end(&cases[2].extra, a);
+	cases[2].rc = CODEC_EMALFORMED;
+	el_uint(&cases[3].extra, 0xD7, 0); /* TrackNumber 0 */
+	cases[3].rc = CODEC_EMALFORMED;
+	el_uint(&cases[4].extra, 0x83, 1); /* TrackType video: not our track */
+	cases[4].rc = CODEC_EUNSUPPORTED;
+	l.vorbis_first = false;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		wbuf b;
+		l.extra = &cases[i].extra;
+		l.no_private = cases[i].no_private;
+		l.channels_elem = 1;
+		build(&b, &mono, &l);
+		assert_int_equal(open_rc(&b), cases[i].rc);
+		free(b.d);
+		free(cases[i].extra.d);
+	}
 }
 
 static void test_no_tracks(void **state)
@@ -1413,6 +1459,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_missing_codec_private),
 	    cmocka_unit_test(test_vorbis_only_is_unsupported),
 	    cmocka_unit_test(test_opus_after_vorbis_track),
+	    cmocka_unit_test(test_track_entry_rules),
 	    cmocka_unit_test(test_no_tracks),
 	    cmocka_unit_test(test_tracks_without_clusters),
 	    cmocka_unit_test(test_doctype),
