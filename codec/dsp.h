@@ -102,6 +102,35 @@ static inline float tp_push(tp_detector *t, float x)
 
 
 /*
+ * Sliding-window minimum (a monotonic deque on caller-owned ring arrays of `cap` entries):
+ * push value `g` for position `j`, drop positions older than `oldest`, return the window's
+ * minimum. Amortised O(1). Shared by the limiter and the fit model's candidates.
+ */
+typedef struct minq {
+	unsigned head, len;
+} minq;
+
+static inline float minq_push(minq *q, float *val, uint64_t *idx, unsigned cap, uint64_t j,
+			      float g, uint64_t oldest)
+{
+	while (q->len > 0) {
+		unsigned tail = (q->head + q->len - 1) % cap;
+		if (val[tail] < g)
+			break;
+		q->len--;
+	}
+	unsigned slot = (q->head + q->len) % cap;
+	val[slot] = g;
+	idx[slot] = j;
+	q->len++;
+	while (idx[q->head] < oldest) {
+		q->head = (q->head + 1) % cap;
+		q->len--;
+	}
+	return val[q->head];
+}
+
+/*
  * True-peak limiter. The gain needed to keep each interval's true peak under the ceiling is
  * spread backwards over a look-ahead window (a sliding minimum then a moving average: a linear
  * attack that reaches the needed gain exactly when the peak arrives) and recovers with an
@@ -115,9 +144,9 @@ typedef struct limiter {
 	float release; /* per-sample smoothing coefficient */
 	tp_detector tp;
 	/* Sliding minimum of the required gain over LIMITER_LOOKAHEAD + 2 intervals. */
+	minq q;
 	float minq_val[LIMITER_LOOKAHEAD + 4];
 	uint64_t minq_idx[LIMITER_LOOKAHEAD + 4];
-	unsigned minq_head, minq_len;
 	float env; /* released envelope */
 	float box[LIMITER_LOOKAHEAD + 1];
 	double box_sum;
@@ -152,9 +181,9 @@ void limiter_run(limiter *l, const float *in, float *out, size_t n);
 
 typedef struct fit_candidate {
 	bool idle; /* gain 1 with nothing pending: the fast path */
+	minq q;
 	float minq_val[FIT_LOOK + 4];
-	uint32_t minq_idx[FIT_LOOK + 4];
-	unsigned minq_head, minq_len;
+	uint64_t minq_idx[FIT_LOOK + 4];
 	float env;
 	float box[FIT_LOOK + 1];
 	float box_sum;

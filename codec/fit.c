@@ -35,7 +35,7 @@ void fit_model_init(fit_model *m, double ceiling)
 	for (int k = 0; k < FIT_GRID; k++) {
 		fit_candidate *c = &m->cand[k];
 		c->env = 1.0f;
-		c->minq_len = 1; /* one "gain 1" entry: the state an idle candidate keeps */
+		c->q.len = 1; /* one "gain 1" entry: the state an idle candidate keeps */
 		c->minq_val[0] = 1.0f;
 		c->idle = true;
 		for (int i = 0; i <= FIT_LOOK; i++)
@@ -62,27 +62,6 @@ static void gate_block(fit_candidate *c, double ms)
 	c->hist_count[bin]++;
 }
 
-/* Push block j's required gain g; the minimum over blocks j-L-1 .. j. */
-static inline float candidate_window_min(fit_candidate *c, uint32_t j, float g)
-{
-	while (c->minq_len > 0) {
-		unsigned tail = (c->minq_head + c->minq_len - 1) % MINQ_CAP;
-		if (c->minq_val[tail] < g)
-			break;
-		c->minq_len--;
-	}
-	unsigned slot = (c->minq_head + c->minq_len) % MINQ_CAP;
-	c->minq_val[slot] = g;
-	c->minq_idx[slot] = j;
-	c->minq_len++;
-	uint32_t oldest = j > FIT_LOOK + 1 ? j - FIT_LOOK - 1 : 0;
-	while (c->minq_idx[c->minq_head] < oldest) {
-		c->minq_head = (c->minq_head + 1) % MINQ_CAP;
-		c->minq_len--;
-	}
-	return c->minq_val[c->minq_head];
-}
-
 /* A gain block is complete: advance every candidate by one block. */
 static void block_done(fit_model *m, bool real)
 {
@@ -102,13 +81,14 @@ static void block_done(fit_model *m, bool real)
 		float g = p > m->ceiling ? m->ceiling / p : 1.0f;
 		if (g == 1.0f && c->idle) {
 			/* Nothing to limit and nothing being released: the gain stays 1. */
-			c->minq_idx[c->minq_head] = j;
+			c->minq_idx[c->q.head] = j;
 			c->box[j % (FIT_LOOK + 1)] = 1.0f;
 			if (counted)
 				c->sub_now += e * m->pow[k];
 			goto sub;
 		}
-		float w = candidate_window_min(c, j, g);
+		uint64_t oldest = j > FIT_LOOK + 1 ? j - FIT_LOOK - 1 : 0;
+		float w = minq_push(&c->q, c->minq_val, c->minq_idx, MINQ_CAP, j, g, oldest);
 		if (w < c->env)
 			c->env = w;
 		else
@@ -121,7 +101,7 @@ static void block_done(fit_model *m, bool real)
 			sum += c->box[i];
 		float gain = sum * (1.0f / (FIT_LOOK + 1));
 		/* Idle again once the window holds only 1s and the envelope has fully recovered. */
-		c->idle = c->minq_len == 1 && c->minq_val[c->minq_head] == 1.0f &&
+		c->idle = c->q.len == 1 && c->minq_val[c->q.head] == 1.0f &&
 			  c->env == 1.0f && sum == (float)(FIT_LOOK + 1);
 		if (counted)
 			c->sub_now += e * m->pow[k] * gain * gain;

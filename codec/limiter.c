@@ -50,26 +50,6 @@ void limiter_init(limiter *l, double ceiling, unsigned rate)
 	l->min_gain = 1.0f;
 }
 
-/* Push g for interval `idx`, drop entries older than `oldest`, return the window's minimum. */
-static inline float minq_push(limiter *l, uint64_t idx, float g, uint64_t oldest)
-{
-	while (l->minq_len > 0) {
-		unsigned tail = (l->minq_head + l->minq_len - 1) % MINQ_CAP;
-		if (l->minq_val[tail] < g)
-			break;
-		l->minq_len--;
-	}
-	unsigned slot = (l->minq_head + l->minq_len) % MINQ_CAP;
-	l->minq_val[slot] = g;
-	l->minq_idx[slot] = idx;
-	l->minq_len++;
-	while (l->minq_idx[l->minq_head] < oldest) {
-		l->minq_head = (l->minq_head + 1) % MINQ_CAP;
-		l->minq_len--;
-	}
-	return l->minq_val[l->minq_head];
-}
-
 void limiter_run(limiter *l, const float *in, float *out, size_t n)
 {
 	const unsigned dsize = TP_DELAY + LIMITER_LOOKAHEAD;
@@ -81,7 +61,7 @@ void limiter_run(limiter *l, const float *in, float *out, size_t n)
 		/* Interval k = n - DELAY is known; env[k - L] = min(g_req[k-L-1 .. k]). */
 		uint64_t k = l->n;
 		uint64_t oldest = k > LIMITER_LOOKAHEAD + 1 ? k - LIMITER_LOOKAHEAD - 1 : 0;
-		float w = minq_push(l, k, g, oldest);
+		float w = minq_push(&l->q, l->minq_val, l->minq_idx, MINQ_CAP, k, g, oldest);
 		if (w < l->env)
 			l->env = w;
 		else

@@ -84,6 +84,22 @@ def report_setup_failure(name, diags):
     return 1
 
 
+def check_setup(program, tools):
+    """The program's absolute path, or None after a failed one-test TAP run saying what is
+    missing (the program under test, or the independent tools the checks need)."""
+    problem = program_problem(program)
+    if problem:
+        report_setup_failure("the program under test is available", [problem])
+        return None
+    missing = missing_tools(tools)
+    if missing:
+        report_setup_failure("the tools the tests need are installed", [
+            "missing: " + ", ".join(missing),
+            "Debian packages: ffmpeg sox espeak-ng opus-tools"])
+        return None
+    return os.path.abspath(program)
+
+
 class ProgramRun:
     """One run of the program under test: exit status, output, the parsed JSON line."""
 

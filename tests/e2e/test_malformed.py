@@ -586,16 +586,9 @@ def one_second(m):
 
 
 def main(argv):
-    program = argv[1] if len(argv) > 1 else None
-    problem = tap.program_problem(program)
-    if problem:
-        return tap.report_setup_failure("the program under test is available", [problem])
-    missing = tap.missing_tools(inputs.TOOLS)
-    if missing:
-        return tap.report_setup_failure("the tools the tests need are installed", [
-            "missing: " + ", ".join(missing),
-            "Debian packages: ffmpeg sox espeak-ng opus-tools"])
-    program = os.path.abspath(program)
+    program = tap.check_setup(argv[1] if len(argv) > 1 else None, inputs.TOOLS)
+    if program is None:
+        return 1
     tmp = tempfile.mkdtemp(prefix="jiayin-e2e-malformed-")
     try:
         try:
