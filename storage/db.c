@@ -1,0 +1,275 @@
+/*
+ * db.c — one SQLite database: connections, pragmas, migrations, statement cache, errors.
+ *
+ * The page size is set before WAL is enabled (it cannot change afterwards). synchronous=FULL:
+ * a commit returns only after the WAL is on disk, which is what "acknowledged" promises.
+ * Migrations are numbered steps; PRAGMA user_version records how many have run, each step in
+ * its own transaction with its version bump, so a crash mid-migration repeats only that step.
+ * A file written by a newer schema than we know is refused (STORE_ESCHEMA), never downgraded.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int store_map_sqlite(int rc)
+{
+	switch (rc & 0xFF) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_NOMEM:
+		return STORE_ENOMEM;
+	case SQLITE_FULL:
+		return STORE_EFULL;
+	case SQLITE_READONLY:
+		return STORE_EROFS;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return STORE_ECORRUPT;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return STORE_EBUSY;
+	case SQLITE_CONSTRAINT:
+		return STORE_EEXIST;
+	case SQLITE_IOERR:
+		return rc == SQLITE_IOERR_NOMEM ? STORE_ENOMEM : STORE_EIO;
+	case SQLITE_CANTOPEN:
+		return STORE_EIO;
+	default:
+		return STORE_EIO;
+	}
+}
+
+int step_done(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	return rc == SQLITE_DONE ? 0 : store_map_sqlite(rc);
+}
+
+sqlite3_stmt *conn_stmt(conn *c, const char *sql, int *rc)
+{
+	for (unsigned i = 0; i < c->ncache; i++) {
+		if (c->cache[i].sql == sql) {
+			sqlite3_reset(c->cache[i].st);
+			sqlite3_clear_bindings(c->cache[i].st);
+			return c->cache[i].st;
+		}
+	}
+	sqlite3_stmt *st = NULL;
+	int r = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+	if (r != SQLITE_OK) {
+		*rc = store_map_sqlite(r);
+		if (*rc == 0)
+			*rc = STORE_EIO;
+		return NULL;
+	}
+	if (c->ncache < STMT_CACHE) {
+		c->cache[c->ncache].sql = sql;
+		c->cache[c->ncache].st = st;
+		c->ncache++;
+	} else {
+		/* Never with our fixed set of statements; a leak guard, not a path. */
+		sqlite3_finalize(st);
+		*rc = STORE_ENOMEM;
+		return NULL;
+	}
+	return st;
+}
+
+int conn_exec(conn *c, const char *sql)
+{
+	int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : store_map_sqlite(rc);
+}
+
+int conn_begin(conn *c)
+{
+	return conn_exec(c, "BEGIN IMMEDIATE");
+}
+
+int conn_commit(conn *c)
+{
+	int rc = conn_exec(c, "COMMIT");
+	if (rc < 0)
+		conn_rollback(c);
+	return rc;
+}
+
+void conn_rollback(conn *c)
+{
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static void conn_close(conn *c)
+{
+	for (unsigned i = 0; i < c->ncache; i++)
+		sqlite3_finalize(c->cache[i].st);
+	c->ncache = 0;
+	if (c->db)
+		sqlite3_close_v2(c->db);
+	c->db = NULL;
+}
+
+static int conn_open(conn *c, const char *path, int flags, int busy_timeout_ms, bool reader)
+{
+	memset(c, 0, sizeof *c);
+	int rc = sqlite3_open_v2(path, &c->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		int mapped = store_map_sqlite(rc);
+		conn_close(c);
+		return mapped ? mapped : STORE_EIO;
+	}
+	sqlite3_extended_result_codes(c->db, 1);
+	sqlite3_busy_timeout(c->db, busy_timeout_ms);
+	/* Per-connection settings; journal mode and page size belong to the file (db_open). */
+	rc = conn_exec(c, "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; "
+			  "PRAGMA secure_delete=ON; PRAGMA temp_store=MEMORY");
+	if (rc == 0 && reader)
+		rc = conn_exec(c, "PRAGMA query_only=ON");
+	if (rc < 0)
+		conn_close(c);
+	return rc;
+}
+
+static int user_version(conn *c, int *v)
+{
+	int rc = 0;
+	sqlite3_stmt *st = NULL;
+	int r = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &st, NULL);
+	if (r == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		*v = sqlite3_column_int(st, 0);
+	else
+		rc = store_map_sqlite(r ? r : sqlite3_errcode(c->db));
+	sqlite3_finalize(st);
+	return rc ? rc : 0;
+}
+
+static int migrate(conn *c, const schema *sc)
+{
+	int v = 0, rc = user_version(c, &v);
+	if (rc < 0)
+		return rc;
+	if (v > (int)sc->count)
+		return STORE_ESCHEMA;
+	for (unsigned i = (unsigned)v; i < sc->count; i++) {
+		char bump[64];
+		snprintf(bump, sizeof bump, "PRAGMA user_version=%u", i + 1);
+		if ((rc = conn_begin(c)) < 0)
+			return rc;
+		if ((rc = conn_exec(c, sc->steps[i].sql)) < 0 || (rc = conn_exec(c, bump)) < 0) {
+			conn_rollback(c);
+			return rc;
+		}
+		if ((rc = conn_commit(c)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void db_close(db *d)
+{
+	if (!d)
+		return;
+	conn_close(&d->writer);
+	for (unsigned i = 0; i < d->nreaders; i++)
+		conn_close(&d->readers[i]);
+	free(d->readers);
+	free(d->reader_busy);
+	pthread_mutex_destroy(&d->write_lock);
+	pthread_mutex_destroy(&d->read_lock);
+	pthread_cond_destroy(&d->read_free);
+	free(d->path);
+	free(d);
+}
+
+int db_open(db **out, const char *path, const schema *sc, unsigned readers, int busy_timeout_ms,
+	    bool create)
+{
+	int rc = STORE_ENOMEM;
+	*out = NULL;
+	db *d = calloc(1, sizeof *d);
+	if (!d)
+		return STORE_ENOMEM;
+	pthread_mutex_init(&d->write_lock, NULL);
+	pthread_mutex_init(&d->read_lock, NULL);
+	pthread_cond_init(&d->read_free, NULL);
+	d->schema = sc;
+	d->busy_timeout_ms = busy_timeout_ms;
+	d->max_readers = readers ? readers : 1;
+	d->path = strdup(path);
+	d->readers = calloc(d->max_readers, sizeof *d->readers);
+	d->reader_busy = calloc(d->max_readers, sizeof *d->reader_busy);
+	if (!d->path || !d->readers || !d->reader_busy)
+		goto fail;
+	int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+	if ((rc = conn_open(&d->writer, path, flags, busy_timeout_ms, false)) < 0)
+		goto fail;
+	char pragma[64];
+	snprintf(pragma, sizeof pragma, "PRAGMA page_size=%d", sc->page_size);
+	if ((rc = conn_exec(&d->writer, pragma)) < 0 ||
+	    (rc = conn_exec(&d->writer, "PRAGMA journal_mode=WAL")) < 0 ||
+	    (rc = migrate(&d->writer, sc)) < 0)
+		goto fail;
+	*out = d;
+	return 0;
+fail:
+	db_close(d);
+	return rc;
+}
+
+conn *db_write_begin(db *d)
+{
+	pthread_mutex_lock(&d->write_lock);
+	return &d->writer;
+}
+
+void db_write_end(db *d)
+{
+	conn_rollback(&d->writer); /* a no-op unless the caller left a transaction open */
+	pthread_mutex_unlock(&d->write_lock);
+}
+
+int db_read_begin(db *d, conn **out)
+{
+	pthread_mutex_lock(&d->read_lock);
+	for (;;) {
+		for (unsigned i = 0; i < d->nreaders; i++) {
+			if (!d->reader_busy[i]) {
+				d->reader_busy[i] = true;
+				pthread_mutex_unlock(&d->read_lock);
+				*out = &d->readers[i];
+				return 0;
+			}
+		}
+		if (d->nreaders < d->max_readers) {
+			unsigned i = d->nreaders;
+			int rc = conn_open(&d->readers[i], d->path, SQLITE_OPEN_READWRITE,
+					   d->busy_timeout_ms, true);
+			if (rc < 0) {
+				pthread_mutex_unlock(&d->read_lock);
+				return rc;
+			}
+			d->nreaders++;
+			d->reader_busy[i] = true;
+			pthread_mutex_unlock(&d->read_lock);
+			*out = &d->readers[i];
+			return 0;
+		}
+		pthread_cond_wait(&d->read_free, &d->read_lock);
+	}
+}
+
+void db_read_end(db *d, conn *c)
+{
+	/* A reader must not keep a read transaction (and its WAL snapshot) open. */
+	for (unsigned i = 0; i < c->ncache; i++)
+		sqlite3_reset(c->cache[i].st);
+	pthread_mutex_lock(&d->read_lock);
+	d->reader_busy[c - d->readers] = false;
+	pthread_cond_signal(&d->read_free);
+	pthread_mutex_unlock(&d->read_lock);
+}

@@ -1,0 +1,117 @@
+/*
+ * internal.h — what storage/'s files share; nothing outside storage/ includes it.
+ *
+ * A `db` is one SQLite file: a write connection behind a mutex (one writer per database, as
+ * SQLite wants; BEGIN IMMEDIATE so a transaction never upgrades its lock halfway) and up to
+ * `readers` read connections opened on demand (WAL lets them read while the writer writes).
+ * Each connection caches its prepared statements, keyed by the SQL literal's address.
+ * A `family` is a cache entry: an open mailbox db with a reference count, kept in an LRU list.
+ */
+#ifndef JIAYIN_STORAGE_INTERNAL_H
+#define JIAYIN_STORAGE_INTERNAL_H
+
+#include "store.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+
+#define STMT_CACHE 48
+#define STORE_DIR_MAX 4000              /* bytes of the data directory's path */
+#define PATH_CAP (STORE_DIR_MAX + 128)   /* any path under it */
+
+typedef struct conn {
+	sqlite3 *db;
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} cache[STMT_CACHE];
+	unsigned ncache;
+} conn;
+
+typedef struct migration {
+	const char *sql; /* one step: run in its own transaction, then user_version = index + 1 */
+} migration;
+
+typedef struct schema {
+	const char *name;
+	const migration *steps;
+	unsigned count;
+	int page_size;
+} schema;
+
+extern const schema directory_schema;
+extern const schema mailbox_schema;
+
+typedef struct db {
+	char *path;
+	const schema *schema;
+	int busy_timeout_ms;
+	pthread_mutex_t write_lock;
+	conn writer;
+	pthread_mutex_t read_lock;
+	pthread_cond_t read_free;
+	conn *readers;
+	bool *reader_busy;
+	unsigned nreaders, max_readers;
+} db;
+
+/* Open (creating when `create`) and migrate a database file. */
+int db_open(db **out, const char *path, const schema *schema, unsigned readers,
+	    int busy_timeout_ms, bool create);
+void db_close(db *d);
+
+/* The write connection, locked; db_write_end unlocks. */
+conn *db_write_begin(db *d);
+void db_write_end(db *d);
+/* A read connection, exclusively yours until db_read_end. */
+int db_read_begin(db *d, conn **out);
+void db_read_end(db *d, conn *c);
+
+/* A cached prepared statement, reset and unbound; NULL with *rc set on failure. */
+sqlite3_stmt *conn_stmt(conn *c, const char *sql, int *rc);
+/* Run SQL without results (pragmas, BEGIN, COMMIT). */
+int conn_exec(conn *c, const char *sql);
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK (rollback never fails the caller: it reports). */
+int conn_begin(conn *c);
+int conn_commit(conn *c);
+void conn_rollback(conn *c);
+
+/* SQLite result code to STORE_E*. */
+int store_map_sqlite(int rc);
+/* sqlite3_step() expecting SQLITE_DONE, mapped. */
+int step_done(sqlite3_stmt *st);
+
+/* 16 random bytes in base32. */
+void store_new_id(store_id *id);
+/* 0 if `s` is NULL-free text of at most `max` bytes, not empty. */
+int check_text(const char *s, size_t max);
+/* Copy a column into a fixed buffer (truncating, always terminated). */
+void copy_text(char *dst, size_t cap, const unsigned char *src);
+
+/* The store: data directory, directory database, family cache. */
+typedef struct family {
+	store_id id;
+	db *db;
+	int refs;
+	bool opening, failed;
+	struct family *prev, *next; /* LRU: head is most recently used */
+} family;
+
+struct store {
+	char *dir;
+	store_options opt;
+	db *directory;
+	pthread_mutex_t lock; /* the family cache */
+	pthread_cond_t changed;
+	family *head, *tail;
+	unsigned nfamilies;
+};
+
+/* The family's open mailbox, opened on demand; family_release when done. */
+int family_acquire(store *s, const char *family_id, family **out);
+void family_release(store *s, family *f);
+/* Build "<dir>/families/<id>.db" into buf. */
+int family_path(const store *s, const char *family_id, char *buf, size_t cap);
+
+#endif

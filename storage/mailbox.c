@@ -1,0 +1,510 @@
+/*
+ * mailbox.c — a family's messages: durable append with idempotency keys and a quota, the
+ * change sequence, listings, chunked audio reads, listened receipts, hiding and deleting.
+ *
+ * Every change (a new message, a receipt, a state change) takes the next number from
+ * counters.seq in the same transaction and stamps it on the message, so "what changed since N"
+ * is one indexed range scan and shows each message once, in its latest state. Deleting erases
+ * the audio row (secure_delete zeroes its pages) and keeps a tombstone for "since" listings.
+ */
+#include "internal.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define IDEMPOTENCY_KEY_MAX 128
+
+/* The columns every message query returns, receipts folded in as "id,id,...". */
+#define MESSAGE_COLUMNS                                                                       \
+	"m.rowid, m.id, m.seq, m.sender, m.recipient, m.created_ms, m.duration_ms, m.lufs, "  \
+	"m.bytes, m.waveform, m.sha256, m.state, "                                            \
+	"(SELECT group_concat(member) FROM (SELECT member FROM receipts r "                   \
+	"WHERE r.message = m.rowid ORDER BY at_ms, member)) "
+
+static void message_from_row(sqlite3_stmt *st, store_message *m)
+{
+	memset(m, 0, sizeof *m);
+	copy_text(m->id.s, sizeof m->id.s, sqlite3_column_text(st, 1));
+	m->seq = (uint64_t)sqlite3_column_int64(st, 2);
+	copy_text(m->sender.s, sizeof m->sender.s, sqlite3_column_text(st, 3));
+	copy_text(m->to.s, sizeof m->to.s, sqlite3_column_text(st, 4));
+	m->created_ms = sqlite3_column_int64(st, 5);
+	m->duration_ms = (uint32_t)sqlite3_column_int64(st, 6);
+	m->lufs = sqlite3_column_double(st, 7);
+	m->bytes = (uint64_t)sqlite3_column_int64(st, 8);
+	const void *w = sqlite3_column_blob(st, 9);
+	if (w && sqlite3_column_bytes(st, 9) == STORE_WAVEFORM_POINTS)
+		memcpy(m->waveform, w, STORE_WAVEFORM_POINTS);
+	const void *h = sqlite3_column_blob(st, 10);
+	if (h && sqlite3_column_bytes(st, 10) == STORE_HASH_LEN)
+		memcpy(m->sha256, h, STORE_HASH_LEN);
+	m->state = (store_msg_state)sqlite3_column_int(st, 11);
+	const char *ids = (const char *)sqlite3_column_text(st, 12);
+	while (ids && *ids && m->listened_count < STORE_MAX_LISTENERS) {
+		const char *comma = strchr(ids, ',');
+		size_t len = comma ? (size_t)(comma - ids) : strlen(ids);
+		if (len == STORE_ID_LEN) {
+			memcpy(m->listened_by[m->listened_count].s, ids, STORE_ID_LEN);
+			m->listened_by[m->listened_count++].s[STORE_ID_LEN] = '\0';
+		}
+		ids = comma ? comma + 1 : ids + len;
+	}
+}
+
+const char *store_msg_state_name(store_msg_state st)
+{
+	switch (st) {
+	case STORE_MSG_VISIBLE:
+		return "visible";
+	case STORE_MSG_HIDDEN:
+		return "hidden";
+	case STORE_MSG_DELETED:
+		return "deleted";
+	default:
+		return "unknown";
+	}
+}
+
+/* One message by id on connection c. */
+static int load_message(conn *c, const char *message_id, store_message *out)
+{
+	static const char sql[] = "SELECT " MESSAGE_COLUMNS "FROM messages m WHERE m.id = ?";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW)
+		message_from_row(st, out);
+	rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+	sqlite3_reset(st);
+	return rc;
+}
+
+/* The next change number and the new byte total, or STORE_EQUOTA past `quota`. */
+static int bump_counters(conn *c, int64_t bytes_delta, uint64_t quota, uint64_t *seq)
+{
+	static const char sql[] = "UPDATE counters SET seq = seq + 1, bytes_used = bytes_used + ? "
+				  "WHERE id = 1 RETURNING seq, bytes_used";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_int64(st, 1, bytes_delta);
+	int r = sqlite3_step(st);
+	if (r != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return store_map_sqlite(r ? r : SQLITE_CORRUPT);
+	}
+	*seq = (uint64_t)sqlite3_column_int64(st, 0);
+	uint64_t used = (uint64_t)sqlite3_column_int64(st, 1);
+	/* RETURNING rows are produced before the statement finishes: run it to the end. */
+	r = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE)
+		return store_map_sqlite(r);
+	return quota && bytes_delta > 0 && used > quota ? STORE_EQUOTA : 0;
+}
+
+static int find_idempotent(conn *c, const char *key, store_message *out)
+{
+	static const char sql[] = "SELECT m.id FROM idempotency i JOIN messages m "
+				  "ON m.rowid = i.message WHERE i.key = ?";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+	}
+	store_id id;
+	copy_text(id.s, sizeof id.s, sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	return load_message(c, id.s, out);
+}
+
+static int check_new_message(const store_new_message *m)
+{
+	if (!m || store_id_check(m->sender) < 0 || (m->to && store_id_check(m->to) < 0) ||
+	    !m->waveform || !m->audio || m->audio_len == 0 || m->audio_len > INT32_MAX ||
+	    (m->idempotency_key && check_text(m->idempotency_key, IDEMPOTENCY_KEY_MAX) < 0))
+		return STORE_EINVAL;
+	return 0;
+}
+
+static int insert_message(conn *c, const store_new_message *m, const store_message *msg,
+			  sqlite3_int64 *rowid)
+{
+	static const char sql_msg[] =
+		"INSERT INTO messages (id, seq, sender, recipient, created_ms, duration_ms, lufs, "
+		"bytes, waveform, sha256, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)";
+	static const char sql_audio[] = "INSERT INTO audio (message, data) VALUES (?, ?)";
+	static const char sql_key[] = "INSERT INTO idempotency (key, message, created_ms) "
+				      "VALUES (?, ?, ?)";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql_msg, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, msg->id.s, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)msg->seq);
+	sqlite3_bind_text(st, 3, m->sender, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, m->to ? m->to : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, m->created_ms);
+	sqlite3_bind_int64(st, 6, m->duration_ms);
+	sqlite3_bind_double(st, 7, m->lufs);
+	sqlite3_bind_int64(st, 8, (sqlite3_int64)m->audio_len);
+	sqlite3_bind_blob(st, 9, m->waveform, STORE_WAVEFORM_POINTS, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 10, msg->sha256, STORE_HASH_LEN, SQLITE_STATIC);
+	if ((rc = step_done(st)) < 0)
+		return rc;
+	*rowid = sqlite3_last_insert_rowid(c->db);
+
+	if (!(st = conn_stmt(c, sql_audio, &rc)))
+		return rc;
+	sqlite3_bind_int64(st, 1, *rowid);
+	sqlite3_bind_blob(st, 2, m->audio, (int)m->audio_len, SQLITE_STATIC);
+	if ((rc = step_done(st)) < 0)
+		return rc;
+
+	if (!m->idempotency_key)
+		return 0;
+	if (!(st = conn_stmt(c, sql_key, &rc)))
+		return rc;
+	sqlite3_bind_text(st, 1, m->idempotency_key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, *rowid);
+	sqlite3_bind_int64(st, 3, m->created_ms);
+	return step_done(st);
+}
+
+int store_message_append(store *s, const char *family_id, const store_new_message *m,
+			 store_message *out, int *existed)
+{
+	family *f;
+	store_message msg;
+	sqlite3_int64 rowid;
+	*existed = 0;
+	if (check_new_message(m) < 0)
+		return STORE_EINVAL;
+	memset(&msg, 0, sizeof msg);
+	store_new_id(&msg.id);
+	/* Hash before taking the write lock: the lock is held only for the database work. */
+	crypto_hash_sha256(msg.sha256, m->audio, m->audio_len);
+
+	int rc = family_acquire(s, family_id, &f);
+	if (rc < 0)
+		return rc;
+	conn *c = db_write_begin(f->db);
+	if ((rc = conn_begin(c)) < 0)
+		goto done;
+	if (m->idempotency_key) {
+		rc = find_idempotent(c, m->idempotency_key, out);
+		if (rc == 0) {
+			*existed = 1;
+			conn_rollback(c);
+			goto done;
+		}
+		if (rc != STORE_ENOTFOUND)
+			goto abort;
+	}
+	if ((rc = bump_counters(c, (int64_t)m->audio_len, m->quota_bytes, &msg.seq)) < 0 ||
+	    (rc = insert_message(c, m, &msg, &rowid)) < 0 ||
+	    (rc = load_message(c, msg.id.s, out)) < 0)
+		goto abort;
+	rc = conn_commit(c); /* synchronous=FULL: on disk when this returns */
+	goto done;
+abort:
+	conn_rollback(c);
+done:
+	db_write_end(f->db);
+	family_release(s, f);
+	return rc;
+}
+
+int store_message_get(store *s, const char *family_id, const char *message_id,
+		      store_message *out)
+{
+	family *f;
+	conn *c;
+	if (store_id_check(message_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = family_acquire(s, family_id, &f);
+	if (rc < 0)
+		return rc;
+	if ((rc = db_read_begin(f->db, &c)) == 0) {
+		rc = load_message(c, message_id, out);
+		db_read_end(f->db, c);
+	}
+	family_release(s, f);
+	return rc;
+}
+
+/* Run a listing query with one integer parameter, filling up to max messages. */
+static int list(store *s, const char *family_id, const char *sql, sqlite3_int64 param,
+		sqlite3_int64 limit, store_message *out, size_t *n, uint64_t *latest)
+{
+	static const char sql_seq[] = "SELECT seq FROM counters WHERE id = 1";
+	family *f;
+	conn *c;
+	*n = 0;
+	int rc = family_acquire(s, family_id, &f);
+	if (rc < 0)
+		return rc;
+	if ((rc = db_read_begin(f->db, &c)) < 0)
+		goto release;
+	/* One read transaction, so the counter and the rows are the same snapshot. */
+	if ((rc = conn_exec(c, "BEGIN")) < 0)
+		goto end;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, param);
+		sqlite3_bind_int64(st, 2, limit);
+		int r;
+		while ((r = sqlite3_step(st)) == SQLITE_ROW)
+			message_from_row(st, &out[(*n)++]);
+		rc = r == SQLITE_DONE ? 0 : store_map_sqlite(r);
+		sqlite3_reset(st);
+	}
+	if (rc == 0 && latest) {
+		if ((st = conn_stmt(c, sql_seq, &rc))) {
+			int r = sqlite3_step(st);
+			*latest = r == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+			rc = r == SQLITE_ROW ? 0 : store_map_sqlite(r ? r : SQLITE_CORRUPT);
+			sqlite3_reset(st);
+		}
+	}
+	conn_exec(c, "COMMIT");
+end:
+	db_read_end(f->db, c);
+release:
+	family_release(s, f);
+	return rc;
+}
+
+int store_messages_since(store *s, const char *family_id, uint64_t since, store_message *out,
+			 size_t max, size_t *n, uint64_t *latest)
+{
+	static const char sql[] = "SELECT " MESSAGE_COLUMNS
+				  "FROM messages m WHERE m.seq > ? ORDER BY m.seq LIMIT ?";
+	if (since > INT64_MAX || max > INT32_MAX) {
+		*n = 0;
+		return STORE_EINVAL;
+	}
+	return list(s, family_id, sql, (sqlite3_int64)since, (sqlite3_int64)max, out, n, latest);
+}
+
+int store_messages_newest(store *s, const char *family_id, store_message *out, size_t max,
+			  size_t *n)
+{
+	static const char sql[] = "SELECT " MESSAGE_COLUMNS
+				  "FROM messages m WHERE m.state != ? ORDER BY m.rowid DESC "
+				  "LIMIT ?";
+	if (max > INT32_MAX) {
+		*n = 0;
+		return STORE_EINVAL;
+	}
+	return list(s, family_id, sql, STORE_MSG_DELETED, (sqlite3_int64)max, out, n, NULL);
+}
+
+int store_audio_read(store *s, const char *family_id, const char *message_id, uint64_t offset,
+		     void *buf, size_t len, size_t *got)
+{
+	static const char sql[] = "SELECT rowid FROM messages WHERE id = ? AND state != 3";
+	family *f;
+	conn *c;
+	sqlite3_blob *blob = NULL;
+	*got = 0;
+	if (store_id_check(message_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = family_acquire(s, family_id, &f);
+	if (rc < 0)
+		return rc;
+	if ((rc = db_read_begin(f->db, &c)) < 0)
+		goto release;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		goto end;
+	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	sqlite3_int64 rowid = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	if (r != SQLITE_ROW) {
+		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		goto end;
+	}
+	/* Opened, read and closed within this call: no handle outlives it. */
+	r = sqlite3_blob_open(c->db, "main", "audio", "data", rowid, 0, &blob);
+	if (r != SQLITE_OK) {
+		rc = r == SQLITE_ERROR ? STORE_ENOTFOUND : store_map_sqlite(r);
+		goto end;
+	}
+	uint64_t size = (uint64_t)sqlite3_blob_bytes(blob);
+	if (offset < size) {
+		size_t n = size - offset < len ? (size_t)(size - offset) : len;
+		r = sqlite3_blob_read(blob, buf, (int)n, (int)offset);
+		if (r == SQLITE_OK)
+			*got = n;
+		else
+			rc = store_map_sqlite(r);
+	}
+end:
+	if (blob)
+		sqlite3_blob_close(blob);
+	db_read_end(f->db, c);
+release:
+	family_release(s, f);
+	return rc;
+}
+
+/* A change to one message under the write lock: fn runs inside the transaction. */
+typedef int (*change_fn)(conn *c, sqlite3_int64 rowid, const store_message *before,
+			 const void *arg, int64_t *bytes_delta);
+
+static int change_message(store *s, const char *family_id, const char *message_id,
+			  change_fn fn, const void *arg, uint64_t *seq)
+{
+	static const char sql_row[] = "SELECT rowid FROM messages WHERE id = ?";
+	static const char sql_seq[] = "UPDATE messages SET seq = ? WHERE rowid = ?";
+	family *f;
+	store_message before;
+	int64_t delta = 0;
+	if (store_id_check(message_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = family_acquire(s, family_id, &f);
+	if (rc < 0)
+		return rc;
+	conn *c = db_write_begin(f->db);
+	if ((rc = conn_begin(c)) < 0)
+		goto done;
+	sqlite3_stmt *st = conn_stmt(c, sql_row, &rc);
+	if (!st)
+		goto abort;
+	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	sqlite3_int64 rowid = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	if (r != SQLITE_ROW) {
+		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		goto abort;
+	}
+	if ((rc = load_message(c, message_id, &before)) < 0)
+		goto abort;
+	rc = fn(c, rowid, &before, arg, &delta);
+	if (rc == 1) { /* nothing changed: keep the current number */
+		*seq = before.seq;
+		rc = 0;
+		goto abort;
+	}
+	if (rc < 0 || (rc = bump_counters(c, delta, 0, seq)) < 0 ||
+	    !(st = conn_stmt(c, sql_seq, &rc)))
+		goto abort;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)*seq);
+	sqlite3_bind_int64(st, 2, rowid);
+	if ((rc = step_done(st)) < 0)
+		goto abort;
+	rc = conn_commit(c);
+	goto done;
+abort:
+	conn_rollback(c);
+done:
+	db_write_end(f->db);
+	family_release(s, f);
+	return rc;
+}
+
+typedef struct listened_arg {
+	const char *member;
+	int64_t now;
+} listened_arg;
+
+static int do_listened(conn *c, sqlite3_int64 rowid, const store_message *before,
+		       const void *arg, int64_t *bytes_delta)
+{
+	static const char sql[] = "INSERT OR IGNORE INTO receipts (message, member, at_ms) "
+				  "VALUES (?, ?, ?)";
+	const listened_arg *a = arg;
+	int rc = 0;
+	(void)bytes_delta;
+	if (before->state == STORE_MSG_DELETED)
+		return STORE_ENOTFOUND;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_int64(st, 1, rowid);
+	sqlite3_bind_text(st, 2, a->member, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, a->now);
+	if ((rc = step_done(st)) < 0)
+		return rc;
+	return sqlite3_changes(c->db) == 0 ? 1 : 0; /* already recorded: no change */
+}
+
+int store_message_listened(store *s, const char *family_id, const char *message_id,
+			   const char *member_id, int64_t now_ms, uint64_t *seq)
+{
+	if (store_id_check(member_id) < 0)
+		return STORE_EINVAL;
+	listened_arg arg = {member_id, now_ms};
+	return change_message(s, family_id, message_id, do_listened, &arg, seq);
+}
+
+static int do_set_state(conn *c, sqlite3_int64 rowid, const store_message *before,
+			const void *arg, int64_t *bytes_delta)
+{
+	static const char sql_state[] = "UPDATE messages SET state = ? WHERE rowid = ?";
+	static const char sql_erase[] = "DELETE FROM audio WHERE message = ?";
+	store_msg_state to = *(const store_msg_state *)arg;
+	int rc = 0;
+	if (before->state == to)
+		return 1;
+	if (before->state == STORE_MSG_DELETED)
+		return STORE_ENOTFOUND; /* deleted is final */
+	sqlite3_stmt *st = conn_stmt(c, sql_state, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_int(st, 1, to);
+	sqlite3_bind_int64(st, 2, rowid);
+	if ((rc = step_done(st)) < 0)
+		return rc;
+	if (to != STORE_MSG_DELETED)
+		return 0;
+	if (!(st = conn_stmt(c, sql_erase, &rc)))
+		return rc;
+	sqlite3_bind_int64(st, 1, rowid);
+	*bytes_delta = -(int64_t)before->bytes;
+	return step_done(st);
+}
+
+int store_message_set_state(store *s, const char *family_id, const char *message_id,
+			    store_msg_state state, uint64_t *seq)
+{
+	if (state < STORE_MSG_VISIBLE || state > STORE_MSG_DELETED)
+		return STORE_EINVAL;
+	return change_message(s, family_id, message_id, do_set_state, &state, seq);
+}
+
+int store_mailbox_usage(store *s, const char *family_id, uint64_t *bytes)
+{
+	static const char sql[] = "SELECT bytes_used FROM counters WHERE id = 1";
+	family *f;
+	conn *c;
+	*bytes = 0;
+	int rc = family_acquire(s, family_id, &f);
+	if (rc < 0)
+		return rc;
+	if ((rc = db_read_begin(f->db, &c)) == 0) {
+		sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+		if (st) {
+			int r = sqlite3_step(st);
+			*bytes = r == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+			rc = r == SQLITE_ROW ? 0 : store_map_sqlite(r ? r : SQLITE_CORRUPT);
+			sqlite3_reset(st);
+		}
+		db_read_end(f->db, c);
+	}
+	family_release(s, f);
+	return rc;
+}

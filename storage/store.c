@@ -1,0 +1,641 @@
+/*
+ * store.c — the store: data directory, the directory database, the family cache, families,
+ * members and the audit log.
+ *
+ * Layout of the data directory: directory.db, families/<id>.db (one per family), and
+ * quarantine/ where a family database that fails its integrity check is moved (with its -wal
+ * and -shm) so that it can be examined and the other families carry on. Family ids are checked
+ * to be ids before they become paths. The cache keeps at most max_open_families databases
+ * open; the least recently used one that nobody holds is closed first. Opening happens outside
+ * the cache lock (it can take a quick_check) with the entry marked `opening`.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const struct {
+	const char *code, *message;
+} errors[STORE_ERROR_COUNT] = {
+	{"ok", "success"},
+	{"out_of_memory", "out of memory"},
+	{"storage_io_error", "the storage could not read or write a file"},
+	{"storage_full", "the disk is full"},
+	{"storage_read_only", "the storage is read-only"},
+	{"storage_corrupt", "a database file is damaged and was set aside"},
+	{"storage_busy", "the storage is busy; try again"},
+	{"not_found", "not found"},
+	{"conflict", "it exists already"},
+	{"invalid_argument", "an argument is missing, malformed or out of range"},
+	{"quota_exceeded", "the family's mailbox is full"},
+	{"storage_schema_too_new", "the data was written by a newer version of Jiayin"},
+};
+
+const char *store_strerror(int err)
+{
+	return err <= 0 && err > -STORE_ERROR_COUNT ? errors[-err].message : "unknown error";
+}
+
+const char *store_errcode(int err)
+{
+	return err <= 0 && err > -STORE_ERROR_COUNT ? errors[-err].code : "unknown_error";
+}
+
+void store_options_init(store_options *o)
+{
+	*o = (store_options){
+		.dir = "jiayin-data",
+		.max_open_families = 256,
+		.readers = 2,
+		.busy_timeout_ms = 5000,
+		.integrity_check = 1,
+	};
+}
+
+static const char base32[] = "0123456789abcdefghjkmnpqrstvwxyz"; /* Crockford, lower case */
+
+void store_new_id(store_id *id)
+{
+	uint8_t raw[16];
+	randombytes_buf(raw, sizeof raw);
+	/* 128 bits -> 26 characters of 5 bits (the last carries 3). */
+	unsigned bits = 0, acc = 0, n = 0;
+	for (int i = 0; i < 16; i++) {
+		acc = acc << 8 | raw[i];
+		bits += 8;
+		while (bits >= 5) {
+			id->s[n++] = base32[(acc >> (bits - 5)) & 31];
+			bits -= 5;
+		}
+	}
+	id->s[n++] = base32[(acc << (5 - bits)) & 31];
+	id->s[n] = '\0';
+}
+
+int store_id_check(const char *s)
+{
+	if (!s)
+		return STORE_EINVAL;
+	size_t n = 0;
+	for (; s[n]; n++)
+		if (n >= STORE_ID_LEN || !memchr(base32, s[n], sizeof base32 - 1))
+			return STORE_EINVAL;
+	return n == STORE_ID_LEN ? 0 : STORE_EINVAL;
+}
+
+int check_text(const char *s, size_t max)
+{
+	if (!s || !*s)
+		return STORE_EINVAL;
+	size_t n = strnlen(s, max + 1);
+	return n <= max ? 0 : STORE_EINVAL;
+}
+
+void copy_text(char *dst, size_t cap, const unsigned char *src)
+{
+	snprintf(dst, cap, "%s", src ? (const char *)src : "");
+}
+
+static const char *const role_names[] = {NULL, "parent", "caregiver", "child"};
+
+const char *store_role_name(store_role r)
+{
+	return r >= STORE_ROLE_PARENT && r <= STORE_ROLE_CHILD ? role_names[r] : "unknown";
+}
+
+int store_role_parse(const char *name, store_role *out)
+{
+	for (int r = STORE_ROLE_PARENT; name && r <= STORE_ROLE_CHILD; r++) {
+		if (strcmp(name, role_names[r]) == 0) {
+			*out = (store_role)r;
+			return 0;
+		}
+	}
+	return STORE_EINVAL;
+}
+
+/* ---- the data directory ---- */
+
+static int make_dir(const char *path)
+{
+	if (mkdir(path, 0700) == 0 || errno == EEXIST)
+		return 0;
+	return errno == EROFS || errno == EACCES ? STORE_EROFS
+	       : errno == ENOSPC		  ? STORE_EFULL
+						  : STORE_EIO;
+}
+
+int family_path(const store *s, const char *family_id, char *buf, size_t cap)
+{
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND; /* a malformed id names nothing */
+	int n = snprintf(buf, cap, "%s/families/%s.db", s->dir, family_id);
+	return n > 0 && (size_t)n < cap ? 0 : STORE_EINVAL;
+}
+
+/* dst = path + suffix; false when it does not fit (never with STORE_DIR_MAX). */
+static bool with_suffix(char *dst, size_t cap, const char *path, const char *suffix)
+{
+	int n = snprintf(dst, cap, "%s%s", path, suffix);
+	return n > 0 && (size_t)n < cap;
+}
+
+static void unlink_db_files(const char *path)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	char p[PATH_CAP];
+	for (int i = 0; i < 3; i++)
+		if (with_suffix(p, sizeof p, path, suffix[i]))
+			unlink(p);
+}
+
+/* Move a damaged family database (and its WAL) aside, out of the families/ directory. */
+static void quarantine(const store *s, const char *family_id, const char *path)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	char dst[PATH_CAP], src[PATH_CAP], base[PATH_CAP];
+	int n = snprintf(base, sizeof base, "%s/quarantine/%s.%lld.db", s->dir, family_id,
+			 (long long)time(NULL));
+	if (n <= 0 || (size_t)n >= sizeof base)
+		return;
+	for (int i = 0; i < 3; i++)
+		if (with_suffix(src, sizeof src, path, suffix[i]) &&
+		    with_suffix(dst, sizeof dst, base, suffix[i]))
+			rename(src, dst);
+}
+
+static int integrity_check(db *d)
+{
+	conn *c = db_write_begin(d);
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(c->db, "PRAGMA quick_check(1)", -1, &st, NULL);
+	int result = STORE_ECORRUPT;
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+		result = t && strcmp((const char *)t, "ok") == 0 ? 0 : STORE_ECORRUPT;
+	} else if (rc != SQLITE_OK) {
+		result = store_map_sqlite(rc);
+	}
+	sqlite3_finalize(st);
+	db_write_end(d);
+	return result;
+}
+
+/* ---- opening and closing ---- */
+
+void store_close(store *s)
+{
+	if (!s)
+		return;
+	for (family *f = s->head, *next; f; f = next) {
+		next = f->next;
+		db_close(f->db);
+		free(f);
+	}
+	db_close(s->directory);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->changed);
+	free(s->dir);
+	free(s);
+}
+
+int store_open(store **out, const store_options *opt)
+{
+	store_options defaults;
+	char path[PATH_CAP];
+	int rc = STORE_ENOMEM;
+	*out = NULL;
+	if (!opt) {
+		store_options_init(&defaults);
+		opt = &defaults;
+	}
+	if (!opt->dir || !*opt->dir || strlen(opt->dir) > STORE_DIR_MAX ||
+	    opt->max_open_families == 0)
+		return STORE_EINVAL;
+	if (sodium_init() < 0)
+		return STORE_ENOMEM;
+	store *s = calloc(1, sizeof *s);
+	if (!s)
+		return STORE_ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->changed, NULL);
+	s->opt = *opt;
+	if (!(s->dir = strdup(opt->dir)))
+		goto fail;
+	s->opt.dir = s->dir;
+	if ((rc = make_dir(s->dir)) < 0)
+		goto fail;
+	if (!with_suffix(path, sizeof path, s->dir, "/families") || (rc = make_dir(path)) < 0 ||
+	    !with_suffix(path, sizeof path, s->dir, "/quarantine") || (rc = make_dir(path)) < 0 ||
+	    !with_suffix(path, sizeof path, s->dir, "/directory.db")) {
+		if (rc == 0)
+			rc = STORE_EINVAL; /* a path too long for the buffers */
+		goto fail;
+	}
+	if ((rc = db_open(&s->directory, path, &directory_schema, opt->readers,
+			  opt->busy_timeout_ms, true)) < 0)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return rc;
+}
+
+/* ---- the family cache ---- */
+
+static void lru_unlink(store *s, family *f)
+{
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		s->head = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	else
+		s->tail = f->prev;
+	f->prev = f->next = NULL;
+}
+
+static void lru_push_front(store *s, family *f)
+{
+	f->next = s->head;
+	f->prev = NULL;
+	if (s->head)
+		s->head->prev = f;
+	s->head = f;
+	if (!s->tail)
+		s->tail = f;
+}
+
+/* Close unused databases beyond the limit; called with the lock held. */
+static void evict(store *s)
+{
+	for (family *f = s->tail; f && s->nfamilies > s->opt.max_open_families;) {
+		family *prev = f->prev;
+		if (f->refs == 0 && !f->opening) {
+			lru_unlink(s, f);
+			s->nfamilies--;
+			db_close(f->db);
+			free(f);
+		}
+		f = prev;
+	}
+}
+
+int family_acquire(store *s, const char *family_id, family **out)
+{
+	char path[PATH_CAP];
+	int rc = family_path(s, family_id, path, sizeof path);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		family *f = s->head;
+		while (f && strcmp(f->id.s, family_id) != 0)
+			f = f->next;
+		if (!f)
+			break;
+		if (f->opening) {
+			pthread_cond_wait(&s->changed, &s->lock);
+			continue; /* look again: it may have failed and gone */
+		}
+		f->refs++;
+		lru_unlink(s, f);
+		lru_push_front(s, f);
+		pthread_mutex_unlock(&s->lock);
+		*out = f;
+		return 0;
+	}
+	family *f = calloc(1, sizeof *f);
+	if (!f) {
+		pthread_mutex_unlock(&s->lock);
+		return STORE_ENOMEM;
+	}
+	memcpy(f->id.s, family_id, STORE_ID_LEN + 1);
+	f->opening = true;
+	f->refs = 1;
+	lru_push_front(s, f);
+	s->nfamilies++;
+	pthread_mutex_unlock(&s->lock);
+
+	/* Open outside the lock: other families go on meanwhile. */
+	if (access(path, F_OK) != 0) {
+		rc = STORE_ENOTFOUND;
+	} else {
+		rc = db_open(&f->db, path, &mailbox_schema, s->opt.readers, s->opt.busy_timeout_ms,
+			     false);
+		if (rc == 0 && s->opt.integrity_check)
+			rc = integrity_check(f->db);
+		if (rc == STORE_ECORRUPT) {
+			db_close(f->db);
+			f->db = NULL;
+			quarantine(s, family_id, path);
+		}
+	}
+
+	pthread_mutex_lock(&s->lock);
+	f->opening = false;
+	if (rc < 0) {
+		lru_unlink(s, f);
+		s->nfamilies--;
+		db_close(f->db);
+		free(f);
+		f = NULL;
+	} else {
+		evict(s);
+	}
+	pthread_cond_broadcast(&s->changed);
+	pthread_mutex_unlock(&s->lock);
+	*out = f;
+	return rc;
+}
+
+void family_release(store *s, family *f)
+{
+	pthread_mutex_lock(&s->lock);
+	f->refs--;
+	if (f->refs == 0) {
+		evict(s);
+		pthread_cond_broadcast(&s->changed);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Wait until nobody holds the family, then close it and drop it from the cache. */
+static void family_forget(store *s, const char *family_id)
+{
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		family *f = s->head;
+		while (f && strcmp(f->id.s, family_id) != 0)
+			f = f->next;
+		if (!f)
+			break;
+		if (f->refs > 0 || f->opening) {
+			pthread_cond_wait(&s->changed, &s->lock);
+			continue;
+		}
+		lru_unlink(s, f);
+		s->nfamilies--;
+		db_close(f->db);
+		free(f);
+		break;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- families and members ---- */
+
+static int insert_member(conn *c, const char *family_id, const char *name, store_role role,
+			 const char *avatar, int64_t now_ms, store_member *out)
+{
+	static const char sql[] = "INSERT INTO members (id, family_id, name, role, avatar, "
+				  "created_ms) VALUES (?, ?, ?, ?, ?, ?)";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	memset(out, 0, sizeof *out);
+	store_new_id(&out->id);
+	memcpy(out->family_id.s, family_id, STORE_ID_LEN + 1);
+	copy_text(out->name, sizeof out->name, (const unsigned char *)name);
+	copy_text(out->avatar, sizeof out->avatar, (const unsigned char *)(avatar ? avatar : ""));
+	out->role = role;
+	out->created_ms = now_ms;
+	sqlite3_bind_text(st, 1, out->id.s, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, family_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, store_role_name(role), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, out->avatar, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, now_ms);
+	rc = step_done(st);
+	return rc == STORE_EEXIST ? STORE_ENOTFOUND : rc; /* a foreign key: no such family */
+}
+
+int store_family_create(store *s, const char *family_name, const char *member_name,
+			uint64_t quota_bytes, int64_t now_ms, store_family *family,
+			store_member *member)
+{
+	static const char sql[] = "INSERT INTO families (id, name, created_ms, quota_bytes) "
+				  "VALUES (?, ?, ?, ?)";
+	char path[PATH_CAP];
+	db *mailbox = NULL;
+	int rc;
+	if (check_text(family_name, STORE_NAME_MAX) < 0 ||
+	    check_text(member_name, STORE_NAME_MAX) < 0 || quota_bytes > INT64_MAX)
+		return STORE_EINVAL;
+	memset(family, 0, sizeof *family);
+	store_new_id(&family->id);
+	copy_text(family->name, sizeof family->name, (const unsigned char *)family_name);
+	family->created_ms = now_ms;
+	family->quota_bytes = quota_bytes;
+
+	/* The mailbox file first: a crash after it leaves an orphan file, never a family
+	 * without its mailbox. */
+	if ((rc = family_path(s, family->id.s, path, sizeof path)) < 0)
+		return rc;
+	if ((rc = db_open(&mailbox, path, &mailbox_schema, 1, s->opt.busy_timeout_ms, true)) < 0)
+		goto fail;
+	db_close(mailbox);
+
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st && (rc = conn_begin(c)) == 0) {
+		sqlite3_bind_text(st, 1, family->id.s, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, family_name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, now_ms);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)quota_bytes);
+		if ((rc = step_done(st)) == 0)
+			rc = insert_member(c, family->id.s, member_name, STORE_ROLE_PARENT, NULL,
+					   now_ms, member);
+		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
+	}
+	db_write_end(s->directory);
+	if (rc == 0)
+		return 0;
+fail:
+	unlink_db_files(path);
+	return rc;
+}
+
+static int family_from_row(sqlite3_stmt *st, store_family *out)
+{
+	memset(out, 0, sizeof *out);
+	copy_text(out->id.s, sizeof out->id.s, sqlite3_column_text(st, 0));
+	copy_text(out->name, sizeof out->name, sqlite3_column_text(st, 1));
+	out->created_ms = sqlite3_column_int64(st, 2);
+	out->quota_bytes = (uint64_t)sqlite3_column_int64(st, 3);
+	out->retention_days = (uint32_t)sqlite3_column_int64(st, 4);
+	return 0;
+}
+
+int store_family_get(store *s, const char *family_id, store_family *out)
+{
+	static const char sql[] = "SELECT id, name, created_ms, quota_bytes, retention_days "
+				  "FROM families WHERE id = ?";
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	conn *c;
+	int rc = db_read_begin(s->directory, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
+		int r = sqlite3_step(st);
+		rc = r == SQLITE_ROW ? family_from_row(st, out)
+		     : r == SQLITE_DONE ? STORE_ENOTFOUND
+					: store_map_sqlite(r);
+	}
+	db_read_end(s->directory, c);
+	return rc;
+}
+
+int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
+		     uint32_t retention_days)
+{
+	static const char sql[] = "UPDATE families SET quota_bytes = ?, retention_days = ? "
+				  "WHERE id = ?";
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	if (quota_bytes > INT64_MAX)
+		return STORE_EINVAL;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)quota_bytes);
+		sqlite3_bind_int64(st, 2, retention_days);
+		sqlite3_bind_text(st, 3, family_id, -1, SQLITE_STATIC);
+		rc = step_done(st);
+		if (rc == 0 && sqlite3_changes(c->db) == 0)
+			rc = STORE_ENOTFOUND;
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_family_delete(store *s, const char *family_id)
+{
+	static const char sql[] = "DELETE FROM families WHERE id = ?";
+	char path[PATH_CAP];
+	int rc = family_path(s, family_id, path, sizeof path);
+	if (rc < 0)
+		return rc;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
+		rc = step_done(st);
+		if (rc == 0 && sqlite3_changes(c->db) == 0)
+			rc = STORE_ENOTFOUND;
+	}
+	db_write_end(s->directory);
+	if (rc < 0)
+		return rc;
+	/* The rows are gone, so no new request finds the family; erase its voices. */
+	family_forget(s, family_id);
+	unlink_db_files(path);
+	return 0;
+}
+
+int store_member_add(store *s, const char *family_id, const char *name, store_role role,
+		     const char *avatar, int64_t now_ms, store_member *out)
+{
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	if (check_text(name, STORE_NAME_MAX) < 0 || role < STORE_ROLE_PARENT ||
+	    role > STORE_ROLE_CHILD || (avatar && strlen(avatar) >= sizeof out->avatar))
+		return STORE_EINVAL;
+	conn *c = db_write_begin(s->directory);
+	int rc = insert_member(c, family_id, name, role, avatar, now_ms, out);
+	db_write_end(s->directory);
+	return rc;
+}
+
+static void member_from_row(sqlite3_stmt *st, store_member *m)
+{
+	memset(m, 0, sizeof *m);
+	copy_text(m->id.s, sizeof m->id.s, sqlite3_column_text(st, 0));
+	copy_text(m->family_id.s, sizeof m->family_id.s, sqlite3_column_text(st, 1));
+	copy_text(m->name, sizeof m->name, sqlite3_column_text(st, 2));
+	store_role_parse((const char *)sqlite3_column_text(st, 3), &m->role);
+	copy_text(m->avatar, sizeof m->avatar, sqlite3_column_text(st, 4));
+	m->created_ms = sqlite3_column_int64(st, 5);
+}
+
+int store_member_get(store *s, const char *member_id, store_member *out)
+{
+	static const char sql[] = "SELECT id, family_id, name, role, avatar, created_ms "
+				  "FROM members WHERE id = ?";
+	if (store_id_check(member_id) < 0)
+		return STORE_ENOTFOUND;
+	conn *c;
+	int rc = db_read_begin(s->directory, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, member_id, -1, SQLITE_STATIC);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW)
+			member_from_row(st, out);
+		rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+	}
+	db_read_end(s->directory, c);
+	return rc;
+}
+
+int store_members_list(store *s, const char *family_id, store_member *out, size_t max,
+		       size_t *n)
+{
+	static const char sql[] = "SELECT id, family_id, name, role, avatar, created_ms "
+				  "FROM members WHERE family_id = ? ORDER BY created_ms, id";
+	*n = 0;
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	conn *c;
+	int rc = db_read_begin(s->directory, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
+		int r;
+		while (*n < max && (r = sqlite3_step(st)) == SQLITE_ROW)
+			member_from_row(st, &out[(*n)++]);
+		rc = *n < max && r != SQLITE_DONE ? store_map_sqlite(r) : 0;
+	}
+	db_read_end(s->directory, c);
+	return rc;
+}
+
+int store_audit_append(store *s, int64_t now_ms, const char *actor, const char *action,
+		       const char *family_id, const char *target, const char *detail)
+{
+	static const char sql[] = "INSERT INTO audit_log (at_ms, actor, action, family_id, "
+				  "target, detail) VALUES (?, ?, ?, ?, ?, ?)";
+	if (check_text(actor, 256) < 0 || check_text(action, 64) < 0)
+		return STORE_EINVAL;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		sqlite3_bind_text(st, 2, actor, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, action, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, family_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, target, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 6, detail, -1, SQLITE_STATIC);
+		rc = step_done(st);
+	}
+	db_write_end(s->directory);
+	return rc;
+}

@@ -1,0 +1,188 @@
+/*
+ * store.h — Jiayin's storage: the only public header of storage/.
+ *
+ * One directory database for what spans families (families, members, devices, pairing codes,
+ * schools and kiosks, volunteers, the moderation queue, the audit log) and one mailbox database
+ * per family (messages, their audio, listened receipts, idempotency keys, a change sequence).
+ * Deleting a family deletes its file. The API is blocking and thread-safe: the server calls it
+ * from worker threads, never from the event loop. Nothing here names SQLite: a PostgreSQL + S3
+ * backend can implement the same calls. Every fallible call returns 0 or a negative STORE_E*
+ * code; store_errcode() gives its stable name, store_strerror() a sentence. Strings and ids
+ * handed in are borrowed for the call; results are copied into caller-owned structs.
+ */
+#ifndef JIAYIN_STORE_H
+#define JIAYIN_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+	STORE_OK = 0,
+	STORE_ENOMEM = -1,    /* out_of_memory */
+	STORE_EIO = -2,       /* storage_io_error: the file system failed a read or write */
+	STORE_EFULL = -3,     /* storage_full: the disk is full */
+	STORE_EROFS = -4,     /* storage_read_only: the data directory is not writable */
+	STORE_ECORRUPT = -5,  /* storage_corrupt: a database failed its integrity check */
+	STORE_EBUSY = -6,     /* storage_busy: a lock was not granted within the busy timeout */
+	STORE_ENOTFOUND = -7, /* not_found */
+	STORE_EEXIST = -8,    /* conflict: the thing exists already */
+	STORE_EINVAL = -9,    /* invalid_argument */
+	STORE_EQUOTA = -10,   /* quota_exceeded */
+	STORE_ESCHEMA = -11,  /* storage_schema_too_new: written by a newer Jiayin */
+};
+#define STORE_ERROR_COUNT 12
+
+const char *store_strerror(int err);
+const char *store_errcode(int err);
+
+/* Ids: 128 random bits as 26 lowercase Crockford base32 characters; unguessable. */
+#define STORE_ID_LEN 26
+typedef struct store_id {
+	char s[STORE_ID_LEN + 1];
+} store_id;
+/* 0 if `s` has the shape of an id (so malformed ids can be answered like unknown ones). */
+int store_id_check(const char *s);
+
+#define STORE_NAME_MAX 64     /* bytes of UTF-8 in a family, member, device or school name */
+#define STORE_WAVEFORM_POINTS 100
+#define STORE_MAX_LISTENERS 32
+#define STORE_HASH_LEN 32     /* SHA-256 */
+
+typedef struct store_options {
+	const char *dir;            /* data directory; created if missing */
+	unsigned max_open_families; /* family databases kept open (LRU), default 256 */
+	unsigned readers;           /* read connections per open database, default 2 */
+	int busy_timeout_ms;        /* default 5000 */
+	int integrity_check;        /* PRAGMA quick_check when a family database opens, default 1 */
+} store_options;
+void store_options_init(store_options *opt);
+
+typedef struct store store;
+int store_open(store **out, const store_options *opt);
+/* Accepts NULL. Every other call must have returned first. */
+void store_close(store *s);
+
+/* ---- Families and members (directory database) ---- */
+
+typedef enum { STORE_ROLE_PARENT = 1, STORE_ROLE_CAREGIVER, STORE_ROLE_CHILD } store_role;
+const char *store_role_name(store_role r); /* "parent", "caregiver", "child" */
+int store_role_parse(const char *name, store_role *out);
+
+typedef struct store_family {
+	store_id id;
+	char name[STORE_NAME_MAX + 1];
+	int64_t created_ms;
+	uint64_t quota_bytes;    /* 0: no quota */
+	uint32_t retention_days; /* 0: keep for ever */
+} store_family;
+
+typedef struct store_member {
+	store_id id, family_id;
+	char name[STORE_NAME_MAX + 1];
+	store_role role;
+	char avatar[32];
+	int64_t created_ms;
+} store_member;
+
+/* A family, its mailbox file and its first member (a parent), all or nothing. */
+int store_family_create(store *s, const char *family_name, const char *member_name,
+			uint64_t quota_bytes, int64_t now_ms, store_family *family,
+			store_member *member);
+int store_family_get(store *s, const char *family_id, store_family *out);
+int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
+		     uint32_t retention_days);
+/* Deletes the family's rows and erases its mailbox file. */
+int store_family_delete(store *s, const char *family_id);
+
+int store_member_add(store *s, const char *family_id, const char *name, store_role role,
+		     const char *avatar, int64_t now_ms, store_member *out);
+int store_member_get(store *s, const char *member_id, store_member *out);
+/* Up to `max` members of the family, oldest first; *n set. */
+int store_members_list(store *s, const char *family_id, store_member *out, size_t max,
+		       size_t *n);
+
+/* ---- The audit log (append-only) ---- */
+
+int store_audit_append(store *s, int64_t now_ms, const char *actor, const char *action,
+		       const char *family_id, const char *target, const char *detail);
+
+/* ---- Mailbox (one database per family) ---- */
+
+typedef enum {
+	STORE_MSG_VISIBLE = 1,
+	STORE_MSG_HIDDEN,  /* hidden by a moderator */
+	STORE_MSG_DELETED, /* audio erased; the row stays so "changes since" can report it */
+} store_msg_state;
+const char *store_msg_state_name(store_msg_state st);
+
+typedef struct store_message {
+	store_id id;
+	uint64_t seq;            /* the change sequence number of its latest change */
+	store_id sender;
+	store_id to;             /* empty string: the whole family */
+	int64_t created_ms;
+	uint32_t duration_ms;
+	double lufs;
+	uint64_t bytes;          /* size of the stored Ogg Opus audio */
+	uint8_t waveform[STORE_WAVEFORM_POINTS];
+	uint8_t sha256[STORE_HASH_LEN];
+	store_msg_state state;
+	unsigned listened_count;
+	store_id listened_by[STORE_MAX_LISTENERS];
+} store_message;
+
+typedef struct store_new_message {
+	const char *sender;          /* member id */
+	const char *to;              /* member id, or NULL for the whole family */
+	int64_t created_ms;
+	uint32_t duration_ms;
+	double lufs;
+	const uint8_t *waveform;     /* STORE_WAVEFORM_POINTS values */
+	const uint8_t *audio;        /* the Ogg Opus file */
+	size_t audio_len;
+	const char *idempotency_key; /* NULL or up to 128 bytes */
+	uint64_t quota_bytes;        /* 0: none; else the mailbox may not grow past it */
+} store_new_message;
+
+/*
+ * Append a message durably: when this returns 0 the message and its audio are on disk
+ * (synchronous=FULL) and survive a crash or power cut. With an idempotency key seen before,
+ * nothing is written and the earlier message is returned with *existed = 1.
+ */
+int store_message_append(store *s, const char *family_id, const store_new_message *m,
+			 store_message *out, int *existed);
+int store_message_get(store *s, const char *family_id, const char *message_id,
+		      store_message *out);
+/*
+ * Messages changed after `since` (new, listened, hidden, deleted), oldest change first, at most
+ * `max`; *latest: the newest sequence number in the mailbox (pass it as `since` next time when
+ * *n < max; otherwise pass the last returned message's seq).
+ */
+int store_messages_since(store *s, const char *family_id, uint64_t since, store_message *out,
+			 size_t max, size_t *n, uint64_t *latest);
+/* The newest `max` messages that are not deleted, newest first. */
+int store_messages_newest(store *s, const char *family_id, store_message *out, size_t max,
+			  size_t *n);
+/*
+ * Copy audio bytes [offset, offset + len) of a message into buf; *got < len only at the end.
+ * Each call opens and closes its own blob handle: nothing is held between calls.
+ */
+int store_audio_read(store *s, const char *family_id, const char *message_id, uint64_t offset,
+		     void *buf, size_t len, size_t *got);
+/* Record that a member listened (idempotent); *seq: the message's new change number. */
+int store_message_listened(store *s, const char *family_id, const char *message_id,
+			   const char *member_id, int64_t now_ms, uint64_t *seq);
+/* Hide or show (moderation), or delete (erases the audio). */
+int store_message_set_state(store *s, const char *family_id, const char *message_id,
+			    store_msg_state state, uint64_t *seq);
+/* Bytes of audio the mailbox holds (deleted messages excluded). */
+int store_mailbox_usage(store *s, const char *family_id, uint64_t *bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
