@@ -114,17 +114,17 @@ static void conn_close(conn *c)
 	c->db = NULL;
 }
 
-static int conn_open(conn *c, const char *path, int flags, int busy_timeout_ms, bool reader)
+static int conn_open(conn *c, const db *d, int flags, bool reader)
 {
 	memset(c, 0, sizeof *c);
-	int rc = sqlite3_open_v2(path, &c->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	int rc = sqlite3_open_v2(d->path, &c->db, flags | SQLITE_OPEN_NOMUTEX, d->vfs);
 	if (rc != SQLITE_OK) {
 		int mapped = store_map_sqlite(rc);
 		conn_close(c);
 		return mapped ? mapped : STORE_EIO;
 	}
 	sqlite3_extended_result_codes(c->db, 1);
-	sqlite3_busy_timeout(c->db, busy_timeout_ms);
+	sqlite3_busy_timeout(c->db, d->busy_timeout_ms);
 	/* Per-connection settings; journal mode and page size belong to the file (db_open). */
 	rc = conn_exec(c, "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; "
 			  "PRAGMA secure_delete=ON; PRAGMA temp_store=MEMORY");
@@ -186,8 +186,7 @@ void db_close(db *d)
 	free(d);
 }
 
-int db_open(db **out, const char *path, const schema *sc, unsigned readers, int busy_timeout_ms,
-	    bool create)
+int db_open(db **out, const char *path, const schema *sc, const store_options *opt, bool create)
 {
 	int rc = STORE_ENOMEM;
 	*out = NULL;
@@ -198,15 +197,16 @@ int db_open(db **out, const char *path, const schema *sc, unsigned readers, int 
 	pthread_mutex_init(&d->read_lock, NULL);
 	pthread_cond_init(&d->read_free, NULL);
 	d->schema = sc;
-	d->busy_timeout_ms = busy_timeout_ms;
-	d->max_readers = readers ? readers : 1;
+	d->vfs = opt->vfs;
+	d->busy_timeout_ms = opt->busy_timeout_ms;
+	d->max_readers = opt->readers ? opt->readers : 1;
 	d->path = strdup(path);
 	d->readers = calloc(d->max_readers, sizeof *d->readers);
 	d->reader_busy = calloc(d->max_readers, sizeof *d->reader_busy);
 	if (!d->path || !d->readers || !d->reader_busy)
 		goto fail;
 	int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
-	if ((rc = conn_open(&d->writer, path, flags, busy_timeout_ms, false)) < 0)
+	if ((rc = conn_open(&d->writer, d, flags, false)) < 0)
 		goto fail;
 	char pragma[64];
 	snprintf(pragma, sizeof pragma, "PRAGMA page_size=%d", sc->page_size);
@@ -247,8 +247,7 @@ int db_read_begin(db *d, conn **out)
 		}
 		if (d->nreaders < d->max_readers) {
 			unsigned i = d->nreaders;
-			int rc = conn_open(&d->readers[i], d->path, SQLITE_OPEN_READWRITE,
-					   d->busy_timeout_ms, true);
+			int rc = conn_open(&d->readers[i], d, SQLITE_OPEN_READWRITE, true);
 			if (rc < 0) {
 				pthread_mutex_unlock(&d->read_lock);
 				return rc;

@@ -45,6 +45,7 @@ extern const schema mailbox_schema;
 
 typedef struct db {
 	char *path;
+	const char *vfs; /* borrowed from the store's options */
 	const schema *schema;
 	int busy_timeout_ms;
 	pthread_mutex_t write_lock;
@@ -57,8 +58,8 @@ typedef struct db {
 } db;
 
 /* Open (creating when `create`) and migrate a database file. */
-int db_open(db **out, const char *path, const schema *schema, unsigned readers,
-	    int busy_timeout_ms, bool create);
+int db_open(db **out, const char *path, const schema *schema, const store_options *opt,
+	    bool create);
 void db_close(db *d);
 
 /* The write connection, locked; db_write_end unlocks. */
@@ -99,7 +100,7 @@ typedef struct family {
 } family;
 
 struct store {
-	char *dir;
+	char *dir, *vfs; /* owned copies of the options' strings */
 	store_options opt;
 	db *directory;
 	pthread_mutex_t lock; /* the family cache */

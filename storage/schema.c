@@ -93,6 +93,13 @@ static const migration directory_steps[] = {
 	 "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
 	 "CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log"
 	 "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"},
+	/* 2: the columns that family and kiosk deletes cascade through, and code expiry. */
+	{"CREATE INDEX devices_by_kiosk ON devices(kiosk_id);"
+	 "CREATE INDEX kiosks_by_school ON kiosks(school_id);"
+	 "CREATE INDEX pairing_by_family ON pairing_codes(family_id);"
+	 "CREATE INDEX pairing_by_kiosk ON pairing_codes(kiosk_id);"
+	 "CREATE INDEX pairing_by_expiry ON pairing_codes(expires_ms);"
+	 "CREATE INDEX moderation_by_family ON moderation_queue(family_id);"},
 };
 
 static const migration mailbox_steps[] = {

@@ -170,21 +170,33 @@ static void quarantine(const store *s, const char *family_id, const char *path)
 			rename(src, dst);
 }
 
+/*
+ * PRAGMA quick_check: STORE_ECORRUPT only when it reports damage (or SQLite says the file is
+ * not a database). A check that cannot run, for want of memory or a read error, is that error:
+ * a healthy family must never be quarantined because the machine was short of memory.
+ */
 static int integrity_check(db *d)
 {
 	conn *c = db_write_begin(d);
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(c->db, "PRAGMA quick_check(1)", -1, &st, NULL);
-	int result = STORE_ECORRUPT;
-	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+	int r = sqlite3_prepare_v2(c->db, "PRAGMA quick_check(1)", -1, &st, NULL);
+	int rc;
+	if (r == SQLITE_OK)
+		r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
 		const unsigned char *t = sqlite3_column_text(st, 0);
-		result = t && strcmp((const char *)t, "ok") == 0 ? 0 : STORE_ECORRUPT;
-	} else if (rc != SQLITE_OK) {
-		result = store_map_sqlite(rc);
+		if (!t && sqlite3_errcode(c->db) == SQLITE_NOMEM)
+			rc = STORE_ENOMEM;
+		else
+			rc = t && strcmp((const char *)t, "ok") == 0 ? 0 : STORE_ECORRUPT;
+	} else {
+		rc = store_map_sqlite(r);
+		if (rc == 0)
+			rc = STORE_EIO; /* no row at all: the check did not run */
 	}
 	sqlite3_finalize(st);
 	db_write_end(d);
-	return result;
+	return rc;
 }
 
 /* ---- opening and closing ---- */
@@ -202,6 +214,7 @@ void store_close(store *s)
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->changed);
 	free(s->dir);
+	free(s->vfs);
 	free(s);
 }
 
@@ -226,9 +239,10 @@ int store_open(store **out, const store_options *opt)
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->changed, NULL);
 	s->opt = *opt;
-	if (!(s->dir = strdup(opt->dir)))
+	if (!(s->dir = strdup(opt->dir)) || (opt->vfs && !(s->vfs = strdup(opt->vfs))))
 		goto fail;
 	s->opt.dir = s->dir;
+	s->opt.vfs = s->vfs;
 	if ((rc = make_dir(s->dir)) < 0)
 		goto fail;
 	if (!with_suffix(path, sizeof path, s->dir, "/families") || (rc = make_dir(path)) < 0 ||
@@ -238,8 +252,7 @@ int store_open(store **out, const store_options *opt)
 			rc = STORE_EINVAL; /* a path too long for the buffers */
 		goto fail;
 	}
-	if ((rc = db_open(&s->directory, path, &directory_schema, opt->readers,
-			  opt->busy_timeout_ms, true)) < 0)
+	if ((rc = db_open(&s->directory, path, &directory_schema, &s->opt, true)) < 0)
 		goto fail;
 	*out = s;
 	return 0;
@@ -329,8 +342,7 @@ int family_acquire(store *s, const char *family_id, family **out)
 	if (access(path, F_OK) != 0) {
 		rc = STORE_ENOTFOUND;
 	} else {
-		rc = db_open(&f->db, path, &mailbox_schema, s->opt.readers, s->opt.busy_timeout_ms,
-			     false);
+		rc = db_open(&f->db, path, &mailbox_schema, &s->opt, false);
 		if (rc == 0 && s->opt.integrity_check)
 			rc = integrity_check(f->db);
 		if (rc == STORE_ECORRUPT) {
@@ -441,7 +453,7 @@ int store_family_create(store *s, const char *family_name, const char *member_na
 	 * without its mailbox. */
 	if ((rc = family_path(s, family->id.s, path, sizeof path)) < 0)
 		return rc;
-	if ((rc = db_open(&mailbox, path, &mailbox_schema, 1, s->opt.busy_timeout_ms, true)) < 0)
+	if ((rc = db_open(&mailbox, path, &mailbox_schema, &s->opt, true)) < 0)
 		goto fail;
 	db_close(mailbox);
 

@@ -58,6 +58,8 @@ typedef struct store_options {
 	unsigned readers;           /* read connections per open database, default 2 */
 	int busy_timeout_ms;        /* default 5000 */
 	int integrity_check;        /* PRAGMA quick_check when a family database opens, default 1 */
+	const char *vfs;            /* a registered SQLite VFS by name, NULL for the default
+				       (tests register a fault-injecting one) */
 } store_options;
 void store_options_init(store_options *opt);
 
@@ -104,6 +106,119 @@ int store_member_get(store *s, const char *member_id, store_member *out);
 /* Up to `max` members of the family, oldest first; *n set. */
 int store_members_list(store *s, const char *family_id, store_member *out, size_t max,
 		       size_t *n);
+
+/* ---- Devices (directory database; directory.c) ---- */
+
+typedef enum { STORE_DEVICE_PERSONAL = 1, STORE_DEVICE_KIOSK } store_device_kind;
+
+typedef struct store_device {
+	store_id id;
+	store_device_kind kind;
+	store_id member_id;  /* personal devices */
+	store_id family_id;  /* personal devices: the member's family */
+	store_id kiosk_id;   /* kiosk devices */
+	char name[STORE_NAME_MAX + 1];
+	int64_t created_ms, last_seen_ms; /* last_seen_ms 0: never */
+	int64_t revoked_ms;               /* 0: active */
+} store_device;
+
+/*
+ * Register a device by the hash of its token (the store never sees tokens). Exactly one of
+ * member_id (a personal device) and kiosk_id (a school kiosk) is given.
+ */
+int store_device_add(store *s, const uint8_t token_hash[STORE_HASH_LEN], const char *member_id,
+		     const char *kiosk_id, const char *name, int64_t now_ms, store_device *out);
+/* The active (not revoked) device with this token hash; STORE_ENOTFOUND otherwise. */
+int store_device_by_token(store *s, const uint8_t token_hash[STORE_HASH_LEN],
+			  store_device *out);
+int store_device_get(store *s, const char *device_id, store_device *out);
+/* Devices of a family's members, oldest first. */
+int store_devices_list(store *s, const char *family_id, store_device *out, size_t max,
+		       size_t *n);
+int store_device_revoke(store *s, const char *device_id, int64_t now_ms);
+/* Record use, at most once a minute per device (last_seen is advisory). */
+int store_device_touch(store *s, const char *device_id, int64_t now_ms);
+
+/* ---- Pairing codes (directory.c) ---- */
+
+typedef struct store_pairing {
+	store_id family_id;
+	store_role role;
+	char member_name[STORE_NAME_MAX + 1];
+	store_id kiosk_id; /* empty: a personal device */
+	int64_t created_ms, expires_ms;
+} store_pairing;
+
+/* Store a code by its hash (single use, expiring); STORE_EEXIST if the hash is taken. */
+int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+			 const store_pairing *p);
+/*
+ * Use a code: if it exists, is unused and unexpired at now_ms, mark it used and return what it
+ * grants. A used, expired or unknown code is STORE_ENOTFOUND, all alike.
+ */
+int store_pairing_consume(store *s, const uint8_t code_hash[STORE_HASH_LEN], int64_t now_ms,
+			  store_pairing *out);
+/* Delete codes that expired before now_ms; *removed counts them. */
+int store_pairing_expire(store *s, int64_t now_ms, unsigned *removed);
+
+/* ---- Schools and kiosks (directory.c) ---- */
+
+typedef struct store_school {
+	store_id id;
+	char name[STORE_NAME_MAX + 1];
+	int64_t created_ms;
+} store_school;
+
+typedef struct store_kiosk {
+	store_id id, school_id;
+	char name[STORE_NAME_MAX + 1];
+	int64_t created_ms;
+} store_kiosk;
+
+int store_school_add(store *s, const char *name, int64_t now_ms, store_school *out);
+int store_kiosk_add(store *s, const char *school_id, const char *name, int64_t now_ms,
+		    store_kiosk *out);
+int store_kiosk_get(store *s, const char *kiosk_id, store_kiosk *out);
+
+/* ---- Volunteers and the moderation queue (directory.c) ---- */
+
+typedef struct store_volunteer {
+	store_id id;
+	char name[STORE_NAME_MAX + 1];
+	int64_t created_ms, disabled_ms;
+} store_volunteer;
+
+int store_volunteer_add(store *s, const char *name, const uint8_t token_hash[STORE_HASH_LEN],
+			int64_t now_ms, store_volunteer *out);
+int store_volunteer_by_token(store *s, const uint8_t token_hash[STORE_HASH_LEN],
+			     store_volunteer *out);
+int store_volunteer_disable(store *s, const char *volunteer_id, int64_t now_ms);
+
+typedef enum { STORE_FLAG_OPEN = 1, STORE_FLAG_CLAIMED, STORE_FLAG_RESOLVED } store_flag_state;
+
+typedef struct store_flag {
+	store_id id, family_id, message_id;
+	store_id reporter_id;  /* the member who flagged it; empty if none */
+	char reason[512];
+	store_flag_state state;
+	store_id volunteer_id; /* empty until claimed */
+	char resolution[512];
+	int64_t created_ms, updated_ms;
+} store_flag;
+
+/* Queue a message for review. */
+int store_flag_add(store *s, const char *family_id, const char *message_id,
+		   const char *reporter_id, const char *reason, int64_t now_ms, store_flag *out);
+/* Flags in a state, oldest first. */
+int store_flags_list(store *s, store_flag_state state, store_flag *out, size_t max, size_t *n);
+int store_flag_get(store *s, const char *flag_id, store_flag *out);
+/*
+ * Claim an open flag (STORE_EEXIST if someone else holds it), or resolve a claimed one with a
+ * resolution text (only by the volunteer who claimed it: otherwise STORE_EEXIST).
+ */
+int store_flag_claim(store *s, const char *flag_id, const char *volunteer_id, int64_t now_ms);
+int store_flag_resolve(store *s, const char *flag_id, const char *volunteer_id,
+		       const char *resolution, int64_t now_ms);
 
 /* ---- The audit log (append-only) ---- */
 
@@ -181,6 +296,27 @@ int store_message_set_state(store *s, const char *family_id, const char *message
 			    store_msg_state state, uint64_t *seq);
 /* Bytes of audio the mailbox holds (deleted messages excluded). */
 int store_mailbox_usage(store *s, const char *family_id, uint64_t *bytes);
+
+/* ---- Backups and export (backup.c) ---- */
+
+/*
+ * An online, consistent copy of one family's mailbox database into `dest_path`, a file that
+ * must not exist yet (STORE_EEXIST). Writers carry on meanwhile (WAL); the copy is the
+ * snapshot taken when it started.
+ */
+int store_backup_family(store *s, const char *family_id, const char *dest_path);
+/*
+ * The directory and every family's database into `dest_dir` (created; it must not exist):
+ * dest_dir/directory.db and dest_dir/families/<id>.db. *families counts the families copied.
+ */
+int store_backup_all(store *s, const char *dest_dir, unsigned *families);
+/*
+ * A zip for a parent to download, written to `fd`: every visible message as
+ * "<UTC time>_<id>.ogg" (stored, not recompressed: Opus is compressed already) and
+ * index.json (the family, its members, and each message's metadata). Hidden and deleted
+ * messages are left out. *bytes: the size of the zip.
+ */
+int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes);
 
 #ifdef __cplusplus
 }

@@ -10,8 +10,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "internal.h" /* the migration steps, to build databases at old versions */
 #include "store.h"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -457,35 +460,193 @@ static void corrupt_btree_is_quarantined(void **state)
 	check_quarantine(*state, 1);
 }
 
+static int count_rows(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int n = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+/* A database at `version`: the first `version` real steps, applied by hand. */
+static void make_at_version(const char *path, const schema *sc, unsigned version)
+{
+	sqlite3 *db;
+	char bump[64];
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	for (unsigned i = 0; i < version; i++)
+		assert_int_equal(sqlite3_exec(db, sc->steps[i].sql, 0, 0, 0), SQLITE_OK);
+	snprintf(bump, sizeof bump, "PRAGMA user_version = %u", version);
+	assert_int_equal(sqlite3_exec(db, bump, 0, 0, 0), SQLITE_OK);
+	sqlite3_close(db);
+}
+
 static void migrations_from_every_version(void **state)
 {
 	fixture *f = *state;
 	store_close(f->s);
 	f->s = NULL;
-	/* Version 0: an empty file (what a crash right after creating it leaves). */
-	char dir[128], path[256];
-	snprintf(dir, sizeof dir, "%s/v0", f->dir);
-	mkdir(dir, 0700);
-	snprintf(path, sizeof path, "%s/directory.db", dir);
-	FILE *fp = fopen(path, "wb");
-	fclose(fp);
-	store_options o;
-	store_options_init(&o);
-	o.dir = dir;
-	store *s;
-	assert_int_equal(store_open(&s, &o), 0);
-	store_family fam;
-	store_member mem;
-	assert_int_equal(store_family_create(s, "x", "y", 0, 1, &fam, &mem), 0);
-	store_close(s);
+	for (unsigned v = 0; v < directory_schema.count; v++) {
+		char dir[128], path[256];
+		snprintf(dir, sizeof dir, "%s/v%u", f->dir, v);
+		mkdir(dir, 0700);
+		snprintf(path, sizeof path, "%s/directory.db", dir);
+		make_at_version(path, &directory_schema, v);
+		store_options o;
+		store_options_init(&o);
+		o.dir = dir;
+		store *s;
+		assert_int_equal(store_open(&s, &o), 0);
+		store_family fam;
+		store_member mem;
+		assert_int_equal(store_family_create(s, "x", "y", 0, 1, &fam, &mem), 0);
+		assert_int_equal(store_family_get(s, fam.id.s, &fam), 0);
+		store_close(s);
+		assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)directory_schema.count);
+		assert_int_equal(count_rows(path, "SELECT count(*) FROM sqlite_master WHERE name = "
+						  "'moderation_by_family'"),
+				 1);
+	}
+	for (unsigned v = 0; v < mailbox_schema.count; v++) {
+		/* A family whose mailbox file is at version v opens and works. */
+		store_options o;
+		store_options_init(&o);
+		o.dir = f->dir;
+		store *s;
+		store_family fam;
+		store_member mem;
+		assert_int_equal(store_open(&s, &o), 0);
+		assert_int_equal(store_family_create(s, "z", "w", 0, 1, &fam, &mem), 0);
+		store_close(s);
+		char path[256];
+		snprintf(path, sizeof path, "%s/families/%s.db", f->dir, fam.id.s);
+		unlink(path);
+		make_at_version(path, &mailbox_schema, v);
+		assert_int_equal(store_open(&s, &o), 0);
+		uint8_t audio[10] = {1}, wave[STORE_WAVEFORM_POINTS] = {0};
+		store_new_message m = {.sender = mem.id.s, .waveform = wave, .audio = audio,
+				       .audio_len = sizeof audio};
+		store_message msg;
+		int existed;
+		assert_int_equal(store_message_append(s, fam.id.s, &m, &msg, &existed), 0);
+		store_close(s);
+	}
 	/* A newer schema than ours is refused, not downgraded. */
+	char path[256];
+	snprintf(path, sizeof path, "%s/v0/directory.db", f->dir);
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", 0, 0, 0), SQLITE_OK);
 	sqlite3_close(db);
+	store_options o;
+	store_options_init(&o);
+	snprintf(path, sizeof path, "%s/v0", f->dir);
+	o.dir = path;
+	store *s;
 	assert_int_equal(store_open(&s, &o), STORE_ESCHEMA);
 	o.dir = f->dir;
 	assert_int_equal(store_open(&f->s, &o), 0);
+}
+
+static void backups(void **state)
+{
+	fixture *f = *state;
+	uint8_t audio[30000] = {7};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message msg;
+	int existed;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	store_family other;
+	store_member om;
+	assert_int_equal(store_family_create(f->s, "李家", "爸爸", 0, 1, &other, &om), 0);
+
+	char path[256];
+	snprintf(path, sizeof path, "%s/one.db", f->dir);
+	assert_int_equal(store_backup_family(f->s, f->fam.id.s, path), 0);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM messages"), 3);
+	assert_int_equal(count_rows(path, "SELECT sum(length(data)) FROM audio"), 90000);
+	assert_int_equal(store_backup_family(f->s, f->fam.id.s, path), STORE_EEXIST);
+	assert_int_equal(store_backup_family(f->s, "0123456789abcdefghjkmnpqrs", path),
+			 STORE_ENOTFOUND);
+
+	char dir[128];
+	unsigned families;
+	snprintf(dir, sizeof dir, "%s/all", f->dir);
+	assert_int_equal(store_backup_all(f->s, dir, &families), 0);
+	assert_int_equal(families, 2);
+	snprintf(path, sizeof path, "%s/directory.db", dir);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM families"), 2);
+	snprintf(path, sizeof path, "%s/families/%s.db", dir, f->fam.id.s);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM audio"), 3);
+	assert_int_equal(store_backup_all(f->s, dir, &families), STORE_EEXIST);
+}
+
+static void export_zip(void **state)
+{
+	fixture *f = *state;
+	uint8_t a1[20000], a2[5000];
+	for (size_t i = 0; i < sizeof a1; i++)
+		a1[i] = (uint8_t)(i * 13);
+	memset(a2, 0x42, sizeof a2);
+	store_new_message m = new_message(f->parent.id.s, a1, sizeof a1);
+	store_message kept, gone, hidden;
+	int existed;
+	uint64_t seq, bytes;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &kept, &existed), 0);
+	m.audio = a2;
+	m.audio_len = sizeof a2;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &gone, &existed), 0);
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &hidden, &existed), 0);
+	assert_int_equal(store_message_set_state(f->s, f->fam.id.s, gone.id.s, STORE_MSG_DELETED,
+						 &seq),
+			 0);
+	assert_int_equal(store_message_set_state(f->s, f->fam.id.s, hidden.id.s, STORE_MSG_HIDDEN,
+						 &seq),
+			 0);
+	char path[256];
+	snprintf(path, sizeof path, "%s/export.zip", f->dir);
+	FILE *fp = fopen(path, "w+b");
+	assert_int_equal(store_export_family(f->s, f->fam.id.s, fileno(fp), &bytes), 0);
+	fflush(fp);
+	assert_int_equal((uint64_t)ftell(fp), bytes);
+	fclose(fp);
+
+	/* Read it back with libarchive: one Ogg with the right bytes, and the index. */
+	struct archive *a = archive_read_new();
+	archive_read_support_format_zip(a);
+	assert_int_equal(archive_read_open_filename(a, path, 16384), ARCHIVE_OK);
+	struct archive_entry *e;
+	int oggs = 0, index = 0;
+	static uint8_t buf[65536];
+	while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+		const char *name = archive_entry_pathname(e);
+		la_ssize_t n = archive_read_data(a, buf, sizeof buf);
+		if (strstr(name, ".ogg")) {
+			oggs++;
+			assert_non_null(strstr(name, kept.id.s));
+			assert_int_equal(n, sizeof a1);
+			assert_memory_equal(buf, a1, sizeof a1);
+		} else {
+			index++;
+			assert_string_equal(name, "index.json");
+			buf[n] = 0;
+			assert_non_null(strstr((char *)buf, "\"name\": \"王家\""));
+			assert_non_null(strstr((char *)buf, kept.id.s));
+			assert_null(strstr((char *)buf, gone.id.s));
+			assert_null(strstr((char *)buf, hidden.id.s));
+			assert_non_null(strstr((char *)buf, "\"role\": \"parent\""));
+		}
+	}
+	archive_read_free(a);
+	assert_int_equal(oggs, 1);
+	assert_int_equal(index, 1);
 }
 
 static void error_names(void **state)
@@ -517,6 +678,8 @@ int main(void)
 		T(corrupt_header_is_quarantined),
 		T(corrupt_btree_is_quarantined),
 		T(migrations_from_every_version),
+		T(backups),
+		T(export_zip),
 		cmocka_unit_test(error_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

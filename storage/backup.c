@@ -1,0 +1,357 @@
+/*
+ * backup.c — online backups with SQLite's backup API, and a family's export as a zip.
+ *
+ * A backup copies a database in one backup step from a read connection: one read transaction,
+ * so the copy is a consistent snapshot while writers carry on in the WAL. The export is what a
+ * parent downloads on a phone: zip (phones open it without an app; tar they do not), Ogg files
+ * stored uncompressed, and an index.json naming who sent what to whom and when. It is built
+ * from the public calls (listings, chunked audio reads), streaming: memory stays a few chunks.
+ */
+#include "internal.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXPORT_PAGE 64        /* messages listed per query */
+#define EXPORT_CHUNK 65536    /* audio bytes copied per read */
+#define EXPORT_MEMBERS_MAX 64 /* members named in the index */
+
+/* Copy the database behind `src` into a new file at dest_path. */
+static int backup_db(db *d, const char *dest_path)
+{
+	conn *c;
+	sqlite3 *dest = NULL;
+	if (access(dest_path, F_OK) == 0)
+		return STORE_EEXIST;
+	int rc = db_read_begin(d, &c);
+	if (rc < 0)
+		return rc;
+	int r = sqlite3_open_v2(dest_path, &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	if (r == SQLITE_OK) {
+		sqlite3_backup *b = sqlite3_backup_init(dest, "main", c->db, "main");
+		if (b) {
+			r = sqlite3_backup_step(b, -1); /* all pages in one snapshot */
+			int fin = sqlite3_backup_finish(b);
+			r = r == SQLITE_DONE ? fin : r;
+		} else {
+			r = sqlite3_errcode(dest);
+		}
+	}
+	rc = r == SQLITE_OK ? 0 : store_map_sqlite(r);
+	if (dest)
+		sqlite3_close_v2(dest);
+	db_read_end(d, c);
+	if (rc < 0)
+		unlink(dest_path);
+	return rc;
+}
+
+int store_backup_family(store *s, const char *family_id, const char *dest_path)
+{
+	family *f;
+	if (!dest_path || !*dest_path)
+		return STORE_EINVAL;
+	int rc = family_acquire(s, family_id, &f);
+	if (rc < 0)
+		return rc;
+	rc = backup_db(f->db, dest_path);
+	family_release(s, f);
+	return rc;
+}
+
+int store_backup_all(store *s, const char *dest_dir, unsigned *families)
+{
+	static const char sql[] = "SELECT id FROM families WHERE id > ? ORDER BY id LIMIT 1";
+	char path[PATH_CAP];
+	store_id last = {{0}};
+	int rc;
+	*families = 0;
+	if (!dest_dir || strlen(dest_dir) > STORE_DIR_MAX)
+		return STORE_EINVAL;
+	if (mkdir(dest_dir, 0700) != 0)
+		return errno == EEXIST ? STORE_EEXIST : STORE_EIO;
+	snprintf(path, sizeof path, "%s/families", dest_dir);
+	if (mkdir(path, 0700) != 0)
+		return STORE_EIO;
+	snprintf(path, sizeof path, "%s/directory.db", dest_dir);
+	if ((rc = backup_db(s->directory, path)) < 0)
+		return rc;
+	/* One family at a time, by id: the directory is not held while families are copied. */
+	for (;;) {
+		conn *c;
+		if ((rc = db_read_begin(s->directory, &c)) < 0)
+			return rc;
+		sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+		int r = SQLITE_DONE;
+		if (st) {
+			sqlite3_bind_text(st, 1, last.s, -1, SQLITE_STATIC);
+			r = sqlite3_step(st);
+			if (r == SQLITE_ROW)
+				copy_text(last.s, sizeof last.s, sqlite3_column_text(st, 0));
+			sqlite3_reset(st);
+		}
+		db_read_end(s->directory, c);
+		if (!st)
+			return rc;
+		if (r == SQLITE_DONE)
+			return 0;
+		if (r != SQLITE_ROW)
+			return store_map_sqlite(r);
+		snprintf(path, sizeof path, "%s/families/%s.db", dest_dir, last.s);
+		rc = store_backup_family(s, last.s, path);
+		if (rc == STORE_ENOTFOUND)
+			continue; /* deleted meanwhile */
+		if (rc < 0)
+			return rc;
+		(*families)++;
+	}
+}
+
+/* ---- export ---- */
+
+/* A growable text buffer for index.json. */
+typedef struct text {
+	char *p;
+	size_t len, cap;
+	bool failed;
+} text;
+
+static void put(text *t, const char *s, size_t n)
+{
+	if (t->failed)
+		return;
+	if (n > t->cap - t->len) {
+		size_t cap = t->cap ? t->cap : 4096;
+		while (cap - t->len < n)
+			cap *= 2;
+		char *p = realloc(t->p, cap);
+		if (!p) {
+			t->failed = true;
+			return;
+		}
+		t->p = p;
+		t->cap = cap;
+	}
+	memcpy(t->p + t->len, s, n);
+	t->len += n;
+}
+
+static void puts_(text *t, const char *s)
+{
+	put(t, s, strlen(s));
+}
+
+static void putf(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(text *t, const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof buf)
+		t->failed = true;
+	else
+		put(t, buf, (size_t)n);
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped; UTF-8 passed through. */
+static void put_json_string(text *t, const char *s)
+{
+	puts_(t, "\"");
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			putf(t, "\\%c", *p);
+		else if (*p < 0x20)
+			putf(t, "\\u%04x", *p);
+		else
+			put(t, (const char *)p, 1);
+	}
+	puts_(t, "\"");
+}
+
+static void iso_time(int64_t ms, char *buf, size_t cap, const char *fmt)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	strftime(buf, cap, fmt, &tm);
+}
+
+static int add_entry(struct archive *a, const char *name, uint64_t size, int64_t mtime_ms)
+{
+	struct archive_entry *e = archive_entry_new();
+	if (!e)
+		return STORE_ENOMEM;
+	archive_entry_set_pathname(e, name);
+	archive_entry_set_size(e, (la_int64_t)size);
+	archive_entry_set_filetype(e, AE_IFREG);
+	archive_entry_set_perm(e, 0644);
+	archive_entry_set_mtime(e, (time_t)(mtime_ms / 1000), 0);
+	int r = archive_write_header(a, e);
+	archive_entry_free(e);
+	return r == ARCHIVE_OK ? 0 : STORE_EIO;
+}
+
+static void index_message(text *t, const store_message *m, const char *file, bool first)
+{
+	char when[32];
+	iso_time(m->created_ms, when, sizeof when, "%Y-%m-%dT%H:%M:%SZ");
+	putf(t, "%s\n    {\"id\": \"%s\", \"file\": ", first ? "" : ",", m->id.s);
+	put_json_string(t, file);
+	putf(t, ", \"sender\": \"%s\", \"to\": %s%s%s, \"created_at\": \"%s\", "
+		"\"duration_ms\": %u, \"bytes\": %llu, \"sha256\": \"",
+	     m->sender.s, m->to.s[0] ? "\"" : "", m->to.s[0] ? m->to.s : "null",
+	     m->to.s[0] ? "\"" : "", when, m->duration_ms, (unsigned long long)m->bytes);
+	for (int i = 0; i < STORE_HASH_LEN; i++)
+		putf(t, "%02x", m->sha256[i]);
+	puts_(t, "\", \"listened_by\": [");
+	for (unsigned i = 0; i < m->listened_count; i++)
+		putf(t, "%s\"%s\"", i ? ", " : "", m->listened_by[i].s);
+	puts_(t, "]}");
+}
+
+/* Copy one message's audio into the open zip entry. */
+static int copy_audio(store *s, const char *family_id, const store_message *m,
+		      struct archive *a, uint8_t *buf)
+{
+	uint64_t off = 0;
+	while (off < m->bytes) {
+		size_t got;
+		int rc = store_audio_read(s, family_id, m->id.s, off, buf, EXPORT_CHUNK, &got);
+		if (rc < 0)
+			return rc;
+		if (got == 0)
+			return STORE_ECORRUPT; /* shorter than its recorded size */
+		if (archive_write_data(a, buf, got) != (la_ssize_t)got)
+			return STORE_EIO;
+		off += got;
+	}
+	return 0;
+}
+
+static void index_header(text *t, const store_family *fam, const store_member *members,
+			 size_t nmembers, int64_t now_ms)
+{
+	char when[32];
+	iso_time(now_ms, when, sizeof when, "%Y-%m-%dT%H:%M:%SZ");
+	putf(t, "{\n  \"family\": {\"id\": \"%s\", \"name\": ", fam->id.s);
+	put_json_string(t, fam->name);
+	putf(t, "},\n  \"exported_at\": \"%s\",\n  \"members\": [", when);
+	for (size_t i = 0; i < nmembers; i++) {
+		putf(t, "%s\n    {\"id\": \"%s\", \"name\": ", i ? "," : "", members[i].id.s);
+		put_json_string(t, members[i].name);
+		putf(t, ", \"role\": \"%s\"}", store_role_name(members[i].role));
+	}
+	puts_(t, "\n  ],\n  \"messages\": [");
+}
+
+typedef struct sink_ctx {
+	int fd;
+	uint64_t bytes;
+} sink_ctx;
+
+/* libarchive's write callback: all of buf to the caller's fd, or -1. */
+static la_ssize_t zip_write(struct archive *a, void *ctx, const void *buf, size_t len)
+{
+	sink_ctx *k = ctx;
+	const uint8_t *p = buf;
+	size_t left = len;
+	(void)a;
+	while (left > 0) {
+		ssize_t n = write(k->fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		left -= (size_t)n;
+		k->bytes += (uint64_t)n;
+	}
+	return (la_ssize_t)len;
+}
+
+int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes)
+{
+	store_family fam;
+	store_member *members = NULL;
+	store_message *page = NULL;
+	uint8_t *buf = NULL;
+	text index = {0};
+	sink_ctx sink = {fd, 0};
+	size_t nmembers = 0;
+	struct archive *a = NULL;
+	*bytes = 0;
+	int rc = store_family_get(s, family_id, &fam);
+	if (rc < 0)
+		return rc;
+	members = calloc(EXPORT_MEMBERS_MAX, sizeof *members);
+	page = calloc(EXPORT_PAGE, sizeof *page);
+	buf = malloc(EXPORT_CHUNK);
+	a = archive_write_new();
+	rc = STORE_ENOMEM;
+	if (!members || !page || !buf || !a)
+		goto done;
+	if ((rc = store_members_list(s, family_id, members, EXPORT_MEMBERS_MAX, &nmembers)) < 0)
+		goto done;
+	rc = STORE_EIO;
+	if (archive_write_set_format_zip(a) != ARCHIVE_OK ||
+	    archive_write_zip_set_compression_store(a) != ARCHIVE_OK ||
+	    archive_write_open(a, &sink, NULL, zip_write, NULL) != ARCHIVE_OK)
+		goto done;
+	index_header(&index, &fam, members, nmembers, (int64_t)time(NULL) * 1000);
+
+	/* Every change once, in sequence order: the visible messages, page by page. */
+	uint64_t since = 0, latest;
+	bool first = true;
+	for (;;) {
+		size_t n;
+		if ((rc = store_messages_since(s, family_id, since, page, EXPORT_PAGE, &n,
+					       &latest)) < 0)
+			goto done;
+		for (size_t i = 0; i < n; i++) {
+			const store_message *m = &page[i];
+			since = m->seq;
+			if (m->state != STORE_MSG_VISIBLE)
+				continue;
+			char when[32], name[96];
+			iso_time(m->created_ms, when, sizeof when, "%Y-%m-%d_%H%M%S");
+			snprintf(name, sizeof name, "%s_%s.ogg", when, m->id.s);
+			if ((rc = add_entry(a, name, m->bytes, m->created_ms)) < 0 ||
+			    (rc = copy_audio(s, family_id, m, a, buf)) < 0)
+				goto done;
+			index_message(&index, m, name, first);
+			first = false;
+		}
+		if (n < EXPORT_PAGE)
+			break;
+	}
+	puts_(&index, "\n  ]\n}\n");
+	rc = STORE_ENOMEM;
+	if (index.failed)
+		goto done;
+	if ((rc = add_entry(a, "index.json", index.len, (int64_t)time(NULL) * 1000)) < 0)
+		goto done;
+	rc = STORE_EIO;
+	if (archive_write_data(a, index.p, index.len) != (la_ssize_t)index.len ||
+	    archive_write_close(a) != ARCHIVE_OK)
+		goto done;
+	*bytes = sink.bytes;
+	rc = 0;
+done:
+	if (a)
+		archive_write_free(a);
+	free(index.p);
+	free(members);
+	free(page);
+	free(buf);
+	return rc;
+}

@@ -1,0 +1,666 @@
+/*
+ * directory.c — devices, pairing codes, schools and kiosks, volunteers and the moderation queue
+ * (all in the directory database). Written against store.h; conventions as in store.c.
+ *
+ * Tokens and pairing codes are stored only as hashes and looked up by them. Reads use a read
+ * connection, writes the locked writer. A pairing code is consumed by one conditional UPDATE
+ * ... RETURNING, so two consumers can never both win; flag transitions read and update inside
+ * one BEGIN IMMEDIATE transaction. A foreign-key failure means a referenced row is missing
+ * (STORE_ENOTFOUND); a UNIQUE failure means a token or code hash is taken (STORE_EEXIST).
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#define REASON_MAX 511 /* bytes of a flag's reason or resolution (store_flag's buffers) */
+#define TOUCH_EVERY_MS 60000
+
+/* ---- shared helpers ---- */
+
+/* sqlite3_step() of a write, expecting SQLITE_DONE, with constraint failures told apart. */
+static int step_write(sqlite3_stmt *st)
+{
+	int r = sqlite3_step(st);
+	switch (r) {
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_CONSTRAINT_FOREIGNKEY:
+		return STORE_ENOTFOUND; /* what it refers to does not exist */
+	case SQLITE_CONSTRAINT_CHECK:
+	case SQLITE_CONSTRAINT_NOTNULL:
+		return STORE_EINVAL;
+	default:
+		return store_map_sqlite(r);
+	}
+}
+
+/* The value a one-row lookup binds to its single parameter: text, or a hash as a blob. */
+typedef struct key {
+	const void *data;
+	int len; /* -1: text */
+} key;
+
+static key text_key(const char *s)
+{
+	return (key){s, -1};
+}
+
+static key hash_key(const uint8_t *h)
+{
+	return (key){h, STORE_HASH_LEN};
+}
+
+static void bind_key(sqlite3_stmt *st, int i, key k)
+{
+	if (k.len < 0)
+		sqlite3_bind_text(st, i, k.data, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_blob(st, i, k.data, k.len, SQLITE_STATIC);
+}
+
+/* Bind text, or NULL for a NULL or empty string (optional ids). */
+static void bind_optional(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s && *s)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+typedef void (*row_fn)(sqlite3_stmt *st, void *out);
+
+/* The row `sql` finds for `k` on connection `c`, through `fn`; STORE_ENOTFOUND if none. */
+static int row_one(conn *c, const char *sql, key k, row_fn fn, void *out)
+{
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	bind_key(st, 1, k);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW)
+		fn(st, out);
+	rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+	sqlite3_reset(st);
+	return rc;
+}
+
+/* row_one on a read connection of the directory. */
+static int read_one(store *s, const char *sql, key k, row_fn fn, void *out)
+{
+	conn *c;
+	int rc = db_read_begin(s->directory, &c);
+	if (rc < 0)
+		return rc;
+	rc = row_one(c, sql, k, fn, out);
+	db_read_end(s->directory, c);
+	return rc;
+}
+
+/* Up to `max` rows that `sql` finds for the text `param`, each `size` bytes apart in `out`. */
+static int read_many(store *s, const char *sql, const char *param, row_fn fn, void *out,
+                     size_t size, size_t max, size_t *n)
+{
+	conn *c;
+	*n = 0;
+	int rc = db_read_begin(s->directory, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, param, -1, SQLITE_STATIC);
+		int r = SQLITE_DONE;
+		while (*n < max && (r = sqlite3_step(st)) == SQLITE_ROW)
+			fn(st, (char *)out + size * (*n)++);
+		rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : store_map_sqlite(r);
+	}
+	db_read_end(s->directory, c);
+	return rc;
+}
+
+/* Run an UPDATE whose last parameter is an id; STORE_ENOTFOUND if it matched no row. */
+static int update_by_id(conn *c, sqlite3_stmt *st, int id_param, const char *id)
+{
+	sqlite3_bind_text(st, id_param, id, -1, SQLITE_STATIC);
+	int rc = step_write(st);
+	return rc == 0 && sqlite3_changes(c->db) == 0 ? STORE_ENOTFOUND : rc;
+}
+
+static void column_id(sqlite3_stmt *st, int i, store_id *id)
+{
+	copy_text(id->s, sizeof id->s, sqlite3_column_text(st, i));
+}
+
+/* ---- rows to structs (a NULL time reads as 0: "never") ---- */
+
+static const char *const kind_names[] = {NULL, "personal", "kiosk"};
+static const char *const flag_state_names[] = {NULL, "open", "claimed", "resolved"};
+
+/* The index of `name` in `names[1..count]`, or 0. */
+static int name_index(const char *const *names, int count, const unsigned char *name)
+{
+	for (int i = 1; name && i <= count; i++)
+		if (strcmp((const char *)name, names[i]) == 0)
+			return i;
+	return 0;
+}
+
+#define DEVICE_COLUMNS                                                                             \
+	"d.id, d.kind, d.member_id, m.family_id, d.kiosk_id, d.name, d.created_ms, "               \
+	"d.last_seen_ms, d.revoked_ms FROM devices d LEFT JOIN members m ON m.id = d.member_id "
+
+static void device_from_row(sqlite3_stmt *st, void *out)
+{
+	store_device *d = out;
+	memset(d, 0, sizeof *d);
+	column_id(st, 0, &d->id);
+	d->kind = (store_device_kind)name_index(kind_names, 2, sqlite3_column_text(st, 1));
+	column_id(st, 2, &d->member_id);
+	column_id(st, 3, &d->family_id);
+	column_id(st, 4, &d->kiosk_id);
+	copy_text(d->name, sizeof d->name, sqlite3_column_text(st, 5));
+	d->created_ms = sqlite3_column_int64(st, 6);
+	d->last_seen_ms = sqlite3_column_int64(st, 7);
+	d->revoked_ms = sqlite3_column_int64(st, 8);
+}
+
+#define PAIRING_COLUMNS "family_id, role, member_name, kiosk_id, created_ms, expires_ms"
+
+static void pairing_from_row(sqlite3_stmt *st, void *out)
+{
+	store_pairing *p = out;
+	memset(p, 0, sizeof *p);
+	column_id(st, 0, &p->family_id);
+	store_role_parse((const char *)sqlite3_column_text(st, 1), &p->role);
+	copy_text(p->member_name, sizeof p->member_name, sqlite3_column_text(st, 2));
+	column_id(st, 3, &p->kiosk_id);
+	p->created_ms = sqlite3_column_int64(st, 4);
+	p->expires_ms = sqlite3_column_int64(st, 5);
+}
+
+static void kiosk_from_row(sqlite3_stmt *st, void *out)
+{
+	store_kiosk *k = out;
+	memset(k, 0, sizeof *k);
+	column_id(st, 0, &k->id);
+	column_id(st, 1, &k->school_id);
+	copy_text(k->name, sizeof k->name, sqlite3_column_text(st, 2));
+	k->created_ms = sqlite3_column_int64(st, 3);
+}
+
+static void volunteer_from_row(sqlite3_stmt *st, void *out)
+{
+	store_volunteer *v = out;
+	memset(v, 0, sizeof *v);
+	column_id(st, 0, &v->id);
+	copy_text(v->name, sizeof v->name, sqlite3_column_text(st, 1));
+	v->created_ms = sqlite3_column_int64(st, 2);
+	v->disabled_ms = sqlite3_column_int64(st, 3);
+}
+
+#define FLAG_COLUMNS                                                                               \
+	"id, family_id, message_id, reporter_id, reason, state, volunteer_id, resolution, "        \
+	"created_ms, updated_ms FROM moderation_queue "
+
+static void flag_from_row(sqlite3_stmt *st, void *out)
+{
+	store_flag *f = out;
+	memset(f, 0, sizeof *f);
+	column_id(st, 0, &f->id);
+	column_id(st, 1, &f->family_id);
+	column_id(st, 2, &f->message_id);
+	column_id(st, 3, &f->reporter_id);
+	copy_text(f->reason, sizeof f->reason, sqlite3_column_text(st, 4));
+	f->state = (store_flag_state)name_index(flag_state_names, 3, sqlite3_column_text(st, 5));
+	column_id(st, 6, &f->volunteer_id);
+	copy_text(f->resolution, sizeof f->resolution, sqlite3_column_text(st, 7));
+	f->created_ms = sqlite3_column_int64(st, 8);
+	f->updated_ms = sqlite3_column_int64(st, 9);
+}
+
+/* ---- devices ---- */
+
+static const char device_by_id_sql[] = "SELECT " DEVICE_COLUMNS "WHERE d.id = ?";
+
+static int insert_device(conn *c, const uint8_t token_hash[STORE_HASH_LEN], const char *member_id,
+                         const char *kiosk_id, const char *name, int64_t now_ms, const store_id *id)
+{
+	static const char sql[] = "INSERT INTO devices (id, token_hash, kind, member_id, "
+	                          "kiosk_id, name, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, id->s, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, token_hash, STORE_HASH_LEN, SQLITE_STATIC);
+	bool personal = member_id && *member_id;
+	sqlite3_bind_text(st, 3, kind_names[personal ? STORE_DEVICE_PERSONAL : STORE_DEVICE_KIOSK],
+	                  -1, SQLITE_STATIC);
+	bind_optional(st, 4, member_id);
+	bind_optional(st, 5, kiosk_id);
+	sqlite3_bind_text(st, 6, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 7, now_ms);
+	return step_write(st);
+}
+
+int store_device_add(store *s, const uint8_t token_hash[STORE_HASH_LEN], const char *member_id,
+                     const char *kiosk_id, const char *name, int64_t now_ms, store_device *out)
+{
+	bool personal = member_id && *member_id, at_kiosk = kiosk_id && *kiosk_id;
+	if (!token_hash || personal == at_kiosk || check_text(name, STORE_NAME_MAX) < 0)
+		return STORE_EINVAL;
+	if (store_id_check(personal ? member_id : kiosk_id) < 0)
+		return STORE_ENOTFOUND;
+	store_id id;
+	store_new_id(&id);
+	conn *c = db_write_begin(s->directory);
+	int rc = conn_begin(c);
+	if (rc == 0) {
+		/* Read back in the same transaction: the member's family comes with it. */
+		if ((rc = insert_device(c, token_hash, member_id, kiosk_id, name, now_ms, &id)) ==
+		        0 &&
+		    (rc = row_one(c, device_by_id_sql, text_key(id.s), device_from_row, out)) == 0)
+			rc = conn_commit(c);
+		else
+			conn_rollback(c);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_device_by_token(store *s, const uint8_t token_hash[STORE_HASH_LEN], store_device *out)
+{
+	static const char sql[] =
+	    "SELECT " DEVICE_COLUMNS "WHERE d.token_hash = ? AND d.revoked_ms IS NULL";
+	if (!token_hash)
+		return STORE_EINVAL;
+	return read_one(s, sql, hash_key(token_hash), device_from_row, out);
+}
+
+int store_device_get(store *s, const char *device_id, store_device *out)
+{
+	if (store_id_check(device_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_one(s, device_by_id_sql, text_key(device_id), device_from_row, out);
+}
+
+int store_devices_list(store *s, const char *family_id, store_device *out, size_t max, size_t *n)
+{
+	static const char sql[] =
+	    "SELECT " DEVICE_COLUMNS "WHERE m.family_id = ? ORDER BY d.created_ms, d.id";
+	*n = 0;
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_many(s, sql, family_id, device_from_row, out, sizeof *out, max, n);
+}
+
+int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
+{
+	/* Revoking again keeps the first time. */
+	static const char sql[] =
+	    "UPDATE devices SET revoked_ms = coalesce(revoked_ms, ?) WHERE id = ?";
+	if (store_id_check(device_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		rc = update_by_id(c, st, 2, device_id);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_device_touch(store *s, const char *device_id, int64_t now_ms)
+{
+	/* The WHERE clause does the throttling: a recent last_seen matches nothing, writes
+	 * nothing. Only then is the device looked for, to tell "throttled" from "unknown". */
+	static const char sql[] = "UPDATE devices SET last_seen_ms = ?1 WHERE id = ?2 AND "
+	                          "(last_seen_ms IS NULL OR last_seen_ms < ?1 - ?3)";
+	static const char exists_sql[] = "SELECT 1 FROM devices WHERE id = ?";
+	if (store_id_check(device_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		sqlite3_bind_int64(st, 3, TOUCH_EVERY_MS);
+		rc = update_by_id(c, st, 2, device_id);
+		if (rc == STORE_ENOTFOUND && (st = conn_stmt(c, exists_sql, &rc))) {
+			sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
+			int r = sqlite3_step(st);
+			rc = r == SQLITE_ROW    ? 0
+			     : r == SQLITE_DONE ? STORE_ENOTFOUND
+			                        : store_map_sqlite(r);
+			sqlite3_reset(st);
+		}
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+/* ---- pairing codes ---- */
+
+int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN], const store_pairing *p)
+{
+	static const char sql[] = "INSERT INTO pairing_codes (code_hash, family_id, role, "
+	                          "member_name, kiosk_id, created_ms, expires_ms) "
+	                          "VALUES (?, ?, ?, ?, ?, ?, ?)";
+	if (!code_hash || !p || p->role < STORE_ROLE_PARENT || p->role > STORE_ROLE_CHILD ||
+	    strnlen(p->member_name, sizeof p->member_name) > STORE_NAME_MAX ||
+	    p->expires_ms <= p->created_ms)
+		return STORE_EINVAL;
+	if (store_id_check(p->family_id.s) < 0 ||
+	    (*p->kiosk_id.s && store_id_check(p->kiosk_id.s) < 0))
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_blob(st, 1, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, p->family_id.s, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, store_role_name(p->role), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, p->member_name, -1, SQLITE_STATIC);
+		bind_optional(st, 5, p->kiosk_id.s);
+		sqlite3_bind_int64(st, 6, p->created_ms);
+		sqlite3_bind_int64(st, 7, p->expires_ms);
+		rc = step_write(st);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_pairing_consume(store *s, const uint8_t code_hash[STORE_HASH_LEN], int64_t now_ms,
+                          store_pairing *out)
+{
+	/* One statement decides and marks: of two consumers, the second finds used_ms set. */
+	static const char sql[] =
+	    "UPDATE pairing_codes SET used_ms = ?1 WHERE code_hash = ?2 "
+	    "AND used_ms IS NULL AND expires_ms > ?1 RETURNING " PAIRING_COLUMNS;
+	if (!code_hash)
+		return STORE_EINVAL;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		sqlite3_bind_blob(st, 2, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW) {
+			pairing_from_row(st, out);
+			rc = step_write(st); /* the statement's commit: the code is used only now */
+		} else {
+			rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		}
+		sqlite3_reset(st);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_pairing_expire(store *s, int64_t now_ms, unsigned *removed)
+{
+	/* Consume refuses a code at its expires_ms, so a code expiring at now_ms goes too. */
+	static const char sql[] = "DELETE FROM pairing_codes WHERE expires_ms <= ?";
+	int rc = 0;
+	if (removed)
+		*removed = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		if ((rc = step_write(st)) == 0 && removed)
+			*removed = (unsigned)sqlite3_changes(c->db);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+/* ---- schools and kiosks ---- */
+
+int store_school_add(store *s, const char *name, int64_t now_ms, store_school *out)
+{
+	static const char sql[] = "INSERT INTO schools (id, name, created_ms) VALUES (?, ?, ?)";
+	if (check_text(name, STORE_NAME_MAX) < 0)
+		return STORE_EINVAL;
+	store_school *school = out;
+	memset(school, 0, sizeof *school);
+	store_new_id(&school->id);
+	copy_text(school->name, sizeof school->name, (const unsigned char *)name);
+	school->created_ms = now_ms;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, school->id.s, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, now_ms);
+		rc = step_write(st);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_kiosk_add(store *s, const char *school_id, const char *name, int64_t now_ms,
+                    store_kiosk *out)
+{
+	static const char sql[] = "INSERT INTO kiosks (id, school_id, name, created_ms) "
+	                          "VALUES (?, ?, ?, ?)";
+	if (store_id_check(school_id) < 0)
+		return STORE_ENOTFOUND;
+	if (check_text(name, STORE_NAME_MAX) < 0)
+		return STORE_EINVAL;
+	store_kiosk *kiosk = out;
+	memset(kiosk, 0, sizeof *kiosk);
+	store_new_id(&kiosk->id);
+	memcpy(kiosk->school_id.s, school_id, STORE_ID_LEN + 1);
+	copy_text(kiosk->name, sizeof kiosk->name, (const unsigned char *)name);
+	kiosk->created_ms = now_ms;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, kiosk->id.s, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, school_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, now_ms);
+		rc = step_write(st); /* an unknown school fails the foreign key: ENOTFOUND */
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_kiosk_get(store *s, const char *kiosk_id, store_kiosk *out)
+{
+	static const char sql[] = "SELECT id, school_id, name, created_ms FROM kiosks WHERE id = ?";
+	if (store_id_check(kiosk_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_one(s, sql, text_key(kiosk_id), kiosk_from_row, out);
+}
+
+/* ---- volunteers ---- */
+
+int store_volunteer_add(store *s, const char *name, const uint8_t token_hash[STORE_HASH_LEN],
+                        int64_t now_ms, store_volunteer *out)
+{
+	static const char sql[] = "INSERT INTO volunteers (id, name, token_hash, created_ms) "
+	                          "VALUES (?, ?, ?, ?)";
+	if (check_text(name, STORE_NAME_MAX) < 0 || !token_hash)
+		return STORE_EINVAL;
+	store_volunteer *v = out;
+	memset(v, 0, sizeof *v);
+	store_new_id(&v->id);
+	copy_text(v->name, sizeof v->name, (const unsigned char *)name);
+	v->created_ms = now_ms;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, v->id.s, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 3, token_hash, STORE_HASH_LEN, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, now_ms);
+		rc = step_write(st);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_volunteer_by_token(store *s, const uint8_t token_hash[STORE_HASH_LEN],
+                             store_volunteer *out)
+{
+	static const char sql[] = "SELECT id, name, created_ms, disabled_ms FROM volunteers "
+	                          "WHERE token_hash = ? AND disabled_ms IS NULL";
+	if (!token_hash)
+		return STORE_EINVAL;
+	return read_one(s, sql, hash_key(token_hash), volunteer_from_row, out);
+}
+
+int store_volunteer_disable(store *s, const char *volunteer_id, int64_t now_ms)
+{
+	static const char sql[] =
+	    "UPDATE volunteers SET disabled_ms = coalesce(disabled_ms, ?) WHERE id = ?";
+	if (store_id_check(volunteer_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		rc = update_by_id(c, st, 2, volunteer_id);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+/* ---- the moderation queue ---- */
+
+int store_flag_add(store *s, const char *family_id, const char *message_id, const char *reporter_id,
+                   const char *reason, int64_t now_ms, store_flag *out)
+{
+	static const char sql[] = "INSERT INTO moderation_queue (id, family_id, message_id, "
+	                          "reporter_id, reason, state, created_ms, updated_ms) "
+	                          "VALUES (?, ?, ?, ?, ?, 'open', ?, ?)";
+	if (store_id_check(family_id) < 0 || store_id_check(message_id) < 0 ||
+	    (reporter_id && *reporter_id && store_id_check(reporter_id) < 0))
+		return STORE_ENOTFOUND;
+	if (check_text(reason, REASON_MAX) < 0)
+		return STORE_EINVAL;
+	store_flag *f = out;
+	memset(f, 0, sizeof *f);
+	store_new_id(&f->id);
+	memcpy(f->family_id.s, family_id, STORE_ID_LEN + 1);
+	memcpy(f->message_id.s, message_id, STORE_ID_LEN + 1);
+	if (reporter_id && *reporter_id)
+		memcpy(f->reporter_id.s, reporter_id, STORE_ID_LEN + 1);
+	copy_text(f->reason, sizeof f->reason, (const unsigned char *)reason);
+	f->state = STORE_FLAG_OPEN;
+	f->created_ms = f->updated_ms = now_ms;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, f->id.s, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, family_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, message_id, -1, SQLITE_STATIC);
+		bind_optional(st, 4, reporter_id);
+		sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 6, now_ms);
+		sqlite3_bind_int64(st, 7, now_ms);
+		rc = step_write(st); /* an unknown family fails the foreign key: ENOTFOUND */
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_flags_list(store *s, store_flag_state state, store_flag *out, size_t max, size_t *n)
+{
+	static const char sql[] = "SELECT " FLAG_COLUMNS "WHERE state = ? ORDER BY created_ms, id";
+	*n = 0;
+	if (state < STORE_FLAG_OPEN || state > STORE_FLAG_RESOLVED)
+		return STORE_EINVAL;
+	return read_many(s, sql, flag_state_names[state], flag_from_row, out, sizeof *out, max, n);
+}
+
+int store_flag_get(store *s, const char *flag_id, store_flag *out)
+{
+	static const char sql[] = "SELECT " FLAG_COLUMNS "WHERE id = ?";
+	if (store_id_check(flag_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_one(s, sql, text_key(flag_id), flag_from_row, out);
+}
+
+static void found(sqlite3_stmt *st, void *out)
+{
+	(void)st;
+	*(bool *)out = true;
+}
+
+/* Whether `volunteer_id` may move flag `f` to `to`: 0 (and *write) or STORE_EEXIST. */
+static int flag_decide(const store_flag *f, const char *volunteer_id, store_flag_state to,
+                       bool *write)
+{
+	bool holder =
+	    f->state == STORE_FLAG_CLAIMED && strcmp(f->volunteer_id.s, volunteer_id) == 0;
+	*write = to == STORE_FLAG_CLAIMED ? f->state == STORE_FLAG_OPEN : holder;
+	/* Claiming what you hold already is fine and changes nothing. */
+	return *write || (to == STORE_FLAG_CLAIMED && holder) ? 0 : STORE_EEXIST;
+}
+
+static int flag_update(conn *c, const char *flag_id, const char *volunteer_id, store_flag_state to,
+                       const char *resolution, int64_t now_ms)
+{
+	static const char sql[] = "UPDATE moderation_queue SET state = ?, volunteer_id = ?, "
+	                          "resolution = ?, updated_ms = ? WHERE id = ?";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, flag_state_names[to], -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, volunteer_id, -1, SQLITE_STATIC);
+	bind_optional(st, 3, resolution);
+	sqlite3_bind_int64(st, 4, now_ms);
+	return update_by_id(c, st, 5, flag_id);
+}
+
+/*
+ * Move a flag to `to` (claimed or resolved) for an active volunteer: read its state and holder,
+ * decide and update in one BEGIN IMMEDIATE transaction, so two volunteers cannot both claim.
+ */
+static int flag_transition(store *s, const char *flag_id, const char *volunteer_id,
+                           store_flag_state to, const char *resolution, int64_t now_ms)
+{
+	static const char active_sql[] =
+	    "SELECT 1 FROM volunteers WHERE id = ? AND disabled_ms IS NULL";
+	static const char flag_sql[] = "SELECT " FLAG_COLUMNS "WHERE id = ?";
+	if (store_id_check(flag_id) < 0 || store_id_check(volunteer_id) < 0)
+		return STORE_ENOTFOUND;
+	if (to == STORE_FLAG_RESOLVED && check_text(resolution, REASON_MAX) < 0)
+		return STORE_EINVAL;
+	store_flag f;
+	bool active = false, write = false;
+	conn *c = db_write_begin(s->directory);
+	int rc = conn_begin(c);
+	if (rc == 0) {
+		if ((rc = row_one(c, active_sql, text_key(volunteer_id), found, &active)) == 0 &&
+		    (rc = row_one(c, flag_sql, text_key(flag_id), flag_from_row, &f)) == 0 &&
+		    (rc = flag_decide(&f, volunteer_id, to, &write)) == 0 && write)
+			rc = flag_update(c, flag_id, volunteer_id, to, resolution, now_ms);
+		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_flag_claim(store *s, const char *flag_id, const char *volunteer_id, int64_t now_ms)
+{
+	return flag_transition(s, flag_id, volunteer_id, STORE_FLAG_CLAIMED, NULL, now_ms);
+}
+
+int store_flag_resolve(store *s, const char *flag_id, const char *volunteer_id,
+                       const char *resolution, int64_t now_ms)
+{
+	return flag_transition(s, flag_id, volunteer_id, STORE_FLAG_RESOLVED, resolution, now_ms);
+}

@@ -1,0 +1,384 @@
+/*
+ * test_faults.c — the storage under failing I/O and memory, SQLite's own way of testing.
+ *
+ * A VFS shim ("faulty") wraps the default VFS and, once armed, fails the Nth write or sync
+ * with an I/O error or reports the disk full; an allocator wrapper fails the Nth allocation.
+ * For N = 1, 2, ... a fixed script of operations runs against a store using the shim; every
+ * call must either succeed or fail with the expected mapped code (never crash, never hang);
+ * then the faults stop, the store is reopened (quick_check runs) and the mailbox must hold
+ * exactly the messages whose append returned 0, complete and with the right hash. The sweep
+ * ends when a whole script runs without reaching the Nth fault.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "store.h"
+
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- the fault plan ---- */
+
+typedef enum { FAULT_WRITE_IO, FAULT_WRITE_FULL, FAULT_SYNC, FAULT_MALLOC } fault_kind;
+
+static struct {
+	fault_kind kind;
+	long countdown; /* fail when it reaches 0; negative: disarmed */
+	long hits;      /* faults injected */
+} plan = {FAULT_WRITE_IO, -1, 0};
+
+static bool fire(fault_kind kind)
+{
+	if (plan.countdown < 0 || plan.kind != kind)
+		return false;
+	if (plan.countdown-- == 0) {
+		plan.hits++;
+		plan.countdown = -1; /* one fault per run: then the disk "recovers" */
+		return true;
+	}
+	return false;
+}
+
+/* ---- the VFS shim ---- */
+
+typedef struct faulty_file {
+	sqlite3_file base;
+	sqlite3_file *real; /* allocated right after this struct */
+} faulty_file;
+
+static sqlite3_vfs *real_vfs;
+
+static int f_close(sqlite3_file *f)
+{
+	faulty_file *p = (faulty_file *)f;
+	int rc = p->real->pMethods ? p->real->pMethods->xClose(p->real) : SQLITE_OK;
+	return rc;
+}
+static int f_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
+{
+	faulty_file *p = (faulty_file *)f;
+	return p->real->pMethods->xRead(p->real, buf, n, off);
+}
+static int f_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
+{
+	faulty_file *p = (faulty_file *)f;
+	if (fire(FAULT_WRITE_IO))
+		return SQLITE_IOERR_WRITE;
+	if (fire(FAULT_WRITE_FULL))
+		return SQLITE_FULL;
+	return p->real->pMethods->xWrite(p->real, buf, n, off);
+}
+static int f_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+	faulty_file *p = (faulty_file *)f;
+	return p->real->pMethods->xTruncate(p->real, size);
+}
+static int f_sync(sqlite3_file *f, int flags)
+{
+	faulty_file *p = (faulty_file *)f;
+	if (fire(FAULT_SYNC))
+		return SQLITE_IOERR_FSYNC;
+	return p->real->pMethods->xSync(p->real, flags);
+}
+static int f_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+	return ((faulty_file *)f)->real->pMethods->xFileSize(((faulty_file *)f)->real, size);
+}
+static int f_lock(sqlite3_file *f, int l)
+{
+	return ((faulty_file *)f)->real->pMethods->xLock(((faulty_file *)f)->real, l);
+}
+static int f_unlock(sqlite3_file *f, int l)
+{
+	return ((faulty_file *)f)->real->pMethods->xUnlock(((faulty_file *)f)->real, l);
+}
+static int f_check_lock(sqlite3_file *f, int *out)
+{
+	return ((faulty_file *)f)->real->pMethods->xCheckReservedLock(((faulty_file *)f)->real,
+									out);
+}
+static int f_control(sqlite3_file *f, int op, void *arg)
+{
+	return ((faulty_file *)f)->real->pMethods->xFileControl(((faulty_file *)f)->real, op, arg);
+}
+static int f_sector(sqlite3_file *f)
+{
+	return ((faulty_file *)f)->real->pMethods->xSectorSize(((faulty_file *)f)->real);
+}
+static int f_caps(sqlite3_file *f)
+{
+	return ((faulty_file *)f)->real->pMethods->xDeviceCharacteristics(((faulty_file *)f)->real);
+}
+static int f_shm_map(sqlite3_file *f, int pg, int sz, int extend, void volatile **pp)
+{
+	faulty_file *p = (faulty_file *)f;
+	return p->real->pMethods->xShmMap(p->real, pg, sz, extend, pp);
+}
+static int f_shm_lock(sqlite3_file *f, int off, int n, int flags)
+{
+	return ((faulty_file *)f)->real->pMethods->xShmLock(((faulty_file *)f)->real, off, n, flags);
+}
+static void f_shm_barrier(sqlite3_file *f)
+{
+	((faulty_file *)f)->real->pMethods->xShmBarrier(((faulty_file *)f)->real);
+}
+static int f_shm_unmap(sqlite3_file *f, int del)
+{
+	return ((faulty_file *)f)->real->pMethods->xShmUnmap(((faulty_file *)f)->real, del);
+}
+
+static const sqlite3_io_methods faulty_io = {
+	2, f_close, f_read, f_write, f_truncate, f_sync, f_size, f_lock, f_unlock,
+	f_check_lock, f_control, f_sector, f_caps, f_shm_map, f_shm_lock, f_shm_barrier,
+	f_shm_unmap, NULL, NULL,
+};
+
+static int f_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out_flags)
+{
+	(void)vfs;
+	faulty_file *p = (faulty_file *)f;
+	p->real = (sqlite3_file *)(p + 1);
+	int rc = real_vfs->xOpen(real_vfs, name, p->real, flags, out_flags);
+	/* On failure xClose is not called, so pMethods must stay NULL. */
+	p->base.pMethods = rc == SQLITE_OK ? &faulty_io : NULL;
+	return rc;
+}
+
+static sqlite3_vfs faulty_vfs;
+
+static void register_faulty(void)
+{
+	real_vfs = sqlite3_vfs_find(NULL);
+	faulty_vfs = *real_vfs;
+	faulty_vfs.zName = "faulty";
+	faulty_vfs.szOsFile = (int)sizeof(faulty_file) + real_vfs->szOsFile;
+	faulty_vfs.xOpen = f_open;
+	faulty_vfs.pNext = NULL;
+	assert_int_equal(sqlite3_vfs_register(&faulty_vfs, 0), SQLITE_OK);
+}
+
+/* ---- the failing allocator ---- */
+
+static sqlite3_mem_methods real_mem;
+
+static void *m_malloc(int n)
+{
+	return fire(FAULT_MALLOC) ? NULL : real_mem.xMalloc(n);
+}
+static void *m_realloc(void *p, int n)
+{
+	return fire(FAULT_MALLOC) ? NULL : real_mem.xRealloc(p, n);
+}
+
+static void install_allocator(void)
+{
+	sqlite3_mem_methods m;
+	assert_int_equal(sqlite3_config(SQLITE_CONFIG_GETMALLOC, &real_mem), SQLITE_OK);
+	m = real_mem;
+	m.xMalloc = m_malloc;
+	m.xRealloc = m_realloc;
+	assert_int_equal(sqlite3_config(SQLITE_CONFIG_MALLOC, &m), SQLITE_OK);
+}
+
+/* ---- the script ---- */
+
+#define SCRIPT_MESSAGES 6
+
+typedef struct run {
+	char dir[64];
+	store_family fam;
+	store_member parent;
+	uint8_t audio[SCRIPT_MESSAGES][3000];
+	bool acked[SCRIPT_MESSAGES];
+	store_id ids[SCRIPT_MESSAGES];
+} run;
+
+static store *open_store(const char *dir, bool faulty)
+{
+	store_options o;
+	store *s = NULL;
+	store_options_init(&o);
+	o.dir = dir;
+	o.vfs = faulty ? "faulty" : NULL;
+	return store_open(&s, &o) == 0 ? s : NULL;
+}
+
+/* The codes a failure may map to under this kind of fault. */
+static void assert_fault_code(int rc, fault_kind kind)
+{
+	if (rc == 0)
+		return;
+	if (rc != STORE_EIO && rc != STORE_ENOMEM && rc != STORE_EFULL)
+		print_message("# unexpected %s under fault %d\n", store_errcode(rc), (int)kind);
+	switch (kind) {
+	case FAULT_WRITE_FULL:
+		assert_true(rc == STORE_EFULL || rc == STORE_EIO);
+		break;
+	case FAULT_MALLOC:
+		assert_true(rc == STORE_ENOMEM || rc == STORE_EIO);
+		break;
+	default:
+		assert_true(rc == STORE_EIO);
+	}
+}
+
+/* Run the script with the Nth fault armed; false when the fault was never reached. */
+static bool run_script(run *r, fault_kind kind, long n)
+{
+	store *s = open_store(r->dir, true);
+	assert_non_null(s);
+	plan.kind = kind;
+	plan.countdown = n;
+	long hits_before = plan.hits;
+	for (int i = 0; i < SCRIPT_MESSAGES; i++) {
+		uint8_t wave[STORE_WAVEFORM_POINTS] = {0};
+		store_new_message m = {.sender = r->parent.id.s,
+				       .created_ms = i,
+				       .duration_ms = 1000,
+				       .waveform = wave,
+				       .audio = r->audio[i],
+				       .audio_len = sizeof r->audio[i]};
+		store_message msg;
+		int existed;
+		char key[32];
+		snprintf(key, sizeof key, "key-%d", i);
+		m.idempotency_key = key;
+		int rc = store_message_append(s, r->fam.id.s, &m, &msg, &existed);
+		assert_fault_code(rc, kind);
+		if (rc == 0) {
+			r->acked[i] = true;
+			r->ids[i] = msg.id;
+			uint64_t seq;
+			assert_fault_code(store_message_listened(s, r->fam.id.s, msg.id.s,
+								 r->parent.id.s, i, &seq),
+					  kind);
+		}
+	}
+	bool reached = plan.hits > hits_before;
+	plan.countdown = -1;
+	store_close(s);
+	return reached;
+}
+
+/*
+ * With faults off: every acknowledged message present and complete. A failed append may still
+ * be there (a sync that failed after the commit frame reached the WAL: its fate was unknown,
+ * and a retry with its idempotency key finds it), but then whole; nothing appears twice, and
+ * the byte count matches what is there.
+ */
+static void verify(run *r)
+{
+	store *s = open_store(r->dir, false);
+	assert_non_null(s);
+	store_message list[SCRIPT_MESSAGES + 1];
+	size_t n;
+	uint64_t latest, total = 0;
+	bool seen[SCRIPT_MESSAGES] = {false};
+	assert_int_equal(store_messages_since(s, r->fam.id.s, 0, list, SCRIPT_MESSAGES + 1, &n,
+					      &latest),
+			 0);
+	assert_true(n <= SCRIPT_MESSAGES);
+	for (size_t k = 0; k < n; k++) {
+		uint8_t buf[3000], hash[32];
+		size_t got;
+		assert_int_equal(store_audio_read(s, r->fam.id.s, list[k].id.s, 0, buf, sizeof buf,
+						  &got),
+				 0);
+		assert_int_equal(got, sizeof buf);
+		crypto_hash_sha256(hash, buf, sizeof buf);
+		assert_memory_equal(list[k].sha256, hash, 32);
+		int which = -1;
+		for (int i = 0; i < SCRIPT_MESSAGES; i++)
+			if (memcmp(buf, r->audio[i], sizeof buf) == 0)
+				which = i;
+		assert_true(which >= 0);
+		assert_false(seen[which]); /* no duplicates */
+		seen[which] = true;
+		if (r->acked[which])
+			assert_string_equal(list[k].id.s, r->ids[which].s);
+		total += got;
+	}
+	for (int i = 0; i < SCRIPT_MESSAGES; i++)
+		if (r->acked[i])
+			assert_true(seen[i]);
+	uint64_t used;
+	assert_int_equal(store_mailbox_usage(s, r->fam.id.s, &used), 0);
+	assert_int_equal(used, total);
+	store_close(s);
+}
+
+static void sweep(fault_kind kind)
+{
+	long n = 0, reached = 0;
+	for (;; n++) {
+		run *r = calloc(1, sizeof *r);
+		snprintf(r->dir, sizeof r->dir, "/tmp/jiayin-faults-XXXXXX");
+		assert_non_null(mkdtemp(r->dir));
+		store *s = open_store(r->dir, false);
+		assert_non_null(s);
+		assert_int_equal(store_family_create(s, "f", "p", 0, 1, &r->fam, &r->parent), 0);
+		store_close(s);
+		for (int i = 0; i < SCRIPT_MESSAGES; i++)
+			randombytes_buf(r->audio[i], sizeof r->audio[i]);
+		bool hit = run_script(r, kind, n);
+		verify(r);
+		char cmd[128];
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+		assert_int_equal(system(cmd), 0);
+		free(r);
+		if (!hit)
+			break;
+		reached++;
+	}
+	print_message("# %ld faults injected before the script ran clean\n", reached);
+	assert_true(reached > 5); /* the script really went through faulty I/O */
+}
+
+static void failing_writes(void **st)
+{
+	(void)st;
+	sweep(FAULT_WRITE_IO);
+}
+
+static void disk_full(void **st)
+{
+	(void)st;
+	sweep(FAULT_WRITE_FULL);
+}
+
+static void failing_syncs(void **st)
+{
+	(void)st;
+	sweep(FAULT_SYNC);
+}
+
+static void failing_allocations(void **st)
+{
+	(void)st;
+	sweep(FAULT_MALLOC);
+}
+
+int main(void)
+{
+	/* The allocator must be set before SQLite initialises. */
+	install_allocator();
+	assert_int_equal(sqlite3_initialize(), SQLITE_OK);
+	register_faulty();
+	if (sodium_init() < 0)
+		return 1;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(failing_writes),
+		cmocka_unit_test(disk_full),
+		cmocka_unit_test(failing_syncs),
+		cmocka_unit_test(failing_allocations),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
