@@ -1,0 +1,383 @@
+/*
+ * bench_storage.c — the storage library against its peers, side by side in one run.
+ *
+ *   append:  durable appends of a 150 KB message through store_message_append, against a bare
+ *            SQLite loop doing one INSERT of the same blob per transaction with the same
+ *            pragmas (WAL, synchronous=FULL, 16 KiB pages). Target: >= 0.8x the bare rate.
+ *   read:    a message's audio through store_audio_read in 64 KiB chunks, against pread() of
+ *            the same bytes from a plain file (both from the page cache). Target: >= 0.5x.
+ *   list:    the newest 50 messages of a mailbox holding 100,000. Target: < 1 ms median.
+ *            (Audio lives in its own table, so the listing cost does not depend on clip sizes;
+ *            the big mailbox is built with small clips in one transaction to save time.)
+ *   open:    10,000 family databases on disk; the cost of opening one on demand (cold, with
+ *            its quick_check) and the memory each open family holds (RSS growth / count).
+ * Medians of RUNS runs; every figure printed is measured here. Usage: bench_storage [WORKDIR]
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RUNS 5
+#define CLIP_BYTES (150 * 1024)
+#define APPENDS 60
+#define BIG_MAILBOX 100000
+#define LIST_CALLS 2000
+#define FAMILIES 10000
+#define OPENS 400
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmp(const void *a, const void *b)
+{
+	double d = *(const double *)a - *(const double *)b;
+	return (d > 0) - (d < 0);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp);
+	return v[n / 2];
+}
+
+static void die(const char *what, int rc)
+{
+	fprintf(stderr, "bench_storage: %s failed: %d (%s)\n", what, rc, store_errcode(rc));
+	exit(1);
+}
+
+static long rss_kb(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	long pages = 0, resident = 0;
+	if (f && fscanf(f, "%ld %ld", &pages, &resident) != 2)
+		resident = 0;
+	if (f)
+		fclose(f);
+	return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static store *open_store(const char *dir, unsigned max_open)
+{
+	store_options o;
+	store *s;
+	store_options_init(&o);
+	o.dir = dir;
+	o.max_open_families = max_open;
+	int rc = store_open(&s, &o);
+	if (rc < 0)
+		die("store_open", rc);
+	return s;
+}
+
+static void fresh_dir(char *buf, size_t cap, const char *work, const char *name)
+{
+	char cmd[512];
+	snprintf(buf, cap, "%s/%s", work, name);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", buf);
+	if (system(cmd) != 0)
+		exit(1);
+	mkdir(buf, 0700);
+}
+
+/* Appends per second through the library. */
+static double library_appends(const char *work, const uint8_t *clip)
+{
+	char dir[256];
+	store_family fam;
+	store_member mem;
+	uint8_t wave[STORE_WAVEFORM_POINTS] = {0};
+	fresh_dir(dir, sizeof dir, work, "append-lib");
+	store *s = open_store(dir, 16);
+	int rc = store_family_create(s, "bench", "parent", 0, 1, &fam, &mem);
+	if (rc < 0)
+		die("family_create", rc);
+	store_new_message m = {.sender = mem.id.s, .waveform = wave, .audio = clip,
+			       .audio_len = CLIP_BYTES};
+	store_message out;
+	int existed;
+	if ((rc = store_message_append(s, fam.id.s, &m, &out, &existed)) < 0) /* warm */
+		die("append", rc);
+	double t0 = now();
+	for (int i = 0; i < APPENDS; i++)
+		if ((rc = store_message_append(s, fam.id.s, &m, &out, &existed)) < 0)
+			die("append", rc);
+	double t = now() - t0;
+	store_close(s);
+	return APPENDS / t;
+}
+
+/* Appends per second with bare SQLite: one INSERT per transaction, same pragmas. */
+static double bare_appends(const char *work, const uint8_t *clip)
+{
+	char dir[256], path[300];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	fresh_dir(dir, sizeof dir, work, "append-bare");
+	snprintf(path, sizeof path, "%s/bare.db", dir);
+	if (sqlite3_open(path, &db) != SQLITE_OK ||
+	    sqlite3_exec(db, "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; "
+			     "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
+			     "CREATE TABLE audio (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+			 0, 0, 0) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "INSERT INTO audio (data) VALUES (?)", -1, &st, 0) != SQLITE_OK)
+		die("bare setup", STORE_EIO);
+	double t0 = 0;
+	for (int i = -1; i < APPENDS; i++) { /* i = -1: warm-up */
+		if (i == 0)
+			t0 = now();
+		sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0);
+		sqlite3_bind_blob(st, 1, clip, CLIP_BYTES, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			die("bare insert", STORE_EIO);
+		sqlite3_reset(st);
+		if (sqlite3_exec(db, "COMMIT", 0, 0, 0) != SQLITE_OK)
+			die("bare commit", STORE_EIO);
+	}
+	double t = now() - t0;
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return APPENDS / t;
+}
+
+/* MB/s reading one clip: through the library, and from a plain file. */
+static void reads(const char *work, const uint8_t *clip, double *lib_mbs, double *file_mbs)
+{
+	char dir[256], path[300];
+	store_family fam;
+	store_member mem;
+	uint8_t wave[STORE_WAVEFORM_POINTS] = {0}, *buf = malloc(65536);
+	fresh_dir(dir, sizeof dir, work, "read");
+	store *s = open_store(dir, 16);
+	int rc = store_family_create(s, "bench", "parent", 0, 1, &fam, &mem);
+	store_new_message m = {.sender = mem.id.s, .waveform = wave, .audio = clip,
+			       .audio_len = CLIP_BYTES};
+	store_message msg;
+	int existed;
+	if (rc < 0 || (rc = store_message_append(s, fam.id.s, &m, &msg, &existed)) < 0)
+		die("read setup", rc);
+	snprintf(path, sizeof path, "%s/clip.ogg", dir);
+	int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, clip, CLIP_BYTES) != CLIP_BYTES)
+		die("write file", STORE_EIO);
+	const int reps = 400;
+	double t0 = now();
+	for (int r = 0; r < reps; r++) {
+		for (uint64_t off = 0; off < CLIP_BYTES;) {
+			size_t got;
+			if ((rc = store_audio_read(s, fam.id.s, msg.id.s, off, buf, 65536, &got)) < 0)
+				die("audio_read", rc);
+			off += got;
+		}
+	}
+	double tl = now() - t0;
+	t0 = now();
+	for (int r = 0; r < reps; r++) {
+		for (off_t off = 0; off < CLIP_BYTES;) {
+			ssize_t n = pread(fd, buf, 65536, off);
+			if (n <= 0)
+				die("pread", STORE_EIO);
+			off += n;
+		}
+	}
+	double tf = now() - t0;
+	close(fd);
+	store_close(s);
+	free(buf);
+	*lib_mbs = reps * (CLIP_BYTES / 1e6) / tl;
+	*file_mbs = reps * (CLIP_BYTES / 1e6) / tf;
+}
+
+/* A family whose mailbox holds BIG_MAILBOX small messages, built in one transaction. */
+static void build_big_mailbox(const char *dir, store_id *family_id)
+{
+	store_family fam;
+	store_member mem;
+	store *s = open_store(dir, 16);
+	int rc = store_family_create(s, "big", "parent", 0, 1, &fam, &mem);
+	if (rc < 0)
+		die("family_create", rc);
+	store_close(s);
+	*family_id = fam.id;
+	char path[400];
+	snprintf(path, sizeof path, "%s/families/%s.db", dir, fam.id.s);
+	sqlite3 *db;
+	sqlite3_stmt *msg, *audio;
+	uint8_t wave[STORE_WAVEFORM_POINTS] = {0}, hash[32] = {0}, clip[1000] = {0};
+	if (sqlite3_open(path, &db) != SQLITE_OK ||
+	    sqlite3_exec(db, "BEGIN", 0, 0, 0) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+			       "INSERT INTO messages (id, seq, sender, created_ms, duration_ms, "
+			       "lufs, bytes, waveform, sha256, state) "
+			       "VALUES (?, ?, ?, ?, 30000, -16, 1000, ?, ?, 1)",
+			       -1, &msg, 0) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "INSERT INTO audio (message, data) VALUES (?, ?)", -1,
+			       &audio, 0) != SQLITE_OK)
+		die("big mailbox", STORE_EIO);
+	for (int i = 1; i <= BIG_MAILBOX; i++) {
+		store_id id;
+		store_new_id(&id);
+		sqlite3_bind_text(msg, 1, id.s, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(msg, 2, i);
+		sqlite3_bind_text(msg, 3, mem.id.s, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(msg, 4, 1700000000000LL + i * 60000LL);
+		sqlite3_bind_blob(msg, 5, wave, sizeof wave, SQLITE_STATIC);
+		sqlite3_bind_blob(msg, 6, hash, sizeof hash, SQLITE_STATIC);
+		if (sqlite3_step(msg) != SQLITE_DONE)
+			die("big insert", STORE_EIO);
+		sqlite3_reset(msg);
+		sqlite3_bind_int64(audio, 1, sqlite3_last_insert_rowid(db));
+		sqlite3_bind_blob(audio, 2, clip, sizeof clip, SQLITE_STATIC);
+		if (sqlite3_step(audio) != SQLITE_DONE)
+			die("big audio", STORE_EIO);
+		sqlite3_reset(audio);
+	}
+	char bump[96];
+	snprintf(bump, sizeof bump, "UPDATE counters SET seq = %d, bytes_used = %d; COMMIT",
+		 BIG_MAILBOX, BIG_MAILBOX * 1000);
+	if (sqlite3_exec(db, bump, 0, 0, 0) != SQLITE_OK)
+		die("big commit", STORE_EIO);
+	sqlite3_finalize(msg);
+	sqlite3_finalize(audio);
+	sqlite3_close(db);
+}
+
+/* Median milliseconds of one newest-50 listing. */
+static double list_newest(const char *dir, const store_id *fam)
+{
+	static store_message out[50];
+	double t[LIST_CALLS];
+	store *s = open_store(dir, 16);
+	size_t n;
+	int rc = store_messages_newest(s, fam->s, out, 50, &n); /* opens and warms */
+	if (rc < 0 || n != 50)
+		die("newest", rc);
+	for (int i = 0; i < LIST_CALLS; i++) {
+		double t0 = now();
+		store_messages_newest(s, fam->s, out, 50, &n);
+		t[i] = (now() - t0) * 1000;
+	}
+	store_close(s);
+	return median(t, LIST_CALLS);
+}
+
+/* FAMILIES family files: one made through the library, copied, registered in bulk. */
+static void build_families(const char *dir, store_id *ids)
+{
+	store_family fam;
+	store_member mem;
+	store *s = open_store(dir, 16);
+	int rc = store_family_create(s, "template", "parent", 0, 1, &fam, &mem);
+	if (rc < 0)
+		die("family_create", rc);
+	store_close(s);
+	char src[400], dst[400], path[400];
+	snprintf(src, sizeof src, "%s/families/%s.db", dir, fam.id.s);
+	FILE *in = fopen(src, "rb");
+	static uint8_t file[1 << 20];
+	size_t len = fread(file, 1, sizeof file, in);
+	fclose(in);
+	snprintf(path, sizeof path, "%s/directory.db", dir);
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	if (sqlite3_open(path, &db) != SQLITE_OK || sqlite3_exec(db, "BEGIN", 0, 0, 0) ||
+	    sqlite3_prepare_v2(db, "INSERT INTO families (id, name, created_ms) VALUES (?, 'f', 1)",
+			       -1, &st, 0) != SQLITE_OK)
+		die("families setup", STORE_EIO);
+	for (int i = 0; i < FAMILIES; i++) {
+		store_new_id(&ids[i]);
+		snprintf(dst, sizeof dst, "%s/families/%s.db", dir, ids[i].s);
+		FILE *out = fopen(dst, "wb");
+		if (!out || fwrite(file, 1, len, out) != len)
+			die("copy family", STORE_EIO);
+		fclose(out);
+		sqlite3_bind_text(st, 1, ids[i].s, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			die("register family", STORE_EIO);
+		sqlite3_reset(st);
+	}
+	sqlite3_exec(db, "COMMIT", 0, 0, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+/* Median ms to open a cold family on demand, and KB of memory per open family. */
+static void open_costs(const char *dir, const store_id *ids, double *open_ms, double *kb_each)
+{
+	double t[OPENS];
+	store *s = open_store(dir, OPENS);
+	uint64_t used;
+	long before = rss_kb();
+	for (int i = 0; i < OPENS; i++) {
+		const store_id *id = &ids[(i * 7919) % FAMILIES];
+		double t0 = now();
+		int rc = store_mailbox_usage(s, id->s, &used);
+		t[i] = (now() - t0) * 1000;
+		if (rc < 0)
+			die("open family", rc);
+	}
+	*kb_each = (double)(rss_kb() - before) / OPENS;
+	store_close(s);
+	*open_ms = median(t, OPENS);
+}
+
+int main(int argc, char **argv)
+{
+	const char *work = argc > 1 ? argv[1] : "/tmp/jiayin-bench-storage";
+	mkdir(work, 0700);
+	if (sodium_init() < 0)
+		return 1;
+	uint8_t *clip = malloc(CLIP_BYTES);
+	randombytes_buf(clip, CLIP_BYTES);
+	double lib[RUNS], bare[RUNS], rl[RUNS], rf[RUNS];
+	for (int r = 0; r < RUNS; r++) { /* interleaved, so noise falls on both */
+		lib[r] = library_appends(work, clip);
+		bare[r] = bare_appends(work, clip);
+		reads(work, clip, &rl[r], &rf[r]);
+	}
+	double ml = median(lib, RUNS), mb = median(bare, RUNS);
+	double mrl = median(rl, RUNS), mrf = median(rf, RUNS);
+
+	char big[256];
+	store_id fam;
+	fresh_dir(big, sizeof big, work, "big");
+	build_big_mailbox(big, &fam);
+	double list_ms = list_newest(big, &fam);
+
+	char many[256];
+	store_id *ids = malloc(FAMILIES * sizeof *ids);
+	fresh_dir(many, sizeof many, work, "many");
+	build_families(many, ids);
+	double open_ms, kb_each;
+	open_costs(many, ids, &open_ms, &kb_each);
+
+	printf("| measure | Jiayin storage | peer | ratio | target |\n|---|---|---|---|---|\n");
+	printf("| durable append, 150 KB (appends/s) | %.1f | %.1f (bare SQLite loop) | %.2fx | "
+	       ">= 0.8x: %s |\n",
+	       ml, mb, ml / mb, ml / mb >= 0.8 ? "PASS" : "FAIL");
+	printf("| audio read, 150 KB in 64 KiB chunks (MB/s) | %.0f | %.0f (pread from a file) | "
+	       "%.2fx | >= 0.5x: %s |\n",
+	       mrl, mrf, mrl / mrf, mrl / mrf >= 0.5 ? "PASS" : "FAIL");
+	printf("| newest 50 of %d messages (median ms) | %.3f | | | < 1 ms: %s |\n", BIG_MAILBOX,
+	       list_ms, list_ms < 1.0 ? "PASS" : "FAIL");
+	printf("| open a cold family of %d on disk (median ms) | %.2f | | | reported |\n",
+	       FAMILIES, open_ms);
+	printf("| memory per open family (KB of RSS) | %.0f | | | reported |\n", kb_each);
+	printf("\n%d runs each (medians); %d appends per run; clip %d bytes.\n", RUNS, APPENDS,
+	       CLIP_BYTES);
+	free(ids);
+	free(clip);
+	return 0;
+}
