@@ -649,6 +649,47 @@ static void export_zip(void **state)
 	assert_int_equal(index, 1);
 }
 
+static void locked_database_is_busy(void **state)
+{
+	fixture *f = *state;
+	store_close(f->s);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	o.busy_timeout_ms = 50;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	/* Another process holds the directory's write lock past our busy timeout. */
+	char path[256];
+	snprintf(path, sizeof path, "%s/directory.db", f->dir);
+	sqlite3 *other;
+	assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(other, "BEGIN EXCLUSIVE", 0, 0, 0), SQLITE_OK);
+	store_member m;
+	assert_int_equal(store_member_add(f->s, f->fam.id.s, "x", STORE_ROLE_CHILD, NULL, 1, &m),
+			 STORE_EBUSY);
+	assert_int_equal(sqlite3_exec(other, "COMMIT", 0, 0, 0), SQLITE_OK);
+	sqlite3_close(other);
+	assert_int_equal(store_member_add(f->s, f->fam.id.s, "x", STORE_ROLE_CHILD, NULL, 1, &m),
+			 0);
+}
+
+static void sqlite_errors_map_to_stable_codes(void **state)
+{
+	(void)state;
+	/* Read-only media cannot be made for real under root; the mapping is what is tested. */
+	assert_int_equal(store_map_sqlite(SQLITE_READONLY), STORE_EROFS);
+	assert_int_equal(store_map_sqlite(SQLITE_READONLY_DBMOVED), STORE_EROFS);
+	assert_int_equal(store_map_sqlite(SQLITE_FULL), STORE_EFULL);
+	assert_int_equal(store_map_sqlite(SQLITE_CORRUPT), STORE_ECORRUPT);
+	assert_int_equal(store_map_sqlite(SQLITE_NOTADB), STORE_ECORRUPT);
+	assert_int_equal(store_map_sqlite(SQLITE_BUSY_SNAPSHOT), STORE_EBUSY);
+	assert_int_equal(store_map_sqlite(SQLITE_IOERR_FSYNC), STORE_EIO);
+	assert_int_equal(store_map_sqlite(SQLITE_IOERR_NOMEM), STORE_ENOMEM);
+	assert_int_equal(store_map_sqlite(SQLITE_NOMEM), STORE_ENOMEM);
+	assert_int_equal(store_map_sqlite(SQLITE_CONSTRAINT_UNIQUE), STORE_EEXIST);
+	assert_int_equal(store_map_sqlite(SQLITE_DONE), 0);
+}
+
 static void error_names(void **state)
 {
 	(void)state;
@@ -680,6 +721,8 @@ int main(void)
 		T(migrations_from_every_version),
 		T(backups),
 		T(export_zip),
+		T(locked_database_is_busy),
+		cmocka_unit_test(sqlite_errors_map_to_stable_codes),
 		cmocka_unit_test(error_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
