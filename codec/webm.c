@@ -172,37 +172,10 @@ static int enter(codec_in *in, const ebml_elem *e)
 	return in_skip(in, e->header_len);
 }
 
-/*
- * Skip n bytes. in_skip() calls a seek that lands exactly on the end of the input truncated, so
- * skip all but the last byte and read that one. An element reaching past the input byte limit
- * means the file is too large if the bytes are there, truncated (a lying size) if they are not.
- */
-static int skip_bytes(codec_in *in, uint64_t n)
-{
-	uint8_t last;
-	if (n == 0)
-		return 0;
-	uint64_t pos = in_tell(in);
-	if (n > in->max_bytes || pos > in->max_bytes - n) {
-		const uint8_t *p;
-		size_t avail = 0;
-		int rc = pos < in->max_bytes ? in_skip(in, in->max_bytes - pos) : 0;
-		if (rc == 0)
-			rc = in_peek(in, &p, 1, &avail);
-		if (rc < 0)
-			return rc;
-		return avail ? CODEC_ETOOLARGE : CODEC_ETRUNCATED;
-	}
-	int rc = in_skip(in, n - 1);
-	if (rc < 0)
-		return rc;
-	return in_read_exact(in, &last, 1);
-}
-
 /* Skip the payload of an element we have entered (an unknown-size Segment/Cluster cannot be). */
 static int skip_payload(codec_in *in, const ebml_elem *e)
 {
-	return e->unknown ? CODEC_EMALFORMED : skip_bytes(in, e->size);
+	return e->unknown ? CODEC_EMALFORMED : in_skip(in, e->size);
 }
 
 static int read_uint(codec_in *in, const ebml_elem *e, uint64_t *v)
@@ -618,7 +591,7 @@ static int read_block(webm_state *w, uint64_t size, bool *ours)
 	unsigned lacing = (hdr[n + 2] >> 1) & 3;
 	uint64_t len = size - n - 3;
 	if (track != w->track)
-		return skip_bytes(in, len);
+		return in_skip(in, len);
 	if (len > WEBM_MAX_BLOCK)
 		return CODEC_EMALFORMED;
 	if ((rc = reserve(w, (size_t)len)) < 0 || (rc = in_read_exact(in, w->buf, (size_t)len)) < 0)
