@@ -95,7 +95,8 @@ typedef struct family {
 	store_id id;
 	db *db;
 	int refs;
-	bool opening, failed;
+	bool opening;
+	bool deleting; /* being erased: acquire answers not_found until the entry goes */
 	struct family *prev, *next; /* LRU: head is most recently used */
 } family;
 

@@ -287,19 +287,43 @@ static void lru_push_front(store *s, family *f)
 		s->tail = f;
 }
 
-/* Close unused databases beyond the limit; called with the lock held. */
-static void evict(store *s)
+/*
+ * Take unused databases beyond the limit out of the cache, with the lock held; the caller
+ * closes them (close_evicted) after unlocking: a close checkpoints and syncs the WAL, which
+ * must not stall every other family's calls.
+ */
+static family *evict(store *s)
 {
+	family *victims = NULL;
 	for (family *f = s->tail; f && s->nfamilies > s->opt.max_open_families;) {
 		family *prev = f->prev;
-		if (f->refs == 0 && !f->opening) {
+		if (f->refs == 0 && !f->opening && !f->deleting) {
 			lru_unlink(s, f);
 			s->nfamilies--;
-			db_close(f->db);
-			free(f);
+			f->next = victims;
+			victims = f;
 		}
 		f = prev;
 	}
+	return victims;
+}
+
+static void close_evicted(family *victims)
+{
+	while (victims) {
+		family *next = victims->next;
+		db_close(victims->db);
+		free(victims);
+		victims = next;
+	}
+}
+
+static family *find_family(store *s, const char *family_id)
+{
+	family *f = s->head;
+	while (f && strcmp(f->id.s, family_id) != 0)
+		f = f->next;
+	return f;
 }
 
 int family_acquire(store *s, const char *family_id, family **out)
@@ -310,11 +334,13 @@ int family_acquire(store *s, const char *family_id, family **out)
 		return rc;
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		family *f = s->head;
-		while (f && strcmp(f->id.s, family_id) != 0)
-			f = f->next;
+		family *f = find_family(s, family_id);
 		if (!f)
 			break;
+		if (f->deleting) {
+			pthread_mutex_unlock(&s->lock);
+			return STORE_ENOTFOUND;
+		}
 		if (f->opening) {
 			pthread_cond_wait(&s->changed, &s->lock);
 			continue; /* look again: it may have failed and gone */
@@ -352,55 +378,80 @@ int family_acquire(store *s, const char *family_id, family **out)
 		}
 	}
 
+	family *victims = NULL;
 	pthread_mutex_lock(&s->lock);
 	f->opening = false;
 	if (rc < 0) {
 		lru_unlink(s, f);
 		s->nfamilies--;
-		db_close(f->db);
-		free(f);
-		f = NULL;
 	} else {
-		evict(s);
+		victims = evict(s);
 	}
 	pthread_cond_broadcast(&s->changed);
 	pthread_mutex_unlock(&s->lock);
+	close_evicted(victims);
+	if (rc < 0) {
+		db_close(f->db);
+		free(f);
+		f = NULL;
+	}
 	*out = f;
 	return rc;
 }
 
 void family_release(store *s, family *f)
 {
+	family *victims = NULL;
 	pthread_mutex_lock(&s->lock);
 	f->refs--;
 	if (f->refs == 0) {
-		evict(s);
+		victims = evict(s);
 		pthread_cond_broadcast(&s->changed);
 	}
 	pthread_mutex_unlock(&s->lock);
+	close_evicted(victims);
 }
 
-/* Wait until nobody holds the family, then close it and drop it from the cache. */
-static void family_forget(store *s, const char *family_id)
+/*
+ * Erase a family's mailbox file. The cache entry is marked `deleting` first (created if the
+ * family was not open), so no call opens or uses the family from then on; calls already
+ * inside finish, then the database is closed and its files unlinked, and only then does the
+ * entry go. A call that comes during all this gets not_found.
+ */
+static void family_erase(store *s, const char *family_id, const char *path)
 {
 	pthread_mutex_lock(&s->lock);
-	for (;;) {
-		family *f = s->head;
-		while (f && strcmp(f->id.s, family_id) != 0)
-			f = f->next;
-		if (!f)
-			break;
-		if (f->refs > 0 || f->opening) {
+	family *f = find_family(s, family_id);
+	while (f && f->opening) {
+		pthread_cond_wait(&s->changed, &s->lock);
+		f = find_family(s, family_id);
+	}
+	if (!f && (f = calloc(1, sizeof *f))) {
+		memcpy(f->id.s, family_id, STORE_ID_LEN + 1);
+		lru_push_front(s, f);
+		s->nfamilies++;
+	}
+	if (f) {
+		f->deleting = true;
+		while (f->refs > 0)
 			pthread_cond_wait(&s->changed, &s->lock);
-			continue;
-		}
-		lru_unlink(s, f);
-		s->nfamilies--;
-		db_close(f->db);
-		free(f);
-		break;
 	}
 	pthread_mutex_unlock(&s->lock);
+
+	if (f) {
+		db_close(f->db);
+		f->db = NULL;
+	}
+	unlink_db_files(path);
+
+	if (f) {
+		pthread_mutex_lock(&s->lock);
+		lru_unlink(s, f);
+		s->nfamilies--;
+		pthread_cond_broadcast(&s->changed);
+		pthread_mutex_unlock(&s->lock);
+		free(f);
+	}
 }
 
 /* ---- families and members ---- */
@@ -553,8 +604,7 @@ int store_family_delete(store *s, const char *family_id)
 	if (rc < 0)
 		return rc;
 	/* The rows are gone, so no new request finds the family; erase its voices. */
-	family_forget(s, family_id);
-	unlink_db_files(path);
+	family_erase(s, family_id, path);
 	return 0;
 }
 
