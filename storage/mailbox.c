@@ -9,7 +9,7 @@
  */
 #include "internal.h"
 
-#include <sodium.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,8 +192,15 @@ int store_message_append(store *s, const char *family_id, const store_new_messag
 		return STORE_EINVAL;
 	memset(&msg, 0, sizeof msg);
 	store_new_id(&msg.id);
-	/* Hash before taking the write lock: the lock is held only for the database work. */
-	crypto_hash_sha256(msg.sha256, m->audio, m->audio_len);
+	/*
+	 * Hash before taking the write lock: the lock is held only for the database work.
+	 * OpenSSL's SHA-256 uses the CPU's SHA extensions: 0.1 ms for a 150 KB clip where
+	 * libsodium's portable one took 0.58 ms, more than half of a durable append.
+	 */
+	unsigned int hlen = 0;
+	if (!EVP_Digest(m->audio, m->audio_len, msg.sha256, &hlen, EVP_sha256(), NULL) ||
+	    hlen != STORE_HASH_LEN)
+		return STORE_ENOMEM;
 
 	int rc = family_acquire(s, family_id, &f);
 	if (rc < 0)
@@ -212,10 +219,21 @@ int store_message_append(store *s, const char *family_id, const store_new_messag
 			goto abort;
 	}
 	if ((rc = bump_counters(c, (int64_t)m->audio_len, m->quota_bytes, &msg.seq)) < 0 ||
-	    (rc = insert_message(c, m, &msg, &rowid)) < 0 ||
-	    (rc = load_message(c, msg.id.s, out)) < 0)
+	    (rc = insert_message(c, m, &msg, &rowid)) < 0)
 		goto abort;
 	rc = conn_commit(c); /* synchronous=FULL: on disk when this returns */
+	if (rc == 0) {
+		/* Everything about a new message is known here: no need to read it back. */
+		copy_text(msg.sender.s, sizeof msg.sender.s, (const unsigned char *)m->sender);
+		copy_text(msg.to.s, sizeof msg.to.s, (const unsigned char *)(m->to ? m->to : ""));
+		msg.created_ms = m->created_ms;
+		msg.duration_ms = m->duration_ms;
+		msg.lufs = m->lufs;
+		msg.bytes = m->audio_len;
+		memcpy(msg.waveform, m->waveform, STORE_WAVEFORM_POINTS);
+		msg.state = STORE_MSG_VISIBLE;
+		*out = msg;
+	}
 	goto done;
 abort:
 	conn_rollback(c);
@@ -325,6 +343,9 @@ int store_audio_read(store *s, const char *family_id, const char *message_id, ui
 		return rc;
 	if ((rc = db_read_begin(f->db, &c)) < 0)
 		goto release;
+	/* One read transaction for the lookup and the blob: one shared lock, not two. */
+	if ((rc = conn_exec(c, "BEGIN")) < 0)
+		goto end;
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (!st)
 		goto end;
@@ -354,6 +375,8 @@ int store_audio_read(store *s, const char *family_id, const char *message_id, ui
 end:
 	if (blob)
 		sqlite3_blob_close(blob);
+	if (!sqlite3_get_autocommit(c->db))
+		conn_exec(c, "COMMIT");
 	db_read_end(f->db, c);
 release:
 	family_release(s, f);
@@ -473,9 +496,14 @@ static int do_set_state(conn *c, sqlite3_int64 rowid, const store_message *befor
 		return 0;
 	if (!(st = conn_stmt(c, sql_erase, &rc)))
 		return rc;
+	/* The voice must not stay in free pages of the file: zero what this delete frees. */
+	if ((rc = conn_exec(c, "PRAGMA secure_delete=ON")) < 0)
+		return rc;
 	sqlite3_bind_int64(st, 1, rowid);
 	*bytes_delta = -(int64_t)before->bytes;
-	return step_done(st);
+	rc = step_done(st);
+	int off = conn_exec(c, "PRAGMA secure_delete=OFF");
+	return rc < 0 ? rc : off;
 }
 
 int store_message_set_state(store *s, const char *family_id, const char *message_id,
