@@ -73,10 +73,13 @@ void db_read_end(db *d, conn *c);
 sqlite3_stmt *conn_stmt(conn *c, const char *sql, int *rc);
 /* Run SQL without results (pragmas, BEGIN, COMMIT). */
 int conn_exec(conn *c, const char *sql);
-/* BEGIN IMMEDIATE / COMMIT / ROLLBACK (rollback never fails the caller: it reports). */
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK (a failed commit rolls back). */
 int conn_begin(conn *c);
 int conn_commit(conn *c);
 void conn_rollback(conn *c);
+/* A read transaction: one snapshot (and one set of locks) for several statements. */
+int conn_begin_read(conn *c);
+void conn_end_read(conn *c);
 
 /* SQLite result code to STORE_E*. */
 int store_map_sqlite(int rc);

@@ -275,7 +275,7 @@ static int list(store *s, const char *family_id, const char *sql, sqlite3_int64 
 	if ((rc = db_read_begin(f->db, &c)) < 0)
 		goto release;
 	/* One read transaction, so the counter and the rows are the same snapshot. */
-	if ((rc = conn_exec(c, "BEGIN")) < 0)
+	if ((rc = conn_begin_read(c)) < 0)
 		goto end;
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (st) {
@@ -295,7 +295,7 @@ static int list(store *s, const char *family_id, const char *sql, sqlite3_int64 
 			sqlite3_reset(st);
 		}
 	}
-	conn_exec(c, "COMMIT");
+	conn_end_read(c);
 end:
 	db_read_end(f->db, c);
 release:
@@ -344,7 +344,7 @@ int store_audio_read(store *s, const char *family_id, const char *message_id, ui
 	if ((rc = db_read_begin(f->db, &c)) < 0)
 		goto release;
 	/* One read transaction for the lookup and the blob: one shared lock, not two. */
-	if ((rc = conn_exec(c, "BEGIN")) < 0)
+	if ((rc = conn_begin_read(c)) < 0)
 		goto end;
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (!st)
@@ -375,8 +375,7 @@ int store_audio_read(store *s, const char *family_id, const char *message_id, ui
 end:
 	if (blob)
 		sqlite3_blob_close(blob);
-	if (!sqlite3_get_autocommit(c->db))
-		conn_exec(c, "COMMIT");
+	conn_end_read(c);
 	db_read_end(f->db, c);
 release:
 	family_release(s, f);

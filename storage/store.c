@@ -195,11 +195,24 @@ static int integrity_check(db *d)
 			rc = STORE_EIO; /* no row at all: the check did not run */
 	}
 	sqlite3_finalize(st);
+	sqlite3_db_release_memory(c->db); /* the check read every page: give the cache back */
 	db_write_end(d);
 	return rc;
 }
 
 /* ---- opening and closing ---- */
+
+static pthread_once_t sqlite_setup_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Process-wide SQLite settings, before SQLite initialises (if the program set SQLite up
+ * already, as the fault tests do, this is refused and harmless). Without it every connection
+ * allocated 20 pages of cache up front: 330 KB at our 16 KiB pages, for each open family.
+ */
+static void sqlite_setup(void)
+{
+	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+}
 
 void store_close(store *s)
 {
@@ -233,6 +246,7 @@ int store_open(store **out, const store_options *opt)
 		return STORE_EINVAL;
 	if (sodium_init() < 0)
 		return STORE_ENOMEM;
+	pthread_once(&sqlite_setup_once, sqlite_setup);
 	store *s = calloc(1, sizeof *s);
 	if (!s)
 		return STORE_ENOMEM;
