@@ -100,6 +100,9 @@ typedef struct family {
 	int refs;
 	bool opening;
 	bool deleting; /* being erased: acquire answers not_found until the entry goes */
+	/* Audio bytes in use, summed on first need, then kept: guarded by db's write lock. */
+	bool usage_known;
+	uint64_t bytes_used;
 	struct family *prev, *next; /* LRU: head is most recently used */
 } family;
 

@@ -2,9 +2,10 @@
  * mailbox.c — a family's messages: durable append with idempotency keys and a quota, the
  * change sequence, listings, chunked audio reads, listened receipts, hiding and deleting.
  *
- * Every change (a new message, a receipt, a state change) takes the next number from
- * counters.seq in the same transaction and stamps it on the message, so "what changed since N"
- * is one indexed range scan and shows each message once, in its latest state. Deleting erases
+ * Every change (a new message, a receipt, a state change) takes the next number (one more than
+ * max(seq), from its index, inside the write transaction) and stamps it on the message, so
+ * "what changed since N" is one indexed range scan and shows each message once, in its latest
+ * state. The bytes in use are summed once per open family and then kept, under the write lock. Deleting erases
  * the audio row (secure_delete zeroes its pages) and keeps a tombstone for "since" listings.
  */
 #include "internal.h"
@@ -83,29 +84,46 @@ static int load_message(conn *c, const char *message_id, store_message *out)
 	return rc;
 }
 
-/* The next change number and the new byte total, or STORE_EQUOTA past `quota`. */
-static int bump_counters(conn *c, int64_t bytes_delta, uint64_t quota, uint64_t *seq)
+/* One integer from a one-row query. */
+static int query_int(conn *c, const char *sql, sqlite3_int64 *v)
 {
-	static const char sql[] = "UPDATE counters SET seq = seq + 1, bytes_used = bytes_used + ? "
-				  "WHERE id = 1 RETURNING seq, bytes_used";
 	int rc = 0;
+	*v = 0;
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (!st)
 		return rc;
-	sqlite3_bind_int64(st, 1, bytes_delta);
 	int r = sqlite3_step(st);
-	if (r != SQLITE_ROW) {
-		sqlite3_reset(st);
-		return store_map_sqlite(r ? r : SQLITE_CORRUPT);
-	}
-	*seq = (uint64_t)sqlite3_column_int64(st, 0);
-	uint64_t used = (uint64_t)sqlite3_column_int64(st, 1);
-	/* RETURNING rows are produced before the statement finishes: run it to the end. */
-	r = sqlite3_step(st);
+	*v = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	rc = r == SQLITE_ROW ? 0 : store_map_sqlite(r ? r : SQLITE_CORRUPT);
 	sqlite3_reset(st);
-	if (r != SQLITE_DONE)
-		return store_map_sqlite(r);
-	return quota && bytes_delta > 0 && used > quota ? STORE_EQUOTA : 0;
+	return rc;
+}
+
+static const char sql_latest_seq[] = "SELECT coalesce(max(seq), 0) FROM messages";
+
+/* The next change number (with the write transaction open). */
+static int next_seq(conn *c, uint64_t *seq)
+{
+	sqlite3_int64 v;
+	int rc = query_int(c, sql_latest_seq, &v);
+	*seq = (uint64_t)v + 1;
+	return rc;
+}
+
+/* Bytes of audio the mailbox holds; the write lock must be held. */
+static int usage(conn *c, family *f, uint64_t *out)
+{
+	static const char sql[] = "SELECT coalesce(sum(bytes), 0) FROM messages WHERE state != 3";
+	if (!f->usage_known) {
+		sqlite3_int64 v;
+		int rc = query_int(c, sql, &v);
+		if (rc < 0)
+			return rc;
+		f->bytes_used = (uint64_t)v;
+		f->usage_known = true;
+	}
+	*out = f->bytes_used;
+	return 0;
 }
 
 static int find_idempotent(conn *c, const char *key, store_message *out)
@@ -218,11 +236,24 @@ int store_message_append(store *s, const char *family_id, const store_new_messag
 		if (rc != STORE_ENOTFOUND)
 			goto abort;
 	}
-	if ((rc = bump_counters(c, (int64_t)m->audio_len, m->quota_bytes, &msg.seq)) < 0 ||
-	    (rc = insert_message(c, m, &msg, &rowid)) < 0)
+	if ((rc = next_seq(c, &msg.seq)) < 0)
+		goto abort;
+	if (m->quota_bytes) {
+		uint64_t used;
+		if ((rc = usage(c, f, &used)) < 0)
+			goto abort;
+		if (m->audio_len > m->quota_bytes || used > m->quota_bytes - m->audio_len) {
+			rc = STORE_EQUOTA;
+			goto abort;
+		}
+	}
+	if ((rc = insert_message(c, m, &msg, &rowid)) < 0)
 		goto abort;
 	rc = conn_commit(c); /* synchronous=FULL: on disk when this returns */
+	if (rc < 0)
+		f->usage_known = false; /* a failed commit's outcome can be unknown: sum again */
 	if (rc == 0) {
+		f->bytes_used += m->audio_len; /* meaningful once usage_known */
 		/* Everything about a new message is known here: no need to read it back. */
 		copy_text(msg.sender.s, sizeof msg.sender.s, (const unsigned char *)m->sender);
 		copy_text(msg.to.s, sizeof msg.to.s, (const unsigned char *)(m->to ? m->to : ""));
@@ -265,7 +296,6 @@ int store_message_get(store *s, const char *family_id, const char *message_id,
 static int list(store *s, const char *family_id, const char *sql, sqlite3_int64 param,
 		sqlite3_int64 limit, store_message *out, size_t *n, uint64_t *latest)
 {
-	static const char sql_seq[] = "SELECT seq FROM counters WHERE id = 1";
 	family *f;
 	conn *c;
 	*n = 0;
@@ -288,12 +318,9 @@ static int list(store *s, const char *family_id, const char *sql, sqlite3_int64 
 		sqlite3_reset(st);
 	}
 	if (rc == 0 && latest) {
-		if ((st = conn_stmt(c, sql_seq, &rc))) {
-			int r = sqlite3_step(st);
-			*latest = r == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-			rc = r == SQLITE_ROW ? 0 : store_map_sqlite(r ? r : SQLITE_CORRUPT);
-			sqlite3_reset(st);
-		}
+		sqlite3_int64 v;
+		rc = query_int(c, sql_latest_seq, &v);
+		*latest = (uint64_t)v;
 	}
 	conn_end_read(c);
 end:
@@ -421,14 +448,17 @@ static int change_message(store *s, const char *family_id, const char *message_i
 		rc = 0;
 		goto abort;
 	}
-	if (rc < 0 || (rc = bump_counters(c, delta, 0, seq)) < 0 ||
-	    !(st = conn_stmt(c, sql_seq, &rc)))
+	if (rc < 0 || (rc = next_seq(c, seq)) < 0 || !(st = conn_stmt(c, sql_seq, &rc)))
 		goto abort;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)*seq);
 	sqlite3_bind_int64(st, 2, rowid);
 	if ((rc = step_done(st)) < 0)
 		goto abort;
 	rc = conn_commit(c);
+	if (rc == 0)
+		f->bytes_used += (uint64_t)delta; /* delta <= 0: a deletion frees its bytes */
+	else
+		f->usage_known = false;
 	goto done;
 abort:
 	conn_rollback(c);
@@ -515,23 +545,14 @@ int store_message_set_state(store *s, const char *family_id, const char *message
 
 int store_mailbox_usage(store *s, const char *family_id, uint64_t *bytes)
 {
-	static const char sql[] = "SELECT bytes_used FROM counters WHERE id = 1";
 	family *f;
-	conn *c;
 	*bytes = 0;
 	int rc = family_acquire(s, family_id, &f);
 	if (rc < 0)
 		return rc;
-	if ((rc = db_read_begin(f->db, &c)) == 0) {
-		sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-		if (st) {
-			int r = sqlite3_step(st);
-			*bytes = r == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-			rc = r == SQLITE_ROW ? 0 : store_map_sqlite(r ? r : SQLITE_CORRUPT);
-			sqlite3_reset(st);
-		}
-		db_read_end(f->db, c);
-	}
+	conn *c = db_write_begin(f->db); /* the lock that guards the running total */
+	rc = usage(c, f, bytes);
+	db_write_end(f->db);
 	family_release(s, f);
 	return rc;
 }

@@ -4,8 +4,9 @@
  * migration tests build a database at every earlier version and migrate it forward.
  *
  * Directory: what spans families. Mailbox: one per family; audio lives in its own table so
- * listing never reads audio pages; `counters` holds the change sequence and the bytes used,
- * updated in the same transaction as the change they count.
+ * listing never reads audio pages. The change sequence's high-water mark is max(messages.seq)
+ * (read from its index): message rows are never removed (a deleted message stays as a
+ * tombstone), and any future purge must keep the row that holds the highest seq.
  */
 #include "internal.h"
 
@@ -138,6 +139,9 @@ static const migration mailbox_steps[] = {
 	 "  message INTEGER NOT NULL REFERENCES messages(rowid) ON DELETE CASCADE,"
 	 "  created_ms INTEGER NOT NULL"
 	 ") WITHOUT ROWID;"},
+	/* 2: the counters row cost every append and change a page write; the sequence is
+	 * max(seq) and the bytes in use are summed when a family opens (mailbox.c). */
+	{"DROP TABLE counters;"},
 };
 
 const schema directory_schema = {"directory", directory_steps,

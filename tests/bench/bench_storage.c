@@ -268,10 +268,7 @@ static void build_big_mailbox(const char *dir, store_id *family_id)
 			die("big audio", STORE_EIO);
 		sqlite3_reset(audio);
 	}
-	char bump[96];
-	snprintf(bump, sizeof bump, "UPDATE counters SET seq = %d, bytes_used = %d; COMMIT",
-		 BIG_MAILBOX, BIG_MAILBOX * 1000);
-	if (sqlite3_exec(db, bump, 0, 0, 0) != SQLITE_OK)
+	if (sqlite3_exec(db, "COMMIT", 0, 0, 0) != SQLITE_OK)
 		die("big commit", STORE_EIO);
 	sqlite3_finalize(msg);
 	sqlite3_finalize(audio);
