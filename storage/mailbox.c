@@ -67,8 +67,9 @@ const char *store_msg_state_name(store_msg_state st)
 	}
 }
 
-/* One message by id on connection c. */
-static int load_message(conn *c, const char *message_id, store_message *out)
+/* One message by id on connection c; its rowid too when `rowid` is not NULL. */
+static int load_message(conn *c, const char *message_id, store_message *out,
+			sqlite3_int64 *rowid)
 {
 	static const char sql[] = "SELECT " MESSAGE_COLUMNS "FROM messages m WHERE m.id = ?";
 	int rc = 0;
@@ -77,11 +78,29 @@ static int load_message(conn *c, const char *message_id, store_message *out)
 		return rc;
 	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
 	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW)
+	if (r == SQLITE_ROW) {
 		message_from_row(st, out);
+		if (rowid)
+			*rowid = sqlite3_column_int64(st, 0);
+	}
 	rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
 	sqlite3_reset(st);
 	return rc;
+}
+
+/* The rowid of a message that is not deleted (its audio exists). */
+static int message_rowid(conn *c, const char *message_id, sqlite3_int64 *rowid)
+{
+	static const char sql[] = "SELECT rowid FROM messages WHERE id = ? AND state != 3";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	*rowid = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	return r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
 }
 
 /* One integer from a one-row query. */
@@ -143,7 +162,7 @@ static int find_idempotent(conn *c, const char *key, store_message *out)
 	store_id id;
 	copy_text(id.s, sizeof id.s, sqlite3_column_text(st, 0));
 	sqlite3_reset(st);
-	return load_message(c, id.s, out);
+	return load_message(c, id.s, out, NULL);
 }
 
 static int check_new_message(const store_new_message *m)
@@ -285,7 +304,7 @@ int store_message_get(store *s, const char *family_id, const char *message_id,
 	if (rc < 0)
 		return rc;
 	if ((rc = db_read_begin(f->db, &c)) == 0) {
-		rc = load_message(c, message_id, out);
+		rc = load_message(c, message_id, out, NULL);
 		db_read_end(f->db, c);
 	}
 	family_release(s, f);
@@ -358,10 +377,10 @@ int store_messages_newest(store *s, const char *family_id, store_message *out, s
 int store_audio_read(store *s, const char *family_id, const char *message_id, uint64_t offset,
 		     void *buf, size_t len, size_t *got)
 {
-	static const char sql[] = "SELECT rowid FROM messages WHERE id = ? AND state != 3";
 	family *f;
 	conn *c;
 	sqlite3_blob *blob = NULL;
+	sqlite3_int64 rowid;
 	*got = 0;
 	if (store_id_check(message_id) < 0)
 		return STORE_ENOTFOUND;
@@ -371,21 +390,10 @@ int store_audio_read(store *s, const char *family_id, const char *message_id, ui
 	if ((rc = db_read_begin(f->db, &c)) < 0)
 		goto release;
 	/* One read transaction for the lookup and the blob: one shared lock, not two. */
-	if ((rc = conn_begin_read(c)) < 0)
+	if ((rc = conn_begin_read(c)) < 0 || (rc = message_rowid(c, message_id, &rowid)) < 0)
 		goto end;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (!st)
-		goto end;
-	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
-	sqlite3_int64 rowid = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_reset(st);
-	if (r != SQLITE_ROW) {
-		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
-		goto end;
-	}
 	/* Opened, read and closed within this call: no handle outlives it. */
-	r = sqlite3_blob_open(c->db, "main", "audio", "data", rowid, 0, &blob);
+	int r = sqlite3_blob_open(c->db, "main", "audio", "data", rowid, 0, &blob);
 	if (r != SQLITE_OK) {
 		rc = r == SQLITE_ERROR ? STORE_ENOTFOUND : store_map_sqlite(r);
 		goto end;
@@ -416,10 +424,11 @@ typedef int (*change_fn)(conn *c, sqlite3_int64 rowid, const store_message *befo
 static int change_message(store *s, const char *family_id, const char *message_id,
 			  change_fn fn, const void *arg, uint64_t *seq)
 {
-	static const char sql_row[] = "SELECT rowid FROM messages WHERE id = ?";
 	static const char sql_seq[] = "UPDATE messages SET seq = ? WHERE rowid = ?";
 	family *f;
 	store_message before;
+	sqlite3_int64 rowid;
+	sqlite3_stmt *st;
 	int64_t delta = 0;
 	if (store_id_check(message_id) < 0)
 		return STORE_ENOTFOUND;
@@ -429,18 +438,7 @@ static int change_message(store *s, const char *family_id, const char *message_i
 	conn *c = db_write_begin(f->db);
 	if ((rc = conn_begin(c)) < 0)
 		goto done;
-	sqlite3_stmt *st = conn_stmt(c, sql_row, &rc);
-	if (!st)
-		goto abort;
-	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
-	sqlite3_int64 rowid = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_reset(st);
-	if (r != SQLITE_ROW) {
-		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
-		goto abort;
-	}
-	if ((rc = load_message(c, message_id, &before)) < 0)
+	if ((rc = load_message(c, message_id, &before, &rowid)) < 0)
 		goto abort;
 	rc = fn(c, rowid, &before, arg, &delta);
 	if (rc == 1) { /* nothing changed: keep the current number */
