@@ -7,6 +7,13 @@ sh scripts/setup-debian.sh
 [ -d build-test ] || meson setup build-test -Db_sanitize=address,undefined -Db_lundef=false \
 	--buildtype=debugoptimized >/dev/null
 ninja -C build-test
+# The other configurations must build warning-free too: gcc -O3 warns where -O2 does not
+# (what scripts/run.sh builds), and clang builds the libFuzzer targets.
+[ -d build-release ] || meson setup build-release --buildtype=release -Dtests=false >/dev/null
+ninja -C build-release
+[ -d build-fuzz ] || CC=clang meson setup build-fuzz -Dfuzzing=true \
+	-Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+ninja -C build-fuzz
 status=0
 meson test -C build-test --print-errorlogs --num-processes 2 || status=$?
 python3 scripts/test_summary.py build-test/meson-logs/testlog.json

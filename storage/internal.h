@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #define STMT_CACHE 48
 #define STORE_DIR_MAX 4000              /* bytes of the data directory's path */
@@ -85,6 +86,32 @@ void conn_end_read(conn *c);
 int store_map_sqlite(int rc);
 /* sqlite3_step() expecting SQLITE_DONE, mapped. */
 int step_done(sqlite3_stmt *st);
+
+/* ---- query helpers (rows.c) ---- */
+
+/* The value a one-row lookup binds to its single parameter: text, or a hash as a blob. */
+typedef struct key {
+	const void *data;
+	int len; /* -1: text */
+} key;
+key text_key(const char *s);
+key hash_key(const uint8_t *h);
+void bind_key(sqlite3_stmt *st, int i, key k);
+/* Bind text, or NULL for a NULL or empty string (optional ids). */
+void bind_optional(sqlite3_stmt *st, int i, const char *s);
+/* sqlite3_step() of a write, expecting SQLITE_DONE, with constraint failures told apart. */
+int step_write(sqlite3_stmt *st);
+
+typedef void (*row_fn)(sqlite3_stmt *st, void *out);
+/* The row `sql` finds for `k` on connection `c`, through `fn`; STORE_ENOTFOUND if none. */
+int row_one(conn *c, const char *sql, key k, row_fn fn, void *out);
+/* row_one on a read connection of the directory. */
+int read_one(store *s, const char *sql, key k, row_fn fn, void *out);
+/* Up to `max` directory rows `sql` finds for the text `param`, `size` bytes apart in `out`. */
+int read_many(store *s, const char *sql, const char *param, row_fn fn, void *out, size_t size,
+	      size_t max, size_t *n);
+/* Run an UPDATE whose parameter `id_param` is an id; STORE_ENOTFOUND if it matched no row. */
+int update_by_id(conn *c, sqlite3_stmt *st, int id_param, const char *id);
 
 /* 16 random bytes in base32. */
 void store_new_id(store_id *id);

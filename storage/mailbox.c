@@ -223,7 +223,7 @@ int store_message_append(store *s, const char *family_id, const store_new_messag
 {
 	family *f;
 	store_message msg;
-	sqlite3_int64 rowid;
+	sqlite3_int64 rowid = 0;
 	*existed = 0;
 	if (check_new_message(m) < 0)
 		return STORE_EINVAL;
@@ -380,7 +380,7 @@ int store_audio_read(store *s, const char *family_id, const char *message_id, ui
 	family *f;
 	conn *c;
 	sqlite3_blob *blob = NULL;
-	sqlite3_int64 rowid;
+	sqlite3_int64 rowid = 0;
 	*got = 0;
 	if (store_id_check(message_id) < 0)
 		return STORE_ENOTFOUND;
@@ -427,7 +427,7 @@ static int change_message(store *s, const char *family_id, const char *message_i
 	static const char sql_seq[] = "UPDATE messages SET seq = ? WHERE rowid = ?";
 	family *f;
 	store_message before;
-	sqlite3_int64 rowid;
+	sqlite3_int64 rowid = 0;
 	sqlite3_stmt *st;
 	int64_t delta = 0;
 	if (store_id_check(message_id) < 0)

@@ -492,8 +492,7 @@ static int insert_member(conn *c, const char *family_id, const char *name, store
 	sqlite3_bind_text(st, 4, store_role_name(role), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, out->avatar, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 6, now_ms);
-	rc = step_done(st);
-	return rc == STORE_EEXIST ? STORE_ENOTFOUND : rc; /* a foreign key: no such family */
+	return step_write(st); /* a foreign key failing: no such family */
 }
 
 int store_family_create(store *s, const char *family_name, const char *member_name,
@@ -542,15 +541,15 @@ fail:
 	return rc;
 }
 
-static int family_from_row(sqlite3_stmt *st, store_family *out)
+static void family_from_row(sqlite3_stmt *st, void *row)
 {
+	store_family *out = row;
 	memset(out, 0, sizeof *out);
 	copy_text(out->id.s, sizeof out->id.s, sqlite3_column_text(st, 0));
 	copy_text(out->name, sizeof out->name, sqlite3_column_text(st, 1));
 	out->created_ms = sqlite3_column_int64(st, 2);
 	out->quota_bytes = (uint64_t)sqlite3_column_int64(st, 3);
 	out->retention_days = (uint32_t)sqlite3_column_int64(st, 4);
-	return 0;
 }
 
 int store_family_get(store *s, const char *family_id, store_family *out)
@@ -559,20 +558,7 @@ int store_family_get(store *s, const char *family_id, store_family *out)
 				  "FROM families WHERE id = ?";
 	if (store_id_check(family_id) < 0)
 		return STORE_ENOTFOUND;
-	conn *c;
-	int rc = db_read_begin(s->directory, &c);
-	if (rc < 0)
-		return rc;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
-		int r = sqlite3_step(st);
-		rc = r == SQLITE_ROW ? family_from_row(st, out)
-		     : r == SQLITE_DONE ? STORE_ENOTFOUND
-					: store_map_sqlite(r);
-	}
-	db_read_end(s->directory, c);
-	return rc;
+	return read_one(s, sql, text_key(family_id), family_from_row, out);
 }
 
 int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
@@ -590,10 +576,7 @@ int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
 	if (st) {
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)quota_bytes);
 		sqlite3_bind_int64(st, 2, retention_days);
-		sqlite3_bind_text(st, 3, family_id, -1, SQLITE_STATIC);
-		rc = step_done(st);
-		if (rc == 0 && sqlite3_changes(c->db) == 0)
-			rc = STORE_ENOTFOUND;
+		rc = update_by_id(c, st, 3, family_id);
 	}
 	db_write_end(s->directory);
 	return rc;
@@ -608,12 +591,8 @@ int store_family_delete(store *s, const char *family_id)
 		return rc;
 	conn *c = db_write_begin(s->directory);
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
-		rc = step_done(st);
-		if (rc == 0 && sqlite3_changes(c->db) == 0)
-			rc = STORE_ENOTFOUND;
-	}
+	if (st)
+		rc = update_by_id(c, st, 1, family_id);
 	db_write_end(s->directory);
 	if (rc < 0)
 		return rc;
@@ -636,8 +615,9 @@ int store_member_add(store *s, const char *family_id, const char *name, store_ro
 	return rc;
 }
 
-static void member_from_row(sqlite3_stmt *st, store_member *m)
+static void member_from_row(sqlite3_stmt *st, void *row)
 {
+	store_member *m = row;
 	memset(m, 0, sizeof *m);
 	copy_text(m->id.s, sizeof m->id.s, sqlite3_column_text(st, 0));
 	copy_text(m->family_id.s, sizeof m->family_id.s, sqlite3_column_text(st, 1));
@@ -653,20 +633,7 @@ int store_member_get(store *s, const char *member_id, store_member *out)
 				  "FROM members WHERE id = ?";
 	if (store_id_check(member_id) < 0)
 		return STORE_ENOTFOUND;
-	conn *c;
-	int rc = db_read_begin(s->directory, &c);
-	if (rc < 0)
-		return rc;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_text(st, 1, member_id, -1, SQLITE_STATIC);
-		int r = sqlite3_step(st);
-		if (r == SQLITE_ROW)
-			member_from_row(st, out);
-		rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
-	}
-	db_read_end(s->directory, c);
-	return rc;
+	return read_one(s, sql, text_key(member_id), member_from_row, out);
 }
 
 int store_members_list(store *s, const char *family_id, store_member *out, size_t max,
@@ -677,20 +644,7 @@ int store_members_list(store *s, const char *family_id, store_member *out, size_
 	*n = 0;
 	if (store_id_check(family_id) < 0)
 		return STORE_ENOTFOUND;
-	conn *c;
-	int rc = db_read_begin(s->directory, &c);
-	if (rc < 0)
-		return rc;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
-		int r;
-		while (*n < max && (r = sqlite3_step(st)) == SQLITE_ROW)
-			member_from_row(st, &out[(*n)++]);
-		rc = *n < max && r != SQLITE_DONE ? store_map_sqlite(r) : 0;
-	}
-	db_read_end(s->directory, c);
-	return rc;
+	return read_many(s, sql, family_id, member_from_row, out, sizeof *out, max, n);
 }
 
 int store_audit_append(store *s, int64_t now_ms, const char *actor, const char *action,
