@@ -13,11 +13,13 @@ It then measures every output once (size, integrated LUFS and true peak with ffm
 Jiayin's peak RSS on both clips, prints a table with medians (min-max), checks the issue-3 targets
 and prints PASS/FAIL for each. Every figure comes from this run; nothing is hard-coded.
 It is a report, not a test: it exits 0 when targets fail, 1 only when a tool could not run.
-Python 3 standard library only.
+Python 3 standard library only; besides the tools compared it runs sox, espeak-ng and GNU time
+(for peak RSS: see find_gnu_time).
 """
 
 import argparse
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -33,7 +35,9 @@ import time
 import wave
 
 # What the inputs are. Changing the recipe changes RECIPE so stale cached inputs are not reused.
-RECIPE = "v1"
+# sox runs with -R (repeatable dither): the same tool versions give byte-identical inputs, and
+# the report prints each input's SHA-256 prefix so runs on other machines can be compared.
+RECIPE = "v2"
 INPUT_RATE = 44100
 INPUT_SECONDS = 60
 INPUT_LUFS = -24.0
@@ -172,6 +176,14 @@ def wav_info(path):
         return w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
 
 
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
 def make_speech_60s(workdir, path):
     tmp = os.path.join(workdir, "gen")
     os.makedirs(tmp, exist_ok=True)
@@ -181,7 +193,7 @@ def make_speech_60s(workdir, path):
         part = os.path.join(tmp, f"s{i}-44k.wav")
         check_output(["espeak-ng", "-v", voice, "-w", raw, text])
         # 44.1 kHz, a short pause after each sentence, as people leave them between sentences.
-        check_output(["sox", raw, "-r", str(INPUT_RATE), "-c", "1", "-b", "16", part,
+        check_output(["sox", "-R", raw, "-r", str(INPUT_RATE), "-c", "1", "-b", "16", part,
                       "rate", "-v", str(INPUT_RATE), "pad", "0", str(SENTENCE_GAP_S)])
         parts.append((part, wav_info(part)[3]))
     # Cycle through the sentences while the next one fits, then pad with silence to exactly 60 s.
@@ -194,27 +206,28 @@ def make_speech_60s(workdir, path):
         chosen.append(part)
         total += frames
     cat = os.path.join(tmp, "cat.wav")
-    check_output(["sox"] + chosen + [cat])
+    check_output(["sox", "-R"] + chosen + [cat])
     unity = os.path.join(tmp, "unity.wav")
-    check_output(["sox", cat, "-c", "2", unity, "pad", "0", f"{want - total}s",
+    check_output(["sox", "-R", cat, "-c", "2", unity, "pad", "0", f"{want - total}s",
                   "trim", "0", f"{want}s"])
     lufs, _ = measure_loudness(unity, workdir)
     out = path + ".tmp.wav"
-    check_output(["sox", unity, out, "gain", f"{INPUT_LUFS - lufs:.2f}"])
+    check_output(["sox", "-R", unity, out, "gain", f"{INPUT_LUFS - lufs:.2f}"])
     os.replace(out, path)
     shutil.rmtree(tmp)
 
 
 def make_repeated(src, minutes, path):
     out = path + ".tmp.wav"
-    check_output(["sox", src, out] + (["repeat", str(minutes - 1)] if minutes > 1 else []))
+    check_output(["sox", "-R", src, out] + (["repeat", str(minutes - 1)] if minutes > 1 else []))
     os.replace(out, path)
 
 
 def make_bare_input(src, path):
     """48 kHz mono 16-bit PCM for bare_encode: sox averages the channels and resamples."""
     out = path + ".tmp.wav"
-    check_output(["sox", src, "-r", "48000", "-c", "1", "-b", "16", out, "rate", "-v", "48000"])
+    check_output(["sox", "-R", src, "-r", "48000", "-c", "1", "-b", "16", out,
+                  "rate", "-v", "48000"])
     os.replace(out, path)
 
 
@@ -241,9 +254,10 @@ def prepare_inputs(workdir, long_minutes):
         rate, channels, _, frames = wav_info(path)
         lufs, dbtp = measure_loudness(path, workdir)
         mono_lufs, mono_dbtp = measure_loudness(bare, workdir)
-        result.append({"mono_lufs": mono_lufs, "mono_dbtp": mono_dbtp,"name": name, "path": path, "bare_path": bare, "seconds": frames / rate,
-                       "rate": rate, "channels": channels, "lufs": lufs, "dbtp": dbtp,
-                       "bytes": os.path.getsize(path)})
+        result.append({"name": name, "path": path, "bare_path": bare, "seconds": frames / rate,
+                       "rate": rate, "channels": channels, "bytes": os.path.getsize(path),
+                       "sha256": sha256(path), "lufs": lufs, "dbtp": dbtp,
+                       "mono_lufs": mono_lufs, "mono_dbtp": mono_dbtp})
     return result
 
 
@@ -424,7 +438,7 @@ def checks(inputs, tools, all_rows):
         if "ffmpeg" in have:
             s = rows["ffmpeg"]["median"] / j["median"]
             res.append((s >= TARGET_FFMPEG_SPEEDUP,
-                        f"[{n}] Jiayin ≥ {TARGET_FFMPEG_SPEEDUP:g}× faster than ffmpeg two-pass: "
+                        f"[{n}] Jiayin ≥ {TARGET_FFMPEG_SPEEDUP:g}× faster than ffmpeg 2-pass: "
                         f"ffmpeg {rows['ffmpeg']['median']:.3f} s / Jiayin {j['median']:.3f} s "
                         f"= {s:.2f}×"))
         if "bare" in have:
@@ -498,6 +512,23 @@ def versions(args):
     return v
 
 
+def source_revision():
+    """HEAD, the last commit that touched codec/ or tools/, and whether they have uncommitted
+    changes (read-only git; the binary is whatever was built, so this is a hint, not proof)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    git = ["git", "--no-optional-locks", "-C", here]
+    try:
+        head = check_output(git + ["rev-parse", "--short=12", "HEAD"]).strip()
+        last = check_output(git + ["log", "-1", "--format=%h", "--abbrev=12", "--",
+                                   ":/codec", ":/tools"]).strip()
+        dirty = check_output(git + ["status", "--porcelain", "--untracked-files=no", "--",
+                                    ":/codec", ":/tools"]).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return (f"HEAD {head}; codec/ and tools/ last changed in {last}"
+            + ("; codec/ or tools/ have uncommitted changes" if dirty else ""))
+
+
 def machine():
     cpu = "unknown"
     try:
@@ -551,6 +582,7 @@ def main():
     started = time.perf_counter()
     when = datetime.datetime.now(datetime.timezone.utc).astimezone()
     command = shlex.join([sys.argv[0]] + sys.argv[1:])
+    rev = source_revision()  # at the start: the tree may move while the benchmark runs
     inputs = prepare_inputs(args.workdir, args.long_minutes)
     long_runs = args.long_runs if args.long_runs is not None else args.runs
     notes = []
@@ -590,16 +622,19 @@ def main():
     text.append(f"Jiayin codec benchmark — {when:%Y-%m-%d %H:%M %Z}")
     text.append(f"machine: {mach['nproc']} CPUs, {mach['cpu']}, Linux {mach['kernel']}")
     text.append("versions: " + "; ".join(ver.values()))
+    text.append(f"source: {rev}")
     text.append(f"command: {command}")
     md.append(f"- Date: {when:%Y-%m-%d %H:%M %Z}")
     md.append(f"- Machine: {mach['nproc']} CPUs (nproc), {mach['cpu']}, Linux {mach['kernel']}")
     md.append("- Versions: " + "; ".join(f"`{v}`" for v in ver.values()))
+    md.append(f"- Source: {rev}")
     md.append(f"- Command: `{command}`")
     md.append(f"- Benchmark wall time: {total / 60:.1f} min")
 
     for inp in inputs:
         desc = (f"{inp['name']} input: {inp['seconds']:.3f} s, {inp['rate']} Hz, "
-                f"{inp['channels']} ch, 16-bit WAV ({inp['bytes']:,} bytes), "
+                f"{inp['channels']} ch, 16-bit WAV ({inp['bytes']:,} bytes, sha256 "
+                f"{inp['sha256']}…), "
                 f"{inp['lufs']:.2f} LUFS, {inp['dbtp']:.2f} dBTP; its 48 kHz mono downmix: "
                 f"{inp['mono_lufs']:.2f} LUFS, {inp['mono_dbtp']:.2f} dBTP")
         text += ["", desc]
@@ -644,6 +679,18 @@ def main():
             "Peak RSS is the largest ru_maxrss of the runs, read by GNU time (`time -f %M`).")
     text += ["", foot]
     md += ["", foot]
+    cmds = [
+        "jiayin: jiayin-transcode IN OUT.ogg",
+        f"ffmpeg pass 1: ffmpeg -i IN -af {LOUDNORM}:print_format=json -f null -",
+        f"ffmpeg pass 2: ffmpeg -i IN -af {LOUDNORM}:measured_I=…:measured_TP=…:"
+        "measured_LRA=…:measured_thresh=…:offset=…:linear=true:print_format=summary,"
+        "aresample=48000 -ac 1 -c:a libopus -b:a 24k -application voip -frame_duration 20 "
+        "-compression_level 10 -vbr on OUT.ogg",
+        "opusenc: opusenc --bitrate 24 --quiet IN OUT.ogg",
+        "bare: bare_encode IN-48k-mono.wav",
+    ]
+    text += ["", "Commands:"] + [f"  {c}" for c in cmds]
+    md += ["", "Commands:", ""] + [f"- `{c}`" for c in cmds]
 
     if all_rows and len(all_rows) == len(inputs):
         res = checks(inputs, tools, all_rows)
