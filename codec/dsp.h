@@ -68,6 +68,7 @@ typedef struct tp_detector {
 	float coef[3][TP_TAPS];
 	float hist[2 * TP_TAPS]; /* doubled ring: hist[w..w+TAPS) are the newest samples */
 	unsigned w;
+	float bound; /* no interpolated value exceeds bound * the largest |sample| in the taps */
 } tp_detector;
 
 void tp_init(tp_detector *t);
@@ -79,6 +80,27 @@ static inline v4sf tp_load4(const float *p)
 	v4sf v;
 	memcpy(&v, p, sizeof v);
 	return v;
+}
+
+/* Advance the history without interpolating (when the caller knows nothing can matter). */
+static inline void tp_feed(tp_detector *t, float x)
+{
+	t->w = t->w ? t->w - 1 : TP_TAPS - 1;
+	t->hist[t->w] = t->hist[t->w + TP_TAPS] = x;
+}
+
+/*
+ * The largest value any interval touching the next n samples x[] can interpolate to: the
+ * bound times the largest |sample| among them and the history. Exact skips are built on it.
+ */
+static inline float tp_ceiling_of(const tp_detector *t, const float *x, size_t n)
+{
+	float m = 0;
+	for (size_t i = 0; i < n; i++)
+		m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+	for (int i = 0; i < TP_TAPS; i++)
+		m = fabsf(t->hist[i]) > m ? fabsf(t->hist[i]) : m;
+	return m * t->bound;
 }
 
 static inline float tp_push(tp_detector *t, float x)

@@ -35,6 +35,15 @@ void tp_init(tp_detector *t)
 			t->coef[p - 1][j] = (float)(sinc * w);
 		}
 	}
+	/* |sum c_j x_j| <= sum |c_j| * max |x_j|; the sample itself is branch 0, bound 1. */
+	t->bound = 1.0f;
+	for (int p = 0; p < OVERSAMPLE - 1; p++) {
+		float sum = 0;
+		for (int j = 0; j < TP_TAPS; j++)
+			sum += fabsf(t->coef[p][j]);
+		t->bound = sum > t->bound ? sum : t->bound;
+	}
+	t->bound *= 1.0001f; /* float rounding in the sums */
 }
 
 void limiter_init(limiter *l, double ceiling, unsigned rate)
@@ -50,38 +59,51 @@ void limiter_init(limiter *l, double ceiling, unsigned rate)
 	l->min_gain = 1.0f;
 }
 
+#define SKIP_BLOCK 32 /* samples judged at once for the skip below */
+
 void limiter_run(limiter *l, const float *in, float *out, size_t n)
 {
 	const unsigned dsize = TP_DELAY + LIMITER_LOOKAHEAD;
-	for (size_t i = 0; i < n; i++) {
-		float x = in[i];
-		float peak = tp_push(&l->tp, x);
-		float g = peak > l->ceiling ? l->ceiling / peak : 1.0f;
+	for (size_t base = 0; base < n; base += SKIP_BLOCK) {
+		size_t len = n - base < SKIP_BLOCK ? n - base : SKIP_BLOCK;
+		/* A block that cannot reach the ceiling even at its worst needs no interpolation:
+		 * its required gain is 1 (exact, by the bound; quiet speech is most samples). */
+		bool quiet = tp_ceiling_of(&l->tp, in + base, len) < l->ceiling;
+		for (size_t i = base; i < base + len; i++) {
+			float x = in[i];
+			float g = 1.0f;
+			if (quiet) {
+				tp_feed(&l->tp, x);
+			} else {
+				float peak = tp_push(&l->tp, x);
+				g = peak > l->ceiling ? l->ceiling / peak : 1.0f;
+			}
 
-		/* Interval k = n - DELAY is known; env[k - L] = min(g_req[k-L-1 .. k]). */
-		uint64_t k = l->n;
-		uint64_t oldest = k > LIMITER_LOOKAHEAD + 1 ? k - LIMITER_LOOKAHEAD - 1 : 0;
-		float w = minq_push(&l->q, l->minq_val, l->minq_idx, MINQ_CAP, k, g, oldest);
-		if (w < l->env)
-			l->env = w;
-		else
-			l->env += (w - l->env) * l->release;
+			/* Interval k = n - DELAY is known; env[k - L] = min(g_req[k-L-1 .. k]). */
+			uint64_t k = l->n;
+			uint64_t oldest = k > LIMITER_LOOKAHEAD + 1 ? k - LIMITER_LOOKAHEAD - 1 : 0;
+			float w = minq_push(&l->q, l->minq_val, l->minq_idx, MINQ_CAP, k, g, oldest);
+			if (w < l->env)
+				l->env = w;
+			else
+				l->env += (w - l->env) * l->release;
 
-		/* Moving average over the last L+1 envelope values: the gain for sample k - L. */
-		l->box_sum += (double)l->env - l->box[l->box_pos];
-		l->box[l->box_pos] = l->env;
-		l->box_pos = l->box_pos == LIMITER_LOOKAHEAD ? 0 : l->box_pos + 1;
-		float gain = (float)(l->box_sum * (1.0 / (LIMITER_LOOKAHEAD + 1)));
-		if (gain > 1.0f)
-			gain = 1.0f;
-		if (gain < l->min_gain)
-			l->min_gain = gain;
+			/* Moving average over the last L+1 envelope values: the gain for sample k - L. */
+			l->box_sum += (double)l->env - l->box[l->box_pos];
+			l->box[l->box_pos] = l->env;
+			l->box_pos = l->box_pos == LIMITER_LOOKAHEAD ? 0 : l->box_pos + 1;
+			float gain = (float)(l->box_sum * (1.0 / (LIMITER_LOOKAHEAD + 1)));
+			if (gain > 1.0f)
+				gain = 1.0f;
+			if (gain < l->min_gain)
+				l->min_gain = gain;
 
-		/* The slot read before it is written held x from DELAY + L samples ago. */
-		float delayed = l->delay[l->delay_pos];
-		l->delay[l->delay_pos] = x;
-		l->delay_pos = l->delay_pos + 1 == dsize ? 0 : l->delay_pos + 1;
-		out[i] = delayed * gain;
-		l->n++;
+			/* The slot read before it is written held x from DELAY + L samples ago. */
+			float delayed = l->delay[l->delay_pos];
+			l->delay[l->delay_pos] = x;
+			l->delay_pos = l->delay_pos + 1 == dsize ? 0 : l->delay_pos + 1;
+			out[i] = delayed * gain;
+			l->n++;
+		}
 	}
 }

@@ -97,6 +97,12 @@ int outcheck_packet(outcheck *c, uint64_t index, const uint8_t *pkt, size_t len)
 		if (ebur128_add_frames_float(c->meter, c->pcm + lo, hi - lo) != EBUR128_SUCCESS)
 			return CODEC_ENOMEM;
 	}
+	/* A frame that cannot beat the highest peak so far, even at its worst, is only fed. */
+	if (tp_ceiling_of(&c->tp, c->pcm, CODEC_FRAME_SAMPLES) <= c->peak) {
+		for (size_t i = 0; i < CODEC_FRAME_SAMPLES; i++)
+			tp_feed(&c->tp, c->pcm[i]);
+		return 0;
+	}
 	for (size_t i = 0; i < CODEC_FRAME_SAMPLES; i++) {
 		float p = tp_push(&c->tp, c->pcm[i]);
 		/* The interval tp_push reports started TP_DELAY samples ago. */
