@@ -187,6 +187,11 @@ static inline unsigned limiter_latency(void)
 /* out[i] is the limited input from limiter_latency() samples earlier; in and out may alias. */
 void limiter_run(limiter *l, const float *in, float *out, size_t n);
 
+/* BS.1770 K-weighting at 48 kHz (the two biquads of ITU-R BS.1770-4, table 1 and 2). */
+typedef struct kweight {
+	double s1[2], s2[2];
+} kweight;
+
 /*
  * The loudness a gain + limiter would give, for a grid of gains at once (fit.c). The limiter's
  * envelope is modelled per candidate at FIT_BLOCK-sample resolution from one shared true-peak
@@ -221,7 +226,7 @@ typedef struct fit_model {
 	float ceiling;
 	float release;             /* per block */
 	tp_detector tp;
-	double ks1[2], ks2[2];     /* K-weighting state */
+	kweight kw;                /* K-weighting (outcheck.c) */
 	float blk_peak;            /* true peak of the block being filled */
 	double blk_energy;         /* K-weighted energy of the block being filled */
 	unsigned blk_fill;
@@ -242,10 +247,8 @@ static inline double fit_grid_gain(int k)
 	return FIT_GRID_MIN_DB + FIT_GRID_STEP_DB * k;
 }
 
-/* BS.1770 K-weighting at 48 kHz (the two biquads of ITU-R BS.1770-4, table 1 and 2). */
-typedef struct kweight {
-	double s1[2], s2[2];
-} kweight;
+/* Add the squares of the K-weighted samples to *sum, in order. */
+void kweight_add(kweight *k, const float *x, size_t n, double *sum);
 /* Sum of the squares of the K-weighted samples. */
 double kweight_energy(kweight *k, const float *x, size_t n);
 

@@ -21,11 +21,6 @@
 
 _Static_assert(SUB_BLOCK % FIT_BLOCK == 0, "a sub-block is a whole number of gain blocks");
 
-/* The K-weighting biquads (BS.1770-4, 48 kHz); the same as kweight_energy's. */
-static const double k1_b[3] = {1.53512485958697, -2.69169618940638, 1.19839281085285};
-static const double k1_a[2] = {-1.69065929318241, 0.73248077421585};
-static const double k2_a[2] = {-1.99004745483398, 0.99007225036621};
-
 void fit_model_init(fit_model *m, double ceiling)
 {
 	memset(m, 0, sizeof *m);
@@ -120,25 +115,23 @@ static void block_done(fit_model *m, bool real)
 
 void fit_model_run(fit_model *m, const float *x, size_t n)
 {
-	double a0 = m->ks1[0], a1 = m->ks1[1], c0 = m->ks2[0], c1 = m->ks2[1];
-	for (size_t i = 0; i < n; i++) {
-		float p = tp_push(&m->tp, x[i]);
-		if (p > m->blk_peak)
-			m->blk_peak = p;
-		double in = x[i];
-		double y1 = k1_b[0] * in + a0;
-		a0 = k1_b[1] * in - k1_a[0] * y1 + a1;
-		a1 = k1_b[2] * in - k1_a[1] * y1;
-		double y2 = y1 + c0;
-		c0 = -2.0 * y1 - k2_a[0] * y2 + c1;
-		c1 = y1 - k2_a[1] * y2;
-		m->blk_energy += y2 * y2;
-		if (++m->blk_fill == FIT_BLOCK) {
+	for (size_t i = 0; i < n;) {
+		size_t take = FIT_BLOCK - m->blk_fill;
+		if (take > n - i)
+			take = n - i;
+		for (size_t j = i; j < i + take; j++) {
+			float p = tp_push(&m->tp, x[j]);
+			if (p > m->blk_peak)
+				m->blk_peak = p;
+		}
+		kweight_add(&m->kw, x + i, take, &m->blk_energy);
+		m->blk_fill += (unsigned)take;
+		i += take;
+		if (m->blk_fill == FIT_BLOCK) {
 			m->blk_fill = 0;
 			block_done(m, true);
 		}
 	}
-	m->ks1[0] = a0, m->ks1[1] = a1, m->ks2[0] = c0, m->ks2[1] = c1;
 }
 
 void fit_model_finish(fit_model *m, double lufs[FIT_GRID])

@@ -20,9 +20,9 @@ static const double k1_a[2] = {-1.69065929318241, 0.73248077421585};
 static const double k2_b[3] = {1.0, -2.0, 1.0};
 static const double k2_a[2] = {-1.99004745483398, 0.99007225036621};
 
-double kweight_energy(kweight *k, const float *x, size_t n)
+void kweight_add(kweight *k, const float *x, size_t n, double *sum)
 {
-	double e = 0;
+	double e = *sum;
 	double a0 = k->s1[0], a1 = k->s1[1], c0 = k->s2[0], c1 = k->s2[1];
 	for (size_t i = 0; i < n; i++) {
 		/* Transposed direct form II, two stages. */
@@ -39,6 +39,13 @@ double kweight_energy(kweight *k, const float *x, size_t n)
 	k->s1[1] = a1;
 	k->s2[0] = c0;
 	k->s2[1] = c1;
+	*sum = e;
+}
+
+double kweight_energy(kweight *k, const float *x, size_t n)
+{
+	double e = 0;
+	kweight_add(k, x, n, &e);
 	return e;
 }
 
