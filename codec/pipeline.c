@@ -47,6 +47,7 @@ typedef struct front {
 	float *out;      /* resampler_max_out(CHUNK_FRAMES) */
 	size_t out_cap;
 	uint64_t input_frames;
+	uint64_t max_frames; /* input frames in max_duration_ms: more is CODEC_ETOOLONG */
 	bool nonzero;    /* saw a sample that is not exactly 0 */
 } front;
 
@@ -61,14 +62,15 @@ static void front_close(front *f)
 	memset(f, 0, sizeof *f);
 }
 
-static int front_open(front *f, const codec_source *src, uint64_t max_bytes)
+static int front_open(front *f, const codec_source *src, const codec_options *opt)
 {
 	int rc;
 	memset(f, 0, sizeof *f);
 	if (src->seek && (rc = src->seek(src->ctx, 0)) < 0)
 		return rc;
-	if ((rc = codec_decoder_open(&f->dec, src, max_bytes, &f->info)) < 0)
+	if ((rc = codec_decoder_open(&f->dec, src, opt->max_input_bytes, &f->info)) < 0)
 		return rc;
+	f->max_frames = (uint64_t)opt->max_duration_ms * f->info.rate / 1000;
 	rotator_init(&f->rot, f->info.rate);
 	if ((rc = resampler_init(&f->rs, f->info.rate)) < 0)
 		return rc;
@@ -82,8 +84,8 @@ static int front_open(front *f, const codec_source *src, uint64_t max_bytes)
 	return 0;
 }
 
-/* The next block of mono 48 kHz samples; *n == 0 at the end. `max_frames` bounds the input. */
-static int front_pull(front *f, uint64_t max_frames, const float **out, size_t *n)
+/* The next block of mono 48 kHz samples; *n == 0 at the end. */
+static int front_pull(front *f, const float **out, size_t *n)
 {
 	size_t used;
 	int rc;
@@ -110,7 +112,7 @@ static int front_pull(front *f, uint64_t max_frames, const float **out, size_t *
 			continue;
 		}
 		f->input_frames += frames;
-		if (f->input_frames > max_frames)
+		if (f->input_frames > f->max_frames)
 			return CODEC_ETOOLONG;
 		if (!f->nonzero) {
 			size_t total = frames * f->info.channels;
@@ -142,7 +144,7 @@ static int run_limited(const codec_source *src, const codec_options *opt, double
 	const float *buf;
 	size_t n;
 	uint64_t given = 0;
-	int rc = front_open(&f, src, opt->max_input_bytes);
+	int rc = front_open(&f, src, opt);
 	if (rc < 0)
 		goto done;
 	tmp = malloc(sizeof(float) * f.out_cap);
@@ -153,9 +155,8 @@ static int run_limited(const codec_source *src, const codec_options *opt, double
 	limiter_init(lim, pow(10.0, ceiling_dbtp / 20.0), CODEC_OUTPUT_RATE);
 	float gain = (float)pow(10.0, gain_db / 20.0);
 	uint64_t skip = limiter_latency(); /* the limiter's first outputs are its empty delay */
-	uint64_t max_frames = (uint64_t)opt->max_duration_ms * f.info.rate / 1000;
 	for (bool input_done = false; !input_done;) {
-		if ((rc = front_pull(&f, max_frames, &buf, &n)) < 0)
+		if ((rc = front_pull(&f, &buf, &n)) < 0)
 			goto done;
 		if (n == 0) {
 			input_done = true; /* push the delay line out with silence */
@@ -218,18 +219,32 @@ static double pick_gain(const double grid[FIT_GRID], double input_lufs, double t
 	return fmin(best, g_max);
 }
 
+/* The whole input through the fit model, and through `meter` when there is one. */
+static int scan(front *f, fit_model *model, ebur128_state *meter, uint64_t *samples)
+{
+	const float *buf;
+	size_t n;
+	int rc;
+	*samples = 0;
+	while ((rc = front_pull(f, &buf, &n)) == 0 && n > 0) {
+		if (meter && ebur128_add_frames_float(meter, buf, n) != EBUR128_SUCCESS)
+			return CODEC_ENOMEM;
+		fit_model_run(model, buf, n);
+		*samples += n;
+	}
+	return rc;
+}
+
 /* A pass that only runs the fit model (after the ceiling changed). */
 static int model_pass(const codec_source *src, const codec_options *opt, fit_model *model,
 		      double ceiling_dbtp, double grid[FIT_GRID])
 {
 	front f;
-	const float *buf;
-	size_t n;
+	uint64_t samples;
 	fit_model_init(model, pow(10.0, ceiling_dbtp / 20.0));
-	int rc = front_open(&f, src, opt->max_input_bytes);
-	uint64_t max_frames = (uint64_t)opt->max_duration_ms * f.info.rate / 1000;
-	while (rc == 0 && (rc = front_pull(&f, max_frames, &buf, &n)) == 0 && n > 0)
-		fit_model_run(model, buf, n);
+	int rc = front_open(&f, src, opt);
+	if (rc == 0)
+		rc = scan(&f, model, NULL, &samples);
 	if (rc == 0)
 		fit_model_finish(model, grid);
 	front_close(&f);
@@ -370,9 +385,7 @@ static int measure_input(const codec_source *src, const codec_options *opt, code
 	front f;
 	ebur128_state *meter = NULL;
 	uint64_t samples = 0;
-	const float *buf;
-	size_t n;
-	int rc = front_open(&f, src, opt->max_input_bytes);
+	int rc = front_open(&f, src, opt);
 	if (rc < 0)
 		goto done;
 	res->input_format = f.info.format;
@@ -383,19 +396,8 @@ static int measure_input(const codec_source *src, const codec_options *opt, code
 		goto done;
 	}
 	fit_model_init(model, pow(10.0, ceiling_dbtp / 20.0));
-	uint64_t max_frames = (uint64_t)opt->max_duration_ms * f.info.rate / 1000;
-	for (;;) {
-		if ((rc = front_pull(&f, max_frames, &buf, &n)) < 0)
-			goto done;
-		if (n == 0)
-			break;
-		if (ebur128_add_frames_float(meter, buf, n) != EBUR128_SUCCESS) {
-			rc = CODEC_ENOMEM;
-			goto done;
-		}
-		fit_model_run(model, buf, n);
-		samples += n;
-	}
+	if ((rc = scan(&f, model, meter, &samples)) < 0)
+		goto done;
 	res->input_frames = f.input_frames;
 	res->output_samples = samples;
 	res->duration_ms = (uint32_t)((samples * 1000 + CODEC_OUTPUT_RATE / 2) / CODEC_OUTPUT_RATE);
