@@ -67,40 +67,42 @@ const char *store_msg_state_name(store_msg_state st)
 	}
 }
 
+/* A message row and its rowid (MESSAGE_COLUMNS start with m.rowid), for row_one(). */
+typedef struct message_row {
+	store_message *msg;
+	sqlite3_int64 rowid;
+} message_row;
+
+static void message_row_fn(sqlite3_stmt *st, void *out)
+{
+	message_row *r = out;
+	message_from_row(st, r->msg);
+	r->rowid = sqlite3_column_int64(st, 0);
+}
+
 /* One message by id on connection c; its rowid too when `rowid` is not NULL. */
 static int load_message(conn *c, const char *message_id, store_message *out,
 			sqlite3_int64 *rowid)
 {
 	static const char sql[] = "SELECT " MESSAGE_COLUMNS "FROM messages m WHERE m.id = ?";
-	int rc = 0;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (!st)
-		return rc;
-	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW) {
-		message_from_row(st, out);
-		if (rowid)
-			*rowid = sqlite3_column_int64(st, 0);
-	}
-	rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
-	sqlite3_reset(st);
+	message_row r = {out, 0};
+	int rc = row_one(c, sql, text_key(message_id), message_row_fn, &r);
+	if (rowid)
+		*rowid = r.rowid;
 	return rc;
+}
+
+static void rowid_fn(sqlite3_stmt *st, void *out)
+{
+	*(sqlite3_int64 *)out = sqlite3_column_int64(st, 0);
 }
 
 /* The rowid of a message that is not deleted (its audio exists). */
 static int message_rowid(conn *c, const char *message_id, sqlite3_int64 *rowid)
 {
 	static const char sql[] = "SELECT rowid FROM messages WHERE id = ? AND state != 3";
-	int rc = 0;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (!st)
-		return rc;
-	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
-	*rowid = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_reset(st);
-	return r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+	*rowid = 0;
+	return row_one(c, sql, text_key(message_id), rowid_fn, rowid);
 }
 
 /* One integer from a one-row query. */
@@ -145,24 +147,13 @@ static int usage(conn *c, family *f, uint64_t *out)
 	return 0;
 }
 
+/* The message an idempotency key was used for, in one query. */
 static int find_idempotent(conn *c, const char *key, store_message *out)
 {
-	static const char sql[] = "SELECT m.id FROM idempotency i JOIN messages m "
-				  "ON m.rowid = i.message WHERE i.key = ?";
-	int rc = 0;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (!st)
-		return rc;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
-	if (r != SQLITE_ROW) {
-		sqlite3_reset(st);
-		return r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
-	}
-	store_id id;
-	copy_text(id.s, sizeof id.s, sqlite3_column_text(st, 0));
-	sqlite3_reset(st);
-	return load_message(c, id.s, out, NULL);
+	static const char sql[] = "SELECT " MESSAGE_COLUMNS "FROM idempotency i "
+				  "JOIN messages m ON m.rowid = i.message WHERE i.key = ?";
+	message_row r = {out, 0};
+	return row_one(c, sql, text_key(key), message_row_fn, &r);
 }
 
 static int check_new_message(const store_new_message *m)
