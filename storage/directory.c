@@ -17,6 +17,23 @@
 
 /* ---- local helpers (the shared ones are in rows.c) ---- */
 
+/* Run `sql` (UPDATE ... SET x = coalesce(x, ?1) WHERE id = ?2) on the directory's writer:
+ * a time set once by id (revoking, disabling); STORE_ENOTFOUND if no row has the id. */
+static int stamp_by_id(store *s, const char *sql, const char *id, int64_t now_ms)
+{
+	if (store_id_check(id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		rc = update_by_id(c, st, 2, id);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
 static void column_id(sqlite3_stmt *st, int i, store_id *id)
 {
 	copy_text(id->s, sizeof id->s, sqlite3_column_text(st, i));
@@ -190,17 +207,7 @@ int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 	/* Revoking again keeps the first time. */
 	static const char sql[] =
 	    "UPDATE devices SET revoked_ms = coalesce(revoked_ms, ?) WHERE id = ?";
-	if (store_id_check(device_id) < 0)
-		return STORE_ENOTFOUND;
-	int rc = 0;
-	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_int64(st, 1, now_ms);
-		rc = update_by_id(c, st, 2, device_id);
-	}
-	db_write_end(s->directory);
-	return rc;
+	return stamp_by_id(s, sql, device_id, now_ms);
 }
 
 int store_device_touch(store *s, const char *device_id, int64_t now_ms)
@@ -413,17 +420,7 @@ int store_volunteer_disable(store *s, const char *volunteer_id, int64_t now_ms)
 {
 	static const char sql[] =
 	    "UPDATE volunteers SET disabled_ms = coalesce(disabled_ms, ?) WHERE id = ?";
-	if (store_id_check(volunteer_id) < 0)
-		return STORE_ENOTFOUND;
-	int rc = 0;
-	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_int64(st, 1, now_ms);
-		rc = update_by_id(c, st, 2, volunteer_id);
-	}
-	db_write_end(s->directory);
-	return rc;
+	return stamp_by_id(s, sql, volunteer_id, now_ms);
 }
 
 /* ---- the moderation queue ---- */
