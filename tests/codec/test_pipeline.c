@@ -68,7 +68,7 @@ static void loudness_and_peak_on_target(void **st)
 		assert_true(res.output_peak_dbtp <= o.true_peak_dbtp);
 		/* The decoded file's sample peak is under the ceiling too. */
 		codec_stream_info info;
-		float peak;
+		float peak = 0;
 		assert_true(decode_count(out.data, out.len, &info, &peak) > 0);
 		print_message("# decoded sample peak %.2f dBFS\n", 20 * log10(peak));
 		assert_true(20 * log10(peak) <= o.true_peak_dbtp);
