@@ -14,8 +14,6 @@
 
 #include "codec.h"
 
-#include <ebur128.h>
-
 /* Mono downmix of interleaved frames: the mean of all channels except the LFE (lfe < 0: none). */
 void downmix(const float *in, size_t frames, unsigned channels, int lfe, float *out);
 
@@ -193,6 +191,49 @@ typedef struct kweight {
 } kweight;
 
 /*
+ * BS.1770-4 gating (loudness.c): 400 ms blocks every 100 ms, -70 LUFS absolute and -10 LU
+ * relative gates. Energies come in per 100 ms sub-block (GATE_SUB samples at 48 kHz); the
+ * relative gate uses a histogram from -70 to +10 LUFS whose bins each keep their blocks' exact
+ * energy sum, so memory is constant. The caller owns the bins: fine ones for a meter whose
+ * figure is reported, coarse ones for the fit model's many candidates.
+ */
+#define GATE_SUB 4800
+#define GATE_RANGE_LU 80
+#define GATE_FINE 100  /* bins per LU of a meter */
+#define GATE_COARSE 10 /* bins per LU of a fit candidate */
+
+typedef struct loudness_gate {
+	double sub[4];    /* mean energies of the last four sub-blocks */
+	double sub_now;   /* K-weighted energy of the sub-block being filled: add to it */
+	uint64_t subs;    /* sub-blocks closed */
+	double gated_sum; /* blocks over the absolute gate */
+	uint64_t gated_count;
+	unsigned per_lu;      /* histogram bins per LU */
+	double *hist_energy;  /* GATE_RANGE_LU * per_lu bins, zeroed, owned by the caller */
+	uint32_t *hist_count;
+} loudness_gate;
+
+/* Starts an empty gate over the caller's zeroed bins. */
+void gate_init(loudness_gate *g, unsigned per_lu, double *hist_energy, uint32_t *hist_count);
+/* The sub-block in sub_now is complete (a partial last one is never closed, as BS.1770). */
+void gate_close_sub(loudness_gate *g);
+/* Integrated loudness of the closed sub-blocks (LUFS; -HUGE_VAL when all are gated out). */
+double gate_lufs(const loudness_gate *g);
+
+/* A whole meter over 48 kHz mono samples: K-weighting, sub-blocks, gating. */
+typedef struct loudness_meter {
+	kweight kw;
+	unsigned fill; /* samples in the current sub-block */
+	loudness_gate gate;
+	double hist_energy[GATE_RANGE_LU * GATE_FINE];
+	uint32_t hist_count[GATE_RANGE_LU * GATE_FINE];
+} loudness_meter;
+
+void meter_init(loudness_meter *m);
+/* Measures x; returns its K-weighted energy (the sum of squares). */
+double meter_add(loudness_meter *m, const float *x, size_t n);
+
+/*
  * The loudness a gain + limiter would give, for a grid of gains at once (fit.c). The limiter's
  * envelope is modelled per candidate at FIT_BLOCK-sample resolution from one shared true-peak
  * detector and one K-weighting filter: each candidate costs about one operation per sample.
@@ -204,7 +245,6 @@ typedef struct kweight {
 #define FIT_GRID 38         /* gains -30 .. +44 dB */
 #define FIT_BLOCK 16        /* samples per modelled gain step */
 #define FIT_LOOK (LIMITER_LOOKAHEAD / FIT_BLOCK)
-#define FIT_HIST_BINS 800   /* 0.1 LU bins from -70 to +10 LUFS */
 
 typedef struct fit_candidate {
 	bool idle; /* gain 1 with nothing pending: the fast path */
@@ -214,26 +254,22 @@ typedef struct fit_candidate {
 	float env;
 	float box[FIT_LOOK + 1];
 	float box_sum;
-	double sub[4];       /* energies of the last four 100 ms sub-blocks */
-	double sub_now;      /* the sub-block being filled */
-	double gated_sum;    /* energy of blocks above the absolute gate */
-	uint64_t gated_count;
-	double hist_energy[FIT_HIST_BINS];
-	uint32_t hist_count[FIT_HIST_BINS];
+	loudness_gate gate;  /* the loudness this candidate's output would measure */
+	double hist_energy[GATE_RANGE_LU * GATE_COARSE];
+	uint32_t hist_count[GATE_RANGE_LU * GATE_COARSE];
 } fit_candidate;
 
 typedef struct fit_model {
 	float ceiling;
 	float release;             /* per block */
 	tp_detector tp;
-	kweight kw;                /* K-weighting (outcheck.c) */
+	kweight kw;                /* K-weighting (loudness.c) */
 	float blk_peak;            /* true peak of the block being filled */
 	double blk_energy;         /* K-weighted energy of the block being filled */
 	unsigned blk_fill;
 	uint32_t nblk;             /* blocks completed */
 	double blk_energy_q[FIT_LOOK + 2]; /* energies waiting for their gain */
-	unsigned sub_fill;         /* samples in the current 100 ms sub-block */
-	unsigned subs;             /* sub-blocks completed */
+	loudness_meter input;      /* the input's own loudness (no gain, no limiter; kw unused) */
 	float amp[FIT_GRID], pow[FIT_GRID]; /* each candidate's gain, linear and squared */
 	fit_candidate cand[FIT_GRID];
 } fit_model;
@@ -242,6 +278,8 @@ void fit_model_init(fit_model *m, double ceiling_linear);
 void fit_model_run(fit_model *m, const float *x, size_t n);
 /* After the last sample: the modelled integrated loudness (LUFS) of each grid gain. */
 void fit_model_finish(fit_model *m, double lufs[FIT_GRID]);
+/* After fit_model_finish: the input's integrated loudness (LUFS; -HUGE_VAL when gated out). */
+double fit_model_input_lufs(const fit_model *m);
 static inline double fit_grid_gain(int k)
 {
 	return FIT_GRID_MIN_DB + FIT_GRID_STEP_DB * k;
@@ -261,11 +299,11 @@ typedef struct outcheck {
 	uint32_t preskip;
 	uint64_t total;  /* real samples in the stream */
 	uint64_t in_pos; /* encoder input samples seen */
-	kweight k_in, k_out;
+	kweight k_in;
+	loudness_meter out;   /* the decoded real samples; its filter also runs over the rest */
 	tp_detector tp;
 	double ref_energy, dec_energy;
 	float peak;
-	ebur128_state *meter; /* integrated loudness of the decoded real samples */
 	float pcm[CODEC_FRAME_SAMPLES];
 } outcheck;
 

@@ -14,12 +14,11 @@
 #include <math.h>
 #include <string.h>
 
-#define SUB_BLOCK 4800                     /* 100 ms at 48 kHz */
-#define BLOCKS_PER_SUB (SUB_BLOCK / FIT_BLOCK)
+#define BLOCKS_PER_SUB (GATE_SUB / FIT_BLOCK)
 #define MINQ_CAP (FIT_LOOK + 4)
 #define QCAP (FIT_LOOK + 2)
 
-_Static_assert(SUB_BLOCK % FIT_BLOCK == 0, "a sub-block is a whole number of gain blocks");
+_Static_assert(GATE_SUB % FIT_BLOCK == 0, "a sub-block is a whole number of gain blocks");
 
 void fit_model_init(fit_model *m, double ceiling)
 {
@@ -27,34 +26,19 @@ void fit_model_init(fit_model *m, double ceiling)
 	m->ceiling = (float)ceiling;
 	m->release = (float)(1.0 - exp(-(double)FIT_BLOCK / (LIMITER_RELEASE_S * 48000)));
 	tp_init(&m->tp);
+	meter_init(&m->input);
 	for (int k = 0; k < FIT_GRID; k++) {
 		fit_candidate *c = &m->cand[k];
 		c->env = 1.0f;
 		c->q.len = 1; /* one "gain 1" entry: the state an idle candidate keeps */
 		c->minq_val[0] = 1.0f;
 		c->idle = true;
+		gate_init(&c->gate, GATE_COARSE, c->hist_energy, c->hist_count);
 		for (int i = 0; i <= FIT_LOOK; i++)
 			c->box[i] = 1.0f;
 		m->amp[k] = (float)pow(10.0, fit_grid_gain(k) / 20.0);
 		m->pow[k] = m->amp[k] * m->amp[k];
 	}
-}
-
-/* One 400 ms gating block (four sub-blocks) of candidate c, mean square `ms`. */
-static void gate_block(fit_candidate *c, double ms)
-{
-	if (ms <= 0)
-		return;
-	double l = -0.691 + 10 * log10(ms);
-	if (l < -70.0)
-		return;
-	c->gated_sum += ms;
-	c->gated_count++;
-	int bin = (int)((l + 70.0) * 10.0);
-	if (bin >= FIT_HIST_BINS)
-		bin = FIT_HIST_BINS - 1;
-	c->hist_energy[bin] += ms;
-	c->hist_count[bin]++;
 }
 
 /* A gain block is complete: advance every candidate by one block. */
@@ -70,6 +54,11 @@ static void block_done(fit_model *m, bool real)
 	double e = m->blk_energy_q[(j - FIT_LOOK) % QCAP];
 	bool counted = e >= 0;
 	bool sub_end = counted && (j - FIT_LOOK + 1) % BLOCKS_PER_SUB == 0;
+	if (counted) {
+		m->input.gate.sub_now += e;
+		if (sub_end)
+			gate_close_sub(&m->input.gate);
+	}
 	for (int k = 0; k < FIT_GRID; k++) {
 		fit_candidate *c = &m->cand[k];
 		float p = peak * m->amp[k];
@@ -79,7 +68,7 @@ static void block_done(fit_model *m, bool real)
 			c->minq_idx[c->q.head] = j;
 			c->box[j % (FIT_LOOK + 1)] = 1.0f;
 			if (counted)
-				c->sub_now += e * m->pow[k];
+				c->gate.sub_now += e * m->pow[k];
 			goto sub;
 		}
 		uint64_t oldest = j > FIT_LOOK + 1 ? j - FIT_LOOK - 1 : 0;
@@ -99,18 +88,11 @@ static void block_done(fit_model *m, bool real)
 		c->idle = c->q.len == 1 && c->minq_val[c->q.head] == 1.0f &&
 			  c->env == 1.0f && sum == (float)(FIT_LOOK + 1);
 		if (counted)
-			c->sub_now += e * m->pow[k] * gain * gain;
+			c->gate.sub_now += e * m->pow[k] * gain * gain;
 	sub:
-		if (sub_end) {
-			c->sub[m->subs % 4] = c->sub_now;
-			c->sub_now = 0;
-			if (m->subs >= 3)
-				gate_block(c, (c->sub[0] + c->sub[1] + c->sub[2] + c->sub[3]) /
-						      (4.0 * SUB_BLOCK));
-		}
+		if (sub_end)
+			gate_close_sub(&c->gate);
 	}
-	if (sub_end)
-		m->subs++;
 }
 
 void fit_model_run(fit_model *m, const float *x, size_t n)
@@ -143,22 +125,11 @@ void fit_model_finish(fit_model *m, double lufs[FIT_GRID])
 	}
 	for (int i = 0; i <= FIT_LOOK; i++)
 		block_done(m, false);
-	for (int k = 0; k < FIT_GRID; k++) {
-		fit_candidate *c = &m->cand[k];
-		lufs[k] = -HUGE_VAL;
-		if (c->gated_count == 0)
-			continue;
-		double rel = -0.691 + 10 * log10(c->gated_sum / (double)c->gated_count) - 10.0;
-		int first = (int)ceil((rel + 70.0) * 10.0);
-		if (first < 0)
-			first = 0;
-		double sum = 0;
-		uint64_t count = 0;
-		for (int b = first; b < FIT_HIST_BINS; b++) {
-			sum += c->hist_energy[b];
-			count += c->hist_count[b];
-		}
-		if (count > 0)
-			lufs[k] = -0.691 + 10 * log10(sum / (double)count);
-	}
+	for (int k = 0; k < FIT_GRID; k++)
+		lufs[k] = gate_lufs(&m->cand[k].gate);
+}
+
+double fit_model_input_lufs(const fit_model *m)
+{
+	return gate_lufs(&m->input.gate);
 }

@@ -10,44 +10,9 @@
  */
 #include "dsp.h"
 
-#include <ebur128.h>
 #include <math.h>
 #include <opus.h>
 #include <string.h>
-
-static const double k1_b[3] = {1.53512485958697, -2.69169618940638, 1.19839281085285};
-static const double k1_a[2] = {-1.69065929318241, 0.73248077421585};
-static const double k2_b[3] = {1.0, -2.0, 1.0};
-static const double k2_a[2] = {-1.99004745483398, 0.99007225036621};
-
-void kweight_add(kweight *k, const float *x, size_t n, double *sum)
-{
-	double e = *sum;
-	double a0 = k->s1[0], a1 = k->s1[1], c0 = k->s2[0], c1 = k->s2[1];
-	for (size_t i = 0; i < n; i++) {
-		/* Transposed direct form II, two stages. */
-		double in = x[i];
-		double y1 = k1_b[0] * in + a0;
-		a0 = k1_b[1] * in - k1_a[0] * y1 + a1;
-		a1 = k1_b[2] * in - k1_a[1] * y1;
-		double y2 = k2_b[0] * y1 + c0;
-		c0 = k2_b[1] * y1 - k2_a[0] * y2 + c1;
-		c1 = k2_b[2] * y1 - k2_a[1] * y2;
-		e += y2 * y2;
-	}
-	k->s1[0] = a0;
-	k->s1[1] = a1;
-	k->s2[0] = c0;
-	k->s2[1] = c1;
-	*sum = e;
-}
-
-double kweight_energy(kweight *k, const float *x, size_t n)
-{
-	double e = 0;
-	kweight_add(k, x, n, &e);
-	return e;
-}
 
 int outcheck_init(outcheck *c, uint32_t preskip, uint64_t total)
 {
@@ -56,9 +21,7 @@ int outcheck_init(outcheck *c, uint32_t preskip, uint64_t total)
 	c->preskip = preskip;
 	c->total = total;
 	tp_init(&c->tp);
-	c->meter = ebur128_init(1, CODEC_OUTPUT_RATE, EBUR128_MODE_I | EBUR128_MODE_HISTOGRAM);
-	if (!c->meter)
-		return CODEC_ENOMEM;
+	meter_init(&c->out);
 	c->dec = opus_decoder_create(CODEC_OUTPUT_RATE, 1, &err);
 	if (err == OPUS_ALLOC_FAIL || !c->dec)
 		return CODEC_ENOMEM;
@@ -69,8 +32,6 @@ void outcheck_free(outcheck *c)
 {
 	if (c->dec)
 		opus_decoder_destroy(c->dec);
-	if (c->meter)
-		ebur128_destroy(&c->meter);
 	c->dec = NULL;
 }
 
@@ -96,14 +57,9 @@ int outcheck_packet(outcheck *c, uint64_t index, const uint8_t *pkt, size_t len)
 	if (lo > hi)
 		lo = hi;
 	/* The filter runs over the whole frame; only the real part's energy counts. */
-	kweight_energy(&c->k_out, c->pcm, lo);
-	double e = kweight_energy(&c->k_out, c->pcm + lo, hi - lo);
-	kweight_energy(&c->k_out, c->pcm + hi, CODEC_FRAME_SAMPLES - hi);
-	if (count) {
-		c->dec_energy += e;
-		if (ebur128_add_frames_float(c->meter, c->pcm + lo, hi - lo) != EBUR128_SUCCESS)
-			return CODEC_ENOMEM;
-	}
+	kweight_energy(&c->out.kw, c->pcm, lo);
+	c->dec_energy += meter_add(&c->out, c->pcm + lo, hi - lo);
+	kweight_energy(&c->out.kw, c->pcm + hi, CODEC_FRAME_SAMPLES - hi);
 	/* A frame that cannot beat the highest peak so far, even at its worst, is only fed. */
 	if (tp_ceiling_of(&c->tp, c->pcm, CODEC_FRAME_SAMPLES) <= c->peak) {
 		for (size_t i = 0; i < CODEC_FRAME_SAMPLES; i++)
@@ -122,10 +78,7 @@ int outcheck_packet(outcheck *c, uint64_t index, const uint8_t *pkt, size_t len)
 
 double outcheck_lufs(const outcheck *c)
 {
-	double lufs = -HUGE_VAL;
-	if (ebur128_loudness_global(c->meter, &lufs) != EBUR128_SUCCESS)
-		return -HUGE_VAL;
-	return lufs;
+	return gate_lufs(&c->out.gate);
 }
 
 double outcheck_loss_db(const outcheck *c)

@@ -1,8 +1,8 @@
 /*
  * pipeline.c — codec_transcode(): streaming passes over the input, none holding the clip.
  *
- * 1. Measure: decode, downmix, rotate phase (dsp.h), resample to 48 kHz; integrated loudness L (libebur128) and,
- *    riding on the same samples, a model of the loudness that gain + limiter would give for a
+ * 1. Measure: decode, downmix, rotate phase (dsp.h), resample to 48 kHz; integrated loudness L
+ *    (loudness.c) and, riding on the same samples, a model of the loudness that gain + limiter would give for a
  *    grid of gains (fit.c). The limiter takes loudness from peaky speech and lets only part of
  *    any extra gain through, so the gain is read off that curve, not computed from L.
  * 2. Encode: gain, limiter, Opus, Ogg pages straight to the sink, and a decode of every packet
@@ -17,7 +17,6 @@
 #include "internal.h"
 #include "ogg_mux.h"
 
-#include <ebur128.h>
 #include <math.h>
 #include <opus.h>
 #include <stdio.h>
@@ -186,11 +185,6 @@ done:
 	return rc;
 }
 
-static ebur128_state *meter_new(void)
-{
-	return ebur128_init(1, CODEC_OUTPUT_RATE, EBUR128_MODE_I | EBUR128_MODE_HISTOGRAM);
-}
-
 /*
  * The gain whose limited output the model says measures `target`: linear interpolation on
  * the grid, at most FIT_MAX_EXTRA_DB over what the target needs without limiting (beyond that
@@ -219,16 +213,14 @@ static double pick_gain(const double grid[FIT_GRID], double input_lufs, double t
 	return fmin(best, g_max);
 }
 
-/* The whole input through the fit model, and through `meter` when there is one. */
-static int scan(front *f, fit_model *model, ebur128_state *meter, uint64_t *samples)
+/* The whole input through the fit model (which also measures the input's loudness). */
+static int scan(front *f, fit_model *model, uint64_t *samples)
 {
 	const float *buf;
 	size_t n;
 	int rc;
 	*samples = 0;
 	while ((rc = front_pull(f, &buf, &n)) == 0 && n > 0) {
-		if (meter && ebur128_add_frames_float(meter, buf, n) != EBUR128_SUCCESS)
-			return CODEC_ENOMEM;
 		fit_model_run(model, buf, n);
 		*samples += n;
 	}
@@ -244,7 +236,7 @@ static int model_pass(const codec_source *src, const codec_options *opt, fit_mod
 	fit_model_init(model, pow(10.0, ceiling_dbtp / 20.0));
 	int rc = front_open(&f, src, opt);
 	if (rc == 0)
-		rc = scan(&f, model, NULL, &samples);
+		rc = scan(&f, model, &samples);
 	if (rc == 0)
 		fit_model_finish(model, grid);
 	front_close(&f);
@@ -383,7 +375,6 @@ static int measure_input(const codec_source *src, const codec_options *opt, code
 			 fit_model *model, double ceiling_dbtp, double grid[FIT_GRID])
 {
 	front f;
-	ebur128_state *meter = NULL;
 	uint64_t samples = 0;
 	int rc = front_open(&f, src, opt);
 	if (rc < 0)
@@ -391,12 +382,8 @@ static int measure_input(const codec_source *src, const codec_options *opt, code
 	res->input_format = f.info.format;
 	res->input_rate = f.info.rate;
 	res->input_channels = f.info.channels;
-	if (!(meter = meter_new())) {
-		rc = CODEC_ENOMEM;
-		goto done;
-	}
 	fit_model_init(model, pow(10.0, ceiling_dbtp / 20.0));
-	if ((rc = scan(&f, model, meter, &samples)) < 0)
+	if ((rc = scan(&f, model, &samples)) < 0)
 		goto done;
 	res->input_frames = f.input_frames;
 	res->output_samples = samples;
@@ -405,18 +392,12 @@ static int measure_input(const codec_source *src, const codec_options *opt, code
 		rc = CODEC_ETOOSHORT;
 		goto done;
 	}
-	res->input_lufs = -HUGE_VAL;
-	if (ebur128_loudness_global(meter, &res->input_lufs) != EBUR128_SUCCESS) {
-		rc = CODEC_ENOMEM;
-		goto done;
-	}
+	fit_model_finish(model, grid);
+	res->input_lufs = fit_model_input_lufs(model);
 	if (!f.nonzero || !isfinite(res->input_lufs))
 		rc = CODEC_ESILENT;
-	fit_model_finish(model, grid);
 	res->fit_passes = 1;
 done:
-	if (meter)
-		ebur128_destroy(&meter);
 	front_close(&f);
 	return rc;
 }
