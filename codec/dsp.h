@@ -243,7 +243,7 @@ double meter_add(loudness_meter *m, const float *x, size_t n);
 #define FIT_GRID_MIN_DB (-30.0)
 #define FIT_GRID_STEP_DB 2.0
 #define FIT_GRID 38         /* gains -30 .. +44 dB */
-#define FIT_BLOCK 16        /* samples per modelled gain step */
+#define FIT_BLOCK 32        /* samples per modelled gain step */
 #define FIT_LOOK (LIMITER_LOOKAHEAD / FIT_BLOCK)
 
 typedef struct fit_candidate {
