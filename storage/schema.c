@@ -101,6 +101,11 @@ static const migration directory_steps[] = {
 	 "CREATE INDEX pairing_by_kiosk ON pairing_codes(kiosk_id);"
 	 "CREATE INDEX pairing_by_expiry ON pairing_codes(expires_ms);"
 	 "CREATE INDEX moderation_by_family ON moderation_queue(family_id);"},
+	/* 3: the row a health check rewrites, proving the directory takes durable writes. */
+	{"CREATE TABLE health ("
+	 "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+	 "  checked_ms INTEGER NOT NULL"
+	 ");"},
 };
 
 static const migration mailbox_steps[] = {

@@ -231,6 +231,22 @@ void store_close(store *s)
 	free(s);
 }
 
+int store_health_check(store *s, int64_t now_ms)
+{
+	static const char sql[] = "INSERT INTO health (id, checked_ms) VALUES (1, ?) "
+				  "ON CONFLICT (id) DO UPDATE SET checked_ms = excluded.checked_ms";
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		rc = step_write(st);
+		sqlite3_reset(st);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
 int store_open(store **out, const store_options *opt)
 {
 	store_options defaults;

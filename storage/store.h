@@ -67,6 +67,12 @@ typedef struct store store;
 int store_open(store **out, const store_options *opt);
 /* Accepts NULL. Every other call must have returned first. */
 void store_close(store *s);
+/*
+ * A durable write to the directory database (one row rewritten, committed with
+ * synchronous=FULL): 0 when storage takes writes, else the error a write would meet
+ * (STORE_EFULL, STORE_EROFS, STORE_EIO, ...). For liveness checks; blocking.
+ */
+int store_health_check(store *s, int64_t now_ms);
 
 /* ---- Families and members (directory database) ---- */
 

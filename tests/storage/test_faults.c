@@ -366,6 +366,31 @@ static void failing_allocations(void **st)
 	sweep(FAULT_MALLOC);
 }
 
+/* The health check is a real durable write: it reports a full disk, then recovers. */
+static void health_check_reports_a_full_disk(void **st)
+{
+	(void)st;
+	char dir[64];
+	snprintf(dir, sizeof dir, "/tmp/jiayin-health-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	store *s = open_store(dir, true);
+	assert_non_null(s);
+	assert_int_equal(store_health_check(s, 1000), 0);
+	plan.kind = FAULT_WRITE_FULL;
+	plan.countdown = 0;
+	assert_int_equal(store_health_check(s, 2000), STORE_EFULL);
+	assert_int_equal(plan.countdown, -1); /* the fault was met */
+	assert_int_equal(store_health_check(s, 3000), 0);
+	plan.kind = FAULT_SYNC;
+	plan.countdown = 0;
+	assert_int_equal(store_health_check(s, 4000), STORE_EIO);
+	assert_int_equal(store_health_check(s, 5000), 0);
+	store_close(s);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	/* The allocator must be set before SQLite initialises. */
@@ -375,6 +400,7 @@ int main(void)
 	if (sodium_init() < 0)
 		return 1;
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(health_check_reports_a_full_disk),
 		cmocka_unit_test(failing_writes),
 		cmocka_unit_test(disk_full),
 		cmocka_unit_test(failing_syncs),
