@@ -1,0 +1,186 @@
+/*
+ * fuzz_http.c — libFuzzer target: the HTTP request parser, scan -> parse -> body, over a
+ * connection's worth of pipelined requests. The first byte picks where the input is split
+ * (the head scan first sees only the bytes before the split and resumes, the body arrives in
+ * pieces of 1-13 bytes) and, by its low bit, tiny limits that put every limit within reach of
+ * short inputs. Every buffer the parser sees is an exact heap copy, so a read past it is an
+ * ASan report; slices, counts and body sizes are checked against what the API promises.
+ */
+#include "http_parse.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct body_check {
+	const char *lo, *hi; /* the piece being fed */
+	uint64_t bytes;
+	unsigned sum;
+} body_check;
+
+static int on_body(void *ctx, const char *d, size_t n)
+{
+	body_check *b = ctx;
+	if (n == 0 || (uintptr_t)d < (uintptr_t)b->lo || (uintptr_t)(d + n) > (uintptr_t)b->hi)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		b->sum += (unsigned char)d[i]; /* every byte handed out is read */
+	b->bytes += n;
+	return 0;
+}
+
+static char *dup_exact(const char *s, size_t n)
+{
+	char *c = malloc(n ? n : 1);
+	if (c)
+		memcpy(c, s, n);
+	return c;
+}
+
+static void check_slice(srv_slice s, const char *lo, const char *hi, int may_be_null)
+{
+	if (!s.ptr) {
+		if (!may_be_null || s.len)
+			abort();
+		return;
+	}
+	if ((uintptr_t)s.ptr < (uintptr_t)lo || (uintptr_t)(s.ptr + s.len) > (uintptr_t)hi)
+		abort();
+}
+
+static void check_request(const srv_request *req, const char *head, size_t len,
+                          const srv_limits *lim)
+{
+	const char *end = head + len;
+	check_slice(req->target, head, end, 0);
+	check_slice(req->path, head, end, 0);
+	check_slice(req->query, head, end, 1);
+	check_slice(req->host, head, end, 1);
+	if (req->target.len > lim->max_target || req->header_count > lim->max_headers)
+		abort();
+	if (req->version_minor != 0 && req->version_minor != 1)
+		abort();
+	if (req->version_minor == 1 && !req->host.ptr)
+		abort();
+	for (size_t i = 0; i < req->header_count; i++) {
+		check_slice(req->headers[i].name, head, end, 0);
+		check_slice(req->headers[i].value, head, end, 0);
+		if (req->headers[i].name.len == 0)
+			abort();
+	}
+}
+
+/* One request from buf[0..avail): 1 and *consumed when it completed, 0 to stop. */
+static int one_request(srv_parser *p, const srv_limits *lim, const char *buf, size_t avail,
+                       size_t split, size_t step, size_t *consumed)
+{
+	size_t resume = 0, hl = 0;
+	int rc = 0;
+	if (split > 0 && split < avail) {
+		char *part = dup_exact(buf, split);
+		if (!part)
+			return 0;
+		rc = srv_head_scan(part, split, &resume, lim, &hl);
+		free(part);
+		if (rc == 1 && hl > split)
+			abort();
+	}
+	if (rc == 0) {
+		char *all = dup_exact(buf, avail);
+		if (!all)
+			return 0;
+		rc = srv_head_scan(all, avail, &resume, lim, &hl);
+		free(all);
+	}
+	if (rc <= 0) {
+		if (rc < 0 && srv_parse_status(rc) < 400)
+			abort();
+		return 0;
+	}
+	if (hl > avail || hl > lim->max_head_bytes || hl < 4)
+		abort();
+
+	char *head = dup_exact(buf, hl);
+	if (!head)
+		return 0;
+	srv_request req;
+	rc = srv_head_parse(p, head, hl, &req);
+	if (rc) {
+		if (srv_parse_status(rc) < 400 || srv_parse_status(rc) == 500)
+			abort();
+		free(head);
+		return 0;
+	}
+	check_request(&req, head, hl, lim);
+	if (req.expect_continue && req.version_minor != 1)
+		abort();
+
+	size_t off = hl;
+	bool complete = false;
+	body_check b = {0};
+	while (!complete) {
+		size_t n = avail - off < step ? avail - off : step, used = 0;
+		char *piece = dup_exact(buf + off, n);
+		if (!piece)
+			break;
+		b.lo = piece;
+		b.hi = piece + n;
+		rc = srv_body_feed(p, piece, n, &used, on_body, &b, &complete);
+		free(piece);
+		if (rc) {
+			if (srv_parse_status(rc) < 400 || srv_parse_status(rc) == 500)
+				abort();
+			break;
+		}
+		if (used > n || (!complete && used != n))
+			abort();
+		off += used;
+		if (!complete && off == avail)
+			break; /* the input ends inside the body */
+	}
+	if (b.bytes > p->max_body)
+		abort();
+	if (complete && req.body == SRV_BODY_LENGTH && b.bytes != req.content_length)
+		abort();
+	if (complete && req.body == SRV_BODY_NONE && b.bytes != 0)
+		abort();
+	free(head);
+	*consumed = off;
+	return rc == 0 && complete;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	const uint8_t ctl = data[0];
+	const char *in = (const char *)data + 1;
+	const size_t n = size - 1;
+
+	srv_limits lim;
+	srv_limits_init(&lim);
+	if (ctl & 1) {
+		lim.max_head_bytes = 80;
+		lim.max_headers = 3;
+		lim.max_target = 16;
+		lim.max_chunk_bytes = 8;
+		lim.max_chunk_line = 6;
+		lim.max_body_bytes = 24;
+	}
+	const size_t split = (size_t)(ctl >> 1) * n / 127;
+	const size_t step = 1 + (ctl >> 1) % 13;
+
+	srv_parser p;
+	if (srv_parser_init(&p, &lim) == 0) {
+		size_t off = 0, consumed = 0;
+		for (int r = 0; r < 64 && off < n; r++) {
+			srv_parser_reset(&p);
+			size_t s = split > off ? split - off : 0;
+			if (!one_request(&p, &lim, in + off, n - off, s, step, &consumed))
+				break;
+			off += consumed;
+		}
+	}
+	srv_parser_free(&p);
+	return 0;
+}
