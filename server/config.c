@@ -1,0 +1,301 @@
+/*
+ * config.c — the settings table behind config.h: one row per setting, shared by the config
+ * file, the long options and --help. Values are checked against their row's range, so a
+ * typo'd or absurd setting stops the server at start with a message naming it.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { T_STRING, T_UINT, T_U64, T_SIZE, T_LISTEN, T_LOGFMT, T_PROXIES } kind;
+
+typedef struct setting {
+	const char *name;
+	kind type;
+	size_t offset;
+	size_t size;             /* T_STRING: the buffer size */
+	uint64_t min, max;       /* numbers */
+	const char *help;
+} setting;
+
+#define OFF(f) offsetof(srv_config, f)
+#define STR(f) OFF(f), sizeof(((srv_config *)0)->f)
+
+static const setting settings[] = {
+	{"listen", T_LISTEN, 0, 0, 0, 0, "HOST:PORT to accept connections on; port 0 picks a free one (127.0.0.1:8080)"},
+	{"data", T_STRING, STR(data_dir), 0, 0, "data directory, created on first start (./jiayin-data)"},
+	{"log-file", T_STRING, STR(log_file), 0, 0, "request log file, reopened on SIGHUP (stderr)"},
+	{"log-format", T_LOGFMT, 0, 0, 0, 0, "request log lines: json or logfmt (json)"},
+	{"trust-proxy", T_PROXIES, 0, 0, 0, 0,
+	 "comma-separated proxy addresses whose X-Forwarded-For/-Proto are honoured (none)"},
+	{"max-head-bytes", T_SIZE, OFF(http.max_head_bytes), 0, 64, SRV_HEAD_BYTES_CEILING,
+	 "request line + headers, bytes (16384; 431 beyond)"},
+	{"max-headers", T_SIZE, OFF(http.max_headers), 0, 1, SRV_HEADERS_CEILING,
+	 "header lines per request (64; 431 beyond)"},
+	{"max-target", T_SIZE, OFF(http.max_target), 0, 16, 65536,
+	 "request-target bytes (2048; 414 beyond)"},
+	{"max-chunk-bytes", T_U64, OFF(http.max_chunk_bytes), 0, 1, UINT64_C(1) << 40,
+	 "declared size of one body chunk (1048576; 413 beyond)"},
+	{"max-json-body", T_U64, OFF(max_json_body), 0, 16, UINT64_C(1) << 30,
+	 "JSON request body, bytes (65536; 413 beyond)"},
+	{"max-connections", T_UINT, OFF(max_connections), 0, 1, 1000000,
+	 "open connections; beyond, a 503 and close (20000)"},
+	{"max-requests-per-connection", T_UINT, OFF(max_requests_per_conn), 0, 1, 1000000,
+	 "requests served on one connection before it is closed (1000)"},
+	{"head-timeout-ms", T_UINT, OFF(head_timeout_ms), 0, 100, 3600000,
+	 "time to receive a request's head (10000)"},
+	{"body-idle-ms", T_UINT, OFF(body_idle_ms), 0, 100, 3600000,
+	 "longest silence while a body arrives (30000)"},
+	{"keepalive-ms", T_UINT, OFF(keepalive_ms), 0, 100, 3600000,
+	 "idle time between requests on a kept-alive connection (30000)"},
+	{"write-timeout-ms", T_UINT, OFF(write_timeout_ms), 0, 100, 3600000,
+	 "time to write a whole response to a slow reader (120000)"},
+	{"shutdown-grace-ms", T_UINT, OFF(shutdown_grace_ms), 0, 0, 3600000,
+	 "on SIGTERM/SIGINT, how long in-flight requests may finish (30000)"},
+	{"write-high-water", T_UINT, OFF(write_high_water), 0, 1024, 1u << 30,
+	 "pending response bytes above which a connection is not read (262144)"},
+	{"max-queued-jobs", T_UINT, OFF(max_queued_jobs), 0, 1, 100000,
+	 "blocking jobs queued or running; beyond, 503 with Retry-After (64)"},
+	{"health-interval-ms", T_UINT, OFF(health_interval_ms), 0, 100, 3600000,
+	 "how often /healthz's storage write runs (1000)"},
+};
+#define SETTINGS (sizeof settings / sizeof settings[0])
+
+void srv_config_defaults(srv_config *c)
+{
+	memset(c, 0, sizeof *c);
+	snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
+	c->listen_port = 8080;
+	snprintf(c->data_dir, sizeof c->data_dir, "./jiayin-data");
+	c->log_format = SRV_LOG_JSON;
+	srv_limits_init(&c->http);
+	c->max_json_body = 65536;
+	c->max_connections = 20000;
+	c->max_requests_per_conn = 1000;
+	c->head_timeout_ms = 10000;
+	c->body_idle_ms = 30000;
+	c->keepalive_ms = 30000;
+	c->write_timeout_ms = 120000;
+	c->shutdown_grace_ms = 30000;
+	c->write_high_water = 262144;
+	c->max_queued_jobs = 64;
+	c->health_interval_ms = 1000;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
+{
+	snprintf(err, errlen, fmt, a, b);
+	return -1;
+}
+
+static int parse_u64(const char *v, uint64_t *out)
+{
+	if (*v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	char *end;
+	unsigned long long x = strtoull(v, &end, 10);
+	if (errno || *end)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+static int set_listen(srv_config *c, const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	uint64_t port;
+	if (!colon || parse_u64(colon + 1, &port) < 0 || port > 65535)
+		return -1;
+	size_t hl = (size_t)(colon - v);
+	if (hl >= 2 && v[0] == '[' && v[hl - 1] == ']') /* [::1]:8080 */
+		v++, hl -= 2;
+	if (hl == 0 || hl >= sizeof c->listen_host)
+		return -1;
+	char host[256];
+	memcpy(host, v, hl);
+	host[hl] = 0;
+	unsigned char a[16];
+	if (inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1)
+		return -1;
+	memcpy(c->listen_host, host, hl + 1);
+	c->listen_port = (uint16_t)port;
+	return 0;
+}
+
+static int set_proxies(srv_config *c, const char *v)
+{
+	c->trusted_proxy_count = 0;
+	while (*v) {
+		const char *comma = strchr(v, ',');
+		size_t n = comma ? (size_t)(comma - v) : strlen(v);
+		char addr[46];
+		unsigned char a[16];
+		if (n == 0 || n >= sizeof addr || c->trusted_proxy_count == SRV_MAX_TRUSTED_PROXIES)
+			return -1;
+		memcpy(addr, v, n);
+		addr[n] = 0;
+		if (inet_pton(AF_INET, addr, a) != 1 && inet_pton(AF_INET6, addr, a) != 1)
+			return -1;
+		memcpy(c->trusted_proxies[c->trusted_proxy_count++], addr, n + 1);
+		v += n + (comma ? 1 : 0);
+	}
+	return 0;
+}
+
+int srv_config_set(srv_config *c, const char *key, const char *value, char *err, size_t errlen)
+{
+	const setting *s = NULL;
+	for (size_t i = 0; i < SETTINGS; i++)
+		if (strcmp(settings[i].name, key) == 0)
+			s = &settings[i];
+	if (!s)
+		return fail(err, errlen, "unknown setting '%s'%s", key, "");
+	char *field = (char *)c + s->offset;
+	uint64_t x = 0;
+	switch (s->type) {
+	case T_STRING:
+		if (strlen(value) == 0 || strlen(value) >= s->size)
+			return fail(err, errlen, "%s: '%s' is empty or too long", key, value);
+		memcpy(field, value, strlen(value) + 1);
+		return 0;
+	case T_LISTEN:
+		if (set_listen(c, value) < 0)
+			return fail(err, errlen, "%s: '%s' is not ADDRESS:PORT", key, value);
+		return 0;
+	case T_LOGFMT:
+		if (strcmp(value, "json") == 0)
+			c->log_format = SRV_LOG_JSON;
+		else if (strcmp(value, "logfmt") == 0)
+			c->log_format = SRV_LOG_LOGFMT;
+		else
+			return fail(err, errlen, "%s: '%s' is neither json nor logfmt", key, value);
+		return 0;
+	case T_PROXIES:
+		if (set_proxies(c, value) < 0)
+			return fail(err, errlen, "%s: '%s' is not a list of IP addresses", key, value);
+		return 0;
+	default:
+		break;
+	}
+	if (parse_u64(value, &x) < 0 || x < s->min || x > s->max)
+		return fail(err, errlen, "%s: '%s' is not a number in range", key, value);
+	if (s->type == T_UINT)
+		*(unsigned *)field = (unsigned)x;
+	else if (s->type == T_SIZE)
+		*(size_t *)field = (size_t)x;
+	else
+		*(uint64_t *)field = x;
+	return 0;
+}
+
+int srv_config_load(srv_config *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return fail(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
+	char line[2048];
+	unsigned lineno = 0;
+	int rc = 0;
+	while (rc == 0 && fgets(line, sizeof line, f)) {
+		lineno++;
+		size_t n = strlen(line);
+		if (n == sizeof line - 1 && line[n - 1] != '\n') {
+			rc = fail(err, errlen, "%s: line too long%s", path, "");
+			break;
+		}
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = 0;
+		char *k = line;
+		while (*k == ' ' || *k == '\t')
+			k++;
+		char *end = k + strlen(k);
+		while (end > k && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' ||
+				   end[-1] == '\t'))
+			*--end = 0;
+		if (!*k)
+			continue;
+		char *eq = strchr(k, '=');
+		if (!eq) {
+			char where[64];
+			snprintf(where, sizeof where, "%u", lineno);
+			rc = fail(err, errlen, "%s:%s: expected key = value", path, where);
+			break;
+		}
+		char *v = eq + 1;
+		while (eq > k && (eq[-1] == ' ' || eq[-1] == '\t'))
+			eq--;
+		*eq = 0;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		rc = srv_config_set(c, k, v, err, errlen);
+	}
+	if (rc == 0 && ferror(f))
+		rc = fail(err, errlen, "cannot read config file %s%s", path, "");
+	fclose(f);
+	return rc;
+}
+
+void srv_config_usage(FILE *out)
+{
+	fprintf(out, "usage: jiayin [--config FILE] [--SETTING VALUE]...\n\n"
+		     "Jiayin (家音) voice mailbox server. Every setting below may also be given\n"
+		     "in the config file as `SETTING = VALUE`; flags override the file.\n\n"
+		     "  --config FILE   read settings from FILE first\n"
+		     "  --help          print this and exit\n");
+	for (size_t i = 0; i < SETTINGS; i++)
+		fprintf(out, "  --%-28s %s\n", settings[i].name, settings[i].help);
+}
+
+int srv_config_from_args(srv_config *c, int argc, char **argv, char *err, size_t errlen)
+{
+	/* The file first, wherever --config appears, so that flags override it. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			srv_config_usage(stdout);
+			return 1;
+		}
+		const char *v = NULL;
+		if (strncmp(argv[i], "--config=", 9) == 0)
+			v = argv[i] + 9;
+		else if (strcmp(argv[i], "--config") == 0) {
+			if (i + 1 >= argc)
+				return fail(err, errlen, "--config needs a file%s%s", "", "");
+			v = argv[++i];
+		}
+		if (v && srv_config_load(c, v, err, errlen) < 0)
+			return -1;
+	}
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strncmp(a, "--", 2) != 0)
+			return fail(err, errlen, "unexpected argument '%s'%s", a, "");
+		char key[64];
+		const char *v;
+		const char *eq = strchr(a, '=');
+		size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+		if (kl >= sizeof key)
+			return fail(err, errlen, "unknown option '%s'%s", a, "");
+		memcpy(key, a + 2, kl);
+		key[kl] = 0;
+		if (eq)
+			v = eq + 1;
+		else if (i + 1 < argc)
+			v = argv[++i];
+		else
+			return fail(err, errlen, "option '%s' needs a value%s", a, "");
+		if (strcmp(key, "config") == 0)
+			continue;
+		if (srv_config_set(c, key, v, err, errlen) < 0)
+			return -1;
+	}
+	if (srv_limits_check(&c->http) < 0)
+		return fail(err, errlen, "inconsistent HTTP limits (max-target must be under "
+					 "max-head-bytes)%s%s", "", "");
+	return 0;
+}

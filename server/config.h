@@ -1,0 +1,57 @@
+/*
+ * config.h — the jiayin server's settings: defaults, the config file, the command line.
+ *
+ * Every setting has one entry in a table (config.c): its name, which is both the config file
+ * key and the long option (`--name VALUE`), its range and its help line, so `--help`, the file
+ * and the flags can never disagree. Loaded once at start on the main thread, then read only.
+ */
+#ifndef JIAYIN_SERVER_CONFIG_H
+#define JIAYIN_SERVER_CONFIG_H
+
+#include "http_limits.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define SRV_MAX_TRUSTED_PROXIES 16
+
+typedef enum { SRV_LOG_JSON, SRV_LOG_LOGFMT } srv_log_format;
+
+typedef struct srv_config {
+	char listen_host[256];
+	uint16_t listen_port;
+	char data_dir[1024];
+	char log_file[1024]; /* empty: stderr */
+	srv_log_format log_format;
+	srv_limits http;                 /* parser limits (http_limits.h) */
+	uint64_t max_json_body;          /* bytes of a JSON request body */
+	unsigned max_connections;        /* beyond: 503 and close */
+	unsigned max_requests_per_conn;  /* then Connection: close */
+	unsigned head_timeout_ms;        /* first byte to end of head (slowloris) */
+	unsigned body_idle_ms;           /* longest silence inside a body */
+	unsigned keepalive_ms;           /* idle between requests */
+	unsigned write_timeout_ms;       /* a whole response to a slow reader */
+	unsigned shutdown_grace_ms;      /* SIGTERM: in-flight work gets this long */
+	unsigned write_high_water;       /* pending response bytes that pause reading */
+	unsigned max_queued_jobs;        /* blocking jobs queued or running; beyond: 503 */
+	unsigned health_interval_ms;     /* how often storage is checked for /healthz */
+	/* Proxies whose X-Forwarded-For / -Proto are believed (IPv4 or IPv6 literals). */
+	char trusted_proxies[SRV_MAX_TRUSTED_PROXIES][46];
+	unsigned trusted_proxy_count;
+} srv_config;
+
+void srv_config_defaults(srv_config *c);
+/* Applies `key = value` lines of `path` ('#' comments). 0, or -1 with a message in err. */
+int srv_config_load(srv_config *c, const char *path, char *err, size_t errlen);
+/* One setting by name. 0, or -1 with a message in err. */
+int srv_config_set(srv_config *c, const char *key, const char *value, char *err, size_t errlen);
+/*
+ * The command line: --config FILE is applied first, then the other flags over it. Returns 0,
+ * 1 when --help was printed (exit 0), or -1 with a message in err (exit 64).
+ */
+int srv_config_from_args(srv_config *c, int argc, char **argv, char *err, size_t errlen);
+void srv_config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,561 @@
+/*
+ * conn.c — one client connection: a state machine over libuv's TCP stream.
+ *
+ * HEAD: bytes gather in the connection's buffer until srv_head_scan() finds the head's end,
+ * then srv_head_parse() and the router decide; BODY: the body is decoded into the exchange
+ * (bounded by the route's limit) as it arrives; HANDLER and WRITING: reading is paused, so
+ * pipelined requests wait in the socket and are parsed only as fast as responses drain;
+ * after the response, bytes left in the buffer start the next request. CLOSING: after a
+ * last response the write side is shut and what the client still sends is read and dropped
+ * for a moment (a lingering close), so the client sees the response instead of a reset.
+ * One timer per connection enforces the phase's deadline: head (slowloris), body idle,
+ * keep-alive idle, the whole write. The buffer is freed while a connection idles.
+ */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LINGER_MS 2000
+#define BUF_EXTRA 16384 /* room past the head's limit for body bytes */
+
+static void conn_process(srv_conn *c);
+static void begin_exchange(srv_conn *c);
+
+void srv_conn_unref(srv_conn *c)
+{
+	if (--c->refs > 0)
+		return;
+	srv_server *s = c->srv;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->open_conns--;
+	srv_parser_free(&c->parser);
+	free(c->x.body);
+	free(c->buf);
+	free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	srv_conn_unref(h->data);
+}
+
+void srv_conn_close(srv_conn *c)
+{
+	if (c->closed)
+		return;
+	c->closed = true;
+	c->state = CONN_CLOSING;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	uv_timer_stop(&c->timer);
+	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	srv_conn *c = t->data;
+	if ((c->state == CONN_HEAD && c->len > 0) || c->state == CONN_BODY) {
+		/* The client started a request and stalled: say so, then close. */
+		c->keep_alive = false;
+		if (c->state == CONN_HEAD)
+			begin_exchange(c);
+		c->state = CONN_HANDLER;
+		srv_respond_error(&c->x, 408, "request_timeout",
+				  "the request did not arrive in time");
+		return;
+	}
+	srv_conn_close(c); /* idle keep-alive, a stalled write, or the end of a linger */
+}
+
+static void arm(srv_conn *c, unsigned ms)
+{
+	uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	(void)suggested;
+	srv_conn *c = h->data;
+	if (!c->buf) {
+		c->cap = c->srv->cfg.http.max_head_bytes + BUF_EXTRA;
+		c->buf = malloc(c->cap);
+		if (!c->buf) {
+			c->cap = 0;
+			*b = uv_buf_init(NULL, 0);
+			return;
+		}
+	}
+	if (c->state == CONN_CLOSING) { /* lingering: read into the whole buffer, drop it */
+		*b = uv_buf_init(c->buf, (unsigned)c->cap);
+		return;
+	}
+	*b = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+static void stop_reading(srv_conn *c)
+{
+	if (c->reading)
+		uv_read_stop((uv_stream_t *)&c->tcp);
+	c->reading = false;
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
+
+static void start_reading(srv_conn *c)
+{
+	if (!c->reading && !c->closed &&
+	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+		c->reading = true;
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+	(void)b;
+	srv_conn *c = st->data;
+	if (n == UV_ENOBUFS) {
+		srv_conn_close(c);
+		return;
+	}
+	if (n < 0) {
+		/* EOF or a reset. A request being handled still gets its answer written. */
+		if (c->state == CONN_HANDLER || c->state == CONN_WRITING) {
+			stop_reading(c);
+			c->keep_alive = false;
+			return;
+		}
+		srv_conn_close(c);
+		return;
+	}
+	if (n == 0)
+		return;
+	c->srv->metrics.bytes_in += (uint64_t)n;
+	if (c->state == CONN_CLOSING)
+		return; /* lingering: dropped */
+	c->len += (size_t)n;
+	conn_process(c);
+}
+
+/* Collects a body into the exchange; the route's limit bounds it (the parser enforces it). */
+static int collect_body(void *ctx, const char *data, size_t len)
+{
+	srv_exchange *x = ctx;
+	uint64_t limit = x->route ? x->route->max_body : 0;
+	if (x->body_len + len > limit)
+		return SRV_HTTP_EBODY_TOO_LARGE;
+	char *p = realloc(x->body, x->body_len + len + 1);
+	if (!p)
+		return SRV_HTTP_ENOMEM;
+	memcpy(p + x->body_len, data, len);
+	x->body = p;
+	x->body_len += len;
+	p[x->body_len] = 0;
+	return 0;
+}
+
+static bool from_trusted_proxy(const srv_server *s, const char *peer)
+{
+	for (unsigned i = 0; i < s->cfg.trusted_proxy_count; i++)
+		if (strcmp(s->cfg.trusted_proxies[i], peer) == 0)
+			return true;
+	return false;
+}
+
+/* X-Forwarded-For's last address (the one our proxy added) and -Proto, from a trusted peer. */
+static void forwarded(srv_exchange *x)
+{
+	snprintf(x->client, sizeof x->client, "%s", x->conn->peer);
+	if (!from_trusted_proxy(x->srv, x->conn->peer))
+		return;
+	const srv_slice *ff = srv_request_header(&x->req, "X-Forwarded-For");
+	if (ff && ff->len > 0) {
+		size_t start = ff->len;
+		while (start > 0 && ff->ptr[start - 1] != ',')
+			start--;
+		while (start < ff->len && (ff->ptr[start] == ' ' || ff->ptr[start] == '\t'))
+			start++;
+		size_t n = ff->len - start;
+		char addr[46];
+		unsigned char a[16];
+		if (n > 0 && n < sizeof addr) {
+			memcpy(addr, ff->ptr + start, n);
+			addr[n] = 0;
+			if (uv_inet_pton(AF_INET, addr, a) == 0 || uv_inet_pton(AF_INET6, addr, a) == 0)
+				memcpy(x->client, addr, n + 1);
+		}
+	}
+	const srv_slice *fp = srv_request_header(&x->req, "X-Forwarded-Proto");
+	x->https = fp && fp->len == 5 && strncasecmp(fp->ptr, "https", 5) == 0;
+}
+
+/* A new exchange for the request starting in the buffer (or for an error about its head). */
+static void begin_exchange(srv_conn *c)
+{
+	srv_server *s = c->srv;
+	srv_exchange *x = &c->x;
+	free(x->body);
+	memset(x, 0, sizeof *x);
+	x->conn = c;
+	x->srv = s;
+	x->id = ++s->next_request_id;
+	x->start_ns = srv_now_ns();
+	x->route_index = s->route_count; /* "unrouted" until a route matches */
+	snprintf(x->client, sizeof x->client, "%s", c->peer);
+	c->requests++;
+}
+
+static void fail_request(srv_conn *c, int err)
+{
+	c->srv->metrics.parse_errors++;
+	c->keep_alive = false;
+	c->state = CONN_HANDLER;
+	stop_reading(c);
+	srv_respond_error(&c->x, srv_parse_status(err), srv_parse_errcode(err),
+			  srv_parse_strerror(err));
+}
+
+static void dispatch(srv_conn *c)
+{
+	c->state = CONN_HANDLER;
+	stop_reading(c);
+	uv_timer_stop(&c->timer);
+	c->x.route->handler(&c->x);
+}
+
+/* A head was found in buf[0..head_len): parse, route, and take the body or dispatch. */
+static void start_request(srv_conn *c, size_t head_len)
+{
+	srv_server *s = c->srv;
+	srv_exchange *x = &c->x;
+	begin_exchange(c);
+	int r = srv_head_parse(&c->parser, c->buf, head_len, &x->req);
+	if (r < 0) {
+		fail_request(c, r);
+		return;
+	}
+	forwarded(x);
+	c->keep_alive = x->req.keep_alive && !s->draining &&
+			c->requests < s->cfg.max_requests_per_conn;
+	c->body_start = head_len;
+	srv_method m = x->req.method;
+	char allow[128];
+	r = srv_route_find(s->routes, s->route_count, m, x->req.path, &x->route, x->params, allow,
+			   sizeof allow);
+	if (r == 405 && m == SRV_METHOD_HEAD) {
+		const srv_route *get;
+		if (srv_route_find(s->routes, s->route_count, SRV_METHOD_GET, x->req.path, &get,
+				   x->params, allow, sizeof allow) == 0 &&
+		    (get->flags & SRV_ROUTE_HEAD_OK)) {
+			x->route = get;
+			x->head_only = true;
+			r = 0;
+		}
+	}
+	bool has_body = x->req.body == SRV_BODY_CHUNKED ||
+			(x->req.body == SRV_BODY_LENGTH && x->req.content_length > 0);
+	if (r != 0) {
+		/* The body, if any, is not read: the connection cannot be reused. */
+		if (has_body)
+			c->keep_alive = false;
+		c->state = CONN_HANDLER;
+		stop_reading(c);
+		if (r == 405) {
+			char hdr[160];
+			snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+			srv_respond(x, 405, "application/json", hdr,
+				    "{\"error\":{\"code\":\"method_not_allowed\",\"message\":"
+				    "\"this path does not take that method\"}}",
+				    strlen("{\"error\":{\"code\":\"method_not_allowed\",\"message\":"
+					   "\"this path does not take that method\"}}"));
+		} else {
+			srv_respond_error(x, 404, "not_found", "no such path");
+		}
+		return;
+	}
+	x->route_index = (size_t)(x->route - s->routes);
+	if (s->draining) {
+		c->keep_alive = false;
+		c->state = CONN_HANDLER;
+		stop_reading(c);
+		srv_respond(x, 503, "application/json", "Retry-After: 5\r\n",
+			    "{\"error\":{\"code\":\"shutting_down\",\"message\":\"the server is "
+			    "restarting\"}}",
+			    strlen("{\"error\":{\"code\":\"shutting_down\",\"message\":\"the server "
+				   "is restarting\"}}"));
+		return;
+	}
+	if (has_body && (x->route->max_body == 0 ||
+			 (x->req.body == SRV_BODY_LENGTH &&
+			  x->req.content_length > x->route->max_body))) {
+		/* Refused before a byte of it is read (and before any 100 Continue). */
+		c->keep_alive = false;
+		c->state = CONN_HANDLER;
+		stop_reading(c);
+		srv_respond_error(x, 413, x->route->max_body ? "body_too_large" : "body_not_allowed",
+				  x->route->max_body ? "the request body is too large"
+						     : "this request takes no body");
+		return;
+	}
+	c->parser.max_body = x->route->max_body;
+	if (!has_body) {
+		/* The parser completed the message with the head; nothing to feed. */
+		dispatch(c);
+		return;
+	}
+	if (x->req.expect_continue && c->len == head_len) {
+		static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
+		uv_try_write((uv_stream_t *)&c->tcp, &b, 1); /* tiny: the socket takes it */
+	}
+	c->state = CONN_BODY;
+	arm(c, s->cfg.body_idle_ms);
+}
+
+static void conn_process(srv_conn *c)
+{
+	srv_server *s = c->srv;
+	while (!c->closed) {
+		if (c->state == CONN_HEAD) {
+			if (c->len == 0) {
+				arm(c, s->cfg.keepalive_ms);
+				if (!c->reading)
+					start_reading(c);
+				return;
+			}
+			if (!c->head_started) {
+				/* The deadline runs from the head's first byte: a client dripping
+				 * bytes does not push it back. */
+				c->head_started = true;
+				arm(c, s->cfg.head_timeout_ms);
+			}
+			size_t head_len = 0;
+			int r = srv_head_scan(c->buf, c->len, &c->scan_resume, &s->cfg.http,
+					      &head_len);
+			if (r < 0) {
+				begin_exchange(c);
+				fail_request(c, r);
+				return;
+			}
+			if (r == 0) {
+				start_reading(c);
+				return;
+			}
+			c->head_started = false;
+			start_request(c, head_len);
+			continue;
+		}
+		if (c->state == CONN_BODY) {
+			size_t used = 0, head_end = c->body_start;
+			bool complete = false;
+			int r = srv_body_feed(&c->parser, c->buf + head_end, c->len - head_end, &used,
+					      collect_body, &c->x, &complete);
+			if (r < 0) {
+				fail_request(c, r);
+				return;
+			}
+			if (!complete) {
+				/* All of it was taken: drop it, keep only the head. */
+				c->len = head_end;
+				arm(c, s->cfg.body_idle_ms);
+				start_reading(c);
+				return;
+			}
+			c->body_start = head_end + used; /* pipelined bytes start here */
+			dispatch(c);
+			return;
+		}
+		return; /* HANDLER, WRITING, CLOSING: the response decides what is next */
+	}
+}
+
+static void on_shutdown(uv_shutdown_t *sh, int status)
+{
+	(void)status;
+	free(sh);
+}
+
+/* The response is written: log it, then the next request, or close. */
+static void response_done(srv_conn *c)
+{
+	srv_exchange *x = &c->x;
+	double secs = (double)(srv_now_ns() - x->start_ns) / 1e9;
+	srv_metrics_request(&c->srv->metrics, x->route_index, x->status, secs);
+	srv_log_request(c->srv, x, secs);
+	free(x->body);
+	x->body = NULL;
+	x->body_len = 0;
+	if (c->closed)
+		return;
+	if (!c->keep_alive || c->srv->draining) {
+		c->state = CONN_CLOSING;
+		uv_timer_stop(&c->timer);
+		/* Lingering close: FIN now, drop what still arrives, close at EOF or LINGER_MS. */
+		uv_shutdown_t *sh = malloc(sizeof *sh);
+		if (!sh || uv_shutdown(sh, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+			free(sh);
+			srv_conn_close(c);
+			return;
+		}
+		c->len = 0;
+		arm(c, LINGER_MS);
+		start_reading(c);
+		return;
+	}
+	/* Keep-alive: what followed the request moves to the front and is the next head. */
+	size_t rest = c->len - c->body_start;
+	memmove(c->buf, c->buf + c->body_start, rest);
+	c->len = rest;
+	c->body_start = 0;
+	c->scan_resume = 0;
+	srv_parser_reset(&c->parser);
+	c->state = CONN_HEAD;
+	if (c->len == 0 && c->buf) {
+		free(c->buf); /* idle connections hold no buffer */
+		c->buf = NULL;
+		c->cap = 0;
+	}
+	start_reading(c);
+	conn_process(c);
+}
+
+typedef struct write_req {
+	uv_write_t req;
+	srv_conn *conn;
+	size_t len;
+	char data[];
+} write_req;
+
+static void on_write(uv_write_t *w, int status)
+{
+	write_req *wr = (write_req *)w;
+	srv_conn *c = wr->conn;
+	c->pending_write -= wr->len;
+	free(wr);
+	if (status < 0) {
+		srv_conn_close(c);
+		response_done(c);
+		srv_conn_unref(c);
+		return;
+	}
+	if (c->pending_write == 0)
+		response_done(c);
+	srv_conn_unref(c);
+}
+
+/* Queues one response (already formatted) and moves the connection to WRITING. */
+void srv_conn_write(srv_conn *c, const char *head, size_t head_len, const void *body,
+		    size_t body_len)
+{
+	if (c->closed) {
+		response_done(c);
+		return;
+	}
+	write_req *wr = malloc(sizeof *wr + head_len + body_len);
+	if (!wr) {
+		srv_conn_close(c);
+		response_done(c);
+		return;
+	}
+	memcpy(wr->data, head, head_len);
+	if (body_len)
+		memcpy(wr->data + head_len, body, body_len);
+	wr->conn = c;
+	wr->len = head_len + body_len;
+	c->srv->metrics.bytes_out += wr->len;
+	c->x.bytes_out = wr->len;
+	c->state = CONN_WRITING;
+	stop_reading(c);
+	uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
+	c->pending_write += wr->len;
+	c->refs++;
+	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+		c->pending_write -= wr->len;
+		c->refs--;
+		free(wr);
+		srv_conn_close(c);
+		response_done(c);
+		return;
+	}
+	arm(c, c->srv->cfg.write_timeout_ms);
+}
+
+static void canned_close(srv_conn *c, const char *resp)
+{
+	uv_buf_t b = uv_buf_init((char *)resp, (unsigned)strlen(resp));
+	uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	srv_conn_close(c);
+}
+
+void srv_conn_accept(srv_server *s)
+{
+	srv_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return;
+	c->srv = s;
+	c->tcp.data = c->timer.data = c;
+	uv_tcp_init(s->loop, &c->tcp);
+	uv_timer_init(s->loop, &c->timer);
+	c->refs = 2;
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->open_conns++;
+	s->metrics.connections_total++;
+	if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) != 0) {
+		srv_conn_close(c);
+		return;
+	}
+	if (srv_parser_init(&c->parser, &s->cfg.http) < 0) {
+		srv_conn_close(c);
+		return;
+	}
+	struct sockaddr_storage sa;
+	int salen = sizeof sa;
+	snprintf(c->peer, sizeof c->peer, "-");
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
+		if (sa.ss_family == AF_INET)
+			uv_ip4_name((struct sockaddr_in *)&sa, c->peer, sizeof c->peer);
+		else if (sa.ss_family == AF_INET6)
+			uv_ip6_name((struct sockaddr_in6 *)&sa, c->peer, sizeof c->peer);
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	if (s->open_conns > s->cfg.max_connections) {
+		s->metrics.connections_refused++;
+		static const char body[] =
+			"{\"error\":{\"code\":\"too_many_connections\",\"message\":\"try again\"}}";
+		char resp[512];
+		snprintf(resp, sizeof resp,
+			 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+			 "Content-Length: %zu\r\nRetry-After: 5\r\nConnection: close\r\n\r\n%s",
+			 sizeof body - 1, body);
+		canned_close(c, resp);
+		return;
+	}
+	c->state = CONN_HEAD;
+	c->head_started = true; /* the first head's deadline runs from the accept */
+	arm(c, s->cfg.head_timeout_ms);
+	start_reading(c);
+}
+
+/* SIGTERM: idle connections close now; busy ones close after their response. */
+void srv_conns_drain(srv_server *s)
+{
+	for (srv_conn *c = s->conns; c; c = c->next) {
+		c->keep_alive = false;
+		if (c->state == CONN_HEAD && c->len == 0)
+			srv_conn_close(c);
+	}
+}
+
+void srv_conns_close_all(srv_server *s)
+{
+	for (srv_conn *c = s->conns; c; c = c->next)
+		srv_conn_close(c);
+}

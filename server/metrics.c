@@ -1,0 +1,184 @@
+/*
+ * metrics.c — counters kept on the loop thread and their Prometheus text exposition.
+ *
+ * Requests are counted by route and status code, latency in a fixed-bucket histogram per
+ * route; gauges (open connections, queued jobs) are read from the server when /metrics is
+ * asked. No locks: only the loop thread writes or reads these.
+ */
+#include "server.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double bucket_le[SRV_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+						      0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
+/* The codes counted one by one within each class; others land in the class's last slot. */
+static const int known[6][7] = {
+	{0},
+	{100},
+	{200, 201, 204, 206},
+	{304},
+	{400, 401, 403, 404, 405, 408, 413},
+	{500, 501, 503, 507},
+};
+
+int srv_metrics_init(srv_metrics *m, const srv_route *routes, size_t n)
+{
+	memset(m, 0, sizeof *m);
+	m->routes = calloc(n + 1, sizeof *m->routes);
+	if (!m->routes)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		m->routes[i].route = routes[i].name;
+	m->routes[n].route = "unrouted";
+	m->route_count = n + 1;
+	return 0;
+}
+
+void srv_metrics_free(srv_metrics *m)
+{
+	free(m->routes);
+	m->routes = NULL;
+}
+
+static int slot_of(int status, int *cls)
+{
+	*cls = status / 100;
+	if (*cls < 1 || *cls > 5)
+		*cls = 5;
+	for (int i = 0; i < 7; i++)
+		if (known[*cls][i] == status)
+			return i;
+	return 7;
+}
+
+void srv_metrics_request(srv_metrics *m, size_t route_index, int status, double seconds)
+{
+	if (route_index >= m->route_count)
+		route_index = m->route_count - 1;
+	srv_route_stats *r = &m->routes[route_index];
+	int cls, slot = slot_of(status, &cls);
+	r->by_status[cls][slot]++;
+	int b = 0;
+	while (b < SRV_LATENCY_BUCKETS && seconds > bucket_le[b])
+		b++;
+	r->latency[b]++;
+	r->latency_sum += seconds;
+	r->count++;
+}
+
+typedef struct out {
+	char *p;
+	size_t len, cap;
+	bool failed;
+} out;
+
+static void put(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(out *o, const char *fmt, ...)
+{
+	if (o->failed)
+		return;
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			o->failed = true;
+			return;
+		}
+		if ((size_t)n < o->cap - o->len) {
+			o->len += (size_t)n;
+			return;
+		}
+		size_t cap = o->cap * 2 + (size_t)n;
+		char *p = realloc(o->p, cap);
+		if (!p) {
+			o->failed = true;
+			return;
+		}
+		o->p = p;
+		o->cap = cap;
+	}
+}
+
+char *srv_metrics_render(const srv_server *s, size_t *len)
+{
+	const srv_metrics *m = &s->metrics;
+	out o = {malloc(8192), 0, 8192, false};
+	if (!o.p)
+		return NULL;
+	put(&o, "# HELP jiayin_http_requests_total Requests answered, by route and status.\n"
+		"# TYPE jiayin_http_requests_total counter\n");
+	for (size_t i = 0; i < m->route_count; i++) {
+		const srv_route_stats *r = &m->routes[i];
+		for (int cls = 1; cls <= 5; cls++)
+			for (int k = 0; k < 8; k++) {
+				if (!r->by_status[cls][k])
+					continue;
+				if (k < 7 && known[cls][k])
+					put(&o, "jiayin_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+					    r->route, known[cls][k],
+					    (unsigned long long)r->by_status[cls][k]);
+				else
+					put(&o, "jiayin_http_requests_total{route=\"%s\",status=\"%dxx\"} %llu\n",
+					    r->route, cls, (unsigned long long)r->by_status[cls][k]);
+			}
+	}
+	put(&o, "# HELP jiayin_http_request_duration_seconds Time from a request's head to its "
+		"response written.\n# TYPE jiayin_http_request_duration_seconds histogram\n");
+	for (size_t i = 0; i < m->route_count; i++) {
+		const srv_route_stats *r = &m->routes[i];
+		if (!r->count)
+			continue;
+		uint64_t cum = 0;
+		for (int b = 0; b < SRV_LATENCY_BUCKETS; b++) {
+			cum += r->latency[b];
+			put(&o, "jiayin_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+			    r->route, bucket_le[b], (unsigned long long)cum);
+		}
+		put(&o, "jiayin_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n"
+			"jiayin_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
+			"jiayin_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+		    r->route, (unsigned long long)r->count, r->route, r->latency_sum, r->route,
+		    (unsigned long long)r->count);
+	}
+	put(&o,
+	    "# HELP jiayin_connections_open Client connections open now.\n"
+	    "# TYPE jiayin_connections_open gauge\njiayin_connections_open %u\n"
+	    "# HELP jiayin_connections_total Client connections accepted.\n"
+	    "# TYPE jiayin_connections_total counter\njiayin_connections_total %llu\n"
+	    "# HELP jiayin_connections_refused_total Connections turned away at the limit.\n"
+	    "# TYPE jiayin_connections_refused_total counter\njiayin_connections_refused_total %llu\n"
+	    "# HELP jiayin_jobs_queued Blocking jobs queued or running.\n"
+	    "# TYPE jiayin_jobs_queued gauge\njiayin_jobs_queued %u\n"
+	    "# HELP jiayin_jobs_refused_total Requests refused because the job queue was full.\n"
+	    "# TYPE jiayin_jobs_refused_total counter\njiayin_jobs_refused_total %llu\n"
+	    "# HELP jiayin_http_bytes_received_total Bytes read from clients.\n"
+	    "# TYPE jiayin_http_bytes_received_total counter\njiayin_http_bytes_received_total %llu\n"
+	    "# HELP jiayin_http_bytes_sent_total Bytes of responses queued to clients.\n"
+	    "# TYPE jiayin_http_bytes_sent_total counter\njiayin_http_bytes_sent_total %llu\n"
+	    "# HELP jiayin_http_parse_errors_total Requests refused by the HTTP parser.\n"
+	    "# TYPE jiayin_http_parse_errors_total counter\njiayin_http_parse_errors_total %llu\n"
+	    "# HELP jiayin_storage_errors_total Storage calls that failed.\n"
+	    "# TYPE jiayin_storage_errors_total counter\njiayin_storage_errors_total %llu\n"
+	    "# HELP jiayin_transcode_seconds_total Time spent transcoding uploads.\n"
+	    "# TYPE jiayin_transcode_seconds_total counter\njiayin_transcode_seconds_total %.6f\n"
+	    "# HELP jiayin_transcodes_total Uploads transcoded.\n"
+	    "# TYPE jiayin_transcodes_total counter\njiayin_transcodes_total %llu\n",
+	    s->open_conns, (unsigned long long)m->connections_total,
+	    (unsigned long long)m->connections_refused, s->active_jobs,
+	    (unsigned long long)m->jobs_refused, (unsigned long long)m->bytes_in,
+	    (unsigned long long)m->bytes_out, (unsigned long long)m->parse_errors,
+	    (unsigned long long)m->storage_errors, m->transcode_seconds,
+	    (unsigned long long)m->transcodes);
+	if (o.failed) {
+		free(o.p);
+		return NULL;
+	}
+	*len = o.len;
+	return o.p;
+}

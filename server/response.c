@@ -1,0 +1,118 @@
+/*
+ * response.c — formats a response head and hands it to the connection.
+ *
+ * Every response carries the security headers (nosniff, no referrer, a CSP that forbids all
+ * for non-HTML and allows only our own origin for HTML, no framing) and no Server header;
+ * Content-Length always (HEAD too, with no body); Connection: close when the connection ends
+ * after it. Error bodies are JSON with a stable code (docs/api.md).
+ */
+#include "server.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *srv_status_text(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 412: return "Precondition Failed";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 415: return "Unsupported Media Type";
+	case 416: return "Range Not Satisfiable";
+	case 417: return "Expectation Failed";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
+	case 507: return "Insufficient Storage";
+	default: return "Unknown";
+	}
+}
+
+#define HTML_CSP                                                                                  \
+	"default-src 'self'; img-src 'self' data:; media-src 'self' blob:; object-src 'none'; "    \
+	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+void srv_respond(srv_exchange *x, int status, const char *content_type, const char *extra_headers,
+		 const void *body, size_t len)
+{
+	if (x->responded)
+		return;
+	x->responded = true;
+	x->status = status;
+	srv_conn *c = x->conn;
+	bool html = content_type && strncmp(content_type, "text/html", 9) == 0;
+	char head[2048];
+	int n = snprintf(head, sizeof head,
+			 "HTTP/1.1 %d %s\r\n"
+			 "Date: %s\r\n"
+			 "%s%s%s"
+			 "Content-Length: %zu\r\n"
+			 "X-Request-Id: %016llx\r\n"
+			 "X-Content-Type-Options: nosniff\r\n"
+			 "Referrer-Policy: no-referrer\r\n"
+			 "Content-Security-Policy: %s\r\n"
+			 "%s%s\r\n",
+			 status, srv_status_text(status), x->srv->date,
+			 content_type ? "Content-Type: " : "", content_type ? content_type : "",
+			 content_type ? "\r\n" : "", len, (unsigned long long)x->id,
+			 html ? HTML_CSP : "default-src 'none'; frame-ancestors 'none'",
+			 c->keep_alive ? (x->req.version_minor == 0 ? "Connection: keep-alive\r\n" : "")
+				       : "Connection: close\r\n",
+			 extra_headers ? extra_headers : "");
+	if (n < 0 || (size_t)n >= sizeof head) {
+		/* Only our own extra headers could overflow: a bug, answered plainly. */
+		n = snprintf(head, sizeof head,
+			     "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+			     "Connection: close\r\n\r\n");
+		c->keep_alive = false;
+		x->status = 500;
+		len = 0;
+	}
+	srv_conn_write(c, head, (size_t)n, x->head_only ? NULL : body, x->head_only ? 0 : len);
+}
+
+/* JSON string contents: quotes, backslashes and control bytes escaped. */
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+	size_t o = 0;
+	for (; *s && o + 7 < cap; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)ch;
+		} else if (ch < 0x20) {
+			o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
+		} else {
+			out[o++] = (char)ch;
+		}
+	}
+	out[o] = 0;
+	return o;
+}
+
+void srv_respond_error(srv_exchange *x, int status, const char *code, const char *message)
+{
+	char msg[512], body[700];
+	json_escape(msg, sizeof msg, message);
+	int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code,
+			 msg);
+	srv_respond(x, status, "application/json", NULL, body, (size_t)n);
+}

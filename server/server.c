@@ -1,0 +1,256 @@
+/*
+ * server.c — the listener, signals, the clock, the storage health check and blocking jobs.
+ *
+ * SIGTERM/SIGINT drain: the listener closes, idle connections close, requests in flight
+ * finish (their responses say Connection: close) until shutdown_grace_ms, then the rest are
+ * closed; the loop then runs dry and main() closes storage. SIGHUP reopens the log. Jobs run
+ * on libuv's pool; at most max_queued_jobs at once, beyond which callers answer 503.
+ */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+uint64_t srv_now_ns(void)
+{
+	return uv_hrtime();
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void format_date(srv_server *s)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(s->date, sizeof s->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+static void on_date_timer(uv_timer_t *t)
+{
+	srv_server *s = t->data;
+	format_date(s);
+	if (s->log)
+		fflush(s->log);
+}
+
+/* ---- jobs ---- */
+typedef struct job {
+	uv_work_t work;
+	srv_exchange *x;
+	srv_job_fn fn;
+	srv_job_done_fn done;
+	void *arg;
+} job;
+
+static void job_run(uv_work_t *w)
+{
+	job *j = w->data;
+	j->fn(j->arg);
+}
+
+static void job_after(uv_work_t *w, int status)
+{
+	(void)status; /* libuv cancels nothing we queued */
+	job *j = w->data;
+	srv_conn *c = j->x->conn;
+	c->srv->active_jobs--;
+	j->done(j->x, j->arg);
+	free(j);
+	srv_conn_unref(c);
+}
+
+int srv_job_submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg)
+{
+	srv_server *s = x->srv;
+	if (s->active_jobs >= s->cfg.max_queued_jobs) {
+		s->metrics.jobs_refused++;
+		return -1;
+	}
+	job *j = calloc(1, sizeof *j);
+	if (!j)
+		return -1;
+	j->x = x;
+	j->fn = work;
+	j->done = done;
+	j->arg = arg;
+	j->work.data = j;
+	if (uv_queue_work(s->loop, &j->work, job_run, job_after) != 0) {
+		free(j);
+		return -1;
+	}
+	x->conn->refs++;
+	s->active_jobs++;
+	return 0;
+}
+
+/* ---- the storage health check: a durable write every health_interval_ms ---- */
+typedef struct health_job {
+	uv_work_t work;
+	srv_server *s;
+	int rc;
+} health_job;
+
+static void health_run(uv_work_t *w)
+{
+	health_job *h = w->data;
+	h->rc = store_health_check(h->s->store, wall_ms());
+}
+
+static void health_after(uv_work_t *w, int status)
+{
+	(void)status;
+	health_job *h = w->data;
+	srv_server *s = h->s;
+	if (h->rc < 0 && s->health_rc == 0) {
+		s->metrics.storage_errors++;
+		srv_log_event(s, "storage_unhealthy", store_errcode(h->rc));
+	} else if (h->rc == 0 && s->health_rc < 0) {
+		srv_log_event(s, "storage_healthy", "writes work again");
+	}
+	s->health_rc = h->rc;
+	s->health_at_ms = uv_now(s->loop);
+	s->health_running = false;
+	free(h);
+}
+
+static void health_start(srv_server *s)
+{
+	if (s->health_running || !s->store)
+		return;
+	health_job *h = calloc(1, sizeof *h);
+	if (!h)
+		return;
+	h->s = s;
+	h->work.data = h;
+	if (uv_queue_work(s->loop, &h->work, health_run, health_after) != 0) {
+		free(h);
+		return;
+	}
+	s->health_running = true;
+}
+
+static void on_health_timer(uv_timer_t *t)
+{
+	health_start(t->data);
+}
+
+/* ---- accept, signals, drain ---- */
+static void on_connection(uv_stream_t *l, int status)
+{
+	srv_server *s = l->data;
+	if (status < 0 || s->draining)
+		return;
+	srv_conn_accept(s);
+}
+
+static void on_grace_over(uv_timer_t *t)
+{
+	srv_server *s = t->data;
+	srv_log_event(s, "shutdown", "grace period over: closing the remaining connections");
+	srv_conns_close_all(s);
+}
+
+static void close_quietly(uv_handle_t *h)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+void srv_server_drain(srv_server *s)
+{
+	if (s->draining)
+		return;
+	s->draining = true;
+	srv_log_event(s, "shutdown", "stopped accepting; finishing requests in flight");
+	close_quietly((uv_handle_t *)&s->listener);
+	close_quietly((uv_handle_t *)&s->health_timer);
+	close_quietly((uv_handle_t *)&s->date_timer);
+	close_quietly((uv_handle_t *)&s->sig_term);
+	close_quietly((uv_handle_t *)&s->sig_int);
+	close_quietly((uv_handle_t *)&s->sig_hup);
+	srv_conns_drain(s);
+	/* The grace timer must not keep an otherwise finished loop alive. */
+	uv_timer_start(&s->grace_timer, on_grace_over, s->cfg.shutdown_grace_ms, 0);
+	uv_unref((uv_handle_t *)&s->grace_timer);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	srv_server *s = h->data;
+	if (signum == SIGHUP) {
+		if (srv_log_open(s) < 0)
+			srv_log_event(s, "log", "could not reopen the log file");
+		return;
+	}
+	srv_server_drain(s);
+}
+
+int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, store *st)
+{
+	memset(s, 0, sizeof *s);
+	s->loop = loop;
+	s->cfg = *cfg;
+	s->store = st;
+	s->routes = srv_routes;
+	s->route_count = srv_route_count;
+	format_date(s);
+	if (srv_metrics_init(&s->metrics, s->routes, s->route_count) < 0)
+		return UV_ENOMEM;
+	int rc = srv_log_open(s);
+	if (rc < 0)
+		return rc;
+	struct sockaddr_storage sa;
+	if (uv_ip4_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in *)&sa) != 0 &&
+	    uv_ip6_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in6 *)&sa) != 0)
+		return UV_EINVAL;
+	uv_tcp_init(loop, &s->listener);
+	s->listener.data = s;
+	if ((rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0)) < 0 ||
+	    (rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection)) < 0) {
+		uv_close((uv_handle_t *)&s->listener, NULL);
+		return rc;
+	}
+	/* Port 0 asked for any free port: the start line tells which one. */
+	int salen = sizeof sa;
+	if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&sa, &salen) == 0)
+		s->port = ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port
+							: ((struct sockaddr_in6 *)&sa)->sin6_port);
+	uv_signal_init(loop, &s->sig_term);
+	uv_signal_init(loop, &s->sig_int);
+	uv_signal_init(loop, &s->sig_hup);
+	s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
+	uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&s->sig_int, on_signal, SIGINT);
+	uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
+	uv_timer_init(loop, &s->date_timer);
+	uv_timer_init(loop, &s->health_timer);
+	uv_timer_init(loop, &s->grace_timer);
+	s->date_timer.data = s->health_timer.data = s->grace_timer.data = s;
+	uv_timer_start(&s->date_timer, on_date_timer, 1000, 1000);
+	/* The first check before serving (the loop is not running yet: blocking is fine). */
+	s->health_rc = st ? store_health_check(st, wall_ms()) : 0;
+	s->health_at_ms = uv_now(loop);
+	if (s->health_rc < 0)
+		srv_log_event(s, "storage_unhealthy", store_errcode(s->health_rc));
+	uv_timer_start(&s->health_timer, on_health_timer, cfg->health_interval_ms,
+		       cfg->health_interval_ms);
+	return 0;
+}
+
+void srv_server_free(srv_server *s)
+{
+	if (s->log)
+		fflush(s->log);
+	if (s->log && s->log != stderr)
+		fclose(s->log);
+	s->log = NULL;
+	srv_metrics_free(&s->metrics);
+}

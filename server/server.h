@@ -1,0 +1,194 @@
+/*
+ * server.h — the jiayin server's shared types: the server, a connection, the exchange (one
+ * request and its response) that handlers see, routes, metrics and the request log.
+ *
+ * Threading: everything here lives on the event-loop thread. Blocking work (storage, codec)
+ * goes through srv_job_submit(), which runs it on libuv's thread pool and calls back on the
+ * loop; a job holds a reference on its connection so the connection outlives it even when
+ * the client hangs up.
+ */
+#ifndef JIAYIN_SERVER_H
+#define JIAYIN_SERVER_H
+
+#include "config.h"
+#include "http_parse.h"
+#include "store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct srv_server srv_server;
+typedef struct srv_conn srv_conn;
+typedef struct srv_exchange srv_exchange;
+
+/* ---- routes ---- */
+typedef void (*srv_handler_fn)(srv_exchange *x);
+
+#define SRV_ROUTE_HEAD_OK 1u /* HEAD is answered like GET, without the body */
+
+typedef struct srv_route {
+	const char *name;    /* for metrics and logs: "healthz", "messages.list" */
+	srv_method method;
+	const char *pattern; /* "/v1/families/{id}/messages": {x} matches one path segment */
+	srv_handler_fn handler;
+	uint64_t max_body;   /* 0: no body allowed */
+	unsigned flags;
+} srv_route;
+
+#define SRV_MAX_PARAMS 4
+
+/* Finds the route for method + path. 0, or 404 (no path matches) / 405 (another method). */
+int srv_route_find(const srv_route *routes, size_t n, srv_method m, srv_slice path,
+		   const srv_route **out, srv_slice params[SRV_MAX_PARAMS], char *allow,
+		   size_t allow_len);
+
+/* ---- metrics (metrics.c) ---- */
+#define SRV_LATENCY_BUCKETS 12
+typedef struct srv_route_stats {
+	const char *route;
+	uint64_t by_status[6][8]; /* [status / 100][a few common codes, see metrics.c] */
+	uint64_t latency[SRV_LATENCY_BUCKETS + 1];
+	double latency_sum;
+	uint64_t count;
+} srv_route_stats;
+
+typedef struct srv_metrics {
+	srv_route_stats *routes; /* one per route, plus "unrouted" last */
+	size_t route_count;
+	uint64_t bytes_in, bytes_out;
+	uint64_t connections_total, connections_refused;
+	uint64_t storage_errors;
+	uint64_t jobs_refused;
+	uint64_t parse_errors;
+	double transcode_seconds;
+	uint64_t transcodes;
+} srv_metrics;
+
+int srv_metrics_init(srv_metrics *m, const srv_route *routes, size_t n);
+void srv_metrics_free(srv_metrics *m);
+void srv_metrics_request(srv_metrics *m, size_t route_index, int status, double seconds);
+/* The Prometheus text exposition; malloc'd, *len set. NULL when out of memory. */
+char *srv_metrics_render(const srv_server *s, size_t *len);
+
+/* ---- the server ---- */
+struct srv_server {
+	uv_loop_t *loop;
+	srv_config cfg;
+	store *store;
+	uv_tcp_t listener;
+	uint16_t port;       /* the port bound (cfg's, or the one picked for port 0) */
+	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_timer_t health_timer, grace_timer, date_timer;
+	bool draining;       /* SIGTERM: no new connections or requests */
+	unsigned open_conns;
+	unsigned active_jobs; /* queued or running on the pool */
+	srv_conn *conns;      /* all open connections (list) */
+	const srv_route *routes;
+	size_t route_count;
+	srv_metrics metrics;
+	/* /healthz: the latest storage check, done by a job every health_interval_ms */
+	int health_rc;
+	bool health_running;
+	uint64_t health_at_ms;
+	/* the request log */
+	FILE *log;
+	bool log_reopen;
+	uint64_t next_request_id;
+	char date[40]; /* the Date header's value, refreshed every second */
+	int exit_code;
+};
+
+int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, store *st);
+/* Frees what start made; after the loop ran dry. */
+void srv_server_free(srv_server *s);
+/* SIGTERM's path: stop accepting, let in-flight requests finish within the grace period. */
+void srv_server_drain(srv_server *s);
+
+/* ---- a connection (conn.c) ---- */
+typedef enum {
+	CONN_HEAD,    /* reading a request head (or idle between requests) */
+	CONN_BODY,    /* reading a body into the exchange */
+	CONN_HANDLER, /* the handler (or its job) has the request; reading paused */
+	CONN_WRITING, /* the response is being written */
+	CONN_CLOSING,
+} srv_conn_state;
+
+struct srv_exchange {
+	srv_conn *conn;
+	srv_server *srv;
+	srv_request req;
+	const srv_route *route;
+	size_t route_index;
+	srv_slice params[SRV_MAX_PARAMS];
+	char *body;            /* bounded by the route's max_body; NUL-terminated */
+	size_t body_len;
+	uint64_t id;           /* request id, in logs and X-Request-Id */
+	uint64_t start_ns;
+	char client[46];       /* the peer, or X-Forwarded-For's last hop from a trusted proxy */
+	bool https;            /* X-Forwarded-Proto: https from a trusted proxy */
+	bool head_only;        /* HEAD: headers only */
+	bool responded;
+	int status;
+	uint64_t bytes_out;
+};
+
+struct srv_conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	srv_server *srv;
+	srv_conn *prev, *next;
+	srv_conn_state state;
+	unsigned refs;          /* handles + jobs; freed at 0 */
+	bool closed;            /* close started: nothing more is written or read */
+	bool reading;
+	bool keep_alive;        /* after the current response */
+	char peer[46];
+	char *buf;              /* read buffer: one head + what followed it */
+	size_t len, cap;
+	size_t scan_resume;
+	bool head_started;      /* the head deadline is running */
+	size_t body_start;      /* where the body's bytes begin in buf (CONN_BODY) */
+	srv_parser parser;
+	unsigned requests;      /* requests started on this connection */
+	size_t pending_write;   /* bytes handed to uv_write and not yet written */
+	srv_exchange x;
+};
+
+/* ---- responses (response.c) ---- */
+/* Sends status + headers + body (copied). extra_headers: "Name: value\r\n" lines or NULL. */
+void srv_respond(srv_exchange *x, int status, const char *content_type, const char *extra_headers,
+		 const void *body, size_t len);
+/* A JSON error: {"error": {"code": code, "message": message}}. */
+void srv_respond_error(srv_exchange *x, int status, const char *code, const char *message);
+const char *srv_status_text(int status);
+/* conn.c, for response.c and server.c */
+void srv_conn_write(srv_conn *c, const char *head, size_t head_len, const void *body,
+		    size_t body_len);
+void srv_conn_close(srv_conn *c);
+void srv_conn_accept(srv_server *s);
+void srv_conns_drain(srv_server *s);
+void srv_conns_close_all(srv_server *s);
+void srv_conn_unref(srv_conn *c); /* drops a reference taken with c->refs++ */
+
+/* ---- blocking work (server.c) ---- */
+typedef void (*srv_job_fn)(void *arg);
+typedef void (*srv_job_done_fn)(srv_exchange *x, void *arg);
+/* Runs work(arg) off the loop, then done(x, arg) on it (x->conn may be closed: respond anyway,
+ * it is dropped). -1 when the queue is full: answer 503. */
+int srv_job_submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg);
+
+/* ---- the request log (log.c) ---- */
+int srv_log_open(srv_server *s);
+void srv_log_request(srv_server *s, const srv_exchange *x, double seconds);
+void srv_log_event(srv_server *s, const char *event, const char *detail);
+
+/* ---- handlers (ops.c) and the route table (routes.c) ---- */
+void srv_handle_healthz(srv_exchange *x);
+void srv_handle_metrics(srv_exchange *x);
+extern const srv_route srv_routes[];
+extern const size_t srv_route_count;
+
+uint64_t srv_now_ns(void);
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * echo_routes.c — the route table of jiayin-test: the real server's routes plus two that
+ * exist only for the end-to-end tests (this file is never linked into jiayin):
+ *   POST /echo     takes a body up to 1 MiB and answers its length and FNV-1a hash, so tests
+ *                  can check bodies arrive intact (chunked, pipelined, slow, 100-continue);
+ *   POST /echo?work=MS  does the same after MS milliseconds of blocking work on the job pool,
+ *                  so tests can fill the job queue and watch 503s and graceful shutdown.
+ */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct echo_job {
+	unsigned ms;
+	size_t len;
+	uint64_t hash;
+} echo_job;
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static void answer(srv_exchange *x, size_t len, uint64_t hash)
+{
+	char body[128];
+	int n = snprintf(body, sizeof body, "{\"bytes\":%zu,\"fnv1a\":\"%016llx\"}", len,
+			 (unsigned long long)hash);
+	srv_respond(x, 200, "application/json", NULL, body, (size_t)n);
+}
+
+static void echo_work(void *arg)
+{
+	echo_job *j = arg;
+	usleep(j->ms * 1000u);
+}
+
+static void echo_done(srv_exchange *x, void *arg)
+{
+	echo_job *j = arg;
+	answer(x, j->len, j->hash);
+	free(j);
+}
+
+static void echo(srv_exchange *x)
+{
+	unsigned ms = 0;
+	if (x->req.query.ptr && x->req.query.len > 5 && memcmp(x->req.query.ptr, "work=", 5) == 0)
+		ms = (unsigned)strtoul(x->req.query.ptr + 5, NULL, 10) % 60000;
+	uint64_t hash = fnv1a(x->body ? x->body : "", x->body_len);
+	if (!ms) {
+		answer(x, x->body_len, hash);
+		return;
+	}
+	echo_job *j = malloc(sizeof *j);
+	if (!j) {
+		srv_respond_error(x, 500, "out_of_memory", "no memory");
+		return;
+	}
+	*j = (echo_job){ms, x->body_len, hash};
+	if (srv_job_submit(x, echo_work, echo_done, j) < 0) {
+		free(j);
+		srv_respond(x, 503, "application/json", "Retry-After: 1\r\n",
+			    "{\"error\":{\"code\":\"busy\",\"message\":\"too much work queued\"}}",
+			    strlen("{\"error\":{\"code\":\"busy\",\"message\":\"too much work queued\"}}"));
+	}
+}
+
+const srv_route srv_routes[] = {
+	{"healthz", SRV_METHOD_GET, "/healthz", srv_handle_healthz, 0, SRV_ROUTE_HEAD_OK},
+	{"metrics", SRV_METHOD_GET, "/metrics", srv_handle_metrics, 0, SRV_ROUTE_HEAD_OK},
+	{"echo", SRV_METHOD_POST, "/echo", echo, 1u << 20, 0},
+};
+const size_t srv_route_count = sizeof srv_routes / sizeof srv_routes[0];

@@ -1,0 +1,140 @@
+"""serverlib.py — start a jiayin (or jiayin-test) on a free loopback port and talk raw HTTP.
+
+Shared by the end-to-end server tests. The server is started with port 0 and the port is read
+from its first log line; stderr is kept in a file so a failing test can show it.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+
+class Server:
+    def __init__(self, binary, *args, data=None):
+        self.tmp = tempfile.mkdtemp(prefix="jiayin-e2e-")
+        self.data = data or os.path.join(self.tmp, "data")
+        self.log_path = os.path.join(self.tmp, "server.log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [binary, "--listen", "127.0.0.1:0", "--data", self.data, *args],
+            stdout=subprocess.DEVNULL, stderr=self.log)
+        self.port = None
+        deadline = time.time() + 20
+        while time.time() < deadline and self.port is None:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited at start: " + self.log_text())
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log_text())
+            if m:
+                self.port = int(m.group(1))
+            else:
+                time.sleep(0.02)
+        if self.port is None:
+            raise RuntimeError("server did not start: " + self.log_text())
+
+    def log_text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def connect(self, timeout=5.0):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.log.close()
+        return rc
+
+
+class Response:
+    def __init__(self, status, reason, headers, body):
+        self.status, self.reason, self.headers, self.body = status, reason, headers, body
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+
+class Reader:
+    """Reads HTTP/1.1 responses (Content-Length framed, as jiayin sends them) from a socket."""
+
+    def __init__(self, sock):
+        self.sock, self.buf, self.eof = sock, b"", False
+
+    def _fill(self):
+        try:
+            d = self.sock.recv(65536)
+        except (ConnectionResetError, socket.timeout, TimeoutError):
+            d = b""
+        if not d:
+            self.eof = True
+        self.buf += d
+        return bool(d)
+
+    def response(self, head_request=False):
+        """The next response, or None when the connection closed (or timed out) first."""
+        while b"\r\n\r\n" not in self.buf:
+            if self.eof or not self._fill():
+                return None
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        status = int(parts[1])
+        headers = [tuple(x.split(": ", 1)) for x in lines[1:]]
+        r = Response(status, parts[2] if len(parts) > 2 else "", headers, b"")
+        if status == 100:
+            return self.response(head_request)
+        n = int(r.header("Content-Length") or 0)
+        if head_request:
+            n = 0
+        while len(self.buf) < n:
+            if self.eof or not self._fill():
+                raise IOError("connection closed inside a body")
+        r.body, self.buf = self.buf[:n], self.buf[n:]
+        return r
+
+    def closed(self, timeout):
+        """True when the server closes the connection within timeout (no more bytes)."""
+        self.sock.settimeout(timeout)
+        while not self.eof:
+            try:
+                d = self.sock.recv(65536)
+            except (ConnectionResetError,):
+                return True
+            except (socket.timeout, TimeoutError):
+                return False
+            if not d:
+                return True
+            self.buf += d
+        return True
+
+
+def request(server, method, path, body=b"", headers=(), timeout=5.0):
+    s = server.connect(timeout)
+    try:
+        h = "".join(f"{k}: {v}\r\n" for k, v in headers)
+        if body or method in ("POST", "PUT"):
+            h += f"Content-Length: {len(body)}\r\n"
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: t\r\n{h}Connection: close\r\n\r\n"
+                  .encode() + body)
+        return Reader(s).response(head_request=(method == "HEAD"))
+    finally:
+        s.close()

@@ -1,0 +1,465 @@
+#!/usr/bin/env python3
+"""test_server.py — the jiayin HTTP engine end to end, over real sockets (TAP).
+
+usage: test_server.py JIAYIN_TEST_BINARY
+
+Starts jiayin-test (the real server plus the test-only /echo route) on free loopback ports
+and checks: the adversarial corpus (adversarial.txt) gets the right status or a clean close
+and the server keeps serving; keep-alive and pipelining; bodies (chunked, dripped, 1 MiB,
+100-continue) arrive intact; HEAD; the security headers; the per-connection request limit,
+the connection limit and the job queue's 503s; 1,000 slow connections do not delay a
+normal client; graceful shutdown completes an upload in flight; SIGHUP reopens the log;
+--help, bad options and the config file; X-Forwarded-For only from trusted proxies.
+"""
+import os
+import re
+import resource
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serverlib import Reader, Server, request  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAST = ["--head-timeout-ms", "1000", "--body-idle-ms", "1000", "--keepalive-ms", "1500"]
+
+results = []
+
+
+def ok(cond, name, detail=""):
+    results.append((bool(cond), name, detail))
+    line = f"{'ok' if cond else 'not ok'} {len(results)} - {name}"
+    print(line + (f"\n# {detail}" if detail and not cond else ""), flush=True)
+    return cond
+
+
+def fnv1a(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+# ---- the adversarial corpus ----
+def unescape(text):
+    def group(m):
+        return m.group(1) * int(m.group(2))
+    text = re.sub(r"\{\((.*?)\)\*(\d+)\}", group, text)
+    text = re.sub(r"\{(.)\*(\d+)\}", group, text)
+    return text.encode("latin-1").decode("unicode_escape").encode("latin-1")
+
+
+def load_corpus(path):
+    cases, cur = [], None
+    with open(path, encoding="utf-8") as f:
+        for raw in f:
+            line = raw.rstrip("\n")
+            if line.startswith("#") or not line.strip() and cur is None:
+                continue
+            if line.startswith("=== "):
+                cur = {"name": line[4:], "expect": None, "next": None, "steps": []}
+                cases.append(cur)
+            elif line.startswith("expect-next "):
+                cur["next"] = line.split()[1:]
+            elif line.startswith("expect "):
+                cur["expect"] = line.split()[1:]
+            elif line.startswith("send "):
+                cur["steps"].append(("send", unescape(line[5:])))
+            elif line.startswith("drip "):
+                _, ms, rest = line.split(" ", 2)
+                cur["steps"].append(("drip", (int(ms), unescape(rest))))
+            elif line.startswith("pause "):
+                cur["steps"].append(("pause", int(line.split()[1])))
+            elif line == "shutdown":
+                cur["steps"].append(("shutdown", None))
+            elif line.strip():
+                raise ValueError(f"corpus: cannot read line {line!r}")
+    return cases
+
+
+def run_case(srv, case):
+    s = srv.connect(timeout=4.0)
+    try:
+        for kind, arg in case["steps"]:
+            try:
+                if kind == "send":
+                    s.sendall(arg)
+                elif kind == "drip":
+                    for i in range(len(arg[1])):
+                        s.sendall(arg[1][i:i + 1])
+                        time.sleep(arg[0] / 1000)
+                elif kind == "pause":
+                    time.sleep(arg / 1000)
+                elif kind == "shutdown":
+                    s.shutdown(socket.SHUT_WR)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # the server answered and closed early: read what it said
+        r = Reader(s)
+        exp = case["expect"]
+        if exp[0] == "close":
+            got = r.response()
+            return got is None, f"expected a close, got {got.status if got else None}"
+        got = r.response()
+        if got is None:
+            return False, "no response"
+        if got.status != int(exp[0]):
+            return False, f"status {got.status} body {got.body[:200]!r}"
+        if len(exp) > 1:
+            code = got.json().get("error", {}).get("code")
+            if code != exp[1]:
+                return False, f"code {code} body {got.body[:200]!r}"
+        if case["next"]:
+            nxt = r.response()
+            if nxt is None or nxt.status != int(case["next"][0]):
+                return False, f"second response {nxt.status if nxt else None}"
+        if got.status >= 400 and not r.closed(3.0):
+            return False, "the connection stayed open after an error"
+        return True, ""
+    finally:
+        s.close()
+
+
+def corpus_tests(binary):
+    cases = load_corpus(os.path.join(HERE, "adversarial.txt"))
+    ok(len(cases) >= 100, f"the adversarial corpus holds {len(cases)} cases (>= 100)")
+    srv = Server(binary, *FAST)
+    try:
+        for c in cases:
+            good, why = run_case(srv, c)
+            ok(good, f"corpus: {c['name']} -> {' '.join(c['expect'])}", why)
+            alive = request(srv, "GET", "/healthz")
+            if not (alive and alive.status == 200):
+                ok(False, f"corpus: the server still serves after {c['name']!r}")
+                break
+        ok(srv.proc.poll() is None, "corpus: the server is still running after the corpus")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, f"corpus: the server exits 0 on SIGTERM (got {rc})", srv.log_text()[-2000:])
+
+
+# ---- conformance ----
+def conformance(binary):
+    srv = Server(binary, *FAST)
+    try:
+        # keep-alive
+        s = srv.connect()
+        r = Reader(s)
+        statuses = []
+        for i in range(100):
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            statuses.append(r.response().status)
+        ok(statuses == [200] * 100, "keep-alive: 100 requests on one connection")
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        last = r.response()
+        ok(last.status == 200 and last.header("Connection") == "close" and r.closed(2),
+           "keep-alive: Connection: close is answered, then the server closes")
+        s.close()
+        # HTTP/1.0
+        s = srv.connect()
+        r = Reader(s)
+        s.sendall(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        a = r.response()
+        s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        b = r.response()
+        ok(a.header("Connection") == "keep-alive" and b is not None and
+           b.header("Connection") == "close" and r.closed(2),
+           "HTTP/1.0: keep-alive when asked, close by default")
+        s.close()
+        # pipelining: 30 requests in one write, answered in order
+        bodies = [os.urandom(n) for n in range(1, 31)]
+        blob = b"".join(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" %
+                        len(x) + x for x in bodies)
+        s = srv.connect()
+        r = Reader(s)
+        s.sendall(blob)
+        got = [r.response() for _ in bodies]
+        ok(all(g is not None and g.json() == {"bytes": len(b), "fnv1a": fnv1a(b)}
+               for g, b in zip(got, bodies)),
+           "pipelining: 30 requests with bodies in one write, 30 answers in order")
+        ids = [int(g.header("X-Request-Id"), 16) for g in got]
+        ok(ids == sorted(ids), "pipelining: request ids increase in order")
+        s.close()
+        # a pipelined mix of HEAD and GET
+        s = srv.connect()
+        r = Reader(s)
+        s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t"
+                  b"\r\n\r\n")
+        h = r.response(head_request=True)
+        g = r.response()
+        ok(h.status == 200 and int(h.header("Content-Length")) == len(g.body) and
+           g.json()["status"] == "ok", "HEAD: the GET's headers and Content-Length, no body")
+        s.close()
+        # chunked body, one byte per packet
+        data = os.urandom(3000)
+        chunks = b"".join(b"%x\r\n" % len(data[i:i + 700]) + data[i:i + 700] + b"\r\n"
+                          for i in range(0, len(data), 700)) + b"0\r\n\r\n"
+        msg = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
+        s = srv.connect()
+        for i in range(0, len(msg), 97):
+            s.sendall(msg[i:i + 97])
+            time.sleep(0.001)
+        g = Reader(s).response()
+        ok(g and g.json() == {"bytes": 3000, "fnv1a": fnv1a(data)},
+           "chunked: a body in 97-byte packets decodes intact")
+        s.close()
+        # 1 MiB body, exactly the route's limit
+        data = os.urandom(1 << 20)
+        g = request(srv, "POST", "/echo", data, timeout=20)
+        ok(g.status == 200 and g.json()["fnv1a"] == fnv1a(data), "a 1 MiB body arrives intact")
+        # 100-continue
+        s = srv.connect()
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        first = s.recv(100)
+        s.sendall(b"hello")
+        g = Reader(s).response()
+        ok(first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n") and g.status == 200 and
+           g.json()["bytes"] == 5, "Expect: 100-continue gets 100 before the body, then 200")
+        s.close()
+        # security headers on success and errors
+        want = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+        for path, method in (("/healthz", "GET"), ("/nope", "GET"), ("/healthz", "POST")):
+            g = request(srv, method, path)
+            good = all(g.header(k) == v for k, v in want.items()) and \
+                g.header("Content-Security-Policy") and g.header("Server") is None and \
+                g.header("Date") and g.header("X-Request-Id")
+            ok(good, f"security headers on {method} {path} ({g.status})")
+        g = request(srv, "POST", "/healthz")
+        ok(g.status == 405 and g.header("Allow") == "GET, HEAD", "405 names the allowed methods")
+        # metrics
+        m = request(srv, "GET", "/metrics")
+        text = m.body.decode()
+        hz = re.search(r'jiayin_http_requests_total\{route="healthz",status="200"\} (\d+)', text)
+        ok(m.status == 200 and hz and int(hz.group(1)) >= 100 and
+           "jiayin_http_request_duration_seconds_bucket" in text and
+           "jiayin_connections_open" in text and "jiayin_jobs_queued" in text,
+           "/metrics counts requests by route and status, latency, connections, jobs")
+        # the request log: one line per request, path without query
+        request(srv, "GET", "/healthz?token=secret123")
+        time.sleep(1.3)  # the log is flushed every second
+        log = srv.log_text()
+        ok("secret123" not in log and '"path":"/healthz"' in log and '"status":200' in log,
+           "the request log names path and status, never the query")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "conformance: clean exit")
+
+
+def limits(binary):
+    srv = Server(binary, *FAST, "--max-requests-per-connection", "3")
+    try:
+        s = srv.connect()
+        r = Reader(s)
+        got = []
+        for _ in range(3):
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            got.append(r.response())
+        ok([g.header("Connection") for g in got] == [None, None, "close"] and r.closed(2),
+           "max-requests-per-connection: the third answer closes the connection")
+        s.close()
+    finally:
+        srv.stop()
+    srv = Server(binary, *FAST, "--max-connections", "5")
+    try:
+        held = [srv.connect() for _ in range(5)]
+        for h in held:
+            h.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            Reader(h).response()
+        extra = request(srv, "GET", "/healthz")
+        ok(extra is not None and extra.status == 503 and
+           extra.json()["error"]["code"] == "too_many_connections",
+           "max-connections: one more connection gets 503 too_many_connections")
+        for h in held:
+            h.close()
+        time.sleep(0.2)
+        again = request(srv, "GET", "/healthz")
+        ok(again and again.status == 200, "max-connections: served again once others closed")
+    finally:
+        srv.stop()
+    srv = Server(binary, *FAST, "--max-queued-jobs", "2")
+    try:
+        out = []
+
+        def post():
+            out.append(request(srv, "POST", "/echo?work=700", b"x", timeout=10))
+        ts = [threading.Thread(target=post) for _ in range(5)]
+        for t in ts:
+            t.start()
+            time.sleep(0.02)
+        for t in ts:
+            t.join()
+        codes = sorted(g.status for g in out)
+        busy = [g for g in out if g.status == 503]
+        ok(codes.count(200) == 2 and len(busy) == 3 and
+           all(b.header("Retry-After") for b in busy),
+           f"max-queued-jobs 2: 2 run, 3 get 503 with Retry-After ({codes})")
+    finally:
+        srv.stop()
+
+
+def slow_clients(binary):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 4096)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    n = min(1000, want - 100)
+    srv = Server(binary, "--head-timeout-ms", "20000", "--keepalive-ms", "20000")
+    slow = []
+    try:
+        base = []
+        for _ in range(30):
+            t = time.perf_counter()
+            request(srv, "GET", "/healthz")
+            base.append(time.perf_counter() - t)
+        for i in range(n):
+            s = srv.connect()
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHo")  # and then nothing (slowloris)
+            slow.append(s)
+        lat = []
+        for _ in range(100):
+            t = time.perf_counter()
+            g = request(srv, "GET", "/healthz")
+            lat.append(time.perf_counter() - t)
+            assert g.status == 200
+            for s in slow[:50]:
+                s.sendall(b"s")  # a byte now and then keeps nothing alive past the deadline
+        med, base_med = statistics.median(lat), statistics.median(base)
+        ok(med < max(0.05, 5 * base_med),
+           f"{n} slow connections: a normal client's median latency {med * 1000:.2f} ms "
+           f"(alone {base_med * 1000:.2f} ms)")
+        m = request(srv, "GET", "/metrics").body.decode()
+        opened = int(re.search(r"jiayin_connections_open (\d+)", m).group(1))
+        ok(opened >= n, f"the server holds the {n} slow connections open ({opened})")
+    finally:
+        for s in slow:
+            s.close()
+        srv.stop()
+    srv = Server(binary, "--head-timeout-ms", "500", "--keepalive-ms", "20000")
+    try:
+        drip = srv.connect()
+        t0 = time.time()
+        answered = None
+        for ch in b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Drip: " + b"a" * 200:
+            readable, _, _ = select.select([drip], [], [], 0.05)
+            if readable:
+                answered = time.time()
+                break
+            try:
+                drip.sendall(bytes([ch]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        r = Reader(drip).response()
+        elapsed = (answered or time.time()) - t0
+        ok(r is not None and r.status == 408 and elapsed < 1.5,
+           f"a head dripped byte by byte is cut off at the head deadline ({elapsed:.2f} s, "
+           f"{r.status if r else None})")
+        drip.close()
+    finally:
+        srv.stop()
+
+
+def shutdown(binary):
+    srv = Server(binary, *FAST, "--body-idle-ms", "5000")
+    data = os.urandom(200000)
+    head = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(data)
+    s = srv.connect(timeout=10)
+    s.sendall(head + data[:100000])
+    idle = srv.connect()
+    time.sleep(0.2)
+    srv.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    refused = False
+    try:
+        c = socket.create_connection(("127.0.0.1", srv.port), timeout=1)
+        c.close()
+    except OSError:
+        refused = True
+    ok(refused, "SIGTERM: new connections are refused at once")
+    ok(Reader(idle).closed(2), "SIGTERM: an idle keep-alive connection is closed")
+    s.sendall(data[100000:])
+    g = Reader(s).response()
+    ok(g is not None and g.status == 200 and g.json()["fnv1a"] == fnv1a(data) and
+       g.header("Connection") == "close",
+       "SIGTERM: the upload in flight completes, intact, with Connection: close")
+    rc = srv.proc.wait(timeout=10)
+    ok(rc == 0, f"SIGTERM: the server exits 0 once the upload is answered ({rc})")
+    srv.log.close()
+    # the grace period bounds a client that never finishes
+    srv = Server(binary, "--body-idle-ms", "60000", "--shutdown-grace-ms", "500")
+    s = srv.connect()
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
+    time.sleep(0.2)
+    t0 = time.time()
+    srv.signal(signal.SIGINT)
+    rc = srv.proc.wait(timeout=10)
+    ok(rc == 0 and time.time() - t0 < 3,
+       f"SIGINT: a stalled upload is cut at the grace period and the server exits 0 "
+       f"({time.time() - t0:.2f} s)")
+    s.close()
+    srv.log.close()
+
+
+def operations(binary):
+    # --help, bad options, config file
+    h = subprocess.run([binary, "--help"], capture_output=True, text=True)
+    ok(h.returncode == 0 and "--listen" in h.stdout and "--max-connections" in h.stdout and
+       "--trust-proxy" in h.stdout, "--help lists the settings and exits 0")
+    bad = subprocess.run([binary, "--no-such-thing", "1"], capture_output=True, text=True)
+    ok(bad.returncode == 64 and "unknown setting" in bad.stderr, "an unknown option exits 64")
+    bad = subprocess.run([binary, "--max-connections", "0"], capture_output=True, text=True)
+    ok(bad.returncode == 64, "an out-of-range value exits 64")
+    bad = subprocess.run([binary, "--listen", "nowhere"], capture_output=True, text=True)
+    ok(bad.returncode == 64, "a bad listen address exits 64")
+    import tempfile
+    d = tempfile.mkdtemp(prefix="jiayin-conf-")
+    conf = os.path.join(d, "jiayin.conf")
+    logf = os.path.join(d, "requests.log")
+    with open(conf, "w") as f:
+        f.write(f"# a config file\nlog-format = logfmt\nlog-file = {logf}\n"
+                "trust-proxy = 127.0.0.1\n")
+    srv = Server(binary, "--config", conf)
+    try:
+        request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", "203.0.113.7"),
+                                                 ("X-Forwarded-Proto", "https")])
+        time.sleep(1.3)
+        text = open(logf).read()
+        ok("client=203.0.113.7" in text and "status=200" in text,
+           "config file: logfmt to a file; X-Forwarded-For honoured from a trusted proxy")
+        os.rename(logf, logf + ".1")
+        srv.signal(signal.SIGHUP)
+        time.sleep(0.3)
+        request(srv, "GET", "/metrics")
+        time.sleep(1.3)
+        ok(os.path.exists(logf) and "route=metrics" in open(logf).read(),
+           "SIGHUP reopens the log file (rotation)")
+    finally:
+        srv.stop()
+    srv = Server(binary)
+    try:
+        request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", "203.0.113.7")])
+        time.sleep(1.3)
+        ok("203.0.113.7" not in srv.log_text() and '"client":"127.0.0.1"' in srv.log_text(),
+           "X-Forwarded-For from an untrusted peer is ignored")
+    finally:
+        srv.stop()
+
+
+def main():
+    binary = sys.argv[1]
+    for part in (corpus_tests, conformance, limits, slow_clients, shutdown, operations):
+        try:
+            part(binary)
+        except Exception as e:  # a crash of the harness is a failure, not a stop
+            ok(False, f"{part.__name__} ran to the end", repr(e))
+    print(f"1..{len(results)}")
+    return 0 if all(r[0] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
