@@ -428,61 +428,106 @@ typedef struct write_req {
 	uv_write_t req;
 	srv_conn *conn;
 	size_t len;
-	char data[];
+	bool more;              /* another part of this response follows */
+	srv_write_cb cb;        /* the part is out (or failed); NULL for none */
+	void *arg;
+	char data[];            /* the head, and a copied body */
 } write_req;
+
+/* The response is over (written, or cut): log it once and move on. */
+static void finish(srv_conn *c)
+{
+	if (c->x.finished)
+		return;
+	c->x.finished = true;
+	response_done(c);
+}
 
 static void on_write(uv_write_t *w, int status)
 {
 	write_req *wr = (write_req *)w;
 	srv_conn *c = wr->conn;
 	c->pending_write -= wr->len;
+	bool more = wr->more;
+	srv_write_cb cb = wr->cb;
+	void *arg = wr->arg;
 	free(wr);
-	if (status < 0) {
+	if (status < 0)
 		srv_conn_close(c);
-		response_done(c);
-		srv_conn_unref(c);
-		return;
-	}
-	if (c->pending_write == 0)
-		response_done(c);
+	if (cb)
+		cb(arg, status < 0 ? status : c->closed ? UV_ECANCELED : 0);
+	if (status < 0 || !more)
+		finish(c);
 	srv_conn_unref(c);
 }
 
-/* Queues one response (already formatted) and moves the connection to WRITING. */
-void srv_conn_write(srv_conn *c, const char *head, size_t head_len, const void *body,
-		    size_t body_len)
+/* copy: the body goes into the request's own memory with the head (one block, one writev). */
+static void write_impl(srv_conn *c, const char *head, size_t head_len, const void *body,
+		       size_t body_len, bool copy, bool more, srv_write_cb cb, void *arg)
 {
-	if (c->closed) {
-		response_done(c);
-		return;
-	}
-	write_req *wr = malloc(sizeof *wr + head_len + body_len);
+	write_req *wr = c->closed ? NULL : malloc(sizeof *wr + head_len + (copy ? body_len : 0));
 	if (!wr) {
 		srv_conn_close(c);
-		response_done(c);
+		if (cb)
+			cb(arg, UV_ECANCELED);
+		finish(c);
 		return;
 	}
-	memcpy(wr->data, head, head_len);
-	if (body_len)
+	if (head_len)
+		memcpy(wr->data, head, head_len);
+	if (copy && body_len) {
 		memcpy(wr->data + head_len, body, body_len);
+		head_len += body_len; /* one buffer now */
+		body_len = 0;
+	}
 	wr->conn = c;
 	wr->len = head_len + body_len;
+	wr->more = more;
+	wr->cb = cb;
+	wr->arg = arg;
 	c->srv->metrics.bytes_out += wr->len;
-	c->x.bytes_out = wr->len;
-	c->state = CONN_WRITING;
+	c->x.bytes_out += wr->len;
+	if (c->state != CONN_WRITING) {
+		/* The write deadline covers the whole response, however many parts. */
+		c->state = CONN_WRITING;
+		arm(c, c->srv->cfg.write_timeout_ms);
+	}
 	stop_reading(c);
-	uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
+	uv_buf_t b[2] = {uv_buf_init(wr->data, (unsigned)head_len),
+			 uv_buf_init((char *)body, (unsigned)body_len)};
+	unsigned nb = head_len && body_len ? 2 : 1;
 	c->pending_write += wr->len;
 	c->refs++;
-	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, head_len ? b : b + 1, nb, on_write) != 0) {
 		c->pending_write -= wr->len;
 		c->refs--;
 		free(wr);
 		srv_conn_close(c);
-		response_done(c);
-		return;
+		if (cb)
+			cb(arg, UV_ECANCELED);
+		finish(c);
 	}
-	arm(c, c->srv->cfg.write_timeout_ms);
+}
+
+void srv_conn_write_part(srv_conn *c, const char *head, size_t head_len, const void *body,
+			 size_t body_len, bool more, srv_write_cb cb, void *arg)
+{
+	write_impl(c, head, head_len, body, body_len, false, more, cb, arg);
+}
+
+/* Queues one whole response (already formatted); the body is copied. */
+void srv_conn_write(srv_conn *c, const char *head, size_t head_len, const void *body,
+		    size_t body_len)
+{
+	write_impl(c, head, head_len, body, body_len, true, false, NULL, NULL);
+}
+
+/* A streamed response cannot go on (storage failed mid-body): cut the connection. */
+void srv_conn_abort(srv_conn *c)
+{
+	c->keep_alive = false;
+	srv_conn_close(c);
+	finish(c);
 }
 
 static void canned_close(srv_conn *c, const char *resp)

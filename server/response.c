@@ -50,21 +50,19 @@ const char *srv_status_text(int status)
 	"default-src 'self'; img-src 'self' data:; media-src 'self' blob:; object-src 'none'; "    \
 	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
-void srv_respond(srv_exchange *x, int status, const char *content_type, const char *extra_headers,
-		 const void *body, size_t len)
+size_t srv_format_head(srv_exchange *x, int status, const char *content_type,
+		       const char *extra_headers, int64_t content_length, char *head, size_t cap)
 {
-	if (x->responded)
-		return;
-	x->responded = true;
-	x->status = status;
 	srv_conn *c = x->conn;
 	bool html = content_type && strncmp(content_type, "text/html", 9) == 0;
-	char head[2048];
-	int n = snprintf(head, sizeof head,
+	char cl[48] = "";
+	if (content_length >= 0)
+		snprintf(cl, sizeof cl, "Content-Length: %lld\r\n", (long long)content_length);
+	int n = snprintf(head, cap,
 			 "HTTP/1.1 %d %s\r\n"
 			 "Date: %s\r\n"
 			 "%s%s%s"
-			 "Content-Length: %zu\r\n"
+			 "%s"
 			 "X-Request-Id: %016llx\r\n"
 			 "X-Content-Type-Options: nosniff\r\n"
 			 "Referrer-Policy: no-referrer\r\n"
@@ -72,21 +70,48 @@ void srv_respond(srv_exchange *x, int status, const char *content_type, const ch
 			 "%s%s\r\n",
 			 status, srv_status_text(status), x->srv->date,
 			 content_type ? "Content-Type: " : "", content_type ? content_type : "",
-			 content_type ? "\r\n" : "", len, (unsigned long long)x->id,
+			 content_type ? "\r\n" : "", cl, (unsigned long long)x->id,
 			 html ? HTML_CSP : "default-src 'none'; frame-ancestors 'none'",
 			 c->keep_alive ? (x->req.version_minor == 0 ? "Connection: keep-alive\r\n" : "")
 				       : "Connection: close\r\n",
 			 extra_headers ? extra_headers : "");
-	if (n < 0 || (size_t)n >= sizeof head) {
+	if (n < 0 || (size_t)n >= cap) {
 		/* Only our own extra headers could overflow: a bug, answered plainly. */
-		n = snprintf(head, sizeof head,
+		n = snprintf(head, cap,
 			     "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
 			     "Connection: close\r\n\r\n");
 		c->keep_alive = false;
 		x->status = 500;
-		len = 0;
 	}
-	srv_conn_write(c, head, (size_t)n, x->head_only ? NULL : body, x->head_only ? 0 : len);
+	return (size_t)n;
+}
+
+void srv_respond(srv_exchange *x, int status, const char *content_type, const char *extra_headers,
+		 const void *body, size_t len)
+{
+	if (x->responded)
+		return;
+	x->responded = true;
+	x->status = status;
+	char head[2048];
+	size_t n = srv_format_head(x, status, content_type, extra_headers, (int64_t)len, head,
+				   sizeof head);
+	if (x->status == 500 && status != 500)
+		len = 0;
+	srv_conn_write(x->conn, head, n, x->head_only ? NULL : body, x->head_only ? 0 : len);
+}
+
+void srv_respond_head(srv_exchange *x, int status, const char *content_type,
+		      const char *extra_headers, int64_t content_length)
+{
+	if (x->responded)
+		return;
+	x->responded = true;
+	x->status = status;
+	char head[2048];
+	size_t n = srv_format_head(x, status, content_type, extra_headers, content_length, head,
+				   sizeof head);
+	srv_conn_write(x->conn, head, n, NULL, 0);
 }
 
 /* JSON string contents: quotes, backslashes and control bytes escaped. */
@@ -110,9 +135,15 @@ static size_t json_escape(char *out, size_t cap, const char *s)
 
 void srv_respond_error(srv_exchange *x, int status, const char *code, const char *message)
 {
+	srv_respond_error_with(x, status, code, message, NULL);
+}
+
+void srv_respond_error_with(srv_exchange *x, int status, const char *code, const char *message,
+			    const char *extra_headers)
+{
 	char msg[512], body[700];
 	json_escape(msg, sizeof msg, message);
 	int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code,
 			 msg);
-	srv_respond(x, status, "application/json", NULL, body, (size_t)n);
+	srv_respond(x, status, "application/json", extra_headers, body, (size_t)n);
 }

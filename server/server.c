@@ -67,10 +67,10 @@ static void job_after(uv_work_t *w, int status)
 	srv_conn_unref(c);
 }
 
-int srv_job_submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg)
+static int submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg, bool bound)
 {
 	srv_server *s = x->srv;
-	if (s->active_jobs >= s->cfg.max_queued_jobs) {
+	if (bound && s->active_jobs >= s->cfg.max_queued_jobs) {
 		s->metrics.jobs_refused++;
 		return -1;
 	}
@@ -89,6 +89,16 @@ int srv_job_submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void 
 	x->conn->refs++;
 	s->active_jobs++;
 	return 0;
+}
+
+int srv_job_submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg)
+{
+	return submit(x, work, done, arg, true);
+}
+
+int srv_job_submit_any(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg)
+{
+	return submit(x, work, done, arg, false);
 }
 
 /* ---- the storage health check: a durable write every health_interval_ms ---- */

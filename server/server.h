@@ -129,6 +129,7 @@ struct srv_exchange {
 	bool https;            /* X-Forwarded-Proto: https from a trusted proxy */
 	bool head_only;        /* HEAD: headers only */
 	bool responded;
+	bool finished;         /* logged and counted: the response is over */
 	int status;
 	uint64_t bytes_out;
 };
@@ -162,9 +163,31 @@ void srv_respond(srv_exchange *x, int status, const char *content_type, const ch
 /* A JSON error: {"error": {"code": code, "message": message}}. */
 void srv_respond_error(srv_exchange *x, int status, const char *code, const char *message);
 const char *srv_status_text(int status);
-/* conn.c, for response.c and server.c */
+/*
+ * A full response head for status; content_length < 0 leaves Content-Length out (304).
+ * Returns its length (a 500 head instead if extra_headers would not fit).
+ */
+size_t srv_format_head(srv_exchange *x, int status, const char *content_type,
+		       const char *extra_headers, int64_t content_length, char *head, size_t cap);
+/* A response without a body: HEAD, 304, ... (content_length as srv_format_head). */
+void srv_respond_head(srv_exchange *x, int status, const char *content_type,
+		      const char *extra_headers, int64_t content_length);
+void srv_respond_error_with(srv_exchange *x, int status, const char *code, const char *message,
+			    const char *extra_headers);
+
+/* conn.c, for response.c, entity.c and server.c */
+typedef void (*srv_write_cb)(void *arg, int status);
+/* Queues one whole response; the body is copied. */
 void srv_conn_write(srv_conn *c, const char *head, size_t head_len, const void *body,
 		    size_t body_len);
+/*
+ * Queues a part of a response (head may be empty after the first); body stays the caller's
+ * until cb(arg, status) says the part is out (status < 0: failed, the connection is closing).
+ * more: another part follows; the last part ends the response.
+ */
+void srv_conn_write_part(srv_conn *c, const char *head, size_t head_len, const void *body,
+			 size_t body_len, bool more, srv_write_cb cb, void *arg);
+void srv_conn_abort(srv_conn *c);
 void srv_conn_close(srv_conn *c);
 void srv_conn_accept(srv_server *s);
 void srv_conns_drain(srv_server *s);
@@ -177,6 +200,8 @@ typedef void (*srv_job_done_fn)(srv_exchange *x, void *arg);
 /* Runs work(arg) off the loop, then done(x, arg) on it (x->conn may be closed: respond anyway,
  * it is dropped). -1 when the queue is full: answer 503. */
 int srv_job_submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg);
+/* The same without the bound: for the next step of work already accepted (a stream's read). */
+int srv_job_submit_any(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg);
 
 /* ---- the request log (log.c) ---- */
 int srv_log_open(srv_server *s);

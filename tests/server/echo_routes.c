@@ -4,8 +4,13 @@
  *   POST /echo     takes a body up to 1 MiB and answers its length and FNV-1a hash, so tests
  *                  can check bodies arrive intact (chunked, pipelined, slow, 100-continue);
  *   POST /echo?work=MS  does the same after MS milliseconds of blocking work on the job pool,
- *                  so tests can fill the job queue and watch 503s and graceful shutdown.
+ *                  so tests can fill the job queue and watch 503s and graceful shutdown;
+ *   POST /clips    stores its body (as it is, no transcoding) as a message of a test family
+ *                  and answers {"family", "message"};
+ *   GET  /clips/{family}/{message}  serves it through srv_respond_message_audio(), the path
+ *                  the API's audio endpoint takes: conformance tests and the benchmark use it.
  */
+#include "audio.h"
 #include "server.h"
 
 #include <stdio.h>
@@ -72,9 +77,82 @@ static void echo(srv_exchange *x)
 	}
 }
 
+typedef struct clip_job {
+	store *st;
+	char *audio;
+	size_t len;
+	store_family fam;
+	store_member member;
+	store_message msg;
+	int rc;
+} clip_job;
+
+static void clip_store(void *arg)
+{
+	clip_job *j = arg;
+	static uint8_t wave[STORE_WAVEFORM_POINTS];
+	j->rc = store_family_create(j->st, "test", "sender", 0, 1700000000000, &j->fam, &j->member);
+	if (j->rc < 0)
+		return;
+	store_new_message m = {.sender = j->member.id.s,
+			       .created_ms = 1700000000000,
+			       .duration_ms = 1000,
+			       .lufs = -16,
+			       .waveform = wave,
+			       .audio = (const uint8_t *)j->audio,
+			       .audio_len = j->len};
+	int existed = 0;
+	j->rc = store_message_append(j->st, j->fam.id.s, &m, &j->msg, &existed);
+}
+
+static void clip_stored(srv_exchange *x, void *arg)
+{
+	clip_job *j = arg;
+	if (j->rc < 0) {
+		srv_respond_error(x, 503, store_errcode(j->rc), store_strerror(j->rc));
+	} else {
+		char body[128];
+		int n = snprintf(body, sizeof body, "{\"family\":\"%s\",\"message\":\"%s\"}",
+				 j->fam.id.s, j->msg.id.s);
+		srv_respond(x, 201, "application/json", NULL, body, (size_t)n);
+	}
+	free(j->audio);
+	free(j);
+}
+
+static void clip_post(srv_exchange *x)
+{
+	clip_job *j = calloc(1, sizeof *j);
+	if (!j || !x->body_len) {
+		free(j);
+		srv_respond_error(x, 400, "empty", "a clip needs a body");
+		return;
+	}
+	j->st = x->srv->store;
+	j->audio = x->body; /* taken over */
+	j->len = x->body_len;
+	x->body = NULL;
+	x->body_len = 0;
+	if (srv_job_submit(x, clip_store, clip_stored, j) < 0) {
+		free(j->audio);
+		free(j);
+		srv_respond_error(x, 503, "busy", "too much work queued");
+	}
+}
+
+static void clip_get(srv_exchange *x)
+{
+	char fam[64], msg[64];
+	snprintf(fam, sizeof fam, "%.*s", (int)x->params[0].len, x->params[0].ptr);
+	snprintf(msg, sizeof msg, "%.*s", (int)x->params[1].len, x->params[1].ptr);
+	srv_respond_message_audio(x, fam, msg);
+}
+
 const srv_route srv_routes[] = {
 	{"healthz", SRV_METHOD_GET, "/healthz", srv_handle_healthz, 0, SRV_ROUTE_HEAD_OK},
 	{"metrics", SRV_METHOD_GET, "/metrics", srv_handle_metrics, 0, SRV_ROUTE_HEAD_OK},
 	{"echo", SRV_METHOD_POST, "/echo", echo, 1u << 20, 0},
+	{"clips.post", SRV_METHOD_POST, "/clips", clip_post, 4u << 20, 0},
+	{"clips.get", SRV_METHOD_GET, "/clips/{family}/{message}", clip_get, 0, SRV_ROUTE_HEAD_OK},
 };
 const size_t srv_route_count = sizeof srv_routes / sizeof srv_routes[0];

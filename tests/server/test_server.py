@@ -450,9 +450,122 @@ def operations(binary):
         srv.stop()
 
 
+def get(srv, path, headers=(), method="GET"):
+    return request(srv, method, path, headers=headers, timeout=20)
+
+
+def entities(binary):
+    srv = Server(binary, *FAST)
+    try:
+        clip = os.urandom(150 * 1024)
+        r = request(srv, "POST", "/clips", clip)
+        ids = r.json()
+        path = f"/clips/{ids['family']}/{ids['message']}"
+        g = get(srv, path)
+        etag, lm = g.header("ETag"), g.header("Last-Modified")
+        ok(g.status == 200 and g.body == clip and g.header("Content-Type") == "audio/ogg" and
+           g.header("Accept-Ranges") == "bytes" and etag and etag.startswith('"') and lm and
+           "private" in (g.header("Cache-Control") or ""),
+           "stored clip: 200 with the exact bytes, ETag, Last-Modified, Accept-Ranges")
+        h = get(srv, path, method="HEAD")
+        ok(h.status == 200 and h.body == b"" and int(h.header("Content-Length")) == len(clip)
+           and h.header("ETag") == etag, "stored clip: HEAD has the headers and no body")
+        n = len(clip)
+        cases = [
+            ([("If-None-Match", etag)], 304, None),
+            ([("If-None-Match", '"other", ' + etag)], 304, None),
+            ([("If-None-Match", "W/" + etag)], 304, None),
+            ([("If-None-Match", "*")], 304, None),
+            ([("If-None-Match", '"other"')], 200, clip),
+            ([("If-Modified-Since", lm)], 304, None),
+            ([("If-Modified-Since", "Sat, 01 Jan 2000 00:00:00 GMT")], 200, clip),
+            ([("If-Modified-Since", "yesterday")], 200, clip),
+            ([("If-None-Match", '"other"'), ("If-Modified-Since", lm)], 200, clip),
+            ([("If-Match", '"other"')], 412, None),
+            ([("If-Match", etag)], 200, clip),
+            ([("If-Unmodified-Since", "Sat, 01 Jan 2000 00:00:00 GMT")], 412, None),
+            ([("Range", "bytes=0-99")], 206, clip[:100]),
+            ([("Range", "bytes=100-")], 206, clip[100:]),
+            ([("Range", "bytes=-500")], 206, clip[-500:]),
+            ([("Range", "bytes=0-0")], 206, clip[:1]),
+            ([("Range", f"bytes={n - 1}-")], 206, clip[-1:]),
+            ([("Range", "bytes=1000-99999999")], 206, clip[1000:]),
+            ([("Range", f"bytes={n}-")], 416, None),
+            ([("Range", "bytes=-0")], 416, None),
+            ([("Range", "bytes=0-1,5-6")], 200, clip),
+            ([("Range", "bytes=abc")], 200, clip),
+            ([("Range", "bytes=5-1")], 200, clip),
+            ([("Range", "items=0-1")], 200, clip),
+            ([("Range", "bytes=10-19"), ("If-Range", etag)], 206, clip[10:20]),
+            ([("Range", "bytes=10-19"), ("If-Range", '"stale"')], 200, clip),
+            ([("Range", "bytes=10-19"), ("If-Range", lm)], 206, clip[10:20]),
+            ([("Range", "bytes=10-19"), ("If-Range", "Sat, 01 Jan 2000 00:00:00 GMT")], 200,
+             clip),
+        ]
+        for hdrs, status, body in cases:
+            g = get(srv, path, hdrs)
+            good = g.status == status and (body is None or g.body == body)
+            if status == 206:
+                lo = clip.find(body) if len(body) > 1 else (n - 1 if hdrs[0][1] ==
+                                                            f"bytes={n - 1}-" else 0)
+                good = good and g.header("Content-Range") == \
+                    f"bytes {lo}-{lo + len(body) - 1}/{n}"
+            if status == 416:
+                good = good and g.header("Content-Range") == f"bytes */{n}"
+            if status == 304:
+                good = good and g.body == b"" and g.header("ETag") == etag and \
+                    g.header("Content-Length") is None
+            ok(good, f"stored clip: {'; '.join(f'{k}: {v}' for k, v in hdrs)} -> {status}",
+               f"got {g.status} {g.headers}")
+        # more than one chunk, a range across chunk boundaries, keep-alive after streams
+        big = os.urandom(2 * 1024 * 1024 + 12345)
+        ids2 = request(srv, "POST", "/clips", big, timeout=30).json()
+        path2 = f"/clips/{ids2['family']}/{ids2['message']}"
+        s = srv.connect(timeout=20)
+        rd = Reader(s)
+        s.sendall(f"GET {path2} HTTP/1.1\r\nHost: t\r\n\r\n"
+                  f"GET {path2} HTTP/1.1\r\nHost: t\r\nRange: bytes=200000-600000\r\n\r\n"
+                  f"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        a, b, c = rd.response(), rd.response(), rd.response()
+        ok(a.status == 200 and a.body == big and b.status == 206 and
+           b.body == big[200000:600001] and c.status == 200,
+           "a 2 MiB clip streams in chunks, intact; a range across chunks; keep-alive after")
+        s.close()
+        # a slow reader gets every byte, and does not hold up others
+        s = srv.connect(timeout=30)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(f"GET {path2} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        time.sleep(0.5)
+        t = time.perf_counter()
+        others = [get(srv, "/healthz").status for _ in range(20)]
+        fast = time.perf_counter() - t
+        data = b""
+        while True:
+            d = s.recv(8192)
+            if not d:
+                break
+            data += d
+            if len(data) < 300000:
+                time.sleep(0.001)
+        s.close()
+        body = data.split(b"\r\n\r\n", 1)[1]
+        ok(body == big and others == [200] * 20 and fast < 2,
+           f"a slow reader gets all {len(big)} bytes; 20 other requests meanwhile took "
+           f"{fast * 1000:.0f} ms")
+        g = get(srv, f"/clips/{ids['family']}/{'A' * 26}")
+        ok(g.status == 404 and g.json()["error"]["code"] == "not_found",
+           "an unknown message is 404 not_found")
+        g = get(srv, f"/clips/{ids['family']}/..%2f..%2fetc")
+        ok(g.status == 404, "a malformed message id is 404")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "entities: clean exit")
+
+
 def main():
     binary = sys.argv[1]
-    for part in (corpus_tests, conformance, limits, slow_clients, shutdown, operations):
+    for part in (corpus_tests, conformance, entities, limits, slow_clients, shutdown,
+                 operations):
         try:
             part(binary)
         except Exception as e:  # a crash of the harness is a failure, not a stop

@@ -1,0 +1,127 @@
+/*
+ * audio.c — GET/HEAD of a stored message's audio, streamed from storage.
+ *
+ * One job looks the message up, plans the answer (entity.c: validators, conditionals,
+ * ranges) and reads the first chunk, so a clip up to SRV_STREAM_CHUNK bytes costs one trip to
+ * the pool; longer ones continue chunk by chunk, each read its own storage call. The ETag is
+ * the content hash (the audio of a message never changes), Last-Modified its creation time.
+ * Who may hear which family's audio is the caller's decision, made before calling this.
+ */
+#include "audio.h"
+#include "entity.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct source_ctx {
+	store *st;
+	char family[STORE_ID_LEN + 1];
+	char message[STORE_ID_LEN + 1];
+} source_ctx;
+
+typedef struct audio_job {
+	source_ctx *src;
+	store_message m;
+	srv_entity e;
+	srv_plan plan;
+	char *first;
+	size_t got;
+	int rc;
+	const srv_request *req;
+} audio_job;
+
+static int source_read(void *ctx, uint64_t offset, char *buf, size_t cap, size_t *got)
+{
+	source_ctx *s = ctx;
+	return store_audio_read(s->st, s->family, s->message, offset, buf, cap, got);
+}
+
+static void source_close(void *ctx)
+{
+	free(ctx);
+}
+
+static void audio_work(void *arg)
+{
+	audio_job *j = arg;
+	j->rc = store_message_get(j->src->st, j->src->family, j->src->message, &j->m);
+	if (j->rc < 0)
+		return;
+	if (j->m.state != STORE_MSG_VISIBLE && j->m.state != STORE_MSG_HIDDEN) {
+		j->rc = STORE_ENOTFOUND; /* deleted: its audio is gone */
+		return;
+	}
+	srv_entity *e = &j->e;
+	e->size = j->m.bytes;
+	int n = snprintf(e->etag, sizeof e->etag, "\"");
+	for (int i = 0; i < 16; i++)
+		n += snprintf(e->etag + n, sizeof e->etag - (size_t)n, "%02x", j->m.sha256[i]);
+	snprintf(e->etag + n, sizeof e->etag - (size_t)n, "\"");
+	e->last_modified = j->m.created_ms / 1000;
+	e->content_type = "audio/ogg";
+	e->cache_control = "private, max-age=31536000, immutable";
+	srv_entity_plan(j->req, e, &j->plan);
+	if ((j->plan.status != 200 && j->plan.status != 206) || j->plan.length == 0)
+		return;
+	if (!(j->first = malloc(SRV_STREAM_CHUNK))) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	uint64_t want = j->plan.length < SRV_STREAM_CHUNK ? j->plan.length : SRV_STREAM_CHUNK;
+	j->rc = store_audio_read(j->src->st, j->src->family, j->src->message, j->plan.offset,
+				 j->first, (size_t)want, &j->got);
+}
+
+static void audio_done(srv_exchange *x, void *arg)
+{
+	audio_job *j = arg;
+	if (j->rc < 0) {
+		free(j->first);
+		free(j->src);
+		if (j->rc == STORE_ENOTFOUND) {
+			srv_respond_error(x, 404, "not_found", "no such message");
+		} else {
+			x->srv->metrics.storage_errors++;
+			srv_respond_error_with(x, 503, store_errcode(j->rc), store_strerror(j->rc),
+					       "Retry-After: 5\r\n");
+		}
+		free(j);
+		return;
+	}
+	srv_source src = {source_read, source_close, j->src};
+	if (x->head_only) {
+		free(j->first);
+		j->first = NULL;
+		j->got = 0;
+	}
+	srv_respond_entity(x, &j->e, &j->plan, &src, j->first, j->got);
+	free(j);
+}
+
+void srv_respond_message_audio(srv_exchange *x, const char *family_id, const char *message_id)
+{
+	if (store_id_check(family_id) < 0 || store_id_check(message_id) < 0) {
+		srv_respond_error(x, 404, "not_found", "no such message");
+		return;
+	}
+	audio_job *j = calloc(1, sizeof *j);
+	source_ctx *src = calloc(1, sizeof *src);
+	if (!j || !src) {
+		free(j);
+		free(src);
+		srv_respond_error(x, 500, "out_of_memory", "no memory");
+		return;
+	}
+	src->st = x->srv->store;
+	snprintf(src->family, sizeof src->family, "%s", family_id);
+	snprintf(src->message, sizeof src->message, "%s", message_id);
+	j->src = src;
+	j->req = &x->req;
+	if (srv_job_submit(x, audio_work, audio_done, j) < 0) {
+		free(src);
+		free(j);
+		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
+				       "Retry-After: 1\r\n");
+	}
+}

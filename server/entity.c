@@ -1,0 +1,340 @@
+/*
+ * entity.c — GET and HEAD of a stored thing (a clip, a file): validators, conditional
+ * requests, byte ranges, and a body streamed in chunks from storage.
+ *
+ * srv_entity_plan() is pure (RFC 9110 sections 13 and 14): If-Match / If-Unmodified-Since
+ * (412), If-None-Match / If-Modified-Since (304), Range with If-Range (206, or 416 with
+ * `Content-Range: bytes * /size`); several ranges or a Range it cannot read get the whole
+ * body (200), which the RFC allows. It reads only the request, so a pool thread may run it.
+ * srv_respond_entity() writes the head and the chunk read so far, then reads and writes one
+ * chunk at a time: each read is a job on the pool that opens and closes its own storage
+ * access, so nothing in storage is held while the client is slow to read.
+ */
+#include "entity.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* ---- dates ---- */
+int64_t srv_http_date_parse(const char *p, size_t n)
+{
+	static const char *formats[] = {
+		"%a, %d %b %Y %H:%M:%S GMT", /* IMF-fixdate */
+		"%A, %d-%b-%y %H:%M:%S GMT", /* RFC 850 */
+		"%a %b %e %H:%M:%S %Y",      /* asctime */
+	};
+	char buf[64];
+	if (n == 0 || n >= sizeof buf)
+		return -1;
+	memcpy(buf, p, n);
+	buf[n] = 0;
+	for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+		struct tm tm;
+		memset(&tm, 0, sizeof tm);
+		const char *end = strptime(buf, formats[i], &tm);
+		if (end && *end == 0)
+			return (int64_t)timegm(&tm);
+	}
+	return -1;
+}
+
+void srv_http_date_format(int64_t t, char *out, size_t cap)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	gmtime_r(&tt, &tm);
+	strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* ---- entity tags ---- */
+/* Does the list `v` (If-Match / If-None-Match) name `etag`? Weak comparison unless strong. */
+static bool etag_listed(srv_slice v, const char *etag, bool strong)
+{
+	size_t i = 0;
+	size_t el = strlen(etag);
+	while (i < v.len) {
+		while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t' || v.ptr[i] == ','))
+			i++;
+		if (i >= v.len)
+			break;
+		if (v.ptr[i] == '*')
+			return true;
+		bool weak = false;
+		if (i + 2 <= v.len && v.ptr[i] == 'W' && v.ptr[i + 1] == '/') {
+			weak = true;
+			i += 2;
+		}
+		if (i >= v.len || v.ptr[i] != '"')
+			return false; /* not a list of entity tags: matches nothing */
+		size_t start = i++;
+		while (i < v.len && v.ptr[i] != '"')
+			i++;
+		if (i >= v.len)
+			return false;
+		i++;
+		const char *tag = v.ptr + start;
+		size_t tl = i - start;
+		const char *ours = etag;
+		size_t ol = el;
+		if (ol >= 2 && ours[0] == 'W' && ours[1] == '/') {
+			if (strong)
+				continue;
+			ours += 2;
+			ol -= 2;
+		}
+		if ((!weak || !strong) && tl == ol && memcmp(tag, ours, tl) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* ---- ranges ---- */
+static bool parse_u64(const char *p, size_t n, uint64_t *out)
+{
+	if (n == 0 || n > 19)
+		return false;
+	uint64_t v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		v = v * 10 + (uint64_t)(p[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/*
+ * One "bytes=" range against size. 1: satisfiable (offset, length); 0: unsatisfiable (416);
+ * -1: not one range we read (several, another unit, bad syntax): serve the whole body.
+ */
+static int parse_range(srv_slice v, uint64_t size, uint64_t *offset, uint64_t *length)
+{
+	if (v.len < 6 || strncasecmp(v.ptr, "bytes=", 6) != 0)
+		return -1;
+	const char *p = v.ptr + 6;
+	size_t n = v.len - 6;
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+		n--;
+	if (memchr(p, ',', n))
+		return -1; /* several ranges: the whole body */
+	const char *dash = memchr(p, '-', n);
+	if (!dash)
+		return -1;
+	size_t a_len = (size_t)(dash - p), b_len = n - a_len - 1;
+	uint64_t a, b;
+	if (a_len == 0) { /* suffix: the last b bytes */
+		if (!parse_u64(dash + 1, b_len, &b))
+			return -1;
+		if (b == 0 || size == 0)
+			return 0;
+		*length = b < size ? b : size;
+		*offset = size - *length;
+		return 1;
+	}
+	if (!parse_u64(p, a_len, &a))
+		return -1;
+	if (b_len == 0)
+		b = UINT64_MAX;
+	else if (!parse_u64(dash + 1, b_len, &b) || b < a)
+		return -1;
+	if (a >= size)
+		return 0;
+	if (b >= size)
+		b = size - 1;
+	*offset = a;
+	*length = b - a + 1;
+	return 1;
+}
+
+void srv_entity_plan(const srv_request *req, const srv_entity *e, srv_plan *plan)
+{
+	memset(plan, 0, sizeof *plan);
+	plan->status = 200;
+	plan->offset = 0;
+	plan->length = e->size;
+	const srv_slice *im = srv_request_header(req, "If-Match");
+	const srv_slice *ius = srv_request_header(req, "If-Unmodified-Since");
+	const srv_slice *inm = srv_request_header(req, "If-None-Match");
+	const srv_slice *ims = srv_request_header(req, "If-Modified-Since");
+	if (im && !etag_listed(*im, e->etag, true)) {
+		plan->status = 412;
+		return;
+	}
+	if (!im && ius && e->last_modified > 0) {
+		int64_t t = srv_http_date_parse(ius->ptr, ius->len);
+		if (t >= 0 && e->last_modified > t) {
+			plan->status = 412;
+			return;
+		}
+	}
+	if (inm) {
+		if (etag_listed(*inm, e->etag, false)) {
+			plan->status = 304;
+			return;
+		}
+	} else if (ims && e->last_modified > 0 && req->method == SRV_METHOD_GET) {
+		int64_t t = srv_http_date_parse(ims->ptr, ims->len);
+		if (t >= 0 && e->last_modified <= t) {
+			plan->status = 304;
+			return;
+		}
+	}
+	const srv_slice *range = srv_request_header(req, "Range");
+	if (!range || req->method != SRV_METHOD_GET)
+		return;
+	const srv_slice *ifr = srv_request_header(req, "If-Range");
+	if (ifr) {
+		bool fresh;
+		if (ifr->len > 0 && (ifr->ptr[0] == '"' || ifr->ptr[0] == 'W')) {
+			fresh = ifr->ptr[0] == '"' && etag_listed(*ifr, e->etag, true);
+		} else {
+			int64_t t = srv_http_date_parse(ifr->ptr, ifr->len);
+			fresh = t >= 0 && e->last_modified > 0 && e->last_modified == t;
+		}
+		if (!fresh)
+			return; /* the client's copy is stale: the whole new body */
+	}
+	uint64_t off, len;
+	int r = parse_range(*range, e->size, &off, &len);
+	if (r < 0)
+		return;
+	if (r == 0) {
+		plan->status = 416;
+		plan->length = 0;
+		return;
+	}
+	plan->status = 206;
+	plan->offset = off;
+	plan->length = len;
+}
+
+/* ---- streaming ---- */
+typedef struct stream {
+	srv_exchange *x;
+	srv_source src;
+	uint64_t next, end; /* the next byte to read, one past the last */
+	char *buf;
+	size_t got;
+	int rc;
+} stream;
+
+static void stream_free(stream *st)
+{
+	if (st->src.close)
+		st->src.close(st->src.ctx);
+	free(st->buf);
+	free(st);
+}
+
+static void stream_read_job(void *arg)
+{
+	stream *st = arg;
+	uint64_t want = st->end - st->next;
+	if (want > SRV_STREAM_CHUNK)
+		want = SRV_STREAM_CHUNK;
+	st->rc = st->src.read(st->src.ctx, st->next, st->buf, (size_t)want, &st->got);
+	if (st->rc == 0 && st->got == 0)
+		st->rc = -1; /* the thing is shorter than it said: do not spin */
+}
+
+static void stream_chunk_written(void *arg, int status);
+
+static void stream_read_done(srv_exchange *x, void *arg)
+{
+	stream *st = arg;
+	(void)x;
+	if (st->rc < 0 || x->conn->closed) {
+		/* The head is out: the only honest signal left is to cut the connection. */
+		if (st->rc < 0)
+			x->srv->metrics.storage_errors++;
+		srv_conn_abort(x->conn);
+		stream_free(st);
+		return;
+	}
+	st->next += st->got;
+	srv_conn_write_part(x->conn, NULL, 0, st->buf, st->got, st->next < st->end,
+			    stream_chunk_written, st);
+}
+
+static void stream_chunk_written(void *arg, int status)
+{
+	stream *st = arg;
+	if (status < 0 || st->next >= st->end || st->x->conn->closed) {
+		stream_free(st);
+		return;
+	}
+	if (srv_job_submit_any(st->x, stream_read_job, stream_read_done, st) < 0) {
+		srv_conn_abort(st->x->conn);
+		stream_free(st);
+	}
+}
+
+void srv_respond_entity(srv_exchange *x, const srv_entity *e, const srv_plan *plan,
+			srv_source *src, char *first, size_t first_len)
+{
+	char extra[512], lm[40] = "";
+	size_t n = 0;
+	if (e->last_modified > 0)
+		srv_http_date_format(e->last_modified, lm, sizeof lm);
+	n += (size_t)snprintf(extra + n, sizeof extra - n, "Accept-Ranges: bytes\r\nETag: %s\r\n",
+			      e->etag);
+	if (lm[0])
+		n += (size_t)snprintf(extra + n, sizeof extra - n, "Last-Modified: %s\r\n", lm);
+	if (e->cache_control)
+		n += (size_t)snprintf(extra + n, sizeof extra - n, "Cache-Control: %s\r\n",
+				      e->cache_control);
+	if (plan->status == 206)
+		n += (size_t)snprintf(extra + n, sizeof extra - n,
+				      "Content-Range: bytes %llu-%llu/%llu\r\n",
+				      (unsigned long long)plan->offset,
+				      (unsigned long long)(plan->offset + plan->length - 1),
+				      (unsigned long long)e->size);
+	if (plan->status == 416)
+		n += (size_t)snprintf(extra + n, sizeof extra - n, "Content-Range: bytes */%llu\r\n",
+				      (unsigned long long)e->size);
+	bool body = (plan->status == 200 || plan->status == 206) && !x->head_only &&
+		    plan->length > 0;
+	if (plan->status == 304 || plan->status == 412 || plan->status == 416 || !body) {
+		if (src && src->close)
+			src->close(src->ctx);
+		free(first);
+		if (plan->status == 304) {
+			srv_respond_head(x, 304, NULL, extra, -1);
+		} else if (plan->status == 412) {
+			srv_respond_error(x, 412, "precondition_failed",
+					  "the stored version does not match the precondition");
+		} else if (plan->status == 416) {
+			srv_respond_error_with(x, 416, "range_not_satisfiable",
+					       "the range is outside the stored bytes", extra);
+		} else {
+			srv_respond_head(x, plan->status, e->content_type, extra,
+					 (int64_t)plan->length);
+		}
+		return;
+	}
+	stream *st = calloc(1, sizeof *st);
+	if (!st || (!first && !(first = malloc(SRV_STREAM_CHUNK)))) {
+		free(st);
+		free(first);
+		if (src->close)
+			src->close(src->ctx);
+		srv_respond_error(x, 500, "out_of_memory", "no memory for the response");
+		return;
+	}
+	st->x = x;
+	st->src = *src;
+	st->buf = first;
+	st->next = plan->offset + first_len;
+	st->end = plan->offset + plan->length;
+	/* The head and what was read with the lookup go out together. */
+	x->responded = true;
+	x->status = plan->status;
+	char head[2048];
+	size_t hl = srv_format_head(x, plan->status, e->content_type, extra,
+				    (int64_t)plan->length, head, sizeof head);
+	srv_conn_write_part(x->conn, head, hl, first, first_len, st->next < st->end,
+			    stream_chunk_written, st);
+}
