@@ -23,6 +23,34 @@
 static void conn_process(srv_conn *c);
 static void begin_exchange(srv_conn *c);
 
+/*
+ * A connection's per-request state (parser and exchange, ~2.5 KB with the header table)
+ * exists only while a request is in progress: an idle keep-alive connection holds its two
+ * libuv handles and a few fields, not a parser.
+ */
+static int active_get(srv_conn *c)
+{
+	if (c->a)
+		return 0;
+	c->a = calloc(1, sizeof *c->a);
+	if (!c->a || srv_parser_init(&c->a->parser, &c->srv->cfg.http) < 0) {
+		free(c->a);
+		c->a = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static void active_free(srv_conn *c)
+{
+	if (!c->a)
+		return;
+	srv_parser_free(&c->a->parser);
+	free(c->a->x.body);
+	free(c->a);
+	c->a = NULL;
+}
+
 void srv_conn_unref(srv_conn *c)
 {
 	if (--c->refs > 0)
@@ -35,8 +63,7 @@ void srv_conn_unref(srv_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->open_conns--;
-	srv_parser_free(&c->parser);
-	free(c->x.body);
+	active_free(c);
 	free(c->buf);
 	free(c);
 }
@@ -67,7 +94,7 @@ static void on_timer(uv_timer_t *t)
 		if (c->state == CONN_HEAD)
 			begin_exchange(c);
 		c->state = CONN_HANDLER;
-		srv_respond_error(&c->x, 408, "request_timeout",
+		srv_respond_error(&c->a->x, 408, "request_timeout",
 				  "the request did not arrive in time");
 		return;
 	}
@@ -198,7 +225,7 @@ static void forwarded(srv_exchange *x)
 static void begin_exchange(srv_conn *c)
 {
 	srv_server *s = c->srv;
-	srv_exchange *x = &c->x;
+	srv_exchange *x = &c->a->x;
 	free(x->body);
 	memset(x, 0, sizeof *x);
 	x->conn = c;
@@ -216,7 +243,7 @@ static void fail_request(srv_conn *c, int err)
 	c->keep_alive = false;
 	c->state = CONN_HANDLER;
 	stop_reading(c);
-	srv_respond_error(&c->x, srv_parse_status(err), srv_parse_errcode(err),
+	srv_respond_error(&c->a->x, srv_parse_status(err), srv_parse_errcode(err),
 			  srv_parse_strerror(err));
 }
 
@@ -225,16 +252,16 @@ static void dispatch(srv_conn *c)
 	c->state = CONN_HANDLER;
 	stop_reading(c);
 	uv_timer_stop(&c->timer);
-	c->x.route->handler(&c->x);
+	c->a->x.route->handler(&c->a->x);
 }
 
 /* A head was found in buf[0..head_len): parse, route, and take the body or dispatch. */
 static void start_request(srv_conn *c, size_t head_len)
 {
 	srv_server *s = c->srv;
-	srv_exchange *x = &c->x;
+	srv_exchange *x = &c->a->x;
 	begin_exchange(c);
-	int r = srv_head_parse(&c->parser, c->buf, head_len, &x->req);
+	int r = srv_head_parse(&c->a->parser, c->buf, head_len, &x->req);
 	if (r < 0) {
 		fail_request(c, r);
 		return;
@@ -302,7 +329,7 @@ static void start_request(srv_conn *c, size_t head_len)
 						     : "this request takes no body");
 		return;
 	}
-	c->parser.max_body = x->route->max_body;
+	c->a->parser.max_body = x->route->max_body;
 	if (!has_body) {
 		/* The parser completed the message with the head; nothing to feed. */
 		dispatch(c);
@@ -326,6 +353,10 @@ static void conn_process(srv_conn *c)
 				arm(c, s->cfg.keepalive_ms);
 				if (!c->reading)
 					start_reading(c);
+				return;
+			}
+			if (active_get(c) < 0) {
+				srv_conn_close(c);
 				return;
 			}
 			if (!c->head_started) {
@@ -353,8 +384,8 @@ static void conn_process(srv_conn *c)
 		if (c->state == CONN_BODY) {
 			size_t used = 0, head_end = c->body_start;
 			bool complete = false;
-			int r = srv_body_feed(&c->parser, c->buf + head_end, c->len - head_end, &used,
-					      collect_body, &c->x, &complete);
+			int r = srv_body_feed(&c->a->parser, c->buf + head_end, c->len - head_end, &used,
+					      collect_body, &c->a->x, &complete);
 			if (r < 0) {
 				fail_request(c, r);
 				return;
@@ -383,7 +414,7 @@ static void on_shutdown(uv_shutdown_t *sh, int status)
 /* The response is written: log it, then the next request, or close. */
 static void response_done(srv_conn *c)
 {
-	srv_exchange *x = &c->x;
+	srv_exchange *x = &c->a->x;
 	double secs = (double)(srv_now_ns() - x->start_ns) / 1e9;
 	srv_metrics_request(&c->srv->metrics, x->route_index, x->status, secs);
 	srv_log_request(c->srv, x, secs);
@@ -413,12 +444,14 @@ static void response_done(srv_conn *c)
 	c->len = rest;
 	c->body_start = 0;
 	c->scan_resume = 0;
-	srv_parser_reset(&c->parser);
 	c->state = CONN_HEAD;
-	if (c->len == 0 && c->buf) {
-		free(c->buf); /* idle connections hold no buffer */
+	if (c->len == 0) {
+		free(c->buf); /* idle connections hold no buffer and no parser */
 		c->buf = NULL;
 		c->cap = 0;
+		active_free(c);
+	} else {
+		srv_parser_reset(&c->a->parser);
 	}
 	start_reading(c);
 	conn_process(c);
@@ -437,9 +470,9 @@ typedef struct write_req {
 /* The response is over (written, or cut): log it once and move on. */
 static void finish(srv_conn *c)
 {
-	if (c->x.finished)
+	if (c->a->x.finished)
 		return;
-	c->x.finished = true;
+	c->a->x.finished = true;
 	response_done(c);
 }
 
@@ -486,7 +519,7 @@ static void write_impl(srv_conn *c, const char *head, size_t head_len, const voi
 	wr->cb = cb;
 	wr->arg = arg;
 	c->srv->metrics.bytes_out += wr->len;
-	c->x.bytes_out += wr->len;
+	c->a->x.bytes_out += wr->len;
 	if (c->state != CONN_WRITING) {
 		/* The write deadline covers the whole response, however many parts. */
 		c->state = CONN_WRITING;
@@ -554,10 +587,6 @@ void srv_conn_accept(srv_server *s)
 	s->open_conns++;
 	s->metrics.connections_total++;
 	if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) != 0) {
-		srv_conn_close(c);
-		return;
-	}
-	if (srv_parser_init(&c->parser, &s->cfg.http) < 0) {
 		srv_conn_close(c);
 		return;
 	}

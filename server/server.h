@@ -134,6 +134,12 @@ struct srv_exchange {
 	uint64_t bytes_out;
 };
 
+/* What a connection holds only while a request is in progress. */
+typedef struct srv_active {
+	srv_parser parser;
+	srv_exchange x;
+} srv_active;
+
 struct srv_conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
@@ -150,10 +156,9 @@ struct srv_conn {
 	size_t scan_resume;
 	bool head_started;      /* the head deadline is running */
 	size_t body_start;      /* where the body's bytes begin in buf (CONN_BODY) */
-	srv_parser parser;
 	unsigned requests;      /* requests started on this connection */
 	size_t pending_write;   /* bytes handed to uv_write and not yet written */
-	srv_exchange x;
+	srv_active *a;          /* while a request is in progress (conn.c) */
 };
 
 /* ---- responses (response.c) ---- */
