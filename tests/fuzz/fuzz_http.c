@@ -4,7 +4,9 @@
  * (the head scan first sees only the bytes before the split and resumes, the body arrives in
  * pieces of 1-13 bytes) and, by its low bit, tiny limits that put every limit within reach of
  * short inputs. Every buffer the parser sees is an exact heap copy, so a read past it is an
- * ASan report; slices, counts and body sizes are checked against what the API promises.
+ * ASan report; slices, counts and body sizes are checked against what the API promises, and
+ * the connection is parsed a second time in one piece: both runs must see the same requests,
+ * the same bodies and the same bytes consumed, or the split changed the framing.
  */
 #include "http_parse.h"
 
@@ -70,10 +72,20 @@ static void check_request(const srv_request *req, const char *head, size_t len,
 	}
 }
 
-/* One request from buf[0..avail): 1 and *consumed when it completed, 0 to stop. */
+enum { DONE, INCOMPLETE, REFUSED };
+
+typedef struct outcome {
+	int kind;
+	size_t consumed;
+	uint64_t body;
+	unsigned sum;
+} outcome;
+
+/* One request from buf[0..avail); 1 when it completed and another may follow. */
 static int one_request(srv_parser *p, const srv_limits *lim, const char *buf, size_t avail,
-                       size_t split, size_t step, size_t *consumed)
+                       size_t split, size_t step, outcome *o)
 {
+	o->kind = REFUSED;
 	size_t resume = 0, hl = 0;
 	int rc = 0;
 	if (split > 0 && split < avail) {
@@ -95,6 +107,7 @@ static int one_request(srv_parser *p, const srv_limits *lim, const char *buf, si
 	if (rc <= 0) {
 		if (rc < 0 && srv_parse_status(rc) < 400)
 			abort();
+		o->kind = rc == 0 ? INCOMPLETE : REFUSED;
 		return 0;
 	}
 	if (hl > avail || hl > lim->max_head_bytes || hl < 4)
@@ -145,8 +158,31 @@ static int one_request(srv_parser *p, const srv_limits *lim, const char *buf, si
 	if (complete && req.body == SRV_BODY_NONE && b.bytes != 0)
 		abort();
 	free(head);
-	*consumed = off;
-	return rc == 0 && complete;
+	if (rc == 0)
+		o->kind = complete ? DONE : INCOMPLETE;
+	o->consumed = off;
+	o->body = b.bytes;
+	o->sum = b.sum;
+	return o->kind == DONE;
+}
+
+#define MAX_REQUESTS 64
+
+/* Parses the whole connection; returns how many outcomes were recorded. */
+static size_t connection(srv_parser *p, const srv_limits *lim, const char *in, size_t n,
+                         size_t split, size_t step, outcome *out)
+{
+	size_t off = 0, count = 0;
+	while (count < MAX_REQUESTS && off < n) {
+		srv_parser_reset(p);
+		size_t s = split > off ? split - off : 0;
+		outcome *o = &out[count++];
+		*o = (outcome){0};
+		if (!one_request(p, lim, in + off, n - off, s, step, o))
+			break;
+		off += o->consumed;
+	}
+	return count;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -172,13 +208,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	srv_parser p;
 	if (srv_parser_init(&p, &lim) == 0) {
-		size_t off = 0, consumed = 0;
-		for (int r = 0; r < 64 && off < n; r++) {
-			srv_parser_reset(&p);
-			size_t s = split > off ? split - off : 0;
-			if (!one_request(&p, &lim, in + off, n - off, s, step, &consumed))
-				break;
-			off += consumed;
+		static outcome a[MAX_REQUESTS], b[MAX_REQUESTS];
+		size_t na = connection(&p, &lim, in, n, split, step, a);
+		size_t nb = connection(&p, &lim, in, n, 0, n ? n : 1, b);
+		if (na != nb)
+			abort();
+		for (size_t i = 0; i < na; i++) {
+			if (a[i].kind != b[i].kind)
+				abort();
+			if (a[i].kind == DONE && (a[i].consumed != b[i].consumed ||
+			                          a[i].body != b[i].body || a[i].sum != b[i].sum))
+				abort();
 		}
 	}
 	srv_parser_free(&p);
