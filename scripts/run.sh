@@ -1,11 +1,11 @@
 #!/bin/sh
-# Sets up, builds (release) and runs Jiayin's main program. Until the server lands, that is the
-# transcoder on the bundled sample: it prints its measurements and where the output went.
+# Sets up, builds (release) and runs Jiayin's server in the foreground on its defaults:
+# http://127.0.0.1:8080, data (SQLite) in ./jiayin-data, created on first start. Extra
+# arguments go to the server (see `build/server/jiayin --help`); Ctrl-C stops it cleanly.
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/setup-debian.sh
 [ -d build ] || meson setup build --buildtype=release -Dtests=false >/dev/null
 ninja -C build >/dev/null
-out="${1:-jiayin-sample.ogg}"
-build/tools/jiayin-transcode tests/data/sample.wav "$out"
-echo "wrote $(pwd)/$out"
+echo "jiayin: serving http://127.0.0.1:8080 (try: curl http://127.0.0.1:8080/healthz)" >&2
+exec build/server/jiayin "$@"

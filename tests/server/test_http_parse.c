@@ -176,7 +176,7 @@ static void scan_finds_the_end_byte_by_byte(void **st)
 static void scan_refuses_bare_cr(void **st)
 {
 	(void)st;
-	size_t hl;
+	size_t hl = 0;
 	assert_int_equal(SCAN("GET / HTTP/1.1\rHost: a\r\n\r\n", &hl), SRV_HTTP_EBARE_CR);
 	assert_int_equal(SCAN("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", &hl), SRV_HTTP_EBARE_CR);
 	assert_int_equal(SCAN("GET / HTTP/1.1\r\nHost: a\r\n\r\r\n", &hl), SRV_HTTP_EBARE_CR);
@@ -193,7 +193,7 @@ static void scan_refuses_bare_cr(void **st)
 static void scan_refuses_bare_lf(void **st)
 {
 	(void)st;
-	size_t hl;
+	size_t hl = 0;
 	assert_int_equal(SCAN("GET / HTTP/1.1\nHost: a\n\n", &hl), SRV_HTTP_EBARE_LF);
 	assert_int_equal(SCAN("GET / HTTP/1.1\r\nHost: a\n\r\n", &hl), SRV_HTTP_EBARE_LF);
 	assert_int_equal(SCAN("GET / HTTP/1.1\r\nHost: a\r\n\n", &hl), SRV_HTTP_EBARE_LF);
@@ -204,7 +204,7 @@ static void scan_refuses_bare_lf(void **st)
 static void scan_refuses_control_bytes(void **st)
 {
 	(void)st;
-	size_t hl;
+	size_t hl = 0;
 	assert_int_equal(scan_n("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", 27, &hl), SRV_HTTP_ECONTROL);
 	assert_int_equal(scan_n("GET /\0 HTTP/1.1\r\n\r\n", 19, &hl), SRV_HTTP_ECONTROL);
 	assert_int_equal(SCAN("GET / HTTP/1.1\r\nX: a\x01\r\n\r\n", &hl), SRV_HTTP_ECONTROL);
@@ -218,7 +218,7 @@ static void scan_refuses_control_bytes(void **st)
 static void scan_refuses_obs_fold(void **st)
 {
 	(void)st;
-	size_t hl;
+	size_t hl = 0;
 	assert_int_equal(SCAN("GET / HTTP/1.1\r\nX: a\r\n b\r\nHost: a\r\n\r\n", &hl),
 	                 SRV_HTTP_EOBS_FOLD);
 	assert_int_equal(SCAN("GET / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n", &hl), SRV_HTTP_EOBS_FOLD);
@@ -231,7 +231,7 @@ static void scan_refuses_obs_fold(void **st)
 static void scan_allows_one_empty_line_before_the_request(void **st)
 {
 	(void)st;
-	size_t hl;
+	size_t hl = 0;
 	srv_request req;
 	assert_int_equal(SCAN("\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", &hl), 1);
 	assert_int_equal(hl, 29);
@@ -249,7 +249,7 @@ static void scan_head_limit_exact_and_one_over(void **st)
 {
 	(void)st;
 	char buf[SRV_MAX_HEAD_BYTES + 8];
-	size_t hl;
+	size_t hl = 0;
 	const size_t max = lim.max_head_bytes;
 	for (int extra = 0; extra <= 1; extra++) {
 		const char *start = "GET / HTTP/1.1\r\nHost: a\r\nX: ";
@@ -683,7 +683,7 @@ static void chunked_body_split_at_every_boundary(void **st)
 {
 	(void)st;
 	srv_request req;
-	size_t hl;
+	size_t hl = 0;
 	const size_t len = sizeof chunked_req - 1;
 	assert_int_equal(parse_n(chunked_req, len, &req, &hl), 0);
 	assert_int_equal(req.body, SRV_BODY_CHUNKED);
@@ -809,7 +809,7 @@ static void body_limit_exact_and_one_over(void **st)
 		int n = snprintf(b, sizeof b,
 		                 "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s",
 		                 10 + extra, extra ? "0123456789a" : "0123456789");
-		size_t hl;
+		size_t hl = 0;
 		srv_parser_reset(&p);
 		assert_int_equal(parse_n(b, (size_t)n, &req, &hl), 0);
 		p.max_body = 10;
