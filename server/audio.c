@@ -1,9 +1,10 @@
 /*
  * audio.c — GET/HEAD of a stored message's audio, streamed from storage.
  *
- * One job looks the message up, plans the answer (entity.c: validators, conditionals,
- * ranges) and reads the first chunk, so a clip up to SRV_STREAM_CHUNK bytes costs one trip to
- * the pool; longer ones continue chunk by chunk, each read its own storage call. The ETag is
+ * One job makes one storage call (store_audio_fetch): the message's size, hash and date, the
+ * plan (entity.c: validators, conditionals, ranges) made from them inside that call, and the
+ * first chunk, so a clip up to SRV_STREAM_CHUNK bytes costs one trip to the pool and one read
+ * transaction; longer ones continue chunk by chunk, each read its own storage call. The ETag is
  * the content hash (the audio of a message never changes), Last-Modified its creation time.
  * Who may hear which family's audio is the caller's decision, made before calling this.
  */
@@ -22,12 +23,12 @@ typedef struct source_ctx {
 
 typedef struct audio_job {
 	source_ctx *src;
-	store_message m;
 	srv_entity e;
 	srv_plan plan;
 	char *first;
 	size_t got;
 	int rc;
+	bool head_only;
 	const srv_request *req;
 } audio_job;
 
@@ -42,35 +43,36 @@ static void source_close(void *ctx)
 	free(ctx);
 }
 
-static void audio_work(void *arg)
+/* Inside storage's read transaction: validators, then the plan, then what to read first. */
+static int choose(void *ctx, const store_audio_info *info, uint64_t *offset, size_t *len)
 {
-	audio_job *j = arg;
-	j->rc = store_message_get(j->src->st, j->src->family, j->src->message, &j->m);
-	if (j->rc < 0)
-		return;
-	if (j->m.state != STORE_MSG_VISIBLE && j->m.state != STORE_MSG_HIDDEN) {
-		j->rc = STORE_ENOTFOUND; /* deleted: its audio is gone */
-		return;
-	}
+	audio_job *j = ctx;
 	srv_entity *e = &j->e;
-	e->size = j->m.bytes;
+	e->size = info->bytes;
 	int n = snprintf(e->etag, sizeof e->etag, "\"");
 	for (int i = 0; i < 16; i++)
-		n += snprintf(e->etag + n, sizeof e->etag - (size_t)n, "%02x", j->m.sha256[i]);
+		n += snprintf(e->etag + n, sizeof e->etag - (size_t)n, "%02x", info->sha256[i]);
 	snprintf(e->etag + n, sizeof e->etag - (size_t)n, "\"");
-	e->last_modified = j->m.created_ms / 1000;
+	e->last_modified = info->created_ms / 1000;
 	e->content_type = "audio/ogg";
 	e->cache_control = "private, max-age=31536000, immutable";
 	srv_entity_plan(j->req, e, &j->plan);
-	if ((j->plan.status != 200 && j->plan.status != 206) || j->plan.length == 0)
-		return;
+	*offset = j->plan.offset;
+	*len = 0;
+	if ((j->plan.status == 200 || j->plan.status == 206) && !j->head_only)
+		*len = j->plan.length < SRV_STREAM_CHUNK ? (size_t)j->plan.length : SRV_STREAM_CHUNK;
+	return 0;
+}
+
+static void audio_work(void *arg)
+{
+	audio_job *j = arg;
 	if (!(j->first = malloc(SRV_STREAM_CHUNK))) {
 		j->rc = STORE_ENOMEM;
 		return;
 	}
-	uint64_t want = j->plan.length < SRV_STREAM_CHUNK ? j->plan.length : SRV_STREAM_CHUNK;
-	j->rc = store_audio_read(j->src->st, j->src->family, j->src->message, j->plan.offset,
-				 j->first, (size_t)want, &j->got);
+	j->rc = store_audio_fetch(j->src->st, j->src->family, j->src->message, choose, j,
+				  j->first, &j->got, NULL);
 }
 
 static void audio_done(srv_exchange *x, void *arg)
@@ -118,6 +120,7 @@ void srv_respond_message_audio(srv_exchange *x, const char *family_id, const cha
 	snprintf(src->message, sizeof src->message, "%s", message_id);
 	j->src = src;
 	j->req = &x->req;
+	j->head_only = x->head_only;
 	if (srv_job_submit(x, audio_work, audio_done, j) < 0) {
 		free(src);
 		free(j);

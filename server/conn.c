@@ -344,7 +344,7 @@ static void start_request(srv_conn *c, size_t head_len)
 	arm(c, s->cfg.body_idle_ms);
 }
 
-static void conn_process(srv_conn *c)
+static void process_loop(srv_conn *c)
 {
 	srv_server *s = c->srv;
 	while (!c->closed) {
@@ -399,7 +399,7 @@ static void conn_process(srv_conn *c)
 			}
 			c->body_start = head_end + used; /* pipelined bytes start here */
 			dispatch(c);
-			return;
+			continue; /* answered at once: the next pipelined request */
 		}
 		return; /* HANDLER, WRITING, CLOSING: the response decides what is next */
 	}
@@ -409,6 +409,21 @@ static void on_shutdown(uv_shutdown_t *sh, int status)
 {
 	(void)status;
 	free(sh);
+}
+
+/*
+ * Runs the connection's state machine as far as the bytes in hand allow. A response written
+ * at once finishes inside a handler, and its response_done() asks for the next request: the
+ * guard turns that into the next turn of this loop instead of a recursion as deep as the
+ * pipeline.
+ */
+static void conn_process(srv_conn *c)
+{
+	if (c->processing)
+		return;
+	c->processing = true;
+	process_loop(c);
+	c->processing = false;
 }
 
 /* The response is written: log it, then the next request, or close. */
@@ -494,44 +509,85 @@ static void on_write(uv_write_t *w, int status)
 	srv_conn_unref(c);
 }
 
-/* copy: the body goes into the request's own memory with the head (one block, one writev). */
+/*
+ * Writes a part of a response. The socket usually takes it at once (uv_try_write): then
+ * nothing is copied or allocated and the response finishes before this returns. Otherwise what
+ * is left of the head (and of the body when copy, else the caller keeps it until cb) goes into
+ * a write request.
+ */
 static void write_impl(srv_conn *c, const char *head, size_t head_len, const void *body,
 		       size_t body_len, bool copy, bool more, srv_write_cb cb, void *arg)
 {
-	write_req *wr = c->closed ? NULL : malloc(sizeof *wr + head_len + (copy ? body_len : 0));
-	if (!wr) {
-		srv_conn_close(c);
+	if (c->closed) {
 		if (cb)
 			cb(arg, UV_ECANCELED);
 		finish(c);
 		return;
 	}
-	if (head_len)
-		memcpy(wr->data, head, head_len);
-	if (copy && body_len) {
-		memcpy(wr->data + head_len, body, body_len);
-		head_len += body_len; /* one buffer now */
-		body_len = 0;
-	}
-	wr->conn = c;
-	wr->len = head_len + body_len;
-	wr->more = more;
-	wr->cb = cb;
-	wr->arg = arg;
-	c->srv->metrics.bytes_out += wr->len;
-	c->a->x.bytes_out += wr->len;
+	size_t total = head_len + body_len;
+	c->srv->metrics.bytes_out += total;
+	c->a->x.bytes_out += total;
 	if (c->state != CONN_WRITING) {
 		/* The write deadline covers the whole response, however many parts. */
 		c->state = CONN_WRITING;
 		arm(c, c->srv->cfg.write_timeout_ms);
 	}
 	stop_reading(c);
-	uv_buf_t b[2] = {uv_buf_init(wr->data, (unsigned)head_len),
+	uv_buf_t b[2] = {uv_buf_init((char *)head, (unsigned)head_len),
 			 uv_buf_init((char *)body, (unsigned)body_len)};
+	uv_buf_t *bufs = head_len ? b : b + 1;
 	unsigned nb = head_len && body_len ? 2 : 1;
+	size_t done = 0;
+	if (c->pending_write == 0) {
+		int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nb);
+		if (n >= 0) {
+			done = (size_t)n;
+		} else if (n != UV_EAGAIN) {
+			srv_conn_close(c);
+			if (cb)
+				cb(arg, n);
+			finish(c);
+			return;
+		}
+	}
+	if (done == total) {
+		if (cb)
+			cb(arg, 0);
+		if (!more)
+			finish(c);
+		return;
+	}
+	size_t head_rest = done < head_len ? head_len - done : 0;
+	size_t body_done = done > head_len ? done - head_len : 0;
+	size_t body_rest = body_len - body_done;
+	write_req *wr = malloc(sizeof *wr + head_rest + (copy ? body_rest : 0));
+	if (!wr) {
+		srv_conn_close(c);
+		if (cb)
+			cb(arg, UV_ENOMEM);
+		finish(c);
+		return;
+	}
+	if (head_rest)
+		memcpy(wr->data, head + done, head_rest);
+	const char *body_from = (const char *)body + body_done;
+	if (copy && body_rest) {
+		memcpy(wr->data + head_rest, body_from, body_rest);
+		head_rest += body_rest; /* one buffer now */
+		body_rest = 0;
+	}
+	wr->conn = c;
+	wr->len = head_rest + body_rest;
+	wr->more = more;
+	wr->cb = cb;
+	wr->arg = arg;
+	b[0] = uv_buf_init(wr->data, (unsigned)head_rest);
+	b[1] = uv_buf_init((char *)body_from, (unsigned)body_rest);
+	bufs = head_rest ? b : b + 1;
+	nb = head_rest && body_rest ? 2 : 1;
 	c->pending_write += wr->len;
 	c->refs++;
-	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, head_len ? b : b + 1, nb, on_write) != 0) {
+	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, nb, on_write) != 0) {
 		c->pending_write -= wr->len;
 		c->refs--;
 		free(wr);

@@ -7,6 +7,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,13 @@ int main(int argc, char **argv)
 		return 64;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Streamed bodies use 256 KiB buffers, filled on pool threads and freed on the loop.
+	 * glibc would map and unmap each (and trim the heap after each free): page faults were
+	 * a fifth of the server's time serving clips. Keep them in the heap instead.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	if (mkdir(cfg.data_dir, 0700) < 0 && errno != EEXIST) {
 		fprintf(stderr, "jiayin: cannot create the data directory %s: %s\n", cfg.data_dir,
 			strerror(errno));

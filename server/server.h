@@ -150,6 +150,7 @@ struct srv_conn {
 	bool closed;            /* close started: nothing more is written or read */
 	bool reading;
 	bool keep_alive;        /* after the current response */
+	bool processing;        /* inside conn_process() */
 	char peer[46];
 	char *buf;              /* read buffer: one head + what followed it */
 	size_t len, cap;

@@ -92,19 +92,6 @@ static int load_message(conn *c, const char *message_id, store_message *out,
 	return rc;
 }
 
-static void rowid_fn(sqlite3_stmt *st, void *out)
-{
-	*(sqlite3_int64 *)out = sqlite3_column_int64(st, 0);
-}
-
-/* The rowid of a message that is not deleted (its audio exists). */
-static int message_rowid(conn *c, const char *message_id, sqlite3_int64 *rowid)
-{
-	static const char sql[] = "SELECT rowid FROM messages WHERE id = ? AND state != 3";
-	*rowid = 0;
-	return row_one(c, sql, text_key(message_id), rowid_fn, rowid);
-}
-
 /* One integer from a one-row query. */
 static int query_int(conn *c, const char *sql, sqlite3_int64 *v)
 {
@@ -365,14 +352,36 @@ int store_messages_newest(store *s, const char *family_id, store_message *out, s
 	return list(s, family_id, sql, STORE_MSG_DELETED, (sqlite3_int64)max, out, n, NULL);
 }
 
-int store_audio_read(store *s, const char *family_id, const char *message_id, uint64_t offset,
-		     void *buf, size_t len, size_t *got)
+typedef struct audio_row {
+	sqlite3_int64 rowid;
+	store_audio_info *info;
+} audio_row;
+
+static void audio_row_fn(sqlite3_stmt *st, void *out)
 {
+	audio_row *r = out;
+	r->rowid = sqlite3_column_int64(st, 0);
+	r->info->bytes = (uint64_t)sqlite3_column_int64(st, 1);
+	r->info->created_ms = sqlite3_column_int64(st, 2);
+	r->info->state = (store_msg_state)sqlite3_column_int(st, 3);
+	const void *h = sqlite3_column_blob(st, 4);
+	if (h && sqlite3_column_bytes(st, 4) == STORE_HASH_LEN)
+		memcpy(r->info->sha256, h, STORE_HASH_LEN);
+}
+
+int store_audio_fetch(store *s, const char *family_id, const char *message_id,
+		      store_audio_choose_fn choose, void *ctx, void *buf, size_t *got,
+		      store_audio_info *info)
+{
+	static const char sql[] = "SELECT rowid, bytes, created_ms, state, sha256 FROM messages "
+				  "WHERE id = ? AND state != 3";
 	family *f;
 	conn *c;
 	sqlite3_blob *blob = NULL;
-	sqlite3_int64 rowid = 0;
+	store_audio_info local;
+	audio_row row = {0, info ? info : &local};
 	*got = 0;
+	memset(row.info, 0, sizeof *row.info);
 	if (store_id_check(message_id) < 0)
 		return STORE_ENOTFOUND;
 	int rc = family_acquire(s, family_id, &f);
@@ -381,10 +390,17 @@ int store_audio_read(store *s, const char *family_id, const char *message_id, ui
 	if ((rc = db_read_begin(f->db, &c)) < 0)
 		goto release;
 	/* One read transaction for the lookup and the blob: one shared lock, not two. */
-	if ((rc = conn_begin_read(c)) < 0 || (rc = message_rowid(c, message_id, &rowid)) < 0)
+	if ((rc = conn_begin_read(c)) < 0 ||
+	    (rc = row_one(c, sql, text_key(message_id), audio_row_fn, &row)) < 0)
+		goto end;
+	uint64_t offset = 0;
+	size_t len = 0;
+	if (choose && (rc = choose(ctx, row.info, &offset, &len)) < 0)
+		goto end;
+	if (len == 0)
 		goto end;
 	/* Opened, read and closed within this call: no handle outlives it. */
-	int r = sqlite3_blob_open(c->db, "main", "audio", "data", rowid, 0, &blob);
+	int r = sqlite3_blob_open(c->db, "main", "audio", "data", row.rowid, 0, &blob);
 	if (r != SQLITE_OK) {
 		rc = r == SQLITE_ERROR ? STORE_ENOTFOUND : store_map_sqlite(r);
 		goto end;
@@ -406,6 +422,27 @@ end:
 release:
 	family_release(s, f);
 	return rc;
+}
+
+typedef struct fixed_range {
+	uint64_t offset;
+	size_t len;
+} fixed_range;
+
+static int fixed_choose(void *ctx, const store_audio_info *info, uint64_t *offset, size_t *len)
+{
+	(void)info;
+	const fixed_range *fr = ctx;
+	*offset = fr->offset;
+	*len = fr->len;
+	return 0;
+}
+
+int store_audio_read(store *s, const char *family_id, const char *message_id, uint64_t offset,
+		     void *buf, size_t len, size_t *got)
+{
+	fixed_range fr = {offset, len};
+	return store_audio_fetch(s, family_id, message_id, fixed_choose, &fr, buf, got, NULL);
 }
 
 /* A change to one message under the write lock: fn runs inside the transaction. */

@@ -292,6 +292,24 @@ int store_messages_newest(store *s, const char *family_id, store_message *out, s
  * Copy audio bytes [offset, offset + len) of a message into buf; *got < len only at the end.
  * Each call opens and closes its own blob handle: nothing is held between calls.
  */
+/* What serving a message's audio needs to know before sending it. */
+typedef struct store_audio_info {
+	uint64_t bytes;                  /* the audio's size */
+	uint8_t sha256[STORE_HASH_LEN];  /* its content hash (a strong validator) */
+	int64_t created_ms;
+	store_msg_state state;           /* visible or hidden (deleted: STORE_ENOTFOUND) */
+} store_audio_info;
+/* Given the info, where to read and how much (at most the buffer's size); len 0: nothing.
+ * A negative return is returned by store_audio_fetch. */
+typedef int (*store_audio_choose_fn)(void *ctx, const store_audio_info *info, uint64_t *offset,
+				     size_t *len);
+/*
+ * The audio's info and, as choose() decides from it, its bytes, in one read transaction:
+ * serving a clip costs one storage call. *got: bytes read. info may be NULL.
+ */
+int store_audio_fetch(store *s, const char *family_id, const char *message_id,
+		      store_audio_choose_fn choose, void *ctx, void *buf, size_t *got,
+		      store_audio_info *info);
 int store_audio_read(store *s, const char *family_id, const char *message_id, uint64_t offset,
 		     void *buf, size_t len, size_t *got);
 /* Record that a member listened (idempotent); *seq: the message's new change number. */

@@ -182,6 +182,76 @@ static void audit_log_is_append_only(void **state)
 	sqlite3_close(db);
 }
 
+/* A choose() for store_audio_fetch: the last `want` bytes, after checking what it was told. */
+typedef struct tail_choice {
+	size_t want;
+	store_audio_info seen;
+	int calls;
+} tail_choice;
+
+static int choose_tail(void *ctx, const store_audio_info *info, uint64_t *offset, size_t *len)
+{
+	tail_choice *t = ctx;
+	t->seen = *info;
+	t->calls++;
+	*offset = info->bytes - t->want;
+	*len = t->want;
+	return 0;
+}
+
+static int choose_refuse(void *ctx, const store_audio_info *info, uint64_t *offset, size_t *len)
+{
+	(void)ctx, (void)info, (void)offset, (void)len;
+	return STORE_EINVAL;
+}
+
+static void audio_fetch_reads_info_and_bytes_at_once(void **state)
+{
+	fixture *f = *state;
+	uint8_t audio[50000];
+	for (size_t i = 0; i < sizeof audio; i++)
+		audio[i] = (uint8_t)(i * 13 + 1);
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message msg;
+	int existed;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	uint8_t buf[1000];
+	size_t got;
+	store_audio_info info;
+	tail_choice t = {700, {0}, 0};
+	assert_int_equal(store_audio_fetch(f->s, f->fam.id.s, msg.id.s, choose_tail, &t, buf, &got,
+					   &info),
+			 0);
+	assert_int_equal(t.calls, 1);
+	assert_int_equal(t.seen.bytes, sizeof audio);
+	assert_int_equal(info.bytes, sizeof audio);
+	assert_int_equal(info.created_ms, 5000);
+	assert_int_equal(info.state, STORE_MSG_VISIBLE);
+	assert_memory_equal(info.sha256, msg.sha256, 32);
+	assert_int_equal(got, 700);
+	assert_memory_equal(buf, audio + sizeof audio - 700, 700);
+	/* Nothing to read: the info alone. */
+	assert_int_equal(store_audio_fetch(f->s, f->fam.id.s, msg.id.s, NULL, NULL, buf, &got, &info),
+			 0);
+	assert_int_equal(got, 0);
+	assert_int_equal(info.bytes, sizeof audio);
+	/* choose() can refuse; an unknown or deleted message is not found, choose() not called. */
+	assert_int_equal(store_audio_fetch(f->s, f->fam.id.s, msg.id.s, choose_refuse, NULL, buf,
+					   &got, NULL),
+			 STORE_EINVAL);
+	t.calls = 0;
+	assert_int_equal(store_audio_fetch(f->s, f->fam.id.s, "0123456789abcdefghjkmnpqrs",
+					   choose_tail, &t, buf, &got, NULL),
+			 STORE_ENOTFOUND);
+	assert_int_equal(store_message_set_state(f->s, f->fam.id.s, msg.id.s, STORE_MSG_DELETED,
+						 &msg.seq),
+			 0);
+	assert_int_equal(store_audio_fetch(f->s, f->fam.id.s, msg.id.s, choose_tail, &t, buf, &got,
+					   NULL),
+			 STORE_ENOTFOUND);
+	assert_int_equal(t.calls, 0);
+}
+
 static void append_get_and_read_audio(void **state)
 {
 	fixture *f = *state;
@@ -712,6 +782,7 @@ int main(void)
 		T(members),
 		T(audit_log_is_append_only),
 		T(append_get_and_read_audio),
+		T(audio_fetch_reads_info_and_bytes_at_once),
 		T(idempotency_keys),
 		T(quota),
 		T(changes_since_and_newest),
