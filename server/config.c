@@ -40,8 +40,6 @@ static const setting settings[] = {
 	 "request-target bytes (2048; 414 beyond)"},
 	{"max-chunk-bytes", T_U64, OFF(http.max_chunk_bytes), 0, 1, UINT64_C(1) << 40,
 	 "declared size of one body chunk (1048576; 413 beyond)"},
-	{"max-json-body", T_U64, OFF(max_json_body), 0, 16, UINT64_C(1) << 30,
-	 "JSON request body, bytes (65536; 413 beyond)"},
 	{"max-connections", T_UINT, OFF(max_connections), 0, 1, 1000000,
 	 "open connections; beyond, a 503 and close (20000)"},
 	{"max-requests-per-connection", T_UINT, OFF(max_requests_per_conn), 0, 1, 1000000,
@@ -56,12 +54,12 @@ static const setting settings[] = {
 	 "time to write a whole response to a slow reader (120000)"},
 	{"shutdown-grace-ms", T_UINT, OFF(shutdown_grace_ms), 0, 0, 3600000,
 	 "on SIGTERM/SIGINT, how long in-flight requests may finish (30000)"},
-	{"write-high-water", T_UINT, OFF(write_high_water), 0, 1024, 1u << 30,
-	 "pending response bytes above which a connection is not read (262144)"},
 	{"max-queued-jobs", T_UINT, OFF(max_queued_jobs), 0, 1, 100000,
 	 "blocking jobs queued or running; beyond, 503 with Retry-After (64)"},
 	{"health-interval-ms", T_UINT, OFF(health_interval_ms), 0, 100, 3600000,
 	 "how often /healthz's storage write runs (1000)"},
+	{"threads", T_UINT, OFF(threads), 0, 1, 128,
+	 "threads for storage and transcoding work (4)"},
 };
 #define SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -73,7 +71,6 @@ void srv_config_defaults(srv_config *c)
 	snprintf(c->data_dir, sizeof c->data_dir, "./jiayin-data");
 	c->log_format = SRV_LOG_JSON;
 	srv_limits_init(&c->http);
-	c->max_json_body = 65536;
 	c->max_connections = 20000;
 	c->max_requests_per_conn = 1000;
 	c->head_timeout_ms = 10000;
@@ -81,9 +78,9 @@ void srv_config_defaults(srv_config *c)
 	c->keepalive_ms = 30000;
 	c->write_timeout_ms = 120000;
 	c->shutdown_grace_ms = 30000;
-	c->write_high_water = 262144;
 	c->max_queued_jobs = 64;
 	c->health_interval_ms = 1000;
+	c->threads = 4;
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)

@@ -26,7 +26,6 @@ typedef struct srv_config {
 	char log_file[1024]; /* empty: stderr */
 	srv_log_format log_format;
 	srv_limits http;                 /* parser limits (http_limits.h) */
-	uint64_t max_json_body;          /* bytes of a JSON request body */
 	unsigned max_connections;        /* beyond: 503 and close */
 	unsigned max_requests_per_conn;  /* then Connection: close */
 	unsigned head_timeout_ms;        /* first byte to end of head (slowloris) */
@@ -34,9 +33,9 @@ typedef struct srv_config {
 	unsigned keepalive_ms;           /* idle between requests */
 	unsigned write_timeout_ms;       /* a whole response to a slow reader */
 	unsigned shutdown_grace_ms;      /* SIGTERM: in-flight work gets this long */
-	unsigned write_high_water;       /* pending response bytes that pause reading */
 	unsigned max_queued_jobs;        /* blocking jobs queued or running; beyond: 503 */
 	unsigned health_interval_ms;     /* how often storage is checked for /healthz */
+	unsigned threads;                /* the job pool (libuv's thread pool) */
 	/* Proxies whose X-Forwarded-For / -Proto are believed (IPv4 or IPv6 literals). */
 	char trusted_proxies[SRV_MAX_TRUSTED_PROXIES][46];
 	unsigned trusted_proxy_count;

@@ -55,6 +55,10 @@ int main(int argc, char **argv)
 			store_strerror(rc));
 		return 70;
 	}
+	/* libuv sizes its pool from the environment, once, at the first job. */
+	char threads[16];
+	snprintf(threads, sizeof threads, "%u", cfg.threads);
+	setenv("UV_THREADPOOL_SIZE", threads, 1);
 	uv_loop_t *loop = uv_default_loop();
 	static srv_server srv;
 	if ((rc = srv_server_start(&srv, loop, &cfg, st)) < 0) {

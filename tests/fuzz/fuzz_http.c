@@ -1,5 +1,5 @@
 /*
- * fuzz_http.c — libFuzzer target: the HTTP request parser, scan -> parse -> body, over a
+ * fuzz_http.c — libFuzzer target: the HTTP request layer, scan -> parse -> route -> body, over a
  * connection's worth of pipelined requests. The first byte picks where the input is split
  * (the head scan first sees only the bytes before the split and resumes, the body arrives in
  * pieces of 1-13 bytes) and, by its low bit, tiny limits that put every limit within reach of
@@ -9,6 +9,7 @@
  * the same bodies and the same bytes consumed, or the split changed the framing.
  */
 #include "http_parse.h"
+#include "server.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,6 +49,55 @@ static void check_slice(srv_slice s, const char *lo, const char *hi, int may_be_
 	}
 	if ((uintptr_t)s.ptr < (uintptr_t)lo || (uintptr_t)(s.ptr + s.len) > (uintptr_t)hi)
 		abort();
+}
+
+static void nothing(srv_exchange *x)
+{
+	(void)x;
+}
+
+/* Patterns with parameters, like the API's, next to the server's own table. */
+static const srv_route param_routes[] = {
+	{"a", SRV_METHOD_GET, "/v1/families/{family}/messages", nothing, 0, SRV_ROUTE_HEAD_OK},
+	{"b", SRV_METHOD_POST, "/v1/families/{family}/messages", nothing, 1, 0},
+	{"c", SRV_METHOD_GET, "/v1/families/{family}/messages/{message}/audio", nothing, 0, 0},
+	{"d", SRV_METHOD_DELETE, "/v1/devices/{device}", nothing, 0, 0},
+	{"e", SRV_METHOD_GET, "/{a}/{b}/{c}/{d}", nothing, 0, 0},
+};
+
+/* The router: a match's parameters are non-empty path segments inside the path. */
+static void check_route_in(const srv_route *table, size_t n, const srv_request *req)
+{
+	const srv_route *route;
+	srv_slice params[SRV_MAX_PARAMS];
+	char allow[128];
+	int r = srv_route_find(table, n, req->method, req->path, &route, params, allow,
+			       sizeof allow);
+	if (r == 0) {
+		if (!route || route->method != req->method)
+			abort();
+		for (const char *p = route->pattern, *q; (q = strchr(p, '{')); p = q + 1) {
+			size_t i = 0;
+			for (const char *t = route->pattern; t < q; t++)
+				i += *t == '{';
+			if (i >= SRV_MAX_PARAMS)
+				abort();
+			check_slice(params[i], req->path.ptr, req->path.ptr + req->path.len, 0);
+			if (params[i].len == 0 || memchr(params[i].ptr, '/', params[i].len))
+				abort();
+		}
+	} else if (r == 405) {
+		if (!allow[0] || strlen(allow) >= sizeof allow)
+			abort();
+	} else if (r != 404) {
+		abort();
+	}
+}
+
+static void check_route(const srv_request *req)
+{
+	check_route_in(srv_routes, srv_route_count, req);
+	check_route_in(param_routes, sizeof param_routes / sizeof param_routes[0], req);
 }
 
 static void check_request(const srv_request *req, const char *head, size_t len,
@@ -127,6 +177,7 @@ static int one_request(srv_parser *p, const srv_limits *lim, const char *buf, si
 	check_request(&req, head, hl, lim);
 	if (req.expect_continue && req.version_minor != 1)
 		abort();
+	check_route(&req);
 
 	size_t off = hl;
 	bool complete = false;
