@@ -13,12 +13,16 @@
  */
 #include "server.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LINGER_MS 2000
 #define BUF_EXTRA 16384 /* room past the head's limit for body bytes */
+#define STAGE_BYTES (256u * 1024) /* a file-bound body is written in pieces this big */
 
 static void conn_process(srv_conn *c);
 static void begin_exchange(srv_conn *c);
@@ -33,7 +37,10 @@ static int active_get(srv_conn *c)
 	if (c->a)
 		return 0;
 	c->a = calloc(1, sizeof *c->a);
-	if (!c->a || srv_parser_init(&c->a->parser, &c->srv->cfg.http) < 0) {
+	if (!c->a)
+		return -1;
+	c->a->x.body_fd = -1;
+	if (srv_parser_init(&c->a->parser, &c->srv->cfg.http) < 0) {
 		free(c->a);
 		c->a = NULL;
 		return -1;
@@ -47,6 +54,9 @@ static void active_free(srv_conn *c)
 		return;
 	srv_parser_free(&c->a->parser);
 	free(c->a->x.body);
+	if (c->a->x.body_fd >= 0)
+		close(c->a->x.body_fd); /* unnamed: the file goes with it */
+	free(c->a->stage);
 	free(c->a);
 	c->a = NULL;
 }
@@ -147,7 +157,11 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	(void)b;
 	srv_conn *c = st->data;
 	if (n == UV_ENOBUFS) {
-		srv_conn_close(c);
+		/* The buffer is full because nothing consumes it right now (a body waiting on its
+		 * file, or no memory for a buffer): wait; whoever consumes resumes reading. */
+		stop_reading(c);
+		if (!c->buf)
+			srv_conn_close(c);
 		return;
 	}
 	if (n < 0) {
@@ -183,6 +197,108 @@ static int collect_body(void *ctx, const char *data, size_t len)
 	x->body = p;
 	x->body_len += len;
 	p[x->body_len] = 0;
+	return 0;
+}
+
+/* Stages a file-bound body; the feed is sized so that it always fits (conn_process). */
+static int stage_body(void *ctx, const char *data, size_t len)
+{
+	srv_exchange *x = ctx;
+	srv_active *a = x->conn->a;
+	if (a->stage_len + len > STAGE_BYTES)
+		return SRV_HTTP_ESTATE; /* cannot happen: the feed was sized to fit */
+	memcpy(a->stage + a->stage_len, data, len);
+	a->stage_len += len;
+	x->body_len += len;
+	return 0;
+}
+
+static void file_failed(srv_conn *c, int uv_err)
+{
+	c->srv->metrics.storage_errors++;
+	c->keep_alive = false;
+	c->state = CONN_HANDLER;
+	stop_reading(c);
+	bool full = uv_err == UV_ENOSPC || uv_err == -EDQUOT;
+	srv_respond_error_with(&c->a->x, full ? 507 : 503, full ? "storage_full" : "storage_io_error",
+			       full ? "the server's disk is full" : "the upload could not be stored",
+			       "Retry-After: 30\r\n");
+}
+
+static void on_file_write(uv_fs_t *req);
+
+/* Writes what is staged; reading pauses until it is on disk (backpressure on the client). */
+static void write_stage(srv_conn *c)
+{
+	srv_active *a = c->a;
+	uv_buf_t b = uv_buf_init(a->stage, (unsigned)a->stage_len);
+	a->fs.data = c;
+	if (uv_fs_write(c->srv->loop, &a->fs, a->x.body_fd, &b, 1, (int64_t)a->file_off,
+			on_file_write) < 0) {
+		file_failed(c, UV_EIO);
+		return;
+	}
+	a->fs_busy = true;
+	c->refs++;
+	stop_reading(c);
+	uv_timer_stop(&c->timer); /* our disk, not the client, is the slow one now */
+}
+
+static void on_file_write(uv_fs_t *req)
+{
+	srv_conn *c = req->data;
+	srv_active *a = c->a;
+	ssize_t n = req->result;
+	uv_fs_req_cleanup(req);
+	a->fs_busy = false;
+	if (!c->closed) {
+		if (n < 0) {
+			file_failed(c, (int)n);
+		} else {
+			a->file_off += (uint64_t)n;
+			memmove(a->stage, a->stage + n, a->stage_len - (size_t)n);
+			a->stage_len -= (size_t)n;
+			if (a->stage_len > 0)
+				write_stage(c); /* a short write: the rest */
+			else
+				conn_process(c);
+		}
+	}
+	srv_conn_unref(c);
+}
+
+static void on_file_open(uv_fs_t *req)
+{
+	srv_conn *c = req->data;
+	srv_active *a = c->a;
+	ssize_t fd = req->result;
+	uv_fs_req_cleanup(req);
+	a->fs_busy = false;
+	if (c->closed) {
+		if (fd >= 0)
+			close((int)fd);
+	} else if (fd < 0) {
+		file_failed(c, (int)fd);
+	} else {
+		a->x.body_fd = (int)fd;
+		conn_process(c);
+	}
+	srv_conn_unref(c);
+}
+
+/* An unnamed temporary file (O_TMPFILE) for the body: nothing is left on disk if we die. */
+static int open_body_file(srv_conn *c)
+{
+	srv_active *a = c->a;
+	if (!a->stage && !(a->stage = malloc(STAGE_BYTES)))
+		return UV_ENOMEM;
+	a->fs.data = c;
+	int r = uv_fs_open(c->srv->loop, &a->fs, c->srv->tmp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC,
+			   0600, on_file_open);
+	if (r < 0)
+		return r;
+	a->fs_busy = true;
+	c->refs++;
 	return 0;
 }
 
@@ -227,7 +343,13 @@ static void begin_exchange(srv_conn *c)
 	srv_server *s = c->srv;
 	srv_exchange *x = &c->a->x;
 	free(x->body);
+	if (x->body_fd >= 0)
+		close(x->body_fd);
 	memset(x, 0, sizeof *x);
+	x->body_fd = -1;
+	c->a->stage_len = 0;
+	c->a->file_off = 0;
+	c->a->body_complete = false;
 	x->conn = c;
 	x->srv = s;
 	x->id = ++s->next_request_id;
@@ -342,6 +464,11 @@ static void start_request(srv_conn *c, size_t head_len)
 	}
 	c->state = CONN_BODY;
 	arm(c, s->cfg.body_idle_ms);
+	if (x->route->flags & SRV_ROUTE_BODY_FILE) {
+		int r2 = open_body_file(c);
+		if (r2 < 0)
+			file_failed(c, r2);
+	}
 }
 
 static void process_loop(srv_conn *c)
@@ -382,22 +509,49 @@ static void process_loop(srv_conn *c)
 			continue;
 		}
 		if (c->state == CONN_BODY) {
-			size_t used = 0, head_end = c->body_start;
-			bool complete = false;
-			int r = srv_body_feed(&c->a->parser, c->buf + head_end, c->len - head_end, &used,
-					      collect_body, &c->a->x, &complete);
-			if (r < 0) {
-				fail_request(c, r);
+			srv_active *a = c->a;
+			bool to_file = a->x.route->flags & SRV_ROUTE_BODY_FILE;
+			if (to_file && a->fs_busy) {
+				stop_reading(c); /* the file is opening or being written: wait */
 				return;
 			}
+			size_t used = 0, head_end = c->body_start;
+			size_t avail = c->len - head_end;
+			bool complete = a->body_complete;
 			if (!complete) {
-				/* All of it was taken: drop it, keep only the head. */
-				c->len = head_end;
+				/* A file-bound body takes no more input than its stage can hold
+				 * (decoded bytes never outnumber input bytes). */
+				size_t feed = avail;
+				if (to_file && feed > STAGE_BYTES - a->stage_len)
+					feed = STAGE_BYTES - a->stage_len;
+				int r = srv_body_feed(&a->parser, c->buf + head_end, feed, &used,
+						      to_file ? stage_body : collect_body, &a->x,
+						      &complete);
+				if (r < 0) {
+					fail_request(c, r);
+					return;
+				}
+			}
+			if (!complete) {
+				/* Drop what was taken; keep the head and what was not. */
+				memmove(c->buf + head_end, c->buf + head_end + used, avail - used);
+				c->len -= used;
+				if (to_file && a->stage_len == STAGE_BYTES) {
+					write_stage(c);
+					return;
+				}
 				arm(c, s->cfg.body_idle_ms);
 				start_reading(c);
 				return;
 			}
-			c->body_start = head_end + used; /* pipelined bytes start here */
+			if (!a->body_complete) {
+				a->body_complete = true;
+				c->body_start = head_end + used; /* pipelined bytes start here */
+			}
+			if (to_file && a->stage_len > 0) {
+				write_stage(c);
+				return;
+			}
 			dispatch(c);
 			continue; /* answered at once: the next pipelined request */
 		}

@@ -8,7 +8,9 @@
  */
 #include "server.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -212,6 +214,9 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 	s->routes = srv_routes;
 	s->route_count = srv_route_count;
 	format_date(s);
+	snprintf(s->tmp_dir, sizeof s->tmp_dir, "%s/tmp", cfg->data_dir);
+	if (mkdir(s->tmp_dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
 	if (srv_metrics_init(&s->metrics, s->routes, s->route_count) < 0)
 		return UV_ENOMEM;
 	int rc = srv_log_open(s);

@@ -25,7 +25,8 @@ typedef struct srv_exchange srv_exchange;
 /* ---- routes ---- */
 typedef void (*srv_handler_fn)(srv_exchange *x);
 
-#define SRV_ROUTE_HEAD_OK 1u /* HEAD is answered like GET, without the body */
+#define SRV_ROUTE_HEAD_OK 1u   /* HEAD is answered like GET, without the body */
+#define SRV_ROUTE_BODY_FILE 2u /* the body goes to an unnamed temporary file, not memory */
 
 typedef struct srv_route {
 	const char *name;    /* for metrics and logs: "healthz", "messages.list" */
@@ -78,6 +79,7 @@ struct srv_server {
 	store *store;
 	uv_tcp_t listener;
 	uint16_t port;       /* the port bound (cfg's, or the one picked for port 0) */
+	char tmp_dir[1100];  /* data/tmp: where bodies too big for memory go */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t health_timer, grace_timer, date_timer;
 	bool draining;       /* SIGTERM: no new connections or requests */
@@ -122,7 +124,9 @@ struct srv_exchange {
 	size_t route_index;
 	srv_slice params[SRV_MAX_PARAMS];
 	char *body;            /* bounded by the route's max_body; NUL-terminated */
-	size_t body_len;
+	size_t body_len;       /* bytes of body, in memory or in body_fd */
+	int body_fd;           /* SRV_ROUTE_BODY_FILE: the body in an unnamed temporary file
+				  (read it with pread); -1 none. A handler may take it (set -1). */
 	uint64_t id;           /* request id, in logs and X-Request-Id */
 	uint64_t start_ns;
 	char client[46];       /* the peer, or X-Forwarded-For's last hop from a trusted proxy */
@@ -138,6 +142,13 @@ struct srv_exchange {
 typedef struct srv_active {
 	srv_parser parser;
 	srv_exchange x;
+	/* A body on its way to a temporary file (SRV_ROUTE_BODY_FILE): staged, then written. */
+	char *stage;
+	size_t stage_len;
+	uint64_t file_off;
+	bool fs_busy;       /* an open or a write is in flight: feed nothing */
+	bool body_complete; /* the last byte is staged or written */
+	uv_fs_t fs;
 } srv_active;
 
 struct srv_conn {

@@ -5,6 +5,8 @@
  *                  can check bodies arrive intact (chunked, pipelined, slow, 100-continue);
  *   POST /echo?work=MS  does the same after MS milliseconds of blocking work on the job pool,
  *                  so tests can fill the job queue and watch 503s and graceful shutdown;
+ *   POST /echo-file  the same for a body of up to 8 MiB that the server puts in a temporary
+ *                  file (SRV_ROUTE_BODY_FILE), read back on the job pool;
  *   POST /clips    stores its body (as it is, no transcoding) as a message of a test family
  *                  and answers {"family", "message"};
  *   GET  /clips/{family}/{message}  serves it through srv_respond_message_audio(), the path
@@ -74,6 +76,56 @@ static void echo(srv_exchange *x)
 		srv_respond(x, 503, "application/json", "Retry-After: 1\r\n",
 			    "{\"error\":{\"code\":\"busy\",\"message\":\"too much work queued\"}}",
 			    strlen("{\"error\":{\"code\":\"busy\",\"message\":\"too much work queued\"}}"));
+	}
+}
+
+typedef struct file_job {
+	int fd;
+	size_t len, got;
+	uint64_t hash;
+	int err;
+} file_job;
+
+static void file_hash(void *arg)
+{
+	file_job *j = arg;
+	char buf[65536];
+	j->hash = 0xcbf29ce484222325ull;
+	while (j->got < j->len) {
+		ssize_t n = pread(j->fd, buf, sizeof buf, (off_t)j->got);
+		if (n <= 0) {
+			j->err = 1;
+			return;
+		}
+		for (ssize_t i = 0; i < n; i++)
+			j->hash = (j->hash ^ (unsigned char)buf[i]) * 0x100000001b3ull;
+		j->got += (size_t)n;
+	}
+}
+
+static void file_hashed(srv_exchange *x, void *arg)
+{
+	file_job *j = arg;
+	if (j->err)
+		srv_respond_error(x, 500, "read_back", "the body file could not be read");
+	else
+		answer(x, j->got, j->hash);
+	free(j);
+}
+
+static void echo_file(srv_exchange *x)
+{
+	file_job *j = calloc(1, sizeof *j);
+	if (!j || x->body || (x->body_len && x->body_fd < 0)) {
+		free(j);
+		srv_respond_error(x, 500, "body_in_memory", "the body should be in a file");
+		return;
+	}
+	j->fd = x->body_fd;
+	j->len = x->body_len;
+	if (srv_job_submit(x, file_hash, file_hashed, j) < 0) {
+		free(j);
+		srv_respond_error(x, 503, "busy", "too much work queued");
 	}
 }
 
@@ -152,6 +204,7 @@ const srv_route srv_routes[] = {
 	{"healthz", SRV_METHOD_GET, "/healthz", srv_handle_healthz, 0, SRV_ROUTE_HEAD_OK},
 	{"metrics", SRV_METHOD_GET, "/metrics", srv_handle_metrics, 0, SRV_ROUTE_HEAD_OK},
 	{"echo", SRV_METHOD_POST, "/echo", echo, 1u << 20, 0},
+	{"echo-file", SRV_METHOD_POST, "/echo-file", echo_file, 8u << 20, SRV_ROUTE_BODY_FILE},
 	{"clips.post", SRV_METHOD_POST, "/clips", clip_post, 4u << 20, 0},
 	{"clips.get", SRV_METHOD_GET, "/clips/{family}/{message}", clip_get, 0, SRV_ROUTE_HEAD_OK},
 };
