@@ -29,6 +29,8 @@ static const setting settings[] = {
 	{"listen", T_LISTEN, 0, 0, 0, 0, "HOST:PORT to accept connections on; port 0 picks a free one (127.0.0.1:8080)"},
 	{"data", T_STRING, STR(data_dir), 0, 0, "data directory, created on first start (./jiayin-data)"},
 	{"log-file", T_STRING, STR(log_file), 0, 0, "request log file, reopened on SIGHUP (stderr)"},
+	{"static-dir", T_STRING, STR(static_dir), 0, 0,
+	 "directory served at / and /assets/ (the web client; none)"},
 	{"log-format", T_LOGFMT, 0, 0, 0, 0, "request log lines: json or logfmt (json)"},
 	{"trust-proxy", T_PROXIES, 0, 0, 0, 0,
 	 "comma-separated proxy addresses whose X-Forwarded-For/-Proto are honoured (none)"},

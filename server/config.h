@@ -24,6 +24,7 @@ typedef struct srv_config {
 	uint16_t listen_port;
 	char data_dir[1024];
 	char log_file[1024]; /* empty: stderr */
+	char static_dir[1024]; /* the web client's files; empty: none */
 	srv_log_format log_format;
 	srv_limits http;                 /* parser limits (http_limits.h) */
 	unsigned max_connections;        /* beyond: 503 and close */

@@ -1,7 +1,8 @@
 /*
  * router.c — matches a request path against the route table.
  *
- * Patterns are literal segments and `{name}` placeholders that match one non-empty segment;
+ * Patterns are literal segments and `{name}` placeholders that match one non-empty segment
+ * (`{*name}`, last in a pattern: the non-empty rest of the path, slashes included);
  * the first route whose pattern and method match wins. A path that matches some pattern but
  * not the method is a 405 with the methods that would do (Allow). Paths are compared as sent:
  * no decoding, no dot-segment folding (the parser refuses what would need them).
@@ -27,7 +28,8 @@ static bool match(const char *pat, srv_slice path, srv_slice params[SRV_MAX_PARA
 			if (!close || np == SRV_MAX_PARAMS)
 				return false;
 			size_t start = i;
-			while (i < path.len && path.ptr[i] != '/')
+			bool tail = p[1] == '*'; /* {*name}: the rest of the path, slashes included */
+			while (i < path.len && (tail || path.ptr[i] != '/'))
 				i++;
 			if (i == start)
 				return false;

@@ -9,6 +9,8 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -214,6 +216,10 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 	s->routes = srv_routes;
 	s->route_count = srv_route_count;
 	format_date(s);
+	s->static_fd = -1;
+	if (cfg->static_dir[0] &&
+	    (s->static_fd = open(cfg->static_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
 	snprintf(s->tmp_dir, sizeof s->tmp_dir, "%s/tmp", cfg->data_dir);
 	if (mkdir(s->tmp_dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
@@ -262,6 +268,9 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 
 void srv_server_free(srv_server *s)
 {
+	if (s->static_fd >= 0)
+		close(s->static_fd);
+	s->static_fd = -1;
 	if (s->log)
 		fflush(s->log);
 	if (s->log && s->log != stderr)

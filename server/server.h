@@ -31,7 +31,8 @@ typedef void (*srv_handler_fn)(srv_exchange *x);
 typedef struct srv_route {
 	const char *name;    /* for metrics and logs: "healthz", "messages.list" */
 	srv_method method;
-	const char *pattern; /* "/v1/families/{id}/messages": {x} matches one path segment */
+	const char *pattern; /* "/v1/families/{id}/messages": {x} matches one path segment,
+				{*x} (last) the rest of the path */
 	srv_handler_fn handler;
 	uint64_t max_body;   /* 0: no body allowed */
 	unsigned flags;
@@ -80,6 +81,7 @@ struct srv_server {
 	uv_tcp_t listener;
 	uint16_t port;       /* the port bound (cfg's, or the one picked for port 0) */
 	char tmp_dir[1100];  /* data/tmp: where bodies too big for memory go */
+	int static_fd;       /* the static directory, or -1 */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t health_timer, grace_timer, date_timer;
 	bool draining;       /* SIGTERM: no new connections or requests */

@@ -63,6 +63,7 @@ static const srv_route param_routes[] = {
 	{"c", SRV_METHOD_GET, "/v1/families/{family}/messages/{message}/audio", nothing, 0, 0},
 	{"d", SRV_METHOD_DELETE, "/v1/devices/{device}", nothing, 0, 0},
 	{"e", SRV_METHOD_GET, "/{a}/{b}/{c}/{d}", nothing, 0, 0},
+	{"f", SRV_METHOD_GET, "/assets/{*path}", nothing, 0, 0},
 };
 
 /* The router: a match's parameters are non-empty path segments inside the path. */
@@ -83,7 +84,8 @@ static void check_route_in(const srv_route *table, size_t n, const srv_request *
 			if (i >= SRV_MAX_PARAMS)
 				abort();
 			check_slice(params[i], req->path.ptr, req->path.ptr + req->path.len, 0);
-			if (params[i].len == 0 || memchr(params[i].ptr, '/', params[i].len))
+			if (params[i].len == 0 ||
+			    (q[1] != '*' && memchr(params[i].ptr, '/', params[i].len)))
 				abort();
 		}
 	} else if (r == 405) {

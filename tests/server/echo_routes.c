@@ -14,6 +14,7 @@
  */
 #include "audio.h"
 #include "server.h"
+#include "static.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,6 +204,8 @@ static void clip_get(srv_exchange *x)
 const srv_route srv_routes[] = {
 	{"healthz", SRV_METHOD_GET, "/healthz", srv_handle_healthz, 0, SRV_ROUTE_HEAD_OK},
 	{"metrics", SRV_METHOD_GET, "/metrics", srv_handle_metrics, 0, SRV_ROUTE_HEAD_OK},
+	{"index", SRV_METHOD_GET, "/", srv_handle_index, 0, SRV_ROUTE_HEAD_OK},
+	{"assets", SRV_METHOD_GET, "/assets/{*path}", srv_handle_static, 0, SRV_ROUTE_HEAD_OK},
 	{"echo", SRV_METHOD_POST, "/echo", echo, 1u << 20, 0},
 	{"echo-file", SRV_METHOD_POST, "/echo-file", echo_file, 8u << 20, SRV_ROUTE_BODY_FILE},
 	{"clips.post", SRV_METHOD_POST, "/clips", clip_post, 4u << 20, 0},

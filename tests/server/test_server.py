@@ -251,6 +251,58 @@ def conformance(binary):
     ok(rc == 0, "conformance: clean exit")
 
 
+def static_files(binary):
+    import tempfile
+    root = tempfile.mkdtemp(prefix="jiayin-static-")
+    os.makedirs(os.path.join(root, "assets", "img"))
+    index = "<!doctype html><title>家音</title>".encode()
+    app = b"console.log('hi');\n" * 50
+    img = os.urandom(300 * 1024)
+    for name, data in (("index.html", index), ("assets/app.js", app),
+                       ("assets/img/a.png", img), ("assets/.secret", b"secret")):
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(data)
+    os.symlink("/etc/passwd", os.path.join(root, "assets", "link"))
+    srv = Server(binary, *FAST, "--static-dir", root)
+    try:
+        g = get(srv, "/")
+        ok(g.status == 200 and g.body == index and g.header("Content-Type").startswith(
+           "text/html") and "'self'" in g.header("Content-Security-Policy") and
+           "frame-ancestors 'none'" in g.header("Content-Security-Policy"),
+           "static: / is index.html, with the HTML content security policy")
+        g = get(srv, "/assets/app.js")
+        etag = g.header("ETag")
+        ok(g.status == 200 and g.body == app and g.header("Content-Type").startswith(
+           "text/javascript") and etag and g.header("Last-Modified"),
+           "static: a script with its type, ETag and Last-Modified")
+        ok(get(srv, "/assets/app.js", [("If-None-Match", etag)]).status == 304,
+           "static: If-None-Match gives 304")
+        r = get(srv, "/assets/app.js", [("Range", "bytes=5-9")])
+        ok(r.status == 206 and r.body == app[5:10], "static: a range")
+        h = get(srv, "/assets/app.js", method="HEAD")
+        ok(h.status == 200 and h.body == b"" and int(h.header("Content-Length")) == len(app),
+           "static: HEAD")
+        g = get(srv, "/assets/img/a.png")
+        ok(g.status == 200 and g.body == img and g.header("Content-Type") == "image/png",
+           "static: a 300 KiB image in a subdirectory, in two parts, intact")
+        for bad in ("/assets/.secret", "/assets/link", "/assets/../index.html",
+                    "/assets/img/../app.js", "/assets/img", "/assets/nope.js",
+                    "/assets/%2e%2e/index.html", "/assets//app.js", "/assets/app.js/"):
+            g = get(srv, bad)
+            ok(g.status in (400, 404), f"static: {bad} is refused ({g.status})")
+    finally:
+        srv.stop()
+    srv = Server(binary, *FAST)
+    try:
+        ok(get(srv, "/").status == 404, "static: without static-dir, / is 404")
+    finally:
+        srv.stop()
+    bad = subprocess.run([binary, "--static-dir", "/nonexistent", "--listen", "127.0.0.1:0"],
+                         capture_output=True, text=True, timeout=20)
+    ok(bad.returncode == 70 and "static-dir" in bad.stderr,
+       "a static-dir that does not exist stops the start (exit 70)")
+
+
 def vm_hwm_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -611,7 +663,8 @@ def entities(binary):
 
 def main():
     binary = sys.argv[1]
-    for part in (corpus_tests, conformance, entities, file_bodies, limits, slow_clients, shutdown,
+    for part in (corpus_tests, conformance, entities, static_files, file_bodies, limits,
+                 slow_clients, shutdown,
                  operations):
         try:
             part(binary)
