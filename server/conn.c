@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define LINGER_MS 2000
@@ -95,10 +96,19 @@ void srv_conn_close(srv_conn *c)
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
+/* Only the one empty line a client may send before a request (RFC 9112 2.2), or part of it:
+ * some clients end a body with a CRLF it does not count. Such a connection is still idle. */
+static bool only_stray_crlf(const srv_conn *c)
+{
+	return (c->len == 1 && c->buf[0] == '\r') ||
+	       (c->len == 2 && c->buf[0] == '\r' && c->buf[1] == '\n');
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	srv_conn *c = t->data;
-	if ((c->state == CONN_HEAD && c->len > 0) || c->state == CONN_BODY) {
+	if ((c->state == CONN_HEAD && c->len > 0 && !only_stray_crlf(c)) ||
+	    c->state == CONN_BODY) {
 		/* The client started a request and stalled: say so, then close. */
 		c->keep_alive = false;
 		if (c->state == CONN_HEAD)
@@ -299,15 +309,44 @@ static int open_body_file(srv_conn *c)
 		return r;
 	a->fs_busy = true;
 	c->refs++;
+	uv_timer_stop(&c->timer); /* our pool, not the client, is what we wait on */
 	return 0;
+}
+
+/* An address as 16 bytes, IPv4 as v4-mapped IPv6, so that "1.2.3.4" and "::ffff:1.2.3.4" meet. */
+static bool addr16(const char *text, unsigned char out[16])
+{
+	unsigned char v4[4];
+	if (uv_inet_pton(AF_INET, text, v4) == 0) {
+		memset(out, 0, 10);
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, v4, 4);
+		return true;
+	}
+	return uv_inet_pton(AF_INET6, text, out) == 0;
 }
 
 static bool from_trusted_proxy(const srv_server *s, const char *peer)
 {
+	unsigned char p[16], t[16];
+	if (!s->cfg.trusted_proxy_count || !addr16(peer, p))
+		return false;
 	for (unsigned i = 0; i < s->cfg.trusted_proxy_count; i++)
-		if (strcmp(s->cfg.trusted_proxies[i], peer) == 0)
+		if (addr16(s->cfg.trusted_proxies[i], t) && memcmp(p, t, 16) == 0)
 			return true;
 	return false;
+}
+
+/* The last line of a header: what the proxy nearest to us added comes last. */
+static const srv_slice *last_header(const srv_request *req, const char *name)
+{
+	const srv_slice *v = NULL;
+	size_t n = strlen(name);
+	for (size_t i = 0; i < req->header_count; i++)
+		if (req->headers[i].name.len == n &&
+		    strncasecmp(req->headers[i].name.ptr, name, n) == 0)
+			v = &req->headers[i].value;
+	return v;
 }
 
 /* X-Forwarded-For's last address (the one our proxy added) and -Proto, from a trusted peer. */
@@ -316,7 +355,7 @@ static void forwarded(srv_exchange *x)
 	snprintf(x->client, sizeof x->client, "%s", x->conn->peer);
 	if (!from_trusted_proxy(x->srv, x->conn->peer))
 		return;
-	const srv_slice *ff = srv_request_header(&x->req, "X-Forwarded-For");
+	const srv_slice *ff = last_header(&x->req, "X-Forwarded-For");
 	if (ff && ff->len > 0) {
 		size_t start = ff->len;
 		while (start > 0 && ff->ptr[start - 1] != ',')
@@ -329,11 +368,11 @@ static void forwarded(srv_exchange *x)
 		if (n > 0 && n < sizeof addr) {
 			memcpy(addr, ff->ptr + start, n);
 			addr[n] = 0;
-			if (uv_inet_pton(AF_INET, addr, a) == 0 || uv_inet_pton(AF_INET6, addr, a) == 0)
+			if (addr16(addr, a))
 				memcpy(x->client, addr, n + 1);
 		}
 	}
-	const srv_slice *fp = srv_request_header(&x->req, "X-Forwarded-Proto");
+	const srv_slice *fp = last_header(&x->req, "X-Forwarded-Proto");
 	x->https = fp && fp->len == 5 && strncasecmp(fp->ptr, "https", 5) == 0;
 }
 
@@ -377,6 +416,36 @@ static void dispatch(srv_conn *c)
 	c->a->x.route->handler(&c->a->x);
 }
 
+static void on_continue_written(uv_write_t *w, int status)
+{
+	srv_conn *c = w->data;
+	(void)status; /* a failure shows on the next read or write */
+	free(w);
+	srv_conn_unref(c);
+}
+
+/* 100 Continue: almost always taken by the socket at once; if not, the rest is queued. */
+static void send_continue(srv_conn *c)
+{
+	static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
+	int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	if (n == (int)b.len)
+		return;
+	if (n < 0 && n != UV_EAGAIN)
+		return; /* the connection is failing: the read side will see it */
+	uv_write_t *w = malloc(sizeof *w);
+	b = uv_buf_init(cont + (n > 0 ? n : 0), (unsigned)(b.len - (n > 0 ? (unsigned)n : 0)));
+	if (!w)
+		return;
+	w->data = c;
+	if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written) != 0) {
+		free(w);
+		return;
+	}
+	c->refs++;
+}
+
 /* A head was found in buf[0..head_len): parse, route, and take the body or dispatch. */
 static void start_request(srv_conn *c, size_t head_len)
 {
@@ -389,6 +458,7 @@ static void start_request(srv_conn *c, size_t head_len)
 		return;
 	}
 	forwarded(x);
+	x->head_only = x->req.method == SRV_METHOD_HEAD; /* errors to HEAD carry no body either */
 	c->keep_alive = x->req.keep_alive && !s->draining &&
 			c->requests < s->cfg.max_requests_per_conn;
 	c->body_start = head_len;
@@ -457,11 +527,8 @@ static void start_request(srv_conn *c, size_t head_len)
 		dispatch(c);
 		return;
 	}
-	if (x->req.expect_continue && c->len == head_len) {
-		static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-		uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
-		uv_try_write((uv_stream_t *)&c->tcp, &b, 1); /* tiny: the socket takes it */
-	}
+	if (x->req.expect_continue && c->len == head_len)
+		send_continue(c);
 	c->state = CONN_BODY;
 	arm(c, s->cfg.body_idle_ms);
 	if (x->route->flags & SRV_ROUTE_BODY_FILE) {
@@ -476,7 +543,7 @@ static void process_loop(srv_conn *c)
 	srv_server *s = c->srv;
 	while (!c->closed) {
 		if (c->state == CONN_HEAD) {
-			if (c->len == 0) {
+			if (c->len == 0 || (only_stray_crlf(c) && !c->head_started)) {
 				arm(c, s->cfg.keepalive_ms);
 				if (!c->reading)
 					start_reading(c);
@@ -540,6 +607,8 @@ static void process_loop(srv_conn *c)
 					write_stage(c);
 					return;
 				}
+				if (used > 0 && avail > used)
+					continue; /* framing took input without filling the stage */
 				arm(c, s->cfg.body_idle_ms);
 				start_reading(c);
 				return;
@@ -780,11 +849,32 @@ static void canned_close(srv_conn *c, const char *resp)
 	srv_conn_close(c);
 }
 
+static void on_reject_closed(uv_handle_t *h)
+{
+	h->data = NULL; /* free for the next refusal */
+}
+
+/* No memory for a connection: accept it anyway and close it, or libuv stops accepting. */
+static void accept_and_drop(srv_server *s)
+{
+	static uv_tcp_t reject;
+	if (reject.data)
+		return; /* one refusal at a time; the next readiness retries */
+	if (uv_tcp_init(s->loop, &reject) != 0)
+		return;
+	reject.data = s;
+	uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&reject);
+	uv_close((uv_handle_t *)&reject, on_reject_closed);
+	s->metrics.connections_refused++;
+}
+
 void srv_conn_accept(srv_server *s)
 {
 	srv_conn *c = calloc(1, sizeof *c);
-	if (!c)
+	if (!c) {
+		accept_and_drop(s);
 		return;
+	}
 	c->srv = s;
 	c->tcp.data = c->timer.data = c;
 	uv_tcp_init(s->loop, &c->tcp);

@@ -175,7 +175,8 @@ void srv_entity_plan(const srv_request *req, const srv_entity *e, srv_plan *plan
 			plan->status = 304;
 			return;
 		}
-	} else if (ims && e->last_modified > 0 && req->method == SRV_METHOD_GET) {
+	} else if (ims && e->last_modified > 0 &&
+		   (req->method == SRV_METHOD_GET || req->method == SRV_METHOD_HEAD)) {
 		int64_t t = srv_http_date_parse(ims->ptr, ims->len);
 		if (t >= 0 && e->last_modified <= t) {
 			plan->status = 304;

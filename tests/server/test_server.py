@@ -251,6 +251,67 @@ def conformance(binary):
     ok(rc == 0, "conformance: clean exit")
 
 
+def review_fixes(binary):
+    """Bugs found in review, each with the scenario that showed it."""
+    srv = Server(binary, *FAST)
+    try:
+        # a chunk that leaves the upload stage nearly full, then the rest in one packet
+        s = srv.connect(timeout=10)
+        first = os.urandom(262044)
+        rest = os.urandom(1000)
+        s.sendall(b"POST /echo-file HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                  b"%x\r\n" % len(first) + first + b"\r\n")
+        time.sleep(0.3)
+        t0 = time.time()
+        s.sendall(b"%x\r\n" % len(rest) + rest + b"\r\n0\r\n\r\n")
+        g = Reader(s).response()
+        ok(g.status == 200 and g.json()["fnv1a"] == fnv1a(first + rest) and
+           time.time() - t0 < 0.9,
+           "a chunked upload whose framing leaves input behind the stage is not stalled")
+        s.close()
+        # errors to HEAD carry no body (the next pipelined answer stays in step)
+        s = srv.connect()
+        s.sendall(b"HEAD /nope HTTP/1.1\r\nHost: t\r\n\r\nHEAD /echo HTTP/1.1\r\nHost: t\r\n\r\n"
+                  b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        rd = Reader(s)
+        a = rd.response(head_request=True)
+        b = rd.response(head_request=True)
+        c = rd.response()
+        ok(a.status == 404 and b.status == 405 and c.status == 200 and
+           c.json()["status"] == "ok", "404 and 405 to HEAD have no body; the next answer parses")
+        s.close()
+        # a stray CRLF after a body is not a request that timed out
+        s = srv.connect()
+        rd = Reader(s)
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi\r\n")
+        g = rd.response()
+        time.sleep(1.2)  # past the 1 s head timeout, before the 1.5 s keep-alive
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        h = rd.response()
+        ok(g.status == 200 and h is not None and h.status == 200,
+           "a CRLF after a body is tolerated: no 408, the connection serves the next request")
+        s.close()
+        # If-Modified-Since on HEAD
+        clip = os.urandom(1000)
+        ids = request(srv, "POST", "/clips", clip).json()
+        path = f"/clips/{ids['family']}/{ids['message']}"
+        lm = get(srv, path).header("Last-Modified")
+        h = get(srv, path, [("If-Modified-Since", lm)], method="HEAD")
+        ok(h.status == 304, "HEAD honours If-Modified-Since")
+    finally:
+        srv.stop()
+    srv = Server(binary, "--trust-proxy", "127.0.0.1")
+    try:
+        request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", "6.6.6.6"),
+                                                 ("X-Forwarded-For", "10.1.2.3")])
+        time.sleep(1.3)
+        log = srv.log_text()
+        ok('"client":"10.1.2.3"' in log and "6.6.6.6" not in log,
+           "of two X-Forwarded-For lines, the last (the proxy's) is the client")
+    finally:
+        srv.stop()
+
+
 def static_files(binary):
     import tempfile
     root = tempfile.mkdtemp(prefix="jiayin-static-")
@@ -663,7 +724,8 @@ def entities(binary):
 
 def main():
     binary = sys.argv[1]
-    for part in (corpus_tests, conformance, entities, static_files, file_bodies, limits,
+    for part in (corpus_tests, conformance, entities, review_fixes, static_files, file_bodies,
+                 limits,
                  slow_clients, shutdown,
                  operations):
         try:
