@@ -107,6 +107,11 @@ void srv_respond_message_audio(srv_exchange *x, const char *family_id, const cha
 		srv_respond_error(x, 404, "not_found", "no such message");
 		return;
 	}
+	if (srv_buffer_reserve(x) < 0) {
+		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
+				       "Retry-After: 1\r\n");
+		return;
+	}
 	audio_job *j = calloc(1, sizeof *j);
 	source_ctx *src = calloc(1, sizeof *src);
 	if (!j || !src) {

@@ -62,6 +62,10 @@ static const setting settings[] = {
 	 "how often /healthz's storage write runs (1000)"},
 	{"threads", T_UINT, OFF(threads), 0, 1, 128,
 	 "threads for storage and transcoding work (4)"},
+	{"buffer-memory", T_U64, OFF(buffer_memory), 0, 1u << 20, UINT64_C(1) << 40,
+	 "bytes of 256 KiB stream and upload buffers in use at once; beyond, 503 (67108864)"},
+	{"body-min-rate", T_UINT, OFF(body_min_rate), 0, 0, 1u << 30,
+	 "bytes/s a request body must average once it is 10 s old; 0: no floor (512)"},
 };
 #define SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -83,6 +87,8 @@ void srv_config_defaults(srv_config *c)
 	c->max_queued_jobs = 64;
 	c->health_interval_ms = 1000;
 	c->threads = 4;
+	c->buffer_memory = 64u << 20;
+	c->body_min_rate = 512;
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)

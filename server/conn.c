@@ -230,9 +230,15 @@ static void file_failed(srv_conn *c, int uv_err)
 	c->state = CONN_HANDLER;
 	stop_reading(c);
 	bool full = uv_err == UV_ENOSPC || uv_err == -EDQUOT;
-	srv_respond_error_with(&c->a->x, full ? 507 : 503, full ? "storage_full" : "storage_io_error",
-			       full ? "the server's disk is full" : "the upload could not be stored",
-			       "Retry-After: 30\r\n");
+	if (uv_err == UV_EBUSY)
+		srv_respond_error_with(&c->a->x, 503, "busy", "the server is busy; try again",
+				       "Retry-After: 5\r\n");
+	else
+		srv_respond_error_with(&c->a->x, full ? 507 : 503,
+				       full ? "storage_full" : "storage_io_error",
+				       full ? "the server's disk is full"
+					    : "the upload could not be stored",
+				       "Retry-After: 30\r\n");
 }
 
 static void on_file_write(uv_fs_t *req);
@@ -300,6 +306,8 @@ static void on_file_open(uv_fs_t *req)
 static int open_body_file(srv_conn *c)
 {
 	srv_active *a = c->a;
+	if (srv_buffer_reserve(&a->x) < 0)
+		return UV_EBUSY;
 	if (!a->stage && !(a->stage = malloc(STAGE_BYTES)))
 		return UV_ENOMEM;
 	a->fs.data = c;
@@ -468,8 +476,9 @@ static void start_request(srv_conn *c, size_t head_len)
 			   sizeof allow);
 	if (r == 405 && m == SRV_METHOD_HEAD) {
 		const srv_route *get;
+		char get_allow[128];
 		if (srv_route_find(s->routes, s->route_count, SRV_METHOD_GET, x->req.path, &get,
-				   x->params, allow, sizeof allow) == 0 &&
+				   x->params, get_allow, sizeof get_allow) == 0 &&
 		    (get->flags & SRV_ROUTE_HEAD_OK)) {
 			x->route = get;
 			x->head_only = true;
@@ -530,6 +539,8 @@ static void start_request(srv_conn *c, size_t head_len)
 	if (x->req.expect_continue && c->len == head_len)
 		send_continue(c);
 	c->state = CONN_BODY;
+	c->a->body_in = 0;
+	c->a->body_t0 = srv_now_ns();
 	arm(c, s->cfg.body_idle_ms);
 	if (x->route->flags & SRV_ROUTE_BODY_FILE) {
 		int r2 = open_body_file(c);
@@ -599,10 +610,23 @@ static void process_loop(srv_conn *c)
 					return;
 				}
 			}
+			a->body_in += used;
 			if (!complete) {
 				/* Drop what was taken; keep the head and what was not. */
 				memmove(c->buf + head_end, c->buf + head_end + used, avail - used);
 				c->len -= used;
+				/* A body trickled to hold a connection (a byte every 29 s beats the
+				 * idle timer) falls below the floor once it is 10 s old. */
+				uint64_t age = srv_now_ns() - a->body_t0;
+				if (s->cfg.body_min_rate && age > 10000000000ull &&
+				    a->body_in * 1000000000ull / age < s->cfg.body_min_rate) {
+					c->keep_alive = false;
+					c->state = CONN_HANDLER;
+					stop_reading(c);
+					srv_respond_error(&a->x, 408, "body_too_slow",
+							  "the request body arrives too slowly");
+					return;
+				}
 				if (to_file && a->stage_len == STAGE_BYTES) {
 					write_stage(c);
 					return;
@@ -711,6 +735,12 @@ static void finish(srv_conn *c)
 	if (c->a->x.finished)
 		return;
 	c->a->x.finished = true;
+	if (c->a->x.buffer_reserved) {
+		c->srv->buffer_bytes -= SRV_BUFFER_BYTES;
+		c->a->x.buffer_reserved = false;
+	}
+	free(c->a->stage); /* an upload's stage is done with once it is answered */
+	c->a->stage = NULL;
 	response_done(c);
 }
 
@@ -904,11 +934,14 @@ void srv_conn_accept(srv_server *s)
 		s->metrics.connections_refused++;
 		static const char body[] =
 			"{\"error\":{\"code\":\"too_many_connections\",\"message\":\"try again\"}}";
-		char resp[512];
+		char resp[768];
 		snprintf(resp, sizeof resp,
-			 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-			 "Content-Length: %zu\r\nRetry-After: 5\r\nConnection: close\r\n\r\n%s",
-			 sizeof body - 1, body);
+			 "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\n"
+			 "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+			 "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n"
+			 "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
+			 "Retry-After: 5\r\nConnection: close\r\n\r\n%s",
+			 s->date, sizeof body - 1, body);
 		canned_close(c, resp);
 		return;
 	}

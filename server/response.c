@@ -78,8 +78,11 @@ size_t srv_format_head(srv_exchange *x, int status, const char *content_type,
 	if (n < 0 || (size_t)n >= cap) {
 		/* Only our own extra headers could overflow: a bug, answered plainly. */
 		n = snprintf(head, cap,
-			     "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
-			     "Connection: close\r\n\r\n");
+			     "HTTP/1.1 500 Internal Server Error\r\nDate: %s\r\nContent-Length: 0\r\n"
+			     "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n"
+			     "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
+			     "Connection: close\r\n\r\n",
+			     x->srv->date);
 		c->keep_alive = false;
 		x->status = 500;
 	}

@@ -95,6 +95,20 @@ static int submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *
 	return 0;
 }
 
+int srv_buffer_reserve(srv_exchange *x)
+{
+	srv_server *s = x->srv;
+	if (x->buffer_reserved)
+		return 0;
+	if (s->buffer_bytes + SRV_BUFFER_BYTES > s->cfg.buffer_memory) {
+		s->metrics.jobs_refused++;
+		return -1;
+	}
+	s->buffer_bytes += SRV_BUFFER_BYTES;
+	x->buffer_reserved = true;
+	return 0;
+}
+
 int srv_job_submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg)
 {
 	return submit(x, work, done, arg, true);
@@ -186,12 +200,13 @@ void srv_server_drain(srv_server *s)
 	srv_log_event(s, "shutdown", "stopped accepting; finishing requests in flight");
 	close_quietly((uv_handle_t *)&s->listener);
 	close_quietly((uv_handle_t *)&s->health_timer);
-	close_quietly((uv_handle_t *)&s->date_timer);
-	close_quietly((uv_handle_t *)&s->sig_term);
-	close_quietly((uv_handle_t *)&s->sig_int);
-	close_quietly((uv_handle_t *)&s->sig_hup);
+	/* The clock, the log flush and the signals keep working while requests finish, without
+	 * keeping an otherwise finished loop alive (main closes them at the end). */
+	uv_unref((uv_handle_t *)&s->date_timer);
+	uv_unref((uv_handle_t *)&s->sig_term);
+	uv_unref((uv_handle_t *)&s->sig_int);
+	uv_unref((uv_handle_t *)&s->sig_hup);
 	srv_conns_drain(s);
-	/* The grace timer must not keep an otherwise finished loop alive. */
 	uv_timer_start(&s->grace_timer, on_grace_over, s->cfg.shutdown_grace_ms, 0);
 	uv_unref((uv_handle_t *)&s->grace_timer);
 }
@@ -202,6 +217,12 @@ static void on_signal(uv_signal_t *h, int signum)
 	if (signum == SIGHUP) {
 		if (srv_log_open(s) < 0)
 			srv_log_event(s, "log", "could not reopen the log file");
+		return;
+	}
+	if (s->draining) {
+		/* Asked twice: stop waiting for what is in flight. */
+		srv_log_event(s, "shutdown", "second signal: closing the remaining connections");
+		srv_conns_close_all(s);
 		return;
 	}
 	srv_server_drain(s);

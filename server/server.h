@@ -82,6 +82,7 @@ struct srv_server {
 	uint16_t port;       /* the port bound (cfg's, or the one picked for port 0) */
 	char tmp_dir[1100];  /* data/tmp: where bodies too big for memory go */
 	int static_fd;       /* the static directory, or -1 */
+	uint64_t buffer_bytes; /* stream and upload buffers reserved (cfg.buffer_memory caps it) */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t health_timer, grace_timer, date_timer;
 	bool draining;       /* SIGTERM: no new connections or requests */
@@ -136,6 +137,7 @@ struct srv_exchange {
 	bool head_only;        /* HEAD: headers only */
 	bool responded;
 	bool finished;         /* logged and counted: the response is over */
+	bool buffer_reserved;  /* holds SRV_BUFFER_BYTES of the server's buffer memory */
 	int status;
 	uint64_t bytes_out;
 };
@@ -150,6 +152,8 @@ typedef struct srv_active {
 	uint64_t file_off;
 	bool fs_busy;       /* an open or a write is in flight: feed nothing */
 	bool body_complete; /* the last byte is staged or written */
+	uint64_t body_in;   /* body bytes received (framing included) */
+	uint64_t body_t0;   /* when the body phase began (ns) */
 	uv_fs_t fs;
 } srv_active;
 
@@ -212,6 +216,14 @@ void srv_conn_accept(srv_server *s);
 void srv_conns_drain(srv_server *s);
 void srv_conns_close_all(srv_server *s);
 void srv_conn_unref(srv_conn *c); /* drops a reference taken with c->refs++ */
+
+/*
+ * Buffer memory: a request that will hold a 256 KiB stream or upload buffer reserves it first
+ * (0, or -1 when cfg.buffer_memory is used up: answer 503); the reservation ends with the
+ * response (conn.c). Slow readers thus cannot pin more than buffer_memory between them.
+ */
+#define SRV_BUFFER_BYTES (256u * 1024)
+int srv_buffer_reserve(srv_exchange *x);
 
 /* ---- blocking work (server.c) ---- */
 typedef void (*srv_job_fn)(void *arg);

@@ -156,6 +156,11 @@ void srv_respond_static(srv_exchange *x, const char *path, size_t n)
 		srv_respond_error(x, 404, "not_found", "no such file");
 		return;
 	}
+	if (srv_buffer_reserve(x) < 0) {
+		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
+				       "Retry-After: 1\r\n");
+		return;
+	}
 	file_job *j = calloc(1, sizeof *j);
 	if (!j) {
 		srv_respond_error(x, 500, "out_of_memory", "no memory");

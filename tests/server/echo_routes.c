@@ -208,7 +208,7 @@ const srv_route srv_routes[] = {
 	{"assets", SRV_METHOD_GET, "/assets/{*path}", srv_handle_static, 0, SRV_ROUTE_HEAD_OK},
 	{"echo", SRV_METHOD_POST, "/echo", echo, 1u << 20, 0},
 	{"echo-file", SRV_METHOD_POST, "/echo-file", echo_file, 8u << 20, SRV_ROUTE_BODY_FILE},
-	{"clips.post", SRV_METHOD_POST, "/clips", clip_post, 4u << 20, 0},
+	{"clips.post", SRV_METHOD_POST, "/clips", clip_post, 32u << 20, 0},
 	{"clips.get", SRV_METHOD_GET, "/clips/{family}/{message}", clip_get, 0, SRV_ROUTE_HEAD_OK},
 };
 const size_t srv_route_count = sizeof srv_routes / sizeof srv_routes[0];

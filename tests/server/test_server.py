@@ -312,6 +312,57 @@ def review_fixes(binary):
         srv.stop()
 
 
+def budgets(binary):
+    srv = Server(binary, *FAST, "--buffer-memory", str(4 * 256 * 1024), "--write-timeout-ms",
+                 "20000")
+    slow = []
+    try:
+        big = os.urandom(24 * 1024 * 1024)  # more than the kernel's socket buffers hold
+        ids = request(srv, "POST", "/clips", big, timeout=60).json()
+        path = f"/clips/{ids['family']}/{ids['message']}"
+        for _ in range(4):  # four readers that do not read hold the four buffers
+            s = srv.connect()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            slow.append(s)
+        time.sleep(0.5)
+        g = get(srv, path)
+        ok(g.status == 503 and g.json()["error"]["code"] == "busy" and g.header("Retry-After"),
+           "buffer-memory: with every stream buffer held by slow readers, 503 busy")
+        ok(get(srv, "/healthz").status == 200, "buffer-memory: other requests are served")
+        for s in slow:
+            s.close()
+        slow = []
+        time.sleep(0.5)
+        g = get(srv, path)
+        ok(g.status == 200 and g.body == big, "buffer-memory: served again once they left")
+    finally:
+        for s in slow:
+            s.close()
+        srv.stop()
+    srv = Server(binary, "--body-idle-ms", "5000", "--body-min-rate", "1000")
+    try:
+        s = srv.connect(timeout=20)
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+        t0 = time.time()
+        r = None
+        while time.time() - t0 < 14:
+            readable, _, _ = select.select([s], [], [], 0.5)
+            if readable:
+                r = Reader(s).response()
+                break
+            try:
+                s.sendall(b"x" * 100)  # 200 B/s: never idle, far under the floor
+            except OSError:
+                break
+        ok(r is not None and r.status == 408 and r.json()["error"]["code"] == "body_too_slow"
+           and 9.5 < time.time() - t0 < 13,
+           f"body-min-rate: a trickled body is cut once 10 s old ({time.time() - t0:.1f} s)")
+        s.close()
+    finally:
+        srv.stop()
+
+
 def static_files(binary):
     import tempfile
     root = tempfile.mkdtemp(prefix="jiayin-static-")
@@ -433,7 +484,8 @@ def limits(binary):
             Reader(h).response()
         extra = request(srv, "GET", "/healthz")
         ok(extra is not None and extra.status == 503 and
-           extra.json()["error"]["code"] == "too_many_connections",
+           extra.json()["error"]["code"] == "too_many_connections" and
+           extra.header("X-Content-Type-Options") == "nosniff" and extra.header("Date"),
            "max-connections: one more connection gets 503 too_many_connections")
         for h in held:
             h.close()
@@ -561,6 +613,20 @@ def shutdown(binary):
     ok(rc == 0 and time.time() - t0 < 3,
        f"SIGINT: a stalled upload is cut at the grace period and the server exits 0 "
        f"({time.time() - t0:.2f} s)")
+    s.close()
+    srv.log.close()
+    # a second signal does not wait for the grace period
+    srv = Server(binary, "--body-idle-ms", "60000", "--shutdown-grace-ms", "30000")
+    s = srv.connect()
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
+    time.sleep(0.2)
+    srv.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    ok(srv.proc.poll() is None, "SIGTERM: the server waits for the stalled upload")
+    t0 = time.time()
+    srv.signal(signal.SIGTERM)
+    rc = srv.proc.wait(timeout=10)
+    ok(rc == 0 and time.time() - t0 < 2, "a second SIGTERM cuts the wait short, exit 0")
     s.close()
     srv.log.close()
 
@@ -724,7 +790,8 @@ def entities(binary):
 
 def main():
     binary = sys.argv[1]
-    for part in (corpus_tests, conformance, entities, review_fixes, static_files, file_bodies,
+    for part in (corpus_tests, conformance, entities, review_fixes, budgets, static_files,
+                 file_bodies,
                  limits,
                  slow_clients, shutdown,
                  operations):
