@@ -23,6 +23,8 @@
 
 #define LINGER_MS 2000
 #define BUF_EXTRA 16384 /* room past the head's limit for body bytes */
+#define BUF_FIRST 2048  /* a buffer starts this small: most heads fit, and a slowloris
+			   connection that sent one byte costs 2 KiB, not 32 */
 #define STAGE_BYTES (256u * 1024) /* a file-bound body is written in pieces this big */
 
 static void conn_process(srv_conn *c);
@@ -131,7 +133,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 	(void)suggested;
 	srv_conn *c = h->data;
 	if (!c->buf) {
-		c->cap = c->srv->cfg.http.max_head_bytes + BUF_EXTRA;
+		c->cap = BUF_FIRST;
 		c->buf = malloc(c->cap);
 		if (!c->buf) {
 			c->cap = 0;
@@ -191,6 +193,21 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 		return; /* lingering: dropped */
 	c->len += (size_t)n;
 	conn_process(c);
+}
+
+/* The full-size buffer (the head's limit and room for body bytes). Only where nothing points
+ * into the buffer yet, or where the caller parses the head again after it moved. */
+static int grow_buffer(srv_conn *c)
+{
+	size_t full = c->srv->cfg.http.max_head_bytes + BUF_EXTRA;
+	if (c->cap >= full)
+		return 0;
+	char *b = realloc(c->buf, full);
+	if (!b)
+		return -1;
+	c->buf = b;
+	c->cap = full;
+	return 0;
 }
 
 /* Collects a body into the exchange; the route's limit bounds it (the parser enforces it). */
@@ -461,6 +478,16 @@ static void start_request(srv_conn *c, size_t head_len)
 	srv_exchange *x = &c->a->x;
 	begin_exchange(c);
 	int r = srv_head_parse(&c->a->parser, c->buf, head_len, &x->req);
+	if (r == 0 && x->req.body != SRV_BODY_NONE && c->cap < s->cfg.http.max_head_bytes + BUF_EXTRA) {
+		/* A body comes: read it through the full-size buffer. The head moves with it,
+		 * so it is parsed again where it now is (the same bytes, the same answer). */
+		if (grow_buffer(c) < 0) {
+			r = SRV_HTTP_ENOMEM;
+		} else {
+			srv_parser_reset(&c->a->parser);
+			r = srv_head_parse(&c->a->parser, c->buf, head_len, &x->req);
+		}
+	}
 	if (r < 0) {
 		fail_request(c, r);
 		return;
@@ -579,6 +606,11 @@ static void process_loop(srv_conn *c)
 				return;
 			}
 			if (r == 0) {
+				/* Nothing points into the buffer before the head is parsed. */
+				if (c->len == c->cap && grow_buffer(c) < 0) {
+					srv_conn_close(c);
+					return;
+				}
 				start_reading(c);
 				return;
 			}
