@@ -53,12 +53,27 @@ def parse_ebur128_summary(text):
     return integrated, peak
 
 
+def _is_ogg(path):
+    with open(path, "rb") as f:
+        return f.read(4) == b"OggS"
+
+
 def ebur128(path, pre_filter=None):
-    """Measure a file: (integrated LUFS, true peak dBFS). pre_filter runs before ebur128."""
+    """Measure a file: (integrated LUFS, true peak dBFS). pre_filter runs before ebur128.
+
+    Ogg Opus is decoded with libopus (RFC 6716's reference decoder, the one browsers and
+    Android play with), not ffmpeg 5.1's native Opus decoder: on some of our streams (a
+    100-4000 Hz sweep) the native decoder's output differs from libopus's and opusdec's by up to
+    2 LU and 13 dB of peak in mid-file, where the two reference-based decoders agree with each
+    other and with Jiayin's own check. test_transcode.py still has the native decoder decode
+    every output without error.
+    """
     chain = "ebur128=peak=true:framelog=verbose"
     if pre_filter:
         chain = pre_filter + "," + chain
-    proc = _run(FFMPEG + ["-nostats", "-i", str(path), "-af", chain, "-f", "null", "-"])
+    dec = ["-c:a", "libopus"] if _is_ogg(path) else []
+    proc = _run(FFMPEG + ["-nostats"] + dec + ["-i", str(path), "-af", chain, "-f", "null",
+                                                "-"])
     text = proc.stderr.decode("utf-8", "replace")
     if proc.returncode != 0:
         raise ToolError(f"ffmpeg ebur128 failed on {path}:\n{text[-800:]}")
