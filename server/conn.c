@@ -9,12 +9,11 @@
  * last response the write side is shut and what the client still sends is read and dropped
  * for a moment (a lingering close), so the client sees the response instead of a reset.
  * One timer per connection enforces the phase's deadline: head (slowloris), body idle,
- * keep-alive idle, the whole write. The buffer is freed while a connection idles.
+ * keep-alive idle, the whole write. The buffer is freed while a connection idles. Where a
+ * body goes is conn_body.c's; putting a response on the wire is conn_write.c's.
  */
-#include "server.h"
+#include "conn_internal.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +24,7 @@
 #define BUF_EXTRA 16384 /* room past the head's limit for body bytes */
 #define BUF_FIRST 2048  /* a buffer starts this small: most heads fit, and a slowloris
 			   connection that sent one byte costs 2 KiB, not 32 */
-#define STAGE_BYTES (256u * 1024) /* a file-bound body is written in pieces this big */
 
-static void conn_process(srv_conn *c);
 static void begin_exchange(srv_conn *c);
 
 /*
@@ -123,7 +120,7 @@ static void on_timer(uv_timer_t *t)
 	srv_conn_close(c); /* idle keep-alive, a stalled write, or the end of a linger */
 }
 
-static void arm(srv_conn *c, unsigned ms)
+void conn_arm(srv_conn *c, unsigned ms)
 {
 	uv_timer_start(&c->timer, on_timer, ms, 0);
 }
@@ -148,7 +145,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 	*b = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
-static void stop_reading(srv_conn *c)
+void conn_stop_reading(srv_conn *c)
 {
 	if (c->reading)
 		uv_read_stop((uv_stream_t *)&c->tcp);
@@ -157,7 +154,7 @@ static void stop_reading(srv_conn *c)
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 
-static void start_reading(srv_conn *c)
+void conn_start_reading(srv_conn *c)
 {
 	if (!c->reading && !c->closed &&
 	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
@@ -171,7 +168,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	if (n == UV_ENOBUFS) {
 		/* The buffer is full because nothing consumes it right now (a body waiting on its
 		 * file, or no memory for a buffer): wait; whoever consumes resumes reading. */
-		stop_reading(c);
+		conn_stop_reading(c);
 		if (!c->buf)
 			srv_conn_close(c);
 		return;
@@ -179,7 +176,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	if (n < 0) {
 		/* EOF or a reset. A request being handled still gets its answer written. */
 		if (c->state == CONN_HANDLER || c->state == CONN_WRITING) {
-			stop_reading(c);
+			conn_stop_reading(c);
 			c->keep_alive = false;
 			return;
 		}
@@ -207,134 +204,6 @@ static int grow_buffer(srv_conn *c)
 		return -1;
 	c->buf = b;
 	c->cap = full;
-	return 0;
-}
-
-/* Collects a body into the exchange; the route's limit bounds it (the parser enforces it). */
-static int collect_body(void *ctx, const char *data, size_t len)
-{
-	srv_exchange *x = ctx;
-	uint64_t limit = x->route ? x->route->max_body : 0;
-	if (x->body_len + len > limit)
-		return SRV_HTTP_EBODY_TOO_LARGE;
-	char *p = realloc(x->body, x->body_len + len + 1);
-	if (!p)
-		return SRV_HTTP_ENOMEM;
-	memcpy(p + x->body_len, data, len);
-	x->body = p;
-	x->body_len += len;
-	p[x->body_len] = 0;
-	return 0;
-}
-
-/* Stages a file-bound body; the feed is sized so that it always fits (conn_process). */
-static int stage_body(void *ctx, const char *data, size_t len)
-{
-	srv_exchange *x = ctx;
-	srv_active *a = x->conn->a;
-	if (a->stage_len + len > STAGE_BYTES)
-		return SRV_HTTP_ESTATE; /* cannot happen: the feed was sized to fit */
-	memcpy(a->stage + a->stage_len, data, len);
-	a->stage_len += len;
-	x->body_len += len;
-	return 0;
-}
-
-static void file_failed(srv_conn *c, int uv_err)
-{
-	c->srv->metrics.storage_errors++;
-	c->keep_alive = false;
-	c->state = CONN_HANDLER;
-	stop_reading(c);
-	bool full = uv_err == UV_ENOSPC || uv_err == -EDQUOT;
-	if (uv_err == UV_EBUSY)
-		srv_respond_error_with(&c->a->x, 503, "busy", "the server is busy; try again",
-				       "Retry-After: 5\r\n");
-	else
-		srv_respond_error_with(&c->a->x, full ? 507 : 503,
-				       full ? "storage_full" : "storage_io_error",
-				       full ? "the server's disk is full"
-					    : "the upload could not be stored",
-				       "Retry-After: 30\r\n");
-}
-
-static void on_file_write(uv_fs_t *req);
-
-/* Writes what is staged; reading pauses until it is on disk (backpressure on the client). */
-static void write_stage(srv_conn *c)
-{
-	srv_active *a = c->a;
-	uv_buf_t b = uv_buf_init(a->stage, (unsigned)a->stage_len);
-	a->fs.data = c;
-	if (uv_fs_write(c->srv->loop, &a->fs, a->x.body_fd, &b, 1, (int64_t)a->file_off,
-			on_file_write) < 0) {
-		file_failed(c, UV_EIO);
-		return;
-	}
-	a->fs_busy = true;
-	c->refs++;
-	stop_reading(c);
-	uv_timer_stop(&c->timer); /* our disk, not the client, is the slow one now */
-}
-
-static void on_file_write(uv_fs_t *req)
-{
-	srv_conn *c = req->data;
-	srv_active *a = c->a;
-	ssize_t n = req->result;
-	uv_fs_req_cleanup(req);
-	a->fs_busy = false;
-	if (!c->closed) {
-		if (n < 0) {
-			file_failed(c, (int)n);
-		} else {
-			a->file_off += (uint64_t)n;
-			memmove(a->stage, a->stage + n, a->stage_len - (size_t)n);
-			a->stage_len -= (size_t)n;
-			if (a->stage_len > 0)
-				write_stage(c); /* a short write: the rest */
-			else
-				conn_process(c);
-		}
-	}
-	srv_conn_unref(c);
-}
-
-static void on_file_open(uv_fs_t *req)
-{
-	srv_conn *c = req->data;
-	srv_active *a = c->a;
-	ssize_t fd = req->result;
-	uv_fs_req_cleanup(req);
-	a->fs_busy = false;
-	if (c->closed) {
-		if (fd >= 0)
-			close((int)fd);
-	} else if (fd < 0) {
-		file_failed(c, (int)fd);
-	} else {
-		a->x.body_fd = (int)fd;
-		conn_process(c);
-	}
-	srv_conn_unref(c);
-}
-
-/* An unnamed temporary file (O_TMPFILE) for the body: nothing is left on disk if we die. */
-static int open_body_file(srv_conn *c)
-{
-	srv_active *a = c->a;
-	if (srv_buffer_reserve(&a->x) < 0)
-		return UV_EBUSY;
-	if (!a->stage && !(a->stage = malloc(STAGE_BYTES)))
-		return UV_ENOMEM;
-	a->fs.data = c;
-	int r = uv_fs_open(c->srv->loop, &a->fs, c->srv->tmp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC,
-			   0600, on_file_open);
-	if (r < 0)
-		return r;
-	a->fs_busy = true;
-	c->refs++;
-	uv_timer_stop(&c->timer); /* our pool, not the client, is what we wait on */
 	return 0;
 }
 
@@ -428,7 +297,7 @@ static void fail_request(srv_conn *c, int err)
 	c->srv->metrics.parse_errors++;
 	c->keep_alive = false;
 	c->state = CONN_HANDLER;
-	stop_reading(c);
+	conn_stop_reading(c);
 	srv_respond_error(&c->a->x, srv_parse_status(err), srv_parse_errcode(err),
 			  srv_parse_strerror(err));
 }
@@ -436,39 +305,9 @@ static void fail_request(srv_conn *c, int err)
 static void dispatch(srv_conn *c)
 {
 	c->state = CONN_HANDLER;
-	stop_reading(c);
+	conn_stop_reading(c);
 	uv_timer_stop(&c->timer);
 	c->a->x.route->handler(&c->a->x);
-}
-
-static void on_continue_written(uv_write_t *w, int status)
-{
-	srv_conn *c = w->data;
-	(void)status; /* a failure shows on the next read or write */
-	free(w);
-	srv_conn_unref(c);
-}
-
-/* 100 Continue: almost always taken by the socket at once; if not, the rest is queued. */
-static void send_continue(srv_conn *c)
-{
-	static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-	uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
-	int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-	if (n == (int)b.len)
-		return;
-	if (n < 0 && n != UV_EAGAIN)
-		return; /* the connection is failing: the read side will see it */
-	uv_write_t *w = malloc(sizeof *w);
-	b = uv_buf_init(cont + (n > 0 ? n : 0), (unsigned)(b.len - (n > 0 ? (unsigned)n : 0)));
-	if (!w)
-		return;
-	w->data = c;
-	if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written) != 0) {
-		free(w);
-		return;
-	}
-	c->refs++;
 }
 
 /* A head was found in buf[0..head_len): parse, route, and take the body or dispatch. */
@@ -519,7 +358,7 @@ static void start_request(srv_conn *c, size_t head_len)
 		if (has_body)
 			c->keep_alive = false;
 		c->state = CONN_HANDLER;
-		stop_reading(c);
+		conn_stop_reading(c);
 		if (r == 405) {
 			char hdr[160];
 			snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
@@ -537,7 +376,7 @@ static void start_request(srv_conn *c, size_t head_len)
 	if (s->draining) {
 		c->keep_alive = false;
 		c->state = CONN_HANDLER;
-		stop_reading(c);
+		conn_stop_reading(c);
 		srv_respond(x, 503, "application/json", "Retry-After: 5\r\n",
 			    "{\"error\":{\"code\":\"shutting_down\",\"message\":\"the server is "
 			    "restarting\"}}",
@@ -551,7 +390,7 @@ static void start_request(srv_conn *c, size_t head_len)
 		/* Refused before a byte of it is read (and before any 100 Continue). */
 		c->keep_alive = false;
 		c->state = CONN_HANDLER;
-		stop_reading(c);
+		conn_stop_reading(c);
 		srv_respond_error(x, 413, x->route->max_body ? "body_too_large" : "body_not_allowed",
 				  x->route->max_body ? "the request body is too large"
 						     : "this request takes no body");
@@ -564,15 +403,15 @@ static void start_request(srv_conn *c, size_t head_len)
 		return;
 	}
 	if (x->req.expect_continue && c->len == head_len)
-		send_continue(c);
+		conn_send_continue(c);
 	c->state = CONN_BODY;
 	c->a->body_in = 0;
 	c->a->body_t0 = srv_now_ns();
-	arm(c, s->cfg.body_idle_ms);
+	conn_arm(c, s->cfg.body_idle_ms);
 	if (x->route->flags & SRV_ROUTE_BODY_FILE) {
-		int r2 = open_body_file(c);
+		int r2 = conn_open_body_file(c);
 		if (r2 < 0)
-			file_failed(c, r2);
+			conn_file_failed(c, r2);
 	}
 }
 
@@ -582,9 +421,9 @@ static void process_loop(srv_conn *c)
 	while (!c->closed) {
 		if (c->state == CONN_HEAD) {
 			if (c->len == 0 || (only_stray_crlf(c) && !c->head_started)) {
-				arm(c, s->cfg.keepalive_ms);
+				conn_arm(c, s->cfg.keepalive_ms);
 				if (!c->reading)
-					start_reading(c);
+					conn_start_reading(c);
 				return;
 			}
 			if (active_get(c) < 0) {
@@ -595,7 +434,7 @@ static void process_loop(srv_conn *c)
 				/* The deadline runs from the head's first byte: a client dripping
 				 * bytes does not push it back. */
 				c->head_started = true;
-				arm(c, s->cfg.head_timeout_ms);
+				conn_arm(c, s->cfg.head_timeout_ms);
 			}
 			size_t head_len = 0;
 			int r = srv_head_scan(c->buf, c->len, &c->scan_resume, &s->cfg.http,
@@ -611,7 +450,7 @@ static void process_loop(srv_conn *c)
 					srv_conn_close(c);
 					return;
 				}
-				start_reading(c);
+				conn_start_reading(c);
 				return;
 			}
 			c->head_started = false;
@@ -622,7 +461,7 @@ static void process_loop(srv_conn *c)
 			srv_active *a = c->a;
 			bool to_file = a->x.route->flags & SRV_ROUTE_BODY_FILE;
 			if (to_file && a->fs_busy) {
-				stop_reading(c); /* the file is opening or being written: wait */
+				conn_stop_reading(c); /* the file is opening or being written: wait */
 				return;
 			}
 			size_t used = 0, head_end = c->body_start;
@@ -635,7 +474,7 @@ static void process_loop(srv_conn *c)
 				if (to_file && feed > STAGE_BYTES - a->stage_len)
 					feed = STAGE_BYTES - a->stage_len;
 				int r = srv_body_feed(&a->parser, c->buf + head_end, feed, &used,
-						      to_file ? stage_body : collect_body, &a->x,
+						      to_file ? conn_stage_body : conn_collect_body, &a->x,
 						      &complete);
 				if (r < 0) {
 					fail_request(c, r);
@@ -654,19 +493,19 @@ static void process_loop(srv_conn *c)
 				    a->body_in * 1000000000ull / age < s->cfg.body_min_rate) {
 					c->keep_alive = false;
 					c->state = CONN_HANDLER;
-					stop_reading(c);
+					conn_stop_reading(c);
 					srv_respond_error(&a->x, 408, "body_too_slow",
 							  "the request body arrives too slowly");
 					return;
 				}
 				if (to_file && a->stage_len == STAGE_BYTES) {
-					write_stage(c);
+					conn_write_stage(c);
 					return;
 				}
 				if (used > 0 && avail > used)
 					continue; /* framing took input without filling the stage */
-				arm(c, s->cfg.body_idle_ms);
-				start_reading(c);
+				conn_arm(c, s->cfg.body_idle_ms);
+				conn_start_reading(c);
 				return;
 			}
 			if (!a->body_complete) {
@@ -674,7 +513,7 @@ static void process_loop(srv_conn *c)
 				c->body_start = head_end + used; /* pipelined bytes start here */
 			}
 			if (to_file && a->stage_len > 0) {
-				write_stage(c);
+				conn_write_stage(c);
 				return;
 			}
 			dispatch(c);
@@ -692,11 +531,11 @@ static void on_shutdown(uv_shutdown_t *sh, int status)
 
 /*
  * Runs the connection's state machine as far as the bytes in hand allow. A response written
- * at once finishes inside a handler, and its response_done() asks for the next request: the
+ * at once finishes inside a handler, and its conn_response_done() asks for the next request: the
  * guard turns that into the next turn of this loop instead of a recursion as deep as the
  * pipeline.
  */
-static void conn_process(srv_conn *c)
+void conn_process(srv_conn *c)
 {
 	if (c->processing)
 		return;
@@ -706,7 +545,7 @@ static void conn_process(srv_conn *c)
 }
 
 /* The response is written: log it, then the next request, or close. */
-static void response_done(srv_conn *c)
+void conn_response_done(srv_conn *c)
 {
 	srv_exchange *x = &c->a->x;
 	double secs = (double)(srv_now_ns() - x->start_ns) / 1e9;
@@ -728,8 +567,8 @@ static void response_done(srv_conn *c)
 			return;
 		}
 		c->len = 0;
-		arm(c, LINGER_MS);
-		start_reading(c);
+		conn_arm(c, LINGER_MS);
+		conn_start_reading(c);
 		return;
 	}
 	/* Keep-alive: what followed the request moves to the front and is the next head. */
@@ -747,161 +586,8 @@ static void response_done(srv_conn *c)
 	} else {
 		srv_parser_reset(&c->a->parser);
 	}
-	start_reading(c);
+	conn_start_reading(c);
 	conn_process(c);
-}
-
-typedef struct write_req {
-	uv_write_t req;
-	srv_conn *conn;
-	size_t len;
-	bool more;              /* another part of this response follows */
-	srv_write_cb cb;        /* the part is out (or failed); NULL for none */
-	void *arg;
-	char data[];            /* the head, and a copied body */
-} write_req;
-
-/* The response is over (written, or cut): log it once and move on. */
-static void finish(srv_conn *c)
-{
-	if (c->a->x.finished)
-		return;
-	c->a->x.finished = true;
-	if (c->a->x.buffer_reserved) {
-		c->srv->buffer_bytes -= SRV_BUFFER_BYTES;
-		c->a->x.buffer_reserved = false;
-	}
-	free(c->a->stage); /* an upload's stage is done with once it is answered */
-	c->a->stage = NULL;
-	response_done(c);
-}
-
-static void on_write(uv_write_t *w, int status)
-{
-	write_req *wr = (write_req *)w;
-	srv_conn *c = wr->conn;
-	c->pending_write -= wr->len;
-	bool more = wr->more;
-	srv_write_cb cb = wr->cb;
-	void *arg = wr->arg;
-	free(wr);
-	if (status < 0)
-		srv_conn_close(c);
-	if (cb)
-		cb(arg, status < 0 ? status : c->closed ? UV_ECANCELED : 0);
-	if (status < 0 || !more)
-		finish(c);
-	srv_conn_unref(c);
-}
-
-/*
- * Writes a part of a response. The socket usually takes it at once (uv_try_write): then
- * nothing is copied or allocated and the response finishes before this returns. Otherwise what
- * is left of the head (and of the body when copy, else the caller keeps it until cb) goes into
- * a write request.
- */
-static void write_impl(srv_conn *c, const char *head, size_t head_len, const void *body,
-		       size_t body_len, bool copy, bool more, srv_write_cb cb, void *arg)
-{
-	if (c->closed) {
-		if (cb)
-			cb(arg, UV_ECANCELED);
-		finish(c);
-		return;
-	}
-	size_t total = head_len + body_len;
-	c->srv->metrics.bytes_out += total;
-	c->a->x.bytes_out += total;
-	if (c->state != CONN_WRITING) {
-		/* The write deadline covers the whole response, however many parts. */
-		c->state = CONN_WRITING;
-		arm(c, c->srv->cfg.write_timeout_ms);
-	}
-	stop_reading(c);
-	uv_buf_t b[2] = {uv_buf_init((char *)head, (unsigned)head_len),
-			 uv_buf_init((char *)body, (unsigned)body_len)};
-	uv_buf_t *bufs = head_len ? b : b + 1;
-	unsigned nb = head_len && body_len ? 2 : 1;
-	size_t done = 0;
-	if (c->pending_write == 0) {
-		int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nb);
-		if (n >= 0) {
-			done = (size_t)n;
-		} else if (n != UV_EAGAIN) {
-			srv_conn_close(c);
-			if (cb)
-				cb(arg, n);
-			finish(c);
-			return;
-		}
-	}
-	if (done == total) {
-		if (cb)
-			cb(arg, 0);
-		if (!more)
-			finish(c);
-		return;
-	}
-	size_t head_rest = done < head_len ? head_len - done : 0;
-	size_t body_done = done > head_len ? done - head_len : 0;
-	size_t body_rest = body_len - body_done;
-	write_req *wr = malloc(sizeof *wr + head_rest + (copy ? body_rest : 0));
-	if (!wr) {
-		srv_conn_close(c);
-		if (cb)
-			cb(arg, UV_ENOMEM);
-		finish(c);
-		return;
-	}
-	if (head_rest)
-		memcpy(wr->data, head + done, head_rest);
-	const char *body_from = (const char *)body + body_done;
-	if (copy && body_rest) {
-		memcpy(wr->data + head_rest, body_from, body_rest);
-		head_rest += body_rest; /* one buffer now */
-		body_rest = 0;
-	}
-	wr->conn = c;
-	wr->len = head_rest + body_rest;
-	wr->more = more;
-	wr->cb = cb;
-	wr->arg = arg;
-	b[0] = uv_buf_init(wr->data, (unsigned)head_rest);
-	b[1] = uv_buf_init((char *)body_from, (unsigned)body_rest);
-	bufs = head_rest ? b : b + 1;
-	nb = head_rest && body_rest ? 2 : 1;
-	c->pending_write += wr->len;
-	c->refs++;
-	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, nb, on_write) != 0) {
-		c->pending_write -= wr->len;
-		c->refs--;
-		free(wr);
-		srv_conn_close(c);
-		if (cb)
-			cb(arg, UV_ECANCELED);
-		finish(c);
-	}
-}
-
-void srv_conn_write_part(srv_conn *c, const char *head, size_t head_len, const void *body,
-			 size_t body_len, bool more, srv_write_cb cb, void *arg)
-{
-	write_impl(c, head, head_len, body, body_len, false, more, cb, arg);
-}
-
-/* Queues one whole response (already formatted); the body is copied. */
-void srv_conn_write(srv_conn *c, const char *head, size_t head_len, const void *body,
-		    size_t body_len)
-{
-	write_impl(c, head, head_len, body, body_len, true, false, NULL, NULL);
-}
-
-/* A streamed response cannot go on (storage failed mid-body): cut the connection. */
-void srv_conn_abort(srv_conn *c)
-{
-	c->keep_alive = false;
-	srv_conn_close(c);
-	finish(c);
 }
 
 static void canned_close(srv_conn *c, const char *resp)
@@ -979,8 +665,8 @@ void srv_conn_accept(srv_server *s)
 	}
 	c->state = CONN_HEAD;
 	c->head_started = true; /* the first head's deadline runs from the accept */
-	arm(c, s->cfg.head_timeout_ms);
-	start_reading(c);
+	conn_arm(c, s->cfg.head_timeout_ms);
+	conn_start_reading(c);
 }
 
 /* SIGTERM: idle connections close now; busy ones close after their response. */

@@ -1,0 +1,30 @@
+/*
+ * conn_internal.h — what conn.c (the state machine), conn_body.c (request bodies) and
+ * conn_write.c (responses on the wire) share. Private to server/; loop thread only.
+ */
+#ifndef JIAYIN_SERVER_CONN_INTERNAL_H
+#define JIAYIN_SERVER_CONN_INTERNAL_H
+
+#include "server.h"
+
+#define STAGE_BYTES (256u * 1024) /* a file-bound body is written in pieces this big */
+
+/* conn.c */
+void conn_process(srv_conn *c);        /* as far as the bytes in hand allow */
+void conn_arm(srv_conn *c, unsigned ms); /* the phase's deadline */
+void conn_stop_reading(srv_conn *c);
+void conn_start_reading(srv_conn *c);
+void conn_response_done(srv_conn *c);  /* log, count, then the next request or close */
+
+/* conn_body.c */
+int conn_collect_body(void *ctx, const char *data, size_t len); /* ctx: the exchange */
+int conn_stage_body(void *ctx, const char *data, size_t len);
+void conn_file_failed(srv_conn *c, int uv_err); /* answers 503/507 and ends the connection */
+void conn_write_stage(srv_conn *c);
+int conn_open_body_file(srv_conn *c);
+
+/* conn_write.c */
+void conn_finish(srv_conn *c); /* the response is over: once, whatever the path */
+void conn_send_continue(srv_conn *c);
+
+#endif

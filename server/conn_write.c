@@ -1,0 +1,193 @@
+/*
+ * conn_write.c — putting a response on the wire: parts written at once with uv_try_write when
+ * the socket takes them (no copy, no allocation; the response finishes before the call
+ * returns), the rest queued with uv_write; one write deadline for the whole response; 100
+ * Continue. Loop thread only; conn.c drives it.
+ */
+#include "conn_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void on_continue_written(uv_write_t *w, int status)
+{
+	srv_conn *c = w->data;
+	(void)status; /* a failure shows on the next read or write */
+	free(w);
+	srv_conn_unref(c);
+}
+
+/* 100 Continue: almost always taken by the socket at once; if not, the rest is queued. */
+void conn_send_continue(srv_conn *c)
+{
+	static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
+	int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	if (n == (int)b.len)
+		return;
+	if (n < 0 && n != UV_EAGAIN)
+		return; /* the connection is failing: the read side will see it */
+	uv_write_t *w = malloc(sizeof *w);
+	b = uv_buf_init(cont + (n > 0 ? n : 0), (unsigned)(b.len - (n > 0 ? (unsigned)n : 0)));
+	if (!w)
+		return;
+	w->data = c;
+	if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written) != 0) {
+		free(w);
+		return;
+	}
+	c->refs++;
+}
+
+typedef struct write_req {
+	uv_write_t req;
+	srv_conn *conn;
+	size_t len;
+	bool more;              /* another part of this response follows */
+	srv_write_cb cb;        /* the part is out (or failed); NULL for none */
+	void *arg;
+	char data[];            /* the head, and a copied body */
+} write_req;
+
+/* The response is over (written, or cut): log it once and move on. */
+void conn_finish(srv_conn *c)
+{
+	if (c->a->x.finished)
+		return;
+	c->a->x.finished = true;
+	if (c->a->x.buffer_reserved) {
+		c->srv->buffer_bytes -= SRV_BUFFER_BYTES;
+		c->a->x.buffer_reserved = false;
+	}
+	free(c->a->stage); /* an upload's stage is done with once it is answered */
+	c->a->stage = NULL;
+	conn_response_done(c);
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+	write_req *wr = (write_req *)w;
+	srv_conn *c = wr->conn;
+	c->pending_write -= wr->len;
+	bool more = wr->more;
+	srv_write_cb cb = wr->cb;
+	void *arg = wr->arg;
+	free(wr);
+	if (status < 0)
+		srv_conn_close(c);
+	if (cb)
+		cb(arg, status < 0 ? status : c->closed ? UV_ECANCELED : 0);
+	if (status < 0 || !more)
+		conn_finish(c);
+	srv_conn_unref(c);
+}
+
+/*
+ * Writes a part of a response. The socket usually takes it at once (uv_try_write): then
+ * nothing is copied or allocated and the response finishes before this returns. Otherwise what
+ * is left of the head (and of the body when copy, else the caller keeps it until cb) goes into
+ * a write request.
+ */
+static void write_impl(srv_conn *c, const char *head, size_t head_len, const void *body,
+		       size_t body_len, bool copy, bool more, srv_write_cb cb, void *arg)
+{
+	if (c->closed) {
+		if (cb)
+			cb(arg, UV_ECANCELED);
+		conn_finish(c);
+		return;
+	}
+	size_t total = head_len + body_len;
+	c->srv->metrics.bytes_out += total;
+	c->a->x.bytes_out += total;
+	if (c->state != CONN_WRITING) {
+		/* The write deadline covers the whole response, however many parts. */
+		c->state = CONN_WRITING;
+		conn_arm(c, c->srv->cfg.write_timeout_ms);
+	}
+	conn_stop_reading(c);
+	uv_buf_t b[2] = {uv_buf_init((char *)head, (unsigned)head_len),
+			 uv_buf_init((char *)body, (unsigned)body_len)};
+	uv_buf_t *bufs = head_len ? b : b + 1;
+	unsigned nb = head_len && body_len ? 2 : 1;
+	size_t done = 0;
+	if (c->pending_write == 0) {
+		int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nb);
+		if (n >= 0) {
+			done = (size_t)n;
+		} else if (n != UV_EAGAIN) {
+			srv_conn_close(c);
+			if (cb)
+				cb(arg, n);
+			conn_finish(c);
+			return;
+		}
+	}
+	if (done == total) {
+		if (cb)
+			cb(arg, 0);
+		if (!more)
+			conn_finish(c);
+		return;
+	}
+	size_t head_rest = done < head_len ? head_len - done : 0;
+	size_t body_done = done > head_len ? done - head_len : 0;
+	size_t body_rest = body_len - body_done;
+	write_req *wr = malloc(sizeof *wr + head_rest + (copy ? body_rest : 0));
+	if (!wr) {
+		srv_conn_close(c);
+		if (cb)
+			cb(arg, UV_ENOMEM);
+		conn_finish(c);
+		return;
+	}
+	if (head_rest)
+		memcpy(wr->data, head + done, head_rest);
+	const char *body_from = (const char *)body + body_done;
+	if (copy && body_rest) {
+		memcpy(wr->data + head_rest, body_from, body_rest);
+		head_rest += body_rest; /* one buffer now */
+		body_rest = 0;
+	}
+	wr->conn = c;
+	wr->len = head_rest + body_rest;
+	wr->more = more;
+	wr->cb = cb;
+	wr->arg = arg;
+	b[0] = uv_buf_init(wr->data, (unsigned)head_rest);
+	b[1] = uv_buf_init((char *)body_from, (unsigned)body_rest);
+	bufs = head_rest ? b : b + 1;
+	nb = head_rest && body_rest ? 2 : 1;
+	c->pending_write += wr->len;
+	c->refs++;
+	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, nb, on_write) != 0) {
+		c->pending_write -= wr->len;
+		c->refs--;
+		free(wr);
+		srv_conn_close(c);
+		if (cb)
+			cb(arg, UV_ECANCELED);
+		conn_finish(c);
+	}
+}
+
+void srv_conn_write_part(srv_conn *c, const char *head, size_t head_len, const void *body,
+			 size_t body_len, bool more, srv_write_cb cb, void *arg)
+{
+	write_impl(c, head, head_len, body, body_len, false, more, cb, arg);
+}
+
+/* Queues one whole response (already formatted); the body is copied. */
+void srv_conn_write(srv_conn *c, const char *head, size_t head_len, const void *body,
+		    size_t body_len)
+{
+	write_impl(c, head, head_len, body, body_len, true, false, NULL, NULL);
+}
+
+/* A streamed response cannot go on (storage failed mid-body): cut the connection. */
+void srv_conn_abort(srv_conn *c)
+{
+	c->keep_alive = false;
+	srv_conn_close(c);
+	conn_finish(c);
+}
