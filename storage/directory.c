@@ -151,6 +151,16 @@ static int insert_device(conn *c, const uint8_t token_hash[STORE_HASH_LEN], cons
 	return step_write(st);
 }
 
+int device_insert(conn *c, const uint8_t token_hash[STORE_HASH_LEN], const char *member_id,
+                  const char *kiosk_id, const char *name, int64_t now_ms, store_device *out)
+{
+	store_id id;
+	store_new_id(&id);
+	int rc = insert_device(c, token_hash, member_id, kiosk_id, name, now_ms, &id);
+	/* Read back in the same transaction: the member's family comes with it. */
+	return rc ? rc : row_one(c, device_by_id_sql, text_key(id.s), device_from_row, out);
+}
+
 int store_device_add(store *s, const uint8_t token_hash[STORE_HASH_LEN], const char *member_id,
                      const char *kiosk_id, const char *name, int64_t now_ms, store_device *out)
 {
@@ -159,15 +169,10 @@ int store_device_add(store *s, const uint8_t token_hash[STORE_HASH_LEN], const c
 		return STORE_EINVAL;
 	if (store_id_check(personal ? member_id : kiosk_id) < 0)
 		return STORE_ENOTFOUND;
-	store_id id;
-	store_new_id(&id);
 	conn *c = db_write_begin(s->directory);
 	int rc = conn_begin(c);
 	if (rc == 0) {
-		/* Read back in the same transaction: the member's family comes with it. */
-		if ((rc = insert_device(c, token_hash, member_id, kiosk_id, name, now_ms, &id)) ==
-		        0 &&
-		    (rc = row_one(c, device_by_id_sql, text_key(id.s), device_from_row, out)) == 0)
+		if ((rc = device_insert(c, token_hash, member_id, kiosk_id, name, now_ms, out)) == 0)
 			rc = conn_commit(c);
 		else
 			conn_rollback(c);

@@ -102,6 +102,10 @@ void bind_optional(sqlite3_stmt *st, int i, const char *s);
 /* sqlite3_step() of a write, expecting SQLITE_DONE, with constraint failures told apart. */
 int step_write(sqlite3_stmt *st);
 
+/* directory.c: a device inserted and read back, inside the caller's write transaction. */
+int device_insert(conn *c, const uint8_t token_hash[STORE_HASH_LEN], const char *member_id,
+		  const char *kiosk_id, const char *name, int64_t now_ms, store_device *out);
+
 typedef void (*row_fn)(sqlite3_stmt *st, void *out);
 /* The row `sql` finds for `k` on connection `c`, through `fn`; STORE_ENOTFOUND if none. */
 int row_one(conn *c, const char *sql, key k, row_fn fn, void *out);

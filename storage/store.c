@@ -511,9 +511,11 @@ static int insert_member(conn *c, const char *family_id, const char *name, store
 	return step_write(st); /* a foreign key failing: no such family */
 }
 
-int store_family_create(store *s, const char *family_name, const char *member_name,
-			uint64_t quota_bytes, int64_t now_ms, store_family *family,
-			store_member *member)
+/* A family, its first member (a parent) and, when token_hash is given, that member's device. */
+static int family_create(store *s, const char *family_name, const char *member_name,
+			 uint64_t quota_bytes, int64_t now_ms, const uint8_t *token_hash,
+			 const char *device_name, store_family *family, store_member *member,
+			 store_device *device)
 {
 	static const char sql[] = "INSERT INTO families (id, name, created_ms, quota_bytes) "
 				  "VALUES (?, ?, ?, ?)";
@@ -521,7 +523,8 @@ int store_family_create(store *s, const char *family_name, const char *member_na
 	db *mailbox = NULL;
 	int rc;
 	if (check_text(family_name, STORE_NAME_MAX) < 0 ||
-	    check_text(member_name, STORE_NAME_MAX) < 0 || quota_bytes > INT64_MAX)
+	    check_text(member_name, STORE_NAME_MAX) < 0 || quota_bytes > INT64_MAX ||
+	    (token_hash && check_text(device_name, STORE_NAME_MAX) < 0))
 		return STORE_EINVAL;
 	memset(family, 0, sizeof *family);
 	store_new_id(&family->id);
@@ -547,6 +550,9 @@ int store_family_create(store *s, const char *family_name, const char *member_na
 		if ((rc = step_done(st)) == 0)
 			rc = insert_member(c, family->id.s, member_name, STORE_ROLE_PARENT, NULL,
 					   now_ms, member);
+		if (rc == 0 && token_hash)
+			rc = device_insert(c, token_hash, member->id.s, NULL, device_name, now_ms,
+					   device);
 		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
 	}
 	db_write_end(s->directory);
@@ -555,6 +561,25 @@ int store_family_create(store *s, const char *family_name, const char *member_na
 fail:
 	unlink_db_files(path);
 	return rc;
+}
+
+int store_family_create(store *s, const char *family_name, const char *member_name,
+			uint64_t quota_bytes, int64_t now_ms, store_family *family,
+			store_member *member)
+{
+	return family_create(s, family_name, member_name, quota_bytes, now_ms, NULL, NULL, family,
+			     member, NULL);
+}
+
+int store_family_create_with_device(store *s, const char *family_name, const char *member_name,
+				    uint64_t quota_bytes, const uint8_t token_hash[STORE_HASH_LEN],
+				    const char *device_name, int64_t now_ms, store_family *family,
+				    store_member *member, store_device *device)
+{
+	if (!token_hash || !device)
+		return STORE_EINVAL;
+	return family_create(s, family_name, member_name, quota_bytes, now_ms, token_hash,
+			     device_name, family, member, device);
 }
 
 static void family_from_row(sqlite3_stmt *st, void *row)

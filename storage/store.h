@@ -129,6 +129,14 @@ typedef struct store_device {
 } store_device;
 
 /*
+ * A new family, its first member (a parent) and that member's first device (its token's
+ * hash), in one transaction: all three exist afterwards or none does (the API's sign-up).
+ */
+int store_family_create_with_device(store *s, const char *family_name, const char *member_name,
+				    uint64_t quota_bytes, const uint8_t token_hash[STORE_HASH_LEN],
+				    const char *device_name, int64_t now_ms, store_family *family,
+				    store_member *member, store_device *device);
+/*
  * Register a device by the hash of its token (the store never sees tokens). Exactly one of
  * member_id (a personal device) and kiosk_id (a school kiosk) is given.
  */

@@ -188,6 +188,43 @@ static void device_by_token_and_revoke(void **state)
 	                 STORE_EEXIST);
 }
 
+/* Sign-up: family, parent and phone together, or nothing at all. */
+static void family_with_device_is_all_or_nothing(void **state)
+{
+	fixture *f = *state;
+	uint8_t h[STORE_HASH_LEN];
+	hash_of("signup", 1, h);
+	store_family fam;
+	store_member m;
+	store_device d, got;
+	assert_int_equal(store_family_create_with_device(f->s, "张家", "奶奶", 0, h, "老人机", 3000,
+							 &fam, &m, &d),
+			 0);
+	assert_int_equal(m.role, STORE_ROLE_PARENT);
+	assert_string_equal(m.family_id.s, fam.id.s);
+	assert_string_equal(d.member_id.s, m.id.s);
+	assert_string_equal(d.family_id.s, fam.id.s);
+	assert_int_equal(store_device_by_token(f->s, h, &got), 0);
+	assert_string_equal(got.id.s, d.id.s);
+	/* The same token hash again: the device insert fails, so no second family appears. */
+	store_family fam2;
+	store_member m2;
+	store_device d2;
+	assert_int_equal(store_family_create_with_device(f->s, "赵家", "爸爸", 0, h, "手机", 4000,
+							 &fam2, &m2, &d2),
+			 STORE_EEXIST);
+	store_family probe;
+	assert_int_equal(store_family_get(f->s, fam2.id.s, &probe), STORE_ENOTFOUND);
+	assert_int_equal(store_member_get(f->s, m2.id.s, &m2), STORE_ENOTFOUND);
+	/* A bad device name is refused before anything is written. */
+	uint8_t h2[STORE_HASH_LEN];
+	hash_of("signup", 2, h2);
+	assert_int_equal(store_family_create_with_device(f->s, "赵家", "爸爸", 0, h2, "", 4000,
+							 &fam2, &m2, &d2),
+			 STORE_EINVAL);
+	assert_int_equal(store_device_by_token(f->s, h2, &got), STORE_ENOTFOUND);
+}
+
 static void device_add_rejects_bad_input(void **state)
 {
 	fixture *f = *state;
@@ -831,6 +868,7 @@ int main(void)
 	    T(device_add_personal_and_kiosk),
 	    T(device_by_token_and_revoke),
 	    T(device_add_rejects_bad_input),
+	    T(family_with_device_is_all_or_nothing),
 	    T(devices_list_by_family),
 	    T(device_touch_is_throttled),
 	    T(device_malformed_ids),
