@@ -64,6 +64,8 @@ static const setting settings[] = {
 	 "threads for storage and transcoding work (4)"},
 	{"buffer-memory", T_U64, OFF(buffer_memory), 0, 1u << 20, UINT64_C(1) << 40,
 	 "bytes of 256 KiB stream and upload buffers in use at once; beyond, 503 (67108864)"},
+	{"signups-per-hour", T_UINT, OFF(signups_per_hour), 0, 1, 1000000,
+	 "new families one client address may create per hour; beyond, 429 (10)"},
 	{"body-min-rate", T_UINT, OFF(body_min_rate), 0, 0, 1u << 30,
 	 "bytes/s a request body must average once it is 10 s old; 0: no floor (512)"},
 };
@@ -89,6 +91,7 @@ void srv_config_defaults(srv_config *c)
 	c->threads = 4;
 	c->buffer_memory = 64u << 20;
 	c->body_min_rate = 512;
+	c->signups_per_hour = 10;
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)

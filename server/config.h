@@ -39,6 +39,7 @@ typedef struct srv_config {
 	unsigned threads;                /* the job pool (libuv's thread pool) */
 	uint64_t buffer_memory;          /* bytes of stream and upload buffers at once */
 	unsigned body_min_rate;          /* bytes/s a body must average after its first 10 s */
+	unsigned signups_per_hour;       /* new families per client address and hour */
 	/* Proxies whose X-Forwarded-For / -Proto are believed (IPv4 or IPv6 literals). */
 	char trusted_proxies[SRV_MAX_TRUSTED_PROXIES][46];
 	unsigned trusted_proxy_count;

@@ -7,6 +7,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +35,10 @@ int main(int argc, char **argv)
 		return 64;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	if (sodium_init() < 0) {
+		fprintf(stderr, "jiayin: libsodium could not start\n");
+		return 70;
+	}
 	/*
 	 * Streamed bodies use 256 KiB buffers, filled on pool threads and freed on the loop.
 	 * glibc would map and unmap each (and trim the heap after each free): page faults were

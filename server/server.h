@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "http_parse.h"
+#include "ratelimit.h"
 #include "store.h"
 
 #include <stdbool.h>
@@ -83,6 +84,7 @@ struct srv_server {
 	char tmp_dir[1100];  /* data/tmp: where bodies too big for memory go */
 	int static_fd;       /* the static directory, or -1 */
 	uint64_t buffer_bytes; /* stream and upload buffers reserved (cfg.buffer_memory caps it) */
+	srv_ratelimit signup_limit; /* new families per client address and hour */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t health_timer, grace_timer, date_timer;
 	bool draining;       /* SIGTERM: no new connections or requests */

@@ -1,5 +1,5 @@
 /*
- * echo_routes.c — the route table of jiayin-test: the real server's routes plus two that
+ * echo_routes.c — the route table of jiayin-test: the real server's routes plus some that
  * exist only for the end-to-end tests (this file is never linked into jiayin):
  *   POST /echo     takes a body up to 1 MiB and answers its length and FNV-1a hash, so tests
  *                  can check bodies arrive intact (chunked, pipelined, slow, 100-continue);
@@ -13,8 +13,8 @@
  *                  the API's audio endpoint takes: conformance tests and the benchmark use it.
  */
 #include "audio.h"
+#include "routes.h"
 #include "server.h"
-#include "static.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,10 +202,7 @@ static void clip_get(srv_exchange *x)
 }
 
 const srv_route srv_routes[] = {
-	{"healthz", SRV_METHOD_GET, "/healthz", srv_handle_healthz, 0, SRV_ROUTE_HEAD_OK},
-	{"metrics", SRV_METHOD_GET, "/metrics", srv_handle_metrics, 0, SRV_ROUTE_HEAD_OK},
-	{"index", SRV_METHOD_GET, "/", srv_handle_index, 0, SRV_ROUTE_HEAD_OK},
-	{"assets", SRV_METHOD_GET, "/assets/{*path}", srv_handle_static, 0, SRV_ROUTE_HEAD_OK},
+	SRV_PRODUCT_ROUTES,
 	{"echo", SRV_METHOD_POST, "/echo", echo, 1u << 20, 0},
 	{"echo-file", SRV_METHOD_POST, "/echo-file", echo_file, 8u << 20, SRV_ROUTE_BODY_FILE},
 	{"clips.post", SRV_METHOD_POST, "/clips", clip_post, 32u << 20, 0},

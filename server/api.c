@@ -1,0 +1,364 @@
+/*
+ * api.c — the v1 API's identity endpoints: sign-up (a family, its first parent and this
+ * device, with a token), who am I, a family's members, revoking a device.
+ *
+ * Every request runs one job: authentication (the bearer token's SHA-256 looked up among
+ * active devices, then compared in constant time) and the endpoint's storage calls, so a
+ * request costs one trip to the pool. Tokens are 256 random bits shown once, in base64url; the
+ * store keeps only their hash. Someone else's family is answered 404, never 403, so ids cannot
+ * be probed. JSON in and out with jansson; names are 1-64 bytes of UTF-8 without control
+ * characters.
+ */
+#include "api.h"
+#include "ratelimit.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- JSON ---- */
+static void respond_json(srv_exchange *x, int status, json_t *obj)
+{
+	char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	json_decref(obj);
+	if (!text) {
+		srv_respond_error(x, 500, "out_of_memory", "the answer could not be written");
+		return;
+	}
+	srv_respond(x, status, "application/json", "Cache-Control: no-store\r\n", text,
+		    strlen(text));
+	free(text);
+}
+
+/* The request's JSON object, or NULL after answering 400/415. */
+static json_t *body_object(srv_exchange *x)
+{
+	const srv_slice *ct = srv_request_header(&x->req, "Content-Type");
+	if (ct && !(ct->len >= 16 && strncasecmp(ct->ptr, "application/json", 16) == 0)) {
+		srv_respond_error(x, 415, "unsupported_media_type", "send application/json");
+		return NULL;
+	}
+	json_error_t e;
+	json_t *v = x->body ? json_loadb(x->body, x->body_len, JSON_REJECT_DUPLICATES, &e) : NULL;
+	if (!v || !json_is_object(v)) {
+		json_decref(v);
+		srv_respond_error(x, 400, "invalid_json", "the body must be a JSON object");
+		return NULL;
+	}
+	return v;
+}
+
+/* A name field: 1..STORE_NAME_MAX bytes of UTF-8 (jansson checked it), no control bytes. */
+static const char *name_field(json_t *obj, const char *key, bool required)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return required ? NULL : "";
+	const char *s = json_string_value(v);
+	if (!s || !*s || json_string_length(v) > STORE_NAME_MAX || strlen(s) != json_string_length(v))
+		return NULL;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return NULL;
+	return s;
+}
+
+static json_t *family_json(const store_family *f)
+{
+	return json_pack("{s:s, s:s}", "id", f->id.s, "name", f->name);
+}
+
+static json_t *member_json(const store_member *m)
+{
+	return json_pack("{s:s, s:s, s:s, s:s}", "id", m->id.s, "name", m->name, "role",
+			 store_role_name(m->role), "avatar", m->avatar);
+}
+
+static json_t *device_json(const store_device *d)
+{
+	json_t *seen = d->last_seen_ms ? json_integer(d->last_seen_ms / 1000) : json_null();
+	return json_pack("{s:s, s:s, s:s, s:I, s:o}", "id", d->id.s, "name", d->name, "kind",
+			 d->kind == STORE_DEVICE_KIOSK ? "kiosk" : "personal", "created_at",
+			 (json_int_t)(d->created_ms / 1000), "last_seen_at", seen);
+}
+
+static void storage_failed(srv_exchange *x, int rc)
+{
+	if (rc == STORE_ENOTFOUND) {
+		srv_respond_error(x, 404, "not_found", "no such thing here");
+		return;
+	}
+	if (rc == STORE_EINVAL) {
+		srv_respond_error(x, 400, "invalid_argument", store_strerror(rc));
+		return;
+	}
+	x->srv->metrics.storage_errors++;
+	srv_respond_error_with(x, rc == STORE_EFULL ? 507 : 503, store_errcode(rc),
+			       store_strerror(rc), "Retry-After: 5\r\n");
+}
+
+/* ---- one job per request: who is asking, then the endpoint's own work ---- */
+typedef struct api_job api_job;
+typedef void (*api_work_fn)(api_job *j);
+typedef void (*api_done_fn)(srv_exchange *x, api_job *j);
+
+struct api_job {
+	store *st;
+	bool authed;                   /* a token was presented */
+	uint8_t token_hash[STORE_HASH_LEN];
+	store_device device;           /* the caller */
+	store_member member;           /* the caller's member (personal devices) */
+	int auth_rc;
+	api_work_fn work;
+	api_done_fn done;
+	int rc;
+	char param[2][64];             /* path parameters, NUL-terminated */
+	/* endpoint data */
+	char family_name[STORE_NAME_MAX + 1], member_name[STORE_NAME_MAX + 1];
+	char device_name[STORE_NAME_MAX + 1];
+	char token[64];
+	store_family family;
+	store_member members[64];
+	size_t nmembers;
+	store_device target;
+};
+
+static void job_run(void *arg)
+{
+	api_job *j = arg;
+	if (j->authed) {
+		store_device d;
+		j->auth_rc = store_device_by_token(j->st, j->token_hash, &d);
+		if (j->auth_rc == 0 && d.kind != STORE_DEVICE_PERSONAL)
+			j->auth_rc = STORE_ENOTFOUND; /* kiosks speak through kiosk sessions */
+		if (j->auth_rc == 0)
+			j->device = d;
+		if (j->auth_rc == 0)
+			j->auth_rc = store_member_get(j->st, d.member_id.s, &j->member);
+		if (j->auth_rc == 0)
+			store_device_touch(j->st, d.id.s, now_ms()); /* advisory: errors ignored */
+		if (j->auth_rc < 0)
+			return;
+	}
+	j->work(j);
+}
+
+static void job_done(srv_exchange *x, void *arg)
+{
+	api_job *j = arg;
+	if (j->authed && j->auth_rc < 0) {
+		if (j->auth_rc == STORE_ENOTFOUND)
+			srv_respond_error_with(x, 401, "unauthorized", "the token is not valid",
+					       "WWW-Authenticate: Bearer\r\n");
+		else
+			storage_failed(x, j->auth_rc);
+	} else {
+		j->done(x, j);
+	}
+	sodium_memzero(j->token, sizeof j->token);
+	free(j);
+}
+
+static void run(srv_exchange *x, api_job *j)
+{
+	j->st = x->srv->store;
+	for (int i = 0; i < 2; i++)
+		snprintf(j->param[i], sizeof j->param[i], "%.*s", (int)x->params[i].len,
+			 x->params[i].ptr ? x->params[i].ptr : "");
+	if (srv_job_submit(x, job_run, job_done, j) < 0) {
+		free(j);
+		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
+				       "Retry-After: 1\r\n");
+	}
+}
+
+/* A job for an endpoint that needs a caller: NULL after answering 401. */
+static api_job *authed_job(srv_exchange *x, api_work_fn work, api_done_fn done)
+{
+	const srv_slice *a = srv_request_header(&x->req, "Authorization");
+	if (!a || a->len < 8 || strncasecmp(a->ptr, "Bearer ", 7) != 0 || a->len - 7 > 128) {
+		srv_respond_error_with(x, 401, "unauthorized", "send Authorization: Bearer TOKEN",
+				       "WWW-Authenticate: Bearer\r\n");
+		return NULL;
+	}
+	api_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		srv_respond_error(x, 500, "out_of_memory", "no memory");
+		return NULL;
+	}
+	j->authed = true;
+	j->work = work;
+	j->done = done;
+	/* Only the hash leaves this function; the store never sees a token. */
+	crypto_hash_sha256(j->token_hash, (const unsigned char *)a->ptr + 7, a->len - 7);
+	return j;
+}
+
+/* ---- POST /v1/families ---- */
+static void create_work(api_job *j)
+{
+	uint8_t raw[SRV_TOKEN_BYTES];
+	randombytes_buf(raw, sizeof raw);
+	sodium_bin2base64(j->token, sizeof j->token, raw, sizeof raw,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(raw, sizeof raw);
+	crypto_hash_sha256(j->token_hash, (const unsigned char *)j->token, strlen(j->token));
+	j->rc = store_family_create_with_device(j->st, j->family_name, j->member_name, 0,
+						j->token_hash, j->device_name, now_ms(),
+						&j->family, &j->member, &j->device);
+}
+
+static void create_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		storage_failed(x, j->rc);
+		return;
+	}
+	respond_json(x, 201, json_pack("{s:o, s:o, s:o, s:s}", "family", family_json(&j->family),
+				       "member", member_json(&j->member), "device",
+				       device_json(&j->device), "token", j->token));
+}
+
+void srv_api_families_create(srv_exchange *x)
+{
+	srv_server *s = x->srv;
+	json_t *body = body_object(x);
+	if (!body)
+		return;
+	const char *family = name_field(body, "family_name", true);
+	const char *member = name_field(body, "member_name", true);
+	const char *device = name_field(body, "device_name", false);
+	if (!family || !member || !device) {
+		json_decref(body);
+		srv_respond_error(x, 400, "invalid_name",
+				  "family_name and member_name are required: 1-64 bytes of text");
+		return;
+	}
+	/* Only well-formed sign-ups count against the address's hour. */
+	if (!srv_rate_take(&s->signup_limit, x->client, uv_now(s->loop))) {
+		json_decref(body);
+		srv_respond_error_with(x, 429, "rate_limited",
+				       "too many new families from this address; try later",
+				       "Retry-After: 600\r\n");
+		return;
+	}
+	api_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		json_decref(body);
+		srv_respond_error(x, 500, "out_of_memory", "no memory");
+		return;
+	}
+	snprintf(j->family_name, sizeof j->family_name, "%s", family);
+	snprintf(j->member_name, sizeof j->member_name, "%s", member);
+	snprintf(j->device_name, sizeof j->device_name, "%s", *device ? device : "phone");
+	json_decref(body);
+	j->work = create_work;
+	j->done = create_done;
+	run(x, j);
+}
+
+/* ---- GET /v1/me ---- */
+static void me_work(api_job *j)
+{
+	j->rc = store_family_get(j->st, j->device.family_id.s, &j->family);
+}
+
+static void me_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		storage_failed(x, j->rc);
+		return;
+	}
+	respond_json(x, 200, json_pack("{s:o, s:o, s:o}", "family", family_json(&j->family),
+				       "member", member_json(&j->member), "device",
+				       device_json(&j->device)));
+}
+
+void srv_api_me(srv_exchange *x)
+{
+	api_job *j = authed_job(x, me_work, me_done);
+	if (j)
+		run(x, j);
+}
+
+/* ---- GET /v1/families/{family_id}/members ---- */
+static void members_work(api_job *j)
+{
+	if (strcmp(j->param[0], j->device.family_id.s) != 0) {
+		j->rc = STORE_ENOTFOUND; /* another family: as if it did not exist */
+		return;
+	}
+	j->rc = store_members_list(j->st, j->param[0], j->members,
+				   sizeof j->members / sizeof j->members[0], &j->nmembers);
+}
+
+static void members_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		storage_failed(x, j->rc);
+		return;
+	}
+	json_t *list = json_array();
+	for (size_t i = 0; list && i < j->nmembers; i++)
+		json_array_append_new(list, member_json(&j->members[i]));
+	respond_json(x, 200, list ? json_pack("{s:o}", "members", list) : NULL);
+}
+
+void srv_api_members_list(srv_exchange *x)
+{
+	api_job *j = authed_job(x, members_work, members_done);
+	if (j)
+		run(x, j);
+}
+
+/* ---- DELETE /v1/devices/{device_id} ---- */
+static void revoke_work(api_job *j)
+{
+	j->rc = store_device_get(j->st, j->param[0], &j->target);
+	if (j->rc < 0)
+		return;
+	bool own = strcmp(j->target.id.s, j->device.id.s) == 0;
+	bool same_family = j->target.kind == STORE_DEVICE_PERSONAL &&
+			   strcmp(j->target.family_id.s, j->device.family_id.s) == 0;
+	bool may = own || (same_family && (j->member.role == STORE_ROLE_PARENT ||
+					   j->member.role == STORE_ROLE_CAREGIVER));
+	if (!same_family && !own) {
+		j->rc = STORE_ENOTFOUND;
+		return;
+	}
+	if (!may) {
+		j->rc = 1; /* forbidden: a child cannot revoke someone else's phone */
+		return;
+	}
+	j->rc = store_device_revoke(j->st, j->target.id.s, now_ms());
+}
+
+static void revoke_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == 1) {
+		srv_respond_error(x, 403, "forbidden", "only a parent or caregiver can do that");
+		return;
+	}
+	if (j->rc < 0) {
+		storage_failed(x, j->rc);
+		return;
+	}
+	srv_respond_head(x, 204, NULL, NULL, -1);
+}
+
+void srv_api_device_delete(srv_exchange *x)
+{
+	api_job *j = authed_job(x, revoke_work, revoke_done);
+	if (j)
+		run(x, j);
+}

@@ -1,0 +1,17 @@
+/*
+ * api.h — the v1 API's handlers (api.c): identity (sign-up, me, members, devices).
+ * docs/api.md is the contract.
+ */
+#ifndef JIAYIN_SERVER_API_H
+#define JIAYIN_SERVER_API_H
+
+#include "server.h"
+
+#define SRV_TOKEN_BYTES 32 /* 256 random bits */
+
+void srv_api_families_create(srv_exchange *x);
+void srv_api_me(srv_exchange *x);
+void srv_api_members_list(srv_exchange *x);
+void srv_api_device_delete(srv_exchange *x);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * ratelimit.c — how many times a key (a client address) did something within a window.
+ *
+ * A fixed table of SRV_RATE_SLOTS slots, found by hashing the key; a slot whose window has
+ * passed is reused, and when the table is full of live windows the key shares a slot with
+ * another (it can only be limited sooner, never later). Constant memory whatever the
+ * traffic. Loop thread only.
+ */
+#include "ratelimit.h"
+
+#include <string.h>
+
+static uint64_t hash_key(const char *key)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+	for (; *key; key++)
+		h = (h ^ (unsigned char)*key) * 0x100000001b3ull;
+	return h;
+}
+
+bool srv_rate_take(srv_ratelimit *r, const char *key, uint64_t now_ms)
+{
+	uint64_t h = hash_key(key);
+	size_t home = (size_t)(h % SRV_RATE_SLOTS), pick = home;
+	/* Up to eight neighbours: the key's own slot, else a free or expired one. */
+	for (size_t i = 0; i < 8; i++) {
+		srv_rate_slot *s = &r->slots[(home + i) % SRV_RATE_SLOTS];
+		if (s->hash == h && now_ms - s->start_ms < r->window_ms) {
+			pick = (home + i) % SRV_RATE_SLOTS;
+			break;
+		}
+		if (s->count == 0 || now_ms - s->start_ms >= r->window_ms) {
+			pick = (home + i) % SRV_RATE_SLOTS;
+			s->hash = h;
+			s->start_ms = now_ms;
+			s->count = 0;
+			break;
+		}
+	}
+	srv_rate_slot *s = &r->slots[pick];
+	if (now_ms - s->start_ms >= r->window_ms) {
+		s->hash = h;
+		s->start_ms = now_ms;
+		s->count = 0;
+	}
+	if (s->count >= r->max)
+		return false;
+	s->count++;
+	return true;
+}
+
+void srv_rate_init(srv_ratelimit *r, unsigned max, uint64_t window_ms)
+{
+	memset(r, 0, sizeof *r);
+	r->max = max;
+	r->window_ms = window_ms;
+}

@@ -1,0 +1,28 @@
+/*
+ * ratelimit.h — a fixed-memory counter of actions per key and window (ratelimit.c).
+ */
+#ifndef JIAYIN_SERVER_RATELIMIT_H
+#define JIAYIN_SERVER_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SRV_RATE_SLOTS 4096
+
+typedef struct srv_rate_slot {
+	uint64_t hash;
+	uint64_t start_ms;
+	unsigned count;
+} srv_rate_slot;
+
+typedef struct srv_ratelimit {
+	unsigned max;        /* actions per window */
+	uint64_t window_ms;
+	srv_rate_slot slots[SRV_RATE_SLOTS];
+} srv_ratelimit;
+
+void srv_rate_init(srv_ratelimit *r, unsigned max, uint64_t window_ms);
+/* Counts one action of key now; false when key has used up its window (do not act). */
+bool srv_rate_take(srv_ratelimit *r, const char *key, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,26 @@
+/*
+ * routes.h — the jiayin program's routes, as a list both route tables expand: routes.c (the
+ * product) and tests/server/echo_routes.c (the same plus test-only routes).
+ */
+#ifndef JIAYIN_SERVER_ROUTES_H
+#define JIAYIN_SERVER_ROUTES_H
+
+#include "api.h"
+#include "server.h"
+#include "static.h"
+
+#define SRV_JSON_BODY_MAX (16u * 1024) /* a JSON request body */
+
+#define SRV_PRODUCT_ROUTES                                                                        \
+	{"healthz", SRV_METHOD_GET, "/healthz", srv_handle_healthz, 0, SRV_ROUTE_HEAD_OK},         \
+	{"metrics", SRV_METHOD_GET, "/metrics", srv_handle_metrics, 0, SRV_ROUTE_HEAD_OK},         \
+	{"index", SRV_METHOD_GET, "/", srv_handle_index, 0, SRV_ROUTE_HEAD_OK},                    \
+	{"assets", SRV_METHOD_GET, "/assets/{*path}", srv_handle_static, 0, SRV_ROUTE_HEAD_OK},    \
+	{"families.create", SRV_METHOD_POST, "/v1/families", srv_api_families_create,              \
+	 SRV_JSON_BODY_MAX, 0},                                                                    \
+	{"me", SRV_METHOD_GET, "/v1/me", srv_api_me, 0, SRV_ROUTE_HEAD_OK},                        \
+	{"members.list", SRV_METHOD_GET, "/v1/families/{family_id}/members", srv_api_members_list, \
+	 0, SRV_ROUTE_HEAD_OK},                                                                    \
+	{"devices.delete", SRV_METHOD_DELETE, "/v1/devices/{device_id}", srv_api_device_delete, 0, 0}
+
+#endif

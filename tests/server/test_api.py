@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""test_api.py — the v1 API's identity endpoints end to end (TAP).
+
+usage: test_api.py JIAYIN_BINARY
+
+Starts the real jiayin on a free loopback port and checks what docs/api.md promises for
+sign-up (POST /v1/families), GET /v1/me, GET /v1/families/{id}/members and
+DELETE /v1/devices/{id}: shapes, tokens (shown once, stored only as a hash, revoked at once),
+bad bodies with their codes and nothing stored, someone else's family answered 404, and the
+sign-up rate limit per client address.
+"""
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serverlib import Server, request  # noqa: E402
+
+results = []
+
+
+def ok(cond, name, detail=""):
+    results.append(bool(cond))
+    print(f"{'ok' if cond else 'not ok'} {len(results)} - {name}"
+          + (f"\n# {detail}" if detail and not cond else ""), flush=True)
+    return cond
+
+
+def post_json(srv, path, obj=None, raw=None, headers=()):
+    body = raw if raw is not None else json.dumps(obj).encode()
+    hdrs = [("Content-Type", "application/json")] + list(headers)
+    return request(srv, "POST", path, body, headers=hdrs)
+
+
+def bearer(token):
+    return [("Authorization", f"Bearer {token}")]
+
+
+def families_on_disk(srv):
+    d = os.path.join(srv.data, "families")
+    return len([f for f in os.listdir(d) if f.endswith(".db")]) if os.path.isdir(d) else 0
+
+
+def main():
+    binary = sys.argv[1]
+    srv = Server(binary, "--signups-per-hour", "5")
+    try:
+        r = post_json(srv, "/v1/families", {"family_name": "王家", "member_name": "妈妈",
+                                            "device_name": "红米 Note"})
+        a = r.json() if r.status == 201 else {}
+        ids = re.compile(r"^[0-9a-z]{26}$")
+        ok(r.status == 201 and a["family"]["name"] == "王家" and ids.match(a["family"]["id"])
+           and a["member"]["name"] == "妈妈" and a["member"]["role"] == "parent" and
+           ids.match(a["member"]["id"]) and ids.match(a["device"]["id"]) and
+           a["device"]["name"] == "红米 Note", "sign-up: 201 with the family, a parent, this device",
+           f"{r.status} {r.body[:300]!r}")
+        token = a.get("token", "")
+        ok(re.fullmatch(r"[A-Za-z0-9_-]{43}", token) is not None,
+           "sign-up: a 256-bit token in base64url")
+        ok(r.header("Cache-Control") == "no-store", "sign-up: the answer is not cached")
+        raw = b""
+        for root, _, files in os.walk(srv.data):
+            for f in files:
+                with open(os.path.join(root, f), "rb") as fh:
+                    raw += fh.read()
+        ok(token.encode() not in raw and families_on_disk(srv) == 1,
+           "the token is stored nowhere in the data directory (only its hash)")
+
+        me = request(srv, "GET", "/v1/me", headers=bearer(token))
+        m = me.json() if me.status == 200 else {}
+        ok(me.status == 200 and m["family"]["id"] == a["family"]["id"] and
+           m["member"]["id"] == a["member"]["id"] and m["device"]["id"] == a["device"]["id"],
+           "GET /v1/me: the token's family, member and device")
+        h = request(srv, "HEAD", "/v1/me", headers=bearer(token))
+        ok(h.status == 200 and h.body == b"", "HEAD /v1/me")
+        for hdrs, what in (([], "no Authorization"), (bearer("x" * 43), "an unknown token"),
+                           ([("Authorization", f"Basic {token}")], "another scheme"),
+                           (bearer(token[:-1]), "a token one character short")):
+            g = request(srv, "GET", "/v1/me", headers=hdrs)
+            ok(g.status == 401 and g.json()["error"]["code"] == "unauthorized" and
+               g.header("WWW-Authenticate") == "Bearer", f"401 for {what}")
+
+        fam = a["family"]["id"]
+        g = request(srv, "GET", f"/v1/families/{fam}/members", headers=bearer(token))
+        ok(g.status == 200 and [x["id"] for x in g.json()["members"]] == [a["member"]["id"]],
+           "members of my family")
+        b = post_json(srv, "/v1/families", {"family_name": "李家", "member_name": "爸爸"}).json()
+        g = request(srv, "GET", f"/v1/families/{b['family']['id']}/members",
+                    headers=bearer(token))
+        ok(g.status == 404 and g.json()["error"]["code"] == "not_found",
+           "another family's members: 404, as if it did not exist")
+        g = request(srv, "GET", "/v1/families/..%2f/members", headers=bearer(token))
+        ok(g.status == 404, "a malformed family id: 404")
+        ok(b["device"]["name"] == "phone", "device_name is optional")
+
+        n = families_on_disk(srv)
+        bad = [
+            (b"not json", "invalid_json", 400, None),
+            (b"[1, 2]", "invalid_json", 400, None),
+            (b'{"family_name": "a", "family_name": "b", "member_name": "c"}', "invalid_json",
+             400, None),
+            (json.dumps({"family_name": "王家"}).encode(), "invalid_name", 400, None),
+            (json.dumps({"family_name": "", "member_name": "x"}).encode(), "invalid_name", 400,
+             None),
+            (json.dumps({"family_name": "a" * 65, "member_name": "x"}).encode(),
+             "invalid_name", 400, None),
+            (json.dumps({"family_name": "a\nb", "member_name": "x"}).encode(), "invalid_name",
+             400, None),
+            (json.dumps({"family_name": 5, "member_name": "x"}).encode(), "invalid_name", 400,
+             None),
+            (b'{"family_name": "a\\u0000b", "member_name": "x"}', "invalid_json", 400, None),
+            (b"\xff\xfe{}", "invalid_json", 400, None),
+            (json.dumps({"family_name": "a", "member_name": "x"}).encode(),
+             "unsupported_media_type", 415, [("Content-Type", "text/plain")]),
+        ]
+        for body, code, status, hdrs in bad:
+            if hdrs:
+                g = request(srv, "POST", "/v1/families", body, headers=hdrs)
+            else:
+                g = post_json(srv, "/v1/families", raw=body)
+            ok(g.status == status and g.json()["error"]["code"] == code,
+               f"sign-up with {body[:40]!r}: {status} {code}", f"{g.status} {g.body[:200]!r}")
+        g = post_json(srv, "/v1/families", raw=b"{" + b" " * 17000 + b"}")
+        ok(g.status == 413, "a JSON body over 16 KiB: 413")
+        ok(families_on_disk(srv) == n, "no refused sign-up stored anything")
+
+        # revoking: another family's device is not found; my own stops working at once
+        g = request(srv, "DELETE", f"/v1/devices/{b['device']['id']}", headers=bearer(token))
+        ok(g.status == 404, "revoking another family's device: 404")
+        g = request(srv, "DELETE", f"/v1/devices/{a['device']['id']}", headers=bearer(token))
+        ok(g.status == 204 and g.body == b"" and g.header("Content-Length") is None,
+           "a device revokes itself: 204")
+        g = request(srv, "GET", "/v1/me", headers=bearer(token))
+        ok(g.status == 401, "its token stops working at once")
+        g = request(srv, "GET", "/v1/me", headers=bearer(b["token"]))
+        ok(g.status == 200, "the other family's token still works")
+
+        # the sign-up limit: 5 per address and hour, two used above (plus refused ones)
+        codes = [post_json(srv, "/v1/families", {"family_name": f"f{i}", "member_name": "m"})
+                 .status for i in range(5)]
+        last = post_json(srv, "/v1/families", {"family_name": "g", "member_name": "m"})
+        ok(429 in codes and last.status == 429 and last.header("Retry-After") and
+           last.json()["error"]["code"] == "rate_limited",
+           f"sign-ups per address are limited: 429 with Retry-After ({codes})")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "clean exit")
+    print(f"1..{len(results)}")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
