@@ -1,6 +1,7 @@
 /*
  * api.c — the v1 API's identity endpoints: sign-up (a family, its first parent and this
- * device, with a token), who am I, a family's members, revoking a device.
+ * device, with a token), pairing codes and pairing, who am I, a family's members, revoking a
+ * device.
  *
  * Every request runs one job: authentication (the bearer token's SHA-256 looked up among
  * active devices, then compared in constant time) and the endpoint's storage calls, so a
@@ -108,6 +109,8 @@ static void storage_failed(srv_exchange *x, int rc)
 }
 
 /* ---- one job per request: who is asking, then the endpoint's own work ---- */
+#define PAIRING_CODE_MAX 16
+
 typedef struct api_job api_job;
 typedef void (*api_work_fn)(api_job *j);
 typedef void (*api_done_fn)(srv_exchange *x, api_job *j);
@@ -131,6 +134,10 @@ struct api_job {
 	store_member members[64];
 	size_t nmembers;
 	store_device target;
+	store_role role;
+	int64_t expires_ms;
+	char client[46];
+	char code[PAIRING_CODE_MAX];
 };
 
 static void job_run(void *arg)
@@ -166,6 +173,7 @@ static void job_done(srv_exchange *x, void *arg)
 		j->done(x, j);
 	}
 	sodium_memzero(j->token, sizeof j->token);
+	sodium_memzero(j->code, sizeof j->code);
 	free(j);
 }
 
@@ -361,4 +369,161 @@ void srv_api_device_delete(srv_exchange *x)
 	api_job *j = authed_job(x, revoke_work, revoke_done);
 	if (j)
 		run(x, j);
+}
+
+/* ---- POST /v1/families/{family_id}/pairing-codes ---- */
+#define PAIRING_TTL_MS (10 * 60 * 1000)
+#define PAIRING_DIGITS 8
+
+static void code_hash(const char *code, uint8_t h[STORE_HASH_LEN])
+{
+	crypto_hash_sha256(h, (const unsigned char *)code, strlen(code));
+}
+
+static void code_create_work(api_job *j)
+{
+	if (strcmp(j->param[0], j->device.family_id.s) != 0) {
+		j->rc = STORE_ENOTFOUND;
+		return;
+	}
+	if (j->member.role != STORE_ROLE_PARENT && j->member.role != STORE_ROLE_CAREGIVER) {
+		j->rc = 1; /* forbidden */
+		return;
+	}
+	int64_t now = now_ms();
+	store_pairing p;
+	memset(&p, 0, sizeof p);
+	memcpy(p.family_id.s, j->device.family_id.s, sizeof p.family_id.s);
+	p.role = j->role;
+	snprintf(p.member_name, sizeof p.member_name, "%s", j->member_name);
+	p.created_ms = now;
+	p.expires_ms = j->expires_ms = now + PAIRING_TTL_MS;
+	/* Eight digits: a live code colliding with another is unlikely; then draw again. */
+	for (int attempt = 0; attempt < 4; attempt++) {
+		snprintf(j->token, sizeof j->token, "%08u", (unsigned)randombytes_uniform(100000000));
+		uint8_t h[STORE_HASH_LEN];
+		code_hash(j->token, h);
+		if ((j->rc = store_pairing_create(j->st, h, &p)) != STORE_EEXIST)
+			break;
+	}
+}
+
+static void code_create_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == 1) {
+		srv_respond_error(x, 403, "forbidden", "only a parent or caregiver can invite");
+		return;
+	}
+	if (j->rc < 0) {
+		storage_failed(x, j->rc);
+		return;
+	}
+	respond_json(x, 201, json_pack("{s:s, s:I, s:s, s:s}", "code", j->token, "expires_at",
+				       (json_int_t)(j->expires_ms / 1000), "role",
+				       store_role_name(j->role), "member_name", j->member_name));
+}
+
+void srv_api_pairing_code_create(srv_exchange *x)
+{
+	json_t *body = body_object(x);
+	if (!body)
+		return;
+	const char *member = name_field(body, "member_name", true);
+	const char *role = json_string_value(json_object_get(body, "role"));
+	store_role r;
+	if (!role || store_role_parse(role, &r) < 0) {
+		json_decref(body);
+		srv_respond_error(x, 400, "invalid_role", "role is parent, caregiver or child");
+		return;
+	}
+	if (!member) {
+		json_decref(body);
+		srv_respond_error(x, 400, "invalid_name", "member_name: 1-64 bytes of text");
+		return;
+	}
+	api_job *j = authed_job(x, code_create_work, code_create_done);
+	if (j) {
+		j->role = r;
+		snprintf(j->member_name, sizeof j->member_name, "%s", member);
+	}
+	json_decref(body);
+	if (j)
+		run(x, j);
+}
+
+/* ---- POST /v1/pair ---- */
+static void pair_work(api_job *j)
+{
+	uint8_t h[STORE_HASH_LEN], raw[SRV_TOKEN_BYTES];
+	code_hash(j->code, h);
+	randombytes_buf(raw, sizeof raw);
+	sodium_bin2base64(j->token, sizeof j->token, raw, sizeof raw,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(raw, sizeof raw);
+	crypto_hash_sha256(j->token_hash, (const unsigned char *)j->token, strlen(j->token));
+	store_pairing p;
+	j->rc = store_pairing_redeem(j->st, h, j->token_hash, j->device_name, now_ms(), &p,
+				     &j->member, &j->device);
+	if (j->rc == 0)
+		j->rc = store_family_get(j->st, p.family_id.s, &j->family);
+}
+
+static void pair_done(srv_exchange *x, api_job *j)
+{
+	srv_server *s = x->srv;
+	if (j->rc == STORE_ENOTFOUND) {
+		/* A wrong, used or expired code: it counts towards the locks. */
+		uint64_t now = uv_now(s->loop);
+		srv_rate_take(&s->pair_fail, j->client, now);
+		srv_rate_take(&s->pair_fail_all, "*", now);
+		srv_respond_error(x, 404, "invalid_code", "the code is wrong, used or expired");
+		return;
+	}
+	if (j->rc < 0) {
+		storage_failed(x, j->rc);
+		return;
+	}
+	respond_json(x, 201, json_pack("{s:o, s:o, s:o, s:s}", "family", family_json(&j->family),
+				       "member", member_json(&j->member), "device",
+				       device_json(&j->device), "token", j->token));
+}
+
+void srv_api_pair(srv_exchange *x)
+{
+	srv_server *s = x->srv;
+	uint64_t now = uv_now(s->loop);
+	if (srv_rate_exhausted(&s->pair_fail, x->client, now) ||
+	    srv_rate_exhausted(&s->pair_fail_all, "*", now)) {
+		srv_respond_error_with(x, 429, "pairing_locked",
+				       "too many wrong codes; pairing is locked for a while",
+				       "Retry-After: 900\r\n");
+		return;
+	}
+	json_t *body = body_object(x);
+	if (!body)
+		return;
+	const char *code = json_string_value(json_object_get(body, "code"));
+	const char *device = name_field(body, "device_name", false);
+	bool digits = code && strlen(code) == PAIRING_DIGITS;
+	for (size_t i = 0; digits && i < PAIRING_DIGITS; i++)
+		digits = code[i] >= '0' && code[i] <= '9';
+	if (!digits || !device) {
+		json_decref(body);
+		srv_respond_error(x, 400, digits ? "invalid_name" : "invalid_code",
+				  digits ? "device_name: 1-64 bytes of text" : "a code is 8 digits");
+		return;
+	}
+	api_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		json_decref(body);
+		srv_respond_error(x, 500, "out_of_memory", "no memory");
+		return;
+	}
+	j->work = pair_work;
+	j->done = pair_done;
+	snprintf(j->device_name, sizeof j->device_name, "%s", *device ? device : "phone");
+	snprintf(j->client, sizeof j->client, "%s", x->client);
+	snprintf(j->code, sizeof j->code, "%s", code);
+	json_decref(body);
+	run(x, j);
 }

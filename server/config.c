@@ -66,6 +66,10 @@ static const setting settings[] = {
 	 "bytes of 256 KiB stream and upload buffers in use at once; beyond, 503 (67108864)"},
 	{"signups-per-hour", T_UINT, OFF(signups_per_hour), 0, 1, 1000000,
 	 "new families one client address may create per hour; beyond, 429 (10)"},
+	{"pair-failures", T_UINT, OFF(pair_failures), 0, 1, 1000000,
+	 "wrong pairing codes from one address in 15 min before it is locked out (10)"},
+	{"pair-failures-all", T_UINT, OFF(pair_failures_all), 0, 1, 100000000,
+	 "wrong pairing codes from anywhere in 15 min before pairing locks (1000)"},
 	{"body-min-rate", T_UINT, OFF(body_min_rate), 0, 0, 1u << 30,
 	 "bytes/s a request body must average once it is 10 s old; 0: no floor (512)"},
 };
@@ -92,6 +96,8 @@ void srv_config_defaults(srv_config *c)
 	c->buffer_memory = 64u << 20;
 	c->body_min_rate = 512;
 	c->signups_per_hour = 10;
+	c->pair_failures = 10;
+	c->pair_failures_all = 1000;
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)

@@ -40,6 +40,8 @@ typedef struct srv_config {
 	uint64_t buffer_memory;          /* bytes of stream and upload buffers at once */
 	unsigned body_min_rate;          /* bytes/s a body must average after its first 10 s */
 	unsigned signups_per_hour;       /* new families per client address and hour */
+	unsigned pair_failures;          /* wrong codes per address per 15 min before a lock */
+	unsigned pair_failures_all;      /* wrong codes from anywhere per 15 min before a lock */
 	/* Proxies whose X-Forwarded-For / -Proto are believed (IPv4 or IPv6 literals). */
 	char trusted_proxies[SRV_MAX_TRUSTED_PROXIES][46];
 	unsigned trusted_proxy_count;

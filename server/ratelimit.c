@@ -49,6 +49,20 @@ bool srv_rate_take(srv_ratelimit *r, const char *key, uint64_t now_ms)
 	return true;
 }
 
+bool srv_rate_exhausted(const srv_ratelimit *r, const char *key, uint64_t now_ms)
+{
+	uint64_t h = hash_key(key);
+	size_t home = (size_t)(h % SRV_RATE_SLOTS);
+	for (size_t i = 0; i < 8; i++) {
+		const srv_rate_slot *s = &r->slots[(home + i) % SRV_RATE_SLOTS];
+		if (s->hash == h && now_ms - s->start_ms < r->window_ms)
+			return s->count >= r->max;
+	}
+	/* Not in its neighbourhood: it would share the home slot (srv_rate_take). */
+	const srv_rate_slot *s = &r->slots[home];
+	return now_ms - s->start_ms < r->window_ms && s->count >= r->max;
+}
+
 void srv_rate_init(srv_ratelimit *r, unsigned max, uint64_t window_ms)
 {
 	memset(r, 0, sizeof *r);

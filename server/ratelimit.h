@@ -24,5 +24,7 @@ typedef struct srv_ratelimit {
 void srv_rate_init(srv_ratelimit *r, unsigned max, uint64_t window_ms);
 /* Counts one action of key now; false when key has used up its window (do not act). */
 bool srv_rate_take(srv_ratelimit *r, const char *key, uint64_t now_ms);
+/* Would the next action of key be refused? (Counts nothing.) */
+bool srv_rate_exhausted(const srv_ratelimit *r, const char *key, uint64_t now_ms);
 
 #endif

@@ -21,6 +21,10 @@
 	{"me", SRV_METHOD_GET, "/v1/me", srv_api_me, 0, SRV_ROUTE_HEAD_OK},                        \
 	{"members.list", SRV_METHOD_GET, "/v1/families/{family_id}/members", srv_api_members_list, \
 	 0, SRV_ROUTE_HEAD_OK},                                                                    \
-	{"devices.delete", SRV_METHOD_DELETE, "/v1/devices/{device_id}", srv_api_device_delete, 0, 0}
+	{"devices.delete", SRV_METHOD_DELETE, "/v1/devices/{device_id}", srv_api_device_delete, 0, \
+	 0},                                                                                       \
+	{"pairing_codes.create", SRV_METHOD_POST, "/v1/families/{family_id}/pairing-codes",       \
+	 srv_api_pairing_code_create, SRV_JSON_BODY_MAX, 0},                                       \
+	{"pair", SRV_METHOD_POST, "/v1/pair", srv_api_pair, SRV_JSON_BODY_MAX, 0}
 
 #endif

@@ -85,6 +85,8 @@ struct srv_server {
 	int static_fd;       /* the static directory, or -1 */
 	uint64_t buffer_bytes; /* stream and upload buffers reserved (cfg.buffer_memory caps it) */
 	srv_ratelimit signup_limit; /* new families per client address and hour */
+	srv_ratelimit pair_fail;    /* wrong pairing codes per client address */
+	srv_ratelimit pair_fail_all; /* wrong pairing codes from anywhere (key "*") */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t health_timer, grace_timer, date_timer;
 	bool draining;       /* SIGTERM: no new connections or requests */

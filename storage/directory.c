@@ -303,6 +303,48 @@ int store_pairing_consume(store *s, const uint8_t code_hash[STORE_HASH_LEN], int
 	return rc;
 }
 
+int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+                         const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
+                         int64_t now_ms, store_pairing *p, store_member *member,
+                         store_device *device)
+{
+	static const char sql[] =
+	    "UPDATE pairing_codes SET used_ms = ?1 WHERE code_hash = ?2 "
+	    "AND used_ms IS NULL AND expires_ms > ?1 AND kiosk_id IS NULL RETURNING " PAIRING_COLUMNS;
+	if (!code_hash || !token_hash || check_text(device_name, STORE_NAME_MAX) < 0)
+		return STORE_EINVAL;
+	conn *c = db_write_begin(s->directory);
+	int rc = conn_begin(c);
+	if (rc == 0) {
+		sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+		if (st) {
+			sqlite3_bind_int64(st, 1, now_ms);
+			sqlite3_bind_blob(st, 2, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
+			int r = sqlite3_step(st);
+			if (r == SQLITE_ROW) {
+				pairing_from_row(st, p);
+				rc = step_write(st);
+			} else {
+				rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+			}
+			sqlite3_reset(st);
+		}
+		/* The code, the member it names and this device: all, or the code stays unused. */
+		if (rc == 0)
+			rc = member_insert(c, p->family_id.s, p->member_name, p->role, NULL, now_ms,
+					   member);
+		if (rc == 0)
+			rc = device_insert(c, token_hash, member->id.s, NULL, device_name, now_ms,
+					   device);
+		if (rc == 0)
+			rc = conn_commit(c);
+		else
+			conn_rollback(c);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
 int store_pairing_expire(store *s, int64_t now_ms, unsigned *removed)
 {
 	/* Consume refuses a code at its expires_ms, so a code expiring at now_ms goes too. */

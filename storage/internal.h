@@ -102,6 +102,9 @@ void bind_optional(sqlite3_stmt *st, int i, const char *s);
 /* sqlite3_step() of a write, expecting SQLITE_DONE, with constraint failures told apart. */
 int step_write(sqlite3_stmt *st);
 
+/* store.c: a member inserted, inside the caller's write transaction (out filled). */
+int member_insert(conn *c, const char *family_id, const char *name, store_role role,
+		  const char *avatar, int64_t now_ms, store_member *out);
 /* directory.c: a device inserted and read back, inside the caller's write transaction. */
 int device_insert(conn *c, const uint8_t token_hash[STORE_HASH_LEN], const char *member_id,
 		  const char *kiosk_id, const char *name, int64_t now_ms, store_device *out);

@@ -486,8 +486,8 @@ static void family_erase(store *s, const char *family_id, const char *path)
 
 /* ---- families and members ---- */
 
-static int insert_member(conn *c, const char *family_id, const char *name, store_role role,
-			 const char *avatar, int64_t now_ms, store_member *out)
+int member_insert(conn *c, const char *family_id, const char *name, store_role role,
+		  const char *avatar, int64_t now_ms, store_member *out)
 {
 	static const char sql[] = "INSERT INTO members (id, family_id, name, role, avatar, "
 				  "created_ms) VALUES (?, ?, ?, ?, ?, ?)";
@@ -548,7 +548,7 @@ static int family_create(store *s, const char *family_name, const char *member_n
 		sqlite3_bind_int64(st, 3, now_ms);
 		sqlite3_bind_int64(st, 4, (sqlite3_int64)quota_bytes);
 		if ((rc = step_done(st)) == 0)
-			rc = insert_member(c, family->id.s, member_name, STORE_ROLE_PARENT, NULL,
+			rc = member_insert(c, family->id.s, member_name, STORE_ROLE_PARENT, NULL,
 					   now_ms, member);
 		if (rc == 0 && token_hash)
 			rc = device_insert(c, token_hash, member->id.s, NULL, device_name, now_ms,
@@ -651,7 +651,7 @@ int store_member_add(store *s, const char *family_id, const char *name, store_ro
 	    role > STORE_ROLE_CHILD || (avatar && strlen(avatar) >= sizeof out->avatar))
 		return STORE_EINVAL;
 	conn *c = db_write_begin(s->directory);
-	int rc = insert_member(c, family_id, name, role, avatar, now_ms, out);
+	int rc = member_insert(c, family_id, name, role, avatar, now_ms, out);
 	db_write_end(s->directory);
 	return rc;
 }

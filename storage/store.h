@@ -172,6 +172,15 @@ int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
  */
 int store_pairing_consume(store *s, const uint8_t code_hash[STORE_HASH_LEN], int64_t now_ms,
 			  store_pairing *out);
+/*
+ * Pair a personal device with a code: in one transaction the code is used, the member it
+ * names is added to its family and this device (its token's hash) to that member. Unknown,
+ * used, expired or kiosk codes: STORE_ENOTFOUND, and nothing changes.
+ */
+int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+			 const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
+			 int64_t now_ms, store_pairing *p, store_member *member,
+			 store_device *device);
 /* Delete codes that expired before now_ms; *removed counts them. */
 int store_pairing_expire(store *s, int64_t now_ms, unsigned *removed);
 

@@ -42,6 +42,102 @@ def families_on_disk(srv):
     return len([f for f in os.listdir(d) if f.endswith(".db")]) if os.path.isdir(d) else 0
 
 
+def signup(srv, family, member):
+    r = post_json(srv, "/v1/families", {"family_name": family, "member_name": member})
+    assert r.status == 201, r.body
+    return r.json()
+
+
+def pairing(binary):
+    import time
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        t0 = time.time()
+        r = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                      {"role": "caregiver", "member_name": "奶奶"}, headers=bearer(mom["token"]))
+        c = r.json() if r.status == 201 else {}
+        ok(r.status == 201 and re.fullmatch(r"[0-9]{8}", c.get("code", "")) and
+           abs(c["expires_at"] - (t0 + 600)) < 5 and c["role"] == "caregiver" and
+           c["member_name"] == "奶奶", "a parent makes an 8-digit code that lives 10 minutes",
+           f"{r.status} {r.body[:200]!r}")
+        p = post_json(srv, "/v1/pair", {"code": c["code"], "device_name": "老人机"})
+        g = p.json() if p.status == 201 else {}
+        ok(p.status == 201 and g["family"]["id"] == fam and g["member"]["name"] == "奶奶" and
+           g["member"]["role"] == "caregiver" and g["device"]["name"] == "老人机" and
+           re.fullmatch(r"[A-Za-z0-9_-]{43}", g["token"]),
+           "pairing with the code: the member, its family and a new device token")
+        me = request(srv, "GET", "/v1/me", headers=bearer(g["token"])).json()
+        ok(me["member"]["id"] == g["member"]["id"], "the paired device's token works")
+        again = post_json(srv, "/v1/pair", {"code": c["code"], "device_name": "x"})
+        ok(again.status == 404 and again.json()["error"]["code"] == "invalid_code",
+           "a code is single-use")
+        members = request(srv, "GET", f"/v1/families/{fam}/members",
+                          headers=bearer(mom["token"])).json()["members"]
+        ok([m["name"] for m in members] == ["妈妈", "奶奶"], "the family now has two members")
+        # a child: may not invite or revoke others; a caregiver may revoke the child's device
+        cc = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                       {"role": "child", "member_name": "小明"},
+                       headers=bearer(g["token"])).json()
+        kid = post_json(srv, "/v1/pair", {"code": cc["code"]}).json()
+        ok(kid["member"]["role"] == "child", "a caregiver invites a child")
+        r = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                      {"role": "parent", "member_name": "x"}, headers=bearer(kid["token"]))
+        ok(r.status == 403 and r.json()["error"]["code"] == "forbidden", "a child cannot invite")
+        r = request(srv, "DELETE", f"/v1/devices/{g['device']['id']}",
+                    headers=bearer(kid["token"]))
+        ok(r.status == 403, "a child cannot revoke grandma's phone")
+        r = request(srv, "DELETE", f"/v1/devices/{kid['device']['id']}",
+                    headers=bearer(g["token"]))
+        ok(r.status == 204 and request(srv, "GET", "/v1/me", headers=bearer(kid["token"]))
+           .status == 401, "a caregiver revokes the child's lost phone; its token stops at once")
+        other = signup(srv, "李家", "爸爸")
+        r = post_json(srv, f"/v1/families/{other['family']['id']}/pairing-codes",
+                      {"role": "parent", "member_name": "x"}, headers=bearer(mom["token"]))
+        ok(r.status == 404, "no codes for another family")
+        r = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                      {"role": "admin", "member_name": "x"}, headers=bearer(mom["token"]))
+        ok(r.status == 400 and r.json()["error"]["code"] == "invalid_role", "an unknown role")
+        r = post_json(srv, "/v1/pair", {"code": "1234"})
+        ok(r.status == 400 and r.json()["error"]["code"] == "invalid_code",
+           "a code that is not 8 digits")
+        r = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                      {"role": "parent", "member_name": "x"})
+        ok(r.status == 401, "making a code needs a token")
+    finally:
+        srv.stop()
+
+
+def locks(binary):
+    srv = Server(binary, "--pair-failures", "3")
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        code = post_json(srv, f"/v1/families/{mom['family']['id']}/pairing-codes",
+                         {"role": "parent", "member_name": "爸爸"},
+                         headers=bearer(mom["token"])).json()["code"]
+        wrong = f"{(int(code) + 1) % 100000000:08d}"
+        codes = [post_json(srv, "/v1/pair", {"code": wrong}).status for _ in range(3)]
+        r = post_json(srv, "/v1/pair", {"code": code})
+        ok(codes == [404] * 3 and r.status == 429 and
+           r.json()["error"]["code"] == "pairing_locked" and r.header("Retry-After"),
+           f"three wrong codes lock the address out, even for the right code ({codes})")
+    finally:
+        srv.stop()
+    srv = Server(binary, "--pair-failures", "100", "--pair-failures-all", "4",
+                 "--trust-proxy", "127.0.0.1")
+    try:
+        codes = [post_json(srv, "/v1/pair", {"code": "00000000"},
+                           headers=[("X-Forwarded-For", f"198.51.100.{i}")]).status
+                 for i in range(4)]
+        r = post_json(srv, "/v1/pair", {"code": "00000001"},
+                      headers=[("X-Forwarded-For", "198.51.100.99")])
+        ok(codes == [404] * 4 and r.status == 429,
+           f"wrong codes from many addresses lock pairing for everyone ({codes}, {r.status})")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     srv = Server(binary, "--signups-per-hour", "5")
@@ -146,6 +242,8 @@ def main():
     finally:
         rc = srv.stop()
     ok(rc == 0, "clean exit")
+    pairing(binary)
+    locks(binary)
     print(f"1..{len(results)}")
     return 0 if all(results) else 1
 

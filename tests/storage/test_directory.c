@@ -403,6 +403,51 @@ static void pairing_consumed_once(void **state)
 	assert_int_equal(store_pairing_create(f->s, h, &p), STORE_EEXIST);
 }
 
+/* Redeeming: the code, the member and the device together, or nothing (the code stays). */
+static void pairing_redeem_is_all_or_nothing(void **state)
+{
+	fixture *f = *state;
+	uint8_t code[STORE_HASH_LEN], taken[STORE_HASH_LEN], fresh[STORE_HASH_LEN];
+	hash_of("redeem", 1, code);
+	hash_of("phone", 7, taken);
+	hash_of("phone", 8, fresh);
+	store_device existing, d;
+	store_member m;
+	store_pairing p = pairing(&f->fam.id, STORE_ROLE_CHILD, "小明", 1000, 601000), got;
+	assert_int_equal(store_pairing_create(f->s, code, &p), 0);
+	assert_int_equal(store_device_add(f->s, taken, f->parent.id.s, NULL, "旧手机", 1000,
+					  &existing),
+			 0);
+	/* A token hash already in use fails the device: the code is not used up. */
+	assert_int_equal(store_pairing_redeem(f->s, code, taken, "平板", 2000, &got, &m, &d),
+			 STORE_EEXIST);
+	size_t n;
+	store_member list[8];
+	assert_int_equal(store_members_list(f->s, f->fam.id.s, list, 8, &n), 0);
+	assert_int_equal(n, 1); /* no 小明 yet */
+	assert_int_equal(store_pairing_redeem(f->s, code, fresh, "平板", 3000, &got, &m, &d), 0);
+	assert_int_equal(got.role, STORE_ROLE_CHILD);
+	assert_string_equal(m.name, "小明");
+	assert_int_equal(m.role, STORE_ROLE_CHILD);
+	assert_string_equal(m.family_id.s, f->fam.id.s);
+	assert_string_equal(d.member_id.s, m.id.s);
+	assert_string_equal(d.family_id.s, f->fam.id.s);
+	assert_int_equal(store_members_list(f->s, f->fam.id.s, list, 8, &n), 0);
+	assert_int_equal(n, 2);
+	/* Single use; an expired or unknown code is the same not-found. */
+	hash_of("phone", 9, fresh);
+	assert_int_equal(store_pairing_redeem(f->s, code, fresh, "x", 4000, &got, &m, &d),
+			 STORE_ENOTFOUND);
+	uint8_t late[STORE_HASH_LEN];
+	hash_of("redeem", 2, late);
+	p = pairing(&f->fam.id, STORE_ROLE_PARENT, "爸爸", 1000, 5000);
+	assert_int_equal(store_pairing_create(f->s, late, &p), 0);
+	assert_int_equal(store_pairing_redeem(f->s, late, fresh, "x", 5000, &got, &m, &d),
+			 STORE_ENOTFOUND);
+	assert_int_equal(store_pairing_redeem(f->s, late, fresh, "", 4000, &got, &m, &d),
+			 STORE_EINVAL);
+}
+
 static void pairing_expired_or_unknown(void **state)
 {
 	fixture *f = *state;
@@ -873,6 +918,7 @@ int main(void)
 	    T(device_touch_is_throttled),
 	    T(device_malformed_ids),
 	    T(pairing_consumed_once),
+	    T(pairing_redeem_is_all_or_nothing),
 	    T(pairing_expired_or_unknown),
 	    T(pairing_for_a_kiosk),
 	    T(pairing_create_rejects_bad_input),
