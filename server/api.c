@@ -11,7 +11,10 @@
  * characters.
  */
 #include "api.h"
+#include "audio.h"
 #include "ratelimit.h"
+
+#include "codec.h"
 
 #include <jansson.h>
 #include <sodium.h>
@@ -138,6 +141,20 @@ struct api_job {
 	int64_t expires_ms;
 	char client[46];
 	char code[PAIRING_CODE_MAX];
+	/* messages */
+	int body_fd;
+	char to[64];
+	char idem[130];
+	bool existed;
+	codec_result cres;
+	int codec_rc;
+	double transcode_s;
+	store_message msg;
+	store_message *list;
+	size_t nlist;
+	uint64_t since, latest;
+	char reason[512];
+	store_flag flag;
 };
 
 static void job_run(void *arg)
@@ -526,4 +543,329 @@ void srv_api_pair(srv_exchange *x)
 	snprintf(j->code, sizeof j->code, "%s", code);
 	json_decref(body);
 	run(x, j);
+}
+
+/* ---- messages ---- */
+#define LIST_MAX 200
+
+static json_t *message_json(const store_message *m)
+{
+	if (m->state == STORE_MSG_DELETED)
+		return json_pack("{s:s, s:I, s:s}", "id", m->id.s, "seq", (json_int_t)m->seq,
+				 "state", "deleted");
+	json_t *wave = json_array(), *heard = json_array();
+	for (int i = 0; wave && i < STORE_WAVEFORM_POINTS; i++)
+		json_array_append_new(wave, json_integer(m->waveform[i]));
+	for (unsigned i = 0; heard && i < m->listened_count; i++)
+		json_array_append_new(heard, json_string(m->listened_by[i].s));
+	return json_pack("{s:s, s:I, s:s, s:o, s:I, s:I, s:I, s:o, s:o, s:s}", "id", m->id.s,
+			 "seq", (json_int_t)m->seq, "sender", m->sender.s, "to",
+			 m->to.s[0] ? json_string(m->to.s) : json_null(), "created_at",
+			 (json_int_t)(m->created_ms / 1000), "duration_ms",
+			 (json_int_t)m->duration_ms, "bytes", (json_int_t)m->bytes, "waveform",
+			 wave, "listened_by", heard, "state", store_msg_state_name(m->state));
+}
+
+/* The caller's family is the one in the path, or it is 404 for them. */
+static bool own_family(api_job *j)
+{
+	if (strcmp(j->param[0], j->device.family_id.s) == 0)
+		return true;
+	j->rc = STORE_ENOTFOUND;
+	return false;
+}
+
+static void upload_work(api_job *j)
+{
+	if (!own_family(j))
+		return;
+	if (j->to[0]) {
+		store_member to;
+		j->rc = store_member_get(j->st, j->to, &to);
+		if (j->rc == 0 && strcmp(to.family_id.s, j->device.family_id.s) != 0)
+			j->rc = STORE_ENOTFOUND;
+		if (j->rc == STORE_ENOTFOUND) {
+			j->rc = 2; /* no such recipient in this family */
+			return;
+		}
+		if (j->rc < 0)
+			return;
+	}
+	if ((j->rc = store_family_get(j->st, j->device.family_id.s, &j->family)) < 0)
+		return;
+	codec_source src;
+	codec_fd_source fds;
+	codec_sink sink;
+	codec_buffer out = {0};
+	codec_options opt;
+	codec_options_init(&opt);
+	codec_source_fd(&src, &fds, j->body_fd);
+	codec_sink_buffer(&sink, &out);
+	uint64_t t0 = uv_hrtime();
+	j->codec_rc = codec_transcode(&src, &sink, &opt, &j->cres);
+	j->transcode_s = (double)(uv_hrtime() - t0) / 1e9;
+	if (j->codec_rc < 0) {
+		free(out.data);
+		return;
+	}
+	store_new_message m = {.sender = j->member.id.s,
+			       .to = j->to[0] ? j->to : NULL,
+			       .created_ms = now_ms(),
+			       .duration_ms = j->cres.duration_ms,
+			       .lufs = j->cres.output_lufs,
+			       .waveform = j->cres.waveform,
+			       .audio = out.data,
+			       .audio_len = out.len,
+			       .idempotency_key = j->idem[0] ? j->idem : NULL,
+			       .quota_bytes = j->family.quota_bytes};
+	int existed = 0;
+	j->rc = store_message_append(j->st, j->device.family_id.s, &m, &j->msg, &existed);
+	j->existed = existed;
+	free(out.data);
+}
+
+static void upload_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == 2) {
+		srv_respond_error(x, 400, "invalid_recipient", "to: no such member in this family");
+		return;
+	}
+	if (j->rc == 0 && j->codec_rc < 0) {
+		bool big = j->codec_rc == CODEC_ETOOLARGE;
+		srv_respond_error(x, big ? 413 : 422, codec_errcode(j->codec_rc),
+				  codec_strerror(j->codec_rc));
+		return;
+	}
+	if (j->rc == STORE_EQUOTA) {
+		srv_respond_error(x, 507, "quota_exceeded", "the family's mailbox is full");
+		return;
+	}
+	if (j->rc < 0) {
+		storage_failed(x, j->rc);
+		return;
+	}
+	x->srv->metrics.transcodes++;
+	x->srv->metrics.transcode_seconds += j->transcode_s;
+	respond_json(x, j->existed ? 200 : 201, json_pack("{s:o}", "message",
+							  message_json(&j->msg)));
+}
+
+void srv_api_message_upload(srv_exchange *x)
+{
+	const srv_slice *key = srv_request_header(&x->req, "Idempotency-Key");
+	if (key && (key->len == 0 || key->len > 128)) {
+		srv_respond_error(x, 400, "invalid_idempotency_key", "1-128 characters");
+		return;
+	}
+	if (x->body_fd < 0 || x->body_len == 0) {
+		srv_respond_error(x, 422, "audio_truncated", "the request has no audio");
+		return;
+	}
+	char to[64] = "";
+	if (x->req.query.ptr) {
+		/* ?to=MEMBER_ID, nothing else */
+		if (x->req.query.len < 4 || x->req.query.len > 3 + STORE_ID_LEN ||
+		    memcmp(x->req.query.ptr, "to=", 3) != 0) {
+			srv_respond_error(x, 400, "invalid_recipient", "the query is ?to=MEMBER_ID");
+			return;
+		}
+		snprintf(to, sizeof to, "%.*s", (int)x->req.query.len - 3, x->req.query.ptr + 3);
+		if (store_id_check(to) < 0) {
+			srv_respond_error(x, 400, "invalid_recipient", "to: not a member id");
+			return;
+		}
+	}
+	api_job *j = authed_job(x, upload_work, upload_done);
+	if (!j)
+		return;
+	j->body_fd = x->body_fd; /* read on the pool; the exchange keeps and closes it */
+	snprintf(j->to, sizeof j->to, "%s", to);
+	if (key)
+		snprintf(j->idem, sizeof j->idem, "%.*s", (int)key->len, key->ptr);
+	run(x, j);
+}
+
+static void list_work(api_job *j)
+{
+	if (!own_family(j))
+		return;
+	j->list = calloc(LIST_MAX, sizeof *j->list);
+	if (!j->list) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	j->rc = store_messages_since(j->st, j->param[0], j->since, j->list, LIST_MAX, &j->nlist,
+				     &j->latest);
+}
+
+static void list_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		free(j->list);
+		storage_failed(x, j->rc);
+		return;
+	}
+	json_t *arr = json_array();
+	uint64_t seq = j->since;
+	for (size_t i = 0; arr && i < j->nlist; i++) {
+		/* Hidden messages are not the family's to hear: they read as deleted. */
+		store_message *m = &j->list[i];
+		if (m->state == STORE_MSG_HIDDEN)
+			m->state = STORE_MSG_DELETED;
+		json_array_append_new(arr, message_json(m));
+		if (m->seq > seq)
+			seq = m->seq;
+	}
+	/* A page cut at LIST_MAX resumes after its last change; else the newest there is. */
+	if (j->nlist < LIST_MAX && j->latest > seq)
+		seq = j->latest;
+	free(j->list);
+	respond_json(x, 200, arr ? json_pack("{s:o, s:I}", "messages", arr, "seq",
+					    (json_int_t)seq)
+				 : NULL);
+}
+
+void srv_api_messages_list(srv_exchange *x)
+{
+	uint64_t since = 0;
+	if (x->req.query.ptr) {
+		const char *q = x->req.query.ptr;
+		size_t n = x->req.query.len, i = 6;
+		if (n < 7 || n > 6 + 19 || memcmp(q, "since=", 6) != 0) {
+			srv_respond_error(x, 400, "invalid_since", "the query is ?since=N");
+			return;
+		}
+		for (; i < n; i++) {
+			if (q[i] < '0' || q[i] > '9') {
+				srv_respond_error(x, 400, "invalid_since", "since is a number");
+				return;
+			}
+			since = since * 10 + (uint64_t)(q[i] - '0');
+		}
+	}
+	api_job *j = authed_job(x, list_work, list_done);
+	if (!j)
+		return;
+	j->since = since;
+	run(x, j);
+}
+
+static void audio_auth_work(api_job *j)
+{
+	own_family(j);
+}
+
+static void audio_auth_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		storage_failed(x, j->rc);
+		return;
+	}
+	srv_respond_message_audio(x, j->param[0], j->param[1], false);
+}
+
+void srv_api_message_audio(srv_exchange *x)
+{
+	api_job *j = authed_job(x, audio_auth_work, audio_auth_done);
+	if (j)
+		run(x, j);
+}
+
+static void listened_work(api_job *j)
+{
+	if (!own_family(j))
+		return;
+	j->rc = store_message_listened(j->st, j->param[0], j->param[1], j->member.id.s, now_ms(),
+				       &j->latest);
+}
+
+static void listened_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		storage_failed(x, j->rc);
+		return;
+	}
+	respond_json(x, 200, json_pack("{s:I}", "seq", (json_int_t)j->latest));
+}
+
+void srv_api_message_listened(srv_exchange *x)
+{
+	api_job *j = authed_job(x, listened_work, listened_done);
+	if (j)
+		run(x, j);
+}
+
+static void delete_work(api_job *j)
+{
+	if (!own_family(j))
+		return;
+	if ((j->rc = store_message_get(j->st, j->param[0], j->param[1], &j->msg)) < 0)
+		return;
+	if (j->msg.state == STORE_MSG_DELETED) {
+		j->rc = STORE_ENOTFOUND;
+		return;
+	}
+	if (strcmp(j->msg.sender.s, j->member.id.s) != 0 && j->member.role != STORE_ROLE_PARENT) {
+		j->rc = 1;
+		return;
+	}
+	j->rc = store_message_set_state(j->st, j->param[0], j->param[1], STORE_MSG_DELETED,
+					&j->latest);
+}
+
+static void delete_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == 1) {
+		srv_respond_error(x, 403, "forbidden", "only its sender or a parent can delete it");
+		return;
+	}
+	if (j->rc < 0) {
+		storage_failed(x, j->rc);
+		return;
+	}
+	srv_respond_head(x, 204, NULL, NULL, -1);
+}
+
+void srv_api_message_delete(srv_exchange *x)
+{
+	api_job *j = authed_job(x, delete_work, delete_done);
+	if (j)
+		run(x, j);
+}
+
+static void flag_work(api_job *j)
+{
+	if (!own_family(j))
+		return;
+	j->rc = store_flag_add(j->st, j->param[0], j->param[1], j->member.id.s, j->reason,
+			       now_ms(), &j->flag);
+}
+
+static void flag_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		storage_failed(x, j->rc);
+		return;
+	}
+	respond_json(x, 201, json_pack("{s:{s:s, s:s}}", "flag", "id", j->flag.id.s, "state",
+				       "open"));
+}
+
+void srv_api_message_flag(srv_exchange *x)
+{
+	json_t *body = body_object(x);
+	if (!body)
+		return;
+	const char *reason = json_string_value(json_object_get(body, "reason"));
+	if (!reason || !*reason || strlen(reason) >= sizeof ((store_flag *)0)->reason) {
+		json_decref(body);
+		srv_respond_error(x, 400, "invalid_reason", "reason: 1-511 bytes of text");
+		return;
+	}
+	api_job *j = authed_job(x, flag_work, flag_done);
+	if (j)
+		snprintf(j->reason, sizeof j->reason, "%s", reason);
+	json_decref(body);
+	if (j)
+		run(x, j);
 }

@@ -15,5 +15,11 @@ void srv_api_members_list(srv_exchange *x);
 void srv_api_device_delete(srv_exchange *x);
 void srv_api_pairing_code_create(srv_exchange *x);
 void srv_api_pair(srv_exchange *x);
+void srv_api_message_upload(srv_exchange *x);
+void srv_api_messages_list(srv_exchange *x);
+void srv_api_message_audio(srv_exchange *x);
+void srv_api_message_listened(srv_exchange *x);
+void srv_api_message_delete(srv_exchange *x);
+void srv_api_message_flag(srv_exchange *x);
 
 #endif

@@ -29,6 +29,7 @@ typedef struct audio_job {
 	size_t got;
 	int rc;
 	bool head_only;
+	bool allow_hidden;
 	const srv_request *req;
 } audio_job;
 
@@ -47,6 +48,8 @@ static void source_close(void *ctx)
 static int choose(void *ctx, const store_audio_info *info, uint64_t *offset, size_t *len)
 {
 	audio_job *j = ctx;
+	if (info->state == STORE_MSG_HIDDEN && !j->allow_hidden)
+		return STORE_ENOTFOUND; /* hidden by a moderator: not for the family's ears */
 	srv_entity *e = &j->e;
 	e->size = info->bytes;
 	int n = snprintf(e->etag, sizeof e->etag, "\"");
@@ -101,7 +104,8 @@ static void audio_done(srv_exchange *x, void *arg)
 	free(j);
 }
 
-void srv_respond_message_audio(srv_exchange *x, const char *family_id, const char *message_id)
+void srv_respond_message_audio(srv_exchange *x, const char *family_id, const char *message_id,
+			       bool allow_hidden)
 {
 	if (store_id_check(family_id) < 0 || store_id_check(message_id) < 0) {
 		srv_respond_error(x, 404, "not_found", "no such message");
@@ -126,6 +130,7 @@ void srv_respond_message_audio(srv_exchange *x, const char *family_id, const cha
 	j->src = src;
 	j->req = &x->req;
 	j->head_only = x->head_only;
+	j->allow_hidden = allow_hidden;
 	if (srv_job_submit(x, audio_work, audio_done, j) < 0) {
 		free(src);
 		free(j);

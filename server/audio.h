@@ -8,9 +8,11 @@
 
 /*
  * Answers GET/HEAD for the audio of family_id's message_id (NUL-terminated ids): 200/206/304/
- * 412/416 with the body streamed from storage, 404 for an unknown or deleted message, 503 when
- * storage fails or the job queue is full. Access control is the caller's.
+ * 412/416 with the body streamed from storage, 404 for an unknown or deleted message (or a
+ * hidden one unless allow_hidden: moderators see those), 503 when storage fails or the job
+ * queue is full. Access control is the caller's.
  */
-void srv_respond_message_audio(srv_exchange *x, const char *family_id, const char *message_id);
+void srv_respond_message_audio(srv_exchange *x, const char *family_id, const char *message_id,
+			       bool allow_hidden);
 
 #endif

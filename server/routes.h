@@ -10,6 +10,7 @@
 #include "static.h"
 
 #define SRV_JSON_BODY_MAX (16u * 1024) /* a JSON request body */
+#define SRV_UPLOAD_MAX (200u << 20)     /* a recording: 15 min of 48 kHz stereo 16-bit WAV fits */
 
 #define SRV_PRODUCT_ROUTES                                                                        \
 	{"healthz", SRV_METHOD_GET, "/healthz", srv_handle_healthz, 0, SRV_ROUTE_HEAD_OK},         \
@@ -25,6 +26,19 @@
 	 0},                                                                                       \
 	{"pairing_codes.create", SRV_METHOD_POST, "/v1/families/{family_id}/pairing-codes",       \
 	 srv_api_pairing_code_create, SRV_JSON_BODY_MAX, 0},                                       \
-	{"pair", SRV_METHOD_POST, "/v1/pair", srv_api_pair, SRV_JSON_BODY_MAX, 0}
+	{"pair", SRV_METHOD_POST, "/v1/pair", srv_api_pair, SRV_JSON_BODY_MAX, 0},                \
+	{"messages.upload", SRV_METHOD_POST, "/v1/families/{family_id}/messages",                 \
+	 srv_api_message_upload, SRV_UPLOAD_MAX, SRV_ROUTE_BODY_FILE},                             \
+	{"messages.list", SRV_METHOD_GET, "/v1/families/{family_id}/messages",                    \
+	 srv_api_messages_list, 0, SRV_ROUTE_HEAD_OK},                                             \
+	{"messages.audio", SRV_METHOD_GET, "/v1/families/{family_id}/messages/{message_id}/audio",\
+	 srv_api_message_audio, 0, SRV_ROUTE_HEAD_OK},                                             \
+	{"messages.listened", SRV_METHOD_POST,                                                     \
+	 "/v1/families/{family_id}/messages/{message_id}/listened", srv_api_message_listened, 0,   \
+	 0},                                                                                       \
+	{"messages.delete", SRV_METHOD_DELETE, "/v1/families/{family_id}/messages/{message_id}",  \
+	 srv_api_message_delete, 0, 0},                                                            \
+	{"messages.flag", SRV_METHOD_POST, "/v1/families/{family_id}/messages/{message_id}/flag", \
+	 srv_api_message_flag, SRV_JSON_BODY_MAX, 0}
 
 #endif

@@ -198,7 +198,7 @@ static void clip_get(srv_exchange *x)
 	char fam[64], msg[64];
 	snprintf(fam, sizeof fam, "%.*s", (int)x->params[0].len, x->params[0].ptr);
 	snprintf(msg, sizeof msg, "%.*s", (int)x->params[1].len, x->params[1].ptr);
-	srv_respond_message_audio(x, fam, msg);
+	srv_respond_message_audio(x, fam, msg, false);
 }
 
 const srv_route srv_routes[] = {

@@ -138,6 +138,96 @@ def locks(binary):
         srv.stop()
 
 
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
+
+
+def upload(srv, token, fam, data, key=None, to=None):
+    hdrs = bearer(token) + ([("Idempotency-Key", key)] if key else [])
+    return request(srv, "POST", f"/v1/families/{fam}/messages" + (f"?to={to}" if to else ""),
+                   data, headers=hdrs, timeout=60)
+
+
+def messages(binary):
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                         {"role": "child", "member_name": "小明"},
+                         headers=bearer(mom["token"])).json()["code"]
+        kid = post_json(srv, "/v1/pair", {"code": code}).json()
+        r = upload(srv, mom["token"], fam, wav, key="story-1", to=kid["member"]["id"])
+        m = r.json()["message"] if r.status == 201 else {}
+        ok(r.status == 201 and m["sender"] == mom["member"]["id"] and
+           m["to"] == kid["member"]["id"] and m["state"] == "visible" and
+           len(m["waveform"]) == 100 and m["duration_ms"] > 1000 and m["bytes"] > 1000 and
+           m["listened_by"] == [] and m["seq"] == 1,
+           "a parent's WAV story arrives transcoded for the child: 201 with the message",
+           f"{r.status} {r.body[:300]!r}")
+        again = upload(srv, mom["token"], fam, wav, key="story-1", to=kid["member"]["id"])
+        ok(again.status == 200 and again.json()["message"]["id"] == m["id"],
+           "a retry with the same Idempotency-Key: 200 and the same message, not a second")
+        lst = request(srv, "GET", f"/v1/families/{fam}/messages?since=0",
+                      headers=bearer(kid["token"])).json()
+        ok([x["id"] for x in lst["messages"]] == [m["id"]] and lst["seq"] == 1,
+           "the child's device lists it, with the sequence to pass next time")
+        a = request(srv, "GET", f"/v1/families/{fam}/messages/{m['id']}/audio",
+                    headers=bearer(kid["token"]))
+        ok(a.status == 200 and a.header("Content-Type") == "audio/ogg" and
+           a.body[:4] == b"OggS" and len(a.body) == m["bytes"] and a.header("ETag"),
+           "the child fetches the Ogg Opus audio")
+        rg = request(srv, "GET", f"/v1/families/{fam}/messages/{m['id']}/audio",
+                     headers=bearer(kid["token"]) + [("Range", "bytes=0-99")])
+        ok(rg.status == 206 and rg.body == a.body[:100], "audio ranges work through the API")
+        h = request(srv, "POST", f"/v1/families/{fam}/messages/{m['id']}/listened", b"",
+                    headers=bearer(kid["token"]))
+        lst2 = request(srv, "GET", f"/v1/families/{fam}/messages?since=1",
+                       headers=bearer(mom["token"])).json()
+        ok(h.status == 200 and h.json()["seq"] == 2 and
+           lst2["messages"][0]["listened_by"] == [kid["member"]["id"]] and lst2["seq"] == 2,
+           "the child's listened receipt: the parent sees it as a change since 1")
+        bad = upload(srv, mom["token"], fam, b"RIFF....WAVEjunk" * 10)
+        ok(bad.status == 422 and bad.json()["error"]["code"].startswith("audio_"),
+           f"bad audio: 422 with the codec's code ({bad.json()['error']['code']})")
+        short = upload(srv, mom["token"], fam, wav[:200])
+        ok(short.status == 422, "a truncated WAV: 422")
+        lst3 = request(srv, "GET", f"/v1/families/{fam}/messages?since=2",
+                       headers=bearer(mom["token"])).json()
+        ok(lst3["messages"] == [] and lst3["seq"] == 2, "refused uploads stored nothing")
+        other = signup(srv, "李家", "爸爸")
+        ok(upload(srv, other["token"], fam, wav).status == 404,
+           "another family cannot post into this mailbox")
+        ok(request(srv, "GET", f"/v1/families/{fam}/messages/{m['id']}/audio",
+                   headers=bearer(other["token"])).status == 404,
+           "another family cannot hear its audio")
+        ok(upload(srv, mom["token"], fam, wav, to=other["member"]["id"]).status == 400,
+           "a recipient from another family: 400")
+        f = post_json(srv, f"/v1/families/{fam}/messages/{m['id']}/flag", {"reason": "吓人"},
+                      headers=bearer(kid["token"]))
+        ok(f.status == 201 and f.json()["flag"]["state"] == "open", "the child flags it")
+        d = request(srv, "DELETE", f"/v1/families/{fam}/messages/{m['id']}",
+                    headers=bearer(kid["token"]))
+        ok(d.status == 403, "the child cannot delete its mother's message")
+        d = request(srv, "DELETE", f"/v1/families/{fam}/messages/{m['id']}",
+                    headers=bearer(mom["token"]))
+        lst4 = request(srv, "GET", f"/v1/families/{fam}/messages?since=2",
+                       headers=bearer(kid["token"])).json()
+        ok(d.status == 204 and lst4["messages"] == [{"id": m["id"], "seq": 3,
+                                                     "state": "deleted"}],
+           "the sender deletes it: it appears once as deleted")
+        ok(request(srv, "GET", f"/v1/families/{fam}/messages/{m['id']}/audio",
+                   headers=bearer(kid["token"])).status == 404, "its audio is gone")
+        ok(request(srv, "GET", f"/v1/families/{fam}/messages?since=x",
+                   headers=bearer(kid["token"])).status == 400, "since must be a number")
+        m2 = request(srv, "GET", "/metrics").body.decode()
+        n = re.search(r"jiayin_transcodes_total (\d+)", m2)
+        ok(n and int(n.group(1)) >= 1, "transcodes are counted in /metrics")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     srv = Server(binary, "--signups-per-hour", "5")
@@ -244,6 +334,7 @@ def main():
     ok(rc == 0, "clean exit")
     pairing(binary)
     locks(binary)
+    messages(binary)
     print(f"1..{len(results)}")
     return 0 if all(results) else 1
 
