@@ -113,6 +113,7 @@ static void storage_failed(srv_exchange *x, int rc)
 
 /* ---- one job per request: who is asking, then the endpoint's own work ---- */
 #define PAIRING_CODE_MAX 16
+#define MEMBERS_MAX 64 /* a family's members in one answer */
 
 typedef struct api_job api_job;
 typedef void (*api_work_fn)(api_job *j);
@@ -134,7 +135,7 @@ struct api_job {
 	char device_name[STORE_NAME_MAX + 1];
 	char token[64];
 	store_family family;
-	store_member members[64];
+	store_member *members;         /* members_work: MEMBERS_MAX, freed by job_done */
 	size_t nmembers;
 	store_device target;
 	store_role role;
@@ -153,8 +154,9 @@ struct api_job {
 	store_message *list;
 	size_t nlist;
 	uint64_t since, latest;
+	unsigned wait_s;
 	char reason[512];
-	store_flag flag;
+	store_flag *flag;              /* flag_work; freed by job_done */
 };
 
 static void job_run(void *arg)
@@ -191,6 +193,8 @@ static void job_done(srv_exchange *x, void *arg)
 	}
 	sodium_memzero(j->token, sizeof j->token);
 	sodium_memzero(j->code, sizeof j->code);
+	free(j->members);
+	free(j->flag);
 	free(j);
 }
 
@@ -323,8 +327,11 @@ static void members_work(api_job *j)
 		j->rc = STORE_ENOTFOUND; /* another family: as if it did not exist */
 		return;
 	}
-	j->rc = store_members_list(j->st, j->param[0], j->members,
-				   sizeof j->members / sizeof j->members[0], &j->nmembers);
+	if (!(j->members = calloc(MEMBERS_MAX, sizeof *j->members))) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	j->rc = store_members_list(j->st, j->param[0], j->members, MEMBERS_MAX, &j->nmembers);
 }
 
 static void members_done(srv_exchange *x, api_job *j)
@@ -547,6 +554,9 @@ void srv_api_pair(srv_exchange *x)
 
 /* ---- messages ---- */
 #define LIST_MAX 200
+#define LONG_POLL_MAX_S 60
+
+static void mailbox_changed(srv_server *s, const char *family_id);
 
 static json_t *message_json(const store_message *m)
 {
@@ -646,6 +656,8 @@ static void upload_done(srv_exchange *x, api_job *j)
 	}
 	x->srv->metrics.transcodes++;
 	x->srv->metrics.transcode_seconds += j->transcode_s;
+	if (!j->existed)
+		mailbox_changed(x->srv, j->device.family_id.s);
 	respond_json(x, j->existed ? 200 : 201, json_pack("{s:o}", "message",
 							  message_json(&j->msg)));
 }
@@ -689,6 +701,11 @@ static void list_work(api_job *j)
 {
 	if (!own_family(j))
 		return;
+	/* Most long-polls find nothing new: look with room for one before making room for 200. */
+	store_message one;
+	j->rc = store_messages_since(j->st, j->param[0], j->since, &one, 1, &j->nlist, &j->latest);
+	if (j->rc < 0 || j->nlist == 0)
+		return;
 	j->list = calloc(LIST_MAX, sizeof *j->list);
 	if (!j->list) {
 		j->rc = STORE_ENOMEM;
@@ -698,11 +715,18 @@ static void list_work(api_job *j)
 				     &j->latest);
 }
 
+static void park(srv_exchange *x, api_job *j);
+
 static void list_done(srv_exchange *x, api_job *j)
 {
 	if (j->rc < 0) {
 		free(j->list);
 		storage_failed(x, j->rc);
+		return;
+	}
+	if (j->nlist == 0 && j->wait_s > 0 && !x->srv->draining && !x->conn->closed) {
+		free(j->list);
+		park(x, j); /* answered when the mailbox changes or the wait is over */
 		return;
 	}
 	json_t *arr = json_array();
@@ -725,29 +749,143 @@ static void list_done(srv_exchange *x, api_job *j)
 				 : NULL);
 }
 
+/* ?since=N&wait=S, both optional, nothing else. 0, or -1 after answering 400. */
+static int list_query(srv_exchange *x, uint64_t *since, unsigned *wait_s)
+{
+	const char *q = x->req.query.ptr;
+	size_t n = x->req.query.len, i = 0;
+	*since = 0;
+	*wait_s = 0;
+	while (q && i < n) {
+		size_t end = i;
+		while (end < n && q[end] != '&')
+			end++;
+		bool is_since = end - i > 6 && memcmp(q + i, "since=", 6) == 0;
+		bool is_wait = end - i > 5 && memcmp(q + i, "wait=", 5) == 0;
+		size_t v = i + (is_since ? 6 : 5);
+		uint64_t val = 0;
+		bool good = (is_since || is_wait) && end - v <= 19;
+		for (size_t k = v; good && k < end; k++) {
+			good = q[k] >= '0' && q[k] <= '9';
+			val = val * 10 + (uint64_t)(q[k] - '0');
+		}
+		if (!good || (is_wait && val > LONG_POLL_MAX_S)) {
+			srv_respond_error(x, 400, "invalid_query",
+					  "the query is ?since=N&wait=SECONDS (0-60)");
+			return -1;
+		}
+		if (is_since)
+			*since = val;
+		else
+			*wait_s = (unsigned)val;
+		i = end + 1;
+	}
+	return 0;
+}
+
 void srv_api_messages_list(srv_exchange *x)
 {
-	uint64_t since = 0;
-	if (x->req.query.ptr) {
-		const char *q = x->req.query.ptr;
-		size_t n = x->req.query.len, i = 6;
-		if (n < 7 || n > 6 + 19 || memcmp(q, "since=", 6) != 0) {
-			srv_respond_error(x, 400, "invalid_since", "the query is ?since=N");
-			return;
-		}
-		for (; i < n; i++) {
-			if (q[i] < '0' || q[i] > '9') {
-				srv_respond_error(x, 400, "invalid_since", "since is a number");
-				return;
-			}
-			since = since * 10 + (uint64_t)(q[i] - '0');
-		}
-	}
+	uint64_t since;
+	unsigned wait_s;
+	if (list_query(x, &since, &wait_s) < 0)
+		return;
 	api_job *j = authed_job(x, list_work, list_done);
 	if (!j)
 		return;
 	j->since = since;
+	j->wait_s = wait_s;
 	run(x, j);
+}
+
+/* ---- long-polling: a list with nothing new waits for its mailbox to change ---- */
+typedef struct srv_waiter {
+	struct srv_waiter *prev, *next;
+	uv_timer_t timer;
+	srv_exchange *x;
+	srv_conn *conn;
+	char family[STORE_ID_LEN + 1];
+	uint64_t since;
+} srv_waiter;
+
+static void waiter_closed(uv_handle_t *h)
+{
+	srv_waiter *w = h->data;
+	srv_conn_unref(w->conn);
+	free(w);
+}
+
+/* Unpark: list again (no more waiting) and answer whatever that finds. */
+static void wake(srv_waiter *w)
+{
+	srv_server *s = w->x->srv;
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		s->waiters = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	s->waiter_count--;
+	uv_timer_stop(&w->timer);
+	api_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		srv_respond_error(w->x, 500, "out_of_memory", "no memory");
+	} else {
+		j->work = list_work;
+		j->done = list_done;
+		j->since = w->since;
+		memcpy(j->device.family_id.s, w->family, sizeof w->family);
+		j->st = s->store;
+		snprintf(j->param[0], sizeof j->param[0], "%s", w->family);
+		if (srv_job_submit_any(w->x, job_run, job_done, j) < 0) {
+			free(j);
+			srv_respond_error(w->x, 500, "out_of_memory", "no memory");
+		}
+	}
+	uv_close((uv_handle_t *)&w->timer, waiter_closed);
+}
+
+static void on_wait_over(uv_timer_t *t)
+{
+	wake(t->data);
+}
+
+static void park(srv_exchange *x, api_job *j)
+{
+	srv_server *s = x->srv;
+	srv_waiter *w = calloc(1, sizeof *w);
+	if (!w || uv_timer_init(s->loop, &w->timer) != 0) {
+		free(w);
+		srv_respond_error(x, 500, "out_of_memory", "no memory");
+		return;
+	}
+	w->x = x;
+	w->conn = x->conn;
+	w->conn->refs++;
+	w->since = j->since;
+	snprintf(w->family, sizeof w->family, "%.*s", STORE_ID_LEN, j->param[0]);
+	w->timer.data = w;
+	w->next = s->waiters;
+	if (s->waiters)
+		s->waiters->prev = w;
+	s->waiters = w;
+	s->waiter_count++;
+	uv_timer_start(&w->timer, on_wait_over, (uint64_t)j->wait_s * 1000, 0);
+}
+
+/* A change in family_id's mailbox: its waiters list again. */
+static void mailbox_changed(srv_server *s, const char *family_id)
+{
+	for (srv_waiter *w = s->waiters, *next; w; w = next) {
+		next = w->next;
+		if (strcmp(w->family, family_id) == 0)
+			wake(w);
+	}
+}
+
+void srv_api_wake_all(srv_server *s)
+{
+	while (s->waiters)
+		wake(s->waiters);
 }
 
 static void audio_auth_work(api_job *j)
@@ -785,6 +923,7 @@ static void listened_done(srv_exchange *x, api_job *j)
 		storage_failed(x, j->rc);
 		return;
 	}
+	mailbox_changed(x->srv, j->param[0]);
 	respond_json(x, 200, json_pack("{s:I}", "seq", (json_int_t)j->latest));
 }
 
@@ -823,6 +962,7 @@ static void delete_done(srv_exchange *x, api_job *j)
 		storage_failed(x, j->rc);
 		return;
 	}
+	mailbox_changed(x->srv, j->param[0]);
 	srv_respond_head(x, 204, NULL, NULL, -1);
 }
 
@@ -837,8 +977,12 @@ static void flag_work(api_job *j)
 {
 	if (!own_family(j))
 		return;
+	if (!(j->flag = calloc(1, sizeof *j->flag))) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
 	j->rc = store_flag_add(j->st, j->param[0], j->param[1], j->member.id.s, j->reason,
-			       now_ms(), &j->flag);
+			       now_ms(), j->flag);
 }
 
 static void flag_done(srv_exchange *x, api_job *j)
@@ -847,7 +991,7 @@ static void flag_done(srv_exchange *x, api_job *j)
 		storage_failed(x, j->rc);
 		return;
 	}
-	respond_json(x, 201, json_pack("{s:{s:s, s:s}}", "flag", "id", j->flag.id.s, "state",
+	respond_json(x, 201, json_pack("{s:{s:s, s:s}}", "flag", "id", j->flag->id.s, "state",
 				       "open"));
 }
 

@@ -21,5 +21,7 @@ void srv_api_message_audio(srv_exchange *x);
 void srv_api_message_listened(srv_exchange *x);
 void srv_api_message_delete(srv_exchange *x);
 void srv_api_message_flag(srv_exchange *x);
+/* Every parked long-poll answers now (SIGTERM's drain). */
+void srv_api_wake_all(srv_server *s);
 
 #endif

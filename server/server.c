@@ -6,6 +6,7 @@
  * closed; the loop then runs dry and main() closes storage. SIGHUP reopens the log. Jobs run
  * on libuv's pool; at most max_queued_jobs at once, beyond which callers answer 503.
  */
+#include "api.h"
 #include "server.h"
 
 #include <errno.h>
@@ -207,6 +208,7 @@ void srv_server_drain(srv_server *s)
 	uv_unref((uv_handle_t *)&s->sig_int);
 	uv_unref((uv_handle_t *)&s->sig_hup);
 	srv_conns_drain(s);
+	srv_api_wake_all(s); /* long-polls answer now instead of holding the exit */
 	uv_timer_start(&s->grace_timer, on_grace_over, s->cfg.shutdown_grace_ms, 0);
 	uv_unref((uv_handle_t *)&s->grace_timer);
 }

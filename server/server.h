@@ -87,6 +87,8 @@ struct srv_server {
 	srv_ratelimit signup_limit; /* new families per client address and hour */
 	srv_ratelimit pair_fail;    /* wrong pairing codes per client address */
 	srv_ratelimit pair_fail_all; /* wrong pairing codes from anywhere (key "*") */
+	struct srv_waiter *waiters;  /* long-polls parked until their mailbox changes (api.c) */
+	unsigned waiter_count;
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t health_timer, grace_timer, date_timer;
 	bool draining;       /* SIGTERM: no new connections or requests */
