@@ -1,0 +1,76 @@
+/*
+ * api_internal.h — what api.c (requests, authentication, identity and pairing) and
+ * api_messages.c (the mailbox) share. Private to server/; loop thread unless noted.
+ */
+#ifndef JIAYIN_SERVER_API_INTERNAL_H
+#define JIAYIN_SERVER_API_INTERNAL_H
+
+#include "api.h"
+#include "codec.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PAIRING_CODE_MAX 16
+#define MEMBERS_MAX 64 /* a family's members in one answer */
+
+typedef struct api_job api_job;
+typedef void (*api_work_fn)(api_job *j);
+typedef void (*api_done_fn)(srv_exchange *x, api_job *j);
+
+struct api_job {
+	store *st;
+	bool authed;                   /* a token was presented */
+	uint8_t token_hash[STORE_HASH_LEN];
+	store_device device;           /* the caller */
+	store_member member;           /* the caller's member (personal devices) */
+	int auth_rc;
+	api_work_fn work;
+	api_done_fn done;
+	int rc;
+	char param[2][64];             /* path parameters, NUL-terminated */
+	/* endpoint data */
+	char family_name[STORE_NAME_MAX + 1], member_name[STORE_NAME_MAX + 1];
+	char device_name[STORE_NAME_MAX + 1];
+	char token[64];
+	store_family family;
+	store_member *members;         /* members_work: MEMBERS_MAX, freed by job_done */
+	size_t nmembers;
+	store_device target;
+	store_role role;
+	int64_t expires_ms;
+	char client[46];
+	char code[PAIRING_CODE_MAX];
+	/* messages */
+	int body_fd;
+	char to[64];
+	char idem[130];
+	bool existed;
+	codec_result cres;
+	int codec_rc;
+	double transcode_s;
+	store_message msg;
+	store_message *list;
+	size_t nlist;
+	uint64_t since, latest;
+	unsigned wait_s;
+	char reason[512];
+	store_flag *flag;              /* flag_work; freed by job_done */
+};
+
+int64_t api_now_ms(void); /* any thread */
+void api_respond_json(srv_exchange *x, int status, json_t *obj); /* takes obj */
+json_t *api_body_object(srv_exchange *x);          /* NULL after answering 400/415 */
+const char *api_name_field(json_t *obj, const char *key, bool required);
+json_t *api_family_json(const store_family *f);
+json_t *api_member_json(const store_member *m);
+json_t *api_device_json(const store_device *d);
+void api_storage_failed(srv_exchange *x, int rc); /* 404/400/503/507 from a storage code */
+/* The job runner: authentication (when authed) then j->work on the pool, j->done on the loop. */
+void api_job_run(void *arg);
+void api_job_done(srv_exchange *x, void *arg);
+void api_run(srv_exchange *x, api_job *j);          /* submits, or answers 503 */
+api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done);
+
+#endif

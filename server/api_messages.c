@@ -1,0 +1,478 @@
+/*
+ * api_messages.c — the v1 API's voice mailbox: sending a recording (transcoded from its
+ * temporary file on the job pool, appended durably with its idempotency key), listing changes
+ * since a sequence number with long-polling (parked requests woken when their family's mailbox
+ * changes), the audio, listened receipts, deleting, flagging. The shared request machinery
+ * (authentication, one job per request, JSON) is api.c's.
+ */
+#include "api_internal.h"
+#include "audio.h"
+
+#include "codec.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- messages ---- */
+#define LIST_MAX 200
+#define LONG_POLL_MAX_S 60
+
+static void mailbox_changed(srv_server *s, const char *family_id);
+
+static json_t *message_json(const store_message *m)
+{
+	if (m->state == STORE_MSG_DELETED)
+		return json_pack("{s:s, s:I, s:s}", "id", m->id.s, "seq", (json_int_t)m->seq,
+				 "state", "deleted");
+	json_t *wave = json_array(), *heard = json_array();
+	for (int i = 0; wave && i < STORE_WAVEFORM_POINTS; i++)
+		json_array_append_new(wave, json_integer(m->waveform[i]));
+	for (unsigned i = 0; heard && i < m->listened_count; i++)
+		json_array_append_new(heard, json_string(m->listened_by[i].s));
+	return json_pack("{s:s, s:I, s:s, s:o, s:I, s:I, s:I, s:o, s:o, s:s}", "id", m->id.s,
+			 "seq", (json_int_t)m->seq, "sender", m->sender.s, "to",
+			 m->to.s[0] ? json_string(m->to.s) : json_null(), "created_at",
+			 (json_int_t)(m->created_ms / 1000), "duration_ms",
+			 (json_int_t)m->duration_ms, "bytes", (json_int_t)m->bytes, "waveform",
+			 wave, "listened_by", heard, "state", store_msg_state_name(m->state));
+}
+
+/* The caller's family is the one in the path, or it is 404 for them. */
+static bool own_family(api_job *j)
+{
+	if (strcmp(j->param[0], j->device.family_id.s) == 0)
+		return true;
+	j->rc = STORE_ENOTFOUND;
+	return false;
+}
+
+static void upload_work(api_job *j)
+{
+	if (!own_family(j))
+		return;
+	if (j->to[0]) {
+		store_member to;
+		j->rc = store_member_get(j->st, j->to, &to);
+		if (j->rc == 0 && strcmp(to.family_id.s, j->device.family_id.s) != 0)
+			j->rc = STORE_ENOTFOUND;
+		if (j->rc == STORE_ENOTFOUND) {
+			j->rc = 2; /* no such recipient in this family */
+			return;
+		}
+		if (j->rc < 0)
+			return;
+	}
+	if ((j->rc = store_family_get(j->st, j->device.family_id.s, &j->family)) < 0)
+		return;
+	codec_source src;
+	codec_fd_source fds;
+	codec_sink sink;
+	codec_buffer out = {0};
+	codec_options opt;
+	codec_options_init(&opt);
+	codec_source_fd(&src, &fds, j->body_fd);
+	codec_sink_buffer(&sink, &out);
+	uint64_t t0 = uv_hrtime();
+	j->codec_rc = codec_transcode(&src, &sink, &opt, &j->cres);
+	j->transcode_s = (double)(uv_hrtime() - t0) / 1e9;
+	if (j->codec_rc < 0) {
+		free(out.data);
+		return;
+	}
+	store_new_message m = {.sender = j->member.id.s,
+			       .to = j->to[0] ? j->to : NULL,
+			       .created_ms = api_now_ms(),
+			       .duration_ms = j->cres.duration_ms,
+			       .lufs = j->cres.output_lufs,
+			       .waveform = j->cres.waveform,
+			       .audio = out.data,
+			       .audio_len = out.len,
+			       .idempotency_key = j->idem[0] ? j->idem : NULL,
+			       .quota_bytes = j->family.quota_bytes};
+	int existed = 0;
+	j->rc = store_message_append(j->st, j->device.family_id.s, &m, &j->msg, &existed);
+	j->existed = existed;
+	free(out.data);
+}
+
+static void upload_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == 2) {
+		srv_respond_error(x, 400, "invalid_recipient", "to: no such member in this family");
+		return;
+	}
+	if (j->rc == 0 && j->codec_rc < 0) {
+		bool big = j->codec_rc == CODEC_ETOOLARGE;
+		srv_respond_error(x, big ? 413 : 422, codec_errcode(j->codec_rc),
+				  codec_strerror(j->codec_rc));
+		return;
+	}
+	if (j->rc == STORE_EQUOTA) {
+		srv_respond_error(x, 507, "quota_exceeded", "the family's mailbox is full");
+		return;
+	}
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return;
+	}
+	x->srv->metrics.transcodes++;
+	x->srv->metrics.transcode_seconds += j->transcode_s;
+	if (!j->existed)
+		mailbox_changed(x->srv, j->device.family_id.s);
+	api_respond_json(x, j->existed ? 200 : 201, json_pack("{s:o}", "message",
+							  message_json(&j->msg)));
+}
+
+void srv_api_message_upload(srv_exchange *x)
+{
+	const srv_slice *key = srv_request_header(&x->req, "Idempotency-Key");
+	if (key && (key->len == 0 || key->len > 128)) {
+		srv_respond_error(x, 400, "invalid_idempotency_key", "1-128 characters");
+		return;
+	}
+	if (x->body_fd < 0 || x->body_len == 0) {
+		srv_respond_error(x, 422, "audio_truncated", "the request has no audio");
+		return;
+	}
+	char to[64] = "";
+	if (x->req.query.ptr) {
+		/* ?to=MEMBER_ID, nothing else */
+		if (x->req.query.len < 4 || x->req.query.len > 3 + STORE_ID_LEN ||
+		    memcmp(x->req.query.ptr, "to=", 3) != 0) {
+			srv_respond_error(x, 400, "invalid_recipient", "the query is ?to=MEMBER_ID");
+			return;
+		}
+		snprintf(to, sizeof to, "%.*s", (int)x->req.query.len - 3, x->req.query.ptr + 3);
+		if (store_id_check(to) < 0) {
+			srv_respond_error(x, 400, "invalid_recipient", "to: not a member id");
+			return;
+		}
+	}
+	api_job *j = api_authed_job(x, upload_work, upload_done);
+	if (!j)
+		return;
+	j->body_fd = x->body_fd; /* read on the pool; the exchange keeps and closes it */
+	snprintf(j->to, sizeof j->to, "%s", to);
+	if (key)
+		snprintf(j->idem, sizeof j->idem, "%.*s", (int)key->len, key->ptr);
+	api_run(x, j);
+}
+
+static void list_work(api_job *j)
+{
+	if (!own_family(j))
+		return;
+	/* Most long-polls find nothing new: look with room for one before making room for 200. */
+	store_message one;
+	j->rc = store_messages_since(j->st, j->param[0], j->since, &one, 1, &j->nlist, &j->latest);
+	if (j->rc < 0 || j->nlist == 0)
+		return;
+	j->list = calloc(LIST_MAX, sizeof *j->list);
+	if (!j->list) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	j->rc = store_messages_since(j->st, j->param[0], j->since, j->list, LIST_MAX, &j->nlist,
+				     &j->latest);
+}
+
+static void park(srv_exchange *x, api_job *j);
+
+static void list_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		free(j->list);
+		api_storage_failed(x, j->rc);
+		return;
+	}
+	if (j->nlist == 0 && j->wait_s > 0 && !x->srv->draining && !x->conn->closed) {
+		free(j->list);
+		park(x, j); /* answered when the mailbox changes or the wait is over */
+		return;
+	}
+	json_t *arr = json_array();
+	uint64_t seq = j->since;
+	for (size_t i = 0; arr && i < j->nlist; i++) {
+		/* Hidden messages are not the family's to hear: they read as deleted. */
+		store_message *m = &j->list[i];
+		if (m->state == STORE_MSG_HIDDEN)
+			m->state = STORE_MSG_DELETED;
+		json_array_append_new(arr, message_json(m));
+		if (m->seq > seq)
+			seq = m->seq;
+	}
+	/* A page cut at LIST_MAX resumes after its last change; else the newest there is. */
+	if (j->nlist < LIST_MAX && j->latest > seq)
+		seq = j->latest;
+	free(j->list);
+	api_respond_json(x, 200, arr ? json_pack("{s:o, s:I}", "messages", arr, "seq",
+					    (json_int_t)seq)
+				 : NULL);
+}
+
+/* ?since=N&wait=S, both optional, nothing else. 0, or -1 after answering 400. */
+static int list_query(srv_exchange *x, uint64_t *since, unsigned *wait_s)
+{
+	const char *q = x->req.query.ptr;
+	size_t n = x->req.query.len, i = 0;
+	*since = 0;
+	*wait_s = 0;
+	while (q && i < n) {
+		size_t end = i;
+		while (end < n && q[end] != '&')
+			end++;
+		bool is_since = end - i > 6 && memcmp(q + i, "since=", 6) == 0;
+		bool is_wait = end - i > 5 && memcmp(q + i, "wait=", 5) == 0;
+		size_t v = i + (is_since ? 6 : 5);
+		uint64_t val = 0;
+		bool good = (is_since || is_wait) && end - v <= 19;
+		for (size_t k = v; good && k < end; k++) {
+			good = q[k] >= '0' && q[k] <= '9';
+			val = val * 10 + (uint64_t)(q[k] - '0');
+		}
+		if (!good || (is_wait && val > LONG_POLL_MAX_S)) {
+			srv_respond_error(x, 400, "invalid_query",
+					  "the query is ?since=N&wait=SECONDS (0-60)");
+			return -1;
+		}
+		if (is_since)
+			*since = val;
+		else
+			*wait_s = (unsigned)val;
+		i = end + 1;
+	}
+	return 0;
+}
+
+void srv_api_messages_list(srv_exchange *x)
+{
+	uint64_t since;
+	unsigned wait_s;
+	if (list_query(x, &since, &wait_s) < 0)
+		return;
+	api_job *j = api_authed_job(x, list_work, list_done);
+	if (!j)
+		return;
+	j->since = since;
+	j->wait_s = wait_s;
+	api_run(x, j);
+}
+
+/* ---- long-polling: a list with nothing new waits for its mailbox to change ---- */
+typedef struct srv_waiter {
+	struct srv_waiter *prev, *next;
+	uv_timer_t timer;
+	srv_exchange *x;
+	srv_conn *conn;
+	char family[STORE_ID_LEN + 1];
+	uint64_t since;
+} srv_waiter;
+
+static void waiter_closed(uv_handle_t *h)
+{
+	srv_waiter *w = h->data;
+	srv_conn_unref(w->conn);
+	free(w);
+}
+
+/* Unpark: list again (no more waiting) and answer whatever that finds. */
+static void wake(srv_waiter *w)
+{
+	srv_server *s = w->x->srv;
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		s->waiters = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	s->waiter_count--;
+	uv_timer_stop(&w->timer);
+	api_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		srv_respond_error(w->x, 500, "out_of_memory", "no memory");
+	} else {
+		j->work = list_work;
+		j->done = list_done;
+		j->since = w->since;
+		memcpy(j->device.family_id.s, w->family, sizeof w->family);
+		j->st = s->store;
+		snprintf(j->param[0], sizeof j->param[0], "%s", w->family);
+		if (srv_job_submit_any(w->x, api_job_run, api_job_done, j) < 0) {
+			free(j);
+			srv_respond_error(w->x, 500, "out_of_memory", "no memory");
+		}
+	}
+	uv_close((uv_handle_t *)&w->timer, waiter_closed);
+}
+
+static void on_wait_over(uv_timer_t *t)
+{
+	wake(t->data);
+}
+
+static void park(srv_exchange *x, api_job *j)
+{
+	srv_server *s = x->srv;
+	srv_waiter *w = calloc(1, sizeof *w);
+	if (!w || uv_timer_init(s->loop, &w->timer) != 0) {
+		free(w);
+		srv_respond_error(x, 500, "out_of_memory", "no memory");
+		return;
+	}
+	w->x = x;
+	w->conn = x->conn;
+	w->conn->refs++;
+	w->since = j->since;
+	snprintf(w->family, sizeof w->family, "%.*s", STORE_ID_LEN, j->param[0]);
+	w->timer.data = w;
+	w->next = s->waiters;
+	if (s->waiters)
+		s->waiters->prev = w;
+	s->waiters = w;
+	s->waiter_count++;
+	uv_timer_start(&w->timer, on_wait_over, (uint64_t)j->wait_s * 1000, 0);
+}
+
+/* A change in family_id's mailbox: its waiters list again. */
+static void mailbox_changed(srv_server *s, const char *family_id)
+{
+	for (srv_waiter *w = s->waiters, *next; w; w = next) {
+		next = w->next;
+		if (strcmp(w->family, family_id) == 0)
+			wake(w);
+	}
+}
+
+void srv_api_wake_all(srv_server *s)
+{
+	while (s->waiters)
+		wake(s->waiters);
+}
+
+static void audio_auth_work(api_job *j)
+{
+	own_family(j);
+}
+
+static void audio_auth_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return;
+	}
+	srv_respond_message_audio(x, j->param[0], j->param[1], false);
+}
+
+void srv_api_message_audio(srv_exchange *x)
+{
+	api_job *j = api_authed_job(x, audio_auth_work, audio_auth_done);
+	if (j)
+		api_run(x, j);
+}
+
+static void listened_work(api_job *j)
+{
+	if (!own_family(j))
+		return;
+	j->rc = store_message_listened(j->st, j->param[0], j->param[1], j->member.id.s, api_now_ms(),
+				       &j->latest);
+}
+
+static void listened_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return;
+	}
+	mailbox_changed(x->srv, j->param[0]);
+	api_respond_json(x, 200, json_pack("{s:I}", "seq", (json_int_t)j->latest));
+}
+
+void srv_api_message_listened(srv_exchange *x)
+{
+	api_job *j = api_authed_job(x, listened_work, listened_done);
+	if (j)
+		api_run(x, j);
+}
+
+static void delete_work(api_job *j)
+{
+	if (!own_family(j))
+		return;
+	if ((j->rc = store_message_get(j->st, j->param[0], j->param[1], &j->msg)) < 0)
+		return;
+	if (j->msg.state == STORE_MSG_DELETED) {
+		j->rc = STORE_ENOTFOUND;
+		return;
+	}
+	if (strcmp(j->msg.sender.s, j->member.id.s) != 0 && j->member.role != STORE_ROLE_PARENT) {
+		j->rc = 1;
+		return;
+	}
+	j->rc = store_message_set_state(j->st, j->param[0], j->param[1], STORE_MSG_DELETED,
+					&j->latest);
+}
+
+static void delete_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == 1) {
+		srv_respond_error(x, 403, "forbidden", "only its sender or a parent can delete it");
+		return;
+	}
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return;
+	}
+	mailbox_changed(x->srv, j->param[0]);
+	srv_respond_head(x, 204, NULL, NULL, -1);
+}
+
+void srv_api_message_delete(srv_exchange *x)
+{
+	api_job *j = api_authed_job(x, delete_work, delete_done);
+	if (j)
+		api_run(x, j);
+}
+
+static void flag_work(api_job *j)
+{
+	if (!own_family(j))
+		return;
+	if (!(j->flag = calloc(1, sizeof *j->flag))) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	j->rc = store_flag_add(j->st, j->param[0], j->param[1], j->member.id.s, j->reason,
+			       api_now_ms(), j->flag);
+}
+
+static void flag_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return;
+	}
+	api_respond_json(x, 201, json_pack("{s:{s:s, s:s}}", "flag", "id", j->flag->id.s, "state",
+				       "open"));
+}
+
+void srv_api_message_flag(srv_exchange *x)
+{
+	json_t *body = api_body_object(x);
+	if (!body)
+		return;
+	const char *reason = json_string_value(json_object_get(body, "reason"));
+	if (!reason || !*reason || strlen(reason) >= sizeof ((store_flag *)0)->reason) {
+		json_decref(body);
+		srv_respond_error(x, 400, "invalid_reason", "reason: 1-511 bytes of text");
+		return;
+	}
+	api_job *j = api_authed_job(x, flag_work, flag_done);
+	if (j)
+		snprintf(j->reason, sizeof j->reason, "%s", reason);
+	json_decref(body);
+	if (j)
+		api_run(x, j);
+}
