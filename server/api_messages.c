@@ -66,6 +66,17 @@ static void upload_work(api_job *j)
 	}
 	if ((j->rc = store_family_get(j->st, j->device.family_id.s, &j->family)) < 0)
 		return;
+	/* A retry of an upload that was stored: the message, without transcoding it again. */
+	if (j->idem[0]) {
+		j->rc = store_message_by_key(j->st, j->device.family_id.s, j->idem, &j->msg);
+		if (j->rc == 0) {
+			j->existed = true;
+			return;
+		}
+		if (j->rc != STORE_ENOTFOUND)
+			return;
+		j->rc = 0;
+	}
 	codec_source src;
 	codec_fd_source fds;
 	codec_sink sink;
@@ -117,8 +128,10 @@ static void upload_done(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc);
 		return;
 	}
-	x->srv->metrics.transcodes++;
-	x->srv->metrics.transcode_seconds += j->transcode_s;
+	if (j->transcode_s > 0) {
+		x->srv->metrics.transcodes++;
+		x->srv->metrics.transcode_seconds += j->transcode_s;
+	}
 	if (!j->existed)
 		mailbox_changed(x->srv, j->device.family_id.s);
 	api_respond_json(x, j->existed ? 200 : 201, json_pack("{s:o}", "message",

@@ -289,6 +289,30 @@ int store_message_get(store *s, const char *family_id, const char *message_id,
 	return rc;
 }
 
+int store_message_by_key(store *s, const char *family_id, const char *key, store_message *out)
+{
+	family *f;
+	conn *c;
+	if (check_text(key, IDEMPOTENCY_KEY_MAX) < 0)
+		return STORE_EINVAL;
+	int rc = family_acquire(s, family_id, &f);
+	if (rc < 0)
+		return rc;
+	if ((rc = db_read_begin(f->db, &c)) == 0) {
+		if ((rc = conn_begin_read(c)) == 0) {
+			store_id id;
+			if ((rc = find_idempotent(c, key, out)) == 0) {
+				id = out->id;
+				rc = load_message(c, id.s, out, NULL); /* with its receipts */
+			}
+			conn_end_read(c);
+		}
+		db_read_end(f->db, c);
+	}
+	family_release(s, f);
+	return rc;
+}
+
 /* Run a listing query with one integer parameter, filling up to max messages. */
 static int list(store *s, const char *family_id, const char *sql, sqlite3_int64 param,
 		sqlite3_int64 limit, store_message *out, size_t *n, uint64_t *latest)

@@ -295,6 +295,8 @@ int store_message_append(store *s, const char *family_id, const store_new_messag
 			 store_message *out, int *existed);
 int store_message_get(store *s, const char *family_id, const char *message_id,
 		      store_message *out);
+/* The message an idempotency key was used for, as it is now; STORE_ENOTFOUND if unused. */
+int store_message_by_key(store *s, const char *family_id, const char *key, store_message *out);
 /*
  * Messages changed after `since` (new, listened, hidden, deleted), oldest change first, at most
  * `max`; *latest: the newest sequence number in the mailbox (pass it as `since` next time when

@@ -167,8 +167,12 @@ def messages(binary):
            "a parent's WAV story arrives transcoded for the child: 201 with the message",
            f"{r.status} {r.body[:300]!r}")
         again = upload(srv, mom["token"], fam, wav, key="story-1", to=kid["member"]["id"])
-        ok(again.status == 200 and again.json()["message"]["id"] == m["id"],
-           "a retry with the same Idempotency-Key: 200 and the same message, not a second")
+        mt = request(srv, "GET", "/metrics").body.decode()
+        tc = re.search(r"jiayin_transcodes_total (\d+)", mt)
+        ok(again.status == 200 and again.json()["message"]["id"] == m["id"] and tc and
+           tc.group(1) == "1",
+           "a retry with the same Idempotency-Key: 200 and the same message, not a second, "
+           "and not transcoded again")
         lst = request(srv, "GET", f"/v1/families/{fam}/messages?since=0",
                       headers=bearer(kid["token"])).json()
         ok([x["id"] for x in lst["messages"]] == [m["id"]] and lst["seq"] == 1,

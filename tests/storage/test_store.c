@@ -321,6 +321,20 @@ static void idempotency_keys(void **state)
 	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &again, &existed), 0);
 	assert_int_equal(existed, 0);
 	assert_string_not_equal(again.id.s, first.id.s);
+
+	/* A key can be looked up before any work is redone; with its receipts as they are now. */
+	store_message byk;
+	uint64_t seq;
+	assert_int_equal(store_message_listened(f->s, f->fam.id.s, first.id.s, f->parent.id.s, 6000,
+						&seq),
+			 0);
+	assert_int_equal(store_message_by_key(f->s, f->fam.id.s, "upload-42", &byk), 0);
+	assert_string_equal(byk.id.s, first.id.s);
+	assert_int_equal(byk.listened_count, 1);
+	assert_int_equal(byk.seq, seq);
+	assert_int_equal(store_message_by_key(f->s, f->fam.id.s, "never-used", &byk),
+			 STORE_ENOTFOUND);
+	assert_int_equal(store_message_by_key(f->s, f->fam.id.s, "", &byk), STORE_EINVAL);
 }
 
 static void quota(void **state)
