@@ -184,8 +184,8 @@ api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done)
 	return j;
 }
 
-/* ---- POST /v1/families ---- */
-static void create_work(api_job *j)
+/* A new device's token (256 random bits, base64url) in j->token, its hash in j->token_hash. */
+static void new_token(api_job *j)
 {
 	uint8_t raw[SRV_TOKEN_BYTES];
 	randombytes_buf(raw, sizeof raw);
@@ -193,6 +193,21 @@ static void create_work(api_job *j)
 			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	sodium_memzero(raw, sizeof raw);
 	crypto_hash_sha256(j->token_hash, (const unsigned char *)j->token, strlen(j->token));
+}
+
+/* 201 with the family, the member, the device and its token: sign-up and pairing alike. */
+static void respond_new_device(srv_exchange *x, api_job *j)
+{
+	api_respond_json(x, 201, json_pack("{s:o, s:o, s:o, s:s}", "family",
+					   api_family_json(&j->family), "member",
+					   api_member_json(&j->member), "device",
+					   api_device_json(&j->device), "token", j->token));
+}
+
+/* ---- POST /v1/families ---- */
+static void create_work(api_job *j)
+{
+	new_token(j);
 	j->rc = store_family_create_with_device(j->st, j->family_name, j->member_name, 0,
 						j->token_hash, j->device_name, api_now_ms(),
 						&j->family, &j->member, &j->device);
@@ -204,9 +219,7 @@ static void create_done(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc);
 		return;
 	}
-	api_respond_json(x, 201, json_pack("{s:o, s:o, s:o, s:s}", "family", api_family_json(&j->family),
-				       "member", api_member_json(&j->member), "device",
-				       api_device_json(&j->device), "token", j->token));
+	respond_new_device(x, j);
 }
 
 void srv_api_families_create(srv_exchange *x)
@@ -429,13 +442,9 @@ void srv_api_pairing_code_create(srv_exchange *x)
 /* ---- POST /v1/pair ---- */
 static void pair_work(api_job *j)
 {
-	uint8_t h[STORE_HASH_LEN], raw[SRV_TOKEN_BYTES];
+	uint8_t h[STORE_HASH_LEN];
 	code_hash(j->code, h);
-	randombytes_buf(raw, sizeof raw);
-	sodium_bin2base64(j->token, sizeof j->token, raw, sizeof raw,
-			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	sodium_memzero(raw, sizeof raw);
-	crypto_hash_sha256(j->token_hash, (const unsigned char *)j->token, strlen(j->token));
+	new_token(j);
 	store_pairing p;
 	j->rc = store_pairing_redeem(j->st, h, j->token_hash, j->device_name, api_now_ms(), &p,
 				     &j->member, &j->device);
@@ -458,9 +467,7 @@ static void pair_done(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc);
 		return;
 	}
-	api_respond_json(x, 201, json_pack("{s:o, s:o, s:o, s:s}", "family", api_family_json(&j->family),
-				       "member", api_member_json(&j->member), "device",
-				       api_device_json(&j->device), "token", j->token));
+	respond_new_device(x, j);
 }
 
 void srv_api_pair(srv_exchange *x)

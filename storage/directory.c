@@ -275,30 +275,40 @@ int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN], cons
 	return rc;
 }
 
+/*
+ * Run a "mark used ... RETURNING" statement: of two callers, the second finds used_ms set.
+ * The code is used only when the statement completes (inside the caller's transaction, if any).
+ */
+static int use_code(conn *c, const char *sql, const uint8_t code_hash[STORE_HASH_LEN],
+                    int64_t now_ms, store_pairing *out)
+{
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_int64(st, 1, now_ms);
+	sqlite3_bind_blob(st, 2, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		pairing_from_row(st, out);
+		rc = step_write(st);
+	} else {
+		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
 int store_pairing_consume(store *s, const uint8_t code_hash[STORE_HASH_LEN], int64_t now_ms,
                           store_pairing *out)
 {
-	/* One statement decides and marks: of two consumers, the second finds used_ms set. */
 	static const char sql[] =
 	    "UPDATE pairing_codes SET used_ms = ?1 WHERE code_hash = ?2 "
 	    "AND used_ms IS NULL AND expires_ms > ?1 RETURNING " PAIRING_COLUMNS;
 	if (!code_hash)
 		return STORE_EINVAL;
-	int rc = 0;
 	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_int64(st, 1, now_ms);
-		sqlite3_bind_blob(st, 2, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
-		int r = sqlite3_step(st);
-		if (r == SQLITE_ROW) {
-			pairing_from_row(st, out);
-			rc = step_write(st); /* the statement's commit: the code is used only now */
-		} else {
-			rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
-		}
-		sqlite3_reset(st);
-	}
+	int rc = use_code(c, sql, code_hash, now_ms, out);
 	db_write_end(s->directory);
 	return rc;
 }
@@ -316,19 +326,7 @@ int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 	conn *c = db_write_begin(s->directory);
 	int rc = conn_begin(c);
 	if (rc == 0) {
-		sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-		if (st) {
-			sqlite3_bind_int64(st, 1, now_ms);
-			sqlite3_bind_blob(st, 2, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
-			int r = sqlite3_step(st);
-			if (r == SQLITE_ROW) {
-				pairing_from_row(st, p);
-				rc = step_write(st);
-			} else {
-				rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
-			}
-			sqlite3_reset(st);
-		}
+		rc = use_code(c, sql, code_hash, now_ms, p);
 		/* The code, the member it names and this device: all, or the code stays unused. */
 		if (rc == 0)
 			rc = member_insert(c, p->family_id.s, p->member_name, p->role, NULL, now_ms,
