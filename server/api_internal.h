@@ -72,5 +72,12 @@ void api_job_run(void *arg);
 void api_job_done(srv_exchange *x, void *arg);
 void api_run(srv_exchange *x, api_job *j);          /* submits, or answers 503 */
 api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done);
+/*
+ * A recording in j->body_fd (read on the pool; the caller closes it) becomes a message of the
+ * path's family (j->param[0]) from the caller, to j->to (empty: everyone), under j->idem
+ * (empty: none); done answers 201 (200 for a known key), 400, 413, 422 or 507.
+ */
+void api_upload_work(api_job *j);
+void api_upload_done(srv_exchange *x, api_job *j);
 
 #endif

@@ -48,7 +48,7 @@ static bool own_family(api_job *j)
 	return false;
 }
 
-static void upload_work(api_job *j)
+void api_upload_work(api_job *j)
 {
 	if (!own_family(j))
 		return;
@@ -108,7 +108,7 @@ static void upload_work(api_job *j)
 	free(out.data);
 }
 
-static void upload_done(srv_exchange *x, api_job *j)
+void api_upload_done(srv_exchange *x, api_job *j)
 {
 	if (j->rc == 2) {
 		srv_respond_error(x, 400, "invalid_recipient", "to: no such member in this family");
@@ -163,7 +163,7 @@ void srv_api_message_upload(srv_exchange *x)
 			return;
 		}
 	}
-	api_job *j = api_authed_job(x, upload_work, upload_done);
+	api_job *j = api_authed_job(x, api_upload_work, api_upload_done);
 	if (!j)
 		return;
 	j->body_fd = x->body_fd; /* read on the pool; the exchange keeps and closes it */
