@@ -54,7 +54,7 @@ struct api_job {
 	store_message *list;
 	size_t nlist;
 	uint64_t since, latest;
-	unsigned wait_s;
+	uint64_t wait_until;           /* long-poll: loop time (ms) to answer by; 0: at once */
 	char reason[512];
 	store_flag *flag;              /* flag_work; freed by job_done */
 };

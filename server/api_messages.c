@@ -48,6 +48,33 @@ static bool own_family(api_job *j)
 	return false;
 }
 
+/*
+ * Who hears a message: everyone in the family when it is sent to all; when it is sent to one
+ * member, that member, its sender, and the parents and caregivers. Other children do not.
+ */
+static bool may_see(const store_message *m, const store_member *me)
+{
+	return !m->to.s[0] || me->role != STORE_ROLE_CHILD || strcmp(m->to.s, me->id.s) == 0 ||
+	       strcmp(m->sender.s, me->id.s) == 0;
+}
+
+/*
+ * The path's message in j->msg if the caller may see it; a message they may not see, a
+ * deleted one, and (unless allow_hidden) a hidden one are STORE_ENOTFOUND like unknown ids.
+ */
+static int visible_message(api_job *j, bool allow_hidden)
+{
+	if (!own_family(j))
+		return j->rc;
+	int rc = store_message_get(j->st, j->param[0], j->param[1], &j->msg);
+	if (rc < 0)
+		return rc;
+	if (j->msg.state == STORE_MSG_DELETED || (j->msg.state == STORE_MSG_HIDDEN && !allow_hidden) ||
+	    !may_see(&j->msg, &j->member))
+		return STORE_ENOTFOUND;
+	return 0;
+}
+
 void api_upload_work(api_job *j)
 {
 	if (!own_family(j))
@@ -200,26 +227,35 @@ static void list_done(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc);
 		return;
 	}
-	if (j->nlist == 0 && j->wait_s > 0 && !x->srv->draining && !x->conn->closed) {
-		free(j->list);
-		park(x, j); /* answered when the mailbox changes or the wait is over */
-		return;
-	}
 	json_t *arr = json_array();
 	uint64_t seq = j->since;
+	size_t shown = 0;
 	for (size_t i = 0; arr && i < j->nlist; i++) {
 		/* Hidden messages are not the family's to hear: they read as deleted. */
 		store_message *m = &j->list[i];
+		if (m->seq > seq)
+			seq = m->seq;
+		if (!may_see(m, &j->member))
+			continue; /* another child's private message: not even its deletion */
 		if (m->state == STORE_MSG_HIDDEN)
 			m->state = STORE_MSG_DELETED;
 		json_array_append_new(arr, message_json(m));
-		if (m->seq > seq)
-			seq = m->seq;
+		shown++;
 	}
 	/* A page cut at LIST_MAX resumes after its last change; else the newest there is. */
 	if (j->nlist < LIST_MAX && j->latest > seq)
 		seq = j->latest;
 	free(j->list);
+	j->list = NULL;
+	/* Nothing (this member may see) changed: wait, from the new sequence, while time is left
+	 * (answered when the mailbox changes or the wait is over). */
+	if (arr && shown == 0 && j->wait_until > uv_now(x->srv->loop) && !x->srv->draining &&
+	    !x->conn->closed) {
+		json_decref(arr);
+		j->since = seq;
+		park(x, j);
+		return;
+	}
 	api_respond_json(x, 200, arr ? json_pack("{s:o, s:I}", "messages", arr, "seq",
 					    (json_int_t)seq)
 				 : NULL);
@@ -269,7 +305,7 @@ void srv_api_messages_list(srv_exchange *x)
 	if (!j)
 		return;
 	j->since = since;
-	j->wait_s = wait_s;
+	j->wait_until = wait_s ? uv_now(x->srv->loop) + (uint64_t)wait_s * 1000 : 0;
 	api_run(x, j);
 }
 
@@ -280,7 +316,9 @@ typedef struct srv_waiter {
 	srv_exchange *x;
 	srv_conn *conn;
 	char family[STORE_ID_LEN + 1];
-	uint64_t since;
+	store_id member;  /* who waits, and what they may see */
+	store_role role;
+	uint64_t since, wait_until;
 } srv_waiter;
 
 static void waiter_closed(uv_handle_t *h)
@@ -309,6 +347,9 @@ static void wake(srv_waiter *w)
 		j->work = list_work;
 		j->done = list_done;
 		j->since = w->since;
+		j->wait_until = w->wait_until;
+		j->member.id = w->member;
+		j->member.role = w->role;
 		memcpy(j->device.family_id.s, w->family, sizeof w->family);
 		j->st = s->store;
 		snprintf(j->param[0], sizeof j->param[0], "%s", w->family);
@@ -338,6 +379,9 @@ static void park(srv_exchange *x, api_job *j)
 	w->conn = x->conn;
 	w->conn->refs++;
 	w->since = j->since;
+	w->wait_until = j->wait_until;
+	w->member = j->member.id;
+	w->role = j->member.role;
 	snprintf(w->family, sizeof w->family, "%.*s", STORE_ID_LEN, j->param[0]);
 	w->timer.data = w;
 	w->next = s->waiters;
@@ -345,7 +389,8 @@ static void park(srv_exchange *x, api_job *j)
 		s->waiters->prev = w;
 	s->waiters = w;
 	s->waiter_count++;
-	uv_timer_start(&w->timer, on_wait_over, (uint64_t)j->wait_s * 1000, 0);
+	uint64_t now = uv_now(s->loop);
+	uv_timer_start(&w->timer, on_wait_over, j->wait_until > now ? j->wait_until - now : 0, 0);
 }
 
 /* A change in family_id's mailbox: its waiters list again. */
@@ -366,7 +411,9 @@ void srv_api_wake_all(srv_server *s)
 
 static void audio_auth_work(api_job *j)
 {
-	own_family(j);
+	/* Parents and caregivers hear all of their family's messages: no look needed. */
+	if (own_family(j) && j->member.role == STORE_ROLE_CHILD)
+		j->rc = visible_message(j, true);
 }
 
 static void audio_auth_done(srv_exchange *x, api_job *j)
@@ -387,7 +434,7 @@ void srv_api_message_audio(srv_exchange *x)
 
 static void listened_work(api_job *j)
 {
-	if (!own_family(j))
+	if ((j->rc = visible_message(j, false)) < 0)
 		return;
 	j->rc = store_message_listened(j->st, j->param[0], j->param[1], j->member.id.s, api_now_ms(),
 				       &j->latest);
@@ -412,14 +459,8 @@ void srv_api_message_listened(srv_exchange *x)
 
 static void delete_work(api_job *j)
 {
-	if (!own_family(j))
+	if ((j->rc = visible_message(j, true)) < 0)
 		return;
-	if ((j->rc = store_message_get(j->st, j->param[0], j->param[1], &j->msg)) < 0)
-		return;
-	if (j->msg.state == STORE_MSG_DELETED) {
-		j->rc = STORE_ENOTFOUND;
-		return;
-	}
 	if (strcmp(j->msg.sender.s, j->member.id.s) != 0 && j->member.role != STORE_ROLE_PARENT) {
 		j->rc = 1;
 		return;
@@ -451,7 +492,7 @@ void srv_api_message_delete(srv_exchange *x)
 
 static void flag_work(api_job *j)
 {
-	if (!own_family(j))
+	if ((j->rc = visible_message(j, false)) < 0)
 		return;
 	if (!(j->flag = calloc(1, sizeof *j->flag))) {
 		j->rc = STORE_ENOMEM;

@@ -326,6 +326,73 @@ def long_poll(binary):
         srv.stop()
 
 
+def private_messages(binary):
+    """A message sent to one child: that child, its sender and the grown-ups see it; a
+    sibling does not, anywhere (list, long-poll, audio, listened, flag)."""
+    import threading
+    import time
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+
+        def pair(role, name):
+            code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                             {"role": role, "member_name": name},
+                             headers=bearer(mom["token"])).json()["code"]
+            return post_json(srv, "/v1/pair", {"code": code}).json()
+        ming, hong, nai = pair("child", "小明"), pair("child", "小红"), pair("caregiver", "奶奶")
+        got = {}
+
+        def wait_hong():
+            got["r"] = request(srv, "GET", f"/v1/families/{fam}/messages?since=0&wait=3",
+                               headers=bearer(hong["token"]), timeout=10)
+            got["t"] = time.time()
+        th = threading.Thread(target=wait_hong)
+        th.start()
+        time.sleep(0.3)
+        r = upload(srv, mom["token"], fam, wav, to=ming["member"]["id"])
+        mid = r.json()["message"]["id"] if r.status == 201 else ""
+        t_up = time.time()
+        th.join(10)
+        ok(r.status == 201 and got["r"].json()["messages"] == [] and
+           got["t"] - t_up > 2.0 and got["r"].json()["seq"] == 1,
+           "a sibling's long-poll is not answered by a message for someone else: it waits "
+           "its time out and ends empty, with the new sequence",
+           f"{got.get('r') and got['r'].body[:200]!r} after {got.get('t', 0) - t_up:.2f} s")
+
+        def ids(who):
+            return [m["id"] for m in request(srv, "GET", f"/v1/families/{fam}/messages",
+                                             headers=bearer(who["token"])).json()["messages"]]
+        ok(ids(ming) == [mid] and ids(mom) == [mid] and ids(nai) == [mid] and ids(hong) == [],
+           "listed for the recipient, the sender and a caregiver; not for the other child")
+        audio = f"/v1/families/{fam}/messages/{mid}/audio"
+        ok(request(srv, "GET", audio, headers=bearer(hong["token"])).status == 404 and
+           request(srv, "GET", audio, headers=bearer(ming["token"])).status == 200 and
+           request(srv, "GET", audio, headers=bearer(nai["token"])).status == 200,
+           "its audio: 404 to the other child, 200 to the recipient and the caregiver")
+        base = f"/v1/families/{fam}/messages/{mid}"
+        ok(request(srv, "POST", base + "/listened", b"", headers=bearer(hong["token"])).status
+           == 404 and post_json(srv, base + "/flag", {"reason": "x"},
+                                headers=bearer(hong["token"])).status == 404 and
+           request(srv, "DELETE", base, headers=bearer(hong["token"])).status == 404,
+           "the other child cannot mark it listened, flag or delete it: 404 as if absent")
+        sent = upload(srv, hong["token"], fam, wav, to=mom["member"]["id"])
+        hid = sent.json()["message"]["id"]
+        ok(ids(hong) == [hid] and hid in ids(mom) and hid not in ids(ming),
+           "a child's private message to a parent: the child (its sender) sees it, "
+           "its sibling does not")
+        d = request(srv, "DELETE", base, headers=bearer(mom["token"]))
+        after = request(srv, "GET", f"/v1/families/{fam}/messages?since=2",
+                        headers=bearer(hong["token"])).json()
+        ok(d.status == 204 and after["messages"] == [] and after["seq"] == 3,
+           "its deletion is not reported to the sibling either; the sequence moves on")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     srv = Server(binary, "--signups-per-hour", "5")
@@ -434,6 +501,7 @@ def main():
     locks(binary)
     messages(binary)
     long_poll(binary)
+    private_messages(binary)
     print(f"1..{len(results)}")
     return 0 if all(results) else 1
 
