@@ -152,6 +152,7 @@ void api_job_done(srv_exchange *x, void *arg)
 void api_run(srv_exchange *x, api_job *j)
 {
 	j->st = x->srv->store;
+	j->secret = x->srv->secret;
 	for (int i = 0; i < 2; i++)
 		snprintf(j->param[i], sizeof j->param[i], "%.*s", (int)x->params[i].len,
 			 x->params[i].ptr ? x->params[i].ptr : "");
@@ -363,10 +364,6 @@ void srv_api_device_delete(srv_exchange *x)
 #define PAIRING_TTL_MS (10 * 60 * 1000)
 #define PAIRING_DIGITS 8
 
-static void code_hash(const char *code, uint8_t h[STORE_HASH_LEN])
-{
-	crypto_hash_sha256(h, (const unsigned char *)code, strlen(code));
-}
 
 static void code_create_work(api_job *j)
 {
@@ -390,7 +387,7 @@ static void code_create_work(api_job *j)
 	for (int attempt = 0; attempt < 4; attempt++) {
 		snprintf(j->token, sizeof j->token, "%08u", (unsigned)randombytes_uniform(100000000));
 		uint8_t h[STORE_HASH_LEN];
-		code_hash(j->token, h);
+		srv_hash_pairing_code(j->secret, j->token, h);
 		if ((j->rc = store_pairing_create(j->st, h, &p)) != STORE_EEXIST)
 			break;
 	}
@@ -443,7 +440,7 @@ void srv_api_pairing_code_create(srv_exchange *x)
 static void pair_work(api_job *j)
 {
 	uint8_t h[STORE_HASH_LEN];
-	code_hash(j->code, h);
+	srv_hash_pairing_code(j->secret, j->code, h);
 	new_token(j);
 	store_pairing p;
 	j->rc = store_pairing_redeem(j->st, h, j->token_hash, j->device_name, api_now_ms(), &p,
@@ -460,7 +457,7 @@ static void pair_done(srv_exchange *x, api_job *j)
 		uint64_t now = uv_now(s->loop);
 		srv_rate_take(&s->pair_fail, j->client, now);
 		srv_rate_take(&s->pair_fail_all, "*", now);
-		srv_respond_error(x, 404, "invalid_code", "the code is wrong, used or expired");
+		srv_respond_error(x, 400, "invalid_pairing_code", "the code is wrong, used or expired");
 		return;
 	}
 	if (j->rc < 0) {
@@ -491,7 +488,7 @@ void srv_api_pair(srv_exchange *x)
 		digits = code[i] >= '0' && code[i] <= '9';
 	if (!digits || !device) {
 		json_decref(body);
-		srv_respond_error(x, 400, digits ? "invalid_name" : "invalid_code",
+		srv_respond_error(x, 400, digits ? "invalid_name" : "invalid_pairing_code",
 				  digits ? "device_name: 1-64 bytes of text" : "a code is 8 digits");
 		return;
 	}

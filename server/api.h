@@ -18,6 +18,8 @@ void srv_api_pair(srv_exchange *x);
 void srv_api_message_upload(srv_exchange *x);
 void srv_api_messages_list(srv_exchange *x);
 void srv_api_message_audio(srv_exchange *x);
+void srv_api_message_audio_url(srv_exchange *x);
+void srv_api_signed_audio(srv_exchange *x); /* GET /v1/audio/{family}/{message}?expires&sig */
 void srv_api_message_listened(srv_exchange *x);
 void srv_api_message_delete(srv_exchange *x);
 void srv_api_message_flag(srv_exchange *x);

@@ -432,6 +432,77 @@ void srv_api_message_audio(srv_exchange *x)
 		api_run(x, j);
 }
 
+/* ---- signed audio URLs: for an <audio> element, which cannot send a bearer token ---- */
+static void audio_url_work(api_job *j)
+{
+	j->rc = visible_message(j, false);
+}
+
+static void audio_url_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return;
+	}
+	int64_t expires = api_now_ms() / 1000 + x->srv->cfg.audio_url_ttl_s;
+	char sig[SRV_SIGNATURE_CHARS + 1], url[256];
+	srv_sign_audio(x->srv->secret, j->param[0], j->param[1], expires, sig);
+	snprintf(url, sizeof url, "/v1/audio/%.26s/%.26s?expires=%lld&sig=%s", j->param[0], j->param[1],
+		 (long long)expires, sig);
+	api_respond_json(x, 200, json_pack("{s:s, s:I}", "url", url, "expires_at",
+					   (json_int_t)expires));
+}
+
+void srv_api_message_audio_url(srv_exchange *x)
+{
+	api_job *j = api_authed_job(x, audio_url_work, audio_url_done);
+	if (j)
+		api_run(x, j);
+}
+
+/* ?expires=SECONDS&sig=SIGNATURE, in that order, nothing else; 0 or -1. */
+static int signed_query(const srv_slice *q, int64_t *expires, const char **sig, size_t *sig_len)
+{
+	const char *p = q->ptr, *end = q->ptr + q->len;
+	if (!p || q->len < 9 || memcmp(p, "expires=", 8) != 0)
+		return -1;
+	p += 8;
+	int64_t v = 0;
+	int digits = 0;
+	for (; p < end && *p >= '0' && *p <= '9' && digits < 12; p++, digits++)
+		v = v * 10 + (*p - '0');
+	if (digits == 0 || end - p < 5 || memcmp(p, "&sig=", 5) != 0)
+		return -1;
+	*expires = v;
+	*sig = p + 5;
+	*sig_len = (size_t)(end - p - 5);
+	return 0;
+}
+
+void srv_api_signed_audio(srv_exchange *x)
+{
+	char fam[STORE_ID_LEN + 1], msg[STORE_ID_LEN + 1];
+	int64_t expires;
+	const char *sig;
+	size_t sig_len;
+	bool ids = x->params[0].len == STORE_ID_LEN && x->params[1].len == STORE_ID_LEN;
+	if (ids) {
+		memcpy(fam, x->params[0].ptr, STORE_ID_LEN);
+		memcpy(msg, x->params[1].ptr, STORE_ID_LEN);
+		fam[STORE_ID_LEN] = msg[STORE_ID_LEN] = '\0';
+	}
+	if (!ids || signed_query(&x->req.query, &expires, &sig, &sig_len) < 0 ||
+	    !srv_signature_ok(x->srv->secret, fam, msg, expires, sig, sig_len)) {
+		srv_respond_error(x, 403, "invalid_signature", "this audio link is not valid");
+		return;
+	}
+	if (expires < api_now_ms() / 1000) {
+		srv_respond_error(x, 403, "url_expired", "this audio link has expired");
+		return;
+	}
+	srv_respond_message_audio(x, fam, msg, false);
+}
+
 static void listened_work(api_job *j)
 {
 	if ((j->rc = visible_message(j, false)) < 0)

@@ -70,6 +70,8 @@ static const setting settings[] = {
 	 "wrong pairing codes from one address in 15 min before it is locked out (10)"},
 	{"pair-failures-all", T_UINT, OFF(pair_failures_all), 0, 1, 100000000,
 	 "wrong pairing codes from anywhere in 15 min before pairing locks (1000)"},
+	{"audio-url-ttl-s", T_UINT, OFF(audio_url_ttl_s), 0, 1, 7 * 24 * 3600,
+	 "how long a signed audio URL plays, seconds (1800)"},
 	{"body-min-rate", T_UINT, OFF(body_min_rate), 0, 0, 1u << 30,
 	 "bytes/s a request body must average once it is 10 s old; 0: no floor (512)"},
 };
@@ -98,6 +100,7 @@ void srv_config_defaults(srv_config *c)
 	c->signups_per_hour = 10;
 	c->pair_failures = 10;
 	c->pair_failures_all = 1000;
+	c->audio_url_ttl_s = 1800;
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)

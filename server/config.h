@@ -42,6 +42,7 @@ typedef struct srv_config {
 	unsigned signups_per_hour;       /* new families per client address and hour */
 	unsigned pair_failures;          /* wrong codes per address per 15 min before a lock */
 	unsigned pair_failures_all;      /* wrong codes from anywhere per 15 min before a lock */
+	unsigned audio_url_ttl_s;         /* lifetime of a signed audio URL */
 	/* Proxies whose X-Forwarded-For / -Proto are believed (IPv4 or IPv6 literals). */
 	char trusted_proxies[SRV_MAX_TRUSTED_PROXIES][46];
 	unsigned trusted_proxy_count;

@@ -67,7 +67,7 @@ int main(int argc, char **argv)
 	uv_loop_t *loop = uv_default_loop();
 	static srv_server srv;
 	if ((rc = srv_server_start(&srv, loop, &cfg, st)) < 0) {
-		fprintf(stderr, "jiayin: cannot start (listen on %s:%u, static-dir '%s', data/tmp): %s\n",
+		fprintf(stderr, "jiayin: cannot start (listen on %s:%u, static-dir '%s', data/tmp, data/secret): %s\n",
 			cfg.listen_host, cfg.listen_port, cfg.static_dir, uv_strerror(rc));
 		uv_walk(loop, close_walk, NULL);
 		uv_run(loop, UV_RUN_DEFAULT);

@@ -33,6 +33,11 @@
 	 srv_api_messages_list, 0, SRV_ROUTE_HEAD_OK},                                             \
 	{"messages.audio", SRV_METHOD_GET, "/v1/families/{family_id}/messages/{message_id}/audio",\
 	 srv_api_message_audio, 0, SRV_ROUTE_HEAD_OK},                                             \
+	{"messages.audio_url", SRV_METHOD_POST,                                                   \
+	 "/v1/families/{family_id}/messages/{message_id}/audio-url", srv_api_message_audio_url, 0, \
+	 0},                                                                                       \
+	{"audio.signed", SRV_METHOD_GET, "/v1/audio/{family_id}/{message_id}",                    \
+	 srv_api_signed_audio, 0, SRV_ROUTE_HEAD_OK},                                              \
 	{"messages.listened", SRV_METHOD_POST,                                                     \
 	 "/v1/families/{family_id}/messages/{message_id}/listened", srv_api_message_listened, 0,   \
 	 0},                                                                                       \

@@ -249,9 +249,12 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 	snprintf(s->tmp_dir, sizeof s->tmp_dir, "%s/tmp", cfg->data_dir);
 	if (mkdir(s->tmp_dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
+	int rc = srv_secret_load(cfg->data_dir, s->secret);
+	if (rc < 0)
+		return rc;
 	if (srv_metrics_init(&s->metrics, s->routes, s->route_count) < 0)
 		return UV_ENOMEM;
-	int rc = srv_log_open(s);
+	rc = srv_log_open(s);
 	if (rc < 0)
 		return rc;
 	struct sockaddr_storage sa;

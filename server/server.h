@@ -13,6 +13,7 @@
 #include "config.h"
 #include "http_parse.h"
 #include "ratelimit.h"
+#include "secret.h"
 #include "store.h"
 
 #include <stdbool.h>
@@ -82,6 +83,7 @@ struct srv_server {
 	uv_tcp_t listener;
 	uint16_t port;       /* the port bound (cfg's, or the one picked for port 0) */
 	char tmp_dir[1100];  /* data/tmp: where bodies too big for memory go */
+	uint8_t secret[SRV_SECRET_LEN]; /* data/secret: signs audio URLs, keys pairing-code hashes */
 	int static_fd;       /* the static directory, or -1 */
 	uint64_t buffer_bytes; /* stream and upload buffers reserved (cfg.buffer_memory caps it) */
 	srv_ratelimit signup_limit; /* new families per client address and hour */

@@ -71,7 +71,7 @@ def pairing(binary):
         me = request(srv, "GET", "/v1/me", headers=bearer(g["token"])).json()
         ok(me["member"]["id"] == g["member"]["id"], "the paired device's token works")
         again = post_json(srv, "/v1/pair", {"code": c["code"], "device_name": "x"})
-        ok(again.status == 404 and again.json()["error"]["code"] == "invalid_code",
+        ok(again.status == 400 and again.json()["error"]["code"] == "invalid_pairing_code",
            "a code is single-use")
         members = request(srv, "GET", f"/v1/families/{fam}/members",
                           headers=bearer(mom["token"])).json()["members"]
@@ -100,7 +100,7 @@ def pairing(binary):
                       {"role": "admin", "member_name": "x"}, headers=bearer(mom["token"]))
         ok(r.status == 400 and r.json()["error"]["code"] == "invalid_role", "an unknown role")
         r = post_json(srv, "/v1/pair", {"code": "1234"})
-        ok(r.status == 400 and r.json()["error"]["code"] == "invalid_code",
+        ok(r.status == 400 and r.json()["error"]["code"] == "invalid_pairing_code",
            "a code that is not 8 digits")
         r = post_json(srv, f"/v1/families/{fam}/pairing-codes",
                       {"role": "parent", "member_name": "x"})
@@ -119,7 +119,7 @@ def locks(binary):
         wrong = f"{(int(code) + 1) % 100000000:08d}"
         codes = [post_json(srv, "/v1/pair", {"code": wrong}).status for _ in range(3)]
         r = post_json(srv, "/v1/pair", {"code": code})
-        ok(codes == [404] * 3 and r.status == 429 and
+        ok(codes == [400] * 3 and r.status == 429 and
            r.json()["error"]["code"] == "pairing_locked" and r.header("Retry-After"),
            f"three wrong codes lock the address out, even for the right code ({codes})")
     finally:
@@ -132,7 +132,7 @@ def locks(binary):
                  for i in range(4)]
         r = post_json(srv, "/v1/pair", {"code": "00000001"},
                       headers=[("X-Forwarded-For", "198.51.100.99")])
-        ok(codes == [404] * 4 and r.status == 429,
+        ok(codes == [400] * 4 and r.status == 429,
            f"wrong codes from many addresses lock pairing for everyone ({codes}, {r.status})")
     finally:
         srv.stop()
@@ -393,6 +393,91 @@ def private_messages(binary):
         srv.stop()
 
 
+def signed_urls(binary):
+    """POST .../audio-url: a short-lived URL an <audio> element plays without headers."""
+    import stat
+    import time
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    srv = Server(binary, "--audio-url-ttl-s", "3")
+    data = srv.data
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                         {"role": "child", "member_name": "小明"},
+                         headers=bearer(mom["token"])).json()["code"]
+        kid = post_json(srv, "/v1/pair", {"code": code}).json()
+        ok("token" in kid, "pairing codes work under their keyed hash")
+        code2 = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                          {"role": "child", "member_name": "小红"},
+                          headers=bearer(mom["token"])).json()["code"]
+        sib = post_json(srv, "/v1/pair", {"code": code2}).json()
+        mid = upload(srv, mom["token"], fam, wav, to=kid["member"]["id"]).json()["message"]["id"]
+        full = request(srv, "GET", f"/v1/families/{fam}/messages/{mid}/audio",
+                       headers=bearer(kid["token"])).body
+        r = request(srv, "POST", f"/v1/families/{fam}/messages/{mid}/audio-url", b"",
+                    headers=bearer(kid["token"]))
+        u = r.json() if r.status == 200 else {}
+        now = time.time()
+        ok(r.status == 200 and u["url"].startswith(f"/v1/audio/{fam}/{mid}?") and
+           now + 1 < u["expires_at"] <= now + 4,
+           "audio-url: 200 with a URL bound to the message and its expiry", r.body[:200])
+        url = u.get("url", "/")
+        a = request(srv, "GET", url)
+        ok(a.status == 200 and a.body == full and a.header("Content-Type") == "audio/ogg",
+           "the URL plays without an Authorization header: the same bytes")
+        rg = request(srv, "GET", url, headers=[("Range", "bytes=100-199")])
+        ok(rg.status == 206 and rg.body == full[100:200], "and seeks (Range) like the API's")
+        sig = url.split("sig=")[1]
+        flip = sig[:5] + ("A" if sig[5] != "A" else "B") + sig[6:]
+        exp = url.split("expires=")[1].split("&")[0]
+        tampered = {
+            "a changed signature": url.replace(sig, flip),
+            "a later expiry": url.replace(f"expires={exp}", f"expires={int(exp) + 3600}"),
+            "another message": url.replace(mid, mid[:-1] + ("a" if mid[-1] != "a" else "b")),
+            "no signature": url.split("&sig=")[0],
+            "no query": url.split("?")[0],
+            "a signature with extra bytes": url + "x",
+        }
+        for what, bad in tampered.items():
+            b = request(srv, "GET", bad)
+            ok(b.status == 403 and b.json()["error"]["code"] == "invalid_signature",
+               f"{what}: 403 invalid_signature", f"{b.status} {b.body[:120]!r}")
+        ok(request(srv, "POST", f"/v1/families/{fam}/messages/{mid}/audio-url", b"",
+                   headers=bearer(sib["token"])).status == 404 and
+           request(srv, "POST", f"/v1/families/{fam}/messages/{mid}/audio-url", b"").status
+           == 401, "no URL for a sibling's private message (404) or without a token (401)")
+        time.sleep(max(0, u.get("expires_at", 0) - time.time()) + 1.1)
+        e = request(srv, "GET", url)
+        ok(e.status == 403 and e.json()["error"]["code"] == "url_expired",
+           "after its expiry: 403 url_expired")
+        u2 = request(srv, "POST", f"/v1/families/{fam}/messages/{mid}/audio-url", b"",
+                     headers=bearer(mom["token"])).json()["url"]
+        srv.stop()
+        mode = stat.S_IMODE(os.stat(os.path.join(data, "secret")).st_mode)
+        ok(mode == 0o600 and os.path.getsize(os.path.join(data, "secret")) == 32,
+           "the server's key is 32 bytes in data/secret, readable by its owner only")
+        srv = Server(binary, "--audio-url-ttl-s", "3", data=data)
+        ok(request(srv, "GET", u2).status == 200,
+           "a URL signed before a restart still plays: the key persists")
+        request(srv, "DELETE", f"/v1/families/{fam}/messages/{mid}",
+                headers=bearer(mom["token"]))
+        ok(request(srv, "GET", u2).status == 404, "a deleted message's URL: 404")
+        srv.stop()
+        with open(os.path.join(data, "secret"), "wb") as f:
+            f.write(b"short")
+        try:
+            Server(binary, data=data).stop()
+            started = True
+        except RuntimeError as ex:
+            started = "data/secret" in str(ex)
+            started = not started
+        ok(not started, "a damaged key file stops the start with a clear message")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     srv = Server(binary, "--signups-per-hour", "5")
@@ -502,6 +587,7 @@ def main():
     messages(binary)
     long_poll(binary)
     private_messages(binary)
+    signed_urls(binary)
     print(f"1..{len(results)}")
     return 0 if all(results) else 1
 

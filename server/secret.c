@@ -1,0 +1,117 @@
+/*
+ * secret.c — the server's key (data/secret) and the HMACs made with it. Each use puts its own
+ * label first in what it authenticates ("audio-url", "pairing-code"), so a value made for one
+ * use is never valid for another. Signatures are truncated to 128 bits: plenty against
+ * forgery for URLs that live minutes, and short in a URL.
+ */
+#include "secret.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int read_key(const char *path, uint8_t key[SRV_SECRET_LEN])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	uint8_t buf[SRV_SECRET_LEN + 1];
+	ssize_t n = read(fd, buf, sizeof buf);
+	int err = n < 0 ? -errno : n != SRV_SECRET_LEN ? -EINVAL : 0;
+	close(fd);
+	if (err == 0)
+		memcpy(key, buf, SRV_SECRET_LEN);
+	sodium_memzero(buf, sizeof buf);
+	return err;
+}
+
+static int create_key(const char *path, const char *data_dir)
+{
+	char tmp[1200];
+	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	uint8_t key[SRV_SECRET_LEN];
+	randombytes_buf(key, sizeof key);
+	int err = 0;
+	errno = 0;
+	if (write(fd, key, sizeof key) != (ssize_t)sizeof key)
+		err = errno ? -errno : -EIO; /* a short write is a full disk */
+	else if (fsync(fd) < 0)
+		err = -errno;
+	sodium_memzero(key, sizeof key);
+	close(fd);
+	/* link() does not replace: two servers starting at once agree on the first key. */
+	if (err == 0 && link(tmp, path) < 0 && errno != EEXIST)
+		err = -errno;
+	unlink(tmp);
+	int dir = err == 0 ? open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (dir >= 0) {
+		if (fsync(dir) < 0)
+			err = -errno;
+		close(dir);
+	}
+	return err;
+}
+
+int srv_secret_load(const char *data_dir, uint8_t key[SRV_SECRET_LEN])
+{
+	char path[1100];
+	if ((size_t)snprintf(path, sizeof path, "%s/secret", data_dir) >= sizeof path)
+		return -ENAMETOOLONG;
+	int err = read_key(path, key);
+	if (err != -ENOENT)
+		return err;
+	if ((err = create_key(path, data_dir)) < 0)
+		return err;
+	return read_key(path, key);
+}
+
+static void mac(const uint8_t key[SRV_SECRET_LEN], const char *text, uint8_t out[32])
+{
+	crypto_auth_hmacsha256_state st;
+	crypto_auth_hmacsha256_init(&st, key, SRV_SECRET_LEN);
+	crypto_auth_hmacsha256_update(&st, (const unsigned char *)text, strlen(text));
+	crypto_auth_hmacsha256_final(&st, out);
+}
+
+static void audio_mac(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
+		      const char *message_id, int64_t expires_s, uint8_t out[32])
+{
+	char text[160];
+	snprintf(text, sizeof text, "audio-url\n%.32s\n%.32s\n%" PRId64, family_id, message_id,
+		 expires_s);
+	mac(key, text, out);
+}
+
+void srv_sign_audio(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
+		    const char *message_id, int64_t expires_s, char sig[SRV_SIGNATURE_CHARS + 1])
+{
+	uint8_t h[32];
+	audio_mac(key, family_id, message_id, expires_s, h);
+	sodium_bin2base64(sig, SRV_SIGNATURE_CHARS + 1, h, 16,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+int srv_signature_ok(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
+		     const char *message_id, int64_t expires_s, const char *sig, size_t len)
+{
+	char want[SRV_SIGNATURE_CHARS + 1];
+	if (len != SRV_SIGNATURE_CHARS)
+		return 0;
+	srv_sign_audio(key, family_id, message_id, expires_s, want);
+	return sodium_memcmp(want, sig, SRV_SIGNATURE_CHARS) == 0;
+}
+
+void srv_hash_pairing_code(const uint8_t key[SRV_SECRET_LEN], const char *code, uint8_t out[32])
+{
+	char text[64];
+	snprintf(text, sizeof text, "pairing-code\n%.40s", code);
+	mac(key, text, out);
+}

@@ -1,0 +1,37 @@
+/*
+ * secret.h — the server's secret key and what is signed with it: short-lived audio URLs, and
+ * the keyed hash that pairing codes are stored under. Any thread.
+ */
+#ifndef JIAYIN_SERVER_SECRET_H
+#define JIAYIN_SERVER_SECRET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SRV_SECRET_LEN 32
+#define SRV_SIGNATURE_CHARS 22 /* 128 bits of HMAC-SHA-256, base64url without padding */
+
+/*
+ * Read <data_dir>/secret, or create it (256 random bits, mode 0600, written to a temporary
+ * name, synced, then renamed into place) on the first start. Blocking: call before the loop
+ * runs. 0 or a negative errno; a file of the wrong size is -EINVAL (never silently replaced:
+ * every signed URL and stored pairing code depends on it).
+ */
+int srv_secret_load(const char *data_dir, uint8_t key[SRV_SECRET_LEN]);
+
+/*
+ * The signature of an audio URL: it binds the family, the message and the expiry time
+ * (seconds since 1970) together. `sig` receives SRV_SIGNATURE_CHARS characters and a NUL.
+ */
+void srv_sign_audio(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
+		    const char *message_id, int64_t expires_s, char sig[SRV_SIGNATURE_CHARS + 1]);
+/* 1 if `sig` (len bytes, untrusted) is that signature, compared in constant time; else 0. */
+int srv_signature_ok(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
+		     const char *message_id, int64_t expires_s, const char *sig, size_t len);
+
+/* The keyed hash (HMAC-SHA-256) of a pairing code: a stolen database does not give away
+ * codes by trying all 10^8. */
+void srv_hash_pairing_code(const uint8_t key[SRV_SECRET_LEN], const char *code,
+			   uint8_t out[32]);
+
+#endif
