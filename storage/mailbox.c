@@ -21,7 +21,7 @@
 	"m.rowid, m.id, m.seq, m.sender, m.recipient, m.created_ms, m.duration_ms, m.lufs, "  \
 	"m.bytes, m.waveform, m.sha256, m.state, "                                            \
 	"(SELECT group_concat(member) FROM (SELECT member FROM receipts r "                   \
-	"WHERE r.message = m.rowid ORDER BY at_ms, member)) "
+	"WHERE r.message = m.rowid ORDER BY at_ms, member)), m.kept "
 
 static void message_from_row(sqlite3_stmt *st, store_message *m)
 {
@@ -41,6 +41,7 @@ static void message_from_row(sqlite3_stmt *st, store_message *m)
 	if (h && sqlite3_column_bytes(st, 10) == STORE_HASH_LEN)
 		memcpy(m->sha256, h, STORE_HASH_LEN);
 	m->state = (store_msg_state)sqlite3_column_int(st, 11);
+	m->kept = sqlite3_column_int(st, 13) != 0;
 	const char *ids = (const char *)sqlite3_column_text(st, 12);
 	while (ids && *ids && m->listened_count < STORE_MAX_LISTENERS) {
 		const char *comma = strchr(ids, ',');
@@ -591,6 +592,105 @@ int store_message_set_state(store *s, const char *family_id, const char *message
 	if (state < STORE_MSG_VISIBLE || state > STORE_MSG_DELETED)
 		return STORE_EINVAL;
 	return change_message(s, family_id, message_id, do_set_state, &state, seq);
+}
+
+static int do_keep(conn *c, sqlite3_int64 rowid, const store_message *before, const void *arg,
+		   int64_t *bytes_delta)
+{
+	static const char sql[] = "UPDATE messages SET kept = ? WHERE rowid = ?";
+	int keep = *(const int *)arg, rc = 0;
+	(void)bytes_delta;
+	if (before->state == STORE_MSG_DELETED)
+		return STORE_ENOTFOUND;
+	if (before->kept == keep)
+		return 1;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_int(st, 1, keep);
+	sqlite3_bind_int64(st, 2, rowid);
+	return step_done(st);
+}
+
+int store_message_keep(store *s, const char *family_id, const char *message_id, int keep,
+		       uint64_t *seq)
+{
+	keep = keep != 0;
+	return change_message(s, family_id, message_id, do_keep, &keep, seq);
+}
+
+/* Rows of a mailbox query with two integer parameters, each through fn. */
+static int family_rows(store *s, const char *family_id, const char *sql, sqlite3_int64 a,
+		       sqlite3_int64 b, row_fn fn, void *out)
+{
+	family *f;
+	conn *c;
+	int rc = family_acquire(s, family_id, &f);
+	if (rc < 0)
+		return rc;
+	if ((rc = db_read_begin(f->db, &c)) == 0) {
+		sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+		if (st) {
+			sqlite3_bind_int64(st, 1, a);
+			sqlite3_bind_int64(st, 2, b);
+			int r;
+			while ((r = sqlite3_step(st)) == SQLITE_ROW)
+				fn(st, out);
+			rc = r == SQLITE_DONE ? 0 : store_map_sqlite(r);
+			sqlite3_reset(st);
+		}
+		db_read_end(f->db, c);
+	}
+	family_release(s, f);
+	return rc;
+}
+
+#define EXPIRE_BATCH 64
+
+typedef struct expiring {
+	char ids[EXPIRE_BATCH][STORE_ID_LEN + 1];
+	size_t n;
+} expiring;
+
+static void expiring_row(sqlite3_stmt *st, void *out)
+{
+	expiring *e = out;
+	if (e->n < EXPIRE_BATCH)
+		copy_text(e->ids[e->n++], STORE_ID_LEN + 1, sqlite3_column_text(st, 0));
+}
+
+int store_messages_expire(store *s, const char *family_id, int64_t before_ms, unsigned max,
+			  unsigned *deleted, uint64_t *seq)
+{
+	static const char sql[] = "SELECT id FROM messages INDEXED BY messages_expiring "
+				  "WHERE created_ms < ? AND state != 3 AND kept = 0 "
+				  "ORDER BY created_ms LIMIT ?";
+	*deleted = 0;
+	*seq = 0;
+	while (*deleted < max) {
+		expiring *e = calloc(1, sizeof *e);
+		if (!e)
+			return STORE_ENOMEM;
+		unsigned want = max - *deleted < EXPIRE_BATCH ? max - *deleted : EXPIRE_BATCH;
+		int rc = family_rows(s, family_id, sql, before_ms, (sqlite3_int64)want, expiring_row,
+				     e);
+		/* Each its own transaction, like a parent's delete: the write lock is never held
+		 * long, and a crash half-way leaves whole messages either side. */
+		for (size_t i = 0; rc == 0 && i < e->n; i++) {
+			rc = store_message_set_state(s, family_id, e->ids[i], STORE_MSG_DELETED, seq);
+			if (rc == STORE_ENOTFOUND)
+				rc = 0; /* deleted by someone else meanwhile */
+			else if (rc == 0)
+				(*deleted)++;
+		}
+		size_t n = e->n;
+		free(e);
+		if (rc < 0)
+			return rc;
+		if (n < want)
+			break;
+	}
+	return 0;
 }
 
 int store_mailbox_usage(store *s, const char *family_id, uint64_t *bytes)

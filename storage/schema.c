@@ -147,6 +147,10 @@ static const migration mailbox_steps[] = {
 	/* 2: the counters row cost every append and change a page write; the sequence is
 	 * max(seq) and the bytes in use are summed when a family opens (mailbox.c). */
 	{"DROP TABLE counters;"},
+	/* 3: a message a family keeps outlives its retention period; the retention job finds
+	 * the old, unkept, undeleted ones through this index. */
+	{"ALTER TABLE messages ADD COLUMN kept INTEGER NOT NULL DEFAULT 0;"
+	 "CREATE INDEX messages_expiring ON messages(created_ms) WHERE state != 3 AND kept = 0;"},
 };
 
 const schema directory_schema = {"directory", directory_steps,

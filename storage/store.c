@@ -602,6 +602,15 @@ int store_family_get(store *s, const char *family_id, store_family *out)
 	return read_one(s, sql, text_key(family_id), family_from_row, out);
 }
 
+int store_families_retaining(store *s, const char *after_id, store_family *out, size_t max,
+			     size_t *n)
+{
+	static const char sql[] = "SELECT id, name, created_ms, quota_bytes, retention_days "
+				  "FROM families WHERE id > ? AND retention_days > 0 ORDER BY id";
+	return read_many(s, sql, after_id ? after_id : "", family_from_row, out, sizeof *out, max,
+			 n);
+}
+
 int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
 		     uint32_t retention_days)
 {

@@ -103,6 +103,12 @@ int store_family_create(store *s, const char *family_name, const char *member_na
 int store_family_get(store *s, const char *family_id, store_family *out);
 int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
 		     uint32_t retention_days);
+/*
+ * Families with a retention period (retention_days > 0) and an id after `after_id` ("" to
+ * start), in id order, up to `max`: page through them all by passing the last id back.
+ */
+int store_families_retaining(store *s, const char *after_id, store_family *out, size_t max,
+			     size_t *n);
 /* Deletes the family's rows and erases its mailbox file. */
 int store_family_delete(store *s, const char *family_id);
 
@@ -271,6 +277,7 @@ typedef struct store_message {
 	store_msg_state state;
 	unsigned listened_count;
 	store_id listened_by[STORE_MAX_LISTENERS];
+	int kept;                /* 1: kept by the family, past any retention period */
 } store_message;
 
 typedef struct store_new_message {
@@ -337,6 +344,17 @@ int store_message_listened(store *s, const char *family_id, const char *message_
 /* Hide or show (moderation), or delete (erases the audio). */
 int store_message_set_state(store *s, const char *family_id, const char *message_id,
 			    store_msg_state state, uint64_t *seq);
+/* Keep (1) or stop keeping (0) a message past the family's retention period: a change
+ * (*seq its new number; unchanged if it was so already). Deleted messages: STORE_ENOTFOUND. */
+int store_message_keep(store *s, const char *family_id, const char *message_id, int keep,
+		       uint64_t *seq);
+/*
+ * Retention: delete (as store_message_set_state does, each in its own transaction) up to `max`
+ * messages created before before_ms that are neither kept nor deleted, oldest first.
+ * *deleted counts them; *seq: the last change number taken (0 if none).
+ */
+int store_messages_expire(store *s, const char *family_id, int64_t before_ms, unsigned max,
+			  unsigned *deleted, uint64_t *seq);
 /* Bytes of audio the mailbox holds (deleted messages excluded). */
 int store_mailbox_usage(store *s, const char *family_id, uint64_t *bytes);
 

@@ -785,6 +785,78 @@ static void error_names(void **state)
 	assert_string_equal(store_errcode(-99), "unknown_error");
 }
 
+static void retention_spares_kept_messages(void **state)
+{
+	fixture *f = *state;
+	uint8_t audio[64] = {7};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message msgs[6];
+	int existed;
+	uint64_t seq, usage;
+	for (int i = 0; i < 6; i++) {
+		m.created_ms = 1000 * (i + 1); /* 1 s, 2 s, ... 6 s */
+		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msgs[i], &existed), 0);
+		assert_int_equal(msgs[i].kept, 0);
+	}
+	/* Keeping is a change the family sees; keeping twice is none. */
+	assert_int_equal(store_message_keep(f->s, f->fam.id.s, msgs[1].id.s, 1, &seq), 0);
+	assert_int_equal(seq, 7);
+	assert_int_equal(store_message_keep(f->s, f->fam.id.s, msgs[1].id.s, 1, &seq), 0);
+	assert_int_equal(seq, 7);
+	store_message got;
+	assert_int_equal(store_message_get(f->s, f->fam.id.s, msgs[1].id.s, &got), 0);
+	assert_int_equal(got.kept, 1);
+	assert_int_equal(store_message_set_state(f->s, f->fam.id.s, msgs[2].id.s,
+						 STORE_MSG_DELETED, &seq),
+			 0);
+	assert_int_equal(store_message_keep(f->s, f->fam.id.s, msgs[2].id.s, 1, &seq),
+			 STORE_ENOTFOUND);
+
+	/* Older than 4.5 s: 0, 1 (kept), 2 (deleted already), 3. At most one at a time. */
+	unsigned n;
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 4500, 1, &n, &seq), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(seq, 9);
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 4500, 100, &n, &seq), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(seq, 10);
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 4500, 100, &n, &seq), 0);
+	assert_int_equal(n, 0);
+	const store_msg_state want[6] = {STORE_MSG_DELETED, STORE_MSG_VISIBLE, STORE_MSG_DELETED,
+					 STORE_MSG_DELETED, STORE_MSG_VISIBLE, STORE_MSG_VISIBLE};
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(store_message_get(f->s, f->fam.id.s, msgs[i].id.s, &got), 0);
+		assert_int_equal(got.state, want[i]);
+	}
+	uint8_t buf[8];
+	size_t len;
+	assert_int_equal(store_audio_read(f->s, f->fam.id.s, msgs[0].id.s, 0, buf, 8, &len),
+			 STORE_ENOTFOUND);
+	assert_int_equal(store_mailbox_usage(f->s, f->fam.id.s, &usage), 0);
+	assert_int_equal(usage, 3 * sizeof audio);
+	/* Unkept, it goes with the next run. */
+	assert_int_equal(store_message_keep(f->s, f->fam.id.s, msgs[1].id.s, 0, &seq), 0);
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 4500, 100, &n, &seq), 0);
+	assert_int_equal(n, 1);
+
+	/* The families the retention job visits, paged by id. */
+	store_family other, fams[4];
+	store_member mem;
+	size_t nf;
+	assert_int_equal(store_family_create(f->s, "李家", "爸爸", 0, 1, &other, &mem), 0);
+	assert_int_equal(store_families_retaining(f->s, "", fams, 4, &nf), 0);
+	assert_int_equal(nf, 0);
+	assert_int_equal(store_family_set(f->s, f->fam.id.s, 0, 30), 0);
+	assert_int_equal(store_family_set(f->s, other.id.s, 0, 7), 0);
+	assert_int_equal(store_families_retaining(f->s, "", fams, 1, &nf), 0);
+	assert_int_equal(nf, 1);
+	assert_int_equal(store_families_retaining(f->s, fams[0].id.s, &fams[1], 4, &nf), 0);
+	assert_int_equal(nf, 1);
+	assert_string_not_equal(fams[0].id.s, fams[1].id.s);
+	assert_true(strcmp(fams[0].id.s, fams[1].id.s) < 0);
+	assert_int_equal(fams[0].retention_days + fams[1].retention_days, 37);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -800,6 +872,7 @@ int main(void)
 		T(idempotency_keys),
 		T(quota),
 		T(changes_since_and_newest),
+		T(retention_spares_kept_messages),
 		T(secure_delete_leaves_no_audio_in_the_file),
 		T(corrupt_header_is_quarantined),
 		T(corrupt_btree_is_quarantined),
