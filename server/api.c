@@ -209,7 +209,8 @@ static void respond_new_device(srv_exchange *x, api_job *j)
 static void create_work(api_job *j)
 {
 	new_token(j);
-	j->rc = store_family_create_with_device(j->st, j->family_name, j->member_name, 0,
+	j->rc = store_family_create_with_device(j->st, j->family_name, j->member_name,
+						j->family.quota_bytes,
 						j->token_hash, j->device_name, api_now_ms(),
 						&j->family, &j->member, &j->device);
 }
@@ -255,6 +256,7 @@ void srv_api_families_create(srv_exchange *x)
 	snprintf(j->family_name, sizeof j->family_name, "%s", family);
 	snprintf(j->member_name, sizeof j->member_name, "%s", member);
 	snprintf(j->device_name, sizeof j->device_name, "%s", *device ? device : "phone");
+	j->family.quota_bytes = s->cfg.family_quota;
 	json_decref(body);
 	j->work = create_work;
 	j->done = create_done;

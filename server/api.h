@@ -23,6 +23,13 @@ void srv_api_signed_audio(srv_exchange *x); /* GET /v1/audio/{family}/{message}?
 void srv_api_message_listened(srv_exchange *x);
 void srv_api_message_delete(srv_exchange *x);
 void srv_api_message_flag(srv_exchange *x);
+void srv_api_message_keep(srv_exchange *x);   /* POST and DELETE .../keep */
+void srv_api_family_get(srv_exchange *x);
+void srv_api_family_set(srv_exchange *x);
+void srv_api_family_delete(srv_exchange *x);
+void srv_api_family_export(srv_exchange *x);
+/* The retention job's timer (api_family.c); the server closes it when it drains. */
+void srv_api_retention_start(srv_server *s);
 /* Every parked long-poll answers now (SIGTERM's drain). */
 void srv_api_wake_all(srv_server *s);
 

@@ -58,6 +58,12 @@ struct api_job {
 	uint64_t wait_until;           /* long-poll: loop time (ms) to answer by; 0: at once */
 	char reason[512];
 	store_flag *flag;              /* flag_work; freed by job_done */
+	/* family settings and export */
+	uint64_t usage, quota;
+	uint32_t retention_days;
+	bool set_quota, set_retention;
+	const char *tmp_dir;
+	int keep;
 };
 
 int64_t api_now_ms(void); /* any thread */
@@ -79,6 +85,8 @@ api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done);
  * (empty: none); done answers 201 (200 for a known key), 400, 413, 422 or 507.
  */
 void api_upload_work(api_job *j);
+/* Something in family_id's mailbox changed: its waiting devices list again. */
+void api_mailbox_changed(srv_server *s, const char *family_id);
 void api_upload_done(srv_exchange *x, api_job *j);
 
 #endif

@@ -19,7 +19,6 @@
 #define LIST_MAX 200
 #define LONG_POLL_MAX_S 60
 
-static void mailbox_changed(srv_server *s, const char *family_id);
 
 static json_t *message_json(const store_message *m)
 {
@@ -31,12 +30,13 @@ static json_t *message_json(const store_message *m)
 		json_array_append_new(wave, json_integer(m->waveform[i]));
 	for (unsigned i = 0; heard && i < m->listened_count; i++)
 		json_array_append_new(heard, json_string(m->listened_by[i].s));
-	return json_pack("{s:s, s:I, s:s, s:o, s:I, s:I, s:I, s:o, s:o, s:s}", "id", m->id.s,
+	return json_pack("{s:s, s:I, s:s, s:o, s:I, s:I, s:I, s:o, s:o, s:s, s:b}", "id", m->id.s,
 			 "seq", (json_int_t)m->seq, "sender", m->sender.s, "to",
 			 m->to.s[0] ? json_string(m->to.s) : json_null(), "created_at",
 			 (json_int_t)(m->created_ms / 1000), "duration_ms",
 			 (json_int_t)m->duration_ms, "bytes", (json_int_t)m->bytes, "waveform",
-			 wave, "listened_by", heard, "state", store_msg_state_name(m->state));
+			 wave, "listened_by", heard, "state", store_msg_state_name(m->state),
+			 "kept", m->kept);
 }
 
 /* The caller's family is the one in the path, or it is 404 for them. */
@@ -160,7 +160,7 @@ void api_upload_done(srv_exchange *x, api_job *j)
 		x->srv->metrics.transcode_seconds += j->transcode_s;
 	}
 	if (!j->existed)
-		mailbox_changed(x->srv, j->device.family_id.s);
+		api_mailbox_changed(x->srv, j->device.family_id.s);
 	api_respond_json(x, j->existed ? 200 : 201, json_pack("{s:o}", "message",
 							  message_json(&j->msg)));
 }
@@ -394,7 +394,7 @@ static void park(srv_exchange *x, api_job *j)
 }
 
 /* A change in family_id's mailbox: its waiters list again. */
-static void mailbox_changed(srv_server *s, const char *family_id)
+void api_mailbox_changed(srv_server *s, const char *family_id)
 {
 	for (srv_waiter *w = s->waiters, *next; w; w = next) {
 		next = w->next;
@@ -503,6 +503,34 @@ void srv_api_signed_audio(srv_exchange *x)
 	srv_respond_message_audio(x, fam, msg, false);
 }
 
+/* ---- keeping a message past the family's retention period ---- */
+static void keep_work(api_job *j)
+{
+	if ((j->rc = visible_message(j, false)) < 0)
+		return;
+	j->rc = store_message_keep(j->st, j->param[0], j->param[1], j->keep, &j->latest);
+}
+
+static void keep_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return;
+	}
+	api_mailbox_changed(x->srv, j->param[0]);
+	api_respond_json(x, 200, json_pack("{s:b, s:I}", "kept", j->keep, "seq",
+					   (json_int_t)j->latest));
+}
+
+void srv_api_message_keep(srv_exchange *x)
+{
+	api_job *j = api_authed_job(x, keep_work, keep_done);
+	if (!j)
+		return;
+	j->keep = x->req.method == SRV_METHOD_POST;
+	api_run(x, j);
+}
+
 static void listened_work(api_job *j)
 {
 	if ((j->rc = visible_message(j, false)) < 0)
@@ -517,7 +545,7 @@ static void listened_done(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc);
 		return;
 	}
-	mailbox_changed(x->srv, j->param[0]);
+	api_mailbox_changed(x->srv, j->param[0]);
 	api_respond_json(x, 200, json_pack("{s:I}", "seq", (json_int_t)j->latest));
 }
 
@@ -550,7 +578,7 @@ static void delete_done(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc);
 		return;
 	}
-	mailbox_changed(x->srv, j->param[0]);
+	api_mailbox_changed(x->srv, j->param[0]);
 	srv_respond_head(x, 204, NULL, NULL, -1);
 }
 

@@ -70,6 +70,10 @@ static const setting settings[] = {
 	 "wrong pairing codes from one address in 15 min before it is locked out (10)"},
 	{"pair-failures-all", T_UINT, OFF(pair_failures_all), 0, 1, 100000000,
 	 "wrong pairing codes from anywhere in 15 min before pairing locks (1000)"},
+	{"family-quota", T_U64, OFF(family_quota), 0, 1u << 20, UINT64_C(1) << 50,
+	 "bytes of stored audio a new family may keep, and the most a parent may set (1073741824)"},
+	{"retention-interval-s", T_UINT, OFF(retention_interval_s), 0, 1, 7 * 24 * 3600,
+	 "how often messages past their family's retention period are deleted, seconds (3600)"},
 	{"audio-url-ttl-s", T_UINT, OFF(audio_url_ttl_s), 0, 1, 7 * 24 * 3600,
 	 "how long a signed audio URL plays, seconds (1800)"},
 	{"body-min-rate", T_UINT, OFF(body_min_rate), 0, 0, 1u << 30,
@@ -101,6 +105,8 @@ void srv_config_defaults(srv_config *c)
 	c->pair_failures = 10;
 	c->pair_failures_all = 1000;
 	c->audio_url_ttl_s = 1800;
+	c->family_quota = UINT64_C(1) << 30;
+	c->retention_interval_s = 3600;
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)

@@ -43,6 +43,8 @@ typedef struct srv_config {
 	unsigned pair_failures;          /* wrong codes per address per 15 min before a lock */
 	unsigned pair_failures_all;      /* wrong codes from anywhere per 15 min before a lock */
 	unsigned audio_url_ttl_s;         /* lifetime of a signed audio URL */
+	uint64_t family_quota;            /* audio bytes per family: the default and the ceiling */
+	unsigned retention_interval_s;    /* between runs of the retention job */
 	/* Proxies whose X-Forwarded-For / -Proto are believed (IPv4 or IPv6 literals). */
 	char trusted_proxies[SRV_MAX_TRUSTED_PROXIES][46];
 	unsigned trusted_proxy_count;

@@ -287,6 +287,9 @@ void srv_respond_entity(srv_exchange *x, const srv_entity *e, const srv_plan *pl
 	if (e->cache_control)
 		n += (size_t)snprintf(extra + n, sizeof extra - n, "Cache-Control: %s\r\n",
 				      e->cache_control);
+	if (e->disposition)
+		n += (size_t)snprintf(extra + n, sizeof extra - n, "Content-Disposition: %s\r\n",
+				      e->disposition);
 	if (plan->status == 206)
 		n += (size_t)snprintf(extra + n, sizeof extra - n,
 				      "Content-Range: bytes %llu-%llu/%llu\r\n",

@@ -15,6 +15,7 @@ typedef struct srv_entity {
 	int64_t last_modified;     /* Unix seconds; 0: none */
 	const char *content_type;
 	const char *cache_control; /* NULL: none */
+	const char *disposition;   /* Content-Disposition; NULL: none */
 } srv_entity;
 
 /* Reads the entity's bytes; runs on pool threads, one call at a time. */

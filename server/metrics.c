@@ -168,13 +168,16 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "# HELP jiayin_transcode_seconds_total Time spent transcoding uploads.\n"
 	    "# TYPE jiayin_transcode_seconds_total counter\njiayin_transcode_seconds_total %.6f\n"
 	    "# HELP jiayin_transcodes_total Uploads transcoded.\n"
-	    "# TYPE jiayin_transcodes_total counter\njiayin_transcodes_total %llu\n",
+	    "# TYPE jiayin_transcodes_total counter\njiayin_transcodes_total %llu\n"
+	    "# HELP jiayin_retention_deleted_total Messages deleted for being past their family's "
+	    "retention period.\n"
+	    "# TYPE jiayin_retention_deleted_total counter\njiayin_retention_deleted_total %llu\n",
 	    s->open_conns, (unsigned long long)m->connections_total,
 	    (unsigned long long)m->connections_refused, s->active_jobs,
 	    (unsigned long long)m->jobs_refused, (unsigned long long)m->bytes_in,
 	    (unsigned long long)m->bytes_out, (unsigned long long)m->parse_errors,
 	    (unsigned long long)m->storage_errors, m->transcode_seconds,
-	    (unsigned long long)m->transcodes);
+	    (unsigned long long)m->transcodes, (unsigned long long)m->retention_deleted);
 	if (o.failed) {
 		free(o.p);
 		return NULL;

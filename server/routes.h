@@ -38,6 +38,18 @@
 	 0},                                                                                       \
 	{"audio.signed", SRV_METHOD_GET, "/v1/audio/{family_id}/{message_id}",                    \
 	 srv_api_signed_audio, 0, SRV_ROUTE_HEAD_OK},                                              \
+	{"messages.keep", SRV_METHOD_POST, "/v1/families/{family_id}/messages/{message_id}/keep",  \
+	 srv_api_message_keep, 0, 0},                                                              \
+	{"messages.unkeep", SRV_METHOD_DELETE,                                                     \
+	 "/v1/families/{family_id}/messages/{message_id}/keep", srv_api_message_keep, 0, 0},       \
+	{"families.get", SRV_METHOD_GET, "/v1/families/{family_id}", srv_api_family_get, 0,        \
+	 SRV_ROUTE_HEAD_OK},                                                                       \
+	{"families.set", SRV_METHOD_PATCH, "/v1/families/{family_id}", srv_api_family_set,        \
+	 SRV_JSON_BODY_MAX, 0},                                                                    \
+	{"families.delete", SRV_METHOD_DELETE, "/v1/families/{family_id}", srv_api_family_delete, \
+	 0, 0},                                                                                    \
+	{"families.export", SRV_METHOD_GET, "/v1/families/{family_id}/export",                    \
+	 srv_api_family_export, 0, SRV_ROUTE_HEAD_OK},                                             \
 	{"messages.listened", SRV_METHOD_POST,                                                     \
 	 "/v1/families/{family_id}/messages/{message_id}/listened", srv_api_message_listened, 0,   \
 	 0},                                                                                       \

@@ -201,6 +201,7 @@ void srv_server_drain(srv_server *s)
 	srv_log_event(s, "shutdown", "stopped accepting; finishing requests in flight");
 	close_quietly((uv_handle_t *)&s->listener);
 	close_quietly((uv_handle_t *)&s->health_timer);
+	close_quietly((uv_handle_t *)&s->retention_timer);
 	/* The clock, the log flush and the signals keep working while requests finish, without
 	 * keeping an otherwise finished loop alive (main closes them at the end). */
 	uv_unref((uv_handle_t *)&s->date_timer);
@@ -283,7 +284,9 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 	uv_timer_init(loop, &s->date_timer);
 	uv_timer_init(loop, &s->health_timer);
 	uv_timer_init(loop, &s->grace_timer);
+	uv_timer_init(loop, &s->retention_timer);
 	s->date_timer.data = s->health_timer.data = s->grace_timer.data = s;
+	s->retention_timer.data = s;
 	uv_timer_start(&s->date_timer, on_date_timer, 1000, 1000);
 	/* The first check before serving (the loop is not running yet: blocking is fine). */
 	s->health_rc = st ? store_health_check(st, wall_ms()) : 0;
@@ -292,6 +295,7 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 		srv_log_event(s, "storage_unhealthy", store_errcode(s->health_rc));
 	uv_timer_start(&s->health_timer, on_health_timer, cfg->health_interval_ms,
 		       cfg->health_interval_ms);
+	srv_api_retention_start(s);
 	return 0;
 }
 

@@ -67,6 +67,7 @@ typedef struct srv_metrics {
 	uint64_t parse_errors;
 	double transcode_seconds;
 	uint64_t transcodes;
+	uint64_t retention_deleted;
 } srv_metrics;
 
 int srv_metrics_init(srv_metrics *m, const srv_route *routes, size_t n);
@@ -93,6 +94,8 @@ struct srv_server {
 	unsigned waiter_count;
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t health_timer, grace_timer, date_timer;
+	uv_timer_t retention_timer; /* api_family.c: old messages go */
+	bool retention_running;
 	bool draining;       /* SIGTERM: no new connections or requests */
 	unsigned open_conns;
 	unsigned active_jobs; /* queued or running on the pool */

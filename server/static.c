@@ -149,6 +149,20 @@ static void open_done(srv_exchange *x, void *arg)
 	free(j);
 }
 
+void srv_respond_fd(srv_exchange *x, int fd, const srv_entity *e)
+{
+	if (srv_buffer_reserve(x) < 0) {
+		close(fd);
+		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
+				       "Retry-After: 1\r\n");
+		return;
+	}
+	srv_plan plan;
+	srv_entity_plan(&x->req, e, &plan);
+	srv_source src = {file_read, file_close, (void *)(intptr_t)fd};
+	srv_respond_entity(x, e, &plan, &src, NULL, 0);
+}
+
 void srv_respond_static(srv_exchange *x, const char *path, size_t n)
 {
 	srv_server *s = x->srv;

@@ -4,6 +4,7 @@
 #ifndef JIAYIN_SERVER_STATIC_H
 #define JIAYIN_SERVER_STATIC_H
 
+#include "entity.h"
 #include "server.h"
 
 #define SRV_STATIC_PATH_MAX 255
@@ -12,6 +13,11 @@
 bool srv_static_path_ok(const char *p, size_t n);
 /* GET/HEAD of static-dir/path (path[0..n), not NUL-terminated): 200/206/304/412/416 or 404. */
 void srv_respond_static(srv_exchange *x, const char *path, size_t n);
+/*
+ * GET/HEAD of an open file the caller made (an export in data/tmp): e describes it; fd is
+ * read on the pool and closed when the response is over (ownership passes here). Loop thread.
+ */
+void srv_respond_fd(srv_exchange *x, int fd, const srv_entity *e);
 /* Route handlers: /assets/{*path} (static-dir/assets/path) and / (static-dir/index.html). */
 void srv_handle_static(srv_exchange *x);
 void srv_handle_index(srv_exchange *x);

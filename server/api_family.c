@@ -1,0 +1,331 @@
+/*
+ * api_family.c — a family as a whole: its settings (retention period, quota) and usage, the
+ * parent's download of everything (a zip made by storage into data/tmp and streamed), erasing
+ * the family, and the retention job that deletes messages past their family's period.
+ *
+ * The retention job runs every retention-interval-s on the pool, a slice at a time: at most
+ * RETENTION_BUDGET deletions per job (each its own durable transaction), then the loop queues
+ * the next slice at once, so a drain never waits long for it and the write locks are never
+ * held for long. Waiting devices of a family whose messages went are woken like for any change.
+ */
+#include "api_internal.h"
+#include "static.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RETENTION_DAYS_MAX 3650
+#define DAY_MS (24 * 3600 * 1000LL)
+
+static bool own_family(api_job *j)
+{
+	if (strcmp(j->param[0], j->device.family_id.s) == 0)
+		return true;
+	j->rc = STORE_ENOTFOUND;
+	return false;
+}
+
+static bool parent(api_job *j)
+{
+	if (j->member.role == STORE_ROLE_PARENT)
+		return true;
+	j->rc = 1; /* forbidden */
+	return false;
+}
+
+static void forbidden(srv_exchange *x)
+{
+	srv_respond_error(x, 403, "forbidden", "only a parent of the family can do this");
+}
+
+/* ---- GET and PATCH /v1/families/{family_id} ---- */
+static void get_work(api_job *j)
+{
+	if (!own_family(j))
+		return;
+	if ((j->rc = store_family_get(j->st, j->param[0], &j->family)) == 0)
+		j->rc = store_mailbox_usage(j->st, j->param[0], &j->usage);
+}
+
+static void settings_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == 1) {
+		forbidden(x);
+		return;
+	}
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return;
+	}
+	const store_family *f = &j->family;
+	api_respond_json(x, 200, json_pack("{s:{s:s, s:s, s:I, s:I, s:I, s:I}}", "family", "id",
+					   f->id.s, "name", f->name, "created_at",
+					   (json_int_t)(f->created_ms / 1000), "retention_days",
+					   (json_int_t)f->retention_days, "quota_bytes",
+					   (json_int_t)f->quota_bytes, "usage_bytes",
+					   (json_int_t)j->usage));
+}
+
+void srv_api_family_get(srv_exchange *x)
+{
+	api_job *j = api_authed_job(x, get_work, settings_done);
+	if (j)
+		api_run(x, j);
+}
+
+static void set_work(api_job *j)
+{
+	if (!own_family(j) || !parent(j))
+		return;
+	store_family f;
+	if ((j->rc = store_family_get(j->st, j->param[0], &f)) < 0)
+		return;
+	uint64_t quota = j->set_quota ? j->quota : f.quota_bytes;
+	uint32_t days = j->set_retention ? j->retention_days : f.retention_days;
+	if ((j->rc = store_family_set(j->st, j->param[0], quota, days)) < 0)
+		return;
+	char detail[96];
+	snprintf(detail, sizeof detail, "retention_days=%u quota_bytes=%llu", days,
+		 (unsigned long long)quota);
+	store_audit_append(j->st, api_now_ms(), j->member.id.s, "family.settings", j->param[0],
+			   NULL, detail);
+	get_work(j);
+}
+
+/* A whole number in [lo, hi] from the body; -1 if present and not one, 0 if absent, 1 set. */
+static int number_field(json_t *body, const char *key, json_int_t lo, json_int_t hi,
+			json_int_t *out)
+{
+	json_t *v = json_object_get(body, key);
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+		return -1;
+	*out = json_integer_value(v);
+	return 1;
+}
+
+void srv_api_family_set(srv_exchange *x)
+{
+	json_t *body = api_body_object(x);
+	if (!body)
+		return;
+	json_int_t days = 0, quota = 0;
+	int has_days = number_field(body, "retention_days", 0, RETENTION_DAYS_MAX, &days);
+	int has_quota = number_field(body, "quota_bytes", 1,
+				     (json_int_t)x->srv->cfg.family_quota, &quota);
+	size_t known = (has_days == 1) + (has_quota == 1);
+	bool ok = has_days >= 0 && has_quota >= 0 && known > 0 && json_object_size(body) == known;
+	json_decref(body);
+	if (!ok) {
+		char msg[160];
+		snprintf(msg, sizeof msg,
+			 "send retention_days (0-%d, 0: keep for ever) and/or quota_bytes "
+			 "(1-%llu)",
+			 RETENTION_DAYS_MAX, (unsigned long long)x->srv->cfg.family_quota);
+		srv_respond_error(x, 400, "invalid_setting", msg);
+		return;
+	}
+	api_job *j = api_authed_job(x, set_work, settings_done);
+	if (!j)
+		return;
+	j->set_retention = has_days == 1;
+	j->retention_days = (uint32_t)days;
+	j->set_quota = has_quota == 1;
+	j->quota = (uint64_t)quota;
+	api_run(x, j);
+}
+
+/* ---- DELETE /v1/families/{family_id}: every voice of the family, erased ---- */
+static void delete_work(api_job *j)
+{
+	if (!own_family(j) || !parent(j))
+		return;
+	if ((j->rc = store_family_delete(j->st, j->param[0])) == 0)
+		store_audit_append(j->st, api_now_ms(), j->member.id.s, "family.delete", j->param[0],
+				   NULL, NULL);
+}
+
+static void delete_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == 1) {
+		forbidden(x);
+		return;
+	}
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return;
+	}
+	api_mailbox_changed(x->srv, j->param[0]); /* its waiting devices hear 404 now */
+	srv_respond_head(x, 204, NULL, NULL, -1);
+}
+
+void srv_api_family_delete(srv_exchange *x)
+{
+	api_job *j = api_authed_job(x, delete_work, delete_done);
+	if (j)
+		api_run(x, j);
+}
+
+/* ---- GET /v1/families/{family_id}/export: a zip of the family's audio and an index ---- */
+static void export_work(api_job *j)
+{
+	if (!own_family(j) || !parent(j))
+		return;
+	/* Unnamed: the zip disappears with the response, or with a crash. */
+	int fd = open(j->tmp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		j->rc = errno == ENOSPC ? STORE_EFULL : STORE_EIO;
+		return;
+	}
+	uint64_t bytes;
+	if ((j->rc = store_export_family(j->st, j->param[0], fd, &bytes)) < 0) {
+		close(fd);
+		return;
+	}
+	j->body_fd = fd;
+	j->usage = bytes;
+	store_audit_append(j->st, api_now_ms(), j->member.id.s, "family.export", j->param[0], NULL,
+			   NULL);
+}
+
+static void export_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == 1) {
+		forbidden(x);
+		return;
+	}
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return;
+	}
+	char disposition[96];
+	snprintf(disposition, sizeof disposition, "attachment; filename=\"jiayin-%.26s.zip\"",
+		 j->param[0]);
+	srv_entity e = {.size = j->usage,
+			.content_type = "application/zip",
+			.cache_control = "private, no-store",
+			.disposition = disposition};
+	/* Made afresh by each request: weak, so a resumed download (If-Range) starts over. */
+	snprintf(e.etag, sizeof e.etag, "W/\"%llx-%llx\"", (unsigned long long)j->usage,
+		 (unsigned long long)api_now_ms());
+	srv_respond_fd(x, j->body_fd, &e);
+	j->body_fd = -1;
+}
+
+void srv_api_family_export(srv_exchange *x)
+{
+	api_job *j = api_authed_job(x, export_work, export_done);
+	if (!j)
+		return;
+	j->body_fd = -1;
+	j->tmp_dir = x->srv->tmp_dir;
+	api_run(x, j);
+}
+
+/* ---- the retention job ---- */
+#define RETENTION_BUDGET 256 /* deletions per slice */
+#define RETENTION_PAGE 32    /* families read per slice */
+
+typedef struct retention_job {
+	uv_work_t work;
+	srv_server *s;
+	store_id after; /* the cursor: families with ids after this one */
+	int64_t now_ms;
+	bool more;
+	unsigned deleted;
+	int rc;
+	size_t nchanged;
+	store_id changed[RETENTION_PAGE];
+} retention_job;
+
+static void retention_run(uv_work_t *w)
+{
+	retention_job *r = w->data;
+	store_family fams[RETENTION_PAGE];
+	size_t n;
+	r->more = false;
+	if ((r->rc = store_families_retaining(r->s->store, r->after.s, fams, RETENTION_PAGE, &n)) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		unsigned budget = RETENTION_BUDGET - r->deleted, got = 0;
+		uint64_t seq;
+		int64_t before = r->now_ms - (int64_t)fams[i].retention_days * DAY_MS;
+		int rc = store_messages_expire(r->s->store, fams[i].id.s, before, budget, &got, &seq);
+		if (rc < 0 && rc != STORE_ENOTFOUND)
+			r->rc = rc; /* reported; the other families go on */
+		r->deleted += got;
+		if (got > 0)
+			r->changed[r->nchanged++] = fams[i].id;
+		if (got == budget) {
+			r->more = true; /* this family may have more: the next slice starts with it */
+			return;
+		}
+		r->after = fams[i].id;
+	}
+	r->more = n == RETENTION_PAGE;
+}
+
+static void retention_start(srv_server *s, const store_id *after);
+
+static void retention_after(uv_work_t *w, int status)
+{
+	retention_job *r = w->data;
+	srv_server *s = r->s;
+	(void)status;
+	for (size_t i = 0; i < r->nchanged; i++)
+		api_mailbox_changed(s, r->changed[i].s);
+	s->metrics.retention_deleted += r->deleted;
+	if (r->deleted > 0) {
+		char detail[64];
+		snprintf(detail, sizeof detail, "%u messages past their retention period deleted",
+			 r->deleted);
+		srv_log_event(s, "retention", detail);
+	}
+	if (r->rc < 0) {
+		s->metrics.storage_errors++;
+		srv_log_event(s, "retention_failed", store_errcode(r->rc));
+	}
+	s->retention_running = false;
+	if (r->more && !s->draining)
+		retention_start(s, &r->after);
+	free(r);
+}
+
+static void retention_start(srv_server *s, const store_id *after)
+{
+	if (s->retention_running || s->draining || !s->store)
+		return;
+	retention_job *r = calloc(1, sizeof *r);
+	if (!r)
+		return; /* the next tick tries again */
+	r->s = s;
+	r->work.data = r;
+	r->now_ms = api_now_ms();
+	if (after)
+		r->after = *after;
+	if (uv_queue_work(s->loop, &r->work, retention_run, retention_after) != 0) {
+		free(r);
+		return;
+	}
+	s->retention_running = true;
+}
+
+static void on_retention_timer(uv_timer_t *t)
+{
+	retention_start(t->data, NULL);
+}
+
+void srv_api_retention_start(srv_server *s)
+{
+	uint64_t every = (uint64_t)s->cfg.retention_interval_s * 1000;
+	/* The first run soon after the start: a server restarted daily still runs it. */
+	uv_timer_start(&s->retention_timer, on_retention_timer, every < 60000 ? every : 60000,
+		       every);
+}
