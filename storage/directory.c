@@ -423,6 +423,46 @@ int store_kiosk_get(store *s, const char *kiosk_id, store_kiosk *out)
 	return read_one(s, sql, text_key(kiosk_id), kiosk_from_row, out);
 }
 
+static void school_from_row(sqlite3_stmt *st, void *out)
+{
+	store_school *sc = out;
+	memset(sc, 0, sizeof *sc);
+	column_id(st, 0, &sc->id);
+	copy_text(sc->name, sizeof sc->name, sqlite3_column_text(st, 1));
+	sc->created_ms = sqlite3_column_int64(st, 2);
+}
+
+int store_schools_list(store *s, store_school *out, size_t max, size_t *n)
+{
+	/* The parameter is a dummy (read_many binds one): '' matches every id. */
+	static const char sql[] = "SELECT id, name, created_ms FROM schools WHERE id > ? "
+	                          "ORDER BY created_ms, id";
+	return read_many(s, sql, "", school_from_row, out, sizeof *out, max, n);
+}
+
+int store_kiosks_list(store *s, const char *school_id, store_kiosk *out, size_t max, size_t *n)
+{
+	static const char all[] = "SELECT id, school_id, name, created_ms FROM kiosks "
+	                          "WHERE id > ? ORDER BY created_ms, id";
+	static const char one[] = "SELECT id, school_id, name, created_ms FROM kiosks "
+	                          "WHERE school_id = ? ORDER BY created_ms, id";
+	*n = 0;
+	if (school_id && store_id_check(school_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_many(s, school_id ? one : all, school_id ? school_id : "", kiosk_from_row, out,
+	                 sizeof *out, max, n);
+}
+
+int store_kiosk_devices(store *s, const char *kiosk_id, store_device *out, size_t max, size_t *n)
+{
+	static const char sql[] =
+	    "SELECT " DEVICE_COLUMNS "WHERE d.kiosk_id = ? ORDER BY d.created_ms, d.id";
+	*n = 0;
+	if (store_id_check(kiosk_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_many(s, sql, kiosk_id, device_from_row, out, sizeof *out, max, n);
+}
+
 /* ---- volunteers ---- */
 
 int store_volunteer_add(store *s, const char *name, const uint8_t token_hash[STORE_HASH_LEN],

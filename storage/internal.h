@@ -101,6 +101,8 @@ void bind_key(sqlite3_stmt *st, int i, key k);
 void bind_optional(sqlite3_stmt *st, int i, const char *s);
 /* sqlite3_step() of a write, expecting SQLITE_DONE, with constraint failures told apart. */
 int step_write(sqlite3_stmt *st);
+/* The same mapping for a step's result already in hand (a RETURNING statement's first). */
+int map_write(int r);
 
 /* store.c: a member inserted, inside the caller's write transaction (out filled). */
 int member_insert(conn *c, const char *family_id, const char *name, store_role role,

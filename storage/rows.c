@@ -10,7 +10,11 @@
 /* sqlite3_step() of a write, expecting SQLITE_DONE, with constraint failures told apart. */
 int step_write(sqlite3_stmt *st)
 {
-	int r = sqlite3_step(st);
+	return map_write(sqlite3_step(st));
+}
+
+int map_write(int r)
+{
 	switch (r) {
 	case SQLITE_DONE:
 		return 0;

@@ -106,6 +106,37 @@ static const migration directory_steps[] = {
 	 "  id INTEGER PRIMARY KEY CHECK (id = 1),"
 	 "  checked_ms INTEGER NOT NULL"
 	 ");"},
+	/* 4: school kiosks: the codes a kiosk shows, the children paired to it (with their
+	 * picture PIN's hash and its lockout) and the one child session open on each kiosk. */
+	{"CREATE TABLE kiosk_codes ("
+	 "  code_hash BLOB PRIMARY KEY,"
+	 "  kiosk_id TEXT NOT NULL REFERENCES kiosks(id) ON DELETE CASCADE,"
+	 "  created_ms INTEGER NOT NULL,"
+	 "  expires_ms INTEGER NOT NULL,"
+	 "  used_ms INTEGER"
+	 ") WITHOUT ROWID;"
+	 "CREATE INDEX kiosk_codes_by_kiosk ON kiosk_codes(kiosk_id);"
+	 "CREATE INDEX kiosk_codes_by_expiry ON kiosk_codes(expires_ms);"
+	 "CREATE TABLE kiosk_links ("
+	 "  id TEXT PRIMARY KEY,"
+	 "  kiosk_id TEXT NOT NULL REFERENCES kiosks(id) ON DELETE CASCADE,"
+	 "  member_id TEXT NOT NULL REFERENCES members(id) ON DELETE CASCADE,"
+	 "  pin_hash TEXT NOT NULL,"
+	 "  failures INTEGER NOT NULL DEFAULT 0,"
+	 "  locked_until_ms INTEGER NOT NULL DEFAULT 0,"
+	 "  created_ms INTEGER NOT NULL,"
+	 "  UNIQUE (kiosk_id, member_id)"
+	 ") WITHOUT ROWID;"
+	 "CREATE INDEX kiosk_links_by_member ON kiosk_links(member_id);"
+	 "CREATE TABLE kiosk_sessions ("
+	 "  token_hash BLOB PRIMARY KEY,"
+	 "  device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,"
+	 "  link_id TEXT NOT NULL REFERENCES kiosk_links(id) ON DELETE CASCADE,"
+	 "  created_ms INTEGER NOT NULL,"
+	 "  last_used_ms INTEGER NOT NULL"
+	 ") WITHOUT ROWID;"
+	 "CREATE INDEX kiosk_sessions_by_device ON kiosk_sessions(device_id);"
+	 "CREATE INDEX kiosk_sessions_by_link ON kiosk_sessions(link_id);"},
 };
 
 static const migration mailbox_steps[] = {

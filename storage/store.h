@@ -209,6 +209,74 @@ int store_kiosk_add(store *s, const char *school_id, const char *name, int64_t n
 		    store_kiosk *out);
 int store_kiosk_get(store *s, const char *kiosk_id, store_kiosk *out);
 
+int store_schools_list(store *s, store_school *out, size_t max, size_t *n);
+/* Kiosks of one school (school_id) or of all (NULL), oldest first. */
+int store_kiosks_list(store *s, const char *school_id, store_kiosk *out, size_t max, size_t *n);
+/* The devices (tokens) of a kiosk, oldest first, revoked ones included. */
+int store_kiosk_devices(store *s, const char *kiosk_id, store_device *out, size_t max,
+			size_t *n);
+
+/* ---- Children at school kiosks (kiosk.c) ---- */
+
+#define STORE_PIN_HASH_MAX 191 /* bytes of a PIN hash string, as the server makes it */
+
+/* A child paired to a kiosk, with what a session needs. */
+typedef struct store_kiosk_link {
+	store_id id, kiosk_id, member_id, family_id;
+	char kiosk_name[STORE_NAME_MAX + 1], school_name[STORE_NAME_MAX + 1];
+	char member_name[STORE_NAME_MAX + 1];
+	char avatar[32];
+	char pin_hash[STORE_PIN_HASH_MAX + 1]; /* opaque to the store */
+	unsigned failures;                     /* wrong PINs since the last right one or lock */
+	int64_t locked_until_ms;               /* 0: not locked */
+	int64_t created_ms;
+} store_kiosk_link;
+
+/* A code a kiosk shows for a parent to type (stored by its hash, single use, expiring). */
+int store_kiosk_code_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+			    const char *kiosk_id, int64_t now_ms, int64_t expires_ms);
+/*
+ * A parent pairs a child (member_id) to the kiosk that showed the code: in one transaction the
+ * code is used and the link made with the PIN's hash; a child paired to that kiosk before gets
+ * the new PIN and its lock cleared. Unknown, used or expired codes: STORE_ENOTFOUND, nothing
+ * changes. *out: the link.
+ */
+int store_kiosk_link_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+			    const char *member_id, const char *pin_hash, int64_t now_ms,
+			    store_kiosk_link *out);
+int store_kiosk_link_get(store *s, const char *link_id, store_kiosk_link *out);
+/* The kiosks a family's children are paired to / the children paired to a kiosk (by name). */
+int store_kiosk_links_of_family(store *s, const char *family_id, store_kiosk_link *out,
+				size_t max, size_t *n);
+int store_kiosk_links_of_kiosk(store *s, const char *kiosk_id, store_kiosk_link *out,
+			       size_t max, size_t *n);
+/* A new PIN (its hash); clears failures and any lock. */
+int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash);
+/* Unpair: the link and its session go. */
+int store_kiosk_link_delete(store *s, const char *link_id);
+/*
+ * A wrong PIN: one more failure; the max_failures-th locks the link until now + lock_ms and
+ * starts the count again. *out: the link afterwards.
+ */
+int store_kiosk_pin_failed(store *s, const char *link_id, int64_t now_ms, unsigned max_failures,
+			   int64_t lock_ms, store_kiosk_link *out);
+/*
+ * A right PIN: the child's session on this kiosk device (its token's hash) starts; the
+ * device's earlier session ends (one child at a time) and the link's failures are cleared.
+ */
+int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN],
+			      const char *device_id, const char *link_id, int64_t now_ms);
+/*
+ * Who a session token speaks for: the kiosk device (its family_id and member_id set to the
+ * child's) and the child. A session idle for idle_ms or longer, or whose device was revoked,
+ * is STORE_ENOTFOUND. Use is recorded (at most every few seconds).
+ */
+int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN], int64_t now_ms,
+			     int64_t idle_ms, store_device *device, store_member *member);
+/* End one session by its token's hash, or every session of a kiosk device. */
+int store_kiosk_session_end(store *s, const uint8_t token_hash[STORE_HASH_LEN]);
+int store_kiosk_sessions_end(store *s, const char *device_id);
+
 /* ---- Volunteers and the moderation queue (directory.c) ---- */
 
 typedef struct store_volunteer {

@@ -905,6 +905,132 @@ static void family_delete_removes_its_rows(void **state)
 	                 STORE_ENOTFOUND);
 }
 
+static void kiosk_links_pins_and_sessions(void **state)
+{
+	fixture *f = *state;
+	uint8_t code[STORE_HASH_LEN], code2[STORE_HASH_LEN], kh[STORE_HASH_LEN];
+	uint8_t sess[STORE_HASH_LEN], sess2[STORE_HASH_LEN];
+	store_member kid, kid2;
+	store_kiosk_link link, got;
+	store_device kdev, d;
+	store_member m;
+	size_t n;
+	hash_of("kcode", 0, code);
+	hash_of("kcode", 1, code2);
+	hash_of("kiosk-token", 0, kh);
+	hash_of("session", 0, sess);
+	hash_of("session", 1, sess2);
+	assert_int_equal(store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, "cat", 1,
+	                                  &kid),
+	                 0);
+	assert_int_equal(store_member_add(f->s, f->other.id.s, "小红", STORE_ROLE_CHILD, NULL, 1,
+	                                  &kid2),
+	                 0);
+	assert_int_equal(store_device_add(f->s, kh, NULL, f->kiosk.id.s, "大厅平板", 1, &kdev), 0);
+
+	/* A code the kiosk shows pairs one child, once, before it expires. */
+	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 2000), 0);
+	assert_int_equal(store_kiosk_code_create(f->s, code2, UNKNOWN_ID, 1000, 2000),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", 2000, &link),
+	                 STORE_ENOTFOUND); /* expired at 2000 */
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, UNKNOWN_ID, "hash-1", 1500, &link),
+	                 STORE_ENOTFOUND); /* no such member: the code stays unused */
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", 1500, &link), 0);
+	assert_string_equal(link.kiosk_id.s, f->kiosk.id.s);
+	assert_string_equal(link.member_id.s, kid.id.s);
+	assert_string_equal(link.family_id.s, f->fam.id.s);
+	assert_string_equal(link.kiosk_name, "大厅");
+	assert_string_equal(link.school_name, "实验小学");
+	assert_string_equal(link.member_name, "小明");
+	assert_string_equal(link.avatar, "cat");
+	assert_string_equal(link.pin_hash, "hash-1");
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid2.id.s, "hash-2", 1500, &got),
+	                 STORE_ENOTFOUND); /* used */
+	assert_int_equal(store_kiosk_code_create(f->s, code2, f->kiosk.id.s, 1000, 5000), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code2, kid2.id.s, "hash-2", 1500, &got), 0);
+	assert_int_equal(store_kiosk_links_of_kiosk(f->s, f->kiosk.id.s, (store_kiosk_link[4]){0},
+	                                            4, &n),
+	                 0);
+	assert_int_equal(n, 2);
+	store_kiosk_link fl[4];
+	assert_int_equal(store_kiosk_links_of_family(f->s, f->fam.id.s, fl, 4, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(fl[0].id.s, link.id.s);
+
+	/* Wrong PINs: the third locks for 60 s and the count starts again. */
+	assert_int_equal(store_kiosk_pin_failed(f->s, link.id.s, 3000, 3, 60000, &got), 0);
+	assert_int_equal(got.failures, 1);
+	assert_int_equal(store_kiosk_pin_failed(f->s, link.id.s, 3000, 3, 60000, &got), 0);
+	assert_int_equal(store_kiosk_pin_failed(f->s, link.id.s, 3001, 3, 60000, &got), 0);
+	assert_int_equal(got.failures, 0);
+	assert_int_equal(got.locked_until_ms, 63001);
+	/* A parent's new PIN clears the lock. */
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-3"), 0);
+	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &got), 0);
+	assert_int_equal(got.locked_until_ms, 0);
+	assert_string_equal(got.pin_hash, "hash-3");
+
+	/* A session speaks for the child, through the kiosk device, until idle. */
+	assert_int_equal(store_kiosk_pin_failed(f->s, link.id.s, 3000, 3, 60000, &got), 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, 10000), 0);
+	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &got), 0);
+	assert_int_equal(got.failures, 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 100000, 180000, &d, &m), 0);
+	assert_int_equal(d.kind, STORE_DEVICE_KIOSK);
+	assert_string_equal(d.id.s, kdev.id.s);
+	assert_string_equal(d.family_id.s, f->fam.id.s);
+	assert_string_equal(m.id.s, kid.id.s);
+	assert_int_equal(m.role, STORE_ROLE_CHILD);
+	/* Used at 100 s: idle from then on, so 279.999 s is fine and 280 s is over. */
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 279999, 180000, &d, &m), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 279999 + 180000, 180000, &d, &m),
+	                 STORE_ENOTFOUND);
+	/* The next child on the same kiosk ends the first one's session. */
+	assert_int_equal(store_kiosk_session_start(f->s, sess2, kdev.id.s, got.id.s, 300000), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 300001, 180000, &d, &m),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 300001, 180000, &d, &m), 0);
+	assert_int_equal(store_kiosk_session_end(f->s, sess2), 0);
+	assert_int_equal(store_kiosk_session_end(f->s, sess2), STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 300002, 180000, &d, &m),
+	                 STORE_ENOTFOUND);
+	/* Revoking the kiosk device ends its sessions; unpairing ends the child's. */
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, 400000), 0);
+	assert_int_equal(store_kiosk_link_delete(f->s, link.id.s), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 400001, 180000, &d, &m),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_link_delete(f->s, link.id.s), STORE_ENOTFOUND);
+	store_kiosk_link other;
+	assert_int_equal(store_kiosk_links_of_kiosk(f->s, f->kiosk.id.s, &other, 1, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, other.id.s, 500000), 0);
+	assert_int_equal(store_device_revoke(f->s, kdev.id.s, 500001), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 500002, 180000, &d, &m),
+	                 STORE_ENOTFOUND);
+	/* Erasing a family takes its children's links along. */
+	assert_int_equal(store_family_delete(f->s, f->other.id.s), 0);
+	assert_int_equal(store_kiosk_links_of_kiosk(f->s, f->kiosk.id.s, &other, 1, &n), 0);
+	assert_int_equal(n, 0);
+	for (size_t i = 0; i < NBAD; i++) {
+		assert_int_equal(store_kiosk_link_get(f->s, bad_ids[i], &got), STORE_ENOTFOUND);
+		assert_int_equal(store_kiosk_link_set_pin(f->s, bad_ids[i], "h"), STORE_ENOTFOUND);
+	}
+	/* Listing for jiayinctl. */
+	store_school schools[2];
+	store_kiosk kiosks[2];
+	store_device kd[2];
+	assert_int_equal(store_schools_list(f->s, schools, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_kiosks_list(f->s, f->school.id.s, kiosks, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_kiosks_list(f->s, NULL, kiosks, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_kiosk_devices(f->s, f->kiosk.id.s, kd, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_true(kd[0].revoked_ms > 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -930,6 +1056,7 @@ int main(void)
 	    T(flag_claim_and_resolve),
 	    T(flags_listed_by_state_oldest_first),
 	    T(family_delete_removes_its_rows),
+	    T(kiosk_links_pins_and_sessions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

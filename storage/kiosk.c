@@ -1,0 +1,367 @@
+/*
+ * kiosk.c — children at school kiosks (directory database): the codes a kiosk shows, the links
+ * that pair a child to a kiosk with a picture PIN, the PIN's lockout, and child sessions.
+ *
+ * The store keeps the PIN's hash as an opaque string (the server makes and checks it) and
+ * session tokens only as hashes. A code is used by one conditional UPDATE ... RETURNING inside
+ * the transaction that makes the link, so it pairs once or not at all. A kiosk device has at
+ * most one session: starting one deletes the others, ending one deletes its row, and an idle
+ * one is refused by its last use (recorded at most every TOUCH_MS, so a busy session does not
+ * write on every request).
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#define TOUCH_MS 5000
+
+#define LINK_COLUMNS                                                                              \
+	"l.id, l.kiosk_id, l.member_id, m.family_id, k.name, sc.name, m.name, m.avatar, "         \
+	"l.pin_hash, l.failures, l.locked_until_ms, l.created_ms FROM kiosk_links l "             \
+	"JOIN kiosks k ON k.id = l.kiosk_id JOIN schools sc ON sc.id = k.school_id "              \
+	"JOIN members m ON m.id = l.member_id "
+
+static void link_from_row(sqlite3_stmt *st, void *out)
+{
+	store_kiosk_link *l = out;
+	memset(l, 0, sizeof *l);
+	copy_text(l->id.s, sizeof l->id.s, sqlite3_column_text(st, 0));
+	copy_text(l->kiosk_id.s, sizeof l->kiosk_id.s, sqlite3_column_text(st, 1));
+	copy_text(l->member_id.s, sizeof l->member_id.s, sqlite3_column_text(st, 2));
+	copy_text(l->family_id.s, sizeof l->family_id.s, sqlite3_column_text(st, 3));
+	copy_text(l->kiosk_name, sizeof l->kiosk_name, sqlite3_column_text(st, 4));
+	copy_text(l->school_name, sizeof l->school_name, sqlite3_column_text(st, 5));
+	copy_text(l->member_name, sizeof l->member_name, sqlite3_column_text(st, 6));
+	copy_text(l->avatar, sizeof l->avatar, sqlite3_column_text(st, 7));
+	copy_text(l->pin_hash, sizeof l->pin_hash, sqlite3_column_text(st, 8));
+	l->failures = (unsigned)sqlite3_column_int(st, 9);
+	l->locked_until_ms = sqlite3_column_int64(st, 10);
+	l->created_ms = sqlite3_column_int64(st, 11);
+}
+
+static int check_pin_hash(const char *pin_hash)
+{
+	return check_text(pin_hash, STORE_PIN_HASH_MAX);
+}
+
+int store_kiosk_code_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+			    const char *kiosk_id, int64_t now_ms, int64_t expires_ms)
+{
+	static const char sql[] = "INSERT INTO kiosk_codes (code_hash, kiosk_id, created_ms, "
+				  "expires_ms) VALUES (?, ?, ?, ?)";
+	static const char expired[] = "DELETE FROM kiosk_codes WHERE expires_ms <= ?";
+	if (!code_hash || expires_ms <= now_ms)
+		return STORE_EINVAL;
+	if (store_id_check(kiosk_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, expired, &rc);
+	if (st) { /* codes live minutes: clear the dead ones as new ones come */
+		sqlite3_bind_int64(st, 1, now_ms);
+		rc = step_write(st);
+	}
+	if (rc == 0 && (st = conn_stmt(c, sql, &rc))) {
+		sqlite3_bind_blob(st, 1, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, kiosk_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, now_ms);
+		sqlite3_bind_int64(st, 4, expires_ms);
+		rc = step_write(st); /* an unknown kiosk fails the foreign key: ENOTFOUND */
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+/* Use the code (inside the caller's transaction): the kiosk it names in *kiosk. */
+static int use_kiosk_code(conn *c, const uint8_t code_hash[STORE_HASH_LEN], int64_t now_ms,
+			  store_id *kiosk)
+{
+	static const char sql[] = "UPDATE kiosk_codes SET used_ms = ?1 WHERE code_hash = ?2 AND "
+				  "used_ms IS NULL AND expires_ms > ?1 RETURNING kiosk_id";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_int64(st, 1, now_ms);
+	sqlite3_bind_blob(st, 2, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		copy_text(kiosk->s, sizeof kiosk->s, sqlite3_column_text(st, 0));
+		rc = step_write(st);
+	} else {
+		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+/* Make or renew the link of member to kiosk; its id in *id. */
+static int upsert_link(conn *c, const store_id *kiosk, const char *member_id,
+		       const char *pin_hash, int64_t now_ms, store_id *id)
+{
+	static const char sql[] =
+	    "INSERT INTO kiosk_links (id, kiosk_id, member_id, pin_hash, created_ms) "
+	    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (kiosk_id, member_id) DO UPDATE SET "
+	    "pin_hash = excluded.pin_hash, failures = 0, locked_until_ms = 0 RETURNING id";
+	store_id fresh;
+	store_new_id(&fresh);
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, fresh.s, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, kiosk->s, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, member_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, pin_hash, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, now_ms);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		copy_text(id->s, sizeof id->s, sqlite3_column_text(st, 0));
+		rc = step_write(st);
+	} else {
+		/* No row: a constraint (an unknown member fails the foreign key: ENOTFOUND). */
+		rc = r == SQLITE_DONE ? STORE_EIO : map_write(r);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+int store_kiosk_link_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+			    const char *member_id, const char *pin_hash, int64_t now_ms,
+			    store_kiosk_link *out)
+{
+	if (!code_hash || check_pin_hash(pin_hash) < 0)
+		return STORE_EINVAL;
+	if (store_id_check(member_id) < 0)
+		return STORE_ENOTFOUND;
+	store_id kiosk, id;
+	conn *c = db_write_begin(s->directory);
+	int rc = conn_begin(c);
+	if (rc == 0) {
+		rc = use_kiosk_code(c, code_hash, now_ms, &kiosk);
+		if (rc == 0)
+			rc = upsert_link(c, &kiosk, member_id, pin_hash, now_ms, &id);
+		if (rc == 0)
+			rc = conn_commit(c);
+		else
+			conn_rollback(c);
+	}
+	db_write_end(s->directory);
+	return rc < 0 ? rc : store_kiosk_link_get(s, id.s, out);
+}
+
+int store_kiosk_link_get(store *s, const char *link_id, store_kiosk_link *out)
+{
+	static const char sql[] = "SELECT " LINK_COLUMNS "WHERE l.id = ?";
+	if (store_id_check(link_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_one(s, sql, text_key(link_id), link_from_row, out);
+}
+
+int store_kiosk_links_of_family(store *s, const char *family_id, store_kiosk_link *out,
+				size_t max, size_t *n)
+{
+	static const char sql[] =
+	    "SELECT " LINK_COLUMNS "WHERE m.family_id = ? ORDER BY l.created_ms, l.id";
+	*n = 0;
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_many(s, sql, family_id, link_from_row, out, sizeof *out, max, n);
+}
+
+int store_kiosk_links_of_kiosk(store *s, const char *kiosk_id, store_kiosk_link *out,
+			       size_t max, size_t *n)
+{
+	static const char sql[] =
+	    "SELECT " LINK_COLUMNS "WHERE l.kiosk_id = ? ORDER BY m.name, l.id";
+	*n = 0;
+	if (store_id_check(kiosk_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_many(s, sql, kiosk_id, link_from_row, out, sizeof *out, max, n);
+}
+
+/* An UPDATE or DELETE of one link by id (the last parameter); STORE_ENOTFOUND if none. */
+static int change_link(store *s, const char *sql, const char *text, int64_t a, int64_t b,
+		       const char *link_id)
+{
+	if (store_id_check(link_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0, i = 1;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		if (text)
+			sqlite3_bind_text(st, i++, text, -1, SQLITE_STATIC);
+		if (a >= 0) {
+			sqlite3_bind_int64(st, i++, a);
+			sqlite3_bind_int64(st, i++, b);
+		}
+		rc = update_by_id(c, st, i, link_id);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash)
+{
+	static const char sql[] = "UPDATE kiosk_links SET pin_hash = ?, failures = 0, "
+				  "locked_until_ms = 0 WHERE id = ?";
+	if (check_pin_hash(pin_hash) < 0)
+		return STORE_EINVAL;
+	return change_link(s, sql, pin_hash, -1, 0, link_id);
+}
+
+int store_kiosk_link_delete(store *s, const char *link_id)
+{
+	static const char sql[] = "DELETE FROM kiosk_links WHERE id = ?";
+	return change_link(s, sql, NULL, -1, 0, link_id);
+}
+
+int store_kiosk_pin_failed(store *s, const char *link_id, int64_t now_ms, unsigned max_failures,
+			   int64_t lock_ms, store_kiosk_link *out)
+{
+	/* The count and the lock change together, in one statement. */
+	static const char sql[] =
+	    "UPDATE kiosk_links SET "
+	    "locked_until_ms = CASE WHEN failures + 1 >= ?1 THEN ?2 ELSE locked_until_ms END, "
+	    "failures = CASE WHEN failures + 1 >= ?1 THEN 0 ELSE failures + 1 END WHERE id = ?3";
+	if (max_failures == 0 || lock_ms < 0)
+		return STORE_EINVAL;
+	int rc = change_link(s, sql, NULL, max_failures, now_ms + lock_ms, link_id);
+	return rc < 0 ? rc : store_kiosk_link_get(s, link_id, out);
+}
+
+int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN],
+			      const char *device_id, const char *link_id, int64_t now_ms)
+{
+	static const char end_sql[] = "DELETE FROM kiosk_sessions WHERE device_id = ?";
+	static const char clear_sql[] = "UPDATE kiosk_links SET failures = 0 WHERE id = ?";
+	static const char sql[] = "INSERT INTO kiosk_sessions (token_hash, device_id, link_id, "
+				  "created_ms, last_used_ms) VALUES (?, ?, ?, ?, ?)";
+	if (!token_hash)
+		return STORE_EINVAL;
+	if (store_id_check(device_id) < 0 || store_id_check(link_id) < 0)
+		return STORE_ENOTFOUND;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = NULL;
+	int rc = conn_begin(c);
+	if (rc < 0)
+		goto done;
+	if ((st = conn_stmt(c, end_sql, &rc))) {
+		sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
+		rc = step_write(st);
+	}
+	if (rc == 0 && (st = conn_stmt(c, clear_sql, &rc)))
+		rc = update_by_id(c, st, 1, link_id);
+	if (rc == 0 && (st = conn_stmt(c, sql, &rc))) {
+		sqlite3_bind_blob(st, 1, token_hash, STORE_HASH_LEN, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, link_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, now_ms);
+		sqlite3_bind_int64(st, 5, now_ms);
+		rc = step_write(st);
+	}
+	if (rc == 0)
+		rc = conn_commit(c);
+	else
+		conn_rollback(c);
+done:
+	db_write_end(s->directory);
+	return rc;
+}
+
+typedef struct session_row {
+	store_device *device;
+	store_member *member;
+	int64_t last_used_ms;
+} session_row;
+
+static void session_from_row(sqlite3_stmt *st, void *out)
+{
+	session_row *r = out;
+	store_device *d = r->device;
+	store_member *m = r->member;
+	memset(d, 0, sizeof *d);
+	memset(m, 0, sizeof *m);
+	r->last_used_ms = sqlite3_column_int64(st, 0);
+	copy_text(d->id.s, sizeof d->id.s, sqlite3_column_text(st, 1));
+	d->kind = STORE_DEVICE_KIOSK;
+	copy_text(d->kiosk_id.s, sizeof d->kiosk_id.s, sqlite3_column_text(st, 2));
+	copy_text(d->name, sizeof d->name, sqlite3_column_text(st, 3));
+	d->created_ms = sqlite3_column_int64(st, 4);
+	d->last_seen_ms = sqlite3_column_int64(st, 5);
+	copy_text(m->id.s, sizeof m->id.s, sqlite3_column_text(st, 6));
+	copy_text(m->family_id.s, sizeof m->family_id.s, sqlite3_column_text(st, 7));
+	copy_text(m->name, sizeof m->name, sqlite3_column_text(st, 8));
+	store_role_parse((const char *)sqlite3_column_text(st, 9), &m->role);
+	copy_text(m->avatar, sizeof m->avatar, sqlite3_column_text(st, 10));
+	m->created_ms = sqlite3_column_int64(st, 11);
+	d->member_id = m->id;
+	d->family_id = m->family_id;
+}
+
+int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN], int64_t now_ms,
+			     int64_t idle_ms, store_device *device, store_member *member)
+{
+	static const char sql[] =
+	    "SELECT ks.last_used_ms, d.id, d.kiosk_id, d.name, d.created_ms, d.last_seen_ms, "
+	    "m.id, m.family_id, m.name, m.role, m.avatar, m.created_ms FROM kiosk_sessions ks "
+	    "JOIN devices d ON d.id = ks.device_id JOIN kiosk_links l ON l.id = ks.link_id "
+	    "JOIN members m ON m.id = l.member_id "
+	    "WHERE ks.token_hash = ? AND d.revoked_ms IS NULL";
+	static const char touch[] = "UPDATE kiosk_sessions SET last_used_ms = ?1 "
+				    "WHERE token_hash = ?2 AND last_used_ms < ?1";
+	if (!token_hash)
+		return STORE_EINVAL;
+	session_row r = {device, member, 0};
+	int rc = read_one(s, sql, hash_key(token_hash), session_from_row, &r);
+	if (rc < 0)
+		return rc;
+	if (now_ms - r.last_used_ms >= idle_ms)
+		return STORE_ENOTFOUND; /* idle too long: over */
+	if (now_ms - r.last_used_ms < TOUCH_MS)
+		return 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, touch, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		sqlite3_bind_blob(st, 2, token_hash, STORE_HASH_LEN, SQLITE_STATIC);
+		rc = step_write(st);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_kiosk_session_end(store *s, const uint8_t token_hash[STORE_HASH_LEN])
+{
+	static const char sql[] = "DELETE FROM kiosk_sessions WHERE token_hash = ?";
+	if (!token_hash)
+		return STORE_EINVAL;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_blob(st, 1, token_hash, STORE_HASH_LEN, SQLITE_STATIC);
+		rc = step_write(st);
+		if (rc == 0 && sqlite3_changes(c->db) == 0)
+			rc = STORE_ENOTFOUND;
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_kiosk_sessions_end(store *s, const char *device_id)
+{
+	static const char sql[] = "DELETE FROM kiosk_sessions WHERE device_id = ?";
+	if (store_id_check(device_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
+		rc = step_write(st);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
