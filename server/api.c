@@ -115,17 +115,27 @@ void api_job_run(void *arg)
 	api_job *j = arg;
 	if (j->authed) {
 		store_device d;
+		int64_t now = api_now_ms();
 		j->auth_rc = store_device_by_token(j->st, j->token_hash, &d);
-		if (j->auth_rc == 0 && d.kind != STORE_DEVICE_PERSONAL)
-			j->auth_rc = STORE_ENOTFOUND; /* kiosks speak through kiosk sessions */
-		if (j->auth_rc == 0)
+		if (j->auth_rc == STORE_ENOTFOUND) {
+			/* Not a device: a child's session at a school kiosk, while not idle? */
+			j->auth_rc = store_kiosk_session_auth(j->st, j->token_hash, now, j->idle_ms,
+							      &j->device, &j->member);
+			j->session = j->auth_rc == 0;
+			if (j->session)
+				d = j->device;
+		} else if (j->auth_rc == 0) {
 			j->device = d;
-		if (j->auth_rc == 0)
-			j->auth_rc = store_member_get(j->st, d.member_id.s, &j->member);
-		if (j->auth_rc == 0)
-			store_device_touch(j->st, d.id.s, api_now_ms()); /* advisory: errors ignored */
+			/* A kiosk's own token opens kiosk endpoints only: families it sees through
+			 * its children's sessions. */
+			if (d.kind == STORE_DEVICE_KIOSK && !j->kiosk_endpoint)
+				j->auth_rc = STORE_ENOTFOUND;
+			else if (d.kind == STORE_DEVICE_PERSONAL)
+				j->auth_rc = store_member_get(j->st, d.member_id.s, &j->member);
+		}
 		if (j->auth_rc < 0)
 			return;
+		store_device_touch(j->st, d.id.s, now); /* advisory: errors ignored */
 	}
 	j->work(j);
 }
@@ -144,8 +154,10 @@ void api_job_done(srv_exchange *x, void *arg)
 	}
 	sodium_memzero(j->token, sizeof j->token);
 	sodium_memzero(j->code, sizeof j->code);
+	sodium_memzero(j->pin, sizeof j->pin);
 	free(j->members);
 	free(j->flag);
+	free(j->links);
 	free(j);
 }
 
@@ -178,6 +190,7 @@ api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done)
 		return NULL;
 	}
 	j->authed = true;
+	j->idle_ms = (int64_t)x->srv->cfg.kiosk_idle_s * 1000;
 	j->work = work;
 	j->done = done;
 	/* Only the hash leaves this function; the store never sees a token. */
@@ -320,6 +333,68 @@ void srv_api_members_list(srv_exchange *x)
 		api_run(x, j);
 }
 
+/* ---- POST /v1/families/{family_id}/members: a member without a phone (a kiosk child) ---- */
+static void member_add_work(api_job *j)
+{
+	if (strcmp(j->param[0], j->device.family_id.s) != 0) {
+		j->rc = STORE_ENOTFOUND;
+		return;
+	}
+	if (j->member.role != STORE_ROLE_PARENT && j->member.role != STORE_ROLE_CAREGIVER) {
+		j->rc = 1;
+		return;
+	}
+	if (!(j->members = calloc(1, sizeof *j->members))) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	j->rc = store_member_add(j->st, j->param[0], j->member_name, j->role, j->device_name,
+				 api_now_ms(), j->members);
+}
+
+static void member_add_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == 1) {
+		srv_respond_error(x, 403, "forbidden", "only a parent or caregiver can add members");
+		return;
+	}
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return;
+	}
+	api_respond_json(x, 201, json_pack("{s:o}", "member", api_member_json(j->members)));
+}
+
+void srv_api_member_add(srv_exchange *x)
+{
+	json_t *body = api_body_object(x);
+	if (!body)
+		return;
+	const char *member = api_name_field(body, "member_name", true);
+	const char *role = json_string_value(json_object_get(body, "role"));
+	const char *avatar = api_name_field(body, "avatar", false);
+	store_role r;
+	const char *err = !member ? "invalid_name"
+			  : !role || store_role_parse(role, &r) < 0 ? "invalid_role"
+			  : !avatar || strlen(avatar) >= sizeof ((store_member *)0)->avatar
+			      ? "invalid_avatar"
+			      : NULL;
+	api_job *j = err ? NULL : api_authed_job(x, member_add_work, member_add_done);
+	if (j) {
+		j->role = r;
+		snprintf(j->member_name, sizeof j->member_name, "%s", member);
+		snprintf(j->device_name, sizeof j->device_name, "%s", avatar); /* the avatar */
+	}
+	json_decref(body);
+	if (err)
+		srv_respond_error(x, 400, err,
+				  strcmp(err, "invalid_name") == 0   ? "member_name: 1-64 bytes of text"
+				  : strcmp(err, "invalid_role") == 0 ? "role is parent, caregiver or child"
+								     : "avatar: up to 31 bytes");
+	else if (j)
+		api_run(x, j);
+}
+
 /* ---- DELETE /v1/devices/{device_id} ---- */
 static void revoke_work(api_job *j)
 {
@@ -363,8 +438,6 @@ void srv_api_device_delete(srv_exchange *x)
 }
 
 /* ---- POST /v1/families/{family_id}/pairing-codes ---- */
-#define PAIRING_TTL_MS (10 * 60 * 1000)
-#define PAIRING_DIGITS 8
 
 
 static void code_create_work(api_job *j)
@@ -387,9 +460,8 @@ static void code_create_work(api_job *j)
 	p.expires_ms = j->expires_ms = now + PAIRING_TTL_MS;
 	/* Eight digits: a live code colliding with another is unlikely; then draw again. */
 	for (int attempt = 0; attempt < 4; attempt++) {
-		snprintf(j->token, sizeof j->token, "%08u", (unsigned)randombytes_uniform(100000000));
 		uint8_t h[STORE_HASH_LEN];
-		srv_hash_pairing_code(j->secret, j->token, h);
+		api_new_code(j, h);
 		if ((j->rc = store_pairing_create(j->st, h, &p)) != STORE_EEXIST)
 			break;
 	}
@@ -451,15 +523,48 @@ static void pair_work(api_job *j)
 		j->rc = store_family_get(j->st, p.family_id.s, &j->family);
 }
 
-static void pair_done(srv_exchange *x, api_job *j)
+bool api_pairing_locked(srv_exchange *x)
 {
 	srv_server *s = x->srv;
+	uint64_t now = uv_now(s->loop);
+	if (!srv_rate_exhausted(&s->pair_fail, x->client, now) &&
+	    !srv_rate_exhausted(&s->pair_fail_all, "*", now))
+		return false;
+	srv_respond_error_with(x, 429, "pairing_locked",
+			       "too many wrong codes; pairing is locked for a while",
+			       "Retry-After: 900\r\n");
+	return true;
+}
+
+void api_pairing_code_wrong(srv_exchange *x, const char *client)
+{
+	srv_server *s = x->srv;
+	uint64_t now = uv_now(s->loop);
+	srv_rate_take(&s->pair_fail, client, now);
+	srv_rate_take(&s->pair_fail_all, "*", now);
+	srv_respond_error(x, 400, "invalid_pairing_code", "the code is wrong, used or expired");
+}
+
+bool api_pairing_code_ok(const char *code)
+{
+	bool digits = code && strlen(code) == PAIRING_DIGITS;
+	for (size_t i = 0; digits && i < PAIRING_DIGITS; i++)
+		digits = code[i] >= '0' && code[i] <= '9';
+	return digits;
+}
+
+void api_new_code(api_job *j, uint8_t hash[STORE_HASH_LEN])
+{
+	snprintf(j->token, sizeof j->token, "%0*u", PAIRING_DIGITS,
+		 (unsigned)randombytes_uniform(100000000));
+	srv_hash_pairing_code(j->secret, j->token, hash);
+}
+
+static void pair_done(srv_exchange *x, api_job *j)
+{
 	if (j->rc == STORE_ENOTFOUND) {
 		/* A wrong, used or expired code: it counts towards the locks. */
-		uint64_t now = uv_now(s->loop);
-		srv_rate_take(&s->pair_fail, j->client, now);
-		srv_rate_take(&s->pair_fail_all, "*", now);
-		srv_respond_error(x, 400, "invalid_pairing_code", "the code is wrong, used or expired");
+		api_pairing_code_wrong(x, j->client);
 		return;
 	}
 	if (j->rc < 0) {
@@ -471,23 +576,14 @@ static void pair_done(srv_exchange *x, api_job *j)
 
 void srv_api_pair(srv_exchange *x)
 {
-	srv_server *s = x->srv;
-	uint64_t now = uv_now(s->loop);
-	if (srv_rate_exhausted(&s->pair_fail, x->client, now) ||
-	    srv_rate_exhausted(&s->pair_fail_all, "*", now)) {
-		srv_respond_error_with(x, 429, "pairing_locked",
-				       "too many wrong codes; pairing is locked for a while",
-				       "Retry-After: 900\r\n");
+	if (api_pairing_locked(x))
 		return;
-	}
 	json_t *body = api_body_object(x);
 	if (!body)
 		return;
 	const char *code = json_string_value(json_object_get(body, "code"));
 	const char *device = api_name_field(body, "device_name", false);
-	bool digits = code && strlen(code) == PAIRING_DIGITS;
-	for (size_t i = 0; digits && i < PAIRING_DIGITS; i++)
-		digits = code[i] >= '0' && code[i] <= '9';
+	bool digits = api_pairing_code_ok(code);
 	if (!digits || !device) {
 		json_decref(body);
 		srv_respond_error(x, 400, digits ? "invalid_name" : "invalid_pairing_code",

@@ -12,6 +12,7 @@
 void srv_api_families_create(srv_exchange *x);
 void srv_api_me(srv_exchange *x);
 void srv_api_members_list(srv_exchange *x);
+void srv_api_member_add(srv_exchange *x);
 void srv_api_device_delete(srv_exchange *x);
 void srv_api_pairing_code_create(srv_exchange *x);
 void srv_api_pair(srv_exchange *x);
@@ -28,6 +29,14 @@ void srv_api_family_get(srv_exchange *x);
 void srv_api_family_set(srv_exchange *x);
 void srv_api_family_delete(srv_exchange *x);
 void srv_api_family_export(srv_exchange *x);
+void srv_api_kiosk_code_create(srv_exchange *x); /* api_kiosk.c */
+void srv_api_kiosk_children(srv_exchange *x);
+void srv_api_kiosk_login(srv_exchange *x);
+void srv_api_kiosk_logout(srv_exchange *x);
+void srv_api_kiosk_link_create(srv_exchange *x);
+void srv_api_kiosk_links_list(srv_exchange *x);
+void srv_api_kiosk_link_pin(srv_exchange *x);
+void srv_api_kiosk_link_delete(srv_exchange *x);
 /* The retention job's timer (api_family.c); the server closes it when it drains. */
 void srv_api_retention_start(srv_server *s);
 /* Every parked long-poll answers now (SIGTERM's drain). */

@@ -13,6 +13,8 @@
 #include <stdint.h>
 
 #define PAIRING_CODE_MAX 16
+#define PAIRING_DIGITS 8
+#define PAIRING_TTL_MS (10 * 60 * 1000)
 #define MEMBERS_MAX 64 /* a family's members in one answer */
 
 typedef struct api_job api_job;
@@ -25,7 +27,10 @@ struct api_job {
 	bool authed;                   /* a token was presented */
 	uint8_t token_hash[STORE_HASH_LEN];
 	store_device device;           /* the caller */
-	store_member member;           /* the caller's member (personal devices) */
+	store_member member;           /* the caller's member (personal devices, kiosk sessions) */
+	bool session;                  /* the token is a child's kiosk session */
+	bool kiosk_endpoint;           /* a kiosk's own token is welcome (api_kiosk.c) */
+	int64_t idle_ms;               /* a kiosk session idle this long is over */
 	int auth_rc;
 	api_work_fn work;
 	api_done_fn done;
@@ -64,6 +69,12 @@ struct api_job {
 	bool set_quota, set_retention;
 	const char *tmp_dir;
 	int keep;
+	/* kiosks */
+	store_kiosk_link *links;       /* freed by job_done */
+	size_t nlinks;
+	int pin[4];                    /* zeroed by job_done */
+	unsigned pin_failures;
+	int64_t pin_lock_ms;
 };
 
 int64_t api_now_ms(void); /* any thread */
@@ -85,6 +96,13 @@ api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done);
  * (empty: none); done answers 201 (200 for a known key), 400, 413, 422 or 507.
  */
 void api_upload_work(api_job *j);
+/* Pairing codes (8 digits), for phones and kiosks alike. Locked: answers 429 and is true. */
+bool api_pairing_locked(srv_exchange *x);
+bool api_pairing_code_ok(const char *code);
+/* A wrong, used or expired code from client: counted towards the locks; answers 400. */
+void api_pairing_code_wrong(srv_exchange *x, const char *client);
+/* A fresh code in j->token, its keyed hash in hash (pool thread). */
+void api_new_code(api_job *j, uint8_t hash[STORE_HASH_LEN]);
 /* Something in family_id's mailbox changed: its waiting devices list again. */
 void api_mailbox_changed(srv_server *s, const char *family_id);
 void api_upload_done(srv_exchange *x, api_job *j);

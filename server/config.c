@@ -74,6 +74,12 @@ static const setting settings[] = {
 	 "bytes of stored audio a new family may keep, and the most a parent may set (1073741824)"},
 	{"retention-interval-s", T_UINT, OFF(retention_interval_s), 0, 1, 7 * 24 * 3600,
 	 "how often messages past their family's retention period are deleted, seconds (3600)"},
+	{"kiosk-idle-s", T_UINT, OFF(kiosk_idle_s), 0, 10, 24 * 3600,
+	 "a child's session at a school kiosk ends after this long unused, seconds (180)"},
+	{"pin-failures", T_UINT, OFF(pin_failures), 0, 1, 100,
+	 "wrong picture PINs in a row before a child's kiosk login locks (5)"},
+	{"pin-lock-s", T_UINT, OFF(pin_lock_s), 0, 1, 7 * 24 * 3600,
+	 "how long a locked kiosk login stays locked, seconds (900)"},
 	{"audio-url-ttl-s", T_UINT, OFF(audio_url_ttl_s), 0, 1, 7 * 24 * 3600,
 	 "how long a signed audio URL plays, seconds (1800)"},
 	{"body-min-rate", T_UINT, OFF(body_min_rate), 0, 0, 1u << 30,
@@ -109,6 +115,9 @@ void srv_config_defaults(srv_config *c)
 	c->retention_interval_s = 3600;
 }
 
+	c->kiosk_idle_s = 180;
+	c->pin_failures = 5;
+	c->pin_lock_s = 900;
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
 {
 	snprintf(err, errlen, fmt, a, b);

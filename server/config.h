@@ -45,6 +45,9 @@ typedef struct srv_config {
 	unsigned audio_url_ttl_s;         /* lifetime of a signed audio URL */
 	uint64_t family_quota;            /* audio bytes per family: the default and the ceiling */
 	unsigned retention_interval_s;    /* between runs of the retention job */
+	unsigned kiosk_idle_s;            /* a child's kiosk session ends after this idle time */
+	unsigned pin_failures;            /* wrong kiosk PINs before the login locks */
+	unsigned pin_lock_s;              /* and for how long */
 	/* Proxies whose X-Forwarded-For / -Proto are believed (IPv4 or IPv6 literals). */
 	char trusted_proxies[SRV_MAX_TRUSTED_PROXIES][46];
 	unsigned trusted_proxy_count;

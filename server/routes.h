@@ -22,6 +22,8 @@
 	{"me", SRV_METHOD_GET, "/v1/me", srv_api_me, 0, SRV_ROUTE_HEAD_OK},                        \
 	{"members.list", SRV_METHOD_GET, "/v1/families/{family_id}/members", srv_api_members_list, \
 	 0, SRV_ROUTE_HEAD_OK},                                                                    \
+	{"members.add", SRV_METHOD_POST, "/v1/families/{family_id}/members", srv_api_member_add,  \
+	 SRV_JSON_BODY_MAX, 0},                                                                    \
 	{"devices.delete", SRV_METHOD_DELETE, "/v1/devices/{device_id}", srv_api_device_delete, 0, \
 	 0},                                                                                       \
 	{"pairing_codes.create", SRV_METHOD_POST, "/v1/families/{family_id}/pairing-codes",       \
@@ -50,6 +52,21 @@
 	 0, 0},                                                                                    \
 	{"families.export", SRV_METHOD_GET, "/v1/families/{family_id}/export",                    \
 	 srv_api_family_export, 0, SRV_ROUTE_HEAD_OK},                                             \
+	{"kiosk.codes", SRV_METHOD_POST, "/v1/kiosk/pairing-codes", srv_api_kiosk_code_create, 0,  \
+	 0},                                                                                       \
+	{"kiosk.children", SRV_METHOD_GET, "/v1/kiosk/children", srv_api_kiosk_children, 0,        \
+	 SRV_ROUTE_HEAD_OK},                                                                       \
+	{"kiosk.login", SRV_METHOD_POST, "/v1/kiosk/sessions", srv_api_kiosk_login,                \
+	 SRV_JSON_BODY_MAX, 0},                                                                    \
+	{"kiosk.logout", SRV_METHOD_DELETE, "/v1/kiosk/session", srv_api_kiosk_logout, 0, 0},      \
+	{"kiosk_links.create", SRV_METHOD_POST, "/v1/families/{family_id}/kiosk-links",           \
+	 srv_api_kiosk_link_create, SRV_JSON_BODY_MAX, 0},                                         \
+	{"kiosk_links.list", SRV_METHOD_GET, "/v1/families/{family_id}/kiosk-links",              \
+	 srv_api_kiosk_links_list, 0, SRV_ROUTE_HEAD_OK},                                          \
+	{"kiosk_links.pin", SRV_METHOD_PUT, "/v1/families/{family_id}/kiosk-links/{link_id}/pin", \
+	 srv_api_kiosk_link_pin, SRV_JSON_BODY_MAX, 0},                                            \
+	{"kiosk_links.delete", SRV_METHOD_DELETE,                                                  \
+	 "/v1/families/{family_id}/kiosk-links/{link_id}", srv_api_kiosk_link_delete, 0, 0},       \
 	{"messages.listened", SRV_METHOD_POST,                                                     \
 	 "/v1/families/{family_id}/messages/{message_id}/listened", srv_api_message_listened, 0,   \
 	 0},                                                                                       \

@@ -1,0 +1,515 @@
+/*
+ * api_kiosk.c — school kiosks: a shared tablet at a boarding school that many children of many
+ * families use, one at a time.
+ *
+ * An administrator registers the kiosk (jiayinctl), which gives it a device token. The kiosk
+ * shows a pairing code; a parent types it on their phone with which child and a 4-picture PIN,
+ * which links the child to the kiosk. On the kiosk the child taps their picture and their four
+ * pictures: a right PIN opens a session whose token speaks for the child like a phone of
+ * theirs would (the v1 API as is), until it is idle for kiosk-idle-s, the next child logs in,
+ * or the kiosk ends it. The kiosk's own token sees no family at all: only its list of children.
+ *
+ * The PIN is stored as Argon2id (libsodium's crypto_pwhash_str) of a keyed hash of the member
+ * and the pictures, so a copy of the database alone cannot test the 12^4 PINs; pin-failures
+ * wrong PINs in a row lock that child's login for pin-lock-s, kept in the database.
+ */
+#include "api_internal.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PIN_LENGTH 4
+#define PIN_PICTURES 12
+#define CHILDREN_MAX 200
+#define LINKS_MAX 32
+/* Argon2id's cost per PIN check: OWASP's minimum (19 MiB, 2 passes), ~40 ms on one core. */
+#define PIN_OPSLIMIT 2
+#define PIN_MEMLIMIT (19u << 20)
+
+/* The keyed input Argon2id hashes: the member id and the pictures, under the server's key. */
+static void pin_input(const api_job *j, const char *member_id, const int pin[PIN_LENGTH],
+		      uint8_t out[crypto_auth_hmacsha256_BYTES])
+{
+	char text[80];
+	int n = snprintf(text, sizeof text, "kiosk-pin\n%.26s\n%d,%d,%d,%d", member_id, pin[0],
+			 pin[1], pin[2], pin[3]);
+	crypto_auth_hmacsha256(out, (const unsigned char *)text, (unsigned long long)n, j->secret);
+	sodium_memzero(text, sizeof text);
+}
+
+static int pin_hash(const api_job *j, const char *member_id, char out[STORE_PIN_HASH_MAX + 1])
+{
+	uint8_t in[crypto_auth_hmacsha256_BYTES];
+	char h[crypto_pwhash_STRBYTES];
+	pin_input(j, member_id, j->pin, in);
+	int rc = crypto_pwhash_str_alg(h, (const char *)in, sizeof in, PIN_OPSLIMIT, PIN_MEMLIMIT,
+				       crypto_pwhash_ALG_ARGON2ID13);
+	sodium_memzero(in, sizeof in);
+	if (rc != 0 || strlen(h) > STORE_PIN_HASH_MAX)
+		return STORE_ENOMEM; /* Argon2 could not get its memory */
+	snprintf(out, STORE_PIN_HASH_MAX + 1, "%s", h);
+	return 0;
+}
+
+static bool pin_matches(const api_job *j, const store_kiosk_link *l)
+{
+	uint8_t in[crypto_auth_hmacsha256_BYTES];
+	pin_input(j, l->member_id.s, j->pin, in);
+	bool ok = crypto_pwhash_str_verify(l->pin_hash, (const char *)in, sizeof in) == 0;
+	sodium_memzero(in, sizeof in);
+	return ok;
+}
+
+/* "pin": [four whole numbers 0-11]; false if absent or otherwise. */
+static bool pin_field(json_t *body, int pin[PIN_LENGTH])
+{
+	json_t *a = json_object_get(body, "pin");
+	if (!json_is_array(a) || json_array_size(a) != PIN_LENGTH)
+		return false;
+	for (size_t i = 0; i < PIN_LENGTH; i++) {
+		json_t *v = json_array_get(a, i);
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) >= PIN_PICTURES)
+			return false;
+		pin[i] = (int)json_integer_value(v);
+	}
+	return true;
+}
+
+static void bad_pin(srv_exchange *x)
+{
+	srv_respond_error(x, 400, "invalid_pin", "pin: 4 pictures, each a number 0-11");
+}
+
+static json_t *link_json(const store_kiosk_link *l, int64_t now_ms)
+{
+	json_t *locked = l->locked_until_ms > now_ms ? json_integer(l->locked_until_ms / 1000)
+						     : json_null();
+	return json_pack("{s:s, s:{s:s, s:s}, s:s, s:s, s:s, s:o, s:I}", "id", l->id.s, "kiosk",
+			 "id", l->kiosk_id.s, "name", l->kiosk_name, "school", l->school_name,
+			 "member_id", l->member_id.s, "member_name", l->member_name,
+			 "locked_until", locked, "created_at", (json_int_t)(l->created_ms / 1000));
+}
+
+/* The caller is the kiosk itself (its own token), or it is 403. */
+static bool kiosk_caller(api_job *j)
+{
+	if (j->device.kind == STORE_DEVICE_KIOSK && !j->session)
+		return true;
+	j->rc = 1;
+	return false;
+}
+
+static bool grown_up_of_family(api_job *j)
+{
+	if (strcmp(j->param[0], j->device.family_id.s) != 0) {
+		j->rc = STORE_ENOTFOUND;
+		return false;
+	}
+	if (j->member.role != STORE_ROLE_PARENT && j->member.role != STORE_ROLE_CAREGIVER) {
+		j->rc = 1;
+		return false;
+	}
+	return true;
+}
+
+/* 403 for j->rc == 1 with `why`, storage errors as usual; true when answered. */
+static bool answered_failure(srv_exchange *x, api_job *j, const char *why)
+{
+	if (j->rc == 1) {
+		srv_respond_error(x, 403, "forbidden", why);
+		return true;
+	}
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return true;
+	}
+	return false;
+}
+
+static api_job *kiosk_job(srv_exchange *x, api_work_fn work, api_done_fn done)
+{
+	api_job *j = api_authed_job(x, work, done);
+	if (j)
+		j->kiosk_endpoint = true;
+	return j;
+}
+
+static const char only_kiosk[] = "only a school kiosk's own token can do this";
+
+/* ---- POST /v1/kiosk/pairing-codes: the code the kiosk shows a parent ---- */
+static void code_work(api_job *j)
+{
+	if (!kiosk_caller(j))
+		return;
+	int64_t now = api_now_ms();
+	j->expires_ms = now + PAIRING_TTL_MS;
+	for (int attempt = 0; attempt < 4; attempt++) {
+		uint8_t h[STORE_HASH_LEN];
+		api_new_code(j, h);
+		j->rc = store_kiosk_code_create(j->st, h, j->device.kiosk_id.s, now, j->expires_ms);
+		if (j->rc != STORE_EEXIST)
+			break;
+	}
+}
+
+static void code_done(srv_exchange *x, api_job *j)
+{
+	if (answered_failure(x, j, only_kiosk))
+		return;
+	api_respond_json(x, 201, json_pack("{s:s, s:I}", "code", j->token, "expires_at",
+					   (json_int_t)(j->expires_ms / 1000)));
+}
+
+void srv_api_kiosk_code_create(srv_exchange *x)
+{
+	api_job *j = kiosk_job(x, code_work, code_done);
+	if (j)
+		api_run(x, j);
+}
+
+/* ---- GET /v1/kiosk/children: the pictures on the kiosk's first screen ---- */
+static void children_work(api_job *j)
+{
+	if (!kiosk_caller(j))
+		return;
+	if (!(j->links = calloc(CHILDREN_MAX, sizeof *j->links))) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	store_kiosk k;
+	if ((j->rc = store_kiosk_get(j->st, j->device.kiosk_id.s, &k)) < 0)
+		return;
+	snprintf(j->family_name, sizeof j->family_name, "%s", k.name);
+	j->rc = store_kiosk_links_of_kiosk(j->st, j->device.kiosk_id.s, j->links, CHILDREN_MAX,
+					   &j->nlinks);
+}
+
+static void children_done(srv_exchange *x, api_job *j)
+{
+	if (answered_failure(x, j, only_kiosk))
+		return;
+	int64_t now = api_now_ms();
+	json_t *arr = json_array();
+	for (size_t i = 0; arr && i < j->nlinks; i++) {
+		const store_kiosk_link *l = &j->links[i];
+		/* Only what the screen needs: no family, no member id before the PIN. */
+		json_array_append_new(
+		    arr, json_pack("{s:s, s:s, s:s, s:o}", "id", l->id.s, "name", l->member_name,
+				   "avatar", l->avatar, "locked_until",
+				   l->locked_until_ms > now ? json_integer(l->locked_until_ms / 1000)
+							    : json_null()));
+	}
+	api_respond_json(x, 200, arr ? json_pack("{s:{s:s, s:s}, s:o, s:i, s:i}", "kiosk", "id",
+						 j->device.kiosk_id.s, "name", j->family_name,
+						 "children", arr, "pin_length", PIN_LENGTH,
+						 "pin_pictures", PIN_PICTURES)
+				     : NULL);
+}
+
+void srv_api_kiosk_children(srv_exchange *x)
+{
+	api_job *j = kiosk_job(x, children_work, children_done);
+	if (j)
+		api_run(x, j);
+}
+
+/* ---- POST /v1/kiosk/sessions: a child logs in with their pictures ---- */
+enum { LOGIN_WRONG_PIN = 2, LOGIN_LOCKED = 3 };
+
+static void login_work(api_job *j)
+{
+	if (!kiosk_caller(j))
+		return;
+	store_kiosk_link *l = j->links = calloc(1, sizeof *j->links);
+	if (!l) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	if ((j->rc = store_kiosk_link_get(j->st, j->to, l)) < 0)
+		return;
+	if (strcmp(l->kiosk_id.s, j->device.kiosk_id.s) != 0) {
+		j->rc = STORE_ENOTFOUND; /* a child of another kiosk: as if unknown */
+		return;
+	}
+	int64_t now = api_now_ms();
+	if (l->locked_until_ms > now) {
+		j->rc = LOGIN_LOCKED; /* not even a right PIN is checked while locked */
+		return;
+	}
+	if (!pin_matches(j, l)) {
+		j->rc = store_kiosk_pin_failed(j->st, l->id.s, now, j->pin_failures, j->pin_lock_ms,
+					       l);
+		if (j->rc == 0)
+			j->rc = l->locked_until_ms > now ? LOGIN_LOCKED : LOGIN_WRONG_PIN;
+		return;
+	}
+	uint8_t raw[SRV_TOKEN_BYTES];
+	randombytes_buf(raw, sizeof raw);
+	sodium_bin2base64(j->token, sizeof j->token, raw, sizeof raw,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(raw, sizeof raw);
+	crypto_hash_sha256(j->token_hash, (const unsigned char *)j->token, strlen(j->token));
+	if ((j->rc = store_kiosk_session_start(j->st, j->token_hash, j->device.id.s, l->id.s,
+					       now)) < 0)
+		return;
+	if ((j->rc = store_member_get(j->st, l->member_id.s, &j->member)) == 0)
+		j->rc = store_family_get(j->st, l->family_id.s, &j->family);
+}
+
+static void login_done(srv_exchange *x, api_job *j)
+{
+	int64_t now = api_now_ms();
+	if (j->rc == LOGIN_LOCKED) {
+		int64_t wait = (j->links->locked_until_ms - now + 999) / 1000;
+		char retry[48];
+		snprintf(retry, sizeof retry, "Retry-After: %lld\r\n", (long long)(wait > 0 ? wait : 1));
+		srv_respond_error_with(x, 429, "pin_locked",
+				       "too many wrong pictures: ask a grown-up, or wait", retry);
+		return;
+	}
+	if (j->rc == LOGIN_WRONG_PIN) {
+		unsigned left = j->pin_failures - j->links->failures;
+		json_t *e = json_pack("{s:{s:s, s:s, s:i}}", "error", "code", "wrong_pin", "message",
+				      "those are not the right pictures", "attempts_left", (int)left);
+		api_respond_json(x, 403, e);
+		return;
+	}
+	if (answered_failure(x, j, only_kiosk))
+		return;
+	api_respond_json(x, 201, json_pack("{s:s, s:o, s:o, s:i}", "token", j->token, "member",
+					   api_member_json(&j->member), "family",
+					   api_family_json(&j->family), "idle_s",
+					   (int)x->srv->cfg.kiosk_idle_s));
+}
+
+void srv_api_kiosk_login(srv_exchange *x)
+{
+	json_t *body = api_body_object(x);
+	if (!body)
+		return;
+	const char *child = json_string_value(json_object_get(body, "child"));
+	int pin[PIN_LENGTH];
+	bool pin_ok = pin_field(body, pin);
+	if (!child)
+		child = ""; /* answered 404 like an unknown child, after authentication */
+	api_job *j = pin_ok ? kiosk_job(x, login_work, login_done) : NULL;
+	if (j) {
+		snprintf(j->to, sizeof j->to, "%.*s", STORE_ID_LEN + 1, child);
+		memcpy(j->pin, pin, sizeof pin);
+		j->pin_failures = x->srv->cfg.pin_failures;
+		j->pin_lock_ms = (int64_t)x->srv->cfg.pin_lock_s * 1000;
+	}
+	json_decref(body);
+	sodium_memzero(pin, sizeof pin);
+	if (!pin_ok)
+		bad_pin(x);
+	else if (j)
+		api_run(x, j);
+}
+
+/* ---- DELETE /v1/kiosk/session: the child's session ends ---- */
+static void logout_work(api_job *j)
+{
+	if (j->session)
+		j->rc = store_kiosk_session_end(j->st, j->token_hash);
+	else if (kiosk_caller(j))
+		j->rc = store_kiosk_sessions_end(j->st, j->device.id.s);
+}
+
+static void logout_done(srv_exchange *x, api_job *j)
+{
+	if (answered_failure(x, j, "a kiosk or a child's session ends sessions"))
+		return;
+	srv_respond_head(x, 204, NULL, NULL, -1);
+}
+
+void srv_api_kiosk_logout(srv_exchange *x)
+{
+	/* With the session's token: that session; with the kiosk's: whichever is open on it. */
+	api_job *j = kiosk_job(x, logout_work, logout_done);
+	if (j)
+		api_run(x, j);
+}
+
+/* ---- a family's kiosk links: /v1/families/{family_id}/kiosk-links ---- */
+static void link_create_work(api_job *j)
+{
+	if (!grown_up_of_family(j))
+		return;
+	store_member child;
+	j->rc = store_member_get(j->st, j->to, &child);
+	if (j->rc == STORE_ENOTFOUND || (j->rc == 0 && (strcmp(child.family_id.s, j->param[0]) != 0 ||
+						       child.role != STORE_ROLE_CHILD))) {
+		j->rc = 2; /* not a child of this family */
+		return;
+	}
+	if (j->rc < 0)
+		return;
+	char hash[STORE_PIN_HASH_MAX + 1];
+	if ((j->rc = pin_hash(j, child.id.s, hash)) < 0)
+		return;
+	uint8_t h[STORE_HASH_LEN];
+	srv_hash_pairing_code(j->secret, j->code, h);
+	if (!(j->links = calloc(1, sizeof *j->links))) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	j->rc = store_kiosk_link_redeem(j->st, h, child.id.s, hash, api_now_ms(), j->links);
+	if (j->rc == STORE_ENOTFOUND)
+		j->rc = 3; /* the code: wrong, used or expired (the child was found above) */
+	if (j->rc == 0)
+		store_audit_append(j->st, api_now_ms(), j->member.id.s, "kiosk.link", j->param[0],
+				   j->links->id.s, j->links->kiosk_id.s);
+}
+
+static void link_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == 2) {
+		srv_respond_error(x, 400, "invalid_member", "member_id: a child of this family");
+		return;
+	}
+	if (j->rc == 3) {
+		api_pairing_code_wrong(x, j->client); /* counts towards the pairing locks */
+		return;
+	}
+	if (answered_failure(x, j, "only a parent or caregiver can do this"))
+		return;
+	api_respond_json(x, j->code[0] ? 201 : 200,
+			 json_pack("{s:o}", "link", link_json(j->links, api_now_ms())));
+}
+
+void srv_api_kiosk_link_create(srv_exchange *x)
+{
+	if (api_pairing_locked(x))
+		return;
+	json_t *body = api_body_object(x);
+	if (!body)
+		return;
+	const char *code = json_string_value(json_object_get(body, "code"));
+	const char *member = json_string_value(json_object_get(body, "member_id"));
+	int pin[PIN_LENGTH];
+	const char *err = !api_pairing_code_ok(code)              ? "invalid_pairing_code"
+			  : !member || store_id_check(member) < 0 ? "invalid_member"
+			  : !pin_field(body, pin)                  ? "invalid_pin"
+								   : NULL;
+	api_job *j = err ? NULL : api_authed_job(x, link_create_work, link_done);
+	if (j) {
+		snprintf(j->code, sizeof j->code, "%s", code);
+		snprintf(j->to, sizeof j->to, "%s", member);
+		snprintf(j->client, sizeof j->client, "%s", x->client);
+		memcpy(j->pin, pin, sizeof pin);
+	}
+	json_decref(body);
+	sodium_memzero(pin, sizeof pin);
+	if (err)
+		srv_respond_error(x, 400, err,
+				  strcmp(err, "invalid_pin") == 0 ? "pin: 4 pictures, each 0-11"
+				  : strcmp(err, "invalid_member") == 0
+				      ? "member_id: a child of this family"
+				      : "a code is 8 digits");
+	else if (j)
+		api_run(x, j);
+}
+
+static void links_work(api_job *j)
+{
+	if (strcmp(j->param[0], j->device.family_id.s) != 0) {
+		j->rc = STORE_ENOTFOUND;
+		return;
+	}
+	if (!(j->links = calloc(LINKS_MAX, sizeof *j->links))) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	j->rc = store_kiosk_links_of_family(j->st, j->param[0], j->links, LINKS_MAX, &j->nlinks);
+}
+
+static void links_done(srv_exchange *x, api_job *j)
+{
+	if (answered_failure(x, j, "not yours"))
+		return;
+	int64_t now = api_now_ms();
+	json_t *arr = json_array();
+	for (size_t i = 0; arr && i < j->nlinks; i++)
+		json_array_append_new(arr, link_json(&j->links[i], now));
+	api_respond_json(x, 200, arr ? json_pack("{s:o}", "links", arr) : NULL);
+}
+
+void srv_api_kiosk_links_list(srv_exchange *x)
+{
+	api_job *j = api_authed_job(x, links_work, links_done);
+	if (j)
+		api_run(x, j);
+}
+
+/* The path's link, if it is of a child of the caller's family. */
+static bool own_link(api_job *j)
+{
+	if (!grown_up_of_family(j))
+		return false;
+	if (!(j->links = calloc(1, sizeof *j->links))) {
+		j->rc = STORE_ENOMEM;
+		return false;
+	}
+	j->rc = store_kiosk_link_get(j->st, j->param[1], j->links);
+	if (j->rc == 0 && strcmp(j->links->family_id.s, j->param[0]) != 0)
+		j->rc = STORE_ENOTFOUND;
+	return j->rc == 0;
+}
+
+static void pin_work(api_job *j)
+{
+	char hash[STORE_PIN_HASH_MAX + 1];
+	if (!own_link(j) || (j->rc = pin_hash(j, j->links->member_id.s, hash)) < 0)
+		return;
+	if ((j->rc = store_kiosk_link_set_pin(j->st, j->links->id.s, hash)) == 0)
+		j->rc = store_kiosk_link_get(j->st, j->links->id.s, j->links);
+	if (j->rc == 0)
+		store_audit_append(j->st, api_now_ms(), j->member.id.s, "kiosk.pin", j->param[0],
+				   j->links->id.s, NULL);
+}
+
+void srv_api_kiosk_link_pin(srv_exchange *x)
+{
+	json_t *body = api_body_object(x);
+	if (!body)
+		return;
+	int pin[PIN_LENGTH];
+	bool ok = pin_field(body, pin);
+	json_decref(body);
+	if (!ok) {
+		bad_pin(x);
+		return;
+	}
+	api_job *j = api_authed_job(x, pin_work, link_done);
+	if (j)
+		memcpy(j->pin, pin, sizeof pin);
+	sodium_memzero(pin, sizeof pin);
+	if (j)
+		api_run(x, j);
+}
+
+static void unlink_work(api_job *j)
+{
+	if (own_link(j) && (j->rc = store_kiosk_link_delete(j->st, j->links->id.s)) == 0)
+		store_audit_append(j->st, api_now_ms(), j->member.id.s, "kiosk.unlink", j->param[0],
+				   j->links->id.s, NULL);
+}
+
+static void unlink_done(srv_exchange *x, api_job *j)
+{
+	if (answered_failure(x, j, "only a parent or caregiver can do this"))
+		return;
+	srv_respond_head(x, 204, NULL, NULL, -1);
+}
+
+void srv_api_kiosk_link_delete(srv_exchange *x)
+{
+	api_job *j = api_authed_job(x, unlink_work, unlink_done);
+	if (j)
+		api_run(x, j);
+}

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""test_kiosk.py — school kiosks end to end (TAP).
+
+usage: test_kiosk.py JIAYIN_BINARY JIAYINCTL_BINARY
+
+An administrator registers a school and its kiosk with jiayinctl; the kiosk shows a code; a
+parent pairs a child (a member without a phone) to it with a 4-picture PIN; the child logs in
+on the kiosk with their picture and pictures, hears the family's messages and replies; wrong
+PINs lock the login; the session ends when idle, when the next child logs in, or when asked;
+the kiosk's own token never sees a family. Every step as docs/api.md promises.
+"""
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serverlib import Server, request  # noqa: E402
+
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
+results = []
+
+
+def ok(cond, name, detail=""):
+    results.append(bool(cond))
+    print(f"{'ok' if cond else 'not ok'} {len(results)} - {name}"
+          + (f"\n# {detail}" if detail and not cond else ""), flush=True)
+    return cond
+
+
+def call(srv, method, path, token=None, obj=None, raw=None, timeout=30):
+    hdrs = [("Authorization", f"Bearer {token}")] if token else []
+    body = raw if raw is not None else (json.dumps(obj).encode() if obj is not None else b"")
+    if obj is not None or raw is not None:
+        hdrs.append(("Content-Type", "application/json"))
+    return request(srv, method, path, body, headers=hdrs, timeout=timeout)
+
+
+def ctl(jiayinctl, data, *args):
+    p = subprocess.run([jiayinctl, "--data", data, "--json", *args], capture_output=True,
+                       text=True, timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError(f"jiayinctl {' '.join(args)}: {p.returncode} {p.stderr}")
+    return json.loads(p.stdout)
+
+
+def find(obj, key):
+    """The first value of `key` anywhere in a JSON object (jiayinctl's shapes may nest)."""
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        for v in obj.values():
+            r = find(v, key)
+            if r is not None:
+                return r
+    if isinstance(obj, list):
+        for v in obj:
+            r = find(v, key)
+            if r is not None:
+                return r
+    return None
+
+
+def main():
+    binary, jiayinctl = sys.argv[1], sys.argv[2]
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    srv = Server(binary, "--kiosk-idle-s", "10", "--pin-failures", "3", "--pin-lock-s", "2")
+    try:
+        school = ctl(jiayinctl, srv.data, "school", "add", "希望小学")
+        school_id = find(school, "id")
+        kiosk = ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板")
+        ktok = find(kiosk, "token")
+        ok(school_id and ktok, "jiayinctl registers a school and its kiosk, with a token",
+           json.dumps(kiosk))
+
+        mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
+                                                     "member_name": "妈妈"}).json()
+        fam = mom["family"]["id"]
+        r = call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
+                 {"member_name": "小明", "role": "child", "avatar": "cat"})
+        kid = r.json().get("member", {}) if r.status == 201 else {}
+        ok(r.status == 201 and kid.get("role") == "child" and kid.get("avatar") == "cat",
+           "a parent adds a child who has no phone", r.body[:200])
+        other = call(srv, "POST", "/v1/families", obj={"family_name": "李家",
+                                                       "member_name": "爸爸"}).json()
+        hong = call(srv, "POST", f"/v1/families/{other['family']['id']}/members",
+                    other["token"], {"member_name": "小红", "role": "child"}).json()["member"]
+
+        # the kiosk's own token sees no family
+        ch = call(srv, "GET", "/v1/kiosk/children", ktok)
+        ok(ch.status == 200 and ch.json()["children"] == [] and
+           ch.json()["kiosk"]["name"] == "宿舍平板" and ch.json()["pin_pictures"] == 12,
+           "a new kiosk has no children yet", ch.body[:200])
+        ok(call(srv, "GET", "/v1/me", ktok).status == 401 and
+           call(srv, "GET", f"/v1/families/{fam}/messages", ktok).status == 401,
+           "the kiosk's token opens no family endpoint (401)")
+        ok(call(srv, "GET", "/v1/kiosk/children", mom["token"]).status == 403 and
+           call(srv, "POST", "/v1/kiosk/pairing-codes", mom["token"]).status == 403,
+           "a phone's token opens no kiosk endpoint (403)")
+
+        # pairing a child to the kiosk
+        code = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok)
+        c = code.json() if code.status == 201 else {}
+        ok(code.status == 201 and re.fullmatch(r"\d{8}", c.get("code", "")) and
+           c["expires_at"] > time.time() + 500, "the kiosk shows an 8-digit code")
+        links = f"/v1/families/{fam}/kiosk-links"
+        bad = [({"code": "00000000", "member_id": kid["id"], "pin": [1, 2, 3, 4]}, 400,
+                "invalid_pairing_code", "a wrong code"),
+               ({"code": c["code"], "member_id": mom["member"]["id"], "pin": [1, 2, 3, 4]}, 400,
+                "invalid_member", "a parent instead of a child"),
+               ({"code": c["code"], "member_id": hong["id"], "pin": [1, 2, 3, 4]}, 400,
+                "invalid_member", "another family's child"),
+               ({"code": c["code"], "member_id": kid["id"], "pin": [1, 2, 3]}, 400,
+                "invalid_pin", "three pictures"),
+               ({"code": c["code"], "member_id": kid["id"], "pin": [1, 2, 3, 12]}, 400,
+                "invalid_pin", "a picture out of range"),
+               ({"code": c["code"], "member_id": kid["id"], "pin": "1234"}, 400,
+                "invalid_pin", "a PIN as text")]
+        for body, status, errcode, what in bad:
+            r = call(srv, "POST", links, mom["token"], body)
+            ok(r.status == status and r.json()["error"]["code"] == errcode,
+               f"linking with {what}: {status} {errcode}", r.body[:200])
+        r = call(srv, "POST", links, other["token"],
+                 {"code": c["code"], "member_id": kid["id"], "pin": [1, 2, 3, 4]})
+        ok(r.status == 404, "another family cannot link this family's child (404)")
+        pin = [3, 7, 0, 11]
+        r = call(srv, "POST", links, mom["token"],
+                 {"code": c["code"], "member_id": kid["id"], "pin": pin})
+        link = r.json().get("link", {}) if r.status == 201 else {}
+        ok(r.status == 201 and link.get("member_id") == kid["id"] and
+           link["kiosk"]["name"] == "宿舍平板" and link["school"] == "希望小学",
+           "the parent links the child to the kiosk with the code and a picture PIN", r.body)
+        again = call(srv, "POST", links, mom["token"],
+                     {"code": c["code"], "member_id": kid["id"], "pin": pin})
+        ok(again.status == 400 and again.json()["error"]["code"] == "invalid_pairing_code",
+           "the code works once")
+        db = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10)
+        stored = db.execute("SELECT pin_hash FROM kiosk_links").fetchall()
+        ok(len(stored) == 1 and stored[0][0].startswith("$argon2id$"),
+           "the PIN is stored as Argon2id, nothing else")
+
+        # the kiosk's first screen: pictures and names, nothing more
+        ch = call(srv, "GET", "/v1/kiosk/children", ktok).json()
+        ok(ch["children"] == [{"id": link["id"], "name": "小明", "avatar": "cat",
+                               "locked_until": None}],
+           "the kiosk lists the child: picture and name, no family or member id", ch)
+
+        # a message from mother, waiting for the child
+        up = call(srv, "POST", f"/v1/families/{fam}/messages", mom["token"], raw=wav,
+                  timeout=60)
+        mid = up.json()["message"]["id"]
+
+        # wrong pictures lock the login
+        login = "/v1/kiosk/sessions"
+        w1 = call(srv, "POST", login, ktok, {"child": link["id"], "pin": [0, 0, 0, 0]})
+        w2 = call(srv, "POST", login, ktok, {"child": link["id"], "pin": [1, 1, 1, 1]})
+        ok(w1.status == 403 and w1.json()["error"]["code"] == "wrong_pin" and
+           w1.json()["error"]["attempts_left"] == 2 and w2.json()["error"]["attempts_left"] == 1,
+           "wrong pictures: 403 wrong_pin with the attempts left", w1.body[:200])
+        w3 = call(srv, "POST", login, ktok, {"child": link["id"], "pin": [2, 2, 2, 2]})
+        locked_at = time.time()
+        right = call(srv, "POST", login, ktok, {"child": link["id"], "pin": pin})
+        ok(w3.status == 429 and w3.json()["error"]["code"] == "pin_locked" and
+           w3.header("Retry-After") in ("1", "2") and right.status == 429,
+           "the third wrong try locks the login; even the right pictures wait", w3.body[:200])
+        ch = call(srv, "GET", "/v1/kiosk/children", ktok).json()
+        ok(ch["children"][0]["locked_until"] is not None, "the kiosk can show the lock")
+        time.sleep(max(0, locked_at + 2.1 - time.time()))
+        s1 = call(srv, "POST", login, ktok, {"child": link["id"], "pin": pin})
+        sess = s1.json() if s1.status == 201 else {}
+        ok(s1.status == 201 and sess["member"]["id"] == kid["id"] and
+           sess["family"]["id"] == fam and sess["idle_s"] == 10,
+           "after the lock, the right pictures open the child's session", s1.body[:200])
+        st = sess.get("token", "x")
+
+        # the session speaks for the child
+        me = call(srv, "GET", "/v1/me", st)
+        ok(me.status == 200 and me.json()["member"]["id"] == kid["id"],
+           "GET /v1/me: the child", me.body[:200])
+        lst = call(srv, "GET", f"/v1/families/{fam}/messages", st).json()
+        audio = call(srv, "GET", f"/v1/families/{fam}/messages/{mid}/audio", st)
+        ok([m["id"] for m in lst["messages"]] == [mid] and audio.status == 200 and
+           audio.body[:4] == b"OggS", "the child lists and hears mother's message on the kiosk")
+        reply = call(srv, "POST", f"/v1/families/{fam}/messages", st, raw=wav, timeout=60)
+        ok(reply.status == 201 and reply.json()["message"]["sender"] == kid["id"],
+           "and replies with a recording of their own")
+        ok(call(srv, "POST", f"/v1/families/{fam}/pairing-codes", st,
+                {"role": "child", "member_name": "x"}).status == 403 and
+           call(srv, "GET", f"/v1/families/{other['family']['id']}/messages", st).status == 404,
+           "a child's rules hold: no invitations (403), no other family (404)")
+        ok(call(srv, "GET", f"/v1/families/{fam}/messages", ktok).status == 401,
+           "the kiosk's own token still sees no family during the session")
+
+        # idle: the session ends by itself
+        time.sleep(10.5)
+        ok(call(srv, "GET", "/v1/me", st).status == 401,
+           "unused for kiosk-idle-s, the session is over (401)")
+
+        # the next child ends the previous session; logging out ends one
+        s2 = call(srv, "POST", login, ktok, {"child": link["id"], "pin": pin}).json()["token"]
+        code2 = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).json()["code"]
+        hl = call(srv, "POST", f"/v1/families/{other['family']['id']}/kiosk-links",
+                  other["token"], {"code": code2, "member_id": hong["id"],
+                                   "pin": [5, 5, 5, 5]}).json()["link"]
+        s3 = call(srv, "POST", login, ktok, {"child": hl["id"], "pin": [5, 5, 5, 5]})
+        ok(s3.status == 201 and call(srv, "GET", "/v1/me", s2).status == 401 and
+           call(srv, "GET", "/v1/me", s3.json()["token"]).status == 200,
+           "the next child's login ends the previous child's session")
+        ch = call(srv, "GET", "/v1/kiosk/children", ktok).json()
+        ok(sorted(x["name"] for x in ch["children"]) == ["小明", "小红"],
+           "children of two families share the kiosk")
+        out = call(srv, "DELETE", "/v1/kiosk/session", s3.json()["token"])
+        ok(out.status == 204 and call(srv, "GET", "/v1/me", s3.json()["token"]).status == 401,
+           "DELETE /v1/kiosk/session with the session's token ends it")
+        s4 = call(srv, "POST", login, ktok, {"child": link["id"], "pin": pin}).json()["token"]
+        ok(call(srv, "DELETE", "/v1/kiosk/session", ktok).status == 204 and
+           call(srv, "GET", "/v1/me", s4).status == 401,
+           "the kiosk's home button (its own token) ends whichever session is open")
+
+        # the family manages its links
+        ll = call(srv, "GET", links, mom["token"]).json()
+        ok([x["id"] for x in ll["links"]] == [link["id"]] and
+           call(srv, "GET", f"/v1/families/{other['family']['id']}/kiosk-links",
+                other["token"]).json()["links"][0]["id"] == hl["id"] and
+           call(srv, "GET", links, other["token"]).status == 404,
+           "each family lists its own children's kiosks")
+        newpin = [9, 8, 7, 6]
+        p = call(srv, "PUT", f"{links}/{link['id']}/pin", mom["token"], {"pin": newpin})
+        ok(p.status == 200 and
+           call(srv, "POST", login, ktok, {"child": link["id"], "pin": pin}).status == 403 and
+           call(srv, "POST", login, ktok, {"child": link["id"], "pin": newpin}).status == 201,
+           "a parent changes the PIN: the old pictures stop working, the new ones open")
+        ok(call(srv, "PUT", f"{links}/{hl['id']}/pin", mom["token"], {"pin": newpin}).status
+           == 404 and call(srv, "DELETE", f"{links}/{hl['id']}", mom["token"]).status == 404,
+           "another family's link: 404")
+        d = call(srv, "DELETE", f"{links}/{link['id']}", mom["token"])
+        ch = call(srv, "GET", "/v1/kiosk/children", ktok).json()
+        ok(d.status == 204 and [x["name"] for x in ch["children"]] == ["小红"] and
+           call(srv, "POST", login, ktok, {"child": link["id"], "pin": newpin}).status == 404,
+           "unlinked: the child leaves the kiosk's screen and cannot log in")
+        ok(call(srv, "POST", login, ktok, {"child": "nonsense", "pin": newpin}).status == 404
+           and call(srv, "POST", login, ktok, {"child": hl["id"], "pin": "x"}).status == 400,
+           "an unknown child: 404; a malformed PIN: 400")
+
+        # revoking the kiosk's token (a stolen tablet)
+        kdev = find(kiosk, "device_id") or find(find(kiosk, "device") or {}, "id")
+        rv = subprocess.run([jiayinctl, "--data", srv.data, "device", "revoke", kdev],
+                            capture_output=True, timeout=60)
+        ok(rv.returncode == 0 and call(srv, "GET", "/v1/kiosk/children", ktok).status == 401,
+           "jiayinctl revokes the kiosk's token: it stops working at once")
+    finally:
+        srv.stop()
+    print(f"1..{len(results)}")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
