@@ -113,11 +113,11 @@ void srv_config_defaults(srv_config *c)
 	c->audio_url_ttl_s = 1800;
 	c->family_quota = UINT64_C(1) << 30;
 	c->retention_interval_s = 3600;
-}
-
 	c->kiosk_idle_s = 180;
 	c->pin_failures = 5;
 	c->pin_lock_s = 900;
+}
+
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
 {
 	snprintf(err, errlen, fmt, a, b);
