@@ -398,6 +398,10 @@ void srv_api_member_add(srv_exchange *x)
 /* ---- DELETE /v1/devices/{device_id} ---- */
 static void revoke_work(api_job *j)
 {
+	if (j->session) {
+		j->rc = 1; /* a child at a kiosk revokes nothing, the kiosk's own token least of all */
+		return;
+	}
 	j->rc = store_device_get(j->st, j->param[0], &j->target);
 	if (j->rc < 0)
 		return;

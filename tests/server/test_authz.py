@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""test_authz.py — the authorization matrix of the v1 API (TAP).
+
+usage: test_authz.py JIAYIN_BINARY
+
+Every endpoint, called by every kind of caller, answers what docs/api.md promises:
+a parent, a caregiver, the child a message is for, another child, a child at a school kiosk
+(a session token), another family's parent, a revoked phone, the kiosk's own token, and no
+token at all. Someone else's family reads as absent (404), a role that may not act gets 403,
+no valid token 401. Malformed ids answer like unknown ones. One check per endpoint and caller.
+"""
+import json
+import os
+import sqlite3
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serverlib import Server, request  # noqa: E402
+
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
+results = []
+
+
+def ok(cond, name, detail=""):
+    results.append(bool(cond))
+    print(f"{'ok' if cond else 'not ok'} {len(results)} - {name}"
+          + (f"\n# {detail}" if detail and not cond else ""), flush=True)
+    return cond
+
+
+def call(srv, method, path, token=None, obj=None, raw=None, timeout=60):
+    hdrs = [("Authorization", f"Bearer {token}")] if token else []
+    body = b""
+    if obj is not None:
+        body = json.dumps(obj).encode()
+        hdrs.append(("Content-Type", "application/json"))
+    elif raw is not None:
+        body = raw
+    return request(srv, method, path, body, headers=hdrs, timeout=timeout)
+
+
+def add_kiosk(data):
+    """A school and a kiosk with a device token, as jiayinctl makes them (the store's rows)."""
+    import base64
+    import hashlib
+    import secrets
+    import time
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+
+    def new_id():
+        return "".join(secrets.choice(alphabet) for _ in range(26))
+    now = int(time.time() * 1000)
+    school, kiosk, device = new_id(), new_id(), new_id()
+    token = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    db = sqlite3.connect(os.path.join(data, "directory.db"), timeout=10)
+    db.execute("INSERT INTO schools (id, name, created_ms) VALUES (?, ?, ?)", (school, "s", now))
+    db.execute("INSERT INTO kiosks (id, school_id, name, created_ms) VALUES (?, ?, ?, ?)",
+               (kiosk, school, "k", now))
+    db.execute("INSERT INTO devices (id, token_hash, kind, kiosk_id, name, created_ms) "
+               "VALUES (?, ?, 'kiosk', ?, 'k', ?)",
+               (device, hashlib.sha256(token.encode()).digest(), kiosk, now))
+    db.commit()
+    db.close()
+    return token
+
+
+def main():
+    binary = sys.argv[1]
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    srv = Server(binary, "--max-queued-jobs", "256")
+    try:
+        def signup(family, member):
+            return call(srv, "POST", "/v1/families",
+                        obj={"family_name": family, "member_name": member}).json()
+        mom = signup("王家", "妈妈")
+        fam = mom["family"]["id"]
+
+        def pair(role, name):
+            code = call(srv, "POST", f"/v1/families/{fam}/pairing-codes", mom["token"],
+                        {"role": role, "member_name": name}).json()["code"]
+            return call(srv, "POST", "/v1/pair", obj={"code": code}).json()
+        nai = pair("caregiver", "奶奶")
+        ming = pair("child", "小明")
+        hong = pair("child", "小红")
+        lost = pair("child", "旧手机")
+        call(srv, "DELETE", f"/v1/devices/{lost['device']['id']}", mom["token"])
+        other = signup("李家", "爸爸")
+        ofam = other["family"]["id"]
+        # a child of this family logged in at a school kiosk
+        ktok = add_kiosk(srv.data)
+        kcode = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).json()["code"]
+        gang = call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
+                    {"member_name": "小刚", "role": "child"}).json()["member"]
+        link = call(srv, "POST", f"/v1/families/{fam}/kiosk-links", mom["token"],
+                    {"code": kcode, "member_id": gang["id"], "pin": [1, 2, 3, 4]}).json()["link"]
+        kid_at_kiosk = call(srv, "POST", "/v1/kiosk/sessions", ktok,
+                            {"child": link["id"], "pin": [1, 2, 3, 4]}).json()["token"]
+
+        callers = {
+            "parent": mom["token"], "caregiver": nai["token"], "child (recipient)": ming["token"],
+            "other child": hong["token"], "child at a kiosk": kid_at_kiosk,
+            "another family": other["token"], "revoked phone": lost["token"],
+            "the kiosk's token": ktok, "no token": None,
+        }
+
+        def upload(token, to=None):
+            r = call(srv, "POST", f"/v1/families/{fam}/messages" + (f"?to={to}" if to else ""),
+                     token, raw=wav)
+            assert r.status == 201, r.body
+            return r.json()["message"]["id"]
+        everyone = upload(mom["token"])          # to the whole family
+        private = upload(nai["token"], ming["member"]["id"])  # grandmother to 小明 only
+
+        def expect(who, ok_status, *, forbid=(), private_to=None, anyone=False):
+            """ok for members (except `forbid` roles: 403), 404 for strangers, 401 without;
+            `anyone`: about the caller itself, so every valid token gets ok."""
+            if who in ("revoked phone", "the kiosk's token", "no token"):
+                return 401
+            if who == "another family" and not anyone:
+                return 404
+            if private_to is not None and who in ("other child", "child at a kiosk"):
+                return 404
+            if who in forbid:
+                return 403
+            return ok_status
+
+        M = f"/v1/families/{fam}/messages"
+        children = ("child (recipient)", "other child", "child at a kiosk")
+        endpoints = [
+            ("GET /v1/me", lambda t: call(srv, "GET", "/v1/me", t), 200, {"anyone": True}),
+            ("GET family", lambda t: call(srv, "GET", f"/v1/families/{fam}", t), 200, {}),
+            ("PATCH family", lambda t: call(srv, "PATCH", f"/v1/families/{fam}", t,
+                                            {"retention_days": 30}), 200,
+             {"forbid": ("caregiver",) + children}),
+            ("GET members", lambda t: call(srv, "GET", f"/v1/families/{fam}/members", t), 200,
+             {}),
+            ("POST members", lambda t: call(srv, "POST", f"/v1/families/{fam}/members", t,
+                                            {"member_name": "x", "role": "child"}), 201,
+             {"forbid": children}),
+            ("POST pairing-codes", lambda t: call(srv, "POST", f"/v1/families/{fam}/pairing-codes",
+                                                  t, {"role": "child", "member_name": "y"}),
+             201, {"forbid": children}),
+            ("GET messages", lambda t: call(srv, "GET", M, t), 200, {}),
+            ("GET audio", lambda t: call(srv, "GET", f"{M}/{everyone}/audio", t), 200, {}),
+            ("GET private audio", lambda t: call(srv, "GET", f"{M}/{private}/audio", t), 200,
+             {"private_to": "child (recipient)"}),
+            ("POST audio-url", lambda t: call(srv, "POST", f"{M}/{everyone}/audio-url", t), 200,
+             {}),
+            ("POST private audio-url", lambda t: call(srv, "POST", f"{M}/{private}/audio-url", t),
+             200, {"private_to": "child (recipient)"}),
+            ("POST listened", lambda t: call(srv, "POST", f"{M}/{everyone}/listened", t), 200,
+             {}),
+            ("POST private listened", lambda t: call(srv, "POST", f"{M}/{private}/listened", t),
+             200, {"private_to": "child (recipient)"}),
+            ("POST keep", lambda t: call(srv, "POST", f"{M}/{everyone}/keep", t), 200, {}),
+            ("DELETE keep", lambda t: call(srv, "DELETE", f"{M}/{everyone}/keep", t), 200, {}),
+            ("POST flag", lambda t: call(srv, "POST", f"{M}/{everyone}/flag", t,
+                                         {"reason": "test"}), 201, {}),
+            ("GET export", lambda t: call(srv, "GET", f"/v1/families/{fam}/export", t), 200,
+             {"forbid": ("caregiver",) + children}),
+            ("GET kiosk-links", lambda t: call(srv, "GET", f"/v1/families/{fam}/kiosk-links", t),
+             200, {}),
+            ("PUT kiosk PIN", lambda t: call(srv, "PUT",
+                                             f"/v1/families/{fam}/kiosk-links/{link['id']}/pin",
+                                             t, {"pin": [1, 2, 3, 4]}), 200,
+             {"forbid": children}),
+        ]
+        for name, fn, status, opts in endpoints:
+            for who, token in callers.items():
+                want = expect(who, status, **opts)
+                r = fn(token)
+                ok(r.status == want, f"{name} by {who}: {want}", f"got {r.status} {r.body[:150]!r}")
+
+        # Uploading: members 201, others as always.
+        for who, token in callers.items():
+            want = expect(who, 201)
+            r = call(srv, "POST", M, token, raw=wav)
+            ok(r.status == want, f"POST messages by {who}: {want}", f"got {r.status}")
+
+        # Deleting a message: its sender or a parent; others 403; strangers 404.
+        for who, token in callers.items():
+            mid = upload(nai["token"])  # sent by the caregiver
+            want = expect(who, 204, forbid=("child (recipient)", "other child",
+                                            "child at a kiosk"))
+            r = call(srv, "DELETE", f"{M}/{mid}", token)
+            ok(r.status == want, f"DELETE a caregiver's message by {who}: {want}",
+               f"got {r.status}")
+        mine = upload(ming["token"])
+        ok(call(srv, "DELETE", f"{M}/{mine}", ming["token"]).status == 204,
+           "DELETE by its sender, a child: 204")
+
+        # Revoking phones: a parent or caregiver, or the phone itself; never a kiosk child.
+        for who, token in callers.items():
+            victim = pair("child", "新手机")
+            want = expect(who, 204, forbid=("child (recipient)", "other child",
+                                            "child at a kiosk"))
+            r = call(srv, "DELETE", f"/v1/devices/{victim['device']['id']}", token)
+            ok(r.status == want, f"DELETE another member's phone by {who}: {want}",
+               f"got {r.status}")
+        me_dev = call(srv, "GET", "/v1/me", kid_at_kiosk).json()["device"]["id"]
+        ok(call(srv, "DELETE", f"/v1/devices/{me_dev}", kid_at_kiosk).status == 403 and
+           call(srv, "GET", "/v1/kiosk/children", ktok).status == 200,
+           "a child at a kiosk cannot revoke the kiosk's own token")
+
+        # Kiosk endpoints: the kiosk's own token only.
+        for who, token in callers.items():
+            want = 200 if who == "the kiosk's token" else 401 if who in (
+                "revoked phone", "no token") else 403
+            r = call(srv, "GET", "/v1/kiosk/children", token)
+            ok(r.status == want, f"GET /v1/kiosk/children by {who}: {want}", f"got {r.status}")
+
+        # Malformed and unknown ids: 404 like another family's, for every id in a path.
+        bad = ["x", "0123456789abcdefghjkmnpqrs", "../../etc/passwd", "A" * 26, "%00"]
+        for b in bad:
+            codes = {
+                call(srv, "GET", f"/v1/families/{b}/messages", mom["token"]).status,
+                call(srv, "GET", f"{M}/{b}/audio", mom["token"]).status,
+                call(srv, "POST", f"{M}/{b}/listened", mom["token"]).status,
+                call(srv, "DELETE", f"{M}/{b}", mom["token"]).status,
+                call(srv, "DELETE", f"/v1/devices/{b}", mom["token"]).status,
+                call(srv, "DELETE", f"/v1/families/{fam}/kiosk-links/{b}", mom["token"]).status,
+            }
+            ok(codes == {404}, f"the id {b!r} answers 404 everywhere", str(codes))
+
+        # Erasing a family, last: a parent only.
+        for who in ("caregiver", "child (recipient)", "child at a kiosk", "another family"):
+            want = expect(who, 204, forbid=("caregiver",) + children)
+            r = call(srv, "DELETE", f"/v1/families/{fam}", callers[who])
+            ok(r.status == want, f"DELETE family by {who}: {want}", f"got {r.status}")
+        ok(call(srv, "DELETE", f"/v1/families/{fam}", mom["token"]).status == 204 and
+           call(srv, "GET", "/v1/me", other["token"]).status == 200 and
+           call(srv, "GET", f"/v1/families/{ofam}", other["token"]).status == 200,
+           "DELETE family by its parent: 204; the other family is untouched")
+    finally:
+        srv.stop()
+    print(f"1..{len(results)}")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
