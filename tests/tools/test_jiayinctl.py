@@ -1,0 +1,509 @@
+#!/usr/bin/env python3
+"""test_jiayinctl.py — the administrator's tool against a live server's data directory (TAP).
+
+usage: test_jiayinctl.py JIAYINCTL_BINARY JIAYIN_BINARY
+
+Starts the real jiayin on a data directory and, while it runs, drives jiayinctl on the same
+directory: schools, kiosks and their tokens (checked against the stored hash, and against the
+kiosk endpoint when the server has one), revoking, a family's view, export, backups, erasure
+(the server then refuses the family's token), bad input with its exit codes and messages, and
+the audit log's rows. Every jiayinctl run is checked for sanitizer reports.
+"""
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "server"))
+from serverlib import Server, request  # noqa: E402
+
+SAMPLE = os.path.join(HERE, "..", "data", "sample.wav")
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
+                     "runtime error:")
+ID = re.compile(r"[0-9a-hjkmnp-tv-z]{26}")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+results = []
+sanitizer_reports = []
+
+
+def ok(cond, name, detail=""):
+    results.append(bool(cond))
+    print(f"{'ok' if cond else 'not ok'} {len(results)} - {name}"
+          + (f"\n# {detail}" if detail and not cond else ""), flush=True)
+    return cond
+
+
+def skip(name, why):
+    results.append(True)
+    print(f"ok {len(results)} - {name} # SKIP {why}", flush=True)
+
+
+class Run:
+    def __init__(self, rc, out, err):
+        self.rc, self.out, self.err = rc, out, err
+        try:
+            self.obj = json.loads(out) if out.strip() else None
+        except ValueError:
+            self.obj = None
+
+    def __repr__(self):
+        return f"rc={self.rc} out={self.out[:400]!r} err={self.err[:400]!r}"
+
+
+class Ctl:
+    def __init__(self, binary, data):
+        self.binary, self.data = binary, data
+
+    def __call__(self, *args, json_out=True, data=None):
+        argv = [self.binary, "--data", data or self.data] + (["--json"] if json_out else [])
+        p = subprocess.run(argv + list(args), capture_output=True, timeout=120)
+        err = p.stderr.decode("utf-8", "replace")
+        if any(m in err for m in SANITIZER_MARKERS):
+            sanitizer_reports.append(f"{args}: {err[:2000]}")
+        return Run(p.returncode, p.stdout.decode("utf-8", "replace"), err)
+
+    def raw(self, argv):
+        p = subprocess.run([self.binary] + argv, capture_output=True, timeout=120)
+        err = p.stderr.decode("utf-8", "replace")
+        if any(m in err for m in SANITIZER_MARKERS):
+            sanitizer_reports.append(f"{argv}: {err[:2000]}")
+        return Run(p.returncode, p.stdout.decode("utf-8", "replace"), err)
+
+
+def post_json(srv, path, obj, headers=()):
+    return request(srv, "POST", path, json.dumps(obj).encode(),
+                   headers=[("Content-Type", "application/json")] + list(headers))
+
+
+def bearer(token):
+    return [("Authorization", f"Bearer {token}")]
+
+
+def db(path):
+    c = sqlite3.connect(path, timeout=10)
+    return c
+
+
+def sha256(text):
+    return hashlib.sha256(text.encode()).digest()
+
+
+def stored_hash(data, device_id):
+    with db(os.path.join(data, "directory.db")) as c:
+        row = c.execute("SELECT token_hash FROM devices WHERE id = ?", (device_id,)).fetchone()
+    return bytes(row[0]) if row else None
+
+
+def integrity(path):
+    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return c.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        c.close()
+
+
+def kiosk_endpoint(srv, token):
+    """The kiosk endpoint's answer to a kiosk token, or None while the server has no such route."""
+    r = request(srv, "GET", "/v1/kiosk/children", headers=bearer(token))
+    return None if r.status == 404 else r.status
+
+
+def kiosks(ctl):
+    r = ctl("kiosk", "list")
+    return {k["id"]: k for k in r.obj["kiosks"]} if r.rc == 0 and r.obj else {}
+
+
+def schools_and_kiosks(ctl, srv, data):
+    """school add/list, kiosk add/list/token, device revoke; returns (school id, kiosk id)."""
+    r = ctl("school", "add", "阳光小学")
+    school = (r.obj or {}).get("school", {})
+    ok(r.rc == 0 and ID.fullmatch(school.get("id", "")) and school["name"] == "阳光小学",
+       "school add: the new school's id", repr(r))
+    sid = school.get("id", "")
+    r = ctl("school", "list", json_out=False)
+    ok(r.rc == 0 and sid in r.out and "阳光小学" in r.out, "school list names it", repr(r))
+
+    r = ctl("kiosk", "add", sid, "Front gate")
+    k = r.obj or {}
+    token = k.get("token", "")
+    kid = k.get("kiosk", {}).get("id", "")
+    dev = k.get("device", {})
+    ok(r.rc == 0 and ID.fullmatch(kid) and ID.fullmatch(dev.get("id", "")) and
+       dev.get("kiosk_id") == kid and dev.get("kind") == "kiosk" and TOKEN.fullmatch(token) and
+       k["kiosk"]["school_id"] == sid, "kiosk add: the kiosk, its device and a 43-char token",
+       repr(r))
+    ok(stored_hash(data, dev.get("id", "")) == sha256(token),
+       "the store holds the SHA-256 of the token's text, as the server hashes device tokens")
+    with open(os.path.join(data, "directory.db"), "rb") as f:
+        blob = f.read()
+    wal = os.path.join(data, "directory.db-wal")
+    if os.path.exists(wal):
+        with open(wal, "rb") as f:
+            blob += f.read()
+    ok(token and token.encode() not in blob, "the token itself is stored nowhere")
+    status = kiosk_endpoint(srv, token)
+    if status is None:
+        skip("the kiosk token works at the server", "GET /v1/kiosk/children is not served")
+    else:
+        ok(status == 200, "the kiosk token works at the server's kiosk endpoint", status)
+
+    r = ctl("kiosk", "add", sid, "Side gate", json_out=False)
+    lines = r.out.splitlines()
+    tok_lines = [x for x in lines if x.startswith("token ")]
+    ok(r.rc == 0 and len(tok_lines) == 1 and TOKEN.fullmatch(tok_lines[0].split()[-1]) and
+       "shown only this once" in r.out and "setup screen" in r.out,
+       "kiosk add without --json: the token once, and that it is shown only once", repr(r))
+
+    r = ctl("kiosk", "add", "0" * 26, "Nowhere")
+    ok(r.rc == 1 and "not_found" in r.err and r.obj and r.obj["error"]["code"] == "not_found",
+       "kiosk add for an unknown school: 1, not_found", repr(r))
+
+    listed = kiosks(ctl)
+    devs = listed.get(kid, {}).get("devices", [])
+    ok(len(listed) == 2 and listed[kid]["school"] == {"id": sid, "name": "阳光小学"} and
+       [d["id"] for d in devs] == [dev.get("id")] and devs[0]["revoked"] is False,
+       "kiosk list: both kiosks, with their school and devices", json.dumps(listed)[:600])
+    r = ctl("kiosk", "list", sid)
+    ok(r.rc == 0 and len(r.obj["kiosks"]) == 2, "kiosk list SCHOOL_ID", repr(r))
+    r = ctl("kiosk", "list", "1" * 26)
+    ok(r.rc == 1 and "not_found" in r.err, "kiosk list of an unknown school: not_found", repr(r))
+
+    r = ctl("device", "revoke", dev.get("id", ""))
+    ok(r.rc == 0 and r.obj["device"]["revoked"] is True and r.obj["already_revoked"] is False,
+       "device revoke", repr(r))
+    d = kiosks(ctl).get(kid, {}).get("devices", [{}])[0]
+    ok(d.get("revoked") is True and isinstance(d.get("revoked_at"), int),
+       "kiosk list marks the device revoked", json.dumps(d))
+    with db(os.path.join(data, "directory.db")) as c:
+        active = c.execute("SELECT count(*) FROM devices WHERE token_hash = ? AND "
+                           "revoked_ms IS NULL", (sha256(token),)).fetchone()[0]
+    ok(active == 0, "the token no longer finds an active device in the store")
+    if status is not None:
+        ok(kiosk_endpoint(srv, token) == 401, "the server refuses the revoked kiosk token")
+    r = ctl("device", "revoke", dev.get("id", ""))
+    ok(r.rc == 0 and r.obj["already_revoked"] is True, "revoking again: said so, exit 0",
+       repr(r))
+
+    r = ctl("kiosk", "token", kid, "Tablet 2")
+    t2 = (r.obj or {}).get("token", "")
+    d2 = (r.obj or {}).get("device", {})
+    ok(r.rc == 0 and TOKEN.fullmatch(t2) and t2 != token and d2.get("name") == "Tablet 2" and
+       stored_hash(data, d2.get("id", "")) == sha256(t2), "kiosk token: a new device token",
+       repr(r))
+    devs = kiosks(ctl).get(kid, {}).get("devices", [])
+    ok([(x["id"], x["revoked"]) for x in devs] == [(dev.get("id"), True), (d2.get("id"), False)],
+       "the kiosk now has two devices, the first revoked", json.dumps(devs)[:600])
+    if status is not None:
+        ok(kiosk_endpoint(srv, t2) == 200, "the new token works at the kiosk endpoint")
+    r = ctl("kiosk", "token", kid)
+    ok(r.rc == 0 and r.obj["device"]["name"] == "Front gate",
+       "kiosk token without a name: the device takes the kiosk's", repr(r))
+    return sid, kid, {"token": t2, "device": d2.get("id", ""), "served": status is not None}
+
+
+def new_id():
+    return random.choice("0123") + "".join(random.choice(CROCKFORD) for _ in range(25))
+
+
+def kiosk_story(ctl, srv, kid, tablet, mom, fam):
+    """A child paired through the kiosk endpoints, logged in with a PIN, and the kiosk's token
+    revoked with jiayinctl: the child's session ends. Returns the link id (None if the server
+    has no kiosk endpoints)."""
+    names = ["the kiosk shows a pairing code, a parent pairs a child without a phone",
+             "kiosk children lists the child the parent paired, without its PIN hash",
+             "the child logs in at the kiosk with the PIN",
+             "device revoke on the kiosk's token ends the child's session at once"]
+    if not tablet["served"]:
+        for n in names:
+            skip(n, "the server has no kiosk endpoints")
+        return None
+    code = request(srv, "POST", "/v1/kiosk/pairing-codes", headers=bearer(tablet["token"]))
+    child = post_json(srv, f"/v1/families/{fam}/members",
+                      {"member_name": "小红", "role": "child", "avatar": "cat"},
+                      headers=bearer(mom["token"]))
+    link = {}
+    if code.status == 201 and child.status == 201:
+        r = post_json(srv, f"/v1/families/{fam}/kiosk-links",
+                      {"code": code.json()["code"], "member_id": child.json()["member"]["id"],
+                       "pin": [3, 7, 0, 11]}, headers=bearer(mom["token"]))
+        link = r.json().get("link", {}) if r.status == 201 else {}
+    ok(link.get("id"), names[0], f"{code.status} {child.status} {link}")
+    r = ctl("kiosk", "children", kid)
+    listed = {c["link_id"]: c for c in (r.obj or {}).get("children", [])}
+    mine = listed.get(link.get("id"), {})
+    ok(r.rc == 0 and mine.get("name") == "小红" and mine.get("avatar") == "cat" and
+       mine.get("family_id") == fam and "argon2" not in r.out, names[1], repr(r))
+    s = post_json(srv, "/v1/kiosk/sessions", {"child": link.get("id"), "pin": [3, 7, 0, 11]},
+                  headers=bearer(tablet["token"]))
+    session = s.json().get("token", "") if s.status == 201 else ""
+    me = request(srv, "GET", "/v1/me", headers=bearer(session)) if session else None
+    ok(me is not None and me.status == 200 and me.json()["member"]["name"] == "小红",
+       names[2], f"{s.status} {s.body[:200]!r}")
+    r = ctl("device", "revoke", tablet["device"])
+    after = request(srv, "GET", "/v1/me", headers=bearer(session)).status if session else None
+    ok(r.rc == 0 and after == 401 and kiosk_endpoint(srv, tablet["token"]) == 401, names[3],
+       f"{r!r} {after}")
+    return link.get("id")
+
+
+def family_checks(ctl, srv, server_bin, data, tmp, kid, tablet):
+    mom = post_json(srv, "/v1/families", {"family_name": "王家", "member_name": "妈妈"}).json()
+    fam = mom["family"]["id"]
+    code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                     {"role": "child", "member_name": "小明"},
+                     headers=bearer(mom["token"])).json()["code"]
+    kid_member = post_json(srv, "/v1/pair", {"code": code}).json()
+    with open(SAMPLE, "rb") as f:
+        up = request(srv, "POST", f"/v1/families/{fam}/messages", f.read(),
+                     headers=bearer(mom["token"]), timeout=120)
+    ok(up.status == 201, "setup: a family signed up, a child paired, a message sent", up.status)
+    msg_bytes = up.json()["message"]["bytes"] if up.status == 201 else -1
+
+    # A child paired to the kiosk by a row written as the kiosk endpoints write them (so this
+    # runs whatever the server serves), with a PIN hash that must never be printed.
+    link_id, pin_hash = new_id(), "$argon2id$v=19$m=65536,t=2,p=1$c2VjcmV0c2FsdA$secretpinhash"
+    with db(os.path.join(data, "directory.db")) as c:
+        c.execute("INSERT INTO kiosk_links (id, kiosk_id, member_id, pin_hash, created_ms) "
+                  "VALUES (?, ?, ?, ?, 1700000000000)",
+                  (link_id, kid, kid_member["member"]["id"], pin_hash))
+    r = ctl("kiosk", "children", kid)
+    ch = (r.obj or {}).get("children", [])
+    ok(r.rc == 0 and len(ch) == 1 and ch[0]["link_id"] == link_id and
+       ch[0]["pin_failures"] == 0 and ch[0]["locked"] is False and
+       ch[0]["member_id"] == kid_member["member"]["id"] and ch[0]["name"] == "小明" and
+       ch[0]["family_id"] == fam, "kiosk children: the paired child and its link id", repr(r))
+    r2 = ctl("kiosk", "children", kid, json_out=False)
+    ok(r2.rc == 0 and "小明" in r2.out and link_id in r2.out and "secretpinhash" not in r.out
+       and "secretpinhash" not in r2.out and "pin_hash" not in r.out,
+       "no PIN hash printed, with or without --json", repr(r2))
+    story_link = kiosk_story(ctl, srv, kid, tablet, mom, fam)
+
+    r = ctl("family", "show", fam)
+    o = r.obj or {}
+    members = {m["name"]: m["role"] for m in o.get("members", [])}
+    want_members = {"妈妈": "parent", "小明": "child"} | ({"小红": "child"} if story_link else {})
+    want_links = {link_id} | ({story_link} if story_link else set())
+    ok(r.rc == 0 and o["family"]["name"] == "王家" and members == want_members and
+       len(o["devices"]) == 2 and o["family"]["usage_bytes"] == msg_bytes and
+       {x["link_id"] for x in o["kiosk_links"]} == want_links,
+       "family show: its name, parent, child, devices, usage and kiosk pairing", repr(r))
+    r = ctl("family", "show", fam, json_out=False)
+    ok(r.rc == 0 and "王家" in r.out and "妈妈" in r.out and "parent" in r.out and
+       str(msg_bytes) in r.out, "family show without --json", repr(r))
+
+    zpath = os.path.join(tmp, "wang.zip")
+    r = ctl("family", "export", fam, zpath)
+    try:
+        with zipfile.ZipFile(zpath) as z:
+            names = z.namelist()
+            index = json.loads(z.read("index.json"))
+            oggs = [n for n in names if n.endswith(".ogg")]
+            ogg_ok = len(oggs) == 1 and z.read(oggs[0])[:4] == b"OggS" and \
+                z.getinfo(oggs[0]).file_size == msg_bytes
+    except Exception as e:  # noqa: BLE001 — the check reports it
+        names, index, ogg_ok = [repr(e)], {}, False
+    ok(r.rc == 0 and r.obj["bytes"] == os.path.getsize(zpath) and "index.json" in names and
+       "王家" in json.dumps(index, ensure_ascii=False) and ogg_ok,
+       "family export: a zip with index.json and the message's Ogg", f"{r!r} {names}")
+    ok(stat.S_IMODE(os.stat(zpath).st_mode) == 0o600, "the export is readable by its owner only")
+    before = os.path.getsize(zpath)
+    r = ctl("family", "export", fam, zpath)
+    ok(r.rc == 1 and "conflict" in r.err and os.path.getsize(zpath) == before,
+       "export over an existing file: refused, the file untouched", repr(r))
+    gone = os.path.join(tmp, "none.zip")
+    r = ctl("family", "export", "2" * 26, gone)
+    ok(r.rc == 1 and "not_found" in r.err and not os.path.exists(gone),
+       "export of an unknown family: not_found, no file left", repr(r))
+    r = ctl("family", "export", fam, os.path.join(tmp, "no", "such", "dir.zip"))
+    ok(r.rc == 1 and "cannot create" in r.err, "export into a missing directory: 1", repr(r))
+
+    dest = os.path.join(tmp, "backup")
+    r = ctl("backup", dest)
+    fdb = os.path.join(dest, "families", f"{fam}.db")
+    ok(r.rc == 0 and r.obj["families"] == 1 and
+       integrity(os.path.join(dest, "directory.db")) == "ok" and integrity(fdb) == "ok",
+       "backup: directory.db and families/<id>.db, integrity ok", repr(r))
+    with db(os.path.join(dest, "directory.db")) as c:
+        schools = c.execute("SELECT name FROM schools").fetchall()
+    ok(schools == [("阳光小学",)], "the backup holds the directory's rows")
+    r = ctl("backup", dest)
+    ok(r.rc == 1 and "conflict" in r.err, "backup into an existing directory: refused", repr(r))
+    # The restore docs/operations.md describes: the backup plus the secret as a data directory.
+    restored = os.path.join(tmp, "restored")
+    shutil.copytree(dest, restored)
+    shutil.copy2(os.path.join(data, "secret"), os.path.join(restored, "secret"))
+    srv2 = Server(server_bin, data=restored)
+    try:
+        me = request(srv2, "GET", "/v1/me", headers=bearer(mom["token"]))
+        msgs = request(srv2, "GET", f"/v1/families/{fam}/messages?since=0",
+                       headers=bearer(mom["token"]))
+        ok(me.status == 200 and msgs.status == 200 and
+           [m["bytes"] for m in msgs.json()["messages"]] == [msg_bytes],
+           "a server started on the restored backup knows the family and its message",
+           f"{me.status} {msgs.status} {msgs.body[:200]!r}")
+    finally:
+        srv2.stop()
+    one = os.path.join(tmp, "wang.db")
+    r = ctl("backup-family", fam, one)
+    ok(r.rc == 0 and integrity(one) == "ok", "backup-family: one family's database", repr(r))
+    r = ctl("backup-family", fam, one)
+    ok(r.rc == 1 and "conflict" in r.err, "backup-family over an existing file: refused",
+       repr(r))
+    r = ctl("backup-family", "../../etc/passwd", os.path.join(tmp, "x.db"))
+    ok(r.rc == 1 and "not_found" in r.err and not os.path.exists(os.path.join(tmp, "x.db")),
+       "backup-family of a malformed id: not found", repr(r))
+
+    r = ctl("family", "delete", fam)
+    still = ctl("family", "show", fam)
+    ok(r.rc == 64 and "--yes" in r.err and still.rc == 0,
+       "family delete without --yes refuses, the family stays", repr(r))
+    ok(request(srv, "GET", "/v1/me", headers=bearer(mom["token"])).status == 200,
+       "the family's token still works")
+    r = ctl("family", "delete", fam, "--yes")
+    after = ctl("family", "show", fam)
+    ok(r.rc == 0 and r.obj == {"deleted": fam} and after.rc == 1 and "not_found" in after.err,
+       "family delete --yes erases it", f"{r!r} {after!r}")
+    ok(not os.path.exists(os.path.join(data, "families", f"{fam}.db")),
+       "its mailbox file is gone")
+    ok(request(srv, "GET", "/v1/me", headers=bearer(mom["token"])).status == 401 and
+       request(srv, "GET", "/v1/me", headers=bearer(kid_member["token"])).status == 401,
+       "the server answers 401 to the family's tokens")
+    r = ctl("kiosk", "children", kid)
+    ok(r.rc == 0 and r.obj["children"] == [], "its child is no longer paired to the kiosk",
+       repr(r))
+    r = ctl("family", "delete", fam, "--yes")
+    ok(r.rc == 1 and "not_found" in r.err, "deleting it again: not found", repr(r))
+    return fam
+
+
+def bad_input(ctl, data, tmp):
+    r = ctl.raw(["--data", data, "frobnicate"])
+    ok(r.rc == 64 and "unknown command" in r.err, "an unknown command: 64", repr(r))
+    r = ctl.raw(["--data", data, "--json", "school", "drop"])
+    ok(r.rc == 64 and r.obj and r.obj["error"]["code"] == "usage",
+       "an unknown verb: 64, and with --json a usage error object", repr(r))
+    r = ctl.raw(["--data", data])
+    ok(r.rc == 64, "no command: 64", repr(r))
+    r = ctl.raw(["--bogus", "school", "list"])
+    ok(r.rc == 64, "an unknown option: 64", repr(r))
+    r = ctl("school", "add")
+    ok(r.rc == 64 and "usage:" in r.err, "too few arguments: 64 with the usage", repr(r))
+    r = ctl("school", "add", "a", "b")
+    ok(r.rc == 64, "too many arguments: 64", repr(r))
+    r = ctl.raw(["--help"])
+    ok(r.rc == 0 and all(c in r.out for c in (
+        "school add", "school list", "kiosk add", "kiosk list", "kiosk token",
+        "kiosk children", "device revoke", "family show", "family delete", "family export",
+        "backup DEST_DIR", "backup-family", "--data", "--json")),
+       "--help lists every command and option", repr(r))
+
+    for args in (("family", "show", "nope"), ("family", "show", "Z" * 26),
+                 ("family", "show", "0" * 27), ("device", "revoke", "../../directory.db"),
+                 ("device", "revoke", "0" * 26), ("kiosk", "children", "'; DROP TABLE x"),
+                 ("kiosk", "token", "\u00e9" * 13), ("family", "delete", "x", "--yes"),
+                 ("kiosk", "add", "", "name"), ("family", "export", "%s%n", "y.zip")):
+        r = ctl(*args)
+        ok(r.rc == 1 and "not found" in r.err.replace("not_found", "not found") and
+           r.obj and r.obj["error"]["code"] == "not_found",
+           f"a malformed or unknown id answers not found: {args[:2]} {args[2][:20]!r}",
+           repr(r))
+    ok(not os.path.exists("y.zip"), "no file left by a refused export")
+
+    r = ctl("school", "add", "x" * 65)
+    ok(r.rc in (1, 64) and "64" in r.err, "a 65-byte name is refused", repr(r))
+    r = ctl("school", "add", "家" * 22)  # 66 bytes of UTF-8
+    ok(r.rc in (1, 64), "a 22-character, 66-byte name is refused", repr(r))
+    r = ctl("school", "add", "y" * 64)
+    ok(r.rc == 0, "a 64-byte name is taken", repr(r))
+    r = ctl("school", "add", "")
+    ok(r.rc in (1, 64), "an empty name is refused", repr(r))
+    r = ctl("school", "add", "bell\x07")
+    ok(r.rc in (1, 64), "a name with a control byte is refused", repr(r))
+    p = subprocess.run([ctl.binary, "--data", data, "school", "add", b"\xff\xfeab"],
+                       capture_output=True, timeout=60)
+    ok(p.returncode in (1, 64) and b"Sanitizer" not in p.stderr,
+       "a name that is not UTF-8 is refused", p.stderr[:300])
+    sid = ctl("school", "list").obj["schools"][0]["id"]
+    r = ctl("kiosk", "add", sid, "k" * 65)
+    ok(r.rc in (1, 64), "a 65-byte kiosk name is refused", repr(r))
+
+    afile = os.path.join(tmp, "a-file")
+    with open(afile, "w") as f:
+        f.write("not a directory\n")
+    r = ctl("school", "list", data=afile)
+    ok(r.rc == 1 and "not a directory" in r.err, "--data naming a file: 1, a clear message",
+       repr(r))
+    missing = os.path.join(tmp, "no-such-data")
+    r = ctl("school", "list", data=missing)
+    ok(r.rc == 1 and "no data directory" in r.err and not os.path.exists(missing),
+       "--data naming nothing: 1, and no directory is made", repr(r))
+    if os.geteuid() == 0:
+        theirs = os.path.join(tmp, "theirs")
+        os.mkdir(theirs)
+        os.chown(theirs, 65534, 65534)
+        r = ctl("school", "list", data=theirs)
+        ok(r.rc == 1 and "uid 65534" in r.err and os.listdir(theirs) == [],
+           "a data directory of another user: refused, nothing written there", repr(r))
+    else:
+        skip("a data directory of another user is refused", "only root can make one")
+    r = ctl("family", "delete", "--yes")
+    ok(r.rc == 64, "family delete with --yes but no id: 64", repr(r))
+
+
+def audit_rows(data):
+    with db(os.path.join(data, "directory.db")) as c:
+        return c.execute("SELECT action, family_id, target FROM audit_log WHERE actor = "
+                         "'jiayinctl' ORDER BY seq").fetchall()
+
+
+def main():
+    if len(sys.argv) != 3:
+        print("usage: test_jiayinctl.py JIAYINCTL JIAYIN", file=sys.stderr)
+        return 2
+    ctl_bin, server_bin = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    tmp = tempfile.mkdtemp(prefix="jiayinctl-")
+    data = os.path.join(tmp, "data")
+    ctl = Ctl(ctl_bin, data)
+    os.chdir(tmp)  # so that a stray relative path would land here, where it is checked
+    srv = Server(server_bin, data=data)
+    try:
+        sid, kid, tablet = schools_and_kiosks(ctl, srv, data)
+        fam = family_checks(ctl, srv, server_bin, data, tmp, kid, tablet)
+        rows = audit_rows(data)
+        actions = [a for a, _, _ in rows]
+        want = ["school.add", "kiosk.add", "kiosk.token", "kiosk.add", "kiosk.token",
+                "device.revoke", "kiosk.token", "kiosk.token"]
+        want += ["device.revoke"] if tablet["served"] else []  # the kiosk story's
+        want += ["family.export", "backup.all", "backup.family", "family.delete"]
+        ok(actions == want, "the audit log has one row per change, in order, and none for "
+           "refusals or reads", f"{actions}")
+        by = {a: (f, t) for a, f, t in rows}
+        ok(by.get("family.delete") == (fam, fam) and by.get("school.add") == (None, sid) and
+           by.get("kiosk.add", (0, ""))[1] in kiosks(ctl),
+           "audit rows name the family and the target", f"{rows}")
+        bad_input(ctl, data, tmp)
+        n = len(audit_rows(data))
+        ok(n == len(want) + 1, "bad input added no audit rows (only the 64-byte school)",
+           f"{n}")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "the server ran beside jiayinctl and exits cleanly")
+    ok(not sanitizer_reports, "no sanitizer reports from any jiayinctl run",
+       "\n# ".join(sanitizer_reports)[:4000])
+    print(f"1..{len(results)}")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
