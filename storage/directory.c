@@ -386,33 +386,81 @@ int store_school_add(store *s, const char *name, int64_t now_ms, store_school *o
 	return rc;
 }
 
-int store_kiosk_add(store *s, const char *school_id, const char *name, int64_t now_ms,
-                    store_kiosk *out)
+static void school_from_row(sqlite3_stmt *st, void *out)
+{
+	store_school *sc = out;
+	memset(sc, 0, sizeof *sc);
+	column_id(st, 0, &sc->id);
+	copy_text(sc->name, sizeof sc->name, sqlite3_column_text(st, 1));
+	sc->created_ms = sqlite3_column_int64(st, 2);
+}
+
+/* Insert a kiosk on connection c (the caller holds the writer); *out filled. */
+static int kiosk_insert(conn *c, const char *school_id, const char *name, int64_t now_ms,
+                        store_kiosk *out)
 {
 	static const char sql[] = "INSERT INTO kiosks (id, school_id, name, created_ms) "
 	                          "VALUES (?, ?, ?, ?)";
+	memset(out, 0, sizeof *out);
+	store_new_id(&out->id);
+	memcpy(out->school_id.s, school_id, STORE_ID_LEN + 1);
+	copy_text(out->name, sizeof out->name, (const unsigned char *)name);
+	out->created_ms = now_ms;
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, out->id.s, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, school_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, now_ms);
+	return step_write(st); /* an unknown school fails the foreign key: ENOTFOUND */
+}
+
+int store_kiosk_add(store *s, const char *school_id, const char *name, int64_t now_ms,
+                    store_kiosk *out)
+{
 	if (store_id_check(school_id) < 0)
 		return STORE_ENOTFOUND;
 	if (check_text(name, STORE_NAME_MAX) < 0)
 		return STORE_EINVAL;
-	store_kiosk *kiosk = out;
-	memset(kiosk, 0, sizeof *kiosk);
-	store_new_id(&kiosk->id);
-	memcpy(kiosk->school_id.s, school_id, STORE_ID_LEN + 1);
-	copy_text(kiosk->name, sizeof kiosk->name, (const unsigned char *)name);
-	kiosk->created_ms = now_ms;
-	int rc = 0;
 	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_text(st, 1, kiosk->id.s, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, school_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, now_ms);
-		rc = step_write(st); /* an unknown school fails the foreign key: ENOTFOUND */
+	int rc = kiosk_insert(c, school_id, name, now_ms, out);
+	db_write_end(s->directory);
+	return rc;
+}
+
+int store_kiosk_add_with_device(store *s, const char *school_id, const char *name,
+                                const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
+                                int64_t now_ms, store_kiosk *kiosk, store_device *device)
+{
+	if (store_id_check(school_id) < 0)
+		return STORE_ENOTFOUND;
+	if (!token_hash || check_text(name, STORE_NAME_MAX) < 0 ||
+	    check_text(device_name, STORE_NAME_MAX) < 0)
+		return STORE_EINVAL;
+	conn *c = db_write_begin(s->directory);
+	int rc = conn_begin(c);
+	if (rc == 0) {
+		rc = kiosk_insert(c, school_id, name, now_ms, kiosk);
+		if (rc == 0)
+			rc = device_insert(c, token_hash, NULL, kiosk->id.s, device_name, now_ms,
+			                   device);
+		if (rc == 0)
+			rc = conn_commit(c);
+		else
+			conn_rollback(c);
 	}
 	db_write_end(s->directory);
 	return rc;
+}
+
+int store_school_get(store *s, const char *school_id, store_school *out)
+{
+	static const char sql[] = "SELECT id, name, created_ms FROM schools WHERE id = ?";
+	if (store_id_check(school_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_one(s, sql, text_key(school_id), school_from_row, out);
 }
 
 int store_kiosk_get(store *s, const char *kiosk_id, store_kiosk *out)
@@ -423,14 +471,6 @@ int store_kiosk_get(store *s, const char *kiosk_id, store_kiosk *out)
 	return read_one(s, sql, text_key(kiosk_id), kiosk_from_row, out);
 }
 
-static void school_from_row(sqlite3_stmt *st, void *out)
-{
-	store_school *sc = out;
-	memset(sc, 0, sizeof *sc);
-	column_id(st, 0, &sc->id);
-	copy_text(sc->name, sizeof sc->name, sqlite3_column_text(st, 1));
-	sc->created_ms = sqlite3_column_int64(st, 2);
-}
 
 int store_schools_list(store *s, store_school *out, size_t max, size_t *n)
 {

@@ -208,6 +208,11 @@ int store_school_add(store *s, const char *name, int64_t now_ms, store_school *o
 int store_kiosk_add(store *s, const char *school_id, const char *name, int64_t now_ms,
 		    store_kiosk *out);
 int store_kiosk_get(store *s, const char *kiosk_id, store_kiosk *out);
+int store_school_get(store *s, const char *school_id, store_school *out);
+/* A kiosk and its first device (its token's hash), in one transaction: both or neither. */
+int store_kiosk_add_with_device(store *s, const char *school_id, const char *name,
+				const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
+				int64_t now_ms, store_kiosk *kiosk, store_device *device);
 
 int store_schools_list(store *s, store_school *out, size_t max, size_t *n);
 /* Kiosks of one school (school_id) or of all (NULL), oldest first. */

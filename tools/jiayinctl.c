@@ -319,29 +319,16 @@ static int audit(ctl *c, const char *action, const char *family_id, const char *
 /* The school with this id (a malformed id is as unknown as a missing one). */
 static int school_find(ctl *c, const char *id, store_school *out)
 {
-	store_school *all;
-	size_t n;
-	if (store_id_check(id) < 0)
-		return STORE_ENOTFOUND;
-	int rc = list_all(c->s, list_schools, NULL, sizeof *all, (void **)&all, &n);
-	if (rc < 0)
-		return rc;
-	rc = STORE_ENOTFOUND;
-	for (size_t i = 0; i < n && rc < 0; i++)
-		if (strcmp(all[i].id.s, id) == 0) {
-			*out = all[i];
-			rc = 0;
-		}
-	free(all);
-	return rc;
+	return store_school_get(c->s, id, out);
 }
 
 /*
  * A new device token for a kiosk, made as the server makes device tokens (32 random bytes,
  * base64url without padding); the store gets the SHA-256 of the token's text. Prints it once.
+ * With new_kiosk_name, the kiosk is registered too, in the same transaction (*k filled).
  */
-static int token_add(ctl *c, const store_kiosk *k, const store_school *school,
-                     const char *device_name, int kiosk_audit_rc)
+static int token_add(ctl *c, store_kiosk *k, const store_school *school,
+                     const char *device_name, const char *new_kiosk_name)
 {
 	uint8_t raw[TOKEN_BYTES], hash[STORE_HASH_LEN];
 	char token[TOKEN_LEN];
@@ -351,17 +338,19 @@ static int token_add(ctl *c, const store_kiosk *k, const store_school *school,
 	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	sodium_memzero(raw, sizeof raw);
 	crypto_hash_sha256(hash, (const unsigned char *)token, strlen(token));
-	int rc = store_device_add(c->s, hash, NULL, k->id.s, device_name, now_ms(), &dev);
+	int rc = new_kiosk_name ? store_kiosk_add_with_device(c->s, school->id.s, new_kiosk_name,
+	                                                      hash, device_name, now_ms(), k, &dev)
+	                        : store_device_add(c->s, hash, NULL, k->id.s, device_name, now_ms(),
+	                                           &dev);
 	if (rc < 0) {
 		sodium_memzero(token, sizeof token);
-		return fail(c, rc,
-		            "kiosk %s is registered but no token was made for it (`jiayinctl kiosk "
-		            "token %s` makes one)",
-		            k->id.s, k->id.s);
+		return new_kiosk_name ? fail(c, rc, "the kiosk was not added")
+		                      : fail(c, rc, "no token was made for kiosk %s", k->id.s);
 	}
+	int karc = new_kiosk_name ? audit(c, "kiosk.add", NULL, k->id.s, k->name) : 0;
 	int arc = audit(c, "kiosk.token", NULL, dev.id.s, k->id.s);
-	if (kiosk_audit_rc < 0)
-		arc = kiosk_audit_rc;
+	if (karc < 0)
+		arc = karc;
 	json_t *obj = NULL;
 	static const char note[] =
 	    "The token is shown only this once: type it into the kiosk's setup screen now. "
@@ -447,11 +436,8 @@ static int cmd_kiosk_add(ctl *c, int argc, char **argv)
 	if (rc < 0)
 		return rc == STORE_ENOTFOUND ? fail(c, rc, "no school %s", argv[0])
 		                             : fail(c, rc, "the school could not be read");
-	if ((rc = store_kiosk_add(c->s, school.id.s, argv[1], now_ms(), &k)) < 0)
-		return fail(c, rc, "the kiosk was not added");
-	int arc = audit(c, "kiosk.add", NULL, k.id.s, k.name);
 	/* Its first device (token) has the kiosk's name. */
-	return token_add(c, &k, &school, k.name, arc);
+	return token_add(c, &k, &school, argv[1], argv[1]);
 }
 
 static int kiosk_find(ctl *c, const char *id, store_kiosk *k, store_school *school)
@@ -472,7 +458,7 @@ static int cmd_kiosk_token(ctl *c, int argc, char **argv)
 		return bad_name(c, "device name", argv[1]);
 	if (kiosk_find(c, argv[0], &k, &school))
 		return EXIT_FAIL;
-	return token_add(c, &k, &school, argc > 1 ? argv[1] : k.name, 0);
+	return token_add(c, &k, &school, argc > 1 ? argv[1] : k.name, NULL);
 }
 
 static int cmd_kiosk_list(ctl *c, int argc, char **argv)

@@ -1029,6 +1029,29 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(store_kiosk_devices(f->s, f->kiosk.id.s, kd, 2, &n), 0);
 	assert_int_equal(n, 1);
 	assert_true(kd[0].revoked_ms > 0);
+	store_school sc;
+	assert_int_equal(store_school_get(f->s, f->school.id.s, &sc), 0);
+	assert_string_equal(sc.name, "实验小学");
+	assert_int_equal(store_school_get(f->s, UNKNOWN_ID, &sc), STORE_ENOTFOUND);
+
+	/* A kiosk with its first token: both or neither. */
+	store_kiosk k2;
+	store_device d2;
+	uint8_t kh2[STORE_HASH_LEN];
+	hash_of("kiosk-token", 2, kh2);
+	assert_int_equal(store_kiosk_add_with_device(f->s, UNKNOWN_ID, "x", kh2, "x", 1, &k2, &d2),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_add_with_device(f->s, f->school.id.s, "二楼", kh, "二楼", 1,
+	                                             &k2, &d2),
+	                 STORE_EEXIST); /* the token hash is taken: no kiosk either */
+	assert_int_equal(store_kiosks_list(f->s, NULL, kiosks, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_kiosk_add_with_device(f->s, f->school.id.s, "二楼", kh2, "二楼", 1,
+	                                             &k2, &d2),
+	                 0);
+	assert_int_equal(store_device_by_token(f->s, kh2, &d), 0);
+	assert_string_equal(d.kiosk_id.s, k2.id.s);
+	assert_int_equal(d.kind, STORE_DEVICE_KIOSK);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
