@@ -52,6 +52,11 @@ static void active_free(srv_conn *c)
 {
 	if (!c->a)
 		return;
+	if (c->a->x.buffer_reserved) {
+		/* The client went away before the response: the reservation ends with it. */
+		c->srv->buffer_bytes -= SRV_BUFFER_BYTES;
+		c->a->x.buffer_reserved = false;
+	}
 	srv_parser_free(&c->a->parser);
 	free(c->a->x.body);
 	if (c->a->x.body_fd >= 0)
