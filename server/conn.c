@@ -98,6 +98,8 @@ void srv_conn_close(srv_conn *c)
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+	if (c->a && c->a->claim.done && !c->a->claim.over && !c->a->claim.err)
+		conn_claim_fail(c, UV_ECANCELED, 0, NULL, NULL, NULL); /* the route keeps its bytes */
 }
 
 /* Only the one empty line a client may send before a request (RFC 9112 2.2), or part of it:
@@ -111,6 +113,11 @@ static bool only_stray_crlf(const srv_conn *c)
 static void on_timer(uv_timer_t *t)
 {
 	srv_conn *c = t->data;
+	if (c->state == CONN_BODY && c->a->claim.done) {
+		conn_claim_fail(c, UV_ETIMEDOUT, 408, "request_timeout",
+				"the request did not arrive in time", NULL);
+		return;
+	}
 	if ((c->state == CONN_HEAD && c->len > 0 && !only_stray_crlf(c)) ||
 	    c->state == CONN_BODY) {
 		/* The client started a request and stalled: say so, then close. */
@@ -185,6 +192,15 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 			c->keep_alive = false;
 			return;
 		}
+		if (c->state == CONN_BODY && c->a->claim.done) {
+			/* Inside a claimed body: what the client sent before it went away is still the
+			 * route's. The buffer is taken in, then the body ends (process_loop). */
+			c->a->claim.eof = true;
+			c->keep_alive = false;
+			conn_stop_reading(c);
+			conn_process(c);
+			return;
+		}
 		srv_conn_close(c);
 		return;
 	}
@@ -194,6 +210,15 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	if (c->state == CONN_CLOSING)
 		return; /* lingering: dropped */
 	c->len += (size_t)n;
+	if (c->state == CONN_BODY && c->a->claim.cut_left) {
+		/* A cut body: what was in the socket when it was cut, and no more waiting. */
+		uint64_t took = (uint64_t)n < c->a->claim.cut_left ? (uint64_t)n : c->a->claim.cut_left;
+		c->a->claim.cut_left -= took;
+		if (!c->a->claim.cut_left) {
+			c->a->claim.eof = true;
+			conn_stop_reading(c);
+		}
+	}
 	conn_process(c);
 }
 
@@ -285,6 +310,8 @@ static void begin_exchange(srv_conn *c)
 		close(x->body_fd);
 	memset(x, 0, sizeof *x);
 	x->body_fd = -1;
+	memset(&c->a->claim, 0, sizeof c->a->claim);
+	c->a->claim.fd = -1;
 	c->a->stage_len = 0;
 	c->a->file_off = 0;
 	c->a->body_complete = false;
@@ -378,6 +405,15 @@ static void start_request(srv_conn *c, size_t head_len)
 		return;
 	}
 	x->route_index = (size_t)(x->route - s->routes);
+	if (!s->draining && (x->route->flags & SRV_ROUTE_BODY_CLAIM)) {
+		/* The handler decides before the body (srv_body_claim): until it takes the body,
+		 * the connection ends with the answer. */
+		c->a->claim.keep_alive = c->keep_alive;
+		if (has_body)
+			c->keep_alive = false;
+		dispatch(c);
+		return;
+	}
 	if (s->draining) {
 		c->keep_alive = false;
 		c->state = CONN_HANDLER;
@@ -464,7 +500,8 @@ static void process_loop(srv_conn *c)
 		}
 		if (c->state == CONN_BODY) {
 			srv_active *a = c->a;
-			bool to_file = a->x.route->flags & SRV_ROUTE_BODY_FILE;
+			bool claimed = a->claim.done != NULL;
+			bool to_file = (a->x.route->flags & SRV_ROUTE_BODY_FILE) || claimed;
 			if (to_file && a->fs_busy) {
 				conn_stop_reading(c); /* the file is opening or being written: wait */
 				return;
@@ -481,6 +518,13 @@ static void process_loop(srv_conn *c)
 				int r = srv_body_feed(&a->parser, c->buf + head_end, feed, &used,
 						      to_file ? conn_stage_body : conn_collect_body, &a->x,
 						      &complete);
+				if (r < 0 && claimed) {
+					s->metrics.parse_errors++;
+					conn_claim_fail(c, UV_EPROTO, srv_parse_status(r),
+							srv_parse_errcode(r), srv_parse_strerror(r),
+							NULL);
+					return;
+				}
 				if (r < 0) {
 					fail_request(c, r);
 					return;
@@ -496,6 +540,12 @@ static void process_loop(srv_conn *c)
 				uint64_t age = srv_now_ns() - a->body_t0;
 				if (s->cfg.body_min_rate && age > 10000000000ull &&
 				    a->body_in * 1000000000ull / age < s->cfg.body_min_rate) {
+					if (claimed) {
+						conn_claim_fail(c, UV_ETIMEDOUT, 408, "body_too_slow",
+								"the request body arrives too slowly",
+								NULL);
+						return;
+					}
 					c->keep_alive = false;
 					c->state = CONN_HANDLER;
 					conn_stop_reading(c);
@@ -509,6 +559,12 @@ static void process_loop(srv_conn *c)
 				}
 				if (used > 0 && avail > used)
 					continue; /* framing took input without filling the stage */
+				if (a->claim.eof) {
+					/* All that arrived is taken: the body ends here. */
+					conn_claim_fail(c, a->claim.cut ? UV_ECANCELED : UV_EOF, 0, NULL,
+							NULL, NULL);
+					return;
+				}
 				conn_arm(c, s->cfg.body_idle_ms);
 				conn_start_reading(c);
 				return;
@@ -520,6 +576,16 @@ static void process_loop(srv_conn *c)
 			if (to_file && a->stage_len > 0) {
 				conn_write_stage(c);
 				return;
+			}
+			if (claimed) {
+				/* All of it is in the route's file: the route answers. */
+				c->state = CONN_HANDLER;
+				conn_stop_reading(c);
+				uv_timer_stop(&c->timer);
+				a->claim.over = true;
+				a->x.body_len = a->file_off - a->claim.start;
+				a->claim.done(&a->x, a->claim.arg, 0);
+				continue;
 			}
 			dispatch(c);
 			continue; /* answered at once: the next pipelined request */

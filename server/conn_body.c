@@ -2,7 +2,10 @@
  * conn_body.c — where a request's body goes as it is decoded: into the exchange's memory (up to
  * the route's limit), or, for routes flagged SRV_ROUTE_BODY_FILE, into an unnamed temporary
  * file (O_TMPFILE in data/tmp) staged 256 KiB at a time and written with uv_fs_write off the
- * loop while the connection's reading is paused. Loop thread only; conn.c drives it.
+ * loop while the connection's reading is paused; or, for SRV_ROUTE_BODY_CLAIM routes, the same
+ * way into the file and at the offset the route chose (srv_body_claim), where a body that
+ * ends early is not thrown away: what arrived is written, then the route is told how much.
+ * Loop thread only; conn.c drives it.
  */
 #include "conn_internal.h"
 
@@ -10,6 +13,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 /* Collects a body into the exchange; the route's limit bounds it (the parser enforces it). */
@@ -45,6 +49,16 @@ int conn_stage_body(void *ctx, const char *data, size_t len)
 void conn_file_failed(srv_conn *c, int uv_err)
 {
 	c->srv->metrics.storage_errors++;
+	srv_active *a = c->a;
+	if (a->claim.done && !a->claim.over) {
+		/* What was staged is lost with the write; what is on disk stays the route's. */
+		bool full = uv_err == UV_ENOSPC || uv_err == -EDQUOT;
+		a->stage_len = 0;
+		conn_claim_fail(c, uv_err, full ? 507 : 503, full ? "storage_full" : "storage_io_error",
+				full ? "the server's disk is full" : "the upload could not be stored",
+				"Retry-After: 30\r\n");
+		return;
+	}
 	c->keep_alive = false;
 	c->state = CONN_HANDLER;
 	conn_stop_reading(c);
@@ -67,14 +81,16 @@ void conn_write_stage(srv_conn *c)
 {
 	srv_active *a = c->a;
 	uv_buf_t b = uv_buf_init(a->stage, (unsigned)a->stage_len);
+	int fd = a->claim.done ? a->claim.fd : a->x.body_fd;
 	a->fs.data = c;
-	if (uv_fs_write(c->srv->loop, &a->fs, a->x.body_fd, &b, 1, (int64_t)a->file_off,
-			on_file_write) < 0) {
+	if (uv_fs_write(c->srv->loop, &a->fs, fd, &b, 1, (int64_t)a->file_off, on_file_write) < 0) {
 		conn_file_failed(c, UV_EIO);
 		return;
 	}
 	a->fs_busy = true;
 	c->refs++;
+	if (c->closed)
+		return; /* a claimed body's last bytes, after the client went away */
 	conn_stop_reading(c);
 	uv_timer_stop(&c->timer); /* our disk, not the client, is the slow one now */
 }
@@ -86,18 +102,23 @@ static void on_file_write(uv_fs_t *req)
 	ssize_t n = req->result;
 	uv_fs_req_cleanup(req);
 	a->fs_busy = false;
-	if (!c->closed) {
-		if (n < 0) {
-			conn_file_failed(c, (int)n);
-		} else {
-			a->file_off += (uint64_t)n;
-			memmove(a->stage, a->stage + n, a->stage_len - (size_t)n);
-			a->stage_len -= (size_t)n;
-			if (a->stage_len > 0)
-				conn_write_stage(c); /* a short write: the rest */
-			else
-				conn_process(c);
-		}
+	bool claimed = a->claim.done && !a->claim.over; /* its bytes matter even after a close */
+	if (n == 0)
+		n = UV_EIO; /* a write that takes nothing would never end */
+	if (c->closed && !claimed) {
+		/* nothing more to do */
+	} else if (n < 0) {
+		conn_file_failed(c, (int)n);
+	} else {
+		a->file_off += (uint64_t)n;
+		memmove(a->stage, a->stage + n, a->stage_len - (size_t)n);
+		a->stage_len -= (size_t)n;
+		if (a->stage_len > 0)
+			conn_write_stage(c); /* a short write: the rest */
+		else if (claimed && a->claim.err)
+			conn_claim_fail(c, a->claim.err, 0, NULL, NULL, NULL); /* ending: tell the route */
+		else
+			conn_process(c);
 	}
 	srv_conn_unref(c);
 }
@@ -138,4 +159,112 @@ int conn_open_body_file(srv_conn *c)
 	c->refs++;
 	uv_timer_stop(&c->timer); /* our pool, not the client, is what we wait on */
 	return 0;
+}
+
+/*
+ * A claimed body ended early. The first reason counts (and the answer owed for it); the
+ * connection stops reading, or is closed when nobody is left to answer. What is staged is
+ * written first (on_file_write comes back here), then the route is told, once.
+ */
+void conn_claim_fail(srv_conn *c, int err, int status, const char *code, const char *message,
+		     const char *extra)
+{
+	srv_active *a = c->a;
+	if (a->claim.over)
+		return;
+	if (!a->claim.err) {
+		a->claim.err = err;
+		a->claim.status = status;
+		a->claim.code = code;
+		a->claim.message = message;
+		a->claim.extra = extra;
+		c->keep_alive = false;
+		if (!c->closed) {
+			c->state = CONN_HANDLER;
+			conn_stop_reading(c);
+			uv_timer_stop(&c->timer);
+			if (status == 0)
+				srv_conn_close(c); /* the client is gone: nothing to answer */
+		}
+	}
+	if (a->fs_busy || a->claim.over)
+		return; /* the write in flight comes back here */
+	if (a->stage_len > 0) {
+		conn_write_stage(c);
+		return;
+	}
+	a->claim.over = true;
+	a->x.body_len = a->file_off - a->claim.start;
+	a->claim.done(&a->x, a->claim.arg, a->claim.err);
+}
+
+int srv_body_claim(srv_exchange *x, int fd, uint64_t offset, uint64_t max, srv_body_done_fn done,
+		   void *arg)
+{
+	srv_conn *c = x->conn;
+	srv_active *a = c->a;
+	if (c->closed)
+		return UV_ECANCELED;
+	if (!x->route || !(x->route->flags & SRV_ROUTE_BODY_CLAIM) || a->claim.done ||
+	    x->responded || c->state != CONN_HANDLER || fd < 0 || !done)
+		return UV_EINVAL;
+	if (srv_buffer_reserve(x) < 0)
+		return UV_EBUSY;
+	if (!a->stage && !(a->stage = malloc(STAGE_BYTES)))
+		return UV_ENOMEM;
+	a->claim.done = done;
+	a->claim.arg = arg;
+	a->claim.fd = fd;
+	a->claim.start = offset;
+	a->file_off = offset;
+	a->stage_len = 0;
+	a->parser.max_body = max < x->route->max_body ? max : x->route->max_body;
+	x->body_len = 0;
+	c->keep_alive = a->claim.keep_alive; /* the body will be read: the connection may go on */
+	c->state = CONN_BODY;
+	a->body_in = 0;
+	a->body_t0 = srv_now_ns();
+	bool has_body = x->req.body == SRV_BODY_CHUNKED ||
+			(x->req.body == SRV_BODY_LENGTH && x->req.content_length > 0);
+	if (has_body && x->req.expect_continue && c->len == c->body_start &&
+	    x->req.content_length <= a->parser.max_body)
+		conn_send_continue(c);
+	conn_arm(c, c->srv->cfg.body_idle_ms);
+	conn_process(c);
+	return 0;
+}
+
+void srv_body_cut(srv_exchange *x)
+{
+	srv_conn *c = x->conn;
+	srv_active *a = c->a;
+	if (c->closed || !a->claim.done || a->claim.over || a->claim.err || a->claim.eof ||
+	    a->claim.cut)
+		return;
+	a->claim.cut = true;
+	c->keep_alive = false;
+	/* What the kernel holds for us now arrived before the cut: it is read first. */
+	int fd = -1, pending = 0;
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || ioctl(fd, FIONREAD, &pending) < 0)
+		pending = 0;
+	if (pending > 0) {
+		a->claim.cut_left = (uint64_t)pending;
+		conn_start_reading(c); /* unless a write is in flight: it resumes reading after */
+		return;
+	}
+	a->claim.eof = true;
+	conn_stop_reading(c);
+	conn_process(c);
+}
+
+void srv_respond_body_failure(srv_exchange *x)
+{
+	srv_active *a = x->conn->a;
+	if (x->conn->closed)
+		return; /* the client is gone: nobody to tell */
+	if (!a->claim.status) {
+		srv_conn_close(x->conn); /* cannot happen: an open connection is owed an answer */
+		return;
+	}
+	srv_respond_error_with(x, a->claim.status, a->claim.code, a->claim.message, a->claim.extra);
 }

@@ -22,6 +22,10 @@ int conn_stage_body(void *ctx, const char *data, size_t len);
 void conn_file_failed(srv_conn *c, int uv_err); /* answers 503/507 and ends the connection */
 void conn_write_stage(srv_conn *c);
 int conn_open_body_file(srv_conn *c);
+/* A claimed body ended early: err, and the answer owed (status 0: none, the client is gone;
+ * the connection is then closed). What is staged is written first, then the route is told. */
+void conn_claim_fail(srv_conn *c, int err, int status, const char *code, const char *message,
+		     const char *extra);
 
 /* conn_write.c */
 void conn_finish(srv_conn *c); /* the response is over: once, whatever the path */

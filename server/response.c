@@ -4,7 +4,10 @@
  * Every response carries the security headers (nosniff, no referrer, a CSP that forbids all
  * for non-HTML and allows only our own origin for HTML, no framing) and no Server header;
  * Content-Length always (HEAD too, with no body); Connection: close when the connection ends
- * after it. Error bodies are JSON with a stable code (docs/api.md).
+ * after it. Error bodies are JSON with a stable code (docs/api.md). A route may add its
+ * protocol's headers to every answer of an exchange (x->always_headers) and take one answer
+ * over to reshape it (x->respond_hook: resumable uploads answer the plain upload's 201 as tus's
+ * 204).
  */
 #include "server.h"
 
@@ -67,14 +70,15 @@ size_t srv_format_head(srv_exchange *x, int status, const char *content_type,
 			 "X-Content-Type-Options: nosniff\r\n"
 			 "Referrer-Policy: no-referrer\r\n"
 			 "Content-Security-Policy: %s\r\n"
-			 "%s%s\r\n",
+			 "%s%s%s\r\n",
 			 status, srv_status_text(status), x->srv->date,
 			 content_type ? "Content-Type: " : "", content_type ? content_type : "",
 			 content_type ? "\r\n" : "", cl, (unsigned long long)x->id,
 			 html ? HTML_CSP : "default-src 'none'; frame-ancestors 'none'",
 			 c->keep_alive ? (x->req.version_minor == 0 ? "Connection: keep-alive\r\n" : "")
 				       : "Connection: close\r\n",
-			 extra_headers ? extra_headers : "");
+			 extra_headers ? extra_headers : "",
+			 x->always_headers ? x->always_headers : "");
 	if (n < 0 || (size_t)n >= cap) {
 		/* Only our own extra headers could overflow: a bug, answered plainly. */
 		n = snprintf(head, cap,
@@ -94,6 +98,13 @@ void srv_respond(srv_exchange *x, int status, const char *content_type, const ch
 {
 	if (x->responded)
 		return;
+	if (x->respond_hook) {
+		/* The route answers in this answer's place (it may call srv_respond itself). */
+		srv_respond_hook_fn hook = x->respond_hook;
+		x->respond_hook = NULL;
+		hook(x, status, content_type, extra_headers, body, len);
+		return;
+	}
 	x->responded = true;
 	x->status = status;
 	char head[2048];

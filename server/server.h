@@ -23,12 +23,17 @@
 typedef struct srv_server srv_server;
 typedef struct srv_conn srv_conn;
 typedef struct srv_exchange srv_exchange;
+typedef void (*srv_respond_hook_fn)(srv_exchange *x, int status, const char *content_type,
+				    const char *extra_headers, const void *body, size_t len);
 
 /* ---- routes ---- */
 typedef void (*srv_handler_fn)(srv_exchange *x);
 
 #define SRV_ROUTE_HEAD_OK 1u   /* HEAD is answered like GET, without the body */
 #define SRV_ROUTE_BODY_FILE 2u /* the body goes to an unnamed temporary file, not memory */
+#define SRV_ROUTE_BODY_CLAIM 4u /* the handler runs as soon as the head is in, before the body:
+				   it answers (the body is then not read), or takes the body
+				   into a file of its own with srv_body_claim() */
 
 typedef struct srv_route {
 	const char *name;    /* for metrics and logs: "healthz", "messages.list" */
@@ -151,7 +156,17 @@ struct srv_exchange {
 	bool buffer_reserved;  /* holds SRV_BUFFER_BYTES of the server's buffer memory */
 	int status;
 	uint64_t bytes_out;
+	/* A route's own protocol headers ("Name: value\r\n" lines, the route's static text),
+	 * added to every answer of this exchange, errors included. */
+	const char *always_headers;
+	/* When set, the next srv_respond() (and the error answers built on it) goes to the hook,
+	 * which answers in its place; it is cleared first, so the hook may call srv_respond(). */
+	srv_respond_hook_fn respond_hook;
+	void *respond_hook_arg;
 };
+
+/* A claimed body is over (srv_body_claim). */
+typedef void (*srv_body_done_fn)(srv_exchange *x, void *arg, int status);
 
 /* What a connection holds only while a request is in progress. */
 typedef struct srv_active {
@@ -166,6 +181,21 @@ typedef struct srv_active {
 	uint64_t body_in;   /* body bytes received (framing included) */
 	uint64_t body_t0;   /* when the body phase began (ns) */
 	uv_fs_t fs;
+	/* A claimed body (SRV_ROUTE_BODY_CLAIM): the route's file, and how the body ended. */
+	struct {
+		srv_body_done_fn done; /* NULL: the body is not claimed */
+		void *arg;
+		int fd;
+		uint64_t start;        /* the file offset of the body's first byte */
+		bool keep_alive;       /* the connection's, should the body be read */
+		bool eof;              /* the client went away: finish with what arrived */
+		bool cut;              /* srv_body_cut(): the route ended it */
+		uint64_t cut_left;     /* srv_body_cut(): socket bytes still to take, then end */
+		bool over;             /* done was called */
+		int err;               /* why the body ended early; 0: it has not */
+		int status;            /* the answer owed for that; 0: none (the client is gone) */
+		const char *code, *message, *extra;
+	} claim;
 } srv_active;
 
 struct srv_conn {
@@ -208,6 +238,34 @@ void srv_respond_head(srv_exchange *x, int status, const char *content_type,
 		      const char *extra_headers, int64_t content_length);
 void srv_respond_error_with(srv_exchange *x, int status, const char *code, const char *message,
 			    const char *extra_headers);
+
+/*
+ * Claimed bodies. A SRV_ROUTE_BODY_CLAIM route's handler runs when the head is in, with
+ * reading paused; at once or later (from a job's done), it either answers (the body, if any,
+ * is not read: the connection closes after the answer) or calls srv_body_claim(): the body is
+ * then written to fd from offset on (at most max bytes: more is 413 body_too_large), staged
+ * 256 KiB at a time and written off the loop, after a 100 Continue if the client asked. The
+ * engine neither syncs nor closes fd. Exactly once, done(x, arg, status) follows on the loop,
+ * with x->body_len the bytes written to fd (contiguous from offset):
+ *   status 0: the whole body is written; the handler answers as usual;
+ *   status < 0 (a UV_E* code): the body ended early: the client went away (what it sent
+ *   before, including what was still staged, is written first), stalled, broke the framing,
+ *   or a write failed. The handler does what it must with the bytes and then calls
+ *   srv_respond_body_failure(), which sends the answer the engine owes (408, 400, 413,
+ *   503/507) or nothing when the client is gone.
+ * srv_body_claim() returns 0, or a negative code (the connection is gone: UV_ECANCELED; no
+ * buffer memory: UV_EBUSY) with nothing read and done not to be called.
+ */
+int srv_body_claim(srv_exchange *x, int fd, uint64_t offset, uint64_t max, srv_body_done_fn done,
+		   void *arg);
+void srv_respond_body_failure(srv_exchange *x);
+/*
+ * Ends a claimed body still arriving whose client the route knows to be gone (it came back on
+ * another connection while this one still looks alive): the bytes already in the socket are
+ * taken and written like any others, then the body ends as if the client had gone (done with
+ * UV_ECANCELED) and the connection closes. Closing it at once would drop those bytes.
+ */
+void srv_body_cut(srv_exchange *x);
 
 /* conn.c, for response.c, entity.c and server.c */
 typedef void (*srv_write_cb)(void *arg, int status);
