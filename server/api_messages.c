@@ -248,9 +248,10 @@ static void list_done(srv_exchange *x, api_job *j)
 	free(j->list);
 	j->list = NULL;
 	/* Nothing (this member may see) changed: wait, from the new sequence, while time is left
-	 * (answered when the mailbox changes or the wait is over). */
-	if (arr && shown == 0 && j->wait_until > uv_now(x->srv->loop) && !x->srv->draining &&
-	    !x->conn->closed) {
+	 * (answered when the mailbox changes or the wait is over). A full page of others'
+	 * changes is answered at once instead: more may follow it already. */
+	if (arr && shown == 0 && j->nlist < LIST_MAX && j->wait_until > uv_now(x->srv->loop) &&
+	    !x->srv->draining && !x->conn->closed) {
 		json_decref(arr);
 		j->since = seq;
 		park(x, j);
@@ -316,8 +317,8 @@ typedef struct srv_waiter {
 	srv_exchange *x;
 	srv_conn *conn;
 	char family[STORE_ID_LEN + 1];
-	store_id member;  /* who waits, and what they may see */
-	store_role role;
+	uint8_t token_hash[STORE_HASH_LEN]; /* who waits: authenticated again on waking */
+	int64_t idle_ms;
 	uint64_t since, wait_until;
 } srv_waiter;
 
@@ -328,7 +329,11 @@ static void waiter_closed(uv_handle_t *h)
 	free(w);
 }
 
-/* Unpark: list again (no more waiting) and answer whatever that finds. */
+/*
+ * Unpark: list again and answer whatever that finds (or park again, while time is left, if
+ * nothing the caller may see changed). The caller is authenticated again first: a phone
+ * revoked or a kiosk session ended while it waited hears 401, not the family's news.
+ */
 static void wake(srv_waiter *w)
 {
 	srv_server *s = w->x->srv;
@@ -348,10 +353,11 @@ static void wake(srv_waiter *w)
 		j->done = list_done;
 		j->since = w->since;
 		j->wait_until = w->wait_until;
-		j->member.id = w->member;
-		j->member.role = w->role;
-		memcpy(j->device.family_id.s, w->family, sizeof w->family);
+		j->authed = true;
+		memcpy(j->token_hash, w->token_hash, sizeof j->token_hash);
+		j->idle_ms = w->idle_ms;
 		j->st = s->store;
+		j->secret = s->secret;
 		snprintf(j->param[0], sizeof j->param[0], "%s", w->family);
 		if (srv_job_submit_any(w->x, api_job_run, api_job_done, j) < 0) {
 			free(j);
@@ -380,8 +386,8 @@ static void park(srv_exchange *x, api_job *j)
 	w->conn->refs++;
 	w->since = j->since;
 	w->wait_until = j->wait_until;
-	w->member = j->member.id;
-	w->role = j->member.role;
+	memcpy(w->token_hash, j->token_hash, sizeof w->token_hash);
+	w->idle_ms = j->idle_ms;
 	snprintf(w->family, sizeof w->family, "%.*s", STORE_ID_LEN, j->param[0]);
 	w->timer.data = w;
 	w->next = s->waiters;

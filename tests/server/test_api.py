@@ -337,6 +337,53 @@ def private_messages(binary):
                         headers=bearer(hong["token"])).json()
         ok(d.status == 204 and after["messages"] == [] and after["seq"] == 3,
            "its deletion is not reported to the sibling either; the sequence moves on")
+
+        # A full page (200) of changes the sibling may not see, then one it may: the long-poll
+        # must not sleep on the page it could not show (review finding).
+        import concurrent.futures
+        import subprocess
+        short = os.path.join(srv.tmp, "short.wav")
+        subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", short, "synth", "0.6", "sine",
+                        "300"], check=True)
+        with open(short, "rb") as f:
+            tiny = f.read()
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            codes = list(ex.map(lambda i: upload(srv, mom["token"], fam, tiny,
+                                                 to=ming["member"]["id"]).status, range(200)))
+        last = upload(srv, mom["token"], fam, tiny).json()["message"]["id"]
+        t0 = time.time()
+        g = request(srv, "GET", f"/v1/families/{fam}/messages?since=3&wait=20",
+                    headers=bearer(hong["token"]), timeout=30)
+        seen, seq, rounds = [], 3, 0
+        while g.status == 200 and rounds < 5:
+            seen += [m["id"] for m in g.json()["messages"]]
+            if last in seen:
+                break
+            seq = g.json()["seq"]
+            rounds += 1
+            g = request(srv, "GET", f"/v1/families/{fam}/messages?since={seq}&wait=20",
+                        headers=bearer(hong["token"]), timeout=30)
+        el = time.time() - t0
+        ok(codes == [201] * 200 and seen == [last] and el < 5,
+           f"after 200 changes another child may not see, the one it may arrives at once "
+           f"({el:.2f} s, {rounds + 1} polls)", f"{seen} {codes.count(201)}")
+
+        # A phone revoked while its long-poll waits hears 401, not the family's news.
+        got = {}
+
+        def wait_ming():
+            got["r"] = request(srv, "GET", f"/v1/families/{fam}/messages?since=1000&wait=20",
+                               headers=bearer(ming["token"]), timeout=30)
+        th = threading.Thread(target=wait_ming)
+        th.start()
+        time.sleep(0.5)
+        rv = request(srv, "DELETE", f"/v1/devices/{ming['device']['id']}",
+                     headers=bearer(mom["token"]))
+        upload(srv, mom["token"], fam, tiny)
+        th.join(25)
+        ok(rv.status == 204 and got["r"].status == 401,
+           "a phone revoked during its long-poll: the next change answers it 401",
+           f"{got['r'].status} {got['r'].body[:120]!r}")
     finally:
         srv.stop()
 

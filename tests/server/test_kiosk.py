@@ -217,9 +217,21 @@ def main():
         ok(out.status == 204 and call(srv, "GET", "/v1/me", s3.json()["token"]).status == 401,
            "DELETE /v1/kiosk/session with the session's token ends it")
         s4 = call(srv, "POST", login, ktok, {"child": link["id"], "pin": pin}).json()["token"]
+        import threading
+        got = {}
+
+        def wait():
+            got["r"] = call(srv, "GET", f"/v1/families/{fam}/messages?since=1000&wait=20", s4)
+        th = threading.Thread(target=wait)
+        th.start()
+        time.sleep(0.5)
         ok(call(srv, "DELETE", "/v1/kiosk/session", ktok).status == 204 and
            call(srv, "GET", "/v1/me", s4).status == 401,
            "the kiosk's home button (its own token) ends whichever session is open")
+        call(srv, "POST", f"/v1/families/{fam}/messages", mom["token"], raw=wav, timeout=60)
+        th.join(25)
+        ok(got.get("r") is not None and got["r"].status == 401,
+           "a long-poll the ended session left waiting is answered 401, not with the news")
 
         # the family manages its links
         ll = call(srv, "GET", links, mom["token"]).json()
