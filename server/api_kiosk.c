@@ -15,6 +15,7 @@
  */
 #include "api_internal.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -54,13 +55,18 @@ static int pin_hash(const api_job *j, const char *member_id, char out[STORE_PIN_
 	return 0;
 }
 
-static bool pin_matches(const api_job *j, const store_kiosk_link *l)
+/* 1: the PIN is right; 0: it is not; -1: Argon2 could not run (no memory). */
+static int pin_matches(const api_job *j, const store_kiosk_link *l)
 {
 	uint8_t in[crypto_auth_hmacsha256_BYTES];
 	pin_input(j, l->member_id.s, j->pin, in);
-	bool ok = crypto_pwhash_str_verify(l->pin_hash, (const char *)in, sizeof in) == 0;
+	errno = 0;
+	int rc = crypto_pwhash_str_verify(l->pin_hash, (const char *)in, sizeof in);
+	int err = errno;
 	sodium_memzero(in, sizeof in);
-	return ok;
+	if (rc == 0)
+		return 1;
+	return err == EINVAL ? 0 : -1; /* libsodium: EINVAL is a mismatch */
 }
 
 /* "pin": [four whole numbers 0-11]; false if absent or otherwise. */
@@ -236,15 +242,23 @@ static void login_work(api_job *j)
 		return;
 	}
 	int64_t now = api_now_ms();
-	if (l->locked_until_ms > now) {
-		j->rc = LOGIN_LOCKED; /* not even a right PIN is checked while locked */
+	/* The attempt is counted before the PIN is checked, so logins racing each other cannot
+	 * check more PINs than the lock allows; while locked, not even a right PIN is checked. */
+	int allowed;
+	if ((j->rc = store_kiosk_pin_attempt(j->st, l->id.s, now, j->pin_failures, j->pin_lock_ms,
+					     l, &allowed)) < 0)
+		return;
+	if (!allowed) {
+		j->rc = LOGIN_LOCKED;
 		return;
 	}
-	if (!pin_matches(j, l)) {
-		j->rc = store_kiosk_pin_failed(j->st, l->id.s, now, j->pin_failures, j->pin_lock_ms,
-					       l);
-		if (j->rc == 0)
-			j->rc = l->locked_until_ms > now ? LOGIN_LOCKED : LOGIN_WRONG_PIN;
+	int match = pin_matches(j, l);
+	if (match < 0) {
+		j->rc = STORE_ENOMEM; /* Argon2 found no memory: 503, and not the child's fault */
+		return;
+	}
+	if (!match) {
+		j->rc = l->locked_until_ms > now ? LOGIN_LOCKED : LOGIN_WRONG_PIN;
 		return;
 	}
 	uint8_t raw[SRV_TOKEN_BYTES];

@@ -217,17 +217,35 @@ int store_kiosk_link_delete(store *s, const char *link_id)
 	return change_link(s, sql, NULL, -1, 0, link_id);
 }
 
-int store_kiosk_pin_failed(store *s, const char *link_id, int64_t now_ms, unsigned max_failures,
-			   int64_t lock_ms, store_kiosk_link *out)
+int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
+			    unsigned max_failures, int64_t lock_ms, store_kiosk_link *out,
+			    int *allowed)
 {
-	/* The count and the lock change together, in one statement. */
+	/* The gate, the count and the lock in one statement: of concurrent attempts, only
+	 * max_failures get through before the lock, whatever the timing. */
 	static const char sql[] =
 	    "UPDATE kiosk_links SET "
-	    "locked_until_ms = CASE WHEN failures + 1 >= ?1 THEN ?2 ELSE locked_until_ms END, "
-	    "failures = CASE WHEN failures + 1 >= ?1 THEN 0 ELSE failures + 1 END WHERE id = ?3";
+	    "locked_until_ms = CASE WHEN failures + 1 >= ?1 THEN ?2 + ?3 ELSE locked_until_ms END, "
+	    "failures = CASE WHEN failures + 1 >= ?1 THEN 0 ELSE failures + 1 END "
+	    "WHERE id = ?4 AND locked_until_ms <= ?2";
+	*allowed = 0;
 	if (max_failures == 0 || lock_ms < 0)
 		return STORE_EINVAL;
-	int rc = change_link(s, sql, NULL, max_failures, now_ms + lock_ms, link_id);
+	if (store_id_check(link_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, max_failures);
+		sqlite3_bind_int64(st, 2, now_ms);
+		sqlite3_bind_int64(st, 3, lock_ms);
+		sqlite3_bind_text(st, 4, link_id, -1, SQLITE_STATIC);
+		if ((rc = step_write(st)) == 0)
+			*allowed = sqlite3_changes(c->db) > 0;
+	}
+	db_write_end(s->directory);
+	/* Not counted: locked, or no such link (the read tells them apart). */
 	return rc < 0 ? rc : store_kiosk_link_get(s, link_id, out);
 }
 
@@ -235,7 +253,8 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
 			      const char *device_id, const char *link_id, int64_t now_ms)
 {
 	static const char end_sql[] = "DELETE FROM kiosk_sessions WHERE device_id = ?";
-	static const char clear_sql[] = "UPDATE kiosk_links SET failures = 0 WHERE id = ?";
+	static const char clear_sql[] = "UPDATE kiosk_links SET failures = 0, locked_until_ms = 0 "
+					"WHERE id = ?";
 	static const char sql[] = "INSERT INTO kiosk_sessions (token_hash, device_id, link_id, "
 				  "created_ms, last_used_ms) VALUES (?, ?, ?, ?, ?)";
 	if (!token_hash)

@@ -260,14 +260,19 @@ int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash
 /* Unpair: the link and its session go. */
 int store_kiosk_link_delete(store *s, const char *link_id);
 /*
- * A wrong PIN: one more failure; the max_failures-th locks the link until now + lock_ms and
- * starts the count again. *out: the link afterwards.
+ * Before a PIN is checked: count the attempt, atomically, unless the link is locked at now_ms
+ * (*allowed = 0: do not check the PIN). The max_failures-th attempt since the last right PIN
+ * locks the link until now + lock_ms (and starts the count again); it is still checked, so
+ * concurrent logins can never check more than max_failures PINs per lock. *out: the link
+ * afterwards.
  */
-int store_kiosk_pin_failed(store *s, const char *link_id, int64_t now_ms, unsigned max_failures,
-			   int64_t lock_ms, store_kiosk_link *out);
+int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
+			    unsigned max_failures, int64_t lock_ms, store_kiosk_link *out,
+			    int *allowed);
 /*
  * A right PIN: the child's session on this kiosk device (its token's hash) starts; the
- * device's earlier session ends (one child at a time) and the link's failures are cleared.
+ * device's earlier session ends (one child at a time) and the link's count and lock are
+ * cleared.
  */
 int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN],
 			      const char *device_id, const char *link_id, int64_t now_ms);

@@ -233,6 +233,19 @@ def main():
         ok(got.get("r") is not None and got["r"].status == 401,
            "a long-poll the ended session left waiting is answered 401, not with the news")
 
+        # racing wrong PINs cannot check more than the lock allows (review finding)
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(12) as ex:
+            race = list(ex.map(lambda i: call(srv, "POST", login, ktok,
+                                              {"child": hl["id"], "pin": [i % 5, 0, 0, 0]}),
+                               range(12)))
+        codes = sorted(r.status for r in race)
+        ok(codes.count(403) <= 2 and codes.count(403) + codes.count(429) == 12,
+           f"12 wrong PINs at once: at most 2 answered wrong_pin, the rest locked ({codes})")
+        time.sleep(2.1)
+        ok(call(srv, "POST", login, ktok, {"child": hl["id"], "pin": [5, 5, 5, 5]}).status == 201,
+           "after the lock, the right pictures open")
+
         # the family manages its links
         ll = call(srv, "GET", links, mom["token"]).json()
         ok([x["id"] for x in ll["links"]] == [link["id"]] and

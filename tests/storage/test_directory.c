@@ -958,24 +958,50 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(n, 1);
 	assert_string_equal(fl[0].id.s, link.id.s);
 
-	/* Wrong PINs: the third locks for 60 s and the count starts again. */
-	assert_int_equal(store_kiosk_pin_failed(f->s, link.id.s, 3000, 3, 60000, &got), 0);
+	/* Attempts are counted before the check: the third locks for 60 s (it is still checked)
+	 * and the count starts again; while locked, attempts are refused and not counted. */
+	int allowed;
+	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 3000, 3, 60000, &got, &allowed),
+	                 0);
+	assert_int_equal(allowed, 1);
 	assert_int_equal(got.failures, 1);
-	assert_int_equal(store_kiosk_pin_failed(f->s, link.id.s, 3000, 3, 60000, &got), 0);
-	assert_int_equal(store_kiosk_pin_failed(f->s, link.id.s, 3001, 3, 60000, &got), 0);
+	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 3000, 3, 60000, &got, &allowed),
+	                 0);
+	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 3001, 3, 60000, &got, &allowed),
+	                 0);
+	assert_int_equal(allowed, 1);
 	assert_int_equal(got.failures, 0);
 	assert_int_equal(got.locked_until_ms, 63001);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 63000, 3, 60000, &got,
+		                                         &allowed),
+		                 0);
+		assert_int_equal(allowed, 0);
+	}
+	assert_int_equal(got.failures, 0);
+	assert_int_equal(got.locked_until_ms, 63001);
+	assert_int_equal(store_kiosk_pin_attempt(f->s, UNKNOWN_ID, 1, 3, 1, &got, &allowed),
+	                 STORE_ENOTFOUND);
+	/* At the lock's end, attempts are counted again. */
+	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 63001, 3, 60000, &got, &allowed),
+	                 0);
+	assert_int_equal(allowed, 1);
+	assert_int_equal(got.failures, 1);
 	/* A parent's new PIN clears the lock. */
 	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-3"), 0);
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &got), 0);
 	assert_int_equal(got.locked_until_ms, 0);
 	assert_string_equal(got.pin_hash, "hash-3");
 
-	/* A session speaks for the child, through the kiosk device, until idle. */
-	assert_int_equal(store_kiosk_pin_failed(f->s, link.id.s, 3000, 3, 60000, &got), 0);
+	/* A session speaks for the child, through the kiosk device, until idle. A right PIN
+	 * clears the count and a lock (this attempt locked it, and was the right one). */
+	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 3000, 1, 60000, &got, &allowed),
+	                 0);
+	assert_int_equal(got.locked_until_ms, 63000);
 	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, 10000), 0);
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &got), 0);
 	assert_int_equal(got.failures, 0);
+	assert_int_equal(got.locked_until_ms, 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 100000, 180000, &d, &m), 0);
 	assert_int_equal(d.kind, STORE_DEVICE_KIOSK);
 	assert_string_equal(d.id.s, kdev.id.s);
