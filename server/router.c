@@ -54,6 +54,7 @@ int srv_route_find(const srv_route *routes, size_t n, srv_method m, srv_slice pa
 	allow[0] = 0;
 	for (size_t i = 0; i < n; i++) {
 		srv_slice tmp[SRV_MAX_PARAMS];
+		memset(tmp, 0, sizeof tmp); /* a pattern's unused parameters are empty, not stack */
 		if (!match(routes[i].pattern, path, tmp))
 			continue;
 		if (routes[i].method == m) {

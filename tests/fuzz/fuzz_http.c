@@ -77,6 +77,7 @@ static void check_route_in(const srv_route *table, size_t n, const srv_request *
 	if (r == 0) {
 		if (!route || route->method != req->method)
 			abort();
+		size_t used = 0;
 		for (const char *p = route->pattern, *q; (q = strchr(p, '{')); p = q + 1) {
 			size_t i = 0;
 			for (const char *t = route->pattern; t < q; t++)
@@ -87,7 +88,12 @@ static void check_route_in(const srv_route *table, size_t n, const srv_request *
 			if (params[i].len == 0 ||
 			    (q[1] != '*' && memchr(params[i].ptr, '/', params[i].len)))
 				abort();
+			used = i + 1;
 		}
+		/* The parameters a pattern does not have are empty: handlers read params[0..1]. */
+		for (size_t i = used; i < SRV_MAX_PARAMS; i++)
+			if (params[i].ptr || params[i].len)
+				abort();
 	} else if (r == 405) {
 		if (!allow[0] || strlen(allow) >= sizeof allow)
 			abort();
