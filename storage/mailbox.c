@@ -619,6 +619,23 @@ int store_message_keep(store *s, const char *family_id, const char *message_id, 
 	return change_message(s, family_id, message_id, do_keep, &keep, seq);
 }
 
+typedef struct expire_arg {
+	int64_t before_ms;
+	bool deleted;
+} expire_arg;
+
+static int do_expire(conn *c, sqlite3_int64 rowid, const store_message *before, const void *arg,
+		     int64_t *bytes_delta)
+{
+	expire_arg *a = (expire_arg *)arg;
+	static const store_msg_state deleted = STORE_MSG_DELETED;
+	if (before->kept || before->state == STORE_MSG_DELETED || before->created_ms >= a->before_ms)
+		return 1; /* kept, deleted or not due after all: no change */
+	int rc = do_set_state(c, rowid, before, &deleted, bytes_delta);
+	a->deleted = rc == 0;
+	return rc;
+}
+
 /* Rows of a mailbox query with two integer parameters, each through fn. */
 static int family_rows(store *s, const char *family_id, const char *sql, sqlite3_int64 a,
 		       sqlite3_int64 b, row_fn fn, void *out)
@@ -675,13 +692,18 @@ int store_messages_expire(store *s, const char *family_id, int64_t before_ms, un
 		int rc = family_rows(s, family_id, sql, before_ms, (sqlite3_int64)want, expiring_row,
 				     e);
 		/* Each its own transaction, like a parent's delete: the write lock is never held
-		 * long, and a crash half-way leaves whole messages either side. */
+		 * long, and a crash half-way leaves whole messages either side. Inside it, the
+		 * message is looked at again: kept or deleted meanwhile, it is left alone. */
 		for (size_t i = 0; rc == 0 && i < e->n; i++) {
-			rc = store_message_set_state(s, family_id, e->ids[i], STORE_MSG_DELETED, seq);
+			expire_arg a = {before_ms, false};
+			uint64_t q;
+			rc = change_message(s, family_id, e->ids[i], do_expire, &a, &q);
 			if (rc == STORE_ENOTFOUND)
-				rc = 0; /* deleted by someone else meanwhile */
-			else if (rc == 0)
+				rc = 0;
+			if (rc == 0 && a.deleted) {
 				(*deleted)++;
+				*seq = q;
+			}
 		}
 		size_t n = e->n;
 		free(e);

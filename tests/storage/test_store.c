@@ -17,6 +17,7 @@
 #include <archive_entry.h>
 #include <sodium.h>
 #include <sqlite3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -857,6 +858,61 @@ static void retention_spares_kept_messages(void **state)
 	assert_int_equal(fams[0].retention_days + fams[1].retention_days, 37);
 }
 
+typedef struct keeper {
+	fixture *f;
+	store_message *msgs;
+	int n;
+	int *kept_rc;
+} keeper;
+
+static void *keep_all(void *arg)
+{
+	keeper *k = arg;
+	uint64_t seq;
+	for (int i = 0; i < k->n; i += 2)
+		k->kept_rc[i] = store_message_keep(k->f->s, k->f->fam.id.s, k->msgs[i].id.s, 1, &seq);
+	return NULL;
+}
+
+/* A message kept while the retention job runs is never deleted by it (review finding: the
+ * job chose its victims first and deleted them later without looking again). */
+static void retention_never_deletes_what_was_just_kept(void **state)
+{
+	fixture *f = *state;
+	enum { N = 300 };
+	uint8_t audio[16] = {1};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message *msgs = calloc(N, sizeof *msgs);
+	int *kept_rc = calloc(N, sizeof *kept_rc), existed;
+	for (int i = 0; i < N; i++)
+		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msgs[i], &existed), 0);
+	keeper k = {f, msgs, N, kept_rc};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, keep_all, &k), 0);
+	unsigned deleted, total = 0;
+	uint64_t seq;
+	do {
+		assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 999999, 7, &deleted, &seq),
+				 0);
+		total += deleted;
+	} while (deleted > 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	unsigned visible = 0;
+	for (int i = 0; i < N; i++) {
+		store_message got;
+		assert_int_equal(store_message_get(f->s, f->fam.id.s, msgs[i].id.s, &got), 0);
+		if (i % 2 == 0 && kept_rc[i] == 0)
+			assert_int_equal(got.state, STORE_MSG_VISIBLE); /* kept: never deleted */
+		if (got.state == STORE_MSG_VISIBLE)
+			visible++;
+		else
+			assert_int_equal(got.kept, 0);
+	}
+	assert_int_equal(total + visible, N); /* every deletion counted once */
+	free(msgs);
+	free(kept_rc);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -873,6 +929,7 @@ int main(void)
 		T(quota),
 		T(changes_since_and_newest),
 		T(retention_spares_kept_messages),
+		T(retention_never_deletes_what_was_just_kept),
 		T(secure_delete_leaves_no_audio_in_the_file),
 		T(corrupt_header_is_quarantined),
 		T(corrupt_btree_is_quarantined),
