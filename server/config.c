@@ -84,6 +84,10 @@ static const setting settings[] = {
 	 "how long a signed audio URL plays, seconds (1800)"},
 	{"body-min-rate", T_UINT, OFF(body_min_rate), 0, 0, 1u << 30,
 	 "bytes/s a request body must average once it is 10 s old; 0: no floor (512)"},
+	{"upload-expiry-s", T_UINT, OFF(upload_expiry_s), 0, 1, 30 * 86400,
+	 "a resumable upload is removed this long after its last change, seconds (86400)"},
+	{"uploads-per-device", T_UINT, OFF(uploads_per_device), 0, 1, 1000,
+	 "unfinished resumable uploads one device may hold; beyond, 429 (8)"},
 };
 #define SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -116,6 +120,8 @@ void srv_config_defaults(srv_config *c)
 	c->kiosk_idle_s = 180;
 	c->pin_failures = 5;
 	c->pin_lock_s = 900;
+	c->upload_expiry_s = 86400;
+	c->uploads_per_device = 8;
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)

@@ -6,6 +6,7 @@
 #define JIAYIN_SERVER_ROUTES_H
 
 #include "api.h"
+#include "api_uploads.h"
 #include "server.h"
 #include "static.h"
 
@@ -73,6 +74,14 @@
 	{"messages.delete", SRV_METHOD_DELETE, "/v1/families/{family_id}/messages/{message_id}",  \
 	 srv_api_message_delete, 0, 0},                                                            \
 	{"messages.flag", SRV_METHOD_POST, "/v1/families/{family_id}/messages/{message_id}/flag", \
-	 srv_api_message_flag, SRV_JSON_BODY_MAX, 0}
+	 srv_api_message_flag, SRV_JSON_BODY_MAX, 0},                                              \
+	{"uploads.options", SRV_METHOD_OPTIONS, "/v1/uploads", srv_api_uploads_options, 0, 0},     \
+	{"uploads.create", SRV_METHOD_POST, "/v1/uploads", srv_api_upload_create, 0, 0},           \
+	{"uploads.head", SRV_METHOD_HEAD, "/v1/uploads/{upload_id}", srv_api_upload_head, 0, 0},   \
+	{"uploads.get", SRV_METHOD_GET, "/v1/uploads/{upload_id}", srv_api_upload_get, 0, 0},      \
+	{"uploads.patch", SRV_METHOD_PATCH, "/v1/uploads/{upload_id}", srv_api_upload_patch,       \
+	 SRV_UPLOAD_MAX, SRV_ROUTE_BODY_CLAIM},                                                    \
+	{"uploads.delete", SRV_METHOD_DELETE, "/v1/uploads/{upload_id}", srv_api_upload_delete, 0, \
+	 0}
 
 #endif

@@ -7,6 +7,7 @@
  * on libuv's pool; at most max_queued_jobs at once, beyond which callers answer 503.
  */
 #include "api.h"
+#include "upload_state.h"
 #include "server.h"
 
 #include <errno.h>
@@ -250,6 +251,9 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 	snprintf(s->tmp_dir, sizeof s->tmp_dir, "%s/tmp", cfg->data_dir);
 	if (mkdir(s->tmp_dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
+	int urc = srv_uploads_start(s); /* data/uploads, and its first sweep */
+	if (urc < 0)
+		return urc;
 	int rc = srv_secret_load(cfg->data_dir, s->secret);
 	if (rc < 0)
 		return rc;
@@ -310,4 +314,5 @@ void srv_server_free(srv_server *s)
 		fclose(s->log);
 	s->log = NULL;
 	srv_metrics_free(&s->metrics);
+	srv_uploads_free(s);
 }

@@ -97,6 +97,7 @@ struct srv_server {
 	srv_ratelimit pair_fail_all; /* wrong pairing codes from anywhere (key "*") */
 	struct srv_waiter *waiters;  /* long-polls parked until their mailbox changes (api.c) */
 	unsigned waiter_count;
+	struct srv_uploads *uploads; /* resumable uploads: locks, the sweep (upload_state.c) */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t health_timer, grace_timer, date_timer;
 	uv_timer_t retention_timer; /* api_family.c: old messages go */

@@ -1,0 +1,163 @@
+/*
+ * upload_state.c — resumable uploads' state on a running server (upload_state.h): the lock
+ * table (a small hash of the uploads that a request is working on, loop thread only) and the
+ * expiry sweep: a timer on the loop queues srv_upload_sweep() on the job pool with a copy of
+ * the locked ids, which it leaves alone. The timer never keeps a stopping server running.
+ */
+#include "upload_state.h"
+
+#include "api_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SWEEP_EVERY_MAX_MS (10 * 60 * 1000)
+#define SWEEP_EVERY_MIN_MS 1000
+
+static unsigned bucket_of(const char *id)
+{
+	unsigned h = 2166136261u;
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return h % UPLOAD_LOCK_BUCKETS;
+}
+
+upload_lock *srv_upload_lock_find(struct srv_uploads *up, const char *id)
+{
+	for (upload_lock *l = up->locks[bucket_of(id)]; l; l = l->next)
+		if (strcmp(l->id, id) == 0)
+			return l;
+	return NULL;
+}
+
+upload_lock *srv_upload_lock_take(struct srv_uploads *up, const char *id, srv_exchange *x,
+				  bool *oom)
+{
+	*oom = false;
+	if (srv_upload_lock_find(up, id))
+		return NULL;
+	upload_lock *l = calloc(1, sizeof *l);
+	if (!l) {
+		*oom = true;
+		return NULL;
+	}
+	snprintf(l->id, sizeof l->id, "%s", id);
+	l->holder = x;
+	unsigned b = bucket_of(id);
+	l->next = up->locks[b];
+	up->locks[b] = l;
+	up->nlocks++;
+	return l;
+}
+
+void srv_upload_lock_release(struct srv_uploads *up, upload_lock *l)
+{
+	for (upload_lock **p = &up->locks[bucket_of(l->id)]; *p; p = &(*p)->next) {
+		if (*p == l) {
+			*p = l->next;
+			up->nlocks--;
+			free(l);
+			return;
+		}
+	}
+}
+
+/* ---- the expiry sweep ---- */
+typedef struct sweep_job {
+	uv_work_t work;
+	struct srv_uploads *up;
+	char (*busy)[STORE_ID_LEN + 1]; /* uploads in use when the sweep began: left alone */
+	size_t nbusy;
+	unsigned removed;
+	int rc;
+} sweep_job;
+
+static void sweep_run(uv_work_t *w)
+{
+	sweep_job *sj = w->data;
+	sj->rc = srv_upload_sweep(sj->up->dir, api_now_ms(), (const char(*)[STORE_ID_LEN + 1])sj->busy,
+				  sj->nbusy, &sj->removed);
+}
+
+static void sweep_after(uv_work_t *w, int status)
+{
+	(void)status;
+	sweep_job *sj = w->data;
+	srv_server *s = sj->up->srv;
+	sj->up->sweeping = false;
+	char what[96];
+	if (sj->rc < 0) {
+		s->metrics.storage_errors++;
+		snprintf(what, sizeof what, "the sweep failed: %s", strerror(-sj->rc));
+		srv_log_event(s, "uploads", what);
+	} else if (sj->removed) {
+		snprintf(what, sizeof what, "%u expired or unfinished leftovers removed", sj->removed);
+		srv_log_event(s, "uploads", what);
+	}
+	free(sj->busy);
+	free(sj);
+}
+
+static void on_sweep_timer(uv_timer_t *t)
+{
+	struct srv_uploads *up = t->data;
+	if (up->sweeping)
+		return;
+	sweep_job *sj = calloc(1, sizeof *sj);
+	if (!sj)
+		return;
+	sj->up = up;
+	sj->work.data = sj;
+	if (up->nlocks && !(sj->busy = calloc(up->nlocks, sizeof *sj->busy))) {
+		free(sj);
+		return;
+	}
+	for (size_t b = 0; b < UPLOAD_LOCK_BUCKETS; b++)
+		for (upload_lock *l = up->locks[b]; l; l = l->next)
+			memcpy(sj->busy[sj->nbusy++], l->id, sizeof l->id);
+	if (uv_queue_work(up->srv->loop, &sj->work, sweep_run, sweep_after) != 0) {
+		free(sj->busy);
+		free(sj);
+		return;
+	}
+	up->sweeping = true;
+}
+
+int srv_uploads_start(srv_server *s)
+{
+	struct srv_uploads *up = calloc(1, sizeof *up);
+	if (!up)
+		return UV_ENOMEM;
+	up->srv = s;
+	int64_t expiry_ms = (int64_t)s->cfg.upload_expiry_s * 1000;
+	int rc = srv_upload_dir_open(&up->dir, s->cfg.data_dir, expiry_ms);
+	if (rc < 0) {
+		free(up);
+		return rc;
+	}
+	int64_t every = expiry_ms / 2;
+	if (every > SWEEP_EVERY_MAX_MS)
+		every = SWEEP_EVERY_MAX_MS;
+	if (every < SWEEP_EVERY_MIN_MS)
+		every = SWEEP_EVERY_MIN_MS;
+	uv_timer_init(s->loop, &up->sweep_timer);
+	up->sweep_timer.data = up;
+	uv_timer_start(&up->sweep_timer, on_sweep_timer, 0, (uint64_t)every); /* first: at start */
+	uv_unref((uv_handle_t *)&up->sweep_timer);
+	s->uploads = up;
+	return 0;
+}
+
+void srv_uploads_free(srv_server *s)
+{
+	struct srv_uploads *up = s->uploads;
+	if (!up)
+		return;
+	for (size_t b = 0; b < UPLOAD_LOCK_BUCKETS; b++)
+		while (up->locks[b])
+			srv_upload_lock_release(up, up->locks[b]);
+	srv_upload_dir_close(up->dir);
+	free(up);
+	s->uploads = NULL;
+}

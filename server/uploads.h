@@ -1,0 +1,91 @@
+/*
+ * uploads.h — resumable uploads on disk, under data/uploads: a directory per device and, per
+ * upload, its bytes (ID.part) and its record (ID.info, JSON, replaced atomically: written
+ * beside, fsynced, renamed, the directory fsynced). The record's offset counts only bytes
+ * that were fsynced in the .part first, so after a crash it never claims more than is there.
+ * An upload's owner is the device whose directory holds it: another device looks in its own
+ * directory and finds nothing.
+ *
+ * Blocking calls for the job pool, never the event loop. One mutex orders the calls that
+ * change records (creation and the device's cap, commits, the message's id, removal, the
+ * expiry sweep); two requests on one upload are kept apart by the caller (api_uploads.c's
+ * locks). Calls return 0 or a negative code: -errno from the file system, or SRV_UPLOAD_E*.
+ */
+#ifndef JIAYIN_SERVER_UPLOADS_H
+#define JIAYIN_SERVER_UPLOADS_H
+
+#include "store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SRV_UPLOAD_IDEM_MAX 128 /* bytes of an idempotency key, as the plain upload's header */
+
+enum {
+	SRV_UPLOAD_ENOTFOUND = -10001, /* no such upload in this device's directory, or expired */
+	SRV_UPLOAD_ETOOMANY = -10002,  /* the device holds its cap of unfinished uploads */
+	SRV_UPLOAD_ECORRUPT = -10003,  /* a record that does not read back */
+};
+
+typedef struct srv_upload {
+	char id[STORE_ID_LEN + 1];
+	char device[STORE_ID_LEN + 1];     /* the owner: this device, speaking for this member */
+	char member[STORE_ID_LEN + 1];     /* (a kiosk's device speaks for several children) */
+	char family[STORE_ID_LEN + 1];
+	char to[STORE_ID_LEN + 1];         /* the recipient; empty: the whole family */
+	char idem[SRV_UPLOAD_IDEM_MAX + 1]; /* the client's idempotency key; empty: none */
+	uint64_t length, offset;           /* Upload-Length; bytes durably received */
+	int64_t created_ms, updated_ms;    /* updated: the last change, from which it expires */
+	char message_id[STORE_ID_LEN + 1]; /* the message it became; empty until then */
+} srv_upload;
+
+typedef struct srv_upload_dir srv_upload_dir;
+
+/* data_dir/uploads, created if missing. expiry_ms: how long an upload lives after a change. */
+int srv_upload_dir_open(srv_upload_dir **out, const char *data_dir, int64_t expiry_ms);
+void srv_upload_dir_close(srv_upload_dir *d); /* NULL is fine */
+
+/* When u expires (ms since the epoch). */
+int64_t srv_upload_expires_ms(const srv_upload_dir *d, const srv_upload *u);
+
+/*
+ * A new upload of u->device (member, family, to, idem, length filled in): a fresh random id,
+ * an empty .part and the record, durable on return. SRV_UPLOAD_ETOOMANY when the device
+ * already holds `cap` unfinished uploads.
+ */
+int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, int64_t now_ms);
+
+/* The record of `device`'s upload `id`; SRV_UPLOAD_ENOTFOUND if none (or expired). */
+int srv_upload_load(srv_upload_dir *d, const char *device, const char *id, int64_t now_ms,
+		    srv_upload *u);
+
+/*
+ * The .part of an unfinished upload, as a new descriptor (the caller closes it). For
+ * writing, it is first cut back to the durable offset: bytes beyond it were never counted.
+ */
+int srv_upload_open_part(srv_upload_dir *d, const srv_upload *u, bool write);
+
+/*
+ * `written` more bytes are in fd (the .part, at u->offset): fdatasync, then the record's
+ * offset and last change move on (u too). SRV_UPLOAD_ENOTFOUND if the upload was removed
+ * meanwhile (it expired).
+ */
+int srv_upload_commit(srv_upload_dir *d, srv_upload *u, int fd, uint64_t written,
+		      int64_t now_ms);
+
+/* The upload became message_id: the record says so, the .part goes. */
+int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, int64_t now_ms);
+
+/* The upload's files go. SRV_UPLOAD_ENOTFOUND if there were none. */
+int srv_upload_remove(srv_upload_dir *d, const char *device, const char *id);
+
+/*
+ * Removes expired uploads (except the `nbusy` ids in `busy`, in use right now), leftovers of
+ * a crash (a .part without its record, a record's temporary file, the .part of an upload that
+ * became a message) and empty device directories. *removed counts the uploads removed.
+ */
+int srv_upload_sweep(srv_upload_dir *d, int64_t now_ms, const char (*busy)[STORE_ID_LEN + 1],
+		     size_t nbusy, unsigned *removed);
+
+#endif

@@ -1,0 +1,653 @@
+#!/usr/bin/env python3
+"""test_tus.py — resumable uploads (tus 1.0.0 under /v1/uploads) end to end, over raw HTTP (TAP).
+
+usage: test_tus.py JIAYIN_BINARY
+
+Starts the real jiayin on free loopback ports and checks what docs/api.md ("Resumable uploads
+(tus 1.0)") promises: discovery, creation and its refusals, HEAD, PATCH in pieces (and
+chunked), the version, offset, type and length checks, another family's device answered like
+an unknown id, ids that are not ids, termination, the per-device cap, expiry and the sweep (at
+start too), a connection cut inside a PATCH body whose bytes are kept and resumed into a
+message that downloads and decodes, a PATCH the server still believes alive cut by the
+resuming HEAD, a second PATCH refused while one receives, bad audio at completion, a full
+mailbox that the next HEAD finishes once there is room, idempotency keys shared with the plain
+upload, and buffer memory given back by bodies that never finished.
+"""
+import base64
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from email.utils import parsedate_to_datetime
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serverlib import Reader, Server, request  # noqa: E402
+
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
+TUS = [("Tus-Resumable", "1.0.0")]
+OCTETS = [("Content-Type", "application/offset+octet-stream")]
+results = []
+
+
+def ok(cond, name, detail=""):
+    results.append(bool(cond))
+    print(f"{'ok' if cond else 'not ok'} {len(results)} - {name}"
+          + (f"\n# {detail}" if detail and not cond else ""), flush=True)
+    return cond
+
+
+def bearer(token):
+    return [("Authorization", f"Bearer {token}")]
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+def start(binary, *args):
+    return Server(binary, "--signups-per-hour", "1000", *args)
+
+
+def signup(srv, family="王家", member="妈妈"):
+    r = request(srv, "POST", "/v1/families",
+                json.dumps({"family_name": family, "member_name": member}).encode(),
+                headers=[("Content-Type", "application/json")])
+    assert r.status == 201, r.body
+    return r.json()
+
+
+def pair(srv, parent, role, name):
+    fam = parent["family"]["id"]
+    r = request(srv, "POST", f"/v1/families/{fam}/pairing-codes",
+                json.dumps({"role": role, "member_name": name}).encode(),
+                headers=[("Content-Type", "application/json")] + bearer(parent["token"]))
+    assert r.status == 201, r.body
+    p = request(srv, "POST", "/v1/pair", json.dumps({"code": r.json()["code"]}).encode(),
+                headers=[("Content-Type", "application/json")])
+    assert p.status == 201, p.body
+    return p.json()
+
+
+def create(srv, who, length, meta=None, headers=None):
+    if meta is None:
+        meta = f"family_id {b64(who['family']['id'])}"
+    hdrs = TUS + bearer(who["token"]) + [("Upload-Length", str(length))]
+    if meta != "":
+        hdrs.append(("Upload-Metadata", meta))
+    return request(srv, "POST", "/v1/uploads", headers=hdrs if headers is None else headers)
+
+
+def new_upload(srv, who, length, meta=None):
+    r = create(srv, who, length, meta)
+    assert r.status == 201, (r.status, r.body)
+    return r.header("Location")
+
+
+def head(srv, who, url, extra=()):
+    return request(srv, "HEAD", url, headers=TUS + bearer(who["token"]) + list(extra))
+
+
+def head_settled(srv, who, url, seconds=10):
+    """HEAD until the upload is not locked (a cut PATCH is being made durable)."""
+    deadline = time.time() + seconds
+    while True:
+        r = head(srv, who, url)
+        if r.status != 423 or time.time() > deadline:
+            return r
+        time.sleep(0.05)
+
+
+def patch(srv, who, url, offset, data, extra=(), timeout=60):
+    return request(srv, "PATCH", url, data,
+                   headers=TUS + bearer(who["token"]) + OCTETS +
+                   [("Upload-Offset", str(offset))] + list(extra), timeout=timeout)
+
+
+def patch_head(who, url, offset, length, extra=""):
+    return (f"PATCH {url} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n"
+            f"Authorization: Bearer {who['token']}\r\n"
+            f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: {offset}\r\n"
+            f"Content-Length: {length}\r\n{extra}\r\n").encode()
+
+
+def offset_of(r):
+    v = r.header("Upload-Offset")
+    return int(v) if v is not None and v.isdigit() else None
+
+
+def files_of(srv):
+    root = os.path.join(srv.data, "uploads")
+    out = []
+    for d, _, fs in os.walk(root):
+        out += [os.path.join(os.path.relpath(d, root), f) for f in fs]
+    return sorted(out)
+
+
+def list_messages(srv, who):
+    fam = who["family"]["id"]
+    r = request(srv, "GET", f"/v1/families/{fam}/messages?since=0", headers=bearer(who["token"]))
+    return r.json()["messages"]
+
+
+def ffprobe_duration(data):
+    with tempfile.NamedTemporaryFile(suffix=".ogg") as f:
+        f.write(data)
+        f.flush()
+        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
+                            "format=duration:stream=codec_name", "-of", "json", f.name],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            return None, None
+        j = json.loads(p.stdout)
+        return j["streams"][0]["codec_name"], float(j["format"]["duration"])
+
+
+def code_of(r):
+    try:
+        return r.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def protocol(binary, wav):
+    srv = start(binary)
+    try:
+        mom = signup(srv)
+        fam = mom["family"]["id"]
+
+        # discovery
+        r = request(srv, "OPTIONS", "/v1/uploads")
+        ok(r.status == 204 and r.header("Tus-Version") == "1.0.0" and
+           r.header("Tus-Resumable") == "1.0.0" and
+           set((r.header("Tus-Extension") or "").split(",")) ==
+           {"creation", "termination", "expiration"} and
+           r.header("Tus-Max-Size") == str(200 << 20),
+           "OPTIONS: 204 with Tus-Version, Tus-Extension, Tus-Max-Size, no token needed",
+           f"{r.status} {r.headers}")
+
+        # the version
+        for hdrs, what in ((bearer(mom["token"]) + [("Upload-Length", "10")], "missing"),
+                           ([("Tus-Resumable", "0.2.2")] + bearer(mom["token"]) +
+                            [("Upload-Length", "10")], "another")):
+            r = request(srv, "POST", "/v1/uploads", headers=hdrs)
+            ok(r.status == 412 and r.header("Tus-Version") == "1.0.0" and
+               code_of(r) == "tus_version_unsupported",
+               f"{what} Tus-Resumable: 412 with Tus-Version")
+
+        # creation: who, and what
+        r = create(srv, {"token": "x" * 43, "family": mom["family"]}, 100)
+        ok(r.status == 401 and r.header("Tus-Resumable") == "1.0.0",
+           "a bad token: 401, still with Tus-Resumable")
+        r = request(srv, "POST", "/v1/uploads", headers=TUS + [
+            ("Upload-Length", "10"), ("Upload-Metadata", f"family_id {b64(fam)}")])
+        ok(r.status == 401 and r.header("WWW-Authenticate") == "Bearer", "no token: 401")
+        for length, status, code in (("", 400, "invalid_upload_length"),
+                                     ("-1", 400, "invalid_upload_length"),
+                                     ("1e3", 400, "invalid_upload_length"),
+                                     (" 12 3", 400, "invalid_upload_length"),
+                                     ("99999999999999999999", 400, "invalid_upload_length"),
+                                     (str((200 << 20) + 1), 413, "upload_too_large"),
+                                     ("0", 422, "audio_truncated")):
+            r = create(srv, mom, length)
+            ok(r.status == status and code_of(r) == code,
+               f"Upload-Length {length!r}: {status} {code}", f"{r.status} {r.body!r}")
+        r = create(srv, mom, 0, headers=TUS + bearer(mom["token"]) +
+                   [("Upload-Defer-Length", "1"), ("Upload-Metadata", f"family_id {b64(fam)}")])
+        ok(r.status == 400 and code_of(r) == "invalid_upload_length",
+           "Upload-Defer-Length (not offered): 400")
+        r = create(srv, mom, 100, headers=TUS + bearer(mom["token"]) +
+                   [("Upload-Length", "100"), ("Upload-Length", "100"),
+                    ("Upload-Metadata", f"family_id {b64(fam)}")])
+        ok(r.status == 400, "Upload-Length twice: 400")
+        other = signup(srv, "李家", "爸爸")
+        for meta, status, code, what in (
+                ("", 400, "invalid_upload_metadata", "no metadata"),
+                (f"to {b64(mom['member']['id'])}", 400, "invalid_upload_metadata",
+                 "no family_id"),
+                ("family_id !!!notbase64", 400, "invalid_upload_metadata", "not base64"),
+                (f"family_id {b64(fam)},family_id {b64(fam)}", 400, "invalid_upload_metadata",
+                 "family_id twice"),
+                (f"family_id {b64('../../etc')}", 400, "invalid_upload_metadata",
+                 "a family_id that is not an id"),
+                (f"family_id {b64(other['family']['id'])}", 404, "not_found",
+                 "another family's id"),
+                (f"family_id {b64(fam)},to {b64('nobody')}", 400, "invalid_recipient",
+                 "a to that is not an id"),
+                (f"family_id {b64(fam)},to {b64(other['member']['id'])}", 400,
+                 "invalid_recipient", "a recipient from another family"),
+                (f"family_id {b64(fam)},idempotency_key {b64('a' + chr(1))}", 400,
+                 "invalid_idempotency_key", "an idempotency key with a control byte"),
+                (f"family_id {b64(fam)},idempotency_key {b64('k' * 129)}", 400,
+                 "invalid_idempotency_key", "an idempotency key of 129 bytes")):
+            r = create(srv, mom, 100, meta)
+            ok(r.status == status and code_of(r) == code, f"creation with {what}: {status}",
+               f"{r.status} {r.body!r}")
+        ok(files_of(srv) == [], "refused creations leave nothing on disk", str(files_of(srv)))
+
+        t0 = time.time()
+        r = create(srv, mom, len(wav),
+                   f"filename {b64('录音.wav')},family_id {b64(fam)},flag,"
+                   f"idempotency_key {b64('rec-1')}")
+        loc = r.header("Location") or ""
+        exp = r.header("Upload-Expires")
+        ok(r.status == 201 and re.fullmatch(r"/v1/uploads/[0-9a-z]{26}", loc) and exp and
+           abs(parsedate_to_datetime(exp).timestamp() - (t0 + 86400)) < 5 and
+           r.header("Tus-Resumable") == "1.0.0",
+           "creation: 201 with Location and Upload-Expires a day ahead (other metadata "
+           "ignored)", f"{r.status} {r.headers}")
+        uid = loc.rsplit("/", 1)[-1]
+        h = head(srv, mom, loc)
+        ok(h.status == 200 and offset_of(h) == 0 and h.header("Upload-Length") == str(len(wav))
+           and h.header("Cache-Control") == "no-store" and h.header("Upload-Expires"),
+           "HEAD: offset 0, the length, Cache-Control: no-store")
+
+        # PATCH's checks, each leaving the offset where it was
+        r = patch(srv, mom, loc, 0, b"x" * 10, extra=[("Tus-Resumable", "2.0.0")])
+        ok(r.status in (400, 412), "PATCH with two Tus-Resumable headers is refused")
+        r = request(srv, "PATCH", loc, b"x" * 10, headers=bearer(mom["token"]) + OCTETS +
+                    [("Upload-Offset", "0")])
+        ok(r.status == 412 and r.header("Tus-Version") == "1.0.0", "PATCH without the version: 412")
+        r = request(srv, "PATCH", loc, b"x" * 10, headers=TUS + bearer(mom["token"]) +
+                    [("Content-Type", "application/octet-stream"), ("Upload-Offset", "0")])
+        ok(r.status == 415 and code_of(r) == "unsupported_media_type",
+           "PATCH with another Content-Type: 415")
+        for off in ("", "-5", "0x10", "1 0", "18446744073709551616"):
+            r = patch(srv, mom, loc, off, b"x" * 10)
+            ok(r.status == 400 and code_of(r) == "invalid_upload_offset",
+               f"Upload-Offset {off!r}: 400")
+        r = patch(srv, mom, loc, 5, wav[5:100])
+        ok(r.status == 409 and code_of(r) == "offset_mismatch" and
+           r.header("Tus-Resumable") == "1.0.0", "the wrong offset: 409 offset_mismatch")
+        r = patch(srv, mom, loc, 0, wav + b"more")
+        ok(r.status == 413 and code_of(r) == "beyond_upload_length",
+           "a body past Upload-Length: 413 before a byte is read")
+        s = srv.connect()
+        s.sendall(patch_head(mom, loc, 7, 1000, "Expect: 100-continue\r\n"))
+        rr = Reader(s).response()
+        s.close()
+        ok(rr is not None and rr.status == 409,
+           "Expect: 100-continue with the wrong offset: 409, no 100 Continue, no body sent")
+        ok(offset_of(head(srv, mom, loc)) == 0, "refused PATCHes wrote nothing")
+
+        # PATCH in pieces: plain, chunked, and 100-continue
+        r1 = patch(srv, mom, loc, 0, wav[:100000])
+        ok(r1.status == 204 and offset_of(r1) == 100000 and r1.header("Upload-Expires") and
+           r1.header("Tus-Resumable") == "1.0.0", "PATCH 0..100000: 204 with the new offset")
+        s = srv.connect()
+        body = wav[100000:250000]
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c)
+                          for c in (body[i:i + 7000] for i in range(0, len(body), 7000)))
+        s.sendall(f"PATCH {loc} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n"
+                  f"Authorization: Bearer {mom['token']}\r\n"
+                  "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 100000\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n".encode() + chunks + b"0\r\n\r\n")
+        rr = Reader(s).response()
+        ok(rr and rr.status == 204 and offset_of(rr) == 250000, "a chunked PATCH: 204")
+        # the same connection goes on: keep-alive after a claimed body
+        s.sendall(f"HEAD {loc} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n"
+                  f"Authorization: Bearer {mom['token']}\r\n\r\n".encode())
+        rr = Reader(s).response(head_request=True)
+        s.close()
+        ok(rr and rr.status == 200 and offset_of(rr) == 250000,
+           "and the connection carries the next request")
+        s = srv.connect()
+        s.sendall(patch_head(mom, loc, 250000, 50000, "Expect: 100-continue\r\n"))
+        cont = s.recv(100)
+        s.sendall(wav[250000:300000])
+        rr = Reader(s).response()
+        s.close()
+        ok(cont.startswith(b"HTTP/1.1 100 Continue") and rr and rr.status == 204 and
+           offset_of(rr) == 300000, "Expect: 100-continue: 100, then the body, then 204")
+
+        # someone else: 404 like an unknown id
+        unknown = "/v1/uploads/" + "0" * 26
+        for method in ("HEAD", "GET", "PATCH", "DELETE"):
+            hdrs = TUS + bearer(other["token"])
+            body = b""
+            if method == "PATCH":
+                hdrs += OCTETS + [("Upload-Offset", "300000")]
+                body = b"x"
+            a = request(srv, method, loc, body, headers=hdrs)
+            b = request(srv, method, unknown, body, headers=hdrs)
+            ok(a.status == 404 and b.status == 404 and a.body == b.body,
+               f"{method} by another family's device: 404 exactly like an unknown id")
+        dad = pair(srv, mom, "parent", "爸爸")
+        ok(head(srv, dad, loc).status == 404,
+           "another device of the same family does not see it either")
+        for bad in ("/v1/uploads/" + "A" * 26, "/v1/uploads/" + "0" * 27, "/v1/uploads/..",
+                    "/v1/uploads/%2e%2e%2fsecret", "/v1/uploads/../../etc/passwd",
+                    f"/v1/uploads/{uid}/x", f"/v1/uploads/{uid[:-1]}"):
+            r = head(srv, mom, bad)
+            ok(r.status in (400, 404, 405), f"HEAD {bad}: {r.status}, nothing more")
+        ok(offset_of(head(srv, mom, loc)) == 300000, "the upload is untouched by all that")
+
+        # the rest: the message, exactly like the plain upload
+        r = patch(srv, mom, loc, 300000, wav[300000:])
+        mid = r.header("Jiayin-Message-Id")
+        ok(r.status == 204 and offset_of(r) == len(wav) and mid and
+           re.fullmatch(r"[0-9a-z]{26}", mid),
+           "the last PATCH: 204 once the message is stored, with Jiayin-Message-Id",
+           f"{r.status} {r.body!r}")
+        msgs = list_messages(srv, mom)
+        ok([m["id"] for m in msgs] == [mid] and msgs[0]["sender"] == mom["member"]["id"] and
+           msgs[0]["to"] is None and msgs[0]["duration_ms"] > 10000,
+           "the message is listed, from the uploader, to everyone")
+        h = head(srv, mom, loc)
+        ok(h.status == 200 and offset_of(h) == len(wav) and
+           h.header("Jiayin-Message-Id") == mid,
+           "a HEAD after completion names the message (for a client that lost the answer)")
+        g = request(srv, "GET", loc, headers=bearer(mom["token"]))
+        gj = g.json().get("upload", {}) if g.status == 200 else {}
+        ok(gj.get("message_id") == mid and gj.get("offset") == len(wav) and
+           gj.get("family_id") == fam, "GET shows the same as JSON")
+        r = patch(srv, mom, loc, len(wav), b"")
+        ok(r.status == 204 and r.header("Jiayin-Message-Id") == mid,
+           "the final PATCH sent again (an empty one): 204 with the same message")
+        ok(not any(f.endswith(".part") for f in files_of(srv)),
+           "the finished upload's bytes are gone from data/uploads")
+        # the same idempotency key through the plain upload: the same message
+        p = request(srv, "POST", f"/v1/families/{fam}/messages", wav,
+                    headers=bearer(mom["token"]) + [("Idempotency-Key", "rec-1")], timeout=60)
+        ok(p.status == 200 and p.json()["message"]["id"] == mid,
+           "the upload's idempotency_key is the plain upload's Idempotency-Key")
+        # and the other way round: a plain upload first, then tus with its key
+        p = request(srv, "POST", f"/v1/families/{fam}/messages", wav,
+                    headers=bearer(mom["token"]) + [("Idempotency-Key", "rec-2")], timeout=60)
+        loc2 = new_upload(srv, mom, len(wav), f"family_id {b64(fam)},idempotency_key {b64('rec-2')}")
+        r = patch(srv, mom, loc2, 0, wav)
+        ok(p.status == 201 and r.status == 204 and
+           r.header("Jiayin-Message-Id") == p.json()["message"]["id"] and
+           len(list_messages(srv, mom)) == 2, "a key the plain upload used: its message, no second")
+
+        # to one member, from a child
+        kid = pair(srv, mom, "child", "小明")
+        loc3 = new_upload(srv, kid, len(wav), f"family_id {b64(fam)},to {b64(mom['member']['id'])}")
+        r = patch(srv, kid, loc3, 0, wav)
+        m3 = [m for m in list_messages(srv, mom) if m["id"] == r.header("Jiayin-Message-Id")]
+        ok(r.status == 204 and m3 and m3[0]["to"] == mom["member"]["id"] and
+           m3[0]["sender"] == kid["member"]["id"], "metadata `to`: the message is to that member")
+
+        # termination
+        loc4 = new_upload(srv, mom, len(wav))
+        patch(srv, mom, loc4, 0, wav[:1000])
+        before = files_of(srv)
+        r = request(srv, "DELETE", loc4, headers=bearer(mom["token"]))
+        ok(r.status == 412, "DELETE without the version: 412")
+        r = request(srv, "DELETE", loc4, headers=TUS + bearer(other["token"]))
+        ok(r.status == 404, "another family cannot terminate it")
+        r = request(srv, "DELETE", loc4, headers=TUS + bearer(mom["token"]))
+        id4 = loc4.rsplit("/", 1)[-1]
+        ok(r.status == 204 and any(id4 in f for f in before) and
+           not any(id4 in f for f in files_of(srv)), "DELETE: 204 and its files are gone")
+        ok(head(srv, mom, loc4).status == 404 and
+           patch(srv, mom, loc4, 1000, b"x").status == 404 and
+           request(srv, "DELETE", loc4, headers=TUS + bearer(mom["token"])).status == 404,
+           "after termination: 404 for HEAD, PATCH and DELETE")
+
+        # bad audio at completion: the codec's answer, nothing stored, the upload gone
+        n_before = len(list_messages(srv, mom))
+        junk = b"RIFF....WAVEjunk" * 1000
+        loc5 = new_upload(srv, mom, len(junk))
+        patch(srv, mom, loc5, 0, junk[:5000])
+        r = patch(srv, mom, loc5, 5000, junk[5000:])
+        ok(r.status == 422 and (code_of(r) or "").startswith("audio_") and
+           r.header("Tus-Resumable") == "1.0.0",
+           f"bad audio at completion: 422 {code_of(r)}, as the plain upload")
+        ok(len(list_messages(srv, mom)) == n_before and head(srv, mom, loc5).status == 404 and
+           not any(loc5.rsplit("/", 1)[-1] in f for f in files_of(srv)),
+           "nothing stored, and the refused upload is gone")
+        short = wav[:300]
+        loc6 = new_upload(srv, mom, len(short))
+        r = patch(srv, mom, loc6, 0, short)
+        ok(r.status == 422, "a truncated WAV at completion: 422")
+        # every tus answer says Tus-Resumable, errors included
+        r = head(srv, mom, unknown)
+        ok(r.header("Tus-Resumable") == "1.0.0", "a 404 says Tus-Resumable too")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
+
+
+def interrupted(binary, wav):
+    srv = start(binary)
+    try:
+        mom = signup(srv)
+        fam = mom["family"]["id"]
+        loc = new_upload(srv, mom, len(wav))
+        # a connection cut in the middle of a PATCH body: the bytes that came are kept
+        s = srv.connect()
+        s.sendall(patch_head(mom, loc, 0, len(wav)) + wav[:123457])
+        time.sleep(0.3)
+        s.close()
+        h = head_settled(srv, mom, loc)
+        ok(h.status == 200 and offset_of(h) == 123457,
+           "a PATCH cut mid-body: HEAD reports every byte that arrived (123457)",
+           f"{h.status} {h.headers}")
+        # a cut of more than the 256 KiB stage, with a reset instead of a close
+        s = srv.connect()
+        s.sendall(patch_head(mom, loc, 123457, len(wav) - 123457) + wav[123457:400000])
+        time.sleep(0.3)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+        h = head_settled(srv, mom, loc)
+        got = offset_of(h)
+        ok(h.status == 200 and got is not None and 123457 <= got <= 400000,
+           f"a PATCH reset mid-body: what arrived is kept ({got} of 400000 sent)")
+        # resume from the server's offset: the message, and its audio decodes
+        r = patch(srv, mom, loc, got, wav[got:])
+        mid = r.header("Jiayin-Message-Id")
+        ok(r.status == 204 and mid, "the resumed PATCH completes the upload")
+        a = request(srv, "GET", f"/v1/families/{fam}/messages/{mid}/audio",
+                    headers=bearer(mom["token"]), timeout=30)
+        codec, dur = ffprobe_duration(a.body) if a.status == 200 else (None, None)
+        ok(a.status == 200 and a.body[:4] == b"OggS" and codec == "opus" and dur and
+           abs(dur - 13.745) < 0.2, f"its audio downloads and decodes: {codec}, {dur} s")
+        plain = request(srv, "POST", f"/v1/families/{fam}/messages", wav,
+                        headers=bearer(mom["token"]), timeout=60).json()["message"]
+        tus = [m for m in list_messages(srv, mom) if m["id"] == mid][0]
+        ok(tus["duration_ms"] == plain["duration_ms"] and tus["bytes"] == plain["bytes"] and
+           tus["waveform"] == plain["waveform"],
+           "the resumed upload's message is the plain upload's, byte for byte in size and "
+           "waveform")
+
+        # a chunked body that goes past Upload-Length: 413, what fitted is kept
+        loc3 = new_upload(srv, mom, len(wav))
+        patch(srv, mom, loc3, 0, wav[:400000])
+        body = wav[400000:] + b"EXTRA" * 100
+        s = srv.connect()
+        s.sendall(f"PATCH {loc3} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n"
+                  f"Authorization: Bearer {mom['token']}\r\n"
+                  "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 400000\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n".encode() +
+                  b"".join(b"%x\r\n%s\r\n" % (len(c), c)
+                           for c in (body[i:i + 7000] for i in range(0, len(body), 7000))) +
+                  b"0\r\n\r\n")
+        rr = Reader(s).response()
+        s.close()
+        h = head_settled(srv, mom, loc3)
+        kept = offset_of(h)
+        ok(rr and rr.status == 413 and rr.header("Tus-Resumable") == "1.0.0" and
+           kept is not None and 400000 <= kept < len(wav),
+           f"a chunked PATCH past Upload-Length: 413, the chunks within it kept ({kept})")
+        r = patch(srv, mom, loc3, kept, wav[kept:])
+        ok(r.status == 204 and r.header("Jiayin-Message-Id"), "and the rest completes it")
+
+        # the signal drops: the server still believes the PATCH alive; the client resumes
+        loc2 = new_upload(srv, mom, len(wav))
+        zombie = srv.connect()
+        zombie.sendall(patch_head(mom, loc2, 0, len(wav)) + wav[:50000])
+        time.sleep(0.3)
+        second = patch(srv, mom, loc2, 0, wav)
+        ok(second.status == 423 and code_of(second) == "upload_locked" and
+           second.header("Retry-After"), "a second PATCH while one receives: 423, not mixed in")
+        h = head(srv, mom, loc2)
+        ok(h.status == 423, "the resuming HEAD: 423 while the old PATCH is cut")
+        zombie.settimeout(5)
+        try:
+            gone = zombie.recv(100) == b""
+        except (ConnectionResetError, socket.timeout):
+            gone = True
+        zombie.close()
+        h = head_settled(srv, mom, loc2)
+        ok(gone and h.status == 200 and offset_of(h) == 50000,
+           "the old connection is closed and its 50000 bytes are kept")
+        r = patch(srv, mom, loc2, 50000, wav[50000:])
+        ok(r.status == 204 and r.header("Jiayin-Message-Id"), "and the resume completes")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "clean exit", srv.log_text()[-3000:])
+
+    # a PATCH that stalls: 408 once the body idle time is over, its bytes kept
+    srv = start(binary, "--body-idle-ms", "500")
+    try:
+        mom = signup(srv)
+        loc = new_upload(srv, mom, len(wav))
+        s = srv.connect()
+        s.sendall(patch_head(mom, loc, 0, len(wav)) + wav[:7777])
+        rr = Reader(s).response()
+        s.close()
+        h = head_settled(srv, mom, loc)
+        ok(rr and rr.status == 408 and rr.header("Tus-Resumable") == "1.0.0" and
+           h.status == 200 and offset_of(h) == 7777,
+           "a stalled PATCH: 408 (after its bytes are durable), then HEAD says 7777")
+    finally:
+        srv.stop()
+
+
+def limits(binary, wav):
+    srv = start(binary, "--upload-expiry-s", "2", "--uploads-per-device", "2",
+                "--buffer-memory", "1048576")
+    try:
+        mom = signup(srv)
+        fam = mom["family"]["id"]
+        t0 = time.time()
+        r = create(srv, mom, len(wav))
+        exp = r.header("Upload-Expires")
+        ok(r.status == 201 and abs(parsedate_to_datetime(exp).timestamp() - (t0 + 2)) < 1.5,
+           "upload-expiry-s 2: Upload-Expires two seconds ahead")
+        loc = r.header("Location")
+        loc2 = new_upload(srv, mom, len(wav))
+        r = create(srv, mom, len(wav))
+        ok(r.status == 429 and code_of(r) == "too_many_uploads",
+           "uploads-per-device 2: the third unfinished upload is 429 too_many_uploads")
+        dad = pair(srv, mom, "parent", "爸爸")
+        ok(create(srv, dad, len(wav)).status == 201, "another device has its own cap")
+        request(srv, "DELETE", loc2, headers=TUS + bearer(mom["token"]))
+        ok(create(srv, mom, len(wav)).status == 201, "a terminated upload frees its place")
+        patch(srv, mom, loc, 0, wav[:1000])
+        ok(len(files_of(srv)) >= 4, "the uploads are on disk", str(files_of(srv)))
+        time.sleep(3)
+        ok(head(srv, mom, loc).status == 404, "two seconds after its last change: 404")
+        deadline = time.time() + 10  # the sweep runs every second
+        while time.time() < deadline and os.listdir(os.path.join(srv.data, "uploads")):
+            time.sleep(0.2)
+        ok(files_of(srv) == [] and os.listdir(os.path.join(srv.data, "uploads")) == [],
+           "and the sweep removed the files and the device directories", str(files_of(srv)))
+
+        # bodies that never finished give their buffer back (1 MiB: four at a time)
+        for i in range(6):
+            loc = new_upload(srv, mom, len(wav))
+            s = srv.connect()
+            s.sendall(patch_head(mom, loc, 0, len(wav)) + wav[:1000])
+            time.sleep(0.1)
+            s.close()
+            head_settled(srv, mom, loc)
+            s = srv.connect()
+            s.sendall(f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
+                      f"Authorization: Bearer {mom['token']}\r\n"
+                      f"Content-Length: {len(wav)}\r\n\r\n".encode() + wav[:1000])
+            time.sleep(0.1)
+            s.close()
+            request(srv, "DELETE", loc, headers=TUS + bearer(mom["token"]))
+        time.sleep(0.3)
+        r = request(srv, "POST", f"/v1/families/{fam}/messages", wav,
+                    headers=bearer(mom["token"]), timeout=60)
+        loc = new_upload(srv, mom, len(wav))
+        p = patch(srv, mom, loc, 0, wav)
+        ok(r.status == 201 and p.status == 204,
+           "after 12 bodies cut short, uploads still get buffers (no 503 busy)",
+           f"{r.status} {p.status} {r.body!r}")
+        data = srv.data
+    finally:
+        srv.stop()
+
+    # at start: expired uploads and a crash's leftovers are swept
+    srv = start(binary, "--upload-expiry-s", "2")
+    try:
+        mom = signup(srv)
+        loc = new_upload(srv, mom, len(wav))
+        patch(srv, mom, loc, 0, wav[:500])
+    finally:
+        srv.stop()
+    data = srv.data
+    devdir = os.path.join(data, "uploads", mom["device"]["id"])
+    for name in ("0" * 26 + ".part", "1" * 26 + ".info.tmp"):
+        with open(os.path.join(devdir, name), "wb") as f:
+            f.write(b"leftover")
+    fresh = "2" * 26 + ".part"
+    with open(os.path.join(devdir, fresh), "wb") as f:
+        f.write(b"a .part alone")
+    time.sleep(2.5)
+    srv = Server(binary, "--upload-expiry-s", "2", data=data)
+    try:
+        deadline = time.time() + 5
+        while time.time() < deadline and (files_of(srv) or
+                                          "leftovers removed" not in srv.log_text()):
+            time.sleep(0.1)
+        ok(files_of(srv) == [] and "leftovers removed" in srv.log_text(),
+           "at start the sweep removes expired uploads and a crash's leftovers",
+           str(files_of(srv)))
+    finally:
+        srv.stop()
+
+
+def full_mailbox(binary, wav):
+    srv = start(binary)
+    try:
+        mom = signup(srv)
+        fam = mom["family"]["id"]
+        r = request(srv, "PATCH", f"/v1/families/{fam}",
+                    json.dumps({"quota_bytes": 1}).encode(),
+                    headers=[("Content-Type", "application/json")] + bearer(mom["token"]))
+        ok(r.status == 200, "a parent sets the family's quota to 1 byte", f"{r.status} {r.body!r}")
+        loc = new_upload(srv, mom, len(wav))
+        r = patch(srv, mom, loc, 0, wav)
+        ok(r.status == 507 and code_of(r) == "quota_exceeded",
+           "the whole upload into a full mailbox: 507 quota_exceeded, as the plain upload")
+        h = head(srv, mom, loc)
+        ok(h.status == 507 and list_messages(srv, mom) == [],
+           "HEAD tries again (still full): 507, nothing stored")
+        request(srv, "PATCH", f"/v1/families/{fam}",
+                json.dumps({"quota_bytes": 1 << 30}).encode(),
+                headers=[("Content-Type", "application/json")] + bearer(mom["token"]))
+        h = head(srv, mom, loc)
+        msgs = list_messages(srv, mom)
+        ok(h.status == 200 and offset_of(h) == len(wav) and h.header("Jiayin-Message-Id") and
+           [m["id"] for m in msgs] == [h.header("Jiayin-Message-Id")],
+           "with room again, the next HEAD makes the message and names it")
+        h2 = head(srv, mom, loc)
+        ok(h2.header("Jiayin-Message-Id") == h.header("Jiayin-Message-Id") and
+           len(list_messages(srv, mom)) == 1, "once, not twice")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "clean exit")
+
+
+def main():
+    binary = sys.argv[1]
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    protocol(binary, wav)
+    interrupted(binary, wav)
+    limits(binary, wav)
+    full_mailbox(binary, wav)
+    print(f"1..{len(results)}")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
