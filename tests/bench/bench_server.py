@@ -118,9 +118,12 @@ http {{
             self.proc.wait()
 
 
-def wrk(url, seconds, conns=64):
-    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", url],
-                         capture_output=True, text=True, check=True).stdout
+def wrk(url, seconds, conns=64, headers=()):
+    """wrk -t2 for seconds; headers are "Name: value" strings (bench_api.py sends a token)."""
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
     def ms(tag):
