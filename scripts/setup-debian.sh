@@ -11,10 +11,23 @@ missing=""
 for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
+# Node.js and npm run the tests that drive the server with real JavaScript clients (tests/js).
+# Debian's packages are `nodejs npm`; a nodejs from elsewhere (NodeSource) brings its own npm.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	missing="$missing nodejs npm"
+fi
 if [ -n "$missing" ]; then
 	echo "setup: installing$missing" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	# shellcheck disable=SC2086
 	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# The JavaScript tests' packages (tus-js-client), exactly as package-lock.json pins them;
+# again only when the lock file changed since the last install.
+js="$(dirname "$0")/../tests/js"
+if ! cmp -s "$js/package-lock.json" "$js/node_modules/.installed-lock.json"; then
+	echo "setup: npm ci in tests/js" >&2
+	npm ci --prefix "$js" --no-audit --no-fund >/dev/null
+	cp "$js/package-lock.json" "$js/node_modules/.installed-lock.json"
 fi
