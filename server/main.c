@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static void close_walk(uv_handle_t *h, void *arg)
 {
@@ -49,6 +50,24 @@ int main(int argc, char **argv)
 	if (mkdir(cfg.data_dir, 0700) < 0 && errno != EEXIST) {
 		fprintf(stderr, "jiayin: cannot create the data directory %s: %s\n", cfg.data_dir,
 			strerror(errno));
+		return 70;
+	}
+	/*
+	 * A data directory in use without its key: refuse. A new key would silently lock every
+	 * child out of the school kiosks (their PINs are hashed under it) and void signed URLs
+	 * and pending pairing codes.
+	 */
+	char db_path[1200], key_path[1200];
+	snprintf(db_path, sizeof db_path, "%s/directory.db", cfg.data_dir);
+	snprintf(key_path, sizeof key_path, "%s/secret", cfg.data_dir);
+	if (access(db_path, F_OK) == 0 && access(key_path, F_OK) < 0 && errno == ENOENT) {
+		fprintf(stderr,
+			"jiayin: %s is missing, but this data directory is in use. Restore it from "
+			"the backup (jiayinctl backup keeps it). Without it, children's kiosk PINs, "
+			"signed audio URLs and pending pairing codes stop working; to start over with "
+			"a new key anyway: head -c 32 /dev/urandom > %s (then parents set their "
+			"children's kiosk PINs again)\n",
+			key_path, key_path);
 		return 70;
 	}
 	store_options so;

@@ -35,6 +35,7 @@
 typedef struct ctl {
 	store *s;
 	bool json;
+	const char *data; /* the data directory */
 } ctl;
 
 /* ---- output ---- */
@@ -790,6 +791,34 @@ static int cmd_family_export(ctl *c, int argc, char **argv)
 	              arc);
 }
 
+/*
+ * The server's key (data/secret: kiosk PINs, signed URLs, pairing codes depend on it) into the
+ * backup, 0600, synced: a restored backup without it would lock every child out of the kiosks.
+ */
+static int copy_secret(const char *data, const char *dest)
+{
+	char from[4096], to[4096];
+	uint8_t key[64];
+	snprintf(from, sizeof from, "%s/secret", data);
+	snprintf(to, sizeof to, "%s/secret", dest);
+	int in = open(from, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return errno == ENOENT ? 0 : -errno; /* a server that never started has none */
+	ssize_t n = read(in, key, sizeof key);
+	int err = n < 0 ? errno : 0;
+	close(in);
+	int out = err ? -1 : open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (!err && out < 0)
+		err = errno;
+	if (out >= 0) {
+		if (write(out, key, (size_t)n) != n || fsync(out) < 0)
+			err = errno ? errno : EIO;
+		close(out);
+	}
+	sodium_memzero(key, sizeof key);
+	return -err;
+}
+
 static int cmd_backup(ctl *c, int argc, char **argv)
 {
 	(void)argc;
@@ -801,11 +830,17 @@ static int cmd_backup(ctl *c, int argc, char **argv)
 	if (rc < 0)
 		return fail(c, rc, "the backup failed (%s may hold a partial copy: remove it)",
 		            dest);
+	if ((rc = copy_secret(c->data, dest)) < 0)
+		return fail(c, errno_code(-rc),
+		            "the databases are in %s but the server's key (secret) could not be "
+		            "copied: %s",
+		            dest, strerror(-rc));
 	char detail[32];
 	snprintf(detail, sizeof detail, "%u families", families);
 	int arc = audit(c, "backup.all", NULL, dest, detail);
 	if (!c->json)
-		printf("backup in %s: the directory and %u famil%s\n", dest, families,
+		printf("backup in %s: the server's key, the directory and %u famil%s\n", dest,
+		       families,
 		       families == 1 ? "y" : "ies");
 	return finish(c,
 	              c->json ? json_pack("{s:o, s:I}", "backup", jtext(dest), "families",
@@ -927,6 +962,7 @@ static int open_store(ctl *c, const char *dir)
 	store_options_init(&opt);
 	opt.dir = dir;
 	opt.max_open_families = 4; /* one command touches a family at a time */
+	c->data = dir;
 	int rc = store_open(&c->s, &opt);
 	return rc < 0 ? fail(c, rc, "cannot open the data directory %s", dir) : 0;
 }

@@ -469,6 +469,16 @@ def signed_urls(binary):
             started = "data/secret" in str(ex)
             started = not started
         ok(not started, "a damaged key file stops the start with a clear message")
+        os.unlink(os.path.join(data, "secret"))
+        try:
+            Server(binary, data=data).stop()
+            refused = ""
+        except RuntimeError as ex:
+            refused = str(ex)
+        ok("is missing, but this data directory is in use" in refused and
+           not os.path.exists(os.path.join(data, "secret")),
+           "a data directory in use whose key is gone: no new key, a clear refusal "
+           "(kiosk PINs depend on it)", refused[-300:])
     finally:
         srv.stop()
 

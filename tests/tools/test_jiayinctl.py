@@ -337,12 +337,16 @@ def family_checks(ctl, srv, server_bin, data, tmp, kid, tablet):
     with db(os.path.join(dest, "directory.db")) as c:
         schools = c.execute("SELECT name FROM schools").fetchall()
     ok(schools == [("阳光小学",)], "the backup holds the directory's rows")
+    key = os.path.join(dest, "secret")
+    with open(os.path.join(data, "secret"), "rb") as a:
+        same = os.path.exists(key) and open(key, "rb").read() == a.read()
+    ok(same and (os.stat(key).st_mode & 0o777) == 0o600,
+       "the backup holds the server's key (kiosk PINs depend on it), mode 0600")
     r = ctl("backup", dest)
     ok(r.rc == 1 and "conflict" in r.err, "backup into an existing directory: refused", repr(r))
-    # The restore docs/operations.md describes: the backup plus the secret as a data directory.
+    # The restore docs/operations.md describes: the backup, key included, as a data directory.
     restored = os.path.join(tmp, "restored")
     shutil.copytree(dest, restored)
-    shutil.copy2(os.path.join(data, "secret"), os.path.join(restored, "secret"))
     srv2 = Server(server_bin, data=restored)
     try:
         me = request(srv2, "GET", "/v1/me", headers=bearer(mom["token"]))
