@@ -11,6 +11,7 @@
 #include "codec.h"
 
 #include <jansson.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,9 +94,20 @@ void api_upload_work(api_job *j)
 	}
 	if ((j->rc = store_family_get(j->st, j->device.family_id.s, &j->family)) < 0)
 		return;
+	/*
+	 * Idempotency keys are the sender's own: stored as "member:SHA-256(key)", so two members'
+	 * equal keys (counters on two phones) never meet, and no key finds another's message.
+	 */
+	char key[STORE_ID_LEN + 2 + 2 * STORE_HASH_LEN];
+	if (j->idem[0]) {
+		uint8_t h[STORE_HASH_LEN];
+		crypto_hash_sha256(h, (const unsigned char *)j->idem, strlen(j->idem));
+		int n = snprintf(key, sizeof key, "%.26s:", j->member.id.s);
+		sodium_bin2hex(key + n, sizeof key - (size_t)n, h, sizeof h);
+	}
 	/* A retry of an upload that was stored: the message, without transcoding it again. */
 	if (j->idem[0]) {
-		j->rc = store_message_by_key(j->st, j->device.family_id.s, j->idem, &j->msg);
+		j->rc = store_message_by_key(j->st, j->device.family_id.s, key, &j->msg);
 		if (j->rc == 0) {
 			j->existed = true;
 			return;
@@ -127,7 +139,7 @@ void api_upload_work(api_job *j)
 			       .waveform = j->cres.waveform,
 			       .audio = out.data,
 			       .audio_len = out.len,
-			       .idempotency_key = j->idem[0] ? j->idem : NULL,
+			       .idempotency_key = j->idem[0] ? key : NULL,
 			       .quota_bytes = j->family.quota_bytes};
 	int existed = 0;
 	j->rc = store_message_append(j->st, j->device.family_id.s, &m, &j->msg, &existed);

@@ -384,6 +384,18 @@ def private_messages(binary):
         ok(rv.status == 204 and got["r"].status == 401,
            "a phone revoked during its long-poll: the next change answers it 401",
            f"{got['r'].status} {got['r'].body[:120]!r}")
+        # Another member's Idempotency-Key is not theirs: a new message, not the parent's.
+        same_key = upload(srv, mom["token"], fam, wav, key="msg-1", to=ming["member"]["id"])
+        theirs = upload(srv, hong["token"], fam, wav, key="msg-1")
+        ok(same_key.status == 201 and theirs.status == 201 and
+           theirs.json()["message"]["sender"] == hong["member"]["id"] and
+           theirs.json()["message"]["id"] != same_key.json()["message"]["id"],
+           "a child using the parent's Idempotency-Key gets its own new message, never the "
+           "parent's private one", theirs.body[:200])
+        again = upload(srv, hong["token"], fam, wav, key="msg-1")
+        ok(again.status == 200 and
+           again.json()["message"]["id"] == theirs.json()["message"]["id"],
+           "and its own retry with that key finds its own message")
     finally:
         srv.stop()
 
