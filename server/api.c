@@ -165,6 +165,7 @@ void api_run(srv_exchange *x, api_job *j)
 {
 	j->st = x->srv->store;
 	j->secret = x->srv->secret;
+	j->default_quota = x->srv->cfg.family_quota;
 	for (int i = 0; i < 2; i++)
 		snprintf(j->param[i], sizeof j->param[i], "%.*s", (int)x->params[i].len,
 			 x->params[i].ptr ? x->params[i].ptr : "");

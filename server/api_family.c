@@ -51,6 +51,8 @@ static void get_work(api_job *j)
 		return;
 	if ((j->rc = store_family_get(j->st, j->param[0], &j->family)) == 0)
 		j->rc = store_mailbox_usage(j->st, j->param[0], &j->usage);
+	if (j->family.quota_bytes == 0) /* stored before quotas were set: the server's */
+		j->family.quota_bytes = j->default_quota;
 }
 
 static void settings_done(srv_exchange *x, api_job *j)
@@ -86,7 +88,7 @@ static void set_work(api_job *j)
 	store_family f;
 	if ((j->rc = store_family_get(j->st, j->param[0], &f)) < 0)
 		return;
-	uint64_t quota = j->set_quota ? j->quota : f.quota_bytes;
+	uint64_t quota = j->set_quota ? j->quota : f.quota_bytes ? f.quota_bytes : j->default_quota;
 	uint32_t days = j->set_retention ? j->retention_days : f.retention_days;
 	if ((j->rc = store_family_set(j->st, j->param[0], quota, days)) < 0)
 		return;

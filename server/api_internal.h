@@ -24,6 +24,7 @@ typedef void (*api_done_fn)(srv_exchange *x, api_job *j);
 struct api_job {
 	store *st;
 	const uint8_t *secret;         /* the server's key (secret.h) */
+	uint64_t default_quota;        /* for families stored without one (quota_bytes 0) */
 	bool authed;                   /* a token was presented */
 	uint8_t token_hash[STORE_HASH_LEN];
 	store_device device;           /* the caller */

@@ -140,7 +140,8 @@ void api_upload_work(api_job *j)
 			       .audio = out.data,
 			       .audio_len = out.len,
 			       .idempotency_key = j->idem[0] ? key : NULL,
-			       .quota_bytes = j->family.quota_bytes};
+			       .quota_bytes = j->family.quota_bytes ? j->family.quota_bytes
+								: j->default_quota};
 	int existed = 0;
 	j->rc = store_message_append(j->st, j->device.family_id.s, &m, &j->msg, &existed);
 	j->existed = existed;

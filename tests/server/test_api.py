@@ -522,6 +522,15 @@ def family_settings(binary):
            g.body[:200])
         ok(request(srv, "GET", path, headers=bearer(other["token"])).status == 404,
            "another family's device: 404")
+        dirdb = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10)
+        dirdb.execute("UPDATE families SET quota_bytes = 0 WHERE id = ?",
+                      (other["family"]["id"],))
+        dirdb.commit()
+        dirdb.close()
+        og = request(srv, "GET", f"/v1/families/{other['family']['id']}",
+                     headers=bearer(other["token"])).json()["family"]
+        ok(og["quota_bytes"] == 1 << 30,
+           "a family stored without a quota (before quotas) has the server's default")
 
         def patch(who, body, raw=None):
             b = raw if raw is not None else json.dumps(body).encode()
