@@ -519,7 +519,8 @@ void srv_api_signed_audio(srv_exchange *x)
 		srv_respond_error(x, 403, "url_expired", "this audio link has expired");
 		return;
 	}
-	srv_respond_message_audio(x, fam, msg, false);
+	/* Cached no longer than the link lives: a shared kiosk's browser forgets it then. */
+	srv_respond_message_audio_for(x, fam, msg, false, expires - api_now_ms() / 1000);
 }
 
 /* ---- keeping a message past the family's retention period ---- */

@@ -30,6 +30,7 @@ typedef struct audio_job {
 	int rc;
 	bool head_only;
 	bool allow_hidden;
+	char cache_control[48];
 	const srv_request *req;
 } audio_job;
 
@@ -58,7 +59,7 @@ static int choose(void *ctx, const store_audio_info *info, uint64_t *offset, siz
 	snprintf(e->etag + n, sizeof e->etag - (size_t)n, "\"");
 	e->last_modified = info->created_ms / 1000;
 	e->content_type = "audio/ogg";
-	e->cache_control = "private, max-age=31536000, immutable";
+	e->cache_control = j->cache_control;
 	srv_entity_plan(j->req, e, &j->plan);
 	*offset = j->plan.offset;
 	*len = 0;
@@ -107,6 +108,12 @@ static void audio_done(srv_exchange *x, void *arg)
 void srv_respond_message_audio(srv_exchange *x, const char *family_id, const char *message_id,
 			       bool allow_hidden)
 {
+	srv_respond_message_audio_for(x, family_id, message_id, allow_hidden, -1);
+}
+
+void srv_respond_message_audio_for(srv_exchange *x, const char *family_id,
+				   const char *message_id, bool allow_hidden, int64_t max_age_s)
+{
 	if (store_id_check(family_id) < 0 || store_id_check(message_id) < 0) {
 		srv_respond_error(x, 404, "not_found", "no such message");
 		return;
@@ -131,6 +138,13 @@ void srv_respond_message_audio(srv_exchange *x, const char *family_id, const cha
 	j->req = &x->req;
 	j->head_only = x->head_only;
 	j->allow_hidden = allow_hidden;
+	/* A message's audio never changes: kept for ever, unless the caller's access ends. */
+	if (max_age_s < 0)
+		snprintf(j->cache_control, sizeof j->cache_control,
+			 "private, max-age=31536000, immutable");
+	else
+		snprintf(j->cache_control, sizeof j->cache_control, "private, max-age=%lld",
+			 (long long)max_age_s);
 	if (srv_job_submit(x, audio_work, audio_done, j) < 0) {
 		free(src);
 		free(j);

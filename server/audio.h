@@ -14,5 +14,9 @@
  */
 void srv_respond_message_audio(srv_exchange *x, const char *family_id, const char *message_id,
 			       bool allow_hidden);
+/* The same for an answer that may be kept only max_age_s seconds (a signed URL's remaining
+ * life) instead of for ever. */
+void srv_respond_message_audio_for(srv_exchange *x, const char *family_id,
+				   const char *message_id, bool allow_hidden, int64_t max_age_s);
 
 #endif

@@ -434,6 +434,10 @@ def signed_urls(binary):
         a = request(srv, "GET", url)
         ok(a.status == 200 and a.body == full and a.header("Content-Type") == "audio/ogg",
            "the URL plays without an Authorization header: the same bytes")
+        cc = a.header("Cache-Control") or ""
+        m = re.fullmatch(r"private, max-age=(\d+)", cc)
+        ok(m and int(m.group(1)) <= 3,
+           "and may be cached no longer than the link lives (a shared kiosk's browser)", cc)
         rg = request(srv, "GET", url, headers=[("Range", "bytes=100-199")])
         ok(rg.status == 206 and rg.body == full[100:200], "and seeks (Range) like the API's")
         sig = url.split("sig=")[1]
