@@ -176,8 +176,8 @@ void api_run(srv_exchange *x, api_job *j)
 	}
 }
 
-/* A job for an endpoint that needs a caller: NULL after answering 401. */
-api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done)
+/* The request's bearer token, or NULL after answering 401. */
+static const srv_slice *bearer(srv_exchange *x)
 {
 	const srv_slice *a = srv_request_header(&x->req, "Authorization");
 	if (!a || a->len < 8 || strncasecmp(a->ptr, "Bearer ", 7) != 0 || a->len - 7 > 128) {
@@ -185,6 +185,20 @@ api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done)
 				       "WWW-Authenticate: Bearer\r\n");
 		return NULL;
 	}
+	return a;
+}
+
+bool api_bearer_present(srv_exchange *x)
+{
+	return bearer(x) != NULL;
+}
+
+/* A job for an endpoint that needs a caller: NULL after answering 401. */
+api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done)
+{
+	const srv_slice *a = bearer(x);
+	if (!a)
+		return NULL;
 	api_job *j = calloc(1, sizeof *j);
 	if (!j) {
 		srv_respond_error(x, 500, "out_of_memory", "no memory");
@@ -345,8 +359,16 @@ static void member_add_work(api_job *j)
 		j->rc = 1;
 		return;
 	}
-	if (!(j->members = calloc(1, sizeof *j->members))) {
+	/* As many as a members list shows (and a kiosk screen can hold). */
+	if (!(j->members = calloc(MEMBERS_MAX, sizeof *j->members))) {
 		j->rc = STORE_ENOMEM;
+		return;
+	}
+	if ((j->rc = store_members_list(j->st, j->param[0], j->members, MEMBERS_MAX,
+					&j->nmembers)) < 0)
+		return;
+	if (j->nmembers >= MEMBERS_MAX) {
+		j->rc = 2;
 		return;
 	}
 	j->rc = store_member_add(j->st, j->param[0], j->member_name, j->role, j->device_name,
@@ -359,6 +381,10 @@ static void member_add_done(srv_exchange *x, api_job *j)
 		srv_respond_error(x, 403, "forbidden", "only a parent or caregiver can add members");
 		return;
 	}
+	if (j->rc == 2) {
+		srv_respond_error(x, 409, "too_many_members", "a family has at most 64 members");
+		return;
+	}
 	if (j->rc < 0) {
 		api_storage_failed(x, j->rc);
 		return;
@@ -368,12 +394,18 @@ static void member_add_done(srv_exchange *x, api_job *j)
 
 void srv_api_member_add(srv_exchange *x)
 {
+	if (!api_bearer_present(x))
+		return;
 	json_t *body = api_body_object(x);
 	if (!body)
 		return;
 	const char *member = api_name_field(body, "member_name", true);
 	const char *role = json_string_value(json_object_get(body, "role"));
-	const char *avatar = api_name_field(body, "avatar", false);
+	/* The avatar: absent or "" (none), else up to 31 bytes of text. */
+	json_t *av = json_object_get(body, "avatar");
+	const char *avatar = !av ? "" : json_is_string(av) && json_string_length(av) == 0
+					    ? ""
+					    : api_name_field(body, "avatar", false);
 	store_role r;
 	const char *err = !member ? "invalid_name"
 			  : !role || store_role_parse(role, &r) < 0 ? "invalid_role"
@@ -489,6 +521,8 @@ static void code_create_done(srv_exchange *x, api_job *j)
 
 void srv_api_pairing_code_create(srv_exchange *x)
 {
+	if (!api_bearer_present(x))
+		return;
 	json_t *body = api_body_object(x);
 	if (!body)
 		return;

@@ -85,16 +85,15 @@ static void set_work(api_job *j)
 {
 	if (!own_family(j) || !parent(j))
 		return;
-	store_family f;
-	if ((j->rc = store_family_get(j->st, j->param[0], &f)) < 0)
+	if ((j->rc = store_family_update(j->st, j->param[0], j->set_quota ? &j->quota : NULL,
+					 j->set_retention ? &j->retention_days : NULL)) < 0)
 		return;
-	uint64_t quota = j->set_quota ? j->quota : f.quota_bytes ? f.quota_bytes : j->default_quota;
-	uint32_t days = j->set_retention ? j->retention_days : f.retention_days;
-	if ((j->rc = store_family_set(j->st, j->param[0], quota, days)) < 0)
-		return;
-	char detail[96];
-	snprintf(detail, sizeof detail, "retention_days=%u quota_bytes=%llu", days,
-		 (unsigned long long)quota);
+	char detail[96] = "";
+	if (j->set_retention)
+		snprintf(detail, sizeof detail, "retention_days=%u ", j->retention_days);
+	if (j->set_quota)
+		snprintf(detail + strlen(detail), sizeof detail - strlen(detail),
+			 "quota_bytes=%llu", (unsigned long long)j->quota);
 	store_audit_append(j->st, api_now_ms(), j->member.id.s, "family.settings", j->param[0],
 			   NULL, detail);
 	get_work(j);
@@ -115,6 +114,8 @@ static int number_field(json_t *body, const char *key, json_int_t lo, json_int_t
 
 void srv_api_family_set(srv_exchange *x)
 {
+	if (!api_bearer_present(x))
+		return;
 	json_t *body = api_body_object(x);
 	if (!body)
 		return;

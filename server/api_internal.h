@@ -91,6 +91,9 @@ void api_job_run(void *arg);
 void api_job_done(srv_exchange *x, void *arg);
 void api_run(srv_exchange *x, api_job *j);          /* submits, or answers 503 */
 api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done);
+/* Is there a bearer token at all? Else answers 401, so that a request without one hears 401
+ * before any complaint about its body (whether the token is valid is the job's question). */
+bool api_bearer_present(srv_exchange *x);
 /*
  * A recording in j->body_fd (read on the pool; the caller closes it) becomes a message of the
  * path's family (j->param[0]) from the caller, to j->to (empty: everyone), under j->idem

@@ -24,8 +24,8 @@
 
 #define PIN_LENGTH 4
 #define PIN_PICTURES 12
-#define CHILDREN_MAX 200
-#define LINKS_MAX 32
+#define CHILDREN_MAX 1000 /* children on one kiosk's screen */
+#define LINKS_MAX MEMBERS_MAX
 /* Argon2id's cost per PIN check: OWASP's minimum (19 MiB, 2 passes), ~40 ms on one core. */
 #define PIN_OPSLIMIT 2
 #define PIN_MEMLIMIT (19u << 20)
@@ -302,6 +302,8 @@ static void login_done(srv_exchange *x, api_job *j)
 
 void srv_api_kiosk_login(srv_exchange *x)
 {
+	if (!api_bearer_present(x))
+		return;
 	json_t *body = api_body_object(x);
 	if (!body)
 		return;
@@ -398,6 +400,8 @@ static void link_done(srv_exchange *x, api_job *j)
 
 void srv_api_kiosk_link_create(srv_exchange *x)
 {
+	if (!api_bearer_present(x))
+		return;
 	if (api_pairing_locked(x))
 		return;
 	json_t *body = api_body_object(x);
@@ -489,6 +493,8 @@ static void pin_work(api_job *j)
 
 void srv_api_kiosk_link_pin(srv_exchange *x)
 {
+	if (!api_bearer_present(x))
+		return;
 	json_t *body = api_body_object(x);
 	if (!body)
 		return;

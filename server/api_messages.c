@@ -180,6 +180,8 @@ void api_upload_done(srv_exchange *x, api_job *j)
 
 void srv_api_message_upload(srv_exchange *x)
 {
+	if (!api_bearer_present(x))
+		return;
 	const srv_slice *key = srv_request_header(&x->req, "Idempotency-Key");
 	if (key && (key->len == 0 || key->len > 128)) {
 		srv_respond_error(x, 400, "invalid_idempotency_key", "1-128 characters");
@@ -311,6 +313,8 @@ static int list_query(srv_exchange *x, uint64_t *since, unsigned *wait_s)
 
 void srv_api_messages_list(srv_exchange *x)
 {
+	if (!api_bearer_present(x))
+		return;
 	uint64_t since;
 	unsigned wait_s;
 	if (list_query(x, &since, &wait_s) < 0)
@@ -633,6 +637,8 @@ static void flag_done(srv_exchange *x, api_job *j)
 
 void srv_api_message_flag(srv_exchange *x)
 {
+	if (!api_bearer_present(x))
+		return;
 	json_t *body = api_body_object(x);
 	if (!body)
 		return;

@@ -6,8 +6,8 @@
  * session tokens only as hashes. A code is used by one conditional UPDATE ... RETURNING inside
  * the transaction that makes the link, so it pairs once or not at all. A kiosk device has at
  * most one session: starting one deletes the others, ending one deletes its row, and an idle
- * one is refused by its last use (recorded at most every TOUCH_MS, so a busy session does not
- * write on every request).
+ * one is refused by its last use (recorded at most every TOUCH_MS or a twentieth of the idle
+ * time, so a busy session does not write on every request).
  */
 #include "internal.h"
 
@@ -338,7 +338,10 @@ int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN],
 		return rc;
 	if (now_ms - r.last_used_ms >= idle_ms)
 		return STORE_ENOTFOUND; /* idle too long: over */
-	if (now_ms - r.last_used_ms < TOUCH_MS)
+	/* Written at most every TOUCH_MS, and at least every twentieth of the idle time, so a
+	 * session never ends more than 5% early. */
+	int64_t every = idle_ms / 20 < TOUCH_MS ? idle_ms / 20 : TOUCH_MS;
+	if (now_ms - r.last_used_ms < every)
 		return 0;
 	conn *c = db_write_begin(s->directory);
 	sqlite3_stmt *st = conn_stmt(c, touch, &rc);

@@ -632,6 +632,33 @@ int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
 	return rc;
 }
 
+int store_family_update(store *s, const char *family_id, const uint64_t *quota_bytes,
+			const uint32_t *retention_days)
+{
+	static const char sql[] = "UPDATE families SET quota_bytes = coalesce(?, quota_bytes), "
+				  "retention_days = coalesce(?, retention_days) WHERE id = ?";
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	if (quota_bytes && *quota_bytes > INT64_MAX)
+		return STORE_EINVAL;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		if (quota_bytes)
+			sqlite3_bind_int64(st, 1, (sqlite3_int64)*quota_bytes);
+		else
+			sqlite3_bind_null(st, 1);
+		if (retention_days)
+			sqlite3_bind_int64(st, 2, *retention_days);
+		else
+			sqlite3_bind_null(st, 2);
+		rc = update_by_id(c, st, 3, family_id);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
 int store_family_delete(store *s, const char *family_id)
 {
 	static const char sql[] = "DELETE FROM families WHERE id = ?";

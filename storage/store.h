@@ -103,6 +103,10 @@ int store_family_create(store *s, const char *family_name, const char *member_na
 int store_family_get(store *s, const char *family_id, store_family *out);
 int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
 		     uint32_t retention_days);
+/* Change only the settings given (NULL: unchanged), in one statement: concurrent updates of
+ * different settings never undo each other. */
+int store_family_update(store *s, const char *family_id, const uint64_t *quota_bytes,
+			const uint32_t *retention_days);
 /*
  * Families with a retention period (retention_days > 0) and an id after `after_id` ("" to
  * start), in id order, up to `max`: page through them all by passing the last id back.

@@ -551,6 +551,31 @@ def family_settings(binary):
         r = patch(mom, {"retention_days": 30})
         ok(r.status == 200 and r.json()["family"]["retention_days"] == 30 and
            r.json()["family"]["quota_bytes"] == 1 << 30, "a parent sets the retention period")
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            futs = [ex.submit(patch, mom, {"quota_bytes": (1 << 29) + i}) for i in range(30)]
+            futs.append(ex.submit(patch, mom, {"retention_days": 31}))
+            statuses = [f.result().status for f in futs]
+        fj = request(srv, "GET", path, headers=bearer(mom["token"])).json()["family"]
+        ok(statuses == [200] * 31 and fj["retention_days"] == 31 and
+           (1 << 29) <= fj["quota_bytes"] < (1 << 29) + 30,
+           "concurrent PATCHes of different settings never undo each other", str(fj))
+        patch(mom, {"retention_days": 30, "quota_bytes": 1 << 30})
+        ok(request(srv, "PATCH", path, b"{", headers=[("Content-Type", "application/json")])
+           .status == 401, "no token and a broken body: 401 first")
+
+        # members without phones: avatar optional or empty; at most 64 in a family
+        made = [request(srv, "POST", f"{path}/members",
+                        json.dumps({"member_name": f"孩子{i}", "role": "child",
+                                    "avatar": "" if i == 0 else "cat"}).encode(),
+                        headers=bearer(mom["token"]) + [("Content-Type", "application/json")])
+                for i in range(64)]
+        codes = [r.status for r in made]
+        ok(codes[0] == 201 and made[0].json()["member"]["avatar"] == "" and
+           codes.count(201) == 62 and codes[-2:] == [409, 409] and
+           made[-1].json()["error"]["code"] == "too_many_members",
+           "members without phones: an empty avatar is none; the 65th member is 409 "
+           "too_many_members", str(codes[-4:]))
 
         # keeping, then the retention job
         a = upload(srv, mom["token"], fam, wav).json()["message"]
