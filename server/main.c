@@ -79,6 +79,13 @@ int main(int argc, char **argv)
 			store_strerror(rc));
 		return 70;
 	}
+	/* A family erased just before a crash may have left its file: erase it now. */
+	unsigned swept = 0;
+	if ((rc = store_families_sweep(st, &swept)) < 0)
+		fprintf(stderr, "jiayin: could not look for orphaned family files: %s\n",
+			store_strerror(rc));
+	else if (swept > 0)
+		fprintf(stderr, "jiayin: erased %u family file(s) that no family owns\n", swept);
 	/* libuv sizes its pool from the environment, once, at the first job. */
 	char threads[16];
 	snprintf(threads, sizeof threads, "%u", cfg.threads);

@@ -11,7 +11,9 @@
  */
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +148,16 @@ static bool with_suffix(char *dst, size_t cap, const char *path, const char *suf
 	return n > 0 && (size_t)n < cap;
 }
 
+/* Sync a directory, so that the names removed from it stay removed after a power cut. */
+static void sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
 static void unlink_db_files(const char *path)
 {
 	static const char *const suffix[] = {"", "-wal", "-shm"};
@@ -153,6 +165,13 @@ static void unlink_db_files(const char *path)
 	for (int i = 0; i < 3; i++)
 		if (with_suffix(p, sizeof p, path, suffix[i]))
 			unlink(p);
+	/* The directory the file was in: the path up to its last '/'. */
+	const char *slash = strrchr(path, '/');
+	if (slash && (size_t)(slash - path) < sizeof p) {
+		memcpy(p, path, (size_t)(slash - path));
+		p[slash - path] = '\0';
+		sync_dir(p);
+	}
 }
 
 /* Move a damaged family database (and its WAL) aside, out of the families/ directory. */
@@ -482,6 +501,44 @@ static void family_erase(store *s, const char *family_id, const char *path)
 		pthread_mutex_unlock(&s->lock);
 		free(f);
 	}
+}
+
+static void row_found(sqlite3_stmt *st, void *out)
+{
+	(void)st;
+	*(int *)out = 1;
+}
+
+int store_families_sweep(store *s, unsigned *removed)
+{
+	static const char sql[] = "SELECT 1 FROM families WHERE id = ?";
+	char dir[PATH_CAP], path[PATH_CAP];
+	*removed = 0;
+	snprintf(dir, sizeof dir, "%s/families", s->dir);
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : STORE_EIO;
+	int rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (n != STORE_ID_LEN + 3 || strcmp(e->d_name + STORE_ID_LEN, ".db") != 0)
+			continue;
+		char id[STORE_ID_LEN + 1];
+		memcpy(id, e->d_name, STORE_ID_LEN);
+		id[STORE_ID_LEN] = '\0';
+		if (store_id_check(id) < 0)
+			continue;
+		int found = 0;
+		rc = read_one(s, sql, text_key(id), row_found, &found);
+		if (rc == STORE_ENOTFOUND && family_path(s, id, path, sizeof path) == 0) {
+			unlink_db_files(path); /* erased, or never created: its voices go */
+			(*removed)++;
+			rc = 0;
+		}
+	}
+	closedir(d);
+	return rc;
 }
 
 /* ---- families and members ---- */

@@ -113,7 +113,13 @@ int store_family_update(store *s, const char *family_id, const uint64_t *quota_b
  */
 int store_families_retaining(store *s, const char *after_id, store_family *out, size_t max,
 			     size_t *n);
-/* Deletes the family's rows and erases its mailbox file. */
+/*
+ * Erase mailbox files that no family owns: what a crash left between erasing a family's rows
+ * and its file (or between making a file and its family). For the server, at its start, when
+ * no family is being created; *removed counts them.
+ */
+int store_families_sweep(store *s, unsigned *removed);
+/* Deletes the family's rows and erases its mailbox file (and syncs its directory). */
 int store_family_delete(store *s, const char *family_id);
 
 int store_member_add(store *s, const char *family_id, const char *name, store_role role,
