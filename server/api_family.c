@@ -254,7 +254,10 @@ static void retention_run(uv_work_t *w)
 	store_family fams[RETENTION_PAGE];
 	size_t n;
 	r->more = false;
-	if ((r->rc = store_families_retaining(r->s->store, r->after.s, fams, RETENTION_PAGE, &n)) < 0)
+	/* Each family once a day: its messages go by whole days, and every visit opens its
+	 * mailbox (and may close another family's that is in use). */
+	if ((r->rc = store_families_retaining(r->s->store, r->after.s, r->now_ms - DAY_MS, fams,
+					      RETENTION_PAGE, &n)) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		unsigned budget = RETENTION_BUDGET - r->deleted, got = 0;
@@ -270,6 +273,9 @@ static void retention_run(uv_work_t *w)
 			r->more = true; /* this family may have more: the next slice starts with it */
 			return;
 		}
+		if (rc == 0 && (rc = store_family_retention_checked(r->s->store, fams[i].id.s,
+								    r->now_ms)) < 0)
+			r->rc = rc;
 		r->after = fams[i].id;
 	}
 	r->more = n == RETENTION_PAGE;

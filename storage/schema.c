@@ -137,6 +137,8 @@ static const migration directory_steps[] = {
 	 ") WITHOUT ROWID;"
 	 "CREATE INDEX kiosk_sessions_by_device ON kiosk_sessions(device_id);"
 	 "CREATE INDEX kiosk_sessions_by_link ON kiosk_sessions(link_id);"},
+	/* 5: when the retention job last went through a family (it opens each once a day). */
+	{"ALTER TABLE families ADD COLUMN retention_checked_ms INTEGER NOT NULL DEFAULT 0;"},
 };
 
 static const migration mailbox_steps[] = {

@@ -659,13 +659,44 @@ int store_family_get(store *s, const char *family_id, store_family *out)
 	return read_one(s, sql, text_key(family_id), family_from_row, out);
 }
 
-int store_families_retaining(store *s, const char *after_id, store_family *out, size_t max,
-			     size_t *n)
+int store_families_retaining(store *s, const char *after_id, int64_t checked_before_ms,
+			     store_family *out, size_t max, size_t *n)
 {
 	static const char sql[] = "SELECT id, name, created_ms, quota_bytes, retention_days "
-				  "FROM families WHERE id > ? AND retention_days > 0 ORDER BY id";
-	return read_many(s, sql, after_id ? after_id : "", family_from_row, out, sizeof *out, max,
-			 n);
+				  "FROM families WHERE id > ? AND retention_days > 0 AND "
+				  "retention_checked_ms < ? ORDER BY id";
+	conn *c;
+	*n = 0;
+	int rc = db_read_begin(s->directory, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, after_id ? after_id : "", -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, checked_before_ms);
+		int r = SQLITE_DONE;
+		while (*n < max && (r = sqlite3_step(st)) == SQLITE_ROW)
+			family_from_row(st, &out[(*n)++]);
+		rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : store_map_sqlite(r);
+	}
+	db_read_end(s->directory, c);
+	return rc;
+}
+
+int store_family_retention_checked(store *s, const char *family_id, int64_t now_ms)
+{
+	static const char sql[] = "UPDATE families SET retention_checked_ms = ? WHERE id = ?";
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		rc = update_by_id(c, st, 2, family_id);
+	}
+	db_write_end(s->directory);
+	return rc;
 }
 
 int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
@@ -692,8 +723,11 @@ int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
 int store_family_update(store *s, const char *family_id, const uint64_t *quota_bytes,
 			const uint32_t *retention_days)
 {
-	static const char sql[] = "UPDATE families SET quota_bytes = coalesce(?, quota_bytes), "
-				  "retention_days = coalesce(?, retention_days) WHERE id = ?";
+	/* A retention period set (again) makes the family due for the retention job. */
+	static const char sql[] =
+	    "UPDATE families SET quota_bytes = coalesce(?1, quota_bytes), "
+	    "retention_days = coalesce(?2, retention_days), retention_checked_ms = "
+	    "CASE WHEN ?2 IS NULL THEN retention_checked_ms ELSE 0 END WHERE id = ?3";
 	if (store_id_check(family_id) < 0)
 		return STORE_ENOTFOUND;
 	if (quota_bytes && *quota_bytes > INT64_MAX)

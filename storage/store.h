@@ -104,15 +104,19 @@ int store_family_get(store *s, const char *family_id, store_family *out);
 int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
 		     uint32_t retention_days);
 /* Change only the settings given (NULL: unchanged), in one statement: concurrent updates of
- * different settings never undo each other. */
+ * different settings never undo each other. Setting retention_days makes the family due for
+ * the retention job at once. */
 int store_family_update(store *s, const char *family_id, const uint64_t *quota_bytes,
 			const uint32_t *retention_days);
 /*
- * Families with a retention period (retention_days > 0) and an id after `after_id` ("" to
- * start), in id order, up to `max`: page through them all by passing the last id back.
+ * Families with a retention period (retention_days > 0), not checked since checked_before_ms
+ * (store_family_retention_checked), with an id after `after_id` ("" to start), in id order,
+ * up to `max`: page through them all by passing the last id back.
  */
-int store_families_retaining(store *s, const char *after_id, store_family *out, size_t max,
-			     size_t *n);
+int store_families_retaining(store *s, const char *after_id, int64_t checked_before_ms,
+			     store_family *out, size_t max, size_t *n);
+/* The retention job is done with this family for now. */
+int store_family_retention_checked(store *s, const char *family_id, int64_t now_ms);
 /*
  * Erase mailbox files that no family owns: what a crash left between erasing a family's rows
  * and its file (or between making a file and its family). For the server, at its start, when

@@ -885,14 +885,21 @@ static void retention_spares_kept_messages(void **state)
 	store_member mem;
 	size_t nf;
 	assert_int_equal(store_family_create(f->s, "李家", "爸爸", 0, 1, &other, &mem), 0);
-	assert_int_equal(store_families_retaining(f->s, "", fams, 4, &nf), 0);
+	assert_int_equal(store_families_retaining(f->s, "", 1000, fams, 4, &nf), 0);
 	assert_int_equal(nf, 0);
 	assert_int_equal(store_family_set(f->s, f->fam.id.s, 0, 30), 0);
 	assert_int_equal(store_family_set(f->s, other.id.s, 0, 7), 0);
-	assert_int_equal(store_families_retaining(f->s, "", fams, 1, &nf), 0);
+	assert_int_equal(store_families_retaining(f->s, "", 1000, fams, 1, &nf), 0);
 	assert_int_equal(nf, 1);
-	assert_int_equal(store_families_retaining(f->s, fams[0].id.s, &fams[1], 4, &nf), 0);
+	assert_int_equal(store_families_retaining(f->s, fams[0].id.s, 1000, &fams[1], 4, &nf), 0);
 	assert_int_equal(nf, 1);
+	/* Checked at 500: not due again before 500 has passed. */
+	assert_int_equal(store_family_retention_checked(f->s, other.id.s, 500), 0);
+	assert_int_equal(store_families_retaining(f->s, "", 400, fams + 2, 2, &nf), 0);
+	assert_int_equal(nf, 1);
+	assert_string_equal(fams[2].id.s, f->fam.id.s);
+	assert_int_equal(store_families_retaining(f->s, "", 501, fams + 2, 2, &nf), 0);
+	assert_int_equal(nf, 2);
 	assert_string_not_equal(fams[0].id.s, fams[1].id.s);
 	assert_true(strcmp(fams[0].id.s, fams[1].id.s) < 0);
 	assert_int_equal(fams[0].retention_days + fams[1].retention_days, 37);
