@@ -510,7 +510,7 @@ static void create_done(srv_exchange *x, api_job *j)
 
 void srv_api_upload_create(srv_exchange *x)
 {
-	if (!tus_begin(x))
+	if (!tus_begin(x) || !api_bearer_present(x)) /* 412, then 401 before the headers' 400s */
 		return;
 	const srv_slice *len;
 	uint64_t length;
@@ -718,7 +718,7 @@ static void patch_load_done(srv_exchange *x, api_job *j)
 
 void srv_api_upload_patch(srv_exchange *x)
 {
-	if (!tus_begin(x))
+	if (!tus_begin(x) || !api_bearer_present(x))
 		return;
 	static const char octets[] = "application/offset+octet-stream";
 	const srv_slice *ct, *off;

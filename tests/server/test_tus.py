@@ -185,6 +185,8 @@ def protocol(binary, wav):
         r = request(srv, "POST", "/v1/uploads", headers=TUS + [
             ("Upload-Length", "10"), ("Upload-Metadata", f"family_id {b64(fam)}")])
         ok(r.status == 401 and r.header("WWW-Authenticate") == "Bearer", "no token: 401")
+        r = request(srv, "POST", "/v1/uploads", headers=TUS + [("Upload-Length", "-1")])
+        ok(r.status == 401, "no token is 401 before any complaint about the headers")
         for length, status, code in (("", 400, "invalid_upload_length"),
                                      ("-1", 400, "invalid_upload_length"),
                                      ("1e3", 400, "invalid_upload_length"),
@@ -251,6 +253,8 @@ def protocol(binary, wav):
         r = request(srv, "PATCH", loc, b"x" * 10, headers=bearer(mom["token"]) + OCTETS +
                     [("Upload-Offset", "0")])
         ok(r.status == 412 and r.header("Tus-Version") == "1.0.0", "PATCH without the version: 412")
+        r = request(srv, "PATCH", loc, b"x" * 10, headers=TUS + OCTETS + [("Upload-Offset", "x")])
+        ok(r.status == 401, "PATCH without a token: 401 before the bad Upload-Offset")
         r = request(srv, "PATCH", loc, b"x" * 10, headers=TUS + bearer(mom["token"]) +
                     [("Content-Type", "application/octet-stream"), ("Upload-Offset", "0")])
         ok(r.status == 415 and code_of(r) == "unsupported_media_type",
