@@ -23,6 +23,64 @@ static void close_walk(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+/*
+ * The data directory's key (data/secret) is the one it was made with: children's kiosk PINs,
+ * signed URLs and pending pairing codes depend on it, so a lost or replaced key stops the
+ * start with what to do, never a silent new key. The directory keeps the key's fingerprint;
+ * a directory without one (new, or from before the key) gets the key it has, or a new one.
+ */
+static int check_key(const srv_config *cfg, store *st)
+{
+	static const char name[] = "server_key_fingerprint";
+	uint8_t key[SRV_SECRET_LEN], fp[SRV_SECRET_FINGERPRINT_LEN], known[SRV_SECRET_FINGERPRINT_LEN];
+	size_t n = 0;
+	int rc = store_meta_get(st, name, known, sizeof known, &n);
+	if (rc < 0 && rc != STORE_ENOTFOUND) {
+		fprintf(stderr, "jiayin: cannot read the data directory: %s\n", store_strerror(rc));
+		return -1;
+	}
+	bool remembered = rc == 0 && n == sizeof known;
+	bool start_over = getenv("JIAYIN_NEW_KEY") != NULL;
+	rc = remembered && !start_over ? srv_secret_read(cfg->data_dir, key)
+				       : srv_secret_load(cfg->data_dir, key);
+	if (rc == -ENOENT) {
+		fprintf(stderr,
+			"jiayin: %s/secret is missing, but this data directory was made with one. "
+			"Restore it from the backup (jiayinctl backup keeps it). Without it, "
+			"children's kiosk PINs, signed audio URLs and pending pairing codes stop "
+			"working. To start over with a new key anyway (parents then set their "
+			"children's kiosk PINs again), start once with JIAYIN_NEW_KEY=1 in the "
+			"environment\n",
+			cfg->data_dir);
+		return -1;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "jiayin: cannot use %s/secret (32 bytes, the server's key): %s\n",
+			cfg->data_dir, strerror(-rc));
+		return -1;
+	}
+	srv_secret_fingerprint(key, fp);
+	sodium_memzero(key, sizeof key);
+	if (remembered && sodium_memcmp(fp, known, sizeof fp) != 0) {
+		if (!start_over) {
+			fprintf(stderr,
+				"jiayin: %s/secret is not the key this data directory was made with: "
+				"restore the right one from the backup. To start over with this key "
+				"anyway (children's kiosk PINs must then be set again), start once with "
+				"JIAYIN_NEW_KEY=1 in the environment\n",
+				cfg->data_dir);
+			return -1;
+		}
+		remembered = false;
+	}
+	if (!remembered && (rc = store_meta_put(st, name, fp, sizeof fp)) < 0) {
+		fprintf(stderr, "jiayin: cannot record the key's fingerprint: %s\n",
+			store_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	srv_config cfg;
@@ -52,24 +110,6 @@ int main(int argc, char **argv)
 			strerror(errno));
 		return 70;
 	}
-	/*
-	 * A data directory in use without its key: refuse. A new key would silently lock every
-	 * child out of the school kiosks (their PINs are hashed under it) and void signed URLs
-	 * and pending pairing codes.
-	 */
-	char db_path[1200], key_path[1200];
-	snprintf(db_path, sizeof db_path, "%s/directory.db", cfg.data_dir);
-	snprintf(key_path, sizeof key_path, "%s/secret", cfg.data_dir);
-	if (access(db_path, F_OK) == 0 && access(key_path, F_OK) < 0 && errno == ENOENT) {
-		fprintf(stderr,
-			"jiayin: %s is missing, but this data directory is in use. Restore it from "
-			"the backup (jiayinctl backup keeps it). Without it, children's kiosk PINs, "
-			"signed audio URLs and pending pairing codes stop working; to start over with "
-			"a new key anyway: head -c 32 /dev/urandom > %s (then parents set their "
-			"children's kiosk PINs again)\n",
-			key_path, key_path);
-		return 70;
-	}
 	store_options so;
 	store_options_init(&so);
 	so.dir = cfg.data_dir;
@@ -77,6 +117,10 @@ int main(int argc, char **argv)
 	if ((rc = store_open(&st, &so)) < 0) {
 		fprintf(stderr, "jiayin: cannot open storage in %s: %s\n", cfg.data_dir,
 			store_strerror(rc));
+		return 70;
+	}
+	if (check_key(&cfg, st) < 0) {
+		store_close(st);
 		return 70;
 	}
 	/* A family erased just before a crash may have left its file: erase it now. */

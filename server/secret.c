@@ -60,6 +60,14 @@ static int create_key(const char *path, const char *data_dir)
 	return err;
 }
 
+int srv_secret_read(const char *data_dir, uint8_t key[SRV_SECRET_LEN])
+{
+	char path[1100];
+	if ((size_t)snprintf(path, sizeof path, "%s/secret", data_dir) >= sizeof path)
+		return -ENAMETOOLONG;
+	return read_key(path, key);
+}
+
 int srv_secret_load(const char *data_dir, uint8_t key[SRV_SECRET_LEN])
 {
 	char path[1100];
@@ -107,6 +115,14 @@ int srv_signature_ok(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
 		return 0;
 	srv_sign_audio(key, family_id, message_id, expires_s, want);
 	return sodium_memcmp(want, sig, SRV_SIGNATURE_CHARS) == 0;
+}
+
+void srv_secret_fingerprint(const uint8_t key[SRV_SECRET_LEN],
+			    uint8_t fp[SRV_SECRET_FINGERPRINT_LEN])
+{
+	uint8_t h[32];
+	mac(key, "fingerprint", h);
+	memcpy(fp, h, SRV_SECRET_FINGERPRINT_LEN);
 }
 
 void srv_hash_pairing_code(const uint8_t key[SRV_SECRET_LEN], const char *code, uint8_t out[32])

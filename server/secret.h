@@ -18,6 +18,12 @@
  * every signed URL and stored pairing code depends on it).
  */
 int srv_secret_load(const char *data_dir, uint8_t key[SRV_SECRET_LEN]);
+/* Read <data_dir>/secret, never creating it: -ENOENT when there is none. */
+int srv_secret_read(const char *data_dir, uint8_t key[SRV_SECRET_LEN]);
+/* What the data directory remembers of its key (never the key): 16 bytes of an HMAC. */
+#define SRV_SECRET_FINGERPRINT_LEN 16
+void srv_secret_fingerprint(const uint8_t key[SRV_SECRET_LEN],
+			    uint8_t fp[SRV_SECRET_FINGERPRINT_LEN]);
 
 /*
  * The signature of an audio URL: it binds the family, the message and the expiry time

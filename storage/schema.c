@@ -139,6 +139,11 @@ static const migration directory_steps[] = {
 	 "CREATE INDEX kiosk_sessions_by_link ON kiosk_sessions(link_id);"},
 	/* 5: when the retention job last went through a family (it opens each once a day). */
 	{"ALTER TABLE families ADD COLUMN retention_checked_ms INTEGER NOT NULL DEFAULT 0;"},
+	/* 6: small named values about the installation (the server key's fingerprint). */
+	{"CREATE TABLE meta ("
+	 "  name TEXT PRIMARY KEY,"
+	 "  value BLOB NOT NULL"
+	 ") WITHOUT ROWID;"},
 };
 
 static const migration mailbox_steps[] = {

@@ -503,6 +503,51 @@ static void family_erase(store *s, const char *family_id, const char *path)
 	}
 }
 
+typedef struct meta_value {
+	void *buf;
+	size_t cap, len;
+} meta_value;
+
+static void meta_from_row(sqlite3_stmt *st, void *out)
+{
+	meta_value *v = out;
+	const void *b = sqlite3_column_blob(st, 0);
+	size_t n = (size_t)sqlite3_column_bytes(st, 0);
+	v->len = n;
+	if (b && n)
+		memcpy(v->buf, b, n < v->cap ? n : v->cap);
+}
+
+int store_meta_get(store *s, const char *name, void *buf, size_t cap, size_t *len)
+{
+	static const char sql[] = "SELECT value FROM meta WHERE name = ?";
+	meta_value v = {buf, cap, 0};
+	*len = 0;
+	if (check_text(name, 64) < 0)
+		return STORE_EINVAL;
+	int rc = read_one(s, sql, text_key(name), meta_from_row, &v);
+	*len = v.len;
+	return rc;
+}
+
+int store_meta_put(store *s, const char *name, const void *value, size_t len)
+{
+	static const char sql[] = "INSERT INTO meta (name, value) VALUES (?, ?) "
+				  "ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+	if (check_text(name, 64) < 0 || !value || len > 4096)
+		return STORE_EINVAL;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 2, value, (int)len, SQLITE_STATIC);
+		rc = step_write(st);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
 static void row_found(sqlite3_stmt *st, void *out)
 {
 	(void)st;

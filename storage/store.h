@@ -74,6 +74,13 @@ void store_close(store *s);
  */
 int store_health_check(store *s, int64_t now_ms);
 
+/*
+ * A small named value about the installation (the directory's meta table): get copies up to
+ * cap bytes and sets *len (STORE_ENOTFOUND if unset); put sets it (at most 4 KiB).
+ */
+int store_meta_get(store *s, const char *name, void *buf, size_t cap, size_t *len);
+int store_meta_put(store *s, const char *name, const void *value, size_t len);
+
 /* ---- Families and members (directory database) ---- */
 
 typedef enum { STORE_ROLE_PARENT = 1, STORE_ROLE_CAREGIVER, STORE_ROLE_CHILD } store_role;

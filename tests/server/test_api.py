@@ -402,6 +402,7 @@ def private_messages(binary):
 
 def signed_urls(binary):
     """POST .../audio-url: a short-lived URL an <audio> element plays without headers."""
+    import sqlite3
     import stat
     import time
     with open(SAMPLE, "rb") as f:
@@ -491,10 +492,40 @@ def signed_urls(binary):
             refused = ""
         except RuntimeError as ex:
             refused = str(ex)
-        ok("is missing, but this data directory is in use" in refused and
+        ok("is missing, but this data directory was made with one" in refused and
            not os.path.exists(os.path.join(data, "secret")),
-           "a data directory in use whose key is gone: no new key, a clear refusal "
+           "a data directory whose key is gone: no new key, a clear refusal "
            "(kiosk PINs depend on it)", refused[-300:])
+        with open(os.path.join(data, "secret"), "wb") as f:
+            f.write(os.urandom(32))
+        try:
+            Server(binary, data=data).stop()
+            refused = ""
+        except RuntimeError as ex:
+            refused = str(ex)
+        ok("is not the key this data directory was made with" in refused,
+           "another key in its place: refused too", refused[-300:])
+        os.environ["JIAYIN_NEW_KEY"] = "1"
+        try:
+            Server(binary, data=data).stop()
+        finally:
+            del os.environ["JIAYIN_NEW_KEY"]
+        srv = Server(binary, data=data)
+        ok(request(srv, "GET", "/healthz").status == 200,
+           "started once with JIAYIN_NEW_KEY=1, the new key is the directory's from then on")
+        srv.stop()
+        d2 = os.path.join(srv.tmp, "old")
+        os.makedirs(d2)
+        old = Server(binary, data=d2)
+        old.stop()
+        os.unlink(os.path.join(d2, "secret"))
+        con = sqlite3.connect(os.path.join(d2, "directory.db"))
+        con.execute("DELETE FROM meta")
+        con.commit()
+        con.close()
+        srv = Server(binary, data=d2)
+        ok(os.path.getsize(os.path.join(d2, "secret")) == 32,
+           "a data directory from before the key (none recorded) gets one at its start")
     finally:
         srv.stop()
 
