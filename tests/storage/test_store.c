@@ -960,6 +960,25 @@ static void retention_never_deletes_what_was_just_kept(void **state)
 	free(kept_rc);
 }
 
+static void meta_values(void **state)
+{
+	fixture *f = *state;
+	uint8_t buf[8];
+	size_t n;
+	assert_int_equal(store_meta_get(f->s, "k", buf, sizeof buf, &n), STORE_ENOTFOUND);
+	assert_int_equal(store_meta_put(f->s, "k", "abc", 3), 0);
+	assert_int_equal(store_meta_get(f->s, "k", buf, sizeof buf, &n), 0);
+	assert_int_equal(n, 3);
+	assert_memory_equal(buf, "abc", 3);
+	assert_int_equal(store_meta_put(f->s, "k", "0123456789", 10), 0);
+	assert_int_equal(store_meta_get(f->s, "k", buf, sizeof buf, &n), 0);
+	assert_int_equal(n, 10); /* its length, though only 8 bytes fit */
+	assert_memory_equal(buf, "01234567", 8);
+	assert_int_equal(store_meta_put(f->s, "", "x", 1), STORE_EINVAL);
+	static uint8_t big[4097];
+	assert_int_equal(store_meta_put(f->s, "k", big, sizeof big), STORE_EINVAL);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -969,6 +988,7 @@ int main(void)
 		T(families),
 		T(deleting_a_family_erases_its_file),
 		T(orphaned_family_files_are_swept),
+		T(meta_values),
 		T(members),
 		T(audit_log_is_append_only),
 		T(append_get_and_read_audio),
