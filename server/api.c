@@ -158,6 +158,8 @@ void api_job_done(srv_exchange *x, void *arg)
 	free(j->members);
 	free(j->flag);
 	free(j->links);
+	free(j->list);
+	free(j->text);
 	free(j);
 }
 

@@ -58,8 +58,10 @@ struct api_job {
 	int codec_rc;
 	double transcode_s;
 	store_message msg;
-	store_message *list;
-	size_t nlist;
+	store_message *list;           /* freed by job_done */
+	size_t nlist, shown;
+	uint64_t next_seq;
+	char *text;                    /* an answer made on the pool; freed by job_done */
 	uint64_t since, latest;
 	uint64_t wait_until;           /* long-poll: loop time (ms) to answer by; 0: at once */
 	char reason[512];

@@ -215,36 +215,39 @@ void srv_api_message_upload(srv_exchange *x)
 	api_run(x, j);
 }
 
+#define LIST_FIRST 8 /* most lists (a long-poll woken by one message) need no more */
+
+/*
+ * On the pool: the changes since j->since (room for a few first, for 200 only when needed),
+ * filtered for the caller, and the answer's JSON text (j->text), so the loop only sends it.
+ */
 static void list_work(api_job *j)
 {
 	if (!own_family(j))
 		return;
-	/* Most long-polls find nothing new: look with room for one before making room for 200. */
-	store_message one;
-	j->rc = store_messages_since(j->st, j->param[0], j->since, &one, 1, &j->nlist, &j->latest);
-	if (j->rc < 0 || j->nlist == 0)
-		return;
-	j->list = calloc(LIST_MAX, sizeof *j->list);
-	if (!j->list) {
+	size_t room = LIST_FIRST;
+	if (!(j->list = calloc(room, sizeof *j->list))) {
 		j->rc = STORE_ENOMEM;
 		return;
 	}
-	j->rc = store_messages_since(j->st, j->param[0], j->since, j->list, LIST_MAX, &j->nlist,
+	j->rc = store_messages_since(j->st, j->param[0], j->since, j->list, room, &j->nlist,
 				     &j->latest);
-}
-
-static void park(srv_exchange *x, api_job *j);
-
-static void list_done(srv_exchange *x, api_job *j)
-{
-	if (j->rc < 0) {
-		free(j->list);
-		api_storage_failed(x, j->rc);
-		return;
+	if (j->rc == 0 && j->nlist == room) {
+		store_message *more = realloc(j->list, LIST_MAX * sizeof *more);
+		if (!more) {
+			j->rc = STORE_ENOMEM;
+			return;
+		}
+		j->list = more;
+		room = LIST_MAX;
+		j->rc = store_messages_since(j->st, j->param[0], j->since, j->list, room,
+					     &j->nlist, &j->latest);
 	}
+	if (j->rc < 0)
+		return;
 	json_t *arr = json_array();
 	uint64_t seq = j->since;
-	size_t shown = 0;
+	j->shown = 0;
 	for (size_t i = 0; arr && i < j->nlist; i++) {
 		/* Hidden messages are not the family's to hear: they read as deleted. */
 		store_message *m = &j->list[i];
@@ -255,26 +258,38 @@ static void list_done(srv_exchange *x, api_job *j)
 		if (m->state == STORE_MSG_HIDDEN)
 			m->state = STORE_MSG_DELETED;
 		json_array_append_new(arr, message_json(m));
-		shown++;
+		j->shown++;
 	}
 	/* A page cut at LIST_MAX resumes after its last change; else the newest there is. */
 	if (j->nlist < LIST_MAX && j->latest > seq)
 		seq = j->latest;
-	free(j->list);
-	j->list = NULL;
+	j->next_seq = seq;
+	json_t *obj = arr ? json_pack("{s:o, s:I}", "messages", arr, "seq", (json_int_t)seq) : NULL;
+	j->text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	json_decref(obj);
+	if (!j->text)
+		j->rc = STORE_ENOMEM;
+}
+
+static void park(srv_exchange *x, api_job *j);
+
+static void list_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return;
+	}
 	/* Nothing (this member may see) changed: wait, from the new sequence, while time is left
 	 * (answered when the mailbox changes or the wait is over). A full page of others'
 	 * changes is answered at once instead: more may follow it already. */
-	if (arr && shown == 0 && j->nlist < LIST_MAX && j->wait_until > uv_now(x->srv->loop) &&
+	if (j->shown == 0 && j->nlist < LIST_MAX && j->wait_until > uv_now(x->srv->loop) &&
 	    !x->srv->draining && !x->conn->closed) {
-		json_decref(arr);
-		j->since = seq;
+		j->since = j->next_seq;
 		park(x, j);
 		return;
 	}
-	api_respond_json(x, 200, arr ? json_pack("{s:o, s:I}", "messages", arr, "seq",
-					    (json_int_t)seq)
-				 : NULL);
+	srv_respond(x, 200, "application/json", "Cache-Control: no-store\r\n", j->text,
+		    strlen(j->text));
 }
 
 /* ?since=N&wait=S, both optional, nothing else. 0, or -1 after answering 400. */
