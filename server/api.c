@@ -152,6 +152,11 @@ void api_job_done(srv_exchange *x, void *arg)
 	} else {
 		j->done(x, j);
 	}
+	api_job_free(j);
+}
+
+void api_job_free(api_job *j)
+{
 	sodium_memzero(j->token, sizeof j->token);
 	sodium_memzero(j->code, sizeof j->code);
 	sodium_memzero(j->pin, sizeof j->pin);
@@ -163,7 +168,7 @@ void api_job_done(srv_exchange *x, void *arg)
 	free(j);
 }
 
-void api_run(srv_exchange *x, api_job *j)
+void api_prepare(srv_exchange *x, api_job *j)
 {
 	j->st = x->srv->store;
 	j->secret = x->srv->secret;
@@ -171,6 +176,11 @@ void api_run(srv_exchange *x, api_job *j)
 	for (int i = 0; i < 2; i++)
 		snprintf(j->param[i], sizeof j->param[i], "%.*s", (int)x->params[i].len,
 			 x->params[i].ptr ? x->params[i].ptr : "");
+}
+
+void api_run(srv_exchange *x, api_job *j)
+{
+	api_prepare(x, j);
 	if (srv_job_submit(x, api_job_run, api_job_done, j) < 0) {
 		free(j);
 		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",

@@ -454,20 +454,37 @@ static void audio_auth_work(api_job *j)
 		j->rc = visible_message(j, true);
 }
 
-static void audio_auth_done(srv_exchange *x, api_job *j)
+static void audio_refuse(srv_exchange *x, api_job *j)
 {
-	if (j->rc < 0) {
-		api_storage_failed(x, j->rc);
-		return;
-	}
-	srv_respond_message_audio(x, j->param[0], j->param[1], false);
+	api_storage_failed(x, j->rc);
+}
+
+/* The caller's check, on the pool in the audio's own job: one trip for both. */
+static int audio_check(void *ctx)
+{
+	api_job *j = ctx;
+	api_job_run(j);
+	return j->auth_rc < 0 || j->rc < 0;
+}
+
+static void audio_check_refuse(srv_exchange *x, void *ctx)
+{
+	api_job_done(x, ctx); /* 401, 404 or 503, then freed */
+}
+
+static void audio_check_release(void *ctx)
+{
+	api_job_free(ctx);
 }
 
 void srv_api_message_audio(srv_exchange *x)
 {
-	api_job *j = api_authed_job(x, audio_auth_work, audio_auth_done);
-	if (j)
-		api_run(x, j);
+	api_job *j = api_authed_job(x, audio_auth_work, audio_refuse);
+	if (!j)
+		return;
+	api_prepare(x, j);
+	srv_audio_check check = {audio_check, audio_check_refuse, audio_check_release, j};
+	srv_respond_message_audio_checked(x, j->param[0], j->param[1], &check);
 }
 
 /* ---- signed audio URLs: for an <audio> element, which cannot send a bearer token ---- */

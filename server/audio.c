@@ -31,6 +31,9 @@ typedef struct audio_job {
 	bool head_only;
 	bool allow_hidden;
 	char cache_control[48];
+	srv_audio_check check; /* run == NULL: none */
+	int check_rc;
+	bool ids_ok;           /* both ids have an id's shape (else: 404 after the check) */
 	const srv_request *req;
 } audio_job;
 
@@ -71,6 +74,12 @@ static int choose(void *ctx, const store_audio_info *info, uint64_t *offset, siz
 static void audio_work(void *arg)
 {
 	audio_job *j = arg;
+	if (j->check.run && (j->check_rc = j->check.run(j->check.ctx)) != 0)
+		return;
+	if (!j->ids_ok) {
+		j->rc = STORE_ENOTFOUND;
+		return;
+	}
 	if (!(j->first = malloc(SRV_STREAM_CHUNK))) {
 		j->rc = STORE_ENOMEM;
 		return;
@@ -82,6 +91,14 @@ static void audio_work(void *arg)
 static void audio_done(srv_exchange *x, void *arg)
 {
 	audio_job *j = arg;
+	if (j->check.run && j->check_rc != 0) {
+		j->check.refuse(x, j->check.ctx);
+		free(j->src);
+		free(j);
+		return;
+	}
+	if (j->check.release)
+		j->check.release(j->check.ctx);
 	if (j->rc < 0) {
 		free(j->first);
 		free(j->src);
@@ -111,6 +128,9 @@ void srv_respond_message_audio(srv_exchange *x, const char *family_id, const cha
 	srv_respond_message_audio_for(x, family_id, message_id, allow_hidden, -1);
 }
 
+static void start(srv_exchange *x, const char *family_id, const char *message_id,
+		  bool allow_hidden, int64_t max_age_s, const srv_audio_check *check);
+
 void srv_respond_message_audio_for(srv_exchange *x, const char *family_id,
 				   const char *message_id, bool allow_hidden, int64_t max_age_s)
 {
@@ -118,7 +138,23 @@ void srv_respond_message_audio_for(srv_exchange *x, const char *family_id,
 		srv_respond_error(x, 404, "not_found", "no such message");
 		return;
 	}
+	start(x, family_id, message_id, allow_hidden, max_age_s, NULL);
+}
+
+void srv_respond_message_audio_checked(srv_exchange *x, const char *family_id,
+				       const char *message_id, const srv_audio_check *check)
+{
+	/* Malformed ids are not looked at here: the check answers first (401 before 404),
+	 * then storage finds nothing under them. */
+	start(x, family_id, message_id, false, -1, check);
+}
+
+static void start(srv_exchange *x, const char *family_id, const char *message_id,
+		  bool allow_hidden, int64_t max_age_s, const srv_audio_check *check)
+{
 	if (srv_buffer_reserve(x) < 0) {
+		if (check && check->release)
+			check->release(check->ctx);
 		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
 				       "Retry-After: 1\r\n");
 		return;
@@ -128,9 +164,14 @@ void srv_respond_message_audio_for(srv_exchange *x, const char *family_id,
 	if (!j || !src) {
 		free(j);
 		free(src);
+		if (check && check->release)
+			check->release(check->ctx);
 		srv_respond_error(x, 500, "out_of_memory", "no memory");
 		return;
 	}
+	if (check)
+		j->check = *check;
+	j->ids_ok = store_id_check(family_id) == 0 && store_id_check(message_id) == 0;
 	src->st = x->srv->store;
 	snprintf(src->family, sizeof src->family, "%s", family_id);
 	snprintf(src->message, sizeof src->message, "%s", message_id);
@@ -146,6 +187,8 @@ void srv_respond_message_audio_for(srv_exchange *x, const char *family_id,
 		snprintf(j->cache_control, sizeof j->cache_control, "private, max-age=%lld",
 			 (long long)max_age_s);
 	if (srv_job_submit(x, audio_work, audio_done, j) < 0) {
+		if (check && check->release)
+			check->release(check->ctx);
 		free(src);
 		free(j);
 		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",

@@ -19,4 +19,19 @@ void srv_respond_message_audio(srv_exchange *x, const char *family_id, const cha
 void srv_respond_message_audio_for(srv_exchange *x, const char *family_id,
 				   const char *message_id, bool allow_hidden, int64_t max_age_s);
 
+/*
+ * Who may hear it, decided in the same trip to the pool as the fetch: run(ctx) on the pool
+ * first (0: go on); if it refuses, refuse(x, ctx) answers on the loop. Either way ctx is the
+ * caller's to free in refuse or release (which runs when run() let the request through, or
+ * when no job could start: then the answer is this module's).
+ */
+typedef struct srv_audio_check {
+	int (*run)(void *ctx);
+	void (*refuse)(srv_exchange *x, void *ctx);
+	void (*release)(void *ctx);
+	void *ctx;
+} srv_audio_check;
+void srv_respond_message_audio_checked(srv_exchange *x, const char *family_id,
+				       const char *message_id, const srv_audio_check *check);
+
 #endif

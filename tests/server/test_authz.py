@@ -223,6 +223,16 @@ def main():
             }
             ok(codes == {404}, f"the id {b!r} answers 404 everywhere", str(codes))
 
+        # An id with one character more is not the id: the audio's one-trip check (review)
+        longer = {call(srv, "GET", f"{M}/{everyone}x/audio", mom["token"]).status,
+                  call(srv, "GET", f"/v1/families/{fam}x/messages/{everyone}/audio",
+                       mom["token"]).status,
+                  call(srv, "HEAD", f"{M}/{everyone}0/audio", mom["token"]).status}
+        ok(longer == {404}, "an id with a character appended answers 404, audio included",
+           str(longer))
+        ok(call(srv, "GET", f"{M}/{everyone}x/audio").status == 401,
+           "and without a token, 401 comes first")
+
         # Erasing a family, last: a parent only.
         for who in ("caregiver", "child (recipient)", "child at a kiosk", "another family"):
             want = expect(who, 204, forbid=("caregiver",) + children)
