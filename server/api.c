@@ -327,13 +327,40 @@ void srv_api_me(srv_exchange *x)
 		api_run(x, j);
 }
 
+/* ---- who may act on the path's family ---- */
+bool api_own_family(api_job *j)
+{
+	if (strcmp(j->param[0], j->device.family_id.s) == 0)
+		return true;
+	j->rc = STORE_ENOTFOUND; /* another family: as if it did not exist */
+	return false;
+}
+
+bool api_grown_up(api_job *j)
+{
+	if (!api_own_family(j))
+		return false;
+	if (j->member.role == STORE_ROLE_PARENT || j->member.role == STORE_ROLE_CAREGIVER)
+		return true;
+	j->rc = 1; /* forbidden */
+	return false;
+}
+
+bool api_parent(api_job *j)
+{
+	if (!api_own_family(j))
+		return false;
+	if (j->member.role == STORE_ROLE_PARENT)
+		return true;
+	j->rc = 1; /* forbidden */
+	return false;
+}
+
 /* ---- GET /v1/families/{family_id}/members ---- */
 static void members_work(api_job *j)
 {
-	if (strcmp(j->param[0], j->device.family_id.s) != 0) {
-		j->rc = STORE_ENOTFOUND; /* another family: as if it did not exist */
+	if (!api_own_family(j))
 		return;
-	}
 	if (!(j->members = calloc(MEMBERS_MAX, sizeof *j->members))) {
 		j->rc = STORE_ENOMEM;
 		return;
@@ -363,14 +390,8 @@ void srv_api_members_list(srv_exchange *x)
 /* ---- POST /v1/families/{family_id}/members: a member without a phone (a kiosk child) ---- */
 static void member_add_work(api_job *j)
 {
-	if (strcmp(j->param[0], j->device.family_id.s) != 0) {
-		j->rc = STORE_ENOTFOUND;
+	if (!api_grown_up(j))
 		return;
-	}
-	if (j->member.role != STORE_ROLE_PARENT && j->member.role != STORE_ROLE_CAREGIVER) {
-		j->rc = 1;
-		return;
-	}
 	/* As many as a members list shows (and a kiosk screen can hold). */
 	if (!(j->members = calloc(MEMBERS_MAX, sizeof *j->members))) {
 		j->rc = STORE_ENOMEM;
@@ -487,18 +508,10 @@ void srv_api_device_delete(srv_exchange *x)
 }
 
 /* ---- POST /v1/families/{family_id}/pairing-codes ---- */
-
-
 static void code_create_work(api_job *j)
 {
-	if (strcmp(j->param[0], j->device.family_id.s) != 0) {
-		j->rc = STORE_ENOTFOUND;
+	if (!api_grown_up(j))
 		return;
-	}
-	if (j->member.role != STORE_ROLE_PARENT && j->member.role != STORE_ROLE_CAREGIVER) {
-		j->rc = 1; /* forbidden */
-		return;
-	}
 	int64_t now = api_now_ms();
 	store_pairing p;
 	memset(&p, 0, sizeof p);

@@ -23,22 +23,6 @@
 #define RETENTION_DAYS_MAX 3650
 #define DAY_MS (24 * 3600 * 1000LL)
 
-static bool own_family(api_job *j)
-{
-	if (strcmp(j->param[0], j->device.family_id.s) == 0)
-		return true;
-	j->rc = STORE_ENOTFOUND;
-	return false;
-}
-
-static bool parent(api_job *j)
-{
-	if (j->member.role == STORE_ROLE_PARENT)
-		return true;
-	j->rc = 1; /* forbidden */
-	return false;
-}
-
 static void forbidden(srv_exchange *x)
 {
 	srv_respond_error(x, 403, "forbidden", "only a parent of the family can do this");
@@ -47,7 +31,7 @@ static void forbidden(srv_exchange *x)
 /* ---- GET and PATCH /v1/families/{family_id} ---- */
 static void get_work(api_job *j)
 {
-	if (!own_family(j))
+	if (!api_own_family(j))
 		return;
 	if ((j->rc = store_family_get(j->st, j->param[0], &j->family)) == 0)
 		j->rc = store_mailbox_usage(j->st, j->param[0], &j->usage);
@@ -83,7 +67,7 @@ void srv_api_family_get(srv_exchange *x)
 
 static void set_work(api_job *j)
 {
-	if (!own_family(j) || !parent(j))
+	if (!api_parent(j))
 		return;
 	if ((j->rc = store_family_update(j->st, j->param[0], j->set_quota ? &j->quota : NULL,
 					 j->set_retention ? &j->retention_days : NULL)) < 0)
@@ -148,7 +132,7 @@ void srv_api_family_set(srv_exchange *x)
 /* ---- DELETE /v1/families/{family_id}: every voice of the family, erased ---- */
 static void delete_work(api_job *j)
 {
-	if (!own_family(j) || !parent(j))
+	if (!api_parent(j))
 		return;
 	if ((j->rc = store_family_delete(j->st, j->param[0])) == 0)
 		store_audit_append(j->st, api_now_ms(), j->member.id.s, "family.delete", j->param[0],
@@ -179,7 +163,7 @@ void srv_api_family_delete(srv_exchange *x)
 /* ---- GET /v1/families/{family_id}/export: a zip of the family's audio and an index ---- */
 static void export_work(api_job *j)
 {
-	if (!own_family(j) || !parent(j))
+	if (!api_parent(j))
 		return;
 	/* Unnamed: the zip disappears with the response, or with a crash. */
 	int fd = open(j->tmp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);

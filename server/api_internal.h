@@ -104,6 +104,14 @@ bool api_bearer_present(srv_exchange *x);
  * (empty: none); done answers 201 (200 for a known key), 400, 413, 422 or 507.
  */
 void api_upload_work(api_job *j);
+/*
+ * Pool side: the path's family (param[0]) is the caller's (else j->rc = STORE_ENOTFOUND, for
+ * a 404 like an unknown id), and the caller is a parent or caregiver / a parent (else
+ * j->rc = 1, for a 403). False when j->rc was set.
+ */
+bool api_own_family(api_job *j);
+bool api_grown_up(api_job *j);
+bool api_parent(api_job *j);
 /* Pairing codes (8 digits), for phones and kiosks alike. Locked: answers 429 and is true. */
 bool api_pairing_locked(srv_exchange *x);
 bool api_pairing_code_ok(const char *code);

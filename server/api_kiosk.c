@@ -109,19 +109,6 @@ static bool kiosk_caller(api_job *j)
 	return false;
 }
 
-static bool grown_up_of_family(api_job *j)
-{
-	if (strcmp(j->param[0], j->device.family_id.s) != 0) {
-		j->rc = STORE_ENOTFOUND;
-		return false;
-	}
-	if (j->member.role != STORE_ROLE_PARENT && j->member.role != STORE_ROLE_CAREGIVER) {
-		j->rc = 1;
-		return false;
-	}
-	return true;
-}
-
 /* 403 for j->rc == 1 with `why`, storage errors as usual; true when answered. */
 static bool answered_failure(srv_exchange *x, api_job *j, const char *why)
 {
@@ -354,7 +341,7 @@ void srv_api_kiosk_logout(srv_exchange *x)
 /* ---- a family's kiosk links: /v1/families/{family_id}/kiosk-links ---- */
 static void link_create_work(api_job *j)
 {
-	if (!grown_up_of_family(j))
+	if (!api_grown_up(j))
 		return;
 	store_member child;
 	j->rc = store_member_get(j->st, j->to, &child);
@@ -435,10 +422,8 @@ void srv_api_kiosk_link_create(srv_exchange *x)
 
 static void links_work(api_job *j)
 {
-	if (strcmp(j->param[0], j->device.family_id.s) != 0) {
-		j->rc = STORE_ENOTFOUND;
+	if (!api_own_family(j))
 		return;
-	}
 	if (!(j->links = calloc(LINKS_MAX, sizeof *j->links))) {
 		j->rc = STORE_ENOMEM;
 		return;
@@ -467,7 +452,7 @@ void srv_api_kiosk_links_list(srv_exchange *x)
 /* The path's link, if it is of a child of the caller's family. */
 static bool own_link(api_job *j)
 {
-	if (!grown_up_of_family(j))
+	if (!api_grown_up(j))
 		return false;
 	if (!(j->links = calloc(1, sizeof *j->links))) {
 		j->rc = STORE_ENOMEM;

@@ -41,14 +41,6 @@ static json_t *message_json(const store_message *m)
 }
 
 /* The caller's family is the one in the path, or it is 404 for them. */
-static bool own_family(api_job *j)
-{
-	if (strcmp(j->param[0], j->device.family_id.s) == 0)
-		return true;
-	j->rc = STORE_ENOTFOUND;
-	return false;
-}
-
 /*
  * Who hears a message: everyone in the family when it is sent to all; when it is sent to one
  * member, that member, its sender, and the parents and caregivers. Other children do not.
@@ -65,7 +57,7 @@ static bool may_see(const store_message *m, const store_member *me)
  */
 static int visible_message(api_job *j, bool allow_hidden)
 {
-	if (!own_family(j))
+	if (!api_own_family(j))
 		return j->rc;
 	int rc = store_message_get(j->st, j->param[0], j->param[1], &j->msg);
 	if (rc < 0)
@@ -78,7 +70,7 @@ static int visible_message(api_job *j, bool allow_hidden)
 
 void api_upload_work(api_job *j)
 {
-	if (!own_family(j))
+	if (!api_own_family(j))
 		return;
 	if (j->to[0]) {
 		store_member to;
@@ -223,7 +215,7 @@ void srv_api_message_upload(srv_exchange *x)
  */
 static void list_work(api_job *j)
 {
-	if (!own_family(j))
+	if (!api_own_family(j))
 		return;
 	size_t room = LIST_FIRST;
 	if (!(j->list = calloc(room, sizeof *j->list))) {
@@ -450,7 +442,7 @@ void srv_api_wake_all(srv_server *s)
 static void audio_auth_work(api_job *j)
 {
 	/* Parents and caregivers hear all of their family's messages: no look needed. */
-	if (own_family(j) && j->member.role == STORE_ROLE_CHILD)
+	if (api_own_family(j) && j->member.role == STORE_ROLE_CHILD)
 		j->rc = visible_message(j, true);
 }
 

@@ -17,22 +17,6 @@
 
 /* ---- local helpers (the shared ones are in rows.c) ---- */
 
-/* Run `sql` (UPDATE ... SET x = coalesce(x, ?1) WHERE id = ?2) on the directory's writer:
- * a time set once by id (revoking, disabling); STORE_ENOTFOUND if no row has the id. */
-static int stamp_by_id(store *s, const char *sql, const char *id, int64_t now_ms)
-{
-	if (store_id_check(id) < 0)
-		return STORE_ENOTFOUND;
-	int rc = 0;
-	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_int64(st, 1, now_ms);
-		rc = update_by_id(c, st, 2, id);
-	}
-	db_write_end(s->directory);
-	return rc;
-}
 
 static void column_id(sqlite3_stmt *st, int i, store_id *id)
 {

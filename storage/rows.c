@@ -111,3 +111,18 @@ int update_by_id(conn *c, sqlite3_stmt *st, int id_param, const char *id)
 	int rc = step_write(st);
 	return rc == 0 && sqlite3_changes(c->db) == 0 ? STORE_ENOTFOUND : rc;
 }
+
+int stamp_by_id(store *s, const char *sql, const char *id, int64_t now_ms)
+{
+	if (store_id_check(id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		rc = update_by_id(c, st, 2, id);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
