@@ -16,6 +16,7 @@
  * stores the message before the 204. Every file touch is on the job pool.
  */
 #include "api_internal.h"
+#include "tus_metadata.h"
 #include "api_uploads.h"
 #include "routes.h"
 #include "upload_state.h"
@@ -32,7 +33,6 @@
 #include <unistd.h>
 
 #define TUS_HEADER "Tus-Resumable: 1.0.0\r\n"
-#define METADATA_VALUE_MAX 256 /* decoded bytes of a metadata value we read */
 
 /* Outcomes of our own, next to uploads.c's SRV_UPLOAD_E* and -errno. */
 enum {
@@ -376,73 +376,19 @@ void srv_api_uploads_options(srv_exchange *x)
 
 /* ---- POST /v1/uploads ---- */
 
-/* One metadata value, base64 (padded or not), decoded into out (NUL-terminated). */
-static bool metadata_value(const char *v, size_t n, char *out, size_t cap)
-{
-	size_t len = 0;
-	const char *end = NULL;
-	if (sodium_base642bin((unsigned char *)out, cap - 1, v, n, NULL, &len, &end,
-			      sodium_base64_VARIANT_ORIGINAL) != 0 || end != v + n) {
-		if (sodium_base642bin((unsigned char *)out, cap - 1, v, n, NULL, &len, &end,
-				      sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0 ||
-		    end != v + n)
-			return false;
-	}
-	out[len] = '\0';
-	return memchr(out, '\0', len) == NULL;
-}
-
-/* Upload-Metadata: "key base64,key base64"; family_id, to and idempotency_key are ours, the
- * rest is the client's and ignored. 0, or -1 after answering 400. */
+/* Upload-Metadata: "key base64,key base64" (tus_metadata.c); family_id, to and
+ * idempotency_key are ours, the rest is the client's and ignored. 0, or -1 after answering 400. */
 static int parse_metadata(srv_exchange *x, srv_upload *u)
 {
 	const srv_slice *m;
 	const char *why = NULL, *code = "invalid_upload_metadata";
-	bool family = false, to = false, idem = false;
+	srv_tus_metadata meta = {u->family, u->to, u->idem, sizeof u->family, sizeof u->to,
+				 sizeof u->idem, false, false, false};
 	if (!one_header(x, "Upload-Metadata", &m))
 		why = "Upload-Metadata came twice";
-	for (size_t i = 0; !why && m && i <= m->len;) {
-		size_t end = i;
-		while (end < m->len && m->ptr[end] != ',')
-			end++;
-		size_t a = i, b = end;
-		while (a < b && m->ptr[a] == ' ')
-			a++;
-		while (b > a && m->ptr[b - 1] == ' ')
-			b--;
-		size_t k = a;
-		while (k < b && m->ptr[k] != ' ')
-			k++;
-		const char *key = m->ptr + a, *val = k < b ? m->ptr + k + 1 : m->ptr + b;
-		size_t klen = k - a, vlen = k < b ? b - k - 1 : 0;
-		char value[METADATA_VALUE_MAX + 1];
-		bool *seen = NULL;
-		char *dst = NULL;
-		size_t dcap = 0;
-		if (klen == 9 && memcmp(key, "family_id", 9) == 0) {
-			seen = &family, dst = u->family, dcap = sizeof u->family;
-		} else if (klen == 2 && memcmp(key, "to", 2) == 0) {
-			seen = &to, dst = u->to, dcap = sizeof u->to;
-		} else if (klen == 15 && memcmp(key, "idempotency_key", 15) == 0) {
-			seen = &idem, dst = u->idem, dcap = sizeof u->idem;
-		}
-		if (klen == 0) {
-			why = "Upload-Metadata: an empty key";
-		} else if (seen && *seen) {
-			why = "Upload-Metadata: a key came twice";
-		} else if (seen && !metadata_value(val, vlen, value, sizeof value)) {
-			why = "Upload-Metadata: a value is not base64";
-		} else if (seen && strlen(value) >= dcap) {
-			why = seen == &idem ? "idempotency_key: 1-128 printable ASCII characters"
-					    : "Upload-Metadata: a value is too long";
-			if (seen == &idem)
-				code = "invalid_idempotency_key";
-		} else if (seen) {
-			*seen = true;
-			memcpy(dst, value, strlen(value) + 1);
-		}
-		i = end + 1;
-	}
+	else
+		why = srv_tus_metadata_parse(m ? m->ptr : NULL, m ? m->len : 0, &meta, &code);
+	bool family = meta.has_family, to = meta.has_to, idem = meta.has_idem;
 	if (!why && (!family || store_id_check(u->family) < 0))
 		why = "Upload-Metadata must carry family_id, the family's id";
 	if (why) {

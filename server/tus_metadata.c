@@ -1,0 +1,78 @@
+/*
+ * tus_metadata.c — Upload-Metadata: comma-separated pairs of a key and its base64 value (padded
+ * or not), spaces around pairs allowed. Every length is checked before a byte is copied; a
+ * decoded value with a NUL in it is refused (it would end the C string early).
+ */
+#include "tus_metadata.h"
+
+#include <sodium.h>
+#include <string.h>
+
+/* One value, base64 (padded or not), decoded into out (NUL-terminated). */
+static bool value(const char *v, size_t n, char *out, size_t cap)
+{
+	size_t len = 0;
+	const char *end = NULL;
+	if (sodium_base642bin((unsigned char *)out, cap - 1, v, n, NULL, &len, &end,
+			      sodium_base64_VARIANT_ORIGINAL) != 0 || end != v + n) {
+		if (sodium_base642bin((unsigned char *)out, cap - 1, v, n, NULL, &len, &end,
+				      sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0 ||
+		    end != v + n)
+			return false;
+	}
+	out[len] = '\0';
+	return memchr(out, '\0', len) == NULL;
+}
+
+const char *srv_tus_metadata_parse(const char *p, size_t n, srv_tus_metadata *m,
+				   const char **code)
+{
+	*code = "invalid_upload_metadata";
+	m->has_family = m->has_to = m->has_idem = false;
+	m->family[0] = m->to[0] = m->idem[0] = '\0';
+	for (size_t i = 0; p && i <= n;) {
+		size_t end = i;
+		while (end < n && p[end] != ',')
+			end++;
+		size_t a = i, b = end;
+		while (a < b && p[a] == ' ')
+			a++;
+		while (b > a && p[b - 1] == ' ')
+			b--;
+		size_t k = a;
+		while (k < b && p[k] != ' ')
+			k++;
+		const char *key = p + a, *val = k < b ? p + k + 1 : p + b;
+		size_t klen = k - a, vlen = k < b ? b - k - 1 : 0;
+		char decoded[SRV_TUS_METADATA_VALUE_MAX + 1];
+		bool *seen = NULL;
+		char *dst = NULL;
+		size_t dcap = 0;
+		if (klen == 9 && memcmp(key, "family_id", 9) == 0) {
+			seen = &m->has_family, dst = m->family, dcap = m->family_cap;
+		} else if (klen == 2 && memcmp(key, "to", 2) == 0) {
+			seen = &m->has_to, dst = m->to, dcap = m->to_cap;
+		} else if (klen == 15 && memcmp(key, "idempotency_key", 15) == 0) {
+			seen = &m->has_idem, dst = m->idem, dcap = m->idem_cap;
+		}
+		if (klen == 0)
+			return "Upload-Metadata: an empty key";
+		if (seen && *seen)
+			return "Upload-Metadata: a key came twice";
+		if (seen && !value(val, vlen, decoded, sizeof decoded))
+			return "Upload-Metadata: a value is not base64";
+		if (seen && strlen(decoded) >= dcap) {
+			if (seen == &m->has_idem) {
+				*code = "invalid_idempotency_key";
+				return "idempotency_key: 1-128 printable ASCII characters";
+			}
+			return "Upload-Metadata: a value is too long";
+		}
+		if (seen) {
+			*seen = true;
+			memcpy(dst, decoded, strlen(decoded) + 1);
+		}
+		i = end + 1;
+	}
+	return NULL;
+}
