@@ -7,6 +7,7 @@
  */
 #include "api_internal.h"
 #include "audio.h"
+#include "query.h"
 
 #include "codec.h"
 
@@ -284,38 +285,14 @@ static void list_done(srv_exchange *x, api_job *j)
 		    strlen(j->text));
 }
 
-/* ?since=N&wait=S, both optional, nothing else. 0, or -1 after answering 400. */
+/* ?since=N&wait=S, both optional, nothing else (query.c). 0, or -1 after answering 400. */
 static int list_query(srv_exchange *x, uint64_t *since, unsigned *wait_s)
 {
-	const char *q = x->req.query.ptr;
-	size_t n = x->req.query.len, i = 0;
-	*since = 0;
-	*wait_s = 0;
-	while (q && i < n) {
-		size_t end = i;
-		while (end < n && q[end] != '&')
-			end++;
-		bool is_since = end - i > 6 && memcmp(q + i, "since=", 6) == 0;
-		bool is_wait = end - i > 5 && memcmp(q + i, "wait=", 5) == 0;
-		size_t v = i + (is_since ? 6 : 5);
-		uint64_t val = 0;
-		bool good = (is_since || is_wait) && end - v <= 19;
-		for (size_t k = v; good && k < end; k++) {
-			good = q[k] >= '0' && q[k] <= '9';
-			val = val * 10 + (uint64_t)(q[k] - '0');
-		}
-		if (!good || (is_wait && val > LONG_POLL_MAX_S)) {
-			srv_respond_error(x, 400, "invalid_query",
-					  "the query is ?since=N&wait=SECONDS (0-60)");
-			return -1;
-		}
-		if (is_since)
-			*since = val;
-		else
-			*wait_s = (unsigned)val;
-		i = end + 1;
-	}
-	return 0;
+	if (srv_query_list(x->req.query.ptr, x->req.query.len, LONG_POLL_MAX_S, since,
+			   wait_s) == 0)
+		return 0;
+	srv_respond_error(x, 400, "invalid_query", "the query is ?since=N&wait=SECONDS (0-60)");
+	return -1;
 }
 
 void srv_api_messages_list(srv_exchange *x)
@@ -507,25 +484,6 @@ void srv_api_message_audio_url(srv_exchange *x)
 		api_run(x, j);
 }
 
-/* ?expires=SECONDS&sig=SIGNATURE, in that order, nothing else; 0 or -1. */
-static int signed_query(const srv_slice *q, int64_t *expires, const char **sig, size_t *sig_len)
-{
-	const char *p = q->ptr, *end = q->ptr + q->len;
-	if (!p || q->len < 9 || memcmp(p, "expires=", 8) != 0)
-		return -1;
-	p += 8;
-	int64_t v = 0;
-	int digits = 0;
-	for (; p < end && *p >= '0' && *p <= '9' && digits < 12; p++, digits++)
-		v = v * 10 + (*p - '0');
-	if (digits == 0 || end - p < 5 || memcmp(p, "&sig=", 5) != 0)
-		return -1;
-	*expires = v;
-	*sig = p + 5;
-	*sig_len = (size_t)(end - p - 5);
-	return 0;
-}
-
 void srv_api_signed_audio(srv_exchange *x)
 {
 	char fam[STORE_ID_LEN + 1], msg[STORE_ID_LEN + 1];
@@ -538,7 +496,8 @@ void srv_api_signed_audio(srv_exchange *x)
 		memcpy(msg, x->params[1].ptr, STORE_ID_LEN);
 		fam[STORE_ID_LEN] = msg[STORE_ID_LEN] = '\0';
 	}
-	if (!ids || signed_query(&x->req.query, &expires, &sig, &sig_len) < 0 ||
+	if (!ids ||
+	    srv_query_signed(x->req.query.ptr, x->req.query.len, &expires, &sig, &sig_len) < 0 ||
 	    !srv_signature_ok(x->srv->secret, fam, msg, expires, sig, sig_len)) {
 		srv_respond_error(x, 403, "invalid_signature", "this audio link is not valid");
 		return;

@@ -1,0 +1,57 @@
+/*
+ * query.c — query strings of the API: digits only where numbers go, every length checked
+ * before it is read, nothing decoded (none of these values needs percent-decoding).
+ */
+#include "query.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+int srv_query_list(const char *q, size_t n, unsigned wait_max, uint64_t *since,
+		   unsigned *wait_s)
+{
+	size_t i = 0;
+	*since = 0;
+	*wait_s = 0;
+	while (q && i < n) {
+		size_t end = i;
+		while (end < n && q[end] != '&')
+			end++;
+		bool is_since = end - i > 6 && memcmp(q + i, "since=", 6) == 0;
+		bool is_wait = end - i > 5 && memcmp(q + i, "wait=", 5) == 0;
+		size_t v = i + (is_since ? 6 : 5);
+		uint64_t val = 0;
+		bool good = (is_since || is_wait) && end - v <= 19; /* 19 digits fit in 64 bits */
+		for (size_t k = v; good && k < end; k++) {
+			good = q[k] >= '0' && q[k] <= '9';
+			val = val * 10 + (uint64_t)(q[k] - '0');
+		}
+		if (!good || (is_wait && val > wait_max))
+			return -1;
+		if (is_since)
+			*since = val;
+		else
+			*wait_s = (unsigned)val;
+		i = end + 1;
+	}
+	return 0;
+}
+
+int srv_query_signed(const char *q, size_t n, int64_t *expires, const char **sig,
+		     size_t *sig_len)
+{
+	const char *p = q, *end = q + n;
+	if (!p || n < 9 || memcmp(p, "expires=", 8) != 0)
+		return -1;
+	p += 8;
+	int64_t v = 0;
+	int digits = 0;
+	for (; p < end && *p >= '0' && *p <= '9' && digits < 12; p++, digits++)
+		v = v * 10 + (*p - '0');
+	if (digits == 0 || end - p < 5 || memcmp(p, "&sig=", 5) != 0)
+		return -1;
+	*expires = v;
+	*sig = p + 5;
+	*sig_len = (size_t)(end - p - 5);
+	return 0;
+}

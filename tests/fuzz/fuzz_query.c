@@ -1,0 +1,24 @@
+/*
+ * fuzz_query.c — libFuzzer target: the API's query-string parsers (server/query.c), both on
+ * every input. Checks what the handlers rely on: a list's wait is within its bound, and a
+ * signed URL's signature lies inside the query it came from.
+ */
+#include "query.h"
+
+#include <stdlib.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *q = (const char *)data;
+	uint64_t since;
+	unsigned wait_s;
+	if (srv_query_list(q, size, 60, &since, &wait_s) == 0 && wait_s > 60)
+		abort();
+	int64_t expires;
+	const char *sig;
+	size_t len;
+	if (srv_query_signed(q, size, &expires, &sig, &len) == 0 &&
+	    (expires < 0 || sig < q || sig + len != q + size))
+		abort();
+	return 0;
+}
