@@ -61,9 +61,27 @@ typedef struct tus_op {
 	int body_status;       /* PATCH: how the body ended (0, or why not) */
 	uint64_t written;      /* PATCH: bytes of it in the .part */
 	bool finished;         /* fin ran: the upload was whole */
+	bool held;             /* this request took the lock (it may be given back already) */
+	bool claiming;         /* PATCH: inside srv_body_claim() */
+	bool claim_failed;     /* PATCH: the body ended at once and its job did not start */
 } tus_op;
 
 /* ---- requests ---- */
+/*
+ * Give the upload back before answering: an answer written at once lets the connection start
+ * its next, pipelined request right away, which must find the upload free (it met a 423
+ * from the lock of the request before it).
+ */
+static void op_unlock(tus_op *op)
+{
+	if (op->lock)
+		srv_upload_lock_release(op->up, op->lock);
+	op->lock = NULL;
+	if (op->fd >= 0)
+		close(op->fd);
+	op->fd = -1;
+}
+
 static void op_end(tus_op *op)
 {
 	if (op->lock)
@@ -164,7 +182,9 @@ static tus_op *op_start(srv_exchange *x, int kind, bool has_id, bool want_lock)
 		return NULL;
 	}
 	bool oom = false;
-	if (want_lock && !(op->lock = srv_upload_lock_take(op->up, op->id, x, &oom)) && oom) {
+	if (want_lock && !(op->held = (op->lock = srv_upload_lock_take(op->up, op->id, x, &oom)) !=
+				      NULL) &&
+	    oom) {
 		srv_respond_error(x, 500, "out_of_memory", "no memory");
 		op_end(op);
 		return NULL;
@@ -508,9 +528,10 @@ static void head_work(api_job *j)
 static void head_done(srv_exchange *x, api_job *j)
 {
 	tus_op *op = (tus_op *)j;
+	op_unlock(op);
 	if (op->rc < 0)
 		answer_failure(x, op);
-	else if (!op->lock)
+	else if (!op->held)
 		answer_locked(x, op, true);
 	else if (op->finished)
 		finish_answer(x, op);
@@ -536,6 +557,7 @@ static void get_work(api_job *j)
 static void get_done(srv_exchange *x, api_job *j)
 {
 	tus_op *op = (tus_op *)j;
+	op_unlock(op);
 	if (op->rc < 0) {
 		answer_failure(x, op);
 	} else {
@@ -574,6 +596,7 @@ static void patch_commit_work(api_job *j)
 static void patch_commit_done(srv_exchange *x, api_job *j)
 {
 	tus_op *op = (tus_op *)j;
+	op_unlock(op);
 	if (op->finished)
 		finish_answer(x, op);
 	else if (op->body_status < 0)
@@ -598,11 +621,15 @@ static void patch_body_done(srv_exchange *x, void *arg, int status)
 	/* Unbounded: this is the rest of work already accepted, and must not be lost. */
 	if (srv_job_submit_any(x, api_job_run, op_after, op) == 0)
 		return;
+	op_unlock(op);
 	if (status < 0)
 		srv_respond_body_failure(x);
 	else
 		srv_respond_error(x, 500, "out_of_memory", "no memory");
-	op_end(op);
+	if (op->claiming)
+		op->claim_failed = true; /* patch_load_done, still inside the claim, frees it */
+	else
+		op_end(op);
 }
 
 static void patch_load_work(api_job *j)
@@ -630,25 +657,28 @@ static void patch_load_work(api_job *j)
 static void patch_load_done(srv_exchange *x, api_job *j)
 {
 	tus_op *op = (tus_op *)j;
-	if (op->rc < 0) {
-		answer_failure(x, op);
-		op_end(op);
-		return;
-	}
-	if (!op->lock) {
-		answer_locked(x, op, false);
-		op_end(op);
-		return;
-	}
-	if (op->u.message_id[0]) {
-		answer_offset(x, op, 204, op->u.message_id);
+	if (op->rc < 0 || !op->lock || op->u.message_id[0]) {
+		bool held = op->held;
+		op_unlock(op);
+		if (op->rc < 0)
+			answer_failure(x, op);
+		else if (!held)
+			answer_locked(x, op, false);
+		else
+			answer_offset(x, op, 204, op->u.message_id);
 		op_end(op);
 		return;
 	}
 	op->lock->receiving = true;
+	op->claiming = true;
 	int rc = srv_body_claim(x, op->fd, op->u.offset, op->u.length - op->u.offset,
 				patch_body_done, op);
-	if (rc == 0 && op->lock->receiving && op->lock->cut)
+	op->claiming = false;
+	if (op->claim_failed) {
+		op_end(op); /* the body ended at once and was answered: nothing follows */
+		return;
+	}
+	if (rc == 0 && op->lock && op->lock->receiving && op->lock->cut)
 		srv_body_cut(x); /* a HEAD came for it meanwhile: its client is gone */
 	if (rc < 0) {
 		op->lock->receiving = false;
@@ -699,9 +729,10 @@ static void delete_work(api_job *j)
 static void delete_done(srv_exchange *x, api_job *j)
 {
 	tus_op *op = (tus_op *)j;
+	op_unlock(op);
 	if (op->rc < 0)
 		answer_failure(x, op);
-	else if (!op->lock)
+	else if (!op->held)
 		answer_locked(x, op, true);
 	else
 		srv_respond_head(x, 204, NULL, NULL, -1);

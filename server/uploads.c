@@ -247,8 +247,12 @@ static int record_read(int dev, const char *id, srv_upload *u)
 	return rc;
 }
 
-/* The unfinished uploads in a device directory: its .part files. */
-static int count_parts(int dev, unsigned *n)
+/*
+ * The unfinished uploads in a device directory that count against its cap: its .part files,
+ * except those whose record says they expired (the device can no longer reach them; the sweep
+ * removes them) or became a message.
+ */
+static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, unsigned *n)
 {
 	*n = 0;
 	int fd = openat(dev, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -263,8 +267,16 @@ static int count_parts(int dev, unsigned *n)
 	struct dirent *de;
 	while ((de = readdir(dir)) != NULL) {
 		size_t len = strlen(de->d_name);
-		if (len == STORE_ID_LEN + 5 && strcmp(de->d_name + STORE_ID_LEN, ".part") == 0)
-			(*n)++;
+		if (len != STORE_ID_LEN + 5 || strcmp(de->d_name + STORE_ID_LEN, ".part") != 0)
+			continue;
+		char id[STORE_ID_LEN + 1];
+		memcpy(id, de->d_name, STORE_ID_LEN);
+		id[STORE_ID_LEN] = '\0';
+		srv_upload u;
+		if (record_read(dev, id, &u) == 0 &&
+		    (now_ms >= srv_upload_expires_ms(d, &u) || u.message_id[0]))
+			continue;
+		(*n)++;
 	}
 	closedir(dir);
 	return 0;
@@ -278,7 +290,7 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, int64_t no
 	int dev = rc;
 	if (dev < 0)
 		goto done;
-	if ((rc = count_parts(dev, &held)) < 0)
+	if ((rc = count_parts(d, dev, now_ms, &held)) < 0)
 		goto done;
 	if (held >= cap) {
 		rc = SRV_UPLOAD_ETOOMANY;
@@ -375,6 +387,14 @@ int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, 
 	pthread_mutex_lock(&d->mu);
 	int rc = device_dir(d, u->device, false);
 	int dev = rc;
+	char info[NAME_MAX_LEN];
+	file_name(info, u->id, ".info");
+	/* Swept (expired) while it was being transcoded: it stays gone, the message stays. */
+	if (dev >= 0 && faccessat(dev, info, F_OK, 0) < 0) {
+		rc = errno == ENOENT ? 0 : errno_code();
+		close(dev);
+		dev = -1;
+	}
 	if (dev >= 0) {
 		srv_upload n = *u;
 		snprintf(n.message_id, sizeof n.message_id, "%s", message_id);

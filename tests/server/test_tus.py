@@ -641,6 +641,43 @@ def full_mailbox(binary, wav):
     ok(rc == 0, "clean exit")
 
 
+def review_fixes(binary, wav):
+    """What a review found: expired uploads held the device's places; a request pipelined
+    after a PATCH met the lock of the PATCH before it."""
+    srv = start(binary, "--uploads-per-device", "1")
+    try:
+        mom = signup(srv)
+        loc = new_upload(srv, mom, len(wav))
+        ok(create(srv, mom, len(wav)).status == 429, "one place, taken")
+        # Age the record past its expiry (the sweep, every 10 minutes here, has not run).
+        upload_id = loc.rsplit("/", 1)[1]
+        info = [os.path.join(srv.data, "uploads", f) for f in files_of(srv)
+                if f.endswith(upload_id + ".info")][0]
+        with open(info) as f:
+            rec = json.load(f)
+        rec["updated_ms"] -= 2 * 86400 * 1000
+        with open(info, "w") as f:
+            json.dump(rec, f)
+        r = create(srv, mom, len(wav))
+        ok(head(srv, mom, loc).status == 404 and r.status == 201,
+           "an expired upload (404 to its device) no longer holds the device's place",
+           f"{r.status}")
+        loc2 = r.header("Location")
+        s = srv.connect()
+        s.sendall(patch_head(mom, loc2, 0, 1000) + wav[:1000] +
+                  (f"HEAD {loc2} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n"
+                   f"Authorization: Bearer {mom['token']}\r\n\r\n").encode())
+        rd = Reader(s)
+        first = rd.response()
+        second = rd.response(head_request=True)
+        s.close()
+        ok(first.status == 204 and second.status == 200 and offset_of(second) == 1000,
+           "a HEAD pipelined after a PATCH finds the upload free: 204, then 200 at 1000",
+           f"{first.status} {second.status}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     with open(SAMPLE, "rb") as f:
@@ -649,6 +686,7 @@ def main():
     interrupted(binary, wav)
     limits(binary, wav)
     full_mailbox(binary, wav)
+    review_fixes(binary, wav)
     print(f"1..{len(results)}")
     return 0 if all(results) else 1
 
