@@ -71,6 +71,7 @@ struct api_job {
 	uint32_t retention_days;
 	bool set_quota, set_retention;
 	const char *tmp_dir;
+	struct srv_upload_dir *upload_dir; /* data/uploads (a family's erasure) */
 	int keep;
 	/* kiosks */
 	store_kiosk_link *links;       /* freed by job_done */

@@ -430,6 +430,35 @@ static int remove_files(int dev, const char *id)
 	return rc < 0 ? rc : found;
 }
 
+int srv_upload_remove_device(srv_upload_dir *d, const char *device)
+{
+	pthread_mutex_lock(&d->mu);
+	int rc = device_dir(d, device, false);
+	int dev = rc;
+	if (dev == SRV_UPLOAD_ENOTFOUND)
+		rc = 0;
+	DIR *dir = dev >= 0 ? fdopendir(dev) : NULL;
+	if (dev >= 0 && !dir) {
+		rc = errno_code();
+		close(dev);
+	}
+	if (dir) {
+		rc = 0;
+		struct dirent *de;
+		while ((de = readdir(dir)) != NULL)
+			if (de->d_name[0] != '.' && unlinkat(dev, de->d_name, 0) < 0 && errno != ENOENT &&
+			    rc == 0)
+				rc = errno_code();
+		closedir(dir); /* closes dev */
+		if (rc == 0 && unlinkat(d->fd, device, AT_REMOVEDIR) < 0 && errno != ENOENT)
+			rc = errno_code();
+		if (rc == 0 && fsync(d->fd) < 0)
+			rc = errno_code();
+	}
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
 int srv_upload_remove(srv_upload_dir *d, const char *device, const char *id)
 {
 	if (store_id_check(id) < 0)

@@ -79,6 +79,9 @@ int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, 
 
 /* The upload's files go. SRV_UPLOAD_ENOTFOUND if there were none. */
 int srv_upload_remove(srv_upload_dir *d, const char *device, const char *id);
+/* Every upload of a device and its directory (its family was erased). 0 or a negative code;
+ * a device without uploads is 0. */
+int srv_upload_remove_device(srv_upload_dir *d, const char *device);
 
 /*
  * Removes expired uploads (except the `nbusy` ids in `busy`, in use right now), leftovers of

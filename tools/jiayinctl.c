@@ -9,6 +9,7 @@
  */
 #include "store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -376,7 +377,18 @@ static int token_add(ctl *c, store_kiosk *k, const store_school *school,
 		    token, k->id.s, dev.id.s);
 	}
 	sodium_memzero(token, sizeof token);
-	return finish(c, obj, arc);
+	int rc2 = finish(c, obj, arc);
+	/* A token nobody saw (the output could not be built or written) must not stay valid. */
+	if ((rc2 != 0 && arc >= 0) || fflush(stdout) != 0 || ferror(stdout)) {
+		store_device_revoke(c->s, dev.id.s, now_ms());
+		audit(c, "device.revoke", NULL, dev.id.s, "its token could not be shown");
+		fprintf(stderr,
+		        "jiayinctl: the token could not be shown, so device %s is revoked again; "
+		        "run the command again\n",
+		        dev.id.s);
+		return EXIT_FAIL;
+	}
+	return rc2;
 }
 
 /* ---- the commands ---- */
@@ -697,6 +709,30 @@ static int cmd_family_show(ctl *c, int argc, char **argv)
 	return finish(c, obj, 0);
 }
 
+#define FAMILY_DEVICES_MAX 512
+
+/* A device's unfinished uploads: the files of data/uploads/DEVICE/ and the directory (what
+ * the server's expiry would remove a day later). Best effort: what stays expires. */
+static void remove_uploads(const char *data, const char *device)
+{
+	char path[4096];
+	if (store_id_check(device) < 0)
+		return;
+	snprintf(path, sizeof path, "%s/uploads/%s", data, device);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	if (fd >= 0 && !dir)
+		close(fd);
+	if (!dir)
+		return;
+	struct dirent *de;
+	while ((de = readdir(dir)) != NULL)
+		if (de->d_name[0] != '.')
+			unlinkat(fd, de->d_name, 0);
+	closedir(dir);
+	rmdir(path);
+}
+
 static int cmd_family_delete(ctl *c, int argc, char **argv)
 {
 	const char *id = NULL;
@@ -731,8 +767,23 @@ static int cmd_family_delete(ctl *c, int argc, char **argv)
 			print_error_json("usage", msg);
 		return EXIT_USAGE;
 	}
-	if ((rc = store_family_delete(c->s, f.id.s)) < 0)
+	/* Its phones' unfinished resumable uploads (data/uploads/DEVICE/) go too: their devices
+	 * are known only until the family's rows are gone. */
+	store_device *devs = calloc(FAMILY_DEVICES_MAX, sizeof *devs);
+	size_t ndevs = 0;
+	if (!devs)
+		return fail(c, STORE_ENOMEM, "no memory");
+	if ((rc = store_devices_list(c->s, f.id.s, devs, FAMILY_DEVICES_MAX, &ndevs)) < 0) {
+		free(devs);
+		return fail(c, rc, "the family's devices could not be read");
+	}
+	if ((rc = store_family_delete(c->s, f.id.s)) < 0) {
+		free(devs);
 		return fail(c, rc, "family %s was not deleted", f.id.s);
+	}
+	for (size_t i = 0; i < ndevs; i++)
+		remove_uploads(c->data, devs[i].id.s);
+	free(devs);
 	int arc = audit(c, "family.delete", f.id.s, f.id.s, NULL);
 	if (!c->json)
 		printf("family %s deleted: its members, devices and messages are erased\n", f.id.s);

@@ -674,6 +674,18 @@ def review_fixes(binary, wav):
         ok(first.status == 204 and second.status == 200 and offset_of(second) == 1000,
            "a HEAD pipelined after a PATCH finds the upload free: 204, then 200 at 1000",
            f"{first.status} {second.status}")
+        other = signup(srv, "李家", "爸爸")
+        theirs = new_upload(srv, other, len(wav))
+        patch(srv, other, theirs, 0, wav[:500])
+        before = files_of(srv)
+        d = request(srv, "DELETE", f"/v1/families/{mom['family']['id']}",
+                    headers=bearer(mom["token"]))
+        after = files_of(srv)
+        ok(d.status == 204 and len(before) > 2 and after and
+           all(f.startswith(other["device"]["id"]) for f in after) and
+           not os.path.exists(os.path.join(srv.data, "uploads", mom["device"]["id"])),
+           "erasing a family erases its phones' unfinished recordings too, and no one else's",
+           f"{before} -> {after}")
     finally:
         srv.stop()
 

@@ -9,6 +9,7 @@ kiosk endpoint when the server has one), revoking, a family's view, export, back
 (the server then refuses the family's token), bad input with its exit codes and messages, and
 the audit log's rows. Every jiayinctl run is checked for sanitizer reports.
 """
+import base64
 import hashlib
 import json
 import os
@@ -176,6 +177,15 @@ def schools_and_kiosks(ctl, srv, data):
        "kiosk list: both kiosks, with their school and devices", json.dumps(listed)[:600])
     r = ctl("kiosk", "list", sid)
     ok(r.rc == 0 and len(r.obj["kiosks"]) == 2, "kiosk list SCHOOL_ID", repr(r))
+    # A token that could not be shown (stdout is a full disk) must not stay valid.
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([ctl.binary, "--data", data, "kiosk", "add", sid, "看不见"],
+                           stdout=full, stderr=subprocess.PIPE, timeout=120)
+    lost = [k for k in ctl("kiosk", "list").obj["kiosks"] if k["name"] == "看不见"]
+    lost_devs = lost[0]["devices"] if lost else []
+    ok(p.returncode == 1 and b"revoked" in p.stderr and len(lost_devs) == 1 and
+       lost_devs[0]["revoked"] is True,
+       "a kiosk token the tool could not print is revoked at once", p.stderr[:300])
     r = ctl("kiosk", "list", "1" * 26)
     ok(r.rc == 1 and "not_found" in r.err, "kiosk list of an unknown school: not_found", repr(r))
 
@@ -374,8 +384,17 @@ def family_checks(ctl, srv, server_bin, data, tmp, kid, tablet):
        "family delete without --yes refuses, the family stays", repr(r))
     ok(request(srv, "GET", "/v1/me", headers=bearer(mom["token"])).status == 200,
        "the family's token still works")
+    # An unfinished resumable upload of the family's phone: it goes with the family.
+    up = request(srv, "POST", "/v1/uploads", b"",
+                 headers=bearer(mom["token"]) + [
+                     ("Tus-Resumable", "1.0.0"), ("Upload-Length", "100000"),
+                     ("Upload-Metadata", "family_id " + base64.b64encode(fam.encode()).decode())])
+    updir = os.path.join(data, "uploads", mom["device"]["id"])
+    ok(up.status == 201 and os.path.isdir(updir) and os.listdir(updir),
+       "the family's phone has an unfinished upload on disk", f"{up.status} {up.body[:100]!r}")
     r = ctl("family", "delete", fam, "--yes")
     after = ctl("family", "show", fam)
+    ok(not os.path.exists(updir), "family delete erases its phones' unfinished uploads too")
     ok(r.rc == 0 and r.obj == {"deleted": fam} and after.rc == 1 and "not_found" in after.err,
        "family delete --yes erases it", f"{r!r} {after!r}")
     ok(not os.path.exists(os.path.join(data, "families", f"{fam}.db")),
@@ -487,6 +506,7 @@ def main():
         rows = audit_rows(data)
         actions = [a for a, _, _ in rows]
         want = ["school.add", "kiosk.add", "kiosk.token", "kiosk.add", "kiosk.token",
+                "kiosk.add", "kiosk.token", "device.revoke",  # the token that went unseen
                 "device.revoke", "kiosk.token", "kiosk.token"]
         want += ["device.revoke"] if tablet["served"] else []  # the kiosk story's
         want += ["family.export", "backup.all", "backup.family", "family.delete"]
