@@ -335,7 +335,8 @@ static void waiter_closed(uv_handle_t *h)
  * nothing the caller may see changed). The caller is authenticated again first: a phone
  * revoked or a kiosk session ended while it waited hears 401, not the family's news.
  */
-static void wake(srv_waiter *w)
+/* Take w off the list of waiters (its timer stopped); the caller answers and closes it. */
+static void unpark(srv_waiter *w)
 {
 	srv_server *s = w->x->srv;
 	if (w->prev)
@@ -344,28 +345,96 @@ static void wake(srv_waiter *w)
 		s->waiters = w->next;
 	if (w->next)
 		w->next->prev = w->prev;
+	w->prev = w->next = NULL;
 	s->waiter_count--;
 	uv_timer_stop(&w->timer);
+}
+
+/* j (zeroed) set to list again for w, authenticated again first. */
+static void relist_fill(api_job *j, srv_waiter *w)
+{
+	srv_server *s = w->x->srv;
+	j->work = list_work;
+	j->done = list_done;
+	j->since = w->since;
+	j->wait_until = w->wait_until;
+	j->authed = true;
+	memcpy(j->token_hash, w->token_hash, sizeof j->token_hash);
+	j->idle_ms = w->idle_ms;
+	j->st = s->store;
+	j->secret = s->secret;
+	snprintf(j->param[0], sizeof j->param[0], "%s", w->family);
+}
+
+static api_job *relist_job(srv_waiter *w)
+{
 	api_job *j = calloc(1, sizeof *j);
-	if (!j) {
+	if (j)
+		relist_fill(j, w);
+	return j;
+}
+
+static void wake(srv_waiter *w)
+{
+	unpark(w);
+	api_job *j = relist_job(w);
+	if (!j || srv_job_submit_any(w->x, api_job_run, api_job_done, j) < 0) {
+		free(j);
 		srv_respond_error(w->x, 500, "out_of_memory", "no memory");
-	} else {
-		j->work = list_work;
-		j->done = list_done;
-		j->since = w->since;
-		j->wait_until = w->wait_until;
-		j->authed = true;
-		memcpy(j->token_hash, w->token_hash, sizeof j->token_hash);
-		j->idle_ms = w->idle_ms;
-		j->st = s->store;
-		j->secret = s->secret;
-		snprintf(j->param[0], sizeof j->param[0], "%s", w->family);
-		if (srv_job_submit_any(w->x, api_job_run, api_job_done, j) < 0) {
-			free(j);
-			srv_respond_error(w->x, 500, "out_of_memory", "no memory");
-		}
 	}
 	uv_close((uv_handle_t *)&w->timer, waiter_closed);
+}
+
+/*
+ * A family's waiters woken together: one trip to the pool for all of them, where each is
+ * authenticated and listed as alone, except that a waiter with the same token and sequence
+ * as the one before it (a device waiting on several connections) shares its answer. The
+ * waiters keep their connections until the batch is answered.
+ */
+typedef struct wake_batch {
+	uv_work_t work;
+	srv_server *s;
+	size_t n;
+	srv_waiter **w;
+	api_job **j;
+} wake_batch;
+
+static void batch_run(uv_work_t *wk)
+{
+	wake_batch *b = wk->data;
+	api_job *prev = NULL;
+	for (size_t i = 0; i < b->n; i++) {
+		api_job *j = b->j[i];
+		if (prev && prev->auth_rc == 0 && prev->rc == 0 && prev->text &&
+		    prev->since == j->since &&
+		    memcmp(prev->token_hash, j->token_hash, sizeof j->token_hash) == 0 &&
+		    (j->text = strdup(prev->text))) {
+			j->device = prev->device;
+			j->member = prev->member;
+			j->session = prev->session;
+			j->nlist = prev->nlist;
+			j->shown = prev->shown;
+			j->next_seq = prev->next_seq;
+			j->latest = prev->latest;
+			continue;
+		}
+		api_job_run(j);
+		prev = j;
+	}
+}
+
+static void batch_after(uv_work_t *wk, int status)
+{
+	(void)status;
+	wake_batch *b = wk->data;
+	b->s->active_jobs--;
+	for (size_t i = 0; i < b->n; i++) {
+		api_job_done(b->w[i]->x, b->j[i]); /* answers (or parks again), frees the job */
+		uv_close((uv_handle_t *)&b->w[i]->timer, waiter_closed);
+	}
+	free(b->w);
+	free(b->j);
+	free(b);
 }
 
 static void on_wait_over(uv_timer_t *t)
@@ -403,10 +472,53 @@ static void park(srv_exchange *x, api_job *j)
 /* A change in family_id's mailbox: its waiters list again. */
 void api_mailbox_changed(srv_server *s, const char *family_id)
 {
+	size_t n = 0;
+	for (srv_waiter *w = s->waiters; w; w = w->next)
+		n += strcmp(w->family, family_id) == 0;
+	if (n == 0)
+		return;
+	wake_batch *b = calloc(1, sizeof *b);
+	if (b) {
+		b->w = calloc(n, sizeof *b->w);
+		b->j = calloc(n, sizeof *b->j);
+	}
+	for (size_t i = 0; b && b->w && b->j && i < n; i++)
+		if (!(b->j[i] = calloc(1, sizeof *b->j[i])))
+			break;
+	bool ready = b && b->w && b->j && b->j[n - 1];
+	if (!ready) { /* no memory for a batch: one job each, as a timeout does */
+		for (size_t i = 0; b && b->j && i < n; i++)
+			free(b->j[i]);
+		if (b) {
+			free(b->w);
+			free(b->j);
+		}
+		free(b);
+		for (srv_waiter *w = s->waiters, *next; w; w = next) {
+			next = w->next;
+			if (strcmp(w->family, family_id) == 0)
+				wake(w);
+		}
+		return;
+	}
+	size_t k = 0;
 	for (srv_waiter *w = s->waiters, *next; w; w = next) {
 		next = w->next;
-		if (strcmp(w->family, family_id) == 0)
-			wake(w);
+		if (strcmp(w->family, family_id) != 0)
+			continue;
+		unpark(w);
+		b->w[k] = w;
+		relist_fill(b->j[k], w);
+		k++;
+	}
+	b->n = k;
+	b->s = s;
+	b->work.data = b;
+	s->active_jobs++;
+	if (uv_queue_work(s->loop, &b->work, batch_run, batch_after) != 0) {
+		for (size_t i = 0; i < b->n; i++)
+			b->j[i]->rc = STORE_ENOMEM; /* answered 503 */
+		batch_after(&b->work, 0);
 	}
 }
 

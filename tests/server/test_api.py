@@ -370,20 +370,33 @@ def private_messages(binary):
 
         # A phone revoked while its long-poll waits hears 401, not the family's news.
         got = {}
+        latest = 0
+        while True:  # pages of 200: the newest sequence is the last page's
+            page = request(srv, "GET", f"/v1/families/{fam}/messages?since={latest}",
+                           headers=bearer(mom["token"])).json()
+            if not page["messages"]:
+                break
+            latest = page["seq"]
 
-        def wait_ming():
-            got["r"] = request(srv, "GET", f"/v1/families/{fam}/messages?since=1000&wait=20",
-                               headers=bearer(ming["token"]), timeout=30)
-        th = threading.Thread(target=wait_ming)
-        th.start()
+        def wait_for(who, key):
+            got[key] = request(srv, "GET",
+                               f"/v1/families/{fam}/messages?since={latest}&wait=20",
+                               headers=bearer(who["token"]), timeout=30)
+        ths = [threading.Thread(target=wait_for, args=(ming, "ming")),
+               threading.Thread(target=wait_for, args=(mom, "mom"))]
+        for th in ths:
+            th.start()
         time.sleep(0.5)
         rv = request(srv, "DELETE", f"/v1/devices/{ming['device']['id']}",
                      headers=bearer(mom["token"]))
-        upload(srv, mom["token"], fam, tiny)
-        th.join(25)
-        ok(rv.status == 204 and got["r"].status == 401,
-           "a phone revoked during its long-poll: the next change answers it 401",
-           f"{got['r'].status} {got['r'].body[:120]!r}")
+        new_id = upload(srv, mom["token"], fam, tiny).json()["message"]["id"]
+        for th in ths:
+            th.join(25)
+        ok(rv.status == 204 and got["ming"].status == 401 and got["mom"].status == 200 and
+           [m["id"] for m in got["mom"].json()["messages"]] == [new_id],
+           "a phone revoked during its long-poll: the next change answers it 401, and the "
+           "family's other waiting device, woken with it, gets the message",
+           f"{got['ming'].status} {got['mom'].status} {got['mom'].body[:120]!r}")
         # Another member's Idempotency-Key is not theirs: a new message, not the parent's.
         same_key = upload(srv, mom["token"], fam, wav, key="msg-1", to=ming["member"]["id"])
         theirs = upload(srv, hong["token"], fam, wav, key="msg-1")
