@@ -178,6 +178,13 @@ void api_prepare(srv_exchange *x, api_job *j)
 			 x->params[i].ptr ? x->params[i].ptr : "");
 }
 
+void api_start(srv_exchange *x, api_work_fn work, api_done_fn done)
+{
+	api_job *j = api_authed_job(x, work, done);
+	if (j)
+		api_run(x, j);
+}
+
 void api_run(srv_exchange *x, api_job *j)
 {
 	api_prepare(x, j);
@@ -322,9 +329,7 @@ static void me_done(srv_exchange *x, api_job *j)
 
 void srv_api_me(srv_exchange *x)
 {
-	api_job *j = api_authed_job(x, me_work, me_done);
-	if (j)
-		api_run(x, j);
+	api_start(x, me_work, me_done);
 }
 
 /* ---- who may act on the path's family ---- */
@@ -382,9 +387,7 @@ static void members_done(srv_exchange *x, api_job *j)
 
 void srv_api_members_list(srv_exchange *x)
 {
-	api_job *j = api_authed_job(x, members_work, members_done);
-	if (j)
-		api_run(x, j);
+	api_start(x, members_work, members_done);
 }
 
 /* ---- POST /v1/families/{family_id}/members: a member without a phone (a kiosk child) ---- */
@@ -502,9 +505,7 @@ static void revoke_done(srv_exchange *x, api_job *j)
 
 void srv_api_device_delete(srv_exchange *x)
 {
-	api_job *j = api_authed_job(x, revoke_work, revoke_done);
-	if (j)
-		api_run(x, j);
+	api_start(x, revoke_work, revoke_done);
 }
 
 /* ---- POST /v1/families/{family_id}/pairing-codes ---- */

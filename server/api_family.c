@@ -61,9 +61,7 @@ static void settings_done(srv_exchange *x, api_job *j)
 
 void srv_api_family_get(srv_exchange *x)
 {
-	api_job *j = api_authed_job(x, get_work, settings_done);
-	if (j)
-		api_run(x, j);
+	api_start(x, get_work, settings_done);
 }
 
 static void set_work(api_job *j)

@@ -93,6 +93,8 @@ void api_storage_failed(srv_exchange *x, int rc); /* 404/400/503/507 from a stor
 void api_job_run(void *arg);
 void api_job_done(srv_exchange *x, void *arg);
 void api_run(srv_exchange *x, api_job *j);          /* submits, or answers 503 */
+/* An endpoint with a caller and nothing to read first: authenticate, work, done. */
+void api_start(srv_exchange *x, api_work_fn work, api_done_fn done);
 void api_prepare(srv_exchange *x, api_job *j);      /* what api_run sets up, without running */
 void api_job_free(api_job *j);                      /* what api_job_done frees */
 api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done);

@@ -444,9 +444,7 @@ static void links_done(srv_exchange *x, api_job *j)
 
 void srv_api_kiosk_links_list(srv_exchange *x)
 {
-	api_job *j = api_authed_job(x, links_work, links_done);
-	if (j)
-		api_run(x, j);
+	api_start(x, links_work, links_done);
 }
 
 /* The path's link, if it is of a child of the caller's family. */
@@ -514,7 +512,5 @@ static void unlink_done(srv_exchange *x, api_job *j)
 
 void srv_api_kiosk_link_delete(srv_exchange *x)
 {
-	api_job *j = api_authed_job(x, unlink_work, unlink_done);
-	if (j)
-		api_run(x, j);
+	api_start(x, unlink_work, unlink_done);
 }

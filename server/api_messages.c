@@ -591,9 +591,7 @@ static void audio_url_done(srv_exchange *x, api_job *j)
 
 void srv_api_message_audio_url(srv_exchange *x)
 {
-	api_job *j = api_authed_job(x, audio_url_work, audio_url_done);
-	if (j)
-		api_run(x, j);
+	api_start(x, audio_url_work, audio_url_done);
 }
 
 void srv_api_signed_audio(srv_exchange *x)
@@ -670,9 +668,7 @@ static void listened_done(srv_exchange *x, api_job *j)
 
 void srv_api_message_listened(srv_exchange *x)
 {
-	api_job *j = api_authed_job(x, listened_work, listened_done);
-	if (j)
-		api_run(x, j);
+	api_start(x, listened_work, listened_done);
 }
 
 static void delete_work(api_job *j)
@@ -703,9 +699,7 @@ static void delete_done(srv_exchange *x, api_job *j)
 
 void srv_api_message_delete(srv_exchange *x)
 {
-	api_job *j = api_authed_job(x, delete_work, delete_done);
-	if (j)
-		api_run(x, j);
+	api_start(x, delete_work, delete_done);
 }
 
 static void flag_work(api_job *j)
