@@ -94,6 +94,19 @@ json_t *api_device_json(const store_device *d)
 			 (json_int_t)(d->created_ms / 1000), "last_seen_at", seen);
 }
 
+bool api_failed(srv_exchange *x, api_job *j, const char *forbidden_why)
+{
+	if (j->rc == 1) {
+		srv_respond_error(x, 403, "forbidden", forbidden_why);
+		return true;
+	}
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return true;
+	}
+	return false;
+}
+
 void api_storage_failed(srv_exchange *x, int rc)
 {
 	if (rc == STORE_ENOTFOUND) {
@@ -413,18 +426,12 @@ static void member_add_work(api_job *j)
 
 static void member_add_done(srv_exchange *x, api_job *j)
 {
-	if (j->rc == 1) {
-		srv_respond_error(x, 403, "forbidden", "only a parent or caregiver can add members");
-		return;
-	}
 	if (j->rc == 2) {
 		srv_respond_error(x, 409, "too_many_members", "a family has at most 64 members");
 		return;
 	}
-	if (j->rc < 0) {
-		api_storage_failed(x, j->rc);
+	if (api_failed(x, j, "only a parent or caregiver can add members"))
 		return;
-	}
 	api_respond_json(x, 201, json_pack("{s:o}", "member", api_member_json(j->members)));
 }
 
@@ -492,14 +499,8 @@ static void revoke_work(api_job *j)
 
 static void revoke_done(srv_exchange *x, api_job *j)
 {
-	if (j->rc == 1) {
-		srv_respond_error(x, 403, "forbidden", "only a parent or caregiver can do that");
+	if (api_failed(x, j, "only a parent or caregiver can do that"))
 		return;
-	}
-	if (j->rc < 0) {
-		api_storage_failed(x, j->rc);
-		return;
-	}
 	srv_respond_head(x, 204, NULL, NULL, -1);
 }
 
@@ -532,14 +533,8 @@ static void code_create_work(api_job *j)
 
 static void code_create_done(srv_exchange *x, api_job *j)
 {
-	if (j->rc == 1) {
-		srv_respond_error(x, 403, "forbidden", "only a parent or caregiver can invite");
+	if (api_failed(x, j, "only a parent or caregiver can invite"))
 		return;
-	}
-	if (j->rc < 0) {
-		api_storage_failed(x, j->rc);
-		return;
-	}
 	api_respond_json(x, 201, json_pack("{s:s, s:I, s:s, s:s}", "code", j->token, "expires_at",
 				       (json_int_t)(j->expires_ms / 1000), "role",
 				       store_role_name(j->role), "member_name", j->member_name));

@@ -24,10 +24,7 @@
 #define RETENTION_DAYS_MAX 3650
 #define DAY_MS (24 * 3600 * 1000LL)
 
-static void forbidden(srv_exchange *x)
-{
-	srv_respond_error(x, 403, "forbidden", "only a parent of the family can do this");
-}
+static const char only_parent[] = "only a parent of the family can do this";
 
 /* ---- GET and PATCH /v1/families/{family_id} ---- */
 static void get_work(api_job *j)
@@ -42,14 +39,8 @@ static void get_work(api_job *j)
 
 static void settings_done(srv_exchange *x, api_job *j)
 {
-	if (j->rc == 1) {
-		forbidden(x);
+	if (api_failed(x, j, only_parent))
 		return;
-	}
-	if (j->rc < 0) {
-		api_storage_failed(x, j->rc);
-		return;
-	}
 	const store_family *f = &j->family;
 	api_respond_json(x, 200, json_pack("{s:{s:s, s:s, s:I, s:I, s:I, s:I}}", "family", "id",
 					   f->id.s, "name", f->name, "created_at",
@@ -157,14 +148,8 @@ static void delete_work(api_job *j)
 
 static void delete_done(srv_exchange *x, api_job *j)
 {
-	if (j->rc == 1) {
-		forbidden(x);
+	if (api_failed(x, j, only_parent))
 		return;
-	}
-	if (j->rc < 0) {
-		api_storage_failed(x, j->rc);
-		return;
-	}
 	api_mailbox_changed(x->srv, j->param[0]); /* its waiting devices hear 404 now */
 	srv_respond_head(x, 204, NULL, NULL, -1);
 }
@@ -202,14 +187,8 @@ static void export_work(api_job *j)
 
 static void export_done(srv_exchange *x, api_job *j)
 {
-	if (j->rc == 1) {
-		forbidden(x);
+	if (api_failed(x, j, only_parent))
 		return;
-	}
-	if (j->rc < 0) {
-		api_storage_failed(x, j->rc);
-		return;
-	}
 	char disposition[96];
 	snprintf(disposition, sizeof disposition, "attachment; filename=\"jiayin-%.26s.zip\"",
 		 j->param[0]);

@@ -89,6 +89,9 @@ json_t *api_family_json(const store_family *f);
 json_t *api_member_json(const store_member *m);
 json_t *api_device_json(const store_device *d);
 void api_storage_failed(srv_exchange *x, int rc); /* 404/400/503/507 from a storage code */
+/* A done step's failure answered: j->rc 1 is 403 with forbidden_why, a storage code as
+ * api_storage_failed; false when j->rc is 0 (or another value the step answers itself). */
+bool api_failed(srv_exchange *x, api_job *j, const char *forbidden_why);
 /* The job runner: authentication (when authed) then j->work on the pool, j->done on the loop. */
 void api_job_run(void *arg);
 void api_job_done(srv_exchange *x, void *arg);

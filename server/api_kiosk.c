@@ -109,20 +109,6 @@ static bool kiosk_caller(api_job *j)
 	return false;
 }
 
-/* 403 for j->rc == 1 with `why`, storage errors as usual; true when answered. */
-static bool answered_failure(srv_exchange *x, api_job *j, const char *why)
-{
-	if (j->rc == 1) {
-		srv_respond_error(x, 403, "forbidden", why);
-		return true;
-	}
-	if (j->rc < 0) {
-		api_storage_failed(x, j->rc);
-		return true;
-	}
-	return false;
-}
-
 static api_job *kiosk_job(srv_exchange *x, api_work_fn work, api_done_fn done)
 {
 	api_job *j = api_authed_job(x, work, done);
@@ -151,7 +137,7 @@ static void code_work(api_job *j)
 
 static void code_done(srv_exchange *x, api_job *j)
 {
-	if (answered_failure(x, j, only_kiosk))
+	if (api_failed(x, j, only_kiosk))
 		return;
 	api_respond_json(x, 201, json_pack("{s:s, s:I}", "code", j->token, "expires_at",
 					   (json_int_t)(j->expires_ms / 1000)));
@@ -183,7 +169,7 @@ static void children_work(api_job *j)
 
 static void children_done(srv_exchange *x, api_job *j)
 {
-	if (answered_failure(x, j, only_kiosk))
+	if (api_failed(x, j, only_kiosk))
 		return;
 	int64_t now = api_now_ms();
 	json_t *arr = json_array();
@@ -279,7 +265,7 @@ static void login_done(srv_exchange *x, api_job *j)
 		api_respond_json(x, 403, e);
 		return;
 	}
-	if (answered_failure(x, j, only_kiosk))
+	if (api_failed(x, j, only_kiosk))
 		return;
 	api_respond_json(x, 201, json_pack("{s:s, s:o, s:o, s:i}", "token", j->token, "member",
 					   api_member_json(&j->member), "family",
@@ -325,7 +311,7 @@ static void logout_work(api_job *j)
 
 static void logout_done(srv_exchange *x, api_job *j)
 {
-	if (answered_failure(x, j, "a kiosk or a child's session ends sessions"))
+	if (api_failed(x, j, "a kiosk or a child's session ends sessions"))
 		return;
 	srv_respond_head(x, 204, NULL, NULL, -1);
 }
@@ -379,7 +365,7 @@ static void link_done(srv_exchange *x, api_job *j)
 		api_pairing_code_wrong(x, j->client); /* counts towards the pairing locks */
 		return;
 	}
-	if (answered_failure(x, j, "only a parent or caregiver can do this"))
+	if (api_failed(x, j, "only a parent or caregiver can do this"))
 		return;
 	api_respond_json(x, j->code[0] ? 201 : 200,
 			 json_pack("{s:o}", "link", link_json(j->links, api_now_ms())));
@@ -433,7 +419,7 @@ static void links_work(api_job *j)
 
 static void links_done(srv_exchange *x, api_job *j)
 {
-	if (answered_failure(x, j, "not yours"))
+	if (api_failed(x, j, "not yours"))
 		return;
 	int64_t now = api_now_ms();
 	json_t *arr = json_array();
@@ -505,7 +491,7 @@ static void unlink_work(api_job *j)
 
 static void unlink_done(srv_exchange *x, api_job *j)
 {
-	if (answered_failure(x, j, "only a parent or caregiver can do this"))
+	if (api_failed(x, j, "only a parent or caregiver can do this"))
 		return;
 	srv_respond_head(x, 204, NULL, NULL, -1);
 }

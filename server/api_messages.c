@@ -685,14 +685,8 @@ static void delete_work(api_job *j)
 
 static void delete_done(srv_exchange *x, api_job *j)
 {
-	if (j->rc == 1) {
-		srv_respond_error(x, 403, "forbidden", "only its sender or a parent can delete it");
+	if (api_failed(x, j, "only its sender or a parent can delete it"))
 		return;
-	}
-	if (j->rc < 0) {
-		api_storage_failed(x, j->rc);
-		return;
-	}
 	api_mailbox_changed(x->srv, j->param[0]);
 	srv_respond_head(x, 204, NULL, NULL, -1);
 }
