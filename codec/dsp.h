@@ -56,36 +56,27 @@ int resampler_run(resampler *r, const float *in, size_t n, float *out, size_t ca
 
 /*
  * True-peak detector: the peak of each inter-sample interval, estimated with 4x polyphase
- * oversampling (a windowed-sinc interpolator). tp_push(x[n]) returns the peak of the interval
- * that starts TP_DELAY samples before x[n]. Used by the limiter and by the encoded-output check.
+ * oversampling (a windowed-sinc interpolator), a block of samples at a time (truepeak.c).
+ * Pushing x[i] yields the peak of the interval that starts TP_DELAY samples before it. Used by
+ * the fit model, the limiter and the encoded-output check.
  */
-#define TP_TAPS 12            /* per polyphase branch: three vectors of four */
+#define TP_TAPS 12             /* per polyphase branch */
 #define TP_DELAY (TP_TAPS / 2) /* samples of delay of the interpolator */
+#define TP_HIST (TP_TAPS - 1)  /* past samples an interpolation reaches back to */
 
 typedef struct tp_detector {
-	float coef[3][TP_TAPS];
-	float hist[2 * TP_TAPS]; /* doubled ring: hist[w..w+TAPS) are the newest samples */
-	unsigned w;
+	float coef[3][TP_TAPS]; /* coef[p][j] multiplies the sample j before the newest */
+	float hist[TP_HIST];    /* the last TP_HIST samples pushed, oldest first */
 	float bound; /* no interpolated value exceeds bound * the largest |sample| in the taps */
 } tp_detector;
 
 void tp_init(tp_detector *t);
-
-typedef float v4sf __attribute__((vector_size(16)));
-
-static inline v4sf tp_load4(const float *p)
-{
-	v4sf v;
-	memcpy(&v, p, sizeof v);
-	return v;
-}
-
-/* Advance the history without interpolating (when the caller knows nothing can matter). */
-static inline void tp_feed(tp_detector *t, float x)
-{
-	t->w = t->w ? t->w - 1 : TP_TAPS - 1;
-	t->hist[t->w] = t->hist[t->w + TP_TAPS] = x;
-}
+/* Push x[0..n); peaks[i] is the true peak of the interval TP_DELAY samples before x[i]. */
+void tp_run(tp_detector *t, const float *x, size_t n, float *peaks);
+/* Push x[0..n); the largest of the peaks tp_run would give. */
+float tp_run_max(tp_detector *t, const float *x, size_t n);
+/* Push x[0..n) without interpolating (when the caller knows nothing can matter). */
+void tp_skip(tp_detector *t, const float *x, size_t n);
 
 /*
  * The largest value any interval touching the next n samples x[] can interpolate to: the
@@ -96,30 +87,10 @@ static inline float tp_ceiling_of(const tp_detector *t, const float *x, size_t n
 	float m = 0;
 	for (size_t i = 0; i < n; i++)
 		m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
-	for (int i = 0; i < TP_TAPS; i++)
+	for (int i = 0; i < TP_HIST; i++)
 		m = fabsf(t->hist[i]) > m ? fabsf(t->hist[i]) : m;
 	return m * t->bound;
 }
-
-static inline float tp_push(tp_detector *t, float x)
-{
-	t->w = t->w ? t->w - 1 : TP_TAPS - 1;
-	t->hist[t->w] = t->hist[t->w + TP_TAPS] = x;
-	const float *h = t->hist + t->w;
-	/* Four taps at a time in each branch (the sums are regrouped: the compiler may not). */
-	v4sf h0 = tp_load4(h), h1 = tp_load4(h + 4), h2 = tp_load4(h + 8);
-	v4sf a = tp_load4(t->coef[0]) * h0 + tp_load4(t->coef[0] + 4) * h1 + tp_load4(t->coef[0] + 8) * h2;
-	v4sf b = tp_load4(t->coef[1]) * h0 + tp_load4(t->coef[1] + 4) * h1 + tp_load4(t->coef[1] + 8) * h2;
-	v4sf c = tp_load4(t->coef[2]) * h0 + tp_load4(t->coef[2] + 4) * h1 + tp_load4(t->coef[2] + 8) * h2;
-	float y1 = fabsf((a[0] + a[1]) + (a[2] + a[3]));
-	float y2 = fabsf((b[0] + b[1]) + (b[2] + b[3]));
-	float y3 = fabsf((c[0] + c[1]) + (c[2] + c[3]));
-	float peak = fabsf(h[TP_DELAY]);
-	peak = y1 > peak ? y1 : peak;
-	peak = y2 > peak ? y2 : peak;
-	return y3 > peak ? y3 : peak;
-}
-
 
 /*
  * Sliding-window minimum (a monotonic deque on caller-owned ring arrays of `cap` entries):
@@ -175,6 +146,8 @@ typedef struct limiter {
 	unsigned delay_pos;
 	uint64_t n;     /* samples pushed */
 	float min_gain; /* deepest reduction applied so far */
+	unsigned ones;  /* envelope values of exactly 1 in a row */
+	bool idle;      /* gain 1 throughout the window and the moving average: a fast path */
 } limiter;
 
 void limiter_init(limiter *l, double ceiling_linear, unsigned rate);
@@ -305,6 +278,7 @@ typedef struct outcheck {
 	double ref_energy, dec_energy;
 	float peak;
 	float pcm[CODEC_FRAME_SAMPLES];
+	float peaks[CODEC_FRAME_SAMPLES];
 } outcheck;
 
 int outcheck_init(outcheck *c, uint32_t preskip, uint64_t total);

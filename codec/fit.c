@@ -101,11 +101,9 @@ void fit_model_run(fit_model *m, const float *x, size_t n)
 		size_t take = FIT_BLOCK - m->blk_fill;
 		if (take > n - i)
 			take = n - i;
-		for (size_t j = i; j < i + take; j++) {
-			float p = tp_push(&m->tp, x[j]);
-			if (p > m->blk_peak)
-				m->blk_peak = p;
-		}
+		float p = tp_run_max(&m->tp, x + i, take);
+		if (p > m->blk_peak)
+			m->blk_peak = p;
 		kweight_add(&m->kw, x + i, take, &m->blk_energy);
 		m->blk_fill += (unsigned)take;
 		i += take;

@@ -12,39 +12,7 @@
 #include <math.h>
 #include <string.h>
 
-#define OVERSAMPLE 4
-#define FIR_LEN (OVERSAMPLE * TP_TAPS + 1) /* odd, centred on a multiple of 4 */
 #define MINQ_CAP (LIMITER_LOOKAHEAD + 4)
-
-void tp_init(tp_detector *t)
-{
-	memset(t, 0, sizeof *t);
-	/*
-	 * Windowed-sinc interpolator (Blackman window), cut at the input's Nyquist frequency.
-	 * Branch 0 reduces to the delayed sample itself, so only branches 1..3 are computed.
-	 */
-	const int centre = (FIR_LEN - 1) / 2;
-	for (int p = 1; p < OVERSAMPLE; p++) {
-		for (int j = 0; j < TP_TAPS; j++) {
-			int k = OVERSAMPLE * j + p;
-			double x = (double)(k - centre) / OVERSAMPLE;
-			double sinc = sin(M_PI * x) / (M_PI * x);
-			double w = 0.42 - 0.5 * cos(2 * M_PI * k / (FIR_LEN - 1)) +
-				   0.08 * cos(4 * M_PI * k / (FIR_LEN - 1));
-			/* hist[0] is the newest sample, so tap j multiplies x[n - j]. */
-			t->coef[p - 1][j] = (float)(sinc * w);
-		}
-	}
-	/* |sum c_j x_j| <= sum |c_j| * max |x_j|; the sample itself is branch 0, bound 1. */
-	t->bound = 1.0f;
-	for (int p = 0; p < OVERSAMPLE - 1; p++) {
-		float sum = 0;
-		for (int j = 0; j < TP_TAPS; j++)
-			sum += fabsf(t->coef[p][j]);
-		t->bound = sum > t->bound ? sum : t->bound;
-	}
-	t->bound *= 1.0001f; /* float rounding in the sums */
-}
 
 void limiter_init(limiter *l, double ceiling, unsigned rate)
 {
@@ -57,25 +25,44 @@ void limiter_init(limiter *l, double ceiling, unsigned rate)
 		l->box[i] = 1.0f;
 	l->box_sum = LIMITER_LOOKAHEAD + 1;
 	l->min_gain = 1.0f;
+	l->ones = LIMITER_LOOKAHEAD + 1;
+	l->idle = true;
+	l->q.len = 1; /* one "gain 1" entry: the state an idle limiter keeps */
+	l->minq_val[0] = 1.0f;
 }
 
-#define SKIP_BLOCK 32 /* samples judged at once for the skip below */
+#define SKIP_BLOCK 32 /* samples judged at once for the skips below */
 
 void limiter_run(limiter *l, const float *in, float *out, size_t n)
 {
 	const unsigned dsize = TP_DELAY + LIMITER_LOOKAHEAD;
+	float peaks[SKIP_BLOCK];
 	for (size_t base = 0; base < n; base += SKIP_BLOCK) {
 		size_t len = n - base < SKIP_BLOCK ? n - base : SKIP_BLOCK;
 		/* A block that cannot reach the ceiling even at its worst needs no interpolation:
 		 * its required gain is 1 (exact, by the bound; quiet speech is most samples). */
 		bool quiet = tp_ceiling_of(&l->tp, in + base, len) < l->ceiling;
+		if (quiet)
+			tp_skip(&l->tp, in + base, len);
+		else
+			tp_run(&l->tp, in + base, len, peaks);
+		if (quiet && l->idle) {
+			/* Gain 1 in, gain 1 in the whole window, fully released: only the delay. */
+			for (size_t i = base; i < base + len; i++) {
+				float delayed = l->delay[l->delay_pos];
+				l->delay[l->delay_pos] = in[i];
+				l->delay_pos = l->delay_pos + 1 == dsize ? 0 : l->delay_pos + 1;
+				out[i] = delayed;
+			}
+			l->n += len;
+			l->minq_idx[l->q.head] = l->n - 1; /* the window's one entry: gain 1, now */
+			continue;
+		}
 		for (size_t i = base; i < base + len; i++) {
 			float x = in[i];
 			float g = 1.0f;
-			if (quiet) {
-				tp_feed(&l->tp, x);
-			} else {
-				float peak = tp_push(&l->tp, x);
+			if (!quiet) {
+				float peak = peaks[i - base];
 				g = peak > l->ceiling ? l->ceiling / peak : 1.0f;
 			}
 
@@ -87,11 +74,19 @@ void limiter_run(limiter *l, const float *in, float *out, size_t n)
 				l->env = w;
 			else
 				l->env += (w - l->env) * l->release;
+			if (w == 1.0f && l->env > 0.9999f)
+				l->env = 1.0f; /* float steps would otherwise stall just under 1 */
 
 			/* Moving average over the last L+1 envelope values: the gain for sample k - L. */
 			l->box_sum += (double)l->env - l->box[l->box_pos];
 			l->box[l->box_pos] = l->env;
 			l->box_pos = l->box_pos == LIMITER_LOOKAHEAD ? 0 : l->box_pos + 1;
+			/* L+1 envelope values of 1 with a window of gains of 1: idle, and the sum is
+			 * exact again (it drifts by rounding while the gain moves). */
+			l->ones = l->env == 1.0f ? l->ones + 1 : 0;
+			l->idle = w == 1.0f && l->ones > LIMITER_LOOKAHEAD;
+			if (l->idle)
+				l->box_sum = LIMITER_LOOKAHEAD + 1;
 			float gain = (float)(l->box_sum * (1.0 / (LIMITER_LOOKAHEAD + 1)));
 			if (gain > 1.0f)
 				gain = 1.0f;

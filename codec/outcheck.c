@@ -53,7 +53,6 @@ int outcheck_packet(outcheck *c, uint64_t index, const uint8_t *pkt, size_t len)
 	size_t hi = first >= end ? 0
 		    : end - first < CODEC_FRAME_SAMPLES ? (size_t)(end - first)
 							: CODEC_FRAME_SAMPLES;
-	bool count = lo < hi;
 	if (lo > hi)
 		lo = hi;
 	/* The filter runs over the whole frame; only the real part's energy counts. */
@@ -62,17 +61,16 @@ int outcheck_packet(outcheck *c, uint64_t index, const uint8_t *pkt, size_t len)
 	kweight_energy(&c->out.kw, c->pcm + hi, CODEC_FRAME_SAMPLES - hi);
 	/* A frame that cannot beat the highest peak so far, even at its worst, is only fed. */
 	if (tp_ceiling_of(&c->tp, c->pcm, CODEC_FRAME_SAMPLES) <= c->peak) {
-		for (size_t i = 0; i < CODEC_FRAME_SAMPLES; i++)
-			tp_feed(&c->tp, c->pcm[i]);
+		tp_skip(&c->tp, c->pcm, CODEC_FRAME_SAMPLES);
 		return 0;
 	}
-	for (size_t i = 0; i < CODEC_FRAME_SAMPLES; i++) {
-		float p = tp_push(&c->tp, c->pcm[i]);
-		/* The interval tp_push reports started TP_DELAY samples ago. */
-		size_t at = i >= TP_DELAY ? i - TP_DELAY : 0;
-		if (count && at >= lo && at < hi && p > c->peak)
-			c->peak = p;
-	}
+	tp_run(&c->tp, c->pcm, CODEC_FRAME_SAMPLES, c->peaks);
+	/* The interval reported at i started TP_DELAY samples earlier: only real ones count. */
+	int64_t from = (int64_t)c->preskip - (int64_t)first + TP_DELAY;
+	int64_t to = (int64_t)end - (int64_t)first + TP_DELAY;
+	for (int64_t i = from < 0 ? 0 : from; i < to && i < CODEC_FRAME_SAMPLES; i++)
+		if (c->peaks[i] > c->peak)
+			c->peak = c->peaks[i];
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 #include <ebur128.h>
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +79,108 @@ static void limiter_is_transparent_below_ceiling(void **st)
 	for (size_t i = 0; i < lat; i++)
 		assert_float_equal(y[i], 0, 0);
 	free(x), free(y);
+}
+
+/* The block-wise true-peak detector against the interpolator written out sample by sample. */
+static void true_peak_blocks_match_direct_form(void **st)
+{
+	(void)st;
+	const size_t n = 5000;
+	float *x = malloc(n * sizeof *x), *got = calloc(n, sizeof *got);
+	bool *have = calloc(n, sizeof *have);
+	srand(7);
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float)((rand() / (double)RAND_MAX - 0.5) * (i % 700 < 90 ? 3.0 : 0.2));
+	tp_detector t;
+	tp_init(&t);
+	/* Uneven pieces, each pushed one of three ways, so the history crosses every boundary. */
+	const size_t sizes[] = {1, 7, 64, 65, 3, 200, 11, 10, 12, 960, 31, 33};
+	size_t pos = 0;
+	for (unsigned k = 0; pos < n; k++) {
+		size_t m = sizes[k % 12];
+		if (m > n - pos)
+			m = n - pos;
+		if (k % 3 == 0) {
+			tp_run(&t, x + pos, m, got + pos);
+			for (size_t i = pos; i < pos + m; i++)
+				have[i] = true;
+		} else if (k % 3 == 1) {
+			float peak = tp_run_max(&t, x + pos, m), want = 0;
+			for (size_t i = pos; i < pos + m; i++) {
+				for (int p = 0; p < 3; p++) {
+					double y = 0;
+					for (int j = 0; j < TP_TAPS; j++)
+						y += i >= (size_t)j ? t.coef[p][j] * (double)x[i - j] : 0;
+					want = fmaxf(want, (float)fabs(y));
+				}
+				want = fmaxf(want, i >= TP_DELAY ? fabsf(x[i - TP_DELAY]) : 0);
+			}
+			assert_float_equal(peak, want, 1e-5 * want + 1e-7);
+		} else {
+			tp_skip(&t, x + pos, m);
+		}
+		pos += m;
+	}
+	size_t checked = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!have[i])
+			continue;
+		double want = i >= TP_DELAY ? fabs(x[i - TP_DELAY]) : 0;
+		for (int p = 0; p < 3; p++) {
+			double y = 0;
+			for (int j = 0; j < TP_TAPS; j++)
+				y += i >= (size_t)j ? t.coef[p][j] * (double)x[i - j] : 0;
+			want = fmax(want, fabs(y));
+		}
+		assert_float_equal(got[i], want, 1e-5 * want + 1e-7);
+		/* Never under what the samples themselves say, and never over the bound. */
+		assert_true(got[i] >= fabsf(i >= TP_DELAY ? x[i - TP_DELAY] : 0));
+		checked++;
+	}
+	assert_true(checked > n / 4);
+	free(x), free(got), free(have);
+}
+
+/*
+ * Loud bursts after long quiet stretches, starting at every phase of the limiter's blocks: the
+ * fast path it takes while idle must hand over in time for the next peak, and give back the
+ * input untouched (delayed) once released (0.0001 from 1 after ~9 release times); pieces of any size give the same output.
+ */
+static void limiter_wakes_from_idle_in_time(void **st)
+{
+	(void)st;
+	const size_t n = 97000;
+	float *x = calloc(n, sizeof *x), *y = malloc(n * sizeof *y), *z = malloc(n * sizeof *z);
+	for (size_t b = 0; b < 8; b++) {
+		size_t start = 1000 + b * 11900 + b * 5; /* a different offset in each block */
+		for (size_t i = start; i < start + 300; i++)
+			x[i] = (float)(2.5 * sin(2 * M_PI * 5000 * (double)i / 48000 + M_PI / 4) *
+				       sin(M_PI * (double)(i - start) / 300));
+		for (size_t i = start + 300; i < start + 11800; i++)
+			x[i] = (float)(0.1 * sin(i * 0.03));
+	}
+	double ceiling = pow(10, -1.0 / 20);
+	limiter lim;
+	limiter_init(&lim, ceiling, 48000);
+	limiter_run(&lim, x, y, n);
+	assert_true(true_peak(y, n) <= ceiling * 1.01);
+	assert_true(20 * log10(lim.min_gain) < -6);
+	/* Long after each burst the gain is back to exactly 1. */
+	unsigned lat = limiter_latency();
+	for (size_t b = 0; b < 8; b++) {
+		size_t start = 1000 + b * 11900 + b * 5;
+		for (size_t i = start + 10000 + lat; i < start + 11800; i++)
+			assert_true(y[i] == x[i - lat]);
+	}
+	limiter_init(&lim, ceiling, 48000);
+	for (size_t pos = 0, k = 0; pos < n; k++) {
+		size_t m = (k * 37) % 101 + 1;
+		m = m > n - pos ? n - pos : m;
+		limiter_run(&lim, x + pos, z + pos, m);
+		pos += m;
+	}
+	assert_memory_equal(y, z, n * sizeof *y);
+	free(x), free(y), free(z);
 }
 
 static void downmix_skips_lfe(void **st)
@@ -255,6 +358,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(limiter_keeps_true_peak),
 		cmocka_unit_test(limiter_is_transparent_below_ceiling),
+		cmocka_unit_test(true_peak_blocks_match_direct_form),
+		cmocka_unit_test(limiter_wakes_from_idle_in_time),
 		cmocka_unit_test(downmix_skips_lfe),
 		cmocka_unit_test(resampler_keeps_length),
 		cmocka_unit_test(kweighting_reference_level),
