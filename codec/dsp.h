@@ -30,7 +30,8 @@ void downmix(const float *in, size_t frames, unsigned channels, int lfe, float *
 
 typedef struct rotator {
 	double b0, b1; /* all-pass: b2 = 1, a1 = b1, a2 = b0 */
-	double s[ROTATOR_STAGES][2];
+	/* h[0]: the input one and two samples back; h[k]: stage k's output, likewise. */
+	double h[ROTATOR_STAGES + 1][2];
 } rotator;
 
 void rotator_init(rotator *r, uint32_t rate);
@@ -160,7 +161,7 @@ void limiter_run(limiter *l, const float *in, float *out, size_t n);
 
 /* BS.1770 K-weighting at 48 kHz (the two biquads of ITU-R BS.1770-4, table 1 and 2). */
 typedef struct kweight {
-	double s1[2], s2[2];
+	double x[2], y[2], z[2]; /* input, first and second stage: one and two samples back */
 } kweight;
 
 /*
@@ -221,6 +222,7 @@ double meter_add(loudness_meter *m, const float *x, size_t n);
 
 typedef struct fit_candidate {
 	bool idle; /* gain 1 with nothing pending: the fast path */
+	double idle_from; /* the model's sub_energy when this candidate last became idle */
 	minq q;
 	float minq_val[FIT_LOOK + 4];
 	uint64_t minq_idx[FIT_LOOK + 4];
@@ -241,6 +243,7 @@ typedef struct fit_model {
 	double blk_energy;         /* K-weighted energy of the block being filled */
 	unsigned blk_fill;
 	uint32_t nblk;             /* blocks completed */
+	double sub_energy;         /* the sub-block's K-weighted energy so far (unscaled) */
 	double blk_energy_q[FIT_LOOK + 2]; /* energies waiting for their gain */
 	loudness_meter input;      /* the input's own loudness (no gain, no limiter; kw unused) */
 	float amp[FIT_GRID], pow[FIT_GRID]; /* each candidate's gain, linear and squared */

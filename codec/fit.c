@@ -41,7 +41,12 @@ void fit_model_init(fit_model *m, double ceiling)
 	}
 }
 
-/* A gain block is complete: advance every candidate by one block. */
+/*
+ * A gain block is complete: advance every candidate by one block. An idle candidate (gain 1,
+ * nothing pending) only gathers the block's energy times its gain squared; that is kept as a
+ * difference of the sub-block's running energy sum (idle_from), so the low gains that never
+ * limit cost nothing per block: they are a prefix of the grid, skipped in one comparison.
+ */
 static void block_done(fit_model *m, bool real)
 {
 	uint32_t j = m->nblk++;
@@ -54,22 +59,23 @@ static void block_done(fit_model *m, bool real)
 	double e = m->blk_energy_q[(j - FIT_LOOK) % QCAP];
 	bool counted = e >= 0;
 	bool sub_end = counted && (j - FIT_LOOK + 1) % BLOCKS_PER_SUB == 0;
+	double before = m->sub_energy; /* the sub-block's energy before this block */
 	if (counted) {
 		m->input.gate.sub_now += e;
-		if (sub_end)
-			gate_close_sub(&m->input.gate);
+		m->sub_energy += e;
 	}
-	for (int k = 0; k < FIT_GRID; k++) {
+	int k = 0;
+	while (k < FIT_GRID && m->cand[k].idle && peak * m->amp[k] <= m->ceiling)
+		k++;
+	for (; k < FIT_GRID; k++) {
 		fit_candidate *c = &m->cand[k];
 		float p = peak * m->amp[k];
 		float g = p > m->ceiling ? m->ceiling / p : 1.0f;
-		if (g == 1.0f && c->idle) {
-			/* Nothing to limit and nothing being released: the gain stays 1. */
-			c->minq_idx[c->q.head] = j;
-			c->box[j % (FIT_LOOK + 1)] = 1.0f;
-			if (counted)
-				c->gate.sub_now += e * m->pow[k];
-			goto sub;
+		if (c->idle) {
+			if (g == 1.0f)
+				continue; /* still idle: its energy is gathered lazily */
+			/* Its idle blocks' energy up to this one; its window holds only 1s. */
+			c->gate.sub_now += m->pow[k] * (before - c->idle_from);
 		}
 		uint64_t oldest = j > FIT_LOOK + 1 ? j - FIT_LOOK - 1 : 0;
 		float w = minq_push(&c->q, c->minq_val, c->minq_idx, MINQ_CAP, j, g, oldest);
@@ -84,15 +90,26 @@ static void block_done(fit_model *m, bool real)
 		for (int i = 0; i <= FIT_LOOK; i++)
 			sum += c->box[i];
 		float gain = sum * (1.0f / (FIT_LOOK + 1));
-		/* Idle again once the window holds only 1s and the envelope has fully recovered. */
-		c->idle = c->q.len == 1 && c->minq_val[c->q.head] == 1.0f &&
-			  c->env == 1.0f && sum == (float)(FIT_LOOK + 1);
 		if (counted)
 			c->gate.sub_now += e * m->pow[k] * gain * gain;
-	sub:
-		if (sub_end)
-			gate_close_sub(&c->gate);
+		/* Idle again once the window holds only 1s and the envelope has fully recovered
+		 * (its queue then holds one entry of 1, which the next push replaces). */
+		c->idle = c->q.len == 1 && c->minq_val[c->q.head] == 1.0f &&
+			  c->env == 1.0f && sum == (float)(FIT_LOOK + 1);
+		if (c->idle)
+			c->idle_from = m->sub_energy;
 	}
+	if (!sub_end)
+		return;
+	for (k = 0; k < FIT_GRID; k++) {
+		fit_candidate *c = &m->cand[k];
+		if (c->idle)
+			c->gate.sub_now += m->pow[k] * (m->sub_energy - c->idle_from);
+		c->idle_from = 0;
+		gate_close_sub(&c->gate);
+	}
+	m->sub_energy = 0;
+	gate_close_sub(&m->input.gate);
 }
 
 void fit_model_run(fit_model *m, const float *x, size_t n)

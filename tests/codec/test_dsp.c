@@ -183,6 +183,58 @@ static void limiter_wakes_from_idle_in_time(void **st)
 	free(x), free(y), free(z);
 }
 
+/*
+ * The fit model's loudness for each grid gain against the real thing: gain, limiter, meter.
+ * The signal swells and falls within sub-blocks, so the candidates go idle and wake up again
+ * all the time (idle ones gather energy lazily); fed in uneven pieces.
+ */
+static void fit_model_predicts_the_limiter(void **st)
+{
+	(void)st;
+	const size_t n = 48000 * 6;
+	float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+	for (size_t i = 0; i < n; i++) {
+		double t = (double)i / 48000;
+		double env = 0.02 + 0.3 * pow(fabs(sin(2 * M_PI * 1.7 * t)), 6) * (1 + (i / 48000) % 3);
+		x[i] = (float)(env * (sin(2 * M_PI * 220 * t) + 0.5 * sin(2 * M_PI * 1230 * t + 1) +
+				      0.3 * sin(2 * M_PI * 3400 * t)));
+	}
+	const double ceiling = 0.8;
+	fit_model *fm = malloc(sizeof *fm);
+	fit_model_init(fm, ceiling);
+	for (size_t pos = 0, k = 0; pos < n; k++) {
+		size_t m = (k * 613) % 2000 + 1;
+		m = m > n - pos ? n - pos : m;
+		fit_model_run(fm, x + pos, m);
+		pos += m;
+	}
+	double grid[FIT_GRID];
+	fit_model_finish(fm, grid);
+	loudness_meter *meter = malloc(sizeof *meter);
+	limiter *lim = malloc(sizeof *lim);
+	int limited = 0;
+	for (int k = 0; k < FIT_GRID; k += 3) {
+		float amp = (float)pow(10, fit_grid_gain(k) / 20);
+		for (size_t i = 0; i < n; i++)
+			y[i] = x[i] * amp;
+		limiter_init(lim, ceiling, 48000);
+		limiter_run(lim, y, y, n);
+		meter_init(meter);
+		unsigned lat = limiter_latency();
+		meter_add(meter, y + lat, n - lat);
+		double real = gate_lufs(&meter->gate);
+		print_message("# gain %+5.1f dB: model %7.2f, limiter %7.2f LUFS (limited %5.1f dB)\n",
+			      fit_grid_gain(k), grid[k], real, 20 * log10(lim->min_gain));
+		if (lim->min_gain < 0.99f)
+			limited++;
+		assert_true(isfinite(real) == isfinite(grid[k]));
+		if (isfinite(real))
+			assert_true(fabs(grid[k] - real) <= 0.25);
+	}
+	assert_true(limited >= 4); /* the grid reaches into hard limiting */
+	free(x), free(y), free(fm), free(meter), free(lim);
+}
+
 static void downmix_skips_lfe(void **st)
 {
 	(void)st;
@@ -360,6 +412,7 @@ int main(void)
 		cmocka_unit_test(limiter_is_transparent_below_ceiling),
 		cmocka_unit_test(true_peak_blocks_match_direct_form),
 		cmocka_unit_test(limiter_wakes_from_idle_in_time),
+		cmocka_unit_test(fit_model_predicts_the_limiter),
 		cmocka_unit_test(downmix_skips_lfe),
 		cmocka_unit_test(resampler_keeps_length),
 		cmocka_unit_test(kweighting_reference_level),
