@@ -58,47 +58,62 @@ void limiter_run(limiter *l, const float *in, float *out, size_t n)
 			l->minq_idx[l->q.head] = l->n - 1; /* the window's one entry: gain 1, now */
 			continue;
 		}
-		for (size_t i = base; i < base + len; i++) {
+		/* The state in locals: stores to out[] could alias it, and it would be reloaded. */
+		const float ceiling = l->ceiling, release = l->release;
+		float env = l->env, min_gain = l->min_gain;
+		double box_sum = l->box_sum;
+		unsigned box_pos = l->box_pos, delay_pos = l->delay_pos, ones = l->ones;
+		uint64_t k = l->n;
+		minq q = l->q;
+		bool idle = l->idle;
+		for (size_t i = base; i < base + len; i++, k++) {
 			float x = in[i];
 			float g = 1.0f;
 			if (!quiet) {
 				float peak = peaks[i - base];
-				g = peak > l->ceiling ? l->ceiling / peak : 1.0f;
+				g = peak > ceiling ? ceiling / peak : 1.0f;
 			}
 
 			/* Interval k = n - DELAY is known; env[k - L] = min(g_req[k-L-1 .. k]). */
-			uint64_t k = l->n;
 			uint64_t oldest = k > LIMITER_LOOKAHEAD + 1 ? k - LIMITER_LOOKAHEAD - 1 : 0;
-			float w = minq_push(&l->q, l->minq_val, l->minq_idx, MINQ_CAP, k, g, oldest);
-			if (w < l->env)
-				l->env = w;
+			float w = minq_push(&q, l->minq_val, l->minq_idx, MINQ_CAP, k, g, oldest);
+			if (w < env)
+				env = w;
 			else
-				l->env += (w - l->env) * l->release;
-			if (w == 1.0f && l->env > 0.9999f)
-				l->env = 1.0f; /* float steps would otherwise stall just under 1 */
+				env += (w - env) * release;
+			if (w == 1.0f && env > 0.9999f)
+				env = 1.0f; /* float steps would otherwise stall just under 1 */
 
 			/* Moving average over the last L+1 envelope values: the gain for sample k - L. */
-			l->box_sum += (double)l->env - l->box[l->box_pos];
-			l->box[l->box_pos] = l->env;
-			l->box_pos = l->box_pos == LIMITER_LOOKAHEAD ? 0 : l->box_pos + 1;
+			box_sum += (double)env - l->box[box_pos];
+			l->box[box_pos] = env;
+			box_pos = box_pos == LIMITER_LOOKAHEAD ? 0 : box_pos + 1;
 			/* L+1 envelope values of 1 with a window of gains of 1: idle, and the sum is
 			 * exact again (it drifts by rounding while the gain moves). */
-			l->ones = l->env == 1.0f ? l->ones + 1 : 0;
-			l->idle = w == 1.0f && l->ones > LIMITER_LOOKAHEAD;
-			if (l->idle)
-				l->box_sum = LIMITER_LOOKAHEAD + 1;
-			float gain = (float)(l->box_sum * (1.0 / (LIMITER_LOOKAHEAD + 1)));
+			ones = env == 1.0f ? ones + 1 : 0;
+			idle = w == 1.0f && ones > LIMITER_LOOKAHEAD;
+			if (idle)
+				box_sum = LIMITER_LOOKAHEAD + 1;
+			float gain = (float)(box_sum * (1.0 / (LIMITER_LOOKAHEAD + 1)));
 			if (gain > 1.0f)
 				gain = 1.0f;
-			if (gain < l->min_gain)
-				l->min_gain = gain;
+			if (gain < min_gain)
+				min_gain = gain;
 
 			/* The slot read before it is written held x from DELAY + L samples ago. */
-			float delayed = l->delay[l->delay_pos];
-			l->delay[l->delay_pos] = x;
-			l->delay_pos = l->delay_pos + 1 == dsize ? 0 : l->delay_pos + 1;
+			float delayed = l->delay[delay_pos];
+			l->delay[delay_pos] = x;
+			delay_pos = delay_pos + 1 == dsize ? 0 : delay_pos + 1;
 			out[i] = delayed * gain;
-			l->n++;
 		}
+		l->env = env;
+		l->min_gain = min_gain;
+		l->box_sum = box_sum;
+		l->box_pos = box_pos;
+		l->delay_pos = delay_pos;
+		l->ones = ones;
+		l->n = k;
+		l->q = q;
+		l->idle = idle;
 	}
 }
