@@ -306,9 +306,11 @@ int db_read_begin(db *d, conn **out)
 
 void db_read_end(db *d, conn *c)
 {
-	/* A reader must not keep a read transaction (and its WAL snapshot) open. */
+	/* A reader must not keep a read transaction (and its WAL snapshot) open: reset what is
+	 * still running (sqlite3_stmt_busy is a flag test; a reset is not, on every statement). */
 	for (unsigned i = 0; i < c->ncache; i++)
-		sqlite3_reset(c->cache[i].st);
+		if (sqlite3_stmt_busy(c->cache[i].st))
+			sqlite3_reset(c->cache[i].st);
 	pthread_mutex_lock(&d->read_lock);
 	d->reader_busy[c - d->readers] = false;
 	pthread_cond_signal(&d->read_free);

@@ -402,6 +402,7 @@ int store_audio_fetch(store *s, const char *family_id, const char *message_id,
 				  "WHERE id = ? AND state != 3";
 	family *f;
 	conn *c;
+	sqlite3_stmt *st = NULL;
 	sqlite3_blob *blob = NULL;
 	store_audio_info local;
 	audio_row row = {0, info ? info : &local};
@@ -414,10 +415,21 @@ int store_audio_fetch(store *s, const char *family_id, const char *message_id,
 		return rc;
 	if ((rc = db_read_begin(f->db, &c)) < 0)
 		goto release;
-	/* One read transaction for the lookup and the blob: one shared lock, not two. */
-	if ((rc = conn_begin_read(c)) < 0 ||
-	    (rc = row_one(c, sql, text_key(message_id), audio_row_fn, &row)) < 0)
+	/*
+	 * One read transaction for the lookup and the blob, without BEGIN and COMMIT: the
+	 * lookup is left on its row (not reset) while the blob is read, so SQLite keeps the
+	 * read transaction it started for the lookup (one snapshot, one read lock) until the
+	 * reset below.
+	 */
+	if (!(st = conn_stmt(c, sql, &rc)))
 		goto end;
+	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r != SQLITE_ROW) {
+		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		goto end;
+	}
+	audio_row_fn(st, &row);
 	uint64_t offset = 0;
 	size_t len = 0;
 	if (choose && (rc = choose(ctx, row.info, &offset, &len)) < 0)
@@ -425,7 +437,7 @@ int store_audio_fetch(store *s, const char *family_id, const char *message_id,
 	if (len == 0)
 		goto end;
 	/* Opened, read and closed within this call: no handle outlives it. */
-	int r = sqlite3_blob_open(c->db, "main", "audio", "data", row.rowid, 0, &blob);
+	r = sqlite3_blob_open(c->db, "main", "audio", "data", row.rowid, 0, &blob);
 	if (r != SQLITE_OK) {
 		rc = r == SQLITE_ERROR ? STORE_ENOTFOUND : store_map_sqlite(r);
 		goto end;
@@ -442,7 +454,8 @@ int store_audio_fetch(store *s, const char *family_id, const char *message_id,
 end:
 	if (blob)
 		sqlite3_blob_close(blob);
-	conn_end_read(c);
+	if (st)
+		sqlite3_reset(st); /* ends the read transaction */
 	db_read_end(f->db, c);
 release:
 	family_release(s, f);

@@ -80,13 +80,21 @@ void store_new_id(store_id *id)
 	id->s[n] = '\0';
 }
 
+/* Whether c is one of base32's characters: every storage call checks its ids, so no memchr. */
+static bool is_base32(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return true;
+	return c >= 'a' && c <= 'z' && c != 'i' && c != 'l' && c != 'o' && c != 'u';
+}
+
 int store_id_check(const char *s)
 {
 	if (!s)
 		return STORE_EINVAL;
 	size_t n = 0;
 	for (; s[n]; n++)
-		if (n >= STORE_ID_LEN || !memchr(base32, s[n], sizeof base32 - 1))
+		if (n >= STORE_ID_LEN || !is_base32((unsigned char)s[n]))
 			return STORE_EINVAL;
 	return n == STORE_ID_LEN ? 0 : STORE_EINVAL;
 }
@@ -378,9 +386,9 @@ static family *find_family(store *s, const char *family_id)
 int family_acquire(store *s, const char *family_id, family **out)
 {
 	char path[PATH_CAP];
-	int rc = family_path(s, family_id, path, sizeof path);
-	if (rc < 0)
-		return rc;
+	int rc;
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND; /* a malformed id names nothing (family_path's answer) */
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
 		family *f = find_family(s, family_id);
@@ -413,8 +421,11 @@ int family_acquire(store *s, const char *family_id, family **out)
 	s->nfamilies++;
 	pthread_mutex_unlock(&s->lock);
 
-	/* Open outside the lock: other families go on meanwhile. */
-	if (access(path, F_OK) != 0) {
+	/* Open outside the lock: other families go on meanwhile. The path is built only here:
+	 * an open family's calls skip the snprintf. */
+	if ((rc = family_path(s, family_id, path, sizeof path)) < 0) {
+		/* a path that does not fit: rc as family_path says */
+	} else if (access(path, F_OK) != 0) {
 		rc = STORE_ENOTFOUND;
 	} else {
 		rc = db_open(&f->db, path, &mailbox_schema, &s->opt, false);
