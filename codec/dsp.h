@@ -14,6 +14,13 @@
 
 #include "codec.h"
 
+/* Hot loops written for vector lanes are built for AVX2 too, picked when the program loads. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define CODEC_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CODEC_CLONES
+#endif
+
 /* Mono downmix of interleaved frames: the mean of all channels except the LFE (lfe < 0: none). */
 void downmix(const float *in, size_t frames, unsigned channels, int lfe, float *out);
 
@@ -210,29 +217,23 @@ double meter_add(loudness_meter *m, const float *x, size_t n);
 /*
  * The loudness a gain + limiter would give, for a grid of gains at once (fit.c). The limiter's
  * envelope is modelled per candidate at FIT_BLOCK-sample resolution from one shared true-peak
- * detector and one K-weighting filter: each candidate costs about one operation per sample.
- * Gating follows BS.1770-4 (400 ms blocks every 100 ms, -70 LUFS absolute and -10 LU relative
- * gates) with per-candidate histograms, so memory is constant.
+ * detector and one K-weighting filter; the candidates' states are kept one array per quantity,
+ * so a block advances them all in vector lanes. Gating follows BS.1770-4 (400 ms blocks every
+ * 100 ms, -70 LUFS absolute and -10 LU relative gates) with per-candidate histograms, so memory
+ * is constant.
  */
 #define FIT_GRID_MIN_DB (-30.0)
 #define FIT_GRID_STEP_DB 2.0
 #define FIT_GRID 38         /* gains -30 .. +44 dB */
+#define FIT_LANES 40        /* FIT_GRID rounded up to whole vectors (the rest have gain 0) */
 #define FIT_BLOCK 32        /* samples per modelled gain step */
 #define FIT_LOOK (LIMITER_LOOKAHEAD / FIT_BLOCK)
 
-typedef struct fit_candidate {
-	bool idle; /* gain 1 with nothing pending: the fast path */
-	double idle_from; /* the model's sub_energy when this candidate last became idle */
-	minq q;
-	float minq_val[FIT_LOOK + 4];
-	uint64_t minq_idx[FIT_LOOK + 4];
-	float env;
-	float box[FIT_LOOK + 1];
-	float box_sum;
-	loudness_gate gate;  /* the loudness this candidate's output would measure */
+typedef struct fit_gate {
+	loudness_gate gate; /* the loudness this candidate's output would measure */
 	double hist_energy[GATE_RANGE_LU * GATE_COARSE];
 	uint32_t hist_count[GATE_RANGE_LU * GATE_COARSE];
-} fit_candidate;
+} fit_gate;
 
 typedef struct fit_model {
 	float ceiling;
@@ -243,11 +244,16 @@ typedef struct fit_model {
 	double blk_energy;         /* K-weighted energy of the block being filled */
 	unsigned blk_fill;
 	uint32_t nblk;             /* blocks completed */
-	double sub_energy;         /* the sub-block's K-weighted energy so far (unscaled) */
 	double blk_energy_q[FIT_LOOK + 2]; /* energies waiting for their gain */
+	float blk_peak_q[FIT_LOOK + 2];    /* the peaks of the limiter's look-ahead window */
 	loudness_meter input;      /* the input's own loudness (no gain, no limiter; kw unused) */
-	float amp[FIT_GRID], pow[FIT_GRID]; /* each candidate's gain, linear and squared */
-	fit_candidate cand[FIT_GRID];
+	/* Per candidate: its gain (linear, squared), released envelope, the envelope's last
+	 * FIT_LOOK + 1 values (their mean is the gain applied), and this sub-block's energy. */
+	float amp[FIT_LANES], pow[FIT_LANES];
+	float env[FIT_LANES];
+	float box[FIT_LOOK + 1][FIT_LANES];
+	double sub_energy[FIT_LANES];
+	fit_gate cand[FIT_GRID];
 } fit_model;
 
 void fit_model_init(fit_model *m, double ceiling_linear);

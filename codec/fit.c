@@ -15,8 +15,14 @@
 #include <string.h>
 
 #define BLOCKS_PER_SUB (GATE_SUB / FIT_BLOCK)
-#define MINQ_CAP (FIT_LOOK + 4)
 #define QCAP (FIT_LOOK + 2)
+
+typedef float v8sf __attribute__((vector_size(32)));
+typedef int32_t v8si __attribute__((vector_size(32)));
+/* Lane by lane: mask ? a : b (a comparison gives the mask). */
+#define V8_SELECT(mask, a, b) ((v8sf)(((mask) & (v8si)(a)) | (~(mask) & (v8si)(b))))
+
+_Static_assert(FIT_LANES % 8 == 0, "candidates are advanced eight at a time");
 
 _Static_assert(GATE_SUB % FIT_BLOCK == 0, "a sub-block is a whole number of gain blocks");
 
@@ -27,31 +33,30 @@ void fit_model_init(fit_model *m, double ceiling)
 	m->release = (float)(1.0 - exp(-(double)FIT_BLOCK / (LIMITER_RELEASE_S * 48000)));
 	tp_init(&m->tp);
 	meter_init(&m->input);
-	for (int k = 0; k < FIT_GRID; k++) {
-		fit_candidate *c = &m->cand[k];
-		c->env = 1.0f;
-		c->q.len = 1; /* one "gain 1" entry: the state an idle candidate keeps */
-		c->minq_val[0] = 1.0f;
-		c->idle = true;
-		gate_init(&c->gate, GATE_COARSE, c->hist_energy, c->hist_count);
+	for (int k = 0; k < FIT_LANES; k++) {
+		m->env[k] = 1.0f;
 		for (int i = 0; i <= FIT_LOOK; i++)
-			c->box[i] = 1.0f;
+			m->box[i][k] = 1.0f;
+		if (k >= FIT_GRID)
+			continue; /* padding lanes: gain 0, never limited, never counted */
+		gate_init(&m->cand[k].gate, GATE_COARSE, m->cand[k].hist_energy,
+			  m->cand[k].hist_count);
 		m->amp[k] = (float)pow(10.0, fit_grid_gain(k) / 20.0);
 		m->pow[k] = m->amp[k] * m->amp[k];
 	}
 }
 
 /*
- * A gain block is complete: advance every candidate by one block. An idle candidate (gain 1,
- * nothing pending) only gathers the block's energy times its gain squared; that is kept as a
- * difference of the sub-block's running energy sum (idle_from), so the low gains that never
- * limit cost nothing per block: they are a prefix of the grid, skipped in one comparison.
+ * A gain block is complete: advance every candidate by one block, as limiter.c does per
+ * sample. The limiter's sliding minimum of required gains over the look-ahead window is, for
+ * a candidate of gain a, min(1, ceiling / (a * P)) with P the window's largest block peak, so
+ * one maximum serves every candidate and the rest is the same arithmetic in every lane.
  */
-static void block_done(fit_model *m, bool real)
+CODEC_CLONES static void block_done(fit_model *m, bool real)
 {
 	uint32_t j = m->nblk++;
 	m->blk_energy_q[j % QCAP] = real ? m->blk_energy : -1.0; /* -1: past the end */
-	float peak = m->blk_peak;
+	m->blk_peak_q[j % QCAP] = m->blk_peak;
 	m->blk_peak = 0;
 	m->blk_energy = 0;
 	if (j < FIT_LOOK)
@@ -59,57 +64,43 @@ static void block_done(fit_model *m, bool real)
 	double e = m->blk_energy_q[(j - FIT_LOOK) % QCAP];
 	bool counted = e >= 0;
 	bool sub_end = counted && (j - FIT_LOOK + 1) % BLOCKS_PER_SUB == 0;
-	double before = m->sub_energy; /* the sub-block's energy before this block */
-	if (counted) {
-		m->input.gate.sub_now += e;
-		m->sub_energy += e;
+	float peak = 0;
+	for (int i = 0; i < QCAP; i++)
+		peak = m->blk_peak_q[i] > peak ? m->blk_peak_q[i] : peak;
+	const float ceiling = m->ceiling, release = m->release;
+	float *slot = m->box[j % (FIT_LOOK + 1)];
+	for (int k = 0; k < FIT_LANES; k += 8) {
+		v8sf amp, env, p, w, stepped;
+		memcpy(&amp, m->amp + k, sizeof amp);
+		memcpy(&env, m->env + k, sizeof env);
+		/* ceiling / max(p, ceiling): ceiling / p over the ceiling, exactly 1 under it. */
+		p = peak * amp;
+		w = ceiling / V8_SELECT(p > ceiling, p, (v8sf){0} + ceiling);
+		stepped = env + (w - env) * release;
+		env = V8_SELECT(w < env, w, stepped);
+		/* Snapped to 1 near it: float steps would otherwise stall just under 1. */
+		env = V8_SELECT((w == 1.0f) & (env > 0.9999f), (v8sf){0} + 1.0f, env);
+		memcpy(m->env + k, &env, sizeof env);
+		memcpy(slot + k, &env, sizeof env);
 	}
-	int k = 0;
-	while (k < FIT_GRID && m->cand[k].idle && peak * m->amp[k] <= m->ceiling)
-		k++;
-	for (; k < FIT_GRID; k++) {
-		fit_candidate *c = &m->cand[k];
-		float p = peak * m->amp[k];
-		float g = p > m->ceiling ? m->ceiling / p : 1.0f;
-		if (c->idle) {
-			if (g == 1.0f)
-				continue; /* still idle: its energy is gathered lazily */
-			/* Its idle blocks' energy up to this one; its window holds only 1s. */
-			c->gate.sub_now += m->pow[k] * (before - c->idle_from);
+	if (counted) {
+		for (int k = 0; k < FIT_LANES; k++) {
+			float sum = 0;
+			for (int i = 0; i <= FIT_LOOK; i++)
+				sum += m->box[i][k];
+			float gain = sum * (1.0f / (FIT_LOOK + 1));
+			m->sub_energy[k] += e * m->pow[k] * gain * gain;
 		}
-		uint64_t oldest = j > FIT_LOOK + 1 ? j - FIT_LOOK - 1 : 0;
-		float w = minq_push(&c->q, c->minq_val, c->minq_idx, MINQ_CAP, j, g, oldest);
-		if (w < c->env)
-			c->env = w;
-		else
-			c->env += (w - c->env) * m->release;
-		if (w == 1.0f && c->env > 0.9999f)
-			c->env = 1.0f; /* float steps would otherwise stall just under 1 */
-		c->box[j % (FIT_LOOK + 1)] = c->env;
-		float sum = 0;
-		for (int i = 0; i <= FIT_LOOK; i++)
-			sum += c->box[i];
-		float gain = sum * (1.0f / (FIT_LOOK + 1));
-		if (counted)
-			c->gate.sub_now += e * m->pow[k] * gain * gain;
-		/* Idle again once the window holds only 1s and the envelope has fully recovered
-		 * (its queue then holds one entry of 1, which the next push replaces). */
-		c->idle = c->q.len == 1 && c->minq_val[c->q.head] == 1.0f &&
-			  c->env == 1.0f && sum == (float)(FIT_LOOK + 1);
-		if (c->idle)
-			c->idle_from = m->sub_energy;
+		m->input.gate.sub_now += e;
 	}
 	if (!sub_end)
 		return;
-	for (k = 0; k < FIT_GRID; k++) {
-		fit_candidate *c = &m->cand[k];
-		if (c->idle)
-			c->gate.sub_now += m->pow[k] * (m->sub_energy - c->idle_from);
-		c->idle_from = 0;
-		gate_close_sub(&c->gate);
-	}
-	m->sub_energy = 0;
 	gate_close_sub(&m->input.gate);
+	for (int k = 0; k < FIT_GRID; k++) {
+		m->cand[k].gate.sub_now = m->sub_energy[k];
+		m->sub_energy[k] = 0;
+		gate_close_sub(&m->cand[k].gate);
+	}
 }
 
 void fit_model_run(fit_model *m, const float *x, size_t n)

@@ -22,12 +22,6 @@
 typedef float v8sf __attribute__((vector_size(LANES * sizeof(float))));
 typedef int32_t v8si __attribute__((vector_size(LANES * sizeof(int32_t))));
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define TP_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define TP_CLONES
-#endif
-
 void tp_init(tp_detector *t)
 {
 	memset(t, 0, sizeof *t);
@@ -67,7 +61,7 @@ void tp_init(tp_detector *t)
  * Push x[0..n), n <= TP_CHUNK: out[i] (for i < n rounded up to LANES) gets the peak of the
  * interval that starts TP_DELAY samples before x[i]; lanes past n are garbage.
  */
-TP_CLONES static void tp_chunk(tp_detector *t, const float *x, size_t n, float *out)
+CODEC_CLONES static void tp_chunk(tp_detector *t, const float *x, size_t n, float *out)
 {
 	float buf[TP_HIST + TP_CHUNK + LANES];
 	memcpy(buf, t->hist, sizeof t->hist);
