@@ -269,6 +269,9 @@ static inline double fit_grid_gain(int k)
 
 /* Add the squares of the K-weighted samples to *sum, in order. */
 void kweight_add(kweight *k, const float *x, size_t n, double *sum);
+/* The same for two signals at once, each with its own filter and sum: the cost of about one. */
+void kweight_pair(kweight *ka, const float *a, double *ea, kweight *kb, const float *b,
+		  double *eb, size_t n);
 /* Sum of the squares of the K-weighted samples. */
 double kweight_energy(kweight *k, const float *x, size_t n);
 
@@ -280,8 +283,7 @@ typedef struct outcheck {
 	struct OpusDecoder *dec;
 	uint32_t preskip;
 	uint64_t total;  /* real samples in the stream */
-	uint64_t in_pos; /* encoder input samples seen */
-	kweight k_in;
+	kweight k_in;    /* the encoder's input */
 	loudness_meter out;   /* the decoded real samples; its filter also runs over the rest */
 	tp_detector tp;
 	double ref_energy, dec_energy;
@@ -292,10 +294,12 @@ typedef struct outcheck {
 
 int outcheck_init(outcheck *c, uint32_t preskip, uint64_t total);
 void outcheck_free(outcheck *c);
-/* Real samples as they enter the encoder. */
-void outcheck_input(outcheck *c, const float *x, size_t n);
-/* The packet encoded for frame `index` (0-based), decoded and measured. */
-int outcheck_packet(outcheck *c, uint64_t index, const uint8_t *pkt, size_t len);
+/*
+ * The packet encoded from frame `index` (0-based) of the encoder's input, `input` (its
+ * CODEC_FRAME_SAMPLES samples, real ones first), decoded and measured.
+ */
+int outcheck_packet(outcheck *c, uint64_t index, const float *input, const uint8_t *pkt,
+		    size_t len);
 /* Integrated loudness of the decoded stream (LUFS; -HUGE_VAL for silence). */
 double outcheck_lufs(const outcheck *c);
 /* Loudness change through the codec in dB (decoded vs input energy), 0 when unmeasured. */

@@ -45,6 +45,39 @@ void kweight_add(kweight *k, const float *x, size_t n, double *sum)
 	*sum = e;
 }
 
+typedef double v2df __attribute__((vector_size(16)));
+
+/*
+ * Two independent signals through their own filters at once, one in each lane of a vector:
+ * the same operations as kweight_add, in the same order, for the price of about one.
+ */
+void kweight_pair(kweight *ka, const float *a, double *ea, kweight *kb, const float *b,
+		  double *eb, size_t n)
+{
+	v2df x1 = {ka->x[0], kb->x[0]}, x2 = {ka->x[1], kb->x[1]};
+	v2df y1 = {ka->y[0], kb->y[0]}, y2 = {ka->y[1], kb->y[1]};
+	v2df z1 = {ka->z[0], kb->z[0]}, z2 = {ka->z[1], kb->z[1]};
+	v2df e = {*ea, *eb};
+	for (size_t i = 0; i < n; i++) {
+		v2df in = {a[i], b[i]};
+		v2df y = (k1_b[0] * in + k1_b[1] * x1 + k1_b[2] * x2 - k1_a[1] * y2) - k1_a[0] * y1;
+		v2df z = (k2_b[0] * y + k2_b[1] * y1 + k2_b[2] * y2 - k2_a[1] * z2) - k2_a[0] * z1;
+		x2 = x1;
+		x1 = in;
+		y2 = y1;
+		y1 = y;
+		z2 = z1;
+		z1 = z;
+		e += z * z;
+	}
+	ka->x[0] = x1[0], ka->x[1] = x2[0], ka->y[0] = y1[0], ka->y[1] = y2[0];
+	ka->z[0] = z1[0], ka->z[1] = z2[0];
+	kb->x[0] = x1[1], kb->x[1] = x2[1], kb->y[0] = y1[1], kb->y[1] = y2[1];
+	kb->z[0] = z1[1], kb->z[1] = z2[1];
+	*ea = e[0];
+	*eb = e[1];
+}
+
 double kweight_energy(kweight *k, const float *x, size_t n)
 {
 	double e = 0;
