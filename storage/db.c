@@ -4,7 +4,8 @@
  * The page size is set before WAL is enabled (it cannot change afterwards). synchronous=FULL:
  * a commit returns only after the WAL is on disk, which is what "acknowledged" promises.
  * Migrations are numbered steps; PRAGMA user_version records how many have run, each step in
- * its own transaction with its version bump, so a crash mid-migration repeats only that step.
+ * its own transaction with its version bump, so a crash mid-migration repeats only that step
+ * (foreign keys off during a step, checked before its commit: see migrate_step).
  * A file written by a newer schema than we know is refused (STORE_ESCHEMA), never downgraded.
  */
 #include "internal.h"
@@ -190,6 +191,44 @@ static int user_version(conn *c, int *v)
 	return rc ? rc : 0;
 }
 
+/* Rows from PRAGMA foreign_key_check: 0 when every reference holds. */
+static int foreign_key_violations(conn *c, int *n)
+{
+	sqlite3_stmt *st = NULL;
+	*n = 0;
+	int r = sqlite3_prepare_v2(c->db, "PRAGMA foreign_key_check", -1, &st, NULL);
+	while (r == SQLITE_OK && (r = sqlite3_step(st)) == SQLITE_ROW)
+		(*n)++;
+	sqlite3_finalize(st);
+	return r == SQLITE_DONE ? 0 : store_map_sqlite(r ? r : SQLITE_ERROR);
+}
+
+/*
+ * Each step runs with foreign keys off, as SQLite's procedure for schema changes wants (a
+ * table rebuilt by a step is dropped: with them on, the drop would delete the rows that
+ * refer to it, ON DELETE CASCADE), and commits only if PRAGMA foreign_key_check finds every
+ * reference intact. The pragma cannot change inside a transaction, hence around each step.
+ */
+static int migrate_step(conn *c, const char *sql, unsigned version)
+{
+	char bump[64];
+	int rc, violations = 0;
+	snprintf(bump, sizeof bump, "PRAGMA user_version=%u", version);
+	if ((rc = conn_exec(c, "PRAGMA foreign_keys=OFF")) < 0)
+		return rc;
+	if ((rc = conn_begin(c)) == 0) {
+		if ((rc = conn_exec(c, sql)) == 0 && (rc = conn_exec(c, bump)) == 0 &&
+		    (rc = foreign_key_violations(c, &violations)) == 0 && violations)
+			rc = STORE_ECORRUPT; /* references broken, by the step or before it */
+		if (rc < 0)
+			conn_rollback(c);
+		else
+			rc = conn_commit(c);
+	}
+	int on = conn_exec(c, "PRAGMA foreign_keys=ON");
+	return rc < 0 ? rc : on;
+}
+
 static int migrate(conn *c, const schema *sc)
 {
 	int v = 0, rc = user_version(c, &v);
@@ -197,18 +236,9 @@ static int migrate(conn *c, const schema *sc)
 		return rc;
 	if (v > (int)sc->count)
 		return STORE_ESCHEMA;
-	for (unsigned i = (unsigned)v; i < sc->count; i++) {
-		char bump[64];
-		snprintf(bump, sizeof bump, "PRAGMA user_version=%u", i + 1);
-		if ((rc = conn_begin(c)) < 0)
+	for (unsigned i = (unsigned)v; i < sc->count; i++)
+		if ((rc = migrate_step(c, sc->steps[i].sql, i + 1)) < 0)
 			return rc;
-		if ((rc = conn_exec(c, sc->steps[i].sql)) < 0 || (rc = conn_exec(c, bump)) < 0) {
-			conn_rollback(c);
-			return rc;
-		}
-		if ((rc = conn_commit(c)) < 0)
-			return rc;
-	}
 	return 0;
 }
 

@@ -108,7 +108,11 @@ static int query_int(conn *c, const char *sql, sqlite3_int64 *v)
 	return rc;
 }
 
-static const char sql_latest_seq[] = "SELECT coalesce(max(seq), 0) FROM messages";
+/* max(seq): a message never changed has seq = rowid (it was appended with its number as its
+ * rowid), one changed since is in messages_changed; each max() reads the end of a b-tree. */
+static const char sql_latest_seq[] =
+	"SELECT max(coalesce((SELECT max(seq) FROM messages WHERE seq != rowid), 0), "
+	"coalesce((SELECT max(rowid) FROM messages), 0))";
 
 /* The next change number (with the write transaction open). */
 static int next_seq(conn *c, uint64_t *seq)
@@ -156,9 +160,11 @@ static int check_new_message(const store_new_message *m)
 static int insert_message(conn *c, const store_new_message *m, const store_message *msg,
 			  sqlite3_int64 *rowid)
 {
+	/* rowid = seq, and not aged: the row goes into no index but id's (schema step 4). */
 	static const char sql_msg[] =
-		"INSERT INTO messages (id, seq, sender, recipient, created_ms, duration_ms, lufs, "
-		"bytes, waveform, sha256, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)";
+		"INSERT INTO messages (rowid, id, seq, sender, recipient, created_ms, duration_ms, "
+		"lufs, bytes, waveform, sha256, state, aged) "
+		"VALUES (?2, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, 0)";
 	static const char sql_audio[] = "INSERT INTO audio (message, data) VALUES (?, ?)";
 	static const char sql_key[] = "INSERT INTO idempotency (key, message, created_ms) "
 				      "VALUES (?, ?, ?)";
@@ -314,12 +320,18 @@ int store_message_by_key(store *s, const char *family_id, const char *key, store
 	return rc;
 }
 
-/* Run a listing query with one integer parameter, filling up to max messages. */
-static int list(store *s, const char *family_id, const char *sql, sqlite3_int64 param,
-		sqlite3_int64 limit, store_message *out, size_t *n, uint64_t *latest)
+/*
+ * Run a listing query with one integer parameter (?1) and a limit (?2), filling up to max
+ * messages. With `bound_sql`, ?3 is what it returns for the same two parameters (INT64_MAX
+ * when it finds no row), in the same read transaction.
+ */
+static int list(store *s, const char *family_id, const char *sql, const char *bound_sql,
+		sqlite3_int64 param, sqlite3_int64 limit, store_message *out, size_t *n,
+		uint64_t *latest)
 {
 	family *f;
 	conn *c;
+	sqlite3_int64 bound = INT64_MAX;
 	*n = 0;
 	int rc = family_acquire(s, family_id, &f);
 	if (rc < 0)
@@ -329,10 +341,22 @@ static int list(store *s, const char *family_id, const char *sql, sqlite3_int64 
 	/* One read transaction, so the counter and the rows are the same snapshot. */
 	if ((rc = conn_begin_read(c)) < 0)
 		goto end;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	sqlite3_stmt *st = bound_sql ? conn_stmt(c, bound_sql, &rc) : NULL;
 	if (st) {
 		sqlite3_bind_int64(st, 1, param);
 		sqlite3_bind_int64(st, 2, limit);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW)
+			bound = sqlite3_column_int64(st, 0);
+		else if (r != SQLITE_DONE)
+			rc = store_map_sqlite(r);
+		sqlite3_reset(st);
+	}
+	if (rc == 0 && (st = conn_stmt(c, sql, &rc))) {
+		sqlite3_bind_int64(st, 1, param);
+		sqlite3_bind_int64(st, 2, limit);
+		if (bound_sql)
+			sqlite3_bind_int64(st, 3, bound);
 		int r;
 		while ((r = sqlite3_step(st)) == SQLITE_ROW)
 			message_from_row(st, &out[(*n)++]);
@@ -352,16 +376,37 @@ release:
 	return rc;
 }
 
+/*
+ * "Changed since N": messages never changed have seq = rowid and are a rowid range; the
+ * others come from messages_changed in seq order. The first query finds the limit-th changed
+ * message's seq (?3): no message past it can be in the answer, so the rowid range stops
+ * there, and paging through a mailbox (an export) reads each row once, not once per page.
+ * Each side is capped at the limit before the two are merged by seq (column 3).
+ */
 int store_messages_since(store *s, const char *family_id, uint64_t since, store_message *out,
 			 size_t max, size_t *n, uint64_t *latest)
 {
-	static const char sql[] = "SELECT " MESSAGE_COLUMNS
-				  "FROM messages m WHERE m.seq > ? ORDER BY m.seq LIMIT ?";
+	static const char sql_bound[] = "SELECT seq FROM messages INDEXED BY messages_changed "
+					"WHERE seq > ?1 AND seq != rowid ORDER BY seq "
+					"LIMIT 1 OFFSET ?2 - 1";
+	static const char sql[] =
+		"SELECT * FROM (SELECT " MESSAGE_COLUMNS "FROM messages m "
+		"WHERE m.rowid > ?1 AND m.rowid <= ?3 AND m.seq = m.rowid ORDER BY m.rowid "
+		"LIMIT ?2) "
+		"UNION ALL SELECT * FROM (SELECT " MESSAGE_COLUMNS "FROM messages m "
+		"INDEXED BY messages_changed WHERE m.seq > ?1 AND m.seq <= ?3 AND m.seq != m.rowid "
+		"ORDER BY m.seq LIMIT ?2) "
+		"ORDER BY 3 LIMIT ?2";
 	if (since > INT64_MAX || max > INT32_MAX) {
 		*n = 0;
 		return STORE_EINVAL;
 	}
-	return list(s, family_id, sql, (sqlite3_int64)since, (sqlite3_int64)max, out, n, latest);
+	if (max == 0) { /* LIMIT 1 OFFSET -1 would not be "nothing" */
+		*n = 0;
+		return list(s, family_id, sql, NULL, (sqlite3_int64)since, 0, out, n, latest);
+	}
+	return list(s, family_id, sql, sql_bound, (sqlite3_int64)since, (sqlite3_int64)max, out,
+		    n, latest);
 }
 
 int store_messages_newest(store *s, const char *family_id, store_message *out, size_t max,
@@ -374,7 +419,7 @@ int store_messages_newest(store *s, const char *family_id, store_message *out, s
 		*n = 0;
 		return STORE_EINVAL;
 	}
-	return list(s, family_id, sql, STORE_MSG_DELETED, (sqlite3_int64)max, out, n, NULL);
+	return list(s, family_id, sql, NULL, STORE_MSG_DELETED, (sqlite3_int64)max, out, n, NULL);
 }
 
 typedef struct audio_row {
@@ -689,21 +734,47 @@ static void expiring_row(sqlite3_stmt *st, void *out)
 		copy_text(e->ids[e->n++], STORE_ID_LEN + 1, sqlite3_column_text(st, 0));
 }
 
+/*
+ * Messages are appended not aged, outside messages_due (schema step 4): age those appended
+ * since the last visit, a suffix of the rowids (every append takes the highest), so the
+ * lookup goes back from the end only as far as the last aged row.
+ */
+static int age_new_messages(store *s, const char *family_id)
+{
+	static const char sql[] =
+		"UPDATE messages SET aged = 1 WHERE aged = 0 AND rowid > coalesce((SELECT rowid "
+		"FROM messages WHERE aged = 1 ORDER BY rowid DESC LIMIT 1), 0)";
+	family *f;
+	int rc = family_acquire(s, family_id, &f);
+	if (rc < 0)
+		return rc;
+	conn *c = db_write_begin(f->db);
+	sqlite3_stmt *st;
+	if ((rc = conn_begin(c)) == 0 && (st = conn_stmt(c, sql, &rc)) &&
+	    (rc = step_done(st)) == 0)
+		rc = conn_commit(c);
+	db_write_end(f->db); /* rolls back what did not commit */
+	family_release(s, f);
+	return rc;
+}
+
 int store_messages_expire(store *s, const char *family_id, int64_t before_ms, unsigned max,
 			  unsigned *deleted, uint64_t *seq)
 {
-	static const char sql[] = "SELECT id FROM messages INDEXED BY messages_expiring "
-				  "WHERE created_ms < ? AND state != 3 AND kept = 0 "
+	static const char sql[] = "SELECT id FROM messages INDEXED BY messages_due "
+				  "WHERE created_ms < ? AND state != 3 AND kept = 0 AND aged = 1 "
 				  "ORDER BY created_ms LIMIT ?";
 	*deleted = 0;
 	*seq = 0;
+	int rc = age_new_messages(s, family_id);
+	if (rc < 0)
+		return rc;
 	while (*deleted < max) {
 		expiring *e = calloc(1, sizeof *e);
 		if (!e)
 			return STORE_ENOMEM;
 		unsigned want = max - *deleted < EXPIRE_BATCH ? max - *deleted : EXPIRE_BATCH;
-		int rc = family_rows(s, family_id, sql, before_ms, (sqlite3_int64)want, expiring_row,
-				     e);
+		rc = family_rows(s, family_id, sql, before_ms, (sqlite3_int64)want, expiring_row, e);
 		/* Each its own transaction, like a parent's delete: the write lock is never held
 		 * long, and a crash half-way leaves whole messages either side. Inside it, the
 		 * message is looked at again: kept or deleted meanwhile, it is left alone. */

@@ -5,8 +5,9 @@
  *
  * Directory: what spans families. Mailbox: one per family; audio lives in its own table so
  * listing never reads audio pages. The change sequence's high-water mark is max(messages.seq)
- * (read from its index): message rows are never removed (a deleted message stays as a
- * tombstone), and any future purge must keep the row that holds the highest seq.
+ * (since step 4: the larger of the highest rowid and the highest seq of a changed message,
+ * both from the end of a b-tree): message rows are never removed (a deleted message stays as
+ * a tombstone), and any future purge must keep the row that holds the highest seq.
  */
 #include "internal.h"
 
@@ -189,6 +190,39 @@ static const migration mailbox_steps[] = {
 	 * the old, unkept, undeleted ones through this index. */
 	{"ALTER TABLE messages ADD COLUMN kept INTEGER NOT NULL DEFAULT 0;"
 	 "CREATE INDEX messages_expiring ON messages(created_ms) WHERE state != 3 AND kept = 0;"},
+	/* 4: a new message touches no index but its id's. Appends had written the messages row
+	 * and three index leaves (id, seq, messages_expiring), 16 KiB each, to the WAL besides
+	 * the audio. Now a message is appended with rowid = seq, and seq's index holds only the
+	 * messages changed since (seq != rowid): "since N" is a rowid range for the others
+	 * (mailbox.c). The retention index holds only `aged` messages: the retention job ages
+	 * what was appended since its last visit before it looks (a suffix of the rowids).
+	 * UNIQUE (seq) was a constraint's index: the table is rebuilt (same rowids; foreign keys
+	 * are off during a step, db.c), rows from before are aged. */
+	{"CREATE TABLE messages_v4 ("
+	 "  rowid INTEGER PRIMARY KEY,"
+	 "  id TEXT NOT NULL UNIQUE,"
+	 "  seq INTEGER NOT NULL,"
+	 "  sender TEXT NOT NULL,"
+	 "  recipient TEXT NOT NULL DEFAULT '',"
+	 "  created_ms INTEGER NOT NULL,"
+	 "  duration_ms INTEGER NOT NULL,"
+	 "  lufs REAL NOT NULL,"
+	 "  bytes INTEGER NOT NULL,"
+	 "  waveform BLOB NOT NULL,"
+	 "  sha256 BLOB NOT NULL,"
+	 "  state INTEGER NOT NULL CHECK (state IN (1, 2, 3)),"
+	 "  kept INTEGER NOT NULL DEFAULT 0,"
+	 "  aged INTEGER NOT NULL DEFAULT 1"
+	 ");"
+	 "INSERT INTO messages_v4 (rowid, id, seq, sender, recipient, created_ms, duration_ms, "
+	 "  lufs, bytes, waveform, sha256, state, kept) "
+	 "SELECT rowid, id, seq, sender, recipient, created_ms, duration_ms, lufs, bytes, "
+	 "  waveform, sha256, state, kept FROM messages;"
+	 "DROP TABLE messages;"
+	 "ALTER TABLE messages_v4 RENAME TO messages;"
+	 "CREATE UNIQUE INDEX messages_changed ON messages(seq) WHERE seq != rowid;"
+	 "CREATE INDEX messages_due ON messages(created_ms) WHERE state != 3 AND kept = 0 "
+	 "  AND aged = 1;"},
 };
 
 const schema directory_schema = {"directory", directory_steps,

@@ -679,6 +679,96 @@ static void migrations_from_every_version(void **state)
 	assert_int_equal(store_open(&f->s, &o), 0);
 }
 
+/*
+ * Mailbox step 4 rebuilds the messages table: a mailbox at version 3 with messages, changes,
+ * receipts, an idempotency key and audio keeps every row (no cascade deleted what refers to
+ * the dropped table), and its sequence, listings, reads and retention go on from it.
+ */
+static void mailbox_step_4_keeps_every_row(void **state)
+{
+	fixture *f = *state;
+	char path[256];
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	store_close(f->s);
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	unlink(path);
+	make_at_version(path, &mailbox_schema, 3);
+	sqlite3 *db;
+	char sql[2048];
+	/* As version 3 left them: rowid 1 changed (seq 4), 2 unchanged, 3 deleted (seq 5). */
+	snprintf(sql, sizeof sql,
+		 "INSERT INTO messages (rowid, id, seq, sender, created_ms, duration_ms, lufs, bytes,"
+		 " waveform, sha256, state, kept) VALUES"
+		 " (1, '0000000000000000000000000a', 4, '%s', 1000, 1, -16, 3, zeroblob(100),"
+		 "  zeroblob(32), 1, 0),"
+		 " (2, '0000000000000000000000000b', 2, '%s', 2000, 1, -16, 4, zeroblob(100),"
+		 "  zeroblob(32), 1, 0),"
+		 " (3, '0000000000000000000000000c', 5, '%s', 3000, 1, -16, 5, zeroblob(100),"
+		 "  zeroblob(32), 3, 0);"
+		 "INSERT INTO audio VALUES (1, x'010203'), (2, x'04050607');"
+		 "INSERT INTO receipts VALUES (1, '%s', 1500);"
+		 "INSERT INTO idempotency VALUES ('key-b', 2, 2000);",
+		 f->parent.id.s, f->parent.id.s, f->parent.id.s, f->parent.id.s);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, 0, 0, 0), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(&f->s, &o), 0);
+	store_message list[8], byk;
+	size_t n;
+	uint64_t latest, seq;
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 0, list, 8, &n, &latest), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(latest, 5);
+	assert_string_equal(list[0].id.s, "0000000000000000000000000b");
+	assert_string_equal(list[1].id.s, "0000000000000000000000000a");
+	assert_int_equal(list[1].listened_count, 1);
+	assert_int_equal(list[2].state, STORE_MSG_DELETED);
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 2, list, 1, &n, &latest), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(list[0].seq, 4);
+	assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)mailbox_schema.count);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM audio"), 2);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM receipts"), 1);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM idempotency"), 1);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM messages WHERE aged = 1"), 3);
+	assert_int_equal(store_message_by_key(f->s, f->fam.id.s, "key-b", &byk), 0);
+	assert_string_equal(byk.id.s, "0000000000000000000000000b");
+	uint8_t buf[8];
+	size_t got;
+	assert_int_equal(store_audio_read(f->s, f->fam.id.s, byk.id.s, 0, buf, sizeof buf, &got),
+			 0);
+	assert_int_equal(got, 4);
+	assert_memory_equal(buf, "\x04\x05\x06\x07", 4);
+	uint64_t used;
+	assert_int_equal(store_mailbox_usage(f->s, f->fam.id.s, &used), 0);
+	assert_int_equal(used, 7);
+
+	/* New numbers go on from the highest; old rows are in the retention index. */
+	uint8_t audio[4] = {9};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message fresh;
+	int existed;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &fresh, &existed), 0);
+	assert_int_equal(fresh.seq, 6);
+	assert_int_equal(store_message_listened(f->s, f->fam.id.s, byk.id.s, f->parent.id.s, 9000,
+						&seq),
+			 0);
+	assert_int_equal(seq, 7);
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 5, list, 8, &n, &latest), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].id.s, fresh.id.s);
+	assert_string_equal(list[1].id.s, byk.id.s);
+	assert_int_equal(latest, 7);
+	unsigned expired;
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1500, 10, &expired, &seq), 0);
+	assert_int_equal(expired, 1); /* rowid 1, created at 1000 */
+	assert_int_equal(seq, 8);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM audio"), 2);
+}
+
 static void backups(void **state)
 {
 	fixture *f = *state;
@@ -824,6 +914,109 @@ static void error_names(void **state)
 		for (int j = 0; j < i; j++)
 			assert_string_not_equal(store_errcode(-i), store_errcode(-j));
 	assert_string_equal(store_errcode(-99), "unknown_error");
+}
+
+/*
+ * Since mailbox step 4 a message never changed is found by its rowid (= its seq) and a changed
+ * one through the index of changed messages: paging with every max from 1 to 5 sees each
+ * message once, in seq order, in its latest state, whatever the mix.
+ */
+static void changes_since_pages_through_changed_and_unchanged(void **state)
+{
+	fixture *f = *state;
+	uint8_t audio[16] = {3};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message msgs[14], page[5];
+	int existed;
+	uint64_t seq, latest, want_seq[14];
+	for (int i = 0; i < 12; i++)
+		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msgs[i], &existed), 0);
+	const int listened[] = {1, 5, 7, 11, 5};
+	for (size_t i = 0; i < sizeof listened / sizeof listened[0]; i++) {
+		const char *who = i == 4 ? "0000000000000000000000000z" : f->parent.id.s;
+		assert_int_equal(store_message_listened(f->s, f->fam.id.s, msgs[listened[i]].id.s,
+							who, 7000, &seq),
+				 0);
+	}
+	assert_int_equal(store_message_set_state(f->s, f->fam.id.s, msgs[3].id.s,
+						 STORE_MSG_HIDDEN, &seq),
+			 0);
+	assert_int_equal(store_message_keep(f->s, f->fam.id.s, msgs[9].id.s, 1, &seq), 0);
+	assert_int_equal(store_message_set_state(f->s, f->fam.id.s, msgs[7].id.s,
+						 STORE_MSG_DELETED, &seq),
+			 0);
+	for (int i = 12; i < 14; i++) /* unchanged ones after changed ones */
+		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msgs[i], &existed), 0);
+	for (int i = 0; i < 14; i++) {
+		store_message now;
+		assert_int_equal(store_message_get(f->s, f->fam.id.s, msgs[i].id.s, &now), 0);
+		want_seq[i] = now.seq;
+	}
+	for (size_t max = 1; max <= 5; max++) {
+		int seen[14] = {0}, total = 0;
+		uint64_t since = 0, prev = 0;
+		size_t n;
+		do {
+			assert_int_equal(store_messages_since(f->s, f->fam.id.s, since, page, max, &n,
+							      &latest),
+					 0);
+			assert_true(n <= max);
+			for (size_t k = 0; k < n; k++) {
+				assert_true(page[k].seq > prev);
+				prev = page[k].seq;
+				int j = 0;
+				while (j < 14 && strcmp(msgs[j].id.s, page[k].id.s) != 0)
+					j++;
+				assert_true(j < 14);
+				assert_int_equal(page[k].seq, want_seq[j]);
+				seen[j]++;
+				total++;
+			}
+			if (n)
+				since = page[n - 1].seq;
+		} while (n == max);
+		assert_int_equal(total, 14);
+		for (int j = 0; j < 14; j++)
+			assert_int_equal(seen[j], 1);
+		assert_int_equal(latest, prev);
+		assert_int_equal(latest, 22); /* 14 appends and 8 changes (a repeat receipt is none) */
+	}
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 0, page, 0, &(size_t){0}, &latest),
+			 0);
+	assert_int_equal(latest, 22);
+	/* The next number goes on after the highest, changed or not. */
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msgs[0], &existed), 0);
+	assert_int_equal(msgs[0].seq, 23);
+}
+
+/* Messages appended since the retention job's last run (not yet aged) are found by the next. */
+static void retention_finds_messages_appended_after_its_last_run(void **state)
+{
+	fixture *f = *state;
+	uint8_t audio[16] = {5};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message a, b, c, got;
+	int existed;
+	unsigned n;
+	uint64_t seq;
+	m.created_ms = 1000;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &a, &existed), 0);
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 500, 100, &n, &seq), 0);
+	assert_int_equal(n, 0); /* a is aged now, not due */
+	m.created_ms = 100;     /* an old time, appended after the run */
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &b, &existed), 0);
+	m.created_ms = 9000;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &c, &existed), 0);
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 2000, 100, &n, &seq), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(store_message_get(f->s, f->fam.id.s, a.id.s, &got), 0);
+	assert_int_equal(got.state, STORE_MSG_DELETED);
+	assert_int_equal(store_message_get(f->s, f->fam.id.s, b.id.s, &got), 0);
+	assert_int_equal(got.state, STORE_MSG_DELETED);
+	assert_int_equal(store_message_get(f->s, f->fam.id.s, c.id.s, &got), 0);
+	assert_int_equal(got.state, STORE_MSG_VISIBLE);
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 10000, 100, &n, &seq), 0);
+	assert_int_equal(n, 1);
 }
 
 static void retention_spares_kept_messages(void **state)
@@ -996,12 +1189,15 @@ int main(void)
 		T(idempotency_keys),
 		T(quota),
 		T(changes_since_and_newest),
+		T(changes_since_pages_through_changed_and_unchanged),
+		T(retention_finds_messages_appended_after_its_last_run),
 		T(retention_spares_kept_messages),
 		T(retention_never_deletes_what_was_just_kept),
 		T(secure_delete_leaves_no_audio_in_the_file),
 		T(corrupt_header_is_quarantined),
 		T(corrupt_btree_is_quarantined),
 		T(migrations_from_every_version),
+		T(mailbox_step_4_keeps_every_row),
 		T(backups),
 		T(export_zip),
 		T(locked_database_is_busy),
