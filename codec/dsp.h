@@ -35,10 +35,21 @@ void downmix(const float *in, size_t frames, unsigned channels, int lfe, float *
 #define ROTATOR_HZ 300.0
 #define ROTATOR_Q 0.5
 
+#define ROTATOR_BLOCK 8                     /* samples per matrix step */
+#define ROTATOR_ORDER (2 * ROTATOR_STAGES)  /* states of the cascade */
+
 typedef struct rotator {
 	double b0, b1; /* all-pass: b2 = 1, a1 = b1, a2 = b0 */
-	/* h[0]: the input one and two samples back; h[k]: stage k's output, likewise. */
-	double h[ROTATOR_STAGES + 1][2];
+	/* The cascade's state: each stage's two transposed-direct-form-II registers. */
+	double s[ROTATOR_ORDER];
+	/*
+	 * A block of ROTATOR_BLOCK samples at once (the cascade is linear): out[i] =
+	 * sum_j C[j][i] s[j] + sum_k D[k][i] x[k], next s[m] = sum_j A[j][m] s[j] + sum_k
+	 * B[k][m] x[k]; each column is a vector of lanes. The output is float; the state is
+	 * carried in double (in float its rounding reached 6e-5, in double 1e-6).
+	 */
+	float C[ROTATOR_ORDER][ROTATOR_BLOCK], D[ROTATOR_BLOCK][ROTATOR_BLOCK];
+	double A[ROTATOR_ORDER][ROTATOR_ORDER], B[ROTATOR_BLOCK][ROTATOR_ORDER];
 } rotator;
 
 void rotator_init(rotator *r, uint32_t rate);
