@@ -14,6 +14,10 @@
  *            the big mailbox is built with small clips in one transaction to save time.)
  *   open:    10,000 family databases on disk; the cost of opening one on demand (cold, with
  *            its quick_check) and the memory each open family holds (RSS growth / count).
+ *   lookup:  the cheapest call (store_mailbox_usage, total known: no SQL) on 256 open families
+ *            in turn, so that each call's family is the least recently used, against the same
+ *            call on one family over and over (the most recently used): what finding an open
+ *            family costs when many are open. Target: >= 0.5x.
  * Medians of RUNS runs; every figure printed is measured here. Usage: bench_storage [WORKDIR]
  */
 #include "internal.h"
@@ -37,6 +41,8 @@
 #define LIST_CALLS 2000
 #define FAMILIES 10000
 #define OPENS 400
+#define LOOKUP_FAMILIES 256 /* the default max_open_families */
+#define LOOKUP_CALLS (LOOKUP_FAMILIES * 400)
 
 static double now(void)
 {
@@ -361,6 +367,37 @@ static void open_costs(const char *dir, const store_id *ids, double *open_ms, do
 	*open_ms = median(t, OPENS);
 }
 
+/*
+ * Nanoseconds per store_mailbox_usage call on LOOKUP_FAMILIES open families taken in turn,
+ * and on one family over and over; RUNS runs of each, interleaved, medians.
+ */
+static void lookups(const char *dir, const store_id *ids, double *turn_ns, double *one_ns)
+{
+	double t[RUNS], o[RUNS];
+	store *s = open_store(dir, LOOKUP_FAMILIES);
+	uint64_t used;
+	int rc;
+	for (int i = 0; i < LOOKUP_FAMILIES; i++) /* open each and learn its total, untimed */
+		if ((rc = store_mailbox_usage(s, ids[i].s, &used)) < 0)
+			die("lookup setup", rc);
+	for (int r = 0; r < RUNS; r++) {
+		double t0 = now();
+		for (int i = 0; i < LOOKUP_CALLS; i++)
+			if ((rc = store_mailbox_usage(s, ids[i % LOOKUP_FAMILIES].s, &used)) < 0)
+				die("lookup", rc);
+		double t1 = now();
+		for (int i = 0; i < LOOKUP_CALLS; i++)
+			if ((rc = store_mailbox_usage(s, ids[0].s, &used)) < 0)
+				die("lookup", rc);
+		double t2 = now();
+		t[r] = (t1 - t0) * 1e9 / LOOKUP_CALLS;
+		o[r] = (t2 - t1) * 1e9 / LOOKUP_CALLS;
+	}
+	store_close(s);
+	*turn_ns = median(t, RUNS);
+	*one_ns = median(o, RUNS);
+}
+
 int main(int argc, char **argv)
 {
 	const char *work = argc > 1 ? argv[1] : "/tmp/jiayin-bench-storage";
@@ -389,6 +426,8 @@ int main(int argc, char **argv)
 	build_families(many, ids);
 	double open_ms, kb_each;
 	open_costs(many, ids, &open_ms, &kb_each);
+	double turn_ns, one_ns;
+	lookups(many, ids, &turn_ns, &one_ns);
 
 	printf("| measure | Jiayin storage | peer | ratio | target |\n|---|---|---|---|---|\n");
 	printf("| durable append, 150 KB (appends/s) | %.1f | %.1f (bare SQLite loop) | %.2fx | "
@@ -406,6 +445,10 @@ int main(int argc, char **argv)
 	printf("| open a cold family of %d on disk (median ms) | %.2f | | | reported |\n",
 	       FAMILIES, open_ms);
 	printf("| memory per open family (KB of RSS) | %.0f | | | reported |\n", kb_each);
+	printf("| a call on %d open families in turn (ns per call) | %.0f | %.0f (one family "
+	       "over and over) | %.2fx | >= 0.5x: %s |\n",
+	       LOOKUP_FAMILIES, turn_ns, one_ns, one_ns / turn_ns,
+	       one_ns / turn_ns >= 0.5 ? "PASS" : "FAIL");
 	printf("\n%d runs (medians); %d timed appends per run and side, in alternating blocks of "
 	       "%d; clip %d bytes.\n",
 	       RUNS, APPENDS - APPEND_BLOCK, APPEND_BLOCK, CLIP_BYTES);
