@@ -5,7 +5,8 @@
  * SQLite wants; BEGIN IMMEDIATE so a transaction never upgrades its lock halfway) and up to
  * `readers` read connections opened on demand (WAL lets them read while the writer writes).
  * Each connection caches its prepared statements, keyed by the SQL literal's address.
- * A `family` is a cache entry: an open mailbox db with a reference count, kept in an LRU list.
+ * A `family` is a cache entry: an open mailbox db with a reference count, kept in an LRU list
+ * and in a hash table by id (a chain per bucket), so that finding an open family is O(1).
  */
 #ifndef JIAYIN_STORAGE_INTERNAL_H
 #define JIAYIN_STORAGE_INTERNAL_H
@@ -143,6 +144,7 @@ typedef struct family {
 	bool usage_known;
 	uint64_t bytes_used;
 	struct family *prev, *next; /* LRU: head is most recently used */
+	struct family *chain;       /* the next family in the same bucket */
 } family;
 
 struct store {
@@ -153,6 +155,8 @@ struct store {
 	pthread_cond_t changed;
 	family *head, *tail;
 	unsigned nfamilies;
+	family **buckets; /* every family in the LRU list, by id: bucket_mask + 1 chains */
+	unsigned bucket_mask;
 };
 
 /* The family's open mailbox, opened on demand; family_release when done. */

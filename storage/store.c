@@ -7,7 +7,11 @@
  * and -shm) so that it can be examined and the other families carry on. Family ids are checked
  * to be ids before they become paths. The cache keeps at most max_open_families databases
  * open; the least recently used one that nobody holds is closed first. Opening happens outside
- * the cache lock (it can take a quick_check) with the entry marked `opening`.
+ * the cache lock (it can take a quick_check) with the entry marked `opening`. Every entry is
+ * also in a hash table by id, chained through the entries themselves: a lookup costs one
+ * bucket, not a walk of up to max_open_families entries, and the table (allocated with the
+ * store, about two buckets per cache slot) never fills up, even with more families held than
+ * the cache keeps.
  */
 #include "internal.h"
 
@@ -21,6 +25,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Buckets of the family table: twice the cache's size up to this (a bucket is a pointer). */
+#define FAMILY_BUCKETS_MAX (1u << 16)
 
 static const struct {
 	const char *code, *message;
@@ -250,6 +257,7 @@ void store_close(store *s)
 		db_close(f->db);
 		free(f);
 	}
+	free(s->buckets);
 	db_close(s->directory);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->changed);
@@ -300,6 +308,12 @@ int store_open(store **out, const store_options *opt)
 		goto fail;
 	s->opt.dir = s->dir;
 	s->opt.vfs = s->vfs;
+	unsigned nbuckets = 2;
+	while (nbuckets / 2 < opt->max_open_families && nbuckets < FAMILY_BUCKETS_MAX)
+		nbuckets *= 2;
+	if (!(s->buckets = calloc(nbuckets, sizeof *s->buckets)))
+		goto fail;
+	s->bucket_mask = nbuckets - 1;
 	if ((rc = make_dir(s->dir)) < 0)
 		goto fail;
 	if (!with_suffix(path, sizeof path, s->dir, "/families") || (rc = make_dir(path)) < 0 ||
@@ -319,6 +333,23 @@ fail:
 }
 
 /* ---- the family cache ---- */
+
+/*
+ * The bucket of an id (checked to be STORE_ID_LEN base32 characters before it gets here):
+ * its four 8-byte words (the last two overlap) multiplied in, the high half folded down.
+ * Ids are random, and only families that exist stay in the table.
+ */
+static family **bucket(const store *s, const char *family_id)
+{
+	uint64_t h = 0;
+	static const unsigned at[4] = {0, 8, 16, STORE_ID_LEN - 8};
+	for (int i = 0; i < 4; i++) {
+		uint64_t w;
+		memcpy(&w, family_id + at[i], sizeof w);
+		h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+	}
+	return &s->buckets[(h ^ h >> 32) & s->bucket_mask];
+}
 
 static void lru_unlink(store *s, family *f)
 {
@@ -344,6 +375,27 @@ static void lru_push_front(store *s, family *f)
 		s->tail = f;
 }
 
+/* An entry into the cache (the LRU's head and its bucket) and out of it, with the lock held. */
+static void cache_add(store *s, family *f)
+{
+	family **b = bucket(s, f->id.s);
+	f->chain = *b;
+	*b = f;
+	lru_push_front(s, f);
+	s->nfamilies++;
+}
+
+static void cache_remove(store *s, family *f)
+{
+	family **p = bucket(s, f->id.s);
+	while (*p != f)
+		p = &(*p)->chain;
+	*p = f->chain;
+	f->chain = NULL;
+	lru_unlink(s, f);
+	s->nfamilies--;
+}
+
 /*
  * Take unused databases beyond the limit out of the cache, with the lock held; the caller
  * closes them (close_evicted) after unlocking: a close checkpoints and syncs the WAL, which
@@ -355,8 +407,7 @@ static family *evict(store *s)
 	for (family *f = s->tail; f && s->nfamilies > s->opt.max_open_families;) {
 		family *prev = f->prev;
 		if (f->refs == 0 && !f->opening && !f->deleting) {
-			lru_unlink(s, f);
-			s->nfamilies--;
+			cache_remove(s, f);
 			f->next = victims;
 			victims = f;
 		}
@@ -377,9 +428,9 @@ static void close_evicted(family *victims)
 
 static family *find_family(store *s, const char *family_id)
 {
-	family *f = s->head;
-	while (f && strcmp(f->id.s, family_id) != 0)
-		f = f->next;
+	family *f = *bucket(s, family_id);
+	while (f && memcmp(f->id.s, family_id, STORE_ID_LEN) != 0)
+		f = f->chain;
 	return f;
 }
 
@@ -417,8 +468,7 @@ int family_acquire(store *s, const char *family_id, family **out)
 	memcpy(f->id.s, family_id, STORE_ID_LEN + 1);
 	f->opening = true;
 	f->refs = 1;
-	lru_push_front(s, f);
-	s->nfamilies++;
+	cache_add(s, f);
 	pthread_mutex_unlock(&s->lock);
 
 	/* Open outside the lock: other families go on meanwhile. The path is built only here:
@@ -442,8 +492,7 @@ int family_acquire(store *s, const char *family_id, family **out)
 	pthread_mutex_lock(&s->lock);
 	f->opening = false;
 	if (rc < 0) {
-		lru_unlink(s, f);
-		s->nfamilies--;
+		cache_remove(s, f);
 	} else {
 		victims = evict(s);
 	}
@@ -488,8 +537,7 @@ static void family_erase(store *s, const char *family_id, const char *path)
 	}
 	if (!f && (f = calloc(1, sizeof *f))) {
 		memcpy(f->id.s, family_id, STORE_ID_LEN + 1);
-		lru_push_front(s, f);
-		s->nfamilies++;
+		cache_add(s, f);
 	}
 	if (f) {
 		f->deleting = true;
@@ -506,8 +554,7 @@ static void family_erase(store *s, const char *family_id, const char *path)
 
 	if (f) {
 		pthread_mutex_lock(&s->lock);
-		lru_unlink(s, f);
-		s->nfamilies--;
+		cache_remove(s, f);
 		pthread_cond_broadcast(&s->changed);
 		pthread_mutex_unlock(&s->lock);
 		free(f);
