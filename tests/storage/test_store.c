@@ -1172,6 +1172,238 @@ static void meta_values(void **state)
 	assert_int_equal(store_meta_put(f->s, "k", big, sizeof big), STORE_EINVAL);
 }
 
+/* ---- the family cache ---- */
+
+/*
+ * The cache finds an open family through a table by id (review finding: every call walked the
+ * LRU list, up to 256 string comparisons). These tests fail if a lookup answers with another
+ * family of the same bucket, or with an entry that eviction, a failed open or an erasure left
+ * behind: more families than the cache keeps, in orders that evict on every call, hit, and
+ * share buckets; all held at once (more entries than the cache keeps, tables of 2 to 128
+ * buckets); ids one character apart; families erased while open and while not, asked for
+ * again and again.
+ */
+#define CACHE_FAMILIES 40
+
+typedef struct cache_world {
+	store *s;
+	store_family fam[CACHE_FAMILIES];
+	store_member parent[CACHE_FAMILIES];
+	store_message msg[CACHE_FAMILIES];
+	bool erased[CACHE_FAMILIES];
+} cache_world;
+
+/* Each family's one message: its length and bytes are the family's own. */
+static size_t cache_audio_len(int i)
+{
+	return 100 + 7 * (size_t)i;
+}
+
+static void cache_audio(int i, uint8_t *buf)
+{
+	for (size_t k = 0; k < cache_audio_len(i); k++)
+		buf[k] = (uint8_t)(i * 37 + k * 11 + 3);
+}
+
+/* The LRU list, the buckets' chains and the count agree: no entry is in one and not the other. */
+static void cache_consistent(store *s)
+{
+	unsigned in_lru = 0, in_buckets = 0;
+	for (family *f = s->head; f; f = f->next) {
+		bool found = false;
+		for (unsigned b = 0; b <= s->bucket_mask && !found; b++)
+			for (family *c = s->buckets[b]; c && !found; c = c->chain)
+				found = c == f;
+		assert_true(found);
+		in_lru++;
+	}
+	for (unsigned b = 0; b <= s->bucket_mask; b++)
+		for (family *c = s->buckets[b]; c; c = c->chain)
+			in_buckets++;
+	assert_int_equal(in_lru, s->nfamilies);
+	assert_int_equal(in_buckets, s->nfamilies);
+}
+
+/* 0 if family i answers as itself (or, erased, as not found); else which check failed. */
+static int cache_check(cache_world *w, int i)
+{
+	uint64_t used;
+	store_message out[4];
+	size_t n, got;
+	uint8_t want[512], buf[512];
+	const char *id = w->fam[i].id.s;
+	if (w->erased[i])
+		return store_mailbox_usage(w->s, id, &used) == STORE_ENOTFOUND &&
+			       store_messages_newest(w->s, id, out, 4, &n) == STORE_ENOTFOUND
+			   ? 0
+			   : 1;
+	if (store_mailbox_usage(w->s, id, &used) != 0 || used != cache_audio_len(i))
+		return 2;
+	if (store_messages_newest(w->s, id, out, 4, &n) != 0 || n != 1 ||
+	    strcmp(out[0].id.s, w->msg[i].id.s) != 0 ||
+	    strcmp(out[0].sender.s, w->parent[i].id.s) != 0)
+		return 3;
+	cache_audio(i, want);
+	if (store_audio_read(w->s, id, w->msg[i].id.s, 0, buf, sizeof buf, &got) != 0 ||
+	    got != cache_audio_len(i) || memcmp(buf, want, got) != 0)
+		return 4;
+	return 0;
+}
+
+static void cache_check_order(cache_world *w, const int *order, int n)
+{
+	for (int k = 0; k < n; k++) {
+		int rc = cache_check(w, order[k]);
+		if (rc)
+			fail_msg("family %d (%d-th in order): check %d failed", order[k], k, rc);
+	}
+	cache_consistent(w->s);
+}
+
+typedef struct cache_hold {
+	cache_world *w;
+	int i;
+} cache_hold;
+
+static int cache_hold_from(cache_world *w, int i);
+
+/* Called with family h->i held: hold the next ones too; the deepest checks them all. */
+static int cache_hold_choose(void *ctx, const store_audio_info *info, uint64_t *offset,
+			     size_t *len)
+{
+	const cache_hold *h = ctx;
+	*offset = 0;
+	*len = info->bytes;
+	if (h->i + 1 < CACHE_FAMILIES)
+		return cache_hold_from(h->w, h->i + 1);
+	unsigned held = 0;
+	for (int i = 0; i < CACHE_FAMILIES; i++) {
+		if (cache_check(h->w, i))
+			return -1000 - i;
+		held += !h->w->erased[i];
+	}
+	return h->w->s->nfamilies >= held ? 0 : -999; /* all in the cache, whatever its size */
+}
+
+/* Hold family i (an audio fetch whose choose() runs the next ones), i + 1... inside it. */
+static int cache_hold_from(cache_world *w, int i)
+{
+	while (i < CACHE_FAMILIES && w->erased[i])
+		i++;
+	if (i == CACHE_FAMILIES)
+		return 0;
+	cache_hold h = {w, i};
+	uint8_t buf[512], want[512];
+	size_t got;
+	int rc = store_audio_fetch(w->s, w->fam[i].id.s, w->msg[i].id.s, cache_hold_choose, &h, buf,
+				   &got, NULL);
+	if (rc)
+		return rc;
+	cache_audio(i, want);
+	return got == cache_audio_len(i) && memcmp(buf, want, got) == 0 ? 0 : -2000 - i;
+}
+
+static void cache_all_orders(cache_world *w)
+{
+	int order[4 * CACHE_FAMILIES], n = 0;
+	for (int r = 0; r < 2; r++) /* in turn: each call's family is the least recently used */
+		for (int i = 0; i < CACHE_FAMILIES; i++)
+			order[n++] = i;
+	for (int i = CACHE_FAMILIES - 1; i >= 0; i--) /* backwards: the most recent first */
+		order[n++] = i;
+	for (int i = 0; i < CACHE_FAMILIES; i++) /* strided */
+		order[n++] = i * 7 % CACHE_FAMILIES;
+	cache_check_order(w, order, n);
+	n = 0;
+	for (int i = 0; i < CACHE_FAMILIES / 2; i++) { /* a hit, then pairs far apart */
+		order[n++] = i;
+		order[n++] = i;
+		order[n++] = i + CACHE_FAMILIES / 2;
+		order[n++] = i;
+	}
+	cache_check_order(w, order, n);
+	uint64_t x = 0x2545f4914f6cdd1dull;
+	for (int k = 0; k < 4 * CACHE_FAMILIES; k++) { /* at random (a fixed sequence) */
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		order[k] = (int)(x % CACHE_FAMILIES);
+	}
+	cache_check_order(w, order, 4 * CACHE_FAMILIES);
+	assert_int_equal(cache_hold_from(w, 0), 0);
+	cache_consistent(w->s);
+}
+
+static void cache_reopen(fixture *f, cache_world *w, unsigned max_open)
+{
+	store_options o;
+	store_close(f->s);
+	store_options_init(&o);
+	o.dir = f->dir;
+	o.max_open_families = max_open;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	w->s = f->s;
+}
+
+static void family_cache_finds_each_family_its_own(void **state)
+{
+	fixture *f = *state;
+	cache_world *w = calloc(1, sizeof *w);
+	uint8_t audio[512];
+	int existed;
+	assert_non_null(w);
+	w->s = f->s;
+	for (int i = 0; i < CACHE_FAMILIES; i++)
+		assert_int_equal(store_family_create(f->s, "家", "妈妈", 0, 1000 + i, &w->fam[i],
+						     &w->parent[i]),
+				 0);
+	/* The last two families' mailboxes are moved to ids one character away from the first
+	 * family's: its last character, its first. */
+	cache_reopen(f, w, 4); /* every mailbox closed */
+	for (int t = 0; t < 2; t++) {
+		store_family *twin = &w->fam[CACHE_FAMILIES - 1 - t];
+		char from[256], to[256];
+		snprintf(from, sizeof from, "%s/families/%s.db", f->dir, twin->id.s);
+		twin->id = w->fam[0].id;
+		char *c = &twin->id.s[t ? 0 : STORE_ID_LEN - 1];
+		*c = *c == '0' ? '1' : '0';
+		snprintf(to, sizeof to, "%s/families/%s.db", f->dir, twin->id.s);
+		assert_int_equal(rename(from, to), 0);
+	}
+	for (int i = 0; i < CACHE_FAMILIES; i++) {
+		cache_audio(i, audio);
+		store_new_message m = new_message(w->parent[i].id.s, audio, cache_audio_len(i));
+		assert_int_equal(
+		    store_message_append(f->s, w->fam[i].id.s, &m, &w->msg[i], &existed), 0);
+	}
+	/* 1: a table of 2 buckets, a miss and an eviction on almost every call; 4: 8 buckets;
+	 * 64: all open at once in 128 buckets, every call a hit. */
+	static const unsigned sizes[] = {1, 4, 64};
+	for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+		cache_reopen(f, w, sizes[k]);
+		cache_all_orders(w);
+		assert_true(f->s->nfamilies <= sizes[k]);
+	}
+
+	/* Erase one family just used (open) and one not open; ask for both, and
+	 * for an id no family has, between the others' calls. */
+	cache_reopen(f, w, 4);
+	assert_int_equal(cache_check(w, 5), 0);
+	assert_int_equal(store_family_delete(f->s, w->fam[5].id.s), 0);
+	w->erased[5] = true;
+	assert_int_equal(store_family_delete(f->s, w->fam[30].id.s), 0);
+	w->erased[30] = true;
+	cache_consistent(f->s);
+	uint64_t used;
+	for (int r = 0; r < 3; r++) {
+		assert_int_equal(store_mailbox_usage(f->s, "0123456789abcdefghjkmnpqrs", &used),
+				 STORE_ENOTFOUND);
+		cache_all_orders(w);
+	}
+	assert_int_equal(store_family_delete(f->s, w->fam[5].id.s), STORE_ENOTFOUND);
+	cache_reopen(f, w, 64); /* and in a store that never had them open */
+	cache_all_orders(w);
+	free(w);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1185,6 +1417,7 @@ int main(void)
 		T(members),
 		T(audit_log_is_append_only),
 		T(append_get_and_read_audio),
+		T(family_cache_finds_each_family_its_own),
 		T(audio_fetch_reads_info_and_bytes_at_once),
 		T(idempotency_keys),
 		T(quota),
