@@ -114,7 +114,7 @@ static inline float tp_ceiling_of(const tp_detector *t, const float *x, size_t n
 /*
  * Sliding-window minimum (a monotonic deque on caller-owned ring arrays of `cap` entries):
  * push value `g` for position `j`, drop positions older than `oldest`, return the window's
- * minimum. Amortised O(1). Shared by the limiter and the fit model's candidates.
+ * minimum. Amortised O(1). The limiter's (the fit model needs only a block maximum, fit.c).
  */
 typedef struct minq {
 	unsigned head, len;

@@ -54,8 +54,9 @@ void limiter_run(limiter *l, const float *in, float *out, size_t n)
 				l->delay_pos = l->delay_pos + 1 == dsize ? 0 : l->delay_pos + 1;
 				out[i] = delayed;
 			}
+			/* The window's one entry (gain 1) is replaced by the next push, whatever
+			 * its position: every gain is at most 1. */
 			l->n += len;
-			l->minq_idx[l->q.head] = l->n - 1; /* the window's one entry: gain 1, now */
 			continue;
 		}
 		/* The state in locals: stores to out[] could alias it, and it would be reloaded. */
