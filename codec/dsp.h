@@ -300,7 +300,7 @@ typedef struct outcheck {
 	double ref_energy, dec_energy;
 	float peak;
 	float pcm[CODEC_FRAME_SAMPLES];
-	float peaks[CODEC_FRAME_SAMPLES];
+	float peaks[CODEC_FRAME_SAMPLES + TP_DELAY];
 } outcheck;
 
 int outcheck_init(outcheck *c, uint32_t preskip, uint64_t total);

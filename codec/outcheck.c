@@ -96,10 +96,18 @@ int outcheck_packet(outcheck *c, uint64_t index, const float *input, const uint8
 		return 0;
 	}
 	tp_run(&c->tp, c->pcm, CODEC_FRAME_SAMPLES, c->peaks);
+	int64_t reported = CODEC_FRAME_SAMPLES;
+	if (end <= first + CODEC_FRAME_SAMPLES) {
+		/* The stream's last frame: the intervals of its last samples are reported only
+		 * after them, and reach past the stream, into silence. */
+		static const float silence[TP_DELAY];
+		tp_run(&c->tp, silence, TP_DELAY, c->peaks + CODEC_FRAME_SAMPLES);
+		reported += TP_DELAY;
+	}
 	/* The interval reported at i started TP_DELAY samples earlier: only real ones count. */
 	int64_t from = (int64_t)c->preskip - (int64_t)first + TP_DELAY;
 	int64_t to = (int64_t)end - (int64_t)first + TP_DELAY;
-	for (int64_t i = from < 0 ? 0 : from; i < to && i < CODEC_FRAME_SAMPLES; i++)
+	for (int64_t i = from < 0 ? 0 : from; i < to && i < reported; i++)
 		if (c->peaks[i] > c->peak)
 			c->peak = c->peaks[i];
 	return 0;

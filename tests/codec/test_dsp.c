@@ -15,6 +15,7 @@
 #include <ebur128.h>
 
 #include <math.h>
+#include <opus.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,11 +94,12 @@ static void true_peak_blocks_match_direct_form(void **st)
 		x[i] = (float)((rand() / (double)RAND_MAX - 0.5) * (i % 700 < 90 ? 3.0 : 0.2));
 	tp_detector t;
 	tp_init(&t);
-	/* Uneven pieces, each pushed one of three ways, so the history crosses every boundary. */
-	const size_t sizes[] = {1, 7, 64, 65, 3, 200, 11, 10, 12, 960, 31, 33};
+	/* Uneven pieces, each size pushed each of three ways (13 sizes against 3 ways), so the
+	 * history crosses every boundary, pieces shorter than it included. */
+	const size_t sizes[] = {1, 7, 64, 65, 3, 200, 11, 10, 12, 960, 31, 33, 5};
 	size_t pos = 0;
 	for (unsigned k = 0; pos < n; k++) {
-		size_t m = sizes[k % 12];
+		size_t m = sizes[k % 13];
 		if (m > n - pos)
 			m = n - pos;
 		if (k % 3 == 0) {
@@ -323,6 +325,58 @@ static void rotator_matches_the_cascade(void **st)
 	free(x), free(y);
 }
 
+/*
+ * The output check sees the true peak of a clip's very last samples: the clip ends in the last
+ * TP_DELAY samples of its last frame, with a click there, and the check's peak is held to a
+ * 16x interpolation of the decoded real samples (the stream followed by silence).
+ */
+static void output_check_sees_the_last_samples(void **st)
+{
+	(void)st;
+	int err;
+	OpusEncoder *enc = opus_encoder_create(48000, 1, OPUS_APPLICATION_VOIP, &err);
+	OpusDecoder *dec = opus_decoder_create(48000, 1, &err);
+	assert_non_null(enc);
+	assert_non_null(dec);
+	opus_encoder_ctl(enc, OPUS_SET_BITRATE(24000));
+	opus_int32 lookahead = 0;
+	opus_encoder_ctl(enc, OPUS_GET_LOOKAHEAD(&lookahead));
+	const uint32_t preskip = (uint32_t)lookahead;
+	const size_t frames = 6;
+	/* preskip + total ends 2 samples before the last frame does. */
+	const uint64_t total = frames * CODEC_FRAME_SAMPLES - 2 - preskip;
+	float *in = calloc(frames * CODEC_FRAME_SAMPLES, sizeof *in);
+	float *dec_all = calloc(frames * CODEC_FRAME_SAMPLES + 64, sizeof *dec_all);
+	for (uint64_t i = 0; i < total; i++)
+		in[i] = (float)(0.05 * sin(i * 0.07));
+	for (uint64_t i = total - 4; i < total; i++)
+		in[i] = (i % 2 ? 0.9f : -0.9f); /* a click in the last samples */
+	outcheck *c = malloc(sizeof *c);
+	assert_int_equal(outcheck_init(c, preskip, total), 0);
+	for (size_t f = 0; f < frames; f++) {
+		unsigned char pkt[4000];
+		float *x = in + f * CODEC_FRAME_SAMPLES;
+		opus_int32 len = opus_encode_float(enc, x, CODEC_FRAME_SAMPLES, pkt, sizeof pkt);
+		assert_true(len > 0);
+		assert_int_equal(outcheck_packet(c, f, x, pkt, (size_t)len), 0);
+		assert_int_equal(opus_decode_float(dec, pkt, len, dec_all + f * CODEC_FRAME_SAMPLES,
+						   CODEC_FRAME_SAMPLES, 0),
+				 CODEC_FRAME_SAMPLES);
+	}
+	/* The real samples, then silence for the interpolator to reach into. */
+	float *real = calloc(total + 64, sizeof *real);
+	memcpy(real, dec_all + preskip, total * sizeof *real);
+	double want = 20 * log10(true_peak(real, total + 64));
+	double got = outcheck_peak_dbtp(c);
+	print_message("# last-samples click: check %.2f dBTP, 16x interpolation %.2f dBTP\n", got,
+		      want);
+	assert_true(got >= want - 0.1);
+	outcheck_free(c);
+	opus_encoder_destroy(enc);
+	opus_decoder_destroy(dec);
+	free(c), free(in), free(dec_all), free(real);
+}
+
 static void downmix_skips_lfe(void **st)
 {
 	(void)st;
@@ -503,6 +557,7 @@ int main(void)
 		cmocka_unit_test(fit_model_predicts_the_limiter),
 		cmocka_unit_test(kweight_pair_matches_single),
 		cmocka_unit_test(rotator_matches_the_cascade),
+		cmocka_unit_test(output_check_sees_the_last_samples),
 		cmocka_unit_test(downmix_skips_lfe),
 		cmocka_unit_test(resampler_keeps_length),
 		cmocka_unit_test(kweighting_reference_level),
