@@ -14,8 +14,12 @@
 
 #include "codec.h"
 
-/* Hot loops written for vector lanes are built for AVX2 too, picked when the program loads. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+/*
+ * Hot loops written for vector lanes are built for AVX2 too, picked when the program loads
+ * (GCC's target_clones: an ifunc, so glibc only). Either build gives the same bytes: the
+ * arithmetic is the same and nothing is contracted into FMA (codec/meson.build).
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)
 #define CODEC_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define CODEC_CLONES
