@@ -1,0 +1,691 @@
+/*
+ * test_files.c — the storage library's files, on a fresh data directory per test: deleted audio
+ * leaves no trace in the file, a corrupt family database is quarantined, migrations from
+ * every earlier version (and mailbox step 4 keeps every row), online backups, the export
+ * zip, a locked database answers busy; and the cache of open families answers each family as
+ * itself through evictions and shared buckets.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "internal.h" /* the migration steps, to build databases at old versions */
+#include "store.h"
+#include "store_fixture.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void secure_delete_leaves_no_audio_in_the_file(void **state)
+{
+	fixture *f = *state;
+	uint8_t audio[50000];
+	memset(audio, 0xA5, sizeof audio);
+	memcpy(audio + 1000, "JIAYIN-SECRET-VOICE", 19);
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message msg;
+	int existed;
+	uint64_t seq;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	assert_int_equal(store_message_set_state(f->s, f->fam.id.s, msg.id.s, STORE_MSG_DELETED,
+						 &seq),
+			 0);
+	store_close(f->s); /* checkpoints the WAL into the database file */
+	f->s = NULL;
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "cat '%s/families/%s.db'* | grep -c JIAYIN-SECRET-VOICE",
+		 f->dir, f->fam.id.s);
+	FILE *p = popen(cmd, "r");
+	int count = -1;
+	assert_int_equal(fscanf(p, "%d", &count), 1);
+	pclose(p);
+	assert_int_equal(count, 0);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+}
+
+/* Overwrite `len` bytes at `offset` of a file. */
+static void mangle(const char *path, long offset, int len)
+{
+	FILE *fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	fseek(fp, offset, SEEK_SET);
+	for (int i = 0; i < len; i++)
+		fputc(0x5A ^ i, fp);
+	fclose(fp);
+}
+
+/* The page number of a table's b-tree root. */
+static long root_page(const char *path, const char *table)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	long page = -1;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT rootpage FROM sqlite_master WHERE name = ?",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		page = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return page;
+}
+
+/*
+ * A family database whose structure is damaged is detected when it opens, moved to
+ * quarantine/, reported as storage_corrupt, and the other families carry on. (Damage inside
+ * audio bytes is not structure: quick_check cannot see it; the per-message SHA-256 can.)
+ */
+static void check_quarantine(fixture *f, int damage)
+{
+	store_family other;
+	store_member om;
+	assert_int_equal(store_family_create(f->s, "李家", "爸爸", 0, 1, &other, &om), 0);
+	uint8_t audio[40000] = {1};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message msg;
+	int existed;
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	store_close(f->s); /* checkpoints: everything is in the main file */
+	f->s = NULL;
+	char path[256];
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	if (damage == 0) {
+		mangle(path, 0, 16); /* the header: "SQLite format 3" */
+	} else {
+		long page = root_page(path, "messages");
+		assert_true(page > 1);
+		mangle(path, (page - 1) * 16384, 64); /* the b-tree page header */
+	}
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	assert_int_equal(store_message_get(f->s, f->fam.id.s, msg.id.s, &msg), STORE_ECORRUPT);
+	assert_int_not_equal(access(path, F_OK), 0); /* moved to quarantine/ */
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "ls '%s/quarantine/' | grep -q '^%s'", f->dir, f->fam.id.s);
+	assert_int_equal(system(cmd), 0);
+	/* Once set aside it is gone for the store, and the other family is untouched. */
+	assert_int_equal(store_message_get(f->s, f->fam.id.s, msg.id.s, &msg), STORE_ENOTFOUND);
+	m.sender = om.id.s;
+	assert_int_equal(store_message_append(f->s, other.id.s, &m, &msg, &existed), 0);
+}
+
+static void corrupt_header_is_quarantined(void **state)
+{
+	check_quarantine(*state, 0);
+}
+
+static void corrupt_btree_is_quarantined(void **state)
+{
+	check_quarantine(*state, 1);
+}
+
+static int count_rows(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int n = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+/* A database at `version`: the first `version` real steps, applied by hand. */
+static void make_at_version(const char *path, const schema *sc, unsigned version)
+{
+	sqlite3 *db;
+	char bump[64];
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	for (unsigned i = 0; i < version; i++)
+		assert_int_equal(sqlite3_exec(db, sc->steps[i].sql, 0, 0, 0), SQLITE_OK);
+	snprintf(bump, sizeof bump, "PRAGMA user_version = %u", version);
+	assert_int_equal(sqlite3_exec(db, bump, 0, 0, 0), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void migrations_from_every_version(void **state)
+{
+	fixture *f = *state;
+	store_close(f->s);
+	f->s = NULL;
+	for (unsigned v = 0; v < directory_schema.count; v++) {
+		char dir[128], path[256];
+		snprintf(dir, sizeof dir, "%s/v%u", f->dir, v);
+		mkdir(dir, 0700);
+		snprintf(path, sizeof path, "%s/directory.db", dir);
+		make_at_version(path, &directory_schema, v);
+		store_options o;
+		store_options_init(&o);
+		o.dir = dir;
+		store *s;
+		assert_int_equal(store_open(&s, &o), 0);
+		store_family fam;
+		store_member mem;
+		assert_int_equal(store_family_create(s, "x", "y", 0, 1, &fam, &mem), 0);
+		assert_int_equal(store_family_get(s, fam.id.s, &fam), 0);
+		store_close(s);
+		assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)directory_schema.count);
+		assert_int_equal(count_rows(path, "SELECT count(*) FROM sqlite_master WHERE name = "
+						  "'moderation_by_family'"),
+				 1);
+	}
+	for (unsigned v = 0; v < mailbox_schema.count; v++) {
+		/* A family whose mailbox file is at version v opens and works. */
+		store_options o;
+		store_options_init(&o);
+		o.dir = f->dir;
+		store *s;
+		store_family fam;
+		store_member mem;
+		assert_int_equal(store_open(&s, &o), 0);
+		assert_int_equal(store_family_create(s, "z", "w", 0, 1, &fam, &mem), 0);
+		store_close(s);
+		char path[256];
+		snprintf(path, sizeof path, "%s/families/%s.db", f->dir, fam.id.s);
+		unlink(path);
+		make_at_version(path, &mailbox_schema, v);
+		assert_int_equal(store_open(&s, &o), 0);
+		uint8_t audio[10] = {1}, wave[STORE_WAVEFORM_POINTS] = {0};
+		store_new_message m = {.sender = mem.id.s, .waveform = wave, .audio = audio,
+				       .audio_len = sizeof audio};
+		store_message msg;
+		int existed;
+		assert_int_equal(store_message_append(s, fam.id.s, &m, &msg, &existed), 0);
+		store_close(s);
+	}
+	/* A newer schema than ours is refused, not downgraded. */
+	char path[256];
+	snprintf(path, sizeof path, "%s/v0/directory.db", f->dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", 0, 0, 0), SQLITE_OK);
+	sqlite3_close(db);
+	store_options o;
+	store_options_init(&o);
+	snprintf(path, sizeof path, "%s/v0", f->dir);
+	o.dir = path;
+	store *s;
+	assert_int_equal(store_open(&s, &o), STORE_ESCHEMA);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+}
+
+/*
+ * Mailbox step 4 rebuilds the messages table: a mailbox at version 3 with messages, changes,
+ * receipts, an idempotency key and audio keeps every row (no cascade deleted what refers to
+ * the dropped table), and its sequence, listings, reads and retention go on from it.
+ */
+static void mailbox_step_4_keeps_every_row(void **state)
+{
+	fixture *f = *state;
+	char path[256];
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	store_close(f->s);
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	unlink(path);
+	make_at_version(path, &mailbox_schema, 3);
+	sqlite3 *db;
+	char sql[2048];
+	/* As version 3 left them: rowid 1 changed (seq 4), 2 unchanged, 3 deleted (seq 5). */
+	snprintf(sql, sizeof sql,
+		 "INSERT INTO messages (rowid, id, seq, sender, created_ms, duration_ms, lufs, bytes,"
+		 " waveform, sha256, state, kept) VALUES"
+		 " (1, '0000000000000000000000000a', 4, '%s', 1000, 1, -16, 3, zeroblob(100),"
+		 "  zeroblob(32), 1, 0),"
+		 " (2, '0000000000000000000000000b', 2, '%s', 2000, 1, -16, 4, zeroblob(100),"
+		 "  zeroblob(32), 1, 0),"
+		 " (3, '0000000000000000000000000c', 5, '%s', 3000, 1, -16, 5, zeroblob(100),"
+		 "  zeroblob(32), 3, 0);"
+		 "INSERT INTO audio VALUES (1, x'010203'), (2, x'04050607');"
+		 "INSERT INTO receipts VALUES (1, '%s', 1500);"
+		 "INSERT INTO idempotency VALUES ('key-b', 2, 2000);",
+		 f->parent.id.s, f->parent.id.s, f->parent.id.s, f->parent.id.s);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, 0, 0, 0), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(&f->s, &o), 0);
+	store_message list[8], byk;
+	size_t n;
+	uint64_t latest, seq;
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 0, list, 8, &n, &latest), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(latest, 5);
+	assert_string_equal(list[0].id.s, "0000000000000000000000000b");
+	assert_string_equal(list[1].id.s, "0000000000000000000000000a");
+	assert_int_equal(list[1].listened_count, 1);
+	assert_int_equal(list[2].state, STORE_MSG_DELETED);
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 2, list, 1, &n, &latest), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(list[0].seq, 4);
+	assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)mailbox_schema.count);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM audio"), 2);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM receipts"), 1);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM idempotency"), 1);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM messages WHERE aged = 1"), 3);
+	assert_int_equal(store_message_by_key(f->s, f->fam.id.s, "key-b", &byk), 0);
+	assert_string_equal(byk.id.s, "0000000000000000000000000b");
+	uint8_t buf[8];
+	size_t got;
+	assert_int_equal(store_audio_read(f->s, f->fam.id.s, byk.id.s, 0, buf, sizeof buf, &got),
+			 0);
+	assert_int_equal(got, 4);
+	assert_memory_equal(buf, "\x04\x05\x06\x07", 4);
+	uint64_t used;
+	assert_int_equal(store_mailbox_usage(f->s, f->fam.id.s, &used), 0);
+	assert_int_equal(used, 7);
+
+	/* New numbers go on from the highest; old rows are in the retention index. */
+	uint8_t audio[4] = {9};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message fresh;
+	int existed;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &fresh, &existed), 0);
+	assert_int_equal(fresh.seq, 6);
+	assert_int_equal(store_message_listened(f->s, f->fam.id.s, byk.id.s, f->parent.id.s, 9000,
+						&seq),
+			 0);
+	assert_int_equal(seq, 7);
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 5, list, 8, &n, &latest), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].id.s, fresh.id.s);
+	assert_string_equal(list[1].id.s, byk.id.s);
+	assert_int_equal(latest, 7);
+	unsigned expired;
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1500, 10, &expired, &seq), 0);
+	assert_int_equal(expired, 1); /* rowid 1, created at 1000 */
+	assert_int_equal(seq, 8);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM audio"), 2);
+}
+
+static void backups(void **state)
+{
+	fixture *f = *state;
+	uint8_t audio[30000] = {7};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message msg;
+	int existed;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	store_family other;
+	store_member om;
+	assert_int_equal(store_family_create(f->s, "李家", "爸爸", 0, 1, &other, &om), 0);
+
+	char path[256];
+	snprintf(path, sizeof path, "%s/one.db", f->dir);
+	assert_int_equal(store_backup_family(f->s, f->fam.id.s, path), 0);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM messages"), 3);
+	assert_int_equal(count_rows(path, "SELECT sum(length(data)) FROM audio"), 90000);
+	assert_int_equal(store_backup_family(f->s, f->fam.id.s, path), STORE_EEXIST);
+	assert_int_equal(store_backup_family(f->s, "0123456789abcdefghjkmnpqrs", path),
+			 STORE_ENOTFOUND);
+
+	char dir[128];
+	unsigned families;
+	snprintf(dir, sizeof dir, "%s/all", f->dir);
+	assert_int_equal(store_backup_all(f->s, dir, &families), 0);
+	assert_int_equal(families, 2);
+	snprintf(path, sizeof path, "%s/directory.db", dir);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM families"), 2);
+	snprintf(path, sizeof path, "%s/families/%s.db", dir, f->fam.id.s);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM audio"), 3);
+	assert_int_equal(store_backup_all(f->s, dir, &families), STORE_EEXIST);
+}
+
+static void export_zip(void **state)
+{
+	fixture *f = *state;
+	uint8_t a1[20000], a2[5000];
+	for (size_t i = 0; i < sizeof a1; i++)
+		a1[i] = (uint8_t)(i * 13);
+	memset(a2, 0x42, sizeof a2);
+	store_new_message m = new_message(f->parent.id.s, a1, sizeof a1);
+	store_message kept, gone, hidden;
+	int existed;
+	uint64_t seq, bytes;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &kept, &existed), 0);
+	m.audio = a2;
+	m.audio_len = sizeof a2;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &gone, &existed), 0);
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &hidden, &existed), 0);
+	assert_int_equal(store_message_set_state(f->s, f->fam.id.s, gone.id.s, STORE_MSG_DELETED,
+						 &seq),
+			 0);
+	assert_int_equal(store_message_set_state(f->s, f->fam.id.s, hidden.id.s, STORE_MSG_HIDDEN,
+						 &seq),
+			 0);
+	char path[256];
+	snprintf(path, sizeof path, "%s/export.zip", f->dir);
+	FILE *fp = fopen(path, "w+b");
+	assert_int_equal(store_export_family(f->s, f->fam.id.s, fileno(fp), &bytes), 0);
+	fflush(fp);
+	assert_int_equal((uint64_t)ftell(fp), bytes);
+	fclose(fp);
+
+	/* Read it back with libarchive: one Ogg with the right bytes, and the index. */
+	struct archive *a = archive_read_new();
+	archive_read_support_format_zip(a);
+	assert_int_equal(archive_read_open_filename(a, path, 16384), ARCHIVE_OK);
+	struct archive_entry *e;
+	int oggs = 0, index = 0;
+	static uint8_t buf[65536];
+	while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+		const char *name = archive_entry_pathname(e);
+		la_ssize_t n = archive_read_data(a, buf, sizeof buf);
+		if (strstr(name, ".ogg")) {
+			oggs++;
+			assert_non_null(strstr(name, kept.id.s));
+			assert_int_equal(n, sizeof a1);
+			assert_memory_equal(buf, a1, sizeof a1);
+		} else {
+			index++;
+			assert_string_equal(name, "index.json");
+			buf[n] = 0;
+			assert_non_null(strstr((char *)buf, "\"name\": \"王家\""));
+			assert_non_null(strstr((char *)buf, kept.id.s));
+			assert_null(strstr((char *)buf, gone.id.s));
+			assert_null(strstr((char *)buf, hidden.id.s));
+			assert_non_null(strstr((char *)buf, "\"role\": \"parent\""));
+		}
+	}
+	archive_read_free(a);
+	assert_int_equal(oggs, 1);
+	assert_int_equal(index, 1);
+}
+
+static void locked_database_is_busy(void **state)
+{
+	fixture *f = *state;
+	store_close(f->s);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	o.busy_timeout_ms = 50;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	/* Another process holds the directory's write lock past our busy timeout. */
+	char path[256];
+	snprintf(path, sizeof path, "%s/directory.db", f->dir);
+	sqlite3 *other;
+	assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(other, "BEGIN EXCLUSIVE", 0, 0, 0), SQLITE_OK);
+	store_member m;
+	assert_int_equal(store_member_add(f->s, f->fam.id.s, "x", STORE_ROLE_CHILD, NULL, 1, &m),
+			 STORE_EBUSY);
+	assert_int_equal(sqlite3_exec(other, "COMMIT", 0, 0, 0), SQLITE_OK);
+	sqlite3_close(other);
+	assert_int_equal(store_member_add(f->s, f->fam.id.s, "x", STORE_ROLE_CHILD, NULL, 1, &m),
+			 0);
+}
+
+/* ---- the family cache ---- */
+
+/*
+ * The cache finds an open family through a table by id (review finding: every call walked the
+ * LRU list, up to 256 string comparisons). These tests fail if a lookup answers with another
+ * family of the same bucket, or with an entry that eviction, a failed open or an erasure left
+ * behind: more families than the cache keeps, in orders that evict on every call, hit, and
+ * share buckets; all held at once (more entries than the cache keeps, tables of 2 to 128
+ * buckets); ids one character apart; families erased while open and while not, asked for
+ * again and again.
+ */
+#define CACHE_FAMILIES 40
+
+typedef struct cache_world {
+	store *s;
+	store_family fam[CACHE_FAMILIES];
+	store_member parent[CACHE_FAMILIES];
+	store_message msg[CACHE_FAMILIES];
+	bool erased[CACHE_FAMILIES];
+} cache_world;
+
+/* Each family's one message: its length and bytes are the family's own. */
+static size_t cache_audio_len(int i)
+{
+	return 100 + 7 * (size_t)i;
+}
+
+static void cache_audio(int i, uint8_t *buf)
+{
+	for (size_t k = 0; k < cache_audio_len(i); k++)
+		buf[k] = (uint8_t)(i * 37 + k * 11 + 3);
+}
+
+/* The LRU list, the buckets' chains and the count agree: no entry is in one and not the other. */
+static void cache_consistent(store *s)
+{
+	unsigned in_lru = 0, in_buckets = 0;
+	for (family *f = s->head; f; f = f->next) {
+		bool found = false;
+		for (unsigned b = 0; b <= s->bucket_mask && !found; b++)
+			for (family *c = s->buckets[b]; c && !found; c = c->chain)
+				found = c == f;
+		assert_true(found);
+		in_lru++;
+	}
+	for (unsigned b = 0; b <= s->bucket_mask; b++)
+		for (family *c = s->buckets[b]; c; c = c->chain)
+			in_buckets++;
+	assert_int_equal(in_lru, s->nfamilies);
+	assert_int_equal(in_buckets, s->nfamilies);
+}
+
+/* 0 if family i answers as itself (or, erased, as not found); else which check failed. */
+static int cache_check(cache_world *w, int i)
+{
+	uint64_t used;
+	store_message out[4];
+	size_t n, got;
+	uint8_t want[512], buf[512];
+	const char *id = w->fam[i].id.s;
+	if (w->erased[i])
+		return store_mailbox_usage(w->s, id, &used) == STORE_ENOTFOUND &&
+			       store_messages_newest(w->s, id, out, 4, &n) == STORE_ENOTFOUND
+			   ? 0
+			   : 1;
+	if (store_mailbox_usage(w->s, id, &used) != 0 || used != cache_audio_len(i))
+		return 2;
+	if (store_messages_newest(w->s, id, out, 4, &n) != 0 || n != 1 ||
+	    strcmp(out[0].id.s, w->msg[i].id.s) != 0 ||
+	    strcmp(out[0].sender.s, w->parent[i].id.s) != 0)
+		return 3;
+	cache_audio(i, want);
+	if (store_audio_read(w->s, id, w->msg[i].id.s, 0, buf, sizeof buf, &got) != 0 ||
+	    got != cache_audio_len(i) || memcmp(buf, want, got) != 0)
+		return 4;
+	return 0;
+}
+
+static void cache_check_order(cache_world *w, const int *order, int n)
+{
+	for (int k = 0; k < n; k++) {
+		int rc = cache_check(w, order[k]);
+		if (rc)
+			fail_msg("family %d (%d-th in order): check %d failed", order[k], k, rc);
+	}
+	cache_consistent(w->s);
+}
+
+typedef struct cache_hold {
+	cache_world *w;
+	int i;
+} cache_hold;
+
+static int cache_hold_from(cache_world *w, int i);
+
+/* Called with family h->i held: hold the next ones too; the deepest checks them all. */
+static int cache_hold_choose(void *ctx, const store_audio_info *info, uint64_t *offset,
+			     size_t *len)
+{
+	const cache_hold *h = ctx;
+	*offset = 0;
+	*len = info->bytes;
+	if (h->i + 1 < CACHE_FAMILIES)
+		return cache_hold_from(h->w, h->i + 1);
+	unsigned held = 0;
+	for (int i = 0; i < CACHE_FAMILIES; i++) {
+		if (cache_check(h->w, i))
+			return -1000 - i;
+		held += !h->w->erased[i];
+	}
+	return h->w->s->nfamilies >= held ? 0 : -999; /* all in the cache, whatever its size */
+}
+
+/* Hold family i (an audio fetch whose choose() runs the next ones), i + 1... inside it. */
+static int cache_hold_from(cache_world *w, int i)
+{
+	while (i < CACHE_FAMILIES && w->erased[i])
+		i++;
+	if (i == CACHE_FAMILIES)
+		return 0;
+	cache_hold h = {w, i};
+	uint8_t buf[512], want[512];
+	size_t got;
+	int rc = store_audio_fetch(w->s, w->fam[i].id.s, w->msg[i].id.s, cache_hold_choose, &h, buf,
+				   &got, NULL);
+	if (rc)
+		return rc;
+	cache_audio(i, want);
+	return got == cache_audio_len(i) && memcmp(buf, want, got) == 0 ? 0 : -2000 - i;
+}
+
+static void cache_all_orders(cache_world *w)
+{
+	int order[4 * CACHE_FAMILIES], n = 0;
+	for (int r = 0; r < 2; r++) /* in turn: each call's family is the least recently used */
+		for (int i = 0; i < CACHE_FAMILIES; i++)
+			order[n++] = i;
+	for (int i = CACHE_FAMILIES - 1; i >= 0; i--) /* backwards: the most recent first */
+		order[n++] = i;
+	for (int i = 0; i < CACHE_FAMILIES; i++) /* strided */
+		order[n++] = i * 7 % CACHE_FAMILIES;
+	cache_check_order(w, order, n);
+	n = 0;
+	for (int i = 0; i < CACHE_FAMILIES / 2; i++) { /* a hit, then pairs far apart */
+		order[n++] = i;
+		order[n++] = i;
+		order[n++] = i + CACHE_FAMILIES / 2;
+		order[n++] = i;
+	}
+	cache_check_order(w, order, n);
+	uint64_t x = 0x2545f4914f6cdd1dull;
+	for (int k = 0; k < 4 * CACHE_FAMILIES; k++) { /* at random (a fixed sequence) */
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		order[k] = (int)(x % CACHE_FAMILIES);
+	}
+	cache_check_order(w, order, 4 * CACHE_FAMILIES);
+	assert_int_equal(cache_hold_from(w, 0), 0);
+	cache_consistent(w->s);
+}
+
+static void cache_reopen(fixture *f, cache_world *w, unsigned max_open)
+{
+	store_options o;
+	store_close(f->s);
+	store_options_init(&o);
+	o.dir = f->dir;
+	o.max_open_families = max_open;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	w->s = f->s;
+}
+
+static void family_cache_finds_each_family_its_own(void **state)
+{
+	fixture *f = *state;
+	cache_world *w = calloc(1, sizeof *w);
+	uint8_t audio[512];
+	int existed;
+	assert_non_null(w);
+	w->s = f->s;
+	for (int i = 0; i < CACHE_FAMILIES; i++)
+		assert_int_equal(store_family_create(f->s, "家", "妈妈", 0, 1000 + i, &w->fam[i],
+						     &w->parent[i]),
+				 0);
+	/* The last two families' mailboxes are moved to ids one character away from the first
+	 * family's: its last character, its first. */
+	cache_reopen(f, w, 4); /* every mailbox closed */
+	for (int t = 0; t < 2; t++) {
+		store_family *twin = &w->fam[CACHE_FAMILIES - 1 - t];
+		char from[256], to[256];
+		snprintf(from, sizeof from, "%s/families/%s.db", f->dir, twin->id.s);
+		twin->id = w->fam[0].id;
+		char *c = &twin->id.s[t ? 0 : STORE_ID_LEN - 1];
+		*c = *c == '0' ? '1' : '0';
+		snprintf(to, sizeof to, "%s/families/%s.db", f->dir, twin->id.s);
+		assert_int_equal(rename(from, to), 0);
+	}
+	for (int i = 0; i < CACHE_FAMILIES; i++) {
+		cache_audio(i, audio);
+		store_new_message m = new_message(w->parent[i].id.s, audio, cache_audio_len(i));
+		assert_int_equal(
+		    store_message_append(f->s, w->fam[i].id.s, &m, &w->msg[i], &existed), 0);
+	}
+	/* 1: a table of 2 buckets, a miss and an eviction on almost every call; 4: 8 buckets;
+	 * 64: all open at once in 128 buckets, every call a hit. */
+	static const unsigned sizes[] = {1, 4, 64};
+	for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+		cache_reopen(f, w, sizes[k]);
+		cache_all_orders(w);
+		assert_true(f->s->nfamilies <= sizes[k]);
+	}
+
+	/* Erase one family just used (open) and one not open; ask for both, and
+	 * for an id no family has, between the others' calls. */
+	cache_reopen(f, w, 4);
+	assert_int_equal(cache_check(w, 5), 0);
+	assert_int_equal(store_family_delete(f->s, w->fam[5].id.s), 0);
+	w->erased[5] = true;
+	assert_int_equal(store_family_delete(f->s, w->fam[30].id.s), 0);
+	w->erased[30] = true;
+	cache_consistent(f->s);
+	uint64_t used;
+	for (int r = 0; r < 3; r++) {
+		assert_int_equal(store_mailbox_usage(f->s, "0123456789abcdefghjkmnpqrs", &used),
+				 STORE_ENOTFOUND);
+		cache_all_orders(w);
+	}
+	assert_int_equal(store_family_delete(f->s, w->fam[5].id.s), STORE_ENOTFOUND);
+	cache_reopen(f, w, 64); /* and in a store that never had them open */
+	cache_all_orders(w);
+	free(w);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(secure_delete_leaves_no_audio_in_the_file),
+		T(corrupt_header_is_quarantined),
+		T(corrupt_btree_is_quarantined),
+		T(migrations_from_every_version),
+		T(mailbox_step_4_keeps_every_row),
+		T(backups),
+		T(export_zip),
+		T(locked_database_is_busy),
+		T(family_cache_finds_each_family_its_own),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
