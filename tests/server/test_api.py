@@ -16,15 +16,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serverlib import Server, request  # noqa: E402
+from tap import finish, ok  # noqa: E402
 
-results = []
-
-
-def ok(cond, name, detail=""):
-    results.append(bool(cond))
-    print(f"{'ok' if cond else 'not ok'} {len(results)} - {name}"
-          + (f"\n# {detail}" if detail and not cond else ""), flush=True)
-    return cond
 
 
 def post_json(srv, path, obj=None, raw=None, headers=()):
@@ -823,8 +816,7 @@ def main():
     private_messages(binary)
     signed_urls(binary)
     family_settings(binary)
-    print(f"1..{len(results)}")
-    return 0 if all(results) else 1
+    return finish()
 
 
 if __name__ == "__main__":

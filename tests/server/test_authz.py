@@ -16,16 +16,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serverlib import Server, request  # noqa: E402
+from tap import finish, ok  # noqa: E402
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
-results = []
-
-
-def ok(cond, name, detail=""):
-    results.append(bool(cond))
-    print(f"{'ok' if cond else 'not ok'} {len(results)} - {name}"
-          + (f"\n# {detail}" if detail and not cond else ""), flush=True)
-    return cond
 
 
 def call(srv, method, path, token=None, obj=None, raw=None, timeout=60):
@@ -244,8 +237,7 @@ def main():
            "DELETE family by its parent: 204; the other family is untouched")
     finally:
         srv.stop()
-    print(f"1..{len(results)}")
-    return 0 if all(results) else 1
+    return finish()
 
 
 if __name__ == "__main__":

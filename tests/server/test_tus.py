@@ -26,18 +26,11 @@ from email.utils import parsedate_to_datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serverlib import Reader, Server, request  # noqa: E402
+from tap import finish, ok  # noqa: E402
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
 TUS = [("Tus-Resumable", "1.0.0")]
 OCTETS = [("Content-Type", "application/offset+octet-stream")]
-results = []
-
-
-def ok(cond, name, detail=""):
-    results.append(bool(cond))
-    print(f"{'ok' if cond else 'not ok'} {len(results)} - {name}"
-          + (f"\n# {detail}" if detail and not cond else ""), flush=True)
-    return cond
 
 
 def bearer(token):
@@ -699,8 +692,7 @@ def main():
     limits(binary, wav)
     full_mailbox(binary, wav)
     review_fixes(binary, wav)
-    print(f"1..{len(results)}")
-    return 0 if all(results) else 1
+    return finish()
 
 
 if __name__ == "__main__":

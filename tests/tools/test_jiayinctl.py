@@ -26,6 +26,7 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server"))
 from serverlib import Server, request  # noqa: E402
+from tap import finish, ok, results  # noqa: E402
 
 SAMPLE = os.path.join(HERE, "..", "data", "sample.wav")
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
@@ -34,15 +35,7 @@ ID = re.compile(r"[0-9a-hjkmnp-tv-z]{26}")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
-results = []
 sanitizer_reports = []
-
-
-def ok(cond, name, detail=""):
-    results.append(bool(cond))
-    print(f"{'ok' if cond else 'not ok'} {len(results)} - {name}"
-          + (f"\n# {detail}" if detail and not cond else ""), flush=True)
-    return cond
 
 
 def skip(name, why):
@@ -525,8 +518,7 @@ def main():
     ok(rc == 0, "the server ran beside jiayinctl and exits cleanly")
     ok(not sanitizer_reports, "no sanitizer reports from any jiayinctl run",
        "\n# ".join(sanitizer_reports)[:4000])
-    print(f"1..{len(results)}")
-    return 0 if all(results) else 1
+    return finish()
 
 
 if __name__ == "__main__":
