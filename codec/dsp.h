@@ -25,6 +25,15 @@
 #define CODEC_CLONES
 #endif
 
+/* The vectors of those loops (GCC vector extensions; without AVX a v8sf is two SSE halves). */
+typedef float v8sf __attribute__((vector_size(8 * sizeof(float))));
+typedef int32_t v8si __attribute__((vector_size(8 * sizeof(int32_t))));
+typedef double v4df __attribute__((vector_size(4 * sizeof(double))));
+typedef double v2df __attribute__((vector_size(2 * sizeof(double))));
+/* Lane by lane, mask ? a : b (a comparison of vectors gives the mask). A macro: a function
+ * returning a 32-byte vector has no stable ABI without AVX. */
+#define V8_SELECT(mask, a, b) ((v8sf)(((mask) & (v8si)(a)) | (~(mask) & (v8si)(b))))
+
 /* Mono downmix of interleaved frames: the mean of all channels except the LFE (lfe < 0: none). */
 void downmix(const float *in, size_t frames, unsigned channels, int lfe, float *out);
 

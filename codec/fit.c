@@ -17,11 +17,6 @@
 #define BLOCKS_PER_SUB (GATE_SUB / FIT_BLOCK)
 #define QCAP (FIT_LOOK + 2)
 
-typedef float v8sf __attribute__((vector_size(32)));
-typedef int32_t v8si __attribute__((vector_size(32)));
-/* Lane by lane: mask ? a : b (a comparison gives the mask). */
-#define V8_SELECT(mask, a, b) ((v8sf)(((mask) & (v8si)(a)) | (~(mask) & (v8si)(b))))
-
 _Static_assert(FIT_LANES % 8 == 0, "candidates are advanced eight at a time");
 
 _Static_assert(GATE_SUB % FIT_BLOCK == 0, "a sub-block is a whole number of gain blocks");

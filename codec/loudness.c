@@ -19,8 +19,6 @@ static const double k1_a[2] = {-1.69065929318241, 0.73248077421585};
 static const double k2_b[3] = {1.0, -2.0, 1.0};
 static const double k2_a[2] = {-1.99004745483398, 0.99007225036621};
 
-typedef double v2df __attribute__((vector_size(16)));
-
 /*
  * Two independent signals through their own filters at once, one in each lane of a vector, for
  * the price of about one. Direct form I: only one multiply and one subtraction wait for the

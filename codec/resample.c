@@ -78,8 +78,6 @@ void rotator_init(rotator *r, uint32_t rate)
 	}
 }
 
-typedef float v8sf __attribute__((vector_size(ROTATOR_BLOCK * sizeof(float))));
-typedef double v4df __attribute__((vector_size(4 * sizeof(double))));
 _Static_assert(ROTATOR_ORDER == 8 && ROTATOR_BLOCK == 8, "a column is one v8sf or two v4df");
 
 /*

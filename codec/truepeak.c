@@ -17,10 +17,7 @@
 #define OVERSAMPLE 4
 #define FIR_LEN (OVERSAMPLE * TP_TAPS + 1) /* odd, centred on a multiple of 4 */
 #define TP_CHUNK 64                        /* samples per pass over the copy */
-#define LANES 8
-
-typedef float v8sf __attribute__((vector_size(LANES * sizeof(float))));
-typedef int32_t v8si __attribute__((vector_size(LANES * sizeof(int32_t))));
+#define LANES (sizeof(v8sf) / sizeof(float))
 
 void tp_init(tp_detector *t)
 {
@@ -55,7 +52,7 @@ void tp_init(tp_detector *t)
 /* Helpers as macros: a function returning a 32-byte vector has no stable ABI without AVX. */
 #define LOAD8(dst, p) memcpy(&(dst), (p), sizeof(v8sf))
 #define ABS8(v) ((v8sf)((v8si)(v) & 0x7fffffff))
-#define MAX8(a, b) ((v8sf)(((v8si)(a) & ((a) > (b))) | ((v8si)(b) & ~((a) > (b)))))
+#define MAX8(a, b) V8_SELECT((a) > (b), a, b)
 
 /*
  * Push x[0..n), n <= TP_CHUNK: out[i] (for i < n rounded up to LANES) gets the peak of the
