@@ -1,0 +1,515 @@
+/*
+ * test_schools.c — schools and their kiosks, the children paired with a kiosk (codes, picture-PIN
+ * attempts and lockouts, sessions), volunteers and the moderation queue they work through (the
+ * flag state machine), and the rows a deleted family leaves behind (none: the foreign keys
+ * cascade), each on a fresh data directory with two families (storage/directory.c). Devices and
+ * pairing codes are in test_directory.c; the fixture they share is in directory_fixture.h.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "store.h"
+#include "directory_fixture.h"
+
+#include <string.h>
+
+/* ---- schools and kiosks ---- */
+
+static void schools_and_kiosks(void **state)
+{
+	fixture *f = *state;
+	store_school school;
+	store_kiosk kiosk, got;
+	assert_int_equal(store_school_add(f->s, "第二小学", 7000, &school), 0);
+	assert_int_equal(store_id_check(school.id.s), 0);
+	assert_string_equal(school.name, "第二小学");
+	assert_int_equal(school.created_ms, 7000);
+	assert_int_equal(query_int(f, "SELECT created_ms FROM schools WHERE id = ?", school.id.s),
+	                 7000);
+
+	assert_int_equal(store_kiosk_add(f->s, school.id.s, "图书馆", 8000, &kiosk), 0);
+	assert_string_equal(kiosk.school_id.s, school.id.s);
+	assert_string_equal(kiosk.name, "图书馆");
+	assert_int_equal(kiosk.created_ms, 8000);
+	assert_int_equal(store_kiosk_get(f->s, kiosk.id.s, &got), 0);
+	assert_memory_equal(&got, &kiosk, sizeof got);
+	assert_int_equal(store_kiosk_get(f->s, f->kiosk.id.s, &got), 0);
+	assert_string_equal(got.school_id.s, f->school.id.s);
+
+	assert_int_equal(store_school_add(f->s, "", 1, &school), STORE_EINVAL);
+	assert_int_equal(store_school_add(f->s, NULL, 1, &school), STORE_EINVAL);
+	assert_int_equal(store_kiosk_add(f->s, f->school.id.s, "", 1, &kiosk), STORE_EINVAL);
+	for (size_t i = 0; i < NBAD; i++) {
+		/* Unknown schools fail the foreign key; malformed ids never reach it. */
+		assert_int_equal(store_kiosk_add(f->s, bad_ids[i], "x", 1, &kiosk),
+		                 STORE_ENOTFOUND);
+		assert_int_equal(store_kiosk_get(f->s, bad_ids[i], &got), STORE_ENOTFOUND);
+	}
+	assert_int_equal(query_int(f, "SELECT count(*) FROM kiosks", NULL), 2);
+}
+
+/* ---- volunteers ---- */
+
+static void volunteers(void **state)
+{
+	fixture *f = *state;
+	uint8_t h[STORE_HASH_LEN], h2[STORE_HASH_LEN];
+	hash_of("volunteer", 1, h);
+	hash_of("volunteer", 2, h2);
+	store_volunteer v, got;
+	assert_int_equal(store_volunteer_add(f->s, "陈老师", h, 1000, &v), 0);
+	assert_int_equal(store_id_check(v.id.s), 0);
+	assert_string_equal(v.name, "陈老师");
+	assert_int_equal(v.created_ms, 1000);
+	assert_int_equal(v.disabled_ms, 0);
+	assert_int_equal(store_volunteer_by_token(f->s, h, &got), 0);
+	assert_memory_equal(&got, &v, sizeof got);
+	assert_int_equal(store_volunteer_by_token(f->s, h2, &got), STORE_ENOTFOUND);
+	assert_int_equal(store_volunteer_by_token(f->s, NULL, &got), STORE_EINVAL);
+
+	assert_int_equal(store_volunteer_add(f->s, "x", h, 1, &got), STORE_EEXIST);
+	assert_int_equal(store_volunteer_add(f->s, "x", NULL, 1, &got), STORE_EINVAL);
+	assert_int_equal(store_volunteer_add(f->s, "", h2, 1, &got), STORE_EINVAL);
+	assert_int_equal(store_volunteer_add(f->s, NULL, h2, 1, &got), STORE_EINVAL);
+
+	assert_int_equal(store_volunteer_disable(f->s, v.id.s, 5000), 0);
+	assert_int_equal(store_volunteer_by_token(f->s, h, &got), STORE_ENOTFOUND);
+	assert_int_equal(store_volunteer_disable(f->s, v.id.s, 6000), 0); /* idempotent */
+	assert_int_equal(query_int(f, "SELECT disabled_ms FROM volunteers WHERE id = ?", v.id.s),
+	                 5000);
+	for (size_t i = 0; i < NBAD; i++)
+		assert_int_equal(store_volunteer_disable(f->s, bad_ids[i], 1), STORE_ENOTFOUND);
+}
+
+/* ---- the moderation queue ---- */
+
+#define MSG_A "a0000000000000000000000000"
+#define MSG_B "b0000000000000000000000000"
+
+static void flag_add_and_get(void **state)
+{
+	fixture *f = *state;
+	store_flag flag, got;
+	assert_int_equal(
+	    store_flag_add(f->s, f->fam.id.s, MSG_A, f->parent.id.s, "不友善", 3000, &flag), 0);
+	assert_int_equal(store_id_check(flag.id.s), 0);
+	assert_string_equal(flag.family_id.s, f->fam.id.s);
+	assert_string_equal(flag.message_id.s, MSG_A);
+	assert_string_equal(flag.reporter_id.s, f->parent.id.s);
+	assert_string_equal(flag.reason, "不友善");
+	assert_int_equal(flag.state, STORE_FLAG_OPEN);
+	assert_string_equal(flag.volunteer_id.s, "");
+	assert_string_equal(flag.resolution, "");
+	assert_int_equal(flag.created_ms, 3000);
+	assert_int_equal(flag.updated_ms, 3000);
+	assert_int_equal(store_flag_get(f->s, flag.id.s, &got), 0);
+	assert_memory_equal(&got, &flag, sizeof got);
+
+	/* No reporter (an automatic flag); a reason of exactly 511 bytes. */
+	char reason[513];
+	memset(reason, 'r', 511);
+	reason[511] = '\0';
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, reason, 4000, &flag), 0);
+	assert_string_equal(flag.reporter_id.s, "");
+	assert_int_equal(store_flag_get(f->s, flag.id.s, &got), 0);
+	assert_memory_equal(&got, &flag, sizeof got);
+	assert_int_equal(strlen(got.reason), 511);
+
+	reason[511] = 'r', reason[512] = '\0';
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, reason, 1, &got),
+	                 STORE_EINVAL);
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, "", 1, &got), STORE_EINVAL);
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, NULL, 1, &got),
+	                 STORE_EINVAL);
+	for (size_t i = 0; i < NBAD; i++) {
+		assert_int_equal(store_flag_add(f->s, bad_ids[i], MSG_B, NULL, "r", 1, &got),
+		                 STORE_ENOTFOUND);
+		assert_int_equal(store_flag_get(f->s, bad_ids[i], &got), STORE_ENOTFOUND);
+		if (strcmp(bad_ids[i], UNKNOWN_ID) == 0)
+			continue; /* message and reporter ids are checked for shape only */
+		assert_int_equal(store_flag_add(f->s, f->fam.id.s, bad_ids[i], NULL, "r", 1, &got),
+		                 STORE_ENOTFOUND);
+		if (*bad_ids[i])
+			assert_int_equal(
+			    store_flag_add(f->s, f->fam.id.s, MSG_B, bad_ids[i], "r", 1, &got),
+			    STORE_ENOTFOUND);
+	}
+	assert_int_equal(query_int(f, "SELECT count(*) FROM moderation_queue", NULL), 2);
+}
+
+static void flag_claim_and_resolve(void **state)
+{
+	fixture *f = *state;
+	uint8_t h1[STORE_HASH_LEN], h2[STORE_HASH_LEN];
+	hash_of("volunteer", 1, h1);
+	hash_of("volunteer", 2, h2);
+	store_volunteer v1, v2;
+	assert_int_equal(store_volunteer_add(f->s, "陈", h1, 1, &v1), 0);
+	assert_int_equal(store_volunteer_add(f->s, "林", h2, 1, &v2), 0);
+	store_flag flag, other, got;
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_A, NULL, "r", 1000, &flag), 0);
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, "r", 1000, &other), 0);
+
+	/* Resolving an open flag: nobody holds it, so nobody may resolve it. */
+	assert_int_equal(store_flag_resolve(f->s, flag.id.s, v1.id.s, "ok", 1500), STORE_EEXIST);
+
+	assert_int_equal(store_flag_claim(f->s, flag.id.s, v1.id.s, 2000), 0);
+	assert_int_equal(store_flag_get(f->s, flag.id.s, &got), 0);
+	assert_int_equal(got.state, STORE_FLAG_CLAIMED);
+	assert_string_equal(got.volunteer_id.s, v1.id.s);
+	assert_int_equal(got.updated_ms, 2000);
+	assert_int_equal(got.created_ms, 1000);
+	/* Claiming again by the holder is fine and changes nothing; by another is a conflict. */
+	assert_int_equal(store_flag_claim(f->s, flag.id.s, v1.id.s, 2500), 0);
+	assert_int_equal(store_flag_claim(f->s, flag.id.s, v2.id.s, 2500), STORE_EEXIST);
+	assert_int_equal(store_flag_resolve(f->s, flag.id.s, v2.id.s, "ok", 2500), STORE_EEXIST);
+	assert_int_equal(store_flag_get(f->s, flag.id.s, &got), 0);
+	assert_string_equal(got.volunteer_id.s, v1.id.s);
+	assert_int_equal(got.updated_ms, 2000);
+
+	char long_text[513];
+	memset(long_text, 'x', 512);
+	long_text[512] = '\0';
+	assert_int_equal(store_flag_resolve(f->s, flag.id.s, v1.id.s, long_text, 3000),
+	                 STORE_EINVAL);
+	assert_int_equal(store_flag_resolve(f->s, flag.id.s, v1.id.s, "", 3000), STORE_EINVAL);
+	assert_int_equal(store_flag_resolve(f->s, flag.id.s, v1.id.s, NULL, 3000), STORE_EINVAL);
+	assert_int_equal(store_flag_resolve(f->s, flag.id.s, v1.id.s, "已隐藏", 3000), 0);
+	assert_int_equal(store_flag_get(f->s, flag.id.s, &got), 0);
+	assert_int_equal(got.state, STORE_FLAG_RESOLVED);
+	assert_string_equal(got.volunteer_id.s, v1.id.s);
+	assert_string_equal(got.resolution, "已隐藏");
+	assert_int_equal(got.updated_ms, 3000);
+	/* Resolved is final. */
+	assert_int_equal(store_flag_resolve(f->s, flag.id.s, v1.id.s, "again", 4000), STORE_EEXIST);
+	assert_int_equal(store_flag_claim(f->s, flag.id.s, v1.id.s, 4000), STORE_EEXIST);
+	assert_int_equal(store_flag_claim(f->s, flag.id.s, v2.id.s, 4000), STORE_EEXIST);
+	assert_int_equal(store_flag_get(f->s, flag.id.s, &got), 0);
+	assert_string_equal(got.resolution, "已隐藏");
+
+	/* Unknown, malformed or disabled volunteers and unknown flags are not found. */
+	for (size_t i = 0; i < NBAD; i++) {
+		assert_int_equal(store_flag_claim(f->s, other.id.s, bad_ids[i], 5000),
+		                 STORE_ENOTFOUND);
+		assert_int_equal(store_flag_claim(f->s, bad_ids[i], v1.id.s, 5000),
+		                 STORE_ENOTFOUND);
+		assert_int_equal(store_flag_resolve(f->s, bad_ids[i], v1.id.s, "r", 5000),
+		                 STORE_ENOTFOUND);
+		assert_int_equal(store_flag_resolve(f->s, other.id.s, bad_ids[i], "r", 5000),
+		                 STORE_ENOTFOUND);
+	}
+	assert_int_equal(store_flag_claim(f->s, other.id.s, v2.id.s, 5000), 0);
+	assert_int_equal(store_volunteer_disable(f->s, v2.id.s, 6000), 0);
+	assert_int_equal(store_flag_resolve(f->s, other.id.s, v2.id.s, "r", 7000), STORE_ENOTFOUND);
+	assert_int_equal(store_flag_claim(f->s, other.id.s, v2.id.s, 7000), STORE_ENOTFOUND);
+	assert_int_equal(store_flag_get(f->s, other.id.s, &got), 0);
+	assert_int_equal(got.state, STORE_FLAG_CLAIMED);
+}
+
+static void flags_listed_by_state_oldest_first(void **state)
+{
+	fixture *f = *state;
+	uint8_t h[STORE_HASH_LEN];
+	hash_of("volunteer", 1, h);
+	store_volunteer v;
+	assert_int_equal(store_volunteer_add(f->s, "陈", h, 1, &v), 0);
+	const int64_t when[] = {300, 100, 400, 200};
+	store_flag fl[4], list[8];
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(store_flag_add(f->s, i % 2 ? f->other.id.s : f->fam.id.s, MSG_A,
+		                                NULL, "r", when[i], &fl[i]),
+		                 0);
+	size_t n = 99;
+	assert_int_equal(store_flags_list(f->s, STORE_FLAG_OPEN, list, 8, &n), 0);
+	assert_int_equal(n, 4);
+	const int order[] = {1, 3, 0, 2}; /* by created_ms, across families */
+	for (int i = 0; i < 4; i++) {
+		assert_string_equal(list[i].id.s, fl[order[i]].id.s);
+		assert_int_equal(list[i].state, STORE_FLAG_OPEN);
+	}
+	assert_int_equal(store_flags_list(f->s, STORE_FLAG_OPEN, list, 2, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[1].id.s, fl[3].id.s);
+
+	assert_int_equal(store_flag_claim(f->s, fl[2].id.s, v.id.s, 500), 0);
+	assert_int_equal(store_flag_claim(f->s, fl[3].id.s, v.id.s, 600), 0);
+	assert_int_equal(store_flag_resolve(f->s, fl[3].id.s, v.id.s, "ok", 700), 0);
+	assert_int_equal(store_flags_list(f->s, STORE_FLAG_OPEN, list, 8, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].id.s, fl[1].id.s);
+	assert_string_equal(list[1].id.s, fl[0].id.s);
+	assert_int_equal(store_flags_list(f->s, STORE_FLAG_CLAIMED, list, 8, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].id.s, fl[2].id.s);
+	assert_string_equal(list[0].volunteer_id.s, v.id.s);
+	assert_int_equal(store_flags_list(f->s, STORE_FLAG_RESOLVED, list, 8, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].id.s, fl[3].id.s);
+	assert_string_equal(list[0].resolution, "ok");
+
+	n = 99;
+	assert_int_equal(store_flags_list(f->s, 0, list, 8, &n), STORE_EINVAL);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_flags_list(f->s, STORE_FLAG_RESOLVED + 1, list, 8, &n),
+	                 STORE_EINVAL);
+}
+
+/* ---- deleting a family ---- */
+
+static void family_delete_removes_its_rows(void **state)
+{
+	fixture *f = *state;
+	uint8_t dh[2][STORE_HASH_LEN], ch[2][STORE_HASH_LEN], kh[STORE_HASH_LEN];
+	store_device dev[2], kiosk_dev, got;
+	store_flag flag[2];
+	const store_member *who[2] = {&f->parent, &f->other_parent};
+	const store_family *fam[2] = {&f->fam, &f->other};
+	for (int i = 0; i < 2; i++) {
+		hash_of("device", i, dh[i]);
+		hash_of("code", i, ch[i]);
+		assert_int_equal(store_device_add(f->s, dh[i], who[i]->id.s, NULL, "d", 1, &dev[i]),
+		                 0);
+		store_pairing p = pairing(&fam[i]->id, STORE_ROLE_CHILD, "x", 1, 100000);
+		p.kiosk_id = f->kiosk.id;
+		assert_int_equal(store_pairing_create(f->s, ch[i], &p), 0);
+		assert_int_equal(
+		    store_flag_add(f->s, fam[i]->id.s, MSG_A, who[i]->id.s, "r", 1, &flag[i]), 0);
+	}
+	hash_of("kiosk", 0, kh);
+	assert_int_equal(store_device_add(f->s, kh, NULL, f->kiosk.id.s, "k", 1, &kiosk_dev), 0);
+
+	assert_int_equal(store_family_delete(f->s, f->other.id.s), 0);
+
+	/* The deleted family's devices, codes and flags are gone, rows and all. */
+	assert_int_equal(store_device_get(f->s, dev[1].id.s, &got), STORE_ENOTFOUND);
+	assert_int_equal(store_device_by_token(f->s, dh[1], &got), STORE_ENOTFOUND);
+	store_pairing pg;
+	assert_int_equal(store_pairing_consume(f->s, ch[1], 10, &pg), STORE_ENOTFOUND);
+	store_flag fg;
+	assert_int_equal(store_flag_get(f->s, flag[1].id.s, &fg), STORE_ENOTFOUND);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM devices WHERE id = ?", dev[1].id.s), 0);
+	assert_int_equal(
+	    query_int(f, "SELECT count(*) FROM pairing_codes WHERE family_id = ?", f->other.id.s),
+	    0);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM moderation_queue WHERE family_id = ?",
+	                           f->other.id.s),
+	                 0);
+	assert_int_equal(
+	    query_int(f, "SELECT count(*) FROM members WHERE family_id = ?", f->other.id.s), 0);
+	size_t n = 99;
+	store_device list[4];
+	assert_int_equal(store_devices_list(f->s, f->other.id.s, list, 4, &n), 0);
+	assert_int_equal(n, 0);
+	/* The token hash is free again. */
+	assert_int_equal(store_device_add(f->s, dh[1], f->parent.id.s, NULL, "d", 2, &got), 0);
+
+	/* The other family and the school's kiosk are untouched. */
+	assert_int_equal(store_device_by_token(f->s, dh[0], &got), 0);
+	assert_string_equal(got.id.s, dev[0].id.s);
+	assert_int_equal(store_device_by_token(f->s, kh, &got), 0);
+	assert_int_equal(store_flag_get(f->s, flag[0].id.s, &fg), 0);
+	assert_int_equal(store_pairing_consume(f->s, ch[0], 10, &pg), 0);
+	assert_string_equal(pg.family_id.s, f->fam.id.s);
+	/* And a flag for the deleted family cannot be added. */
+	assert_int_equal(store_flag_add(f->s, f->other.id.s, MSG_A, NULL, "r", 2, &fg),
+	                 STORE_ENOTFOUND);
+	store_pairing p = pairing(&f->other.id, STORE_ROLE_CHILD, "x", 1, 100000);
+	assert_int_equal(store_pairing_create(f->s, ch[1], &p), STORE_ENOTFOUND);
+	hash_of("device", 9, dh[1]);
+	assert_int_equal(store_device_add(f->s, dh[1], f->other_parent.id.s, NULL, "d", 2, &got),
+	                 STORE_ENOTFOUND);
+}
+
+static void kiosk_links_pins_and_sessions(void **state)
+{
+	fixture *f = *state;
+	uint8_t code[STORE_HASH_LEN], code2[STORE_HASH_LEN], kh[STORE_HASH_LEN];
+	uint8_t sess[STORE_HASH_LEN], sess2[STORE_HASH_LEN];
+	store_member kid, kid2;
+	store_kiosk_link link, got;
+	store_device kdev, d;
+	store_member m;
+	size_t n;
+	hash_of("kcode", 0, code);
+	hash_of("kcode", 1, code2);
+	hash_of("kiosk-token", 0, kh);
+	hash_of("session", 0, sess);
+	hash_of("session", 1, sess2);
+	assert_int_equal(store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, "cat", 1,
+	                                  &kid),
+	                 0);
+	assert_int_equal(store_member_add(f->s, f->other.id.s, "小红", STORE_ROLE_CHILD, NULL, 1,
+	                                  &kid2),
+	                 0);
+	assert_int_equal(store_device_add(f->s, kh, NULL, f->kiosk.id.s, "大厅平板", 1, &kdev), 0);
+
+	/* A code the kiosk shows pairs one child, once, before it expires. */
+	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 2000), 0);
+	assert_int_equal(store_kiosk_code_create(f->s, code2, UNKNOWN_ID, 1000, 2000),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", 2000, &link),
+	                 STORE_ENOTFOUND); /* expired at 2000 */
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, UNKNOWN_ID, "hash-1", 1500, &link),
+	                 STORE_ENOTFOUND); /* no such member: the code stays unused */
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", 1500, &link), 0);
+	assert_string_equal(link.kiosk_id.s, f->kiosk.id.s);
+	assert_string_equal(link.member_id.s, kid.id.s);
+	assert_string_equal(link.family_id.s, f->fam.id.s);
+	assert_string_equal(link.kiosk_name, "大厅");
+	assert_string_equal(link.school_name, "实验小学");
+	assert_string_equal(link.member_name, "小明");
+	assert_string_equal(link.avatar, "cat");
+	assert_string_equal(link.pin_hash, "hash-1");
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid2.id.s, "hash-2", 1500, &got),
+	                 STORE_ENOTFOUND); /* used */
+	assert_int_equal(store_kiosk_code_create(f->s, code2, f->kiosk.id.s, 1000, 5000), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code2, kid2.id.s, "hash-2", 1500, &got), 0);
+	assert_int_equal(store_kiosk_links_of_kiosk(f->s, f->kiosk.id.s, (store_kiosk_link[4]){0},
+	                                            4, &n),
+	                 0);
+	assert_int_equal(n, 2);
+	store_kiosk_link fl[4];
+	assert_int_equal(store_kiosk_links_of_family(f->s, f->fam.id.s, fl, 4, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(fl[0].id.s, link.id.s);
+
+	/* Attempts are counted before the check: the third locks for 60 s (it is still checked)
+	 * and the count starts again; while locked, attempts are refused and not counted. */
+	int allowed;
+	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 3000, 3, 60000, &got, &allowed),
+	                 0);
+	assert_int_equal(allowed, 1);
+	assert_int_equal(got.failures, 1);
+	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 3000, 3, 60000, &got, &allowed),
+	                 0);
+	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 3001, 3, 60000, &got, &allowed),
+	                 0);
+	assert_int_equal(allowed, 1);
+	assert_int_equal(got.failures, 0);
+	assert_int_equal(got.locked_until_ms, 63001);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 63000, 3, 60000, &got,
+		                                         &allowed),
+		                 0);
+		assert_int_equal(allowed, 0);
+	}
+	assert_int_equal(got.failures, 0);
+	assert_int_equal(got.locked_until_ms, 63001);
+	assert_int_equal(store_kiosk_pin_attempt(f->s, UNKNOWN_ID, 1, 3, 1, &got, &allowed),
+	                 STORE_ENOTFOUND);
+	/* At the lock's end, attempts are counted again. */
+	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 63001, 3, 60000, &got, &allowed),
+	                 0);
+	assert_int_equal(allowed, 1);
+	assert_int_equal(got.failures, 1);
+	/* A parent's new PIN clears the lock. */
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-3"), 0);
+	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &got), 0);
+	assert_int_equal(got.locked_until_ms, 0);
+	assert_string_equal(got.pin_hash, "hash-3");
+
+	/* A session speaks for the child, through the kiosk device, until idle. A right PIN
+	 * clears the count and a lock (this attempt locked it, and was the right one). */
+	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 3000, 1, 60000, &got, &allowed),
+	                 0);
+	assert_int_equal(got.locked_until_ms, 63000);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, 10000), 0);
+	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &got), 0);
+	assert_int_equal(got.failures, 0);
+	assert_int_equal(got.locked_until_ms, 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 100000, 180000, &d, &m), 0);
+	assert_int_equal(d.kind, STORE_DEVICE_KIOSK);
+	assert_string_equal(d.id.s, kdev.id.s);
+	assert_string_equal(d.family_id.s, f->fam.id.s);
+	assert_string_equal(m.id.s, kid.id.s);
+	assert_int_equal(m.role, STORE_ROLE_CHILD);
+	/* Used at 100 s: idle from then on, so 279.999 s is fine and 280 s is over. */
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 279999, 180000, &d, &m), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 279999 + 180000, 180000, &d, &m),
+	                 STORE_ENOTFOUND);
+	/* The next child on the same kiosk ends the first one's session. */
+	assert_int_equal(store_kiosk_session_start(f->s, sess2, kdev.id.s, got.id.s, 300000), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 300001, 180000, &d, &m),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 300001, 180000, &d, &m), 0);
+	assert_int_equal(store_kiosk_session_end(f->s, sess2), 0);
+	assert_int_equal(store_kiosk_session_end(f->s, sess2), STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 300002, 180000, &d, &m),
+	                 STORE_ENOTFOUND);
+	/* Revoking the kiosk device ends its sessions; unpairing ends the child's. */
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, 400000), 0);
+	assert_int_equal(store_kiosk_link_delete(f->s, link.id.s), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 400001, 180000, &d, &m),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_link_delete(f->s, link.id.s), STORE_ENOTFOUND);
+	store_kiosk_link other;
+	assert_int_equal(store_kiosk_links_of_kiosk(f->s, f->kiosk.id.s, &other, 1, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, other.id.s, 500000), 0);
+	assert_int_equal(store_device_revoke(f->s, kdev.id.s, 500001), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 500002, 180000, &d, &m),
+	                 STORE_ENOTFOUND);
+	/* Erasing a family takes its children's links along. */
+	assert_int_equal(store_family_delete(f->s, f->other.id.s), 0);
+	assert_int_equal(store_kiosk_links_of_kiosk(f->s, f->kiosk.id.s, &other, 1, &n), 0);
+	assert_int_equal(n, 0);
+	for (size_t i = 0; i < NBAD; i++) {
+		assert_int_equal(store_kiosk_link_get(f->s, bad_ids[i], &got), STORE_ENOTFOUND);
+		assert_int_equal(store_kiosk_link_set_pin(f->s, bad_ids[i], "h"), STORE_ENOTFOUND);
+	}
+	/* Listing for jiayinctl. */
+	store_school schools[2];
+	store_kiosk kiosks[2];
+	store_device kd[2];
+	assert_int_equal(store_schools_list(f->s, schools, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_kiosks_list(f->s, f->school.id.s, kiosks, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_kiosks_list(f->s, NULL, kiosks, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_kiosk_devices(f->s, f->kiosk.id.s, kd, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_true(kd[0].revoked_ms > 0);
+	store_school sc;
+	assert_int_equal(store_school_get(f->s, f->school.id.s, &sc), 0);
+	assert_string_equal(sc.name, "实验小学");
+	assert_int_equal(store_school_get(f->s, UNKNOWN_ID, &sc), STORE_ENOTFOUND);
+
+	/* A kiosk with its first token: both or neither. */
+	store_kiosk k2;
+	store_device d2;
+	uint8_t kh2[STORE_HASH_LEN];
+	hash_of("kiosk-token", 2, kh2);
+	assert_int_equal(store_kiosk_add_with_device(f->s, UNKNOWN_ID, "x", kh2, "x", 1, &k2, &d2),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_add_with_device(f->s, f->school.id.s, "二楼", kh, "二楼", 1,
+	                                             &k2, &d2),
+	                 STORE_EEXIST); /* the token hash is taken: no kiosk either */
+	assert_int_equal(store_kiosks_list(f->s, NULL, kiosks, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_kiosk_add_with_device(f->s, f->school.id.s, "二楼", kh2, "二楼", 1,
+	                                             &k2, &d2),
+	                 0);
+	assert_int_equal(store_device_by_token(f->s, kh2, &d), 0);
+	assert_string_equal(d.kiosk_id.s, k2.id.s);
+	assert_int_equal(d.kind, STORE_DEVICE_KIOSK);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    T(schools_and_kiosks),
+	    T(volunteers),
+	    T(flag_add_and_get),
+	    T(flag_claim_and_resolve),
+	    T(flags_listed_by_state_oldest_first),
+	    T(family_delete_removes_its_rows),
+	    T(kiosk_links_pins_and_sessions),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
