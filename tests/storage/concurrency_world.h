@@ -97,6 +97,25 @@ static inline void shape_of(uint64_t seed, size_t min, size_t max, shape *sh)
 	waveform_fill(seed, sh->waveform);
 }
 
+/* The message a shape describes in family f, with its audio (the caller's, kept until the
+ * append returns) and an idempotency key or NULL. */
+static inline store_new_message message_of(const fam *f, const shape *sh, const uint8_t *audio,
+					   const char *key)
+{
+	store_new_message nm = {
+	    .sender = f->m[sh->sender].id.s,
+	    .to = sh->to < 0 ? NULL : f->m[sh->to].id.s,
+	    .created_ms = sh->created_ms,
+	    .duration_ms = sh->duration_ms,
+	    .lufs = sh->lufs,
+	    .waveform = sh->waveform,
+	    .audio = audio,
+	    .audio_len = sh->len,
+	    .idempotency_key = key,
+	};
+	return nm;
+}
+
 /* ---- Setting up and tearing down ---- */
 
 static const char *watchdog_dir; /* named when the watchdog fires: kept for a look */

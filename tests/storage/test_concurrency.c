@@ -49,17 +49,7 @@ static void *writer_main(void *arg)
 		shape sh;
 		shape_of(seed, MIN_AUDIO, MAX_AUDIO, &sh);
 		uint8_t *audio = payload_make(seed, sh.len);
-		store_new_message nm = {
-		    .sender = f->m[sh.sender].id.s,
-		    .to = sh.to < 0 ? NULL : f->m[sh.to].id.s,
-		    .created_ms = sh.created_ms,
-		    .duration_ms = sh.duration_ms,
-		    .lufs = sh.lufs,
-		    .waveform = sh.waveform,
-		    .audio = audio,
-		    .audio_len = sh.len,
-		    .idempotency_key = keyed ? key : NULL,
-		};
+		store_new_message nm = message_of(f, &sh, audio, keyed ? key : NULL);
 		store_message out;
 		int existed = -1;
 		int rc = store_message_append(w->s, f->f.id.s, &nm, &out, &existed);

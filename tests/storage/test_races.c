@@ -41,17 +41,7 @@ static void *racer_main(void *arg)
 		uint8_t *audio = payload_make(seed, sh.len);
 		char key[32];
 		snprintf(key, sizeof key, "race-%d", round);
-		store_new_message nm = {
-		    .sender = f->m[sh.sender].id.s,
-		    .to = sh.to < 0 ? NULL : f->m[sh.to].id.s,
-		    .created_ms = sh.created_ms,
-		    .duration_ms = sh.duration_ms,
-		    .lufs = sh.lufs,
-		    .waveform = sh.waveform,
-		    .audio = audio,
-		    .audio_len = sh.len,
-		    .idempotency_key = key,
-		};
+		store_new_message nm = message_of(f, &sh, audio, key);
 		store_message out;
 		me->existed[round] = -1;
 		pthread_barrier_wait(me->start);
@@ -132,16 +122,7 @@ static void *lru_main(void *arg)
 		shape sh;
 		shape_of(seed, LRU_MIN, LRU_MAX, &sh);
 		uint8_t *audio = payload_make(seed, sh.len);
-		store_new_message nm = {
-		    .sender = f->m[sh.sender].id.s,
-		    .to = sh.to < 0 ? NULL : f->m[sh.to].id.s,
-		    .created_ms = sh.created_ms,
-		    .duration_ms = sh.duration_ms,
-		    .lufs = sh.lufs,
-		    .waveform = sh.waveform,
-		    .audio = audio,
-		    .audio_len = sh.len,
-		};
+		store_new_message nm = message_of(f, &sh, audio, NULL);
 		store_message out;
 		int existed = -1;
 		int rc = store_message_append(w->s, f->f.id.s, &nm, &out, &existed);
