@@ -105,7 +105,7 @@ int step_write(sqlite3_stmt *st);
 /* The same mapping for a step's result already in hand (a RETURNING statement's first). */
 int map_write(int r);
 
-/* store.c: a member inserted, inside the caller's write transaction (out filled). */
+/* families.c: a member inserted, inside the caller's write transaction (out filled). */
 int member_insert(conn *c, const char *family_id, const char *name, store_role role,
 		  const char *avatar, int64_t now_ms, store_member *out);
 /* directory.c: a device inserted and read back, inside the caller's write transaction. */
@@ -164,5 +164,9 @@ int family_acquire(store *s, const char *family_id, family **out);
 void family_release(store *s, family *f);
 /* Build "<dir>/families/<id>.db" into buf. */
 int family_path(const store *s, const char *family_id, char *buf, size_t cap);
+/* Unlink a database file with its -wal and -shm (and sync the directory). */
+void unlink_db_files(const char *path);
+/* Close and erase a family's mailbox once the calls inside it are done (its rows already gone). */
+void family_erase(store *s, const char *family_id, const char *path);
 
 #endif

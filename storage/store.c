@@ -1,6 +1,6 @@
 /*
- * store.c — the store: data directory, the directory database, the family cache, families,
- * members and the audit log.
+ * store.c — the store: data directory, the directory database, the family cache and the
+ * audit log. Families and their members are in families.c.
  *
  * Layout of the data directory: directory.db, families/<id>.db (one per family), and
  * quarantine/ where a family database that fails its integrity check is moved (with its -wal
@@ -173,7 +173,7 @@ static void sync_dir(const char *dir)
 	}
 }
 
-static void unlink_db_files(const char *path)
+void unlink_db_files(const char *path)
 {
 	static const char *const suffix[] = {"", "-wal", "-shm"};
 	char p[PATH_CAP];
@@ -527,7 +527,7 @@ void family_release(store *s, family *f)
  * inside finish, then the database is closed and its files unlinked, and only then does the
  * entry go. A call that comes during all this gets not_found.
  */
-static void family_erase(store *s, const char *family_id, const char *path)
+void family_erase(store *s, const char *family_id, const char *path)
 {
 	pthread_mutex_lock(&s->lock);
 	family *f = find_family(s, family_id);
@@ -644,269 +644,7 @@ int store_families_sweep(store *s, unsigned *removed)
 	return rc;
 }
 
-/* ---- families and members ---- */
-
-int member_insert(conn *c, const char *family_id, const char *name, store_role role,
-		  const char *avatar, int64_t now_ms, store_member *out)
-{
-	static const char sql[] = "INSERT INTO members (id, family_id, name, role, avatar, "
-				  "created_ms) VALUES (?, ?, ?, ?, ?, ?)";
-	int rc = 0;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (!st)
-		return rc;
-	memset(out, 0, sizeof *out);
-	store_new_id(&out->id);
-	memcpy(out->family_id.s, family_id, STORE_ID_LEN + 1);
-	copy_text(out->name, sizeof out->name, (const unsigned char *)name);
-	copy_text(out->avatar, sizeof out->avatar, (const unsigned char *)(avatar ? avatar : ""));
-	out->role = role;
-	out->created_ms = now_ms;
-	sqlite3_bind_text(st, 1, out->id.s, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, family_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, store_role_name(role), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, out->avatar, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, now_ms);
-	return step_write(st); /* a foreign key failing: no such family */
-}
-
-/* A family, its first member (a parent) and, when token_hash is given, that member's device. */
-static int family_create(store *s, const char *family_name, const char *member_name,
-			 uint64_t quota_bytes, int64_t now_ms, const uint8_t *token_hash,
-			 const char *device_name, store_family *family, store_member *member,
-			 store_device *device)
-{
-	static const char sql[] = "INSERT INTO families (id, name, created_ms, quota_bytes) "
-				  "VALUES (?, ?, ?, ?)";
-	char path[PATH_CAP];
-	db *mailbox = NULL;
-	int rc;
-	if (check_text(family_name, STORE_NAME_MAX) < 0 ||
-	    check_text(member_name, STORE_NAME_MAX) < 0 || quota_bytes > INT64_MAX ||
-	    (token_hash && check_text(device_name, STORE_NAME_MAX) < 0))
-		return STORE_EINVAL;
-	memset(family, 0, sizeof *family);
-	store_new_id(&family->id);
-	copy_text(family->name, sizeof family->name, (const unsigned char *)family_name);
-	family->created_ms = now_ms;
-	family->quota_bytes = quota_bytes;
-
-	/* The mailbox file first: a crash after it leaves an orphan file, never a family
-	 * without its mailbox. */
-	if ((rc = family_path(s, family->id.s, path, sizeof path)) < 0)
-		return rc;
-	if ((rc = db_open(&mailbox, path, &mailbox_schema, &s->opt, true)) < 0)
-		goto fail;
-	db_close(mailbox);
-
-	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st && (rc = conn_begin(c)) == 0) {
-		sqlite3_bind_text(st, 1, family->id.s, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, family_name, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, now_ms);
-		sqlite3_bind_int64(st, 4, (sqlite3_int64)quota_bytes);
-		if ((rc = step_done(st)) == 0)
-			rc = member_insert(c, family->id.s, member_name, STORE_ROLE_PARENT, NULL,
-					   now_ms, member);
-		if (rc == 0 && token_hash)
-			rc = device_insert(c, token_hash, member->id.s, NULL, device_name, now_ms,
-					   device);
-		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
-	}
-	db_write_end(s->directory);
-	if (rc == 0)
-		return 0;
-fail:
-	unlink_db_files(path);
-	return rc;
-}
-
-int store_family_create(store *s, const char *family_name, const char *member_name,
-			uint64_t quota_bytes, int64_t now_ms, store_family *family,
-			store_member *member)
-{
-	return family_create(s, family_name, member_name, quota_bytes, now_ms, NULL, NULL, family,
-			     member, NULL);
-}
-
-int store_family_create_with_device(store *s, const char *family_name, const char *member_name,
-				    uint64_t quota_bytes, const uint8_t token_hash[STORE_HASH_LEN],
-				    const char *device_name, int64_t now_ms, store_family *family,
-				    store_member *member, store_device *device)
-{
-	if (!token_hash || !device)
-		return STORE_EINVAL;
-	return family_create(s, family_name, member_name, quota_bytes, now_ms, token_hash,
-			     device_name, family, member, device);
-}
-
-static void family_from_row(sqlite3_stmt *st, void *row)
-{
-	store_family *out = row;
-	memset(out, 0, sizeof *out);
-	copy_text(out->id.s, sizeof out->id.s, sqlite3_column_text(st, 0));
-	copy_text(out->name, sizeof out->name, sqlite3_column_text(st, 1));
-	out->created_ms = sqlite3_column_int64(st, 2);
-	out->quota_bytes = (uint64_t)sqlite3_column_int64(st, 3);
-	out->retention_days = (uint32_t)sqlite3_column_int64(st, 4);
-}
-
-int store_family_get(store *s, const char *family_id, store_family *out)
-{
-	static const char sql[] = "SELECT id, name, created_ms, quota_bytes, retention_days "
-				  "FROM families WHERE id = ?";
-	if (store_id_check(family_id) < 0)
-		return STORE_ENOTFOUND;
-	return read_one(s, sql, text_key(family_id), family_from_row, out);
-}
-
-int store_families_retaining(store *s, const char *after_id, int64_t checked_before_ms,
-			     store_family *out, size_t max, size_t *n)
-{
-	static const char sql[] = "SELECT id, name, created_ms, quota_bytes, retention_days "
-				  "FROM families WHERE id > ? AND retention_days > 0 AND "
-				  "retention_checked_ms < ? ORDER BY id";
-	conn *c;
-	*n = 0;
-	int rc = db_read_begin(s->directory, &c);
-	if (rc < 0)
-		return rc;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_text(st, 1, after_id ? after_id : "", -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, checked_before_ms);
-		int r = SQLITE_DONE;
-		while (*n < max && (r = sqlite3_step(st)) == SQLITE_ROW)
-			family_from_row(st, &out[(*n)++]);
-		rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : store_map_sqlite(r);
-	}
-	db_read_end(s->directory, c);
-	return rc;
-}
-
-int store_family_retention_checked(store *s, const char *family_id, int64_t now_ms)
-{
-	static const char sql[] = "UPDATE families SET retention_checked_ms = ? WHERE id = ?";
-	return stamp_by_id(s, sql, family_id, now_ms);
-}
-
-int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
-		     uint32_t retention_days)
-{
-	static const char sql[] = "UPDATE families SET quota_bytes = ?, retention_days = ? "
-				  "WHERE id = ?";
-	if (store_id_check(family_id) < 0)
-		return STORE_ENOTFOUND;
-	if (quota_bytes > INT64_MAX)
-		return STORE_EINVAL;
-	int rc = 0;
-	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_int64(st, 1, (sqlite3_int64)quota_bytes);
-		sqlite3_bind_int64(st, 2, retention_days);
-		rc = update_by_id(c, st, 3, family_id);
-	}
-	db_write_end(s->directory);
-	return rc;
-}
-
-int store_family_update(store *s, const char *family_id, const uint64_t *quota_bytes,
-			const uint32_t *retention_days)
-{
-	/* A retention period set (again) makes the family due for the retention job. */
-	static const char sql[] =
-	    "UPDATE families SET quota_bytes = coalesce(?1, quota_bytes), "
-	    "retention_days = coalesce(?2, retention_days), retention_checked_ms = "
-	    "CASE WHEN ?2 IS NULL THEN retention_checked_ms ELSE 0 END WHERE id = ?3";
-	if (store_id_check(family_id) < 0)
-		return STORE_ENOTFOUND;
-	if (quota_bytes && *quota_bytes > INT64_MAX)
-		return STORE_EINVAL;
-	int rc = 0;
-	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		if (quota_bytes)
-			sqlite3_bind_int64(st, 1, (sqlite3_int64)*quota_bytes);
-		else
-			sqlite3_bind_null(st, 1);
-		if (retention_days)
-			sqlite3_bind_int64(st, 2, *retention_days);
-		else
-			sqlite3_bind_null(st, 2);
-		rc = update_by_id(c, st, 3, family_id);
-	}
-	db_write_end(s->directory);
-	return rc;
-}
-
-int store_family_delete(store *s, const char *family_id)
-{
-	static const char sql[] = "DELETE FROM families WHERE id = ?";
-	char path[PATH_CAP];
-	int rc = family_path(s, family_id, path, sizeof path);
-	if (rc < 0)
-		return rc;
-	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st)
-		rc = update_by_id(c, st, 1, family_id);
-	db_write_end(s->directory);
-	if (rc < 0)
-		return rc;
-	/* The rows are gone, so no new request finds the family; erase its voices. */
-	family_erase(s, family_id, path);
-	return 0;
-}
-
-int store_member_add(store *s, const char *family_id, const char *name, store_role role,
-		     const char *avatar, int64_t now_ms, store_member *out)
-{
-	if (store_id_check(family_id) < 0)
-		return STORE_ENOTFOUND;
-	if (check_text(name, STORE_NAME_MAX) < 0 || role < STORE_ROLE_PARENT ||
-	    role > STORE_ROLE_CHILD || (avatar && strlen(avatar) >= sizeof out->avatar))
-		return STORE_EINVAL;
-	conn *c = db_write_begin(s->directory);
-	int rc = member_insert(c, family_id, name, role, avatar, now_ms, out);
-	db_write_end(s->directory);
-	return rc;
-}
-
-static void member_from_row(sqlite3_stmt *st, void *row)
-{
-	store_member *m = row;
-	memset(m, 0, sizeof *m);
-	copy_text(m->id.s, sizeof m->id.s, sqlite3_column_text(st, 0));
-	copy_text(m->family_id.s, sizeof m->family_id.s, sqlite3_column_text(st, 1));
-	copy_text(m->name, sizeof m->name, sqlite3_column_text(st, 2));
-	store_role_parse((const char *)sqlite3_column_text(st, 3), &m->role);
-	copy_text(m->avatar, sizeof m->avatar, sqlite3_column_text(st, 4));
-	m->created_ms = sqlite3_column_int64(st, 5);
-}
-
-int store_member_get(store *s, const char *member_id, store_member *out)
-{
-	static const char sql[] = "SELECT id, family_id, name, role, avatar, created_ms "
-				  "FROM members WHERE id = ?";
-	if (store_id_check(member_id) < 0)
-		return STORE_ENOTFOUND;
-	return read_one(s, sql, text_key(member_id), member_from_row, out);
-}
-
-int store_members_list(store *s, const char *family_id, store_member *out, size_t max,
-		       size_t *n)
-{
-	static const char sql[] = "SELECT id, family_id, name, role, avatar, created_ms "
-				  "FROM members WHERE family_id = ? ORDER BY created_ms, id";
-	*n = 0;
-	if (store_id_check(family_id) < 0)
-		return STORE_ENOTFOUND;
-	return read_many(s, sql, family_id, member_from_row, out, sizeof *out, max, n);
-}
+/* ---- the audit log ---- */
 
 int store_audit_append(store *s, int64_t now_ms, const char *actor, const char *action,
 		       const char *family_id, const char *target, const char *detail)
