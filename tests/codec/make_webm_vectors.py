@@ -4,8 +4,8 @@
 Always writes the libFuzzer seed corpus, tests/fuzz/corpus/webm/: small valid and broken WebM
 files built by the EBML writer below around synthetic CELT packets (any byte string after a CELT
 TOC byte decodes, so no encoder is needed). With --ffmpeg it also re-encodes the reference files
-of tests/codec/data/ with ffmpeg/libopus; test_webm.c checks they decode to exactly the input's
-length (1.5 s = 72000 frames, 1.234 s = 59232 frames at 48 kHz). Run from anywhere:
+of tests/codec/data/ with ffmpeg/libopus; test_webm_layouts.c checks they decode to exactly the
+input's length (1.5 s = 72000 frames, 1.234 s = 59232 frames at 48 kHz). Run from anywhere:
 
     python3 tests/codec/make_webm_vectors.py [--ffmpeg]
 """

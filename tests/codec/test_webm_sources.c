@@ -1,0 +1,168 @@
+/*
+ * test_webm_sources.c — the WebM/Matroska Opus decoder (codec/webm.c) against how its input
+ * arrives: a skipped element ending exactly at the end of the input, the input byte limit (and
+ * an element claiming more than it in a small file), a source that cannot seek and hands out a
+ * few bytes per read, and a source failing at every offset. Files come from webm_fixture.h.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "webm_fixture.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Regression: in_skip() reports a seek that lands exactly on the end of the input as truncated,
+ * which failed files whose last element is skipped and lies outside the 64 KiB read buffer.
+ */
+static void test_skip_to_exact_end_of_file(void **state)
+{
+	(void)state;
+	layout l = {.codec_delay = -2, .head_preskip = -1, .tail_void = 200000};
+	check_layout(&mono, &l);
+	l.unknown_segment = true;
+	l.unknown_cluster = true;
+	check_layout(&mono, &l);
+	l.middle_void = 150000; /* and a large skip in the middle */
+	check_layout(&mono, &l);
+}
+
+static void test_input_byte_limit(void **state)
+{
+	(void)state;
+	layout l = {.codec_delay = -2,
+	            .head_preskip = -1,
+	            .unknown_segment = true,
+	            .unknown_cluster = true,
+	            .middle_void = 200000};
+	wbuf b;
+	build(&b, &mono, &l);
+	decoded r = decode_limit(b.d, b.len, 4096, 100000);
+	assert_int_equal(r.rc, CODEC_ETOOLARGE);
+	free(r.pcm);
+	/* An element claiming more than the limit in a small file is a lie, not a large file. */
+	l.middle_void = 0;
+	free(b.d);
+	build(&b, &mono, &l);
+	put_id(&b, 0xEC);
+	put_vint_n(&b, 1ull << 40, 8);
+	put(&b, "tail", 4);
+	r = decode(b.d, b.len, 4096);
+	assert_int_equal(r.rc, CODEC_ETRUNCATED);
+	free(r.pcm);
+	free(b.d);
+}
+
+/* A source that hands out at most `step` bytes per read, cannot seek, and fails at `fail_at`. */
+typedef struct trickle {
+	const uint8_t *data;
+	size_t len, pos, step, fail_at;
+} trickle;
+
+static int trickle_read(void *ctx, uint8_t *buf, size_t len, size_t *got)
+{
+	trickle *t = ctx;
+	size_t n = t->len - t->pos;
+	if (n > len)
+		n = len;
+	if (n > t->step)
+		n = t->step;
+	if (t->pos + n > t->fail_at)
+		return CODEC_EIO;
+	memcpy(buf, t->data + t->pos, n);
+	t->pos += n;
+	*got = n;
+	return 0;
+}
+
+static decoded decode_trickle(const wbuf *b, size_t step, size_t fail_at)
+{
+	decoded r;
+	trickle t = {.data = b->d, .len = b->len, .step = step, .fail_at = fail_at};
+	codec_source src = {.read = trickle_read, .seek = NULL, .ctx = &t};
+	codec_decoder *dec = NULL;
+	memset(&r, 0, sizeof r);
+	r.rc = codec_decoder_open(&dec, &src, 0, &r.info);
+	if (r.rc == 0) {
+		r.pcm = malloc(48000 * 2 * sizeof(float) * 3);
+		assert_non_null(r.pcm);
+		for (;;) {
+			size_t got;
+			int rc =
+			    codec_decoder_read(dec, r.pcm + r.frames * r.info.channels, 333, &got);
+			if (rc < 0) {
+				r.rc = rc;
+				break;
+			}
+			if (got == 0)
+				break;
+			r.frames += got;
+		}
+	}
+	codec_decoder_close(dec);
+	return r;
+}
+
+/* Short reads and no seek: the same PCM, and skipping by reading (a large Void) works. */
+static void test_unseekable_source_with_short_reads(void **state)
+{
+	(void)state;
+	layout l = {.codec_delay = -2,
+	            .head_preskip = -1,
+	            .lacing = 1,
+	            .per_block = 3,
+	            .last_discard = 700,
+	            .unknown_cluster = true,
+	            .middle_void = 100000,
+	            .tail_void = 70000};
+	wbuf b;
+	size_t ref_frames;
+	build(&b, &mono, &l);
+	float *ref = reference(&mono, &l, &ref_frames);
+	for (size_t step = 1; step <= 4096; step *= 8) {
+		decoded r = decode_trickle(&b, step, SIZE_MAX);
+		assert_int_equal(r.rc, 0);
+		assert_int_equal(r.frames, ref_frames);
+		assert_memory_equal(r.pcm, ref, ref_frames * sizeof(float));
+		free(r.pcm);
+	}
+	free(ref);
+	free(b.d);
+}
+
+/* A source failing at any point fails the decode with its error, and nothing leaks. */
+static void test_io_error_at_every_offset(void **state)
+{
+	(void)state;
+	pkts few = mono;
+	few.n = 6;
+	layout l = {.codec_delay = -2,
+	            .head_preskip = -1,
+	            .lacing = 3,
+	            .per_block = 2,
+	            .last_discard = 300,
+	            .tail = true};
+	wbuf b;
+	build(&b, &few, &l);
+	for (size_t fail_at = 0; fail_at <= b.len; fail_at++) {
+		decoded r = decode_trickle(&b, 16, fail_at);
+		assert_int_equal(r.rc, fail_at < b.len ? CODEC_EIO : 0);
+		free(r.pcm);
+	}
+	free(b.d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_skip_to_exact_end_of_file),
+	    cmocka_unit_test(test_input_byte_limit),
+	    cmocka_unit_test(test_unseekable_source_with_short_reads),
+	    cmocka_unit_test(test_io_error_at_every_offset),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
