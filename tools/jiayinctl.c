@@ -331,6 +331,20 @@ static int open_store(ctl *c, const char *dir)
 		            "%s belongs to uid %u: run jiayinctl as that user (sudo -u jiayin "
 		            "jiayinctl ...) so that what it writes stays the server's",
 		            dir, (unsigned)st.st_uid);
+	/* A directory the server never started on (a typo, a home directory, /) is not made into
+	 * one: opening the store would create directory.db, families/ and quarantine/ there. */
+	char marker[4096];
+	snprintf(marker, sizeof marker, "%s/directory.db", dir);
+	if (access(marker, F_OK) != 0) {
+		int e = errno;
+		if (e == ENOENT)
+			return fail(c, STORE_ENOTFOUND,
+			            "%s is not a Jiayin data directory (it has no directory.db; the "
+			            "server makes one on its first start)",
+			            dir);
+		return fail(c, errno_code(e), "cannot use the data directory %s: %s", dir,
+		            strerror(e));
+	}
 	store_options opt;
 	store_options_init(&opt);
 	opt.dir = dir;
@@ -377,8 +391,8 @@ int main(int argc, char **argv)
 		                  verb ? verb : "");
 	int first = optind + (cmd->verb ? 2 : 1), nargs = argc - first;
 	char usage[96];
-	snprintf(usage, sizeof usage, "%s%s%s %s", cmd->group, cmd->verb ? " " : "",
-	         cmd->verb ? cmd->verb : "", cmd->args);
+	snprintf(usage, sizeof usage, "%s%s%s%s%s", cmd->group, cmd->verb ? " " : "",
+	         cmd->verb ? cmd->verb : "", *cmd->args ? " " : "", cmd->args);
 	if (nargs < cmd->min_args || nargs > cmd->max_args)
 		return usage_fail(&c, usage, "%s takes %s", usage,
 		                  cmd->max_args == 0 ? "no arguments" : "these arguments");

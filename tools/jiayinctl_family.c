@@ -267,8 +267,11 @@ static int copy_secret(const char *data, const char *dest)
 	if (!err && out < 0)
 		err = errno;
 	if (out >= 0) {
-		if (write(out, key, (size_t)n) != n || fsync(out) < 0)
-			err = errno ? errno : EIO;
+		ssize_t w = write(out, key, (size_t)n); /* a short write sets no errno */
+		if (w != n)
+			err = w < 0 ? errno : EIO;
+		else if (fsync(out) < 0)
+			err = errno;
 		close(out);
 	}
 	sodium_memzero(key, sizeof key);

@@ -464,6 +464,17 @@ def bad_input(ctl, data, tmp):
     r = ctl("school", "list", data=missing)
     ok(r.rc == 1 and "no data directory" in r.err and not os.path.exists(missing),
        "--data naming nothing: 1, and no directory is made", repr(r))
+    empty = os.path.join(tmp, "not-data")
+    os.mkdir(empty)
+    r = ctl("school", "list", data=empty)
+    ok(r.rc == 1 and "not a Jiayin data directory" in r.err and os.listdir(empty) == [],
+       "--data naming a directory the server never used: 1, and nothing is made there",
+       repr(r))
+    r = ctl.raw(["--data", data, "school", "list", "extra"])
+    ok(r.rc == 64 and "school list takes no arguments" in r.err and
+       "usage: jiayinctl [--data DIR] [--json] school list\n" in r.err,
+       "a command given arguments it takes none of: 64, its usage without a stray space",
+       repr(r))
     if os.geteuid() == 0:
         theirs = os.path.join(tmp, "theirs")
         os.mkdir(theirs)
