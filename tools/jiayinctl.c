@@ -306,18 +306,21 @@ static const command *find_command(const char *group, const char *verb)
 	return NULL;
 }
 
+static int cannot_use(ctl *c, const char *dir, int e)
+{
+	return fail(c, errno_code(e), "cannot use the data directory %s: %s", dir, strerror(e));
+}
+
 static int open_store(ctl *c, const char *dir)
 {
 	struct stat st;
 	if (stat(dir, &st) != 0) {
-		int e = errno;
-		if (e == ENOENT)
+		if (errno == ENOENT)
 			return fail(c, STORE_ENOTFOUND,
 			            "no data directory at %s (name it with --data DIR; the server "
 			            "makes it on its first start)",
 			            dir);
-		return fail(c, errno_code(e), "cannot use the data directory %s: %s", dir,
-		            strerror(e));
+		return cannot_use(c, dir, errno);
 	}
 	if (!S_ISDIR(st.st_mode))
 		return fail(c, STORE_EINVAL,
@@ -336,14 +339,12 @@ static int open_store(ctl *c, const char *dir)
 	char marker[4096];
 	snprintf(marker, sizeof marker, "%s/directory.db", dir);
 	if (access(marker, F_OK) != 0) {
-		int e = errno;
-		if (e == ENOENT)
+		if (errno == ENOENT)
 			return fail(c, STORE_ENOTFOUND,
 			            "%s is not a Jiayin data directory (it has no directory.db; the "
 			            "server makes one on its first start)",
 			            dir);
-		return fail(c, errno_code(e), "cannot use the data directory %s: %s", dir,
-		            strerror(e));
+		return cannot_use(c, dir, errno);
 	}
 	store_options opt;
 	store_options_init(&opt);
