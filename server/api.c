@@ -404,20 +404,22 @@ void srv_api_members_list(srv_exchange *x)
 }
 
 /* ---- POST /v1/families/{family_id}/members: a member without a phone (a kiosk child) ---- */
+/* A family has as many members as a members list shows (and a kiosk screen can hold): adding
+ * one more, or pairing a phone for one, is refused. */
+static bool too_many_members(srv_exchange *x, int rc)
+{
+	if (rc != STORE_ELIMIT)
+		return false;
+	srv_respond_error(x, 409, "too_many_members", "a family has at most 64 members");
+	return true;
+}
+
 static void member_add_work(api_job *j)
 {
 	if (!api_grown_up(j))
 		return;
-	/* As many as a members list shows (and a kiosk screen can hold). */
-	if (!(j->members = calloc(MEMBERS_MAX, sizeof *j->members))) {
+	if (!(j->members = calloc(1, sizeof *j->members))) {
 		j->rc = STORE_ENOMEM;
-		return;
-	}
-	if ((j->rc = store_members_list(j->st, j->param[0], j->members, MEMBERS_MAX,
-					&j->nmembers)) < 0)
-		return;
-	if (j->nmembers >= MEMBERS_MAX) {
-		j->rc = 2;
 		return;
 	}
 	j->rc = store_member_add(j->st, j->param[0], j->member_name, j->role, j->device_name,
@@ -426,10 +428,8 @@ static void member_add_work(api_job *j)
 
 static void member_add_done(srv_exchange *x, api_job *j)
 {
-	if (j->rc == 2) {
-		srv_respond_error(x, 409, "too_many_members", "a family has at most 64 members");
+	if (too_many_members(x, j->rc))
 		return;
-	}
 	if (api_failed(x, j, "only a parent or caregiver can add members"))
 		return;
 	api_respond_json(x, 201, json_pack("{s:o}", "member", api_member_json(j->members)));
@@ -514,6 +514,19 @@ static void code_create_work(api_job *j)
 {
 	if (!api_grown_up(j))
 		return;
+	/* A full family hears it now, not its new member at the door with the code (pairing
+	 * checks again: codes given out before the family filled up). */
+	if (!(j->members = calloc(MEMBERS_MAX, sizeof *j->members))) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	if ((j->rc = store_members_list(j->st, j->device.family_id.s, j->members, MEMBERS_MAX,
+					&j->nmembers)) < 0)
+		return;
+	if (j->nmembers >= MEMBERS_MAX) {
+		j->rc = STORE_ELIMIT;
+		return;
+	}
 	int64_t now = api_now_ms();
 	store_pairing p;
 	memset(&p, 0, sizeof p);
@@ -533,6 +546,8 @@ static void code_create_work(api_job *j)
 
 static void code_create_done(srv_exchange *x, api_job *j)
 {
+	if (too_many_members(x, j->rc))
+		return;
 	if (api_failed(x, j, "only a parent or caregiver can invite"))
 		return;
 	api_respond_json(x, 201, json_pack("{s:s, s:I, s:s, s:s}", "code", j->token, "expires_at",
@@ -627,6 +642,8 @@ static void pair_done(srv_exchange *x, api_job *j)
 		api_pairing_code_wrong(x, j->client);
 		return;
 	}
+	if (too_many_members(x, j->rc)) /* a right code: not counted towards the locks */
+		return;
 	if (j->rc < 0) {
 		api_storage_failed(x, j->rc);
 		return;

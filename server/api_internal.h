@@ -15,7 +15,7 @@
 #define PAIRING_CODE_MAX 16
 #define PAIRING_DIGITS 8
 #define PAIRING_TTL_MS (10 * 60 * 1000)
-#define MEMBERS_MAX 64 /* a family's members in one answer */
+#define MEMBERS_MAX STORE_MEMBERS_MAX /* a family's members: all of them in one answer */
 
 typedef struct api_job api_job;
 typedef void (*api_work_fn)(api_job *j);
@@ -42,7 +42,7 @@ struct api_job {
 	char device_name[STORE_NAME_MAX + 1];
 	char token[64];
 	store_family family;
-	store_member *members;         /* members_work: MEMBERS_MAX, freed by job_done */
+	store_member *members;         /* members listed or added; freed by job_done */
 	size_t nmembers;
 	store_device target;
 	store_role role;

@@ -14,8 +14,11 @@
 int member_insert(conn *c, const char *family_id, const char *name, store_role role,
 		  const char *avatar, int64_t now_ms, store_member *out)
 {
+	/* The count and the insert in one statement, under the caller's write transaction: two
+	 * members added at once cannot both be the last one allowed. */
 	static const char sql[] = "INSERT INTO members (id, family_id, name, role, avatar, "
-				  "created_ms) VALUES (?, ?, ?, ?, ?, ?)";
+				  "created_ms) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE (SELECT count(*) "
+				  "FROM members WHERE family_id = ?2) < ?7";
 	int rc = 0;
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (!st)
@@ -33,7 +36,10 @@ int member_insert(conn *c, const char *family_id, const char *name, store_role r
 	sqlite3_bind_text(st, 4, store_role_name(role), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, out->avatar, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 6, now_ms);
-	return step_write(st); /* a foreign key failing: no such family */
+	sqlite3_bind_int(st, 7, STORE_MEMBERS_MAX);
+	if ((rc = step_write(st)) < 0) /* a foreign key failing: no such family */
+		return rc;
+	return sqlite3_changes(c->db) == 1 ? 0 : STORE_ELIMIT;
 }
 
 /* A family, its first member (a parent) and, when token_hash is given, that member's device. */

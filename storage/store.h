@@ -33,8 +33,9 @@ enum {
 	STORE_EINVAL = -9,    /* invalid_argument */
 	STORE_EQUOTA = -10,   /* quota_exceeded */
 	STORE_ESCHEMA = -11,  /* storage_schema_too_new: written by a newer Jiayin */
+	STORE_ELIMIT = -12,   /* limit_reached: a family has STORE_MEMBERS_MAX members already */
 };
-#define STORE_ERROR_COUNT 12
+#define STORE_ERROR_COUNT 13
 
 const char *store_strerror(int err);
 const char *store_errcode(int err);
@@ -133,6 +134,9 @@ int store_families_sweep(store *s, unsigned *removed);
 /* Deletes the family's rows and erases its mailbox file (and syncs its directory). */
 int store_family_delete(store *s, const char *family_id);
 
+/* A family's members at most: what a members list answers at once and a kiosk screen shows. */
+#define STORE_MEMBERS_MAX 64
+/* A member without a device; STORE_ELIMIT when the family has STORE_MEMBERS_MAX already. */
 int store_member_add(store *s, const char *family_id, const char *name, store_role role,
 		     const char *avatar, int64_t now_ms, store_member *out);
 int store_member_get(store *s, const char *member_id, store_member *out);
@@ -202,7 +206,8 @@ int store_pairing_consume(store *s, const uint8_t code_hash[STORE_HASH_LEN], int
 /*
  * Pair a personal device with a code: in one transaction the code is used, the member it
  * names is added to its family and this device (its token's hash) to that member. Unknown,
- * used, expired or kiosk codes: STORE_ENOTFOUND, and nothing changes.
+ * used, expired or kiosk codes: STORE_ENOTFOUND; a family with STORE_MEMBERS_MAX members
+ * already: STORE_ELIMIT. Either way nothing changes (the code stays unused).
  */
 int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			 const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,

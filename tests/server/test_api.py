@@ -601,7 +601,10 @@ def family_settings(binary):
         ok(request(srv, "PATCH", path, b"{", headers=[("Content-Type", "application/json")])
            .status == 401, "no token and a broken body: 401 first")
 
-        # members without phones: avatar optional or empty; at most 64 in a family
+        # members without phones: avatar optional or empty; at most 64 in a family, phones too
+        waiting = post_json(srv, f"{path}/pairing-codes",
+                            {"role": "caregiver", "member_name": "奶奶"},
+                            headers=bearer(mom["token"])).json()["code"]
         made = [request(srv, "POST", f"{path}/members",
                         json.dumps({"member_name": f"孩子{i}", "role": "child",
                                     "avatar": "" if i == 0 else "cat"}).encode(),
@@ -613,6 +616,16 @@ def family_settings(binary):
            made[-1].json()["error"]["code"] == "too_many_members",
            "members without phones: an empty avatar is none; the 65th member is 409 "
            "too_many_members", str(codes[-4:]))
+        full = post_json(srv, f"{path}/pairing-codes", {"role": "child", "member_name": "多一个"},
+                         headers=bearer(mom["token"]))
+        late = post_json(srv, "/v1/pair", {"code": waiting, "device_name": "老人机"})
+        listed = request(srv, "GET", f"{path}/members", headers=bearer(mom["token"]))
+        ok(full.status == 409 and full.json()["error"]["code"] == "too_many_members" and
+           late.status == 409 and late.json()["error"]["code"] == "too_many_members" and
+           len(listed.json()["members"]) == 64,
+           "a full family: no pairing code for a 65th member, and a code given out before it "
+           "filled up pairs no phone (409 too_many_members); the list shows all 64",
+           f"{full.status} {late.status} {full.body[:80]!r} {late.body[:80]!r}")
 
         # keeping, then the retention job
         a = upload(srv, mom["token"], fam, wav).json()["message"]

@@ -353,6 +353,43 @@ static void pairing_redeem_is_all_or_nothing(void **state)
 			 STORE_EINVAL);
 }
 
+/* A family holds STORE_MEMBERS_MAX members: the next, added or paired, is refused whole. */
+static void members_stop_at_the_limit(void **state)
+{
+	fixture *f = *state;
+	uint8_t code[STORE_HASH_LEN], token[STORE_HASH_LEN];
+	hash_of("full", 1, code);
+	hash_of("phone", 1, token);
+	store_pairing p = pairing(&f->fam.id, STORE_ROLE_CAREGIVER, "奶奶", 1000, 601000), got;
+	assert_int_equal(store_pairing_create(f->s, code, &p), 0); /* given out while there is room */
+	store_member m, list[STORE_MEMBERS_MAX + 1];
+	store_device d;
+	size_t n;
+	char name[16];
+	for (int i = 1; i < STORE_MEMBERS_MAX; i++) { /* the parent is the first */
+		snprintf(name, sizeof name, "孩子%d", i);
+		assert_int_equal(store_member_add(f->s, f->fam.id.s, name, STORE_ROLE_CHILD, NULL,
+						  1000 + i, &m),
+				 0);
+	}
+	assert_int_equal(store_member_add(f->s, f->fam.id.s, "多一个", STORE_ROLE_CHILD, NULL, 2000,
+					  &m),
+			 STORE_ELIMIT);
+	assert_int_equal(store_pairing_redeem(f->s, code, token, "老人机", 2000, &got, &m, &d),
+			 STORE_ELIMIT);
+	assert_int_equal(store_members_list(f->s, f->fam.id.s, list, STORE_MEMBERS_MAX + 1, &n), 0);
+	assert_int_equal(n, STORE_MEMBERS_MAX);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM devices", NULL), 0);
+	assert_int_equal(
+	    query_int(f, "SELECT count(*) FROM pairing_codes WHERE used_ms IS NULL", NULL), 1);
+	assert_string_equal(store_errcode(STORE_ELIMIT), "limit_reached");
+
+	/* Another family is not counted against this one. */
+	assert_int_equal(store_member_add(f->s, f->other.id.s, "孩子", STORE_ROLE_CHILD, NULL, 3000,
+					  &m),
+			 0);
+}
+
 static void pairing_expired_or_unknown(void **state)
 {
 	fixture *f = *state;
@@ -517,6 +554,7 @@ int main(void)
 	    T(device_malformed_ids),
 	    T(pairing_consumed_once),
 	    T(pairing_redeem_is_all_or_nothing),
+	    T(members_stop_at_the_limit),
 	    T(pairing_expired_or_unknown),
 	    T(pairing_for_a_kiosk),
 	    T(pairing_create_rejects_bad_input),
