@@ -22,7 +22,6 @@
 
 #define EXPORT_PAGE 64        /* messages listed per query */
 #define EXPORT_CHUNK 65536    /* audio bytes copied per read */
-#define EXPORT_MEMBERS_MAX 64 /* members named in the index */
 
 /* Copy the database behind `src` into a new file at dest_path. */
 static int backup_db(db *d, const char *dest_path)
@@ -293,14 +292,14 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 	int rc = store_family_get(s, family_id, &fam);
 	if (rc < 0)
 		return rc;
-	members = calloc(EXPORT_MEMBERS_MAX, sizeof *members);
+	members = calloc(STORE_MEMBERS_MAX, sizeof *members); /* all of them: the index names each */
 	page = calloc(EXPORT_PAGE, sizeof *page);
 	buf = malloc(EXPORT_CHUNK);
 	a = archive_write_new();
 	rc = STORE_ENOMEM;
 	if (!members || !page || !buf || !a)
 		goto done;
-	if ((rc = store_members_list(s, family_id, members, EXPORT_MEMBERS_MAX, &nmembers)) < 0)
+	if ((rc = store_members_list(s, family_id, members, STORE_MEMBERS_MAX, &nmembers)) < 0)
 		goto done;
 	rc = STORE_EIO;
 	if (archive_write_set_format_zip(a) != ARCHIVE_OK ||
