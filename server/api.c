@@ -484,22 +484,32 @@ static void revoke_work(api_job *j)
 	bool own = strcmp(j->target.id.s, j->device.id.s) == 0;
 	bool same_family = j->target.kind == STORE_DEVICE_PERSONAL &&
 			   strcmp(j->target.family_id.s, j->device.family_id.s) == 0;
-	bool may = own || (same_family && (j->member.role == STORE_ROLE_PARENT ||
-					   j->member.role == STORE_ROLE_CAREGIVER));
 	if (!same_family && !own) {
 		j->rc = STORE_ENOTFOUND;
 		return;
 	}
+	/* A child revokes only its own phone; a caregiver anyone's but a parent's, so that
+	 * nobody but a parent can lock the parents out of their family. */
+	store_member owner;
+	bool may = own || j->member.role == STORE_ROLE_PARENT;
+	if (!may && j->member.role == STORE_ROLE_CAREGIVER) {
+		if ((j->rc = store_member_get(j->st, j->target.member_id.s, &owner)) < 0)
+			return;
+		may = owner.role != STORE_ROLE_PARENT;
+	}
 	if (!may) {
-		j->rc = 1; /* forbidden: a child cannot revoke someone else's phone */
+		j->rc = 1; /* forbidden */
 		return;
 	}
-	j->rc = store_device_revoke(j->st, j->target.id.s, api_now_ms());
+	int64_t now = api_now_ms();
+	if ((j->rc = store_device_revoke(j->st, j->target.id.s, now)) == 0)
+		store_audit_append(j->st, now, j->member.id.s, "device.revoke",
+				   j->target.family_id.s, j->target.id.s, NULL);
 }
 
 static void revoke_done(srv_exchange *x, api_job *j)
 {
-	if (api_failed(x, j, "only a parent or caregiver can do that"))
+	if (api_failed(x, j, "a child revokes only its own phone, a caregiver no parent's"))
 		return;
 	srv_respond_head(x, 204, NULL, NULL, -1);
 }
@@ -514,6 +524,11 @@ static void code_create_work(api_job *j)
 {
 	if (!api_grown_up(j))
 		return;
+	/* Only a parent makes a parent: one who may erase, export and set the family's rules. */
+	if (j->role == STORE_ROLE_PARENT && j->member.role != STORE_ROLE_PARENT) {
+		j->rc = 1;
+		return;
+	}
 	/* A full family hears it now, not its new member at the door with the code (pairing
 	 * checks again: codes given out before the family filled up). */
 	if (!(j->members = calloc(MEMBERS_MAX, sizeof *j->members))) {
@@ -542,13 +557,16 @@ static void code_create_work(api_job *j)
 		if ((j->rc = store_pairing_create(j->st, h, &p)) != STORE_EEXIST)
 			break;
 	}
+	if (j->rc == 0) /* who let whom in, in what role: never the code */
+		store_audit_append(j->st, now, j->member.id.s, "pairing.invite", p.family_id.s,
+				   store_role_name(j->role), NULL);
 }
 
 static void code_create_done(srv_exchange *x, api_job *j)
 {
 	if (too_many_members(x, j->rc))
 		return;
-	if (api_failed(x, j, "only a parent or caregiver can invite"))
+	if (api_failed(x, j, "only a parent or caregiver can invite, and only a parent a parent"))
 		return;
 	api_respond_json(x, 201, json_pack("{s:s, s:I, s:s, s:s}", "code", j->token, "expires_at",
 				       (json_int_t)(j->expires_ms / 1000), "role",

@@ -134,6 +134,11 @@ def main():
             ("POST pairing-codes", lambda t: call(srv, "POST", f"/v1/families/{fam}/pairing-codes",
                                                   t, {"role": "child", "member_name": "y"}),
              201, {"forbid": children}),
+            # only a parent makes a parent (a caregiver could otherwise take the family over)
+            ("POST parent pairing-code",
+             lambda t: call(srv, "POST", f"/v1/families/{fam}/pairing-codes", t,
+                            {"role": "parent", "member_name": "爸爸"}),
+             201, {"forbid": ("caregiver",) + children}),
             ("GET messages", lambda t: call(srv, "GET", M, t), 200, {}),
             ("GET audio", lambda t: call(srv, "GET", f"{M}/{everyone}/audio", t), 200, {}),
             ("GET private audio", lambda t: call(srv, "GET", f"{M}/{private}/audio", t), 200,
@@ -191,6 +196,28 @@ def main():
             r = call(srv, "DELETE", f"/v1/devices/{victim['device']['id']}", token)
             ok(r.status == want, f"DELETE another member's phone by {who}: {want}",
                f"got {r.status}")
+        # A parent's phone: a parent only (or the phone itself), so no caregiver locks the
+        # parents out.
+        revoked = []
+        for who, token in callers.items():
+            victim = pair("parent", "爸爸")
+            want = expect(who, 204, forbid=("caregiver",) + children)
+            r = call(srv, "DELETE", f"/v1/devices/{victim['device']['id']}", token)
+            ok(r.status == want, f"DELETE a parent's phone by {who}: {want}",
+               f"got {r.status}")
+            if r.status == 204:
+                revoked.append(victim["device"]["id"])
+        with sqlite3.connect(os.path.join(srv.data, "directory.db")) as db:
+            rows = db.execute("SELECT action, actor, family_id, target FROM audit_log "
+                              "WHERE action IN ('device.revoke', 'pairing.invite')").fetchall()
+        invites = [r for r in rows if r[0] == "pairing.invite"]
+        revokes = {(f, t) for a, _, f, t in rows if a == "device.revoke"}
+        ok(revoked and all((fam, d) in revokes for d in revoked) and
+           {r[3] for r in invites} == {"parent", "caregiver", "child"} and
+           all(r[2] == fam and r[1] in (mom["member"]["id"], nai["member"]["id"])
+               for r in invites),
+           "revocations and invitations are in the audit log: who, which family, which "
+           "device or role (never the code)", f"{len(rows)} rows, e.g. {rows[:3]}")
         me_dev = call(srv, "GET", "/v1/me", kid_at_kiosk).json()["device"]["id"]
         ok(call(srv, "DELETE", f"/v1/devices/{me_dev}", kid_at_kiosk).status == 403 and
            call(srv, "GET", "/v1/kiosk/children", ktok).status == 200,
