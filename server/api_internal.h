@@ -30,6 +30,7 @@ struct api_job {
 	store_device device;           /* the caller */
 	store_member member;           /* the caller's member (personal devices, kiosk sessions) */
 	bool session;                  /* the token is a child's kiosk session */
+	bool by_itself;                /* the app asks, not its user (a long-poll): no kiosk use */
 	bool kiosk_endpoint;           /* a kiosk's own token is welcome (api_kiosk.c) */
 	int64_t idle_ms;               /* a kiosk session idle this long is over */
 	int auth_rc;

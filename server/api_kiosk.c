@@ -259,7 +259,8 @@ static void login_done(srv_exchange *x, api_job *j)
 		return;
 	}
 	if (j->rc == LOGIN_WRONG_PIN) {
-		unsigned left = j->pin_failures - j->links->failures;
+		/* The count runs on through the locks: what is left before the next one. */
+		unsigned left = j->pin_failures - (unsigned)(j->links->failures % j->pin_failures);
 		json_t *e = json_pack("{s:{s:s, s:s, s:i}}", "error", "code", "wrong_pin", "message",
 				      "those are not the right pictures", "attempts_left", (int)left);
 		api_respond_json(x, 403, e);

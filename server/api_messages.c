@@ -308,6 +308,9 @@ void srv_api_messages_list(srv_exchange *x)
 		return;
 	j->since = since;
 	j->wait_until = wait_s ? uv_now(x->srv->loop) + (uint64_t)wait_s * 1000 : 0;
+	/* An app waits for news by itself: that keeps no child's kiosk session from going idle
+	 * (a child who walks away from a shared tablet is logged out while it waits). */
+	j->by_itself = wait_s > 0;
 	api_run(x, j);
 }
 
@@ -359,6 +362,7 @@ static void relist_fill(api_job *j, srv_waiter *w)
 	j->since = w->since;
 	j->wait_until = w->wait_until;
 	j->authed = true;
+	j->by_itself = true;
 	memcpy(j->token_hash, w->token_hash, sizeof j->token_hash);
 	j->idle_ms = w->idle_ms;
 	j->st = s->store;

@@ -7,13 +7,17 @@
  * the transaction that makes the link, so it pairs once or not at all. A kiosk device has at
  * most one session: starting one deletes the others, ending one deletes its row, and an idle
  * one is refused by its last use (recorded at most every TOUCH_MS or a twentieth of the idle
- * time, so a busy session does not write on every request).
+ * time, so a busy session does not write on every request). What the app asks by itself (a
+ * long-poll) is not use: a child who walks away is logged out while the app waits. Wrong PINs
+ * lock a link for lock_ms after every max_failures of them, twice as long each time (up to
+ * LOCK_DOUBLINGS), until a right PIN or a parent's new one: guessing gets slower, not steady.
  */
 #include "internal.h"
 
 #include <string.h>
 
 #define TOUCH_MS 5000
+#define LOCK_DOUBLINGS 6 /* the longest lock: 64 times lock_ms (16 hours at 15 minutes) */
 
 #define LINK_COLUMNS                                                                              \
 	"l.id, l.kiosk_id, l.member_id, m.family_id, k.name, sc.name, m.name, m.avatar, "         \
@@ -206,9 +210,25 @@ int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash
 {
 	static const char sql[] = "UPDATE kiosk_links SET pin_hash = ?, failures = 0, "
 				  "locked_until_ms = 0 WHERE id = ?";
+	/* Whoever learned the old PIN is logged out with it, in the same transaction. */
+	static const char end_sql[] = "DELETE FROM kiosk_sessions WHERE link_id = ?";
 	if (check_pin_hash(pin_hash) < 0)
 		return STORE_EINVAL;
-	return change_link(s, sql, pin_hash, -1, 0, link_id);
+	if (store_id_check(link_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc), *end = st ? conn_stmt(c, end_sql, &rc) : NULL;
+	if (end && (rc = conn_begin(c)) == 0) {
+		sqlite3_bind_text(st, 1, pin_hash, -1, SQLITE_STATIC);
+		if ((rc = update_by_id(c, st, 2, link_id)) == 0) {
+			sqlite3_bind_text(end, 1, link_id, -1, SQLITE_STATIC);
+			rc = step_done(end);
+		}
+		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
+	}
+	db_write_end(s->directory);
+	return rc;
 }
 
 int store_kiosk_link_delete(store *s, const char *link_id)
@@ -222,11 +242,14 @@ int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 			    int *allowed)
 {
 	/* The gate, the count and the lock in one statement: of concurrent attempts, only
-	 * max_failures get through before the lock, whatever the timing. */
+	 * max_failures get through before each lock, whatever the timing. The count goes on
+	 * through the locks (a right PIN or a new one clears it), so the n-th lock lasts
+	 * lock_ms << (n - 1), up to LOCK_DOUBLINGS. */
 	static const char sql[] =
 	    "UPDATE kiosk_links SET "
-	    "locked_until_ms = CASE WHEN failures + 1 >= ?1 THEN ?2 + ?3 ELSE locked_until_ms END, "
-	    "failures = CASE WHEN failures + 1 >= ?1 THEN 0 ELSE failures + 1 END "
+	    "locked_until_ms = CASE WHEN (failures + 1) % ?1 = 0 "
+	    "THEN ?2 + (?3 << min((failures + 1) / ?1 - 1, ?5)) ELSE locked_until_ms END, "
+	    "failures = failures + 1 "
 	    "WHERE id = ?4 AND locked_until_ms <= ?2";
 	*allowed = 0;
 	if (max_failures == 0 || lock_ms < 0)
@@ -241,6 +264,7 @@ int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 		sqlite3_bind_int64(st, 2, now_ms);
 		sqlite3_bind_int64(st, 3, lock_ms);
 		sqlite3_bind_text(st, 4, link_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 5, LOCK_DOUBLINGS);
 		if ((rc = step_write(st)) == 0)
 			*allowed = sqlite3_changes(c->db) > 0;
 	}
@@ -320,7 +344,7 @@ static void session_from_row(sqlite3_stmt *st, void *out)
 }
 
 int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN], int64_t now_ms,
-			     int64_t idle_ms, store_device *device, store_member *member)
+			     int64_t idle_ms, bool use, store_device *device, store_member *member)
 {
 	static const char sql[] =
 	    "SELECT ks.last_used_ms, d.id, d.kiosk_id, d.name, d.created_ms, d.last_seen_ms, "
@@ -341,7 +365,7 @@ int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN],
 	/* Written at most every TOUCH_MS, and at least every twentieth of the idle time, so a
 	 * session never ends more than 5% early. */
 	int64_t every = idle_ms / 20 < TOUCH_MS ? idle_ms / 20 : TOUCH_MS;
-	if (now_ms - r.last_used_ms < every)
+	if (!use || now_ms - r.last_used_ms < every)
 		return 0;
 	conn *c = db_write_begin(s->directory);
 	sqlite3_stmt *st = conn_stmt(c, touch, &rc);

@@ -13,6 +13,7 @@
 #ifndef JIAYIN_STORE_H
 #define JIAYIN_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -281,16 +282,16 @@ int store_kiosk_links_of_family(store *s, const char *family_id, store_kiosk_lin
 				size_t max, size_t *n);
 int store_kiosk_links_of_kiosk(store *s, const char *kiosk_id, store_kiosk_link *out,
 			       size_t max, size_t *n);
-/* A new PIN (its hash); clears failures and any lock. */
+/* A new PIN (its hash); clears failures and any lock, and ends the child's open session. */
 int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash);
 /* Unpair: the link and its session go. */
 int store_kiosk_link_delete(store *s, const char *link_id);
 /*
  * Before a PIN is checked: count the attempt, atomically, unless the link is locked at now_ms
- * (*allowed = 0: do not check the PIN). The max_failures-th attempt since the last right PIN
- * locks the link until now + lock_ms (and starts the count again); it is still checked, so
- * concurrent logins can never check more than max_failures PINs per lock. *out: the link
- * afterwards.
+ * (*allowed = 0: do not check the PIN). Every max_failures-th attempt since the last right
+ * PIN (or new PIN) locks the link: the n-th lock until now + lock_ms * 2^(n-1), at most 64
+ * times lock_ms. It is still checked, so concurrent logins can never check more than
+ * max_failures PINs per lock. *out: the link afterwards.
  */
 int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 			    unsigned max_failures, int64_t lock_ms, store_kiosk_link *out,
@@ -305,10 +306,12 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
 /*
  * Who a session token speaks for: the kiosk device (its family_id and member_id set to the
  * child's) and the child. A session idle for idle_ms or longer, or whose device was revoked,
- * is STORE_ENOTFOUND. Use is recorded (at most every few seconds).
+ * is STORE_ENOTFOUND. With `use` (the child did something, not the app waiting by itself) the
+ * use is recorded (at most every few seconds), which keeps the session from going idle.
  */
 int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN], int64_t now_ms,
-			     int64_t idle_ms, store_device *device, store_member *member);
+			     int64_t idle_ms, bool use, store_device *device,
+			     store_member *member);
 /* End one session by its token's hash, or every session of a kiosk device. */
 int store_kiosk_session_end(store *s, const uint8_t token_hash[STORE_HASH_LEN]);
 int store_kiosk_sessions_end(store *s, const char *device_id);

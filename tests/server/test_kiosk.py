@@ -163,6 +163,9 @@ def main():
         ch = call(srv, "GET", "/v1/kiosk/children", ktok).json()
         ok(ch["children"][0]["locked_until"] is not None, "the kiosk can show the lock")
         time.sleep(max(0, locked_at + 2.1 - time.time()))
+        w4 = call(srv, "POST", login, ktok, {"child": link["id"], "pin": [4, 4, 4, 4]})
+        ok(w4.status == 403 and w4.json()["error"]["attempts_left"] == 2,
+           "after the lock, a wrong try counts towards the next (longer) lock", w4.body[:200])
         s1 = call(srv, "POST", login, ktok, {"child": link["id"], "pin": pin})
         sess = s1.json() if s1.status == 201 else {}
         ok(s1.status == 201 and sess["member"]["id"] == kid["id"] and
@@ -188,10 +191,20 @@ def main():
         ok(call(srv, "GET", f"/v1/families/{fam}/messages", ktok).status == 401,
            "the kiosk's own token still sees no family during the session")
 
-        # idle: the session ends by itself
-        time.sleep(10.5)
-        ok(call(srv, "GET", "/v1/me", st).status == 401,
-           "unused for kiosk-idle-s, the session is over (401)")
+        # idle: the session ends by itself, though the app keeps long-polling (it asks by
+        # itself; the child walked away from the shared tablet)
+        since = lst["seq"]
+        polls = []
+        idle_from = time.time()
+        while time.time() < idle_from + 10.5:
+            polls.append(call(srv, "GET", f"/v1/families/{fam}/messages?since={since}&wait=2",
+                              st).status)
+            if polls[-1] == 401:
+                time.sleep(max(0, idle_from + 10.5 - time.time()))
+        ok(call(srv, "GET", "/v1/me", st).status == 401 and polls[0] == 200 and
+           polls[-1] == 401,
+           "unused for kiosk-idle-s, the session is over (401), long-polls or not",
+           f"polls {polls}")
 
         # the next child ends the previous session; logging out ends one
         s2 = call(srv, "POST", login, ktok, {"child": link["id"], "pin": pin}).json()["token"]
@@ -252,6 +265,10 @@ def main():
            call(srv, "POST", login, ktok, {"child": link["id"], "pin": pin}).status == 403 and
            call(srv, "POST", login, ktok, {"child": link["id"], "pin": newpin}).status == 201,
            "a parent changes the PIN: the old pictures stop working, the new ones open")
+        opened = call(srv, "POST", login, ktok, {"child": link["id"], "pin": newpin}).json()
+        call(srv, "PUT", f"{links}/{link['id']}/pin", mom["token"], {"pin": newpin})
+        ok(call(srv, "GET", "/v1/me", opened["token"]).status == 401,
+           "a new PIN logs out whoever was in with the old one")
         ok(call(srv, "PUT", f"{links}/{hl['id']}/pin", mom["token"], {"pin": newpin}).status
            == 404 and call(srv, "DELETE", f"{links}/{hl['id']}", mom["token"]).status == 404,
            "another family's link: 404")

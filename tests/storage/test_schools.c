@@ -376,8 +376,8 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(n, 1);
 	assert_string_equal(fl[0].id.s, link.id.s);
 
-	/* Attempts are counted before the check: the third locks for 60 s (it is still checked)
-	 * and the count starts again; while locked, attempts are refused and not counted. */
+	/* Attempts are counted before the check: the third locks for 60 s (it is still checked);
+	 * while locked, attempts are refused and not counted. */
 	int allowed;
 	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 3000, 3, 60000, &got, &allowed),
 	                 0);
@@ -388,7 +388,7 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 3001, 3, 60000, &got, &allowed),
 	                 0);
 	assert_int_equal(allowed, 1);
-	assert_int_equal(got.failures, 0);
+	assert_int_equal(got.failures, 3);
 	assert_int_equal(got.locked_until_ms, 63001);
 	for (int i = 0; i < 5; i++) {
 		assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 63000, 3, 60000, &got,
@@ -396,19 +396,34 @@ static void kiosk_links_pins_and_sessions(void **state)
 		                 0);
 		assert_int_equal(allowed, 0);
 	}
-	assert_int_equal(got.failures, 0);
+	assert_int_equal(got.failures, 3);
 	assert_int_equal(got.locked_until_ms, 63001);
 	assert_int_equal(store_kiosk_pin_attempt(f->s, UNKNOWN_ID, 1, 3, 1, &got, &allowed),
 	                 STORE_ENOTFOUND);
-	/* At the lock's end, attempts are counted again. */
-	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 63001, 3, 60000, &got, &allowed),
-	                 0);
-	assert_int_equal(allowed, 1);
-	assert_int_equal(got.failures, 1);
-	/* A parent's new PIN clears the lock. */
+	/* At the lock's end, attempts are counted again, and each lock is twice the one before
+	 * (60 s, 120 s, 240 s, ...) up to 64 times: guessing gets slower, never steady. */
+	int64_t t = 63001;
+	for (int lock = 2; lock <= 9; lock++) {
+		for (int i = 0; i < 3; i++) {
+			assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, t, 3, 60000, &got,
+			                                         &allowed),
+			                 0);
+			assert_int_equal(allowed, 1);
+		}
+		int64_t want = t + ((int64_t)60000 << (lock - 1 < 6 ? lock - 1 : 6));
+		assert_int_equal(got.locked_until_ms, want);
+		assert_int_equal(got.failures, 3 * lock);
+		assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, want - 1, 3, 60000, &got,
+		                                         &allowed),
+		                 0);
+		assert_int_equal(allowed, 0);
+		t = want;
+	}
+	/* A parent's new PIN clears the lock and the count. */
 	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-3"), 0);
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &got), 0);
 	assert_int_equal(got.locked_until_ms, 0);
+	assert_int_equal(got.failures, 0);
 	assert_string_equal(got.pin_hash, "hash-3");
 
 	/* A session speaks for the child, through the kiosk device, until idle. A right PIN
@@ -420,29 +435,42 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &got), 0);
 	assert_int_equal(got.failures, 0);
 	assert_int_equal(got.locked_until_ms, 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 100000, 180000, &d, &m), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 100000, 180000, true, &d, &m), 0);
 	assert_int_equal(d.kind, STORE_DEVICE_KIOSK);
 	assert_string_equal(d.id.s, kdev.id.s);
 	assert_string_equal(d.family_id.s, f->fam.id.s);
 	assert_string_equal(m.id.s, kid.id.s);
 	assert_int_equal(m.role, STORE_ROLE_CHILD);
 	/* Used at 100 s: idle from then on, so 279.999 s is fine and 280 s is over. */
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 279999, 180000, &d, &m), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 279999 + 180000, 180000, &d, &m),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 279999, 180000, true, &d, &m), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 279999 + 180000, 180000, true, &d, &m),
 	                 STORE_ENOTFOUND);
 	/* The next child on the same kiosk ends the first one's session. */
 	assert_int_equal(store_kiosk_session_start(f->s, sess2, kdev.id.s, got.id.s, 300000), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 300001, 180000, &d, &m),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 300001, 180000, true, &d, &m),
 	                 STORE_ENOTFOUND);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 300001, 180000, &d, &m), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 300001, 180000, true, &d, &m), 0);
+	/* The app waiting by itself (use false) is not use: it keeps no session from going idle
+	 * (last used when it started, at 300 s). */
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 479999, 180000, false, &d, &m), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 480000, 180000, false, &d, &m),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 480000, 180000, true, &d, &m),
+	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_session_end(f->s, sess2), 0);
 	assert_int_equal(store_kiosk_session_end(f->s, sess2), STORE_ENOTFOUND);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 300002, 180000, &d, &m),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 300002, 180000, true, &d, &m),
+	                 STORE_ENOTFOUND);
+	/* A parent's new PIN logs out whoever is in with the old one. */
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, 390000), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 390001, 180000, true, &d, &m), 0);
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-4"), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 390002, 180000, true, &d, &m),
 	                 STORE_ENOTFOUND);
 	/* Revoking the kiosk device ends its sessions; unpairing ends the child's. */
 	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, 400000), 0);
 	assert_int_equal(store_kiosk_link_delete(f->s, link.id.s), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 400001, 180000, &d, &m),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 400001, 180000, true, &d, &m),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_link_delete(f->s, link.id.s), STORE_ENOTFOUND);
 	store_kiosk_link other;
@@ -450,7 +478,7 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(n, 1);
 	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, other.id.s, 500000), 0);
 	assert_int_equal(store_device_revoke(f->s, kdev.id.s, 500001), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 500002, 180000, &d, &m),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 500002, 180000, true, &d, &m),
 	                 STORE_ENOTFOUND);
 	/* Erasing a family takes its children's links along. */
 	assert_int_equal(store_family_delete(f->s, f->other.id.s), 0);
