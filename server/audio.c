@@ -76,6 +76,8 @@ static void audio_work(void *arg)
 	audio_job *j = arg;
 	if (j->check.run && (j->check_rc = j->check.run(j->check.ctx)) != 0)
 		return;
+	if (j->check.keep && !j->check.keep(j->check.ctx))
+		snprintf(j->cache_control, sizeof j->cache_control, "private, no-store");
 	if (!j->ids_ok) {
 		j->rc = STORE_ENOTFOUND;
 		return;

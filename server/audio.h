@@ -23,13 +23,16 @@ void srv_respond_message_audio_for(srv_exchange *x, const char *family_id,
  * Who may hear it, decided in the same trip to the pool as the fetch: run(ctx) on the pool
  * first (0: go on); if it refuses, refuse(x, ctx) answers on the loop. Either way ctx is the
  * caller's to free in refuse or release (which runs when run() let the request through, or
- * when no job could start: then the answer is this module's).
+ * when no job could start: then the answer is this module's). keep(ctx), if given, runs on the
+ * pool after run() let it through: false answers `Cache-Control: private, no-store` (a shared
+ * device must not keep it) instead of keeping it for ever.
  */
 typedef struct srv_audio_check {
 	int (*run)(void *ctx);
 	void (*refuse)(srv_exchange *x, void *ctx);
 	void (*release)(void *ctx);
 	void *ctx;
+	bool (*keep)(void *ctx);
 } srv_audio_check;
 void srv_respond_message_audio_checked(srv_exchange *x, const char *family_id,
 				       const char *message_id, const srv_audio_check *check);

@@ -181,6 +181,12 @@ def main():
         audio = call(srv, "GET", f"/v1/families/{fam}/messages/{mid}/audio", st)
         ok([m["id"] for m in lst["messages"]] == [mid] and audio.status == 200 and
            audio.body[:4] == b"OggS", "the child lists and hears mother's message on the kiosk")
+        on_phone = call(srv, "GET", f"/v1/families/{fam}/messages/{mid}/audio", mom["token"])
+        ok(audio.header("Cache-Control") == "private, no-store" and
+           "immutable" in (on_phone.header("Cache-Control") or ""),
+           "the kiosk's browser keeps none of it (no-store); a phone keeps it (no data spent "
+           "to hear it again)", f"{audio.header('Cache-Control')} / "
+           f"{on_phone.header('Cache-Control')}")
         reply = call(srv, "POST", f"/v1/families/{fam}/messages", st, raw=wav, timeout=60)
         ok(reply.status == 201 and reply.json()["message"]["sender"] == kid["id"],
            "and replies with a recording of their own")
