@@ -120,30 +120,18 @@ void srv_api_family_set(srv_exchange *x)
 }
 
 /* ---- DELETE /v1/families/{family_id}: every voice of the family, erased ---- */
-#define FAMILY_DEVICES_MAX 512
-
 static void delete_work(api_job *j)
 {
 	if (!api_parent(j))
 		return;
-	/* Its phones' unfinished recordings go too (data/uploads/DEVICE): known before the
-	 * devices' rows go with the family. */
-	store_device *devs = calloc(FAMILY_DEVICES_MAX, sizeof *devs);
-	size_t n = 0;
-	if (!devs || (j->rc = store_devices_list(j->st, j->param[0], devs, FAMILY_DEVICES_MAX,
-						 &n)) < 0) {
-		if (!devs)
-			j->rc = STORE_ENOMEM;
-		free(devs);
-		return;
-	}
 	if ((j->rc = store_family_delete(j->st, j->param[0])) == 0) {
-		for (size_t i = 0; i < n; i++)
-			srv_upload_remove_device(j->upload_dir, devs[i].id.s); /* else: expiry */
+		/* Its unfinished recordings go too, on its phones and on the school kiosks its
+		 * children used (data/uploads/DEVICE, by the family their records name). */
+		unsigned removed;
+		srv_upload_remove_family(j->upload_dir, j->param[0], &removed); /* else: expiry */
 		store_audit_append(j->st, api_now_ms(), j->member.id.s, "family.delete", j->param[0],
 				   NULL, NULL);
 	}
-	free(devs);
 }
 
 static void delete_done(srv_exchange *x, api_job *j)

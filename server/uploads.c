@@ -248,11 +248,14 @@ static int record_read(int dev, const char *id, srv_upload *u)
 }
 
 /*
- * The unfinished uploads in a device directory that count against its cap: its .part files,
- * except those whose record says they expired (the device can no longer reach them; the sweep
- * removes them) or became a message.
+ * The unfinished uploads in a device directory that count against the cap of `member` (the
+ * device's own member; at a kiosk, the child whose session it is, so one child cannot use up
+ * the others'): its .part files, except those whose record says they expired (the device can
+ * no longer reach them; the sweep removes them), became a message or are another member's.
+ * A .part whose record does not read counts against everyone.
  */
-static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, unsigned *n)
+static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, const char *member,
+		       unsigned *n)
 {
 	*n = 0;
 	int fd = openat(dev, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -274,7 +277,8 @@ static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, unsigned *n)
 		id[STORE_ID_LEN] = '\0';
 		srv_upload u;
 		if (record_read(dev, id, &u) == 0 &&
-		    (now_ms >= srv_upload_expires_ms(d, &u) || u.message_id[0]))
+		    (now_ms >= srv_upload_expires_ms(d, &u) || u.message_id[0] ||
+		     strcmp(u.member, member) != 0))
 			continue;
 		(*n)++;
 	}
@@ -290,7 +294,7 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, int64_t no
 	int dev = rc;
 	if (dev < 0)
 		goto done;
-	if ((rc = count_parts(d, dev, now_ms, &held)) < 0)
+	if ((rc = count_parts(d, dev, now_ms, u->member, &held)) < 0)
 		goto done;
 	if (held >= cap) {
 		rc = SRV_UPLOAD_ETOOMANY;
@@ -430,35 +434,6 @@ static int remove_files(int dev, const char *id)
 	return rc < 0 ? rc : found;
 }
 
-int srv_upload_remove_device(srv_upload_dir *d, const char *device)
-{
-	pthread_mutex_lock(&d->mu);
-	int rc = device_dir(d, device, false);
-	int dev = rc;
-	if (dev == SRV_UPLOAD_ENOTFOUND)
-		rc = 0;
-	DIR *dir = dev >= 0 ? fdopendir(dev) : NULL;
-	if (dev >= 0 && !dir) {
-		rc = errno_code();
-		close(dev);
-	}
-	if (dir) {
-		rc = 0;
-		struct dirent *de;
-		while ((de = readdir(dir)) != NULL)
-			if (de->d_name[0] != '.' && unlinkat(dev, de->d_name, 0) < 0 && errno != ENOENT &&
-			    rc == 0)
-				rc = errno_code();
-		closedir(dir); /* closes dev */
-		if (rc == 0 && unlinkat(d->fd, device, AT_REMOVEDIR) < 0 && errno != ENOENT)
-			rc = errno_code();
-		if (rc == 0 && fsync(d->fd) < 0)
-			rc = errno_code();
-	}
-	pthread_mutex_unlock(&d->mu);
-	return rc;
-}
-
 int srv_upload_remove(srv_upload_dir *d, const char *device, const char *id)
 {
 	if (store_id_check(id) < 0)
@@ -502,8 +477,9 @@ static bool id_of(const char *name, char id[STORE_ID_LEN + 1])
 }
 
 /* Under the mutex: what becomes of one upload's files. 1 if the upload was removed. */
-static int sweep_one(srv_upload_dir *d, int dev, const char *id, int64_t now_ms)
+static int sweep_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
 {
+	int64_t now_ms = *(const int64_t *)arg;
 	char tmp[NAME_MAX_LEN], part[NAME_MAX_LEN], info[NAME_MAX_LEN];
 	file_name(tmp, id, ".info.tmp");
 	file_name(part, id, ".part");
@@ -590,8 +566,22 @@ static int list_dir(int at, const char *name, bool uploads, id_list *out)
 	return rc;
 }
 
-int srv_upload_sweep(srv_upload_dir *d, int64_t now_ms, const char (*busy)[STORE_ID_LEN + 1],
-		     size_t nbusy, unsigned *removed)
+/* Under the mutex: one upload's files go if its record names the family `arg`. */
+static int family_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
+{
+	(void)d;
+	srv_upload u;
+	if (record_read(dev, id, &u) != 0 || strcmp(u.family, arg) != 0)
+		return 0;
+	int rc = remove_files(dev, id);
+	return rc < 0 ? rc : 1;
+}
+
+/* one(d, dev, id, arg) for every upload of every device but the busy ones, each under the
+ * mutex; then empty device directories go. *removed counts one()'s 1s. */
+static int each_upload(srv_upload_dir *d, const char (*busy)[STORE_ID_LEN + 1], size_t nbusy,
+		       int (*one)(srv_upload_dir *, int, const char *, const void *),
+		       const void *arg, unsigned *removed)
 {
 	*removed = 0;
 	id_list devices = {0};
@@ -606,7 +596,7 @@ int srv_upload_sweep(srv_upload_dir *d, int64_t now_ms, const char (*busy)[STORE
 			int dev = device_dir(d, devices.ids[i], false);
 			int r = dev;
 			if (dev >= 0) {
-				r = sweep_one(d, dev, uploads.ids[k], now_ms);
+				r = one(d, dev, uploads.ids[k], arg);
 				close(dev);
 			}
 			pthread_mutex_unlock(&d->mu);
@@ -625,4 +615,15 @@ int srv_upload_sweep(srv_upload_dir *d, int64_t now_ms, const char (*busy)[STORE
 	}
 	free(devices.ids);
 	return rc;
+}
+
+int srv_upload_sweep(srv_upload_dir *d, int64_t now_ms, const char (*busy)[STORE_ID_LEN + 1],
+		     size_t nbusy, unsigned *removed)
+{
+	return each_upload(d, busy, nbusy, sweep_one, &now_ms, removed);
+}
+
+int srv_upload_remove_family(srv_upload_dir *d, const char *family, unsigned *removed)
+{
+	return each_upload(d, NULL, 0, family_one, family, removed);
 }

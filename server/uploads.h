@@ -52,7 +52,7 @@ int64_t srv_upload_expires_ms(const srv_upload_dir *d, const srv_upload *u);
 /*
  * A new upload of u->device (member, family, to, idem, length filled in): a fresh random id,
  * an empty .part and the record, durable on return. SRV_UPLOAD_ETOOMANY when the device
- * already holds `cap` unfinished uploads.
+ * already holds `cap` unfinished uploads of u->member (a kiosk's children count apart).
  */
 int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, int64_t now_ms);
 
@@ -79,9 +79,10 @@ int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, 
 
 /* The upload's files go. SRV_UPLOAD_ENOTFOUND if there were none. */
 int srv_upload_remove(srv_upload_dir *d, const char *device, const char *id);
-/* Every upload of a device and its directory (its family was erased). 0 or a negative code;
- * a device without uploads is 0. */
-int srv_upload_remove_device(srv_upload_dir *d, const char *device);
+/* Every upload whose record names `family`, on any device: a family's phones and the kiosks
+ * its children used (a kiosk's directory holds other families' uploads too, which stay).
+ * *removed counts them. */
+int srv_upload_remove_family(srv_upload_dir *d, const char *family, unsigned *removed);
 
 /*
  * Removes expired uploads (except the `nbusy` ids in `busy`, in use right now), leftovers of

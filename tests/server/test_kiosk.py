@@ -9,6 +9,7 @@ on the kiosk with their picture and pictures, hears the family's messages and re
 PINs lock the login; the session ends when idle, when the next child logs in, or when asked;
 the kiosk's own token never sees a family. Every step as docs/api.md promises.
 """
+import base64
 import json
 import os
 import re
@@ -55,6 +56,66 @@ def find(obj, key):
             if r is not None:
                 return r
     return None
+
+
+def kiosk_uploads(binary, jiayinctl, wav):
+    """Two families' children record on one kiosk: each child has its own places for
+    unfinished uploads, and erasing one family erases its child's, not the other's."""
+    srv = Server(binary, "--uploads-per-device", "2")
+    try:
+        school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
+        ktok = find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板"), "token")
+        children = []
+        for fname, child in (("王家", "小明"), ("李家", "小红")):
+            parent = call(srv, "POST", "/v1/families", obj={"family_name": fname,
+                                                            "member_name": "妈妈"}).json()
+            fam = parent["family"]["id"]
+            kid = call(srv, "POST", f"/v1/families/{fam}/members", parent["token"],
+                       {"member_name": child, "role": "child"}).json()["member"]
+            code = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).json()["code"]
+            link = call(srv, "POST", f"/v1/families/{fam}/kiosk-links", parent["token"],
+                        {"code": code, "member_id": kid["id"], "pin": [1, 2, 3, 4]}
+                        ).json()["link"]
+            children.append((parent, fam, link))
+
+        def login(i):
+            return call(srv, "POST", "/v1/kiosk/sessions", ktok,
+                        {"child": children[i][2]["id"], "pin": [1, 2, 3, 4]}).json()["token"]
+
+        def create(token, fam):
+            meta = "family_id " + base64.b64encode(fam.encode()).decode()
+            return request(srv, "POST", "/v1/uploads",
+                           headers=[("Tus-Resumable", "1.0.0"),
+                                    ("Authorization", f"Bearer {token}"),
+                                    ("Upload-Length", str(len(wav))),
+                                    ("Upload-Metadata", meta)])
+
+        def part_files():
+            root = os.path.join(srv.data, "uploads")
+            return sorted(f for _, _, fs in os.walk(root) for f in fs if f.endswith(".part"))
+        a = login(0)
+        made = [create(a, children[0][1]) for _ in range(3)]
+        loc = made[0].header("Location")
+        p = request(srv, "PATCH", loc, wav[:50000],
+                    headers=[("Tus-Resumable", "1.0.0"), ("Authorization", f"Bearer {a}"),
+                             ("Content-Type", "application/offset+octet-stream"),
+                             ("Upload-Offset", "0")])
+        b = login(1)
+        theirs = create(b, children[1][1])
+        ok([r.status for r in made] == [201, 201, 429] and p.status == 204 and
+           theirs.status == 201,
+           "on a kiosk each child has its own places (2 here): the first child's third "
+           "upload is 429, the next child's first is 201",
+           f"{[r.status for r in made]} {p.status} {theirs.status}")
+        ids_b = theirs.header("Location").rsplit("/", 1)[1]
+        before = part_files()
+        d = call(srv, "DELETE", f"/v1/families/{children[0][1]}", children[0][0]["token"])
+        after = part_files()
+        ok(d.status == 204 and len(before) == 3 and after == [ids_b + ".part"],
+           "erasing a family erases its child's unfinished recordings on the kiosk, and only "
+           "those", f"{before} -> {after}")
+    finally:
+        srv.stop()
 
 
 def main():
@@ -295,6 +356,7 @@ def main():
            "jiayinctl revokes the kiosk's token: it stops working at once")
     finally:
         srv.stop()
+    kiosk_uploads(binary, jiayinctl, wav)
     return finish()
 
 
