@@ -163,6 +163,7 @@ static tus_op *op_start(srv_exchange *x, int kind, bool has_id, bool want_lock)
 	free(a);
 	op->j.st = x->srv->store;
 	op->j.secret = x->srv->secret;
+	op->j.default_quota = x->srv->cfg.family_quota; /* families stored without a quota */
 	op->up = x->srv->uploads;
 	op->kind = kind;
 	op->fd = -1;

@@ -14,14 +14,19 @@ mailbox that the next HEAD finishes once there is room, idempotency keys shared 
 upload, and buffer memory given back by bodies that never finished.
 """
 import base64
+import io
 import json
 import os
+import random
 import re
 import socket
+import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import wave
 from email.utils import parsedate_to_datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -634,6 +639,49 @@ def full_mailbox(binary, wav):
     ok(rc == 0, "clean exit")
 
 
+def noise_wav(seconds):
+    """Quiet white noise, 16 kHz mono: Opus spends its full rate on it (about 19 kb/s)."""
+    rnd = random.Random(seconds)
+    frames = bytes(b for _ in range(seconds * 16000)
+                   for b in struct.pack("<h", rnd.randint(-3000, 3000)))
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(frames)
+    return out.getvalue()
+
+
+def default_quota(binary):
+    """A family stored without a quota (quota_bytes 0, from before quotas) gets the server's
+    family-quota on both upload paths: the resumable one skipped it (review finding)."""
+    srv = start(binary, "--family-quota", str(1 << 20))
+    mom = signup(srv)
+    fam = mom["family"]["id"]
+    srv.stop()
+    with sqlite3.connect(os.path.join(srv.data, "directory.db")) as db:
+        db.execute("UPDATE families SET quota_bytes = 0 WHERE id = ?", (fam,))
+    srv = Server(binary, "--signups-per-hour", "1000", "--family-quota", str(1 << 20),
+                 data=srv.data)
+    try:
+        big = request(srv, "POST", f"/v1/families/{fam}/messages", noise_wav(420),
+                      headers=bearer(mom["token"]), timeout=120)
+        minute = noise_wav(60)
+        loc = new_upload(srv, mom, len(minute))
+        r = patch(srv, mom, loc, 0, minute, timeout=120)
+        plain = request(srv, "POST", f"/v1/families/{fam}/messages", minute,
+                        headers=bearer(mom["token"]), timeout=120)
+        ok(big.status == 201 and big.json()["message"]["bytes"] < 1 << 20 and
+           r.status == 507 and code_of(r) == "quota_exceeded" and plain.status == 507 and
+           len(list_messages(srv, mom)) == 1,
+           "a family without a stored quota: 7 minutes fit in the default 1 MiB, one more "
+           "minute is 507 quota_exceeded by either path",
+           f"{big.status} {r.status} {r.body[:100]!r} {plain.status}")
+    finally:
+        srv.stop()
+
+
 def review_fixes(binary, wav):
     """What a review found: expired uploads held the device's places; a request pipelined
     after a PATCH met the lock of the PATCH before it."""
@@ -692,6 +740,7 @@ def main():
     limits(binary, wav)
     full_mailbox(binary, wav)
     review_fixes(binary, wav)
+    default_quota(binary)
     return finish()
 
 
