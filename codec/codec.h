@@ -44,6 +44,9 @@ enum {
 const char *codec_strerror(int err);
 /* Stable machine-readable name for an error code, e.g. "audio_too_short" (never NULL). */
 const char *codec_errcode(int err);
+/* 1 when err is the input's fault (sending it again gives the same answer), 0 when it is ours
+ * or the machine's (no memory, I/O, bad options, the encoder): the caller may try again. */
+int codec_err_is_input(int err);
 
 typedef enum {
 	CODEC_FORMAT_UNKNOWN = 0,

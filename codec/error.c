@@ -45,6 +45,11 @@ const char *codec_errcode(int err)
 	return i < 0 ? "unknown_error" : errors[i].code;
 }
 
+int codec_err_is_input(int err)
+{
+	return err <= CODEC_EFORMAT && err >= CODEC_ESILENT;
+}
+
 const char *codec_format_name(codec_format f)
 {
 	switch (f) {

@@ -147,6 +147,12 @@ void api_upload_done(srv_exchange *x, api_job *j)
 		srv_respond_error(x, 400, "invalid_recipient", "to: no such member in this family");
 		return;
 	}
+	if (j->rc == 0 && j->codec_rc < 0 && !codec_err_is_input(j->codec_rc)) {
+		/* Ours, not the recording's (no memory, a read failed): try again, not "bad audio". */
+		srv_respond_error_with(x, 503, codec_errcode(j->codec_rc),
+				       codec_strerror(j->codec_rc), "Retry-After: 5\r\n");
+		return;
+	}
 	if (j->rc == 0 && j->codec_rc < 0) {
 		bool big = j->codec_rc == CODEC_ETOOLARGE;
 		srv_respond_error(x, big ? 413 : 422, codec_errcode(j->codec_rc),

@@ -342,9 +342,9 @@ static void finish_work(tus_op *op)
 	if (f->rc == 0 && f->codec_rc >= 0) {
 		/* If this fails the next HEAD finds the message again under the same key. */
 		(void)srv_upload_stored(op->up->dir, &op->u, f->msg.id.s, api_now_ms());
-	} else if (f->rc == 2 || (f->rc == 0 && f->codec_rc < 0)) {
+	} else if (f->rc == 2 || (f->rc == 0 && codec_err_is_input(f->codec_rc))) {
 		(void)srv_upload_remove(op->up->dir, op->u.device, op->u.id); /* nothing is kept */
-	}
+	} /* else ours (503): the bytes stay, and the next HEAD or PATCH tries again */
 }
 
 /* The plain upload's answer, seen through tus: success is the offset with the message's id;

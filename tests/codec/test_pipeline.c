@@ -189,6 +189,18 @@ static void error_names_are_stable_and_distinct(void **st)
 	}
 	assert_string_equal(codec_errcode(-1000), "unknown_error");
 	assert_string_equal(codec_errcode(5), "unknown_error");
+	/* The input's faults, and ours: an upload keeps its bytes and hears 503 on the latter. */
+	static const int input[] = {CODEC_EFORMAT,   CODEC_EUNSUPPORTED, CODEC_ETRUNCATED,
+				    CODEC_EMALFORMED, CODEC_ECORRUPT,    CODEC_ERATE,
+				    CODEC_ECHANNELS,  CODEC_ETOOSHORT,   CODEC_ETOOLONG,
+				    CODEC_ETOOLARGE,  CODEC_ESILENT};
+	static const int ours[] = {CODEC_OK, CODEC_ENOMEM, CODEC_EIO, CODEC_EINVAL, CODEC_EENCODE};
+	for (size_t i = 0; i < sizeof input / sizeof input[0]; i++)
+		assert_int_equal(codec_err_is_input(input[i]), 1);
+	for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+		assert_int_equal(codec_err_is_input(ours[i]), 0);
+	assert_int_equal((int)(sizeof input / sizeof input[0] + sizeof ours / sizeof ours[0]),
+			 CODEC_ERROR_COUNT);
 }
 
 int main(void)
