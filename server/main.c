@@ -105,11 +105,8 @@ int main(int argc, char **argv)
 	 */
 	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
-	if (mkdir(cfg.data_dir, 0700) < 0 && errno != EEXIST) {
-		fprintf(stderr, "jiayin: cannot create the data directory %s: %s\n", cfg.data_dir,
-			strerror(errno));
-		return 70;
-	}
+	/* The storage makes the data directory (and its families/) on the first start, each
+	 * name synced into its parent. */
 	store_options so;
 	store_options_init(&so);
 	so.dir = cfg.data_dir;

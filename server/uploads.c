@@ -77,7 +77,17 @@ int srv_upload_dir_open(srv_upload_dir **out, const char *data_dir, int64_t expi
 		goto fail;
 	}
 	d->mu_ready = true;
-	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+	if (mkdir(path, 0700) == 0) {
+		/* The new directory's name, durably, as device_dir does for the ones inside: else
+		 * a power cut soon after the first start could take every upload with it. */
+		int parent = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (parent < 0 || fsync(parent) < 0)
+			rc = errno_code();
+		if (parent >= 0)
+			close(parent);
+		if (rc < 0)
+			goto fail;
+	} else if (errno != EEXIST) {
 		rc = errno_code();
 		goto fail;
 	}

@@ -140,15 +140,6 @@ int store_role_parse(const char *name, store_role *out)
 
 /* ---- the data directory ---- */
 
-static int make_dir(const char *path)
-{
-	if (mkdir(path, 0700) == 0 || errno == EEXIST)
-		return 0;
-	return errno == EROFS || errno == EACCES ? STORE_EROFS
-	       : errno == ENOSPC		  ? STORE_EFULL
-						  : STORE_EIO;
-}
-
 int family_path(const store *s, const char *family_id, char *buf, size_t cap)
 {
 	if (store_id_check(family_id) < 0)
@@ -174,6 +165,35 @@ static void sync_dir(const char *dir)
 	}
 }
 
+/* Sync the directory `path` is in: the path up to its last '/', or the working directory. */
+static void sync_parent(const char *path)
+{
+	char p[PATH_CAP];
+	const char *slash = strrchr(path, '/');
+	if (!slash) {
+		sync_dir(".");
+	} else if ((size_t)(slash - path) < sizeof p) {
+		memcpy(p, path, (size_t)(slash - path));
+		p[slash - path] = '\0';
+		sync_dir(slash == path ? "/" : p);
+	}
+}
+
+/* A directory made durably: its name in its parent survives a power cut, and with it every
+ * family database (the data directory's families/ above all). */
+static int make_dir(const char *path)
+{
+	if (mkdir(path, 0700) == 0) {
+		sync_parent(path);
+		return 0;
+	}
+	if (errno == EEXIST)
+		return 0;
+	return errno == EROFS || errno == EACCES ? STORE_EROFS
+	       : errno == ENOSPC		  ? STORE_EFULL
+						  : STORE_EIO;
+}
+
 void unlink_db_files(const char *path)
 {
 	static const char *const suffix[] = {"", "-wal", "-shm"};
@@ -181,13 +201,7 @@ void unlink_db_files(const char *path)
 	for (int i = 0; i < 3; i++)
 		if (with_suffix(p, sizeof p, path, suffix[i]))
 			unlink(p);
-	/* The directory the file was in: the path up to its last '/'. */
-	const char *slash = strrchr(path, '/');
-	if (slash && (size_t)(slash - path) < sizeof p) {
-		memcpy(p, path, (size_t)(slash - path));
-		p[slash - path] = '\0';
-		sync_dir(p);
-	}
+	sync_parent(path);
 }
 
 /* Move a damaged family database (and its WAL) aside, out of the families/ directory. */
