@@ -71,7 +71,7 @@ struct api_job {
 	uint64_t usage, quota;
 	uint32_t retention_days;
 	bool set_quota, set_retention;
-	const char *tmp_dir;
+	const char *tmp_dir;               /* data/tmp: an export's file, an upload's body */
 	struct srv_upload_dir *upload_dir; /* data/uploads (a family's erasure) */
 	int keep;
 	/* kiosks */

@@ -8,14 +8,18 @@
 #include "api_internal.h"
 #include "audio.h"
 #include "query.h"
+#include "routes.h"
 
 #include "codec.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- messages ---- */
 #define LIST_MAX 200
@@ -177,6 +181,71 @@ void api_upload_done(srv_exchange *x, api_job *j)
 							  message_json(&j->msg)));
 }
 
+/*
+ * A recording is taken only from a caller who may send it: the token and the family are
+ * checked on the pool while the body waits unread (no 100 Continue yet), and only then does
+ * the body go to an unnamed file in data/tmp. Anyone else is answered before a byte of it
+ * lands on the disk, so nobody without a place in the family can fill it.
+ */
+static void upload_gate_work(api_job *j)
+{
+	if (!api_own_family(j))
+		return;
+	j->body_fd = open(j->tmp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (j->body_fd < 0)
+		j->rc = errno == ENOSPC || errno == EDQUOT ? STORE_EFULL : STORE_EIO;
+}
+
+static void upload_refused(srv_exchange *x, api_job *j)
+{
+	api_storage_failed(x, j->rc); /* 404 another family's, 503/507 no file */
+}
+
+/* The body is over: whole, it is transcoded and stored (the caller checked again first). */
+static void upload_body_done(srv_exchange *x, void *arg, int status)
+{
+	api_job *j = arg;
+	x->body_fd = j->body_fd; /* the exchange closes it at its end */
+	if (status < 0) {
+		api_job_free(j);
+		srv_respond_body_failure(x); /* 408, 400, 413, 507, or nothing if gone */
+		return;
+	}
+	if (x->body_len == 0) {
+		api_job_free(j);
+		srv_respond_error(x, 422, "audio_truncated", "the request has no audio");
+		return;
+	}
+	j->work = api_upload_work;
+	j->done = api_upload_done;
+	j->rc = j->auth_rc = 0;
+	if (srv_job_submit(x, api_job_run, api_job_done, j) < 0) {
+		api_job_free(j);
+		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
+				       "Retry-After: 1\r\n");
+	}
+}
+
+static void upload_gate_done(srv_exchange *x, void *arg)
+{
+	api_job *j = arg;
+	if (j->auth_rc < 0 || j->rc < 0) {
+		api_job_done(x, j); /* 401, or upload_refused; the body stays unread */
+		return;
+	}
+	int fd = j->body_fd;
+	int rc = srv_body_claim(x, fd, 0, SRV_UPLOAD_MAX, upload_body_done, j);
+	if (rc < 0) { /* nothing read, and upload_body_done will not come */
+		close(fd);
+		api_job_free(j);
+		if (rc == UV_EBUSY)
+			srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
+					       "Retry-After: 1\r\n");
+		else if (rc != UV_ECANCELED)
+			srv_respond_error(x, 500, "out_of_memory", "no memory");
+	}
+}
+
 void srv_api_message_upload(srv_exchange *x)
 {
 	if (!api_bearer_present(x))
@@ -186,8 +255,13 @@ void srv_api_message_upload(srv_exchange *x)
 		srv_respond_error(x, 400, "invalid_idempotency_key", "1-128 characters");
 		return;
 	}
-	if (x->body_fd < 0 || x->body_len == 0) {
+	if (x->req.body == SRV_BODY_NONE ||
+	    (x->req.body == SRV_BODY_LENGTH && x->req.content_length == 0)) {
 		srv_respond_error(x, 422, "audio_truncated", "the request has no audio");
+		return;
+	}
+	if (x->req.body == SRV_BODY_LENGTH && x->req.content_length > SRV_UPLOAD_MAX) {
+		srv_respond_error(x, 413, "body_too_large", "the request body is too large");
 		return;
 	}
 	char to[64] = "";
@@ -204,14 +278,20 @@ void srv_api_message_upload(srv_exchange *x)
 			return;
 		}
 	}
-	api_job *j = api_authed_job(x, api_upload_work, api_upload_done);
+	api_job *j = api_authed_job(x, upload_gate_work, upload_refused);
 	if (!j)
 		return;
-	j->body_fd = x->body_fd; /* read on the pool; the exchange keeps and closes it */
+	j->body_fd = -1;
+	j->tmp_dir = x->srv->tmp_dir;
 	snprintf(j->to, sizeof j->to, "%s", to);
 	if (key)
 		snprintf(j->idem, sizeof j->idem, "%.*s", (int)key->len, key->ptr);
-	api_run(x, j);
+	api_prepare(x, j);
+	if (srv_job_submit(x, api_job_run, upload_gate_done, j) < 0) {
+		api_job_free(j);
+		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
+				       "Retry-After: 1\r\n");
+	}
 }
 
 #define LIST_FIRST 8 /* most lists (a long-poll woken by one message) need no more */

@@ -31,7 +31,7 @@
 	 srv_api_pairing_code_create, SRV_JSON_BODY_MAX, 0},                                       \
 	{"pair", SRV_METHOD_POST, "/v1/pair", srv_api_pair, SRV_JSON_BODY_MAX, 0},                \
 	{"messages.upload", SRV_METHOD_POST, "/v1/families/{family_id}/messages",                 \
-	 srv_api_message_upload, SRV_UPLOAD_MAX, SRV_ROUTE_BODY_FILE},                             \
+	 srv_api_message_upload, SRV_UPLOAD_MAX, SRV_ROUTE_BODY_CLAIM},                            \
 	{"messages.list", SRV_METHOD_GET, "/v1/families/{family_id}/messages",                    \
 	 srv_api_messages_list, 0, SRV_ROUTE_HEAD_OK},                                             \
 	{"messages.audio", SRV_METHOD_GET, "/v1/families/{family_id}/messages/{message_id}/audio",\

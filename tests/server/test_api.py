@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serverlib import Server, request  # noqa: E402
@@ -718,6 +719,66 @@ def family_settings(binary):
         srv.stop()
 
 
+def upload_gate(binary):
+    """A recording's body is taken only from a caller who may send it: the token and the
+    family are checked while the body waits, before any 100 Continue and before a byte of it
+    reaches data/tmp (review finding: anyone could make the server write 150 MiB there, and
+    only then hear 401)."""
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        other = signup(srv, "李家", "爸爸")
+        fam = mom["family"]["id"]
+        tmp = os.path.realpath(os.path.join(srv.data, "tmp"))
+
+        def open_bodies():
+            out = 0
+            for fd in os.listdir(f"/proc/{srv.proc.pid}/fd"):
+                try:
+                    out += os.readlink(f"/proc/{srv.proc.pid}/fd/{fd}").startswith(tmp)
+                except OSError:
+                    pass
+            return out
+
+        def head_only(token, length=150 << 20):
+            """The head of an upload that waits for 100 Continue: the first answer."""
+            s = srv.connect()
+            s.settimeout(10)
+            s.sendall((f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
+                       f"Authorization: Bearer {token}\r\nContent-Length: {length}\r\n"
+                       "Expect: 100-continue\r\n\r\n").encode())
+            got = b""
+            while b"\r\n\r\n" not in got:
+                d = s.recv(4096)
+                if not d:
+                    break
+                got += d
+            return s, got.split(b"\r\n", 1)[0].decode("latin-1")
+        s1, wrong = head_only("not-a-token")
+        s2, stranger = head_only(other["token"])
+        none_open = open_bodies()
+        s3, mine = head_only(mom["token"])
+        time.sleep(0.2)
+        one_open = open_bodies()
+        for s in (s1, s2, s3):
+            s.close()
+        ok(wrong.startswith("HTTP/1.1 401") and stranger.startswith("HTTP/1.1 404") and
+           none_open == 0 and mine == "HTTP/1.1 100 Continue" and one_open == 1,
+           "an upload's body waits for its caller's check: a wrong token 401 and another "
+           "family 404 before any 100 Continue, with no file for the body; the family's own "
+           "phone gets 100 Continue and one", f"{wrong} / {stranger} / {none_open} / {mine} / "
+           f"{one_open}")
+        r = request(srv, "POST", f"/v1/families/{fam}/messages", b"", headers=bearer(mom["token"]))
+        s4, big = head_only(mom["token"], 201 << 20)
+        s4.close()
+        ok(r.status == 422 and r.json()["error"]["code"] == "audio_truncated" and
+           big.startswith("HTTP/1.1 413"),
+           "no body: 422 audio_truncated; a declared 201 MiB: 413 before it is read",
+           f"{r.status} {big}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     srv = Server(binary, "--signups-per-hour", "5")
@@ -829,6 +890,7 @@ def main():
     private_messages(binary)
     signed_urls(binary)
     family_settings(binary)
+    upload_gate(binary)
     return finish()
 
 
