@@ -590,11 +590,14 @@ static void patch_commit_work(api_job *j)
 	op->rc = srv_upload_commit(op->up->dir, &op->u, op->fd, op->written, api_now_ms());
 	close(op->fd);
 	op->fd = -1;
-	if (op->rc == 0 && op->u.offset == op->u.length && !op->u.message_id[0])
-		finish_work(op);
 }
 
-static void patch_commit_done(srv_exchange *x, api_job *j)
+static void patch_finish_work(api_job *j)
+{
+	finish_work((tus_op *)j);
+}
+
+static void patch_answer(srv_exchange *x, api_job *j)
 {
 	tus_op *op = (tus_op *)j;
 	op_unlock(op);
@@ -606,6 +609,31 @@ static void patch_commit_done(srv_exchange *x, api_job *j)
 		answer_failure(x, op);
 	else
 		answer_offset(x, op, 204, NULL);
+	op_end(op);
+}
+
+/*
+ * The bytes are durable. A whole upload is then transcoded and stored: new work, which waits
+ * its turn in the bounded queue like a plain upload (the commit before it may not be
+ * refused, the transcode may): refused, it is 503 and the next HEAD makes the message.
+ */
+static void patch_commit_done(srv_exchange *x, api_job *j)
+{
+	tus_op *op = (tus_op *)j;
+	if (op->rc < 0 || op->u.offset != op->u.length || op->u.message_id[0]) {
+		patch_answer(x, j);
+		return;
+	}
+	op->j.work = patch_finish_work;
+	op->j.done = patch_answer;
+	if (srv_job_submit(x, api_job_run, op_after, op) == 0)
+		return;
+	op_unlock(op);
+	if (op->body_status < 0)
+		srv_respond_body_failure(x);
+	else
+		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
+				       "Retry-After: 1\r\n");
 	op_end(op);
 }
 

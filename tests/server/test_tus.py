@@ -682,6 +682,46 @@ def default_quota(binary):
         srv.stop()
 
 
+def bounded_finish(binary, wav):
+    """A whole upload's transcode waits its turn in the bounded job queue like a plain
+    upload's (review finding: twelve PATCHes finishing at once ran twelve transcodes past
+    --max-queued-jobs); refused, it is 503 and the bytes stay for the next HEAD."""
+    srv = start(binary, "--max-queued-jobs", "2", "--threads", "1", "--uploads-per-device", "12")
+    try:
+        mom = signup(srv)
+        locs = [new_upload(srv, mom, len(wav)) for _ in range(12)]
+        socks = []
+        for loc in locs:
+            s = srv.connect()
+            s.settimeout(60)
+            s.sendall(patch_head(mom, loc, 0, len(wav)) + wav[:-1])
+            socks.append(s)
+            time.sleep(0.3)  # its lock and claim (a bounded job) before the next one's
+        time.sleep(0.5)  # every body but its last byte is in
+        for s in socks:
+            s.sendall(wav[-1:])
+        answers = [Reader(s).response() for s in socks]
+        for s in socks:
+            s.close()
+        codes = [a.status if a else None for a in answers]
+        busy_ok = all(a.header("Retry-After") for a in answers if a and a.status == 503)
+        ids = set()
+        for loc in locs:
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                h = head(srv, mom, loc)
+                if h.status == 200 and h.header("Jiayin-Message-Id"):
+                    ids.add(h.header("Jiayin-Message-Id"))
+                    break
+                time.sleep(0.2)
+        ok(set(codes) <= {204, 503} and codes.count(503) >= 1 and busy_ok and
+           len(ids) == 12 and len(list_messages(srv, mom)) == 12,
+           "12 uploads finishing at once with 2 job places: the transcodes past them are 503 "
+           "with Retry-After, and the next HEAD makes each message, once", f"{codes}")
+    finally:
+        srv.stop()
+
+
 def review_fixes(binary, wav):
     """What a review found: expired uploads held the device's places; a request pipelined
     after a PATCH met the lock of the PATCH before it."""
@@ -741,6 +781,7 @@ def main():
     full_mailbox(binary, wav)
     review_fixes(binary, wav)
     default_quota(binary)
+    bounded_finish(binary, wav)
     return finish()
 
 
