@@ -22,6 +22,7 @@
 
 #define RECORD_MAX 4096 /* a record is a few hundred bytes; more is not ours */
 #define NAME_MAX_LEN 48  /* ID.info.tmp and the like */
+#define GIVE_BACK (64u << 10) /* a full disk: the body's last bytes given up for the record */
 
 struct srv_upload_dir {
 	int fd; /* data/uploads */
@@ -385,9 +386,22 @@ int srv_upload_commit(srv_upload_dir *d, srv_upload *u, int fd, uint64_t written
 		rc = SRV_UPLOAD_ENOTFOUND; /* swept while it was being written: it had expired */
 	if (rc == 0 && written > 0 && (rc = dev = device_dir(d, u->device, false)) >= 0) {
 		srv_upload n = *u;
-		n.offset += written;
 		n.updated_ms = now_ms;
-		if ((rc = record_write(dev, &n)) == 0)
+		/* When the body took the disk's last blocks, the record has none left: give up the
+		 * body's last GIVE_BACK bytes (cut off, uncounted: the client sends them again)
+		 * and count the rest, so a full disk costs the client that much, not everything. */
+		for (int tries = 0;; tries++) {
+			n.offset = u->offset + written;
+			rc = record_write(dev, &n);
+			if (rc != -ENOSPC || tries == 1 || written == 0)
+				break;
+			written = written > GIVE_BACK ? written - GIVE_BACK : 0;
+			if (ftruncate(fd, (off_t)(u->offset + written)) < 0 || fdatasync(fd) < 0) {
+				rc = errno_code();
+				break;
+			}
+		}
+		if (rc == 0)
 			*u = n;
 	}
 	if (dev >= 0)

@@ -31,7 +31,7 @@ from email.utils import parsedate_to_datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serverlib import Reader, Server, request  # noqa: E402
-from tap import finish, ok  # noqa: E402
+from tap import finish, ok, skip  # noqa: E402
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
 TUS = [("Tus-Resumable", "1.0.0")]
@@ -722,6 +722,44 @@ def bounded_finish(binary, wav):
         srv.stop()
 
 
+def full_disk(binary):
+    """A PATCH that fills the disk keeps what it can: the record needs a block the body took,
+    so the body's last 64 KiB are given back and the rest counted (review finding: the offset
+    stayed at 0 and the client started over, on a disk still full of its bytes)."""
+    mnt = tempfile.mkdtemp(prefix="jiayin-full-")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt],
+                      capture_output=True).returncode != 0:
+        os.rmdir(mnt)
+        skip("a PATCH that fills the disk keeps all but its last 64 KiB",
+             "mounting a small tmpfs needs root")
+        return
+    srv = None
+    try:
+        srv = Server(binary, data=os.path.join(mnt, "data"))
+        mom = signup(srv)
+        length = 10 << 20
+        loc = new_upload(srv, mom, length)
+        body = random.Random(7).randbytes(length)
+        r = patch(srv, mom, loc, 0, body, timeout=60)
+        h = head_settled(srv, mom, loc)
+        off = offset_of(h)
+        part = [os.path.join(srv.data, "uploads", f) for f in files_of(srv)
+                if f.endswith(".part")]
+        size = os.path.getsize(part[0]) if len(part) == 1 else -1
+        with open(part[0], "rb") as f:
+            same = f.read(off or 0) == body[:off or 0]
+        ok(r.status == 507 and code_of(r) == "storage_full" and off and off > 4 << 20 and
+           size == off and same,
+           "a PATCH that fills the disk: 507 storage_full, and HEAD counts the bytes that fit "
+           "but the last 64 KiB (they are on disk, byte for byte)",
+           f"{r.status} {r.body[:80]!r} offset {off}, .part {size}")
+    finally:
+        if srv:
+            srv.stop()
+        subprocess.run(["umount", mnt], capture_output=True)
+        os.rmdir(mnt)
+
+
 def review_fixes(binary, wav):
     """What a review found: expired uploads held the device's places; a request pipelined
     after a PATCH met the lock of the PATCH before it."""
@@ -782,6 +820,7 @@ def main():
     review_fixes(binary, wav)
     default_quota(binary)
     bounded_finish(binary, wav)
+    full_disk(binary)
     return finish()
 
 
