@@ -568,6 +568,16 @@ static int change_message(store *s, const char *family_id, const char *message_i
 		f->bytes_used += (uint64_t)delta; /* delta <= 0: a deletion frees its bytes */
 	else
 		f->usage_known = false;
+	/*
+	 * An erased voice is zeroed in the WAL (secure_delete), but the database file and the
+	 * WAL's older frames still hold it until a checkpoint copies the zeros over it: do that
+	 * now, and cut the WAL to nothing. Readers hold snapshots for one read only, so the busy
+	 * timeout lets them finish; if one does not, the next checkpoint (every ~16 MiB of
+	 * writes, or when the family is closed) finishes the job.
+	 */
+	if (rc == 0 && delta < 0)
+		(void)sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL,
+						NULL);
 	goto done;
 abort:
 	conn_rollback(c);

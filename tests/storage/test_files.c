@@ -56,6 +56,48 @@ static void secure_delete_leaves_no_audio_in_the_file(void **state)
 	assert_int_equal(store_open(&f->s, &o), 0);
 }
 
+/* How many times `marker` is in the family's database files (.db, -wal, -shm), now. */
+static int marker_count(const fixture *f, const char *marker)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "cat '%s/families/%s.db'* | grep -c '%s'", f->dir, f->fam.id.s,
+		 marker);
+	FILE *p = popen(cmd, "r");
+	int count = -1;
+	assert_int_equal(fscanf(p, "%d", &count), 1);
+	pclose(p);
+	return count;
+}
+
+/* Deleting erases at once, not when the family is next closed (review finding): a message
+ * stored long ago is in the database file, and a quiet family may stay open for days. */
+static void deleted_audio_leaves_the_files_at_once(void **state)
+{
+	fixture *f = *state;
+	uint8_t audio[50000];
+	memset(audio, 0x5A, sizeof audio);
+	memcpy(audio + 30000, "JIAYIN-OLD-VOICE", 16);
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message msg;
+	int existed;
+	uint64_t seq;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	store_close(f->s); /* the clip goes into the database file, as an old one would be */
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	assert_true(marker_count(f, "JIAYIN-OLD-VOICE") > 0);
+	assert_int_equal(store_message_set_state(f->s, f->fam.id.s, msg.id.s, STORE_MSG_DELETED,
+						 &seq),
+			 0);
+	assert_int_equal(marker_count(f, "JIAYIN-OLD-VOICE"), 0); /* the store still open */
+	size_t got = 0;
+	uint8_t buf[16];
+	assert_int_equal(store_audio_read(f->s, f->fam.id.s, msg.id.s, 0, buf, sizeof buf, &got),
+			 STORE_ENOTFOUND);
+}
+
 /* Overwrite `len` bytes at `offset` of a file. */
 static void mangle(const char *path, long offset, int len)
 {
@@ -678,6 +720,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(secure_delete_leaves_no_audio_in_the_file),
+		T(deleted_audio_leaves_the_files_at_once),
 		T(corrupt_header_is_quarantined),
 		T(corrupt_btree_is_quarantined),
 		T(migrations_from_every_version),
