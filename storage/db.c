@@ -164,13 +164,18 @@ static int conn_open(conn *c, const db *d, int flags, bool reader)
 	 */
 	sqlite3_db_config(c->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, LOOKASIDE_SLOT, LOOKASIDE_SLOTS);
 	/* Per-connection settings; journal mode and page size belong to the file (db_open). */
-	/* secure_delete is switched on only where audio is erased (mailbox.c): on every write it
-	 * cost appends 7% (SQLite zeroes freed cell space whenever it rebalances pages). */
+	/* secure_delete: always on in the directory; in a mailbox switched on only where audio is
+	 * erased (mailbox.c): on every write it cost appends 7% (SQLite zeroes freed cell space
+	 * whenever it rebalances pages). */
 	/* cache_size: 512 KiB per connection; the OS page cache holds the rest, and hundreds of
 	 * families may be open. */
-	rc = conn_exec(c, "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; "
-			  "PRAGMA secure_delete=OFF; PRAGMA temp_store=MEMORY; "
-			  "PRAGMA cache_size=-512");
+	rc = conn_exec(c, d->schema->secure_delete
+			      ? "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; "
+				"PRAGMA secure_delete=ON; PRAGMA temp_store=MEMORY; "
+				"PRAGMA cache_size=-512"
+			      : "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; "
+				"PRAGMA secure_delete=OFF; PRAGMA temp_store=MEMORY; "
+				"PRAGMA cache_size=-512");
 	if (rc == 0 && reader)
 		rc = conn_exec(c, "PRAGMA query_only=ON");
 	if (rc < 0)

@@ -225,6 +225,12 @@ int store_family_delete(store *s, const char *family_id)
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (st)
 		rc = update_by_id(c, st, 1, family_id);
+	/* The rows' old copies (names, devices, flags' reasons) are zeroed in the WAL (the
+	 * directory deletes securely); a checkpoint copies that over the file and empties the
+	 * WAL, as a message's erasure does in its mailbox. */
+	if (rc == 0)
+		(void)sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL,
+						NULL);
 	db_write_end(s->directory);
 	if (rc < 0)
 		return rc;

@@ -40,6 +40,7 @@ typedef struct schema {
 	const migration *steps;
 	unsigned count;
 	int page_size;
+	bool secure_delete; /* on every write: what is deleted is zeroed in the file */
 } schema;
 
 extern const schema directory_schema;

@@ -225,8 +225,10 @@ static const migration mailbox_steps[] = {
 	 "  AND aged = 1;"},
 };
 
+/* secure_delete: an erased family's names, its devices and its flags' reasons must not stay
+ * in freed space of the directory (its writes are few and small, so it costs little). */
 const schema directory_schema = {"directory", directory_steps,
-				 sizeof directory_steps / sizeof directory_steps[0], 4096};
+				 sizeof directory_steps / sizeof directory_steps[0], 4096, true};
 /* 16 KiB pages: a 150 KB clip is ~10 overflow pages instead of ~37 at 4 KiB. */
 const schema mailbox_schema = {"mailbox", mailbox_steps,
-			       sizeof mailbox_steps / sizeof mailbox_steps[0], 16384};
+			       sizeof mailbox_steps / sizeof mailbox_steps[0], 16384, false};

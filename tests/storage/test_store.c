@@ -86,6 +86,44 @@ static void deleting_a_family_erases_its_file(void **state)
 	assert_int_equal(store_family_delete(f->s, f->fam.id.s), STORE_ENOTFOUND);
 }
 
+/* An erased family leaves no names behind in the directory's files (review finding: its
+ * name, its members', its phones' and its flags' reasons stayed in freed space). */
+static void deleting_a_family_leaves_no_names_in_the_directory(void **state)
+{
+	fixture *f = *state;
+	store_family fam;
+	store_member parent, child;
+	store_device dev;
+	store_flag flag;
+	store_message msg;
+	uint8_t audio[100] = {1, 2, 3}, token[STORE_HASH_LEN] = {7};
+	int existed;
+	assert_int_equal(store_family_create(f->s, "ZZ-FAMILY-NAME", "ZZ-PARENT-NAME", 0, 1, &fam,
+					     &parent),
+			 0);
+	assert_int_equal(store_member_add(f->s, fam.id.s, "ZZ-CHILD-NAME", STORE_ROLE_CHILD, NULL, 2,
+					  &child),
+			 0);
+	assert_int_equal(store_device_add(f->s, token, child.id.s, NULL, "ZZ-PHONE-NAME", 3, &dev), 0);
+	store_new_message m = new_message(parent.id.s, audio, sizeof audio);
+	assert_int_equal(store_message_append(f->s, fam.id.s, &m, &msg, &existed), 0);
+	assert_int_equal(store_flag_add(f->s, fam.id.s, msg.id.s, child.id.s, "ZZ-FLAG-REASON", 4,
+					&flag),
+			 0);
+	assert_int_equal(store_family_delete(f->s, fam.id.s), 0);
+	static const char *const names[] = {"ZZ-FAMILY-NAME", "ZZ-PARENT-NAME", "ZZ-CHILD-NAME",
+					    "ZZ-PHONE-NAME", "ZZ-FLAG-REASON"};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		char cmd[512];
+		snprintf(cmd, sizeof cmd, "cat '%s/directory.db'* | grep -c '%s'", f->dir, names[i]);
+		FILE *p = popen(cmd, "r");
+		int count = -1;
+		assert_int_equal(fscanf(p, "%d", &count), 1);
+		pclose(p);
+		assert_int_equal(count, 0); /* the store still open */
+	}
+}
+
 /* A crash between erasing a family's rows and its file left the voices on disk (review
  * finding): the server's start erases files that no family owns, and only those. */
 static void orphaned_family_files_are_swept(void **state)
@@ -719,6 +757,7 @@ int main(void)
 		T(ids_are_unguessable_text),
 		T(families),
 		T(deleting_a_family_erases_its_file),
+		T(deleting_a_family_leaves_no_names_in_the_directory),
 		T(orphaned_family_files_are_swept),
 		T(meta_values),
 		T(members),
