@@ -12,6 +12,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,17 +24,28 @@
 #define EXPORT_PAGE 64        /* messages listed per query */
 #define EXPORT_CHUNK 65536    /* audio bytes copied per read */
 
-/* Copy the database behind `src` into a new file at dest_path. */
+/*
+ * Copy the database behind `src` into a new file at dest_path. The file is made first, by us:
+ * never over an existing one or through a symbolic link, and readable by its owner alone (a
+ * family's voices; SQLite would make it 0644 less the umask). Its journal takes its mode.
+ */
 static int backup_db(db *d, const char *dest_path)
 {
 	conn *c;
 	sqlite3 *dest = NULL;
-	if (access(dest_path, F_OK) == 0)
-		return STORE_EEXIST;
+	int fd = open(dest_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return errno == EEXIST ? STORE_EEXIST
+		       : errno == ENOSPC ? STORE_EFULL
+		       : errno == EROFS || errno == EACCES ? STORE_EROFS
+		       : STORE_EIO;
+	close(fd);
 	int rc = db_read_begin(d, &c);
-	if (rc < 0)
+	if (rc < 0) {
+		unlink(dest_path);
 		return rc;
-	int r = sqlite3_open_v2(dest_path, &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	}
+	int r = sqlite3_open_v2(dest_path, &dest, SQLITE_OPEN_READWRITE, NULL);
 	if (r == SQLITE_OK) {
 		sqlite3_backup *b = sqlite3_backup_init(dest, "main", c->db, "main");
 		if (b) {
@@ -49,7 +61,7 @@ static int backup_db(db *d, const char *dest_path)
 		sqlite3_close_v2(dest);
 	db_read_end(d, c);
 	if (rc < 0)
-		unlink(dest_path);
+		unlink_db_files(dest_path); /* with any journal SQLite left beside it */
 	return rc;
 }
 

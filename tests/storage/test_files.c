@@ -384,6 +384,17 @@ static void backups(void **state)
 	assert_int_equal(store_backup_family(f->s, f->fam.id.s, path), STORE_EEXIST);
 	assert_int_equal(store_backup_family(f->s, "0123456789abcdefghjkmnpqrs", path),
 			 STORE_ENOTFOUND);
+	/* A family's voices: its owner's alone, whatever the umask (review finding: 0644), and
+	 * never written through a symbolic link that is already there. */
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	char target[256], link[256];
+	snprintf(target, sizeof target, "%s/target", f->dir);
+	snprintf(link, sizeof link, "%s/link.db", f->dir);
+	assert_int_equal(symlink(target, link), 0);
+	assert_int_equal(store_backup_family(f->s, f->fam.id.s, link), STORE_EEXIST);
+	assert_int_not_equal(access(target, F_OK), 0);
 
 	char dir[128];
 	unsigned families;
@@ -394,6 +405,8 @@ static void backups(void **state)
 	assert_int_equal(count_rows(path, "SELECT count(*) FROM families"), 2);
 	snprintf(path, sizeof path, "%s/families/%s.db", dir, f->fam.id.s);
 	assert_int_equal(count_rows(path, "SELECT count(*) FROM audio"), 3);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
 	assert_int_equal(store_backup_all(f->s, dir, &families), STORE_EEXIST);
 }
 
