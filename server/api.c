@@ -203,8 +203,7 @@ void api_run(srv_exchange *x, api_job *j)
 	api_prepare(x, j);
 	if (srv_job_submit(x, api_job_run, api_job_done, j) < 0) {
 		free(j);
-		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
-				       "Retry-After: 1\r\n");
+		srv_respond_busy(x);
 	}
 }
 

@@ -219,11 +219,7 @@ static void upload_body_done(srv_exchange *x, void *arg, int status)
 	j->work = api_upload_work;
 	j->done = api_upload_done;
 	j->rc = j->auth_rc = 0;
-	if (srv_job_submit(x, api_job_run, api_job_done, j) < 0) {
-		api_job_free(j);
-		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
-				       "Retry-After: 1\r\n");
-	}
+	api_run(x, j);
 }
 
 static void upload_gate_done(srv_exchange *x, void *arg)
@@ -239,8 +235,7 @@ static void upload_gate_done(srv_exchange *x, void *arg)
 		close(fd);
 		api_job_free(j);
 		if (rc == UV_EBUSY)
-			srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
-					       "Retry-After: 1\r\n");
+			srv_respond_busy(x);
 		else if (rc != UV_ECANCELED)
 			srv_respond_error(x, 500, "out_of_memory", "no memory");
 	}
@@ -289,8 +284,7 @@ void srv_api_message_upload(srv_exchange *x)
 	api_prepare(x, j);
 	if (srv_job_submit(x, api_job_run, upload_gate_done, j) < 0) {
 		api_job_free(j);
-		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
-				       "Retry-After: 1\r\n");
+		srv_respond_busy(x);
 	}
 }
 

@@ -216,7 +216,7 @@ static bool op_submit(srv_exchange *x, tus_op *op, api_work_fn work, api_done_fn
 	op->j.done = done;
 	if (srv_job_submit(x, api_job_run, op_after, op) == 0)
 		return true;
-	srv_respond_error_with(x, 503, "busy", "the server is busy; try again", "Retry-After: 1\r\n");
+	srv_respond_busy(x);
 	op_end(op);
 	return false;
 }
@@ -632,8 +632,7 @@ static void patch_commit_done(srv_exchange *x, api_job *j)
 	if (op->body_status < 0)
 		srv_respond_body_failure(x);
 	else
-		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
-				       "Retry-After: 1\r\n");
+		srv_respond_busy(x);
 	op_end(op);
 }
 
@@ -712,8 +711,7 @@ static void patch_load_done(srv_exchange *x, api_job *j)
 	if (rc < 0) {
 		op->lock->receiving = false;
 		if (rc == UV_EBUSY)
-			srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
-					       "Retry-After: 1\r\n");
+			srv_respond_busy(x);
 		else if (rc != UV_ECANCELED)
 			srv_respond_error(x, 500, "out_of_memory", "no memory");
 		op_end(op);

@@ -157,8 +157,7 @@ static void start(srv_exchange *x, const char *family_id, const char *message_id
 	if (srv_buffer_reserve(x) < 0) {
 		if (check && check->release)
 			check->release(check->ctx);
-		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
-				       "Retry-After: 1\r\n");
+		srv_respond_busy(x);
 		return;
 	}
 	audio_job *j = calloc(1, sizeof *j);
@@ -193,7 +192,6 @@ static void start(srv_exchange *x, const char *family_id, const char *message_id
 			check->release(check->ctx);
 		free(src);
 		free(j);
-		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
-				       "Retry-After: 1\r\n");
+		srv_respond_busy(x);
 	}
 }

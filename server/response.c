@@ -161,3 +161,8 @@ void srv_respond_error_with(srv_exchange *x, int status, const char *code, const
 			 msg);
 	srv_respond(x, status, "application/json", extra_headers, body, (size_t)n);
 }
+
+void srv_respond_busy(srv_exchange *x)
+{
+	srv_respond_error_with(x, 503, "busy", "the server is busy; try again", "Retry-After: 1\r\n");
+}

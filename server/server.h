@@ -239,6 +239,8 @@ void srv_respond_head(srv_exchange *x, int status, const char *content_type,
 		      const char *extra_headers, int64_t content_length);
 void srv_respond_error_with(srv_exchange *x, int status, const char *code, const char *message,
 			    const char *extra_headers);
+/* 503 busy with Retry-After: 1: the job queue or the buffers are full (try again soon). */
+void srv_respond_busy(srv_exchange *x);
 
 /*
  * Claimed bodies. A SRV_ROUTE_BODY_CLAIM route's handler runs when the head is in, with

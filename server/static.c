@@ -153,8 +153,7 @@ void srv_respond_fd(srv_exchange *x, int fd, const srv_entity *e)
 {
 	if (srv_buffer_reserve(x) < 0) {
 		close(fd);
-		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
-				       "Retry-After: 1\r\n");
+		srv_respond_busy(x);
 		return;
 	}
 	srv_plan plan;
@@ -171,8 +170,7 @@ void srv_respond_static(srv_exchange *x, const char *path, size_t n)
 		return;
 	}
 	if (srv_buffer_reserve(x) < 0) {
-		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
-				       "Retry-After: 1\r\n");
+		srv_respond_busy(x);
 		return;
 	}
 	file_job *j = calloc(1, sizeof *j);
@@ -188,8 +186,7 @@ void srv_respond_static(srv_exchange *x, const char *path, size_t n)
 	j->fd = -1;
 	if (srv_job_submit(x, open_work, open_done, j) < 0) {
 		free(j);
-		srv_respond_error_with(x, 503, "busy", "the server is busy; try again",
-				       "Retry-After: 1\r\n");
+		srv_respond_busy(x);
 	}
 }
 
