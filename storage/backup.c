@@ -230,23 +230,20 @@ static void index_message(text *t, const store_message *m, const char *file, boo
 	puts_(t, "]}");
 }
 
-/* Copy one message's audio into the open zip entry. */
-static int copy_audio(store *s, const char *family_id, const store_message *m,
-		      struct archive *a, uint8_t *buf)
+typedef struct entry_ctx {
+	struct archive *a;
+	const char *name;
+	int64_t mtime_ms;
+} entry_ctx;
+
+/* audio_copy()'s sink: the zip entry's header with the first chunk, then its data. */
+static int entry_sink(void *ctx, const store_audio_info *info, const void *p, size_t n)
 {
-	uint64_t off = 0;
-	while (off < m->bytes) {
-		size_t got;
-		int rc = store_audio_read(s, family_id, m->id.s, off, buf, EXPORT_CHUNK, &got);
-		if (rc < 0)
-			return rc;
-		if (got == 0)
-			return STORE_ECORRUPT; /* shorter than its recorded size */
-		if (archive_write_data(a, buf, got) != (la_ssize_t)got)
-			return STORE_EIO;
-		off += got;
-	}
-	return 0;
+	entry_ctx *e = ctx;
+	int rc;
+	if (info && (rc = add_entry(e->a, e->name, info->bytes, e->mtime_ms)) < 0)
+		return rc;
+	return archive_write_data(e->a, p, n) == (la_ssize_t)n ? 0 : STORE_EIO;
 }
 
 static void index_header(text *t, const store_family *fam, const store_member *members,
@@ -336,8 +333,13 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 			char when[32], name[96];
 			iso_time(m->created_ms, when, sizeof when, "%Y-%m-%d_%H%M%S");
 			snprintf(name, sizeof name, "%s_%s.ogg", when, m->id.s);
-			if ((rc = add_entry(a, name, m->bytes, m->created_ms)) < 0 ||
-			    (rc = copy_audio(s, family_id, m, a, buf)) < 0)
+			/* Its entry and its audio from one snapshot; deleted since the list was
+			 * read (the retention job, another parent): left out of zip and index. */
+			entry_ctx e = {a, name, m->created_ms};
+			rc = audio_copy(s, family_id, m->id.s, entry_sink, &e, buf, EXPORT_CHUNK);
+			if (rc == STORE_ENOTFOUND)
+				continue;
+			if (rc < 0)
 				goto done;
 			index_message(&index, m, name, first);
 			first = false;

@@ -167,6 +167,12 @@ void family_release(store *s, family *f);
 int family_path(const store *s, const char *family_id, char *buf, size_t cap);
 /* Unlink a database file with its -wal and -shm (and sync the directory). */
 void unlink_db_files(const char *path);
+/* mailbox.c: all of a message's audio, chunk by chunk (at most cap bytes, through buf), in one
+ * read transaction: a message deleted meanwhile is STORE_ENOTFOUND before any sink() call. The
+ * first call has the info (its size and date), the later ones NULL; sink's error stops the copy. */
+typedef int (*audio_sink_fn)(void *ctx, const store_audio_info *info, const void *p, size_t n);
+int audio_copy(store *s, const char *family_id, const char *message_id, audio_sink_fn sink,
+	       void *ctx, void *buf, size_t cap);
 /* Close and erase a family's mailbox once the calls inside it are done (its rows already gone). */
 void family_erase(store *s, const char *family_id, const char *path);
 

@@ -439,20 +439,22 @@ static void audio_row_fn(sqlite3_stmt *st, void *out)
 		memcpy(r->info->sha256, h, STORE_HASH_LEN);
 }
 
-int store_audio_fetch(store *s, const char *family_id, const char *message_id,
-		      store_audio_choose_fn choose, void *ctx, void *buf, size_t *got,
-		      store_audio_info *info)
+/* What to do with a message's audio, given its info and its open blob, inside the lookup's
+ * read transaction. */
+typedef int (*blob_fn)(void *ctx, const store_audio_info *info, sqlite3 *db,
+		       sqlite3_int64 rowid);
+
+/* Find a message that is not deleted and run fn on its audio row, in one read transaction. */
+static int with_audio(store *s, const char *family_id, const char *message_id, blob_fn fn,
+		      void *ctx, store_audio_info *info)
 {
 	static const char sql[] = "SELECT rowid, bytes, created_ms, state, sha256 FROM messages "
 				  "WHERE id = ? AND state != 3";
 	family *f;
 	conn *c;
 	sqlite3_stmt *st = NULL;
-	sqlite3_blob *blob = NULL;
-	store_audio_info local;
-	audio_row row = {0, info ? info : &local};
-	*got = 0;
-	memset(row.info, 0, sizeof *row.info);
+	audio_row row = {0, info};
+	memset(info, 0, sizeof *info);
 	if (store_id_check(message_id) < 0)
 		return STORE_ENOTFOUND;
 	int rc = family_acquire(s, family_id, &f);
@@ -475,36 +477,103 @@ int store_audio_fetch(store *s, const char *family_id, const char *message_id,
 		goto end;
 	}
 	audio_row_fn(st, &row);
-	uint64_t offset = 0;
-	size_t len = 0;
-	if (choose && (rc = choose(ctx, row.info, &offset, &len)) < 0)
-		goto end;
-	if (len == 0)
-		goto end;
-	/* Opened, read and closed within this call: no handle outlives it. */
-	r = sqlite3_blob_open(c->db, "main", "audio", "data", row.rowid, 0, &blob);
-	if (r != SQLITE_OK) {
-		rc = r == SQLITE_ERROR ? STORE_ENOTFOUND : store_map_sqlite(r);
-		goto end;
-	}
-	uint64_t size = (uint64_t)sqlite3_blob_bytes(blob);
-	if (offset < size) {
-		size_t n = size - offset < len ? (size_t)(size - offset) : len;
-		r = sqlite3_blob_read(blob, buf, (int)n, (int)offset);
-		if (r == SQLITE_OK)
-			*got = n;
-		else
-			rc = store_map_sqlite(r);
-	}
+	rc = fn(ctx, info, c->db, row.rowid);
 end:
-	if (blob)
-		sqlite3_blob_close(blob);
 	if (st)
 		sqlite3_reset(st); /* ends the read transaction */
 	db_read_end(f->db, c);
 release:
 	family_release(s, f);
 	return rc;
+}
+
+/* Opened, read and closed within one call: no handle outlives it. */
+static int blob_open(sqlite3 *db, sqlite3_int64 rowid, sqlite3_blob **blob)
+{
+	int r = sqlite3_blob_open(db, "main", "audio", "data", rowid, 0, blob);
+	if (r == SQLITE_OK)
+		return 0;
+	return r == SQLITE_ERROR ? STORE_ENOTFOUND : store_map_sqlite(r);
+}
+
+typedef struct fetch_ctx {
+	store_audio_choose_fn choose;
+	void *ctx;
+	void *buf;
+	size_t *got;
+} fetch_ctx;
+
+static int fetch_fn(void *ctx, const store_audio_info *info, sqlite3 *db, sqlite3_int64 rowid)
+{
+	fetch_ctx *fc = ctx;
+	sqlite3_blob *blob;
+	uint64_t offset = 0;
+	size_t len = 0;
+	int rc;
+	if (fc->choose && (rc = fc->choose(fc->ctx, info, &offset, &len)) < 0)
+		return rc;
+	if (len == 0)
+		return 0;
+	if ((rc = blob_open(db, rowid, &blob)) < 0)
+		return rc;
+	uint64_t size = (uint64_t)sqlite3_blob_bytes(blob);
+	if (offset < size) {
+		size_t n = size - offset < len ? (size_t)(size - offset) : len;
+		int r = sqlite3_blob_read(blob, fc->buf, (int)n, (int)offset);
+		if (r == SQLITE_OK)
+			*fc->got = n;
+		else
+			rc = store_map_sqlite(r);
+	}
+	sqlite3_blob_close(blob);
+	return rc;
+}
+
+int store_audio_fetch(store *s, const char *family_id, const char *message_id,
+		      store_audio_choose_fn choose, void *ctx, void *buf, size_t *got,
+		      store_audio_info *info)
+{
+	store_audio_info local;
+	fetch_ctx fc = {choose, ctx, buf, got};
+	*got = 0;
+	return with_audio(s, family_id, message_id, fetch_fn, &fc, info ? info : &local);
+}
+
+typedef struct copy_ctx {
+	audio_sink_fn sink;
+	void *ctx;
+	uint8_t *buf;
+	size_t cap;
+} copy_ctx;
+
+static int copy_fn(void *ctx, const store_audio_info *info, sqlite3 *db, sqlite3_int64 rowid)
+{
+	copy_ctx *cc = ctx;
+	sqlite3_blob *blob;
+	int rc = blob_open(db, rowid, &blob);
+	if (rc < 0)
+		return rc;
+	uint64_t size = (uint64_t)sqlite3_blob_bytes(blob);
+	if (size != info->bytes)
+		rc = STORE_ECORRUPT; /* not the size its row records */
+	for (uint64_t off = 0; rc == 0 && off < size;) {
+		size_t n = size - off < cc->cap ? (size_t)(size - off) : cc->cap;
+		int r = sqlite3_blob_read(blob, cc->buf, (int)n, (int)off);
+		if (r != SQLITE_OK)
+			rc = store_map_sqlite(r);
+		else if ((rc = cc->sink(cc->ctx, off == 0 ? info : NULL, cc->buf, n)) == 0)
+			off += n;
+	}
+	sqlite3_blob_close(blob);
+	return rc;
+}
+
+int audio_copy(store *s, const char *family_id, const char *message_id, audio_sink_fn sink,
+	       void *ctx, void *buf, size_t cap)
+{
+	store_audio_info info;
+	copy_ctx cc = {sink, ctx, buf, cap};
+	return with_audio(s, family_id, message_id, copy_fn, &cc, &info);
 }
 
 typedef struct fixed_range {
@@ -571,9 +640,9 @@ static int change_message(store *s, const char *family_id, const char *message_i
 	/*
 	 * An erased voice is zeroed in the WAL (secure_delete), but the database file and the
 	 * WAL's older frames still hold it until a checkpoint copies the zeros over it: do that
-	 * now, and cut the WAL to nothing. Readers hold snapshots for one read only, so the busy
-	 * timeout lets them finish; if one does not, the next checkpoint (every ~16 MiB of
-	 * writes, or when the family is closed) finishes the job.
+	 * now, and cut the WAL to nothing. Readers hold snapshots for one read (or one clip copied
+	 * into an export) only, so the busy timeout lets them finish; if one does not, the next
+	 * checkpoint (every ~16 MiB of writes, or when the family is closed) finishes the job.
 	 */
 	if (rc == 0 && delta < 0)
 		(void)sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL,

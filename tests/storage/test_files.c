@@ -2,8 +2,8 @@
  * test_files.c — the storage library's files, on a fresh data directory per test: deleted audio
  * leaves no trace in the file, a corrupt family database is quarantined, migrations from
  * every earlier version (and mailbox step 4 keeps every row), online backups, the export
- * zip, a locked database answers busy; and the cache of open families answers each family as
- * itself through evictions and shared buckets.
+ * zip (and one racing a deletion), a locked database answers busy; and the cache of open
+ * families answers each family as itself through evictions and shared buckets.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,9 +17,11 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,6 +467,108 @@ static void export_zip(void **state)
 	assert_int_equal(index, 1);
 }
 
+/* ---- An export racing a deletion ---- */
+
+#define RACED 20      /* messages; the last is deleted while the export copies the first */
+#define RACED_SIZE 30000
+
+typedef struct export_job {
+	fixture *f;
+	int fd, rc;
+	uint64_t bytes;
+	const char *victim;
+	atomic_int deleted;
+} export_job;
+
+static void *export_main(void *arg)
+{
+	export_job *j = arg;
+	j->rc = store_export_family(j->f->s, j->f->fam.id.s, j->fd, &j->bytes);
+	close(j->fd);
+	return NULL;
+}
+
+static void *delete_main(void *arg)
+{
+	export_job *j = arg;
+	uint64_t seq;
+	int rc = store_message_set_state(j->f->s, j->f->fam.id.s, j->victim, STORE_MSG_DELETED,
+					 &seq);
+	atomic_store(&j->deleted, rc == 0 ? 1 : -1);
+	return NULL;
+}
+
+/* The retention job or another parent deletes a message an export has listed but not yet
+ * copied: the export still succeeds, without that message in its zip or its index. */
+static void export_leaves_out_a_message_deleted_meanwhile(void **state)
+{
+	fixture *f = *state;
+	static uint8_t audio[RACED_SIZE], buf[4096];
+	store_message msg[RACED];
+	int existed;
+	for (int i = 0; i < RACED; i++) {
+		memset(audio, 'a' + i, sizeof audio);
+		store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg[i], &existed), 0);
+	}
+	/* Through a small pipe that we drain slowly, the export waits on us. */
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	(void)fcntl(p[1], F_SETPIPE_SZ, 4096);
+	export_job j = {.f = f, .fd = p[1], .rc = 1, .victim = msg[RACED - 1].id.s};
+	pthread_t exporter, deleter;
+	assert_int_equal(pthread_create(&exporter, NULL, export_main, &j), 0);
+	char path[256];
+	snprintf(path, sizeof path, "%s/raced.zip", f->dir);
+	FILE *out = fopen(path, "wb");
+	assert_non_null(out);
+	ssize_t n = read(p[0], buf, sizeof buf); /* the export is copying the first message */
+	assert_true(n > 0);
+	assert_int_equal(fwrite(buf, 1, (size_t)n, out), (size_t)n);
+	assert_int_equal(pthread_create(&deleter, NULL, delete_main, &j), 0);
+	while ((n = read(p[0], buf, sizeof buf)) > 0) {
+		assert_int_equal(fwrite(buf, 1, (size_t)n, out), (size_t)n);
+		if (!atomic_load(&j.deleted))
+			usleep(1000); /* 600 KB to go at 4 KiB a millisecond: time to delete */
+	}
+	close(p[0]);
+	fclose(out);
+	pthread_join(deleter, NULL);
+	pthread_join(exporter, NULL);
+	assert_int_equal(atomic_load(&j.deleted), 1);
+	assert_int_equal(j.rc, 0);
+
+	struct archive *a = archive_read_new();
+	archive_read_support_format_zip(a);
+	assert_int_equal(archive_read_open_filename(a, path, 16384), ARCHIVE_OK);
+	struct archive_entry *e;
+	static uint8_t data[RACED_SIZE + 1], index[16384];
+	int oggs = 0;
+	la_ssize_t index_len = -1;
+	while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+		const char *name = archive_entry_pathname(e);
+		if (strcmp(name, "index.json") == 0) {
+			index_len = archive_read_data(a, index, sizeof index - 1);
+			continue;
+		}
+		assert_null(strstr(name, j.victim));
+		assert_int_equal(archive_read_data(a, data, sizeof data), RACED_SIZE);
+		for (int i = 0; i < RACED; i++)
+			if (strstr(name, msg[i].id.s))
+				assert_int_equal(data[RACED_SIZE / 2], 'a' + i);
+		oggs++;
+	}
+	archive_read_free(a);
+	assert_int_equal(oggs, RACED - 1);
+	assert_true(index_len > 0);
+	index[index_len] = 0;
+	for (int i = 0; i < RACED; i++)
+		if (i == RACED - 1)
+			assert_null(strstr((char *)index, msg[i].id.s));
+		else
+			assert_non_null(strstr((char *)index, msg[i].id.s));
+}
+
 static void locked_database_is_busy(void **state)
 {
 	fixture *f = *state;
@@ -734,6 +838,7 @@ int main(void)
 		T(mailbox_step_4_keeps_every_row),
 		T(backups),
 		T(export_zip),
+		T(export_leaves_out_a_message_deleted_meanwhile),
 		T(locked_database_is_busy),
 		T(family_cache_finds_each_family_its_own),
 	};
