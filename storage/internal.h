@@ -167,7 +167,7 @@ void family_release(store *s, family *f);
 int family_path(const store *s, const char *family_id, char *buf, size_t cap);
 /* Unlink a database file with its -wal and -shm (and sync the directory). */
 void unlink_db_files(const char *path);
-/* mailbox.c: all of a message's audio, chunk by chunk (at most cap bytes, through buf), in one
+/* audio.c: all of a message's audio, chunk by chunk (at most cap bytes, through buf), in one
  * read transaction: a message deleted meanwhile is STORE_ENOTFOUND before any sink() call. The
  * first call has the info (its size and date), the later ones NULL; sink's error stops the copy. */
 typedef int (*audio_sink_fn)(void *ctx, const store_audio_info *info, const void *p, size_t n);

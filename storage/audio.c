@@ -1,0 +1,186 @@
+/*
+ * audio.c — reading a message's audio: a range for the server (store_audio_fetch, with the
+ * clip's size, hash and date from the same lookup) and a whole clip in chunks for the export
+ * (audio_copy). Each call finds the message and reads its blob in one read transaction, and
+ * opens and closes its blob handle within the call: nothing is held between calls.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+typedef struct audio_row {
+	sqlite3_int64 rowid;
+	store_audio_info *info;
+} audio_row;
+
+static void audio_row_fn(sqlite3_stmt *st, void *out)
+{
+	audio_row *r = out;
+	r->rowid = sqlite3_column_int64(st, 0);
+	r->info->bytes = (uint64_t)sqlite3_column_int64(st, 1);
+	r->info->created_ms = sqlite3_column_int64(st, 2);
+	r->info->state = (store_msg_state)sqlite3_column_int(st, 3);
+	const void *h = sqlite3_column_blob(st, 4);
+	if (h && sqlite3_column_bytes(st, 4) == STORE_HASH_LEN)
+		memcpy(r->info->sha256, h, STORE_HASH_LEN);
+}
+
+/* What to do with a message's audio, given its info and its open blob, inside the lookup's
+ * read transaction. */
+typedef int (*blob_fn)(void *ctx, const store_audio_info *info, sqlite3 *db,
+		       sqlite3_int64 rowid);
+
+/* Find a message that is not deleted and run fn on its audio row, in one read transaction. */
+static int with_audio(store *s, const char *family_id, const char *message_id, blob_fn fn,
+		      void *ctx, store_audio_info *info)
+{
+	static const char sql[] = "SELECT rowid, bytes, created_ms, state, sha256 FROM messages "
+				  "WHERE id = ? AND state != 3";
+	family *f;
+	conn *c;
+	sqlite3_stmt *st = NULL;
+	audio_row row = {0, info};
+	memset(info, 0, sizeof *info);
+	if (store_id_check(message_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = family_acquire(s, family_id, &f);
+	if (rc < 0)
+		return rc;
+	if ((rc = db_read_begin(f->db, &c)) < 0)
+		goto release;
+	/*
+	 * One read transaction for the lookup and the blob, without BEGIN and COMMIT: the
+	 * lookup is left on its row (not reset) while the blob is read, so SQLite keeps the
+	 * read transaction it started for the lookup (one snapshot, one read lock) until the
+	 * reset below.
+	 */
+	if (!(st = conn_stmt(c, sql, &rc)))
+		goto end;
+	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r != SQLITE_ROW) {
+		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		goto end;
+	}
+	audio_row_fn(st, &row);
+	rc = fn(ctx, info, c->db, row.rowid);
+end:
+	if (st)
+		sqlite3_reset(st); /* ends the read transaction */
+	db_read_end(f->db, c);
+release:
+	family_release(s, f);
+	return rc;
+}
+
+/* Opened, read and closed within one call: no handle outlives it. */
+static int blob_open(sqlite3 *db, sqlite3_int64 rowid, sqlite3_blob **blob)
+{
+	int r = sqlite3_blob_open(db, "main", "audio", "data", rowid, 0, blob);
+	if (r == SQLITE_OK)
+		return 0;
+	return r == SQLITE_ERROR ? STORE_ENOTFOUND : store_map_sqlite(r);
+}
+
+typedef struct fetch_ctx {
+	store_audio_choose_fn choose;
+	void *ctx;
+	void *buf;
+	size_t *got;
+} fetch_ctx;
+
+static int fetch_fn(void *ctx, const store_audio_info *info, sqlite3 *db, sqlite3_int64 rowid)
+{
+	fetch_ctx *fc = ctx;
+	sqlite3_blob *blob;
+	uint64_t offset = 0;
+	size_t len = 0;
+	int rc;
+	if (fc->choose && (rc = fc->choose(fc->ctx, info, &offset, &len)) < 0)
+		return rc;
+	if (len == 0)
+		return 0;
+	if ((rc = blob_open(db, rowid, &blob)) < 0)
+		return rc;
+	uint64_t size = (uint64_t)sqlite3_blob_bytes(blob);
+	if (offset < size) {
+		size_t n = size - offset < len ? (size_t)(size - offset) : len;
+		int r = sqlite3_blob_read(blob, fc->buf, (int)n, (int)offset);
+		if (r == SQLITE_OK)
+			*fc->got = n;
+		else
+			rc = store_map_sqlite(r);
+	}
+	sqlite3_blob_close(blob);
+	return rc;
+}
+
+int store_audio_fetch(store *s, const char *family_id, const char *message_id,
+		      store_audio_choose_fn choose, void *ctx, void *buf, size_t *got,
+		      store_audio_info *info)
+{
+	store_audio_info local;
+	fetch_ctx fc = {choose, ctx, buf, got};
+	*got = 0;
+	return with_audio(s, family_id, message_id, fetch_fn, &fc, info ? info : &local);
+}
+
+typedef struct copy_ctx {
+	audio_sink_fn sink;
+	void *ctx;
+	uint8_t *buf;
+	size_t cap;
+} copy_ctx;
+
+static int copy_fn(void *ctx, const store_audio_info *info, sqlite3 *db, sqlite3_int64 rowid)
+{
+	copy_ctx *cc = ctx;
+	sqlite3_blob *blob;
+	int rc = blob_open(db, rowid, &blob);
+	if (rc < 0)
+		return rc;
+	uint64_t size = (uint64_t)sqlite3_blob_bytes(blob);
+	if (size != info->bytes)
+		rc = STORE_ECORRUPT; /* not the size its row records */
+	for (uint64_t off = 0; rc == 0 && off < size;) {
+		size_t n = size - off < cc->cap ? (size_t)(size - off) : cc->cap;
+		int r = sqlite3_blob_read(blob, cc->buf, (int)n, (int)off);
+		if (r != SQLITE_OK)
+			rc = store_map_sqlite(r);
+		else if ((rc = cc->sink(cc->ctx, off == 0 ? info : NULL, cc->buf, n)) == 0)
+			off += n;
+	}
+	sqlite3_blob_close(blob);
+	return rc;
+}
+
+int audio_copy(store *s, const char *family_id, const char *message_id, audio_sink_fn sink,
+	       void *ctx, void *buf, size_t cap)
+{
+	store_audio_info info;
+	copy_ctx cc = {sink, ctx, buf, cap};
+	return with_audio(s, family_id, message_id, copy_fn, &cc, &info);
+}
+
+typedef struct fixed_range {
+	uint64_t offset;
+	size_t len;
+} fixed_range;
+
+static int fixed_choose(void *ctx, const store_audio_info *info, uint64_t *offset, size_t *len)
+{
+	(void)info;
+	const fixed_range *fr = ctx;
+	*offset = fr->offset;
+	*len = fr->len;
+	return 0;
+}
+
+int store_audio_read(store *s, const char *family_id, const char *message_id, uint64_t offset,
+		     void *buf, size_t len, size_t *got)
+{
+	fixed_range fr = {offset, len};
+	return store_audio_fetch(s, family_id, message_id, fixed_choose, &fr, buf, got, NULL);
+}
+
+/* A change to one message under the write lock: fn runs inside the transaction. */
