@@ -1,8 +1,7 @@
 /*
  * api_messages.c — the v1 API's voice mailbox: sending a recording (transcoded from its
- * temporary file on the job pool, appended durably with its idempotency key), listing changes
- * since a sequence number with long-polling (parked requests woken when their family's mailbox
- * changes), the audio, listened receipts, deleting, flagging. The shared request machinery
+ * temporary file on the job pool, appended durably with its idempotency key), the audio,
+ * listened receipts, keeping, deleting, flagging. Listing and long-polling are api_poll.c's. The shared request machinery
  * (authentication, one job per request, JSON) is api.c's.
  */
 #include "api_internal.h"
@@ -21,12 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- messages ---- */
-#define LIST_MAX 200
-#define LONG_POLL_MAX_S 60
-
-
-static json_t *message_json(const store_message *m)
+json_t *api_message_json(const store_message *m)
 {
 	if (m->state == STORE_MSG_DELETED)
 		return json_pack("{s:s, s:I, s:s}", "id", m->id.s, "seq", (json_int_t)m->seq,
@@ -45,12 +39,7 @@ static json_t *message_json(const store_message *m)
 			 "kept", m->kept);
 }
 
-/* The caller's family is the one in the path, or it is 404 for them. */
-/*
- * Who hears a message: everyone in the family when it is sent to all; when it is sent to one
- * member, that member, its sender, and the parents and caregivers. Other children do not.
- */
-static bool may_see(const store_message *m, const store_member *me)
+bool api_may_see(const store_message *m, const store_member *me)
 {
 	return !m->to.s[0] || me->role != STORE_ROLE_CHILD || strcmp(m->to.s, me->id.s) == 0 ||
 	       strcmp(m->sender.s, me->id.s) == 0;
@@ -68,7 +57,7 @@ static int visible_message(api_job *j, bool allow_hidden)
 	if (rc < 0)
 		return rc;
 	if (j->msg.state == STORE_MSG_DELETED || (j->msg.state == STORE_MSG_HIDDEN && !allow_hidden) ||
-	    !may_see(&j->msg, &j->member))
+	    !api_may_see(&j->msg, &j->member))
 		return STORE_ENOTFOUND;
 	return 0;
 }
@@ -178,7 +167,7 @@ void api_upload_done(srv_exchange *x, api_job *j)
 	if (!j->existed)
 		api_mailbox_changed(x->srv, j->device.family_id.s);
 	api_respond_json(x, j->existed ? 200 : 201, json_pack("{s:o}", "message",
-							  message_json(&j->msg)));
+							  api_message_json(&j->msg)));
 }
 
 /*
@@ -286,330 +275,6 @@ void srv_api_message_upload(srv_exchange *x)
 		api_job_free(j);
 		srv_respond_busy(x);
 	}
-}
-
-#define LIST_FIRST 8 /* most lists (a long-poll woken by one message) need no more */
-
-/*
- * On the pool: the changes since j->since (room for a few first, for 200 only when needed),
- * filtered for the caller, and the answer's JSON text (j->text), so the loop only sends it.
- */
-static void list_work(api_job *j)
-{
-	if (!api_own_family(j))
-		return;
-	size_t room = LIST_FIRST;
-	if (!(j->list = calloc(room, sizeof *j->list))) {
-		j->rc = STORE_ENOMEM;
-		return;
-	}
-	j->rc = store_messages_since(j->st, j->param[0], j->since, j->list, room, &j->nlist,
-				     &j->latest);
-	if (j->rc == 0 && j->nlist == room) {
-		store_message *more = realloc(j->list, LIST_MAX * sizeof *more);
-		if (!more) {
-			j->rc = STORE_ENOMEM;
-			return;
-		}
-		j->list = more;
-		room = LIST_MAX;
-		j->rc = store_messages_since(j->st, j->param[0], j->since, j->list, room,
-					     &j->nlist, &j->latest);
-	}
-	if (j->rc < 0)
-		return;
-	json_t *arr = json_array();
-	uint64_t seq = j->since;
-	j->shown = 0;
-	for (size_t i = 0; arr && i < j->nlist; i++) {
-		/* Hidden messages are not the family's to hear: they read as deleted. */
-		store_message *m = &j->list[i];
-		if (m->seq > seq)
-			seq = m->seq;
-		if (!may_see(m, &j->member))
-			continue; /* another child's private message: not even its deletion */
-		if (m->state == STORE_MSG_HIDDEN)
-			m->state = STORE_MSG_DELETED;
-		json_array_append_new(arr, message_json(m));
-		j->shown++;
-	}
-	/* A page cut at LIST_MAX resumes after its last change; else the newest there is. */
-	if (j->nlist < LIST_MAX && j->latest > seq)
-		seq = j->latest;
-	j->next_seq = seq;
-	json_t *obj = arr ? json_pack("{s:o, s:I}", "messages", arr, "seq", (json_int_t)seq) : NULL;
-	j->text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
-	json_decref(obj);
-	if (!j->text)
-		j->rc = STORE_ENOMEM;
-}
-
-static void park(srv_exchange *x, api_job *j);
-
-static void list_done(srv_exchange *x, api_job *j)
-{
-	if (j->rc < 0) {
-		api_storage_failed(x, j->rc);
-		return;
-	}
-	/* Nothing (this member may see) changed: wait, from the new sequence, while time is left
-	 * (answered when the mailbox changes or the wait is over). A full page of others'
-	 * changes is answered at once instead: more may follow it already. */
-	if (j->shown == 0 && j->nlist < LIST_MAX && j->wait_until > uv_now(x->srv->loop) &&
-	    !x->srv->draining && !x->conn->closed) {
-		j->since = j->next_seq;
-		park(x, j);
-		return;
-	}
-	srv_respond(x, 200, "application/json", "Cache-Control: no-store\r\n", j->text,
-		    strlen(j->text));
-}
-
-/* ?since=N&wait=S, both optional, nothing else (query.c). 0, or -1 after answering 400. */
-static int list_query(srv_exchange *x, uint64_t *since, unsigned *wait_s)
-{
-	if (srv_query_list(x->req.query.ptr, x->req.query.len, LONG_POLL_MAX_S, since,
-			   wait_s) == 0)
-		return 0;
-	srv_respond_error(x, 400, "invalid_query", "the query is ?since=N&wait=SECONDS (0-60)");
-	return -1;
-}
-
-void srv_api_messages_list(srv_exchange *x)
-{
-	if (!api_bearer_present(x))
-		return;
-	uint64_t since;
-	unsigned wait_s;
-	if (list_query(x, &since, &wait_s) < 0)
-		return;
-	api_job *j = api_authed_job(x, list_work, list_done);
-	if (!j)
-		return;
-	j->since = since;
-	j->wait_until = wait_s ? uv_now(x->srv->loop) + (uint64_t)wait_s * 1000 : 0;
-	/* An app waits for news by itself: that keeps no child's kiosk session from going idle
-	 * (a child who walks away from a shared tablet is logged out while it waits). */
-	j->by_itself = wait_s > 0;
-	api_run(x, j);
-}
-
-/* ---- long-polling: a list with nothing new waits for its mailbox to change ---- */
-typedef struct srv_waiter {
-	struct srv_waiter *prev, *next;
-	uv_timer_t timer;
-	srv_exchange *x;
-	srv_conn *conn;
-	char family[STORE_ID_LEN + 1];
-	uint8_t token_hash[STORE_HASH_LEN]; /* who waits: authenticated again on waking */
-	int64_t idle_ms;
-	uint64_t since, wait_until;
-} srv_waiter;
-
-static void waiter_closed(uv_handle_t *h)
-{
-	srv_waiter *w = h->data;
-	srv_conn_unref(w->conn);
-	free(w);
-}
-
-/*
- * Unpark: list again and answer whatever that finds (or park again, while time is left, if
- * nothing the caller may see changed). The caller is authenticated again first: a phone
- * revoked or a kiosk session ended while it waited hears 401, not the family's news.
- */
-/* Take w off the list of waiters (its timer stopped); the caller answers and closes it. */
-static void unpark(srv_waiter *w)
-{
-	srv_server *s = w->x->srv;
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		s->waiters = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	w->prev = w->next = NULL;
-	s->waiter_count--;
-	uv_timer_stop(&w->timer);
-}
-
-/* j (zeroed) set to list again for w, authenticated again first. */
-static void relist_fill(api_job *j, srv_waiter *w)
-{
-	srv_server *s = w->x->srv;
-	j->work = list_work;
-	j->done = list_done;
-	j->since = w->since;
-	j->wait_until = w->wait_until;
-	j->authed = true;
-	j->by_itself = true;
-	memcpy(j->token_hash, w->token_hash, sizeof j->token_hash);
-	j->idle_ms = w->idle_ms;
-	j->st = s->store;
-	j->secret = s->secret;
-	snprintf(j->param[0], sizeof j->param[0], "%s", w->family);
-}
-
-static api_job *relist_job(srv_waiter *w)
-{
-	api_job *j = calloc(1, sizeof *j);
-	if (j)
-		relist_fill(j, w);
-	return j;
-}
-
-static void wake(srv_waiter *w)
-{
-	unpark(w);
-	api_job *j = relist_job(w);
-	if (!j || srv_job_submit_any(w->x, api_job_run, api_job_done, j) < 0) {
-		free(j);
-		srv_respond_error(w->x, 500, "out_of_memory", "no memory");
-	}
-	uv_close((uv_handle_t *)&w->timer, waiter_closed);
-}
-
-/*
- * A family's waiters woken together: one trip to the pool for all of them, where each is
- * authenticated and listed as alone, except that a waiter with the same token and sequence
- * as the one before it (a device waiting on several connections) shares its answer. The
- * waiters keep their connections until the batch is answered.
- */
-typedef struct wake_batch {
-	uv_work_t work;
-	srv_server *s;
-	size_t n;
-	srv_waiter **w;
-	api_job **j;
-} wake_batch;
-
-static void batch_run(uv_work_t *wk)
-{
-	wake_batch *b = wk->data;
-	api_job *prev = NULL;
-	for (size_t i = 0; i < b->n; i++) {
-		api_job *j = b->j[i];
-		if (prev && prev->auth_rc == 0 && prev->rc == 0 && prev->text &&
-		    prev->since == j->since &&
-		    memcmp(prev->token_hash, j->token_hash, sizeof j->token_hash) == 0 &&
-		    (j->text = strdup(prev->text))) {
-			j->device = prev->device;
-			j->member = prev->member;
-			j->session = prev->session;
-			j->nlist = prev->nlist;
-			j->shown = prev->shown;
-			j->next_seq = prev->next_seq;
-			j->latest = prev->latest;
-			continue;
-		}
-		api_job_run(j);
-		prev = j;
-	}
-}
-
-static void batch_after(uv_work_t *wk, int status)
-{
-	(void)status;
-	wake_batch *b = wk->data;
-	b->s->active_jobs--;
-	for (size_t i = 0; i < b->n; i++) {
-		api_job_done(b->w[i]->x, b->j[i]); /* answers (or parks again), frees the job */
-		uv_close((uv_handle_t *)&b->w[i]->timer, waiter_closed);
-	}
-	free(b->w);
-	free(b->j);
-	free(b);
-}
-
-static void on_wait_over(uv_timer_t *t)
-{
-	wake(t->data);
-}
-
-static void park(srv_exchange *x, api_job *j)
-{
-	srv_server *s = x->srv;
-	srv_waiter *w = calloc(1, sizeof *w);
-	if (!w || uv_timer_init(s->loop, &w->timer) != 0) {
-		free(w);
-		srv_respond_error(x, 500, "out_of_memory", "no memory");
-		return;
-	}
-	w->x = x;
-	w->conn = x->conn;
-	w->conn->refs++;
-	w->since = j->since;
-	w->wait_until = j->wait_until;
-	memcpy(w->token_hash, j->token_hash, sizeof w->token_hash);
-	w->idle_ms = j->idle_ms;
-	snprintf(w->family, sizeof w->family, "%.*s", STORE_ID_LEN, j->param[0]);
-	w->timer.data = w;
-	w->next = s->waiters;
-	if (s->waiters)
-		s->waiters->prev = w;
-	s->waiters = w;
-	s->waiter_count++;
-	uint64_t now = uv_now(s->loop);
-	uv_timer_start(&w->timer, on_wait_over, j->wait_until > now ? j->wait_until - now : 0, 0);
-}
-
-/* A change in family_id's mailbox: its waiters list again. */
-void api_mailbox_changed(srv_server *s, const char *family_id)
-{
-	size_t n = 0;
-	for (srv_waiter *w = s->waiters; w; w = w->next)
-		n += strcmp(w->family, family_id) == 0;
-	if (n == 0)
-		return;
-	wake_batch *b = calloc(1, sizeof *b);
-	if (b) {
-		b->w = calloc(n, sizeof *b->w);
-		b->j = calloc(n, sizeof *b->j);
-	}
-	for (size_t i = 0; b && b->w && b->j && i < n; i++)
-		if (!(b->j[i] = calloc(1, sizeof *b->j[i])))
-			break;
-	bool ready = b && b->w && b->j && b->j[n - 1];
-	if (!ready) { /* no memory for a batch: one job each, as a timeout does */
-		for (size_t i = 0; b && b->j && i < n; i++)
-			free(b->j[i]);
-		if (b) {
-			free(b->w);
-			free(b->j);
-		}
-		free(b);
-		for (srv_waiter *w = s->waiters, *next; w; w = next) {
-			next = w->next;
-			if (strcmp(w->family, family_id) == 0)
-				wake(w);
-		}
-		return;
-	}
-	size_t k = 0;
-	for (srv_waiter *w = s->waiters, *next; w; w = next) {
-		next = w->next;
-		if (strcmp(w->family, family_id) != 0)
-			continue;
-		unpark(w);
-		b->w[k] = w;
-		relist_fill(b->j[k], w);
-		k++;
-	}
-	b->n = k;
-	b->s = s;
-	b->work.data = b;
-	s->active_jobs++;
-	if (uv_queue_work(s->loop, &b->work, batch_run, batch_after) != 0) {
-		for (size_t i = 0; i < b->n; i++)
-			b->j[i]->rc = STORE_ENOMEM; /* answered 503 */
-		batch_after(&b->work, 0);
-	}
-}
-
-void srv_api_wake_all(srv_server *s)
-{
-	while (s->waiters)
-		wake(s->waiters);
 }
 
 static void audio_auth_work(api_job *j)
