@@ -217,18 +217,27 @@ static int foreign_key_violations(conn *c, int *n)
 static int migrate_step(conn *c, const char *sql, unsigned version)
 {
 	char bump[64];
-	int rc, violations = 0;
+	int rc, violations = 0, now = 0;
 	snprintf(bump, sizeof bump, "PRAGMA user_version=%u", version);
 	if ((rc = conn_exec(c, "PRAGMA foreign_keys=OFF")) < 0)
 		return rc;
 	if ((rc = conn_begin(c)) == 0) {
-		if ((rc = conn_exec(c, sql)) == 0 && (rc = conn_exec(c, bump)) == 0 &&
-		    (rc = foreign_key_violations(c, &violations)) == 0 && violations)
-			rc = STORE_ECORRUPT; /* references broken, by the step or before it */
-		if (rc < 0)
+		/*
+		 * The version again, under the write lock: another process (the server and
+		 * jiayinctl, both upgraded) may have taken this step since we read it.
+		 */
+		if ((rc = user_version(c, &now)) == 0 && now >= (int)version)
 			conn_rollback(c);
-		else
-			rc = conn_commit(c);
+		else {
+			if (rc == 0 && (rc = conn_exec(c, sql)) == 0 &&
+			    (rc = conn_exec(c, bump)) == 0 &&
+			    (rc = foreign_key_violations(c, &violations)) == 0 && violations)
+				rc = STORE_ECORRUPT; /* references broken, by the step or before */
+			if (rc < 0)
+				conn_rollback(c);
+			else
+				rc = conn_commit(c);
+		}
 	}
 	int on = conn_exec(c, "PRAGMA foreign_keys=ON");
 	return rc < 0 ? rc : on;

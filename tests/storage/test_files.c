@@ -1,9 +1,9 @@
 /*
  * test_files.c — the storage library's files, on a fresh data directory per test: deleted audio
- * leaves no trace in the file, a corrupt family database is quarantined, migrations from
- * every earlier version (and mailbox step 4 keeps every row), online backups, the export
- * zip (and one racing a deletion), a locked database answers busy; and the cache of open
- * families answers each family as itself through evictions and shared buckets.
+ * leaves no trace in the file, a corrupt family database is quarantined, online backups, the
+ * export zip (and one racing a deletion), a locked database answers busy; and the cache of
+ * open families answers each family as itself through evictions and shared buckets.
+ * Migrations are test_migrations.c's.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -173,190 +173,6 @@ static void corrupt_header_is_quarantined(void **state)
 static void corrupt_btree_is_quarantined(void **state)
 {
 	check_quarantine(*state, 1);
-}
-
-static int count_rows(const char *path, const char *sql)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	int n = -1;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-		return -1;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return n;
-}
-
-/* A database at `version`: the first `version` real steps, applied by hand. */
-static void make_at_version(const char *path, const schema *sc, unsigned version)
-{
-	sqlite3 *db;
-	char bump[64];
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	for (unsigned i = 0; i < version; i++)
-		assert_int_equal(sqlite3_exec(db, sc->steps[i].sql, 0, 0, 0), SQLITE_OK);
-	snprintf(bump, sizeof bump, "PRAGMA user_version = %u", version);
-	assert_int_equal(sqlite3_exec(db, bump, 0, 0, 0), SQLITE_OK);
-	sqlite3_close(db);
-}
-
-static void migrations_from_every_version(void **state)
-{
-	fixture *f = *state;
-	store_close(f->s);
-	f->s = NULL;
-	for (unsigned v = 0; v < directory_schema.count; v++) {
-		char dir[128], path[256];
-		snprintf(dir, sizeof dir, "%s/v%u", f->dir, v);
-		mkdir(dir, 0700);
-		snprintf(path, sizeof path, "%s/directory.db", dir);
-		make_at_version(path, &directory_schema, v);
-		store_options o;
-		store_options_init(&o);
-		o.dir = dir;
-		store *s;
-		assert_int_equal(store_open(&s, &o), 0);
-		store_family fam;
-		store_member mem;
-		assert_int_equal(store_family_create(s, "x", "y", 0, 1, &fam, &mem), 0);
-		assert_int_equal(store_family_get(s, fam.id.s, &fam), 0);
-		store_close(s);
-		assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)directory_schema.count);
-		assert_int_equal(count_rows(path, "SELECT count(*) FROM sqlite_master WHERE name = "
-						  "'moderation_by_family'"),
-				 1);
-	}
-	for (unsigned v = 0; v < mailbox_schema.count; v++) {
-		/* A family whose mailbox file is at version v opens and works. */
-		store_options o;
-		store_options_init(&o);
-		o.dir = f->dir;
-		store *s;
-		store_family fam;
-		store_member mem;
-		assert_int_equal(store_open(&s, &o), 0);
-		assert_int_equal(store_family_create(s, "z", "w", 0, 1, &fam, &mem), 0);
-		store_close(s);
-		char path[256];
-		snprintf(path, sizeof path, "%s/families/%s.db", f->dir, fam.id.s);
-		unlink(path);
-		make_at_version(path, &mailbox_schema, v);
-		assert_int_equal(store_open(&s, &o), 0);
-		uint8_t audio[10] = {1}, wave[STORE_WAVEFORM_POINTS] = {0};
-		store_new_message m = {.sender = mem.id.s, .waveform = wave, .audio = audio,
-				       .audio_len = sizeof audio};
-		store_message msg;
-		int existed;
-		assert_int_equal(store_message_append(s, fam.id.s, &m, &msg, &existed), 0);
-		store_close(s);
-	}
-	/* A newer schema than ours is refused, not downgraded. */
-	char path[256];
-	snprintf(path, sizeof path, "%s/v0/directory.db", f->dir);
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", 0, 0, 0), SQLITE_OK);
-	sqlite3_close(db);
-	store_options o;
-	store_options_init(&o);
-	snprintf(path, sizeof path, "%s/v0", f->dir);
-	o.dir = path;
-	store *s;
-	assert_int_equal(store_open(&s, &o), STORE_ESCHEMA);
-	o.dir = f->dir;
-	assert_int_equal(store_open(&f->s, &o), 0);
-}
-
-/*
- * Mailbox step 4 rebuilds the messages table: a mailbox at version 3 with messages, changes,
- * receipts, an idempotency key and audio keeps every row (no cascade deleted what refers to
- * the dropped table), and its sequence, listings, reads and retention go on from it.
- */
-static void mailbox_step_4_keeps_every_row(void **state)
-{
-	fixture *f = *state;
-	char path[256];
-	store_options o;
-	store_options_init(&o);
-	o.dir = f->dir;
-	store_close(f->s);
-	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
-	unlink(path);
-	make_at_version(path, &mailbox_schema, 3);
-	sqlite3 *db;
-	char sql[2048];
-	/* As version 3 left them: rowid 1 changed (seq 4), 2 unchanged, 3 deleted (seq 5). */
-	snprintf(sql, sizeof sql,
-		 "INSERT INTO messages (rowid, id, seq, sender, created_ms, duration_ms, lufs, bytes,"
-		 " waveform, sha256, state, kept) VALUES"
-		 " (1, '0000000000000000000000000a', 4, '%s', 1000, 1, -16, 3, zeroblob(100),"
-		 "  zeroblob(32), 1, 0),"
-		 " (2, '0000000000000000000000000b', 2, '%s', 2000, 1, -16, 4, zeroblob(100),"
-		 "  zeroblob(32), 1, 0),"
-		 " (3, '0000000000000000000000000c', 5, '%s', 3000, 1, -16, 5, zeroblob(100),"
-		 "  zeroblob(32), 3, 0);"
-		 "INSERT INTO audio VALUES (1, x'010203'), (2, x'04050607');"
-		 "INSERT INTO receipts VALUES (1, '%s', 1500);"
-		 "INSERT INTO idempotency VALUES ('key-b', 2, 2000);",
-		 f->parent.id.s, f->parent.id.s, f->parent.id.s, f->parent.id.s);
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, sql, 0, 0, 0), SQLITE_OK);
-	sqlite3_close(db);
-
-	assert_int_equal(store_open(&f->s, &o), 0);
-	store_message list[8], byk;
-	size_t n;
-	uint64_t latest, seq;
-	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 0, list, 8, &n, &latest), 0);
-	assert_int_equal(n, 3);
-	assert_int_equal(latest, 5);
-	assert_string_equal(list[0].id.s, "0000000000000000000000000b");
-	assert_string_equal(list[1].id.s, "0000000000000000000000000a");
-	assert_int_equal(list[1].listened_count, 1);
-	assert_int_equal(list[2].state, STORE_MSG_DELETED);
-	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 2, list, 1, &n, &latest), 0);
-	assert_int_equal(n, 1);
-	assert_int_equal(list[0].seq, 4);
-	assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)mailbox_schema.count);
-	assert_int_equal(count_rows(path, "SELECT count(*) FROM audio"), 2);
-	assert_int_equal(count_rows(path, "SELECT count(*) FROM receipts"), 1);
-	assert_int_equal(count_rows(path, "SELECT count(*) FROM idempotency"), 1);
-	assert_int_equal(count_rows(path, "SELECT count(*) FROM messages WHERE aged = 1"), 3);
-	assert_int_equal(store_message_by_key(f->s, f->fam.id.s, "key-b", &byk), 0);
-	assert_string_equal(byk.id.s, "0000000000000000000000000b");
-	uint8_t buf[8];
-	size_t got;
-	assert_int_equal(store_audio_read(f->s, f->fam.id.s, byk.id.s, 0, buf, sizeof buf, &got),
-			 0);
-	assert_int_equal(got, 4);
-	assert_memory_equal(buf, "\x04\x05\x06\x07", 4);
-	uint64_t used;
-	assert_int_equal(store_mailbox_usage(f->s, f->fam.id.s, &used), 0);
-	assert_int_equal(used, 7);
-
-	/* New numbers go on from the highest; old rows are in the retention index. */
-	uint8_t audio[4] = {9};
-	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
-	store_message fresh;
-	int existed;
-	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &fresh, &existed), 0);
-	assert_int_equal(fresh.seq, 6);
-	assert_int_equal(store_message_listened(f->s, f->fam.id.s, byk.id.s, f->parent.id.s, 9000,
-						&seq),
-			 0);
-	assert_int_equal(seq, 7);
-	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 5, list, 8, &n, &latest), 0);
-	assert_int_equal(n, 2);
-	assert_string_equal(list[0].id.s, fresh.id.s);
-	assert_string_equal(list[1].id.s, byk.id.s);
-	assert_int_equal(latest, 7);
-	unsigned expired;
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1500, 10, &expired, &seq), 0);
-	assert_int_equal(expired, 1); /* rowid 1, created at 1000 */
-	assert_int_equal(seq, 8);
-	assert_int_equal(count_rows(path, "SELECT count(*) FROM audio"), 2);
 }
 
 static void backups(void **state)
@@ -834,8 +650,6 @@ int main(void)
 		T(deleted_audio_leaves_the_files_at_once),
 		T(corrupt_header_is_quarantined),
 		T(corrupt_btree_is_quarantined),
-		T(migrations_from_every_version),
-		T(mailbox_step_4_keeps_every_row),
 		T(backups),
 		T(export_zip),
 		T(export_leaves_out_a_message_deleted_meanwhile),

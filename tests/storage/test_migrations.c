@@ -1,0 +1,253 @@
+/*
+ * test_migrations.c — the schema steps: a directory and a mailbox created at every earlier
+ * version open and work, a newer version is refused, mailbox step 4 keeps every row, and two
+ * processes opening an old file at once (the server and jiayinctl, both upgraded) migrate it
+ * once, both successfully.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "internal.h" /* the migration steps, to build databases at old versions */
+#include "store.h"
+#include "store_fixture.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A database at `version`: the first `version` real steps, applied by hand. */
+static void make_at_version(const char *path, const schema *sc, unsigned version)
+{
+	sqlite3 *db;
+	char bump[64];
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	for (unsigned i = 0; i < version; i++)
+		assert_int_equal(sqlite3_exec(db, sc->steps[i].sql, 0, 0, 0), SQLITE_OK);
+	snprintf(bump, sizeof bump, "PRAGMA user_version = %u", version);
+	assert_int_equal(sqlite3_exec(db, bump, 0, 0, 0), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void migrations_from_every_version(void **state)
+{
+	fixture *f = *state;
+	store_close(f->s);
+	f->s = NULL;
+	for (unsigned v = 0; v < directory_schema.count; v++) {
+		char dir[128], path[256];
+		snprintf(dir, sizeof dir, "%s/v%u", f->dir, v);
+		mkdir(dir, 0700);
+		snprintf(path, sizeof path, "%s/directory.db", dir);
+		make_at_version(path, &directory_schema, v);
+		store_options o;
+		store_options_init(&o);
+		o.dir = dir;
+		store *s;
+		assert_int_equal(store_open(&s, &o), 0);
+		store_family fam;
+		store_member mem;
+		assert_int_equal(store_family_create(s, "x", "y", 0, 1, &fam, &mem), 0);
+		assert_int_equal(store_family_get(s, fam.id.s, &fam), 0);
+		store_close(s);
+		assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)directory_schema.count);
+		assert_int_equal(count_rows(path, "SELECT count(*) FROM sqlite_master WHERE name = "
+						  "'moderation_by_family'"),
+				 1);
+	}
+	for (unsigned v = 0; v < mailbox_schema.count; v++) {
+		/* A family whose mailbox file is at version v opens and works. */
+		store_options o;
+		store_options_init(&o);
+		o.dir = f->dir;
+		store *s;
+		store_family fam;
+		store_member mem;
+		assert_int_equal(store_open(&s, &o), 0);
+		assert_int_equal(store_family_create(s, "z", "w", 0, 1, &fam, &mem), 0);
+		store_close(s);
+		char path[256];
+		snprintf(path, sizeof path, "%s/families/%s.db", f->dir, fam.id.s);
+		unlink(path);
+		make_at_version(path, &mailbox_schema, v);
+		assert_int_equal(store_open(&s, &o), 0);
+		uint8_t audio[10] = {1}, wave[STORE_WAVEFORM_POINTS] = {0};
+		store_new_message m = {.sender = mem.id.s, .waveform = wave, .audio = audio,
+				       .audio_len = sizeof audio};
+		store_message msg;
+		int existed;
+		assert_int_equal(store_message_append(s, fam.id.s, &m, &msg, &existed), 0);
+		store_close(s);
+	}
+	/* A newer schema than ours is refused, not downgraded. */
+	char path[256];
+	snprintf(path, sizeof path, "%s/v0/directory.db", f->dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", 0, 0, 0), SQLITE_OK);
+	sqlite3_close(db);
+	store_options o;
+	store_options_init(&o);
+	snprintf(path, sizeof path, "%s/v0", f->dir);
+	o.dir = path;
+	store *s;
+	assert_int_equal(store_open(&s, &o), STORE_ESCHEMA);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+}
+
+/*
+ * Mailbox step 4 rebuilds the messages table: a mailbox at version 3 with messages, changes,
+ * receipts, an idempotency key and audio keeps every row (no cascade deleted what refers to
+ * the dropped table), and its sequence, listings, reads and retention go on from it.
+ */
+static void mailbox_step_4_keeps_every_row(void **state)
+{
+	fixture *f = *state;
+	char path[256];
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	store_close(f->s);
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	unlink(path);
+	make_at_version(path, &mailbox_schema, 3);
+	sqlite3 *db;
+	char sql[2048];
+	/* As version 3 left them: rowid 1 changed (seq 4), 2 unchanged, 3 deleted (seq 5). */
+	snprintf(sql, sizeof sql,
+		 "INSERT INTO messages (rowid, id, seq, sender, created_ms, duration_ms, lufs, bytes,"
+		 " waveform, sha256, state, kept) VALUES"
+		 " (1, '0000000000000000000000000a', 4, '%s', 1000, 1, -16, 3, zeroblob(100),"
+		 "  zeroblob(32), 1, 0),"
+		 " (2, '0000000000000000000000000b', 2, '%s', 2000, 1, -16, 4, zeroblob(100),"
+		 "  zeroblob(32), 1, 0),"
+		 " (3, '0000000000000000000000000c', 5, '%s', 3000, 1, -16, 5, zeroblob(100),"
+		 "  zeroblob(32), 3, 0);"
+		 "INSERT INTO audio VALUES (1, x'010203'), (2, x'04050607');"
+		 "INSERT INTO receipts VALUES (1, '%s', 1500);"
+		 "INSERT INTO idempotency VALUES ('key-b', 2, 2000);",
+		 f->parent.id.s, f->parent.id.s, f->parent.id.s, f->parent.id.s);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, 0, 0, 0), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(&f->s, &o), 0);
+	store_message list[8], byk;
+	size_t n;
+	uint64_t latest, seq;
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 0, list, 8, &n, &latest), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(latest, 5);
+	assert_string_equal(list[0].id.s, "0000000000000000000000000b");
+	assert_string_equal(list[1].id.s, "0000000000000000000000000a");
+	assert_int_equal(list[1].listened_count, 1);
+	assert_int_equal(list[2].state, STORE_MSG_DELETED);
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 2, list, 1, &n, &latest), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(list[0].seq, 4);
+	assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)mailbox_schema.count);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM audio"), 2);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM receipts"), 1);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM idempotency"), 1);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM messages WHERE aged = 1"), 3);
+	assert_int_equal(store_message_by_key(f->s, f->fam.id.s, "key-b", &byk), 0);
+	assert_string_equal(byk.id.s, "0000000000000000000000000b");
+	uint8_t buf[8];
+	size_t got;
+	assert_int_equal(store_audio_read(f->s, f->fam.id.s, byk.id.s, 0, buf, sizeof buf, &got),
+			 0);
+	assert_int_equal(got, 4);
+	assert_memory_equal(buf, "\x04\x05\x06\x07", 4);
+	uint64_t used;
+	assert_int_equal(store_mailbox_usage(f->s, f->fam.id.s, &used), 0);
+	assert_int_equal(used, 7);
+
+	/* New numbers go on from the highest; old rows are in the retention index. */
+	uint8_t audio[4] = {9};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message fresh;
+	int existed;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &fresh, &existed), 0);
+	assert_int_equal(fresh.seq, 6);
+	assert_int_equal(store_message_listened(f->s, f->fam.id.s, byk.id.s, f->parent.id.s, 9000,
+						&seq),
+			 0);
+	assert_int_equal(seq, 7);
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 5, list, 8, &n, &latest), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].id.s, fresh.id.s);
+	assert_string_equal(list[1].id.s, byk.id.s);
+	assert_int_equal(latest, 7);
+	unsigned expired;
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1500, 10, &expired, &seq), 0);
+	assert_int_equal(expired, 1); /* rowid 1, created at 1000 */
+	assert_int_equal(seq, 8);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM audio"), 2);
+}
+
+/* ---- Two processes migrating one file ---- */
+
+typedef struct opener {
+	const char *dir;
+	pthread_t thread;
+	int rc;
+} opener;
+
+static void *opener_main(void *arg)
+{
+	opener *o = arg;
+	store_options opt;
+	store_options_init(&opt);
+	opt.dir = o->dir;
+	store *s = NULL;
+	o->rc = store_open(&s, &opt);
+	store_close(s);
+	return NULL;
+}
+
+/*
+ * Both read the old version while a third connection holds the write lock, then take their
+ * turns at it: the second must find the steps taken, not take them again ("table exists").
+ */
+static void two_openers_migrate_once(void **state)
+{
+	fixture *f = *state;
+	char dir[128], path[256];
+	snprintf(dir, sizeof dir, "%s/race", f->dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	snprintf(path, sizeof path, "%s/directory.db", dir);
+	make_at_version(path, &directory_schema, 0);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL", 0, 0, 0), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0), SQLITE_OK);
+	opener o[2] = {{dir, 0, 1}, {dir, 0, 1}};
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&o[i].thread, NULL, opener_main, &o[i]), 0);
+	usleep(300 * 1000); /* both at BEGIN IMMEDIATE, having read version 0 */
+	assert_int_equal(sqlite3_exec(db, "COMMIT", 0, 0, 0), SQLITE_OK);
+	sqlite3_close(db);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(o[i].thread, NULL);
+		assert_int_equal(o[i].rc, 0);
+	}
+	assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)directory_schema.count);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(migrations_from_every_version),
+		T(mailbox_step_4_keeps_every_row),
+		T(two_openers_migrate_once),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
