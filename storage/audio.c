@@ -1,11 +1,12 @@
 /*
  * audio.c — reading a message's audio: a range for the server (store_audio_fetch, with the
- * clip's size, hash and date from the same lookup) and a whole clip in chunks for the export
- * (audio_copy). Each call finds the message and reads its blob in one read transaction, and
+ * clip's size, hash and date from the same lookup) and a whole visible clip for the export
+ * (audio_load). Each call finds the message and reads its blob in one read transaction, and
  * opens and closes its blob handle within the call: nothing is held between calls.
  */
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct audio_row {
@@ -125,41 +126,46 @@ int store_audio_fetch(store *s, const char *family_id, const char *message_id,
 	return with_audio(s, family_id, message_id, fetch_fn, &fc, info ? info : &local);
 }
 
-typedef struct copy_ctx {
-	audio_sink_fn sink;
-	void *ctx;
-	uint8_t *buf;
-	size_t cap;
-} copy_ctx;
+typedef struct load_ctx {
+	uint8_t **buf;
+	size_t *cap;
+} load_ctx;
 
-static int copy_fn(void *ctx, const store_audio_info *info, sqlite3 *db, sqlite3_int64 rowid)
+static int load_fn(void *ctx, const store_audio_info *info, sqlite3 *db, sqlite3_int64 rowid)
 {
-	copy_ctx *cc = ctx;
+	load_ctx *lc = ctx;
 	sqlite3_blob *blob;
+	if (info->state != STORE_MSG_VISIBLE)
+		return STORE_ENOTFOUND; /* hidden by a moderator since it was listed */
 	int rc = blob_open(db, rowid, &blob);
 	if (rc < 0)
 		return rc;
 	uint64_t size = (uint64_t)sqlite3_blob_bytes(blob);
-	if (size != info->bytes)
+	if (size != info->bytes || size > STORE_AUDIO_MAX)
 		rc = STORE_ECORRUPT; /* not the size its row records */
-	for (uint64_t off = 0; rc == 0 && off < size;) {
-		size_t n = size - off < cc->cap ? (size_t)(size - off) : cc->cap;
-		int r = sqlite3_blob_read(blob, cc->buf, (int)n, (int)off);
+	if (rc == 0 && size > *lc->cap) {
+		uint8_t *p = realloc(*lc->buf, (size_t)size);
+		if (p) {
+			*lc->buf = p;
+			*lc->cap = (size_t)size;
+		} else {
+			rc = STORE_ENOMEM;
+		}
+	}
+	if (rc == 0) {
+		int r = sqlite3_blob_read(blob, *lc->buf, (int)size, 0);
 		if (r != SQLITE_OK)
 			rc = store_map_sqlite(r);
-		else if ((rc = cc->sink(cc->ctx, off == 0 ? info : NULL, cc->buf, n)) == 0)
-			off += n;
 	}
 	sqlite3_blob_close(blob);
 	return rc;
 }
 
-int audio_copy(store *s, const char *family_id, const char *message_id, audio_sink_fn sink,
-	       void *ctx, void *buf, size_t cap)
+int audio_load(store *s, const char *family_id, const char *message_id, uint8_t **buf,
+	       size_t *cap, store_audio_info *info)
 {
-	store_audio_info info;
-	copy_ctx cc = {sink, ctx, buf, cap};
-	return with_audio(s, family_id, message_id, copy_fn, &cc, &info);
+	load_ctx lc = {buf, cap};
+	return with_audio(s, family_id, message_id, load_fn, &lc, info);
 }
 
 typedef struct fixed_range {
@@ -183,4 +189,3 @@ int store_audio_read(store *s, const char *family_id, const char *message_id, ui
 	return store_audio_fetch(s, family_id, message_id, fixed_choose, &fr, buf, got, NULL);
 }
 
-/* A change to one message under the write lock: fn runs inside the transaction. */

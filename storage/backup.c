@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #define EXPORT_PAGE 64        /* messages listed per query */
-#define EXPORT_CHUNK 65536    /* audio bytes copied per read */
+#define EXPORT_BUF 262144     /* the clip buffer to begin with (grown to the largest clip) */
 
 /*
  * Copy the database behind `src` into a new file at dest_path. The file is made first, by us:
@@ -230,22 +230,6 @@ static void index_message(text *t, const store_message *m, const char *file, boo
 	puts_(t, "]}");
 }
 
-typedef struct entry_ctx {
-	struct archive *a;
-	const char *name;
-	int64_t mtime_ms;
-} entry_ctx;
-
-/* audio_copy()'s sink: the zip entry's header with the first chunk, then its data. */
-static int entry_sink(void *ctx, const store_audio_info *info, const void *p, size_t n)
-{
-	entry_ctx *e = ctx;
-	int rc;
-	if (info && (rc = add_entry(e->a, e->name, info->bytes, e->mtime_ms)) < 0)
-		return rc;
-	return archive_write_data(e->a, p, n) == (la_ssize_t)n ? 0 : STORE_EIO;
-}
-
 static void index_header(text *t, const store_family *fam, const store_member *members,
 			 size_t nmembers, int64_t now_ms)
 {
@@ -293,6 +277,7 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 	store_member *members = NULL;
 	store_message *page = NULL;
 	uint8_t *buf = NULL;
+	size_t cap = EXPORT_BUF;
 	text index = {0};
 	sink_ctx sink = {fd, 0};
 	size_t nmembers = 0;
@@ -303,7 +288,7 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 		return rc;
 	members = calloc(STORE_MEMBERS_MAX, sizeof *members); /* all of them: the index names each */
 	page = calloc(EXPORT_PAGE, sizeof *page);
-	buf = malloc(EXPORT_CHUNK);
+	buf = malloc(cap);
 	a = archive_write_new();
 	rc = STORE_ENOMEM;
 	if (!members || !page || !buf || !a)
@@ -317,29 +302,31 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 		goto done;
 	index_header(&index, &fam, members, nmembers, (int64_t)time(NULL) * 1000);
 
-	/* Every change once, in sequence order: the visible messages, page by page. */
-	uint64_t since = 0, latest;
+	/*
+	 * The visible messages page by page in rowid order, each once (a receipt or a keep
+	 * meanwhile gives it a new change number, not a new place). Each clip is read whole in
+	 * one read transaction and written after it: no snapshot waits on the caller's fd. One
+	 * deleted or hidden since its page was read is left out of zip and index.
+	 */
+	sqlite3_int64 after = 0;
 	bool first = true;
 	for (;;) {
 		size_t n;
-		if ((rc = store_messages_since(s, family_id, since, page, EXPORT_PAGE, &n,
-					       &latest)) < 0)
+		if ((rc = messages_visible_after(s, family_id, &after, page, EXPORT_PAGE, &n)) < 0)
 			goto done;
 		for (size_t i = 0; i < n; i++) {
 			const store_message *m = &page[i];
-			since = m->seq;
-			if (m->state != STORE_MSG_VISIBLE)
+			store_audio_info info;
+			rc = audio_load(s, family_id, m->id.s, &buf, &cap, &info);
+			if (rc == STORE_ENOTFOUND)
 				continue;
 			char when[32], name[96];
 			iso_time(m->created_ms, when, sizeof when, "%Y-%m-%d_%H%M%S");
 			snprintf(name, sizeof name, "%s_%s.ogg", when, m->id.s);
-			/* Its entry and its audio from one snapshot; deleted since the list was
-			 * read (the retention job, another parent): left out of zip and index. */
-			entry_ctx e = {a, name, m->created_ms};
-			rc = audio_copy(s, family_id, m->id.s, entry_sink, &e, buf, EXPORT_CHUNK);
-			if (rc == STORE_ENOTFOUND)
-				continue;
-			if (rc < 0)
+			if (rc < 0 || (rc = add_entry(a, name, info.bytes, m->created_ms)) < 0)
+				goto done;
+			rc = STORE_EIO;
+			if (archive_write_data(a, buf, info.bytes) != (la_ssize_t)info.bytes)
 				goto done;
 			index_message(&index, m, name, first);
 			first = false;

@@ -167,12 +167,14 @@ void family_release(store *s, family *f);
 int family_path(const store *s, const char *family_id, char *buf, size_t cap);
 /* Unlink a database file with its -wal and -shm (and sync the directory). */
 void unlink_db_files(const char *path);
-/* audio.c: all of a message's audio, chunk by chunk (at most cap bytes, through buf), in one
- * read transaction: a message deleted meanwhile is STORE_ENOTFOUND before any sink() call. The
- * first call has the info (its size and date), the later ones NULL; sink's error stops the copy. */
-typedef int (*audio_sink_fn)(void *ctx, const store_audio_info *info, const void *p, size_t n);
-int audio_copy(store *s, const char *family_id, const char *message_id, audio_sink_fn sink,
-	       void *ctx, void *buf, size_t cap);
+/* audio.c: all of a visible message's audio into *buf (grown to its size, *cap its new size)
+ * in one read transaction; deleted or hidden: STORE_ENOTFOUND. */
+int audio_load(store *s, const char *family_id, const char *message_id, uint8_t **buf,
+	       size_t *cap, store_audio_info *info);
+/* mailbox.c: up to max visible messages after rowid *after, in rowid order (each message once
+ * however it changes meanwhile); *after becomes the last one's rowid. For the export. */
+int messages_visible_after(store *s, const char *family_id, sqlite3_int64 *after,
+			   store_message *out, size_t max, size_t *n);
 /* Close and erase a family's mailbox once the calls inside it are done (its rows already gone). */
 void family_erase(store *s, const char *family_id, const char *path);
 

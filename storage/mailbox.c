@@ -153,7 +153,7 @@ static int find_idempotent(conn *c, const char *key, store_message *out)
 static int check_new_message(const store_new_message *m)
 {
 	if (!m || store_id_check(m->sender) < 0 || (m->to && store_id_check(m->to) < 0) ||
-	    !m->waveform || !m->audio || m->audio_len == 0 || m->audio_len > INT32_MAX ||
+	    !m->waveform || !m->audio || m->audio_len == 0 || m->audio_len > STORE_AUDIO_MAX ||
 	    (m->idempotency_key && check_text(m->idempotency_key, IDEMPOTENCY_KEY_MAX) < 0))
 		return STORE_EINVAL;
 	return 0;
@@ -329,7 +329,7 @@ int store_message_by_key(store *s, const char *family_id, const char *key, store
  */
 static int list(store *s, const char *family_id, const char *sql, const char *bound_sql,
 		sqlite3_int64 param, sqlite3_int64 limit, store_message *out, size_t *n,
-		uint64_t *latest)
+		uint64_t *latest, sqlite3_int64 *last_rowid)
 {
 	family *f;
 	conn *c;
@@ -360,8 +360,11 @@ static int list(store *s, const char *family_id, const char *sql, const char *bo
 		if (bound_sql)
 			sqlite3_bind_int64(st, 3, bound);
 		int r;
-		while ((r = sqlite3_step(st)) == SQLITE_ROW)
+		while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 			message_from_row(st, &out[(*n)++]);
+			if (last_rowid)
+				*last_rowid = sqlite3_column_int64(st, 0);
+		}
 		rc = r == SQLITE_DONE ? 0 : store_map_sqlite(r);
 		sqlite3_reset(st);
 	}
@@ -405,10 +408,10 @@ int store_messages_since(store *s, const char *family_id, uint64_t since, store_
 	}
 	if (max == 0) { /* LIMIT 1 OFFSET -1 would not be "nothing" */
 		*n = 0;
-		return list(s, family_id, sql, NULL, (sqlite3_int64)since, 0, out, n, latest);
+		return list(s, family_id, sql, NULL, (sqlite3_int64)since, 0, out, n, latest, NULL);
 	}
 	return list(s, family_id, sql, sql_bound, (sqlite3_int64)since, (sqlite3_int64)max, out,
-		    n, latest);
+		    n, latest, NULL);
 }
 
 int store_messages_newest(store *s, const char *family_id, store_message *out, size_t max,
@@ -421,9 +424,23 @@ int store_messages_newest(store *s, const char *family_id, store_message *out, s
 		*n = 0;
 		return STORE_EINVAL;
 	}
-	return list(s, family_id, sql, NULL, STORE_MSG_DELETED, (sqlite3_int64)max, out, n, NULL);
+	return list(s, family_id, sql, NULL, STORE_MSG_DELETED, (sqlite3_int64)max, out, n, NULL,
+		    NULL);
 }
 
+int messages_visible_after(store *s, const char *family_id, sqlite3_int64 *after,
+			   store_message *out, size_t max, size_t *n)
+{
+	static const char sql[] = "SELECT " MESSAGE_COLUMNS "FROM messages m "
+				  "WHERE m.rowid > ?1 AND m.state = 1 ORDER BY m.rowid LIMIT ?2";
+	if (max > INT32_MAX) {
+		*n = 0;
+		return STORE_EINVAL;
+	}
+	return list(s, family_id, sql, NULL, *after, (sqlite3_int64)max, out, n, NULL, after);
+}
+
+/* A change to one message under the write lock: fn runs inside the transaction. */
 typedef int (*change_fn)(conn *c, sqlite3_int64 rowid, const store_message *before,
 			 const void *arg, int64_t *bytes_delta);
 

@@ -52,6 +52,7 @@ int store_id_check(const char *s);
 #define STORE_NAME_MAX 64     /* bytes of UTF-8 in a family, member, device or school name */
 #define STORE_WAVEFORM_POINTS 100
 #define STORE_MAX_LISTENERS 32
+#define STORE_AUDIO_MAX (64u << 20) /* bytes of one message's audio (15 min at 64 kb/s: 7.2 MB) */
 #define STORE_HASH_LEN 32     /* SHA-256 */
 
 typedef struct store_options {
@@ -395,7 +396,7 @@ typedef struct store_new_message {
 	double lufs;
 	const uint8_t *waveform;     /* STORE_WAVEFORM_POINTS values */
 	const uint8_t *audio;        /* the Ogg Opus file */
-	size_t audio_len;
+	size_t audio_len;            /* 1 to STORE_AUDIO_MAX bytes, else STORE_EINVAL */
 	const char *idempotency_key; /* NULL or up to 128 bytes */
 	uint64_t quota_bytes;        /* 0: none; else the mailbox may not grow past it */
 } store_new_message;

@@ -293,6 +293,11 @@ static void append_get_and_read_audio(void **state)
 	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
 	store_message msg, got;
 	int existed;
+	/* Larger than any clip may be: refused as invalid (was "conflict" past SQLite's limit). */
+	m.audio_len = STORE_AUDIO_MAX + 1;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed),
+			 STORE_EINVAL);
+	m.audio_len = sizeof audio;
 	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
 	assert_int_equal(existed, 0);
 	assert_int_equal(msg.seq, 1);
