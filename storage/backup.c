@@ -5,7 +5,8 @@
  * so the copy is a consistent snapshot while writers carry on in the WAL. The export is what a
  * parent downloads on a phone: zip (phones open it without an app; tar they do not), Ogg files
  * stored uncompressed, and an index.json naming who sent what to whom and when. It is built
- * from the public calls (listings, chunked audio reads), streaming: memory stays a few chunks.
+ * a clip at a time (each read whole in one read transaction, written after it): memory is the
+ * largest clip and a page of the listing.
  */
 #include "internal.h"
 
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,52 +80,131 @@ int store_backup_family(store *s, const char *family_id, const char *dest_path)
 	return rc;
 }
 
+/* A directory call's errno as a storage code. */
+static int dir_error(int e)
+{
+	return e == EEXIST || e == ENOTEMPTY ? STORE_EEXIST
+	       : e == ENOSPC		     ? STORE_EFULL
+	       : e == EROFS || e == EACCES   ? STORE_EROFS
+					     : STORE_EIO;
+}
+
+/* dir/name into buf (PATH_CAP bytes); false if it does not fit. */
+static bool path_in(char *buf, const char *dir, const char *name)
+{
+	int n = snprintf(buf, PATH_CAP, "%s/%s", dir, name);
+	return n > 0 && n < PATH_CAP;
+}
+
+/* Remove what a failed backup made in tmp: the families' files, the directory's, the folders. */
+static void remove_partial(const char *tmp)
+{
+	char dir[PATH_CAP], path[PATH_CAP];
+	DIR *d = path_in(dir, tmp, "families") ? opendir(dir) : NULL;
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d)))
+			if (e->d_name[0] != '.' && path_in(path, dir, e->d_name))
+				unlink(path);
+		closedir(d);
+		rmdir(dir);
+	}
+	if (path_in(path, tmp, "directory.db"))
+		unlink_db_files(path);
+	rmdir(tmp);
+}
+
+/*
+ * Each family of the copied directory, in turn, into tmp/families/. A family erased since the
+ * directory was copied is erased from the copy too (its rows, and theirs by cascade): the
+ * backup never names a family whose mailbox it does not have. The live directory is not held
+ * while families are copied.
+ */
+static int backup_families(store *s, const char *tmp, unsigned *families)
+{
+	static const char sql_next[] = "SELECT id FROM families WHERE id > ? ORDER BY id LIMIT 1";
+	static const char sql_erase[] = "DELETE FROM families WHERE id = ?";
+	char path[PATH_CAP];
+	sqlite3 *copy = NULL;
+	sqlite3_stmt *next = NULL, *erase = NULL;
+	store_id last = {{0}};
+	if (!path_in(path, tmp, "directory.db"))
+		return STORE_EINVAL;
+	int r = sqlite3_open_v2(path, &copy, SQLITE_OPEN_READWRITE, NULL);
+	if (r == SQLITE_OK)
+		r = sqlite3_exec(copy, "PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON", NULL,
+				 NULL, NULL);
+	if (r == SQLITE_OK)
+		r = sqlite3_prepare_v2(copy, sql_next, -1, &next, NULL);
+	if (r == SQLITE_OK)
+		r = sqlite3_prepare_v2(copy, sql_erase, -1, &erase, NULL);
+	int rc = r == SQLITE_OK ? 0 : store_map_sqlite(r);
+	while (rc == 0) {
+		sqlite3_bind_text(next, 1, last.s, -1, SQLITE_STATIC);
+		r = sqlite3_step(next);
+		if (r == SQLITE_ROW)
+			copy_text(last.s, sizeof last.s, sqlite3_column_text(next, 0));
+		sqlite3_reset(next);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = store_map_sqlite(r);
+			break;
+		}
+		char name[sizeof last.s + 16];
+		snprintf(name, sizeof name, "families/%s.db", last.s);
+		rc = path_in(path, tmp, name) ? store_backup_family(s, last.s, path) : STORE_EINVAL;
+		if (rc == STORE_ENOTFOUND) {
+			sqlite3_bind_text(erase, 1, last.s, -1, SQLITE_STATIC);
+			rc = step_done(erase);
+			sqlite3_reset(erase);
+		} else if (rc == 0) {
+			(*families)++;
+		}
+	}
+	sqlite3_finalize(next);
+	sqlite3_finalize(erase);
+	if (sqlite3_close(copy) != SQLITE_OK && rc == 0)
+		rc = STORE_EIO;
+	return rc;
+}
+
+/*
+ * Built in DEST.partial-PID and renamed to DEST once complete and synced: a backup that
+ * failed (a full disk, a corrupt family) leaves nothing behind, and DEST is always whole.
+ */
 int store_backup_all(store *s, const char *dest_dir, unsigned *families)
 {
-	static const char sql[] = "SELECT id FROM families WHERE id > ? ORDER BY id LIMIT 1";
-	char path[PATH_CAP];
-	store_id last = {{0}};
-	int rc;
+	char tmp[STORE_DIR_MAX + 32], path[PATH_CAP];
+	struct stat st;
 	*families = 0;
-	if (!dest_dir || strlen(dest_dir) > STORE_DIR_MAX)
+	if (!dest_dir || !*dest_dir || strlen(dest_dir) > STORE_DIR_MAX)
 		return STORE_EINVAL;
-	if (mkdir(dest_dir, 0700) != 0)
-		return errno == EEXIST ? STORE_EEXIST : STORE_EIO;
-	snprintf(path, sizeof path, "%s/families", dest_dir);
-	if (mkdir(path, 0700) != 0)
-		return STORE_EIO;
-	snprintf(path, sizeof path, "%s/directory.db", dest_dir);
-	if ((rc = backup_db(s->directory, path)) < 0)
-		return rc;
-	/* One family at a time, by id: the directory is not held while families are copied. */
-	for (;;) {
-		conn *c;
-		if ((rc = db_read_begin(s->directory, &c)) < 0)
-			return rc;
-		sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-		int r = SQLITE_DONE;
-		if (st) {
-			sqlite3_bind_text(st, 1, last.s, -1, SQLITE_STATIC);
-			r = sqlite3_step(st);
-			if (r == SQLITE_ROW)
-				copy_text(last.s, sizeof last.s, sqlite3_column_text(st, 0));
-			sqlite3_reset(st);
-		}
-		db_read_end(s->directory, c);
-		if (!st)
-			return rc;
-		if (r == SQLITE_DONE)
-			return 0;
-		if (r != SQLITE_ROW)
-			return store_map_sqlite(r);
-		snprintf(path, sizeof path, "%s/families/%s.db", dest_dir, last.s);
-		rc = store_backup_family(s, last.s, path);
-		if (rc == STORE_ENOTFOUND)
-			continue; /* deleted meanwhile */
-		if (rc < 0)
-			return rc;
-		(*families)++;
+	if (lstat(dest_dir, &st) == 0)
+		return STORE_EEXIST;
+	snprintf(tmp, sizeof tmp, "%s.partial-%ld", dest_dir, (long)getpid());
+	if (mkdir(tmp, 0700) != 0)
+		return dir_error(errno);
+	int rc = path_in(path, tmp, "families") && mkdir(path, 0700) == 0 ? 0 : dir_error(errno);
+	if (rc == 0 && path_in(path, tmp, "directory.db"))
+		rc = backup_db(s->directory, path);
+	if (rc == 0)
+		rc = backup_families(s, tmp, families);
+	if (rc == 0) { /* the names in both folders, before the rename makes them DEST's */
+		if (path_in(path, tmp, "families/"))
+			sync_parent(path);
+		if (path_in(path, tmp, "directory.db"))
+			sync_parent(path);
 	}
+	if (rc == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, dest_dir, RENAME_NOREPLACE) != 0)
+		rc = dir_error(errno);
+	if (rc == 0) {
+		sync_parent(dest_dir);
+		return 0;
+	}
+	remove_partial(tmp);
+	*families = 0;
+	return rc;
 }
 
 /* ---- export ---- */

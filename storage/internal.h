@@ -165,6 +165,9 @@ int family_acquire(store *s, const char *family_id, family **out);
 void family_release(store *s, family *f);
 /* Build "<dir>/families/<id>.db" into buf. */
 int family_path(const store *s, const char *family_id, char *buf, size_t cap);
+/* Sync the directory `path` is in (the path up to its last '/'), so that names made or
+ * removed in it survive a power cut. */
+void sync_parent(const char *path);
 /* Unlink a database file with its -wal and -shm (and sync the directory). */
 void unlink_db_files(const char *path);
 /* audio.c: all of a visible message's audio into *buf (grown to its size, *cap its new size)

@@ -166,7 +166,7 @@ static void sync_dir(const char *dir)
 }
 
 /* Sync the directory `path` is in: the path up to its last '/', or the working directory. */
-static void sync_parent(const char *path)
+void sync_parent(const char *path)
 {
 	char p[PATH_CAP];
 	const char *slash = strrchr(path, '/');

@@ -287,8 +287,7 @@ int cmd_backup(ctl *c, int argc, char **argv)
 	if (rc == STORE_EEXIST)
 		return fail(c, rc, "%s exists already: a backup goes into a new directory", dest);
 	if (rc < 0)
-		return fail(c, rc, "the backup failed (%s may hold a partial copy: remove it)",
-		            dest);
+		return fail(c, rc, "the backup failed; nothing was left in %s", dest);
 	if ((rc = copy_secret(c->data, dest)) < 0)
 		return fail(c, errno_code(-rc),
 		            "the databases are in %s but the server's key (secret) could not be "

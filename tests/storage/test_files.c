@@ -1,8 +1,9 @@
 /*
  * test_files.c — the storage library's files, on a fresh data directory per test: deleted audio
- * leaves no trace in the file, a corrupt family database is quarantined, online backups, the
- * export zip (and one racing changes), a locked database answers busy; and the cache of
- * open families answers each family as itself through evictions and shared buckets.
+ * leaves no trace in the file, a corrupt family database is quarantined, online backups (whole
+ * or nothing, without a family erased meanwhile), the export zip (and one racing changes), a
+ * locked database answers busy; and the cache of open families answers each family as itself
+ * through evictions and shared buckets.
  * Migrations are test_migrations.c's.
  */
 #include <setjmp.h>
@@ -17,6 +18,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -281,6 +283,120 @@ static void export_zip(void **state)
 	archive_read_free(a);
 	assert_int_equal(oggs, 1);
 	assert_int_equal(index, 1);
+}
+
+/* Nothing named all.partial-* is left in f->dir. */
+static void no_partial_backup(const fixture *f)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q '^all\\.partial'", f->dir);
+	assert_int_not_equal(system(cmd), 0);
+}
+
+/* A backup that fails leaves nothing behind; a quarantined family is not in the next one. */
+static void failed_backup_leaves_nothing(void **state)
+{
+	fixture *f = *state;
+	store_family other;
+	store_member om;
+	assert_int_equal(store_family_create(f->s, "李家", "爸爸", 0, 1, &other, &om), 0);
+	store_close(f->s);
+	f->s = NULL;
+	char path[256], dir[128];
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	mangle(path, 0, 16);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	unsigned families = 7;
+	snprintf(dir, sizeof dir, "%s/all", f->dir);
+	assert_int_equal(store_backup_all(f->s, dir, &families), STORE_ECORRUPT);
+	assert_int_equal(families, 0);
+	assert_int_not_equal(access(dir, F_OK), 0);
+	no_partial_backup(f);
+	/* Quarantined by then: the backup has the other family only, rows and file. */
+	assert_int_equal(store_backup_all(f->s, dir, &families), 0);
+	assert_int_equal(families, 1);
+	snprintf(path, sizeof path, "%s/directory.db", dir);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM families"), 1);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM members"), 1);
+	no_partial_backup(f);
+}
+
+#define BACKED_UP 60
+
+typedef struct eraser {
+	fixture *f;
+	char partial[160];
+	const char *victim;
+	int rc;
+} eraser;
+
+/* Once the backup is copying families, erase the last one it will come to. */
+static void *eraser_main(void *arg)
+{
+	eraser *e = arg;
+	e->rc = 1;
+	for (int waited = 0; waited < 20000; waited++) {
+		DIR *d = opendir(e->partial);
+		int files = 0;
+		for (struct dirent *de; d && (de = readdir(d));)
+			files += de->d_name[0] != '.';
+		if (d)
+			closedir(d);
+		if (files > 0) {
+			e->rc = store_family_delete(e->f->s, e->victim);
+			return NULL;
+		}
+		usleep(500);
+	}
+	return NULL;
+}
+
+/*
+ * A family erased after the backup copied the directory, before it copied the family's file:
+ * the backup does not name it (a restore would have its members and devices, no mailbox).
+ */
+static void backup_drops_a_family_erased_meanwhile(void **state)
+{
+	fixture *f = *state;
+	store_family fam[BACKED_UP];
+	store_member mem;
+	int last = 0;
+	for (int i = 0; i < BACKED_UP; i++) {
+		assert_int_equal(store_family_create(f->s, "家", "妈妈", 0, 1, &fam[i], &mem), 0);
+		if (strcmp(fam[i].id.s, fam[last].id.s) > 0)
+			last = i;
+	}
+	if (strcmp(f->fam.id.s, fam[last].id.s) > 0) { /* the victim must be the last by id */
+		assert_int_equal(store_family_delete(f->s, f->fam.id.s), 0);
+		for (int i = 0; i < BACKED_UP; i++)
+			if (strcmp(fam[i].id.s, fam[last].id.s) > 0)
+				last = i;
+	}
+	char dir[128], path[256];
+	snprintf(dir, sizeof dir, "%s/all", f->dir);
+	eraser e = {.f = f, .victim = fam[last].id.s};
+	snprintf(e.partial, sizeof e.partial, "%s.partial-%ld/families", dir, (long)getpid());
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, eraser_main, &e), 0);
+	unsigned families;
+	int rc = store_backup_all(f->s, dir, &families);
+	pthread_join(t, NULL);
+	assert_int_equal(rc, 0);
+	assert_int_equal(e.rc, 0);
+	snprintf(path, sizeof path, "%s/directory.db", dir);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM families"), (int)families);
+	char sql[160];
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM members WHERE family_id = '%s'",
+		 fam[last].id.s);
+	assert_int_equal(count_rows(path, sql), 0);
+	for (int i = 0; i < BACKED_UP; i++) {
+		snprintf(path, sizeof path, "%s/families/%s.db", dir, fam[i].id.s);
+		assert_int_equal(access(path, F_OK) == 0, i != last);
+	}
+	no_partial_backup(f);
 }
 
 /* ---- An export racing changes ---- */
@@ -663,6 +779,8 @@ int main(void)
 		T(corrupt_header_is_quarantined),
 		T(corrupt_btree_is_quarantined),
 		T(backups),
+		T(failed_backup_leaves_nothing),
+		T(backup_drops_a_family_erased_meanwhile),
 		T(export_zip),
 		T(export_carries_on_through_changes),
 		T(locked_database_is_busy),
