@@ -10,6 +10,8 @@
  */
 #include "internal.h"
 
+#include <errno.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,14 +148,28 @@ static void conn_close(conn *c)
 	c->db = NULL;
 }
 
+/*
+ * An I/O error while opening as what it is when the file system is read-only or ours to read
+ * only: SQLite opens such a file read-only without a word, then cannot make its -shm
+ * (SQLITE_CANTOPEN), which alone would say "I/O error".
+ */
+static int open_code(sqlite3 *db, int rc)
+{
+	if (rc != STORE_EIO || !db)
+		return rc;
+	int e = sqlite3_system_errno(db);
+	return e == EROFS || e == EACCES || sqlite3_db_readonly(db, "main") == 1 ? STORE_EROFS
+										  : rc;
+}
+
 static int conn_open(conn *c, const db *d, int flags, bool reader)
 {
 	memset(c, 0, sizeof *c);
 	int rc = sqlite3_open_v2(d->path, &c->db, flags | SQLITE_OPEN_NOMUTEX, d->vfs);
 	if (rc != SQLITE_OK) {
-		int mapped = store_map_sqlite(rc);
+		int mapped = open_code(c->db, store_map_sqlite(rc) ? store_map_sqlite(rc) : STORE_EIO);
 		conn_close(c);
-		return mapped ? mapped : STORE_EIO;
+		return mapped;
 	}
 	sqlite3_extended_result_codes(c->db, 1);
 	sqlite3_busy_timeout(c->db, d->busy_timeout_ms);
@@ -178,8 +194,10 @@ static int conn_open(conn *c, const db *d, int flags, bool reader)
 				"PRAGMA cache_size=-512");
 	if (rc == 0 && reader)
 		rc = conn_exec(c, "PRAGMA query_only=ON");
-	if (rc < 0)
+	if (rc < 0) {
+		rc = open_code(c->db, rc);
 		conn_close(c);
+	}
 	return rc;
 }
 
@@ -303,6 +321,7 @@ int db_open(db **out, const char *path, const schema *sc, const store_options *o
 	*out = d;
 	return 0;
 fail:
+	rc = open_code(d->writer.db, rc);
 	db_close(d);
 	return rc;
 }

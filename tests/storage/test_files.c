@@ -2,8 +2,8 @@
  * test_files.c — the storage library's files, on a fresh data directory per test: deleted audio
  * leaves no trace in the file, a corrupt family database is quarantined, online backups (whole
  * or nothing, without a family erased meanwhile), the export zip (and one racing changes), a
- * locked database answers busy; and the cache of open families answers each family as itself
- * through evictions and shared buckets.
+ * read-only file system and a locked database answer as such; and the cache of open families
+ * answers each family as itself through evictions and shared buckets.
  * Migrations are test_migrations.c's.
  */
 #include <setjmp.h>
@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -513,6 +514,33 @@ static void export_carries_on_through_changes(void **state)
 	}
 }
 
+/* A data directory on a file system mounted read-only is "read-only", not an I/O error. */
+static void read_only_file_system(void **state)
+{
+	fixture *f = *state;
+	char mnt[128];
+	snprintf(mnt, sizeof mnt, "%s/ro", f->dir);
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=8m") != 0) {
+		rmdir(mnt);
+		skip(); /* not root, or no mounts in this container */
+	}
+	store_options o;
+	store_options_init(&o);
+	o.dir = mnt;
+	store *s;
+	store_family fam;
+	store_member mem;
+	assert_int_equal(store_open(&s, &o), 0);
+	assert_int_equal(store_family_create(s, "家", "妈妈", 0, 1, &fam, &mem), 0);
+	store_close(s);
+	assert_int_equal(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+	int rc = store_open(&s, &o);
+	assert_int_equal(umount(mnt), 0);
+	rmdir(mnt);
+	assert_int_equal(rc, STORE_EROFS);
+}
+
 static void locked_database_is_busy(void **state)
 {
 	fixture *f = *state;
@@ -783,6 +811,7 @@ int main(void)
 		T(backup_drops_a_family_erased_meanwhile),
 		T(export_zip),
 		T(export_carries_on_through_changes),
+		T(read_only_file_system),
 		T(locked_database_is_busy),
 		T(family_cache_finds_each_family_its_own),
 	};
