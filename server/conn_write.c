@@ -49,6 +49,20 @@ typedef struct write_req {
 	char data[];            /* the head, and a copied body */
 } write_req;
 
+int srv_buffer_reserve(srv_exchange *x)
+{
+	srv_server *s = x->srv;
+	if (x->buffer_reserved)
+		return 0;
+	if (s->buffer_bytes + SRV_BUFFER_BYTES > s->cfg.buffer_memory) {
+		s->metrics.jobs_refused++;
+		return -1;
+	}
+	s->buffer_bytes += SRV_BUFFER_BYTES;
+	x->buffer_reserved = true;
+	return 0;
+}
+
 /* The response is over (written, or cut): log it once and move on. */
 void conn_finish(srv_conn *c)
 {

@@ -97,20 +97,6 @@ static int submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *
 	return 0;
 }
 
-int srv_buffer_reserve(srv_exchange *x)
-{
-	srv_server *s = x->srv;
-	if (x->buffer_reserved)
-		return 0;
-	if (s->buffer_bytes + SRV_BUFFER_BYTES > s->cfg.buffer_memory) {
-		s->metrics.jobs_refused++;
-		return -1;
-	}
-	s->buffer_bytes += SRV_BUFFER_BYTES;
-	x->buffer_reserved = true;
-	return 0;
-}
-
 int srv_job_submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg)
 {
 	return submit(x, work, done, arg, true);

@@ -104,7 +104,12 @@ struct srv_server {
 	bool retention_running;
 	bool draining;       /* SIGTERM: no new connections or requests */
 	unsigned open_conns;
-	unsigned active_jobs; /* queued or running on the pool */
+	unsigned active_jobs; /* queued or running on the pool, or waiting for a heavy slot */
+	/* Heavy jobs (transcodes, exports): at most heavy_max at once, one per family, the rest
+	 * wait here in order (server.c), so short jobs and /healthz always find a thread. */
+	struct srv_heavy *heavy_waiting, *heavy_waiting_tail;
+	struct srv_heavy *heavy_running; /* list, for the one-per-family rule */
+	unsigned heavy_count, heavy_max;
 	srv_conn *conns;      /* all open connections (list) */
 	const srv_route *routes;
 	size_t route_count;
