@@ -207,6 +207,15 @@ void api_run(srv_exchange *x, api_job *j)
 	}
 }
 
+void api_run_heavy(srv_exchange *x, api_job *j, const char *family_id)
+{
+	api_prepare(x, j);
+	if (srv_job_submit_heavy(x, family_id, api_job_run, api_job_done, j) < 0) {
+		free(j);
+		srv_respond_busy(x);
+	}
+}
+
 /* The request's bearer token, or NULL after answering 401. */
 static const srv_slice *bearer(srv_exchange *x)
 {

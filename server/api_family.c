@@ -198,7 +198,7 @@ void srv_api_family_export(srv_exchange *x)
 		return;
 	j->body_fd = -1;
 	j->tmp_dir = x->srv->tmp_dir;
-	api_run(x, j);
+	api_run_heavy(x, j, j->param[0]); /* a zip of up to the family's quota */
 }
 
 /* ---- the retention job ---- */

@@ -97,6 +97,8 @@ bool api_failed(srv_exchange *x, api_job *j, const char *forbidden_why);
 void api_job_run(void *arg);
 void api_job_done(srv_exchange *x, void *arg);
 void api_run(srv_exchange *x, api_job *j);          /* submits, or answers 503 */
+/* The same as a heavy job of the family (a transcode, an export): see srv_job_submit_heavy. */
+void api_run_heavy(srv_exchange *x, api_job *j, const char *family_id);
 /* An endpoint with a caller and nothing to read first: authenticate, work, done. */
 void api_start(srv_exchange *x, api_work_fn work, api_done_fn done);
 void api_prepare(srv_exchange *x, api_job *j);      /* what api_run sets up, without running */

@@ -208,7 +208,7 @@ static void upload_body_done(srv_exchange *x, void *arg, int status)
 	j->work = api_upload_work;
 	j->done = api_upload_done;
 	j->rc = j->auth_rc = 0;
-	api_run(x, j);
+	api_run_heavy(x, j, j->param[0]);
 }
 
 static void upload_gate_done(srv_exchange *x, void *arg)

@@ -61,6 +61,7 @@ typedef struct tus_op {
 	int body_status;       /* PATCH: how the body ended (0, or why not) */
 	uint64_t written;      /* PATCH: bytes of it in the .part */
 	bool finished;         /* fin ran: the upload was whole */
+	bool whole;            /* HEAD: whole but not yet a message; fin runs next */
 	bool held;             /* this request took the lock (it may be given back already) */
 	bool claiming;         /* PATCH: inside srv_body_claim() */
 	bool claim_failed;     /* PATCH: the body ended at once and its job did not start */
@@ -347,6 +348,30 @@ static void finish_work(tus_op *op)
 	} /* else ours (503): the bytes stay, and the next HEAD or PATCH tries again */
 }
 
+static void finish_step(api_job *j)
+{
+	finish_work((tus_op *)j);
+}
+
+/*
+ * Submit fin (finish_step) as a heavy job, under the lock this request still holds, to be
+ * answered by done; false after answering 503 busy (the bytes stay for the next HEAD).
+ */
+static bool finish_submit(srv_exchange *x, tus_op *op, api_done_fn done)
+{
+	op->j.work = finish_step;
+	op->j.done = done;
+	if (srv_job_submit_heavy(x, op->u.family, api_job_run, op_after, op) == 0)
+		return true;
+	op_unlock(op);
+	if (op->body_status < 0)
+		srv_respond_body_failure(x);
+	else
+		srv_respond_busy(x);
+	op_end(op);
+	return false;
+}
+
 /* The plain upload's answer, seen through tus: success is the offset with the message's id;
  * errors pass as they are. A PATCH whose body broke still gets the engine's answer. */
 static void finished_hook(srv_exchange *x, int status, const char *content_type,
@@ -521,14 +546,18 @@ static void head_work(api_job *j)
 	tus_op *op = (tus_op *)j;
 	if (!load(op) || !op->lock)
 		return;
-	/* Whole but not yet a message (a crash, a full mailbox, a lost answer): now. */
-	if (!op->u.message_id[0] && op->u.offset == op->u.length)
-		finish_work(op);
+	/* Whole but not yet a message (a crash, a full mailbox, a lost answer): next. */
+	op->whole = !op->u.message_id[0] && op->u.offset == op->u.length;
 }
 
 static void head_done(srv_exchange *x, api_job *j)
 {
 	tus_op *op = (tus_op *)j;
+	if (op->rc == 0 && op->whole) { /* the transcode, as a heavy job, then here again */
+		op->whole = false;
+		finish_submit(x, op, head_done);
+		return;
+	}
 	op_unlock(op);
 	if (op->rc < 0)
 		answer_failure(x, op);
@@ -592,11 +621,6 @@ static void patch_commit_work(api_job *j)
 	op->fd = -1;
 }
 
-static void patch_finish_work(api_job *j)
-{
-	finish_work((tus_op *)j);
-}
-
 static void patch_answer(srv_exchange *x, api_job *j)
 {
 	tus_op *op = (tus_op *)j;
@@ -613,9 +637,9 @@ static void patch_answer(srv_exchange *x, api_job *j)
 }
 
 /*
- * The bytes are durable. A whole upload is then transcoded and stored: new work, which waits
- * its turn in the bounded queue like a plain upload (the commit before it may not be
- * refused, the transcode may): refused, it is 503 and the next HEAD makes the message.
+ * The bytes are durable. A whole upload is then transcoded and stored: a heavy job, which
+ * waits its turn like a plain upload's (the commit before it may not be refused, the
+ * transcode may): refused, it is 503 and the next HEAD makes the message.
  */
 static void patch_commit_done(srv_exchange *x, api_job *j)
 {
@@ -624,16 +648,7 @@ static void patch_commit_done(srv_exchange *x, api_job *j)
 		patch_answer(x, j);
 		return;
 	}
-	op->j.work = patch_finish_work;
-	op->j.done = patch_answer;
-	if (srv_job_submit(x, api_job_run, op_after, op) == 0)
-		return;
-	op_unlock(op);
-	if (op->body_status < 0)
-		srv_respond_body_failure(x);
-	else
-		srv_respond_busy(x);
-	op_end(op);
+	finish_submit(x, op, patch_answer);
 }
 
 /* The body is over, whole or not: what reached the .part is made durable and counted. */

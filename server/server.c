@@ -4,7 +4,9 @@
  * SIGTERM/SIGINT drain: the listener closes, idle connections close, requests in flight
  * finish (their responses say Connection: close) until shutdown_grace_ms, then the rest are
  * closed; the loop then runs dry and main() closes storage. SIGHUP reopens the log. Jobs run
- * on libuv's pool; at most max_queued_jobs at once, beyond which callers answer 503.
+ * on libuv's pool; at most max_queued_jobs at once, beyond which callers answer 503. Heavy
+ * jobs (transcodes, exports) take at most threads - 1 of the pool's threads, a family one
+ * fewer.
  */
 #include "api.h"
 #include "upload_state.h"
@@ -94,6 +96,95 @@ static int submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *
 	}
 	x->conn->refs++;
 	s->active_jobs++;
+	return 0;
+}
+
+/*
+ * Heavy jobs: a transcode takes a pool thread for seconds (a 15 min clip, 10 s). Left to the
+ * pool's FIFO, four uploads from one family would hold every thread, and everyone else's
+ * lists, audio and /healthz would wait behind them (a review measured 49 s, and a health
+ * check reported a healthy disk as stalled). So at most heavy_max (threads - 1) run at once,
+ * and one family may have all of those but one; the others wait here in order, counted with
+ * the queued jobs. (A family alone on the server still keeps two cores busy at 4 threads.)
+ */
+struct srv_heavy {
+	job j; /* first: job_after's free() frees the whole */
+	struct srv_heavy *next;
+	char key[48];
+};
+
+/* May another heavy job of `key` start? A family may have all slots but one. */
+static bool heavy_key_room(const srv_server *s, const char *key)
+{
+	unsigned n = 0, max = s->heavy_max > 1 ? s->heavy_max - 1 : 1;
+	for (const struct srv_heavy *h = s->heavy_running; h; h = h->next)
+		n += strcmp(h->key, key) == 0;
+	return n < max;
+}
+
+static void heavy_after(uv_work_t *w, int status);
+
+/* Start waiting heavy jobs while there is room: the first, in order, whose family has room. */
+static void heavy_pump(srv_server *s)
+{
+	struct srv_heavy **pp = &s->heavy_waiting, *prev = NULL;
+	while (s->heavy_count < s->heavy_max && *pp) {
+		struct srv_heavy *h = *pp;
+		if (!heavy_key_room(s, h->key)) {
+			prev = h;
+			pp = &h->next;
+			continue;
+		}
+		*pp = h->next;
+		if (s->heavy_waiting_tail == h)
+			s->heavy_waiting_tail = prev;
+		h->next = s->heavy_running;
+		s->heavy_running = h;
+		s->heavy_count++;
+		/* Fails only for a NULL callback. */
+		(void)uv_queue_work(s->loop, &h->j.work, job_run, heavy_after);
+	}
+}
+
+static void heavy_after(uv_work_t *w, int status)
+{
+	struct srv_heavy *h = w->data;
+	srv_server *s = h->j.x->srv;
+	for (struct srv_heavy **pp = &s->heavy_running; *pp; pp = &(*pp)->next)
+		if (*pp == h) {
+			*pp = h->next;
+			break;
+		}
+	s->heavy_count--;
+	job_after(w, status); /* frees h */
+	heavy_pump(s);
+}
+
+int srv_job_submit_heavy(srv_exchange *x, const char *key, srv_job_fn work,
+			 srv_job_done_fn done, void *arg)
+{
+	srv_server *s = x->srv;
+	if (s->active_jobs >= s->cfg.max_queued_jobs) {
+		s->metrics.jobs_refused++;
+		return -1;
+	}
+	struct srv_heavy *h = calloc(1, sizeof *h);
+	if (!h)
+		return -1;
+	h->j.x = x;
+	h->j.fn = work;
+	h->j.done = done;
+	h->j.arg = arg;
+	h->j.work.data = h;
+	snprintf(h->key, sizeof h->key, "%s", key ? key : "");
+	if (s->heavy_waiting_tail)
+		s->heavy_waiting_tail->next = h;
+	else
+		s->heavy_waiting = h;
+	s->heavy_waiting_tail = h;
+	x->conn->refs++;
+	s->active_jobs++;
+	heavy_pump(s);
 	return 0;
 }
 
@@ -226,6 +317,7 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 	s->store = st;
 	s->routes = srv_routes;
 	s->route_count = srv_route_count;
+	s->heavy_max = cfg->threads > 1 ? cfg->threads - 1 : 1;
 	format_date(s);
 	srv_rate_init(&s->signup_limit, cfg->signups_per_hour, 3600 * 1000);
 	srv_rate_init(&s->pair_fail, cfg->pair_failures, 15 * 60 * 1000);

@@ -105,10 +105,10 @@ struct srv_server {
 	bool draining;       /* SIGTERM: no new connections or requests */
 	unsigned open_conns;
 	unsigned active_jobs; /* queued or running on the pool, or waiting for a heavy slot */
-	/* Heavy jobs (transcodes, exports): at most heavy_max at once, one per family, the rest
-	 * wait here in order (server.c), so short jobs and /healthz always find a thread. */
+	/* Heavy jobs (transcodes, exports): at most heavy_max at once, a family one fewer, the
+	 * rest wait here in order (server.c), so short jobs and /healthz always find a thread. */
 	struct srv_heavy *heavy_waiting, *heavy_waiting_tail;
-	struct srv_heavy *heavy_running; /* list, for the one-per-family rule */
+	struct srv_heavy *heavy_running; /* list, for the per-family rule */
 	unsigned heavy_count, heavy_max;
 	srv_conn *conns;      /* all open connections (list) */
 	const srv_route *routes;
@@ -310,6 +310,11 @@ typedef void (*srv_job_done_fn)(srv_exchange *x, void *arg);
 int srv_job_submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg);
 /* The same without the bound: for the next step of work already accepted (a stream's read). */
 int srv_job_submit_any(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg);
+/* A heavy job (a transcode, an export) for family `key`: bounded like srv_job_submit, then
+ * run when one of the threads - 1 heavy slots is free and `key` holds fewer than all but one
+ * of them (one, when there is only one). */
+int srv_job_submit_heavy(srv_exchange *x, const char *key, srv_job_fn work,
+			 srv_job_done_fn done, void *arg);
 
 /* ---- the request log (log.c) ---- */
 int srv_log_open(srv_server *s);

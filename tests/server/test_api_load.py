@@ -18,6 +18,9 @@ usage: test_api_load.py JIAYIN_BINARY
    upload (7,000 waiters) and for receipts in the three other families at once; the other
    families' waiters stay silent until their own mailbox changes. The figures go out as TAP
    comments. (test_api.py's long_poll checks one waiter and the empty wait.)
+4. Four long uploads from one family at once (--threads 4): while they transcode another
+   family's list answers within a second, /healthz stays 200, and that family's own upload
+   is transcoded at once; then all are 201.
 """
 import os
 import random
@@ -475,11 +478,66 @@ def long_poll(binary, work):
         stop_clean(srv, "long-poll")
 
 
+def heavy_jobs_leave_room(binary, work):
+    """One family's long uploads do not take the server from the others (review finding: four
+    of them held all four pool threads; another family's list waited 49 s, /healthz said the
+    storage had stalled). At 4 threads, three transcode at once, two of them one family's."""
+    srv = launch(binary, "--threads", "4", data=os.path.join(work, "heavy"))
+    try:
+        a = ac.signup(srv, "张家", "爸爸")
+        b = ac.signup(srv, "李家", "妈妈")
+        long_clip = ac.sine_wav(os.path.join(work, "long.wav"), 300.0, 300, rate=8000)
+        short_clip = ac.sine_wav(os.path.join(work, "short.wav"), 500.0, 5, rate=8000)
+        got = [None] * 4
+
+        def send(i):
+            got[i] = ac.upload_once(srv, a["token"], a["family"]["id"], long_clip,
+                                    f"long-{i}", timeout=180)
+        senders = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+        t0 = time.time()
+        for t in senders:
+            t.start()
+        time.sleep(1.0)  # the bodies are in: the transcodes run
+        waits, health = [], []
+        for _ in range(4):
+            t1 = time.time()
+            r = request(srv, "GET", f"/v1/families/{b['family']['id']}/messages",
+                        headers=ac.bearer(b["token"]), timeout=60)
+            waits.append((time.time() - t1, r.status if r else None))
+            h = request(srv, "GET", "/healthz", timeout=60)
+            health.append(h.status if h else None)
+            time.sleep(0.3)
+        t1 = time.time()
+        r = ac.upload_once(srv, b["token"], b["family"]["id"], short_clip, "short", timeout=120)
+        b_took, b_status = time.time() - t1, r.status if r else None
+        busy = all(t.is_alive() for t in senders)
+        for t in senders:
+            t.join()
+        statuses = [r.status if r else None for r in got]
+        note(f"4 uploads of 300 s from one family: all answered after {time.time() - t0:.1f} s; "
+             f"meanwhile another family's list took {max(w for w, _ in waits) * 1000:.0f} ms at "
+             f"most, its own 5 s upload {b_took:.2f} s")
+        ok(busy, "the long uploads were still transcoding while the other family was served",
+           f"{time.time() - t0:.1f} s")
+        ok(all(s == 200 for _, s in waits) and max(w for w, _ in waits) < 1.0,
+           "another family's list answers within a second meanwhile", f"{waits}")
+        ok(health == [200] * len(health), "/healthz stays 200 meanwhile", f"{health}")
+        ok(b_status == 201 and b_took < 2.5,
+           "another family's own upload is transcoded at once, not after the long ones",
+           f"{b_status} after {b_took:.2f} s")
+        ok(statuses == [201] * 4, "the four long uploads all end 201", f"{statuses}")
+        stop_clean(srv, "the server with heavy jobs")
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+
+
 def main():
     binary = sys.argv[1]
     work = tempfile.mkdtemp(prefix="jiayin-load-")
     try:
-        for part in (concurrent_uploads, crash_restart, long_poll):
+        for part in (concurrent_uploads, heavy_jobs_leave_room, crash_restart, long_poll):
             try:
                 part(binary, work)
             except Exception:  # a server that died or answered nonsense: fail, run the rest
