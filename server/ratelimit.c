@@ -18,23 +18,41 @@ static uint64_t hash_key(const char *key)
 	return h;
 }
 
+/* The key's live slot in its neighbourhood of eight, or -1. */
+static long live_slot(const srv_ratelimit *r, uint64_t h, size_t home, uint64_t now_ms)
+{
+	for (size_t i = 0; i < 8; i++) {
+		const srv_rate_slot *s = &r->slots[(home + i) % SRV_RATE_SLOTS];
+		if (s->hash == h && s->count > 0 && now_ms - s->start_ms < r->window_ms)
+			return (long)((home + i) % SRV_RATE_SLOTS);
+	}
+	return -1;
+}
+
 bool srv_rate_take(srv_ratelimit *r, const char *key, uint64_t now_ms)
 {
 	uint64_t h = hash_key(key);
-	size_t home = (size_t)(h % SRV_RATE_SLOTS), pick = home;
-	/* Up to eight neighbours: the key's own slot, else a free or expired one. */
-	for (size_t i = 0; i < 8; i++) {
-		srv_rate_slot *s = &r->slots[(home + i) % SRV_RATE_SLOTS];
-		if (s->hash == h && now_ms - s->start_ms < r->window_ms) {
-			pick = (home + i) % SRV_RATE_SLOTS;
-			break;
-		}
-		if (s->count == 0 || now_ms - s->start_ms >= r->window_ms) {
-			pick = (home + i) % SRV_RATE_SLOTS;
-			s->hash = h;
-			s->start_ms = now_ms;
-			s->count = 0;
-			break;
+	size_t home = (size_t)(h % SRV_RATE_SLOTS);
+	/*
+	 * The key's own live slot first, wherever it is among the eight: a free or expired slot
+	 * before it is not the key's (taking it restarted the key's count whenever another key's
+	 * window ended, review finding). Else the first free or expired one, else the home slot,
+	 * shared.
+	 */
+	long found = live_slot(r, h, home, now_ms);
+	size_t pick = home;
+	if (found >= 0) {
+		pick = (size_t)found;
+	} else {
+		for (size_t i = 0; i < 8; i++) {
+			srv_rate_slot *s = &r->slots[(home + i) % SRV_RATE_SLOTS];
+			if (s->count == 0 || now_ms - s->start_ms >= r->window_ms) {
+				pick = (home + i) % SRV_RATE_SLOTS;
+				s->hash = h;
+				s->start_ms = now_ms;
+				s->count = 0;
+				break;
+			}
 		}
 	}
 	srv_rate_slot *s = &r->slots[pick];
@@ -53,11 +71,9 @@ bool srv_rate_exhausted(const srv_ratelimit *r, const char *key, uint64_t now_ms
 {
 	uint64_t h = hash_key(key);
 	size_t home = (size_t)(h % SRV_RATE_SLOTS);
-	for (size_t i = 0; i < 8; i++) {
-		const srv_rate_slot *s = &r->slots[(home + i) % SRV_RATE_SLOTS];
-		if (s->hash == h && now_ms - s->start_ms < r->window_ms)
-			return s->count >= r->max;
-	}
+	long found = live_slot(r, h, home, now_ms);
+	if (found >= 0)
+		return r->slots[found].count >= r->max;
 	/* Not in its neighbourhood: it would share the home slot (srv_rate_take). */
 	const srv_rate_slot *s = &r->slots[home];
 	return now_ms - s->start_ms < r->window_ms && s->count >= r->max;

@@ -1,0 +1,88 @@
+/*
+ * test_ratelimit.c — the fixed-memory rate limiter (server/ratelimit.c): a key is refused
+ * after max actions in its window and allowed again after it; keys that hash to the same slot
+ * keep their own counts; and a key's count does not restart when a slot before its own in the
+ * neighbourhood frees up (review finding: pairing-code failures counted afresh).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "ratelimit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static uint64_t fnv(const char *key)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (; *key; key++)
+		h = (h ^ (unsigned char)*key) * 0x100000001b3ull;
+	return h;
+}
+
+/* n different keys "k<i>" whose home slot is the same. */
+static void colliding_keys(char keys[][16], int n)
+{
+	char first[16];
+	snprintf(first, sizeof first, "k0");
+	size_t home = (size_t)(fnv(first) % SRV_RATE_SLOTS);
+	int found = 0;
+	for (int i = 0; found < n && i < 10000000; i++) {
+		char k[16];
+		snprintf(k, sizeof k, "k%d", i);
+		if ((size_t)(fnv(k) % SRV_RATE_SLOTS) == home)
+			snprintf(keys[found++], 16, "%s", k);
+	}
+	assert_int_equal(found, n);
+}
+
+static void counts_within_a_window(void **state)
+{
+	(void)state;
+	srv_ratelimit *r = malloc(sizeof *r);
+	srv_rate_init(r, 3, 1000);
+	for (int i = 0; i < 3; i++) {
+		assert_false(srv_rate_exhausted(r, "10.0.0.1", 100));
+		assert_true(srv_rate_take(r, "10.0.0.1", 100));
+	}
+	assert_true(srv_rate_exhausted(r, "10.0.0.1", 500));
+	assert_false(srv_rate_take(r, "10.0.0.1", 500));
+	assert_true(srv_rate_take(r, "10.0.0.2", 500)); /* another key, its own count */
+	assert_false(srv_rate_exhausted(r, "10.0.0.1", 1100)); /* the window is over */
+	assert_true(srv_rate_take(r, "10.0.0.1", 1100));
+	free(r);
+}
+
+static void colliding_keys_keep_their_counts(void **state)
+{
+	(void)state;
+	char keys[3][16];
+	colliding_keys(keys, 3);
+	srv_ratelimit *r = malloc(sizeof *r);
+	srv_rate_init(r, 3, 1000);
+	/* a and b take the first two slots of the neighbourhood at 0 ms; k the third at 100 ms. */
+	assert_true(srv_rate_take(r, keys[0], 0));
+	assert_true(srv_rate_take(r, keys[1], 0));
+	for (int i = 0; i < 3; i++)
+		assert_true(srv_rate_take(r, keys[2], 100));
+	assert_false(srv_rate_take(r, keys[2], 200));
+	assert_true(srv_rate_take(r, keys[0], 200)); /* a's count is its own: 2 of 3 */
+	/* At 1050 ms a's and b's windows are over, k's (from 100 ms) is not: k stays refused. */
+	assert_true(srv_rate_exhausted(r, keys[2], 1050));
+	assert_false(srv_rate_take(r, keys[2], 1050));
+	assert_false(srv_rate_take(r, keys[2], 1099));
+	assert_true(srv_rate_take(r, keys[2], 1100)); /* and is allowed once its own ends */
+	free(r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(counts_within_a_window),
+		cmocka_unit_test(colliding_keys_keep_their_counts),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
