@@ -1,6 +1,7 @@
 /*
  * ratelimit.c — how many times a key (a client address) did something within a window.
  *
+ * A key is a client address (an IPv6 one counted as its /64) or a name ("*" for everyone).
  * A fixed table of SRV_RATE_SLOTS slots, found by hashing the key; a slot whose window has
  * passed is reused, and when the table is full of live windows the key shares a slot with
  * another (it can only be limited sooner, never later). Constant memory whatever the
@@ -8,14 +9,35 @@
  */
 #include "ratelimit.h"
 
+#include <arpa/inet.h>
 #include <string.h>
 
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+/*
+ * An IPv6 address counts as its /64: one line or one home is given a /64 to number its
+ * devices from, so per-address limits on single IPv6 addresses limit nothing. An IPv4 address
+ * written as IPv6 (::ffff:a.b.c.d) is that IPv4 address. Anything else is its text.
+ */
 static uint64_t hash_key(const char *key)
 {
 	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-	for (; *key; key++)
-		h = (h ^ (unsigned char)*key) * 0x100000001b3ull;
-	return h;
+	unsigned char a6[16];
+	struct in_addr a4;
+	if (strchr(key, ':') && inet_pton(AF_INET6, key, a6) == 1) {
+		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		if (memcmp(a6, mapped, sizeof mapped) == 0)
+			return fnv1a(h, a6 + 12, 4);
+		return fnv1a(fnv1a(h, (const unsigned char *)"v6", 2), a6, 8);
+	}
+	if (inet_pton(AF_INET, key, &a4) == 1)
+		return fnv1a(h, (const unsigned char *)&a4, 4);
+	return fnv1a(h, (const unsigned char *)key, strlen(key));
 }
 
 /* The key's live slot in its neighbourhood of eight, or -1. */

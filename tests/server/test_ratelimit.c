@@ -1,8 +1,9 @@
 /*
  * test_ratelimit.c — the fixed-memory rate limiter (server/ratelimit.c): a key is refused
  * after max actions in its window and allowed again after it; keys that hash to the same slot
- * keep their own counts; and a key's count does not restart when a slot before its own in the
- * neighbourhood frees up (review finding: pairing-code failures counted afresh).
+ * keep their own counts; a key's count does not restart when a slot before its own in the
+ * neighbourhood frees up (review finding: pairing-code failures counted afresh); and an IPv6
+ * client is its /64.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -78,11 +79,30 @@ static void colliding_keys_keep_their_counts(void **state)
 	free(r);
 }
 
+/* One IPv6 /64 is one client; an IPv4 address written as IPv6 is that address. */
+static void addresses_as_clients(void **state)
+{
+	(void)state;
+	srv_ratelimit *r = malloc(sizeof *r);
+	srv_rate_init(r, 2, 1000);
+	assert_true(srv_rate_take(r, "2001:db8:1:2::10", 0));
+	assert_true(srv_rate_take(r, "2001:db8:1:2:aaaa:bbbb:cccc:dddd", 0));
+	assert_false(srv_rate_take(r, "2001:db8:1:2:ffff::1", 0)); /* the same /64 */
+	assert_true(srv_rate_exhausted(r, "2001:db8:1:2::10", 0));
+	assert_true(srv_rate_take(r, "2001:db8:1:3::10", 0)); /* the next /64 */
+	assert_true(srv_rate_take(r, "10.1.2.3", 0));
+	assert_true(srv_rate_take(r, "::ffff:10.1.2.3", 0));
+	assert_false(srv_rate_take(r, "10.1.2.3", 0));
+	assert_true(srv_rate_take(r, "10.1.2.4", 0)); /* IPv4: each address its own */
+	free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(counts_within_a_window),
 		cmocka_unit_test(colliding_keys_keep_their_counts),
+		cmocka_unit_test(addresses_as_clients),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
