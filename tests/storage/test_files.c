@@ -390,11 +390,11 @@ static void backup_drops_a_family_erased_meanwhile(void **state)
 	snprintf(path, sizeof path, "%s/directory.db", dir);
 	assert_int_equal(count_rows(path, "SELECT count(*) FROM families"), (int)families);
 	char sql[160];
-	snprintf(sql, sizeof sql, "SELECT count(*) FROM members WHERE family_id = '%s'",
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM members WHERE family_id = '%.26s'",
 		 fam[last].id.s);
 	assert_int_equal(count_rows(path, sql), 0);
 	for (int i = 0; i < BACKED_UP; i++) {
-		snprintf(path, sizeof path, "%s/families/%s.db", dir, fam[i].id.s);
+		snprintf(path, sizeof path, "%s/families/%.26s.db", dir, fam[i].id.s);
 		assert_int_equal(access(path, F_OK) == 0, i != last);
 	}
 	no_partial_backup(f);
