@@ -9,6 +9,7 @@
  * the wrong unit for non-48 kHz input); CodecDelay only stands in when OpusHead is missing.
  * DiscardPadding trims the end (negative: the start) of its block's audio, to the sample.
  */
+#include "ebml.h"
 #include "internal.h"
 
 #include <stdlib.h>
@@ -17,8 +18,6 @@
 #define WEBM_MAX_BLOCK (1u << 20)   /* frame data of one Block; more is abuse */
 #define WEBM_MAX_CODEC_PRIVATE 4096 /* an OpusHead is at most 21 + 255 bytes */
 #define WEBM_MAX_LACES 256          /* the lace count is one byte, plus one */
-#define WEBM_MAX_STRING 32          /* DocType and CodecID we compare; longer ones never match */
-#define UNKNOWN_END UINT64_MAX      /* end of an element of unknown size */
 
 enum {
 	ID_EBML = 0x1A45DFA3,
@@ -54,20 +53,13 @@ enum {
 
 #define TRACK_TYPE_AUDIO 2
 
-typedef struct ebml_elem {
-	uint32_t id;
-	uint64_t size; /* payload bytes, unless unknown */
-	bool unknown;  /* size field with all value bits set */
-	size_t header_len;
-} ebml_elem;
-
 typedef struct webm_state {
 	codec_in *in;
 	opusdec dec;
 	bool dec_ready;
 	uint64_t track;       /* TrackNumber of the Opus track we decode */
 	uint64_t preskip;     /* 48 kHz frames to drop from the start */
-	uint64_t segment_end; /* UNKNOWN_END while the Segment has unknown size */
+	uint64_t segment_end; /* EBML_UNKNOWN_END while the Segment has unknown size */
 	bool in_cluster;
 	bool cluster_unknown; /* the current Cluster has unknown size */
 	uint64_t cluster_end; /* where its children must end (the Segment's end if unknown) */
@@ -84,84 +76,8 @@ typedef struct webm_state {
 	uint64_t keep_start, keep_end;
 } webm_state;
 
-/* Length of an EBML variable-length integer from its first byte (1..8), 0 if invalid. */
-static unsigned vint_length(uint8_t b)
-{
-	for (unsigned n = 1; n <= 8; n++)
-		if (b & (0x80u >> (n - 1)))
-			return n;
-	return 0;
-}
-
-/* Look at the next element header without consuming it: 1 and *e, 0 at the end of input. */
-static int peek_elem(codec_in *in, ebml_elem *e)
-{
-	const uint8_t *p;
-	size_t avail;
-	int rc = in_peek(in, &p, 12, &avail);
-	if (rc < 0)
-		return rc;
-	if (avail == 0)
-		return 0;
-	unsigned id_len = vint_length(p[0]);
-	if (id_len == 0 || id_len > 4)
-		return CODEC_EMALFORMED;
-	if (avail < id_len + 1)
-		return CODEC_ETRUNCATED;
-	uint32_t id = 0, bits = p[0] & (0xFFu >> id_len), ones = 0xFFu >> id_len;
-	for (unsigned i = 0; i < id_len; i++)
-		id = id << 8 | p[i];
-	for (unsigned i = 1; i < id_len; i++) {
-		bits = bits << 8 | p[i];
-		ones = ones << 8 | 0xFF;
-	}
-	if (bits == 0 || bits == ones) /* reserved IDs */
-		return CODEC_EMALFORMED;
-	unsigned size_len = vint_length(p[id_len]);
-	if (size_len == 0)
-		return CODEC_EMALFORMED;
-	if (avail < id_len + size_len)
-		return CODEC_ETRUNCATED;
-	uint64_t size = p[id_len] & (0xFFu >> size_len);
-	bool all_ones = size == (0xFFu >> size_len);
-	for (unsigned i = 1; i < size_len; i++) {
-		size = size << 8 | p[id_len + i];
-		all_ones = all_ones && p[id_len + i] == 0xFF;
-	}
-	e->id = id;
-	e->size = size;
-	e->unknown = all_ones;
-	e->header_len = id_len + size_len;
-	return 1;
-}
-
 /*
- * The next child of a parent ending at `end` (UNKNOWN_END: unknown size), not consumed: 1 and *e
- * with its size checked against the parent, or 0 at the parent's end. A known-size parent that
- * the file ends inside is truncated; an unknown-size one simply ends there.
- */
-static int next_child(codec_in *in, uint64_t end, ebml_elem *e)
-{
-	uint64_t pos = in_tell(in);
-	if (end != UNKNOWN_END && pos >= end)
-		return 0;
-	int rc = peek_elem(in, e);
-	if (rc < 0)
-		return rc;
-	if (rc == 0)
-		return end == UNKNOWN_END ? 0 : CODEC_ETRUNCATED;
-	if (end != UNKNOWN_END) {
-		uint64_t room = end - pos;
-		if (e->header_len > room || (!e->unknown && e->size > room - e->header_len))
-			return CODEC_EMALFORMED;
-	}
-	if (!e->unknown && e->size >= UNKNOWN_END - pos - e->header_len)
-		return CODEC_EMALFORMED;
-	return 1;
-}
-
-/*
- * Consume the header next_child() returned (it is in codec_in's buffer already). Only Segment and
+ * Consume the header ebml_next_child() returned (it is in codec_in's buffer already). Only Segment and
  * Cluster may have unknown size; for every other element that is a structural error, so no payload
  * reader ever sees an unknown size.
  */
@@ -170,54 +86,6 @@ static int enter(codec_in *in, const ebml_elem *e)
 	if (e->unknown && e->id != ID_SEGMENT && e->id != ID_CLUSTER)
 		return CODEC_EMALFORMED;
 	return in_skip(in, e->header_len);
-}
-
-/* Skip the payload of an element we have entered (an unknown-size Segment/Cluster cannot be). */
-static int skip_payload(codec_in *in, const ebml_elem *e)
-{
-	return e->unknown ? CODEC_EMALFORMED : in_skip(in, e->size);
-}
-
-static int read_uint(codec_in *in, const ebml_elem *e, uint64_t *v)
-{
-	uint8_t b[8];
-	if (e->unknown || e->size > 8)
-		return CODEC_EMALFORMED;
-	int rc = in_read_exact(in, b, (size_t)e->size);
-	if (rc < 0)
-		return rc;
-	*v = 0;
-	for (size_t i = 0; i < e->size; i++)
-		*v = *v << 8 | b[i];
-	return 0;
-}
-
-static int read_sint(codec_in *in, const ebml_elem *e, int64_t *v)
-{
-	uint64_t u;
-	int rc = read_uint(in, e, &u);
-	if (rc < 0)
-		return rc;
-	if (e->size > 0 && e->size < 8 && (u >> (8 * e->size - 1)) & 1)
-		u |= UINT64_MAX << (8 * e->size); /* sign-extend */
-	*v = u <= INT64_MAX ? (int64_t)u : -(int64_t)(UINT64_MAX - u) - 1;
-	return 0;
-}
-
-/*
- * A string element into s, NUL-terminated (EBML's trailing NUL padding thus ends it too). Strings
- * too long for s are skipped and come back as "": they never match a value we compare against.
- */
-static int read_string(codec_in *in, const ebml_elem *e, char s[WEBM_MAX_STRING])
-{
-	s[0] = '\0';
-	if (e->unknown || e->size >= WEBM_MAX_STRING)
-		return skip_payload(in, e);
-	int rc = in_read_exact(in, s, (size_t)e->size);
-	if (rc < 0)
-		return rc;
-	s[e->size] = '\0';
-	return 0;
 }
 
 /* Make room for n bytes in w->buf. */
@@ -269,7 +137,7 @@ static int read_ebml_header(codec_in *in)
 	const uint8_t *p;
 	size_t avail;
 	ebml_elem e;
-	char doctype[WEBM_MAX_STRING] = "";
+	char doctype[EBML_MAX_STRING] = "";
 	uint64_t v;
 
 	int rc = in_peek(in, &p, 4, &avail);
@@ -277,7 +145,7 @@ static int read_ebml_header(codec_in *in)
 		return rc;
 	if (avail == 0 || memcmp(p, magic, avail) != 0)
 		return CODEC_EFORMAT;
-	if ((rc = peek_elem(in, &e)) < 0)
+	if ((rc = ebml_peek(in, &e)) < 0)
 		return rc;
 	if (rc == 0 || e.id != ID_EBML)
 		return CODEC_ETRUNCATED; /* the magic is there, the rest of the header is not */
@@ -286,17 +154,17 @@ static int read_ebml_header(codec_in *in)
 	if ((rc = enter(in, &e)) < 0)
 		return rc;
 	uint64_t end = in_tell(in) + e.size;
-	while ((rc = next_child(in, end, &e)) > 0) {
+	while ((rc = ebml_next_child(in, end, &e)) > 0) {
 		if ((rc = enter(in, &e)) < 0)
 			return rc;
 		switch (e.id) {
 		case ID_DOCTYPE:
-			rc = read_string(in, &e, doctype);
+			rc = ebml_string(in, &e, doctype);
 			break;
 		case ID_EBML_READ_VERSION:
 		case ID_EBML_MAX_ID_LENGTH:
 		case ID_EBML_MAX_SIZE_LENGTH:
-			if ((rc = read_uint(in, &e, &v)) < 0)
+			if ((rc = ebml_uint(in, &e, &v)) < 0)
 				return rc;
 			if ((e.id == ID_EBML_READ_VERSION && v > 1) ||
 			    (e.id == ID_EBML_MAX_ID_LENGTH && v > 4) ||
@@ -304,7 +172,7 @@ static int read_ebml_header(codec_in *in)
 				return CODEC_EUNSUPPORTED;
 			break;
 		default:
-			rc = skip_payload(in, &e);
+			rc = ebml_skip(in, &e);
 		}
 		if (rc < 0)
 			return rc;
@@ -320,7 +188,7 @@ static int read_ebml_header(codec_in *in)
 typedef struct track_entry {
 	uint64_t number, type, codec_delay_ns, channels;
 	bool has_type, has_codec_delay, has_channels, encoded;
-	char codec_id[WEBM_MAX_STRING];
+	char codec_id[EBML_MAX_STRING];
 	size_t private_len; /* CodecPrivate bytes in w->buf */
 	bool private_too_big;
 } track_entry;
@@ -329,18 +197,18 @@ static int read_audio(codec_in *in, uint64_t end, track_entry *t)
 {
 	ebml_elem e;
 	int rc;
-	while ((rc = next_child(in, end, &e)) > 0) {
+	while ((rc = ebml_next_child(in, end, &e)) > 0) {
 		if ((rc = enter(in, &e)) < 0)
 			return rc;
 		if (e.id == ID_CHANNELS) {
-			rc = read_uint(in, &e, &t->channels);
+			rc = ebml_uint(in, &e, &t->channels);
 			t->has_channels = true;
 		} else if (e.id == ID_SAMPLING_FREQUENCY && e.size != 0 && e.size != 4 &&
 		           e.size != 8) {
 			/* Not a float. (Opus decodes at 48 kHz whatever a valid one says.) */
 			rc = CODEC_EMALFORMED;
 		} else {
-			rc = skip_payload(in, &e);
+			rc = ebml_skip(in, &e);
 		}
 		if (rc < 0)
 			return rc;
@@ -354,22 +222,22 @@ static int read_track_entry(webm_state *w, uint64_t end, track_entry *t)
 	ebml_elem e;
 	int rc;
 	memset(t, 0, sizeof *t);
-	while ((rc = next_child(in, end, &e)) > 0) {
+	while ((rc = ebml_next_child(in, end, &e)) > 0) {
 		if ((rc = enter(in, &e)) < 0)
 			return rc;
 		switch (e.id) {
 		case ID_TRACK_NUMBER:
-			rc = read_uint(in, &e, &t->number);
+			rc = ebml_uint(in, &e, &t->number);
 			break;
 		case ID_TRACK_TYPE:
-			rc = read_uint(in, &e, &t->type);
+			rc = ebml_uint(in, &e, &t->type);
 			t->has_type = true;
 			break;
 		case ID_CODEC_ID:
-			rc = read_string(in, &e, t->codec_id);
+			rc = ebml_string(in, &e, t->codec_id);
 			break;
 		case ID_CODEC_DELAY:
-			rc = read_uint(in, &e, &t->codec_delay_ns);
+			rc = ebml_uint(in, &e, &t->codec_delay_ns);
 			t->has_codec_delay = true;
 			break;
 		case ID_CODEC_PRIVATE:
@@ -377,7 +245,7 @@ static int read_track_entry(webm_state *w, uint64_t end, track_entry *t)
 			t->private_len = 0;
 			t->private_too_big = e.size > WEBM_MAX_CODEC_PRIVATE;
 			if (t->private_too_big) {
-				rc = skip_payload(in, &e);
+				rc = ebml_skip(in, &e);
 			} else if ((rc = reserve(w, (size_t)e.size)) == 0) {
 				rc = in_read_exact(in, w->buf, (size_t)e.size);
 				t->private_len = (size_t)e.size;
@@ -385,13 +253,13 @@ static int read_track_entry(webm_state *w, uint64_t end, track_entry *t)
 			break;
 		case ID_CONTENT_ENCODINGS: /* compressed or encrypted frames */
 			t->encoded = true;
-			rc = skip_payload(in, &e);
+			rc = ebml_skip(in, &e);
 			break;
 		case ID_AUDIO:
 			rc = read_audio(in, in_tell(in) + e.size, t);
 			break;
 		default:
-			rc = skip_payload(in, &e);
+			rc = ebml_skip(in, &e);
 		}
 		if (rc < 0)
 			return rc;
@@ -444,11 +312,11 @@ static int read_tracks(webm_state *w, uint64_t end, opus_head *head)
 	track_entry t;
 	bool found = false;
 	int rc;
-	while ((rc = next_child(in, end, &e)) > 0) {
+	while ((rc = ebml_next_child(in, end, &e)) > 0) {
 		if ((rc = enter(in, &e)) < 0)
 			return rc;
 		if (e.id != ID_TRACK_ENTRY || found) {
-			if ((rc = skip_payload(in, &e)) < 0)
+			if ((rc = ebml_skip(in, &e)) < 0)
 				return rc;
 			continue;
 		}
@@ -470,7 +338,7 @@ static int lace_vint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v, uns
 {
 	if (*pos >= len)
 		return CODEC_EMALFORMED;
-	unsigned k = vint_length(p[*pos]);
+	unsigned k = ebml_vint_length(p[*pos]);
 	if (k == 0 || len - *pos < k)
 		return CODEC_EMALFORMED;
 	uint64_t x = p[*pos] & (0xFFu >> k);
@@ -580,7 +448,7 @@ static int read_block(webm_state *w, uint64_t size, bool *ours)
 		return CODEC_EMALFORMED;
 	if ((rc = in_read_exact(in, hdr, 1)) < 0)
 		return rc;
-	unsigned n = vint_length(hdr[0]);
+	unsigned n = ebml_vint_length(hdr[0]);
 	if (n == 0 || size < n + 3)
 		return CODEC_EMALFORMED;
 	if ((rc = in_read_exact(in, hdr + 1, n + 2)) < 0)
@@ -612,7 +480,7 @@ static int read_block_group(webm_state *w, uint64_t end, bool *ours)
 	int rc;
 
 	*ours = false;
-	while ((rc = next_child(in, end, &e)) > 0) {
+	while ((rc = ebml_next_child(in, end, &e)) > 0) {
 		if ((rc = enter(in, &e)) < 0)
 			return rc;
 		if (e.id == ID_BLOCK) {
@@ -621,9 +489,9 @@ static int read_block_group(webm_state *w, uint64_t end, bool *ours)
 			have_block = true;
 			rc = read_block(w, e.size, ours);
 		} else if (e.id == ID_DISCARD_PADDING) {
-			rc = read_sint(in, &e, &padding);
+			rc = ebml_sint(in, &e, &padding);
 		} else {
-			rc = skip_payload(in, &e);
+			rc = ebml_skip(in, &e);
 		}
 		if (rc < 0)
 			return rc;
@@ -652,7 +520,7 @@ static int next_block(webm_state *w)
 	int rc;
 	for (;;) {
 		if (w->in_cluster) {
-			if ((rc = next_child(in, w->cluster_end, &e)) < 0)
+			if ((rc = ebml_next_child(in, w->cluster_end, &e)) < 0)
 				return rc;
 			if (rc == 0 || (w->cluster_unknown && ends_cluster(e.id))) {
 				w->in_cluster = false;
@@ -665,24 +533,24 @@ static int next_block(webm_state *w)
 			else if (e.id == ID_BLOCK_GROUP)
 				rc = read_block_group(w, in_tell(in) + e.size, &ours);
 			else
-				rc = skip_payload(in, &e);
+				rc = ebml_skip(in, &e);
 			if (rc < 0)
 				return rc;
 			if ((e.id == ID_SIMPLE_BLOCK || e.id == ID_BLOCK_GROUP) && ours)
 				return 1;
 			continue;
 		}
-		if ((rc = next_child(in, w->segment_end, &e)) <= 0)
+		if ((rc = ebml_next_child(in, w->segment_end, &e)) <= 0)
 			return rc;
 		if (e.id == ID_EBML || e.id == ID_SEGMENT) /* a chained file: we decode the first */
-			return w->segment_end == UNKNOWN_END ? 0 : CODEC_EMALFORMED;
+			return w->segment_end == EBML_UNKNOWN_END ? 0 : CODEC_EMALFORMED;
 		if ((rc = enter(in, &e)) < 0)
 			return rc;
 		if (e.id == ID_CLUSTER) {
 			w->in_cluster = true;
 			w->cluster_unknown = e.unknown;
 			w->cluster_end = e.unknown ? w->segment_end : in_tell(in) + e.size;
-		} else if ((rc = skip_payload(in, &e)) < 0) {
+		} else if ((rc = ebml_skip(in, &e)) < 0) {
 			return rc;
 		}
 	}
@@ -735,7 +603,7 @@ static int webm_open(codec_in *in, void **state, codec_stream_info *info)
 		goto fail;
 	/* The Segment, after any Void padding. */
 	for (;;) {
-		if ((rc = next_child(in, UNKNOWN_END, &e)) <= 0) {
+		if ((rc = ebml_next_child(in, EBML_UNKNOWN_END, &e)) <= 0) {
 			rc = rc < 0 ? rc : CODEC_ETRUNCATED;
 			goto fail;
 		}
@@ -743,22 +611,22 @@ static int webm_open(codec_in *in, void **state, codec_stream_info *info)
 			goto fail;
 		if (e.id == ID_SEGMENT)
 			break;
-		rc = e.id == ID_VOID ? skip_payload(in, &e) : CODEC_EMALFORMED;
+		rc = e.id == ID_VOID ? ebml_skip(in, &e) : CODEC_EMALFORMED;
 		if (rc < 0)
 			goto fail;
 	}
-	w->segment_end = e.unknown ? UNKNOWN_END : in_tell(in) + e.size;
+	w->segment_end = e.unknown ? EBML_UNKNOWN_END : in_tell(in) + e.size;
 	/* Segment-level elements up to Tracks, which must precede the first Cluster. */
 	for (;;) {
-		if ((rc = next_child(in, w->segment_end, &e)) < 0)
+		if ((rc = ebml_next_child(in, w->segment_end, &e)) < 0)
 			goto fail;
 		if (rc == 0) {
 			/* The Segment ended without Tracks: cut short if we never knew its size. */
-			rc = w->segment_end == UNKNOWN_END ? CODEC_ETRUNCATED : CODEC_EUNSUPPORTED;
+			rc = w->segment_end == EBML_UNKNOWN_END ? CODEC_ETRUNCATED : CODEC_EUNSUPPORTED;
 			goto fail;
 		}
 		if (e.id == ID_EBML || e.id == ID_SEGMENT) { /* a next file, or nonsense */
-			rc = w->segment_end == UNKNOWN_END ? CODEC_EUNSUPPORTED : CODEC_EMALFORMED;
+			rc = w->segment_end == EBML_UNKNOWN_END ? CODEC_EUNSUPPORTED : CODEC_EMALFORMED;
 			goto fail;
 		}
 		if ((rc = enter(in, &e)) < 0)
@@ -768,7 +636,7 @@ static int webm_open(codec_in *in, void **state, codec_stream_info *info)
 				goto fail;
 			break;
 		}
-		rc = e.id == ID_CLUSTER ? CODEC_EMALFORMED : skip_payload(in, &e);
+		rc = e.id == ID_CLUSTER ? CODEC_EMALFORMED : ebml_skip(in, &e);
 		if (rc < 0)
 			goto fail;
 	}
