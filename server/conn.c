@@ -110,6 +110,13 @@ static bool only_stray_crlf(const srv_conn *c)
 	       (c->len == 2 && c->buf[0] == '\r' && c->buf[1] == '\n');
 }
 
+void conn_end_keep_alive(srv_conn *c)
+{
+	c->keep_alive = false;
+	if (c->a)
+		c->a->claim.keep_alive = false; /* what a claimed body would have restored */
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	srv_conn *c = t->data;
@@ -121,7 +128,7 @@ static void on_timer(uv_timer_t *t)
 	if ((c->state == CONN_HEAD && c->len > 0 && !only_stray_crlf(c)) ||
 	    c->state == CONN_BODY) {
 		/* The client started a request and stalled: say so, then close. */
-		c->keep_alive = false;
+		conn_end_keep_alive(c);
 		if (c->state == CONN_HEAD)
 			begin_exchange(c);
 		c->state = CONN_HANDLER;
@@ -189,14 +196,14 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 		/* EOF or a reset. A request being handled still gets its answer written. */
 		if (c->state == CONN_HANDLER || c->state == CONN_WRITING) {
 			conn_stop_reading(c);
-			c->keep_alive = false;
+			conn_end_keep_alive(c);
 			return;
 		}
 		if (c->state == CONN_BODY && c->a->claim.done) {
 			/* Inside a claimed body: what the client sent before it went away is still the
 			 * route's. The buffer is taken in, then the body ends (process_loop). */
 			c->a->claim.eof = true;
-			c->keep_alive = false;
+			conn_end_keep_alive(c);
 			conn_stop_reading(c);
 			conn_process(c);
 			return;
@@ -327,7 +334,7 @@ static void begin_exchange(srv_conn *c)
 static void fail_request(srv_conn *c, int err)
 {
 	c->srv->metrics.parse_errors++;
-	c->keep_alive = false;
+	conn_end_keep_alive(c);
 	c->state = CONN_HANDLER;
 	conn_stop_reading(c);
 	srv_respond_error(&c->a->x, srv_parse_status(err), srv_parse_errcode(err),
@@ -388,7 +395,7 @@ static void start_request(srv_conn *c, size_t head_len)
 	if (r != 0) {
 		/* The body, if any, is not read: the connection cannot be reused. */
 		if (has_body)
-			c->keep_alive = false;
+			conn_end_keep_alive(c);
 		c->state = CONN_HANDLER;
 		conn_stop_reading(c);
 		if (r == 405) {
@@ -410,12 +417,13 @@ static void start_request(srv_conn *c, size_t head_len)
 		 * the connection ends with the answer. */
 		c->a->claim.keep_alive = c->keep_alive;
 		if (has_body)
-			c->keep_alive = false;
+			c->keep_alive = false; /* for now: srv_body_claim() may restore it, unless
+						  conn_end_keep_alive() is called meanwhile */
 		dispatch(c);
 		return;
 	}
 	if (s->draining) {
-		c->keep_alive = false;
+		conn_end_keep_alive(c);
 		c->state = CONN_HANDLER;
 		conn_stop_reading(c);
 		srv_respond(x, 503, "application/json", "Retry-After: 5\r\n",
@@ -429,7 +437,7 @@ static void start_request(srv_conn *c, size_t head_len)
 			 (x->req.body == SRV_BODY_LENGTH &&
 			  x->req.content_length > x->route->max_body))) {
 		/* Refused before a byte of it is read (and before any 100 Continue). */
-		c->keep_alive = false;
+		conn_end_keep_alive(c);
 		c->state = CONN_HANDLER;
 		conn_stop_reading(c);
 		srv_respond_error(x, 413, x->route->max_body ? "body_too_large" : "body_not_allowed",
@@ -546,7 +554,7 @@ static void process_loop(srv_conn *c)
 								NULL);
 						return;
 					}
-					c->keep_alive = false;
+					conn_end_keep_alive(c);
 					c->state = CONN_HANDLER;
 					conn_stop_reading(c);
 					srv_respond_error(&a->x, 408, "body_too_slow",
@@ -744,7 +752,7 @@ void srv_conn_accept(srv_server *s)
 void srv_conns_drain(srv_server *s)
 {
 	for (srv_conn *c = s->conns; c; c = c->next) {
-		c->keep_alive = false;
+		conn_end_keep_alive(c); /* a body claimed later must not turn it back on */
 		if (c->state == CONN_HEAD && c->len == 0)
 			srv_conn_close(c);
 	}

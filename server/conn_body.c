@@ -59,7 +59,7 @@ void conn_file_failed(srv_conn *c, int uv_err)
 				"Retry-After: 30\r\n");
 		return;
 	}
-	c->keep_alive = false;
+	conn_end_keep_alive(c);
 	c->state = CONN_HANDLER;
 	conn_stop_reading(c);
 	bool full = uv_err == UV_ENOSPC || uv_err == -EDQUOT;
@@ -178,7 +178,7 @@ void conn_claim_fail(srv_conn *c, int err, int status, const char *code, const c
 		a->claim.code = code;
 		a->claim.message = message;
 		a->claim.extra = extra;
-		c->keep_alive = false;
+		conn_end_keep_alive(c);
 		if (!c->closed) {
 			c->state = CONN_HANDLER;
 			conn_stop_reading(c);
@@ -220,7 +220,9 @@ int srv_body_claim(srv_exchange *x, int fd, uint64_t offset, uint64_t max, srv_b
 	a->stage_len = 0;
 	a->parser.max_body = max < x->route->max_body ? max : x->route->max_body;
 	x->body_len = 0;
-	c->keep_alive = a->claim.keep_alive; /* the body will be read: the connection may go on */
+	/* The body will be read: the connection may go on, unless it was told to end meanwhile
+	 * (conn_end_keep_alive: SIGTERM's drain, the client's EOF). */
+	c->keep_alive = a->claim.keep_alive && !c->srv->draining;
 	c->state = CONN_BODY;
 	a->body_in = 0;
 	a->body_t0 = srv_now_ns();
@@ -242,7 +244,7 @@ void srv_body_cut(srv_exchange *x)
 	    a->claim.cut)
 		return;
 	a->claim.cut = true;
-	c->keep_alive = false;
+	conn_end_keep_alive(c);
 	/* What the kernel holds for us now arrived before the cut: it is read first. */
 	int fd = -1, pending = 0;
 	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || ioctl(fd, FIONREAD, &pending) < 0)

@@ -15,6 +15,9 @@ void conn_arm(srv_conn *c, unsigned ms); /* the phase's deadline */
 void conn_stop_reading(srv_conn *c);
 void conn_start_reading(srv_conn *c);
 void conn_response_done(srv_conn *c);  /* log, count, then the next request or close */
+/* The connection ends after this response; keep-alive is never turned back on (a claimed body
+ * included) once this was called. */
+void conn_end_keep_alive(srv_conn *c);
 
 /* conn_body.c */
 int conn_collect_body(void *ctx, const char *data, size_t len); /* ctx: the exchange */

@@ -201,7 +201,7 @@ void srv_conn_write(srv_conn *c, const char *head, size_t head_len, const void *
 /* A streamed response cannot go on (storage failed mid-body): cut the connection. */
 void srv_conn_abort(srv_conn *c)
 {
-	c->keep_alive = false;
+	conn_end_keep_alive(c);
 	srv_conn_close(c);
 	conn_finish(c);
 }
