@@ -83,7 +83,9 @@ static const setting settings[] = {
 	{"audio-url-ttl-s", T_UINT, OFF(audio_url_ttl_s), 0, 1, 7 * 24 * 3600,
 	 "how long a signed audio URL plays, seconds (1800)"},
 	{"body-min-rate", T_UINT, OFF(body_min_rate), 0, 0, 1u << 30,
-	 "bytes/s a request body must average once it is 10 s old; 0: no floor (512)"},
+	 "bytes/s a request body must average over body-rate-window-ms; 0: no floor (512)"},
+	{"body-rate-window-ms", T_UINT, OFF(body_rate_window_ms), 0, 1000, 3600000,
+	 "the sliding window body-min-rate is measured over, judged from 10 s on (30000)"},
 	{"upload-expiry-s", T_UINT, OFF(upload_expiry_s), 0, 1, 30 * 86400,
 	 "a resumable upload is removed this long after its last change, seconds (86400)"},
 	{"uploads-per-device", T_UINT, OFF(uploads_per_device), 0, 1, 1000,
@@ -111,6 +113,7 @@ void srv_config_defaults(srv_config *c)
 	c->threads = 4;
 	c->buffer_memory = 64u << 20;
 	c->body_min_rate = 512;
+	c->body_rate_window_ms = 30000;
 	c->signups_per_hour = 10;
 	c->pair_failures = 10;
 	c->pair_failures_all = 1000;

@@ -38,7 +38,8 @@ typedef struct srv_config {
 	unsigned health_interval_ms;     /* how often storage is checked for /healthz */
 	unsigned threads;                /* the job pool (libuv's thread pool) */
 	uint64_t buffer_memory;          /* bytes of stream and upload buffers at once */
-	unsigned body_min_rate;          /* bytes/s a body must average after its first 10 s */
+	unsigned body_min_rate;          /* bytes/s a body must average over body_rate_window_ms */
+	unsigned body_rate_window_ms;    /* the window body_min_rate is measured over */
 	unsigned signups_per_hour;       /* new families per client address and hour */
 	unsigned pair_failures;          /* wrong codes per address per 15 min before a lock */
 	unsigned pair_failures_all;      /* wrong codes from anywhere per 15 min before a lock */

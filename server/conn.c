@@ -9,8 +9,9 @@
  * last response the write side is shut and what the client still sends is read and dropped
  * for a moment (a lingering close), so the client sees the response instead of a reset.
  * One timer per connection enforces the phase's deadline: head (slowloris), body idle,
- * keep-alive idle, the whole write. The buffer is freed while a connection idles. Where a
- * body goes is conn_body.c's; putting a response on the wire is conn_write.c's.
+ * keep-alive idle, the whole write. A body must also keep up a floor rate over a sliding
+ * window. The buffer is freed while a connection idles. Where a body goes is conn_body.c's;
+ * putting a response on the wire is conn_write.c's.
  */
 #include "conn_internal.h"
 
@@ -24,6 +25,8 @@
 #define BUF_EXTRA 16384 /* room past the head's limit for body bytes */
 #define BUF_FIRST 2048  /* a buffer starts this small: most heads fit, and a slowloris
 			   connection that sent one byte costs 2 KiB, not 32 */
+#define BODY_RATE_GRACE_NS 10000000000ull /* a body's rate is judged from its 10th second on
+					     (or once its window is full, if shorter) */
 
 static void begin_exchange(srv_conn *c);
 
@@ -456,12 +459,29 @@ static void start_request(srv_conn *c, size_t head_len)
 	c->state = CONN_BODY;
 	c->a->body_in = 0;
 	c->a->body_t0 = srv_now_ns();
+	conn_progress_start(x, c->a->body_t0, 0);
 	conn_arm(c, s->cfg.body_idle_ms);
 	if (x->route->flags & SRV_ROUTE_BODY_FILE) {
 		int r2 = conn_open_body_file(c);
 		if (r2 < 0)
 			conn_file_failed(c, r2);
 	}
+}
+
+/* Has the body brought less than body-min-rate over its window (used: bytes just taken)? */
+static bool body_too_slow(srv_conn *c, size_t used)
+{
+	srv_server *s = c->srv;
+	srv_active *a = c->a;
+	uint64_t now = srv_now_ns();
+	uint64_t window = (uint64_t)s->cfg.body_rate_window_ms * 1000000ull;
+	uint64_t grace = window < BODY_RATE_GRACE_NS ? window : BODY_RATE_GRACE_NS;
+	int64_t grew;
+	uint64_t span;
+	conn_progress_observe(&a->x, now, window, (int64_t)(a->body_in - used), (int64_t)a->body_in,
+			      &grew, &span);
+	return now - a->body_t0 >= grace &&
+	       (double)grew * 1e9 < (double)s->cfg.body_min_rate * (double)span;
 }
 
 static void process_loop(srv_conn *c)
@@ -544,10 +564,9 @@ static void process_loop(srv_conn *c)
 				memmove(c->buf + head_end, c->buf + head_end + used, avail - used);
 				c->len -= used;
 				/* A body trickled to hold a connection (a byte every 29 s beats the
-				 * idle timer) falls below the floor once it is 10 s old. */
-				uint64_t age = srv_now_ns() - a->body_t0;
-				if (s->cfg.body_min_rate && age > 10000000000ull &&
-				    a->body_in * 1000000000ull / age < s->cfg.body_min_rate) {
+				 * idle timer) falls below the floor, measured over the last window:
+				 * what it sent before does not buy it time once it stops moving. */
+				if (s->cfg.body_min_rate && body_too_slow(c, used)) {
 					if (claimed) {
 						conn_claim_fail(c, UV_ETIMEDOUT, 408, "body_too_slow",
 								"the request body arrives too slowly",

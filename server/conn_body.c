@@ -93,6 +93,13 @@ void conn_write_stage(srv_conn *c)
 		return; /* a claimed body's last bytes, after the client went away */
 	conn_stop_reading(c);
 	uv_timer_stop(&c->timer); /* our disk, not the client, is the slow one now */
+	conn_progress_pause(&a->x);
+}
+
+/* Our disk kept the body waiting: that time does not count against the client's rate. */
+static void disk_waited(srv_conn *c)
+{
+	c->a->body_t0 += conn_progress_resume(&c->a->x);
 }
 
 static void on_file_write(uv_fs_t *req)
@@ -102,6 +109,7 @@ static void on_file_write(uv_fs_t *req)
 	ssize_t n = req->result;
 	uv_fs_req_cleanup(req);
 	a->fs_busy = false;
+	disk_waited(c);
 	bool claimed = a->claim.done && !a->claim.over; /* its bytes matter even after a close */
 	if (n == 0)
 		n = UV_EIO; /* a write that takes nothing would never end */
@@ -130,6 +138,7 @@ static void on_file_open(uv_fs_t *req)
 	ssize_t fd = req->result;
 	uv_fs_req_cleanup(req);
 	a->fs_busy = false;
+	disk_waited(c);
 	if (c->closed) {
 		if (fd >= 0)
 			close((int)fd);
@@ -158,6 +167,7 @@ int conn_open_body_file(srv_conn *c)
 	a->fs_busy = true;
 	c->refs++;
 	uv_timer_stop(&c->timer); /* our pool, not the client, is what we wait on */
+	conn_progress_pause(&a->x);
 	return 0;
 }
 
@@ -226,6 +236,7 @@ int srv_body_claim(srv_exchange *x, int fd, uint64_t offset, uint64_t max, srv_b
 	c->state = CONN_BODY;
 	a->body_in = 0;
 	a->body_t0 = srv_now_ns();
+	conn_progress_start(x, a->body_t0, 0);
 	bool has_body = x->req.body == SRV_BODY_CHUNKED ||
 			(x->req.body == SRV_BODY_LENGTH && x->req.content_length > 0);
 	if (has_body && x->req.expect_continue && c->len == c->body_start &&

@@ -8,6 +8,9 @@
 #include "server.h"
 
 #define STAGE_BYTES (256u * 1024) /* a file-bound body is written in pieces this big */
+#define RATE_SLOTS 4 /* a progress window slides a quarter of itself at a time */
+_Static_assert(sizeof(((srv_exchange *)0)->progress.mark) / sizeof(int64_t) == RATE_SLOTS + 1,
+	       "the progress window keeps RATE_SLOTS + 1 marks");
 
 /* conn.c */
 void conn_process(srv_conn *c);        /* as far as the bytes in hand allow */
@@ -33,5 +36,18 @@ void conn_claim_fail(srv_conn *c, int err, int status, const char *code, const c
 /* conn_write.c */
 void conn_finish(srv_conn *c); /* the response is over: once, whatever the path */
 void conn_send_continue(srv_conn *c);
+/*
+ * Progress over a sliding window of window_ns (x->progress): a count that only grows (body
+ * bytes in). Start it with the count at now; then each
+ * observation gives the count until now (before) and with what just happened (after), and gets
+ * how much the count grew over the last window, or over all of it while it is younger, and
+ * over how long (span_ns). Pause and resume exclude time spent waiting on our own disk.
+ */
+void conn_progress_start(srv_exchange *x, uint64_t now, int64_t count);
+void conn_progress_observe(srv_exchange *x, uint64_t now, uint64_t window_ns, int64_t before,
+			   int64_t after, int64_t *grew, uint64_t *span_ns);
+void conn_progress_pause(srv_exchange *x);
+uint64_t conn_progress_resume(srv_exchange *x); /* how long the pause lasted (ns) */
+
 
 #endif

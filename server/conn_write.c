@@ -2,7 +2,8 @@
  * conn_write.c — putting a response on the wire: parts written at once with uv_try_write when
  * the socket takes them (no copy, no allocation; the response finishes before the call
  * returns), the rest queued with uv_write; one write deadline for the whole response; 100
- * Continue. Loop thread only; conn.c drives it.
+ * Continue; the sliding window that measures a request body's progress. Loop thread only;
+ * conn.c drives it.
  */
 #include "conn_internal.h"
 
@@ -61,6 +62,54 @@ int srv_buffer_reserve(srv_exchange *x)
 	s->buffer_bytes += SRV_BUFFER_BYTES;
 	x->buffer_reserved = true;
 	return 0;
+}
+
+/* ---- progress over a sliding window (request bodies: conn.c) ---- */
+void conn_progress_start(srv_exchange *x, uint64_t now, int64_t count)
+{
+	x->progress.t0 = now;
+	x->progress.slot = 0;
+	x->progress.paused_at = 0;
+	for (int i = 0; i <= RATE_SLOTS; i++)
+		x->progress.mark[i] = count;
+}
+
+void conn_progress_observe(srv_exchange *x, uint64_t now, uint64_t window_ns, int64_t before,
+			   int64_t after, int64_t *grew, uint64_t *span_ns)
+{
+	uint64_t slot_ns = window_ns / RATE_SLOTS ? window_ns / RATE_SLOTS : 1;
+	if (x->progress.t0 > now)
+		x->progress.t0 = now;
+	uint64_t t0 = x->progress.t0;
+	uint64_t k = (now - t0) / slot_ns; /* the slot now is in */
+	/* Every slot boundary passed since the last observation saw the count as it was until
+	 * now (before): record them (no more than the ring holds). */
+	if (k > x->progress.slot + RATE_SLOTS + 1)
+		x->progress.slot = k - RATE_SLOTS - 1;
+	while (x->progress.slot < k) {
+		x->progress.slot++;
+		x->progress.mark[x->progress.slot % (RATE_SLOTS + 1)] = before;
+	}
+	uint64_t from = k >= RATE_SLOTS ? k - RATE_SLOTS : 0; /* the window's first boundary */
+	*grew = after - x->progress.mark[from % (RATE_SLOTS + 1)];
+	*span_ns = now - (t0 + from * slot_ns);
+}
+
+void conn_progress_pause(srv_exchange *x)
+{
+	if (!x->progress.paused_at)
+		x->progress.paused_at = srv_now_ns();
+}
+
+uint64_t conn_progress_resume(srv_exchange *x)
+{
+	if (!x->progress.paused_at)
+		return 0;
+	uint64_t waited = srv_now_ns() - x->progress.paused_at;
+	x->progress.paused_at = 0;
+	/* As if the wait had not been: every boundary so far moves on by it. */
+	x->progress.t0 += waited;
+	return waited;
 }
 
 /* The response is over (written, or cut): log it once and move on. */

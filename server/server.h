@@ -160,6 +160,14 @@ struct srv_exchange {
 	bool responded;
 	bool finished;         /* logged and counted: the response is over */
 	bool buffer_reserved;  /* holds SRV_BUFFER_BYTES of the server's buffer memory */
+	/* The engine's: the progress of the body coming in, over a
+	 * sliding window (conn_write.c): counts at the last RATE_SLOTS + 1 slot boundaries. */
+	struct {
+		uint64_t t0;        /* the window's clock starts here (ns); moved on by pauses */
+		uint64_t slot;      /* the last slot boundary recorded */
+		uint64_t paused_at; /* our disk, not the client, is being waited on since; 0: not */
+		int64_t mark[5];
+	} progress;
 	int status;
 	uint64_t bytes_out;
 	/* A route's own protocol headers ("Name: value\r\n" lines, the route's static text),

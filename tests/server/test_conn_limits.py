@@ -5,6 +5,8 @@ usage: test_conn_limits.py JIAYIN_TEST_BINARY
 
 Starts jiayin-test (the real server plus tests/server/echo_routes.c) on loopback and checks the
 connection layer's answers to a review's findings:
+3. body-min-rate over a sliding window (body-rate-window-ms): a body that sent 2 MB at once and
+   then drips is cut within the window (plain and claimed bodies), a steady slow one is not.
 4. SIGTERM while a claimed upload's route is still checking its caller: the answer says
    Connection: close (the claim used to turn keep-alive back on).
 """
@@ -105,6 +107,103 @@ def close_all(socks):
 
 
 # ---------------------------------------------------------------------------------------------
+def body_window(binary):
+    srv = start(binary, "--body-idle-ms", "3000", "--body-min-rate", "512",
+                "--body-rate-window-ms", "2000", "--signups-per-hour", "100")
+    if not srv:
+        return
+    socks = []
+    try:
+        # 2 MB at once, then a byte every 0.8 s: far over 512 B/s on average for an hour.
+        s = connect(srv, timeout=10)
+        socks.append(s)
+        s.sendall(b"POST /echo-file HTTP/1.1\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n"
+                  + b"a" * 2000000)
+        t0 = time.time()
+        r = None
+        s.settimeout(0.8)
+        while time.time() - t0 < 8 and r is None:
+            try:
+                d = s.recv(65536)
+                rd = Reader(s)
+                rd.buf = d
+                s.settimeout(5)
+                r = rd.response() if d else None
+                break
+            except (socket.timeout, TimeoutError):
+                s.sendall(b"a")
+        took = time.time() - t0
+        ok(r is not None and r.status == 408 and r.json()["error"]["code"] == "body_too_slow"
+           and took < 5.5,
+           f"2 MB at once then a byte every 0.8 s: 408 body_too_slow within the 2 s window "
+           f"({took:.1f} s)", f"{r and r.status} after {took:.1f} s")
+        close_all(socks)
+
+        # A steady slow body (about 1 KB/s against a floor of 512) is not cut.
+        s = connect(srv, timeout=10)
+        socks.append(s)
+        n = 250 * 20
+        s.sendall(f"POST /echo-file HTTP/1.1\r\nHost: t\r\nContent-Length: {n}\r\n\r\n"
+                  .encode())
+        for _ in range(20):
+            time.sleep(0.25)
+            s.sendall(b"b" * 250)
+        r = Reader(s).response()
+        ok(r is not None and r.status == 200 and r.json()["bytes"] == n,
+           "a steady body at ~1 KB/s for 5 s (floor 512 B/s, window 2 s) arrives whole",
+           f"{r and r.status} {r and r.body}")
+        close_all(socks)
+
+        # The same for a claimed body (a resumable upload's PATCH): cut, and its bytes kept.
+        r = request(srv, "POST", "/v1/families",
+                    b'{"family_name":"f","member_name":"m"}',
+                    headers=[("Content-Type", "application/json")])
+        token = r.json()["token"]
+        fam = r.json()["family"]["id"]
+        auth = [("Authorization", f"Bearer {token}"), ("Tus-Resumable", "1.0.0")]
+        import base64
+        meta = "family_id " + base64.b64encode(fam.encode()).decode()
+        c = request(srv, "POST", "/v1/uploads",
+                    headers=auth + [("Upload-Length", "3000000"), ("Upload-Metadata", meta)])
+        loc = c.header("Location")
+        s = connect(srv, timeout=10)
+        socks.append(s)
+        s.sendall((f"PATCH {loc} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n"
+                   "Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
+                   "Upload-Offset: 0\r\nContent-Length: 3000000\r\n\r\n").encode()
+                  + b"c" * 2000000)
+        t0 = time.time()
+        r = None
+        s.settimeout(0.8)
+        while time.time() - t0 < 8:
+            try:
+                d = s.recv(65536)
+                rd = Reader(s)
+                rd.buf = d
+                s.settimeout(5)
+                r = rd.response() if d else None
+                break
+            except (socket.timeout, TimeoutError):
+                s.sendall(b"c")
+        took = time.time() - t0
+        h = None
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            h = request(srv, "HEAD", loc, headers=auth)
+            if h.status != 423:
+                break
+            time.sleep(0.05)
+        off = int(h.header("Upload-Offset") or -1) if h else -1
+        ok(r is not None and r.status == 408 and r.json()["error"]["code"] == "body_too_slow"
+           and took < 5.5 and off >= 2000000,
+           f"a claimed body that drips after 2 MB is 408 body_too_slow ({took:.1f} s) and "
+           f"keeps its bytes (offset {off})", f"{r and r.status} {r and r.body}")
+    finally:
+        close_all(socks)
+        srv.stop()
+
+
+# ---------------------------------------------------------------------------------------------
 def drain_claim(binary):
     srv = start(binary, "--threads", "1", "--signups-per-hour", "100",
                 "--shutdown-grace-ms", "20000")
@@ -156,6 +255,7 @@ def drain_claim(binary):
 
 def main():
     binary = sys.argv[1]
+    body_window(binary)
     drain_claim(binary)
     return finish()
 
