@@ -6,10 +6,13 @@
  * first chunk, so a clip up to SRV_STREAM_CHUNK bytes costs one trip to the pool and one read
  * transaction; longer ones continue chunk by chunk, each read its own storage call. The ETag is
  * the content hash (the audio of a message never changes), Last-Modified its creation time.
- * Who may hear which family's audio is the caller's decision, made before calling this.
+ * Who may hear which family's audio is the caller's decision, made before calling this (or in
+ * the same job, srv_audio_check). A stream buffer is reserved only when the job is back and
+ * a body is to stream (srv_respond_stream): a refused caller, a 304 or a HEAD holds none.
  */
 #include "audio.h"
 #include "entity.h"
+#include "static.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,7 +123,7 @@ static void audio_done(srv_exchange *x, void *arg)
 		j->first = NULL;
 		j->got = 0;
 	}
-	srv_respond_entity(x, &j->e, &j->plan, &src, j->first, j->got);
+	srv_respond_stream(x, &j->e, &j->plan, &src, j->first, j->got);
 	free(j);
 }
 
@@ -154,12 +157,6 @@ void srv_respond_message_audio_checked(srv_exchange *x, const char *family_id,
 static void start(srv_exchange *x, const char *family_id, const char *message_id,
 		  bool allow_hidden, int64_t max_age_s, const srv_audio_check *check)
 {
-	if (srv_buffer_reserve(x) < 0) {
-		if (check && check->release)
-			check->release(check->ctx);
-		srv_respond_busy(x);
-		return;
-	}
 	audio_job *j = calloc(1, sizeof *j);
 	source_ctx *src = calloc(1, sizeof *src);
 	if (!j || !src) {

@@ -55,11 +55,8 @@ static void active_free(srv_conn *c)
 {
 	if (!c->a)
 		return;
-	if (c->a->x.buffer_reserved) {
-		/* The client went away before the response: the reservation ends with it. */
-		c->srv->buffer_bytes -= SRV_BUFFER_BYTES;
-		c->a->x.buffer_reserved = false;
-	}
+	/* The client went away before the response: the reservation ends with it. */
+	conn_buffer_release(&c->a->x);
 	srv_parser_free(&c->a->parser);
 	free(c->a->x.body);
 	if (c->a->x.body_fd >= 0)
@@ -248,7 +245,7 @@ static int grow_buffer(srv_conn *c)
 }
 
 /* An address as 16 bytes, IPv4 as v4-mapped IPv6, so that "1.2.3.4" and "::ffff:1.2.3.4" meet. */
-static bool addr16(const char *text, unsigned char out[16])
+bool conn_addr16(const char *text, unsigned char out[16])
 {
 	unsigned char v4[4];
 	if (uv_inet_pton(AF_INET, text, v4) == 0) {
@@ -263,10 +260,10 @@ static bool addr16(const char *text, unsigned char out[16])
 static bool from_trusted_proxy(const srv_server *s, const char *peer)
 {
 	unsigned char p[16], t[16];
-	if (!s->cfg.trusted_proxy_count || !addr16(peer, p))
+	if (!s->cfg.trusted_proxy_count || !conn_addr16(peer, p))
 		return false;
 	for (unsigned i = 0; i < s->cfg.trusted_proxy_count; i++)
-		if (addr16(s->cfg.trusted_proxies[i], t) && memcmp(p, t, 16) == 0)
+		if (conn_addr16(s->cfg.trusted_proxies[i], t) && memcmp(p, t, 16) == 0)
 			return true;
 	return false;
 }
@@ -302,7 +299,7 @@ static void forwarded(srv_exchange *x)
 		if (n > 0 && n < sizeof addr) {
 			memcpy(addr, ff->ptr + start, n);
 			addr[n] = 0;
-			if (addr16(addr, a))
+			if (conn_addr16(addr, a))
 				memcpy(x->client, addr, n + 1);
 		}
 	}
@@ -315,6 +312,7 @@ static void begin_exchange(srv_conn *c)
 {
 	srv_server *s = c->srv;
 	srv_exchange *x = &c->a->x;
+	conn_buffer_release(x); /* ended with its response; this keeps the holders' list whole */
 	free(x->body);
 	if (x->body_fd >= 0)
 		close(x->body_fd);

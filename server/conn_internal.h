@@ -21,6 +21,8 @@ void conn_response_done(srv_conn *c);  /* log, count, then the next request or c
 /* The connection ends after this response; keep-alive is never turned back on (a claimed body
  * included) once this was called. */
 void conn_end_keep_alive(srv_conn *c);
+/* An address as 16 bytes (IPv4 as v4-mapped IPv6); false if text is not an address. */
+bool conn_addr16(const char *text, unsigned char out[16]);
 
 /* conn_body.c */
 int conn_collect_body(void *ctx, const char *data, size_t len); /* ctx: the exchange */
@@ -36,6 +38,7 @@ void conn_claim_fail(srv_conn *c, int err, int status, const char *code, const c
 /* conn_write.c */
 void conn_finish(srv_conn *c); /* the response is over: once, whatever the path */
 void conn_send_continue(srv_conn *c);
+void conn_buffer_release(srv_exchange *x); /* ends x's buffer reservation, if any */
 /*
  * Progress over a sliding window of window_ns (x->progress): a count that only grows (body
  * bytes in). Start it with the count at now; then each
@@ -48,6 +51,5 @@ void conn_progress_observe(srv_exchange *x, uint64_t now, uint64_t window_ns, in
 			   int64_t after, int64_t *grew, uint64_t *span_ns);
 void conn_progress_pause(srv_exchange *x);
 uint64_t conn_progress_resume(srv_exchange *x); /* how long the pause lasted (ns) */
-
 
 #endif

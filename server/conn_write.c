@@ -2,7 +2,8 @@
  * conn_write.c — putting a response on the wire: parts written at once with uv_try_write when
  * the socket takes them (no copy, no allocation; the response finishes before the call
  * returns), the rest queued with uv_write; one write deadline for the whole response; 100
- * Continue; the sliding window that measures a request body's progress. Loop thread only;
+ * Continue; the stream and upload buffers a request reserves (capped in all and per client
+ * address); the sliding window that measures a request body's progress. Loop thread only;
  * conn.c drives it.
  */
 #include "conn_internal.h"
@@ -50,6 +51,19 @@ typedef struct write_req {
 	char data[];            /* the head, and a copied body */
 } write_req;
 
+/* Whose share a buffer counts in: the client's address, an IPv6 one cut to its /64 (what one
+ * subscriber gets; a v4-mapped address stays whole). Not an address: all such share one. */
+static void client_share(const char *client, unsigned char key[16])
+{
+	static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	if (!conn_addr16(client, key)) {
+		memset(key, 0, 16);
+		return;
+	}
+	if (memcmp(key, v4mapped, sizeof v4mapped) != 0)
+		memset(key + 8, 0, 8);
+}
+
 int srv_buffer_reserve(srv_exchange *x)
 {
 	srv_server *s = x->srv;
@@ -57,11 +71,42 @@ int srv_buffer_reserve(srv_exchange *x)
 		return 0;
 	if (s->buffer_bytes + SRV_BUFFER_BYTES > s->cfg.buffer_memory) {
 		s->metrics.jobs_refused++;
+		s->metrics.buffers_refused_memory++;
 		return -1;
 	}
+	/* The holders are at most buffer_memory / 256 KiB (256 by default): a walk is cheap. */
+	client_share(x->client, x->buffer_client);
+	unsigned held = 0;
+	for (const srv_exchange *h = s->metrics.buffer_holders; h; h = h->buffer_next)
+		if (memcmp(h->buffer_client, x->buffer_client, 16) == 0 &&
+		    ++held >= s->cfg.buffers_per_client) {
+			s->metrics.buffers_refused_client++;
+			return -1;
+		}
 	s->buffer_bytes += SRV_BUFFER_BYTES;
 	x->buffer_reserved = true;
+	x->buffer_prev = NULL;
+	x->buffer_next = s->metrics.buffer_holders;
+	if (x->buffer_next)
+		x->buffer_next->buffer_prev = x;
+	s->metrics.buffer_holders = x;
 	return 0;
+}
+
+void conn_buffer_release(srv_exchange *x)
+{
+	if (!x->buffer_reserved)
+		return;
+	srv_server *s = x->srv;
+	s->buffer_bytes -= SRV_BUFFER_BYTES;
+	if (x->buffer_prev)
+		x->buffer_prev->buffer_next = x->buffer_next;
+	else
+		s->metrics.buffer_holders = x->buffer_next;
+	if (x->buffer_next)
+		x->buffer_next->buffer_prev = x->buffer_prev;
+	x->buffer_prev = x->buffer_next = NULL;
+	x->buffer_reserved = false;
 }
 
 /* ---- progress over a sliding window (request bodies: conn.c) ---- */
@@ -118,10 +163,7 @@ void conn_finish(srv_conn *c)
 	if (c->a->x.finished)
 		return;
 	c->a->x.finished = true;
-	if (c->a->x.buffer_reserved) {
-		c->srv->buffer_bytes -= SRV_BUFFER_BYTES;
-		c->a->x.buffer_reserved = false;
-	}
+	conn_buffer_release(&c->a->x);
 	free(c->a->stage); /* an upload's stage is done with once it is answered */
 	c->a->stage = NULL;
 	conn_response_done(c);

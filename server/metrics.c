@@ -171,13 +171,22 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "# TYPE jiayin_transcodes_total counter\njiayin_transcodes_total %llu\n"
 	    "# HELP jiayin_retention_deleted_total Messages deleted for being past their family's "
 	    "retention period.\n"
-	    "# TYPE jiayin_retention_deleted_total counter\njiayin_retention_deleted_total %llu\n",
+	    "# TYPE jiayin_retention_deleted_total counter\njiayin_retention_deleted_total %llu\n"
+	    "# HELP jiayin_buffer_bytes Bytes of stream and upload buffers reserved now.\n"
+	    "# TYPE jiayin_buffer_bytes gauge\njiayin_buffer_bytes %llu\n"
+	    "# HELP jiayin_buffers_refused_total Requests answered 503 busy for want of a stream or "
+	    "upload buffer: none left (memory), or their client's share in use (client).\n"
+	    "# TYPE jiayin_buffers_refused_total counter\n"
+	    "jiayin_buffers_refused_total{reason=\"memory\"} %llu\n"
+	    "jiayin_buffers_refused_total{reason=\"client\"} %llu\n",
 	    s->open_conns, (unsigned long long)m->connections_total,
 	    (unsigned long long)m->connections_refused, s->active_jobs,
 	    (unsigned long long)m->jobs_refused, (unsigned long long)m->bytes_in,
 	    (unsigned long long)m->bytes_out, (unsigned long long)m->parse_errors,
 	    (unsigned long long)m->storage_errors, m->transcode_seconds,
-	    (unsigned long long)m->transcodes, (unsigned long long)m->retention_deleted);
+	    (unsigned long long)m->transcodes, (unsigned long long)m->retention_deleted,
+	    (unsigned long long)s->buffer_bytes, (unsigned long long)m->buffers_refused_memory,
+	    (unsigned long long)m->buffers_refused_client);
 	if (o.failed) {
 		free(o.p);
 		return NULL;

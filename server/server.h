@@ -73,6 +73,9 @@ typedef struct srv_metrics {
 	double transcode_seconds;
 	uint64_t transcodes;
 	uint64_t retention_deleted;
+	uint64_t buffers_refused_memory; /* no stream/upload buffer left (buffer-memory) */
+	uint64_t buffers_refused_client; /* the client's share of them in use (buffers-per-client) */
+	srv_exchange *buffer_holders;    /* the exchanges holding one, for that share (conn_write.c) */
 } srv_metrics;
 
 int srv_metrics_init(srv_metrics *m, const srv_route *routes, size_t n);
@@ -160,6 +163,9 @@ struct srv_exchange {
 	bool responded;
 	bool finished;         /* logged and counted: the response is over */
 	bool buffer_reserved;  /* holds SRV_BUFFER_BYTES of the server's buffer memory */
+	srv_exchange *buffer_prev, *buffer_next; /* in metrics.buffer_holders while reserved */
+	unsigned char buffer_client[16]; /* whose share it counts in: the client's address (an
+					    IPv6 one cut to its /64) */
 	/* The engine's: the progress of the body coming in, over a
 	 * sliding window (conn_write.c): counts at the last RATE_SLOTS + 1 slot boundaries. */
 	struct {
@@ -304,8 +310,9 @@ void srv_conn_unref(srv_conn *c); /* drops a reference taken with c->refs++ */
 
 /*
  * Buffer memory: a request that will hold a 256 KiB stream or upload buffer reserves it first
- * (0, or -1 when cfg.buffer_memory is used up: answer 503); the reservation ends with the
- * response (conn.c). Slow readers thus cannot pin more than buffer_memory between them.
+ * (0, or -1 when cfg.buffer_memory is used up or the client holds cfg.buffers_per_client of
+ * them: answer 503); the reservation ends with the response (conn.c). Slow readers thus cannot
+ * pin more than buffer_memory between them, nor one client all of it.
  */
 #define SRV_BUFFER_BYTES (256u * 1024)
 int srv_buffer_reserve(srv_exchange *x);

@@ -7,7 +7,8 @@
  * the file is opened relative to the directory with O_NOFOLLOW on the last component and must
  * be a regular file. Opening, fstat and every read run on the job pool; the descriptor stays
  * open for the response (a file replaced meanwhile is served whole, as it was). The ETag is
- * made from the size and the modification time.
+ * made from the size and the modification time. A stream buffer (srv_buffer_reserve) is taken
+ * only once the answer is known to stream a body: a 304, a HEAD, a 404 or a 416 holds none.
  */
 #include "static.h"
 #include "entity.h"
@@ -145,21 +146,31 @@ static void open_done(srv_exchange *x, void *arg)
 		return;
 	}
 	srv_source src = {file_read, file_close, (void *)(intptr_t)j->fd};
-	srv_respond_entity(x, &j->e, &j->plan, &src, j->first, j->got);
+	srv_respond_stream(x, &j->e, &j->plan, &src, j->first, j->got);
 	free(j);
+}
+
+void srv_respond_stream(srv_exchange *x, const srv_entity *e, const srv_plan *plan,
+			srv_source *src, char *first, size_t first_len)
+{
+	bool body = (plan->status == 200 || plan->status == 206) && !x->head_only &&
+		    plan->length > 0; /* as srv_respond_entity decides */
+	if (body && srv_buffer_reserve(x) < 0) {
+		if (src->close)
+			src->close(src->ctx);
+		free(first);
+		srv_respond_busy(x);
+		return;
+	}
+	srv_respond_entity(x, e, plan, src, first, first_len);
 }
 
 void srv_respond_fd(srv_exchange *x, int fd, const srv_entity *e)
 {
-	if (srv_buffer_reserve(x) < 0) {
-		close(fd);
-		srv_respond_busy(x);
-		return;
-	}
 	srv_plan plan;
 	srv_entity_plan(&x->req, e, &plan);
 	srv_source src = {file_read, file_close, (void *)(intptr_t)fd};
-	srv_respond_entity(x, e, &plan, &src, NULL, 0);
+	srv_respond_stream(x, e, &plan, &src, NULL, 0);
 }
 
 void srv_respond_static(srv_exchange *x, const char *path, size_t n)
@@ -167,10 +178,6 @@ void srv_respond_static(srv_exchange *x, const char *path, size_t n)
 	srv_server *s = x->srv;
 	if (s->static_fd < 0 || !srv_static_path_ok(path, n)) {
 		srv_respond_error(x, 404, "not_found", "no such file");
-		return;
-	}
-	if (srv_buffer_reserve(x) < 0) {
-		srv_respond_busy(x);
 		return;
 	}
 	file_job *j = calloc(1, sizeof *j);

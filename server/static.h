@@ -18,6 +18,13 @@ void srv_respond_static(srv_exchange *x, const char *path, size_t n);
  * read on the pool and closed when the response is over (ownership passes here). Loop thread.
  */
 void srv_respond_fd(srv_exchange *x, int fd, const srv_entity *e);
+/*
+ * srv_respond_entity() (entity.h), holding a stream buffer (srv_buffer_reserve) when the plan
+ * streams a body, and 503 busy (src closed, first freed) when none is to be had; answers that
+ * stream nothing (304, 412, 416, HEAD, an empty body) hold none. Ownership as there.
+ */
+void srv_respond_stream(srv_exchange *x, const srv_entity *e, const srv_plan *plan,
+			srv_source *src, char *first, size_t first_len);
 /* Route handlers: /assets/{*path} (static-dir/assets/path) and / (static-dir/index.html). */
 void srv_handle_static(srv_exchange *x);
 void srv_handle_index(srv_exchange *x);

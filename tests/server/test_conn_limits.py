@@ -5,6 +5,11 @@ usage: test_conn_limits.py JIAYIN_TEST_BINARY
 
 Starts jiayin-test (the real server plus tests/server/echo_routes.c) on loopback and checks the
 connection layer's answers to a review's findings:
+1. buffers-per-client: one address (a loopback source address here; the X-Forwarded-For last
+   hop behind a trusted proxy, an IPv6 one by its /64) holds at most its share of the stream
+   buffers, so another client is still served while it sits on a stalled download; and an
+   answer that streams nothing (HEAD, 304, 404, 416, audio refused by its auth check) holds no
+   buffer, so it is answered even when every buffer is taken.
 3. body-min-rate over a sliding window (body-rate-window-ms): a body that sent 2 MB at once and
    then drips is cut within the window (plain and claimed bodies), a steady slow one is not.
 4. SIGTERM while a claimed upload's route is still checking its caller: the answer says
@@ -104,6 +109,102 @@ def close_all(socks):
     for s in socks:
         s.close()
     socks.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+def buffer_shares(binary, root, big):
+    # 32 buffers, 16 (the default share) per client address.
+    srv = start(binary, "--static-dir", root, "--buffer-memory", str(32 * SLOT))
+    if not srv:
+        return
+    socks = []
+    try:
+        got = []
+        for _ in range(32):  # as many stalled downloads as there are buffers, from one address
+            s, status = stalled(srv, "/assets/big.bin", "127.0.0.2")
+            socks.append(s)
+            got.append(status)
+        ok(got.count(200) == 16 and got.count(503) == 16,
+           "one address with 32 stalled downloads holds 16 buffers (its share); the rest are "
+           "503", f"statuses {got}")
+        r = ask(srv, "/assets/big.bin", "127.0.0.3")
+        ok(r is not None and r.status == 200 and r.body == big,
+           "another address still downloads the 4 MiB asset meanwhile",
+           f"{r and r.status} {r and r.body[:200]}")
+        refused = metric(srv, 'jiayin_buffers_refused_total{reason="client"}')
+        ok(refused == 16, "jiayin_buffers_refused_total{reason=\"client\"} counts the 16",
+           f"{refused}")
+        r = ask(srv, "/assets/big.bin", "127.0.0.2")
+        ok(r is not None and r.status == 503 and r.json()["error"]["code"] == "busy"
+           and r.header("Retry-After"), "its next download is 503 busy with Retry-After",
+           f"{r and r.status} {r and r.headers}")
+        close_all(socks)
+        ok(wait_metric(srv, "jiayin_buffer_bytes", 0, 5),
+           "the buffers come back when the stalled clients leave")
+
+        # Every buffer taken, by clients within their share: answers that stream nothing are
+        # still given, because they hold no buffer.
+        for i in range(32):
+            s, status = stalled(srv, "/assets/big.bin", f"127.0.0.{10 + i // 16}")
+            socks.append(s)
+        ok(metric(srv, "jiayin_buffer_bytes") == 32 * SLOT, "two addresses take all 32 buffers")
+        r = ask(srv, "/assets/big.bin", "127.0.0.20")
+        ok(r is not None and r.status == 503 and r.json()["error"]["code"] == "busy",
+           "a third address's download is 503 busy (none left)", f"{r and r.status}")
+        h = ask(srv, "/assets/big.bin", "127.0.0.20", method="HEAD")
+        ok(h is not None and h.status == 200 and h.header("Content-Length") == str(BIG),
+           "a HEAD is answered with every buffer taken", f"{h and h.status}")
+        etag = h.header("ETag") if h else ""
+        r = ask(srv, "/assets/big.bin", "127.0.0.20", [("If-None-Match", etag)])
+        ok(r is not None and r.status == 304, "a conditional GET is 304 with every buffer taken",
+           f"{r and r.status}")
+        r = ask(srv, "/assets/nothing.bin", "127.0.0.20")
+        ok(r is not None and r.status == 404, "a missing file is 404 with every buffer taken",
+           f"{r and r.status}")
+        r = ask(srv, "/assets/big.bin", "127.0.0.20", [("Range", f"bytes={BIG + 10}-")])
+        ok(r is not None and r.status == 416,
+           "an unsatisfiable range is 416 with every buffer taken", f"{r and r.status}")
+        r = ask(srv, "/v1/families/fam_x/messages/msg_y/audio", "127.0.0.20",
+                [("Authorization", "Bearer made-up")])
+        ok(r is not None and r.status == 401,
+           "audio with a made-up token is 401 (checked on the pool before any buffer is held)",
+           f"{r and r.status}")
+        close_all(socks)
+        ok(wait_metric(srv, "jiayin_buffer_bytes", 0, 5), "all buffers are given back")
+    finally:
+        close_all(socks)
+        srv.stop()
+
+    # Behind a trusted proxy the client is X-Forwarded-For's last hop; IPv6 counts by /64.
+    srv = start(binary, "--static-dir", root, "--buffer-memory", str(16 * SLOT),
+                "--buffers-per-client", "2", "--trust-proxy", "127.0.0.30")
+    if not srv:
+        return
+    try:
+        def via(client):
+            return [("X-Forwarded-For", f"6.6.6.6, {client}")]
+        got = []
+        for _ in range(3):
+            s, status = stalled(srv, "/assets/big.bin", "127.0.0.30", via("10.0.0.1"))
+            socks.append(s)
+            got.append(status)
+        ok(got == [200, 200, 503], "behind the proxy, 10.0.0.1 holds its 2 buffers, then 503",
+           f"{got}")
+        r = ask(srv, "/assets/big.bin", "127.0.0.30", via("10.0.0.2"))
+        ok(r is not None and r.status == 200 and r.body == big,
+           "another client behind the same proxy downloads meanwhile", f"{r and r.status}")
+        got = []
+        for host in ("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"):
+            s, status = stalled(srv, "/assets/big.bin", "127.0.0.30", via(host))
+            socks.append(s)
+            got.append(status)
+        r = ask(srv, "/assets/big.bin", "127.0.0.30", via("2001:db8:1:3::1"))
+        ok(got == [200, 200, 503] and r is not None and r.status == 200,
+           "IPv6 clients share by /64: a third address of 2001:db8:1:2::/64 is 503, "
+           "2001:db8:1:3::1 is served", f"{got}, then {r and r.status}")
+    finally:
+        close_all(socks)
+        srv.stop()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,6 +356,8 @@ def drain_claim(binary):
 
 def main():
     binary = sys.argv[1]
+    root, big = static_root()
+    buffer_shares(binary, root, big)
     body_window(binary)
     drain_claim(binary)
     return finish()
