@@ -53,7 +53,9 @@ static const setting settings[] = {
 	{"keepalive-ms", T_UINT, OFF(keepalive_ms), 0, 100, 3600000,
 	 "idle time between requests on a kept-alive connection (30000)"},
 	{"write-timeout-ms", T_UINT, OFF(write_timeout_ms), 0, 100, 3600000,
-	 "time to write a whole response to a slow reader (120000)"},
+	 "a response whose client takes less than write-min-rate for this long is cut (30000)"},
+	{"write-min-rate", T_UINT, OFF(write_min_rate), 0, 0, 1u << 30,
+	 "bytes/s a response's client must take over write-timeout-ms; 0: any progress (512)"},
 	{"shutdown-grace-ms", T_UINT, OFF(shutdown_grace_ms), 0, 0, 3600000,
 	 "on SIGTERM/SIGINT, how long in-flight requests may finish (30000)"},
 	{"max-queued-jobs", T_UINT, OFF(max_queued_jobs), 0, 1, 100000,
@@ -108,7 +110,8 @@ void srv_config_defaults(srv_config *c)
 	c->head_timeout_ms = 10000;
 	c->body_idle_ms = 30000;
 	c->keepalive_ms = 30000;
-	c->write_timeout_ms = 120000;
+	c->write_timeout_ms = 30000;
+	c->write_min_rate = 512;
 	c->shutdown_grace_ms = 30000;
 	c->max_queued_jobs = 64;
 	c->health_interval_ms = 1000;

@@ -32,7 +32,9 @@ typedef struct srv_config {
 	unsigned head_timeout_ms;        /* first byte to end of head (slowloris) */
 	unsigned body_idle_ms;           /* longest silence inside a body */
 	unsigned keepalive_ms;           /* idle between requests */
-	unsigned write_timeout_ms;       /* a whole response to a slow reader */
+	unsigned write_timeout_ms;       /* a response's client takes under write_min_rate this
+					    long (nothing, at 0): it is cut */
+	unsigned write_min_rate;         /* bytes/s a response's client must take, over that */
 	unsigned shutdown_grace_ms;      /* SIGTERM: in-flight work gets this long */
 	unsigned max_queued_jobs;        /* blocking jobs queued or running; beyond: 503 */
 	unsigned health_interval_ms;     /* how often storage is checked for /healthz */

@@ -9,9 +9,9 @@
  * last response the write side is shut and what the client still sends is read and dropped
  * for a moment (a lingering close), so the client sees the response instead of a reset.
  * One timer per connection enforces the phase's deadline: head (slowloris), body idle,
- * keep-alive idle, the whole write. A body must also keep up a floor rate over a sliding
- * window. The buffer is freed while a connection idles. Where a body goes is conn_body.c's;
- * putting a response on the wire is conn_write.c's.
+ * keep-alive idle, and while writing, the progress check (conn_write.c). A body must also keep
+ * up a floor rate over a sliding window. The buffer is freed while a connection idles. Where a
+ * body goes is conn_body.c's; putting a response on the wire is conn_write.c's.
  */
 #include "conn_internal.h"
 
@@ -88,7 +88,7 @@ static void on_handle_closed(uv_handle_t *h)
 	srv_conn_unref(h->data);
 }
 
-void srv_conn_close(srv_conn *c)
+static void close_conn(srv_conn *c, bool reset)
 {
 	if (c->closed)
 		return;
@@ -96,10 +96,21 @@ void srv_conn_close(srv_conn *c)
 	c->state = CONN_CLOSING;
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	uv_timer_stop(&c->timer);
-	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+	if (!reset || uv_tcp_close_reset(&c->tcp, on_handle_closed) != 0)
+		uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 	if (c->a && c->a->claim.done && !c->a->claim.over && !c->a->claim.err)
 		conn_claim_fail(c, UV_ECANCELED, 0, NULL, NULL, NULL); /* the route keeps its bytes */
+}
+
+void srv_conn_close(srv_conn *c)
+{
+	close_conn(c, false);
+}
+
+void conn_close_reset(srv_conn *c)
+{
+	close_conn(c, true);
 }
 
 /* Only the one empty line a client may send before a request (RFC 9112 2.2), or part of it:
@@ -120,6 +131,10 @@ void conn_end_keep_alive(srv_conn *c)
 static void on_timer(uv_timer_t *t)
 {
 	srv_conn *c = t->data;
+	if (c->state == CONN_WRITING) {
+		conn_write_tick(c); /* cuts the response if its client stopped taking it */
+		return;
+	}
 	if (c->state == CONN_BODY && c->a->claim.done) {
 		conn_claim_fail(c, UV_ETIMEDOUT, 408, "request_timeout",
 				"the request did not arrive in time", NULL);

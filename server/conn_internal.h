@@ -21,6 +21,9 @@ void conn_response_done(srv_conn *c);  /* log, count, then the next request or c
 /* The connection ends after this response; keep-alive is never turned back on (a claimed body
  * included) once this was called. */
 void conn_end_keep_alive(srv_conn *c);
+/* Closes with a reset (SO_LINGER 0): the kernel drops what it still holds for the client
+ * instead of sending it on after the close. For a client that stopped taking its response. */
+void conn_close_reset(srv_conn *c);
 /* An address as 16 bytes (IPv4 as v4-mapped IPv6); false if text is not an address. */
 bool conn_addr16(const char *text, unsigned char out[16]);
 
@@ -39,9 +42,10 @@ void conn_claim_fail(srv_conn *c, int err, int status, const char *code, const c
 void conn_finish(srv_conn *c); /* the response is over: once, whatever the path */
 void conn_send_continue(srv_conn *c);
 void conn_buffer_release(srv_exchange *x); /* ends x's buffer reservation, if any */
+void conn_write_tick(srv_conn *c); /* the write phase's timer: cut a response that stalls */
 /*
  * Progress over a sliding window of window_ns (x->progress): a count that only grows (body
- * bytes in). Start it with the count at now; then each
+ * bytes in, response bytes taken by the client). Start it with the count at now; then each
  * observation gives the count until now (before) and with what just happened (after), and gets
  * how much the count grew over the last window, or over all of it while it is younger, and
  * over how long (span_ns). Pause and resume exclude time spent waiting on our own disk.

@@ -1,15 +1,25 @@
 /*
  * conn_write.c — putting a response on the wire: parts written at once with uv_try_write when
  * the socket takes them (no copy, no allocation; the response finishes before the call
- * returns), the rest queued with uv_write; one write deadline for the whole response; 100
- * Continue; the stream and upload buffers a request reserves (capped in all and per client
- * address); the sliding window that measures a request body's progress. Loop thread only;
- * conn.c drives it.
+ * returns), the rest queued with uv_write; 100 Continue; the stream and upload buffers a
+ * request reserves (capped in all and per client address).
+ *
+ * A response is not given a deadline as a whole (a slow phone downloading an export may take
+ * an hour) but must keep moving: every quarter of write-timeout-ms the bytes the client has
+ * taken (handed to the socket, less what libuv and the kernel still hold: SIOCOUTQ) are
+ * sampled, and a response whose client took less than write-min-rate over the last
+ * write-timeout-ms (nothing at all, at 0) is cut: after write-timeout-ms and a quarter at most. Time when the client holds nothing of ours
+ * (we are reading storage) does not count. The same sliding window measures request bodies
+ * (conn.c). Loop thread only; conn.c drives it.
  */
 #include "conn_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#ifdef __linux__
+#include <linux/sockios.h> /* SIOCOUTQ */
+#endif
 
 static void on_continue_written(uv_write_t *w, int status)
 {
@@ -109,7 +119,7 @@ void conn_buffer_release(srv_exchange *x)
 	x->buffer_reserved = false;
 }
 
-/* ---- progress over a sliding window (request bodies: conn.c) ---- */
+/* ---- progress over a sliding window ---- */
 void conn_progress_start(srv_exchange *x, uint64_t now, int64_t count)
 {
 	x->progress.t0 = now;
@@ -155,6 +165,61 @@ uint64_t conn_progress_resume(srv_exchange *x)
 	/* As if the wait had not been: every boundary so far moves on by it. */
 	x->progress.t0 += waited;
 	return waited;
+}
+
+/* ---- the write phase ---- */
+static unsigned tick_ms(const srv_server *s)
+{
+	unsigned ms = s->cfg.write_timeout_ms / RATE_SLOTS;
+	return ms ? ms : 1;
+}
+
+/*
+ * The bytes of this response the client has taken: those handed to the socket, less those
+ * libuv still queues and those the kernel has not had acknowledged (SIOCOUTQ). Off by a
+ * constant when an earlier response's tail is still in the socket: only differences count.
+ * *idle: nothing of ours is waiting for the client.
+ */
+static int64_t taken(srv_conn *c, bool *idle)
+{
+	size_t queued = uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+	int unsent = 0;
+#ifdef SIOCOUTQ
+	uv_os_fd_t fd;
+	if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0 || ioctl(fd, SIOCOUTQ, &unsent) < 0 ||
+	    unsent < 0)
+		unsent = 0;
+#endif
+	*idle = queued == 0 && unsent == 0;
+	return (int64_t)c->a->x.bytes_out - (int64_t)queued - (int64_t)unsent;
+}
+
+void conn_write_tick(srv_conn *c)
+{
+	srv_server *s = c->srv;
+	srv_exchange *x = &c->a->x;
+	uint64_t now = srv_now_ns();
+	bool idle;
+	int64_t count = taken(c, &idle);
+	if (idle || !x->progress.t0) {
+		/* The first look (the window starts here), or the client has all we gave it: the
+		 * wait is ours (storage), not its. */
+		conn_progress_start(x, now, count);
+	} else {
+		uint64_t window = (uint64_t)s->cfg.write_timeout_ms * 1000000ull;
+		int64_t grew;
+		uint64_t span;
+		conn_progress_observe(x, now, window, count, count, &grew, &span);
+		if (span >= window &&
+		    (grew <= 0 || (double)grew * 1e9 < (double)s->cfg.write_min_rate * (double)span)) {
+			/* Stalled (or as good as): the head is out, so cutting is the only answer,
+			 * and what the kernel still holds for this client goes too. */
+			conn_end_keep_alive(c);
+			conn_close_reset(c);
+			return;
+		}
+	}
+	conn_arm(c, tick_ms(s));
 }
 
 /* The response is over (written, or cut): log it once and move on. */
@@ -203,13 +268,16 @@ static void write_impl(srv_conn *c, const char *head, size_t head_len, const voi
 		return;
 	}
 	size_t total = head_len + body_len;
+	if (c->state != CONN_WRITING) {
+		/* From here on the response must keep moving (conn_write_tick), however many parts
+		 * and however long it takes. Most responses are out before the first look, so it
+		 * is then that the window starts (no system call per response). */
+		c->state = CONN_WRITING;
+		c->a->x.progress.t0 = 0;
+		conn_arm(c, tick_ms(c->srv));
+	}
 	c->srv->metrics.bytes_out += total;
 	c->a->x.bytes_out += total;
-	if (c->state != CONN_WRITING) {
-		/* The write deadline covers the whole response, however many parts. */
-		c->state = CONN_WRITING;
-		conn_arm(c, c->srv->cfg.write_timeout_ms);
-	}
 	conn_stop_reading(c);
 	uv_buf_t b[2] = {uv_buf_init((char *)head, (unsigned)head_len),
 			 uv_buf_init((char *)body, (unsigned)body_len)};

@@ -166,7 +166,7 @@ struct srv_exchange {
 	srv_exchange *buffer_prev, *buffer_next; /* in metrics.buffer_holders while reserved */
 	unsigned char buffer_client[16]; /* whose share it counts in: the client's address (an
 					    IPv6 one cut to its /64) */
-	/* The engine's: the progress of the body coming in, over a
+	/* The engine's: the progress of the body coming in or of the response going out, over a
 	 * sliding window (conn_write.c): counts at the last RATE_SLOTS + 1 slot boundaries. */
 	struct {
 		uint64_t t0;        /* the window's clock starts here (ns); moved on by pauses */

@@ -10,6 +10,9 @@ connection layer's answers to a review's findings:
    buffers, so another client is still served while it sits on a stalled download; and an
    answer that streams nothing (HEAD, 304, 404, 416, audio refused by its auth check) holds no
    buffer, so it is answered even when every buffer is taken.
+2. write-timeout-ms is a progress rule, not a deadline for the whole response: a reader that
+   keeps moving gets a response that takes many windows, a stalled one (or one under
+   write-min-rate) is cut within about a window.
 3. body-min-rate over a sliding window (body-rate-window-ms): a body that sent 2 MB at once and
    then drips is cut within the window (plain and claimed bodies), a steady slow one is not.
 4. SIGTERM while a claimed upload's route is still checking its caller: the answer says
@@ -208,6 +211,80 @@ def buffer_shares(binary, root, big):
 
 
 # ---------------------------------------------------------------------------------------------
+def read_paced(s, total, chunk, pause, limit_s):
+    """Reads a response of `total` body bytes, `chunk` at a time with `pause` between reads.
+    The body read (short when the server cut the connection) and the seconds it took."""
+    t0 = time.time()
+    data = b""
+    s.settimeout(5)
+    while time.time() - t0 < limit_s:
+        try:
+            d = s.recv(chunk)
+        except (ConnectionResetError, socket.timeout, TimeoutError):
+            break
+        if not d:
+            break
+        data += d
+        end = data.find(b"\r\n\r\n")
+        if end >= 0 and len(data) - end - 4 >= total:
+            break
+        time.sleep(pause)
+    end = data.find(b"\r\n\r\n")
+    return (data[end + 4:] if end >= 0 else b""), time.time() - t0
+
+
+def write_progress(binary, root, big):
+    srv = start(binary, "--static-dir", root, "--write-timeout-ms", "500")
+    if not srv:
+        return
+    socks = []
+    try:
+        # About 1 MB/s through a small window: 4 MiB take about four seconds, eight windows
+        # (and more than the kernel would still deliver after a cut at the first).
+        s = connect(srv, rcvbuf=4096)
+        socks.append(s)
+        s.sendall(b"GET /assets/big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        body, took = read_paced(s, BIG, 65536, 0.004, 30)
+        ok(body == big and took > 1.5,
+           f"a slow reader that keeps moving gets all 4 MiB ({took:.1f} s, write-timeout-ms "
+           "500)", f"{len(body)} bytes in {took:.1f} s")
+        close_all(socks)
+
+        # A reader that stops: cut about one window after it stopped taking bytes.
+        s, status = stalled(srv, "/assets/big.bin")
+        socks.append(s)
+        t0 = time.time()
+        ok(status == 200 and metric(srv, "jiayin_buffer_bytes") == SLOT,
+           "a stalled download holds a buffer")
+        cut = wait_metric(srv, "jiayin_buffer_bytes", 0, 5)
+        took = time.time() - t0
+        ok(cut and 0.3 < took < 2.5,
+           f"a stalled reader is cut after about write-timeout-ms ({took:.1f} s)",
+           f"cut {cut} after {took:.1f} s")
+        close_all(socks)
+    finally:
+        close_all(socks)
+        srv.stop()
+
+    # Moving, but under write-min-rate: cut too.
+    srv = start(binary, "--static-dir", root, "--write-timeout-ms", "500",
+                "--write-min-rate", "65536")
+    if not srv:
+        return
+    try:
+        s = connect(srv, rcvbuf=1024)
+        socks.append(s)
+        s.sendall(b"GET /assets/big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        body, took = read_paced(s, BIG, 1024, 0.05, 15)  # ~20 KB/s
+        ok(len(body) < BIG and took < 5,
+           f"a reader taking ~20 KB/s under write-min-rate 65536 is cut ({took:.1f} s)",
+           f"{len(body)} bytes in {took:.1f} s")
+    finally:
+        close_all(socks)
+        srv.stop()
+
+
+# ---------------------------------------------------------------------------------------------
 def body_window(binary):
     srv = start(binary, "--body-idle-ms", "3000", "--body-min-rate", "512",
                 "--body-rate-window-ms", "2000", "--signups-per-hour", "100")
@@ -358,6 +435,7 @@ def main():
     binary = sys.argv[1]
     root, big = static_root()
     buffer_shares(binary, root, big)
+    write_progress(binary, root, big)
     body_window(binary)
     drain_claim(binary)
     return finish()
