@@ -87,7 +87,7 @@ int srv_buffer_reserve(srv_exchange *x)
 	/* The holders are at most buffer_memory / 256 KiB (256 by default): a walk is cheap. */
 	client_share(x->client, x->buffer_client);
 	unsigned held = 0;
-	for (const srv_exchange *h = s->metrics.buffer_holders; h; h = h->buffer_next)
+	for (const srv_exchange *h = s->buffer_holders; h; h = h->buffer_next)
 		if (memcmp(h->buffer_client, x->buffer_client, 16) == 0 &&
 		    ++held >= s->cfg.buffers_per_client) {
 			s->metrics.buffers_refused_client++;
@@ -96,10 +96,10 @@ int srv_buffer_reserve(srv_exchange *x)
 	s->buffer_bytes += SRV_BUFFER_BYTES;
 	x->buffer_reserved = true;
 	x->buffer_prev = NULL;
-	x->buffer_next = s->metrics.buffer_holders;
+	x->buffer_next = s->buffer_holders;
 	if (x->buffer_next)
 		x->buffer_next->buffer_prev = x;
-	s->metrics.buffer_holders = x;
+	s->buffer_holders = x;
 	return 0;
 }
 
@@ -112,7 +112,7 @@ void conn_buffer_release(srv_exchange *x)
 	if (x->buffer_prev)
 		x->buffer_prev->buffer_next = x->buffer_next;
 	else
-		s->metrics.buffer_holders = x->buffer_next;
+		s->buffer_holders = x->buffer_next;
 	if (x->buffer_next)
 		x->buffer_next->buffer_prev = x->buffer_prev;
 	x->buffer_prev = x->buffer_next = NULL;

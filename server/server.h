@@ -75,7 +75,6 @@ typedef struct srv_metrics {
 	uint64_t retention_deleted;
 	uint64_t buffers_refused_memory; /* no stream/upload buffer left (buffer-memory) */
 	uint64_t buffers_refused_client; /* the client's share of them in use (buffers-per-client) */
-	srv_exchange *buffer_holders;    /* the exchanges holding one, for that share (conn_write.c) */
 } srv_metrics;
 
 int srv_metrics_init(srv_metrics *m, const srv_route *routes, size_t n);
@@ -95,6 +94,7 @@ struct srv_server {
 	uint8_t secret[SRV_SECRET_LEN]; /* data/secret: signs audio URLs, keys pairing-code hashes */
 	int static_fd;       /* the static directory, or -1 */
 	uint64_t buffer_bytes; /* stream and upload buffers reserved (cfg.buffer_memory caps it) */
+	srv_exchange *buffer_holders; /* those holding one, for each client's share (conn_write.c) */
 	srv_ratelimit signup_limit; /* new families per client address and hour */
 	srv_ratelimit pair_fail;    /* wrong pairing codes per client address */
 	srv_ratelimit pair_fail_all; /* wrong pairing codes from anywhere (key "*") */
@@ -163,7 +163,7 @@ struct srv_exchange {
 	bool responded;
 	bool finished;         /* logged and counted: the response is over */
 	bool buffer_reserved;  /* holds SRV_BUFFER_BYTES of the server's buffer memory */
-	srv_exchange *buffer_prev, *buffer_next; /* in metrics.buffer_holders while reserved */
+	srv_exchange *buffer_prev, *buffer_next; /* in srv_server.buffer_holders while reserved */
 	unsigned char buffer_client[16]; /* whose share it counts in: the client's address (an
 					    IPv6 one cut to its /64) */
 	/* The engine's: the progress of the body coming in or of the response going out, over a
