@@ -18,6 +18,7 @@ connection layer's answers to a review's findings:
 4. SIGTERM while a claimed upload's route is still checking its caller: the answer says
    Connection: close (the claim used to turn keep-alive back on).
 """
+import base64
 import hashlib
 import os
 import re
@@ -285,6 +286,24 @@ def write_progress(binary, root, big):
 
 
 # ---------------------------------------------------------------------------------------------
+def trickle(s, byte, every_s=0.8, limit_s=8):
+    """Send `byte` every every_s seconds until the server answers (or limit_s passes):
+    (the response or None, seconds it took)."""
+    t0 = time.time()
+    s.settimeout(every_s)
+    while time.time() - t0 < limit_s:
+        try:
+            d = s.recv(65536)
+        except (socket.timeout, TimeoutError):
+            s.sendall(byte)
+            continue
+        rd = Reader(s)
+        rd.buf = d
+        s.settimeout(5)
+        return (rd.response() if d else None), time.time() - t0
+    return None, time.time() - t0
+
+
 def body_window(binary):
     srv = start(binary, "--body-idle-ms", "3000", "--body-min-rate", "512",
                 "--body-rate-window-ms", "2000", "--signups-per-hour", "100")
@@ -297,20 +316,7 @@ def body_window(binary):
         socks.append(s)
         s.sendall(b"POST /echo-file HTTP/1.1\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n"
                   + b"a" * 2000000)
-        t0 = time.time()
-        r = None
-        s.settimeout(0.8)
-        while time.time() - t0 < 8 and r is None:
-            try:
-                d = s.recv(65536)
-                rd = Reader(s)
-                rd.buf = d
-                s.settimeout(5)
-                r = rd.response() if d else None
-                break
-            except (socket.timeout, TimeoutError):
-                s.sendall(b"a")
-        took = time.time() - t0
+        r, took = trickle(s, b"a")
         ok(r is not None and r.status == 408 and r.json()["error"]["code"] == "body_too_slow"
            and took < 5.5,
            f"2 MB at once then a byte every 0.8 s: 408 body_too_slow within the 2 s window "
@@ -339,7 +345,6 @@ def body_window(binary):
         token = r.json()["token"]
         fam = r.json()["family"]["id"]
         auth = [("Authorization", f"Bearer {token}"), ("Tus-Resumable", "1.0.0")]
-        import base64
         meta = "family_id " + base64.b64encode(fam.encode()).decode()
         c = request(srv, "POST", "/v1/uploads",
                     headers=auth + [("Upload-Length", "3000000"), ("Upload-Metadata", meta)])
@@ -350,20 +355,7 @@ def body_window(binary):
                    "Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
                    "Upload-Offset: 0\r\nContent-Length: 3000000\r\n\r\n").encode()
                   + b"c" * 2000000)
-        t0 = time.time()
-        r = None
-        s.settimeout(0.8)
-        while time.time() - t0 < 8:
-            try:
-                d = s.recv(65536)
-                rd = Reader(s)
-                rd.buf = d
-                s.settimeout(5)
-                r = rd.response() if d else None
-                break
-            except (socket.timeout, TimeoutError):
-                s.sendall(b"c")
-        took = time.time() - t0
+        r, took = trickle(s, b"c")
         h = None
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -394,7 +386,6 @@ def drain_claim(binary):
                     headers=[("Content-Type", "application/json")])
         token = r.json()["token"]
         fam = r.json()["family"]["id"]
-        import base64
         meta = "family_id " + base64.b64encode(fam.encode()).decode()
         auth = [("Authorization", f"Bearer {token}"), ("Tus-Resumable", "1.0.0")]
         c = request(srv, "POST", "/v1/uploads",
