@@ -190,7 +190,10 @@ void srv_entity_plan(const srv_request *req, const srv_entity *e, srv_plan *plan
 	if (ifr) {
 		bool fresh;
 		if (ifr->len > 0 && (ifr->ptr[0] == '"' || ifr->ptr[0] == 'W')) {
-			fresh = ifr->ptr[0] == '"' && etag_listed(*ifr, e->etag, true);
+			/* One entity tag, not a list: ours, strong (a weak one never is fresh). */
+			size_t el = strlen(e->etag);
+			fresh = ifr->ptr[0] == '"' && ifr->len == el &&
+				memcmp(ifr->ptr, e->etag, el) == 0;
 		} else {
 			int64_t t = srv_http_date_parse(ifr->ptr, ifr->len);
 			fresh = t >= 0 && e->last_modified > 0 && e->last_modified == t;
