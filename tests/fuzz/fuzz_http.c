@@ -7,6 +7,11 @@
  * ASan report; slices, counts and body sizes are checked against what the API promises, and
  * the connection is parsed a second time in one piece: both runs must see the same requests,
  * the same bodies and the same bytes consumed, or the split changed the framing.
+ * An input may end in a trailer, FAIL_MARK and one byte K, which the connection does not see:
+ * the body callback then fails, as the server's do (a body over the route's limit, no memory),
+ * on the call that would take a request's body past K & 0x7f bytes; the feed must return that
+ * error, call nothing more and stay failed. Every parsed request's headers are looked up by
+ * name (srv_request_header) and must be the request's own.
  */
 #include "http_parse.h"
 #include "server.h"
@@ -15,10 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define FAIL_MARK "\xff" "FAIL"
+
 typedef struct body_check {
 	const char *lo, *hi; /* the piece being fed */
 	uint64_t bytes;
 	unsigned sum;
+	int fail_rc;         /* 0: never fail; else returned once bytes would pass fail_after */
+	uint64_t fail_after;
+	bool failed;
 } body_check;
 
 static int on_body(void *ctx, const char *d, size_t n)
@@ -26,6 +36,12 @@ static int on_body(void *ctx, const char *d, size_t n)
 	body_check *b = ctx;
 	if (n == 0 || (uintptr_t)d < (uintptr_t)b->lo || (uintptr_t)(d + n) > (uintptr_t)b->hi)
 		abort();
+	if (b->failed)
+		abort(); /* called again after it failed */
+	if (b->fail_rc && b->bytes + n > b->fail_after) {
+		b->failed = true;
+		return b->fail_rc;
+	}
 	for (size_t i = 0; i < n; i++)
 		b->sum += (unsigned char)d[i]; /* every byte handed out is read */
 	b->bytes += n;
@@ -108,6 +124,40 @@ static void check_route(const srv_request *req)
 	check_route_in(param_routes, sizeof param_routes / sizeof param_routes[0], req);
 }
 
+/* A header looked up by name is one of the request's, and has that name. */
+static const srv_slice *lookup(const srv_request *req, const char *name)
+{
+	const srv_slice *v = srv_request_header(req, name);
+	if (!v)
+		return NULL;
+	size_t i = 0;
+	while (i < req->header_count && v != &req->headers[i].value)
+		i++;
+	if (i == req->header_count || req->headers[i].name.len != strlen(name))
+		abort();
+	return v;
+}
+
+static void check_lookups(const srv_request *req)
+{
+	static const char *names[] = {"Content-Length", "Transfer-Encoding", "Host",
+	                              "Authorization", "X-Jiayin-Never-Sent"};
+	const srv_slice *v[5];
+	for (size_t i = 0; i < 5; i++)
+		v[i] = lookup(req, names[i]);
+	if (v[4] && req->header_count == 0)
+		abort();
+	/* Case does not matter, and the first of a name is the one found. */
+	if (lookup(req, "content-length") != v[0] || lookup(req, "HOST") != v[2])
+		abort();
+	if ((req->body == SRV_BODY_LENGTH) != (v[0] != NULL) && !v[1])
+		abort();
+	if (req->body == SRV_BODY_CHUNKED && !v[1])
+		abort();
+	if (req->host.ptr && (!v[2] || v[2]->ptr != req->host.ptr || v[2]->len != req->host.len))
+		abort();
+}
+
 static void check_request(const srv_request *req, const char *head, size_t len,
                           const srv_limits *lim)
 {
@@ -128,6 +178,7 @@ static void check_request(const srv_request *req, const char *head, size_t len,
 		if (req->headers[i].name.len == 0)
 			abort();
 	}
+	check_lookups(req);
 }
 
 enum { DONE, INCOMPLETE, REFUSED };
@@ -141,7 +192,7 @@ typedef struct outcome {
 
 /* One request from buf[0..avail); 1 when it completed and another may follow. */
 static int one_request(srv_parser *p, const srv_limits *lim, const char *buf, size_t avail,
-                       size_t split, size_t step, outcome *o)
+                       size_t split, size_t step, const body_check *fail, outcome *o)
 {
 	o->kind = REFUSED;
 	size_t resume = 0, hl = 0;
@@ -189,7 +240,7 @@ static int one_request(srv_parser *p, const srv_limits *lim, const char *buf, si
 
 	size_t off = hl;
 	bool complete = false;
-	body_check b = {0};
+	body_check b = {.fail_rc = fail->fail_rc, .fail_after = fail->fail_after};
 	while (!complete) {
 		size_t n = avail - off < step ? avail - off : step, used = 0;
 		char *piece = dup_exact(buf + off, n);
@@ -198,6 +249,18 @@ static int one_request(srv_parser *p, const srv_limits *lim, const char *buf, si
 		b.lo = piece;
 		b.hi = piece + n;
 		rc = srv_body_feed(p, piece, n, &used, on_body, &b, &complete);
+		if (b.failed) {
+			/* The callback's error, and the parser stays failed without calling it. */
+			size_t again = 1;
+			bool done = true;
+			if (rc != b.fail_rc || used != 0 || complete)
+				abort();
+			if (srv_body_feed(p, piece, n, &again, on_body, &b, &done) != rc || again ||
+			    done)
+				abort();
+			free(piece);
+			break;
+		}
 		free(piece);
 		if (rc) {
 			if (srv_parse_status(rc) < 400 || srv_parse_status(rc) == 500)
@@ -229,7 +292,7 @@ static int one_request(srv_parser *p, const srv_limits *lim, const char *buf, si
 
 /* Parses the whole connection; returns how many outcomes were recorded. */
 static size_t connection(srv_parser *p, const srv_limits *lim, const char *in, size_t n,
-                         size_t split, size_t step, outcome *out)
+                         size_t split, size_t step, const body_check *fail, outcome *out)
 {
 	size_t off = 0, count = 0;
 	while (count < MAX_REQUESTS && off < n) {
@@ -237,7 +300,7 @@ static size_t connection(srv_parser *p, const srv_limits *lim, const char *in, s
 		size_t s = split > off ? split - off : 0;
 		outcome *o = &out[count++];
 		*o = (outcome){0};
-		if (!one_request(p, lim, in + off, n - off, s, step, o))
+		if (!one_request(p, lim, in + off, n - off, s, step, fail, o))
 			break;
 		off += o->consumed;
 	}
@@ -250,7 +313,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	const uint8_t ctl = data[0];
 	const char *in = (const char *)data + 1;
-	const size_t n = size - 1;
+	size_t n = size - 1;
+	body_check fail = {0};
+	const size_t mark = sizeof FAIL_MARK - 1;
+	if (n >= mark + 1 && memcmp(in + n - mark - 1, FAIL_MARK, mark) == 0) {
+		uint8_t k = (uint8_t)in[n - 1];
+		fail.fail_rc = k & 0x80 ? SRV_HTTP_ENOMEM : SRV_HTTP_EBODY_TOO_LARGE;
+		fail.fail_after = k & 0x7f;
+		n -= mark + 1;
+	}
 
 	srv_limits lim;
 	srv_limits_init(&lim);
@@ -268,8 +339,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv_parser p;
 	if (srv_parser_init(&p, &lim) == 0) {
 		static outcome a[MAX_REQUESTS], b[MAX_REQUESTS];
-		size_t na = connection(&p, &lim, in, n, split, step, a);
-		size_t nb = connection(&p, &lim, in, n, 0, n ? n : 1, b);
+		size_t na = connection(&p, &lim, in, n, split, step, &fail, a);
+		size_t nb = connection(&p, &lim, in, n, 0, n ? n : 1, &fail, b);
 		if (na != nb)
 			abort();
 		for (size_t i = 0; i < na; i++) {

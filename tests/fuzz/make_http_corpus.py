@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of fuzz_http into tests/fuzz/corpus/http/seed-*: valid requests and
-the adversarial ones (smuggling vectors, bad bytes, huge sizes, pipelined garbage). The first
+the adversarial ones (smuggling vectors, bad bytes, huge sizes, pipelined garbage), and some
+whose body callback fails. The first
 byte of each file is fuzz_http's control byte: bit 0 picks the tiny limits, the rest where the
 input is split. Seeds are written once; files libFuzzer adds keep their hash names."""
 import os
@@ -97,6 +98,21 @@ SEEDS = {
 }
 
 
+# The body callback fails (fuzz_http's trailer: FAIL_MARK, then K: past K & 0x7f bytes of a
+# request's body; bit 7 picks "no memory" over "body too large"), as the server's callbacks do.
+FAIL_MARK = b"\xffFAIL"
+FAIL_SEEDS = {
+    "fail-cl-first": ("post-cl", 0),
+    "fail-cl-middle": ("post-cl", 5),
+    "fail-chunked-second": ("post-chunked", 0x80 | 5),
+    "fail-chunked-ext": ("post-chunked-ext", 5),
+    "fail-expect": ("post-expect", 0x80 | 2),
+    "fail-pipelined-post": ("pipelined-post-get", 3),
+    "fail-pipelined-chunked": ("pipelined-chunked-get", 0x80),
+    "fail-never": ("post-cl", 0x7f),
+}
+
+
 def main():
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "http")
     os.makedirs(out, exist_ok=True)
@@ -105,6 +121,10 @@ def main():
         ctl = ((i * 37) % 128) << 1 | (i % 3 == 0)
         with open(os.path.join(out, "seed-" + name), "wb") as f:
             f.write(bytes([ctl]) + data)
+    for i, (name, (seed, k)) in enumerate(sorted(FAIL_SEEDS.items())):
+        ctl = ((i * 41) % 128) << 1 | (i % 2)
+        with open(os.path.join(out, "seed-" + name), "wb") as f:
+            f.write(bytes([ctl]) + SEEDS[seed] + FAIL_MARK + bytes([k]))
     print(len(SEEDS), "seeds in", out, file=sys.stderr)
 
 
