@@ -88,7 +88,7 @@ static int extend(srv_slice *s, const char *at, size_t n)
 	return 0;
 }
 
-static srv_slice trim(srv_slice s)
+srv_slice srv_slice_trim(srv_slice s)
 {
 	while (s.len && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) {
 		s.ptr++;
@@ -303,7 +303,7 @@ static int check_transfer_encoding(srv_slice v)
 		size_t start = i;
 		while (i < v.len && v.ptr[i] != ',')
 			i++;
-		srv_slice item = trim((srv_slice){v.ptr + start, i - start});
+		srv_slice item = srv_slice_trim((srv_slice){v.ptr + start, i - start});
 		i++; /* past the comma */
 		if (item.len == 0)
 			continue; /* empty list elements are allowed and mean nothing */
@@ -360,7 +360,7 @@ static int on_header_value_complete(llhttp_t *h)
 	srv_header *hd = &p->headers[req->header_count - 1];
 	if (!hd->value.ptr)
 		hd->value.ptr = hd->name.ptr + hd->name.len; /* empty, but never NULL */
-	hd->value = trim(hd->value);
+	hd->value = srv_slice_trim(hd->value);
 	p->in_header = 0;
 
 	int rc = 0;

@@ -64,6 +64,8 @@ typedef struct srv_slice {
 	const char *ptr;
 	size_t len;
 } srv_slice;
+/* s without leading and trailing SP and HTAB (HTTP's optional whitespace). */
+srv_slice srv_slice_trim(srv_slice s);
 
 typedef struct srv_header {
 	srv_slice name;  /* as sent (compare case-insensitively) */

@@ -21,17 +21,6 @@
 
 #define MAX_LINES 16
 
-static srv_slice trim(srv_slice s)
-{
-	while (s.len && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) {
-		s.ptr++;
-		s.len--;
-	}
-	while (s.len && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t'))
-		s.len--;
-	return s;
-}
-
 static bool slice_is(srv_slice s, const char *lit)
 {
 	return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
@@ -236,8 +225,9 @@ static void read_input(const char *in, size_t n, input *x)
 			le = end;
 		const char *colon = memchr(p, ':', (size_t)(le - p));
 		if (colon) {
-			x->name[x->lines] = trim((srv_slice){p, (size_t)(colon - p)});
-			x->value[x->lines] = trim((srv_slice){colon + 1, (size_t)(le - colon - 1)});
+			x->name[x->lines] = srv_slice_trim((srv_slice){p, (size_t)(colon - p)});
+			x->value[x->lines] =
+				srv_slice_trim((srv_slice){colon + 1, (size_t)(le - colon - 1)});
 			x->lines++;
 		}
 		p = le < end ? le + 1 : end;
