@@ -7,6 +7,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +210,10 @@ int srv_config_set(srv_config *c, const char *key, const char *value, char *err,
 	case T_STRING:
 		if (strlen(value) == 0 || strlen(value) >= s->size)
 			return fail(err, errlen, "%s: '%s' is empty or too long", key, value);
+		for (const char *p = value; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				return fail(err, errlen, "%s: '%s' has a control character", key,
+				            value);
 		memcpy(field, value, strlen(value) + 1);
 		return 0;
 	case T_LISTEN:
@@ -240,21 +246,35 @@ int srv_config_set(srv_config *c, const char *key, const char *value, char *err,
 	return 0;
 }
 
-int srv_config_load(srv_config *c, const char *path, char *err, size_t errlen)
+/* One line of the text without its '\n'; the next line's start in *next. */
+static size_t line_at(const char *text, size_t len, size_t at, size_t *next)
 {
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return fail(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
-	char line[2048];
+	const char *nl = memchr(text + at, '\n', len - at);
+	size_t n = nl ? (size_t)(nl - (text + at)) : len - at;
+	*next = at + n + (nl ? 1 : 0);
+	return n;
+}
+
+int srv_config_parse(srv_config *c, const char *text, size_t len, const char *name, char *err,
+                     size_t errlen)
+{
+	char line[SRV_CONFIG_LINE_MAX + 1];
+	size_t at = 0, next;
 	unsigned lineno = 0;
-	int rc = 0;
-	while (rc == 0 && fgets(line, sizeof line, f)) {
+	/* A byte-order mark, as Windows' Notepad writes, is not part of the first key. */
+	if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+		at = 3;
+	for (; at < len; at = next) {
 		lineno++;
-		size_t n = strlen(line);
-		if (n == sizeof line - 1 && line[n - 1] != '\n') {
-			rc = fail(err, errlen, "%s: line too long%s", path, "");
-			break;
-		}
+		size_t n = line_at(text, len, at, &next);
+		char where[32];
+		snprintf(where, sizeof where, "%u", lineno);
+		if (n > SRV_CONFIG_LINE_MAX)
+			return fail(err, errlen, "%s:%s: line too long", name, where);
+		if (memchr(text + at, 0, n))
+			return fail(err, errlen, "%s:%s: NUL byte in the line", name, where);
+		memcpy(line, text + at, n);
+		line[n] = 0;
 		char *hash = strchr(line, '#');
 		if (hash)
 			*hash = 0;
@@ -262,39 +282,109 @@ int srv_config_load(srv_config *c, const char *path, char *err, size_t errlen)
 		while (*k == ' ' || *k == '\t')
 			k++;
 		char *end = k + strlen(k);
-		while (end > k && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' ||
-				   end[-1] == '\t'))
+		while (end > k && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
 			*--end = 0;
 		if (!*k)
 			continue;
 		char *eq = strchr(k, '=');
-		if (!eq) {
-			char where[64];
-			snprintf(where, sizeof where, "%u", lineno);
-			rc = fail(err, errlen, "%s:%s: expected key = value", path, where);
-			break;
-		}
+		if (!eq)
+			return fail(err, errlen, "%s:%s: expected SETTING = VALUE", name, where);
 		char *v = eq + 1;
 		while (eq > k && (eq[-1] == ' ' || eq[-1] == '\t'))
 			eq--;
 		*eq = 0;
 		while (*v == ' ' || *v == '\t')
 			v++;
-		rc = srv_config_set(c, k, v, err, errlen);
+		char msg[512];
+		if (srv_config_set(c, k, v, msg, sizeof msg) < 0) {
+			snprintf(err, errlen, "%s:%s: %s", name, where, msg);
+			return -1;
+		}
 	}
-	if (rc == 0 && ferror(f))
-		rc = fail(err, errlen, "cannot read config file %s%s", path, "");
+	return 0;
+}
+
+int srv_config_load(srv_config *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return fail(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
+	char *text = malloc(SRV_CONFIG_FILE_MAX + 1);
+	size_t len = text ? fread(text, 1, SRV_CONFIG_FILE_MAX + 1, f) : 0;
+	int rc = 0;
+	if (!text)
+		rc = fail(err, errlen, "cannot read config file %s: %s", path, strerror(ENOMEM));
+	else if (ferror(f))
+		rc = fail(err, errlen, "cannot read config file %s: %s", path, strerror(EIO));
+	else if (len > SRV_CONFIG_FILE_MAX)
+		rc = fail(err, errlen, "config file %s: larger than %s", path, "1 MiB");
+	else
+		rc = srv_config_parse(c, text, len, path, err, errlen);
+	free(text);
 	fclose(f);
 	return rc;
 }
 
+/* A setting's value as the config file spells it, or "" when it has none. */
+static void format_setting(const srv_config *c, const setting *s, char *out, size_t size)
+{
+	const char *field = (const char *)c + s->offset;
+	size_t at = 0;
+	out[0] = 0;
+	switch (s->type) {
+	case T_STRING:
+		snprintf(out, size, "%s", field);
+		return;
+	case T_LISTEN:
+		snprintf(out, size, strchr(c->listen_host, ':') ? "[%s]:%u" : "%s:%u",
+		         c->listen_host, (unsigned)c->listen_port);
+		return;
+	case T_LOGFMT:
+		snprintf(out, size, "%s", c->log_format == SRV_LOG_LOGFMT ? "logfmt" : "json");
+		return;
+	case T_PROXIES:
+		for (unsigned i = 0; i < c->trusted_proxy_count && at < size; i++)
+			at += (size_t)snprintf(out + at, size - at, "%s%s", i ? "," : "",
+			                       c->trusted_proxies[i]);
+		return;
+	case T_UINT:
+		snprintf(out, size, "%u", *(const unsigned *)field);
+		return;
+	case T_SIZE:
+		snprintf(out, size, "%zu", *(const size_t *)field);
+		return;
+	case T_U64:
+		snprintf(out, size, "%" PRIu64, *(const uint64_t *)field);
+		return;
+	}
+}
+
+void srv_config_print(const srv_config *c, FILE *out)
+{
+	fprintf(out, "# jiayin's settings in effect (jiayin --print-config)\n");
+	for (size_t i = 0; i < SETTINGS; i++) {
+		/* Room for the longest string setting and for every proxy. */
+		_Static_assert(sizeof c->log_file <= sizeof c->data_dir &&
+		                   sizeof c->static_dir <= sizeof c->data_dir,
+		               "data_dir is the longest string setting");
+		char v[sizeof c->data_dir + sizeof c->trusted_proxies];
+		format_setting(c, &settings[i], v, sizeof v);
+		/* An empty setting (no log file, no proxies) is the default: commented out. */
+		if (!*v)
+			fprintf(out, "# %s =\n", settings[i].name);
+		else
+			fprintf(out, "%s = %s\n", settings[i].name, v);
+	}
+}
+
 void srv_config_usage(FILE *out)
 {
-	fprintf(out, "usage: jiayin [--config FILE] [--SETTING VALUE]...\n\n"
-		     "Jiayin (家音) voice mailbox server. Every setting below may also be given\n"
-		     "in the config file as `SETTING = VALUE`; flags override the file.\n\n"
-		     "  --config FILE   read settings from FILE first\n"
-		     "  --help          print this and exit\n");
+	fprintf(out, "usage: jiayin [--config FILE] [--SETTING VALUE]... [--print-config]\n\n"
+	             "Jiayin (家音) voice mailbox server. Every setting below may also be given\n"
+	             "in the config file as `SETTING = VALUE`; flags override the file.\n\n"
+	             "  --config FILE   read settings from FILE first\n"
+	             "  --print-config  print the settings in effect, as a config file, and exit\n"
+	             "  --help          print this and exit\n");
 	for (size_t i = 0; i < SETTINGS; i++)
 		fprintf(out, "  --%-28s %s\n", settings[i].name, settings[i].help);
 }
@@ -318,8 +408,13 @@ int srv_config_from_args(srv_config *c, int argc, char **argv, char *err, size_t
 		if (v && srv_config_load(c, v, err, errlen) < 0)
 			return -1;
 	}
+	bool print = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
+		if (strcmp(a, "--print-config") == 0) {
+			print = true;
+			continue;
+		}
 		if (strncmp(a, "--", 2) != 0)
 			return fail(err, errlen, "unexpected argument '%s'%s", a, "");
 		char key[64];
@@ -344,5 +439,9 @@ int srv_config_from_args(srv_config *c, int argc, char **argv, char *err, size_t
 	if (srv_limits_check(&c->http) < 0)
 		return fail(err, errlen, "inconsistent HTTP limits (max-target must be under "
 					 "max-head-bytes)%s%s", "", "");
+	if (print) {
+		srv_config_print(c, stdout);
+		return 1;
+	}
 	return 0;
 }

@@ -59,14 +59,27 @@ typedef struct srv_config {
 	unsigned trusted_proxy_count;
 } srv_config;
 
+#define SRV_CONFIG_FILE_MAX (1u << 20) /* bytes of a config file */
+#define SRV_CONFIG_LINE_MAX 2047       /* bytes of one of its lines, without the newline */
+
 void srv_config_defaults(srv_config *c);
-/* Applies `key = value` lines of `path` ('#' comments). 0, or -1 with a message in err. */
+/*
+ * Applies the `SETTING = VALUE` lines of text[0..len) ('#' starts a comment; blank lines, spaces
+ * around both sides, CRLF line ends and a UTF-8 byte-order mark are allowed). Stops at the first
+ * bad line: -1 with "NAME:LINE: why" in err (NAME: the file's name); else 0.
+ */
+int srv_config_parse(srv_config *c, const char *text, size_t len, const char *name, char *err,
+                     size_t errlen);
+/* srv_config_parse() on the file at path (at most SRV_CONFIG_FILE_MAX bytes). */
 int srv_config_load(srv_config *c, const char *path, char *err, size_t errlen);
+/* Every setting as a config file line, the way srv_config_parse() reads it back. */
+void srv_config_print(const srv_config *c, FILE *out);
 /* One setting by name. 0, or -1 with a message in err. */
 int srv_config_set(srv_config *c, const char *key, const char *value, char *err, size_t errlen);
 /*
  * The command line: --config FILE is applied first, then the other flags over it. Returns 0,
- * 1 when --help was printed (exit 0), or -1 with a message in err (exit 64).
+ * 1 when --help or --print-config (the settings in effect) was printed (exit 0), or -1 with a
+ * message in err (exit 64).
  */
 int srv_config_from_args(srv_config *c, int argc, char **argv, char *err, size_t errlen);
 void srv_config_usage(FILE *out);

@@ -9,7 +9,8 @@ and the server keeps serving; keep-alive and pipelining; bodies (chunked, drippe
 100-continue) arrive intact; HEAD; the security headers; the per-connection request limit,
 the connection limit and the job queue's 503s; 1,000 slow connections do not delay a
 normal client; graceful shutdown completes an upload in flight; SIGHUP reopens the log;
---help, bad options and the config file; X-Forwarded-For only from trusted proxies.
+--help, bad options, the config file and --print-config; X-Forwarded-For only from trusted
+proxies.
 """
 import os
 import re
@@ -649,6 +650,19 @@ def operations(binary):
     with open(conf, "w") as f:
         f.write(f"# a config file\nlog-format = logfmt\nlog-file = {logf}\n"
                 "trust-proxy = 127.0.0.1\n")
+    shown = subprocess.run([binary, "--config", conf, "--threads", "3", "--print-config"],
+                           capture_output=True, text=True)
+    lines = shown.stdout.splitlines()
+    ok(shown.returncode == 0 and "log-format = logfmt" in lines and "threads = 3" in lines and
+       "trust-proxy = 127.0.0.1" in lines and "listen = 127.0.0.1:8080" in lines,
+       "--print-config shows the file's settings with the flags over them, and exits 0")
+    wrong = os.path.join(d, "wrong.conf")
+    with open(wrong, "w") as f:
+        f.write("threads = 2\n\nthread = 4\n")
+    bad = subprocess.run([binary, "--config", wrong, "--print-config"], capture_output=True,
+                         text=True)
+    ok(bad.returncode == 64 and f"{wrong}:3: unknown setting 'thread'" in bad.stderr,
+       "a wrong line in the config file is named by its number (exit 64)")
     srv = Server(binary, "--config", conf)
     try:
         request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", "203.0.113.7"),

@@ -1,0 +1,233 @@
+/*
+ * test_config.c — the server's settings (server/config.c): the config file's syntax as
+ * docs/operations.md shows it, errors that name the file and the line, the bytes that used to
+ * be misread (a byte-order mark read as part of the first key, a NUL cutting a line short, a
+ * control character in a path), flags over the file, and --print-config's output read back
+ * to the same settings.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int parse(srv_config *c, const char *text, size_t len, char *err, size_t errlen)
+{
+	srv_config_defaults(c);
+	err[0] = 0;
+	return srv_config_parse(c, text, len, "jiayin.conf", err, errlen);
+}
+
+#define PARSE(c, lit, err) parse(c, lit, sizeof lit - 1, err, sizeof err)
+
+static void operations_example(void **state)
+{
+	(void)state;
+	srv_config c;
+	char err[256];
+	assert_int_equal(PARSE(&c,
+	                       "# jiayin listens on loopback only; nginx faces the internet.\n"
+	                       "listen = 127.0.0.1:8080\n"
+	                       "data = /var/lib/jiayin\n"
+	                       "log-file = /var/log/jiayin/requests.log\n"
+	                       "trust-proxy = 127.0.0.1\n",
+	                       err),
+	                 0);
+	assert_string_equal(c.listen_host, "127.0.0.1");
+	assert_int_equal(c.listen_port, 8080);
+	assert_string_equal(c.data_dir, "/var/lib/jiayin");
+	assert_string_equal(c.log_file, "/var/log/jiayin/requests.log");
+	assert_int_equal(c.trusted_proxy_count, 1);
+	assert_string_equal(c.trusted_proxies[0], "127.0.0.1");
+	assert_int_equal(c.threads, 4); /* what the file does not name keeps its default */
+}
+
+/* A file saved by Windows' Notepad: a byte-order mark, CRLF, no newline at the end. */
+static void bom_crlf_comments(void **state)
+{
+	(void)state;
+	srv_config c;
+	char err[256];
+	assert_int_equal(PARSE(&c,
+	                       "\xEF\xBB\xBF"
+	                       "threads = 8\r\n"
+	                       "\r\n"
+	                       "   # indented comment\r\n"
+	                       "log-format=logfmt   # after the value\r\n"
+	                       "\tlisten\t=\t[::1]:9000",
+	                       err),
+	                 0);
+	assert_int_equal(c.threads, 8);
+	assert_int_equal(c.log_format, SRV_LOG_LOGFMT);
+	assert_string_equal(c.listen_host, "::1");
+	assert_int_equal(c.listen_port, 9000);
+}
+
+static void errors_name_the_line(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		const char *err;
+	} cases[] = {
+	    {"threads = 4\n\nthread = 4\n", "jiayin.conf:3: unknown setting 'thread'"},
+	    {"# one\nlisten 127.0.0.1:80\n", "jiayin.conf:2: expected SETTING = VALUE"},
+	    {"threads = 0\n", "jiayin.conf:1: threads: '0' is not a number in range"},
+	    {"threads = 4x\n", "jiayin.conf:1: threads: '4x' is not a number in range"},
+	    {"threads = 99999999999999999999999\n",
+	     "jiayin.conf:1: threads: '99999999999999999999999' is not a number in range"},
+	    {"listen = 256.0.0.1:80\n",
+	     "jiayin.conf:1: listen: '256.0.0.1:80' is not ADDRESS:PORT"},
+	    {"listen = 127.0.0.1:65536\n",
+	     "jiayin.conf:1: listen: '127.0.0.1:65536' is not ADDRESS:PORT"},
+	    {"\n\ntrust-proxy = 10.0.0.1,,10.0.0.2\n",
+	     "jiayin.conf:3: trust-proxy: '10.0.0.1,,10.0.0.2' is not a list of IP addresses"},
+	    {"log-format = text\n", "jiayin.conf:1: log-format: 'text' is neither json nor logfmt"},
+	    {"data =\n", "jiayin.conf:1: data: '' is empty or too long"},
+	    {"data = /srv/\x1bjiayin\n",
+	     "jiayin.conf:1: data: '/srv/\x1bjiayin' has a control character"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		srv_config c;
+		char err[256];
+		assert_int_equal(parse(&c, cases[i].text, strlen(cases[i].text), err, sizeof err),
+		                 -1);
+		assert_string_equal(err, cases[i].err);
+	}
+}
+
+/* A NUL used to end the line where it stood: "data = /srv/a\0b" set data to "/srv/a". */
+static void nul_byte_is_refused(void **state)
+{
+	(void)state;
+	srv_config c;
+	char err[256];
+	assert_int_equal(PARSE(&c, "threads = 2\ndata = /srv/a\0b\n", err), -1);
+	assert_string_equal(err, "jiayin.conf:2: NUL byte in the line");
+	assert_string_equal(c.data_dir, "./jiayin-data");
+}
+
+static void long_lines(void **state)
+{
+	(void)state;
+	srv_config c;
+	char err[256];
+	/* The longest line allowed, a comment, with CRLF; then one byte more. */
+	char text[SRV_CONFIG_LINE_MAX + 16];
+	memset(text, 'x', sizeof text);
+	text[0] = '#';
+	memcpy(text + SRV_CONFIG_LINE_MAX - 1, "\r\n", 2);
+	memcpy(text + SRV_CONFIG_LINE_MAX + 1, "threads=3", 9);
+	assert_int_equal(parse(&c, text, SRV_CONFIG_LINE_MAX + 10, err, sizeof err), 0);
+	assert_int_equal(c.threads, 3);
+	text[SRV_CONFIG_LINE_MAX - 1] = 'x';
+	text[SRV_CONFIG_LINE_MAX] = 'x';
+	assert_int_equal(parse(&c, text, SRV_CONFIG_LINE_MAX + 10, err, sizeof err), -1);
+	assert_string_equal(err, "jiayin.conf:1: line too long");
+}
+
+static char *print_to_string(const srv_config *c)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	assert_non_null(f);
+	srv_config_print(c, f);
+	assert_int_equal(fclose(f), 0);
+	return text;
+}
+
+/* What --print-config prints is a config file that gives the same settings. */
+static void print_reads_back(void **state)
+{
+	(void)state;
+	srv_config c, back;
+	char err[256];
+	assert_int_equal(PARSE(&c,
+	                       "listen = [fe80::1]:0\nthreads = 7\nlog-format = logfmt\n"
+	                       "trust-proxy = 10.0.0.1,::1\nfamily-quota = 1125899906842624\n"
+	                       "log-file = /var/log/j.log\nmax-chunk-bytes = 4096\n",
+	                       err),
+	                 0);
+	char *text = print_to_string(&c);
+	assert_non_null(strstr(text, "\nlisten = [fe80::1]:0\n"));
+	assert_non_null(strstr(text, "\nfamily-quota = 1125899906842624\n"));
+	assert_non_null(strstr(text, "\n# static-dir =\n")); /* unset: commented out */
+	assert_int_equal(parse(&back, text, strlen(text), err, sizeof err), 0);
+	assert_memory_equal(&back, &c, sizeof c); /* both start from memset defaults */
+	free(text);
+
+	/* The longest paths (the fuzzer found them cut short in an early version). */
+	char line[2048];
+	size_t n = (size_t)snprintf(line, sizeof line, "data = /");
+	memset(line + n, 'd', sizeof c.data_dir - 2);
+	n += sizeof c.data_dir - 2;
+	n += (size_t)snprintf(line + n, sizeof line - n, "\n");
+	assert_int_equal(parse(&c, line, n, err, sizeof err), 0);
+	assert_int_equal(strlen(c.data_dir), sizeof c.data_dir - 1);
+	text = print_to_string(&c);
+	assert_int_equal(parse(&back, text, strlen(text), err, sizeof err), 0);
+	assert_string_equal(back.data_dir, c.data_dir);
+	free(text);
+
+	srv_config_defaults(&c);
+	text = print_to_string(&c);
+	assert_non_null(strstr(text, "\n# trust-proxy =\n"));
+	assert_int_equal(parse(&back, text, strlen(text), err, sizeof err), 0);
+	assert_memory_equal(&back, &c, sizeof c);
+	free(text);
+}
+
+/* Flags override the file wherever --config stands; errors from the file name it. */
+static void flags_over_file(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/jiayin-test-config-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	static const char text[] = "threads = 2\nkiosk-idle-s = 60\n";
+	assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+	close(fd);
+
+	srv_config c;
+	char err[512];
+	srv_config_defaults(&c);
+	char *argv[] = {"jiayin", "--threads", "6", "--config", path, NULL};
+	assert_int_equal(srv_config_from_args(&c, 5, argv, err, sizeof err), 0);
+	assert_int_equal(c.threads, 6);
+	assert_int_equal(c.kiosk_idle_s, 60);
+
+	FILE *f = fopen(path, "a");
+	assert_non_null(f);
+	fputs("pin-failures = 1000\n", f);
+	fclose(f);
+	srv_config_defaults(&c);
+	assert_int_equal(srv_config_from_args(&c, 5, argv, err, sizeof err), -1);
+	char want[600];
+	snprintf(want, sizeof want, "%s:3: pin-failures: '1000' is not a number in range", path);
+	assert_string_equal(err, want);
+	unlink(path);
+
+	srv_config_defaults(&c);
+	char *missing[] = {"jiayin", "--config", path, NULL};
+	assert_int_equal(srv_config_from_args(&c, 3, missing, err, sizeof err), -1);
+	assert_non_null(strstr(err, "cannot open config file"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(operations_example),   cmocka_unit_test(bom_crlf_comments),
+	    cmocka_unit_test(errors_name_the_line), cmocka_unit_test(nul_byte_is_refused),
+	    cmocka_unit_test(long_lines),           cmocka_unit_test(print_reads_back),
+	    cmocka_unit_test(flags_over_file),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
