@@ -5,6 +5,7 @@
 #include "query.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 int srv_query_list(const char *q, size_t n, unsigned wait_max, uint64_t *since,
@@ -26,7 +27,8 @@ int srv_query_list(const char *q, size_t n, unsigned wait_max, uint64_t *since,
 			good = q[k] >= '0' && q[k] <= '9';
 			val = val * 10 + (uint64_t)(q[k] - '0');
 		}
-		if (!good || (is_wait && val > wait_max))
+		/* A sequence number is an SQLite integer: one above INT64_MAX is no sequence. */
+		if (!good || (is_wait && val > wait_max) || (is_since && val > (uint64_t)INT64_MAX))
 			return -1;
 		if (is_since)
 			*since = val;

@@ -10,7 +10,8 @@
 
 /*
  * "since=N&wait=S" (either, both, in any order, or nothing; q may be NULL): *since and
- * *wait_s (0 when absent). -1 for anything else, a number over 19 digits, or wait > wait_max.
+ * *wait_s (0 when absent). -1 for anything else, a number over 19 digits, since > INT64_MAX
+ * (storage's sequence numbers are signed 64-bit), or wait > wait_max.
  */
 int srv_query_list(const char *q, size_t n, unsigned wait_max, uint64_t *since,
 		   unsigned *wait_s);

@@ -1,10 +1,12 @@
 /*
  * fuzz_query.c — libFuzzer target: the API's query-string parsers (server/query.c), both on
- * every input. Checks what the handlers rely on: a list's wait is within its bound, and a
+ * every input. Checks what the handlers rely on: a list's wait is within its bound and its
+ * since fits storage's signed 64-bit sequence numbers (else 400 invalid_query), and a
  * signed URL's signature lies inside the query it came from.
  */
 #include "query.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -12,7 +14,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *q = (const char *)data;
 	uint64_t since;
 	unsigned wait_s;
-	if (srv_query_list(q, size, 60, &since, &wait_s) == 0 && wait_s > 60)
+	if (srv_query_list(q, size, 60, &since, &wait_s) == 0 &&
+	    (wait_s > 60 || since > (uint64_t)INT64_MAX))
 		abort();
 	int64_t expires;
 	const char *sig;

@@ -217,11 +217,17 @@ def messages(binary):
            "the sender deletes it: it appears once as deleted")
         ok(request(srv, "GET", f"/v1/families/{fam}/messages/{m['id']}/audio",
                    headers=bearer(kid["token"])).status == 404, "its audio is gone")
-        for q in ("since=x", "wait=61", "since=1&foo=2", "since="):
+        # A sequence is a signed 64-bit number: 2^63 and up are a bad query, not a bad argument
+        for q in ("since=x", "wait=61", "since=1&foo=2", "since=", "since=9223372036854775808",
+                  "since=18446744073709551615", "since=99999999999999999999"):
             g = request(srv, "GET", f"/v1/families/{fam}/messages?{q}",
                         headers=bearer(kid["token"]))
             ok(g.status == 400 and g.json()["error"]["code"] == "invalid_query",
-               f"?{q}: 400 invalid_query")
+               f"?{q}: 400 invalid_query", f"{g.status} {g.body[:200]!r}")
+        g = request(srv, "GET", f"/v1/families/{fam}/messages?since=9223372036854775807",
+                    headers=bearer(kid["token"]))
+        ok(g.status == 200 and g.json()["messages"] == [],
+           "?since=9223372036854775807 (2^63-1): 200, nothing after it", f"{g.status}")
         m2 = request(srv, "GET", "/metrics").body.decode()
         n = re.search(r"jiayin_transcodes_total (\d+)", m2)
         ok(n and int(n.group(1)) >= 1, "transcodes are counted in /metrics")
