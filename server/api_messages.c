@@ -22,7 +22,9 @@
 
 json_t *api_message_json(const store_message *m)
 {
-	if (m->state == STORE_MSG_DELETED)
+	/* A message a moderator hid is not the family's to hear: it reads as deleted, wherever
+	 * the family sees it (a list, a retried upload's answer). */
+	if (m->state == STORE_MSG_DELETED || m->state == STORE_MSG_HIDDEN)
 		return json_pack("{s:s, s:I, s:s}", "id", m->id.s, "seq", (json_int_t)m->seq,
 				 "state", "deleted");
 	json_t *wave = json_array(), *heard = json_array();

@@ -47,15 +47,12 @@ static void list_work(api_job *j)
 	uint64_t seq = j->since;
 	j->shown = 0;
 	for (size_t i = 0; arr && i < j->nlist; i++) {
-		/* Hidden messages are not the family's to hear: they read as deleted. */
 		store_message *m = &j->list[i];
 		if (m->seq > seq)
 			seq = m->seq;
 		if (!api_may_see(m, &j->member))
 			continue; /* another child's private message: not even its deletion */
-		if (m->state == STORE_MSG_HIDDEN)
-			m->state = STORE_MSG_DELETED;
-		json_array_append_new(arr, api_message_json(m));
+		json_array_append_new(arr, api_message_json(m)); /* a hidden one as deleted */
 		j->shown++;
 	}
 	/* A page cut at LIST_MAX resumes after its last change; else the newest there is. */

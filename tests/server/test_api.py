@@ -235,6 +235,57 @@ def messages(binary):
         srv.stop()
 
 
+def hidden_retry(binary):
+    """A message a moderator hid reads as deleted everywhere the family sees it: a retried
+    upload's answer (the same Idempotency-Key) too, not only the list."""
+    import sqlite3
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        first = upload(srv, mom["token"], fam, wav, key="hide-me")
+        m = first.json()["message"]
+        db = sqlite3.connect(os.path.join(srv.data, "families", f"{fam}.db"), timeout=10)
+        db.execute("UPDATE messages SET state = 2 WHERE id = ?", (m["id"],))  # hidden
+        db.commit()
+        db.close()
+        lst = request(srv, "GET", f"/v1/families/{fam}/messages",
+                      headers=bearer(mom["token"])).json()
+        again = upload(srv, mom["token"], fam, wav, key="hide-me")
+        shown = again.json().get("message") if again.status == 200 else None
+        ok(first.status == 201 and lst["messages"] == [{"id": m["id"], "seq": m["seq"],
+                                                         "state": "deleted"}] and
+           shown == lst["messages"][0],
+           "a hidden message retried with its Idempotency-Key: 200 with only its id, seq and "
+           "state deleted, as the list shows it (no duration, waveform or bytes)",
+           f"{again.status} {again.body[:300]!r}")
+        # the resumable upload's finish, with the same key, names the message and nothing more
+        import base64
+        tus = [("Tus-Resumable", "1.0.0")] + bearer(mom["token"])
+        meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}"
+                        for k, v in (("family_id", fam), ("idempotency_key", "hide-me")))
+        c = request(srv, "POST", "/v1/uploads",
+                    headers=tus + [("Upload-Length", str(len(wav))), ("Upload-Metadata", meta)])
+        p = request(srv, "PATCH", c.header("Location") or "/v1/uploads/x", wav,
+                    headers=tus + [("Content-Type", "application/offset+octet-stream"),
+                                   ("Upload-Offset", "0")], timeout=60)
+        ok(c.status == 201 and p.status == 204 and p.header("Jiayin-Message-Id") == m["id"] and
+           p.body == b"",
+           "the same key through tus: 204 naming that message (Jiayin-Message-Id), no metadata",
+           f"{c.status} {p.status} {p.header('Jiayin-Message-Id')}")
+        d = request(srv, "DELETE", f"/v1/families/{fam}/messages/{m['id']}",
+                    headers=bearer(mom["token"]))
+        gone = upload(srv, mom["token"], fam, wav, key="hide-me")
+        ok(d.status == 204 and gone.status == 200 and
+           gone.json()["message"] == {"id": m["id"], "seq": m["seq"] + 1, "state": "deleted"},
+           "deleted by a parent since: the retry answers it as deleted too",
+           f"{d.status} {gone.status} {gone.body[:200]!r}")
+    finally:
+        srv.stop()
+
+
 def long_poll(binary):
     import threading
     import time
@@ -892,6 +943,7 @@ def main():
     pairing(binary)
     locks(binary)
     messages(binary)
+    hidden_retry(binary)
     long_poll(binary)
     private_messages(binary)
     signed_urls(binary)
