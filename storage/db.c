@@ -232,12 +232,14 @@ static int foreign_key_violations(conn *c, int *n)
  * refer to it, ON DELETE CASCADE), and commits only if PRAGMA foreign_key_check finds every
  * reference intact. The pragma cannot change inside a transaction, hence around each step.
  */
-static int migrate_step(conn *c, const char *sql, unsigned version)
+static int migrate_step(conn *c, const schema *sc, unsigned version)
 {
+	const char *sql = sc->steps[version - 1].sql;
 	char bump[64];
 	int rc, violations = 0, now = 0;
 	snprintf(bump, sizeof bump, "PRAGMA user_version=%u", version);
-	if ((rc = conn_exec(c, "PRAGMA foreign_keys=OFF")) < 0)
+	/* What a step removes or rewrites (old tables, a tombstone's waveform) is zeroed. */
+	if ((rc = conn_exec(c, "PRAGMA foreign_keys=OFF; PRAGMA secure_delete=ON")) < 0)
 		return rc;
 	if ((rc = conn_begin(c)) == 0) {
 		/*
@@ -257,7 +259,9 @@ static int migrate_step(conn *c, const char *sql, unsigned version)
 				rc = conn_commit(c);
 		}
 	}
-	int on = conn_exec(c, "PRAGMA foreign_keys=ON");
+	int on =
+	    conn_exec(c, sc->secure_delete ? "PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON"
+	                                   : "PRAGMA foreign_keys=ON; PRAGMA secure_delete=OFF");
 	return rc < 0 ? rc : on;
 }
 
@@ -269,7 +273,7 @@ static int migrate(conn *c, const schema *sc)
 	if (v > (int)sc->count)
 		return STORE_ESCHEMA;
 	for (unsigned i = (unsigned)v; i < sc->count; i++)
-		if ((rc = migrate_step(c, sc->steps[i].sql, i + 1)) < 0)
+		if ((rc = migrate_step(c, sc, i + 1)) < 0)
 			return rc;
 	return 0;
 }

@@ -7,8 +7,8 @@
  * max(seq), from its index, inside the write transaction) and stamps it on the message, so
  * "what changed since N" is one indexed range scan and shows each message once, in its latest
  * state. The bytes in use are summed once per open family and then kept, under the write
- * lock. Deleting erases the audio row (secure_delete zeroes its pages) and keeps a tombstone
- * for "since" listings.
+ * lock. Deleting erases the audio row (secure_delete zeroes its pages), the message's
+ * waveform, hash, measures and receipts, and keeps a tombstone for "since" listings.
  */
 #include "internal.h"
 
@@ -538,7 +538,14 @@ static int do_set_state(conn *c, sqlite3_int64 rowid, const store_message *befor
 			const void *arg, int64_t *bytes_delta)
 {
 	static const char sql_state[] = "UPDATE messages SET state = ? WHERE rowid = ?";
-	static const char sql_erase[] = "DELETE FROM audio WHERE message = ?";
+	/* A tombstone keeps what "since" listings and the sequence need (id, sender, recipient,
+	 * time, state), nothing taken from the voice or from who heard it. */
+	static const char *const sql_erase[] = {
+	    "DELETE FROM audio WHERE message = ?",
+	    "UPDATE messages SET duration_ms = 0, lufs = 0, bytes = 0, waveform = x'', "
+	    "sha256 = x'' WHERE rowid = ?",
+	    "DELETE FROM receipts WHERE message = ?",
+	};
 	store_msg_state to = *(const store_msg_state *)arg;
 	int rc = 0;
 	if (before->state == to)
@@ -554,14 +561,15 @@ static int do_set_state(conn *c, sqlite3_int64 rowid, const store_message *befor
 		return rc;
 	if (to != STORE_MSG_DELETED)
 		return 0;
-	if (!(st = conn_stmt(c, sql_erase, &rc)))
-		return rc;
 	/* The voice must not stay in free pages of the file: zero what this delete frees. */
 	if ((rc = conn_exec(c, "PRAGMA secure_delete=ON")) < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, rowid);
+	for (size_t i = 0; rc == 0 && i < sizeof sql_erase / sizeof sql_erase[0]; i++)
+		if ((st = conn_stmt(c, sql_erase[i], &rc))) {
+			sqlite3_bind_int64(st, 1, rowid);
+			rc = step_done(st);
+		}
 	*bytes_delta = -(int64_t)before->bytes;
-	rc = step_done(st);
 	int off = conn_exec(c, "PRAGMA secure_delete=OFF");
 	return rc < 0 ? rc : off;
 }

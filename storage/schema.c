@@ -223,6 +223,11 @@ static const migration mailbox_steps[] = {
 	 "CREATE UNIQUE INDEX messages_changed ON messages(seq) WHERE seq != rowid;"
 	 "CREATE INDEX messages_due ON messages(created_ms) WHERE state != 3 AND kept = 0 "
 	 "  AND aged = 1;"},
+	/* 5: a deleted message's row kept its waveform, hash, duration, loudness and who heard
+	 * it; deleting now clears them (mailbox.c), and this clears the tombstones made before. */
+	{"UPDATE messages SET duration_ms = 0, lufs = 0, bytes = 0, waveform = x'', sha256 = x'' "
+	 "  WHERE state = 3;"
+	 "DELETE FROM receipts WHERE message IN (SELECT rowid FROM messages WHERE state = 3);"},
 };
 
 /* secure_delete: an erased family's names, its devices and its flags' reasons must not stay

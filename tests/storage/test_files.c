@@ -1,10 +1,10 @@
 /*
- * test_files.c — the storage library's files, on a fresh data directory per test: deleted audio
- * leaves no trace in the file, a corrupt family database is quarantined, online backups (whole
- * or nothing, without a family erased meanwhile), the export zip (and one racing changes), a
- * read-only file system and a locked database answer as such; and the cache of open families
- * answers each family as itself through evictions and shared buckets.
- * Migrations are test_migrations.c's.
+ * test_files.c — the storage library's files, on a fresh data directory per test: a deleted
+ * message leaves no trace of its voice in the file, a corrupt family database is quarantined,
+ * online backups (whole or nothing, without a family erased meanwhile), the export zip (and one
+ * racing changes), a read-only file system and a locked database answer as such; and the cache of
+ * open families answers each family as itself through evictions and shared buckets. Migrations are
+ * test_migrations.c's.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -95,6 +95,51 @@ static void deleted_audio_leaves_the_files_at_once(void **state)
 	uint8_t buf[16];
 	assert_int_equal(store_audio_read(f->s, f->fam.id.s, msg.id.s, 0, buf, sizeof buf, &got),
 			 STORE_ENOTFOUND);
+}
+
+/*
+ * A tombstone keeps nothing of the voice (review of the privacy of deletions): its waveform,
+ * hash, duration, loudness, size and receipts are cleared, the waveform's bytes are gone from
+ * the files at once, and "since" still shows the deletion in order.
+ */
+static void deleted_message_keeps_no_trace_of_the_voice(void **state)
+{
+	fixture *f = *state;
+	static uint8_t audio[40000], wave[STORE_WAVEFORM_POINTS];
+	memset(audio, 0x3C, sizeof audio);
+	for (size_t i = 0; i < sizeof wave; i++)
+		wave[i] = (uint8_t) "JIAYIN-WAVEFORM-PEAKS-"[i % 22];
+	store_new_message nm = new_message(f->parent.id.s, audio, sizeof audio);
+	nm.waveform = wave;
+	store_message msg, got;
+	int existed;
+	uint64_t seq;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &nm, &msg, &existed), 0);
+	assert_int_equal(
+	    store_message_listened(f->s, f->fam.id.s, msg.id.s, f->parent.id.s, 6000, &seq), 0);
+	assert_true(marker_count(f, "JIAYIN-WAVEFORM-PEAKS") > 0);
+	assert_int_equal(
+	    store_message_set_state(f->s, f->fam.id.s, msg.id.s, STORE_MSG_DELETED, &seq), 0);
+	assert_int_equal(marker_count(f, "JIAYIN-WAVEFORM-PEAKS"), 0);
+	assert_int_equal(store_message_get(f->s, f->fam.id.s, msg.id.s, &got), 0);
+	static const uint8_t
+	    zeros[STORE_HASH_LEN > STORE_WAVEFORM_POINTS ? STORE_HASH_LEN : STORE_WAVEFORM_POINTS];
+	assert_int_equal(got.state, STORE_MSG_DELETED);
+	assert_string_equal(got.sender.s, f->parent.id.s);
+	assert_int_equal(got.created_ms, msg.created_ms);
+	assert_int_equal(got.duration_ms, 0);
+	assert_int_equal(got.bytes, 0);
+	assert_true(got.lufs == 0);
+	assert_int_equal(got.listened_count, 0);
+	assert_memory_equal(got.waveform, zeros, STORE_WAVEFORM_POINTS);
+	assert_memory_equal(got.sha256, zeros, STORE_HASH_LEN);
+	store_message list[4];
+	size_t n;
+	uint64_t latest;
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, msg.seq, list, 4, &n, &latest), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].id.s, msg.id.s);
+	assert_int_equal(list[0].seq, seq);
 }
 
 /* Overwrite `len` bytes at `offset` of a file. */
@@ -802,18 +847,19 @@ static void family_cache_finds_each_family_its_own(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(secure_delete_leaves_no_audio_in_the_file),
-		T(deleted_audio_leaves_the_files_at_once),
-		T(corrupt_header_is_quarantined),
-		T(corrupt_btree_is_quarantined),
-		T(backups),
-		T(failed_backup_leaves_nothing),
-		T(backup_drops_a_family_erased_meanwhile),
-		T(export_zip),
-		T(export_carries_on_through_changes),
-		T(read_only_file_system),
-		T(locked_database_is_busy),
-		T(family_cache_finds_each_family_its_own),
+	    T(secure_delete_leaves_no_audio_in_the_file),
+	    T(deleted_message_keeps_no_trace_of_the_voice),
+	    T(deleted_audio_leaves_the_files_at_once),
+	    T(corrupt_header_is_quarantined),
+	    T(corrupt_btree_is_quarantined),
+	    T(backups),
+	    T(failed_backup_leaves_nothing),
+	    T(backup_drops_a_family_erased_meanwhile),
+	    T(export_zip),
+	    T(export_carries_on_through_changes),
+	    T(read_only_file_system),
+	    T(locked_database_is_busy),
+	    T(family_cache_finds_each_family_its_own),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

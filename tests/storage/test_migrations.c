@@ -1,8 +1,8 @@
 /*
  * test_migrations.c — the schema steps: a directory and a mailbox created at every earlier
- * version open and work, a newer version is refused, mailbox step 4 keeps every row, and two
- * processes opening an old file at once (the server and jiayinctl, both upgraded) migrate it
- * once, both successfully.
+ * version open and work, a newer version is refused, mailbox step 4 keeps every row, step 5
+ * clears the tombstones made before it, and two processes opening an old file at once (the
+ * server and jiayinctl, both upgraded) migrate it once, both successfully.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +15,7 @@
 #include "store_fixture.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
@@ -191,6 +192,90 @@ static void mailbox_step_4_keeps_every_row(void **state)
 	assert_int_equal(count_rows(path, "SELECT count(*) FROM audio"), 2);
 }
 
+/* Whether `marker` is in the database file or its WAL. */
+static bool in_files(const char *path, const char *marker)
+{
+	static const char *const suffixes[] = {"", "-wal"};
+	bool found = false;
+	for (size_t i = 0; i < 2 && !found; i++) {
+		char name[300];
+		snprintf(name, sizeof name, "%s%s", path, suffixes[i]);
+		FILE *fp = fopen(name, "rb");
+		if (!fp)
+			continue;
+		static char buf[1 << 20];
+		size_t n = fread(buf, 1, sizeof buf, fp);
+		fclose(fp);
+		found = memmem(buf, n, marker, strlen(marker)) != NULL;
+	}
+	return found;
+}
+
+/*
+ * Mailbox step 5: tombstones made before it kept their voice's waveform and hash, its length
+ * and loudness, and who heard it. They are cleared, and the bytes are gone from the file: from
+ * version 3, step 4 first copies the table and drops the old one, whose pages would keep them
+ * on the free list without secure_delete during migrations. The live message beside them keeps
+ * all of its own, and the deleted message's idempotency key still answers (a retry must not
+ * store the voice again).
+ */
+static void mailbox_step_5_clears_old_tombstones(void **state)
+{
+	fixture *f = *state;
+	char path[256];
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	store_close(f->s);
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	unlink(path);
+	make_at_version(path, &mailbox_schema, 3);
+	char sql[2048];
+	snprintf(
+	    sql, sizeof sql,
+	    "INSERT INTO messages (rowid, id, seq, sender, created_ms, duration_ms, lufs, bytes,"
+	    " waveform, sha256, state) VALUES"
+	    " (1, '0000000000000000000000000a', 1, '%s', 1000, 4100, -16.5, 3,"
+	    "  CAST('JIAYIN-LIVE-WAVEFORM' AS BLOB), zeroblob(32), 1),"
+	    " (2, '0000000000000000000000000b', 3, '%s', 2000, 5200, -17.25, 4,"
+	    "  CAST('JIAYIN-DELETED-WAVEFORM' AS BLOB), CAST('JIAYIN-DELETED-HASH' AS BLOB), 3);"
+	    "INSERT INTO audio VALUES (1, x'010203');"
+	    "INSERT INTO receipts VALUES (1, '%s', 1500), (2, '%s', 2500);"
+	    "INSERT INTO idempotency VALUES ('key-b', 2, 2000);",
+	    f->parent.id.s, f->parent.id.s, f->parent.id.s, f->parent.id.s);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, 0, 0, 0), SQLITE_OK);
+	sqlite3_close(db);
+	assert_true(in_files(path, "JIAYIN-DELETED-WAVEFORM"));
+
+	assert_int_equal(store_open(&f->s, &o), 0);
+	store_message m;
+	assert_int_equal(store_message_by_key(f->s, f->fam.id.s, "key-b", &m), 0);
+	assert_int_equal(m.state, STORE_MSG_DELETED);
+	assert_int_equal(m.duration_ms, 0);
+	assert_int_equal(m.bytes, 0);
+	assert_int_equal(m.listened_count, 0);
+	static const uint8_t zeros[STORE_WAVEFORM_POINTS];
+	assert_memory_equal(m.waveform, zeros, sizeof zeros);
+	assert_int_equal(store_message_get(f->s, f->fam.id.s, "0000000000000000000000000a", &m), 0);
+	assert_int_equal(m.state, STORE_MSG_VISIBLE);
+	assert_int_equal(m.duration_ms, 4100);
+	assert_int_equal(m.listened_count, 1);
+	assert_int_equal(count_rows(path,
+	                            "SELECT count(*) FROM messages WHERE state = 3 AND "
+	                            "(length(waveform) + length(sha256) + duration_ms + bytes "
+	                            "+ (lufs != 0)) = 0"),
+	                 1);
+	store_close(f->s); /* checkpoints: the file now holds what the WAL did */
+	f->s = NULL;
+	assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)mailbox_schema.count);
+	assert_false(in_files(path, "JIAYIN-DELETED-WAVEFORM"));
+	assert_false(in_files(path, "JIAYIN-DELETED-HASH"));
+	assert_true(in_files(path, "JIAYIN-LIVE-WAVEFORM"));
+	assert_int_equal(store_open(&f->s, &o), 0);
+}
+
 /* ---- Two processes migrating one file ---- */
 
 typedef struct opener {
@@ -245,9 +330,10 @@ static void two_openers_migrate_once(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(migrations_from_every_version),
-		T(mailbox_step_4_keeps_every_row),
-		T(two_openers_migrate_once),
+	    T(migrations_from_every_version),
+	    T(mailbox_step_5_clears_old_tombstones),
+	    T(mailbox_step_4_keeps_every_row),
+	    T(two_openers_migrate_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
