@@ -147,7 +147,8 @@ static void http_date(int64_t ms, char out[40])
 }
 
 /* A job for the caller, with the path's upload id (and its lock when want_lock); NULL after
- * answering (401, 404 for an id that cannot be one, 500). */
+ * answering (401 without a token, 500). An id that cannot be one stays empty: the caller is
+ * checked first (a bad token is 401), then load() finds nothing under it (404). */
 static tus_op *op_start(srv_exchange *x, int kind, bool has_id, bool want_lock)
 {
 	api_job *a = api_authed_job(x, NULL, NULL);
@@ -171,17 +172,13 @@ static tus_op *op_start(srv_exchange *x, int kind, bool has_id, bool want_lock)
 	if (!has_id)
 		return op;
 	srv_slice p = x->params[0];
-	if (p.len != STORE_ID_LEN) {
-		srv_respond_error(x, 404, "not_found", "no such upload");
-		op_end(op);
-		return NULL;
-	}
+	if (p.len != STORE_ID_LEN)
+		return op;
 	memcpy(op->id, p.ptr, STORE_ID_LEN);
 	op->id[STORE_ID_LEN] = '\0';
 	if (store_id_check(op->id) < 0) {
-		srv_respond_error(x, 404, "not_found", "no such upload");
-		op_end(op);
-		return NULL;
+		op->id[0] = '\0';
+		return op;
 	}
 	bool oom = false;
 	if (want_lock && !(op->held = (op->lock = srv_upload_lock_take(op->up, op->id, x, &oom)) !=
@@ -298,9 +295,13 @@ static void answer_offset(srv_exchange *x, const tus_op *op, int status, const c
 	srv_respond_head(x, status, NULL, hdr, status == 204 ? -1 : 0);
 }
 
-/* The caller's upload op->id into op->u (pool). */
+/* The caller's upload op->id into op->u (pool); none under an id that cannot be one. */
 static bool load(tus_op *op)
 {
+	if (!op->id[0]) {
+		op->rc = SRV_UPLOAD_ENOTFOUND;
+		return false;
+	}
 	op->rc = srv_upload_load(op->up->dir, op->j.device.id.s, op->id, api_now_ms(), &op->u);
 	if (op->rc == 0 && strcmp(op->u.member, op->j.member.id.s) != 0)
 		op->rc = SRV_UPLOAD_ENOTFOUND; /* a kiosk's: another child's */

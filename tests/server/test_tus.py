@@ -325,6 +325,17 @@ def protocol(binary, wav):
                     f"/v1/uploads/{uid}/x", f"/v1/uploads/{uid[:-1]}"):
             r = head(srv, mom, bad)
             ok(r.status in (400, 404, 405), f"HEAD {bad}: {r.status}, nothing more")
+        # the token first, as everywhere: a bad one is 401 whatever the id, then a bad id 404
+        for method in ("HEAD", "GET", "PATCH", "DELETE"):
+            for bad in ("/v1/uploads/short", "/v1/uploads/" + "A" * 26):
+                extra = OCTETS + [("Upload-Offset", "0")] if method == "PATCH" else []
+                body = b"x" if method == "PATCH" else b""
+                r = request(srv, method, bad, body, headers=TUS + bearer("nope") + extra)
+                g = request(srv, method, bad, body, headers=TUS + bearer(mom["token"]) + extra)
+                ok(r.status == 401 and r.header("WWW-Authenticate") == "Bearer" and
+                   g.status == 404,
+                   f"{method} {bad} with a bad token: 401 with WWW-Authenticate, before the "
+                   f"malformed id's 404", f"{r.status} {r.header('WWW-Authenticate')} {g.status}")
         ok(offset_of(head(srv, mom, loc)) == 300000, "the upload is untouched by all that")
 
         # the rest: the message, exactly like the plain upload
