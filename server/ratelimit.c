@@ -5,7 +5,8 @@
  * A fixed table of SRV_RATE_SLOTS slots, found by hashing the key; a slot whose window has
  * passed is reused, and when the table is full of live windows the key shares a slot with
  * another (it can only be limited sooner, never later). Constant memory whatever the
- * traffic. Loop thread only.
+ * traffic. An action counted before it is known to be one (a pairing code, checked on the
+ * pool) is given back with srv_rate_refund when it was not. Loop thread only.
  */
 #include "ratelimit.h"
 
@@ -99,6 +100,21 @@ bool srv_rate_exhausted(const srv_ratelimit *r, const char *key, uint64_t now_ms
 	/* Not in its neighbourhood: it would share the home slot (srv_rate_take). */
 	const srv_rate_slot *s = &r->slots[home];
 	return now_ms - s->start_ms < r->window_ms && s->count >= r->max;
+}
+
+void srv_rate_refund(srv_ratelimit *r, const char *key, uint64_t taken_ms, uint64_t now_ms)
+{
+	uint64_t h = hash_key(key);
+	size_t home = (size_t)(h % SRV_RATE_SLOTS);
+	/*
+	 * Where srv_rate_take counted it: the key's live slot, else the home slot it shared. A
+	 * window started after taken_ms is a later one (the key's own, or another key's in the
+	 * slot): the action does not count there, so nothing is taken from it.
+	 */
+	long found = live_slot(r, h, home, now_ms);
+	srv_rate_slot *s = &r->slots[found >= 0 ? (size_t)found : home];
+	if (s->count > 0 && s->start_ms <= taken_ms && now_ms - s->start_ms < r->window_ms)
+		s->count--;
 }
 
 void srv_rate_init(srv_ratelimit *r, unsigned max, uint64_t window_ms)

@@ -26,5 +26,12 @@ void srv_rate_init(srv_ratelimit *r, unsigned max, uint64_t window_ms);
 bool srv_rate_take(srv_ratelimit *r, const char *key, uint64_t now_ms);
 /* Would the next action of key be refused? (Counts nothing.) */
 bool srv_rate_exhausted(const srv_ratelimit *r, const char *key, uint64_t now_ms);
+/*
+ * Gives back one action of key that srv_rate_take counted (returned true) at taken_ms: an
+ * attempt counted up front that turned out not to be one (a right pairing code). Only while
+ * the window that counted it is the key's current one; after it ended there is nothing to
+ * give back, and the count never goes below zero.
+ */
+void srv_rate_refund(srv_ratelimit *r, const char *key, uint64_t taken_ms, uint64_t now_ms);
 
 #endif

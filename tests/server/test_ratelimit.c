@@ -2,8 +2,9 @@
  * test_ratelimit.c — the fixed-memory rate limiter (server/ratelimit.c): a key is refused
  * after max actions in its window and allowed again after it; keys that hash to the same slot
  * keep their own counts; a key's count does not restart when a slot before its own in the
- * neighbourhood frees up (review finding: pairing-code failures counted afresh); and an IPv6
- * client is its /64.
+ * neighbourhood frees up (review finding: pairing-code failures counted afresh); an IPv6
+ * client is its /64; and an action given back (srv_rate_refund: a pairing code counted before
+ * it was checked, then right) frees its place in the window that counted it, and only there.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -97,12 +98,93 @@ static void addresses_as_clients(void **state)
 	free(r);
 }
 
+/* A refund frees the place of one action in its own window, never below zero. */
+static void refunds_give_back_one(void **state)
+{
+	(void)state;
+	srv_ratelimit *r = malloc(sizeof *r);
+	srv_rate_init(r, 3, 1000);
+	srv_rate_refund(r, "10.0.0.1", 0, 0); /* nothing taken: nothing to give back */
+	for (int i = 0; i < 3; i++)
+		assert_true(srv_rate_take(r, "10.0.0.1", 100 + i));
+	assert_true(srv_rate_exhausted(r, "10.0.0.1", 200));
+	srv_rate_refund(r, "10.0.0.1", 101, 300);
+	assert_false(srv_rate_exhausted(r, "10.0.0.1", 300));
+	assert_true(srv_rate_take(r, "10.0.0.1", 300));
+	assert_false(srv_rate_take(r, "10.0.0.1", 300));
+	/* Another key's refund takes nothing from this one. */
+	srv_rate_refund(r, "10.0.0.2", 100, 400);
+	assert_true(srv_rate_exhausted(r, "10.0.0.1", 400));
+	/* Refunding more than was taken cannot go below zero: the key still has 3 places. */
+	for (int i = 0; i < 5; i++)
+		srv_rate_refund(r, "10.0.0.1", 100, 500);
+	for (int i = 0; i < 3; i++)
+		assert_true(srv_rate_take(r, "10.0.0.1", 600));
+	assert_false(srv_rate_take(r, "10.0.0.1", 600));
+	free(r);
+}
+
+/* An action of a window that has ended is not given back to the next one. */
+static void refunds_stay_in_their_window(void **state)
+{
+	(void)state;
+	srv_ratelimit *r = malloc(sizeof *r);
+	srv_rate_init(r, 2, 1000);
+	assert_true(srv_rate_take(r, "10.0.0.1", 0));
+	assert_true(srv_rate_take(r, "10.0.0.1", 1100)); /* a new window from 1100 ms */
+	assert_true(srv_rate_take(r, "10.0.0.1", 1200));
+	srv_rate_refund(r, "10.0.0.1", 0, 1300); /* taken in the old window */
+	assert_true(srv_rate_exhausted(r, "10.0.0.1", 1300));
+	assert_false(srv_rate_take(r, "10.0.0.1", 1300));
+	srv_rate_refund(r, "10.0.0.1", 1200, 2200); /* its window is over by now */
+	assert_true(srv_rate_take(r, "10.0.0.1", 2200));
+	assert_true(srv_rate_take(r, "10.0.0.1", 2200));
+	assert_false(srv_rate_take(r, "10.0.0.1", 2200));
+	free(r);
+}
+
+/* Colliding keys: a refund goes to the slot that counted the action, the shared one too. */
+static void refunds_of_colliding_keys(void **state)
+{
+	(void)state;
+	char keys[9][16];
+	colliding_keys(keys, 9);
+	srv_ratelimit *r = malloc(sizeof *r);
+	srv_rate_init(r, 2, 1000);
+	assert_true(srv_rate_take(r, keys[0], 0));
+	assert_true(srv_rate_take(r, keys[0], 0));
+	for (int i = 1; i < 8; i++) /* the neighbourhood of eight is full of live windows */
+		assert_true(srv_rate_take(r, keys[i], 0));
+	srv_rate_refund(r, keys[1], 0, 10);
+	assert_true(srv_rate_exhausted(r, keys[0], 10)); /* keys[1]'s refund is its own */
+	assert_true(srv_rate_take(r, keys[1], 10));
+	assert_true(srv_rate_take(r, keys[1], 10));
+	assert_false(srv_rate_take(r, keys[1], 10));
+	/* keys[8] finds no slot of its own: it shares the home slot, keys[0]'s, and is refused
+	 * with it; keys[7]'s second action is counted in its own slot, and given back there. */
+	assert_false(srv_rate_take(r, keys[8], 20));
+	assert_true(srv_rate_take(r, keys[7], 20));
+	srv_rate_refund(r, keys[7], 20, 30);
+	assert_true(srv_rate_take(r, keys[7], 30));
+	assert_false(srv_rate_take(r, keys[7], 30));
+	srv_rate_refund(r, keys[0], 0, 40); /* keys[0] and keys[8] share: both may act once more */
+	assert_false(srv_rate_exhausted(r, keys[8], 40));
+	assert_true(srv_rate_take(r, keys[8], 40));
+	assert_true(srv_rate_exhausted(r, keys[0], 40));
+	srv_rate_refund(r, keys[8], 40, 50); /* given back to the slot it was counted in */
+	assert_false(srv_rate_exhausted(r, keys[0], 50));
+	free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(counts_within_a_window),
-		cmocka_unit_test(colliding_keys_keep_their_counts),
-		cmocka_unit_test(addresses_as_clients),
+	    cmocka_unit_test(counts_within_a_window),
+	    cmocka_unit_test(colliding_keys_keep_their_counts),
+	    cmocka_unit_test(addresses_as_clients),
+	    cmocka_unit_test(refunds_give_back_one),
+	    cmocka_unit_test(refunds_stay_in_their_window),
+	    cmocka_unit_test(refunds_of_colliding_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
