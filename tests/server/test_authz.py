@@ -131,6 +131,10 @@ def main():
             ("POST members", lambda t: call(srv, "POST", f"/v1/families/{fam}/members", t,
                                             {"member_name": "x", "role": "child"}), 201,
              {"forbid": children}),
+            # only a parent makes a parent here too (review finding: a caregiver could)
+            ("POST parent member", lambda t: call(srv, "POST", f"/v1/families/{fam}/members", t,
+                                                  {"member_name": "爷爷", "role": "parent"}),
+             201, {"forbid": ("caregiver",) + children}),
             ("POST pairing-codes", lambda t: call(srv, "POST", f"/v1/families/{fam}/pairing-codes",
                                                   t, {"role": "child", "member_name": "y"}),
              201, {"forbid": children}),
@@ -165,6 +169,27 @@ def main():
                 want = expect(who, status, **opts)
                 r = fn(token)
                 ok(r.status == want, f"{name} by {who}: {want}", f"got {r.status} {r.body[:150]!r}")
+
+        # A JSON body is application/json, parameters allowed, nothing else and not nothing
+        # (review finding: types that began with it were taken, and a missing one).
+        def with_type(ctype):
+            hdrs = [("Authorization", f"Bearer {mom['token']}")]
+            if ctype is not None:
+                hdrs.append(("Content-Type", ctype))
+            body = json.dumps({"role": "child", "member_name": "z"}).encode()
+            return request(srv, "POST", f"/v1/families/{fam}/pairing-codes", body, headers=hdrs)
+        types = [("application/json", 201), ("Application/JSON", 201),
+                 ("application/json; charset=utf-8", 201),
+                 ("application/json ;charset=UTF-8", 201),
+                 ("application/json-patch+json", 415), ("application/jsonx", 415),
+                 ("application/json5", 415), ("application/json, text/plain", 415),
+                 ("text/json", 415), ("text/plain", 415), ("", 415), (None, 415)]
+        for ctype, want in types:
+            r = with_type(ctype)
+            got = r.status if r.status != 415 else (
+                415 if r.json()["error"]["code"] == "unsupported_media_type" else -1)
+            ok(got == want, f"a JSON body sent as {ctype!r}: {want}",
+               f"got {r.status} {r.body[:150]!r}")
 
         # A new kiosk PIN: a parent or caregiver. It ends the child's open session there, so
         # the child at the kiosk logs in again for its own try, and after.
