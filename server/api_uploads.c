@@ -7,13 +7,15 @@
  *
  * An upload belongs to the device (and member) that created it: its files live in that
  * device's directory, so another device finds nothing (404, like an unknown id). One request
- * at a time works on an upload: a lock table on the loop; another request for it is answered
- * 423 upload_locked (upload_state.c), and a HEAD or DELETE also cuts a PATCH still receiving
- * for it, because a client that resumes has lost that connection even if the server has not
- * noticed yet (the cut PATCH keeps the bytes it received). PATCH bodies are claimed bodies
- * (server.h): the engine writes them into the .part at the offset, off the loop; then a job
- * fsyncs and moves the record's offset, and when the offset reaches the length, transcodes and
- * stores the message before the 204. Every file touch is on the job pool.
+ * at a time works on an upload: a lock table on the loop, taken only once a job has found the
+ * caller is the upload's own (so no one else's request, however many, keeps it from its owner);
+ * another of the owner's requests for it meanwhile is answered 423 upload_locked
+ * (upload_state.c), and a HEAD or DELETE also cuts a PATCH still receiving for it, because a
+ * client that resumes has lost that connection even if the server has not noticed yet (the cut
+ * PATCH keeps the bytes it received). PATCH bodies are claimed bodies (server.h): the engine
+ * writes them into the .part at the offset, off the loop; then a job fsyncs and moves the
+ * record's offset, and when the offset reaches the length, transcodes and stores the message
+ * before the 204. Every file touch is on the job pool.
  */
 #include "api_internal.h"
 #include "tus_metadata.h"
@@ -50,7 +52,9 @@ typedef struct tus_op {
 	struct srv_uploads *up;
 	int kind;
 	char id[STORE_ID_LEN + 1];
-	upload_lock *lock;     /* held by this request; NULL: another request holds it */
+	upload_lock *lock;     /* held by this request (its step under the lock); else NULL */
+	api_work_fn step_work; /* HEAD, PATCH, DELETE: what runs under the lock (op_submit_owned) */
+	api_done_fn step_done;
 	srv_upload u;          /* the record */
 	int rc;                /* the step's outcome: 0, TUS_E*, SRV_UPLOAD_E* or -errno */
 	int store_rc;          /* a storage call's, answered as storage's */
@@ -62,7 +66,6 @@ typedef struct tus_op {
 	uint64_t written;      /* PATCH: bytes of it in the .part */
 	bool finished;         /* fin ran: the upload was whole */
 	bool whole;            /* HEAD: whole but not yet a message; fin runs next */
-	bool held;             /* this request took the lock (it may be given back already) */
 	bool claiming;         /* PATCH: inside srv_body_claim() */
 	bool claim_failed;     /* PATCH: the body ended at once and its job did not start */
 } tus_op;
@@ -146,10 +149,10 @@ static void http_date(int64_t ms, char out[40])
 	strftime(out, 40, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-/* A job for the caller, with the path's upload id (and its lock when want_lock); NULL after
- * answering (401 without a token, 500). An id that cannot be one stays empty: the caller is
- * checked first (a bad token is 401), then load() finds nothing under it (404). */
-static tus_op *op_start(srv_exchange *x, int kind, bool has_id, bool want_lock)
+/* A job for the caller, with the path's upload id; NULL after answering (401 without a token,
+ * 500). An id that cannot be one stays empty: the caller is checked first (a bad token is 401),
+ * then load() finds nothing under it (404). */
+static tus_op *op_start(srv_exchange *x, int kind, bool has_id)
 {
 	api_job *a = api_authed_job(x, NULL, NULL);
 	if (!a)
@@ -176,18 +179,8 @@ static tus_op *op_start(srv_exchange *x, int kind, bool has_id, bool want_lock)
 		return op;
 	memcpy(op->id, p.ptr, STORE_ID_LEN);
 	op->id[STORE_ID_LEN] = '\0';
-	if (store_id_check(op->id) < 0) {
+	if (store_id_check(op->id) < 0)
 		op->id[0] = '\0';
-		return op;
-	}
-	bool oom = false;
-	if (want_lock && !(op->held = (op->lock = srv_upload_lock_take(op->up, op->id, x, &oom)) !=
-				      NULL) &&
-	    oom) {
-		srv_respond_error(x, 500, "out_of_memory", "no memory");
-		op_end(op);
-		return NULL;
-	}
 	return op;
 }
 
@@ -306,6 +299,45 @@ static bool load(tus_op *op)
 	if (op->rc == 0 && strcmp(op->u.member, op->j.member.id.s) != 0)
 		op->rc = SRV_UPLOAD_ENOTFOUND; /* a kiosk's: another child's */
 	return op->rc == 0;
+}
+
+/*
+ * HEAD, PATCH and DELETE work under the upload's lock, which only its own caller takes: a job
+ * checks the caller and finds the upload (401, 404 as for anyone), then the loop takes the lock
+ * (held: 423, and a HEAD or DELETE cuts a PATCH still receiving), then the step runs under it
+ * and loads the upload again. A request of someone else's never holds it, not even for a job.
+ */
+static void owner_work(api_job *j)
+{
+	load((tus_op *)j);
+}
+
+static void owner_done(srv_exchange *x, api_job *j)
+{
+	tus_op *op = (tus_op *)j;
+	bool oom = false;
+	if (op->rc < 0) {
+		answer_failure(x, op);
+		op_end(op);
+		return;
+	}
+	if (!(op->lock = srv_upload_lock_take(op->up, op->id, x, &oom))) {
+		if (oom)
+			srv_respond_error(x, 500, "out_of_memory", "no memory");
+		else
+			answer_locked(x, op, op->kind != OP_PATCH);
+		op_end(op);
+		return;
+	}
+	op->j.authed = false; /* checked by owner_work just now; a finish checks again */
+	op_submit(x, op, op->step_work, op->step_done);
+}
+
+static void op_submit_owned(srv_exchange *x, tus_op *op, api_work_fn work, api_done_fn done)
+{
+	op->step_work = work;
+	op->step_done = done;
+	op_submit(x, op, owner_work, owner_done);
 }
 
 /*
@@ -533,7 +565,7 @@ void srv_api_upload_create(srv_exchange *x)
 	u.length = length;
 	if (parse_metadata(x, &u) < 0)
 		return;
-	tus_op *op = op_start(x, OP_CREATE, false, false);
+	tus_op *op = op_start(x, OP_CREATE, false);
 	if (!op)
 		return;
 	op->u = u;
@@ -545,7 +577,7 @@ void srv_api_upload_create(srv_exchange *x)
 static void head_work(api_job *j)
 {
 	tus_op *op = (tus_op *)j;
-	if (!load(op) || !op->lock)
+	if (!load(op))
 		return;
 	/* Whole but not yet a message (a crash, a full mailbox, a lost answer): next. */
 	op->whole = !op->u.message_id[0] && op->u.offset == op->u.length;
@@ -562,8 +594,6 @@ static void head_done(srv_exchange *x, api_job *j)
 	op_unlock(op);
 	if (op->rc < 0)
 		answer_failure(x, op);
-	else if (!op->held)
-		answer_locked(x, op, true);
 	else if (op->finished)
 		finish_answer(x, op);
 	else
@@ -575,9 +605,9 @@ void srv_api_upload_head(srv_exchange *x)
 {
 	if (!tus_begin(x))
 		return;
-	tus_op *op = op_start(x, OP_HEAD, true, true);
+	tus_op *op = op_start(x, OP_HEAD, true);
 	if (op)
-		op_submit(x, op, head_work, head_done);
+		op_submit_owned(x, op, head_work, head_done);
 }
 
 static void get_work(api_job *j)
@@ -608,7 +638,7 @@ static void get_done(srv_exchange *x, api_job *j)
 void srv_api_upload_get(srv_exchange *x)
 {
 	x->always_headers = TUS_HEADER;
-	tus_op *op = op_start(x, OP_GET, true, false);
+	tus_op *op = op_start(x, OP_GET, true);
 	if (op)
 		op_submit(x, op, get_work, get_done);
 }
@@ -679,7 +709,7 @@ static void patch_body_done(srv_exchange *x, void *arg, int status)
 static void patch_load_work(api_job *j)
 {
 	tus_op *op = (tus_op *)j;
-	if (!load(op) || !op->lock)
+	if (!load(op))
 		return;
 	if (op->want_offset != op->u.offset) {
 		op->rc = TUS_EMISMATCH;
@@ -701,13 +731,10 @@ static void patch_load_work(api_job *j)
 static void patch_load_done(srv_exchange *x, api_job *j)
 {
 	tus_op *op = (tus_op *)j;
-	if (op->rc < 0 || !op->lock || op->u.message_id[0]) {
-		bool held = op->held;
+	if (op->rc < 0 || op->u.message_id[0]) {
 		op_unlock(op);
 		if (op->rc < 0)
 			answer_failure(x, op);
-		else if (!held)
-			answer_locked(x, op, false);
 		else
 			answer_offset(x, op, 204, op->u.message_id);
 		op_end(op);
@@ -753,19 +780,19 @@ void srv_api_upload_patch(srv_exchange *x)
 				  "Upload-Offset: the byte this body starts at");
 		return;
 	}
-	tus_op *op = op_start(x, OP_PATCH, true, true);
+	tus_op *op = op_start(x, OP_PATCH, true);
 	if (!op)
 		return;
 	op->want_offset = want;
 	op->declared = x->req.body == SRV_BODY_LENGTH ? x->req.content_length : 0;
-	op_submit(x, op, patch_load_work, patch_load_done);
+	op_submit_owned(x, op, patch_load_work, patch_load_done);
 }
 
 /* ---- DELETE /v1/uploads/{id} ---- */
 static void delete_work(api_job *j)
 {
 	tus_op *op = (tus_op *)j;
-	if (load(op) && op->lock)
+	if (load(op))
 		op->rc = srv_upload_remove(op->up->dir, op->u.device, op->u.id);
 }
 
@@ -775,8 +802,6 @@ static void delete_done(srv_exchange *x, api_job *j)
 	op_unlock(op);
 	if (op->rc < 0)
 		answer_failure(x, op);
-	else if (!op->held)
-		answer_locked(x, op, true);
 	else
 		srv_respond_head(x, 204, NULL, NULL, -1);
 	op_end(op);
@@ -786,7 +811,7 @@ void srv_api_upload_delete(srv_exchange *x)
 {
 	if (!tus_begin(x))
 		return;
-	tus_op *op = op_start(x, OP_DELETE, true, true);
+	tus_op *op = op_start(x, OP_DELETE, true);
 	if (op)
-		op_submit(x, op, delete_work, delete_done);
+		op_submit_owned(x, op, delete_work, delete_done);
 }

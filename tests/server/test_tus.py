@@ -733,6 +733,49 @@ def bounded_finish(binary, wav):
         srv.stop()
 
 
+def lock_after_auth(binary, wav):
+    """Only the upload's own caller takes its lock (review finding: the lock was taken before
+    the token was checked, so a request with a bad token, or another device's, and a known id
+    held it for a job and the owner's retry meanwhile got 423). One pool thread, busy with a
+    long transcode, keeps those requests' jobs waiting: the owner's HEAD queued behind them."""
+    srv = start(binary, "--threads", "1")
+    try:
+        mom = signup(srv)
+        other = signup(srv, "李家", "爸爸")
+        loc = new_upload(srv, mom, len(wav))
+        ok(patch(srv, mom, loc, 0, wav[:1000]).status == 204, "an upload with 1000 bytes")
+        long = noise_wav(240)
+        up = srv.connect()
+        up.settimeout(120)
+        up.sendall((f"POST /v1/families/{mom['family']['id']}/messages HTTP/1.1\r\nHost: t\r\n"
+                    f"Authorization: Bearer {mom['token']}\r\n"
+                    f"Content-Length: {len(long)}\r\n\r\n").encode() + long)
+        time.sleep(0.5)  # the body is in: its transcode holds the only thread
+        results = {}
+        for who, token in (("a bad token", "nope"), ("another family's device", other["token"]),
+                           ("the owner", mom["token"])):
+            s = srv.connect()
+            s.settimeout(120)
+            s.sendall((f"HEAD {loc} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n"
+                       f"Authorization: Bearer {token}\r\n\r\n").encode())
+            results[who] = s
+            time.sleep(0.1)
+        answers = {who: Reader(s).response(head_request=True) for who, s in results.items()}
+        for s in results.values():
+            s.close()
+        sent = Reader(up).response()
+        up.close()
+        got = {who: a.status if a else None for who, a in answers.items()}
+        ok(sent and sent.status == 201 and got == {"a bad token": 401,
+                                                    "another family's device": 404,
+                                                    "the owner": 200} and
+           offset_of(answers["the owner"]) == 1000,
+           "HEADs with a bad token and another device's token hold no lock: the owner's HEAD "
+           "queued behind them is 200 at its offset, not 423", f"{got} {sent and sent.status}")
+    finally:
+        srv.stop()
+
+
 def full_disk(binary):
     """A PATCH that fills the disk keeps what it can: the record needs a block the body took,
     so the body's last 64 KiB are given back and the rest counted (review finding: the offset
@@ -831,6 +874,7 @@ def main():
     review_fixes(binary, wav)
     default_quota(binary)
     bounded_finish(binary, wav)
+    lock_after_auth(binary, wav)
     full_disk(binary)
     return finish()
 
