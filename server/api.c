@@ -183,6 +183,7 @@ void api_job_done(srv_exchange *x, void *arg)
 	} else {
 		j->done(x, j);
 	}
+	api_pairing_refund(x->srv, j); /* an attempt at a code that was not a wrong code */
 	api_job_free(j);
 }
 
@@ -220,6 +221,7 @@ void api_run(srv_exchange *x, api_job *j)
 {
 	api_prepare(x, j);
 	if (srv_job_submit(x, api_job_run, api_job_done, j) < 0) {
+		api_pairing_refund(x->srv, j);
 		free(j);
 		srv_respond_busy(x);
 	}
@@ -229,6 +231,7 @@ void api_run_heavy(srv_exchange *x, api_job *j, const char *family_id)
 {
 	api_prepare(x, j);
 	if (srv_job_submit_heavy(x, family_id, api_job_run, api_job_done, j) < 0) {
+		api_pairing_refund(x->srv, j);
 		free(j);
 		srv_respond_busy(x);
 	}
@@ -649,6 +652,13 @@ static void pair_work(api_job *j)
 		j->rc = store_family_get(j->st, p.family_id.s, &j->family);
 }
 
+static void pairing_locked(srv_exchange *x)
+{
+	srv_respond_error_with(x, 429, "pairing_locked",
+	                       "too many wrong codes; pairing is locked for a while",
+	                       "Retry-After: 900\r\n");
+}
+
 bool api_pairing_locked(srv_exchange *x)
 {
 	srv_server *s = x->srv;
@@ -656,18 +666,47 @@ bool api_pairing_locked(srv_exchange *x)
 	if (!srv_rate_exhausted(&s->pair_fail, x->client, now) &&
 	    !srv_rate_exhausted(&s->pair_fail_all, "*", now))
 		return false;
-	srv_respond_error_with(x, 429, "pairing_locked",
-			       "too many wrong codes; pairing is locked for a while",
-			       "Retry-After: 900\r\n");
+	pairing_locked(x);
 	return true;
 }
 
-void api_pairing_code_wrong(srv_exchange *x, const char *client)
+/*
+ * Counted before the code is checked: checked afterwards on the pool, the count came too late
+ * for the attempts already in flight (review finding: 300 wrong codes sent at once from one
+ * address got 64 answers 400, the rest 503, and no 429).
+ */
+bool api_pairing_take(srv_exchange *x, api_job *j)
 {
 	srv_server *s = x->srv;
 	uint64_t now = uv_now(s->loop);
-	srv_rate_take(&s->pair_fail, client, now);
-	srv_rate_take(&s->pair_fail_all, "*", now);
+	snprintf(j->client, sizeof j->client, "%s", x->client);
+	if (!srv_rate_take(&s->pair_fail, j->client, now)) {
+		pairing_locked(x);
+		return false;
+	}
+	if (!srv_rate_take(&s->pair_fail_all, "*", now)) {
+		srv_rate_refund(&s->pair_fail, j->client, now, now);
+		pairing_locked(x);
+		return false;
+	}
+	j->pair_counted = true;
+	j->pair_taken_ms = now;
+	return true;
+}
+
+void api_pairing_refund(srv_server *s, api_job *j)
+{
+	if (!j->pair_counted)
+		return;
+	uint64_t now = uv_now(s->loop);
+	srv_rate_refund(&s->pair_fail, j->client, j->pair_taken_ms, now);
+	srv_rate_refund(&s->pair_fail_all, "*", j->pair_taken_ms, now);
+	j->pair_counted = false;
+}
+
+void api_pairing_code_wrong(srv_exchange *x, api_job *j)
+{
+	j->pair_counted = false; /* it was an attempt: it stays counted */
 	srv_respond_error(x, 400, "invalid_pairing_code", "the code is wrong, used or expired");
 }
 
@@ -690,10 +729,10 @@ static void pair_done(srv_exchange *x, api_job *j)
 {
 	if (j->rc == STORE_ENOTFOUND) {
 		/* A wrong, used or expired code: it counts towards the locks. */
-		api_pairing_code_wrong(x, j->client);
+		api_pairing_code_wrong(x, j);
 		return;
 	}
-	if (too_many_members(x, j->rc)) /* a right code: not counted towards the locks */
+	if (too_many_members(x, j->rc)) /* a right code: given back by api_job_done */
 		return;
 	if (j->rc < 0) {
 		api_storage_failed(x, j->rc);
@@ -727,8 +766,11 @@ void srv_api_pair(srv_exchange *x)
 	j->work = pair_work;
 	j->done = pair_done;
 	snprintf(j->device_name, sizeof j->device_name, "%s", *device ? device : "phone");
-	snprintf(j->client, sizeof j->client, "%s", x->client);
 	snprintf(j->code, sizeof j->code, "%s", code);
 	json_decref(body);
+	if (!api_pairing_take(x, j)) {
+		api_job_free(j);
+		return;
+	}
 	api_run(x, j);
 }

@@ -50,6 +50,8 @@ struct api_job {
 	int64_t expires_ms;
 	char client[46];
 	char code[PAIRING_CODE_MAX];
+	bool pair_counted;      /* an attempt at a pairing code counted (api_pairing_take) */
+	uint64_t pair_taken_ms; /* loop time it was counted at */
 	/* messages */
 	int body_fd;
 	char to[64];
@@ -121,11 +123,20 @@ void api_upload_work(api_job *j);
 bool api_own_family(api_job *j);
 bool api_grown_up(api_job *j);
 bool api_parent(api_job *j);
-/* Pairing codes (8 digits), for phones and kiosks alike. Locked: answers 429 and is true. */
+/*
+ * Pairing codes (8 digits), for phones and kiosks alike. Locked: answers 429 and is true.
+ * Every attempt is counted towards the locks (per address and in all) on the loop before its
+ * job is submitted, so attempts in flight at once cannot pass them: api_pairing_take counts
+ * it (false after answering 429 when a lock is reached), and unless the done step finds the
+ * code wrong (api_pairing_code_wrong), the attempt is given back when the job ends (a right
+ * code, a full family, 401, 503: api_run and api_job_done call api_pairing_refund).
+ */
 bool api_pairing_locked(srv_exchange *x);
+bool api_pairing_take(srv_exchange *x, api_job *j);
+void api_pairing_refund(srv_server *s, api_job *j);
 bool api_pairing_code_ok(const char *code);
-/* A wrong, used or expired code from client: counted towards the locks; answers 400. */
-void api_pairing_code_wrong(srv_exchange *x, const char *client);
+/* A wrong, used or expired code: its attempt stays counted towards the locks; answers 400. */
+void api_pairing_code_wrong(srv_exchange *x, api_job *j);
 /* A fresh code in j->token, its keyed hash in hash (pool thread). */
 void api_new_code(api_job *j, uint8_t hash[STORE_HASH_LEN]);
 /* Something in family_id's mailbox changed: its waiting devices list again. */

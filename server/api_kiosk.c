@@ -363,7 +363,7 @@ static void link_done(srv_exchange *x, api_job *j)
 		return;
 	}
 	if (j->rc == 3) {
-		api_pairing_code_wrong(x, j->client); /* counts towards the pairing locks */
+		api_pairing_code_wrong(x, j); /* counts towards the pairing locks */
 		return;
 	}
 	if (api_failed(x, j, "only a parent or caregiver can do this"))
@@ -392,7 +392,6 @@ void srv_api_kiosk_link_create(srv_exchange *x)
 	if (j) {
 		snprintf(j->code, sizeof j->code, "%s", code);
 		snprintf(j->to, sizeof j->to, "%s", member);
-		snprintf(j->client, sizeof j->client, "%s", x->client);
 		memcpy(j->pin, pin, sizeof pin);
 	}
 	json_decref(body);
@@ -403,6 +402,8 @@ void srv_api_kiosk_link_create(srv_exchange *x)
 				  : strcmp(err, "invalid_member") == 0
 				      ? "member_id: a child of this family"
 				      : "a code is 8 digits");
+	else if (j && !api_pairing_take(x, j)) /* counted now, given back unless wrong */
+		api_job_free(j);
 	else if (j)
 		api_run(x, j);
 }

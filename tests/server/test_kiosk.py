@@ -7,7 +7,8 @@ An administrator registers a school and its kiosk with jiayinctl; the kiosk show
 parent pairs a child (a member without a phone) to it with a 4-picture PIN; the child logs in
 on the kiosk with their picture and pictures, hears the family's messages and replies; wrong
 PINs lock the login; the session ends when idle, when the next child logs in, or when asked;
-the kiosk's own token never sees a family. Every step as docs/api.md promises.
+the kiosk's own token never sees a family. Every step as docs/api.md promises. And the
+pairing locks that phones and kiosks share hold for codes sent all at once.
 """
 import base64
 import json
@@ -19,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serverlib import Server, request  # noqa: E402
+from serverlib import Reader, Server, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
@@ -114,6 +115,132 @@ def kiosk_uploads(binary, jiayinctl, wav):
         ok(d.status == 204 and len(before) == 3 and after == [ids_b + ".part"],
            "erasing a family erases its child's unfinished recordings on the kiosk, and only "
            "those", f"{before} -> {after}")
+    finally:
+        srv.stop()
+
+
+def burst(srv, reqs):
+    """Requests sent at once, each on its own connection, before any answer is read, so they
+    are all in flight together: (method, path, token, obj) each. The answers, in order."""
+    socks = []
+    try:
+        for method, path, token, obj in reqs:
+            body = json.dumps(obj).encode()
+            head = (f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n")
+            if token:
+                head += f"Authorization: Bearer {token}\r\n"
+            socks.append((srv.connect(60), head.encode() + b"\r\n" + body))
+        for sock, data in socks:
+            sock.sendall(data)
+        return [Reader(sock).response() for sock, _ in socks]
+    finally:
+        for sock, _ in socks:
+            sock.close()
+
+
+def errcode(r):
+    return r.json()["error"]["code"] if r is not None and r.status >= 400 else None
+
+
+def tally(answers):
+    """{(status, error code): how many}"""
+    out = {}
+    for r in answers:
+        k = (r.status if r is not None else None, errcode(r))
+        out[k] = out.get(k, 0) + 1
+    return out
+
+
+def pairing_locks(binary, jiayinctl):
+    """Every try at a pairing code counts before it is checked, so tries sent at once cannot
+    pass the locks (review finding: 300 wrong codes at once from one address got 64 answers
+    400 and no 429; 40 kiosk codes at once, 40 answers 400); a right code is given back."""
+    wrong = [f"{i:08d}" for i in range(40)]
+
+    def new_family(srv):
+        mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
+                                                     "member_name": "妈妈"}).json()
+        return mom, mom["family"]["id"]
+
+    def phone_code(srv, mom, fam):
+        return call(srv, "POST", f"/v1/families/{fam}/pairing-codes", mom["token"],
+                    {"role": "child", "member_name": "小明"}).json()["code"]
+
+    def kiosk_setup(srv):
+        school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
+        ktok = find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板"), "token")
+        mom, fam = new_family(srv)
+        kid = call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
+                   {"member_name": "小明", "role": "child"}).json()["member"]
+        return ktok, mom, fam, kid
+
+    def kiosk_link(srv, mom, fam, kid, code):
+        return call(srv, "POST", f"/v1/families/{fam}/kiosk-links", mom["token"],
+                    {"code": code, "member_id": kid["id"], "pin": [1, 2, 3, 4]})
+
+    # one after the other: wrong codes within the limit, then the right one pairs and is not
+    # counted (one more wrong code is still answered), then the lock
+    srv = Server(binary, "--pair-failures", "5")
+    try:
+        mom, fam = new_family(srv)
+        code = phone_code(srv, mom, fam)
+        first = [call(srv, "POST", "/v1/pair", obj={"code": c}).status for c in wrong[:4]]
+        right = call(srv, "POST", "/v1/pair", obj={"code": code})
+        after = [call(srv, "POST", "/v1/pair", obj={"code": c}) for c in wrong[4:6]]
+        ok(first == [400] * 4 and right.status == 201 and after[0].status == 400 and
+           after[1].status == 429 and errcode(after[1]) == "pairing_locked",
+           "phones: 4 wrong codes (of 5 allowed), the right one pairs (201) and does not "
+           "count, the 5th wrong one is 400, the 6th 429 pairing_locked",
+           f"{first} {right.status} {[r.status for r in after]}")
+    finally:
+        srv.stop()
+    for flags, what in ((("--pair-failures", "5"), "from one address"),
+                        (("--pair-failures", "1000", "--pair-failures-all", "5"),
+                         "from everywhere (pair-failures-all)")):
+        srv = Server(binary, "--max-queued-jobs", "256", *flags)
+        try:
+            mom, fam = new_family(srv)
+            code = phone_code(srv, mom, fam)
+            got = tally(burst(srv, [("POST", "/v1/pair", None, {"code": c}) for c in wrong]))
+            ok(got.get((400, "invalid_pairing_code"), 0) <= 5 and
+               got.get((400, "invalid_pairing_code"), 0) + got.get((429, "pairing_locked"), 0)
+               == 40, f"phones: 40 wrong codes at once, a limit of 5 {what}: at most 5 "
+               f"answered 400, the rest 429 pairing_locked", str(got))
+            r = call(srv, "POST", "/v1/pair", obj={"code": code})
+            ok(r.status == 429, "and then even the right code waits (429)", r.body[:200])
+        finally:
+            srv.stop()
+
+    # the same for kiosk codes
+    srv = Server(binary, "--pair-failures", "5")
+    try:
+        ktok, mom, fam, kid = kiosk_setup(srv)
+        code = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).json()["code"]
+        first = [kiosk_link(srv, mom, fam, kid, c).status for c in wrong[:4]]
+        right = kiosk_link(srv, mom, fam, kid, code)
+        after = [kiosk_link(srv, mom, fam, kid, c) for c in wrong[4:6]]
+        ok(first == [400] * 4 and right.status == 201 and after[0].status == 400 and
+           after[1].status == 429 and errcode(after[1]) == "pairing_locked",
+           "kiosks: 4 wrong codes, the right one links (201) and does not count, the 5th "
+           "wrong one is 400, the 6th 429", f"{first} {right.status} "
+           f"{[r.status for r in after]}")
+    finally:
+        srv.stop()
+    srv = Server(binary, "--pair-failures", "5", "--max-queued-jobs", "256")
+    try:
+        ktok, mom, fam, kid = kiosk_setup(srv)
+        code = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).json()["code"]
+        path = f"/v1/families/{fam}/kiosk-links"
+        got = tally(burst(srv, [("POST", path, mom["token"],
+                                 {"code": c, "member_id": kid["id"], "pin": [1, 2, 3, 4]})
+                                for c in wrong]))
+        ok(got.get((400, "invalid_pairing_code"), 0) <= 5 and
+           got.get((400, "invalid_pairing_code"), 0) + got.get((429, "pairing_locked"), 0)
+           == 40, "kiosks: 40 wrong codes at once: at most 5 answered 400, the rest 429",
+           str(got))
+        ok(kiosk_link(srv, mom, fam, kid, code).status == 429,
+           "and then even the right kiosk code waits (429)")
     finally:
         srv.stop()
 
@@ -357,6 +484,7 @@ def main():
     finally:
         srv.stop()
     kiosk_uploads(binary, jiayinctl, wav)
+    pairing_locks(binary, jiayinctl)
     return finish()
 
 
