@@ -118,7 +118,11 @@ typedef void (*row_fn)(sqlite3_stmt *st, void *out);
 int row_one(conn *c, const char *sql, key k, row_fn fn, void *out);
 /* row_one on a read connection of the directory. */
 int read_one(store *s, const char *sql, key k, row_fn fn, void *out);
-/* Up to `max` directory rows `sql` finds for the text `param`, `size` bytes apart in `out`. */
+/* Up to `max` directory rows `sql` finds for the text `param`, `size` bytes apart in `out`;
+ * *more (if not NULL): rows were left past `max`. read_many is read_list without *more: its
+ * callers take *n == max as "there may be more" (jiayinctl asks again with more room). */
+int read_list(store *s, const char *sql, const char *param, row_fn fn, void *out, size_t size,
+              size_t max, size_t *n, bool *more);
 int read_many(store *s, const char *sql, const char *param, row_fn fn, void *out, size_t size,
 	      size_t max, size_t *n);
 /* Run an UPDATE whose parameter `id_param` is an id; STORE_ENOTFOUND if it matched no row. */

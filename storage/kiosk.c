@@ -4,7 +4,9 @@
  *
  * The store keeps the PIN's hash as an opaque string (the server makes and checks it) and
  * session tokens only as hashes. A code is used by one conditional UPDATE ... RETURNING inside
- * the transaction that makes the link, so it pairs once or not at all. A kiosk device has at
+ * the transaction that makes the link, so it pairs once or not at all; a new PIN, by a parent
+ * or by pairing the child to the kiosk again, ends the link's sessions in its transaction, and
+ * a session starts only while the link still has the PIN that was checked. A kiosk device has at
  * most one session: starting one deletes the others, ending one deletes its row, and an idle
  * one is refused by its last use (recorded at most every TOUCH_MS or a twentieth of the idle
  * time, so a busy session does not write on every request). What the app asks by itself (a
@@ -14,6 +16,7 @@
  */
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define TOUCH_MS 5000
@@ -76,6 +79,28 @@ int store_kiosk_code_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 	return rc;
 }
 
+int store_kiosk_code_check(store *s, const uint8_t code_hash[STORE_HASH_LEN], int64_t now_ms)
+{
+	static const char sql[] = "SELECT kiosk_id FROM kiosk_codes WHERE code_hash = ? AND "
+	                          "used_ms IS NULL AND expires_ms > ?";
+	if (!code_hash)
+		return STORE_EINVAL;
+	conn *c;
+	int rc = db_read_begin(s->directory, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_blob(st, 1, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, now_ms);
+		int r = sqlite3_step(st);
+		rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		sqlite3_reset(st);
+	}
+	db_read_end(s->directory, c);
+	return rc;
+}
+
 /* Use the code (inside the caller's transaction): the kiosk it names in *kiosk. */
 static int use_kiosk_code(conn *c, const uint8_t code_hash[STORE_HASH_LEN], int64_t now_ms,
 			  store_id *kiosk)
@@ -99,7 +124,9 @@ static int use_kiosk_code(conn *c, const uint8_t code_hash[STORE_HASH_LEN], int6
 	return rc;
 }
 
-/* Make or renew the link of member to kiosk; its id in *id. */
+/* Make or renew the link of member to kiosk (inside the caller's transaction); its id in *id.
+ * A renewed link has a new PIN: whoever is in with the old one is logged out, as by
+ * store_kiosk_link_set_pin (review finding: pairing again kept the open session). */
 static int upsert_link(conn *c, const store_id *kiosk, const char *member_id,
 		       const char *pin_hash, int64_t now_ms, store_id *id)
 {
@@ -107,6 +134,7 @@ static int upsert_link(conn *c, const store_id *kiosk, const char *member_id,
 	    "INSERT INTO kiosk_links (id, kiosk_id, member_id, pin_hash, created_ms) "
 	    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (kiosk_id, member_id) DO UPDATE SET "
 	    "pin_hash = excluded.pin_hash, failures = 0, locked_until_ms = 0 RETURNING id";
+	static const char end_sql[] = "DELETE FROM kiosk_sessions WHERE link_id = ?";
 	store_id fresh;
 	store_new_id(&fresh);
 	int rc = 0;
@@ -127,6 +155,10 @@ static int upsert_link(conn *c, const store_id *kiosk, const char *member_id,
 		rc = r == SQLITE_DONE ? STORE_EIO : map_write(r);
 	}
 	sqlite3_reset(st);
+	if (rc == 0 && strcmp(id->s, fresh.s) != 0 && (st = conn_stmt(c, end_sql, &rc))) {
+		sqlite3_bind_text(st, 1, id->s, -1, SQLITE_STATIC);
+		rc = step_write(st);
+	}
 	return rc;
 }
 
@@ -171,6 +203,37 @@ int store_kiosk_links_of_family(store *s, const char *family_id, store_kiosk_lin
 	if (store_id_check(family_id) < 0)
 		return STORE_ENOTFOUND;
 	return read_many(s, sql, family_id, link_from_row, out, sizeof *out, max, n);
+}
+
+int store_kiosk_links_of_family_all(store *s, const char *family_id, store_kiosk_link **out,
+                                    size_t *n)
+{
+	static const char sql[] =
+	    "SELECT " LINK_COLUMNS "WHERE m.family_id = ? ORDER BY l.created_ms, l.id";
+	*out = NULL;
+	*n = 0;
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	/* Room for a members list's worth first; a family with more is read again with twice the
+	 * room until nothing is left past it. */
+	for (size_t cap = STORE_MEMBERS_MAX;; cap *= 2) {
+		store_kiosk_link *buf = calloc(cap, sizeof *buf);
+		if (!buf)
+			return STORE_ENOMEM;
+		bool more = false;
+		int rc =
+		    read_list(s, sql, family_id, link_from_row, buf, sizeof *buf, cap, n, &more);
+		if (rc < 0 || !more) {
+			if (rc < 0) {
+				free(buf);
+				*n = 0;
+				return rc;
+			}
+			*out = buf;
+			return 0;
+		}
+		free(buf);
+	}
 }
 
 int store_kiosk_links_of_kiosk(store *s, const char *kiosk_id, store_kiosk_link *out,
@@ -274,14 +337,18 @@ int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 }
 
 int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN],
-			      const char *device_id, const char *link_id, int64_t now_ms)
+                              const char *device_id, const char *link_id, const char *pin_hash,
+                              int64_t now_ms)
 {
 	static const char end_sql[] = "DELETE FROM kiosk_sessions WHERE device_id = ?";
+	/* Only while the link has the PIN that was checked: a new one committed since (which
+	 * ended the sessions there were) refuses it (review finding: a login racing a PIN change
+	 * kept a session opened with the old PIN). */
 	static const char clear_sql[] = "UPDATE kiosk_links SET failures = 0, locked_until_ms = 0 "
-					"WHERE id = ?";
+	                                "WHERE pin_hash = ? AND id = ?";
 	static const char sql[] = "INSERT INTO kiosk_sessions (token_hash, device_id, link_id, "
 				  "created_ms, last_used_ms) VALUES (?, ?, ?, ?, ?)";
-	if (!token_hash)
+	if (!token_hash || check_pin_hash(pin_hash) < 0)
 		return STORE_EINVAL;
 	if (store_id_check(device_id) < 0 || store_id_check(link_id) < 0)
 		return STORE_ENOTFOUND;
@@ -294,8 +361,10 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
 		sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
 		rc = step_write(st);
 	}
-	if (rc == 0 && (st = conn_stmt(c, clear_sql, &rc)))
-		rc = update_by_id(c, st, 1, link_id);
+	if (rc == 0 && (st = conn_stmt(c, clear_sql, &rc))) {
+		sqlite3_bind_text(st, 1, pin_hash, -1, SQLITE_STATIC);
+		rc = update_by_id(c, st, 2, link_id); /* gone, or another PIN: ENOTFOUND */
+	}
 	if (rc == 0 && (st = conn_stmt(c, sql, &rc))) {
 		sqlite3_bind_blob(st, 1, token_hash, STORE_HASH_LEN, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);

@@ -83,12 +83,19 @@ int read_one(store *s, const char *sql, key k, row_fn fn, void *out)
 	return rc;
 }
 
-/* Up to `max` rows that `sql` finds for the text `param`, each `size` bytes apart in `out`. */
-int read_many(store *s, const char *sql, const char *param, row_fn fn, void *out,
-                     size_t size, size_t max, size_t *n)
+/*
+ * Up to `max` rows that `sql` finds for the text `param`, each `size` bytes apart in `out`;
+ * *more says whether rows were left unread past `max` (review finding: lists stopped at `max`
+ * without saying so, and a family's 65th kiosk link vanished from its list). A caller with
+ * more NULL takes *n == max as "there may be more" and asks again with more room.
+ */
+int read_list(store *s, const char *sql, const char *param, row_fn fn, void *out, size_t size,
+              size_t max, size_t *n, bool *more)
 {
 	conn *c;
 	*n = 0;
+	if (more)
+		*more = false;
 	int rc = db_read_begin(s->directory, &c);
 	if (rc < 0)
 		return rc;
@@ -96,12 +103,25 @@ int read_many(store *s, const char *sql, const char *param, row_fn fn, void *out
 	if (st) {
 		sqlite3_bind_text(st, 1, param, -1, SQLITE_STATIC);
 		int r = SQLITE_DONE;
-		while (*n < max && (r = sqlite3_step(st)) == SQLITE_ROW)
+		while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+			if (*n == max) { /* one row past max: there are more */
+				if (more)
+					*more = true;
+				break;
+			}
 			fn(st, (char *)out + size * (*n)++);
+		}
 		rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : store_map_sqlite(r);
+		sqlite3_reset(st);
 	}
 	db_read_end(s->directory, c);
 	return rc;
+}
+
+int read_many(store *s, const char *sql, const char *param, row_fn fn, void *out, size_t size,
+              size_t max, size_t *n)
+{
+	return read_list(s, sql, param, fn, out, size, max, n, NULL);
 }
 
 /* Run an UPDATE whose last parameter is an id; STORE_ENOTFOUND if it matched no row. */

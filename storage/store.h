@@ -268,21 +268,29 @@ typedef struct store_kiosk_link {
 /* A code a kiosk shows for a parent to type (stored by its hash, single use, expiring). */
 int store_kiosk_code_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			    const char *kiosk_id, int64_t now_ms, int64_t expires_ms);
+/* 0 if the code is one a kiosk showed, unused and unexpired at now_ms, else STORE_ENOTFOUND:
+ * a look before the costly work of redeeming it (hashing the PIN); it uses nothing. */
+int store_kiosk_code_check(store *s, const uint8_t code_hash[STORE_HASH_LEN], int64_t now_ms);
 /*
  * A parent pairs a child (member_id) to the kiosk that showed the code: in one transaction the
  * code is used and the link made with the PIN's hash; a child paired to that kiosk before gets
- * the new PIN and its lock cleared. Unknown, used or expired codes: STORE_ENOTFOUND, nothing
- * changes. *out: the link.
+ * the new PIN, its lock cleared and its open session ended (as by store_kiosk_link_set_pin).
+ * Unknown, used or expired codes: STORE_ENOTFOUND, nothing changes. *out: the link.
  */
 int store_kiosk_link_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			    const char *member_id, const char *pin_hash, int64_t now_ms,
 			    store_kiosk_link *out);
 int store_kiosk_link_get(store *s, const char *link_id, store_kiosk_link *out);
-/* The kiosks a family's children are paired to / the children paired to a kiosk (by name). */
+/* The kiosks a family's children are paired to / the children paired to a kiosk (by name):
+ * up to max, so *n == max means there may be more (ask again with more room). */
 int store_kiosk_links_of_family(store *s, const char *family_id, store_kiosk_link *out,
 				size_t max, size_t *n);
 int store_kiosk_links_of_kiosk(store *s, const char *kiosk_id, store_kiosk_link *out,
 			       size_t max, size_t *n);
+/* All of the family's links (members times kiosks: no fixed bound) in *out, allocated to fit;
+ * the caller frees it (free()). *n set. */
+int store_kiosk_links_of_family_all(store *s, const char *family_id, store_kiosk_link **out,
+                                    size_t *n);
 /* A new PIN (its hash); clears failures and any lock, and ends the child's open session. */
 int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash);
 /* Unpair: the link and its session go. */
@@ -300,10 +308,12 @@ int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 /*
  * A right PIN: the child's session on this kiosk device (its token's hash) starts; the
  * device's earlier session ends (one child at a time) and the link's count and lock are
- * cleared.
+ * cleared. pin_hash is the link's PIN hash the PIN was checked against: if the link has
+ * another one by now (a new PIN since) or is gone, STORE_ENOTFOUND and nothing changes.
  */
 int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN],
-			      const char *device_id, const char *link_id, int64_t now_ms);
+                              const char *device_id, const char *link_id, const char *pin_hash,
+                              int64_t now_ms);
 /*
  * Who a session token speaks for: the kiosk device (its family_id and member_id set to the
  * child's) and the child. A session idle for idle_ms or longer, or whose device was revoked,
