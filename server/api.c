@@ -174,6 +174,7 @@ void api_job_run(void *arg)
 void api_job_done(srv_exchange *x, void *arg)
 {
 	api_job *j = arg;
+	srv_server *s = x->srv; /* answering may end the exchange: x is not ours after it */
 	if (j->authed && j->auth_rc < 0) {
 		if (j->auth_rc == STORE_ENOTFOUND)
 			srv_respond_error_with(x, 401, "unauthorized", "the token is not valid",
@@ -183,7 +184,7 @@ void api_job_done(srv_exchange *x, void *arg)
 	} else {
 		j->done(x, j);
 	}
-	api_pairing_refund(x->srv, j); /* an attempt at a code that was not a wrong code */
+	api_pairing_refund(s, j); /* an attempt at a code that was not a wrong code */
 	api_job_free(j);
 }
 

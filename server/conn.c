@@ -15,6 +15,7 @@
  */
 #include "conn_internal.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,19 @@ static void close_conn(srv_conn *c, bool reset)
 {
 	if (c->closed)
 		return;
+	if (c->a && c->state == CONN_BODY && !c->a->claim.done && !c->a->x.finished) {
+		/*
+		 * The connection ends while its request's body arrives (the client went away, a
+		 * phone lost its signal): no route will answer it, so it is logged and counted
+		 * here, as 499 like nginx's "client closed request".
+		 */
+		srv_exchange *x = &c->a->x;
+		double secs = (double)(srv_now_ns() - x->start_ns) / 1e9;
+		x->finished = true;
+		x->status = 499;
+		srv_metrics_request(&c->srv->metrics, x->route_index, x->status, secs);
+		srv_log_request(c->srv, x, secs);
+	}
 	c->closed = true;
 	c->state = CONN_CLOSING;
 	uv_read_stop((uv_stream_t *)&c->tcp);
@@ -259,17 +273,31 @@ static int grow_buffer(srv_conn *c)
 	return 0;
 }
 
-/* An address as 16 bytes, IPv4 as v4-mapped IPv6, so that "1.2.3.4" and "::ffff:1.2.3.4" meet. */
+/*
+ * An address as 16 bytes, IPv4 as v4-mapped IPv6, so that "1.2.3.4" and "::ffff:1.2.3.4" meet.
+ * The C library's parser, not libuv's: uv_inet_pton() takes "fe80::1%anything" and ignores what
+ * follows the '%', which let X-Forwarded-For carry any text into the log and the rate limits.
+ */
 bool conn_addr16(const char *text, unsigned char out[16])
 {
 	unsigned char v4[4];
-	if (uv_inet_pton(AF_INET, text, v4) == 0) {
+	if (inet_pton(AF_INET, text, v4) == 1) {
 		memset(out, 0, 10);
 		out[10] = out[11] = 0xff;
 		memcpy(out + 12, v4, 4);
 		return true;
 	}
-	return uv_inet_pton(AF_INET6, text, out) == 0;
+	return inet_pton(AF_INET6, text, out) == 1;
+}
+
+/* The canonical text of conn_addr16()'s bytes: dotted IPv4 for a v4-mapped address. */
+static void addr16_text(const unsigned char a[16], char out[46])
+{
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	if (memcmp(a, mapped, 12) == 0)
+		inet_ntop(AF_INET, a + 12, out, 46);
+	else
+		inet_ntop(AF_INET6, a, out, 46);
 }
 
 static bool from_trusted_proxy(const srv_server *s, const char *peer)
@@ -314,8 +342,8 @@ static void forwarded(srv_exchange *x)
 		if (n > 0 && n < sizeof addr) {
 			memcpy(addr, ff->ptr + start, n);
 			addr[n] = 0;
-			if (conn_addr16(addr, a))
-				memcpy(x->client, addr, n + 1);
+			if (conn_addr16(addr, a)) /* one spelling per address, nothing else */
+				addr16_text(a, x->client);
 		}
 	}
 	const srv_slice *fp = last_header(&x->req, "X-Forwarded-Proto");

@@ -14,15 +14,20 @@
 
 static const double bucket_le[SRV_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 						      0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
-/* The codes counted one by one within each class; others land in the class's last slot. */
-static const int known[6][7] = {
+/* The codes counted one by one within each class; others land in the class's last slot.
+ * 499: the client went away while its request's body arrived (conn.c). */
+#define KNOWN 8
+static const int known[6][KNOWN] = {
 	{0},
 	{100},
 	{200, 201, 204, 206},
 	{304},
-	{400, 401, 403, 404, 405, 408, 413},
+	{400, 401, 403, 404, 405, 408, 413, 499},
 	{500, 501, 503, 507},
 };
+_Static_assert(sizeof ((srv_route_stats *)0)->by_status[0] ==
+		       (KNOWN + 1) * sizeof ((srv_route_stats *)0)->by_status[0][0],
+	       "a slot per known code and one for the rest");
 
 int srv_metrics_init(srv_metrics *m, const srv_route *routes, size_t n)
 {
@@ -48,10 +53,10 @@ static int slot_of(int status, int *cls)
 	*cls = status / 100;
 	if (*cls < 1 || *cls > 5)
 		*cls = 5;
-	for (int i = 0; i < 7; i++)
+	for (int i = 0; i < KNOWN; i++)
 		if (known[*cls][i] == status)
 			return i;
-	return 7;
+	return KNOWN;
 }
 
 void srv_metrics_request(srv_metrics *m, size_t route_index, int status, double seconds)
@@ -116,10 +121,10 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	for (size_t i = 0; i < m->route_count; i++) {
 		const srv_route_stats *r = &m->routes[i];
 		for (int cls = 1; cls <= 5; cls++)
-			for (int k = 0; k < 8; k++) {
+			for (int k = 0; k <= KNOWN; k++) {
 				if (!r->by_status[cls][k])
 					continue;
-				if (k < 7 && known[cls][k])
+				if (k < KNOWN && known[cls][k])
 					put(&o, "jiayin_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
 					    r->route, known[cls][k],
 					    (unsigned long long)r->by_status[cls][k]);

@@ -96,7 +96,9 @@ static void file_close(void *ctx)
 static void open_work(void *arg)
 {
 	file_job *j = arg;
-	j->fd = openat(j->dir_fd, j->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: opening a FIFO (or a device) would wait for a writer and hold a pool
+	 * thread for ever; it changes nothing for the regular files served. */
+	j->fd = openat(j->dir_fd, j->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (j->fd < 0) {
 		j->err = errno;
 		return;
