@@ -39,8 +39,8 @@ int srv_query_list(const char *q, size_t n, unsigned wait_max, uint64_t *since,
 	return 0;
 }
 
-int srv_query_signed(const char *q, size_t n, int64_t *expires, const char **sig,
-		     size_t *sig_len)
+int srv_query_signed(const char *q, size_t n, int64_t *expires, const char **session,
+		     size_t *session_len, const char **sig, size_t *sig_len)
 {
 	const char *p = q, *end = q + n;
 	if (!p || n < 9 || memcmp(p, "expires=", 8) != 0)
@@ -50,7 +50,20 @@ int srv_query_signed(const char *q, size_t n, int64_t *expires, const char **sig
 	int digits = 0;
 	for (; p < end && *p >= '0' && *p <= '9' && digits < 12; p++, digits++)
 		v = v * 10 + (*p - '0');
-	if (digits == 0 || end - p < 5 || memcmp(p, "&sig=", 5) != 0)
+	if (digits == 0)
+		return -1;
+	*session = NULL;
+	*session_len = 0;
+	if (end - p >= 9 && memcmp(p, "&session=", 9) == 0) {
+		const char *s = p + 9;
+		for (p = s; p < end && *p != '&'; p++)
+			;
+		if (p == s)
+			return -1;
+		*session = s;
+		*session_len = (size_t)(p - s);
+	}
+	if (end - p < 5 || memcmp(p, "&sig=", 5) != 0)
 		return -1;
 	*expires = v;
 	*sig = p + 5;

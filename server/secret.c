@@ -1,7 +1,8 @@
 /*
  * secret.c — the server's key (data/secret) and the HMACs made with it. Each use puts its own
- * label first in what it authenticates ("audio-url", "pairing-code"), so a value made for one
- * use is never valid for another. Signatures are truncated to 128 bits: plenty against
+ * label first in what it authenticates ("audio-url", "kiosk-audio-url", "pairing-code"), so a
+ * value made for one use is never valid for another; the key that seals a kiosk session into a
+ * URL is an HMAC of its own label too. Signatures are truncated to 128 bits: plenty against
  * forgery for URLs that live minutes, and short in a URL.
  */
 #include "secret.h"
@@ -90,31 +91,76 @@ static void mac(const uint8_t key[SRV_SECRET_LEN], const char *text, uint8_t out
 }
 
 static void audio_mac(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
-		      const char *message_id, int64_t expires_s, uint8_t out[32])
+		      const char *message_id, int64_t expires_s, const char *session,
+		      size_t session_len, uint8_t out[32])
 {
-	char text[160];
-	snprintf(text, sizeof text, "audio-url\n%.32s\n%.32s\n%" PRId64, family_id, message_id,
-		 expires_s);
+	char text[320];
+	if (session)
+		snprintf(text, sizeof text, "kiosk-audio-url\n%.32s\n%.32s\n%" PRId64 "\n%.*s",
+			 family_id, message_id, expires_s,
+			 (int)(session_len < 128 ? session_len : 128), session);
+	else
+		snprintf(text, sizeof text, "audio-url\n%.32s\n%.32s\n%" PRId64, family_id,
+			 message_id, expires_s);
 	mac(key, text, out);
 }
 
 void srv_sign_audio(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
-		    const char *message_id, int64_t expires_s, char sig[SRV_SIGNATURE_CHARS + 1])
+		    const char *message_id, int64_t expires_s, const char *session,
+		    size_t session_len, char sig[SRV_SIGNATURE_CHARS + 1])
 {
 	uint8_t h[32];
-	audio_mac(key, family_id, message_id, expires_s, h);
+	audio_mac(key, family_id, message_id, expires_s, session, session_len, h);
 	sodium_bin2base64(sig, SRV_SIGNATURE_CHARS + 1, h, 16,
 			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
 int srv_signature_ok(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
-		     const char *message_id, int64_t expires_s, const char *sig, size_t len)
+		     const char *message_id, int64_t expires_s, const char *session,
+		     size_t session_len, const char *sig, size_t len)
 {
 	char want[SRV_SIGNATURE_CHARS + 1];
-	if (len != SRV_SIGNATURE_CHARS)
+	if (len != SRV_SIGNATURE_CHARS || (session && session_len != SRV_SESSION_REF_CHARS))
 		return 0;
-	srv_sign_audio(key, family_id, message_id, expires_s, want);
+	srv_sign_audio(key, family_id, message_id, expires_s, session, session_len, want);
 	return sodium_memcmp(want, sig, SRV_SIGNATURE_CHARS) == 0;
+}
+
+#define SEAL_BYTES (crypto_secretbox_NONCEBYTES + SRV_SESSION_HASH_LEN + crypto_secretbox_MACBYTES)
+
+static void seal_key(const uint8_t key[SRV_SECRET_LEN], uint8_t out[32])
+{
+	mac(key, "kiosk-session-seal", out);
+}
+
+void srv_session_seal(const uint8_t key[SRV_SECRET_LEN], const uint8_t hash[SRV_SESSION_HASH_LEN],
+		      char out[SRV_SESSION_REF_CHARS + 1])
+{
+	uint8_t k[32], box[SEAL_BYTES];
+	seal_key(key, k);
+	randombytes_buf(box, crypto_secretbox_NONCEBYTES);
+	crypto_secretbox_easy(box + crypto_secretbox_NONCEBYTES, hash, SRV_SESSION_HASH_LEN, box,
+			      k);
+	sodium_bin2base64(out, SRV_SESSION_REF_CHARS + 1, box, sizeof box,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(k, sizeof k);
+}
+
+int srv_session_open(const uint8_t key[SRV_SECRET_LEN], const char *ref, size_t len,
+		     uint8_t hash[SRV_SESSION_HASH_LEN])
+{
+	uint8_t k[32], box[SEAL_BYTES];
+	size_t n = 0;
+	if (len != SRV_SESSION_REF_CHARS ||
+	    sodium_base642bin(box, sizeof box, ref, len, NULL, &n, NULL,
+			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    n != sizeof box)
+		return -1;
+	seal_key(key, k);
+	int rc = crypto_secretbox_open_easy(hash, box + crypto_secretbox_NONCEBYTES,
+					    sizeof box - crypto_secretbox_NONCEBYTES, box, k);
+	sodium_memzero(k, sizeof k);
+	return rc == 0 ? 0 : -1;
 }
 
 void srv_secret_fingerprint(const uint8_t key[SRV_SECRET_LEN],

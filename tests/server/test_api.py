@@ -594,6 +594,103 @@ def signed_urls(binary):
         srv.stop()
 
 
+def add_kiosk(data):
+    """A school and a kiosk with a device token, as jiayinctl makes them (the store's rows; as
+    test_authz.py does it: this test gets no jiayinctl)."""
+    import base64
+    import hashlib
+    import secrets
+    import sqlite3
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+
+    def new_id():
+        return "".join(secrets.choice(alphabet) for _ in range(26))
+    now = int(time.time() * 1000)
+    school, kiosk, device = new_id(), new_id(), new_id()
+    token = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    db = sqlite3.connect(os.path.join(data, "directory.db"), timeout=10)
+    db.execute("INSERT INTO schools (id, name, created_ms) VALUES (?, ?, ?)", (school, "s", now))
+    db.execute("INSERT INTO kiosks (id, school_id, name, created_ms) VALUES (?, ?, ?, ?)",
+               (kiosk, school, "k", now))
+    db.execute("INSERT INTO devices (id, token_hash, kind, kiosk_id, name, created_ms) "
+               "VALUES (?, ?, 'kiosk', ?, 'k', ?)",
+               (device, hashlib.sha256(token.encode()).digest(), kiosk, now))
+    db.commit()
+    db.close()
+    return token
+
+
+def kiosk_signed_urls(binary):
+    """A signed audio URL a child's kiosk session asks for is served no-store like the
+    session's own audio (a shared tablet keeps none of the family's voices), cannot be made an
+    ordinary one by dropping the session from it, and stops when the session ends."""
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        ktok = add_kiosk(srv.data)
+        kcode = request(srv, "POST", "/v1/kiosk/pairing-codes", b"",
+                        headers=bearer(ktok)).json()["code"]
+        kid = post_json(srv, f"/v1/families/{fam}/members",
+                        {"member_name": "小刚", "role": "child"},
+                        headers=bearer(mom["token"])).json()["member"]
+        link = post_json(srv, f"/v1/families/{fam}/kiosk-links",
+                         {"code": kcode, "member_id": kid["id"], "pin": [1, 2, 3, 4]},
+                         headers=bearer(mom["token"])).json()["link"]
+
+        def login():
+            return post_json(srv, "/v1/kiosk/sessions", {"child": link["id"], "pin": [1, 2, 3, 4]},
+                             headers=bearer(ktok)).json()["token"]
+        session = login()
+        mid = upload(srv, mom["token"], fam, wav).json()["message"]["id"]
+        full = request(srv, "GET", f"/v1/families/{fam}/messages/{mid}/audio",
+                       headers=bearer(mom["token"])).body
+
+        def audio_url(token):
+            r = request(srv, "POST", f"/v1/families/{fam}/messages/{mid}/audio-url", b"",
+                        headers=bearer(token))
+            return r.json()["url"] if r.status == 200 else "/"
+        own = request(srv, "GET", f"/v1/families/{fam}/messages/{mid}/audio",
+                      headers=bearer(session))
+        url = audio_url(session)
+        a = request(srv, "GET", url)
+        h = request(srv, "HEAD", url)
+        ok(own.header("Cache-Control") == "private, no-store" and a.status == 200 and
+           a.body == full and a.header("Cache-Control") == "private, no-store" and
+           h.status == 200 and h.header("Cache-Control") == "private, no-store",
+           "a kiosk session's signed URL plays, served private, no-store like the session's "
+           "own audio", f"{a.status} {a.header('Cache-Control')!r} {url}")
+        parts = url.split("?", 1)[1].split("&") if "?" in url else []
+        stripped = url.split("?")[0] + "?" + "&".join(p for p in parts
+                                                       if not p.startswith("session="))
+        b = request(srv, "GET", stripped)
+        ok(len(parts) == 3 and b.status == 403 and
+           b.json()["error"]["code"] == "invalid_signature",
+           "the session taken out of it (to be cached): 403 invalid_signature",
+           f"{parts} {b.status}")
+        m = re.fullmatch(r"private, max-age=(\d+)", request(srv, "GET", audio_url(mom["token"]))
+                         .header("Cache-Control") or "")
+        ok(m is not None, "a parent's phone's URL is still kept while it lives")
+        session2_url = url
+        # the session ends (the child logs out): its URL stops with it
+        e = request(srv, "DELETE", "/v1/kiosk/session", headers=bearer(session))
+        g = request(srv, "GET", session2_url)
+        ok(e.status == 204 and g.status == 403 and g.json()["error"]["code"] == "url_expired",
+           "after the child logs out, the session's URL: 403 url_expired",
+           f"{e.status} {g.status} {g.body[:120]!r}")
+        # and another way a session ends: the next child (here the same) logs in
+        s2 = login()
+        u2 = audio_url(s2)
+        first = request(srv, "GET", u2).status
+        login()
+        ok(first == 200 and request(srv, "GET", u2).status == 403,
+           "a new login on the kiosk ends the previous session's URLs too")
+    finally:
+        srv.stop()
+
+
 def family_settings(binary):
     """Settings (retention, quota), keeping, the retention job, export, erasing a family."""
     import sqlite3
@@ -947,6 +1044,7 @@ def main():
     long_poll(binary)
     private_messages(binary)
     signed_urls(binary)
+    kiosk_signed_urls(binary)
     family_settings(binary)
     upload_gate(binary)
     return finish()
