@@ -2,8 +2,10 @@
  * jiayin-transcode — transcode one clip with the codec library and print one JSON line.
  *
  * The output is written to a temporary file beside OUT, fsync'ed and renamed into place, so
- * OUT either holds a complete Ogg Opus file or does not exist. Exit status: 0 on success, the
- * negated codec error code (1..15) on failure, 64 on a usage error.
+ * OUT either holds a complete Ogg Opus file or does not exist; it is mode 0600 (a family's
+ * voice), whatever the umask. Paths in the JSON line show bytes that are not UTF-8 as U+FFFD.
+ * Exit status: 0 on success, the negated codec error code (1..15) on failure, 64 on a usage
+ * error.
  */
 #include "codec.h"
 
@@ -24,40 +26,69 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: jiayin-transcode [options] IN OUT\n"
-		"Transcode a WAV, Ogg Opus or WebM Opus clip to loudness-normalised mono Ogg Opus.\n"
-		"\n"
-		"  --bitrate KBPS        Opus bitrate, %d-%d (default %d)\n"
-		"  --complexity N        libopus complexity 0-10 (default 10)\n"
-		"  --target-lufs LUFS    integrated loudness to reach (default %.0f)\n"
-		"  --true-peak DBTP      true-peak ceiling of the encoded file (default %.1f)\n"
-		"  --max-gain DB         largest gain applied to quiet clips (default %.0f)\n"
-		"  --min-duration SEC    shortest clip accepted (default %.1f)\n"
-		"  --max-duration SEC    longest clip accepted (default %u)\n"
-		"  --max-input-bytes N   largest input accepted (default %llu)\n"
-		"  --serial N            fixed Ogg serial number (default: random)\n"
-		"  -h, --help            this text\n"
-		"\n"
-		"Prints one JSON line: the measurements, or {\"error\":{\"code\",\"message\"}}.\n"
-		"Exit status: 0, the codec error number (1-15), or 64 for usage errors.\n",
-		CODEC_MIN_BITRATE / 1000, CODEC_MAX_BITRATE / 1000, CODEC_DEFAULT_BITRATE / 1000,
-		CODEC_DEFAULT_TARGET_LUFS, CODEC_DEFAULT_TRUE_PEAK_DBTP, CODEC_DEFAULT_MAX_GAIN_DB,
-		CODEC_DEFAULT_MIN_DURATION_MS / 1000.0, CODEC_DEFAULT_MAX_DURATION_MS / 1000,
-		(unsigned long long)CODEC_DEFAULT_MAX_INPUT_BYTES);
+	fprintf(
+	    out,
+	    "usage: jiayin-transcode [options] IN OUT\n"
+	    "Transcode a WAV, Ogg Opus or WebM Opus clip to loudness-normalised mono Ogg Opus.\n"
+	    "\n"
+	    "  --bitrate KBPS        Opus bitrate, %d-%d (default %d)\n"
+	    "  --complexity N        libopus complexity 0-10 (default 10)\n"
+	    "  --target-lufs LUFS    integrated loudness to reach (default %.0f)\n"
+	    "  --true-peak DBTP      true-peak ceiling of the encoded file (default %.1f)\n"
+	    "  --max-gain DB         largest gain applied to quiet clips (default %.0f)\n"
+	    "  --min-duration SEC    shortest clip accepted (default %.1f)\n"
+	    "  --max-duration SEC    longest clip accepted (default %u)\n"
+	    "  --max-input-bytes N   largest input accepted (default %llu)\n"
+	    "  --serial N            fixed Ogg serial number (default: random)\n"
+	    "  -h, --help            this text\n"
+	    "\n"
+	    "Prints one JSON line: the measurements, or {\"error\":{\"code\",\"message\"}}\n"
+	    "(a path's bytes that are not UTF-8 show as U+FFFD). OUT is made mode 0600.\n"
+	    "Exit status: 0, the codec error number (1-15), or 64 for usage errors.\n",
+	    CODEC_MIN_BITRATE / 1000, CODEC_MAX_BITRATE / 1000, CODEC_DEFAULT_BITRATE / 1000,
+	    CODEC_DEFAULT_TARGET_LUFS, CODEC_DEFAULT_TRUE_PEAK_DBTP, CODEC_DEFAULT_MAX_GAIN_DB,
+	    CODEC_DEFAULT_MIN_DURATION_MS / 1000.0, CODEC_DEFAULT_MAX_DURATION_MS / 1000,
+	    (unsigned long long)CODEC_DEFAULT_MAX_INPUT_BYTES);
 }
 
-/* Print a JSON string literal (paths may hold quotes, backslashes or control bytes). */
+/* The length of the well-formed UTF-8 sequence at p (1-4), or 0 if it is not one (a stray
+ * byte, an overlong form, a surrogate, past U+10FFFF, cut short). */
+static size_t utf8_len(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return 1;
+	size_t n = p[0] >= 0xc2 && p[0] <= 0xdf   ? 2
+	           : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+	           : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
+	                                          : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) ||
+	    (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
+		return 0;
+	return n;
+}
+
+/*
+ * Print a JSON string literal. Paths are bytes: quotes, backslashes and control bytes are
+ * escaped, and each byte that is not part of well-formed UTF-8 prints as \ufffd (the
+ * replacement character), so the line is always valid JSON; such a path reads back changed.
+ */
 static void json_string(const char *s)
 {
 	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = utf8_len(p);
+		if (n == 0)
+			fputs("\\ufffd", stdout), n = 1;
+		else if (*p == '"' || *p == '\\')
 			printf("\\%c", *p);
 		else if (*p < 0x20)
 			printf("\\u%04x", *p);
 		else
-			putchar(*p);
+			fwrite(p, 1, n, stdout);
+		p += n;
 	}
 	putchar('"');
 }
@@ -123,12 +154,7 @@ static int transcode_file(const char *in_path, const char *out_path, const codec
 	snprintf(tmp_path, tmp_len, "%s/.jiayin-XXXXXX", dirname(dir_copy));
 	if ((out_fd = mkostemp(tmp_path, O_CLOEXEC)) < 0)
 		goto done;
-	created = true;
-	/* mkostemp makes the file 0600; give it what a plain create would (0666 & ~umask). */
-	mode_t mask = umask(0);
-	umask(mask);
-	if (fchmod(out_fd, 0666 & ~mask) != 0)
-		goto done;
+	created = true; /* 0600, as mkostemp makes it: a voice is its owner's alone */
 
 	codec_source src;
 	codec_fd_source fds;
