@@ -2,8 +2,10 @@
  * backup.c — online backups with SQLite's backup API, and a family's export as a zip.
  *
  * A backup copies a database in one backup step from a read connection: one read transaction,
- * so the copy is a consistent snapshot while writers carry on in the WAL. The export is what a
- * parent downloads on a phone: zip (phones open it without an app; tar they do not), Ogg files
+ * so the copy is a consistent snapshot while writers carry on in the WAL. Backups are made
+ * under a .partial-PID name and renamed into place once synced (a kill leaves no cut copy
+ * under the name asked for; the next backup removes a dead process's leftovers). The export is what
+ * a parent downloads on a phone: zip (phones open it without an app; tar they do not), Ogg files
  * stored uncompressed, and an index.json naming who sent what to whom and when. It is built
  * a clip at a time (each read whole in one read transaction, written after it): memory is the
  * largest clip and a page of the listing.
@@ -12,11 +14,14 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <dirent.h>
 #include <sys/stat.h>
@@ -25,22 +30,115 @@
 
 #define EXPORT_PAGE 64        /* messages listed per query */
 #define EXPORT_BUF 262144     /* the clip buffer to begin with (grown to the largest clip) */
+#define COPY_BUF 16384        /* an extra file is copied through this much stack */
+
+/*
+ * Errors: a failure of the file system gives its errno to the caller (errno on return, as
+ * store.h says), so that "No such file or directory" reaches the administrator, not only
+ * "storage_io_error". Internally the first errno is carried in *err.
+ */
+
+/* The storage code for a file-system call's errno; *err keeps the first errno. */
+static int fs_fail(int *err, int e)
+{
+	if (!*err)
+		*err = e;
+	return e == EEXIST || e == ENOTEMPTY             ? STORE_EEXIST
+	       : e == ENOSPC || e == EDQUOT              ? STORE_EFULL
+	       : e == EROFS || e == EACCES || e == EPERM ? STORE_EROFS
+	       : e == ENOMEM                             ? STORE_ENOMEM
+	                                                 : STORE_EIO;
+}
+
+/* A public call's return: rc, with errno set to the file system's reason (0: not one). */
+static int done_with(int rc, int err)
+{
+	errno = rc < 0 ? err : 0;
+	return rc;
+}
+
+/* dir/name into buf (PATH_CAP bytes); false if it does not fit. */
+static bool path_in(char *buf, const char *dir, const char *name)
+{
+	int n = snprintf(buf, PATH_CAP, "%s/%s", dir, name);
+	return n > 0 && n < PATH_CAP;
+}
+
+/* path's directory ("." for a bare name) and base name (PATH_CAP bytes each); false when
+ * the base name is empty (a path ending in '/') or either does not fit. */
+static bool split_path(const char *path, char *dir, char *base)
+{
+	const char *slash = strrchr(path, '/');
+	const char *name = slash ? slash + 1 : path;
+	size_t dlen = slash ? (size_t)(slash - path) : 1;
+	if (!*name || strlen(name) >= PATH_CAP || dlen >= PATH_CAP)
+		return false;
+	if (!slash)
+		memcpy(dir, ".", 2);
+	else if (slash == path)
+		memcpy(dir, "/", 2);
+	else
+		memcpy(dir, path, dlen), dir[dlen] = '\0';
+	memcpy(base, name, strlen(name) + 1);
+	return true;
+}
+
+/* A copy's database file and whatever SQLite left beside it (WAL, shared memory, journal). */
+static void remove_db_copy(const char *path)
+{
+	char journal[PATH_CAP];
+	int n = snprintf(journal, sizeof journal, "%s-journal", path);
+	if (n > 0 && n < (int)sizeof journal)
+		unlink(journal);
+	unlink_db_files(path);
+}
+
+/*
+ * Whether `name` is `prefix` (BASE.partial-, or .BASE.partial- for a file) and the id of a
+ * process that is gone, or ours (a leftover from before a restart that gave us its number):
+ * what a backup killed midway left. A live process's is its backup in progress.
+ */
+static bool stale_partial(const char *name, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	if (strncmp(name, prefix, n) != 0 || !isdigit((unsigned char)name[n]))
+		return false;
+	char *end;
+	errno = 0;
+	long pid = strtol(name + n, &end, 10);
+	if (*end || errno || pid <= 0 || pid > INT_MAX)
+		return false;
+	if (pid == (long)getpid())
+		return true;
+	return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Removes the stale partial copies (stale_partial) in `dir`, each with `remove`. */
+static void remove_stale(const char *dir, const char *prefix, void (*remove)(const char *))
+{
+	char path[PATH_CAP];
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	for (struct dirent *e; (e = readdir(d));)
+		if (stale_partial(e->d_name, prefix) && path_in(path, dir, e->d_name))
+			remove(path);
+	closedir(d);
+}
 
 /*
  * Copy the database behind `src` into a new file at dest_path. The file is made first, by us:
  * never over an existing one or through a symbolic link, and readable by its owner alone (a
  * family's voices; SQLite would make it 0644 less the umask). Its journal takes its mode.
+ * The copy is synced; a failed one is removed.
  */
-static int backup_db(db *d, const char *dest_path)
+static int backup_db(db *d, const char *dest_path, int *err)
 {
 	conn *c;
 	sqlite3 *dest = NULL;
 	int fd = open(dest_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return errno == EEXIST ? STORE_EEXIST
-		       : errno == ENOSPC ? STORE_EFULL
-		       : errno == EROFS || errno == EACCES ? STORE_EROFS
-		       : STORE_EIO;
+		return fs_fail(err, errno);
 	close(fd);
 	int rc = db_read_begin(d, &c);
 	if (rc < 0) {
@@ -59,59 +157,102 @@ static int backup_db(db *d, const char *dest_path)
 		}
 	}
 	rc = r == SQLITE_OK ? 0 : store_map_sqlite(r);
+	if (rc < 0 && dest && sqlite3_system_errno(dest) && !*err)
+		*err = sqlite3_system_errno(dest); /* a full disk says so */
 	if (dest)
 		sqlite3_close_v2(dest);
 	db_read_end(d, c);
+	/* SQLite syncs its commit; this makes sure of it whatever the journal mode. */
+	if (rc == 0 && (fd = open(dest_path, O_RDONLY | O_CLOEXEC)) < 0)
+		rc = fs_fail(err, errno);
+	if (rc == 0) {
+		if (fsync(fd) != 0)
+			rc = fs_fail(err, errno);
+		close(fd);
+	}
 	if (rc < 0)
-		unlink_db_files(dest_path); /* with any journal SQLite left beside it */
+		remove_db_copy(dest_path);
 	return rc;
 }
 
-int store_backup_family(store *s, const char *family_id, const char *dest_path)
+/* One family's database copied straight into dest_path (a new file). */
+static int family_to(store *s, const char *family_id, const char *dest_path, int *err)
 {
 	family *f;
-	if (!dest_path || !*dest_path)
-		return STORE_EINVAL;
 	int rc = family_acquire(s, family_id, &f);
 	if (rc < 0)
 		return rc;
-	rc = backup_db(f->db, dest_path);
+	rc = backup_db(f->db, dest_path, err);
 	family_release(s, f);
 	return rc;
 }
 
-/* A directory call's errno as a storage code. */
-static int dir_error(int e)
+/*
+ * Into .NAME.partial-PID beside dest_path, renamed to dest_path (never over a file that
+ * appeared meanwhile) once synced: an interrupted backup never leaves a cut database under
+ * the name asked for. Leftovers of processes that are gone are removed first.
+ */
+int store_backup_family(store *s, const char *family_id, const char *dest_path)
 {
-	return e == EEXIST || e == ENOTEMPTY ? STORE_EEXIST
-	       : e == ENOSPC		     ? STORE_EFULL
-	       : e == EROFS || e == EACCES   ? STORE_EROFS
-					     : STORE_EIO;
+	char dir[PATH_CAP], base[PATH_CAP], prefix[PATH_CAP], tmp[PATH_CAP];
+	struct stat st;
+	family *f;
+	int err = 0;
+	if (!dest_path || !*dest_path)
+		return done_with(STORE_EINVAL, 0);
+	if (strlen(dest_path) > STORE_DIR_MAX)
+		return done_with(STORE_EINVAL, ENAMETOOLONG);
+	int rc = family_acquire(s, family_id, &f); /* an unknown family is that, first */
+	if (rc < 0)
+		return done_with(rc, 0);
+	int n = 0, m = 0;
+	if (lstat(dest_path, &st) == 0)
+		rc = fs_fail(&err, EEXIST);
+	else if (!split_path(dest_path, dir, base)) /* "dir/": a directory's name, not a file's */
+		rc = STORE_EINVAL, err = EISDIR;
+	else if ((n = snprintf(prefix, sizeof prefix, ".%s.partial-", base)) >= PATH_CAP ||
+	         (m = snprintf(tmp, sizeof tmp, "%s/%s%ld", dir, prefix, (long)getpid())) >=
+	             PATH_CAP ||
+	         n < 0 || m < 0)
+		rc = STORE_EINVAL, err = ENAMETOOLONG;
+	if (rc == 0) {
+		remove_stale(dir, prefix, remove_db_copy);
+		rc = backup_db(f->db, tmp, &err);
+		if (rc == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, dest_path, RENAME_NOREPLACE) != 0)
+			rc = fs_fail(&err, errno);
+		if (rc == 0)
+			sync_parent(dest_path);
+		else
+			remove_db_copy(tmp); /* what there is of it */
+	}
+	family_release(s, f);
+	return done_with(rc, err);
 }
 
-/* dir/name into buf (PATH_CAP bytes); false if it does not fit. */
-static bool path_in(char *buf, const char *dir, const char *name)
+/* Every name in dir (files: a partial backup holds nothing else) goes, then dir itself. */
+static void remove_dir_files(const char *dir)
 {
-	int n = snprintf(buf, PATH_CAP, "%s/%s", dir, name);
-	return n > 0 && n < PATH_CAP;
-}
-
-/* Remove what a failed backup made in tmp: the families' files, the directory's, the folders. */
-static void remove_partial(const char *tmp)
-{
-	char dir[PATH_CAP], path[PATH_CAP];
-	DIR *d = path_in(dir, tmp, "families") ? opendir(dir) : NULL;
+	char path[PATH_CAP];
+	DIR *d = opendir(dir);
 	if (d) {
-		struct dirent *e;
-		while ((e = readdir(d)))
-			if (e->d_name[0] != '.' && path_in(path, dir, e->d_name))
+		for (struct dirent *e; (e = readdir(d));)
+			if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+			    path_in(path, dir, e->d_name))
 				unlink(path);
 		closedir(d);
-		rmdir(dir);
 	}
-	if (path_in(path, tmp, "directory.db"))
-		unlink_db_files(path);
-	rmdir(tmp);
+	rmdir(dir);
+}
+
+/* Remove a partial backup: the families' files, the directory's, the extra files, the
+ * folders. */
+static void remove_partial(const char *tmp)
+{
+	char dir[PATH_CAP];
+	if (path_in(dir, tmp, "families"))
+		remove_dir_files(dir);
+	remove_dir_files(tmp);
+	sync_parent(tmp);
 }
 
 /*
@@ -120,7 +261,7 @@ static void remove_partial(const char *tmp)
  * backup never names a family whose mailbox it does not have. The live directory is not held
  * while families are copied.
  */
-static int backup_families(store *s, const char *tmp, unsigned *families)
+static int backup_families(store *s, const char *tmp, unsigned *families, int *err)
 {
 	static const char sql_next[] = "SELECT id FROM families WHERE id > ? ORDER BY id LIMIT 1";
 	static const char sql_erase[] = "DELETE FROM families WHERE id = ?";
@@ -153,7 +294,7 @@ static int backup_families(store *s, const char *tmp, unsigned *families)
 		}
 		char name[sizeof last.s + 16];
 		snprintf(name, sizeof name, "families/%s.db", last.s);
-		rc = path_in(path, tmp, name) ? store_backup_family(s, last.s, path) : STORE_EINVAL;
+		rc = path_in(path, tmp, name) ? family_to(s, last.s, path, err) : STORE_EINVAL;
 		if (rc == STORE_ENOTFOUND) {
 			sqlite3_bind_text(erase, 1, last.s, -1, SQLITE_STATIC);
 			rc = step_done(erase);
@@ -170,41 +311,111 @@ static int backup_families(store *s, const char *tmp, unsigned *families)
 }
 
 /*
- * Built in DEST.partial-PID and renamed to DEST once complete and synced: a backup that
- * failed (a full disk, a corrupt family) leaves nothing behind, and DEST is always whole.
+ * The file `from` copied into dir under its base name: a new file of mode 0600, synced. A
+ * missing `from` is STORE_ENOTFOUND. The bytes pass through the stack and are wiped there
+ * (the server's key is one such file).
  */
-int store_backup_all(store *s, const char *dest_dir, unsigned *families)
+static int copy_in(const char *dir, const char *from, int *err)
 {
-	char tmp[STORE_DIR_MAX + 32], path[PATH_CAP];
-	struct stat st;
-	*families = 0;
-	if (!dest_dir || !*dest_dir || strlen(dest_dir) > STORE_DIR_MAX)
+	char src_dir[PATH_CAP], base[PATH_CAP], to[PATH_CAP];
+	uint8_t buf[COPY_BUF];
+	if (!split_path(from, src_dir, base) || !path_in(to, dir, base))
 		return STORE_EINVAL;
-	if (lstat(dest_dir, &st) == 0)
-		return STORE_EEXIST;
-	snprintf(tmp, sizeof tmp, "%s.partial-%ld", dest_dir, (long)getpid());
-	if (mkdir(tmp, 0700) != 0)
-		return dir_error(errno);
-	int rc = path_in(path, tmp, "families") && mkdir(path, 0700) == 0 ? 0 : dir_error(errno);
+	int in = open(from, O_RDONLY | O_CLOEXEC), rc = 0;
+	if (in < 0) {
+		int e = errno;
+		rc = fs_fail(err, e);
+		return e == ENOENT ? STORE_ENOTFOUND : rc;
+	}
+	int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (out < 0)
+		rc = fs_fail(err, errno);
+	while (rc == 0) {
+		ssize_t n = read(in, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? fs_fail(err, errno) : 0;
+			break;
+		}
+		for (ssize_t off = 0; rc == 0 && off < n;) {
+			ssize_t w = write(out, buf + off, (size_t)(n - off));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				rc = fs_fail(err, w < 0 ? errno : EIO);
+			else
+				off += w;
+		}
+	}
+	explicit_bzero(buf, sizeof buf);
+	if (rc == 0 && fsync(out) != 0)
+		rc = fs_fail(err, errno);
+	if (out >= 0 && close(out) != 0 && rc == 0)
+		rc = fs_fail(err, errno);
+	close(in);
+	return rc;
+}
+
+/*
+ * Built in DEST.partial-PID and renamed to DEST once complete and synced, the extra files
+ * in it: a backup that failed (a full disk, a corrupt family, a missing extra file) leaves
+ * nothing behind, and DEST is always whole. A backup killed midway leaves its DEST.partial-PID,
+ * removed by the next backup to DEST once that process is gone.
+ */
+int store_backup_all(store *s, const char *dest_dir, const char *const *extra_files,
+                     unsigned *families)
+{
+	char dest[PATH_CAP], dir[PATH_CAP], base[PATH_CAP], prefix[PATH_CAP], tmp[PATH_CAP];
+	char path[PATH_CAP];
+	struct stat st;
+	int err = 0;
+	*families = 0;
+	if (!dest_dir || !*dest_dir)
+		return done_with(STORE_EINVAL, 0);
+	size_t len = strlen(dest_dir);
+	if (len > STORE_DIR_MAX)
+		return done_with(STORE_EINVAL, ENAMETOOLONG);
+	while (len > 1 && dest_dir[len - 1] == '/') /* DEST/ names the same new directory */
+		len--;
+	memcpy(dest, dest_dir, len);
+	dest[len] = '\0';
+	if (lstat(dest, &st) == 0)
+		return done_with(STORE_EEXIST, EEXIST);
+	if (!split_path(dest, dir, base))
+		return done_with(STORE_EINVAL, EISDIR);
+	int n = snprintf(prefix, sizeof prefix, "%s.partial-", base);
+	int m = snprintf(tmp, sizeof tmp, "%s.partial-%ld", dest, (long)getpid());
+	if (n < 0 || n >= PATH_CAP || m < 0 || m >= PATH_CAP)
+		return done_with(STORE_EINVAL, ENAMETOOLONG);
+	remove_stale(dir, prefix, remove_partial);
+	if (mkdir(tmp, 0700) != 0) {
+		int rc = fs_fail(&err, errno);
+		return done_with(rc, err);
+	}
+	int rc =
+	    path_in(path, tmp, "families") && mkdir(path, 0700) == 0 ? 0 : fs_fail(&err, errno);
 	if (rc == 0 && path_in(path, tmp, "directory.db"))
-		rc = backup_db(s->directory, path);
+		rc = backup_db(s->directory, path, &err);
 	if (rc == 0)
-		rc = backup_families(s, tmp, families);
+		rc = backup_families(s, tmp, families, &err);
+	for (size_t i = 0; rc == 0 && extra_files && extra_files[i]; i++)
+		rc = copy_in(tmp, extra_files[i], &err);
 	if (rc == 0) { /* the names in both folders, before the rename makes them DEST's */
 		if (path_in(path, tmp, "families/"))
 			sync_parent(path);
 		if (path_in(path, tmp, "directory.db"))
 			sync_parent(path);
 	}
-	if (rc == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, dest_dir, RENAME_NOREPLACE) != 0)
-		rc = dir_error(errno);
+	if (rc == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, dest, RENAME_NOREPLACE) != 0)
+		rc = fs_fail(&err, errno);
 	if (rc == 0) {
-		sync_parent(dest_dir);
-		return 0;
+		sync_parent(dest);
+		return done_with(0, 0);
 	}
 	remove_partial(tmp);
 	*families = 0;
-	return rc;
+	return done_with(rc, err);
 }
 
 /* ---- export ---- */

@@ -481,14 +481,21 @@ int store_mailbox_usage(store *s, const char *family_id, uint64_t *bytes);
 /*
  * An online, consistent copy of one family's mailbox database into `dest_path`, a file that
  * must not exist yet (STORE_EEXIST). Writers carry on meanwhile (WAL); the copy is the
- * snapshot taken when it started.
+ * snapshot taken when it started. It is made as .NAME.partial-PID beside dest_path and
+ * renamed into place once synced, so dest_path is whole or absent; such leftovers of
+ * processes that are gone are removed. Both backups leave errno on return: the file
+ * system's reason for a failure that was the file system's (ENOENT, ENOSPC, ...), else 0.
  */
 int store_backup_family(store *s, const char *family_id, const char *dest_path);
 /*
  * The directory and every family's database into `dest_dir` (created; it must not exist):
- * dest_dir/directory.db and dest_dir/families/<id>.db. *families counts the families copied.
+ * dest_dir/directory.db and dest_dir/families/<id>.db, and each of `extra_files` (paths, a
+ * NULL-terminated list, or NULL) copied in under its base name, mode 0600; one missing is
+ * STORE_ENOTFOUND. All of it is made in dest_dir.partial-PID, synced and renamed: dest_dir
+ * is whole or absent. *families counts the families copied.
  */
-int store_backup_all(store *s, const char *dest_dir, unsigned *families);
+int store_backup_all(store *s, const char *dest_dir, const char *const *extra_files,
+                     unsigned *families);
 /*
  * A zip for a parent to download, written to `fd`: every visible message as
  * "<UTC time>_<id>.ogg" (stored, not recompressed: Opus is compressed already) and

@@ -157,6 +157,40 @@ void print_name(const char *s)
 	putchar('"');
 }
 
+const char *mask_name(char *buf, size_t cap, const char *s)
+{
+	size_t i = 0;
+	for (; cap && s[i] && i < cap - 1; i++)
+		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	if (cap)
+		buf[i] = '\0';
+	return buf;
+}
+
+/* ---- stdout ---- */
+
+static int output_errno; /* the first failed flush's errno: later calls see a stale one */
+
+int flush_output(void)
+{
+	if (fflush(stdout) != 0 && !output_errno)
+		output_errno = errno ? errno : EIO;
+	return ferror(stdout) || output_errno ? -1 : 0;
+}
+
+/* The end of the run's output: 0, or the message and EXIT_FAIL. */
+static int output_done(int rc)
+{
+	if (flush_output() == 0)
+		return rc;
+	if (output_errno)
+		fprintf(stderr, "jiayinctl: could not write the output: %s\n",
+		        strerror(output_errno));
+	else
+		fprintf(stderr, "jiayinctl: could not write the output\n");
+	return EXIT_FAIL;
+}
+
 json_t *device_json(const store_device *d)
 {
 	return json_pack("{s:s, s:s, s:o, s:s?, s:s?, s:s?, s:o, s:o, s:b, s:o}", "id", d->id.s,
@@ -370,7 +404,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
 		if (opt == 'h') {
 			help();
-			return fflush(stdout) == 0 ? 0 : EXIT_FAIL;
+			return output_done(0);
 		}
 		if (opt == 'd')
 			data = optarg;
@@ -383,13 +417,16 @@ int main(int argc, char **argv)
 		return usage_fail(&c, "COMMAND [ARGS]", "no command given");
 	if (strcmp(argv[optind], "help") == 0) {
 		help();
-		return fflush(stdout) == 0 ? 0 : EXIT_FAIL;
+		return output_done(0);
 	}
 	const char *group = argv[optind], *verb = optind + 1 < argc ? argv[optind + 1] : NULL;
 	const command *cmd = find_command(group, verb);
-	if (!cmd)
-		return usage_fail(&c, NULL, "unknown command: %s%s%s", group, verb ? " " : "",
-		                  verb ? verb : "");
+	if (!cmd) { /* typed bytes reach a terminal: control bytes masked, as names are */
+		char g[80], v[80];
+		return usage_fail(&c, NULL, "unknown command: %s%s%s",
+		                  mask_name(g, sizeof g, group), verb ? " " : "",
+		                  verb ? mask_name(v, sizeof v, verb) : "");
+	}
 	int first = optind + (cmd->verb ? 2 : 1), nargs = argc - first;
 	char usage[96];
 	snprintf(usage, sizeof usage, "%s%s%s%s%s", cmd->group, cmd->verb ? " " : "",
@@ -405,9 +442,5 @@ int main(int argc, char **argv)
 	if (rc == 0)
 		rc = cmd->run(&c, nargs, argv + first);
 	store_close(c.s);
-	if (fflush(stdout) != 0 || ferror(stdout)) {
-		fprintf(stderr, "jiayinctl: could not write the output: %s\n", strerror(errno));
-		rc = EXIT_FAIL;
-	}
-	return rc;
+	return output_done(rc);
 }

@@ -42,6 +42,12 @@ json_t *jtime(int64_t ms);
 const char *opt_id(const store_id *id);
 const char *fmt_time(int64_t ms, char buf[32]);
 void print_name(const char *s);
+/* s into buf (cap bytes, cut short to fit) with control bytes as '?', as print_name shows
+ * them: for stored or typed bytes inside a message. Returns buf. */
+const char *mask_name(char *buf, size_t cap, const char *s);
+/* fflush(stdout): 0, or -1 once any output failed (the first failure's errno is kept for the
+ * message at the end of the run). */
+int flush_output(void);
 json_t *device_json(const store_device *d);
 json_t *link_json(const store_kiosk_link *l);
 void print_device(const store_device *d, const char *indent);

@@ -4,8 +4,8 @@
  * backups: backup (every database and the server's key into a new directory) and backup-family.
  */
 #include "jiayinctl.h"
+#include "uploads.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static json_t *member_json(const store_member *m)
@@ -128,28 +129,21 @@ int cmd_family_show(ctl *c, int argc, char **argv)
 	return finish(c, obj, 0);
 }
 
-#define FAMILY_DEVICES_MAX 512
-
-/* A device's unfinished uploads: the files of data/uploads/DEVICE/ and the directory (what
- * the server's expiry would remove a day later). Best effort: what stays expires. */
-static void remove_uploads(const char *data, const char *device)
+/*
+ * The family's unfinished resumable uploads (data/uploads/DEVICE/ID.*): every upload whose
+ * record names the family, on any device: its phones', and the kiosks' its children recorded
+ * at (a kiosk's directory holds other families' uploads too, which stay). The server's own
+ * scan (server/uploads.c, without its event loop), as its erasure of a family runs it.
+ */
+static int remove_uploads(ctl *c, const char *family_id, unsigned *removed)
 {
-	char path[4096];
-	if (store_id_check(device) < 0)
-		return;
-	snprintf(path, sizeof path, "%s/uploads/%s", data, device);
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-	if (fd >= 0 && !dir)
-		close(fd);
-	if (!dir)
-		return;
-	struct dirent *de;
-	while ((de = readdir(dir)) != NULL)
-		if (de->d_name[0] != '.')
-			unlinkat(fd, de->d_name, 0);
-	closedir(dir);
-	rmdir(path);
+	srv_upload_dir *d = NULL;
+	*removed = 0;
+	int rc = srv_upload_dir_open(&d, c->data, 0);
+	if (rc == 0)
+		rc = srv_upload_remove_family(d, family_id, removed);
+	srv_upload_dir_close(d);
+	return rc;
 }
 
 int cmd_family_delete(ctl *c, int argc, char **argv)
@@ -176,43 +170,120 @@ int cmd_family_delete(ctl *c, int argc, char **argv)
 		                             : fail(c, rc, "the family could not be read");
 	if (!yes) {
 		/* A refusal, not a mistake: no usage text, but the usage exit status. */
-		char msg[256];
+		char msg[512], name[sizeof f.name];
 		snprintf(msg, sizeof msg,
 		         "not deleting family %s (\"%s\", %llu bytes of messages) without --yes: "
 		         "it erases its members, devices and every message for ever",
-		         f.id.s, f.name, (unsigned long long)usage);
+		         f.id.s, mask_name(name, sizeof name, f.name), (unsigned long long)usage);
 		fprintf(stderr, "jiayinctl: %s\n", msg);
 		if (c->json)
 			print_error_json("usage", msg);
 		return EXIT_USAGE;
 	}
-	/* Its phones' unfinished resumable uploads (data/uploads/DEVICE/) go too: their devices
-	 * are known only until the family's rows are gone. */
-	store_device *devs = calloc(FAMILY_DEVICES_MAX, sizeof *devs);
-	size_t ndevs = 0;
-	if (!devs)
-		return fail(c, STORE_ENOMEM, "no memory");
-	if ((rc = store_devices_list(c->s, f.id.s, devs, FAMILY_DEVICES_MAX, &ndevs)) < 0) {
-		free(devs);
-		return fail(c, rc, "the family's devices could not be read");
-	}
-	if ((rc = store_family_delete(c->s, f.id.s)) < 0) {
-		free(devs);
+	if ((rc = store_family_delete(c->s, f.id.s)) < 0)
 		return fail(c, rc, "family %s was not deleted", f.id.s);
-	}
-	for (size_t i = 0; i < ndevs; i++)
-		remove_uploads(c->data, devs[i].id.s);
-	free(devs);
+	/* Its unfinished uploads go after its rows: the server takes none of its tokens now. */
+	unsigned uploads = 0;
+	int urc = remove_uploads(c, f.id.s, &uploads);
 	int arc = audit(c, "family.delete", f.id.s, f.id.s, NULL);
+	if (urc < 0) {
+		/* The family is gone; what stays of its uploads, the server's expiry removes. */
+		if (c->json)
+			print_error_json("storage_io_error", "family deleted, but not all of its "
+			                                     "unfinished uploads were removed");
+		fprintf(stderr,
+		        "jiayinctl: family %s is deleted, but its unfinished uploads in %s/uploads "
+		        "could not all be removed (%u were): %s; the server's expiry removes what "
+		        "is left\n",
+		        f.id.s, c->data, uploads,
+		        urc > -10000 ? strerror(-urc) : "an upload record does not read");
+		return EXIT_FAIL;
+	}
 	if (!c->json)
-		printf("family %s deleted: its members, devices and messages are erased\n", f.id.s);
+		printf("family %s deleted: its members, devices, messages and %u unfinished "
+		       "upload%s are erased\n",
+		       f.id.s, uploads, uploads == 1 ? "" : "s");
 	return finish(c, c->json ? json_pack("{s:s}", "deleted", f.id.s) : NULL, arc);
 }
 
+/*
+ * A new file for `path` that has no name yet: O_TMPFILE in path's directory, so that a kill
+ * at any moment leaves nothing; where the file system has no O_TMPFILE, a hidden name beside
+ * it (.NAME.partial-PID, in *hidden; "" for none). Mode 0600. -errno on failure.
+ */
+/* The directory path is in ("." for a bare name, "/" for the root's files); false if too
+ * long. */
+static bool dir_of(const char *path, char *dir, size_t cap)
+{
+	const char *slash = strrchr(path, '/');
+	int n = slash ? snprintf(dir, cap, "%.*s", (int)(slash - path + (slash == path)), path)
+	              : snprintf(dir, cap, ".");
+	return n >= 0 && (size_t)n < cap;
+}
+
+static int open_unnamed(const char *path, char *hidden, size_t cap)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+	hidden[0] = '\0';
+	if (!*base)
+		return -EISDIR;
+	if (!dir_of(path, dir, sizeof dir))
+		return -ENAMETOOLONG;
+	int n, fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd >= 0 ? fd : -errno;
+	n = snprintf(hidden, cap, "%s/.%s.partial-%ld", dir, base, (long)getpid());
+	if (n < 0 || (size_t)n >= cap)
+		return hidden[0] = '\0', -ENAMETOOLONG;
+	unlink(hidden); /* a leftover of ours, from before a restart that gave us this id */
+	fd = open(hidden, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		hidden[0] = '\0';
+		return -e;
+	}
+	return fd;
+}
+
+/* The synced file fd becomes `path` (never over a file that appeared meanwhile); its
+ * directory is synced. 0 or -errno. */
+static int publish(int fd, const char *hidden, const char *path)
+{
+	char proc[64];
+	int rc;
+	if (hidden[0]) {
+		rc = link(hidden, path) == 0 ? 0 : -errno;
+	} else {
+		snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+		rc = linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0 ? 0 : -errno;
+		if (rc == -ENOENT && access("/proc/self/fd", F_OK) != 0) /* no /proc: root can */
+			rc = linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH) == 0 ? 0 : -errno;
+	}
+	if (rc < 0)
+		return rc;
+	char dir[4096];
+	int dfd =
+	    dir_of(path, dir, sizeof dir) ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (dfd >= 0) {
+		if (fsync(dfd) != 0)
+			rc = -errno;
+		close(dfd);
+	}
+	return rc;
+}
+
+/*
+ * The zip is written to a file without a name and linked to FILE.zip only when it is whole
+ * and synced: a failed, interrupted or killed export leaves no file under the name (a cut zip
+ * of a family's voices there would look like an export and block the next one).
+ */
 int cmd_family_export(ctl *c, int argc, char **argv)
 {
 	(void)argc;
 	const char *id = argv[0], *path = argv[1];
+	char hidden[4200];
+	struct stat st;
 	store_family f;
 	uint64_t bytes = 0;
 	int rc = store_family_get(c->s, id, &f);
@@ -220,22 +291,30 @@ int cmd_family_export(ctl *c, int argc, char **argv)
 		return rc == STORE_ENOTFOUND ? fail(c, rc, "no family %s", id)
 		                             : fail(c, rc, "the family could not be read");
 	/* Voices of a family: readable by the administrator only; never over an existing file. */
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		int e = errno;
-		return fail(c, errno_code(e), "cannot create %s: %s", path, strerror(e));
-	}
+	if (lstat(path, &st) == 0)
+		return fail(c, STORE_EEXIST, "cannot create %s: %s", path, strerror(EEXIST));
+	int fd = open_unnamed(path, hidden, sizeof hidden);
+	if (fd < 0)
+		return fail(c, errno_code(-fd), "cannot create %s: %s", path, strerror(-fd));
 	int e = 0;
+	bool linked = false;
 	rc = store_export_family(c->s, f.id.s, fd, &bytes);
 	if (rc == 0 && fsync(fd) != 0)
 		e = errno, rc = errno_code(e);
+	if (rc == 0 && (e = -publish(fd, hidden, path)) != 0)
+		rc = errno_code(e);
+	linked = rc == 0;
 	if (close(fd) != 0 && rc == 0)
 		e = errno, rc = errno_code(e);
-	if (rc < 0) {
+	if (linked && rc < 0)
 		unlink(path);
-		return fail(c, rc, "family %s was not exported%s%s", f.id.s, e ? ": " : "",
-		            e ? strerror(e) : "");
-	}
+	if (hidden[0])
+		unlink(hidden);
+	if (rc < 0)
+		return fail(c, rc, "family %s was not exported: %s", f.id.s,
+		            e == EEXIST ? "the file appeared meanwhile"
+		            : e         ? strerror(e)
+		                        : store_strerror(rc));
 	int arc = audit(c, "family.export", f.id.s, f.id.s, path);
 	if (!c->json)
 		printf("family %s exported to %s: %llu bytes\n", f.id.s, path,
@@ -248,61 +327,72 @@ int cmd_family_export(ctl *c, int argc, char **argv)
 }
 
 /*
- * The server's key (data/secret: kiosk PINs, signed URLs, pairing codes depend on it) into the
- * backup, 0600, synced: a restored backup without it would lock every child out of the kiosks.
+ * Whether the data directory was made with a server key: the server records its fingerprint
+ * in the directory database when it makes or first finds one. 1, 0, or a storage code.
  */
-static int copy_secret(const char *data, const char *dest)
+static int key_recorded(ctl *c)
 {
-	char from[4096], to[4096];
-	uint8_t key[64];
-	snprintf(from, sizeof from, "%s/secret", data);
-	snprintf(to, sizeof to, "%s/secret", dest);
-	int in = open(from, O_RDONLY | O_CLOEXEC);
-	if (in < 0)
-		return errno == ENOENT ? 0 : -errno; /* a server that never started has none */
-	ssize_t n = read(in, key, sizeof key);
-	int err = n < 0 ? errno : 0;
-	close(in);
-	int out = err ? -1 : open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (!err && out < 0)
-		err = errno;
-	if (out >= 0) {
-		ssize_t w = write(out, key, (size_t)n); /* a short write sets no errno */
-		if (w != n)
-			err = w < 0 ? errno : EIO;
-		else if (fsync(out) < 0)
-			err = errno;
-		close(out);
-	}
-	sodium_memzero(key, sizeof key);
-	return -err;
+	uint8_t fp[64];
+	size_t n = 0;
+	int rc = store_meta_get(c->s, "server_key_fingerprint", fp, sizeof fp, &n);
+	return rc == 0 ? 1 : rc == STORE_ENOTFOUND ? 0 : rc;
 }
 
+/* A backup's or a copy's failure: errno is the file system's reason, 0 when it was not one. */
+static const char *reason(int rc, int e)
+{
+	return e ? strerror(e) : store_strerror(rc);
+}
+
+/*
+ * Every database and the server's key (data/secret: kiosk PINs, signed URLs and pairing
+ * codes depend on it) into a new directory, the key copied in before the directory gets its
+ * name: a backup is never named DEST without the key a restore needs. A data directory
+ * without a key file is backed up without one only if it never had a key (no fingerprint).
+ */
 int cmd_backup(ctl *c, int argc, char **argv)
 {
 	(void)argc;
 	const char *dest = argv[0];
+	char secret[4096];
+	struct stat st;
 	unsigned families = 0;
-	int rc = store_backup_all(c->s, dest, &families);
+	int n = snprintf(secret, sizeof secret, "%s/secret", c->data);
+	if (n < 0 || (size_t)n >= sizeof secret)
+		return fail(c, STORE_EINVAL, "the data directory's path is too long");
+	int known = key_recorded(c);
+	if (known < 0)
+		return fail(c, known, "the directory database could not be read");
+	bool has_key = lstat(secret, &st) == 0;
+	if (!has_key && errno != ENOENT) {
+		int e = errno;
+		return fail(c, errno_code(e), "cannot use %s: %s; no backup was made", secret,
+		            strerror(e));
+	}
+	if (!has_key && known)
+		return fail(c, STORE_ENOTFOUND,
+		            "%s is missing, but this data directory was made with a key: a backup "
+		            "without it would lock every child out of the kiosks and break signed "
+		            "URLs; restore the key from an earlier backup. No backup was made",
+		            secret);
+	const char *extra[] = {has_key ? secret : NULL, NULL};
+	int rc = store_backup_all(c->s, dest, extra, &families);
+	int e = errno;
 	if (rc == STORE_EEXIST)
 		return fail(c, rc, "%s exists already: a backup goes into a new directory", dest);
 	if (rc < 0)
-		return fail(c, rc, "the backup failed; nothing was left in %s", dest);
-	if ((rc = copy_secret(c->data, dest)) < 0)
-		return fail(c, errno_code(-rc),
-		            "the databases are in %s but the server's key (secret) could not be "
-		            "copied: %s",
-		            dest, strerror(-rc));
+		return fail(c, rc, "the backup failed (%s); nothing was left in %s", reason(rc, e),
+		            dest);
 	char detail[32];
 	snprintf(detail, sizeof detail, "%u families", families);
 	int arc = audit(c, "backup.all", NULL, dest, detail);
 	if (!c->json)
-		printf("backup in %s: the server's key, the directory and %u famil%s\n", dest,
-		       families,
+		printf("backup in %s: %sthe directory and %u famil%s\n", dest,
+		       has_key ? "the server's key, " : "no server key (none made yet), ", families,
 		       families == 1 ? "y" : "ies");
 	return finish(c,
-	              c->json ? json_pack("{s:o, s:I}", "backup", jtext(dest), "families",
-	                                  (json_int_t)families)
+	              c->json ? json_pack("{s:o, s:I, s:b}", "backup", jtext(dest), "families",
+	                                  (json_int_t)families, "server_key", has_key)
 	                      : NULL,
 	              arc);
 }
@@ -317,10 +407,12 @@ int cmd_backup_family(ctl *c, int argc, char **argv)
 		return rc == STORE_ENOTFOUND ? fail(c, rc, "no family %s", id)
 		                             : fail(c, rc, "the family could not be read");
 	rc = store_backup_family(c->s, id, dest);
+	int e = errno;
 	if (rc == STORE_EEXIST)
 		return fail(c, rc, "%s exists already: a backup goes into a new file", dest);
 	if (rc < 0)
-		return fail(c, rc, "family %s was not backed up to %s", id, dest);
+		return fail(c, rc, "family %s was not backed up to %s: %s", id, dest,
+		            e == EISDIR ? "it names a directory, not a new file" : reason(rc, e));
 	int arc = audit(c, "backup.family", id, dest, NULL);
 	if (!c->json)
 		printf("family %s backed up to %s\n", id, dest);

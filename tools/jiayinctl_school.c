@@ -133,13 +133,15 @@ static int token_add(ctl *c, store_kiosk *k, const store_school *school,
 	sodium_memzero(token, sizeof token);
 	int rc2 = finish(c, obj, arc);
 	/* A token nobody saw (the output could not be built or written) must not stay valid. */
-	if ((rc2 != 0 && arc >= 0) || fflush(stdout) != 0 || ferror(stdout)) {
+	if ((rc2 != 0 && arc >= 0) || flush_output() != 0) {
 		store_device_revoke(c->s, dev.id.s, now_ms());
 		audit(c, "device.revoke", NULL, dev.id.s, "its token could not be shown");
+		/* kiosk add made the kiosk: running it again would make a second one. */
 		fprintf(stderr,
 		        "jiayinctl: the token could not be shown, so device %s is revoked again; "
-		        "run the command again\n",
-		        dev.id.s);
+		        "kiosk %s %s: `jiayinctl kiosk token %s` makes it a new token\n",
+		        dev.id.s, k->id.s, new_kiosk_name ? "stays registered" : "is as it was",
+		        k->id.s);
 		return EXIT_FAIL;
 	}
 	return rc2;

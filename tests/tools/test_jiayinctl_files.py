@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""test_jiayinctl_files.py — what jiayinctl and jiayin-transcode leave on disk (TAP).
+
+usage: test_jiayinctl_files.py JIAYINCTL JIAYIN JIAYIN_TRANSCODE
+
+A server makes a data directory (its key, a kiosk, families), then stops; on that directory:
+a backup never carries the name DEST without the server's key; an export or backup killed
+midway leaves nothing under the name asked for, and the next run succeeds; family delete
+erases the family's unfinished uploads on every device (kiosks' too, past 512 devices);
+errors give their reason; stored and typed bytes are masked on the terminal; the transcoder's
+JSON line is JSON for any path and its output is 0600. Each check is one the review's
+findings failed.
+"""
+import json
+import os
+import random
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "server"))
+from serverlib import Server, request  # noqa: E402
+from tap import finish, ok  # noqa: E402
+
+SAMPLE = os.path.join(HERE, "..", "data", "sample.wav")
+CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+SANITIZER_MARKERS = (b"AddressSanitizer", b"LeakSanitizer", b"UndefinedBehaviorSanitizer",
+                     b"runtime error:")
+sanitizer_reports = []
+
+
+def new_id():
+    return random.choice("0123") + "".join(random.choice(CROCKFORD) for _ in range(25))
+
+
+class Ctl:
+    def __init__(self, binary, data):
+        self.binary, self.data = binary, data
+
+    def __call__(self, *args, data=None, json_out=False, stdout=subprocess.PIPE):
+        argv = [self.binary, "--data", data or self.data] + (["--json"] if json_out else [])
+        p = subprocess.run(argv + list(args), stdout=stdout, stderr=subprocess.PIPE,
+                           timeout=300)
+        if any(m in p.stderr for m in SANITIZER_MARKERS):
+            sanitizer_reports.append(f"{args}: {p.stderr[:2000]!r}")
+        p.out = (p.stdout or b"").decode("utf-8", "replace")
+        p.err = p.stderr.decode("utf-8", "replace")
+        return p
+
+
+def post_json(srv, path, obj, token=None):
+    headers = [("Content-Type", "application/json")]
+    if token:
+        headers.append(("Authorization", f"Bearer {token}"))
+    return request(srv, "POST", path, json.dumps(obj).encode(), headers=headers)
+
+
+def partials(directory, base):
+    return sorted(n for n in os.listdir(directory) if n.startswith(base + ".partial") or
+                  n.startswith("." + base + ".partial"))
+
+
+def writing_fd(pid, directory):
+    """A descriptor of pid open on a non-empty file under directory (as it is written)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith(directory + "/") and \
+                    os.stat(f"/proc/{pid}/fd/{fd}").st_size > 0:
+                return fd
+        except OSError:
+            continue
+    return None
+
+
+def killed_midway(argv, directory, sig):
+    """Runs argv, stops it while it writes a file under directory, kills it with sig.
+    True when it was caught in the middle (the file still open: not finished)."""
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    caught = False
+    deadline = time.time() + 120
+    while p.poll() is None and time.time() < deadline:
+        fd = writing_fd(p.pid, directory)
+        if fd is None:
+            continue
+        os.kill(p.pid, signal.SIGSTOP)
+        caught = os.path.exists(f"/proc/{p.pid}/fd/{fd}")
+        os.kill(p.pid, sig)
+        os.kill(p.pid, signal.SIGCONT)
+        break
+    p.wait()
+    return caught and p.returncode == -sig
+
+
+def fill_family(data, fam, sender, count, size):
+    """count messages of size bytes each, written as the store writes them."""
+    path = os.path.join(data, "families", f"{fam}.db")
+    c = sqlite3.connect(path, timeout=10)
+    with c:
+        top = c.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()[0]
+        for i in range(count):
+            row = top + 1 + i
+            c.execute("INSERT INTO messages (rowid, id, seq, sender, recipient, created_ms, "
+                      "duration_ms, lufs, bytes, waveform, sha256, state) VALUES "
+                      "(?, ?, ?, ?, '', ?, 1000, -16, ?, zeroblob(64), zeroblob(32), 1)",
+                      (row, new_id(), row, sender, 1700000000000 + i, size))
+            c.execute("INSERT INTO audio (message, data) VALUES (?, randomblob(?))",
+                      (row, size))
+    c.close()
+
+
+def upload_record(data, device, family, member):
+    """An unfinished upload as server/uploads.c records it: DEVICE/ID.info and ID.part."""
+    uid = new_id()
+    d = os.path.join(data, "uploads", device)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    rec = {"v": 1, "id": uid, "device": device, "member": member, "family": family, "to": "",
+           "idempotency_key": "", "length": 100000, "offset": 4096,
+           "created_ms": int(time.time() * 1000), "updated_ms": int(time.time() * 1000),
+           "message_id": ""}
+    with open(os.path.join(d, uid + ".info"), "w") as f:
+        json.dump(rec, f, separators=(",", ":"))
+    with open(os.path.join(d, uid + ".part"), "wb") as f:
+        f.write(b"voice" * 800)
+    return d, uid
+
+
+def backups_keep_the_key(ctl, data, tmp):
+    """Finding 1: the key is in DEST before DEST has its name, or there is no DEST."""
+    d2 = os.path.join(tmp, "nokey")
+    subprocess.run(["cp", "-a", data, d2], check=True)
+    os.unlink(os.path.join(d2, "secret"))
+    bk = os.path.join(tmp, "bk-nokey")
+    r = ctl("backup", bk, data=d2)
+    ok(r.returncode == 1 and not os.path.exists(bk) and not partials(tmp, "bk-nokey") and
+       "secret" in r.err,
+       "backup of a data directory that lost its key: refused, no backup left",
+       f"rc={r.returncode} exists={os.path.exists(bk)} {r.err[:300]!r} {r.out[:200]!r}")
+    os.mkdir(os.path.join(d2, "secret"))
+    bk = os.path.join(tmp, "bk-keydir")
+    r = ctl("backup", bk, data=d2)
+    ok(r.returncode == 1 and not os.path.exists(bk) and not partials(tmp, "bk-keydir"),
+       "backup whose key cannot be copied: fails and leaves no DEST without the key",
+       f"rc={r.returncode} exists={os.path.exists(bk)} {r.err[:300]!r}")
+    # A directory that never had a key (no fingerprint): backed up, and said so.
+    os.rmdir(os.path.join(d2, "secret"))
+    with sqlite3.connect(os.path.join(d2, "directory.db")) as c:
+        c.execute("DELETE FROM meta WHERE name = 'server_key_fingerprint'")
+    bk = os.path.join(tmp, "bk-never")
+    r = ctl("backup", bk, data=d2)
+    ok(r.returncode == 0 and not os.path.exists(os.path.join(bk, "secret")) and
+       "the server's key" not in r.out and "no server key" in r.out,
+       "a directory that never had a key: backed up, and the message does not claim one",
+       f"rc={r.returncode} {r.out[:300]!r} {r.err[:300]!r}")
+    bk = os.path.join(tmp, "bk-full") + "/"  # a trailing slash names the same directory
+    r = ctl("backup", bk)
+    key = os.path.join(bk, "secret")
+    same = os.path.exists(key) and \
+        open(key, "rb").read() == open(os.path.join(data, "secret"), "rb").read()
+    ok(r.returncode == 0 and same and stat.S_IMODE(os.stat(key).st_mode) == 0o600 and
+       "the server's key" in r.out,
+       "backup DEST/: made, with the key (0600)", f"rc={r.returncode} {r.err[:300]!r}")
+
+
+def interrupted_writes(ctl, data, tmp, fam):
+    """Finding 2: killed midway, nothing under the name asked for; the next run succeeds."""
+    out = os.path.join(tmp, "exports")
+    os.mkdir(out)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        zpath = os.path.join(out, f"wang-{sig.name}.zip")
+        argv = [ctl.binary, "--data", data, "family", "export", fam, zpath]
+        caught = killed_midway(argv, out, sig)
+        left = [n for n in os.listdir(out) if n.startswith(f"wang-{sig.name}")]
+        ok(caught and left == [],
+           f"family export killed midway ({sig.name}): no file left under its name",
+           f"caught={caught} left={left}")
+        r = ctl("family", "export", fam, zpath)
+        ok(r.returncode == 0 and os.path.getsize(zpath) > 40 << 20 and
+           stat.S_IMODE(os.stat(zpath).st_mode) == 0o600,
+           f"the export run again ({sig.name}) succeeds, mode 0600",
+           f"rc={r.returncode} {r.err[:300]!r}")
+        os.unlink(zpath)
+    ok(sorted(os.listdir(out)) == [], "no hidden leftovers of the exports",
+       f"{os.listdir(out)}")
+
+    one = os.path.join(out, "wang.db")
+    argv = [ctl.binary, "--data", data, "backup-family", fam, one]
+    caught = killed_midway(argv, out, signal.SIGKILL)
+    ok(caught and not os.path.exists(one),
+       "backup-family killed midway: no file under its name",
+       f"caught={caught} {os.listdir(out)}")
+    r = ctl("backup-family", fam, one)
+    ok(r.returncode == 0 and os.listdir(out) == ["wang.db"],
+       "backup-family run again succeeds, and removes the dead run's hidden copy",
+       f"rc={r.returncode} {r.err[:300]!r} {os.listdir(out)}")
+
+    bk = os.path.join(out, "full")
+    argv = [ctl.binary, "--data", data, "backup", bk]
+    caught = killed_midway(argv, out, signal.SIGINT)
+    ok(caught and not os.path.exists(bk), "backup killed midway: no DEST",
+       f"caught={caught} {os.listdir(out)}")
+    r = ctl("backup", bk)
+    ok(r.returncode == 0 and os.path.exists(os.path.join(bk, "secret")) and
+       partials(out, "full") == [],
+       "backup run again succeeds and removes the dead run's DEST.partial-PID",
+       f"rc={r.returncode} {r.err[:300]!r} {os.listdir(out)}")
+
+
+def delete_erases_uploads(ctl, data, victim, parent, other, other_parent, kiosk_device):
+    """Finding 3: every upload naming the family goes, on any device; others' stay."""
+    with sqlite3.connect(os.path.join(data, "directory.db")) as c:
+        devices = []
+        for i in range(601):
+            dev = new_id()
+            c.execute("INSERT INTO devices (id, token_hash, kind, member_id, name, created_ms) "
+                      "VALUES (?, randomblob(32), 'personal', ?, ?, 1700000000000)",
+                      (dev, parent, f"phone {i}"))
+            devices.append(dev)
+    dirs = [upload_record(data, dev, victim, parent)[0] for dev in devices]
+    kdir, mine = upload_record(data, kiosk_device, victim, parent)
+    _, theirs = upload_record(data, kiosk_device, other, other_parent)
+    r = ctl("family", "delete", victim, "--yes")
+    left = [d for d in dirs if os.path.exists(d)]
+    ok(r.returncode == 0 and left == [],
+       "family delete with 601 devices: every phone's unfinished upload is erased",
+       f"rc={r.returncode} {len(left)} left {r.err[:300]!r}")
+    names = sorted(os.listdir(kdir)) if os.path.isdir(kdir) else []
+    ok(not any(n.startswith(mine) for n in names),
+       "its child's unfinished recording at the kiosk is erased", f"{names}")
+    ok(theirs + ".info" in names and theirs + ".part" in names,
+       "another family's recording at the same kiosk stays", f"{names}")
+
+
+def reasons_and_masks(ctl, data, tmp, fam, sid):
+    """Finding 4 (a, b, c, e)."""
+    r = ctl("backup-family", fam, os.path.join(tmp, "nodir", "x.db"))
+    ok(r.returncode == 1 and "No such file or directory" in r.err,
+       "backup-family into a missing directory says why", r.err[:300])
+    r = ctl("backup-family", fam, os.path.join(tmp, "fresh") + "/")
+    ok(r.returncode == 1 and "names a directory" in r.err and
+       not os.path.exists(os.path.join(tmp, "fresh")),
+       "backup-family DIR/ says it names a directory", r.err[:300])
+    r = ctl("backup", os.path.join(tmp, "nodir", "bk"))
+    ok(r.returncode == 1 and "No such file or directory" in r.err,
+       "backup into a missing directory says why", r.err[:300])
+    with open("/dev/full", "wb") as full:
+        r = ctl("kiosk", "add", sid, "满了", stdout=full)
+    ok(r.returncode == 1 and "jiayinctl kiosk token " in r.err and
+       "run the command again" not in r.err,
+       "kiosk add with its output lost: advises `kiosk token KIOSK_ID`, not a second kiosk",
+       r.err[:400])
+    ok("No space left on device" in r.err and "temporarily" not in r.err,
+       "and says the write's own error, not a stale errno", r.err[:400])
+    with open("/dev/full", "wb") as full:
+        r = ctl("--help", stdout=full)
+    ok(r.returncode == 1 and "No space left on device" in r.err,
+       "--help to a full disk: 1 and why", r.err[:300])
+    with sqlite3.connect(os.path.join(data, "directory.db")) as c:
+        c.execute("UPDATE families SET name = ? WHERE id = ?", ("坏\x1b[2J\x07名", fam))
+    r = ctl("family", "delete", fam)
+    ok(r.returncode == 64 and b"\x1b" not in r.stderr and b"\x07" not in r.stderr and
+       "坏" in r.err, "family delete's refusal masks the stored name's control bytes",
+       repr(r.stderr[:300]))
+    r = ctl("frob\x1b]0;owned\x07", "x\x1b[2J")
+    ok(r.returncode == 64 and b"\x1b" not in r.stderr and b"\x07" not in r.stderr,
+       "an unknown command is printed masked", repr(r.stderr[:300]))
+
+
+def transcoder(binary, tmp):
+    """Finding 4 (d): the JSON line is JSON for a path that is not UTF-8; the file 0600."""
+    d = os.path.join(tmp, "tc").encode()
+    os.mkdir(d)
+    out = os.path.join(d, b"\xff\xfe-\xe5\xae.ogg")
+    old = os.umask(0o022)
+    try:
+        p = subprocess.run([binary, SAMPLE.encode(), out], capture_output=True, timeout=300)
+    finally:
+        os.umask(old)
+    try:
+        line = json.loads(p.stdout.decode("utf-8"))
+    except ValueError as e:
+        line = {"error": repr(e)}
+    ok(p.returncode == 0 and line.get("output", "").endswith(".ogg") and
+       "\ufffd" in line.get("output", ""),
+       "a non-UTF-8 OUT path: the line is valid JSON, bad bytes as U+FFFD",
+       f"{p.returncode} {p.stdout[:200]!r}")
+    ok(os.path.exists(out) and stat.S_IMODE(os.stat(out).st_mode) == 0o600,
+       "the voice file is 0600 whatever the umask",
+       oct(os.stat(out).st_mode) if os.path.exists(out) else "missing")
+
+
+def main():
+    if len(sys.argv) != 4:
+        print("usage: test_jiayinctl_files.py JIAYINCTL JIAYIN JIAYIN_TRANSCODE",
+              file=sys.stderr)
+        return 2
+    ctl_bin, server_bin, tc_bin = (os.path.abspath(a) for a in sys.argv[1:])
+    tmp = tempfile.mkdtemp(prefix="jiayinctl-files-")
+    data = os.path.join(tmp, "data")
+    ctl = Ctl(ctl_bin, data)
+    os.chdir(tmp)
+    srv = Server(server_bin, data=data)
+    try:
+        fams = []
+        for name in ("王家", "李家", "张家"):
+            r = post_json(srv, "/v1/families", {"family_name": name, "member_name": "妈妈"})
+            fams.append(r.json())
+        sid = json.loads(ctl("school", "add", "希望小学", json_out=True).out)["school"]["id"]
+        k = json.loads(ctl("kiosk", "add", sid, "宿舍平板", json_out=True).out)
+    finally:
+        srv.stop()
+    big, victim, other = (f["family"]["id"] for f in fams)
+    parent = fams[1]["member"]["id"]
+    fill_family(data, big, fams[0]["member"]["id"], 24, 2 << 20)  # a 48 MB export
+
+    backups_keep_the_key(ctl, data, tmp)
+    interrupted_writes(ctl, data, tmp, big)
+    delete_erases_uploads(ctl, data, victim, parent, other, fams[2]["member"]["id"],
+                          k["device"]["id"])
+    reasons_and_masks(ctl, data, tmp, big, sid)
+    transcoder(tc_bin, tmp)
+    ok(not sanitizer_reports, "no sanitizer reports", "\n# ".join(sanitizer_reports)[:4000])
+    return finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
