@@ -142,7 +142,7 @@ void api_new_code(api_job *j, uint8_t hash[STORE_HASH_LEN]);
 /* Something in family_id's mailbox changed: its waiting devices list again. */
 void api_mailbox_changed(srv_server *s, const char *family_id);
 void api_upload_done(srv_exchange *x, api_job *j);
-/* A message as the API shows it (a deleted one: its id, seq and state only). */
+/* A message as the API shows it (deleted or hidden: its id, seq and state "deleted" only). */
 json_t *api_message_json(const store_message *m);
 /*
  * Who hears a message: everyone in the family when it is sent to all; when it is sent to one
