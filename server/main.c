@@ -7,6 +7,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <sodium.h>
 #include <malloc.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -40,9 +42,29 @@ static int check_key(const srv_config *cfg, store *st)
 		return -1;
 	}
 	bool remembered = rc == 0 && n == sizeof known;
-	bool start_over = getenv("JIAYIN_NEW_KEY") != NULL;
+	/* Only "1" starts over: JIAYIN_NEW_KEY=0 (or an empty value) must not accept any key. */
+	const char *new_key = getenv("JIAYIN_NEW_KEY");
+	bool start_over = new_key && strcmp(new_key, "1") == 0, replaced = false;
+	if (new_key && !start_over)
+		fprintf(stderr, "jiayin: JIAYIN_NEW_KEY is ignored: only JIAYIN_NEW_KEY=1 starts "
+		                "over with a new key\n");
 	rc = remembered && !start_over ? srv_secret_read(cfg->data_dir, key)
 				       : srv_secret_load(cfg->data_dir, key);
+	if (rc == -EINVAL && remembered && start_over) {
+		/* A damaged key, knowingly replaced: kept aside (not deleted), a new one made. */
+		char from[PATH_MAX], to[PATH_MAX];
+		int a = snprintf(from, sizeof from, "%s/secret", cfg->data_dir);
+		int b = snprintf(to, sizeof to, "%s/secret.damaged-%lld", cfg->data_dir,
+		                 (long long)time(NULL));
+		if (a < 0 || b < 0 || (size_t)a >= sizeof from || (size_t)b >= sizeof to)
+			rc = -ENAMETOOLONG;
+		else if (rename(from, to) < 0)
+			rc = -errno;
+		else {
+			fprintf(stderr, "jiayin: the damaged key was moved to %s\n", to);
+			rc = srv_secret_load(cfg->data_dir, key);
+		}
+	}
 	if (rc == -ENOENT) {
 		fprintf(stderr,
 			"jiayin: %s/secret is missing, but this data directory was made with one. "
@@ -72,12 +94,22 @@ static int check_key(const srv_config *cfg, store *st)
 			return -1;
 		}
 		remembered = false;
+		replaced = true;
 	}
 	if (!remembered && (rc = store_meta_put(st, name, fp, sizeof fp)) < 0) {
 		fprintf(stderr, "jiayin: cannot record the key's fingerprint: %s\n",
 			store_strerror(rc));
 		return -1;
 	}
+	if (replaced)
+		fprintf(stderr, "jiayin: started over with a new server key (JIAYIN_NEW_KEY=1): "
+		                "parents must set their children's kiosk PINs again. Remove "
+		                "JIAYIN_NEW_KEY from the environment now\n");
+	else if (start_over)
+		fprintf(stderr,
+		        "jiayin: JIAYIN_NEW_KEY=1 is set, but the key is this data "
+		        "directory's own: nothing was replaced. Remove JIAYIN_NEW_KEY from the "
+		        "environment\n");
 	return 0;
 }
 

@@ -18,9 +18,30 @@
 
 static int read_key(const char *path, uint8_t key[SRV_SECRET_LEN])
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -errno;
+	/*
+	 * Readable by anyone but its owner (restored with a plain cp, say), the key could sign any
+	 * family's audio URLs: made 0600 again, loudly, as the start-up's first words.
+	 */
+	struct stat st;
+	int bad = fstat(fd, &st) < 0 ? -errno : !S_ISREG(st.st_mode) ? -EINVAL : 0;
+	if (bad) {
+		close(fd);
+		return bad;
+	}
+	if (st.st_mode & 077) {
+		if (fchmod(fd, 0600) < 0) {
+			int err = -errno;
+			close(fd);
+			return err;
+		}
+		fprintf(stderr,
+		        "jiayin: %s was readable by others (mode %04o); it is 0600 now. If anyone "
+		        "else may have read it, start over with a new key (docs/operations.md)\n",
+		        path, (unsigned)(st.st_mode & 07777));
+	}
 	uint8_t buf[SRV_SECRET_LEN + 1];
 	ssize_t n = read(fd, buf, sizeof buf);
 	int err = n < 0 ? -errno : n != SRV_SECRET_LEN ? -EINVAL : 0;

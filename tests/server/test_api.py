@@ -534,7 +534,12 @@ def signed_urls(binary):
         mode = stat.S_IMODE(os.stat(os.path.join(data, "secret")).st_mode)
         ok(mode == 0o600 and os.path.getsize(os.path.join(data, "secret")) == 32,
            "the server's key is 32 bytes in data/secret, readable by its owner only")
+        os.chmod(os.path.join(data, "secret"), 0o644)  # as a plain `cp` restores it
         srv = Server(binary, "--audio-url-ttl-s", "3", data=data)
+        mode = stat.S_IMODE(os.stat(os.path.join(data, "secret")).st_mode)
+        ok(mode == 0o600 and "was readable by others (mode 0644); it is 0600 now" in
+           srv.log_text(), "a key others can read is made 0600 again at start, and said so",
+           srv.log_text()[-300:])
         ok(request(srv, "GET", u2).status == 200,
            "a URL signed before a restart still plays: the key persists")
         request(srv, "DELETE", f"/v1/families/{fam}/messages/{mid}",
@@ -569,14 +574,46 @@ def signed_urls(binary):
             refused = str(ex)
         ok("is not the key this data directory was made with" in refused,
            "another key in its place: refused too", refused[-300:])
-        os.environ["JIAYIN_NEW_KEY"] = "1"
-        try:
-            Server(binary, data=data).stop()
-        finally:
-            del os.environ["JIAYIN_NEW_KEY"]
+
+        def start_with_new_key(value):  # the server's stderr, or the refusal
+            os.environ["JIAYIN_NEW_KEY"] = value
+            try:
+                srv = Server(binary, data=data)
+                srv.stop()
+                return srv.log_text()
+            except RuntimeError as ex:
+                return "refused: " + str(ex)
+            finally:
+                del os.environ["JIAYIN_NEW_KEY"]
+        # Any value used to start over (JIAYIN_NEW_KEY=0 took the wrong key): only 1 does.
+        text = start_with_new_key("0")
+        ok(text.startswith("refused") and "is not the key" in text and
+           "JIAYIN_NEW_KEY is ignored" in text,
+           "JIAYIN_NEW_KEY=0 is not a yes: the wrong key is still refused", text[-300:])
+        text = start_with_new_key("1")
+        ok("started over with a new server key" in text and "Remove" in text,
+           "JIAYIN_NEW_KEY=1 starts over with this key, and says to remove the variable",
+           text[-300:])
         srv = Server(binary, data=data)
         ok(request(srv, "GET", "/healthz").status == 200,
            "started once with JIAYIN_NEW_KEY=1, the new key is the directory's from then on")
+        srv.stop()
+        text = start_with_new_key("1")
+        ok("nothing was replaced" in text,
+           "JIAYIN_NEW_KEY=1 left set with the right key replaces nothing, and says so",
+           text[-300:])
+        # A damaged key, knowingly replaced: it used to stop the start even with the variable.
+        with open(os.path.join(data, "secret"), "wb") as f:
+            f.write(b"short")
+        text = start_with_new_key("1")
+        aside = [n for n in os.listdir(data) if n.startswith("secret.damaged-")]
+        ok("started over with a new server key" in text and len(aside) == 1 and
+           open(os.path.join(data, aside[0]), "rb").read() == b"short" and
+           os.path.getsize(os.path.join(data, "secret")) == 32,
+           "a damaged key with JIAYIN_NEW_KEY=1: kept aside, a new key made", text[-300:])
+        srv = Server(binary, data=data)
+        ok(request(srv, "GET", "/healthz").status == 200,
+           "and the new key is the directory's from then on")
         srv.stop()
         d2 = os.path.join(srv.tmp, "old")
         os.makedirs(d2)
