@@ -540,11 +540,12 @@ static int do_set_state(conn *c, sqlite3_int64 rowid, const store_message *befor
 	static const char sql_state[] = "UPDATE messages SET state = ? WHERE rowid = ?";
 	/* A tombstone keeps what "since" listings and the sequence need (id, sender, recipient,
 	 * time, state), nothing taken from the voice or from who heard it. */
+	static const char sql_clear[] = "UPDATE messages SET duration_ms = 0, lufs = 0, bytes = 0, "
+					"waveform = x'', sha256 = x'' WHERE rowid = ?";
 	static const char *const sql_erase[] = {
-	    "DELETE FROM audio WHERE message = ?",
-	    "UPDATE messages SET duration_ms = 0, lufs = 0, bytes = 0, waveform = x'', "
-	    "sha256 = x'' WHERE rowid = ?",
-	    "DELETE FROM receipts WHERE message = ?",
+		"DELETE FROM audio WHERE message = ?",
+		sql_clear,
+		"DELETE FROM receipts WHERE message = ?",
 	};
 	store_msg_state to = *(const store_msg_state *)arg;
 	int rc = 0;
