@@ -9,8 +9,10 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 static char logbuf[65536];
@@ -22,9 +24,16 @@ int srv_log_open(srv_server *s)
 		setvbuf(stderr, logbuf, _IOFBF, sizeof logbuf);
 		return 0;
 	}
-	FILE *f = fopen(s->cfg.log_file, "a");
-	if (!f)
-		return -errno;
+	/* 0640: the log names clients' addresses and families' ids (a logrotate "create" line
+	 * sets its own mode). */
+	int fd = open(s->cfg.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
+	if (!f) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		return -err;
+	}
 	setvbuf(f, NULL, _IOFBF, sizeof logbuf);
 	if (s->log && s->log != stderr)
 		fclose(s->log);

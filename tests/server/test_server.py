@@ -704,6 +704,9 @@ def operations(binary):
         time.sleep(1.3)
         ok(os.path.exists(logf) and "route=metrics" in open(logf).read(),
            "SIGHUP reopens the log file (rotation)")
+        modes = [oct(os.stat(p).st_mode & 0o777) for p in (logf + ".1", logf)]
+        ok(modes == ["0o640", "0o640"],
+           f"the log file is made 0640, not world-readable, at start and at SIGHUP ({modes})")
     finally:
         srv.stop()
     srv = Server(binary)
