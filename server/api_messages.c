@@ -540,7 +540,7 @@ static void flag_work(api_job *j)
 		return;
 	}
 	j->rc = store_flag_add(j->st, j->param[0], j->param[1], j->member.id.s, j->reason,
-			       api_now_ms(), j->flag);
+	                       api_now_ms(), j->flag, &j->existed);
 }
 
 static void flag_done(srv_exchange *x, api_job *j)
@@ -549,8 +549,10 @@ static void flag_done(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc);
 		return;
 	}
-	api_respond_json(x, 201, json_pack("{s:{s:s, s:s}}", "flag", "id", j->flag->id.s, "state",
-				       "open"));
+	/* Again while the caller's flag waits: that flag, 200 (a volunteer may have it). */
+	const char *state = j->flag->state == STORE_FLAG_CLAIMED ? "claimed" : "open";
+	api_respond_json(x, j->existed ? 200 : 201,
+	                 json_pack("{s:{s:s, s:s}}", "flag", "id", j->flag->id.s, "state", state));
 }
 
 void srv_api_message_flag(srv_exchange *x)

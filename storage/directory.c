@@ -535,11 +535,19 @@ int store_volunteer_disable(store *s, const char *volunteer_id, int64_t now_ms)
 /* ---- the moderation queue ---- */
 
 int store_flag_add(store *s, const char *family_id, const char *message_id, const char *reporter_id,
-                   const char *reason, int64_t now_ms, store_flag *out)
+                   const char *reason, int64_t now_ms, store_flag *out, bool *existed)
 {
 	static const char sql[] = "INSERT INTO moderation_queue (id, family_id, message_id, "
 	                          "reporter_id, reason, state, created_ms, updated_ms) "
 	                          "VALUES (?, ?, ?, ?, ?, 'open', ?, ?)";
+	/* The reporter's own flag of the message, still waiting for (or with) a volunteer. */
+	static const char sql_pending[] =
+	    "SELECT " FLAG_COLUMNS "WHERE family_id = ? AND "
+	    "message_id = ? AND reporter_id = ? AND state != 'resolved'";
+	bool dummy;
+	if (!existed)
+		existed = &dummy;
+	*existed = false;
 	if (store_id_check(family_id) < 0 || store_id_check(message_id) < 0 ||
 	    (reporter_id && *reporter_id && store_id_check(reporter_id) < 0))
 		return STORE_ENOTFOUND;
@@ -557,17 +565,43 @@ int store_flag_add(store *s, const char *family_id, const char *message_id, cons
 	f->created_ms = f->updated_ms = now_ms;
 	int rc = 0;
 	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_text(st, 1, f->id.s, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, family_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, message_id, -1, SQLITE_STATIC);
-		bind_optional(st, 4, reporter_id);
-		sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 6, now_ms);
-		sqlite3_bind_int64(st, 7, now_ms);
-		rc = step_write(st); /* an unknown family fails the foreign key: ENOTFOUND */
+	if ((rc = conn_begin(c)) < 0)
+		goto done;
+	sqlite3_stmt *st;
+	if (reporter_id && *reporter_id) {
+		/* Flagging again while the first flag waits is the same flag: one member cannot
+		 * fill the volunteers' queue with one message. */
+		if (!(st = conn_stmt(c, sql_pending, &rc)))
+			goto abort;
+		sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, message_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, reporter_id, -1, SQLITE_STATIC);
+		int step = sqlite3_step(st);
+		if (step == SQLITE_ROW) {
+			flag_from_row(st, f);
+			*existed = true;
+		} else if (step != SQLITE_DONE) {
+			rc = store_map_sqlite(step);
+		}
+		sqlite3_reset(st);
+		if (rc < 0 || *existed)
+			goto abort; /* nothing written */
 	}
+	if (!(st = conn_stmt(c, sql, &rc)))
+		goto abort;
+	sqlite3_bind_text(st, 1, f->id.s, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, family_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, message_id, -1, SQLITE_STATIC);
+	bind_optional(st, 4, reporter_id);
+	sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, now_ms);
+	sqlite3_bind_int64(st, 7, now_ms);
+	/* An unknown family fails the foreign key: ENOTFOUND. */
+	if ((rc = step_write(st)) == 0 && (rc = conn_commit(c)) == 0)
+		goto done;
+abort:
+	conn_rollback(c);
+done:
 	db_write_end(s->directory);
 	return rc;
 }

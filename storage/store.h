@@ -353,9 +353,12 @@ typedef struct store_flag {
 	int64_t created_ms, updated_ms;
 } store_flag;
 
-/* Queue a message for review. */
-int store_flag_add(store *s, const char *family_id, const char *message_id,
-		   const char *reporter_id, const char *reason, int64_t now_ms, store_flag *out);
+/*
+ * Queue a message for review. A reporter whose own flag of the message is still open or
+ * claimed gets that flag back, nothing written, and *existed (may be NULL) set.
+ */
+int store_flag_add(store *s, const char *family_id, const char *message_id, const char *reporter_id,
+                   const char *reason, int64_t now_ms, store_flag *out, bool *existed);
 /* Flags in a state, oldest first. */
 int store_flags_list(store *s, store_flag_state state, store_flag *out, size_t max, size_t *n);
 int store_flag_get(store *s, const char *flag_id, store_flag *out);

@@ -205,6 +205,16 @@ def messages(binary):
         f = post_json(srv, f"/v1/families/{fam}/messages/{m['id']}/flag", {"reason": "吓人"},
                       headers=bearer(kid["token"]))
         ok(f.status == 201 and f.json()["flag"]["state"] == "open", "the child flags it")
+        again = [post_json(srv, f"/v1/families/{fam}/messages/{m['id']}/flag",
+                           {"reason": f"还是吓人 {i}"}, headers=bearer(kid["token"]))
+                 for i in range(3)]
+        mom_flag = post_json(srv, f"/v1/families/{fam}/messages/{m['id']}/flag",
+                             {"reason": "孩子害怕"}, headers=bearer(mom["token"]))
+        ok([a.status for a in again] == [200] * 3 and
+           all(a.json()["flag"] == f.json()["flag"] for a in again) and
+           mom_flag.status == 201 and mom_flag.json()["flag"]["id"] != f.json()["flag"]["id"],
+           "flagging again while the flag waits: 200 with the same flag, nothing more queued "
+           "(another member's flag is its own)")
         d = request(srv, "DELETE", f"/v1/families/{fam}/messages/{m['id']}",
                     headers=bearer(kid["token"]))
         ok(d.status == 403, "the child cannot delete its mother's message")

@@ -94,7 +94,8 @@ static void flag_add_and_get(void **state)
 	fixture *f = *state;
 	store_flag flag, got;
 	assert_int_equal(
-	    store_flag_add(f->s, f->fam.id.s, MSG_A, f->parent.id.s, "不友善", 3000, &flag), 0);
+	    store_flag_add(f->s, f->fam.id.s, MSG_A, f->parent.id.s, "不友善", 3000, &flag, NULL),
+	    0);
 	assert_int_equal(store_id_check(flag.id.s), 0);
 	assert_string_equal(flag.family_id.s, f->fam.id.s);
 	assert_string_equal(flag.message_id.s, MSG_A);
@@ -112,32 +113,92 @@ static void flag_add_and_get(void **state)
 	char reason[513];
 	memset(reason, 'r', 511);
 	reason[511] = '\0';
-	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, reason, 4000, &flag), 0);
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, reason, 4000, &flag, NULL),
+	                 0);
 	assert_string_equal(flag.reporter_id.s, "");
 	assert_int_equal(store_flag_get(f->s, flag.id.s, &got), 0);
 	assert_memory_equal(&got, &flag, sizeof got);
 	assert_int_equal(strlen(got.reason), 511);
 
 	reason[511] = 'r', reason[512] = '\0';
-	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, reason, 1, &got),
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, reason, 1, &got, NULL),
 	                 STORE_EINVAL);
-	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, "", 1, &got), STORE_EINVAL);
-	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, NULL, 1, &got),
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, "", 1, &got, NULL),
+	                 STORE_EINVAL);
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, NULL, 1, &got, NULL),
 	                 STORE_EINVAL);
 	for (size_t i = 0; i < NBAD; i++) {
-		assert_int_equal(store_flag_add(f->s, bad_ids[i], MSG_B, NULL, "r", 1, &got),
+		assert_int_equal(store_flag_add(f->s, bad_ids[i], MSG_B, NULL, "r", 1, &got, NULL),
 		                 STORE_ENOTFOUND);
 		assert_int_equal(store_flag_get(f->s, bad_ids[i], &got), STORE_ENOTFOUND);
 		if (strcmp(bad_ids[i], UNKNOWN_ID) == 0)
 			continue; /* message and reporter ids are checked for shape only */
-		assert_int_equal(store_flag_add(f->s, f->fam.id.s, bad_ids[i], NULL, "r", 1, &got),
-		                 STORE_ENOTFOUND);
+		assert_int_equal(
+		    store_flag_add(f->s, f->fam.id.s, bad_ids[i], NULL, "r", 1, &got, NULL),
+		    STORE_ENOTFOUND);
 		if (*bad_ids[i])
-			assert_int_equal(
-			    store_flag_add(f->s, f->fam.id.s, MSG_B, bad_ids[i], "r", 1, &got),
-			    STORE_ENOTFOUND);
+			assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, bad_ids[i], "r",
+			                                1, &got, NULL),
+			                 STORE_ENOTFOUND);
 	}
 	assert_int_equal(query_int(f, "SELECT count(*) FROM moderation_queue", NULL), 2);
+}
+
+/*
+ * One member flagging one message again while the first flag waits (open or claimed) gets
+ * that flag back and queues nothing (the review: a member could fill the volunteers' queue);
+ * once it is resolved, a new flag may be raised. Other members and flags without a reporter
+ * are flags of their own.
+ */
+static void flag_again_while_waiting(void **state)
+{
+	fixture *f = *state;
+	uint8_t h[STORE_HASH_LEN];
+	hash_of("volunteer", 3, h);
+	store_volunteer v;
+	assert_int_equal(store_volunteer_add(f->s, "周", h, 1, &v), 0);
+	store_flag first, again;
+	bool existed = true;
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_A, f->parent.id.s, "first", 1000,
+	                                &first, &existed),
+	                 0);
+	assert_false(existed);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_A, f->parent.id.s, "again",
+		                                2000 + i, &again, &existed),
+		                 0);
+		assert_true(existed);
+		assert_string_equal(again.id.s, first.id.s);
+		assert_string_equal(again.reason, "first");
+	}
+	assert_int_equal(store_flag_claim(f->s, first.id.s, v.id.s, 3000), 0);
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_A, f->parent.id.s, "again", 3500,
+	                                &again, &existed),
+	                 0);
+	assert_true(existed);
+	assert_int_equal(again.state, STORE_FLAG_CLAIMED);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM moderation_queue", NULL), 1);
+
+	/* Another message, no reporter: flags of their own. */
+	assert_int_equal(
+	    store_flag_add(f->s, f->fam.id.s, MSG_B, f->parent.id.s, "b", 3600, &again, &existed),
+	    0);
+	assert_false(existed);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(
+		    store_flag_add(f->s, f->fam.id.s, MSG_A, NULL, "auto", 3700, &again, &existed),
+		    0);
+		assert_false(existed);
+	}
+	assert_int_equal(query_int(f, "SELECT count(*) FROM moderation_queue", NULL), 4);
+
+	assert_int_equal(store_flag_resolve(f->s, first.id.s, v.id.s, "ok", 4000), 0);
+	assert_int_equal(
+	    store_flag_add(f->s, f->fam.id.s, MSG_A, f->parent.id.s, "new", 5000, &again, &existed),
+	    0);
+	assert_false(existed);
+	assert_string_not_equal(again.id.s, first.id.s);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM moderation_queue", NULL), 5);
 }
 
 static void flag_claim_and_resolve(void **state)
@@ -150,8 +211,9 @@ static void flag_claim_and_resolve(void **state)
 	assert_int_equal(store_volunteer_add(f->s, "陈", h1, 1, &v1), 0);
 	assert_int_equal(store_volunteer_add(f->s, "林", h2, 1, &v2), 0);
 	store_flag flag, other, got;
-	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_A, NULL, "r", 1000, &flag), 0);
-	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, "r", 1000, &other), 0);
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_A, NULL, "r", 1000, &flag, NULL), 0);
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, "r", 1000, &other, NULL),
+	                 0);
 
 	/* Resolving an open flag: nobody holds it, so nobody may resolve it. */
 	assert_int_equal(store_flag_resolve(f->s, flag.id.s, v1.id.s, "ok", 1500), STORE_EEXIST);
@@ -220,7 +282,7 @@ static void flags_listed_by_state_oldest_first(void **state)
 	store_flag fl[4], list[8];
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(store_flag_add(f->s, i % 2 ? f->other.id.s : f->fam.id.s, MSG_A,
-		                                NULL, "r", when[i], &fl[i]),
+		                                NULL, "r", when[i], &fl[i], NULL),
 		                 0);
 	size_t n = 99;
 	assert_int_equal(store_flags_list(f->s, STORE_FLAG_OPEN, list, 8, &n), 0);
@@ -276,7 +338,8 @@ static void family_delete_removes_its_rows(void **state)
 		p.kiosk_id = f->kiosk.id;
 		assert_int_equal(store_pairing_create(f->s, ch[i], &p), 0);
 		assert_int_equal(
-		    store_flag_add(f->s, fam[i]->id.s, MSG_A, who[i]->id.s, "r", 1, &flag[i]), 0);
+		    store_flag_add(f->s, fam[i]->id.s, MSG_A, who[i]->id.s, "r", 1, &flag[i], NULL),
+		    0);
 	}
 	hash_of("kiosk", 0, kh);
 	assert_int_equal(store_device_add(f->s, kh, NULL, f->kiosk.id.s, "k", 1, &kiosk_dev), 0);
@@ -314,7 +377,7 @@ static void family_delete_removes_its_rows(void **state)
 	assert_int_equal(store_pairing_consume(f->s, ch[0], 10, &pg), 0);
 	assert_string_equal(pg.family_id.s, f->fam.id.s);
 	/* And a flag for the deleted family cannot be added. */
-	assert_int_equal(store_flag_add(f->s, f->other.id.s, MSG_A, NULL, "r", 2, &fg),
+	assert_int_equal(store_flag_add(f->s, f->other.id.s, MSG_A, NULL, "r", 2, &fg, NULL),
 	                 STORE_ENOTFOUND);
 	store_pairing p = pairing(&f->other.id, STORE_ROLE_CHILD, "x", 1, 100000);
 	assert_int_equal(store_pairing_create(f->s, ch[1], &p), STORE_ENOTFOUND);
@@ -663,6 +726,7 @@ int main(void)
 	    T(volunteers),
 	    T(flag_add_and_get),
 	    T(flag_claim_and_resolve),
+	    T(flag_again_while_waiting),
 	    T(flags_listed_by_state_oldest_first),
 	    T(family_delete_removes_its_rows),
 	    T(kiosk_links_pins_and_sessions),

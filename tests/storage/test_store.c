@@ -107,9 +107,9 @@ static void deleting_a_family_leaves_no_names_in_the_directory(void **state)
 	assert_int_equal(store_device_add(f->s, token, child.id.s, NULL, "ZZ-PHONE-NAME", 3, &dev), 0);
 	store_new_message m = new_message(parent.id.s, audio, sizeof audio);
 	assert_int_equal(store_message_append(f->s, fam.id.s, &m, &msg, &existed), 0);
-	assert_int_equal(store_flag_add(f->s, fam.id.s, msg.id.s, child.id.s, "ZZ-FLAG-REASON", 4,
-					&flag),
-			 0);
+	assert_int_equal(
+	    store_flag_add(f->s, fam.id.s, msg.id.s, child.id.s, "ZZ-FLAG-REASON", 4, &flag, NULL),
+	    0);
 	assert_int_equal(store_family_delete(f->s, fam.id.s), 0);
 	static const char *const names[] = {"ZZ-FAMILY-NAME", "ZZ-PARENT-NAME", "ZZ-CHILD-NAME",
 					    "ZZ-PHONE-NAME", "ZZ-FLAG-REASON"};
