@@ -93,6 +93,15 @@ const char *api_name_field(json_t *obj, const char *key, bool required)
 	return s;
 }
 
+const char *api_avatar_field(json_t *obj)
+{
+	json_t *v = json_object_get(obj, "avatar");
+	if (!v || (json_is_string(v) && json_string_length(v) == 0))
+		return "";
+	const char *s = api_name_field(obj, "avatar", false);
+	return s && strlen(s) < sizeof((store_member *)0)->avatar ? s : NULL;
+}
+
 json_t *api_family_json(const store_family *f)
 {
 	return json_pack("{s:s, s:s}", "id", f->id.s, "name", f->name);
@@ -481,17 +490,12 @@ void srv_api_member_add(srv_exchange *x)
 		return;
 	const char *member = api_name_field(body, "member_name", true);
 	const char *role = json_string_value(json_object_get(body, "role"));
-	/* The avatar: absent or "" (none), else up to 31 bytes of text. */
-	json_t *av = json_object_get(body, "avatar");
-	const char *avatar = !av ? "" : json_is_string(av) && json_string_length(av) == 0
-					    ? ""
-					    : api_name_field(body, "avatar", false);
+	const char *avatar = api_avatar_field(body);
 	store_role r;
-	const char *err = !member ? "invalid_name"
-			  : !role || store_role_parse(role, &r) < 0 ? "invalid_role"
-			  : !avatar || strlen(avatar) >= sizeof ((store_member *)0)->avatar
-			      ? "invalid_avatar"
-			      : NULL;
+	const char *err = !member                                   ? "invalid_name"
+	                  : !role || store_role_parse(role, &r) < 0 ? "invalid_role"
+	                  : !avatar                                 ? "invalid_avatar"
+	                                                            : NULL;
 	api_job *j = err ? NULL : api_authed_job(x, member_add_work, member_add_done);
 	if (j) {
 		j->role = r;

@@ -1,7 +1,8 @@
 /*
- * api_family.c — a family as a whole: its settings (retention period, quota) and usage, the
- * parent's download of everything (a zip made by storage into data/tmp and streamed), erasing
- * the family, and the retention job that deletes messages past their family's period.
+ * api_family.c — a family as a whole: its settings (retention period, quota) and usage, its
+ * members' names and avatars, the parent's download of everything (a zip made by storage into
+ * data/tmp and streamed), erasing the family, and the retention job that deletes messages past
+ * their family's period.
  *
  * The retention job runs every retention-interval-s on the pool, a slice at a time: at most
  * RETENTION_BUDGET deletions per job (each its own durable transaction), then the loop queues
@@ -25,6 +26,89 @@
 #define DAY_MS (24 * 3600 * 1000LL)
 
 static const char only_parent[] = "only a parent of the family can do this";
+
+/* ---- PATCH /v1/families/{family_id}/members/{member_id} ---- */
+/*
+ * A parent changes anyone's name or avatar; a caregiver anyone's but a parent's; a child only
+ * its own avatar (the picture it finds itself by at a kiosk). Another family's member: 404.
+ */
+static void member_set_work(api_job *j)
+{
+	if (!api_own_family(j))
+		return;
+	store_member target;
+	if ((j->rc = store_member_get(j->st, j->param[1], &target)) < 0)
+		return;
+	if (strcmp(target.family_id.s, j->param[0]) != 0) {
+		j->rc = STORE_ENOTFOUND;
+		return;
+	}
+	bool self = strcmp(target.id.s, j->member.id.s) == 0;
+	if ((j->member.role == STORE_ROLE_CAREGIVER && target.role == STORE_ROLE_PARENT) ||
+	    (j->member.role == STORE_ROLE_CHILD && (!self || j->set_name))) {
+		j->rc = 1;
+		return;
+	}
+	if (!(j->members = calloc(1, sizeof *j->members))) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	if ((j->rc = store_member_update(j->st, j->param[0], j->param[1],
+	                                 j->set_name ? j->member_name : NULL,
+	                                 j->set_avatar ? j->device_name : NULL, j->members)) < 0)
+		return;
+	store_audit_append(j->st, api_now_ms(), j->member.id.s, "member.update", j->param[0],
+	                   j->param[1],
+	                   j->set_name && j->set_avatar ? "name avatar"
+	                   : j->set_name                ? "name"
+	                                                : "avatar");
+}
+
+static void member_set_done(srv_exchange *x, api_job *j)
+{
+	if (api_failed(x, j,
+	               "a parent changes any member, a caregiver any but a parent, a child only "
+	               "its own avatar"))
+		return;
+	api_respond_json(x, 200, json_pack("{s:o}", "member", api_member_json(j->members)));
+}
+
+void srv_api_member_set(srv_exchange *x)
+{
+	if (!api_bearer_present(x))
+		return;
+	json_t *body = api_body_object(x);
+	if (!body)
+		return;
+	json_t *nv = json_object_get(body, "member_name"), *av = json_object_get(body, "avatar");
+	const char *name = nv ? api_name_field(body, "member_name", true) : NULL;
+	const char *avatar = av ? api_avatar_field(body) : NULL; /* as when it was added */
+	size_t known = (nv != NULL) + (av != NULL);
+	const char *err = known == 0 || json_object_size(body) != known ? "invalid_setting"
+	                  : nv && !name                                 ? "invalid_name"
+	                  : av && !avatar                               ? "invalid_avatar"
+	                                                                : NULL;
+	api_job *j = err ? NULL : api_authed_job(x, member_set_work, member_set_done);
+	if (j) {
+		j->set_name = nv != NULL;
+		j->set_avatar = av != NULL;
+		if (name)
+			snprintf(j->member_name, sizeof j->member_name, "%s", name);
+		if (avatar)
+			snprintf(j->device_name, sizeof j->device_name, "%s",
+			         avatar); /* the avatar */
+	}
+	json_decref(body);
+	if (err)
+		srv_respond_error(
+		    x, 400, err,
+		    strcmp(err, "invalid_name") == 0     ? "member_name: 1-64 bytes of text"
+		    : strcmp(err, "invalid_avatar") == 0 ? "avatar: up to 31 bytes"
+		                                         : "send member_name and/or avatar, "
+		                                           "nothing else");
+	else if (j)
+		api_run(x, j);
+}
 
 /* ---- GET and PATCH /v1/families/{family_id} ---- */
 static void get_work(api_job *j)

@@ -73,6 +73,7 @@ struct api_job {
 	uint64_t usage, quota;
 	uint32_t retention_days;
 	bool set_quota, set_retention;
+	bool set_name, set_avatar;         /* PATCH of a member */
 	const char *tmp_dir;               /* data/tmp: an export's file, an upload's body */
 	struct srv_upload_dir *upload_dir; /* data/uploads (a family's erasure) */
 	int keep;
@@ -88,6 +89,8 @@ int64_t api_now_ms(void); /* any thread */
 void api_respond_json(srv_exchange *x, int status, json_t *obj); /* takes obj */
 json_t *api_body_object(srv_exchange *x);          /* NULL after answering 400/415 */
 const char *api_name_field(json_t *obj, const char *key, bool required);
+/* The "avatar" of obj: "" when absent or empty (none), else 1-31 bytes of text; NULL if bad. */
+const char *api_avatar_field(json_t *obj);
 json_t *api_family_json(const store_family *f);
 json_t *api_member_json(const store_member *m);
 json_t *api_device_json(const store_device *d);

@@ -274,6 +274,36 @@ int store_member_get(store *s, const char *member_id, store_member *out)
 	return read_one(s, sql, text_key(member_id), member_from_row, out);
 }
 
+int store_member_update(store *s, const char *family_id, const char *member_id, const char *name,
+                        const char *avatar, store_member *out)
+{
+	static const char sql[] = "UPDATE members SET name = coalesce(?1, name), "
+	                          "avatar = coalesce(?2, avatar) WHERE id = ?3 AND family_id = ?4";
+	if (store_id_check(family_id) < 0 || store_id_check(member_id) < 0)
+		return STORE_ENOTFOUND;
+	if ((name && check_text(name, STORE_NAME_MAX) < 0) ||
+	    (avatar && (strlen(avatar) >= sizeof out->avatar ||
+	                (*avatar && check_text(avatar, sizeof out->avatar - 1) < 0))))
+		return STORE_EINVAL;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		for (int i = 0; i < 2; i++) {
+			const char *v =
+			    i == 0 ? name : avatar; /* NULL: keep; "" is an avatar's none */
+			if (v)
+				sqlite3_bind_text(st, i + 1, v, -1, SQLITE_STATIC);
+			else
+				sqlite3_bind_null(st, i + 1);
+		}
+		sqlite3_bind_text(st, 4, family_id, -1, SQLITE_STATIC);
+		rc = update_by_id(c, st, 3, member_id); /* not of this family: STORE_ENOTFOUND */
+	}
+	db_write_end(s->directory);
+	return rc < 0 ? rc : store_member_get(s, member_id, out);
+}
+
 int store_members_list(store *s, const char *family_id, store_member *out, size_t max,
 		       size_t *n)
 {

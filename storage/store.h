@@ -142,6 +142,13 @@ int store_family_delete(store *s, const char *family_id);
 int store_member_add(store *s, const char *family_id, const char *name, store_role role,
 		     const char *avatar, int64_t now_ms, store_member *out);
 int store_member_get(store *s, const char *member_id, store_member *out);
+/*
+ * A member of the family renamed (name: 1-64 bytes of text) and/or given another avatar
+ * ("" for none); NULL keeps it. *out: the member afterwards. STORE_ENOTFOUND: no such member
+ * in that family.
+ */
+int store_member_update(store *s, const char *family_id, const char *member_id, const char *name,
+                        const char *avatar, store_member *out);
 /* Up to `max` members of the family, oldest first; *n set. */
 int store_members_list(store *s, const char *family_id, store_member *out, size_t max,
 		       size_t *n);
