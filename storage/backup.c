@@ -4,9 +4,9 @@
  * A backup copies a database in one backup step from a read connection: one read transaction,
  * so the copy is a consistent snapshot while writers carry on in the WAL. Backups are made
  * under a .partial-PID name and renamed into place once synced (a kill leaves no cut copy
- * under the name asked for; the next backup removes a dead process's leftovers). The export is what
- * a parent downloads on a phone: zip (phones open it without an app; tar they do not), Ogg files
- * stored uncompressed, and an index.json naming who sent what to whom and when. It is built
+ * under the name asked for; the next backup removes leftovers no backup holds). The export is
+ * what a parent downloads on a phone: zip (phones open it without an app; tar they do not), Ogg
+ * files stored uncompressed, and an index.json naming who sent what to whom and when. It is built
  * a clip at a time (each read whole in one read transaction, written after it): memory is the
  * largest clip and a page of the listing.
  */
@@ -21,9 +21,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <signal.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,36 +94,96 @@ static void remove_db_copy(const char *path)
 }
 
 /*
- * Whether `name` is `prefix` (BASE.partial-, or .BASE.partial- for a file) and the id of a
- * process that is gone, or ours (a leftover from before a restart that gave us its number):
- * what a backup killed midway left. A live process's is its backup in progress.
+ * A backup in progress holds flock(LOCK_EX) on its partial copy (the DEST.partial-PID folder, or
+ * the .NAME.partial-PID file) until it is renamed or removed. A partial copy that no one holds
+ * is what a backup killed midway left. The lock, not the process id, decides: a live backup
+ * in another PID namespace (a container) or on another host sharing the folder has an id that
+ * means nothing here.
  */
-static bool stale_partial(const char *name, const char *prefix)
+static bool partial_name(const char *name, const char *prefix)
 {
 	size_t n = strlen(prefix);
 	if (strncmp(name, prefix, n) != 0 || !isdigit((unsigned char)name[n]))
 		return false;
-	char *end;
-	errno = 0;
-	long pid = strtol(name + n, &end, 10);
-	if (*end || errno || pid <= 0 || pid > INT_MAX)
-		return false;
-	if (pid == (long)getpid())
-		return true;
-	return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+	for (const char *p = name + n; *p; p++)
+		if (!isdigit((unsigned char)*p))
+			return false;
+	return true;
 }
 
-/* Removes the stale partial copies (stale_partial) in `dir`, each with `remove`. */
-static void remove_stale(const char *dir, const char *prefix, void (*remove)(const char *))
+/* Every file in the folder open at fd goes, and its families/ folder with its files; never
+ * through a symbolic link (a partial backup holds nothing else). */
+static void empty_dir_at(int fd, bool top)
 {
-	char path[PATH_CAP];
-	DIR *d = opendir(dir);
-	if (!d)
+	int own = dup(fd);
+	DIR *d = own >= 0 ? fdopendir(own) : NULL;
+	if (!d) {
+		if (own >= 0)
+			close(own);
 		return;
-	for (struct dirent *e; (e = readdir(d));)
-		if (stale_partial(e->d_name, prefix) && path_in(path, dir, e->d_name))
-			remove(path);
+	}
+	for (struct dirent *e; (e = readdir(d));) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (top && strcmp(e->d_name, "families") == 0) {
+			int sub =
+			    openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sub >= 0) {
+				empty_dir_at(sub, false);
+				close(sub);
+				unlinkat(fd, e->d_name, AT_REMOVEDIR);
+				continue;
+			}
+		}
+		unlinkat(fd, e->d_name, 0); /* a folder stays, and so does its parent */
+	}
 	closedir(d);
+}
+
+/*
+ * Removes the partial copies in `dir` whose names begin with prefix that no backup holds
+ * (folders when `folders`, else files with their SQLite journal), only if they are ours (our
+ * user's, and a folder or a regular file, not a link to one).
+ */
+static void remove_stale(const char *dir, const char *prefix, bool folders)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int own = dfd >= 0 ? dup(dfd) : -1;
+	DIR *d = own >= 0 ? fdopendir(own) : NULL;
+	if (!d) {
+		if (own >= 0)
+			close(own);
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	for (struct dirent *e; (e = readdir(d));) {
+		if (!partial_name(e->d_name, prefix))
+			continue;
+		int flags =
+		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | (folders ? O_DIRECTORY : 0);
+		int fd = openat(dfd, e->d_name, flags);
+		struct stat st;
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
+		    (folders ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)) &&
+		    flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			if (folders) {
+				empty_dir_at(fd, true);
+				unlinkat(dfd, e->d_name, AT_REMOVEDIR);
+			} else {
+				char journal[PATH_CAP];
+				unlinkat(dfd, e->d_name, 0);
+				int n = snprintf(journal, sizeof journal, "%s-journal", e->d_name);
+				if (n > 0 && n < (int)sizeof journal)
+					unlinkat(dfd, journal, 0);
+			}
+		}
+		close(fd);
+	}
+	closedir(d);
+	close(dfd);
 }
 
 /*
@@ -132,14 +192,17 @@ static void remove_stale(const char *dir, const char *prefix, void (*remove)(con
  * family's voices; SQLite would make it 0644 less the umask). Its journal takes its mode.
  * The copy is synced; a failed one is removed.
  */
-static int backup_db(db *d, const char *dest_path, int *err)
+static int backup_db(db *d, const char *dest_path, bool made, int *err)
 {
 	conn *c;
 	sqlite3 *dest = NULL;
-	int fd = open(dest_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return fs_fail(err, errno);
-	close(fd);
+	int fd = -1;
+	if (!made) {
+		fd = open(dest_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return fs_fail(err, errno);
+		close(fd);
+	}
 	int rc = db_read_begin(d, &c);
 	if (rc < 0) {
 		unlink(dest_path);
@@ -182,7 +245,7 @@ static int family_to(store *s, const char *family_id, const char *dest_path, int
 	int rc = family_acquire(s, family_id, &f);
 	if (rc < 0)
 		return rc;
-	rc = backup_db(f->db, dest_path, err);
+	rc = backup_db(f->db, dest_path, false, err);
 	family_release(s, f);
 	return rc;
 }
@@ -190,7 +253,7 @@ static int family_to(store *s, const char *family_id, const char *dest_path, int
 /*
  * Into .NAME.partial-PID beside dest_path, renamed to dest_path (never over a file that
  * appeared meanwhile) once synced: an interrupted backup never leaves a cut database under
- * the name asked for. Leftovers of processes that are gone are removed first.
+ * the name asked for. Leftovers that no backup holds are removed first.
  */
 int store_backup_family(store *s, const char *family_id, const char *dest_path)
 {
@@ -216,43 +279,24 @@ int store_backup_family(store *s, const char *family_id, const char *dest_path)
 	         n < 0 || m < 0)
 		rc = STORE_EINVAL, err = ENAMETOOLONG;
 	if (rc == 0) {
-		remove_stale(dir, prefix, remove_db_copy);
-		rc = backup_db(f->db, tmp, &err);
+		remove_stale(dir, prefix, false);
+		/* Ours, new, and held until it is renamed or removed (remove_stale). */
+		int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 || flock(fd, LOCK_EX) != 0)
+			rc = fs_fail(&err, errno);
+		if (rc == 0)
+			rc = backup_db(f->db, tmp, true, &err);
 		if (rc == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, dest_path, RENAME_NOREPLACE) != 0)
 			rc = fs_fail(&err, errno);
 		if (rc == 0)
 			sync_parent(dest_path);
-		else
+		else if (fd >= 0)
 			remove_db_copy(tmp); /* what there is of it */
+		if (fd >= 0)
+			close(fd);
 	}
 	family_release(s, f);
 	return done_with(rc, err);
-}
-
-/* Every name in dir (files: a partial backup holds nothing else) goes, then dir itself. */
-static void remove_dir_files(const char *dir)
-{
-	char path[PATH_CAP];
-	DIR *d = opendir(dir);
-	if (d) {
-		for (struct dirent *e; (e = readdir(d));)
-			if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-			    path_in(path, dir, e->d_name))
-				unlink(path);
-		closedir(d);
-	}
-	rmdir(dir);
-}
-
-/* Remove a partial backup: the families' files, the directory's, the extra files, the
- * folders. */
-static void remove_partial(const char *tmp)
-{
-	char dir[PATH_CAP];
-	if (path_in(dir, tmp, "families"))
-		remove_dir_files(dir);
-	remove_dir_files(tmp);
-	sync_parent(tmp);
 }
 
 /*
@@ -361,7 +405,7 @@ static int copy_in(const char *dir, const char *from, int *err)
  * Built in DEST.partial-PID and renamed to DEST once complete and synced, the extra files
  * in it: a backup that failed (a full disk, a corrupt family, a missing extra file) leaves
  * nothing behind, and DEST is always whole. A backup killed midway leaves its DEST.partial-PID,
- * removed by the next backup to DEST once that process is gone.
+ * removed by the next backup to DEST (no backup holds its lock any more).
  */
 int store_backup_all(store *s, const char *dest_dir, const char *const *extra_files,
                      unsigned *families)
@@ -388,15 +432,20 @@ int store_backup_all(store *s, const char *dest_dir, const char *const *extra_fi
 	int m = snprintf(tmp, sizeof tmp, "%s.partial-%ld", dest, (long)getpid());
 	if (n < 0 || n >= PATH_CAP || m < 0 || m >= PATH_CAP)
 		return done_with(STORE_EINVAL, ENAMETOOLONG);
-	remove_stale(dir, prefix, remove_partial);
+	remove_stale(dir, prefix, true);
 	if (mkdir(tmp, 0700) != 0) {
 		int rc = fs_fail(&err, errno);
 		return done_with(rc, err);
 	}
-	int rc =
-	    path_in(path, tmp, "families") && mkdir(path, 0700) == 0 ? 0 : fs_fail(&err, errno);
+	/* Held until renamed or removed: another backup to DEST leaves it alone meanwhile. */
+	int held = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int rc = held >= 0 && flock(held, LOCK_EX) == 0 ? 0 : fs_fail(&err, errno);
+	if (rc == 0)
+		rc = path_in(path, tmp, "families") && mkdir(path, 0700) == 0
+		         ? 0
+		         : fs_fail(&err, errno);
 	if (rc == 0 && path_in(path, tmp, "directory.db"))
-		rc = backup_db(s->directory, path, &err);
+		rc = backup_db(s->directory, path, false, &err);
 	if (rc == 0)
 		rc = backup_families(s, tmp, families, &err);
 	for (size_t i = 0; rc == 0 && extra_files && extra_files[i]; i++)
@@ -411,9 +460,15 @@ int store_backup_all(store *s, const char *dest_dir, const char *const *extra_fi
 		rc = fs_fail(&err, errno);
 	if (rc == 0) {
 		sync_parent(dest);
+		close(held);
 		return done_with(0, 0);
 	}
-	remove_partial(tmp);
+	if (held >= 0) {
+		empty_dir_at(held, true);
+		close(held);
+	}
+	rmdir(tmp);
+	sync_parent(tmp);
 	*families = 0;
 	return done_with(rc, err);
 }

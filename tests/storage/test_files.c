@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -440,6 +441,75 @@ static void backup_extra_files_and_leftovers(void **state)
 	snprintf(dir, sizeof dir, "%s/no/such/dir", f->dir);
 	assert_int_equal(store_backup_all(f->s, dir, NULL, &families), STORE_EIO);
 	assert_int_equal(errno, ENOENT);
+}
+
+/* A file named `name` in `dir` with `text`. */
+static void put_file(const char *dir, const char *name, const char *text)
+{
+	char path[600];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *fp = fopen(path, "wb");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+/*
+ * Only a leftover that is ours and that no backup holds is removed (review of the leftovers'
+ * removal): a symbolic link named like one, to the live data directory, was followed and every
+ * file behind it unlinked; a live backup in another PID namespace looked like a dead process's
+ * and was removed under it.
+ */
+static void backup_leaves_what_is_not_a_leftover(void **state)
+{
+	fixture *f = *state;
+	char victim[200], dest[200], link[300], held[300], cmd[1400];
+	unsigned families;
+	snprintf(victim, sizeof victim, "%s/victim", f->dir);
+	assert_int_equal(mkdir(victim, 0700), 0);
+	put_file(victim, "directory.db", "precious");
+	char fams[300];
+	snprintf(fams, sizeof fams, "%s/families", victim);
+	assert_int_equal(mkdir(fams, 0700), 0);
+	put_file(fams, "f.db", "precious too");
+	snprintf(dest, sizeof dest, "%s/night", f->dir);
+	snprintf(link, sizeof link, "%s.partial-%ld", dest, dead_pid());
+	assert_int_equal(symlink(victim, link), 0);
+	/* A live backup's folder, under a number that is no process here: its lock says so. */
+	snprintf(held, sizeof held, "%s.partial-%ld", dest, dead_pid() + 1);
+	assert_int_equal(mkdir(held, 0700), 0);
+	put_file(held, "directory.db", "being written");
+	int fd = open(held, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	assert_int_equal(flock(fd, LOCK_EX), 0);
+	/* The same for a family's backup file. */
+	char fam_dest[200], fam_held[300];
+	snprintf(fam_dest, sizeof fam_dest, "%s/fam.db", f->dir);
+	snprintf(fam_held, sizeof fam_held, "%s/.fam.db.partial-%ld", f->dir, dead_pid() + 2);
+	int ffd = open(fam_held, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(ffd >= 0);
+	assert_int_equal(flock(ffd, LOCK_EX), 0);
+
+	assert_int_equal(store_backup_all(f->s, dest, NULL, &families), 0);
+	assert_int_equal(store_backup_family(f->s, f->fam.id.s, fam_dest), 0);
+	snprintf(cmd, sizeof cmd,
+	         "test \"$(cat '%s/directory.db')\" = precious && "
+	         "test \"$(cat '%s/families/f.db')\" = 'precious too' && "
+	         "test \"$(cat '%s/directory.db')\" = 'being written' && test -f '%s'",
+	         victim, victim, held, fam_held);
+	assert_int_equal(system(cmd), 0);
+
+	/* Once its backup is gone (the lock with it), the folder is a leftover. */
+	close(fd);
+	close(ffd);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", dest, fam_dest);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(store_backup_all(f->s, dest, NULL, &families), 0);
+	assert_int_equal(store_backup_family(f->s, f->fam.id.s, fam_dest), 0);
+	assert_int_not_equal(access(held, F_OK), 0);
+	assert_int_not_equal(access(fam_held, F_OK), 0);
+	snprintf(cmd, sizeof cmd, "test \"$(cat '%s/directory.db')\" = precious", victim);
+	assert_int_equal(system(cmd), 0);
 }
 
 /*
@@ -962,6 +1032,7 @@ int main(void)
 	    T(failed_backup_leaves_nothing),
 	    T(backup_drops_a_family_erased_meanwhile),
 	    T(backup_extra_files_and_leftovers),
+	    T(backup_leaves_what_is_not_a_leftover),
 	    T(backup_family_through_a_hidden_name),
 	    T(export_zip),
 	    T(export_carries_on_through_changes),
