@@ -89,23 +89,26 @@ static void on_handle_closed(uv_handle_t *h)
 	srv_conn_unref(h->data);
 }
 
+void conn_log_unanswered(srv_conn *c)
+{
+	if (!c->a || c->a->x.finished)
+		return;
+	srv_exchange *x = &c->a->x;
+	double secs = (double)(srv_now_ns() - x->start_ns) / 1e9;
+	x->finished = true;
+	x->status = 499;
+	srv_metrics_request(&c->srv->metrics, x->route_index, x->status, secs);
+	srv_log_request(c->srv, x, secs);
+}
+
 static void close_conn(srv_conn *c, bool reset)
 {
 	if (c->closed)
 		return;
-	if (c->a && c->state == CONN_BODY && !c->a->claim.done && !c->a->x.finished) {
-		/*
-		 * The connection ends while its request's body arrives (the client went away, a
-		 * phone lost its signal): no route will answer it, so it is logged and counted
-		 * here, as 499 like nginx's "client closed request".
-		 */
-		srv_exchange *x = &c->a->x;
-		double secs = (double)(srv_now_ns() - x->start_ns) / 1e9;
-		x->finished = true;
-		x->status = 499;
-		srv_metrics_request(&c->srv->metrics, x->route_index, x->status, secs);
-		srv_log_request(c->srv, x, secs);
-	}
+	/* The connection ends while its request's body arrives (the client went away, a phone
+	 * lost its signal): no route will answer a body it has not claimed. */
+	if (c->a && c->state == CONN_BODY && !c->a->claim.done)
+		conn_log_unanswered(c);
 	c->closed = true;
 	c->state = CONN_CLOSING;
 	uv_read_stop((uv_stream_t *)&c->tcp);

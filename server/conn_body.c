@@ -273,8 +273,10 @@ void srv_body_cut(srv_exchange *x)
 void srv_respond_body_failure(srv_exchange *x)
 {
 	srv_active *a = x->conn->a;
-	if (x->conn->closed)
-		return; /* the client is gone: nobody to tell */
+	if (x->conn->closed) {
+		conn_log_unanswered(x->conn); /* the client is gone: nobody to tell */
+		return;
+	}
 	if (!a->claim.status) {
 		srv_conn_close(x->conn); /* cannot happen: an open connection is owed an answer */
 		return;

@@ -56,4 +56,10 @@ void conn_progress_observe(srv_exchange *x, uint64_t now, uint64_t window_ns, in
 void conn_progress_pause(srv_exchange *x);
 uint64_t conn_progress_resume(srv_exchange *x); /* how long the pause lasted (ns) */
 
+/*
+ * A request that ends without an answer (its client went away while its body arrived) is
+ * logged and counted once, as 499 like nginx's "client closed request".
+ */
+void conn_log_unanswered(srv_conn *c);
+
 #endif

@@ -454,6 +454,12 @@ def interrupted(binary, wav):
         r = patch(srv, mom, loc, got, wav[got:])
         mid = r.header("Jiayin-Message-Id")
         ok(r.status == 204 and mid, "the resumed PATCH completes the upload")
+        # the two cut PATCHes are in the log, as 499 (the review: no line, no count)
+        time.sleep(1.3)
+        cut = [json.loads(line) for line in srv.log_text().splitlines()
+               if '"status":499' in line]
+        ok([(e["method"], e["route"]) for e in cut] == [("PATCH", "uploads.patch")] * 2,
+           f"the cut PATCHes are logged as 499 ({[e.get('route') for e in cut]})")
         a = request(srv, "GET", f"/v1/families/{fam}/messages/{mid}/audio",
                     headers=bearer(mom["token"]), timeout=30)
         codec, dur = ffprobe_duration(a.body) if a.status == 200 else (None, None)
