@@ -214,6 +214,12 @@ int srv_config_set(srv_config *c, const char *key, const char *value, char *err,
 			if ((unsigned char)*p < 0x20 || *p == 0x7f)
 				return fail(err, errlen, "%s: '%s' has a control character", key,
 				            value);
+		/* What a config file cannot say, a flag may not either: --print-config's
+		 * output must read back to the same settings. */
+		if (strchr(value, '#') || value[0] == ' ' || value[strlen(value) - 1] == ' ')
+			return fail(err, errlen,
+			            "%s: '%s' has a '#' or begins or ends with a space", key,
+			            value);
 		memcpy(field, value, strlen(value) + 1);
 		return 0;
 	case T_LISTEN:
@@ -269,6 +275,8 @@ int srv_config_parse(srv_config *c, const char *text, size_t len, const char *na
 		size_t n = line_at(text, len, at, &next);
 		char where[32];
 		snprintf(where, sizeof where, "%u", lineno);
+		if (n == SRV_CONFIG_LINE_MAX + 1 && text[at + n - 1] == '\r')
+			n--; /* a CRLF line end is no longer a line than an LF one */
 		if (n > SRV_CONFIG_LINE_MAX)
 			return fail(err, errlen, "%s:%s: line too long", name, where);
 		if (memchr(text + at, 0, n))

@@ -18,12 +18,14 @@
 
 static int read_key(const char *path, uint8_t key[SRV_SECRET_LEN])
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* A link is followed: a key mounted from elsewhere (a container's secret) is a link. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	/*
 	 * Readable by anyone but its owner (restored with a plain cp, say), the key could sign any
-	 * family's audio URLs: made 0600 again, loudly, as the start-up's first words.
+	 * family's audio URLs: made 0600 again, loudly, as the start-up's first words. A key we
+	 * may not change (another owner's, a read-only mount) is used, with the warning.
 	 */
 	struct stat st;
 	int bad = fstat(fd, &st) < 0 ? -errno : !S_ISREG(st.st_mode) ? -EINVAL : 0;
@@ -31,17 +33,17 @@ static int read_key(const char *path, uint8_t key[SRV_SECRET_LEN])
 		close(fd);
 		return bad;
 	}
-	if (st.st_mode & 077) {
-		if (fchmod(fd, 0600) < 0) {
-			int err = -errno;
-			close(fd);
-			return err;
-		}
+	if ((st.st_mode & 077) && fchmod(fd, 0600) < 0)
+		fprintf(
+		    stderr,
+		    "jiayin: %s is readable by others (mode %04o) and cannot be made 0600 (%s): "
+		    "make it readable by the server's user alone\n",
+		    path, (unsigned)(st.st_mode & 07777), strerror(errno));
+	else if (st.st_mode & 077)
 		fprintf(stderr,
 		        "jiayin: %s was readable by others (mode %04o); it is 0600 now. If anyone "
 		        "else may have read it, start over with a new key (docs/operations.md)\n",
 		        path, (unsigned)(st.st_mode & 07777));
-	}
 	uint8_t buf[SRV_SECRET_LEN + 1];
 	ssize_t n = read(fd, buf, sizeof buf);
 	int err = n < 0 ? -errno : n != SRV_SECRET_LEN ? -EINVAL : 0;

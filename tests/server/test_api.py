@@ -556,6 +556,19 @@ def signed_urls(binary):
                 headers=bearer(mom["token"]))
         ok(request(srv, "GET", u2).status == 404, "a deleted message's URL: 404")
         srv.stop()
+        # A key mounted from elsewhere (a container's secret) is a symbolic link: followed.
+        key = os.path.join(data, "secret")
+        os.rename(key, key + ".mounted")
+        os.symlink(key + ".mounted", key)
+        try:
+            srv = Server(binary, data=data)
+            ok(request(srv, "GET", "/healthz").status == 200,
+               "a key that is a symbolic link to the key is used")
+            srv.stop()
+        except RuntimeError as ex:
+            ok(False, "a key that is a symbolic link to the key is used", str(ex)[-300:])
+        os.unlink(key)
+        os.rename(key + ".mounted", key)
         with open(os.path.join(data, "secret"), "wb") as f:
             f.write(b"short")
         try:

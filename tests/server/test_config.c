@@ -127,6 +127,14 @@ static void long_lines(void **state)
 	memcpy(text + SRV_CONFIG_LINE_MAX + 1, "threads=3", 9);
 	assert_int_equal(parse(&c, text, SRV_CONFIG_LINE_MAX + 10, err, sizeof err), 0);
 	assert_int_equal(c.threads, 3);
+	/* SRV_CONFIG_LINE_MAX bytes and CRLF: as long as with LF alone (the review: refused). */
+	text[SRV_CONFIG_LINE_MAX - 1] = 'x';
+	memcpy(text + SRV_CONFIG_LINE_MAX, "\r\n", 2);
+	memcpy(text + SRV_CONFIG_LINE_MAX + 2, "threads=5", 9);
+	assert_int_equal(parse(&c, text, SRV_CONFIG_LINE_MAX + 11, err, sizeof err), 0);
+	assert_int_equal(c.threads, 5);
+	memcpy(text + SRV_CONFIG_LINE_MAX - 1, "\r\n", 2);
+	memcpy(text + SRV_CONFIG_LINE_MAX + 1, "threads=3", 9);
 	text[SRV_CONFIG_LINE_MAX - 1] = 'x';
 	text[SRV_CONFIG_LINE_MAX] = 'x';
 	assert_int_equal(parse(&c, text, SRV_CONFIG_LINE_MAX + 10, err, sizeof err), -1);
@@ -185,6 +193,26 @@ static void print_reads_back(void **state)
 	free(text);
 }
 
+/*
+ * A value a config file cannot hold ('#' starts a comment there, spaces around a value are
+ * trimmed) is refused as a flag too: --print-config printed `data = /tmp/a#b`, which reads
+ * back as /tmp/a (the review of --print-config).
+ */
+static void flags_a_file_cannot_say(void **state)
+{
+	(void)state;
+	static const char *const values[] = {"/srv/a#b", "/srv/x ", " /srv/x"};
+	for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+		srv_config c;
+		char err[512];
+		srv_config_defaults(&c);
+		char *argv[] = {"jiayin", "--data", (char *)values[i], NULL};
+		assert_int_equal(srv_config_from_args(&c, 3, argv, err, sizeof err), -1);
+		assert_non_null(strstr(err, "has a '#' or begins or ends with a space"));
+		assert_string_equal(c.data_dir, "./jiayin-data");
+	}
+}
+
 /* Flags override the file wherever --config stands; errors from the file name it. */
 static void flags_over_file(void **state)
 {
@@ -227,7 +255,7 @@ int main(void)
 	    cmocka_unit_test(operations_example),   cmocka_unit_test(bom_crlf_comments),
 	    cmocka_unit_test(errors_name_the_line), cmocka_unit_test(nul_byte_is_refused),
 	    cmocka_unit_test(long_lines),           cmocka_unit_test(print_reads_back),
-	    cmocka_unit_test(flags_over_file),
+	    cmocka_unit_test(flags_over_file),      cmocka_unit_test(flags_a_file_cannot_say),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
