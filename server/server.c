@@ -39,6 +39,7 @@ static void format_date(srv_server *s)
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(s->date, sizeof s->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	s->date_s = (int64_t)t;
 }
 
 static void on_date_timer(uv_timer_t *t)

@@ -126,6 +126,7 @@ struct srv_server {
 	bool log_reopen;
 	uint64_t next_request_id;
 	char date[40]; /* the Date header's value, refreshed every second */
+	int64_t date_s; /* and its time, in seconds */
 	int exit_code;
 };
 

@@ -26,6 +26,7 @@ typedef struct file_job {
 	char path[SRV_STATIC_PATH_MAX + 1];
 	const srv_request *req;
 	bool head_only;
+	int64_t date_s; /* the response's Date */
 	int fd;
 	srv_entity e;
 	srv_plan plan;
@@ -113,7 +114,9 @@ static void open_work(void *arg)
 	snprintf(e->etag, sizeof e->etag, "\"%llx-%llx\"", (unsigned long long)st.st_size,
 		 (unsigned long long)st.st_mtim.tv_sec * 1000000000ull +
 			 (unsigned long long)st.st_mtim.tv_nsec);
-	e->last_modified = (int64_t)st.st_mtim.tv_sec;
+	/* Never after the response's Date (RFC 9110 8.8.2.1): a file written within its second. */
+	e->last_modified =
+	    (int64_t)st.st_mtim.tv_sec < j->date_s ? (int64_t)st.st_mtim.tv_sec : j->date_s;
 	e->content_type = type_of(j->path);
 	e->cache_control = "no-cache"; /* revalidate: the ETag makes that a 304 */
 	srv_entity_plan(j->req, e, &j->plan);
@@ -192,6 +195,7 @@ void srv_respond_static(srv_exchange *x, const char *path, size_t n)
 	j->path[n] = 0;
 	j->req = &x->req;
 	j->head_only = x->head_only;
+	j->date_s = x->srv->date_s;
 	j->fd = -1;
 	if (srv_job_submit(x, open_work, open_done, j) < 0) {
 		free(j);

@@ -208,7 +208,9 @@ static int backup_db(db *d, const char *dest_path, bool made, int *err)
 		unlink(dest_path);
 		return rc;
 	}
-	int r = sqlite3_open_v2(dest_path, &dest, SQLITE_OPEN_READWRITE, NULL);
+	/* The file made above, not a link put in its place meanwhile. */
+	int r =
+	    sqlite3_open_v2(dest_path, &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL);
 	if (r == SQLITE_OK) {
 		sqlite3_backup *b = sqlite3_backup_init(dest, "main", c->db, "main");
 		if (b) {

@@ -399,6 +399,18 @@ def static_files(binary):
         g = get(srv, "/assets/img/a.png")
         ok(g.status == 200 and g.body == img and g.header("Content-Type") == "image/png",
            "static: a 300 KiB image in a subdirectory, in two parts, intact")
+        # Last-Modified is never after Date (a file written within the Date's second, or
+        # with a clock ahead: here an hour ahead)
+        from email.utils import parsedate_to_datetime
+        later = os.path.join(root, "assets", "later.js")
+        with open(later, "wb") as f:
+            f.write(app)
+        os.utime(later, (time.time() + 3600, time.time() + 3600))
+        g = get(srv, "/assets/later.js")
+        lm, date = g.header("Last-Modified"), g.header("Date")
+        ok(g.status == 200 and lm and date and
+           parsedate_to_datetime(lm) <= parsedate_to_datetime(date),
+           f"static: Last-Modified is not after Date ({lm} / {date})")
         for bad in ("/assets/.secret", "/assets/link", "/assets/../index.html",
                     "/assets/img/../app.js", "/assets/img", "/assets/nope.js",
                     "/assets/%2e%2e/index.html", "/assets//app.js", "/assets/app.js/"):
