@@ -180,6 +180,28 @@ void api_job_run(void *arg)
 	j->work(j);
 }
 
+void api_audit(api_job *j, int64_t now_ms, const char *action, const char *family_id,
+               const char *target, const char *detail)
+{
+	int rc =
+	    store_audit_append(j->st, now_ms, j->member.id.s, action, family_id, target, detail);
+	if (rc < 0 && j->audit_rc == 0) {
+		j->audit_rc = rc;
+		j->audit_action = action;
+	}
+}
+
+/* On the loop: a record the audit log lacks is said out loud (api_audit). */
+static void audit_failed(srv_server *s, const api_job *j)
+{
+	char detail[160];
+	snprintf(detail, sizeof detail, "%s by member %s in family %s: %s", j->audit_action,
+	         j->member.id.s, j->param[0], store_errcode(j->audit_rc));
+	s->metrics.storage_errors++;
+	s->metrics.audit_failures++;
+	srv_log_event(s, "audit_failed", detail);
+}
+
 void api_job_done(srv_exchange *x, void *arg)
 {
 	api_job *j = arg;
@@ -194,6 +216,8 @@ void api_job_done(srv_exchange *x, void *arg)
 		j->done(x, j);
 	}
 	api_pairing_refund(s, j); /* an attempt at a code that was not a wrong code */
+	if (j->audit_rc < 0)
+		audit_failed(s, j);
 	api_job_free(j);
 }
 
@@ -544,8 +568,7 @@ static void revoke_work(api_job *j)
 	}
 	int64_t now = api_now_ms();
 	if ((j->rc = store_device_revoke(j->st, j->target.id.s, now)) == 0)
-		store_audit_append(j->st, now, j->member.id.s, "device.revoke",
-				   j->target.family_id.s, j->target.id.s, NULL);
+		api_audit(j, now, "device.revoke", j->target.family_id.s, j->target.id.s, NULL);
 }
 
 static void revoke_done(srv_exchange *x, api_job *j)
@@ -599,8 +622,7 @@ static void code_create_work(api_job *j)
 			break;
 	}
 	if (j->rc == 0) /* who let whom in, in what role: never the code */
-		store_audit_append(j->st, now, j->member.id.s, "pairing.invite", p.family_id.s,
-				   store_role_name(j->role), NULL);
+		api_audit(j, now, "pairing.invite", p.family_id.s, store_role_name(j->role), NULL);
 }
 
 static void code_create_done(srv_exchange *x, api_job *j)

@@ -57,11 +57,10 @@ static void member_set_work(api_job *j)
 	                                 j->set_name ? j->member_name : NULL,
 	                                 j->set_avatar ? j->device_name : NULL, j->members)) < 0)
 		return;
-	store_audit_append(j->st, api_now_ms(), j->member.id.s, "member.update", j->param[0],
-	                   j->param[1],
-	                   j->set_name && j->set_avatar ? "name avatar"
-	                   : j->set_name                ? "name"
-	                                                : "avatar");
+	api_audit(j, api_now_ms(), "member.update", j->param[0], j->param[1],
+	          j->set_name && j->set_avatar ? "name avatar"
+	          : j->set_name                ? "name"
+	                                       : "avatar");
 }
 
 static void member_set_done(srv_exchange *x, api_job *j)
@@ -152,8 +151,7 @@ static void set_work(api_job *j)
 	if (j->set_quota)
 		snprintf(detail + strlen(detail), sizeof detail - strlen(detail),
 			 "quota_bytes=%llu", (unsigned long long)j->quota);
-	store_audit_append(j->st, api_now_ms(), j->member.id.s, "family.settings", j->param[0],
-			   NULL, detail);
+	api_audit(j, api_now_ms(), "family.settings", j->param[0], NULL, detail);
 	get_work(j);
 }
 
@@ -213,8 +211,7 @@ static void delete_work(api_job *j)
 		 * children used (data/uploads/DEVICE, by the family their records name). */
 		unsigned removed;
 		srv_upload_remove_family(j->upload_dir, j->param[0], &removed); /* else: expiry */
-		store_audit_append(j->st, api_now_ms(), j->member.id.s, "family.delete", j->param[0],
-				   NULL, NULL);
+		api_audit(j, api_now_ms(), "family.delete", j->param[0], NULL, NULL);
 	}
 }
 
@@ -253,8 +250,7 @@ static void export_work(api_job *j)
 	}
 	j->body_fd = fd;
 	j->usage = bytes;
-	store_audit_append(j->st, api_now_ms(), j->member.id.s, "family.export", j->param[0], NULL,
-			   NULL);
+	api_audit(j, api_now_ms(), "family.export", j->param[0], NULL, NULL);
 }
 
 static void export_done(srv_exchange *x, api_job *j)

@@ -37,6 +37,8 @@ struct api_job {
 	api_work_fn work;
 	api_done_fn done;
 	int rc;
+	int audit_rc; /* api_audit()'s failure, logged once the job is done */
+	const char *audit_action;
 	char param[2][64];             /* path parameters, NUL-terminated */
 	/* endpoint data */
 	char family_name[STORE_NAME_MAX + 1], member_name[STORE_NAME_MAX + 1];
@@ -91,6 +93,13 @@ json_t *api_body_object(srv_exchange *x);          /* NULL after answering 400/4
 const char *api_name_field(json_t *obj, const char *key, bool required);
 /* The "avatar" of obj: "" when absent or empty (none), else 1-31 bytes of text; NULL if bad. */
 const char *api_avatar_field(json_t *obj);
+/*
+ * Appends to the audit log, on the job's thread, after the change it records. The change
+ * stands either way (it is done); a failure is logged as an "audit_failed" event and counted
+ * (jiayin_audit_failures_total) when the job is done, never silently dropped.
+ */
+void api_audit(api_job *j, int64_t now_ms, const char *action, const char *family_id,
+               const char *target, const char *detail);
 json_t *api_family_json(const store_family *f);
 json_t *api_member_json(const store_member *m);
 json_t *api_device_json(const store_device *d);

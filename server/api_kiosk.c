@@ -363,8 +363,8 @@ static void link_create_work(api_job *j)
 	if (j->rc == STORE_ENOTFOUND)
 		j->rc = 3; /* the code: wrong, used or expired (the child was found above) */
 	if (j->rc == 0)
-		store_audit_append(j->st, api_now_ms(), j->member.id.s, "kiosk.link", j->param[0],
-				   j->links->id.s, j->links->kiosk_id.s);
+		api_audit(j, api_now_ms(), "kiosk.link", j->param[0], j->links->id.s,
+		          j->links->kiosk_id.s);
 }
 
 static void link_done(srv_exchange *x, api_job *j)
@@ -467,8 +467,7 @@ static void pin_work(api_job *j)
 	if ((j->rc = store_kiosk_link_set_pin(j->st, j->links->id.s, hash)) == 0)
 		j->rc = store_kiosk_link_get(j->st, j->links->id.s, j->links);
 	if (j->rc == 0)
-		store_audit_append(j->st, api_now_ms(), j->member.id.s, "kiosk.pin", j->param[0],
-				   j->links->id.s, NULL);
+		api_audit(j, api_now_ms(), "kiosk.pin", j->param[0], j->links->id.s, NULL);
 }
 
 void srv_api_kiosk_link_pin(srv_exchange *x)
@@ -496,8 +495,7 @@ void srv_api_kiosk_link_pin(srv_exchange *x)
 static void unlink_work(api_job *j)
 {
 	if (own_link(j) && (j->rc = store_kiosk_link_delete(j->st, j->links->id.s)) == 0)
-		store_audit_append(j->st, api_now_ms(), j->member.id.s, "kiosk.unlink", j->param[0],
-				   j->links->id.s, NULL);
+		api_audit(j, api_now_ms(), "kiosk.unlink", j->param[0], j->links->id.s, NULL);
 }
 
 static void unlink_done(srv_exchange *x, api_job *j)

@@ -157,19 +157,24 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "# HELP jiayin_connections_total Client connections accepted.\n"
 	    "# TYPE jiayin_connections_total counter\njiayin_connections_total %llu\n"
 	    "# HELP jiayin_connections_refused_total Connections turned away at the limit.\n"
-	    "# TYPE jiayin_connections_refused_total counter\njiayin_connections_refused_total %llu\n"
+	    "# TYPE jiayin_connections_refused_total counter\njiayin_connections_refused_total "
+	    "%llu\n"
 	    "# HELP jiayin_jobs_queued Blocking jobs queued or running.\n"
 	    "# TYPE jiayin_jobs_queued gauge\njiayin_jobs_queued %u\n"
 	    "# HELP jiayin_jobs_refused_total Requests refused because the job queue was full.\n"
 	    "# TYPE jiayin_jobs_refused_total counter\njiayin_jobs_refused_total %llu\n"
 	    "# HELP jiayin_http_bytes_received_total Bytes read from clients.\n"
-	    "# TYPE jiayin_http_bytes_received_total counter\njiayin_http_bytes_received_total %llu\n"
+	    "# TYPE jiayin_http_bytes_received_total counter\njiayin_http_bytes_received_total "
+	    "%llu\n"
 	    "# HELP jiayin_http_bytes_sent_total Bytes of responses queued to clients.\n"
 	    "# TYPE jiayin_http_bytes_sent_total counter\njiayin_http_bytes_sent_total %llu\n"
 	    "# HELP jiayin_http_parse_errors_total Requests refused by the HTTP parser.\n"
 	    "# TYPE jiayin_http_parse_errors_total counter\njiayin_http_parse_errors_total %llu\n"
 	    "# HELP jiayin_storage_errors_total Storage calls that failed.\n"
 	    "# TYPE jiayin_storage_errors_total counter\njiayin_storage_errors_total %llu\n"
+	    "# HELP jiayin_audit_failures_total Changes made whose audit record could not be "
+	    "written (each also an audit_failed event in the log).\n"
+	    "# TYPE jiayin_audit_failures_total counter\njiayin_audit_failures_total %llu\n"
 	    "# HELP jiayin_transcode_seconds_total Time spent transcoding uploads.\n"
 	    "# TYPE jiayin_transcode_seconds_total counter\njiayin_transcode_seconds_total %.6f\n"
 	    "# HELP jiayin_transcodes_total Uploads transcoded.\n"
@@ -179,7 +184,8 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "# TYPE jiayin_retention_deleted_total counter\njiayin_retention_deleted_total %llu\n"
 	    "# HELP jiayin_buffer_bytes Bytes of stream and upload buffers reserved now.\n"
 	    "# TYPE jiayin_buffer_bytes gauge\njiayin_buffer_bytes %llu\n"
-	    "# HELP jiayin_buffers_refused_total Requests answered 503 busy for want of a stream or "
+	    "# HELP jiayin_buffers_refused_total Requests answered 503 busy for want of a stream "
+	    "or "
 	    "upload buffer: none left (memory), or their client's share in use (client).\n"
 	    "# TYPE jiayin_buffers_refused_total counter\n"
 	    "jiayin_buffers_refused_total{reason=\"memory\"} %llu\n"
@@ -188,9 +194,10 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    (unsigned long long)m->connections_refused, s->active_jobs,
 	    (unsigned long long)m->jobs_refused, (unsigned long long)m->bytes_in,
 	    (unsigned long long)m->bytes_out, (unsigned long long)m->parse_errors,
-	    (unsigned long long)m->storage_errors, m->transcode_seconds,
-	    (unsigned long long)m->transcodes, (unsigned long long)m->retention_deleted,
-	    (unsigned long long)s->buffer_bytes, (unsigned long long)m->buffers_refused_memory,
+	    (unsigned long long)m->storage_errors, (unsigned long long)m->audit_failures,
+	    m->transcode_seconds, (unsigned long long)m->transcodes,
+	    (unsigned long long)m->retention_deleted, (unsigned long long)s->buffer_bytes,
+	    (unsigned long long)m->buffers_refused_memory,
 	    (unsigned long long)m->buffers_refused_client);
 	if (o.failed) {
 		free(o.p);

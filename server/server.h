@@ -68,6 +68,7 @@ typedef struct srv_metrics {
 	uint64_t bytes_in, bytes_out;
 	uint64_t connections_total, connections_refused;
 	uint64_t storage_errors;
+	uint64_t audit_failures; /* audit records that could not be written (api_audit) */
 	uint64_t jobs_refused;
 	uint64_t parse_errors;
 	double transcode_seconds;

@@ -999,6 +999,36 @@ def member_edits(binary):
         srv.stop()
 
 
+def audit_failures(binary):
+    """A change whose audit record cannot be written still stands (it is done), and the
+    missing record is said: an audit_failed event and a count. It was dropped silently."""
+    import sqlite3
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "赵家", "妈妈")
+        fam = mom["family"]["id"]
+        srv.stop()
+        con = sqlite3.connect(os.path.join(srv.data, "directory.db"))
+        con.execute("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log "
+                    "BEGIN SELECT RAISE(ABORT, 'the test refuses audit records'); END")
+        con.commit()
+        con.close()
+        srv = Server(binary, data=srv.data)
+        r = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                      {"role": "child", "member_name": "小兰"}, headers=bearer(mom["token"]))
+        m = request(srv, "GET", "/metrics").body.decode()
+        time.sleep(1.3)
+        events = [json.loads(line) for line in srv.log_text().splitlines()
+                  if '"event":"audit_failed"' in line]
+        ok(r.status == 201 and len(events) == 1 and
+           "pairing.invite" in events[0]["detail"] and fam in events[0]["detail"] and
+           "jiayin_audit_failures_total 1" in m,
+           "an audit record that cannot be written: the change stands, an audit_failed event "
+           "and jiayin_audit_failures_total say so", str(events)[:300])
+    finally:
+        srv.stop()
+
+
 def upload_gate(binary):
     """A recording's body is taken only from a caller who may send it: the token and the
     family are checked while the body waits, before any 100 Continue and before a byte of it
@@ -1173,6 +1203,7 @@ def main():
     kiosk_signed_urls(binary)
     family_settings(binary)
     member_edits(binary)
+    audit_failures(binary)
     upload_gate(binary)
     return finish()
 
