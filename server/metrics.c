@@ -185,8 +185,7 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "# HELP jiayin_buffer_bytes Bytes of stream and upload buffers reserved now.\n"
 	    "# TYPE jiayin_buffer_bytes gauge\njiayin_buffer_bytes %llu\n"
 	    "# HELP jiayin_buffers_refused_total Requests answered 503 busy for want of a stream "
-	    "or "
-	    "upload buffer: none left (memory), or their client's share in use (client).\n"
+	    "or upload buffer: none left (memory), or their client's share in use (client).\n"
 	    "# TYPE jiayin_buffers_refused_total counter\n"
 	    "jiayin_buffers_refused_total{reason=\"memory\"} %llu\n"
 	    "jiayin_buffers_refused_total{reason=\"client\"} %llu\n",
