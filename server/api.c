@@ -188,15 +188,19 @@ void api_audit(api_job *j, int64_t now_ms, const char *action, const char *famil
 	if (rc < 0 && j->audit_rc == 0) {
 		j->audit_rc = rc;
 		j->audit_action = action;
+		snprintf(j->audit_family, sizeof j->audit_family, "%s",
+		         family_id ? family_id : "-");
+		snprintf(j->audit_target, sizeof j->audit_target, "%s", target ? target : "-");
 	}
 }
 
 /* On the loop: a record the audit log lacks is said out loud (api_audit). */
 static void audit_failed(srv_server *s, const api_job *j)
 {
-	char detail[160];
-	snprintf(detail, sizeof detail, "%s by member %s in family %s: %s", j->audit_action,
-	         j->member.id.s, j->param[0], store_errcode(j->audit_rc));
+	char detail[256];
+	snprintf(detail, sizeof detail, "%s by member %s in family %s, target %s: %s",
+	         j->audit_action, j->member.id.s, j->audit_family, j->audit_target,
+	         store_errcode(j->audit_rc));
 	s->metrics.storage_errors++;
 	s->metrics.audit_failures++;
 	srv_log_event(s, "audit_failed", detail);

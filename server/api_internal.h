@@ -39,6 +39,7 @@ struct api_job {
 	int rc;
 	int audit_rc; /* api_audit()'s failure, logged once the job is done */
 	const char *audit_action;
+	char audit_family[64], audit_target[64]; /* what the missing record names */
 	char param[2][64];             /* path parameters, NUL-terminated */
 	/* endpoint data */
 	char family_name[STORE_NAME_MAX + 1], member_name[STORE_NAME_MAX + 1];

@@ -7,6 +7,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <sodium.h>
 #include <malloc.h>
@@ -50,19 +51,26 @@ static int check_key(const srv_config *cfg, store *st)
 		                "over with a new key\n");
 	rc = remembered && !start_over ? srv_secret_read(cfg->data_dir, key)
 				       : srv_secret_load(cfg->data_dir, key);
-	if (rc == -EINVAL && remembered && start_over) {
-		/* A damaged key, knowingly replaced: kept aside (not deleted), a new one made. */
+	if (rc == -EINVAL && start_over) {
+		/* A damaged key, knowingly replaced: kept aside (never over an earlier one), a new
+		 * one made. */
 		char from[PATH_MAX], to[PATH_MAX];
-		int a = snprintf(from, sizeof from, "%s/secret", cfg->data_dir);
-		int b = snprintf(to, sizeof to, "%s/secret.damaged-%lld", cfg->data_dir,
-		                 (long long)time(NULL));
-		if (a < 0 || b < 0 || (size_t)a >= sizeof from || (size_t)b >= sizeof to)
-			rc = -ENAMETOOLONG;
-		else if (rename(from, to) < 0)
-			rc = -errno;
-		else {
+		int a = snprintf(from, sizeof from, "%s/secret", cfg->data_dir), b = 0;
+		rc = -EEXIST;
+		for (unsigned n = 0; rc == -EEXIST && n < 100; n++) {
+			b = snprintf(to, sizeof to, "%s/secret.damaged-%lld%s%.0u", cfg->data_dir,
+			             (long long)time(NULL), n ? "-" : "", n);
+			if (a < 0 || b < 0 || (size_t)a >= sizeof from || (size_t)b >= sizeof to)
+				rc = -ENAMETOOLONG;
+			else
+				rc = renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0
+				         ? -errno
+				         : 0;
+		}
+		if (rc == 0) {
 			fprintf(stderr, "jiayin: the damaged key was moved to %s\n", to);
 			rc = srv_secret_load(cfg->data_dir, key);
+			replaced = true;
 		}
 	}
 	if (rc == -ENOENT) {

@@ -100,6 +100,20 @@ static void remove_db_copy(const char *path)
  * in another PID namespace (a container) or on another host sharing the folder has an id that
  * means nothing here.
  */
+/*
+ * Our own partial copy, held. A file system that has no flock for it (NFS emulates flock with
+ * POSIX locks, which need a file open for writing: a folder cannot be) leaves it unheld
+ * rather than failing the backup; remove_stale() then never removes it, since it removes
+ * only what it could lock.
+ */
+static int hold(int fd)
+{
+	if (flock(fd, LOCK_EX) == 0)
+		return 0;
+	int e = errno;
+	return e == EOPNOTSUPP || e == ENOLCK || e == EBADF || e == EINVAL ? 0 : -e;
+}
+
 static bool partial_name(const char *name, const char *prefix)
 {
 	size_t n = strlen(prefix);
@@ -160,8 +174,9 @@ static void remove_stale(const char *dir, const char *prefix, bool folders)
 	for (struct dirent *e; (e = readdir(d));) {
 		if (!partial_name(e->d_name, prefix))
 			continue;
-		int flags =
-		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | (folders ? O_DIRECTORY : 0);
+		/* A file for writing: an exclusive lock emulated over NFS needs it. */
+		int flags = O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+		            (folders ? O_RDONLY | O_DIRECTORY : O_RDWR);
 		int fd = openat(dfd, e->d_name, flags);
 		struct stat st;
 		if (fd < 0)
@@ -208,9 +223,11 @@ static int backup_db(db *d, const char *dest_path, bool made, int *err)
 		unlink(dest_path);
 		return rc;
 	}
-	/* The file made above, not a link put in its place meanwhile. */
-	int r =
-	    sqlite3_open_v2(dest_path, &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL);
+	/*
+	 * The file made above (O_EXCL, never through a link). Not SQLITE_OPEN_NOFOLLOW: it refuses
+	 * a link anywhere in the path (a /var/backups that is one), not only the file's own name.
+	 */
+	int r = sqlite3_open_v2(dest_path, &dest, SQLITE_OPEN_READWRITE, NULL);
 	if (r == SQLITE_OK) {
 		sqlite3_backup *b = sqlite3_backup_init(dest, "main", c->db, "main");
 		if (b) {
@@ -284,8 +301,9 @@ int store_backup_family(store *s, const char *family_id, const char *dest_path)
 		remove_stale(dir, prefix, false);
 		/* Ours, new, and held until it is renamed or removed (remove_stale). */
 		int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd < 0 || flock(fd, LOCK_EX) != 0)
-			rc = fs_fail(&err, errno);
+		int held = fd < 0 ? -errno : hold(fd);
+		if (held < 0)
+			rc = fs_fail(&err, -held);
 		if (rc == 0)
 			rc = backup_db(f->db, tmp, true, &err);
 		if (rc == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, dest_path, RENAME_NOREPLACE) != 0)
@@ -441,7 +459,8 @@ int store_backup_all(store *s, const char *dest_dir, const char *const *extra_fi
 	}
 	/* Held until renamed or removed: another backup to DEST leaves it alone meanwhile. */
 	int held = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	int rc = held >= 0 && flock(held, LOCK_EX) == 0 ? 0 : fs_fail(&err, errno);
+	int locked = held < 0 ? -errno : hold(held);
+	int rc = locked == 0 ? 0 : fs_fail(&err, -locked);
 	if (rc == 0)
 		rc = path_in(path, tmp, "families") && mkdir(path, 0700) == 0
 		         ? 0

@@ -634,6 +634,15 @@ def signed_urls(binary):
            open(os.path.join(data, aside[0]), "rb").read() == b"short" and
            os.path.getsize(os.path.join(data, "secret")) == 32,
            "a damaged key with JIAYIN_NEW_KEY=1: kept aside, a new key made", text[-300:])
+        # Damaged again at once: the first one kept aside is not overwritten (the review:
+        # secret.damaged-TIME was the same name within a second).
+        with open(os.path.join(data, "secret"), "wb") as f:
+            f.write(b"shorter")
+        text = start_with_new_key("1")
+        aside = sorted(open(os.path.join(data, n), "rb").read() for n in os.listdir(data)
+                       if n.startswith("secret.damaged-"))
+        ok("started over" in text and aside == [b"short", b"shorter"],
+           "a second damaged key is kept aside beside the first", str(aside))
         srv = Server(binary, data=data)
         ok(request(srv, "GET", "/healthz").status == 200,
            "and the new key is the directory's from then on")
@@ -1025,6 +1034,20 @@ def audit_failures(binary):
            "jiayin_audit_failures_total 1" in m,
            "an audit record that cannot be written: the change stands, an audit_failed event "
            "and jiayin_audit_failures_total say so", str(events)[:300])
+        # A revocation's path names the device: the event names the family and the device
+        # (the review: it named the device as the family).
+        code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                         {"role": "child", "member_name": "小竹"},
+                         headers=bearer(mom["token"])).json()["code"]
+        kid = post_json(srv, "/v1/pair", {"code": code}).json()
+        dev = kid["device"]["id"]
+        r = request(srv, "DELETE", f"/v1/devices/{dev}", headers=bearer(mom["token"]))
+        time.sleep(1.3)
+        events = [json.loads(line)["detail"] for line in srv.log_text().splitlines()
+                  if '"event":"audit_failed"' in line and "device.revoke" in line]
+        ok(r.status == 204 and len(events) == 1 and f"in family {fam}, target {dev}" in
+           events[0], "a revocation's missing record is named by its family and device",
+           str(events)[:300])
     finally:
         srv.stop()
 

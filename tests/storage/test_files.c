@@ -510,6 +510,21 @@ static void backup_leaves_what_is_not_a_leftover(void **state)
 	assert_int_not_equal(access(fam_held, F_OK), 0);
 	snprintf(cmd, sizeof cmd, "test \"$(cat '%s/directory.db')\" = precious", victim);
 	assert_int_equal(system(cmd), 0);
+
+	/* A link earlier in DEST's path is followed, as any path's (/var/backups -> /srv/...):
+	 * the review of the next change found both backups refused there. */
+	char real[160], linked[160];
+	snprintf(real, sizeof real, "%s/real", f->dir);
+	snprintf(linked, sizeof linked, "%s/linked", f->dir);
+	assert_int_equal(mkdir(real, 0700), 0);
+	assert_int_equal(symlink(real, linked), 0);
+	snprintf(dest, sizeof dest, "%s/all", linked);
+	snprintf(fam_dest, sizeof fam_dest, "%s/fam.db", linked);
+	assert_int_equal(store_backup_all(f->s, dest, NULL, &families), 0);
+	assert_int_equal(store_backup_family(f->s, f->fam.id.s, fam_dest), 0);
+	snprintf(cmd, sizeof cmd, "test -f '%s/all/directory.db' && test -f '%s/fam.db'", real,
+	         real);
+	assert_int_equal(system(cmd), 0);
 }
 
 /*
