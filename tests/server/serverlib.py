@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -138,3 +139,28 @@ def request(server, method, path, body=b"", headers=(), timeout=5.0):
         return Reader(s).response(head_request=(method == "HEAD"))
     finally:
         s.close()
+
+
+def add_kiosk(data):
+    """A school and a kiosk with a device token, as jiayinctl makes them (the store's rows)."""
+    import base64
+    import hashlib
+    import secrets
+    import time
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+
+    def new_id():
+        return "".join(secrets.choice(alphabet) for _ in range(26))
+    now = int(time.time() * 1000)
+    school, kiosk, device = new_id(), new_id(), new_id()
+    token = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    db = sqlite3.connect(os.path.join(data, "directory.db"), timeout=10)
+    db.execute("INSERT INTO schools (id, name, created_ms) VALUES (?, ?, ?)", (school, "s", now))
+    db.execute("INSERT INTO kiosks (id, school_id, name, created_ms) VALUES (?, ?, ?, ?)",
+               (kiosk, school, "k", now))
+    db.execute("INSERT INTO devices (id, token_hash, kind, kiosk_id, name, created_ms) "
+               "VALUES (?, ?, 'kiosk', ?, 'k', ?)",
+               (device, hashlib.sha256(token.encode()).digest(), kiosk, now))
+    db.commit()
+    db.close()
+    return token

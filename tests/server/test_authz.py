@@ -15,7 +15,7 @@ import sqlite3
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serverlib import Server, request  # noqa: E402
+from serverlib import Server, add_kiosk, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
@@ -30,31 +30,6 @@ def call(srv, method, path, token=None, obj=None, raw=None, timeout=60):
     elif raw is not None:
         body = raw
     return request(srv, method, path, body, headers=hdrs, timeout=timeout)
-
-
-def add_kiosk(data):
-    """A school and a kiosk with a device token, as jiayinctl makes them (the store's rows)."""
-    import base64
-    import hashlib
-    import secrets
-    import time
-    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
-
-    def new_id():
-        return "".join(secrets.choice(alphabet) for _ in range(26))
-    now = int(time.time() * 1000)
-    school, kiosk, device = new_id(), new_id(), new_id()
-    token = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-    db = sqlite3.connect(os.path.join(data, "directory.db"), timeout=10)
-    db.execute("INSERT INTO schools (id, name, created_ms) VALUES (?, ?, ?)", (school, "s", now))
-    db.execute("INSERT INTO kiosks (id, school_id, name, created_ms) VALUES (?, ?, ?, ?)",
-               (kiosk, school, "k", now))
-    db.execute("INSERT INTO devices (id, token_hash, kind, kiosk_id, name, created_ms) "
-               "VALUES (?, ?, 'kiosk', ?, 'k', ?)",
-               (device, hashlib.sha256(token.encode()).digest(), kiosk, now))
-    db.commit()
-    db.close()
-    return token
 
 
 def main():
