@@ -103,6 +103,21 @@ static void migrations_from_every_version(void **state)
 }
 
 /*
+ * The store closed and the fixture's family mailbox made again at `version`, empty; *o set to
+ * reopen the store; path: the mailbox's file.
+ */
+static void mailbox_at_version(fixture *f, unsigned version, store_options *o, char *path,
+                               size_t size)
+{
+	store_options_init(o);
+	o->dir = f->dir;
+	store_close(f->s);
+	snprintf(path, size, "%s/families/%s.db", f->dir, f->fam.id.s);
+	unlink(path);
+	make_at_version(path, &mailbox_schema, version);
+}
+
+/*
  * Mailbox step 4 rebuilds the messages table: a mailbox at version 3 with messages, changes,
  * receipts, an idempotency key and audio keeps every row (no cascade deleted what refers to
  * the dropped table), and its sequence, listings, reads and retention go on from it.
@@ -112,12 +127,7 @@ static void mailbox_step_4_keeps_every_row(void **state)
 	fixture *f = *state;
 	char path[256];
 	store_options o;
-	store_options_init(&o);
-	o.dir = f->dir;
-	store_close(f->s);
-	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
-	unlink(path);
-	make_at_version(path, &mailbox_schema, 3);
+	mailbox_at_version(f, 3, &o, path, sizeof path);
 	sqlite3 *db;
 	char sql[2048];
 	/* As version 3 left them: rowid 1 changed (seq 4), 2 unchanged, 3 deleted (seq 5). */
@@ -224,12 +234,7 @@ static void mailbox_step_5_clears_old_tombstones(void **state)
 	fixture *f = *state;
 	char path[256];
 	store_options o;
-	store_options_init(&o);
-	o.dir = f->dir;
-	store_close(f->s);
-	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
-	unlink(path);
-	make_at_version(path, &mailbox_schema, 3);
+	mailbox_at_version(f, 3, &o, path, sizeof path);
 	char sql[2048];
 	snprintf(
 	    sql, sizeof sql,
