@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 static int parse(srv_config *c, const char *text, size_t len, char *err, size_t errlen)
@@ -217,8 +218,10 @@ static void flags_a_file_cannot_say(void **state)
 static void flags_over_file(void **state)
 {
 	(void)state;
-	char path[] = "/tmp/jiayin-test-config-XXXXXX";
-	int fd = mkstemp(path);
+	char path[64];
+	snprintf(path, sizeof path, "/tmp/jiayin-test-config-%ld.conf", (long)getpid());
+	unlink(path);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	assert_true(fd >= 0);
 	static const char text[] = "threads = 2\nkiosk-idle-s = 60\n";
 	assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
