@@ -42,6 +42,16 @@ def signup(srv, family, member):
     return r.json()
 
 
+def invite_and_pair(srv, parent, role, name):
+    """A pairing code from `parent` (a sign-up's answer) redeemed by a new phone: the new
+    phone's answer (member, device, token)."""
+    fam = parent["family"]["id"]
+    code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                     {"role": role, "member_name": name},
+                     headers=bearer(parent["token"])).json()["code"]
+    return post_json(srv, "/v1/pair", {"code": code}).json()
+
+
 def pairing(binary):
     import time
     srv = Server(binary)
@@ -148,10 +158,7 @@ def messages(binary):
     try:
         mom = signup(srv, "王家", "妈妈")
         fam = mom["family"]["id"]
-        code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
-                         {"role": "child", "member_name": "小明"},
-                         headers=bearer(mom["token"])).json()["code"]
-        kid = post_json(srv, "/v1/pair", {"code": code}).json()
+        kid = invite_and_pair(srv, mom, "child", "小明")
         r = upload(srv, mom["token"], fam, wav, key="story-1", to=kid["member"]["id"])
         m = r.json()["message"] if r.status == 201 else {}
         ok(r.status == 201 and m["sender"] == mom["member"]["id"] and
@@ -347,12 +354,9 @@ def private_messages(binary):
         mom = signup(srv, "王家", "妈妈")
         fam = mom["family"]["id"]
 
-        def pair(role, name):
-            code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
-                             {"role": role, "member_name": name},
-                             headers=bearer(mom["token"])).json()["code"]
-            return post_json(srv, "/v1/pair", {"code": code}).json()
-        ming, hong, nai = pair("child", "小明"), pair("child", "小红"), pair("caregiver", "奶奶")
+        ming, hong, nai = (invite_and_pair(srv, mom, "child", "小明"),
+                           invite_and_pair(srv, mom, "child", "小红"),
+                           invite_and_pair(srv, mom, "caregiver", "奶奶"))
         got = {}
 
         def wait_hong():
@@ -486,10 +490,7 @@ def signed_urls(binary):
     try:
         mom = signup(srv, "王家", "妈妈")
         fam = mom["family"]["id"]
-        code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
-                         {"role": "child", "member_name": "小明"},
-                         headers=bearer(mom["token"])).json()["code"]
-        kid = post_json(srv, "/v1/pair", {"code": code}).json()
+        kid = invite_and_pair(srv, mom, "child", "小明")
         ok("token" in kid, "pairing codes work under their keyed hash")
         code2 = post_json(srv, f"/v1/families/{fam}/pairing-codes",
                           {"role": "child", "member_name": "小红"},
@@ -747,10 +748,7 @@ def family_settings(binary):
     try:
         mom = signup(srv, "王家", "妈妈")
         fam = mom["family"]["id"]
-        code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
-                         {"role": "child", "member_name": "小明"},
-                         headers=bearer(mom["token"])).json()["code"]
-        kid = post_json(srv, "/v1/pair", {"code": code}).json()
+        kid = invite_and_pair(srv, mom, "child", "小明")
         other = signup(srv, "李家", "爸爸")
         path = f"/v1/families/{fam}"
         g = request(srv, "GET", path, headers=bearer(kid["token"]))
@@ -924,10 +922,7 @@ def member_edits(binary):
     try:
         mom = signup(srv, "张家", "妈妈")
         fam = mom["family"]["id"]
-        code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
-                         {"role": "child", "member_name": "小名"},
-                         headers=bearer(mom["token"])).json()["code"]
-        kid = post_json(srv, "/v1/pair", {"code": code}).json()
+        kid = invite_and_pair(srv, mom, "child", "小名")
         kid_id = kid["member"]["id"]
         other = signup(srv, "刘家", "爸爸")
 
@@ -1010,10 +1005,7 @@ def audit_failures(binary):
            "and jiayin_audit_failures_total say so", str(events)[:300])
         # A revocation's path names the device: the event names the family and the device
         # (the review: it named the device as the family).
-        code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
-                         {"role": "child", "member_name": "小竹"},
-                         headers=bearer(mom["token"])).json()["code"]
-        kid = post_json(srv, "/v1/pair", {"code": code}).json()
+        kid = invite_and_pair(srv, mom, "child", "小竹")
         dev = kid["device"]["id"]
         r = request(srv, "DELETE", f"/v1/devices/{dev}", headers=bearer(mom["token"]))
         time.sleep(1.3)
