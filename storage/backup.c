@@ -609,7 +609,12 @@ static void index_header(text *t, const store_family *fam, const store_member *m
 	for (size_t i = 0; i < nmembers; i++) {
 		putf(t, "%s\n    {\"id\": \"%s\", \"name\": ", i ? "," : "", members[i].id.s);
 		put_json_string(t, members[i].name);
-		putf(t, ", \"role\": \"%s\"}", store_role_name(members[i].role));
+		putf(t, ", \"role\": \"%s\"", store_role_name(members[i].role));
+		if (members[i].removed_ms) { /* a former member, who sent some of the messages */
+			iso_time(members[i].removed_ms, when, sizeof when, "%Y-%m-%dT%H:%M:%SZ");
+			putf(t, ", \"left_at\": \"%s\"", when);
+		}
+		puts_(t, "}");
 	}
 	puts_(t, "\n  ],\n  \"messages\": [");
 }
@@ -654,7 +659,8 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 	int rc = store_family_get(s, family_id, &fam);
 	if (rc < 0)
 		return rc;
-	members = calloc(STORE_MEMBERS_MAX, sizeof *members); /* all of them: the index names each */
+	/* All of them, former members too: the index names every sender. */
+	members = calloc(STORE_MEMBER_ROWS_MAX, sizeof *members);
 	page = calloc(EXPORT_PAGE, sizeof *page);
 	buf = malloc(cap);
 	a = archive_write_new();
@@ -663,6 +669,11 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 		goto done;
 	if ((rc = store_members_list(s, family_id, members, STORE_MEMBERS_MAX, &nmembers)) < 0)
 		goto done;
+	size_t nformer = 0;
+	if ((rc = store_members_former(s, family_id, members + nmembers,
+	                               STORE_MEMBER_ROWS_MAX - nmembers, &nformer)) < 0)
+		goto done;
+	nmembers += nformer;
 	rc = STORE_EIO;
 	if (archive_write_set_format_zip(a) != ARCHIVE_OK ||
 	    archive_write_zip_set_compression_store(a) != ARCHIVE_OK ||

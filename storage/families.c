@@ -14,11 +14,14 @@
 int member_insert(conn *c, const char *family_id, const char *name, store_role role,
 		  const char *avatar, int64_t now_ms, store_member *out)
 {
-	/* The count and the insert in one statement, under the caller's write transaction: two
-	 * members added at once cannot both be the last one allowed. */
-	static const char sql[] = "INSERT INTO members (id, family_id, name, role, avatar, "
-				  "created_ms) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE (SELECT count(*) "
-				  "FROM members WHERE family_id = ?2) < ?7";
+	/* The counts and the insert in one statement, under the caller's write transaction: two
+	 * members added at once cannot both be the last one allowed. Former members count only
+	 * towards the rows. */
+	static const char sql[] =
+	    "INSERT INTO members (id, family_id, name, role, avatar, created_ms) "
+	    "SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE (SELECT count(*) FROM members "
+	    "WHERE family_id = ?2 AND removed_ms IS NULL) < ?7 AND (SELECT count(*) FROM members "
+	    "WHERE family_id = ?2) < ?8";
 	int rc = 0;
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (!st)
@@ -37,6 +40,7 @@ int member_insert(conn *c, const char *family_id, const char *name, store_role r
 	sqlite3_bind_text(st, 5, out->avatar, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 6, now_ms);
 	sqlite3_bind_int(st, 7, STORE_MEMBERS_MAX);
+	sqlite3_bind_int(st, 8, STORE_MEMBER_ROWS_MAX);
 	if ((rc = step_write(st)) < 0) /* a foreign key failing: no such family */
 		return rc;
 	return sqlite3_changes(c->db) == 1 ? 0 : STORE_ELIMIT;
@@ -263,12 +267,15 @@ static void member_from_row(sqlite3_stmt *st, void *row)
 	store_role_parse((const char *)sqlite3_column_text(st, 3), &m->role);
 	copy_text(m->avatar, sizeof m->avatar, sqlite3_column_text(st, 4));
 	m->created_ms = sqlite3_column_int64(st, 5);
+	m->removed_ms = sqlite3_column_int64(st, 6); /* NULL: 0 */
 }
+
+#define MEMBER_COLUMNS "id, family_id, name, role, avatar, created_ms, removed_ms"
 
 int store_member_get(store *s, const char *member_id, store_member *out)
 {
-	static const char sql[] = "SELECT id, family_id, name, role, avatar, created_ms "
-				  "FROM members WHERE id = ?";
+	static const char sql[] =
+	    "SELECT " MEMBER_COLUMNS " FROM members WHERE id = ? AND removed_ms IS NULL";
 	if (store_id_check(member_id) < 0)
 		return STORE_ENOTFOUND;
 	return read_one(s, sql, text_key(member_id), member_from_row, out);
@@ -278,7 +285,8 @@ int store_member_update(store *s, const char *family_id, const char *member_id, 
                         const char *avatar, store_member *out)
 {
 	static const char sql[] = "UPDATE members SET name = coalesce(?1, name), "
-	                          "avatar = coalesce(?2, avatar) WHERE id = ?3 AND family_id = ?4";
+	                          "avatar = coalesce(?2, avatar) WHERE id = ?3 AND family_id = ?4 "
+	                          "AND removed_ms IS NULL";
 	if (store_id_check(family_id) < 0 || store_id_check(member_id) < 0)
 		return STORE_ENOTFOUND;
 	if ((name && check_text(name, STORE_NAME_MAX) < 0) ||
@@ -304,14 +312,65 @@ int store_member_update(store *s, const char *family_id, const char *member_id, 
 	return rc < 0 ? rc : store_member_get(s, member_id, out);
 }
 
+int store_member_remove(store *s, const char *family_id, const char *member_id, int64_t now_ms,
+                        store_member *out)
+{
+	/* A parent leaves only while another stays, checked in the statement that removes. */
+	static const char remove_sql[] =
+	    "UPDATE members SET removed_ms = ?1 WHERE id = ?2 AND family_id = ?3 AND "
+	    "removed_ms IS NULL AND (role != 'parent' OR (SELECT count(*) FROM members WHERE "
+	    "family_id = ?3 AND role = 'parent' AND removed_ms IS NULL) > 1)";
+	static const char member_sql[] = "SELECT " MEMBER_COLUMNS " FROM members WHERE id = ?";
+	static const char *const after[] = {
+	    "UPDATE devices SET revoked_ms = coalesce(revoked_ms, ?1) WHERE member_id = ?2",
+	    /* its sessions go with it (ON DELETE CASCADE), the PIN's hash zeroed (secure_delete) */
+	    "DELETE FROM kiosk_links WHERE member_id = ?2",
+	};
+	if (store_id_check(family_id) < 0 || store_id_check(member_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, remove_sql, &rc);
+	if (st && (rc = conn_begin(c)) == 0) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		sqlite3_bind_text(st, 3, family_id, -1, SQLITE_STATIC);
+		rc = update_by_id(c, st, 2, member_id);
+		if (rc == STORE_ENOTFOUND &&
+		    row_one(c, member_sql, text_key(member_id), member_from_row, out) == 0 &&
+		    out->removed_ms == 0 && strcmp(out->family_id.s, family_id) == 0)
+			rc = STORE_ELIMIT; /* there, and a member: the last parent */
+		for (size_t i = 0; rc == 0 && i < sizeof after / sizeof after[0]; i++) {
+			if (!(st = conn_stmt(c, after[i], &rc)))
+				break;
+			sqlite3_bind_int64(st, 1, now_ms);
+			sqlite3_bind_text(st, 2, member_id, -1, SQLITE_STATIC);
+			rc = step_write(st);
+		}
+		if (rc == 0)
+			rc = row_one(c, member_sql, text_key(member_id), member_from_row, out);
+		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
+	}
+	db_write_end(s->directory);
+	return rc;
+}
+
 int store_members_list(store *s, const char *family_id, store_member *out, size_t max,
 		       size_t *n)
 {
-	static const char sql[] = "SELECT id, family_id, name, role, avatar, created_ms "
-				  "FROM members WHERE family_id = ? ORDER BY created_ms, id";
+	static const char sql[] = "SELECT " MEMBER_COLUMNS " FROM members WHERE family_id = ? "
+	                          "AND removed_ms IS NULL ORDER BY created_ms, id";
 	*n = 0;
 	if (store_id_check(family_id) < 0)
 		return STORE_ENOTFOUND;
 	return read_many(s, sql, family_id, member_from_row, out, sizeof *out, max, n);
 }
 
+int store_members_former(store *s, const char *family_id, store_member *out, size_t max, size_t *n)
+{
+	static const char sql[] = "SELECT " MEMBER_COLUMNS " FROM members WHERE family_id = ? "
+	                          "AND removed_ms IS NOT NULL ORDER BY removed_ms, id";
+	*n = 0;
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_many(s, sql, family_id, member_from_row, out, sizeof *out, max, n);
+}

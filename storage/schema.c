@@ -145,6 +145,8 @@ static const migration directory_steps[] = {
 	 "  name TEXT PRIMARY KEY,"
 	 "  value BLOB NOT NULL"
 	 ") WITHOUT ROWID;"},
+	/* 7: a member who left the family (store_member_remove) stays as a former member. */
+	{"ALTER TABLE members ADD COLUMN removed_ms INTEGER;"},
 };
 
 static const migration mailbox_steps[] = {

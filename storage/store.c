@@ -44,7 +44,7 @@ static const struct {
 	{"invalid_argument", "an argument is missing, malformed or out of range"},
 	{"quota_exceeded", "the family's mailbox is full"},
 	{"storage_schema_too_new", "the data was written by a newer version of Jiayin"},
-	{"limit_reached", "the family has as many members as it may"},
+	{"limit_reached", "a limit on the family's members: too many, or its last parent"},
 };
 
 const char *store_strerror(int err)

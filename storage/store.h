@@ -34,7 +34,7 @@ enum {
 	STORE_EINVAL = -9,    /* invalid_argument */
 	STORE_EQUOTA = -10,   /* quota_exceeded */
 	STORE_ESCHEMA = -11,  /* storage_schema_too_new: written by a newer Jiayin */
-	STORE_ELIMIT = -12,   /* limit_reached: a family has STORE_MEMBERS_MAX members already */
+	STORE_ELIMIT = -12,   /* limit_reached: a family's members: too many, or its last parent */
 };
 #define STORE_ERROR_COUNT 13
 
@@ -104,6 +104,7 @@ typedef struct store_member {
 	store_role role;
 	char avatar[32];
 	int64_t created_ms;
+	int64_t removed_ms; /* 0: a member; else when it left the family (store_member_remove) */
 } store_member;
 
 /* A family, its mailbox file and its first member (a parent), all or nothing. */
@@ -138,9 +139,14 @@ int store_family_delete(store *s, const char *family_id);
 
 /* A family's members at most: what a members list answers at once and a kiosk screen shows. */
 #define STORE_MEMBERS_MAX 64
-/* A member without a device; STORE_ELIMIT when the family has STORE_MEMBERS_MAX already. */
+/* A family's member rows at most, former members (removed) included: they stay to name the
+ * senders of old messages, and this bounds what adding and removing again and again keeps. */
+#define STORE_MEMBER_ROWS_MAX 256
+/* A member without a device; STORE_ELIMIT when the family has STORE_MEMBERS_MAX members (or
+ * STORE_MEMBER_ROWS_MAX rows) already. */
 int store_member_add(store *s, const char *family_id, const char *name, store_role role,
 		     const char *avatar, int64_t now_ms, store_member *out);
+/* A member of some family; a former member is STORE_ENOTFOUND, as an unknown id. */
 int store_member_get(store *s, const char *member_id, store_member *out);
 /*
  * A member of the family renamed (name: 1-64 bytes of text) and/or given another avatar
@@ -149,9 +155,21 @@ int store_member_get(store *s, const char *member_id, store_member *out);
  */
 int store_member_update(store *s, const char *family_id, const char *member_id, const char *name,
                         const char *avatar, store_member *out);
+/*
+ * The member leaves the family, all in one transaction: its phones are revoked, its kiosk
+ * links deleted (with a session open there) and its row kept as a former member, whose name
+ * and avatar still say who sent its old messages (which stay, as the family's). STORE_ENOTFOUND:
+ * no such member of the family (or a former one); STORE_ELIMIT: the family's last parent,
+ * who stays (a family always has one who may erase it). *out: the member, removed_ms set.
+ */
+int store_member_remove(store *s, const char *family_id, const char *member_id, int64_t now_ms,
+                        store_member *out);
 /* Up to `max` members of the family, oldest first; *n set. */
 int store_members_list(store *s, const char *family_id, store_member *out, size_t max,
 		       size_t *n);
+/* Up to `max` former members of the family, in the order they left; *n set. */
+int store_members_former(store *s, const char *family_id, store_member *out, size_t max,
+                         size_t *n);
 
 /* ---- Devices (directory database; directory.c) ---- */
 

@@ -330,15 +330,60 @@ static void two_openers_migrate_once(void **state)
 	assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)directory_schema.count);
 }
 
+/* Directory step 7 adds who left: the members of a directory at version 6 stay members, and
+ * one of them can leave. */
+static void directory_step_7_keeps_members(void **state)
+{
+	fixture *f = *state;
+	char dir[128], path[256];
+	snprintf(dir, sizeof dir, "%s/v6", f->dir);
+	mkdir(dir, 0700);
+	snprintf(path, sizeof path, "%s/directory.db", dir);
+	make_at_version(path, &directory_schema, 6);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+	                 "INSERT INTO families (id, name, created_ms) VALUES "
+	                 "('f0000000000000000000000000', '王家', 1);"
+	                 "INSERT INTO members (id, family_id, name, role, created_ms) VALUES "
+	                 "('a0000000000000000000000000', 'f0000000000000000000000000', '妈妈', "
+	                 "'parent', 1), "
+	                 "('b0000000000000000000000000', 'f0000000000000000000000000', '小明', "
+	                 "'child', 2);",
+	                 0, 0, 0),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	store_options o;
+	store_options_init(&o);
+	o.dir = dir;
+	store *s;
+	store_member list[4], m;
+	size_t n;
+	assert_int_equal(store_open(&s, &o), 0);
+	assert_int_equal(store_members_list(s, "f0000000000000000000000000", list, 4, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(list[1].removed_ms, 0);
+	assert_int_equal(store_member_get(s, "b0000000000000000000000000", &m), 0);
+	assert_int_equal(store_member_remove(s, "f0000000000000000000000000",
+	                                     "b0000000000000000000000000", 5, &m),
+	                 0);
+	assert_int_equal(store_member_remove(s, "f0000000000000000000000000",
+	                                     "a0000000000000000000000000", 6, &m),
+	                 STORE_ELIMIT);
+	assert_int_equal(store_members_former(s, "f0000000000000000000000000", list, 4, &n), 0);
+	assert_int_equal(n, 1);
+	store_close(s);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(migrations_from_every_version),
-	    T(mailbox_step_5_clears_old_tombstones),
-	    T(mailbox_step_4_keeps_every_row),
-	    T(two_openers_migrate_once),
+	    T(migrations_from_every_version),  T(mailbox_step_5_clears_old_tombstones),
+	    T(mailbox_step_4_keeps_every_row), T(two_openers_migrate_once),
+	    T(directory_step_7_keeps_members),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
