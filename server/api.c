@@ -446,11 +446,14 @@ static void members_work(api_job *j)
 {
 	if (!api_own_family(j))
 		return;
-	if (!(j->members = calloc(MEMBERS_MAX, sizeof *j->members))) {
+	if (!(j->members = calloc(STORE_MEMBER_ROWS_MAX, sizeof *j->members))) {
 		j->rc = STORE_ENOMEM;
 		return;
 	}
 	j->rc = store_members_list(j->st, j->param[0], j->members, MEMBERS_MAX, &j->nmembers);
+	if (j->rc == 0) /* who sent old messages and has left */
+		j->rc = store_members_former(j->st, j->param[0], j->members + j->nmembers,
+		                             STORE_MEMBER_ROWS_MAX - j->nmembers, &j->nformer);
 }
 
 static void members_done(srv_exchange *x, api_job *j)
@@ -459,10 +462,19 @@ static void members_done(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc);
 		return;
 	}
-	json_t *list = json_array();
+	json_t *list = json_array(), *former = json_array();
 	for (size_t i = 0; list && i < j->nmembers; i++)
 		json_array_append_new(list, api_member_json(&j->members[i]));
-	api_respond_json(x, 200, list ? json_pack("{s:o}", "members", list) : NULL);
+	for (size_t i = 0; former && i < j->nformer; i++) {
+		const store_member *m = &j->members[j->nmembers + i];
+		json_t *o = api_member_json(m);
+		json_object_set_new(o, "left_at", json_integer(m->removed_ms / 1000));
+		json_array_append_new(former, o);
+	}
+	json_t *body = list && former
+	                   ? json_pack("{s:o, s:o}", "members", list, "former_members", former)
+	                   : (json_decref(list), json_decref(former), NULL);
+	api_respond_json(x, 200, body);
 }
 
 void srv_api_members_list(srv_exchange *x)

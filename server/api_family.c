@@ -1,8 +1,8 @@
 /*
  * api_family.c — a family as a whole: its settings (retention period, quota) and usage, its
- * members' names and avatars, the parent's download of everything (a zip made by storage into
- * data/tmp and streamed), erasing the family, and the retention job that deletes messages past
- * their family's period.
+ * members' names and avatars and their leaving, the parent's download of everything (a zip made by
+ * storage into data/tmp and streamed), erasing the family, and the retention job that deletes
+ * messages past their family's period.
  *
  * The retention job runs every retention-interval-s on the pool, a slice at a time: at most
  * RETENTION_BUDGET deletions per job (each its own durable transaction), then the loop queues
@@ -107,6 +107,60 @@ void srv_api_member_set(srv_exchange *x)
 		                                           "nothing else");
 	else if (j)
 		api_run(x, j);
+}
+
+/* ---- DELETE /v1/families/{family_id}/members/{member_id}: a member leaves ---- */
+/*
+ * A parent removes any member, a caregiver only itself (it leaves), a child nobody; the last
+ * parent stays (409). Its phones and kiosk links go with it in the storage's transaction, its
+ * unfinished recordings after.
+ */
+static void member_remove_work(api_job *j)
+{
+	if (!api_own_family(j))
+		return;
+	store_member target;
+	if ((j->rc = store_member_get(j->st, j->param[1], &target)) < 0)
+		return;
+	if (strcmp(target.family_id.s, j->param[0]) != 0) {
+		j->rc = STORE_ENOTFOUND;
+		return;
+	}
+	bool self = strcmp(target.id.s, j->member.id.s) == 0;
+	if (j->session || j->member.role == STORE_ROLE_CHILD ||
+	    (j->member.role == STORE_ROLE_CAREGIVER && !self)) {
+		j->rc = 1;
+		return;
+	}
+	int64_t now = api_now_ms();
+	if ((j->rc = store_member_remove(j->st, j->param[0], j->param[1], now, &target)) < 0)
+		return;
+	unsigned removed;
+	srv_upload_remove_member(j->upload_dir, target.id.s, &removed); /* else: expiry */
+	api_audit(j, now, "member.remove", j->param[0], target.id.s, self ? "left" : NULL);
+}
+
+static void member_remove_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == STORE_ELIMIT) {
+		srv_respond_error(x, 409, "last_parent",
+		                  "a family keeps a parent: add another parent first");
+		return;
+	}
+	if (api_failed(x, j, "a parent removes a member; a caregiver may leave, a child may not"))
+		return;
+	/* Its phones waiting on a long-poll are authenticated again, and hear 401 now. */
+	api_mailbox_changed(x->srv, j->param[0]);
+	srv_respond_head(x, 204, NULL, NULL, -1);
+}
+
+void srv_api_member_remove(srv_exchange *x)
+{
+	api_job *j = api_authed_job(x, member_remove_work, member_remove_done);
+	if (!j)
+		return;
+	j->upload_dir = x->srv->uploads->dir;
+	api_run(x, j);
 }
 
 /* ---- GET and PATCH /v1/families/{family_id} ---- */

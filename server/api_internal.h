@@ -47,7 +47,7 @@ struct api_job {
 	char token[64];
 	store_family family;
 	store_member *members;         /* members listed or added; freed by job_done */
-	size_t nmembers;
+	size_t nmembers, nformer;      /* a list's former members follow its members */
 	store_device target;
 	store_role role;
 	int64_t expires_ms;

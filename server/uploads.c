@@ -601,6 +601,17 @@ static int family_one(srv_upload_dir *d, int dev, const char *id, const void *ar
 	return rc < 0 ? rc : 1;
 }
 
+/* The same for an upload whose record speaks for the member `arg`. */
+static int member_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
+{
+	(void)d;
+	srv_upload u;
+	if (record_read(dev, id, &u) != 0 || strcmp(u.member, arg) != 0)
+		return 0;
+	int rc = remove_files(dev, id);
+	return rc < 0 ? rc : 1;
+}
+
 /* one(d, dev, id, arg) for every upload of every device but the busy ones, each under the
  * mutex; then empty device directories go. *removed counts one()'s 1s. */
 static int each_upload(srv_upload_dir *d, const char (*busy)[STORE_ID_LEN + 1], size_t nbusy,
@@ -650,4 +661,9 @@ int srv_upload_sweep(srv_upload_dir *d, int64_t now_ms, const char (*busy)[STORE
 int srv_upload_remove_family(srv_upload_dir *d, const char *family, unsigned *removed)
 {
 	return each_upload(d, NULL, 0, family_one, family, removed);
+}
+
+int srv_upload_remove_member(srv_upload_dir *d, const char *member, unsigned *removed)
+{
+	return each_upload(d, NULL, 0, member_one, member, removed);
 }

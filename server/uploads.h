@@ -83,6 +83,8 @@ int srv_upload_remove(srv_upload_dir *d, const char *device, const char *id);
  * its children used (a kiosk's directory holds other families' uploads too, which stay).
  * *removed counts them. */
 int srv_upload_remove_family(srv_upload_dir *d, const char *family, unsigned *removed);
+/* Every upload whose record speaks for `member` (its phones', and a kiosk's for a child). */
+int srv_upload_remove_member(srv_upload_dir *d, const char *member, unsigned *removed);
 
 /*
  * Removes expired uploads (except the `nbusy` ids in `busy`, in use right now), leftovers of

@@ -93,6 +93,10 @@ def main():
                 return 403
             return ok_status
 
+        def added_child():
+            return call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
+                        {"member_name": "来客", "role": "child"}).json()["member"]["id"]
+
         M = f"/v1/families/{fam}/messages"
         children = ("child (recipient)", "other child", "child at a kiosk")
         endpoints = [
@@ -124,6 +128,11 @@ def main():
              lambda t: call(srv, "PATCH", f"/v1/families/{fam}/members/{mom['member']['id']}",
                             t, {"member_name": "妈妈"}),
              200, {"forbid": ("caregiver",) + children}),
+            # Removing a member: a parent only (a caregiver may leave itself:
+            # test_members.py). Each call removes a member added for it.
+            ("DELETE a member",
+             lambda t: call(srv, "DELETE", f"/v1/families/{fam}/members/{added_child()}", t),
+             204, {"forbid": ("caregiver",) + children}),
             ("POST pairing-codes", lambda t: call(srv, "POST", f"/v1/families/{fam}/pairing-codes",
                                                   t, {"role": "child", "member_name": "y"}),
              201, {"forbid": children}),
@@ -264,6 +273,7 @@ def main():
                 call(srv, "DELETE", f"{M}/{b}", mom["token"]).status,
                 call(srv, "DELETE", f"/v1/devices/{b}", mom["token"]).status,
                 call(srv, "DELETE", f"/v1/families/{fam}/kiosk-links/{b}", mom["token"]).status,
+                call(srv, "DELETE", f"/v1/families/{fam}/members/{b}", mom["token"]).status,
             }
             ok(codes == {404}, f"the id {b!r} answers 404 everywhere", str(codes))
 

@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""test_members.py — a family's members after they joined, end to end (TAP).
+
+usage: test_members.py JIAYIN_BINARY
+
+What docs/api.md promises for PATCH and DELETE /v1/families/{id}/members/{member_id}: names
+and avatars changed by whom they may be, and a member who leaves (removed by a parent, or a
+caregiver leaving): its phones and kiosk session stop at once (a long-poll too), its unfinished
+recordings go, its messages stay and its name with them (former_members), a family keeps a
+parent even when two remove each other at once, and each change is audited. Who may call what
+is also in test_authz.py's matrix.
+"""
+import base64
+import json
+import os
+import sqlite3
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serverlib import Server, add_kiosk, request  # noqa: E402
+from tap import finish, ok  # noqa: E402
+from test_api import SAMPLE, bearer, invite_and_pair, post_json, signup, upload  # noqa: E402
+
+
+def member_edits(binary):
+    """A member's name and avatar change after the member was made: a typo in a child's name,
+    or a child choosing the picture it finds itself by at a kiosk."""
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "张家", "妈妈")
+        fam = mom["family"]["id"]
+        kid = invite_and_pair(srv, mom, "child", "小名")
+        kid_id = kid["member"]["id"]
+        other = signup(srv, "刘家", "爸爸")
+
+        def patch(token, member, body, raw=None):
+            data = raw if raw is not None else json.dumps(body).encode()
+            return request(srv, "PATCH", f"/v1/families/{fam}/members/{member}", data,
+                           headers=[("Content-Type", "application/json")] + bearer(token))
+
+        r = patch(mom["token"], kid_id, {"member_name": "小明"})
+        ok(r.status == 200 and r.json()["member"]["name"] == "小明" and
+           r.json()["member"]["role"] == "child",
+           "a parent corrects a child's name: 200 with the member", r.body[:200])
+        r = patch(kid["token"], kid_id, {"avatar": "tiger"})
+        members = request(srv, "GET", f"/v1/families/{fam}/members",
+                          headers=bearer(mom["token"])).json()["members"]
+        mine = [m for m in members if m["id"] == kid_id]
+        ok(r.status == 200 and mine and mine[0].get("avatar") == "tiger" and
+           mine[0]["name"] == "小明",
+           "the child picks its own avatar; the family's list shows it, the name kept",
+           r.body[:200])
+        r = patch(kid["token"], kid_id, {"member_name": "大王"})
+        ok(r.status == 403, "a child may not rename itself (403)")
+        r = patch(mom["token"], kid_id, {"avatar": ""})
+        ok(r.status == 200 and not r.json()["member"].get("avatar"),
+           "an empty avatar is none", r.body[:200])
+        bad = [({}, "invalid_setting"), ({"role": "parent"}, "invalid_setting"),
+               ({"avatar": "a", "x": 1}, "invalid_setting"), ({"member_name": ""}, "invalid_name"),
+               ({"member_name": "名" * 30}, "invalid_name"), ({"member_name": 7}, "invalid_name"),
+               ({"avatar": "a" * 32}, "invalid_avatar"), ({"avatar": None}, "invalid_avatar")]
+        got = []
+        for body, _ in bad:
+            r = patch(mom["token"], kid_id, body)
+            got.append(r.json()["error"]["code"] if r.status == 400 else r.status)
+        ok(got == [code for _, code in bad],
+           "a member's change that is empty, names the role or something else, or has a bad "
+           "name or avatar: 400 with its code", str(got))
+        r = patch(mom["token"], kid_id, None, raw=b"{")
+        ok(r.status == 400 and r.json()["error"]["code"] == "invalid_json", "bad JSON: 400")
+        r = patch(mom["token"], other["member"]["id"], {"member_name": "x"})
+        r2 = patch(other["token"], kid_id, {"member_name": "x"})
+        ok(r.status == 404 and r2.status == 404,
+           "another family's member, or another family's caller: 404 as if unknown")
+        r = patch(mom["token"], "0" * 26, {"member_name": "x"})
+        ok(r.status == 404, "an unknown member: 404")
+        srv.stop()
+        con = sqlite3.connect(os.path.join(srv.data, "directory.db"))
+        n = con.execute("SELECT count(*) FROM audit_log WHERE action = 'member.update' AND "
+                        "family_id = ? AND target = ?", (fam, kid_id)).fetchone()[0]
+        con.close()
+        ok(n == 3, f"each change is in the audit log ({n} of 3)")
+    finally:
+        srv.stop()
+
+
+def audit_rows(srv, action):
+    with sqlite3.connect(os.path.join(srv.data, "directory.db")) as db:
+        return db.execute("SELECT actor, family_id, target, detail FROM audit_log "
+                          "WHERE action = ? ORDER BY seq", (action,)).fetchall()
+
+
+def member_removal(binary):
+    """A child's old phone, a grandmother who no longer looks after the child, a parent who
+    moved out: a member leaves the family, and with it every way into the family's voices."""
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "赵家", "妈妈")
+        fam = mom["family"]["id"]
+        dad = invite_and_pair(srv, mom, "parent", "爸爸")
+        nai = invite_and_pair(srv, mom, "caregiver", "奶奶")
+        kid = invite_and_pair(srv, mom, "child", "小明")
+        kid_id = kid["member"]["id"]
+        other = signup(srv, "钱家", "妈妈")
+        M = f"/v1/families/{fam}/messages"
+
+        def remove(token, member):
+            return request(srv, "DELETE", f"/v1/families/{fam}/members/{member}",
+                           headers=bearer(token))
+
+        def members(token=mom["token"]):
+            return request(srv, "GET", f"/v1/families/{fam}/members",
+                           headers=bearer(token)).json()
+
+        def patch(token, member, body):
+            return request(srv, "PATCH", f"/v1/families/{fam}/members/{member}",
+                           json.dumps(body).encode(),
+                           headers=[("Content-Type", "application/json")] + bearer(token))
+
+        # A kiosk child with a session, as at a school.
+        ktok = add_kiosk(srv.data)
+        gang = post_json(srv, f"/v1/families/{fam}/members",
+                         {"member_name": "小刚", "role": "child", "avatar": "cat"},
+                         headers=bearer(mom["token"])).json()["member"]
+        kcode = request(srv, "POST", "/v1/kiosk/pairing-codes",
+                        headers=bearer(ktok)).json()["code"]
+        link = post_json(srv, f"/v1/families/{fam}/kiosk-links",
+                         {"code": kcode, "member_id": gang["id"], "pin": [1, 2, 3, 4]},
+                         headers=bearer(mom["token"])).json()["link"]
+        session = post_json(srv, "/v1/kiosk/sessions", {"child": link["id"], "pin": [1, 2, 3, 4]},
+                            headers=bearer(ktok)).json()["token"]
+
+        said = upload(srv, kid["token"], fam, wav).json()["message"]["id"]
+        to_kid = upload(srv, nai["token"], fam, wav, to=kid_id).json()["message"]["id"]
+        # The child's phone has an unfinished resumable upload, and waits on a long-poll.
+        made = request(srv, "POST", "/v1/uploads", headers=bearer(kid["token"]) + [
+            ("Tus-Resumable", "1.0.0"), ("Upload-Length", str(len(wav))),
+            ("Upload-Metadata", "family_id " + base64.b64encode(fam.encode()).decode())])
+        loc = made.header("Location") or ""
+        request(srv, "PATCH", loc, wav[:40000], headers=bearer(kid["token"]) + [
+            ("Tus-Resumable", "1.0.0"), ("Content-Type", "application/offset+octet-stream"),
+            ("Upload-Offset", "0")])
+        part = os.path.join(srv.data, "uploads", kid["device"]["id"],
+                            loc.rsplit("/", 1)[-1] + ".part")
+        had_part = os.path.exists(part)
+        seq = request(srv, "GET", M, headers=bearer(kid["token"])).json()["seq"]
+        got = {}
+
+        def waiter():
+            got["r"] = request(srv, "GET", f"{M}?since={seq}&wait=30",
+                               headers=bearer(kid["token"]), timeout=40)
+            got["t"] = time.time()
+        th = threading.Thread(target=waiter)
+        th.start()
+        time.sleep(0.5)
+
+        # Only a parent removes another member; strangers and unknown ids: 404.
+        r_nai = remove(nai["token"], kid_id)
+        r_kid = remove(kid["token"], nai["member"]["id"])
+        r_self = remove(kid["token"], kid_id)
+        r_other = remove(other["token"], kid_id)
+        r_theirs = remove(mom["token"], other["member"]["id"])
+        r_unknown = remove(mom["token"], "0123456789abcdefghjkmnpqrs")
+        ok([r_nai.status, r_kid.status, r_self.status, r_other.status, r_theirs.status,
+            r_unknown.status] == [403, 403, 403, 404, 404, 404] and
+           r_nai.json()["error"]["code"] == "forbidden",
+           "a caregiver or a child removes nobody (403), not even a child itself; another "
+           "family's member, or caller, or an unknown id: 404",
+           str([r_nai.status, r_kid.status, r_self.status, r_other.status, r_theirs.status,
+                r_unknown.status]))
+
+        r = remove(mom["token"], kid_id)
+        removed_at = time.time()
+        th.join(40)
+        lat = got.get("t", 1e9) - removed_at
+        ok(r.status == 204 and r.body == b"", "a parent removes a child with a phone: 204")
+        ok(request(srv, "GET", "/v1/me", headers=bearer(kid["token"])).status == 401 and
+           got.get("r") is not None and got["r"].status == 401 and lat < 2,
+           f"its phone's token fails at once, and its waiting long-poll hears 401 "
+           f"({lat * 1000:.0f} ms after)", str(got.get("r") and got["r"].status))
+        ok(had_part and not os.path.exists(part),
+           "its unfinished recording is erased from the disk", f"{had_part} {part}")
+        listed = members()
+        ok([m["id"] for m in listed["members"]] ==
+           [mom["member"]["id"], dad["member"]["id"], nai["member"]["id"], gang["id"]] and
+           [(m["id"], m["name"], m["role"]) for m in listed["former_members"]] ==
+           [(kid_id, "小明", "child")] and
+           abs(listed["former_members"][0]["left_at"] - removed_at) < 5,
+           "the members list has it no more; former_members names it, with when it left",
+           json.dumps(listed, ensure_ascii=False)[:300])
+        msgs = {m["id"]: m for m in request(srv, "GET", M, headers=bearer(mom["token"]))
+                .json()["messages"]}
+        ok(msgs.get(said, {}).get("sender") == kid_id and
+           msgs.get(said, {}).get("state") == "visible" and
+           msgs.get(to_kid, {}).get("state") == "visible" and
+           request(srv, "GET", f"{M}/{said}/audio", headers=bearer(nai["token"])).status == 200,
+           "its messages stay the family's, as does one sent to it alone (its sender and the "
+           "parents still hear it)")
+        again = [remove(mom["token"], kid_id).status,
+                 patch(mom["token"], kid_id, {"member_name": "x"}).status,
+                 upload(srv, mom["token"], fam, wav, to=kid_id).status]
+        ok(again == [404, 404, 400],
+           "a former member is no member: removing or renaming it 404, a message to it 400",
+           str(again))
+
+        # A kiosk child: its session ends, the kiosk lists it no more.
+        ok(request(srv, "GET", "/v1/me", headers=bearer(session)).status == 200,
+           "the kiosk child's session works before")
+        r = remove(mom["token"], gang["id"])
+        kids = request(srv, "GET", "/v1/kiosk/children", headers=bearer(ktok)).json()
+        links = request(srv, "GET", f"/v1/families/{fam}/kiosk-links",
+                        headers=bearer(mom["token"])).json()
+        ok(r.status == 204 and
+           request(srv, "GET", "/v1/me", headers=bearer(session)).status == 401 and
+           gang["id"] not in json.dumps(kids) and links.get("links") == [],
+           "removing a kiosk child ends its session and unpairs it from the kiosk",
+           json.dumps(kids)[:200])
+
+        # A caregiver leaves by itself; the parents stay.
+        r = remove(nai["token"], nai["member"]["id"])
+        ok(r.status == 204 and
+           request(srv, "GET", "/v1/me", headers=bearer(nai["token"])).status == 401 and
+           request(srv, "GET", f"{M}/{to_kid}/audio", headers=bearer(mom["token"])).status == 200,
+           "a caregiver may leave (204): its phone stops, what it sent stays")
+
+        # Two parents removing each other at once: one of them is left, never none.
+        answers = {}
+
+        def at_once(who, token, victim):
+            answers[who] = remove(token, victim)
+        ts = [threading.Thread(target=at_once, args=("mom", mom["token"], dad["member"]["id"])),
+              threading.Thread(target=at_once, args=("dad", dad["token"], mom["member"]["id"]))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        statuses = sorted(a.status for a in answers.values())
+        left = [m for m in members(mom["token"] if answers["mom"].status == 204 else
+                                   dad["token"])["members"] if m["role"] == "parent"]
+        ok(statuses in ([204, 401], [204, 409]) and len(left) == 1,
+           f"two parents removing each other at once: one goes, one stays ({statuses})")
+        stays = mom if answers["mom"].status == 204 else dad
+        r = remove(stays["token"], stays["member"]["id"])
+        ok(r.status == 409 and r.json()["error"]["code"] == "last_parent" and
+           request(srv, "GET", "/v1/me", headers=bearer(stays["token"])).status == 200,
+           "the last parent cannot leave: 409 last_parent, and still in")
+        srv.stop()
+        rows = audit_rows(srv, "member.remove")
+        gone = [kid_id, gang["id"], nai["member"]["id"]]
+        ok([r[2] for r in rows[:3]] == gone and all(r[1] == fam for r in rows) and
+           rows[2][3] == "left" and rows[0][0] == mom["member"]["id"] and len(rows) == 4,
+           "each removal is in the audit log: who, which family, which member, and 'left' "
+           "for one who left by itself", str(rows))
+    finally:
+        srv.stop()
+
+
+def main():
+    binary = sys.argv[1]
+    member_edits(binary)
+    member_removal(binary)
+    return finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
