@@ -19,15 +19,24 @@
 
 static json_t *member_json(const store_member *m)
 {
-	return json_pack("{s:s, s:o, s:s, s:o, s:o}", "id", m->id.s, "name", jtext(m->name), "role",
-	                 store_role_name(m->role), "avatar", jtext(m->avatar), "created_at",
-	                 jtime(m->created_ms));
+	json_t *o = json_pack("{s:s, s:o, s:s, s:o, s:o}", "id", m->id.s, "name", jtext(m->name),
+	                      "role", store_role_name(m->role), "avatar", jtext(m->avatar),
+	                      "created_at", jtime(m->created_ms));
+	if (o && m->removed_ms && json_object_set_new(o, "left_at", jtime(m->removed_ms)) < 0)
+		json_decref(o), o = NULL;
+	return o;
 }
 
-/* For list_all(): a family's members, devices and kiosk pairings. */
+/* For list_all(): a family's members (then its former members), devices and kiosk pairings. */
 static int list_members(store *s, const char *family_id, void *out, size_t max, size_t *n)
 {
-	return store_members_list(s, family_id, out, max, n);
+	size_t former = 0;
+	int rc = store_members_list(s, family_id, out, max, n);
+	if (rc == 0 && *n < max)
+		rc =
+		    store_members_former(s, family_id, (store_member *)out + *n, max - *n, &former);
+	*n += former;
+	return rc;
 }
 
 static int list_family_devices(store *s, const char *family_id, void *out, size_t max, size_t *n)
@@ -58,11 +67,19 @@ static void print_family(const store_family *f, uint64_t usage, const store_memb
 		printf("  retention  %u days\n", f->retention_days);
 	else
 		printf("  retention  keeps messages for ever\n");
-	printf("members (%zu):\n", nm);
+	size_t now = 0; /* the members; those who left follow them */
+	while (now < nm && !m[now].removed_ms)
+		now++;
+	printf("members (%zu):\n", now);
 	for (size_t i = 0; i < nm; i++) {
+		if (i == now)
+			printf("former members (%zu):\n", nm - now);
 		printf("  %-9s %s  ", store_role_name(m[i].role), m[i].id.s);
 		print_name(m[i].name);
-		printf("  since %s\n", fmt_time(m[i].created_ms, t));
+		printf("  since %s", fmt_time(m[i].created_ms, t));
+		if (m[i].removed_ms)
+			printf(", left %s", fmt_time(m[i].removed_ms, t));
+		printf("\n");
 	}
 	printf("devices (%zu):\n", nd);
 	for (size_t i = 0; i < nd; i++) {

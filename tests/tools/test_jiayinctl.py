@@ -292,18 +292,28 @@ def family_checks(ctl, srv, server_bin, data, tmp, kid, tablet):
        "no PIN hash printed, with or without --json", repr(r2))
     story_link = kiosk_story(ctl, srv, kid, tablet, mom, fam)
 
+    # A grandmother who has left the family: shown as a former member.
+    gran = post_json(srv, f"/v1/families/{fam}/members",
+                     {"member_name": "奶奶", "role": "caregiver"},
+                     headers=bearer(mom["token"])).json()["member"]["id"]
+    request(srv, "DELETE", f"/v1/families/{fam}/members/{gran}", headers=bearer(mom["token"]))
     r = ctl("family", "show", fam)
     o = r.obj or {}
     members = {m["name"]: m["role"] for m in o.get("members", [])}
-    want_members = {"妈妈": "parent", "小明": "child"} | ({"小红": "child"} if story_link else {})
+    left = [m["name"] for m in o.get("members", []) if "left_at" in m]
+    want_members = {"妈妈": "parent", "小明": "child", "奶奶": "caregiver"} | (
+        {"小红": "child"} if story_link else {})
     want_links = {link_id} | ({story_link} if story_link else set())
     ok(r.rc == 0 and o["family"]["name"] == "王家" and members == want_members and
        len(o["devices"]) == 2 and o["family"]["usage_bytes"] == msg_bytes and
-       {x["link_id"] for x in o["kiosk_links"]} == want_links,
-       "family show: its name, parent, child, devices, usage and kiosk pairing", repr(r))
+       {x["link_id"] for x in o["kiosk_links"]} == want_links and left == ["奶奶"],
+       "family show: its name, parent, child, a former member (left_at), devices, usage and "
+       "kiosk pairing", repr(r))
     r = ctl("family", "show", fam, json_out=False)
     ok(r.rc == 0 and "王家" in r.out and "妈妈" in r.out and "parent" in r.out and
-       str(msg_bytes) in r.out, "family show without --json", repr(r))
+       str(msg_bytes) in r.out and "former members (1):" in r.out and
+       r.out.index("former members") < r.out.index("奶奶") and ", left " in r.out,
+       "family show without --json", repr(r))
 
     zpath = os.path.join(tmp, "wang.zip")
     r = ctl("family", "export", fam, zpath)
