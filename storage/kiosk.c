@@ -22,11 +22,11 @@
 #define TOUCH_MS 5000
 #define LOCK_DOUBLINGS 6 /* the longest lock: 64 times lock_ms (16 hours at 15 minutes) */
 
-#define LINK_COLUMNS                                                                              \
-	"l.id, l.kiosk_id, l.member_id, m.family_id, k.name, sc.name, m.name, m.avatar, "         \
-	"l.pin_hash, l.failures, l.locked_until_ms, l.created_ms FROM kiosk_links l "             \
-	"JOIN kiosks k ON k.id = l.kiosk_id JOIN schools sc ON sc.id = k.school_id "              \
-	"JOIN members m ON m.id = l.member_id "
+#define LINK_COLUMNS                                                                               \
+	"l.id, l.kiosk_id, l.member_id, m.family_id, k.name, sc.name, m.name, m.avatar, "          \
+	"l.pin_hash, l.failures, l.locked_until_ms, l.created_ms FROM kiosk_links l "              \
+	"JOIN kiosks k ON k.id = l.kiosk_id JOIN schools sc ON sc.id = k.school_id "               \
+	"JOIN members m ON m.id = l.member_id AND m.removed_ms IS NULL "
 
 static void link_from_row(sqlite3_stmt *st, void *out)
 {
@@ -135,18 +135,28 @@ static int upsert_link(conn *c, const store_id *kiosk, const char *member_id,
 	    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (kiosk_id, member_id) DO UPDATE SET "
 	    "pin_hash = excluded.pin_hash, failures = 0, locked_until_ms = 0 RETURNING id";
 	static const char end_sql[] = "DELETE FROM kiosk_sessions WHERE link_id = ?";
+	/* A member who left meanwhile (its removal deleted its links) is paired to nothing. */
+	static const char member_sql[] =
+	    "SELECT 1 FROM members WHERE id = ? AND removed_ms IS NULL";
 	store_id fresh;
 	store_new_id(&fresh);
 	int rc = 0;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	sqlite3_stmt *st = conn_stmt(c, member_sql, &rc);
 	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, member_id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (r != SQLITE_ROW)
+		return r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+	if (!(st = conn_stmt(c, sql, &rc)))
 		return rc;
 	sqlite3_bind_text(st, 1, fresh.s, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, kiosk->s, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, member_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, pin_hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, now_ms);
-	int r = sqlite3_step(st);
+	r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
 		copy_text(id->s, sizeof id->s, sqlite3_column_text(st, 0));
 		rc = step_write(st);
@@ -420,7 +430,7 @@ int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN],
 	    "m.id, m.family_id, m.name, m.role, m.avatar, m.created_ms FROM kiosk_sessions ks "
 	    "JOIN devices d ON d.id = ks.device_id JOIN kiosk_links l ON l.id = ks.link_id "
 	    "JOIN members m ON m.id = l.member_id "
-	    "WHERE ks.token_hash = ? AND d.revoked_ms IS NULL";
+	    "WHERE ks.token_hash = ? AND d.revoked_ms IS NULL AND m.removed_ms IS NULL";
 	static const char touch[] = "UPDATE kiosk_sessions SET last_used_ms = ?1 "
 				    "WHERE token_hash = ?2 AND last_used_ms < ?1";
 	if (!token_hash)

@@ -612,6 +612,16 @@ static void members_leave(void **state)
 	assert_int_equal(list[0].removed_ms, 3000);
 	assert_int_equal(store_members_former(f->s, f->other.id.s, list, 4, &n), 0);
 	assert_int_equal(n, 0);
+	/* A link made for it after it left (a parent's pairing racing the removal): none, and
+	 * the kiosk's code stays unused. */
+	uint8_t code2[STORE_HASH_LEN];
+	hash_of("kcode", 2, code2);
+	assert_int_equal(store_kiosk_code_create(f->s, code2, f->kiosk.id.s, 3000, 9000), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code2, kid.id.s, "pin", 3100, &link),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_code_check(f->s, code2, 3200), 0);
+	assert_int_equal(
+	    query_int(f, "SELECT count(*) FROM kiosk_links WHERE member_id = ?", kid.id.s), 0);
 	assert_int_equal(query_int(f, "SELECT revoked_ms FROM devices WHERE id = ?", phone.id.s),
 	                 3000);
 
