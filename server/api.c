@@ -231,6 +231,7 @@ void api_job_free(api_job *j)
 	sodium_memzero(j->code, sizeof j->code);
 	sodium_memzero(j->pin, sizeof j->pin);
 	free(j->members);
+	free(j->devices);
 	free(j->flag);
 	free(j->links);
 	free(j->list);

@@ -15,6 +15,7 @@ void srv_api_members_list(srv_exchange *x);
 void srv_api_member_add(srv_exchange *x);
 void srv_api_member_set(srv_exchange *x);
 void srv_api_member_remove(srv_exchange *x);
+void srv_api_devices_list(srv_exchange *x);
 void srv_api_device_delete(srv_exchange *x);
 void srv_api_pairing_code_create(srv_exchange *x);
 void srv_api_pair(srv_exchange *x);

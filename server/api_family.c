@@ -1,8 +1,8 @@
 /*
  * api_family.c — a family as a whole: its settings (retention period, quota) and usage, its
- * members' names and avatars and their leaving, the parent's download of everything (a zip made by
- * storage into data/tmp and streamed), erasing the family, and the retention job that deletes
- * messages past their family's period.
+ * members' names and avatars and their leaving, its phones, the parent's download of
+ * everything (a zip made by storage into data/tmp and streamed), erasing the family, and the
+ * retention job that deletes messages past their family's period.
  *
  * The retention job runs every retention-interval-s on the pool, a slice at a time: at most
  * RETENTION_BUDGET deletions per job (each its own durable transaction), then the loop queues
@@ -107,6 +107,40 @@ void srv_api_member_set(srv_exchange *x)
 		                                           "nothing else");
 	else if (j)
 		api_run(x, j);
+}
+
+/* ---- GET /v1/families/{family_id}/devices: the phones that open the family's voices ---- */
+static void devices_work(api_job *j)
+{
+	if (!api_grown_up(j))
+		return;
+	if (!(j->devices = calloc(STORE_MEMBER_ROWS_MAX, sizeof *j->devices))) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	j->rc = store_devices_active(j->st, j->param[0], j->devices, STORE_MEMBER_ROWS_MAX,
+	                             &j->ndevices);
+}
+
+static void devices_done(srv_exchange *x, api_job *j)
+{
+	if (api_failed(x, j, "a parent or caregiver sees the family's phones"))
+		return;
+	json_t *list = json_array();
+	for (size_t i = 0; list && i < j->ndevices; i++) {
+		const store_device *d = &j->devices[i];
+		json_t *o = api_device_json(d);
+		if (json_object_set_new(o, "member_id", json_string(d->member_id.s)) < 0)
+			json_decref(o), o = NULL;
+		if (json_array_append_new(list, o) < 0) /* o NULL too: no memory, no answer */
+			json_decref(list), list = NULL;
+	}
+	api_respond_json(x, 200, list ? json_pack("{s:o}", "devices", list) : NULL);
+}
+
+void srv_api_devices_list(srv_exchange *x)
+{
+	api_start(x, devices_work, devices_done);
 }
 
 /* ---- DELETE /v1/families/{family_id}/members/{member_id}: a member leaves ---- */

@@ -49,6 +49,8 @@ struct api_job {
 	store_member *members;         /* members listed or added; freed by job_done */
 	size_t nmembers, nformer;      /* a list's former members follow its members */
 	store_device target;
+	store_device *devices;         /* a family's devices listed; freed by job_done */
+	size_t ndevices;
 	store_role role;
 	int64_t expires_ms;
 	char client[46];

@@ -29,6 +29,8 @@
 	 srv_api_member_set, SRV_JSON_BODY_MAX, 0},                                                \
 	{"members.remove", SRV_METHOD_DELETE, "/v1/families/{family_id}/members/{member_id}",    \
 	 srv_api_member_remove, 0, 0},                                                             \
+	{"devices.list", SRV_METHOD_GET, "/v1/families/{family_id}/devices", srv_api_devices_list, \
+	 0, SRV_ROUTE_HEAD_OK},                                                                    \
 	{"devices.delete", SRV_METHOD_DELETE, "/v1/devices/{device_id}", srv_api_device_delete, 0, \
 	 0},                                                                                       \
 	{"pairing_codes.create", SRV_METHOD_POST, "/v1/families/{family_id}/pairing-codes",       \

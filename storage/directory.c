@@ -191,6 +191,16 @@ int store_devices_list(store *s, const char *family_id, store_device *out, size_
 	return read_many(s, sql, family_id, device_from_row, out, sizeof *out, max, n);
 }
 
+int store_devices_active(store *s, const char *family_id, store_device *out, size_t max, size_t *n)
+{
+	static const char sql[] = "SELECT " DEVICE_COLUMNS "WHERE m.family_id = ? AND "
+	                          "d.revoked_ms IS NULL ORDER BY d.created_ms, d.id";
+	*n = 0;
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_many(s, sql, family_id, device_from_row, out, sizeof *out, max, n);
+}
+
 int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 {
 	/* Revoking again keeps the first time. */

@@ -207,6 +207,9 @@ int store_device_get(store *s, const char *device_id, store_device *out);
 /* Devices of a family's members, oldest first. */
 int store_devices_list(store *s, const char *family_id, store_device *out, size_t max,
 		       size_t *n);
+/* The family's active (not revoked) devices, oldest first, up to max (*n == max: there may be
+ * more; a member has one phone, so a family's members' worth is enough). */
+int store_devices_active(store *s, const char *family_id, store_device *out, size_t max, size_t *n);
 int store_device_revoke(store *s, const char *device_id, int64_t now_ms);
 /* Record use, at most once a minute per device (last_seen is advisory). */
 int store_device_touch(store *s, const char *device_id, int64_t now_ms);

@@ -128,6 +128,8 @@ def main():
              lambda t: call(srv, "PATCH", f"/v1/families/{fam}/members/{mom['member']['id']}",
                             t, {"member_name": "妈妈"}),
              200, {"forbid": ("caregiver",) + children}),
+            ("GET devices", lambda t: call(srv, "GET", f"/v1/families/{fam}/devices", t), 200,
+             {"forbid": children}),
             # Removing a member: a parent only (a caregiver may leave itself:
             # test_members.py). Each call removes a member added for it.
             ("DELETE a member",

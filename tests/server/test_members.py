@@ -3,7 +3,8 @@
 
 usage: test_members.py JIAYIN_BINARY
 
-What docs/api.md promises for PATCH and DELETE /v1/families/{id}/members/{member_id}: names
+What docs/api.md promises for PATCH and DELETE /v1/families/{id}/members/{member_id} and GET
+/v1/families/{id}/devices: names
 and avatars changed by whom they may be, and a member who leaves (removed by a parent, or a
 caregiver leaving): its phones and kiosk session stop at once (a long-poll too), its unfinished
 recordings go, its messages stay and its name with them (former_members), a family keeps a
@@ -158,6 +159,19 @@ def member_removal(binary):
         th.start()
         time.sleep(0.5)
 
+        def phones(token=mom["token"]):
+            r = request(srv, "GET", f"/v1/families/{fam}/devices", headers=bearer(token))
+            return r.status, [(d["member_id"], d["id"]) for d in r.json().get("devices", [])] \
+                if r.status == 200 else []
+        everyone = [(x["member"]["id"], x["device"]["id"]) for x in (mom, dad, nai, kid)]
+        st, seen = phones()
+        st_nai, seen_nai = phones(nai["token"])
+        ok(st == 200 and seen == everyone and (st_nai, seen_nai) == (st, seen) and
+           phones(kid["token"])[0] == 403 and phones(session)[0] == 403 and
+           phones(other["token"])[0] == 404,
+           "the family's phones, oldest first, with their members: for a parent or caregiver "
+           "(a child 403, another family 404); the kiosk is not one of them", str(seen))
+
         # Only a parent removes another member; strangers and unknown ids: 404.
         r_nai = remove(nai["token"], kid_id)
         r_kid = remove(kid["token"], nai["member"]["id"])
@@ -184,6 +198,8 @@ def member_removal(binary):
            f"({lat * 1000:.0f} ms after)", str(got.get("r") and got["r"].status))
         ok(had_part and not os.path.exists(part),
            "its unfinished recording is erased from the disk", f"{had_part} {part}")
+        ok(phones()[1] == everyone[:3], "its phone is not among the family's phones any more",
+           str(phones()))
         listed = members()
         ok([m["id"] for m in listed["members"]] ==
            [mom["member"]["id"], dad["member"]["id"], nai["member"]["id"], gang["id"]] and

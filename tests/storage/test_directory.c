@@ -204,6 +204,17 @@ static void devices_list_by_family(void **state)
 		assert_string_equal(list[i].family_id.s, f->fam.id.s);
 	assert_string_equal(list[0].member_id.s, child.id.s);
 
+	/* The active ones only: the revoked phone and the kiosk are not the family's. */
+	assert_int_equal(store_devices_active(f->s, f->fam.id.s, list, 8, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].id.s, mine[1].id.s);
+	assert_string_equal(list[1].id.s, mine[2].id.s);
+	assert_int_equal(store_devices_active(f->s, f->fam.id.s, list, 1, &n), 0);
+	assert_int_equal(n, 1);
+	for (size_t i = 0; i < NBAD; i++)
+		assert_int_equal(store_devices_active(f->s, bad_ids[i], list, 8, &n),
+		                 i + 1 < NBAD ? STORE_ENOTFOUND : 0); /* the last is well formed */
+
 	/* `max` is respected: the oldest come first. */
 	assert_int_equal(store_devices_list(f->s, f->fam.id.s, list, 2, &n), 0);
 	assert_int_equal(n, 2);
