@@ -605,7 +605,20 @@ static void code_create_work(api_job *j)
 {
 	if (!api_grown_up(j))
 		return;
-	/* Only a parent makes a parent: one who may erase, export and set the family's rules. */
+	store_member target;
+	if (j->to[0]) { /* a new phone for a member: its role and name */
+		j->rc = store_member_get(j->st, j->to, &target);
+		if (j->rc == 0 && strcmp(target.family_id.s, j->device.family_id.s) != 0)
+			j->rc = STORE_ENOTFOUND;
+		if (j->rc == STORE_ENOTFOUND)
+			j->rc = 3; /* not a member of this family */
+		if (j->rc != 0)
+			return;
+		j->role = target.role;
+		snprintf(j->member_name, sizeof j->member_name, "%s", target.name);
+	}
+	/* Only a parent makes a parent, or a parent's phone: one who may erase, export and set
+	 * the family's rules. */
 	if (j->role == STORE_ROLE_PARENT && j->member.role != STORE_ROLE_PARENT) {
 		j->rc = 1;
 		return;
@@ -619,7 +632,7 @@ static void code_create_work(api_job *j)
 	if ((j->rc = store_members_list(j->st, j->device.family_id.s, j->members, MEMBERS_MAX,
 					&j->nmembers)) < 0)
 		return;
-	if (j->nmembers >= MEMBERS_MAX) {
+	if (j->nmembers >= MEMBERS_MAX && !j->to[0]) {
 		j->rc = STORE_ELIMIT;
 		return;
 	}
@@ -627,6 +640,9 @@ static void code_create_work(api_job *j)
 	store_pairing p;
 	memset(&p, 0, sizeof p);
 	memcpy(p.family_id.s, j->device.family_id.s, sizeof p.family_id.s);
+	if (j->to[0])
+		p.member_id = target.id;
+	p.created_by = j->member.id; /* who goes takes its codes with it */
 	p.role = j->role;
 	snprintf(p.member_name, sizeof p.member_name, "%s", j->member_name);
 	p.created_ms = now;
@@ -638,7 +654,9 @@ static void code_create_work(api_job *j)
 		if ((j->rc = store_pairing_create(j->st, h, &p)) != STORE_EEXIST)
 			break;
 	}
-	if (j->rc == 0) /* who let whom in, in what role: never the code */
+	if (j->rc == 0 && j->to[0]) /* whose new phone: never the code */
+		api_audit(j, now, "pairing.new_phone", p.family_id.s, j->to, NULL);
+	else if (j->rc == 0) /* who let whom in, in what role: never the code */
 		api_audit(j, now, "pairing.invite", p.family_id.s, store_role_name(j->role), NULL);
 }
 
@@ -646,11 +664,19 @@ static void code_create_done(srv_exchange *x, api_job *j)
 {
 	if (too_many_members(x, j->rc))
 		return;
+	if (j->rc == 3) {
+		srv_respond_error(x, 400, "invalid_member",
+		                  "member_id: no such member in this family");
+		return;
+	}
 	if (api_failed(x, j, "only a parent or caregiver can invite, and only a parent a parent"))
 		return;
-	api_respond_json(x, 201, json_pack("{s:s, s:I, s:s, s:s}", "code", j->token, "expires_at",
-				       (json_int_t)(j->expires_ms / 1000), "role",
-				       store_role_name(j->role), "member_name", j->member_name));
+	json_t *o = json_pack("{s:s, s:I, s:s, s:s}", "code", j->token, "expires_at",
+	                      (json_int_t)(j->expires_ms / 1000), "role", store_role_name(j->role),
+	                      "member_name", j->member_name);
+	if (o && j->to[0] && json_object_set_new(o, "member_id", json_string(j->to)) < 0)
+		json_decref(o), o = NULL;
+	api_respond_json(x, 201, o);
 }
 
 void srv_api_pairing_code_create(srv_exchange *x)
@@ -660,6 +686,26 @@ void srv_api_pairing_code_create(srv_exchange *x)
 	json_t *body = api_body_object(x);
 	if (!body)
 		return;
+	json_t *mid = json_object_get(body, "member_id");
+	if (mid) { /* a new phone for a member: nothing else in the body */
+		const char *id = json_string_value(mid);
+		char to[sizeof((api_job *)NULL)->to];
+		bool good = id && json_object_size(body) == 1 && strlen(id) < sizeof to;
+		if (good)
+			snprintf(to, sizeof to, "%s", id);
+		json_decref(body);
+		if (!good) {
+			srv_respond_error(x, 400, "invalid_member",
+			                  "member_id: a member of this family, and nothing else");
+			return;
+		}
+		api_job *j = api_authed_job(x, code_create_work, code_create_done);
+		if (j) {
+			memcpy(j->to, to, sizeof to);
+			api_run(x, j);
+		}
+		return;
+	}
 	const char *member = api_name_field(body, "member_name", true);
 	const char *role = json_string_value(json_object_get(body, "role"));
 	store_role r;

@@ -56,7 +56,14 @@ static void device_from_row(sqlite3_stmt *st, void *out)
 	d->revoked_ms = sqlite3_column_int64(st, 8);
 }
 
-#define PAIRING_COLUMNS "family_id, role, member_name, kiosk_id, created_ms, expires_ms"
+#define PAIRING_COLUMNS                                                                            \
+	"family_id, role, member_name, kiosk_id, created_ms, expires_ms, member_id, created_by"
+
+/* A code works only while the member who made it is one: one who left (store_member_remove
+ * deletes its unused codes) cannot come back with a code made before, or in a race with it. */
+#define MAKER_STAYED                                                                               \
+	"(created_by IS NULL OR EXISTS (SELECT 1 FROM members WHERE id = created_by AND "          \
+	"removed_ms IS NULL))"
 
 static void pairing_from_row(sqlite3_stmt *st, void *out)
 {
@@ -68,6 +75,8 @@ static void pairing_from_row(sqlite3_stmt *st, void *out)
 	column_id(st, 3, &p->kiosk_id);
 	p->created_ms = sqlite3_column_int64(st, 4);
 	p->expires_ms = sqlite3_column_int64(st, 5);
+	column_id(st, 6, &p->member_id);
+	column_id(st, 7, &p->created_by);
 }
 
 static void kiosk_from_row(sqlite3_stmt *st, void *out)
@@ -243,14 +252,18 @@ int store_device_touch(store *s, const char *device_id, int64_t now_ms)
 int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN], const store_pairing *p)
 {
 	static const char sql[] = "INSERT INTO pairing_codes (code_hash, family_id, role, "
-	                          "member_name, kiosk_id, created_ms, expires_ms) "
-	                          "VALUES (?, ?, ?, ?, ?, ?, ?)";
+	                          "member_name, kiosk_id, created_ms, expires_ms, member_id, "
+	                          "created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
 	if (!code_hash || !p || p->role < STORE_ROLE_PARENT || p->role > STORE_ROLE_CHILD ||
 	    strnlen(p->member_name, sizeof p->member_name) > STORE_NAME_MAX ||
 	    p->expires_ms <= p->created_ms)
 		return STORE_EINVAL;
+	if (*p->kiosk_id.s && *p->member_id.s)
+		return STORE_EINVAL; /* a kiosk's code names no member */
 	if (store_id_check(p->family_id.s) < 0 ||
-	    (*p->kiosk_id.s && store_id_check(p->kiosk_id.s) < 0))
+	    (*p->kiosk_id.s && store_id_check(p->kiosk_id.s) < 0) ||
+	    (*p->member_id.s && store_id_check(p->member_id.s) < 0) ||
+	    (*p->created_by.s && store_id_check(p->created_by.s) < 0))
 		return STORE_ENOTFOUND;
 	int rc = 0;
 	conn *c = db_write_begin(s->directory);
@@ -263,7 +276,9 @@ int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN], cons
 		bind_optional(st, 5, p->kiosk_id.s);
 		sqlite3_bind_int64(st, 6, p->created_ms);
 		sqlite3_bind_int64(st, 7, p->expires_ms);
-		rc = step_write(st);
+		bind_optional(st, 8, p->member_id.s);
+		bind_optional(st, 9, p->created_by.s);
+		rc = step_write(st); /* an unknown member fails the foreign key: STORE_ENOTFOUND */
 	}
 	db_write_end(s->directory);
 	return rc;
@@ -296,15 +311,30 @@ static int use_code(conn *c, const char *sql, const uint8_t code_hash[STORE_HASH
 int store_pairing_consume(store *s, const uint8_t code_hash[STORE_HASH_LEN], int64_t now_ms,
                           store_pairing *out)
 {
-	static const char sql[] =
-	    "UPDATE pairing_codes SET used_ms = ?1 WHERE code_hash = ?2 "
-	    "AND used_ms IS NULL AND expires_ms > ?1 RETURNING " PAIRING_COLUMNS;
+	static const char sql[] = "UPDATE pairing_codes SET used_ms = ?1 WHERE code_hash = ?2 "
+	                          "AND used_ms IS NULL AND expires_ms > ?1 AND " MAKER_STAYED
+	                          " RETURNING " PAIRING_COLUMNS;
 	if (!code_hash)
 		return STORE_EINVAL;
 	conn *c = db_write_begin(s->directory);
 	int rc = use_code(c, sql, code_hash, now_ms, out);
 	db_write_end(s->directory);
 	return rc;
+}
+
+/* For a code naming a member: the member (still one of its family), its phones revoked. */
+static int member_phone_replaced(conn *c, const store_pairing *p, int64_t now_ms,
+                                 store_member *member)
+{
+	static const char sql[] =
+	    "UPDATE devices SET revoked_ms = ?1 WHERE member_id = ?2 AND revoked_ms IS NULL";
+	int rc = member_current(c, p->family_id.s, p->member_id.s, member);
+	sqlite3_stmt *st = rc == 0 ? conn_stmt(c, sql, &rc) : NULL;
+	if (!st)
+		return rc;
+	sqlite3_bind_int64(st, 1, now_ms);
+	sqlite3_bind_text(st, 2, member->id.s, -1, SQLITE_STATIC);
+	return step_write(st);
 }
 
 int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
@@ -314,7 +344,8 @@ int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 {
 	static const char sql[] =
 	    "UPDATE pairing_codes SET used_ms = ?1 WHERE code_hash = ?2 "
-	    "AND used_ms IS NULL AND expires_ms > ?1 AND kiosk_id IS NULL RETURNING " PAIRING_COLUMNS;
+	    "AND used_ms IS NULL AND expires_ms > ?1 AND kiosk_id IS NULL AND " MAKER_STAYED
+	    " RETURNING " PAIRING_COLUMNS;
 	if (!code_hash || !token_hash || check_text(device_name, STORE_NAME_MAX) < 0)
 		return STORE_EINVAL;
 	conn *c = db_write_begin(s->directory);
@@ -322,9 +353,11 @@ int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 	if (rc == 0) {
 		rc = use_code(c, sql, code_hash, now_ms, p);
 		/* The code, the member it names and this device: all, or the code stays unused. */
-		if (rc == 0)
+		if (rc == 0 && !*p->member_id.s)
 			rc = member_insert(c, p->family_id.s, p->member_name, p->role, NULL, now_ms,
 					   member);
+		else if (rc == 0) /* a member's new phone, instead of the ones it had */
+			rc = member_phone_replaced(c, p, now_ms, member);
 		if (rc == 0)
 			rc = device_insert(c, token_hash, member->id.s, NULL, device_name, now_ms,
 					   device);

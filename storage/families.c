@@ -272,6 +272,16 @@ static void member_from_row(sqlite3_stmt *st, void *row)
 
 #define MEMBER_COLUMNS "id, family_id, name, role, avatar, created_ms, removed_ms"
 
+int member_current(conn *c, const char *family_id, const char *member_id, store_member *out)
+{
+	static const char sql[] =
+	    "SELECT " MEMBER_COLUMNS " FROM members WHERE id = ? AND removed_ms IS NULL";
+	if (store_id_check(member_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = row_one(c, sql, text_key(member_id), member_from_row, out);
+	return rc == 0 && strcmp(out->family_id.s, family_id) != 0 ? STORE_ENOTFOUND : rc;
+}
+
 int store_member_get(store *s, const char *member_id, store_member *out)
 {
 	static const char sql[] =
@@ -325,6 +335,8 @@ int store_member_remove(store *s, const char *family_id, const char *member_id, 
 	    "UPDATE devices SET revoked_ms = coalesce(revoked_ms, ?1) WHERE member_id = ?2",
 	    /* its sessions go with it (ON DELETE CASCADE), the PIN's hash zeroed (secure_delete) */
 	    "DELETE FROM kiosk_links WHERE member_id = ?2",
+	    /* the codes it asked for (its way back in) and those for a new phone of its */
+	    "DELETE FROM pairing_codes WHERE (created_by = ?2 OR member_id = ?2)",
 	};
 	if (store_id_check(family_id) < 0 || store_id_check(member_id) < 0)
 		return STORE_ENOTFOUND;

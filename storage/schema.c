@@ -147,6 +147,13 @@ static const migration directory_steps[] = {
 	 ") WITHOUT ROWID;"},
 	/* 7: a member who left the family (store_member_remove) stays as a former member. */
 	{"ALTER TABLE members ADD COLUMN removed_ms INTEGER;"},
+	/* 8: a pairing code for a new phone of a member who is in the family already, and who
+	 * made each code: a member who leaves takes its unused codes with it. */
+	{"ALTER TABLE pairing_codes ADD COLUMN member_id TEXT REFERENCES members(id);"
+	 "ALTER TABLE pairing_codes ADD COLUMN created_by TEXT REFERENCES members(id);"
+	 "CREATE INDEX pairing_by_member ON pairing_codes(member_id) WHERE member_id IS NOT NULL;"
+	 "CREATE INDEX pairing_by_creator ON pairing_codes(created_by) "
+	 "  WHERE created_by IS NOT NULL;"},
 };
 
 static const migration mailbox_steps[] = {

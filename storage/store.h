@@ -220,11 +220,14 @@ typedef struct store_pairing {
 	store_id family_id;
 	store_role role;
 	char member_name[STORE_NAME_MAX + 1];
-	store_id kiosk_id; /* empty: a personal device */
+	store_id kiosk_id;   /* empty: a personal device */
+	store_id member_id;  /* set: a new phone for this member (role and name are its own) */
+	store_id created_by; /* the member who asked for it (empty: none, an operator's) */
 	int64_t created_ms, expires_ms;
 } store_pairing;
 
-/* Store a code by its hash (single use, expiring); STORE_EEXIST if the hash is taken. */
+/* Store a code by its hash (single use, expiring); STORE_EEXIST if the hash is taken. A code
+ * made by a member (created_by) who has left is made but works for nobody. */
 int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			 const store_pairing *p);
 /*
@@ -238,6 +241,10 @@ int store_pairing_consume(store *s, const uint8_t code_hash[STORE_HASH_LEN], int
  * names is added to its family and this device (its token's hash) to that member. Unknown,
  * used, expired or kiosk codes: STORE_ENOTFOUND; a family with STORE_MEMBERS_MAX members
  * already: STORE_ELIMIT. Either way nothing changes (the code stays unused).
+ * A code with a member_id adds no member: the device is that member's new phone, and the
+ * member's other phones are revoked in the same transaction (a lost or replaced phone stops
+ * working); a member who has left its family since, or a code whose maker has:
+ * STORE_ENOTFOUND.
  */
 int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			 const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,

@@ -9,7 +9,7 @@ and avatars changed by whom they may be, and a member who leaves (removed by a p
 caregiver leaving): its phones and kiosk session stop at once (a long-poll too), its unfinished
 recordings go, its messages stay and its name with them (former_members), a family keeps a
 parent even when two remove each other at once, and each change is audited. Who may call what
-is also in test_authz.py's matrix.
+is also in test_authz.py's matrix. And a pairing code for a member's new phone.
 """
 import base64
 import json
@@ -236,8 +236,16 @@ def member_removal(binary):
            "removing a kiosk child ends its session and unpairs it from the kiosk",
            json.dumps(kids)[:200])
 
-        # A caregiver leaves by itself; the parents stay.
+        # A caregiver leaves by itself; the parents stay. A code it asked for before lets
+        # nobody in (review finding: a member about to be removed made a code and came back).
+        nai_code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                             {"role": "caregiver", "member_name": "奶奶"},
+                             headers=bearer(nai["token"])).json()["code"]
         r = remove(nai["token"], nai["member"]["id"])
+        back = post_json(srv, "/v1/pair", {"code": nai_code})
+        ok(back.status == 400 and back.json()["error"]["code"] == "invalid_pairing_code",
+           "a pairing code asked for by a member who then left pairs nobody",
+           f"{back.status} {back.body[:150]!r}")
         ok(r.status == 204 and
            request(srv, "GET", "/v1/me", headers=bearer(nai["token"])).status == 401 and
            request(srv, "GET", f"{M}/{to_kid}/audio", headers=bearer(mom["token"])).status == 200,
@@ -275,10 +283,104 @@ def member_removal(binary):
         srv.stop()
 
 
+def new_phones(binary):
+    """A grandmother's phone is lost, or a kiosk child gets a phone of its own: a pairing code
+    for a member who is in the family already pairs a phone as that member, and the phone it
+    had stops working."""
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "孙家", "妈妈")
+        fam = mom["family"]["id"]
+        nai = invite_and_pair(srv, mom, "caregiver", "奶奶")
+        kid = invite_and_pair(srv, mom, "child", "小明")
+        other = signup(srv, "李家", "爸爸")
+        codes = f"/v1/families/{fam}/pairing-codes"
+
+        def code_for(token, member):
+            return post_json(srv, codes, {"member_id": member}, headers=bearer(token))
+
+        r = code_for(mom["token"], nai["member"]["id"])
+        c = r.json() if r.status == 201 else {}
+        ok(r.status == 201 and c.get("member_id") == nai["member"]["id"] and
+           c.get("role") == "caregiver" and c.get("member_name") == "奶奶" and
+           len(c.get("code", "")) == 8,
+           "a parent asks for a code for the grandmother's new phone: 201, her role and name",
+           r.body[:200])
+        p = post_json(srv, "/v1/pair", {"code": c.get("code"), "device_name": "新手机"})
+        new = p.json() if p.status == 201 else {}
+        me = request(srv, "GET", "/v1/me", headers=bearer(new.get("token", "x")))
+        ok(p.status == 201 and new["member"]["id"] == nai["member"]["id"] and
+           me.status == 200 and me.json()["member"]["name"] == "奶奶" and
+           request(srv, "GET", "/v1/me", headers=bearer(nai["token"])).status == 401,
+           "pairing it makes the new phone hers (the same member), and her old phone stops",
+           p.body[:200])
+        devs = request(srv, "GET", f"/v1/families/{fam}/devices",
+                       headers=bearer(mom["token"])).json()["devices"]
+        listed = request(srv, "GET", f"/v1/families/{fam}/members",
+                         headers=bearer(mom["token"])).json()["members"]
+        ok([d["id"] for d in devs if d["member_id"] == nai["member"]["id"]] ==
+           [new["device"]["id"]] and len(listed) == 3,
+           "the family has no new member, and one phone for her")
+
+        # Who may: a caregiver for anyone but a parent, a child for nobody.
+        got = [code_for(new["token"], kid["member"]["id"]).status,
+               code_for(new["token"], mom["member"]["id"]).status,
+               code_for(kid["token"], kid["member"]["id"]).status,
+               code_for(other["token"], kid["member"]["id"]).status]
+        ok(got == [201, 403, 403, 404],
+           "a caregiver may ask for a child's new phone, not a parent's (403); a child for "
+           "none (403); another family: 404", str(got))
+        bad = [post_json(srv, codes, body, headers=bearer(mom["token"])) for body in (
+            {"member_id": other["member"]["id"]}, {"member_id": "0123456789abcdefghjkmnpqrs"},
+            {"member_id": "x" * 100}, {"member_id": 7},
+            {"member_id": kid["member"]["id"], "role": "parent"})]
+        ok([(r.status, r.json()["error"]["code"]) for r in bad] ==
+           [(400, "invalid_member")] * 5,
+           "another family's member, an unknown or malformed id, or member_id with a role: "
+           "400 invalid_member", str([(r.status, r.body[:80]) for r in bad]))
+
+        # A code given out for a member who left by the time it is used pairs nothing.
+        late = code_for(mom["token"], kid["member"]["id"]).json()["code"]
+        request(srv, "DELETE", f"/v1/families/{fam}/members/{kid['member']['id']}",
+                headers=bearer(mom["token"]))
+        r = post_json(srv, "/v1/pair", {"code": late})
+        ok(r.status == 400 and r.json()["error"]["code"] == "invalid_pairing_code" and
+           code_for(mom["token"], kid["member"]["id"]).status == 400,
+           "a code for a member who left since pairs nothing (400 invalid_pairing_code); no "
+           "new code for a former member (400)", r.body[:200])
+
+        # A kiosk child's first phone, in a family that is full: no new member is needed.
+        gang = post_json(srv, f"/v1/families/{fam}/members",
+                         {"member_name": "小刚", "role": "child"},
+                         headers=bearer(mom["token"])).json()["member"]
+        while post_json(srv, f"/v1/families/{fam}/members",
+                        {"member_name": "孩子", "role": "child"},
+                        headers=bearer(mom["token"])).status == 201:
+            pass
+        full = post_json(srv, codes, {"role": "child", "member_name": "多一个"},
+                         headers=bearer(mom["token"]))
+        r = code_for(mom["token"], gang["id"])
+        p = post_json(srv, "/v1/pair", {"code": r.json().get("code")})
+        ok(full.status == 409 and r.status == 201 and p.status == 201 and
+           p.json()["member"]["id"] == gang["id"],
+           "a full family (64 members) can still pair a member's phone", f"{full.status} "
+           f"{r.status} {p.status}")
+        srv.stop()
+        rows = audit_rows(srv, "pairing.new_phone")
+        ok([r[2] for r in rows] == [nai["member"]["id"], kid["member"]["id"],
+                                    kid["member"]["id"], gang["id"]] and
+           all(r[1] == fam for r in rows),
+           "each code for a new phone is audited (pairing.new_phone: who, for which member; "
+           "never the code)", str(rows))
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     member_edits(binary)
     member_removal(binary)
+    new_phones(binary)
     return finish()
 
 

@@ -4,8 +4,9 @@
  * ones, a revoked device's token refused at once, sign-up and redeeming all or nothing, touch
  * throttling, and a pairing code consumed by two threads (on two store handles, so that the SQL
  * and not only the writer mutex is tested) exactly once. Schools, kiosks, volunteers, the
- * moderation queue and a deleted family's rows are in test_schools.c; the fixture they share is
- * in directory_fixture.h.
+ * moderation queue and a deleted family's rows are in test_schools.c, members (their limit,
+ * leaving, a new phone for one) in test_members.c; the fixture they share is in
+ * directory_fixture.h.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -364,51 +365,6 @@ static void pairing_redeem_is_all_or_nothing(void **state)
 			 STORE_EINVAL);
 }
 
-/* A family holds STORE_MEMBERS_MAX members: the next, added or paired, is refused whole. */
-static void members_stop_at_the_limit(void **state)
-{
-	fixture *f = *state;
-	uint8_t code[STORE_HASH_LEN], token[STORE_HASH_LEN];
-	hash_of("full", 1, code);
-	hash_of("phone", 1, token);
-	store_pairing p = pairing(&f->fam.id, STORE_ROLE_CAREGIVER, "奶奶", 1000, 601000), got;
-	assert_int_equal(store_pairing_create(f->s, code, &p), 0); /* given out while there is room */
-	store_member m, list[STORE_MEMBERS_MAX + 1];
-	store_device d;
-	size_t n;
-	char name[16];
-	for (int i = 1; i < STORE_MEMBERS_MAX; i++) { /* the parent is the first */
-		snprintf(name, sizeof name, "孩子%d", i);
-		assert_int_equal(store_member_add(f->s, f->fam.id.s, name, STORE_ROLE_CHILD, NULL,
-						  1000 + i, &m),
-				 0);
-	}
-	assert_int_equal(store_member_add(f->s, f->fam.id.s, "多一个", STORE_ROLE_CHILD, NULL, 2000,
-					  &m),
-			 STORE_ELIMIT);
-	assert_int_equal(store_pairing_redeem(f->s, code, token, "老人机", 2000, &got, &m, &d),
-			 STORE_ELIMIT);
-	assert_int_equal(store_members_list(f->s, f->fam.id.s, list, STORE_MEMBERS_MAX + 1, &n), 0);
-	assert_int_equal(n, STORE_MEMBERS_MAX);
-	assert_int_equal(query_int(f, "SELECT count(*) FROM devices", NULL), 0);
-	assert_int_equal(
-	    query_int(f, "SELECT count(*) FROM pairing_codes WHERE used_ms IS NULL", NULL), 1);
-	assert_string_equal(store_errcode(STORE_ELIMIT), "limit_reached");
-	/* A member who left frees a place. */
-	store_member gone;
-	assert_int_equal(store_member_remove(f->s, f->fam.id.s, list[1].id.s, 2500, &gone), 0);
-	assert_int_equal(
-	    store_member_add(f->s, f->fam.id.s, "新来的", STORE_ROLE_CHILD, NULL, 2600, &m), 0);
-	assert_int_equal(
-	    store_member_add(f->s, f->fam.id.s, "多一个", STORE_ROLE_CHILD, NULL, 2700, &m),
-	    STORE_ELIMIT);
-
-	/* Another family is not counted against this one. */
-	assert_int_equal(store_member_add(f->s, f->other.id.s, "孩子", STORE_ROLE_CHILD, NULL, 3000,
-					  &m),
-			 0);
-}
-
 static void pairing_expired_or_unknown(void **state)
 {
 	fixture *f = *state;
@@ -559,126 +515,6 @@ static void pairing_consumed_once_under_a_race(void **state)
 	    query_int(f, "SELECT count(*) FROM pairing_codes WHERE used_ms IS NULL", NULL), 0);
 }
 
-/* A member leaves: its phones and its kiosk links (with the session open there) go at once, in
- * one transaction; its row stays as a former member, which no lookup finds; a family keeps a
- * parent. */
-static void members_leave(void **state)
-{
-	fixture *f = *state;
-	uint8_t phone_h[STORE_HASH_LEN], kiosk_h[STORE_HASH_LEN], code[STORE_HASH_LEN];
-	uint8_t sess[STORE_HASH_LEN];
-	hash_of("phone", 1, phone_h);
-	hash_of("kiosk", 1, kiosk_h);
-	hash_of("kcode", 1, code);
-	hash_of("session", 1, sess);
-	store_member kid, dad, got, list[4];
-	store_device phone, kdev, d;
-	store_kiosk_link link;
-	size_t n;
-	assert_int_equal(
-	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, "cat", 2000, &kid), 0);
-	assert_int_equal(store_device_add(f->s, phone_h, kid.id.s, NULL, "旧手机", 2000, &phone),
-	                 0);
-	assert_int_equal(store_device_add(f->s, kiosk_h, NULL, f->kiosk.id.s, "平板", 2000, &kdev),
-	                 0);
-	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 2000, 9000), 0);
-	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "pin", 2500, &link), 0);
-	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin", 2600),
-	                 0);
-
-	/* Not of this family, malformed, unknown: not found, and nothing changes. */
-	assert_int_equal(store_member_remove(f->s, f->other.id.s, kid.id.s, 3000, &got),
-	                 STORE_ENOTFOUND);
-	for (size_t i = 0; i < NBAD; i++) {
-		assert_int_equal(store_member_remove(f->s, f->fam.id.s, bad_ids[i], 3000, &got),
-		                 STORE_ENOTFOUND);
-		assert_int_equal(store_member_remove(f->s, bad_ids[i], kid.id.s, 3000, &got),
-		                 STORE_ENOTFOUND);
-	}
-	assert_int_equal(store_device_by_token(f->s, phone_h, &d), 0);
-
-	assert_int_equal(store_member_remove(f->s, f->fam.id.s, kid.id.s, 3000, &got), 0);
-	assert_string_equal(got.id.s, kid.id.s);
-	assert_string_equal(got.name, "小明");
-	assert_string_equal(got.avatar, "cat");
-	assert_int_equal(got.removed_ms, 3000);
-	assert_int_equal(store_device_by_token(f->s, phone_h, &d), STORE_ENOTFOUND);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 3001, 180000, true, &d, &got),
-	                 STORE_ENOTFOUND);
-	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &link), STORE_ENOTFOUND);
-	assert_int_equal(store_device_by_token(f->s, kiosk_h, &d), 0); /* the kiosk serves others */
-	assert_int_equal(store_member_get(f->s, kid.id.s, &got), STORE_ENOTFOUND);
-	assert_int_equal(store_member_update(f->s, f->fam.id.s, kid.id.s, "x", NULL, &got),
-	                 STORE_ENOTFOUND);
-	assert_int_equal(store_member_remove(f->s, f->fam.id.s, kid.id.s, 4000, &got),
-	                 STORE_ENOTFOUND);
-	assert_int_equal(store_members_list(f->s, f->fam.id.s, list, 4, &n), 0);
-	assert_int_equal(n, 1);
-	assert_string_equal(list[0].id.s, f->parent.id.s);
-	assert_int_equal(list[0].removed_ms, 0);
-	assert_int_equal(store_members_former(f->s, f->fam.id.s, list, 4, &n), 0);
-	assert_int_equal(n, 1);
-	assert_string_equal(list[0].id.s, kid.id.s);
-	assert_string_equal(list[0].name, "小明");
-	assert_int_equal(list[0].removed_ms, 3000);
-	assert_int_equal(store_members_former(f->s, f->other.id.s, list, 4, &n), 0);
-	assert_int_equal(n, 0);
-	/* A link made for it after it left (a parent's pairing racing the removal): none, and
-	 * the kiosk's code stays unused. */
-	uint8_t code2[STORE_HASH_LEN];
-	hash_of("kcode", 2, code2);
-	assert_int_equal(store_kiosk_code_create(f->s, code2, f->kiosk.id.s, 3000, 9000), 0);
-	assert_int_equal(store_kiosk_link_redeem(f->s, code2, kid.id.s, "pin", 3100, &link),
-	                 STORE_ENOTFOUND);
-	assert_int_equal(store_kiosk_code_check(f->s, code2, 3200), 0);
-	assert_int_equal(
-	    query_int(f, "SELECT count(*) FROM kiosk_links WHERE member_id = ?", kid.id.s), 0);
-	assert_int_equal(query_int(f, "SELECT revoked_ms FROM devices WHERE id = ?", phone.id.s),
-	                 3000);
-
-	/* The last parent stays, and with it everything of theirs; with a second parent either
-	 * may go, and then the other is the last. */
-	assert_int_equal(store_member_remove(f->s, f->fam.id.s, f->parent.id.s, 5000, &got),
-	                 STORE_ELIMIT);
-	assert_int_equal(store_member_get(f->s, f->parent.id.s, &got), 0);
-	assert_int_equal(
-	    store_member_add(f->s, f->fam.id.s, "爸爸", STORE_ROLE_PARENT, NULL, 6000, &dad), 0);
-	assert_int_equal(store_member_remove(f->s, f->fam.id.s, f->parent.id.s, 7000, &got), 0);
-	assert_int_equal(store_member_remove(f->s, f->fam.id.s, dad.id.s, 8000, &got),
-	                 STORE_ELIMIT);
-	assert_int_equal(store_members_former(f->s, f->fam.id.s, list, 4, &n), 0);
-	assert_int_equal(n, 2); /* in the order they left */
-	assert_string_equal(list[0].id.s, kid.id.s);
-	assert_string_equal(list[1].id.s, f->parent.id.s);
-	/* Another family's last parent is theirs alone. */
-	assert_int_equal(store_member_remove(f->s, f->other.id.s, f->other_parent.id.s, 1, &got),
-	                 STORE_ELIMIT);
-}
-
-/* Former members free their places among the 64, not among a family's STORE_MEMBER_ROWS_MAX
- * rows: adding and removing again and again stops there. */
-static void former_members_count_towards_the_rows(void **state)
-{
-	fixture *f = *state;
-	store_member m, got;
-	int rows = 1, rc = 0;
-	while (rows < STORE_MEMBER_ROWS_MAX) {
-		assert_int_equal(store_member_add(f->s, f->fam.id.s, "来来去去", STORE_ROLE_CHILD,
-		                                  NULL, rows, &m),
-		                 0);
-		assert_int_equal(store_member_remove(f->s, f->fam.id.s, m.id.s, rows, &got), 0);
-		rows++;
-	}
-	rc = store_member_add(f->s, f->fam.id.s, "又一个", STORE_ROLE_CHILD, NULL, rows, &m);
-	assert_int_equal(rc, STORE_ELIMIT);
-	assert_int_equal(
-	    query_int(f, "SELECT count(*) FROM members WHERE family_id = ?", f->fam.id.s),
-	    STORE_MEMBER_ROWS_MAX);
-	/* The other family is not held back. */
-	assert_int_equal(
-	    store_member_add(f->s, f->other.id.s, "孩子", STORE_ROLE_CHILD, NULL, 1, &m), 0);
-}
-
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -693,9 +529,6 @@ int main(void)
 	    T(device_malformed_ids),
 	    T(pairing_consumed_once),
 	    T(pairing_redeem_is_all_or_nothing),
-	    T(members_stop_at_the_limit),
-	    T(members_leave),
-	    T(former_members_count_towards_the_rows),
 	    T(pairing_expired_or_unknown),
 	    T(pairing_for_a_kiosk),
 	    T(pairing_create_rejects_bad_input),
