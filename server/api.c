@@ -180,6 +180,23 @@ void api_job_run(void *arg)
 	j->work(j);
 }
 
+bool api_still_the_caller(api_job *j)
+{
+	store_device d;
+	store_member m;
+	int rc;
+	if (j->session) /* not a use of the session: the child did nothing more */
+		rc = store_kiosk_session_auth(j->st, j->token_hash, api_now_ms(), j->idle_ms, false,
+		                              &d, &m);
+	else if ((rc = store_device_by_token(j->st, j->token_hash, &d)) == 0)
+		rc = store_member_get(j->st, d.member_id.s, &m);
+	if (rc == 0 && strcmp(m.id.s, j->member.id.s) != 0)
+		rc = STORE_ENOTFOUND;
+	if (rc < 0)
+		j->auth_rc = rc;
+	return rc == 0;
+}
+
 void api_audit(api_job *j, int64_t now_ms, const char *action, const char *family_id,
                const char *target, const char *detail)
 {

@@ -112,6 +112,9 @@ void api_storage_failed(srv_exchange *x, int rc); /* 404/400/503/507 from a stor
 bool api_failed(srv_exchange *x, api_job *j, const char *forbidden_why);
 /* The job runner: authentication (when authed) then j->work on the pool, j->done on the loop. */
 void api_job_run(void *arg);
+/* After long work (a transcode): is the caller still who it was (its phone not revoked, its
+ * member not removed, its kiosk session not ended)? If not, j->auth_rc says why (401). */
+bool api_still_the_caller(api_job *j);
 void api_job_done(srv_exchange *x, void *arg);
 void api_run(srv_exchange *x, api_job *j);          /* submits, or answers 503 */
 /* The same as a heavy job of the family (a transcode, an export): see srv_job_submit_heavy. */

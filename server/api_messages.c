@@ -115,7 +115,7 @@ void api_upload_work(api_job *j)
 	uint64_t t0 = uv_hrtime();
 	j->codec_rc = codec_transcode(&src, &sink, &opt, &j->cres);
 	j->transcode_s = (double)(uv_hrtime() - t0) / 1e9;
-	if (j->codec_rc < 0) {
+	if (j->codec_rc < 0 || !api_still_the_caller(j)) { /* removed while it ran: nothing */
 		free(out.data);
 		return;
 	}

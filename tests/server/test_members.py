@@ -20,7 +20,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serverlib import Server, add_kiosk, request  # noqa: E402
+from serverlib import Reader, Server, add_kiosk, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 from test_api import SAMPLE, bearer, invite_and_pair, post_json, signup, upload  # noqa: E402
 
@@ -376,11 +376,63 @@ def new_phones(binary):
         srv.stop()
 
 
+def long_wav(seconds, rate=8000):
+    """A mono 16-bit WAV of a voice-like tone that swells and fades (not silence)."""
+    import io
+    import math
+    import struct
+    import wave
+    n = seconds * rate
+    frames = struct.pack(f"<{n}h", *(int(8000 * math.sin(i * 0.13) *
+                                          (0.5 + 0.5 * math.sin(i / 2400))) for i in range(n)))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return buf.getvalue()
+
+
+def removed_while_transcoding(binary):
+    """A member removed while its long recording is being transcoded: the recording is not
+    stored after the 204 (review finding: it was, 1.2 s later, from a member no longer there)."""
+    wav = long_wav(180)
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "周家", "妈妈")
+        fam = mom["family"]["id"]
+        kid = invite_and_pair(srv, mom, "child", "小明")
+        sock = srv.connect(120)
+        try:
+            sock.sendall((f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
+                          f"Authorization: Bearer {kid['token']}\r\n"
+                          f"Content-Length: {len(wav)}\r\nConnection: close\r\n\r\n")
+                         .encode() + wav)
+            time.sleep(0.3)  # the body is in; the transcode of 3 minutes has begun
+            r = request(srv, "DELETE", f"/v1/families/{fam}/members/{kid['member']['id']}",
+                        headers=bearer(mom["token"]))
+            removed = time.time()
+            up = Reader(sock).response()
+            answered = time.time()
+        finally:
+            sock.close()
+        msgs = request(srv, "GET", f"/v1/families/{fam}/messages",
+                       headers=bearer(mom["token"])).json()["messages"]
+        ok(r.status == 204 and answered > removed and up.status == 401 and msgs == [],
+           f"removed during its upload's transcode: the upload is answered 401 "
+           f"({answered - removed:.1f} s after the 204) and nothing is stored",
+           f"{r.status} {up.status} {len(msgs)} messages")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     member_edits(binary)
     member_removal(binary)
     new_phones(binary)
+    removed_while_transcoding(binary)
     return finish()
 
 
