@@ -468,10 +468,12 @@ static void members_work(api_job *j)
 		j->rc = STORE_ENOMEM;
 		return;
 	}
-	j->rc = store_members_list(j->st, j->param[0], j->members, MEMBERS_MAX, &j->nmembers);
-	if (j->rc == 0) /* who sent old messages and has left */
-		j->rc = store_members_former(j->st, j->param[0], j->members + j->nmembers,
-		                             STORE_MEMBER_ROWS_MAX - j->nmembers, &j->nformer);
+	/* The members, then who sent old messages and has left: one read, so none is both. */
+	size_t n = 0;
+	j->rc = store_members_all(j->st, j->param[0], j->members, STORE_MEMBER_ROWS_MAX, &n);
+	while (j->nmembers < n && !j->members[j->nmembers].removed_ms)
+		j->nmembers++;
+	j->nformer = n - j->nmembers;
 }
 
 static void members_done(srv_exchange *x, api_job *j)
@@ -507,7 +509,8 @@ static bool too_many_members(srv_exchange *x, int rc)
 {
 	if (rc != STORE_ELIMIT)
 		return false;
-	srv_respond_error(x, 409, "too_many_members", "a family has at most 64 members");
+	srv_respond_error(x, 409, "too_many_members",
+	                  "a family has at most 64 members, and 256 with those who have left");
 	return true;
 }
 
@@ -641,15 +644,19 @@ static void code_create_work(api_job *j)
 		return;
 	}
 	/* A full family hears it now, not its new member at the door with the code (pairing
-	 * checks again: codes given out before the family filled up). */
-	if (!(j->members = calloc(MEMBERS_MAX, sizeof *j->members))) {
+	 * checks again: codes given out before the family filled up). Full: 64 members, or 256
+	 * rows with former members. */
+	if (!(j->members = calloc(STORE_MEMBER_ROWS_MAX, sizeof *j->members))) {
 		j->rc = STORE_ENOMEM;
 		return;
 	}
-	if ((j->rc = store_members_list(j->st, j->device.family_id.s, j->members, MEMBERS_MAX,
-					&j->nmembers)) < 0)
+	size_t rows = 0;
+	if ((j->rc = store_members_all(j->st, j->device.family_id.s, j->members,
+	                               STORE_MEMBER_ROWS_MAX, &rows)) < 0)
 		return;
-	if (j->nmembers >= MEMBERS_MAX && !j->to[0]) {
+	while (j->nmembers < rows && !j->members[j->nmembers].removed_ms)
+		j->nmembers++;
+	if ((j->nmembers >= MEMBERS_MAX || rows >= STORE_MEMBER_ROWS_MAX) && !j->to[0]) {
 		j->rc = STORE_ELIMIT;
 		return;
 	}

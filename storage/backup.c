@@ -667,13 +667,8 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 	rc = STORE_ENOMEM;
 	if (!members || !page || !buf || !a)
 		goto done;
-	if ((rc = store_members_list(s, family_id, members, STORE_MEMBERS_MAX, &nmembers)) < 0)
+	if ((rc = store_members_all(s, family_id, members, STORE_MEMBER_ROWS_MAX, &nmembers)) < 0)
 		goto done;
-	size_t nformer = 0;
-	if ((rc = store_members_former(s, family_id, members + nmembers,
-	                               STORE_MEMBER_ROWS_MAX - nmembers, &nformer)) < 0)
-		goto done;
-	nmembers += nformer;
 	rc = STORE_EIO;
 	if (archive_write_set_format_zip(a) != ARCHIVE_OK ||
 	    archive_write_zip_set_compression_store(a) != ARCHIVE_OK ||

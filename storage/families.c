@@ -377,10 +377,11 @@ int store_members_list(store *s, const char *family_id, store_member *out, size_
 	return read_many(s, sql, family_id, member_from_row, out, sizeof *out, max, n);
 }
 
-int store_members_former(store *s, const char *family_id, store_member *out, size_t max, size_t *n)
+int store_members_all(store *s, const char *family_id, store_member *out, size_t max, size_t *n)
 {
-	static const char sql[] = "SELECT " MEMBER_COLUMNS " FROM members WHERE family_id = ? "
-	                          "AND removed_ms IS NOT NULL ORDER BY removed_ms, id";
+	static const char sql[] =
+	    "SELECT " MEMBER_COLUMNS " FROM members WHERE family_id = ? ORDER BY "
+	    "removed_ms IS NOT NULL, coalesce(removed_ms, created_ms), id";
 	*n = 0;
 	if (store_id_check(family_id) < 0)
 		return STORE_ENOTFOUND;

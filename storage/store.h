@@ -167,9 +167,9 @@ int store_member_remove(store *s, const char *family_id, const char *member_id, 
 /* Up to `max` members of the family, oldest first; *n set. */
 int store_members_list(store *s, const char *family_id, store_member *out, size_t max,
 		       size_t *n);
-/* Up to `max` former members of the family, in the order they left; *n set. */
-int store_members_former(store *s, const char *family_id, store_member *out, size_t max,
-                         size_t *n);
+/* Up to `max` of the family's member rows, in one read: its members oldest first, then its
+ * former members (removed_ms set) in the order they left; *n set. */
+int store_members_all(store *s, const char *family_id, store_member *out, size_t max, size_t *n);
 
 /* ---- Devices (directory database; directory.c) ---- */
 

@@ -30,13 +30,7 @@ static json_t *member_json(const store_member *m)
 /* For list_all(): a family's members (then its former members), devices and kiosk pairings. */
 static int list_members(store *s, const char *family_id, void *out, size_t max, size_t *n)
 {
-	size_t former = 0;
-	int rc = store_members_list(s, family_id, out, max, n);
-	if (rc == 0 && *n < max)
-		rc =
-		    store_members_former(s, family_id, (store_member *)out + *n, max - *n, &former);
-	*n += former;
-	return rc;
+	return store_members_all(s, family_id, out, max, n);
 }
 
 static int list_family_devices(store *s, const char *family_id, void *out, size_t max, size_t *n)

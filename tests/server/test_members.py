@@ -427,12 +427,44 @@ def removed_while_transcoding(binary):
         srv.stop()
 
 
+def former_rows(binary):
+    """Members come and go, but a family keeps at most 256 member rows (its former members
+    name old messages): past them, adding, inviting and pairing are refused alike (review
+    finding: a pairing code was given out, and the phone at the door got the 409)."""
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "吴家", "妈妈")
+        fam = mom["family"]["id"]
+        add = f"/v1/families/{fam}/members"
+        for _ in range(255):
+            m = post_json(srv, add, {"member_name": "客人", "role": "child"},
+                          headers=bearer(mom["token"])).json()["member"]
+            request(srv, "DELETE", f"{add}/{m['id']}", headers=bearer(mom["token"]))
+        listed = request(srv, "GET", add, headers=bearer(mom["token"])).json()
+        more = post_json(srv, add, {"member_name": "又一个", "role": "child"},
+                         headers=bearer(mom["token"]))
+        code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                         {"role": "child", "member_name": "又一个"}, headers=bearer(mom["token"]))
+        ok(len(listed["members"]) == 1 and len(listed["former_members"]) == 255 and
+           (more.status, more.json()["error"]["code"]) == (409, "too_many_members") and
+           (code.status, code.json()["error"]["code"]) == (409, "too_many_members") and
+           "256" in code.json()["error"]["message"],
+           "1 member and 255 former ones: a new member and a pairing code are both 409 "
+           "too_many_members, saying why", f"{more.status} {code.status} {code.body[:150]!r}")
+        own = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                        {"member_id": mom["member"]["id"]}, headers=bearer(mom["token"]))
+        ok(own.status == 201, "a new phone for a member is still possible (201)", own.body[:150])
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     member_edits(binary)
     member_removal(binary)
     new_phones(binary)
     removed_while_transcoding(binary)
+    former_rows(binary)
     return finish()
 
 

@@ -371,8 +371,10 @@ static void directory_step_7_keeps_members(void **state)
 	assert_int_equal(store_member_remove(s, "f0000000000000000000000000",
 	                                     "a0000000000000000000000000", 6, &m),
 	                 STORE_ELIMIT);
-	assert_int_equal(store_members_former(s, "f0000000000000000000000000", list, 4, &n), 0);
-	assert_int_equal(n, 1);
+	assert_int_equal(store_members_all(s, "f0000000000000000000000000", list, 4, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[1].id.s, "b0000000000000000000000000");
+	assert_int_equal(list[1].removed_ms, 5);
 	store_close(s);
 }
 
