@@ -324,7 +324,7 @@ void srv_api_message_audio(srv_exchange *x)
 	api_prepare(x, j);
 	srv_audio_check check = {audio_check, audio_check_refuse, audio_check_release, j,
 				 audio_check_keep};
-	srv_respond_message_audio_checked(x, j->param[0], j->param[1], &check);
+	srv_respond_message_audio_checked(x, j->param[0], j->param[1], -1, &check);
 }
 
 /* ---- signed audio URLs: for an <audio> element, which cannot send a bearer token ---- */
@@ -334,9 +334,11 @@ static void audio_url_work(api_job *j)
 }
 
 /*
- * A URL issued to a child's kiosk session carries the session (sealed, secret.h) inside what
- * is signed: it is served no-store like the session's own audio, and plays only while the
- * session lasts (checked on the pool with the fetch). Anyone else's is kept as long as it lives.
+ * A URL carries its holder, the phone or the child's kiosk session it was issued to (its
+ * token's hash, sealed: secret.h), inside what is signed, and plays only while that holder may
+ * (checked on the pool with the fetch): a phone revoked, or its member removed, ends its URLs
+ * as a kiosk session's end ends the session's. A phone may keep the audio as long as the URL
+ * lives; a session's is served no-store like the session's own audio.
  */
 static void audio_url_done(srv_exchange *x, api_job *j)
 {
@@ -345,13 +347,13 @@ static void audio_url_done(srv_exchange *x, api_job *j)
 		return;
 	}
 	int64_t expires = api_now_ms() / 1000 + x->srv->cfg.audio_url_ttl_s;
-	char sig[SRV_SIGNATURE_CHARS + 1], session[SRV_SESSION_REF_CHARS + 1] = "", url[320];
-	if (j->session)
-		srv_session_seal(x->srv->secret, j->token_hash, session);
-	srv_sign_audio(x->srv->secret, j->param[0], j->param[1], expires,
-		       j->session ? session : NULL, strlen(session), sig);
-	snprintf(url, sizeof url, "/v1/audio/%.26s/%.26s?expires=%lld%s%s&sig=%s", j->param[0],
-		 j->param[1], (long long)expires, j->session ? "&session=" : "", session, sig);
+	char sig[SRV_SIGNATURE_CHARS + 1], ref[SRV_SESSION_REF_CHARS + 1], url[320];
+	srv_audio_holder holder = j->session ? SRV_AUDIO_SESSION : SRV_AUDIO_PHONE;
+	srv_session_seal(x->srv->secret, j->token_hash, ref);
+	srv_sign_audio(x->srv->secret, j->param[0], j->param[1], expires, holder, ref, strlen(ref),
+	               sig);
+	snprintf(url, sizeof url, "/v1/audio/%.26s/%.26s?expires=%lld&%s=%s&sig=%s", j->param[0],
+	         j->param[1], (long long)expires, j->session ? "session" : "phone", ref, sig);
 	api_respond_json(x, 200, json_pack("{s:s, s:I}", "url", url, "expires_at",
 					   (json_int_t)expires));
 }
@@ -361,59 +363,67 @@ void srv_api_message_audio_url(srv_exchange *x)
 	api_start(x, audio_url_work, audio_url_done);
 }
 
-_Static_assert(SRV_SESSION_HASH_LEN == STORE_HASH_LEN, "a sealed session is a token's hash");
+_Static_assert(SRV_SESSION_HASH_LEN == STORE_HASH_LEN, "a sealed holder is a token's hash");
 
-/* A session's URL: is the session still open (and the family's)? On the pool, with the fetch. */
-typedef struct session_check {
+/* A URL's holder: may it still hear the family? On the pool, with the fetch. */
+typedef struct holder_check {
 	store *st;
+	srv_audio_holder holder;
 	uint8_t hash[SRV_SESSION_HASH_LEN];
 	char family[STORE_ID_LEN + 1];
 	int64_t idle_ms;
 	int rc;
-} session_check;
+} holder_check;
 
-static int session_check_run(void *ctx)
+static int holder_check_run(void *ctx)
 {
-	session_check *c = ctx;
+	holder_check *c = ctx;
 	store_device d;
 	store_member m;
-	/* Not a use: a player fetching by itself keeps no session from going idle. */
-	c->rc = store_kiosk_session_auth(c->st, c->hash, api_now_ms(), c->idle_ms, false, &d, &m);
+	if (c->holder == SRV_AUDIO_SESSION) /* not a use: a player fetches by itself */
+		c->rc = store_kiosk_session_auth(c->st, c->hash, api_now_ms(), c->idle_ms, false,
+		                                 &d, &m);
+	else if ((c->rc = store_device_by_token(c->st, c->hash, &d)) == 0)
+		c->rc = d.kind == STORE_DEVICE_PERSONAL ? store_member_get(c->st, d.member_id.s, &m)
+		                                        : STORE_ENOTFOUND;
 	if (c->rc == 0 && strcmp(d.family_id.s, c->family) != 0)
 		c->rc = STORE_ENOTFOUND;
 	return c->rc < 0;
 }
 
-static void session_check_release(void *ctx)
+static void holder_check_release(void *ctx)
 {
-	session_check *c = ctx;
+	holder_check *c = ctx;
 	sodium_memzero(c, sizeof *c);
 	free(c);
 }
 
-static void session_check_refuse(srv_exchange *x, void *ctx)
+static void holder_check_refuse(srv_exchange *x, void *ctx)
 {
-	session_check *c = ctx;
+	holder_check *c = ctx;
 	if (c->rc == STORE_ENOTFOUND)
 		srv_respond_error(x, 403, "url_expired",
-				  "this audio link ended with its kiosk session");
+		                  c->holder == SRV_AUDIO_SESSION
+		                      ? "this audio link ended with its kiosk session"
+		                      : "this audio link ended with its phone's access");
 	else
 		api_storage_failed(x, c->rc);
-	session_check_release(c);
+	holder_check_release(c);
 }
 
-static bool session_check_keep(void *ctx)
+static bool holder_check_keep(void *ctx)
 {
-	(void)ctx;
-	return false; /* a shared tablet keeps none of the family's voices */
+	/* a shared tablet keeps none of the family's voices */
+	return ((holder_check *)ctx)->holder != SRV_AUDIO_SESSION;
 }
 
 void srv_api_signed_audio(srv_exchange *x)
 {
 	char fam[STORE_ID_LEN + 1], msg[STORE_ID_LEN + 1];
 	int64_t expires;
-	const char *sig, *session;
-	size_t sig_len, session_len;
+	int holder = 0;
+	const char *sig, *ref;
+	size_t sig_len, ref_len;
 	bool ids = x->params[0].len == STORE_ID_LEN && x->params[1].len == STORE_ID_LEN;
 	if (ids) {
 		memcpy(fam, x->params[0].ptr, STORE_ID_LEN);
@@ -421,38 +431,36 @@ void srv_api_signed_audio(srv_exchange *x)
 		fam[STORE_ID_LEN] = msg[STORE_ID_LEN] = '\0';
 	}
 	if (!ids ||
-	    srv_query_signed(x->req.query.ptr, x->req.query.len, &expires, &session, &session_len,
-			     &sig, &sig_len) < 0 ||
-	    !srv_signature_ok(x->srv->secret, fam, msg, expires, session, session_len, sig,
-			      sig_len)) {
+	    srv_query_signed(x->req.query.ptr, x->req.query.len, &expires, &holder, &ref, &ref_len,
+	                     &sig, &sig_len) < 0 ||
+	    !srv_signature_ok(x->srv->secret, fam, msg, expires, (srv_audio_holder)holder, ref,
+	                      ref_len, sig, sig_len)) {
 		srv_respond_error(x, 403, "invalid_signature", "this audio link is not valid");
 		return;
 	}
-	if (expires < api_now_ms() / 1000) {
+	int64_t left = expires - api_now_ms() / 1000;
+	if (left < 0) {
 		srv_respond_error(x, 403, "url_expired", "this audio link has expired");
 		return;
 	}
-	if (!session) {
-		/* Cached no longer than the link lives. */
-		srv_respond_message_audio_for(x, fam, msg, false, expires - api_now_ms() / 1000);
-		return;
-	}
-	session_check *c = calloc(1, sizeof *c);
+	holder_check *c = calloc(1, sizeof *c);
 	if (!c) {
 		srv_respond_error(x, 500, "out_of_memory", "no memory");
 		return;
 	}
-	if (srv_session_open(x->srv->secret, session, session_len, c->hash) < 0) {
+	if (srv_session_open(x->srv->secret, ref, ref_len, c->hash) < 0) {
 		free(c); /* signed by us, so sealed by us: not reached without a forgery */
 		srv_respond_error(x, 403, "invalid_signature", "this audio link is not valid");
 		return;
 	}
 	c->st = x->srv->store;
+	c->holder = (srv_audio_holder)holder;
 	c->idle_ms = (int64_t)x->srv->cfg.kiosk_idle_s * 1000;
 	memcpy(c->family, fam, sizeof c->family);
-	srv_audio_check check = {session_check_run, session_check_refuse, session_check_release, c,
-				 session_check_keep};
-	srv_respond_message_audio_checked(x, fam, msg, &check);
+	srv_audio_check check = {holder_check_run, holder_check_refuse, holder_check_release, c,
+	                         holder_check_keep};
+	/* A phone's answer is kept no longer than the link lives. */
+	srv_respond_message_audio_checked(x, fam, msg, left, &check);
 }
 
 /* ---- keeping a message past the family's retention period ---- */

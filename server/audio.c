@@ -147,11 +147,12 @@ void srv_respond_message_audio_for(srv_exchange *x, const char *family_id,
 }
 
 void srv_respond_message_audio_checked(srv_exchange *x, const char *family_id,
-				       const char *message_id, const srv_audio_check *check)
+                                       const char *message_id, int64_t max_age_s,
+                                       const srv_audio_check *check)
 {
 	/* Malformed ids are not looked at here: the check answers first (401 before 404),
 	 * then storage finds nothing under them. */
-	start(x, family_id, message_id, false, -1, check);
+	start(x, family_id, message_id, false, max_age_s, check);
 }
 
 static void start(srv_exchange *x, const char *family_id, const char *message_id,

@@ -25,7 +25,7 @@ void srv_respond_message_audio_for(srv_exchange *x, const char *family_id,
  * caller's to free in refuse or release (which runs when run() let the request through, or
  * when no job could start: then the answer is this module's). keep(ctx), if given, runs on the
  * pool after run() let it through: false answers `Cache-Control: private, no-store` (a shared
- * device must not keep it) instead of keeping it for ever.
+ * device must not keep it) instead of keeping it max_age_s seconds (-1: for ever).
  */
 typedef struct srv_audio_check {
 	int (*run)(void *ctx);
@@ -35,6 +35,7 @@ typedef struct srv_audio_check {
 	bool (*keep)(void *ctx);
 } srv_audio_check;
 void srv_respond_message_audio_checked(srv_exchange *x, const char *family_id,
-				       const char *message_id, const srv_audio_check *check);
+                                       const char *message_id, int64_t max_age_s,
+                                       const srv_audio_check *check);
 
 #endif

@@ -3,6 +3,7 @@
  * before it is read, nothing decoded (none of these values needs percent-decoding).
  */
 #include "query.h"
+#include "secret.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,8 +40,8 @@ int srv_query_list(const char *q, size_t n, unsigned wait_max, uint64_t *since,
 	return 0;
 }
 
-int srv_query_signed(const char *q, size_t n, int64_t *expires, const char **session,
-		     size_t *session_len, const char **sig, size_t *sig_len)
+int srv_query_signed(const char *q, size_t n, int64_t *expires, int *holder, const char **ref,
+                     size_t *ref_len, const char **sig, size_t *sig_len)
 {
 	const char *p = q, *end = q + n;
 	if (!p || n < 9 || memcmp(p, "expires=", 8) != 0)
@@ -52,17 +53,22 @@ int srv_query_signed(const char *q, size_t n, int64_t *expires, const char **ses
 		v = v * 10 + (*p - '0');
 	if (digits == 0)
 		return -1;
-	*session = NULL;
-	*session_len = 0;
-	if (end - p >= 9 && memcmp(p, "&session=", 9) == 0) {
-		const char *s = p + 9;
-		for (p = s; p < end && *p != '&'; p++)
-			;
-		if (p == s)
-			return -1;
-		*session = s;
-		*session_len = (size_t)(p - s);
-	}
+	*ref = NULL;
+	*ref_len = 0;
+	size_t name = 0;
+	if (end - p >= 9 && memcmp(p, "&session=", 9) == 0)
+		name = 9, *holder = SRV_AUDIO_SESSION;
+	else if (end - p >= 7 && memcmp(p, "&phone=", 7) == 0)
+		name = 7, *holder = SRV_AUDIO_PHONE;
+	else
+		return -1; /* every URL names its holder */
+	const char *s = p + name;
+	for (p = s; p < end && *p != '&'; p++)
+		;
+	if (p == s)
+		return -1;
+	*ref = s;
+	*ref_len = (size_t)(p - s);
 	if (end - p < 5 || memcmp(p, "&sig=", 5) != 0)
 		return -1;
 	*expires = v;

@@ -16,11 +16,12 @@
 int srv_query_list(const char *q, size_t n, unsigned wait_max, uint64_t *since,
 		   unsigned *wait_s);
 /*
- * "expires=SECONDS&sig=SIGNATURE" or "expires=SECONDS&session=REF&sig=SIGNATURE", in that
- * order, nothing else (a signed audio URL's; REF: a kiosk session's, sealed): *expires, and
- * the session's (NULL, 0 when absent) and the signature's bytes as they stand in q. 0 or -1.
+ * "expires=SECONDS&phone=REF&sig=SIGNATURE" or "expires=SECONDS&session=REF&sig=SIGNATURE",
+ * in that order, nothing else (a signed audio URL's; REF: its holder's token hash, sealed):
+ * *expires, *holder (SRV_AUDIO_PHONE or SRV_AUDIO_SESSION, secret.h), and the REF's and the
+ * signature's bytes as they stand in q. 0 or -1.
  */
-int srv_query_signed(const char *q, size_t n, int64_t *expires, const char **session,
-		     size_t *session_len, const char **sig, size_t *sig_len);
+int srv_query_signed(const char *q, size_t n, int64_t *expires, int *holder, const char **ref,
+                     size_t *ref_len, const char **sig, size_t *sig_len);
 
 #endif

@@ -1,8 +1,8 @@
 /*
  * secret.c — the server's key (data/secret) and the HMACs made with it. Each use puts its own
- * label first in what it authenticates ("audio-url", "kiosk-audio-url", "pairing-code"), so a
- * value made for one use is never valid for another; the key that seals a kiosk session into a
- * URL is an HMAC of its own label too. Signatures are truncated to 128 bits: plenty against
+ * label first in what it authenticates ("phone-audio-url", "kiosk-audio-url", "pairing-code"),
+ * so a value made for one use is never valid for another; the key that seals a URL's holder
+ * into it is an HMAC of its own label too. Signatures are truncated to 128 bits: plenty against
  * forgery for URLs that live minutes, and short in a URL.
  */
 #include "secret.h"
@@ -117,38 +117,35 @@ static void mac(const uint8_t key[SRV_SECRET_LEN], const char *text, uint8_t out
 }
 
 static void audio_mac(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
-		      const char *message_id, int64_t expires_s, const char *session,
-		      size_t session_len, uint8_t out[32])
+                      const char *message_id, int64_t expires_s, srv_audio_holder holder,
+                      const char *ref, size_t ref_len, uint8_t out[32])
 {
 	char text[320];
-	if (session)
-		snprintf(text, sizeof text, "kiosk-audio-url\n%.32s\n%.32s\n%" PRId64 "\n%.*s",
-			 family_id, message_id, expires_s,
-			 (int)(session_len < 128 ? session_len : 128), session);
-	else
-		snprintf(text, sizeof text, "audio-url\n%.32s\n%.32s\n%" PRId64, family_id,
-			 message_id, expires_s);
+	snprintf(text, sizeof text, "%s\n%.32s\n%.32s\n%" PRId64 "\n%.*s",
+	         holder == SRV_AUDIO_SESSION ? "kiosk-audio-url" : "phone-audio-url", family_id,
+	         message_id, expires_s, (int)(ref_len < 128 ? ref_len : 128), ref ? ref : "");
 	mac(key, text, out);
 }
 
 void srv_sign_audio(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
-		    const char *message_id, int64_t expires_s, const char *session,
-		    size_t session_len, char sig[SRV_SIGNATURE_CHARS + 1])
+                    const char *message_id, int64_t expires_s, srv_audio_holder holder,
+                    const char *ref, size_t ref_len, char sig[SRV_SIGNATURE_CHARS + 1])
 {
 	uint8_t h[32];
-	audio_mac(key, family_id, message_id, expires_s, session, session_len, h);
+	audio_mac(key, family_id, message_id, expires_s, holder, ref, ref_len, h);
 	sodium_bin2base64(sig, SRV_SIGNATURE_CHARS + 1, h, 16,
 			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
 int srv_signature_ok(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
-		     const char *message_id, int64_t expires_s, const char *session,
-		     size_t session_len, const char *sig, size_t len)
+                     const char *message_id, int64_t expires_s, srv_audio_holder holder,
+                     const char *ref, size_t ref_len, const char *sig, size_t len)
 {
 	char want[SRV_SIGNATURE_CHARS + 1];
-	if (len != SRV_SIGNATURE_CHARS || (session && session_len != SRV_SESSION_REF_CHARS))
+	if (len != SRV_SIGNATURE_CHARS || !ref || ref_len != SRV_SESSION_REF_CHARS ||
+	    (holder != SRV_AUDIO_PHONE && holder != SRV_AUDIO_SESSION))
 		return 0;
-	srv_sign_audio(key, family_id, message_id, expires_s, session, session_len, want);
+	srv_sign_audio(key, family_id, message_id, expires_s, holder, ref, ref_len, want);
 	return sodium_memcmp(want, sig, SRV_SIGNATURE_CHARS) == 0;
 }
 

@@ -1,7 +1,7 @@
 /*
  * secret.h — the server's secret key and what is signed with it: short-lived audio URLs (and
- * the kiosk session one may carry, sealed), and the keyed hash that pairing codes are stored
- * under. Any thread.
+ * the phone or kiosk session each was issued to, sealed), and the keyed hash that pairing
+ * codes are stored under. Any thread.
  */
 #ifndef JIAYIN_SERVER_SECRET_H
 #define JIAYIN_SERVER_SECRET_H
@@ -26,27 +26,32 @@ int srv_secret_read(const char *data_dir, uint8_t key[SRV_SECRET_LEN]);
 void srv_secret_fingerprint(const uint8_t key[SRV_SECRET_LEN],
 			    uint8_t fp[SRV_SECRET_FINGERPRINT_LEN]);
 
-/*
- * The signature of an audio URL: it binds the family, the message and the expiry time
- * (seconds since 1970) together, and for a URL issued to a child's kiosk session the session
- * too (`session`, session_len bytes: the sealed reference below; NULL for none). A session's
- * URL is signed under a label of its own, so it never passes for an ordinary one with the
- * session taken out. `sig` receives SRV_SIGNATURE_CHARS characters and a NUL.
- */
-void srv_sign_audio(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
-		    const char *message_id, int64_t expires_s, const char *session,
-		    size_t session_len, char sig[SRV_SIGNATURE_CHARS + 1]);
-/* 1 if `sig` (len bytes, untrusted) is that signature, compared in constant time; else 0. */
-int srv_signature_ok(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
-		     const char *message_id, int64_t expires_s, const char *session,
-		     size_t session_len, const char *sig, size_t len);
+/* Whom an audio URL was issued to: its query names the holder's sealed token hash. */
+typedef enum {
+	SRV_AUDIO_PHONE = 1, /* "&phone=REF": a family member's phone */
+	SRV_AUDIO_SESSION,   /* "&session=REF": a child's session at a school kiosk */
+} srv_audio_holder;
 
 /*
- * A kiosk session in a URL: its token's hash sealed (XSalsa20-Poly1305 under a key derived
- * from the server's, a random nonce) and in base64url, so the URL names the session without
- * showing the hash the store keeps. `out` receives SRV_SESSION_REF_CHARS characters and a
- * NUL. srv_session_open: the hash from `ref` (len bytes, untrusted); 0, or -1 when it is not
- * one we sealed.
+ * The signature of an audio URL: it binds the family, the message, the expiry time (seconds
+ * since 1970) and its holder (`ref`, ref_len bytes: the sealed reference below) together,
+ * under a label for each kind of holder, so a URL never passes for another kind's. `sig`
+ * receives SRV_SIGNATURE_CHARS characters and a NUL.
+ */
+void srv_sign_audio(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
+                    const char *message_id, int64_t expires_s, srv_audio_holder holder,
+                    const char *ref, size_t ref_len, char sig[SRV_SIGNATURE_CHARS + 1]);
+/* 1 if `sig` (len bytes, untrusted) is that signature, compared in constant time; else 0. */
+int srv_signature_ok(const uint8_t key[SRV_SECRET_LEN], const char *family_id,
+                     const char *message_id, int64_t expires_s, srv_audio_holder holder,
+                     const char *ref, size_t ref_len, const char *sig, size_t len);
+
+/*
+ * A URL's holder (a phone or a kiosk session): its token's hash sealed (XSalsa20-Poly1305
+ * under a key derived from the server's, a random nonce) and in base64url, so the URL names
+ * its holder without showing the hash the store keeps. `out` receives SRV_SESSION_REF_CHARS
+ * characters and a NUL. srv_session_open: the hash from `ref` (len bytes, untrusted); 0, or -1 when
+ * it is not one we sealed.
  */
 #define SRV_SESSION_REF_CHARS 96 /* 24 bytes of nonce, 32 of hash, 16 of tag: 72 in base64 */
 #define SRV_SESSION_HASH_LEN 32

@@ -14,12 +14,14 @@ is also in test_authz.py's matrix. And a pairing code for a member's new phone.
 import base64
 import json
 import os
+import re
 import sqlite3
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache__ in the tree
 from serverlib import Reader, Server, add_kiosk, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 from test_api import SAMPLE, bearer, invite_and_pair, post_json, signup, upload  # noqa: E402
@@ -172,6 +174,19 @@ def member_removal(binary):
            "the family's phones, oldest first, with their members: for a parent or caregiver "
            "(a child 403, another family 404); the kiosk is not one of them", str(seen))
 
+        # An audio URL the child's phone got before: it carries the phone, and ends with it.
+        kid_url = request(srv, "POST", f"{M}/{said}/audio-url",
+                          headers=bearer(kid["token"])).json()["url"]
+        before = request(srv, "GET", kid_url)
+        renamed = request(srv, "GET", kid_url.replace("&phone=", "&session="))
+        bare = request(srv, "GET", re.sub(r"&phone=[^&]*", "", kid_url))
+        ok(before.status == 200 and re.search(r"[?&]phone=", kid_url) and
+           [renamed.status, bare.status] == [403, 403] and
+           renamed.json()["error"]["code"] == bare.json()["error"]["code"] ==
+           "invalid_signature",
+           "a phone's audio URL names the phone (sealed); passed off as a kiosk session's, or "
+           "with the phone taken out: 403 invalid_signature", kid_url)
+
         # Only a parent removes another member; strangers and unknown ids: 404.
         r_nai = remove(nai["token"], kid_id)
         r_kid = remove(kid["token"], nai["member"]["id"])
@@ -198,6 +213,10 @@ def member_removal(binary):
            f"({lat * 1000:.0f} ms after)", str(got.get("r") and got["r"].status))
         ok(had_part and not os.path.exists(part),
            "its unfinished recording is erased from the disk", f"{had_part} {part}")
+        after = request(srv, "GET", kid_url)
+        ok(after.status == 403 and after.json()["error"]["code"] == "url_expired",
+           "an audio URL its phone got before plays no more: 403 url_expired (review finding: "
+           "it played for the URL's whole life)", f"{after.status} {after.body[:150]!r}")
         ok(phones()[1] == everyone[:3], "its phone is not among the family's phones any more",
            str(phones()))
         listed = members()
