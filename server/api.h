@@ -1,5 +1,6 @@
 /*
- * api.h — the v1 API's handlers (api.c): identity (sign-up, me, members, devices).
+ * api.h — the v1 API's handlers (api.c, api_pairing.c, api_family.c, api_kiosk.c,
+ * api_messages.c, api_poll.c): families, members, devices, pairing, kiosks, the mailbox.
  * docs/api.md is the contract.
  */
 #ifndef JIAYIN_SERVER_API_H

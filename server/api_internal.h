@@ -1,6 +1,7 @@
 /*
- * api_internal.h — what api.c (requests, authentication, identity and pairing) and
- * api_messages.c (the mailbox) share. Private to server/; loop thread unless noted.
+ * api_internal.h — what the v1 API's files share: api.c (requests, authentication, identity),
+ * api_pairing.c, api_family.c, api_kiosk.c, api_messages.c and api_poll.c (the mailbox),
+ * api_uploads.c. Private to server/; loop thread unless noted.
  */
 #ifndef JIAYIN_SERVER_API_INTERNAL_H
 #define JIAYIN_SERVER_API_INTERNAL_H
@@ -149,6 +150,12 @@ bool api_parent(api_job *j);
  * code wrong (api_pairing_code_wrong), the attempt is given back when the job ends (a right
  * code, a full family, 401, 503: api_run and api_job_done call api_pairing_refund).
  */
+/* A new device's token (256 random bits, base64url) in j->token, its hash in j->token_hash;
+ * the answer that hands it out once (sign-up, pairing): the family, member, device, token. */
+void api_new_token(api_job *j);
+void api_respond_new_device(srv_exchange *x, api_job *j);
+/* STORE_ELIMIT from adding a member: answers 409 too_many_members (true), else false. */
+bool api_too_many_members(srv_exchange *x, int rc);
 bool api_pairing_locked(srv_exchange *x);
 bool api_pairing_take(srv_exchange *x, api_job *j);
 void api_pairing_refund(srv_server *s, api_job *j);

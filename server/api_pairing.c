@@ -1,0 +1,284 @@
+/*
+ * api_pairing.c — joining a family: pairing codes (for a new member's phone, or a member's new
+ * one), given out by a parent or caregiver, and pairing a phone with one (POST /v1/pair), with
+ * the locks that keep guessers out: every try counts on the loop before its job runs, per
+ * client address and for everyone, and is given back unless the code was wrong.
+ */
+#include "api_internal.h"
+#include "ratelimit.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- POST /v1/families/{family_id}/pairing-codes ---- */
+static void code_create_work(api_job *j)
+{
+	if (!api_grown_up(j))
+		return;
+	store_member target;
+	if (j->to[0]) { /* a new phone for a member: its role and name */
+		j->rc = store_member_get(j->st, j->to, &target);
+		if (j->rc == 0 && strcmp(target.family_id.s, j->device.family_id.s) != 0)
+			j->rc = STORE_ENOTFOUND;
+		if (j->rc == STORE_ENOTFOUND)
+			j->rc = 3; /* not a member of this family */
+		if (j->rc != 0)
+			return;
+		j->role = target.role;
+		snprintf(j->member_name, sizeof j->member_name, "%s", target.name);
+	}
+	/* Only a parent makes a parent, or a parent's phone: one who may erase, export and set
+	 * the family's rules. */
+	if (j->role == STORE_ROLE_PARENT && j->member.role != STORE_ROLE_PARENT) {
+		j->rc = 1;
+		return;
+	}
+	/* A full family hears it now, not its new member at the door with the code (pairing
+	 * checks again: codes given out before the family filled up). Full: 64 members, or 256
+	 * rows with former members. */
+	if (!(j->members = calloc(STORE_MEMBER_ROWS_MAX, sizeof *j->members))) {
+		j->rc = STORE_ENOMEM;
+		return;
+	}
+	size_t rows = 0;
+	if ((j->rc = store_members_all(j->st, j->device.family_id.s, j->members,
+	                               STORE_MEMBER_ROWS_MAX, &rows)) < 0)
+		return;
+	while (j->nmembers < rows && !j->members[j->nmembers].removed_ms)
+		j->nmembers++;
+	if ((j->nmembers >= MEMBERS_MAX || rows >= STORE_MEMBER_ROWS_MAX) && !j->to[0]) {
+		j->rc = STORE_ELIMIT;
+		return;
+	}
+	int64_t now = api_now_ms();
+	store_pairing p;
+	memset(&p, 0, sizeof p);
+	memcpy(p.family_id.s, j->device.family_id.s, sizeof p.family_id.s);
+	if (j->to[0])
+		p.member_id = target.id;
+	p.created_by = j->member.id; /* who goes takes its codes with it */
+	p.role = j->role;
+	snprintf(p.member_name, sizeof p.member_name, "%s", j->member_name);
+	p.created_ms = now;
+	p.expires_ms = j->expires_ms = now + PAIRING_TTL_MS;
+	/* Eight digits: a live code colliding with another is unlikely; then draw again. */
+	for (int attempt = 0; attempt < 4; attempt++) {
+		uint8_t h[STORE_HASH_LEN];
+		api_new_code(j, h);
+		if ((j->rc = store_pairing_create(j->st, h, &p)) != STORE_EEXIST)
+			break;
+	}
+	if (j->rc == 0 && j->to[0]) /* whose new phone: never the code */
+		api_audit(j, now, "pairing.new_phone", p.family_id.s, j->to, NULL);
+	else if (j->rc == 0) /* who let whom in, in what role: never the code */
+		api_audit(j, now, "pairing.invite", p.family_id.s, store_role_name(j->role), NULL);
+}
+
+static void code_create_done(srv_exchange *x, api_job *j)
+{
+	if (api_too_many_members(x, j->rc))
+		return;
+	if (j->rc == 3) {
+		srv_respond_error(x, 400, "invalid_member",
+		                  "member_id: no such member in this family");
+		return;
+	}
+	if (api_failed(x, j, "only a parent or caregiver can invite, and only a parent a parent"))
+		return;
+	json_t *o = json_pack("{s:s, s:I, s:s, s:s}", "code", j->token, "expires_at",
+	                      (json_int_t)(j->expires_ms / 1000), "role", store_role_name(j->role),
+	                      "member_name", j->member_name);
+	if (o && j->to[0] && json_object_set_new(o, "member_id", json_string(j->to)) < 0)
+		json_decref(o), o = NULL;
+	api_respond_json(x, 201, o);
+}
+
+void srv_api_pairing_code_create(srv_exchange *x)
+{
+	if (!api_bearer_present(x))
+		return;
+	json_t *body = api_body_object(x);
+	if (!body)
+		return;
+	json_t *mid = json_object_get(body, "member_id");
+	if (mid) { /* a new phone for a member: nothing else in the body */
+		const char *id = json_string_value(mid);
+		char to[sizeof((api_job *)NULL)->to];
+		bool good = id && json_object_size(body) == 1 && strlen(id) < sizeof to;
+		if (good)
+			snprintf(to, sizeof to, "%s", id);
+		json_decref(body);
+		if (!good) {
+			srv_respond_error(x, 400, "invalid_member",
+			                  "member_id: a member of this family, and nothing else");
+			return;
+		}
+		api_job *j = api_authed_job(x, code_create_work, code_create_done);
+		if (j) {
+			memcpy(j->to, to, sizeof to);
+			api_run(x, j);
+		}
+		return;
+	}
+	const char *member = api_name_field(body, "member_name", true);
+	const char *role = json_string_value(json_object_get(body, "role"));
+	store_role r;
+	if (!role || store_role_parse(role, &r) < 0) {
+		json_decref(body);
+		srv_respond_error(x, 400, "invalid_role", "role is parent, caregiver or child");
+		return;
+	}
+	if (!member) {
+		json_decref(body);
+		srv_respond_error(x, 400, "invalid_name", "member_name: 1-64 bytes of text");
+		return;
+	}
+	api_job *j = api_authed_job(x, code_create_work, code_create_done);
+	if (j) {
+		j->role = r;
+		snprintf(j->member_name, sizeof j->member_name, "%s", member);
+	}
+	json_decref(body);
+	if (j)
+		api_run(x, j);
+}
+
+/* ---- POST /v1/pair ---- */
+static void pair_work(api_job *j)
+{
+	uint8_t h[STORE_HASH_LEN];
+	srv_hash_pairing_code(j->secret, j->code, h);
+	api_new_token(j);
+	store_pairing p;
+	j->rc = store_pairing_redeem(j->st, h, j->token_hash, j->device_name, api_now_ms(), &p,
+	                             &j->member, &j->device);
+	if (j->rc == 0)
+		j->rc = store_family_get(j->st, p.family_id.s, &j->family);
+}
+
+static void pairing_locked(srv_exchange *x)
+{
+	srv_respond_error_with(x, 429, "pairing_locked",
+	                       "too many wrong codes; pairing is locked for a while",
+	                       "Retry-After: 900\r\n");
+}
+
+bool api_pairing_locked(srv_exchange *x)
+{
+	srv_server *s = x->srv;
+	uint64_t now = uv_now(s->loop);
+	if (!srv_rate_exhausted(&s->pair_fail, x->client, now) &&
+	    !srv_rate_exhausted(&s->pair_fail_all, "*", now))
+		return false;
+	pairing_locked(x);
+	return true;
+}
+
+/*
+ * Counted before the code is checked: checked afterwards on the pool, the count came too late
+ * for the attempts already in flight (review finding: 300 wrong codes sent at once from one
+ * address got 64 answers 400, the rest 503, and no 429).
+ */
+bool api_pairing_take(srv_exchange *x, api_job *j)
+{
+	srv_server *s = x->srv;
+	uint64_t now = uv_now(s->loop);
+	snprintf(j->client, sizeof j->client, "%s", x->client);
+	if (!srv_rate_take(&s->pair_fail, j->client, now)) {
+		pairing_locked(x);
+		return false;
+	}
+	if (!srv_rate_take(&s->pair_fail_all, "*", now)) {
+		srv_rate_refund(&s->pair_fail, j->client, now, now);
+		pairing_locked(x);
+		return false;
+	}
+	j->pair_counted = true;
+	j->pair_taken_ms = now;
+	return true;
+}
+
+void api_pairing_refund(srv_server *s, api_job *j)
+{
+	if (!j->pair_counted)
+		return;
+	uint64_t now = uv_now(s->loop);
+	srv_rate_refund(&s->pair_fail, j->client, j->pair_taken_ms, now);
+	srv_rate_refund(&s->pair_fail_all, "*", j->pair_taken_ms, now);
+	j->pair_counted = false;
+}
+
+void api_pairing_code_wrong(srv_exchange *x, api_job *j)
+{
+	j->pair_counted = false; /* it was an attempt: it stays counted */
+	srv_respond_error(x, 400, "invalid_pairing_code", "the code is wrong, used or expired");
+}
+
+bool api_pairing_code_ok(const char *code)
+{
+	bool digits = code && strlen(code) == PAIRING_DIGITS;
+	for (size_t i = 0; digits && i < PAIRING_DIGITS; i++)
+		digits = code[i] >= '0' && code[i] <= '9';
+	return digits;
+}
+
+void api_new_code(api_job *j, uint8_t hash[STORE_HASH_LEN])
+{
+	snprintf(j->token, sizeof j->token, "%0*u", PAIRING_DIGITS,
+	         (unsigned)randombytes_uniform(100000000));
+	srv_hash_pairing_code(j->secret, j->token, hash);
+}
+
+static void pair_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == STORE_ENOTFOUND) {
+		/* A wrong, used or expired code: it counts towards the locks. */
+		api_pairing_code_wrong(x, j);
+		return;
+	}
+	if (api_too_many_members(x, j->rc)) /* a right code: given back by api_job_done */
+		return;
+	if (j->rc < 0) {
+		api_storage_failed(x, j->rc);
+		return;
+	}
+	api_respond_new_device(x, j);
+}
+
+void srv_api_pair(srv_exchange *x)
+{
+	if (api_pairing_locked(x))
+		return;
+	json_t *body = api_body_object(x);
+	if (!body)
+		return;
+	const char *code = json_string_value(json_object_get(body, "code"));
+	const char *device = api_name_field(body, "device_name", false);
+	bool digits = api_pairing_code_ok(code);
+	if (!digits || !device) {
+		json_decref(body);
+		srv_respond_error(x, 400, digits ? "invalid_name" : "invalid_pairing_code",
+		                  digits ? "device_name: 1-64 bytes of text"
+		                         : "a code is 8 digits");
+		return;
+	}
+	api_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		json_decref(body);
+		srv_respond_error(x, 500, "out_of_memory", "no memory");
+		return;
+	}
+	j->work = pair_work;
+	j->done = pair_done;
+	snprintf(j->device_name, sizeof j->device_name, "%s", *device ? device : "phone");
+	snprintf(j->code, sizeof j->code, "%s", code);
+	json_decref(body);
+	if (!api_pairing_take(x, j)) {
+		api_job_free(j);
+		return;
+	}
+	api_run(x, j);
+}
