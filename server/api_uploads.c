@@ -66,6 +66,7 @@ typedef struct tus_op {
 	uint64_t written;      /* PATCH: bytes of it in the .part */
 	bool finished;         /* fin ran: the upload was whole */
 	bool whole;            /* HEAD: whole but not yet a message; fin runs next */
+	bool pending;          /* PATCH: counted among its upload's pending ones (upload_state.h) */
 	bool claiming;         /* PATCH: inside srv_body_claim() */
 	bool claim_failed;     /* PATCH: the body ended at once and its job did not start */
 } tus_op;
@@ -88,6 +89,8 @@ static void op_unlock(tus_op *op)
 
 static void op_end(tus_op *op)
 {
+	if (op->pending)
+		srv_upload_pending_drop(op->up, op->id);
 	if (op->lock)
 		srv_upload_lock_release(op->up, op->lock);
 	if (op->fd >= 0)
@@ -316,8 +319,20 @@ static void owner_done(srv_exchange *x, api_job *j)
 {
 	tus_op *op = (tus_op *)j;
 	bool oom = false;
+	if (op->pending) { /* checked: it takes the lock now, or answers */
+		srv_upload_pending_drop(op->up, op->id);
+		op->pending = false;
+	}
 	if (op->rc < 0) {
 		answer_failure(x, op);
+		op_end(op);
+		return;
+	}
+	/* A PATCH that arrived before this HEAD or DELETE and is still being checked is about to
+	 * move the offset (a client resuming after a cut connection asks while the server reads
+	 * what reached it): 423 too, without cutting it (what it carries is the client's). */
+	if (op->kind != OP_PATCH && srv_upload_pending(op->up, op->id) > 0) {
+		answer_locked(x, op, false);
 		op_end(op);
 		return;
 	}
@@ -785,6 +800,14 @@ void srv_api_upload_patch(srv_exchange *x)
 		return;
 	op->want_offset = want;
 	op->declared = x->req.body == SRV_BODY_LENGTH ? x->req.content_length : 0;
+	if (op->id[0]) {
+		if (!srv_upload_pending_add(op->up, op->id)) {
+			srv_respond_error(x, 500, "out_of_memory", "no memory");
+			op_end(op);
+			return;
+		}
+		op->pending = true;
+	}
 	op_submit_owned(x, op, patch_load_work, patch_load_done);
 }
 

@@ -63,6 +63,41 @@ void srv_upload_lock_release(struct srv_uploads *up, upload_lock *l)
 	}
 }
 
+static upload_pending **pending_slot(struct srv_uploads *up, const char *id)
+{
+	upload_pending **p = &up->pending[bucket_of(id)];
+	while (*p && strcmp((*p)->id, id) != 0)
+		p = &(*p)->next;
+	return p;
+}
+
+bool srv_upload_pending_add(struct srv_uploads *up, const char *id)
+{
+	upload_pending **p = pending_slot(up, id);
+	if (!*p) {
+		if (!(*p = calloc(1, sizeof **p)))
+			return false;
+		snprintf((*p)->id, sizeof(*p)->id, "%s", id);
+	}
+	(*p)->count++;
+	return true;
+}
+
+void srv_upload_pending_drop(struct srv_uploads *up, const char *id)
+{
+	upload_pending **p = pending_slot(up, id), *e = *p;
+	if (e && --e->count == 0) {
+		*p = e->next;
+		free(e);
+	}
+}
+
+unsigned srv_upload_pending(struct srv_uploads *up, const char *id)
+{
+	upload_pending *e = *pending_slot(up, id);
+	return e ? e->count : 0;
+}
+
 /* ---- the expiry sweep ---- */
 typedef struct sweep_job {
 	uv_work_t work;
@@ -154,9 +189,14 @@ void srv_uploads_free(srv_server *s)
 	struct srv_uploads *up = s->uploads;
 	if (!up)
 		return;
-	for (size_t b = 0; b < UPLOAD_LOCK_BUCKETS; b++)
+	for (size_t b = 0; b < UPLOAD_LOCK_BUCKETS; b++) {
 		while (up->locks[b])
 			srv_upload_lock_release(up, up->locks[b]);
+		for (upload_pending *e = up->pending[b], *next; e; e = next) {
+			next = e->next;
+			free(e);
+		}
+	}
 	srv_upload_dir_close(up->dir);
 	free(up);
 	s->uploads = NULL;

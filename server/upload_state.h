@@ -20,6 +20,14 @@ typedef struct upload_lock {
 	bool cut;             /* a HEAD or DELETE came: the holder's body, once it reads one, is cut */
 } upload_lock;
 
+/* PATCHes of an upload that arrived and wait for their caller to be checked, before any of
+ * them may take the lock: until then the offset is about to change. */
+typedef struct upload_pending {
+	struct upload_pending *next;
+	char id[STORE_ID_LEN + 1];
+	unsigned count;
+} upload_pending;
+
 struct srv_uploads {
 	srv_server *srv;
 	srv_upload_dir *dir; /* data/uploads (used on the pool; set once at start) */
@@ -27,6 +35,7 @@ struct srv_uploads {
 	bool sweeping;
 	upload_lock *locks[UPLOAD_LOCK_BUCKETS];
 	size_t nlocks;
+	upload_pending *pending[UPLOAD_LOCK_BUCKETS];
 };
 
 /* id's lock, or NULL when nobody holds it. */
@@ -35,6 +44,10 @@ upload_lock *srv_upload_lock_find(struct srv_uploads *up, const char *id);
 upload_lock *srv_upload_lock_take(struct srv_uploads *up, const char *id, srv_exchange *x,
 				  bool *oom);
 void srv_upload_lock_release(struct srv_uploads *up, upload_lock *l);
+/* A PATCH of id arrived (false: out of memory) / was checked or ended; how many wait. */
+bool srv_upload_pending_add(struct srv_uploads *up, const char *id);
+void srv_upload_pending_drop(struct srv_uploads *up, const char *id);
+unsigned srv_upload_pending(struct srv_uploads *up, const char *id);
 
 /* s->uploads: data/uploads and its sweep, at start then every min(expiry / 2, 10 min).
  * 0 or a negative errno. srv_uploads_free() once the loop has closed every handle. */

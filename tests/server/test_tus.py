@@ -7,11 +7,11 @@ Starts the real jiayin on free loopback ports and checks what docs/api.md ("Resu
 (tus 1.0)") promises: discovery, creation and its refusals, HEAD, PATCH in pieces (and
 chunked), the version, offset, type and length checks, another family's device answered like
 an unknown id, ids that are not ids, termination, the per-device cap, expiry and the sweep (at
-start too), a connection cut inside a PATCH body whose bytes are kept and resumed into a
-message that downloads and decodes, a PATCH the server still believes alive cut by the
-resuming HEAD, a second PATCH refused while one receives, bad audio at completion, a full
+start too), a PATCH the server still believes alive cut by the resuming HEAD, a second PATCH
+refused while one receives, bad audio at completion, a full
 mailbox that the next HEAD finishes once there is room, idempotency keys shared with the plain
-upload, and buffer memory given back by bodies that never finished.
+upload, and buffer memory given back by bodies that never finished. Connections cut inside a
+PATCH body are test_tus_cuts.py's.
 """
 import base64
 import io
@@ -19,7 +19,6 @@ import json
 import os
 import random
 import re
-import socket
 import sqlite3
 import struct
 import subprocess
@@ -425,118 +424,6 @@ def protocol(binary, wav):
     ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
 
 
-def interrupted(binary, wav):
-    srv = start(binary)
-    try:
-        mom = signup(srv)
-        fam = mom["family"]["id"]
-        loc = new_upload(srv, mom, len(wav))
-        # a connection cut in the middle of a PATCH body: the bytes that came are kept
-        s = srv.connect()
-        s.sendall(patch_head(mom, loc, 0, len(wav)) + wav[:123457])
-        time.sleep(0.3)
-        s.close()
-        h = head_settled(srv, mom, loc)
-        ok(h.status == 200 and offset_of(h) == 123457,
-           "a PATCH cut mid-body: HEAD reports every byte that arrived (123457)",
-           f"{h.status} {h.headers}")
-        # a cut of more than the 256 KiB stage, with a reset instead of a close
-        s = srv.connect()
-        s.sendall(patch_head(mom, loc, 123457, len(wav) - 123457) + wav[123457:400000])
-        time.sleep(0.3)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        s.close()
-        h = head_settled(srv, mom, loc)
-        got = offset_of(h)
-        ok(h.status == 200 and got is not None and 123457 <= got <= 400000,
-           f"a PATCH reset mid-body: what arrived is kept ({got} of 400000 sent)")
-        # resume from the server's offset: the message, and its audio decodes
-        r = patch(srv, mom, loc, got, wav[got:])
-        mid = r.header("Jiayin-Message-Id")
-        ok(r.status == 204 and mid, "the resumed PATCH completes the upload")
-        # the two cut PATCHes are in the log, as 499 (the review: no line, no count)
-        time.sleep(1.3)
-        cut = [json.loads(line) for line in srv.log_text().splitlines()
-               if '"status":499' in line]
-        ok([(e["method"], e["route"]) for e in cut] == [("PATCH", "uploads.patch")] * 2,
-           f"the cut PATCHes are logged as 499 ({[e.get('route') for e in cut]})")
-        a = request(srv, "GET", f"/v1/families/{fam}/messages/{mid}/audio",
-                    headers=bearer(mom["token"]), timeout=30)
-        codec, dur = ffprobe_duration(a.body) if a.status == 200 else (None, None)
-        ok(a.status == 200 and a.body[:4] == b"OggS" and codec == "opus" and dur and
-           abs(dur - 13.745) < 0.2, f"its audio downloads and decodes: {codec}, {dur} s")
-        plain = request(srv, "POST", f"/v1/families/{fam}/messages", wav,
-                        headers=bearer(mom["token"]), timeout=60).json()["message"]
-        tus = [m for m in list_messages(srv, mom) if m["id"] == mid][0]
-        ok(tus["duration_ms"] == plain["duration_ms"] and tus["bytes"] == plain["bytes"] and
-           tus["waveform"] == plain["waveform"],
-           "the resumed upload's message is the plain upload's, byte for byte in size and "
-           "waveform")
-
-        # a chunked body that goes past Upload-Length: 413, what fitted is kept
-        loc3 = new_upload(srv, mom, len(wav))
-        patch(srv, mom, loc3, 0, wav[:400000])
-        body = wav[400000:] + b"EXTRA" * 100
-        s = srv.connect()
-        s.sendall(f"PATCH {loc3} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n"
-                  f"Authorization: Bearer {mom['token']}\r\n"
-                  "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 400000\r\n"
-                  "Transfer-Encoding: chunked\r\n\r\n".encode() +
-                  b"".join(b"%x\r\n%s\r\n" % (len(c), c)
-                           for c in (body[i:i + 7000] for i in range(0, len(body), 7000))) +
-                  b"0\r\n\r\n")
-        rr = Reader(s).response()
-        s.close()
-        h = head_settled(srv, mom, loc3)
-        kept = offset_of(h)
-        ok(rr and rr.status == 413 and rr.header("Tus-Resumable") == "1.0.0" and
-           kept is not None and 400000 <= kept < len(wav),
-           f"a chunked PATCH past Upload-Length: 413, the chunks within it kept ({kept})")
-        r = patch(srv, mom, loc3, kept, wav[kept:])
-        ok(r.status == 204 and r.header("Jiayin-Message-Id"), "and the rest completes it")
-
-        # the signal drops: the server still believes the PATCH alive; the client resumes
-        loc2 = new_upload(srv, mom, len(wav))
-        zombie = srv.connect()
-        zombie.sendall(patch_head(mom, loc2, 0, len(wav)) + wav[:50000])
-        time.sleep(0.3)
-        second = patch(srv, mom, loc2, 0, wav)
-        ok(second.status == 423 and code_of(second) == "upload_locked" and
-           second.header("Retry-After"), "a second PATCH while one receives: 423, not mixed in")
-        h = head(srv, mom, loc2)
-        ok(h.status == 423, "the resuming HEAD: 423 while the old PATCH is cut")
-        zombie.settimeout(5)
-        try:
-            gone = zombie.recv(100) == b""
-        except (ConnectionResetError, socket.timeout):
-            gone = True
-        zombie.close()
-        h = head_settled(srv, mom, loc2)
-        ok(gone and h.status == 200 and offset_of(h) == 50000,
-           "the old connection is closed and its 50000 bytes are kept")
-        r = patch(srv, mom, loc2, 50000, wav[50000:])
-        ok(r.status == 204 and r.header("Jiayin-Message-Id"), "and the resume completes")
-    finally:
-        rc = srv.stop()
-    ok(rc == 0, "clean exit", srv.log_text()[-3000:])
-
-    # a PATCH that stalls: 408 once the body idle time is over, its bytes kept
-    srv = start(binary, "--body-idle-ms", "500")
-    try:
-        mom = signup(srv)
-        loc = new_upload(srv, mom, len(wav))
-        s = srv.connect()
-        s.sendall(patch_head(mom, loc, 0, len(wav)) + wav[:7777])
-        rr = Reader(s).response()
-        s.close()
-        h = head_settled(srv, mom, loc)
-        ok(rr and rr.status == 408 and rr.header("Tus-Resumable") == "1.0.0" and
-           h.status == 200 and offset_of(h) == 7777,
-           "a stalled PATCH: 408 (after its bytes are durable), then HEAD says 7777")
-    finally:
-        srv.stop()
-
-
 def limits(binary, wav):
     srv = start(binary, "--upload-expiry-s", "2", "--uploads-per-device", "2",
                 "--buffer-memory", "1048576")
@@ -874,7 +761,6 @@ def main():
     with open(SAMPLE, "rb") as f:
         wav = f.read()
     protocol(binary, wav)
-    interrupted(binary, wav)
     limits(binary, wav)
     full_mailbox(binary, wav)
     review_fixes(binary, wav)
