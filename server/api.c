@@ -185,9 +185,10 @@ bool api_still_the_caller(api_job *j)
 	store_device d;
 	store_member m;
 	int rc;
-	if (j->session) /* not a use of the session: the child did nothing more */
-		rc = store_kiosk_session_auth(j->st, j->token_hash, api_now_ms(), j->idle_ms, false,
-		                              &d, &m);
+	/* A child at a kiosk: still a member. Its session may have ended meanwhile (the next
+	 * child logged in on the shared tablet): its recording is kept all the same. */
+	if (j->session)
+		rc = store_member_get(j->st, j->member.id.s, &m);
 	else if ((rc = store_device_by_token(j->st, j->token_hash, &d)) == 0)
 		rc = store_member_get(j->st, d.member_id.s, &m);
 	if (rc == 0 && strcmp(m.id.s, j->member.id.s) != 0)

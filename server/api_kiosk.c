@@ -360,8 +360,8 @@ static void link_create_work(api_job *j)
 		return;
 	}
 	j->rc = store_kiosk_link_redeem(j->st, h, child.id.s, hash, api_now_ms(), j->links);
-	if (j->rc == STORE_ENOTFOUND)
-		j->rc = 3; /* the code: wrong, used or expired (the child was found above) */
+	if (j->rc == STORE_ENOTFOUND) /* the code (wrong, used, expired), or the child just left */
+		j->rc = store_member_get(j->st, child.id.s, &child) == STORE_ENOTFOUND ? 2 : 3;
 	if (j->rc == 0)
 		api_audit(j, api_now_ms(), "kiosk.link", j->param[0], j->links->id.s,
 		          j->links->kiosk_id.s);

@@ -31,8 +31,11 @@ static void code_create_work(api_job *j)
 		snprintf(j->member_name, sizeof j->member_name, "%s", target.name);
 	}
 	/* Only a parent makes a parent, or a parent's phone: one who may erase, export and set
-	 * the family's rules. */
-	if (j->role == STORE_ROLE_PARENT && j->member.role != STORE_ROLE_PARENT) {
+	 * the family's rules. Nor does a caregiver become another caregiver: its new phone is a
+	 * parent's to give (a caregiver's, a child's or its own). */
+	if ((j->role == STORE_ROLE_PARENT && j->member.role != STORE_ROLE_PARENT) ||
+	    (j->to[0] && j->member.role == STORE_ROLE_CAREGIVER &&
+	     target.role == STORE_ROLE_CAREGIVER && strcmp(target.id.s, j->member.id.s) != 0)) {
 		j->rc = 1;
 		return;
 	}
@@ -60,6 +63,7 @@ static void code_create_work(api_job *j)
 	if (j->to[0])
 		p.member_id = target.id;
 	p.created_by = j->member.id; /* who goes takes its codes with it */
+	p.created_by_device = j->device.id; /* and a phone revoked, those made on it */
 	p.role = j->role;
 	snprintf(p.member_name, sizeof p.member_name, "%s", j->member_name);
 	p.created_ms = now;

@@ -57,13 +57,15 @@ static void device_from_row(sqlite3_stmt *st, void *out)
 }
 
 #define PAIRING_COLUMNS                                                                            \
-	"family_id, role, member_name, kiosk_id, created_ms, expires_ms, member_id, created_by"
+	"family_id, role, member_name, kiosk_id, created_ms, expires_ms, member_id, created_by, "  \
+	"created_by_device"
 
 /* A code works only while the member who made it is one: one who left (store_member_remove
  * deletes its unused codes) cannot come back with a code made before, or in a race with it. */
 #define MAKER_STAYED                                                                               \
 	"(created_by IS NULL OR EXISTS (SELECT 1 FROM members WHERE id = created_by AND "          \
-	"removed_ms IS NULL))"
+	"removed_ms IS NULL)) AND (created_by_device IS NULL OR EXISTS (SELECT 1 FROM devices "    \
+	"WHERE id = created_by_device AND revoked_ms IS NULL))"
 
 static void pairing_from_row(sqlite3_stmt *st, void *out)
 {
@@ -77,6 +79,7 @@ static void pairing_from_row(sqlite3_stmt *st, void *out)
 	p->expires_ms = sqlite3_column_int64(st, 5);
 	column_id(st, 6, &p->member_id);
 	column_id(st, 7, &p->created_by);
+	column_id(st, 8, &p->created_by_device);
 }
 
 static void kiosk_from_row(sqlite3_stmt *st, void *out)
@@ -212,10 +215,28 @@ int store_devices_active(store *s, const char *family_id, store_device *out, siz
 
 int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 {
-	/* Revoking again keeps the first time. */
+	/* Revoking again keeps the first time. The unused pairing codes the device made go with
+	 * it (they would work for nobody: MAKER_STAYED). */
 	static const char sql[] =
 	    "UPDATE devices SET revoked_ms = coalesce(revoked_ms, ?) WHERE id = ?";
-	return stamp_by_id(s, sql, device_id, now_ms);
+	static const char codes_sql[] =
+	    "DELETE FROM pairing_codes WHERE used_ms IS NULL AND created_by_device = ?";
+	if (store_id_check(device_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st && (rc = conn_begin(c)) == 0) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		rc = update_by_id(c, st, 2, device_id);
+		if (rc == 0 && (st = conn_stmt(c, codes_sql, &rc))) {
+			sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
+			rc = step_write(st);
+		}
+		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
+	}
+	db_write_end(s->directory);
+	return rc;
 }
 
 int store_device_touch(store *s, const char *device_id, int64_t now_ms)
@@ -253,7 +274,8 @@ int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN], cons
 {
 	static const char sql[] = "INSERT INTO pairing_codes (code_hash, family_id, role, "
 	                          "member_name, kiosk_id, created_ms, expires_ms, member_id, "
-	                          "created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+	                          "created_by, created_by_device) "
+	                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 	if (!code_hash || !p || p->role < STORE_ROLE_PARENT || p->role > STORE_ROLE_CHILD ||
 	    strnlen(p->member_name, sizeof p->member_name) > STORE_NAME_MAX ||
 	    p->expires_ms <= p->created_ms)
@@ -263,7 +285,8 @@ int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN], cons
 	if (store_id_check(p->family_id.s) < 0 ||
 	    (*p->kiosk_id.s && store_id_check(p->kiosk_id.s) < 0) ||
 	    (*p->member_id.s && store_id_check(p->member_id.s) < 0) ||
-	    (*p->created_by.s && store_id_check(p->created_by.s) < 0))
+	    (*p->created_by.s && store_id_check(p->created_by.s) < 0) ||
+	    (*p->created_by_device.s && store_id_check(p->created_by_device.s) < 0))
 		return STORE_ENOTFOUND;
 	int rc = 0;
 	conn *c = db_write_begin(s->directory);
@@ -278,6 +301,7 @@ int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN], cons
 		sqlite3_bind_int64(st, 7, p->expires_ms);
 		bind_optional(st, 8, p->member_id.s);
 		bind_optional(st, 9, p->created_by.s);
+		bind_optional(st, 10, p->created_by_device.s);
 		rc = step_write(st); /* an unknown member fails the foreign key: STORE_ENOTFOUND */
 	}
 	db_write_end(s->directory);
@@ -322,19 +346,27 @@ int store_pairing_consume(store *s, const uint8_t code_hash[STORE_HASH_LEN], int
 	return rc;
 }
 
-/* For a code naming a member: the member (still one of its family), its phones revoked. */
+/* For a code naming a member: the member (still one of its family), its phones revoked, and
+ * the unused codes that could take the member over again go: its other codes for a new phone
+ * and those its old phones made (a thief's, made on a stolen phone). */
 static int member_phone_replaced(conn *c, const store_pairing *p, int64_t now_ms,
                                  store_member *member)
 {
-	static const char sql[] =
-	    "UPDATE devices SET revoked_ms = ?1 WHERE member_id = ?2 AND revoked_ms IS NULL";
+	static const char *const sql[] = {
+	    "UPDATE devices SET revoked_ms = ?1 WHERE member_id = ?2 AND revoked_ms IS NULL",
+	    "DELETE FROM pairing_codes WHERE used_ms IS NULL AND (member_id = ?2 OR "
+	    "created_by_device IN (SELECT id FROM devices WHERE member_id = ?2))",
+	};
 	int rc = member_current(c, p->family_id.s, p->member_id.s, member);
-	sqlite3_stmt *st = rc == 0 ? conn_stmt(c, sql, &rc) : NULL;
-	if (!st)
-		return rc;
-	sqlite3_bind_int64(st, 1, now_ms);
-	sqlite3_bind_text(st, 2, member->id.s, -1, SQLITE_STATIC);
-	return step_write(st);
+	for (size_t i = 0; rc == 0 && i < sizeof sql / sizeof sql[0]; i++) {
+		sqlite3_stmt *st = conn_stmt(c, sql[i], &rc);
+		if (!st)
+			break;
+		sqlite3_bind_int64(st, 1, now_ms);
+		sqlite3_bind_text(st, 2, member->id.s, -1, SQLITE_STATIC);
+		rc = step_write(st);
+	}
+	return rc;
 }
 
 int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],

@@ -154,6 +154,11 @@ static const migration directory_steps[] = {
 	 "CREATE INDEX pairing_by_member ON pairing_codes(member_id) WHERE member_id IS NOT NULL;"
 	 "CREATE INDEX pairing_by_creator ON pairing_codes(created_by) "
 	 "  WHERE created_by IS NOT NULL;"},
+	/* 9: and from which phone: a code works only while that phone is not revoked (a code made
+	 * on a stolen phone must not outlive it). */
+	{"ALTER TABLE pairing_codes ADD COLUMN created_by_device TEXT;"
+	 "CREATE INDEX pairing_by_device ON pairing_codes(created_by_device) "
+	 "  WHERE created_by_device IS NOT NULL;"},
 };
 
 static const migration mailbox_steps[] = {

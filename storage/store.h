@@ -223,11 +223,13 @@ typedef struct store_pairing {
 	store_id kiosk_id;   /* empty: a personal device */
 	store_id member_id;  /* set: a new phone for this member (role and name are its own) */
 	store_id created_by; /* the member who asked for it (empty: none, an operator's) */
+	store_id created_by_device; /* and the phone it asked on */
 	int64_t created_ms, expires_ms;
 } store_pairing;
 
 /* Store a code by its hash (single use, expiring); STORE_EEXIST if the hash is taken. A code
- * made by a member (created_by) who has left is made but works for nobody. */
+ * made by a member (created_by) who has left, or on a phone (created_by_device) revoked since,
+ * is made but works for nobody. */
 int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			 const store_pairing *p);
 /*
@@ -243,8 +245,9 @@ int store_pairing_consume(store *s, const uint8_t code_hash[STORE_HASH_LEN], int
  * already: STORE_ELIMIT. Either way nothing changes (the code stays unused).
  * A code with a member_id adds no member: the device is that member's new phone, and the
  * member's other phones are revoked in the same transaction (a lost or replaced phone stops
- * working); a member who has left its family since, or a code whose maker has:
- * STORE_ENOTFOUND.
+ * working, and so do the member's other codes for a new phone, and those its old phones
+ * made); a member who has left its family since, or a code whose maker has, or whose maker's
+ * phone was revoked: STORE_ENOTFOUND.
  */
 int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			 const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,

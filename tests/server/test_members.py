@@ -341,14 +341,18 @@ def new_phones(binary):
            [new["device"]["id"]] and len(listed) == 3,
            "the family has no new member, and one phone for her")
 
-        # Who may: a caregiver for anyone but a parent, a child for nobody.
+        # Who may: a caregiver for a child's or its own, a child for nobody.
+        ye = invite_and_pair(srv, mom, "caregiver", "姨妈")
         got = [code_for(new["token"], kid["member"]["id"]).status,
+               code_for(new["token"], nai["member"]["id"]).status,
                code_for(new["token"], mom["member"]["id"]).status,
+               code_for(new["token"], ye["member"]["id"]).status,
                code_for(kid["token"], kid["member"]["id"]).status,
                code_for(other["token"], kid["member"]["id"]).status]
-        ok(got == [201, 403, 403, 404],
-           "a caregiver may ask for a child's new phone, not a parent's (403); a child for "
-           "none (403); another family: 404", str(got))
+        ok(got == [201, 201, 403, 403, 403, 404],
+           "a caregiver may ask for a child's new phone or its own, not a parent's nor another "
+           "caregiver's (403: it would become them); a child for none (403); another family: "
+           "404", str(got))
         bad = [post_json(srv, codes, body, headers=bearer(mom["token"])) for body in (
             {"member_id": other["member"]["id"]}, {"member_id": "0123456789abcdefghjkmnpqrs"},
             {"member_id": "x" * 100}, {"member_id": 7},
@@ -357,6 +361,24 @@ def new_phones(binary):
            [(400, "invalid_member")] * 5,
            "another family's member, an unknown or malformed id, or member_id with a role: "
            "400 invalid_member", str([(r.status, r.body[:80]) for r in bad]))
+
+        # A thief with the mother's phone asks for codes on it (a parent's invitation, her new
+        # phone); the father revokes that phone, then pairs her real new phone: the thief's
+        # codes pair nothing, and her new phone stays hers (review finding: it was taken over).
+        dad = invite_and_pair(srv, mom, "parent", "爸爸")
+        thief_invite = post_json(srv, codes, {"role": "parent", "member_name": "新爸爸"},
+                                 headers=bearer(mom["token"])).json()["code"]
+        thief_phone = code_for(mom["token"], mom["member"]["id"]).json()["code"]
+        request(srv, "DELETE", f"/v1/devices/{mom['device']['id']}", headers=bearer(dad["token"]))
+        real = post_json(srv, "/v1/pair", {"code": code_for(dad["token"], mom["member"]["id"])
+                                           .json()["code"]}).json()
+        tries = [post_json(srv, "/v1/pair", {"code": c}) for c in (thief_phone, thief_invite)]
+        ok([r.status for r in tries] == [400, 400] and
+           request(srv, "GET", "/v1/me", headers=bearer(real["token"])).status == 200 and
+           real["member"]["id"] == mom["member"]["id"],
+           "codes asked for on a phone revoked since pair nothing (400), and the mother's new "
+           "phone stays hers", str([(r.status, r.body[:80]) for r in tries]))
+        mom = dict(mom, token=real["token"])
 
         # A code given out for a member who left by the time it is used pairs nothing.
         late = code_for(mom["token"], kid["member"]["id"]).json()["code"]
@@ -386,8 +408,9 @@ def new_phones(binary):
            f"{r.status} {p.status}")
         srv.stop()
         rows = audit_rows(srv, "pairing.new_phone")
-        ok([r[2] for r in rows] == [nai["member"]["id"], kid["member"]["id"],
-                                    kid["member"]["id"], gang["id"]] and
+        want = [nai["member"]["id"], kid["member"]["id"], nai["member"]["id"],
+                mom["member"]["id"], mom["member"]["id"], kid["member"]["id"], gang["id"]]
+        ok([r[2] for r in rows] == want and
            all(r[1] == fam for r in rows),
            "each code for a new phone is audited (pairing.new_phone: who, for which member; "
            "never the code)", str(rows))

@@ -286,6 +286,73 @@ static void former_members_count_towards_the_rows(void **state)
 	    store_member_add(f->s, f->other.id.s, "孩子", STORE_ROLE_CHILD, NULL, 1, &m), 0);
 }
 
+/* A code works only while the phone it was asked for on does (review finding: a thief with a
+ * parent's phone made codes, and after the parent's new phone was paired, took the parent over
+ * with one, revoking the new phone). */
+static void codes_go_with_their_phone(void **state)
+{
+	fixture *f = *state;
+	uint8_t stolen_h[STORE_HASH_LEN], dad_h[STORE_HASH_LEN], new_h[STORE_HASH_LEN];
+	uint8_t thief_h[STORE_HASH_LEN], invite[STORE_HASH_LEN], takeover[STORE_HASH_LEN];
+	uint8_t late[STORE_HASH_LEN], honest[STORE_HASH_LEN];
+	hash_of("phone", 1, stolen_h);
+	hash_of("phone", 2, dad_h);
+	hash_of("phone", 3, new_h);
+	hash_of("phone", 4, thief_h);
+	hash_of("code", 1, invite);
+	hash_of("code", 2, takeover);
+	hash_of("code", 3, late);
+	hash_of("code", 4, honest);
+	store_member dad, m;
+	store_device stolen, dads, d;
+	store_pairing got;
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "爸爸", STORE_ROLE_PARENT, NULL, 1000, &dad), 0);
+	assert_int_equal(
+	    store_device_add(f->s, stolen_h, f->parent.id.s, NULL, "妈妈的手机", 1000, &stolen), 0);
+	assert_int_equal(store_device_add(f->s, dad_h, dad.id.s, NULL, "爸爸的手机", 1000, &dads),
+	                 0);
+	/* On the stolen phone: an invitation for a parent and a code for its owner's new phone. */
+	store_pairing p = pairing(&f->fam.id, STORE_ROLE_PARENT, "新爸爸", 2000, 602000);
+	p.created_by = f->parent.id;
+	p.created_by_device = stolen.id;
+	assert_int_equal(store_pairing_create(f->s, invite, &p), 0);
+	store_pairing t = p;
+	t.member_id = f->parent.id;
+	assert_int_equal(store_pairing_create(f->s, takeover, &t), 0);
+	/* The father pairs the mother's new phone with a code of his: the stolen phone stops, and
+	 * the codes made on it are gone. */
+	store_pairing h = pairing(&f->fam.id, STORE_ROLE_PARENT, "妈妈", 3000, 603000);
+	h.member_id = f->parent.id;
+	h.created_by = dad.id;
+	h.created_by_device = dads.id;
+	assert_int_equal(store_pairing_create(f->s, honest, &h), 0);
+	assert_int_equal(store_pairing_redeem(f->s, honest, new_h, "新手机", 4000, &got, &m, &d),
+	                 0);
+	assert_int_equal(store_device_by_token(f->s, stolen_h, &d), STORE_ENOTFOUND);
+	assert_int_equal(store_pairing_redeem(f->s, takeover, thief_h, "x", 5000, &got, &m, &d),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_pairing_redeem(f->s, invite, thief_h, "x", 5000, &got, &m, &d),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_device_by_token(f->s, new_h, &d), 0);
+	assert_int_equal(store_device_by_token(f->s, thief_h, &d), STORE_ENOTFOUND);
+	/* A code stored in a race with its phone's revocation works for nobody; revoking a phone
+	 * deletes the codes it made. */
+	assert_int_equal(store_pairing_create(f->s, late, &p), 0);
+	assert_int_equal(store_pairing_redeem(f->s, late, thief_h, "x", 5000, &got, &m, &d),
+	                 STORE_ENOTFOUND);
+	p.created_by = dad.id;
+	p.created_by_device = dads.id;
+	hash_of("code", 5, late);
+	assert_int_equal(store_pairing_create(f->s, late, &p), 0);
+	assert_int_equal(store_device_revoke(f->s, dads.id.s, 6000), 0);
+	assert_int_equal(query_int(f,
+	                           "SELECT count(*) FROM pairing_codes WHERE used_ms IS NULL "
+	                           "AND created_by_device = ?",
+	                           dads.id.s),
+	                 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -296,6 +363,7 @@ int main(void)
 	    T(former_members_count_towards_the_rows),
 	    T(pairing_a_new_phone),
 	    T(codes_leave_with_their_maker),
+	    T(codes_go_with_their_phone),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
