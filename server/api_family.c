@@ -27,6 +27,18 @@
 
 static const char only_parent[] = "only a parent of the family can do this";
 
+/* The path's member ({member_id}) of the path's family, the caller's own; else false, with
+ * j->rc set (another family's member, a former one, an unknown id: not found). */
+static bool path_member(api_job *j, store_member *target)
+{
+	if (!api_own_family(j))
+		return false;
+	if ((j->rc = store_member_get(j->st, j->param[1], target)) == 0 &&
+	    strcmp(target->family_id.s, j->param[0]) != 0)
+		j->rc = STORE_ENOTFOUND;
+	return j->rc == 0;
+}
+
 /* ---- PATCH /v1/families/{family_id}/members/{member_id} ---- */
 /*
  * A parent changes anyone's name or avatar; a caregiver anyone's but a parent's; a child only
@@ -34,15 +46,9 @@ static const char only_parent[] = "only a parent of the family can do this";
  */
 static void member_set_work(api_job *j)
 {
-	if (!api_own_family(j))
-		return;
 	store_member target;
-	if ((j->rc = store_member_get(j->st, j->param[1], &target)) < 0)
+	if (!path_member(j, &target))
 		return;
-	if (strcmp(target.family_id.s, j->param[0]) != 0) {
-		j->rc = STORE_ENOTFOUND;
-		return;
-	}
 	bool self = strcmp(target.id.s, j->member.id.s) == 0;
 	if ((j->member.role == STORE_ROLE_CAREGIVER && target.role == STORE_ROLE_PARENT) ||
 	    (j->member.role == STORE_ROLE_CHILD && (!self || j->set_name))) {
@@ -151,15 +157,9 @@ void srv_api_devices_list(srv_exchange *x)
  */
 static void member_remove_work(api_job *j)
 {
-	if (!api_own_family(j))
-		return;
 	store_member target;
-	if ((j->rc = store_member_get(j->st, j->param[1], &target)) < 0)
+	if (!path_member(j, &target))
 		return;
-	if (strcmp(target.family_id.s, j->param[0]) != 0) {
-		j->rc = STORE_ENOTFOUND;
-		return;
-	}
 	bool self = strcmp(target.id.s, j->member.id.s) == 0;
 	if (j->session || j->member.role == STORE_ROLE_CHILD ||
 	    (j->member.role == STORE_ROLE_CAREGIVER && !self)) {

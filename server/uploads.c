@@ -590,23 +590,19 @@ static int list_dir(int at, const char *name, bool uploads, id_list *out)
 	return rc;
 }
 
-/* Under the mutex: one upload's files go if its record names the family `arg`. */
-static int family_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
-{
-	(void)d;
-	srv_upload u;
-	if (record_read(dev, id, &u) != 0 || strcmp(u.family, arg) != 0)
-		return 0;
-	int rc = remove_files(dev, id);
-	return rc < 0 ? rc : 1;
-}
+/* Whose uploads go: a family's, or a member's. */
+typedef struct owner {
+	bool member;
+	const char *id;
+} owner;
 
-/* The same for an upload whose record speaks for the member `arg`. */
-static int member_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
+/* Under the mutex: one upload's files go if its record names the owner `arg`. */
+static int owner_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
 {
+	const owner *o = arg;
 	(void)d;
 	srv_upload u;
-	if (record_read(dev, id, &u) != 0 || strcmp(u.member, arg) != 0)
+	if (record_read(dev, id, &u) != 0 || strcmp(o->member ? u.member : u.family, o->id) != 0)
 		return 0;
 	int rc = remove_files(dev, id);
 	return rc < 0 ? rc : 1;
@@ -660,10 +656,10 @@ int srv_upload_sweep(srv_upload_dir *d, int64_t now_ms, const char (*busy)[STORE
 
 int srv_upload_remove_family(srv_upload_dir *d, const char *family, unsigned *removed)
 {
-	return each_upload(d, NULL, 0, family_one, family, removed);
+	return each_upload(d, NULL, 0, owner_one, &(owner){false, family}, removed);
 }
 
 int srv_upload_remove_member(srv_upload_dir *d, const char *member, unsigned *removed)
 {
-	return each_upload(d, NULL, 0, member_one, member, removed);
+	return each_upload(d, NULL, 0, owner_one, &(owner){true, member}, removed);
 }
