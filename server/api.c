@@ -185,11 +185,13 @@ bool api_still_the_caller(api_job *j)
 	store_device d;
 	store_member m;
 	int rc;
-	/* A child at a kiosk: still a member. Its session may have ended meanwhile (the next
-	 * child logged in on the shared tablet): its recording is kept all the same. */
-	if (j->session)
-		rc = store_member_get(j->st, j->member.id.s, &m);
-	else if ((rc = store_device_by_token(j->st, j->token_hash, &d)) == 0)
+	/* A child at a kiosk: still a member, paired to that kiosk, which is not revoked. Its
+	 * session may have ended meanwhile (the next child logged in on the shared tablet): its
+	 * recording is kept all the same. */
+	if (j->session) {
+		if ((rc = store_kiosk_child_linked(j->st, j->device.id.s, j->member.id.s)) == 0)
+			m = j->member;
+	} else if ((rc = store_device_by_token(j->st, j->token_hash, &d)) == 0)
 		rc = store_member_get(j->st, d.member_id.s, &m);
 	if (rc == 0 && strcmp(m.id.s, j->member.id.s) != 0)
 		rc = STORE_ENOTFOUND;

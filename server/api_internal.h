@@ -114,8 +114,8 @@ bool api_failed(srv_exchange *x, api_job *j, const char *forbidden_why);
 /* The job runner: authentication (when authed) then j->work on the pool, j->done on the loop. */
 void api_job_run(void *arg);
 /* After long work (a transcode): is the caller still who it was (its phone not revoked, its
- * member not removed; a kiosk child still a member, though its session may be over)? If not,
- * j->auth_rc says why (401). */
+ * member not removed; a kiosk child still a member paired to the kiosk, the kiosk not revoked,
+ * though its session may be over)? If not, j->auth_rc says why (401). */
 bool api_still_the_caller(api_job *j);
 void api_job_done(srv_exchange *x, void *arg);
 void api_run(srv_exchange *x, api_job *j);          /* submits, or answers 503 */

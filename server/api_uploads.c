@@ -90,7 +90,7 @@ static void op_unlock(tus_op *op)
 static void op_end(tus_op *op)
 {
 	if (op->pending)
-		srv_upload_pending_drop(op->up, op->id);
+		srv_upload_pending_drop(op->up, op->id, op->j.token_hash);
 	if (op->lock)
 		srv_upload_lock_release(op->up, op->lock);
 	if (op->fd >= 0)
@@ -320,7 +320,7 @@ static void owner_done(srv_exchange *x, api_job *j)
 	tus_op *op = (tus_op *)j;
 	bool oom = false;
 	if (op->pending) { /* checked: it takes the lock now, or answers */
-		srv_upload_pending_drop(op->up, op->id);
+		srv_upload_pending_drop(op->up, op->id, op->j.token_hash);
 		op->pending = false;
 	}
 	if (op->rc < 0) {
@@ -328,11 +328,12 @@ static void owner_done(srv_exchange *x, api_job *j)
 		op_end(op);
 		return;
 	}
-	/* A PATCH that arrived before this HEAD or DELETE and is still being checked is about to
-	 * move the offset (a client resuming after a cut connection asks while the server reads
-	 * what reached it): 423 too, without cutting it (what it carries is the client's). */
-	if (op->kind != OP_PATCH && srv_upload_pending(op->up, op->id) > 0) {
-		answer_locked(x, op, false);
+	/* A PATCH with the same token that arrived before this HEAD or DELETE and is still being
+	 * checked is about to move the offset (a client resuming after a cut connection asks
+	 * while the server reads what reached it): 423 too, without cutting it (what it carries is
+	 * the client's), though a PATCH holding the lock and receiving is cut as always. */
+	if (op->kind != OP_PATCH && srv_upload_pending(op->up, op->id, op->j.token_hash) > 0) {
+		answer_locked(x, op, true);
 		op_end(op);
 		return;
 	}
@@ -801,7 +802,7 @@ void srv_api_upload_patch(srv_exchange *x)
 	op->want_offset = want;
 	op->declared = x->req.body == SRV_BODY_LENGTH ? x->req.content_length : 0;
 	if (op->id[0]) {
-		if (!srv_upload_pending_add(op->up, op->id)) {
+		if (!srv_upload_pending_add(op->up, op->id, op->j.token_hash)) {
 			srv_respond_error(x, 500, "out_of_memory", "no memory");
 			op_end(op);
 			return;

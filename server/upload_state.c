@@ -63,38 +63,44 @@ void srv_upload_lock_release(struct srv_uploads *up, upload_lock *l)
 	}
 }
 
-static upload_pending **pending_slot(struct srv_uploads *up, const char *id)
+static upload_pending **pending_slot(struct srv_uploads *up, const char *id,
+                                     const uint8_t token_hash[STORE_HASH_LEN])
 {
 	upload_pending **p = &up->pending[bucket_of(id)];
-	while (*p && strcmp((*p)->id, id) != 0)
+	while (*p && (strcmp((*p)->id, id) != 0 ||
+	              memcmp((*p)->token_hash, token_hash, STORE_HASH_LEN) != 0))
 		p = &(*p)->next;
 	return p;
 }
 
-bool srv_upload_pending_add(struct srv_uploads *up, const char *id)
+bool srv_upload_pending_add(struct srv_uploads *up, const char *id,
+                            const uint8_t token_hash[STORE_HASH_LEN])
 {
-	upload_pending **p = pending_slot(up, id);
+	upload_pending **p = pending_slot(up, id, token_hash);
 	if (!*p) {
 		if (!(*p = calloc(1, sizeof **p)))
 			return false;
 		snprintf((*p)->id, sizeof(*p)->id, "%s", id);
+		memcpy((*p)->token_hash, token_hash, STORE_HASH_LEN);
 	}
 	(*p)->count++;
 	return true;
 }
 
-void srv_upload_pending_drop(struct srv_uploads *up, const char *id)
+void srv_upload_pending_drop(struct srv_uploads *up, const char *id,
+                             const uint8_t token_hash[STORE_HASH_LEN])
 {
-	upload_pending **p = pending_slot(up, id), *e = *p;
+	upload_pending **p = pending_slot(up, id, token_hash), *e = *p;
 	if (e && --e->count == 0) {
 		*p = e->next;
 		free(e);
 	}
 }
 
-unsigned srv_upload_pending(struct srv_uploads *up, const char *id)
+unsigned srv_upload_pending(struct srv_uploads *up, const char *id,
+                            const uint8_t token_hash[STORE_HASH_LEN])
 {
-	upload_pending *e = *pending_slot(up, id);
+	upload_pending *e = *pending_slot(up, id, token_hash);
 	return e ? e->count : 0;
 }
 

@@ -20,11 +20,13 @@ typedef struct upload_lock {
 	bool cut;             /* a HEAD or DELETE came: the holder's body, once it reads one, is cut */
 } upload_lock;
 
-/* PATCHes of an upload that arrived and wait for their caller to be checked, before any of
- * them may take the lock: until then the offset is about to change. */
+/* PATCHes of an upload that arrived with one token and wait for their caller to be checked,
+ * before any of them may take the lock: for that token's HEAD, the offset is about to change.
+ * Kept by token (its hash), so that no one else's PATCHes hold the owner's HEAD back. */
 typedef struct upload_pending {
 	struct upload_pending *next;
 	char id[STORE_ID_LEN + 1];
+	uint8_t token_hash[STORE_HASH_LEN];
 	unsigned count;
 } upload_pending;
 
@@ -44,10 +46,14 @@ upload_lock *srv_upload_lock_find(struct srv_uploads *up, const char *id);
 upload_lock *srv_upload_lock_take(struct srv_uploads *up, const char *id, srv_exchange *x,
 				  bool *oom);
 void srv_upload_lock_release(struct srv_uploads *up, upload_lock *l);
-/* A PATCH of id arrived (false: out of memory) / was checked or ended; how many wait. */
-bool srv_upload_pending_add(struct srv_uploads *up, const char *id);
-void srv_upload_pending_drop(struct srv_uploads *up, const char *id);
-unsigned srv_upload_pending(struct srv_uploads *up, const char *id);
+/* A PATCH of id with this token arrived (false: out of memory) / was checked or ended; how
+ * many of the token's wait. */
+bool srv_upload_pending_add(struct srv_uploads *up, const char *id,
+                            const uint8_t token_hash[STORE_HASH_LEN]);
+void srv_upload_pending_drop(struct srv_uploads *up, const char *id,
+                             const uint8_t token_hash[STORE_HASH_LEN]);
+unsigned srv_upload_pending(struct srv_uploads *up, const char *id,
+                            const uint8_t token_hash[STORE_HASH_LEN]);
 
 /* s->uploads: data/uploads and its sweep, at start then every min(expiry / 2, 10 min).
  * 0 or a negative errno. srv_uploads_free() once the loop has closed every handle. */

@@ -457,6 +457,30 @@ int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN],
 	return rc;
 }
 
+int store_kiosk_child_linked(store *s, const char *device_id, const char *member_id)
+{
+	static const char sql[] =
+	    "SELECT 1 FROM devices d JOIN kiosk_links l ON l.kiosk_id = d.kiosk_id "
+	    "JOIN members m ON m.id = l.member_id WHERE d.id = ?1 AND d.revoked_ms IS NULL AND "
+	    "l.member_id = ?2 AND m.removed_ms IS NULL";
+	if (store_id_check(device_id) < 0 || store_id_check(member_id) < 0)
+		return STORE_ENOTFOUND;
+	conn *c;
+	int rc = db_read_begin(s->directory, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, member_id, -1, SQLITE_STATIC);
+		int r = sqlite3_step(st);
+		rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		sqlite3_reset(st);
+	}
+	db_read_end(s->directory, c);
+	return rc;
+}
+
 int store_kiosk_session_end(store *s, const uint8_t token_hash[STORE_HASH_LEN])
 {
 	static const char sql[] = "DELETE FROM kiosk_sessions WHERE token_hash = ?";

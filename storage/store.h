@@ -361,6 +361,9 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
 int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN], int64_t now_ms,
 			     int64_t idle_ms, bool use, store_device *device,
 			     store_member *member);
+/* 0 if the kiosk device is not revoked and the child (still a member) is paired to its kiosk:
+ * what a session stood on, whether or not the session is still open; else STORE_ENOTFOUND. */
+int store_kiosk_child_linked(store *s, const char *device_id, const char *member_id);
 /* End one session by its token's hash, or every session of a kiosk device. */
 int store_kiosk_session_end(store *s, const uint8_t token_hash[STORE_HASH_LEN]);
 int store_kiosk_sessions_end(store *s, const char *device_id);

@@ -384,6 +384,23 @@ def recording_outlives_session(binary, jiayinctl):
            [m["sender"] for m in msgs] == [links[0]["member_id"]],
            "the next child logs in while the first child's story is transcoded: the first "
            "session is over, and the story is stored (201)", f"{up.status} {up.body[:150]!r}")
+        # But a child unpaired from the kiosk meanwhile (its PIN was seen): nothing is stored.
+        sock = srv.connect(120)
+        try:
+            sock.sendall((f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
+                          f"Authorization: Bearer {second}\r\n"
+                          f"Content-Length: {len(wav)}\r\nConnection: close\r\n\r\n")
+                         .encode() + wav)
+            time.sleep(0.3)
+            d = call(srv, "DELETE", f"/v1/families/{fam}/kiosk-links/{links[1]['id']}",
+                     mom["token"])
+            up = Reader(sock).response()
+        finally:
+            sock.close()
+        msgs = call(srv, "GET", f"/v1/families/{fam}/messages", mom["token"]).json()["messages"]
+        ok(d.status == 204 and up.status == 401 and len(msgs) == 1,
+           "a child unpaired from the kiosk while its story is transcoded: 401, nothing stored "
+           "(the review: stored all the same)", f"{d.status} {up.status} {len(msgs)}")
     finally:
         srv.stop()
 

@@ -7,7 +7,8 @@ What a phone on a train meets: a PATCH cut (closed, or reset) mid-body keeps eve
 reached the server, the next HEAD says so, the upload resumes from there into a message that
 downloads and decodes, and the cut PATCHes are logged as 499. A HEAD sent right after the cut
 never reports the offset from before the bytes the cut PATCH carried: while that PATCH still
-waits for its caller to be checked, HEAD answers 423 as while it works.
+waits for its caller to be checked, HEAD answers 423 as while it works; PATCHes with someone
+else's token hold no HEAD back.
 """
 import json
 import os
@@ -155,6 +156,21 @@ def head_right_after_cut(binary, wav):
             off = got if got is not None else off
         ok(not stale, f"{rounds} PATCHes cut after 2000 bytes, each followed at once by a HEAD: "
                       f"every HEAD counts the cut bytes (stale: {stale[:5]})")
+        # Someone else's PATCHes of the upload (a made-up token), however many, do not hold
+        # the owner's HEAD back (the review: waiting PATCHes were counted by upload alone).
+        stranger = {"token": "x" * 43}
+        locked = 0
+        for _ in range(10):
+            socks = [srv.connect() for _ in range(8)]
+            try:
+                for sock in socks:
+                    sock.sendall(patch_head(stranger, loc, off, len(wav) - off) + b"\0" * 100)
+                locked += sum(head(srv, mom, loc).status == 423 for _ in range(4))
+            finally:
+                for sock in socks:
+                    sock.close()
+        ok(locked == 0, f"80 PATCHes with a made-up token beside 40 HEADs of the owner: no "
+                        f"HEAD is 423 ({locked})")
     finally:
         srv.stop()
 

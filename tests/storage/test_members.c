@@ -189,6 +189,15 @@ static void members_leave(void **state)
 	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin", 2600),
 	                 0);
 
+	/* What a session stands on: the kiosk, and the child paired to it. */
+	assert_int_equal(store_kiosk_child_linked(f->s, kdev.id.s, kid.id.s), 0);
+	assert_int_equal(store_kiosk_child_linked(f->s, kdev.id.s, f->parent.id.s),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_child_linked(f->s, phone.id.s, kid.id.s), STORE_ENOTFOUND);
+	for (size_t i = 0; i < NBAD; i++)
+		assert_int_equal(store_kiosk_child_linked(f->s, bad_ids[i], kid.id.s),
+		                 STORE_ENOTFOUND);
+
 	/* Not of this family, malformed, unknown: not found, and nothing changes. */
 	assert_int_equal(store_member_remove(f->s, f->other.id.s, kid.id.s, 3000, &got),
 	                 STORE_ENOTFOUND);
@@ -209,6 +218,7 @@ static void members_leave(void **state)
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 3001, 180000, true, &d, &got),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &link), STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_child_linked(f->s, kdev.id.s, kid.id.s), STORE_ENOTFOUND);
 	assert_int_equal(store_device_by_token(f->s, kiosk_h, &d), 0); /* the kiosk serves others */
 	assert_int_equal(store_member_get(f->s, kid.id.s, &got), STORE_ENOTFOUND);
 	assert_int_equal(store_member_update(f->s, f->fam.id.s, kid.id.s, "x", NULL, &got),
@@ -260,6 +270,17 @@ static void members_leave(void **state)
 	/* Another family's last parent is theirs alone. */
 	assert_int_equal(store_member_remove(f->s, f->other.id.s, f->other_parent.id.s, 1, &got),
 	                 STORE_ELIMIT);
+	/* A revoked kiosk stands for no child any more. */
+	store_member gang;
+	uint8_t code3[STORE_HASH_LEN];
+	hash_of("kcode", 3, code3);
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "小刚", STORE_ROLE_CHILD, NULL, 9000, &gang), 0);
+	assert_int_equal(store_kiosk_code_create(f->s, code3, f->kiosk.id.s, 9000, 19000), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code3, gang.id.s, "pin", 9100, &link), 0);
+	assert_int_equal(store_kiosk_child_linked(f->s, kdev.id.s, gang.id.s), 0);
+	assert_int_equal(store_device_revoke(f->s, kdev.id.s, 9200), 0);
+	assert_int_equal(store_kiosk_child_linked(f->s, kdev.id.s, gang.id.s), STORE_ENOTFOUND);
 }
 
 /* Former members free their places among the 64, not among a family's STORE_MEMBER_ROWS_MAX
@@ -327,8 +348,16 @@ static void codes_go_with_their_phone(void **state)
 	h.created_by = dad.id;
 	h.created_by_device = dads.id;
 	assert_int_equal(store_pairing_create(f->s, honest, &h), 0);
+	uint8_t spare[STORE_HASH_LEN], spare_h[STORE_HASH_LEN];
+	hash_of("code", 6, spare);
+	hash_of("phone", 6, spare_h);
+	assert_int_equal(store_pairing_create(f->s, spare, &h), 0); /* asked for twice */
 	assert_int_equal(store_pairing_redeem(f->s, honest, new_h, "新手机", 4000, &got, &m, &d),
 	                 0);
+	/* Her other code for a new phone went with the first one used: it would revoke this one
+	 * (review finding: nothing tested that it goes). */
+	assert_int_equal(store_pairing_redeem(f->s, spare, spare_h, "x", 4500, &got, &m, &d),
+	                 STORE_ENOTFOUND);
 	assert_int_equal(store_device_by_token(f->s, stolen_h, &d), STORE_ENOTFOUND);
 	assert_int_equal(store_pairing_redeem(f->s, takeover, thief_h, "x", 5000, &got, &m, &d),
 	                 STORE_ENOTFOUND);
