@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""test_family.py — a family as a whole, end to end (TAP).
+
+usage: test_family.py JIAYIN_BINARY
+
+What docs/api.md promises for GET and PATCH /v1/families/{id} (usage, quota, retention), for
+keeping a message past the retention period and the retention job that deletes the others,
+for a parent's export (a zip of the voices and an index), and for erasing the family.
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache__ in the tree
+from serverlib import Server, request  # noqa: E402
+from tap import finish, ok  # noqa: E402
+from test_api import SAMPLE, bearer, invite_and_pair, post_json, signup, upload  # noqa: E402
+
+
+def family_settings(binary):
+    """Settings (retention, quota), keeping, the retention job, export, erasing a family."""
+    import sqlite3
+    import threading
+    import time
+    import zipfile
+    import io
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    srv = Server(binary, "--retention-interval-s", "1")
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        kid = invite_and_pair(srv, mom, "child", "小明")
+        other = signup(srv, "李家", "爸爸")
+        path = f"/v1/families/{fam}"
+        g = request(srv, "GET", path, headers=bearer(kid["token"]))
+        fj = g.json().get("family", {}) if g.status == 200 else {}
+        ok(g.status == 200 and fj.get("retention_days") == 0 and
+           fj.get("quota_bytes") == 1 << 30 and fj.get("usage_bytes") == 0 and
+           fj.get("name") == "王家", "GET the family: its settings and usage, to any member",
+           g.body[:200])
+        ok(request(srv, "GET", path, headers=bearer(other["token"])).status == 404,
+           "another family's device: 404")
+        dirdb = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10)
+        dirdb.execute("UPDATE families SET quota_bytes = 0 WHERE id = ?",
+                      (other["family"]["id"],))
+        dirdb.commit()
+        dirdb.close()
+        og = request(srv, "GET", f"/v1/families/{other['family']['id']}",
+                     headers=bearer(other["token"])).json()["family"]
+        ok(og["quota_bytes"] == 1 << 30,
+           "a family stored without a quota (before quotas) has the server's default")
+
+        def patch(who, body, raw=None):
+            b = raw if raw is not None else json.dumps(body).encode()
+            return request(srv, "PATCH", path, b, headers=bearer(who["token"]) +
+                           [("Content-Type", "application/json")])
+        ok(patch(kid, {"retention_days": 7}).status == 403, "a child cannot change settings")
+        ok(patch(other, {"retention_days": 7}).status == 404, "another family: 404")
+        for bad in ({}, {"retention_days": -1}, {"retention_days": 3651},
+                    {"retention_days": "7"}, {"retention_days": 7, "colour": "red"},
+                    {"quota_bytes": 0}, {"quota_bytes": (1 << 30) + 1}, {"retention_days": 1.5}):
+            r = patch(mom, bad)
+            ok(r.status == 400 and r.json()["error"]["code"] == "invalid_setting",
+               f"PATCH {json.dumps(bad)}: 400 invalid_setting")
+        r = patch(mom, {"retention_days": 30})
+        ok(r.status == 200 and r.json()["family"]["retention_days"] == 30 and
+           r.json()["family"]["quota_bytes"] == 1 << 30, "a parent sets the retention period")
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            futs = [ex.submit(patch, mom, {"quota_bytes": (1 << 29) + i}) for i in range(30)]
+            futs.append(ex.submit(patch, mom, {"retention_days": 31}))
+            statuses = [f.result().status for f in futs]
+        fj = request(srv, "GET", path, headers=bearer(mom["token"])).json()["family"]
+        ok(statuses == [200] * 31 and fj["retention_days"] == 31 and
+           (1 << 29) <= fj["quota_bytes"] < (1 << 29) + 30,
+           "concurrent PATCHes of different settings never undo each other", str(fj))
+        patch(mom, {"retention_days": 30, "quota_bytes": 1 << 30})
+        ok(request(srv, "PATCH", path, b"{", headers=[("Content-Type", "application/json")])
+           .status == 401, "no token and a broken body: 401 first")
+
+        # members without phones: avatar optional or empty; at most 64 in a family, phones too
+        waiting = post_json(srv, f"{path}/pairing-codes",
+                            {"role": "caregiver", "member_name": "奶奶"},
+                            headers=bearer(mom["token"])).json()["code"]
+        made = [request(srv, "POST", f"{path}/members",
+                        json.dumps({"member_name": f"孩子{i}", "role": "child",
+                                    "avatar": "" if i == 0 else "cat"}).encode(),
+                        headers=bearer(mom["token"]) + [("Content-Type", "application/json")])
+                for i in range(64)]
+        codes = [r.status for r in made]
+        ok(codes[0] == 201 and made[0].json()["member"]["avatar"] == "" and
+           codes.count(201) == 62 and codes[-2:] == [409, 409] and
+           made[-1].json()["error"]["code"] == "too_many_members",
+           "members without phones: an empty avatar is none; the 65th member is 409 "
+           "too_many_members", str(codes[-4:]))
+        full = post_json(srv, f"{path}/pairing-codes", {"role": "child", "member_name": "多一个"},
+                         headers=bearer(mom["token"]))
+        late = post_json(srv, "/v1/pair", {"code": waiting, "device_name": "老人机"})
+        listed = request(srv, "GET", f"{path}/members", headers=bearer(mom["token"]))
+        ok(full.status == 409 and full.json()["error"]["code"] == "too_many_members" and
+           late.status == 409 and late.json()["error"]["code"] == "too_many_members" and
+           len(listed.json()["members"]) == 64,
+           "a full family: no pairing code for a 65th member, and a code given out before it "
+           "filled up pairs no phone (409 too_many_members); the list shows all 64",
+           f"{full.status} {late.status} {full.body[:80]!r} {late.body[:80]!r}")
+
+        # keeping, then the retention job
+        a = upload(srv, mom["token"], fam, wav).json()["message"]
+        b = upload(srv, mom["token"], fam, wav).json()["message"]
+        k = request(srv, "POST", f"{path}/messages/{a['id']}/keep", b"",
+                    headers=bearer(kid["token"]))
+        lst = request(srv, "GET", f"{path}/messages?since={b['seq']}",
+                      headers=bearer(mom["token"])).json()
+        ok(k.status == 200 and k.json()["kept"] is True and
+           [(m["id"], m["kept"]) for m in lst["messages"]] == [(a["id"], True)],
+           "the child keeps a story: a change everyone sees, with kept: true")
+        db = os.path.join(srv.data, "families", f"{fam}.db")
+        con = sqlite3.connect(db, timeout=10)
+        con.execute("UPDATE messages SET created_ms = created_ms - 31 * 86400000")
+        con.commit()
+        con.close()
+        # The job visits a family once a day (or when its period is set): set it again.
+        patch(mom, {"retention_days": 30})
+        got = {}
+
+        def wait():
+            got["r"] = request(srv, "GET", f"{path}/messages?since={lst['seq']}&wait=20",
+                               headers=bearer(kid["token"]), timeout=30)
+        th = threading.Thread(target=wait)
+        th.start()
+        th.join(25)
+        msgs = got["r"].json()["messages"] if "r" in got else []
+        ok(msgs == [{"id": b["id"], "seq": lst["seq"] + 1, "state": "deleted"}],
+           "31 days later the retention job deletes the unkept one, and a waiting device "
+           "hears of it at once", got.get("r") and got["r"].body[:200])
+        ok(request(srv, "GET", f"{path}/messages/{a['id']}/audio",
+                   headers=bearer(kid["token"])).status == 200 and
+           request(srv, "GET", f"{path}/messages/{b['id']}/audio",
+                   headers=bearer(kid["token"])).status == 404,
+           "the kept story still plays; the other's audio is gone")
+        mt = request(srv, "GET", "/metrics").body.decode()
+        ok("jiayin_retention_deleted_total 1" in mt, "counted in /metrics")
+        u = request(srv, "DELETE", f"{path}/messages/{a['id']}/keep", b"",
+                    headers=bearer(mom["token"]))
+        ok(u.status == 200 and u.json()["kept"] is False, "DELETE .../keep: kept no more")
+        patch(mom, {"retention_days": 30})
+        time.sleep(2.5)
+        ok(request(srv, "GET", f"{path}/messages/{a['id']}/audio",
+                   headers=bearer(kid["token"])).status == 404,
+           "and the next run of the job deletes it")
+
+        # quota
+        c = upload(srv, mom["token"], fam, wav).json()["message"]
+        r = patch(mom, {"quota_bytes": c["bytes"] + 1})
+        ok(r.status == 200 and r.json()["family"]["usage_bytes"] == c["bytes"],
+           "usage counts the stored audio")
+        full = upload(srv, mom["token"], fam, wav)
+        after = request(srv, "GET", f"{path}/messages?since={c['seq']}",
+                        headers=bearer(mom["token"])).json()
+        ok(full.status == 507 and full.json()["error"]["code"] == "quota_exceeded" and
+           after["messages"] == [], "over the quota: 507 quota_exceeded, nothing stored")
+
+        # export
+        ex = request(srv, "GET", f"{path}/export", headers=bearer(mom["token"]), timeout=30)
+        audio = request(srv, "GET", f"{path}/messages/{c['id']}/audio",
+                        headers=bearer(mom["token"])).body
+        names, index, oggs = [], {}, []
+        if ex.status == 200:
+            z = zipfile.ZipFile(io.BytesIO(ex.body))
+            names = z.namelist()
+            index = json.loads(z.read("index.json"))
+            oggs = [z.read(n) for n in names if n.endswith(".ogg")]
+        ok(ex.status == 200 and ex.header("Content-Type") == "application/zip" and
+           "attachment" in (ex.header("Content-Disposition") or "") and
+           oggs == [audio] and "index.json" in names and c["id"] in json.dumps(index),
+           "a parent's export: a zip with the family's audio and its index", ex.body[:200])
+        ok(request(srv, "GET", f"{path}/export", headers=bearer(kid["token"])).status == 403
+           and request(srv, "GET", f"{path}/export", headers=bearer(other["token"])).status
+           == 404, "a child cannot export (403); another family: 404")
+        tmp = os.listdir(os.path.join(srv.data, "tmp"))
+        ok(tmp == [], "no export is left behind in data/tmp", str(tmp))
+
+        # erasing the family
+        ok(request(srv, "DELETE", path, headers=bearer(kid["token"])).status == 403 and
+           request(srv, "DELETE", path, headers=bearer(other["token"])).status == 404,
+           "a child cannot erase the family (403); another family: 404")
+        d = request(srv, "DELETE", path, headers=bearer(mom["token"]))
+        ok(d.status == 204 and not os.path.exists(db) and
+           request(srv, "GET", "/v1/me", headers=bearer(mom["token"])).status == 401 and
+           request(srv, "GET", "/v1/me", headers=bearer(kid["token"])).status == 401,
+           "a parent erases the family: its file is gone and its devices' tokens stop working")
+        ok(request(srv, "GET", "/v1/me", headers=bearer(other["token"])).status == 200,
+           "other families are untouched")
+    finally:
+        srv.stop()
+
+
+def main():
+    family_settings(sys.argv[1])
+    return finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
