@@ -76,4 +76,15 @@ static inline int count_rows(const char *path, const char *sql)
 	return n;
 }
 
+/* Overwrite `len` bytes at `offset` of a file. */
+static inline void mangle(const char *path, long offset, int len)
+{
+	FILE *fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	fseek(fp, offset, SEEK_SET);
+	for (int i = 0; i < len; i++)
+		fputc(0x5A ^ i, fp);
+	fclose(fp);
+}
+
 #endif
