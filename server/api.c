@@ -188,12 +188,11 @@ bool api_still_the_caller(api_job *j)
 	/* A child at a kiosk: still a member, paired to that kiosk, which is not revoked. Its
 	 * session may have ended meanwhile (the next child logged in on the shared tablet): its
 	 * recording is kept all the same. */
-	if (j->session) {
-		if ((rc = store_kiosk_child_linked(j->st, j->device.id.s, j->member.id.s)) == 0)
-			m = j->member;
-	} else if ((rc = store_device_by_token(j->st, j->token_hash, &d)) == 0)
-		rc = store_member_get(j->st, d.member_id.s, &m);
-	if (rc == 0 && strcmp(m.id.s, j->member.id.s) != 0)
+	if (j->session)
+		rc = store_kiosk_child_linked(j->st, j->device.id.s, j->member.id.s);
+	else if ((rc = store_device_by_token(j->st, j->token_hash, &d)) == 0 &&
+	         (rc = store_member_get(j->st, d.member_id.s, &m)) == 0 &&
+	         strcmp(m.id.s, j->member.id.s) != 0)
 		rc = STORE_ENOTFOUND;
 	if (rc < 0)
 		j->auth_rc = rc;
