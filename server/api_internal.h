@@ -1,7 +1,7 @@
 /*
  * api_internal.h — what the v1 API's files share: api.c (requests, authentication, identity),
  * api_pairing.c, api_family.c, api_kiosk.c, api_messages.c and api_poll.c (the mailbox),
- * api_uploads.c. Private to server/; loop thread unless noted.
+ * api_uploads.c (with tus_op.c). Private to server/; loop thread unless noted.
  */
 #ifndef JIAYIN_SERVER_API_INTERNAL_H
 #define JIAYIN_SERVER_API_INTERNAL_H
