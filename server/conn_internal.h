@@ -24,8 +24,12 @@ void conn_end_keep_alive(srv_conn *c);
 /* Closes with a reset (SO_LINGER 0): the kernel drops what it still holds for the client
  * instead of sending it on after the close. For a client that stopped taking its response. */
 void conn_close_reset(srv_conn *c);
+
+/* conn_addr.c */
 /* An address as 16 bytes (IPv4 as v4-mapped IPv6); false if text is not an address. */
 bool conn_addr16(const char *text, unsigned char out[16]);
+/* x->client (and x->https): the peer, or what a trusted proxy says the client is. */
+void conn_forwarded(srv_exchange *x);
 
 /* conn_body.c */
 int conn_collect_body(void *ctx, const char *data, size_t len); /* ctx: the exchange */
