@@ -93,10 +93,12 @@ static json_t *link_json(const store_kiosk_link *l, int64_t now_ms)
 {
 	json_t *locked = l->locked_until_ms > now_ms ? json_integer(l->locked_until_ms / 1000)
 						     : json_null();
-	return json_pack("{s:s, s:{s:s, s:s}, s:s, s:s, s:s, s:o, s:I}", "id", l->id.s, "kiosk",
-			 "id", l->kiosk_id.s, "name", l->kiosk_name, "school", l->school_name,
-			 "member_id", l->member_id.s, "member_name", l->member_name,
-			 "locked_until", locked, "created_at", (json_int_t)(l->created_ms / 1000));
+	json_t *by = l->pin_set_by.s[0] ? json_string(l->pin_set_by.s) : json_null();
+	return json_pack("{s:s, s:{s:s, s:s}, s:s, s:s, s:s, s:b, s:o, s:o, s:I}", "id", l->id.s,
+	                 "kiosk", "id", l->kiosk_id.s, "name", l->kiosk_name, "school",
+	                 l->school_name, "member_id", l->member_id.s, "member_name", l->member_name,
+	                 "pin_set", l->pin_hash[0] != '\0', "pin_set_by", by, "locked_until",
+	                 locked, "created_at", (json_int_t)(l->created_ms / 1000));
 }
 
 /* The caller is the kiosk itself (its own token), or it is 403. */
@@ -176,10 +178,11 @@ static void children_done(srv_exchange *x, api_job *j)
 		const store_kiosk_link *l = &j->links[i];
 		/* Only what the screen needs: no family, no member id before the PIN. */
 		json_array_append_new(
-		    arr, json_pack("{s:s, s:s, s:s, s:o}", "id", l->id.s, "name", l->member_name,
-				   "avatar", l->avatar, "locked_until",
-				   l->locked_until_ms > now ? json_integer(l->locked_until_ms / 1000)
-							    : json_null()));
+		    arr, json_pack(
+		             "{s:s, s:s, s:s, s:b, s:o}", "id", l->id.s, "name", l->member_name,
+		             "avatar", l->avatar, "pin_set", l->pin_hash[0] != '\0', "locked_until",
+		             l->locked_until_ms > now ? json_integer(l->locked_until_ms / 1000)
+		                                      : json_null()));
 	}
 	api_respond_json(x, 200, arr ? json_pack("{s:{s:s, s:s}, s:o, s:i, s:i}", "kiosk", "id",
 						 j->device.kiosk_id.s, "name", j->family_name,
@@ -196,7 +199,7 @@ void srv_api_kiosk_children(srv_exchange *x)
 }
 
 /* ---- POST /v1/kiosk/sessions: a child logs in with their pictures ---- */
-enum { LOGIN_WRONG_PIN = 2, LOGIN_LOCKED = 3 };
+enum { LOGIN_WRONG_PIN = 2, LOGIN_LOCKED = 3, LOGIN_NO_PIN = 4 };
 
 static void login_work(api_job *j)
 {
@@ -211,6 +214,10 @@ static void login_work(api_job *j)
 		return;
 	if (strcmp(l->kiosk_id.s, j->device.kiosk_id.s) != 0) {
 		j->rc = STORE_ENOTFOUND; /* a child of another kiosk: as if unknown */
+		return;
+	}
+	if (!l->pin_hash[0]) {
+		j->rc = LOGIN_NO_PIN; /* its chooser left the family: nothing to check, nor count */
 		return;
 	}
 	int64_t now = api_now_ms();
@@ -259,6 +266,11 @@ static void login_done(srv_exchange *x, api_job *j)
 		snprintf(retry, sizeof retry, "Retry-After: %lld\r\n", (long long)(wait > 0 ? wait : 1));
 		srv_respond_error_with(x, 429, "pin_locked",
 				       "too many wrong pictures: ask a grown-up, or wait", retry);
+		return;
+	}
+	if (j->rc == LOGIN_NO_PIN) {
+		srv_respond_error(x, 409, "pin_not_set",
+		                  "these pictures are no more: ask a grown-up to choose new ones");
 		return;
 	}
 	if (j->rc == LOGIN_WRONG_PIN) {
@@ -359,7 +371,8 @@ static void link_create_work(api_job *j)
 		j->rc = STORE_ENOMEM;
 		return;
 	}
-	j->rc = store_kiosk_link_redeem(j->st, h, child.id.s, hash, api_now_ms(), j->links);
+	j->rc = store_kiosk_link_redeem(j->st, h, child.id.s, hash, j->member.id.s, api_now_ms(),
+	                                j->links);
 	if (j->rc == STORE_ENOTFOUND) /* the code (wrong, used, expired), or the child just left */
 		j->rc = store_member_get(j->st, child.id.s, &child) == STORE_ENOTFOUND ? 2 : 3;
 	if (j->rc == 0)
@@ -464,7 +477,7 @@ static void pin_work(api_job *j)
 	char hash[STORE_PIN_HASH_MAX + 1];
 	if (!own_link(j) || (j->rc = pin_hash(j, j->links->member_id.s, hash)) < 0)
 		return;
-	if ((j->rc = store_kiosk_link_set_pin(j->st, j->links->id.s, hash)) == 0)
+	if ((j->rc = store_kiosk_link_set_pin(j->st, j->links->id.s, hash, j->member.id.s)) == 0)
 		j->rc = store_kiosk_link_get(j->st, j->links->id.s, j->links);
 	if (j->rc == 0)
 		api_audit(j, api_now_ms(), "kiosk.pin", j->param[0], j->links->id.s, NULL);

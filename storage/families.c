@@ -337,6 +337,12 @@ int store_member_remove(store *s, const char *family_id, const char *member_id, 
 	    "DELETE FROM kiosk_links WHERE member_id = ?2",
 	    /* the codes it asked for (its way back in) and those for a new phone of its */
 	    "DELETE FROM pairing_codes WHERE (created_by = ?2 OR member_id = ?2)",
+	    /* the PINs it chose for the children's links: it knows them (review finding: an aunt
+	     * removed from the family still logged in as the child at school and heard all) */
+	    "DELETE FROM kiosk_sessions WHERE link_id IN "
+	    "(SELECT id FROM kiosk_links WHERE pin_set_by = ?2)",
+	    "UPDATE kiosk_links SET pin_hash = '', pin_set_by = NULL, failures = 0, "
+	    "locked_until_ms = 0 WHERE pin_set_by = ?2",
 	};
 	if (store_id_check(family_id) < 0 || store_id_check(member_id) < 0)
 		return STORE_ENOTFOUND;

@@ -24,7 +24,8 @@
 
 #define LINK_COLUMNS                                                                               \
 	"l.id, l.kiosk_id, l.member_id, m.family_id, k.name, sc.name, m.name, m.avatar, "          \
-	"l.pin_hash, l.failures, l.locked_until_ms, l.created_ms FROM kiosk_links l "              \
+	"l.pin_hash, l.failures, l.locked_until_ms, l.created_ms, l.pin_set_by "                   \
+	"FROM kiosk_links l "                                                                      \
 	"JOIN kiosks k ON k.id = l.kiosk_id JOIN schools sc ON sc.id = k.school_id "               \
 	"JOIN members m ON m.id = l.member_id AND m.removed_ms IS NULL "
 
@@ -44,6 +45,7 @@ static void link_from_row(sqlite3_stmt *st, void *out)
 	l->failures = (unsigned)sqlite3_column_int(st, 9);
 	l->locked_until_ms = sqlite3_column_int64(st, 10);
 	l->created_ms = sqlite3_column_int64(st, 11);
+	copy_text(l->pin_set_by.s, sizeof l->pin_set_by.s, sqlite3_column_text(st, 12));
 }
 
 static int check_pin_hash(const char *pin_hash)
@@ -124,39 +126,62 @@ static int use_kiosk_code(conn *c, const uint8_t code_hash[STORE_HASH_LEN], int6
 	return rc;
 }
 
-/* Make or renew the link of member to kiosk (inside the caller's transaction); its id in *id.
- * A renewed link has a new PIN: whoever is in with the old one is logged out, as by
- * store_kiosk_link_set_pin (review finding: pairing again kept the open session). */
-static int upsert_link(conn *c, const store_id *kiosk, const char *member_id,
-		       const char *pin_hash, int64_t now_ms, store_id *id)
+/*
+ * Inside the caller's transaction: 0 if the child is a member (not one who left) and so is the
+ * PIN's chooser set_by (if known), in the same family; else STORE_ENOTFOUND.
+ */
+static int child_and_chooser(conn *c, const char *child, const char *set_by)
 {
 	static const char sql[] =
-	    "INSERT INTO kiosk_links (id, kiosk_id, member_id, pin_hash, created_ms) "
-	    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (kiosk_id, member_id) DO UPDATE SET "
-	    "pin_hash = excluded.pin_hash, failures = 0, locked_until_ms = 0 RETURNING id";
-	static const char end_sql[] = "DELETE FROM kiosk_sessions WHERE link_id = ?";
-	/* A member who left meanwhile (its removal deleted its links) is paired to nothing. */
-	static const char member_sql[] =
-	    "SELECT 1 FROM members WHERE id = ? AND removed_ms IS NULL";
-	store_id fresh;
-	store_new_id(&fresh);
+	    "SELECT family_id FROM members WHERE id = ? AND removed_ms IS NULL";
+	store_member chooser;
 	int rc = 0;
-	sqlite3_stmt *st = conn_stmt(c, member_sql, &rc);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (!st)
 		return rc;
-	sqlite3_bind_text(st, 1, member_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, child, -1, SQLITE_STATIC);
 	int r = sqlite3_step(st);
+	store_id family = {{0}};
+	if (r == SQLITE_ROW)
+		copy_text(family.s, sizeof family.s, sqlite3_column_text(st, 0));
 	sqlite3_reset(st);
 	if (r != SQLITE_ROW)
 		return r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
-	if (!(st = conn_stmt(c, sql, &rc)))
+	return set_by ? member_current(c, family.s, set_by, &chooser) : 0;
+}
+
+/* Make or renew the link of member to kiosk (inside the caller's transaction); its id in *id.
+ * A renewed link has a new PIN: whoever is in with the old one is logged out, as by
+ * store_kiosk_link_set_pin (review finding: pairing again kept the open session). */
+static int upsert_link(conn *c, const store_id *kiosk, const char *member_id, const char *pin_hash,
+                       const char *set_by, int64_t now_ms, store_id *id)
+{
+	static const char sql[] =
+	    "INSERT INTO kiosk_links (id, kiosk_id, member_id, pin_hash, created_ms, pin_set_by) "
+	    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk_id, member_id) DO UPDATE SET "
+	    "pin_hash = excluded.pin_hash, failures = 0, locked_until_ms = 0, "
+	    "pin_set_by = excluded.pin_set_by RETURNING id";
+	static const char end_sql[] = "DELETE FROM kiosk_sessions WHERE link_id = ?";
+	store_id fresh;
+	store_new_id(&fresh);
+	/* A member who left meanwhile (its removal deleted its links) is paired to nothing, and
+	 * one who left gives no PIN (its removal took those it gave). */
+	int rc = child_and_chooser(c, member_id, set_by);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
 		return rc;
 	sqlite3_bind_text(st, 1, fresh.s, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, kiosk->s, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, member_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, pin_hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, now_ms);
-	r = sqlite3_step(st);
+	if (set_by)
+		sqlite3_bind_text(st, 6, set_by, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 6);
+	int r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
 		copy_text(id->s, sizeof id->s, sqlite3_column_text(st, 0));
 		rc = step_write(st);
@@ -173,12 +198,12 @@ static int upsert_link(conn *c, const store_id *kiosk, const char *member_id,
 }
 
 int store_kiosk_link_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
-			    const char *member_id, const char *pin_hash, int64_t now_ms,
-			    store_kiosk_link *out)
+                            const char *member_id, const char *pin_hash, const char *set_by,
+                            int64_t now_ms, store_kiosk_link *out)
 {
 	if (!code_hash || check_pin_hash(pin_hash) < 0)
 		return STORE_EINVAL;
-	if (store_id_check(member_id) < 0)
+	if (store_id_check(member_id) < 0 || (set_by && store_id_check(set_by) < 0))
 		return STORE_ENOTFOUND;
 	store_id kiosk, id;
 	conn *c = db_write_begin(s->directory);
@@ -186,7 +211,7 @@ int store_kiosk_link_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 	if (rc == 0) {
 		rc = use_kiosk_code(c, code_hash, now_ms, &kiosk);
 		if (rc == 0)
-			rc = upsert_link(c, &kiosk, member_id, pin_hash, now_ms, &id);
+			rc = upsert_link(c, &kiosk, member_id, pin_hash, set_by, now_ms, &id);
 		if (rc == 0)
 			rc = conn_commit(c);
 		else
@@ -279,22 +304,49 @@ static int change_link(store *s, const char *sql, const char *text, int64_t a, i
 	return rc;
 }
 
-int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash)
+/* Inside the caller's transaction: the link's child and set_by are members of one family. */
+static int chooser_of_link(conn *c, const char *link_id, const char *set_by)
+{
+	static const char sql[] = "SELECT member_id FROM kiosk_links WHERE id = ?";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, link_id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	store_id child = {{0}};
+	if (r == SQLITE_ROW)
+		copy_text(child.s, sizeof child.s, sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	if (r != SQLITE_ROW)
+		return r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+	return child_and_chooser(c, child.s, set_by);
+}
+
+int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash,
+                             const char *set_by)
 {
 	static const char sql[] = "UPDATE kiosk_links SET pin_hash = ?, failures = 0, "
-				  "locked_until_ms = 0 WHERE id = ?";
+	                          "locked_until_ms = 0, pin_set_by = ? WHERE id = ?";
 	/* Whoever learned the old PIN is logged out with it, in the same transaction. */
 	static const char end_sql[] = "DELETE FROM kiosk_sessions WHERE link_id = ?";
 	if (check_pin_hash(pin_hash) < 0)
 		return STORE_EINVAL;
-	if (store_id_check(link_id) < 0)
+	if (store_id_check(link_id) < 0 || (set_by && store_id_check(set_by) < 0))
 		return STORE_ENOTFOUND;
 	int rc = 0;
 	conn *c = db_write_begin(s->directory);
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc), *end = st ? conn_stmt(c, end_sql, &rc) : NULL;
 	if (end && (rc = conn_begin(c)) == 0) {
 		sqlite3_bind_text(st, 1, pin_hash, -1, SQLITE_STATIC);
-		if ((rc = update_by_id(c, st, 2, link_id)) == 0) {
+		if (set_by)
+			sqlite3_bind_text(st, 2, set_by, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, 2);
+		/* One who left meanwhile gives no PIN (its removal took those it gave). */
+		if (set_by)
+			rc = chooser_of_link(c, link_id, set_by);
+		if (rc == 0 && (rc = update_by_id(c, st, 3, link_id)) == 0) {
 			sqlite3_bind_text(end, 1, link_id, -1, SQLITE_STATIC);
 			rc = step_done(end);
 		}

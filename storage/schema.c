@@ -159,6 +159,12 @@ static const migration directory_steps[] = {
 	{"ALTER TABLE pairing_codes ADD COLUMN created_by_device TEXT;"
 	 "CREATE INDEX pairing_by_device ON pairing_codes(created_by_device) "
 	 "  WHERE created_by_device IS NOT NULL;"},
+	/* 10: who chose a kiosk link's PIN: a member who leaves takes the PINs it chose with it
+	 * (it knows them). Links from before keep theirs (the chooser is not known). */
+	{"ALTER TABLE kiosk_links ADD COLUMN pin_set_by TEXT REFERENCES members(id) "
+	 "  ON DELETE SET NULL;"
+	 "CREATE INDEX kiosk_links_by_pin_setter ON kiosk_links(pin_set_by) "
+	 "  WHERE pin_set_by IS NOT NULL;"},
 };
 
 static const migration mailbox_steps[] = {

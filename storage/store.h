@@ -157,10 +157,11 @@ int store_member_update(store *s, const char *family_id, const char *member_id, 
                         const char *avatar, store_member *out);
 /*
  * The member leaves the family, all in one transaction: its phones are revoked, its kiosk
- * links deleted (with a session open there) and its row kept as a former member, whose name
- * and avatar still say who sent its old messages (which stay, as the family's). STORE_ENOTFOUND:
- * no such member of the family (or a former one); STORE_ELIMIT: the family's last parent,
- * who stays (a family always has one who may erase it). *out: the member, removed_ms set.
+ * links deleted (with a session open there), the PINs it chose for others' links withdrawn
+ * (pin_hash "", their sessions ended: it knows them) and its row kept as a former member, whose
+ * name and avatar still say who sent its old messages (which stay, as the family's).
+ * STORE_ENOTFOUND: no such member of the family (or a former one); STORE_ELIMIT: the family's last
+ * parent, who stays (a family always has one who may erase it). *out: the member, removed_ms set.
  */
 int store_member_remove(store *s, const char *family_id, const char *member_id, int64_t now_ms,
                         store_member *out);
@@ -297,7 +298,8 @@ typedef struct store_kiosk_link {
 	char kiosk_name[STORE_NAME_MAX + 1], school_name[STORE_NAME_MAX + 1];
 	char member_name[STORE_NAME_MAX + 1];
 	char avatar[32];
-	char pin_hash[STORE_PIN_HASH_MAX + 1]; /* opaque to the store */
+	char pin_hash[STORE_PIN_HASH_MAX + 1]; /* opaque to the store; "": withdrawn */
+	store_id pin_set_by;                   /* the member who chose it; "": not known */
 	unsigned failures;                     /* wrong PINs since the last right one or lock */
 	int64_t locked_until_ms;               /* 0: not locked */
 	int64_t created_ms;
@@ -313,11 +315,13 @@ int store_kiosk_code_check(store *s, const uint8_t code_hash[STORE_HASH_LEN], in
  * A parent pairs a child (member_id) to the kiosk that showed the code: in one transaction the
  * code is used and the link made with the PIN's hash; a child paired to that kiosk before gets
  * the new PIN, its lock cleared and its open session ended (as by store_kiosk_link_set_pin).
- * Unknown, used or expired codes: STORE_ENOTFOUND, nothing changes. *out: the link.
+ * set_by: the member choosing the PIN (NULL: not known, an operator's), who must still be a
+ * member. Unknown, used or expired codes, a child or chooser who left: STORE_ENOTFOUND,
+ * nothing changes. *out: the link.
  */
 int store_kiosk_link_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
-			    const char *member_id, const char *pin_hash, int64_t now_ms,
-			    store_kiosk_link *out);
+                            const char *member_id, const char *pin_hash, const char *set_by,
+                            int64_t now_ms, store_kiosk_link *out);
 int store_kiosk_link_get(store *s, const char *link_id, store_kiosk_link *out);
 /* The kiosks a family's children are paired to / the children paired to a kiosk (by name):
  * up to max, so *n == max means there may be more (ask again with more room). */
@@ -329,8 +333,10 @@ int store_kiosk_links_of_kiosk(store *s, const char *kiosk_id, store_kiosk_link 
  * the caller frees it (free()). *n set. */
 int store_kiosk_links_of_family_all(store *s, const char *family_id, store_kiosk_link **out,
                                     size_t *n);
-/* A new PIN (its hash); clears failures and any lock, and ends the child's open session. */
-int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash);
+/* A new PIN (its hash), chosen by set_by (as for store_kiosk_link_redeem); clears failures and
+ * any lock, and ends the child's open session. */
+int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash,
+                             const char *set_by);
 /* Unpair: the link and its session go. */
 int store_kiosk_link_delete(store *s, const char *link_id);
 /*

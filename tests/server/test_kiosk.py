@@ -9,7 +9,8 @@ on the kiosk with their picture and pictures, hears the family's messages and re
 PINs lock the login; the session ends when idle, when the next child logs in, or when asked;
 the kiosk's own token never sees a family. Every step as docs/api.md promises. And the
 pairing locks that phones and kiosks share hold for codes sent all at once; pairing a child
-again ends its session; a family lists all its links; a wrong kiosk code costs no PIN hash.
+again ends its session; a family lists all its links; a wrong kiosk code costs no PIN hash;
+a member removed from the family takes the PINs it chose with it.
 """
 import base64
 import json
@@ -385,6 +386,70 @@ def recording_outlives_session(binary, jiayinctl):
         srv.stop()
 
 
+def pins_leave_with_their_chooser(binary, jiayinctl):
+    """A member removed from the family takes the kiosk PINs it chose with it (review finding:
+    an aunt removed from the family logged in as the child at the school kiosk with the PIN
+    she had chosen, and heard every message the family sent after). The child stays on the
+    kiosk, its login says a grown-up must choose new pictures, and a parent's new ones work;
+    PINs others chose are untouched."""
+    from test_api import invite_and_pair
+    srv = Server(binary)
+    try:
+        school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
+        ktok = find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板"), "token")
+        mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
+                                                     "member_name": "妈妈"}).json()
+        fam = mom["family"]["id"]
+        aunt = invite_and_pair(srv, mom, "caregiver", "姑姑")
+        links = f"/v1/families/{fam}/kiosk-links"
+
+        def link(by, name, pin):
+            kid = call(srv, "POST", f"/v1/families/{fam}/members", by["token"],
+                       {"member_name": name, "role": "child"}).json()["member"]
+            code = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).json()["code"]
+            return call(srv, "POST", links, by["token"],
+                        {"code": code, "member_id": kid["id"], "pin": pin}).json()["link"]
+
+        def login(link_id, pin):
+            return call(srv, "POST", "/v1/kiosk/sessions", ktok, {"child": link_id, "pin": pin})
+        ming = link(aunt, "小明", [9, 9, 9, 9])
+        hong = link(mom, "小红", [1, 2, 3, 4])
+        ok(ming["pin_set"] and ming["pin_set_by"] == aunt["member"]["id"] and
+           hong["pin_set_by"] == mom["member"]["id"],
+           "a link says who chose its PIN", json.dumps([ming, hong], ensure_ascii=False))
+        inside = login(ming["id"], [9, 9, 9, 9]).json()["token"]
+        rm = call(srv, "DELETE", f"/v1/families/{fam}/members/{aunt['member']['id']}",
+                  mom["token"])
+        again = login(ming["id"], [9, 9, 9, 9])
+        guess = login(ming["id"], [0, 0, 0, 0])
+        ok(rm.status == 204 and call(srv, "GET", "/v1/me", inside).status == 401 and
+           again.status == 409 and errcode(again) == "pin_not_set" and guess.status == 409,
+           "the aunt is removed: the session she opened as the child ends, and her pictures "
+           "open nothing (409 pin_not_set, for any pictures)", f"{rm.status} {again.status} "
+           f"{again.body[:160]!r}")
+        screen = {c["name"]: c for c in call(srv, "GET", "/v1/kiosk/children", ktok)
+                  .json()["children"]}
+        listed = {x["member_name"]: x for x in call(srv, "GET", links, mom["token"])
+                  .json()["links"]}
+        ok(set(screen) == {"小明", "小红"} and not screen["小明"]["pin_set"] and
+           screen["小红"]["pin_set"] and not listed["小明"]["pin_set"] and
+           listed["小明"]["pin_set_by"] is None and listed["小红"]["pin_set"] and
+           screen["小明"]["locked_until"] is None,
+           "the child stays on the kiosk's screen, which shows its pictures are to be chosen "
+           "again, as the family's list does", json.dumps(screen, ensure_ascii=False))
+        red = login(hong["id"], [1, 2, 3, 4])
+        ok(red.status == 201, "the PIN a parent chose still opens its child's session")
+        put = call(srv, "PUT", f"{links}/{ming['id']}/pin", mom["token"], {"pin": [3, 3, 3, 3]})
+        new, old = login(ming["id"], [3, 3, 3, 3]), login(ming["id"], [9, 9, 9, 9])
+        ok(put.status == 200 and put.json()["link"]["pin_set"] and
+           put.json()["link"]["pin_set_by"] == mom["member"]["id"] and new.status == 201 and
+           old.status == 403 and errcode(old) == "wrong_pin",
+           "a parent chooses new pictures: they open the child's session, the aunt's do not",
+           f"{put.status} {new.status} {old.status}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary, jiayinctl = sys.argv[1], sys.argv[2]
     with open(SAMPLE, "rb") as f:
@@ -467,7 +532,7 @@ def main():
         # the kiosk's first screen: pictures and names, nothing more
         ch = call(srv, "GET", "/v1/kiosk/children", ktok).json()
         ok(ch["children"] == [{"id": link["id"], "name": "小明", "avatar": "cat",
-                               "locked_until": None}],
+                               "pin_set": True, "locked_until": None}],
            "the kiosk lists the child: picture and name, no family or member id", ch)
 
         # a message from mother, waiting for the child
@@ -627,6 +692,7 @@ def main():
     pairing_locks(binary, jiayinctl)
     links_and_pins(binary, jiayinctl)
     recording_outlives_session(binary, jiayinctl)
+    pins_leave_with_their_chooser(binary, jiayinctl)
     return finish()
 
 

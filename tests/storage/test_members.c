@@ -185,7 +185,8 @@ static void members_leave(void **state)
 	assert_int_equal(store_device_add(f->s, kiosk_h, NULL, f->kiosk.id.s, "平板", 2000, &kdev),
 	                 0);
 	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 2000, 9000), 0);
-	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "pin", 2500, &link), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "pin", NULL, 2500, &link),
+	                 0);
 	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin", 2600),
 	                 0);
 
@@ -243,7 +244,7 @@ static void members_leave(void **state)
 	uint8_t code2[STORE_HASH_LEN];
 	hash_of("kcode", 2, code2);
 	assert_int_equal(store_kiosk_code_create(f->s, code2, f->kiosk.id.s, 3000, 9000), 0);
-	assert_int_equal(store_kiosk_link_redeem(f->s, code2, kid.id.s, "pin", 3100, &link),
+	assert_int_equal(store_kiosk_link_redeem(f->s, code2, kid.id.s, "pin", NULL, 3100, &link),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_code_check(f->s, code2, 3200), 0);
 	assert_int_equal(
@@ -277,7 +278,8 @@ static void members_leave(void **state)
 	assert_int_equal(
 	    store_member_add(f->s, f->fam.id.s, "小刚", STORE_ROLE_CHILD, NULL, 9000, &gang), 0);
 	assert_int_equal(store_kiosk_code_create(f->s, code3, f->kiosk.id.s, 9000, 19000), 0);
-	assert_int_equal(store_kiosk_link_redeem(f->s, code3, gang.id.s, "pin", 9100, &link), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code3, gang.id.s, "pin", NULL, 9100, &link),
+	                 0);
 	assert_int_equal(store_kiosk_child_linked(f->s, kdev.id.s, gang.id.s), 0);
 	assert_int_equal(store_device_revoke(f->s, kdev.id.s, 9200), 0);
 	assert_int_equal(store_kiosk_child_linked(f->s, kdev.id.s, gang.id.s), STORE_ENOTFOUND);
@@ -382,6 +384,85 @@ static void codes_go_with_their_phone(void **state)
 	                 0);
 }
 
+/*
+ * A kiosk PIN goes with the member who chose it (review finding: an aunt removed from the
+ * family still logged in as the child at school with the PIN she had chosen, and heard the
+ * family's messages). Her removal withdraws the PINs she chose (pin_hash "", the session open
+ * with one ended) and no other; a PIN a parent chooses after is the link's again; a chooser who
+ * left, or of another family, chooses none.
+ */
+static void pins_leave_with_their_chooser(void **state)
+{
+	fixture *f = *state;
+	uint8_t kiosk_h[STORE_HASH_LEN], code[STORE_HASH_LEN], sess[STORE_HASH_LEN];
+	hash_of("kiosk", 9, kiosk_h);
+	hash_of("session", 9, sess);
+	store_member aunt, kid, kid2, got;
+	store_device kdev, d;
+	store_kiosk_link link, link2, l;
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "姑姑", STORE_ROLE_CAREGIVER, NULL, 1000, &aunt),
+	    0);
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 1000, &kid), 0);
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "小红", STORE_ROLE_CHILD, NULL, 1000, &kid2), 0);
+	assert_int_equal(store_device_add(f->s, kiosk_h, NULL, f->kiosk.id.s, "平板", 1000, &kdev),
+	                 0);
+	/* The aunt chooses 小明's PIN, the parent 小红's. Another family's parent chooses none. */
+	hash_of("kcode", 90, code);
+	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 9000), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "pin-aunt",
+	                                         f->other_parent.id.s, 1100, &link),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_code_check(f->s, code, 1100), 0); /* still unused */
+	assert_int_equal(
+	    store_kiosk_link_redeem(f->s, code, kid.id.s, "pin-aunt", aunt.id.s, 1100, &link), 0);
+	assert_string_equal(link.pin_set_by.s, aunt.id.s);
+	assert_string_equal(link.pin_hash, "pin-aunt");
+	hash_of("kcode", 91, code);
+	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 9000), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid2.id.s, "pin-parent",
+	                                         f->parent.id.s, 1100, &link2),
+	                 0);
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link2.id.s, "x", f->other_parent.id.s),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin-aunt", 1200), 0);
+
+	assert_int_equal(store_member_remove(f->s, f->fam.id.s, aunt.id.s, 2000, &got), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 2001, 180000, true, &d, &got),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &l), 0); /* the link stays */
+	assert_string_equal(l.pin_hash, "");
+	assert_string_equal(l.pin_set_by.s, "");
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin-aunt", 2100),
+	    STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_link_get(f->s, link2.id.s, &l), 0); /* the parent's stays */
+	assert_string_equal(l.pin_hash, "pin-parent");
+	assert_string_equal(l.pin_set_by.s, f->parent.id.s);
+	/* She chooses no more, though her request began before she left. */
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "pin-again", aunt.id.s),
+	                 STORE_ENOTFOUND);
+	hash_of("kcode", 92, code);
+	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 2000, 9000), 0);
+	assert_int_equal(
+	    store_kiosk_link_redeem(f->s, code, kid.id.s, "pin-again", aunt.id.s, 2200, &l),
+	    STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &l), 0);
+	assert_string_equal(l.pin_hash, "");
+	/* A parent's new PIN makes the link work again, in the parent's name. */
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "pin-new", f->parent.id.s), 0);
+	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &l), 0);
+	assert_string_equal(l.pin_hash, "pin-new");
+	assert_string_equal(l.pin_set_by.s, f->parent.id.s);
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin-new", 2300), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 2301, 180000, true, &d, &got), 0);
+	assert_string_equal(got.id.s, kid.id.s);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -393,6 +474,7 @@ int main(void)
 	    T(pairing_a_new_phone),
 	    T(codes_leave_with_their_maker),
 	    T(codes_go_with_their_phone),
+	    T(pins_leave_with_their_chooser),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

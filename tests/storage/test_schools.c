@@ -413,11 +413,13 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 2000), 0);
 	assert_int_equal(store_kiosk_code_create(f->s, code2, UNKNOWN_ID, 1000, 2000),
 	                 STORE_ENOTFOUND);
-	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", 2000, &link),
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", NULL, 2000, &link),
 	                 STORE_ENOTFOUND); /* expired at 2000 */
-	assert_int_equal(store_kiosk_link_redeem(f->s, code, UNKNOWN_ID, "hash-1", 1500, &link),
-	                 STORE_ENOTFOUND); /* no such member: the code stays unused */
-	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", 1500, &link), 0);
+	assert_int_equal(
+	    store_kiosk_link_redeem(f->s, code, UNKNOWN_ID, "hash-1", NULL, 1500, &link),
+	    STORE_ENOTFOUND); /* no such member: the code stays unused */
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", NULL, 1500, &link),
+	                 0);
 	assert_string_equal(link.kiosk_id.s, f->kiosk.id.s);
 	assert_string_equal(link.member_id.s, kid.id.s);
 	assert_string_equal(link.family_id.s, f->fam.id.s);
@@ -426,10 +428,11 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_string_equal(link.member_name, "小明");
 	assert_string_equal(link.avatar, "cat");
 	assert_string_equal(link.pin_hash, "hash-1");
-	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid2.id.s, "hash-2", 1500, &got),
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid2.id.s, "hash-2", NULL, 1500, &got),
 	                 STORE_ENOTFOUND); /* used */
 	assert_int_equal(store_kiosk_code_create(f->s, code2, f->kiosk.id.s, 1000, 5000), 0);
-	assert_int_equal(store_kiosk_link_redeem(f->s, code2, kid2.id.s, "hash-2", 1500, &got), 0);
+	assert_int_equal(
+	    store_kiosk_link_redeem(f->s, code2, kid2.id.s, "hash-2", NULL, 1500, &got), 0);
 	assert_int_equal(store_kiosk_links_of_kiosk(f->s, f->kiosk.id.s, (store_kiosk_link[4]){0},
 	                                            4, &n),
 	                 0);
@@ -483,7 +486,7 @@ static void kiosk_links_pins_and_sessions(void **state)
 		t = want;
 	}
 	/* A parent's new PIN clears the lock and the count. */
-	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-3"), 0);
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-3", NULL), 0);
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &got), 0);
 	assert_int_equal(got.locked_until_ms, 0);
 	assert_int_equal(got.failures, 0);
@@ -530,7 +533,7 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-3", 390000), 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 390001, 180000, true, &d, &m), 0);
-	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-4"), 0);
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-4", NULL), 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 390002, 180000, true, &d, &m),
 	                 STORE_ENOTFOUND);
 	/* Revoking the kiosk device ends its sessions; unpairing ends the child's. */
@@ -555,7 +558,8 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(n, 0);
 	for (size_t i = 0; i < NBAD; i++) {
 		assert_int_equal(store_kiosk_link_get(f->s, bad_ids[i], &got), STORE_ENOTFOUND);
-		assert_int_equal(store_kiosk_link_set_pin(f->s, bad_ids[i], "h"), STORE_ENOTFOUND);
+		assert_int_equal(store_kiosk_link_set_pin(f->s, bad_ids[i], "h", NULL),
+		                 STORE_ENOTFOUND);
 	}
 	/* Listing for jiayinctl. */
 	store_school schools[2];
@@ -615,11 +619,12 @@ static void kiosk_sessions_follow_the_pin(void **state)
 	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 1, &kid), 0);
 	assert_int_equal(store_device_add(f->s, kh, NULL, f->kiosk.id.s, "大厅平板", 1, &kdev), 0);
 	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 5000), 0);
-	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", 1500, &link), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", NULL, 1500, &link),
+	                 0);
 
 	/* A PIN change between the check and the session: the old PIN opens nothing, and the
 	 * refused start changes nothing (the session open on the device stays). */
-	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-2"), 0);
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-2", NULL), 0);
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess2, kdev.id.s, link.id.s, "hash-2", 2000), 0);
 	assert_int_equal(
@@ -637,7 +642,8 @@ static void kiosk_sessions_follow_the_pin(void **state)
 	/* Pairing the child to the kiosk again: the same link, the new PIN, and whoever was in
 	 * with the old one is out; the old PIN opens nothing, the new one does. */
 	assert_int_equal(store_kiosk_code_create(f->s, code2, f->kiosk.id.s, 1000, 5000), 0);
-	assert_int_equal(store_kiosk_link_redeem(f->s, code2, kid.id.s, "hash-5", 3000, &again), 0);
+	assert_int_equal(
+	    store_kiosk_link_redeem(f->s, code2, kid.id.s, "hash-5", NULL, 3000, &again), 0);
 	assert_string_equal(again.id.s, link.id.s);
 	assert_string_equal(again.pin_hash, "hash-5");
 	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 3001, 180000, true, &d, &m),
@@ -667,7 +673,8 @@ static void kiosk_code_check(void **state)
 	assert_int_equal(store_kiosk_code_check(f->s, code, 1999), 0); /* looking uses nothing */
 	assert_int_equal(store_kiosk_code_check(f->s, code, 2000), STORE_ENOTFOUND);  /* expired */
 	assert_int_equal(store_kiosk_code_check(f->s, code2, 1500), STORE_ENOTFOUND); /* unknown */
-	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", 1500, &link), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", NULL, 1500, &link),
+	                 0);
 	assert_int_equal(store_kiosk_code_check(f->s, code, 1500), STORE_ENOTFOUND); /* used */
 	assert_int_equal(store_kiosk_code_check(f->s, NULL, 1500), STORE_EINVAL);
 }
@@ -694,8 +701,9 @@ static void kiosk_links_of_family_all(void **state)
 			hash_of("many", c, code);
 			assert_int_equal(
 			    store_kiosk_code_create(f->s, code, kiosks[k]->id.s, 1000, 9000), 0);
-			assert_int_equal(
-			    store_kiosk_link_redeem(f->s, code, kid.id.s, "h", 2000 + c, &link), 0);
+			assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "h", NULL,
+			                                         2000 + c, &link),
+			                 0);
 		}
 	}
 	store_kiosk_link *all = NULL;
