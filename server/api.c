@@ -614,6 +614,7 @@ static void revoke_done(srv_exchange *x, api_job *j)
 {
 	if (api_failed(x, j, "a child revokes only its own phone, a caregiver no parent's"))
 		return;
+	api_mailbox_changed(x->srv, j->target.family_id.s); /* its waiting long-poll hears 401 */
 	srv_respond_head(x, 204, NULL, NULL, -1);
 }
 

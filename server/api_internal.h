@@ -33,6 +33,7 @@ struct api_job {
 	bool session;                  /* the token is a child's kiosk session */
 	bool by_itself;                /* the app asks, not its user (a long-poll): no kiosk use */
 	bool kiosk_endpoint;           /* a kiosk's own token is welcome (api_kiosk.c) */
+	bool phones_revoked;           /* pairing: a member's new phone revoked its old ones */
 	int64_t idle_ms;               /* a kiosk session idle this long is over */
 	int auth_rc;
 	api_work_fn work;

@@ -159,6 +159,7 @@ static void pair_work(api_job *j)
 	store_pairing p;
 	j->rc = store_pairing_redeem(j->st, h, j->token_hash, j->device_name, api_now_ms(), &p,
 	                             &j->member, &j->device);
+	j->phones_revoked = j->rc == 0 && p.member_id.s[0];
 	if (j->rc == 0)
 		j->rc = store_family_get(j->st, p.family_id.s, &j->family);
 }
@@ -249,6 +250,8 @@ static void pair_done(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc);
 		return;
 	}
+	if (j->phones_revoked) /* a long-poll the old phone has waiting hears 401 now */
+		api_mailbox_changed(x->srv, j->family.id.s);
 	api_respond_new_device(x, j);
 }
 

@@ -9,7 +9,8 @@ and avatars changed by whom they may be, and a member who leaves (removed by a p
 caregiver leaving): its phones and kiosk session stop at once (a long-poll too), its unfinished
 recordings go, its messages stay and its name with them (former_members), a family keeps a
 parent even when two remove each other at once, and each change is audited. Who may call what
-is also in test_authz.py's matrix. And a pairing code for a member's new phone.
+is also in test_authz.py's matrix. And a pairing code for a member's new phone; a phone revoked
+or replaced stops at once, its long-poll too.
 """
 import base64
 import json
@@ -513,11 +514,62 @@ def former_rows(binary):
         srv.stop()
 
 
+def revoked_phones_hear_at_once(binary):
+    """A phone revoked by a parent, or replaced by its member's new phone, and waiting on a
+    long-poll meanwhile, hears 401 at once (the review: it waited for the family's next change
+    or its 60 s, as a member's removal did not)."""
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "周家", "妈妈")
+        fam = mom["family"]["id"]
+        nai = invite_and_pair(srv, mom, "caregiver", "奶奶")
+        kid = invite_and_pair(srv, mom, "child", "小明")
+        M = f"/v1/families/{fam}/messages"
+
+        def waiting(token):
+            seq = request(srv, "GET", M, headers=bearer(token)).json()["seq"]
+            got = {}
+
+            def wait():
+                got["r"] = request(srv, "GET", f"{M}?since={seq}&wait=30",
+                                   headers=bearer(token), timeout=40)
+                got["t"] = time.time()
+            th = threading.Thread(target=wait)
+            th.start()
+            time.sleep(0.5)
+            return th, got
+
+        def heard(th, got, since):
+            th.join(40)
+            r = got.get("r")
+            return (r.status if r else None), got.get("t", 1e9) - since
+
+        th, got = waiting(nai["token"])
+        rv = request(srv, "DELETE", f"/v1/devices/{nai['device']['id']}",
+                     headers=bearer(mom["token"]))
+        status, lat = heard(th, got, time.time())
+        ok(rv.status == 204 and status == 401 and lat < 2,
+           f"a parent revokes the grandmother's phone: its waiting long-poll hears 401 at once "
+           f"({lat * 1000:.0f} ms after)", f"{rv.status} {status}")
+
+        th, got = waiting(kid["token"])
+        code = post_json(srv, f"/v1/families/{fam}/pairing-codes", {"member_id":
+                         kid["member"]["id"]}, headers=bearer(mom["token"])).json()["code"]
+        p = post_json(srv, "/v1/pair", {"code": code, "device_name": "新手机"})
+        status, lat = heard(th, got, time.time())
+        ok(p.status == 201 and status == 401 and lat < 2,
+           f"the child's new phone is paired: the old one's waiting long-poll hears 401 at once "
+           f"({lat * 1000:.0f} ms after)", f"{p.status} {status}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     member_edits(binary)
     member_removal(binary)
     new_phones(binary)
+    revoked_phones_hear_at_once(binary)
     removed_while_transcoding(binary)
     former_rows(binary)
     return finish()
