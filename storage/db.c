@@ -11,10 +11,12 @@
 #include "internal.h"
 
 #include <errno.h>
-
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define LOOKASIDE_SLOT 256
 #define LOOKASIDE_SLOTS 64
@@ -294,10 +296,34 @@ void db_close(db *d)
 	free(d);
 }
 
+/*
+ * A database holds a family's voices, or every family's names: its owner alone reads it, its
+ * -wal and -shm too, whatever the process's umask (SQLite makes a new file 0644 less the umask,
+ * and the -wal and -shm as the database). A new file is made 0600 before SQLite opens it; one
+ * an older Jiayin made readable by others is made 0600 (when it is ours to change).
+ */
+static void owner_only(const char *path, bool create)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	if (create) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
+	for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+		char p[PATH_CAP];
+		struct stat st;
+		if (snprintf(p, sizeof p, "%s%s", path, suffix[i]) < (int)sizeof p &&
+		    lstat(p, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
+			(void)chmod(p, st.st_mode & 0700);
+	}
+}
+
 int db_open(db **out, const char *path, const schema *sc, const store_options *opt, bool create)
 {
 	int rc = STORE_ENOMEM;
 	*out = NULL;
+	owner_only(path, create);
 	db *d = calloc(1, sizeof *d);
 	if (!d)
 		return STORE_ENOMEM;

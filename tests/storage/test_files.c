@@ -488,6 +488,63 @@ static void family_cache_finds_each_family_its_own(void **state)
 	free(w);
 }
 
+/* Every file of a database is its owner's alone (the review: 0644 under the usual umask, so a
+ * data directory readable by others showed every family's names and voices), and one an older
+ * version left readable by others is made so when it is opened. */
+static mode_t mode_of(const char *dir, const char *name, const char *suffix)
+{
+	char p[256];
+	struct stat st;
+	snprintf(p, sizeof p, "%s/%s%s", dir, name, suffix);
+	return stat(p, &st) == 0 ? st.st_mode & 0777 : 0;
+}
+
+static void database_files_are_the_owners_alone(void **state)
+{
+	fixture *f = *state;
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	char fam_db[64];
+	snprintf(fam_db, sizeof fam_db, "families/%s.db", f->fam.id.s);
+	mode_t old_mask = umask(022);
+	store_close(f->s); /* made under the test runner's umask: made again under 022 */
+	f->s = NULL;
+	char cmd[160];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'/*", f->dir);
+	assert_int_equal(system(cmd), 0);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	assert_int_equal(store_family_create(f->s, "王家", "妈妈", 0, 1000, &f->fam, &f->parent),
+	                 0);
+	snprintf(fam_db, sizeof fam_db, "families/%s.db", f->fam.id.s);
+	store_message msg;
+	append_marked(f, "JIAYIN-MODE", 100, &msg); /* the family's -wal and -shm exist now */
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(mode_of(f->dir, "directory.db", suffix[i]), 0600);
+		assert_int_equal(mode_of(f->dir, fam_db, suffix[i]), 0600);
+	}
+	store_close(f->s);
+	f->s = NULL;
+	/* As an older version left them. */
+	for (size_t i = 0; i < 2; i++) {
+		char p[256];
+		snprintf(p, sizeof p, "%s/%s", f->dir, i ? fam_db : "directory.db");
+		assert_int_equal(chmod(p, 0644), 0);
+	}
+	assert_int_equal(store_open(&f->s, &o), 0);
+	store_family got;
+	assert_int_equal(store_family_get(f->s, f->fam.id.s, &got), 0);
+	size_t n = 0;
+	uint8_t buf[16];
+	assert_int_equal(store_audio_read(f->s, f->fam.id.s, msg.id.s, 0, buf, sizeof buf, &n), 0);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(mode_of(f->dir, "directory.db", suffix[i]), 0600);
+		assert_int_equal(mode_of(f->dir, fam_db, suffix[i]), 0600);
+	}
+	umask(old_mask);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -501,6 +558,7 @@ int main(void)
 	    T(read_only_file_system),
 	    T(locked_database_is_busy),
 	    T(family_cache_finds_each_family_its_own),
+	    T(database_files_are_the_owners_alone),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
