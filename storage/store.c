@@ -45,6 +45,9 @@ static const struct {
 	{"quota_exceeded", "the family's mailbox is full"},
 	{"storage_schema_too_new", "the data was written by a newer version of Jiayin"},
 	{"limit_reached", "a limit on the family's members: too many, or its last parent"},
+	{"storage_directory_missing",
+	 "directory.db is missing but families/ holds family databases: restore directory.db "
+	 "from a backup (nothing was changed)"},
 };
 
 const char *store_strerror(int err)
@@ -297,6 +300,25 @@ int store_health_check(store *s, int64_t now_ms)
 	return rc;
 }
 
+/* STORE_ENODIR if families/ holds a family's database (a file named like one), else 0. */
+static int any_family_file(const store *s)
+{
+	char dir[PATH_CAP];
+	snprintf(dir, sizeof dir, "%s/families", s->dir);
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : STORE_EIO;
+	int rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (n >= 3 && strcmp(e->d_name + n - 3, ".db") == 0)
+			rc = STORE_ENODIR;
+	}
+	closedir(d);
+	return rc;
+}
+
 int store_open(store **out, const store_options *opt)
 {
 	store_options defaults;
@@ -338,6 +360,12 @@ int store_open(store **out, const store_options *opt)
 			rc = STORE_EINVAL; /* a path too long for the buffers */
 		goto fail;
 	}
+	/* A directory made now beside families' databases would own none of them, and the
+	 * server's sweep would erase them all as orphans (the review: a directory.db lost to fsck,
+	 * or a restore of families/ alone, became every family's voices erased). */
+	struct stat st;
+	if (lstat(path, &st) != 0 && errno == ENOENT && (rc = any_family_file(s)) < 0)
+		goto fail;
 	if ((rc = db_open(&s->directory, path, &directory_schema, &s->opt, true)) < 0)
 		goto fail;
 	*out = s;

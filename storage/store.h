@@ -35,8 +35,9 @@ enum {
 	STORE_EQUOTA = -10,   /* quota_exceeded */
 	STORE_ESCHEMA = -11,  /* storage_schema_too_new: written by a newer Jiayin */
 	STORE_ELIMIT = -12,   /* limit_reached: a family's members: too many, or its last parent */
+	STORE_ENODIR = -13,   /* storage_directory_missing: family databases, but no directory */
 };
-#define STORE_ERROR_COUNT 13
+#define STORE_ERROR_COUNT 14
 
 const char *store_strerror(int err);
 const char *store_errcode(int err);

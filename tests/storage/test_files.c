@@ -545,6 +545,43 @@ static void database_files_are_the_owners_alone(void **state)
 	umask(old_mask);
 }
 
+/* A directory.db gone missing (fsck's lost+found, a restore of families/ alone) is not made
+ * again beside the families' databases: the server's sweep would erase every one of them as
+ * owned by no family (the review). Nothing changes until it is back. */
+static void missing_directory_erases_nothing(void **state)
+{
+	fixture *f = *state;
+	char db[128], aside[128], fam_db[128];
+	snprintf(db, sizeof db, "%s/directory.db", f->dir);
+	snprintf(aside, sizeof aside, "%s/directory.db.aside", f->dir);
+	snprintf(fam_db, sizeof fam_db, "%s/families/%s.db", f->dir, f->fam.id.s);
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(rename(db, aside), 0);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), STORE_ENODIR);
+	assert_null(f->s);
+	assert_string_equal(store_errcode(STORE_ENODIR), "storage_directory_missing");
+	assert_int_equal(access(db, F_OK), -1); /* not made */
+	assert_int_equal(access(fam_db, F_OK), 0);
+	assert_int_equal(rename(aside, db), 0);
+	assert_int_equal(store_open(&f->s, &o), 0);
+	unsigned removed = 9;
+	assert_int_equal(store_families_sweep(f->s, &removed), 0);
+	assert_int_equal(removed, 0);
+	store_family got;
+	assert_int_equal(store_family_get(f->s, f->fam.id.s, &got), 0);
+	/* An empty families/ (a first start) is no reason to refuse. */
+	store_close(f->s);
+	f->s = NULL;
+	char cmd[192];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'/directory.db* '%s'/families/*", f->dir, f->dir);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(store_open(&f->s, &o), 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -559,6 +596,7 @@ int main(void)
 	    T(locked_database_is_busy),
 	    T(family_cache_finds_each_family_its_own),
 	    T(database_files_are_the_owners_alone),
+	    T(missing_directory_erases_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
