@@ -220,6 +220,10 @@ static void quarantine(const store *s, const char *family_id, const char *path)
 		if (with_suffix(src, sizeof src, path, suffix[i]) &&
 		    with_suffix(dst, sizeof dst, base, suffix[i]))
 			rename(src, dst);
+	/* Both names durable: after a power cut the -wal (which may hold acknowledged messages)
+	 * is beside its database, both in quarantine/ or both in families/ (the review). */
+	sync_parent(base);
+	sync_parent(path);
 }
 
 /*
