@@ -114,11 +114,33 @@ typedef struct sweep_job {
 	int rc;
 } sweep_job;
 
+/*
+ * The sweep's question (pool): is the upload's owner still there? Erasing a family or removing a
+ * member erases its uploads right after its transaction, and a crash between the two left them
+ * for a whole expiry (the review); a revoked phone can finish nothing either.
+ */
+static bool still_owned(const srv_upload *u, void *arg)
+{
+	store *st = arg;
+	store_device dev;
+	store_member m;
+	int rc = store_device_get(st, u->device, &dev);
+	if (rc == STORE_ENOTFOUND || (rc == 0 && dev.revoked_ms))
+		return false;
+	if (rc == 0 && dev.kind == STORE_DEVICE_KIOSK)
+		rc = store_kiosk_child_linked(st, u->device, u->member);
+	else if (rc == 0 && (rc = store_member_get(st, u->member, &m)) == 0 &&
+	         strcmp(m.family_id.s, u->family) != 0)
+		rc = STORE_ENOTFOUND;
+	return rc != STORE_ENOTFOUND;
+}
+
 static void sweep_run(uv_work_t *w)
 {
 	sweep_job *sj = w->data;
-	sj->rc = srv_upload_sweep(sj->up->dir, api_now_ms(), (const char(*)[STORE_ID_LEN + 1])sj->busy,
-				  sj->nbusy, &sj->removed);
+	sj->rc =
+	    srv_upload_sweep(sj->up->dir, api_now_ms(), (const char(*)[STORE_ID_LEN + 1]) sj->busy,
+	                     sj->nbusy, still_owned, sj->up->srv->store, &sj->removed);
 }
 
 static void sweep_after(uv_work_t *w, int status)

@@ -501,9 +501,16 @@ static bool id_of(const char *name, char id[STORE_ID_LEN + 1])
 }
 
 /* Under the mutex: what becomes of one upload's files. 1 if the upload was removed. */
+typedef struct sweep_args {
+	int64_t now_ms;
+	srv_upload_owned_fn owned;
+	void *arg;
+} sweep_args;
+
 static int sweep_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
 {
-	int64_t now_ms = *(const int64_t *)arg;
+	const sweep_args *a = arg;
+	int64_t now_ms = a->now_ms;
 	char tmp[NAME_MAX_LEN], part[NAME_MAX_LEN], info[NAME_MAX_LEN];
 	file_name(tmp, id, ".info.tmp");
 	file_name(part, id, ".part");
@@ -515,7 +522,8 @@ static int sweep_one(srv_upload_dir *d, int dev, const char *id, const void *arg
 	int rc = record_read(dev, id, &u);
 	bool expired;
 	if (rc == 0) {
-		expired = now_ms >= srv_upload_expires_ms(d, &u);
+		expired =
+		    now_ms >= srv_upload_expires_ms(d, &u) || (a->owned && !a->owned(&u, a->arg));
 		if (!expired && u.message_id[0]) {
 			/* A message already: its bytes are not needed (a crash between the two). */
 			if (unlinkat(dev, part, 0) < 0 && errno != ENOENT)
@@ -649,9 +657,10 @@ static int each_upload(srv_upload_dir *d, const char (*busy)[STORE_ID_LEN + 1], 
 }
 
 int srv_upload_sweep(srv_upload_dir *d, int64_t now_ms, const char (*busy)[STORE_ID_LEN + 1],
-		     size_t nbusy, unsigned *removed)
+                     size_t nbusy, srv_upload_owned_fn owned, void *arg, unsigned *removed)
 {
-	return each_upload(d, busy, nbusy, sweep_one, &now_ms, removed);
+	sweep_args a = {now_ms, owned, arg};
+	return each_upload(d, busy, nbusy, sweep_one, &a, removed);
 }
 
 int srv_upload_remove_family(srv_upload_dir *d, const char *family, unsigned *removed)

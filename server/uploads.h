@@ -86,12 +86,18 @@ int srv_upload_remove_family(srv_upload_dir *d, const char *family, unsigned *re
 /* Every upload whose record speaks for `member` (its phones', and a kiosk's for a child). */
 int srv_upload_remove_member(srv_upload_dir *d, const char *member, unsigned *removed);
 
+/* Whether an upload's owner is still there to finish it: false when its family was erased, its
+ * member removed or its device revoked (what their own erasure missed, in a crash); true when
+ * it cannot tell (a storage error). */
+typedef bool (*srv_upload_owned_fn)(const srv_upload *u, void *arg);
+
 /*
- * Removes expired uploads (except the `nbusy` ids in `busy`, in use right now), leftovers of
- * a crash (a .part without its record, a record's temporary file, the .part of an upload that
- * became a message) and empty device directories. *removed counts the uploads removed.
+ * Removes expired uploads (except the `nbusy` ids in `busy`, in use right now), those whose
+ * owner is gone (`owned`, if not NULL, with `arg`), leftovers of a crash (a .part without its
+ * record, a record's temporary file, the .part of an upload that became a message) and empty
+ * device directories. *removed counts the uploads removed.
  */
 int srv_upload_sweep(srv_upload_dir *d, int64_t now_ms, const char (*busy)[STORE_ID_LEN + 1],
-		     size_t nbusy, unsigned *removed);
+                     size_t nbusy, srv_upload_owned_fn owned, void *arg, unsigned *removed);
 
 #endif
