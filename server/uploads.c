@@ -152,9 +152,11 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-/* Replaces u's record atomically and durably. */
-static int record_write(int dev, const srv_upload *u)
+/* Replaces u's record atomically and durably; *renamed: the new record took the old one's
+ * place, whatever failed after (the directory's sync). */
+static int record_write_renamed(int dev, const srv_upload *u, bool *renamed)
 {
+	*renamed = false;
 	json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s}", "v",
 			      1, "id", u->id, "device", u->device, "member", u->member, "family",
 			      u->family, "to", u->to,
@@ -181,6 +183,7 @@ static int record_write(int dev, const srv_upload *u)
 		rc = errno_code();
 	if (rc == 0 && renameat(dev, tmp, dev, name) < 0)
 		rc = errno_code();
+	*renamed = rc == 0;
 	if (rc == 0 && fsync(dev) < 0)
 		rc = errno_code();
 	if (rc < 0)
@@ -188,6 +191,12 @@ static int record_write(int dev, const srv_upload *u)
 done:
 	free(text);
 	return rc;
+}
+
+static int record_write(int dev, const srv_upload *u)
+{
+	bool renamed;
+	return record_write_renamed(dev, u, &renamed);
 }
 
 static bool copy_id(char out[STORE_ID_LEN + 1], const char *s, bool may_be_empty)
@@ -389,11 +398,15 @@ int srv_upload_commit(srv_upload_dir *d, srv_upload *u, int fd, uint64_t written
 		n.updated_ms = now_ms;
 		/* When the body took the disk's last blocks, the record has none left: give up the
 		 * body's last GIVE_BACK bytes (cut off, uncounted: the client sends them again)
-		 * and count the rest, so a full disk costs the client that much, not everything. */
+		 * and count the rest, so a full disk costs the client that much, not everything.
+		 * Not once the new record is in place (only the directory's sync failed): it counts
+		 * those bytes, which must stay (the review: cut off under it, they came back as
+		 * zeros inside the recording when the retry's record could not be written). */
 		for (int tries = 0;; tries++) {
+			bool renamed;
 			n.offset = u->offset + written;
-			rc = record_write(dev, &n);
-			if (rc != -ENOSPC || tries == 1 || written == 0)
+			rc = record_write_renamed(dev, &n, &renamed);
+			if (rc != -ENOSPC || renamed || tries == 1 || written == 0)
 				break;
 			written = written > GIVE_BACK ? written - GIVE_BACK : 0;
 			if (ftruncate(fd, (off_t)(u->offset + written)) < 0 || fdatasync(fd) < 0) {
