@@ -304,8 +304,11 @@ int store_health_check(store *s, int64_t now_ms)
 	return rc;
 }
 
-/* STORE_ENODIR if families/ holds a family's database (a file named like one), else 0. */
-static int any_family_file(const store *s)
+/*
+ * one(s, id, arg) for each family database in families/ (a file named ID.db), until one
+ * returns non-zero: that is the result. 0 when there is no families/ at all.
+ */
+static int each_family_file(store *s, int (*one)(store *, const char *, void *), void *arg)
 {
 	char dir[PATH_CAP];
 	snprintf(dir, sizeof dir, "%s/families", s->dir);
@@ -316,11 +319,22 @@ static int any_family_file(const store *s)
 	struct dirent *e;
 	while (rc == 0 && (e = readdir(d))) {
 		size_t n = strlen(e->d_name);
-		if (n >= 3 && strcmp(e->d_name + n - 3, ".db") == 0)
-			rc = STORE_ENODIR;
+		if (n != STORE_ID_LEN + 3 || strcmp(e->d_name + STORE_ID_LEN, ".db") != 0)
+			continue;
+		char id[STORE_ID_LEN + 1];
+		memcpy(id, e->d_name, STORE_ID_LEN);
+		id[STORE_ID_LEN] = '\0';
+		if (store_id_check(id) == 0)
+			rc = one(s, id, arg);
 	}
 	closedir(d);
 	return rc;
+}
+
+static int refuse_any(store *s, const char *id, void *arg)
+{
+	(void)s, (void)id, (void)arg;
+	return STORE_ENODIR;
 }
 
 int store_open(store **out, const store_options *opt)
@@ -368,7 +382,8 @@ int store_open(store **out, const store_options *opt)
 	 * server's sweep would erase them all as orphans (the review: a directory.db lost to fsck,
 	 * or a restore of families/ alone, became every family's voices erased). */
 	struct stat st;
-	if (lstat(path, &st) != 0 && errno == ENOENT && (rc = any_family_file(s)) < 0)
+	if (lstat(path, &st) != 0 && errno == ENOENT &&
+	    (rc = each_family_file(s, refuse_any, NULL)) < 0)
 		goto fail;
 	if ((rc = db_open(&s->directory, path, &directory_schema, &s->opt, true)) < 0)
 		goto fail;
@@ -659,36 +674,24 @@ static void row_found(sqlite3_stmt *st, void *out)
 	*(int *)out = 1;
 }
 
-int store_families_sweep(store *s, unsigned *removed)
+static int sweep_one_family(store *s, const char *id, void *arg)
 {
 	static const char sql[] = "SELECT 1 FROM families WHERE id = ?";
-	char dir[PATH_CAP], path[PATH_CAP];
-	*removed = 0;
-	snprintf(dir, sizeof dir, "%s/families", s->dir);
-	DIR *d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : STORE_EIO;
-	int rc = 0;
-	struct dirent *e;
-	while (rc == 0 && (e = readdir(d))) {
-		size_t n = strlen(e->d_name);
-		if (n != STORE_ID_LEN + 3 || strcmp(e->d_name + STORE_ID_LEN, ".db") != 0)
-			continue;
-		char id[STORE_ID_LEN + 1];
-		memcpy(id, e->d_name, STORE_ID_LEN);
-		id[STORE_ID_LEN] = '\0';
-		if (store_id_check(id) < 0)
-			continue;
-		int found = 0;
-		rc = read_one(s, sql, text_key(id), row_found, &found);
-		if (rc == STORE_ENOTFOUND && family_path(s, id, path, sizeof path) == 0) {
-			unlink_db_files(path); /* erased, or never created: its voices go */
-			(*removed)++;
-			rc = 0;
-		}
+	char path[PATH_CAP];
+	int found = 0;
+	int rc = read_one(s, sql, text_key(id), row_found, &found);
+	if (rc == STORE_ENOTFOUND && family_path(s, id, path, sizeof path) == 0) {
+		unlink_db_files(path); /* erased, or never created: its voices go */
+		(*(unsigned *)arg)++;
+		rc = 0;
 	}
-	closedir(d);
 	return rc;
+}
+
+int store_families_sweep(store *s, unsigned *removed)
+{
+	*removed = 0;
+	return each_family_file(s, sweep_one_family, removed);
 }
 
 /* ---- the audit log ---- */

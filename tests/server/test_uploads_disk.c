@@ -83,6 +83,26 @@ static void assert_counted_bytes_are_the_clients(world *w, const uint8_t *sent)
 	close(fd);
 }
 
+enum { SENT = 200000 };
+
+/* A PATCH's body of SENT bytes (made from seed) in the .part; then its commit, with the fsyncs
+ * in fail_plan failing; the commit's result, *u the record it leaves the caller. */
+static int patch_with_full_disk(world *w, unsigned seed, uint8_t *sent, const char *fail_plan,
+                                srv_upload *u)
+{
+	for (size_t i = 0; i < SENT; i++)
+		sent[i] = (uint8_t)(i * seed + 1);
+	int fd = srv_upload_open_part(w->d, &w->u, true);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, sent, SENT, 0), SENT);
+	plan = fail_plan;
+	*u = w->u;
+	int rc = srv_upload_commit(w->d, u, fd, SENT, 1500);
+	plan = "";
+	close(fd);
+	return rc;
+}
+
 /*
  * The body's bytes are durable and the new record in place, but the directory's sync finds
  * the disk full: the commit fails, and the bytes the record counts stay. (Review finding: the
@@ -93,19 +113,10 @@ static void assert_counted_bytes_are_the_clients(world *w, const uint8_t *sent)
 static void full_disk_after_the_record_keeps_the_counted_bytes(void **state)
 {
 	world *w = *state;
-	enum { SENT = 200000 };
 	uint8_t *sent = malloc(SENT);
-	for (size_t i = 0; i < SENT; i++)
-		sent[i] = (uint8_t)(i * 7 + 1);
-	int fd = srv_upload_open_part(w->d, &w->u, true);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, sent, SENT, 0), SENT);
-	plan = "df"; /* the first record's directory, then a retry's own record */
-	srv_upload u = w->u;
-	int rc = srv_upload_commit(w->d, &u, fd, SENT, 1500);
-	plan = "";
-	close(fd);
-	assert_int_equal(rc, -ENOSPC);
+	srv_upload u;
+	/* the first record's directory, then a retry's own record */
+	assert_int_equal(patch_with_full_disk(w, 7, sent, "df", &u), -ENOSPC);
 	assert_counted_bytes_are_the_clients(w, sent);
 	free(sent);
 }
@@ -115,19 +126,10 @@ static void full_disk_after_the_record_keeps_the_counted_bytes(void **state)
 static void full_disk_before_the_record_gives_back_the_tail(void **state)
 {
 	world *w = *state;
-	enum { SENT = 200000 };
 	uint8_t *sent = malloc(SENT);
-	for (size_t i = 0; i < SENT; i++)
-		sent[i] = (uint8_t)(i * 13 + 5);
-	int fd = srv_upload_open_part(w->d, &w->u, true);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, sent, SENT, 0), SENT);
-	plan = "f"; /* the first record's own sync */
-	srv_upload u = w->u;
-	int rc = srv_upload_commit(w->d, &u, fd, SENT, 1500);
-	plan = "";
-	close(fd);
-	assert_int_equal(rc, 0);
+	srv_upload u;
+	/* the first record's own sync */
+	assert_int_equal(patch_with_full_disk(w, 13, sent, "f", &u), 0);
 	assert_int_equal(u.offset, SENT - 65536);
 	assert_counted_bytes_are_the_clients(w, sent);
 	free(sent);
