@@ -300,22 +300,25 @@ void db_close(db *d)
  * A database holds a family's voices, or every family's names: its owner alone reads it, its
  * -wal and -shm too, whatever the process's umask (SQLite makes a new file 0644 less the umask,
  * and the -wal and -shm as the database). A new file is made 0600 before SQLite opens it; one
- * an older Jiayin made readable by others is made 0600 (when it is ours to change).
+ * an older Jiayin made readable by others is made 0600 (when it is ours to change). Through a
+ * symbolic link (a database kept on another volume) as SQLite goes, and on the descriptor, so
+ * what is changed is what was checked.
  */
 static void owner_only(const char *path, bool create)
 {
 	static const char *const suffix[] = {"", "-wal", "-shm"};
-	if (create) {
-		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd >= 0)
-			close(fd);
-	}
 	for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
 		char p[PATH_CAP];
+		if (snprintf(p, sizeof p, "%s%s", path, suffix[i]) >= (int)sizeof p)
+			continue;
+		int fd = open(
+		    p, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (create && i == 0 ? O_CREAT : 0), 0600);
 		struct stat st;
-		if (snprintf(p, sizeof p, "%s%s", path, suffix[i]) < (int)sizeof p &&
-		    lstat(p, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
-			(void)chmod(p, st.st_mode & 0700);
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
+			(void)fchmod(fd, st.st_mode & 0700);
+		close(fd);
 	}
 }
 

@@ -381,8 +381,8 @@ int store_open(store **out, const store_options *opt)
 	/* A directory made now beside families' databases would own none of them, and the
 	 * server's sweep would erase them all as orphans (the review: a directory.db lost to fsck,
 	 * or a restore of families/ alone, became every family's voices erased). */
-	struct stat st;
-	if (lstat(path, &st) != 0 && errno == ENOENT &&
+	struct stat st; /* stat: a link to a volume that is not there is a missing directory */
+	if (stat(path, &st) != 0 && errno == ENOENT &&
 	    (rc = each_family_file(s, refuse_any, NULL)) < 0)
 		goto fail;
 	if ((rc = db_open(&s->directory, path, &directory_schema, &s->opt, true)) < 0)

@@ -566,7 +566,28 @@ static void missing_directory_erases_nothing(void **state)
 	assert_string_equal(store_errcode(STORE_ENODIR), "storage_directory_missing");
 	assert_int_equal(access(db, F_OK), -1); /* not made */
 	assert_int_equal(access(fam_db, F_OK), 0);
-	assert_int_equal(rename(aside, db), 0);
+	/* A link to where it was, on a volume that is not mounted (the review: the link passed
+	 * for a directory, SQLite made an empty one at its target and the sweep erased all). */
+	char elsewhere[128];
+	snprintf(elsewhere, sizeof elsewhere, "%s/unmounted/directory.db", f->dir);
+	assert_int_equal(symlink(elsewhere, db), 0);
+	assert_int_equal(store_open(&f->s, &o), STORE_ENODIR);
+	assert_int_equal(access(elsewhere, F_OK), -1);
+	assert_int_equal(access(fam_db, F_OK), 0);
+	/* Mounted: the link is followed, and the directory there is the owner's alone. */
+	char mnt[128];
+	snprintf(mnt, sizeof mnt, "%s/unmounted", f->dir);
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	assert_int_equal(rename(aside, elsewhere), 0);
+	assert_int_equal(chmod(elsewhere, 0644), 0);
+	assert_int_equal(store_open(&f->s, &o), 0);
+	struct stat st;
+	assert_int_equal(stat(elsewhere, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(unlink(db), 0);
+	assert_int_equal(rename(elsewhere, db), 0);
 	assert_int_equal(store_open(&f->s, &o), 0);
 	unsigned removed = 9;
 	assert_int_equal(store_families_sweep(f->s, &removed), 0);
