@@ -294,7 +294,7 @@ static void delete_work(api_job *j)
 {
 	if (!api_parent(j))
 		return;
-	if ((j->rc = store_family_delete(j->st, j->param[0])) == 0) {
+	if ((j->rc = store_family_delete(j->st, j->param[0], api_now_ms())) == 0) {
 		/* Its unfinished recordings go too, on its phones and on the school kiosks its
 		 * children used (data/uploads/DEVICE, by the family their records name). */
 		unsigned removed;

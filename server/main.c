@@ -160,13 +160,20 @@ int main(int argc, char **argv)
 		store_close(st);
 		return 70;
 	}
-	/* A family erased just before a crash may have left its file: erase it now. */
-	unsigned swept = 0;
-	if ((rc = store_families_sweep(st, &swept)) < 0)
+	/* A family erased just before a crash may have left its file: erase it now. One no
+	 * family owns that was never erased is set aside (quarantine/) and said. */
+	unsigned swept = 0, aside = 0;
+	if ((rc = store_families_sweep(st, &swept, &aside)) < 0)
 		fprintf(stderr, "jiayin: could not look for orphaned family files: %s\n",
 			store_strerror(rc));
-	else if (swept > 0)
-		fprintf(stderr, "jiayin: erased %u family file(s) that no family owns\n", swept);
+	if (swept > 0)
+		fprintf(stderr, "jiayin: erased %u file(s) of families erased before a crash\n",
+		        swept);
+	if (aside > 0)
+		fprintf(stderr,
+		        "jiayin: moved %u family file(s) that this directory never knew to "
+		        "quarantine/ (families/ restored without its directory.db?)\n",
+		        aside);
 	/* libuv sizes its pool from the environment, once, at the first job. */
 	char threads[16];
 	snprintf(threads, sizeof threads, "%u", cfg.threads);

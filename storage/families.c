@@ -2,9 +2,10 @@
  * families.c — families and their members, in the directory database.
  *
  * A family is a row in the directory and a mailbox file of its own (families/<id>.db): it is
- * created mailbox first, so a crash in between leaves an orphan file (store_families_sweep
- * removes it), never a family without its mailbox; it is deleted rows first, so no new request
- * finds it, then its file is erased through the family cache (family_erase).
+ * created mailbox first, so a crash in between leaves an orphan file (store_families_sweep sets
+ * it aside), never a family without its mailbox; it is deleted rows first (recording it among
+ * the erased families in the same transaction), so no new request finds it, then its file is
+ * erased through the family cache (family_erase), or by the sweep after a crash.
  */
 #include "internal.h"
 
@@ -218,17 +219,27 @@ int store_family_update(store *s, const char *family_id, const uint64_t *quota_b
 	return rc;
 }
 
-int store_family_delete(store *s, const char *family_id)
+int store_family_delete(store *s, const char *family_id, int64_t now_ms)
 {
 	static const char sql[] = "DELETE FROM families WHERE id = ?";
+	/* With the rows: so a file a crash leaves is known to be an erased family's. */
+	static const char erased_sql[] =
+	    "INSERT OR REPLACE INTO erased_families (id, erased_ms) VALUES (?, ?)";
 	char path[PATH_CAP];
 	int rc = family_path(s, family_id, path, sizeof path);
 	if (rc < 0)
 		return rc;
 	conn *c = db_write_begin(s->directory);
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st)
+	if (st && (rc = conn_begin(c)) == 0) {
 		rc = update_by_id(c, st, 1, family_id);
+		if (rc == 0 && (st = conn_stmt(c, erased_sql, &rc))) {
+			sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 2, now_ms);
+			rc = step_done(st);
+		}
+		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
+	}
 	/* The rows' old copies (names, devices, flags' reasons) are zeroed in the WAL (the
 	 * directory deletes securely); a checkpoint copies that over the file and empties the
 	 * WAL, as a message's erasure does in its mailbox. */

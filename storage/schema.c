@@ -165,6 +165,13 @@ static const migration directory_steps[] = {
 	 "  ON DELETE SET NULL;"
 	 "CREATE INDEX kiosk_links_by_pin_setter ON kiosk_links(pin_set_by) "
 	 "  WHERE pin_set_by IS NOT NULL;"},
+	/* 11: the families erased, recorded in the transaction that erases their rows: a mailbox
+	 * file left by a crash after it is erased by the start's sweep; one the directory never
+	 * knew (families/ restored beside another directory) is set aside, not erased. */
+	{"CREATE TABLE erased_families ("
+	 "  id TEXT PRIMARY KEY,"
+	 "  erased_ms INTEGER NOT NULL"
+	 ") WITHOUT ROWID;"},
 };
 
 static const migration mailbox_steps[] = {

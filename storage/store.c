@@ -677,21 +677,35 @@ static void row_found(sqlite3_stmt *st, void *out)
 static int sweep_one_family(store *s, const char *id, void *arg)
 {
 	static const char sql[] = "SELECT 1 FROM families WHERE id = ?";
+	static const char erased_sql[] = "SELECT 1 FROM erased_families WHERE id = ?";
+	unsigned *counts = arg;
 	char path[PATH_CAP];
 	int found = 0;
 	int rc = read_one(s, sql, text_key(id), row_found, &found);
-	if (rc == STORE_ENOTFOUND && family_path(s, id, path, sizeof path) == 0) {
-		unlink_db_files(path); /* erased, or never created: its voices go */
-		(*(unsigned *)arg)++;
+	if (rc != STORE_ENOTFOUND || family_path(s, id, path, sizeof path) < 0)
+		return rc;
+	rc = read_one(s, erased_sql, text_key(id), row_found, &found);
+	if (rc == 0) {
+		unlink_db_files(path); /* erased: its voices go */
+		counts[0]++;
+	} else if (rc == STORE_ENOTFOUND) {
+		/* Never known erased: a mailbox this directory did not make, or one whose family
+		 * was never stored. Set aside, as a damaged one is (the review: families/ restored
+		 * beside a new directory was erased whole). */
+		quarantine(s, id, path);
+		counts[1]++;
 		rc = 0;
 	}
 	return rc;
 }
 
-int store_families_sweep(store *s, unsigned *removed)
+int store_families_sweep(store *s, unsigned *removed, unsigned *set_aside)
 {
-	*removed = 0;
-	return each_family_file(s, sweep_one_family, removed);
+	unsigned counts[2] = {0, 0};
+	int rc = each_family_file(s, sweep_one_family, counts);
+	*removed = counts[0];
+	*set_aside = counts[1];
+	return rc;
 }
 
 /* ---- the audit log ---- */

@@ -130,13 +130,16 @@ int store_families_retaining(store *s, const char *after_id, int64_t checked_bef
 /* The retention job is done with this family for now. */
 int store_family_retention_checked(store *s, const char *family_id, int64_t now_ms);
 /*
- * Erase mailbox files that no family owns: what a crash left between erasing a family's rows
- * and its file (or between making a file and its family). For the server, at its start, when
- * no family is being created; *removed counts them.
+ * Mailbox files that no family owns, for the server at its start, when no family is being
+ * created. Those of a family erased (what a crash left between erasing its rows and its file)
+ * are erased: *removed counts them. Others, which this directory never knew to be erased (a
+ * crash between making a file and its family, or families/ restored beside another directory),
+ * are moved to quarantine/, not erased: *set_aside counts them.
  */
-int store_families_sweep(store *s, unsigned *removed);
-/* Deletes the family's rows and erases its mailbox file (and syncs its directory). */
-int store_family_delete(store *s, const char *family_id);
+int store_families_sweep(store *s, unsigned *removed, unsigned *set_aside);
+/* Deletes the family's rows, recording it as erased at now_ms, and erases its mailbox file (and
+ * syncs its directory). */
+int store_family_delete(store *s, const char *family_id, int64_t now_ms);
 
 /* A family's members at most: what a members list answers at once and a kiosk screen shows. */
 #define STORE_MEMBERS_MAX 64

@@ -191,7 +191,7 @@ int cmd_family_delete(ctl *c, int argc, char **argv)
 			print_error_json("usage", msg);
 		return EXIT_USAGE;
 	}
-	if ((rc = store_family_delete(c->s, f.id.s)) < 0)
+	if ((rc = store_family_delete(c->s, f.id.s, now_ms())) < 0)
 		return fail(c, rc, "family %s was not deleted", f.id.s);
 	/* Its unfinished uploads go after its rows: the server takes none of its tokens now. */
 	unsigned uploads = 0;

@@ -394,7 +394,7 @@ static void *eraser_main(void *arg)
 		if (d)
 			closedir(d);
 		if (files > 0) {
-			e->rc = store_family_delete(e->f->s, e->victim);
+			e->rc = store_family_delete(e->f->s, e->victim, 5000);
 			return NULL;
 		}
 		usleep(500);
@@ -418,7 +418,7 @@ static void backup_drops_a_family_erased_meanwhile(void **state)
 			last = i;
 	}
 	if (strcmp(f->fam.id.s, fam[last].id.s) > 0) { /* the victim must be the last by id */
-		assert_int_equal(store_family_delete(f->s, f->fam.id.s), 0);
+		assert_int_equal(store_family_delete(f->s, f->fam.id.s, 5000), 0);
 		for (int i = 0; i < BACKED_UP; i++)
 			if (strcmp(fam[i].id.s, fam[last].id.s) > 0)
 				last = i;

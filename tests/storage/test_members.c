@@ -74,7 +74,7 @@ static void pairing_a_new_phone(void **state)
 	hash_of("again", 4, code3);
 	assert_int_equal(store_pairing_create(f->s, code3, &k), STORE_ENOTFOUND);
 	/* Erasing the family takes its codes for members with it. */
-	assert_int_equal(store_family_delete(f->s, f->fam.id.s), 0);
+	assert_int_equal(store_family_delete(f->s, f->fam.id.s, 5000), 0);
 	assert_int_equal(
 	    query_int(f, "SELECT count(*) FROM pairing_codes WHERE family_id = ?", f->fam.id.s), 0);
 }

@@ -270,7 +270,7 @@ static void *delete_user_main(void *arg)
 static void *deleter_main(void *arg)
 {
 	delete_round *d = arg;
-	d->delete_rc = store_family_delete(d->w->s, d->f->f.id.s);
+	d->delete_rc = store_family_delete(d->w->s, d->f->f.id.s, 5000);
 	atomic_store(&d->deleted, true);
 	return NULL;
 }

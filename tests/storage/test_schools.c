@@ -344,7 +344,7 @@ static void family_delete_removes_its_rows(void **state)
 	hash_of("kiosk", 0, kh);
 	assert_int_equal(store_device_add(f->s, kh, NULL, f->kiosk.id.s, "k", 1, &kiosk_dev), 0);
 
-	assert_int_equal(store_family_delete(f->s, f->other.id.s), 0);
+	assert_int_equal(store_family_delete(f->s, f->other.id.s, 5000), 0);
 
 	/* The deleted family's devices, codes and flags are gone, rows and all. */
 	assert_int_equal(store_device_get(f->s, dev[1].id.s, &got), STORE_ENOTFOUND);
@@ -553,7 +553,7 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 500002, 180000, true, &d, &m),
 	                 STORE_ENOTFOUND);
 	/* Erasing a family takes its children's links along. */
-	assert_int_equal(store_family_delete(f->s, f->other.id.s), 0);
+	assert_int_equal(store_family_delete(f->s, f->other.id.s, 5000), 0);
 	assert_int_equal(store_kiosk_links_of_kiosk(f->s, f->kiosk.id.s, &other, 1, &n), 0);
 	assert_int_equal(n, 0);
 	for (size_t i = 0; i < NBAD; i++) {
