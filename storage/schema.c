@@ -172,6 +172,22 @@ static const migration directory_steps[] = {
 	 "  id TEXT PRIMARY KEY,"
 	 "  erased_ms INTEGER NOT NULL"
 	 ") WITHOUT ROWID;"},
+	/* 12: links from before step 10 learn who chose their PIN from the audit log (the latest
+	 * kiosk.link or kiosk.pin of the link by a member of the child's family; best effort: an
+	 * audit write may have failed), and the PINs chosen by members who have left since are
+	 * withdrawn with their sessions, as a removal does now (the review: step 10 alone left
+	 * an aunt removed before the upgrade logging in as the child). */
+	{"UPDATE kiosk_links SET pin_set_by = ("
+	 "  SELECT a.actor FROM audit_log a JOIN members m ON m.id = a.actor "
+	 "  JOIN members c ON c.id = kiosk_links.member_id "
+	 "  WHERE a.target = kiosk_links.id AND a.action IN ('kiosk.link', 'kiosk.pin') "
+	 "  AND m.family_id = c.family_id ORDER BY a.seq DESC LIMIT 1) "
+	 "WHERE pin_set_by IS NULL;"
+	 "DELETE FROM kiosk_sessions WHERE link_id IN (SELECT l.id FROM kiosk_links l "
+	 "  JOIN members m ON m.id = l.pin_set_by WHERE m.removed_ms IS NOT NULL);"
+	 "UPDATE kiosk_links SET pin_hash = '', pin_set_by = NULL, failures = 0, "
+	 "  locked_until_ms = 0 WHERE pin_set_by IN "
+	 "  (SELECT id FROM members WHERE removed_ms IS NOT NULL);"},
 };
 
 static const migration mailbox_steps[] = {

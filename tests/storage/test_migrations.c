@@ -378,6 +378,87 @@ static void directory_step_7_keeps_members(void **state)
 	store_close(s);
 }
 
+/*
+ * Directory step 12: kiosk links made before step 10 learn who chose their PIN from the audit
+ * log, and a PIN chosen by a member who has left is withdrawn, its session ended (the review:
+ * an aunt removed before the upgrade still logged in as the child). A PIN nobody is recorded
+ * as choosing, or one a parent chose, stays.
+ */
+static void directory_step_12_withdraws_old_pins(void **state)
+{
+	fixture *f = *state;
+	char dir[128], path[256];
+	snprintf(dir, sizeof dir, "%s/v9", f->dir);
+	mkdir(dir, 0700);
+	snprintf(path, sizeof path, "%s/directory.db", dir);
+	make_at_version(path, &directory_schema, 9);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+#define FAM "'f0000000000000000000000000'"
+#define MOM "'a0000000000000000000000000'"
+#define AUNT "'a1111111111111111111111111'"
+#define OUTSIDER "'a2222222222222222222222222'"
+	assert_int_equal(
+	    sqlite3_exec(
+	        db,
+	        "INSERT INTO families (id, name, created_ms) VALUES (" FAM ", '王家', 1), "
+	        "('f1111111111111111111111111', '李家', 1);"
+	        "INSERT INTO members (id, family_id, name, role, created_ms, removed_ms) VALUES "
+	        "(" MOM ", " FAM ", '妈妈', 'parent', 1, NULL), "
+	        "(" AUNT ", " FAM ", '姑姑', 'caregiver', 1, 50), "
+	        "(" OUTSIDER ", 'f1111111111111111111111111', '外人', 'parent', 1, NULL), "
+	        "('c0000000000000000000000000', " FAM ", '小明', 'child', 1, NULL), "
+	        "('c1111111111111111111111111', " FAM ", '小红', 'child', 1, NULL), "
+	        "('c2222222222222222222222222', " FAM ", '小刚', 'child', 1, NULL);"
+	        "INSERT INTO schools VALUES ('s0000000000000000000000000', '希望小学', 1);"
+	        "INSERT INTO kiosks VALUES ('k0000000000000000000000000', "
+	        "'s0000000000000000000000000', '平板', 1);"
+	        "INSERT INTO devices (id, token_hash, kind, kiosk_id, created_ms) VALUES "
+	        "('d0000000000000000000000000', x'01', 'kiosk', 'k0000000000000000000000000', 1);"
+	        "INSERT INTO kiosk_links (id, kiosk_id, member_id, pin_hash, created_ms) VALUES "
+	        "('n0000000000000000000000000', 'k0000000000000000000000000', "
+	        "'c0000000000000000000000000', 'pin-aunt', 1), "
+	        "('n1111111111111111111111111', 'k0000000000000000000000000', "
+	        "'c1111111111111111111111111', 'pin-mom', 1), "
+	        "('n2222222222222222222222222', 'k0000000000000000000000000', "
+	        "'c2222222222222222222222222', 'pin-unknown', 1);"
+	        "INSERT INTO kiosk_sessions VALUES (x'02', 'd0000000000000000000000000', "
+	        "'n0000000000000000000000000', 1, 1);"
+	        /* 小明: the mother linked him, the aunt chose his PIN last; 小红: the aunt linked
+	         * her, the mother chose her PIN last; 小刚: only another family's member is
+	         * recorded (not a chooser). */
+	        "INSERT INTO audit_log (at_ms, actor, action, family_id, target) VALUES "
+	        "(2, " MOM ", 'kiosk.link', " FAM ", 'n0000000000000000000000000'), "
+	        "(3, " AUNT ", 'kiosk.pin', " FAM ", 'n0000000000000000000000000'), "
+	        "(4, " AUNT ", 'kiosk.link', " FAM ", 'n1111111111111111111111111'), "
+	        "(5, " MOM ", 'kiosk.pin', " FAM ", 'n1111111111111111111111111'), "
+	        "(6, " OUTSIDER ", 'kiosk.pin', " FAM ", 'n2222222222222222222222222');",
+	        0, 0, 0),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	store_options o;
+	store_options_init(&o);
+	o.dir = dir;
+	store *s;
+	store_kiosk_link l;
+	assert_int_equal(store_open(&s, &o), 0);
+	assert_int_equal(store_kiosk_link_get(s, "n0000000000000000000000000", &l), 0);
+	assert_string_equal(l.pin_hash, "");
+	assert_string_equal(l.pin_set_by.s, "");
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM kiosk_sessions"), 0);
+	assert_int_equal(store_kiosk_link_get(s, "n1111111111111111111111111", &l), 0);
+	assert_string_equal(l.pin_hash, "pin-mom");
+	assert_string_equal(l.pin_set_by.s, "a0000000000000000000000000");
+	assert_int_equal(store_kiosk_link_get(s, "n2222222222222222222222222", &l), 0);
+	assert_string_equal(l.pin_hash, "pin-unknown");
+	assert_string_equal(l.pin_set_by.s, "");
+#undef FAM
+#undef MOM
+#undef AUNT
+#undef OUTSIDER
+	store_close(s);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -385,7 +466,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(migrations_from_every_version),  T(mailbox_step_5_clears_old_tombstones),
 	    T(mailbox_step_4_keeps_every_row), T(two_openers_migrate_once),
-	    T(directory_step_7_keeps_members),
+	    T(directory_step_7_keeps_members), T(directory_step_12_withdraws_old_pins),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
