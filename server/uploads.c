@@ -514,50 +514,6 @@ static bool id_of(const char *name, char id[STORE_ID_LEN + 1])
 }
 
 /* Under the mutex: what becomes of one upload's files. 1 if the upload was removed. */
-typedef struct sweep_args {
-	int64_t now_ms;
-	srv_upload_owned_fn owned;
-	void *arg;
-} sweep_args;
-
-static int sweep_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
-{
-	const sweep_args *a = arg;
-	int64_t now_ms = a->now_ms;
-	char tmp[NAME_MAX_LEN], part[NAME_MAX_LEN], info[NAME_MAX_LEN];
-	file_name(tmp, id, ".info.tmp");
-	file_name(part, id, ".part");
-	file_name(info, id, ".info");
-	/* Records are written under the mutex we hold: a temporary one is a crash's. */
-	if (unlinkat(dev, tmp, 0) < 0 && errno != ENOENT)
-		return errno_code();
-	srv_upload u;
-	int rc = record_read(dev, id, &u);
-	bool expired;
-	if (rc == 0) {
-		expired =
-		    now_ms >= srv_upload_expires_ms(d, &u) || (a->owned && !a->owned(&u, a->arg));
-		if (!expired && u.message_id[0]) {
-			/* A message already: its bytes are not needed (a crash between the two). */
-			if (unlinkat(dev, part, 0) < 0 && errno != ENOENT)
-				return errno_code();
-			return 0;
-		}
-	} else if (rc == SRV_UPLOAD_ENOTFOUND) {
-		expired = true; /* a .part without a record: a creation that did not finish */
-	} else {
-		/* A record that does not read: it goes when its file is as old as an expiry. */
-		struct stat st;
-		if (fstatat(dev, info, &st, 0) < 0)
-			return errno == ENOENT ? 0 : errno_code();
-		expired = (int64_t)st.st_mtime * 1000 + d->expiry_ms <= now_ms;
-	}
-	if (!expired)
-		return 0;
-	rc = remove_files(dev, id);
-	return rc < 0 ? rc : 1;
-}
-
 typedef struct id_list {
 	char (*ids)[STORE_ID_LEN + 1];
 	size_t n, cap;
@@ -578,6 +534,56 @@ static int list_add(id_list *l, const char *id)
 	}
 	memcpy(l->ids[l->n++], id, STORE_ID_LEN + 1);
 	return 0;
+}
+
+static bool in_list(const id_list *l, const char *id)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->ids[i], id) == 0)
+			return true;
+	return false;
+}
+
+typedef struct sweep_args {
+	int64_t now_ms;
+	const id_list *gone; /* uploads whose owner is gone (collect_gone) */
+} sweep_args;
+
+static int sweep_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
+{
+	const sweep_args *a = arg;
+	int64_t now_ms = a->now_ms;
+	char tmp[NAME_MAX_LEN], part[NAME_MAX_LEN], info[NAME_MAX_LEN];
+	file_name(tmp, id, ".info.tmp");
+	file_name(part, id, ".part");
+	file_name(info, id, ".info");
+	/* Records are written under the mutex we hold: a temporary one is a crash's. */
+	if (unlinkat(dev, tmp, 0) < 0 && errno != ENOENT)
+		return errno_code();
+	srv_upload u;
+	int rc = record_read(dev, id, &u);
+	bool expired;
+	if (rc == 0) {
+		expired = now_ms >= srv_upload_expires_ms(d, &u) || in_list(a->gone, id);
+		if (!expired && u.message_id[0]) {
+			/* A message already: its bytes are not needed (a crash between the two). */
+			if (unlinkat(dev, part, 0) < 0 && errno != ENOENT)
+				return errno_code();
+			return 0;
+		}
+	} else if (rc == SRV_UPLOAD_ENOTFOUND) {
+		expired = true; /* a .part without a record: a creation that did not finish */
+	} else {
+		/* A record that does not read: it goes when its file is as old as an expiry. */
+		struct stat st;
+		if (fstatat(dev, info, &st, 0) < 0)
+			return errno == ENOENT ? 0 : errno_code();
+		expired = (int64_t)st.st_mtime * 1000 + d->expiry_ms <= now_ms;
+	}
+	if (!expired)
+		return 0;
+	rc = remove_files(dev, id);
+	return rc < 0 ? rc : 1;
 }
 
 /* The ids in directory `at`/`name`: of uploads' files (uploads), else of device directories. */
@@ -629,6 +635,37 @@ static int owner_one(srv_upload_dir *d, int dev, const char *id, const void *arg
 	return rc < 0 ? rc : 1;
 }
 
+/*
+ * The uploads whose owner is gone (owned() false), asked without the mutex: the owner's
+ * questions go to storage, and creations and PATCHes must not wait on them (the review). A
+ * record is replaced whole (a rename), and its owner never changes, so what is read here
+ * stands when the sweep takes the mutex. Best effort: what cannot be read is left for the next.
+ */
+static void collect_gone(srv_upload_dir *d, srv_upload_owned_fn owned, void *arg,
+                         const char (*busy)[STORE_ID_LEN + 1], size_t nbusy, id_list *gone)
+{
+	id_list devices = {0};
+	if (list_dir(d->fd, ".", false, &devices) < 0)
+		devices.n = 0;
+	for (size_t i = 0; i < devices.n; i++) {
+		id_list uploads = {0};
+		int dev = device_dir(d, devices.ids[i], false);
+		if (dev >= 0 && list_dir(d->fd, devices.ids[i], true, &uploads) == 0) {
+			for (size_t k = 0; k < uploads.n; k++) {
+				srv_upload u;
+				if (!is_busy(uploads.ids[k], busy, nbusy) &&
+				    record_read(dev, uploads.ids[k], &u) == 0 && !owned(&u, arg))
+					(void)list_add(gone,
+					               uploads.ids[k]); /* no room: next time */
+			}
+		}
+		if (dev >= 0)
+			close(dev);
+		free(uploads.ids);
+	}
+	free(devices.ids);
+}
+
 /* one(d, dev, id, arg) for every upload of every device but the busy ones, each under the
  * mutex; then empty device directories go. *removed counts one()'s 1s. */
 static int each_upload(srv_upload_dir *d, const char (*busy)[STORE_ID_LEN + 1], size_t nbusy,
@@ -672,8 +709,13 @@ static int each_upload(srv_upload_dir *d, const char (*busy)[STORE_ID_LEN + 1], 
 int srv_upload_sweep(srv_upload_dir *d, int64_t now_ms, const char (*busy)[STORE_ID_LEN + 1],
                      size_t nbusy, srv_upload_owned_fn owned, void *arg, unsigned *removed)
 {
-	sweep_args a = {now_ms, owned, arg};
-	return each_upload(d, busy, nbusy, sweep_one, &a, removed);
+	id_list gone = {0};
+	if (owned)
+		collect_gone(d, owned, arg, busy, nbusy, &gone);
+	sweep_args a = {now_ms, &gone};
+	int rc = each_upload(d, busy, nbusy, sweep_one, &a, removed);
+	free(gone.ids);
+	return rc;
 }
 
 int srv_upload_remove_family(srv_upload_dir *d, const char *family, unsigned *removed)

@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_tus's helpers are imported: no __pycache__ in the tree
-from serverlib import Reader, Server, request  # noqa: E402
+from serverlib import Reader, Server, add_kiosk, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 from test_tus import (SAMPLE, bearer, code_of, ffprobe_duration, head, head_settled,  # noqa: E402
                       list_messages, new_upload, offset_of, pair, patch, patch_head,
@@ -183,7 +183,8 @@ def owners_gone_across_a_crash(binary, wav):
     transaction; a crash between the two left them on the disk for a whole expiry (the review:
     a day's worth of a family's voices that nobody could reach or erase). The sweep at start
     (and every 10 minutes) now erases the uploads whose family was erased, whose member was
-    removed or whose phone was revoked, and keeps everyone else's. The crash is made here by
+    removed, whose phone was revoked or whose child was unpaired from the kiosk, and keeps
+    everyone else's, a kiosk child's still paired included. The crash is made here by
     committing what the server's transactions commit, with the server stopped."""
     srv = start(binary)
     gone, kept = {}, {}
@@ -191,14 +192,42 @@ def owners_gone_across_a_crash(binary, wav):
         fams = {name: signup(srv, name, "妈妈") for name in ("王家", "李家", "张家", "赵家")}
         kid = pair(srv, fams["李家"], "child", "小明")
         phone2 = pair(srv, fams["张家"], "caregiver", "奶奶")
+        zhao = fams["赵家"]
+        fam = zhao["family"]["id"]
+        ktok = add_kiosk(srv.data)
+
+        def kiosk_child(name):
+            r = request(srv, "POST", f"/v1/families/{fam}/members",
+                        json.dumps({"member_name": name, "role": "child"}).encode(),
+                        headers=[("Content-Type", "application/json")] + bearer(zhao["token"]))
+            code = request(srv, "POST", "/v1/kiosk/pairing-codes", headers=bearer(ktok))
+            link = request(srv, "POST", f"/v1/families/{fam}/kiosk-links", json.dumps(
+                {"code": code.json()["code"], "member_id": r.json()["member"]["id"],
+                 "pin": [1, 2, 3, 4]}).encode(),
+                headers=[("Content-Type", "application/json")] + bearer(zhao["token"]))
+            return link.json()["link"]["id"]
+
+        def kiosk_login(link_id):
+            r = request(srv, "POST", "/v1/kiosk/sessions",
+                        json.dumps({"child": link_id, "pin": [1, 2, 3, 4]}).encode(),
+                        headers=[("Content-Type", "application/json")] + bearer(ktok))
+            return {"token": r.json()["token"], "family": {"id": fam}}
+        hong, gang = kiosk_child("小红"), kiosk_child("小刚")
         for key, who in (("erased family", fams["王家"]), ("removed member", kid),
-                         ("revoked phone", phone2), ("still there", fams["赵家"]),
-                         ("its family's other member", fams["李家"])):
+                         ("revoked phone", phone2), ("still there", zhao),
+                         ("its family's other member", fams["李家"]),
+                         ("a kiosk child still paired", hong),
+                         ("a kiosk child unpaired", gang)):
+            if isinstance(who, str):
+                who = kiosk_login(who)
             url = new_upload(srv, who, len(wav))
             r = patch(srv, who, url, 0, wav[:50000])
             assert offset_of(r) == 50000, (r.status, r.body)
-            (kept if key in ("still there", "its family's other member") else gone)[key] = (
-                who, url)
+            (kept if key in ("still there", "its family's other member",
+                             "a kiosk child still paired") else gone)[key] = (who, url)
+        unpaired = request(srv, "DELETE", f"/v1/families/{fam}/kiosk-links/{gang}",
+                           headers=bearer(zhao["token"]))
+        assert unpaired.status == 204, unpaired.body
     finally:
         srv.stop()
     db = sqlite3.connect(os.path.join(srv.data, "directory.db"))
@@ -211,26 +240,31 @@ def owners_gone_across_a_crash(binary, wav):
     db.close()
 
     def parts():
-        return {os.path.basename(os.path.dirname(p)) for p in glob.glob(
+        return {os.path.basename(p)[:-len(".part")] for p in glob.glob(
             os.path.join(srv.data, "uploads", "*", "*.part"))}
+    ids = {k: url.rsplit("/", 1)[-1] for k, (_, url) in {**gone, **kept}.items()}
     before = parts()
     srv = Server(binary, data=srv.data)
     try:
-        devices = {k: w["device"]["id"] for k, (w, _) in {**gone, **kept}.items()}
         deadline = time.time() + 10
-        while time.time() < deadline and any(devices[k] in parts() for k in gone):
+        while time.time() < deadline and any(ids[k] in parts() for k in gone):
             time.sleep(0.1)
         after = parts()
-        ok(all(devices[k] in before for k in devices) and
-           not any(devices[k] in after for k in gone),
-           "at start, the unfinished uploads of an erased family, a removed member and a "
-           "revoked phone are erased", str({k: devices[k] in after for k in devices}))
+        ok(all(ids[k] in before for k in ids) and not any(ids[k] in after for k in gone),
+           "at start, the unfinished uploads of an erased family, a removed member, a revoked "
+           "phone and a child unpaired from the kiosk are erased",
+           str({k: ids[k] in after for k in ids}))
+        hong_now = request(srv, "POST", "/v1/kiosk/sessions",
+                           json.dumps({"child": hong, "pin": [1, 2, 3, 4]}).encode(),
+                           headers=[("Content-Type", "application/json")] + bearer(ktok))
+        kept["a kiosk child still paired"] = ({"token": hong_now.json()["token"]},
+                                              kept["a kiosk child still paired"][1])
         heads = {k: offset_of(head(srv, w, url)) for k, (w, url) in kept.items()}
         ok(heads == {k: 50000 for k in kept},
-           "everyone else's stay, and resume where they were", str(heads))
+           "everyone else's stay (a kiosk child's still paired too), and resume where they "
+           "were", str(heads))
     finally:
         srv.stop()
-
 
 def main():
     binary = sys.argv[1]
