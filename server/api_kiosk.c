@@ -231,6 +231,10 @@ static void login_work(api_job *j)
 		j->rc = LOGIN_LOCKED;
 		return;
 	}
+	if (!l->pin_hash[0]) {
+		j->rc = LOGIN_NO_PIN; /* withdrawn since the first read (the review: 403 wrong_pin) */
+		return;
+	}
 	int match = pin_matches(j, l);
 	if (match < 0) {
 		j->rc = STORE_ENOMEM; /* Argon2 found no memory: 503, and not the child's fault */
