@@ -69,11 +69,13 @@ static int teardown(void **state)
 	return rc == 0 ? 0 : -1;
 }
 
-/* What the record counts is in the .part, byte for byte: no zeros where the client's were. */
-static void assert_counted_bytes_are_the_clients(world *w, const uint8_t *sent)
+/* The record counts `counted` bytes, and they are in the .part, byte for byte: no zeros where
+ * the client's were. */
+static void assert_counted_bytes_are_the_clients(world *w, const uint8_t *sent, uint64_t counted)
 {
 	srv_upload now;
 	assert_int_equal(srv_upload_load(w->d, w->u.device, w->u.id, 2000, &now), 0);
+	assert_int_equal(now.offset, counted);
 	int fd = srv_upload_open_part(w->d, &now, true); /* cut back (or out) to the offset */
 	assert_true(fd >= 0);
 	uint8_t *got = malloc(now.offset + 1);
@@ -117,7 +119,7 @@ static void full_disk_after_the_record_keeps_the_counted_bytes(void **state)
 	srv_upload u;
 	/* the first record's directory, then a retry's own record */
 	assert_int_equal(patch_with_full_disk(w, 7, sent, "df", &u), -ENOSPC);
-	assert_counted_bytes_are_the_clients(w, sent);
+	assert_counted_bytes_are_the_clients(w, sent, SENT); /* all of them: the record says so */
 	free(sent);
 }
 
@@ -131,7 +133,7 @@ static void full_disk_before_the_record_gives_back_the_tail(void **state)
 	/* the first record's own sync */
 	assert_int_equal(patch_with_full_disk(w, 13, sent, "f", &u), 0);
 	assert_int_equal(u.offset, SENT - 65536);
-	assert_counted_bytes_are_the_clients(w, sent);
+	assert_counted_bytes_are_the_clients(w, sent, SENT - 65536);
 	free(sent);
 }
 
