@@ -160,8 +160,10 @@ static void pair_work(api_job *j)
 	j->rc = store_pairing_redeem(j->st, h, j->token_hash, j->device_name, api_now_ms(), &p,
 	                             &j->member, &j->device);
 	j->phones_revoked = j->rc == 0 && p.member_id.s[0];
-	if (j->rc == 0)
+	if (j->rc == 0) {
+		j->family.id = p.family_id; /* to wake the family even if the read below fails */
 		j->rc = store_family_get(j->st, p.family_id.s, &j->family);
+	}
 }
 
 static void pairing_locked(srv_exchange *x)
@@ -239,6 +241,8 @@ void api_new_code(api_job *j, uint8_t hash[STORE_HASH_LEN])
 
 static void pair_done(srv_exchange *x, api_job *j)
 {
+	if (j->phones_revoked) /* a long-poll the old phone has waiting hears 401 now */
+		api_mailbox_changed(x->srv, j->family.id.s);
 	if (j->rc == STORE_ENOTFOUND) {
 		/* A wrong, used or expired code: it counts towards the locks. */
 		api_pairing_code_wrong(x, j);
@@ -250,8 +254,6 @@ static void pair_done(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc);
 		return;
 	}
-	if (j->phones_revoked) /* a long-poll the old phone has waiting hears 401 now */
-		api_mailbox_changed(x->srv, j->family.id.s);
 	api_respond_new_device(x, j);
 }
 
