@@ -5,7 +5,8 @@ usage: test_family.py JIAYIN_BINARY
 
 What docs/api.md promises for GET and PATCH /v1/families/{id} (usage, quota, retention), for
 keeping a message past the retention period and the retention job that deletes the others,
-for a parent's export (a zip of the voices and an index), and for erasing the family.
+for a parent's export (a zip of the voices and an index), and for erasing the family. And a
+family's mailbox restored beside a directory that is not its own is set aside, not erased.
 """
 import json
 import os
@@ -23,7 +24,6 @@ def family_settings(binary):
     """Settings (retention, quota), keeping, the retention job, export, erasing a family."""
     import sqlite3
     import threading
-    import time
     import zipfile
     import io
     with open(SAMPLE, "rb") as f:
@@ -198,8 +198,41 @@ def family_settings(binary):
         srv.stop()
 
 
+def restored_beside_another_directory(binary):
+    """families/ copied from a backup into a data directory whose directory.db is not theirs
+    (the review: the start's sweep erased every one as owned by no family). The start moves
+    them to quarantine/ and says so; nothing is erased, and the server serves on."""
+    import glob
+    import shutil
+    old = Server(binary)
+    try:
+        mom = signup(old, "王家", "妈妈")
+        with open(SAMPLE, "rb") as f:
+            assert upload(old, mom["token"], mom["family"]["id"], f.read()).status == 201
+    finally:
+        old.stop()
+    new = Server(binary)  # a first start on the new machine: a directory of its own
+    new.stop()
+    for p in glob.glob(os.path.join(old.data, "families", "*.db")):
+        shutil.copy(p, os.path.join(new.data, "families"))
+    srv = Server(binary, data=new.data)
+    try:
+        fam = mom["family"]["id"]
+        aside = glob.glob(os.path.join(srv.data, "quarantine", fam + ".*.db"))
+        ok(not os.listdir(os.path.join(srv.data, "families")) and len(aside) == 1 and
+           os.path.getsize(aside[0]) == os.path.getsize(
+               os.path.join(old.data, "families", fam + ".db")) and
+           "moved 1 family file(s) that this directory never knew to quarantine/" in
+           srv.log_text() and request(srv, "GET", "/healthz").status == 200,
+           "families/ restored beside another directory.db: moved whole to quarantine/, "
+           "said at the start, not erased", srv.log_text()[-300:])
+    finally:
+        srv.stop()
+
+
 def main():
     family_settings(sys.argv[1])
+    restored_beside_another_directory(sys.argv[1])
     return finish()
 
 
