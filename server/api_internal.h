@@ -73,6 +73,7 @@ struct api_job {
 	uint64_t next_seq;
 	char *text;                    /* an answer made on the pool; freed by job_done */
 	uint64_t since, latest;
+	bool reset;                    /* list: `since` was past the mailbox's newest change */
 	uint64_t wait_until;           /* long-poll: loop time (ms) to answer by; 0: at once */
 	char reason[512];
 	store_flag *flag;              /* flag_work; freed by job_done */

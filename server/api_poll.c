@@ -30,6 +30,16 @@ static void list_work(api_job *j)
 	}
 	j->rc = store_messages_since(j->st, j->param[0], j->since, j->list, room, &j->nlist,
 				     &j->latest);
+	if (j->rc == 0 && j->since > j->latest) {
+		/* A `since` past the newest change: the mailbox went back (restored from a backup
+		 * older than the client's last list). Everything, and said, so the client starts
+		 * over; else it would wait, hearing nothing, until the family caught up with a
+		 * number it had seen (the review). */
+		j->reset = true;
+		j->since = 0;
+		j->rc = store_messages_since(j->st, j->param[0], 0, j->list, room, &j->nlist,
+		                             &j->latest);
+	}
 	if (j->rc == 0 && j->nlist == room) {
 		store_message *more = realloc(j->list, LIST_MAX * sizeof *more);
 		if (!more) {
@@ -60,6 +70,10 @@ static void list_work(api_job *j)
 		seq = j->latest;
 	j->next_seq = seq;
 	json_t *obj = arr ? json_pack("{s:o, s:I}", "messages", arr, "seq", (json_int_t)seq) : NULL;
+	if (obj && j->reset && json_object_set_new(obj, "reset", json_true()) < 0) {
+		json_decref(obj);
+		obj = NULL;
+	}
 	j->text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
 	json_decref(obj);
 	if (!j->text)
@@ -77,8 +91,8 @@ static void list_done(srv_exchange *x, api_job *j)
 	/* Nothing (this member may see) changed: wait, from the new sequence, while time is left
 	 * (answered when the mailbox changes or the wait is over). A full page of others'
 	 * changes is answered at once instead: more may follow it already. */
-	if (j->shown == 0 && j->nlist < LIST_MAX && j->wait_until > uv_now(x->srv->loop) &&
-	    !x->srv->draining && !x->conn->closed) {
+	if (j->shown == 0 && !j->reset && j->nlist < LIST_MAX &&
+	    j->wait_until > uv_now(x->srv->loop) && !x->srv->draining && !x->conn->closed) {
 		j->since = j->next_seq;
 		park(x, j);
 		return;

@@ -6,7 +6,8 @@ usage: test_family.py JIAYIN_BINARY
 What docs/api.md promises for GET and PATCH /v1/families/{id} (usage, quota, retention), for
 keeping a message past the retention period and the retention job that deletes the others,
 for a parent's export (a zip of the voices and an index), and for erasing the family. And a
-family's mailbox restored beside a directory that is not its own is set aside, not erased.
+family's mailbox restored beside a directory that is not its own is set aside, not erased; and
+one restored from an older backup tells its phones to start over.
 """
 import json
 import os
@@ -230,9 +231,61 @@ def restored_beside_another_directory(binary):
         srv.stop()
 
 
+def mailbox_went_back(binary):
+    """A mailbox restored from a backup older than a phone's last list (the review: the phone,
+    at since=34 against a mailbox at 8, heard nothing new, not even with wait, until the family
+    caught up with 34). A `since` past the newest change is answered at once with everything
+    and "reset": true, so the app starts over; from there on it is as before."""
+    import shutil
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        M = f"/v1/families/{fam}/messages"
+        with open(SAMPLE, "rb") as f:
+            wav = f.read()
+        first = upload(srv, mom["token"], fam, wav).json()["message"]["id"]
+    finally:
+        srv.stop()  # a clean stop: the mailbox is whole in its file
+    db = os.path.join(srv.data, "families", fam + ".db")
+    backup = os.path.join(srv.tmp, "backup.db")
+    shutil.copy(db, backup)
+    srv = Server(binary, data=srv.data)
+    try:
+        for _ in range(3):
+            upload(srv, mom["token"], fam, wav)
+        seen = request(srv, "GET", M, headers=bearer(mom["token"])).json()["seq"]
+    finally:
+        srv.stop()
+    for suffix in ("", "-wal", "-shm"):  # the restore, as docs/operations.md says
+        if os.path.exists(db + suffix):
+            os.unlink(db + suffix)
+    shutil.copy(backup, db)
+    srv = Server(binary, data=srv.data)
+    try:
+        t0 = time.time()
+        r = request(srv, "GET", f"{M}?since={seen}&wait=10", headers=bearer(mom["token"]),
+                    timeout=20)
+        took = time.time() - t0
+        body = r.json()
+        ok(r.status == 200 and body.get("reset") is True and
+           [m["id"] for m in body["messages"]] == [first] and body["seq"] < seen and took < 2,
+           f"a long-poll past the restored mailbox's newest change is answered at once with "
+           f"everything and \"reset\": true ({took * 1000:.0f} ms)", json.dumps(body)[:300])
+        new = upload(srv, mom["token"], fam, wav).json()["message"]["id"]
+        after = request(srv, "GET", f"{M}?since={body['seq']}",
+                        headers=bearer(mom["token"])).json()
+        ok([m["id"] for m in after["messages"]] == [new] and "reset" not in after,
+           "from the seq it gave, the next list has the new message, and no reset",
+           json.dumps(after)[:300])
+    finally:
+        srv.stop()
+
+
 def main():
     family_settings(sys.argv[1])
     restored_beside_another_directory(sys.argv[1])
+    mailbox_went_back(sys.argv[1])
     return finish()
 
 
