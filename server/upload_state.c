@@ -125,7 +125,12 @@ static bool still_owned(const srv_upload *u, void *arg)
 	store_device dev;
 	store_member m;
 	int rc = store_device_get(st, u->device, &dev);
-	if (rc == STORE_ENOTFOUND || (rc == 0 && dev.revoked_ms))
+	/* A device the directory does not know: gone only with its family, recorded as erased. A
+	 * directory that is not this data's own (a restore gone wrong: its families are set aside
+	 * in quarantine/) must not cost their unfinished recordings too (the review). */
+	if (rc == STORE_ENOTFOUND)
+		return store_family_erased(st, u->family) != 0;
+	if (rc == 0 && dev.revoked_ms)
 		return false;
 	if (rc == 0 && dev.kind == STORE_DEVICE_KIOSK)
 		rc = store_kiosk_child_linked(st, u->device, u->member);

@@ -381,9 +381,11 @@ int store_open(store **out, const store_options *opt)
 	/* A directory made now beside families' databases would own none of them, and the
 	 * server's sweep would erase them all as orphans (the review: a directory.db lost to fsck,
 	 * or a restore of families/ alone, became every family's voices erased). */
-	struct stat st; /* stat: a link to a volume that is not there is a missing directory */
-	if (stat(path, &st) != 0 && errno == ENOENT &&
-	    (rc = each_family_file(s, refuse_any, NULL)) < 0)
+	/* stat: a link to a volume that is not there is a missing directory; and so is an empty
+	 * file (what fsck, a full disk or a failed copy can leave: the review). */
+	struct stat st;
+	int missing = stat(path, &st) != 0 ? errno == ENOENT : st.st_size == 0;
+	if (missing && (rc = each_family_file(s, refuse_any, NULL)) < 0)
 		goto fail;
 	if ((rc = db_open(&s->directory, path, &directory_schema, &s->opt, true)) < 0)
 		goto fail;
@@ -674,17 +676,25 @@ static void row_found(sqlite3_stmt *st, void *out)
 	*(int *)out = 1;
 }
 
+int store_family_erased(store *s, const char *family_id)
+{
+	static const char sql[] = "SELECT 1 FROM erased_families WHERE id = ?";
+	int found = 0;
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_one(s, sql, text_key(family_id), row_found, &found);
+}
+
 static int sweep_one_family(store *s, const char *id, void *arg)
 {
 	static const char sql[] = "SELECT 1 FROM families WHERE id = ?";
-	static const char erased_sql[] = "SELECT 1 FROM erased_families WHERE id = ?";
 	unsigned *counts = arg;
 	char path[PATH_CAP];
 	int found = 0;
 	int rc = read_one(s, sql, text_key(id), row_found, &found);
 	if (rc != STORE_ENOTFOUND || family_path(s, id, path, sizeof path) < 0)
 		return rc;
-	rc = read_one(s, erased_sql, text_key(id), row_found, &found);
+	rc = store_family_erased(s, id);
 	if (rc == 0) {
 		unlink_db_files(path); /* erased: its voices go */
 		counts[0]++;

@@ -140,6 +140,8 @@ int store_families_sweep(store *s, unsigned *removed, unsigned *set_aside);
 /* Deletes the family's rows, recording it as erased at now_ms, and erases its mailbox file (and
  * syncs its directory). */
 int store_family_delete(store *s, const char *family_id, int64_t now_ms);
+/* 0 if the family was erased (store_family_delete recorded it), else STORE_ENOTFOUND. */
+int store_family_erased(store *s, const char *family_id);
 
 /* A family's members at most: what a members list answers at once and a kiosk screen shows. */
 #define STORE_MEMBERS_MAX 64

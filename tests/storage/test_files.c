@@ -594,6 +594,18 @@ static void missing_directory_erases_nothing(void **state)
 	assert_int_equal(removed + set_aside, 0);
 	store_family got;
 	assert_int_equal(store_family_get(f->s, f->fam.id.s, &got), 0);
+	/* An empty directory.db (what fsck, a full disk or a failed copy leaves) is a missing
+	 * one (the review: it was opened as a new directory, and every family set aside). */
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(rename(db, aside), 0);
+	FILE *empty = fopen(db, "w");
+	assert_non_null(empty);
+	fclose(empty);
+	assert_int_equal(store_open(&f->s, &o), STORE_ENODIR);
+	assert_int_equal(access(fam_db, F_OK), 0);
+	assert_int_equal(rename(aside, db), 0);
+	assert_int_equal(store_open(&f->s, &o), 0);
 	/* An empty families/ (a first start) is no reason to refuse. */
 	store_close(f->s);
 	f->s = NULL;
