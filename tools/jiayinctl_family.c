@@ -92,6 +92,20 @@ static void print_family(const store_family *f, uint64_t usage, const store_memb
 	}
 }
 
+/*
+ * The family's usage; a family whose mailbox file is missing (an older directory.db restored
+ * beside newer families/, a file lost) has none, *missing set, so that it can be seen and
+ * erased (the review: both said "no family", and only a parent's API call could erase it).
+ */
+static int mailbox_usage(ctl *c, const store_family *f, uint64_t *usage, bool *missing)
+{
+	char path[4096];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/families/%s.db", c->data, f->id.s);
+	*missing = stat(path, &st) != 0 && errno == ENOENT;
+	return *missing ? 0 : store_mailbox_usage(c->s, f->id.s, usage);
+}
+
 int cmd_family_show(ctl *c, int argc, char **argv)
 {
 	(void)argc;
@@ -102,9 +116,10 @@ int cmd_family_show(ctl *c, int argc, char **argv)
 	size_t nm = 0, nd = 0, nl = 0;
 	uint64_t usage = 0;
 	json_t *obj = NULL;
+	bool missing = false;
 	int rc = store_family_get(c->s, argv[0], &f);
 	if (rc == 0)
-		rc = store_mailbox_usage(c->s, f.id.s, &usage);
+		rc = mailbox_usage(c, &f, &usage, &missing);
 	if (rc == 0)
 		rc = list_all(c->s, list_members, f.id.s, sizeof *m, (void **)&m, &nm);
 	if (rc == 0)
@@ -126,10 +141,19 @@ int cmd_family_show(ctl *c, int argc, char **argv)
 		                "quota_bytes", (json_int_t)f.quota_bytes, "retention_days",
 		                (json_int_t)f.retention_days, "usage_bytes", (json_int_t)usage,
 		                "members", ma, "devices", da, "kiosk_links", la);
+		if (obj && missing &&
+		    json_object_set_new(json_object_get(obj, "family"), "mailbox_missing",
+		                        json_true()) < 0)
+			whole = false;
 		if (!whole)
 			json_decref(obj), obj = NULL;
 	} else if (rc == 0) {
 		print_family(&f, usage, m, nm, d, nd, l, nl);
+		if (missing)
+			printf(
+			    "its mailbox file (families/%s.db) is missing: its messages are gone; "
+			    "family delete erases what is left\n",
+			    f.id.s);
 	}
 	free(m);
 	free(d);
@@ -173,9 +197,10 @@ int cmd_family_delete(ctl *c, int argc, char **argv)
 		return usage_fail(c, "family delete FAMILY_ID --yes", "family delete takes an id");
 	store_family f;
 	uint64_t usage = 0;
+	bool missing = false;
 	int rc = store_family_get(c->s, id, &f);
 	if (rc == 0)
-		rc = store_mailbox_usage(c->s, f.id.s, &usage);
+		rc = mailbox_usage(c, &f, &usage, &missing);
 	if (rc < 0)
 		return rc == STORE_ENOTFOUND ? fail(c, rc, "no family %s", id)
 		                             : fail(c, rc, "the family could not be read");
@@ -183,9 +208,10 @@ int cmd_family_delete(ctl *c, int argc, char **argv)
 		/* A refusal, not a mistake: no usage text, but the usage exit status. */
 		char msg[512], name[sizeof f.name];
 		snprintf(msg, sizeof msg,
-		         "not deleting family %s (\"%s\", %llu bytes of messages) without --yes: "
+		         "not deleting family %s (\"%s\", %llu bytes of messages%s) without --yes: "
 		         "it erases its members, devices and every message for ever",
-		         f.id.s, mask_name(name, sizeof name, f.name), (unsigned long long)usage);
+		         f.id.s, mask_name(name, sizeof name, f.name), (unsigned long long)usage,
+		         missing ? "; its mailbox file is missing" : "");
 		fprintf(stderr, "jiayinctl: %s\n", msg);
 		if (c->json)
 			print_error_json("usage", msg);

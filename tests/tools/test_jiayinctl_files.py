@@ -8,8 +8,8 @@ a backup never carries the name DEST without the server's key; an export or back
 midway leaves nothing under the name asked for, and the next run succeeds; family delete
 erases the family's unfinished uploads on every device (kiosks' too, past 512 devices);
 errors give their reason; stored and typed bytes are masked on the terminal; the transcoder's
-JSON line is JSON for any path and its output is 0600. Each check is one the review's
-findings failed.
+JSON line is JSON for any path and its output is 0600; a family whose mailbox file is missing
+is shown and erased. Each check is one the review's findings failed.
 """
 import json
 import os
@@ -298,6 +298,29 @@ def transcoder(binary, tmp):
        oct(os.stat(out).st_mode) if os.path.exists(out) else "missing")
 
 
+def mailbox_missing(ctl, data, fam):
+    """A family whose mailbox file is missing (an older directory.db restored beside newer
+    families/) can be seen and erased (the review: show and delete both said no family)."""
+    for suffix in ("", "-wal", "-shm"):
+        p = os.path.join(data, "families", fam + ".db" + suffix)
+        if os.path.exists(p):
+            os.unlink(p)
+    shown = ctl("family", "show", fam)
+    js = ctl("family", "show", fam, json_out=True)
+    fam_js = json.loads(js.out)["family"] if js.returncode == 0 else {}
+    ok(shown.returncode == 0 and "mailbox file" in shown.out and "missing" in shown.out and
+       fam_js.get("mailbox_missing") is True and fam_js.get("usage_bytes") == 0,
+       "family show of a family whose mailbox file is missing: shown, and said",
+       f"{shown.returncode} {shown.out[-200:]!r} {shown.err[-200:]!r}")
+    refused = ctl("family", "delete", fam)
+    gone = ctl("family", "delete", fam, "--yes")
+    after = ctl("family", "show", fam)
+    ok(refused.returncode == 64 and "mailbox file is missing" in refused.err and
+       gone.returncode == 0 and after.returncode == 1 and "not_found" in after.err,
+       "family delete erases it (without --yes it says the file is missing)",
+       f"{refused.err[-200:]!r} {gone.returncode} {gone.err[-200:]!r}")
+
+
 def main():
     if len(sys.argv) != 4:
         print("usage: test_jiayinctl_files.py JIAYINCTL JIAYIN JIAYIN_TRANSCODE",
@@ -311,14 +334,14 @@ def main():
     srv = Server(server_bin, data=data)
     try:
         fams = []
-        for name in ("王家", "李家", "张家"):
+        for name in ("王家", "李家", "张家", "赵家"):
             r = post_json(srv, "/v1/families", {"family_name": name, "member_name": "妈妈"})
             fams.append(r.json())
         sid = json.loads(ctl("school", "add", "希望小学", json_out=True).out)["school"]["id"]
         k = json.loads(ctl("kiosk", "add", sid, "宿舍平板", json_out=True).out)
     finally:
         srv.stop()
-    big, victim, other = (f["family"]["id"] for f in fams)
+    big, victim, other = (f["family"]["id"] for f in fams[:3])
     parent = fams[1]["member"]["id"]
     fill_family(data, big, fams[0]["member"]["id"], 24, 2 << 20)  # a 48 MB export
 
@@ -327,6 +350,7 @@ def main():
     delete_erases_uploads(ctl, data, victim, parent, other, fams[2]["member"]["id"],
                           k["device"]["id"])
     reasons_and_masks(ctl, data, tmp, big, sid)
+    mailbox_missing(ctl, data, fams[3]["family"]["id"])
     transcoder(tc_bin, tmp)
     ok(not sanitizer_reports, "no sanitizer reports", "\n# ".join(sanitizer_reports)[:4000])
     return finish()
