@@ -167,7 +167,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "jiayin: could not look for orphaned family files: %s\n",
 			store_strerror(rc));
 	if (swept > 0)
-		fprintf(stderr, "jiayin: erased %u file(s) of families erased before a crash\n",
+		fprintf(stderr,
+		        "jiayin: erased %u file(s) of families already erased (left by a crash, or "
+		        "copied back)\n",
 		        swept);
 	if (aside > 0)
 		fprintf(stderr,

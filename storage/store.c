@@ -218,8 +218,8 @@ static void quarantine(const store *s, const char *family_id, const char *path)
 		return;
 	for (int i = 0; i < 3; i++)
 		if (with_suffix(src, sizeof src, path, suffix[i]) &&
-		    with_suffix(dst, sizeof dst, base, suffix[i]))
-			rename(src, dst);
+		    with_suffix(dst, sizeof dst, base, suffix[i]) && rename(src, dst) == 0)
+			(void)chmod(dst, 0600); /* a file from an older version may be 0644 */
 	/* Both names durable: after a power cut the -wal (which may hold acknowledged messages)
 	 * is beside its database, both in quarantine/ or both in families/ (the review). */
 	sync_parent(base);
