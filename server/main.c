@@ -85,8 +85,14 @@ static int check_key(const srv_config *cfg, store *st)
 		return -1;
 	}
 	if (rc < 0) {
-		fprintf(stderr, "jiayin: cannot use %s/secret (32 bytes, the server's key): %s\n",
-			cfg->data_dir, strerror(-rc));
+		fprintf(stderr, "jiayin: cannot use %s/secret (32 bytes, the server's key): %s%s\n",
+		        cfg->data_dir, strerror(-rc),
+		        rc == -EINVAL
+		            ? ". It is damaged: restore it from the backup (jiayinctl backup "
+		              "keeps it), or start over with a new key (parents then set "
+		              "their children's kiosk PINs again) by starting once with "
+		              "JIAYIN_NEW_KEY=1 in the environment"
+		            : "");
 		return -1;
 	}
 	srv_secret_fingerprint(key, fp);
@@ -152,8 +158,13 @@ int main(int argc, char **argv)
 	so.dir = cfg.data_dir;
 	store *st = NULL;
 	if ((rc = store_open(&st, &so)) < 0) {
-		fprintf(stderr, "jiayin: cannot open storage in %s: %s\n", cfg.data_dir,
-			store_strerror(rc));
+		/* The store's text for a damaged database says it was set aside, as a family's is;
+		 * the directory never is. */
+		fprintf(stderr, "jiayin: cannot open storage in %s: %s (%s)\n", cfg.data_dir,
+		        rc == STORE_ECORRUPT ? "directory.db is damaged (it stays where it is): "
+		                               "restore it from the backup"
+		                             : store_strerror(rc),
+		        store_errcode(rc));
 		return 70;
 	}
 	if (check_key(&cfg, st) < 0) {

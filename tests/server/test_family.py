@@ -282,10 +282,54 @@ def mailbox_went_back(binary):
         srv.stop()
 
 
+def directory_lost_or_damaged(binary):
+    """directory.db damaged, emptied or gone while families/ holds the mailboxes: the start
+    stops, says what and why, with the error's code, and changes nothing (the review: a damaged
+    directory was said to have been set aside, and the code was never printed)."""
+    srv = Server(binary)
+    try:
+        fam = signup(srv, "王家", "妈妈")["family"]["id"]
+    finally:
+        srv.stop()
+    d = os.path.join(srv.data, "directory.db")
+    mailbox = os.path.join(srv.data, "families", fam + ".db")
+    with open(d, "rb") as f:
+        good = f.read()
+
+    def start_says():
+        try:
+            Server(binary, data=srv.data).stop()
+            return "(it started)"
+        except RuntimeError as ex:
+            return str(ex)
+    with open(d, "wb") as f:
+        f.write(b"this is not a database" * 300)
+    damaged = start_says()
+    with open(d, "wb"):
+        pass
+    emptied = start_says()
+    os.unlink(d)
+    gone = start_says()
+    ok("directory.db is damaged (it stays where it is)" in damaged and
+       "(storage_corrupt)" in damaged and "(storage_directory_missing)" in emptied and
+       "(storage_directory_missing)" in gone and os.path.exists(mailbox) and
+       not os.path.exists(d),
+       "a damaged, emptied or missing directory.db: the start stops, says which with its "
+       "code, and the family's mailbox stays", f"{damaged[-200:]} | {gone[-200:]}")
+    with open(d, "wb") as f:
+        f.write(good)
+    srv = Server(binary, data=srv.data)
+    try:
+        ok(request(srv, "GET", "/healthz").status == 200, "put back, it starts as before")
+    finally:
+        srv.stop()
+
+
 def main():
     family_settings(sys.argv[1])
     restored_beside_another_directory(sys.argv[1])
     mailbox_went_back(sys.argv[1])
+    directory_lost_or_damaged(sys.argv[1])
     return finish()
 
 
