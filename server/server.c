@@ -204,12 +204,14 @@ typedef struct health_job {
 	uv_work_t work;
 	srv_server *s;
 	int rc;
+	unsigned closed; /* families erased by another process, closed (their blocks freed) */
 } health_job;
 
 static void health_run(uv_work_t *w)
 {
 	health_job *h = w->data;
 	h->rc = store_health_check(h->s->store, wall_ms());
+	(void)store_families_close_unlinked(h->s->store, &h->closed);
 }
 
 static void health_after(uv_work_t *w, int status)
@@ -222,6 +224,12 @@ static void health_after(uv_work_t *w, int status)
 		srv_log_event(s, "storage_unhealthy", store_errcode(h->rc));
 	} else if (h->rc == 0 && s->health_rc < 0) {
 		srv_log_event(s, "storage_healthy", "writes work again");
+	}
+	if (h->closed) {
+		char what[96];
+		snprintf(what, sizeof what,
+		         "%u family database(s) erased by another program closed", h->closed);
+		srv_log_event(s, "families_closed", what);
 	}
 	s->health_rc = h->rc;
 	s->health_at_ms = uv_now(s->loop);

@@ -625,6 +625,41 @@ void family_erase(store *s, const char *family_id, const char *path)
 	}
 }
 
+int store_families_close_unlinked(store *s, unsigned *closed)
+{
+	*closed = 0;
+	pthread_mutex_lock(&s->lock);
+	size_t n = 0, cap = s->nfamilies;
+	store_id *ids = cap ? calloc(cap, sizeof *ids) : NULL;
+	for (family *f = s->head; ids && f && n < cap; f = f->next)
+		if (f->refs == 0 && !f->opening && !f->deleting)
+			ids[n++] = f->id;
+	pthread_mutex_unlock(&s->lock);
+	if (cap && !ids)
+		return STORE_ENOMEM;
+	/* The files are looked at without the lock: a stat each, other calls go on. */
+	family *victims = NULL;
+	for (size_t i = 0; i < n; i++) {
+		char path[PATH_CAP];
+		struct stat st;
+		if (family_path(s, ids[i].s, path, sizeof path) < 0 || stat(path, &st) == 0 ||
+		    errno != ENOENT)
+			continue;
+		pthread_mutex_lock(&s->lock);
+		family *f = find_family(s, ids[i].s);
+		if (f && f->refs == 0 && !f->opening && !f->deleting) {
+			cache_remove(s, f);
+			f->next = victims;
+			victims = f;
+			(*closed)++;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	free(ids);
+	close_evicted(victims);
+	return 0;
+}
+
 typedef struct meta_value {
 	void *buf;
 	size_t cap, len;

@@ -140,6 +140,13 @@ int store_families_sweep(store *s, unsigned *removed, unsigned *set_aside);
 /* Deletes the family's rows, recording it as erased at now_ms, and erases its mailbox file (and
  * syncs its directory). */
 int store_family_delete(store *s, const char *family_id, int64_t now_ms);
+/*
+ * Close the open families whose database file is gone from families/ (erased by another
+ * process: jiayinctl's family delete while the server runs), so that the disk frees their
+ * blocks now, not when the cache would have let them go (the review). Families in use are left
+ * for the next call. *closed counts them. For a periodic job.
+ */
+int store_families_close_unlinked(store *s, unsigned *closed);
 /* 0 if the family was erased (store_family_delete recorded it), else STORE_ENOTFOUND. */
 int store_family_erased(store *s, const char *family_id);
 
