@@ -625,8 +625,10 @@ def main():
         import threading
         got = {}
 
+        now = call(srv, "GET", f"/v1/families/{fam}/messages", s4).json()["seq"]
+
         def wait():
-            got["r"] = call(srv, "GET", f"/v1/families/{fam}/messages?since=1000&wait=20", s4)
+            got["r"] = call(srv, "GET", f"/v1/families/{fam}/messages?since={now}&wait=20", s4)
         th = threading.Thread(target=wait)
         th.start()
         time.sleep(0.5)
