@@ -30,11 +30,15 @@ static void list_work(api_job *j)
 	}
 	j->rc = store_messages_since(j->st, j->param[0], j->since, j->list, room, &j->nlist,
 				     &j->latest);
-	if (j->rc == 0 && j->since > j->latest) {
-		/* A `since` past the newest change: the mailbox went back (restored from a backup
-		 * older than the client's last list). Everything, and said, so the client starts
-		 * over; else it would wait, hearing nothing, until the family caught up with a
-		 * number it had seen (the review). */
+	uint64_t from = 0, to = 0;
+	if (j->rc == 0 && j->since > 0 && j->since <= j->latest)
+		j->rc = store_mailbox_restored(j->st, j->param[0], &from, &to);
+	if (j->rc == 0 && (j->since > j->latest || (j->since > from && j->since < to))) {
+		/* A `since` past the newest change, or between a restored copy's last change and
+		 * the floor it numbers from: the mailbox went back (restored from a backup older
+		 * than the client's last list). Everything, and said, so the client starts over;
+		 * else it would wait, hearing nothing, until the family caught up with a number it
+		 * had seen, and then miss what was numbered below it (the reviews). */
 		j->reset = true;
 		j->since = 0;
 		j->rc = store_messages_since(j->st, j->param[0], 0, j->list, room, &j->nlist,

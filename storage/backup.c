@@ -207,8 +207,19 @@ static void remove_stale(const char *dir, const char *prefix, bool folders)
  * family's voices; SQLite would make it 0644 less the umask). Its journal takes its mode.
  * The copy is synced; a failed one is removed.
  */
-static int backup_db(db *d, const char *dest_path, bool made, int *err)
+static int backup_db(db *d, const char *dest_path, bool made, bool mailbox, int *err)
 {
+	/* A family's copy is marked (mailbox step 6): the change it was taken at, and a floor
+	 * 2^32 above it that a restored copy numbers its changes from, so that no change number
+	 * a phone saw after the backup is given again to another change, and a phone's `since`
+	 * between the two is told to start over (the review: phones missed messages after a
+	 * restore, silently). */
+	static const char mark_sql[] =
+	    "INSERT OR REPLACE INTO seq_floor (id, restored_latest, floor) "
+	    "SELECT 1, l, l + 4294967296 FROM (SELECT max("
+	    "coalesce((SELECT max(seq) FROM messages WHERE seq != rowid), 0), "
+	    "coalesce((SELECT max(rowid) FROM messages), 0), "
+	    "coalesce((SELECT floor FROM seq_floor), 0)) AS l)";
 	conn *c;
 	sqlite3 *dest = NULL;
 	int fd = -1;
@@ -234,6 +245,8 @@ static int backup_db(db *d, const char *dest_path, bool made, int *err)
 			r = sqlite3_backup_step(b, -1); /* all pages in one snapshot */
 			int fin = sqlite3_backup_finish(b);
 			r = r == SQLITE_DONE ? fin : r;
+			if (r == SQLITE_OK && mailbox)
+				r = sqlite3_exec(dest, mark_sql, NULL, NULL, NULL);
 		} else {
 			r = sqlite3_errcode(dest);
 		}
@@ -264,7 +277,7 @@ static int family_to(store *s, const char *family_id, const char *dest_path, int
 	int rc = family_acquire(s, family_id, &f);
 	if (rc < 0)
 		return rc;
-	rc = backup_db(f->db, dest_path, false, err);
+	rc = backup_db(f->db, dest_path, false, true, err);
 	family_release(s, f);
 	return rc;
 }
@@ -305,7 +318,7 @@ int store_backup_family(store *s, const char *family_id, const char *dest_path)
 		if (held < 0)
 			rc = fs_fail(&err, -held);
 		if (rc == 0)
-			rc = backup_db(f->db, tmp, true, &err);
+			rc = backup_db(f->db, tmp, true, true, &err);
 		if (rc == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, dest_path, RENAME_NOREPLACE) != 0)
 			rc = fs_fail(&err, errno);
 		if (rc == 0)
@@ -466,7 +479,7 @@ int store_backup_all(store *s, const char *dest_dir, const char *const *extra_fi
 		         ? 0
 		         : fs_fail(&err, errno);
 	if (rc == 0 && path_in(path, tmp, "directory.db"))
-		rc = backup_db(s->directory, path, false, &err);
+		rc = backup_db(s->directory, path, false, false, &err);
 	if (rc == 0)
 		rc = backup_families(s, tmp, families, &err);
 	for (size_t i = 0; rc == 0 && extra_files && extra_files[i]; i++)

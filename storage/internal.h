@@ -151,6 +151,9 @@ typedef struct family {
 	/* Audio bytes in use, summed on first need, then kept: guarded by db's write lock. */
 	bool usage_known;
 	uint64_t bytes_used;
+	/* A copy restored in place (mailbox step 6): read once, guarded by the store's lock. */
+	bool restored_known;
+	uint64_t restored_from, restored_to;
 	struct family *prev, *next; /* LRU: head is most recently used */
 	struct family *chain;       /* the next family in the same bucket */
 } family;

@@ -113,8 +113,9 @@ static int query_int(conn *c, const char *sql, sqlite3_int64 *v)
 /* max(seq): a message never changed has seq = rowid (it was appended with its number as its
  * rowid), one changed since is in messages_changed; each max() reads the end of a b-tree. */
 static const char sql_latest_seq[] =
-	"SELECT max(coalesce((SELECT max(seq) FROM messages WHERE seq != rowid), 0), "
-	"coalesce((SELECT max(rowid) FROM messages), 0))";
+    "SELECT max(coalesce((SELECT max(seq) FROM messages WHERE seq != rowid), 0), "
+    "coalesce((SELECT max(rowid) FROM messages), 0), "
+    "coalesce((SELECT floor FROM seq_floor), 0))"; /* a restored copy's (mailbox step 6) */
 
 /* The next change number (with the write transaction open). */
 static int next_seq(conn *c, uint64_t *seq)
@@ -728,6 +729,45 @@ int store_messages_expire(store *s, const char *family_id, int64_t before_ms, un
 			break;
 	}
 	return 0;
+}
+
+int store_mailbox_restored(store *s, const char *family_id, uint64_t *from, uint64_t *to)
+{
+	static const char sql[] = "SELECT restored_latest, floor FROM seq_floor";
+	family *f;
+	*from = *to = 0;
+	int rc = family_acquire(s, family_id, &f);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&s->lock);
+	bool known = f->restored_known;
+	*from = f->restored_from;
+	*to = f->restored_to;
+	pthread_mutex_unlock(&s->lock);
+	conn *c;
+	if (!known && (rc = db_read_begin(f->db, &c)) == 0) {
+		sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+		if (st) {
+			int r = sqlite3_step(st);
+			if (r == SQLITE_ROW) {
+				*from = (uint64_t)sqlite3_column_int64(st, 0);
+				*to = (uint64_t)sqlite3_column_int64(st, 1);
+			} else if (r != SQLITE_DONE) {
+				rc = store_map_sqlite(r);
+			}
+			sqlite3_reset(st);
+		}
+		db_read_end(f->db, c);
+		if (rc == 0) {
+			pthread_mutex_lock(&s->lock);
+			f->restored_known = true;
+			f->restored_from = *from;
+			f->restored_to = *to;
+			pthread_mutex_unlock(&s->lock);
+		}
+	}
+	family_release(s, f);
+	return rc;
 }
 
 int store_mailbox_usage(store *s, const char *family_id, uint64_t *bytes)

@@ -278,6 +278,15 @@ static const migration mailbox_steps[] = {
 	{"UPDATE messages SET duration_ms = 0, lufs = 0, bytes = 0, waveform = x'', sha256 = x'' "
 	 "  WHERE state = 3;"
 	 "DELETE FROM receipts WHERE message IN (SELECT rowid FROM messages WHERE state = 3);"},
+	/* 6: a copy made by a backup (backup.c) carries the change number it was taken at and a
+	 * floor 2^32 above it: restored in place, the mailbox numbers its changes from the floor,
+	 * and a client's `since` between the two names changes it no longer has (store.h,
+	 * store_mailbox_restored). The live mailbox has no row. */
+	{"CREATE TABLE seq_floor ("
+	 "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+	 "  restored_latest INTEGER NOT NULL,"
+	 "  floor INTEGER NOT NULL"
+	 ");"},
 };
 
 /* secure_delete: an erased family's names, its devices and its flags' reasons must not stay

@@ -490,6 +490,13 @@ int store_message_by_key(store *s, const char *family_id, const char *key, store
  * `max`; *latest: the newest sequence number in the mailbox (pass it as `since` next time when
  * *n < max; otherwise pass the last returned message's seq).
  */
+/*
+ * A mailbox restored from a backup copy (backup.c marks each copy): the change it was taken at
+ * (*from) and the floor its numbering went on from (*to, 2^32 above); both 0 for a mailbox that
+ * was never restored. A client's `since` strictly between the two names changes this mailbox
+ * no longer has: the client must start over (the API's "reset").
+ */
+int store_mailbox_restored(store *s, const char *family_id, uint64_t *from, uint64_t *to);
 int store_messages_since(store *s, const char *family_id, uint64_t since, store_message *out,
 			 size_t max, size_t *n, uint64_t *latest);
 /* The newest `max` messages that are not deleted, newest first. */

@@ -560,12 +560,69 @@ static void export_carries_on_through_changes(void **state)
 
 /* A data directory on a file system mounted read-only is "read-only", not an I/O error. */
 
+/*
+ * A backup's copy of a family records the change it was taken at and a floor 2^32 above;
+ * restored in place, the mailbox numbers its changes from the floor and tells which numbers
+ * are gone (the review: after a restore, phones whose last list was past the copy's newest
+ * change missed the messages numbered below it once the family caught up).
+ */
+static void restored_copy_numbers_above_the_floor(void **state)
+{
+	fixture *f = *state;
+	uint8_t audio[1000] = {9};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message msg;
+	int existed;
+	uint64_t from = 7, to = 7;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	assert_int_equal(msg.seq, 2);
+	assert_int_equal(store_mailbox_restored(f->s, f->fam.id.s, &from, &to), 0);
+	assert_int_equal(from + to, 0); /* never restored */
+	char copy[128], live[256];
+	snprintf(copy, sizeof copy, "%s/copy.db", f->dir);
+	snprintf(live, sizeof live, "%s/families/%s.db", f->dir, f->fam.id.s);
+	assert_int_equal(store_backup_family(f->s, f->fam.id.s, copy), 0);
+	assert_int_equal(count_rows(copy, "SELECT restored_latest FROM seq_floor"), 2);
+	assert_int_equal(count_rows(copy, "SELECT floor = 4294967298 FROM seq_floor"), 1);
+	/* The live mailbox goes on as before. */
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	assert_int_equal(msg.seq, 3);
+	store_close(f->s);
+	f->s = NULL;
+	char cmd[1400];
+	snprintf(cmd, sizeof cmd, "rm -f '%s' '%s-wal' '%s-shm' && cp '%s' '%s'", live, live, live,
+	         copy, live);
+	assert_int_equal(system(cmd), 0);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	assert_int_equal(store_mailbox_restored(f->s, f->fam.id.s, &from, &to), 0);
+	assert_int_equal(from, 2);
+	assert_int_equal(to, 4294967298u);
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	assert_int_equal(msg.seq, 4294967299u);
+	store_message list[4];
+	size_t n;
+	uint64_t latest;
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 2, list, 4, &n, &latest), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(latest, 4294967299u);
+	/* A backup of the restored mailbox marks it above its own numbers again. */
+	assert_int_equal(store_backup_family(f->s, f->fam.id.s, copy), STORE_EEXIST);
+	snprintf(copy, sizeof copy, "%s/copy2.db", f->dir);
+	assert_int_equal(store_backup_family(f->s, f->fam.id.s, copy), 0);
+	assert_int_equal(count_rows(copy, "SELECT restored_latest = 4294967299 FROM seq_floor"), 1);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(backups),
+	    T(restored_copy_numbers_above_the_floor),
 	    T(failed_backup_leaves_nothing),
 	    T(backup_drops_a_family_erased_meanwhile),
 	    T(backup_extra_files_and_leftovers),
