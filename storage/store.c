@@ -585,6 +585,26 @@ void family_release(store *s, family *f)
 	close_evicted(victims);
 }
 
+/* A family's damaged copies set aside in quarantine/ (ID.TIME.db and its -wal, -shm) go with
+ * it: erasing is for ever (the review: they stayed). */
+static void unlink_quarantined(const store *s, const char *family_id)
+{
+	char dir[PATH_CAP];
+	snprintf(dir, sizeof dir, "%s/quarantine", s->dir);
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	int removed = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, family_id, STORE_ID_LEN) == 0 &&
+		    e->d_name[STORE_ID_LEN] == '.' && unlinkat(dirfd(d), e->d_name, 0) == 0)
+			removed++;
+	closedir(d);
+	if (removed)
+		sync_dir(dir);
+}
+
 /*
  * Erase a family's mailbox file. The cache entry is marked `deleting` first (created if the
  * family was not open), so no call opens or uses the family from then on; calls already
@@ -615,6 +635,7 @@ void family_erase(store *s, const char *family_id, const char *path)
 		f->db = NULL;
 	}
 	unlink_db_files(path);
+	unlink_quarantined(s, family_id);
 
 	if (f) {
 		pthread_mutex_lock(&s->lock);

@@ -6,6 +6,7 @@
 #include "jiayinctl.h"
 #include "uploads.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -106,6 +107,22 @@ static int mailbox_usage(ctl *c, const store_family *f, uint64_t *usage, bool *m
 	return *missing ? 0 : store_mailbox_usage(c->s, f->id.s, usage);
 }
 
+/* Whether quarantine/ holds a damaged copy of the family's mailbox (ID.TIME.db). */
+static bool quarantined(ctl *c, const char *family_id)
+{
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s/quarantine", c->data);
+	DIR *d = opendir(dir);
+	bool found = false;
+	struct dirent *e;
+	while (d && !found && (e = readdir(d)))
+		found = strncmp(e->d_name, family_id, STORE_ID_LEN) == 0 &&
+		        e->d_name[STORE_ID_LEN] == '.';
+	if (d)
+		closedir(d);
+	return found;
+}
+
 int cmd_family_show(ctl *c, int argc, char **argv)
 {
 	(void)argc;
@@ -151,9 +168,13 @@ int cmd_family_show(ctl *c, int argc, char **argv)
 		print_family(&f, usage, m, nm, d, nd, l, nl);
 		if (missing)
 			printf(
-			    "its mailbox file (families/%s.db) is missing: its messages are gone; "
-			    "family delete erases what is left\n",
-			    f.id.s);
+			    "its mailbox file (families/%s.db) is missing%s; family delete erases "
+			    "what is left\n",
+			    f.id.s,
+			    quarantined(c, f.id.s)
+			        ? ": a damaged copy was set aside in quarantine/ (restore it from "
+			          "a backup, or erase the family)"
+			        : ": its messages are gone");
 	}
 	free(m);
 	free(d);

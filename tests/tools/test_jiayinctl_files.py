@@ -301,7 +301,9 @@ def transcoder(binary, tmp):
 def mailbox_missing(ctl, data, fam):
     """A family whose mailbox file is missing (an older directory.db restored beside newer
     families/) can be seen and erased (the review: show and delete both said no family)."""
-    for suffix in ("", "-wal", "-shm"):
+    aside = os.path.join(data, "quarantine", fam + ".1795000000.db")  # as a damaged one is
+    os.rename(os.path.join(data, "families", fam + ".db"), aside)
+    for suffix in ("-wal", "-shm"):
         p = os.path.join(data, "families", fam + ".db" + suffix)
         if os.path.exists(p):
             os.unlink(p)
@@ -309,6 +311,7 @@ def mailbox_missing(ctl, data, fam):
     js = ctl("family", "show", fam, json_out=True)
     fam_js = json.loads(js.out)["family"] if js.returncode == 0 else {}
     ok(shown.returncode == 0 and "mailbox file" in shown.out and "missing" in shown.out and
+       "set aside in quarantine/" in shown.out and
        fam_js.get("mailbox_missing") is True and fam_js.get("usage_bytes") == 0,
        "family show of a family whose mailbox file is missing: shown, and said",
        f"{shown.returncode} {shown.out[-200:]!r} {shown.err[-200:]!r}")
@@ -316,8 +319,10 @@ def mailbox_missing(ctl, data, fam):
     gone = ctl("family", "delete", fam, "--yes")
     after = ctl("family", "show", fam)
     ok(refused.returncode == 64 and "mailbox file is missing" in refused.err and
-       gone.returncode == 0 and after.returncode == 1 and "not_found" in after.err,
-       "family delete erases it (without --yes it says the file is missing)",
+       gone.returncode == 0 and after.returncode == 1 and "not_found" in after.err and
+       not os.path.exists(aside),
+       "family delete erases it, its damaged copy in quarantine/ too (without --yes it says "
+       "the file is missing)",
        f"{refused.err[-200:]!r} {gone.returncode} {gone.err[-200:]!r}")
 
 
