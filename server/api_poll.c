@@ -28,19 +28,22 @@ static void list_work(api_job *j)
 		j->rc = STORE_ENOMEM;
 		return;
 	}
-	j->rc = store_messages_since(j->st, j->param[0], j->since, j->list, room, &j->nlist,
-				     &j->latest);
-	uint64_t from = 0, to = 0;
-	if (j->rc == 0 && j->since > 0 && j->since <= j->latest)
+	/* j->since stays the caller's: a waiter woken in a batch shares the answer of the one
+	 * before it only for the same token and since (batch_run). */
+	uint64_t since = j->since, from = 0, to = 0;
+	j->reset = false;
+	j->rc =
+	    store_messages_since(j->st, j->param[0], since, j->list, room, &j->nlist, &j->latest);
+	if (j->rc == 0 && since > 0 && since <= j->latest)
 		j->rc = store_mailbox_restored(j->st, j->param[0], &from, &to);
-	if (j->rc == 0 && (j->since > j->latest || (j->since > from && j->since < to))) {
+	if (j->rc == 0 && (since > j->latest || (since > from && since < to))) {
 		/* A `since` past the newest change, or between a restored copy's last change and
 		 * the floor it numbers from: the mailbox went back (restored from a backup older
 		 * than the client's last list). Everything, and said, so the client starts over;
 		 * else it would wait, hearing nothing, until the family caught up with a number it
 		 * had seen, and then miss what was numbered below it (the reviews). */
 		j->reset = true;
-		j->since = 0;
+		since = 0;
 		j->rc = store_messages_since(j->st, j->param[0], 0, j->list, room, &j->nlist,
 		                             &j->latest);
 	}
@@ -52,13 +55,13 @@ static void list_work(api_job *j)
 		}
 		j->list = more;
 		room = LIST_MAX;
-		j->rc = store_messages_since(j->st, j->param[0], j->since, j->list, room,
-					     &j->nlist, &j->latest);
+		j->rc = store_messages_since(j->st, j->param[0], since, j->list, room, &j->nlist,
+		                             &j->latest);
 	}
 	if (j->rc < 0)
 		return;
 	json_t *arr = json_array();
-	uint64_t seq = j->since;
+	uint64_t seq = since;
 	j->shown = 0;
 	for (size_t i = 0; arr && i < j->nlist; i++) {
 		store_message *m = &j->list[i];
@@ -240,6 +243,7 @@ static void batch_run(uv_work_t *wk)
 			j->shown = prev->shown;
 			j->next_seq = prev->next_seq;
 			j->latest = prev->latest;
+			j->reset = prev->reset;
 			continue;
 		}
 		api_job_run(j);

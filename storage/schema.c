@@ -189,8 +189,10 @@ static const migration directory_steps[] = {
 	 "  locked_until_ms = 0 WHERE pin_set_by IN "
 	 "  (SELECT id FROM members WHERE removed_ms IS NOT NULL);"},
 	/* 13: the families erased before step 11, from the audit log (family.delete, by the API
-	 * or jiayinctl), so a file a crash left after one of those erasures is erased too, not
-	 * set aside as unknown (the review). A family of that id still here is not one of them. */
+	 * or jiayinctl), so that a file of theirs found later (copied back, or left where its
+	 * unlink failed) is erased, not set aside as unknown (the review). The audit row was
+	 * written after the file's erasure, so a crash in between left no row: such a file is set
+	 * aside. A family of that id still here is not one of them. */
 	{"INSERT OR IGNORE INTO erased_families (id, erased_ms) "
 	 "SELECT family_id, max(at_ms) FROM audit_log WHERE action = 'family.delete' AND "
 	 "family_id IS NOT NULL AND family_id NOT IN (SELECT id FROM families) "
