@@ -267,13 +267,15 @@ static int migrate_step(conn *c, const schema *sc, unsigned version)
 	return rc < 0 ? rc : on;
 }
 
-static int migrate(conn *c, const schema *sc)
+static int migrate(conn *c, const schema *sc, bool refuse_older)
 {
 	int v = 0, rc = user_version(c, &v);
 	if (rc < 0)
 		return rc;
 	if (v > (int)sc->count)
 		return STORE_ESCHEMA;
+	if (refuse_older && v > 0 && v < (int)sc->count)
+		return STORE_EOLD; /* an older server may be running on it: leave it its data */
 	for (unsigned i = (unsigned)v; i < sc->count; i++)
 		if ((rc = migrate_step(c, sc, i + 1)) < 0)
 			return rc;
@@ -349,7 +351,7 @@ int db_open(db **out, const char *path, const schema *sc, const store_options *o
 	snprintf(pragma, sizeof pragma, "PRAGMA page_size=%d", sc->page_size);
 	if ((rc = conn_exec(&d->writer, pragma)) < 0 ||
 	    (rc = conn_exec(&d->writer, "PRAGMA journal_mode=WAL")) < 0 ||
-	    (rc = migrate(&d->writer, sc)) < 0)
+	    (rc = migrate(&d->writer, sc, sc == &directory_schema && !opt->upgrade_directory)) < 0)
 		goto fail;
 	*out = d;
 	return 0;

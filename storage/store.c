@@ -48,6 +48,9 @@ static const struct {
 	{"storage_directory_missing",
 	 "directory.db is missing but families/ holds family databases: restore directory.db "
 	 "from a backup (nothing was changed)"},
+	{"storage_schema_old",
+	 "the data was written by an older version of Jiayin: start this version's server on it "
+	 "first (it upgrades the data), or use the tools of the version that runs"},
 };
 
 const char *store_strerror(int err)
@@ -68,6 +71,7 @@ void store_options_init(store_options *o)
 		.readers = 2,
 		.busy_timeout_ms = 5000,
 		.integrity_check = 1,
+		.upgrade_directory = 1,
 	};
 }
 

@@ -36,8 +36,9 @@ enum {
 	STORE_ESCHEMA = -11,  /* storage_schema_too_new: written by a newer Jiayin */
 	STORE_ELIMIT = -12,   /* limit_reached: a family's members: too many, or its last parent */
 	STORE_ENODIR = -13,   /* storage_directory_missing: family databases, but no directory */
+	STORE_EOLD = -14,     /* storage_schema_old: written by an older Jiayin, not upgraded here */
 };
-#define STORE_ERROR_COUNT 14
+#define STORE_ERROR_COUNT 15
 
 const char *store_strerror(int err);
 const char *store_errcode(int err);
@@ -64,6 +65,9 @@ typedef struct store_options {
 	int integrity_check;        /* PRAGMA quick_check when a family database opens, default 1 */
 	const char *vfs;            /* a registered SQLite VFS by name, NULL for the default
 				       (tests register a fault-injecting one) */
+	int upgrade_directory;      /* 1 (default): an older directory.db is migrated; 0: it is
+				       refused (STORE_EOLD), for a tool that may run beside an
+				       older server, whose data it must not take from it */
 } store_options;
 void store_options_init(store_options *opt);
 

@@ -386,9 +386,14 @@ static int open_store(ctl *c, const char *dir)
 	store_options_init(&opt);
 	opt.dir = dir;
 	opt.max_open_families = 4; /* one command touches a family at a time */
+	/* An older server may still run on it (a backup before an upgrade): its data stays its
+	 * own, not migrated away under it (the review: the older server could not start again). */
+	opt.upgrade_directory = 0;
 	c->data = dir;
 	int rc = store_open(&c->s, &opt);
-	return rc < 0 ? fail(c, rc, "cannot open the data directory %s", dir) : 0;
+	return rc < 0
+	           ? fail(c, rc, "cannot open the data directory %s: %s", dir, store_strerror(rc))
+	           : 0;
 }
 
 int main(int argc, char **argv)

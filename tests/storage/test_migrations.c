@@ -508,6 +508,35 @@ static void directory_step_13_knows_older_erasures(void **state)
 	store_close(s);
 }
 
+/* A tool that may run beside an older server (upgrade_directory 0: jiayinctl) refuses an older
+ * directory instead of migrating it under that server (the review: the older server could not
+ * start again); the server's own open migrates it. */
+static void older_directory_refused_without_upgrade(void **state)
+{
+	fixture *f = *state;
+	char dir[128], path[256];
+	snprintf(dir, sizeof dir, "%s/older", f->dir);
+	mkdir(dir, 0700);
+	snprintf(path, sizeof path, "%s/directory.db", dir);
+	make_at_version(path, &directory_schema, directory_schema.count - 1);
+	store_options o;
+	store_options_init(&o);
+	o.dir = dir;
+	o.upgrade_directory = 0;
+	store *s = NULL;
+	assert_int_equal(store_open(&s, &o), STORE_EOLD);
+	assert_null(s);
+	assert_string_equal(store_errcode(STORE_EOLD), "storage_schema_old");
+	assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)directory_schema.count - 1);
+	o.upgrade_directory = 1;
+	assert_int_equal(store_open(&s, &o), 0);
+	store_close(s);
+	assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)directory_schema.count);
+	o.upgrade_directory = 0; /* and the current one opens */
+	assert_int_equal(store_open(&s, &o), 0);
+	store_close(s);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -516,7 +545,7 @@ int main(void)
 	    T(migrations_from_every_version),          T(mailbox_step_5_clears_old_tombstones),
 	    T(mailbox_step_4_keeps_every_row),         T(two_openers_migrate_once),
 	    T(directory_step_7_keeps_members),         T(directory_step_12_withdraws_old_pins),
-	    T(directory_step_13_knows_older_erasures),
+	    T(directory_step_13_knows_older_erasures), T(older_directory_refused_without_upgrade),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -326,6 +326,26 @@ def mailbox_missing(ctl, data, fam):
        f"{refused.err[-200:]!r} {gone.returncode} {gone.err[-200:]!r}")
 
 
+def older_directory(ctl, data):
+    """A directory.db of an older version (the new jiayinctl installed while the old server
+    still runs): refused, untouched (the review: it migrated the data away under the running
+    server, which could then not start again)."""
+    path = os.path.join(data, "directory.db")
+    db = sqlite3.connect(path)
+    now = db.execute("PRAGMA user_version").fetchone()[0]
+    db.execute(f"PRAGMA user_version = {now - 1}")
+    db.commit()
+    r = ctl("school", "list")
+    after = db.execute("PRAGMA user_version").fetchone()[0]
+    db.execute(f"PRAGMA user_version = {now}")  # as it was: nothing else changed
+    db.commit()
+    db.close()
+    ok(r.returncode == 1 and "storage_schema_old" in r.err and "server on it first" in r.err
+       and after == now - 1,
+       "jiayinctl refuses a data directory of an older version, saying why, and changes "
+       "nothing", f"{r.returncode} {r.err[-200:]!r} {after}")
+
+
 def main():
     if len(sys.argv) != 4:
         print("usage: test_jiayinctl_files.py JIAYINCTL JIAYIN JIAYIN_TRANSCODE",
@@ -356,6 +376,7 @@ def main():
                           k["device"]["id"])
     reasons_and_masks(ctl, data, tmp, big, sid)
     mailbox_missing(ctl, data, fams[3]["family"]["id"])
+    older_directory(ctl, data)
     transcoder(tc_bin, tmp)
     ok(not sanitizer_reports, "no sanitizer reports", "\n# ".join(sanitizer_reports)[:4000])
     return finish()
