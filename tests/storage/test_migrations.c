@@ -330,30 +330,36 @@ static void two_openers_migrate_once(void **state)
 	assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)directory_schema.count);
 }
 
+/* dir = f->dir/name, holding a directory.db at `version` with `rows` (SQL, or NULL) in it. */
+static void directory_at(const fixture *f, const char *name, unsigned version, const char *rows,
+                         char dir[128], char path[256])
+{
+	snprintf(dir, 128, "%s/%s", f->dir, name);
+	mkdir(dir, 0700);
+	snprintf(path, 256, "%s/directory.db", dir);
+	make_at_version(path, &directory_schema, version);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	if (rows)
+		assert_int_equal(sqlite3_exec(db, rows, 0, 0, 0), SQLITE_OK);
+	sqlite3_close(db);
+}
+
 /* Directory step 7 adds who left: the members of a directory at version 6 stay members, and
  * one of them can leave. */
 static void directory_step_7_keeps_members(void **state)
 {
 	fixture *f = *state;
 	char dir[128], path[256];
-	snprintf(dir, sizeof dir, "%s/v6", f->dir);
-	mkdir(dir, 0700);
-	snprintf(path, sizeof path, "%s/directory.db", dir);
-	make_at_version(path, &directory_schema, 6);
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_exec(db,
-	                 "INSERT INTO families (id, name, created_ms) VALUES "
-	                 "('f0000000000000000000000000', '王家', 1);"
-	                 "INSERT INTO members (id, family_id, name, role, created_ms) VALUES "
-	                 "('a0000000000000000000000000', 'f0000000000000000000000000', '妈妈', "
-	                 "'parent', 1), "
-	                 "('b0000000000000000000000000', 'f0000000000000000000000000', '小明', "
-	                 "'child', 2);",
-	                 0, 0, 0),
-	    SQLITE_OK);
-	sqlite3_close(db);
+	directory_at(f, "v6", 6,
+	             "INSERT INTO families (id, name, created_ms) VALUES "
+	             "('f0000000000000000000000000', '王家', 1);"
+	             "INSERT INTO members (id, family_id, name, role, created_ms) VALUES "
+	             "('a0000000000000000000000000', 'f0000000000000000000000000', '妈妈', "
+	             "'parent', 1), "
+	             "('b0000000000000000000000000', 'f0000000000000000000000000', '小明', "
+	             "'child', 2);",
+	             dir, path);
 	store_options o;
 	store_options_init(&o);
 	o.dir = dir;
@@ -387,55 +393,46 @@ static void directory_step_7_keeps_members(void **state)
 static void directory_step_12_withdraws_old_pins(void **state)
 {
 	fixture *f = *state;
-	char dir[128], path[256];
-	snprintf(dir, sizeof dir, "%s/v9", f->dir);
-	mkdir(dir, 0700);
-	snprintf(path, sizeof path, "%s/directory.db", dir);
-	make_at_version(path, &directory_schema, 9);
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 #define FAM "'f0000000000000000000000000'"
 #define MOM "'a0000000000000000000000000'"
 #define AUNT "'a1111111111111111111111111'"
 #define OUTSIDER "'a2222222222222222222222222'"
-	assert_int_equal(
-	    sqlite3_exec(
-	        db,
-	        "INSERT INTO families (id, name, created_ms) VALUES (" FAM ", '王家', 1), "
-	        "('f1111111111111111111111111', '李家', 1);"
-	        "INSERT INTO members (id, family_id, name, role, created_ms, removed_ms) VALUES "
-	        "(" MOM ", " FAM ", '妈妈', 'parent', 1, NULL), "
-	        "(" AUNT ", " FAM ", '姑姑', 'caregiver', 1, 50), "
-	        "(" OUTSIDER ", 'f1111111111111111111111111', '外人', 'parent', 1, NULL), "
-	        "('c0000000000000000000000000', " FAM ", '小明', 'child', 1, NULL), "
-	        "('c1111111111111111111111111', " FAM ", '小红', 'child', 1, NULL), "
-	        "('c2222222222222222222222222', " FAM ", '小刚', 'child', 1, NULL);"
-	        "INSERT INTO schools VALUES ('s0000000000000000000000000', '希望小学', 1);"
-	        "INSERT INTO kiosks VALUES ('k0000000000000000000000000', "
-	        "'s0000000000000000000000000', '平板', 1);"
-	        "INSERT INTO devices (id, token_hash, kind, kiosk_id, created_ms) VALUES "
-	        "('d0000000000000000000000000', x'01', 'kiosk', 'k0000000000000000000000000', 1);"
-	        "INSERT INTO kiosk_links (id, kiosk_id, member_id, pin_hash, created_ms) VALUES "
-	        "('n0000000000000000000000000', 'k0000000000000000000000000', "
-	        "'c0000000000000000000000000', 'pin-aunt', 1), "
-	        "('n1111111111111111111111111', 'k0000000000000000000000000', "
-	        "'c1111111111111111111111111', 'pin-mom', 1), "
-	        "('n2222222222222222222222222', 'k0000000000000000000000000', "
-	        "'c2222222222222222222222222', 'pin-unknown', 1);"
-	        "INSERT INTO kiosk_sessions VALUES (x'02', 'd0000000000000000000000000', "
-	        "'n0000000000000000000000000', 1, 1);"
-	        /* 小明: the mother linked him, the aunt chose his PIN last; 小红: the aunt linked
-	         * her, the mother chose her PIN last; 小刚: only another family's member is
-	         * recorded (not a chooser). */
-	        "INSERT INTO audit_log (at_ms, actor, action, family_id, target) VALUES "
-	        "(2, " MOM ", 'kiosk.link', " FAM ", 'n0000000000000000000000000'), "
-	        "(3, " AUNT ", 'kiosk.pin', " FAM ", 'n0000000000000000000000000'), "
-	        "(4, " AUNT ", 'kiosk.link', " FAM ", 'n1111111111111111111111111'), "
-	        "(5, " MOM ", 'kiosk.pin', " FAM ", 'n1111111111111111111111111'), "
-	        "(6, " OUTSIDER ", 'kiosk.pin', " FAM ", 'n2222222222222222222222222');",
-	        0, 0, 0),
-	    SQLITE_OK);
-	sqlite3_close(db);
+	char dir[128], path[256];
+	directory_at(
+	    f, "v9", 9,
+	    "INSERT INTO families (id, name, created_ms) VALUES (" FAM ", '王家', 1), "
+	    "('f1111111111111111111111111', '李家', 1);"
+	    "INSERT INTO members (id, family_id, name, role, created_ms, removed_ms) VALUES "
+	    "(" MOM ", " FAM ", '妈妈', 'parent', 1, NULL), "
+	    "(" AUNT ", " FAM ", '姑姑', 'caregiver', 1, 50), "
+	    "(" OUTSIDER ", 'f1111111111111111111111111', '外人', 'parent', 1, NULL), "
+	    "('c0000000000000000000000000', " FAM ", '小明', 'child', 1, NULL), "
+	    "('c1111111111111111111111111', " FAM ", '小红', 'child', 1, NULL), "
+	    "('c2222222222222222222222222', " FAM ", '小刚', 'child', 1, NULL);"
+	    "INSERT INTO schools VALUES ('s0000000000000000000000000', '希望小学', 1);"
+	    "INSERT INTO kiosks VALUES ('k0000000000000000000000000', "
+	    "'s0000000000000000000000000', '平板', 1);"
+	    "INSERT INTO devices (id, token_hash, kind, kiosk_id, created_ms) VALUES "
+	    "('d0000000000000000000000000', x'01', 'kiosk', 'k0000000000000000000000000', 1);"
+	    "INSERT INTO kiosk_links (id, kiosk_id, member_id, pin_hash, created_ms) VALUES "
+	    "('n0000000000000000000000000', 'k0000000000000000000000000', "
+	    "'c0000000000000000000000000', 'pin-aunt', 1), "
+	    "('n1111111111111111111111111', 'k0000000000000000000000000', "
+	    "'c1111111111111111111111111', 'pin-mom', 1), "
+	    "('n2222222222222222222222222', 'k0000000000000000000000000', "
+	    "'c2222222222222222222222222', 'pin-unknown', 1);"
+	    "INSERT INTO kiosk_sessions VALUES (x'02', 'd0000000000000000000000000', "
+	    "'n0000000000000000000000000', 1, 1);"
+	    /* 小明: the mother linked him, the aunt chose his PIN last; 小红: the aunt linked
+	     * her, the mother chose her PIN last; 小刚: only another family's member is
+	     * recorded (not a chooser). */
+	    "INSERT INTO audit_log (at_ms, actor, action, family_id, target) VALUES "
+	    "(2, " MOM ", 'kiosk.link', " FAM ", 'n0000000000000000000000000'), "
+	    "(3, " AUNT ", 'kiosk.pin', " FAM ", 'n0000000000000000000000000'), "
+	    "(4, " AUNT ", 'kiosk.link', " FAM ", 'n1111111111111111111111111'), "
+	    "(5, " MOM ", 'kiosk.pin', " FAM ", 'n1111111111111111111111111'), "
+	    "(6, " OUTSIDER ", 'kiosk.pin', " FAM ", 'n2222222222222222222222222');",
+	    dir, path);
 	store_options o;
 	store_options_init(&o);
 	o.dir = dir;
@@ -466,28 +463,19 @@ static void directory_step_13_knows_older_erasures(void **state)
 {
 	fixture *f = *state;
 	char dir[128], path[256], fams[160], left[256];
-	snprintf(dir, sizeof dir, "%s/v12", f->dir);
-	mkdir(dir, 0700);
+	directory_at(f, "v12", 12,
+	             "INSERT INTO families (id, name, created_ms) VALUES "
+	             "('f1111111111111111111111111', '李家', 1);"
+	             "INSERT INTO audit_log (at_ms, actor, action, family_id, target) VALUES "
+	             "(5, 'jiayinctl', 'family.delete', 'f0000000000000000000000000', "
+	             "'f0000000000000000000000000'), "
+	             "(6, 'a0000000000000000000000000', 'family.delete', "
+	             "'f2222222222222222222222222', 'f2222222222222222222222222'), "
+	             "(7, 'a1111111111111111111111111', 'family.delete', "
+	             "'f1111111111111111111111111', NULL);",
+	             dir, path);
 	snprintf(fams, sizeof fams, "%s/families", dir);
 	mkdir(fams, 0700);
-	snprintf(path, sizeof path, "%s/directory.db", dir);
-	make_at_version(path, &directory_schema, 12);
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_exec(db,
-	                 "INSERT INTO families (id, name, created_ms) VALUES "
-	                 "('f1111111111111111111111111', '李家', 1);"
-	                 "INSERT INTO audit_log (at_ms, actor, action, family_id, target) VALUES "
-	                 "(5, 'jiayinctl', 'family.delete', 'f0000000000000000000000000', "
-	                 "'f0000000000000000000000000'), "
-	                 "(6, 'a0000000000000000000000000', 'family.delete', "
-	                 "'f2222222222222222222222222', 'f2222222222222222222222222'), "
-	                 "(7, 'a1111111111111111111111111', 'family.delete', "
-	                 "'f1111111111111111111111111', NULL);",
-	                 0, 0, 0),
-	    SQLITE_OK);
-	sqlite3_close(db);
 	snprintf(left, sizeof left, "%s/f0000000000000000000000000.db", fams);
 	FILE *file = fopen(left, "w");
 	assert_non_null(file);
@@ -515,10 +503,7 @@ static void older_directory_refused_without_upgrade(void **state)
 {
 	fixture *f = *state;
 	char dir[128], path[256];
-	snprintf(dir, sizeof dir, "%s/older", f->dir);
-	mkdir(dir, 0700);
-	snprintf(path, sizeof path, "%s/directory.db", dir);
-	make_at_version(path, &directory_schema, directory_schema.count - 1);
+	directory_at(f, "older", directory_schema.count - 1, NULL, dir, path);
 	store_options o;
 	store_options_init(&o);
 	o.dir = dir;
