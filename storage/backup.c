@@ -245,6 +245,14 @@ static int backup_db(db *d, const char *dest_path, bool made, bool mailbox, int 
 			r = sqlite3_backup_step(b, -1); /* all pages in one snapshot */
 			int fin = sqlite3_backup_finish(b);
 			r = r == SQLITE_DONE ? fin : r;
+			/* The copy took the source's WAL mode from its header: the mark is written
+			 * through a rollback journal instead, so no -wal or -shm is made beside it
+			 * (a killed backup would leave them, a failed checkpoint would keep the
+			 * mark in them: the review). The server makes it WAL again once restored.
+			 */
+			if (r == SQLITE_OK && mailbox)
+				r = sqlite3_exec(dest, "PRAGMA journal_mode=DELETE", NULL, NULL,
+				                 NULL);
 			if (r == SQLITE_OK && mailbox)
 				r = sqlite3_exec(dest, mark_sql, NULL, NULL, NULL);
 		} else {
@@ -254,8 +262,8 @@ static int backup_db(db *d, const char *dest_path, bool made, bool mailbox, int 
 	rc = r == SQLITE_OK ? 0 : store_map_sqlite(r);
 	if (rc < 0 && dest && sqlite3_system_errno(dest) && !*err)
 		*err = sqlite3_system_errno(dest); /* a full disk says so */
-	if (dest)
-		sqlite3_close_v2(dest);
+	if (dest && sqlite3_close_v2(dest) != SQLITE_OK && rc == 0)
+		rc = STORE_EIO; /* what it had still to write may not be in the copy */
 	db_read_end(d, c);
 	/* SQLite syncs its commit; this makes sure of it whatever the journal mode. */
 	if (rc == 0 && (fd = open(dest_path, O_RDONLY | O_CLOEXEC)) < 0)

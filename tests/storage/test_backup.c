@@ -585,6 +585,9 @@ static void restored_copy_numbers_above_the_floor(void **state)
 	assert_int_equal(store_backup_family(f->s, f->fam.id.s, copy), 0);
 	assert_int_equal(count_rows(copy, "SELECT restored_latest FROM seq_floor"), 2);
 	assert_int_equal(count_rows(copy, "SELECT floor = 4294967298 FROM seq_floor"), 1);
+	/* Written through a rollback journal: a killed backup leaves no -wal or -shm beside it. */
+	assert_int_equal(
+	    count_rows(copy, "SELECT journal_mode = 'delete' FROM pragma_journal_mode"), 1);
 	/* The live mailbox goes on as before. */
 	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
 	assert_int_equal(msg.seq, 3);
