@@ -341,6 +341,26 @@ static int refuse_any(store *s, const char *id, void *arg)
 	return STORE_ENODIR;
 }
 
+/*
+ * The mailbox schema this data directory's server runs (directory meta "mailbox_schema"): one
+ * that upgrades records its own; one that does not (upgrade_directory 0) refuses a directory
+ * whose server runs an older one, or that does not say (the review: jiayinctl's backup
+ * migrated the live mailboxes under an older server whose directory.db had not changed).
+ */
+static int mailbox_schema_known(store *s)
+{
+	static const char name[] = "mailbox_schema";
+	uint8_t mine = (uint8_t)mailbox_schema.count, theirs = 0;
+	size_t n = 0;
+	int rc = store_meta_get(s, name, &theirs, 1, &n);
+	if (rc < 0 && rc != STORE_ENOTFOUND)
+		return rc;
+	bool known = rc == 0 && n == 1 && theirs >= mine;
+	if (s->opt.upgrade_directory)
+		return known ? 0 : store_meta_put(s, name, &mine, 1); /* written once per version */
+	return known ? 0 : STORE_EOLD;
+}
+
 int store_open(store **out, const store_options *opt)
 {
 	store_options defaults;
@@ -391,7 +411,8 @@ int store_open(store **out, const store_options *opt)
 	int missing = stat(path, &st) != 0 ? errno == ENOENT : st.st_size == 0;
 	if (missing && (rc = each_family_file(s, refuse_any, NULL)) < 0)
 		goto fail;
-	if ((rc = db_open(&s->directory, path, &directory_schema, &s->opt, true)) < 0)
+	if ((rc = db_open(&s->directory, path, &directory_schema, &s->opt, true)) < 0 ||
+	    (rc = mailbox_schema_known(s)) < 0)
 		goto fail;
 	*out = s;
 	return 0;

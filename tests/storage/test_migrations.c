@@ -520,6 +520,28 @@ static void older_directory_refused_without_upgrade(void **state)
 	o.upgrade_directory = 0; /* and the current one opens */
 	assert_int_equal(store_open(&s, &o), 0);
 	store_close(s);
+	/* A directory.db of the current version whose server runs older mailboxes (or does not
+	 * say which): refused too, for the tool would migrate the live mailboxes under it (the
+	 * review). */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                              "UPDATE meta SET value = x'05' WHERE name = 'mailbox_schema'",
+	                              0, 0, 0),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(&s, &o), STORE_EOLD);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, "DELETE FROM meta WHERE name = 'mailbox_schema'", 0, 0, 0), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(&s, &o), STORE_EOLD);
+	o.upgrade_directory = 1; /* the server of this version says which it runs */
+	assert_int_equal(store_open(&s, &o), 0);
+	store_close(s);
+	o.upgrade_directory = 0;
+	assert_int_equal(store_open(&s, &o), 0);
+	store_close(s);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
