@@ -790,11 +790,43 @@ static int sweep_one_family(store *s, const char *id, void *arg)
 	return rc;
 }
 
+/* Damaged copies in quarantine/ of families erased since (or before their copies went with
+ * them: a crash, or a version that did not erase them): erased too (the review). */
+static int sweep_quarantine(store *s, unsigned *removed)
+{
+	char dir[PATH_CAP];
+	snprintf(dir, sizeof dir, "%s/quarantine", s->dir);
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : STORE_EIO;
+	int rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d))) {
+		char id[STORE_ID_LEN + 1];
+		if (strlen(e->d_name) <= STORE_ID_LEN || e->d_name[STORE_ID_LEN] != '.')
+			continue;
+		memcpy(id, e->d_name, STORE_ID_LEN);
+		id[STORE_ID_LEN] = '\0';
+		if (store_id_check(id) < 0)
+			continue;
+		rc = store_family_erased(s, id);
+		if (rc == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
+			(*removed)++;
+		rc = rc == STORE_ENOTFOUND ? 0 : rc;
+	}
+	closedir(d);
+	if (*removed)
+		sync_dir(dir);
+	return rc;
+}
+
 int store_families_sweep(store *s, unsigned *removed, unsigned *set_aside)
 {
-	unsigned counts[2] = {0, 0};
+	unsigned counts[2] = {0, 0}, aside_erased = 0;
 	int rc = each_family_file(s, sweep_one_family, counts);
-	*removed = counts[0];
+	if (rc == 0)
+		rc = sweep_quarantine(s, &aside_erased);
+	*removed = counts[0] + aside_erased;
 	*set_aside = counts[1];
 	return rc;
 }

@@ -136,7 +136,8 @@ int store_family_retention_checked(store *s, const char *family_id, int64_t now_
 /*
  * Mailbox files that no family owns, for the server at its start, when no family is being
  * created. Those of a family erased (what a crash left between erasing its rows and its file)
- * are erased: *removed counts them. Others, which this directory never knew to be erased (a
+ * are erased, with their damaged copies in quarantine/: *removed counts them. Others, which
+ * this directory never knew to be erased (a
  * crash between making a file and its family, or families/ restored beside another directory),
  * are moved to quarantine/, not erased: *set_aside counts them.
  */

@@ -161,14 +161,21 @@ static void orphaned_family_files_are_swept(void **state)
 	snprintf(kept, sizeof kept, "%s/families/%s.db", f->dir, f->fam.id.s);
 	assert_int_equal(access(orphan, F_OK), 0);
 	assert_int_equal(chmod(unknown, 0644), 0); /* as an older version made it */
+	/* and a damaged copy of the erased family, set aside before its erasure */
+	char copy[256];
+	snprintf(copy, sizeof copy, "%s/quarantine/%s.1795000000.db", f->dir, other.id.s);
+	FILE *q = fopen(copy, "w");
+	assert_non_null(q);
+	fclose(q);
 	store_options o;
 	store_options_init(&o);
 	o.dir = f->dir;
 	assert_int_equal(store_open(&f->s, &o), 0);
 	unsigned removed, aside;
 	assert_int_equal(store_families_sweep(f->s, &removed, &aside), 0);
-	assert_int_equal(removed, 1);
+	assert_int_equal(removed, 2); /* its file, and its copy in quarantine/ */
 	assert_int_equal(aside, 1);
+	assert_int_equal(access(copy, F_OK), -1);
 	assert_int_not_equal(access(orphan, F_OK), 0);
 	assert_int_not_equal(access(unknown, F_OK), 0);
 	assert_int_equal(access(kept, F_OK), 0);
