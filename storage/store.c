@@ -309,35 +309,46 @@ int store_health_check(store *s, int64_t now_ms)
 }
 
 /*
- * one(s, id, arg) for each family database in families/ (a file named ID.db), until one
- * returns non-zero: that is the result. 0 when there is no families/ at all.
+ * one(s, dir_fd, name, id, arg) for each file of data/sub named after a family's id: exactly
+ * ID.db for families/ (exact set), or ID.anything for quarantine/ (ID.TIME.db and its -wal,
+ * -shm), until one returns < 0: that is the result. one returns 1 when it unlinked the file:
+ * those are counted in *unlinked (if not NULL) and the directory is synced once at the end.
+ * 0 when the directory is not there at all.
  */
-static int each_family_file(store *s, int (*one)(store *, const char *, void *), void *arg)
+static int each_id_file(store *s, const char *sub, bool exact,
+                        int (*one)(store *, int, const char *, const char *, void *), void *arg,
+                        unsigned *unlinked)
 {
 	char dir[PATH_CAP];
-	snprintf(dir, sizeof dir, "%s/families", s->dir);
+	snprintf(dir, sizeof dir, "%s/%s", s->dir, sub);
 	DIR *d = opendir(dir);
 	if (!d)
 		return errno == ENOENT ? 0 : STORE_EIO;
 	int rc = 0;
+	unsigned gone = 0;
 	struct dirent *e;
-	while (rc == 0 && (e = readdir(d))) {
+	while (rc >= 0 && (e = readdir(d))) {
 		size_t n = strlen(e->d_name);
-		if (n != STORE_ID_LEN + 3 || strcmp(e->d_name + STORE_ID_LEN, ".db") != 0)
+		if (exact ? n != STORE_ID_LEN + 3 || strcmp(e->d_name + STORE_ID_LEN, ".db") != 0
+		          : n <= STORE_ID_LEN + 1 || e->d_name[STORE_ID_LEN] != '.')
 			continue;
 		char id[STORE_ID_LEN + 1];
 		memcpy(id, e->d_name, STORE_ID_LEN);
 		id[STORE_ID_LEN] = '\0';
-		if (store_id_check(id) == 0)
-			rc = one(s, id, arg);
+		if (store_id_check(id) == 0 && (rc = one(s, dirfd(d), e->d_name, id, arg)) > 0)
+			gone++;
 	}
 	closedir(d);
-	return rc;
+	if (gone)
+		sync_dir(dir);
+	if (unlinked)
+		*unlinked += gone;
+	return rc < 0 ? rc : 0;
 }
 
-static int refuse_any(store *s, const char *id, void *arg)
+static int refuse_any(store *s, int dir, const char *name, const char *id, void *arg)
 {
-	(void)s, (void)id, (void)arg;
+	(void)s, (void)dir, (void)name, (void)id, (void)arg;
 	return STORE_ENODIR;
 }
 
@@ -409,7 +420,7 @@ int store_open(store **out, const store_options *opt)
 	 * file (what fsck, a full disk or a failed copy can leave: the review). */
 	struct stat st;
 	int missing = stat(path, &st) != 0 ? errno == ENOENT : st.st_size == 0;
-	if (missing && (rc = each_family_file(s, refuse_any, NULL)) < 0)
+	if (missing && (rc = each_id_file(s, "families", true, refuse_any, NULL, NULL)) < 0)
 		goto fail;
 	if ((rc = db_open(&s->directory, path, &directory_schema, &s->opt, true)) < 0 ||
 	    (rc = mailbox_schema_known(s)) < 0)
@@ -612,22 +623,15 @@ void family_release(store *s, family *f)
 
 /* A family's damaged copies set aside in quarantine/ (ID.TIME.db and its -wal, -shm) go with
  * it: erasing is for ever (the review: they stayed). */
-static void unlink_quarantined(const store *s, const char *family_id)
+static int unlink_if_of(store *s, int dir, const char *name, const char *id, void *family_id)
 {
-	char dir[PATH_CAP];
-	snprintf(dir, sizeof dir, "%s/quarantine", s->dir);
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	int removed = 0;
-	struct dirent *e;
-	while ((e = readdir(d)))
-		if (strncmp(e->d_name, family_id, STORE_ID_LEN) == 0 &&
-		    e->d_name[STORE_ID_LEN] == '.' && unlinkat(dirfd(d), e->d_name, 0) == 0)
-			removed++;
-	closedir(d);
-	if (removed)
-		sync_dir(dir);
+	(void)s;
+	return strcmp(id, family_id) == 0 && unlinkat(dir, name, 0) == 0;
+}
+
+static void unlink_quarantined(store *s, const char *family_id)
+{
+	(void)each_id_file(s, "quarantine", false, unlink_if_of, (void *)family_id, NULL);
 }
 
 /*
@@ -766,8 +770,9 @@ int store_family_erased(store *s, const char *family_id)
 	return read_one(s, sql, text_key(family_id), row_found, &found);
 }
 
-static int sweep_one_family(store *s, const char *id, void *arg)
+static int sweep_one_family(store *s, int dir, const char *name, const char *id, void *arg)
 {
+	(void)dir, (void)name;
 	static const char sql[] = "SELECT 1 FROM families WHERE id = ?";
 	unsigned *counts = arg;
 	char path[PATH_CAP];
@@ -792,40 +797,19 @@ static int sweep_one_family(store *s, const char *id, void *arg)
 
 /* Damaged copies in quarantine/ of families erased since (or before their copies went with
  * them: a crash, or a version that did not erase them): erased too (the review). */
-static int sweep_quarantine(store *s, unsigned *removed)
+static int unlink_if_erased(store *s, int dir, const char *name, const char *id, void *arg)
 {
-	char dir[PATH_CAP];
-	snprintf(dir, sizeof dir, "%s/quarantine", s->dir);
-	DIR *d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : STORE_EIO;
-	int rc = 0;
-	struct dirent *e;
-	while (rc == 0 && (e = readdir(d))) {
-		char id[STORE_ID_LEN + 1];
-		if (strlen(e->d_name) <= STORE_ID_LEN || e->d_name[STORE_ID_LEN] != '.')
-			continue;
-		memcpy(id, e->d_name, STORE_ID_LEN);
-		id[STORE_ID_LEN] = '\0';
-		if (store_id_check(id) < 0)
-			continue;
-		rc = store_family_erased(s, id);
-		if (rc == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
-			(*removed)++;
-		rc = rc == STORE_ENOTFOUND ? 0 : rc;
-	}
-	closedir(d);
-	if (*removed)
-		sync_dir(dir);
-	return rc;
+	(void)arg;
+	int rc = store_family_erased(s, id);
+	return rc == 0 ? unlinkat(dir, name, 0) == 0 : rc == STORE_ENOTFOUND ? 0 : rc;
 }
 
 int store_families_sweep(store *s, unsigned *removed, unsigned *set_aside)
 {
 	unsigned counts[2] = {0, 0}, aside_erased = 0;
-	int rc = each_family_file(s, sweep_one_family, counts);
+	int rc = each_id_file(s, "families", true, sweep_one_family, counts, NULL);
 	if (rc == 0)
-		rc = sweep_quarantine(s, &aside_erased);
+		rc = each_id_file(s, "quarantine", false, unlink_if_erased, NULL, &aside_erased);
 	*removed = counts[0] + aside_erased;
 	*set_aside = counts[1];
 	return rc;
