@@ -126,28 +126,38 @@ static int use_kiosk_code(conn *c, const uint8_t code_hash[STORE_HASH_LEN], int6
 	return rc;
 }
 
-/*
- * Inside the caller's transaction: 0 if the child is a member (not one who left) and so is the
- * PIN's chooser set_by (if known), in the same family; else STORE_ENOTFOUND.
- */
-static int child_and_chooser(conn *c, const char *child, const char *set_by)
+/* Inside the caller's transaction: the family id that sql (one id parameter, one column)
+ * finds for id into *family; STORE_ENOTFOUND if it finds none. */
+static int family_of(conn *c, const char *sql, const char *id, store_id *family)
 {
-	static const char sql[] =
-	    "SELECT family_id FROM members WHERE id = ? AND removed_ms IS NULL";
-	store_member chooser;
 	int rc = 0;
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (!st)
 		return rc;
-	sqlite3_bind_text(st, 1, child, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	int r = sqlite3_step(st);
-	store_id family = {{0}};
 	if (r == SQLITE_ROW)
-		copy_text(family.s, sizeof family.s, sqlite3_column_text(st, 0));
+		copy_text(family->s, sizeof family->s, sqlite3_column_text(st, 0));
 	sqlite3_reset(st);
-	if (r != SQLITE_ROW)
-		return r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
-	return set_by ? member_current(c, family.s, set_by, &chooser) : 0;
+	return r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+}
+
+/*
+ * Inside the caller's transaction: 0 if the child (the child of link_id, when child is NULL)
+ * is a member (not one who left) and so is the PIN's chooser set_by (if known), in the same
+ * family; else STORE_ENOTFOUND.
+ */
+static int child_and_chooser(conn *c, const char *child, const char *link_id, const char *set_by)
+{
+	static const char child_sql[] =
+	    "SELECT family_id FROM members WHERE id = ? AND removed_ms IS NULL";
+	static const char link_sql[] = "SELECT m.family_id FROM kiosk_links l JOIN members m ON "
+	                               "m.id = l.member_id AND m.removed_ms IS NULL WHERE l.id = ?";
+	store_id family = {{0}};
+	store_member chooser;
+	int rc = child ? family_of(c, child_sql, child, &family)
+	               : family_of(c, link_sql, link_id, &family);
+	return rc == 0 && set_by ? member_current(c, family.s, set_by, &chooser) : rc;
 }
 
 /* Make or renew the link of member to kiosk (inside the caller's transaction); its id in *id.
@@ -166,7 +176,7 @@ static int upsert_link(conn *c, const store_id *kiosk, const char *member_id, co
 	store_new_id(&fresh);
 	/* A member who left meanwhile (its removal deleted its links) is paired to nothing, and
 	 * one who left gives no PIN (its removal took those it gave). */
-	int rc = child_and_chooser(c, member_id, set_by);
+	int rc = child_and_chooser(c, member_id, NULL, set_by);
 	if (rc < 0)
 		return rc;
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
@@ -304,25 +314,6 @@ static int change_link(store *s, const char *sql, const char *text, int64_t a, i
 	return rc;
 }
 
-/* Inside the caller's transaction: the link's child and set_by are members of one family. */
-static int chooser_of_link(conn *c, const char *link_id, const char *set_by)
-{
-	static const char sql[] = "SELECT member_id FROM kiosk_links WHERE id = ?";
-	int rc = 0;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (!st)
-		return rc;
-	sqlite3_bind_text(st, 1, link_id, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
-	store_id child = {{0}};
-	if (r == SQLITE_ROW)
-		copy_text(child.s, sizeof child.s, sqlite3_column_text(st, 0));
-	sqlite3_reset(st);
-	if (r != SQLITE_ROW)
-		return r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
-	return child_and_chooser(c, child.s, set_by);
-}
-
 int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash,
                              const char *set_by)
 {
@@ -345,7 +336,7 @@ int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash
 			sqlite3_bind_null(st, 2);
 		/* One who left meanwhile gives no PIN (its removal took those it gave). */
 		if (set_by)
-			rc = chooser_of_link(c, link_id, set_by);
+			rc = child_and_chooser(c, NULL, link_id, set_by);
 		if (rc == 0 && (rc = update_by_id(c, st, 3, link_id)) == 0) {
 			sqlite3_bind_text(end, 1, link_id, -1, SQLITE_STATIC);
 			rc = step_done(end);
