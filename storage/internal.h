@@ -173,13 +173,25 @@ struct store {
 /* The family's open mailbox, opened on demand; family_release when done. */
 int family_acquire(store *s, const char *family_id, family **out);
 void family_release(store *s, family *f);
-/* Build "<dir>/families/<id>.db" into buf. */
+/* files.c: build "<dir>/families/<id>.db" into buf. */
 int family_path(const store *s, const char *family_id, char *buf, size_t cap);
+/* dst = path + suffix; false when it does not fit. */
+bool with_suffix(char *dst, size_t cap, const char *path, const char *suffix);
 /* Sync the directory `path` is in (the path up to its last '/'), so that names made or
  * removed in it survive a power cut. */
 void sync_parent(const char *path);
+/* mkdir 0700, durably; 0 when it is there already. */
+int make_dir(const char *path);
 /* Unlink a database file with its -wal and -shm (and sync the directory). */
 void unlink_db_files(const char *path);
+/* Move a family's database at path (with its -wal and -shm) to quarantine/, durably. */
+void quarantine(const store *s, const char *family_id, const char *path);
+/* Unlink a family's copies in quarantine/. */
+void unlink_quarantined(store *s, const char *family_id);
+/* one(s, dir_fd, name, id, arg) for each file of data/sub named after a family id (see files.c). */
+int each_id_file(store *s, const char *sub, bool exact,
+                 int (*one)(store *, int, const char *, const char *, void *), void *arg,
+                 unsigned *unlinked);
 /* audio.c: all of a visible message's audio into *buf (grown to its size, *cap its new size)
  * in one read transaction; deleted or hidden: STORE_ENOTFOUND. */
 int audio_load(store *s, const char *family_id, const char *message_id, uint8_t **buf,

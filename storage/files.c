@@ -1,0 +1,210 @@
+/*
+ * files.c — the data directory's files: a family's path, syncing directories so that names
+ * survive a power cut, erasing a database with its -wal and -shm, quarantine/ (where a damaged
+ * family database, or one no family owns, is set aside), and the start's sweep of families/.
+ * The store (store.c) owns the cache and the directory database these decide by.
+ */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int family_path(const store *s, const char *family_id, char *buf, size_t cap)
+{
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND; /* a malformed id names nothing */
+	int n = snprintf(buf, cap, "%s/families/%s.db", s->dir, family_id);
+	return n > 0 && (size_t)n < cap ? 0 : STORE_EINVAL;
+}
+
+/* dst = path + suffix; false when it does not fit (never with STORE_DIR_MAX). */
+bool with_suffix(char *dst, size_t cap, const char *path, const char *suffix)
+{
+	int n = snprintf(dst, cap, "%s%s", path, suffix);
+	return n > 0 && (size_t)n < cap;
+}
+
+/* Sync a directory, so that the names removed from it stay removed after a power cut. */
+static void sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
+/* Sync the directory `path` is in: the path up to its last '/', or the working directory. */
+void sync_parent(const char *path)
+{
+	char p[PATH_CAP];
+	const char *slash = strrchr(path, '/');
+	if (!slash) {
+		sync_dir(".");
+	} else if ((size_t)(slash - path) < sizeof p) {
+		memcpy(p, path, (size_t)(slash - path));
+		p[slash - path] = '\0';
+		sync_dir(slash == path ? "/" : p);
+	}
+}
+
+/* A directory made durably: its name in its parent survives a power cut, and with it every
+ * family database (the data directory's families/ above all). */
+int make_dir(const char *path)
+{
+	if (mkdir(path, 0700) == 0) {
+		sync_parent(path);
+		return 0;
+	}
+	if (errno == EEXIST)
+		return 0;
+	return errno == EROFS || errno == EACCES ? STORE_EROFS
+	       : errno == ENOSPC                 ? STORE_EFULL
+	                                         : STORE_EIO;
+}
+
+void unlink_db_files(const char *path)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	char p[PATH_CAP];
+	for (int i = 0; i < 3; i++)
+		if (with_suffix(p, sizeof p, path, suffix[i]))
+			unlink(p);
+	sync_parent(path);
+}
+
+/* Move a damaged family database (and its WAL) aside, out of the families/ directory. */
+void quarantine(const store *s, const char *family_id, const char *path)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	char dst[PATH_CAP], src[PATH_CAP], base[PATH_CAP];
+	int n = snprintf(base, sizeof base, "%s/quarantine/%s.%lld.db", s->dir, family_id,
+	                 (long long)time(NULL));
+	if (n <= 0 || (size_t)n >= sizeof base)
+		return;
+	for (int i = 0; i < 3; i++)
+		if (with_suffix(src, sizeof src, path, suffix[i]) &&
+		    with_suffix(dst, sizeof dst, base, suffix[i]) && rename(src, dst) == 0)
+			(void)chmod(dst, 0600); /* a file from an older version may be 0644 */
+	/* Both names durable: after a power cut the -wal (which may hold acknowledged messages)
+	 * is beside its database, both in quarantine/ or both in families/ (the review). */
+	sync_parent(base);
+	sync_parent(path);
+}
+
+/*
+ * one(s, dir_fd, name, id, arg) for each file of data/sub named after a family's id: exactly
+ * ID.db for families/ (exact set), or ID.anything for quarantine/ (ID.TIME.db and its -wal,
+ * -shm), until one returns < 0: that is the result. one returns 1 when it unlinked the file:
+ * those are counted in *unlinked (if not NULL) and the directory is synced once at the end.
+ * 0 when the directory is not there at all.
+ */
+int each_id_file(store *s, const char *sub, bool exact,
+                 int (*one)(store *, int, const char *, const char *, void *), void *arg,
+                 unsigned *unlinked)
+{
+	char dir[PATH_CAP];
+	snprintf(dir, sizeof dir, "%s/%s", s->dir, sub);
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : STORE_EIO;
+	int rc = 0;
+	unsigned gone = 0;
+	struct dirent *e;
+	while (rc >= 0 && (e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (exact ? n != STORE_ID_LEN + 3 || strcmp(e->d_name + STORE_ID_LEN, ".db") != 0
+		          : n <= STORE_ID_LEN + 1 || e->d_name[STORE_ID_LEN] != '.')
+			continue;
+		char id[STORE_ID_LEN + 1];
+		memcpy(id, e->d_name, STORE_ID_LEN);
+		id[STORE_ID_LEN] = '\0';
+		if (store_id_check(id) == 0 && (rc = one(s, dirfd(d), e->d_name, id, arg)) > 0)
+			gone++;
+	}
+	closedir(d);
+	if (gone)
+		sync_dir(dir);
+	if (unlinked)
+		*unlinked += gone;
+	return rc < 0 ? rc : 0;
+}
+
+/* A family's damaged copies set aside in quarantine/ (ID.TIME.db and its -wal, -shm) go with
+ * it: erasing is for ever (the review: they stayed). */
+static int unlink_if_of(store *s, int dir, const char *name, const char *id, void *family_id)
+{
+	(void)s;
+	return strcmp(id, family_id) == 0 && unlinkat(dir, name, 0) == 0;
+}
+
+void unlink_quarantined(store *s, const char *family_id)
+{
+	(void)each_id_file(s, "quarantine", false, unlink_if_of, (void *)family_id, NULL);
+}
+
+static void row_found(sqlite3_stmt *st, void *out)
+{
+	(void)st;
+	*(int *)out = 1;
+}
+
+int store_family_erased(store *s, const char *family_id)
+{
+	static const char sql[] = "SELECT 1 FROM erased_families WHERE id = ?";
+	int found = 0;
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	return read_one(s, sql, text_key(family_id), row_found, &found);
+}
+
+static int sweep_one_family(store *s, int dir, const char *name, const char *id, void *arg)
+{
+	(void)dir, (void)name;
+	static const char sql[] = "SELECT 1 FROM families WHERE id = ?";
+	unsigned *counts = arg;
+	char path[PATH_CAP];
+	int found = 0;
+	int rc = read_one(s, sql, text_key(id), row_found, &found);
+	if (rc != STORE_ENOTFOUND || family_path(s, id, path, sizeof path) < 0)
+		return rc;
+	rc = store_family_erased(s, id);
+	if (rc == 0) {
+		unlink_db_files(path); /* erased: its voices go */
+		counts[0]++;
+	} else if (rc == STORE_ENOTFOUND) {
+		/* Never known erased: a mailbox this directory did not make, or one whose family
+		 * was never stored. Set aside, as a damaged one is (the review: families/ restored
+		 * beside a new directory was erased whole). */
+		quarantine(s, id, path);
+		counts[1]++;
+		rc = 0;
+	}
+	return rc;
+}
+
+/* Damaged copies in quarantine/ of families erased since (or before their copies went with
+ * them: a crash, or a version that did not erase them): erased too (the review). */
+static int unlink_if_erased(store *s, int dir, const char *name, const char *id, void *arg)
+{
+	(void)arg;
+	int rc = store_family_erased(s, id);
+	return rc == 0 ? unlinkat(dir, name, 0) == 0 : rc == STORE_ENOTFOUND ? 0 : rc;
+}
+
+int store_families_sweep(store *s, unsigned *removed, unsigned *set_aside)
+{
+	unsigned counts[2] = {0, 0}, aside_erased = 0;
+	int rc = each_id_file(s, "families", true, sweep_one_family, counts, NULL);
+	if (rc == 0)
+		rc = each_id_file(s, "quarantine", false, unlink_if_erased, NULL, &aside_erased);
+	*removed = counts[0] + aside_erased;
+	*set_aside = counts[1];
+	return rc;
+}
