@@ -1,9 +1,9 @@
 /*
  * test_store.c — every query of the storage library, on a fresh data directory per test:
  * families (and erasing their file), members, the append-only audit log, messages (append,
- * idempotency, quota, listings, chunked audio, receipts, hiding, deleting), retention, meta
- * values, malformed ids and error names. The files themselves (quarantine, migrations,
- * backups, export, locks) and the family cache are in test_files.c.
+ * idempotency, quota, listings, chunked audio, receipts, hiding, deleting), meta values,
+ * malformed ids and error names. Retention is test_retention.c's. The files themselves (quarantine,
+ * migrations, backups, export, locks) and the family cache are in test_files.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,11 +15,8 @@
 #include "store.h"
 #include "store_fixture.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <sodium.h>
 #include <sqlite3.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -600,170 +597,6 @@ static void changes_since_pages_through_changed_and_unchanged(void **state)
 	assert_int_equal(msgs[0].seq, 23);
 }
 
-/* Messages appended since the retention job's last run (not yet aged) are found by the next. */
-static void retention_finds_messages_appended_after_its_last_run(void **state)
-{
-	fixture *f = *state;
-	uint8_t audio[16] = {5};
-	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
-	store_message a, b, c, got;
-	int existed;
-	unsigned n;
-	uint64_t seq;
-	m.created_ms = 1000;
-	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &a, &existed), 0);
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 500, 100, &n, &seq), 0);
-	assert_int_equal(n, 0); /* a is aged now, not due */
-	m.created_ms = 100;     /* an old time, appended after the run */
-	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &b, &existed), 0);
-	m.created_ms = 9000;
-	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &c, &existed), 0);
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 2000, 100, &n, &seq), 0);
-	assert_int_equal(n, 2);
-	assert_int_equal(store_message_get(f->s, f->fam.id.s, a.id.s, &got), 0);
-	assert_int_equal(got.state, STORE_MSG_DELETED);
-	assert_int_equal(store_message_get(f->s, f->fam.id.s, b.id.s, &got), 0);
-	assert_int_equal(got.state, STORE_MSG_DELETED);
-	assert_int_equal(store_message_get(f->s, f->fam.id.s, c.id.s, &got), 0);
-	assert_int_equal(got.state, STORE_MSG_VISIBLE);
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 10000, 100, &n, &seq), 0);
-	assert_int_equal(n, 1);
-}
-
-static void retention_spares_kept_messages(void **state)
-{
-	fixture *f = *state;
-	uint8_t audio[64] = {7};
-	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
-	store_message msgs[6];
-	int existed;
-	uint64_t seq, usage;
-	for (int i = 0; i < 6; i++) {
-		m.created_ms = 1000 * (i + 1); /* 1 s, 2 s, ... 6 s */
-		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msgs[i], &existed), 0);
-		assert_int_equal(msgs[i].kept, 0);
-	}
-	/* Keeping is a change the family sees; keeping twice is none. */
-	assert_int_equal(store_message_keep(f->s, f->fam.id.s, msgs[1].id.s, 1, &seq), 0);
-	assert_int_equal(seq, 7);
-	assert_int_equal(store_message_keep(f->s, f->fam.id.s, msgs[1].id.s, 1, &seq), 0);
-	assert_int_equal(seq, 7);
-	store_message got;
-	assert_int_equal(store_message_get(f->s, f->fam.id.s, msgs[1].id.s, &got), 0);
-	assert_int_equal(got.kept, 1);
-	assert_int_equal(store_message_set_state(f->s, f->fam.id.s, msgs[2].id.s,
-						 STORE_MSG_DELETED, &seq),
-			 0);
-	assert_int_equal(store_message_keep(f->s, f->fam.id.s, msgs[2].id.s, 1, &seq),
-			 STORE_ENOTFOUND);
-
-	/* Older than 4.5 s: 0, 1 (kept), 2 (deleted already), 3. At most one at a time. */
-	unsigned n;
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 4500, 1, &n, &seq), 0);
-	assert_int_equal(n, 1);
-	assert_int_equal(seq, 9);
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 4500, 100, &n, &seq), 0);
-	assert_int_equal(n, 1);
-	assert_int_equal(seq, 10);
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 4500, 100, &n, &seq), 0);
-	assert_int_equal(n, 0);
-	const store_msg_state want[6] = {STORE_MSG_DELETED, STORE_MSG_VISIBLE, STORE_MSG_DELETED,
-					 STORE_MSG_DELETED, STORE_MSG_VISIBLE, STORE_MSG_VISIBLE};
-	for (int i = 0; i < 6; i++) {
-		assert_int_equal(store_message_get(f->s, f->fam.id.s, msgs[i].id.s, &got), 0);
-		assert_int_equal(got.state, want[i]);
-	}
-	uint8_t buf[8];
-	size_t len;
-	assert_int_equal(store_audio_read(f->s, f->fam.id.s, msgs[0].id.s, 0, buf, 8, &len),
-			 STORE_ENOTFOUND);
-	assert_int_equal(store_mailbox_usage(f->s, f->fam.id.s, &usage), 0);
-	assert_int_equal(usage, 3 * sizeof audio);
-	/* Unkept, it goes with the next run. */
-	assert_int_equal(store_message_keep(f->s, f->fam.id.s, msgs[1].id.s, 0, &seq), 0);
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 4500, 100, &n, &seq), 0);
-	assert_int_equal(n, 1);
-
-	/* The families the retention job visits, paged by id. */
-	store_family other, fams[4];
-	store_member mem;
-	size_t nf;
-	assert_int_equal(store_family_create(f->s, "李家", "爸爸", 0, 1, &other, &mem), 0);
-	assert_int_equal(store_families_retaining(f->s, "", 1000, fams, 4, &nf), 0);
-	assert_int_equal(nf, 0);
-	assert_int_equal(store_family_set(f->s, f->fam.id.s, 0, 30), 0);
-	assert_int_equal(store_family_set(f->s, other.id.s, 0, 7), 0);
-	assert_int_equal(store_families_retaining(f->s, "", 1000, fams, 1, &nf), 0);
-	assert_int_equal(nf, 1);
-	assert_int_equal(store_families_retaining(f->s, fams[0].id.s, 1000, &fams[1], 4, &nf), 0);
-	assert_int_equal(nf, 1);
-	/* Checked at 500: not due again before 500 has passed. */
-	assert_int_equal(store_family_retention_checked(f->s, other.id.s, 500), 0);
-	assert_int_equal(store_families_retaining(f->s, "", 400, fams + 2, 2, &nf), 0);
-	assert_int_equal(nf, 1);
-	assert_string_equal(fams[2].id.s, f->fam.id.s);
-	assert_int_equal(store_families_retaining(f->s, "", 501, fams + 2, 2, &nf), 0);
-	assert_int_equal(nf, 2);
-	assert_string_not_equal(fams[0].id.s, fams[1].id.s);
-	assert_true(strcmp(fams[0].id.s, fams[1].id.s) < 0);
-	assert_int_equal(fams[0].retention_days + fams[1].retention_days, 37);
-}
-
-typedef struct keeper {
-	fixture *f;
-	store_message *msgs;
-	int n;
-	int *kept_rc;
-} keeper;
-
-static void *keep_all(void *arg)
-{
-	keeper *k = arg;
-	uint64_t seq;
-	for (int i = 0; i < k->n; i += 2)
-		k->kept_rc[i] = store_message_keep(k->f->s, k->f->fam.id.s, k->msgs[i].id.s, 1, &seq);
-	return NULL;
-}
-
-/* A message kept while the retention job runs is never deleted by it (review finding: the
- * job chose its victims first and deleted them later without looking again). */
-static void retention_never_deletes_what_was_just_kept(void **state)
-{
-	fixture *f = *state;
-	enum { N = 300 };
-	uint8_t audio[16] = {1};
-	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
-	store_message *msgs = calloc(N, sizeof *msgs);
-	int *kept_rc = calloc(N, sizeof *kept_rc), existed;
-	for (int i = 0; i < N; i++)
-		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msgs[i], &existed), 0);
-	keeper k = {f, msgs, N, kept_rc};
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, keep_all, &k), 0);
-	unsigned deleted, total = 0;
-	uint64_t seq;
-	do {
-		assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 999999, 7, &deleted, &seq),
-				 0);
-		total += deleted;
-	} while (deleted > 0);
-	assert_int_equal(pthread_join(t, NULL), 0);
-	unsigned visible = 0;
-	for (int i = 0; i < N; i++) {
-		store_message got;
-		assert_int_equal(store_message_get(f->s, f->fam.id.s, msgs[i].id.s, &got), 0);
-		if (i % 2 == 0 && kept_rc[i] == 0)
-			assert_int_equal(got.state, STORE_MSG_VISIBLE); /* kept: never deleted */
-		if (got.state == STORE_MSG_VISIBLE)
-			visible++;
-		else
-			assert_int_equal(got.kept, 0);
-	}
-	assert_int_equal(total + visible, N); /* every deletion counted once */
-	free(msgs);
-	free(kept_rc);
-}
-
 static void meta_values(void **state)
 {
 	fixture *f = *state;
@@ -788,25 +621,22 @@ static void meta_values(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(ids_are_unguessable_text),
-		T(families),
-		T(deleting_a_family_erases_its_file),
-		T(deleting_a_family_leaves_no_names_in_the_directory),
-		T(orphaned_family_files_are_swept),
-		T(meta_values),
-		T(members),
-		T(audit_log_is_append_only),
-		T(append_get_and_read_audio),
-		T(audio_fetch_reads_info_and_bytes_at_once),
-		T(idempotency_keys),
-		T(quota),
-		T(changes_since_and_newest),
-		T(changes_since_pages_through_changed_and_unchanged),
-		T(retention_finds_messages_appended_after_its_last_run),
-		T(retention_spares_kept_messages),
-		T(retention_never_deletes_what_was_just_kept),
-		cmocka_unit_test(sqlite_errors_map_to_stable_codes),
-		cmocka_unit_test(error_names),
+	    T(ids_are_unguessable_text),
+	    T(families),
+	    T(deleting_a_family_erases_its_file),
+	    T(deleting_a_family_leaves_no_names_in_the_directory),
+	    T(orphaned_family_files_are_swept),
+	    T(meta_values),
+	    T(members),
+	    T(audit_log_is_append_only),
+	    T(append_get_and_read_audio),
+	    T(audio_fetch_reads_info_and_bytes_at_once),
+	    T(idempotency_keys),
+	    T(quota),
+	    T(changes_since_and_newest),
+	    T(changes_since_pages_through_changed_and_unchanged),
+	    cmocka_unit_test(sqlite_errors_map_to_stable_codes),
+	    cmocka_unit_test(error_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
