@@ -180,20 +180,27 @@ void api_job_run(void *arg)
 	j->work(j);
 }
 
-bool api_still_the_caller(api_job *j)
+int api_phone_still(store *st, const uint8_t *token_hash, const char *member_id)
 {
 	store_device d;
 	store_member m;
+	int rc;
+	if ((rc = store_device_by_token(st, token_hash, &d)) == 0 &&
+	    (rc = store_member_get(st, d.member_id.s, &m)) == 0 && strcmp(m.id.s, member_id) != 0)
+		rc = STORE_ENOTFOUND;
+	return rc;
+}
+
+bool api_still_the_caller(api_job *j)
+{
 	int rc;
 	/* A child at a kiosk: still a member, paired to that kiosk, which is not revoked. Its
 	 * session may have ended meanwhile (the next child logged in on the shared tablet): its
 	 * recording is kept all the same. */
 	if (j->session)
 		rc = store_kiosk_child_linked(j->st, j->device.id.s, j->member.id.s);
-	else if ((rc = store_device_by_token(j->st, j->token_hash, &d)) == 0 &&
-	         (rc = store_member_get(j->st, d.member_id.s, &m)) == 0 &&
-	         strcmp(m.id.s, j->member.id.s) != 0)
-		rc = STORE_ENOTFOUND;
+	else
+		rc = api_phone_still(j->st, j->token_hash, j->member.id.s);
 	if (rc < 0)
 		j->auth_rc = rc;
 	return rc == 0;

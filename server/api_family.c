@@ -341,6 +341,49 @@ static void export_work(api_job *j)
 	api_audit(j, api_now_ms(), "family.export", j->param[0], NULL, NULL);
 }
 
+/*
+ * The zip is read on the pool a chunk at a time, and the phone that asked is asked again at
+ * most every EXPORT_RECHECK_MS: once it is revoked, or its member removed (the family erased
+ * with it), the download gets no more and the connection is cut (the review: a stolen phone's
+ * export of every voice of the family went on for the whole download after the parent revoked
+ * it, which on a slow network is many minutes).
+ */
+#define EXPORT_RECHECK_MS 1000
+
+typedef struct export_source {
+	int fd;
+	store *st;
+	uint8_t token_hash[STORE_HASH_LEN];
+	store_id member;
+	int64_t asked_ms; /* when the phone was last found still the caller's */
+} export_source;
+
+static int export_read(void *ctx, uint64_t offset, char *buf, size_t cap, size_t *got)
+{
+	export_source *e = ctx;
+	int64_t now = api_now_ms();
+	if (now - e->asked_ms >= EXPORT_RECHECK_MS || now < e->asked_ms) {
+		int rc = api_phone_still(e->st, e->token_hash, e->member.s);
+		if (rc == STORE_ENOTFOUND)
+			return SRV_SOURCE_REFUSED;
+		if (rc < 0)
+			return rc;
+		e->asked_ms = now;
+	}
+	ssize_t n = pread(e->fd, buf, cap, (off_t)offset);
+	if (n < 0)
+		return STORE_EIO;
+	*got = (size_t)n;
+	return 0;
+}
+
+static void export_close(void *ctx)
+{
+	export_source *e = ctx;
+	close(e->fd);
+	free(e);
+}
+
 static void export_done(srv_exchange *x, api_job *j)
 {
 	if (api_failed(x, j, only_parent))
@@ -355,8 +398,23 @@ static void export_done(srv_exchange *x, api_job *j)
 	/* Made afresh by each request: weak, so a resumed download (If-Range) starts over. */
 	snprintf(e.etag, sizeof e.etag, "W/\"%llx-%llx\"", (unsigned long long)j->usage,
 		 (unsigned long long)api_now_ms());
-	srv_respond_fd(x, j->body_fd, &e);
+	export_source *src = calloc(1, sizeof *src);
+	if (!src) {
+		close(j->body_fd);
+		j->body_fd = -1;
+		srv_respond_error(x, 500, "out_of_memory", "no memory");
+		return;
+	}
+	src->fd = j->body_fd;
+	src->st = j->st;
+	memcpy(src->token_hash, j->token_hash, sizeof src->token_hash);
+	src->member = j->member.id;
+	src->asked_ms = api_now_ms(); /* export_work was authenticated just now */
 	j->body_fd = -1;
+	srv_plan plan;
+	srv_entity_plan(&x->req, &e, &plan);
+	srv_source s = {export_read, export_close, src};
+	srv_respond_stream(x, &e, &plan, &s, NULL, 0);
 }
 
 void srv_api_family_export(srv_exchange *x)

@@ -250,7 +250,7 @@ static void stream_read_done(srv_exchange *x, void *arg)
 {
 	stream *st = arg;
 	(void)x;
-	if (st->rc < 0 || x->conn->closed) {
+	if (st->rc != 0 || x->conn->closed) {
 		/* The head is out: the only honest signal left is to cut the connection. */
 		if (st->rc < 0)
 			x->srv->metrics.storage_errors++;

@@ -19,8 +19,11 @@ typedef struct srv_entity {
 } srv_entity;
 
 /* Reads the entity's bytes; runs on pool threads, one call at a time. */
+#define SRV_SOURCE_REFUSED 1
 typedef struct srv_source {
-	/* Up to cap bytes at offset into buf; *got the count. 0 or negative on failure. */
+	/* Up to cap bytes at offset into buf; *got the count. 0, negative on failure, or
+	 * SRV_SOURCE_REFUSED when the reader may have no more (the connection is cut, and it is
+	 * not counted as a storage error). */
 	int (*read)(void *ctx, uint64_t offset, char *buf, size_t cap, size_t *got);
 	void (*close)(void *ctx); /* when the response is over; may be NULL */
 	void *ctx;

@@ -170,14 +170,6 @@ void srv_respond_stream(srv_exchange *x, const srv_entity *e, const srv_plan *pl
 	srv_respond_entity(x, e, plan, src, first, first_len);
 }
 
-void srv_respond_fd(srv_exchange *x, int fd, const srv_entity *e)
-{
-	srv_plan plan;
-	srv_entity_plan(&x->req, e, &plan);
-	srv_source src = {file_read, file_close, (void *)(intptr_t)fd};
-	srv_respond_stream(x, e, &plan, &src, NULL, 0);
-}
-
 void srv_respond_static(srv_exchange *x, const char *path, size_t n)
 {
 	srv_server *s = x->srv;

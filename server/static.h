@@ -14,11 +14,6 @@ bool srv_static_path_ok(const char *p, size_t n);
 /* GET/HEAD of static-dir/path (path[0..n), not NUL-terminated): 200/206/304/412/416 or 404. */
 void srv_respond_static(srv_exchange *x, const char *path, size_t n);
 /*
- * GET/HEAD of an open file the caller made (an export in data/tmp): e describes it; fd is
- * read on the pool and closed when the response is over (ownership passes here). Loop thread.
- */
-void srv_respond_fd(srv_exchange *x, int fd, const srv_entity *e);
-/*
  * srv_respond_entity() (entity.h), holding a stream buffer (srv_buffer_reserve) when the plan
  * streams a body, and 503 busy (src closed, first freed) when none is to be had; answers that
  * stream nothing (304, 412, 416, HEAD, an empty body) hold none. Ownership as there.

@@ -11,6 +11,7 @@ one restored from an older backup tells its phones to start over.
 """
 import json
 import os
+import re
 import sys
 import time
 
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache__ in the tree
 from serverlib import Server, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
+from apiclient import metric  # noqa: E402
 from test_api import SAMPLE, bearer, invite_and_pair, post_json, signup, upload  # noqa: E402
 
 
@@ -199,6 +201,76 @@ def family_settings(binary):
         srv.stop()
 
 
+def export_cut_when_revoked(binary):
+    """A phone revoked while its export downloads gets no more of it (the review: a stolen
+    phone's export of every voice of the family went on to its end, many minutes on a slow
+    network, after the parent revoked it). The client reads slowly, through a small window;
+    the connection is cut within about a second of the revocation, far short of the zip."""
+    import socket
+    import sqlite3
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        with open(SAMPLE, "rb") as f:
+            assert upload(srv, mom["token"], fam, f.read()).status == 201
+        # A large mailbox without minutes of transcoding: the one clip's audio made 24 MiB.
+        big = 24 << 20
+        db = sqlite3.connect(os.path.join(srv.data, "families", fam + ".db"), timeout=10)
+        db.execute("UPDATE audio SET data = randomblob(?)", (big,))
+        db.execute("UPDATE messages SET bytes = ?", (big,))
+        db.commit()
+        db.close()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", srv.port))
+        sock.settimeout(30)
+        sock.sendall((f"GET /v1/families/{fam}/export HTTP/1.1\r\nHost: t\r\n"
+                      f"Authorization: Bearer {mom['token']}\r\n\r\n").encode())
+        got = b""
+        while b"\r\n\r\n" not in got:
+            d = sock.recv(4096)
+            if not d:
+                break
+            got += d
+        head = got.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+        length = int(re.search(r"Content-Length: (\d+)", head).group(1)) if " 200 " in \
+            head.split("\r\n")[0] else 0
+        received = len(got) - len(head) - 4
+        while received < 64 << 10:
+            d = sock.recv(4096)
+            if not d:
+                break
+            received += len(d)
+        r = request(srv, "DELETE", f"/v1/devices/{mom['device']['id']}",
+                    headers=bearer(mom["token"]))
+        revoked_at = time.monotonic()
+        time.sleep(1.5)
+        sock.settimeout(10)
+        cut = False
+        try:
+            while True:
+                d = sock.recv(65536)
+                if not d:
+                    cut = True
+                    break
+                received += len(d)
+                if received >= length:
+                    break
+        except (ConnectionResetError, socket.timeout, TimeoutError):
+            cut = True
+        took = time.monotonic() - revoked_at
+        sock.close()
+        ok(length > big and r.status == 204 and cut and received < length // 2,
+           "a phone revoked while its export downloads: the download is cut, "
+           "not finished", f"{received} of {length} bytes in {took:.1f} s, revoke {r.status}")
+        ok(request(srv, "GET", "/healthz").status == 200 and
+           metric(srv, "jiayin_storage_errors_total") == 0,
+           "the server serves on; the cut is no storage error")
+    finally:
+        srv.stop()
+
+
 def restored_beside_another_directory(binary):
     """families/ copied from a backup into a data directory whose directory.db is not theirs
     (the review: the start's sweep erased every one as owned by no family). The start moves
@@ -345,6 +417,7 @@ def directory_lost_or_damaged(binary):
 
 def main():
     family_settings(sys.argv[1])
+    export_cut_when_revoked(sys.argv[1])
     restored_beside_another_directory(sys.argv[1])
     mailbox_went_back(sys.argv[1], sys.argv[2])
     directory_lost_or_damaged(sys.argv[1])
