@@ -38,6 +38,7 @@ const char *srv_status_text(int status)
 	case 416: return "Range Not Satisfiable";
 	case 417: return "Expectation Failed";
 	case 422: return "Unprocessable Content";
+	case 423: return "Locked";
 	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";

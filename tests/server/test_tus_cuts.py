@@ -104,8 +104,9 @@ def interrupted(binary, wav):
         zombie.sendall(patch_head(mom, loc2, 0, len(wav)) + wav[:50000])
         time.sleep(0.3)
         second = patch(srv, mom, loc2, 0, wav)
-        ok(second.status == 423 and code_of(second) == "upload_locked" and
-           second.header("Retry-After"), "a second PATCH while one receives: 423, not mixed in")
+        ok(second.status == 423 and second.reason == "Locked" and
+           code_of(second) == "upload_locked" and second.header("Retry-After"),
+           "a second PATCH while one receives: 423 Locked, not mixed in", second.reason)
         h = head(srv, mom, loc2)
         ok(h.status == 423, "the resuming HEAD: 423 while the old PATCH is cut")
         zombie.settimeout(5)
