@@ -14,6 +14,10 @@
 #define LIST_MAX 200
 #define LONG_POLL_MAX_S 60
 #define LIST_FIRST 8 /* most lists (a long-poll woken by one message) need no more */
+/* A connection's long-polls are answered at most this often: a family's changes in a burst
+ * (or a loop of keep and unkeep: the review) cost each of its waiting phones one list per
+ * interval, not one per change; the changes between come together in the next answer. */
+#define WAKE_MIN_MS 200
 
 /*
  * On the pool: the changes since j->since (room for a few first, for 200 only when needed),
@@ -87,7 +91,7 @@ static void list_work(api_job *j)
 		j->rc = STORE_ENOMEM;
 }
 
-static void park(srv_exchange *x, api_job *j);
+static void park(srv_exchange *x, api_job *j, bool news);
 
 static void list_done(srv_exchange *x, api_job *j)
 {
@@ -98,12 +102,23 @@ static void list_done(srv_exchange *x, api_job *j)
 	/* Nothing (this member may see) changed: wait, from the new sequence, while time is left
 	 * (answered when the mailbox changes or the wait is over). A full page of others'
 	 * changes is answered at once instead: more may follow it already. */
-	if (j->shown == 0 && !j->reset && j->nlist < LIST_MAX &&
-	    j->wait_until > uv_now(x->srv->loop) && !x->srv->draining && !x->conn->closed) {
+	srv_conn *c = x->conn;
+	uint64_t now = uv_now(x->srv->loop);
+	bool may_wait = j->wait_until > now && !x->srv->draining && !c->closed;
+	if (j->shown == 0 && !j->reset && j->nlist < LIST_MAX && may_wait) {
 		j->since = j->next_seq;
-		park(x, j);
+		park(x, j, false);
 		return;
 	}
+	/* News for a long-poll answered on this connection less than WAKE_MIN_MS ago: held
+	 * until then, from the same `since` (it lists again then, with what came meanwhile). */
+	if (j->by_itself && may_wait && c->poll_answered_ms &&
+	    now < c->poll_answered_ms + WAKE_MIN_MS) {
+		park(x, j, true);
+		return;
+	}
+	if (j->by_itself)
+		c->poll_answered_ms = now;
 	srv_respond(x, 200, "application/json", "Cache-Control: no-store\r\n", j->text,
 		    strlen(j->text));
 }
@@ -147,6 +162,9 @@ typedef struct srv_waiter {
 	uint8_t token_hash[STORE_HASH_LEN]; /* who waits: authenticated again on waking */
 	int64_t idle_ms;
 	uint64_t since, wait_until;
+	uint64_t not_before; /* a change wakes it from then on (its connection's last answer) */
+	bool answer_now; /* a newer wait of the same phone took its place: answer, do not park */
+	bool picked;     /* api_mailbox_changed: woken in this batch */
 } srv_waiter;
 
 static void waiter_closed(uv_handle_t *h)
@@ -174,6 +192,7 @@ static void unpark(srv_waiter *w)
 	w->prev = w->next = NULL;
 	s->waiter_count--;
 	uv_timer_stop(&w->timer);
+	srv_conn_unwatch(w->conn);
 }
 
 /* j (zeroed) set to list again for w, authenticated again first. */
@@ -183,7 +202,7 @@ static void relist_fill(api_job *j, srv_waiter *w)
 	j->work = list_work;
 	j->done = list_done;
 	j->since = w->since;
-	j->wait_until = w->wait_until;
+	j->wait_until = w->answer_now ? 0 : w->wait_until;
 	j->authed = true;
 	j->by_itself = true;
 	memcpy(j->token_hash, w->token_hash, sizeof j->token_hash);
@@ -270,9 +289,42 @@ static void on_wait_over(uv_timer_t *t)
 	wake(t->data);
 }
 
-static void park(srv_exchange *x, api_job *j)
+/* Its client went away (srv_conn_watch): off the list; the connection closes after this. */
+static void waiter_gone(void *arg)
+{
+	srv_waiter *w = arg;
+	unpark(w);
+	uv_close((uv_handle_t *)&w->timer, waiter_closed);
+}
+
+/*
+ * The oldest waiter of a token that has long-polls-per-device waiting already, else NULL: a
+ * new one beyond answers it at once. A phone whose connection died unseen behind a NAT polls
+ * again and must be heard; one that opens hundreds holds no more than its share (the review:
+ * 400 long-polls of one token held the server's connection limit).
+ */
+static srv_waiter *over_share(srv_server *s, const uint8_t *token_hash)
+{
+	srv_waiter *oldest = NULL;
+	unsigned n = 0;
+	for (srv_waiter *w = s->waiters; w; w = w->next) /* newest first */
+		if (memcmp(w->token_hash, token_hash, STORE_HASH_LEN) == 0) {
+			oldest = w;
+			n++;
+		}
+	return n >= s->cfg.long_polls_per_device ? oldest : NULL;
+}
+
+/* Hold x until its family changes or its wait is over; with news already (held only for its
+ * connection's interval), until the interval is over. */
+static void park(srv_exchange *x, api_job *j, bool news)
 {
 	srv_server *s = x->srv;
+	srv_waiter *old = over_share(s, j->token_hash);
+	if (old) {
+		old->answer_now = true;
+		wake(old);
+	}
 	srv_waiter *w = calloc(1, sizeof *w);
 	if (!w || uv_timer_init(s->loop, &w->timer) != 0) {
 		free(w);
@@ -294,15 +346,33 @@ static void park(srv_exchange *x, api_job *j)
 	s->waiters = w;
 	s->waiter_count++;
 	uint64_t now = uv_now(s->loop);
-	uv_timer_start(&w->timer, on_wait_over, j->wait_until > now ? j->wait_until - now : 0, 0);
+	uint64_t due = j->wait_until;
+	w->not_before = x->conn->poll_answered_ms ? x->conn->poll_answered_ms + WAKE_MIN_MS : 0;
+	if (news && w->not_before < due)
+		due = w->not_before;
+	uv_timer_start(&w->timer, on_wait_over, due > now ? due - now : 0, 0);
+	srv_conn_watch(w->conn, waiter_gone, w);
+}
+
+/* Whether w may be woken now by a change; if not, its timer is brought forward to when it
+ * may (it lists again then, and finds the change). */
+static bool wakeable(srv_waiter *w, uint64_t now)
+{
+	uint64_t at = w->not_before;
+	if (now >= at)
+		return true;
+	if (uv_timer_get_due_in(&w->timer) > at - now)
+		uv_timer_start(&w->timer, on_wait_over, at - now, 0);
+	return false;
 }
 
 /* A change in family_id's mailbox: its waiters list again. */
 void api_mailbox_changed(srv_server *s, const char *family_id)
 {
 	size_t n = 0;
+	uint64_t now = uv_now(s->loop);
 	for (srv_waiter *w = s->waiters; w; w = w->next)
-		n += strcmp(w->family, family_id) == 0;
+		n += (w->picked = strcmp(w->family, family_id) == 0 && wakeable(w, now));
 	if (n == 0)
 		return;
 	wake_batch *b = calloc(1, sizeof *b);
@@ -324,7 +394,7 @@ void api_mailbox_changed(srv_server *s, const char *family_id)
 		free(b);
 		for (srv_waiter *w = s->waiters, *next; w; w = next) {
 			next = w->next;
-			if (strcmp(w->family, family_id) == 0)
+			if (w->picked)
 				wake(w);
 		}
 		return;
@@ -332,7 +402,7 @@ void api_mailbox_changed(srv_server *s, const char *family_id)
 	size_t k = 0;
 	for (srv_waiter *w = s->waiters, *next; w; w = next) {
 		next = w->next;
-		if (strcmp(w->family, family_id) != 0)
+		if (!w->picked)
 			continue;
 		unpark(w);
 		b->w[k] = w;

@@ -96,6 +96,8 @@ static const setting settings[] = {
 	 "a resumable upload is removed this long after its last change, seconds (86400)"},
 	{"uploads-per-device", T_UINT, OFF(uploads_per_device), 0, 1, 1000,
 	 "unfinished resumable uploads one device may hold; beyond, 429 (8)"},
+	{"long-polls-per-device", T_UINT, OFF(long_polls_per_device), 0, 1, 1000000,
+	 "long-polls one device may have waiting; a new one answers its oldest at once (4)"},
 };
 #define SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -133,6 +135,7 @@ void srv_config_defaults(srv_config *c)
 	c->pin_lock_s = 900;
 	c->upload_expiry_s = 86400;
 	c->uploads_per_device = 8;
+	c->long_polls_per_device = 4;
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)

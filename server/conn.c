@@ -211,6 +211,22 @@ void conn_start_reading(srv_conn *c)
 		c->reading = true;
 }
 
+void srv_conn_watch(srv_conn *c, void (*gone)(void *arg), void *arg)
+{
+	c->gone = gone;
+	c->gone_arg = arg;
+	conn_start_reading(c);
+}
+
+void srv_conn_unwatch(srv_conn *c)
+{
+	if (!c->gone)
+		return;
+	c->gone = NULL;
+	if (!c->closed)
+		conn_stop_reading(c);
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
 	(void)b;
@@ -224,6 +240,17 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 		return;
 	}
 	if (n < 0) {
+		if (c->state == CONN_HANDLER && c->gone) {
+			/* A watched wait (a long-poll): its client went away, its place is freed
+			 * now rather than when the wait ends (the review: 400 long-polls dropped by
+			 * their clients held the connection limit full for their 60 s). */
+			void (*gone)(void *) = c->gone;
+			srv_conn_unwatch(c);
+			gone(c->gone_arg);
+			conn_log_unanswered(c);
+			srv_conn_close(c);
+			return;
+		}
 		/* EOF or a reset. A request being handled still gets its answer written. */
 		if (c->state == CONN_HANDLER || c->state == CONN_WRITING) {
 			conn_stop_reading(c);

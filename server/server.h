@@ -240,6 +240,10 @@ struct srv_conn {
 	unsigned requests;      /* requests started on this connection */
 	size_t pending_write;   /* bytes handed to uv_write and not yet written */
 	srv_active *a;          /* while a request is in progress (conn.c) */
+	uint64_t poll_answered_ms; /* api_poll.c: its last long-poll answer (loop time), or 0 */
+	/* srv_conn_watch: called once if the client goes away while its handler waits */
+	void (*gone)(void *arg);
+	void *gone_arg;
 };
 
 /* ---- responses (response.c) ---- */
@@ -309,6 +313,14 @@ void srv_conn_accept(srv_server *s);
 void srv_conns_drain(srv_server *s);
 void srv_conns_close_all(srv_server *s);
 void srv_conn_unref(srv_conn *c); /* drops a reference taken with c->refs++ */
+/*
+ * While a handler holds its request for long (a parked long-poll): read the socket meanwhile,
+ * keeping what arrives (pipelined requests) for later, so that a client that goes away (EOF
+ * or a reset) is seen at once: gone(arg) is called, then the request is logged unanswered
+ * (499) and the connection closed. Unwatch before answering. Loop thread.
+ */
+void srv_conn_watch(srv_conn *c, void (*gone)(void *arg), void *arg);
+void srv_conn_unwatch(srv_conn *c);
 
 /*
  * Buffer memory: a request that will hold a 256 KiB stream or upload buffer reserves it first

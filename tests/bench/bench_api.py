@@ -207,6 +207,8 @@ def lp_server(args, work, name):
                   "--max-connections", str(args.waiters + 5000),
                   "--max-queued-jobs", str(args.waiters + 1000),
                   "--signups-per-hour", str(args.families + 10),
+                  # the waiters of a family share its one token: each is a phone here
+                  "--long-polls-per-device", str(args.waiters),
                   data=os.path.join(work, f"{name}-data"))
 
 

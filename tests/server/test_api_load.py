@@ -360,7 +360,9 @@ def long_poll(binary, work):
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server inherits it
     # The burst of 10,000 first lists arrives at once; the apps would spread it, the test
     # queues it (each parked waiter holds no job).
-    srv = launch(binary, "--max-connections", "20000", "--max-queued-jobs", "20000")
+    # Each family's waiters share its one token here, each standing for a phone of its own.
+    srv = launch(binary, "--max-connections", "20000", "--max-queued-jobs", "20000",
+                 "--long-polls-per-device", str(WAITERS))
     waiters = None
     try:
         fams = [ac.signup(srv, f"家{i}", "妈妈") for i in range(len(GROUPS))]
