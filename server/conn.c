@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #define LINGER_MS 2000
+#define REFUSE_LINGER_MS 1000    /* a refused connection's lingering close */
+#define REFUSE_LINGER_EXTRA 1000 /* refused connections lingering at once, at most */
 #define BUF_EXTRA 16384 /* room past the head's limit for body bytes */
 #define BUF_FIRST 2048  /* a buffer starts this small: most heads fit, and a slowloris
 			   connection that sent one byte costs 2 KiB, not 32 */
@@ -681,11 +683,29 @@ void conn_response_done(srv_conn *c)
 	conn_process(c);
 }
 
+/*
+ * A refusal written at once, then a lingering close as after any last response: FIN, what the
+ * client still sends (its request, a body) read and dropped until its EOF or
+ * REFUSE_LINGER_MS. Closed with the request unread, the socket answered the body with a reset,
+ * and a phone whose write failed on it never read the 503 and its Retry-After (the review).
+ * Beyond REFUSE_LINGER_EXTRA lingering refusals over the limit, closed at once.
+ */
 static void canned_close(srv_conn *c, const char *resp)
 {
+	srv_server *s = c->srv;
 	uv_buf_t b = uv_buf_init((char *)resp, (unsigned)strlen(resp));
-	uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-	srv_conn_close(c);
+	uv_shutdown_t *sh = NULL;
+	if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)b.len ||
+	    s->open_conns > s->cfg.max_connections + REFUSE_LINGER_EXTRA ||
+	    !(sh = malloc(sizeof *sh)) ||
+	    uv_shutdown(sh, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+		free(sh);
+		srv_conn_close(c);
+		return;
+	}
+	c->state = CONN_CLOSING;
+	conn_arm(c, REFUSE_LINGER_MS);
+	conn_start_reading(c);
 }
 
 static void on_reject_closed(uv_handle_t *h)

@@ -442,6 +442,24 @@ def limits(binary):
            extra.json()["error"]["code"] == "too_many_connections" and
            extra.header("X-Content-Type-Options") == "nosniff" and extra.header("Date"),
            "max-connections: one more connection gets 503 too_many_connections")
+        # A phone posting a body to a full server: its write is taken (read and dropped),
+        # not reset, so it reads the 503 and its Retry-After (the review: a reset).
+        outcomes = []
+        for _ in range(5):
+            s = srv.connect()
+            try:
+                s.sendall(b"POST /v1/families HTTP/1.1\r\nHost: t\r\n"
+                          b"Content-Length: 200000\r\n\r\n")
+                time.sleep(0.05)  # refused and answered meanwhile
+                s.sendall(b"x" * 200000)
+                r = Reader(s).response()
+                outcomes.append(r.status if r else None)
+            except OSError as e:
+                outcomes.append(type(e).__name__)
+            s.close()
+        ok(outcomes == [503] * 5,
+           "max-connections: a refused client's body is taken, and it reads the 503",
+           str(outcomes))
         for h in held:
             h.close()
         time.sleep(0.2)
