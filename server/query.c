@@ -13,6 +13,7 @@ int srv_query_list(const char *q, size_t n, unsigned wait_max, uint64_t *since,
 		   unsigned *wait_s)
 {
 	size_t i = 0;
+	bool seen_since = false, seen_wait = false;
 	*since = 0;
 	*wait_s = 0;
 	while (q && i < n) {
@@ -31,6 +32,12 @@ int srv_query_list(const char *q, size_t n, unsigned wait_max, uint64_t *since,
 		/* A sequence number is an SQLite integer: one above INT64_MAX is no sequence. */
 		if (!good || (is_wait && val > wait_max) || (is_since && val > (uint64_t)INT64_MAX))
 			return -1;
+		/* Each at most once: which of two would count is no client's to guess (the
+		 * review: the last won). */
+		bool *seen = is_since ? &seen_since : &seen_wait;
+		if (*seen)
+			return -1;
+		*seen = true;
 		if (is_since)
 			*since = val;
 		else

@@ -236,7 +236,8 @@ def messages(binary):
                    headers=bearer(kid["token"])).status == 404, "its audio is gone")
         # A sequence is a signed 64-bit number: 2^63 and up are a bad query, not a bad argument
         for q in ("since=x", "wait=61", "since=1&foo=2", "since=", "since=9223372036854775808",
-                  "since=18446744073709551615", "since=99999999999999999999"):
+                  "since=18446744073709551615", "since=99999999999999999999",
+                  "wait=60&wait=1", "since=0&wait=5&since=0"):
             g = request(srv, "GET", f"/v1/families/{fam}/messages?{q}",
                         headers=bearer(kid["token"]))
             ok(g.status == 400 and g.json()["error"]["code"] == "invalid_query",
