@@ -70,6 +70,8 @@ static const setting settings[] = {
 	 "bytes of 256 KiB stream and upload buffers in use at once; beyond, 503 (67108864)"},
 	{"buffers-per-client", T_UINT, OFF(buffers_per_client), 0, 1, 1000000,
 	 "of those buffers, how many one client address may hold; beyond, 503 (16)"},
+	{"upload-buffer-percent", T_UINT, OFF(upload_buffer_percent), 0, 1, 100,
+	 "percent of buffer-memory upload bodies may hold; the rest is kept for downloads (50)"},
 	{"signups-per-hour", T_UINT, OFF(signups_per_hour), 0, 1, 1000000,
 	 "new families one client address may create per hour; beyond, 429 (10)"},
 	{"pair-failures", T_UINT, OFF(pair_failures), 0, 1, 1000000,
@@ -122,6 +124,7 @@ void srv_config_defaults(srv_config *c)
 	c->threads = 4;
 	c->buffer_memory = 64u << 20;
 	c->buffers_per_client = 16;
+	c->upload_buffer_percent = 50;
 	c->body_min_rate = 512;
 	c->body_rate_window_ms = 30000;
 	c->signups_per_hour = 10;

@@ -41,6 +41,7 @@ typedef struct srv_config {
 	unsigned threads;                /* the job pool (libuv's thread pool) */
 	uint64_t buffer_memory;          /* bytes of stream and upload buffers at once */
 	unsigned buffers_per_client;     /* of those buffers, how many one client address holds */
+	unsigned upload_buffer_percent;  /* of buffer_memory, how much upload bodies may hold */
 	unsigned body_min_rate;          /* bytes/s a body must average over body_rate_window_ms */
 	unsigned body_rate_window_ms;    /* the window body_min_rate is measured over */
 	unsigned signups_per_hour;       /* new families per client address and hour */

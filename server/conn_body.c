@@ -155,7 +155,7 @@ static void on_file_open(uv_fs_t *req)
 int conn_open_body_file(srv_conn *c)
 {
 	srv_active *a = c->a;
-	if (srv_buffer_reserve(&a->x) < 0)
+	if (conn_upload_reserve(&a->x, STAGE_BYTES) < 0)
 		return UV_EBUSY;
 	if (!a->stage && !(a->stage = malloc(STAGE_BYTES)))
 		return UV_ENOMEM;
@@ -218,7 +218,7 @@ int srv_body_claim(srv_exchange *x, int fd, uint64_t offset, uint64_t max, srv_b
 	if (!x->route || !(x->route->flags & SRV_ROUTE_BODY_CLAIM) || a->claim.done ||
 	    x->responded || c->state != CONN_HANDLER || fd < 0 || !done)
 		return UV_EINVAL;
-	if (srv_buffer_reserve(x) < 0)
+	if (conn_upload_reserve(x, STAGE_BYTES) < 0)
 		return UV_EBUSY;
 	if (!a->stage && !(a->stage = malloc(STAGE_BYTES)))
 		return UV_ENOMEM;

@@ -45,6 +45,9 @@ void conn_claim_fail(srv_conn *c, int err, int status, const char *code, const c
 /* conn_write.c */
 void conn_finish(srv_conn *c); /* the response is over: once, whatever the path */
 void conn_send_continue(srv_conn *c);
+/* An upload body's stage: bytes of buffer memory reserved from the uploads' part
+ * (upload-buffer-percent), like srv_buffer_reserve (0, or -1: answer 503). */
+int conn_upload_reserve(srv_exchange *x, size_t bytes);
 void conn_buffer_release(srv_exchange *x); /* ends x's buffer reservation, if any */
 void conn_write_tick(srv_conn *c); /* the write phase's timer: cut a response that stalls */
 /*

@@ -2,15 +2,15 @@
  * conn_write.c — putting a response on the wire: parts written at once with uv_try_write when
  * the socket takes them (no copy, no allocation; the response finishes before the call
  * returns), the rest queued with uv_write; 100 Continue; the stream and upload buffers a
- * request reserves (capped in all and per client address).
+ * request reserves (capped in all, for uploads apart, and per client address).
  *
  * A response is not given a deadline as a whole (a slow phone downloading an export may take
  * an hour) but must keep moving: every quarter of write-timeout-ms the bytes the client has
  * taken (handed to the socket, less what libuv and the kernel still hold: SIOCOUTQ) are
  * sampled, and a response whose client took less than write-min-rate over the last
- * write-timeout-ms (nothing at all, at 0) is cut: after write-timeout-ms and a quarter at most. Time when the client holds nothing of ours
- * (we are reading storage) does not count. The same sliding window measures request bodies
- * (conn.c). Loop thread only; conn.c drives it.
+ * write-timeout-ms (nothing at all, at 0) is cut: after write-timeout-ms and a quarter at most.
+ * Time when the client holds nothing of ours (we are reading storage) does not count. The same
+ * sliding window measures request bodies (conn.c). Loop thread only; conn.c drives it.
  */
 #include "conn_internal.h"
 
@@ -74,26 +74,50 @@ static void client_share(const char *client, unsigned char key[16])
 		memset(key + 8, 0, 8);
 }
 
-int srv_buffer_reserve(srv_exchange *x)
+/* The most upload stages may hold between them: the rest of buffer-memory is kept for
+ * responses, so slow uploads, however many, never leave a child without a clip to play. */
+static uint64_t upload_cap(const srv_server *s)
+{
+	return s->cfg.buffer_memory * s->cfg.upload_buffer_percent / 100;
+}
+
+/* Has the client of x its share of holders already? At most buffer_memory / 256 KiB (256 by
+ * default) hold one: a walk is cheap. */
+static bool share_taken(const srv_exchange *x)
+{
+	const srv_server *s = x->srv;
+	unsigned held = 0;
+	for (const srv_exchange *h = s->buffer_holders; h; h = h->buffer_next)
+		if (memcmp(h->buffer_client, x->buffer_client, 16) == 0 &&
+		    ++held >= s->cfg.buffers_per_client)
+			return true;
+	return false;
+}
+
+static int reserve(srv_exchange *x, size_t bytes, bool upload)
 {
 	srv_server *s = x->srv;
 	if (x->buffer_reserved)
 		return 0;
-	if (s->buffer_bytes + SRV_BUFFER_BYTES > s->cfg.buffer_memory) {
+	if (s->buffer_bytes + bytes > s->cfg.buffer_memory) {
 		s->metrics.jobs_refused++;
 		s->metrics.buffers_refused_memory++;
 		return -1;
 	}
-	/* The holders are at most buffer_memory / 256 KiB (256 by default): a walk is cheap. */
+	if (upload && s->upload_buffer_bytes + bytes > upload_cap(s)) {
+		s->metrics.buffers_refused_uploads++;
+		return -1;
+	}
 	client_share(x->client, x->buffer_client);
-	unsigned held = 0;
-	for (const srv_exchange *h = s->buffer_holders; h; h = h->buffer_next)
-		if (memcmp(h->buffer_client, x->buffer_client, 16) == 0 &&
-		    ++held >= s->cfg.buffers_per_client) {
-			s->metrics.buffers_refused_client++;
-			return -1;
-		}
-	s->buffer_bytes += SRV_BUFFER_BYTES;
+	if (share_taken(x)) {
+		s->metrics.buffers_refused_client++;
+		return -1;
+	}
+	s->buffer_bytes += bytes;
+	if (upload)
+		s->upload_buffer_bytes += bytes;
+	x->buffer_held = bytes;
+	x->buffer_upload = upload;
 	x->buffer_reserved = true;
 	x->buffer_prev = NULL;
 	x->buffer_next = s->buffer_holders;
@@ -103,12 +127,25 @@ int srv_buffer_reserve(srv_exchange *x)
 	return 0;
 }
 
+int srv_buffer_reserve(srv_exchange *x)
+{
+	return reserve(x, SRV_BUFFER_BYTES, false);
+}
+
+int conn_upload_reserve(srv_exchange *x, size_t bytes)
+{
+	return reserve(x, bytes, true);
+}
+
 void conn_buffer_release(srv_exchange *x)
 {
 	if (!x->buffer_reserved)
 		return;
 	srv_server *s = x->srv;
-	s->buffer_bytes -= SRV_BUFFER_BYTES;
+	s->buffer_bytes -= x->buffer_held;
+	if (x->buffer_upload)
+		s->upload_buffer_bytes -= x->buffer_held;
+	x->buffer_held = 0;
 	if (x->buffer_prev)
 		x->buffer_prev->buffer_next = x->buffer_next;
 	else

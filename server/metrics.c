@@ -184,11 +184,15 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "# TYPE jiayin_retention_deleted_total counter\njiayin_retention_deleted_total %llu\n"
 	    "# HELP jiayin_buffer_bytes Bytes of stream and upload buffers reserved now.\n"
 	    "# TYPE jiayin_buffer_bytes gauge\njiayin_buffer_bytes %llu\n"
+	    "# HELP jiayin_upload_buffer_bytes Of those, the bytes upload bodies hold.\n"
+	    "# TYPE jiayin_upload_buffer_bytes gauge\njiayin_upload_buffer_bytes %llu\n"
 	    "# HELP jiayin_buffers_refused_total Requests answered 503 busy for want of a stream "
-	    "or upload buffer: none left (memory), or their client's share in use (client).\n"
+	    "or upload buffer: none left (memory), their client's share in use (client), or the "
+	    "uploads' part of buffer memory in use (uploads).\n"
 	    "# TYPE jiayin_buffers_refused_total counter\n"
 	    "jiayin_buffers_refused_total{reason=\"memory\"} %llu\n"
-	    "jiayin_buffers_refused_total{reason=\"client\"} %llu\n",
+	    "jiayin_buffers_refused_total{reason=\"client\"} %llu\n"
+	    "jiayin_buffers_refused_total{reason=\"uploads\"} %llu\n",
 	    s->open_conns, (unsigned long long)m->connections_total,
 	    (unsigned long long)m->connections_refused, s->active_jobs,
 	    (unsigned long long)m->jobs_refused, (unsigned long long)m->bytes_in,
@@ -196,8 +200,10 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    (unsigned long long)m->storage_errors, (unsigned long long)m->audit_failures,
 	    m->transcode_seconds, (unsigned long long)m->transcodes,
 	    (unsigned long long)m->retention_deleted, (unsigned long long)s->buffer_bytes,
+	    (unsigned long long)s->upload_buffer_bytes,
 	    (unsigned long long)m->buffers_refused_memory,
-	    (unsigned long long)m->buffers_refused_client);
+	    (unsigned long long)m->buffers_refused_client,
+	    (unsigned long long)m->buffers_refused_uploads);
 	if (o.failed) {
 		free(o.p);
 		return NULL;

@@ -76,6 +76,7 @@ typedef struct srv_metrics {
 	uint64_t retention_deleted;
 	uint64_t buffers_refused_memory; /* no stream/upload buffer left (buffer-memory) */
 	uint64_t buffers_refused_client; /* the client's share of them in use (buffers-per-client) */
+	uint64_t buffers_refused_uploads; /* uploads' part in use (upload-buffer-percent) */
 } srv_metrics;
 
 int srv_metrics_init(srv_metrics *m, const srv_route *routes, size_t n);
@@ -95,6 +96,7 @@ struct srv_server {
 	uint8_t secret[SRV_SECRET_LEN]; /* data/secret: signs audio URLs, keys pairing-code hashes */
 	int static_fd;       /* the static directory, or -1 */
 	uint64_t buffer_bytes; /* stream and upload buffers reserved (cfg.buffer_memory caps it) */
+	uint64_t upload_buffer_bytes; /* of those, the uploads' (cfg.upload_buffer_percent) */
 	srv_exchange *buffer_holders; /* those holding one, for each client's share (conn_write.c) */
 	srv_ratelimit signup_limit; /* new families per client address and hour */
 	srv_ratelimit pair_fail;    /* wrong pairing codes per client address */
@@ -164,7 +166,9 @@ struct srv_exchange {
 	bool head_only;        /* HEAD: headers only */
 	bool responded;
 	bool finished;         /* logged and counted: the response is over */
-	bool buffer_reserved;  /* holds SRV_BUFFER_BYTES of the server's buffer memory */
+	bool buffer_reserved;  /* holds buffer_held bytes of the server's buffer memory */
+	bool buffer_upload;    /* for an upload's stage (conn_body.c), not a response */
+	size_t buffer_held;
 	srv_exchange *buffer_prev, *buffer_next; /* in srv_server.buffer_holders while reserved */
 	unsigned char buffer_client[16]; /* whose share it counts in: the client's address (an
 					    IPv6 one cut to its /64) */
@@ -323,10 +327,12 @@ void srv_conn_watch(srv_conn *c, void (*gone)(void *arg), void *arg);
 void srv_conn_unwatch(srv_conn *c);
 
 /*
- * Buffer memory: a request that will hold a 256 KiB stream or upload buffer reserves it first
- * (0, or -1 when cfg.buffer_memory is used up or the client holds cfg.buffers_per_client of
- * them: answer 503); the reservation ends with the response (conn.c). Slow readers thus cannot
- * pin more than buffer_memory between them, nor one client all of it.
+ * Buffer memory: a response that will stream a body reserves its 256 KiB buffer first (0, or -1
+ * when cfg.buffer_memory is used up or the client holds cfg.buffers_per_client buffers: answer
+ * 503); the reservation ends with the response (conn.c). Upload bodies reserve theirs inside
+ * the engine (conn_body.c), from a part of buffer_memory (cfg.upload_buffer_percent), so that
+ * responses always have the rest. Slow readers thus cannot pin more than buffer_memory between
+ * them, slow senders not more than the uploads' part, nor one client all of it.
  */
 #define SRV_BUFFER_BYTES (256u * 1024)
 int srv_buffer_reserve(srv_exchange *x);

@@ -17,18 +17,24 @@ connection layer's answers to a review's findings:
    then drips is cut within the window (plain and claimed bodies), a steady slow one is not.
 4. SIGTERM while a claimed upload's route is still checking its caller: the answer says
    Connection: close (the claim used to turn keep-alive back on).
+5. upload-buffer-percent: slow uploads from several addresses (plain POSTs of a recording that
+   drip 700 B/s, above body-min-rate) take at most the uploads' part of buffer-memory, so
+   another family's audio and a static asset are still served (a review: 256 such uploads held
+   all 64 MiB, and every download and upload was 503 busy).
 """
 import base64
-import hashlib
 import os
 import re
 import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # apiclient's helpers are imported: no __pycache__ in the tree
+import apiclient as ac  # noqa: E402
 from serverlib import Reader, Server, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
@@ -422,6 +428,112 @@ def drain_claim(binary):
         srv.stop()
 
 
+# ---------------------------------------------------------------------------------------------
+class Drip:
+    """Slow uploads: plain POSTs of a 200 MB recording whose bodies drip 70 bytes every 0.1 s
+    (700 B/s, above the 512 B/s floor) from a thread, until stopped."""
+
+    def __init__(self, srv, fam):
+        self.srv, self.fam, self.socks = srv, fam, []
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def open(self, source):
+        s = connect(self.srv, source, timeout=10)
+        s.sendall((f"POST /v1/families/{self.fam['family']['id']}/messages HTTP/1.1\r\n"
+                   f"Host: t\r\nAuthorization: Bearer {self.fam['token']}\r\n"
+                   "Content-Length: 200000000\r\n\r\n").encode())
+        with self.lock:
+            self.socks.append(s)
+        return s
+
+    def close_one(self):
+        with self.lock:
+            s = self.socks.pop()
+        s.close()
+
+    def _run(self):
+        while not self.stopped.wait(0.1):
+            with self.lock:
+                for s in self.socks:
+                    try:
+                        s.send(b"R" * 70)
+                    except OSError:
+                        pass
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join()
+        with self.lock:
+            close_all(self.socks)
+
+
+def answered(s):
+    """The response already sent on s (a refusal), or None when the server is still reading."""
+    s.settimeout(0.2)
+    try:
+        d = s.recv(65536)
+    except (socket.timeout, TimeoutError):
+        return None
+    except ConnectionResetError:
+        d = b""
+    rd = Reader(s)
+    rd.buf = d
+    s.settimeout(5)
+    return rd.response() if d else None
+
+
+def upload_share(binary, root, big):
+    # 1 MiB of buffer memory: the uploads' part (50 %) is 512 KiB, two 256 KiB stages.
+    mem = 1 << 20
+    share = mem // 2
+    srv = start(binary, "--static-dir", root, "--buffer-memory", str(mem),
+                "--signups-per-hour", "100")
+    if not srv:
+        return
+    drip = None
+    try:
+        victim = ac.signup(srv, "v", "p")
+        vfam = victim["family"]["id"]
+        wav = ac.sine_wav(os.path.join(srv.tmp, "clip.wav"), 440, 2)
+        r = ac.upload_once(srv, victim["token"], vfam, wav, "first")
+        ok(r is not None and r.status == 201, "the family's first clip is stored",
+           f"{r and r.status} {r and r.body[:200]}")
+        msg = r.json()["message"]["id"]
+        audio = f"/v1/families/{vfam}/messages/{msg}/audio"
+        clip = ask(srv, audio, "127.0.0.60", ac.bearer(victim["token"]))
+
+        # Another family's 32 slow uploads from four addresses (eight each, within their share
+        # of buffers): as many as fit in the uploads' part are read, the others are 503 busy.
+        drip = Drip(srv, ac.signup(srv, "a", "p"))
+        socks = [drip.open(f"127.0.0.{40 + i // 8}") for i in range(32)]
+        ok(wait_metric(srv, "jiayin_upload_buffer_bytes", share, 10),
+           "slow uploads fill the uploads' part of buffer memory (512 KiB of 1 MiB)",
+           f"{metric(srv, 'jiayin_upload_buffer_bytes')}")
+        time.sleep(0.5)  # every upload's check of its caller is back
+        refused = [answered(s) for s in socks]
+        busy = sum(1 for r in refused if r is not None and r.status == 503
+                   and r.json()["error"]["code"] == "busy")
+        ok(busy == 32 - share // SLOT and metric(srv, "jiayin_buffer_bytes") == share
+           and metric(srv, 'jiayin_buffers_refused_total{reason="uploads"}') == busy,
+           f"the {busy} that do not fit are 503 busy, counted as reason=\"uploads\"",
+           f"{[r and r.status for r in refused]}")
+
+        r = ask(srv, audio, "127.0.0.60", ac.bearer(victim["token"]))
+        ok(clip is not None and clip.status == 200 and r is not None and r.status == 200
+           and r.body == clip.body, "meanwhile the family's clip plays",
+           f"{r and r.status} {r and r.body[:200]}")
+        r = ask(srv, "/assets/big.bin", "127.0.0.61")
+        ok(r is not None and r.status == 200 and r.body == big,
+           "and a 4 MiB static asset downloads", f"{r and r.status} {r and r.body[:200]}")
+    finally:
+        if drip:
+            drip.stop()
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     root, big = static_root()
@@ -429,6 +541,7 @@ def main():
     write_progress(binary, root, big)
     body_window(binary)
     drain_claim(binary)
+    upload_share(binary, root, big)
     return finish()
 
 
