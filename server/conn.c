@@ -153,6 +153,10 @@ static void on_timer(uv_timer_t *t)
 		conn_write_tick(c); /* cuts the response if its client stopped taking it */
 		return;
 	}
+	if (c->state == CONN_BODY && c->a->stage_timer) {
+		conn_stage_hold(c); /* not the client's deadline: its stage's */
+		return;
+	}
 	if (c->state == CONN_BODY && c->a->claim.done) {
 		conn_claim_fail(c, UV_ETIMEDOUT, 408, "request_timeout",
 				"the request did not arrive in time", NULL);
@@ -174,6 +178,8 @@ static void on_timer(uv_timer_t *t)
 
 void conn_arm(srv_conn *c, unsigned ms)
 {
+	if (c->a)
+		c->a->stage_timer = false; /* conn_wait_body says when it is */
 	uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
@@ -536,8 +542,8 @@ static void process_loop(srv_conn *c)
 				/* A file-bound body takes no more input than its stage can hold
 				 * (decoded bytes never outnumber input bytes). */
 				size_t feed = avail;
-				if (to_file && feed > STAGE_BYTES - a->stage_len)
-					feed = STAGE_BYTES - a->stage_len;
+				if (to_file && feed > a->stage_cap - a->stage_len)
+					feed = a->stage_cap - a->stage_len;
 				int r = srv_body_feed(&a->parser, c->buf + head_end, feed, &used,
 						      to_file ? conn_stage_body : conn_collect_body, &a->x,
 						      &complete);
@@ -575,8 +581,8 @@ static void process_loop(srv_conn *c)
 							  "the request body arrives too slowly");
 					return;
 				}
-				if (to_file && a->stage_len == STAGE_BYTES) {
-					conn_write_stage(c);
+				if (to_file && a->stage_len == a->stage_cap) {
+					conn_write_full_stage(c);
 					return;
 				}
 				if (used > 0 && avail > used)
@@ -587,8 +593,7 @@ static void process_loop(srv_conn *c)
 							NULL, NULL);
 					return;
 				}
-				conn_arm(c, s->cfg.body_idle_ms);
-				conn_start_reading(c);
+				conn_wait_body(c);
 				return;
 			}
 			if (!a->body_complete) {

@@ -1,11 +1,16 @@
 /*
  * conn_body.c — where a request's body goes as it is decoded: into the exchange's memory (up to
  * the route's limit), or, for routes flagged SRV_ROUTE_BODY_FILE, into an unnamed temporary
- * file (O_TMPFILE in data/tmp) staged 256 KiB at a time and written with uv_fs_write off the
- * loop while the connection's reading is paused; or, for SRV_ROUTE_BODY_CLAIM routes, the same
- * way into the file and at the offset the route chose (srv_body_claim), where a body that
- * ends early is not thrown away: what arrived is written, then the route is told how much.
- * Loop thread only; conn.c drives it.
+ * file (O_TMPFILE in data/tmp) staged in memory and written with uv_fs_write off the loop while
+ * the connection's reading is paused; or, for SRV_ROUTE_BODY_CLAIM routes, the same way into
+ * the file and at the offset the route chose (srv_body_claim), where a body that ends early is
+ * not thrown away: what arrived is written, then the route is told how much.
+ *
+ * The stage is what an upload holds of buffer memory, so its size follows its client: 16 KiB
+ * at first, doubled each time it fills within 100 ms (up to 256 KiB: a fast client's body is
+ * written in big pieces), and back to 16 KiB when a grown one has not filled within a second.
+ * A slow upload thus holds 16 KiB, not 256, however it began. Loop thread only; conn.c drives
+ * it.
  */
 #include "conn_internal.h"
 
@@ -38,7 +43,7 @@ int conn_stage_body(void *ctx, const char *data, size_t len)
 {
 	srv_exchange *x = ctx;
 	srv_active *a = x->conn->a;
-	if (a->stage_len + len > STAGE_BYTES)
+	if (a->stage_len + len > a->stage_cap)
 		return SRV_HTTP_ESTATE; /* cannot happen: the feed was sized to fit */
 	memcpy(a->stage + a->stage_len, data, len);
 	a->stage_len += len;
@@ -72,6 +77,91 @@ void conn_file_failed(srv_conn *c, int uv_err)
 				       full ? "the server's disk is full"
 					    : "the upload could not be stored",
 				       "Retry-After: 30\r\n");
+}
+
+/* The stage at its smallest, empty, from the uploads' part of buffer memory. */
+static int stage_open(srv_conn *c)
+{
+	srv_active *a = c->a;
+	if (conn_upload_reserve(&a->x, STAGE_MIN) < 0)
+		return UV_EBUSY;
+	char *p = malloc(STAGE_MIN);
+	if (!p)
+		return UV_ENOMEM; /* the reservation ends with the exchange */
+	free(a->stage);
+	a->stage = p;
+	a->stage_cap = STAGE_MIN;
+	a->stage_next = 0;
+	a->stage_t0 = srv_now_ns();
+	return 0;
+}
+
+/* The stage is empty: it takes the size decided when it was written (stage_next), if there is
+ * room for it, and its clock starts again. */
+static void stage_settle(srv_conn *c)
+{
+	srv_active *a = c->a;
+	size_t cap = a->stage_next, old = a->stage_cap;
+	a->stage_next = 0;
+	a->stage_t0 = srv_now_ns();
+	if (!cap || cap == old || a->stage_len > 0 || a->body_complete)
+		return;
+	/* The uploads' part full, or no memory: it stays as it is. Empty: nothing to copy. */
+	if (cap > old && conn_upload_resize(&a->x, cap) < 0)
+		return;
+	char *p = malloc(cap);
+	if (!p) {
+		if (cap > old)
+			conn_upload_resize(&a->x, old);
+		return;
+	}
+	free(a->stage);
+	a->stage = p;
+	a->stage_cap = cap;
+	if (cap < old)
+		conn_upload_resize(&a->x, cap);
+}
+
+void conn_write_full_stage(srv_conn *c)
+{
+	srv_active *a = c->a;
+	if (a->stage_cap < STAGE_MAX && srv_now_ns() - a->stage_t0 <= STAGE_FAST_NS)
+		a->stage_next = a->stage_cap * 2;
+	conn_write_stage(c);
+}
+
+void conn_wait_body(srv_conn *c)
+{
+	srv_active *a = c->a;
+	unsigned ms = c->srv->cfg.body_idle_ms;
+	bool hold = false;
+	if (a->stage && a->stage_cap > STAGE_MIN) {
+		uint64_t now = srv_now_ns(), due = a->stage_t0 + STAGE_HOLD_NS;
+		if (now >= due) {
+			conn_stage_hold(c);
+			return;
+		}
+		uint64_t left = (due - now + 999999) / 1000000;
+		if (left < ms) {
+			ms = (unsigned)left;
+			hold = true;
+		}
+	}
+	conn_arm(c, ms);
+	a->stage_timer = hold;
+	conn_start_reading(c);
+}
+
+void conn_stage_hold(srv_conn *c)
+{
+	srv_active *a = c->a;
+	a->stage_next = STAGE_MIN;
+	if (a->stage_len > 0) {
+		conn_write_stage(c); /* on_file_write settles it, then reads on */
+		return;
+	}
+	stage_settle(c); /* its clock starts again: the next wait is not a hold */
+	conn_wait_body(c);
 }
 
 static void on_file_write(uv_fs_t *req);
@@ -125,8 +215,10 @@ static void on_file_write(uv_fs_t *req)
 			conn_write_stage(c); /* a short write: the rest */
 		else if (claimed && a->claim.err)
 			conn_claim_fail(c, a->claim.err, 0, NULL, NULL, NULL); /* ending: tell the route */
-		else
+		else {
+			stage_settle(c);
 			conn_process(c);
+		}
 	}
 	srv_conn_unref(c);
 }
@@ -146,6 +238,9 @@ static void on_file_open(uv_fs_t *req)
 		conn_file_failed(c, (int)fd);
 	} else {
 		a->x.body_fd = (int)fd;
+		/* The stage's first fill is timed from here: the open took our time, not the
+		 * client's. */
+		a->stage_t0 = srv_now_ns();
 		conn_process(c);
 	}
 	srv_conn_unref(c);
@@ -155,13 +250,12 @@ static void on_file_open(uv_fs_t *req)
 int conn_open_body_file(srv_conn *c)
 {
 	srv_active *a = c->a;
-	if (conn_upload_reserve(&a->x, STAGE_BYTES) < 0)
-		return UV_EBUSY;
-	if (!a->stage && !(a->stage = malloc(STAGE_BYTES)))
-		return UV_ENOMEM;
+	int r = stage_open(c);
+	if (r < 0)
+		return r;
 	a->fs.data = c;
-	int r = uv_fs_open(c->srv->loop, &a->fs, c->srv->tmp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC,
-			   0600, on_file_open);
+	r = uv_fs_open(c->srv->loop, &a->fs, c->srv->tmp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600,
+	               on_file_open);
 	if (r < 0)
 		return r;
 	a->fs_busy = true;
@@ -218,10 +312,9 @@ int srv_body_claim(srv_exchange *x, int fd, uint64_t offset, uint64_t max, srv_b
 	if (!x->route || !(x->route->flags & SRV_ROUTE_BODY_CLAIM) || a->claim.done ||
 	    x->responded || c->state != CONN_HANDLER || fd < 0 || !done)
 		return UV_EINVAL;
-	if (conn_upload_reserve(x, STAGE_BYTES) < 0)
-		return UV_EBUSY;
-	if (!a->stage && !(a->stage = malloc(STAGE_BYTES)))
-		return UV_ENOMEM;
+	int r = stage_open(c);
+	if (r < 0)
+		return r;
 	a->claim.done = done;
 	a->claim.arg = arg;
 	a->claim.fd = fd;

@@ -7,7 +7,17 @@
 
 #include "server.h"
 
-#define STAGE_BYTES (256u * 1024) /* a file-bound body is written in pieces this big */
+/*
+ * A file-bound body is staged in memory and written in pieces the stage's size. The stage
+ * starts small, so that a slow upload holds little of buffer memory, and doubles each time it
+ * fills fast, so that a fast one is written in big pieces; a grown stage that does not fill
+ * within STAGE_HOLD_NS (its client slowed down, or stopped) is written as it is and starts
+ * small again.
+ */
+#define STAGE_MIN (16u * 1024)
+#define STAGE_MAX (256u * 1024)
+#define STAGE_FAST_NS 100000000ull  /* filled within 100 ms: it doubles */
+#define STAGE_HOLD_NS 1000000000ull /* grown and not full within 1 s: back to STAGE_MIN */
 #define RATE_SLOTS 4 /* a progress window slides a quarter of itself at a time */
 _Static_assert(sizeof(((srv_exchange *)0)->progress.mark) / sizeof(int64_t) == RATE_SLOTS + 1,
 	       "the progress window keeps RATE_SLOTS + 1 marks");
@@ -36,6 +46,10 @@ int conn_collect_body(void *ctx, const char *data, size_t len); /* ctx: the exch
 int conn_stage_body(void *ctx, const char *data, size_t len);
 void conn_file_failed(srv_conn *c, int uv_err); /* answers 503/507 and ends the connection */
 void conn_write_stage(srv_conn *c);
+void conn_write_full_stage(srv_conn *c); /* the stage is full: written, and perhaps grown */
+/* Waits for more of the body: the idle deadline, or a grown stage's hold when sooner. */
+void conn_wait_body(srv_conn *c);
+void conn_stage_hold(srv_conn *c); /* the hold is over: written as it is, back to STAGE_MIN */
 int conn_open_body_file(srv_conn *c);
 /* A claimed body ended early: err, and the answer owed (status 0: none, the client is gone;
  * the connection is then closed). What is staged is written first, then the route is told. */
@@ -46,8 +60,10 @@ void conn_claim_fail(srv_conn *c, int err, int status, const char *code, const c
 void conn_finish(srv_conn *c); /* the response is over: once, whatever the path */
 void conn_send_continue(srv_conn *c);
 /* An upload body's stage: bytes of buffer memory reserved from the uploads' part
- * (upload-buffer-percent), like srv_buffer_reserve (0, or -1: answer 503). */
+ * (upload-buffer-percent), like srv_buffer_reserve (0, or -1: answer 503); then grown (-1 when
+ * there is no room: nothing changes, nothing is counted as refused) or shrunk. */
 int conn_upload_reserve(srv_exchange *x, size_t bytes);
+int conn_upload_resize(srv_exchange *x, size_t bytes);
 void conn_buffer_release(srv_exchange *x); /* ends x's buffer reservation, if any */
 void conn_write_tick(srv_conn *c); /* the write phase's timer: cut a response that stalls */
 /*

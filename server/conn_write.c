@@ -81,8 +81,8 @@ static uint64_t upload_cap(const srv_server *s)
 	return s->cfg.buffer_memory * s->cfg.upload_buffer_percent / 100;
 }
 
-/* Has the client of x its share of holders already? At most buffer_memory / 256 KiB (256 by
- * default) hold one: a walk is cheap. */
+/* Has the client of x its share of holders already? At most the uploads' part / STAGE_MIN and
+ * the rest / 256 KiB (2176 by default) hold one: a walk is cheap next to the request. */
 static bool share_taken(const srv_exchange *x)
 {
 	const srv_server *s = x->srv;
@@ -135,6 +135,26 @@ int srv_buffer_reserve(srv_exchange *x)
 int conn_upload_reserve(srv_exchange *x, size_t bytes)
 {
 	return reserve(x, bytes, true);
+}
+
+int conn_upload_resize(srv_exchange *x, size_t bytes)
+{
+	srv_server *s = x->srv;
+	if (!x->buffer_reserved || !x->buffer_upload)
+		return -1;
+	if (bytes > x->buffer_held) {
+		size_t more = bytes - x->buffer_held;
+		if (s->buffer_bytes + more > s->cfg.buffer_memory ||
+		    s->upload_buffer_bytes + more > upload_cap(s))
+			return -1; /* not refused: the stage stays as it is */
+		s->buffer_bytes += more;
+		s->upload_buffer_bytes += more;
+	} else {
+		s->buffer_bytes -= x->buffer_held - bytes;
+		s->upload_buffer_bytes -= x->buffer_held - bytes;
+	}
+	x->buffer_held = bytes;
+	return 0;
 }
 
 void conn_buffer_release(srv_exchange *x)
@@ -268,6 +288,7 @@ void conn_finish(srv_conn *c)
 	conn_buffer_release(&c->a->x);
 	free(c->a->stage); /* an upload's stage is done with once it is answered */
 	c->a->stage = NULL;
+	c->a->stage_cap = 0;
 	conn_response_done(c);
 }
 

@@ -198,9 +198,14 @@ typedef void (*srv_body_done_fn)(srv_exchange *x, void *arg, int status);
 typedef struct srv_active {
 	srv_parser parser;
 	srv_exchange x;
-	/* A body on its way to a temporary file (SRV_ROUTE_BODY_FILE): staged, then written. */
+	/* A body on its way to a temporary file (SRV_ROUTE_BODY_FILE): staged, then written. The
+	 * stage's size follows how fast its client sends (conn_body.c). */
 	char *stage;
 	size_t stage_len;
+	size_t stage_cap;  /* its size now, reserved from buffer memory */
+	size_t stage_next; /* the size it takes when the write in flight is done; 0: as it is */
+	uint64_t stage_t0; /* since when it has been filling (ns): empty and ready then */
+	bool stage_timer;  /* the connection's timer is the stage's hold, not the body's idle */
 	uint64_t file_off;
 	bool fs_busy;       /* an open or a write is in flight: feed nothing */
 	bool body_complete; /* the last byte is staged or written */
@@ -276,7 +281,8 @@ void srv_respond_busy(srv_exchange *x);
  * reading paused; at once or later (from a job's done), it either answers (the body, if any,
  * is not read: the connection closes after the answer) or calls srv_body_claim(): the body is
  * then written to fd from offset on (at most max bytes: more is 413 body_too_large), staged
- * 256 KiB at a time and written off the loop, after a 100 Continue if the client asked. The
+ * 16 to 256 KiB at a time (conn_body.c) and written off the loop, after a 100 Continue if the
+ * client asked. The
  * engine neither syncs nor closes fd. Exactly once, done(x, arg, status) follows on the loop,
  * with x->body_len the bytes written to fd (contiguous from offset):
  *   status 0: the whole body is written; the handler answers as usual;
@@ -329,10 +335,11 @@ void srv_conn_unwatch(srv_conn *c);
 /*
  * Buffer memory: a response that will stream a body reserves its 256 KiB buffer first (0, or -1
  * when cfg.buffer_memory is used up or the client holds cfg.buffers_per_client buffers: answer
- * 503); the reservation ends with the response (conn.c). Upload bodies reserve theirs inside
- * the engine (conn_body.c), from a part of buffer_memory (cfg.upload_buffer_percent), so that
- * responses always have the rest. Slow readers thus cannot pin more than buffer_memory between
- * them, slow senders not more than the uploads' part, nor one client all of it.
+ * 503); the reservation ends with the response (conn.c). Upload bodies reserve their stage
+ * (16 KiB, more while their client is fast) inside the engine (conn_body.c), from a part of
+ * buffer_memory (cfg.upload_buffer_percent), so that responses always have the rest. Slow
+ * readers thus cannot pin more than buffer_memory between them, slow senders not more than the
+ * uploads' part, nor one client all of it.
  */
 #define SRV_BUFFER_BYTES (256u * 1024)
 int srv_buffer_reserve(srv_exchange *x);

@@ -17,14 +17,17 @@ connection layer's answers to a review's findings:
    then drips is cut within the window (plain and claimed bodies), a steady slow one is not.
 4. SIGTERM while a claimed upload's route is still checking its caller: the answer says
    Connection: close (the claim used to turn keep-alive back on).
-5. upload-buffer-percent: slow uploads from several addresses (plain POSTs of a recording that
-   drip 700 B/s, above body-min-rate) take at most the uploads' part of buffer-memory, so
-   another family's audio and a static asset are still served (a review: 256 such uploads held
-   all 64 MiB, and every download and upload was 503 busy).
+5. upload-buffer-percent and the stage: slow uploads from several addresses (plain POSTs of a
+   recording that drip 700 B/s, above body-min-rate) hold 16 KiB each and take at most the
+   uploads' part of buffer-memory, so another family's audio and a static asset are still
+   served, and its upload too while the part has room (a review: 256 such uploads held 256 KiB
+   each, all 64 MiB, and every download and upload was 503 busy); an upload that starts fast
+   and then drips holds 16 KiB again within a second or two.
 """
 import base64
 import os
 import re
+import select
 import signal
 import socket
 import sys
@@ -39,6 +42,7 @@ from serverlib import Reader, Server, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 SLOT = 256 * 1024
+STAGE = 16 * 1024  # an upload's stage, at first and while its client is slow
 BIG = 4 * 1024 * 1024  # more than the kernel's socket buffers hold for a slow reader
 
 
@@ -449,9 +453,9 @@ class Drip:
             self.socks.append(s)
         return s
 
-    def close_one(self):
+    def close(self, s):
         with self.lock:
-            s = self.socks.pop()
+            self.socks.remove(s)
         s.close()
 
     def _run(self):
@@ -485,8 +489,28 @@ def answered(s):
     return rd.response() if d else None
 
 
+def burst_then_slow(srv, fam, source):
+    """An upload that sends 4 MB at once, then drips: its stage grows, then shrinks back while
+    the body goes on. (peak upload buffer bytes seen, seconds until back to STAGE, socket)."""
+    s = connect(srv, source, timeout=10)
+    s.sendall((f"POST /v1/families/{fam['family']['id']}/messages HTTP/1.1\r\nHost: t\r\n"
+               f"Authorization: Bearer {fam['token']}\r\nContent-Length: 200000000\r\n\r\n")
+              .encode() + b"B" * 4000000)
+    t0 = time.time()
+    peak, back = 0, None
+    while time.time() - t0 < 5:
+        s.send(b"b" * 7)
+        held = metric(srv, "jiayin_upload_buffer_bytes") or 0
+        peak = max(peak, held)
+        if peak > STAGE and held == STAGE:
+            back = time.time() - t0
+            break
+        time.sleep(0.01)
+    return peak, back, s
+
+
 def upload_share(binary, root, big):
-    # 1 MiB of buffer memory: the uploads' part (50 %) is 512 KiB, two 256 KiB stages.
+    # 1 MiB of buffer memory: the uploads' part (50 %) is 512 KiB, 32 stages of 16 KiB.
     mem = 1 << 20
     share = mem // 2
     srv = start(binary, "--static-dir", root, "--buffer-memory", str(mem),
@@ -494,6 +518,7 @@ def upload_share(binary, root, big):
     if not srv:
         return
     drip = None
+    socks = []
     try:
         victim = ac.signup(srv, "v", "p")
         vfam = victim["family"]["id"]
@@ -504,22 +529,37 @@ def upload_share(binary, root, big):
         msg = r.json()["message"]["id"]
         audio = f"/v1/families/{vfam}/messages/{msg}/audio"
         clip = ask(srv, audio, "127.0.0.60", ac.bearer(victim["token"]))
+        attacker = ac.signup(srv, "a", "p")
+
+        # A fast start buys no memory for the slow rest.
+        peak, back, s = burst_then_slow(srv, attacker, "127.0.0.70")
+        socks.append(s)
+        ok(peak > STAGE and back is not None and back < 3.5 and answered(s) is None,
+           f"an upload's stage grows while 4 MB arrive at once (to {peak} bytes) and is back to "
+           f"16 KiB {back and round(back, 1)} s after, as the body goes on dripping",
+           f"peak {peak}, back after {back}")
+        close_all(socks)
+        ok(wait_metric(srv, "jiayin_upload_buffer_bytes", 0, 5), "its stage is given back")
 
         # Another family's 32 slow uploads from four addresses (eight each, within their share
-        # of buffers): as many as fit in the uploads' part are read, the others are 503 busy.
-        drip = Drip(srv, ac.signup(srv, "a", "p"))
-        socks = [drip.open(f"127.0.0.{40 + i // 8}") for i in range(32)]
-        ok(wait_metric(srv, "jiayin_upload_buffer_bytes", share, 10),
-           "slow uploads fill the uploads' part of buffer memory (512 KiB of 1 MiB)",
+        # of buffers): all are read, at 16 KiB each, and fill the uploads' part.
+        drip = Drip(srv, attacker)
+        slow = [drip.open(f"127.0.0.{40 + i // 8}") for i in range(32)]
+        ok(wait_metric(srv, "jiayin_upload_buffer_bytes", share, 10)
+           and metric(srv, "jiayin_buffer_bytes") == share,
+           "32 slow uploads hold 16 KiB each: the uploads' part of buffer memory (512 KiB of "
+           "1 MiB)",
            f"{metric(srv, 'jiayin_upload_buffer_bytes')}")
-        time.sleep(0.5)  # every upload's check of its caller is back
-        refused = [answered(s) for s in socks]
-        busy = sum(1 for r in refused if r is not None and r.status == 503
-                   and r.json()["error"]["code"] == "busy")
-        ok(busy == 32 - share // SLOT and metric(srv, "jiayin_buffer_bytes") == share
-           and metric(srv, 'jiayin_buffers_refused_total{reason="uploads"}') == busy,
-           f"the {busy} that do not fit are 503 busy, counted as reason=\"uploads\"",
-           f"{[r and r.status for r in refused]}")
+        s = drip.open("127.0.0.50")
+        r = None
+        deadline = time.time() + 5
+        while r is None and time.time() < deadline:
+            r = answered(s)
+        ok(r is not None and r.status == 503 and r.json()["error"]["code"] == "busy"
+           and metric(srv, 'jiayin_buffers_refused_total{reason="uploads"}') == 1,
+           "a 33rd from another address is 503 busy, counted as reason=\"uploads\"",
+           f"{r and r.status} {r and r.body[:200]}")
+        drip.close(s)
 
         r = ask(srv, audio, "127.0.0.60", ac.bearer(victim["token"]))
         ok(clip is not None and clip.status == 200 and r is not None and r.status == 200
@@ -528,7 +568,18 @@ def upload_share(binary, root, big):
         r = ask(srv, "/assets/big.bin", "127.0.0.61")
         ok(r is not None and r.status == 200 and r.body == big,
            "and a 4 MiB static asset downloads", f"{r and r.status} {r and r.body[:200]}")
+
+        drip.close(slow.pop())
+        ok(wait_metric(srv, "jiayin_upload_buffer_bytes", share - STAGE, 5),
+           "one slow upload goes: its 16 KiB come back")
+        r = ac.upload_once(srv, victim["token"], vfam, wav, "second")
+        ok(r is not None and r.status == 201, "the family's next recording is stored in its place",
+           f"{r and r.status} {r and r.body[:200]}")
+        heard, _, _ = select.select(slow, [], [], 0.5)
+        ok(len(slow) == 31 and not heard, "and the 31 slow uploads are still being read",
+           f"{len(heard)} of {len(slow)} answered or closed")
     finally:
+        close_all(socks)
         if drip:
             drip.stop()
         srv.stop()
