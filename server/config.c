@@ -71,7 +71,8 @@ static const setting settings[] = {
 	 "503 (67108864)"},
 	{"buffers-per-client", T_UINT, OFF(buffers_per_client), 0, 1, 1000000,
 	 "of those buffers, how many one client address may hold; beyond, 503 (16)"},
-	{"upload-buffer-percent", T_UINT, OFF(upload_buffer_percent), 0, 1, 100,
+	/* At least 10: 1 % of the smallest buffer-memory (1 MiB) holds no 16 KiB stage at all. */
+	{"upload-buffer-percent", T_UINT, OFF(upload_buffer_percent), 0, 10, 100,
 	 "percent of buffer-memory upload bodies may hold; the rest is kept for downloads (50)"},
 	{"signups-per-hour", T_UINT, OFF(signups_per_hour), 0, 1, 1000000,
 	 "new families one client address may create per hour; beyond, 429 (10)"},

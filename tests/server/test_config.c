@@ -81,6 +81,9 @@ static void errors_name_the_line(void **state)
 	    {"threads = 4\n\nthread = 4\n", "jiayin.conf:3: unknown setting 'thread'"},
 	    {"# one\nlisten 127.0.0.1:80\n", "jiayin.conf:2: expected SETTING = VALUE"},
 	    {"threads = 0\n", "jiayin.conf:1: threads: '0' is not a number in range"},
+	    /* 1 % of a 1 MiB buffer-memory holds no upload's stage: every upload would be 503. */
+	    {"upload-buffer-percent = 9\n",
+	     "jiayin.conf:1: upload-buffer-percent: '9' is not a number in range"},
 	    {"threads = 4x\n", "jiayin.conf:1: threads: '4x' is not a number in range"},
 	    {"threads = 99999999999999999999999\n",
 	     "jiayin.conf:1: threads: '99999999999999999999999' is not a number in range"},
