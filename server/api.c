@@ -295,10 +295,11 @@ void api_run(srv_exchange *x, api_job *j)
 void api_run_heavy(srv_exchange *x, api_job *j, const char *family_id)
 {
 	api_prepare(x, j);
-	if (srv_job_submit_heavy(x, family_id, api_job_run, api_job_done, j) < 0) {
+	int rc = srv_job_submit_heavy(x, family_id, api_job_run, api_job_done, j);
+	if (rc < 0) {
 		api_pairing_refund(x->srv, j);
-		free(j);
-		srv_respond_busy(x);
+		api_job_free(j);
+		srv_respond_job_refused(x, rc);
 	}
 }
 

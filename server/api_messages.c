@@ -220,6 +220,16 @@ static void upload_gate_done(srv_exchange *x, void *arg)
 		api_job_done(x, j); /* 401, or upload_refused; the body stays unread */
 		return;
 	}
+	/* A transcode that would not be queued now (the family has its share waiting, or the
+	 * queue is full) is refused before the body costs the phone its data and us the disk. */
+	int busy = srv_job_heavy_check(x->srv, j->param[0]);
+	if (busy < 0) {
+		close(j->body_fd);
+		api_job_free(j);
+		x->srv->metrics.jobs_refused++;
+		srv_respond_job_refused(x, busy);
+		return;
+	}
 	int fd = j->body_fd;
 	int rc = srv_body_claim(x, fd, 0, SRV_UPLOAD_MAX, upload_body_done, j);
 	if (rc < 0) { /* nothing read, and upload_body_done will not come */

@@ -62,6 +62,8 @@ static const setting settings[] = {
 	 "on SIGTERM/SIGINT, how long in-flight requests may finish (30000)"},
 	{"max-queued-jobs", T_UINT, OFF(max_queued_jobs), 0, 1, 100000,
 	 "blocking jobs queued or running; beyond, 503 with Retry-After (64)"},
+	{"max-heavy-jobs", T_UINT, OFF(max_heavy_jobs), 0, 1, 100000,
+	 "transcodes and exports queued or running, apart from those; beyond, 503 (32)"},
 	{"health-interval-ms", T_UINT, OFF(health_interval_ms), 0, 100, 3600000,
 	 "how often /healthz's storage write runs (1000)"},
 	{"threads", T_UINT, OFF(threads), 0, 1, 128,
@@ -122,6 +124,7 @@ void srv_config_defaults(srv_config *c)
 	c->write_min_rate = 512;
 	c->shutdown_grace_ms = 30000;
 	c->max_queued_jobs = 64;
+	c->max_heavy_jobs = 32;
 	c->health_interval_ms = 1000;
 	c->threads = 4;
 	c->buffer_memory = 64u << 20;

@@ -37,6 +37,7 @@ typedef struct srv_config {
 	unsigned write_min_rate;         /* bytes/s a response's client must take, over that */
 	unsigned shutdown_grace_ms;      /* SIGTERM: in-flight work gets this long */
 	unsigned max_queued_jobs;        /* blocking jobs queued or running; beyond: 503 */
+	unsigned max_heavy_jobs;         /* transcodes and exports queued or running; beyond: 503 */
 	unsigned health_interval_ms;     /* how often storage is checked for /healthz */
 	unsigned threads;                /* the job pool (libuv's thread pool) */
 	uint64_t buffer_memory;          /* bytes of stream and upload buffers at once */

@@ -159,9 +159,11 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "# HELP jiayin_connections_refused_total Connections turned away at the limit.\n"
 	    "# TYPE jiayin_connections_refused_total counter\njiayin_connections_refused_total "
 	    "%llu\n"
-	    "# HELP jiayin_jobs_queued Blocking jobs queued or running.\n"
+	    "# HELP jiayin_jobs_queued Blocking jobs queued or running, heavy ones apart.\n"
 	    "# TYPE jiayin_jobs_queued gauge\njiayin_jobs_queued %u\n"
-	    "# HELP jiayin_jobs_refused_total Requests refused because the job queue was full.\n"
+	    "# HELP jiayin_heavy_jobs_queued Transcodes and exports queued or running.\n"
+	    "# TYPE jiayin_heavy_jobs_queued gauge\njiayin_heavy_jobs_queued %u\n"
+	    "# HELP jiayin_jobs_refused_total Requests refused because a job queue was full.\n"
 	    "# TYPE jiayin_jobs_refused_total counter\njiayin_jobs_refused_total %llu\n"
 	    "# HELP jiayin_http_bytes_received_total Bytes read from clients.\n"
 	    "# TYPE jiayin_http_bytes_received_total counter\njiayin_http_bytes_received_total "
@@ -194,7 +196,7 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "jiayin_buffers_refused_total{reason=\"client\"} %llu\n"
 	    "jiayin_buffers_refused_total{reason=\"uploads\"} %llu\n",
 	    s->open_conns, (unsigned long long)m->connections_total,
-	    (unsigned long long)m->connections_refused, s->active_jobs,
+	    (unsigned long long)m->connections_refused, s->active_jobs, s->heavy_queued,
 	    (unsigned long long)m->jobs_refused, (unsigned long long)m->bytes_in,
 	    (unsigned long long)m->bytes_out, (unsigned long long)m->parse_errors,
 	    (unsigned long long)m->storage_errors, (unsigned long long)m->audit_failures,

@@ -167,3 +167,14 @@ void srv_respond_busy(srv_exchange *x)
 {
 	srv_respond_error_with(x, 503, "busy", "the server is busy; try again", "Retry-After: 1\r\n");
 }
+
+void srv_respond_job_refused(srv_exchange *x, int rc)
+{
+	if (rc == SRV_JOB_FAMILY_FULL)
+		srv_respond_error_with(x, 503, "busy",
+		                       "this family's recordings are already waiting their turn; "
+		                       "try again in a moment",
+		                       "Retry-After: 2\r\n");
+	else
+		srv_respond_busy(x);
+}

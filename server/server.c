@@ -5,8 +5,8 @@
  * finish (their responses say Connection: close) until shutdown_grace_ms, then the rest are
  * closed; the loop then runs dry and main() closes storage. SIGHUP reopens the log. Jobs run
  * on libuv's pool; at most max_queued_jobs at once, beyond which callers answer 503. Heavy
- * jobs (transcodes, exports) take at most threads - 1 of the pool's threads, a family one
- * fewer.
+ * jobs (transcodes, exports) are bounded apart (max_heavy_jobs, and threads per family) and
+ * take at most threads - 1 of the pool's threads, a family one fewer.
  */
 #include "api.h"
 #include "upload_state.h"
@@ -65,15 +65,21 @@ static void job_run(uv_work_t *w)
 	j->fn(j->arg);
 }
 
+/* The job is over: its done on the loop, then the job and its hold on the connection go. */
+static void job_end(job *j)
+{
+	srv_conn *c = j->x->conn;
+	j->done(j->x, j->arg);
+	free(j);
+	srv_conn_unref(c);
+}
+
 static void job_after(uv_work_t *w, int status)
 {
 	(void)status; /* libuv cancels nothing we queued */
 	job *j = w->data;
-	srv_conn *c = j->x->conn;
-	c->srv->active_jobs--;
-	j->done(j->x, j->arg);
-	free(j);
-	srv_conn_unref(c);
+	j->x->srv->active_jobs--;
+	job_end(j);
 }
 
 static int submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg, bool bound)
@@ -81,11 +87,11 @@ static int submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *
 	srv_server *s = x->srv;
 	if (bound && s->active_jobs >= s->cfg.max_queued_jobs) {
 		s->metrics.jobs_refused++;
-		return -1;
+		return SRV_JOB_FULL;
 	}
 	job *j = calloc(1, sizeof *j);
 	if (!j)
-		return -1;
+		return SRV_JOB_FULL;
 	j->x = x;
 	j->fn = work;
 	j->done = done;
@@ -93,7 +99,7 @@ static int submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *
 	j->work.data = j;
 	if (uv_queue_work(s->loop, &j->work, job_run, job_after) != 0) {
 		free(j);
-		return -1;
+		return SRV_JOB_FULL;
 	}
 	x->conn->refs++;
 	s->active_jobs++;
@@ -105,22 +111,43 @@ static int submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *
  * pool's FIFO, four uploads from one family would hold every thread, and everyone else's
  * lists, audio and /healthz would wait behind them (a review measured 49 s, and a health
  * check reported a healthy disk as stalled). So at most heavy_max (threads - 1) run at once,
- * and one family may have all of those but one; the others wait here in order, counted with
- * the queued jobs. (A family alone on the server still keeps two cores busy at 4 threads.)
+ * and one family may have all of those but one; the others wait here in order. (A family alone
+ * on the server still keeps two cores busy at 4 threads.)
+ *
+ * Waiting heavy jobs are counted apart from the light ones (heavy_queued, bounded by
+ * max_heavy_jobs), and a family may have at most `threads` of them queued or running: counted
+ * with the light jobs, one family's uploads of small clips kept the queue full for a minute
+ * and other families' lists and GET /v1/me were 503 busy (the review). A family past its share
+ * is answered at once; its transcodes already queued run on.
  */
 struct srv_heavy {
-	job j; /* first: job_after's free() frees the whole */
+	job j; /* first: job_end's free() frees the whole */
 	struct srv_heavy *next;
 	char key[48];
 };
 
+static unsigned heavy_key_count(const struct srv_heavy *list, const char *key)
+{
+	unsigned n = 0;
+	for (const struct srv_heavy *h = list; h; h = h->next)
+		n += strcmp(h->key, key ? key : "") == 0;
+	return n;
+}
+
 /* May another heavy job of `key` start? A family may have all slots but one. */
 static bool heavy_key_room(const srv_server *s, const char *key)
 {
-	unsigned n = 0, max = s->heavy_max > 1 ? s->heavy_max - 1 : 1;
-	for (const struct srv_heavy *h = s->heavy_running; h; h = h->next)
-		n += strcmp(h->key, key) == 0;
-	return n < max;
+	unsigned max = s->heavy_max > 1 ? s->heavy_max - 1 : 1;
+	return heavy_key_count(s->heavy_running, key) < max;
+}
+
+int srv_job_heavy_check(const srv_server *s, const char *key)
+{
+	if (s->heavy_queued >= s->cfg.max_heavy_jobs)
+		return SRV_JOB_FULL;
+	unsigned mine =
+	    heavy_key_count(s->heavy_running, key) + heavy_key_count(s->heavy_waiting, key);
+	return mine >= s->cfg.threads ? SRV_JOB_FAMILY_FULL : 0;
 }
 
 static void heavy_after(uv_work_t *w, int status);
@@ -156,8 +183,10 @@ static void heavy_after(uv_work_t *w, int status)
 			*pp = h->next;
 			break;
 		}
+	(void)status;
 	s->heavy_count--;
-	job_after(w, status); /* frees h */
+	s->heavy_queued--;
+	job_end(&h->j); /* frees h */
 	heavy_pump(s);
 }
 
@@ -165,13 +194,14 @@ int srv_job_submit_heavy(srv_exchange *x, const char *key, srv_job_fn work,
 			 srv_job_done_fn done, void *arg)
 {
 	srv_server *s = x->srv;
-	if (s->active_jobs >= s->cfg.max_queued_jobs) {
+	int rc = srv_job_heavy_check(s, key);
+	if (rc < 0) {
 		s->metrics.jobs_refused++;
-		return -1;
+		return rc;
 	}
 	struct srv_heavy *h = calloc(1, sizeof *h);
 	if (!h)
-		return -1;
+		return SRV_JOB_FULL;
 	h->j.x = x;
 	h->j.fn = work;
 	h->j.done = done;
@@ -184,7 +214,7 @@ int srv_job_submit_heavy(srv_exchange *x, const char *key, srv_job_fn work,
 		s->heavy_waiting = h;
 	s->heavy_waiting_tail = h;
 	x->conn->refs++;
-	s->active_jobs++;
+	s->heavy_queued++;
 	heavy_pump(s);
 	return 0;
 }

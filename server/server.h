@@ -110,12 +110,13 @@ struct srv_server {
 	bool retention_running;
 	bool draining;       /* SIGTERM: no new connections or requests */
 	unsigned open_conns;
-	unsigned active_jobs; /* queued or running on the pool, or waiting for a heavy slot */
+	unsigned active_jobs; /* light jobs queued or running on the pool (max_queued_jobs) */
 	/* Heavy jobs (transcodes, exports): at most heavy_max at once, a family one fewer, the
-	 * rest wait here in order (server.c), so short jobs and /healthz always find a thread. */
+	 * rest wait here in order (server.c), so short jobs and /healthz always find a thread.
+	 * Counted apart from the light jobs: heavy_queued, waiting or running (max_heavy_jobs). */
 	struct srv_heavy *heavy_waiting, *heavy_waiting_tail;
 	struct srv_heavy *heavy_running; /* list, for the per-family rule */
-	unsigned heavy_count, heavy_max;
+	unsigned heavy_count, heavy_max, heavy_queued;
 	srv_conn *conns;      /* all open connections (list) */
 	const srv_route *routes;
 	size_t route_count;
@@ -275,6 +276,9 @@ void srv_respond_error_with(srv_exchange *x, int status, const char *code, const
 			    const char *extra_headers);
 /* 503 busy with Retry-After: 1: the job queue or the buffers are full (try again soon). */
 void srv_respond_busy(srv_exchange *x);
+/* A job refused (rc from srv_job_submit*): 503 busy; a family past its share of heavy jobs
+ * is told so, with a Retry-After of about a transcode's time. */
+void srv_respond_job_refused(srv_exchange *x, int rc);
 
 /*
  * Claimed bodies. A SRV_ROUTE_BODY_CLAIM route's handler runs when the head is in, with
@@ -347,16 +351,22 @@ int srv_buffer_reserve(srv_exchange *x);
 /* ---- blocking work (server.c) ---- */
 typedef void (*srv_job_fn)(void *arg);
 typedef void (*srv_job_done_fn)(srv_exchange *x, void *arg);
+#define SRV_JOB_FULL (-1)        /* the queue is full (or no memory): 503 busy */
+#define SRV_JOB_FAMILY_FULL (-2) /* the family holds its share of heavy jobs: 503 busy too */
 /* Runs work(arg) off the loop, then done(x, arg) on it (x->conn may be closed: respond anyway,
- * it is dropped). -1 when the queue is full: answer 503. */
+ * it is dropped). SRV_JOB_FULL when max_queued_jobs are queued: answer 503. */
 int srv_job_submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg);
 /* The same without the bound: for the next step of work already accepted (a stream's read). */
 int srv_job_submit_any(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg);
-/* A heavy job (a transcode, an export) for family `key`: bounded like srv_job_submit, then
- * run when one of the threads - 1 heavy slots is free and `key` holds fewer than all but one
- * of them (one, when there is only one). */
+/* A heavy job (a transcode, an export) for family `key`: queued apart from the light jobs,
+ * at most max_heavy_jobs of them and `threads` of the family's (else SRV_JOB_FULL or
+ * SRV_JOB_FAMILY_FULL), then run when one of the threads - 1 heavy slots is free and `key`
+ * holds fewer than all but one of them (one, when there is only one). */
 int srv_job_submit_heavy(srv_exchange *x, const char *key, srv_job_fn work,
 			 srv_job_done_fn done, void *arg);
+/* Would srv_job_submit_heavy take a job of `key` now? 0, SRV_JOB_FULL or SRV_JOB_FAMILY_FULL:
+ * an upload is refused before its body when its transcode would be. */
+int srv_job_heavy_check(const srv_server *s, const char *key);
 
 /* ---- the request log (log.c) ---- */
 int srv_log_open(srv_server *s);

@@ -339,13 +339,14 @@ bool tus_finish_submit(srv_exchange *x, tus_op *op, api_done_fn done)
 {
 	op->j.work = finish_step;
 	op->j.done = done;
-	if (srv_job_submit_heavy(x, op->u.family, api_job_run, tus_op_after, op) == 0)
+	int rc = srv_job_submit_heavy(x, op->u.family, api_job_run, tus_op_after, op);
+	if (rc == 0)
 		return true;
 	tus_op_unlock(op);
 	if (op->body_status < 0)
 		srv_respond_body_failure(x);
 	else
-		srv_respond_busy(x);
+		srv_respond_job_refused(x, rc);
 	tus_op_end(op);
 	return false;
 }

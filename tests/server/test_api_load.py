@@ -4,7 +4,8 @@
 usage: test_api_load.py JIAYIN_BINARY
 
 1. 50 clients upload at once, on five paired devices, against a small job queue (--max-queued-jobs
-   16), honouring 503 + Retry-After as the apps do: every upload ends 201, exactly 50 messages
+   16) and the family's share of transcodes (threads: 4), honouring 503 + Retry-After as the
+   apps do: every upload ends 201, exactly 50 messages
    exist, each the right sender, duration, size and audio (each clip is a sine of its own
    frequency, found again in ffmpeg's decode of the download); retries with the same
    Idempotency-Keys, and keys sent twice at the same moment, create nothing new.

@@ -587,9 +587,10 @@ def default_quota(binary):
 
 
 def bounded_finish(binary, wav):
-    """A whole upload's transcode waits its turn in the bounded job queue like a plain
-    upload's (review finding: twelve PATCHes finishing at once ran twelve transcodes past
-    --max-queued-jobs); refused, it is 503 and the bytes stay for the next HEAD."""
+    """A whole upload's transcode waits its turn in the bounded queue of transcodes like a
+    plain upload's (review finding: twelve PATCHes finishing at once ran twelve transcodes past
+    --max-queued-jobs; at --threads 1 a family now has one queued); refused, it is 503 and the
+    bytes stay for the next HEAD."""
     srv = start(binary, "--max-queued-jobs", "2", "--threads", "1", "--uploads-per-device", "12")
     try:
         mom = signup(srv)

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""test_family_share.py — what one family may take of what all families share (TAP).
+
+usage: test_family_share.py JIAYIN_BINARY
+
+The review's findings, at a small scale:
+1. Transcodes waiting their turn do not fill the job queue of light requests: while one family
+   keeps sending uploads (--threads 2 --max-queued-jobs 8), another family's GET /v1/me and
+   lists are all answered; the busy family's uploads past its share (threads: 2) are 503 busy
+   with Retry-After, a plain upload's before its body is read (no 100 Continue).
+"""
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # apiclient and test_api's helpers: no __pycache__ in the tree
+from serverlib import Reader, Server, request  # noqa: E402
+from tap import finish, ok  # noqa: E402
+from apiclient import metric, sine_wav  # noqa: E402
+from test_api import bearer, invite_and_pair, signup  # noqa: E402
+
+
+def code_of(r):
+    try:
+        return r.json()["error"]["code"]
+    except (ValueError, KeyError, AttributeError):
+        return None
+
+
+def first_answer(srv, head, timeout=10):
+    """Sends a request head that waits for 100 Continue; its first answer's status line and
+    the whole response (None when the first answer is 100 Continue)."""
+    s = srv.connect()
+    s.settimeout(timeout)
+    try:
+        s.sendall(head.encode())
+        got = b""
+        while b"\r\n\r\n" not in got:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+        line = got.split(b"\r\n", 1)[0].decode("latin-1")
+        if " 100 " in line:
+            return line, None
+        r = Reader(s)
+        r.buf = got
+        return line, r.response()
+    finally:
+        s.close()
+
+
+def plain_head(who, length):
+    return (f"POST /v1/families/{who['family']['id']}/messages HTTP/1.1\r\nHost: t\r\n"
+            f"Authorization: Bearer {who['token']}\r\nContent-Length: {length}\r\n"
+            "Expect: 100-continue\r\n\r\n")
+
+
+def heavy_jobs_apart(binary):
+    """Finding B: one family's 80 uploads kept the job queue full, and other families' light
+    requests were 503 busy on 10.5% of requests."""
+    srv = Server(binary, "--threads", "2", "--max-queued-jobs", "8")
+    try:
+        busy_fam = signup(srv, "张家", "爸爸")
+        phones = [busy_fam] + [invite_and_pair(srv, busy_fam, "caregiver", f"手机{i}")
+                               for i in range(3)]
+        calm = signup(srv, "李家", "妈妈")
+        fam = busy_fam["family"]["id"]
+        clip = sine_wav(os.path.join(srv.tmp, "clip.wav"), 440.0, 20, rate=8000)
+        stop = threading.Event()
+        sent = []
+
+        def sender(who):
+            while not stop.is_set():
+                r = request(srv, "POST", f"/v1/families/{fam}/messages", clip,
+                            headers=bearer(who["token"]), timeout=60)
+                sent.append((r.status if r else None, r and r.header("Retry-After"),
+                             code_of(r)))
+                if r and r.status == 503:
+                    time.sleep(float(r.header("Retry-After") or 1))  # as the apps do
+        senders = [threading.Thread(target=sender, args=(phones[i % 4],)) for i in range(12)]
+        for t in senders:
+            t.start()
+        time.sleep(1.0)
+        light, queued, heavy = [], [], []
+        t_end = time.time() + 6
+        while time.time() < t_end:
+            for path in ("/v1/me", f"/v1/families/{calm['family']['id']}/messages"):
+                r = request(srv, "GET", path, headers=bearer(calm["token"]), timeout=30)
+                light.append(r.status if r else None)
+            queued.append(metric(srv, "jiayin_jobs_queued") or 0)
+            heavy.append(metric(srv, "jiayin_heavy_jobs_queued"))
+            time.sleep(0.05)  # an app's pace, not a flood
+        stop.set()
+        for t in senders:
+            t.join()
+        refused = [s for s in sent if s[0] == 503]
+        ok(light and light.count(200) == len(light),
+           f"while one family keeps 12 uploads coming, another family's {len(light)} light "
+           "requests are all answered",
+           f"{len(light) - light.count(200)} of {len(light)} not 200: {sorted(set(light))}")
+        ok(sent.count((201, None, None)) >= 2 and refused and
+           all(ra and code == "busy" for _, ra, code in refused) and
+           set(s[0] for s in sent) <= {201, 503},
+           "the busy family's uploads beyond its share are 503 busy with Retry-After, the "
+           f"rest 201 ({sent.count((201, None, None))} stored, {len(refused)} refused)",
+           str(sorted(set(sent), key=str)))
+        ok(None not in heavy and max(heavy) <= 2,
+           "the heavy jobs queued or running stay within the family's share (2)",
+           f"heavy at most {max(h or 0 for h in heavy)} ({heavy.count(None)} not reported); "
+           f"light jobs queued at most {max(queued)}")
+
+        # Before its body: a third upload while the family has two transcodes queued.
+        long_clip = sine_wav(os.path.join(srv.tmp, "long.wav"), 300.0, 240, rate=8000)
+        longs = []
+
+        def send_long():
+            longs.append(request(srv, "POST", f"/v1/families/{fam}/messages", long_clip,
+                                 headers=bearer(busy_fam["token"]), timeout=60))
+        two = [threading.Thread(target=send_long) for _ in range(2)]
+        for t in two:
+            t.start()
+        time.sleep(1.0)  # both bodies are in: one transcodes, one waits
+        line, r = first_answer(srv, plain_head(phones[1], len(clip)))
+        for t in two:
+            t.join()
+        ok(line.startswith("HTTP/1.1 503") and r and code_of(r) == "busy" and
+           r.header("Retry-After") and [x.status for x in longs] == [201, 201],
+           "with two transcodes of the family queued, its third upload is 503 busy with "
+           "Retry-After before 100 Continue; the two are stored",
+           f"{line} {[x.status for x in longs]}")
+    finally:
+        srv.stop()
+
+
+def main():
+    heavy_jobs_apart(sys.argv[1])
+    return finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
