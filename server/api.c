@@ -253,6 +253,7 @@ void api_job_done(srv_exchange *x, void *arg)
 
 void api_job_free(api_job *j)
 {
+	api_export_release(j->export);
 	sodium_memzero(j->token, sizeof j->token);
 	sodium_memzero(j->code, sizeof j->code);
 	sodium_memzero(j->pin, sizeof j->pin);

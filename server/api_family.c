@@ -4,6 +4,11 @@
  * everything (a zip made by storage into data/tmp and streamed), erasing the family, and the
  * retention job that deletes messages past their family's period.
  *
+ * A family has one export at a time, made or downloaded: each is a zip of up to the family's
+ * quota in data/tmp, so sixteen at once of a 1 GiB family held 16 GiB of disk (the review).
+ * The mark is taken on the loop once a job has found the caller a parent (so nobody else's
+ * requests keep it from the parents), and given back when the download is over.
+ *
  * The retention job runs every retention-interval-s on the pool, a slice at a time: at most
  * RETENTION_BUDGET deletions per job (each its own durable transaction), then the loop queues
  * the next slice at once, so a drain never waits long for it and the write locks are never
@@ -321,9 +326,36 @@ void srv_api_family_delete(srv_exchange *x)
 }
 
 /* ---- GET /v1/families/{family_id}/export: a zip of the family's audio and an index ---- */
+/* A family's export, from its parent's check until its download is over (s->exports). */
+struct api_export {
+	struct api_export *next;
+	srv_server *s;
+	char family[STORE_ID_LEN + 1];
+};
+
+static bool export_held(const srv_server *s, const char *family)
+{
+	for (const struct api_export *e = s->exports; e; e = e->next)
+		if (strcmp(e->family, family) == 0)
+			return true;
+	return false;
+}
+
+void api_export_release(struct api_export *e)
+{
+	if (!e)
+		return;
+	for (struct api_export **pp = &e->s->exports; *pp; pp = &(*pp)->next)
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	free(e);
+}
+
 static void export_work(api_job *j)
 {
-	if (!api_parent(j))
+	if (!api_parent(j)) /* again: the heavy job may have waited its turn */
 		return;
 	/* Unnamed: the zip disappears with the response, or with a crash. */
 	int fd = open(j->tmp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -352,6 +384,7 @@ static void export_work(api_job *j)
 
 typedef struct export_source {
 	int fd;
+	struct api_export *mark; /* the family's: given back with the download */
 	store *st;
 	uint8_t token_hash[STORE_HASH_LEN];
 	store_id member;
@@ -380,6 +413,7 @@ static int export_read(void *ctx, uint64_t offset, char *buf, size_t cap, size_t
 static void export_close(void *ctx)
 {
 	export_source *e = ctx;
+	api_export_release(e->mark);
 	close(e->fd);
 	free(e);
 }
@@ -406,6 +440,8 @@ static void export_done(srv_exchange *x, api_job *j)
 		return;
 	}
 	src->fd = j->body_fd;
+	src->mark = j->export;
+	j->export = NULL;
 	src->st = j->st;
 	memcpy(src->token_hash, j->token_hash, sizeof src->token_hash);
 	src->member = j->member.id;
@@ -417,14 +453,66 @@ static void export_done(srv_exchange *x, api_job *j)
 	srv_respond_stream(x, &e, &plan, &s, NULL, 0);
 }
 
+static void export_check_work(api_job *j)
+{
+	api_parent(j);
+}
+
+static void export_refused(srv_exchange *x, api_job *j)
+{
+	api_failed(x, j, only_parent);
+}
+
+/*
+ * A parent asks: the family's mark, or 429 while another export of the family is made or
+ * downloaded (a phone whose download broke off may meet it until the server cuts the stalled
+ * response, write-timeout-ms). Then the zip, as a heavy job; the mark goes with its download.
+ */
+static void export_check_done(srv_exchange *x, void *arg)
+{
+	api_job *j = arg;
+	srv_server *s = x->srv;
+	if (j->auth_rc < 0 || j->rc != 0) {
+		api_job_done(x, j); /* 401, 403, 404 */
+		return;
+	}
+	if (export_held(s, j->param[0])) {
+		api_job_free(j);
+		srv_respond_error_with(x, 429, "export_in_progress",
+		                       "this family's export is being made or downloaded; one at a "
+		                       "time",
+		                       "Retry-After: 30\r\n");
+		return;
+	}
+	struct api_export *e = calloc(1, sizeof *e);
+	if (!e) {
+		api_job_free(j);
+		srv_respond_error(x, 500, "out_of_memory", "no memory");
+		return;
+	}
+	e->s = s;
+	snprintf(e->family, sizeof e->family, "%.26s", j->param[0]); /* an id: api_parent */
+	e->next = s->exports;
+	s->exports = e;
+	j->export = e; /* given back by api_job_free, or by the download's end (export_close) */
+	j->rc = 0;
+	j->work = export_work;
+	j->done = export_done;
+	api_run_heavy(x, j, j->param[0]); /* a zip of up to the family's quota */
+}
+
 void srv_api_family_export(srv_exchange *x)
 {
-	api_job *j = api_authed_job(x, export_work, export_done);
+	api_job *j = api_authed_job(x, export_check_work, export_refused);
 	if (!j)
 		return;
 	j->body_fd = -1;
 	j->tmp_dir = x->srv->tmp_dir;
-	api_run_heavy(x, j, j->param[0]); /* a zip of up to the family's quota */
+	api_prepare(x, j);
+	if (srv_job_submit(x, api_job_run, export_check_done, j) < 0) {
+		api_job_free(j);
+		srv_respond_busy(x);
+	}
 }
 
 /* ---- the retention job ---- */

@@ -83,6 +83,7 @@ struct api_job {
 	bool set_quota, set_retention;
 	bool set_name, set_avatar;         /* PATCH of a member */
 	const char *tmp_dir;               /* data/tmp: an export's file, an upload's body */
+	struct api_export *export;         /* the family's export mark, held (api_family.c) */
 	struct srv_upload_dir *upload_dir; /* data/uploads (a family's erasure) */
 	int keep;
 	/* kiosks */
@@ -130,6 +131,8 @@ void api_run_heavy(srv_exchange *x, api_job *j, const char *family_id);
 void api_start(srv_exchange *x, api_work_fn work, api_done_fn done);
 void api_prepare(srv_exchange *x, api_job *j);      /* what api_run sets up, without running */
 void api_job_free(api_job *j);                      /* what api_job_done frees */
+/* Gives back a family's export mark (api_family.c): another export of it may start. NULL ok. */
+void api_export_release(struct api_export *e);
 api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done);
 /* Is there a bearer token at all? Else answers 401, so that a request without one hears 401
  * before any complaint about its body (whether the token is valid is the job's question). */

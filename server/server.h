@@ -104,6 +104,7 @@ struct srv_server {
 	struct srv_waiter *waiters;  /* long-polls parked until their mailbox changes (api.c) */
 	unsigned waiter_count;
 	struct srv_uploads *uploads; /* resumable uploads: locks, the sweep (upload_state.c) */
+	struct api_export *exports;  /* families with an export made or downloaded (api_family.c) */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t health_timer, grace_timer, date_timer;
 	uv_timer_t retention_timer; /* api_family.c: old messages go */

@@ -8,8 +8,14 @@ The review's findings, at a small scale:
    keeps sending uploads (--threads 2 --max-queued-jobs 8), another family's GET /v1/me and
    lists are all answered; the busy family's uploads past its share (threads: 2) are 503 busy
    with Retry-After, a plain upload's before its body is read (no 100 Continue).
+2. One export per family at a time: while a parent's export downloads, 15 more of the same
+   family are 429 export_in_progress with Retry-After (one zip in data/tmp, not 16); a child's
+   403 and a stranger's 404 take nothing; once the download ends, the next export is served.
 """
 import os
+import re
+import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -19,7 +25,7 @@ sys.dont_write_bytecode = True  # apiclient and test_api's helpers: no __pycache
 from serverlib import Reader, Server, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 from apiclient import metric, sine_wav  # noqa: E402
-from test_api import bearer, invite_and_pair, signup  # noqa: E402
+from test_api import SAMPLE, bearer, invite_and_pair, signup, upload  # noqa: E402
 
 
 def code_of(r):
@@ -135,8 +141,124 @@ def heavy_jobs_apart(binary):
         srv.stop()
 
 
+def open_tmp_files(srv):
+    tmp = os.path.realpath(os.path.join(srv.data, "tmp"))
+    n = 0
+    for fd in os.listdir(f"/proc/{srv.proc.pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{srv.proc.pid}/fd/{fd}").startswith(tmp)
+        except OSError:
+            pass
+    return n
+
+
+def slow_export(srv, who, fam):
+    """An export read through a small window: the socket and its first bytes (the head)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", srv.port))
+    s.settimeout(30)
+    s.sendall((f"GET /v1/families/{fam}/export HTTP/1.1\r\nHost: t\r\n"
+               f"Authorization: Bearer {who['token']}\r\n\r\n").encode())
+    got = b""
+    while b"\r\n\r\n" not in got:
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+    return s, got
+
+
+def exports_one_at_a_time(binary):
+    """Finding A, exports: 16 concurrent exports of a 10 MB family held 16 zips in data/tmp."""
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        dad = invite_and_pair(srv, mom, "parent", "爸爸")
+        kid = invite_and_pair(srv, mom, "child", "小明")
+        stranger = signup(srv, "李家", "爸爸")
+        with open(SAMPLE, "rb") as f:
+            assert upload(srv, mom["token"], fam, f.read()).status == 201
+        big = 10 << 20  # a 10 MiB mailbox without minutes of transcoding
+        db = sqlite3.connect(os.path.join(srv.data, "families", fam + ".db"), timeout=10)
+        db.execute("UPDATE audio SET data = randomblob(?)", (big,))
+        db.execute("UPDATE messages SET bytes = ?", (big,))
+        db.commit()
+        db.close()
+        ways = [None] * 16
+
+        def go(i):
+            ways[i] = slow_export(srv, mom if i % 2 else dad, fam)
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        time.sleep(0.5)
+        held = open_tmp_files(srv)
+        lines = [g.split(b"\r\n", 1)[0].decode("latin-1") for _, g in ways]
+        served = [i for i, line in enumerate(lines) if " 200 " in line]
+        refused = [g for _, g in ways if g.startswith(b"HTTP/1.1 429")]
+        ok(len(served) == 1 and len(refused) == 15 and held == 1 and
+           all(b"export_in_progress" in g and re.search(rb"Retry-After: \d+", g)
+               for g in refused),
+           "16 exports of one family at once: one is served, 15 are 429 export_in_progress "
+           "with Retry-After, one zip in data/tmp",
+           f"{len(served)} served, {len(refused)} refused, {held} open in data/tmp: {lines}")
+        child = request(srv, "GET", f"/v1/families/{fam}/export", headers=bearer(kid["token"]))
+        other = request(srv, "GET", f"/v1/families/{fam}/export",
+                        headers=bearer(stranger["token"]))
+        theirs = request(srv, "GET", f"/v1/families/{stranger['family']['id']}/export",
+                         headers=bearer(stranger["token"]), timeout=30)
+        ok(child.status == 403 and other.status == 404 and theirs.status == 200,
+           "meanwhile a child's export is 403, a stranger's 404, and another family's is served",
+           f"{child.status} {other.status} {theirs.status}")
+        for i, (s, _) in enumerate(ways):
+            if i not in served:
+                s.close()
+        s, got = ways[served[0]]
+        length = int(re.search(rb"Content-Length: (\d+)", got).group(1))
+        body = len(got.split(b"\r\n\r\n", 1)[1])
+        while body < length:
+            d = s.recv(65536)
+            if not d:
+                break
+            body += len(d)
+        s.close()
+        deadline = time.time() + 5
+        nxt = None
+        while time.time() < deadline:
+            nxt = request(srv, "GET", f"/v1/families/{fam}/export", headers=bearer(mom["token"]),
+                          timeout=30)
+            if nxt.status != 429:
+                break
+            time.sleep(0.1)
+        ok(body == length and nxt.status == 200 and len(nxt.body) == length,
+           "once the download is over, the next export is served",
+           f"{body} of {length}; then {nxt and nxt.status}")
+        s, got = slow_export(srv, mom, fam)
+        s.close()  # a phone that gives up at once
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            nxt = request(srv, "GET", f"/v1/families/{fam}/export", headers=bearer(dad["token"]),
+                          timeout=30)
+            if nxt.status != 429:
+                break
+            time.sleep(0.1)
+        ok(got.startswith(b"HTTP/1.1 200") and nxt.status == 200,
+           "a download cut by its phone lets the next export in", f"{nxt.status}")
+        deadline = time.time() + 5
+        while time.time() < deadline and open_tmp_files(srv):
+            time.sleep(0.1)
+        ok(open_tmp_files(srv) == 0, "and no zip stays open in data/tmp")
+    finally:
+        srv.stop()
+
+
 def main():
     heavy_jobs_apart(sys.argv[1])
+    exports_one_at_a_time(sys.argv[1])
     return finish()
 
 
