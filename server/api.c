@@ -13,6 +13,7 @@
  */
 #include "api_internal.h"
 #include "ratelimit.h"
+#include "uploads.h"
 
 #include <jansson.h>
 #include <sodium.h>
@@ -254,6 +255,8 @@ void api_job_done(srv_exchange *x, void *arg)
 void api_job_free(api_job *j)
 {
 	api_export_release(j->export);
+	if (j->hold[0])
+		srv_upload_release(j->upload_dir, j->hold);
 	sodium_memzero(j->token, sizeof j->token);
 	sodium_memzero(j->code, sizeof j->code);
 	sodium_memzero(j->pin, sizeof j->pin);
@@ -271,6 +274,7 @@ void api_prepare(srv_exchange *x, api_job *j)
 	j->st = x->srv->store;
 	j->secret = x->srv->secret;
 	j->default_quota = x->srv->cfg.family_quota;
+	j->upload_cap = x->srv->cfg.family_upload_bytes;
 	for (int i = 0; i < 2; i++)
 		snprintf(j->param[i], sizeof j->param[i], "%.*s", (int)x->params[i].len,
 			 x->params[i].ptr ? x->params[i].ptr : "");

@@ -26,6 +26,7 @@ struct api_job {
 	store *st;
 	const uint8_t *secret;         /* the server's key (secret.h) */
 	uint64_t default_quota;        /* for families stored without one (quota_bytes 0) */
+	uint64_t upload_cap;           /* family-upload-bytes (api_upload_allowance) */
 	bool authed;                   /* a token was presented */
 	uint8_t token_hash[STORE_HASH_LEN];
 	store_device device;           /* the caller */
@@ -61,6 +62,9 @@ struct api_job {
 	uint64_t pair_taken_ms; /* loop time it was counted at */
 	/* messages */
 	int body_fd;
+	uint64_t declared;           /* a plain upload's Content-Length; 0: chunked */
+	uint64_t held;               /* the bytes its body may have (srv_upload_hold) */
+	char hold[STORE_ID_LEN + 1]; /* the hold's key, given back by api_job_free; "": none */
 	char to[64];
 	char idem[130];
 	bool existed;
@@ -143,6 +147,15 @@ bool api_bearer_present(srv_exchange *x);
  * (empty: none); done answers 201 (200 for a known key), 400, 413, 422 or 507.
  */
 void api_upload_work(api_job *j);
+/*
+ * Pool side: what the family's unfinished uploads (resumable ones, and plain bodies being
+ * received) may hold together: family-upload-bytes, or UPLOAD_ROOM_FACTOR times the room its
+ * quota leaves (quota less stored audio) if that is less; all of family-upload-bytes when a
+ * message is stored already under the caller's idempotency key `idem` (its retry needs no
+ * room). 0, or a storage code.
+ */
+#define UPLOAD_ROOM_FACTOR 64
+int api_upload_allowance(api_job *j, const char *family, const char *idem, uint64_t *allowance);
 /*
  * Pool side: the path's family (param[0]) is the caller's (else j->rc = STORE_ENOTFOUND, for
  * a 404 like an unknown id), and the caller is a parent or caregiver / a parent (else

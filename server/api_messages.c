@@ -8,6 +8,8 @@
 #include "audio.h"
 #include "query.h"
 #include "routes.h"
+#include "upload_state.h"
+#include "uploads.h"
 
 #include "codec.h"
 
@@ -64,6 +66,50 @@ static int visible_message(api_job *j, bool allow_hidden)
 	return 0;
 }
 
+/*
+ * Idempotency keys are the sender's own: stored as "member:SHA-256(key)", so two members'
+ * equal keys (counters on two phones) never meet, and no key finds another's message.
+ */
+#define IDEM_STORED_LEN (STORE_ID_LEN + 2 + 2 * STORE_HASH_LEN)
+
+static void idem_stored_key(const api_job *j, const char *idem, char key[IDEM_STORED_LEN])
+{
+	uint8_t h[STORE_HASH_LEN];
+	crypto_hash_sha256(h, (const unsigned char *)idem, strlen(idem));
+	int n = snprintf(key, IDEM_STORED_LEN, "%.26s:", j->member.id.s);
+	sodium_bin2hex(key + n, IDEM_STORED_LEN - (size_t)n, h, sizeof h);
+}
+
+/*
+ * The quota counts stored Opus, and a recording arrives as up to 64 times as many bytes (48 kHz
+ * 16-bit stereo WAV, 1,536 kb/s, becomes 24 kb/s): so the family's unfinished uploads may hold
+ * that many times its room, and a grandparent's 170 MB WAV is not refused by a family with
+ * 100 MB of room. family-upload-bytes bounds what any family holds of the disk (the review: a
+ * family whose quota was 1 byte held 161 MB of unfinished uploads, and could have held 100 GiB).
+ */
+int api_upload_allowance(api_job *j, const char *family, const char *idem, uint64_t *allowance)
+{
+	store_family f;
+	store_message m;
+	uint64_t usage;
+	int rc;
+	*allowance = j->upload_cap;
+	if (idem && idem[0]) {
+		char key[IDEM_STORED_LEN];
+		idem_stored_key(j, idem, key);
+		if ((rc = store_message_by_key(j->st, family, key, &m)) != STORE_ENOTFOUND)
+			return rc; /* 0: a retry of a stored message, answered with it */
+	}
+	if ((rc = store_family_get(j->st, family, &f)) < 0 ||
+	    (rc = store_mailbox_usage(j->st, family, &usage)) < 0)
+		return rc;
+	uint64_t quota = f.quota_bytes ? f.quota_bytes : j->default_quota;
+	uint64_t room = quota > usage ? quota - usage : 0;
+	if (room < j->upload_cap / UPLOAD_ROOM_FACTOR)
+		*allowance = room * UPLOAD_ROOM_FACTOR;
+	return 0;
+}
+
 void api_upload_work(api_job *j)
 {
 	if (!api_own_family(j))
@@ -82,17 +128,9 @@ void api_upload_work(api_job *j)
 	}
 	if ((j->rc = store_family_get(j->st, j->device.family_id.s, &j->family)) < 0)
 		return;
-	/*
-	 * Idempotency keys are the sender's own: stored as "member:SHA-256(key)", so two members'
-	 * equal keys (counters on two phones) never meet, and no key finds another's message.
-	 */
-	char key[STORE_ID_LEN + 2 + 2 * STORE_HASH_LEN];
-	if (j->idem[0]) {
-		uint8_t h[STORE_HASH_LEN];
-		crypto_hash_sha256(h, (const unsigned char *)j->idem, strlen(j->idem));
-		int n = snprintf(key, sizeof key, "%.26s:", j->member.id.s);
-		sodium_bin2hex(key + n, sizeof key - (size_t)n, h, sizeof h);
-	}
+	char key[IDEM_STORED_LEN];
+	if (j->idem[0])
+		idem_stored_key(j, j->idem, key);
 	/* A retry of an upload that was stored: the message, without transcoding it again. */
 	if (j->idem[0]) {
 		j->rc = store_message_by_key(j->st, j->device.family_id.s, key, &j->msg);
@@ -182,6 +220,19 @@ static void upload_gate_work(api_job *j)
 {
 	if (!api_own_family(j))
 		return;
+	/* The body counts with the family's unfinished uploads while it arrives: all of it when
+	 * its length is declared, else what the family has left (more is 413 body_too_large). */
+	uint64_t allowance;
+	bool chunked = j->declared == 0;
+	if ((j->rc = api_upload_allowance(j, j->param[0], j->idem, &allowance)) < 0)
+		return;
+	int rc =
+	    srv_upload_hold(j->upload_dir, j->param[0], chunked ? 1 : j->declared,
+	                    chunked ? SRV_UPLOAD_MAX : j->declared, allowance, j->hold, &j->held);
+	if (rc < 0) {
+		j->rc = rc == SRV_UPLOAD_EROOM ? STORE_EQUOTA : STORE_ENOMEM;
+		return;
+	}
 	j->body_fd = open(j->tmp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (j->body_fd < 0)
 		j->rc = errno == ENOSPC || errno == EDQUOT ? STORE_EFULL : STORE_EIO;
@@ -189,7 +240,13 @@ static void upload_gate_work(api_job *j)
 
 static void upload_refused(srv_exchange *x, api_job *j)
 {
-	api_storage_failed(x, j->rc); /* 404 another family's, 503/507 no file */
+	if (j->rc == STORE_EQUOTA)
+		srv_respond_error(
+		    x, 507, "quota_exceeded",
+		    "the family's mailbox and its unfinished uploads leave no room for "
+		    "this recording");
+	else
+		api_storage_failed(x, j->rc); /* 404 another family's, 503/507 no file */
 }
 
 /* The body is over: whole, it is transcoded and stored (the caller checked again first). */
@@ -231,7 +288,7 @@ static void upload_gate_done(srv_exchange *x, void *arg)
 		return;
 	}
 	int fd = j->body_fd;
-	int rc = srv_body_claim(x, fd, 0, SRV_UPLOAD_MAX, upload_body_done, j);
+	int rc = srv_body_claim(x, fd, 0, j->held, upload_body_done, j);
 	if (rc < 0) { /* nothing read, and upload_body_done will not come */
 		close(fd);
 		api_job_free(j);
@@ -279,6 +336,8 @@ void srv_api_message_upload(srv_exchange *x)
 		return;
 	j->body_fd = -1;
 	j->tmp_dir = x->srv->tmp_dir;
+	j->upload_dir = x->srv->uploads->dir;
+	j->declared = x->req.body == SRV_BODY_LENGTH ? x->req.content_length : 0;
 	snprintf(j->to, sizeof j->to, "%s", to);
 	if (key)
 		snprintf(j->idem, sizeof j->idem, "%.*s", (int)key->len, key->ptr);

@@ -15,7 +15,8 @@
  * PATCH keeps the bytes it received). PATCH bodies are claimed bodies (server.h): the engine
  * writes them into the .part at the offset, off the loop; then a job fsyncs and moves the
  * record's offset, and when the offset reaches the length, transcodes and stores the message
- * before the 204. Every file touch is on the job pool.
+ * before the 204. Every file touch is on the job pool. A creation holds its Upload-Length
+ * against the family's room (api_upload_allowance) until the upload is a message or gone.
  */
 #include "api_internal.h"
 #include "tus_metadata.h"
@@ -114,9 +115,15 @@ static void create_work(api_job *j)
 			return;
 		}
 	}
+	uint64_t allowance;
+	int rc = api_upload_allowance(j, op->u.family, op->u.idem, &allowance);
+	if (rc < 0) {
+		op->store_rc = rc;
+		return;
+	}
 	memcpy(op->u.device, j->device.id.s, sizeof op->u.device);
 	memcpy(op->u.member, j->member.id.s, sizeof op->u.member);
-	op->rc = srv_upload_create(op->up->dir, &op->u, op->cap, api_now_ms());
+	op->rc = srv_upload_create(op->up->dir, &op->u, op->cap, allowance, api_now_ms());
 }
 
 static void create_done(srv_exchange *x, api_job *j)

@@ -100,6 +100,7 @@ tus_op *tus_op_start(srv_exchange *x, int kind, bool has_id)
 	op->j.st = x->srv->store;
 	op->j.secret = x->srv->secret;
 	op->j.default_quota = x->srv->cfg.family_quota; /* families stored without a quota */
+	op->j.upload_cap = x->srv->cfg.family_upload_bytes;
 	op->up = x->srv->uploads;
 	op->kind = kind;
 	op->fd = -1;
@@ -157,6 +158,12 @@ void tus_answer_failure(srv_exchange *x, const tus_op *op)
 		srv_respond_error(
 		    x, 429, "too_many_uploads",
 		    "this device has too many unfinished uploads: finish or delete one");
+		return;
+	case SRV_UPLOAD_EROOM:
+		srv_respond_error(
+		    x, 507, "quota_exceeded",
+		    "the family's mailbox and its unfinished uploads leave no room for "
+		    "this one: finish or delete one, or make room");
 		return;
 	case TUS_EMISMATCH:
 		srv_respond_error(x, 409, "offset_mismatch",

@@ -5,8 +5,15 @@
  * the old record or the new one and a crash leaves one of them. Blocking; pool threads only.
  * The mutex orders the changes (create with its count, commit, stored, remove, sweep); loads
  * read without it (a rename is atomic).
+ *
+ * Every unfinished upload holds its Upload-Length in the family's entry of a ledger
+ * (upload_holds.h) from its creation until it becomes a message or its files go, and the
+ * ledger is made again from the records at each open: so a creation can tell what the
+ * family's other unfinished uploads hold, on its phones and on school kiosks, without reading
+ * every record on the disk.
  */
 #include "uploads.h"
+#include "upload_holds.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +36,7 @@ struct srv_upload_dir {
 	int64_t expiry_ms;
 	pthread_mutex_t mu;
 	bool mu_ready;
+	srv_upload_holds *holds; /* each unfinished upload's length, and plain bodies' */
 };
 
 /* 128 random bits as 26 lowercase Crockford base32 characters: the store's id shape. */
@@ -59,6 +67,8 @@ static int errno_code(void)
 {
 	return errno ? -errno : -EIO;
 }
+
+static int hold_all(srv_upload_dir *d);
 
 int srv_upload_dir_open(srv_upload_dir **out, const char *data_dir, int64_t expiry_ms)
 {
@@ -96,6 +106,8 @@ int srv_upload_dir_open(srv_upload_dir **out, const char *data_dir, int64_t expi
 		rc = errno_code();
 		goto fail;
 	}
+	if ((rc = srv_upload_holds_new(&d->holds)) < 0 || (rc = hold_all(d)) < 0)
+		goto fail;
 	*out = d;
 	return 0;
 fail:
@@ -111,6 +123,7 @@ void srv_upload_dir_close(srv_upload_dir *d)
 		close(d->fd);
 	if (d->mu_ready)
 		pthread_mutex_destroy(&d->mu);
+	srv_upload_holds_free(d->holds);
 	free(d);
 }
 
@@ -306,10 +319,12 @@ static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, const char *m
 	return 0;
 }
 
-int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, int64_t now_ms)
+int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t allowance,
+                      int64_t now_ms)
 {
 	pthread_mutex_lock(&d->mu);
 	unsigned held = 0;
+	uint64_t got;
 	int rc = device_dir(d, u->device, true);
 	int dev = rc;
 	if (dev < 0)
@@ -321,6 +336,13 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, int64_t no
 		goto done;
 	}
 	new_id(u->id);
+	rc = srv_upload_holds_take(d->holds, u->family, u->id, u->length, u->length, allowance,
+	                           &got);
+	if (rc < 0) {
+		if (rc == -ENOSPC)
+			rc = SRV_UPLOAD_EROOM;
+		goto done;
+	}
 	u->offset = 0;
 	u->created_ms = u->updated_ms = now_ms;
 	u->message_id[0] = '\0';
@@ -329,6 +351,7 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, int64_t no
 	int fd = openat(dev, part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = errno_code();
+		srv_upload_holds_give(d->holds, u->id);
 		goto done;
 	}
 	if (close(fd) < 0) {
@@ -336,13 +359,31 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, int64_t no
 	} else {
 		rc = record_write(dev, u); /* its directory fsync covers the .part's name too */
 	}
-	if (rc < 0)
+	if (rc < 0) {
 		(void)unlinkat(dev, part, 0); /* best effort: the sweep removes a .part alone */
+		srv_upload_holds_give(d->holds, u->id);
+	}
 done:
 	if (dev >= 0)
 		close(dev);
 	pthread_mutex_unlock(&d->mu);
 	return rc;
+}
+
+int srv_upload_hold(srv_upload_dir *d, const char *family, uint64_t min, uint64_t max,
+                    uint64_t allowance, char key[STORE_ID_LEN + 1], uint64_t *got)
+{
+	new_id(key);
+	int rc = srv_upload_holds_take(d->holds, family, key, min, max, allowance, got);
+	if (rc < 0)
+		key[0] = '\0';
+	return rc == -ENOSPC ? SRV_UPLOAD_EROOM : rc;
+}
+
+void srv_upload_release(srv_upload_dir *d, const char *key)
+{
+	if (key[0])
+		srv_upload_holds_give(d->holds, key);
 }
 
 int srv_upload_load(srv_upload_dir *d, const char *device, const char *id, int64_t now_ms,
@@ -442,6 +483,7 @@ int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, 
 		n.updated_ms = now_ms;
 		if ((rc = record_write(dev, &n)) == 0) {
 			*u = n;
+			srv_upload_holds_give(d->holds, u->id); /* a message now: the quota's */
 			char part[NAME_MAX_LEN];
 			file_name(part, u->id, ".part");
 			/* The bytes are a message now; a .part this fails to remove is swept. */
@@ -453,8 +495,9 @@ int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, 
 	return rc < 0 ? rc : 0;
 }
 
-/* Under the mutex: removes id's files from dev; 1 if there were any, 0 if none. */
-static int remove_files(int dev, const char *id)
+/* Under the mutex: removes id's files from dev, and what the upload held; 1 if there were
+ * any, 0 if none. */
+static int remove_files(srv_upload_dir *d, int dev, const char *id)
 {
 	static const char *const suffixes[] = {".info", ".part", ".info.tmp"};
 	int found = 0, rc = 0;
@@ -466,6 +509,8 @@ static int remove_files(int dev, const char *id)
 		else if (errno != ENOENT && rc == 0)
 			rc = errno_code();
 	}
+	if (found)
+		srv_upload_holds_give(d->holds, id);
 	if (found && fsync(dev) < 0 && rc == 0)
 		rc = errno_code();
 	return rc < 0 ? rc : found;
@@ -479,7 +524,7 @@ int srv_upload_remove(srv_upload_dir *d, const char *device, const char *id)
 	int rc = device_dir(d, device, false);
 	int dev = rc;
 	if (dev >= 0) {
-		rc = remove_files(dev, id);
+		rc = remove_files(d, dev, id);
 		close(dev);
 		if (rc == 0)
 			rc = SRV_UPLOAD_ENOTFOUND;
@@ -582,7 +627,7 @@ static int sweep_one(srv_upload_dir *d, int dev, const char *id, const void *arg
 	}
 	if (!expired)
 		return 0;
-	rc = remove_files(dev, id);
+	rc = remove_files(d, dev, id);
 	return rc < 0 ? rc : 1;
 }
 
@@ -627,11 +672,10 @@ typedef struct owner {
 static int owner_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
 {
 	const owner *o = arg;
-	(void)d;
 	srv_upload u;
 	if (record_read(dev, id, &u) != 0 || strcmp(o->member ? u.member : u.family, o->id) != 0)
 		return 0;
-	int rc = remove_files(dev, id);
+	int rc = remove_files(d, dev, id);
 	return rc < 0 ? rc : 1;
 }
 
@@ -704,6 +748,25 @@ static int each_upload(srv_upload_dir *d, const char (*busy)[STORE_ID_LEN + 1], 
 	}
 	free(devices.ids);
 	return rc;
+}
+
+/* An unfinished upload's length into the ledger (the .part of one of no length holds none). */
+static int hold_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
+{
+	srv_upload u;
+	uint64_t got;
+	(void)arg;
+	if (record_read(dev, id, &u) != 0 || u.message_id[0] || u.length == 0)
+		return 0; /* a record that does not read is a crash's: the sweep's */
+	return srv_upload_holds_take(d->holds, u.family, u.id, 1, u.length, UINT64_MAX, &got);
+}
+
+/* At open: what every unfinished upload held before a restart (an expired one too, until the
+ * sweep removes its files). */
+static int hold_all(srv_upload_dir *d)
+{
+	unsigned none;
+	return each_upload(d, NULL, 0, hold_one, NULL, &none);
 }
 
 int srv_upload_sweep(srv_upload_dir *d, int64_t now_ms, const char (*busy)[STORE_ID_LEN + 1],

@@ -26,6 +26,7 @@ enum {
 	SRV_UPLOAD_ENOTFOUND = -10001, /* no such upload in this device's directory, or expired */
 	SRV_UPLOAD_ETOOMANY = -10002,  /* the device holds its cap of unfinished uploads */
 	SRV_UPLOAD_ECORRUPT = -10003,  /* a record that does not read back */
+	SRV_UPLOAD_EROOM = -10004,     /* the family's unfinished uploads leave no room for it */
 };
 
 typedef struct srv_upload {
@@ -52,9 +53,22 @@ int64_t srv_upload_expires_ms(const srv_upload_dir *d, const srv_upload *u);
 /*
  * A new upload of u->device (member, family, to, idem, length filled in): a fresh random id,
  * an empty .part and the record, durable on return. SRV_UPLOAD_ETOOMANY when the device
- * already holds `cap` unfinished uploads of u->member (a kiosk's children count apart).
+ * already holds `cap` unfinished uploads of u->member (a kiosk's children count apart);
+ * SRV_UPLOAD_EROOM when u->length and what the family's other unfinished uploads hold (on any
+ * device, plain bodies too) pass `allowance`. It holds u->length until it becomes a message
+ * or its files go.
  */
-int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, int64_t now_ms);
+int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t allowance,
+                      int64_t now_ms);
+/*
+ * A plain upload's body on its way in holds its bytes beside the family's unfinished uploads:
+ * as many as they leave of `allowance`, up to `max` (*got), or SRV_UPLOAD_EROOM when that is
+ * under `min`; key (a fresh id) names the hold, empty when none was taken. Given back with
+ * srv_upload_release(key) (an empty key: nothing). Neither touches the disk: any thread.
+ */
+int srv_upload_hold(srv_upload_dir *d, const char *family, uint64_t min, uint64_t max,
+                    uint64_t allowance, char key[STORE_ID_LEN + 1], uint64_t *got);
+void srv_upload_release(srv_upload_dir *d, const char *key);
 
 /* The record of `device`'s upload `id`; SRV_UPLOAD_ENOTFOUND if none (or expired). */
 int srv_upload_load(srv_upload_dir *d, const char *device, const char *id, int64_t now_ms,

@@ -11,7 +11,14 @@ The review's findings, at a small scale:
 2. One export per family at a time: while a parent's export downloads, 15 more of the same
    family are 429 export_in_progress with Retry-After (one zip in data/tmp, not 16); a child's
    403 and a stranger's 404 take nothing; once the download ends, the next export is served.
+3. Unfinished uploads count against the family's room: a family whose quota is full (1 byte)
+   opens no upload, resumable or plain (507 quota_exceeded before any body is stored), and a
+   family's unfinished uploads together stay within --family-upload-bytes, or 64 times the
+   room its quota leaves if that is less; a recording larger than the room itself (a WAV
+   that becomes far less Opus) is taken. A finished, terminated or expired upload, and a plain
+   upload once answered, give their bytes back; a restart counts the uploads on disk again.
 """
+import json
 import os
 import re
 import socket
@@ -27,12 +34,31 @@ from tap import finish, ok  # noqa: E402
 from apiclient import metric, sine_wav  # noqa: E402
 from test_api import SAMPLE, bearer, invite_and_pair, signup, upload  # noqa: E402
 
+TUS = [("Tus-Resumable", "1.0.0")]
+MB = 1000 * 1000
+
 
 def code_of(r):
     try:
         return r.json()["error"]["code"]
     except (ValueError, KeyError, AttributeError):
         return None
+
+
+def create(srv, who, length):
+    import base64
+    meta = "family_id " + base64.b64encode(who["family"]["id"].encode()).decode()
+    return request(srv, "POST", "/v1/uploads",
+                   headers=TUS + bearer(who["token"]) +
+                   [("Upload-Length", str(length)), ("Upload-Metadata", meta)])
+
+
+def set_quota(srv, who, quota):
+    r = request(srv, "PATCH", f"/v1/families/{who['family']['id']}",
+                json.dumps({"quota_bytes": quota}).encode(),
+                headers=[("Content-Type", "application/json")] + bearer(who["token"]))
+    assert r.status == 200, r.body
+    return r.json()["family"]
 
 
 def first_answer(srv, head, timeout=10):
@@ -256,9 +282,100 @@ def exports_one_at_a_time(binary):
         srv.stop()
 
 
+def uploads_on_disk(srv):
+    root = os.path.join(srv.data, "uploads")
+    return sorted(f for _, _, fs in os.walk(root) for f in fs)
+
+
+def uploads_count(binary):
+    """Finding A: a family whose quota was 1 byte held 16 unfinished uploads of 10 MB."""
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    cap = 50 * MB
+    args = ("--signups-per-hour", "1000", "--family-upload-bytes", str(cap))
+    srv = Server(binary, *args)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        dad = invite_and_pair(srv, mom, "parent", "爸爸")
+        set_quota(srv, mom, 1)
+        refused = [create(srv, who, 10 * MB) for who in (mom, dad) for _ in range(8)]
+        codes = [r.status for r in refused]
+        ok(codes == [507] * 16 and all(code_of(r) == "quota_exceeded" and
+                                       r.header("Tus-Resumable") == "1.0.0" for r in refused)
+           and uploads_on_disk(srv) == [],
+           "a family whose quota is 1 byte: 16 uploads of 10 MB from two phones are each 507 "
+           "quota_exceeded at creation, nothing on disk", f"{codes} {uploads_on_disk(srv)}")
+        line, r = first_answer(srv, plain_head(mom, 10 * MB))
+        ok(line.startswith("HTTP/1.1 507") and code_of(r) == "quota_exceeded",
+           "and a plain upload of 10 MB is 507 quota_exceeded before 100 Continue", line)
+
+        fam = set_quota(srv, mom, 1 << 20)  # a mebibyte of room: 64 MiB of recording
+        big = create(srv, mom, 30 * MB)
+        ok(big.status == 201 and fam["usage_bytes"] == 0,
+           "a 1 MiB quota: an upload of 30 MB (a WAV of what becomes far less Opus) is taken",
+           f"{big.status} {big.body[:120]!r}")
+        got = [create(srv, dad, 15 * MB).status, create(srv, dad, 10 * MB).status,
+               create(srv, mom, 5 * MB).status, create(srv, mom, 1).status]
+        ok(got == [201, 507, 201, 507],
+           "the family's unfinished uploads together stay within --family-upload-bytes (50 MB):"
+           " 30 + 15 fit, 10 more do not, 5 more do, then not a byte", str(got))
+        d = request(srv, "DELETE", big.header("Location"), headers=TUS + bearer(mom["token"]))
+        again = create(srv, dad, 10 * MB)
+        ok(d.status == 204 and again.status == 201,
+           "a terminated upload gives its bytes back", f"{d.status} {again.status}")
+        near = create(srv, mom, 20 * MB - len(wav))
+        last = create(srv, mom, len(wav))
+        over = create(srv, mom, 1)
+        loc = last.header("Location")
+        p = request(srv, "PATCH", loc, wav, timeout=60,
+                    headers=TUS + bearer(mom["token"]) +
+                    [("Content-Type", "application/offset+octet-stream"), ("Upload-Offset", "0")])
+        after = create(srv, mom, len(wav))
+        ok(near.status == 201 and last.status == 201 and over.status == 507 and
+           p.status == 204 and p.header("Jiayin-Message-Id") and after.status == 201,
+           "an upload that became a message gives its bytes back",
+           f"{near.status} {last.status} {over.status} {p.status} {after.status}")
+        request(srv, "DELETE", after.header("Location"), headers=TUS + bearer(mom["token"]))
+        plain_full = request(srv, "POST", f"/v1/families/{mom['family']['id']}/messages",
+                             wav + b"\0" * 4, headers=bearer(mom["token"]), timeout=60)
+        plain = request(srv, "POST", f"/v1/families/{mom['family']['id']}/messages", wav,
+                        headers=bearer(mom["token"]), timeout=60)
+        then = create(srv, mom, len(wav))
+        ok(plain_full.status == 507 and plain.status == 201 and then.status == 201,
+           "a plain upload counts while it is received: one byte too many is 507, one that "
+           "fits is 201 and gives its bytes back once answered",
+           f"{plain_full.status} {plain.status} {then.status}")
+        line, r = first_answer(srv, plain_head(mom, 0).replace(
+            "Content-Length: 0", "Transfer-Encoding: chunked"))
+        ok(line.startswith("HTTP/1.1 507") and code_of(r) == "quota_exceeded",
+           "with all 50 MB held, a chunked plain upload is 507 before 100 Continue", line)
+    finally:
+        srv.stop()
+
+    srv = Server(binary, *args, data=srv.data)
+    try:
+        r30, r20 = create(srv, mom, 30 * MB), create(srv, mom, len(wav))
+        ok(r30.status == 507 and r20.status == 507,
+           "after a restart the uploads on disk count again", f"{r30.status} {r20.status}")
+    finally:
+        srv.stop()
+    time.sleep(1.2)
+    srv = Server(binary, *args, "--upload-expiry-s", "1", data=srv.data)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline and uploads_on_disk(srv):
+            time.sleep(0.1)
+        r = create(srv, mom, cap)
+        ok(r.status == 201, "expired and swept, they count no more: the whole 50 MB is free",
+           f"{r.status} {uploads_on_disk(srv)}")
+    finally:
+        srv.stop()
+
+
 def main():
     heavy_jobs_apart(sys.argv[1])
     exports_one_at_a_time(sys.argv[1])
+    uploads_count(sys.argv[1])
     return finish()
 
 

@@ -516,11 +516,11 @@ def full_mailbox(binary, wav):
     try:
         mom = signup(srv)
         fam = mom["family"]["id"]
+        loc = new_upload(srv, mom, len(wav))  # while there is room (a full family opens none)
         r = request(srv, "PATCH", f"/v1/families/{fam}",
                     json.dumps({"quota_bytes": 1}).encode(),
                     headers=[("Content-Type", "application/json")] + bearer(mom["token"]))
         ok(r.status == 200, "a parent sets the family's quota to 1 byte", f"{r.status} {r.body!r}")
-        loc = new_upload(srv, mom, len(wav))
         r = patch(srv, mom, loc, 0, wav)
         ok(r.status == 507 and code_of(r) == "quota_exceeded",
            "the whole upload into a full mailbox: 507 quota_exceeded, as the plain upload")

@@ -1,0 +1,106 @@
+/*
+ * upload_holds.c — the ledger of upload_holds.h: an array of entries searched in full. A
+ * server holds a few entries per device at most (uploads-per-device unfinished uploads, and
+ * the plain bodies its buffers allow), so a creation's sum over thousands of them costs
+ * microseconds, less than the record it writes.
+ */
+#include "upload_holds.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HOLD_KEY_MAX 27 /* an id (26 characters) and its NUL */
+
+typedef struct hold {
+	char key[HOLD_KEY_MAX];
+	char family[HOLD_KEY_MAX];
+	uint64_t bytes;
+} hold;
+
+struct srv_upload_holds {
+	pthread_mutex_t mu;
+	hold *v;
+	size_t n, cap;
+};
+
+int srv_upload_holds_new(srv_upload_holds **out)
+{
+	*out = NULL;
+	srv_upload_holds *h = calloc(1, sizeof *h);
+	if (!h)
+		return -ENOMEM;
+	if (pthread_mutex_init(&h->mu, NULL) != 0) {
+		free(h);
+		return -ENOMEM;
+	}
+	*out = h;
+	return 0;
+}
+
+void srv_upload_holds_free(srv_upload_holds *h)
+{
+	if (!h)
+		return;
+	pthread_mutex_destroy(&h->mu);
+	free(h->v);
+	free(h);
+}
+
+/* Under the mutex. */
+static uint64_t family_sum(const srv_upload_holds *h, const char *family)
+{
+	uint64_t sum = 0;
+	for (size_t i = 0; i < h->n; i++)
+		if (strcmp(h->v[i].family, family) == 0)
+			sum += h->v[i].bytes;
+	return sum;
+}
+
+int srv_upload_holds_take(srv_upload_holds *h, const char *family, const char *key, uint64_t min,
+                          uint64_t max, uint64_t allowance, uint64_t *got)
+{
+	*got = 0;
+	if (strlen(key) >= HOLD_KEY_MAX || strlen(family) >= HOLD_KEY_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&h->mu);
+	int rc = 0;
+	uint64_t held = family_sum(h, family);
+	uint64_t left = held < allowance ? allowance - held : 0;
+	uint64_t take = left < max ? left : max;
+	if (take < min || take == 0) {
+		rc = -ENOSPC;
+		goto done;
+	}
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 64;
+		hold *v = realloc(h->v, cap * sizeof *v);
+		if (!v) {
+			rc = -ENOMEM;
+			goto done;
+		}
+		h->v = v;
+		h->cap = cap;
+	}
+	hold *e = &h->v[h->n++];
+	snprintf(e->key, sizeof e->key, "%s", key);
+	snprintf(e->family, sizeof e->family, "%s", family);
+	e->bytes = take;
+	*got = take;
+done:
+	pthread_mutex_unlock(&h->mu);
+	return rc;
+}
+
+void srv_upload_holds_give(srv_upload_holds *h, const char *key)
+{
+	pthread_mutex_lock(&h->mu);
+	for (size_t i = 0; i < h->n; i++)
+		if (strcmp(h->v[i].key, key) == 0) {
+			h->v[i] = h->v[--h->n]; /* order does not matter */
+			break;
+		}
+	pthread_mutex_unlock(&h->mu);
+}

@@ -1,0 +1,30 @@
+/*
+ * upload_holds.h — the bytes each family's unfinished uploads hold (upload_holds.c): a ledger
+ * of entries, each a key (an upload's id, or a plain upload's body's) with its family and its
+ * bytes, so that a family's unfinished uploads are bounded together, whichever phones and
+ * kiosks hold them. uploads.c keeps it for data/uploads; the server holds plain bodies in it.
+ *
+ * Thread-safe: one mutex, held only for the ledger's own arithmetic (never across I/O), so the
+ * event loop may give an entry back. Calls return 0 or a negative errno.
+ */
+#ifndef JIAYIN_SERVER_UPLOAD_HOLDS_H
+#define JIAYIN_SERVER_UPLOAD_HOLDS_H
+
+#include <stdint.h>
+
+typedef struct srv_upload_holds srv_upload_holds;
+
+int srv_upload_holds_new(srv_upload_holds **out);
+void srv_upload_holds_free(srv_upload_holds *h); /* NULL is fine */
+
+/*
+ * Holds bytes for `family` under `key` (at most 26 characters, not held yet): as many as the
+ * family's other entries leave of `allowance`, up to `max`; -ENOSPC (nothing held) when that
+ * is less than `min` (or nothing), -ENOMEM. *got: the bytes held.
+ */
+int srv_upload_holds_take(srv_upload_holds *h, const char *family, const char *key, uint64_t min,
+                          uint64_t max, uint64_t allowance, uint64_t *got);
+/* The entry under `key` goes, if there is one. */
+void srv_upload_holds_give(srv_upload_holds *h, const char *key);
+
+#endif
