@@ -4,7 +4,8 @@
  * HEAD: bytes gather in the connection's buffer until srv_head_scan() finds the head's end,
  * then srv_head_parse() and the router decide; BODY: the body is decoded into the exchange
  * (bounded by the route's limit) as it arrives; HANDLER and WRITING: reading is paused, so
- * pipelined requests wait in the socket and are parsed only as fast as responses drain;
+ * pipelined requests wait in the socket and are parsed only as fast as responses drain (a
+ * long-poll waiting is read all the same, srv_conn_watch, only to see its client leave);
  * after the response, bytes left in the buffer start the next request. CLOSING: after a
  * last response the write side is shut and what the client still sends is read and dropped
  * for a moment (a lingering close), so the client sees the response instead of a reset.
@@ -12,7 +13,8 @@
  * keep-alive idle, and while writing, the progress check (conn_write.c). A body must also keep
  * up a floor rate over a sliding window. The buffer is freed while a connection idles. Where a
  * body goes is conn_body.c's; putting a response on the wire is conn_write.c's; who the client
- * is (the peer, or a trusted proxy's X-Forwarded-For) is conn_addr.c's.
+ * is (the peer, or a trusted proxy's X-Forwarded-For) is conn_addr.c's; taking connections,
+ * and refusing those beyond max-connections, conn_accept.c's.
  */
 #include "conn_internal.h"
 
@@ -22,8 +24,6 @@
 #include <unistd.h>
 
 #define LINGER_MS 2000
-#define REFUSE_LINGER_MS 1000    /* a refused connection's lingering close */
-#define REFUSE_LINGER_EXTRA 1000 /* refused connections lingering at once, at most */
 #define BUF_EXTRA 16384 /* room past the head's limit for body bytes */
 #define BUF_FIRST 2048  /* a buffer starts this small: most heads fit, and a slowloris
 			   connection that sent one byte costs 2 KiB, not 32 */
@@ -642,6 +642,21 @@ void conn_process(srv_conn *c)
 	c->processing = false;
 }
 
+void conn_linger(srv_conn *c, unsigned ms)
+{
+	c->state = CONN_CLOSING;
+	uv_timer_stop(&c->timer);
+	uv_shutdown_t *sh = malloc(sizeof *sh);
+	if (!sh || uv_shutdown(sh, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+		free(sh);
+		srv_conn_close(c);
+		return;
+	}
+	c->len = 0;
+	conn_arm(c, ms);
+	conn_start_reading(c);
+}
+
 /* The response is written: log it, then the next request, or close. */
 void conn_response_done(srv_conn *c)
 {
@@ -655,18 +670,7 @@ void conn_response_done(srv_conn *c)
 	if (c->closed)
 		return;
 	if (!c->keep_alive || c->srv->draining) {
-		c->state = CONN_CLOSING;
-		uv_timer_stop(&c->timer);
-		/* Lingering close: FIN now, drop what still arrives, close at EOF or LINGER_MS. */
-		uv_shutdown_t *sh = malloc(sizeof *sh);
-		if (!sh || uv_shutdown(sh, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
-			free(sh);
-			srv_conn_close(c);
-			return;
-		}
-		c->len = 0;
-		conn_arm(c, LINGER_MS);
-		conn_start_reading(c);
+		conn_linger(c, LINGER_MS);
 		return;
 	}
 	/* Keep-alive: what followed the request moves to the front and is the next head. */
@@ -686,117 +690,4 @@ void conn_response_done(srv_conn *c)
 	}
 	conn_start_reading(c);
 	conn_process(c);
-}
-
-/*
- * A refusal written at once, then a lingering close as after any last response: FIN, what the
- * client still sends (its request, a body) read and dropped until its EOF or
- * REFUSE_LINGER_MS. Closed with the request unread, the socket answered the body with a reset,
- * and a phone whose write failed on it never read the 503 and its Retry-After (the review).
- * Beyond REFUSE_LINGER_EXTRA lingering refusals over the limit, closed at once.
- */
-static void canned_close(srv_conn *c, const char *resp)
-{
-	srv_server *s = c->srv;
-	uv_buf_t b = uv_buf_init((char *)resp, (unsigned)strlen(resp));
-	uv_shutdown_t *sh = NULL;
-	if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)b.len ||
-	    s->open_conns > s->cfg.max_connections + REFUSE_LINGER_EXTRA ||
-	    !(sh = malloc(sizeof *sh)) ||
-	    uv_shutdown(sh, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
-		free(sh);
-		srv_conn_close(c);
-		return;
-	}
-	c->state = CONN_CLOSING;
-	conn_arm(c, REFUSE_LINGER_MS);
-	conn_start_reading(c);
-}
-
-static void on_reject_closed(uv_handle_t *h)
-{
-	h->data = NULL; /* free for the next refusal */
-}
-
-/* No memory for a connection: accept it anyway and close it, or libuv stops accepting. */
-static void accept_and_drop(srv_server *s)
-{
-	static uv_tcp_t reject;
-	if (reject.data)
-		return; /* one refusal at a time; the next readiness retries */
-	if (uv_tcp_init(s->loop, &reject) != 0)
-		return;
-	reject.data = s;
-	uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&reject);
-	uv_close((uv_handle_t *)&reject, on_reject_closed);
-	s->metrics.connections_refused++;
-}
-
-void srv_conn_accept(srv_server *s)
-{
-	srv_conn *c = calloc(1, sizeof *c);
-	if (!c) {
-		accept_and_drop(s);
-		return;
-	}
-	c->srv = s;
-	c->tcp.data = c->timer.data = c;
-	uv_tcp_init(s->loop, &c->tcp);
-	uv_timer_init(s->loop, &c->timer);
-	c->refs = 2;
-	c->next = s->conns;
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
-	s->open_conns++;
-	s->metrics.connections_total++;
-	if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) != 0) {
-		srv_conn_close(c);
-		return;
-	}
-	struct sockaddr_storage sa;
-	int salen = sizeof sa;
-	snprintf(c->peer, sizeof c->peer, "-");
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
-		if (sa.ss_family == AF_INET)
-			uv_ip4_name((struct sockaddr_in *)&sa, c->peer, sizeof c->peer);
-		else if (sa.ss_family == AF_INET6)
-			uv_ip6_name((struct sockaddr_in6 *)&sa, c->peer, sizeof c->peer);
-	}
-	uv_tcp_nodelay(&c->tcp, 1);
-	if (s->open_conns > s->cfg.max_connections) {
-		s->metrics.connections_refused++;
-		static const char body[] =
-			"{\"error\":{\"code\":\"too_many_connections\",\"message\":\"try again\"}}";
-		char resp[768];
-		snprintf(resp, sizeof resp,
-			 "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\n"
-			 "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-			 "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n"
-			 "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
-			 "Retry-After: 5\r\nConnection: close\r\n\r\n%s",
-			 s->date, sizeof body - 1, body);
-		canned_close(c, resp);
-		return;
-	}
-	c->state = CONN_HEAD;
-	c->head_started = true; /* the first head's deadline runs from the accept */
-	conn_arm(c, s->cfg.head_timeout_ms);
-	conn_start_reading(c);
-}
-
-/* SIGTERM: idle connections close now; busy ones close after their response. */
-void srv_conns_drain(srv_server *s)
-{
-	for (srv_conn *c = s->conns; c; c = c->next) {
-		conn_end_keep_alive(c); /* a body claimed later must not turn it back on */
-		if (c->state == CONN_HEAD && c->len == 0)
-			srv_conn_close(c);
-	}
-}
-
-void srv_conns_close_all(srv_server *s)
-{
-	for (srv_conn *c = s->conns; c; c = c->next)
-		srv_conn_close(c);
 }

@@ -31,6 +31,8 @@ void conn_response_done(srv_conn *c);  /* log, count, then the next request or c
 /* The connection ends after this response; keep-alive is never turned back on (a claimed body
  * included) once this was called. */
 void conn_end_keep_alive(srv_conn *c);
+/* Lingering close: FIN now, what still arrives read and dropped, closed at EOF or after ms. */
+void conn_linger(srv_conn *c, unsigned ms);
 /* Closes with a reset (SO_LINGER 0): the kernel drops what it still holds for the client
  * instead of sending it on after the close. For a client that stopped taking its response. */
 void conn_close_reset(srv_conn *c);
