@@ -79,6 +79,7 @@ struct api_job {
 	uint64_t since, latest;
 	bool reset;                    /* list: `since` was past the mailbox's newest change */
 	uint64_t wait_until;           /* long-poll: loop time (ms) to answer by; 0: at once */
+	bool relisted;                 /* long-poll: a waiter listing again (its place is its) */
 	char reason[512];
 	store_flag *flag;              /* flag_work; freed by job_done */
 	/* family settings and export */

@@ -18,6 +18,11 @@
  * (or a loop of keep and unkeep: the review) cost each of its waiting phones one list per
  * interval, not one per change; the changes between come together in the next answer. */
 #define WAKE_MIN_MS 200
+/* A phone's waiter this old may make room for the phone's new long-poll: an app that polls
+ * again has lost that one (a connection dead behind a NAT). Younger ones are live: the new
+ * one is refused for this long instead (429), or 5 pollers of one token would evict each other
+ * in a loop of empty answers (the review: 1,000 a second). */
+#define EVICT_AGE_MS 10000
 
 /*
  * On the pool: the changes since j->since (room for a few first, for 200 only when needed),
@@ -163,6 +168,7 @@ typedef struct srv_waiter {
 	int64_t idle_ms;
 	uint64_t since, wait_until;
 	uint64_t not_before; /* a change wakes it from then on (its connection's last answer) */
+	uint64_t parked_ms;  /* when it began to wait (loop time) */
 	bool answer_now; /* a newer wait of the same phone took its place: answer, do not park */
 	bool picked;     /* api_mailbox_changed: woken in this batch */
 } srv_waiter;
@@ -203,6 +209,7 @@ static void relist_fill(api_job *j, srv_waiter *w)
 	j->done = list_done;
 	j->since = w->since;
 	j->wait_until = w->answer_now ? 0 : w->wait_until;
+	j->relisted = true;
 	j->authed = true;
 	j->by_itself = true;
 	memcpy(j->token_hash, w->token_hash, sizeof j->token_hash);
@@ -289,21 +296,27 @@ static void on_wait_over(uv_timer_t *t)
 	wake(t->data);
 }
 
-/* Its client went away (srv_conn_watch): off the list; the connection closes after this. */
-static void waiter_gone(void *arg)
+/* Its client went away (srv_conn_watch): after a reset, off the list (the connection closes
+ * after this); it shut its side, or sent more than it may meanwhile: answered now. */
+static void waiter_gone(void *arg, srv_gone why)
 {
 	srv_waiter *w = arg;
+	if (why != SRV_GONE_RESET) {
+		w->answer_now = true;
+		wake(w);
+		return;
+	}
 	unpark(w);
 	uv_close((uv_handle_t *)&w->timer, waiter_closed);
 }
 
 /*
- * The oldest waiter of a token that has long-polls-per-device waiting already, else NULL: a
- * new one beyond answers it at once. A phone whose connection died unseen behind a NAT polls
- * again and must be heard; one that opens hundreds holds no more than its share (the review:
- * 400 long-polls of one token held the server's connection limit).
+ * A token's share of waiters (long-polls-per-device), so that one that opens hundreds holds no
+ * more (the review: 400 long-polls of one token held the server's connection limit). Full: its
+ * oldest makes room if it has waited EVICT_AGE_MS (answered now: a phone whose connection died
+ * unseen behind a NAT polls again and must be heard), else false.
  */
-static srv_waiter *over_share(srv_server *s, const uint8_t *token_hash)
+static bool share_room(srv_server *s, const uint8_t *token_hash)
 {
 	srv_waiter *oldest = NULL;
 	unsigned n = 0;
@@ -312,7 +325,13 @@ static srv_waiter *over_share(srv_server *s, const uint8_t *token_hash)
 			oldest = w;
 			n++;
 		}
-	return n >= s->cfg.long_polls_per_device ? oldest : NULL;
+	if (n < s->cfg.long_polls_per_device)
+		return true;
+	if (uv_now(s->loop) - oldest->parked_ms < EVICT_AGE_MS)
+		return false;
+	oldest->answer_now = true;
+	wake(oldest);
+	return true;
 }
 
 /* Hold x until its family changes or its wait is over; with news already (held only for its
@@ -320,10 +339,11 @@ static srv_waiter *over_share(srv_server *s, const uint8_t *token_hash)
 static void park(srv_exchange *x, api_job *j, bool news)
 {
 	srv_server *s = x->srv;
-	srv_waiter *old = over_share(s, j->token_hash);
-	if (old) {
-		old->answer_now = true;
-		wake(old);
+	if (!j->relisted && !share_room(s, j->token_hash)) {
+		srv_respond_error_with(x, 429, "too_many_long_polls",
+		                       "this device has long-polls-per-device waiting already",
+		                       "Retry-After: 10\r\n");
+		return;
 	}
 	srv_waiter *w = calloc(1, sizeof *w);
 	if (!w || uv_timer_init(s->loop, &w->timer) != 0) {
@@ -346,6 +366,7 @@ static void park(srv_exchange *x, api_job *j, bool news)
 	s->waiters = w;
 	s->waiter_count++;
 	uint64_t now = uv_now(s->loop);
+	w->parked_ms = now;
 	uint64_t due = j->wait_until;
 	w->not_before = x->conn->poll_answered_ms ? x->conn->poll_answered_ms + WAKE_MIN_MS : 0;
 	if (news && w->not_before < due)

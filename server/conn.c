@@ -219,7 +219,7 @@ void conn_start_reading(srv_conn *c)
 		c->reading = true;
 }
 
-void srv_conn_watch(srv_conn *c, void (*gone)(void *arg), void *arg)
+void srv_conn_watch(srv_conn *c, void (*gone)(void *arg, srv_gone why), void *arg)
 {
 	c->gone = gone;
 	c->gone_arg = arg;
@@ -240,6 +240,15 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	(void)b;
 	srv_conn *c = st->data;
 	if (n == UV_ENOBUFS) {
+		if (c->state == CONN_HANDLER && c->gone) {
+			/* A watched wait's client sent more than the buffer holds: it is answered
+			 * now, and what it sent is served after (no longer read, its leaving would
+			 * go unseen for the rest of the wait: the review). */
+			void (*gone)(void *, srv_gone) = c->gone;
+			srv_conn_unwatch(c);
+			gone(c->gone_arg, SRV_GONE_FULL);
+			return;
+		}
 		/* The buffer is full because nothing consumes it right now (a body waiting on its
 		 * file, or no memory for a buffer): wait; whoever consumes resumes reading. */
 		conn_stop_reading(c);
@@ -251,10 +260,17 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 		if (c->state == CONN_HANDLER && c->gone) {
 			/* A watched wait (a long-poll): its client went away, its place is freed
 			 * now rather than when the wait ends (the review: 400 long-polls dropped by
-			 * their clients held the connection limit full for their 60 s). */
-			void (*gone)(void *) = c->gone;
+			 * their clients held the connection limit full for their 60 s). A reset is
+			 * dropped; an EOF may be a client that only shut its side and still reads:
+			 * answered now, then closed (the review of that). */
+			void (*gone)(void *, srv_gone) = c->gone;
 			srv_conn_unwatch(c);
-			gone(c->gone_arg);
+			conn_end_keep_alive(c);
+			if (n == UV_EOF) {
+				gone(c->gone_arg, SRV_GONE_EOF);
+				return;
+			}
+			gone(c->gone_arg, SRV_GONE_RESET);
 			conn_log_unanswered(c);
 			srv_conn_close(c);
 			return;

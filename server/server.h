@@ -22,6 +22,7 @@
 
 typedef struct srv_server srv_server;
 typedef struct srv_conn srv_conn;
+typedef enum srv_gone { SRV_GONE_RESET, SRV_GONE_EOF, SRV_GONE_FULL } srv_gone;
 typedef struct srv_exchange srv_exchange;
 typedef void (*srv_respond_hook_fn)(srv_exchange *x, int status, const char *content_type,
 				    const char *extra_headers, const void *body, size_t len);
@@ -253,7 +254,7 @@ struct srv_conn {
 	srv_active *a;          /* while a request is in progress (conn.c) */
 	uint64_t poll_answered_ms; /* api_poll.c: its last long-poll answer (loop time), or 0 */
 	/* srv_conn_watch: called once if the client goes away while its handler waits */
-	void (*gone)(void *arg);
+	void (*gone)(void *arg, srv_gone why);
 	void *gone_arg;
 };
 
@@ -330,11 +331,17 @@ void srv_conns_close_all(srv_server *s);
 void srv_conn_unref(srv_conn *c); /* drops a reference taken with c->refs++ */
 /*
  * While a handler holds its request for long (a parked long-poll): read the socket meanwhile,
- * keeping what arrives (pipelined requests) for later, so that a client that goes away (EOF
- * or a reset) is seen at once: gone(arg) is called, then the request is logged unanswered
- * (499) and the connection closed. Unwatch before answering. Loop thread.
+ * keeping what arrives (pipelined requests) for later, so that a client that goes away is seen
+ * at once: gone(arg, why) is called once, and the watch is over.
+ *   SRV_GONE_RESET: an error or a reset; after gone() the request is logged unanswered (499)
+ *     and the connection closed.
+ *   SRV_GONE_EOF: the client shut its side (it may still read): the handler answers now; the
+ *     connection closes after the answer.
+ *   SRV_GONE_FULL: the client sent more than the buffer holds: the handler answers now, and
+ *     what it sent is served after.
+ * Unwatch before answering otherwise. Loop thread.
  */
-void srv_conn_watch(srv_conn *c, void (*gone)(void *arg), void *arg);
+void srv_conn_watch(srv_conn *c, void (*gone)(void *arg, srv_gone why), void *arg);
 void srv_conn_unwatch(srv_conn *c);
 
 /*
