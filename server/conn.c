@@ -620,6 +620,15 @@ static void process_loop(srv_conn *c)
 				conn_write_stage(c);
 				return;
 			}
+			if (to_file && a->stage) {
+				/* All of it is in the file: the stage and its share of buffer
+				 * memory are not held while the transcode waits its turn (the
+				 * review). */
+				free(a->stage);
+				a->stage = NULL;
+				a->stage_cap = 0;
+				conn_buffer_release(&a->x);
+			}
 			if (claimed) {
 				/* All of it is in the route's file: the route answers. */
 				c->state = CONN_HANDLER;
