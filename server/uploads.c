@@ -12,7 +12,7 @@
  * family's other unfinished uploads hold, on its phones and on school kiosks, without reading
  * every record on the disk.
  */
-#include "uploads.h"
+#include "uploads_internal.h"
 #include "upload_holds.h"
 
 #include <dirent.h>
@@ -27,17 +27,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define RECORD_MAX 4096 /* a record is a few hundred bytes; more is not ours */
-#define NAME_MAX_LEN 48  /* ID.info.tmp and the like */
+#define RECORD_MAX 4096       /* a record is a few hundred bytes; more is not ours */
 #define GIVE_BACK (64u << 10) /* a full disk: the body's last bytes given up for the record */
-
-struct srv_upload_dir {
-	int fd; /* data/uploads */
-	int64_t expiry_ms;
-	pthread_mutex_t mu;
-	bool mu_ready;
-	srv_upload_holds *holds; /* each unfinished upload's length, and plain bodies' */
-};
 
 /* 128 random bits as 26 lowercase Crockford base32 characters: the store's id shape. */
 static void new_id(char out[STORE_ID_LEN + 1])
@@ -58,17 +49,15 @@ static void new_id(char out[STORE_ID_LEN + 1])
 	out[n] = '\0';
 }
 
-static void file_name(char out[NAME_MAX_LEN], const char *id, const char *suffix)
+void upload_file_name(char out[NAME_MAX_LEN], const char *id, const char *suffix)
 {
 	snprintf(out, NAME_MAX_LEN, "%s%s", id, suffix);
 }
 
-static int errno_code(void)
+int upload_errno(void)
 {
 	return errno ? -errno : -EIO;
 }
-
-static int hold_all(srv_upload_dir *d);
 
 int srv_upload_dir_open(srv_upload_dir **out, const char *data_dir, int64_t expiry_ms)
 {
@@ -93,20 +82,20 @@ int srv_upload_dir_open(srv_upload_dir **out, const char *data_dir, int64_t expi
 		 * a power cut soon after the first start could take every upload with it. */
 		int parent = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (parent < 0 || fsync(parent) < 0)
-			rc = errno_code();
+			rc = upload_errno();
 		if (parent >= 0)
 			close(parent);
 		if (rc < 0)
 			goto fail;
 	} else if (errno != EEXIST) {
-		rc = errno_code();
+		rc = upload_errno();
 		goto fail;
 	}
 	if ((d->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		rc = errno_code();
+		rc = upload_errno();
 		goto fail;
 	}
-	if ((rc = srv_upload_holds_new(&d->holds)) < 0 || (rc = hold_all(d)) < 0)
+	if ((rc = srv_upload_holds_new(&d->holds)) < 0 || (rc = upload_hold_all(d)) < 0)
 		goto fail;
 	*out = d;
 	return 0;
@@ -133,21 +122,21 @@ int64_t srv_upload_expires_ms(const srv_upload_dir *d, const srv_upload *u)
 }
 
 /* The device's directory (made when `create`), or a negative code. */
-static int device_dir(srv_upload_dir *d, const char *device, bool create)
+int upload_device_dir(srv_upload_dir *d, const char *device, bool create)
 {
 	if (store_id_check(device) < 0)
 		return SRV_UPLOAD_ENOTFOUND; /* never a path of its own making */
 	if (create) {
 		if (mkdirat(d->fd, device, 0700) == 0) {
 			if (fsync(d->fd) < 0) /* the new directory's name, durably */
-				return errno_code();
+				return upload_errno();
 		} else if (errno != EEXIST) {
-			return errno_code();
+			return upload_errno();
 		}
 	}
 	int fd = openat(d->fd, device, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return errno == ENOENT ? SRV_UPLOAD_ENOTFOUND : errno_code();
+		return errno == ENOENT ? SRV_UPLOAD_ENOTFOUND : upload_errno();
 	return fd;
 }
 
@@ -158,7 +147,7 @@ static int write_all(int fd, const char *p, size_t n)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
-			return w < 0 ? errno_code() : -EIO;
+			return w < 0 ? upload_errno() : -EIO;
 		p += w;
 		n -= (size_t)w;
 	}
@@ -181,24 +170,24 @@ static int record_write_renamed(int dev, const srv_upload *u, bool *renamed)
 	if (!text)
 		return -ENOMEM;
 	char name[NAME_MAX_LEN], tmp[NAME_MAX_LEN];
-	file_name(name, u->id, ".info");
-	file_name(tmp, u->id, ".info.tmp");
+	upload_file_name(name, u->id, ".info");
+	upload_file_name(tmp, u->id, ".info.tmp");
 	int rc = 0;
 	int fd = openat(dev, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		rc = errno_code();
+		rc = upload_errno();
 		goto done;
 	}
 	rc = write_all(fd, text, strlen(text));
 	if (rc == 0 && fsync(fd) < 0)
-		rc = errno_code();
+		rc = upload_errno();
 	if (close(fd) < 0 && rc == 0)
-		rc = errno_code();
+		rc = upload_errno();
 	if (rc == 0 && renameat(dev, tmp, dev, name) < 0)
-		rc = errno_code();
+		rc = upload_errno();
 	*renamed = rc == 0;
 	if (rc == 0 && fsync(dev) < 0)
-		rc = errno_code();
+		rc = upload_errno();
 	if (rc < 0)
 		(void)unlinkat(dev, tmp, 0); /* best effort: the sweep removes a leftover */
 done:
@@ -221,13 +210,13 @@ static bool copy_id(char out[STORE_ID_LEN + 1], const char *s, bool may_be_empty
 }
 
 /* Reads `id`'s record in the device directory `dev`. */
-static int record_read(int dev, const char *id, srv_upload *u)
+int upload_record_read(int dev, const char *id, srv_upload *u)
 {
 	char name[NAME_MAX_LEN];
-	file_name(name, id, ".info");
+	upload_file_name(name, id, ".info");
 	int fd = openat(dev, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return errno == ENOENT ? SRV_UPLOAD_ENOTFOUND : errno_code();
+		return errno == ENOENT ? SRV_UPLOAD_ENOTFOUND : upload_errno();
 	char buf[RECORD_MAX];
 	size_t len = 0;
 	int rc = 0;
@@ -236,7 +225,7 @@ static int record_read(int dev, const char *id, srv_upload *u)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			rc = errno_code();
+			rc = upload_errno();
 			break;
 		}
 		if (r == 0)
@@ -293,10 +282,10 @@ static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, const char *m
 	*n = 0;
 	int fd = openat(dev, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return errno_code();
+		return upload_errno();
 	DIR *dir = fdopendir(fd);
 	if (!dir) {
-		int rc = errno_code();
+		int rc = upload_errno();
 		close(fd);
 		return rc;
 	}
@@ -309,7 +298,7 @@ static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, const char *m
 		memcpy(id, de->d_name, STORE_ID_LEN);
 		id[STORE_ID_LEN] = '\0';
 		srv_upload u;
-		if (record_read(dev, id, &u) == 0 &&
+		if (upload_record_read(dev, id, &u) == 0 &&
 		    (now_ms >= srv_upload_expires_ms(d, &u) || u.message_id[0] ||
 		     strcmp(u.member, member) != 0))
 			continue;
@@ -325,7 +314,7 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t a
 	pthread_mutex_lock(&d->mu);
 	unsigned held = 0;
 	uint64_t got;
-	int rc = device_dir(d, u->device, true);
+	int rc = upload_device_dir(d, u->device, true);
 	int dev = rc;
 	if (dev < 0)
 		goto done;
@@ -347,15 +336,15 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t a
 	u->created_ms = u->updated_ms = now_ms;
 	u->message_id[0] = '\0';
 	char part[NAME_MAX_LEN];
-	file_name(part, u->id, ".part");
+	upload_file_name(part, u->id, ".part");
 	int fd = openat(dev, part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		rc = errno_code();
+		rc = upload_errno();
 		srv_upload_holds_give(d->holds, u->id);
 		goto done;
 	}
 	if (close(fd) < 0) {
-		rc = errno_code();
+		rc = upload_errno();
 	} else {
 		rc = record_write(dev, u); /* its directory fsync covers the .part's name too */
 	}
@@ -391,10 +380,10 @@ int srv_upload_load(srv_upload_dir *d, const char *device, const char *id, int64
 {
 	if (store_id_check(id) < 0)
 		return SRV_UPLOAD_ENOTFOUND;
-	int dev = device_dir(d, device, false);
+	int dev = upload_device_dir(d, device, false);
 	if (dev < 0)
 		return dev;
-	int rc = record_read(dev, id, u);
+	int rc = upload_record_read(dev, id, u);
 	close(dev);
 	if (rc == 0 && strcmp(u->device, device) != 0)
 		rc = SRV_UPLOAD_ECORRUPT;
@@ -405,16 +394,16 @@ int srv_upload_load(srv_upload_dir *d, const char *device, const char *id, int64
 
 int srv_upload_open_part(srv_upload_dir *d, const srv_upload *u, bool write)
 {
-	int dev = device_dir(d, u->device, false);
+	int dev = upload_device_dir(d, u->device, false);
 	if (dev < 0)
 		return dev;
 	char part[NAME_MAX_LEN];
-	file_name(part, u->id, ".part");
+	upload_file_name(part, u->id, ".part");
 	int fd = openat(dev, part, (write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-	int rc = fd >= 0 ? fd : errno == ENOENT ? SRV_UPLOAD_ENOTFOUND : errno_code();
+	int rc = fd >= 0 ? fd : errno == ENOENT ? SRV_UPLOAD_ENOTFOUND : upload_errno();
 	close(dev);
 	if (fd >= 0 && write && ftruncate(fd, (off_t)u->offset) < 0) {
-		rc = errno_code();
+		rc = upload_errno();
 		close(fd);
 	}
 	return rc;
@@ -426,15 +415,15 @@ int srv_upload_commit(srv_upload_dir *d, srv_upload *u, int fd, uint64_t written
 	if (written > u->length - u->offset)
 		return -EINVAL;
 	if (written > 0 && fdatasync(fd) < 0)
-		return errno_code(); /* not durable: the offset stays where it was */
+		return upload_errno(); /* not durable: the offset stays where it was */
 	pthread_mutex_lock(&d->mu);
 	struct stat st;
 	int rc = 0, dev = -1;
 	if (fstat(fd, &st) < 0)
-		rc = errno_code();
+		rc = upload_errno();
 	else if (st.st_nlink == 0)
 		rc = SRV_UPLOAD_ENOTFOUND; /* swept while it was being written: it had expired */
-	if (rc == 0 && written > 0 && (rc = dev = device_dir(d, u->device, false)) >= 0) {
+	if (rc == 0 && written > 0 && (rc = dev = upload_device_dir(d, u->device, false)) >= 0) {
 		srv_upload n = *u;
 		n.updated_ms = now_ms;
 		/* When the body took the disk's last blocks, the record has none left: give up the
@@ -451,7 +440,7 @@ int srv_upload_commit(srv_upload_dir *d, srv_upload *u, int fd, uint64_t written
 				break;
 			written = written > GIVE_BACK ? written - GIVE_BACK : 0;
 			if (ftruncate(fd, (off_t)(u->offset + written)) < 0 || fdatasync(fd) < 0) {
-				rc = errno_code();
+				rc = upload_errno();
 				break;
 			}
 		}
@@ -467,13 +456,13 @@ int srv_upload_commit(srv_upload_dir *d, srv_upload *u, int fd, uint64_t written
 int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, int64_t now_ms)
 {
 	pthread_mutex_lock(&d->mu);
-	int rc = device_dir(d, u->device, false);
+	int rc = upload_device_dir(d, u->device, false);
 	int dev = rc;
 	char info[NAME_MAX_LEN];
-	file_name(info, u->id, ".info");
+	upload_file_name(info, u->id, ".info");
 	/* Swept (expired) while it was being transcoded: it stays gone, the message stays. */
 	if (dev >= 0 && faccessat(dev, info, F_OK, 0) < 0) {
-		rc = errno == ENOENT ? 0 : errno_code();
+		rc = errno == ENOENT ? 0 : upload_errno();
 		close(dev);
 		dev = -1;
 	}
@@ -485,7 +474,7 @@ int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, 
 			*u = n;
 			srv_upload_holds_give(d->holds, u->id); /* a message now: the quota's */
 			char part[NAME_MAX_LEN];
-			file_name(part, u->id, ".part");
+			upload_file_name(part, u->id, ".part");
 			/* The bytes are a message now; a .part this fails to remove is swept. */
 			(void)unlinkat(dev, part, 0);
 		}
@@ -497,22 +486,22 @@ int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, 
 
 /* Under the mutex: removes id's files from dev, and what the upload held; 1 if there were
  * any, 0 if none. */
-static int remove_files(srv_upload_dir *d, int dev, const char *id)
+int upload_remove_files(srv_upload_dir *d, int dev, const char *id)
 {
 	static const char *const suffixes[] = {".info", ".part", ".info.tmp"};
 	int found = 0, rc = 0;
 	for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
 		char name[NAME_MAX_LEN];
-		file_name(name, id, suffixes[i]);
+		upload_file_name(name, id, suffixes[i]);
 		if (unlinkat(dev, name, 0) == 0)
 			found = 1;
 		else if (errno != ENOENT && rc == 0)
-			rc = errno_code();
+			rc = upload_errno();
 	}
 	if (found)
 		srv_upload_holds_give(d->holds, id);
 	if (found && fsync(dev) < 0 && rc == 0)
-		rc = errno_code();
+		rc = upload_errno();
 	return rc < 0 ? rc : found;
 }
 
@@ -521,10 +510,10 @@ int srv_upload_remove(srv_upload_dir *d, const char *device, const char *id)
 	if (store_id_check(id) < 0)
 		return SRV_UPLOAD_ENOTFOUND;
 	pthread_mutex_lock(&d->mu);
-	int rc = device_dir(d, device, false);
+	int rc = upload_device_dir(d, device, false);
 	int dev = rc;
 	if (dev >= 0) {
-		rc = remove_files(d, dev, id);
+		rc = upload_remove_files(d, dev, id);
 		close(dev);
 		if (rc == 0)
 			rc = SRV_UPLOAD_ENOTFOUND;
@@ -533,260 +522,4 @@ int srv_upload_remove(srv_upload_dir *d, const char *device, const char *id)
 	}
 	pthread_mutex_unlock(&d->mu);
 	return rc;
-}
-
-static bool is_busy(const char *id, const char (*busy)[STORE_ID_LEN + 1], size_t nbusy)
-{
-	for (size_t i = 0; i < nbusy; i++)
-		if (strcmp(busy[i], id) == 0)
-			return true;
-	return false;
-}
-
-/* The id a file of an upload is named after (ID.info, ID.part, ID.info.tmp), or false. */
-static bool id_of(const char *name, char id[STORE_ID_LEN + 1])
-{
-	size_t len = strlen(name);
-	if (len <= STORE_ID_LEN)
-		return false;
-	const char *suffix = name + STORE_ID_LEN;
-	if (strcmp(suffix, ".info") != 0 && strcmp(suffix, ".part") != 0 &&
-	    strcmp(suffix, ".info.tmp") != 0)
-		return false;
-	memcpy(id, name, STORE_ID_LEN);
-	id[STORE_ID_LEN] = '\0';
-	return store_id_check(id) == 0;
-}
-
-/* Under the mutex: what becomes of one upload's files. 1 if the upload was removed. */
-typedef struct id_list {
-	char (*ids)[STORE_ID_LEN + 1];
-	size_t n, cap;
-} id_list;
-
-static int list_add(id_list *l, const char *id)
-{
-	for (size_t i = 0; i < l->n; i++)
-		if (strcmp(l->ids[i], id) == 0)
-			return 0;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		void *p = realloc(l->ids, cap * sizeof *l->ids);
-		if (!p)
-			return -ENOMEM;
-		l->ids = p;
-		l->cap = cap;
-	}
-	memcpy(l->ids[l->n++], id, STORE_ID_LEN + 1);
-	return 0;
-}
-
-static bool in_list(const id_list *l, const char *id)
-{
-	for (size_t i = 0; i < l->n; i++)
-		if (strcmp(l->ids[i], id) == 0)
-			return true;
-	return false;
-}
-
-typedef struct sweep_args {
-	int64_t now_ms;
-	const id_list *gone; /* uploads whose owner is gone (collect_gone) */
-} sweep_args;
-
-static int sweep_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
-{
-	const sweep_args *a = arg;
-	int64_t now_ms = a->now_ms;
-	char tmp[NAME_MAX_LEN], part[NAME_MAX_LEN], info[NAME_MAX_LEN];
-	file_name(tmp, id, ".info.tmp");
-	file_name(part, id, ".part");
-	file_name(info, id, ".info");
-	/* Records are written under the mutex we hold: a temporary one is a crash's. */
-	if (unlinkat(dev, tmp, 0) < 0 && errno != ENOENT)
-		return errno_code();
-	srv_upload u;
-	int rc = record_read(dev, id, &u);
-	bool expired;
-	if (rc == 0) {
-		expired = now_ms >= srv_upload_expires_ms(d, &u) || in_list(a->gone, id);
-		if (!expired && u.message_id[0]) {
-			/* A message already: its bytes are not needed (a crash between the two). */
-			if (unlinkat(dev, part, 0) < 0 && errno != ENOENT)
-				return errno_code();
-			return 0;
-		}
-	} else if (rc == SRV_UPLOAD_ENOTFOUND) {
-		expired = true; /* a .part without a record: a creation that did not finish */
-	} else {
-		/* A record that does not read: it goes when its file is as old as an expiry. */
-		struct stat st;
-		if (fstatat(dev, info, &st, 0) < 0)
-			return errno == ENOENT ? 0 : errno_code();
-		expired = (int64_t)st.st_mtime * 1000 + d->expiry_ms <= now_ms;
-	}
-	if (!expired)
-		return 0;
-	rc = remove_files(d, dev, id);
-	return rc < 0 ? rc : 1;
-}
-
-/* The ids in directory `at`/`name`: of uploads' files (uploads), else of device directories. */
-static int list_dir(int at, const char *name, bool uploads, id_list *out)
-{
-	int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : errno_code();
-	DIR *dir = fdopendir(fd);
-	if (!dir) {
-		int rc = errno_code();
-		close(fd);
-		return rc;
-	}
-	int rc = 0;
-	struct dirent *de;
-	while (rc == 0 && (de = readdir(dir)) != NULL) {
-		char id[STORE_ID_LEN + 1];
-		bool named;
-		if (uploads) {
-			named = id_of(de->d_name, id);
-		} else {
-			named = store_id_check(de->d_name) == 0;
-			if (named)
-				memcpy(id, de->d_name, STORE_ID_LEN + 1);
-		}
-		if (named)
-			rc = list_add(out, id);
-	}
-	closedir(dir);
-	return rc;
-}
-
-/* Whose uploads go: a family's, or a member's. */
-typedef struct owner {
-	bool member;
-	const char *id;
-} owner;
-
-/* Under the mutex: one upload's files go if its record names the owner `arg`. */
-static int owner_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
-{
-	const owner *o = arg;
-	srv_upload u;
-	if (record_read(dev, id, &u) != 0 || strcmp(o->member ? u.member : u.family, o->id) != 0)
-		return 0;
-	int rc = remove_files(d, dev, id);
-	return rc < 0 ? rc : 1;
-}
-
-/*
- * The uploads whose owner is gone (owned() false), asked without the mutex: the owner's
- * questions go to storage, and creations and PATCHes must not wait on them (the review). A
- * record is replaced whole (a rename), and its owner never changes, so what is read here
- * stands when the sweep takes the mutex. Best effort: what cannot be read is left for the next.
- */
-static void collect_gone(srv_upload_dir *d, srv_upload_owned_fn owned, void *arg,
-                         const char (*busy)[STORE_ID_LEN + 1], size_t nbusy, id_list *gone)
-{
-	id_list devices = {0};
-	if (list_dir(d->fd, ".", false, &devices) < 0)
-		devices.n = 0;
-	for (size_t i = 0; i < devices.n; i++) {
-		id_list uploads = {0};
-		int dev = device_dir(d, devices.ids[i], false);
-		if (dev >= 0 && list_dir(d->fd, devices.ids[i], true, &uploads) == 0) {
-			for (size_t k = 0; k < uploads.n; k++) {
-				srv_upload u;
-				if (!is_busy(uploads.ids[k], busy, nbusy) &&
-				    record_read(dev, uploads.ids[k], &u) == 0 && !owned(&u, arg))
-					(void)list_add(gone,
-					               uploads.ids[k]); /* no room: next time */
-			}
-		}
-		if (dev >= 0)
-			close(dev);
-		free(uploads.ids);
-	}
-	free(devices.ids);
-}
-
-/* one(d, dev, id, arg) for every upload of every device but the busy ones, each under the
- * mutex; then empty device directories go. *removed counts one()'s 1s. */
-static int each_upload(srv_upload_dir *d, const char (*busy)[STORE_ID_LEN + 1], size_t nbusy,
-		       int (*one)(srv_upload_dir *, int, const char *, const void *),
-		       const void *arg, unsigned *removed)
-{
-	*removed = 0;
-	id_list devices = {0};
-	int rc = list_dir(d->fd, ".", false, &devices);
-	for (size_t i = 0; rc == 0 && i < devices.n; i++) {
-		id_list uploads = {0};
-		rc = list_dir(d->fd, devices.ids[i], true, &uploads);
-		for (size_t k = 0; rc == 0 && k < uploads.n; k++) {
-			if (is_busy(uploads.ids[k], busy, nbusy))
-				continue;
-			pthread_mutex_lock(&d->mu);
-			int dev = device_dir(d, devices.ids[i], false);
-			int r = dev;
-			if (dev >= 0) {
-				r = one(d, dev, uploads.ids[k], arg);
-				close(dev);
-			}
-			pthread_mutex_unlock(&d->mu);
-			if (r > 0)
-				(*removed)++;
-			else if (r < 0 && r != SRV_UPLOAD_ENOTFOUND)
-				rc = r;
-		}
-		free(uploads.ids);
-		/* An empty device directory goes (creation makes it again, under the mutex). */
-		pthread_mutex_lock(&d->mu);
-		if (unlinkat(d->fd, devices.ids[i], AT_REMOVEDIR) < 0 && errno != ENOTEMPTY &&
-		    errno != EEXIST && errno != ENOENT && rc == 0)
-			rc = errno_code();
-		pthread_mutex_unlock(&d->mu);
-	}
-	free(devices.ids);
-	return rc;
-}
-
-/* An unfinished upload's length into the ledger (the .part of one of no length holds none). */
-static int hold_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
-{
-	srv_upload u;
-	uint64_t got;
-	(void)arg;
-	if (record_read(dev, id, &u) != 0 || u.message_id[0] || u.length == 0)
-		return 0; /* a record that does not read is a crash's: the sweep's */
-	return srv_upload_holds_take(d->holds, u.family, u.id, 1, u.length, UINT64_MAX, &got);
-}
-
-/* At open: what every unfinished upload held before a restart (an expired one too, until the
- * sweep removes its files). */
-static int hold_all(srv_upload_dir *d)
-{
-	unsigned none;
-	return each_upload(d, NULL, 0, hold_one, NULL, &none);
-}
-
-int srv_upload_sweep(srv_upload_dir *d, int64_t now_ms, const char (*busy)[STORE_ID_LEN + 1],
-                     size_t nbusy, srv_upload_owned_fn owned, void *arg, unsigned *removed)
-{
-	id_list gone = {0};
-	if (owned)
-		collect_gone(d, owned, arg, busy, nbusy, &gone);
-	sweep_args a = {now_ms, &gone};
-	int rc = each_upload(d, busy, nbusy, sweep_one, &a, removed);
-	free(gone.ids);
-	return rc;
-}
-
-int srv_upload_remove_family(srv_upload_dir *d, const char *family, unsigned *removed)
-{
-	return each_upload(d, NULL, 0, owner_one, &(owner){false, family}, removed);
-}
-
-int srv_upload_remove_member(srv_upload_dir *d, const char *member, unsigned *removed)
-{
-	return each_upload(d, NULL, 0, owner_one, &(owner){true, member}, removed);
 }
