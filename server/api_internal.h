@@ -156,6 +156,11 @@ void api_upload_work(api_job *j);
  * room). 0, or a storage code.
  */
 #define UPLOAD_ROOM_FACTOR 64
+/* 507 uploads_hold_room: the mailbox has room for the recording, but the family's unfinished
+ * uploads hold it (not "mailbox full": they finish, are deleted or expire). */
+#define UPLOADS_HOLD_ROOM_WHY                                                                      \
+	"the family's unfinished uploads hold the room this recording needs: finish or delete "    \
+	"yours, or send it again later"
 int api_upload_allowance(api_job *j, const char *family, const char *idem, uint64_t *allowance);
 /*
  * Pool side: the path's family (param[0]) is the caller's (else j->rc = STORE_ENOTFOUND, for

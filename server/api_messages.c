@@ -230,7 +230,9 @@ static void upload_gate_work(api_job *j)
 	    srv_upload_hold(j->upload_dir, j->param[0], chunked ? 1 : j->declared,
 	                    chunked ? SRV_UPLOAD_MAX : j->declared, allowance, j->hold, &j->held);
 	if (rc < 0) {
-		j->rc = rc == SRV_UPLOAD_EROOM ? STORE_EQUOTA : STORE_ENOMEM;
+		j->rc = rc == SRV_UPLOAD_EROOM   ? STORE_EQUOTA
+		        : rc == SRV_UPLOAD_EHELD ? SRV_UPLOAD_EHELD
+		                                 : STORE_ENOMEM;
 		return;
 	}
 	j->body_fd = open(j->tmp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -241,10 +243,11 @@ static void upload_gate_work(api_job *j)
 static void upload_refused(srv_exchange *x, api_job *j)
 {
 	if (j->rc == STORE_EQUOTA)
-		srv_respond_error(
-		    x, 507, "quota_exceeded",
-		    "the family's mailbox and its unfinished uploads leave no room for "
-		    "this recording");
+		srv_respond_error(x, 507, "quota_exceeded",
+		                  "the family's mailbox leaves no room for this recording");
+	else if (j->rc == SRV_UPLOAD_EHELD)
+		srv_respond_error_with(x, 507, "uploads_hold_room", UPLOADS_HOLD_ROOM_WHY,
+		                       "Retry-After: 60\r\n");
 	else
 		api_storage_failed(x, j->rc); /* 404 another family's, 503/507 no file */
 }

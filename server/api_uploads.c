@@ -123,7 +123,8 @@ static void create_work(api_job *j)
 	}
 	memcpy(op->u.device, j->device.id.s, sizeof op->u.device);
 	memcpy(op->u.member, j->member.id.s, sizeof op->u.member);
-	op->rc = srv_upload_create(op->up->dir, &op->u, op->cap, allowance, api_now_ms());
+	op->rc =
+	    srv_upload_create(op->up->dir, &op->u, op->cap, allowance, api_now_ms(), &op->again);
 }
 
 static void create_done(srv_exchange *x, api_job *j)
@@ -137,10 +138,13 @@ static void create_done(srv_exchange *x, api_job *j)
 	} else {
 		char date[40], hdr[512];
 		tus_http_date(srv_upload_expires_ms(op->up->dir, &op->u), date);
+		/* The same recording created again is the upload the lost answer named, with what
+		 * it holds already: a client that PATCHes from 0 regardless (tus-js-client) hears
+		 * 409 offset_mismatch, asks with HEAD and goes on from there. */
 		snprintf(hdr, sizeof hdr,
-			 "Location: /v1/uploads/%s\r\nUpload-Offset: 0\r\nUpload-Expires: %s\r\n"
-			 "Cache-Control: no-store\r\n",
-			 op->u.id, date);
+		         "Location: /v1/uploads/%s\r\nUpload-Offset: %llu\r\nUpload-Expires: %s\r\n"
+		         "Cache-Control: no-store\r\n",
+		         op->u.id, (unsigned long long)op->u.offset, date);
 		srv_respond_head(x, 201, NULL, hdr, 0);
 	}
 	tus_op_end(op);

@@ -160,10 +160,12 @@ void tus_answer_failure(srv_exchange *x, const tus_op *op)
 		    "this device has too many unfinished uploads: finish or delete one");
 		return;
 	case SRV_UPLOAD_EROOM:
-		srv_respond_error(
-		    x, 507, "quota_exceeded",
-		    "the family's mailbox and its unfinished uploads leave no room for "
-		    "this one: finish or delete one, or make room");
+		srv_respond_error(x, 507, "quota_exceeded",
+		                  "the family's mailbox leaves no room for this recording");
+		return;
+	case SRV_UPLOAD_EHELD:
+		srv_respond_error_with(x, 507, "uploads_hold_room", UPLOADS_HOLD_ROOM_WHY,
+		                       "Retry-After: 60\r\n");
 		return;
 	case TUS_EMISMATCH:
 		srv_respond_error(x, 409, "offset_mismatch",

@@ -43,6 +43,7 @@ typedef struct tus_op {
 	uint64_t declared;    /* PATCH: Content-Length (0 when chunked: the claim bounds it) */
 	int body_status;      /* PATCH: how the body ended (0, or why not) */
 	uint64_t written;     /* PATCH: bytes of it in the .part */
+	bool again;           /* creation: the same recording's unfinished upload was the answer */
 	bool finished;        /* fin ran: the upload was whole */
 	bool whole;           /* HEAD: whole but not yet a message; fin runs next */
 	bool pending;         /* PATCH: counted among its upload's pending ones (upload_state.h) */

@@ -70,8 +70,12 @@ int srv_upload_holds_take(srv_upload_holds *h, const char *family, const char *k
 	uint64_t held = family_sum(h, family);
 	uint64_t left = held < allowance ? allowance - held : 0;
 	uint64_t take = left < max ? left : max;
-	if (take < min || take == 0) {
+	if (allowance < min || allowance == 0) {
 		rc = -ENOSPC;
+		goto done;
+	}
+	if (take < min || take == 0) {
+		rc = -EAGAIN; /* it would fit, were it not for the family's other entries */
 		goto done;
 	}
 	if (h->n == h->cap) {

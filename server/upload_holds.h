@@ -19,8 +19,9 @@ void srv_upload_holds_free(srv_upload_holds *h); /* NULL is fine */
 
 /*
  * Holds bytes for `family` under `key` (at most 26 characters, not held yet): as many as the
- * family's other entries leave of `allowance`, up to `max`; -ENOSPC (nothing held) when that
- * is less than `min` (or nothing), -ENOMEM. *got: the bytes held.
+ * family's other entries leave of `allowance`, up to `max`; when that is less than `min` (or
+ * nothing), nothing is held: -ENOSPC when `allowance` itself is, else -EAGAIN (the other
+ * entries hold the rest). -ENOMEM. *got: the bytes held.
  */
 int srv_upload_holds_take(srv_upload_holds *h, const char *family, const char *key, uint64_t min,
                           uint64_t max, uint64_t allowance, uint64_t *got);

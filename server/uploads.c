@@ -270,16 +270,19 @@ int upload_record_read(int dev, const char *id, srv_upload *u)
 }
 
 /*
- * The unfinished uploads in a device directory that count against the cap of `member` (the
+ * The unfinished uploads in a device directory that count against the cap of u->member (the
  * device's own member; at a kiosk, the child whose session it is, so one child cannot use up
  * the others'): its .part files, except those whose record says they expired (the device can
  * no longer reach them; the sweep removes them), became a message or are another member's.
- * A .part whose record does not read counts against everyone.
+ * A .part whose record does not read counts against everyone. *same: the one of them that
+ * carries u's idempotency key for u's family (its id empty when none), which is not counted:
+ * the creation finds it again or replaces it.
  */
-static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, const char *member,
-		       unsigned *n)
+static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, const srv_upload *want,
+                       unsigned *n, srv_upload *same)
 {
 	*n = 0;
+	same->id[0] = '\0';
 	int fd = openat(dev, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return upload_errno();
@@ -298,27 +301,57 @@ static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, const char *m
 		memcpy(id, de->d_name, STORE_ID_LEN);
 		id[STORE_ID_LEN] = '\0';
 		srv_upload u;
-		if (upload_record_read(dev, id, &u) == 0 &&
-		    (now_ms >= srv_upload_expires_ms(d, &u) || u.message_id[0] ||
-		     strcmp(u.member, member) != 0))
+		bool read = upload_record_read(dev, id, &u) == 0;
+		if (read && (now_ms >= srv_upload_expires_ms(d, &u) || u.message_id[0] ||
+		             strcmp(u.member, want->member) != 0))
 			continue;
+		if (read && want->idem[0] && !same->id[0] && strcmp(u.idem, want->idem) == 0 &&
+		    strcmp(u.family, want->family) == 0) {
+			*same = u;
+			continue;
+		}
 		(*n)++;
 	}
 	closedir(dir);
 	return 0;
 }
 
+/*
+ * Under the mutex: the device's unfinished upload `same` of the same recording becomes the
+ * creation's answer. It changed now (its expiry starts again), and it holds its length already.
+ */
+static int create_again(int dev, srv_upload *u, const srv_upload *same, int64_t now_ms)
+{
+	srv_upload n = *same;
+	n.updated_ms = now_ms;
+	int rc = record_write(dev, &n);
+	if (rc == 0)
+		*u = n;
+	return rc;
+}
+
 int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t allowance,
-                      int64_t now_ms)
+                      int64_t now_ms, bool *again)
 {
 	pthread_mutex_lock(&d->mu);
 	unsigned held = 0;
 	uint64_t got;
+	srv_upload same;
+	*again = false;
 	int rc = upload_device_dir(d, u->device, true);
 	int dev = rc;
 	if (dev < 0)
 		goto done;
-	if ((rc = count_parts(d, dev, now_ms, u->member, &held)) < 0)
+	if ((rc = count_parts(d, dev, now_ms, u, &held, &same)) < 0)
+		goto done;
+	if (same.id[0] && same.length == u->length && strcmp(same.to, u->to) == 0) {
+		rc = create_again(dev, u, &same, now_ms);
+		*again = rc == 0;
+		goto done;
+	}
+	/* The same key for another length or recipient: the client changed the recording, and the
+	 * old one, which would become the same message, is of no use (nor its hold). */
+	if (same.id[0] && (rc = upload_remove_files(d, dev, same.id)) < 0)
 		goto done;
 	if (held >= cap) {
 		rc = SRV_UPLOAD_ETOOMANY;
@@ -330,6 +363,8 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t a
 	if (rc < 0) {
 		if (rc == -ENOSPC)
 			rc = SRV_UPLOAD_EROOM;
+		else if (rc == -EAGAIN)
+			rc = SRV_UPLOAD_EHELD;
 		goto done;
 	}
 	u->offset = 0;
@@ -366,7 +401,7 @@ int srv_upload_hold(srv_upload_dir *d, const char *family, uint64_t min, uint64_
 	int rc = srv_upload_holds_take(d->holds, family, key, min, max, allowance, got);
 	if (rc < 0)
 		key[0] = '\0';
-	return rc == -ENOSPC ? SRV_UPLOAD_EROOM : rc;
+	return rc == -ENOSPC ? SRV_UPLOAD_EROOM : rc == -EAGAIN ? SRV_UPLOAD_EHELD : rc;
 }
 
 void srv_upload_release(srv_upload_dir *d, const char *key)

@@ -26,7 +26,8 @@ enum {
 	SRV_UPLOAD_ENOTFOUND = -10001, /* no such upload in this device's directory, or expired */
 	SRV_UPLOAD_ETOOMANY = -10002,  /* the device holds its cap of unfinished uploads */
 	SRV_UPLOAD_ECORRUPT = -10003,  /* a record that does not read back */
-	SRV_UPLOAD_EROOM = -10004,     /* the family's unfinished uploads leave no room for it */
+	SRV_UPLOAD_EROOM = -10004,     /* the family's room is less than it, whatever is held */
+	SRV_UPLOAD_EHELD = -10005,     /* the family's other unfinished uploads hold that room */
 };
 
 typedef struct srv_upload {
@@ -54,16 +55,23 @@ int64_t srv_upload_expires_ms(const srv_upload_dir *d, const srv_upload *u);
  * A new upload of u->device (member, family, to, idem, length filled in): a fresh random id,
  * an empty .part and the record, durable on return. SRV_UPLOAD_ETOOMANY when the device
  * already holds `cap` unfinished uploads of u->member (a kiosk's children count apart);
- * SRV_UPLOAD_EROOM when u->length and what the family's other unfinished uploads hold (on any
- * device, plain bodies too) pass `allowance`. It holds u->length until it becomes a message
- * or its files go.
+ * SRV_UPLOAD_EROOM when u->length passes `allowance`, SRV_UPLOAD_EHELD when it fits in it but
+ * not beside what the family's other unfinished uploads hold (on any device, plain bodies
+ * too). It holds u->length until it becomes a message or its files go.
+ *
+ * The same recording created again (a lost answer's retry): when the device holds an
+ * unfinished upload of u->member with u's idempotency key (not empty) in u's family, that
+ * upload is the answer if its length and recipient are u's (*again, u filled from its record:
+ * its offset, its expiry started again), and is removed first otherwise (the key's message can
+ * be only one of them).
  */
 int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t allowance,
-                      int64_t now_ms);
+                      int64_t now_ms, bool *again);
 /*
  * A plain upload's body on its way in holds its bytes beside the family's unfinished uploads:
- * as many as they leave of `allowance`, up to `max` (*got), or SRV_UPLOAD_EROOM when that is
- * under `min`; key (a fresh id) names the hold, empty when none was taken. Given back with
+ * as many as they leave of `allowance`, up to `max` (*got), or, when that is under `min`,
+ * SRV_UPLOAD_EROOM (`allowance` itself is) or SRV_UPLOAD_EHELD (the others hold the rest);
+ * key (a fresh id) names the hold, empty when none was taken. Given back with
  * srv_upload_release(key) (an empty key: nothing). Neither touches the disk: any thread.
  */
 int srv_upload_hold(srv_upload_dir *d, const char *family, uint64_t min, uint64_t max,

@@ -17,7 +17,12 @@ The review's findings, at a small scale:
    room its quota leaves if that is less; a recording larger than the room itself (a WAV
    that becomes far less Opus) is taken. A finished, terminated or expired upload, and a plain
    upload once answered, give their bytes back; a restart counts the uploads on disk again.
+4. A creation whose answer was lost, sent again with the same idempotency_key, is the same
+   upload (held once, at its offset), so the retry of a 15-minute WAV in a family with 3 MB
+   of room is 201, not 507; the same key for another length replaces it; and room that the
+   family's unfinished uploads hold is 507 uploads_hold_room, not quota_exceeded.
 """
+import base64
 import json
 import os
 import re
@@ -36,6 +41,11 @@ from test_api import SAMPLE, bearer, invite_and_pair, signup, upload  # noqa: E4
 
 TUS = [("Tus-Resumable", "1.0.0")]
 MB = 1000 * 1000
+WAV_15_MIN = 172800044  # 15 minutes of 48 kHz 16-bit stereo WAV, with its 44-byte header
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
 
 
 def code_of(r):
@@ -45,9 +55,10 @@ def code_of(r):
         return None
 
 
-def create(srv, who, length):
-    import base64
-    meta = "family_id " + base64.b64encode(who["family"]["id"].encode()).decode()
+def create(srv, who, length, key=None):
+    meta = "family_id " + b64(who["family"]["id"])
+    if key:
+        meta += ",idempotency_key " + b64(key)
     return request(srv, "POST", "/v1/uploads",
                    headers=TUS + bearer(who["token"]) +
                    [("Upload-Length", str(length)), ("Upload-Metadata", meta)])
@@ -347,8 +358,9 @@ def uploads_count(binary):
            f"{plain_full.status} {plain.status} {then.status}")
         line, r = first_answer(srv, plain_head(mom, 0).replace(
             "Content-Length: 0", "Transfer-Encoding: chunked"))
-        ok(line.startswith("HTTP/1.1 507") and code_of(r) == "quota_exceeded",
-           "with all 50 MB held, a chunked plain upload is 507 before 100 Continue", line)
+        ok(line.startswith("HTTP/1.1 507") and code_of(r) == "uploads_hold_room",
+           "with all 50 MB held, a chunked plain upload is 507 uploads_hold_room before "
+           "100 Continue", f"{line} {code_of(r)}")
     finally:
         srv.stop()
 
@@ -372,10 +384,77 @@ def uploads_count(binary):
         srv.stop()
 
 
+def patch(srv, who, loc, offset, data):
+    return request(srv, "PATCH", loc, data, timeout=60,
+                   headers=TUS + bearer(who["token"]) +
+                   [("Content-Type", "application/offset+octet-stream"),
+                    ("Upload-Offset", str(offset))])
+
+
+def lost_creation_answers(binary):
+    """Finding 4: a creation whose 201 was lost held its whole length for 24 h, so the same
+    recording's retry (tus-js-client's) was 507 quota_exceeded: 'mailbox full'."""
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "赵家", "妈妈")
+        dad = invite_and_pair(srv, mom, "parent", "爸爸")
+        set_quota(srv, mom, 3 * MB)  # 3 MB of room: 192 MB of recordings on their way
+        first = create(srv, mom, WAV_15_MIN, "grandpa-15min")
+        again = create(srv, mom, WAV_15_MIN, "grandpa-15min")
+        loc = first.header("Location")
+        ok(first.status == 201 and again.status == 201 and again.header("Location") == loc and
+           again.header("Upload-Offset") == "0" and len(uploads_on_disk(srv)) == 2,
+           "3 MB of room: a 15-minute WAV's creation sent again with its idempotency_key (its "
+           "201 lost) is 201 with the same upload, held once",
+           f"{first.status} {again.status} {code_of(again)} {uploads_on_disk(srv)}")
+        other = create(srv, dad, 30 * MB, "another")
+        alone = create(srv, dad, 200 * MB, "too-big")
+        ok(other.status == 507 and code_of(other) == "uploads_hold_room" and
+           other.header("Retry-After") and alone.status == 507 and
+           code_of(alone) == "quota_exceeded",
+           "another recording that fits the room but not beside the unfinished upload is 507 "
+           "uploads_hold_room with Retry-After; one larger than the room is quota_exceeded",
+           f"{other.status} {code_of(other)} {alone.status} {code_of(alone)}")
+        changed = create(srv, mom, 100 * MB, "grandpa-15min")
+        old = request(srv, "HEAD", loc, headers=TUS + bearer(mom["token"]))
+        fits = create(srv, dad, 30 * MB, "another")
+        ok(changed.status == 201 and changed.header("Location") != loc and old.status == 404
+           and fits.status == 201,
+           "the same key for another length is a new upload that replaces the old one, "
+           "whose room comes back", f"{changed.status} {old.status} {fits.status}")
+        for r in (changed, fits):
+            request(srv, "DELETE", r.header("Location"), headers=TUS + bearer(mom["token"]
+                    if r is changed else dad["token"]))
+        set_quota(srv, mom, 1 << 30)
+        seven = [create(srv, dad, WAV_15_MIN, "dad-15min") for _ in range(7)]
+        ok([r.status for r in seven] == [201] * 7 and
+           len({r.header("Location") for r in seven}) == 1,
+           "with 1 GiB of room, 7 creations of the same recording are 7 times the same upload",
+           f"{[(r.status, code_of(r)) for r in seven]}")
+        small = create(srv, mom, len(wav), "story")
+        half = patch(srv, mom, small.header("Location"), 0, wav[:len(wav) // 2])
+        retry = create(srv, mom, len(wav), "story")
+        from_zero = patch(srv, mom, retry.header("Location"), 0, wav)
+        rest = patch(srv, mom, retry.header("Location"), len(wav) // 2, wav[len(wav) // 2:])
+        ok(half.status == 204 and retry.status == 201 and
+           retry.header("Location") == small.header("Location") and
+           retry.header("Upload-Offset") == str(len(wav) // 2) and from_zero.status == 409 and
+           rest.status == 204 and rest.header("Jiayin-Message-Id"),
+           "an upload half sent, created again, is answered with its offset; a PATCH from 0 "
+           "is 409 (tus-js-client then asks with HEAD), the rest from there makes the message",
+           f"{half.status} {retry.status} {retry.header('Upload-Offset')} "
+           f"{from_zero.status} {rest.status}")
+    finally:
+        srv.stop()
+
+
 def main():
     heavy_jobs_apart(sys.argv[1])
     exports_one_at_a_time(sys.argv[1])
     uploads_count(sys.argv[1])
+    lost_creation_answers(sys.argv[1])
     return finish()
 
 

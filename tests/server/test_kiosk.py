@@ -86,8 +86,10 @@ def kiosk_uploads(binary, jiayinctl, wav):
             return call(srv, "POST", "/v1/kiosk/sessions", ktok,
                         {"child": children[i][2]["id"], "pin": [1, 2, 3, 4]}).json()["token"]
 
-        def create(token, fam):
+        def create(token, fam, key=None):
             meta = "family_id " + base64.b64encode(fam.encode()).decode()
+            if key:
+                meta += ",idempotency_key " + base64.b64encode(key.encode()).decode()
             return request(srv, "POST", "/v1/uploads",
                            headers=[("Tus-Resumable", "1.0.0"),
                                     ("Authorization", f"Bearer {token}"),
@@ -118,6 +120,16 @@ def kiosk_uploads(binary, jiayinctl, wav):
         ok(d.status == 204 and len(before) == 3 and after == [ids_b + ".part"],
            "erasing a family erases its child's unfinished recordings on the kiosk, and only "
            "those", f"{before} -> {after}")
+        # The child's creation sent again, its answer lost: in the same session, and in the
+        # next one (the tablet's page reloaded), it is the same upload, in one place of two.
+        story = [create(b, children[1][1], "xiaohong-story"),
+                 create(b, children[1][1], "xiaohong-story"),
+                 create(login(1), children[1][1], "xiaohong-story")]
+        ok([r.status for r in story] == [201] * 3 and
+           len({r.header("Location") for r in story}) == 1 and len(part_files()) == 2,
+           "a child's creation sent again with its idempotency_key, in the same kiosk session "
+           "or the next, is the same upload (no 429 at 2 places)",
+           f"{[(r.status, r.header('Location')) for r in story]} {part_files()}")
     finally:
         srv.stop()
 

@@ -52,7 +52,8 @@ static int setup(void **state)
 	memset(w->u.member, 'b', STORE_ID_LEN);
 	memset(w->u.family, 'c', STORE_ID_LEN);
 	w->u.length = 1000000;
-	if (srv_upload_create(w->d, &w->u, 8, UINT64_MAX, 1000) != 0)
+	bool again;
+	if (srv_upload_create(w->d, &w->u, 8, UINT64_MAX, 1000, &again) != 0 || again)
 		return -1;
 	*state = w;
 	return 0;
