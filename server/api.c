@@ -255,6 +255,7 @@ void api_job_done(srv_exchange *x, void *arg)
 void api_job_free(api_job *j)
 {
 	api_export_release(j->export);
+	srv_job_heavy_unreserve(j->heavy);
 	if (j->hold[0])
 		srv_upload_release(j->upload_dir, j->hold);
 	sodium_memzero(j->token, sizeof j->token);
@@ -300,6 +301,12 @@ void api_run(srv_exchange *x, api_job *j)
 void api_run_heavy(srv_exchange *x, api_job *j, const char *family_id)
 {
 	api_prepare(x, j);
+	if (j->heavy) {
+		struct srv_heavy *h = j->heavy;
+		j->heavy = NULL;
+		srv_job_submit_reserved(x, h, api_job_run, api_job_done, j);
+		return;
+	}
 	int rc = srv_job_submit_heavy(x, family_id, api_job_run, api_job_done, j);
 	if (rc < 0) {
 		api_pairing_refund(x->srv, j);

@@ -65,6 +65,8 @@ struct api_job {
 	uint64_t declared;           /* a plain upload's Content-Length; 0: chunked */
 	uint64_t held;               /* the bytes its body may have (srv_upload_hold) */
 	char hold[STORE_ID_LEN + 1]; /* the hold's key, given back by api_job_free; "": none */
+	struct srv_heavy *heavy;     /* its transcode, reserved at the gate; api_job_free gives it
+	                                back unless api_run_heavy submitted it */
 	char to[64];
 	char idem[130];
 	bool existed;
@@ -130,7 +132,8 @@ bool api_still_the_caller(api_job *j);
 int api_phone_still(store *st, const uint8_t *token_hash, const char *member_id);
 void api_job_done(srv_exchange *x, void *arg);
 void api_run(srv_exchange *x, api_job *j);          /* submits, or answers 503 */
-/* The same as a heavy job of the family (a transcode, an export): see srv_job_submit_heavy. */
+/* The same as a heavy job of the family (a transcode, an export): see srv_job_submit_heavy;
+ * in the place j->heavy reserved, when it did (never refused then). */
 void api_run_heavy(srv_exchange *x, api_job *j, const char *family_id);
 /* An endpoint with a caller and nothing to read first: authenticate, work, done. */
 void api_start(srv_exchange *x, api_work_fn work, api_done_fn done);

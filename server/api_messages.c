@@ -280,13 +280,13 @@ static void upload_gate_done(srv_exchange *x, void *arg)
 		api_job_done(x, j); /* 401, or upload_refused; the body stays unread */
 		return;
 	}
-	/* A transcode that would not be queued now (the family has its share waiting, or the
-	 * queue is full) is refused before the body costs the phone its data and us the disk. */
-	int busy = srv_job_heavy_check(x->srv, j->param[0]);
+	/* The transcode is reserved now, before the body costs the phone its data and us the
+	 * disk: refused now when the family has its share waiting (or the queue is full), and
+	 * never once the body is in (api_job_free gives it back if the body never comes). */
+	int busy = srv_job_heavy_reserve(x->srv, j->param[0], &j->heavy);
 	if (busy < 0) {
 		close(j->body_fd);
 		api_job_free(j);
-		x->srv->metrics.jobs_refused++;
 		srv_respond_job_refused(x, busy);
 		return;
 	}

@@ -163,6 +163,9 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "# TYPE jiayin_jobs_queued gauge\njiayin_jobs_queued %u\n"
 	    "# HELP jiayin_heavy_jobs_queued Transcodes and exports queued or running.\n"
 	    "# TYPE jiayin_heavy_jobs_queued gauge\njiayin_heavy_jobs_queued %u\n"
+	    "# HELP jiayin_heavy_jobs_reserved Transcodes reserved by plain uploads whose bodies "
+	    "are arriving.\n"
+	    "# TYPE jiayin_heavy_jobs_reserved gauge\njiayin_heavy_jobs_reserved %u\n"
 	    "# HELP jiayin_jobs_refused_total Requests refused because a job queue was full.\n"
 	    "# TYPE jiayin_jobs_refused_total counter\njiayin_jobs_refused_total %llu\n"
 	    "# HELP jiayin_http_bytes_received_total Bytes read from clients.\n"
@@ -197,12 +200,12 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "jiayin_buffers_refused_total{reason=\"uploads\"} %llu\n",
 	    s->open_conns, (unsigned long long)m->connections_total,
 	    (unsigned long long)m->connections_refused, s->active_jobs, s->heavy_queued,
-	    (unsigned long long)m->jobs_refused, (unsigned long long)m->bytes_in,
-	    (unsigned long long)m->bytes_out, (unsigned long long)m->parse_errors,
-	    (unsigned long long)m->storage_errors, (unsigned long long)m->audit_failures,
-	    m->transcode_seconds, (unsigned long long)m->transcodes,
-	    (unsigned long long)m->retention_deleted, (unsigned long long)s->buffer_bytes,
-	    (unsigned long long)s->upload_buffer_bytes,
+	    s->heavy_reserved_count, (unsigned long long)m->jobs_refused,
+	    (unsigned long long)m->bytes_in, (unsigned long long)m->bytes_out,
+	    (unsigned long long)m->parse_errors, (unsigned long long)m->storage_errors,
+	    (unsigned long long)m->audit_failures, m->transcode_seconds,
+	    (unsigned long long)m->transcodes, (unsigned long long)m->retention_deleted,
+	    (unsigned long long)s->buffer_bytes, (unsigned long long)s->upload_buffer_bytes,
 	    (unsigned long long)m->buffers_refused_memory,
 	    (unsigned long long)m->buffers_refused_client,
 	    (unsigned long long)m->buffers_refused_uploads);

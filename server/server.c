@@ -123,6 +123,7 @@ static int submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *
 struct srv_heavy {
 	job j; /* first: job_end's free() frees the whole */
 	struct srv_heavy *next;
+	srv_server *srv;
 	char key[48];
 };
 
@@ -145,9 +146,60 @@ int srv_job_heavy_check(const srv_server *s, const char *key)
 {
 	if (s->heavy_queued >= s->cfg.max_heavy_jobs)
 		return SRV_JOB_FULL;
-	unsigned mine =
-	    heavy_key_count(s->heavy_running, key) + heavy_key_count(s->heavy_waiting, key);
+	unsigned mine = heavy_key_count(s->heavy_running, key) +
+	                heavy_key_count(s->heavy_waiting, key) +
+	                heavy_key_count(s->heavy_reserved, key);
 	return mine >= s->cfg.threads ? SRV_JOB_FAMILY_FULL : 0;
+}
+
+/*
+ * A plain upload's transcode is reserved before its body is read (api_messages.c): else a
+ * body that took minutes over 2G could arrive to find its family's share taken by transcodes
+ * that started meanwhile, and be thrown away with a 503 (the review: a 4.8 MB body, after
+ * four relatives' clips). The reservation counts in the family's share, which the gate
+ * checks, and not among max_heavy_jobs: bodies on their way are bounded by the uploads'
+ * buffer memory, and counting them there would let a few dozen slow phones anywhere turn
+ * every other family's upload away. So the transcode of a body received is never refused.
+ */
+int srv_job_heavy_reserve(srv_server *s, const char *key, struct srv_heavy **out)
+{
+	*out = NULL;
+	int rc = srv_job_heavy_check(s, key);
+	if (rc < 0) {
+		s->metrics.jobs_refused++;
+		return rc;
+	}
+	struct srv_heavy *h = calloc(1, sizeof *h);
+	if (!h)
+		return SRV_JOB_FULL;
+	h->srv = s;
+	snprintf(h->key, sizeof h->key, "%s", key ? key : "");
+	h->next = s->heavy_reserved;
+	s->heavy_reserved = h;
+	s->heavy_reserved_count++;
+	*out = h;
+	return 0;
+}
+
+/* Takes h out of the reserved list. */
+static void heavy_unlink_reserved(struct srv_heavy *h)
+{
+	srv_server *s = h->srv;
+	for (struct srv_heavy **pp = &s->heavy_reserved; *pp; pp = &(*pp)->next)
+		if (*pp == h) {
+			*pp = h->next;
+			s->heavy_reserved_count--;
+			break;
+		}
+	h->next = NULL;
+}
+
+void srv_job_heavy_unreserve(struct srv_heavy *h)
+{
+	if (!h)
+		return;
+	heavy_unlink_reserved(h);
+	free(h);
 }
 
 static void heavy_after(uv_work_t *w, int status);
@@ -190,8 +242,29 @@ static void heavy_after(uv_work_t *w, int status)
 	heavy_pump(s);
 }
 
-int srv_job_submit_heavy(srv_exchange *x, const char *key, srv_job_fn work,
-			 srv_job_done_fn done, void *arg)
+/* h (its key set) waits its turn for work then done. */
+static void heavy_queue(srv_exchange *x, struct srv_heavy *h, srv_job_fn work, srv_job_done_fn done,
+                        void *arg)
+{
+	srv_server *s = x->srv;
+	h->srv = s;
+	h->j.x = x;
+	h->j.fn = work;
+	h->j.done = done;
+	h->j.arg = arg;
+	h->j.work.data = h;
+	if (s->heavy_waiting_tail)
+		s->heavy_waiting_tail->next = h;
+	else
+		s->heavy_waiting = h;
+	s->heavy_waiting_tail = h;
+	x->conn->refs++;
+	s->heavy_queued++;
+	heavy_pump(s);
+}
+
+int srv_job_submit_heavy(srv_exchange *x, const char *key, srv_job_fn work, srv_job_done_fn done,
+                         void *arg)
 {
 	srv_server *s = x->srv;
 	int rc = srv_job_heavy_check(s, key);
@@ -202,21 +275,16 @@ int srv_job_submit_heavy(srv_exchange *x, const char *key, srv_job_fn work,
 	struct srv_heavy *h = calloc(1, sizeof *h);
 	if (!h)
 		return SRV_JOB_FULL;
-	h->j.x = x;
-	h->j.fn = work;
-	h->j.done = done;
-	h->j.arg = arg;
-	h->j.work.data = h;
 	snprintf(h->key, sizeof h->key, "%s", key ? key : "");
-	if (s->heavy_waiting_tail)
-		s->heavy_waiting_tail->next = h;
-	else
-		s->heavy_waiting = h;
-	s->heavy_waiting_tail = h;
-	x->conn->refs++;
-	s->heavy_queued++;
-	heavy_pump(s);
+	heavy_queue(x, h, work, done, arg);
 	return 0;
+}
+
+void srv_job_submit_reserved(srv_exchange *x, struct srv_heavy *h, srv_job_fn work,
+                             srv_job_done_fn done, void *arg)
+{
+	heavy_unlink_reserved(h);
+	heavy_queue(x, h, work, done, arg);
 }
 
 int srv_job_submit(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, void *arg)

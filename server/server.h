@@ -119,6 +119,10 @@ struct srv_server {
 	struct srv_heavy *heavy_waiting, *heavy_waiting_tail;
 	struct srv_heavy *heavy_running; /* list, for the per-family rule */
 	unsigned heavy_count, heavy_max, heavy_queued;
+	/* Transcodes reserved by plain uploads whose bodies are arriving: in their family's share,
+	 * not among max_heavy_jobs (srv_job_heavy_reserve). */
+	struct srv_heavy *heavy_reserved;
+	unsigned heavy_reserved_count;
 	srv_conn *conns;      /* all open connections (list) */
 	const srv_route *routes;
 	size_t route_count;
@@ -372,9 +376,19 @@ int srv_job_submit_any(srv_exchange *x, srv_job_fn work, srv_job_done_fn done, v
  * holds fewer than all but one of them (one, when there is only one). */
 int srv_job_submit_heavy(srv_exchange *x, const char *key, srv_job_fn work,
 			 srv_job_done_fn done, void *arg);
-/* Would srv_job_submit_heavy take a job of `key` now? 0, SRV_JOB_FULL or SRV_JOB_FAMILY_FULL:
- * an upload is refused before its body when its transcode would be. */
+/* Would srv_job_submit_heavy take a job of `key` now? 0, SRV_JOB_FULL or SRV_JOB_FAMILY_FULL. */
 int srv_job_heavy_check(const srv_server *s, const char *key);
+/*
+ * A heavy job of `key` reserved before the work it will do has arrived (a plain upload's
+ * transcode, before its body is read): refused as srv_job_submit_heavy would refuse it (0, or
+ * SRV_JOB_FULL or SRV_JOB_FAMILY_FULL); once taken it counts in the family's share until it is
+ * submitted with srv_job_submit_reserved, which never refuses it (nor max_heavy_jobs), or given
+ * back with srv_job_heavy_unreserve (NULL is fine). Loop thread.
+ */
+int srv_job_heavy_reserve(srv_server *s, const char *key, struct srv_heavy **out);
+void srv_job_submit_reserved(srv_exchange *x, struct srv_heavy *h, srv_job_fn work,
+                             srv_job_done_fn done, void *arg);
+void srv_job_heavy_unreserve(struct srv_heavy *h);
 
 /* ---- the request log (log.c) ---- */
 int srv_log_open(srv_server *s);

@@ -21,6 +21,9 @@ The review's findings, at a small scale:
    upload (held once, at its offset), so the retry of a 15-minute WAV in a family with 3 MB
    of room is 201, not 507; the same key for another length replaces it; and room that the
    family's unfinished uploads hold is 507 uploads_hold_room, not quota_exceeded.
+5. A plain upload's transcode is reserved at its gate: relatives' clips sent while grandpa's
+   body trickles in cannot take his family's share, so his body is not thrown away with a 503
+   when its last byte arrives; every way a body may end gives the reservation back.
 """
 import base64
 import json
@@ -450,11 +453,135 @@ def lost_creation_answers(binary):
         srv.stop()
 
 
+class PlainUpload:
+    """A plain upload sent by hand, as a phone on 2G sends it: its head, which waits for
+    100 Continue (.refused: the answer instead), then its body in parts."""
+
+    def __init__(self, srv, who, length=None, timeout=30):
+        self.s = srv.connect(timeout)
+        framing = (f"Content-Length: {length}" if length is not None
+                   else "Transfer-Encoding: chunked")
+        self.s.sendall((f"POST /v1/families/{who['family']['id']}/messages HTTP/1.1\r\n"
+                        f"Host: t\r\nAuthorization: Bearer {who['token']}\r\n{framing}\r\n"
+                        "Expect: 100-continue\r\n\r\n").encode())
+        self.reader = Reader(self.s)
+        while b"\r\n\r\n" not in self.reader.buf and self.reader._fill():
+            pass
+        self.refused = None
+        if not self.reader.buf.startswith(b"HTTP/1.1 100 "):
+            self.refused = self.reader.response()
+            self.s.close()
+        else:
+            self.reader.buf = self.reader.buf.split(b"\r\n\r\n", 1)[1]
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def chunk(self, data):
+        self.s.sendall(b"%x\r\n" % len(data) + data + b"\r\n")
+
+    def response(self):
+        try:
+            return self.reader.response()
+        finally:
+            self.s.close()
+
+
+def settled(srv, name, want, seconds=10):
+    """The metric once it reads `want` (or the last reading after `seconds`)."""
+    deadline = time.time() + seconds
+    while True:
+        got = metric(srv, name)
+        if got == want or time.time() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def transcode_reserved(binary):
+    """Finding 5: a plain upload whose body had fully arrived was 503 busy and thrown away
+    when relatives' clips had taken its family's share of transcodes meanwhile."""
+    srv = Server(binary, "--threads", "2")
+    try:
+        grandpa = signup(srv, "孙家", "爷爷")
+        aunt, uncle = (invite_and_pair(srv, grandpa, "caregiver", n) for n in ("姑姑", "叔叔"))
+        slow = sine_wav(os.path.join(srv.tmp, "slow.wav"), 220.0, 30, rate=8000)
+        long_clip = sine_wav(os.path.join(srv.tmp, "long.wav"), 300.0, 240, rate=8000)
+        mine = PlainUpload(srv, grandpa, len(slow))
+        mine.send(slow[:len(slow) // 2])  # his body trickles in
+        answers = [None, None]
+
+        def relative(i, who):
+            up = PlainUpload(srv, who, len(long_clip), timeout=60)
+            if up.refused:
+                answers[i] = (up.refused.status, code_of(up.refused))
+                return
+            up.send(long_clip)
+            r = up.response()
+            answers[i] = (r.status if r else None, code_of(r))
+        rel = [threading.Thread(target=relative, args=(i, w)) for i, w in enumerate((aunt, uncle))]
+        for t in rel:
+            t.start()
+        deadline = time.time() + 20
+        while time.time() < deadline and ((metric(srv, "jiayin_heavy_jobs_queued") or 0) +
+                                          (metric(srv, "jiayin_heavy_jobs_reserved") or 0) < 2):
+            time.sleep(0.05)
+        mine.send(slow[len(slow) // 2:])  # his last byte, while the family's share is taken
+        r = mine.response()
+        for t in rel:
+            t.join()
+        ok(r and r.status == 201 and sorted(answers, key=str) == [(201, None), (503, "busy")],
+           "--threads 2: grandpa's plain upload, whose gate passed before two relatives' clips, "
+           "is stored when his last byte arrives (201); the second relative is 503 busy before "
+           "its body", f"{r and (r.status, code_of(r))} {answers}")
+        ok(settled(srv, "jiayin_heavy_jobs_queued", 0) == 0 and
+           settled(srv, "jiayin_heavy_jobs_reserved", 0) == 0,
+           "then no transcode is queued or reserved")
+
+        # Each way a reserved transcode may end without its body gives it back.
+        ways = []
+        broken = PlainUpload(srv, grandpa)
+        broken.send(b"zz\r\n")  # not a chunk size
+        r = broken.response()
+        ways.append(("broken framing", r and r.status, 400))
+        gone = PlainUpload(srv, aunt, len(slow))
+        gone.send(slow[:1000])
+        gone.s.close()  # the phone lost its signal
+        ways.append(("client gone", settled(srv, "jiayin_heavy_jobs_reserved", 0), 0))
+        empty = PlainUpload(srv, grandpa)
+        empty.send(b"0\r\n\r\n")
+        r = empty.response()
+        ways.append(("empty body", r and r.status, 422))
+        revoked = PlainUpload(srv, uncle, len(slow))
+        revoked.send(slow[:1000])
+        d = request(srv, "DELETE", f"/v1/devices/{uncle['device']['id']}",
+                    headers=bearer(grandpa["token"]))
+        revoked.send(slow[1000:])
+        r = revoked.response()
+        ways.append(("phone revoked while its body arrived", (d.status, r and r.status),
+                     (204, 401)))
+        both = [PlainUpload(srv, grandpa, len(slow)) for _ in range(3)]
+        third = both[2].refused
+        for up in both[:2]:
+            up.send(slow)
+            up.response()
+        ways.append(("the family's share full: refused before its body",
+                     third and (third.status, code_of(third)), (503, "busy")))
+        left = (settled(srv, "jiayin_heavy_jobs_reserved", 0),
+                settled(srv, "jiayin_heavy_jobs_queued", 0))
+        ok(all(got == want for _, got, want in ways) and left == (0, 0),
+           "a reserved transcode is given back when the framing breaks (400), the client goes "
+           "away, the body is empty (422), the phone is revoked meanwhile (401) or the share is "
+           "full: none reserved or queued after", f"{ways} reserved, queued: {left}")
+    finally:
+        srv.stop()
+
+
 def main():
     heavy_jobs_apart(sys.argv[1])
     exports_one_at_a_time(sys.argv[1])
     uploads_count(sys.argv[1])
     lost_creation_answers(sys.argv[1])
+    transcode_reserved(sys.argv[1])
     return finish()
 
 
