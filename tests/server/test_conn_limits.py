@@ -444,10 +444,11 @@ class Drip:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def open(self, source):
+    def open(self, source, fam=None):
+        fam = fam or self.fam
         s = connect(self.srv, source, timeout=10)
-        s.sendall((f"POST /v1/families/{self.fam['family']['id']}/messages HTTP/1.1\r\n"
-                   f"Host: t\r\nAuthorization: Bearer {self.fam['token']}\r\n"
+        s.sendall((f"POST /v1/families/{fam['family']['id']}/messages HTTP/1.1\r\n"
+                   f"Host: t\r\nAuthorization: Bearer {fam['token']}\r\n"
                    "Content-Length: 200000000\r\n\r\n").encode())
         with self.lock:
             self.socks.append(s)
@@ -543,16 +544,18 @@ def upload_share(binary, root, big):
         close_all(socks)
         ok(wait_metric(srv, "jiayin_upload_buffer_bytes", 0, 5), "its stage is given back")
 
-        # Another family's 32 slow uploads from four addresses (eight each, within their share
-        # of buffers): all are read, at 16 KiB each, and fill the uploads' part.
+        # Other families' 32 slow uploads from four addresses (eight each, within their share
+        # of buffers; four per family, its share of transcodes, each reserved before its body):
+        # all are read, at 16 KiB each, and fill the uploads' part.
         drip = Drip(srv, attacker)
-        slow = [drip.open(f"127.0.0.{40 + i // 8}") for i in range(32)]
+        more = [attacker] + [ac.signup(srv, f"a{i}", "p") for i in range(8)]
+        slow = [drip.open(f"127.0.0.{40 + i // 8}", more[i // 4]) for i in range(32)]
         ok(wait_metric(srv, "jiayin_upload_buffer_bytes", share, 10)
            and metric(srv, "jiayin_buffer_bytes") == share,
            "32 slow uploads hold 16 KiB each: the uploads' part of buffer memory (512 KiB of "
            "1 MiB)",
            f"{metric(srv, 'jiayin_upload_buffer_bytes')}")
-        s = drip.open("127.0.0.50")
+        s = drip.open("127.0.0.50", more[8])
         r = None
         deadline = time.time() + 5
         while r is None and time.time() < deadline:
