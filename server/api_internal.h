@@ -63,7 +63,10 @@ struct api_job {
 	/* messages */
 	int body_fd;
 	uint64_t declared;           /* a plain upload's Content-Length; 0: chunked */
-	uint64_t held;               /* the bytes its body may have (srv_upload_hold) */
+	uint64_t held;               /* the bytes its body holds (srv_upload_hold) */
+	uint64_t body_max;           /* the most it may have: held, or what was left when chunked */
+	uint64_t allowance;          /* the family's at the gate (api_upload_allowance) */
+	struct body_watch *watch;    /* a chunked body's growing hold (api_messages.c) */
 	char hold[STORE_ID_LEN + 1]; /* the hold's key, given back by api_job_free; "": none */
 	struct srv_heavy *heavy;     /* its transcode, reserved at the gate; api_job_free gives it
 	                                back unless api_run_heavy submitted it */

@@ -211,6 +211,79 @@ void api_upload_done(srv_exchange *x, api_job *j)
 }
 
 /*
+ * A chunked body's length is not known before it ends. Held whole, what the family has left
+ * (200 MiB with the defaults) would keep the rest of the family out while it arrives (the
+ * review: Mum's 80 KB clip, sent chunked, made grandma's 48 KB clip and her resumable upload of
+ * 1 MB 507): so it holds CHUNKED_FIRST_HOLD, and a timer keeps the hold at twice what arrived,
+ * up to what it may have. When the family's other uploads took the room it needs meanwhile, the
+ * body is cut: the connection closes without an answer (the engine answers only its own limits
+ * in the middle of a body), and the phone's retry is answered before its body.
+ */
+#define CHUNKED_FIRST_HOLD (1u << 20)
+#define CHUNKED_WATCH_MS 250
+
+typedef struct body_watch {
+	uv_timer_t timer;
+	api_job *j;
+	srv_exchange *x; /* the claimed body's, until upload_body_done */
+} body_watch;
+
+static void body_watch_tick(uv_timer_t *t)
+{
+	body_watch *w = t->data;
+	api_job *j = w->j;
+	uint64_t in = w->x->body_len; /* staged or written so far (conn_body.c counts them) */
+	uint64_t want = in * 2 > CHUNKED_FIRST_HOLD ? in * 2 : CHUNKED_FIRST_HOLD;
+	if (want > j->body_max)
+		want = j->body_max;
+	if (want <= j->held)
+		return;
+	uint64_t got;
+	if (srv_upload_hold_resize(j->upload_dir, j->hold, in > j->held ? in : j->held, want,
+	                           j->allowance, &got) == 0) {
+		j->held = got;
+		return;
+	}
+	if (in <= j->held)
+		return; /* what arrived is held: perhaps room comes back before it needs more */
+	uv_timer_stop(t);
+	srv_log_event(w->x->srv, "upload_cut",
+	              "a chunked upload passed the room its family's other uploads left it");
+	srv_body_cut(w->x);
+}
+
+static void body_watch_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void body_watch_end(api_job *j)
+{
+	if (!j->watch)
+		return;
+	uv_close((uv_handle_t *)&j->watch->timer, body_watch_closed);
+	j->watch = NULL;
+}
+
+/* Before the claim: its done may come at once. Without memory for the timer, the body may
+ * have no more than its first hold (413 past it). */
+static void body_watch_start(srv_exchange *x, api_job *j)
+{
+	body_watch *w = calloc(1, sizeof *w);
+	if (!w) {
+		j->body_max = j->held;
+		return;
+	}
+	w->j = j;
+	w->x = x;
+	uv_timer_init(x->srv->loop, &w->timer);
+	w->timer.data = w;
+	uv_timer_start(&w->timer, body_watch_tick, CHUNKED_WATCH_MS, CHUNKED_WATCH_MS);
+	uv_unref((uv_handle_t *)&w->timer);
+	j->watch = w;
+}
+
+/*
  * A recording is taken only from a caller who may send it: the token and the family are
  * checked on the pool while the body waits unread (no 100 Continue yet), and only then does
  * the body go to an unnamed file in data/tmp. Anyone else is answered before a byte of it
@@ -221,14 +294,18 @@ static void upload_gate_work(api_job *j)
 	if (!api_own_family(j))
 		return;
 	/* The body counts with the family's unfinished uploads while it arrives: all of it when
-	 * its length is declared, else what the family has left (more is 413 body_too_large). */
-	uint64_t allowance;
+	 * its length is declared; else it may have what the family has left now (more is 413
+	 * body_too_large) and holds CHUNKED_FIRST_HOLD of it, more as it arrives (body_watch). */
 	bool chunked = j->declared == 0;
-	if ((j->rc = api_upload_allowance(j, j->param[0], j->idem, &allowance)) < 0)
+	if ((j->rc = api_upload_allowance(j, j->param[0], j->idem, &j->allowance)) < 0)
 		return;
-	int rc =
-	    srv_upload_hold(j->upload_dir, j->param[0], chunked ? 1 : j->declared,
-	                    chunked ? SRV_UPLOAD_MAX : j->declared, allowance, j->hold, &j->held);
+	int rc = srv_upload_hold(j->upload_dir, j->param[0], chunked ? 1 : j->declared,
+	                         chunked ? SRV_UPLOAD_MAX : j->declared, j->allowance, j->hold,
+	                         &j->held);
+	j->body_max = j->held;
+	if (rc == 0 && chunked && j->held > CHUNKED_FIRST_HOLD)
+		rc = srv_upload_hold_resize(j->upload_dir, j->hold, 1, CHUNKED_FIRST_HOLD,
+		                            j->allowance, &j->held);
 	if (rc < 0) {
 		j->rc = rc == SRV_UPLOAD_EROOM   ? STORE_EQUOTA
 		        : rc == SRV_UPLOAD_EHELD ? SRV_UPLOAD_EHELD
@@ -257,6 +334,15 @@ static void upload_body_done(srv_exchange *x, void *arg, int status)
 {
 	api_job *j = arg;
 	x->body_fd = j->body_fd; /* the exchange closes it at its end */
+	body_watch_end(j);
+	if (status == 0 && j->declared == 0 && j->held != x->body_len) {
+		/* Whole: it holds what it is while it is transcoded (what arrived since the last
+		 * tick too, if there is room: it is here either way). */
+		uint64_t got;
+		(void)srv_upload_hold_resize(j->upload_dir, j->hold,
+		                             x->body_len < j->held ? x->body_len : j->held,
+		                             x->body_len, j->allowance, &got);
+	}
 	if (status < 0) {
 		api_job_free(j);
 		srv_respond_body_failure(x); /* 408, 400, 413, 507, or nothing if gone */
@@ -291,8 +377,11 @@ static void upload_gate_done(srv_exchange *x, void *arg)
 		return;
 	}
 	int fd = j->body_fd;
-	int rc = srv_body_claim(x, fd, 0, j->held, upload_body_done, j);
+	if (j->declared == 0 && j->held < j->body_max)
+		body_watch_start(x, j);
+	int rc = srv_body_claim(x, fd, 0, j->body_max, upload_body_done, j);
 	if (rc < 0) { /* nothing read, and upload_body_done will not come */
+		body_watch_end(j);
 		close(fd);
 		api_job_free(j);
 		if (rc == UV_EBUSY)

@@ -98,6 +98,29 @@ done:
 	return rc;
 }
 
+int srv_upload_holds_resize(srv_upload_holds *h, const char *key, uint64_t min, uint64_t max,
+                            uint64_t allowance, uint64_t *got)
+{
+	*got = 0;
+	pthread_mutex_lock(&h->mu);
+	int rc = -ENOENT;
+	for (size_t i = 0; i < h->n; i++) {
+		hold *e = &h->v[i];
+		if (strcmp(e->key, key) != 0)
+			continue;
+		uint64_t others = family_sum(h, e->family) - e->bytes;
+		uint64_t left = others < allowance ? allowance - others : 0;
+		uint64_t bytes = left < max ? left : max;
+		rc = bytes < min ? -EAGAIN : 0;
+		if (rc == 0)
+			e->bytes = bytes;
+		*got = e->bytes;
+		break;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return rc;
+}
+
 void srv_upload_holds_give(srv_upload_holds *h, const char *key)
 {
 	pthread_mutex_lock(&h->mu);

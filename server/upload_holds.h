@@ -25,6 +25,13 @@ void srv_upload_holds_free(srv_upload_holds *h); /* NULL is fine */
  */
 int srv_upload_holds_take(srv_upload_holds *h, const char *family, const char *key, uint64_t min,
                           uint64_t max, uint64_t allowance, uint64_t *got);
+/*
+ * The entry under `key` holds as many bytes as the family's other entries leave of `allowance`,
+ * up to `max` (less than it holds: it shrinks to `max`); when that is less than `min`, it stays
+ * as it was: -EAGAIN, or -ENOENT when there is no such entry. *got: what it holds on return.
+ */
+int srv_upload_holds_resize(srv_upload_holds *h, const char *key, uint64_t min, uint64_t max,
+                            uint64_t allowance, uint64_t *got);
 /* The entry under `key` goes, if there is one. */
 void srv_upload_holds_give(srv_upload_holds *h, const char *key);
 

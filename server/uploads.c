@@ -404,6 +404,13 @@ int srv_upload_hold(srv_upload_dir *d, const char *family, uint64_t min, uint64_
 	return rc == -ENOSPC ? SRV_UPLOAD_EROOM : rc == -EAGAIN ? SRV_UPLOAD_EHELD : rc;
 }
 
+int srv_upload_hold_resize(srv_upload_dir *d, const char *key, uint64_t min, uint64_t max,
+                           uint64_t allowance, uint64_t *got)
+{
+	int rc = srv_upload_holds_resize(d->holds, key, min, max, allowance, got);
+	return rc == -EAGAIN ? SRV_UPLOAD_EHELD : rc;
+}
+
 void srv_upload_release(srv_upload_dir *d, const char *key)
 {
 	if (key[0])

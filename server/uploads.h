@@ -77,6 +77,11 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t a
 int srv_upload_hold(srv_upload_dir *d, const char *family, uint64_t min, uint64_t max,
                     uint64_t allowance, char key[STORE_ID_LEN + 1], uint64_t *got);
 void srv_upload_release(srv_upload_dir *d, const char *key);
+/* The plain body's hold `key` grows (or shrinks) to as many bytes as the family's other
+ * unfinished uploads leave of `allowance`, up to `max` (*got: what it holds on return);
+ * SRV_UPLOAD_EHELD, unchanged, when that is under `min`. Any thread. */
+int srv_upload_hold_resize(srv_upload_dir *d, const char *key, uint64_t min, uint64_t max,
+                           uint64_t allowance, uint64_t *got);
 
 /* The record of `device`'s upload `id`; SRV_UPLOAD_ENOTFOUND if none (or expired). */
 int srv_upload_load(srv_upload_dir *d, const char *device, const char *id, int64_t now_ms,

@@ -24,6 +24,9 @@ The review's findings, at a small scale:
 5. A plain upload's transcode is reserved at its gate: relatives' clips sent while grandpa's
    body trickles in cannot take his family's share, so his body is not thrown away with a 503
    when its last byte arrives; every way a body may end gives the reservation back.
+6. A chunked plain body holds a little of the family's room at first and more as it arrives,
+   so the rest of the family is not 507 while it does; it is cut only when the room it needs
+   next was taken meanwhile.
 """
 import base64
 import json
@@ -576,12 +579,90 @@ def transcode_reserved(binary):
         srv.stop()
 
 
+def chunked_hold_grows(binary):
+    """Finding 6: a chunked plain upload held all its family had left while it arrived (200 MiB
+    with the defaults), so the rest of the family was 507 meanwhile."""
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "钱家", "妈妈")
+        grandma = invite_and_pair(srv, mom, "caregiver", "奶奶")
+        set_quota(srv, mom, 2 * MB)  # 2 MB of room: 128 MB of recordings on their way
+        clip80 = sine_wav(os.path.join(srv.tmp, "80k.wav"), 500.0, 5, rate=8000)
+        clip48 = sine_wav(os.path.join(srv.tmp, "48k.wav"), 600.0, 3, rate=8000)
+        mums = PlainUpload(srv, mom)  # Transfer-Encoding: chunked, through nginx
+        mums.chunk(clip80[:40000])
+        tus = create(srv, grandma, 1 * MB, "grandma-1")
+        plain = request(srv, "POST", f"/v1/families/{mom['family']['id']}/messages", clip48,
+                        headers=bearer(grandma["token"]), timeout=60)
+        mums.chunk(clip80[40000:])
+        mums.send(b"0\r\n\r\n")
+        r = mums.response()
+        ok(tus.status == 201 and plain.status == 201 and r and r.status == 201,
+           "2 MB of room: while Mum's 80 KB clip arrives chunked, grandma's resumable upload "
+           "of 1 MB and her 48 KB clip are taken, and then Mum's",
+           f"{tus.status} {code_of(tus)}, {plain.status} {code_of(plain)}, "
+           f"{r and (r.status, code_of(r))}")
+        request(srv, "DELETE", tus.header("Location"), headers=TUS + bearer(grandma["token"]))
+
+        # Its hold grows as it arrives, while there is room for it.
+        song = sine_wav(os.path.join(srv.tmp, "3m.wav"), 440.0, 190, rate=8000)  # 3 MB
+        room = 128 * MB
+        mums = PlainUpload(srv, mom)
+        mums.chunk(song[:100000])
+        big = create(srv, grandma, room - 5 * MB, "grandma-2")  # 5 MB left beside it
+        for i in range(100000, len(song), 1 << 16):
+            mums.chunk(song[i:i + (1 << 16)])
+            time.sleep(0.02)
+        mums.send(b"0\r\n\r\n")
+        r = mums.response()
+        ok(big.status == 201 and r and r.status == 201,
+           "a 3 MB chunked clip holds a little at first (grandma's 123 MB beside it is 201), "
+           "more as it arrives, and is stored", f"{big.status} {r and r.status}")
+
+        # Not when the room it needs was taken meanwhile: cut, and its hold given back.
+        request(srv, "DELETE", big.header("Location"), headers=TUS + bearer(grandma["token"]))
+        stored = set_quota(srv, mom, 2 * MB)["usage_bytes"]
+        set_quota(srv, mom, 2 * MB + stored)  # 2 MB of room again
+        mums = PlainUpload(srv, mom)
+        mums.chunk(song[:100000])
+        most = create(srv, grandma, room - (1 << 20) - MB // 2, "grandma-3")
+        cut = False
+        for i in range(100000, len(song), 1 << 15):
+            try:
+                mums.chunk(song[i:i + (1 << 15)])
+            except OSError:
+                cut = True
+                break
+            time.sleep(0.02)
+        r = None if cut else mums.response()
+        mums.s.close()
+        after = settled_create(srv, grandma, (1 << 20) + MB // 2, "grandma-4")
+        ok(most.status == 201 and r is None and after.status == 201,
+           "when the family's other uploads take the room a chunked body needs next, it is cut "
+           "(no answer: the engine has no way to answer inside a body) and its hold comes back",
+           f"{most.status} {cut} {r and (r.status, code_of(r))} {after.status}")
+    finally:
+        srv.stop()
+
+
+def settled_create(srv, who, length, key, seconds=5):
+    """A creation tried until it is not 507 (or `seconds` pass): room given back by a request
+    that is ending."""
+    deadline = time.time() + seconds
+    while True:
+        r = create(srv, who, length, key)
+        if r.status != 507 or time.time() > deadline:
+            return r
+        time.sleep(0.1)
+
+
 def main():
     heavy_jobs_apart(sys.argv[1])
     exports_one_at_a_time(sys.argv[1])
     uploads_count(sys.argv[1])
     lost_creation_answers(sys.argv[1])
     transcode_reserved(sys.argv[1])
+    chunked_hold_grows(sys.argv[1])
     return finish()
 
 
