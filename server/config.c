@@ -103,6 +103,8 @@ static const setting settings[] = {
 	 "the sliding window body-min-rate is measured over, judged from 10 s on (30000)"},
 	{"upload-expiry-s", T_UINT, OFF(upload_expiry_s), 0, 1, 30 * 86400,
 	 "a resumable upload is removed this long after its last change, seconds (86400)"},
+	{"upload-start-expiry-s", T_UINT, OFF(upload_start_expiry_s), 0, 1, 30 * 86400,
+	 "the same for one that has received nothing yet, when shorter, seconds (3600)"},
 	{"uploads-per-device", T_UINT, OFF(uploads_per_device), 0, 1, 1000,
 	 "unfinished resumable uploads one device may hold; beyond, 429 (8)"},
 	{"long-polls-per-device", T_UINT, OFF(long_polls_per_device), 0, 1, 1000000,
@@ -146,6 +148,7 @@ void srv_config_defaults(srv_config *c)
 	c->pin_failures = 5;
 	c->pin_lock_s = 900;
 	c->upload_expiry_s = 86400;
+	c->upload_start_expiry_s = 3600;
 	c->uploads_per_device = 8;
 	c->long_polls_per_device = 4;
 }

@@ -49,6 +49,7 @@ typedef struct srv_config {
 	unsigned pair_failures;          /* wrong codes per address per 15 min before a lock */
 	unsigned pair_failures_all;      /* wrong codes from anywhere per 15 min before a lock */
 	unsigned upload_expiry_s;        /* a resumable upload lives this long after its last change */
+	unsigned upload_start_expiry_s;  /* the same for one that received nothing, when shorter */
 	unsigned uploads_per_device;     /* unfinished resumable uploads one device may hold */
 	unsigned long_polls_per_device;  /* long-polls one token may have waiting at once */
 	unsigned audio_url_ttl_s;         /* lifetime of a signed audio URL */

@@ -199,12 +199,13 @@ int srv_uploads_start(srv_server *s)
 		return UV_ENOMEM;
 	up->srv = s;
 	int64_t expiry_ms = (int64_t)s->cfg.upload_expiry_s * 1000;
-	int rc = srv_upload_dir_open(&up->dir, s->cfg.data_dir, expiry_ms);
+	int64_t start_ms = (int64_t)s->cfg.upload_start_expiry_s * 1000;
+	int rc = srv_upload_dir_open(&up->dir, s->cfg.data_dir, expiry_ms, start_ms);
 	if (rc < 0) {
 		free(up);
 		return rc;
 	}
-	int64_t every = expiry_ms / 2;
+	int64_t every = (start_ms < expiry_ms ? start_ms : expiry_ms) / 2;
 	if (every > SWEEP_EVERY_MAX_MS)
 		every = SWEEP_EVERY_MAX_MS;
 	if (every < SWEEP_EVERY_MIN_MS)

@@ -59,7 +59,8 @@ int upload_errno(void)
 	return errno ? -errno : -EIO;
 }
 
-int srv_upload_dir_open(srv_upload_dir **out, const char *data_dir, int64_t expiry_ms)
+int srv_upload_dir_open(srv_upload_dir **out, const char *data_dir, int64_t expiry_ms,
+                        int64_t start_expiry_ms)
 {
 	*out = NULL;
 	char path[1200];
@@ -72,6 +73,7 @@ int srv_upload_dir_open(srv_upload_dir **out, const char *data_dir, int64_t expi
 	int rc = 0;
 	d->fd = -1;
 	d->expiry_ms = expiry_ms;
+	d->start_expiry_ms = start_expiry_ms < expiry_ms ? start_expiry_ms : expiry_ms;
 	if (pthread_mutex_init(&d->mu, NULL) != 0) {
 		rc = -ENOMEM;
 		goto fail;
@@ -116,9 +118,14 @@ void srv_upload_dir_close(srv_upload_dir *d)
 	free(d);
 }
 
+/* An upload that has received nothing since its creation holds its whole length for a client
+ * that may never come: one whose answer was lost (without an idempotency key to find it again),
+ * or that gave up. It goes sooner; a client that does come back after that loses no bytes, and
+ * its HEAD's 404 makes it create the upload again (tus-js-client does). */
 int64_t srv_upload_expires_ms(const srv_upload_dir *d, const srv_upload *u)
 {
-	return u->updated_ms + d->expiry_ms;
+	bool started = u->offset > 0 || u->message_id[0];
+	return u->updated_ms + (started ? d->expiry_ms : d->start_expiry_ms);
 }
 
 /* The device's directory (made when `create`), or a negative code. */

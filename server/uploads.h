@@ -44,8 +44,10 @@ typedef struct srv_upload {
 
 typedef struct srv_upload_dir srv_upload_dir;
 
-/* data_dir/uploads, created if missing. expiry_ms: how long an upload lives after a change. */
-int srv_upload_dir_open(srv_upload_dir **out, const char *data_dir, int64_t expiry_ms);
+/* data_dir/uploads, created if missing. expiry_ms: how long an upload lives after a change;
+ * start_expiry_ms: how long one that has received nothing does, when that is shorter. */
+int srv_upload_dir_open(srv_upload_dir **out, const char *data_dir, int64_t expiry_ms,
+                        int64_t start_expiry_ms);
 void srv_upload_dir_close(srv_upload_dir *d); /* NULL is fine */
 
 /* When u expires (ms since the epoch). */

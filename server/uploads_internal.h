@@ -16,6 +16,7 @@
 struct srv_upload_dir {
 	int fd; /* data/uploads */
 	int64_t expiry_ms;
+	int64_t start_expiry_ms; /* for an upload that has received nothing: at most expiry_ms */
 	pthread_mutex_t mu;
 	bool mu_ready;
 	srv_upload_holds *holds; /* each unfinished upload's length, and plain bodies' */

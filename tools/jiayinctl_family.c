@@ -195,7 +195,7 @@ static int remove_uploads(ctl *c, const char *family_id, unsigned *removed)
 {
 	srv_upload_dir *d = NULL;
 	*removed = 0;
-	int rc = srv_upload_dir_open(&d, c->data, 0);
+	int rc = srv_upload_dir_open(&d, c->data, 0, 0);
 	if (rc == 0)
 		rc = srv_upload_remove_family(d, family_id, removed);
 	srv_upload_dir_close(d);

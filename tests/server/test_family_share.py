@@ -20,7 +20,8 @@ The review's findings, at a small scale:
 4. A creation whose answer was lost, sent again with the same idempotency_key, is the same
    upload (held once, at its offset), so the retry of a 15-minute WAV in a family with 3 MB
    of room is 201, not 507; the same key for another length replaces it; and room that the
-   family's unfinished uploads hold is 507 uploads_hold_room, not quota_exceeded.
+   family's unfinished uploads hold is 507 uploads_hold_room, not quota_exceeded. An upload
+   that has received nothing expires sooner (--upload-start-expiry-s).
 5. A plain upload's transcode is reserved at its gate: relatives' clips sent while grandpa's
    body trickles in cannot take his family's share, so his body is not thrown away with a 503
    when its last byte arrives; every way a body may end gives the reservation back.
@@ -656,6 +657,29 @@ def settled_create(srv, who, length, key, seconds=5):
         time.sleep(0.1)
 
 
+def never_started_expiry(binary):
+    """Finding 4, without an idempotency_key: a creation whose answer was lost, or that was
+    given up before its first byte, held its length for 24 h."""
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    srv = Server(binary, "--upload-start-expiry-s", "1", "--family-upload-bytes", str(50 * MB))
+    try:
+        mom = signup(srv, "周家", "妈妈")
+        lost = create(srv, mom, 40 * MB)
+        started = create(srv, mom, len(wav))
+        p = patch(srv, mom, started.header("Location"), 0, wav[:1000])
+        again = settled_create(srv, mom, 40 * MB, None)
+        h = request(srv, "HEAD", started.header("Location"), headers=TUS + bearer(mom["token"]))
+        gone = request(srv, "HEAD", lost.header("Location"), headers=TUS + bearer(mom["token"]))
+        ok(lost.status == 201 and p.status == 204 and again.status == 201 and
+           gone.status == 404 and h.status == 200 and h.header("Upload-Offset") == "1000",
+           "--upload-start-expiry-s 1: an upload that received nothing goes within seconds and "
+           "its 40 MB of the family's 50 come back; one that received 1000 bytes stays",
+           f"{lost.status} {p.status} {again.status} {gone.status} {h.status}")
+    finally:
+        srv.stop()
+
+
 def main():
     heavy_jobs_apart(sys.argv[1])
     exports_one_at_a_time(sys.argv[1])
@@ -663,6 +687,7 @@ def main():
     lost_creation_answers(sys.argv[1])
     transcode_reserved(sys.argv[1])
     chunked_hold_grows(sys.argv[1])
+    never_started_expiry(sys.argv[1])
     return finish()
 
 

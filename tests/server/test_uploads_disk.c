@@ -46,7 +46,7 @@ static int setup(void **state)
 {
 	world *w = calloc(1, sizeof *w);
 	snprintf(w->dir, sizeof w->dir, "/tmp/jiayin-uploads-XXXXXX");
-	if (!w || !mkdtemp(w->dir) || srv_upload_dir_open(&w->d, w->dir, 86400000) != 0)
+	if (!w || !mkdtemp(w->dir) || srv_upload_dir_open(&w->d, w->dir, 86400000, 86400000) != 0)
 		return -1;
 	memset(w->u.device, 'a', STORE_ID_LEN);
 	memset(w->u.member, 'b', STORE_ID_LEN);
