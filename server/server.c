@@ -161,19 +161,31 @@ int srv_job_heavy_check(const srv_server *s, const char *key)
  * buffer memory, and counting them there would let a few dozen slow phones anywhere turn
  * every other family's upload away. So the transcode of a body received is never refused.
  */
-int srv_job_heavy_reserve(srv_server *s, const char *key, struct srv_heavy **out)
+/* An entry for a heavy job of key's family, when srv_job_heavy_check finds room; else NULL,
+ * refused (counted) with *rc. */
+static struct srv_heavy *heavy_new(srv_server *s, const char *key, int *rc)
 {
-	*out = NULL;
-	int rc = srv_job_heavy_check(s, key);
-	if (rc < 0) {
+	if ((*rc = srv_job_heavy_check(s, key)) < 0) {
 		s->metrics.jobs_refused++;
-		return rc;
+		return NULL;
 	}
 	struct srv_heavy *h = calloc(1, sizeof *h);
-	if (!h)
-		return SRV_JOB_FULL;
+	if (!h) {
+		*rc = SRV_JOB_FULL;
+		return NULL;
+	}
 	h->srv = s;
 	snprintf(h->key, sizeof h->key, "%s", key ? key : "");
+	return h;
+}
+
+int srv_job_heavy_reserve(srv_server *s, const char *key, struct srv_heavy **out)
+{
+	int rc;
+	struct srv_heavy *h = heavy_new(s, key, &rc);
+	*out = NULL;
+	if (!h)
+		return rc;
 	h->next = s->heavy_reserved;
 	s->heavy_reserved = h;
 	s->heavy_reserved_count++;
@@ -266,16 +278,10 @@ static void heavy_queue(srv_exchange *x, struct srv_heavy *h, srv_job_fn work, s
 int srv_job_submit_heavy(srv_exchange *x, const char *key, srv_job_fn work, srv_job_done_fn done,
                          void *arg)
 {
-	srv_server *s = x->srv;
-	int rc = srv_job_heavy_check(s, key);
-	if (rc < 0) {
-		s->metrics.jobs_refused++;
-		return rc;
-	}
-	struct srv_heavy *h = calloc(1, sizeof *h);
+	int rc;
+	struct srv_heavy *h = heavy_new(x->srv, key, &rc);
 	if (!h)
-		return SRV_JOB_FULL;
-	snprintf(h->key, sizeof h->key, "%s", key ? key : "");
+		return rc;
 	heavy_queue(x, h, work, done, arg);
 	return 0;
 }
