@@ -8,7 +8,6 @@ non-blocking sockets (one epoll selector), whose answers are timed as they arriv
 """
 import json
 import math
-import os
 import re
 import selectors
 import socket
@@ -128,6 +127,29 @@ def rss_kib(pid):
                 return int(line.split()[1])
     return 0
 
+
+def read_head(s):
+    """Bytes from socket s until a response head is in (or the connection closes): the head
+    and what followed it."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+    return got
+
+
+def slow_export(srv, who, fam):
+    """A family's export read through a small window: the socket and its first bytes (the
+    head and what came with it)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", srv.port))
+    s.settimeout(30)
+    s.sendall((f"GET /v1/families/{fam}/export HTTP/1.1\r\nHost: t\r\n"
+               f"Authorization: Bearer {who['token']}\r\n\r\n").encode())
+    return s, read_head(s)
 
 def metric(srv, name):
     r = request(srv, "GET", "/metrics", timeout=30)

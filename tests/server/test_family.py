@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache__ in the tree
 from serverlib import Server, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
-from apiclient import metric  # noqa: E402
+from apiclient import metric, slow_export  # noqa: E402
 from test_api import SAMPLE, bearer, invite_and_pair, post_json, signup, upload  # noqa: E402
 
 
@@ -221,18 +221,7 @@ def export_cut_when_revoked(binary):
         db.execute("UPDATE messages SET bytes = ?", (big,))
         db.commit()
         db.close()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", srv.port))
-        sock.settimeout(30)
-        sock.sendall((f"GET /v1/families/{fam}/export HTTP/1.1\r\nHost: t\r\n"
-                      f"Authorization: Bearer {mom['token']}\r\n\r\n").encode())
-        got = b""
-        while b"\r\n\r\n" not in got:
-            d = sock.recv(4096)
-            if not d:
-                break
-            got += d
+        sock, got = slow_export(srv, mom, fam)
         head = got.split(b"\r\n\r\n", 1)[0].decode("latin-1")
         length = int(re.search(r"Content-Length: (\d+)", head).group(1)) if " 200 " in \
             head.split("\r\n")[0] else 0

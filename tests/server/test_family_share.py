@@ -33,7 +33,6 @@ import base64
 import json
 import os
 import re
-import socket
 import sqlite3
 import sys
 import threading
@@ -43,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # apiclient and test_api's helpers: no __pycache__ in the tree
 from serverlib import Reader, Server, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
-from apiclient import metric, sine_wav  # noqa: E402
+from apiclient import metric, read_head, sine_wav, slow_export  # noqa: E402
 from test_api import SAMPLE, bearer, invite_and_pair, signup, upload  # noqa: E402
 
 TUS = [("Tus-Resumable", "1.0.0")]
@@ -86,12 +85,7 @@ def first_answer(srv, head, timeout=10):
     s.settimeout(timeout)
     try:
         s.sendall(head.encode())
-        got = b""
-        while b"\r\n\r\n" not in got:
-            d = s.recv(4096)
-            if not d:
-                break
-            got += d
+        got = read_head(s)
         line = got.split(b"\r\n", 1)[0].decode("latin-1")
         if " 100 " in line:
             return line, None
@@ -194,23 +188,6 @@ def open_tmp_files(srv):
         except OSError:
             pass
     return n
-
-
-def slow_export(srv, who, fam):
-    """An export read through a small window: the socket and its first bytes (the head)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("127.0.0.1", srv.port))
-    s.settimeout(30)
-    s.sendall((f"GET /v1/families/{fam}/export HTTP/1.1\r\nHost: t\r\n"
-               f"Authorization: Bearer {who['token']}\r\n\r\n").encode())
-    got = b""
-    while b"\r\n\r\n" not in got:
-        d = s.recv(4096)
-        if not d:
-            break
-        got += d
-    return s, got
 
 
 def exports_one_at_a_time(binary):
