@@ -169,7 +169,7 @@ typedef struct srv_waiter {
 	uint64_t since, wait_until;
 	uint64_t not_before; /* a change wakes it from then on (its connection's last answer) */
 	uint64_t parked_ms;  /* when it began to wait (loop time) */
-	bool answer_now; /* a newer wait of the same phone took its place: answer, do not park */
+	bool answer_now;     /* answered on waking, not parked again (answer_now()) */
 	bool picked;     /* api_mailbox_changed: woken in this batch */
 } srv_waiter;
 
@@ -296,14 +296,20 @@ static void on_wait_over(uv_timer_t *t)
 	wake(t->data);
 }
 
+/* Answered now with what there is, as if its wait were over. */
+static void answer_now(srv_waiter *w)
+{
+	w->answer_now = true;
+	wake(w);
+}
+
 /* Its client went away (srv_conn_watch): after a reset, off the list (the connection closes
  * after this); it shut its side, or sent more than it may meanwhile: answered now. */
 static void waiter_gone(void *arg, srv_gone why)
 {
 	srv_waiter *w = arg;
 	if (why != SRV_GONE_RESET) {
-		w->answer_now = true;
-		wake(w);
+		answer_now(w);
 		return;
 	}
 	unpark(w);
@@ -329,8 +335,7 @@ static bool share_room(srv_server *s, const uint8_t *token_hash)
 		return true;
 	if (uv_now(s->loop) - oldest->parked_ms < EVICT_AGE_MS)
 		return false;
-	oldest->answer_now = true;
-	wake(oldest);
+	answer_now(oldest); /* a newer wait of the same phone takes its place */
 	return true;
 }
 

@@ -235,20 +235,42 @@ void srv_conn_unwatch(srv_conn *c)
 		conn_stop_reading(c);
 }
 
+/*
+ * A watched wait (a long-poll) whose socket reports n < 0: the watch is over and the handler
+ * hears why. Its client went away: its place is freed now rather than when the wait ends (the
+ * review: 400 long-polls dropped by their clients held the connection limit full for their
+ * 60 s). A reset is dropped; an EOF may be a client that only shut its side and still reads:
+ * answered now, then closed. A client that sent more than the buffer holds is answered now and
+ * what it sent is served after (no longer read, its leaving would go unseen for the rest of
+ * the wait). The last two from the review of that.
+ */
+static void watch_over(srv_conn *c, ssize_t n)
+{
+	void (*gone)(void *, srv_gone) = c->gone;
+	srv_conn_unwatch(c);
+	if (n == UV_ENOBUFS) {
+		gone(c->gone_arg, SRV_GONE_FULL);
+		return;
+	}
+	conn_end_keep_alive(c);
+	if (n == UV_EOF) {
+		gone(c->gone_arg, SRV_GONE_EOF);
+		return;
+	}
+	gone(c->gone_arg, SRV_GONE_RESET);
+	conn_log_unanswered(c);
+	srv_conn_close(c);
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
 	(void)b;
 	srv_conn *c = st->data;
+	if (n < 0 && c->state == CONN_HANDLER && c->gone) {
+		watch_over(c, n);
+		return;
+	}
 	if (n == UV_ENOBUFS) {
-		if (c->state == CONN_HANDLER && c->gone) {
-			/* A watched wait's client sent more than the buffer holds: it is answered
-			 * now, and what it sent is served after (no longer read, its leaving would
-			 * go unseen for the rest of the wait: the review). */
-			void (*gone)(void *, srv_gone) = c->gone;
-			srv_conn_unwatch(c);
-			gone(c->gone_arg, SRV_GONE_FULL);
-			return;
-		}
 		/* The buffer is full because nothing consumes it right now (a body waiting on its
 		 * file, or no memory for a buffer): wait; whoever consumes resumes reading. */
 		conn_stop_reading(c);
@@ -257,24 +279,6 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 		return;
 	}
 	if (n < 0) {
-		if (c->state == CONN_HANDLER && c->gone) {
-			/* A watched wait (a long-poll): its client went away, its place is freed
-			 * now rather than when the wait ends (the review: 400 long-polls dropped by
-			 * their clients held the connection limit full for their 60 s). A reset is
-			 * dropped; an EOF may be a client that only shut its side and still reads:
-			 * answered now, then closed (the review of that). */
-			void (*gone)(void *, srv_gone) = c->gone;
-			srv_conn_unwatch(c);
-			conn_end_keep_alive(c);
-			if (n == UV_EOF) {
-				gone(c->gone_arg, SRV_GONE_EOF);
-				return;
-			}
-			gone(c->gone_arg, SRV_GONE_RESET);
-			conn_log_unanswered(c);
-			srv_conn_close(c);
-			return;
-		}
 		/* EOF or a reset. A request being handled still gets its answer written. */
 		if (c->state == CONN_HANDLER || c->state == CONN_WRITING) {
 			conn_stop_reading(c);
