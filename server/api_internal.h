@@ -167,6 +167,8 @@ void api_upload_work(api_job *j);
 #define UPLOADS_HOLD_ROOM_WHY                                                                      \
 	"the family's unfinished uploads hold the room this recording needs: finish or delete "    \
 	"yours, or send it again later"
+/* 507 quota_exceeded: the recording is larger than all the room the family has. */
+#define QUOTA_EXCEEDED_WHY "the family's mailbox leaves no room for this recording"
 int api_upload_allowance(api_job *j, const char *family, const char *idem, uint64_t *allowance);
 /*
  * Pool side: the path's family (param[0]) is the caller's (else j->rc = STORE_ENOTFOUND, for

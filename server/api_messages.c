@@ -215,9 +215,9 @@ void api_upload_done(srv_exchange *x, api_job *j)
  * (200 MiB with the defaults) would keep the rest of the family out while it arrives (the
  * review: Mum's 80 KB clip, sent chunked, made grandma's 48 KB clip and her resumable upload of
  * 1 MB 507): so it holds CHUNKED_FIRST_HOLD, and a timer keeps the hold at twice what arrived,
- * up to what it may have. When the family's other uploads took the room it needs meanwhile, the
- * body is cut: the connection closes without an answer (the engine answers only its own limits
- * in the middle of a body), and the phone's retry is answered before its body.
+ * up to what it may have. When the family's other uploads took the room it needs meanwhile,
+ * the body is refused in its middle (507 uploads_hold_room, srv_body_refuse) and the phone,
+ * still sending, reads why.
  */
 #define CHUNKED_FIRST_HOLD (1u << 20)
 #define CHUNKED_WATCH_MS 250
@@ -247,9 +247,10 @@ static void body_watch_tick(uv_timer_t *t)
 	if (in <= j->held)
 		return; /* what arrived is held: perhaps room comes back before it needs more */
 	uv_timer_stop(t);
-	srv_log_event(w->x->srv, "upload_cut",
+	srv_log_event(w->x->srv, "upload_refused",
 	              "a chunked upload passed the room its family's other uploads left it");
-	srv_body_cut(w->x);
+	srv_body_refuse(w->x, 507, "uploads_hold_room", UPLOADS_HOLD_ROOM_WHY,
+	                "Retry-After: 60\r\n");
 }
 
 static void body_watch_closed(uv_handle_t *h)
@@ -320,8 +321,7 @@ static void upload_gate_work(api_job *j)
 static void upload_refused(srv_exchange *x, api_job *j)
 {
 	if (j->rc == STORE_EQUOTA)
-		srv_respond_error(x, 507, "quota_exceeded",
-		                  "the family's mailbox leaves no room for this recording");
+		srv_respond_error(x, 507, "quota_exceeded", QUOTA_EXCEEDED_WHY);
 	else if (j->rc == SRV_UPLOAD_EHELD)
 		srv_respond_error_with(x, 507, "uploads_hold_room", UPLOADS_HOLD_ROOM_WHY,
 		                       "Retry-After: 60\r\n");
@@ -379,6 +379,15 @@ static void upload_gate_done(srv_exchange *x, void *arg)
 	int fd = j->body_fd;
 	if (j->declared == 0 && j->held < j->body_max)
 		body_watch_start(x, j);
+	if (j->declared == 0 && j->body_max < SRV_UPLOAD_MAX) {
+		/* Past what it may have, a chunked body is told why, as a declared one would be
+		 * before its body: the family's room, or what its other uploads hold of it. */
+		if (j->body_max < j->allowance)
+			srv_body_limit_answer(x, 507, "uploads_hold_room", UPLOADS_HOLD_ROOM_WHY,
+			                      "Retry-After: 60\r\n");
+		else
+			srv_body_limit_answer(x, 507, "quota_exceeded", QUOTA_EXCEEDED_WHY, NULL);
+	}
 	int rc = srv_body_claim(x, fd, 0, j->body_max, upload_body_done, j);
 	if (rc < 0) { /* nothing read, and upload_body_done will not come */
 		body_watch_end(j);

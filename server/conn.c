@@ -568,10 +568,7 @@ static void process_loop(srv_conn *c)
 						      to_file ? conn_stage_body : conn_collect_body, &a->x,
 						      &complete);
 				if (r < 0 && claimed) {
-					s->metrics.parse_errors++;
-					conn_claim_fail(c, UV_EPROTO, srv_parse_status(r),
-							srv_parse_errcode(r), srv_parse_strerror(r),
-							NULL);
+					conn_claim_parse_failed(c, r);
 					return;
 				}
 				if (r < 0) {

@@ -302,6 +302,29 @@ void conn_claim_fail(srv_conn *c, int err, int status, const char *code, const c
 	a->claim.done(&a->x, a->claim.arg, a->claim.err);
 }
 
+void conn_claim_parse_failed(srv_conn *c, int parse_err)
+{
+	srv_active *a = c->a;
+	if (parse_err == SRV_HTTP_EBODY_TOO_LARGE && a->claim.limit_status) {
+		conn_claim_fail(c, UV_EFBIG, a->claim.limit_status, a->claim.limit_code,
+		                a->claim.limit_message, a->claim.limit_extra);
+		return;
+	}
+	c->srv->metrics.parse_errors++;
+	conn_claim_fail(c, UV_EPROTO, srv_parse_status(parse_err), srv_parse_errcode(parse_err),
+	                srv_parse_strerror(parse_err), NULL);
+}
+
+void srv_body_limit_answer(srv_exchange *x, int status, const char *code, const char *message,
+                           const char *extra)
+{
+	srv_active *a = x->conn->a;
+	a->claim.limit_status = status;
+	a->claim.limit_code = code;
+	a->claim.limit_message = message;
+	a->claim.limit_extra = extra;
+}
+
 int srv_body_claim(srv_exchange *x, int fd, uint64_t offset, uint64_t max, srv_body_done_fn done,
 		   void *arg)
 {
@@ -361,6 +384,16 @@ void srv_body_cut(srv_exchange *x)
 	a->claim.eof = true;
 	conn_stop_reading(c);
 	conn_process(c);
+}
+
+void srv_body_refuse(srv_exchange *x, int status, const char *code, const char *message,
+                     const char *extra)
+{
+	srv_conn *c = x->conn;
+	srv_active *a = c->a;
+	if (c->closed || !a->claim.done || a->claim.over || a->claim.err)
+		return;
+	conn_claim_fail(c, UV_EFBIG, status, code, message, extra);
 }
 
 void srv_respond_body_failure(srv_exchange *x)

@@ -57,6 +57,8 @@ int conn_open_body_file(srv_conn *c);
  * the connection is then closed). What is staged is written first, then the route is told. */
 void conn_claim_fail(srv_conn *c, int err, int status, const char *code, const char *message,
 		     const char *extra);
+/* A claimed body's framing broke or it passed its max (srv_body_limit_answer). */
+void conn_claim_parse_failed(srv_conn *c, int parse_err);
 
 /* conn_write.c */
 void conn_finish(srv_conn *c); /* the response is over: once, whatever the path */

@@ -233,6 +233,9 @@ typedef struct srv_active {
 		int err;               /* why the body ended early; 0: it has not */
 		int status;            /* the answer owed for that; 0: none (the client is gone) */
 		const char *code, *message, *extra;
+		/* srv_body_limit_answer(): the answer past max; 0: 413 body_too_large */
+		int limit_status;
+		const char *limit_code, *limit_message, *limit_extra;
 	} claim;
 } srv_active;
 
@@ -307,6 +310,18 @@ void srv_respond_job_refused(srv_exchange *x, int rc);
 int srv_body_claim(srv_exchange *x, int fd, uint64_t offset, uint64_t max, srv_body_done_fn done,
 		   void *arg);
 void srv_respond_body_failure(srv_exchange *x);
+/*
+ * The answer a claimed body gets when it passes its max, in place of 413 body_too_large (a
+ * chunked recording past its family's room: 507): called before srv_body_claim(). And the
+ * same answer at once, for a body still arriving that the route will not take (the room it
+ * needs next was taken meanwhile): what arrived is written, done follows with UV_EFBIG, and
+ * srv_respond_body_failure() sends it, then the connection closes lingering, so that a client
+ * still sending reads it instead of a reset. The strings must outlive the exchange (literals).
+ */
+void srv_body_limit_answer(srv_exchange *x, int status, const char *code, const char *message,
+                           const char *extra);
+void srv_body_refuse(srv_exchange *x, int status, const char *code, const char *message,
+                     const char *extra);
 /*
  * Ends a claimed body still arriving whose client the route knows to be gone (it came back on
  * another connection while this one still looks alive): the bytes already in the socket are

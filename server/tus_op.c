@@ -160,8 +160,7 @@ void tus_answer_failure(srv_exchange *x, const tus_op *op)
 		    "this device has too many unfinished uploads: finish or delete one");
 		return;
 	case SRV_UPLOAD_EROOM:
-		srv_respond_error(x, 507, "quota_exceeded",
-		                  "the family's mailbox leaves no room for this recording");
+		srv_respond_error(x, 507, "quota_exceeded", QUOTA_EXCEEDED_WHY);
 		return;
 	case SRV_UPLOAD_EHELD:
 		srv_respond_error_with(x, 507, "uploads_hold_room", UPLOADS_HOLD_ROOM_WHY,
