@@ -476,6 +476,7 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 	uv_signal_start(&s->sig_term, on_signal, SIGTERM);
 	uv_signal_start(&s->sig_int, on_signal, SIGINT);
 	uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
+	srv_conns_turns_init(s);
 	uv_timer_init(loop, &s->date_timer);
 	uv_timer_init(loop, &s->health_timer);
 	uv_timer_init(loop, &s->grace_timer);

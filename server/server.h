@@ -124,6 +124,10 @@ struct srv_server {
 	struct srv_heavy *heavy_reserved;
 	unsigned heavy_reserved_count;
 	srv_conn *conns;      /* all open connections (list) */
+	/* Connections that answered their share of pipelined requests this turn of the loop,
+	 * resumed on the next (conn.c) */
+	uv_idle_t resume_idle;
+	srv_conn *deferred, *deferred_tail;
 	const srv_route *routes;
 	size_t route_count;
 	srv_metrics metrics;
@@ -260,6 +264,12 @@ struct srv_conn {
 	size_t pending_write;   /* bytes handed to uv_write and not yet written */
 	srv_active *a;          /* while a request is in progress (conn.c) */
 	uint64_t poll_answered_ms; /* api_poll.c: its last long-poll answer (loop time), or 0 */
+	/* Requests started in this turn of the loop (turn_ms: its time); at SRV_TURN_REQUESTS
+	 * the rest wait for the next turn, in s->deferred. */
+	uint64_t turn_ms;
+	unsigned turn_requests;
+	bool deferred;
+	srv_conn *defer_next;
 	/* srv_conn_watch: called once if the client goes away while its handler waits */
 	void (*gone)(void *arg, srv_gone why);
 	void *gone_arg;
@@ -347,6 +357,8 @@ void srv_conn_close(srv_conn *c);
 void srv_conn_accept(srv_server *s);
 void srv_conns_drain(srv_server *s);
 void srv_conns_close_all(srv_server *s);
+/* The idle handle that resumes connections deferred to the loop's next turn (start). */
+void srv_conns_turns_init(srv_server *s);
 void srv_conn_unref(srv_conn *c); /* drops a reference taken with c->refs++ */
 /*
  * While a handler holds its request for long (a parked long-poll): read the socket meanwhile,

@@ -23,8 +23,12 @@ connection layer's answers to a review's findings:
    served, and its upload too while the part has room (a review: 256 such uploads held 256 KiB
    each, all 64 MiB, and every download and upload was 503 busy); an upload that starts fast
    and then drips holds 16 KiB again within a second or two.
+6. Pipelined floods: a connection answers at most 16 requests a turn of the event loop, so
+   while 100 connections pipeline 1,000 health checks each, another client's health checks are
+   answered throughout (a review: one waited 1.3 s, almost the whole flood).
 """
 import base64
+import multiprocessing
 import os
 import re
 import select
@@ -623,6 +627,91 @@ def stage_given_back(binary):
         srv.stop()
 
 
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def flood(port, conns, per, go, out):
+    """conns connections, each pipelining `per` health checks and reading the answers; puts
+    (answers, when the last came) on `out`."""
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(conns)]
+    for s in socks:
+        s.setblocking(False)
+    go.wait()
+    left = {s: memoryview(HEALTH * per) for s in socks}
+    tail = {s: b"" for s in socks}  # an answer's status line may span two reads
+    answers, live = 0, set(socks)
+    while live:
+        r, w, _ = select.select(list(live), [s for s in live if left[s]], [], 10)
+        if not r and not w:
+            break
+        for s in w:
+            try:
+                left[s] = left[s][s.send(left[s][:65536]):]
+            except BlockingIOError:
+                pass
+            except OSError:
+                live.discard(s)
+        for s in r:
+            try:
+                d = s.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                d = b""
+            if not d:
+                live.discard(s)
+            d = tail[s] + d
+            answers += d.count(b"HTTP/1.1 200 ")
+            tail[s] = d[-12:]
+    for s in socks:
+        s.close()
+    out.put((answers, time.time()))
+
+
+def pipelined_flood(binary):
+    """Finding: with no cap per turn of the loop, each flooding connection was read up to 32
+    times a turn and answered all it found, and a health check waited behind them."""
+    srv = start(binary, "--max-connections", "1000")
+    if not srv:
+        return
+    procs = []
+    try:
+        go, out = multiprocessing.Event(), multiprocessing.Queue()
+        procs = [multiprocessing.Process(target=flood, args=(srv.port, 50, 1000, go, out))
+                 for _ in range(2)]
+        for p in procs:
+            p.start()
+        probe = srv.connect(30)
+        reader = Reader(probe)
+        probe.sendall(HEALTH)
+        reader.response()
+        time.sleep(1.0)  # the flood's connections are open
+        waits = []
+        go.set()
+        t0 = time.time()
+        while any(p.is_alive() for p in procs) and out.qsize() < len(procs):
+            t = time.perf_counter()
+            probe.sendall(HEALTH)
+            r = reader.response()
+            waits.append(time.perf_counter() - t)
+            if not r or r.status != 200:
+                break
+            time.sleep(0.01)
+        done = [out.get(timeout=60) for _ in procs]
+        flood_s = max(t for _, t in done) - t0
+        answered = sum(n for n, _ in done)
+        longest = max(waits) if waits else flood_s
+        ok(answered == 100000 and len(waits) >= 5 and longest < flood_s / 4,
+           f"while 100 connections pipeline 1,000 health checks each (all {answered} answered "
+           f"in {flood_s:.2f} s), another client's {len(waits)} checks wait at most "
+           f"{longest * 1000:.0f} ms (less than a quarter of the flood)")
+        probe.close()
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     root, big = static_root()
@@ -632,6 +721,7 @@ def main():
     drain_claim(binary)
     upload_share(binary, root, big)
     stage_given_back(binary)
+    pipelined_flood(binary)
     return finish()
 
 
