@@ -169,6 +169,11 @@ void api_upload_work(api_job *j);
 	"yours, or send it again later"
 /* 507 quota_exceeded: the recording is larger than all the room the family has. */
 #define QUOTA_EXCEEDED_WHY "the family's mailbox leaves no room for this recording"
+/* 507 storage_full with Retry-After: unfinished uploads reached the disk's reserve
+ * (SRV_UPLOAD_EDISK); counted in /metrics. */
+#define STORAGE_KEPT_WHY "the server's disk is nearly full: send the recording again later"
+#define STORAGE_KEPT_RETRY "Retry-After: 300\r\n"
+void api_respond_disk_kept(srv_exchange *x);
 int api_upload_allowance(api_job *j, const char *family, const char *idem, uint64_t *allowance);
 /*
  * Pool side: the path's family (param[0]) is the caller's (else j->rc = STORE_ENOTFOUND, for

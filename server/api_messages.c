@@ -110,6 +110,12 @@ int api_upload_allowance(api_job *j, const char *family, const char *idem, uint6
 	return 0;
 }
 
+void api_respond_disk_kept(srv_exchange *x)
+{
+	x->srv->metrics.uploads_refused_disk++;
+	srv_respond_error_with(x, 507, "storage_full", STORAGE_KEPT_WHY, STORAGE_KEPT_RETRY);
+}
+
 void api_upload_work(api_job *j)
 {
 	if (!api_own_family(j))
@@ -239,14 +245,21 @@ static void body_watch_tick(uv_timer_t *t)
 	if (want <= j->held)
 		return;
 	uint64_t got;
-	if (srv_upload_hold_resize(j->upload_dir, j->hold, in > j->held ? in : j->held, want,
-	                           j->allowance, &got) == 0) {
+	srv_upload_hold_written(j->upload_dir, j->hold, in);
+	int rc = srv_upload_hold_resize(j->upload_dir, j->hold, in > j->held ? in : j->held, want,
+	                                j->allowance, &got);
+	if (rc == 0) {
 		j->held = got;
 		return;
 	}
 	if (in <= j->held)
 		return; /* what arrived is held: perhaps room comes back before it needs more */
 	uv_timer_stop(t);
+	if (rc == SRV_UPLOAD_EDISK) {
+		w->x->srv->metrics.uploads_refused_disk++;
+		srv_body_refuse(w->x, 507, "storage_full", STORAGE_KEPT_WHY, STORAGE_KEPT_RETRY);
+		return;
+	}
 	srv_log_event(w->x->srv, "upload_refused",
 	              "a chunked upload passed the room its family's other uploads left it");
 	srv_body_refuse(w->x, 507, "uploads_hold_room", UPLOADS_HOLD_ROOM_WHY,
@@ -295,21 +308,26 @@ static void upload_gate_work(api_job *j)
 	if (!api_own_family(j))
 		return;
 	/* The body counts with the family's unfinished uploads while it arrives: all of it when
-	 * its length is declared; else it may have what the family has left now (more is 413
-	 * body_too_large) and holds CHUNKED_FIRST_HOLD of it, more as it arrives (body_watch). */
+	 * its length is declared; else it may have what the family has left now (more is 507,
+	 * srv_body_limit_answer) and holds CHUNKED_FIRST_HOLD of it, more as it arrives
+	 * (body_watch). Either way the server's disk keeps its reserve (SRV_UPLOAD_EDISK). */
 	bool chunked = j->declared == 0;
 	if ((j->rc = api_upload_allowance(j, j->param[0], j->idem, &j->allowance)) < 0)
 		return;
+	j->body_max = j->declared;
+	if (chunked) {
+		uint64_t left = srv_upload_room_left(j->upload_dir, j->param[0], j->allowance);
+		j->body_max = left < SRV_UPLOAD_MAX ? left : SRV_UPLOAD_MAX;
+	}
+	uint64_t first =
+	    chunked && j->body_max > CHUNKED_FIRST_HOLD ? CHUNKED_FIRST_HOLD : j->body_max;
 	int rc = srv_upload_hold(j->upload_dir, j->param[0], chunked ? 1 : j->declared,
-	                         chunked ? SRV_UPLOAD_MAX : j->declared, j->allowance, j->hold,
+	                         chunked ? (first ? first : 1) : j->declared, j->allowance, j->hold,
 	                         &j->held);
-	j->body_max = j->held;
-	if (rc == 0 && chunked && j->held > CHUNKED_FIRST_HOLD)
-		rc = srv_upload_hold_resize(j->upload_dir, j->hold, 1, CHUNKED_FIRST_HOLD,
-		                            j->allowance, &j->held);
 	if (rc < 0) {
 		j->rc = rc == SRV_UPLOAD_EROOM   ? STORE_EQUOTA
 		        : rc == SRV_UPLOAD_EHELD ? SRV_UPLOAD_EHELD
+		        : rc == SRV_UPLOAD_EDISK ? SRV_UPLOAD_EDISK
 		                                 : STORE_ENOMEM;
 		return;
 	}
@@ -325,6 +343,8 @@ static void upload_refused(srv_exchange *x, api_job *j)
 	else if (j->rc == SRV_UPLOAD_EHELD)
 		srv_respond_error_with(x, 507, "uploads_hold_room", UPLOADS_HOLD_ROOM_WHY,
 		                       "Retry-After: 60\r\n");
+	else if (j->rc == SRV_UPLOAD_EDISK)
+		api_respond_disk_kept(x);
 	else
 		api_storage_failed(x, j->rc); /* 404 another family's, 503/507 no file */
 }
@@ -335,6 +355,8 @@ static void upload_body_done(srv_exchange *x, void *arg, int status)
 	api_job *j = arg;
 	x->body_fd = j->body_fd; /* the exchange closes it at its end */
 	body_watch_end(j);
+	if (status == 0)
+		srv_upload_hold_written(j->upload_dir, j->hold, x->body_len); /* all of it */
 	if (status == 0 && j->declared == 0 && j->held != x->body_len) {
 		/* Whole: it holds what it is while it is transcoded (what arrived since the last
 		 * tick too, if there is room: it is here either way). */

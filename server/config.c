@@ -87,6 +87,9 @@ static const setting settings[] = {
 	{"family-upload-bytes", T_U64, OFF(family_upload_bytes), 0, 1u << 20, UINT64_C(1) << 50,
 	 "bytes a family's unfinished uploads may hold; less when its quota's room is small "
 	 "(1073741824)"},
+	{"upload-disk-reserve", T_U64, OFF(upload_disk_reserve), 0, 0, UINT64_C(1) << 50,
+	 "bytes of the data directory's disk that unfinished uploads, all families together, "
+	 "leave free for the mailboxes; 0: none (1073741824)"},
 	{"retention-interval-s", T_UINT, OFF(retention_interval_s), 0, 1, 7 * 24 * 3600,
 	 "how often messages past their family's retention period are deleted, seconds (3600)"},
 	{"kiosk-idle-s", T_UINT, OFF(kiosk_idle_s), 0, 10, 24 * 3600,
@@ -143,6 +146,7 @@ void srv_config_defaults(srv_config *c)
 	c->audio_url_ttl_s = 1800;
 	c->family_quota = UINT64_C(1) << 30;
 	c->family_upload_bytes = UINT64_C(1) << 30;
+	c->upload_disk_reserve = UINT64_C(1) << 30;
 	c->retention_interval_s = 3600;
 	c->kiosk_idle_s = 180;
 	c->pin_failures = 5;

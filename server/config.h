@@ -55,6 +55,7 @@ typedef struct srv_config {
 	unsigned audio_url_ttl_s;         /* lifetime of a signed audio URL */
 	uint64_t family_quota;            /* audio bytes per family: the default and the ceiling */
 	uint64_t family_upload_bytes;     /* bytes a family's unfinished uploads may hold at most */
+	uint64_t upload_disk_reserve;     /* disk bytes unfinished uploads leave free */
 	unsigned retention_interval_s;    /* between runs of the retention job */
 	unsigned kiosk_idle_s;            /* a child's kiosk session ends after this idle time */
 	unsigned pin_failures;            /* wrong kiosk PINs before the login locks */

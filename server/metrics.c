@@ -197,7 +197,11 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "# TYPE jiayin_buffers_refused_total counter\n"
 	    "jiayin_buffers_refused_total{reason=\"memory\"} %llu\n"
 	    "jiayin_buffers_refused_total{reason=\"client\"} %llu\n"
-	    "jiayin_buffers_refused_total{reason=\"uploads\"} %llu\n",
+	    "jiayin_buffers_refused_total{reason=\"uploads\"} %llu\n"
+	    "# HELP jiayin_uploads_refused_disk_total Uploads refused (507 storage_full) because "
+	    "unfinished uploads reached the data disk's reserve (upload-disk-reserve).\n"
+	    "# TYPE jiayin_uploads_refused_disk_total counter\njiayin_uploads_refused_disk_total "
+	    "%llu\n",
 	    s->open_conns, (unsigned long long)m->connections_total,
 	    (unsigned long long)m->connections_refused, s->active_jobs, s->heavy_queued,
 	    s->heavy_reserved_count, (unsigned long long)m->jobs_refused,
@@ -208,7 +212,8 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    (unsigned long long)s->buffer_bytes, (unsigned long long)s->upload_buffer_bytes,
 	    (unsigned long long)m->buffers_refused_memory,
 	    (unsigned long long)m->buffers_refused_client,
-	    (unsigned long long)m->buffers_refused_uploads);
+	    (unsigned long long)m->buffers_refused_uploads,
+	    (unsigned long long)m->uploads_refused_disk);
 	if (o.failed) {
 		free(o.p);
 		return NULL;

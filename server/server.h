@@ -78,6 +78,7 @@ typedef struct srv_metrics {
 	uint64_t buffers_refused_memory; /* no stream/upload buffer left (buffer-memory) */
 	uint64_t buffers_refused_client; /* the client's share of them in use (buffers-per-client) */
 	uint64_t buffers_refused_uploads; /* uploads' part in use (upload-buffer-percent) */
+	uint64_t uploads_refused_disk;    /* the disk's reserve reached (upload-disk-reserve) */
 } srv_metrics;
 
 int srv_metrics_init(srv_metrics *m, const srv_route *routes, size_t n);

@@ -166,6 +166,9 @@ void tus_answer_failure(srv_exchange *x, const tus_op *op)
 		srv_respond_error_with(x, 507, "uploads_hold_room", UPLOADS_HOLD_ROOM_WHY,
 		                       "Retry-After: 60\r\n");
 		return;
+	case SRV_UPLOAD_EDISK:
+		api_respond_disk_kept(x);
+		return;
 	case TUS_EMISMATCH:
 		srv_respond_error(x, 409, "offset_mismatch",
 		                  "Upload-Offset is not the upload's offset: ask with HEAD");

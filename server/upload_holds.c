@@ -18,6 +18,7 @@ typedef struct hold {
 	char key[HOLD_KEY_MAX];
 	char family[HOLD_KEY_MAX];
 	uint64_t bytes;
+	uint64_t written; /* of them, on the disk already */
 } hold;
 
 struct srv_upload_holds {
@@ -59,23 +60,49 @@ static uint64_t family_sum(const srv_upload_holds *h, const char *family)
 	return sum;
 }
 
+static uint64_t unwritten(const hold *e)
+{
+	return e->bytes > e->written ? e->bytes - e->written : 0;
+}
+
+/* Under the mutex: what all entries but `except` (or none) have still to write. */
+static uint64_t unwritten_sum(const srv_upload_holds *h, const hold *except)
+{
+	uint64_t sum = 0;
+	for (size_t i = 0; i < h->n; i++)
+		if (&h->v[i] != except)
+			sum += unwritten(&h->v[i]);
+	return sum;
+}
+
+static uint64_t min3(uint64_t a, uint64_t b, uint64_t c)
+{
+	uint64_t m = a < b ? a : b;
+	return m < c ? m : c;
+}
+
 int srv_upload_holds_take(srv_upload_holds *h, const char *family, const char *key, uint64_t min,
-                          uint64_t max, uint64_t allowance, uint64_t *got)
+                          uint64_t max, uint64_t allowance, uint64_t disk, uint64_t *got)
 {
 	*got = 0;
 	if (strlen(key) >= HOLD_KEY_MAX || strlen(family) >= HOLD_KEY_MAX)
 		return -EINVAL;
 	pthread_mutex_lock(&h->mu);
 	int rc = 0;
-	uint64_t held = family_sum(h, family);
+	uint64_t held = family_sum(h, family), pending = unwritten_sum(h, NULL);
 	uint64_t left = held < allowance ? allowance - held : 0;
-	uint64_t take = left < max ? left : max;
+	uint64_t disk_left = pending < disk ? disk - pending : 0;
+	uint64_t take = min3(left, disk_left, max);
 	if (allowance < min || allowance == 0) {
 		rc = -ENOSPC;
 		goto done;
 	}
-	if (take < min || take == 0) {
+	if (left < min || left == 0) {
 		rc = -EAGAIN; /* it would fit, were it not for the family's other entries */
+		goto done;
+	}
+	if (take < min || take == 0) {
+		rc = -EDQUOT; /* the family has room; the server's disk has not */
 		goto done;
 	}
 	if (h->n == h->cap) {
@@ -92,6 +119,7 @@ int srv_upload_holds_take(srv_upload_holds *h, const char *family, const char *k
 	snprintf(e->key, sizeof e->key, "%s", key);
 	snprintf(e->family, sizeof e->family, "%s", family);
 	e->bytes = take;
+	e->written = 0;
 	*got = take;
 done:
 	pthread_mutex_unlock(&h->mu);
@@ -99,7 +127,7 @@ done:
 }
 
 int srv_upload_holds_resize(srv_upload_holds *h, const char *key, uint64_t min, uint64_t max,
-                            uint64_t allowance, uint64_t *got)
+                            uint64_t allowance, uint64_t disk, uint64_t *got)
 {
 	*got = 0;
 	pthread_mutex_lock(&h->mu);
@@ -110,8 +138,12 @@ int srv_upload_holds_resize(srv_upload_holds *h, const char *key, uint64_t min, 
 			continue;
 		uint64_t others = family_sum(h, e->family) - e->bytes;
 		uint64_t left = others < allowance ? allowance - others : 0;
-		uint64_t bytes = left < max ? left : max;
-		rc = bytes < min ? -EAGAIN : 0;
+		/* Its written bytes are on the disk already (out of `disk`): they are its own. */
+		uint64_t pending = unwritten_sum(h, e);
+		uint64_t mine = disk > UINT64_MAX - e->written ? UINT64_MAX : disk + e->written;
+		uint64_t disk_left = pending < mine ? mine - pending : 0;
+		uint64_t bytes = min3(left, disk_left, max);
+		rc = bytes >= min ? 0 : left < min ? -EAGAIN : -EDQUOT;
 		if (rc == 0)
 			e->bytes = bytes;
 		*got = e->bytes;
@@ -119,6 +151,25 @@ int srv_upload_holds_resize(srv_upload_holds *h, const char *key, uint64_t min, 
 	}
 	pthread_mutex_unlock(&h->mu);
 	return rc;
+}
+
+uint64_t srv_upload_holds_left(srv_upload_holds *h, const char *family, uint64_t allowance)
+{
+	pthread_mutex_lock(&h->mu);
+	uint64_t held = family_sum(h, family);
+	pthread_mutex_unlock(&h->mu);
+	return held < allowance ? allowance - held : 0;
+}
+
+void srv_upload_holds_written(srv_upload_holds *h, const char *key, uint64_t written)
+{
+	pthread_mutex_lock(&h->mu);
+	for (size_t i = 0; i < h->n; i++)
+		if (strcmp(h->v[i].key, key) == 0) {
+			h->v[i].written = written;
+			break;
+		}
+	pthread_mutex_unlock(&h->mu);
 }
 
 void srv_upload_holds_give(srv_upload_holds *h, const char *key)

@@ -1,8 +1,9 @@
 /*
  * upload_holds.h — the bytes each family's unfinished uploads hold (upload_holds.c): a ledger
  * of entries, each a key (an upload's id, or a plain upload's body's) with its family and its
- * bytes, so that a family's unfinished uploads are bounded together, whichever phones and
- * kiosks hold them. uploads.c keeps it for data/uploads; the server holds plain bodies in it.
+ * bytes (and how many of them are written), so that a family's unfinished uploads are bounded
+ * together, whichever phones and kiosks hold them, and all families' by the disk's free space.
+ * uploads.c keeps it for data/uploads; the server holds plain bodies in it.
  *
  * Thread-safe: one mutex, held only for the ledger's own arithmetic (never across I/O), so the
  * event loop may give an entry back. Calls return 0 or a negative errno.
@@ -19,19 +20,27 @@ void srv_upload_holds_free(srv_upload_holds *h); /* NULL is fine */
 
 /*
  * Holds bytes for `family` under `key` (at most 26 characters, not held yet): as many as the
- * family's other entries leave of `allowance`, up to `max`; when that is less than `min` (or
- * nothing), nothing is held: -ENOSPC when `allowance` itself is, else -EAGAIN (the other
- * entries hold the rest). -ENOMEM. *got: the bytes held.
+ * family's other entries leave of `allowance`, and all families' entries leave of `disk`
+ * (what the server's disk may still take of unfinished uploads: each entry counts what it has
+ * not written yet; UINT64_MAX: no bound), up to `max`; when that is less than `min` (or
+ * nothing), nothing is held: -ENOSPC when `allowance` itself is, -EAGAIN when the family's
+ * other entries hold the rest, else -EDQUOT (the disk). -ENOMEM. *got: the bytes held.
  */
 int srv_upload_holds_take(srv_upload_holds *h, const char *family, const char *key, uint64_t min,
-                          uint64_t max, uint64_t allowance, uint64_t *got);
+                          uint64_t max, uint64_t allowance, uint64_t disk, uint64_t *got);
 /*
- * The entry under `key` holds as many bytes as the family's other entries leave of `allowance`,
- * up to `max` (less than it holds: it shrinks to `max`); when that is less than `min`, it stays
- * as it was: -EAGAIN, or -ENOENT when there is no such entry. *got: what it holds on return.
+ * The entry under `key` holds as many bytes as the family's other entries leave of `allowance`
+ * and all entries leave of `disk`, up to `max` (less than it holds: it shrinks to `max`); when
+ * that is less than `min`, it stays as it was: -EAGAIN (the family's others) or -EDQUOT (the
+ * disk), or -ENOENT when there is no such entry. *got: what it holds on return.
  */
 int srv_upload_holds_resize(srv_upload_holds *h, const char *key, uint64_t min, uint64_t max,
-                            uint64_t allowance, uint64_t *got);
+                            uint64_t allowance, uint64_t disk, uint64_t *got);
+/* What the family's entries leave of `allowance` now (0: none). */
+uint64_t srv_upload_holds_left(srv_upload_holds *h, const char *family, uint64_t allowance);
+/* The entry under `key` has `written` of its bytes on the disk (they are in its free space no
+ * more, and count against `disk` no more). */
+void srv_upload_holds_written(srv_upload_holds *h, const char *key, uint64_t written);
 /* The entry under `key` goes, if there is one. */
 void srv_upload_holds_give(srv_upload_holds *h, const char *key);
 

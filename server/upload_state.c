@@ -205,6 +205,7 @@ int srv_uploads_start(srv_server *s)
 		free(up);
 		return rc;
 	}
+	srv_upload_dir_set_reserve(up->dir, s->cfg.upload_disk_reserve);
 	int64_t every = (start_ms < expiry_ms ? start_ms : expiry_ms) / 2;
 	if (every > SWEEP_EVERY_MAX_MS)
 		every = SWEEP_EVERY_MAX_MS;

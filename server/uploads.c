@@ -21,10 +21,13 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RECORD_MAX 4096       /* a record is a few hundred bytes; more is not ours */
@@ -104,6 +107,41 @@ int srv_upload_dir_open(srv_upload_dir **out, const char *data_dir, int64_t expi
 fail:
 	srv_upload_dir_close(d);
 	return rc;
+}
+
+void srv_upload_dir_set_reserve(srv_upload_dir *d, uint64_t reserve)
+{
+	d->disk_reserve = reserve;
+	atomic_store(&d->disk_at_ms, INT64_MIN); /* look again */
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* fstatvfs() is cheap (the file system's counters, no disk I/O), but any thread asks, the
+ * event loop's body watch too: once a second at most. Written bytes are counted by the ledger
+ * meanwhile (srv_upload_holds_written) and by the free space only at the next look, so the
+ * room can be overstated by what arrives in that second. */
+uint64_t upload_disk_room(srv_upload_dir *d)
+{
+	if (!d->disk_reserve)
+		return UINT64_MAX;
+	int64_t now = mono_ms(), at = atomic_load(&d->disk_at_ms);
+	if (at != INT64_MIN && now - at < 1000)
+		return atomic_load(&d->disk_room);
+	struct statvfs sv;
+	uint64_t room = UINT64_MAX;
+	if (fstatvfs(d->fd, &sv) == 0) {
+		uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+		room = avail > d->disk_reserve ? avail - d->disk_reserve : 0;
+	}
+	atomic_store(&d->disk_room, room);
+	atomic_store(&d->disk_at_ms, now);
+	return room;
 }
 
 void srv_upload_dir_close(srv_upload_dir *d)
@@ -337,6 +375,15 @@ static int create_again(int dev, srv_upload *u, const srv_upload *same, int64_t 
 	return rc;
 }
 
+/* The ledger's refusals as the API's codes. */
+static int hold_code(int rc)
+{
+	return rc == -ENOSPC   ? SRV_UPLOAD_EROOM
+	       : rc == -EAGAIN ? SRV_UPLOAD_EHELD
+	       : rc == -EDQUOT ? SRV_UPLOAD_EDISK
+	                       : rc;
+}
+
 int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t allowance,
                       int64_t now_ms, bool *again)
 {
@@ -366,12 +413,9 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t a
 	}
 	new_id(u->id);
 	rc = srv_upload_holds_take(d->holds, u->family, u->id, u->length, u->length, allowance,
-	                           &got);
+	                           upload_disk_room(d), &got);
 	if (rc < 0) {
-		if (rc == -ENOSPC)
-			rc = SRV_UPLOAD_EROOM;
-		else if (rc == -EAGAIN)
-			rc = SRV_UPLOAD_EHELD;
+		rc = hold_code(rc);
 		goto done;
 	}
 	u->offset = 0;
@@ -405,17 +449,29 @@ int srv_upload_hold(srv_upload_dir *d, const char *family, uint64_t min, uint64_
                     uint64_t allowance, char key[STORE_ID_LEN + 1], uint64_t *got)
 {
 	new_id(key);
-	int rc = srv_upload_holds_take(d->holds, family, key, min, max, allowance, got);
+	int rc = srv_upload_holds_take(d->holds, family, key, min, max, allowance,
+	                               upload_disk_room(d), got);
 	if (rc < 0)
 		key[0] = '\0';
-	return rc == -ENOSPC ? SRV_UPLOAD_EROOM : rc == -EAGAIN ? SRV_UPLOAD_EHELD : rc;
+	return hold_code(rc);
 }
 
 int srv_upload_hold_resize(srv_upload_dir *d, const char *key, uint64_t min, uint64_t max,
                            uint64_t allowance, uint64_t *got)
 {
-	int rc = srv_upload_holds_resize(d->holds, key, min, max, allowance, got);
-	return rc == -EAGAIN ? SRV_UPLOAD_EHELD : rc;
+	return hold_code(
+	    srv_upload_holds_resize(d->holds, key, min, max, allowance, upload_disk_room(d), got));
+}
+
+uint64_t srv_upload_room_left(srv_upload_dir *d, const char *family, uint64_t allowance)
+{
+	return srv_upload_holds_left(d->holds, family, allowance);
+}
+
+void srv_upload_hold_written(srv_upload_dir *d, const char *key, uint64_t written)
+{
+	if (key[0])
+		srv_upload_holds_written(d->holds, key, written);
 }
 
 void srv_upload_release(srv_upload_dir *d, const char *key)
@@ -493,8 +549,10 @@ int srv_upload_commit(srv_upload_dir *d, srv_upload *u, int fd, uint64_t written
 				break;
 			}
 		}
-		if (rc == 0)
+		if (rc == 0) {
 			*u = n;
+			srv_upload_holds_written(d->holds, u->id, u->offset);
+		}
 	}
 	if (dev >= 0)
 		close(dev);

@@ -28,6 +28,8 @@ enum {
 	SRV_UPLOAD_ECORRUPT = -10003,  /* a record that does not read back */
 	SRV_UPLOAD_EROOM = -10004,     /* the family's room is less than it, whatever is held */
 	SRV_UPLOAD_EHELD = -10005,     /* the family's other unfinished uploads hold that room */
+	SRV_UPLOAD_EDISK = -10006,     /* the server's disk keeps its last free space for the
+	                                  mailboxes (srv_upload_dir_set_reserve) */
 };
 
 typedef struct srv_upload {
@@ -49,6 +51,14 @@ typedef struct srv_upload_dir srv_upload_dir;
 int srv_upload_dir_open(srv_upload_dir **out, const char *data_dir, int64_t expiry_ms,
                         int64_t start_expiry_ms);
 void srv_upload_dir_close(srv_upload_dir *d); /* NULL is fine */
+/*
+ * Unfinished uploads, all families together, leave `reserve` bytes of the data's filesystem
+ * free, so that a disk filled by recordings on their way does not refuse the messages they and
+ * everyone else's become (0 until set: they may fill it). Each counts what it has still to write;
+ * past it, creations and holds are SRV_UPLOAD_EDISK. The free space is looked at once a second at
+ * most.
+ */
+void srv_upload_dir_set_reserve(srv_upload_dir *d, uint64_t reserve);
 
 /* When u expires (ms since the epoch). */
 int64_t srv_upload_expires_ms(const srv_upload_dir *d, const srv_upload *u);
@@ -59,7 +69,8 @@ int64_t srv_upload_expires_ms(const srv_upload_dir *d, const srv_upload *u);
  * already holds `cap` unfinished uploads of u->member (a kiosk's children count apart);
  * SRV_UPLOAD_EROOM when u->length passes `allowance`, SRV_UPLOAD_EHELD when it fits in it but
  * not beside what the family's other unfinished uploads hold (on any device, plain bodies
- * too). It holds u->length until it becomes a message or its files go.
+ * too), SRV_UPLOAD_EDISK when the server's disk keeps the rest (srv_upload_dir_set_reserve). It
+ * holds u->length until it becomes a message or its files go.
  *
  * The same recording created again (a lost answer's retry): when the device holds an
  * unfinished upload of u->member with u's idempotency key (not empty) in u's family, that
@@ -72,7 +83,8 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t a
 /*
  * A plain upload's body on its way in holds its bytes beside the family's unfinished uploads:
  * as many as they leave of `allowance`, up to `max` (*got), or, when that is under `min`,
- * SRV_UPLOAD_EROOM (`allowance` itself is) or SRV_UPLOAD_EHELD (the others hold the rest);
+ * SRV_UPLOAD_EROOM (`allowance` itself is), SRV_UPLOAD_EHELD (the others hold the rest) or
+ * SRV_UPLOAD_EDISK (the server's disk);
  * key (a fresh id) names the hold, empty when none was taken. Given back with
  * srv_upload_release(key) (an empty key: nothing). Neither touches the disk: any thread.
  */
@@ -81,9 +93,13 @@ int srv_upload_hold(srv_upload_dir *d, const char *family, uint64_t min, uint64_
 void srv_upload_release(srv_upload_dir *d, const char *key);
 /* The plain body's hold `key` grows (or shrinks) to as many bytes as the family's other
  * unfinished uploads leave of `allowance`, up to `max` (*got: what it holds on return);
- * SRV_UPLOAD_EHELD, unchanged, when that is under `min`. Any thread. */
+ * SRV_UPLOAD_EHELD or SRV_UPLOAD_EDISK, unchanged, when that is under `min`. Any thread. */
 int srv_upload_hold_resize(srv_upload_dir *d, const char *key, uint64_t min, uint64_t max,
                            uint64_t allowance, uint64_t *got);
+/* What the family's unfinished uploads leave of `allowance` now. Any thread. */
+uint64_t srv_upload_room_left(srv_upload_dir *d, const char *family, uint64_t allowance);
+/* Of the plain body's hold `key`, `written` bytes are on the disk now. Any thread. */
+void srv_upload_hold_written(srv_upload_dir *d, const char *key, uint64_t written);
 
 /* The record of `device`'s upload `id`; SRV_UPLOAD_ENOTFOUND if none (or expired). */
 int srv_upload_load(srv_upload_dir *d, const char *device, const char *id, int64_t now_ms,

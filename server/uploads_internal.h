@@ -10,6 +10,7 @@
 #include "uploads.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #define NAME_MAX_LEN 48 /* ID.info.tmp and the like */
 
@@ -20,7 +21,14 @@ struct srv_upload_dir {
 	pthread_mutex_t mu;
 	bool mu_ready;
 	srv_upload_holds *holds; /* each unfinished upload's length, and plain bodies' */
+	uint64_t disk_reserve;   /* srv_upload_dir_set_reserve */
+	/* disk_room()'s last look (any thread): the bytes it found, and when (monotonic ms) */
+	_Atomic uint64_t disk_room;
+	_Atomic int64_t disk_at_ms;
 };
+
+/* What unfinished uploads may still write to the data's filesystem (UINT64_MAX: no bound). */
+uint64_t upload_disk_room(srv_upload_dir *d);
 
 void upload_file_name(char out[NAME_MAX_LEN], const char *id, const char *suffix);
 int upload_errno(void); /* -errno, or -EIO when errno says nothing */

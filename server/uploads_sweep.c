@@ -241,7 +241,11 @@ static int hold_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
 	(void)arg;
 	if (upload_record_read(dev, id, &u) != 0 || u.message_id[0] || u.length == 0)
 		return 0; /* a record that does not read is a crash's: the sweep's */
-	return srv_upload_holds_take(d->holds, u.family, u.id, 1, u.length, UINT64_MAX, &got);
+	int rc = srv_upload_holds_take(d->holds, u.family, u.id, 1, u.length, UINT64_MAX,
+	                               UINT64_MAX, &got);
+	if (rc == 0)
+		srv_upload_holds_written(d->holds, u.id, u.offset);
+	return rc;
 }
 
 /* At open: what every unfinished upload held before a restart (an expired one too, until the
