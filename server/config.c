@@ -69,8 +69,8 @@ static const setting settings[] = {
 	{"threads", T_UINT, OFF(threads), 0, 1, 128,
 	 "threads for storage and transcoding work (4)"},
 	{"buffer-memory", T_U64, OFF(buffer_memory), 0, 1u << 20, UINT64_C(1) << 40,
-	 "bytes of stream (256 KiB) and upload (16-256 KiB) buffers held at once; beyond, "
-	 "503 (67108864)"},
+	 "bytes of download and upload buffers (16-256 KiB each, as fast as their client) "
+	 "held at once; beyond, 503 (67108864)"},
 	{"buffers-per-client", T_UINT, OFF(buffers_per_client), 0, 1, 1000000,
 	 "of those buffers, how many one client address may hold; beyond, 503 (16)"},
 	/* At least 10: 1 % of the smallest buffer-memory (1 MiB) holds no 16 KiB stage at all. */

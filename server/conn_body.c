@@ -83,14 +83,14 @@ void conn_file_failed(srv_conn *c, int uv_err)
 static int stage_open(srv_conn *c)
 {
 	srv_active *a = c->a;
-	if (conn_upload_reserve(&a->x, STAGE_MIN) < 0)
+	if (conn_upload_reserve(&a->x, SRV_STAGE_MIN) < 0)
 		return UV_EBUSY;
-	char *p = malloc(STAGE_MIN);
+	char *p = malloc(SRV_STAGE_MIN);
 	if (!p)
 		return UV_ENOMEM; /* the reservation ends with the exchange */
 	free(a->stage);
 	a->stage = p;
-	a->stage_cap = STAGE_MIN;
+	a->stage_cap = SRV_STAGE_MIN;
 	a->stage_next = 0;
 	a->stage_t0 = srv_now_ns();
 	return 0;
@@ -107,25 +107,25 @@ static void stage_settle(srv_conn *c)
 	if (!cap || cap == old || a->stage_len > 0 || a->body_complete)
 		return;
 	/* The uploads' part full, or no memory: it stays as it is. Empty: nothing to copy. */
-	if (cap > old && conn_upload_resize(&a->x, cap) < 0)
+	if (cap > old && srv_buffer_resize(&a->x, cap) < 0)
 		return;
 	char *p = malloc(cap);
 	if (!p) {
 		if (cap > old)
-			conn_upload_resize(&a->x, old);
+			srv_buffer_resize(&a->x, old);
 		return;
 	}
 	free(a->stage);
 	a->stage = p;
 	a->stage_cap = cap;
 	if (cap < old)
-		conn_upload_resize(&a->x, cap);
+		srv_buffer_resize(&a->x, cap);
 }
 
 void conn_write_full_stage(srv_conn *c)
 {
 	srv_active *a = c->a;
-	if (a->stage_cap < STAGE_MAX && srv_now_ns() - a->stage_t0 <= STAGE_FAST_NS)
+	if (a->stage_cap < SRV_STAGE_MAX && srv_now_ns() - a->stage_t0 <= SRV_STAGE_FAST_NS)
 		a->stage_next = a->stage_cap * 2;
 	conn_write_stage(c);
 }
@@ -135,8 +135,8 @@ void conn_wait_body(srv_conn *c)
 	srv_active *a = c->a;
 	unsigned ms = c->srv->cfg.body_idle_ms;
 	bool hold = false;
-	if (a->stage && a->stage_cap > STAGE_MIN) {
-		uint64_t now = srv_now_ns(), due = a->stage_t0 + STAGE_HOLD_NS;
+	if (a->stage && a->stage_cap > SRV_STAGE_MIN) {
+		uint64_t now = srv_now_ns(), due = a->stage_t0 + SRV_STAGE_HOLD_NS;
 		if (now >= due) {
 			conn_stage_hold(c);
 			return;
@@ -155,7 +155,7 @@ void conn_wait_body(srv_conn *c)
 void conn_stage_hold(srv_conn *c)
 {
 	srv_active *a = c->a;
-	a->stage_next = STAGE_MIN;
+	a->stage_next = SRV_STAGE_MIN;
 	if (a->stage_len > 0) {
 		conn_write_stage(c); /* on_file_write settles it, then reads on */
 		return;

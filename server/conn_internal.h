@@ -9,15 +9,11 @@
 
 /*
  * A file-bound body is staged in memory and written in pieces the stage's size. The stage
- * starts small, so that a slow upload holds little of buffer memory, and doubles each time it
- * fills fast, so that a fast one is written in big pieces; a grown stage that does not fill
- * within STAGE_HOLD_NS (its client slowed down, or stopped) is written as it is and starts
- * small again.
+ * starts small (SRV_STAGE_MIN), so that a slow upload holds little of buffer memory, and
+ * doubles each time it fills within SRV_STAGE_FAST_NS, so that a fast one is written in big
+ * pieces; a grown stage that does not fill within SRV_STAGE_HOLD_NS (its client slowed down,
+ * or stopped) is written as it is and starts small again.
  */
-#define STAGE_MIN (16u * 1024)
-#define STAGE_MAX (256u * 1024)
-#define STAGE_FAST_NS 100000000ull  /* filled within 100 ms: it doubles */
-#define STAGE_HOLD_NS 1000000000ull /* grown and not full within 1 s: back to STAGE_MIN */
 #define RATE_SLOTS 4 /* a progress window slides a quarter of itself at a time */
 _Static_assert(sizeof(((srv_exchange *)0)->progress.mark) / sizeof(int64_t) == RATE_SLOTS + 1,
 	       "the progress window keeps RATE_SLOTS + 1 marks");
@@ -51,7 +47,7 @@ void conn_write_stage(srv_conn *c);
 void conn_write_full_stage(srv_conn *c); /* the stage is full: written, and perhaps grown */
 /* Waits for more of the body: the idle deadline, or a grown stage's hold when sooner. */
 void conn_wait_body(srv_conn *c);
-void conn_stage_hold(srv_conn *c); /* the hold is over: written as it is, back to STAGE_MIN */
+void conn_stage_hold(srv_conn *c); /* the hold is over: written as it is, back to the least */
 int conn_open_body_file(srv_conn *c);
 /* A claimed body ended early: err, and the answer owed (status 0: none, the client is gone;
  * the connection is then closed). What is staged is written first, then the route is told. */
@@ -64,10 +60,9 @@ void conn_claim_parse_failed(srv_conn *c, int parse_err);
 void conn_finish(srv_conn *c); /* the response is over: once, whatever the path */
 void conn_send_continue(srv_conn *c);
 /* An upload body's stage: bytes of buffer memory reserved from the uploads' part
- * (upload-buffer-percent), like srv_buffer_reserve (0, or -1: answer 503); then grown (-1 when
- * there is no room: nothing changes, nothing is counted as refused) or shrunk. */
+ * (upload-buffer-percent), like srv_buffer_reserve (0, or -1: answer 503); then resized with
+ * srv_buffer_resize. */
 int conn_upload_reserve(srv_exchange *x, size_t bytes);
-int conn_upload_resize(srv_exchange *x, size_t bytes);
 void conn_buffer_release(srv_exchange *x); /* ends x's buffer reservation, if any */
 void conn_write_tick(srv_conn *c); /* the write phase's timer: cut a response that stalls */
 /*

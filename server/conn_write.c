@@ -1,8 +1,10 @@
 /*
  * conn_write.c — putting a response on the wire: parts written at once with uv_try_write when
  * the socket takes them (no copy, no allocation; the response finishes before the call
- * returns), the rest queued with uv_write; 100 Continue; the stream and upload buffers a
- * request reserves (capped in all, for uploads apart, and per client address).
+ * returns), the rest queued with uv_write (or, for a streamed part offered, at most what the
+ * stream lets wait: srv_conn_offer); 100 Continue; the buffer memory a streamed response or an
+ * upload reserves (capped in all, for uploads apart, and per client address), grown and shrunk
+ * as its client goes.
  *
  * A response is not given a deadline as a whole (a slow phone downloading an export may take
  * an hour) but must keep moving: every quarter of write-timeout-ms the bytes the client has
@@ -81,8 +83,8 @@ static uint64_t upload_cap(const srv_server *s)
 	return s->cfg.buffer_memory * s->cfg.upload_buffer_percent / 100;
 }
 
-/* Has the client of x its share of holders already? At most the uploads' part / STAGE_MIN and
- * the rest / 256 KiB (2176 by default) hold one: a walk is cheap next to the request. */
+/* Has the client of x its share of holders already? At most buffer-memory / SRV_STAGE_MIN
+ * (4096 by default) hold one: a walk is cheap next to the request. */
 static bool share_taken(const srv_exchange *x)
 {
 	const srv_server *s = x->srv;
@@ -127,9 +129,9 @@ static int reserve(srv_exchange *x, size_t bytes, bool upload)
 	return 0;
 }
 
-int srv_buffer_reserve(srv_exchange *x)
+int srv_buffer_reserve(srv_exchange *x, size_t bytes)
 {
-	return reserve(x, SRV_BUFFER_BYTES, false);
+	return reserve(x, bytes, false);
 }
 
 int conn_upload_reserve(srv_exchange *x, size_t bytes)
@@ -137,21 +139,24 @@ int conn_upload_reserve(srv_exchange *x, size_t bytes)
 	return reserve(x, bytes, true);
 }
 
-int conn_upload_resize(srv_exchange *x, size_t bytes)
+int srv_buffer_resize(srv_exchange *x, size_t bytes)
 {
 	srv_server *s = x->srv;
-	if (!x->buffer_reserved || !x->buffer_upload)
+	if (!x->buffer_reserved)
 		return -1;
+	bool upload = x->buffer_upload;
 	if (bytes > x->buffer_held) {
 		size_t more = bytes - x->buffer_held;
 		if (s->buffer_bytes + more > s->cfg.buffer_memory ||
-		    s->upload_buffer_bytes + more > upload_cap(s))
+		    (upload && s->upload_buffer_bytes + more > upload_cap(s)))
 			return -1; /* not refused: the stage stays as it is */
 		s->buffer_bytes += more;
-		s->upload_buffer_bytes += more;
+		if (upload)
+			s->upload_buffer_bytes += more;
 	} else {
 		s->buffer_bytes -= x->buffer_held - bytes;
-		s->upload_buffer_bytes -= x->buffer_held - bytes;
+		if (upload)
+			s->upload_buffer_bytes -= x->buffer_held - bytes;
 	}
 	x->buffer_held = bytes;
 	return 0;
@@ -314,11 +319,15 @@ static void on_write(uv_write_t *w, int status)
  * Writes a part of a response. The socket usually takes it at once (uv_try_write): then
  * nothing is copied or allocated and the response finishes before this returns. Otherwise what
  * is left of the head (and of the body when copy, else the caller keeps it until cb) goes into
- * a write request.
+ * a write request; of the body, at most queue_max bytes (a copy): *accepted (when not NULL)
+ * says how many of its bytes went, the rest is the caller's to offer again.
  */
 static void write_impl(srv_conn *c, const char *head, size_t head_len, const void *body,
-		       size_t body_len, bool copy, bool more, srv_write_cb cb, void *arg)
+                       size_t body_len, bool copy, size_t queue_max, size_t *accepted, bool more,
+                       srv_write_cb cb, void *arg)
 {
+	if (accepted)
+		*accepted = 0;
 	if (c->closed) {
 		if (cb)
 			cb(arg, UV_ECANCELED);
@@ -355,6 +364,8 @@ static void write_impl(srv_conn *c, const char *head, size_t head_len, const voi
 		}
 	}
 	if (done == total) {
+		if (accepted)
+			*accepted = body_len;
 		if (cb)
 			cb(arg, 0);
 		if (!more)
@@ -364,6 +375,15 @@ static void write_impl(srv_conn *c, const char *head, size_t head_len, const voi
 	size_t head_rest = done < head_len ? head_len - done : 0;
 	size_t body_done = done > head_len ? done - head_len : 0;
 	size_t body_rest = body_len - body_done;
+	if (body_rest > queue_max) {
+		/* Not sent, nor counted as sent: what the client takes is measured on what went. */
+		c->srv->metrics.bytes_out -= body_rest - queue_max;
+		c->a->x.bytes_out -= body_rest - queue_max;
+		body_rest = queue_max;
+		more = true;
+	}
+	if (accepted)
+		*accepted = body_done + body_rest;
 	write_req *wr = malloc(sizeof *wr + head_rest + (copy ? body_rest : 0));
 	if (!wr) {
 		srv_conn_close(c);
@@ -405,14 +425,22 @@ static void write_impl(srv_conn *c, const char *head, size_t head_len, const voi
 void srv_conn_write_part(srv_conn *c, const char *head, size_t head_len, const void *body,
 			 size_t body_len, bool more, srv_write_cb cb, void *arg)
 {
-	write_impl(c, head, head_len, body, body_len, false, more, cb, arg);
+	write_impl(c, head, head_len, body, body_len, false, SIZE_MAX, NULL, more, cb, arg);
+}
+
+void srv_conn_offer(srv_conn *c, const char *head, size_t head_len, const void *body,
+                    size_t body_len, size_t queue_max, bool more, size_t *accepted, srv_write_cb cb,
+                    void *arg)
+{
+	write_impl(c, head, head_len, body, body_len, true, queue_max ? queue_max : 1, accepted,
+	           more, cb, arg);
 }
 
 /* Queues one whole response (already formatted); the body is copied. */
 void srv_conn_write(srv_conn *c, const char *head, size_t head_len, const void *body,
 		    size_t body_len)
 {
-	write_impl(c, head, head_len, body, body_len, true, false, NULL, NULL);
+	write_impl(c, head, head_len, body, body_len, true, SIZE_MAX, NULL, false, NULL, NULL);
 }
 
 /* A streamed response cannot go on (storage failed mid-body): cut the connection. */

@@ -7,8 +7,9 @@
  * `Content-Range: bytes * /size`); several ranges or a Range it cannot read get the whole
  * body (200), which the RFC allows. It reads only the request, so a pool thread may run it.
  * srv_respond_entity() writes the head and the chunk read so far, then reads and writes one
- * chunk at a time: each read is a job on the pool that opens and closes its own storage
- * access, so nothing in storage is held while the client is slow to read.
+ * chunk at a time, its size following how fast the client takes them (below): each read is a
+ * job on the pool that opens and closes its own storage access, so nothing in storage is held
+ * while the client is slow to read.
  */
 #include "entity.h"
 
@@ -216,40 +217,85 @@ void srv_entity_plan(const srv_request *req, const srv_entity *e, srv_plan *plan
 }
 
 /* ---- streaming ---- */
+/*
+ * A streamed body's stage follows its client, measured by how fast it takes what it is given
+ * (the write of a part completing), not by how fast storage reads. Each read takes the stage
+ * (cap bytes) and is offered to the socket: when the socket takes it all at once, the client
+ * keeps up and the next read is twice as big (up to SRV_STAGE_MAX). Otherwise at most
+ * SRV_STAGE_MIN of the rest is copied into a write that waits for the client (the piece), and
+ * the remainder stays in the buffer until the piece is out: the piece's time sets the stage
+ * (doubled within SRV_STAGE_FAST_NS, SRV_STAGE_MIN past SRV_STAGE_HOLD_NS), then the
+ * remainder is offered. A buffer kept SRV_STAGE_HOLD_NS beside a piece (the client slowed
+ * down or stopped) is let go, to be read again later, and the stage falls to SRV_STAGE_MIN:
+ * a slow reader thus holds one piece and its 16 KiB reads, a fast one 256 KiB reads, and the
+ * first part (read with the lookup, up to SRV_STREAM_CHUNK) goes out whole to a client that
+ * takes it. The reservation (x->buffer_held) follows what is held: the buffer, plus
+ * SRV_STAGE_MIN while a piece is out.
+ */
 typedef struct stream {
 	srv_exchange *x;
 	srv_source src;
 	uint64_t next, end; /* the next byte to read, one past the last */
-	char *buf;
-	size_t got;
+	char *buf;          /* read and not yet offered: [pos, got); NULL when nothing is kept */
+	size_t size;        /* buf's size */
+	size_t pos, got;
+	size_t cap;      /* the stage: how much the next read takes */
+	size_t accepted; /* of the part offered last */
+	uint64_t t0;     /* when the piece out was queued */
+	uv_timer_t hold; /* a buffer kept beside a piece: let go when it fires */
+	bool offering;   /* inside srv_conn_offer: its callback only notes the status */
+	bool called;
+	int status;
 	int rc;
 } stream;
+
+static void stream_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
 
 static void stream_free(stream *st)
 {
 	if (st->src.close)
 		st->src.close(st->src.ctx);
 	free(st->buf);
-	free(st);
+	st->buf = NULL;
+	uv_close((uv_handle_t *)&st->hold, stream_closed);
+}
+
+/* Nothing read is kept: only the piece out, if any, is held. */
+static void stream_let_go(stream *st)
+{
+	st->next -= st->got - st->pos; /* read again later */
+	free(st->buf);
+	st->buf = NULL;
+	st->size = st->pos = st->got = 0;
+	srv_buffer_resize(st->x, SRV_STAGE_MIN);
+}
+
+static void stream_held_too_long(uv_timer_t *t)
+{
+	stream *st = t->data;
+	stream_let_go(st);
+	st->cap = SRV_STAGE_MIN;
 }
 
 static void stream_read_job(void *arg)
 {
 	stream *st = arg;
 	uint64_t want = st->end - st->next;
-	if (want > SRV_STREAM_CHUNK)
-		want = SRV_STREAM_CHUNK;
+	if (want > st->size)
+		want = st->size;
 	st->rc = st->src.read(st->src.ctx, st->next, st->buf, (size_t)want, &st->got);
 	if (st->rc == 0 && st->got == 0)
 		st->rc = -1; /* the thing is shorter than it said: do not spin */
 }
 
-static void stream_chunk_written(void *arg, int status);
+static void stream_offer(stream *st, const char *head, size_t head_len);
 
 static void stream_read_done(srv_exchange *x, void *arg)
 {
 	stream *st = arg;
-	(void)x;
 	if (st->rc != 0 || x->conn->closed) {
 		/* The head is out: the only honest signal left is to cut the connection. */
 		if (st->rc < 0)
@@ -258,22 +304,101 @@ static void stream_read_done(srv_exchange *x, void *arg)
 		stream_free(st);
 		return;
 	}
+	st->pos = 0;
 	st->next += st->got;
-	srv_conn_write_part(x->conn, NULL, 0, st->buf, st->got, st->next < st->end,
-			    stream_chunk_written, st);
+	stream_offer(st, NULL, 0);
 }
 
-static void stream_chunk_written(void *arg, int status)
+/* The next part, into a buffer the stage's size (no room to grow: as large as is held). */
+static void stream_read(stream *st)
 {
-	stream *st = arg;
-	if (status < 0 || st->next >= st->end || st->x->conn->closed) {
-		stream_free(st);
-		return;
+	if (st->cap > SRV_STAGE_MAX)
+		st->cap = SRV_STAGE_MAX;
+	if (srv_buffer_resize(st->x, st->cap) < 0 && st->x->buffer_held >= SRV_STAGE_MIN)
+		st->cap = st->x->buffer_held;
+	if (st->buf && st->size != st->cap) {
+		free(st->buf);
+		st->buf = NULL;
 	}
+	if (!st->buf) {
+		if (!(st->buf = malloc(st->cap))) {
+			srv_conn_abort(st->x->conn);
+			stream_free(st);
+			return;
+		}
+		st->size = st->cap;
+	}
+	st->pos = st->got = 0;
 	if (srv_job_submit_any(st->x, stream_read_job, stream_read_done, st) < 0) {
 		srv_conn_abort(st->x->conn);
 		stream_free(st);
 	}
+}
+
+static void stream_sent(void *arg, int status)
+{
+	stream *st = arg;
+	if (st->offering) {
+		st->called = true;
+		st->status = status;
+		return;
+	}
+	/* The piece is out: how long the client took for it sets the stage. A failure or the
+	 * last part ended the response. */
+	uv_timer_stop(&st->hold);
+	if (status < 0 || (st->next >= st->end && !st->buf) || st->x->conn->closed) {
+		stream_free(st);
+		return;
+	}
+	uint64_t took = srv_now_ns() - st->t0;
+	if (took <= SRV_STAGE_FAST_NS)
+		st->cap *= 2;
+	else if (took > SRV_STAGE_HOLD_NS)
+		st->cap = SRV_STAGE_MIN;
+	if (st->buf) {
+		srv_buffer_resize(st->x, st->size); /* the piece is no longer held */
+		stream_offer(st, NULL, 0);
+	} else {
+		stream_read(st);
+	}
+}
+
+/* Offers what buf holds (after the head, if any). */
+static void stream_offer(stream *st, const char *head, size_t head_len)
+{
+	size_t len = st->got - st->pos;
+	st->offering = true;
+	st->called = false;
+	srv_conn_offer(st->x->conn, head, head_len, len ? st->buf + st->pos : NULL, len,
+	               SRV_STAGE_MIN, st->next < st->end, &st->accepted, stream_sent, st);
+	st->offering = false;
+	if (st->called) {
+		/* The socket took it all: the client keeps up. A failure or the last part ended
+		 * the response (and x with it, when the next request was served at once). */
+		if (st->status < 0 || st->next >= st->end || st->x->conn->closed) {
+			stream_free(st);
+			return;
+		}
+		if (len)
+			st->cap *= 2;
+		stream_read(st);
+		return;
+	}
+	/* A piece waits for the client. The rest is kept beside it if there is room, for a
+	 * second at most; else let go at once. */
+	st->pos += st->accepted;
+	st->t0 = srv_now_ns();
+	if (st->pos < st->got && srv_buffer_resize(st->x, st->size + SRV_STAGE_MIN) == 0)
+		uv_timer_start(&st->hold, stream_held_too_long, SRV_STAGE_HOLD_NS / 1000000, 0);
+	else
+		stream_let_go(st);
+}
+
+size_t srv_stream_first_stage(size_t first_len)
+{
+	return first_len < SRV_STAGE_MIN   ? SRV_STAGE_MIN
+	       : first_len > SRV_STAGE_MAX ? SRV_STAGE_MAX
+	                                   : first_len;
 }
 
 void srv_respond_entity(srv_exchange *x, const srv_entity *e, const srv_plan *plan,
@@ -323,8 +448,7 @@ void srv_respond_entity(srv_exchange *x, const srv_entity *e, const srv_plan *pl
 		return;
 	}
 	stream *st = calloc(1, sizeof *st);
-	if (!st || (!first && !(first = malloc(SRV_STREAM_CHUNK)))) {
-		free(st);
+	if (!st) {
 		free(first);
 		if (src->close)
 			src->close(src->ctx);
@@ -333,7 +457,17 @@ void srv_respond_entity(srv_exchange *x, const srv_entity *e, const srv_plan *pl
 	}
 	st->x = x;
 	st->src = *src;
-	st->buf = first;
+	uv_timer_init(x->srv->loop, &st->hold);
+	st->hold.data = st;
+	st->cap = srv_stream_first_stage(first_len); /* as the caller reserved */
+	if (first && st->cap < SRV_STREAM_CHUNK) {
+		char *p = realloc(first, st->cap); /* no more than is reserved */
+		if (p)
+			first = p;
+	}
+	st->buf = first; /* NULL without a first part: the offer below sends the head alone */
+	st->size = first ? st->cap : 0;
+	st->got = first_len;
 	st->next = plan->offset + first_len;
 	st->end = plan->offset + plan->length;
 	/* The head and what was read with the lookup go out together. */
@@ -342,6 +476,5 @@ void srv_respond_entity(srv_exchange *x, const srv_entity *e, const srv_plan *pl
 	char head[2048];
 	size_t hl = srv_format_head(x, plan->status, e->content_type, extra,
 				    (int64_t)plan->length, head, sizeof head);
-	srv_conn_write_part(x->conn, head, hl, first, first_len, st->next < st->end,
-			    stream_chunk_written, st);
+	stream_offer(st, head, hl);
 }

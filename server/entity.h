@@ -7,7 +7,7 @@
 
 #include "server.h"
 
-#define SRV_STREAM_CHUNK (256u * 1024) /* bytes per storage read of a streamed body */
+#define SRV_STREAM_CHUNK SRV_STAGE_MAX /* bytes of a streamed body read with its lookup */
 
 typedef struct srv_entity {
 	uint64_t size;
@@ -39,10 +39,13 @@ void srv_entity_plan(const srv_request *req, const srv_entity *e, srv_plan *plan
 
 /*
  * Answers with plan: headers (ETag, Last-Modified, Accept-Ranges, Content-Range), then the
- * body from src in SRV_STREAM_CHUNK pieces. first[0..first_len) are bytes already read from
- * plan->offset (malloc'd, SRV_STREAM_CHUNK bytes big, or NULL); ownership of first and src
- * passes here. On the loop thread.
+ * body from src in pieces of SRV_STAGE_MIN to SRV_STAGE_MAX bytes, as fast as the client takes
+ * them. first[0..first_len) are bytes already read from plan->offset (malloc'd,
+ * SRV_STREAM_CHUNK bytes big, or NULL); ownership of first and src passes here. A body needs
+ * srv_stream_first_stage(first_len) bytes of buffer memory reserved first (srv_respond_stream
+ * does that). On the loop thread.
  */
+size_t srv_stream_first_stage(size_t first_len);
 void srv_respond_entity(srv_exchange *x, const srv_entity *e, const srv_plan *plan,
 			srv_source *src, char *first, size_t first_len);
 

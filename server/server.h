@@ -353,6 +353,16 @@ void srv_conn_write(srv_conn *c, const char *head, size_t head_len, const void *
  */
 void srv_conn_write_part(srv_conn *c, const char *head, size_t head_len, const void *body,
 			 size_t body_len, bool more, srv_write_cb cb, void *arg);
+/*
+ * Offers a part of a streamed response: what the socket takes at once is sent, and at most
+ * queue_max bytes of the body's rest are copied and queued; the others are not sent.
+ * *accepted is how many of body's bytes were (set before cb may run). cb(arg, status) when
+ * they are out: before this returns when the socket took them all. more as for
+ * srv_conn_write_part; a part not all accepted is never the last.
+ */
+void srv_conn_offer(srv_conn *c, const char *head, size_t head_len, const void *body,
+                    size_t body_len, size_t queue_max, bool more, size_t *accepted, srv_write_cb cb,
+                    void *arg);
 void srv_conn_abort(srv_conn *c);
 void srv_conn_close(srv_conn *c);
 void srv_conn_accept(srv_server *s);
@@ -377,16 +387,27 @@ void srv_conn_watch(srv_conn *c, void (*gone)(void *arg, srv_gone why), void *ar
 void srv_conn_unwatch(srv_conn *c);
 
 /*
- * Buffer memory: a response that will stream a body reserves its 256 KiB buffer first (0, or -1
- * when cfg.buffer_memory is used up or the client holds cfg.buffers_per_client buffers: answer
- * 503); the reservation ends with the response (conn.c). Upload bodies reserve their stage
- * (16 KiB, more while their client is fast) inside the engine (conn_body.c), from a part of
- * buffer_memory (cfg.upload_buffer_percent), so that responses always have the rest. Slow
- * readers thus cannot pin more than buffer_memory between them, slow senders not more than the
- * uploads' part, nor one client all of it.
+ * Buffer memory: what a streamed body or an upload's body holds in memory at once is reserved
+ * from cfg.buffer_memory (0, or -1 when it is used up or the client holds
+ * cfg.buffers_per_client reservations: answer 503); the reservation ends with the response
+ * (conn.c). Both follow their client, as a stage between SRV_STAGE_MIN and SRV_STAGE_MAX: it
+ * doubles each time the client keeps up within SRV_STAGE_FAST_NS (a body's stage filled, a
+ * response's part taken), and falls back to SRV_STAGE_MIN when it takes longer than
+ * SRV_STAGE_HOLD_NS. A download reserves its first part (up to 256 KiB, read with the lookup;
+ * SRV_STAGE_MIN when none) and, a second after its client fell behind, holds only what waits
+ * for it (entity.c); an upload's stage starts at SRV_STAGE_MIN (conn_body.c) and comes
+ * from a part of buffer_memory (cfg.upload_buffer_percent), so that responses always have the
+ * rest. Slow readers thus hold 16 KiB each and cannot pin more than buffer_memory between
+ * them, slow senders not more than the uploads' part, nor one client all of it.
+ * srv_buffer_resize: grown (-1 when there is no room: nothing changes, nothing is counted as
+ * refused) or shrunk (never fails).
  */
-#define SRV_BUFFER_BYTES (256u * 1024)
-int srv_buffer_reserve(srv_exchange *x);
+#define SRV_STAGE_MIN (16u * 1024)
+#define SRV_STAGE_MAX (256u * 1024)
+#define SRV_STAGE_FAST_NS 100000000ull  /* kept up within 100 ms: the stage doubles */
+#define SRV_STAGE_HOLD_NS 1000000000ull /* slower than 1 s: back to SRV_STAGE_MIN */
+int srv_buffer_reserve(srv_exchange *x, size_t bytes);
+int srv_buffer_resize(srv_exchange *x, size_t bytes);
 
 /* ---- blocking work (server.c) ---- */
 typedef void (*srv_job_fn)(void *arg);

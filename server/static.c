@@ -7,7 +7,7 @@
  * the file is opened relative to the directory with O_NOFOLLOW on the last component and must
  * be a regular file. Opening, fstat and every read run on the job pool; the descriptor stays
  * open for the response (a file replaced meanwhile is served whole, as it was). The ETag is
- * made from the size and the modification time. A stream buffer (srv_buffer_reserve) is taken
+ * made from the size and the modification time. Buffer memory (srv_buffer_reserve) is taken
  * only once the answer is known to stream a body: a 304, a HEAD, a 404 or a 416 holds none.
  */
 #include "static.h"
@@ -160,7 +160,7 @@ void srv_respond_stream(srv_exchange *x, const srv_entity *e, const srv_plan *pl
 {
 	bool body = (plan->status == 200 || plan->status == 206) && !x->head_only &&
 		    plan->length > 0; /* as srv_respond_entity decides */
-	if (body && srv_buffer_reserve(x) < 0) {
+	if (body && srv_buffer_reserve(x, srv_stream_first_stage(first_len)) < 0) {
 		if (src->close)
 			src->close(src->ctx);
 		free(first);

@@ -9,7 +9,7 @@ connection layer's answers to a review's findings:
    hop behind a trusted proxy, an IPv6 one by its /64) holds at most its share of the stream
    buffers, so another client is still served while it sits on a stalled download; and an
    answer that streams nothing (HEAD, 304, 404, 416, audio refused by its auth check) holds no
-   buffer, so it is answered even when every buffer is taken.
+   buffer, so it is answered even when the client's share is taken.
 2. write-timeout-ms is a progress rule, not a deadline for the whole response: a reader that
    keeps moving gets a response that takes many windows, a stalled one (or one under
    write-min-rate) is cut within about a window.
@@ -26,6 +26,10 @@ connection layer's answers to a review's findings:
 6. Pipelined floods: a connection answers at most 16 requests a turn of the event loop, so
    while 100 connections pipeline 1,000 health checks each, another client's health checks are
    answered throughout (a review: one waited 1.3 s, almost the whole flood).
+7. A download's buffer follows its reader too: slow readers that keep moving (above
+   write-min-rate) hold 16 KiB each once they are a second behind, so with buffer-memory at
+   1 MiB, 16 of them are all served and another client still downloads (a review: each held
+   256 KiB for its whole download, and 4 such readers made every other download 503 busy).
 """
 import base64
 import multiprocessing
@@ -45,8 +49,8 @@ import apiclient as ac  # noqa: E402
 from serverlib import Reader, Server, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
-SLOT = 256 * 1024
-STAGE = 16 * 1024  # an upload's stage, at first and while its client is slow
+SLOT = 256 * 1024  # a stage at its largest: a download's first part
+STAGE = 16 * 1024  # a stage at its smallest: an upload's at first, a slow reader's
 BIG = 4 * 1024 * 1024  # more than the kernel's socket buffers hold for a slow reader
 
 
@@ -156,39 +160,29 @@ def buffer_shares(binary, root, big):
         ok(r is not None and r.status == 503 and r.json()["error"]["code"] == "busy"
            and r.header("Retry-After"), "its next download is 503 busy with Retry-After",
            f"{r and r.status} {r and r.headers}")
-        close_all(socks)
-        ok(wait_metric(srv, "jiayin_buffer_bytes", 0, 5),
-           "the buffers come back when the stalled clients leave")
-
-        # Every buffer taken, by clients within their share: answers that stream nothing are
-        # still given, because they hold no buffer.
-        for i in range(32):
-            s, status = stalled(srv, "/assets/big.bin", f"127.0.0.{10 + i // 16}")
-            socks.append(s)
-        ok(metric(srv, "jiayin_buffer_bytes") == 32 * SLOT, "two addresses take all 32 buffers")
-        r = ask(srv, "/assets/big.bin", "127.0.0.20")
-        ok(r is not None and r.status == 503 and r.json()["error"]["code"] == "busy",
-           "a third address's download is 503 busy (none left)", f"{r and r.status}")
-        h = ask(srv, "/assets/big.bin", "127.0.0.20", method="HEAD")
+        # Its share taken, the address's answers that stream nothing are still given: they
+        # hold no buffer.
+        h = ask(srv, "/assets/big.bin", "127.0.0.2", method="HEAD")
         ok(h is not None and h.status == 200 and h.header("Content-Length") == str(BIG),
-           "a HEAD is answered with every buffer taken", f"{h and h.status}")
+           "a HEAD is answered with its share taken", f"{h and h.status}")
         etag = h.header("ETag") if h else ""
-        r = ask(srv, "/assets/big.bin", "127.0.0.20", [("If-None-Match", etag)])
-        ok(r is not None and r.status == 304, "a conditional GET is 304 with every buffer taken",
+        r = ask(srv, "/assets/big.bin", "127.0.0.2", [("If-None-Match", etag)])
+        ok(r is not None and r.status == 304, "a conditional GET is 304 with its share taken",
            f"{r and r.status}")
-        r = ask(srv, "/assets/nothing.bin", "127.0.0.20")
-        ok(r is not None and r.status == 404, "a missing file is 404 with every buffer taken",
+        r = ask(srv, "/assets/nothing.bin", "127.0.0.2")
+        ok(r is not None and r.status == 404, "a missing file is 404 with its share taken",
            f"{r and r.status}")
-        r = ask(srv, "/assets/big.bin", "127.0.0.20", [("Range", f"bytes={BIG + 10}-")])
+        r = ask(srv, "/assets/big.bin", "127.0.0.2", [("Range", f"bytes={BIG + 10}-")])
         ok(r is not None and r.status == 416,
-           "an unsatisfiable range is 416 with every buffer taken", f"{r and r.status}")
-        r = ask(srv, "/v1/families/fam_x/messages/msg_y/audio", "127.0.0.20",
+           "an unsatisfiable range is 416 with its share taken", f"{r and r.status}")
+        r = ask(srv, "/v1/families/fam_x/messages/msg_y/audio", "127.0.0.2",
                 [("Authorization", "Bearer made-up")])
         ok(r is not None and r.status == 401,
            "audio with a made-up token is 401 (checked on the pool before any buffer is held)",
            f"{r and r.status}")
         close_all(socks)
-        ok(wait_metric(srv, "jiayin_buffer_bytes", 0, 5), "all buffers are given back")
+        ok(wait_metric(srv, "jiayin_buffer_bytes", 0, 5),
+           "the buffers come back when the stalled clients leave")
     finally:
         close_all(socks)
         srv.stop()
@@ -269,8 +263,8 @@ def write_progress(binary, root, big):
         s, status = stalled(srv, "/assets/big.bin")
         socks.append(s)
         t0 = time.time()
-        ok(status == 200 and metric(srv, "jiayin_buffer_bytes") == SLOT,
-           "a stalled download holds a buffer")
+        ok(status == 200 and (metric(srv, "jiayin_buffer_bytes") or 0) > 0,
+           "a stalled download holds buffer memory")
         cut = wait_metric(srv, "jiayin_buffer_bytes", 0, 5)
         took = time.time() - t0
         ok(cut and 0.3 < took < 2.5,
@@ -709,6 +703,59 @@ def pipelined_flood(binary):
     finally:
         for p in procs:
             p.join(timeout=60)
+# ---------------------------------------------------------------------------------------------
+def slow_readers(binary, root, big):
+    srv = start(binary, "--static-dir", root, "--buffer-memory", str(4 * SLOT))
+    if not srv:
+        return
+    socks, statuses = [], []
+    stop = threading.Event()
+
+    def drip():  # 1 KiB every half second from each: 2 KB/s, above write-min-rate (512)
+        while not stop.is_set():
+            for s in list(socks):
+                try:
+                    s.recv(1024, socket.MSG_DONTWAIT)
+                except OSError:
+                    pass
+            stop.wait(0.5)
+    reader = threading.Thread(target=drip)
+    refused = 0
+    try:
+        reader.start()
+        t0 = time.time()
+        for i in range(16):  # 4 addresses, 4 each; a 503 is asked again, as a phone would
+            while True:
+                s, status = stalled(srv, "/assets/big.bin", f"127.0.0.{40 + i // 4}")
+                if status == 200 or time.time() - t0 > 15:
+                    break
+                s.close()
+                refused += 1
+                time.sleep(0.1)
+            socks.append(s)
+            statuses.append(status)
+        took = time.time() - t0
+        time.sleep(1.5)
+        held = [metric(srv, "jiayin_buffer_bytes") for _ in range(5)]
+        ok(statuses == [200] * 16 and max(held) <= 16 * 2 * STAGE,
+           f"16 slow readers (2 KB/s) are all served with buffer-memory at 1 MiB (within "
+           f"{took:.1f} s, {refused} times 503 busy meanwhile: each holds its first part for a "
+           f"second) and hold about 16 KiB each ({held} bytes in all)",
+           f"statuses {statuses}, held {held}")
+        r = ask(srv, "/assets/big.bin", "127.0.0.50")
+        ok(r is not None and r.status == 200 and r.body == big,
+           "another client downloads the 4 MiB asset meanwhile",
+           f"{r and r.status} {r and r.body[:200]}")
+        stop.set()
+        reader.join()
+        close_all(socks)
+        ok(wait_metric(srv, "jiayin_buffer_bytes", 0, 5),
+           "and the slow readers' when they leave")
+    finally:
+        stop.set()
+        if reader.is_alive():
+            reader.join()
+        close_all(socks)
         srv.stop()
 
 
@@ -722,6 +769,7 @@ def main():
     upload_share(binary, root, big)
     stage_given_back(binary)
     pipelined_flood(binary)
+    slow_readers(binary, root, big)
     return finish()
 
 

@@ -319,6 +319,11 @@ def review_fixes(binary):
         srv.stop()
 
 
+def buffer_bytes(srv):
+    m = re.search(r"^jiayin_buffer_bytes (\d+)$", get(srv, "/metrics").body.decode(), re.M)
+    return int(m.group(1)) if m else None
+
+
 def budgets(binary):
     srv = Server(binary, *FAST, "--buffer-memory", str(4 * 256 * 1024), "--write-timeout-ms",
                  "20000")
@@ -327,22 +332,34 @@ def budgets(binary):
         big = os.urandom(24 * 1024 * 1024)  # more than the kernel's socket buffers hold
         ids = request(srv, "POST", "/clips", big, timeout=60).json()
         path = f"/clips/{ids['family']}/{ids['message']}"
-        for _ in range(4):  # four readers that do not read hold the four buffers
+        # Readers that stop: in their first second each holds its first part and what
+        # waits for it (272 KiB), then only what waits (16 KiB).
+        for _ in range(3):
             s = srv.connect()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
             slow.append(s)
-        time.sleep(0.5)
+        t0 = time.time()
+        while buffer_bytes(srv) != 3 * 272 * 1024 and time.time() - t0 < 0.8:
+            time.sleep(0.02)
         g = get(srv, path)
         ok(g.status == 503 and g.json()["error"]["code"] == "busy" and g.header("Retry-After"),
-           "buffer-memory: with every stream buffer held by slow readers, 503 busy")
+           "buffer-memory: with 816 KiB of 1 MiB held by 3 readers that just stopped, another "
+           f"download (256 KiB first) is 503 busy ({time.time() - t0:.2f} s after)")
         ok(get(srv, "/healthz").status == 200, "buffer-memory: other requests are served")
+        time.sleep(1.5)
+        held = buffer_bytes(srv)
+        g = get(srv, path)
+        ok(held == 3 * 16 * 1024 and g.status == 200 and g.body == big,
+           f"buffer-memory: a second later they hold 16 KiB each ({held} bytes), and another "
+           f"download is served", f"{g.status}")
         for s in slow:
             s.close()
         slow = []
-        time.sleep(0.5)
-        g = get(srv, path)
-        ok(g.status == 200 and g.body == big, "buffer-memory: served again once they left")
+        t0 = time.time()
+        while buffer_bytes(srv) != 0 and time.time() - t0 < 5:
+            time.sleep(0.05)
+        ok(buffer_bytes(srv) == 0, "buffer-memory: all given back once they left")
     finally:
         for s in slow:
             s.close()
