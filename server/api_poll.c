@@ -181,6 +181,40 @@ static void waiter_closed(uv_handle_t *h)
 }
 
 /*
+ * A token's waiters are counted in a slot of s->waiting_by_token chosen by its hash (SHA-256:
+ * the tokens spread evenly), shared with the other tokens that fall in it. A slot holding fewer
+ * than long-polls-per-device says the token does too, so share_room() walks the waiters only
+ * for a token that may be at its share. It walked them for every new long-poll: parking
+ * 4,000 at once took the loop twice as long (0.08 s against 0.04), the lists done on the pool
+ * meanwhile waited for it, and the heap kept the higher peak, about 1 KiB more per waiter. As
+ * many slots as max-connections or more: few tokens share one.
+ */
+static uint32_t *token_slot(srv_server *s, const uint8_t *token_hash)
+{
+	if (!s->waiting_by_token)
+		return NULL;
+	uint32_t h;
+	memcpy(&h, token_hash, sizeof h);
+	return &s->waiting_by_token[h & (s->waiting_slots - 1)];
+}
+
+/* The slots, made when a long-poll first waits (and counted from the waiters then); without
+ * memory for them, share_room() walks the waiters each time. */
+static void token_slots_make(srv_server *s)
+{
+	if (s->waiting_by_token)
+		return;
+	size_t n = 64;
+	while (n < s->cfg.max_connections)
+		n *= 2;
+	if (!(s->waiting_by_token = calloc(n, sizeof *s->waiting_by_token)))
+		return;
+	s->waiting_slots = n;
+	for (srv_waiter *w = s->waiters; w; w = w->next)
+		(*token_slot(s, w->token_hash))++;
+}
+
+/*
  * Unpark: list again and answer whatever that finds (or park again, while time is left, if
  * nothing the caller may see changed). The caller is authenticated again first: a phone
  * revoked or a kiosk session ended while it waited hears 401, not the family's news.
@@ -189,6 +223,9 @@ static void waiter_closed(uv_handle_t *h)
 static void unpark(srv_waiter *w)
 {
 	srv_server *s = w->x->srv;
+	uint32_t *slot = token_slot(s, w->token_hash);
+	if (slot)
+		(*slot)--;
 	if (w->prev)
 		w->prev->next = w->next;
 	else
@@ -324,6 +361,9 @@ static void waiter_gone(void *arg, srv_gone why)
  */
 static bool share_room(srv_server *s, const uint8_t *token_hash)
 {
+	const uint32_t *slot = token_slot(s, token_hash);
+	if (slot && *slot < s->cfg.long_polls_per_device)
+		return true;
 	srv_waiter *oldest = NULL;
 	unsigned n = 0;
 	for (srv_waiter *w = s->waiters; w; w = w->next) /* newest first */
@@ -344,6 +384,7 @@ static bool share_room(srv_server *s, const uint8_t *token_hash)
 static void park(srv_exchange *x, api_job *j, bool news)
 {
 	srv_server *s = x->srv;
+	token_slots_make(s);
 	if (!j->relisted && !share_room(s, j->token_hash)) {
 		srv_respond_error_with(x, 429, "too_many_long_polls",
 		                       "this device has long-polls-per-device waiting already",
@@ -370,6 +411,9 @@ static void park(srv_exchange *x, api_job *j, bool news)
 		s->waiters->prev = w;
 	s->waiters = w;
 	s->waiter_count++;
+	uint32_t *slot = token_slot(s, w->token_hash);
+	if (slot)
+		(*slot)++;
 	uint64_t now = uv_now(s->loop);
 	w->parked_ms = now;
 	uint64_t due = j->wait_until;

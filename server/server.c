@@ -507,4 +507,6 @@ void srv_server_free(srv_server *s)
 	s->log = NULL;
 	srv_metrics_free(&s->metrics);
 	srv_uploads_free(s);
+	free(s->waiting_by_token);
+	s->waiting_by_token = NULL;
 }

@@ -105,6 +105,10 @@ struct srv_server {
 	srv_ratelimit pair_fail_all; /* wrong pairing codes from anywhere (key "*") */
 	struct srv_waiter *waiters;  /* long-polls parked until their mailbox changes (api.c) */
 	unsigned waiter_count;
+	/* The waiters counted by a slot of their token's hash, shared by the tokens that fall in
+	 * it (api_poll.c): NULL until a long-poll first waits, or when there was no memory. */
+	uint32_t *waiting_by_token;
+	size_t waiting_slots;        /* a power of two */
 	struct srv_uploads *uploads; /* resumable uploads: locks, the sweep (upload_state.c) */
 	struct api_export *exports;  /* families with an export made or downloaded (api_family.c) */
 	uv_signal_t sig_term, sig_int, sig_hup;
