@@ -185,7 +185,10 @@ def burst_of_changes(binary):
         request(srv, "POST", keep, b"", headers=bearer(mom["token"]))
         for t in threads:
             t.join(10)
-        bound = spent / 0.2 + 2
+        # One answer per 200 ms of the loop's clock, which a busy loop reads at the start of
+        # its turn: on a loaded machine two answers may come a little closer (this flaked at
+        # 13 against 12.9). Without the rule a waiter got about 1,000 in 2 s.
+        bound = spent / 0.2 + 4
         counts = [len([a for a in answers[k] if a is not None and a <= last]) for k in (0, 1)]
         ok(toggles >= 20 and all(c <= bound for c in counts),
            f"{toggles} keep/unkeep changes in {spent:.1f} s wake each waiter at most once per "
