@@ -245,7 +245,6 @@ static void body_watch_tick(uv_timer_t *t)
 	if (want <= j->held)
 		return;
 	uint64_t got;
-	srv_upload_hold_written(j->upload_dir, j->hold, in);
 	int rc = srv_upload_hold_resize(j->upload_dir, j->hold, in > j->held ? in : j->held, want,
 	                                j->allowance, &got);
 	if (rc == 0) {
@@ -349,6 +348,13 @@ static void upload_refused(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc); /* 404 another family's, 503/507 no file */
 }
 
+/* Bytes of the body on the disk: out of what it has still to write (srv_body_on_written). */
+static void upload_body_written(void *arg, uint64_t file_off)
+{
+	api_job *j = arg;
+	srv_upload_hold_written(j->upload_dir, j->hold, file_off);
+}
+
 /* The body is over: whole, it is transcoded and stored (the caller checked again first). */
 static void upload_body_done(srv_exchange *x, void *arg, int status)
 {
@@ -410,6 +416,7 @@ static void upload_gate_done(srv_exchange *x, void *arg)
 		else
 			srv_body_limit_answer(x, 507, "quota_exceeded", QUOTA_EXCEEDED_WHY, NULL);
 	}
+	srv_body_on_written(x, upload_body_written);
 	int rc = srv_body_claim(x, fd, 0, j->body_max, upload_body_done, j);
 	if (rc < 0) { /* nothing read, and upload_body_done will not come */
 		body_watch_end(j);

@@ -345,6 +345,13 @@ static void patch_load_work(api_job *j)
 	}
 }
 
+/* Its bytes in the .part: out of what it has still to write (srv_body_on_written). */
+static void patch_body_written(void *arg, uint64_t file_off)
+{
+	tus_op *op = arg;
+	srv_upload_hold_written(op->up->dir, op->u.id, file_off);
+}
+
 static void patch_load_done(srv_exchange *x, api_job *j)
 {
 	tus_op *op = (tus_op *)j;
@@ -359,6 +366,7 @@ static void patch_load_done(srv_exchange *x, api_job *j)
 	}
 	op->lock->receiving = true;
 	op->claiming = true;
+	srv_body_on_written(x, patch_body_written);
 	int rc = srv_body_claim(x, op->fd, op->u.offset, op->u.length - op->u.offset,
 				patch_body_done, op);
 	op->claiming = false;

@@ -209,6 +209,8 @@ static void on_file_write(uv_fs_t *req)
 		conn_file_failed(c, (int)n);
 	} else {
 		a->file_off += (uint64_t)n;
+		if (claimed && a->claim.written)
+			a->claim.written(a->claim.arg, a->file_off);
 		memmove(a->stage, a->stage + n, a->stage_len - (size_t)n);
 		a->stage_len -= (size_t)n;
 		if (a->stage_len > 0)
@@ -313,6 +315,11 @@ void conn_claim_parse_failed(srv_conn *c, int parse_err)
 	c->srv->metrics.parse_errors++;
 	conn_claim_fail(c, UV_EPROTO, srv_parse_status(parse_err), srv_parse_errcode(parse_err),
 	                srv_parse_strerror(parse_err), NULL);
+}
+
+void srv_body_on_written(srv_exchange *x, srv_body_written_fn fn)
+{
+	x->conn->a->claim.written = fn;
 }
 
 void srv_body_limit_answer(srv_exchange *x, int status, const char *code, const char *message,

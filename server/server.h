@@ -209,6 +209,8 @@ struct srv_exchange {
 
 /* A claimed body is over (srv_body_claim). */
 typedef void (*srv_body_done_fn)(srv_exchange *x, void *arg, int status);
+/* A claimed body's bytes reached its file up to `file_off` (srv_body_on_written). */
+typedef void (*srv_body_written_fn)(void *arg, uint64_t file_off);
 
 /* What a connection holds only while a request is in progress. */
 typedef struct srv_active {
@@ -245,6 +247,7 @@ typedef struct srv_active {
 		/* srv_body_limit_answer(): the answer past max; 0: 413 body_too_large */
 		int limit_status;
 		const char *limit_code, *limit_message, *limit_extra;
+		srv_body_written_fn written; /* srv_body_on_written(); NULL: none */
 	} claim;
 } srv_active;
 
@@ -337,6 +340,13 @@ void srv_body_limit_answer(srv_exchange *x, int status, const char *code, const 
                            const char *extra);
 void srv_body_refuse(srv_exchange *x, int status, const char *code, const char *message,
                      const char *extra);
+/*
+ * Called before srv_body_claim(): fn(arg of the claim, the file offset its bytes reach) after
+ * each write of the body to its file, on the loop, until done is called; it must only take
+ * note (an upload's bytes leave what it has still to write: the disk's reserve counts them
+ * in the disk's free space from then on, not twice).
+ */
+void srv_body_on_written(srv_exchange *x, srv_body_written_fn fn);
 /*
  * Ends a claimed body still arriving whose client the route knows to be gone (it came back on
  * another connection while this one still looks alive): the bytes already in the socket are

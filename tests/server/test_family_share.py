@@ -31,7 +31,8 @@ The review's findings, at a small scale:
    uploads_hold_room with Retry-After, or quota_exceeded) and the phone reads the answer.
 7. All families' unfinished uploads together leave --upload-disk-reserve of the data's disk
    free for the mailboxes: past it, a creation or a plain upload is 507 storage_full with
-   Retry-After before its body, a chunked one in the middle of it, and counted in /metrics.
+   Retry-After before its body, a chunked one in the middle of it, and counted in /metrics;
+   a body's bytes count once, as still to come or, written, in the disk's free space.
 """
 import base64
 import json
@@ -746,6 +747,47 @@ def disk_reserve(binary):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def disk_reserve_counts_arrived(binary):
+    """A body's bytes counted twice against the disk's reserve while it arrived: as still to
+    come (its whole length) and, once written, in the disk's free space. With 100 MB of a 200
+    MB room in, every other family's upload of 60 MB was 507 storage_full."""
+    tmp = tempfile.mkdtemp(prefix="jiayin-reserve-")
+    st = os.statvfs(tmp)
+    srv = Server(binary, "--upload-disk-reserve", str(st.f_bavail * st.f_frsize - 200 * MB),
+                 data=os.path.join(tmp, "data"))
+    try:
+        mom = signup(srv, "郑家", "妈妈")
+        grandpa = signup(srv, "冯家", "爷爷")
+        plain = PlainUpload(srv, mom, 100 * MB)
+        for _ in range(95):
+            plain.send(bytes(MB))
+        time.sleep(1.5)  # written, and the disk looked at again
+        beside = create(srv, grandpa, 60 * MB)
+        plain.s.close()
+        ok(plain.refused is None and beside.status == 201,
+           "95 MB of a plain upload of 100 MB in, 200 MB of room: another family's 60 MB is "
+           "201 (5 MB are still to come)", f"{beside.status} {code_of(beside)}")
+        if beside.status == 201:
+            request(srv, "DELETE", beside.header("Location"), headers=TUS + bearer(grandpa["token"]))
+        up = create(srv, mom, 100 * MB)
+        s = srv.connect(30)
+        s.sendall((f"PATCH {up.header('Location')} HTTP/1.1\r\nHost: t\r\n"
+                   f"Authorization: Bearer {mom['token']}\r\nTus-Resumable: 1.0.0\r\n"
+                   "Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+                   f"Content-Length: {100 * MB}\r\n\r\n").encode())
+        for _ in range(95):
+            s.sendall(bytes(MB))
+        time.sleep(1.5)
+        beside = create(srv, grandpa, 60 * MB)
+        s.close()
+        ok(up.status == 201 and beside.status == 201,
+           "and while a resumable upload's PATCH has sent 95 MB of its 100 MB, too",
+           f"{up.status} {beside.status} {code_of(beside)}")
+    finally:
+        srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     heavy_jobs_apart(sys.argv[1])
     exports_one_at_a_time(sys.argv[1])
@@ -755,6 +797,7 @@ def main():
     chunked_hold_grows(sys.argv[1])
     never_started_expiry(sys.argv[1])
     disk_reserve(sys.argv[1])
+    disk_reserve_counts_arrived(sys.argv[1])
     return finish()
 
 
