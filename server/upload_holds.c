@@ -25,6 +25,7 @@ struct srv_upload_holds {
 	pthread_mutex_t mu;
 	hold *v;
 	size_t n, cap;
+	uint64_t written; /* the entries' written bytes, all together */
 };
 
 int srv_upload_holds_new(srv_upload_holds **out)
@@ -161,11 +162,20 @@ uint64_t srv_upload_holds_left(srv_upload_holds *h, const char *family, uint64_t
 	return held < allowance ? allowance - held : 0;
 }
 
+uint64_t srv_upload_holds_written_total(srv_upload_holds *h)
+{
+	pthread_mutex_lock(&h->mu);
+	uint64_t w = h->written;
+	pthread_mutex_unlock(&h->mu);
+	return w;
+}
+
 void srv_upload_holds_written(srv_upload_holds *h, const char *key, uint64_t written)
 {
 	pthread_mutex_lock(&h->mu);
 	for (size_t i = 0; i < h->n; i++)
 		if (strcmp(h->v[i].key, key) == 0) {
+			h->written = h->written - h->v[i].written + written;
 			h->v[i].written = written;
 			break;
 		}
@@ -177,6 +187,7 @@ void srv_upload_holds_give(srv_upload_holds *h, const char *key)
 	pthread_mutex_lock(&h->mu);
 	for (size_t i = 0; i < h->n; i++)
 		if (strcmp(h->v[i].key, key) == 0) {
+			h->written -= h->v[i].written;
 			h->v[i] = h->v[--h->n]; /* order does not matter */
 			break;
 		}

@@ -38,6 +38,8 @@ int srv_upload_holds_resize(srv_upload_holds *h, const char *key, uint64_t min, 
                             uint64_t allowance, uint64_t disk, uint64_t *got);
 /* What the family's entries leave of `allowance` now (0: none). */
 uint64_t srv_upload_holds_left(srv_upload_holds *h, const char *family, uint64_t allowance);
+/* What all entries have written, together (it grows as they write, and falls as they go). */
+uint64_t srv_upload_holds_written_total(srv_upload_holds *h);
 /* The entry under `key` has `written` of its bytes on the disk (they are in its free space no
  * more, and count against `disk` no more). */
 void srv_upload_holds_written(srv_upload_holds *h, const char *key, uint64_t written);

@@ -122,17 +122,28 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* fstatvfs() is cheap (the file system's counters, no disk I/O), but any thread asks, the
- * event loop's body watch too: once a second at most. Written bytes are counted by the ledger
- * meanwhile (srv_upload_holds_written) and by the free space only at the next look, so the
- * room can be overstated by what arrives in that second. */
+/*
+ * fstatvfs() is cheap (the file system's counters, no disk I/O), but any thread asks, the
+ * event loop's body watch too: once a second at most. In between, what unfinished uploads
+ * wrote since the look is taken off what it found (and what they gave back, their files
+ * removed, put back): each write counts in the ledger at once (srv_upload_holds_written), and
+ * a fast upload would otherwise count its own new bytes as room for a second (the review: a
+ * chunked body at 50 MB/s was taken whole at 60 MB with 30 MB of room).
+ */
 uint64_t upload_disk_room(srv_upload_dir *d)
 {
 	if (!d->disk_reserve)
 		return UINT64_MAX;
+	uint64_t written = srv_upload_holds_written_total(d->holds);
 	int64_t now = mono_ms(), at = atomic_load(&d->disk_at_ms);
-	if (at != INT64_MIN && now - at < 1000)
-		return atomic_load(&d->disk_room);
+	if (at != INT64_MIN && now - at < 1000) {
+		uint64_t room = atomic_load(&d->disk_room), then = atomic_load(&d->disk_written);
+		if (room == UINT64_MAX)
+			return room;
+		if (written >= then)
+			return room > written - then ? room - written + then : 0;
+		return room + (then - written); /* bounded by the disk's size */
+	}
 	struct statvfs sv;
 	uint64_t room = UINT64_MAX;
 	if (fstatvfs(d->fd, &sv) == 0) {
@@ -140,6 +151,7 @@ uint64_t upload_disk_room(srv_upload_dir *d)
 		room = avail > d->disk_reserve ? avail - d->disk_reserve : 0;
 	}
 	atomic_store(&d->disk_room, room);
+	atomic_store(&d->disk_written, written);
 	atomic_store(&d->disk_at_ms, now);
 	return room;
 }

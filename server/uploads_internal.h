@@ -22,8 +22,10 @@ struct srv_upload_dir {
 	bool mu_ready;
 	srv_upload_holds *holds; /* each unfinished upload's length, and plain bodies' */
 	uint64_t disk_reserve;   /* srv_upload_dir_set_reserve */
-	/* disk_room()'s last look (any thread): the bytes it found, and when (monotonic ms) */
+	/* disk_room()'s last look (any thread): the bytes it found, the ledger's written bytes
+	 * then, and when (monotonic ms) */
 	_Atomic uint64_t disk_room;
+	_Atomic uint64_t disk_written;
 	_Atomic int64_t disk_at_ms;
 };
 

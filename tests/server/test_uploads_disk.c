@@ -236,10 +236,10 @@ static void written_bytes_count_once(void **state)
 }
 
 /*
- * A body that grew on a free space looked at a second ago holds more than the disk had left;
- * looked at again, what the others have still to write is more than what is free beyond the
- * reserve. It grows no further (the review of the reserve's first version: the shortfall was
- * taken as none, and a chunked body of 150 MB went through 40 MB of room).
+ * What is free beyond the reserve (10 MB: someone else took 10 MB besides the body's 40) is
+ * less than what the others have still to write (20 MB): the body grows no further (the review
+ * of the reserve's first version: the shortfall was taken as none, and a chunked body of
+ * 150 MB went through 40 MB of room).
  */
 static void a_body_past_the_room_grows_no_further(void **state)
 {
@@ -252,14 +252,33 @@ static void a_body_past_the_room_grows_no_further(void **state)
 	assert_int_equal(srv_upload_hold(w->d, d.family, 1, 40 * MB, UINT64_MAX, key, &got), 0);
 	assert_int_equal(got, 40 * MB);
 	srv_upload_hold_written(w->d, key, 40 * MB);
-	/* the free space not looked at again yet: 60 MB + its 40 MB written */
-	assert_int_equal(srv_upload_hold_resize(w->d, key, 40 * MB, 50 * MB, UINT64_MAX, &got), 0);
-	srv_upload_hold_written(w->d, key, 50 * MB);
-	disk_free(w, 50 * MB); /* its 50 MB are on the disk: 10 MB beyond the reserve */
-	assert_int_equal(srv_upload_hold_resize(w->d, key, 50 * MB, 60 * MB, UINT64_MAX, &got),
+	disk_free(w, 50 * MB);
+	assert_int_equal(srv_upload_hold_resize(w->d, key, 40 * MB, 50 * MB, UINT64_MAX, &got),
 	                 SRV_UPLOAD_EDISK);
-	assert_int_equal(got, 50 * MB);
+	assert_int_equal(got, 40 * MB);
 	srv_upload_release(w->d, key);
+	free_set = false;
+}
+
+/*
+ * Within the second the free space is not looked at, what the uploads write comes off what it
+ * was: a fast body does not take its own new bytes for room (the second review: a chunked
+ * body at 50 MB/s went 30 MB past the reserve).
+ */
+static void bytes_written_since_the_look_come_off_it(void **state)
+{
+	world *w = *state;
+	char key[STORE_ID_LEN + 1];
+	uint64_t got;
+	disk_free(w, 100 * MB); /* 60 MB; setup's holds 1 MB */
+	assert_int_equal(srv_upload_hold(w->d, w->u.family, 1, 40 * MB, UINT64_MAX, key, &got), 0);
+	srv_upload_hold_written(w->d, key, 40 * MB); /* the free space is not looked at again */
+	assert_int_equal(srv_upload_hold_resize(w->d, key, 59 * MB, 59 * MB, UINT64_MAX, &got), 0);
+	assert_int_equal(srv_upload_hold_resize(w->d, key, 60 * MB, 60 * MB, UINT64_MAX, &got),
+	                 SRV_UPLOAD_EDISK);
+	srv_upload_release(w->d, key); /* its file goes: its 40 MB are free again */
+	srv_upload d;
+	assert_int_equal(create_for(w, 'd', 59 * MB, &d), 0);
 	srv_upload_dir_set_reserve(w->d, 0); /* none: no bound */
 	assert_int_equal(create_for(w, 'f', 500 * MB, &d), 0);
 	free_set = false;
@@ -275,6 +294,7 @@ int main(void)
 	    T(unfinished_uploads_leave_the_reserve),
 	    T(written_bytes_count_once),
 	    T(a_body_past_the_room_grows_no_further),
+	    T(bytes_written_since_the_look_come_off_it),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
