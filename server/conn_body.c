@@ -398,7 +398,9 @@ void srv_body_refuse(srv_exchange *x, int status, const char *code, const char *
 {
 	srv_conn *c = x->conn;
 	srv_active *a = c->a;
-	if (c->closed || !a->claim.done || a->claim.over || a->claim.err)
+	/* A body whose last byte is in (its last write perhaps still in flight) is taken: it is
+	 * here, and the phone would only send it again. */
+	if (c->closed || !a->claim.done || a->claim.over || a->claim.err || a->body_complete)
 		return;
 	conn_claim_fail(c, UV_EFBIG, status, code, message, extra);
 }

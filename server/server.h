@@ -334,7 +334,8 @@ void srv_respond_body_failure(srv_exchange *x);
  * same answer at once, for a body still arriving that the route will not take (the room it
  * needs next was taken meanwhile): what arrived is written, done follows with UV_EFBIG, and
  * srv_respond_body_failure() sends it, then the connection closes lingering, so that a client
- * still sending reads it instead of a reset. The strings must outlive the exchange (literals).
+ * still sending reads it instead of a reset (a body whose last byte is in is not refused: it
+ * is here). The strings must outlive the exchange (literals).
  */
 void srv_body_limit_answer(srv_exchange *x, int status, const char *code, const char *message,
                            const char *extra);
