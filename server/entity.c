@@ -243,6 +243,7 @@ typedef struct stream {
 	size_t accepted; /* of the part offered last */
 	uint64_t t0;     /* when the piece out was queued */
 	uv_timer_t hold; /* a buffer kept beside a piece: let go when it fires */
+	bool hold_made;  /* hold is initialised (only once a piece waits: most never do) */
 	bool offering;   /* inside srv_conn_offer: its callback only notes the status */
 	bool called;
 	int status;
@@ -260,7 +261,10 @@ static void stream_free(stream *st)
 		st->src.close(st->src.ctx);
 	free(st->buf);
 	st->buf = NULL;
-	uv_close((uv_handle_t *)&st->hold, stream_closed);
+	if (st->hold_made)
+		uv_close((uv_handle_t *)&st->hold, stream_closed);
+	else
+		free(st);
 }
 
 /* Nothing read is kept: only the piece out, if any, is held. */
@@ -345,7 +349,8 @@ static void stream_sent(void *arg, int status)
 	}
 	/* The piece is out: how long the client took for it sets the stage. A failure or the
 	 * last part ended the response. */
-	uv_timer_stop(&st->hold);
+	if (st->hold_made)
+		uv_timer_stop(&st->hold);
 	if (status < 0 || (st->next >= st->end && !st->buf) || st->x->conn->closed) {
 		stream_free(st);
 		return;
@@ -388,10 +393,16 @@ static void stream_offer(stream *st, const char *head, size_t head_len)
 	 * second at most; else let go at once. */
 	st->pos += st->accepted;
 	st->t0 = srv_now_ns();
-	if (st->pos < st->got && srv_buffer_resize(st->x, st->size + SRV_STAGE_MIN) == 0)
+	if (st->pos < st->got && srv_buffer_resize(st->x, st->size + SRV_STAGE_MIN) == 0) {
+		if (!st->hold_made) {
+			uv_timer_init(st->x->srv->loop, &st->hold);
+			st->hold.data = st;
+			st->hold_made = true;
+		}
 		uv_timer_start(&st->hold, stream_held_too_long, SRV_STAGE_HOLD_NS / 1000000, 0);
-	else
+	} else {
 		stream_let_go(st);
+	}
 }
 
 size_t srv_stream_first_stage(size_t first_len)
@@ -457,10 +468,10 @@ void srv_respond_entity(srv_exchange *x, const srv_entity *e, const srv_plan *pl
 	}
 	st->x = x;
 	st->src = *src;
-	uv_timer_init(x->srv->loop, &st->hold);
-	st->hold.data = st;
 	st->cap = srv_stream_first_stage(first_len); /* as the caller reserved */
-	if (first && st->cap < SRV_STREAM_CHUNK) {
+	if (first && st->cap < SRV_STREAM_CHUNK && first_len < plan->length) {
+		/* More parts follow: the buffer is no larger than is reserved. (A body read whole
+		 * with the lookup, a clip, is let go once it is out: no copy for a moment's.) */
 		char *p = realloc(first, st->cap); /* no more than is reserved */
 		if (p)
 			first = p;
