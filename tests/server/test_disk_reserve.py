@@ -25,15 +25,22 @@ from test_api import bearer, signup  # noqa: E402
 from test_family_share import MB, TUS, PlainUpload, code_of, create  # noqa: E402
 
 
+def reserve_server(binary, room):
+    """A server whose data directory's disk leaves `room` bytes for unfinished uploads (its
+    free space now, less `room`, is the reserve), and the directory to remove after."""
+    tmp = tempfile.mkdtemp(prefix="jiayin-reserve-")
+    st = os.statvfs(tmp)
+    srv = Server(binary, "--upload-disk-reserve", str(st.f_bavail * st.f_frsize - room),
+                 data=os.path.join(tmp, "data"))
+    return srv, tmp
+
+
 def disk_reserve(binary):
     """No bound but each family's: a thousand families' unfinished uploads could fill the
     disk, and every family's next message would be refused."""
-    tmp = tempfile.mkdtemp(prefix="jiayin-reserve-")
-    st = os.statvfs(tmp)
     # What unfinished uploads may hold: 100 MB. Each check below stays 20 MB or more from it
     # either way, more than other tests' files come and go by meanwhile.
-    srv = Server(binary, "--upload-disk-reserve", str(st.f_bavail * st.f_frsize - 100 * MB),
-                 data=os.path.join(tmp, "data"))
+    srv, tmp = reserve_server(binary, 100 * MB)
     try:
         mom = signup(srv, "孙家", "妈妈")
         grandpa = signup(srv, "吴家", "爷爷")
@@ -77,10 +84,7 @@ def disk_reserve_counts_arrived(binary):
     """A body's bytes counted twice against the disk's reserve while it arrived: as still to
     come (its whole length) and, once written, in the disk's free space. With 100 MB of a 200
     MB room in, every other family's upload of 60 MB was 507 storage_full."""
-    tmp = tempfile.mkdtemp(prefix="jiayin-reserve-")
-    st = os.statvfs(tmp)
-    srv = Server(binary, "--upload-disk-reserve", str(st.f_bavail * st.f_frsize - 200 * MB),
-                 data=os.path.join(tmp, "data"))
+    srv, tmp = reserve_server(binary, 200 * MB)
     try:
         mom = signup(srv, "郑家", "妈妈")
         grandpa = signup(srv, "冯家", "爷爷")
