@@ -167,6 +167,7 @@ void api_upload_work(api_job *j);
 #define UPLOADS_HOLD_ROOM_WHY                                                                      \
 	"the family's unfinished uploads hold the room this recording needs: finish or delete "    \
 	"yours, or send it again later"
+#define UPLOADS_HOLD_ROOM_RETRY "Retry-After: 60\r\n"
 /* 507 quota_exceeded: the recording is larger than all the room the family has. */
 #define QUOTA_EXCEEDED_WHY "the family's mailbox leaves no room for this recording"
 /* 507 storage_full with Retry-After: unfinished uploads reached the disk's reserve

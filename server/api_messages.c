@@ -262,7 +262,7 @@ static void body_watch_tick(uv_timer_t *t)
 	srv_log_event(w->x->srv, "upload_refused",
 	              "a chunked upload passed the room its family's other uploads left it");
 	srv_body_refuse(w->x, 507, "uploads_hold_room", UPLOADS_HOLD_ROOM_WHY,
-	                "Retry-After: 60\r\n");
+	                UPLOADS_HOLD_ROOM_RETRY);
 }
 
 static void body_watch_closed(uv_handle_t *h)
@@ -341,7 +341,7 @@ static void upload_refused(srv_exchange *x, api_job *j)
 		srv_respond_error(x, 507, "quota_exceeded", QUOTA_EXCEEDED_WHY);
 	else if (j->rc == SRV_UPLOAD_EHELD)
 		srv_respond_error_with(x, 507, "uploads_hold_room", UPLOADS_HOLD_ROOM_WHY,
-		                       "Retry-After: 60\r\n");
+		                       UPLOADS_HOLD_ROOM_RETRY);
 	else if (j->rc == SRV_UPLOAD_EDISK)
 		api_respond_disk_kept(x);
 	else
@@ -412,7 +412,7 @@ static void upload_gate_done(srv_exchange *x, void *arg)
 		 * before its body: the family's room, or what its other uploads hold of it. */
 		if (j->body_max < j->allowance)
 			srv_body_limit_answer(x, 507, "uploads_hold_room", UPLOADS_HOLD_ROOM_WHY,
-			                      "Retry-After: 60\r\n");
+			                      UPLOADS_HOLD_ROOM_RETRY);
 		else
 			srv_body_limit_answer(x, 507, "quota_exceeded", QUOTA_EXCEEDED_WHY, NULL);
 	}

@@ -164,7 +164,7 @@ void tus_answer_failure(srv_exchange *x, const tus_op *op)
 		return;
 	case SRV_UPLOAD_EHELD:
 		srv_respond_error_with(x, 507, "uploads_hold_room", UPLOADS_HOLD_ROOM_WHY,
-		                       "Retry-After: 60\r\n");
+		                       UPLOADS_HOLD_ROOM_RETRY);
 		return;
 	case SRV_UPLOAD_EDISK:
 		api_respond_disk_kept(x);

@@ -28,6 +28,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serverlib import Reader, Server, request  # noqa: E402
+sys.dont_write_bytecode = True  # apiclient is imported: no __pycache__ in the tree
+from apiclient import read_head  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAST = ["--head-timeout-ms", "1000", "--body-idle-ms", "1000", "--keepalive-ms", "1500"]
@@ -581,12 +583,7 @@ def shutdown(binary):
     # flight. On a loaded machine 0.2 s was not always enough for the server to accept the
     # connection at all, and the drain's closing of the listener reset it from the backlog
     # (as nginx's does): the test's race, not the server's.
-    cont = b""
-    while b"\r\n\r\n" not in cont:
-        got = s.recv(256)
-        if not got:
-            break
-        cont += got
+    read_head(s)
     s.sendall(data[:100000])
     idle = srv.connect()
     time.sleep(0.2)
