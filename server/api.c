@@ -233,6 +233,12 @@ static void audit_failed(srv_server *s, const api_job *j)
 	srv_log_event(s, "audit_failed", detail);
 }
 
+void api_caller_buffers(srv_exchange *x, const api_job *j)
+{
+	if (j->authed && j->auth_rc == 0)
+		srv_buffer_owner(x, j->token_hash);
+}
+
 void api_job_done(srv_exchange *x, void *arg)
 {
 	api_job *j = arg;
@@ -244,6 +250,7 @@ void api_job_done(srv_exchange *x, void *arg)
 		else
 			api_storage_failed(x, j->auth_rc);
 	} else {
+		api_caller_buffers(x, j);
 		j->done(x, j);
 	}
 	api_pairing_refund(s, j); /* an attempt at a code that was not a wrong code */

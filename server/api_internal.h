@@ -133,6 +133,9 @@ bool api_still_the_caller(api_job *j);
 /* The same for a phone, by its token's hash: 0 while it is not revoked and still member_id's
  * (a member removed takes its phones with it), else the storage code (not_found). Pool. */
 int api_phone_still(store *st, const uint8_t *token_hash, const char *member_id);
+/* On the loop: the caller checked (a device, or a child's kiosk session), x's buffers count
+ * in its share, not its address's (srv_buffer_owner); nothing when j has no checked caller. */
+void api_caller_buffers(srv_exchange *x, const api_job *j);
 void api_job_done(srv_exchange *x, void *arg);
 void api_run(srv_exchange *x, api_job *j);          /* submits, or answers 503 */
 /* The same as a heavy job of the family (a transcode, an export): see srv_job_submit_heavy;

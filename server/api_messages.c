@@ -404,6 +404,7 @@ static void upload_gate_done(srv_exchange *x, void *arg)
 		srv_respond_job_refused(x, busy);
 		return;
 	}
+	api_caller_buffers(x, j);
 	int fd = j->body_fd;
 	if (j->declared == 0 && j->held < j->body_max)
 		body_watch_start(x, j);
@@ -521,8 +522,12 @@ void srv_api_message_audio(srv_exchange *x)
 	if (!j)
 		return;
 	api_prepare(x, j);
-	srv_audio_check check = {audio_check, audio_check_refuse, audio_check_release, j,
-				 audio_check_keep};
+	srv_audio_check check = {.run = audio_check,
+	                         .refuse = audio_check_refuse,
+	                         .release = audio_check_release,
+	                         .ctx = j,
+	                         .keep = audio_check_keep,
+	                         .owner = j->token_hash};
 	srv_respond_message_audio_checked(x, j->param[0], j->param[1], -1, &check);
 }
 
@@ -656,8 +661,12 @@ void srv_api_signed_audio(srv_exchange *x)
 	c->holder = (srv_audio_holder)holder;
 	c->idle_ms = (int64_t)x->srv->cfg.kiosk_idle_s * 1000;
 	memcpy(c->family, fam, sizeof c->family);
-	srv_audio_check check = {holder_check_run, holder_check_refuse, holder_check_release, c,
-	                         holder_check_keep};
+	srv_audio_check check = {.run = holder_check_run,
+	                         .refuse = holder_check_refuse,
+	                         .release = holder_check_release,
+	                         .ctx = c,
+	                         .keep = holder_check_keep,
+	                         .owner = c->hash};
 	/* A phone's answer is kept no longer than the link lives. */
 	srv_respond_message_audio_checked(x, fam, msg, left, &check);
 }

@@ -102,6 +102,8 @@ static void audio_done(srv_exchange *x, void *arg)
 		free(j);
 		return;
 	}
+	if (j->check.run && j->check.owner)
+		srv_buffer_owner(x, j->check.owner);
 	if (j->check.release)
 		j->check.release(j->check.ctx);
 	if (j->rc < 0) {

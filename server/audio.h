@@ -25,7 +25,9 @@ void srv_respond_message_audio_for(srv_exchange *x, const char *family_id,
  * caller's to free in refuse or release (which runs when run() let the request through, or
  * when no job could start: then the answer is this module's). keep(ctx), if given, runs on the
  * pool after run() let it through: false answers `Cache-Control: private, no-store` (a shared
- * device must not keep it) instead of keeping it max_age_s seconds (-1: for ever).
+ * device must not keep it) instead of keeping it max_age_s seconds (-1: for ever). owner, if
+ * given, names the caller run() let through (16 bytes or more, read on the loop before
+ * release): the stream's buffer counts in its share (srv_buffer_owner).
  */
 typedef struct srv_audio_check {
 	int (*run)(void *ctx);
@@ -33,6 +35,7 @@ typedef struct srv_audio_check {
 	void (*release)(void *ctx);
 	void *ctx;
 	bool (*keep)(void *ctx);
+	const uint8_t *owner;
 } srv_audio_check;
 void srv_respond_message_audio_checked(srv_exchange *x, const char *family_id,
                                        const char *message_id, int64_t max_age_s,

@@ -72,7 +72,11 @@ static const setting settings[] = {
 	 "bytes of download and upload buffers (16-256 KiB each, as fast as their client) "
 	 "held at once; beyond, 503 (67108864)"},
 	{"buffers-per-client", T_UINT, OFF(buffers_per_client), 0, 1, 1000000,
-	 "of those buffers, how many one client address may hold; beyond, 503 (16)"},
+	 "of those buffers, how many one client may hold: a signed-in device, else an address; "
+	 "beyond, 503 (16)"},
+	{"buffers-per-address", T_UINT, OFF(buffers_per_address), 0, 1, 1000000,
+	 "how many one address may hold, all its devices together (a school's tablets behind one "
+	 "NAT); beyond, 503 (64)"},
 	/* At least 10: 1 % of the smallest buffer-memory (1 MiB) holds no 16 KiB stage at all. */
 	{"upload-buffer-percent", T_UINT, OFF(upload_buffer_percent), 0, 10, 100,
 	 "percent of buffer-memory upload bodies may hold; the rest is kept for downloads (50)"},
@@ -137,6 +141,7 @@ void srv_config_defaults(srv_config *c)
 	c->threads = 4;
 	c->buffer_memory = 64u << 20;
 	c->buffers_per_client = 16;
+	c->buffers_per_address = 64;
 	c->upload_buffer_percent = 50;
 	c->body_min_rate = 512;
 	c->body_rate_window_ms = 30000;

@@ -41,7 +41,9 @@ typedef struct srv_config {
 	unsigned health_interval_ms;     /* how often storage is checked for /healthz */
 	unsigned threads;                /* the job pool (libuv's thread pool) */
 	uint64_t buffer_memory;          /* bytes of stream and upload buffers at once */
-	unsigned buffers_per_client;     /* of those buffers, how many one client address holds */
+	unsigned buffers_per_client;     /* of those buffers, how many one client holds: a device
+					    (srv_buffer_owner), else an address */
+	unsigned buffers_per_address;    /* how many one address holds, its devices' together */
 	unsigned upload_buffer_percent;  /* of buffer_memory, how much upload bodies may hold */
 	unsigned body_min_rate;          /* bytes/s a body must average over body_rate_window_ms */
 	unsigned body_rate_window_ms;    /* the window body_min_rate is measured over */

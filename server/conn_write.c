@@ -83,17 +83,36 @@ static uint64_t upload_cap(const srv_server *s)
 	return s->cfg.buffer_memory * s->cfg.upload_buffer_percent / 100;
 }
 
-/* Has the client of x its share of holders already? At most buffer-memory / SRV_STAGE_MIN
- * (4096 by default) hold one: a walk is cheap next to the request. */
-static bool share_taken(const srv_exchange *x)
+/* Has the client of x its share of holders already, or its address all of its own? At most
+ * buffer-memory / SRV_STAGE_MIN (4096 by default) hold one: a walk is cheap next to the
+ * request. */
+static bool share_taken(srv_exchange *x)
 {
-	const srv_server *s = x->srv;
-	unsigned held = 0;
-	for (const srv_exchange *h = s->buffer_holders; h; h = h->buffer_next)
-		if (memcmp(h->buffer_client, x->buffer_client, 16) == 0 &&
-		    ++held >= s->cfg.buffers_per_client)
+	srv_server *s = x->srv;
+	unsigned mine = 0, address = 0;
+	for (const srv_exchange *h = s->buffer_holders; h; h = h->buffer_next) {
+		bool same_address = memcmp(h->buffer_client, x->buffer_client, 16) == 0;
+		if (same_address && ++address >= s->cfg.buffers_per_address) {
+			s->metrics.buffers_refused_address++;
 			return true;
+		}
+		bool same = x->buffer_owned ? h->buffer_owned &&
+		                                  memcmp(h->buffer_owner, x->buffer_owner, 16) == 0
+		                            : !h->buffer_owned && same_address;
+		if (same && ++mine >= s->cfg.buffers_per_client) {
+			s->metrics.buffers_refused_client++;
+			return true;
+		}
+	}
 	return false;
+}
+
+void srv_buffer_owner(srv_exchange *x, const uint8_t *key)
+{
+	if (x->buffer_reserved)
+		return; /* counted where it was reserved */
+	memcpy(x->buffer_owner, key, sizeof x->buffer_owner);
+	x->buffer_owned = true;
 }
 
 static int reserve(srv_exchange *x, size_t bytes, bool upload)
@@ -111,10 +130,8 @@ static int reserve(srv_exchange *x, size_t bytes, bool upload)
 		return -1;
 	}
 	client_share(x->client, x->buffer_client);
-	if (share_taken(x)) {
-		s->metrics.buffers_refused_client++;
+	if (share_taken(x))
 		return -1;
-	}
 	s->buffer_bytes += bytes;
 	if (upload)
 		s->upload_buffer_bytes += bytes;

@@ -192,11 +192,13 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "# HELP jiayin_upload_buffer_bytes Of those, the bytes upload bodies hold.\n"
 	    "# TYPE jiayin_upload_buffer_bytes gauge\njiayin_upload_buffer_bytes %llu\n"
 	    "# HELP jiayin_buffers_refused_total Requests answered 503 busy for want of a stream "
-	    "or upload buffer: none left (memory), their client's share in use (client), or the "
+	    "or upload buffer: none left (memory), their client's share in use (client: a "
+	    "device's, or an address's without one), their address's in use (address), or the "
 	    "uploads' part of buffer memory in use (uploads).\n"
 	    "# TYPE jiayin_buffers_refused_total counter\n"
 	    "jiayin_buffers_refused_total{reason=\"memory\"} %llu\n"
 	    "jiayin_buffers_refused_total{reason=\"client\"} %llu\n"
+	    "jiayin_buffers_refused_total{reason=\"address\"} %llu\n"
 	    "jiayin_buffers_refused_total{reason=\"uploads\"} %llu\n"
 	    "# HELP jiayin_uploads_refused_disk_total Uploads refused (507 storage_full) because "
 	    "unfinished uploads reached the data disk's reserve (upload-disk-reserve).\n"
@@ -212,6 +214,7 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    (unsigned long long)s->buffer_bytes, (unsigned long long)s->upload_buffer_bytes,
 	    (unsigned long long)m->buffers_refused_memory,
 	    (unsigned long long)m->buffers_refused_client,
+	    (unsigned long long)m->buffers_refused_address,
 	    (unsigned long long)m->buffers_refused_uploads,
 	    (unsigned long long)m->uploads_refused_disk);
 	if (o.failed) {

@@ -77,6 +77,7 @@ typedef struct srv_metrics {
 	uint64_t retention_deleted;
 	uint64_t buffers_refused_memory; /* no stream/upload buffer left (buffer-memory) */
 	uint64_t buffers_refused_client; /* the client's share of them in use (buffers-per-client) */
+	uint64_t buffers_refused_address; /* its address's in use (buffers-per-address) */
 	uint64_t buffers_refused_uploads; /* uploads' part in use (upload-buffer-percent) */
 	uint64_t uploads_refused_disk;    /* the disk's reserve reached (upload-disk-reserve) */
 } srv_metrics;
@@ -186,8 +187,10 @@ struct srv_exchange {
 	bool buffer_upload;    /* for an upload's stage (conn_body.c), not a response */
 	size_t buffer_held;
 	srv_exchange *buffer_prev, *buffer_next; /* in srv_server.buffer_holders while reserved */
-	unsigned char buffer_client[16]; /* whose share it counts in: the client's address (an
-					    IPv6 one cut to its /64) */
+	unsigned char buffer_client[16]; /* the client's address (an IPv6 one cut to its /64): its
+					    buffers count in that address's share */
+	unsigned char buffer_owner[16];  /* srv_buffer_owner(): the caller they count in too */
+	bool buffer_owned;
 	/* The engine's: the progress of the body coming in or of the response going out, over a
 	 * sliding window (conn_write.c): counts at the last RATE_SLOTS + 1 slot boundaries. */
 	struct {
@@ -422,6 +425,15 @@ void srv_conn_unwatch(srv_conn *c);
 #define SRV_STAGE_FAST_NS 100000000ull  /* kept up within 100 ms: the stage doubles */
 #define SRV_STAGE_HOLD_NS 1000000000ull /* slower than 1 s: back to SRV_STAGE_MIN */
 int srv_buffer_reserve(srv_exchange *x, size_t bytes);
+/*
+ * Whose share of buffers a request's count in (cfg.buffers_per_client): by default its client
+ * address's. A route that has verified its caller (a device's token, a link signed for one)
+ * names it here, before any buffer is reserved: key is at least 16 bytes that tell callers
+ * apart (a token's hash). Its buffers then count in that caller's share, and all of one
+ * address's together in cfg.buffers_per_address, so that a school's tablets behind one NAT
+ * each have a share while one client still cannot take every buffer.
+ */
+void srv_buffer_owner(srv_exchange *x, const uint8_t *key);
 int srv_buffer_resize(srv_exchange *x, size_t bytes);
 
 /* ---- blocking work (server.c) ---- */

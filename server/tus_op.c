@@ -129,6 +129,7 @@ void tus_op_after(srv_exchange *x, void *arg)
 		tus_op_end(op);
 		return;
 	}
+	api_caller_buffers(x, &op->j);
 	op->j.done(x, &op->j);
 }
 

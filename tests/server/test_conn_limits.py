@@ -74,10 +74,15 @@ def start(binary, *args):
         return None
 
 
-def connect(srv, source="127.0.0.1", rcvbuf=None, timeout=5.0):
+def connect(srv, source="127.0.0.1", rcvbuf=None, timeout=5.0, mss=None):
+    """mss: the segment size the client announces. Over loopback (64 KiB segments) the server's
+    socket takes a megabyte or more of a response before its buffer waits; at an Internet
+    path's 1,200 bytes, tens of kilobytes, as a phone on a mobile network meets it."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if rcvbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if mss:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
     s.bind((source, 0))
     s.settimeout(timeout)
     s.connect(("127.0.0.1", srv.port))
@@ -97,9 +102,9 @@ def ask(srv, path, source="127.0.0.1", headers=(), method="GET", timeout=10.0):
         s.close()
 
 
-def stalled(srv, path, source="127.0.0.1", headers=()):
+def stalled(srv, path, source="127.0.0.1", headers=(), mss=None):
     """A GET whose client never reads past the head: (socket, status of the answer)."""
-    s = connect(srv, source, rcvbuf=1024)
+    s = connect(srv, source, rcvbuf=1024, mss=mss)
     h = "".join(f"{k}: {v}\r\n" for k, v in headers)
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n{h}\r\n".encode())
     head = b""
