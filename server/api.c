@@ -274,6 +274,7 @@ void api_job_free(api_job *j)
 	free(j->links);
 	free(j->list);
 	free(j->text);
+	free(j->gz);
 	free(j);
 }
 
@@ -283,6 +284,7 @@ void api_prepare(srv_exchange *x, api_job *j)
 	j->secret = x->srv->secret;
 	j->default_quota = x->srv->cfg.family_quota;
 	j->upload_cap = x->srv->cfg.family_upload_bytes;
+	j->gzip = x->accepts_gzip;
 	for (int i = 0; i < 2; i++)
 		snprintf(j->param[i], sizeof j->param[i], "%.*s", (int)x->params[i].len,
 			 x->params[i].ptr ? x->params[i].ptr : "");

@@ -81,6 +81,9 @@ struct api_job {
 	size_t nlist, shown;
 	uint64_t next_seq;
 	char *text;                    /* an answer made on the pool; freed by job_done */
+	bool gzip;                     /* the request takes gzip (x->accepts_gzip) */
+	char *gz;                      /* text gzipped on the pool (srv_gzip); freed by job_done */
+	size_t gz_len;
 	uint64_t since, latest;
 	bool reset;                    /* list: `since` was past the mailbox's newest change */
 	uint64_t wait_until;           /* long-poll: loop time (ms) to answer by; 0: at once */

@@ -4,6 +4,7 @@
  * changes (api_mailbox_changed) or its wait ends, then listed again on the pool, many at a time.
  */
 #include "api_internal.h"
+#include "http_coding.h"
 #include "query.h"
 #include "routes.h"
 
@@ -94,6 +95,8 @@ static void list_work(api_job *j)
 	json_decref(obj);
 	if (!j->text)
 		j->rc = STORE_ENOMEM;
+	else if (j->gzip) /* here, not on the loop: 155 us for a list of 50 */
+		j->gz = srv_gzip(j->text, strlen(j->text), &j->gz_len);
 }
 
 static void park(srv_exchange *x, api_job *j, bool news);
@@ -124,8 +127,13 @@ static void list_done(srv_exchange *x, api_job *j)
 	}
 	if (j->by_itself)
 		c->poll_answered_ms = now;
-	srv_respond(x, 200, "application/json", "Cache-Control: no-store\r\n", j->text,
-		    strlen(j->text));
+	if (j->gz)
+		srv_respond_coded(x, 200, "application/json", "Cache-Control: no-store\r\n", j->gz,
+		                  j->gz_len, SRV_CODING_GZIP);
+	else
+		srv_respond_coded(x, 200, "application/json", "Cache-Control: no-store\r\n",
+		                  j->text, strlen(j->text),
+		                  j->gzip ? SRV_CODING_IDENTITY : SRV_CODING_AUTO);
 }
 
 /* ?since=N&wait=S, both optional, nothing else (query.c). 0, or -1 after answering 400. */
@@ -248,6 +256,7 @@ static void relist_fill(api_job *j, srv_waiter *w)
 	j->wait_until = w->answer_now ? 0 : w->wait_until;
 	j->relisted = true;
 	j->authed = true;
+	j->gzip = w->x->accepts_gzip;
 	j->by_itself = true;
 	memcpy(j->token_hash, w->token_hash, sizeof j->token_hash);
 	j->idle_ms = w->idle_ms;
@@ -307,6 +316,12 @@ static void batch_run(uv_work_t *wk)
 			j->next_seq = prev->next_seq;
 			j->latest = prev->latest;
 			j->reset = prev->reset;
+			if (j->gzip && prev->gz && (j->gz = malloc(prev->gz_len))) {
+				memcpy(j->gz, prev->gz, prev->gz_len);
+				j->gz_len = prev->gz_len;
+			} else if (j->gzip) {
+				j->gz = srv_gzip(j->text, strlen(j->text), &j->gz_len);
+			}
 			continue;
 		}
 		api_job_run(j);

@@ -17,6 +17,7 @@
  * and refusing those beyond max-connections, conn_accept.c's.
  */
 #include "conn_internal.h"
+#include "http_coding.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -404,6 +405,7 @@ static void start_request(srv_conn *c, size_t head_len)
 	}
 	conn_forwarded(x);
 	x->head_only = x->req.method == SRV_METHOD_HEAD; /* errors to HEAD carry no body either */
+	x->accepts_gzip = srv_accepts_gzip(&x->req);
 	c->keep_alive = x->req.keep_alive && !s->draining &&
 			c->requests < s->cfg.max_requests_per_conn;
 	c->body_start = head_len;

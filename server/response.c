@@ -7,11 +7,14 @@
  * after it. Error bodies are JSON with a stable code (docs/api.md). A route may add its
  * protocol's headers to every answer of an exchange (x->always_headers) and take one answer
  * over to reshape it (x->respond_hook: resumable uploads answer the plain upload's 201 as tus's
- * 204).
+ * 204). JSON and text of SRV_GZIP_MIN bytes or more go gzipped to a client that takes it
+ * (http_coding.h), on the loop unless a job made it on the pool (srv_respond_coded).
  */
+#include "http_coding.h"
 #include "server.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *srv_status_text(int status)
@@ -97,14 +100,49 @@ size_t srv_format_head(srv_exchange *x, int status, const char *content_type,
 void srv_respond(srv_exchange *x, int status, const char *content_type, const char *extra_headers,
 		 const void *body, size_t len)
 {
+	srv_respond_coded(x, status, content_type, extra_headers, body, len, SRV_CODING_AUTO);
+}
+
+#define VARY "Vary: Accept-Encoding\r\n"
+#define GZIPPED "Content-Encoding: gzip\r\n" VARY
+
+void srv_respond_coded(srv_exchange *x, int status, const char *content_type,
+                       const char *extra_headers, const void *body, size_t len, srv_coding coding)
+{
 	if (x->responded)
 		return;
 	if (x->respond_hook) {
+		if (coding == SRV_CODING_GZIP) { /* a bug: the hook cannot read it */
+			x->respond_hook = NULL;
+			srv_respond_error(x, 500, "internal_error", "the answer could not be sent");
+			return;
+		}
 		/* The route answers in this answer's place (it may call srv_respond itself). */
 		srv_respond_hook_fn hook = x->respond_hook;
 		x->respond_hook = NULL;
 		hook(x, status, content_type, extra_headers, body, len);
 		return;
+	}
+	char *gz = NULL;
+	char extra[1024];
+	bool codable = coding == SRV_CODING_GZIP ||
+	               (len >= SRV_GZIP_MIN && srv_gzip_type(content_type) && status != 204);
+	if (codable) {
+		size_t gz_len = 0;
+		if (coding == SRV_CODING_AUTO && x->accepts_gzip &&
+		    (gz = srv_gzip(body, len, &gz_len))) {
+			body = gz;
+			len = gz_len;
+			coding = SRV_CODING_GZIP;
+		}
+		int n = snprintf(extra, sizeof extra, "%s%s", extra_headers ? extra_headers : "",
+		                 coding == SRV_CODING_GZIP ? GZIPPED : VARY);
+		if (n < 0 || (size_t)n >= sizeof extra) {
+			free(gz);
+			srv_respond_error(x, 500, "internal_error", "the answer could not be sent");
+			return;
+		}
+		extra_headers = extra;
 	}
 	x->responded = true;
 	x->status = status;
@@ -114,6 +152,7 @@ void srv_respond(srv_exchange *x, int status, const char *content_type, const ch
 	if (x->status == 500 && status != 500)
 		len = 0;
 	srv_conn_write(x->conn, head, n, x->head_only ? NULL : body, x->head_only ? 0 : len);
+	free(gz);
 }
 
 void srv_respond_head(srv_exchange *x, int status, const char *content_type,

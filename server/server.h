@@ -181,6 +181,7 @@ struct srv_exchange {
 	char client[46];       /* the peer, or X-Forwarded-For's last hop from a trusted proxy */
 	bool https;            /* X-Forwarded-Proto: https from a trusted proxy */
 	bool head_only;        /* HEAD: headers only */
+	bool accepts_gzip;     /* its Accept-Encoding takes gzip (srv_accepts_gzip) */
 	bool responded;
 	bool finished;         /* logged and counted: the response is over */
 	bool buffer_reserved;  /* holds buffer_held bytes of the server's buffer memory */
@@ -287,9 +288,22 @@ struct srv_conn {
 };
 
 /* ---- responses (response.c) ---- */
-/* Sends status + headers + body (copied). extra_headers: "Name: value\r\n" lines or NULL. */
+/*
+ * Sends status + headers + body (copied). extra_headers: "Name: value\r\n" lines or NULL. A body
+ * of JSON or text (srv_gzip_type) of SRV_GZIP_MIN bytes or more is gzipped when the request
+ * takes it (x->accepts_gzip), and says Vary: Accept-Encoding either way.
+ */
 void srv_respond(srv_exchange *x, int status, const char *content_type, const char *extra_headers,
 		 const void *body, size_t len);
+typedef enum srv_coding {
+	SRV_CODING_AUTO,     /* as srv_respond */
+	SRV_CODING_IDENTITY, /* tried already (srv_gzip gave NULL): as it is, with Vary */
+	SRV_CODING_GZIP,     /* body is srv_gzip's, made for this request off the loop */
+} srv_coding;
+/* srv_respond, for a body a job may have gzipped on the pool. Not for a route with a
+ * respond_hook, which is handed the body as it is meant (SRV_CODING_GZIP: 500). */
+void srv_respond_coded(srv_exchange *x, int status, const char *content_type,
+                       const char *extra_headers, const void *body, size_t len, srv_coding coding);
 /* A JSON error: {"error": {"code": code, "message": message}}. */
 void srv_respond_error(srv_exchange *x, int status, const char *code, const char *message);
 const char *srv_status_text(int status);

@@ -299,6 +299,9 @@ def bench_wrk(args, wav_path, work):
         lst = request(srv, "GET", f"/v1/families/{fam}/messages", headers=ac.bearer(tok)).json()
         assert len(lst["messages"]) == 50
         listing = request(srv, "GET", f"/v1/families/{fam}/messages", headers=ac.bearer(tok))
+        listing_gz = request(srv, "GET", f"/v1/families/{fam}/messages",
+                             headers=ac.bearer(tok) + [("Accept-Encoding", "gzip")])
+        assert listing_gz.header("Content-Encoding") == "gzip"
         ngx = Nginx(None, work, b"{}", a.body)
         base = f"http://127.0.0.1:{srv.port}"
         auth = [f"Authorization: Bearer {tok}"]
@@ -306,6 +309,8 @@ def bench_wrk(args, wav_path, work):
             ("audio", "nginx", f"http://127.0.0.1:{ngx.port}/clip.ogg", []),
             ("audio", "jiayin", base + audio, auth),
             ("list 50", "jiayin", base + f"/v1/families/{fam}/messages", auth),
+            ("list 50 gzip", "jiayin", base + f"/v1/families/{fam}/messages",
+             auth + ["Accept-Encoding: gzip"]),
             ("list nothing new", "jiayin",
              base + f"/v1/families/{fam}/messages?since={lst['seq']}", auth),
         ]
@@ -321,7 +326,8 @@ def bench_wrk(args, wav_path, work):
         if ngx:
             ngx.stop()
         srv.stop()
-    return res, len(a.body), len(listing.body), refused(os.path.join(work, "wrk-requests.log"))
+    return (res, len(a.body), (len(listing.body), len(listing_gz.body)),
+            refused(os.path.join(work, "wrk-requests.log")))
 
 
 def refused(log_path):
@@ -465,7 +471,10 @@ def main():
       f"{spread([x / 1024 for x in lp['rss_fresh']], '{:.1f}')} | | | reported |")
     p(f"| the same, parked again after one wake-up of all {n:,}, KiB | "
       f"{spread([x / 1024 for x in lp['rss_again']], '{:.1f}')} | | | reported |")
-    for t, who, what in (("list 50", "jiayin", f"list of 50 messages ({list_bytes:,} B answer)"),
+    for t, who, what in (("list 50", "jiayin",
+                          f"list of 50 messages ({list_bytes[0]:,} B answer)"),
+                         ("list 50 gzip", "jiayin",
+                          f"the same, gzipped on the pool ({list_bytes[1]:,} B answer)"),
                          ("list nothing new", "jiayin", "list, nothing new (since=latest)")):
         v = wk[(t, who)]
         p(f"| {what}: requests/s, wrk -c64 (p99 ms) | {spread([x['rps'] for x in v], '{:.0f}')} "

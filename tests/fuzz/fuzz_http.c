@@ -11,14 +11,17 @@
  * the body callback then fails, as the server's do (a body over the route's limit, no memory),
  * on the call that would take a request's body past K & 0x7f bytes; the feed must return that
  * error, call nothing more and stay failed. Every parsed request's headers are looked up by
- * name (srv_request_header) and must be the request's own.
+ * name (srv_request_header) and must be the request's own; its Accept-Encoding is read
+ * (srv_accepts_gzip), and its headers gzipped (srv_gzip) must read back as they were.
  */
+#include "http_coding.h"
 #include "http_parse.h"
 #include "server.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #define FAIL_MARK "\xff" "FAIL"
 
@@ -158,6 +161,45 @@ static void check_lookups(const srv_request *req)
 		abort();
 }
 
+/* Accept-Encoding's gzip: never taken without the header. Each request's head (names and
+ * values: text as the answers are) gzipped and read back with zlib is itself. */
+static void check_coding(const srv_request *req)
+{
+	if (srv_accepts_gzip(req) && !srv_request_header(req, "Accept-Encoding"))
+		abort();
+	char text[8192];
+	size_t len = 0;
+	for (size_t i = 0; i < req->header_count; i++) {
+		const srv_header *h = &req->headers[i];
+		if (len + h->name.len + h->value.len + 2 > sizeof text)
+			break;
+		memcpy(text + len, h->name.ptr, h->name.len);
+		len += h->name.len;
+		text[len++] = ':';
+		memcpy(text + len, h->value.ptr, h->value.len);
+		len += h->value.len;
+		text[len++] = '\n';
+	}
+	size_t gz_len;
+	char *gz = srv_gzip(text, len, &gz_len);
+	if (!gz)
+		return;
+	char back[sizeof text];
+	uLongf back_len = sizeof back;
+	z_stream z = {0};
+	if (gz_len >= len || inflateInit2(&z, 16 + 15) != Z_OK)
+		abort();
+	z.next_in = (Bytef *)gz;
+	z.avail_in = (uInt)gz_len;
+	z.next_out = (Bytef *)back;
+	z.avail_out = (uInt)back_len;
+	if (inflate(&z, Z_FINISH) != Z_STREAM_END || z.total_out != len ||
+	    memcmp(back, text, len) != 0)
+		abort();
+	inflateEnd(&z);
+	free(gz);
+}
+
 static void check_request(const srv_request *req, const char *head, size_t len,
                           const srv_limits *lim)
 {
@@ -179,6 +221,7 @@ static void check_request(const srv_request *req, const char *head, size_t len,
 			abort();
 	}
 	check_lookups(req);
+	check_coding(req);
 }
 
 enum { DONE, INCOMPLETE, REFUSED };

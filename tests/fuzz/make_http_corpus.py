@@ -36,6 +36,12 @@ SEEDS = {
     "pipelined-garbage": b"GET / HTTP/1.1\r\n" + H + b"\r\n\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
     "pipelined-half": b"GET / HTTP/1.1\r\n" + H + b"\r\nGET /x HTTP/1.1\r\nHo",
     "ipv6-host": b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+    "accept-encoding": b"GET /v1/families/f/messages HTTP/1.1\r\n" + H
+    + b"Accept-Encoding: gzip, deflate, br\r\n\r\n",
+    "accept-encoding-weights": b"GET / HTTP/1.1\r\n" + H
+    + b"Accept-Encoding: br;q=1.0, gzip;q=0.5, *;q=0\r\naccept-encoding: x-gzip;level=\"a,b\";q=0.001\r\n\r\n",
+    "accept-encoding-refused": b"GET / HTTP/1.1\r\n" + H
+    + b"Accept-Encoding: *, gzip;q=0.000, identity;q=1\r\n\r\n",
     "many-headers": b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: %d\r\n" % (i, i) for i in range(70)) + b"\r\n",
     # smuggling
     "cl-te": post(b"Content-Length: 6\r\n" + CH, b"0\r\n\r\nG"),
