@@ -54,8 +54,8 @@ static size_t quoted_end(const char *p, size_t i, size_t end)
 	return 0;
 }
 
-/* One list element p[i..]: its coding and weight (-1: it does not parse). i past the element
- * and its comma. */
+/* One list element p[i..]: its coding and weight (-1: it does not parse, or has two). i past the
+ * element and its comma. */
 static size_t element(const char *p, size_t i, size_t end, const char **coding, size_t *len,
                       int *weight)
 {
@@ -65,6 +65,7 @@ static size_t element(const char *p, size_t i, size_t end, const char **coding, 
 	*coding = p + c0;
 	*len = i - c0;
 	*weight = *len ? 1 : -1;
+	bool weighed = false;
 	for (;;) {
 		while (i < end && ows(p[i]))
 			i++;
@@ -92,8 +93,15 @@ static size_t element(const char *p, size_t i, size_t end, const char **coding, 
 				i++;
 			v1 = i;
 		}
-		if (named(p + n0, n1 - n0, "q") && *weight >= 0)
-			*weight = p[v0] == '"' ? -1 : qvalue(p + v0, v1 - v0);
+		/* One weight at most (RFC 9110 12.5.3: codings [ weight ]): a second spoils it.
+		 * v0 == end for "q=" at the value's end: p[v0] is past the slice, not read. */
+		if (named(p + n0, n1 - n0, "q")) {
+			if (weighed || (v1 > v0 && p[v0] == '"'))
+				*weight = -1;
+			else if (*weight >= 0)
+				*weight = qvalue(p + v0, v1 - v0);
+			weighed = true;
+		}
 	}
 	/* Whatever is left up to the next comma spoils the element. */
 	while (i < end && p[i] != ',') {
@@ -154,7 +162,7 @@ char *srv_gzip(const void *in, size_t len, size_t *out_len)
 	/* 15 + 16: a 32 KiB window, with gzip's header and trailer. */
 	if (deflateInit2(&z, SRV_GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
 		return NULL;
-	size_t cap = len; /* no smaller: not worth sending */
+	size_t cap = len - 1; /* as long as the body, or longer: not worth sending */
 	char *out = malloc(cap);
 	z.next_in = (Bytef *)(uintptr_t)in;
 	z.avail_in = (uInt)len;

@@ -21,7 +21,8 @@
 /*
  * Does the request take gzip? Its Accept-Encoding lines (RFC 9110 12.5.3), all of them, as one
  * list: "gzip" or "x-gzip" with a weight above 0, or else "*" with one. A weight of 0 refuses;
- * an element that does not parse is ignored; no header, or an empty one, takes none.
+ * an element that does not parse (two weights among them) is ignored; no header, or an empty
+ * one, takes none. Nothing past a value's slice is read.
  */
 bool srv_accepts_gzip(const srv_request *req);
 
@@ -29,8 +30,8 @@ bool srv_accepts_gzip(const srv_request *req);
 bool srv_gzip_type(const char *content_type);
 
 /*
- * in[0..len) gzipped (RFC 1952), malloc'd, its size in *out_len; NULL when len is below
- * SRV_GZIP_MIN, when the result would be no smaller, or when memory ran out (send it as it
+ * in[0..len) gzipped (RFC 1952), malloc'd, its size in *out_len (below len); NULL when len is
+ * below SRV_GZIP_MIN, when the result would be no smaller, or when memory ran out (send it as it
  * is). Pure: any thread.
  */
 char *srv_gzip(const void *in, size_t len, size_t *out_len);
