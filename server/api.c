@@ -176,6 +176,8 @@ void api_job_run(void *arg)
 		}
 		if (j->auth_rc < 0)
 			return;
+		memcpy(j->caller_key, j->token_hash, sizeof j->caller_key);
+		j->caller_checked = true;
 		store_device_touch(j->st, d.id.s, now); /* advisory: errors ignored */
 	}
 	j->work(j);
@@ -235,8 +237,8 @@ static void audit_failed(srv_server *s, const api_job *j)
 
 void api_caller_buffers(srv_exchange *x, const api_job *j)
 {
-	if (j->authed && j->auth_rc == 0)
-		srv_buffer_owner(x, j->token_hash);
+	if (j->caller_checked && j->auth_rc == 0)
+		srv_buffer_owner(x, j->caller_key);
 }
 
 void api_job_done(srv_exchange *x, void *arg)

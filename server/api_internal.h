@@ -29,6 +29,10 @@ struct api_job {
 	uint64_t upload_cap;           /* family-upload-bytes (api_upload_allowance) */
 	bool authed;                   /* a token was presented */
 	uint8_t token_hash[STORE_HASH_LEN];
+	/* token_hash when it was authenticated (api_caller_buffers); the work may reuse
+	 * token_hash (a kiosk login makes the session's there) */
+	uint8_t caller_key[STORE_HASH_LEN];
+	bool caller_checked;
 	store_device device;           /* the caller */
 	store_member member;           /* the caller's member (personal devices, kiosk sessions) */
 	bool session;                  /* the token is a child's kiosk session */

@@ -527,7 +527,7 @@ void srv_api_message_audio(srv_exchange *x)
 	                         .release = audio_check_release,
 	                         .ctx = j,
 	                         .keep = audio_check_keep,
-	                         .owner = j->token_hash};
+	                         .owner = j->caller_key};
 	srv_respond_message_audio_checked(x, j->param[0], j->param[1], -1, &check);
 }
 

@@ -319,7 +319,7 @@ static void batch_run(uv_work_t *wk)
 			if (j->gzip && prev->gz && (j->gz = malloc(prev->gz_len))) {
 				memcpy(j->gz, prev->gz, prev->gz_len);
 				j->gz_len = prev->gz_len;
-			} else if (j->gzip) {
+			} else if (j->gzip && !prev->gzip) { /* else it did not shrink for prev */
 				j->gz = srv_gzip(j->text, strlen(j->text), &j->gz_len);
 			}
 			continue;

@@ -3,8 +3,8 @@
  * the socket takes them (no copy, no allocation; the response finishes before the call
  * returns), the rest queued with uv_write (or, for a streamed part offered, at most what the
  * stream lets wait: srv_conn_offer); 100 Continue; the buffer memory a streamed response or an
- * upload reserves (capped in all, for uploads apart, and per client address), grown and shrunk
- * as its client goes.
+ * upload reserves (capped in all, for uploads apart, per signed-in caller or else client
+ * address, and per address in all), grown and shrunk as its client goes.
  *
  * A response is not given a deadline as a whole (a slow phone downloading an export may take
  * an hour) but must keep moving: every quarter of write-timeout-ms the bytes the client has
