@@ -16,6 +16,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # apiclient's helper is imported: no __pycache__ in the tree
+from apiclient import read_head  # noqa: E402
 from serverlib import Server, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
@@ -321,7 +323,6 @@ def long_poll(binary):
         got = {}
 
         def waiter():
-            t = time.time()
             got["r"] = request(srv, "GET", path, headers=bearer(mom["token"]), timeout=30)
             got["t"] = time.time()
         th = threading.Thread(target=waiter)
@@ -557,13 +558,7 @@ def upload_gate(binary):
             s.sendall((f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
                        f"Authorization: Bearer {token}\r\nContent-Length: {length}\r\n"
                        "Expect: 100-continue\r\n\r\n").encode())
-            got = b""
-            while b"\r\n\r\n" not in got:
-                d = s.recv(4096)
-                if not d:
-                    break
-                got += d
-            return s, got.split(b"\r\n", 1)[0].decode("latin-1")
+            return s, read_head(s).split(b"\r\n", 1)[0].decode("latin-1")
         s1, wrong = head_only("not-a-token")
         s2, stranger = head_only(other["token"])
         none_open = open_bodies()
