@@ -76,7 +76,7 @@ static const setting settings[] = {
 	 "beyond, 503 (16)"},
 	{"buffers-per-address", T_UINT, OFF(buffers_per_address), 0, 1, 1000000,
 	 "how many one address may hold, all its devices together (a school's tablets behind one "
-	 "NAT); beyond, 503 (64)"},
+	 "NAT), never fewer than buffers-per-client; beyond, 503 (64)"},
 	/* At least 10: 1 % of the smallest buffer-memory (1 MiB) holds no 16 KiB stage at all. */
 	{"upload-buffer-percent", T_UINT, OFF(upload_buffer_percent), 0, 10, 100,
 	 "percent of buffer-memory upload bodies may hold; the rest is kept for downloads (50)"},
@@ -474,6 +474,10 @@ int srv_config_from_args(srv_config *c, int argc, char **argv, char *err, size_t
 	if (srv_limits_check(&c->http) < 0)
 		return fail(err, errlen, "inconsistent HTTP limits (max-target must be under "
 					 "max-head-bytes)%s%s", "", "");
+	/* An address holds no fewer than one client: a buffers-per-client raised for a school
+	 * before buffers-per-address existed keeps its effect. */
+	if (c->buffers_per_address < c->buffers_per_client)
+		c->buffers_per_address = c->buffers_per_client;
 	if (print) {
 		srv_config_print(c, stdout);
 		return 1;

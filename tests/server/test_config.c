@@ -255,13 +255,40 @@ static void flags_over_file(void **state)
 	assert_non_null(strstr(err, "cannot open config file"));
 }
 
+/* buffers-per-address is never below buffers-per-client: a share raised before the address's
+ * limit existed keeps its effect, and --print-config says so. */
+static void address_holds_a_client(void **state)
+{
+	(void)state;
+	srv_config c;
+	char err[512];
+	srv_config_defaults(&c);
+	char *raised[] = {"jiayin", "--buffers-per-client", "100", NULL};
+	assert_int_equal(srv_config_from_args(&c, 3, raised, err, sizeof err), 0);
+	assert_int_equal(c.buffers_per_client, 100);
+	assert_int_equal(c.buffers_per_address, 100);
+	srv_config_defaults(&c);
+	char *both[] = {"jiayin", "--buffers-per-address", "10", "--buffers-per-client", "8", NULL};
+	assert_int_equal(srv_config_from_args(&c, 5, both, err, sizeof err), 0);
+	assert_int_equal(c.buffers_per_address, 10);
+	srv_config_defaults(&c);
+	char *low[] = {"jiayin", "--buffers-per-address", "4", NULL};
+	assert_int_equal(srv_config_from_args(&c, 3, low, err, sizeof err), 0);
+	assert_int_equal(c.buffers_per_address, 16);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(operations_example),   cmocka_unit_test(bom_crlf_comments),
-	    cmocka_unit_test(errors_name_the_line), cmocka_unit_test(nul_byte_is_refused),
-	    cmocka_unit_test(long_lines),           cmocka_unit_test(print_reads_back),
-	    cmocka_unit_test(flags_over_file),      cmocka_unit_test(flags_a_file_cannot_say),
+	    cmocka_unit_test(operations_example),
+	    cmocka_unit_test(bom_crlf_comments),
+	    cmocka_unit_test(errors_name_the_line),
+	    cmocka_unit_test(nul_byte_is_refused),
+	    cmocka_unit_test(long_lines),
+	    cmocka_unit_test(print_reads_back),
+	    cmocka_unit_test(flags_over_file),
+	    cmocka_unit_test(flags_a_file_cannot_say),
+	    cmocka_unit_test(address_holds_a_client),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
