@@ -154,6 +154,11 @@ void api_storage_failed(srv_exchange *x, int rc)
 void api_job_run(void *arg)
 {
 	api_job *j = arg;
+	if (j->authed && j->checked) {
+		if (api_still_the_caller(j))
+			j->work(j);
+		return;
+	}
 	if (j->authed) {
 		store_device d;
 		int64_t now = api_now_ms();

@@ -28,6 +28,11 @@ struct api_job {
 	uint64_t default_quota;        /* for families stored without one (quota_bytes 0) */
 	uint64_t upload_cap;           /* family-upload-bytes (api_upload_allowance) */
 	bool authed;                   /* a token was presented */
+	/* authed, and authenticated already, before a wait (a plain upload's body, a resumable
+	 * upload's transcode in the queue): the job checks only that the caller is still who it
+	 * was (api_still_the_caller), not the token again, so a child's kiosk session that ended
+	 * meanwhile (the next child's login, kiosk-idle-s) keeps its story */
+	bool checked;
 	uint8_t token_hash[STORE_HASH_LEN];
 	/* token_hash when it was authenticated (api_caller_buffers); the work may reuse
 	 * token_hash (a kiosk login makes the session's there) */

@@ -384,6 +384,7 @@ static void upload_body_done(srv_exchange *x, void *arg, int status)
 	j->work = api_upload_work;
 	j->done = api_upload_done;
 	j->rc = j->auth_rc = 0;
+	j->checked = true; /* at the gate: a session over since keeps its story */
 	api_run_heavy(x, j, j->param[0]);
 }
 

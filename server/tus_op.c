@@ -308,6 +308,7 @@ static void finish_work(tus_op *op)
 	api_job *f = &op->fin;
 	*f = op->j;
 	f->authed = true;
+	f->checked = true; /* by this request: a session over since keeps its story */
 	f->auth_rc = f->rc = f->codec_rc = 0;
 	f->existed = false;
 	f->work = api_upload_work;

@@ -10,7 +10,8 @@ PINs lock the login; the session ends when idle, when the next child logs in, or
 the kiosk's own token never sees a family. Every step as docs/api.md promises. And the
 pairing locks that phones and kiosks share hold for codes sent all at once; pairing a child
 again ends its session; a family lists all its links; a wrong kiosk code costs no PIN hash;
-a member removed from the family takes the PINs it chose with it.
+a member removed from the family takes the PINs it chose with it; a story whose session ends
+while it arrives, or waits its turn, is stored.
 """
 import base64
 import json
@@ -354,6 +355,29 @@ def links_and_pins(binary, jiayinctl):
         srv.stop()
 
 
+def kiosk_family(srv, jiayinctl):
+    """A kiosk, a family and two of its children paired to it with the PIN 1 2 3 4: the
+    mother, the family's id, the links, and a login (a link: its session's token)."""
+    school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
+    ktok = find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板"), "token")
+    mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
+                                                 "member_name": "妈妈"}).json()
+    fam = mom["family"]["id"]
+    links = []
+    for name in ("小明", "小刚"):
+        kid = call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
+                   {"member_name": name, "role": "child"}).json()["member"]
+        code = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).json()["code"]
+        links.append(call(srv, "POST", f"/v1/families/{fam}/kiosk-links", mom["token"],
+                          {"code": code, "member_id": kid["id"], "pin": [1, 2, 3, 4]}
+                          ).json()["link"])
+
+    def login(link):
+        return call(srv, "POST", "/v1/kiosk/sessions", ktok,
+                    {"child": link["id"], "pin": [1, 2, 3, 4]}).json()["token"]
+    return mom, fam, links, login
+
+
 def recording_outlives_session(binary, jiayinctl):
     """A child sends a long story from the school tablet and the next child logs in while it
     is transcoded: the first child's session ends, its recording is stored all the same
@@ -363,23 +387,7 @@ def recording_outlives_session(binary, jiayinctl):
     wav = long_wav(180)
     srv = Server(binary)
     try:
-        school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
-        ktok = find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板"), "token")
-        mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
-                                                     "member_name": "妈妈"}).json()
-        fam = mom["family"]["id"]
-        links = []
-        for name in ("小明", "小刚"):
-            kid = call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
-                       {"member_name": name, "role": "child"}).json()["member"]
-            code = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).json()["code"]
-            links.append(call(srv, "POST", f"/v1/families/{fam}/kiosk-links", mom["token"],
-                              {"code": code, "member_id": kid["id"], "pin": [1, 2, 3, 4]}
-                              ).json()["link"])
-
-        def login(link):
-            return call(srv, "POST", "/v1/kiosk/sessions", ktok,
-                        {"child": link["id"], "pin": [1, 2, 3, 4]}).json()["token"]
+        mom, fam, links, login = kiosk_family(srv, jiayinctl)
         first = login(links[0])
         up, second = during_transcode(srv, fam, first, wav, lambda: login(links[1]))
         msgs = call(srv, "GET", f"/v1/families/{fam}/messages", mom["token"]).json()["messages"]
@@ -394,6 +402,90 @@ def recording_outlives_session(binary, jiayinctl):
         ok(d.status == 204 and up.status == 401 and len(msgs) == 1,
            "a child unpaired from the kiosk while its story is transcoded: 401, nothing stored "
            "(the review: stored all the same)", f"{d.status} {up.status} {len(msgs)}")
+    finally:
+        srv.stop()
+
+
+def story_outlives_its_body(binary, jiayinctl, wav):
+    """A child's story is stored when its session ends while the body is still on its way
+    (the next child logs in on the tablet, or a slow link takes longer than kiosk-idle-s), and
+    a resumable upload's when it ends while the finished upload waits its turn to be
+    transcoded (review finding: the sender was authenticated again by its session's token
+    when the transcode began, and the story was lost with 401, as docs/api.md says it is not)."""
+    from test_members import long_wav
+
+    def slow_upload(srv, fam, token, seconds, midway=lambda: None):
+        """The recording in ten pieces over `seconds`, midway() after the fifth."""
+        sock = srv.connect(120)
+        try:
+            sock.sendall((f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
+                          f"Authorization: Bearer {token}\r\nContent-Length: {len(wav)}\r\n"
+                          "Connection: close\r\n\r\n").encode())
+            step = -(-len(wav) // 10)
+            for i in range(10):
+                sock.sendall(wav[i * step:(i + 1) * step])
+                time.sleep(seconds / 10)
+                if i == 4:
+                    midway()
+            return Reader(sock).response()
+        finally:
+            sock.close()
+
+    srv = Server(binary, "--kiosk-idle-s", "10")
+    try:
+        mom, fam, links, login = kiosk_family(srv, jiayinctl)
+        first = login(links[0])
+        up = slow_upload(srv, fam, first, 1.0, lambda: login(links[1]))
+        ok(up and up.status == 201 and call(srv, "GET", "/v1/me", first).status == 401 and
+           up.json()["message"]["sender"] == links[0]["member_id"],
+           "the next child logs in while the first child's story is still arriving: the "
+           "first session is over, and the story is stored (201)",
+           f"{up and up.status} {up and up.body[:150]!r}")
+        second = login(links[1])
+        up = slow_upload(srv, fam, second, 12.0)
+        ok(up and up.status == 201 and up.json()["message"]["sender"] == links[1]["member_id"],
+           "a story whose body takes longer than kiosk-idle-s (a slow link) is stored (201)",
+           f"{up and up.status} {up and up.body[:150]!r}")
+    finally:
+        srv.stop()
+
+    # One heavy job at a time (threads 2): the finished upload waits for mom's long one.
+    srv = Server(binary, "--threads", "2")
+    try:
+        mom, fam, links, login = kiosk_family(srv, jiayinctl)
+        first = login(links[0])
+        tus = [("Authorization", f"Bearer {first}"), ("Tus-Resumable", "1.0.0")]
+        meta = "family_id " + base64.b64encode(fam.encode()).decode()
+        loc = request(srv, "POST", "/v1/uploads", headers=tus + [
+            ("Upload-Length", str(len(wav))), ("Upload-Metadata", meta)]).header("Location")
+        long_one = long_wav(180)
+        busy = srv.connect(120)
+        patch = srv.connect(120)
+        try:
+            busy.sendall((f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
+                          f"Authorization: Bearer {mom['token']}\r\n"
+                          f"Content-Length: {len(long_one)}\r\nConnection: close\r\n\r\n")
+                         .encode() + long_one)
+            time.sleep(0.3)
+            patch.sendall((f"PATCH {loc} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {first}"
+                           "\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                           "Content-Type: application/offset+octet-stream\r\n"
+                           f"Content-Length: {len(wav)}\r\nConnection: close\r\n\r\n")
+                          .encode() + wav)
+            time.sleep(0.3)
+            login(links[1])
+            done, waited = Reader(patch).response(), Reader(busy).response()
+        finally:
+            busy.close()
+            patch.close()
+        msgs = call(srv, "GET", f"/v1/families/{fam}/messages", mom["token"]).json()["messages"]
+        ok(done and done.status == 204 and done.header("Jiayin-Message-Id") and
+           waited and waited.status == 201 and
+           sorted(m["sender"] for m in msgs) == sorted([mom["member"]["id"],
+                                                        links[0]["member_id"]]),
+           "the next child logs in while the first child's finished resumable upload waits "
+           "its turn: it becomes a message all the same (204 with its id)",
+           f"{done and done.status} {done and done.body[:150]!r} {waited and waited.status}")
     finally:
         srv.stop()
 
@@ -706,6 +798,7 @@ def main():
     pairing_locks(binary, jiayinctl)
     links_and_pins(binary, jiayinctl)
     recording_outlives_session(binary, jiayinctl)
+    story_outlives_its_body(binary, jiayinctl, wav)
     pins_leave_with_their_chooser(binary, jiayinctl)
     return finish()
 
