@@ -79,7 +79,11 @@ json_t *api_body_object(srv_exchange *x)
 	return v;
 }
 
-/* A name field: 1..STORE_NAME_MAX bytes of UTF-8 (jansson checked it), no control bytes. */
+/*
+ * A name field: 1..STORE_NAME_MAX bytes of UTF-8 (jansson checked it) without control
+ * characters: neither C0 and DEL nor C1 (U+0080-U+009F, UTF-8 C2 80-C2 9F), which a name
+ * pasted from a legacy-encoded text brings and which no screen shows.
+ */
 const char *api_name_field(json_t *obj, const char *key, bool required)
 {
 	json_t *v = json_object_get(obj, key);
@@ -89,9 +93,20 @@ const char *api_name_field(json_t *obj, const char *key, bool required)
 	if (!s || !*s || json_string_length(v) > STORE_NAME_MAX || strlen(s) != json_string_length(v))
 		return NULL;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
+		if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
 			return NULL;
 	return s;
+}
+
+bool api_idempotency_key_ok(const char *key, size_t len)
+{
+	if (len == 0 || len > API_IDEMPOTENCY_KEY_MAX)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)key;
+	     p < (const unsigned char *)key + len; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			return false;
+	return true;
 }
 
 const char *api_avatar_field(json_t *obj)

@@ -120,6 +120,10 @@ int64_t api_now_ms(void); /* any thread */
 void api_respond_json(srv_exchange *x, int status, json_t *obj); /* takes obj */
 json_t *api_body_object(srv_exchange *x);          /* NULL after answering 400/415 */
 const char *api_name_field(json_t *obj, const char *key, bool required);
+/* An idempotency key, the plain upload's header or a resumable upload's metadata: 1-128
+ * printable ASCII characters (spaces included), one rule for both, so one key serves both. */
+#define API_IDEMPOTENCY_KEY_MAX 128
+bool api_idempotency_key_ok(const char *key, size_t len);
 /* The "avatar" of obj: "" when absent or empty (none), else 1-31 bytes of text; NULL if bad. */
 const char *api_avatar_field(json_t *obj);
 /*

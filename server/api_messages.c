@@ -436,8 +436,9 @@ void srv_api_message_upload(srv_exchange *x)
 	if (!api_bearer_present(x))
 		return;
 	const srv_slice *key = srv_request_header(&x->req, "Idempotency-Key");
-	if (key && (key->len == 0 || key->len > 128)) {
-		srv_respond_error(x, 400, "invalid_idempotency_key", "1-128 characters");
+	if (key && !api_idempotency_key_ok(key->ptr, key->len)) {
+		srv_respond_error(x, 400, "invalid_idempotency_key",
+		                  "Idempotency-Key: 1-128 printable ASCII characters");
 		return;
 	}
 	if (x->req.body == SRV_BODY_NONE ||

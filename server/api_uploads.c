@@ -85,10 +85,7 @@ static int parse_metadata(srv_exchange *x, srv_upload *u)
 		srv_respond_error(x, 400, "invalid_recipient", "to: not a member id");
 		return -1;
 	}
-	bool printable = idem ? u->idem[0] != '\0' : true;
-	for (const char *p = u->idem; printable && *p; p++)
-		printable = *p >= 0x20 && *p < 0x7f;
-	if (!printable) {
+	if (idem && !api_idempotency_key_ok(u->idem, strlen(u->idem))) {
 		srv_respond_error(x, 400, "invalid_idempotency_key",
 				  "idempotency_key: 1-128 printable ASCII characters");
 		return -1;

@@ -50,14 +50,15 @@ static int list_kiosk_children(store *s, const char *kiosk_id, void *out, size_t
 	return store_kiosk_links_of_kiosk(s, kiosk_id, out, max, n);
 }
 
-/* As the API takes names: 1..STORE_NAME_MAX bytes of UTF-8, no control bytes. */
+/* As the API takes names: 1..STORE_NAME_MAX bytes of UTF-8, no control characters (C0, DEL,
+ * C1). */
 static bool name_ok(const char *s)
 {
 	size_t len = strlen(s);
 	if (len == 0 || len > STORE_NAME_MAX)
 		return false;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
+	for (const char *p = s; *p; p++)
+		if (control_at(p))
 			return false;
 	json_t *v = json_string(s); /* NULL unless valid UTF-8 */
 	json_decref(v);

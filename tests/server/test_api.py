@@ -195,6 +195,14 @@ def messages(binary):
         ok(h.status == 200 and h.json()["seq"] == 2 and
            lst2["messages"][0]["listened_by"] == [kid["member"]["id"]] and lst2["seq"] == 2,
            "the child's listened receipt: the parent sees it as a change since 1")
+        # One rule for idempotency keys, the plain upload's header as a resumable upload's
+        # metadata (test_tus.py): 1-128 printable ASCII characters.
+        for key, what in (("", "empty"), ("k" * 129, "129 characters"),
+                          ("故事-1", "not ASCII"), ("a\tb", "a tab")):
+            r = request(srv, "POST", f"/v1/families/{fam}/messages", wav,
+                        headers=bearer(mom["token"]) + [("Idempotency-Key", key)], timeout=60)
+            ok(r.status == 400 and r.json()["error"]["code"] == "invalid_idempotency_key",
+               f"an Idempotency-Key {what}: 400 invalid_idempotency_key", f"{r.status}")
         bad = upload(srv, mom["token"], fam, b"RIFF....WAVEjunk" * 10)
         ok(bad.status == 422 and bad.json()["error"]["code"].startswith("audio_"),
            f"bad audio: 422 with the codec's code ({bad.json()['error']['code']})")
@@ -255,6 +263,13 @@ def messages(binary):
         m2 = request(srv, "GET", "/metrics").body.decode()
         n = re.search(r"jiayin_transcodes_total (\d+)", m2)
         ok(n and int(n.group(1)) >= 1, "transcodes are counted in /metrics")
+        key = "story 2 " + "k" * 120  # 128 printable characters, spaces among them
+        r = upload(srv, mom["token"], fam, wav, key=key)
+        again = upload(srv, mom["token"], fam, wav, key=key)
+        ok(r.status == 201 and again.status == 200 and
+           again.json()["message"]["id"] == r.json()["message"]["id"],
+           "an Idempotency-Key of 128 printable characters, spaces among them, is taken",
+           f"{r.status} {again.status}")
     finally:
         srv.stop()
 
@@ -649,6 +664,8 @@ def main():
              "invalid_name", 400, None),
             (json.dumps({"family_name": "a\nb", "member_name": "x"}).encode(), "invalid_name",
              400, None),
+            (json.dumps({"family_name": "王\u0085家", "member_name": "x"}).encode(),
+             "invalid_name", 400, None),
             (json.dumps({"family_name": 5, "member_name": "x"}).encode(), "invalid_name", 400,
              None),
             (b'{"family_name": "a\\u0000b", "member_name": "x"}', "invalid_json", 400, None),

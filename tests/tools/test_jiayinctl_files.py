@@ -270,6 +270,12 @@ def reasons_and_masks(ctl, data, tmp, fam, sid):
     ok(r.returncode == 64 and b"\x1b" not in r.stderr and b"\x07" not in r.stderr and
        "坏" in r.err, "family delete's refusal masks the stored name's control bytes",
        repr(r.stderr[:300]))
+    with sqlite3.connect(os.path.join(data, "directory.db")) as c:
+        c.execute("UPDATE families SET name = ? WHERE id = ?", ("坏\u009b2J\u0085名", fam))
+    r = ctl("family", "show", fam)
+    ok(r.returncode == 0 and "坏" in r.out and "名" in r.out and b"\xc2\x9b" not in r.stdout and
+       b"\xc2\x85" not in r.stdout, "family show masks a stored name's C1 controls",
+       repr(r.stdout[:300]))
     r = ctl("frob\x1b]0;owned\x07", "x\x1b[2J")
     ok(r.returncode == 64 and b"\x1b" not in r.stderr and b"\x07" not in r.stderr,
        "an unknown command is printed masked", repr(r.stderr[:300]))
