@@ -121,7 +121,6 @@ static int reserve(srv_exchange *x, size_t bytes, bool upload)
 	if (x->buffer_reserved)
 		return 0;
 	if (s->buffer_bytes + bytes > s->cfg.buffer_memory) {
-		s->metrics.jobs_refused++;
 		s->metrics.buffers_refused_memory++;
 		return -1;
 	}

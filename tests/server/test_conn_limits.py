@@ -30,6 +30,9 @@ connection layer's answers to a review's findings:
    write-min-rate) hold 16 KiB each once they are a second behind, so with buffer-memory at
    1 MiB, 16 of them are all served and another client still downloads (a review: each held
    256 KiB for its whole download, and 4 such readers made every other download 503 busy).
+8. Buffer memory used up is counted once, as jiayin_buffers_refused_total{reason="memory"}, not
+   also as jiayin_jobs_refused_total, whose remedy (more threads, longer queues) is not its
+   own.
 """
 import base64
 import multiprocessing
@@ -764,6 +767,30 @@ def slow_readers(binary, root, big):
         srv.stop()
 
 
+# ---------------------------------------------------------------------------------------------
+def memory_refusals(binary, root):
+    # 1 MiB of buffer memory, shares out of the way: a stalled download's first part (256 KiB,
+    # held for a second) takes a quarter of it, so the 5th of 8 at once finds none left.
+    srv = start(binary, "--static-dir", root, "--buffer-memory", str(4 * SLOT),
+                "--buffers-per-client", "100", "--buffers-per-address", "100")
+    if not srv:
+        return
+    socks, got = [], []
+    try:
+        for _ in range(8):
+            s, status = stalled(srv, "/assets/big.bin", "127.0.0.60")
+            socks.append(s)
+            got.append(status)
+        memory = metric(srv, 'jiayin_buffers_refused_total{reason="memory"}')
+        jobs = metric(srv, "jiayin_jobs_refused_total")
+        ok(got.count(503) >= 1 and memory == got.count(503) and jobs == 0,
+           "buffer memory used up is counted as reason=\"memory\", not as a refused job",
+           f"statuses {got}, reason=\"memory\" {memory}, jiayin_jobs_refused_total {jobs}")
+    finally:
+        close_all(socks)
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     root, big = static_root()
@@ -775,6 +802,7 @@ def main():
     stage_given_back(binary)
     pipelined_flood(binary)
     slow_readers(binary, root, big)
+    memory_refusals(binary, root)
     return finish()
 
 
