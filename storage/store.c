@@ -281,23 +281,28 @@ int store_open(store **out, const store_options *opt)
 	s->bucket_mask = nbuckets - 1;
 	if ((rc = make_dir(s->dir)) < 0)
 		goto fail;
-	if (!with_suffix(path, sizeof path, s->dir, "/families") || (rc = make_dir(path)) < 0 ||
-	    !with_suffix(path, sizeof path, s->dir, "/quarantine") || (rc = make_dir(path)) < 0 ||
-	    !with_suffix(path, sizeof path, s->dir, "/directory.db")) {
-		if (rc == 0)
-			rc = STORE_EINVAL; /* a path too long for the buffers */
+	char directory[PATH_CAP];
+	if (!with_suffix(directory, sizeof directory, s->dir, "/directory.db")) {
+		rc = STORE_EINVAL; /* a path too long for the buffers */
 		goto fail;
 	}
 	/* A directory made now beside families' databases would own none of them, and the
 	 * server's sweep would erase them all as orphans (the review: a directory.db lost to fsck,
-	 * or a restore of families/ alone, became every family's voices erased). */
+	 * or a restore of families/ alone, became every family's voices erased). Checked before
+	 * anything is made, so that a refused start changes nothing. */
 	/* stat: a link to a volume that is not there is a missing directory; and so is an empty
 	 * file (what fsck, a full disk or a failed copy can leave: the review). */
 	struct stat st;
-	int missing = stat(path, &st) != 0 ? errno == ENOENT : st.st_size == 0;
+	int missing = stat(directory, &st) != 0 ? errno == ENOENT : st.st_size == 0;
 	if (missing && (rc = each_id_file(s, "families", true, refuse_any, NULL, NULL)) < 0)
 		goto fail;
-	if ((rc = db_open(&s->directory, path, &directory_schema, &s->opt, true)) < 0 ||
+	if (!with_suffix(path, sizeof path, s->dir, "/families") || (rc = make_dir(path)) < 0 ||
+	    !with_suffix(path, sizeof path, s->dir, "/quarantine") || (rc = make_dir(path)) < 0) {
+		if (rc == 0)
+			rc = STORE_EINVAL;
+		goto fail;
+	}
+	if ((rc = db_open(&s->directory, directory, &directory_schema, &s->opt, true)) < 0 ||
 	    (rc = mailbox_schema_known(s)) < 0)
 		goto fail;
 	*out = s;

@@ -561,6 +561,10 @@ static void missing_directory_erases_nothing(void **state)
 	store_close(f->s);
 	f->s = NULL;
 	assert_int_equal(rename(db, aside), 0);
+	/* A backup holds no quarantine/: one restored without its directory.db gets none either. */
+	char quarantine[128];
+	snprintf(quarantine, sizeof quarantine, "%s/quarantine", f->dir);
+	assert_int_equal(rmdir(quarantine), 0);
 	store_options o;
 	store_options_init(&o);
 	o.dir = f->dir;
@@ -568,6 +572,7 @@ static void missing_directory_erases_nothing(void **state)
 	assert_null(f->s);
 	assert_string_equal(store_errcode(STORE_ENODIR), "storage_directory_missing");
 	assert_int_equal(access(db, F_OK), -1); /* not made */
+	assert_int_equal(access(quarantine, F_OK), -1);
 	assert_int_equal(access(fam_db, F_OK), 0);
 	/* A link to where it was, on a volume that is not mounted (the review: the link passed
 	 * for a directory, SQLite made an empty one at its target and the sweep erased all). */
