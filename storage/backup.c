@@ -342,11 +342,15 @@ int store_backup_family(store *s, const char *family_id, const char *dest_path)
 
 /*
  * Each family of the copied directory, in turn, into tmp/families/. A family erased since the
- * directory was copied is erased from the copy too (its rows, and theirs by cascade): the
- * backup never names a family whose mailbox it does not have. The live directory is not held
- * while families are copied.
+ * directory was copied is erased from the copy too (its rows, and theirs by cascade). A family
+ * whose mailbox is damaged (set aside now, or before) keeps its rows without a mailbox, as
+ * the live directory has it, and is reported: a restore then still has the family, to put an
+ * earlier copy of its mailbox back into (the review: its rows were erased from the copy as an
+ * erased family's, and a restore lost its members and phones for good). The live directory
+ * is not held while families are copied.
  */
-static int backup_families(store *s, const char *tmp, unsigned *families, int *err)
+static int backup_families(store *s, const char *tmp, unsigned *families,
+                           store_backup_damaged_fn damaged, void *arg, int *err)
 {
 	static const char sql_next[] = "SELECT id FROM families WHERE id > ? ORDER BY id LIMIT 1";
 	static const char sql_erase[] = "DELETE FROM families WHERE id = ?";
@@ -384,6 +388,10 @@ static int backup_families(store *s, const char *tmp, unsigned *families, int *e
 			sqlite3_bind_text(erase, 1, last.s, -1, SQLITE_STATIC);
 			rc = step_done(erase);
 			sqlite3_reset(erase);
+		} else if (rc == STORE_ECORRUPT) {
+			if (damaged)
+				damaged(arg, last.s);
+			rc = 0;
 		} else if (rc == 0) {
 			(*families)++;
 		}
@@ -449,7 +457,7 @@ static int copy_in(const char *dir, const char *from, int *err)
  * removed by the next backup to DEST (no backup holds its lock any more).
  */
 int store_backup_all(store *s, const char *dest_dir, const char *const *extra_files,
-                     unsigned *families)
+                     unsigned *families, store_backup_damaged_fn damaged, void *arg)
 {
 	char dest[PATH_CAP], dir[PATH_CAP], base[PATH_CAP], prefix[PATH_CAP], tmp[PATH_CAP];
 	char path[PATH_CAP];
@@ -489,7 +497,7 @@ int store_backup_all(store *s, const char *dest_dir, const char *const *extra_fi
 	if (rc == 0 && path_in(path, tmp, "directory.db"))
 		rc = backup_db(s->directory, path, false, false, &err);
 	if (rc == 0)
-		rc = backup_families(s, tmp, families, &err);
+		rc = backup_families(s, tmp, families, damaged, arg, &err);
 	for (size_t i = 0; rc == 0 && extra_files && extra_files[i]; i++)
 		rc = copy_in(tmp, extra_files[i], &err);
 	if (rc == 0) { /* the names in both folders, before the rename makes them DEST's */

@@ -456,7 +456,13 @@ int family_acquire(store *s, const char *family_id, family **out)
 	if ((rc = family_path(s, family_id, path, sizeof path)) < 0) {
 		/* a path that does not fit: rc as family_path says */
 	} else if (access(path, F_OK) != 0) {
-		rc = STORE_ENOTFOUND;
+		/* No mailbox: the family was erased (its rows went first), or its mailbox was set
+		 * aside as damaged (or removed by hand) while its rows stay. The second is not "no
+		 * such family" (an app told so would drop the family), but storage_corrupt, until a
+		 * backup's copy is restored, as the request that found the damage was told. */
+		store_family row;
+		int known = store_family_get(s, family_id, &row);
+		rc = known == 0 ? STORE_ECORRUPT : known;
 	} else {
 		rc = db_open(&f->db, path, &mailbox_schema, &s->opt, false);
 		if (rc == 0 && s->opt.integrity_check)

@@ -562,15 +562,22 @@ int store_mailbox_usage(store *s, const char *family_id, uint64_t *bytes);
  * system's reason for a failure that was the file system's (ENOENT, ENOSPC, ...), else 0.
  */
 int store_backup_family(store *s, const char *family_id, const char *dest_path);
+/* A family whose mailbox a full backup could not copy because it is damaged (set aside in
+ * quarantine/, now or before): called on the backup's thread, with the family's id. */
+typedef void (*store_backup_damaged_fn)(void *arg, const char *family_id);
 /*
  * The directory and every family's database into `dest_dir` (created; it must not exist):
  * dest_dir/directory.db and dest_dir/families/<id>.db, and each of `extra_files` (paths, a
  * NULL-terminated list, or NULL) copied in under its base name, mode 0600; one missing is
  * STORE_ENOTFOUND. All of it is made in dest_dir.partial-PID, synced and renamed: dest_dir
- * is whole or absent. *families counts the families copied.
+ * is whole or absent. *families counts the families copied. A family whose mailbox is
+ * damaged does not fail the backup (one family's damage would stop every family's
+ * backups): its rows (members, phones) are kept without a families/<id>.db, so a restore
+ * still has the family to put an earlier copy of its mailbox back into, and `damaged` (if not
+ * NULL) is told its id. A family erased while the backup runs is in none of it.
  */
 int store_backup_all(store *s, const char *dest_dir, const char *const *extra_files,
-                     unsigned *families);
+                     unsigned *families, store_backup_damaged_fn damaged, void *arg);
 /*
  * A zip for a parent to download, written to `fd`: every visible message as
  * "<UTC time>_<id>.ogg" (stored, not recompressed: Opus is compressed already) and

@@ -402,11 +402,19 @@ static const char *reason(int rc, int e)
 	return e ? strerror(e) : store_strerror(rc);
 }
 
+/* store_backup_all's report of a damaged family: its id into the JSON array arg. */
+static void note_damaged(void *arg, const char *family_id)
+{
+	json_array_append_new(arg, json_string(family_id));
+}
+
 /*
  * Every database and the server's key (data/secret: kiosk PINs, signed URLs and pairing
  * codes depend on it) into a new directory, the key copied in before the directory gets its
  * name: a backup is never named DEST without the key a restore needs. A data directory
  * without a key file is backed up without one only if it never had a key (no fingerprint).
+ * A family whose mailbox is damaged is backed up without it and said on stderr: the backup
+ * succeeds for every other family.
  */
 int cmd_backup(ctl *c, int argc, char **argv)
 {
@@ -434,24 +442,40 @@ int cmd_backup(ctl *c, int argc, char **argv)
 		            "URLs; restore the key from an earlier backup. No backup was made",
 		            secret);
 	const char *extra[] = {has_key ? secret : NULL, NULL};
-	int rc = store_backup_all(c->s, dest, extra, &families);
+	json_t *damaged = json_array();
+	if (!damaged)
+		return fail(c, STORE_ENOMEM, "no memory; no backup was made");
+	int rc = store_backup_all(c->s, dest, extra, &families, note_damaged, damaged);
 	int e = errno;
+	if (rc < 0)
+		json_decref(damaged);
 	if (rc == STORE_EEXIST)
 		return fail(c, rc, "%s exists already: a backup goes into a new directory", dest);
 	if (rc < 0)
 		return fail(c, rc, "the backup failed (%s); nothing was left in %s", reason(rc, e),
 		            dest);
-	char detail[32];
-	snprintf(detail, sizeof detail, "%u families", families);
+	size_t ndamaged = json_array_size(damaged);
+	char detail[64];
+	snprintf(detail, sizeof detail, "%u families, %zu damaged", families, ndamaged);
 	int arc = audit(c, "backup.all", NULL, dest, detail);
 	if (!c->json)
 		printf("backup in %s: %sthe directory and %u famil%s\n", dest,
 		       has_key ? "the server's key, " : "no server key (none made yet), ", families,
 		       families == 1 ? "y" : "ies");
+	for (size_t i = 0; i < ndamaged; i++)
+		fprintf(
+		    stderr,
+		    "jiayinctl: family %s has a damaged mailbox: this backup has its members and "
+		    "phones but not its messages; put an earlier backup's copy of them back "
+		    "(docs/operations.md, Backups)\n",
+		    json_string_value(json_array_get(damaged, i)));
+	if (!c->json) {
+		json_decref(damaged);
+		return finish(c, NULL, arc);
+	}
 	return finish(c,
-	              c->json ? json_pack("{s:o, s:I, s:b}", "backup", jtext(dest), "families",
-	                                  (json_int_t)families, "server_key", has_key)
-	                      : NULL,
+	              json_pack("{s:o, s:I, s:b, s:o}", "backup", jtext(dest), "families",
+	                        (json_int_t)families, "server_key", has_key, "damaged", damaged),
 	              arc);
 }
 

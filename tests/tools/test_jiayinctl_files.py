@@ -321,6 +321,22 @@ def mailbox_missing(ctl, data, fam):
        fam_js.get("mailbox_missing") is True and fam_js.get("usage_bytes") == 0,
        "family show of a family whose mailbox file is missing: shown, and said",
        f"{shown.returncode} {shown.out[-200:]!r} {shown.err[-200:]!r}")
+    # A backup goes on without its mailbox, keeps its rows and says so (the review: it erased
+    # them from the copy as an erased family's, and a restore lost the family for good).
+    dest = os.path.join(data, "..", "backup-damaged")
+    b = ctl("backup", dest)
+    bj = ctl("backup", dest + "-json", json_out=True)
+    res = json.loads(bj.out) if bj.returncode == 0 else {}
+    with sqlite3.connect(os.path.join(dest, "directory.db")) as c:
+        rows = c.execute("SELECT count(*) FROM families WHERE id = ?", (fam,)).fetchone()[0]
+        members = c.execute("SELECT count(*) FROM members WHERE family_id = ?",
+                            (fam,)).fetchone()[0]
+    ok(b.returncode == 0 and f"family {fam} has a damaged mailbox" in b.err and
+       rows == 1 and members >= 1 and
+       not os.path.exists(os.path.join(dest, "families", fam + ".db")) and
+       res.get("damaged") == [fam],
+       "backup of a family whose mailbox is set aside: done, its rows kept, its id said "
+       "(stderr, and \"damaged\" in --json)", f"{b.returncode} {b.err[-300:]!r} {bj.out!r}")
     refused = ctl("family", "delete", fam)
     gone = ctl("family", "delete", fam, "--yes")
     after = ctl("family", "show", fam)
