@@ -35,7 +35,7 @@ static const setting settings[] = {
 	 "directory served at / and /assets/ (the web client; none)"},
 	{"log-format", T_LOGFMT, 0, 0, 0, 0, "request log lines: json or logfmt (json)"},
 	{"trust-proxy", T_PROXIES, 0, 0, 0, 0,
-	 "comma-separated proxy addresses whose X-Forwarded-For/-Proto are honoured (none)"},
+	 "comma-separated proxy addresses, no spaces, whose X-Forwarded-For is honoured (none)"},
 	{"max-head-bytes", T_SIZE, OFF(http.max_head_bytes), 0, 64, SRV_HEAD_BYTES_CEILING,
 	 "request line + headers, bytes (16384; 431 beyond)"},
 	{"max-headers", T_SIZE, OFF(http.max_headers), 0, 1, SRV_HEADERS_CEILING,
