@@ -114,6 +114,7 @@ struct api_job {
 	int pin[4];                    /* zeroed by job_done */
 	unsigned pin_failures;
 	int64_t pin_lock_ms;
+	bool pin_wrong; /* a login's PIN was checked and was wrong */
 };
 
 int64_t api_now_ms(void); /* any thread */

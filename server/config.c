@@ -102,6 +102,9 @@ static const setting settings[] = {
 	 "wrong picture PINs in a row before a child's kiosk login locks (5)"},
 	{"pin-lock-s", T_UINT, OFF(pin_lock_s), 0, 1, 7 * 24 * 3600,
 	 "how long a locked kiosk login stays locked, seconds (900)"},
+	{"pin-failures-kiosk", T_UINT, OFF(pin_failures_kiosk), 0, 1, 1000000,
+	 "wrong picture PINs on one kiosk, all its children together, in an hour before its "
+	 "logins lock (30)"},
 	{"audio-url-ttl-s", T_UINT, OFF(audio_url_ttl_s), 0, 1, 7 * 24 * 3600,
 	 "how long a signed audio URL plays, seconds (1800)"},
 	{"body-min-rate", T_UINT, OFF(body_min_rate), 0, 0, 1u << 30,
@@ -156,6 +159,7 @@ void srv_config_defaults(srv_config *c)
 	c->kiosk_idle_s = 180;
 	c->pin_failures = 5;
 	c->pin_lock_s = 900;
+	c->pin_failures_kiosk = 30;
 	c->upload_expiry_s = 86400;
 	c->upload_start_expiry_s = 3600;
 	c->uploads_per_device = 8;

@@ -62,6 +62,7 @@ typedef struct srv_config {
 	unsigned kiosk_idle_s;            /* a child's kiosk session ends after this idle time */
 	unsigned pin_failures;            /* wrong kiosk PINs before the login locks */
 	unsigned pin_lock_s;              /* and for how long */
+	unsigned pin_failures_kiosk;      /* wrong PINs per kiosk token per hour before a lock */
 	/* Proxies whose X-Forwarded-For / -Proto are believed (IPv4 or IPv6 literals). */
 	char trusted_proxies[SRV_MAX_TRUSTED_PROXIES][46];
 	unsigned trusted_proxy_count;

@@ -554,6 +554,46 @@ def pins_leave_with_their_chooser(binary, jiayinctl):
         srv.stop()
 
 
+def kiosk_wide_pin_lock(binary, jiayinctl):
+    """A kiosk's wrong PINs count all its children together (pin-failures-kiosk an hour), not
+    only each child's: a pupil at the tablet trying every child's pictures got each child's
+    few tries afresh (review finding: 55 wrong PINs over 11 children in 0.8 s, the 12th
+    child's login untouched), a few dozen a week times hundreds of children, enough to open
+    another family's child some week. Once it is spent even right pictures wait (429
+    pin_locked); another kiosk is not touched."""
+    srv = Server(binary, "--pin-failures-kiosk", "8")
+    try:
+        school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
+        ktok = find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板"), "token")
+        ktok2 = find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "教室平板"), "token")
+        mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
+                                                     "member_name": "妈妈"}).json()
+        fam = mom["family"]["id"]
+
+        def link(kiosk, name, pin):
+            kid = call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
+                       {"member_name": name, "role": "child"}).json()["member"]
+            code = call(srv, "POST", "/v1/kiosk/pairing-codes", kiosk).json()["code"]
+            return call(srv, "POST", f"/v1/families/{fam}/kiosk-links", mom["token"],
+                        {"code": code, "member_id": kid["id"], "pin": pin}).json()["link"]
+
+        def login(kiosk, link_id, pin):
+            return call(srv, "POST", "/v1/kiosk/sessions", kiosk, {"child": link_id, "pin": pin})
+        kids = [link(ktok, f"孩{i}", [i, 1, 2, 3]) for i in range(5)]
+        there = link(ktok2, "小红", [4, 4, 4, 4])
+        wrong = [login(ktok, k["id"], [11, 11, 11, g]).status for k in kids[:4] for g in (0, 1)]
+        right = login(ktok, kids[4]["id"], [4, 1, 2, 3])
+        ok(wrong == [403] * 8 and right.status == 429 and errcode(right) == "pin_locked" and
+           right.header("Retry-After"),
+           "8 wrong PINs over 4 children lock the kiosk's logins, a 5th child's right "
+           "pictures included (429 pin_locked with Retry-After)",
+           f"{wrong} {right.status} {right.body[:120]!r}")
+        other = login(ktok2, there["id"], [4, 4, 4, 4])
+        ok(other.status == 201, "another kiosk's logins are not locked", f"{other.status}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary, jiayinctl = sys.argv[1], sys.argv[2]
     with open(SAMPLE, "rb") as f:
@@ -800,6 +840,7 @@ def main():
     recording_outlives_session(binary, jiayinctl)
     story_outlives_its_body(binary, jiayinctl, wav)
     pins_leave_with_their_chooser(binary, jiayinctl)
+    kiosk_wide_pin_lock(binary, jiayinctl)
     return finish()
 
 
