@@ -1,12 +1,18 @@
 /*
  * ogg_demux.c — Ogg Opus decoder (RFC 7845) on libogg's framing and opus_dec.c's decoding.
  *
- * Decodes the first Opus logical stream of the file; pages of other streams are ignored and a
- * second link of a chained file ends the clip. Sample accuracy comes from granule positions:
- * pre-skip is dropped at the start, a first page whose granule position is below its packets'
- * samples trims the start, and every page's granule position bounds the samples decoded so far,
- * which trims the end on the last page. Framing is strict: a page with a bad CRC or bytes
- * between pages is a corrupt upload (CODEC_ECORRUPT), not something to resynchronise past.
+ * Decodes the first Opus logical stream of the file, then the Opus stream of each link chained
+ * after it (RFC 7845 3: a chained file is its links one after the other, as `cat a.opus
+ * b.opus` makes, or a recorder that pauses by starting a new stream). Each link has its own
+ * headers, pre-skip and granule positions, and must have the first link's channels: the clip's
+ * layout is fixed when it opens. Pages of other multiplexed streams are ignored. Sample
+ * accuracy comes from each link's granule positions: pre-skip is dropped at its start, a first
+ * page whose granule position is below its packets' samples trims the start, and every page's
+ * granule position bounds the samples decoded so far, which trims the end on the last page.
+ * Framing is strict: a page with a bad CRC or bytes between pages is a corrupt upload
+ * (CODEC_ECORRUPT), not something to resynchronise past; only bytes after a link's last page
+ * that begin no further link (padding a writer left) end the clip instead, as they did before
+ * chains were read.
  */
 #include "internal.h"
 
@@ -23,7 +29,8 @@ typedef struct ogg_state {
 	ogg_stream_state stream;
 	bool sync_ready, stream_ready;
 	int serial;
-	bool eos;            /* the stream's last page was read (or the file ended) */
+	bool eos;            /* the link's last page was read (or the file ended) */
+	bool file_end;       /* the file ended: no link after this one */
 	bool first_audio;    /* the next page with a granule position is the first audio page */
 	int64_t start_gp;    /* granule position at which the first audio page starts */
 	uint64_t end_limit;  /* frames the stream may produce up to the current page */
@@ -113,10 +120,80 @@ static int header_packet(ogg_state *s, ogg_packet *pkt)
 	}
 }
 
+/*
+ * A link's headers, from its OpusHead BOS page: OpusHead alone on that page, OpusTags next,
+ * audio after (RFC 7845 3), and a decoder of its own. A link after the first must keep the
+ * first's channels (and so its LFE channel).
+ */
+static int begin_link(ogg_state *s, ogg_page *page)
+{
+	ogg_packet pkt;
+	opus_head head;
+	int rc;
+	s->serial = ogg_page_serialno(page);
+	if (!s->stream_ready) {
+		if (ogg_stream_init(&s->stream, s->serial) != 0)
+			return CODEC_ENOMEM;
+		s->stream_ready = true;
+	} else if (ogg_stream_reset_serialno(&s->stream, s->serial) != 0) {
+		return CODEC_ENOMEM;
+	}
+	if (ogg_stream_pagein(&s->stream, page) != 0)
+		return CODEC_EMALFORMED;
+	if (ogg_stream_packetout(&s->stream, &pkt) != 1)
+		return CODEC_EMALFORMED;
+	if ((rc = opus_head_parse(pkt.packet, (size_t)pkt.bytes, &head)) < 0)
+		return rc;
+	if (s->dec_ready &&
+	    (head.channels != s->head.channels || opus_head_lfe(&head) != opus_head_lfe(&s->head)))
+		return CODEC_EUNSUPPORTED; /* a chain whose links differ in channels */
+	if (ogg_stream_packetout(&s->stream, &pkt) != 0)
+		return CODEC_EMALFORMED;
+	if ((rc = header_packet(s, &pkt)) < 0)
+		return rc;
+	if (pkt.bytes < 8 || memcmp(pkt.packet, "OpusTags", 8) != 0)
+		return CODEC_EMALFORMED;
+	if (s->dec_ready) {
+		opusdec_free(&s->dec);
+		s->dec_ready = false;
+	}
+	s->head = head;
+	if ((rc = opusdec_init(&s->dec, &s->head)) < 0)
+		return rc;
+	s->dec_ready = true;
+	s->first_audio = true;
+	s->eos = false;
+	s->npkts = s->next_pkt = 0;
+	return 0;
+}
+
+/*
+ * After a link's last page: the next link's OpusHead page, skipping what is left of other
+ * multiplexed streams and links without Opus; s->file_end when the file ends first.
+ */
+static int next_link(ogg_state *s)
+{
+	ogg_page page;
+	bool got;
+	for (;;) {
+		int rc = next_page(s, &page, &got);
+		if (rc == CODEC_ECORRUPT || rc == CODEC_ETRUNCATED)
+			got = false; /* bytes after a whole link that begin no other: its end */
+		else if (rc < 0)
+			return rc;
+		if (!got) {
+			s->file_end = true;
+			return 0;
+		}
+		if (ogg_page_bos(&page) && page.body_len >= 8 &&
+		    memcmp(page.body, "OpusHead", 8) == 0)
+			return begin_link(s, &page);
+	}
+}
+
 static int ogg_open(codec_in *in, void **state, codec_stream_info *info)
 {
 	ogg_page page;
-	ogg_packet pkt;
 	bool got;
 	int rc;
 
@@ -140,28 +217,8 @@ static int ogg_open(codec_in *in, void **state, codec_stream_info *info)
 			break;
 		/* Another codec's BOS page (Vorbis, or a multiplexed video): look further. */
 	}
-	s->serial = ogg_page_serialno(&page);
-	if (ogg_stream_init(&s->stream, s->serial) != 0)
-		return CODEC_ENOMEM;
-	s->stream_ready = true;
-	if (ogg_stream_pagein(&s->stream, &page) != 0)
-		return CODEC_EMALFORMED;
-	if (ogg_stream_packetout(&s->stream, &pkt) != 1)
-		return CODEC_EMALFORMED;
-	if ((rc = opus_head_parse(pkt.packet, (size_t)pkt.bytes, &s->head)) < 0)
+	if ((rc = begin_link(s, &page)) < 0)
 		return rc;
-	/* RFC 7845: OpusHead alone on the first page, OpusTags next, audio after. */
-	if (ogg_stream_packetout(&s->stream, &pkt) != 0)
-		return CODEC_EMALFORMED;
-	if ((rc = header_packet(s, &pkt)) < 0)
-		return rc;
-	if (pkt.bytes < 8 || memcmp(pkt.packet, "OpusTags", 8) != 0)
-		return CODEC_EMALFORMED;
-
-	if ((rc = opusdec_init(&s->dec, &s->head)) < 0)
-		return rc;
-	s->dec_ready = true;
-	s->first_audio = true;
 
 	info->format = CODEC_FORMAT_OGG_OPUS;
 	info->rate = 48000;
@@ -180,7 +237,7 @@ static int load_page(ogg_state *s)
 	if ((rc = next_stream_page(s, &page, &got)) < 0)
 		return rc;
 	if (!got) {
-		s->eos = true;
+		s->eos = s->file_end = true;
 		return 0;
 	}
 	int64_t gp = ogg_page_granulepos(&page);
@@ -239,9 +296,13 @@ static int ogg_read(void *state, float *pcm, size_t max_frames, size_t *frames)
 				return rc;
 			continue;
 		}
-		if (s->eos)
+		int rc;
+		if (s->eos && s->file_end)
 			break;
-		int rc = load_page(s);
+		if (s->eos)
+			rc = next_link(s);
+		else
+			rc = load_page(s);
 		if (rc < 0)
 			return rc;
 	}

@@ -1,7 +1,7 @@
 /*
  * test_ogg.c — the Ogg Opus decoder on streams built with libogg in the test: pre-skip and
  * end trimming to the sample, a stream starting at a non-zero granule position, bad CRCs,
- * missing or misplaced headers, truncation at every offset, and non-Opus Ogg.
+ * missing or misplaced headers, truncation at every offset, chained links, and non-Opus Ogg.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,6 +34,8 @@ static void emit(oggbuf *b, ogg_stream_state *os, bool flush)
  * `packets` 20 ms packets of a 440 Hz tone; the last page's granule position is
  * start_gp + packets*960 - trim. With `tags` false the OpusTags packet is left out.
  */
+static int head_channels = 1; /* OpusHead's channels (family 0) for the next build */
+
 static void build(oggbuf *b, const char *codec, uint16_t preskip, int packets, int64_t start_gp,
 		  int trim, bool tags)
 {
@@ -43,7 +45,8 @@ static void build(oggbuf *b, const char *codec, uint16_t preskip, int packets, i
 	uint8_t head[19] = "OpusHead";
 	if (strcmp(codec, "opus") != 0)
 		memcpy(head, "\x01vorbis\0", 8);
-	head[8] = 1, head[9] = 1, head[10] = (uint8_t)preskip, head[11] = (uint8_t)(preskip >> 8);
+	head[8] = 1, head[9] = (uint8_t)head_channels, head[10] = (uint8_t)preskip,
+	head[11] = (uint8_t)(preskip >> 8);
 	le32(head + 12, 48000);
 	head[16] = head[17] = head[18] = 0;
 	ogg_packet op = {.packet = head, .bytes = 19, .b_o_s = 1, .packetno = 0};
@@ -138,6 +141,54 @@ static void truncation_never_crashes(void **st)
 	assert_int_equal(count(&b), CODEC_ETRUNCATED);
 }
 
+/* b followed by c: a chained file, as `cat b.opus c.opus` makes. */
+static void chain(oggbuf *b, const oggbuf *c)
+{
+	assert_true(b->n + c->n <= sizeof b->d);
+	memcpy(b->d + b->n, c->d, c->n);
+	b->n += c->n;
+}
+
+/*
+ * A chained file is its links in turn, each with its own pre-skip and end trimming (RFC 7845
+ * 3): the second link used to be dropped without a word, a recording cut short. A link with
+ * other channels is refused; bytes after the last link that begin no other end the clip; a
+ * second link cut short is the truncation it is.
+ */
+static void chained_links_in_turn(void **st)
+{
+	(void)st;
+	static oggbuf b, c, d;
+	build(&b, "opus", 312, 50, 0, 100, true);
+	build(&c, "opus", 120, 30, 5000, 7, true);
+	chain(&b, &c);
+	assert_int_equal(count(&b), (50 * 960 - 312 - 100) + (30 * 960 - 120 - 7));
+	chain(&b, &c); /* three links, two of them with the same serial number */
+	assert_int_equal(count(&b), (50 * 960 - 312 - 100) + 2 * (30 * 960 - 120 - 7));
+
+	build(&b, "opus", 312, 50, 0, 0, true);
+	head_channels = 2;
+	build(&c, "opus", 312, 10, 0, 0, true);
+	head_channels = 1;
+	chain(&b, &c);
+	assert_int_equal(count(&b), CODEC_EUNSUPPORTED);
+
+	build(&b, "opus", 312, 50, 0, 0, true);
+	memcpy(b.d + b.n, "\0\0\0\0junk after the stream", 26);
+	b.n += 26;
+	assert_int_equal(count(&b), 50 * 960 - 312);
+
+	build(&b, "opus", 312, 50, 0, 0, true);
+	build(&d, "opus", 312, 30, 0, 0, true);
+	d.n -= 5;
+	chain(&b, &d);
+	assert_int_equal(count(&b), CODEC_ETRUNCATED);
+	build(&c, "opus", 312, 30, 0, 0, false); /* a second link without its OpusTags */
+	build(&b, "opus", 312, 50, 0, 0, true);
+	chain(&b, &c);
+	assert_int_equal(count(&b), CODEC_EMALFORMED);
+}
+
 static void transcoder_output_round_trips(void **st)
 {
 	(void)st;
@@ -161,12 +212,13 @@ static void transcoder_output_round_trips(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(preskip_and_end_trim),
-		cmocka_unit_test(stream_starting_mid_way),
-		cmocka_unit_test(bad_crc_is_corrupt),
-		cmocka_unit_test(headers),
-		cmocka_unit_test(truncation_never_crashes),
-		cmocka_unit_test(transcoder_output_round_trips),
+	    cmocka_unit_test(preskip_and_end_trim),
+	    cmocka_unit_test(stream_starting_mid_way),
+	    cmocka_unit_test(bad_crc_is_corrupt),
+	    cmocka_unit_test(headers),
+	    cmocka_unit_test(truncation_never_crashes),
+	    cmocka_unit_test(chained_links_in_turn),
+	    cmocka_unit_test(transcoder_output_round_trips),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -406,6 +406,29 @@ def recipes(src):
                    kbps=160, channels=6)
     add("ogg_opus_51_speech", ogg_51, "speech")
 
+    def ogg_chained(d, name):
+        # Two opusenc files one after the other (RFC 7845 chaining, as `cat` makes, or a
+        # recorder that pauses by starting a new stream): both links are the recording.
+        links = []
+        for i, (inp, rate) in enumerate(((en, "48000"), (cmn, "44100"))):
+            wav = os.path.join(src.dir, f"chain{i}.wav")
+            run(["sox", "-V1", inp, "-r", rate, "-c", "2", wav, "remix", "1", "1v0.8"])
+            link = os.path.join(d, f"{name}.{i}.opus")
+            run(["opusenc", "--quiet", "--bitrate", "48", wav, link])
+            links.append(link)
+        path = os.path.join(d, name + ".opus")
+        with open(path, "wb") as out:
+            for link in links:
+                with open(link, "rb") as f:
+                    out.write(f.read())
+        # ffmpeg decodes each link alone; the chain is their sum.
+        frames = sum(measure.decoded_frames(link, 48000)[0] for link in links)
+        for link in links:
+            os.unlink(link)
+        return Clip(name, path, "ogg_opus", 48000, 2, frames,
+                    "two opusenc links chained (English, then Mandarin)")
+    add("ogg_opus_chained_two_links", ogg_chained, "speech")
+
     def ogg_ffmpeg(d, name):
         path = os.path.join(d, name + ".ogg")
         run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", cmn, "-ar", "16000", "-c:a",
