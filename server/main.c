@@ -193,9 +193,14 @@ int main(int argc, char **argv)
 	setenv("UV_THREADPOOL_SIZE", threads, 1);
 	uv_loop_t *loop = uv_default_loop();
 	static srv_server srv;
+	/* An IPv6 address in brackets before its port, as in a URL: "[::1]:8080". */
+	bool v6 = strchr(cfg.listen_host, ':') != NULL;
 	if ((rc = srv_server_start(&srv, loop, &cfg, st)) < 0) {
-		fprintf(stderr, "jiayin: cannot start (listen on %s:%u, static-dir '%s', data/tmp, data/secret): %s\n",
-			cfg.listen_host, cfg.listen_port, cfg.static_dir, uv_strerror(rc));
+		fprintf(stderr,
+		        "jiayin: cannot start (listen on %s%s%s:%u, static-dir '%s', data/tmp, "
+		        "data/secret): %s\n",
+		        v6 ? "[" : "", cfg.listen_host, v6 ? "]" : "", cfg.listen_port,
+		        cfg.static_dir, uv_strerror(rc));
 		uv_walk(loop, close_walk, NULL);
 		uv_run(loop, UV_RUN_DEFAULT);
 		uv_loop_close(loop);
@@ -204,8 +209,8 @@ int main(int argc, char **argv)
 		return 70;
 	}
 	char where[1400];
-	snprintf(where, sizeof where, "listening on %s:%u, data in %s", cfg.listen_host, srv.port,
-		 cfg.data_dir);
+	snprintf(where, sizeof where, "listening on %s%s%s:%u, data in %s", v6 ? "[" : "",
+	         cfg.listen_host, v6 ? "]" : "", srv.port, cfg.data_dir);
 	srv_log_event(&srv, "start", where);
 	uv_run(loop, UV_RUN_DEFAULT);
 	/* Drained: close what is left (the grace timer) and let the pool's jobs end. */

@@ -740,10 +740,49 @@ def operations(binary):
         srv.stop()
 
 
+def ipv6_listen(binary):
+    """--listen [::1]:0: served over IPv6, and the start line writes the address in brackets,
+    "[::1]:PORT" as in a URL (it wrote "::1:PORT", which no client can take apart)."""
+    name = "listening on [::1]: the start line brackets the address, and /healthz answers"
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as e:
+        results.append((True, name, ""))
+        print(f"ok {len(results)} - {name} # SKIP no IPv6 loopback here ({e})", flush=True)
+        return
+    import tempfile
+    d = tempfile.mkdtemp(prefix="jiayin-v6-")
+    logf = open(os.path.join(d, "server.log"), "wb+")
+    proc = subprocess.Popen([binary, "--listen", "[::1]:0", "--data", os.path.join(d, "data")],
+                            stdout=subprocess.DEVNULL, stderr=logf)
+    port, status = None, None
+    try:
+        deadline = time.time() + 20
+        while port is None and time.time() < deadline and proc.poll() is None:
+            with open(logf.name, "rb") as f:
+                m = re.search(rb"listening on \[::1\]:(\d+)", f.read())
+            if m:
+                port = int(m.group(1))
+            else:
+                time.sleep(0.02)
+        if port:
+            with socket.create_connection(("::1", port), timeout=5) as c:
+                c.sendall(b"GET /healthz HTTP/1.1\r\nHost: v6\r\nConnection: close\r\n\r\n")
+                status = Reader(c).response().status
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        logf.close()
+    with open(logf.name, "rb") as f:
+        log = f.read().decode("utf-8", "replace")
+    ok(port is not None and status == 200, name, log[-300:])
+
+
 def main():
     binary = sys.argv[1]
     for part in (corpus_tests, conformance, review_fixes, budgets, file_bodies, limits,
-                 slow_clients, shutdown, operations):
+                 slow_clients, shutdown, operations, ipv6_listen):
         try:
             part(binary)
         except Exception as e:  # a crash of the harness is a failure, not a stop
