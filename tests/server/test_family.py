@@ -292,6 +292,22 @@ def restored_beside_another_directory(binary):
         srv.stop()
 
 
+def one_message_backed_up(srv, jiayinctl):
+    """A family with one message, and its mailbox's backup-family copy (srv.tmp/backup.db):
+    (parent, family id, the WAV, the message's id, the backup's path)."""
+    import subprocess
+    backup = os.path.join(srv.tmp, "backup.db")
+    mom = signup(srv, "王家", "妈妈")
+    fam = mom["family"]["id"]
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    first = upload(srv, mom["token"], fam, wav).json()["message"]["id"]
+    p = subprocess.run([jiayinctl, "--data", srv.data, "backup-family", fam, backup],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return mom, fam, wav, first, backup
+
+
 def mailbox_went_back(binary, jiayinctl):
     """A mailbox restored from a backup older than a phone's last list, the way
     docs/operations.md says (the review: the phone, at since=34 against a mailbox at 8, heard
@@ -301,19 +317,10 @@ def mailbox_went_back(binary, jiayinctl):
     its changes above anything given out before, so a phone offline while the family caught up
     is told too; from there on it is as before."""
     import shutil
-    import subprocess
     srv = Server(binary)
-    backup = os.path.join(srv.tmp, "backup.db")
     try:
-        mom = signup(srv, "王家", "妈妈")
-        fam = mom["family"]["id"]
+        mom, fam, wav, first, backup = one_message_backed_up(srv, jiayinctl)
         M = f"/v1/families/{fam}/messages"
-        with open(SAMPLE, "rb") as f:
-            wav = f.read()
-        first = upload(srv, mom["token"], fam, wav).json()["message"]["id"]
-        p = subprocess.run([jiayinctl, "--data", srv.data, "backup-family", fam, backup],
-                           capture_output=True, text=True, timeout=60)
-        assert p.returncode == 0, p.stderr
         for _ in range(3):
             upload(srv, mom["token"], fam, wav)
         seen = request(srv, "GET", M, headers=bearer(mom["token"])).json()["seq"]
@@ -368,20 +375,11 @@ def damaged_mailbox_is_not_gone(binary, jiayinctl):
     a family erased), while its members and phones still work; put back from a backup as
     docs/operations.md says, its messages are heard again."""
     import shutil
-    import subprocess
     srv = Server(binary)
-    backup = os.path.join(srv.tmp, "backup.db")
     try:
-        mom = signup(srv, "王家", "妈妈")
+        mom, fam, wav, first, backup = one_message_backed_up(srv, jiayinctl)
         other = signup(srv, "李家", "爸爸")
-        fam = mom["family"]["id"]
         M = f"/v1/families/{fam}/messages"
-        with open(SAMPLE, "rb") as f:
-            wav = f.read()
-        first = upload(srv, mom["token"], fam, wav).json()["message"]["id"]
-        p = subprocess.run([jiayinctl, "--data", srv.data, "backup-family", fam, backup],
-                           capture_output=True, text=True, timeout=60)
-        assert p.returncode == 0, p.stderr
     finally:
         srv.stop()
     db = os.path.join(srv.data, "families", fam + ".db")

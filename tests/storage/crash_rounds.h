@@ -88,6 +88,26 @@ typedef struct child_ctx {
 	pthread_t tid;
 } child_ctx;
 
+/* Message `counter` of a run: its payload (*audio, the caller frees it; NULL without memory),
+ * its waveform into `waveform`; every third one to the child. */
+static inline store_new_message crash_message(const crash_run *r, uint64_t counter,
+                                              uint8_t *waveform, uint8_t **audio)
+{
+	size_t len = 0;
+	*audio = crash_payload(r, counter, &len);
+	waveform_fill(counter, waveform);
+	return (store_new_message){
+	    .sender = r->parent.id.s,
+	    .to = counter % 3 ? NULL : r->child.id.s,
+	    .created_ms = (int64_t)counter,
+	    .duration_ms = (uint32_t)len,
+	    .lufs = -16.0,
+	    .waveform = waveform,
+	    .audio = *audio,
+	    .audio_len = len,
+	};
+}
+
 static inline void *child_append_loop(void *arg)
 {
 	child_ctx *c = arg;
@@ -95,24 +115,13 @@ static inline void *child_append_loop(void *arg)
 	uint8_t waveform[STORE_WAVEFORM_POINTS];
 	for (uint32_t i = 0; i < PER_THREAD_MAX; i++) {
 		uint64_t counter = COUNTER(c->round, c->thread, i);
-		size_t len;
-		uint8_t *audio = crash_payload(r, counter, &len);
+		uint8_t *audio;
+		store_new_message nm = crash_message(r, counter, waveform, &audio);
 		if (!audio)
 			_exit(4);
-		waveform_fill(counter, waveform);
 		char key[32];
 		snprintf(key, sizeof key, "c%llu", (unsigned long long)counter);
-		store_new_message nm = {
-		    .sender = r->parent.id.s,
-		    .to = counter % 3 ? NULL : r->child.id.s,
-		    .created_ms = (int64_t)counter,
-		    .duration_ms = (uint32_t)len,
-		    .lufs = -16.0,
-		    .waveform = waveform,
-		    .audio = audio,
-		    .audio_len = len,
-		    .idempotency_key = key,
-		};
+		nm.idempotency_key = key;
 		store_message out;
 		int existed = 0;
 		int rc = store_message_append(c->s, r->fam.id.s, &nm, &out, &existed);

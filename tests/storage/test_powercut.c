@@ -127,21 +127,10 @@ static void final_append(crash_run *r, int round)
 	int rc = store_open(&s, &opt);
 	if (!CHECK(&r->log, rc == 0, "after the last cut: reopen: %s", store_errcode(rc)))
 		return;
-	uint64_t counter = COUNTER(round, 0, 0);
-	size_t len;
-	uint8_t *audio = crash_payload(r, counter, &len);
+	uint8_t *audio;
 	uint8_t waveform[STORE_WAVEFORM_POINTS];
-	waveform_fill(counter, waveform);
-	store_new_message nm = {
-	    .sender = r->parent.id.s,
-	    .to = counter % 3 ? NULL : r->child.id.s,
-	    .created_ms = (int64_t)counter,
-	    .duration_ms = (uint32_t)len,
-	    .lufs = -16.0,
-	    .waveform = waveform,
-	    .audio = audio,
-	    .audio_len = len,
-	};
+	store_new_message nm = crash_message(r, COUNTER(round, 0, 0), waveform, &audio);
+	assert_non_null(audio);
 	store_message out, got;
 	store_family fam;
 	int existed = 0;
