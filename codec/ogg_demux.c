@@ -22,6 +22,13 @@
 
 #define OGG_READ_BYTES 8192
 #define OGG_MAX_HEADER_BYTES (1 << 20) /* OpusTags larger than this are abuse (covers art) */
+/*
+ * The Opus streams a chain's decoders may have, all its links together: each link makes a
+ * decoder of its own, and a link needs no audio to cost one, so neither the duration limit
+ * nor the byte limit bounds them (links of 255 streams cost about 12 ms each in 640 bytes:
+ * 200 MiB of them, an hour of a worker per pass). 4096 links of a mono or stereo recording.
+ */
+#define OGG_MAX_CHAIN_STREAMS 4096
 
 typedef struct ogg_state {
 	codec_in *in;
@@ -33,6 +40,7 @@ typedef struct ogg_state {
 	bool file_end;       /* the file ended: no link after this one */
 	bool first_audio;    /* the next page with a granule position is the first audio page */
 	int64_t start_gp;    /* granule position at which the first audio page starts */
+	unsigned streams;    /* the Opus streams of the links begun so far */
 	uint64_t end_limit;  /* frames the stream may produce up to the current page */
 	opus_head head;
 	opusdec dec;
@@ -147,6 +155,9 @@ static int begin_link(ogg_state *s, ogg_page *page)
 	if (s->dec_ready &&
 	    (head.channels != s->head.channels || opus_head_lfe(&head) != opus_head_lfe(&s->head)))
 		return CODEC_EUNSUPPORTED; /* a chain whose links differ in channels */
+	if (head.streams > OGG_MAX_CHAIN_STREAMS - s->streams)
+		return CODEC_EUNSUPPORTED; /* a chain of too many links (or of too many streams) */
+	s->streams += head.streams;
 	if (ogg_stream_packetout(&s->stream, &pkt) != 0)
 		return CODEC_EMALFORMED;
 	if ((rc = header_packet(s, &pkt)) < 0)

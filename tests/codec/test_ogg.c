@@ -189,6 +189,58 @@ static void chained_links_in_turn(void **st)
 	assert_int_equal(count(&b), CODEC_EMALFORMED);
 }
 
+/*
+ * A link of `streams` Opus streams (family 1, one channel) and one 20 ms packet of them all,
+ * serial `serial`, after what b holds.
+ */
+static void add_wide_link(oggbuf *b, int serial, int streams)
+{
+	ogg_stream_state os;
+	ogg_stream_init(&os, serial);
+	uint8_t head[22] = "OpusHead";
+	head[8] = 1, head[9] = 1, head[10] = head[11] = 0;
+	le32(head + 12, 48000);
+	head[16] = head[17] = 0, head[18] = 1;
+	head[19] = (uint8_t)streams, head[20] = 0, head[21] = 0;
+	ogg_packet op = {.packet = head, .bytes = sizeof head, .b_o_s = 1, .packetno = 0};
+	ogg_stream_packetin(&os, &op);
+	emit(b, &os, true);
+	uint8_t t[16] = "OpusTags";
+	le32(t + 8, 0), le32(t + 12, 0);
+	op = (ogg_packet){.packet = t, .bytes = sizeof t, .packetno = 1};
+	ogg_stream_packetin(&os, &op);
+	emit(b, &os, true);
+	/* Each stream's frame self-delimited (TOC, length 0), the last one plain. */
+	uint8_t pkt[2 * 255];
+	size_t n = 0;
+	for (int i = 0; i < streams - 1; i++)
+		pkt[n++] = 0xf8, pkt[n++] = 0;
+	pkt[n++] = 0xf8;
+	op = (ogg_packet){
+	    .packet = pkt, .bytes = (long)n, .e_o_s = 1, .granulepos = 960, .packetno = 2};
+	ogg_stream_packetin(&os, &op);
+	emit(b, &os, true);
+	ogg_stream_clear(&os);
+}
+
+/*
+ * Every link makes a decoder of its own, audio or not, so a chain of many links of 255
+ * streams each took about 12 ms a link (an hour of a worker per pass for a 200 MiB upload),
+ * bounded by neither the duration nor the byte limit: a chain's links have 4096 streams in
+ * all at most, audio_unsupported past them.
+ */
+static void chain_streams_bounded(void **st)
+{
+	(void)st;
+	static oggbuf b;
+	b.n = 0;
+	for (int i = 0; i < 16; i++)
+		add_wide_link(&b, 77 + i % 2, 255);
+	assert_int_equal(count(&b), 16 * 960);
+	add_wide_link(&b, 77, 255);
+	assert_int_equal(count(&b), CODEC_EUNSUPPORTED);
+}
+
 static void transcoder_output_round_trips(void **st)
 {
 	(void)st;
@@ -218,6 +270,7 @@ int main(void)
 	    cmocka_unit_test(headers),
 	    cmocka_unit_test(truncation_never_crashes),
 	    cmocka_unit_test(chained_links_in_turn),
+	    cmocka_unit_test(chain_streams_bounded),
 	    cmocka_unit_test(transcoder_output_round_trips),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
