@@ -276,6 +276,7 @@ void api_job_done(srv_exchange *x, void *arg)
 		j->done(x, j);
 	}
 	api_pairing_refund(s, j); /* an attempt at a code that was not a wrong code */
+	api_kiosk_pin_refund(s, j);
 	if (j->audit_rc < 0)
 		audit_failed(s, j);
 	api_job_free(j);
@@ -324,6 +325,7 @@ void api_run(srv_exchange *x, api_job *j)
 	api_prepare(x, j);
 	if (srv_job_submit(x, api_job_run, api_job_done, j) < 0) {
 		api_pairing_refund(x->srv, j);
+		api_kiosk_pin_refund(x->srv, j);
 		free(j);
 		srv_respond_busy(x);
 	}
@@ -341,6 +343,7 @@ void api_run_heavy(srv_exchange *x, api_job *j, const char *family_id)
 	int rc = srv_job_submit_heavy(x, family_id, api_job_run, api_job_done, j);
 	if (rc < 0) {
 		api_pairing_refund(x->srv, j);
+		api_kiosk_pin_refund(x->srv, j);
 		api_job_free(j);
 		srv_respond_job_refused(x, rc);
 	}

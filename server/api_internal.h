@@ -114,7 +114,10 @@ struct api_job {
 	int pin[4];                    /* zeroed by job_done */
 	unsigned pin_failures;
 	int64_t pin_lock_ms;
-	bool pin_wrong; /* a login's PIN was checked and was wrong */
+	bool pin_wrong;        /* a login's PIN was checked and was wrong */
+	bool pin_counted;      /* a login counted towards its kiosk's lock (api_kiosk.c) */
+	uint64_t pin_taken_ms; /* loop time it was counted at */
+	char pin_key[40];      /* the kiosk's key in pin-failures-kiosk */
 };
 
 int64_t api_now_ms(void); /* any thread */
@@ -221,6 +224,9 @@ bool api_too_many_members(srv_exchange *x, int rc);
 bool api_pairing_locked(srv_exchange *x);
 bool api_pairing_take(srv_exchange *x, api_job *j);
 void api_pairing_refund(srv_server *s, api_job *j);
+/* A kiosk login counted up front towards its kiosk's lock (pin-failures-kiosk) whose PIN was not
+ * found wrong: given back (api_run and api_job_done call it, as api_pairing_refund). */
+void api_kiosk_pin_refund(srv_server *s, api_job *j);
 bool api_pairing_code_ok(const char *code);
 /* A wrong, used or expired code: its attempt stays counted towards the locks; answers 400. */
 void api_pairing_code_wrong(srv_exchange *x, api_job *j);

@@ -267,9 +267,11 @@ static void login_work(api_job *j)
  * hash: each child's own lock lets a few dozen tries a week through, which over a kiosk's
  * hundreds of children (its first screen lists them all) added up to a PIN found every week or
  * so, and another family's voices (the review: 55 wrong PINs over 11 children in 0.8 s, and
- * the 12th child's login untouched). Counted once a PIN is found wrong, so only a kiosk that
- * signed in ever has a count (no token of anyone's fills the table), checked before the next
- * login's job: logins already in flight may check that many more.
+ * the 12th child's login untouched). Every login is counted before its job, as a pairing code
+ * is, so logins sent at once cannot check more PINs than that (checked only before the job, 40
+ * in flight together were all checked); unless its PIN is found wrong it is given back when
+ * the job ends (a right PIN, a locked child, 401 for a token that is no kiosk's, 503), so only
+ * a signed-in kiosk keeps a count.
  */
 static void kiosk_pin_key(const uint8_t hash[STORE_HASH_LEN], char key[40])
 {
@@ -287,11 +289,8 @@ static void kiosk_pins_locked(srv_exchange *x)
 static void login_done(srv_exchange *x, api_job *j)
 {
 	int64_t now = api_now_ms();
-	if (j->pin_wrong) {
-		char key[40];
-		kiosk_pin_key(j->caller_key, key);
-		(void)srv_rate_take(&x->srv->pin_fail_kiosk, key, uv_now(x->srv->loop));
-	}
+	if (j->pin_wrong)
+		j->pin_counted = false; /* an attempt: it stays counted */
 	if (j->rc == LOGIN_LOCKED) {
 		int64_t wait = (j->links->locked_until_ms - now + 999) / 1000;
 		char retry[48];
@@ -342,17 +341,27 @@ void srv_api_kiosk_login(srv_exchange *x)
 	}
 	json_decref(body);
 	sodium_memzero(pin, sizeof pin);
-	char key[40];
+	uint64_t now = uv_now(x->srv->loop);
 	if (j)
-		kiosk_pin_key(j->token_hash, key);
+		kiosk_pin_key(j->token_hash, j->pin_key);
 	if (!pin_ok) {
 		bad_pin(x);
-	} else if (j && srv_rate_exhausted(&x->srv->pin_fail_kiosk, key, uv_now(x->srv->loop))) {
+	} else if (j && !srv_rate_take(&x->srv->pin_fail_kiosk, j->pin_key, now)) {
 		api_job_free(j);
 		kiosk_pins_locked(x);
 	} else if (j) {
+		j->pin_counted = true;
+		j->pin_taken_ms = now;
 		api_run(x, j);
 	}
+}
+
+void api_kiosk_pin_refund(srv_server *s, api_job *j)
+{
+	if (!j->pin_counted)
+		return;
+	srv_rate_refund(&s->pin_fail_kiosk, j->pin_key, j->pin_taken_ms, uv_now(s->loop));
+	j->pin_counted = false;
 }
 
 /* ---- DELETE /v1/kiosk/session: the child's session ends ---- */

@@ -592,6 +592,35 @@ def kiosk_wide_pin_lock(binary, jiayinctl):
         ok(other.status == 201, "another kiosk's logins are not locked", f"{other.status}")
     finally:
         srv.stop()
+    # sent at once: each is counted before its PIN is checked, as pairing codes are (checked
+    # only before the job, 40 wrong PINs in flight together were all answered 403)
+    srv = Server(binary, "--pin-failures-kiosk", "8", "--max-queued-jobs", "256")
+    try:
+        school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
+        ktok = find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板"), "token")
+        mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
+                                                     "member_name": "妈妈"}).json()
+        fam = mom["family"]["id"]
+        kids = []
+        for i in range(8):
+            kid = call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
+                       {"member_name": f"孩{i}", "role": "child"}).json()["member"]
+            code = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).json()["code"]
+            kids.append(call(srv, "POST", f"/v1/families/{fam}/kiosk-links", mom["token"],
+                             {"code": code, "member_id": kid["id"],
+                              "pin": [i, 1, 2, 3]}).json()["link"])
+        got = tally(burst(srv, [("POST", "/v1/kiosk/sessions", ktok,
+                                 {"child": k["id"], "pin": [11, 11, 11, g]})
+                                for k in kids for g in range(5)]))
+        ok(got.get((403, "wrong_pin"), 0) <= 8 and
+           got.get((403, "wrong_pin"), 0) + got.get((429, "pin_locked"), 0) == 40,
+           "40 wrong PINs over 8 children at once, pin-failures-kiosk 8: at most 8 answered "
+           "403 wrong_pin, the rest 429 pin_locked", str(got))
+        right = call(srv, "POST", "/v1/kiosk/sessions", ktok,
+                     {"child": kids[0]["id"], "pin": [0, 1, 2, 3]})
+        ok(right.status == 429, "and then even right pictures wait (429)", f"{right.status}")
+    finally:
+        srv.stop()
 
 
 def main():
