@@ -188,6 +188,11 @@ static int next_link(ogg_state *s)
 	bool got;
 	for (;;) {
 		int rc = next_page(s, &page, &got);
+		/* A page begun and cut (the next link's first, say): the file was cut, not padded.
+		 */
+		if (rc == CODEC_ETRUNCATED && s->sync.fill - s->sync.returned >= 4 &&
+		    memcmp(s->sync.data + s->sync.returned, "OggS", 4) == 0)
+			return rc;
 		if (rc == CODEC_ECORRUPT || rc == CODEC_ETRUNCATED)
 			got = false; /* bytes after a whole link that begin no other: its end */
 		else if (rc < 0)

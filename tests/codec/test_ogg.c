@@ -183,6 +183,11 @@ static void chained_links_in_turn(void **st)
 	d.n -= 5;
 	chain(&b, &d);
 	assert_int_equal(count(&b), CODEC_ETRUNCATED);
+	build(&b, "opus", 312, 50, 0, 0, true);
+	build(&d, "opus", 312, 30, 0, 0, true);
+	d.n = 30; /* cut inside the second link's first page: not padding, a cut file */
+	chain(&b, &d);
+	assert_int_equal(count(&b), CODEC_ETRUNCATED);
 	build(&c, "opus", 312, 30, 0, 0, false); /* a second link without its OpusTags */
 	build(&b, "opus", 312, 50, 0, 0, true);
 	chain(&b, &c);
