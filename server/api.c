@@ -261,6 +261,34 @@ void api_caller_buffers(srv_exchange *x, const api_job *j)
 		srv_buffer_owner(x, j->caller_key);
 }
 
+bool api_attempt_take(srv_server *s, api_job *j, srv_ratelimit *a, const char *ka, srv_ratelimit *b,
+                      const char *kb)
+{
+	uint64_t now = uv_now(s->loop);
+	if (!srv_rate_take(a, ka, now))
+		return false;
+	if (b && !srv_rate_take(b, kb, now)) {
+		srv_rate_refund(a, ka, now, now);
+		return false;
+	}
+	api_attempt *t = &j->attempt;
+	*t = (api_attempt){.limit = {a, b}, .taken_ms = now, .counted = true};
+	snprintf(t->key[0], sizeof t->key[0], "%s", ka);
+	snprintf(t->key[1], sizeof t->key[1], "%s", b ? kb : "");
+	return true;
+}
+
+void api_attempt_refund(srv_server *s, api_job *j)
+{
+	api_attempt *t = &j->attempt;
+	if (!t->counted)
+		return;
+	uint64_t now = uv_now(s->loop);
+	for (int i = 0; i < 2 && t->limit[i]; i++)
+		srv_rate_refund(t->limit[i], t->key[i], t->taken_ms, now);
+	t->counted = false;
+}
+
 void api_job_done(srv_exchange *x, void *arg)
 {
 	api_job *j = arg;
@@ -275,8 +303,7 @@ void api_job_done(srv_exchange *x, void *arg)
 		api_caller_buffers(x, j);
 		j->done(x, j);
 	}
-	api_pairing_refund(s, j); /* an attempt at a code that was not a wrong code */
-	api_kiosk_pin_refund(s, j);
+	api_attempt_refund(s, j); /* an attempt (a code, a PIN) that was not a wrong one */
 	if (j->audit_rc < 0)
 		audit_failed(s, j);
 	api_job_free(j);
@@ -324,8 +351,7 @@ void api_run(srv_exchange *x, api_job *j)
 {
 	api_prepare(x, j);
 	if (srv_job_submit(x, api_job_run, api_job_done, j) < 0) {
-		api_pairing_refund(x->srv, j);
-		api_kiosk_pin_refund(x->srv, j);
+		api_attempt_refund(x->srv, j);
 		free(j);
 		srv_respond_busy(x);
 	}
@@ -342,8 +368,7 @@ void api_run_heavy(srv_exchange *x, api_job *j, const char *family_id)
 	}
 	int rc = srv_job_submit_heavy(x, family_id, api_job_run, api_job_done, j);
 	if (rc < 0) {
-		api_pairing_refund(x->srv, j);
-		api_kiosk_pin_refund(x->srv, j);
+		api_attempt_refund(x->srv, j);
 		api_job_free(j);
 		srv_respond_job_refused(x, rc);
 	}

@@ -22,6 +22,14 @@ typedef struct api_job api_job;
 typedef void (*api_work_fn)(api_job *j);
 typedef void (*api_done_fn)(srv_exchange *x, api_job *j);
 
+/* An attempt counted towards one or two rate limits before its job (api_attempt_take). */
+typedef struct api_attempt {
+	srv_ratelimit *limit[2]; /* NULL: none */
+	char key[2][48];
+	uint64_t taken_ms; /* loop time it was counted at */
+	bool counted;      /* still to be given back unless the job keeps it */
+} api_attempt;
+
 struct api_job {
 	store *st;
 	const uint8_t *secret;         /* the server's key (secret.h) */
@@ -65,10 +73,8 @@ struct api_job {
 	size_t ndevices;
 	store_role role;
 	int64_t expires_ms;
-	char client[46];
 	char code[PAIRING_CODE_MAX];
-	bool pair_counted;      /* an attempt at a pairing code counted (api_pairing_take) */
-	uint64_t pair_taken_ms; /* loop time it was counted at */
+	api_attempt attempt; /* a pairing code's or a kiosk login's (api_attempt_take) */
 	/* messages */
 	int body_fd;
 	uint64_t declared;           /* a plain upload's Content-Length; 0: chunked */
@@ -114,10 +120,6 @@ struct api_job {
 	int pin[4];                    /* zeroed by job_done */
 	unsigned pin_failures;
 	int64_t pin_lock_ms;
-	bool pin_wrong;        /* a login's PIN was checked and was wrong */
-	bool pin_counted;      /* a login counted towards its kiosk's lock (api_kiosk.c) */
-	uint64_t pin_taken_ms; /* loop time it was counted at */
-	char pin_key[40];      /* the kiosk's key in pin-failures-kiosk */
 };
 
 int64_t api_now_ms(void); /* any thread */
@@ -213,7 +215,7 @@ bool api_parent(api_job *j);
  * job is submitted, so attempts in flight at once cannot pass them: api_pairing_take counts
  * it (false after answering 429 when a lock is reached), and unless the done step finds the
  * code wrong (api_pairing_code_wrong), the attempt is given back when the job ends (a right
- * code, a full family, 401, 503: api_run and api_job_done call api_pairing_refund).
+ * code, a full family, 401, 503: api_attempt_refund).
  */
 /* A new device's token (256 random bits, base64url) in j->token, its hash in j->token_hash;
  * the answer that hands it out once (sign-up, pairing): the family, member, device, token. */
@@ -223,10 +225,16 @@ void api_respond_new_device(srv_exchange *x, api_job *j);
 bool api_too_many_members(srv_exchange *x, int rc);
 bool api_pairing_locked(srv_exchange *x);
 bool api_pairing_take(srv_exchange *x, api_job *j);
-void api_pairing_refund(srv_server *s, api_job *j);
-/* A kiosk login counted up front towards its kiosk's lock (pin-failures-kiosk) whose PIN was not
- * found wrong: given back (api_run and api_job_done call it, as api_pairing_refund). */
-void api_kiosk_pin_refund(srv_server *s, api_job *j);
+/*
+ * An attempt (a pairing code, a kiosk's PIN) counted on the loop before its job, against limit
+ * `a` under key `ka` and, if `b` is not NULL, `b` under `kb`: false, counting nothing, when
+ * either is exhausted (the caller answers 429). Unless the job finds the attempt a wrong one
+ * (attempt.counted = false: it stays counted), api_run and api_job_done give it back
+ * (api_attempt_refund), so attempts in flight at once cannot pass a lock.
+ */
+bool api_attempt_take(srv_server *s, api_job *j, srv_ratelimit *a, const char *ka, srv_ratelimit *b,
+                      const char *kb);
+void api_attempt_refund(srv_server *s, api_job *j);
 bool api_pairing_code_ok(const char *code);
 /* A wrong, used or expired code: its attempt stays counted towards the locks; answers 400. */
 void api_pairing_code_wrong(srv_exchange *x, api_job *j);

@@ -241,7 +241,7 @@ static void login_work(api_job *j)
 		return;
 	}
 	if (!match) {
-		j->pin_wrong = true;
+		j->attempt.counted = false; /* a wrong PIN: it stays counted (api_attempt_take) */
 		j->rc = l->locked_until_ms > now ? LOGIN_LOCKED : LOGIN_WRONG_PIN;
 		return;
 	}
@@ -289,8 +289,6 @@ static void kiosk_pins_locked(srv_exchange *x)
 static void login_done(srv_exchange *x, api_job *j)
 {
 	int64_t now = api_now_ms();
-	if (j->pin_wrong)
-		j->pin_counted = false; /* an attempt: it stays counted */
 	if (j->rc == LOGIN_LOCKED) {
 		int64_t wait = (j->links->locked_until_ms - now + 999) / 1000;
 		char retry[48];
@@ -341,27 +339,17 @@ void srv_api_kiosk_login(srv_exchange *x)
 	}
 	json_decref(body);
 	sodium_memzero(pin, sizeof pin);
-	uint64_t now = uv_now(x->srv->loop);
+	char key[40];
 	if (j)
-		kiosk_pin_key(j->token_hash, j->pin_key);
+		kiosk_pin_key(j->token_hash, key);
 	if (!pin_ok) {
 		bad_pin(x);
-	} else if (j && !srv_rate_take(&x->srv->pin_fail_kiosk, j->pin_key, now)) {
+	} else if (j && !api_attempt_take(x->srv, j, &x->srv->pin_fail_kiosk, key, NULL, NULL)) {
 		api_job_free(j);
 		kiosk_pins_locked(x);
 	} else if (j) {
-		j->pin_counted = true;
-		j->pin_taken_ms = now;
 		api_run(x, j);
 	}
-}
-
-void api_kiosk_pin_refund(srv_server *s, api_job *j)
-{
-	if (!j->pin_counted)
-		return;
-	srv_rate_refund(&s->pin_fail_kiosk, j->pin_key, j->pin_taken_ms, uv_now(s->loop));
-	j->pin_counted = false;
 }
 
 /* ---- DELETE /v1/kiosk/session: the child's session ends ---- */

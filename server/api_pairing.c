@@ -192,35 +192,15 @@ bool api_pairing_locked(srv_exchange *x)
 bool api_pairing_take(srv_exchange *x, api_job *j)
 {
 	srv_server *s = x->srv;
-	uint64_t now = uv_now(s->loop);
-	snprintf(j->client, sizeof j->client, "%s", x->client);
-	if (!srv_rate_take(&s->pair_fail, j->client, now)) {
-		pairing_locked(x);
-		return false;
-	}
-	if (!srv_rate_take(&s->pair_fail_all, "*", now)) {
-		srv_rate_refund(&s->pair_fail, j->client, now, now);
-		pairing_locked(x);
-		return false;
-	}
-	j->pair_counted = true;
-	j->pair_taken_ms = now;
-	return true;
-}
-
-void api_pairing_refund(srv_server *s, api_job *j)
-{
-	if (!j->pair_counted)
-		return;
-	uint64_t now = uv_now(s->loop);
-	srv_rate_refund(&s->pair_fail, j->client, j->pair_taken_ms, now);
-	srv_rate_refund(&s->pair_fail_all, "*", j->pair_taken_ms, now);
-	j->pair_counted = false;
+	if (api_attempt_take(s, j, &s->pair_fail, x->client, &s->pair_fail_all, "*"))
+		return true;
+	pairing_locked(x);
+	return false;
 }
 
 void api_pairing_code_wrong(srv_exchange *x, api_job *j)
 {
-	j->pair_counted = false; /* it was an attempt: it stays counted */
+	j->attempt.counted = false; /* it was an attempt: it stays counted */
 	srv_respond_error(x, 400, "invalid_pairing_code", "the code is wrong, used or expired");
 }
 
