@@ -128,6 +128,12 @@ static int header_packet(ogg_state *s, ogg_packet *pkt)
 	}
 }
 
+/* Whether a page begins an Opus stream: a BOS page whose packet is an OpusHead. */
+static bool opus_head_page(const ogg_page *page)
+{
+	return ogg_page_bos(page) && page->body_len >= 8 && memcmp(page->body, "OpusHead", 8) == 0;
+}
+
 /*
  * A link's headers, from its OpusHead BOS page: OpusHead alone on that page, OpusTags next,
  * audio after (RFC 7845 3), and a decoder of its own. A link after the first must keep the
@@ -201,8 +207,7 @@ static int next_link(ogg_state *s)
 			s->file_end = true;
 			return 0;
 		}
-		if (ogg_page_bos(&page) && page.body_len >= 8 &&
-		    memcmp(page.body, "OpusHead", 8) == 0)
+		if (opus_head_page(&page))
 			return begin_link(s, &page);
 	}
 }
@@ -229,7 +234,7 @@ static int ogg_open(codec_in *in, void **state, codec_stream_info *info)
 			return any ? CODEC_EUNSUPPORTED : CODEC_ETRUNCATED;
 		if (!ogg_page_bos(&page))
 			return any ? CODEC_EUNSUPPORTED : CODEC_EMALFORMED;
-		if (page.body_len >= 8 && memcmp(page.body, "OpusHead", 8) == 0)
+		if (opus_head_page(&page))
 			break;
 		/* Another codec's BOS page (Vorbis, or a multiplexed video): look further. */
 	}
