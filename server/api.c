@@ -92,8 +92,8 @@ const char *api_name_field(json_t *obj, const char *key, bool required)
 	const char *s = json_string_value(v);
 	if (!s || !*s || json_string_length(v) > STORE_NAME_MAX || strlen(s) != json_string_length(v))
 		return NULL;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
+	for (const char *p = s; *p; p++)
+		if (store_control_at(p))
 			return NULL;
 	return s;
 }

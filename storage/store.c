@@ -112,6 +112,14 @@ int store_id_check(const char *s)
 	return n == STORE_ID_LEN ? 0 : STORE_EINVAL;
 }
 
+size_t store_control_at(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	if (*p < 0x20 || *p == 0x7f)
+		return 1;
+	return p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f ? 2 : 0;
+}
+
 int check_text(const char *s, size_t max)
 {
 	if (!s || !*s)

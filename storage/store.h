@@ -57,6 +57,13 @@ int store_id_check(const char *s);
 #define STORE_AUDIO_MAX (64u << 20) /* bytes of one message's audio (15 min at 64 kb/s: 7.2 MB) */
 #define STORE_HASH_LEN 32     /* SHA-256 */
 
+/*
+ * How many bytes of a control character the UTF-8 text `s` starts with, 0 if none: C0 and
+ * DEL (one byte) or C1, U+0080-U+009F (two). A name holds none: the API and jiayinctl refuse
+ * them and jiayinctl masks them when it prints a stored name (U+009B is a terminal's CSI).
+ */
+size_t store_control_at(const char *s);
+
 typedef struct store_options {
 	const char *dir;            /* data directory; created if missing */
 	unsigned max_open_families; /* family databases kept open (LRU), default 256 */

@@ -148,21 +148,13 @@ const char *fmt_time(int64_t ms, char buf[32])
 	return buf;
 }
 
-size_t control_at(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	if (*p < 0x20 || *p == 0x7f)
-		return 1;
-	return p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f ? 2 : 0;
-}
-
 /* A stored name in quotes, control characters shown as '?' (names reach a terminal, and one
  * stored before the API refused C1 could carry a terminal's 8-bit CSI, U+009B). */
 void print_name(const char *s)
 {
 	putchar('"');
 	while (*s) {
-		size_t n = control_at(s);
+		size_t n = store_control_at(s);
 		putchar(n ? '?' : *s);
 		s += n ? n : 1;
 	}
@@ -173,7 +165,7 @@ const char *mask_name(char *buf, size_t cap, const char *s)
 {
 	size_t i = 0;
 	while (cap && *s && i < cap - 1) {
-		size_t n = control_at(s);
+		size_t n = store_control_at(s);
 		buf[i++] = n ? '?' : *s;
 		s += n ? n : 1;
 	}

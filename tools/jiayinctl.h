@@ -42,8 +42,6 @@ json_t *jtime(int64_t ms);
 const char *opt_id(const store_id *id);
 const char *fmt_time(int64_t ms, char buf[32]);
 void print_name(const char *s);
-/* How many bytes of a control character (C0, DEL, C1 in UTF-8) s starts with: 0 if none. */
-size_t control_at(const char *s);
 /* s into buf (cap bytes, cut short to fit) with control bytes as '?', as print_name shows
  * them: for stored or typed bytes inside a message. Returns buf. */
 const char *mask_name(char *buf, size_t cap, const char *s);

@@ -58,7 +58,7 @@ static bool name_ok(const char *s)
 	if (len == 0 || len > STORE_NAME_MAX)
 		return false;
 	for (const char *p = s; *p; p++)
-		if (control_at(p))
+		if (store_control_at(p))
 			return false;
 	json_t *v = json_string(s); /* NULL unless valid UTF-8 */
 	json_decref(v);
