@@ -1,10 +1,11 @@
 /*
  * pipeline.c — codec_transcode(): streaming passes over the input, none holding the clip.
  *
- * 1. Measure: decode, downmix, rotate phase (dsp.h), resample to 48 kHz; integrated loudness L
- *    (loudness.c) and, riding on the same samples, a model of the loudness that gain + limiter would give for a
- *    grid of gains (fit.c). The limiter takes loudness from peaky speech and lets only part of
- *    any extra gain through, so the gain is read off that curve, not computed from L.
+ * 1. Measure: decode, downmix, block DC, rotate phase (dsp.h), resample to 48 kHz; integrated
+ *    loudness L (loudness.c) and, riding on the same samples, a model of the loudness that
+ *    gain + limiter would give for a grid of gains (fit.c). The limiter takes loudness from
+ *    peaky speech and lets only part of any extra gain through, so the gain is read off that
+ *    curve, not computed from L.
  * 2. Encode: gain, limiter, Opus, Ogg pages straight to the sink, and a decode of every packet
  *    (outcheck.c) that measures the file as a player will: loudness and true peak.
  * 3. Correct: OpusHead's output gain (RFC 7845 5.1, applied by every decoder) makes up what
@@ -36,6 +37,7 @@
 typedef struct front {
 	codec_decoder *dec;
 	codec_stream_info info;
+	dc_blocker dc;
 	rotator rot;
 	resampler rs;
 	bool rs_ready;
@@ -70,6 +72,7 @@ static int front_open(front *f, const codec_source *src, const codec_options *op
 	if ((rc = codec_decoder_open(&f->dec, src, opt->max_input_bytes, &f->info)) < 0)
 		return rc;
 	f->max_frames = (uint64_t)opt->max_duration_ms * f->info.rate / 1000;
+	dc_blocker_init(&f->dc, f->info.rate);
 	rotator_init(&f->rot, f->info.rate);
 	if ((rc = resampler_init(&f->rs, f->info.rate)) < 0)
 		return rc;
@@ -119,6 +122,7 @@ static int front_pull(front *f, const float **out, size_t *n)
 				f->nonzero = f->pcm[i] != 0.0f;
 		}
 		downmix(f->pcm, frames, f->info.channels, f->info.lfe_channel, f->mono);
+		dc_blocker_run(&f->dc, f->mono, frames);
 		rotator_run(&f->rot, f->mono, frames);
 		f->mono_pos = 0;
 		f->mono_len = frames;

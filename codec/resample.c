@@ -1,6 +1,6 @@
 /*
- * resample.c — the front of the signal chain: downmix to mono, phase rotation, and resampling
- * to 48 kHz with libsoxr.
+ * resample.c — the front of the signal chain: downmix to mono, DC blocking, phase rotation, and
+ * resampling to 48 kHz with libsoxr.
  *
  * soxr's HQ recipe was measured against speexdsp at quality 8 and 10 (tests/bench/
  * bench_resample.c, figures in docs/performance.md): 44.1 -> 48 kHz ran 19x faster than
@@ -35,6 +35,32 @@ void downmix(const float *in, size_t frames, unsigned channels, int lfe, float *
 				sum += f[c];
 		out[i] = sum * scale;
 	}
+}
+
+void dc_blocker_init(dc_blocker *d, uint32_t rate)
+{
+	memset(d, 0, sizeof *d);
+	d->a = exp(-2 * M_PI * DC_BLOCK_HZ / rate);
+}
+
+void dc_blocker_run(dc_blocker *d, float *x, size_t n)
+{
+	if (!d->primed && n > 0) {
+		double sum = 0;
+		for (size_t i = 0; i < n; i++)
+			sum += x[i];
+		d->x1 = sum / (double)n;
+		d->primed = true;
+	}
+	double x1 = d->x1, y1 = d->y1, a = d->a;
+	for (size_t i = 0; i < n; i++) {
+		double v = x[i];
+		y1 = (v - x1) + a * y1;
+		x1 = v;
+		x[i] = (float)y1;
+	}
+	d->x1 = x1;
+	d->y1 = y1;
 }
 
 /* One sample through the cascade, in double: the definition the block matrices come from. */

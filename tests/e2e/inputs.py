@@ -212,12 +212,13 @@ def recipes(src):
         r.append((name, wrapped))
 
     # --- WAV written by sox (a real writer)
-    def sox_wav(d, name, inp, rate, channels, bits, note, remix=None):
+    def sox_wav(d, name, inp, rate, channels, bits, note, remix=None, effects=()):
         path = os.path.join(d, name + ".wav")
         argv = ["sox", "-V1", inp, "-t", "wavpcm", "-r", rate, "-c", channels, "-b", bits,
                 "-e", "signed-integer", path]
         if remix:
             argv += ["remix"] + remix
+        argv += list(effects)
         run(argv)
         return Clip(name, path, "wav", rate, channels, wav_frames(path), note)
 
@@ -368,6 +369,12 @@ def recipes(src):
              "remix", "1", "1v0.8", "gain", "30"])
         return Clip(name, path, "wav", 44100, 2, wav_frames(path), "speech +30 dB, clipped")
     add("wav_s16_44k_stereo_loud_clipped", loud, "speech", "loud")
+
+    def dc_offset(d, name):
+        # A recorder's DC offset (a cheap ADC, a mic's bias): half of full scale under speech.
+        return sox_wav(d, name, en, 22050, 1, 16, "sox, speech at 0.4 on a DC offset of 0.5",
+                       effects=["vol", "0.4", "dcshift", "0.5"])
+    add("wav_s16_22k_mono_speech_en_dc_offset", dc_offset, "speech")
 
     def long30(d, name):
         # Speech, a pause, more speech, a tone, repeated up to exactly 30 s.
