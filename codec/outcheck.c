@@ -23,6 +23,7 @@ int outcheck_init(outcheck *c, uint32_t preskip, uint64_t total)
 	c->preskip = preskip;
 	c->total = total;
 	tp_init(&c->tp);
+	tp_exact_init(&c->exact);
 	meter_init(&c->out);
 	c->dec = opus_decoder_create(CODEC_OUTPUT_RATE, 1, &err);
 	if (err == OPUS_ALLOC_FAIL || !c->dec)
@@ -43,10 +44,59 @@ static int cmp_size(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* The exact peak of interval q (absolute), from the window of the frame that starts at first. */
+static void read_exact(outcheck *c, uint64_t q, uint64_t first)
+{
+	float v = tp_exact_peak(&c->exact, c->win + OC_BACK + ((int64_t)q - (int64_t)first));
+	if (v > c->peak)
+		c->peak = v;
+}
+
+/*
+ * The true peaks of the intervals reported with the frame at first: the cheap detector reads
+ * each, and one it puts within TPX_MARGIN of the highest peak so far is read exactly, now or,
+ * when its window reaches past this frame, with the next one.
+ */
+static void peaks_of_frame(outcheck *c, uint64_t first, uint64_t end)
+{
+	const float *pcm = c->win + OC_BACK;
+	/* A frame that cannot come near the highest peak so far, even at its worst, is only fed. */
+	if (tp_ceiling_of(&c->tp, pcm, CODEC_FRAME_SAMPLES) * TPX_MARGIN <= c->peak) {
+		tp_skip(&c->tp, pcm, CODEC_FRAME_SAMPLES);
+		return;
+	}
+	tp_run(&c->tp, pcm, CODEC_FRAME_SAMPLES, c->peaks);
+	int64_t reported = CODEC_FRAME_SAMPLES;
+	bool last = end <= first + CODEC_FRAME_SAMPLES;
+	if (last) {
+		/* The stream's last frame: the intervals of its last samples are reported only
+		 * after them, and reach past the stream, into silence. */
+		static const float silence[TP_DELAY];
+		tp_run(&c->tp, silence, TP_DELAY, c->peaks + CODEC_FRAME_SAMPLES);
+		reported += TP_DELAY;
+	}
+	/* The interval reported at i started TP_DELAY samples earlier: only real ones count. */
+	int64_t from = (int64_t)c->preskip - (int64_t)first + TP_DELAY;
+	int64_t to = (int64_t)end - (int64_t)first + TP_DELAY;
+	for (int64_t i = from < 0 ? 0 : from; i < to && i < reported; i++) {
+		float v = c->peaks[i];
+		if (v > c->peak)
+			c->peak = v;
+		if (v * TPX_MARGIN <= c->peak)
+			continue;
+		uint64_t q = first + (uint64_t)i - TP_DELAY;
+		if (!last && q + TPX_HALF >= first + CODEC_FRAME_SAMPLES)
+			c->pending[c->npending++] = q;
+		else
+			read_exact(c, q, first);
+	}
+}
+
 int outcheck_packet(outcheck *c, uint64_t index, const float *input, const uint8_t *pkt,
 		    size_t len)
 {
-	int n = opus_decode_float(c->dec, pkt, (opus_int32)len, c->pcm, CODEC_FRAME_SAMPLES, 0);
+	float *pcm = c->win + OC_BACK;
+	int n = opus_decode_float(c->dec, pkt, (opus_int32)len, pcm, CODEC_FRAME_SAMPLES, 0);
 	if (n != CODEC_FRAME_SAMPLES)
 		return CODEC_EENCODE; /* our own packet does not decode: a bug, not the input */
 	/* Only decoded samples that stand for real input count: [lo, hi) of this frame; and
@@ -76,7 +126,7 @@ int outcheck_packet(outcheck *c, uint64_t index, const float *input, const uint8
 		if (from == to)
 			continue;
 		double e_in = 0, e_dec = 0;
-		kweight_pair(&c->k_in, input + from, &e_in, &c->out.kw, c->pcm + from, &e_dec,
+		kweight_pair(&c->k_in, input + from, &e_in, &c->out.kw, pcm + from, &e_dec,
 			     to - from);
 		if (to <= real)
 			c->ref_energy += e_in;
@@ -90,26 +140,13 @@ int outcheck_packet(outcheck *c, uint64_t index, const float *input, const uint8
 			}
 		}
 	}
-	/* A frame that cannot beat the highest peak so far, even at its worst, is only fed. */
-	if (tp_ceiling_of(&c->tp, c->pcm, CODEC_FRAME_SAMPLES) <= c->peak) {
-		tp_skip(&c->tp, c->pcm, CODEC_FRAME_SAMPLES);
-		return 0;
-	}
-	tp_run(&c->tp, c->pcm, CODEC_FRAME_SAMPLES, c->peaks);
-	int64_t reported = CODEC_FRAME_SAMPLES;
-	if (end <= first + CODEC_FRAME_SAMPLES) {
-		/* The stream's last frame: the intervals of its last samples are reported only
-		 * after them, and reach past the stream, into silence. */
-		static const float silence[TP_DELAY];
-		tp_run(&c->tp, silence, TP_DELAY, c->peaks + CODEC_FRAME_SAMPLES);
-		reported += TP_DELAY;
-	}
-	/* The interval reported at i started TP_DELAY samples earlier: only real ones count. */
-	int64_t from = (int64_t)c->preskip - (int64_t)first + TP_DELAY;
-	int64_t to = (int64_t)end - (int64_t)first + TP_DELAY;
-	for (int64_t i = from < 0 ? 0 : from; i < to && i < reported; i++)
-		if (c->peaks[i] > c->peak)
-			c->peak = c->peaks[i];
+	/* The intervals of the frame before whose window reached into this one. */
+	for (unsigned k = 0; k < c->npending; k++)
+		read_exact(c, c->pending[k], first);
+	c->npending = 0;
+	peaks_of_frame(c, first, end);
+	/* The window of the next frame's first intervals starts in this one. */
+	memmove(c->win, c->win + CODEC_FRAME_SAMPLES, OC_BACK * sizeof *c->win);
 	return 0;
 }
 

@@ -1,5 +1,6 @@
 /*
- * truepeak.c — the 4x oversampling true-peak detector (see dsp.h), a block at a time.
+ * truepeak.c — the 4x oversampling true-peak detector (see dsp.h), a block at a time, and the
+ * exact reading of one interval that checks the encoded output.
  *
  * Each output is three 12-tap dot products (the polyphase branches between two samples) and
  * the sample itself. Computing them for eight consecutive samples at once, one tap at a time
@@ -123,4 +124,49 @@ void tp_skip(tp_detector *t, const float *x, size_t n)
 	}
 	memmove(t->hist, t->hist + n, (TP_HIST - n) * sizeof *x);
 	memcpy(t->hist + TP_HIST - n, x, n * sizeof *x);
+}
+
+/* I0, the modified Bessel function of order 0, by its series (converges fast for x <= 20). */
+static double bessel_i0(double x)
+{
+	double sum = 1, term = 1;
+	for (int k = 1; k < 50 && term > 1e-12 * sum; k++) {
+		term *= (x / (2 * k)) * (x / (2 * k));
+		sum += term;
+	}
+	return sum;
+}
+
+void tp_exact_init(tp_exact *e)
+{
+	const double beta = 8.0; /* ~80 dB stop band, transition 21.5-26.5 kHz at 48 kHz */
+	memset(e, 0, sizeof *e);
+	e->tap[TPX_HALF - 1][0] = 1; /* point 0 is x[0] */
+	for (int p = 1; p < TPX_OVERSAMPLE; p++) {
+		double frac = (double)p / TPX_OVERSAMPLE;
+		for (int j = 0; j < 2 * TPX_HALF; j++) {
+			double d = frac - (j + 1 - TPX_HALF); /* from the sample to the point */
+			double u = d / TPX_HALF;
+			double w = bessel_i0(beta * sqrt(1 - u * u)) / bessel_i0(beta);
+			e->tap[j][p] = (float)(sin(M_PI * d) / (M_PI * d) * w);
+		}
+	}
+}
+
+CODEC_CLONES float tp_exact_peak(const tp_exact *e, const float *x)
+{
+	_Static_assert(TPX_OVERSAMPLE == LANES, "one lane per point of an interval");
+	const float *first = x + 1 - TPX_HALF;
+	v8sf sum = {0};
+	for (int j = 0; j < 2 * TPX_HALF; j++) {
+		v8sf tap;
+		LOAD8(tap, e->tap[j]);
+		sum += tap * first[j];
+	}
+	sum = ABS8(sum);
+	float lane[LANES], peak = 0;
+	memcpy(lane, &sum, sizeof lane);
+	for (size_t p = 0; p < LANES; p++)
+		peak = lane[p] > peak ? lane[p] : peak;
+	return peak;
 }

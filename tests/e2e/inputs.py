@@ -150,6 +150,22 @@ def raw_pcm(src, rate, channels, bits, is_float=False, af=None, seconds=None):
     return run(argv).stdout
 
 
+def knocks_wav(path, seed=1):
+    """Knocks in a quiet room: 5 s at 48 kHz (float) of noise at -80 dBFS with five 3 ms
+    full-scale bursts of white noise. Broadband clicks are where a short true-peak interpolator
+    reads low; their loudness is out of reach (-16 LUFS would need 30 dB of limiting)."""
+    import random
+    rng = random.Random(seed)
+    rate = 48000
+    x = [rng.gauss(0, 1) * 1e-4 for _ in range(5 * rate)]
+    for _ in range(5):
+        at = rng.randrange(0, len(x) - 200)
+        burst = [rng.gauss(0, 1) for _ in range(144)]
+        top = max(abs(v) for v in burst)
+        x[at:at + len(burst)] = [v / top for v in burst]
+    return write(path, wav_bytes(struct.pack(f"<{len(x)}f", *x), rate, 1, 32, is_float=True))
+
+
 def write(path, data):
     with open(path, "wb") as f:
         f.write(data)

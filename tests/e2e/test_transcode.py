@@ -360,6 +360,33 @@ def true_peak_case(program, clip, work):
     return tap.Case(f"--true-peak ({clip.name})", checks, fn)
 
 
+def knocks_case(program, work):
+    bitrates = (12, 16, 24, 32, 48, 64)
+    checks = ["knocks in a quiet room: the decoded true peak is at or below -1.0 dBTP at "
+              "12 to 64 kb/s", "JSON output_peak_dbtp is not below ffmpeg's reading"]
+
+    def fn():
+        os.makedirs(work, exist_ok=True)
+        clip = inputs.knocks_wav(os.path.join(work, "knocks.wav"))
+        over, under, diags = [], [], []
+        for kbps in bitrates:
+            run, out, problems = transcode(program, clip, os.path.join(work, str(kbps)),
+                                           "--bitrate", kbps)
+            if problems:
+                return {c: ok(False, f"--bitrate {kbps}:", *problems) for c in checks}
+            integrated, peak = measure.ebur128(out)
+            said = run.json["output_peak_dbtp"]
+            diags.append(f"--bitrate {kbps}: ffmpeg {integrated} LUFS, {peak} dBTP; the "
+                         f"program said {said} dBTP")
+            if peak is None or peak > TRUE_PEAK_MAX:
+                over.append(f"--bitrate {kbps}: true peak {peak} dBTP")
+            # ffmpeg prints one decimal: a reading 0.15 dB under it is under by 0.1 or more
+            elif said < peak - 0.15:
+                under.append(f"--bitrate {kbps}: said {said} dBTP, ffmpeg {peak}")
+        return {checks[0]: ok(not over, *over, *diags), checks[1]: ok(not under, *under, *diags)}
+    return tap.Case("knocks in a quiet room, every bitrate", checks, fn)
+
+
 def serial_case(program, clip, work):
     checks = ["the same --serial twice gives byte-identical files",
               "the Ogg serial number is the one asked for",
@@ -450,6 +477,7 @@ def main(argv):
         extra(true_peak_case, "wav_s16_44k_stereo_loud_clipped", "true_peak")
         extra(serial_case, "wav_s16_8k_mono_tone", "serial")
         extra(path_case, "wav_s16_16k_mono_speech_en", "paths")
+        cases.append(knocks_case(program, os.path.join(tmp, "knocks")))
         return tap.run(cases, workers=2)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
