@@ -239,9 +239,13 @@ bool tus_load(tus_op *op)
 		op->rc = SRV_UPLOAD_ENOTFOUND;
 		return false;
 	}
-	op->rc = srv_upload_load(op->up->dir, op->j.device.id.s, op->id, api_now_ms(), &op->u);
+	op->rc = srv_upload_load(op->up->dir, op->j.device.id.s, op->id, INT64_MIN, &op->u);
 	if (op->rc == 0 && strcmp(op->u.member, op->j.member.id.s) != 0)
 		op->rc = SRV_UPLOAD_ENOTFOUND; /* a kiosk's: another child's */
+	if (op->rc == 0 && api_now_ms() >= srv_upload_expires_ms(op->up->dir, &op->u)) {
+		op->expired = true; /* the caller's, but gone unless a request is working on it */
+		op->rc = SRV_UPLOAD_ENOTFOUND;
+	}
 	return op->rc == 0;
 }
 
@@ -263,6 +267,16 @@ static void owner_done(srv_exchange *x, api_job *j)
 	if (op->pending) { /* checked: it takes the lock now, or answers */
 		srv_upload_pending_drop(op->up, op->id, op->j.token_hash);
 		op->pending = false;
+	}
+	/* Past its expiry, but one of the caller's requests works on it: a PATCH receiving for
+	 * longer than the upload had left (a first PATCH of over an hour) counts its bytes, and
+	 * the expiry starts again, only when it ends. Gone to the client it is not: locked, as
+	 * in time (a resuming HEAD cuts that PATCH), not 404, which would make the phone send
+	 * the whole recording again. Only the owner takes a lock, so the holder is the caller. */
+	if (op->rc < 0 && op->expired && srv_upload_lock_find(op->up, op->id)) {
+		answer_locked(x, op, op->kind != OP_PATCH);
+		tus_op_end(op);
+		return;
 	}
 	if (op->rc < 0) {
 		tus_answer_failure(x, op);

@@ -44,6 +44,7 @@ typedef struct tus_op {
 	int body_status;      /* PATCH: how the body ended (0, or why not) */
 	uint64_t written;     /* PATCH: bytes of it in the .part */
 	bool again;           /* creation: the same recording's unfinished upload was the answer */
+	bool expired;         /* tus_load: the caller's upload, but past its expiry */
 	bool finished;        /* fin ran: the upload was whole */
 	bool whole;           /* HEAD: whole but not yet a message; fin runs next */
 	bool pending;         /* PATCH: counted among its upload's pending ones (upload_state.h) */

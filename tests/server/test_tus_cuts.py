@@ -8,7 +8,8 @@ reached the server, the next HEAD says so, the upload resumes from there into a 
 downloads and decodes, and the cut PATCHes are logged as 499. A HEAD sent right after the cut
 never reports the offset from before the bytes the cut PATCH carried: while that PATCH still
 waits for its caller to be checked, HEAD answers 423 as while it works; PATCHes with someone
-else's token hold no HEAD back. Uploads whose family, member or phone went in a crash between
+else's token hold no HEAD back; a PATCH still receiving past its upload's expiry is cut by the
+HEAD, not lost to a 404. Uploads whose family, member or phone went in a crash between
 its transaction and their erasure are erased by the next sweep.
 """
 import glob
@@ -179,6 +180,36 @@ def head_right_after_cut(binary, wav):
         srv.stop()
 
 
+def expiry_while_receiving(binary, wav):
+    """A first PATCH that takes longer than the upload had left (upload-start-expiry-s: a
+    whole WAV over 2G) and whose signal drops without a FIN: the resuming HEAD was 404, as for
+    an expired upload, while the PATCH still held every byte (the audit: the phone made a new
+    upload and sent the recording again from its first byte). It is 423 and cuts the PATCH,
+    whose bytes then count, and the next HEAD gives their offset."""
+    srv = start(binary, "--upload-start-expiry-s", "2")
+    try:
+        mom = signup(srv)
+        loc = new_upload(srv, mom, len(wav))
+        s = srv.connect()
+        s.sendall(patch_head(mom, loc, 0, len(wav)))
+        sent = 0
+        while sent < 70000:  # 3.5 s at 20 KB/s: past the two seconds, nothing counted yet
+            s.sendall(wav[sent:sent + 2000])
+            sent += 2000
+            time.sleep(0.1)
+        h = head(srv, mom, loc)  # the signal dropped: no FIN, the server does not know
+        settled = head_settled(srv, mom, loc)
+        s.close()
+        ok(h.status == 423 and settled.status == 200 and offset_of(settled) == sent,
+           f"a HEAD past the expiry of an upload whose PATCH still receives: 423, then its "
+           f"{sent} bytes", f"{h.status} {settled.status} {offset_of(settled)}")
+        r = patch(srv, mom, loc, sent, wav[sent:])
+        ok(r.status == 204 and r.header("Jiayin-Message-Id"), "and the resume completes it",
+           f"{r.status} {r.body!r}")
+    finally:
+        srv.stop()
+
+
 def owners_gone_across_a_crash(binary, wav):
     """Erasing a family, or removing a member, erases its unfinished uploads right after its
     transaction; a crash between the two left them on the disk for a whole expiry (the review:
@@ -283,6 +314,7 @@ def main():
         wav = f.read()
     interrupted(binary, wav)
     head_right_after_cut(binary, wav)
+    expiry_while_receiving(binary, wav)
     owners_gone_across_a_crash(binary, wav)
     return finish()
 
