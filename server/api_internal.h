@@ -78,6 +78,7 @@ struct api_job {
 	/* messages */
 	int body_fd;
 	uint64_t declared;           /* a plain upload's Content-Length; 0: chunked */
+	bool expect;                 /* its body waits for 100 Continue: a retry answered first */
 	uint64_t held;               /* the bytes its body holds (srv_upload_hold) */
 	uint64_t body_max;           /* the most it may have: held, or what was left when chunked */
 	uint64_t allowance;          /* the family's at the gate (api_upload_allowance) */

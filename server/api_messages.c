@@ -116,10 +116,14 @@ void api_respond_disk_kept(srv_exchange *x)
 	srv_respond_error_with(x, 507, "storage_full", STORAGE_KEPT_WHY, STORAGE_KEPT_RETRY);
 }
 
-void api_upload_work(api_job *j)
+/*
+ * What is decided before a recording is read (the caller's own family checked first): the
+ * recipient (j->rc 2: no such member here), the family, and a retry of a stored message
+ * (j->existed, its message in j->msg; key: the stored form of j->idem). true when the
+ * recording is to be transcoded next.
+ */
+static bool upload_checked(api_job *j, char key[IDEM_STORED_LEN])
 {
-	if (!api_own_family(j))
-		return;
 	if (j->to[0]) {
 		store_member to;
 		j->rc = store_member_get(j->st, j->to, &to);
@@ -127,27 +131,33 @@ void api_upload_work(api_job *j)
 			j->rc = STORE_ENOTFOUND;
 		if (j->rc == STORE_ENOTFOUND) {
 			j->rc = 2; /* no such recipient in this family */
-			return;
+			return false;
 		}
 		if (j->rc < 0)
-			return;
+			return false;
 	}
 	if ((j->rc = store_family_get(j->st, j->device.family_id.s, &j->family)) < 0)
-		return;
-	char key[IDEM_STORED_LEN];
-	if (j->idem[0])
-		idem_stored_key(j, j->idem, key);
+		return false;
 	/* A retry of an upload that was stored: the message, without transcoding it again. */
 	if (j->idem[0]) {
+		idem_stored_key(j, j->idem, key);
 		j->rc = store_message_by_key(j->st, j->device.family_id.s, key, &j->msg);
 		if (j->rc == 0) {
 			j->existed = true;
-			return;
+			return false;
 		}
 		if (j->rc != STORE_ENOTFOUND)
-			return;
+			return false;
 		j->rc = 0;
 	}
+	return true;
+}
+
+void api_upload_work(api_job *j)
+{
+	char key[IDEM_STORED_LEN];
+	if (!api_own_family(j) || !upload_checked(j, key))
+		return;
 	codec_source src;
 	codec_fd_source fds;
 	codec_sink sink;
@@ -306,6 +316,14 @@ static void upload_gate_work(api_job *j)
 {
 	if (!api_own_family(j))
 		return;
+	/* A retry that waits for 100 Continue is answered now when its key names a stored
+	 * message (200, as after its body), or its recipient is none: the phone need not send
+	 * the recording again (a 170 MB WAV whose answer was lost). Without the expectation the
+	 * body is on its way, and a client that writes it whole before reading would meet the
+	 * close instead of the answer, and send it again. */
+	char key[IDEM_STORED_LEN];
+	if (j->expect && j->idem[0] && !upload_checked(j, key))
+		return;
 	/* The body counts with the family's unfinished uploads while it arrives: all of it when
 	 * its length is declared; else it may have what the family has left now (more is 507,
 	 * srv_body_limit_answer) and holds CHUNKED_FIRST_HOLD of it, more as it arrives
@@ -391,6 +409,11 @@ static void upload_body_done(srv_exchange *x, void *arg, int status)
 static void upload_gate_done(srv_exchange *x, void *arg)
 {
 	api_job *j = arg;
+	if (j->auth_rc >= 0 && (j->existed || j->rc == 2)) {
+		j->done = api_upload_done; /* decided before the body (upload_checked) */
+		api_job_done(x, j);
+		return;
+	}
 	if (j->auth_rc < 0 || j->rc < 0) {
 		api_job_done(x, j); /* 401, or upload_refused; the body stays unread */
 		return;
@@ -471,6 +494,7 @@ void srv_api_message_upload(srv_exchange *x)
 	j->tmp_dir = x->srv->tmp_dir;
 	j->upload_dir = x->srv->uploads->dir;
 	j->declared = x->req.body == SRV_BODY_LENGTH ? x->req.content_length : 0;
+	j->expect = x->req.expect_continue;
 	snprintf(j->to, sizeof j->to, "%s", to);
 	if (key)
 		snprintf(j->idem, sizeof j->idem, "%.*s", (int)key->len, key->ptr);

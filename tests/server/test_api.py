@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # apiclient's helper is imported: no __pycache__ in the tree
 from apiclient import read_head  # noqa: E402
-from serverlib import Server, request  # noqa: E402
+from serverlib import Reader, Server, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 
@@ -176,6 +176,19 @@ def messages(binary):
            tc.group(1) == "1",
            "a retry with the same Idempotency-Key: 200 and the same message, not a second, "
            "and not transcoded again")
+        # Its answer lost, a phone sends the recording again: with Expect: 100-continue it is
+        # answered before its body (the audit: 100 Continue, then the whole WAV for a 200).
+        s = srv.connect()
+        s.sendall((f"POST /v1/families/{fam}/messages?to={kid['member']['id']} HTTP/1.1\r\n"
+                   f"Host: t\r\nAuthorization: Bearer {mom['token']}\r\n"
+                   f"Idempotency-Key: story-1\r\nContent-Length: {len(wav)}\r\n"
+                   "Expect: 100-continue\r\n\r\n").encode())
+        early = Reader(s).response()
+        s.close()
+        ok(early is not None and early.status == 200 and
+           early.json()["message"]["id"] == m["id"],
+           "a retry that waits for 100 Continue: 200 with the message before its body, which "
+           "is never sent", f"{early and (early.status, early.body[:100])}")
         lst = request(srv, "GET", f"/v1/families/{fam}/messages?since=0",
                       headers=bearer(kid["token"])).json()
         ok([x["id"] for x in lst["messages"]] == [m["id"]] and lst["seq"] == 1,
