@@ -40,10 +40,14 @@ typedef struct audio_job {
 	const srv_request *req;
 } audio_job;
 
+/* A message deleted, or its family erased, while its clip streams: the clip is cut, as an
+ * export whose phone was revoked, and it is no storage error (the first part's lookup would
+ * have answered 404). */
 static int source_read(void *ctx, uint64_t offset, char *buf, size_t cap, size_t *got)
 {
 	source_ctx *s = ctx;
-	return store_audio_read(s->st, s->family, s->message, offset, buf, cap, got);
+	int rc = store_audio_read(s->st, s->family, s->message, offset, buf, cap, got);
+	return rc == STORE_ENOTFOUND ? SRV_SOURCE_REFUSED : rc;
 }
 
 static void source_close(void *ctx)

@@ -260,6 +260,74 @@ def export_cut_when_revoked(binary):
         srv.stop()
 
 
+def clip_cut_when_gone(binary):
+    """A clip downloading slowly while its message is deleted, or its family erased, is cut at
+    its next read: what was on its way still arrives, nothing read after the 204. A cut by
+    the family's own hand is no storage error (the review: each counted one in
+    jiayin_storage_errors_total, which operators are told to watch, as an export cut by a
+    revocation is not)."""
+    import socket
+    import sqlite3
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        with open(SAMPLE, "rb") as f:
+            wav = f.read()
+        ids = [upload(srv, mom["token"], fam, wav).json()["message"]["id"] for _ in range(2)]
+        big = 4 << 20  # many parts, without minutes of transcoding
+        db = sqlite3.connect(os.path.join(srv.data, "families", fam + ".db"), timeout=10)
+        db.execute("UPDATE audio SET data = randomblob(?)", (big,))
+        db.execute("UPDATE messages SET bytes = ?", (big,))
+        db.commit()
+        db.close()
+
+        def slow_clip(mid):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1200)  # a phone's segments
+            s.connect(("127.0.0.1", srv.port))
+            s.settimeout(10)
+            s.sendall((f"GET /v1/families/{fam}/messages/{mid}/audio HTTP/1.1\r\nHost: t\r\n"
+                       f"Authorization: Bearer {mom['token']}\r\n\r\n").encode())
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += s.recv(4096)
+            head, body = got.split(b"\r\n\r\n", 1)
+            return s, head.decode("latin-1"), len(body)
+
+        def rest(s, received):
+            try:
+                while received < big:
+                    d = s.recv(65536)
+                    if not d:
+                        break
+                    received += len(d)
+            except (ConnectionResetError, socket.timeout, TimeoutError):
+                pass
+            s.close()
+            return received
+
+        one, head1, got1 = slow_clip(ids[0])
+        two, head2, got2 = slow_clip(ids[1])
+        time.sleep(0.5)
+        d = request(srv, "DELETE", f"/v1/families/{fam}/messages/{ids[0]}",
+                    headers=bearer(mom["token"]))
+        got1 = rest(one, got1)
+        e = request(srv, "DELETE", f"/v1/families/{fam}", headers=bearer(mom["token"]))
+        got2 = rest(two, got2)
+        ok(" 200 " in head1 and " 200 " in head2 and d.status == 204 and e.status == 204 and
+           got1 < big // 2 and got2 < big // 2,
+           "a clip downloading while its message is deleted, or its family erased: cut short",
+           f"{got1} and {got2} of {big} bytes; delete {d.status}, erase {e.status}")
+        ok(request(srv, "GET", "/healthz").status == 200 and
+           metric(srv, "jiayin_storage_errors_total") == 0,
+           "the server serves on; neither cut is a storage error",
+           f"storage errors: {metric(srv, 'jiayin_storage_errors_total')}")
+    finally:
+        srv.stop()
+
+
 def restored_beside_another_directory(binary):
     """families/ copied from a backup into a data directory whose directory.db is not theirs
     (the review: the start's sweep erased every one as owned by no family). The start moves
@@ -468,6 +536,7 @@ def directory_lost_or_damaged(binary):
 def main():
     family_settings(sys.argv[1])
     export_cut_when_revoked(sys.argv[1])
+    clip_cut_when_gone(sys.argv[1])
     restored_beside_another_directory(sys.argv[1])
     mailbox_went_back(sys.argv[1], sys.argv[2])
     damaged_mailbox_is_not_gone(sys.argv[1], sys.argv[2])
