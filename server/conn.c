@@ -148,6 +148,11 @@ static bool only_stray_crlf(const srv_conn *c)
 	       (c->len == 2 && c->buf[0] == '\r' && c->buf[1] == '\n');
 }
 
+bool conn_idle(const srv_conn *c)
+{
+	return c->state == CONN_HEAD && (c->len == 0 || (only_stray_crlf(c) && !c->head_started));
+}
+
 void conn_end_keep_alive(srv_conn *c)
 {
 	c->keep_alive = false;
@@ -569,7 +574,7 @@ static void process_loop(srv_conn *c)
 	srv_server *s = c->srv;
 	while (!c->closed) {
 		if (c->state == CONN_HEAD) {
-			if (c->len == 0 || (only_stray_crlf(c) && !c->head_started)) {
+			if (conn_idle(c)) {
 				conn_arm(c, s->cfg.keepalive_ms);
 				if (!c->reading)
 					conn_start_reading(c);

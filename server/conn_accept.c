@@ -108,7 +108,7 @@ void srv_conns_drain(srv_server *s)
 {
 	for (srv_conn *c = s->conns; c; c = c->next) {
 		conn_end_keep_alive(c); /* a body claimed later must not turn it back on */
-		if (c->state == CONN_HEAD && c->len == 0)
+		if (conn_idle(c))       /* a stray CRLF after a body too: not a request begun */
 			srv_conn_close(c);
 	}
 }

@@ -27,6 +27,8 @@ void conn_response_done(srv_conn *c);  /* log, count, then the next request or c
 /* The connection ends after this response; keep-alive is never turned back on (a claimed body
  * included) once this was called. */
 void conn_end_keep_alive(srv_conn *c);
+/* Between requests: nothing of the next one yet (a stray CRLF after a body is nothing). */
+bool conn_idle(const srv_conn *c);
 /* Lingering close: FIN now, what still arrives read and dropped, closed at EOF or after ms. */
 void conn_linger(srv_conn *c, unsigned ms);
 /* Closes with a reset (SO_LINGER 0): the kernel drops what it still holds for the client

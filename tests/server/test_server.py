@@ -632,6 +632,25 @@ def shutdown(binary):
     ok(rc == 0 and time.time() - t0 < 2, "a second SIGTERM cuts the wait short, exit 0")
     s.close()
     srv.log.close()
+    # a keep-alive connection idle after a body and the CRLF some clients add to it (RFC 9112
+    # lets one precede the next request) is idle like any other: closed at once, not kept
+    # for the grace period (the review: the server exited 30 s after SIGTERM)
+    srv = Server(binary, "--shutdown-grace-ms", "30000")
+    s = srv.connect()
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc\r\n")
+    g = Reader(s).response()
+    time.sleep(0.2)
+    t0 = time.time()
+    srv.signal(signal.SIGTERM)
+    try:
+        rc = srv.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        rc = None
+    ok(g is not None and g.status == 200 and rc == 0 and time.time() - t0 < 2,
+       "SIGTERM: a connection idle after a body and a stray CRLF is closed, and the server "
+       "exits at once", f"exit {rc} after {time.time() - t0:.2f} s")
+    s.close()
+    srv.stop()
 
 
 def operations(binary):
