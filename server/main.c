@@ -196,11 +196,8 @@ int main(int argc, char **argv)
 	/* An IPv6 address in brackets before its port, as in a URL: "[::1]:8080". */
 	bool v6 = strchr(cfg.listen_host, ':') != NULL;
 	if ((rc = srv_server_start(&srv, loop, &cfg, st)) < 0) {
-		fprintf(stderr,
-		        "jiayin: cannot start (listen on %s%s%s:%u, static-dir '%s', data/tmp, "
-		        "data/secret): %s\n",
-		        v6 ? "[" : "", cfg.listen_host, v6 ? "]" : "", cfg.listen_port,
-		        cfg.static_dir, uv_strerror(rc));
+		fprintf(stderr, "jiayin: cannot start: %s: %s\n", srv.start_failed,
+		        uv_strerror(rc));
 		uv_walk(loop, close_walk, NULL);
 		uv_run(loop, UV_RUN_DEFAULT);
 		uv_loop_close(loop);

@@ -13,6 +13,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -422,6 +423,19 @@ static void on_signal(uv_signal_t *h, int signum)
 	srv_server_drain(s);
 }
 
+/* rc, with what could not be set up said in s->start_failed (main's refusal names it). */
+static int start_failed(srv_server *s, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int start_failed(srv_server *s, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->start_failed, sizeof s->start_failed, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
 int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, store *st)
 {
 	memset(s, 0, sizeof *s);
@@ -439,31 +453,34 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 	s->static_fd = -1;
 	if (cfg->static_dir[0] &&
 	    (s->static_fd = open(cfg->static_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return -errno;
+		return start_failed(s, -errno, "static-dir '%s'", cfg->static_dir);
 	snprintf(s->tmp_dir, sizeof s->tmp_dir, "%s/tmp", cfg->data_dir);
 	if (mkdir(s->tmp_dir, 0700) < 0 && errno != EEXIST)
-		return -errno;
+		return start_failed(s, -errno, "%s", s->tmp_dir);
 	int urc = srv_uploads_start(s); /* data/uploads, and its first sweep */
 	if (urc < 0)
-		return urc;
+		return start_failed(s, urc, "%s/uploads", cfg->data_dir);
 	int rc = srv_secret_load(cfg->data_dir, s->secret);
 	if (rc < 0)
-		return rc;
+		return start_failed(s, rc, "%s/secret", cfg->data_dir);
 	if (srv_metrics_init(&s->metrics, s->routes, s->route_count) < 0)
-		return UV_ENOMEM;
+		return start_failed(s, UV_ENOMEM, "the metrics");
 	rc = srv_log_open(s);
 	if (rc < 0)
-		return rc;
+		return start_failed(s, rc, "log-file '%s'", cfg->log_file);
+	/* An IPv6 address in brackets before its port, as in a URL: "[::1]:8080". */
+	bool v6 = strchr(cfg->listen_host, ':') != NULL;
 	struct sockaddr_storage sa;
 	if (uv_ip4_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in *)&sa) != 0 &&
 	    uv_ip6_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in6 *)&sa) != 0)
-		return UV_EINVAL;
+		return start_failed(s, UV_EINVAL, "listen address '%s'", cfg->listen_host);
 	uv_tcp_init(loop, &s->listener);
 	s->listener.data = s;
 	if ((rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0)) < 0 ||
 	    (rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection)) < 0) {
 		uv_close((uv_handle_t *)&s->listener, NULL);
-		return rc;
+		return start_failed(s, rc, "listen on %s%s%s:%u", v6 ? "[" : "", cfg->listen_host,
+		                    v6 ? "]" : "", cfg->listen_port);
 	}
 	/* Port 0 asked for any free port: the start line tells which one. */
 	int salen = sizeof sa;

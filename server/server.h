@@ -98,6 +98,7 @@ struct srv_server {
 	char tmp_dir[1100];  /* data/tmp: where bodies too big for memory go */
 	uint8_t secret[SRV_SECRET_LEN]; /* data/secret: signs audio URLs, keys pairing-code hashes */
 	int static_fd;       /* the static directory, or -1 */
+	char start_failed[1200]; /* what srv_server_start could not set up, for its message */
 	uint64_t buffer_bytes; /* stream and upload buffers reserved (cfg.buffer_memory caps it) */
 	uint64_t upload_buffer_bytes; /* of those, the uploads' (cfg.upload_buffer_percent) */
 	srv_exchange *buffer_holders; /* those holding one, for each client's share (conn_write.c) */

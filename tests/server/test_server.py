@@ -684,6 +684,16 @@ def operations(binary):
                          text=True)
     ok(bad.returncode == 64 and f"{wrong}:3: unknown setting 'thread'" in bad.stderr,
        "a wrong line in the config file is named by its number (exit 64)")
+    # a log file that cannot be opened (its directory not made yet) is what the refusal names
+    # (the review: it named the listen address, static-dir, data/tmp and data/secret, and not
+    # the log file)
+    nolog = os.path.join(d, "no-such-dir", "requests.log")
+    bad = subprocess.run([binary, "--listen", "127.0.0.1:0", "--data", os.path.join(d, "data"),
+                          "--log-file", nolog], capture_output=True, text=True, timeout=20)
+    ok(bad.returncode == 70 and f"log-file '{nolog}'" in bad.stderr and
+       "static-dir" not in bad.stderr,
+       "a log file that cannot be opened stops the start (exit 70), and is named",
+       bad.stderr.strip())
     srv = Server(binary, "--config", conf)
     try:
         request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", "203.0.113.7"),
