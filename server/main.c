@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -127,6 +128,35 @@ static int check_key(const srv_config *cfg, store *st)
 	return 0;
 }
 
+/*
+ * Each connection is a file descriptor, and so are the open family databases (up to 256, each
+ * with its WAL, through several connections), bodies on their way in and the log. Past the
+ * soft limit libuv closes new clients unanswered and nothing counts them (a shell's 1,024
+ * against max-connections' 20,000): so the soft limit is raised as far as the hard one lets it,
+ * and a limit still too low is said in `said` (empty when it is enough).
+ */
+#define FILES_BESIDE_CONNECTIONS 4096
+
+static void raise_file_limit(const srv_config *cfg, char *said, size_t cap)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)cfg->max_connections + FILES_BESIDE_CONNECTIONS;
+	said[0] = 0;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= want)
+		return;
+	struct rlimit raised = {
+	    rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want, rl.rlim_max};
+	if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+		rl.rlim_cur = raised.rlim_cur;
+	if (rl.rlim_cur < want)
+		snprintf(said, cap,
+		         "the file limit, %llu, is below max-connections (%u) and %u files beside: "
+		         "clients past it are closed unanswered; raise it (LimitNOFILE)",
+		         (unsigned long long)rl.rlim_cur, cfg->max_connections,
+		         FILES_BESIDE_CONNECTIONS);
+}
+
 int main(int argc, char **argv)
 {
 	srv_config cfg;
@@ -140,6 +170,8 @@ int main(int argc, char **argv)
 		return 64;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	char file_limit[256];
+	raise_file_limit(&cfg, file_limit, sizeof file_limit);
 	if (sodium_init() < 0) {
 		fprintf(stderr, "jiayin: libsodium could not start\n");
 		return 70;
@@ -209,6 +241,8 @@ int main(int argc, char **argv)
 	snprintf(where, sizeof where, "listening on %s%s%s:%u, data in %s", v6 ? "[" : "",
 	         cfg.listen_host, v6 ? "]" : "", srv.port, cfg.data_dir);
 	srv_log_event(&srv, "start", where);
+	if (file_limit[0])
+		srv_log_event(&srv, "file_limit", file_limit);
 	uv_run(loop, UV_RUN_DEFAULT);
 	/* Drained: close what is left (the grace timer) and let the pool's jobs end. */
 	uv_walk(loop, close_walk, NULL);
