@@ -711,6 +711,7 @@ def pipelined_flood(binary):
     finally:
         for p in procs:
             p.join(timeout=60)
+        srv.stop()
 # ---------------------------------------------------------------------------------------------
 def slow_readers(binary, root, big):
     srv = start(binary, "--static-dir", root, "--buffer-memory", str(4 * SLOT))
