@@ -184,6 +184,35 @@ static int read_ebml_header(codec_in *in)
 	return 0;
 }
 
+/*
+ * Chrome's MediaRecorder stopped before its first audio (within some 30 ms of start()) hands out
+ * its EBML header and then only zero bytes where the Segment would be: a recording of nothing.
+ * 1 when the input is at a zero byte and nothing but zeros follow to its end (all consumed), 0
+ * when the next byte is not a zero (nothing consumed); zeros and then anything else are
+ * malformed (a zero cannot begin an element ID, so they were malformed anyway).
+ */
+static int only_zeros_left(codec_in *in)
+{
+	const uint8_t *p;
+	size_t avail;
+	bool any = false;
+	for (;;) {
+		int rc = in_peek(in, &p, CODEC_IN_BUFSIZE, &avail);
+		if (rc < 0)
+			return rc;
+		if (avail == 0)
+			return any;
+		size_t n = 0;
+		while (n < avail && p[n] == 0)
+			n++;
+		if (n < avail)
+			return any || n > 0 ? CODEC_EMALFORMED : 0;
+		any = true;
+		if ((rc = in_skip(in, avail)) < 0)
+			return rc;
+	}
+}
+
 /* What one TrackEntry says, as far as we care. */
 typedef struct track_entry {
 	uint64_t number, type, codec_delay_ns, channels;
@@ -601,8 +630,12 @@ static int webm_open(codec_in *in, void **state, codec_stream_info *info)
 	w->in = in;
 	if ((rc = read_ebml_header(in)) < 0)
 		goto fail;
-	/* The Segment, after any Void padding. */
+	/* The Segment, after any Void padding; only zeros instead: a recording without audio. */
 	for (;;) {
+		if ((rc = only_zeros_left(in)) != 0) {
+			rc = rc > 0 ? CODEC_ETOOSHORT : rc;
+			goto fail;
+		}
 		if ((rc = ebml_next_child(in, EBML_UNKNOWN_END, &e)) <= 0) {
 			rc = rc < 0 ? rc : CODEC_ETRUNCATED;
 			goto fail;

@@ -2,7 +2,8 @@
  * test_webm_sources.c — the WebM/Matroska Opus decoder (codec/webm.c) against how its input
  * arrives: a skipped element ending exactly at the end of the input, the input byte limit (and
  * an element claiming more than it in a small file), a source that cannot seek and hands out a
- * few bytes per read, and a source failing at every offset. Files come from webm_fixture.h.
+ * few bytes per read, and a source failing at every offset, and what Chrome's MediaRecorder hands
+ * out when stopped before its first audio. Files come from webm_fixture.h and tests/codec/data/.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,8 +13,29 @@
 
 #include "webm_fixture.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const char *data_dir; /* tests/codec/data/, from $JIAYIN_TEST_DATA or argv[1] */
+
+/* The bytes of tests/codec/data/NAME into b (fails the test when it cannot be read). */
+static void read_data_file(const char *name, wbuf *b)
+{
+	char path[4096];
+	uint8_t chunk[4096];
+	size_t n;
+	if (!data_dir)
+		fail_msg("no test data directory: set JIAYIN_TEST_DATA");
+	snprintf(path, sizeof path, "%s/%s", data_dir, name);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		fail_msg("cannot open %s", path);
+	memset(b, 0, sizeof *b);
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		put(b, chunk, n);
+	fclose(f);
+}
 
 /*
  * Regression: in_skip() reports a seek that lands exactly on the end of the input as truncated,
@@ -156,13 +178,48 @@ static void test_io_error_at_every_offset(void **state)
 	free(b.d);
 }
 
-int main(void)
+/*
+ * Regression: Chrome's MediaRecorder stopped within some 30 ms of start() (a child's double tap)
+ * hands out 110 bytes: its EBML header, then 74 zero bytes where the Segment would be. That is a
+ * recording without audio, audio_too_short as Firefox's equivalents are, not audio_malformed.
+ */
+static void test_chrome_stopped_before_its_first_audio(void **state)
 {
+	(void)state;
+	wbuf b;
+	read_data_file("chrome_stop_at_once.webm", &b);
+	assert_int_equal(b.len, 110);
+	decoded r = decode(b.d, b.len, 4096);
+	assert_int_equal(r.rc, CODEC_ETOOSHORT);
+	r = decode_trickle(&b, 7, SIZE_MAX);
+	assert_int_equal(r.rc, CODEC_ETOOSHORT);
+	/* However many zeros, past the read buffer: the same. */
+	size_t header = 36;
+	b.len = header;
+	for (size_t i = 0; i < 200000; i++)
+		put(&b, "", 1);
+	r = decode(b.d, b.len, 4096);
+	assert_int_equal(r.rc, CODEC_ETOOSHORT);
+	/* Zeros and then anything else is still malformed, and the header alone still truncated. */
+	put(&b, "\x1A", 1);
+	r = decode(b.d, b.len, 4096);
+	assert_int_equal(r.rc, CODEC_EMALFORMED);
+	r = decode(b.d, header, 4096);
+	assert_int_equal(r.rc, CODEC_ETRUNCATED);
+	free(b.d);
+}
+
+int main(int argc, char **argv)
+{
+	data_dir = getenv("JIAYIN_TEST_DATA");
+	if (argc > 1)
+		data_dir = argv[1];
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_skip_to_exact_end_of_file),
 	    cmocka_unit_test(test_input_byte_limit),
 	    cmocka_unit_test(test_unseekable_source_with_short_reads),
 	    cmocka_unit_test(test_io_error_at_every_offset),
+	    cmocka_unit_test(test_chrome_stopped_before_its_first_audio),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
