@@ -21,6 +21,8 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import measure  # noqa: E402
 
+CODEC_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "codec", "data")
+
 TOOLS = ["ffmpeg", "ffprobe", "sox", "espeak-ng", "opusenc", "opusinfo"]
 
 SPEECH_EN = "Hello sweetheart, good night. Daddy missed you at the factory today."
@@ -485,6 +487,29 @@ def recipes(src):
     add("mka_opus_stereo_speech_en", lambda d, n: webm(
         d, n, en, ["-af", STEREO_AF], "ffmpeg libopus matroska (DocType matroska)",
         fmt="matroska", ext="mka"), "speech")
+
+    # --- Real browsers' MediaRecorder output, what the web client sends: made once with
+    # tests/codec/record_browser/ and kept in tests/codec/data/ (README.md there).
+    def browser(fixture, fmt, note):
+        def make(d, name):
+            path = os.path.join(d, name + os.path.splitext(fixture)[1])
+            with open(os.path.join(CODEC_DATA, fixture), "rb") as f:
+                write(path, f.read())
+            return opus_clip(name, path, fmt, note)
+        return make
+
+    for name, fixture, fmt, note in (
+            ("webm_opus_chrome_timeslice_speech_en", "chrome_mediarecorder_timeslice.webm",
+             "webm_opus", "Chromium MediaRecorder, 1 s timeslice chunks concatenated"),
+            ("webm_opus_chrome_pause_speech_en", "chrome_mediarecorder_pause.webm", "webm_opus",
+             "Chromium MediaRecorder, paused 2 s"),
+            ("webm_opus_chrome_stereo_speech", "chrome_mediarecorder_stereo.webm", "webm_opus",
+             "Chromium MediaRecorder, stereo 44.1 kHz source"),
+            ("ogg_opus_firefox_pause_speech_en", "firefox_mediarecorder_pause.ogg", "ogg_opus",
+             "Firefox MediaRecorder audio/ogg, paused 2 s"),
+            ("webm_opus_firefox_stereo_speech", "firefox_mediarecorder_stereo.webm", "webm_opus",
+             "Firefox MediaRecorder audio/webm, stereo 44.1 kHz source")):
+        add(name, browser(fixture, fmt, note), "speech", "browser")
     return r
 
 
