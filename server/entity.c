@@ -190,8 +190,10 @@ void srv_entity_plan(const srv_request *req, const srv_entity *e, srv_plan *plan
 	const srv_slice *ifr = srv_request_header(req, "If-Range");
 	if (ifr) {
 		bool fresh;
-		if (ifr->len > 0 && (ifr->ptr[0] == '"' || ifr->ptr[0] == 'W')) {
-			/* One entity tag, not a list: ours, strong (a weak one never is fresh). */
+		if (ifr->len > 0 && (ifr->ptr[0] == '"' ||
+		                     (ifr->len >= 2 && ifr->ptr[0] == 'W' && ifr->ptr[1] == '/'))) {
+			/* One entity tag, not a list: ours, strong (a weak one never is fresh). A
+			 * date may start with W too: a Wednesday's. */
 			size_t el = strlen(e->etag);
 			fresh = ifr->ptr[0] == '"' && ifr->len == el &&
 				memcmp(ifr->ptr, e->etag, el) == 0;

@@ -185,9 +185,12 @@ static void check_plan(const srv_request *req, const srv_entity *e, const srv_pl
 	      memcmp(inm->ptr + 2, ours.ptr, ours.len) == 0) ||
 	     (weak_ours && slice_is(*inm, e->etag + 2))))
 		abort();
-	/* A plain GET of one well-formed range is answered with it. */
-	if (!im && !ius && !inm && !ims && !ifr && range && req->method == SRV_METHOD_GET &&
-	    rr.kind >= 0 && plan->status != (rr.kind ? 206 : 416))
+	/* A plain GET of one well-formed range is answered with it, and so is one whose If-Range
+	 * is fresh: our strong tag, or exactly our date (a Wednesday's too, "Wed, ..."). */
+	bool ifr_fresh = ifr && ((strong && slice_is(*ifr, e->etag)) ||
+	                         (e->last_modified > 0 && t_ifr == e->last_modified));
+	if (!im && !ius && !inm && !ims && (!ifr || ifr_fresh) && range &&
+	    req->method == SRV_METHOD_GET && rr.kind >= 0 && plan->status != (rr.kind ? 206 : 416))
 		abort();
 }
 

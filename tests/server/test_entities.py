@@ -183,6 +183,16 @@ def static_files(binary):
         ok(g.status == 200 and lm and date and
            parsedate_to_datetime(lm) <= parsedate_to_datetime(date),
            f"static: Last-Modified is not after Date ({lm} / {date})")
+        # If-Range with a date whose weekday starts with W (a Wednesday) is a date, not a
+        # weak entity tag: a resumed download of a file modified on a Wednesday got all of it
+        wed = os.path.join(root, "assets", "wed.js")
+        with open(wed, "wb") as f:
+            f.write(app)
+        os.utime(wed, (1735689600, 1735689600))  # Wed, 01 Jan 2025 00:00:00 GMT
+        lm = get(srv, "/assets/wed.js").header("Last-Modified")
+        r = get(srv, "/assets/wed.js", [("Range", "bytes=5-9"), ("If-Range", lm)])
+        ok(lm == "Wed, 01 Jan 2025 00:00:00 GMT" and r.status == 206 and r.body == app[5:10],
+           f"static: If-Range with a Wednesday's date gives the range ({lm}: {r.status})")
         for bad in ("/assets/.secret", "/assets/link", "/assets/../index.html",
                     "/assets/img/../app.js", "/assets/img", "/assets/nope.js",
                     "/assets/%2e%2e/index.html", "/assets//app.js", "/assets/app.js/"):
