@@ -375,6 +375,9 @@ static void fail_request(srv_conn *c, int err)
 	conn_end_keep_alive(c);
 	c->state = CONN_HANDLER;
 	conn_stop_reading(c);
+	/* A head refused after its method was read (no Host, a bad Expect...): a HEAD's answer
+	 * has no body however it ends (RFC 9110 9.3.2). Before that, req is zero: GET. */
+	c->a->x.head_only = c->a->x.req.method == SRV_METHOD_HEAD;
 	srv_respond_error(&c->a->x, srv_parse_status(err), srv_parse_errcode(err),
 			  srv_parse_strerror(err));
 }

@@ -289,6 +289,19 @@ def review_fixes(binary):
         ok(a.status == 404 and b.status == 405 and c.status == 200 and
            c.json()["status"] == "ok", "404 and 405 to HEAD have no body; the next answer parses")
         s.close()
+        # nor do the parser's refusals of a HEAD (RFC 9110 9.3.2: never content)
+        for head in (b"HEAD /healthz HTTP/1.1\r\n\r\n",
+                     b"HEAD /healthz HTTP/1.1\r\nHost: t\r\nExpect: later\r\n\r\n"):
+            s = srv.connect()
+            s.sendall(head)
+            rd = Reader(s)
+            a = rd.response(head_request=True)
+            gone = rd.closed(3)
+            ok(a is not None and a.status in (400, 417) and int(a.header("Content-Length")) > 0
+               and gone and rd.buf == b"",
+               f"a refused HEAD ({a.status if a else None}) has its Content-Length and no body",
+               repr(rd.buf))
+            s.close()
         # a stray CRLF after a body is not a request that timed out
         s = srv.connect()
         rd = Reader(s)
