@@ -165,11 +165,21 @@ static int integrity_check(db *d)
 	if (r == SQLITE_OK)
 		r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
-		const unsigned char *t = sqlite3_column_text(st, 0);
+		const char *t = (const char *)sqlite3_column_text(st, 0);
+		/* A page the check could not read, for want of memory or a read error (a tree
+		 * page: "unable to get the page. error code=7"; an overflow page: "failed to
+		 * get page 49"), is reported as damage is, yet says nothing of the page. */
+		const char *code = t ? strstr(t, "error code=") : NULL;
 		if (!t && sqlite3_errcode(c->db) == SQLITE_NOMEM)
 			rc = STORE_ENOMEM;
+		else if (code)
+			rc = store_map_sqlite(atoi(code + strlen("error code=")));
+		else if (t && strstr(t, "failed to get page"))
+			rc = STORE_EIO;
 		else
-			rc = t && strcmp((const char *)t, "ok") == 0 ? 0 : STORE_ECORRUPT;
+			rc = t && strcmp(t, "ok") == 0 ? 0 : STORE_ECORRUPT;
+		if (rc == 0 && code)
+			rc = STORE_EIO; /* a code that maps to none: still not a verdict */
 	} else {
 		rc = store_map_sqlite(r);
 		if (rc == 0)

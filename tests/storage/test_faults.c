@@ -1,8 +1,9 @@
 /*
  * test_faults.c — the storage under failing I/O and memory, SQLite's own way of testing.
  *
- * A VFS shim ("faulty") wraps the default VFS and, once armed, fails the Nth write or sync
- * with an I/O error or reports the disk full; an allocator wrapper fails the Nth allocation.
+ * A VFS shim ("faulty") wraps the default VFS and, once armed, fails the Nth write, sync or
+ * read with an I/O error or reports the disk full; an allocator wrapper fails the Nth
+ * allocation.
  * For N = 1, 2, ... a fixed script of operations runs against a store using the shim; every
  * call must either succeed or fail with the expected mapped code (never crash, never hang);
  * then the faults stop, the store is reopened (quick_check runs) and the mailbox must hold
@@ -27,7 +28,7 @@
 
 /* ---- the fault plan ---- */
 
-typedef enum { FAULT_WRITE_IO, FAULT_WRITE_FULL, FAULT_SYNC, FAULT_MALLOC } fault_kind;
+typedef enum { FAULT_WRITE_IO, FAULT_WRITE_FULL, FAULT_SYNC, FAULT_MALLOC, FAULT_READ } fault_kind;
 
 static struct {
 	fault_kind kind;
@@ -65,6 +66,8 @@ static int f_close(sqlite3_file *f)
 static int f_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
 {
 	faulty_file *p = (faulty_file *)f;
+	if (fire(FAULT_READ))
+		return SQLITE_IOERR_READ;
 	return p->real->pMethods->xRead(p->real, buf, n, off);
 }
 static int f_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
@@ -225,6 +228,9 @@ static void assert_fault_code(int rc, fault_kind kind)
 	case FAULT_MALLOC:
 		assert_true(rc == STORE_ENOMEM || rc == STORE_EIO);
 		break;
+	case FAULT_READ:
+		assert_true(rc == STORE_EIO || rc == STORE_ENOMEM); /* a short read: no memory */
+		break;
 	default:
 		assert_true(rc == STORE_EIO);
 	}
@@ -366,6 +372,61 @@ static void failing_allocations(void **st)
 	sweep(FAULT_MALLOC);
 }
 
+/*
+ * The quick_check of a family's opening under a failed allocation or read: the family opens
+ * or the call fails with that error, and its mailbox is never set aside as damaged (the
+ * review: quick_check reports a page it could not read, "Page 24: unable to get the page.
+ * error code=7", as it reports damage, and a healthy family, quarantined for want of memory,
+ * answered storage_corrupt from then on). For N = 0, 1, ... the Nth allocation, then read,
+ * of the opening fails, in a mailbox of several pages per table.
+ */
+static void failed_check_quarantines_nothing(void **st)
+{
+	(void)st;
+	char dir[64], path[160];
+	snprintf(dir, sizeof dir, "/tmp/jiayin-faults-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	store *s = open_store(dir, false);
+	assert_non_null(s);
+	store_family fam;
+	store_member parent;
+	assert_int_equal(store_family_create(s, "f", "p", 0, 1, &fam, &parent), 0);
+	static uint8_t audio[20000] = {1}; /* overflow pages too */
+	uint8_t wave[STORE_WAVEFORM_POINTS] = {0};
+	store_new_message m = {.sender = parent.id.s,
+	                       .duration_ms = 1000,
+	                       .waveform = wave,
+	                       .audio = audio,
+	                       .audio_len = sizeof audio};
+	store_message msg;
+	int existed;
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(store_message_append(s, fam.id.s, &m, &msg, &existed), 0);
+	store_close(s);
+	snprintf(path, sizeof path, "%s/families/%s.db", dir, fam.id.s);
+	static const fault_kind kinds[] = {FAULT_MALLOC, FAULT_READ};
+	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+		long n = 0;
+		for (bool hit = true; hit; n++) {
+			assert_non_null(s = open_store(dir, true));
+			store_message got;
+			plan.kind = kinds[k];
+			plan.countdown = n;
+			long before = plan.hits;
+			assert_fault_code(store_message_get(s, fam.id.s, msg.id.s, &got), kinds[k]);
+			hit = plan.hits > before;
+			plan.countdown = -1;
+			assert_int_equal(access(path, F_OK), 0);
+			assert_int_equal(store_message_get(s, fam.id.s, msg.id.s, &got), 0);
+			store_close(s);
+		}
+		print_message("# %ld faults of kind %d in turn\n", n - 1, (int)kinds[k]);
+	}
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* The health check is a real durable write: it reports a full disk, then recovers. */
 static void health_check_reports_a_full_disk(void **st)
 {
@@ -405,6 +466,7 @@ int main(void)
 		cmocka_unit_test(disk_full),
 		cmocka_unit_test(failing_syncs),
 		cmocka_unit_test(failing_allocations),
+		cmocka_unit_test(failed_check_quarantines_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
