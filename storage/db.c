@@ -196,6 +196,12 @@ static int conn_open(conn *c, const db *d, int flags, bool reader)
 				"PRAGMA cache_size=-512");
 	if (rc == 0 && reader)
 		rc = conn_exec(c, "PRAGMA query_only=ON");
+	/* Transaction control prepared now: ending a transaction never waits on an allocation
+	 * that may fail, which would leave the connection in it (a reader holding its snapshot
+	 * for good, a writer its lock). */
+	static const char *const control[] = {sql_begin, sql_begin_read, sql_commit, sql_rollback};
+	for (size_t i = 0; rc == 0 && i < sizeof control / sizeof control[0]; i++)
+		(void)conn_stmt(c, control[i], &rc);
 	if (rc < 0) {
 		rc = open_code(c->db, rc);
 		conn_close(c);

@@ -427,6 +427,65 @@ static void failed_check_quarantines_nothing(void **st)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * A listing's read transaction ends even when an allocation fails in it: the reader goes back
+ * to the pool with no snapshot (the review: the COMMIT a new reader prepared on first use
+ * could fail to, leaving its BEGIN open, and every later list on that reader was
+ * storage_io_error, its reads the mailbox as it was then, until the family was closed). For
+ * N = 0, 1, ... the Nth allocation of a list on a store just opened (so on a new reader)
+ * fails; then a message appended is in the next list and found by its id. (The open's
+ * quick_check is off: its allocations grow with the mailbox.)
+ */
+static void failed_allocation_leaves_no_snapshot(void **st)
+{
+	(void)st;
+	char dir[64];
+	snprintf(dir, sizeof dir, "/tmp/jiayin-faults-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	store_options o;
+	store_options_init(&o);
+	o.dir = dir;
+	o.integrity_check = 0;
+	store *s;
+	assert_int_equal(store_open(&s, &o), 0);
+	store_family fam;
+	store_member parent;
+	assert_int_equal(store_family_create(s, "f", "p", 0, 1, &fam, &parent), 0);
+	store_close(s);
+	uint8_t audio[300] = {1}, wave[STORE_WAVEFORM_POINTS] = {0};
+	store_new_message m = {.sender = parent.id.s,
+	                       .duration_ms = 1000,
+	                       .waveform = wave,
+	                       .audio = audio,
+	                       .audio_len = sizeof audio};
+	long n = 0;
+	for (bool hit = true; hit; n++) {
+		assert_int_equal(store_open(&s, &o), 0);
+		store_message list[8], msg;
+		size_t got;
+		uint64_t latest;
+		int existed;
+		plan.kind = FAULT_MALLOC;
+		plan.countdown = n;
+		long before = plan.hits;
+		assert_fault_code(store_messages_since(s, fam.id.s, 0, list, 8, &got, &latest),
+		                  FAULT_MALLOC);
+		hit = plan.hits > before;
+		plan.countdown = -1;
+		assert_int_equal(store_message_append(s, fam.id.s, &m, &msg, &existed), 0);
+		assert_int_equal(
+		    store_messages_since(s, fam.id.s, msg.seq - 1, list, 8, &got, &latest), 0);
+		assert_int_equal(got, 1);
+		assert_string_equal(list[0].id.s, msg.id.s);
+		assert_int_equal(store_message_get(s, fam.id.s, msg.id.s, &msg), 0);
+		store_close(s);
+	}
+	print_message("# %ld allocations failed in turn\n", n - 1);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* The health check is a real durable write: it reports a full disk, then recovers. */
 static void health_check_reports_a_full_disk(void **st)
 {
@@ -467,6 +526,7 @@ int main(void)
 		cmocka_unit_test(failing_syncs),
 		cmocka_unit_test(failing_allocations),
 		cmocka_unit_test(failed_check_quarantines_nothing),
+		cmocka_unit_test(failed_allocation_leaves_no_snapshot),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
