@@ -353,6 +353,15 @@ int db_open(db **out, const char *path, const schema *sc, const store_options *o
 	int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
 	if ((rc = conn_open(&d->writer, d, flags, false)) < 0)
 		goto fail;
+	/* A newer file is refused before anything is written to it (its journal mode is its
+	 * version's choice); migrate() checks again, under the write lock. */
+	int v = 0;
+	if ((rc = user_version(&d->writer, &v)) < 0)
+		goto fail;
+	if (v > (int)sc->count) {
+		rc = STORE_ESCHEMA;
+		goto fail;
+	}
 	char pragma[64];
 	snprintf(pragma, sizeof pragma, "PRAGMA page_size=%d", sc->page_size);
 	if ((rc = conn_exec(&d->writer, pragma)) < 0 ||

@@ -544,6 +544,59 @@ static void older_directory_refused_without_upgrade(void **state)
 	store_close(s);
 }
 
+/* The journal mode of the file at path ("wal", "delete"). */
+static void journal_mode(const char *path, char *out, size_t cap)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+/* A database of a newer version (its own journal mode, here a rollback journal) is refused
+ * before anything is written to it: the review found its journal mode made WAL first, the
+ * directory's and a family's mailbox's alike. */
+static void newer_versions_refused_untouched(void **state)
+{
+	fixture *f = *state;
+	char path[256], mode[16];
+	sqlite3 *db;
+	store_close(f->s);
+	f->s = NULL;
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, "PRAGMA journal_mode=DELETE; PRAGMA user_version=99", 0, 0, 0),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	store_message m;
+	assert_int_equal(store_message_get(f->s, f->fam.id.s, "00000000000000000000000000", &m),
+	                 STORE_ESCHEMA);
+	store_close(f->s);
+	f->s = NULL;
+	journal_mode(path, mode, sizeof mode);
+	assert_string_equal(mode, "delete");
+	assert_int_equal(count_rows(path, "PRAGMA user_version"), 99);
+
+	snprintf(path, sizeof path, "%s/directory.db", f->dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, "PRAGMA journal_mode=DELETE; PRAGMA user_version=99", 0, 0, 0),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(&f->s, &o), STORE_ESCHEMA);
+	journal_mode(path, mode, sizeof mode);
+	assert_string_equal(mode, "delete");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -553,6 +606,7 @@ int main(void)
 	    T(mailbox_step_4_keeps_every_row),         T(two_openers_migrate_once),
 	    T(directory_step_7_keeps_members),         T(directory_step_12_withdraws_old_pins),
 	    T(directory_step_13_knows_older_erasures), T(older_directory_refused_without_upgrade),
+	    T(newer_versions_refused_untouched),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
