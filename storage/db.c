@@ -51,10 +51,39 @@ int store_map_sqlite(int rc)
 	}
 }
 
+/* The errno of the last failed call on a file of db's (its WAL, else the database), or 0. */
+static int last_errno(sqlite3 *db)
+{
+	int e = 0;
+	sqlite3_file *wal = NULL;
+	if (sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK &&
+	    wal && wal->pMethods &&
+	    wal->pMethods->xFileControl(wal, SQLITE_FCNTL_LAST_ERRNO, &e) == SQLITE_OK && e)
+		return e;
+	e = 0;
+	return sqlite3_file_control(db, "main", SQLITE_FCNTL_LAST_ERRNO, &e) == SQLITE_OK ? e : 0;
+}
+
+int store_map_db(sqlite3 *db, int rc)
+{
+	int mapped = store_map_sqlite(rc);
+	if (mapped != STORE_EIO || (rc & 0xFF) != SQLITE_IOERR || !db)
+		return mapped;
+	switch (last_errno(db)) {
+	case EROFS:
+		return STORE_EROFS;
+	case ENOSPC:
+	case EDQUOT:
+		return STORE_EFULL;
+	default:
+		return mapped;
+	}
+}
+
 int step_done(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
-	return rc == SQLITE_DONE ? 0 : store_map_sqlite(rc);
+	return rc == SQLITE_DONE ? 0 : store_map_db(sqlite3_db_handle(st), rc);
 }
 
 sqlite3_stmt *conn_stmt(conn *c, const char *sql, int *rc)
@@ -90,7 +119,7 @@ sqlite3_stmt *conn_stmt(conn *c, const char *sql, int *rc)
 int conn_exec(conn *c, const char *sql)
 {
 	int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
-	return rc == SQLITE_OK ? 0 : store_map_sqlite(rc);
+	return rc == SQLITE_OK ? 0 : store_map_db(c->db, rc);
 }
 
 /* Transaction control through the statement cache: sqlite3_exec would parse it every time. */

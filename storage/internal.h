@@ -86,6 +86,13 @@ void conn_end_read(conn *c);
 
 /* SQLite result code to STORE_E*. */
 int store_map_sqlite(int rc);
+/*
+ * The same, and an I/O error as what the file system said where that has a code of its own
+ * (SQLite says only "I/O error"): EROFS, a file system remounted read-only after errors, is
+ * STORE_EROFS; ENOSPC at fsync() and EDQUOT, a user's quota, are STORE_EFULL (SQLite calls only
+ * a write()'s ENOSPC full).
+ */
+int store_map_db(sqlite3 *db, int rc);
 /* sqlite3_step() expecting SQLITE_DONE, mapped. */
 int step_done(sqlite3_stmt *st);
 

@@ -18,6 +18,7 @@
 
 #include "store.h"
 
+#include <errno.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -28,7 +29,15 @@
 
 /* ---- the fault plan ---- */
 
-typedef enum { FAULT_WRITE_IO, FAULT_WRITE_FULL, FAULT_SYNC, FAULT_MALLOC, FAULT_READ } fault_kind;
+typedef enum {
+	FAULT_WRITE_IO,
+	FAULT_WRITE_FULL,
+	FAULT_SYNC,
+	FAULT_MALLOC,
+	FAULT_READ,
+	FAULT_WRITE_ROFS,  /* write() fails with EROFS: the file system was remounted read-only */
+	FAULT_SYNC_NOSPACE /* fsync() fails with ENOSPC: blocks the file system could not place */
+} fault_kind;
 
 static struct {
 	fault_kind kind;
@@ -52,6 +61,7 @@ static bool fire(fault_kind kind)
 
 typedef struct faulty_file {
 	sqlite3_file base;
+	int last_errno;     /* of the last fault injected here, as the unix VFS keeps it */
 	sqlite3_file *real; /* allocated right after this struct */
 } faulty_file;
 
@@ -77,6 +87,10 @@ static int f_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
 		return SQLITE_IOERR_WRITE;
 	if (fire(FAULT_WRITE_FULL))
 		return SQLITE_FULL;
+	if (fire(FAULT_WRITE_ROFS)) {
+		p->last_errno = EROFS;
+		return SQLITE_IOERR_WRITE;
+	}
 	return p->real->pMethods->xWrite(p->real, buf, n, off);
 }
 static int f_truncate(sqlite3_file *f, sqlite3_int64 size)
@@ -89,6 +103,10 @@ static int f_sync(sqlite3_file *f, int flags)
 	faulty_file *p = (faulty_file *)f;
 	if (fire(FAULT_SYNC))
 		return SQLITE_IOERR_FSYNC;
+	if (fire(FAULT_SYNC_NOSPACE)) {
+		p->last_errno = ENOSPC;
+		return SQLITE_IOERR_FSYNC;
+	}
 	return p->real->pMethods->xSync(p->real, flags);
 }
 static int f_size(sqlite3_file *f, sqlite3_int64 *size)
@@ -110,7 +128,12 @@ static int f_check_lock(sqlite3_file *f, int *out)
 }
 static int f_control(sqlite3_file *f, int op, void *arg)
 {
-	return ((faulty_file *)f)->real->pMethods->xFileControl(((faulty_file *)f)->real, op, arg);
+	faulty_file *p = (faulty_file *)f;
+	if (op == SQLITE_FCNTL_LAST_ERRNO && p->last_errno) {
+		*(int *)arg = p->last_errno;
+		return SQLITE_OK;
+	}
+	return p->real->pMethods->xFileControl(p->real, op, arg);
 }
 static int f_sector(sqlite3_file *f)
 {
@@ -149,6 +172,7 @@ static int f_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
 	(void)vfs;
 	faulty_file *p = (faulty_file *)f;
 	p->real = (sqlite3_file *)(p + 1);
+	p->last_errno = 0;
 	int rc = real_vfs->xOpen(real_vfs, name, p->real, flags, out_flags);
 	/* On failure xClose is not called, so pMethods must stay NULL. */
 	p->base.pMethods = rc == SQLITE_OK ? &faulty_io : NULL;
@@ -219,7 +243,7 @@ static void assert_fault_code(int rc, fault_kind kind)
 {
 	if (rc == 0)
 		return;
-	if (rc != STORE_EIO && rc != STORE_ENOMEM && rc != STORE_EFULL)
+	if (rc != STORE_EIO && rc != STORE_ENOMEM && rc != STORE_EFULL && rc != STORE_EROFS)
 		print_message("# unexpected %s under fault %d\n", store_errcode(rc), (int)kind);
 	switch (kind) {
 	case FAULT_WRITE_FULL:
@@ -230,6 +254,12 @@ static void assert_fault_code(int rc, fault_kind kind)
 		break;
 	case FAULT_READ:
 		assert_true(rc == STORE_EIO || rc == STORE_ENOMEM); /* a short read: no memory */
+		break;
+	case FAULT_WRITE_ROFS:
+		assert_int_equal(rc, STORE_EROFS);
+		break;
+	case FAULT_SYNC_NOSPACE:
+		assert_int_equal(rc, STORE_EFULL);
 		break;
 	default:
 		assert_true(rc == STORE_EIO);
@@ -364,6 +394,24 @@ static void failing_syncs(void **st)
 {
 	(void)st;
 	sweep(FAULT_SYNC);
+}
+
+/*
+ * A file system remounted read-only after errors (ext4's errors=remount-ro) fails writes with
+ * EROFS, and a disk can fill at fsync() (delayed allocation) or at a user's quota: SQLite says
+ * only "I/O error" for them, and they were storage_io_error (500), not storage_read_only and
+ * storage_full, which tell the operator what to do.
+ */
+static void read_only_remount(void **st)
+{
+	(void)st;
+	sweep(FAULT_WRITE_ROFS);
+}
+
+static void full_at_sync(void **st)
+{
+	(void)st;
+	sweep(FAULT_SYNC_NOSPACE);
 }
 
 static void failing_allocations(void **st)
@@ -524,6 +572,8 @@ int main(void)
 		cmocka_unit_test(failing_writes),
 		cmocka_unit_test(disk_full),
 		cmocka_unit_test(failing_syncs),
+		cmocka_unit_test(read_only_remount),
+		cmocka_unit_test(full_at_sync),
 		cmocka_unit_test(failing_allocations),
 		cmocka_unit_test(failed_check_quarantines_nothing),
 		cmocka_unit_test(failed_allocation_leaves_no_snapshot),
