@@ -4,6 +4,7 @@
  * backups: backup (every database and the server's key into a new directory) and backup-family.
  */
 #include "jiayinctl.h"
+#include "secret.h"
 #include "uploads.h"
 
 #include <dirent.h>
@@ -386,14 +387,34 @@ int cmd_family_export(ctl *c, int argc, char **argv)
 
 /*
  * Whether the data directory was made with a server key: the server records its fingerprint
- * in the directory database when it makes or first finds one. 1, 0, or a storage code.
+ * (into fp) in the directory database when it makes or first finds one. 1, 0, or a storage
+ * code.
  */
-static int key_recorded(ctl *c)
+static int key_recorded(ctl *c, uint8_t fp[SRV_SECRET_FINGERPRINT_LEN])
 {
-	uint8_t fp[64];
 	size_t n = 0;
-	int rc = store_meta_get(c->s, "server_key_fingerprint", fp, sizeof fp, &n);
-	return rc == 0 ? 1 : rc == STORE_ENOTFOUND ? 0 : rc;
+	int rc = store_meta_get(c->s, "server_key_fingerprint", fp, SRV_SECRET_FINGERPRINT_LEN, &n);
+	return rc == 0 && n == SRV_SECRET_FINGERPRINT_LEN ? 1
+	       : rc == 0 || rc == STORE_ENOTFOUND         ? 0
+	                                                  : rc;
+}
+
+/*
+ * Whether data/secret is the key the directory was made with (its fingerprint `known`), as
+ * the server checks at start: 0, or -errno (-EINVAL: not a 32-byte file; -EKEYREJECTED: another
+ * key). The running server keeps its key in memory, so a key file damaged or replaced since
+ * it started goes unnoticed until a restore (the review: the backup copied a 0-byte key,
+ * said "the server's key", and the restored server refused to start).
+ */
+static int key_matches(ctl *c, const uint8_t known[SRV_SECRET_FINGERPRINT_LEN])
+{
+	uint8_t key[SRV_SECRET_LEN], fp[SRV_SECRET_FINGERPRINT_LEN];
+	int rc = srv_secret_read(c->data, key);
+	if (rc < 0)
+		return rc;
+	srv_secret_fingerprint(key, fp);
+	sodium_memzero(key, sizeof key);
+	return sodium_memcmp(fp, known, sizeof fp) == 0 ? 0 : -EKEYREJECTED;
 }
 
 /* A backup's or a copy's failure: errno is the file system's reason, 0 when it was not one. */
@@ -426,7 +447,8 @@ int cmd_backup(ctl *c, int argc, char **argv)
 	int n = snprintf(secret, sizeof secret, "%s/secret", c->data);
 	if (n < 0 || (size_t)n >= sizeof secret)
 		return fail(c, STORE_EINVAL, "the data directory's path is too long");
-	int known = key_recorded(c);
+	uint8_t fingerprint[SRV_SECRET_FINGERPRINT_LEN];
+	int known = key_recorded(c, fingerprint);
 	if (known < 0)
 		return fail(c, known, "the directory database could not be read");
 	bool has_key = lstat(secret, &st) == 0;
@@ -441,6 +463,19 @@ int cmd_backup(ctl *c, int argc, char **argv)
 		            "without it would lock every child out of the kiosks and break signed "
 		            "URLs; restore the key from an earlier backup. No backup was made",
 		            secret);
+	int krc = has_key && known ? key_matches(c, fingerprint) : 0;
+	if (krc == -EKEYREJECTED || krc == -EINVAL)
+		return fail(c, STORE_ECORRUPT,
+		            "%s is %s: the server would refuse to start on a backup with it, "
+		            "and without it every child is locked out of the kiosks; restore "
+		            "the key from an earlier backup (a running server keeps the key it "
+		            "started with). No backup was made",
+		            secret,
+		            krc == -EINVAL ? "damaged (not a file of 32 bytes)"
+		                           : "not the key this data directory was made with");
+	if (krc < 0)
+		return fail(c, errno_code(-krc), "cannot read %s: %s; no backup was made", secret,
+		            strerror(-krc));
 	const char *extra[] = {has_key ? secret : NULL, NULL};
 	json_t *damaged = json_array();
 	if (!damaged)

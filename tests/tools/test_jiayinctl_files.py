@@ -145,6 +145,18 @@ def backups_keep_the_key(ctl, data, tmp):
        "secret" in r.err,
        "backup of a data directory that lost its key: refused, no backup left",
        f"rc={r.returncode} exists={os.path.exists(bk)} {r.err[:300]!r} {r.out[:200]!r}")
+    # A key file damaged or replaced since the server started (it keeps its key in memory):
+    # the restored server would refuse such a backup's key, so there is no such backup.
+    for name, key in (("bk-emptykey", b""), ("bk-otherkey", os.urandom(32))):
+        with open(os.path.join(d2, "secret"), "wb") as f:
+            f.write(key)
+        bk = os.path.join(tmp, name)
+        r = ctl("backup", bk, data=d2)
+        ok(r.returncode == 1 and not os.path.exists(bk) and not partials(tmp, name) and
+           "secret" in r.err and "storage_corrupt" in r.err,
+           f"backup whose key is not the directory's ({len(key)} bytes): refused, no backup",
+           f"rc={r.returncode} exists={os.path.exists(bk)} {r.err[:300]!r} {r.out[:200]!r}")
+    os.unlink(os.path.join(d2, "secret"))
     os.mkdir(os.path.join(d2, "secret"))
     bk = os.path.join(tmp, "bk-keydir")
     r = ctl("backup", bk, data=d2)
