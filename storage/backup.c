@@ -651,9 +651,10 @@ static void index_header(text *t, const store_family *fam, const store_member *m
 typedef struct sink_ctx {
 	int fd;
 	uint64_t bytes;
+	int err; /* the first failed write's errno: libarchive keeps only "failed" */
 } sink_ctx;
 
-/* libarchive's write callback: all of buf to the caller's fd, or -1. */
+/* libarchive's write callback: all of buf to the caller's fd, or -1 (errno in k->err). */
 static la_ssize_t zip_write(struct archive *a, void *ctx, const void *buf, size_t len)
 {
 	sink_ctx *k = ctx;
@@ -664,8 +665,11 @@ static la_ssize_t zip_write(struct archive *a, void *ctx, const void *buf, size_
 		ssize_t n = write(k->fd, p, left);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n <= 0) {
+			if (!k->err)
+				k->err = n < 0 ? errno : ENOSPC; /* nothing written: no room */
 			return -1;
+		}
 		p += n;
 		left -= (size_t)n;
 		k->bytes += (uint64_t)n;
@@ -681,13 +685,14 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 	uint8_t *buf = NULL;
 	size_t cap = EXPORT_BUF;
 	text index = {0};
-	sink_ctx sink = {fd, 0};
+	sink_ctx sink = {fd, 0, 0};
+	int err = 0;
 	size_t nmembers = 0;
 	struct archive *a = NULL;
 	*bytes = 0;
 	int rc = store_family_get(s, family_id, &fam);
 	if (rc < 0)
-		return rc;
+		return done_with(rc, 0);
 	/* All of them, former members too: the index names every sender. */
 	members = calloc(STORE_MEMBER_ROWS_MAX, sizeof *members);
 	page = calloc(EXPORT_PAGE, sizeof *page);
@@ -756,5 +761,9 @@ done:
 	free(members);
 	free(page);
 	free(buf);
-	return rc;
+	/* A write to fd that failed is the file system's failure: a full disk is storage_full
+	 * (the review: it was storage_io_error, to the administrator and to the parent's 507). */
+	if (rc == STORE_EIO && sink.err)
+		rc = fs_fail(&err, sink.err);
+	return done_with(rc, err);
 }

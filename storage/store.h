@@ -589,7 +589,8 @@ int store_backup_all(store *s, const char *dest_dir, const char *const *extra_fi
  * A zip for a parent to download, written to `fd`: every visible message as
  * "<UTC time>_<id>.ogg" (stored, not recompressed: Opus is compressed already) and
  * index.json (the family, its members, and each message's metadata). Hidden and deleted
- * messages are left out. *bytes: the size of the zip.
+ * messages are left out. *bytes: the size of the zip. A write to fd that fails is the file
+ * system's failure (STORE_EFULL for a full disk), its errno left on return as the backups do.
  */
 int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes);
 

@@ -358,6 +358,8 @@ int cmd_family_export(ctl *c, int argc, char **argv)
 	int e = 0;
 	bool linked = false;
 	rc = store_export_family(c->s, f.id.s, fd, &bytes);
+	if (rc < 0)
+		e = errno; /* the file system's reason (No space left on device), or 0 */
 	if (rc == 0 && fsync(fd) != 0)
 		e = errno, rc = errno_code(e);
 	if (rc == 0 && (e = -publish(fd, hidden, path)) != 0)

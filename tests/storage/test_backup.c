@@ -145,6 +145,26 @@ static void export_zip(void **state)
 	assert_int_equal(index, 1);
 }
 
+/* An export onto a full disk says so (storage_full, errno ENOSPC), as the backups do: the
+ * parent's download is 507 storage_full, and jiayinctl says "No space left on device". */
+static void export_to_a_full_disk(void **state)
+{
+	fixture *f = *state;
+	uint8_t a[20000];
+	memset(a, 0x17, sizeof a);
+	store_new_message m = new_message(f->parent.id.s, a, sizeof a);
+	store_message stored;
+	int existed;
+	uint64_t bytes = 1;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &stored, &existed), 0);
+	int fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(store_export_family(f->s, f->fam.id.s, fd, &bytes), STORE_EFULL);
+	assert_int_equal(errno, ENOSPC);
+	assert_int_equal(bytes, 0);
+	close(fd);
+}
+
 /* Nothing named all.partial-* is left in f->dir. */
 static void no_partial_backup(const fixture *f)
 {
@@ -680,6 +700,7 @@ int main(void)
 	    T(backup_family_through_a_hidden_name),
 	    T(export_zip),
 	    T(export_carries_on_through_changes),
+	    T(export_to_a_full_disk),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
