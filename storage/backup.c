@@ -340,9 +340,22 @@ int store_backup_family(store *s, const char *family_id, const char *dest_path)
 	return done_with(rc, err);
 }
 
+/* The family's rows out of the copied directory (theirs by cascade). */
+static int erase_rows(sqlite3_stmt *erase, const char *family_id)
+{
+	sqlite3_bind_text(erase, 1, family_id, -1, SQLITE_STATIC);
+	int rc = step_done(erase);
+	sqlite3_reset(erase);
+	return rc;
+}
+
 /*
  * Each family of the copied directory, in turn, into tmp/families/. A family erased since the
- * directory was copied is erased from the copy too (its rows, and theirs by cascade). A family
+ * directory was copied is erased from the copy too (its rows, and theirs by cascade): one
+ * erased before its turn is not copied, and one erased while or after it was copied (by
+ * another process: a parent's DELETE on the server, another jiayinctl) is taken out again
+ * by a last pass over the copy once every family is in (the review: its voices, members and
+ * phones stayed in the backup, and a restore brought the erased family back). A family
  * whose mailbox is damaged (set aside now, or before) keeps its rows without a mailbox, as
  * the live directory has it, and is reported: a restore then still has the family, to put an
  * earlier copy of its mailbox back into (the review: its rows were erased from the copy as an
@@ -385,9 +398,7 @@ static int backup_families(store *s, const char *tmp, unsigned *families,
 		snprintf(name, sizeof name, "families/%s.db", last.s);
 		rc = path_in(path, tmp, name) ? family_to(s, last.s, path, err) : STORE_EINVAL;
 		if (rc == STORE_ENOTFOUND) {
-			sqlite3_bind_text(erase, 1, last.s, -1, SQLITE_STATIC);
-			rc = step_done(erase);
-			sqlite3_reset(erase);
+			rc = erase_rows(erase, last.s);
 		} else if (rc == STORE_ECORRUPT) {
 			if (damaged)
 				damaged(arg, last.s);
@@ -395,6 +406,29 @@ static int backup_families(store *s, const char *tmp, unsigned *families,
 		} else if (rc == 0) {
 			(*families)++;
 		}
+	}
+	/* The last pass: a family copied whose rows are gone from the live directory now. */
+	last.s[0] = '\0';
+	while (rc == 0) {
+		store_family live;
+		sqlite3_bind_text(next, 1, last.s, -1, SQLITE_STATIC);
+		r = sqlite3_step(next);
+		if (r == SQLITE_ROW)
+			copy_text(last.s, sizeof last.s, sqlite3_column_text(next, 0));
+		sqlite3_reset(next);
+		if (r != SQLITE_ROW) {
+			rc = r == SQLITE_DONE ? 0 : store_map_sqlite(r);
+			break;
+		}
+		if ((rc = store_family_get(s, last.s, &live)) != STORE_ENOTFOUND)
+			continue;
+		char name[sizeof last.s + 16];
+		snprintf(name, sizeof name, "families/%s.db", last.s);
+		if (path_in(path, tmp, name) && access(path, F_OK) == 0) {
+			remove_db_copy(path);
+			(*families)--;
+		}
+		rc = erase_rows(erase, last.s);
 	}
 	sqlite3_finalize(next);
 	sqlite3_finalize(erase);

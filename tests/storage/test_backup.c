@@ -445,10 +445,13 @@ typedef struct eraser {
 	fixture *f;
 	char partial[160];
 	const char *victim;
+	bool copied; /* wait until the victim's copy is done (another family's has begun) */
+	bool during; /* the backup was still running after the erasure */
 	int rc;
 } eraser;
 
-/* Once the backup is copying families, erase the last one it will come to. */
+/* Once the backup is copying families (once it has copied the victim, with `copied`), erase
+ * the victim. */
 static void *eraser_main(void *arg)
 {
 	eraser *e = arg;
@@ -457,11 +460,13 @@ static void *eraser_main(void *arg)
 		DIR *d = opendir(e->partial);
 		int files = 0;
 		for (struct dirent *de; d && (de = readdir(d));)
-			files += de->d_name[0] != '.';
+			files += de->d_name[0] != '.' &&
+			         (!e->copied || strncmp(de->d_name, e->victim, 26) != 0);
 		if (d)
 			closedir(d);
 		if (files > 0) {
 			e->rc = store_family_delete(e->f->s, e->victim, 5000);
+			e->during = access(e->partial, F_OK) == 0;
 			return NULL;
 		}
 		usleep(500);
@@ -510,6 +515,50 @@ static void backup_drops_a_family_erased_meanwhile(void **state)
 	for (int i = 0; i < BACKED_UP; i++) {
 		snprintf(path, sizeof path, "%s/families/%.26s.db", dir, fam[i].id.s);
 		assert_int_equal(access(path, F_OK) == 0, i != last);
+	}
+	no_partial_backup(f);
+}
+
+/*
+ * A family erased after the backup copied its file (by another process: a parent's DELETE on
+ * the server while jiayinctl backs up) is taken out of the backup again, its file and its
+ * rows: a restore must not bring an erased family back.
+ */
+static void backup_drops_a_family_erased_after_its_copy(void **state)
+{
+	fixture *f = *state;
+	store_family fam[BACKED_UP];
+	store_member mem;
+	int first = 0;
+	for (int i = 0; i < BACKED_UP; i++) {
+		assert_int_equal(store_family_create(f->s, "家", "妈妈", 0, 1, &fam[i], &mem), 0);
+		if (strcmp(fam[i].id.s, fam[first].id.s) < 0)
+			first = i;
+	}
+	if (strcmp(f->fam.id.s, fam[first].id.s) < 0) /* the victim must be the first by id */
+		assert_int_equal(store_family_delete(f->s, f->fam.id.s, 5000), 0);
+	char dir[128], path[256];
+	snprintf(dir, sizeof dir, "%s/all", f->dir);
+	eraser e = {.f = f, .victim = fam[first].id.s, .copied = true};
+	snprintf(e.partial, sizeof e.partial, "%s.partial-%ld/families", dir, (long)getpid());
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, eraser_main, &e), 0);
+	unsigned families;
+	int rc = store_backup_all(f->s, dir, NULL, &families, NULL, NULL);
+	pthread_join(t, NULL);
+	assert_int_equal(rc, 0);
+	assert_int_equal(e.rc, 0);
+	if (!e.during)
+		skip(); /* the backup was over before the erasure: nothing raced */
+	snprintf(path, sizeof path, "%s/directory.db", dir);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM families"), (int)families);
+	char sql[160];
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM members WHERE family_id = '%.26s'",
+	         fam[first].id.s);
+	assert_int_equal(count_rows(path, sql), 0);
+	for (int i = 0; i < BACKED_UP; i++) {
+		snprintf(path, sizeof path, "%s/families/%.26s.db", dir, fam[i].id.s);
+		assert_int_equal(access(path, F_OK) == 0, i != first);
 	}
 	no_partial_backup(f);
 }
@@ -695,6 +744,7 @@ int main(void)
 	    T(restored_copy_numbers_above_the_floor),
 	    T(damaged_family_keeps_its_rows),
 	    T(backup_drops_a_family_erased_meanwhile),
+	    T(backup_drops_a_family_erased_after_its_copy),
 	    T(backup_extra_files_and_leftovers),
 	    T(backup_leaves_what_is_not_a_leftover),
 	    T(backup_family_through_a_hidden_name),
