@@ -111,7 +111,9 @@ void srv_api_pairing_code_create(srv_exchange *x)
 	if (mid) { /* a new phone for a member: nothing else in the body */
 		const char *id = json_string_value(mid);
 		char to[sizeof((api_job *)NULL)->to];
-		bool good = id && json_object_size(body) == 1 && strlen(id) < sizeof to;
+		/* "" too: else the body fell through to an invitation without a role (400
+		 * invalid_argument from storage, a code the docs do not list). */
+		bool good = id && *id && json_object_size(body) == 1 && strlen(id) < sizeof to;
 		if (good)
 			snprintf(to, sizeof to, "%s", id);
 		json_decref(body);

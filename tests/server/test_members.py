@@ -356,12 +356,12 @@ def new_phones(binary):
            "404", str(got))
         bad = [post_json(srv, codes, body, headers=bearer(mom["token"])) for body in (
             {"member_id": other["member"]["id"]}, {"member_id": "0123456789abcdefghjkmnpqrs"},
-            {"member_id": "x" * 100}, {"member_id": 7},
-            {"member_id": kid["member"]["id"], "role": "parent"})]
+            {"member_id": "x" * 100}, {"member_id": 7}, {"member_id": ""},
+            {"member_id": None}, {"member_id": kid["member"]["id"], "role": "parent"})]
         ok([(r.status, r.json()["error"]["code"]) for r in bad] ==
-           [(400, "invalid_member")] * 5,
-           "another family's member, an unknown or malformed id, or member_id with a role: "
-           "400 invalid_member", str([(r.status, r.body[:80]) for r in bad]))
+           [(400, "invalid_member")] * 7,
+           "another family's member, an unknown, empty or malformed id, or member_id with a "
+           "role: 400 invalid_member", str([(r.status, r.body[:80]) for r in bad]))
 
         # A thief with the mother's phone asks for codes on it (a parent's invitation, her new
         # phone); the father revokes that phone, then pairs her real new phone: the thief's
