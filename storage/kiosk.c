@@ -250,24 +250,20 @@ int store_kiosk_links_of_family(store *s, const char *family_id, store_kiosk_lin
 	return read_many(s, sql, family_id, link_from_row, out, sizeof *out, max, n);
 }
 
-int store_kiosk_links_of_family_all(store *s, const char *family_id, store_kiosk_link **out,
-                                    size_t *n)
+/* Every link sql finds for key in *out, allocated to fit: room for a members list's worth
+ * first, then read again with twice the room until nothing is left past it. */
+static int links_all(store *s, const char *sql, const char *key, store_kiosk_link **out, size_t *n)
 {
-	static const char sql[] =
-	    "SELECT " LINK_COLUMNS "WHERE m.family_id = ? ORDER BY l.created_ms, l.id";
 	*out = NULL;
 	*n = 0;
-	if (store_id_check(family_id) < 0)
+	if (store_id_check(key) < 0)
 		return STORE_ENOTFOUND;
-	/* Room for a members list's worth first; a family with more is read again with twice the
-	 * room until nothing is left past it. */
 	for (size_t cap = STORE_MEMBERS_MAX;; cap *= 2) {
 		store_kiosk_link *buf = calloc(cap, sizeof *buf);
 		if (!buf)
 			return STORE_ENOMEM;
 		bool more = false;
-		int rc =
-		    read_list(s, sql, family_id, link_from_row, buf, sizeof *buf, cap, n, &more);
+		int rc = read_list(s, sql, key, link_from_row, buf, sizeof *buf, cap, n, &more);
 		if (rc < 0 || !more) {
 			if (rc < 0) {
 				free(buf);
@@ -279,6 +275,22 @@ int store_kiosk_links_of_family_all(store *s, const char *family_id, store_kiosk
 		}
 		free(buf);
 	}
+}
+
+int store_kiosk_links_of_family_all(store *s, const char *family_id, store_kiosk_link **out,
+                                    size_t *n)
+{
+	static const char sql[] =
+	    "SELECT " LINK_COLUMNS "WHERE m.family_id = ? ORDER BY l.created_ms, l.id";
+	return links_all(s, sql, family_id, out, n);
+}
+
+int store_kiosk_links_of_kiosk_all(store *s, const char *kiosk_id, store_kiosk_link **out,
+                                   size_t *n)
+{
+	static const char sql[] =
+	    "SELECT " LINK_COLUMNS "WHERE l.kiosk_id = ? ORDER BY m.name, l.id";
+	return links_all(s, sql, kiosk_id, out, n);
 }
 
 int store_kiosk_links_of_kiosk(store *s, const char *kiosk_id, store_kiosk_link *out,

@@ -358,6 +358,10 @@ int store_kiosk_links_of_kiosk(store *s, const char *kiosk_id, store_kiosk_link 
  * the caller frees it (free()). *n set. */
 int store_kiosk_links_of_family_all(store *s, const char *family_id, store_kiosk_link **out,
                                     size_t *n);
+/* All of the kiosk's links (a boarding school's children: no fixed bound), by the child's
+ * name, in *out as store_kiosk_links_of_family_all's. */
+int store_kiosk_links_of_kiosk_all(store *s, const char *kiosk_id, store_kiosk_link **out,
+                                   size_t *n);
 /* A new PIN (its hash), chosen by set_by (as for store_kiosk_link_redeem); clears failures and
  * any lock, and ends the child's open session. */
 int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash,

@@ -334,6 +334,31 @@ def links_and_pins(binary, jiayinctl):
         ok(len(made) == 66 and sorted(ids) == sorted(made),
            "a family with 66 kiosk links lists all 66", f"{len(ids)} listed of {len(made)}")
 
+        # A boarding school's kiosk with 1,100 children (rows as pairing makes them, written
+        # straight into the directory: 1,100 pairings would hash 1,100 PINs): its first screen
+        # shows every one of them (it stopped at 1,000 without a word, by name, so the children
+        # whose names sort last could never find themselves on it).
+        kiosk_id = call(srv, "GET", "/v1/kiosk/children", ktoks[1]).json()["kiosk"]["id"]
+        alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+        now_ms = int(time.time() * 1000)
+        many = []
+        db = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10)
+        with db:
+            for i in range(1100):
+                member, link_id = (f"{i:04d}" + alphabet[k] * 22 for k in (10, 11))
+                db.execute("INSERT INTO members (id, family_id, name, role, created_ms) "
+                           "VALUES (?, ?, ?, 'child', ?)", (member, fam, f"寄宿生{i:04d}", now_ms))
+                db.execute("INSERT INTO kiosk_links (id, kiosk_id, member_id, pin_hash, "
+                           "created_ms) VALUES (?, ?, ?, ?, ?)",
+                           (link_id, kiosk_id, member, "x", now_ms))
+                many.append(link_id)
+        db.close()
+        screen = call(srv, "GET", "/v1/kiosk/children", ktoks[1])
+        shown = {c["id"] for c in screen.json()["children"]} if screen.status == 200 else set()
+        ok(set(many) <= shown and len(shown) == 1100 + 33,
+           "a kiosk with 1,133 children shows all of them on its first screen",
+           f"{screen.status}: {len(shown)} shown, {len(set(many) - shown)} of 1,100 missing")
+
         # a wrong code costs a lookup; a new PIN (as a right code) costs Argon2
         def took(fn):
             t = time.monotonic()
