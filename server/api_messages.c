@@ -122,20 +122,25 @@ void api_respond_disk_kept(srv_exchange *x)
  * (j->existed, its message in j->msg; key: the stored form of j->idem). true when the
  * recording is to be transcoded next.
  */
+/* The recipient (j->to, if any) is a member of the caller's family: 0, else j->rc 2 (no such
+ * member here) or a storage code, and false. */
+static bool recipient_checked(api_job *j)
+{
+	if (!j->to[0])
+		return true;
+	store_member to;
+	j->rc = store_member_get(j->st, j->to, &to);
+	if (j->rc == 0 && strcmp(to.family_id.s, j->device.family_id.s) != 0)
+		j->rc = STORE_ENOTFOUND;
+	if (j->rc == STORE_ENOTFOUND)
+		j->rc = 2; /* no such recipient in this family */
+	return j->rc == 0;
+}
+
 static bool upload_checked(api_job *j, char key[IDEM_STORED_LEN])
 {
-	if (j->to[0]) {
-		store_member to;
-		j->rc = store_member_get(j->st, j->to, &to);
-		if (j->rc == 0 && strcmp(to.family_id.s, j->device.family_id.s) != 0)
-			j->rc = STORE_ENOTFOUND;
-		if (j->rc == STORE_ENOTFOUND) {
-			j->rc = 2; /* no such recipient in this family */
-			return false;
-		}
-		if (j->rc < 0)
-			return false;
-	}
+	if (!recipient_checked(j))
+		return false;
 	if ((j->rc = store_family_get(j->st, j->device.family_id.s, &j->family)) < 0)
 		return false;
 	/* A retry of an upload that was stored: the message, without transcoding it again. */
@@ -169,7 +174,9 @@ void api_upload_work(api_job *j)
 	uint64_t t0 = uv_hrtime();
 	j->codec_rc = codec_transcode(&src, &sink, &opt, &j->cres);
 	j->transcode_s = (double)(uv_hrtime() - t0) / 1e9;
-	if (j->codec_rc < 0 || !api_still_the_caller(j)) { /* removed while it ran: nothing */
+	/* Removed while it ran, the sender or the one it is for: nothing (review finding: a
+	 * story for a member removed meanwhile was stored, to a former member). */
+	if (j->codec_rc < 0 || !api_still_the_caller(j) || !recipient_checked(j)) {
 		free(out.data);
 		return;
 	}

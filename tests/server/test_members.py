@@ -437,13 +437,13 @@ def long_wav(seconds, rate=8000):
     return buf.getvalue()
 
 
-def during_transcode(srv, fam, token, wav, action):
+def during_transcode(srv, fam, token, wav, action, query=""):
     """Send `wav` as a recording with `token`, run action() 0.3 s after its body is in (its
     transcode has begun: 3 minutes take seconds) and before its answer: (the upload's answer,
     what action() returned)."""
     sock = srv.connect(120)
     try:
-        sock.sendall((f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
+        sock.sendall((f"POST /v1/families/{fam}/messages{query} HTTP/1.1\r\nHost: t\r\n"
                       f"Authorization: Bearer {token}\r\n"
                       f"Content-Length: {len(wav)}\r\nConnection: close\r\n\r\n")
                      .encode() + wav)
@@ -479,6 +479,26 @@ def removed_while_transcoding(binary):
            f"removed during its upload's transcode: the upload is answered 401 "
            f"({answered - removed:.1f} s after the 204) and nothing is stored",
            f"{r.status} {up.status} {len(msgs)} messages")
+
+        # The one it is for removed meanwhile: nothing either, as for a former member before
+        # (review finding: the story was stored, to a former member, and answered 201).
+        nai = invite_and_pair(srv, mom, "caregiver", "奶奶")
+        gone = post_json(srv, f"/v1/families/{fam}/members",
+                         {"member_name": "小红", "role": "child"},
+                         headers=bearer(mom["token"])).json()["member"]
+
+        def remove_recipient():
+            return request(srv, "DELETE", f"/v1/families/{fam}/members/{gone['id']}",
+                           headers=bearer(mom["token"]))
+        up, r = during_transcode(srv, fam, nai["token"], wav, remove_recipient,
+                                 f"?to={gone['id']}")
+        msgs = request(srv, "GET", f"/v1/families/{fam}/messages",
+                       headers=bearer(mom["token"])).json()["messages"]
+        code = up.json()["error"]["code"] if up.status == 400 else up.body[:120]
+        ok(r.status == 204 and up.status == 400 and code == "invalid_recipient" and
+           msgs == [], "the recipient removed during the upload's transcode: 400 "
+           "invalid_recipient, nothing stored", f"{r.status} {up.status} {code} "
+           f"{len(msgs)} messages")
     finally:
         srv.stop()
 
