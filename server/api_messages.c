@@ -116,12 +116,6 @@ void api_respond_disk_kept(srv_exchange *x)
 	srv_respond_error_with(x, 507, "storage_full", STORAGE_KEPT_WHY, STORAGE_KEPT_RETRY);
 }
 
-/*
- * What is decided before a recording is read (the caller's own family checked first): the
- * recipient (j->rc 2: no such member here), the family, and a retry of a stored message
- * (j->existed, its message in j->msg; key: the stored form of j->idem). true when the
- * recording is to be transcoded next.
- */
 /* The recipient (j->to, if any) is a member of the caller's family: 0, else j->rc 2 (no such
  * member here) or a storage code, and false. */
 static bool recipient_checked(api_job *j)
@@ -137,6 +131,12 @@ static bool recipient_checked(api_job *j)
 	return j->rc == 0;
 }
 
+/*
+ * What is decided before a recording is read (the caller's own family checked first): the
+ * recipient (j->rc 2: no such member here), the family, and a retry of a stored message
+ * (j->existed, its message in j->msg; key: the stored form of j->idem). true when the
+ * recording is to be transcoded next.
+ */
 static bool upload_checked(api_job *j, char key[IDEM_STORED_LEN])
 {
 	if (!recipient_checked(j))
