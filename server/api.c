@@ -352,7 +352,7 @@ void api_run(srv_exchange *x, api_job *j)
 	api_prepare(x, j);
 	if (srv_job_submit(x, api_job_run, api_job_done, j) < 0) {
 		api_attempt_refund(x->srv, j);
-		free(j);
+		api_job_free(j); /* a PIN, a code or a token hash in it is wiped, as after a job */
 		srv_respond_busy(x);
 	}
 }
