@@ -366,6 +366,36 @@ static void dc_blocker_matches_direct_form(void **st)
 	free(x), free(y);
 }
 
+/* An encoder (VoIP, at bitrate) and a decoder as the pipeline's; the encoder's pre-skip. */
+static uint32_t opus_pair(opus_int32 bitrate, OpusEncoder **enc, OpusDecoder **dec)
+{
+	int err;
+	*enc = opus_encoder_create(48000, 1, OPUS_APPLICATION_VOIP, &err);
+	*dec = opus_decoder_create(48000, 1, &err);
+	assert_non_null(*enc);
+	assert_non_null(*dec);
+	opus_encoder_ctl(*enc, OPUS_SET_BITRATE(bitrate));
+	opus_int32 lookahead = 0;
+	opus_encoder_ctl(*enc, OPUS_GET_LOOKAHEAD(&lookahead));
+	return (uint32_t)lookahead;
+}
+
+/* Each frame of in encoded, its packet given to the check and decoded into out. */
+static void check_frames(OpusEncoder *enc, OpusDecoder *dec, outcheck *c, float *in,
+			 size_t frames, float *out)
+{
+	for (size_t f = 0; f < frames; f++) {
+		unsigned char pkt[4000];
+		float *x = in + f * CODEC_FRAME_SAMPLES;
+		opus_int32 len = opus_encode_float(enc, x, CODEC_FRAME_SAMPLES, pkt, sizeof pkt);
+		assert_true(len > 0);
+		assert_int_equal(outcheck_packet(c, f, x, pkt, (size_t)len), 0);
+		assert_int_equal(opus_decode_float(dec, pkt, len, out + f * CODEC_FRAME_SAMPLES,
+						   CODEC_FRAME_SAMPLES, 0),
+				 CODEC_FRAME_SAMPLES);
+	}
+}
+
 /*
  * The output check sees the true peak of a clip's very last samples: the clip ends in the last
  * TP_DELAY samples of its last frame, with a click there, and the check's peak is held to a
@@ -374,15 +404,9 @@ static void dc_blocker_matches_direct_form(void **st)
 static void output_check_sees_the_last_samples(void **st)
 {
 	(void)st;
-	int err;
-	OpusEncoder *enc = opus_encoder_create(48000, 1, OPUS_APPLICATION_VOIP, &err);
-	OpusDecoder *dec = opus_decoder_create(48000, 1, &err);
-	assert_non_null(enc);
-	assert_non_null(dec);
-	opus_encoder_ctl(enc, OPUS_SET_BITRATE(24000));
-	opus_int32 lookahead = 0;
-	opus_encoder_ctl(enc, OPUS_GET_LOOKAHEAD(&lookahead));
-	const uint32_t preskip = (uint32_t)lookahead;
+	OpusEncoder *enc;
+	OpusDecoder *dec;
+	const uint32_t preskip = opus_pair(24000, &enc, &dec);
 	const size_t frames = 6;
 	/* preskip + total ends 2 samples before the last frame does. */
 	const uint64_t total = frames * CODEC_FRAME_SAMPLES - 2 - preskip;
@@ -394,16 +418,7 @@ static void output_check_sees_the_last_samples(void **st)
 		in[i] = (i % 2 ? 0.9f : -0.9f); /* a click in the last samples */
 	outcheck *c = malloc(sizeof *c);
 	assert_int_equal(outcheck_init(c, preskip, total), 0);
-	for (size_t f = 0; f < frames; f++) {
-		unsigned char pkt[4000];
-		float *x = in + f * CODEC_FRAME_SAMPLES;
-		opus_int32 len = opus_encode_float(enc, x, CODEC_FRAME_SAMPLES, pkt, sizeof pkt);
-		assert_true(len > 0);
-		assert_int_equal(outcheck_packet(c, f, x, pkt, (size_t)len), 0);
-		assert_int_equal(opus_decode_float(dec, pkt, len, dec_all + f * CODEC_FRAME_SAMPLES,
-						   CODEC_FRAME_SAMPLES, 0),
-				 CODEC_FRAME_SAMPLES);
-	}
+	check_frames(enc, dec, c, in, frames, dec_all);
 	/* The real samples, then silence for the interpolator to reach into. */
 	float *real = calloc(total + 64, sizeof *real);
 	memcpy(real, dec_all + preskip, total * sizeof *real);
@@ -426,15 +441,9 @@ static void output_check_sees_the_last_samples(void **st)
 static void output_check_reads_broadband_clicks(void **st)
 {
 	(void)st;
-	int err;
-	OpusEncoder *enc = opus_encoder_create(48000, 1, OPUS_APPLICATION_VOIP, &err);
-	OpusDecoder *dec = opus_decoder_create(48000, 1, &err);
-	assert_non_null(enc);
-	assert_non_null(dec);
-	opus_encoder_ctl(enc, OPUS_SET_BITRATE(64000));
-	opus_int32 lookahead = 0;
-	opus_encoder_ctl(enc, OPUS_GET_LOOKAHEAD(&lookahead));
-	const uint32_t preskip = (uint32_t)lookahead;
+	OpusEncoder *enc;
+	OpusDecoder *dec;
+	const uint32_t preskip = opus_pair(64000, &enc, &dec);
 	const size_t frames = 50;
 	const uint64_t total = frames * CODEC_FRAME_SAMPLES - preskip;
 	float *in = calloc(frames * CODEC_FRAME_SAMPLES, sizeof *in);
@@ -454,16 +463,7 @@ static void output_check_reads_broadband_clicks(void **st)
 		}
 	outcheck *c = malloc(sizeof *c);
 	assert_int_equal(outcheck_init(c, preskip, total), 0);
-	for (size_t f = 0; f < frames; f++) {
-		unsigned char pkt[4000];
-		float *x = in + f * CODEC_FRAME_SAMPLES;
-		opus_int32 len = opus_encode_float(enc, x, CODEC_FRAME_SAMPLES, pkt, sizeof pkt);
-		assert_true(len > 0);
-		assert_int_equal(outcheck_packet(c, f, x, pkt, (size_t)len), 0);
-		assert_int_equal(opus_decode_float(dec, pkt, len, dec_all + f * CODEC_FRAME_SAMPLES,
-						   CODEC_FRAME_SAMPLES, 0),
-				 CODEC_FRAME_SAMPLES);
-	}
+	check_frames(enc, dec, c, in, frames, dec_all);
 	double want = 20 * log10(true_peak(dec_all + preskip, total));
 	double got = outcheck_peak_dbtp(c);
 	print_message("# knocks: check %.2f dBTP, 16x interpolation %.2f dBTP\n", got, want);

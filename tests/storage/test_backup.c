@@ -474,6 +474,23 @@ static void *eraser_main(void *arg)
 	return NULL;
 }
 
+/* The full backup in dir holds its families but fam[gone]: neither its rows nor its file. */
+static void backup_lacks(fixture *f, const char *dir, unsigned families,
+			 const store_family fam[BACKED_UP], int gone)
+{
+	char path[256], sql[160];
+	snprintf(path, sizeof path, "%s/directory.db", dir);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM families"), (int)families);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM members WHERE family_id = '%.26s'",
+		 fam[gone].id.s);
+	assert_int_equal(count_rows(path, sql), 0);
+	for (int i = 0; i < BACKED_UP; i++) {
+		snprintf(path, sizeof path, "%s/families/%.26s.db", dir, fam[i].id.s);
+		assert_int_equal(access(path, F_OK) == 0, i != gone);
+	}
+	no_partial_backup(f);
+}
+
 /*
  * A family erased after the backup copied the directory, before it copied the family's file:
  * the backup does not name it (a restore would have its members and devices, no mailbox).
@@ -495,7 +512,7 @@ static void backup_drops_a_family_erased_meanwhile(void **state)
 			if (strcmp(fam[i].id.s, fam[last].id.s) > 0)
 				last = i;
 	}
-	char dir[128], path[256];
+	char dir[128];
 	snprintf(dir, sizeof dir, "%s/all", f->dir);
 	eraser e = {.f = f, .victim = fam[last].id.s};
 	snprintf(e.partial, sizeof e.partial, "%s.partial-%ld/families", dir, (long)getpid());
@@ -506,17 +523,7 @@ static void backup_drops_a_family_erased_meanwhile(void **state)
 	pthread_join(t, NULL);
 	assert_int_equal(rc, 0);
 	assert_int_equal(e.rc, 0);
-	snprintf(path, sizeof path, "%s/directory.db", dir);
-	assert_int_equal(count_rows(path, "SELECT count(*) FROM families"), (int)families);
-	char sql[160];
-	snprintf(sql, sizeof sql, "SELECT count(*) FROM members WHERE family_id = '%.26s'",
-	         fam[last].id.s);
-	assert_int_equal(count_rows(path, sql), 0);
-	for (int i = 0; i < BACKED_UP; i++) {
-		snprintf(path, sizeof path, "%s/families/%.26s.db", dir, fam[i].id.s);
-		assert_int_equal(access(path, F_OK) == 0, i != last);
-	}
-	no_partial_backup(f);
+	backup_lacks(f, dir, families, fam, last);
 }
 
 /*
@@ -537,7 +544,7 @@ static void backup_drops_a_family_erased_after_its_copy(void **state)
 	}
 	if (strcmp(f->fam.id.s, fam[first].id.s) < 0) /* the victim must be the first by id */
 		assert_int_equal(store_family_delete(f->s, f->fam.id.s, 5000), 0);
-	char dir[128], path[256];
+	char dir[128];
 	snprintf(dir, sizeof dir, "%s/all", f->dir);
 	eraser e = {.f = f, .victim = fam[first].id.s, .copied = true};
 	snprintf(e.partial, sizeof e.partial, "%s.partial-%ld/families", dir, (long)getpid());
@@ -550,17 +557,7 @@ static void backup_drops_a_family_erased_after_its_copy(void **state)
 	assert_int_equal(e.rc, 0);
 	if (!e.during)
 		skip(); /* the backup was over before the erasure: nothing raced */
-	snprintf(path, sizeof path, "%s/directory.db", dir);
-	assert_int_equal(count_rows(path, "SELECT count(*) FROM families"), (int)families);
-	char sql[160];
-	snprintf(sql, sizeof sql, "SELECT count(*) FROM members WHERE family_id = '%.26s'",
-	         fam[first].id.s);
-	assert_int_equal(count_rows(path, sql), 0);
-	for (int i = 0; i < BACKED_UP; i++) {
-		snprintf(path, sizeof path, "%s/families/%.26s.db", dir, fam[i].id.s);
-		assert_int_equal(access(path, F_OK) == 0, i != first);
-	}
-	no_partial_backup(f);
+	backup_lacks(f, dir, families, fam, first);
 }
 
 /* ---- An export racing changes ---- */
