@@ -474,6 +474,21 @@ static void *eraser_main(void *arg)
 	return NULL;
 }
 
+/* A full backup into dir (f's "all") while e's thread erases its victim; the families backed up. */
+static unsigned backup_racing(fixture *f, char dir[128], eraser *e)
+{
+	snprintf(dir, 128, "%s/all", f->dir);
+	snprintf(e->partial, sizeof e->partial, "%s.partial-%ld/families", dir, (long)getpid());
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, eraser_main, e), 0);
+	unsigned families;
+	int rc = store_backup_all(f->s, dir, NULL, &families, NULL, NULL);
+	pthread_join(t, NULL);
+	assert_int_equal(rc, 0);
+	assert_int_equal(e->rc, 0);
+	return families;
+}
+
 /* The full backup in dir holds its families but fam[gone]: neither its rows nor its file. */
 static void backup_lacks(fixture *f, const char *dir, unsigned families,
 			 const store_family fam[BACKED_UP], int gone)
@@ -513,16 +528,8 @@ static void backup_drops_a_family_erased_meanwhile(void **state)
 				last = i;
 	}
 	char dir[128];
-	snprintf(dir, sizeof dir, "%s/all", f->dir);
 	eraser e = {.f = f, .victim = fam[last].id.s};
-	snprintf(e.partial, sizeof e.partial, "%s.partial-%ld/families", dir, (long)getpid());
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, eraser_main, &e), 0);
-	unsigned families;
-	int rc = store_backup_all(f->s, dir, NULL, &families, NULL, NULL);
-	pthread_join(t, NULL);
-	assert_int_equal(rc, 0);
-	assert_int_equal(e.rc, 0);
+	unsigned families = backup_racing(f, dir, &e);
 	backup_lacks(f, dir, families, fam, last);
 }
 
@@ -545,16 +552,8 @@ static void backup_drops_a_family_erased_after_its_copy(void **state)
 	if (strcmp(f->fam.id.s, fam[first].id.s) < 0) /* the victim must be the first by id */
 		assert_int_equal(store_family_delete(f->s, f->fam.id.s, 5000), 0);
 	char dir[128];
-	snprintf(dir, sizeof dir, "%s/all", f->dir);
 	eraser e = {.f = f, .victim = fam[first].id.s, .copied = true};
-	snprintf(e.partial, sizeof e.partial, "%s.partial-%ld/families", dir, (long)getpid());
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, eraser_main, &e), 0);
-	unsigned families;
-	int rc = store_backup_all(f->s, dir, NULL, &families, NULL, NULL);
-	pthread_join(t, NULL);
-	assert_int_equal(rc, 0);
-	assert_int_equal(e.rc, 0);
+	unsigned families = backup_racing(f, dir, &e);
 	if (!e.during)
 		skip(); /* the backup was over before the erasure: nothing raced */
 	backup_lacks(f, dir, families, fam, first);
