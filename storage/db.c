@@ -69,6 +69,18 @@ int store_map_db(sqlite3 *db, int rc)
 	int mapped = store_map_sqlite(rc);
 	if (mapped != STORE_EIO || (rc & 0xFF) != SQLITE_IOERR || !db)
 		return mapped;
+	/* Only a failed write, sync or truncation can mean a full or read-only file system, and
+	 * each sets its file's errno; a file's errno is never cleared, so for any other failure
+	 * (a read) it is one left by an earlier failure, not this one's. */
+	switch (rc) {
+	case SQLITE_IOERR_WRITE:
+	case SQLITE_IOERR_FSYNC:
+	case SQLITE_IOERR_DIR_FSYNC:
+	case SQLITE_IOERR_TRUNCATE:
+		break;
+	default:
+		return mapped;
+	}
 	switch (last_errno(db)) {
 	case EROFS:
 		return STORE_EROFS;

@@ -534,6 +534,64 @@ static void failed_allocation_leaves_no_snapshot(void **st)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * A failure is labelled by the errno of its own call, not one a file kept from an earlier
+ * failure: SQLite never clears a file's last errno, so once a sync of the WAL had failed with
+ * ENOSPC (storage_full, right), a read of the database that failed later was storage_full too,
+ * and a disk that had filled once read as full for good. After the full sync, for N = 0, 1,
+ * ... the Nth read of the next append and reads fails: storage_io_error, never storage_full.
+ */
+static void stale_errno_labels_nothing(void **st)
+{
+	(void)st;
+	char dir[64];
+	snprintf(dir, sizeof dir, "/tmp/jiayin-faults-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	store *s = open_store(dir, false);
+	assert_non_null(s);
+	store_family fam;
+	store_member parent;
+	assert_int_equal(store_family_create(s, "f", "p", 0, 1, &fam, &parent), 0);
+	store_close(s);
+	uint8_t audio[20000] = {1}, wave[STORE_WAVEFORM_POINTS] = {0};
+	store_new_message m = {.sender = parent.id.s,
+	                       .duration_ms = 1000,
+	                       .waveform = wave,
+	                       .audio = audio,
+	                       .audio_len = sizeof audio};
+	long n = 0, reads = 0;
+	for (bool hit = true; hit; n++) {
+		assert_non_null(s = open_store(dir, true));
+		store_message msg, list[4];
+		size_t got;
+		uint64_t latest;
+		int existed;
+		plan.kind = FAULT_SYNC_NOSPACE;
+		plan.countdown = 0;
+		assert_int_equal(store_message_append(s, fam.id.s, &m, &msg, &existed),
+		                 STORE_EFULL);
+		plan.kind = FAULT_READ;
+		plan.countdown = n;
+		long before = plan.hits;
+		int rc = store_message_append(s, fam.id.s, &m, &msg, &existed);
+		assert_fault_code(rc, FAULT_READ);
+		if (rc == 0)
+			assert_fault_code(store_message_get(s, fam.id.s, msg.id.s, &msg),
+			                  FAULT_READ);
+		assert_fault_code(store_messages_since(s, fam.id.s, 0, list, 4, &got, &latest),
+		                  FAULT_READ);
+		hit = plan.hits > before;
+		reads += hit;
+		plan.countdown = -1;
+		store_close(s);
+	}
+	print_message("# %ld reads failed in turn after a full sync\n", reads);
+	assert_true(reads > 0);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* The health check is a real durable write: it reports a full disk, then recovers. */
 static void health_check_reports_a_full_disk(void **st)
 {
@@ -577,6 +635,7 @@ int main(void)
 		cmocka_unit_test(failing_allocations),
 		cmocka_unit_test(failed_check_quarantines_nothing),
 		cmocka_unit_test(failed_allocation_leaves_no_snapshot),
+		cmocka_unit_test(stale_errno_labels_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
