@@ -238,6 +238,35 @@ static store *open_store(const char *dir, bool faulty)
 	return store_open(&s, &o) == 0 ? s : NULL;
 }
 
+/* A new data directory (dir, made in /tmp) holding one family, its parent in *parent. */
+static void family_dir(char dir[64], store_family *fam, store_member *parent)
+{
+	snprintf(dir, 64, "/tmp/jiayin-faults-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	store *s = open_store(dir, false);
+	assert_non_null(s);
+	assert_int_equal(store_family_create(s, "f", "p", 0, 1, fam, parent), 0);
+	store_close(s);
+}
+
+static void remove_dir(const char *dir)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* A message of the parent's with this audio, to append. */
+static store_new_message message_of(const store_member *parent, const uint8_t *audio, size_t len,
+				    const uint8_t *wave)
+{
+	return (store_new_message){.sender = parent->id.s,
+				   .duration_ms = 1000,
+				   .waveform = wave,
+				   .audio = audio,
+				   .audio_len = len};
+}
+
 /* The codes a failure may map to under this kind of fault. */
 static void assert_fault_code(int rc, fault_kind kind)
 {
@@ -356,19 +385,12 @@ static void sweep(fault_kind kind)
 	long n = 0, reached = 0;
 	for (;; n++) {
 		run *r = calloc(1, sizeof *r);
-		snprintf(r->dir, sizeof r->dir, "/tmp/jiayin-faults-XXXXXX");
-		assert_non_null(mkdtemp(r->dir));
-		store *s = open_store(r->dir, false);
-		assert_non_null(s);
-		assert_int_equal(store_family_create(s, "f", "p", 0, 1, &r->fam, &r->parent), 0);
-		store_close(s);
+		family_dir(r->dir, &r->fam, &r->parent);
 		for (int i = 0; i < SCRIPT_MESSAGES; i++)
 			randombytes_buf(r->audio[i], sizeof r->audio[i]);
 		bool hit = run_script(r, kind, n);
 		verify(r);
-		char cmd[128];
-		snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
-		assert_int_equal(system(cmd), 0);
+		remove_dir(r->dir);
 		free(r);
 		if (!hit)
 			break;
@@ -432,20 +454,14 @@ static void failed_check_quarantines_nothing(void **st)
 {
 	(void)st;
 	char dir[64], path[160];
-	snprintf(dir, sizeof dir, "/tmp/jiayin-faults-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	store *s = open_store(dir, false);
-	assert_non_null(s);
 	store_family fam;
 	store_member parent;
-	assert_int_equal(store_family_create(s, "f", "p", 0, 1, &fam, &parent), 0);
+	family_dir(dir, &fam, &parent);
+	store *s = open_store(dir, false);
+	assert_non_null(s);
 	static uint8_t audio[20000] = {1}; /* overflow pages too */
 	uint8_t wave[STORE_WAVEFORM_POINTS] = {0};
-	store_new_message m = {.sender = parent.id.s,
-	                       .duration_ms = 1000,
-	                       .waveform = wave,
-	                       .audio = audio,
-	                       .audio_len = sizeof audio};
+	store_new_message m = message_of(&parent, audio, sizeof audio, wave);
 	store_message msg;
 	int existed;
 	for (int i = 0; i < 40; i++)
@@ -470,9 +486,7 @@ static void failed_check_quarantines_nothing(void **st)
 		}
 		print_message("# %ld faults of kind %d in turn\n", n - 1, (int)kinds[k]);
 	}
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	remove_dir(dir);
 }
 
 /*
@@ -488,24 +502,16 @@ static void failed_allocation_leaves_no_snapshot(void **st)
 {
 	(void)st;
 	char dir[64];
-	snprintf(dir, sizeof dir, "/tmp/jiayin-faults-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	store_family fam;
+	store_member parent;
+	family_dir(dir, &fam, &parent);
 	store_options o;
 	store_options_init(&o);
 	o.dir = dir;
 	o.integrity_check = 0;
 	store *s;
-	assert_int_equal(store_open(&s, &o), 0);
-	store_family fam;
-	store_member parent;
-	assert_int_equal(store_family_create(s, "f", "p", 0, 1, &fam, &parent), 0);
-	store_close(s);
 	uint8_t audio[300] = {1}, wave[STORE_WAVEFORM_POINTS] = {0};
-	store_new_message m = {.sender = parent.id.s,
-	                       .duration_ms = 1000,
-	                       .waveform = wave,
-	                       .audio = audio,
-	                       .audio_len = sizeof audio};
+	store_new_message m = message_of(&parent, audio, sizeof audio, wave);
 	long n = 0;
 	for (bool hit = true; hit; n++) {
 		assert_int_equal(store_open(&s, &o), 0);
@@ -529,9 +535,7 @@ static void failed_allocation_leaves_no_snapshot(void **st)
 		store_close(s);
 	}
 	print_message("# %ld allocations failed in turn\n", n - 1);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	remove_dir(dir);
 }
 
 /*
@@ -545,20 +549,12 @@ static void stale_errno_labels_nothing(void **st)
 {
 	(void)st;
 	char dir[64];
-	snprintf(dir, sizeof dir, "/tmp/jiayin-faults-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	store *s = open_store(dir, false);
-	assert_non_null(s);
 	store_family fam;
 	store_member parent;
-	assert_int_equal(store_family_create(s, "f", "p", 0, 1, &fam, &parent), 0);
-	store_close(s);
+	family_dir(dir, &fam, &parent);
+	store *s;
 	uint8_t audio[20000] = {1}, wave[STORE_WAVEFORM_POINTS] = {0};
-	store_new_message m = {.sender = parent.id.s,
-	                       .duration_ms = 1000,
-	                       .waveform = wave,
-	                       .audio = audio,
-	                       .audio_len = sizeof audio};
+	store_new_message m = message_of(&parent, audio, sizeof audio, wave);
 	long n = 0, reads = 0;
 	for (bool hit = true; hit; n++) {
 		assert_non_null(s = open_store(dir, true));
@@ -587,9 +583,7 @@ static void stale_errno_labels_nothing(void **st)
 	}
 	print_message("# %ld reads failed in turn after a full sync\n", reads);
 	assert_true(reads > 0);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	remove_dir(dir);
 }
 
 /* The health check is a real durable write: it reports a full disk, then recovers. */
@@ -612,9 +606,7 @@ static void health_check_reports_a_full_disk(void **st)
 	assert_int_equal(store_health_check(s, 4000), STORE_EIO);
 	assert_int_equal(store_health_check(s, 5000), 0);
 	store_close(s);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	remove_dir(dir);
 }
 
 int main(void)
