@@ -79,15 +79,32 @@ void unlink_db_files(const char *path)
 	sync_parent(path);
 }
 
-/* Move a damaged family database (and its WAL) aside, out of the families/ directory. */
+/*
+ * Move a damaged family database (and its WAL) aside, out of the families/ directory, to
+ * quarantine/ID.TIME.db, or ID.TIME-K.db when a copy of the same second is there already: the
+ * rename would replace it, and it may be the only copy of voices (the review: a copy set aside,
+ * put back and set aside again within the second was lost). Where no name is free the file
+ * stays: it is found damaged again at its next open.
+ */
 void quarantine(const store *s, const char *family_id, const char *path)
 {
 	static const char *const suffix[] = {"", "-wal", "-shm"};
 	char dst[PATH_CAP], src[PATH_CAP], base[PATH_CAP];
-	int n = snprintf(base, sizeof base, "%s/quarantine/%s.%lld.db", s->dir, family_id,
-	                 (long long)time(NULL));
-	if (n <= 0 || (size_t)n >= sizeof base)
-		return;
+	long long now = (long long)time(NULL);
+	for (unsigned k = 0;; k++) {
+		int n = k ? snprintf(base, sizeof base, "%s/quarantine/%s.%lld-%u.db", s->dir,
+		                     family_id, now, k)
+		          : snprintf(base, sizeof base, "%s/quarantine/%s.%lld.db", s->dir,
+		                     family_id, now);
+		if (n <= 0 || (size_t)n >= sizeof base || k == 100)
+			return;
+		bool taken = false;
+		for (int i = 0; i < 3 && !taken; i++)
+			taken = !with_suffix(dst, sizeof dst, base, suffix[i]) ||
+			        access(dst, F_OK) == 0 || errno != ENOENT;
+		if (!taken)
+			break;
+	}
 	for (int i = 0; i < 3; i++)
 		if (with_suffix(src, sizeof src, path, suffix[i]) &&
 		    with_suffix(dst, sizeof dst, base, suffix[i]) && rename(src, dst) == 0)

@@ -220,6 +220,36 @@ static void corrupt_btree_is_quarantined(void **state)
 	check_quarantine(*state, 1);
 }
 
+/* A damaged mailbox put back (say, to try it again) and set aside again within the same second
+ * keeps both copies set aside: the second does not replace the first. */
+static void set_aside_twice_in_a_second_keeps_both(void **state)
+{
+	fixture *f = *state;
+	char path[256], cmd[700];
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	store_close(f->s);
+	f->s = NULL;
+	mangle(path, 0, 16);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	store_message msg;
+	size_t n;
+	uint64_t latest;
+	for (int round = 1; round <= 3; round++) {
+		assert_int_equal(store_messages_since(f->s, f->fam.id.s, 0, &msg, 1, &n, &latest),
+		                 STORE_ECORRUPT);
+		snprintf(cmd, sizeof cmd, "test $(ls '%s/quarantine' | grep -c '^%s\\..*db$') = %d",
+		         f->dir, f->fam.id.s, round);
+		assert_int_equal(system(cmd), 0);
+		/* Put one back: the next open finds it damaged again. */
+		snprintf(cmd, sizeof cmd, "cp \"$(ls -d '%s'/quarantine/%s.*db | head -1)\" '%s'",
+		         f->dir, f->fam.id.s, path);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 static void read_only_file_system(void **state)
 {
 	fixture *f = *state;
@@ -644,6 +674,7 @@ int main(void)
 	    T(deleted_audio_leaves_the_files_at_once),
 	    T(corrupt_header_is_quarantined),
 	    T(corrupt_btree_is_quarantined),
+	    T(set_aside_twice_in_a_second_keeps_both),
 	    T(read_only_file_system),
 	    T(locked_database_is_busy),
 	    T(family_cache_finds_each_family_its_own),
