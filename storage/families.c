@@ -74,7 +74,10 @@ static int family_create(store *s, const char *family_name, const char *member_n
 		return rc;
 	if ((rc = db_open(&mailbox, path, &mailbox_schema, &s->opt, true)) < 0)
 		goto fail;
+	rc = mailbox_owner_write(mailbox, family->id.s);
 	db_close(mailbox);
+	if (rc < 0)
+		goto fail;
 
 	conn *c = db_write_begin(s->directory);
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);

@@ -113,6 +113,8 @@ int step_write(sqlite3_stmt *st);
 /* The same mapping for a step's result already in hand (a RETURNING statement's first). */
 int map_write(int r);
 
+/* store.c: record in a mailbox the family it is of (its owner row). */
+int mailbox_owner_write(db *d, const char *family_id);
 /* families.c: a member inserted, inside the caller's write transaction (out filled). */
 int member_insert(conn *c, const char *family_id, const char *name, store_role role,
 		  const char *avatar, int64_t now_ms, store_member *out);

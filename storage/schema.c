@@ -289,6 +289,13 @@ static const migration mailbox_steps[] = {
 	 "  restored_latest INTEGER NOT NULL,"
 	 "  floor INTEGER NOT NULL"
 	 ");"},
+	/* 7: the family a mailbox is of, written when it is created: a backup-family file copied
+	 * to another family's name would play one family's voices to another (store.c,
+	 * owner_check). A mailbox from before learns it at its next open. */
+	{"CREATE TABLE owner ("
+	 "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+	 "  family TEXT NOT NULL"
+	 ");"},
 };
 
 /* secure_delete: an erased family's names, its devices and its flags' reasons must not stay

@@ -432,6 +432,59 @@ static family *find_family(store *s, const char *family_id)
 	return f;
 }
 
+int mailbox_owner_write(db *d, const char *family_id)
+{
+	conn *c = db_write_begin(d);
+	int rc;
+	sqlite3_stmt *st =
+	    conn_stmt(c, "INSERT OR REPLACE INTO owner (id, family) VALUES (1, ?)", &rc);
+	if (st) {
+		sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
+		rc = step_done(st);
+	}
+	db_write_end(d);
+	return rc;
+}
+
+static void family_of_member(sqlite3_stmt *st, void *out)
+{
+	copy_text(out, STORE_ID_LEN + 1, sqlite3_column_text(st, 0));
+}
+
+/*
+ * Whether an opened mailbox is this family's: its owner row (mailbox step 7) names it. One
+ * without the row (made before the step, or a backup-family copy taken before it) is taken as
+ * this family's, and given the row, unless its newest message was sent by someone who is not a
+ * member of the family (members are never deleted while their family stays): then, as one with
+ * another family's name, it is STORE_ECORRUPT and set aside like a damaged file. Served, a
+ * backup-family file copied to another family's name would play one family's voices to another.
+ * The read and the write run on the write connection: nobody else has the family yet.
+ */
+static int owner_check(store *s, db *d, const char *family_id)
+{
+	char owner[STORE_ID_LEN + 1] = "", sender[STORE_ID_LEN + 1] = "";
+	conn *c = db_write_begin(d);
+	int rc = row_one(c, "SELECT family FROM owner WHERE id = 1", (key){"", -1},
+	                 family_of_member, owner);
+	if (rc == STORE_ENOTFOUND)
+		rc = row_one(c, "SELECT sender FROM messages ORDER BY rowid DESC LIMIT 1",
+		             (key){"", -1}, family_of_member, sender);
+	db_write_end(d);
+	if (rc == 0 && owner[0])
+		return strcmp(owner, family_id) == 0 ? 0 : STORE_ECORRUPT;
+	if (rc == 0) {
+		/* A sender unknown to the directory is no member of this family either. */
+		char of[STORE_ID_LEN + 1] = "";
+		rc = read_one(s, "SELECT family_id FROM members WHERE id = ?", text_key(sender),
+		              family_of_member, of);
+		if (rc == STORE_ENOTFOUND || (rc == 0 && strcmp(of, family_id) != 0))
+			return STORE_ECORRUPT;
+	}
+	if (rc == 0 || rc == STORE_ENOTFOUND)
+		(void)mailbox_owner_write(d, family_id); /* best effort: asked again next time */
+	return rc == STORE_ENOTFOUND ? 0 : rc;
+}
+
 int family_acquire(store *s, const char *family_id, family **out)
 {
 	char path[PATH_CAP];
@@ -485,6 +538,8 @@ int family_acquire(store *s, const char *family_id, family **out)
 		rc = db_open(&f->db, path, &mailbox_schema, &s->opt, false);
 		if (rc == 0 && s->opt.integrity_check)
 			rc = integrity_check(f->db);
+		if (rc == 0)
+			rc = owner_check(s, f->db, family_id);
 		if (rc == STORE_ECORRUPT) {
 			db_close(f->db);
 			f->db = NULL;

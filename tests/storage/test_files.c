@@ -484,7 +484,8 @@ static void family_cache_finds_each_family_its_own(void **state)
 						     &w->parent[i]),
 				 0);
 	/* The last two families' mailboxes are moved to ids one character away from the first
-	 * family's: its last character, its first. */
+	 * family's: its last character, its first (and say so in their owner row: a mailbox
+	 * under another family's name is set aside). */
 	cache_reopen(f, w, 4); /* every mailbox closed */
 	for (int t = 0; t < 2; t++) {
 		store_family *twin = &w->fam[CACHE_FAMILIES - 1 - t];
@@ -495,6 +496,13 @@ static void family_cache_finds_each_family_its_own(void **state)
 		*c = *c == '0' ? '1' : '0';
 		snprintf(to, sizeof to, "%s/families/%s.db", f->dir, twin->id.s);
 		assert_int_equal(rename(from, to), 0);
+		sqlite3 *db;
+		char sql[128];
+		snprintf(sql, sizeof sql, "UPDATE owner SET family = '%s'", twin->id.s);
+		assert_int_equal(sqlite3_open(to, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		assert_int_equal(sqlite3_changes(db), 1);
+		sqlite3_close(db);
 	}
 	for (int i = 0; i < CACHE_FAMILIES; i++) {
 		cache_audio(i, audio);
