@@ -53,7 +53,7 @@ int store_id_check(const char *s);
 
 #define STORE_NAME_MAX 64     /* bytes of UTF-8 in a family, member, device or school name */
 #define STORE_WAVEFORM_POINTS 100
-#define STORE_MAX_LISTENERS 32
+#define STORE_MAX_LISTENERS STORE_MEMBERS_MAX /* a message's listeners: the family's members */
 #define STORE_AUDIO_MAX (64u << 20) /* bytes of one message's audio (15 min at 64 kb/s: 7.2 MB) */
 #define STORE_HASH_LEN 32     /* SHA-256 */
 

@@ -616,6 +616,33 @@ static void meta_values(void **state)
 	assert_int_equal(store_meta_put(f->s, "k", big, sizeof big), STORE_EINVAL);
 }
 
+/* A family may have STORE_MEMBERS_MAX members: a message lists every one of them who listened,
+ * the last to listen too (32 were listed, so the 33rd's receipt was stored and never shown). */
+static void every_member_who_listened_is_listed(void **state)
+{
+	fixture *f = *state;
+	uint8_t audio[8] = {0};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_member members[STORE_MEMBERS_MAX];
+	store_message msg, got;
+	int existed;
+	uint64_t seq;
+	members[0] = f->parent;
+	for (int i = 1; i < STORE_MEMBERS_MAX; i++)
+		assert_int_equal(store_member_add(f->s, f->fam.id.s, "孩子", STORE_ROLE_CHILD, NULL,
+		                                  2000 + i, &members[i]),
+		                 0);
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	for (int i = 0; i < STORE_MEMBERS_MAX; i++)
+		assert_int_equal(store_message_listened(f->s, f->fam.id.s, msg.id.s,
+		                                        members[i].id.s, 6000 + i, &seq),
+		                 0);
+	assert_int_equal(store_message_get(f->s, f->fam.id.s, msg.id.s, &got), 0);
+	assert_int_equal(got.listened_count, STORE_MEMBERS_MAX);
+	for (int i = 0; i < STORE_MEMBERS_MAX; i++) /* in the order they listened */
+		assert_string_equal(got.listened_by[i].s, members[i].id.s);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -635,6 +662,7 @@ int main(void)
 	    T(quota),
 	    T(changes_since_and_newest),
 	    T(changes_since_pages_through_changed_and_unchanged),
+	    T(every_member_who_listened_is_listed),
 	    cmocka_unit_test(sqlite_errors_map_to_stable_codes),
 	    cmocka_unit_test(error_names),
 	};
