@@ -38,6 +38,7 @@ typedef struct ogg_state {
 	int serial;
 	bool eos;            /* the link's last page was read (or the file ended) */
 	bool file_end;       /* the file ended: no link after this one */
+	bool bad_page;       /* the last lost sync was at a page ("OggS") that failed its CRC */
 	bool first_audio;    /* the next page with a granule position is the first audio page */
 	int64_t start_gp;    /* granule position at which the first audio page starts */
 	unsigned streams;    /* the Opus streams of the links begun so far */
@@ -69,13 +70,18 @@ static int next_page(ogg_state *s, ogg_page *page, bool *got)
 {
 	*got = false;
 	for (;;) {
+		long at = s->sync.returned;
 		int r = ogg_sync_pageout(&s->sync, page);
 		if (r == 1) {
 			*got = true;
 			return 0;
 		}
-		if (r < 0)
-			return CODEC_ECORRUPT; /* lost sync: bad CRC or garbage between pages */
+		if (r < 0) {
+			/* Lost sync: bad CRC or garbage between pages. */
+			s->bad_page =
+			    s->sync.fill - at >= 4 && memcmp(s->sync.data + at, "OggS", 4) == 0;
+			return CODEC_ECORRUPT;
+		}
 		char *buf = ogg_sync_buffer(&s->sync, OGG_READ_BYTES);
 		if (!buf)
 			return CODEC_ENOMEM;
@@ -198,6 +204,10 @@ static int next_link(ogg_state *s)
 		 */
 		if (rc == CODEC_ETRUNCATED && s->sync.fill - s->sync.returned >= 4 &&
 		    memcmp(s->sync.data + s->sync.returned, "OggS", 4) == 0)
+			return rc;
+		/* A whole page that fails its CRC (the next link's first, say): corrupt, as it is
+		 * anywhere else in the file, not padding. */
+		if (rc == CODEC_ECORRUPT && s->bad_page)
 			return rc;
 		if (rc == CODEC_ECORRUPT || rc == CODEC_ETRUNCATED)
 			got = false; /* bytes after a whole link that begin no other: its end */

@@ -105,12 +105,27 @@ static void stream_starting_mid_way(void **st)
 	assert_int_equal(count(&b), 30 * 960 - 312 - 200);
 }
 
+/* b followed by c: a chained file, as `cat b.opus c.opus` makes. */
+static void chain(oggbuf *b, const oggbuf *c)
+{
+	assert_true(b->n + c->n <= sizeof b->d);
+	memcpy(b->d + b->n, c->d, c->n);
+	b->n += c->n;
+}
+
 static void bad_crc_is_corrupt(void **st)
 {
 	(void)st;
-	static oggbuf b;
+	static oggbuf b, c;
 	build(&b, "opus", 312, 50, 0, 0, true);
 	b.d[b.n - 10] ^= 0x40; /* inside the last page's body */
+	assert_int_equal(count(&b), CODEC_ECORRUPT);
+	/* In the first page of a chained link too: that link and what follows were dropped,
+	 * the first link alone decoded with no error, as if the page were a writer's padding. */
+	build(&b, "opus", 312, 50, 0, 0, true);
+	build(&c, "opus", 312, 30, 0, 0, true);
+	c.d[40] ^= 0x40; /* inside the second link's OpusHead */
+	chain(&b, &c);
 	assert_int_equal(count(&b), CODEC_ECORRUPT);
 }
 
@@ -139,14 +154,6 @@ static void truncation_never_crashes(void **st)
 	}
 	b.n = full - 5;
 	assert_int_equal(count(&b), CODEC_ETRUNCATED);
-}
-
-/* b followed by c: a chained file, as `cat b.opus c.opus` makes. */
-static void chain(oggbuf *b, const oggbuf *c)
-{
-	assert_true(b->n + c->n <= sizeof b->d);
-	memcpy(b->d + b->n, c->d, c->n);
-	b->n += c->n;
 }
 
 /*
