@@ -115,16 +115,21 @@ sqlite3_stmt *conn_stmt(conn *c, const char *sql, int *rc)
 			*rc = STORE_EIO;
 		return NULL;
 	}
-	if (c->ncache < STMT_CACHE) {
-		c->cache[c->ncache].sql = sql;
-		c->cache[c->ncache].st = st;
-		c->ncache++;
-	} else {
-		/* Never with our fixed set of statements; a leak guard, not a path. */
-		sqlite3_finalize(st);
-		*rc = STORE_ENOMEM;
-		return NULL;
+	if (c->ncache == c->cache_cap) {
+		unsigned cap = c->cache_cap ? 2 * c->cache_cap : 32;
+		struct stmt_entry *grown =
+		    cap <= STMT_CACHE_MAX ? realloc(c->cache, cap * sizeof *grown) : NULL;
+		if (!grown) {
+			sqlite3_finalize(st);
+			*rc = STORE_ENOMEM;
+			return NULL;
+		}
+		c->cache = grown;
+		c->cache_cap = cap;
 	}
+	c->cache[c->ncache].sql = sql;
+	c->cache[c->ncache].st = st;
+	c->ncache++;
 	return st;
 }
 
@@ -185,7 +190,9 @@ static void conn_close(conn *c)
 {
 	for (unsigned i = 0; i < c->ncache; i++)
 		sqlite3_finalize(c->cache[i].st);
-	c->ncache = 0;
+	free(c->cache);
+	c->cache = NULL;
+	c->ncache = c->cache_cap = 0;
 	if (c->db)
 		sqlite3_close_v2(c->db);
 	c->db = NULL;

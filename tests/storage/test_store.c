@@ -643,6 +643,37 @@ static void every_member_who_listened_is_listed(void **state)
 		assert_string_equal(got.listened_by[i].s, members[i].id.s);
 }
 
+/* A connection keeps every statement it is given, however many: the cache had 64 places and
+ * refused the 65th statement with out_of_memory, for as long as the connection stayed open
+ * (the directory's writer ran 60 of them in all). */
+static void a_connection_keeps_every_statement(void **state)
+{
+	fixture *f = *state;
+	static char sql[200][16];
+	sqlite3_stmt *first[200];
+	char path[128];
+	db *d;
+	int rc = 0;
+	snprintf(path, sizeof path, "%s/many.db", f->dir);
+	assert_int_equal(db_open(&d, path, &mailbox_schema, &f->s->opt, true), 0);
+	conn *c = db_write_begin(d);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 200; i++) {
+			snprintf(sql[i], sizeof sql[i], "SELECT %d", i);
+			sqlite3_stmt *st = conn_stmt(c, sql[i], &rc);
+			assert_non_null(st);
+			if (round == 0)
+				first[i] = st;
+			assert_ptr_equal(st, first[i]); /* prepared once */
+			assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+			assert_int_equal(sqlite3_column_int(st, 0), i);
+			sqlite3_reset(st);
+		}
+	}
+	db_write_end(d);
+	db_close(d);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -663,6 +694,7 @@ int main(void)
 	    T(changes_since_and_newest),
 	    T(changes_since_pages_through_changed_and_unchanged),
 	    T(every_member_who_listened_is_listed),
+	    T(a_connection_keeps_every_statement),
 	    cmocka_unit_test(sqlite_errors_map_to_stable_codes),
 	    cmocka_unit_test(error_names),
 	};
