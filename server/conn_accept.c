@@ -6,6 +6,7 @@
  */
 #include "conn_internal.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,8 +79,16 @@ void srv_conn_accept(srv_server *s)
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
 		if (sa.ss_family == AF_INET)
 			uv_ip4_name((struct sockaddr_in *)&sa, c->peer, sizeof c->peer);
-		else if (sa.ss_family == AF_INET6)
-			uv_ip6_name((struct sockaddr_in6 *)&sa, c->peer, sizeof c->peer);
+		else if (sa.ss_family == AF_INET6) {
+			/* An IPv4 client of a dual-stack listener ([::]:8080) is the IPv4 address
+			 * it is, in the log and the rate limits, as it is behind a proxy. */
+			struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&sa;
+			if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+				inet_ntop(AF_INET, a6->sin6_addr.s6_addr + 12, c->peer,
+				          sizeof c->peer);
+			else
+				uv_ip6_name(a6, c->peer, sizeof c->peer);
+		}
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	if (s->open_conns > s->cfg.max_connections) {

@@ -874,10 +874,53 @@ def ipv6_listen(binary):
     ok(port is not None and status == 200, name, log[-300:])
 
 
+def dual_stack_client(binary):
+    """--listen [::]:0 takes IPv4 clients too: one from 127.0.0.1 is logged "127.0.0.1", the
+    one spelling docs/server.md promises (IPv4 dotted), not the v4-mapped "::ffff:127.0.0.1"
+    it was logged as (and counted under by the per-address rate limits), unlike the same
+    address from a trusted proxy's X-Forwarded-For."""
+    name = "a dual-stack listener logs an IPv4 client as IPv4 dotted"
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::", 0))
+    except OSError as e:
+        results.append((True, name, ""))
+        print(f"ok {len(results)} - {name} # SKIP no IPv6 here ({e})", flush=True)
+        return
+    import tempfile
+    d = tempfile.mkdtemp(prefix="jiayin-dual-")
+    logf = open(os.path.join(d, "server.log"), "wb+")
+    proc = subprocess.Popen([binary, "--listen", "[::]:0", "--data", os.path.join(d, "data")],
+                            stdout=subprocess.DEVNULL, stderr=logf)
+    port, status = None, None
+    try:
+        deadline = time.time() + 20
+        while port is None and time.time() < deadline and proc.poll() is None:
+            with open(logf.name, "rb") as f:
+                m = re.search(rb"listening on \[::\]:(\d+)", f.read())
+            if m:
+                port = int(m.group(1))
+            else:
+                time.sleep(0.02)
+        if port:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                c.sendall(b"GET /healthz HTTP/1.1\r\nHost: v4\r\nConnection: close\r\n\r\n")
+                status = Reader(c).response().status
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        logf.close()
+    with open(logf.name, "rb") as f:
+        log = f.read().decode("utf-8", "replace")
+    clients = [json.loads(line).get("client") for line in log.splitlines()
+               if '"route":"healthz"' in line]
+    ok(status == 200 and clients == ["127.0.0.1"], name, f"{clients}")
+
+
 def main():
     binary = sys.argv[1]
     for part in (corpus_tests, conformance, review_fixes, budgets, file_bodies, limits,
-                 slow_clients, shutdown, operations, ipv6_listen):
+                 slow_clients, shutdown, operations, ipv6_listen, dual_stack_client):
         try:
             part(binary)
         except Exception as e:  # a crash of the harness is a failure, not a stop
