@@ -349,12 +349,15 @@ int srv_config_load(srv_config *c, const char *path, char *err, size_t errlen)
 	if (!f)
 		return fail(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
 	char *text = malloc(SRV_CONFIG_FILE_MAX + 1);
+	errno = 0;
 	size_t len = text ? fread(text, 1, SRV_CONFIG_FILE_MAX + 1, f) : 0;
+	int read_errno = errno; /* a directory opens, and its read fails with EISDIR */
 	int rc = 0;
 	if (!text)
 		rc = fail(err, errlen, "cannot read config file %s: %s", path, strerror(ENOMEM));
 	else if (ferror(f))
-		rc = fail(err, errlen, "cannot read config file %s: %s", path, strerror(EIO));
+		rc = fail(err, errlen, "cannot read config file %s: %s", path,
+		          strerror(read_errno ? read_errno : EIO));
 	else if (len > SRV_CONFIG_FILE_MAX)
 		rc = fail(err, errlen, "config file %s: larger than %s", path, "1 MiB");
 	else

@@ -277,6 +277,18 @@ static void address_holds_a_client(void **state)
 	assert_int_equal(c.buffers_per_address, 16);
 }
 
+/* A directory given as the file (`--config /etc/jiayin/`) is said to be one: the message said
+ * "Input/output error", which sends an operator looking at the disk. */
+static void directory_as_file(void **state)
+{
+	(void)state;
+	srv_config c;
+	char err[512];
+	srv_config_defaults(&c);
+	assert_int_equal(srv_config_load(&c, "/tmp", err, sizeof err), -1);
+	assert_string_equal(err, "cannot read config file /tmp: Is a directory");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -289,6 +301,7 @@ int main(void)
 	    cmocka_unit_test(flags_over_file),
 	    cmocka_unit_test(flags_a_file_cannot_say),
 	    cmocka_unit_test(address_holds_a_client),
+	    cmocka_unit_test(directory_as_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
