@@ -35,7 +35,8 @@ static const setting settings[] = {
 	 "directory served at / and /assets/ (the web client; none)"},
 	{"log-format", T_LOGFMT, 0, 0, 0, 0, "request log lines: json or logfmt (json)"},
 	{"trust-proxy", T_PROXIES, 0, 0, 0, 0,
-	 "comma-separated proxy addresses, no spaces, whose X-Forwarded-For is honoured (none)"},
+	 "comma-separated proxy addresses (at most 16), no spaces, whose X-Forwarded-For is "
+	 "honoured (none)"},
 	{"max-head-bytes", T_SIZE, OFF(http.max_head_bytes), 0, 64, SRV_HEAD_BYTES_CEILING,
 	 "request line + headers, bytes (16384; 431 beyond)"},
 	{"max-headers", T_SIZE, OFF(http.max_headers), 0, 1, SRV_HEADERS_CEILING,
@@ -215,7 +216,9 @@ static int set_proxies(srv_config *c, const char *v)
 		size_t n = comma ? (size_t)(comma - v) : strlen(v);
 		char addr[46];
 		unsigned char a[16];
-		if (n == 0 || n >= sizeof addr || c->trusted_proxy_count == SRV_MAX_TRUSTED_PROXIES)
+		if (c->trusted_proxy_count == SRV_MAX_TRUSTED_PROXIES)
+			return -2; /* a good list, too long: said as such */
+		if (n == 0 || n >= sizeof addr)
 			return -1;
 		memcpy(addr, v, n);
 		addr[n] = 0;
@@ -266,9 +269,16 @@ int srv_config_set(srv_config *c, const char *key, const char *value, char *err,
 			return fail(err, errlen, "%s: '%s' is neither json nor logfmt", key, value);
 		return 0;
 	case T_PROXIES:
-		if (set_proxies(c, value) < 0)
+		switch (set_proxies(c, value)) {
+		case 0:
+			return 0;
+		case -2:
+			snprintf(err, errlen, "%s: more than %d addresses", key,
+			         SRV_MAX_TRUSTED_PROXIES);
+			return -1;
+		default:
 			return fail(err, errlen, "%s: '%s' is not a list of IP addresses", key, value);
-		return 0;
+		}
 	default:
 		break;
 	}
