@@ -482,14 +482,15 @@ void srv_api_message_upload(srv_exchange *x)
 	}
 	char to[64] = "";
 	if (x->req.query.ptr) {
-		/* ?to=MEMBER_ID, nothing else */
-		if (x->req.query.len < 4 || x->req.query.len > 3 + STORE_ID_LEN ||
+		/* ?to=MEMBER_ID, nothing else; ?to= with no id is the whole family, as a resumable
+		 * upload's empty `to` is (tus-js-client cannot send none: docs/api.md) */
+		if (x->req.query.len < 3 || x->req.query.len > 3 + STORE_ID_LEN ||
 		    memcmp(x->req.query.ptr, "to=", 3) != 0) {
 			srv_respond_error(x, 400, "invalid_recipient", "the query is ?to=MEMBER_ID");
 			return;
 		}
 		snprintf(to, sizeof to, "%.*s", (int)x->req.query.len - 3, x->req.query.ptr + 3);
-		if (store_id_check(to) < 0) {
+		if (to[0] && store_id_check(to) < 0) {
 			srv_respond_error(x, 400, "invalid_recipient", "to: not a member id");
 			return;
 		}

@@ -283,6 +283,13 @@ def messages(binary):
            again.json()["message"]["id"] == r.json()["message"]["id"],
            "an Idempotency-Key of 128 printable characters, spaces among them, is taken",
            f"{r.status} {again.status}")
+        # `?to=` with nothing after it is the whole family, as a resumable upload's empty `to`
+        # is: an app that builds its query from a recipient it may not have sends it.
+        whole = request(srv, "POST", f"/v1/families/{fam}/messages?to=", wav,
+                        headers=bearer(mom["token"]), timeout=60)
+        ok(whole.status == 201 and whole.json()["message"]["to"] is None,
+           "?to= empty: 201, the story is for the whole family (to null)",
+           f"{whole.status} {whole.body[:200]!r}")
     finally:
         srv.stop()
 
