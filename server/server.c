@@ -410,8 +410,15 @@ static void on_signal(uv_signal_t *h, int signum)
 {
 	srv_server *s = h->data;
 	if (signum == SIGHUP) {
-		if (srv_log_open(s) < 0)
-			srv_log_event(s, "log", "could not reopen the log file");
+		int rc = srv_log_open(s);
+		if (rc < 0) {
+			/* Named, with why: the lines go on to the file it had (renamed, say). */
+			char what[sizeof s->cfg.log_file + 128];
+			snprintf(what, sizeof what,
+			         "could not reopen %s: %s; still writing to the old file",
+			         s->cfg.log_file, strerror(-rc));
+			srv_log_event(s, "log", what);
+		}
 		return;
 	}
 	if (s->draining) {

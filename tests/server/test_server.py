@@ -778,6 +778,20 @@ def operations(binary):
         modes = [oct(os.stat(p).st_mode & 0o777) for p in (logf + ".1", logf)]
         ok(modes == ["0o640", "0o640"],
            f"the log file is made 0640, not world-readable, at start and at SIGHUP ({modes})")
+        # A reopen that fails names the file and why (the review: "could not reopen the log
+        # file", which file and why unsaid), and the lines go on to the old file.
+        os.rename(logf, logf + ".2")
+        os.mkdir(logf)
+        srv.signal(signal.SIGHUP)
+        time.sleep(0.3)
+        request(srv, "GET", "/metrics")
+        time.sleep(1.3)
+        said = [ln for ln in srv.log_text().splitlines() if "could not reopen" in ln]
+        ok(len(said) == 1 and logf in said[0] and "Is a directory" in said[0] and
+           open(logf + ".2").read().count("route=metrics") == 2,
+           "a failed reopen names the log file and why, and the lines go on to the old file",
+           repr(said))
+        os.rmdir(logf)
     finally:
         srv.stop()
     srv = Server(binary)
