@@ -315,9 +315,6 @@ void api_job_free(api_job *j)
 	srv_job_heavy_unreserve(j->heavy);
 	if (j->hold[0])
 		srv_upload_release(j->upload_dir, j->hold);
-	sodium_memzero(j->token, sizeof j->token);
-	sodium_memzero(j->code, sizeof j->code);
-	sodium_memzero(j->pin, sizeof j->pin);
 	free(j->members);
 	free(j->devices);
 	free(j->flag);
@@ -325,6 +322,8 @@ void api_job_free(api_job *j)
 	free(j->list);
 	free(j->text);
 	free(j->gz);
+	/* All of it: a new device's token, a pairing code, a PIN, the caller's token hash. */
+	sodium_memzero(j, sizeof *j);
 	free(j);
 }
 
