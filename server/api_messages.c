@@ -132,18 +132,17 @@ static bool recipient_checked(api_job *j)
 }
 
 /*
- * What is decided before a recording is read (the caller's own family checked first): the
- * recipient (j->rc 2: no such member here), the family, and a retry of a stored message
- * (j->existed, its message in j->msg; key: the stored form of j->idem). true when the
- * recording is to be transcoded next.
+ * What is decided before a recording is read (the caller's own family checked first): a retry
+ * of a stored message (j->existed, its message in j->msg; key: the stored form of j->idem), the
+ * recipient (j->rc 2: no such member here) and the family. true when the recording is to be
+ * transcoded next.
  */
 static bool upload_checked(api_job *j, char key[IDEM_STORED_LEN])
 {
-	if (!recipient_checked(j))
-		return false;
-	if ((j->rc = store_family_get(j->st, j->device.family_id.s, &j->family)) < 0)
-		return false;
-	/* A retry of an upload that was stored: the message, without transcoding it again. */
+	/* A retry of an upload that was stored: the message, without transcoding it again. First:
+	 * the key names what was stored, even when its recipient has left since (the review: the
+	 * retry of a lost 201 was 400 invalid_recipient, and a resumable upload's finish done again
+	 * after a crash removed the upload, though its message was stored). */
 	if (j->idem[0]) {
 		idem_stored_key(j, j->idem, key);
 		j->rc = store_message_by_key(j->st, j->device.family_id.s, key, &j->msg);
@@ -155,6 +154,10 @@ static bool upload_checked(api_job *j, char key[IDEM_STORED_LEN])
 			return false;
 		j->rc = 0;
 	}
+	if (!recipient_checked(j))
+		return false;
+	if ((j->rc = store_family_get(j->st, j->device.family_id.s, &j->family)) < 0)
+		return false;
 	return true;
 }
 

@@ -619,6 +619,48 @@ def upload_gate(binary):
         srv.stop()
 
 
+def retry_after_recipient_left(binary):
+    """A retry whose Idempotency-Key names a stored message answers that message, even when
+    the member it is for has left since: the key names what was stored (docs/api.md: the same
+    key answers 200 with the same message, never a second one). Before, the recipient was
+    looked up first and the retry was 400 invalid_recipient, so a phone whose 201 was lost
+    told its parent the story was refused, though it was stored (and, through tus, a finish
+    done again after a crash removed the upload with that 400)."""
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        grandpa = post_json(srv, f"/v1/families/{fam}/members", {"member_name": "爷爷", "role": "caregiver"},
+                            headers=bearer(mom["token"])).json()["member"]
+        first = upload(srv, mom["token"], fam, wav, key="for-grandpa", to=grandpa["id"])
+        m = first.json()["message"] if first.status == 201 else {}
+        d = request(srv, "DELETE", f"/v1/families/{fam}/members/{grandpa['id']}",
+                    headers=bearer(mom["token"]))
+        again = upload(srv, mom["token"], fam, wav, key="for-grandpa", to=grandpa["id"])
+        ok(first.status == 201 and d.status in (200, 204) and again.status == 200 and
+           again.json()["message"]["id"] == m["id"],
+           "a retry for a member who left since: 200 and the stored message, not 400",
+           f"{first.status} {d.status} {again.status} {again.body[:200]!r}")
+        s = srv.connect()
+        s.sendall((f"POST /v1/families/{fam}/messages?to={grandpa['id']} HTTP/1.1\r\n"
+                   f"Host: t\r\nAuthorization: Bearer {mom['token']}\r\n"
+                   f"Idempotency-Key: for-grandpa\r\nContent-Length: {len(wav)}\r\n"
+                   "Expect: 100-continue\r\n\r\n").encode())
+        early = Reader(s).response()
+        s.close()
+        ok(early is not None and early.status == 200 and
+           early.json()["message"]["id"] == m["id"],
+           "and with Expect: 100-continue, before its body",
+           f"{early and (early.status, early.body[:200])}")
+        fresh = upload(srv, mom["token"], fam, wav, key="new-one", to=grandpa["id"])
+        ok(fresh.status == 400 and fresh.json()["error"]["code"] == "invalid_recipient",
+           "a new recording for the member who left: 400 invalid_recipient as before")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     srv = Server(binary, "--signups-per-hour", "5")
@@ -729,6 +771,7 @@ def main():
     locks(binary)
     messages(binary)
     hidden_retry(binary)
+    retry_after_recipient_left(binary)
     long_poll(binary)
     private_messages(binary)
     audit_failures(binary)
