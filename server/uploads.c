@@ -587,11 +587,17 @@ int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, 
 	}
 	if (dev >= 0) {
 		srv_upload n = *u;
+		bool renamed;
 		snprintf(n.message_id, sizeof n.message_id, "%s", message_id);
 		n.updated_ms = now_ms;
-		if ((rc = record_write(dev, &n)) == 0) {
+		rc = record_write_renamed(dev, &n, &renamed);
+		/* A message now: the quota's, not the ledger's, once the record says so, even if
+		 * only the directory's sync failed (the sweep takes no hold off a message's record,
+		 * and the next open holds none for it). */
+		if (renamed)
+			srv_upload_holds_give(d->holds, u->id);
+		if (rc == 0) {
 			*u = n;
-			srv_upload_holds_give(d->holds, u->id); /* a message now: the quota's */
 			char part[NAME_MAX_LEN];
 			upload_file_name(part, u->id, ".part");
 			/* The bytes are a message now; a .part this fails to remove is swept. */
