@@ -79,12 +79,15 @@ class Reader:
 
     def __init__(self, sock):
         self.sock, self.buf, self.eof = sock, b"", False
+        self.timed_out = False  # the socket's timeout, not the server, ended the reading
 
     def _fill(self):
         try:
             d = self.sock.recv(65536)
-        except (ConnectionResetError, socket.timeout, TimeoutError):
+        except ConnectionResetError:
             d = b""
+        except (socket.timeout, TimeoutError):
+            d, self.timed_out = b"", True
         if not d:
             self.eof = True
         self.buf += d

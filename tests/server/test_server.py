@@ -109,6 +109,8 @@ def run_case(srv, case):
         exp = case["expect"]
         if exp[0] == "close":
             got = r.response()
+            if got is None and r.timed_out:
+                return False, "expected a close, the connection was still open after 4 s"
             return got is None, f"expected a close, got {got.status if got else None}"
         got = r.response()
         if got is None:
