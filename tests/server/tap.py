@@ -6,8 +6,11 @@ results = []
 def ok(cond, name, detail=""):
     """One check: `ok N - name`, or `not ok` with the detail as a comment."""
     results.append(bool(cond))
-    print(f"{'ok' if cond else 'not ok'} {len(results)} - {name}"
-          + (f"\n# {detail}" if detail and not cond else ""), flush=True)
+    # Every line of the detail is a comment: a server's answer quoted in it that has a line
+    # starting "ok" or "1..", say, must not read as a result or a plan.
+    comment = "".join(f"\n# {line}" for line in str(detail).splitlines()) if not cond else ""
+    print(f"{'ok' if cond else 'not ok'} {len(results)} - {' '.join(str(name).split())}"
+          + comment, flush=True)
     return cond
 
 
