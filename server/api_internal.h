@@ -13,8 +13,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define PAIRING_CODE_MAX 16
-#define PAIRING_DIGITS 8
+#define PAIRING_CODE_MAX 24  /* a code's digits, as typed without its spaces, and a NUL */
+#define PAIRING_DIGITS 16    /* 15 random digits and a check digit: 10^15 codes */
+#define PAIRING_DIGITS_OLD 8 /* the codes made before 16 (api_pairing_code_parse) */
 #define PAIRING_TTL_MS (10 * 60 * 1000)
 #define MEMBERS_MAX STORE_MEMBERS_MAX /* a family's members: all of them in one answer */
 
@@ -211,7 +212,7 @@ bool api_own_family(api_job *j);
 bool api_grown_up(api_job *j);
 bool api_parent(api_job *j);
 /*
- * Pairing codes (8 digits), for phones and kiosks alike. Locked: answers 429 and is true.
+ * Pairing codes (16 digits), for phones and kiosks alike. Locked: answers 429 and is true.
  * Every attempt is counted towards the locks (per address and in all) on the loop before its
  * job is submitted, so attempts in flight at once cannot pass them: api_pairing_take counts
  * it (false after answering 429 when a lock is reached), and unless the done step finds the
@@ -236,7 +237,16 @@ bool api_pairing_take(srv_exchange *x, api_job *j);
 bool api_attempt_take(srv_server *s, api_job *j, srv_ratelimit *a, const char *ka, srv_ratelimit *b,
                       const char *kb);
 void api_attempt_refund(srv_server *s, api_job *j);
-bool api_pairing_code_ok(const char *code);
+/*
+ * A code as typed into digits (PAIRING_CODE_MAX): PAIRING_DIGITS digits, spaces and hyphens
+ * anywhere left out ("1234 5678 9012 3456"), the last one checking the others (Damm), so that a
+ * typo (a wrong digit, two neighbours swapped) is told before any lookup and counts towards no
+ * lock. 0; -1 no code; -2 its check digit is wrong. For PAIRING_TTL_MS after the server started,
+ * PAIRING_DIGITS_OLD digits pass too: codes made before the upgrade, until they expire.
+ */
+int api_pairing_code_parse(srv_exchange *x, const char *code, char *digits);
+/* Answers a code api_pairing_code_parse refused (rc): 400, counted towards no lock. */
+void api_pairing_code_refuse(srv_exchange *x, int rc);
 /* A wrong, used or expired code: its attempt stays counted towards the locks; answers 400. */
 void api_pairing_code_wrong(srv_exchange *x, api_job *j);
 /* A fresh code in j->token, its keyed hash in hash (pool thread). */

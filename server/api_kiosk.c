@@ -441,24 +441,27 @@ void srv_api_kiosk_link_create(srv_exchange *x)
 	const char *code = json_string_value(json_object_get(body, "code"));
 	const char *member = json_string_value(json_object_get(body, "member_id"));
 	int pin[PIN_LENGTH];
-	const char *err = !api_pairing_code_ok(code)              ? "invalid_pairing_code"
-			  : !member || store_id_check(member) < 0 ? "invalid_member"
-			  : !pin_field(body, pin)                  ? "invalid_pin"
-								   : NULL;
+	char digits[PAIRING_CODE_MAX];
+	int form = api_pairing_code_parse(x, code, digits);
+	const char *err = form < 0                                ? "invalid_pairing_code"
+	                  : !member || store_id_check(member) < 0 ? "invalid_member"
+	                  : !pin_field(body, pin)                 ? "invalid_pin"
+	                                                          : NULL;
 	api_job *j = err ? NULL : api_authed_job(x, link_create_work, link_done);
 	if (j) {
-		snprintf(j->code, sizeof j->code, "%s", code);
+		snprintf(j->code, sizeof j->code, "%s", digits);
 		snprintf(j->to, sizeof j->to, "%s", member);
 		memcpy(j->pin, pin, sizeof pin);
 	}
 	json_decref(body);
 	sodium_memzero(pin, sizeof pin);
-	if (err)
+	if (form < 0)
+		api_pairing_code_refuse(x, form);
+	else if (err)
 		srv_respond_error(x, 400, err,
-				  strcmp(err, "invalid_pin") == 0 ? "pin: 4 pictures, each 0-11"
-				  : strcmp(err, "invalid_member") == 0
-				      ? "member_id: a child of this family"
-				      : "a code is 8 digits");
+		                  strcmp(err, "invalid_pin") == 0
+		                      ? "pin: 4 pictures, each 0-11"
+		                      : "member_id: a child of this family");
 	else if (j && !api_pairing_take(x, j)) /* counted now, given back unless wrong */
 		api_job_free(j);
 	else if (j)

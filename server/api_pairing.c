@@ -68,7 +68,7 @@ static void code_create_work(api_job *j)
 	snprintf(p.member_name, sizeof p.member_name, "%s", j->member_name);
 	p.created_ms = now;
 	p.expires_ms = j->expires_ms = now + PAIRING_TTL_MS;
-	/* Eight digits: a live code colliding with another is unlikely; then draw again. */
+	/* 10^15 codes: a live code colliding with another is unlikely; then draw again. */
 	for (int attempt = 0; attempt < 4; attempt++) {
 		uint8_t h[STORE_HASH_LEN];
 		api_new_code(j, h);
@@ -206,18 +206,69 @@ void api_pairing_code_wrong(srv_exchange *x, api_job *j)
 	srv_respond_error(x, 400, "invalid_pairing_code", "the code is wrong, used or expired");
 }
 
-bool api_pairing_code_ok(const char *code)
+/*
+ * Damm's check digit: it tells every single wrong digit and every swap of two neighbours, the
+ * typos of a code read out over the phone and typed. It tells an attacker
+ * nothing: anyone can compute it, so it costs a tenth of the codes, and a code failing it is
+ * answered before any lookup.
+ */
+static const unsigned char damm[10][10] = {
+    {0, 3, 1, 7, 5, 9, 8, 6, 4, 2}, /* 0 */
+    {7, 0, 9, 2, 1, 5, 4, 8, 6, 3}, /* 1 */
+    {4, 2, 0, 6, 8, 7, 1, 3, 5, 9}, /* 2 */
+    {1, 7, 5, 0, 9, 8, 3, 4, 2, 6}, /* 3 */
+    {6, 1, 2, 3, 0, 4, 5, 9, 7, 8}, /* 4 */
+    {3, 6, 7, 4, 2, 0, 9, 5, 8, 1}, /* 5 */
+    {5, 8, 6, 9, 7, 2, 0, 1, 3, 4}, /* 6 */
+    {8, 9, 4, 5, 3, 6, 2, 0, 1, 7}, /* 7 */
+    {9, 4, 3, 8, 6, 1, 7, 2, 0, 5}, /* 8 */
+    {2, 5, 8, 1, 4, 3, 6, 7, 9, 0}, /* 9 */
+};
+
+static unsigned damm_check(const char *digits, size_t n)
 {
-	bool digits = code && strlen(code) == PAIRING_DIGITS;
-	for (size_t i = 0; digits && i < PAIRING_DIGITS; i++)
-		digits = code[i] >= '0' && code[i] <= '9';
-	return digits;
+	unsigned c = 0;
+	for (size_t i = 0; i < n; i++)
+		c = damm[c][digits[i] - '0'];
+	return c;
+}
+
+int api_pairing_code_parse(srv_exchange *x, const char *code, char *digits)
+{
+	size_t n = 0;
+	for (const char *p = code; p && *p; p++) {
+		if (*p == ' ' || *p == '-')
+			continue;
+		if (*p < '0' || *p > '9' || n == PAIRING_DIGITS)
+			return -1;
+		digits[n++] = *p;
+	}
+	digits[n] = '\0';
+	if (n == PAIRING_DIGITS_OLD && uv_now(x->srv->loop) - x->srv->started_ms < PAIRING_TTL_MS)
+		return 0;
+	if (n != PAIRING_DIGITS)
+		return -1;
+	return damm_check(digits, n) == 0 ? 0 : -2;
+}
+
+void api_pairing_code_refuse(srv_exchange *x, int rc)
+{
+	if (rc == -2)
+		srv_respond_error(x, 400, "mistyped_pairing_code",
+		                  "a digit of the code is wrong, or two are swapped: check it");
+	else
+		srv_respond_error(x, 400, "invalid_pairing_code",
+		                  "a code is 16 digits (spaces and hyphens are left out)");
 }
 
 void api_new_code(api_job *j, uint8_t hash[STORE_HASH_LEN])
 {
-	snprintf(j->token, sizeof j->token, "%0*u", PAIRING_DIGITS,
-	         (unsigned)randombytes_uniform(100000000));
+	/* 15 random digits, five at a draw (randombytes_uniform stops short of 2^32), and the
+	 * digit that checks them. */
+	for (int i = 0; i < 3; i++)
+		snprintf(j->token + 5 * i, 6, "%05u", (unsigned)randombytes_uniform(100000));
+	j->token[PAIRING_DIGITS - 1] = (char)('0' + damm_check(j->token, PAIRING_DIGITS - 1));
+	j->token[PAIRING_DIGITS] = '\0';
 	srv_hash_pairing_code(j->secret, j->token, hash);
 }
 
@@ -248,12 +299,15 @@ void srv_api_pair(srv_exchange *x)
 		return;
 	const char *code = json_string_value(json_object_get(body, "code"));
 	const char *device = api_name_field(body, "device_name", false);
-	bool digits = api_pairing_code_ok(code);
-	if (!digits || !device) {
+	char digits[PAIRING_CODE_MAX];
+	int form = api_pairing_code_parse(x, code, digits);
+	if (form < 0 || !device) {
 		json_decref(body);
-		srv_respond_error(x, 400, digits ? "invalid_name" : "invalid_pairing_code",
-		                  digits ? "device_name: 1-64 bytes of text"
-		                         : "a code is 8 digits");
+		if (form < 0)
+			api_pairing_code_refuse(x, form);
+		else
+			srv_respond_error(x, 400, "invalid_name",
+			                  "device_name: 1-64 bytes of text");
 		return;
 	}
 	api_job *j = calloc(1, sizeof *j);
@@ -265,7 +319,7 @@ void srv_api_pair(srv_exchange *x)
 	j->work = pair_work;
 	j->done = pair_done;
 	snprintf(j->device_name, sizeof j->device_name, "%s", *device ? device : "phone");
-	snprintf(j->code, sizeof j->code, "%s", code);
+	snprintf(j->code, sizeof j->code, "%s", digits);
 	json_decref(body);
 	if (!api_pairing_take(x, j)) {
 		api_job_free(j);

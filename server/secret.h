@@ -61,7 +61,7 @@ int srv_session_open(const uint8_t key[SRV_SECRET_LEN], const char *ref, size_t 
 		     uint8_t hash[SRV_SESSION_HASH_LEN]);
 
 /* The keyed hash (HMAC-SHA-256) of a pairing code: a stolen database does not give away
- * codes by trying all 10^8. */
+ * codes by trying all 10^15. */
 void srv_hash_pairing_code(const uint8_t key[SRV_SECRET_LEN], const char *code,
 			   uint8_t out[32]);
 

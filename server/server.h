@@ -105,6 +105,7 @@ struct srv_server {
 	srv_ratelimit signup_limit; /* new families per client address and hour */
 	srv_ratelimit pair_fail;    /* wrong pairing codes per client address */
 	srv_ratelimit pair_fail_all; /* wrong pairing codes from anywhere (key "*") */
+	uint64_t started_ms;         /* loop time at start: codes of the old length until TTL */
 	srv_ratelimit pin_fail_kiosk; /* wrong kiosk PINs per kiosk token, all its children */
 	struct srv_waiter *waiters;  /* long-polls parked until their mailbox changes (api.c) */
 	unsigned waiter_count;

@@ -14,6 +14,28 @@ import tempfile
 import time
 
 
+# Damm's table: the check digit that ends a pairing code (server/api_pairing.c).
+DAMM = ((0, 3, 1, 7, 5, 9, 8, 6, 4, 2), (7, 0, 9, 2, 1, 5, 4, 8, 6, 3),
+        (4, 2, 0, 6, 8, 7, 1, 3, 5, 9), (1, 7, 5, 0, 9, 8, 3, 4, 2, 6),
+        (6, 1, 2, 3, 0, 4, 5, 9, 7, 8), (3, 6, 7, 4, 2, 0, 9, 5, 8, 1),
+        (5, 8, 6, 9, 7, 2, 0, 1, 3, 4), (8, 9, 4, 5, 3, 6, 2, 0, 1, 7),
+        (9, 4, 3, 8, 6, 1, 7, 2, 0, 5), (2, 5, 8, 1, 4, 3, 6, 7, 9, 0))
+
+
+def damm(digits):
+    """0 for a string of digits whose last one checks the others."""
+    c = 0
+    for d in digits:
+        c = DAMM[c][int(d)]
+    return c
+
+
+def pairing_code(n):
+    """A well-formed pairing code (15 digits of n, then the one that checks them): what a
+    guesser sends, a wrong code the locks count."""
+    return f"{n:015d}" + str(damm(f"{n:015d}"))
+
+
 class Server:
     def __init__(self, binary, *args, data=None):
         self.tmp = tempfile.mkdtemp(prefix="jiayin-e2e-")

@@ -9,16 +9,19 @@ DELETE /v1/devices/{id}: shapes, tokens (shown once, stored only as a hash, revo
 bad bodies with their codes and nothing stored, someone else's family answered 404, and the
 sign-up rate limit per client address.
 """
+import hashlib
+import hmac
 import json
 import os
 import re
+import sqlite3
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # apiclient's helper is imported: no __pycache__ in the tree
 from apiclient import read_head  # noqa: E402
-from serverlib import Reader, Server, request  # noqa: E402
+from serverlib import Reader, Server, damm, pairing_code, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 
@@ -64,9 +67,9 @@ def pairing(binary):
         r = post_json(srv, f"/v1/families/{fam}/pairing-codes",
                       {"role": "caregiver", "member_name": "奶奶"}, headers=bearer(mom["token"]))
         c = r.json() if r.status == 201 else {}
-        ok(r.status == 201 and re.fullmatch(r"[0-9]{8}", c.get("code", "")) and
+        ok(r.status == 201 and re.fullmatch(r"[0-9]{16}", c.get("code", "")) and
            abs(c["expires_at"] - (t0 + 600)) < 5 and c["role"] == "caregiver" and
-           c["member_name"] == "奶奶", "a parent makes an 8-digit code that lives 10 minutes",
+           c["member_name"] == "奶奶", "a parent makes a 16-digit code that lives 10 minutes",
            f"{r.status} {r.body[:200]!r}")
         p = post_json(srv, "/v1/pair", {"code": c["code"], "device_name": "老人机"})
         g = p.json() if p.status == 201 else {}
@@ -107,7 +110,7 @@ def pairing(binary):
         ok(r.status == 400 and r.json()["error"]["code"] == "invalid_role", "an unknown role")
         r = post_json(srv, "/v1/pair", {"code": "1234"})
         ok(r.status == 400 and r.json()["error"]["code"] == "invalid_pairing_code",
-           "a code that is not 8 digits")
+           "a code that is not 16 digits")
         r = post_json(srv, f"/v1/families/{fam}/pairing-codes",
                       {"role": "parent", "member_name": "x"})
         ok(r.status == 401, "making a code needs a token")
@@ -122,7 +125,7 @@ def locks(binary):
         code = post_json(srv, f"/v1/families/{mom['family']['id']}/pairing-codes",
                          {"role": "parent", "member_name": "爸爸"},
                          headers=bearer(mom["token"])).json()["code"]
-        wrong = f"{(int(code) + 1) % 100000000:08d}"
+        wrong = pairing_code((int(code[:15]) + 1) % 10**15)
         codes = [post_json(srv, "/v1/pair", {"code": wrong}).status for _ in range(3)]
         r = post_json(srv, "/v1/pair", {"code": code})
         ok(codes == [400] * 3 and r.status == 429 and
@@ -133,13 +136,80 @@ def locks(binary):
     srv = Server(binary, "--pair-failures", "100", "--pair-failures-all", "4",
                  "--trust-proxy", "127.0.0.1")
     try:
-        codes = [post_json(srv, "/v1/pair", {"code": "00000000"},
+        codes = [post_json(srv, "/v1/pair", {"code": pairing_code(0)},
                            headers=[("X-Forwarded-For", f"198.51.100.{i}")]).status
                  for i in range(4)]
-        r = post_json(srv, "/v1/pair", {"code": "00000001"},
+        r = post_json(srv, "/v1/pair", {"code": pairing_code(1)},
                       headers=[("X-Forwarded-For", "198.51.100.99")])
         ok(codes == [400] * 4 and r.status == 429,
            f"wrong codes from many addresses lock pairing for everyone ({codes}, {r.status})")
+    finally:
+        srv.stop()
+
+
+def code_form(binary):
+    """Codes are 16 digits, the last one Damm's check digit: 10^15 to guess among, not 10^8
+    (an audit: 96,000 guesses a day under the global lock found one of 100 live 8-digit codes
+    every 10 days). Typed with spaces or hyphens ("1234 5678 9012 3456") they pair; a typo (a
+    wrong digit, two neighbours swapped) is 400 mistyped_pairing_code, before any lookup and
+    counted towards no lock; an 8-digit code made before the upgrade still pairs until it
+    expires."""
+    srv = Server(binary, "--pair-failures", "1")
+    data = srv.data
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+
+        def new_code(name):
+            return post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                             {"role": "caregiver", "member_name": name},
+                             headers=bearer(mom["token"])).json()["code"]
+        codes = [new_code(f"奶奶{i}") for i in range(20)]
+        ok(all(re.fullmatch(r"[0-9]{16}", c) and damm(c) == 0 for c in codes) and
+           len(set(codes)) == 20 and
+           all(len({c[i] for c in codes}) > 1 for i in range(15)),
+           "codes are 16 digits: 15 drawn at random, the last checks them", codes[:3])
+        c = codes[0]
+        typos = [c[:3] + str((int(c[3]) + 1) % 10) + c[4:]]
+        i = next((i for i in range(15) if c[i] != c[i + 1]), None)
+        if i is not None:
+            typos.append(c[:i] + c[i + 1] + c[i] + c[i + 2:])
+        answers = [post_json(srv, "/v1/pair", {"code": t}) for t in typos * 3]
+        ok(all(a.status == 400 and a.json()["error"]["code"] == "mistyped_pairing_code"
+               for a in answers),
+           "a wrong digit or two neighbours swapped: 400 mistyped_pairing_code",
+           [(a.status, a.body[:100]) for a in answers])
+        for form, what in ((f"{c[:4]} {c[4:8]} {c[8:12]} {c[12:]}", "spaces"),
+                           (f"{codes[1][:4]}-{codes[1][4:8]}-{codes[1][8:12]}-{codes[1][12:]}",
+                            "hyphens")):
+            p = post_json(srv, "/v1/pair", {"code": form, "device_name": "老人机"})
+            ok(p.status == 201 and p.json()["member"]["role"] == "caregiver",
+               f"a code typed in groups with {what} pairs, after typos that did not count "
+               "towards the lock (pair-failures 1)", f"{p.status} {p.body[:200]!r}")
+        for bad in (c[:15], c + "0", c[:15] + "x", "１" * 16, "12345678901234567890", ""):
+            p = post_json(srv, "/v1/pair", {"code": bad})
+            ok(p.status == 400 and p.json()["error"]["code"] == "invalid_pairing_code",
+               f"no code: {bad!r} is 400 invalid_pairing_code")
+        old = codes[2]
+    finally:
+        srv.stop()
+    # A code made as 8 digits before the upgrade: its row, keyed as the old server keyed it.
+    with open(os.path.join(data, "secret"), "rb") as f:
+        key = f.read()
+
+    def keyed(code):
+        return hmac.new(key, b"pairing-code\n" + code.encode(), hashlib.sha256).digest()
+    db = sqlite3.connect(os.path.join(data, "directory.db"))
+    with db:
+        n = db.execute("UPDATE pairing_codes SET code_hash = ? WHERE code_hash = ?",
+                       (keyed("48150162"), keyed(old))).rowcount
+    db.close()
+    srv = Server(binary, data=data)
+    try:
+        p = post_json(srv, "/v1/pair", {"code": "4815 0162"})
+        ok(n == 1 and p.status == 201 and p.json()["family"]["id"] == fam,
+           "an 8-digit code made before the upgrade still pairs while it lives",
+           f"{n} {p.status} {p.body[:200]!r}")
     finally:
         srv.stop()
 
@@ -769,6 +839,7 @@ def main():
     ok(rc == 0, "clean exit")
     pairing(binary)
     locks(binary)
+    code_form(binary)
     messages(binary)
     hidden_retry(binary)
     retry_after_recipient_left(binary)

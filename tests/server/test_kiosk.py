@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_members' helper is imported: no __pycache__
-from serverlib import Reader, Server, request  # noqa: E402
+from serverlib import Reader, Server, damm, pairing_code, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
@@ -172,7 +172,7 @@ def pairing_locks(binary, jiayinctl):
     """Every try at a pairing code counts before it is checked, so tries sent at once cannot
     pass the locks (review finding: 300 wrong codes at once from one address got 64 answers
     400 and no 429; 40 kiosk codes at once, 40 answers 400); a right code is given back."""
-    wrong = [f"{i:08d}" for i in range(40)]
+    wrong = [pairing_code(i) for i in range(40)]
 
     def new_family(srv):
         mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
@@ -368,7 +368,7 @@ def links_and_pins(binary, jiayinctl):
         def median(xs):
             return sorted(xs)[len(xs) // 2]
         wrong = median([took(lambda: call(srv, "POST", links, mom["token"],
-                                          {"code": f"{i:08d}", "member_id": kid["id"],
+                                          {"code": pairing_code(i), "member_id": kid["id"],
                                            "pin": [1, 2, 3, 4]})) for i in range(5)])
         hashed = median([took(lambda: call(srv, "PUT", f"{links}/{first['id']}/pin",
                                            mom["token"], {"pin": [5, 6, 7, 8]}))
@@ -689,11 +689,17 @@ def main():
         # pairing a child to the kiosk
         code = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok)
         c = code.json() if code.status == 201 else {}
-        ok(code.status == 201 and re.fullmatch(r"\d{8}", c.get("code", "")) and
-           c["expires_at"] > time.time() + 500, "the kiosk shows an 8-digit code")
+        ok(code.status == 201 and re.fullmatch(r"\d{16}", c.get("code", "")) and
+           damm(c["code"]) == 0 and c["expires_at"] > time.time() + 500,
+           "the kiosk shows a 16-digit code, its last digit checking the others")
         links = f"/v1/families/{fam}/kiosk-links"
-        bad = [({"code": "00000000", "member_id": kid["id"], "pin": [1, 2, 3, 4]}, 400,
+        typo = c["code"][:-1] + str((int(c["code"][-1]) + 1) % 10)
+        bad = [({"code": pairing_code(0), "member_id": kid["id"], "pin": [1, 2, 3, 4]}, 400,
                 "invalid_pairing_code", "a wrong code"),
+               ({"code": typo, "member_id": kid["id"], "pin": [1, 2, 3, 4]}, 400,
+                "mistyped_pairing_code", "a typo in the code"),
+               ({"code": c["code"][:8], "member_id": kid["id"], "pin": [1, 2, 3, 4]}, 400,
+                "invalid_pairing_code", "half a code"),
                ({"code": c["code"], "member_id": mom["member"]["id"], "pin": [1, 2, 3, 4]}, 400,
                 "invalid_member", "a parent instead of a child"),
                ({"code": c["code"], "member_id": hong["id"], "pin": [1, 2, 3, 4]}, 400,
@@ -712,12 +718,15 @@ def main():
                  {"code": c["code"], "member_id": kid["id"], "pin": [1, 2, 3, 4]})
         ok(r.status == 404, "another family cannot link this family's child (404)")
         pin = [3, 7, 0, 11]
+        k = c["code"]
         r = call(srv, "POST", links, mom["token"],
-                 {"code": c["code"], "member_id": kid["id"], "pin": pin})
+                 {"code": f"{k[:4]} {k[4:8]} {k[8:12]} {k[12:]}", "member_id": kid["id"],
+                  "pin": pin})
         link = r.json().get("link", {}) if r.status == 201 else {}
         ok(r.status == 201 and link.get("member_id") == kid["id"] and
            link["kiosk"]["name"] == "宿舍平板" and link["school"] == "希望小学",
-           "the parent links the child to the kiosk with the code and a picture PIN", r.body)
+           "the parent links the child to the kiosk with the code (typed in groups of four) "
+           "and a picture PIN", r.body)
         again = call(srv, "POST", links, mom["token"],
                      {"code": c["code"], "member_id": kid["id"], "pin": pin})
         ok(again.status == 400 and again.json()["error"]["code"] == "invalid_pairing_code",

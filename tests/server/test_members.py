@@ -323,7 +323,7 @@ def new_phones(binary):
         c = r.json() if r.status == 201 else {}
         ok(r.status == 201 and c.get("member_id") == nai["member"]["id"] and
            c.get("role") == "caregiver" and c.get("member_name") == "奶奶" and
-           len(c.get("code", "")) == 8,
+           len(c.get("code", "")) == 16,
            "a parent asks for a code for the grandmother's new phone: 201, her role and name",
            r.body[:200])
         p = post_json(srv, "/v1/pair", {"code": c.get("code"), "device_name": "新手机"})
