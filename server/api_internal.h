@@ -239,10 +239,11 @@ bool api_attempt_take(srv_server *s, api_job *j, srv_ratelimit *a, const char *k
 void api_attempt_refund(srv_server *s, api_job *j);
 /*
  * A code as typed into digits (PAIRING_CODE_MAX): PAIRING_DIGITS digits, spaces and hyphens
- * anywhere left out ("1234 5678 9012 3456"), the last one checking the others (Damm), so that a
- * typo (a wrong digit, two neighbours swapped) is told before any lookup and counts towards no
- * lock. 0; -1 no code; -2 its check digit is wrong. For PAIRING_TTL_MS after the server started,
- * PAIRING_DIGITS_OLD digits pass too: codes made before the upgrade, until they expire.
+ * anywhere left out ("1234 5678 9012 3456"; full-width ones too, as a Chinese keyboard types), the
+ * last one checking the others (Damm), so that a typo (a wrong digit, two neighbours swapped) is
+ * told before any lookup and counts towards no lock. 0; -1 no code; -2 its check digit is wrong.
+ * For PAIRING_TTL_MS after the server started, PAIRING_DIGITS_OLD digits pass too: codes made
+ * before the upgrade, until they expire.
  */
 int api_pairing_code_parse(srv_exchange *x, const char *code, char *digits);
 /* Answers a code api_pairing_code_parse refused (rc): 400, counted towards no lock. */

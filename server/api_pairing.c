@@ -236,12 +236,24 @@ static unsigned damm_check(const char *digits, size_t n)
 int api_pairing_code_parse(srv_exchange *x, const char *code, char *digits)
 {
 	size_t n = 0;
-	for (const char *p = code; p && *p; p++) {
-		if (*p == ' ' || *p == '-')
+	for (const unsigned char *p = (const unsigned char *)code; p && *p; p++) {
+		char d = (char)*p;
+		/* A Chinese keyboard in its full-width mode types U+FF10-FF19 for the digits,
+		 * U+3000 for a space and U+FF0D for a hyphen (UTF-8 EF BC 90-99, E3 80 80, EF BC
+		 * 8D). */
+		if (p[0] == 0xef && p[1] == 0xbc &&
+		    ((p[2] >= 0x90 && p[2] <= 0x99) || p[2] == 0x8d)) {
+			d = p[2] == 0x8d ? '-' : (char)('0' + p[2] - 0x90);
+			p += 2;
+		} else if (p[0] == 0xe3 && p[1] == 0x80 && p[2] == 0x80) {
+			d = ' ';
+			p += 2;
+		}
+		if (d == ' ' || d == '-')
 			continue;
-		if (*p < '0' || *p > '9' || n == PAIRING_DIGITS)
+		if (d < '0' || d > '9' || n == PAIRING_DIGITS)
 			return -1;
-		digits[n++] = *p;
+		digits[n++] = d;
 	}
 	digits[n] = '\0';
 	if (n == PAIRING_DIGITS_OLD && uv_now(x->srv->loop) - x->srv->started_ms < PAIRING_TTL_MS)

@@ -186,7 +186,14 @@ def code_form(binary):
             ok(p.status == 201 and p.json()["member"]["role"] == "caregiver",
                f"a code typed in groups with {what} pairs, after typos that did not count "
                "towards the lock (pair-failures 1)", f"{p.status} {p.body[:200]!r}")
-        for bad in (c[:15], c + "0", c[:15] + "x", "１" * 16, "12345678901234567890", ""):
+        # Full-width, as a Chinese keyboard in that mode types: digits, U+3000, U+FF0D.
+        wide = "".join(chr(0xFF10 + int(d)) for d in codes[3])
+        wide = f"{wide[:4]}\u3000{wide[4:8]}\uff0d{wide[8:12]} {wide[12:]}"
+        p = post_json(srv, "/v1/pair", {"code": wide, "device_name": "老人机"})
+        ok(p.status == 201, "a code typed with full-width digits, space and hyphen pairs",
+           f"{p.status} {p.body[:200]!r}")
+        for bad in (c[:15], c + "0", c[:15] + "x", "\u0661" * 16, "12345678901234567890", "",
+                    "\uff11" * 15 + "\uff1a"):
             p = post_json(srv, "/v1/pair", {"code": bad})
             ok(p.status == 400 and p.json()["error"]["code"] == "invalid_pairing_code",
                f"no code: {bad!r} is 400 invalid_pairing_code")
