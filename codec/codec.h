@@ -153,6 +153,7 @@ typedef struct codec_result {
 	uint64_t output_samples;    /* 48 kHz mono samples the Ogg file decodes to */
 	uint32_t duration_ms;       /* output_samples in milliseconds (rounded) */
 	double input_lufs;          /* integrated loudness of the mono downmix at 48 kHz */
+	int downmix_channel;        /* the channel encoded alone (the mean cancelled), or -1 */
 	double gain_db;             /* gain applied before the limiter */
 	double codec_loss_db;       /* loudness change by Opus (K-weighted energy, decoded/input) */
 	double header_gain_db;      /* OpusHead output gain that corrects it (1/256 dB steps) */

@@ -36,6 +36,36 @@ typedef double v2df __attribute__((vector_size(2 * sizeof(double))));
 
 /* Mono downmix of interleaved frames: the mean of all channels except the LFE (lfe < 0: none). */
 void downmix(const float *in, size_t frames, unsigned channels, int lfe, float *out);
+/* Channel `c` of interleaved frames alone: what is kept of a clip whose mean cancels. */
+void downmix_one(const float *in, size_t frames, unsigned channels, unsigned c, float *out);
+
+/*
+ * A mean that cancels: channels in opposite phase (a headset or USB mic with one capsule wired
+ * inverted) add to near silence. The measuring pass keeps each channel's energy beside the
+ * downmix's (running sums of x and x^2: the energy about the mean, so a DC offset that does not
+ * cancel hides nothing); when the downmix keeps DOWNMIX_CANCEL_DB less than the channels' mean,
+ * the loudest channel is encoded alone (a mix of mismatched twins is a comb filter; one
+ * channel is the voice as its capsule heard it). Unrelated channels (two people, independent
+ * noise, a 15 ms Haas delay) lose 3 dB in their mean, a wet stereo reverb 3.5, the widest M/S
+ * mix (side 6 dB over mid) 7; an inverted twin loses 79 dB (16-bit), 15.5 when 3 dB quieter,
+ * 10 when 6 dB quieter (a clean copy 12 dB down either way), 11 when 0.1 ms late.
+ */
+#define DOWNMIX_CANCEL_DB 10.0
+
+typedef struct mix_energy {
+	double sum[CODEC_MAX_CHANNELS], sq[CODEC_MAX_CHANNELS]; /* per channel */
+	double mix_sum, mix_sq;                                 /* the downmix */
+	uint64_t frames;
+} mix_energy;
+
+/* Add `frames` interleaved frames and the downmix made of them. */
+void mix_energy_add(mix_energy *e, const float *in, size_t frames, unsigned channels,
+		    const float *mix);
+/*
+ * The channel to encode alone if the downmix cancels, or -1: the loudest but the LFE (of
+ * channels within 0.1 dB of each other, the first, so an inverted twin keeps the left).
+ */
+int mix_energy_solo(const mix_energy *e, unsigned channels, int lfe);
 
 /*
  * DC blocker: a first-order high-pass at DC_BLOCK_HZ, (1 - z^-1) / (1 - a z^-1), before the

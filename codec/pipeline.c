@@ -5,7 +5,8 @@
  *    loudness L (loudness.c) and, riding on the same samples, a model of the loudness that
  *    gain + limiter would give for a grid of gains (fit.c). The limiter takes loudness from
  *    peaky speech and lets only part of any extra gain through, so the gain is read off that
- *    curve, not computed from L.
+ *    curve, not computed from L. Beside it, the channels' energies: when their mean cancels
+ *    (channels in opposite phase), the loudest channel alone is measured again and encoded.
  * 2. Encode: gain, limiter, Opus, Ogg pages straight to the sink, and a decode of every packet
  *    (outcheck.c) that measures the file as a player will: loudness and true peak.
  * 3. Correct: OpusHead's output gain (RFC 7845 5.1, applied by every decoder) makes up what
@@ -50,6 +51,8 @@ typedef struct front {
 	uint64_t input_frames;
 	uint64_t max_frames; /* input frames in max_duration_ms: more is CODEC_ETOOLONG */
 	bool nonzero;    /* saw a sample that is not exactly 0 */
+	int solo;        /* the one channel kept instead of the mean (its mean cancels), or -1 */
+	mix_energy *energy; /* when set (the measuring pass): channel and downmix energies */
 } front;
 
 static void front_close(front *f)
@@ -63,10 +66,11 @@ static void front_close(front *f)
 	memset(f, 0, sizeof *f);
 }
 
-static int front_open(front *f, const codec_source *src, const codec_options *opt)
+static int front_open(front *f, const codec_source *src, const codec_options *opt, int solo)
 {
 	int rc;
 	memset(f, 0, sizeof *f);
+	f->solo = solo;
 	if (src->seek && (rc = src->seek(src->ctx, 0)) < 0)
 		return rc;
 	if ((rc = codec_decoder_open(&f->dec, src, opt->max_input_bytes, &f->info)) < 0)
@@ -121,7 +125,12 @@ static int front_pull(front *f, const float **out, size_t *n)
 			for (size_t i = 0; i < total && !f->nonzero; i++)
 				f->nonzero = f->pcm[i] != 0.0f;
 		}
-		downmix(f->pcm, frames, f->info.channels, f->info.lfe_channel, f->mono);
+		if (f->solo >= 0)
+			downmix_one(f->pcm, frames, f->info.channels, (unsigned)f->solo, f->mono);
+		else
+			downmix(f->pcm, frames, f->info.channels, f->info.lfe_channel, f->mono);
+		if (f->energy)
+			mix_energy_add(f->energy, f->pcm, frames, f->info.channels, f->mono);
 		dc_blocker_run(&f->dc, f->mono, frames);
 		rotator_run(&f->rot, f->mono, frames);
 		f->mono_pos = 0;
@@ -137,7 +146,7 @@ typedef int (*consume_fn)(void *ctx, const float *x, size_t n);
  * Run the front through gain and limiter, giving `consume` exactly `total` samples (the limiter's
  * delay removed). *min_gain_db: the deepest reduction the limiter applied.
  */
-static int run_limited(const codec_source *src, const codec_options *opt, double gain_db,
+static int run_limited(const codec_source *src, const codec_options *opt, int solo, double gain_db,
 		       double ceiling_dbtp, uint64_t total, consume_fn consume, void *ctx,
 		       double *min_gain_db)
 {
@@ -147,7 +156,7 @@ static int run_limited(const codec_source *src, const codec_options *opt, double
 	const float *buf;
 	size_t n;
 	uint64_t given = 0;
-	int rc = front_open(&f, src, opt);
+	int rc = front_open(&f, src, opt, solo);
 	if (rc < 0)
 		goto done;
 	tmp = malloc(sizeof(float) * f.out_cap);
@@ -232,13 +241,13 @@ static int scan(front *f, fit_model *model, uint64_t *samples)
 }
 
 /* A pass that only runs the fit model (after the ceiling changed). */
-static int model_pass(const codec_source *src, const codec_options *opt, fit_model *model,
+static int model_pass(const codec_source *src, const codec_options *opt, int solo, fit_model *model,
 		      double ceiling_dbtp, double grid[FIT_GRID])
 {
 	front f;
 	uint64_t samples;
 	fit_model_init(model, pow(10.0, ceiling_dbtp / 20.0));
-	int rc = front_open(&f, src, opt);
+	int rc = front_open(&f, src, opt, solo);
 	if (rc == 0)
 		rc = scan(&f, model, &samples);
 	if (rc == 0)
@@ -379,18 +388,25 @@ static uint32_t pick_serial(const codec_options *opt)
 	return s;
 }
 
-/* Pass 1: length, integrated loudness, and the fit model at `ceiling_dbtp`. */
+/*
+ * Pass 1: length, integrated loudness, and the fit model at `ceiling_dbtp`. When the downmix
+ * cancels (mix_energy_solo), the model and the loudness are measured again on the channel the
+ * encode will take: the fit must be of what is encoded.
+ */
 static int measure_input(const codec_source *src, const codec_options *opt, codec_result *res,
 			 fit_model *model, double ceiling_dbtp, double grid[FIT_GRID])
 {
 	front f;
+	mix_energy energy = {0};
 	uint64_t samples = 0;
-	int rc = front_open(&f, src, opt);
+	int rc = front_open(&f, src, opt, -1);
 	if (rc < 0)
 		goto done;
 	res->input_format = f.info.format;
 	res->input_rate = f.info.rate;
 	res->input_channels = f.info.channels;
+	if (f.info.channels > 1)
+		f.energy = &energy;
 	fit_model_init(model, pow(10.0, ceiling_dbtp / 20.0));
 	if ((rc = scan(&f, model, &samples)) < 0)
 		goto done;
@@ -401,11 +417,22 @@ static int measure_input(const codec_source *src, const codec_options *opt, code
 		rc = CODEC_ETOOSHORT;
 		goto done;
 	}
-	fit_model_finish(model, grid);
+	res->fit_passes = 1;
+	int solo = mix_energy_solo(&energy, f.info.channels, f.info.lfe_channel);
+	res->downmix_channel = solo;
+	if (solo >= 0) {
+		bool nonzero = f.nonzero;
+		front_close(&f);
+		if ((rc = model_pass(src, opt, solo, model, ceiling_dbtp, grid)) < 0)
+			goto done;
+		res->fit_passes++;
+		f.nonzero = nonzero;
+	} else {
+		fit_model_finish(model, grid);
+	}
 	res->input_lufs = fit_model_input_lufs(model);
 	if (!f.nonzero || !isfinite(res->input_lufs))
 		rc = CODEC_ESILENT;
-	res->fit_passes = 1;
 done:
 	front_close(&f);
 	return rc;
@@ -440,8 +467,8 @@ static int encode(const codec_source *src, const codec_sink *sink, const codec_o
 	const char *comments[] = {c_dur, c_lufs, c_gain};
 	if ((rc = ogg_mux_headers(&b->mux, (uint16_t)b->preskip, res->input_rate, comments, 3)) < 0)
 		goto done;
-	rc = run_limited(src, opt, gain_db, ceiling_dbtp, b->total, back_consume, b,
-			 &res->limiter_max_db);
+	rc = run_limited(src, opt, res->downmix_channel, gain_db, ceiling_dbtp, b->total,
+			 back_consume, b, &res->limiter_max_db);
 	if (rc == 0)
 		rc = back_finish(b);
 	if (rc < 0)
@@ -490,6 +517,7 @@ int codec_transcode(const codec_source *src, const codec_sink *sink, const codec
 	if (!res)
 		res = &local;
 	memset(res, 0, sizeof *res);
+	res->downmix_channel = -1;
 	if (!src || !src->read || !src->seek || !sink || !sink->write ||
 	    codec_options_check(opt) < 0)
 		return CODEC_EINVAL;
@@ -523,7 +551,8 @@ int codec_transcode(const codec_source *src, const codec_sink *sink, const codec
 		/* Limit harder at the same loudness: a lower ceiling, a target net of codec loss. */
 		margin += short_by + 0.2;
 		target = goal - res->codec_loss_db;
-		if ((rc = model_pass(src, opt, model, opt->true_peak_dbtp - margin, grid)) < 0)
+		if ((rc = model_pass(src, opt, res->downmix_channel, model,
+				     opt->true_peak_dbtp - margin, grid)) < 0)
 			goto done;
 		res->fit_passes++;
 	}

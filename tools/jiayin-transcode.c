@@ -273,6 +273,7 @@ int main(int argc, char **argv)
 	       "\"codec_loss_db\":%.2f,\"header_gain_db\":%.2f,"
 	       "\"output_lufs\":%.2f,"
 	       "\"output_peak_dbtp\":%.2f,\"limiter_max_db\":%.2f,\"fit_passes\":%u,"
+	       "\"downmix_channel\":%d,"
 	       "\"encodes\":%u,\"output_bytes\":%llu,\"bitrate_bps\":%.0f,\"preskip\":%u,"
 	       "\"waveform\":[",
 	       codec_format_name(res.input_format), res.input_rate, res.input_channels,
@@ -280,7 +281,7 @@ int main(int argc, char **argv)
 	       (unsigned long long)res.output_samples, res.input_lufs, res.gain_db,
 	       res.codec_loss_db, res.header_gain_db, res.output_lufs,
 	       finite_or(res.output_peak_dbtp, -200.0), res.limiter_max_db, res.fit_passes,
-	       res.encodes, (unsigned long long)res.output_bytes,
+	       res.downmix_channel, res.encodes, (unsigned long long)res.output_bytes,
 	       seconds > 0 ? res.output_bytes * 8 / seconds : 0.0, res.preskip);
 	for (int i = 0; i < CODEC_WAVEFORM_POINTS; i++)
 		printf("%s%u", i ? "," : "", res.waveform[i]);

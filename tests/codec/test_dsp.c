@@ -487,6 +487,54 @@ static void downmix_skips_lfe(void **st)
 	assert_float_equal(o2[1], 0.3f, 1e-7);
 }
 
+/* Energies about the mean: inverted channels cancel even on a DC offset; the LFE is never kept. */
+static void mix_energy_finds_cancelling_channels(void **st)
+{
+	(void)st;
+	enum { N = 4800 };
+	static float in[N * 6], mix[N];
+	const struct {
+		unsigned channels;
+		int lfe;
+		float gain[6], dc; /* channel c = gain[c] * sin + dc (cos for gain 0: unrelated) */
+		int want;
+	} cases[] = {
+	    {2, -1, {1, -1}, 0, 0},
+	    {2, -1, {0.7f, -1}, 0.4f, 1}, /* DC that does not cancel hides nothing */
+	    {2, -1, {1, -0.3f}, 0, -1},   /* 0.7 of L is left: -6.3 dB, no cancel */
+	    {2, -1, {1, 0}, 0, -1},       /* unrelated: -3 dB */
+	    {2, -1, {1, 1}, 0.3f, -1},
+	    {6, 3, {1, -1, 0.5f, 3, 0.5f, -1}, 0, 0}, /* the LFE, loudest, is not taken */
+	    {6, 3, {1, 1, 1, 0, 0, 0}, 0, -1},
+	};
+	for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+		unsigned ch = cases[k].channels;
+		for (size_t i = 0; i < N; i++)
+			for (unsigned c = 0; c < ch; c++) {
+				float g = cases[k].gain[c];
+				float v = g != 0 ? g * (float)sin(i * 0.05) : (float)cos(i * 0.031);
+				in[i * ch + c] = v + cases[k].dc;
+			}
+		mix_energy e;
+		memset(&e, 0, sizeof e);
+		for (size_t i = 0; i < N; i += 1000) { /* in pieces, as the pipeline's chunks */
+			size_t n = N - i < 1000 ? N - i : 1000;
+			downmix(in + i * ch, n, ch, cases[k].lfe, mix + i);
+			mix_energy_add(&e, in + i * ch, n, ch, mix + i);
+		}
+		assert_int_equal(mix_energy_solo(&e, ch, cases[k].lfe), cases[k].want);
+	}
+	float one[N];
+	mix_energy e;
+	memset(&e, 0, sizeof e);
+	for (size_t i = 0; i < N; i++)
+		one[i] = (float)sin(i * 0.05);
+	mix_energy_add(&e, one, N, 1, one);
+	assert_int_equal(mix_energy_solo(&e, 1, -1), -1);
+	downmix_one(in, N, 6, 2, mix); /* the last case: channel 2 is sin */
+	assert_float_equal(mix[7], (float)sin(7 * 0.05), 1e-7);
+}
+
 static void resampler_keeps_length(void **st)
 {
 	(void)st;
@@ -659,6 +707,7 @@ int main(void)
 		cmocka_unit_test(output_check_sees_the_last_samples),
 		cmocka_unit_test(output_check_reads_broadband_clicks),
 		cmocka_unit_test(downmix_skips_lfe),
+		cmocka_unit_test(mix_energy_finds_cancelling_channels),
 		cmocka_unit_test(resampler_keeps_length),
 		cmocka_unit_test(kweighting_reference_level),
 		cmocka_unit_test(meter_agrees_with_libebur128),

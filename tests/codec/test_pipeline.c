@@ -1,7 +1,8 @@
 /*
  * test_pipeline.c — codec_transcode end to end in memory: exact durations through our own
  * Ogg decoder, loudness on target, error codes for every refusal, nothing partial, the
- * waveform, determinism with a fixed serial, and the error names API clients rely on.
+ * waveform, determinism with a fixed serial, channels in opposite phase, and the error names API
+ * clients rely on.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -176,6 +177,51 @@ static void bitrate_option_scales_size(void **st)
 	free(in.d), free(lo.data), free(hi.data);
 }
 
+/*
+ * A headset with one capsule wired inverted: the channels' mean cancels. Exactly inverted it
+ * was refused audio_silent; 3 dB quieter it came out at -23.7 LUFS (the gain cap), a residue.
+ * Now the loudest channel is measured and encoded alone; in-phase and unrelated channels keep
+ * the mean.
+ */
+static void antiphase_stereo_keeps_the_voice(void **st)
+{
+	(void)st;
+	const struct {
+		float right, dc; /* R = right * L + dc, L = speech + dc */
+		size_t delay;    /* R from this many frames earlier (unrelated when large) */
+		int want;        /* downmix_channel */
+	} cases[] = {
+	    {-1.0f, 0, 0, 0}, {-0.708f, 0, 0, 0},   {-1.0f, 0.2f, 0, 0},   {1.0f, 0, 0, -1},
+	    {0.6f, 0, 0, -1}, {1.0f, 0, 11025, -1}, {-1.0f, 0, 11025, -1},
+	};
+	for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+		membuf in = make_speechlike_wav(44100, 2, 4.0, 0.3);
+		float *pcm = (float *)(in.d + 44);
+		size_t frames = (in.n - 44) / 8;
+		for (size_t i = frames; i-- > 0;) {
+			float l = pcm[2 * i];
+			float r = i >= cases[k].delay ? pcm[2 * (i - cases[k].delay)] : 0;
+			pcm[2 * i] = l + cases[k].dc;
+			pcm[2 * i + 1] = cases[k].right * r + cases[k].dc;
+		}
+		codec_options o = fast_options();
+		codec_buffer out;
+		codec_result res;
+		assert_int_equal(transcode_mem(&in, &o, &out, &res), 0);
+		print_message("# R = %g L (+%g, %zu late): channel %d, in %.2f out %.2f peak %.2f "
+			      "fit passes %u\n",
+			      cases[k].right, cases[k].dc, cases[k].delay, res.downmix_channel,
+			      res.input_lufs, res.output_lufs, res.output_peak_dbtp,
+			      res.fit_passes);
+		assert_int_equal(res.downmix_channel, cases[k].want);
+		assert_int_equal(res.fit_passes, cases[k].want < 0 ? 1 : 2);
+		assert_true(fabs(res.output_lufs - o.target_lufs) <= 0.5);
+		assert_true(res.output_peak_dbtp <= o.true_peak_dbtp);
+		free(in.d);
+		free(out.data);
+	}
+}
+
 static void error_names_are_stable_and_distinct(void **st)
 {
 	(void)st;
@@ -212,6 +258,7 @@ int main(void)
 		cmocka_unit_test(waveform_follows_the_signal),
 		cmocka_unit_test(same_input_same_bytes),
 		cmocka_unit_test(bitrate_option_scales_size),
+		cmocka_unit_test(antiphase_stereo_keeps_the_voice),
 		cmocka_unit_test(error_names_are_stable_and_distinct),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -245,6 +245,15 @@ def recipes(src):
     add("wav_s16_44k_stereo_speech_cmn", lambda d, n: sox_wav(
         d, n, cmn, 44100, 2, 16, "sox, PCM s16, R = 0.6 L", remix=["1", "1v0.6"]), "speech")
 
+    # A headset or USB mic with one capsule wired inverted: the channels' mean cancels (it was
+    # refused audio_silent; a twin 1 dB quieter left 0.11 of L, -45.5 LUFS, and came out at
+    # -21.5 LUFS, held by the 24 dB gain cap).
+    add("wav_s16_44k_stereo_antiphase_speech_cmn", lambda d, n: sox_wav(
+        d, n, cmn, 44100, 2, 16, "sox, R = -L", remix=["1", "1v-1"]), "speech", "antiphase")
+    add("wav_s16_48k_stereo_antiphase_1db_speech_en", lambda d, n: sox_wav(
+        d, n, en, 48000, 2, 16, "sox, R = -0.891 L", remix=["1", "1v-0.891"]), "speech",
+        "antiphase")
+
     # --- WAV with headers built here
     add("wav_s24_48k_mono_speech_cmn", lambda d, n: _own_wav(
         d, n, cmn, 48000, 1, 24, note="plain PCM 24-bit"), "speech")

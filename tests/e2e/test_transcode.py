@@ -32,7 +32,8 @@ OPUS_FRAMES_TOLERANCE = 2  # ffmpeg's and the program's count of an Opus input m
 JSON_FIELDS = {  # documented fields of the success line and their JSON types
     "input": str, "output": str, "input_format": str, "sample_rate": int, "channels": int,
     "input_frames": int, "duration_ms": int, "input_lufs": (int, float), "gain_db": (int, float),
-    "output_lufs": (int, float), "limiter_max_db": (int, float), "output_bytes": int,
+    "output_lufs": (int, float), "limiter_max_db": (int, float), "downmix_channel": int,
+    "output_bytes": int,
     "bitrate_bps": int, "preskip": int, "waveform": list, "time_ms": (int, float),
     "realtime": (int, float),
 }
@@ -124,6 +125,11 @@ def check_json(j, clip_path, out, clip, opts):
     if clip.mono_lufs is not None and abs(j["input_lufs"] - clip.mono_lufs) > LUFS_TOLERANCE:
         p.append(f"input_lufs {j['input_lufs']} but ffmpeg measures the (mono) input at "
                  f"{clip.mono_lufs}")
+    # The mean of channels in opposite phase cancels: the loudest channel (of twins, the first)
+    # is encoded alone. Every other clip keeps the mean (-1).
+    want = 0 if "antiphase" in clip.tags else -1
+    if j["downmix_channel"] != want:
+        p.append(f"downmix_channel is {j['downmix_channel']}, expected {want}")
     if j["limiter_max_db"] > 0:
         p.append(f"limiter_max_db {j['limiter_max_db']} is positive (it is a gain reduction)")
     w = j["waveform"]
