@@ -479,6 +479,10 @@ static int owner_check(store *s, db *d, const char *family_id)
 		              family_of_member, of);
 		if (rc == STORE_ENOTFOUND || (rc == 0 && strcmp(of, family_id) != 0))
 			return STORE_ECORRUPT;
+		/* directory.db's damage says nothing of this mailbox: it must not be set aside
+		 * for it (as integrity_check, a check that cannot run is no verdict) */
+		if (rc == STORE_ECORRUPT)
+			return STORE_EIO;
 	}
 	if (rc == 0 || rc == STORE_ENOTFOUND)
 		(void)mailbox_owner_write(d, family_id); /* best effort: asked again next time */

@@ -809,6 +809,50 @@ static void a_copy_under_another_family_is_set_aside(void **state)
 	assert_int_equal(count_rows(live, cmd), 1);
 }
 
+/*
+ * A mailbox from before the owner row, opened while directory.db cannot answer who its newest
+ * message's sender is (a damaged page of members): the directory's damage is no verdict on
+ * the mailbox, which stays in families/ (it was set aside as another family's).
+ */
+static void a_damaged_directory_sets_no_mailbox_aside(void **state)
+{
+	fixture *f = *state;
+	uint8_t audio[1000] = {7};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message msg, list[4];
+	int existed;
+	size_t n;
+	uint64_t latest;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	store_close(f->s);
+	f->s = NULL;
+	char live[256], directory[256];
+	snprintf(live, sizeof live, "%s/families/%s.db", f->dir, f->fam.id.s);
+	snprintf(directory, sizeof directory, "%s/directory.db", f->dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(live, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, "DROP TABLE owner; PRAGMA user_version = 6", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	/* members' b-tree made a table's: reading it is SQLITE_CORRUPT */
+	assert_int_equal(sqlite3_open(directory, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                              "PRAGMA writable_schema = ON; UPDATE sqlite_master SET "
+	                              "rootpage = (SELECT rootpage FROM sqlite_master WHERE "
+	                              "name = 'audit_log') WHERE name = 'members'",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	assert_int_not_equal(store_messages_since(f->s, f->fam.id.s, 0, list, 4, &n, &latest), 0);
+	assert_int_equal(quarantined(f), 0);
+	assert_int_equal(access(live, F_OK), 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -817,6 +861,7 @@ int main(void)
 	    T(backups),
 	    T(restored_copy_numbers_above_the_floor),
 	    T(a_copy_under_another_family_is_set_aside),
+	    T(a_damaged_directory_sets_no_mailbox_aside),
 	    T(damaged_family_keeps_its_rows),
 	    T(backup_drops_a_family_erased_meanwhile),
 	    T(backup_drops_a_family_erased_after_its_copy),
