@@ -341,7 +341,9 @@ static double list_newest(const char *dir, const store_id *fam)
 	return median(t, LIST_CALLS);
 }
 
-/* FAMILIES family files: one made through the library, copied, registered in bulk. */
+/* FAMILIES family files: one made through the library, copied, registered in bulk. Each copy
+ * names its own family in its owner row (a mailbox under another family's name is set aside):
+ * the template's id, in that row's text once, is overwritten with the copy's, same length. */
 static void build_families(const char *dir, store_id *ids)
 {
 	store_family fam;
@@ -357,6 +359,9 @@ static void build_families(const char *dir, store_id *ids)
 	static uint8_t file[1 << 20];
 	size_t len = fread(file, 1, sizeof file, in);
 	fclose(in);
+	uint8_t *owner = memmem(file, len, fam.id.s, STORE_ID_LEN);
+	if (!owner || memmem(owner + 1, len - (size_t)(owner + 1 - file), fam.id.s, STORE_ID_LEN))
+		die("the template's owner row", STORE_EIO);
 	snprintf(path, sizeof path, "%s/directory.db", dir);
 	sqlite3 *db;
 	sqlite3_stmt *st;
@@ -366,6 +371,7 @@ static void build_families(const char *dir, store_id *ids)
 		die("families setup", STORE_EIO);
 	for (int i = 0; i < FAMILIES; i++) {
 		store_new_id(&ids[i]);
+		memcpy(owner, ids[i].s, STORE_ID_LEN);
 		snprintf(dst, sizeof dst, "%s/families/%s.db", dir, ids[i].s);
 		FILE *out = fopen(dst, "wb");
 		if (!out || fwrite(file, 1, len, out) != len)
