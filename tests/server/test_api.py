@@ -230,6 +230,18 @@ def upload(srv, token, fam, data, key=None, to=None):
                    data, headers=hdrs, timeout=60)
 
 
+def retry_before_body(srv, token, fam, to, key, length):
+    """A recording sent again with Expect: 100-continue: the first answer, before any body."""
+    s = srv.connect()
+    s.sendall((f"POST /v1/families/{fam}/messages?to={to} HTTP/1.1\r\n"
+               f"Host: t\r\nAuthorization: Bearer {token}\r\n"
+               f"Idempotency-Key: {key}\r\nContent-Length: {length}\r\n"
+               "Expect: 100-continue\r\n\r\n").encode())
+    early = Reader(s).response()
+    s.close()
+    return early
+
+
 def messages(binary):
     with open(SAMPLE, "rb") as f:
         wav = f.read()
@@ -255,13 +267,8 @@ def messages(binary):
            "and not transcoded again")
         # Its answer lost, a phone sends the recording again: with Expect: 100-continue it is
         # answered before its body (the audit: 100 Continue, then the whole WAV for a 200).
-        s = srv.connect()
-        s.sendall((f"POST /v1/families/{fam}/messages?to={kid['member']['id']} HTTP/1.1\r\n"
-                   f"Host: t\r\nAuthorization: Bearer {mom['token']}\r\n"
-                   f"Idempotency-Key: story-1\r\nContent-Length: {len(wav)}\r\n"
-                   "Expect: 100-continue\r\n\r\n").encode())
-        early = Reader(s).response()
-        s.close()
+        early = retry_before_body(srv, mom["token"], fam, kid["member"]["id"], "story-1",
+                                  len(wav))
         ok(early is not None and early.status == 200 and
            early.json()["message"]["id"] == m["id"],
            "a retry that waits for 100 Continue: 200 with the message before its body, which "
@@ -720,13 +727,8 @@ def retry_after_recipient_left(binary):
            again.json()["message"]["id"] == m["id"],
            "a retry for a member who left since: 200 and the stored message, not 400",
            f"{first.status} {d.status} {again.status} {again.body[:200]!r}")
-        s = srv.connect()
-        s.sendall((f"POST /v1/families/{fam}/messages?to={grandpa['id']} HTTP/1.1\r\n"
-                   f"Host: t\r\nAuthorization: Bearer {mom['token']}\r\n"
-                   f"Idempotency-Key: for-grandpa\r\nContent-Length: {len(wav)}\r\n"
-                   "Expect: 100-continue\r\n\r\n").encode())
-        early = Reader(s).response()
-        s.close()
+        early = retry_before_body(srv, mom["token"], fam, grandpa["id"], "for-grandpa",
+                                  len(wav))
         ok(early is not None and early.status == 200 and
            early.json()["message"]["id"] == m["id"],
            "and with Expect: 100-continue, before its body",

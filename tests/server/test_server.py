@@ -851,6 +851,37 @@ def operations(binary):
         srv.stop()
 
 
+def healthz_on(binary, listen, client):
+    """A server started with --listen LISTEN (port 0), asked GET /healthz from `client` on the
+    port its start line names: (port, status, the server's log)."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="jiayin-listen-")
+    logf = open(os.path.join(d, "server.log"), "wb+")
+    proc = subprocess.Popen([binary, "--listen", listen, "--data", os.path.join(d, "data")],
+                            stdout=subprocess.DEVNULL, stderr=logf)
+    shown = re.escape(listen[:-len(":0")].encode())
+    port, status = None, None
+    try:
+        deadline = time.time() + 20
+        while port is None and time.time() < deadline and proc.poll() is None:
+            with open(logf.name, "rb") as f:
+                m = re.search(rb"listening on " + shown + rb":(\d+)", f.read())
+            if m:
+                port = int(m.group(1))
+            else:
+                time.sleep(0.02)
+        if port:
+            with socket.create_connection((client, port), timeout=5) as c:
+                c.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                status = Reader(c).response().status
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        logf.close()
+    with open(logf.name, "rb") as f:
+        return port, status, f.read().decode("utf-8", "replace")
+
+
 def ipv6_listen(binary):
     """--listen [::1]:0: served over IPv6, and the start line writes the address in brackets,
     "[::1]:PORT" as in a URL (it wrote "::1:PORT", which no client can take apart)."""
@@ -862,31 +893,7 @@ def ipv6_listen(binary):
         results.append((True, name, ""))
         print(f"ok {len(results)} - {name} # SKIP no IPv6 loopback here ({e})", flush=True)
         return
-    import tempfile
-    d = tempfile.mkdtemp(prefix="jiayin-v6-")
-    logf = open(os.path.join(d, "server.log"), "wb+")
-    proc = subprocess.Popen([binary, "--listen", "[::1]:0", "--data", os.path.join(d, "data")],
-                            stdout=subprocess.DEVNULL, stderr=logf)
-    port, status = None, None
-    try:
-        deadline = time.time() + 20
-        while port is None and time.time() < deadline and proc.poll() is None:
-            with open(logf.name, "rb") as f:
-                m = re.search(rb"listening on \[::1\]:(\d+)", f.read())
-            if m:
-                port = int(m.group(1))
-            else:
-                time.sleep(0.02)
-        if port:
-            with socket.create_connection(("::1", port), timeout=5) as c:
-                c.sendall(b"GET /healthz HTTP/1.1\r\nHost: v6\r\nConnection: close\r\n\r\n")
-                status = Reader(c).response().status
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        logf.close()
-    with open(logf.name, "rb") as f:
-        log = f.read().decode("utf-8", "replace")
+    port, status, log = healthz_on(binary, "[::1]:0", "::1")
     ok(port is not None and status == 200, name, log[-300:])
 
 
@@ -903,31 +910,7 @@ def dual_stack_client(binary):
         results.append((True, name, ""))
         print(f"ok {len(results)} - {name} # SKIP no IPv6 here ({e})", flush=True)
         return
-    import tempfile
-    d = tempfile.mkdtemp(prefix="jiayin-dual-")
-    logf = open(os.path.join(d, "server.log"), "wb+")
-    proc = subprocess.Popen([binary, "--listen", "[::]:0", "--data", os.path.join(d, "data")],
-                            stdout=subprocess.DEVNULL, stderr=logf)
-    port, status = None, None
-    try:
-        deadline = time.time() + 20
-        while port is None and time.time() < deadline and proc.poll() is None:
-            with open(logf.name, "rb") as f:
-                m = re.search(rb"listening on \[::\]:(\d+)", f.read())
-            if m:
-                port = int(m.group(1))
-            else:
-                time.sleep(0.02)
-        if port:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
-                c.sendall(b"GET /healthz HTTP/1.1\r\nHost: v4\r\nConnection: close\r\n\r\n")
-                status = Reader(c).response().status
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        logf.close()
-    with open(logf.name, "rb") as f:
-        log = f.read().decode("utf-8", "replace")
+    port, status, log = healthz_on(binary, "[::]:0", "127.0.0.1")
     clients = [json.loads(line).get("client") for line in log.splitlines()
                if '"route":"healthz"' in line]
     ok(status == 200 and clients == ["127.0.0.1"], name, f"{clients}")

@@ -678,6 +678,24 @@ static void export_carries_on_through_changes(void **state)
  * are gone (the review: after a restore, phones whose last list was past the copy's newest
  * change missed the messages numbered below it once the family caught up).
  */
+/* The store opened again on the fixture's data directory (closed before, f->s NULL). */
+static void reopen(fixture *f)
+{
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+}
+
+/* `sql` run on the database file at `path` behind the store's back (closed meanwhile). */
+static void alter(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
 /* The service stopped, `copy` put in place of a family's mailbox as docs/operations.md says
  * (its -wal and -shm deleted first), the service started. */
 static void restore_as(fixture *f, const char *copy, const char *family_id)
@@ -689,10 +707,7 @@ static void restore_as(fixture *f, const char *copy, const char *family_id)
 	snprintf(cmd, sizeof cmd, "rm -f '%s' '%s-wal' '%s-shm' && cp '%s' '%s'", live, live, live,
 	         copy, live);
 	assert_int_equal(system(cmd), 0);
-	store_options o;
-	store_options_init(&o);
-	o.dir = f->dir;
-	assert_int_equal(store_open(&f->s, &o), 0);
+	reopen(f);
 }
 
 static void restored_copy_numbers_above_the_floor(void **state)
@@ -782,12 +797,7 @@ static void a_copy_under_another_family_is_set_aside(void **state)
 	/* The same copy as a backup taken before step 7 would have it. */
 	snprintf(cmd, sizeof cmd, "cp '%s' '%s'", copy, old);
 	assert_int_equal(system(cmd), 0);
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(old, &db), SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_exec(db, "DROP TABLE owner; PRAGMA user_version = 6", NULL, NULL, NULL),
-	    SQLITE_OK);
-	sqlite3_close(db);
+	alter(old, "DROP TABLE owner; PRAGMA user_version = 6");
 
 	for (int pass = 0; pass < 2; pass++) {
 		restore_as(f, pass ? old : copy, li.id.s);
@@ -829,25 +839,12 @@ static void a_damaged_directory_sets_no_mailbox_aside(void **state)
 	char live[256], directory[256];
 	snprintf(live, sizeof live, "%s/families/%s.db", f->dir, f->fam.id.s);
 	snprintf(directory, sizeof directory, "%s/directory.db", f->dir);
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(live, &db), SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_exec(db, "DROP TABLE owner; PRAGMA user_version = 6", NULL, NULL, NULL),
-	    SQLITE_OK);
-	sqlite3_close(db);
+	alter(live, "DROP TABLE owner; PRAGMA user_version = 6");
 	/* members' b-tree made a table's: reading it is SQLITE_CORRUPT */
-	assert_int_equal(sqlite3_open(directory, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-	                              "PRAGMA writable_schema = ON; UPDATE sqlite_master SET "
-	                              "rootpage = (SELECT rootpage FROM sqlite_master WHERE "
-	                              "name = 'audit_log') WHERE name = 'members'",
-	                              NULL, NULL, NULL),
-	                 SQLITE_OK);
-	sqlite3_close(db);
-	store_options o;
-	store_options_init(&o);
-	o.dir = f->dir;
-	assert_int_equal(store_open(&f->s, &o), 0);
+	alter(directory, "PRAGMA writable_schema = ON; UPDATE sqlite_master SET rootpage = "
+	                 "(SELECT rootpage FROM sqlite_master WHERE name = 'audit_log') "
+	                 "WHERE name = 'members'");
+	reopen(f);
 	assert_int_not_equal(store_messages_since(f->s, f->fam.id.s, 0, list, 4, &n, &latest), 0);
 	assert_int_equal(quarantined(f), 0);
 	assert_int_equal(access(live, F_OK), 0);
