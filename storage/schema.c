@@ -296,6 +296,11 @@ static const migration mailbox_steps[] = {
 	 "  id INTEGER PRIMARY KEY CHECK (id = 1),"
 	 "  family TEXT NOT NULL"
 	 ");"},
+	/* 8: when a restored copy's floor was taken up (store.c, floor_apply): NULL in a copy as
+	 * the backup made it, so that the same copy restored twice numbers from above the first
+	 * restore's numbers (the operations review: a phone missed what the second restore
+	 * numbered like the first). */
+	{"ALTER TABLE seq_floor ADD COLUMN applied_ms INTEGER;"},
 };
 
 /* secure_delete: an erased family's names, its devices and its flags' reasons must not stay

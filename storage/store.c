@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Buckets of the family table: twice the cache's size up to this (a bucket is a pointer). */
@@ -509,6 +510,36 @@ static int owner_check(store *s, db *d, const char *family_id)
 	return rc == STORE_ENOTFOUND ? 0 : rc;
 }
 
+/*
+ * A restored copy, opened the first time since it was put back (its seq_floor row not yet
+ * applied): its floor is raised to the time of this opening, in milliseconds times 1024, when
+ * that is higher. The copy's own floor (2^32 above the change it was taken at) is the same each
+ * time the copy is put back, so a second restore of one copy (or of a copy taken before an
+ * earlier restore) numbered its changes as the first had, and a phone that listed after the
+ * first missed them without a reset. Each opening's floor is above every number the mailbox
+ * restored before could have given since (fewer than 1024 changes a millisecond), as long as
+ * the clock did not go back; numbers stay below 2^53 (ms 8.8e12, the year 2248). On a file
+ * system remounted read-only the floor is left: no number is given there.
+ */
+static int floor_apply(db *d)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	long long now_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	char sql[160];
+	snprintf(sql, sizeof sql,
+	         "UPDATE seq_floor SET floor = max(floor, %lld * 1024), applied_ms = %lld "
+	         "WHERE applied_ms IS NULL",
+	         now_ms, now_ms);
+	char unapplied[STORE_ID_LEN + 1];
+	conn *c = db_write_begin(d);
+	int rc = owner_sql(c, "SELECT 1 FROM seq_floor WHERE applied_ms IS NULL", NULL, unapplied);
+	if (rc == 0)
+		rc = owner_sql(c, sql, NULL, NULL);
+	db_write_end(d);
+	return rc == STORE_ENOTFOUND || rc == STORE_EROFS ? 0 : rc;
+}
+
 int family_acquire(store *s, const char *family_id, family **out)
 {
 	char path[PATH_CAP];
@@ -564,6 +595,8 @@ int family_acquire(store *s, const char *family_id, family **out)
 			rc = integrity_check(f->db);
 		if (rc == 0)
 			rc = owner_check(s, f->db, family_id);
+		if (rc == 0)
+			rc = floor_apply(f->db);
 		if (rc == STORE_ECORRUPT) {
 			db_close(f->db);
 			f->db = NULL;

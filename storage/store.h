@@ -508,9 +508,10 @@ int store_message_by_key(store *s, const char *family_id, const char *key, store
  */
 /*
  * A mailbox restored from a backup copy (backup.c marks each copy): the change it was taken at
- * (*from) and the floor its numbering went on from (*to, 2^32 above); both 0 for a mailbox that
- * was never restored. A client's `since` strictly between the two names changes this mailbox
- * no longer has: the client must start over (the API's "reset").
+ * (*from) and the floor its numbering went on from (*to: 2^32 above, or its first opening's
+ * time in ms x 1024 if higher, so that a copy restored twice numbers above the first); both 0
+ * for a mailbox that was never restored. A client's `since` strictly between the two names
+ * changes this mailbox no longer has: the client must start over (the API's "reset").
  */
 int store_mailbox_restored(store *s, const char *family_id, uint64_t *from, uint64_t *to);
 int store_messages_since(store *s, const char *family_id, uint64_t since, store_message *out,
