@@ -572,6 +572,15 @@ int srv_upload_commit(srv_upload_dir *d, srv_upload *u, int fd, uint64_t written
 	return rc;
 }
 
+/* The .part `part` in dev holds nothing any more: its blocks go back to the disk. */
+static int give_up_bytes(int dev, const char *part)
+{
+	int fd = openat(dev, part, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0)
+		return upload_errno();
+	return close(fd) < 0 ? upload_errno() : 0;
+}
+
 int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, int64_t now_ms)
 {
 	pthread_mutex_lock(&d->mu);
@@ -590,7 +599,20 @@ int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, 
 		bool renamed;
 		snprintf(n.message_id, sizeof n.message_id, "%s", message_id);
 		n.updated_ms = now_ms;
+		char part[NAME_MAX_LEN];
+		upload_file_name(part, u->id, ".part");
 		rc = record_write_renamed(dev, &n, &renamed);
+		/* The record could not say so (a full disk had no block for it): the bytes are not
+		 * needed all the same, as the message is stored under the upload's key and a finish
+		 * done again looks the key up before it reads any (upload_checked). Kept, they
+		 * would hold up to 200 MB of a full disk, and the family's room, until the record
+		 * expires: the .part is cut to nothing (its name stays, for the HEAD or PATCH that
+		 * finishes again to open) and the record written again in what that freed. */
+		if (rc < 0 && give_up_bytes(dev, part) == 0) {
+			srv_upload_holds_give(d->holds, u->id);
+			if (!renamed)
+				rc = record_write_renamed(dev, &n, &renamed);
+		}
 		/* A message now: the quota's, not the ledger's, once the record says so, even if
 		 * only the directory's sync failed (the sweep takes no hold off a message's record,
 		 * and the next open holds none for it). */
@@ -598,8 +620,6 @@ int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, 
 			srv_upload_holds_give(d->holds, u->id);
 		if (rc == 0) {
 			*u = n;
-			char part[NAME_MAX_LEN];
-			upload_file_name(part, u->id, ".part");
 			/* The bytes are a message now; a .part this fails to remove is swept. */
 			(void)unlinkat(dev, part, 0);
 		}

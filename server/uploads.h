@@ -119,7 +119,12 @@ int srv_upload_open_part(srv_upload_dir *d, const srv_upload *u, bool write);
 int srv_upload_commit(srv_upload_dir *d, srv_upload *u, int fd, uint64_t written,
 		      int64_t now_ms);
 
-/* The upload became message_id: the record says so, the .part goes. */
+/*
+ * The upload became message_id: the record says so, the .part goes. When the record cannot be
+ * written (a full disk), the bytes go all the same (the .part cut to nothing, its name kept),
+ * and what the upload held, and the record is written once more: the message is stored under
+ * the upload's key, which a finish done again looks up before it reads a byte.
+ */
 int srv_upload_stored(srv_upload_dir *d, srv_upload *u, const char *message_id, int64_t now_ms);
 
 /* The upload's files go. SRV_UPLOAD_ENOTFOUND if there were none. */

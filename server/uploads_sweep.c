@@ -233,14 +233,21 @@ static int each_upload(srv_upload_dir *d, const char (*busy)[STORE_ID_LEN + 1], 
 	return rc;
 }
 
-/* An unfinished upload's length into the ledger (the .part of one of no length holds none). */
+/* An unfinished upload's length into the ledger (the .part of one of no length holds none, nor
+ * one whose .part has less than its offset: its bytes were given up once its message was stored,
+ * when the record could not say so, srv_upload_stored). */
 static int hold_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
 {
 	srv_upload u;
 	uint64_t got;
+	struct stat st;
+	char part[NAME_MAX_LEN];
 	(void)arg;
 	if (upload_record_read(dev, id, &u) != 0 || u.message_id[0] || u.length == 0)
 		return 0; /* a record that does not read is a crash's: the sweep's */
+	upload_file_name(part, id, ".part");
+	if (fstatat(dev, part, &st, 0) == 0 && (uint64_t)st.st_size < u.offset)
+		return 0;
 	int rc = srv_upload_holds_take(d->holds, u.family, u.id, 1, u.length, UINT64_MAX,
 	                               UINT64_MAX, &got);
 	if (rc == 0)

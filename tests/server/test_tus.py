@@ -760,6 +760,57 @@ def review_fixes(binary, wav):
         srv.stop()
 
 
+def bytes_given_up(binary, wav):
+    """An upload became a message but the disk was full and its record could not say so: its
+    .part is cut to nothing and its hold given back (test_uploads_disk.c). What is left, a
+    record of a whole upload without a message beside an empty .part, made here by hand, is
+    finished again by the next HEAD or PATCH through the message's key, without its bytes:
+    the same message, never a second one, and it holds no room, after a restart too (before,
+    the restart held its length again)."""
+    args = ("--family-upload-bytes", "1048576")
+    srv = start(binary, *args)
+    try:
+        mom = signup(srv)
+        loc = new_upload(srv, mom, len(wav))
+        first = patch(srv, mom, loc, 0, wav)
+        msg = first.header("Jiayin-Message-Id")
+    finally:
+        srv.stop()
+    upload_id = loc.rsplit("/", 1)[1]
+    devdir = os.path.join(srv.data, "uploads", mom["device"]["id"])
+
+    def give_up():
+        with open(os.path.join(devdir, upload_id + ".info")) as f:
+            rec = json.load(f)
+        rec["message_id"] = ""
+        with open(os.path.join(devdir, upload_id + ".info"), "w") as f:
+            json.dump(rec, f)
+        open(os.path.join(devdir, upload_id + ".part"), "wb").close()
+
+    give_up()
+    srv = Server(binary, "--signups-per-hour", "1000", *args, data=srv.data)
+    try:
+        room = create(srv, mom, 700000)
+        ok(first.status == 204 and msg and room.status == 201,
+           "after a restart, an upload whose bytes were given up holds no room",
+           f"{first.status} {room.status} {room.body[:80]!r}")
+        h = head(srv, mom, loc)
+        ok(h.status == 200 and h.header("Jiayin-Message-Id") == msg and
+           offset_of(h) == len(wav) and [m["id"] for m in list_messages(srv, mom)] == [msg],
+           "the next HEAD finishes it by its key: the same message, once",
+           f"{h.status} {h.header('Jiayin-Message-Id')} {msg}")
+        ok(not os.path.exists(os.path.join(devdir, upload_id + ".part")),
+           "and its record names the message now: the .part is gone")
+        give_up()
+        p = patch(srv, mom, loc, len(wav), b"")
+        ok(p.status == 204 and p.header("Jiayin-Message-Id") == msg and
+           len(list_messages(srv, mom)) == 1,
+           "so does an empty PATCH at its end", f"{p.status} {p.body[:80]!r}")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "clean exit")
+
+
 def main():
     binary = sys.argv[1]
     with open(SAMPLE, "rb") as f:
@@ -772,6 +823,7 @@ def main():
     bounded_finish(binary, wav)
     lock_after_auth(binary, wav)
     full_disk(binary)
+    bytes_given_up(binary, wav)
     return finish()
 
 
