@@ -120,8 +120,8 @@ static void create_work(api_job *j)
 	}
 	memcpy(op->u.device, j->device.id.s, sizeof op->u.device);
 	memcpy(op->u.member, j->member.id.s, sizeof op->u.member);
-	op->rc =
-	    srv_upload_create(op->up->dir, &op->u, op->cap, allowance, api_now_ms(), &op->again);
+	op->rc = srv_upload_create(op->up->dir, &op->u, op->cap, allowance, api_now_ms(),
+	                           &op->again, &op->free_ms);
 }
 
 static void create_done(srv_exchange *x, api_job *j)

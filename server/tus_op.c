@@ -155,11 +155,19 @@ void tus_answer_failure(srv_exchange *x, const tus_op *op)
 	case SRV_UPLOAD_ENOTFOUND:
 		srv_respond_error(x, 404, "not_found", "no such upload (or it expired)");
 		return;
-	case SRV_UPLOAD_ETOOMANY:
-		srv_respond_error(
+	case SRV_UPLOAD_ETOOMANY: {
+		/* A place frees by itself when the first of them expires (the device may free one
+		 * sooner, finishing or terminating it): a client that backs off by Retry-After
+		 * does not ask again and again meanwhile. */
+		char hdr[48];
+		int64_t wait_ms = op->free_ms - api_now_ms();
+		snprintf(hdr, sizeof hdr, "Retry-After: %lld\r\n",
+		         wait_ms > 1000 ? (long long)((wait_ms + 999) / 1000) : 1LL);
+		srv_respond_error_with(
 		    x, 429, "too_many_uploads",
-		    "this device has too many unfinished uploads: finish or delete one");
+		    "this device has too many unfinished uploads: finish or delete one", hdr);
 		return;
+	}
 	case SRV_UPLOAD_EROOM:
 		srv_respond_error(x, 507, "quota_exceeded", QUOTA_EXCEEDED_WHY);
 		return;

@@ -38,6 +38,7 @@ typedef struct tus_op {
 	int rc;               /* the step's outcome: 0, TUS_E*, SRV_UPLOAD_E* or -errno */
 	int store_rc;         /* a storage call's, answered as storage's */
 	unsigned cap;         /* creation: the device's cap */
+	int64_t free_ms;      /* creation refused at the cap: when a place frees by itself */
 	int fd;               /* PATCH: the .part the body goes to */
 	uint64_t want_offset; /* PATCH: Upload-Offset */
 	uint64_t declared;    /* PATCH: Content-Length (0 when chunked: the claim bounds it) */

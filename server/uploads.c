@@ -333,12 +333,14 @@ int upload_record_read(int dev, const char *id, srv_upload *u)
  * no longer reach them; the sweep removes them), became a message or are another member's.
  * A .part whose record does not read counts against everyone. *same: the one of them that
  * carries u's idempotency key for u's family (its id empty when none), which is not counted:
- * the creation finds it again or replaces it.
+ * the creation finds it again or replaces it. *free_ms: when the first counted one expires (one
+ * whose record does not read is the sweep's within an expiry).
  */
 static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, const srv_upload *want,
-                       unsigned *n, srv_upload *same)
+                       unsigned *n, srv_upload *same, int64_t *free_ms)
 {
 	*n = 0;
+	*free_ms = now_ms + d->expiry_ms;
 	same->id[0] = '\0';
 	int fd = openat(dev, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -367,6 +369,8 @@ static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, const srv_upl
 			*same = u;
 			continue;
 		}
+		if (read && srv_upload_expires_ms(d, &u) < *free_ms)
+			*free_ms = srv_upload_expires_ms(d, &u);
 		(*n)++;
 	}
 	closedir(dir);
@@ -397,7 +401,7 @@ static int hold_code(int rc)
 }
 
 int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t allowance,
-                      int64_t now_ms, bool *again)
+                      int64_t now_ms, bool *again, int64_t *free_ms)
 {
 	pthread_mutex_lock(&d->mu);
 	unsigned held = 0;
@@ -408,7 +412,7 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t a
 	int dev = rc;
 	if (dev < 0)
 		goto done;
-	if ((rc = count_parts(d, dev, now_ms, u, &held, &same)) < 0)
+	if ((rc = count_parts(d, dev, now_ms, u, &held, &same, free_ms)) < 0)
 		goto done;
 	if (same.id[0] && same.length == u->length && strcmp(same.to, u->to) == 0) {
 		rc = create_again(dev, u, &same, now_ms);

@@ -66,7 +66,8 @@ int64_t srv_upload_expires_ms(const srv_upload_dir *d, const srv_upload *u);
 /*
  * A new upload of u->device (member, family, to, idem, length filled in): a fresh random id,
  * an empty .part and the record, durable on return. SRV_UPLOAD_ETOOMANY when the device
- * already holds `cap` unfinished uploads of u->member (a kiosk's children count apart);
+ * already holds `cap` unfinished uploads of u->member (a kiosk's children count apart), with
+ * *free_ms when the first of them expires, freeing a place unless the device frees one sooner;
  * SRV_UPLOAD_EROOM when u->length passes `allowance`, SRV_UPLOAD_EHELD when it fits in it but
  * not beside what the family's other unfinished uploads hold (on any device, plain bodies
  * too), SRV_UPLOAD_EDISK when the server's disk keeps the rest (srv_upload_dir_set_reserve). It
@@ -79,7 +80,7 @@ int64_t srv_upload_expires_ms(const srv_upload_dir *d, const srv_upload *u);
  * be only one of them).
  */
 int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t allowance,
-                      int64_t now_ms, bool *again);
+                      int64_t now_ms, bool *again, int64_t *free_ms);
 /*
  * A plain upload's body on its way in holds its bytes beside the family's unfinished uploads:
  * as many as they leave of `allowance`, up to `max` (*got), or, when that is under `min`,

@@ -440,8 +440,11 @@ def limits(binary, wav):
         loc = r.header("Location")
         loc2 = new_upload(srv, mom, len(wav))
         r = create(srv, mom, len(wav))
-        ok(r.status == 429 and code_of(r) == "too_many_uploads",
-           "uploads-per-device 2: the third unfinished upload is 429 too_many_uploads")
+        ok(r.status == 429 and code_of(r) == "too_many_uploads" and
+           r.header("Retry-After") in ("1", "2"),
+           "uploads-per-device 2: the third unfinished upload is 429 too_many_uploads, "
+           "Retry-After when the first of them expires (two seconds)",
+           f"{r.status} {r.header('Retry-After')}")
         dad = pair(srv, mom, "parent", "爸爸")
         ok(create(srv, dad, len(wav)).status == 201, "another device has its own cap")
         request(srv, "DELETE", loc2, headers=TUS + bearer(mom["token"]))
@@ -718,7 +721,14 @@ def review_fixes(binary, wav):
     try:
         mom = signup(srv)
         loc = new_upload(srv, mom, len(wav))
-        ok(create(srv, mom, len(wav)).status == 429, "one place, taken")
+        r = create(srv, mom, len(wav))
+        ok(r.status == 429 and r.header("Retry-After") in ("3599", "3600"),
+           "one place, taken: 429 until it expires, an hour after its creation as it received "
+           "nothing (Retry-After)", f"{r.status} {r.header('Retry-After')}")
+        patch(srv, mom, loc, 0, wav[:1000])
+        r = create(srv, mom, len(wav))
+        ok(r.status == 429 and r.header("Retry-After") in ("86399", "86400"),
+           "and a day after its bytes once it has some", f"{r.status} {r.header('Retry-After')}")
         # Age the record past its expiry (the sweep, every 10 minutes here, has not run).
         upload_id = loc.rsplit("/", 1)[1]
         info = [os.path.join(srv.data, "uploads", f) for f in files_of(srv)

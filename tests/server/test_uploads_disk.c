@@ -72,7 +72,8 @@ static int setup(void **state)
 	memset(w->u.family, 'c', STORE_ID_LEN);
 	w->u.length = 1000000;
 	bool again;
-	if (srv_upload_create(w->d, &w->u, 8, UINT64_MAX, 1000, &again) != 0 || again)
+	int64_t free_ms;
+	if (srv_upload_create(w->d, &w->u, 8, UINT64_MAX, 1000, &again, &free_ms) != 0 || again)
 		return -1;
 	*state = w;
 	return 0;
@@ -175,7 +176,8 @@ static int create_for(world *w, char family, uint64_t length, srv_upload *u)
 	memset(u->family, family, STORE_ID_LEN);
 	u->length = length;
 	bool again;
-	return srv_upload_create(w->d, u, 8, UINT64_MAX, 1000, &again);
+	int64_t free_ms;
+	return srv_upload_create(w->d, u, 8, UINT64_MAX, 1000, &again, &free_ms);
 }
 
 /*
