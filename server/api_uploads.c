@@ -233,7 +233,11 @@ static void get_done(srv_exchange *x, api_job *j)
 {
 	tus_op *op = (tus_op *)j;
 	tus_op_unlock(op);
-	if (op->rc < 0) {
+	if (op->rc < 0 && op->expired && srv_upload_lock_find(op->up, op->id)) {
+		/* Past its expiry, but a PATCH of its owner still receives: there, as HEAD says
+		 * (423, owner_done), not 404. GET ends nothing: the PATCH goes on. */
+		tus_answer_locked(x, op, false);
+	} else if (op->rc < 0) {
 		tus_answer_failure(x, op);
 	} else {
 		const srv_upload *u = &op->u;

@@ -213,7 +213,7 @@ void tus_answer_failure(srv_exchange *x, const tus_op *op)
  * about to): a client resumes only once it lost that PATCH's connection, even if the server
  * has not noticed. The cut PATCH keeps what reached us, and the lock goes in a moment.
  */
-static void answer_locked(srv_exchange *x, tus_op *op, bool cut_receiver)
+void tus_answer_locked(srv_exchange *x, tus_op *op, bool cut_receiver)
 {
 	upload_lock *l = srv_upload_lock_find(op->up, op->id);
 	if (cut_receiver && l && l->holder != x) {
@@ -282,7 +282,7 @@ static void owner_done(srv_exchange *x, api_job *j)
 	 * in time (a resuming HEAD cuts that PATCH), not 404, which would make the phone send
 	 * the whole recording again. Only the owner takes a lock, so the holder is the caller. */
 	if (op->rc < 0 && op->expired && srv_upload_lock_find(op->up, op->id)) {
-		answer_locked(x, op, op->kind != OP_PATCH);
+		tus_answer_locked(x, op, op->kind != OP_PATCH);
 		tus_op_end(op);
 		return;
 	}
@@ -296,7 +296,7 @@ static void owner_done(srv_exchange *x, api_job *j)
 	 * while the server reads what reached it): 423 too, without cutting it (what it carries is
 	 * the client's), though a PATCH holding the lock and receiving is cut as always. */
 	if (op->kind != OP_PATCH && srv_upload_pending(op->up, op->id, op->j.token_hash) > 0) {
-		answer_locked(x, op, true);
+		tus_answer_locked(x, op, true);
 		tus_op_end(op);
 		return;
 	}
@@ -304,7 +304,7 @@ static void owner_done(srv_exchange *x, api_job *j)
 		if (oom)
 			srv_respond_error(x, 500, "out_of_memory", "no memory");
 		else
-			answer_locked(x, op, op->kind != OP_PATCH);
+			tus_answer_locked(x, op, op->kind != OP_PATCH);
 		tus_op_end(op);
 		return;
 	}

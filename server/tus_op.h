@@ -76,6 +76,9 @@ void tus_op_submit_owned(srv_exchange *x, tus_op *op, api_work_fn work, api_done
 bool tus_load(tus_op *op);
 /* The answer for op->rc or op->store_rc (404, 409, 413, 429, 507, 503 ...). */
 void tus_answer_failure(srv_exchange *x, const tus_op *op);
+/* 423 upload_locked: another request works on the upload; a HEAD or DELETE (cut_receiver) also
+ * cuts a PATCH still receiving for it. */
+void tus_answer_locked(srv_exchange *x, tus_op *op, bool cut_receiver);
 /* The upload's offset, length and expiry (and its message's id, once it is one). */
 void tus_answer_offset(srv_exchange *x, const tus_op *op, int status, const char *message_id);
 

@@ -197,12 +197,21 @@ def expiry_while_receiving(binary, wav):
             s.sendall(wav[sent:sent + 2000])
             sent += 2000
             time.sleep(0.1)
+        g = request(srv, "GET", loc, headers=bearer(mom["token"]))
+        for _ in range(5):  # GET ends nothing: the PATCH goes on receiving
+            s.sendall(wav[sent:sent + 2000])
+            sent += 2000
+            time.sleep(0.1)
         h = head(srv, mom, loc)  # the signal dropped: no FIN, the server does not know
         settled = head_settled(srv, mom, loc)
         s.close()
+        ok(g.status == 423 and code_of(g) == "upload_locked" and g.header("Retry-After") == "1",
+           "GET past the expiry of an upload whose PATCH still receives: 423, as HEAD, not 404",
+           f"{g.status} {g.body[:80]!r}")
         ok(h.status == 423 and settled.status == 200 and offset_of(settled) == sent,
            f"a HEAD past the expiry of an upload whose PATCH still receives: 423, then its "
-           f"{sent} bytes", f"{h.status} {settled.status} {offset_of(settled)}")
+           f"{sent} bytes (the GET before it cut nothing)",
+           f"{h.status} {settled.status} {offset_of(settled)}")
         r = patch(srv, mom, loc, sent, wav[sent:])
         ok(r.status == 204 and r.header("Jiayin-Message-Id"), "and the resume completes it",
            f"{r.status} {r.body!r}")
