@@ -111,15 +111,27 @@ static int check_key(const srv_config *cfg, store *st)
 		remembered = false;
 		replaced = true;
 	}
+	/* The children's PINs were hashed with the old key: no picture can match them now, and a
+	 * child tapping the right ones would be told wrong_pin until locked out (the operations
+	 * review). Withdrawn, each link says "pin_set": false and the kiosk asks for a parent;
+	 * before the new key is recorded, so a start that fails in between does this again. */
+	unsigned withdrawn = 0;
+	if (replaced && (rc = store_kiosk_pins_withdraw_all(st, &withdrawn)) < 0) {
+		fprintf(stderr, "jiayin: cannot withdraw the kiosk PINs of the old key: %s\n",
+		        store_strerror(rc));
+		return -1;
+	}
 	if (!remembered && (rc = store_meta_put(st, name, fp, sizeof fp)) < 0) {
 		fprintf(stderr, "jiayin: cannot record the key's fingerprint: %s\n",
 			store_strerror(rc));
 		return -1;
 	}
 	if (replaced)
-		fprintf(stderr, "jiayin: started over with a new server key (JIAYIN_NEW_KEY=1): "
-		                "parents must set their children's kiosk PINs again. Remove "
-		                "JIAYIN_NEW_KEY from the environment now\n");
+		fprintf(stderr,
+		        "jiayin: started over with a new server key (JIAYIN_NEW_KEY=1): "
+		        "%u children's kiosk PINs were withdrawn, and parents must set them "
+		        "again. Remove JIAYIN_NEW_KEY from the environment now\n",
+		        withdrawn);
 	else if (start_over)
 		fprintf(stderr,
 		        "jiayin: JIAYIN_NEW_KEY=1 is set, but the key is this data "

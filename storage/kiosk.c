@@ -554,6 +554,28 @@ int store_kiosk_session_end(store *s, const uint8_t token_hash[STORE_HASH_LEN])
 	return rc;
 }
 
+int store_kiosk_pins_withdraw_all(store *s, unsigned *n)
+{
+	static const char sessions_sql[] = "DELETE FROM kiosk_sessions";
+	static const char pins_sql[] = "UPDATE kiosk_links SET pin_hash = '', pin_set_by = NULL, "
+	                               "failures = 0, locked_until_ms = 0 WHERE pin_hash != ''";
+	int rc = 0;
+	*n = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sessions_sql, &rc);
+	if (st && (rc = conn_begin(c)) == 0) {
+		rc = step_write(st);
+		if (rc == 0 && (st = conn_stmt(c, pins_sql, &rc)) != NULL &&
+		    (rc = step_write(st)) == 0)
+			*n = (unsigned)sqlite3_changes(c->db);
+		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
+	}
+	db_write_end(s->directory);
+	if (rc < 0)
+		*n = 0;
+	return rc;
+}
+
 int store_kiosk_sessions_end(store *s, const char *device_id)
 {
 	static const char sql[] = "DELETE FROM kiosk_sessions WHERE device_id = ?";

@@ -402,6 +402,10 @@ int store_kiosk_child_linked(store *s, const char *device_id, const char *member
 /* End one session by its token's hash, or every session of a kiosk device. */
 int store_kiosk_session_end(store *s, const uint8_t token_hash[STORE_HASH_LEN]);
 int store_kiosk_sessions_end(store *s, const char *device_id);
+/* Every child's kiosk PIN withdrawn (as a parent's removal withdraws those it chose: the link
+ * kept, "pin_set" false) and every kiosk session ended: the server's key, which keys the PINs'
+ * hashes, was replaced. *n: the PINs withdrawn. */
+int store_kiosk_pins_withdraw_all(store *s, unsigned *n);
 
 /* ---- Volunteers and the moderation queue (directory.c) ---- */
 

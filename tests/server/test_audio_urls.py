@@ -9,6 +9,7 @@ changed in any part, the server's key (data/secret: its mode, a restart, a link 
 damaged or missing or different key), and a kiosk session's URL (sealed, no-store, ended with
 the session). A phone's URL ending with its phone is in test_members.py.
 """
+import json
 import os
 import re
 import sys
@@ -279,10 +280,63 @@ def kiosk_signed_urls(binary):
         srv.stop()
 
 
+def kiosk_pins_after_a_new_key(binary):
+    """Started over with a new key (JIAYIN_NEW_KEY=1), the children's kiosk PINs, hashed with
+    the old one, are withdrawn: the child's link says pin_set false and a login with the right
+    pictures is 409 pin_not_set, where it was 403 wrong_pin, counted, until the child was locked
+    out (the operations review); the start says how many were withdrawn."""
+    srv = Server(binary)
+    data = srv.data
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        ktok = add_kiosk(data)
+        kcode = request(srv, "POST", "/v1/kiosk/pairing-codes", b"",
+                        headers=bearer(ktok)).json()["code"]
+        kid = post_json(srv, f"/v1/families/{fam}/members",
+                        {"member_name": "小刚", "role": "child"},
+                        headers=bearer(mom["token"])).json()["member"]
+        link = post_json(srv, f"/v1/families/{fam}/kiosk-links",
+                         {"code": kcode, "member_id": kid["id"], "pin": [1, 2, 3, 4]},
+                         headers=bearer(mom["token"])).json()["link"]
+        before = post_json(srv, "/v1/kiosk/sessions", {"child": link["id"], "pin": [1, 2, 3, 4]},
+                           headers=bearer(ktok))
+    finally:
+        srv.stop()
+    with open(os.path.join(data, "secret"), "wb") as f:
+        f.write(os.urandom(32))
+    os.environ["JIAYIN_NEW_KEY"] = "1"
+    try:
+        srv = Server(binary, data=data)
+    finally:
+        del os.environ["JIAYIN_NEW_KEY"]
+    try:
+        said = srv.log_text()
+        children = request(srv, "GET", "/v1/kiosk/children", headers=bearer(ktok)).json()
+        shown = [c.get("pin_set") for c in children.get("children", [])]
+        after = [post_json(srv, "/v1/kiosk/sessions", {"child": link["id"], "pin": [1, 2, 3, 4]},
+                           headers=bearer(ktok)) for _ in range(6)]
+        codes = [(a.status, a.json()["error"]["code"] if a.status >= 400 else "") for a in after]
+        ok(before.status == 201 and "1 children's kiosk PINs were withdrawn" in said and
+           shown == [False] and codes == [(409, "pin_not_set")] * 6,
+           "a new key withdraws the kiosk PINs: pin_set false, the right pictures 409 "
+           "pin_not_set (never wrong_pin, never a lock)", f"{before.status} {shown} {codes}")
+        pin = request(srv, "PUT", f"/v1/families/{fam}/kiosk-links/{link['id']}/pin",
+                      json.dumps({"pin": [4, 3, 2, 1]}).encode(),
+                      headers=bearer(mom["token"]) + [("Content-Type", "application/json")])
+        again = post_json(srv, "/v1/kiosk/sessions", {"child": link["id"], "pin": [4, 3, 2, 1]},
+                          headers=bearer(ktok))
+        ok(pin.status == 200 and again.status == 201,
+           "a parent sets the PIN again and the child logs in", f"{pin.status} {again.status}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     signed_urls(binary)
     kiosk_signed_urls(binary)
+    kiosk_pins_after_a_new_key(binary)
     return finish()
 
 
