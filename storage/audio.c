@@ -2,10 +2,13 @@
  * audio.c — reading a message's audio: a range for the server (store_audio_fetch, with the
  * clip's size, hash and date from the same lookup) and a whole visible clip for the export
  * (audio_load). Each call finds the message and reads its blob in one read transaction, and
- * opens and closes its blob handle within the call: nothing is held between calls.
+ * opens and closes its blob handle within the call: nothing is held between calls. And the
+ * check of a family's stored audio against the SHA-256 each message recorded
+ * (store_family_verify), a chunk per read transaction as the server reads a clip.
  */
 #include "internal.h"
 
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,3 +192,170 @@ int store_audio_read(store *s, const char *family_id, const char *message_id, ui
 	return store_audio_fetch(s, family_id, message_id, fixed_choose, &fr, buf, got, NULL);
 }
 
+/* ---- verifying the stored audio ---- */
+
+#define VERIFY_CHUNK (256u * 1024) /* bytes per read transaction: the server's chunk */
+#define VERIFY_PAGE 64             /* messages listed per read transaction */
+
+typedef struct verify_ctx {
+	uint64_t offset;                /* where this chunk starts */
+	uint8_t *buf;                   /* VERIFY_CHUNK bytes */
+	EVP_MD_CTX *hash;               /* the audio so far */
+	uint64_t size;                  /* the blob's size, as this chunk found it */
+	size_t got;                     /* bytes this chunk read */
+	bool damaged;                   /* missing, or not the size its row says */
+	uint8_t sha256[STORE_HASH_LEN]; /* what its row says, as this chunk found it */
+} verify_ctx;
+
+/* One chunk from vc->offset into the hash, inside with_audio's read transaction. */
+static int verify_fn(void *ctx, const store_audio_info *info, sqlite3 *db, sqlite3_int64 rowid)
+{
+	verify_ctx *vc = ctx;
+	sqlite3_blob *blob;
+	vc->got = 0;
+	memcpy(vc->sha256, info->sha256, STORE_HASH_LEN);
+	int r = sqlite3_blob_open(db, "main", "audio", "data", rowid, 0, &blob);
+	/* No audio row where the message (same snapshot) has one, or one that does not read. */
+	if (r == SQLITE_ERROR || (r & 0xff) == SQLITE_CORRUPT) {
+		vc->damaged = true;
+		return 0;
+	}
+	if (r != SQLITE_OK)
+		return store_map_sqlite(r);
+	int rc = 0;
+	vc->size = (uint64_t)sqlite3_blob_bytes(blob);
+	if (vc->size != info->bytes) {
+		vc->damaged = true;
+	} else if (vc->offset < vc->size) {
+		size_t n = vc->size - vc->offset < VERIFY_CHUNK ? (size_t)(vc->size - vc->offset)
+		                                                : VERIFY_CHUNK;
+		r = sqlite3_blob_read(blob, vc->buf, (int)n, (int)vc->offset);
+		if ((r & 0xff) == SQLITE_CORRUPT) /* its pages do not chain as they should */
+			vc->damaged = true;
+		else if (r != SQLITE_OK)
+			rc = store_map_sqlite(r);
+		else if (!EVP_DigestUpdate(vc->hash, vc->buf, n))
+			rc = STORE_ENOMEM;
+		else
+			vc->got = n;
+	}
+	sqlite3_blob_close(blob);
+	return rc;
+}
+
+/*
+ * One message's audio read whole and hashed: *damaged set when it is not what its row
+ * recorded. STORE_ENOTFOUND: deleted meanwhile.
+ */
+static int verify_message(store *s, const char *family_id, const char *message_id, verify_ctx *vc,
+                          bool *damaged, uint64_t *bytes)
+{
+	store_audio_info info;
+	uint8_t want[STORE_HASH_LEN], got[STORE_HASH_LEN];
+	unsigned int hlen = 0;
+	int rc = 0;
+	*damaged = false;
+	*bytes = 0;
+	vc->offset = 0;
+	vc->damaged = false;
+	if (!EVP_DigestInit_ex(vc->hash, EVP_sha256(), NULL))
+		return STORE_ENOMEM;
+	/* A chunk per call, each its own read transaction (and blob handle), as the server
+	 * streams a clip: nothing is held between chunks. The audio of a message is never
+	 * rewritten, only erased, so the chunks are of one clip or the message is gone. */
+	do {
+		rc = with_audio(s, family_id, message_id, verify_fn, vc, &info);
+		if (rc == 0 && vc->offset == 0)
+			memcpy(want, vc->sha256, STORE_HASH_LEN);
+		vc->offset += vc->got;
+		*bytes = vc->offset;
+	} while (rc == 0 && !vc->damaged && vc->got > 0 && vc->offset < vc->size);
+	if (rc < 0)
+		return rc;
+	if (vc->damaged) {
+		*damaged = true;
+		return 0;
+	}
+	if (!EVP_DigestFinal_ex(vc->hash, got, &hlen) || hlen != STORE_HASH_LEN)
+		return STORE_ENOMEM;
+	*damaged = memcmp(got, want, STORE_HASH_LEN) != 0;
+	return 0;
+}
+
+typedef struct stored_page {
+	char ids[VERIFY_PAGE][STORE_ID_LEN + 1];
+	sqlite3_int64 last; /* the last one's rowid */
+	size_t n;
+} stored_page;
+
+/* Up to VERIFY_PAGE messages that have audio, after rowid `after`, in one read transaction. */
+static int stored_after(store *s, const char *family_id, sqlite3_int64 after, stored_page *p)
+{
+	static const char sql[] = "SELECT rowid, id FROM messages WHERE rowid > ? AND state != 3 "
+	                          "ORDER BY rowid LIMIT ?";
+	family *f;
+	conn *c;
+	p->n = 0;
+	int rc = family_acquire(s, family_id, &f);
+	if (rc < 0)
+		return rc;
+	if ((rc = db_read_begin(f->db, &c)) == 0) {
+		sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+		if (st) {
+			sqlite3_bind_int64(st, 1, after);
+			sqlite3_bind_int(st, 2, VERIFY_PAGE);
+			int r;
+			while ((r = sqlite3_step(st)) == SQLITE_ROW && p->n < VERIFY_PAGE) {
+				p->last = sqlite3_column_int64(st, 0);
+				copy_text(p->ids[p->n++], STORE_ID_LEN + 1,
+				          sqlite3_column_text(st, 1));
+			}
+			rc = r == SQLITE_DONE || r == SQLITE_ROW ? 0 : store_map_sqlite(r);
+			sqlite3_reset(st);
+		}
+		db_read_end(f->db, c);
+	}
+	family_release(s, f);
+	return rc;
+}
+
+int store_family_verify(store *s, const char *family_id, store_verify_damaged_fn damaged, void *arg,
+                        store_verify_counts *counts)
+{
+	verify_ctx vc = {0};
+	stored_page *page = malloc(sizeof *page);
+	memset(counts, 0, sizeof *counts);
+	vc.buf = malloc(VERIFY_CHUNK);
+	vc.hash = EVP_MD_CTX_new();
+	int rc = STORE_ENOMEM;
+	if (!page || !vc.buf || !vc.hash)
+		goto done;
+	sqlite3_int64 after = 0;
+	do {
+		if ((rc = stored_after(s, family_id, after, page)) < 0)
+			goto done;
+		after = page->last;
+		for (size_t i = 0; i < page->n; i++) {
+			bool bad;
+			uint64_t bytes;
+			rc = verify_message(s, family_id, page->ids[i], &vc, &bad, &bytes);
+			if (rc == STORE_ENOTFOUND) /* deleted since it was listed */
+				continue;
+			if (rc < 0)
+				goto done;
+			counts->messages++;
+			counts->bytes += bytes;
+			if (bad) {
+				counts->damaged++;
+				if (damaged)
+					damaged(arg, page->ids[i]);
+			}
+		}
+	} while (page->n == VERIFY_PAGE);
+	rc = 0;
+done:
+	EVP_MD_CTX_free(vc.hash);
+	free(vc.buf);
+	free(page);
+	return rc;
+}

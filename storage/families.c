@@ -165,6 +165,14 @@ int store_families_retaining(store *s, const char *after_id, int64_t checked_bef
 	return rc;
 }
 
+int store_families_list(store *s, const char *after_id, store_family *out, size_t max, size_t *n)
+{
+	static const char sql[] = "SELECT id, name, created_ms, quota_bytes, retention_days "
+	                          "FROM families WHERE id > ? ORDER BY id";
+	return read_many(s, sql, after_id ? after_id : "", family_from_row, out, sizeof *out, max,
+	                 n);
+}
+
 int store_family_retention_checked(store *s, const char *family_id, int64_t now_ms)
 {
 	static const char sql[] = "UPDATE families SET retention_checked_ms = ? WHERE id = ?";

@@ -138,6 +138,11 @@ int store_family_update(store *s, const char *family_id, const uint64_t *quota_b
  */
 int store_families_retaining(store *s, const char *after_id, int64_t checked_before_ms,
 			     store_family *out, size_t max, size_t *n);
+/*
+ * Every family, with an id after `after_id` ("" to start), in id order, up to `max` (*n ==
+ * max: there may be more): page through them all by passing the last id back.
+ */
+int store_families_list(store *s, const char *after_id, store_family *out, size_t max, size_t *n);
 /* The retention job is done with this family for now. */
 int store_family_retention_checked(store *s, const char *family_id, int64_t now_ms);
 /*
@@ -547,6 +552,28 @@ int store_audio_fetch(store *s, const char *family_id, const char *message_id,
 		      store_audio_info *info);
 int store_audio_read(store *s, const char *family_id, const char *message_id, uint64_t offset,
 		     void *buf, size_t len, size_t *got);
+/* What store_family_verify found. */
+typedef struct store_verify_counts {
+	uint64_t messages; /* messages whose audio was read whole and checked */
+	uint64_t bytes;    /* bytes of audio read */
+	uint64_t damaged;  /* of those, the ones whose audio is not what was stored */
+} store_verify_counts;
+/* A damaged message, by id: called on the verifying thread, during the call. */
+typedef void (*store_verify_damaged_fn)(void *arg, const char *message_id);
+/*
+ * Check the audio of every message of the family that has audio (visible and hidden; a
+ * deleted one has none) against the size and SHA-256 its row recorded when it was stored:
+ * damage the database's structure does not show (bytes a failing disk changed inside audio
+ * pages pass the quick_check at open and integrity_check, and backups copy them). A message
+ * whose audio differs, is missing or whose pages SQLite finds damaged is damaged: counted, and
+ * told to `damaged` (may be NULL); the check goes on. Audio is read as store_audio_fetch
+ * reads it, a chunk per read transaction with its own blob handle, so a running server's
+ * writes never wait on it; a message deleted meanwhile is skipped. Any other error (STORE_EIO,
+ * STORE_EBUSY, ...) ends the call with it; *counts says what was checked until then. It reads
+ * all of the family's audio: docs/operations.md gives its speed.
+ */
+int store_family_verify(store *s, const char *family_id, store_verify_damaged_fn damaged, void *arg,
+                        store_verify_counts *counts);
 /* Record that a member listened (idempotent); *seq: the message's new change number. */
 int store_message_listened(store *s, const char *family_id, const char *message_id,
 			   const char *member_id, int64_t now_ms, uint64_t *seq);

@@ -1,11 +1,12 @@
 /*
  * jiayinctl — the administrator's tool: schools, kiosks and their device tokens, a family's
- * state, its erasure and export, and online backups, on the data directory through the storage
- * library (never the server: SQLite in WAL mode and the store's busy timeout let it run beside
- * a live jiayin). Single-threaded; one store handle per run; every mutation appends a row to
- * the audit log (actor "jiayinctl"). Tokens are made as the server makes them and only their
- * SHA-256 is stored. Output: readable text, or with --json exactly one JSON object on stdout.
- * Exit status: 0, 1 on failure (message and storage error code on stderr), 64 on bad usage.
+ * state, its erasure and export, online backups and the check of stored voices, on the data
+ * directory through the storage library (never the server: SQLite in WAL mode and the store's
+ * busy timeout let it run beside a live jiayin). Single-threaded; one store handle per run;
+ * every mutation appends a row to the audit log (actor "jiayinctl"). Tokens are made as the
+ * server makes them and only their SHA-256 is stored. Output: readable text, or with --json
+ * exactly one JSON object on stdout. Exit status: 0, 1 on failure (message and storage error
+ * code on stderr), 64 on bad usage.
  *
  * This file: the command line, the command table and --help, opening the store, and what every
  * command shares (reporting and exit status, rows as JSON and text, whole listings, the audit
@@ -317,6 +318,8 @@ static const command commands[] = {
      cmd_backup},
     {"backup-family", NULL, 2, 2, "FAMILY_ID DEST_FILE",
      "an online copy of one family's database into a new file", cmd_backup_family},
+    {"verify", NULL, 0, 1, "[FAMILY_ID]",
+     "check stored voices against their SHA-256 (every family's without an id)", cmd_verify},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -337,8 +340,9 @@ static void help(void)
 	}
 	printf("\nIds are as the API, `school list`, `kiosk list` and `show` print them (a family's:\n"
 	       "the family's app, or the request log). Every change is written to the audit log\n"
-	       "(actor \"jiayinctl\"). Exit status: 0; 1 on failure, with the storage error's code\n"
-	       "on stderr; 64 for usage errors.\n");
+	       "(actor \"jiayinctl\"). Exit status: 0; 1 on failure (for verify: a damaged voice,\n"
+	       "or a family it could not check), with the storage error's code on stderr; 64 for\n"
+	       "usage errors.\n");
 }
 
 static const command *find_command(const char *group, const char *verb)

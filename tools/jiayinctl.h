@@ -2,7 +2,8 @@
  * jiayinctl.h — what the parts of jiayinctl share: jiayinctl.c (the command line, the command
  * table, opening the store, and how every command reports, prints rows and writes the audit
  * log), jiayinctl_school.c (schools, kiosks and device tokens) and jiayinctl_family.c (a
- * family's state, erasure and export, and backups). Private to tools/; single-threaded.
+ * family's state, erasure and export, backups, and the check of stored voices). Private to
+ * tools/; single-threaded.
  */
 #ifndef JIAYIN_TOOLS_JIAYINCTL_H
 #define JIAYIN_TOOLS_JIAYINCTL_H
@@ -81,5 +82,6 @@ int cmd_family_delete(ctl *c, int argc, char **argv);
 int cmd_family_export(ctl *c, int argc, char **argv);
 int cmd_backup(ctl *c, int argc, char **argv);
 int cmd_backup_family(ctl *c, int argc, char **argv);
+int cmd_verify(ctl *c, int argc, char **argv);
 
 #endif

@@ -7,7 +7,8 @@ Starts the real jiayin on a data directory and, while it runs, drives jiayinctl 
 directory: schools, kiosks and their tokens (checked against the stored hash, and against the
 kiosk endpoint), revoking, a family's view, export, backups, erasure
 (the server then refuses the family's token), bad input with its exit codes and messages, and
-the audit log's rows. Every jiayinctl run is checked for sanitizer reports.
+the audit log's rows; then verify on a directory of its own, beside a server, before and after
+one stored voice is damaged in the file, and after the restore that puts it back. Every jiayinctl run is checked for sanitizer reports.
 """
 import base64
 import hashlib
@@ -439,7 +440,7 @@ def bad_input(ctl, data, tmp):
     ok(r.rc == 0 and all(c in r.out for c in (
         "school add", "school list", "kiosk add", "kiosk list", "kiosk token",
         "kiosk children", "device revoke", "family show", "family delete", "family export",
-        "backup DEST_DIR", "backup-family", "--data", "--json")),
+        "backup DEST_DIR", "backup-family", "verify [FAMILY_ID]", "--data", "--json")),
        "--help lists every command and option", repr(r))
 
     for args in (("family", "show", "nope"), ("family", "show", "Z" * 26),
@@ -508,6 +509,136 @@ def bad_input(ctl, data, tmp):
     ok(r.rc == 64, "family delete with --yes but no id: 64", repr(r))
 
 
+def tone_wav(hz, seconds=3):
+    """A WAV of a tone (mono, 16 kHz): a recording whose stored clip is its own."""
+    import io
+    import math
+    import wave
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"".join(
+            int(8000 * math.sin(2 * math.pi * hz * i / 16000)).to_bytes(2, "little", signed=True)
+            for i in range(16000 * seconds)))
+    return buf.getvalue()
+
+
+def verify_checks(ctl_bin, server_bin, tmp):
+    """verify beside a running server: bytes changed inside one stored voice (a disk's silent
+    damage: the database's structure is whole) are found, that message alone, exit 1; the
+    restore docs/operations.md describes (a backup-family copy taken before) brings the voice
+    back, as verify and the served bytes show. Its own data directory: verify writes no audit
+    row, as no read does."""
+    data = os.path.join(tmp, "verify-data")
+    ctl = Ctl(ctl_bin, data)
+    srv = Server(server_bin, data=data)
+    fams, msgs = {}, {}
+    try:
+        for name, clips in (("王家", (SAMPLE, 440)), ("李家", (SAMPLE,))):
+            mom = post_json(srv, "/v1/families", {"family_name": name, "member_name": "妈妈"})
+            mom = mom.json()
+            fams[name] = (mom["family"]["id"], mom["token"])
+            for clip in clips:
+                body = open(clip, "rb").read() if isinstance(clip, str) else tone_wav(clip)
+                up = request(srv, "POST", f"/v1/families/{mom['family']['id']}/messages", body,
+                             headers=bearer(mom["token"]), timeout=120)
+                msgs.setdefault(name, []).append(up.json()["message"] if up.status == 201
+                                                 else {})
+        wang, token = fams["王家"]
+        li = fams["李家"][0]
+        victim = msgs["王家"][0].get("id", "")
+
+        def audio(s, mid):
+            return request(s, "GET", f"/v1/families/{wang}/messages/{mid}/audio",
+                           headers=bearer(token), timeout=30)
+        good = audio(srv, victim)
+        ok(good.status == 200 and hashlib.sha256(good.body).hexdigest()[:32] ==
+           good.header("ETag").strip('"') and len(msgs["王家"]) == 2,
+           "setup: two families, three voices; a voice is served with its SHA-256 (the first "
+           "128 bits) as ETag",
+           f"{good.status} {msgs}")
+        r = ctl("verify")
+        per = {f["family_id"]: f for f in (r.obj or {}).get("families", [])}
+        ok(r.rc == 0 and r.obj["damaged"] == 0 and r.obj["messages"] == 3 and
+           set(per) == {wang, li} and per[wang]["damaged"] == [] and
+           per[wang]["messages"] == 2 and per[li]["messages"] == 1 and
+           r.obj["bytes"] == sum(m["bytes"] for v in msgs.values() for m in v) and
+           "error" not in r.obj, "verify: every family's voices checked, none damaged, exit 0",
+           repr(r))
+        r = ctl("verify", json_out=False)
+        ok(r.rc == 0 and r.out.count("all as stored") == 2 and
+           "2 families, 3 voices" in r.out and "0 damaged" in r.out and r.err == "",
+           "verify without --json: a line per family and the totals", repr(r))
+        good_copy = os.path.join(tmp, "wang-good.db")
+        r = ctl("backup-family", wang, good_copy)
+        ok(r.rc == 0, "a backup-family copy of the family before the damage", repr(r))
+    finally:
+        srv.stop()  # its last connection checkpoints: the voices are in the main file
+
+    # A disk's silent damage: 16 bytes in the middle of one voice, in the file itself.
+    path = os.path.join(data, "families", f"{wang}.db")
+    with open(path, "rb") as f:
+        content = f.read()
+    window = good.body[len(good.body) // 2:len(good.body) // 2 + 48]
+    at = content.find(window)
+    ok(at > 0 and content.count(window) == 1 and not os.path.exists(path + "-wal"),
+       "the voice's bytes are in the family's file, once", f"{at} {content.count(window)}")
+    with open(path, "r+b") as f:
+        f.seek(at)
+        f.write(bytes(b ^ 0x5A for b in window[:16]))
+    srv = Server(server_bin, data=data)
+    try:
+        served = audio(srv, victim)
+        ok(served.status == 200 and served.header("ETag") == good.header("ETag") and
+           served.body != good.body and integrity(path) == "ok",
+           "the damage passes integrity_check, and the server serves it under the old ETag",
+           f"{served.status} {integrity(path)}")
+        r = ctl("verify")
+        per = {f["family_id"]: f for f in (r.obj or {}).get("families", [])}
+        ok(r.rc == 1 and r.obj and r.obj["damaged"] == 1 and
+           r.obj["damaged_families"] == 1 and per[wang]["damaged"] == [victim] and
+           per[wang]["messages"] == 2 and per[li]["damaged"] == [] and
+           r.obj["error"]["code"] == "storage_corrupt" and "storage_corrupt" in r.err,
+           "verify beside the running server finds that voice alone: exit 1, its id, "
+           "storage_corrupt", repr(r))
+        r = ctl("verify", wang, json_out=False)
+        ok(r.rc == 1 and "1 DAMAGED" in r.out and f"message {victim}" in r.out and
+           msgs["王家"][1]["id"] not in r.out and "1 damaged voice in 1 family" in r.err,
+           "verify FAMILY_ID without --json names the damaged message", repr(r))
+        r = ctl("verify", li)
+        ok(r.rc == 0 and r.obj["damaged"] == 0 and len(r.obj["families"]) == 1,
+           "verify of the other family: whole, exit 0", repr(r))
+        r = ctl("verify", "2" * 26)
+        ok(r.rc == 1 and r.obj["error"]["code"] == "not_found", "verify of an unknown family: "
+           "not_found", repr(r))
+        r = ctl("verify", wang, li)
+        ok(r.rc == 64, "verify takes one family at most: 64", repr(r))
+    finally:
+        srv.stop()
+
+    # The restore docs/operations.md gives: the service stopped, the WAL and shm removed, the
+    # copy put in the mailbox's place; verify and the served bytes say the voice is back.
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.unlink(path + suffix)
+    shutil.copyfile(good_copy, path)
+    os.chmod(path, 0o600)
+    srv = Server(server_bin, data=data)
+    try:
+        r = ctl("verify")
+        back = audio(srv, victim)
+        ok(r.rc == 0 and r.obj["damaged"] == 0 and r.obj["messages"] == 3 and
+           back.status == 200 and back.body == good.body,
+           "after the restore from the copy, verify finds nothing and the voice is served whole",
+           f"{r!r} {back.status}")
+    finally:
+        srv.stop()
+    ok(not [a for a, _, _ in audit_rows(data) if "verify" in a],
+       "verify writes no audit row (a read, as family show)", f"{audit_rows(data)}")
+
+
 def audit_rows(data):
     with db(os.path.join(data, "directory.db")) as c:
         return c.execute("SELECT action, family_id, target FROM audit_log WHERE actor = "
@@ -546,6 +677,7 @@ def main():
            f"{n}")
     finally:
         rc = srv.stop()
+    verify_checks(ctl_bin, server_bin, tmp)
     ok(rc == 0, "the server ran beside jiayinctl and exits cleanly")
     ok(not sanitizer_reports, "no sanitizer reports from any jiayinctl run",
        "\n# ".join(sanitizer_reports)[:4000])
