@@ -288,35 +288,22 @@ typedef struct stored_page {
 	size_t n;
 } stored_page;
 
+static void stored_row(sqlite3_stmt *st, void *out)
+{
+	stored_page *p = out;
+	if (p->n == VERIFY_PAGE)
+		return;
+	p->last = sqlite3_column_int64(st, 0);
+	copy_text(p->ids[p->n++], STORE_ID_LEN + 1, sqlite3_column_text(st, 1));
+}
+
 /* Up to VERIFY_PAGE messages that have audio, after rowid `after`, in one read transaction. */
 static int stored_after(store *s, const char *family_id, sqlite3_int64 after, stored_page *p)
 {
 	static const char sql[] = "SELECT rowid, id FROM messages WHERE rowid > ? AND state != 3 "
 	                          "ORDER BY rowid LIMIT ?";
-	family *f;
-	conn *c;
 	p->n = 0;
-	int rc = family_acquire(s, family_id, &f);
-	if (rc < 0)
-		return rc;
-	if ((rc = db_read_begin(f->db, &c)) == 0) {
-		sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-		if (st) {
-			sqlite3_bind_int64(st, 1, after);
-			sqlite3_bind_int(st, 2, VERIFY_PAGE);
-			int r;
-			while ((r = sqlite3_step(st)) == SQLITE_ROW && p->n < VERIFY_PAGE) {
-				p->last = sqlite3_column_int64(st, 0);
-				copy_text(p->ids[p->n++], STORE_ID_LEN + 1,
-				          sqlite3_column_text(st, 1));
-			}
-			rc = r == SQLITE_DONE || r == SQLITE_ROW ? 0 : store_map_sqlite(r);
-			sqlite3_reset(st);
-		}
-		db_read_end(f->db, c);
-	}
-	family_release(s, f);
-	return rc;
+	return family_rows(s, family_id, sql, after, VERIFY_PAGE, stored_row, p);
 }
 
 int store_family_verify(store *s, const char *family_id, store_verify_damaged_fn damaged, void *arg,

@@ -626,9 +626,8 @@ static int do_expire(conn *c, sqlite3_int64 rowid, const store_message *before, 
 	return rc;
 }
 
-/* Rows of a mailbox query with two integer parameters, each through fn. */
-static int family_rows(store *s, const char *family_id, const char *sql, sqlite3_int64 a,
-		       sqlite3_int64 b, row_fn fn, void *out)
+int family_rows(store *s, const char *family_id, const char *sql, sqlite3_int64 a, sqlite3_int64 b,
+                row_fn fn, void *out)
 {
 	family *f;
 	conn *c;

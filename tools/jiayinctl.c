@@ -105,12 +105,16 @@ int finish(ctl *c, json_t *obj, int audit_rc)
 		snprintf(msg, sizeof msg,
 		         "the change above was made, but the audit log could not record it: %s",
 		         store_strerror(audit_rc));
+	return finish_failed(c, obj, audit_rc, msg);
+}
+
+int finish_failed(ctl *c, json_t *obj, int rc, const char *msg)
+{
 	if (c->json) {
 		if (!obj)
 			return fail(c, STORE_ENOMEM, "could not build the JSON result");
-		if (audit_rc < 0 &&
-		    json_object_set_new(obj, "error", error_json(store_errcode(audit_rc), msg)) <
-		        0) {
+		if (rc < 0 &&
+		    json_object_set_new(obj, "error", error_json(store_errcode(rc), msg)) < 0) {
 			json_decref(obj);
 			return fail(c, STORE_ENOMEM, "could not build the JSON result");
 		}
@@ -120,8 +124,8 @@ int finish(ctl *c, json_t *obj, int audit_rc)
 			return fail(c, STORE_ENOMEM, "could not print the JSON result");
 		putchar('\n');
 	}
-	if (audit_rc < 0) {
-		fprintf(stderr, "jiayinctl: %s (%s)\n", msg, store_errcode(audit_rc));
+	if (rc < 0) {
+		fprintf(stderr, "jiayinctl: %s (%s)\n", msg, store_errcode(rc));
 		return EXIT_FAIL;
 	}
 	return 0;

@@ -35,6 +35,9 @@ int usage_fail(ctl *c, const char *usage, const char *fmt, ...);
 void print_error_json(const char *code, const char *msg);
 /* A command's end: takes `obj` (printed with --json; NULL when it could not be built). */
 int finish(ctl *c, json_t *obj, int audit_rc);
+/* The same for a command that failed (rc < 0, said in msg) after its result was made: the
+ * result with its "error", the message on stderr, exit status 1. rc 0: finish(c, obj, 0). */
+int finish_failed(ctl *c, json_t *obj, int rc, const char *msg);
 
 /* ---- rows as JSON and as text ---- */
 

@@ -676,7 +676,8 @@ int cmd_verify(ctl *c, int argc, char **argv)
 	else if (t.unchecked)
 		snprintf(msg, sizeof msg, "%u famil%s could not be checked", t.unchecked,
 		         t.unchecked == 1 ? "y" : "ies");
-	int code = t.damaged ? STORE_ECORRUPT : t.first_error;
+	int code = t.damaged ? STORE_ECORRUPT : t.first_error < 0 ? t.first_error : STORE_EIO;
+	json_t *obj = NULL;
 	if (!c->json) {
 		printf("%u famil%s, %llu voice%s (%llu bytes) checked: %llu damaged", t.families,
 		       t.families == 1 ? "y" : "ies", (unsigned long long)t.messages,
@@ -688,26 +689,11 @@ int cmd_verify(ctl *c, int argc, char **argv)
 		putchar('\n');
 		json_decref(out);
 	} else {
-		json_t *obj = json_pack("{s:o, s:I, s:I, s:I, s:I, s:I}", "families", out,
-		                        "messages", (json_int_t)t.messages, "bytes",
-		                        (json_int_t)t.bytes, "damaged", (json_int_t)t.damaged,
-		                        "damaged_families", (json_int_t)t.damaged_families,
-		                        "unchecked_families", (json_int_t)t.unchecked);
-		if (obj && *msg &&
-		    json_object_set_new(
-		        obj, "error",
-		        json_pack("{s:s, s:s}", "code", store_errcode(code), "message", msg)) < 0)
-			json_decref(obj), obj = NULL;
-		if (!obj)
-			return fail(c, STORE_ENOMEM, "could not build the JSON result");
-		int r = json_dumpf(obj, stdout, JSON_COMPACT);
-		json_decref(obj);
-		if (r < 0)
-			return fail(c, STORE_ENOMEM, "could not print the JSON result");
-		putchar('\n');
+		obj = json_pack("{s:o, s:I, s:I, s:I, s:I, s:I}", "families", out, "messages",
+		                (json_int_t)t.messages, "bytes", (json_int_t)t.bytes, "damaged",
+		                (json_int_t)t.damaged, "damaged_families",
+		                (json_int_t)t.damaged_families, "unchecked_families",
+		                (json_int_t)t.unchecked);
 	}
-	if (!*msg)
-		return 0;
-	fprintf(stderr, "jiayinctl: %s (%s)\n", msg, store_errcode(code));
-	return EXIT_FAIL;
+	return finish_failed(c, obj, *msg ? code : 0, msg);
 }

@@ -30,6 +30,7 @@
  *            family costs when many are open. Target: >= 0.5x.
  * Medians of RUNS runs; every figure printed is measured here. Usage: bench_storage [WORKDIR]
  */
+#include "bench_common.h"
 #include "internal.h"
 
 #include <fcntl.h>
@@ -56,25 +57,6 @@
 #define OPENS 400
 #define LOOKUP_FAMILIES 256 /* the default max_open_families */
 #define LOOKUP_CALLS (LOOKUP_FAMILIES * 400)
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double d = *(const double *)a - *(const double *)b;
-	return (d > 0) - (d < 0);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp);
-	return v[n / 2];
-}
 
 static void die(const char *what, int rc)
 {

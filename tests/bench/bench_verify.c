@@ -7,6 +7,7 @@
  * disk adds its read speed to both the check and the backup). Medians of RUNS runs.
  * Usage: bench_verify [WORKDIR]
  */
+#include "bench_common.h"
 #include "store.h"
 
 #include <openssl/evp.h>
@@ -21,25 +22,6 @@
 #define RUNS 5
 #define CLIPS 1000
 #define CLIP_BYTES (150 * 1000)
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double d = *(const double *)a - *(const double *)b;
-	return (d > 0) - (d < 0);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp);
-	return v[n / 2];
-}
 
 static void die(const char *what, int rc)
 {

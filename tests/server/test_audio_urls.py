@@ -209,6 +209,21 @@ def signed_urls(binary):
         srv.stop()
 
 
+def kiosk_child(srv, mom):
+    """A school kiosk (its token) and a child of mom's family paired to it with the PIN
+    1, 2, 3, 4 (its link)."""
+    fam = mom["family"]["id"]
+    ktok = add_kiosk(srv.data)
+    kcode = request(srv, "POST", "/v1/kiosk/pairing-codes", b"",
+                    headers=bearer(ktok)).json()["code"]
+    kid = post_json(srv, f"/v1/families/{fam}/members", {"member_name": "小刚", "role": "child"},
+                    headers=bearer(mom["token"])).json()["member"]
+    link = post_json(srv, f"/v1/families/{fam}/kiosk-links",
+                     {"code": kcode, "member_id": kid["id"], "pin": [1, 2, 3, 4]},
+                     headers=bearer(mom["token"])).json()["link"]
+    return ktok, link
+
+
 def kiosk_signed_urls(binary):
     """A signed audio URL a child's kiosk session asks for is served no-store like the
     session's own audio (a shared tablet keeps none of the family's voices), cannot be made an
@@ -219,15 +234,7 @@ def kiosk_signed_urls(binary):
     try:
         mom = signup(srv, "王家", "妈妈")
         fam = mom["family"]["id"]
-        ktok = add_kiosk(srv.data)
-        kcode = request(srv, "POST", "/v1/kiosk/pairing-codes", b"",
-                        headers=bearer(ktok)).json()["code"]
-        kid = post_json(srv, f"/v1/families/{fam}/members",
-                        {"member_name": "小刚", "role": "child"},
-                        headers=bearer(mom["token"])).json()["member"]
-        link = post_json(srv, f"/v1/families/{fam}/kiosk-links",
-                         {"code": kcode, "member_id": kid["id"], "pin": [1, 2, 3, 4]},
-                         headers=bearer(mom["token"])).json()["link"]
+        ktok, link = kiosk_child(srv, mom)
 
         def login():
             return post_json(srv, "/v1/kiosk/sessions", {"child": link["id"], "pin": [1, 2, 3, 4]},
@@ -290,15 +297,7 @@ def kiosk_pins_after_a_new_key(binary):
     try:
         mom = signup(srv, "王家", "妈妈")
         fam = mom["family"]["id"]
-        ktok = add_kiosk(data)
-        kcode = request(srv, "POST", "/v1/kiosk/pairing-codes", b"",
-                        headers=bearer(ktok)).json()["code"]
-        kid = post_json(srv, f"/v1/families/{fam}/members",
-                        {"member_name": "小刚", "role": "child"},
-                        headers=bearer(mom["token"])).json()["member"]
-        link = post_json(srv, f"/v1/families/{fam}/kiosk-links",
-                         {"code": kcode, "member_id": kid["id"], "pin": [1, 2, 3, 4]},
-                         headers=bearer(mom["token"])).json()["link"]
+        ktok, link = kiosk_child(srv, mom)
         before = post_json(srv, "/v1/kiosk/sessions", {"child": link["id"], "pin": [1, 2, 3, 4]},
                            headers=bearer(ktok))
     finally:
