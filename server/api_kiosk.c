@@ -425,6 +425,8 @@ static void link_done(srv_exchange *x, api_job *j)
 	}
 	if (api_failed(x, j, "only a parent or caregiver can do this"))
 		return;
+	/* The sessions it ended hear 401 now, on a long-poll too, not when their wait is over */
+	api_mailbox_changed(x->srv, j->param[0]);
 	api_respond_json(x, j->code[0] ? 201 : 200,
 			 json_pack("{s:o}", "link", link_json(j->links, api_now_ms())));
 }
@@ -551,6 +553,7 @@ static void unlink_done(srv_exchange *x, api_job *j)
 {
 	if (api_failed(x, j, "only a parent or caregiver can do this"))
 		return;
+	api_mailbox_changed(x->srv, j->param[0]); /* as link_done: its sessions hear 401 now */
 	srv_respond_head(x, 204, NULL, NULL, -1);
 }
 

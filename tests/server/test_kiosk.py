@@ -867,6 +867,30 @@ def main():
                 other["token"]).json()["links"][0]["id"] == hl["id"] and
            call(srv, "GET", links, other["token"]).status == 404,
            "each family lists its own children's kiosks")
+        # A session a new PIN or an unlinking ends hears 401 on its long-poll at once, not
+        # when its wait is over (the tablet showed the child's screen up to a minute on).
+        def ended_while_waiting(pictures, change):
+            opened = call(srv, "POST", login, ktok, {"child": link["id"],
+                                                     "pin": pictures}).json()
+            seq = call(srv, "GET", f"/v1/families/{fam}/messages", opened["token"]).json()["seq"]
+            got = {}
+
+            def wait():
+                t0 = time.time()
+                got["r"] = call(srv, "GET", f"/v1/families/{fam}/messages?since={seq}&wait=20",
+                                opened["token"])
+                got["s"] = time.time() - t0
+            th = threading.Thread(target=wait)
+            th.start()
+            time.sleep(0.5)
+            done = change()
+            th.join(25)
+            r = got.get("r")
+            return done, (r.status if r else None), round(got.get("s", 99), 1)
+        done, status, took = ended_while_waiting(pin, lambda: call(
+            srv, "PUT", f"{links}/{link['id']}/pin", mom["token"], {"pin": pin}).status)
+        ok(done == 200 and status == 401 and took < 5,
+           "a new PIN: the session's long-poll answers 401 at once", f"{done} {status} {took}s")
         newpin = [9, 8, 7, 6]
         p = call(srv, "PUT", f"{links}/{link['id']}/pin", mom["token"], {"pin": newpin})
         ok(p.status == 200 and
@@ -880,9 +904,12 @@ def main():
         ok(call(srv, "PUT", f"{links}/{hl['id']}/pin", mom["token"], {"pin": newpin}).status
            == 404 and call(srv, "DELETE", f"{links}/{hl['id']}", mom["token"]).status == 404,
            "another family's link: 404")
-        d = call(srv, "DELETE", f"{links}/{link['id']}", mom["token"])
+        gone, status, took = ended_while_waiting(newpin, lambda: call(
+            srv, "DELETE", f"{links}/{link['id']}", mom["token"]).status)
+        ok(gone == 204 and status == 401 and took < 5,
+           "unlinked: the session's long-poll answers 401 at once", f"{gone} {status} {took}s")
         ch = call(srv, "GET", "/v1/kiosk/children", ktok).json()
-        ok(d.status == 204 and [x["name"] for x in ch["children"]] == ["小红"] and
+        ok(gone == 204 and [x["name"] for x in ch["children"]] == ["小红"] and
            call(srv, "POST", login, ktok, {"child": link["id"], "pin": newpin}).status == 404,
            "unlinked: the child leaves the kiosk's screen and cannot log in")
         ok(call(srv, "POST", login, ktok, {"child": "nonsense", "pin": newpin}).status == 404
