@@ -15,14 +15,16 @@
 static const double bucket_le[SRV_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 						      0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
 /* The codes counted one by one within each class; others land in the class's last slot.
- * 499: the client went away while its request's body arrived (conn.c). */
-#define KNOWN 8
+ * 499: the client went away while its request's body arrived (conn.c). 409, 415, 422 and 429
+ * are what an operator watches for (a conflict, a phone's recording refused, a rate limit),
+ * where they were lumped into 4xx (the config review). */
+#define KNOWN 12
 static const int known[6][KNOWN] = {
 	{0},
 	{100},
 	{200, 201, 204, 206},
 	{304},
-	{400, 401, 403, 404, 405, 408, 413, 499},
+	{400, 401, 403, 404, 405, 408, 409, 413, 415, 422, 429, 499},
 	{500, 501, 503, 507},
 };
 _Static_assert(sizeof ((srv_route_stats *)0)->by_status[0] ==

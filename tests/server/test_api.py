@@ -131,6 +131,13 @@ def locks(binary):
         ok(codes == [400] * 3 and r.status == 429 and
            r.json()["error"]["code"] == "pairing_locked" and r.header("Retry-After"),
            f"three wrong codes lock the address out, even for the right code ({codes})")
+        # Counted under their own codes: an operator's alert on 429s sees them, where they
+        # were lumped into "4xx" with every other refusal.
+        m = request(srv, "GET", "/metrics").body.decode()
+        ok('jiayin_http_requests_total{route="pair",status="429"} 1' in m and
+           'jiayin_http_requests_total{route="pair",status="400"} 3' in m,
+           "/metrics counts the 429 and the 400s of pairing by their codes",
+           "\n".join(ln for ln in m.splitlines() if 'route="pair"' in ln))
     finally:
         srv.stop()
     srv = Server(binary, "--pair-failures", "100", "--pair-failures-all", "4",
