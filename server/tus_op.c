@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -347,9 +348,20 @@ static void finish_work(tus_op *op)
 		f->body_fd = -1;
 		return;
 	}
+	struct stat st;
+	bool given_up = fstat(f->body_fd, &st) == 0 && (uint64_t)st.st_size < op->u.offset;
 	api_job_run(f);
 	close(f->body_fd);
 	f->body_fd = -1;
+	if (given_up && f->auth_rc >= 0 && f->rc == 0 && !f->existed) {
+		/* Its bytes were given up once its message was stored (srv_upload_stored), and
+		 * the key finds no message now (the mailbox restored from a copy taken before
+		 * it): what was read was no recording. Gone, as an expired upload: the app sends
+		 * it again, where a 422 would have told it the recording was not audio. */
+		(void)srv_upload_remove(op->up->dir, op->u.device, op->u.id);
+		op->rc = SRV_UPLOAD_ENOTFOUND;
+		return;
+	}
 	op->finished = true;
 	if (f->auth_rc < 0)
 		return;

@@ -523,6 +523,11 @@ int srv_upload_open_part(srv_upload_dir *d, const srv_upload *u, bool write)
 	int fd = openat(dev, part, (write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	int rc = fd >= 0 ? fd : errno == ENOENT ? SRV_UPLOAD_ENOTFOUND : upload_errno();
 	close(dev);
+	/* Cut to the offset (a crash's bytes past it), never lengthened: a .part shorter than
+	 * its offset had its bytes given up (srv_upload_stored) and must stay so. */
+	struct stat st;
+	if (fd >= 0 && write && fstat(fd, &st) == 0 && (uint64_t)st.st_size < u->offset)
+		return fd;
 	if (fd >= 0 && write && ftruncate(fd, (off_t)u->offset) < 0) {
 		rc = upload_errno();
 		close(fd);

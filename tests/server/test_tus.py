@@ -821,6 +821,61 @@ def bytes_given_up(binary, wav):
     ok(rc == 0, "clean exit")
 
 
+def given_up_then_restored(binary, wav):
+    """An upload whose bytes were given up (its message stored, its record not saying so:
+    bytes_given_up) and whose message is gone since, the family's mailbox restored from a copy
+    taken before it: a HEAD or an empty PATCH at its end has no key to find and no bytes to
+    read. It is gone, 404, as an expired upload, and the app sends the recording again; not a
+    422 telling the phone its recording is not audio (before, the empty .part was transcoded
+    and the upload removed as bad audio)."""
+    srv = start(binary)
+    try:
+        mom = signup(srv)
+    finally:
+        srv.stop()
+    fam = os.path.join(srv.data, "families", mom["family"]["id"] + ".db")
+    with open(fam, "rb") as f:
+        before = f.read()
+    devdir = os.path.join(srv.data, "uploads", mom["device"]["id"])
+    for how in ("HEAD", "PATCH"):
+        srv = Server(binary, "--signups-per-hour", "1000", data=srv.data)
+        try:
+            loc = new_upload(srv, mom, len(wav))
+            first = patch(srv, mom, loc, 0, wav)
+        finally:
+            srv.stop()
+        upload_id = loc.rsplit("/", 1)[1]
+        with open(os.path.join(devdir, upload_id + ".info")) as f:
+            rec = json.load(f)
+        rec["message_id"] = ""
+        with open(os.path.join(devdir, upload_id + ".info"), "w") as f:
+            json.dump(rec, f)
+        open(os.path.join(devdir, upload_id + ".part"), "wb").close()
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(fam + suffix):
+                os.unlink(fam + suffix)
+        with open(fam, "wb") as f:
+            f.write(before)
+        srv = Server(binary, "--signups-per-hour", "1000", data=srv.data)
+        try:
+            if how == "HEAD":
+                r = head(srv, mom, loc)
+            else:
+                r = patch(srv, mom, loc, len(wav), b"")
+            ok(first.status == 204 and r.status == 404 and list_messages(srv, mom) == [],
+               f"a {how} of an upload whose bytes were given up and whose message was "
+               "restored away: 404, nothing stored", f"{r.status} {r.body[:80]!r}")
+            ok(not os.path.exists(os.path.join(devdir, upload_id + ".info")),
+               "and the upload is gone")
+            again = new_upload(srv, mom, len(wav))
+            p = patch(srv, mom, again, 0, wav)
+            ok(p.status == 204 and len(list_messages(srv, mom)) == 1,
+               "sent again, it is one message", f"{p.status}")
+        finally:
+            rc = srv.stop()
+        ok(rc == 0, "clean exit")
+
+
 def main():
     binary = sys.argv[1]
     with open(SAMPLE, "rb") as f:
@@ -834,6 +889,7 @@ def main():
     lock_after_auth(binary, wav)
     full_disk(binary)
     bytes_given_up(binary, wav)
+    given_up_then_restored(binary, wav)
     return finish()
 
 
