@@ -299,8 +299,14 @@ static const migration mailbox_steps[] = {
 	/* 8: when a restored copy's floor was taken up (store.c, floor_apply): NULL in a copy as
 	 * the backup made it, so that the same copy restored twice numbers from above the first
 	 * restore's numbers (the operations review: a phone missed what the second restore
-	 * numbered like the first). */
-	{"ALTER TABLE seq_floor ADD COLUMN applied_ms INTEGER;"},
+	 * numbered like the first). A mailbox restored before this step that has numbered a change
+	 * above its floor since is live, not a copy as made (a copy's changes are all below it):
+	 * its phones hold those numbers, and raising its floor now would tell them all to start
+	 * over for nothing. It is marked as taken up (0). */
+	{"ALTER TABLE seq_floor ADD COLUMN applied_ms INTEGER;"
+	 "UPDATE seq_floor SET applied_ms = 0 WHERE floor < max("
+	 "  coalesce((SELECT max(seq) FROM messages WHERE seq != rowid), 0),"
+	 "  coalesce((SELECT max(rowid) FROM messages), 0));"},
 };
 
 /* secure_delete: an erased family's names, its devices and its flags' reasons must not stay

@@ -774,6 +774,45 @@ static void restored_copy_numbers_above_the_floor(void **state)
 	assert_true(msg.seq > again);
 }
 
+/*
+ * A mailbox restored and written to by a version before mailbox step 8 (its seq_floor row
+ * without applied_ms) is a live one, not a copy as a backup made it: its phones hold numbers
+ * above its floor, and the upgrade's first opening must not raise the floor above them, which
+ * told every phone of every family restored before to start over (reset) for nothing.
+ */
+static void restored_before_step_8_keeps_its_floor(void **state)
+{
+	fixture *f = *state;
+	uint8_t audio[1000] = {5};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message msg;
+	int existed;
+	uint64_t from, to;
+	char copy[128], live[256];
+	snprintf(copy, sizeof copy, "%s/copy.db", f->dir);
+	snprintf(live, sizeof live, "%s/families/%s.db", f->dir, f->fam.id.s);
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	assert_int_equal(store_backup_family(f->s, f->fam.id.s, copy), 0);
+	restore_as(f, copy, f->fam.id.s);
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	uint64_t phone = msg.seq; /* a phone listed after the restore */
+	store_close(f->s);
+	f->s = NULL;
+	/* As the version before step 8 left it: the same rows, without the column. */
+	alter(live, "ALTER TABLE seq_floor DROP COLUMN applied_ms; PRAGMA user_version = 7");
+	usleep(5000); /* a later millisecond: the floor would be above the phone's number */
+	reopen(f);
+	assert_int_equal(store_mailbox_restored(f->s, f->fam.id.s, &from, &to), 0);
+	assert_true(from == 1 && to < phone); /* no reset for the phone */
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	assert_int_equal(msg.seq, phone + 1);
+	/* A copy made before step 8 is still taken up at its first opening. */
+	alter(copy, "ALTER TABLE seq_floor DROP COLUMN applied_ms; PRAGMA user_version = 7");
+	restore_as(f, copy, f->fam.id.s);
+	assert_int_equal(store_mailbox_restored(f->s, f->fam.id.s, &from, &to), 0);
+	assert_true(from == 1 && phone < to);
+}
+
 static size_t quarantined(const fixture *f)
 {
 	char cmd[160];
@@ -879,6 +918,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(backups),
 	    T(restored_copy_numbers_above_the_floor),
+	    T(restored_before_step_8_keeps_its_floor),
 	    T(a_copy_under_another_family_is_set_aside),
 	    T(a_damaged_directory_sets_no_mailbox_aside),
 	    T(damaged_family_keeps_its_rows),
