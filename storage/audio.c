@@ -303,6 +303,7 @@ static int stored_after(store *s, const char *family_id, sqlite3_int64 after, st
 	static const char sql[] = "SELECT rowid, id FROM messages WHERE rowid > ? AND state != 3 "
 	                          "ORDER BY rowid LIMIT ?";
 	p->n = 0;
+	p->last = after; /* an empty page leaves the place where it was */
 	return family_rows(s, family_id, sql, after, VERIFY_PAGE, stored_row, p);
 }
 
