@@ -580,8 +580,9 @@ static void verify_family(ctl *c, const store_family *f, json_t *out, verify_tot
 	if (rc < 0) {
 		char msg[256];
 		snprintf(msg, sizeof msg, "%s",
-		         rc == STORE_ECORRUPT ? "its mailbox is damaged or missing (family show "
-		                                "says which); its voices were not checked"
+		         rc == STORE_ECORRUPT ? "its mailbox is missing, or damaged: set aside in "
+		                                "quarantine/ if found so as it opened, else in its "
+		                                "list of messages; its voices were not checked"
 		                              : store_strerror(rc));
 		t->unchecked++;
 		if (!t->first_error)
