@@ -770,6 +770,17 @@ def review_fixes(binary, wav):
         srv.stop()
 
 
+def give_up_bytes(devdir, upload_id):
+    """The state srv_upload_stored leaves when a full disk kept its record from naming the
+    message: the record not a message's, the .part emptied."""
+    with open(os.path.join(devdir, upload_id + ".info")) as f:
+        rec = json.load(f)
+    rec["message_id"] = ""
+    with open(os.path.join(devdir, upload_id + ".info"), "w") as f:
+        json.dump(rec, f)
+    open(os.path.join(devdir, upload_id + ".part"), "wb").close()
+
+
 def bytes_given_up(binary, wav):
     """An upload became a message but the disk was full and its record could not say so: its
     .part is cut to nothing and its hold given back (test_uploads_disk.c). What is left, a
@@ -789,15 +800,7 @@ def bytes_given_up(binary, wav):
     upload_id = loc.rsplit("/", 1)[1]
     devdir = os.path.join(srv.data, "uploads", mom["device"]["id"])
 
-    def give_up():
-        with open(os.path.join(devdir, upload_id + ".info")) as f:
-            rec = json.load(f)
-        rec["message_id"] = ""
-        with open(os.path.join(devdir, upload_id + ".info"), "w") as f:
-            json.dump(rec, f)
-        open(os.path.join(devdir, upload_id + ".part"), "wb").close()
-
-    give_up()
+    give_up_bytes(devdir, upload_id)
     srv = Server(binary, "--signups-per-hour", "1000", *args, data=srv.data)
     try:
         room = create(srv, mom, 700000)
@@ -811,7 +814,7 @@ def bytes_given_up(binary, wav):
            f"{h.status} {h.header('Jiayin-Message-Id')} {msg}")
         ok(not os.path.exists(os.path.join(devdir, upload_id + ".part")),
            "and its record names the message now: the .part is gone")
-        give_up()
+        give_up_bytes(devdir, upload_id)
         p = patch(srv, mom, loc, len(wav), b"")
         ok(p.status == 204 and p.header("Jiayin-Message-Id") == msg and
            len(list_messages(srv, mom)) == 1,
@@ -845,12 +848,7 @@ def given_up_then_restored(binary, wav):
         finally:
             srv.stop()
         upload_id = loc.rsplit("/", 1)[1]
-        with open(os.path.join(devdir, upload_id + ".info")) as f:
-            rec = json.load(f)
-        rec["message_id"] = ""
-        with open(os.path.join(devdir, upload_id + ".info"), "w") as f:
-            json.dump(rec, f)
-        open(os.path.join(devdir, upload_id + ".part"), "wb").close()
+        give_up_bytes(devdir, upload_id)
         for suffix in ("-wal", "-shm"):
             if os.path.exists(fam + suffix):
                 os.unlink(fam + suffix)
