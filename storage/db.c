@@ -436,6 +436,13 @@ void db_write_end(db *d)
 	pthread_mutex_unlock(&d->write_lock);
 }
 
+void db_release_memory(db *d)
+{
+	conn *c = db_write_begin(d);
+	sqlite3_db_release_memory(c->db);
+	db_write_end(d);
+}
+
 int db_read_begin(db *d, conn **out)
 {
 	pthread_mutex_lock(&d->read_lock);

@@ -71,6 +71,8 @@ void db_close(db *d);
 /* The write connection, locked; db_write_end unlocks. */
 conn *db_write_begin(db *d);
 void db_write_end(db *d);
+/* The page cache of the write connection given back (after the checks of an opening). */
+void db_release_memory(db *d);
 /* A read connection, exclusively yours until db_read_end. */
 int db_read_begin(db *d, conn **out);
 void db_read_end(db *d, conn *c);
