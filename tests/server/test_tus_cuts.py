@@ -15,6 +15,7 @@ its transaction and their erasure are erased by the next sweep.
 import glob
 import json
 import os
+import re
 import socket
 import sqlite3
 import sys
@@ -121,6 +122,27 @@ def interrupted(binary, wav):
            "the old connection is closed and its 50000 bytes are kept")
         r = patch(srv, mom, loc2, 50000, wav[50000:])
         ok(r.status == 204 and r.header("Jiayin-Message-Id"), "and the resume completes")
+
+        # /metrics counts the 423s above by their code, and a 412 (a PATCH without
+        # Tus-Resumable) and a 416 (a range past the audio's end) by theirs, where all three
+        # were lumped into "4xx"
+        old = request(srv, "PATCH", loc2, b"x", headers=bearer(mom["token"]) +
+                      [("Content-Type", "application/offset+octet-stream"),
+                       ("Upload-Offset", "0")])
+        past = request(srv, "GET", f"/v1/families/{fam}/messages/{mid}/audio",
+                       headers=bearer(mom["token"]) + [("Range", "bytes=99999999-")])
+        m = request(srv, "GET", "/metrics").body.decode()
+
+        def counted(route, status):
+            line = re.search(r'^jiayin_http_requests_total\{route="%s",status="%s"\} (\d+)$'
+                             % (route, status), m, re.M)
+            return int(line.group(1)) if line else 0
+        ok(old.status == 412 and past.status == 416 and
+           counted("uploads.patch", 423) >= 1 and counted("uploads.head", 423) >= 1 and
+           counted("uploads.patch", 412) == 1 and counted("messages.audio", 416) == 1,
+           "/metrics counts 412, 416 and 423 by their codes",
+           f"{old.status} {past.status}\n" +
+           "\n".join(ln for ln in m.splitlines() if "requests_total" in ln))
     finally:
         rc = srv.stop()
     ok(rc == 0, "clean exit", srv.log_text()[-3000:])
