@@ -308,6 +308,10 @@ int srv_config_parse(srv_config *c, const char *text, size_t len, const char *na
 	char line[SRV_CONFIG_LINE_MAX + 1];
 	size_t at = 0, next;
 	unsigned lineno = 0;
+	/* The line each setting was given on, 0 for none yet: a setting given twice in one file
+	 * is a mistake (an operator who wrote port 8080 near the top and 9090 near the bottom
+	 * believes one of them), not a quiet "the last one wins". */
+	unsigned given_on[SETTINGS] = {0};
 	/* A byte-order mark, as Windows' Notepad writes, is not part of the first key. */
 	if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
 		at = 3;
@@ -344,6 +348,16 @@ int srv_config_parse(srv_config *c, const char *text, size_t len, const char *na
 		*eq = 0;
 		while (*v == ' ' || *v == '\t')
 			v++;
+		for (size_t i = 0; i < SETTINGS; i++) {
+			if (strcmp(settings[i].name, k) != 0)
+				continue;
+			if (given_on[i]) {
+				snprintf(err, errlen, "%s:%s: %s given again, first on line %u",
+				         name, where, k, given_on[i]);
+				return -1;
+			}
+			given_on[i] = lineno;
+		}
 		char msg[512];
 		if (srv_config_set(c, k, v, msg, sizeof msg) < 0) {
 			snprintf(err, errlen, "%s:%s: %s", name, where, msg);

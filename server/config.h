@@ -74,8 +74,9 @@ typedef struct srv_config {
 void srv_config_defaults(srv_config *c);
 /*
  * Applies the `SETTING = VALUE` lines of text[0..len) ('#' starts a comment; blank lines, spaces
- * around both sides, CRLF line ends and a UTF-8 byte-order mark are allowed). Stops at the first
- * bad line: -1 with "NAME:LINE: why" in err (NAME: the file's name); else 0.
+ * around both sides, CRLF line ends and a UTF-8 byte-order mark are allowed; a setting given twice
+ * is not). Stops at the first bad line: -1 with "NAME:LINE: why" in err (NAME: the file's name);
+ * else 0.
  */
 int srv_config_parse(srv_config *c, const char *text, size_t len, const char *name, char *err,
                      size_t errlen);

@@ -2,8 +2,8 @@
  * test_config.c — the server's settings (server/config.c): the config file's syntax as
  * docs/operations.md shows it, errors that name the file and the line, the bytes that used to
  * be misread (a byte-order mark read as part of the first key, a NUL cutting a line short, a
- * control character in a path), flags over the file, and --print-config's output read back
- * to the same settings.
+ * control character in a path), a setting given twice in one file, flags over the file, and
+ * --print-config's output read back to the same settings.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -260,6 +260,52 @@ static void flags_over_file(void **state)
 	assert_non_null(strstr(err, "cannot open config file"));
 }
 
+/* A setting given twice in one file is refused, naming the file, the line and the setting: it
+ * was quietly the last one, and an operator who wrote listen near the top and again near the
+ * bottom got the one they did not mean. Flags still override the file's one. */
+static void given_twice(void **state)
+{
+	(void)state;
+	srv_config c;
+	char err[256];
+	assert_int_equal(PARSE(&c,
+	                       "listen = 127.0.0.1:8080\n"
+	                       "threads = 2\n"
+	                       "# the port the proxy uses\n"
+	                       "  listen=127.0.0.1:9090  # again\r\n",
+	                       err),
+	                 -1);
+	assert_string_equal(err, "jiayin.conf:4: listen given again, first on line 1");
+	assert_int_equal(PARSE(&c, "threads = 2\nthreads = 2\n", err), -1);
+	assert_string_equal(err, "jiayin.conf:2: threads given again, first on line 1");
+
+	char path[64];
+	snprintf(path, sizeof path, "/tmp/jiayin-test-twice-%ld.conf", (long)getpid());
+	unlink(path);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	static const char text[] = "threads = 2\nkiosk-idle-s = 60\n";
+	assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+	close(fd);
+	char msg[512];
+	srv_config_defaults(&c);
+	char *argv[] = {"jiayin", "--config", path, "--threads", "6", NULL};
+	assert_int_equal(srv_config_from_args(&c, 5, argv, msg, sizeof msg), 0);
+	assert_int_equal(c.threads, 6);
+	assert_int_equal(c.kiosk_idle_s, 60);
+
+	FILE *f = fopen(path, "a");
+	assert_non_null(f);
+	fputs("threads = 3\n", f);
+	fclose(f);
+	srv_config_defaults(&c);
+	assert_int_equal(srv_config_from_args(&c, 5, argv, msg, sizeof msg), -1);
+	char want[600];
+	snprintf(want, sizeof want, "%s:3: threads given again, first on line 1", path);
+	assert_string_equal(msg, want);
+	unlink(path);
+}
+
 /* buffers-per-address is never below buffers-per-client: a share raised before the address's
  * limit existed keeps its effect, and --print-config says so. */
 static void address_holds_a_client(void **state)
@@ -304,6 +350,7 @@ int main(void)
 	    cmocka_unit_test(long_lines),
 	    cmocka_unit_test(print_reads_back),
 	    cmocka_unit_test(flags_over_file),
+	    cmocka_unit_test(given_twice),
 	    cmocka_unit_test(flags_a_file_cannot_say),
 	    cmocka_unit_test(address_holds_a_client),
 	    cmocka_unit_test(directory_as_file),
