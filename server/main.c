@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <sodium.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +172,20 @@ static void raise_file_limit(const srv_config *cfg, char *said, size_t cap)
 
 int main(int argc, char **argv)
 {
+	/*
+	 * SIGHUP is held back until the loop's handler is in place: its default action ends the
+	 * process, and logrotate's postrotate hook sends it whenever the log rotates, start or
+	 * not (a start that sweeps many families, or makes a new data directory, takes a while).
+	 * Blocked rather than ignored: one that arrives meanwhile stays pending and is delivered
+	 * when it is unblocked below, so the log file opened during the start is reopened as
+	 * the rotation asked. libuv's uv_signal_start() installs its own handler over any
+	 * disposition and keeps the caller's mask; threads started meanwhile (storage, the pool)
+	 * keep SIGHUP blocked, so it reaches the loop's thread.
+	 */
+	sigset_t hup;
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &hup, NULL);
 	srv_config cfg;
 	char err[512];
 	srv_config_defaults(&cfg);
@@ -249,6 +264,7 @@ int main(int argc, char **argv)
 		store_close(st);
 		return 70;
 	}
+	pthread_sigmask(SIG_UNBLOCK, &hup, NULL); /* the loop's handler is in place */
 	char where[1400];
 	snprintf(where, sizeof where, "listening on %s%s%s:%u, data in %s", v6 ? "[" : "",
 	         cfg.listen_host, v6 ? "]" : "", srv.port, cfg.data_dir);

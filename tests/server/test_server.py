@@ -8,7 +8,8 @@ and checks: the adversarial corpus (adversarial.txt) gets the right status or a 
 and the server keeps serving; keep-alive and pipelining; bodies (chunked, dripped, 1 MiB,
 100-continue) arrive intact; HEAD; the security headers; the per-connection request limit,
 the connection limit and the job queue's 503s; 1,000 slow connections do not delay a
-normal client; graceful shutdown completes an upload in flight; SIGHUP reopens the log;
+normal client; graceful shutdown completes an upload in flight; SIGHUP reopens the log, and
+one sent during the start does not kill the server;
 --help, bad options, the config file and --print-config; X-Forwarded-For only from trusted
 proxies. Stored clips' conditionals and ranges, and the static directory, are
 test_entities.py's.
@@ -23,6 +24,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -916,10 +918,84 @@ def dual_stack_client(binary):
     ok(status == 200 and clients == ["127.0.0.1"], name, f"{clients}")
 
 
+class Listening:
+    """A server this test started itself, as request() talks to it."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def connect(self, timeout=5.0):
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+
+def hangup_at_start(binary):
+    """SIGHUP during the start (logrotate's postrotate hook firing while a new data directory
+    is made, its databases created and synced): the server stays up, and the log file it
+    opened meanwhile is reopened once it serves. It was killed by the signal's default action:
+    the loop's handler was not in place yet."""
+    base = tempfile.mkdtemp(prefix="jiayin-hup-")
+    data, logf = os.path.join(base, "data"), os.path.join(base, "requests.log")
+    errf = tempfile.NamedTemporaryFile(prefix="jiayin-hup-", suffix=".stderr")
+    proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--data", data,
+                             "--log-file", logf], stdout=subprocess.DEVNULL, stderr=errf)
+    hup = 1 << (signal.SIGHUP - 1)
+    early, deadline = 0, time.time() + 20
+    # From when the server has its data directory open (its main() has begun: what comes
+    # before, the loader's work, no program can guard) until /proc says SIGHUP is caught,
+    # SIGHUP after SIGHUP, as a hook firing at that moment would send.
+    while proc.poll() is None and time.time() < deadline:
+        try:
+            status = open(f"/proc/{proc.pid}/status").read()
+            if int(re.search(r"^SigCgt:\s*([0-9a-f]+)$", status, re.M).group(1), 16) & hup:
+                break
+            fds = [os.readlink(f"/proc/{proc.pid}/fd/{fd}")
+                   for fd in os.listdir(f"/proc/{proc.pid}/fd")]
+        except (OSError, AttributeError):
+            continue  # between the fork and the exec, or a descriptor closed meanwhile
+        if early or any(f.startswith(data) for f in fds):
+            proc.send_signal(signal.SIGHUP)
+            early += 1
+        time.sleep(0.0005)
+    port = None
+    while proc.poll() is None and time.time() < deadline and port is None:
+        m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", open(errf.name, "rb").read())
+        port = int(m.group(1)) if m else time.sleep(0.02)
+    alive = proc.poll() is None
+    ok(alive and port and early >= 1,
+       f"SIGHUPs during the start ({early} before its handler was in place) leave the server "
+       f"up, serving", f"exit {proc.poll()}: {open(errf.name, 'rb').read()[-2000:]!r}")
+    try:
+        if alive and port:
+            srv = Listening(port)
+            g = request(srv, "GET", "/healthz")
+            time.sleep(1.3)  # the log is flushed every second
+            ok(g.status == 200 and os.path.exists(logf) and "/healthz" in open(logf).read(),
+               "and it answers, logging to its log file")
+            # The rotation asked during the start was not lost, and the handler works on
+            os.rename(logf, logf + ".1")
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(0.3)
+            request(srv, "GET", "/metrics")
+            time.sleep(1.3)
+            ok(os.path.exists(logf) and '"route":"metrics"' in open(logf).read(),
+               "a SIGHUP once it serves still reopens the log file")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        errf.close()
+    ok(rc == 0, f"and stops cleanly on SIGTERM (exit {rc})")
+
+
 def main():
     binary = sys.argv[1]
     for part in (corpus_tests, conformance, review_fixes, budgets, file_bodies, limits,
-                 slow_clients, shutdown, operations, ipv6_listen, dual_stack_client):
+                 slow_clients, shutdown, operations, hangup_at_start, ipv6_listen,
+                 dual_stack_client):
         try:
             part(binary)
         except Exception as e:  # a crash of the harness is a failure, not a stop
