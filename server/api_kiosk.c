@@ -513,7 +513,10 @@ static bool own_link(api_job *j)
 static void pin_work(api_job *j)
 {
 	char hash[STORE_PIN_HASH_MAX + 1];
-	if (!own_link(j) || (j->rc = pin_hash(j, j->links->member_id.s, hash)) < 0)
+	if (!own_link(j))
+		return;
+	j->attempt.counted = false; /* a grown-up's, its Argon2 spent: it stays counted */
+	if ((j->rc = pin_hash(j, j->links->member_id.s, hash)) < 0)
 		return;
 	if ((j->rc = store_kiosk_link_set_pin(j->st, j->links->id.s, hash, j->member.id.s)) == 0)
 		j->rc = store_kiosk_link_get(j->st, j->links->id.s, j->links);
@@ -539,8 +542,31 @@ void srv_api_kiosk_link_pin(srv_exchange *x)
 	if (j)
 		memcpy(j->pin, pin, sizeof pin);
 	sodium_memzero(pin, sizeof pin);
-	if (j)
+	/*
+	 * Each new PIN is an Argon2 hash (19 MiB, ~40 ms of a pool thread), and only the job
+	 * queue bounded how many a grown-up's token could ask for. Counted per family (the
+	 * path's), before the job so that requests sent at once cannot pass the bound, and given
+	 * back unless the job finds the caller a grown-up of that family with that link (401, 403,
+	 * 404, 503): someone else's requests cannot use up the family's hour, only hold a place
+	 * while they are in flight. Per family, not per device: a grown-up with several phones,
+	 * or several grown-ups, share the family's count, and a family sets a few PINs a month.
+	 */
+	const srv_slice *family = &x->params[0];
+	char key[48];
+	snprintf(key, sizeof key, "pinset-%.*s",
+	         family->len < STORE_ID_LEN ? (int)family->len : STORE_ID_LEN,
+	         family->ptr ? family->ptr : "");
+	if (j && !api_attempt_take(x->srv, j, &x->srv->pin_sets, key, NULL, NULL)) {
+		api_job_free(j);
+		uint64_t wait = srv_rate_wait_ms(&x->srv->pin_sets, key, uv_now(x->srv->loop));
+		char retry[48];
+		snprintf(retry, sizeof retry, "Retry-After: %llu\r\n",
+		         wait > 1000 ? (unsigned long long)(wait + 999) / 1000 : 1ull);
+		srv_respond_error_with(x, 429, "rate_limited",
+		                       "too many new PINs in this family; try later", retry);
+	} else if (j) {
 		api_run(x, j);
+	}
 }
 
 static void unlink_work(api_job *j)

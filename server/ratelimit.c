@@ -102,6 +102,17 @@ bool srv_rate_exhausted(const srv_ratelimit *r, const char *key, uint64_t now_ms
 	return now_ms - s->start_ms < r->window_ms && s->count >= r->max;
 }
 
+uint64_t srv_rate_wait_ms(const srv_ratelimit *r, const char *key, uint64_t now_ms)
+{
+	if (!srv_rate_exhausted(r, key, now_ms))
+		return 0;
+	uint64_t h = hash_key(key);
+	size_t home = (size_t)(h % SRV_RATE_SLOTS);
+	long found = live_slot(r, h, home, now_ms); /* else the home slot, as srv_rate_exhausted */
+	const srv_rate_slot *s = &r->slots[found >= 0 ? (size_t)found : home];
+	return s->start_ms + r->window_ms - now_ms;
+}
+
 void srv_rate_refund(srv_ratelimit *r, const char *key, uint64_t taken_ms, uint64_t now_ms)
 {
 	uint64_t h = hash_key(key);

@@ -26,6 +26,8 @@ void srv_rate_init(srv_ratelimit *r, unsigned max, uint64_t window_ms);
 bool srv_rate_take(srv_ratelimit *r, const char *key, uint64_t now_ms);
 /* Would the next action of key be refused? (Counts nothing.) */
 bool srv_rate_exhausted(const srv_ratelimit *r, const char *key, uint64_t now_ms);
+/* When key's next action would be refused: the ms until its window ends; else 0. */
+uint64_t srv_rate_wait_ms(const srv_ratelimit *r, const char *key, uint64_t now_ms);
 /*
  * Gives back one action of key that srv_rate_take counted (returned true) at taken_ms: an
  * attempt counted up front that turned out not to be one (a right pairing code). Only while

@@ -266,7 +266,8 @@ def links_and_pins(binary, jiayinctl):
     finding: it kept it); a family lists all its links, past 64 (review finding: the list
     stopped at 64); a wrong kiosk code is answered before the PIN is hashed (review finding:
     each cost Argon2's 19 MiB and ~40 ms)."""
-    srv = Server(binary, "--pair-failures", "20")
+    # 29 PIN changes in the family: past what a family sets, its bound raised
+    srv = Server(binary, "--pair-failures", "20", "--pin-sets-per-hour", "100")
     try:
         school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
         ktoks = [find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, name), "token")
@@ -575,6 +576,39 @@ def pins_leave_with_their_chooser(binary, jiayinctl):
            old.status == 403 and errcode(old) == "wrong_pin",
            "a parent chooses new pictures: they open the child's session, the aunt's do not",
            f"{put.status} {new.status} {old.status}")
+    finally:
+        srv.stop()
+
+
+def pin_sets_bounded(binary, jiayinctl):
+    """New PINs are bounded per family (pin-sets-per-hour): each is an Argon2 hash of 19 MiB
+    and tens of ms of a pool thread, and a grown-up's token could ask for them without end
+    (only the job queue bounded them). One over the bound is 429 rate_limited with
+    Retry-After, whichever of the family's links it is for; requests of no grown-up of the
+    family (a bad token, another family's parent) use none of it up; another family has its
+    own."""
+    srv = Server(binary, "--pin-sets-per-hour", "2")
+    try:
+        mom, fam, links, _ = kiosk_family(srv, jiayinctl)
+        dad, dfam, dlinks, _ = kiosk_family(srv, jiayinctl)
+
+        def put(who, family, link, pin):
+            return call(srv, "PUT", f"/v1/families/{family}/kiosk-links/{link['id']}/pin",
+                        who, {"pin": pin})
+        strangers = [put("not-a-token", fam, links[0], [9, 9, 9, 9]).status,
+                     put(dad["token"], fam, links[0], [9, 9, 9, 9]).status]
+        within = [put(mom["token"], fam, links[0], [5, 5, 5, 5]).status,
+                  put(mom["token"], fam, links[1], [6, 6, 6, 6]).status]
+        over = put(mom["token"], fam, links[0], [7, 7, 7, 7])
+        wait = over.header("Retry-After") or ""
+        ok(strangers == [401, 404] and within == [200, 200] and over.status == 429 and
+           errcode(over) == "rate_limited" and wait.isdigit() and 3500 <= int(wait) <= 3600,
+           "pin-sets-per-hour 2: two new PINs in the family are set, the third is 429 "
+           "rate_limited with Retry-After (the hour's end); a bad token's and another "
+           "family's parent's did not count",
+           f"{strangers} {within} {over.status} {wait!r} {over.body[:160]!r}")
+        ok(put(dad["token"], dfam, dlinks[0], [8, 8, 8, 8]).status == 200,
+           "another family sets its own")
     finally:
         srv.stop()
 
@@ -931,6 +965,7 @@ def main():
     story_outlives_its_body(binary, jiayinctl, wav)
     pins_leave_with_their_chooser(binary, jiayinctl)
     kiosk_wide_pin_lock(binary, jiayinctl)
+    pin_sets_bounded(binary, jiayinctl)
     return finish()
 
 

@@ -58,6 +58,21 @@ static void counts_within_a_window(void **state)
 	free(r);
 }
 
+/* The wait a refusal names (Retry-After): until the key's window ends, none while it may act. */
+static void waits_until_the_window_ends(void **state)
+{
+	(void)state;
+	srv_ratelimit *r = malloc(sizeof *r);
+	srv_rate_init(r, 2, 1000);
+	assert_int_equal(srv_rate_wait_ms(r, "pinset-a", 100), 0);
+	assert_true(srv_rate_take(r, "pinset-a", 100));
+	assert_true(srv_rate_take(r, "pinset-a", 300));
+	assert_int_equal(srv_rate_wait_ms(r, "pinset-a", 400), 700); /* from the first, at 100 */
+	assert_int_equal(srv_rate_wait_ms(r, "pinset-b", 400), 0);
+	assert_int_equal(srv_rate_wait_ms(r, "pinset-a", 1100), 0);
+	free(r);
+}
+
 static void colliding_keys_keep_their_counts(void **state)
 {
 	(void)state;
@@ -180,6 +195,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(counts_within_a_window),
+	    cmocka_unit_test(waits_until_the_window_ends),
 	    cmocka_unit_test(colliding_keys_keep_their_counts),
 	    cmocka_unit_test(addresses_as_clients),
 	    cmocka_unit_test(refunds_give_back_one),
