@@ -329,6 +329,16 @@ int store_family_verify(store *s, const char *family_id, store_verify_damaged_fn
 			rc = verify_message(s, family_id, page->ids[i], &vc, &bad, &bytes);
 			if (rc == STORE_ENOTFOUND) /* deleted since it was listed */
 				continue;
+			/* The disk failed to read this voice (a bad sector): it is named and the
+			 * others are still checked, where it ended the family's check and left
+			 * them unchecked, this one unnamed. */
+			if (rc == STORE_EIO) {
+				counts->unreadable++;
+				counts->bytes += bytes;
+				if (damaged)
+					damaged(arg, page->ids[i], STORE_EIO);
+				continue;
+			}
 			if (rc < 0)
 				goto done;
 			counts->messages++;
@@ -336,7 +346,7 @@ int store_family_verify(store *s, const char *family_id, store_verify_damaged_fn
 			if (bad) {
 				counts->damaged++;
 				if (damaged)
-					damaged(arg, page->ids[i]);
+					damaged(arg, page->ids[i], STORE_ECORRUPT);
 			}
 		}
 	} while (page->n == VERIFY_PAGE);

@@ -554,23 +554,28 @@ int store_audio_read(store *s, const char *family_id, const char *message_id, ui
 		     void *buf, size_t len, size_t *got);
 /* What store_family_verify found. */
 typedef struct store_verify_counts {
-	uint64_t messages; /* messages whose audio was read whole and checked */
-	uint64_t bytes;    /* bytes of audio read */
-	uint64_t damaged;  /* of those, the ones whose audio is not what was stored */
+	uint64_t messages;   /* messages whose audio was read whole and checked */
+	uint64_t bytes;      /* bytes of audio read */
+	uint64_t damaged;    /* of those, the ones whose audio is not what was stored */
+	uint64_t unreadable; /* messages whose audio the disk failed to read (not in `messages`) */
 } store_verify_counts;
-/* A damaged message, by id: called on the verifying thread, during the call. */
-typedef void (*store_verify_damaged_fn)(void *arg, const char *message_id);
+/* A message found wrong, by id, called on the verifying thread during the call: `why` is
+ * STORE_ECORRUPT when its audio is not what was stored (damaged), STORE_EIO when it could not
+ * be read (unreadable). */
+typedef void (*store_verify_damaged_fn)(void *arg, const char *message_id, int why);
 /*
  * Check the audio of every message of the family that has audio (visible and hidden; a
  * deleted one has none) against the size and SHA-256 its row recorded when it was stored:
  * damage the database's structure does not show (bytes a failing disk changed inside audio
  * pages pass the quick_check at open and integrity_check, and backups copy them). A message
- * whose audio differs, is missing or whose pages SQLite finds damaged is damaged: counted, and
- * told to `damaged` (may be NULL); the check goes on. Audio is read as store_audio_fetch
- * reads it, a chunk per read transaction with its own blob handle, so a running server's
- * writes never wait on it; a message deleted meanwhile is skipped. Any other error (STORE_EIO,
- * STORE_EBUSY, ...) ends the call with it; *counts says what was checked until then. It reads
- * all of the family's audio: docs/operations.md gives its speed.
+ * whose audio differs, is missing or whose pages SQLite finds damaged is damaged; one whose
+ * reading fails with an I/O error (a bad sector) is unreadable. Each is counted and told to
+ * `damaged` (may be NULL); the check goes on with the others. Audio is read as
+ * store_audio_fetch reads it, a chunk per read transaction with its own blob handle, so a
+ * running server's writes never wait on it; a message deleted meanwhile is skipped. Any other
+ * error (listing the messages, STORE_EBUSY, STORE_ENOMEM, ...) ends the call with it; *counts
+ * says what was checked until then. It reads all of the family's audio: docs/operations.md
+ * gives its speed.
  */
 int store_family_verify(store *s, const char *family_id, store_verify_damaged_fn damaged, void *arg,
                         store_verify_counts *counts);

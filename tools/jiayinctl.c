@@ -342,11 +342,12 @@ static void help(void)
 		         commands[i].args);
 		printf("  %-40s %s\n", head, commands[i].help);
 	}
-	printf("\nIds are as the API, `school list`, `kiosk list` and `show` print them (a family's:\n"
-	       "the family's app, or the request log). Every change is written to the audit log\n"
-	       "(actor \"jiayinctl\"). Exit status: 0; 1 on failure (for verify: a damaged voice,\n"
-	       "or a family it could not check), with the storage error's code on stderr; 64 for\n"
-	       "usage errors.\n");
+	printf(
+	    "\nIds are as the API, `school list`, `kiosk list` and `show` print them (a family's:\n"
+	    "the family's app, or the request log). Every change is written to the audit log\n"
+	    "(actor \"jiayinctl\"). Exit status: 0; 1 on failure (for verify: a damaged or\n"
+	    "unreadable voice, or a family it could not check), with the storage error's code\n"
+	    "on stderr; 64 for usage errors.\n");
 }
 
 static const command *find_command(const char *group, const char *verb)

@@ -426,8 +426,7 @@ static const char *reason(int rc, int e)
 	return e ? strerror(e) : store_strerror(rc);
 }
 
-/* store_backup_all's report of a damaged family, or store_family_verify's of a damaged
- * message: its id into the JSON array arg. */
+/* store_backup_all's report of a damaged family: its id into the JSON array arg. */
 static void note_damaged(void *arg, const char *family_id)
 {
 	json_array_append_new(arg, json_string(family_id));
@@ -547,17 +546,30 @@ int cmd_backup_family(ctl *c, int argc, char **argv)
 #define VERIFY_PAGE 64 /* families listed at a time */
 
 typedef struct verify_totals {
-	uint64_t messages, bytes, damaged;
+	uint64_t messages, bytes, damaged, unreadable;
 	unsigned families, damaged_families, unchecked;
 	int first_error; /* of the first family that could not be checked */
 } verify_totals;
 
-/* A damaged message as the text shows it: its id, when it was sent and its size. */
-static void print_damaged(ctl *c, const char *family_id, const char *message_id)
+/* The messages store_family_verify found wrong, by kind: their ids. */
+typedef struct verify_found {
+	json_t *damaged, *unreadable;
+} verify_found;
+
+static void note_wrong(void *arg, const char *message_id, int why)
+{
+	verify_found *v = arg;
+	json_array_append_new(why == STORE_EIO ? v->unreadable : v->damaged,
+	                      json_string(message_id));
+}
+
+/* A damaged or unreadable message as the text shows it: its id, when it was sent and its
+ * size (when its row still reads). */
+static void print_damaged(ctl *c, const char *family_id, const char *message_id, const char *what)
 {
 	store_message m;
 	char t[32];
-	printf("  message %s", message_id);
+	printf("  %smessage %s", what, message_id);
 	if (store_message_get(c->s, family_id, message_id, &m) == 0)
 		printf("  sent %s, %llu bytes", fmt_time(m.created_ms, t),
 		       (unsigned long long)m.bytes);
@@ -569,11 +581,14 @@ static void print_damaged(ctl *c, const char *family_id, const char *message_id)
 static void verify_family(ctl *c, const store_family *f, json_t *out, verify_totals *t)
 {
 	store_verify_counts n;
-	json_t *ids = json_array(), *o = NULL;
-	int rc = ids ? store_family_verify(c->s, f->id.s, note_damaged, ids, &n) : STORE_ENOMEM;
+	verify_found v = {json_array(), json_array()};
+	json_t *o = NULL;
+	int rc = v.damaged && v.unreadable ? store_family_verify(c->s, f->id.s, note_wrong, &v, &n)
+	                                   : STORE_ENOMEM;
 	if (rc == STORE_ENOTFOUND &&
 	    store_family_get(c->s, f->id.s, &(store_family){0}) == STORE_ENOTFOUND) {
-		json_decref(ids); /* erased meanwhile: nothing to check any more */
+		json_decref(v.damaged); /* erased meanwhile: nothing to check any more */
+		json_decref(v.unreadable);
 		return;
 	}
 	t->families++;
@@ -600,27 +615,39 @@ static void verify_family(ctl *c, const store_family *f, json_t *out, verify_tot
 		t->messages += n.messages;
 		t->bytes += n.bytes;
 		t->damaged += n.damaged;
+		t->unreadable += n.unreadable;
 		t->damaged_families += n.damaged > 0;
 		if (c->json) {
-			o = json_pack("{s:s, s:o, s:I, s:I, s:O}", "family_id", f->id.s, "name",
-			              jtext(f->name), "messages", (json_int_t)n.messages, "bytes",
-			              (json_int_t)n.bytes, "damaged", ids);
+			o = json_pack("{s:s, s:o, s:I, s:I, s:O, s:O}", "family_id", f->id.s,
+			              "name", jtext(f->name), "messages", (json_int_t)n.messages,
+			              "bytes", (json_int_t)n.bytes, "damaged", v.damaged,
+			              "unreadable", v.unreadable);
 		} else {
 			printf("family %s  ", f->id.s);
 			print_name(f->name);
 			printf(": %llu voice%s (%llu bytes) checked, ",
 			       (unsigned long long)n.messages, n.messages == 1 ? "" : "s",
 			       (unsigned long long)n.bytes);
-			if (!n.damaged)
+			if (!n.damaged && !n.unreadable)
 				printf("all as stored\n");
-			else
+			else if (!n.unreadable)
 				printf("%llu DAMAGED:\n", (unsigned long long)n.damaged);
-			for (size_t i = 0; i < json_array_size(ids); i++)
+			else
+				printf("%llu DAMAGED, %llu UNREADABLE (the disk failed to read "
+				       "them):\n",
+				       (unsigned long long)n.damaged,
+				       (unsigned long long)n.unreadable);
+			for (size_t i = 0; i < json_array_size(v.damaged); i++)
 				print_damaged(c, f->id.s,
-				              json_string_value(json_array_get(ids, i)));
+				              json_string_value(json_array_get(v.damaged, i)), "");
+			for (size_t i = 0; i < json_array_size(v.unreadable); i++)
+				print_damaged(c, f->id.s,
+				              json_string_value(json_array_get(v.unreadable, i)),
+				              "unreadable ");
 		}
 	}
-	json_decref(ids);
+	json_decref(v.damaged);
+	json_decref(v.unreadable);
 	if (c->json && (!o || json_array_append_new(out, o) < 0))
 		t->first_error = t->first_error ? t->first_error : STORE_ENOMEM, t->unchecked++;
 	if (!c->json)
@@ -665,36 +692,52 @@ int cmd_verify(ctl *c, int argc, char **argv)
 		json_decref(out);
 		return fail(c, rc, "the families could not be listed; %u were checked", t.families);
 	}
-	char msg[512] = "";
+	char msg[768] = "", unread[256] = "";
+	if (t.unreadable)
+		snprintf(unread, sizeof unread,
+		         "%llu voice%s could not be read (the disk failed to read %s: see its "
+		         "kernel log and SMART data; a voice that stays unreadable comes back from "
+		         "a backup like a damaged one)",
+		         (unsigned long long)t.unreadable, t.unreadable == 1 ? "" : "s",
+		         t.unreadable == 1 ? "it" : "them");
 	if (t.damaged)
 		snprintf(msg, sizeof msg,
 		         "%llu damaged voice%s in %u famil%s: they are served as they are and "
 		         "backups copy them; put them back from a backup taken before the damage "
-		         "(docs/operations.md, Backups)%s",
+		         "(docs/operations.md, Backups)%s%s%s",
 		         (unsigned long long)t.damaged, t.damaged == 1 ? "" : "s",
 		         t.damaged_families, t.damaged_families == 1 ? "y" : "ies",
+		         t.unreadable ? "; and " : "", unread,
+		         t.unchecked ? "; and some families could not be checked" : "");
+	else if (t.unreadable)
+		snprintf(msg, sizeof msg, "%s%s", unread,
 		         t.unchecked ? "; and some families could not be checked" : "");
 	else if (t.unchecked)
 		snprintf(msg, sizeof msg, "%u famil%s could not be checked", t.unchecked,
 		         t.unchecked == 1 ? "y" : "ies");
-	int code = t.damaged ? STORE_ECORRUPT : t.first_error < 0 ? t.first_error : STORE_EIO;
+	int code = t.damaged           ? STORE_ECORRUPT
+	           : t.unreadable      ? STORE_EIO
+	           : t.first_error < 0 ? t.first_error
+	                               : STORE_EIO;
 	json_t *obj = NULL;
 	if (!c->json) {
 		printf("%u famil%s, %llu voice%s (%llu bytes) checked: %llu damaged", t.families,
 		       t.families == 1 ? "y" : "ies", (unsigned long long)t.messages,
 		       t.messages == 1 ? "" : "s", (unsigned long long)t.bytes,
 		       (unsigned long long)t.damaged);
+		if (t.unreadable)
+			printf(", %llu unreadable", (unsigned long long)t.unreadable);
 		if (t.unchecked)
 			printf(", %u famil%s not checked", t.unchecked,
 			       t.unchecked == 1 ? "y" : "ies");
 		putchar('\n');
 		json_decref(out);
 	} else {
-		obj = json_pack("{s:o, s:I, s:I, s:I, s:I, s:I}", "families", out, "messages",
+		obj = json_pack("{s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "families", out, "messages",
 		                (json_int_t)t.messages, "bytes", (json_int_t)t.bytes, "damaged",
-		                (json_int_t)t.damaged, "damaged_families",
-		                (json_int_t)t.damaged_families, "unchecked_families",
-		                (json_int_t)t.unchecked);
+		                (json_int_t)t.damaged, "unreadable", (json_int_t)t.unreadable,
+		                "damaged_families", (json_int_t)t.damaged_families,
+		                "unchecked_families", (json_int_t)t.unchecked);
 	}
 	return finish_failed(c, obj, *msg ? code : 0, msg);
 }

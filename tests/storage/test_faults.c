@@ -586,6 +586,94 @@ static void stale_errno_labels_nothing(void **st)
 	remove_dir(dir);
 }
 
+/* What store_family_verify told of the messages it found wrong. */
+typedef struct verify_notes {
+	size_t n;
+	char ids[4][STORE_ID_LEN + 1];
+	int why[4];
+} verify_notes;
+
+static void note_wrong(void *arg, const char *message_id, int why)
+{
+	verify_notes *v = arg;
+	assert_true(v->n < 4);
+	snprintf(v->ids[v->n], sizeof v->ids[v->n], "%s", message_id);
+	v->why[v->n++] = why;
+}
+
+/*
+ * A voice the disk fails to read (an I/O error, a bad sector) is named as unreadable and the
+ * family's other voices are still checked (the review: the error ended the family's check,
+ * the voices after it unchecked and the unreadable one unnamed). For N = 0, 1, ... the Nth
+ * read of verify fails, in a mailbox of three voices of several pages each: either the
+ * listing failed (nothing checked), or each voice is checked whole or named unreadable.
+ */
+static void verify_names_an_unreadable_voice(void **st)
+{
+	(void)st;
+	char dir[64];
+	store_family fam;
+	store_member parent;
+	store_id ids[3];
+	family_dir(dir, &fam, &parent);
+	store *s = open_store(dir, false);
+	assert_non_null(s);
+	static uint8_t audio[3][40000];
+	uint8_t wave[STORE_WAVEFORM_POINTS] = {0};
+	for (int i = 0; i < 3; i++) {
+		randombytes_buf(audio[i], sizeof audio[i]);
+		store_new_message m = message_of(&parent, audio[i], sizeof audio[i], wave);
+		store_message msg;
+		int existed;
+		assert_int_equal(store_message_append(s, fam.id.s, &m, &msg, &existed), 0);
+		ids[i] = msg.id;
+	}
+	store_close(s); /* checkpointed: the audio is read from the main file */
+	long n = 0, named = 0;
+	for (bool hit = true; hit; n++) {
+		assert_non_null(s = open_store(dir, true));
+		store_message list[1];
+		size_t got;
+		/* The family opened (its checks run) before the fault is armed. */
+		assert_int_equal(store_messages_newest(s, fam.id.s, list, 1, &got), 0);
+		verify_notes v = {0};
+		store_verify_counts c;
+		plan.kind = FAULT_READ;
+		plan.countdown = n;
+		long before = plan.hits;
+		int rc = store_family_verify(s, fam.id.s, note_wrong, &v, &c);
+		hit = plan.hits > before;
+		plan.countdown = -1;
+		assert_int_equal(c.damaged, 0);
+		if (rc < 0) { /* the listing of the messages could not be read */
+			assert_int_equal(rc, STORE_EIO);
+			assert_true(hit);
+			assert_int_equal(c.messages + c.unreadable, 0);
+		} else {
+			assert_int_equal(c.messages + c.unreadable, 3);
+			assert_int_equal(c.unreadable, v.n);
+			if (!hit)
+				assert_int_equal(c.unreadable, 0);
+			for (size_t k = 0; k < v.n; k++) {
+				assert_int_equal(v.why[k], STORE_EIO);
+				bool ours = false;
+				for (int i = 0; i < 3; i++)
+					ours |= strcmp(v.ids[k], ids[i].s) == 0;
+				assert_true(ours);
+			}
+			named += v.n == 1 && c.messages == 2;
+		}
+		/* The disk read again: every voice is whole. */
+		assert_int_equal(store_family_verify(s, fam.id.s, NULL, NULL, &c), 0);
+		assert_int_equal(c.messages, 3);
+		assert_int_equal(c.unreadable + c.damaged, 0);
+		store_close(s);
+	}
+	print_message("# %ld reads failed in turn, %ld named an unreadable voice\n", n - 1, named);
+	assert_true(named > 0);
+	remove_dir(dir);
+}
+
 /* The health check is a real durable write: it reports a full disk, then recovers. */
 static void health_check_reports_a_full_disk(void **st)
 {
@@ -628,6 +716,7 @@ int main(void)
 		cmocka_unit_test(failed_check_quarantines_nothing),
 		cmocka_unit_test(failed_allocation_leaves_no_snapshot),
 		cmocka_unit_test(stale_errno_labels_nothing),
+		cmocka_unit_test(verify_names_an_unreadable_voice),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -252,9 +252,10 @@ typedef struct damaged_ids {
 	size_t n;
 } damaged_ids;
 
-static void note_damaged(void *arg, const char *message_id)
+static void note_damaged(void *arg, const char *message_id, int why)
 {
 	damaged_ids *d = arg;
+	assert_int_equal(why, STORE_ECORRUPT); /* read, and not what was stored */
 	assert_true(d->n < 8);
 	snprintf(d->ids[d->n++], STORE_ID_LEN + 1, "%s", message_id);
 }
@@ -346,6 +347,7 @@ static void damaged_audio_bytes_are_found_by_verify(void **state)
 	assert_int_equal(store_family_verify(f->s, f->fam.id.s, note_damaged, &d, &n), 0);
 	assert_int_equal(n.messages, 4);
 	assert_int_equal(n.damaged, 1);
+	assert_int_equal(n.unreadable, 0);
 	assert_int_equal(d.n, 1);
 	assert_string_equal(d.ids[0], bm.id.s);
 	/* The other family's copy of the same voice is whole; a callback is optional. */

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """test_jiayinctl.py — the administrator's tool against a live server's data directory (TAP).
 
-usage: test_jiayinctl.py JIAYINCTL_BINARY JIAYIN_BINARY
+usage: test_jiayinctl.py JIAYINCTL_BINARY JIAYIN_BINARY [EIO_PRELOAD_LIBRARY]
 
 Starts the real jiayin on a data directory and, while it runs, drives jiayinctl on the same
 directory: schools, kiosks and their tokens (checked against the stored hash, and against the
 kiosk endpoint), revoking, a family's view, export, backups, erasure
 (the server then refuses the family's token), bad input with its exit codes and messages, and
 the audit log's rows; then verify on a directory of its own, beside a server, before and after
-one stored voice is damaged in the file, and after the restore that puts it back. Every jiayinctl run is checked for sanitizer reports.
+one stored voice is damaged in the file, after the restore that puts it back, and with a
+sector of a voice failing to read (EIO_PRELOAD_LIBRARY preloaded into jiayinctl). Every jiayinctl run is checked for sanitizer reports.
 """
 import base64
 import hashlib
@@ -61,9 +62,10 @@ class Ctl:
     def __init__(self, binary, data):
         self.binary, self.data = binary, data
 
-    def __call__(self, *args, json_out=True, data=None):
+    def __call__(self, *args, json_out=True, data=None, env=None):
         argv = [self.binary, "--data", data or self.data] + (["--json"] if json_out else [])
-        p = subprocess.run(argv + list(args), capture_output=True, timeout=120)
+        p = subprocess.run(argv + list(args), capture_output=True, timeout=120,
+                           env=dict(os.environ, **env) if env else None)
         err = p.stderr.decode("utf-8", "replace")
         if any(m in err for m in SANITIZER_MARKERS):
             sanitizer_reports.append(f"{args}: {err[:2000]}")
@@ -527,7 +529,7 @@ def tone_wav(hz, seconds=3):
     return buf.getvalue()
 
 
-def verify_checks(ctl_bin, server_bin, tmp):
+def verify_checks(ctl_bin, server_bin, tmp, eio_preload):
     """verify beside a running server: bytes changed inside one stored voice (a disk's silent
     damage: the database's structure is whole) are found, that message alone, exit 1; the
     restore docs/operations.md describes (a backup-family copy taken before) brings the voice
@@ -639,6 +641,35 @@ def verify_checks(ctl_bin, server_bin, tmp):
         srv.stop()
     ok(not [a for a, _, _ in audit_rows(data) if "verify" in a],
        "verify writes no audit row (a read, as family show)", f"{audit_rows(data)}")
+    if not eio_preload:
+        skip("verify names a voice the disk fails to read", "no eio_preload library given")
+        return
+
+    # A sector of the voice that read at the family's opening (its quick_check) and fails with
+    # EIO after it: verify names that voice unreadable and checks the others, exit 1.
+    with open(path, "rb") as f:
+        at = f.read().find(window)
+    env = {"LD_PRELOAD": eio_preload, "JIAYIN_EIO_FILE": path, "JIAYIN_EIO_AT": str(at),
+           "JIAYIN_EIO_PASS": "1",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    r = ctl("verify", env=env)
+    per = {f["family_id"]: f for f in (r.obj or {}).get("families", [])}
+    ok(at > 0 and r.rc == 1 and r.obj and r.obj["unreadable"] == 1 and
+       r.obj["damaged"] == 0 and per[wang]["unreadable"] == [victim] and
+       per[wang]["damaged"] == [] and per[wang]["messages"] == 1 and
+       per[li]["messages"] == 1 and per[li]["unreadable"] == [] and
+       r.obj["unchecked_families"] == 0 and
+       r.obj["error"]["code"] == "storage_io_error" and "1 voice could not be read" in r.err,
+       "verify names the voice the disk fails to read as unreadable and checks the others: "
+       "exit 1, storage_io_error", repr(r))
+    r = ctl("verify", wang, json_out=False, env=env)
+    ok(r.rc == 1 and "1 voice (" in r.out and "0 DAMAGED, 1 UNREADABLE" in r.out and
+       f"unreadable message {victim}" in r.out and msgs["王家"][1]["id"] not in r.out and
+       "1 unreadable" in r.out and "storage_io_error" in r.err,
+       "verify FAMILY_ID without --json names the unreadable message", repr(r))
+    r = ctl("verify")
+    ok(r.rc == 0 and r.obj["unreadable"] == 0 and r.obj["messages"] == 3,
+       "the disk reading again, verify finds every voice whole", repr(r))
 
 
 def audit_rows(data):
@@ -648,10 +679,11 @@ def audit_rows(data):
 
 
 def main():
-    if len(sys.argv) != 3:
-        print("usage: test_jiayinctl.py JIAYINCTL JIAYIN", file=sys.stderr)
+    if len(sys.argv) not in (3, 4):
+        print("usage: test_jiayinctl.py JIAYINCTL JIAYIN [EIO_PRELOAD]", file=sys.stderr)
         return 2
     ctl_bin, server_bin = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    eio_preload = os.path.abspath(sys.argv[3]) if len(sys.argv) == 4 else None
     tmp = tempfile.mkdtemp(prefix="jiayinctl-")
     data = os.path.join(tmp, "data")
     ctl = Ctl(ctl_bin, data)
@@ -679,7 +711,7 @@ def main():
            f"{n}")
     finally:
         rc = srv.stop()
-    verify_checks(ctl_bin, server_bin, tmp)
+    verify_checks(ctl_bin, server_bin, tmp, eio_preload)
     ok(rc == 0, "the server ran beside jiayinctl and exits cleanly")
     ok(not sanitizer_reports, "no sanitizer reports from any jiayinctl run",
        "\n# ".join(sanitizer_reports)[:4000])
