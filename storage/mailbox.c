@@ -13,6 +13,7 @@
 #include "internal.h"
 
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -503,13 +504,26 @@ done:
 typedef struct listened_arg {
 	const char *member;
 	int64_t now;
+	const char *members; /* the family's members as a JSON array of ids; NULL: not read yet */
 } listened_arg;
 
+/*
+ * A message lists STORE_MAX_LISTENERS receipts, the family's members at most, but receipts
+ * stay when their members leave: in a family with turnover a message could hold more, and a
+ * member who listened late was left out of its listed receipts for good, the message unheard
+ * on its phone (the review). When a receipt makes them more, those of members who have left
+ * give up their places: deleted, for this message, in the receipt's transaction. Receipts of
+ * former members stay while there is room (who heard it then is still true).
+ */
 static int do_listened(conn *c, sqlite3_int64 rowid, const store_message *before,
 		       const void *arg, int64_t *bytes_delta)
 {
 	static const char sql[] = "INSERT OR IGNORE INTO receipts (message, member, at_ms) "
 				  "VALUES (?, ?, ?)";
+	static const char sql_count[] = "SELECT count(*) FROM receipts WHERE message = ?";
+	static const char sql_departed[] =
+	    "DELETE FROM receipts WHERE message = ? AND member NOT IN "
+	    "(SELECT value FROM json_each(?))";
 	const listened_arg *a = arg;
 	int rc = 0;
 	(void)bytes_delta;
@@ -523,7 +537,48 @@ static int do_listened(conn *c, sqlite3_int64 rowid, const store_message *before
 	sqlite3_bind_int64(st, 3, a->now);
 	if ((rc = step_done(st)) < 0)
 		return rc;
-	return sqlite3_changes(c->db) == 0 ? 1 : 0; /* already recorded: no change */
+	int changes = sqlite3_changes(c->db);
+	if (!(st = conn_stmt(c, sql_count, &rc)))
+		return rc;
+	sqlite3_bind_int64(st, 1, rowid);
+	int r = sqlite3_step(st);
+	sqlite3_int64 receipts = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	rc = r == SQLITE_ROW ? 0 : store_map_sqlite(r ? r : SQLITE_CORRUPT);
+	sqlite3_reset(st);
+	if (rc < 0 || receipts <= STORE_MAX_LISTENERS)
+		return rc < 0 ? rc : changes == 0 ? 1 : 0; /* already recorded: no change */
+	if (!a->members)
+		return STORE_ELIMIT; /* store_message_listened reads the members and comes back */
+	if (!(st = conn_stmt(c, sql_departed, &rc)))
+		return rc;
+	sqlite3_bind_int64(st, 1, rowid);
+	sqlite3_bind_text(st, 2, a->members, -1, SQLITE_STATIC);
+	if ((rc = step_done(st)) < 0)
+		return rc;
+	changes += sqlite3_changes(c->db);
+	return changes == 0 ? 1 : 0;
+}
+
+/* The family's members' ids as a JSON array, into *json (the caller frees it). */
+static int members_json(store *s, const char *family_id, char **json)
+{
+	store_member *list = calloc(STORE_MEMBERS_MAX, sizeof *list);
+	char *out = malloc(STORE_MEMBERS_MAX * (STORE_ID_LEN + 3) + 3);
+	size_t n = 0;
+	int rc = list && out ? store_members_list(s, family_id, list, STORE_MEMBERS_MAX, &n)
+	                     : STORE_ENOMEM;
+	if (rc == 0) {
+		char *p = out;
+		*p++ = '[';
+		for (size_t i = 0; i < n; i++)
+			p += sprintf(p, "%s\"%s\"", i ? "," : "", list[i].id.s);
+		memcpy(p, "]", 2);
+		*json = out;
+		out = NULL;
+	}
+	free(list);
+	free(out);
+	return rc;
 }
 
 int store_message_listened(store *s, const char *family_id, const char *message_id,
@@ -531,8 +586,19 @@ int store_message_listened(store *s, const char *family_id, const char *message_
 {
 	if (store_id_check(member_id) < 0)
 		return STORE_EINVAL;
-	listened_arg arg = {member_id, now_ms};
-	return change_message(s, family_id, message_id, do_listened, &arg, seq);
+	listened_arg arg = {member_id, now_ms, NULL};
+	int rc = change_message(s, family_id, message_id, do_listened, &arg, seq);
+	if (rc != STORE_ELIMIT)
+		return rc;
+	/* More receipts than places: again, knowing who the members are (read from the
+	 * directory here, not under the mailbox's write lock). */
+	char *members = NULL;
+	if ((rc = members_json(s, family_id, &members)) < 0)
+		return rc;
+	arg.members = members;
+	rc = change_message(s, family_id, message_id, do_listened, &arg, seq);
+	free(members);
+	return rc;
 }
 
 static int do_set_state(conn *c, sqlite3_int64 rowid, const store_message *before,

@@ -15,6 +15,7 @@
 #include "store.h"
 #include "directory_fixture.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -463,6 +464,85 @@ static void pins_leave_with_their_chooser(void **state)
 	assert_string_equal(got.id.s, kid.id.s);
 }
 
+/* Whether the message lists member_id among its listeners. */
+static bool listed(const store_message *m, const char *member_id)
+{
+	for (unsigned i = 0; i < m->listened_count; i++)
+		if (strcmp(m->listened_by[i].s, member_id) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * A message lists the family's members who heard it, 64 at most: receipts of members who
+ * have left give up their places to those who hear it later (the review: they kept them, and
+ * in a family with turnover a late listener was left out of listened_by for good, the message
+ * unheard on its phone). While there is room, a former member's receipt stays listed.
+ */
+static void receipts_of_former_members_give_up_their_places(void **state)
+{
+	fixture *f = *state;
+	static store_member m[STORE_MEMBERS_MAX];
+	store_member gone, late[2];
+	store_message msg, small, got;
+	uint8_t audio[100] = {1}, wave[STORE_WAVEFORM_POINTS] = {0};
+	store_new_message nm = {.sender = f->parent.id.s,
+	                        .duration_ms = 1000,
+	                        .waveform = wave,
+	                        .audio = audio,
+	                        .audio_len = sizeof audio};
+	int existed;
+	uint64_t seq, before;
+	char name[16];
+	m[0] = f->parent;
+	for (int i = 1; i < STORE_MEMBERS_MAX; i++) {
+		snprintf(name, sizeof name, "孩子%d", i);
+		assert_int_equal(store_member_add(f->s, f->fam.id.s, name, STORE_ROLE_CHILD, NULL,
+		                                  1000 + i, &m[i]),
+		                 0);
+	}
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &nm, &msg, &existed), 0);
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &nm, &small, &existed), 0);
+	for (int i = 0; i < STORE_MEMBERS_MAX; i++)
+		assert_int_equal(
+		    store_message_listened(f->s, f->fam.id.s, msg.id.s, m[i].id.s, 2000 + i, &seq),
+		    0);
+	assert_int_equal(
+	    store_message_listened(f->s, f->fam.id.s, small.id.s, m[1].id.s, 2000, &seq), 0);
+	/* Two children leave, two join and hear it after everyone else. */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(store_member_remove(f->s, f->fam.id.s, m[1 + i].id.s, 3000, &gone),
+		                 0);
+		snprintf(name, sizeof name, "新来的%d", i);
+		assert_int_equal(store_member_add(f->s, f->fam.id.s, name, STORE_ROLE_CHILD, NULL,
+		                                  3100 + i, &late[i]),
+		                 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(store_message_get(f->s, f->fam.id.s, msg.id.s, &got), 0);
+		before = got.seq;
+		assert_int_equal(store_message_listened(f->s, f->fam.id.s, msg.id.s, late[i].id.s,
+		                                        4000 + i, &seq),
+		                 0);
+		assert_true(seq > before); /* a change the phones hear of */
+		assert_int_equal(store_message_get(f->s, f->fam.id.s, msg.id.s, &got), 0);
+		assert_true(listed(&got, late[i].id.s));
+	}
+	assert_int_equal(got.listened_count, STORE_MEMBERS_MAX);
+	assert_false(listed(&got, m[1].id.s));
+	assert_false(listed(&got, m[2].id.s));
+	for (int i = 3; i < STORE_MEMBERS_MAX; i++)
+		assert_true(listed(&got, m[i].id.s));
+	/* Heard again: nothing changes. */
+	assert_int_equal(
+	    store_message_listened(f->s, f->fam.id.s, msg.id.s, late[0].id.s, 5000, &seq), 0);
+	assert_int_equal(seq, got.seq);
+	/* Where there is room, the receipt of the child who left stays. */
+	assert_int_equal(store_message_get(f->s, f->fam.id.s, small.id.s, &got), 0);
+	assert_int_equal(got.listened_count, 1);
+	assert_string_equal(got.listened_by[0].s, m[1].id.s);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -475,6 +555,7 @@ int main(void)
 	    T(codes_leave_with_their_maker),
 	    T(codes_go_with_their_phone),
 	    T(pins_leave_with_their_chooser),
+	    T(receipts_of_former_members_give_up_their_places),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
