@@ -643,21 +643,35 @@ static int add_entry(struct archive *a, const char *name, uint64_t size, int64_t
 	return r == ARCHIVE_OK ? 0 : STORE_EIO;
 }
 
+/*
+ * Ids are written as JSON strings like names, escaped: they come from the databases, which
+ * only the storage writes, but a damaged or hand-edited mailbox (a restored copy) can hold
+ * anything, and a quote in one made the index unreadable JSON (the review).
+ */
 static void index_message(text *t, const store_message *m, const char *file, bool first)
 {
 	char when[32];
 	iso_time(m->created_ms, when, sizeof when, "%Y-%m-%dT%H:%M:%SZ");
-	putf(t, "%s\n    {\"id\": \"%s\", \"file\": ", first ? "" : ",", m->id.s);
+	putf(t, "%s\n    {\"id\": ", first ? "" : ",");
+	put_json_string(t, m->id.s);
+	puts_(t, ", \"file\": ");
 	put_json_string(t, file);
-	putf(t, ", \"sender\": \"%s\", \"to\": %s%s%s, \"created_at\": \"%s\", "
-		"\"duration_ms\": %u, \"bytes\": %llu, \"sha256\": \"",
-	     m->sender.s, m->to.s[0] ? "\"" : "", m->to.s[0] ? m->to.s : "null",
-	     m->to.s[0] ? "\"" : "", when, m->duration_ms, (unsigned long long)m->bytes);
+	puts_(t, ", \"sender\": ");
+	put_json_string(t, m->sender.s);
+	puts_(t, ", \"to\": ");
+	if (m->to.s[0])
+		put_json_string(t, m->to.s);
+	else
+		puts_(t, "null");
+	putf(t, ", \"created_at\": \"%s\", \"duration_ms\": %u, \"bytes\": %llu, \"sha256\": \"",
+	     when, m->duration_ms, (unsigned long long)m->bytes);
 	for (int i = 0; i < STORE_HASH_LEN; i++)
 		putf(t, "%02x", m->sha256[i]);
 	puts_(t, "\", \"listened_by\": [");
-	for (unsigned i = 0; i < m->listened_count; i++)
-		putf(t, "%s\"%s\"", i ? ", " : "", m->listened_by[i].s);
+	for (unsigned i = 0; i < m->listened_count; i++) {
+		puts_(t, i ? ", " : "");
+		put_json_string(t, m->listened_by[i].s);
+	}
 	puts_(t, "]}");
 }
 
@@ -666,11 +680,15 @@ static void index_header(text *t, const store_family *fam, const store_member *m
 {
 	char when[32];
 	iso_time(now_ms, when, sizeof when, "%Y-%m-%dT%H:%M:%SZ");
-	putf(t, "{\n  \"family\": {\"id\": \"%s\", \"name\": ", fam->id.s);
+	puts_(t, "{\n  \"family\": {\"id\": ");
+	put_json_string(t, fam->id.s);
+	puts_(t, ", \"name\": ");
 	put_json_string(t, fam->name);
 	putf(t, "},\n  \"exported_at\": \"%s\",\n  \"members\": [", when);
 	for (size_t i = 0; i < nmembers; i++) {
-		putf(t, "%s\n    {\"id\": \"%s\", \"name\": ", i ? "," : "", members[i].id.s);
+		puts_(t, i ? ",\n    {\"id\": " : "\n    {\"id\": ");
+		put_json_string(t, members[i].id.s);
+		puts_(t, ", \"name\": ");
 		put_json_string(t, members[i].name);
 		putf(t, ", \"role\": \"%s\"", store_role_name(members[i].role));
 		if (members[i].removed_ms) { /* a former member, who sent some of the messages */

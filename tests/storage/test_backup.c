@@ -911,6 +911,59 @@ static void a_damaged_directory_sets_no_mailbox_aside(void **state)
 	assert_int_equal(access(live, F_OK), 0);
 }
 
+/*
+ * A mailbox that holds what the storage never writes (a damaged or hand-edited copy put back):
+ * a sender, a recipient and a receipt with quotes and a backslash. The export is still a zip
+ * that unzip tests whole, and its index.json is JSON giving those values back as they are
+ * (the review: they were written between quotes unescaped, and the index was not JSON).
+ */
+static void export_escapes_what_the_mailbox_holds(void **state)
+{
+	fixture *f = *state;
+	uint8_t a[3000];
+	memset(a, 0x21, sizeof a);
+	store_new_message m = new_message(f->parent.id.s, a, sizeof a);
+	store_message stored;
+	int existed;
+	uint64_t seq, bytes;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &stored, &existed), 0);
+	assert_int_equal(
+	    store_message_listened(f->s, f->fam.id.s, stored.id.s, f->parent.id.s, 2000, &seq), 0);
+	store_close(f->s);
+	f->s = NULL;
+	char path[256], sql[512], cmd[1024];
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	snprintf(sql, sizeof sql,
+	         "UPDATE messages SET sender = 'a\"b\\', recipient = '\"to' WHERE id = '%s'; "
+	         "UPDATE receipts SET member = '\"aaaaaaaaaaaaaaaaaaaaaaaaa';",
+	         stored.id.s);
+	alter(path, sql);
+	reopen(f);
+	snprintf(path, sizeof path, "%s/tampered.zip", f->dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(store_export_family(f->s, f->fam.id.s, fd, &bytes), 0);
+	close(fd);
+	snprintf(cmd, sizeof cmd, "unzip -tq '%s' >/dev/null", path);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof cmd,
+	         "python3 -c 'import json, sys, zipfile\n"
+	         "z = zipfile.ZipFile(sys.argv[1])\n"
+	         "names = z.namelist()\n"
+	         "assert all(\"/\" not in n and \"\\\\\" not in n and n[0] != \".\" for n in "
+	         "names), names\n"
+	         "m = json.loads(z.read(\"index.json\"))[\"messages\"]\n"
+	         "assert len(m) == 1 and m[0][\"file\"] in names, (m, names)\n"
+	         "assert m[0][\"id\"] == sys.argv[2], m\n"
+	         "assert m[0][\"to\"] == \"\\\"to\", m\n"
+	         "assert m[0][\"sender\"] == \"a\\\"b\\\\\", m\n"
+	         "assert m[0][\"listened_by\"] == [\"\\\"\" + \"a\" * 25], m\n"
+	         "assert z.read(m[0][\"file\"]) == bytes([0x21]) * 3000\n"
+	         "' '%s' '%s'",
+	         path, stored.id.s);
+	assert_int_equal(system(cmd), 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -930,6 +983,7 @@ int main(void)
 	    T(export_zip),
 	    T(export_carries_on_through_changes),
 	    T(export_to_a_full_disk),
+	    T(export_escapes_what_the_mailbox_holds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
