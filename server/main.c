@@ -274,6 +274,10 @@ int main(int argc, char **argv)
 	uv_run(loop, UV_RUN_DEFAULT);
 	/* Drained: close what is left (the grace timer) and let the pool's jobs end. */
 	uv_walk(loop, close_walk, NULL);
+	/* Closing its handle put SIGHUP's default action back (libuv does), which would kill the
+	 * process while storage closes if logrotate's hook fired now: nothing is left to reopen,
+	 * so it is ignored. (The microseconds between the two are the only window left.) */
+	signal(SIGHUP, SIG_IGN);
 	uv_run(loop, UV_RUN_DEFAULT);
 	uv_loop_close(loop);
 	store_close(st);

@@ -19,6 +19,7 @@ import os
 import re
 import resource
 import select
+import shutil
 import signal
 import socket
 import statistics
@@ -988,13 +989,35 @@ def hangup_at_start(binary):
             proc.kill()
             rc = proc.wait()
         errf.close()
+        shutil.rmtree(base, ignore_errors=True)
     ok(rc == 0, f"and stops cleanly on SIGTERM (exit {rc})")
+
+
+def hangup_at_stop(binary):
+    """SIGHUP while the server stops (logrotate's hook firing during a shutdown): it still
+    closes storage and exits 0. Closing the loop's signal handle put SIGHUP's default action
+    back, and one that came while storage closed killed the process."""
+    srv = Server(binary, *FAST)
+    g = request(srv, "GET", "/healthz")
+    srv.signal(signal.SIGTERM)
+    sent, deadline = 0, time.time() + 20
+    while srv.proc.poll() is None and time.time() < deadline:
+        try:
+            srv.proc.send_signal(signal.SIGHUP)
+            sent += 1
+        except ProcessLookupError:
+            break
+        time.sleep(0.0005)
+    rc = srv.stop()
+    ok(g.status == 200 and rc == 0 and "storage closed" in srv.log_text(),
+       f"SIGHUPs while it stops ({sent} of them) leave a clean stop (exit {rc})",
+       srv.log_text()[-1500:])
 
 
 def main():
     binary = sys.argv[1]
     for part in (corpus_tests, conformance, review_fixes, budgets, file_bodies, limits,
-                 slow_clients, shutdown, operations, hangup_at_start, ipv6_listen,
+                 slow_clients, shutdown, operations, hangup_at_start, hangup_at_stop, ipv6_listen,
                  dual_stack_client):
         try:
             part(binary)
