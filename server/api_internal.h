@@ -254,6 +254,9 @@ void api_pairing_code_wrong(srv_exchange *x, api_job *j);
 void api_new_code(api_job *j, uint8_t hash[STORE_HASH_LEN]);
 /* Something in family_id's mailbox changed: its waiting devices list again. */
 void api_mailbox_changed(srv_server *s, const char *family_id);
+/* The sessions of children at kiosk device_id ended (the next child's login, the home button):
+ * their waiting long-polls are authenticated again now, and hear 401. */
+void api_kiosk_sessions_ended(srv_server *s, const char *device_id);
 void api_upload_done(srv_exchange *x, api_job *j);
 /* A message as the API shows it (deleted or hidden: its id, seq and state "deleted" only). */
 json_t *api_message_json(const store_message *m);

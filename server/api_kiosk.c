@@ -309,6 +309,9 @@ static void login_done(srv_exchange *x, api_job *j)
 	}
 	if (api_failed(x, j, only_kiosk))
 		return;
+	/* The previous child's session ended: its long-poll hears 401 now, not when its wait is
+	 * over (the tablet showed that child's screen meanwhile, to the next child). */
+	api_kiosk_sessions_ended(x->srv, j->device.id.s);
 	api_respond_json(x, 201, json_pack("{s:s, s:o, s:o, s:i}", "token", j->token, "member",
 					   api_member_json(&j->member), "family",
 					   api_family_json(&j->family), "idle_s",
@@ -362,6 +365,8 @@ static void logout_done(srv_exchange *x, api_job *j)
 {
 	if (api_failed(x, j, "a kiosk or a child's session ends sessions"))
 		return;
+	/* As a login: their long-polls hear 401 now */
+	api_kiosk_sessions_ended(x->srv, j->device.id.s);
 	srv_respond_head(x, 204, NULL, NULL, -1);
 }
 

@@ -173,6 +173,7 @@ typedef struct srv_waiter {
 	srv_conn *conn;
 	char family[STORE_ID_LEN + 1];
 	uint8_t token_hash[STORE_HASH_LEN]; /* who waits: authenticated again on waking */
+	char kiosk_device[STORE_ID_LEN + 1]; /* a child's kiosk session: its kiosk; else "" */
 	int64_t idle_ms;
 	uint64_t since, wait_until;
 	uint64_t not_before; /* a change wakes it from then on (its connection's last answer) */
@@ -305,7 +306,7 @@ static void batch_run(uv_work_t *wk)
 	for (size_t i = 0; i < b->n; i++) {
 		api_job *j = b->j[i];
 		if (prev && prev->auth_rc == 0 && prev->rc == 0 && prev->text &&
-		    prev->since == j->since &&
+		    prev->since == j->since && strcmp(prev->param[0], j->param[0]) == 0 &&
 		    memcmp(prev->token_hash, j->token_hash, sizeof j->token_hash) == 0 &&
 		    (j->text = strdup(prev->text))) {
 			j->device = prev->device;
@@ -420,6 +421,8 @@ static void park(srv_exchange *x, api_job *j, bool news)
 	memcpy(w->token_hash, j->token_hash, sizeof w->token_hash);
 	w->idle_ms = j->idle_ms;
 	snprintf(w->family, sizeof w->family, "%.*s", STORE_ID_LEN, j->param[0]);
+	if (j->session)
+		snprintf(w->kiosk_device, sizeof w->kiosk_device, "%s", j->device.id.s);
 	w->timer.data = w;
 	w->next = s->waiters;
 	if (s->waiters)
@@ -451,13 +454,9 @@ static bool wakeable(srv_waiter *w, uint64_t now)
 	return false;
 }
 
-/* A change in family_id's mailbox: its waiters list again. */
-void api_mailbox_changed(srv_server *s, const char *family_id)
+/* The n waiters picked (w->picked) list again, together. */
+static void wake_picked(srv_server *s, size_t n)
 {
-	size_t n = 0;
-	uint64_t now = uv_now(s->loop);
-	for (srv_waiter *w = s->waiters; w; w = w->next)
-		n += (w->picked = strcmp(w->family, family_id) == 0 && wakeable(w, now));
 	if (n == 0)
 		return;
 	wake_batch *b = calloc(1, sizeof *b);
@@ -503,6 +502,27 @@ void api_mailbox_changed(srv_server *s, const char *family_id)
 			b->j[i]->rc = STORE_ENOMEM; /* answered 503 */
 		batch_after(&b->work, 0);
 	}
+}
+
+/* A change in family_id's mailbox: its waiters list again. */
+void api_mailbox_changed(srv_server *s, const char *family_id)
+{
+	size_t n = 0;
+	uint64_t now = uv_now(s->loop);
+	for (srv_waiter *w = s->waiters; w; w = w->next)
+		n += (w->picked = strcmp(w->family, family_id) == 0 && wakeable(w, now));
+	wake_picked(s, n);
+}
+
+/* The children's sessions on a kiosk device ended: their waiters are woken whatever family they
+ * wait on (the session ended is not known by its family here), and hear 401. */
+void api_kiosk_sessions_ended(srv_server *s, const char *device_id)
+{
+	size_t n = 0;
+	uint64_t now = uv_now(s->loop);
+	for (srv_waiter *w = s->waiters; w; w = w->next)
+		n += (w->picked = strcmp(w->kiosk_device, device_id) == 0 && wakeable(w, now));
+	wake_picked(s, n);
 }
 
 void srv_api_wake_all(srv_server *s)
