@@ -101,6 +101,15 @@ static void list_work(api_job *j)
 
 static void park(srv_exchange *x, api_job *j, bool news);
 
+/* Where s->changed_at counts family_id's changes (FNV-1a: the ids spread evenly). */
+static uint64_t *changed_at(srv_server *s, const char *family_id)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = family_id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return &s->changed_at[h % (sizeof s->changed_at / sizeof s->changed_at[0])];
+}
+
 static void list_done(srv_exchange *x, api_job *j)
 {
 	if (j->rc < 0) {
@@ -159,6 +168,7 @@ void srv_api_messages_list(srv_exchange *x)
 		return;
 	j->since = since;
 	j->wait_until = wait_s ? uv_now(x->srv->loop) + (uint64_t)wait_s * 1000 : 0;
+	j->changes_seen = x->srv->changes;
 	/* An app waits for news by itself: that keeps no child's kiosk session from going idle
 	 * (a child who walks away from a shared tablet is logged out while it waits). */
 	j->by_itself = wait_s > 0;
@@ -256,6 +266,7 @@ static void relist_fill(api_job *j, srv_waiter *w)
 	j->since = w->since;
 	j->wait_until = w->answer_now ? 0 : w->wait_until;
 	j->relisted = true;
+	j->changes_seen = s->changes;
 	j->authed = true;
 	j->gzip = w->x->accepts_gzip;
 	j->by_itself = true;
@@ -436,7 +447,13 @@ static void park(srv_exchange *x, api_job *j, bool news)
 	w->parked_ms = now;
 	uint64_t due = j->wait_until;
 	w->not_before = x->conn->poll_answered_ms ? x->conn->poll_answered_ms + WAKE_MIN_MS : 0;
-	if (news && w->not_before < due)
+	/* Its family changed, or a kiosk's sessions ended, while it listed on the pool: that
+	 * change's wake-up did not find it (a family's waiters listing again together, after an
+	 * earlier change, missed the next one and waited out their seconds: the review). It lists
+	 * again as soon as it may, as if woken then. */
+	bool missed = *changed_at(s, w->family) > j->changes_seen ||
+	              (j->session && s->sessions_ended_at > j->changes_seen);
+	if ((news || missed) && w->not_before < due)
 		due = w->not_before;
 	uv_timer_start(&w->timer, on_wait_over, due > now ? due - now : 0, 0);
 	srv_conn_watch(w->conn, waiter_gone, w);
@@ -507,6 +524,7 @@ static void wake_picked(srv_server *s, size_t n)
 /* A change in family_id's mailbox: its waiters list again. */
 void api_mailbox_changed(srv_server *s, const char *family_id)
 {
+	*changed_at(s, family_id) = ++s->changes;
 	size_t n = 0;
 	uint64_t now = uv_now(s->loop);
 	for (srv_waiter *w = s->waiters; w; w = w->next)
@@ -518,6 +536,7 @@ void api_mailbox_changed(srv_server *s, const char *family_id)
  * wait on (the session ended is not known by its family here), and hear 401. */
 void api_kiosk_sessions_ended(srv_server *s, const char *device_id)
 {
+	s->sessions_ended_at = ++s->changes;
 	size_t n = 0;
 	uint64_t now = uv_now(s->loop);
 	for (srv_waiter *w = s->waiters; w; w = w->next)

@@ -114,6 +114,13 @@ struct srv_server {
 	 * it (api_poll.c): NULL until a long-poll first waits, or when there was no memory. */
 	uint32_t *waiting_by_token;
 	size_t waiting_slots;        /* a power of two */
+	/* Changes counted (api_mailbox_changed, api_kiosk_sessions_ended), and the count at the
+	 * last change of the families that fall in each slot (by their id's hash) and at the last
+	 * kiosk session ended: a list that ran on the pool while one came lists again rather than
+	 * wait on, its wake-up missed (api_poll.c). */
+	uint64_t changes;
+	uint64_t changed_at[256];
+	uint64_t sessions_ended_at;
 	struct srv_uploads *uploads; /* resumable uploads: locks, the sweep (upload_state.c) */
 	struct api_export *exports;  /* families with an export made or downloaded (api_family.c) */
 	uv_signal_t sig_term, sig_int, sig_hup;

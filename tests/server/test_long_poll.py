@@ -254,11 +254,61 @@ def pipelined_behind(binary):
         srv.stop()
 
 
+def change_while_listing(binary):
+    """A change made while a waiter lists again (woken by an earlier change it may not see)
+    wakes it all the same: the waiters of a family list again together, one after the other,
+    and those listed before the change committed missed its wake-up and waited out their
+    seconds (the review of the long-poll machinery)."""
+    srv = Server(binary, "--long-polls-per-device", "1000", "--max-queued-jobs", "1000")
+    socks = []
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        kids = [invite_and_pair(srv, mom, "child", name) for name in ("小明", "小红", "小华")]
+        fam, tok = mom["family"]["id"], mom["token"]
+        with open(SAMPLE, "rb") as f:
+            wav = f.read()
+        # one for the third child alone (the others may not see it), one for everyone
+        hidden = upload(srv, tok, fam, wav, to=kids[2]["member"]["id"]).json()["message"]
+        shown = upload(srv, tok, fam, wav).json()["message"]
+        seq = request(srv, "GET", f"/v1/families/{fam}/messages",
+                      headers=bearer(tok)).json()["seq"]
+        # two children's tokens in turn, so that no waiter shares the answer of the one
+        # before it (each lists for itself): the batch takes a while
+        for i in range(300):
+            socks.append(parked(srv, fam, kids[i % 2]["token"], seq, 20))
+        time.sleep(1.0)
+        waiting = sum(select.select([s], [], [], 0)[0] == [] for s, _ in socks)
+        t0 = time.monotonic()
+        k1 = request(srv, "POST", f"/v1/families/{fam}/messages/{hidden['id']}/keep",
+                     headers=bearer(tok))  # wakes them all, to hear nothing
+        k2 = request(srv, "POST", f"/v1/families/{fam}/messages/{shown['id']}/keep",
+                     headers=bearer(tok))  # while they list again: the news they wait for
+        heard, late = 0, []
+        for s, rd in socks:
+            s.settimeout(25)
+            r = rd.response()
+            took = time.monotonic() - t0
+            if r is not None and r.status == 200 and shown["id"] in r.body.decode():
+                heard += 1
+            if took > 5:
+                late.append(round(took, 1))
+        ok(waiting == 300 and k1.status == 200 and k2.status == 200 and heard == 300 and
+           not late, "300 waiters woken by a change they may not see, and listing again when "
+           "the next change comes, hear that one at once",
+           f"{waiting} waiting, keeps {k1.status} {k2.status}; {heard} heard it, {len(late)} "
+           f"after more than 5 s ({late[:5]}...)")
+    finally:
+        for s, _ in socks:
+            s.close()
+        srv.stop()
+
+
 def main():
     dropped_polls(sys.argv[1])
     share_per_token(sys.argv[1])
     burst_of_changes(sys.argv[1])
     pipelined_behind(sys.argv[1])
+    change_while_listing(sys.argv[1])
     sys.exit(finish())
 
 
