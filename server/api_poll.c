@@ -536,6 +536,8 @@ void api_mailbox_changed(srv_server *s, const char *family_id)
  * wait on (the session ended is not known by its family here), and hear 401. */
 void api_kiosk_sessions_ended(srv_server *s, const char *device_id)
 {
+	if (!device_id[0])
+		return; /* "" is every waiter that is no kiosk session's */
 	s->sessions_ended_at = ++s->changes;
 	size_t n = 0;
 	uint64_t now = uv_now(s->loop);
