@@ -19,15 +19,17 @@ static const double bucket_le[SRV_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.0
  * are what an operator watches for (a conflict, a phone's recording refused, a rate limit),
  * where they were lumped into 4xx (the config review); 412, 416 and 423 are answered too (a
  * tus client without Tus-Resumable or a stale If-Match, a range past an audio's end, an upload
- * whose PATCH is still being written) and were left in 4xx after them. */
-#define KNOWN 15
+ * whose PATCH is still being written) and were left in 4xx after them. 414, 417, 431 and 505
+ * are the parser's refusals (a target, an expectation, a head or a version it does not take):
+ * a client sending them again and again is told apart from other 4xx too. */
+#define KNOWN 18
 static const int known[6][KNOWN] = {
 	{0},
 	{100},
 	{200, 201, 204, 206},
 	{304},
-	{400, 401, 403, 404, 405, 408, 409, 412, 413, 415, 416, 422, 423, 429, 499},
-	{500, 501, 503, 507},
+	{400, 401, 403, 404, 405, 408, 409, 412, 413, 414, 415, 416, 417, 422, 423, 429, 431, 499},
+	{500, 501, 503, 505, 507},
 };
 _Static_assert(sizeof ((srv_route_stats *)0)->by_status[0] ==
 		       (KNOWN + 1) * sizeof ((srv_route_stats *)0)->by_status[0][0],

@@ -57,7 +57,7 @@ int srv_route_find(const srv_route *routes, size_t n, srv_method m, srv_slice pa
 #define SRV_LATENCY_BUCKETS 12
 typedef struct srv_route_stats {
 	const char *route;
-	uint64_t by_status[6][16]; /* [status / 100][a few common codes, see metrics.c] */
+	uint64_t by_status[6][19]; /* [status / 100][a few common codes, see metrics.c] */
 	uint64_t latency[SRV_LATENCY_BUCKETS + 1];
 	double latency_sum;
 	uint64_t count;

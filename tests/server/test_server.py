@@ -30,7 +30,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serverlib import Reader, Server, request  # noqa: E402
+from serverlib import Reader, Response, Server, request  # noqa: E402
 sys.dont_write_bytecode = True  # apiclient is imported: no __pycache__ in the tree
 from apiclient import read_head  # noqa: E402
 
@@ -242,6 +242,18 @@ def conformance(binary):
             ok(good, f"security headers on {method} {path} ({g.status})")
         g = request(srv, "POST", "/healthz")
         ok(g.status == 405 and g.header("Allow") == "GET, HEAD", "405 names the allowed methods")
+        # the parser's refusals, each counted by its code
+        refusals = {414: b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
+                    417: b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 200-ok\r\n"
+                         b"Content-Length: 1\r\n\r\nx",
+                    431: b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X-A: b\r\n" * 200 + b"\r\n",
+                    505: b"GET /healthz HTTP/2.1\r\nHost: t\r\n\r\n"}
+        got = {}
+        for code, raw in refusals.items():
+            s = srv.connect()
+            s.sendall(raw)
+            got[code] = (Reader(s).response() or Response(0, "", {}, b"")).status
+            s.close()
         # metrics
         m = request(srv, "GET", "/metrics")
         text = m.body.decode()
@@ -250,6 +262,11 @@ def conformance(binary):
            "jiayin_http_request_duration_seconds_bucket" in text and
            "jiayin_connections_open" in text and "jiayin_jobs_queued" in text,
            "/metrics counts requests by route and status, latency, connections, jobs")
+        counted = {c: re.search(r'jiayin_http_requests_total\{route="[a-z.-]+",status="%d"\} 1$'
+                                % c, text, re.M) is not None for c in refusals}
+        ok(all(got[c] == c for c in refusals) and all(counted.values()),
+           "the parser's refusals (414, 417, 431, 505) are counted by their codes, not as 4xx/5xx",
+           f"answered {got}, counted {counted}")
         # the request log: one line per request, path without query
         request(srv, "GET", "/healthz?token=secret123")
         time.sleep(1.3)  # the log is flushed every second
