@@ -204,6 +204,9 @@ void api_upload_work(api_job *j);
 #define STORAGE_KEPT_RETRY "Retry-After: 300\r\n"
 void api_respond_disk_kept(srv_exchange *x);
 int api_upload_allowance(api_job *j, const char *family, const char *idem, uint64_t *allowance);
+/* The message the caller's idempotency key `idem` (not empty) was used for in `family`, as it is
+ * now (deleted or hidden since too); STORE_ENOTFOUND if the key is unused. Pool. */
+int api_upload_key_message(api_job *j, const char *family, const char *idem, store_message *out);
 /*
  * Pool side: the path's family (param[0]) is the caller's (else j->rc = STORE_ENOTFOUND, for
  * a 404 like an unknown id), and the caller is a parent or caregiver / a parent (else

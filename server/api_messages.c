@@ -87,6 +87,13 @@ static void idem_stored_key(const api_job *j, const char *idem, char key[IDEM_ST
  * 100 MB of room. family-upload-bytes bounds what any family holds of the disk (the review: a
  * family whose quota was 1 byte held 161 MB of unfinished uploads, and could have held 100 GiB).
  */
+int api_upload_key_message(api_job *j, const char *family, const char *idem, store_message *out)
+{
+	char key[IDEM_STORED_LEN];
+	idem_stored_key(j, idem, key);
+	return store_message_by_key(j->st, family, key, out);
+}
+
 int api_upload_allowance(api_job *j, const char *family, const char *idem, uint64_t *allowance)
 {
 	store_family f;
@@ -94,12 +101,9 @@ int api_upload_allowance(api_job *j, const char *family, const char *idem, uint6
 	uint64_t usage;
 	int rc;
 	*allowance = j->upload_cap;
-	if (idem && idem[0]) {
-		char key[IDEM_STORED_LEN];
-		idem_stored_key(j, idem, key);
-		if ((rc = store_message_by_key(j->st, family, key, &m)) != STORE_ENOTFOUND)
-			return rc; /* 0: a retry of a stored message, answered with it */
-	}
+	if (idem && idem[0] &&
+	    (rc = api_upload_key_message(j, family, idem, &m)) != STORE_ENOTFOUND)
+		return rc; /* 0: a retry of a stored message, answered with it */
 	if ((rc = store_family_get(j->st, family, &f)) < 0 ||
 	    (rc = store_mailbox_usage(j->st, family, &usage)) < 0)
 		return rc;

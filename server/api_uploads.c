@@ -100,6 +100,26 @@ static void create_work(api_job *j)
 		op->rc = SRV_UPLOAD_ENOTFOUND; /* another family: as if it did not exist */
 		return;
 	}
+	memcpy(op->u.device, j->device.id.s, sizeof op->u.device);
+	memcpy(op->u.member, j->member.id.s, sizeof op->u.member);
+	/* A key that is a message already gives that message, as the finish would, but now,
+	 * before the phone sends the recording again over its metered data for nothing: an upload
+	 * that is whole and that message. First, as the plain upload's retry: the recipient may
+	 * have left since, and the device's places and the family's room are not needed. */
+	if (op->u.idem[0]) {
+		store_message m;
+		int rc = api_upload_key_message(j, j->device.family_id.s, op->u.idem, &m);
+		if (rc == 0) {
+			/* whom it is for, as the list says */
+			memcpy(op->u.to, m.to.s, sizeof op->u.to);
+			op->rc = srv_upload_create_done(op->up->dir, &op->u, m.id.s, api_now_ms());
+			return;
+		}
+		if (rc != STORE_ENOTFOUND) {
+			op->store_rc = rc;
+			return;
+		}
+	}
 	if (op->u.to[0]) {
 		store_member to;
 		int rc = store_member_get(j->st, op->u.to, &to);
@@ -112,14 +132,12 @@ static void create_work(api_job *j)
 			return;
 		}
 	}
-	uint64_t allowance;
-	int rc = api_upload_allowance(j, op->u.family, op->u.idem, &allowance);
+	uint64_t allowance; /* the key, if any, was looked up just now: no message of it */
+	int rc = api_upload_allowance(j, op->u.family, NULL, &allowance);
 	if (rc < 0) {
 		op->store_rc = rc;
 		return;
 	}
-	memcpy(op->u.device, j->device.id.s, sizeof op->u.device);
-	memcpy(op->u.member, j->member.id.s, sizeof op->u.member);
 	op->rc = srv_upload_create(op->up->dir, &op->u, op->cap, allowance, api_now_ms(),
 	                           &op->again, &op->free_ms);
 }
@@ -136,12 +154,16 @@ static void create_done(srv_exchange *x, api_job *j)
 		char date[40], hdr[512];
 		tus_http_date(srv_upload_expires_ms(op->up->dir, &op->u), date);
 		/* The same recording created again is the upload the lost answer named, with what
-		 * it holds already: a client that PATCHes from 0 regardless (tus-js-client) hears
-		 * 409 offset_mismatch, asks with HEAD and goes on from there. */
+		 * it holds already (all of it, and its message, when its key made one): a client
+		 * that PATCHes from 0 regardless (tus-js-client) hears 409 offset_mismatch, asks
+		 * with HEAD and goes on from there, or learns it is done. */
+		bool msg = op->u.message_id[0];
 		snprintf(hdr, sizeof hdr,
 		         "Location: /v1/uploads/%s\r\nUpload-Offset: %llu\r\nUpload-Expires: %s\r\n"
-		         "Cache-Control: no-store\r\n",
-		         op->u.id, (unsigned long long)op->u.offset, date);
+		         "Cache-Control: no-store\r\n%s%s%s",
+		         op->u.id, (unsigned long long)op->u.offset, date,
+		         msg ? "Jiayin-Message-Id: " : "", msg ? op->u.message_id : "",
+		         msg ? "\r\n" : "");
 		srv_respond_head(x, 201, NULL, hdr, 0);
 	}
 	tus_op_end(op);

@@ -461,6 +461,79 @@ done:
 	return rc;
 }
 
+/*
+ * Under the mutex: the device's records of u's idempotency key (of u->member, in u->family),
+ * not expired: *done, the first that names a message (an earlier creation's answer, or the
+ * upload that made it), and *same, the first unfinished one (ids empty when none). Their .info
+ * files are read, not their .part ones: a finished upload has none.
+ */
+static int key_records(srv_upload_dir *d, int dev, int64_t now_ms, const srv_upload *want,
+                       srv_upload *done, srv_upload *same)
+{
+	done->id[0] = same->id[0] = '\0';
+	int fd = openat(dev, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return upload_errno();
+	DIR *dir = fdopendir(fd);
+	if (!dir) {
+		int rc = upload_errno();
+		close(fd);
+		return rc;
+	}
+	struct dirent *de;
+	while ((de = readdir(dir)) != NULL && !(done->id[0] && same->id[0])) {
+		size_t len = strlen(de->d_name);
+		if (len != STORE_ID_LEN + 5 || strcmp(de->d_name + STORE_ID_LEN, ".info") != 0)
+			continue;
+		char id[STORE_ID_LEN + 1];
+		memcpy(id, de->d_name, STORE_ID_LEN);
+		id[STORE_ID_LEN] = '\0';
+		srv_upload u;
+		if (upload_record_read(dev, id, &u) < 0 || now_ms >= srv_upload_expires_ms(d, &u) ||
+		    strcmp(u.idem, want->idem) != 0 || strcmp(u.member, want->member) != 0 ||
+		    strcmp(u.family, want->family) != 0)
+			continue;
+		srv_upload *slot = u.message_id[0] ? done : same;
+		if (!slot->id[0])
+			*slot = u;
+	}
+	closedir(dir);
+	return 0;
+}
+
+int srv_upload_create_done(srv_upload_dir *d, srv_upload *u, const char *message_id, int64_t now_ms)
+{
+	pthread_mutex_lock(&d->mu);
+	srv_upload done, same;
+	int rc = upload_device_dir(d, u->device, true);
+	int dev = rc;
+	if (dev < 0)
+		goto done;
+	if ((rc = key_records(d, dev, now_ms, u, &done, &same)) < 0)
+		goto done;
+	/* Its bytes could make no other message: of no use, nor its hold and its place. */
+	if (same.id[0] && (rc = upload_remove_files(d, dev, same.id)) < 0)
+		goto done;
+	srv_upload n = *u;
+	if (done.id[0]) { /* one record per key, however often it is created again */
+		memcpy(n.id, done.id, sizeof n.id);
+		n.created_ms = done.created_ms;
+	} else {
+		new_id(n.id);
+		n.created_ms = now_ms;
+	}
+	n.offset = n.length;
+	n.updated_ms = now_ms;
+	snprintf(n.message_id, sizeof n.message_id, "%s", message_id);
+	if ((rc = record_write(dev, &n)) == 0)
+		*u = n;
+done:
+	if (dev >= 0)
+		close(dev);
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
 int srv_upload_hold(srv_upload_dir *d, const char *family, uint64_t min, uint64_t max,
                     uint64_t allowance, char key[STORE_ID_LEN + 1], uint64_t *got)
 {

@@ -82,6 +82,17 @@ int64_t srv_upload_expires_ms(const srv_upload_dir *d, const srv_upload *u);
 int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t allowance,
                       int64_t now_ms, bool *again, int64_t *free_ms);
 /*
+ * A creation whose idempotency key (u->idem, not empty) is the message `message_id` already:
+ * its answer is an upload of u->device that is that message, whole (offset = u->length), with
+ * no .part, no hold and no place among the device's unfinished uploads: a record only, durable
+ * on return (u filled from it), which expires as a finished upload's does. The device's record
+ * of the key that names a message is used again, if it has one (so there is one per key,
+ * however often the key is created again); an unfinished upload of the key is removed (the
+ * message is made: its bytes would make no other one).
+ */
+int srv_upload_create_done(srv_upload_dir *d, srv_upload *u, const char *message_id,
+                           int64_t now_ms);
+/*
  * A plain upload's body on its way in holds its bytes beside the family's unfinished uploads:
  * as many as they leave of `allowance`, up to `max` (*got), or, when that is under `min`,
  * SRV_UPLOAD_EROOM (`allowance` itself is), SRV_UPLOAD_EHELD (the others hold the rest) or

@@ -16,7 +16,9 @@
 //   3. the user pauses: upload.abort() mid-chunk, then upload.start() again.
 // Each resume must start at the server's offset, which must count the bytes of the broken
 // chunk that reached the server, and send only the rest. Then the messages are listed through
-// the API and their audio downloads and decodes (ffprobe). A terminated upload is gone.
+// the API and their audio downloads and decodes (ffprobe). The first recording created again
+// later, without its URL, is answered whole: only its first chunk goes over the wire again. A
+// terminated upload is gone.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -241,6 +243,26 @@ async function main() {
     let mid = res.ok && res.payload.lastResponse.getHeader('Jiayin-Message-Id');
     ok(mid && /^[0-9a-z]{26}$/.test(mid), 'the last answer names the message (Jiayin-Message-Id)');
     ids.push(mid);
+
+    // 1b. The same recording sent again later, its upload long gone from the app (a new
+    //     tus.Upload, no stored URL): the creation is answered with an upload already whole,
+    //     the PATCH from 0 that tus-js-client sends regardless is 409, and its HEAD finds the
+    //     message. At most that first chunk goes over the wire, not the recording again.
+    trace = [];
+    const upAgain = new tus.Upload(wav1, traced({
+      ...base, retryDelays: [0, 300, 1000],
+      metadata: { ...base.metadata, idempotency_key: 'story-1' },
+    }, trace));
+    const beforeAgain = proxy.up;
+    res = await run(upAgain);
+    const sentAgain = proxy.up - beforeAgain;
+    const created = responses(trace, 'POST');
+    ok(res.ok && res.payload.lastResponse.getHeader('Jiayin-Message-Id') === ids[0] &&
+       created.length === 1 && Number(created[0].offset) === wav1.length,
+    'story-1 created again: an upload already whole, its HEAD names the same message',
+    { error: String(res.error), trace });
+    ok(sentAgain <= CHUNK + 8192,
+      `and the recording is not sent again: ${sentAgain} bytes for ${wav1.length}`);
 
     // 2. The connection is cut in the 3rd PATCH after 30000 bytes and the app gives up; a new
     //    tus.Upload of the same recording finds the upload by its fingerprint and resumes it.

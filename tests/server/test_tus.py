@@ -371,11 +371,11 @@ def protocol(binary, wav):
         # and the other way round: a plain upload first, then tus with its key
         p = request(srv, "POST", f"/v1/families/{fam}/messages", wav,
                     headers=bearer(mom["token"]) + [("Idempotency-Key", "rec-2")], timeout=60)
-        loc2 = new_upload(srv, mom, len(wav), f"family_id {b64(fam)},idempotency_key {b64('rec-2')}")
-        r = patch(srv, mom, loc2, 0, wav)
-        ok(p.status == 201 and r.status == 204 and
+        r = create(srv, mom, len(wav), f"family_id {b64(fam)},idempotency_key {b64('rec-2')}")
+        ok(p.status == 201 and r.status == 201 and offset_of(r) == len(wav) and
            r.header("Jiayin-Message-Id") == p.json()["message"]["id"] and
-           len(list_messages(srv, mom)) == 2, "a key the plain upload used: its message, no second")
+           len(list_messages(srv, mom)) == 2,
+           "a key the plain upload used: its message at creation, whole, no second")
 
         # to one member, from a child
         kid = pair(srv, mom, "child", "小明")
@@ -874,6 +874,161 @@ def given_up_then_restored(binary, wav):
         ok(rc == 0, "clean exit")
 
 
+def key_made_message(binary, wav):
+    """A creation whose idempotency_key became a message already: the phone sends nothing
+    again. Before, once the upload that made the message was gone (swept after its expiry, or
+    its Location lost by the app) or finished, the creation was a new upload at offset 0: the
+    phone sent the whole recording again over metered data, and only its end found the same
+    message (and it took a place of the device's and room of the family's meanwhile); and
+    when the message was for a member who had left since, the creation was 400
+    invalid_recipient, though the message exists. Now it is an upload already whole that
+    names the message, as the plain upload's retry gives it."""
+    srv = start(binary, "--uploads-per-device", "1")
+    try:
+        mom = signup(srv)
+        fam = mom["family"]["id"]
+        meta = f"family_id {b64(fam)},idempotency_key {b64('rec-1')}"
+        loc = new_upload(srv, mom, len(wav), meta)
+        first = patch(srv, mom, loc, 0, wav)
+        mid = first.header("Jiayin-Message-Id")
+        gone = request(srv, "DELETE", loc, headers=TUS + bearer(mom["token"]))
+        # the device's one place is taken by another recording on its way
+        busy = new_upload(srv, mom, len(wav))
+        ok(first.status == 204 and mid and gone.status == 204 and
+           create(srv, mom, len(wav)).status == 429,
+           "a recording made a message under rec-1, its upload gone; the device's one place "
+           "taken by another upload")
+        r = create(srv, mom, len(wav), meta)
+        loc2 = r.header("Location") or ""
+        ok(r.status == 201 and re.fullmatch(r"/v1/uploads/[0-9a-z]{26}", loc2) and
+           offset_of(r) == len(wav) and r.header("Jiayin-Message-Id") == mid,
+           "its creation again: 201, Upload-Offset = Upload-Length and Jiayin-Message-Id at "
+           "once (no place needed, nothing to send)",
+           f"{r.status} {code_of(r)} {r.header('Upload-Offset')} {r.header('Location')}")
+        h = head(srv, mom, loc2)
+        ok(h.status == 200 and offset_of(h) == len(wav) and
+           h.header("Upload-Length") == str(len(wav)) and h.header("Jiayin-Message-Id") == mid,
+           "HEAD: whole, naming the message", f"{h.status} {h.headers}")
+        g = request(srv, "GET", loc2, headers=bearer(mom["token"]))
+        gj = g.json().get("upload", {}) if g.status == 200 else {}
+        ok(gj.get("message_id") == mid and gj.get("offset") == len(wav) == gj.get("length"),
+           "GET: the same as JSON", f"{g.status} {g.body[:200]!r}")
+        z = patch(srv, mom, loc2, 0, wav[:1000])
+        e = patch(srv, mom, loc2, len(wav), b"")
+        ok(z.status == 409 and code_of(z) == "offset_mismatch" and e.status == 204 and
+           e.header("Jiayin-Message-Id") == mid,
+           "a PATCH from 0 (tus-js-client's) is 409, an empty one at the end 204 with the "
+           "message", f"{z.status} {e.status}")
+        ok([m["id"] for m in list_messages(srv, mom)] == [mid] and
+           not any(f.endswith(loc2.rsplit("/", 1)[-1] + ".part") for f in files_of(srv)),
+           "one message, and no .part for the answer")
+        again = [create(srv, mom, len(wav), meta) for _ in range(3)]
+        ok([a.status for a in again] == [201] * 3 and
+           {a.header("Location") for a in again} == {loc2} and
+           len(files_of(srv)) == 3,
+           "created again and again: the same upload, one record",
+           f"{[(a.status, a.header('Location')) for a in again]} {files_of(srv)}")
+        other_len = create(srv, mom, len(wav) + 1000, meta)
+        ok(other_len.status == 201 and offset_of(other_len) == len(wav) + 1000 and
+           other_len.header("Jiayin-Message-Id") == mid,
+           "another Upload-Length: the key's message all the same, as the plain upload's key "
+           "reused with another body", f"{other_len.status} {other_len.headers}")
+        # the finished upload's record still there: it is the answer
+        request(srv, "DELETE", busy, headers=TUS + bearer(mom["token"]))
+        loc3 = new_upload(srv, mom, len(wav), f"family_id {b64(fam)},idempotency_key "
+                          f"{b64('rec-3')}")
+        m3 = patch(srv, mom, loc3, 0, wav).header("Jiayin-Message-Id")
+        r = create(srv, mom, len(wav), f"family_id {b64(fam)},idempotency_key {b64('rec-3')}")
+        ok(m3 and r.status == 201 and r.header("Location") == loc3 and
+           r.header("Jiayin-Message-Id") == m3,
+           "the upload that made the message, still kept: it is the answer",
+           f"{r.status} {r.header('Location')} {loc3}")
+        # an unfinished upload of a key that a plain upload made a message meanwhile
+        loc4 = new_upload(srv, mom, len(wav), f"family_id {b64(fam)},idempotency_key "
+                          f"{b64('rec-4')}")
+        patch(srv, mom, loc4, 0, wav[:5000])
+        p = request(srv, "POST", f"/v1/families/{fam}/messages", wav,
+                    headers=bearer(mom["token"]) + [("Idempotency-Key", "rec-4")], timeout=60)
+        r = create(srv, mom, len(wav), f"family_id {b64(fam)},idempotency_key {b64('rec-4')}")
+        id4 = loc4.rsplit("/", 1)[1]
+        ok(p.status == 201 and r.status == 201 and
+           r.header("Jiayin-Message-Id") == p.json()["message"]["id"] and
+           head(srv, mom, loc4).status == 404 and not any(id4 in f for f in files_of(srv)),
+           "an unfinished upload of a key that became a message meanwhile: the answer is the "
+           "message, and the unfinished one is removed", f"{p.status} {r.status}")
+        # deleted since: the key still gives it
+        d = request(srv, "DELETE", f"/v1/families/{fam}/messages/{mid}",
+                    headers=bearer(mom["token"]))
+        r = create(srv, mom, len(wav), meta)
+        ok(d.status == 204 and r.status == 201 and r.header("Jiayin-Message-Id") == mid and
+           offset_of(r) == len(wav), "a message deleted since: its key still gives it")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
+
+
+def key_made_message_for_one_who_left(binary, wav):
+    """A creation whose idempotency_key became a message for a member who has left the family
+    since: the key is looked up before the recipient, as the plain upload's retry does, and
+    gives the message (before, it was 400 invalid_recipient: the app told its parent the
+    recording was refused, though it was stored)."""
+    srv = start(binary)
+    try:
+        mom = signup(srv)
+        fam = mom["family"]["id"]
+        grandpa = request(srv, "POST", f"/v1/families/{fam}/members",
+                          json.dumps({"member_name": "爷爷", "role": "caregiver"}).encode(),
+                          headers=[("Content-Type", "application/json")] +
+                          bearer(mom["token"])).json()["member"]
+        gmeta = (f"family_id {b64(fam)},to {b64(grandpa['id'])},"
+                 f"idempotency_key {b64('for-grandpa')}")
+        loc5 = new_upload(srv, mom, len(wav), gmeta)
+        m5 = patch(srv, mom, loc5, 0, wav).header("Jiayin-Message-Id")
+        request(srv, "DELETE", loc5, headers=TUS + bearer(mom["token"]))  # swept, or lost
+        left = request(srv, "DELETE", f"/v1/families/{fam}/members/{grandpa['id']}",
+                       headers=bearer(mom["token"]))
+        r = create(srv, mom, len(wav), gmeta)
+        g = request(srv, "GET", r.header("Location") or loc5, headers=bearer(mom["token"]))
+        ok(m5 and left.status == 204 and r.status == 201 and
+           r.header("Jiayin-Message-Id") == m5 and offset_of(r) == len(wav) and
+           g.status == 200 and g.json()["upload"]["to"] == grandpa["id"],
+           "for a member who left since: 201 with the message, not 400 invalid_recipient",
+           f"{left.status} {r.status} {code_of(r)}")
+        fresh = create(srv, mom, len(wav), f"family_id {b64(fam)},to {b64(grandpa['id'])},"
+                       f"idempotency_key {b64('new-one')}")
+        ok(fresh.status == 400 and code_of(fresh) == "invalid_recipient",
+           "a new recording for the member who left: 400 invalid_recipient as before")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
+
+
+def key_is_the_members(binary, wav):
+    """A key that became a message is the sender's own, in its family: another member's equal
+    key, or another family's, is a new upload at 0, and shows nothing of that message."""
+    srv = start(binary)
+    try:
+        mom = signup(srv)
+        fam = mom["family"]["id"]
+        meta = f"family_id {b64(fam)},idempotency_key {b64('rec-1')}"
+        mid = patch(srv, mom, new_upload(srv, mom, len(wav), meta), 0,
+                    wav).header("Jiayin-Message-Id")
+        # the key is the member's, in the family: anyone else's equal key is a new upload
+        dad = pair(srv, mom, "parent", "爸爸")
+        other = signup(srv, "李家", "爸爸")
+        r_dad = create(srv, dad, len(wav), meta)
+        r_other = create(srv, other, len(wav),
+                         f"family_id {b64(other['family']['id'])},idempotency_key {b64('rec-1')}")
+        ok(mid and r_dad.status == 201 and offset_of(r_dad) == 0 and
+           r_dad.header("Jiayin-Message-Id") is None and r_other.status == 201 and
+           offset_of(r_other) == 0 and r_other.header("Jiayin-Message-Id") is None,
+           "another member's equal key, or another family's: a new upload at 0, nothing of "
+           "mom's message", f"{r_dad.status} {r_dad.headers} {r_other.status}")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
+
+
 def main():
     binary = sys.argv[1]
     with open(SAMPLE, "rb") as f:
@@ -888,6 +1043,9 @@ def main():
     full_disk(binary)
     bytes_given_up(binary, wav)
     given_up_then_restored(binary, wav)
+    key_made_message_for_one_who_left(binary, wav)
+    key_is_the_members(binary, wav)
+    key_made_message(binary, wav)
     return finish()
 
 
