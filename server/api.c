@@ -181,7 +181,8 @@ void api_job_run(void *arg)
 		if (j->auth_rc == STORE_ENOTFOUND) {
 			/* Not a device: a child's session at a school kiosk, while not idle? */
 			j->auth_rc = store_kiosk_session_auth(j->st, j->token_hash, now, j->idle_ms,
-							      !j->by_itself, &j->device, &j->member);
+			                                      !j->by_itself, &j->device, &j->member,
+			                                      &j->idle_at_ms);
 			j->session = j->auth_rc == 0;
 			if (j->session)
 				d = j->device;

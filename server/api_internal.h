@@ -54,6 +54,7 @@ struct api_job {
 	bool kiosk_endpoint;           /* a kiosk's own token is welcome (api_kiosk.c) */
 	bool phones_revoked;           /* pairing: a member's new phone revoked its old ones */
 	int64_t idle_ms;               /* a kiosk session idle this long is over */
+	int64_t idle_at_ms;            /* a kiosk session: over then unless used (api_now_ms) */
 	int auth_rc;
 	api_work_fn work;
 	api_done_fn done;

@@ -627,7 +627,7 @@ static int holder_check_run(void *ctx)
 	store_member m;
 	if (c->holder == SRV_AUDIO_SESSION) /* not a use: a player fetches by itself */
 		c->rc = store_kiosk_session_auth(c->st, c->hash, api_now_ms(), c->idle_ms, false,
-		                                 &d, &m);
+		                                 &d, &m, NULL);
 	else if ((c->rc = store_device_by_token(c->st, c->hash, &d)) == 0)
 		c->rc = d.kind == STORE_DEVICE_PERSONAL ? store_member_get(c->st, d.member_id.s, &m)
 		                                        : STORE_ENOTFOUND;

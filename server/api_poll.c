@@ -1,7 +1,8 @@
 /*
  * api_poll.c — the v1 API's list of changes since a sequence number (GET .../messages), and
  * long-polling: a list with nothing new for its caller is parked until its family's mailbox
- * changes (api_mailbox_changed) or its wait ends, then listed again on the pool, many at a time.
+ * changes (api_mailbox_changed), its wait ends or its kiosk session goes idle, then listed again
+ * (authenticated again) on the pool, many at a time.
  */
 #include "api_internal.h"
 #include "http_coding.h"
@@ -323,6 +324,7 @@ static void batch_run(uv_work_t *wk)
 			j->device = prev->device;
 			j->member = prev->member;
 			j->session = prev->session;
+			j->idle_at_ms = prev->idle_at_ms;
 			j->nlist = prev->nlist;
 			j->shown = prev->shown;
 			j->next_seq = prev->next_seq;
@@ -446,6 +448,15 @@ static void park(srv_exchange *x, api_job *j, bool news)
 	uint64_t now = uv_now(s->loop);
 	w->parked_ms = now;
 	uint64_t due = j->wait_until;
+	/* A child's session goes idle while it waits, unless the child uses it meanwhile: woken
+	 * then, authenticated again, it hears 401 (or, used meanwhile, waits on). Else the tablet
+	 * kept the child's screen, for the next child at it, until its wait was over. */
+	if (j->session) {
+		int64_t idle_in = j->idle_at_ms - api_now_ms();
+		uint64_t idle_due = now + (uint64_t)(idle_in > 0 ? idle_in : 0);
+		if (idle_due < due)
+			due = idle_due;
+	}
 	w->not_before = x->conn->poll_answered_ms ? x->conn->poll_answered_ms + WAKE_MIN_MS : 0;
 	/* Its family changed, or a kiosk's sessions ended, while it listed on the pool: that
 	 * change's wake-up did not find it (a family's waiters listing again together, after an

@@ -478,7 +478,8 @@ static void session_from_row(sqlite3_stmt *st, void *out)
 }
 
 int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN], int64_t now_ms,
-			     int64_t idle_ms, bool use, store_device *device, store_member *member)
+                             int64_t idle_ms, bool use, store_device *device, store_member *member,
+                             int64_t *idle_at_ms)
 {
 	static const char sql[] =
 	    "SELECT ks.last_used_ms, d.id, d.kiosk_id, d.name, d.created_ms, d.last_seen_ms, "
@@ -499,16 +500,21 @@ int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN],
 	/* Written at most every TOUCH_MS, and at least every twentieth of the idle time, so a
 	 * session never ends more than 5% early. */
 	int64_t every = idle_ms / 20 < TOUCH_MS ? idle_ms / 20 : TOUCH_MS;
-	if (!use || now_ms - r.last_used_ms < every)
-		return 0;
-	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, touch, &rc);
-	if (st) {
-		sqlite3_bind_int64(st, 1, now_ms);
-		sqlite3_bind_blob(st, 2, token_hash, STORE_HASH_LEN, SQLITE_STATIC);
-		rc = step_write(st);
+	if (use && now_ms - r.last_used_ms >= every) {
+		conn *c = db_write_begin(s->directory);
+		sqlite3_stmt *st = conn_stmt(c, touch, &rc);
+		if (st) {
+			sqlite3_bind_int64(st, 1, now_ms);
+			sqlite3_bind_blob(st, 2, token_hash, STORE_HASH_LEN, SQLITE_STATIC);
+			rc = step_write(st);
+		}
+		db_write_end(s->directory);
+		if (rc == 0)
+			r.last_used_ms = now_ms;
 	}
-	db_write_end(s->directory);
+	/* The use recorded, not the last one: the time this function refuses the session from. */
+	if (rc == 0 && idle_at_ms)
+		*idle_at_ms = r.last_used_ms + idle_ms;
 	return rc;
 }
 

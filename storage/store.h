@@ -397,10 +397,12 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
  * child's) and the child. A session idle for idle_ms or longer, or whose device was revoked,
  * is STORE_ENOTFOUND. With `use` (the child did something, not the app waiting by itself) the
  * use is recorded (at most every few seconds), which keeps the session from going idle.
+ * *idle_at_ms (unless NULL), on success: when, on now_ms's clock, the session is idle (and this
+ * function refuses it) unless it is used before (a long-poll of it is woken then to hear 401).
  */
 int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN], int64_t now_ms,
-			     int64_t idle_ms, bool use, store_device *device,
-			     store_member *member);
+                             int64_t idle_ms, bool use, store_device *device, store_member *member,
+                             int64_t *idle_at_ms);
 /* 0 if the kiosk device is not revoked and the child (still a member) is paired to its kiosk:
  * what a session stood on, whether or not the session is still open; else STORE_ENOTFOUND. */
 int store_kiosk_child_linked(store *s, const char *device_id, const char *member_id);

@@ -854,18 +854,47 @@ def main():
 
         # idle: the session ends by itself, though the app keeps long-polling (it asks by
         # itself; the child walked away from the shared tablet)
-        since = lst["seq"]
+        cur = call(srv, "GET", f"/v1/families/{fam}/messages", st)  # the child's last use
+        used_at = time.time()
+        used, since = cur.status, cur.json().get("seq")
         polls = []
-        idle_from = time.time()
-        while time.time() < idle_from + 10.5:
+        while time.time() < used_at + 4:
             polls.append(call(srv, "GET", f"/v1/families/{fam}/messages?since={since}&wait=2",
                               st).status)
-            if polls[-1] == 401:
-                time.sleep(max(0, idle_from + 10.5 - time.time()))
-        ok(call(srv, "GET", "/v1/me", st).status == 401 and polls[0] == 200 and
-           polls[-1] == 401,
+        # The long-poll waiting when the session goes idle hears 401 then, not when its wait is
+        # over: the tablet kept the child's screen, for the next child at it, until then.
+        polls.append(call(srv, "GET", f"/v1/families/{fam}/messages?since={since}&wait=40",
+                          st, timeout=60).status)
+        took = round(time.time() - used_at, 1)
+        ok(used == 200 and call(srv, "GET", "/v1/me", st).status == 401 and
+           set(polls[:-1]) == {200} and polls[-1] == 401,
            "unused for kiosk-idle-s, the session is over (401), long-polls or not",
            f"polls {polls}")
+        ok(polls[-1] == 401 and 9.0 <= took <= 11.0,
+           "a long-poll (wait 40 s) of the session hears 401 when it goes idle (10 s unused), "
+           "not when its wait is over", f"{polls[-1]} {took}s after the last use")
+
+        # A child who uses the session while its long-poll waits keeps it, and the long-poll
+        # waits on: it hears 401 when the session goes idle from that use.
+        sx = call(srv, "POST", login, ktok, {"child": link["id"], "pin": pin}).json()["token"]
+        cur = call(srv, "GET", f"/v1/families/{fam}/messages", sx)
+        got = {}
+
+        def waiting():
+            got["r"] = call(srv, "GET", f"/v1/families/{fam}/messages?since="
+                            f"{cur.json()['seq']}&wait=40", sx, timeout=60)
+            got["t"] = time.time()
+        th = threading.Thread(target=waiting)
+        th.start()
+        time.sleep(6)
+        me = call(srv, "GET", "/v1/me", sx)
+        used_at = time.time()
+        th.join(60)
+        r = got.get("r")
+        took = round(got.get("t", 0) - used_at, 1)
+        ok(me.status == 200 and r is not None and r.status == 401 and 9.0 <= took <= 11.0,
+           "used while its long-poll waits, the session lasts: the long-poll hears 401 when it "
+           "goes idle from that use", f"{r.status if r else None} {took}s after the use")
 
         # the next child ends the previous session; logging out ends one
         s2 = call(srv, "POST", login, ktok, {"child": link["id"], "pin": pin}).json()["token"]

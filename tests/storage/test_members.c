@@ -217,7 +217,7 @@ static void members_leave(void **state)
 	assert_string_equal(got.avatar, "cat");
 	assert_int_equal(got.removed_ms, 3000);
 	assert_int_equal(store_device_by_token(f->s, phone_h, &d), STORE_ENOTFOUND);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 3001, 180000, true, &d, &got),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 3001, 180000, true, &d, &got, NULL),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &link), STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_child_linked(f->s, kdev.id.s, kid.id.s), STORE_ENOTFOUND);
@@ -432,7 +432,7 @@ static void pins_leave_with_their_chooser(void **state)
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin-aunt", 1200), 0);
 
 	assert_int_equal(store_member_remove(f->s, f->fam.id.s, aunt.id.s, 2000, &got), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 2001, 180000, true, &d, &got),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 2001, 180000, true, &d, &got, NULL),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &l), 0); /* the link stays */
 	assert_string_equal(l.pin_hash, "");
@@ -460,7 +460,8 @@ static void pins_leave_with_their_chooser(void **state)
 	assert_string_equal(l.pin_set_by.s, f->parent.id.s);
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin-new", 2300), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 2301, 180000, true, &d, &got), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 2301, 180000, true, &d, &got, NULL),
+	                 0);
 	assert_string_equal(got.id.s, kid.id.s);
 }
 

@@ -502,45 +502,57 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &got), 0);
 	assert_int_equal(got.failures, 0);
 	assert_int_equal(got.locked_until_ms, 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 100000, 180000, true, &d, &m), 0);
+	int64_t idle_at = 0;
+	assert_int_equal(
+	    store_kiosk_session_auth(f->s, sess, 100000, 180000, true, &d, &m, &idle_at), 0);
+	assert_int_equal(idle_at, 280000); /* used now: idle 180 s on */
 	assert_int_equal(d.kind, STORE_DEVICE_KIOSK);
 	assert_string_equal(d.id.s, kdev.id.s);
 	assert_string_equal(d.family_id.s, f->fam.id.s);
 	assert_string_equal(m.id.s, kid.id.s);
 	assert_int_equal(m.role, STORE_ROLE_CHILD);
 	/* Used at 100 s: idle from then on, so 279.999 s is fine and 280 s is over. */
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 279999, 180000, true, &d, &m), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 279999 + 180000, 180000, true, &d, &m),
-	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 279999, 180000, true, &d, &m, NULL),
+	                 0);
+	assert_int_equal(
+	    store_kiosk_session_auth(f->s, sess, 279999 + 180000, 180000, true, &d, &m, NULL),
+	    STORE_ENOTFOUND);
 	/* The next child on the same kiosk ends the first one's session. */
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess2, kdev.id.s, got.id.s, got.pin_hash, 300000), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 300001, 180000, true, &d, &m),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 300001, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 300001, 180000, true, &d, &m), 0);
+	/* A use within a few seconds of the last one recorded is not written: the session is idle
+	 * (and refused) from the recorded one on, and says so. */
+	assert_int_equal(
+	    store_kiosk_session_auth(f->s, sess2, 300001, 180000, true, &d, &m, &idle_at), 0);
+	assert_int_equal(idle_at, 480000);
 	/* The app waiting by itself (use false) is not use: it keeps no session from going idle
 	 * (last used when it started, at 300 s). */
-	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 479999, 180000, false, &d, &m), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 480000, 180000, false, &d, &m),
+	assert_int_equal(
+	    store_kiosk_session_auth(f->s, sess2, 479999, 180000, false, &d, &m, &idle_at), 0);
+	assert_int_equal(idle_at, 480000);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 480000, 180000, false, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 480000, 180000, true, &d, &m),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 480000, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_session_end(f->s, sess2), 0);
 	assert_int_equal(store_kiosk_session_end(f->s, sess2), STORE_ENOTFOUND);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 300002, 180000, true, &d, &m),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 300002, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	/* A parent's new PIN logs out whoever is in with the old one. */
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-3", 390000), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 390001, 180000, true, &d, &m), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 390001, 180000, true, &d, &m, NULL),
+	                 0);
 	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-4", NULL), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 390002, 180000, true, &d, &m),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 390002, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	/* Revoking the kiosk device ends its sessions; unpairing ends the child's. */
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-4", 400000), 0);
 	assert_int_equal(store_kiosk_link_delete(f->s, link.id.s), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 400001, 180000, true, &d, &m),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 400001, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_link_delete(f->s, link.id.s), STORE_ENOTFOUND);
 	store_kiosk_link other;
@@ -550,7 +562,7 @@ static void kiosk_links_pins_and_sessions(void **state)
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, other.id.s, other.pin_hash, 500000),
 	    0);
 	assert_int_equal(store_device_revoke(f->s, kdev.id.s, 500001), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 500002, 180000, true, &d, &m),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 500002, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	/* Erasing a family takes its children's links along. */
 	assert_int_equal(store_family_delete(f->s, f->other.id.s, 5000), 0);
@@ -630,9 +642,10 @@ static void kiosk_sessions_follow_the_pin(void **state)
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-1", 2001),
 	    STORE_ENOTFOUND);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 2002, 180000, true, &d, &m),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 2002, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 2002, 180000, true, &d, &m), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 2002, 180000, true, &d, &m, NULL),
+	                 0);
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, UNKNOWN_ID, "hash-2", 2003),
 	    STORE_ENOTFOUND);
@@ -646,14 +659,14 @@ static void kiosk_sessions_follow_the_pin(void **state)
 	    store_kiosk_link_redeem(f->s, code2, kid.id.s, "hash-5", NULL, 3000, &again), 0);
 	assert_string_equal(again.id.s, link.id.s);
 	assert_string_equal(again.pin_hash, "hash-5");
-	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 3001, 180000, true, &d, &m),
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 3001, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-2", 3002),
 	    STORE_ENOTFOUND);
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-5", 3003), 0);
-	assert_int_equal(store_kiosk_session_auth(f->s, sess, 3004, 180000, true, &d, &m), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 3004, 180000, true, &d, &m, NULL), 0);
 	assert_string_equal(m.id.s, kid.id.s);
 }
 
