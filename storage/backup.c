@@ -605,17 +605,52 @@ static void putf(text *t, const char *fmt, ...)
 		put(t, buf, (size_t)n);
 }
 
-/* A JSON string: quotes, backslashes and control characters escaped; UTF-8 passed through. */
+/*
+ * The length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong form, no surrogate,
+ * nothing past U+10FFFF), or 0 when the byte at p begins none.
+ */
+static size_t utf8_sequence(const unsigned char *p)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n;
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3, lo = p[0] == 0xe0 ? 0xa0 : 0x80, hi = p[0] == 0xed ? 0x9f : 0xbf;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4, lo = p[0] == 0xf0 ? 0x90 : 0x80, hi = p[0] == 0xf4 ? 0x8f : 0xbf;
+	else
+		return 0;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0; /* the string's NUL ends it too */
+	return n;
+}
+
+/*
+ * A JSON string: quotes, backslashes and control characters escaped; UTF-8 passed through, and
+ * each byte that is not part of it written as U+FFFD. JSON is UTF-8 (RFC 8259), and what is
+ * written here comes from databases a damaged or hand-edited copy put back, or was cut to an id's
+ * 26 bytes in the middle of a character: its bytes as they were made the index no JSON.
+ */
 static void put_json_string(text *t, const char *s)
 {
 	puts_(t, "\"");
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = utf8_sequence(p);
 		if (*p == '"' || *p == '\\')
 			putf(t, "\\%c", *p);
 		else if (*p < 0x20)
 			putf(t, "\\u%04x", *p);
+		else if (n == 0)
+			puts_(t, "\\ufffd");
 		else
-			put(t, (const char *)p, 1);
+			put(t, (const char *)p, n);
+		p += n ? n : 1;
 	}
 	puts_(t, "\"");
 }

@@ -964,6 +964,57 @@ static void export_escapes_what_the_mailbox_holds(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * The same, with bytes that are no UTF-8: a damaged copy's bytes (0xff), and an id column that
+ * held a longer text cut to an id's 26 bytes in the middle of a character (nine 3-byte
+ * characters are 27 bytes). index.json is still JSON, which is UTF-8: each such byte is given
+ * as U+FFFD, the text around it as it is (the review: the bytes went into the index as they
+ * were, and Python's json refused it).
+ */
+static void export_index_is_utf8_whatever_the_mailbox_holds(void **state)
+{
+#define X23 "xxxxxxxxxxxxxxxxxxxxxxx" /* with the 3 bytes before it, an id's 26 */
+	fixture *f = *state;
+	uint8_t a[3000];
+	memset(a, 0x21, sizeof a);
+	store_new_message m = new_message(f->parent.id.s, a, sizeof a);
+	store_message stored;
+	int existed;
+	uint64_t seq, bytes;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &stored, &existed), 0);
+	assert_int_equal(
+	    store_message_listened(f->s, f->fam.id.s, stored.id.s, f->parent.id.s, 2000, &seq), 0);
+	store_close(f->s);
+	f->s = NULL;
+	char path[256], sql[512], cmd[1200];
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	snprintf(sql, sizeof sql,
+	         "UPDATE messages SET sender = CAST(X'61FF62C0AF63' AS TEXT), "
+	         "recipient = '小明小明小明小明小' WHERE id = '%s'; "
+	         "UPDATE receipts SET member = CAST(X'EDA080' AS TEXT) || '" X23 "';",
+	         stored.id.s);
+	alter(path, sql);
+	reopen(f);
+	snprintf(path, sizeof path, "%s/not-utf8.zip", f->dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(store_export_family(f->s, f->fam.id.s, fd, &bytes), 0);
+	close(fd);
+	snprintf(cmd, sizeof cmd,
+	         "python3 -c 'import json, sys, zipfile\n"
+	         "z = zipfile.ZipFile(sys.argv[1])\n"
+	         "m = json.loads(z.read(\"index.json\"))[\"messages\"]\n"
+	         "assert len(m) == 1 and m[0][\"id\"] == sys.argv[2], m\n"
+	         "r = \"\\ufffd\"\n"
+	         "assert m[0][\"sender\"] == \"a\" + r + \"b\" + r + r + \"c\", m\n"
+	         "assert m[0][\"to\"] == \"小明\" * 4 + r + r, m\n"
+	         "assert m[0][\"listened_by\"] == [r * 3 + \"x\" * 23], m\n"
+	         "' '%s' '%s'",
+	         path, stored.id.s);
+	assert_int_equal(system(cmd), 0);
+#undef X23
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -984,6 +1035,7 @@ int main(void)
 	    T(export_carries_on_through_changes),
 	    T(export_to_a_full_disk),
 	    T(export_escapes_what_the_mailbox_holds),
+	    T(export_index_is_utf8_whatever_the_mailbox_holds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
