@@ -21,6 +21,29 @@
 #include <time.h>
 #include <unistd.h>
 
+static void pool_nothing(uv_work_t *w)
+{
+	(void)w;
+}
+
+static void pool_started(uv_work_t *w, int status)
+{
+	(void)status;
+	free(w);
+}
+
+/*
+ * libuv starts all of its pool's threads at the first job: one queued here, while SIGHUP is
+ * blocked, starts them so, and a thread keeps the mask it started with. (No memory: they start
+ * with the first request's job instead, and the stop's SIGHUP window is back; nothing else.)
+ */
+static void pool_start(uv_loop_t *loop)
+{
+	uv_work_t *w = malloc(sizeof *w);
+	if (w && uv_queue_work(loop, w, pool_nothing, pool_started) < 0)
+		free(w);
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
 	(void)arg;
@@ -179,8 +202,9 @@ int main(int argc, char **argv)
 	 * Blocked rather than ignored: one that arrives meanwhile stays pending and is delivered
 	 * when it is unblocked below, so the log file opened during the start is reopened as
 	 * the rotation asked. libuv's uv_signal_start() installs its own handler over any
-	 * disposition and keeps the caller's mask; threads started meanwhile (storage, the pool)
-	 * keep SIGHUP blocked, so it reaches the loop's thread.
+	 * disposition and keeps the caller's mask. The pool's threads are started meanwhile
+	 * (pool_start below) and keep it blocked for good: SIGHUP reaches the loop's thread only,
+	 * which blocks it again to stop.
 	 */
 	sigset_t hup;
 	sigemptyset(&hup);
@@ -264,6 +288,7 @@ int main(int argc, char **argv)
 		store_close(st);
 		return 70;
 	}
+	pool_start(loop);
 	pthread_sigmask(SIG_UNBLOCK, &hup, NULL); /* the loop's handler is in place */
 	char where[1400];
 	snprintf(where, sizeof where, "listening on %s%s%s:%u, data in %s", v6 ? "[" : "",
@@ -272,11 +297,12 @@ int main(int argc, char **argv)
 	if (file_limit[0])
 		srv_log_event(&srv, "file_limit", file_limit);
 	uv_run(loop, UV_RUN_DEFAULT);
-	/* Drained: close what is left (the grace timer) and let the pool's jobs end. */
+	/* Drained: close what is left (the grace timer) and let the pool's jobs end. Closing its
+	 * handle puts SIGHUP's default action back (libuv does), which would kill the process
+	 * while storage closes if logrotate's hook fired now: no thread takes it from here on
+	 * (the pool's never did), and then it is ignored: nothing is left to reopen. */
+	pthread_sigmask(SIG_BLOCK, &hup, NULL);
 	uv_walk(loop, close_walk, NULL);
-	/* Closing its handle put SIGHUP's default action back (libuv does), which would kill the
-	 * process while storage closes if logrotate's hook fired now: nothing is left to reopen,
-	 * so it is ignored. (The microseconds between the two are the only window left.) */
 	signal(SIGHUP, SIG_IGN);
 	uv_run(loop, UV_RUN_DEFAULT);
 	uv_loop_close(loop);

@@ -1016,6 +1016,17 @@ def hangup_at_stop(binary):
     back, and one that came while storage closed killed the process."""
     srv = Server(binary, *FAST)
     g = request(srv, "GET", "/healthz")
+    # Closing the loop's handle puts the default action back for a moment; only a thread that
+    # does not block SIGHUP can take it then, and the loop's blocks it before: the pool's
+    # threads (libuv's, started at the first job) must block it too.
+    hup = 1 << (signal.SIGHUP - 1)
+    tasks = sorted(int(t) for t in os.listdir(f"/proc/{srv.proc.pid}/task"))
+    takers = [t for t in tasks[1:] if not int(re.search(
+        r"^SigBlk:\s*([0-9a-f]+)$", open(f"/proc/{srv.proc.pid}/task/{t}/status").read(),
+        re.M).group(1), 16) & hup]
+    ok(len(tasks) > 1 and not takers,
+       f"SIGHUP reaches the loop's thread only, not its {len(tasks) - 1} pool threads",
+       f"threads taking it: {takers}")
     srv.signal(signal.SIGTERM)
     sent, deadline = 0, time.time() + 20
     while srv.proc.poll() is None and time.time() < deadline:
