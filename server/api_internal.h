@@ -53,6 +53,7 @@ struct api_job {
 	bool by_itself;                /* the app asks, not its user (a long-poll): no kiosk use */
 	bool kiosk_endpoint;           /* a kiosk's own token is welcome (api_kiosk.c) */
 	bool phones_revoked;           /* pairing: a member's new phone revoked its old ones */
+	bool session_started;          /* kiosk login: its kiosk's other sessions are over */
 	int64_t idle_ms;               /* a kiosk session idle this long is over */
 	int64_t idle_at_ms;            /* a kiosk session: over then unless used (api_now_ms) */
 	int auth_rc;

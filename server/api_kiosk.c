@@ -255,6 +255,7 @@ static void login_work(api_job *j)
 		j->rc = LOGIN_WRONG_PIN;
 	if (j->rc != 0)
 		return;
+	j->session_started = true;
 	if ((j->rc = store_member_get(j->st, l->member_id.s, &j->member)) == 0)
 		j->rc = store_family_get(j->st, l->family_id.s, &j->family);
 }
@@ -286,6 +287,11 @@ static void kiosk_pins_locked(srv_exchange *x)
 static void login_done(srv_exchange *x, api_job *j)
 {
 	int64_t now = api_now_ms();
+	/* The previous child's session ended: its long-poll hears 401 now, not when its wait is
+	 * over (the tablet showed that child's screen meanwhile, to the next child); also when
+	 * this login then failed to read its child or family (503). */
+	if (j->session_started)
+		api_kiosk_sessions_ended(x->srv, j->device.id.s);
 	if (j->rc == LOGIN_LOCKED) {
 		int64_t wait = (j->links->locked_until_ms - now + 999) / 1000;
 		char retry[48];
@@ -309,9 +315,6 @@ static void login_done(srv_exchange *x, api_job *j)
 	}
 	if (api_failed(x, j, only_kiosk))
 		return;
-	/* The previous child's session ended: its long-poll hears 401 now, not when its wait is
-	 * over (the tablet showed that child's screen meanwhile, to the next child). */
-	api_kiosk_sessions_ended(x->srv, j->device.id.s);
 	api_respond_json(x, 201, json_pack("{s:s, s:o, s:o, s:i}", "token", j->token, "member",
 					   api_member_json(&j->member), "family",
 					   api_family_json(&j->family), "idle_s",
