@@ -80,13 +80,6 @@ static void idem_stored_key(const api_job *j, const char *idem, char key[IDEM_ST
 	sodium_bin2hex(key + n, IDEM_STORED_LEN - (size_t)n, h, sizeof h);
 }
 
-/*
- * The quota counts stored Opus, and a recording arrives as up to 64 times as many bytes (48 kHz
- * 16-bit stereo WAV, 1,536 kb/s, becomes 24 kb/s): so the family's unfinished uploads may hold
- * that many times its room, and a grandparent's 170 MB WAV is not refused by a family with
- * 100 MB of room. family-upload-bytes bounds what any family holds of the disk (the review: a
- * family whose quota was 1 byte held 161 MB of unfinished uploads, and could have held 100 GiB).
- */
 int api_upload_key_message(api_job *j, const char *family, const char *idem, store_message *out)
 {
 	char key[IDEM_STORED_LEN];
@@ -94,6 +87,13 @@ int api_upload_key_message(api_job *j, const char *family, const char *idem, sto
 	return store_message_by_key(j->st, family, key, out);
 }
 
+/*
+ * The quota counts stored Opus, and a recording arrives as up to 64 times as many bytes (48 kHz
+ * 16-bit stereo WAV, 1,536 kb/s, becomes 24 kb/s): so the family's unfinished uploads may hold
+ * that many times its room, and a grandparent's 170 MB WAV is not refused by a family with
+ * 100 MB of room. family-upload-bytes bounds what any family holds of the disk (the review: a
+ * family whose quota was 1 byte held 161 MB of unfinished uploads, and could have held 100 GiB).
+ */
 int api_upload_allowance(api_job *j, const char *family, const char *idem, uint64_t *allowance)
 {
 	store_family f;
