@@ -327,21 +327,12 @@ int upload_record_read(int dev, const char *id, srv_upload *u)
 }
 
 /*
- * The unfinished uploads in a device directory that count against the cap of u->member (the
- * device's own member; at a kiosk, the child whose session it is, so one child cannot use up
- * the others'): its .part files, except those whose record says they expired (the device can
- * no longer reach them; the sweep removes them), became a message or are another member's.
- * A .part whose record does not read counts against everyone. *same: the one of them that
- * carries u's idempotency key for u's family (its id empty when none), which is not counted:
- * the creation finds it again or replaces it. *free_ms: when the first counted one expires (one
- * whose record does not read is the sweep's within an expiry).
+ * Each upload of the device directory dev that has a file ending in suffix (".part", ".info",
+ * each an id's length before it): fn(arg, dev, its id), until fn says false.
  */
-static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, const srv_upload *want,
-                       unsigned *n, srv_upload *same, int64_t *free_ms)
+static int each_upload(int dev, const char *suffix, bool (*fn)(void *, int, const char *),
+                       void *arg)
 {
-	*n = 0;
-	*free_ms = now_ms + d->expiry_ms;
-	same->id[0] = '\0';
 	int fd = openat(dev, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return upload_errno();
@@ -351,30 +342,68 @@ static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, const srv_upl
 		close(fd);
 		return rc;
 	}
+	size_t slen = strlen(suffix);
 	struct dirent *de;
 	while ((de = readdir(dir)) != NULL) {
-		size_t len = strlen(de->d_name);
-		if (len != STORE_ID_LEN + 5 || strcmp(de->d_name + STORE_ID_LEN, ".part") != 0)
+		if (strlen(de->d_name) != STORE_ID_LEN + slen ||
+		    strcmp(de->d_name + STORE_ID_LEN, suffix) != 0)
 			continue;
 		char id[STORE_ID_LEN + 1];
 		memcpy(id, de->d_name, STORE_ID_LEN);
 		id[STORE_ID_LEN] = '\0';
-		srv_upload u;
-		bool read = upload_record_read(dev, id, &u) == 0;
-		if (read && (now_ms >= srv_upload_expires_ms(d, &u) || u.message_id[0] ||
-		             strcmp(u.member, want->member) != 0))
-			continue;
-		if (read && want->idem[0] && !same->id[0] && strcmp(u.idem, want->idem) == 0 &&
-		    strcmp(u.family, want->family) == 0) {
-			*same = u;
-			continue;
-		}
-		if (read && srv_upload_expires_ms(d, &u) < *free_ms)
-			*free_ms = srv_upload_expires_ms(d, &u);
-		(*n)++;
+		if (!fn(arg, dev, id))
+			break;
 	}
 	closedir(dir);
 	return 0;
+}
+
+/*
+ * The unfinished uploads in a device directory that count against the cap of u->member (the
+ * device's own member; at a kiosk, the child whose session it is, so one child cannot use up
+ * the others'): its .part files, except those whose record says they expired (the device can
+ * no longer reach them; the sweep removes them), became a message or are another member's.
+ * A .part whose record does not read counts against everyone. *same: the one of them that
+ * carries u's idempotency key for u's family (its id empty when none), which is not counted:
+ * the creation finds it again or replaces it. *free_ms: when the first counted one expires (one
+ * whose record does not read is the sweep's within an expiry).
+ */
+typedef struct parts_arg {
+	srv_upload_dir *d;
+	int64_t now_ms;
+	const srv_upload *want;
+	unsigned *n;
+	srv_upload *same;
+	int64_t *free_ms;
+} parts_arg;
+
+static bool count_part(void *arg, int dev, const char *id)
+{
+	parts_arg *a = arg;
+	srv_upload u;
+	bool read = upload_record_read(dev, id, &u) == 0;
+	if (read && (a->now_ms >= srv_upload_expires_ms(a->d, &u) || u.message_id[0] ||
+	             strcmp(u.member, a->want->member) != 0))
+		return true;
+	if (read && a->want->idem[0] && !a->same->id[0] && strcmp(u.idem, a->want->idem) == 0 &&
+	    strcmp(u.family, a->want->family) == 0) {
+		*a->same = u;
+		return true;
+	}
+	if (read && srv_upload_expires_ms(a->d, &u) < *a->free_ms)
+		*a->free_ms = srv_upload_expires_ms(a->d, &u);
+	(*a->n)++;
+	return true;
+}
+
+static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, const srv_upload *want,
+                       unsigned *n, srv_upload *same, int64_t *free_ms)
+{
+	*n = 0;
+	*free_ms = now_ms + d->expiry_ms;
+	same->id[0] = '\0';
+	parts_arg a = {d, now_ms, want, n, same, free_ms};
+	return each_upload(dev, ".part", count_part, &a);
 }
 
 /*
@@ -467,38 +496,33 @@ done:
  * upload that made it), and *same, the first unfinished one (ids empty when none). Their .info
  * files are read, not their .part ones: a finished upload has none.
  */
+typedef struct key_arg {
+	srv_upload_dir *d;
+	int64_t now_ms;
+	const srv_upload *want;
+	srv_upload *done, *same;
+} key_arg;
+
+static bool key_record(void *arg, int dev, const char *id)
+{
+	key_arg *a = arg;
+	srv_upload u;
+	if (upload_record_read(dev, id, &u) == 0 && a->now_ms < srv_upload_expires_ms(a->d, &u) &&
+	    strcmp(u.idem, a->want->idem) == 0 && strcmp(u.member, a->want->member) == 0 &&
+	    strcmp(u.family, a->want->family) == 0) {
+		srv_upload *slot = u.message_id[0] ? a->done : a->same;
+		if (!slot->id[0])
+			*slot = u;
+	}
+	return !(a->done->id[0] && a->same->id[0]);
+}
+
 static int key_records(srv_upload_dir *d, int dev, int64_t now_ms, const srv_upload *want,
                        srv_upload *done, srv_upload *same)
 {
 	done->id[0] = same->id[0] = '\0';
-	int fd = openat(dev, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return upload_errno();
-	DIR *dir = fdopendir(fd);
-	if (!dir) {
-		int rc = upload_errno();
-		close(fd);
-		return rc;
-	}
-	struct dirent *de;
-	while ((de = readdir(dir)) != NULL && !(done->id[0] && same->id[0])) {
-		size_t len = strlen(de->d_name);
-		if (len != STORE_ID_LEN + 5 || strcmp(de->d_name + STORE_ID_LEN, ".info") != 0)
-			continue;
-		char id[STORE_ID_LEN + 1];
-		memcpy(id, de->d_name, STORE_ID_LEN);
-		id[STORE_ID_LEN] = '\0';
-		srv_upload u;
-		if (upload_record_read(dev, id, &u) < 0 || now_ms >= srv_upload_expires_ms(d, &u) ||
-		    strcmp(u.idem, want->idem) != 0 || strcmp(u.member, want->member) != 0 ||
-		    strcmp(u.family, want->family) != 0)
-			continue;
-		srv_upload *slot = u.message_id[0] ? done : same;
-		if (!slot->id[0])
-			*slot = u;
-	}
-	closedir(dir);
-	return 0;
+	key_arg a = {d, now_ms, want, done, same};
+	return each_upload(dev, ".info", key_record, &a);
 }
 
 int srv_upload_create_done(srv_upload_dir *d, srv_upload *u, const char *message_id, int64_t now_ms)

@@ -222,10 +222,13 @@ static void flags_a_file_cannot_say(void **state)
 	}
 }
 
-/* Flags override the file wherever --config stands; errors from the file name it. */
-static void flags_over_file(void **state)
+/*
+ * A file of two settings read with --threads 6 before it (flags_first) or after it: the flag
+ * wins, the file's other setting stands. Then `line` added as the file's third: the start is
+ * refused with "FILE:3: " and `why`.
+ */
+static void file_then_line(bool flags_first, const char *line, const char *why)
 {
-	(void)state;
 	char path[64];
 	snprintf(path, sizeof path, "/tmp/jiayin-test-config-%ld.conf", (long)getpid());
 	unlink(path);
@@ -238,19 +241,21 @@ static void flags_over_file(void **state)
 	srv_config c;
 	char err[512];
 	srv_config_defaults(&c);
-	char *argv[] = {"jiayin", "--threads", "6", "--config", path, NULL};
+	char *first[] = {"jiayin", "--threads", "6", "--config", path, NULL};
+	char *last[] = {"jiayin", "--config", path, "--threads", "6", NULL};
+	char **argv = flags_first ? first : last;
 	assert_int_equal(srv_config_from_args(&c, 5, argv, err, sizeof err), 0);
 	assert_int_equal(c.threads, 6);
 	assert_int_equal(c.kiosk_idle_s, 60);
 
 	FILE *f = fopen(path, "a");
 	assert_non_null(f);
-	fputs("pin-failures = 1000\n", f);
+	fputs(line, f);
 	fclose(f);
 	srv_config_defaults(&c);
 	assert_int_equal(srv_config_from_args(&c, 5, argv, err, sizeof err), -1);
 	char want[600];
-	snprintf(want, sizeof want, "%s:3: pin-failures: '1000' is not a number in range", path);
+	snprintf(want, sizeof want, "%s:3: %s", path, why);
 	assert_string_equal(err, want);
 	unlink(path);
 
@@ -258,6 +263,14 @@ static void flags_over_file(void **state)
 	char *missing[] = {"jiayin", "--config", path, NULL};
 	assert_int_equal(srv_config_from_args(&c, 3, missing, err, sizeof err), -1);
 	assert_non_null(strstr(err, "cannot open config file"));
+}
+
+/* Flags override the file wherever --config stands; errors from the file name it. */
+static void flags_over_file(void **state)
+{
+	(void)state;
+	file_then_line(true, "pin-failures = 1000\n",
+	               "pin-failures: '1000' is not a number in range");
 }
 
 /* A setting given twice in one file is refused, naming the file, the line and the setting: it
@@ -278,32 +291,7 @@ static void given_twice(void **state)
 	assert_string_equal(err, "jiayin.conf:4: listen given again, first on line 1");
 	assert_int_equal(PARSE(&c, "threads = 2\nthreads = 2\n", err), -1);
 	assert_string_equal(err, "jiayin.conf:2: threads given again, first on line 1");
-
-	char path[64];
-	snprintf(path, sizeof path, "/tmp/jiayin-test-twice-%ld.conf", (long)getpid());
-	unlink(path);
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	assert_true(fd >= 0);
-	static const char text[] = "threads = 2\nkiosk-idle-s = 60\n";
-	assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
-	close(fd);
-	char msg[512];
-	srv_config_defaults(&c);
-	char *argv[] = {"jiayin", "--config", path, "--threads", "6", NULL};
-	assert_int_equal(srv_config_from_args(&c, 5, argv, msg, sizeof msg), 0);
-	assert_int_equal(c.threads, 6);
-	assert_int_equal(c.kiosk_idle_s, 60);
-
-	FILE *f = fopen(path, "a");
-	assert_non_null(f);
-	fputs("threads = 3\n", f);
-	fclose(f);
-	srv_config_defaults(&c);
-	assert_int_equal(srv_config_from_args(&c, 5, argv, msg, sizeof msg), -1);
-	char want[600];
-	snprintf(want, sizeof want, "%s:3: threads given again, first on line 1", path);
-	assert_string_equal(msg, want);
-	unlink(path);
+	file_then_line(false, "threads = 3\n", "threads given again, first on line 1");
 }
 
 /* buffers-per-address is never below buffers-per-client: a share raised before the address's

@@ -912,14 +912,13 @@ static void a_damaged_directory_sets_no_mailbox_aside(void **state)
 }
 
 /*
- * A mailbox that holds what the storage never writes (a damaged or hand-edited copy put back):
- * a sender, a recipient and a receipt with quotes and a backslash. The export is still a zip
- * that unzip tests whole, and its index.json is JSON giving those values back as they are
- * (the review: they were written between quotes unescaped, and the index was not JSON).
+ * A mailbox holding what the storage never writes (a damaged or hand-edited copy put back): one
+ * message of 3000 bytes of 0x21 with the parent's receipt, then `sql` (its %s: the message's id)
+ * run on the closed file, and the family exported to f->dir/name (path: where). The message.
  */
-static void export_escapes_what_the_mailbox_holds(void **state)
+static store_message tampered_export(fixture *f, const char *sql_fmt, const char *name,
+                                     char path[256])
 {
-	fixture *f = *state;
 	uint8_t a[3000];
 	memset(a, 0x21, sizeof a);
 	store_new_message m = new_message(f->parent.id.s, a, sizeof a);
@@ -931,19 +930,34 @@ static void export_escapes_what_the_mailbox_holds(void **state)
 	    store_message_listened(f->s, f->fam.id.s, stored.id.s, f->parent.id.s, 2000, &seq), 0);
 	store_close(f->s);
 	f->s = NULL;
-	char path[256], sql[512], cmd[1024];
-	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
-	snprintf(sql, sizeof sql,
-	         "UPDATE messages SET sender = 'a\"b\\', recipient = '\"to' WHERE id = '%s'; "
-	         "UPDATE receipts SET member = '\"aaaaaaaaaaaaaaaaaaaaaaaaa';",
-	         stored.id.s);
+	char sql[512];
+	snprintf(path, 256, "%s/families/%s.db", f->dir, f->fam.id.s);
+	snprintf(sql, sizeof sql, sql_fmt, stored.id.s);
 	alter(path, sql);
 	reopen(f);
-	snprintf(path, sizeof path, "%s/tampered.zip", f->dir);
+	snprintf(path, 256, "%s/%s", f->dir, name);
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	assert_true(fd >= 0);
 	assert_int_equal(store_export_family(f->s, f->fam.id.s, fd, &bytes), 0);
 	close(fd);
+	return stored;
+}
+
+/*
+ * A mailbox that holds what the storage never writes (a damaged or hand-edited copy put back):
+ * a sender, a recipient and a receipt with quotes and a backslash. The export is still a zip
+ * that unzip tests whole, and its index.json is JSON giving those values back as they are
+ * (the review: they were written between quotes unescaped, and the index was not JSON).
+ */
+static void export_escapes_what_the_mailbox_holds(void **state)
+{
+	fixture *f = *state;
+	char path[256], cmd[1024];
+	store_message stored = tampered_export(
+	    f,
+	    "UPDATE messages SET sender = 'a\"b\\', recipient = '\"to' WHERE id = '%s'; "
+	    "UPDATE receipts SET member = '\"aaaaaaaaaaaaaaaaaaaaaaaaa';",
+	    "tampered.zip", path);
 	snprintf(cmd, sizeof cmd, "unzip -tq '%s' >/dev/null", path);
 	assert_int_equal(system(cmd), 0);
 	snprintf(cmd, sizeof cmd,
@@ -975,31 +989,13 @@ static void export_index_is_utf8_whatever_the_mailbox_holds(void **state)
 {
 #define X23 "xxxxxxxxxxxxxxxxxxxxxxx" /* with the 3 bytes before it, an id's 26 */
 	fixture *f = *state;
-	uint8_t a[3000];
-	memset(a, 0x21, sizeof a);
-	store_new_message m = new_message(f->parent.id.s, a, sizeof a);
-	store_message stored;
-	int existed;
-	uint64_t seq, bytes;
-	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &stored, &existed), 0);
-	assert_int_equal(
-	    store_message_listened(f->s, f->fam.id.s, stored.id.s, f->parent.id.s, 2000, &seq), 0);
-	store_close(f->s);
-	f->s = NULL;
-	char path[256], sql[512], cmd[1200];
-	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
-	snprintf(sql, sizeof sql,
-	         "UPDATE messages SET sender = CAST(X'61FF62C0AF63' AS TEXT), "
-	         "recipient = '小明小明小明小明小' WHERE id = '%s'; "
-	         "UPDATE receipts SET member = CAST(X'EDA080' AS TEXT) || '" X23 "';",
-	         stored.id.s);
-	alter(path, sql);
-	reopen(f);
-	snprintf(path, sizeof path, "%s/not-utf8.zip", f->dir);
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	assert_true(fd >= 0);
-	assert_int_equal(store_export_family(f->s, f->fam.id.s, fd, &bytes), 0);
-	close(fd);
+	char path[256], cmd[1200];
+	store_message stored =
+	    tampered_export(f,
+	                    "UPDATE messages SET sender = CAST(X'61FF62C0AF63' AS TEXT), "
+	                    "recipient = '小明小明小明小明小' WHERE id = '%s'; "
+	                    "UPDATE receipts SET member = CAST(X'EDA080' AS TEXT) || '" X23 "';",
+	                    "not-utf8.zip", path);
 	snprintf(cmd, sizeof cmd,
 	         "python3 -c 'import json, sys, zipfile\n"
 	         "z = zipfile.ZipFile(sys.argv[1])\n"
