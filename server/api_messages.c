@@ -270,7 +270,7 @@ static void body_watch_tick(uv_timer_t *t)
 		return;
 	uint64_t got;
 	int rc = srv_upload_hold_resize(j->upload_dir, j->hold, in > j->held ? in : j->held, want,
-	                                j->allowance, &got);
+	                                j->allowance, api_now_ms(), &got);
 	if (rc == 0) {
 		j->held = got;
 		return;
@@ -347,14 +347,15 @@ static void upload_gate_work(api_job *j)
 		return;
 	j->body_max = j->declared;
 	if (chunked) {
-		uint64_t left = srv_upload_room_left(j->upload_dir, j->param[0], j->allowance);
+		uint64_t left =
+		    srv_upload_room_left(j->upload_dir, j->param[0], j->allowance, api_now_ms());
 		j->body_max = left < SRV_UPLOAD_MAX ? left : SRV_UPLOAD_MAX;
 	}
 	uint64_t first =
 	    chunked && j->body_max > CHUNKED_FIRST_HOLD ? CHUNKED_FIRST_HOLD : j->body_max;
 	int rc = srv_upload_hold(j->upload_dir, j->param[0], chunked ? 1 : j->declared,
-	                         chunked ? (first ? first : 1) : j->declared, j->allowance, j->hold,
-	                         &j->held);
+	                         chunked ? (first ? first : 1) : j->declared, j->allowance,
+	                         api_now_ms(), j->hold, &j->held);
 	if (rc < 0) {
 		j->rc = rc == SRV_UPLOAD_EROOM   ? STORE_EQUOTA
 		        : rc == SRV_UPLOAD_EHELD ? SRV_UPLOAD_EHELD
@@ -401,7 +402,7 @@ static void upload_body_done(srv_exchange *x, void *arg, int status)
 		uint64_t got;
 		(void)srv_upload_hold_resize(j->upload_dir, j->hold,
 		                             x->body_len < j->held ? x->body_len : j->held,
-		                             x->body_len, j->allowance, &got);
+		                             x->body_len, j->allowance, api_now_ms(), &got);
 	}
 	if (status < 0) {
 		api_job_free(j);

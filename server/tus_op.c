@@ -309,6 +309,18 @@ static void owner_done(srv_exchange *x, api_job *j)
 		tus_op_end(op);
 		return;
 	}
+	/* Held, the upload keeps what it holds of the family's room past its expiry (a PATCH
+	 * receiving then counts its bytes and renews it); expired since owner_work looked, it
+	 * held nothing from that moment, and a creation may have taken its room: 404, as the
+	 * step's own look would say. */
+	if (srv_upload_busy(op->up->dir, op->id, api_now_ms()) < 0) {
+		op->rc = SRV_UPLOAD_ENOTFOUND;
+		tus_op_unlock(op);
+		tus_answer_failure(x, op);
+		tus_op_end(op);
+		return;
+	}
+	op->lock->busy = true;
 	op->j.authed = false; /* checked by owner_work just now; a finish checks again */
 	tus_op_submit(x, op, op->step_work, op->step_done);
 }

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@ typedef struct hold {
 	char family[HOLD_KEY_MAX];
 	uint64_t bytes;
 	uint64_t written; /* of them, on the disk already */
+	int64_t expires_ms; /* an upload's expiry (INT64_MAX: a plain body's, none) */
+	bool busy;          /* a request works on it: it counts past its expiry */
 } hold;
 
 struct srv_upload_holds {
@@ -26,6 +29,7 @@ struct srv_upload_holds {
 	hold *v;
 	size_t n, cap;
 	uint64_t written; /* the entries' written bytes, all together */
+	int64_t now;      /* the latest time a caller gave: once out of count, out for all */
 };
 
 int srv_upload_holds_new(srv_upload_holds **out)
@@ -51,12 +55,29 @@ void srv_upload_holds_free(srv_upload_holds *h)
 	free(h);
 }
 
+/* Under the mutex: time goes forward only, whichever thread's clock a caller read (a
+ * creation reads it before its walk), so an entry that one caller found expired is expired to
+ * every later one, and no renewal or request brings it back. */
+static void tick(srv_upload_holds *h, int64_t now_ms)
+{
+	if (now_ms > h->now)
+		h->now = now_ms;
+}
+
+/* Under the mutex: whether the entry counts. One past its expiry can be resumed by no one
+ * (tus_load's 404): it holds nothing, though its files wait for the sweep, unless a request
+ * that began in time works on it still (a PATCH receiving past the expiry). */
+static bool counts(const srv_upload_holds *h, const hold *e)
+{
+	return e->busy || h->now < e->expires_ms;
+}
+
 /* Under the mutex. */
 static uint64_t family_sum(const srv_upload_holds *h, const char *family)
 {
 	uint64_t sum = 0;
 	for (size_t i = 0; i < h->n; i++)
-		if (strcmp(h->v[i].family, family) == 0)
+		if (counts(h, &h->v[i]) && strcmp(h->v[i].family, family) == 0)
 			sum += h->v[i].bytes;
 	return sum;
 }
@@ -71,7 +92,7 @@ static uint64_t unwritten_sum(const srv_upload_holds *h, const hold *except)
 {
 	uint64_t sum = 0;
 	for (size_t i = 0; i < h->n; i++)
-		if (&h->v[i] != except)
+		if (&h->v[i] != except && counts(h, &h->v[i]))
 			sum += unwritten(&h->v[i]);
 	return sum;
 }
@@ -83,12 +104,14 @@ static uint64_t min3(uint64_t a, uint64_t b, uint64_t c)
 }
 
 int srv_upload_holds_take(srv_upload_holds *h, const char *family, const char *key, uint64_t min,
-                          uint64_t max, uint64_t allowance, uint64_t disk, uint64_t *got)
+                          uint64_t max, uint64_t allowance, uint64_t disk, int64_t now_ms,
+                          uint64_t *got)
 {
 	*got = 0;
 	if (strlen(key) >= HOLD_KEY_MAX || strlen(family) >= HOLD_KEY_MAX)
 		return -EINVAL;
 	pthread_mutex_lock(&h->mu);
+	tick(h, now_ms);
 	int rc = 0;
 	uint64_t held = family_sum(h, family), pending = unwritten_sum(h, NULL);
 	uint64_t left = held < allowance ? allowance - held : 0;
@@ -121,6 +144,8 @@ int srv_upload_holds_take(srv_upload_holds *h, const char *family, const char *k
 	snprintf(e->family, sizeof e->family, "%s", family);
 	e->bytes = take;
 	e->written = 0;
+	e->expires_ms = INT64_MAX;
+	e->busy = false;
 	*got = take;
 done:
 	pthread_mutex_unlock(&h->mu);
@@ -128,16 +153,17 @@ done:
 }
 
 int srv_upload_holds_resize(srv_upload_holds *h, const char *key, uint64_t min, uint64_t max,
-                            uint64_t allowance, uint64_t disk, uint64_t *got)
+                            uint64_t allowance, uint64_t disk, int64_t now_ms, uint64_t *got)
 {
 	*got = 0;
 	pthread_mutex_lock(&h->mu);
+	tick(h, now_ms);
 	int rc = -ENOENT;
 	for (size_t i = 0; i < h->n; i++) {
 		hold *e = &h->v[i];
 		if (strcmp(e->key, key) != 0)
 			continue;
-		uint64_t others = family_sum(h, e->family) - e->bytes;
+		uint64_t others = family_sum(h, e->family) - (counts(h, e) ? e->bytes : 0);
 		uint64_t left = others < allowance ? allowance - others : 0;
 		/* Its written bytes are on the disk already (out of `disk`): they are its own. */
 		uint64_t pending = unwritten_sum(h, e);
@@ -154,9 +180,11 @@ int srv_upload_holds_resize(srv_upload_holds *h, const char *key, uint64_t min, 
 	return rc;
 }
 
-uint64_t srv_upload_holds_left(srv_upload_holds *h, const char *family, uint64_t allowance)
+uint64_t srv_upload_holds_left(srv_upload_holds *h, const char *family, uint64_t allowance,
+                               int64_t now_ms)
 {
 	pthread_mutex_lock(&h->mu);
+	tick(h, now_ms);
 	uint64_t held = family_sum(h, family);
 	pthread_mutex_unlock(&h->mu);
 	return held < allowance ? allowance - held : 0;
@@ -192,4 +220,55 @@ void srv_upload_holds_give(srv_upload_holds *h, const char *key)
 			break;
 		}
 	pthread_mutex_unlock(&h->mu);
+}
+
+/* Under the mutex: the entry under `key`, or NULL. */
+static hold *find(srv_upload_holds *h, const char *key)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (strcmp(h->v[i].key, key) == 0)
+			return &h->v[i];
+	return NULL;
+}
+
+int srv_upload_holds_renew(srv_upload_holds *h, const char *key, int64_t expires_ms, int64_t now_ms)
+{
+	pthread_mutex_lock(&h->mu);
+	tick(h, now_ms);
+	hold *e = find(h, key);
+	int rc = !e ? -ENOENT : !counts(h, e) ? -ETIMEDOUT : 0;
+	if (rc == 0)
+		e->expires_ms = expires_ms;
+	pthread_mutex_unlock(&h->mu);
+	return rc;
+}
+
+int srv_upload_holds_busy(srv_upload_holds *h, const char *key, int64_t now_ms)
+{
+	pthread_mutex_lock(&h->mu);
+	tick(h, now_ms);
+	hold *e = find(h, key);
+	int rc = !e ? -ENOENT : !counts(h, e) ? -ETIMEDOUT : 0;
+	if (rc == 0)
+		e->busy = true;
+	pthread_mutex_unlock(&h->mu);
+	return rc;
+}
+
+void srv_upload_holds_idle(srv_upload_holds *h, const char *key)
+{
+	pthread_mutex_lock(&h->mu);
+	hold *e = find(h, key);
+	if (e)
+		e->busy = false;
+	pthread_mutex_unlock(&h->mu);
+}
+
+bool srv_upload_holds_is_busy(srv_upload_holds *h, const char *key)
+{
+	pthread_mutex_lock(&h->mu);
+	hold *e = find(h, key);
+	bool busy = e && e->busy;
+	pthread_mutex_unlock(&h->mu);
+	return busy;
 }

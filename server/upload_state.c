@@ -55,6 +55,8 @@ void srv_upload_lock_release(struct srv_uploads *up, upload_lock *l)
 {
 	for (upload_lock **p = &up->locks[bucket_of(l->id)]; *p; p = &(*p)->next) {
 		if (*p == l) {
+			if (l->busy)
+				srv_upload_idle(up->dir, l->id);
 			*p = l->next;
 			up->nlocks--;
 			free(l);

@@ -18,6 +18,7 @@ typedef struct upload_lock {
 	srv_exchange *holder; /* valid while the lock is held */
 	bool receiving;       /* the holder is a PATCH reading its body */
 	bool cut;             /* a HEAD or DELETE came: the holder's body, once it reads one, is cut */
+	bool busy;            /* the upload counts past its expiry while held (srv_upload_busy) */
 } upload_lock;
 
 /* PATCHes of an upload that arrived with one token and wait for their caller to be checked,

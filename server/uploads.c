@@ -7,7 +7,9 @@
  * read without it (a rename is atomic).
  *
  * Every unfinished upload holds its Upload-Length in the family's entry of a ledger
- * (upload_holds.h) from its creation until it becomes a message or its files go, and the
+ * (upload_holds.h) from its creation until it becomes a message, its files go or it expires
+ * (the ledger knows when, from each change of its record, and the request that works on it
+ * past that: srv_upload_busy), and the
  * ledger is made again from the records at each open: so a creation can tell what the
  * family's other unfinished uploads hold, on its phones and on school kiosks, without reading
  * every record on the disk.
@@ -410,11 +412,15 @@ static int count_parts(srv_upload_dir *d, int dev, int64_t now_ms, const srv_upl
  * Under the mutex: the device's unfinished upload `same` of the same recording becomes the
  * creation's answer. It changed now (its expiry starts again), and it holds its length already.
  */
-static int create_again(int dev, srv_upload *u, const srv_upload *same, int64_t now_ms)
+static int create_again(srv_upload_dir *d, int dev, srv_upload *u, const srv_upload *same,
+                        int64_t now_ms)
 {
 	srv_upload n = *same;
 	n.updated_ms = now_ms;
-	int rc = record_write(dev, &n);
+	int rc = srv_upload_holds_renew(d->holds, n.id, srv_upload_expires_ms(d, &n), now_ms);
+	if (rc == -ETIMEDOUT)
+		return rc; /* out of the ledger's count already: expired, as another caller saw */
+	rc = record_write(dev, &n);
 	if (rc == 0)
 		*u = n;
 	return rc;
@@ -444,12 +450,14 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t a
 	if ((rc = count_parts(d, dev, now_ms, u, &held, &same, free_ms)) < 0)
 		goto done;
 	if (same.id[0] && same.length == u->length && strcmp(same.to, u->to) == 0) {
-		rc = create_again(dev, u, &same, now_ms);
+		rc = create_again(d, dev, u, &same, now_ms);
 		*again = rc == 0;
-		goto done;
+		if (rc != -ETIMEDOUT)
+			goto done;
 	}
 	/* The same key for another length or recipient: the client changed the recording, and the
-	 * old one, which would become the same message, is of no use (nor its hold). */
+	 * old one, which would become the same message, is of no use (nor its hold). Or it expired
+	 * a moment ago, as far as the ledger knows: it is no one's to resume any more. */
 	if (same.id[0] && (rc = upload_remove_files(d, dev, same.id)) < 0)
 		goto done;
 	if (held >= cap) {
@@ -458,7 +466,7 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t a
 	}
 	new_id(u->id);
 	rc = srv_upload_holds_take(d->holds, u->family, u->id, u->length, u->length, allowance,
-	                           upload_disk_room(d), &got);
+	                           upload_disk_room(d), now_ms, &got);
 	if (rc < 0) {
 		rc = hold_code(rc);
 		goto done;
@@ -466,6 +474,7 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t a
 	u->offset = 0;
 	u->created_ms = u->updated_ms = now_ms;
 	u->message_id[0] = '\0';
+	(void)srv_upload_holds_renew(d->holds, u->id, srv_upload_expires_ms(d, u), now_ms);
 	char part[NAME_MAX_LEN];
 	upload_file_name(part, u->id, ".part");
 	int fd = openat(dev, part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -559,26 +568,39 @@ done:
 }
 
 int srv_upload_hold(srv_upload_dir *d, const char *family, uint64_t min, uint64_t max,
-                    uint64_t allowance, char key[STORE_ID_LEN + 1], uint64_t *got)
+                    uint64_t allowance, int64_t now_ms, char key[STORE_ID_LEN + 1], uint64_t *got)
 {
 	new_id(key);
 	int rc = srv_upload_holds_take(d->holds, family, key, min, max, allowance,
-	                               upload_disk_room(d), got);
+	                               upload_disk_room(d), now_ms, got);
 	if (rc < 0)
 		key[0] = '\0';
 	return hold_code(rc);
 }
 
 int srv_upload_hold_resize(srv_upload_dir *d, const char *key, uint64_t min, uint64_t max,
-                           uint64_t allowance, uint64_t *got)
+                           uint64_t allowance, int64_t now_ms, uint64_t *got)
 {
-	return hold_code(
-	    srv_upload_holds_resize(d->holds, key, min, max, allowance, upload_disk_room(d), got));
+	return hold_code(srv_upload_holds_resize(d->holds, key, min, max, allowance,
+	                                         upload_disk_room(d), now_ms, got));
 }
 
-uint64_t srv_upload_room_left(srv_upload_dir *d, const char *family, uint64_t allowance)
+uint64_t srv_upload_room_left(srv_upload_dir *d, const char *family, uint64_t allowance,
+                              int64_t now_ms)
 {
-	return srv_upload_holds_left(d->holds, family, allowance);
+	return srv_upload_holds_left(d->holds, family, allowance, now_ms);
+}
+
+int srv_upload_busy(srv_upload_dir *d, const char *id, int64_t now_ms)
+{
+	/* No entry: a message's record, or one that holds nothing (its bytes given up). */
+	int rc = srv_upload_holds_busy(d->holds, id, now_ms);
+	return rc == -ETIMEDOUT ? SRV_UPLOAD_ENOTFOUND : 0;
+}
+
+void srv_upload_idle(srv_upload_dir *d, const char *id)
+{
+	srv_upload_holds_idle(d->holds, id);
 }
 
 void srv_upload_hold_written(srv_upload_dir *d, const char *key, uint64_t written)
@@ -670,6 +692,9 @@ int srv_upload_commit(srv_upload_dir *d, srv_upload *u, int fd, uint64_t written
 		if (rc == 0) {
 			*u = n;
 			srv_upload_holds_written(d->holds, u->id, u->offset);
+			/* Busy under its request (srv_upload_busy), so counted: renewed. */
+			(void)srv_upload_holds_renew(d->holds, u->id, srv_upload_expires_ms(d, u),
+			                             now_ms);
 		}
 	}
 	if (dev >= 0)

@@ -71,7 +71,9 @@ int64_t srv_upload_expires_ms(const srv_upload_dir *d, const srv_upload *u);
  * SRV_UPLOAD_EROOM when u->length passes `allowance`, SRV_UPLOAD_EHELD when it fits in it but
  * not beside what the family's other unfinished uploads hold (on any device, plain bodies
  * too), SRV_UPLOAD_EDISK when the server's disk keeps the rest (srv_upload_dir_set_reserve). It
- * holds u->length until it becomes a message or its files go.
+ * holds u->length until it becomes a message, its files go, or it expires (unless a request
+ * works on it then: srv_upload_busy): an expired upload, which no one can resume, holds
+ * nothing while it waits for the sweep.
  *
  * The same recording created again (a lost answer's retry): when the device holds an
  * unfinished upload of u->member with u's idempotency key (not empty) in u's family, that
@@ -101,15 +103,24 @@ int srv_upload_create_done(srv_upload_dir *d, srv_upload *u, const char *message
  * srv_upload_release(key) (an empty key: nothing). Neither touches the disk: any thread.
  */
 int srv_upload_hold(srv_upload_dir *d, const char *family, uint64_t min, uint64_t max,
-                    uint64_t allowance, char key[STORE_ID_LEN + 1], uint64_t *got);
+                    uint64_t allowance, int64_t now_ms, char key[STORE_ID_LEN + 1], uint64_t *got);
 void srv_upload_release(srv_upload_dir *d, const char *key);
 /* The plain body's hold `key` grows (or shrinks) to as many bytes as the family's other
  * unfinished uploads leave of `allowance`, up to `max` (*got: what it holds on return);
  * SRV_UPLOAD_EHELD or SRV_UPLOAD_EDISK, unchanged, when that is under `min`. Any thread. */
 int srv_upload_hold_resize(srv_upload_dir *d, const char *key, uint64_t min, uint64_t max,
-                           uint64_t allowance, uint64_t *got);
+                           uint64_t allowance, int64_t now_ms, uint64_t *got);
 /* What the family's unfinished uploads leave of `allowance` now. Any thread. */
-uint64_t srv_upload_room_left(srv_upload_dir *d, const char *family, uint64_t allowance);
+uint64_t srv_upload_room_left(srv_upload_dir *d, const char *family, uint64_t allowance,
+                              int64_t now_ms);
+/*
+ * A request starts working on upload `id` (it holds the upload's lock): what the upload holds
+ * keeps counting past its expiry until srv_upload_idle, as a PATCH receiving then counts its
+ * bytes and starts the expiry again. SRV_UPLOAD_ENOTFOUND when it expired before (it holds
+ * nothing already, and no one may resume it). Neither touches the disk: any thread.
+ */
+int srv_upload_busy(srv_upload_dir *d, const char *id, int64_t now_ms);
+void srv_upload_idle(srv_upload_dir *d, const char *id);
 /* Of the plain body's hold `key`, `written` bytes are on the disk now. Any thread. */
 void srv_upload_hold_written(srv_upload_dir *d, const char *key, uint64_t written);
 

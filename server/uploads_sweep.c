@@ -249,14 +249,17 @@ static int hold_one(srv_upload_dir *d, int dev, const char *id, const void *arg)
 	if (fstatat(dev, part, &st, 0) == 0 && (uint64_t)st.st_size < u.offset)
 		return 0;
 	int rc = srv_upload_holds_take(d->holds, u.family, u.id, 1, u.length, UINT64_MAX,
-	                               UINT64_MAX, &got);
-	if (rc == 0)
+	                               UINT64_MAX, INT64_MIN, &got);
+	if (rc == 0) {
 		srv_upload_holds_written(d->holds, u.id, u.offset);
+		(void)srv_upload_holds_renew(d->holds, u.id, srv_upload_expires_ms(d, &u),
+		                             INT64_MIN);
+	}
 	return rc;
 }
 
-/* At open: what every unfinished upload held before a restart (an expired one too, until the
- * sweep removes its files). */
+/* At open: what every unfinished upload held before a restart (an expired one too, which counts
+ * nothing, until the sweep removes its files and its entry). */
 int upload_hold_all(srv_upload_dir *d)
 {
 	unsigned none;

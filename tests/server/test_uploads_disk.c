@@ -194,16 +194,18 @@ static void unfinished_uploads_leave_the_reserve(void **state)
 	assert_int_equal(create_for(w, 'e', 10 * MB, &e), SRV_UPLOAD_EDISK);
 	char key[STORE_ID_LEN + 1];
 	uint64_t got;
-	assert_int_equal(srv_upload_hold(w->d, e.family, 1, 20 * MB, UINT64_MAX, key, &got), 0);
+	assert_int_equal(srv_upload_hold(w->d, e.family, 1, 20 * MB, UINT64_MAX, 1000, key, &got),
+	                 0);
 	assert_int_equal(got, 9 * MB);
-	assert_int_equal(srv_upload_hold_resize(w->d, key, 10 * MB, 10 * MB, UINT64_MAX, &got),
-	                 SRV_UPLOAD_EDISK);
+	assert_int_equal(
+	    srv_upload_hold_resize(w->d, key, 10 * MB, 10 * MB, UINT64_MAX, 1000, &got),
+	    SRV_UPLOAD_EDISK);
 	assert_int_equal(got, 9 * MB);
 	srv_upload_release(w->d, key);
 	assert_int_equal(srv_upload_remove(w->d, d.device, d.id), 0);
 	assert_int_equal(create_for(w, 'e', 10 * MB, &e), 0);
 	/* A family's own bound is told apart from the disk's. */
-	assert_int_equal(srv_upload_hold(w->d, e.family, 1, 1, 10 * MB, key, &got),
+	assert_int_equal(srv_upload_hold(w->d, e.family, 1, 1, 10 * MB, 1000, key, &got),
 	                 SRV_UPLOAD_EHELD);
 	free_set = false;
 }
@@ -221,16 +223,18 @@ static void written_bytes_count_once(void **state)
 	disk_free(w, 100 * MB - SENT); /* the PATCH's bytes took that much of the disk */
 	char key[STORE_ID_LEN + 1];
 	uint64_t got;
-	assert_int_equal(srv_upload_hold(w->d, d.family, 1, 1, UINT64_MAX, key, &got),
+	assert_int_equal(srv_upload_hold(w->d, d.family, 1, 1, UINT64_MAX, 1000, key, &got),
 	                 SRV_UPLOAD_EDISK);     /* still all held: nothing was counted twice */
 	disk_free(w, 100 * MB - SENT - 5 * MB); /* someone else took 5 MB */
 	assert_int_equal(create_for(w, 'e', 1, &d), SRV_UPLOAD_EDISK);
 	disk_free(w, 101 * MB - SENT); /* 1 MB more came free */
-	assert_int_equal(srv_upload_hold(w->d, d.family, 1, 2 * MB, UINT64_MAX, key, &got), 0);
+	assert_int_equal(srv_upload_hold(w->d, d.family, 1, 2 * MB, UINT64_MAX, 1000, key, &got),
+	                 0);
 	assert_int_equal(got, 1 * MB);
 	srv_upload_hold_written(w->d, key, 1 * MB); /* its body is on the disk: */
 	disk_free(w, 100 * MB - SENT);
-	assert_int_equal(srv_upload_hold_resize(w->d, key, 1 * MB, 2 * MB, UINT64_MAX, &got), 0);
+	assert_int_equal(srv_upload_hold_resize(w->d, key, 1 * MB, 2 * MB, UINT64_MAX, 1000, &got),
+	                 0);
 	assert_int_equal(got, 1 * MB); /* the disk did not take its 1 MB twice */
 	srv_upload_release(w->d, key);
 	free_set = false;
@@ -251,12 +255,14 @@ static void a_body_past_the_room_grows_no_further(void **state)
 	assert_int_equal(create_for(w, 'd', 19 * MB, &d), 0);
 	char key[STORE_ID_LEN + 1];
 	uint64_t got;
-	assert_int_equal(srv_upload_hold(w->d, d.family, 1, 40 * MB, UINT64_MAX, key, &got), 0);
+	assert_int_equal(srv_upload_hold(w->d, d.family, 1, 40 * MB, UINT64_MAX, 1000, key, &got),
+	                 0);
 	assert_int_equal(got, 40 * MB);
 	srv_upload_hold_written(w->d, key, 40 * MB);
 	disk_free(w, 50 * MB);
-	assert_int_equal(srv_upload_hold_resize(w->d, key, 40 * MB, 50 * MB, UINT64_MAX, &got),
-	                 SRV_UPLOAD_EDISK);
+	assert_int_equal(
+	    srv_upload_hold_resize(w->d, key, 40 * MB, 50 * MB, UINT64_MAX, 1000, &got),
+	    SRV_UPLOAD_EDISK);
 	assert_int_equal(got, 40 * MB);
 	srv_upload_release(w->d, key);
 	free_set = false;
@@ -273,11 +279,14 @@ static void bytes_written_since_the_look_come_off_it(void **state)
 	char key[STORE_ID_LEN + 1];
 	uint64_t got;
 	disk_free(w, 100 * MB); /* 60 MB; setup's holds 1 MB */
-	assert_int_equal(srv_upload_hold(w->d, w->u.family, 1, 40 * MB, UINT64_MAX, key, &got), 0);
+	assert_int_equal(
+	    srv_upload_hold(w->d, w->u.family, 1, 40 * MB, UINT64_MAX, 1000, key, &got), 0);
 	srv_upload_hold_written(w->d, key, 40 * MB); /* the free space is not looked at again */
-	assert_int_equal(srv_upload_hold_resize(w->d, key, 59 * MB, 59 * MB, UINT64_MAX, &got), 0);
-	assert_int_equal(srv_upload_hold_resize(w->d, key, 60 * MB, 60 * MB, UINT64_MAX, &got),
-	                 SRV_UPLOAD_EDISK);
+	assert_int_equal(
+	    srv_upload_hold_resize(w->d, key, 59 * MB, 59 * MB, UINT64_MAX, 1000, &got), 0);
+	assert_int_equal(
+	    srv_upload_hold_resize(w->d, key, 60 * MB, 60 * MB, UINT64_MAX, 1000, &got),
+	    SRV_UPLOAD_EDISK);
 	srv_upload_release(w->d, key); /* its file goes: its 40 MB are free again */
 	srv_upload d;
 	assert_int_equal(create_for(w, 'd', 59 * MB, &d), 0);
@@ -296,7 +305,7 @@ static void bytes_written_since_the_look_come_off_it(void **state)
 static void a_message_whose_record_is_in_place_holds_no_room(void **state)
 {
 	world *w = *state;
-	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB), 2 * MB);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB, 1000), 2 * MB);
 	plan = "d"; /* the record is written and renamed; the directory's sync fails */
 	srv_upload u = w->u;
 	(void)srv_upload_stored(w->d, &u, "dddddddddddddddddddddddddd", 1500);
@@ -304,11 +313,11 @@ static void a_message_whose_record_is_in_place_holds_no_room(void **state)
 	srv_upload now;
 	assert_int_equal(srv_upload_load(w->d, w->u.device, w->u.id, 2000, &now), 0);
 	assert_string_equal(now.message_id, "dddddddddddddddddddddddddd");
-	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB), 3 * MB);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB, 1000), 3 * MB);
 	/* and a restart counts it no more either */
 	srv_upload_dir_close(w->d);
 	assert_int_equal(srv_upload_dir_open(&w->d, w->dir, 86400000, 86400000), 0);
-	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB), 3 * MB);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB, 1000), 3 * MB);
 }
 
 /* The size of the upload's .part, -1 when there is none. */
@@ -333,7 +342,7 @@ static void a_message_whose_record_finds_the_disk_full_gives_its_bytes_back(void
 	uint8_t *sent = malloc(SENT);
 	srv_upload u;
 	assert_int_equal(patch_with_full_disk(w, 5, sent, "", &u), 0);
-	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB), 2 * MB);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB, 1000), 2 * MB);
 	plan = "f"; /* the record's own sync */
 	assert_int_equal(srv_upload_stored(w->d, &u, "dddddddddddddddddddddddddd", 1600), 0);
 	plan = "";
@@ -341,7 +350,7 @@ static void a_message_whose_record_finds_the_disk_full_gives_its_bytes_back(void
 	assert_int_equal(srv_upload_load(w->d, w->u.device, w->u.id, 2000, &now), 0);
 	assert_string_equal(now.message_id, "dddddddddddddddddddddddddd");
 	assert_int_equal(part_size(w), -1);
-	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB), 3 * MB);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB, 1000), 3 * MB);
 	free(sent);
 }
 
@@ -365,10 +374,10 @@ static void a_record_that_cannot_name_its_message_holds_nothing(void **state)
 	assert_string_equal(now.message_id, "");
 	assert_int_equal(now.offset, SENT);
 	assert_int_equal(part_size(w), 0);
-	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB), 3 * MB);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB, 1000), 3 * MB);
 	srv_upload_dir_close(w->d);
 	assert_int_equal(srv_upload_dir_open(&w->d, w->dir, 86400000, 86400000), 0);
-	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB), 3 * MB);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB, 1000), 3 * MB);
 	unsigned removed;
 	assert_int_equal(srv_upload_sweep(w->d, 2000, NULL, 0, NULL, NULL, &removed), 0);
 	assert_int_equal(removed, 0);
@@ -378,6 +387,70 @@ static void a_record_that_cannot_name_its_message_holds_nothing(void **state)
 	assert_int_equal(srv_upload_stored(w->d, &now, "dddddddddddddddddddddddddd", 2100), 0);
 	assert_int_equal(part_size(w), -1);
 	free(sent);
+}
+
+/* setup's upload (1 MB, of family c) lives a day after its creation at 1000. */
+#define EXPIRES (1000 + 86400000)
+
+/* A new upload of family c on another phone (device and member `who`), at now_ms, in a room
+ * (allowance) of 1.5 MB. */
+static int create_beside(world *w, char who, int64_t now_ms, srv_upload *u)
+{
+	memset(u, 0, sizeof *u);
+	memset(u->device, who, STORE_ID_LEN);
+	memset(u->member, who, STORE_ID_LEN);
+	memcpy(u->family, w->u.family, sizeof u->family);
+	u->length = 1 * MB;
+	bool again;
+	int64_t free_ms;
+	return srv_upload_create(w->d, u, 8, 3 * MB / 2, now_ms, &again, &free_ms);
+}
+
+/*
+ * An upload past its expiry, which no one can resume (404), holds none of the family's room,
+ * though the sweep has not removed its files yet (up to 10 minutes): before, the family's next
+ * recording was 507 uploads_hold_room until the sweep came. The sweep then removes it and the
+ * room stays as it was.
+ */
+static void an_expired_upload_holds_no_room(void **state)
+{
+	world *w = *state;
+	srv_upload e, f;
+	assert_int_equal(create_beside(w, 'e', EXPIRES - 1, &e), SRV_UPLOAD_EHELD);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB / 2, EXPIRES - 1), MB / 2);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB / 2, EXPIRES), 3 * MB / 2);
+	assert_int_equal(create_beside(w, 'e', EXPIRES, &e), 0);
+	/* No request may start on it now and count it again (a late HEAD or PATCH is 404). */
+	assert_int_equal(srv_upload_busy(w->d, w->u.id, EXPIRES), SRV_UPLOAD_ENOTFOUND);
+	unsigned removed;
+	assert_int_equal(srv_upload_sweep(w->d, EXPIRES + 1, NULL, 0, NULL, NULL, &removed), 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB / 2, EXPIRES + 1), MB / 2);
+	assert_int_equal(create_beside(w, 'f', EXPIRES + 1, &f), SRV_UPLOAD_EHELD);
+}
+
+/*
+ * A PATCH that took the upload's lock before its expiry and still receives past it keeps its
+ * room: its bytes count when it ends and the expiry starts again from there, so the room it
+ * holds is not another recording's meanwhile.
+ */
+static void a_patch_receiving_at_the_expiry_keeps_its_room(void **state)
+{
+	world *w = *state;
+	srv_upload e;
+	assert_int_equal(srv_upload_busy(w->d, w->u.id, EXPIRES - 1), 0);
+	assert_int_equal(create_beside(w, 'e', EXPIRES + 5000, &e), SRV_UPLOAD_EHELD);
+	int fd = srv_upload_open_part(w->d, &w->u, true);
+	assert_true(fd >= 0);
+	static const uint8_t bytes[1000];
+	assert_int_equal(pwrite(fd, bytes, sizeof bytes, 0), (ssize_t)sizeof bytes);
+	assert_int_equal(srv_upload_commit(w->d, &w->u, fd, sizeof bytes, EXPIRES + 6000), 0);
+	close(fd);
+	srv_upload_idle(w->d, w->u.id);
+	assert_int_equal(create_beside(w, 'e', EXPIRES + 7000, &e), SRV_UPLOAD_EHELD);
+	int64_t renewed = srv_upload_expires_ms(w->d, &w->u);
+	assert_int_equal(renewed, EXPIRES + 6000 + 86400000);
+	assert_int_equal(create_beside(w, 'e', renewed, &e), 0);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -394,6 +467,8 @@ int main(void)
 	    T(a_message_whose_record_is_in_place_holds_no_room),
 	    T(a_message_whose_record_finds_the_disk_full_gives_its_bytes_back),
 	    T(a_record_that_cannot_name_its_message_holds_nothing),
+	    T(an_expired_upload_holds_no_room),
+	    T(a_patch_receiving_at_the_expiry_keeps_its_room),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
