@@ -34,6 +34,7 @@
 
 #define RECORD_MAX 4096       /* a record is a few hundred bytes; more is not ours */
 #define GIVE_BACK (64u << 10) /* a full disk: the body's last bytes given up for the record */
+#define BUSY_FREE_MS 60000    /* too many uploads, one receiving: ask again in a minute */
 
 /* 128 random bits as 26 lowercase Crockford base32 characters: the store's id shape. */
 static void new_id(char out[STORE_ID_LEN + 1])
@@ -368,7 +369,8 @@ static int each_upload(int dev, const char *suffix, bool (*fn)(void *, int, cons
  * A .part whose record does not read counts against everyone. *same: the one of them that
  * carries u's idempotency key for u's family (its id empty when none), which is not counted:
  * the creation finds it again or replaces it. *free_ms: when the first counted one expires (one
- * whose record does not read is the sweep's within an expiry).
+ * whose record does not read is the sweep's within an expiry), or, for one a request works on,
+ * a minute on at most.
  */
 typedef struct parts_arg {
 	srv_upload_dir *d;
@@ -392,8 +394,13 @@ static bool count_part(void *arg, int dev, const char *id)
 		*a->same = u;
 		return true;
 	}
-	if (read && srv_upload_expires_ms(a->d, &u) < *a->free_ms)
-		*a->free_ms = srv_upload_expires_ms(a->d, &u);
+	/* One a request works on (a PATCH receiving) frees its place when that request makes it
+	 * a message, which no one can tell, else its end renews it: its expiry says nothing. */
+	int64_t free_at = read ? srv_upload_expires_ms(a->d, &u) : INT64_MAX;
+	if (read && srv_upload_holds_is_busy(a->d->holds, id) && free_at > a->now_ms + BUSY_FREE_MS)
+		free_at = a->now_ms + BUSY_FREE_MS;
+	if (free_at < *a->free_ms)
+		*a->free_ms = free_at;
 	(*a->n)++;
 	return true;
 }

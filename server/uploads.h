@@ -67,7 +67,8 @@ int64_t srv_upload_expires_ms(const srv_upload_dir *d, const srv_upload *u);
  * A new upload of u->device (member, family, to, idem, length filled in): a fresh random id,
  * an empty .part and the record, durable on return. SRV_UPLOAD_ETOOMANY when the device
  * already holds `cap` unfinished uploads of u->member (a kiosk's children count apart), with
- * *free_ms when the first of them expires, freeing a place unless the device frees one sooner;
+ * *free_ms when the first of them expires, freeing a place unless the device frees one sooner
+ * (for one that a request works on, a minute on at most: it may finish any moment);
  * SRV_UPLOAD_EROOM when u->length passes `allowance`, SRV_UPLOAD_EHELD when it fits in it but
  * not beside what the family's other unfinished uploads hold (on any device, plain bodies
  * too), SRV_UPLOAD_EDISK when the server's disk keeps the rest (srv_upload_dir_set_reserve). It

@@ -1029,6 +1029,33 @@ def key_is_the_members(binary, wav):
     ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
 
 
+def retry_after_while_receiving(binary, wav):
+    """429 too_many_uploads while the device's upload is receiving: its Retry-After said when
+    that upload expires (an hour on, as it had received nothing yet), though its PATCH renews it
+    and, as it does here, finishes it within seconds: the app waited an hour for a place that
+    was free at once, or, retrying sooner, heard a new value."""
+    srv = start(binary, "--uploads-per-device", "1")
+    try:
+        mom = signup(srv)
+        loc = new_upload(srv, mom, len(wav))
+        s = srv.connect()
+        s.sendall(patch_head(mom, loc, 0, len(wav)) + wav[:1000])
+        time.sleep(0.3)
+        r = create(srv, mom, len(wav))
+        ra = r.header("Retry-After")
+        ok(r.status == 429 and code_of(r) == "too_many_uploads" and ra in ("59", "60"),
+           "one place, its upload receiving: 429 with Retry-After a minute (it may finish any "
+           "moment), not its expiry an hour on", f"{r.status} {ra}")
+        s.sendall(wav[1000:])
+        p = Reader(s).response()
+        s.close()
+        r = create(srv, mom, len(wav))
+        ok(p.status == 204 and r.status == 201,
+           "its PATCH finished: the place is free at once", f"{p.status} {r.status}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     with open(SAMPLE, "rb") as f:
@@ -1046,6 +1073,7 @@ def main():
     key_made_message_for_one_who_left(binary, wav)
     key_is_the_members(binary, wav)
     key_made_message(binary, wav)
+    retry_after_while_receiving(binary, wav)
     return finish()
 
 
