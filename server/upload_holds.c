@@ -231,13 +231,22 @@ static hold *find(srv_upload_holds *h, const char *key)
 	return NULL;
 }
 
-int srv_upload_holds_renew(srv_upload_holds *h, const char *key, int64_t expires_ms, int64_t now_ms)
+/* Under the mutex, time moved to now_ms: the entry under `key` if it counts; else NULL and *rc
+ * -ENOENT (none) or -ETIMEDOUT (out of count). */
+static hold *counted(srv_upload_holds *h, const char *key, int64_t now_ms, int *rc)
 {
-	pthread_mutex_lock(&h->mu);
 	tick(h, now_ms);
 	hold *e = find(h, key);
-	int rc = !e ? -ENOENT : !counts(h, e) ? -ETIMEDOUT : 0;
-	if (rc == 0)
+	*rc = !e ? -ENOENT : !counts(h, e) ? -ETIMEDOUT : 0;
+	return *rc == 0 ? e : NULL;
+}
+
+int srv_upload_holds_renew(srv_upload_holds *h, const char *key, int64_t expires_ms, int64_t now_ms)
+{
+	int rc;
+	pthread_mutex_lock(&h->mu);
+	hold *e = counted(h, key, now_ms, &rc);
+	if (e)
 		e->expires_ms = expires_ms;
 	pthread_mutex_unlock(&h->mu);
 	return rc;
@@ -245,11 +254,10 @@ int srv_upload_holds_renew(srv_upload_holds *h, const char *key, int64_t expires
 
 int srv_upload_holds_busy(srv_upload_holds *h, const char *key, int64_t now_ms)
 {
+	int rc;
 	pthread_mutex_lock(&h->mu);
-	tick(h, now_ms);
-	hold *e = find(h, key);
-	int rc = !e ? -ENOENT : !counts(h, e) ? -ETIMEDOUT : 0;
-	if (rc == 0)
+	hold *e = counted(h, key, now_ms, &rc);
+	if (e)
 		e->busy = true;
 	pthread_mutex_unlock(&h->mu);
 	return rc;
