@@ -57,10 +57,15 @@ void srv_upload_holds_free(srv_upload_holds *h)
 
 /* Under the mutex: time goes forward only, whichever thread's clock a caller read (a
  * creation reads it before its walk), so an entry that one caller found expired is expired to
- * every later one, and no renewal or request brings it back. */
+ * every later one, and no renewal or request brings it back. A clock set back by more than a
+ * walk could lag (CLOCK_BACK_MS) is the time again, as it is for the records' own expiry
+ * (tus_load): else every upload, a new one too, would be out of count, 404 to its PATCH,
+ * until the clock came back to the latest time it had said. */
+#define CLOCK_BACK_MS 60000
 static void tick(srv_upload_holds *h, int64_t now_ms)
 {
-	if (now_ms > h->now)
+	if (now_ms > h->now ||
+	    (now_ms != INT64_MIN && (uint64_t)h->now - (uint64_t)now_ms > CLOCK_BACK_MS))
 		h->now = now_ms;
 }
 

@@ -453,6 +453,36 @@ static void a_patch_receiving_at_the_expiry_keeps_its_room(void **state)
 	assert_int_equal(create_beside(w, 'e', renewed, &e), 0);
 }
 
+/*
+ * A clock set back (a wrong time put right) makes no upload out of count that its record
+ * says may be resumed: before, the ledger kept the latest time any caller gave, so the
+ * unfinished upload, and one created after the change, were 404 to their PATCH (and held no
+ * room) until the clock came back to it.
+ */
+static void a_clock_set_back_keeps_the_uploads(void **state)
+{
+	world *w = *state;
+	int64_t ahead = EXPIRES + 3600000, back = 2000;
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 3 * MB / 2, ahead), 3 * MB / 2);
+	srv_upload now, e;
+	assert_int_equal(srv_upload_load(w->d, w->u.device, w->u.id, back, &now), 0);
+	assert_int_equal(srv_upload_busy(w->d, w->u.id, back), 0);
+	srv_upload_idle(w->d, w->u.id);
+	assert_int_equal(create_beside(w, 'e', back, &e), SRV_UPLOAD_EHELD);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 4 * MB, back), 4 * MB - 1000000);
+	/* A new upload too: counted, and its PATCH may start. */
+	memset(&e, 0, sizeof e);
+	memset(e.device, 'f', STORE_ID_LEN);
+	memset(e.member, 'f', STORE_ID_LEN);
+	memcpy(e.family, w->u.family, sizeof e.family);
+	e.length = 1 * MB;
+	bool again;
+	int64_t free_ms;
+	assert_int_equal(srv_upload_create(w->d, &e, 8, 4 * MB, back, &again, &free_ms), 0);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 4 * MB, back), 3 * MB - 1000000);
+	assert_int_equal(srv_upload_busy(w->d, e.id, back), 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -469,6 +499,7 @@ int main(void)
 	    T(a_record_that_cannot_name_its_message_holds_nothing),
 	    T(an_expired_upload_holds_no_room),
 	    T(a_patch_receiving_at_the_expiry_keeps_its_room),
+	    T(a_clock_set_back_keeps_the_uploads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
