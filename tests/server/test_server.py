@@ -902,16 +902,23 @@ def healthz_on(binary, listen, client):
         return port, status, f.read().decode("utf-8", "replace")
 
 
+def ipv6_here(address, name, why):
+    """Whether an IPv6 socket binds to address here; if not, the check `name` is a TAP skip."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind((address, 0))
+        return True
+    except OSError as e:
+        results.append((True, name, ""))
+        print(f"ok {len(results)} - {name} # SKIP {why} ({e})", flush=True)
+        return False
+
+
 def ipv6_listen(binary):
     """--listen [::1]:0: served over IPv6, and the start line writes the address in brackets,
     "[::1]:PORT" as in a URL (it wrote "::1:PORT", which no client can take apart)."""
     name = "listening on [::1]: the start line brackets the address, and /healthz answers"
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-    except OSError as e:
-        results.append((True, name, ""))
-        print(f"ok {len(results)} - {name} # SKIP no IPv6 loopback here ({e})", flush=True)
+    if not ipv6_here("::1", name, "no IPv6 loopback here"):
         return
     port, status, log = healthz_on(binary, "[::1]:0", "::1")
     ok(port is not None and status == 200, name, log[-300:])
@@ -923,12 +930,7 @@ def dual_stack_client(binary):
     it was logged as (and counted under by the per-address rate limits), unlike the same
     address from a trusted proxy's X-Forwarded-For."""
     name = "a dual-stack listener logs an IPv4 client as IPv4 dotted"
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::", 0))
-    except OSError as e:
-        results.append((True, name, ""))
-        print(f"ok {len(results)} - {name} # SKIP no IPv6 here ({e})", flush=True)
+    if not ipv6_here("::", name, "no IPv6 here"):
         return
     port, status, log = healthz_on(binary, "[::]:0", "127.0.0.1")
     clients = [json.loads(line).get("client") for line in log.splitlines()
