@@ -2,10 +2,11 @@
  * wav.c — WAV decoder: RIFF and RF64/BW64, PCM 8/16/24/32-bit integer, 32/64-bit IEEE float,
  * WAVE_FORMAT_EXTENSIBLE, 1-8 channels, 8-192 kHz.
  *
- * Streaming writers (phones recording until the user taps stop) leave the RIFF and data sizes
- * at 0 or 0xFFFFFFFF: those mean "until the end of the file". A real size that the file does
- * not reach is a truncated upload and fails. Samples become floats in [-1, 1] (float input is
- * kept as is, with NaN/Inf replaced by 0 and absurd values clamped so no later stage overflows).
+ * Streaming writers (phones recording until the user taps stop, tools writing to a pipe) leave
+ * the data size at a value of their own that means "until the end of the file" (unknown_size).
+ * A real size that the file does not reach is a truncated upload and fails. Samples become floats
+ * in [-1, 1] (float input is kept as is, with NaN/Inf replaced by 0 and absurd values clamped so no
+ * later stage overflows).
  */
 #include "internal.h"
 
@@ -44,6 +45,21 @@ static int lfe_from_mask(uint32_t mask, unsigned channels)
 		return -1;
 	int idx = __builtin_popcount(mask & 0x7);
 	return (unsigned)idx < channels ? idx : -1;
+}
+
+/*
+ * Whether a data chunk's size is one that a writer which could not seek back to its header
+ * leaves there, for "until the end of the file": 0 and 0xFFFFFFFF (phones, ffmpeg to a pipe),
+ * 0x7FFFFFFF (LAME decoding to a pipe), 0x7FFFF000 cut to whole frames (SoX and espeak-ng to a
+ * pipe), and 0xFFFFFFFF cut to whole frames (SoX 14.4 rewriting ffmpeg's piped WAV takes that
+ * size for the length and passes it on). Each is some 2 GiB or more: a file that really held
+ * that much would be over the default input limit (512 MiB) anyway.
+ */
+static bool unknown_size(uint32_t size, uint32_t frame_bytes)
+{
+	return size == 0 || size == 0xFFFFFFFFu || size == 0x7FFFFFFFu ||
+	       size == 0x7FFFF000u / frame_bytes * frame_bytes ||
+	       size == 0xFFFFFFFFu / frame_bytes * frame_bytes;
 }
 
 static int parse_fmt(const uint8_t *p, uint32_t size, wav_state *w, codec_stream_info *info)
@@ -148,7 +164,7 @@ static int wav_open(codec_in *in, void **state, codec_stream_info *info)
 				return CODEC_EMALFORMED;
 			if (rf64 && size == 0xFFFFFFFFu)
 				w->remaining = ds64_data ? ds64_data : UINT64_MAX;
-			else if (size == 0 || size == 0xFFFFFFFFu)
+			else if (unknown_size(size, w->channels * w->bytes_per_sample))
 				w->remaining = UINT64_MAX; /* a streaming writer never came back */
 			else
 				w->remaining = size;

@@ -226,6 +226,23 @@ static void streaming_sizes(void **st)
 	check_format(&(spec){"RIFF", 1, 0, 0, 1, 16, 16000, 0xFFFFFFFFu, false}, 1e-4);
 }
 
+/*
+ * Writers that cannot seek back to their header put their own "unknown" data size there, and
+ * the file ends long before it: what each really writes to a pipe.
+ */
+static void piped_writer_sizes(void **st)
+{
+	(void)st;
+	/* SoX and espeak-ng: 0x7FFFF000 in whole frames (`sox ... -t wav - | ...`). */
+	check_format(&(spec){"RIFF", 1, 0, 0, 1, 16, 48000, 0x7FFFF000u, false}, 1e-4);
+	check_format(&(spec){"RIFF", 0xFFFE, 1, 0x3, 2, 24, 44100, 0x7FFFEFFCu, false}, 1e-6);
+	/* LAME decoding to a pipe: the largest signed 32-bit value. */
+	check_format(&(spec){"RIFF", 1, 0, 0, 2, 16, 44100, 0x7FFFFFFFu, false}, 1e-4);
+	/* SoX 14.4 rewriting ffmpeg's piped WAV passes its 0xFFFFFFFF on, in whole frames. */
+	check_format(&(spec){"RIFF", 1, 0, 0, 1, 16, 44100, 0xFFFFFFFEu, false}, 1e-4);
+	check_format(&(spec){"RIFF", 0xFFFE, 1, 0x3, 2, 24, 44100, 0xFFFFFFFCu, false}, 1e-6);
+}
+
 static int open_error(const wavbuf *w)
 {
 	static float pcm[8 * 4096];
@@ -289,6 +306,11 @@ static void truncated_data(void **st)
 	build(&w, &(spec){"RIFF", 1, 0, 0, 2, 16, 16000, 1, false}, 1000);
 	w.n -= 1000;
 	assert_int_equal(open_error(&w), CODEC_ETRUNCATED);
+	/* So is a size near a piped writer's that is none of theirs. */
+	build(&w, &(spec){"RIFF", 1, 0, 0, 2, 24, 16000, 0x7FFFF000u, false}, 1000);
+	assert_int_equal(open_error(&w), CODEC_ETRUNCATED);
+	build(&w, &(spec){"RIFF", 1, 0, 0, 1, 16, 16000, 0x7FFFE000u, false}, 1000);
+	assert_int_equal(open_error(&w), CODEC_ETRUNCATED);
 	/* Every prefix fails cleanly or decodes fewer frames; none crashes. */
 	build(&w, &(spec){"RIFF", 1, 0, 0, 1, 24, 16000, 0, false}, 200);
 	size_t full = w.n;
@@ -328,6 +350,7 @@ int main(void)
 		cmocka_unit_test(extensible_float),
 		cmocka_unit_test(rf64),
 		cmocka_unit_test(streaming_sizes),
+		cmocka_unit_test(piped_writer_sizes),
 		cmocka_unit_test(bad_headers),
 		cmocka_unit_test(truncated_data),
 		cmocka_unit_test(nan_and_huge_floats_are_tamed),
