@@ -21,7 +21,11 @@
 #include <string.h>
 
 #define OGG_READ_BYTES 8192
-#define OGG_MAX_HEADER_BYTES (1 << 20) /* OpusTags larger than this are abuse (covers art) */
+/*
+ * OpusTags up to this size is gathered whole; a larger one (cover art: opusenc --picture of a
+ * 2 MB image writes 2.6 MB) is dropped page by page once its magic is seen (skip_tags).
+ */
+#define OGG_MAX_HEADER_BYTES (1 << 20)
 /*
  * The Opus streams a chain's decoders may have, all its links together: each link makes a
  * decoder of its own, and a link needs no audio to cost one, so neither the duration limit
@@ -113,19 +117,53 @@ static int next_stream_page(ogg_state *s, ogg_page *page, bool *got)
 	}
 }
 
-/* One header packet, possibly spanning pages. */
-static int header_packet(ogg_state *s, ogg_packet *pkt)
+/*
+ * The rest of an OpusTags packet too large to gather, which begins the stream's buffered
+ * partial packet: libogg drops what it holds of it at a reset, and then, on each continued page
+ * that follows, the segments up to the packet's end (the first lacing value under 255), so the
+ * packets after it (audio on its last page) are kept as usual. Page numbers are checked here:
+ * after a reset libogg takes any page for the next.
+ */
+static int skip_tags(ogg_state *s)
 {
+	ogg_stream_state *os = &s->stream;
+	if (os->body_fill - os->body_returned < 8 ||
+	    memcmp(os->body_data + os->body_returned, "OpusTags", 8) != 0)
+		return CODEC_EMALFORMED;
+	long pageno = os->pageno; /* the next page's, once a page is in */
+	ogg_stream_reset(os);
+	for (;;) {
+		ogg_page page;
+		bool got;
+		int rc = next_stream_page(s, &page, &got);
+		if (rc < 0)
+			return rc;
+		if (!got)
+			return CODEC_ETRUNCATED;
+		if (ogg_page_pageno(&page) != pageno++ || !ogg_page_continued(&page))
+			return CODEC_EMALFORMED; /* a hole in the header pages */
+		for (int i = 0; i < page.header[26]; i++)
+			if (page.header[27 + i] < 255)
+				return 0;
+	}
+}
+
+/* The OpusTags packet, possibly spanning pages: only its magic matters. */
+static int tags_packet(ogg_state *s)
+{
+	ogg_packet pkt;
 	ogg_page page;
 	bool got;
 	for (;;) {
-		int r = ogg_stream_packetout(&s->stream, pkt);
-		if (r == 1)
-			return 0;
+		int r = ogg_stream_packetout(&s->stream, &pkt);
+		if (r == 1) {
+			bool tags = pkt.bytes >= 8 && memcmp(pkt.packet, "OpusTags", 8) == 0;
+			return tags ? 0 : CODEC_EMALFORMED;
+		}
 		if (r < 0)
 			return CODEC_EMALFORMED; /* a hole in the header pages */
 		if (s->stream.body_fill > OGG_MAX_HEADER_BYTES)
-			return CODEC_EMALFORMED;
+			return skip_tags(s);
 		int rc = next_stream_page(s, &page, &got);
 		if (rc < 0)
 			return rc;
@@ -172,10 +210,8 @@ static int begin_link(ogg_state *s, ogg_page *page)
 	s->streams += head.streams;
 	if (ogg_stream_packetout(&s->stream, &pkt) != 0)
 		return CODEC_EMALFORMED;
-	if ((rc = header_packet(s, &pkt)) < 0)
+	if ((rc = tags_packet(s)) < 0)
 		return rc;
-	if (pkt.bytes < 8 || memcmp(pkt.packet, "OpusTags", 8) != 0)
-		return CODEC_EMALFORMED;
 	if (s->dec_ready) {
 		opusdec_free(&s->dec);
 		s->dec_ready = false;

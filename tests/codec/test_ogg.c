@@ -253,6 +253,121 @@ static void chain_streams_bounded(void **st)
 	assert_int_equal(count(&b), CODEC_EUNSUPPORTED);
 }
 
+/* The pages of os appended to m, which grows. */
+static void emit_mem(membuf *m, ogg_stream_state *os, bool flush)
+{
+	ogg_page pg;
+	while (flush ? ogg_stream_flush(os, &pg) : ogg_stream_pageout(os, &pg)) {
+		size_t len = (size_t)(pg.header_len + pg.body_len);
+		m->d = realloc(m->d, m->n + len);
+		assert_non_null(m->d);
+		memcpy(m->d + m->n, pg.header, (size_t)pg.header_len);
+		memcpy(m->d + m->n + pg.header_len, pg.body, (size_t)pg.body_len);
+		m->n += len;
+	}
+}
+
+/*
+ * A mono stream (pre-skip 312, 50 packets of 20 ms) whose OpusTags is `tags_len` bytes, most
+ * of them a picture's comment as opusenc --picture writes it (base64), over many pages. With
+ * `shared` its last page carries the first audio packets too; `magic` is its first 8 bytes.
+ */
+static membuf big_tags_stream(size_t tags_len, bool shared, const char *magic)
+{
+	membuf m = {NULL, 0};
+	ogg_stream_state os;
+	ogg_stream_init(&os, 4321);
+	uint8_t head[19] = "OpusHead";
+	head[8] = 1, head[9] = 1, head[10] = 312 & 0xFF, head[11] = 312 >> 8;
+	le32(head + 12, 48000);
+	head[16] = head[17] = head[18] = 0;
+	ogg_packet op = {.packet = head, .bytes = 19, .b_o_s = 1, .packetno = 0};
+	ogg_stream_packetin(&os, &op);
+	emit_mem(&m, &os, true);
+	uint8_t *t = malloc(tags_len);
+	assert_non_null(t);
+	static const char key[] = "METADATA_BLOCK_PICTURE=";
+	size_t comment = tags_len - 24;
+	memcpy(t, magic, 8);
+	le32(t + 8, 4), memcpy(t + 12, "test", 4), le32(t + 16, 1), le32(t + 20, (uint32_t)comment);
+	memcpy(t + 24, key, sizeof key - 1);
+	memset(t + 24 + sizeof key - 1, 'A', comment - (sizeof key - 1));
+	op = (ogg_packet){.packet = t, .bytes = (long)tags_len, .packetno = 1};
+	ogg_stream_packetin(&os, &op);
+	emit_mem(&m, &os, !shared);
+	free(t);
+	int err;
+	OpusEncoder *enc = opus_encoder_create(48000, 1, OPUS_APPLICATION_AUDIO, &err);
+	float pcm[960];
+	uint8_t pkt[1500];
+	for (int p = 0; p < 50; p++) {
+		for (int i = 0; i < 960; i++)
+			pcm[i] = 0.3f * (float)sin(2 * M_PI * 440 * (p * 960 + i) / 48000.0);
+		int len = opus_encode_float(enc, pcm, 960, pkt, sizeof pkt);
+		assert_true(len > 0);
+		op = (ogg_packet){.packet = pkt,
+		                  .bytes = len,
+		                  .e_o_s = p == 49,
+		                  .granulepos = (int64_t)(p + 1) * 960,
+		                  .packetno = 2 + p};
+		ogg_stream_packetin(&os, &op);
+		emit_mem(&m, &os, (p + 1) % 10 == 0 || p == 49);
+	}
+	opus_encoder_destroy(enc);
+	ogg_stream_clear(&os);
+	return m;
+}
+
+/* Remove the page that begins `index` pages into m. */
+static void drop_page(membuf *m, int index)
+{
+	size_t at = 0;
+	for (int i = 0;; i++) {
+		assert_true(at + 27 <= m->n && memcmp(m->d + at, "OggS", 4) == 0);
+		size_t len = 27u + m->d[at + 26];
+		for (unsigned k = 0; k < m->d[at + 26]; k++)
+			len += m->d[at + 27 + k];
+		if (i == index) {
+			memmove(m->d + at, m->d + at + len, m->n - at - len);
+			m->n -= len;
+			return;
+		}
+		at += len;
+	}
+}
+
+/*
+ * Cover art makes OpusTags large: opusenc --picture of a 2 MB image writes 2.6 MB of it over
+ * 40-odd pages, and a phone's photo more. Only its magic matters: past 1 MiB it was refused
+ * audio_malformed, a valid file; now it is dropped page by page, memory staying bounded.
+ */
+static void large_tags_skipped(void **st)
+{
+	(void)st;
+	codec_stream_info info;
+	membuf m = big_tags_stream(3u << 20, false, "OpusTags");
+	assert_int_equal(decode_count(m.d, m.n, &info, NULL), 50 * 960 - 312);
+	free(m.d);
+	m = big_tags_stream(3u << 20, true, "OpusTags"); /* audio on its last page */
+	assert_int_equal(decode_count(m.d, m.n, &info, NULL), 50 * 960 - 312);
+	free(m.d);
+	m = big_tags_stream((1u << 20) + 4000, true, "OpusTags");
+	assert_int_equal(decode_count(m.d, m.n, &info, NULL), 50 * 960 - 312);
+	free(m.d);
+	/* Still refused: a large packet that is no OpusTags, one with a page missing, one cut. */
+	m = big_tags_stream(3u << 20, false, "OpusTagz");
+	assert_int_equal(decode_count(m.d, m.n, &info, NULL), CODEC_EMALFORMED);
+	free(m.d);
+	m = big_tags_stream(3u << 20, false, "OpusTags");
+	drop_page(&m, 20);
+	assert_int_equal(decode_count(m.d, m.n, &info, NULL), CODEC_EMALFORMED);
+	free(m.d);
+	m = big_tags_stream(3u << 20, false, "OpusTags");
+	m.n = 2u << 20;
+	assert_int_equal(decode_count(m.d, m.n, &info, NULL), CODEC_ETRUNCATED);
+	free(m.d);
+}
+
 static void transcoder_output_round_trips(void **st)
 {
 	(void)st;
@@ -283,6 +398,7 @@ int main(void)
 	    cmocka_unit_test(truncation_never_crashes),
 	    cmocka_unit_test(chained_links_in_turn),
 	    cmocka_unit_test(chain_streams_bounded),
+	    cmocka_unit_test(large_tags_skipped),
 	    cmocka_unit_test(transcoder_output_round_trips),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
