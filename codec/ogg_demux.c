@@ -6,9 +6,10 @@
  * b.opus` makes, or a recorder that pauses by starting a new stream). Each link has its own
  * headers, pre-skip and granule positions, and must have the first link's channels: the clip's
  * layout is fixed when it opens. Pages of other multiplexed streams are ignored. Sample
- * accuracy comes from each link's granule positions: pre-skip is dropped at its start, a first
- * page whose granule position is below its packets' samples trims the start, and every page's
- * granule position bounds the samples decoded so far, which trims the end on the last page.
+ * accuracy comes from each link's granule positions: pre-skip is dropped at its start, and the
+ * last page's granule position trims the end. Beyond RFC 7845, writers whose granule positions
+ * lag are read too (load_page): Android's MediaRecorder (OggWriter, one packet a page) gives
+ * each page its packet's start time, so its first audio page says 0 for a 20 ms packet.
  * Framing is strict: a page with a bad CRC or bytes between pages is a corrupt upload
  * (CODEC_ECORRUPT), not something to resynchronise past; only bytes after a link's last page
  * that begin no further link (padding a writer left) end the clip instead, as they did before
@@ -44,7 +45,8 @@ typedef struct ogg_state {
 	bool file_end;       /* the file ended: no link after this one */
 	bool bad_page;       /* the last lost sync was at a page ("OggS") that failed its CRC */
 	bool first_audio;    /* the next page with a granule position is the first audio page */
-	int64_t start_gp;    /* granule position at which the first audio page starts */
+	int64_t start_gp;    /* granule position at which the link's audio starts (may be < 0) */
+	uint64_t pkt_frames; /* the samples of the link's packets completed so far */
 	unsigned streams;    /* the Opus streams of the links begun so far */
 	uint64_t end_limit;  /* frames the stream may produce up to the current page */
 	opus_head head;
@@ -221,6 +223,7 @@ static int begin_link(ogg_state *s, ogg_page *page)
 		return rc;
 	s->dec_ready = true;
 	s->first_audio = true;
+	s->pkt_frames = 0;
 	s->eos = false;
 	s->npkts = s->next_pkt = 0;
 	return 0;
@@ -324,23 +327,39 @@ static int load_page(ogg_state *s)
 		if (++s->npkts == (int)(sizeof s->pkts / sizeof s->pkts[0]))
 			return CODEC_EMALFORMED;
 	}
+	s->pkt_frames += frames;
 	if (last)
 		s->eos = true;
 	if (gp < 0)
 		return 0; /* no packet ends on this page */
+	/*
+	 * A granule position below the samples completed through its page is end trimming on the
+	 * link's last page (RFC 7845 4), EOS set. On any other page it is a writer that counted
+	 * from a packet's start (Android's OggWriter: its first audio page says 0, every page
+	 * lags a packet, by encoder timestamps that jitter some hundred microseconds), which RFC
+	 * 7845 calls invalid and which ffmpeg and VLC play: its samples are all kept, the link's
+	 * granule positions read from then on as offset by the deficit, so the deficit neither
+	 * refuses the file (the first page's) nor drops audio mid-way (a later page's, until
+	 * another raised the bound). The price: a last page without EOS trims nothing, but a
+	 * writer that trims sets EOS (RFC 3533 marks a stream's last page so), and a file cut
+	 * after a page has no trimming to lose.
+	 */
 	if (s->first_audio) {
 		s->first_audio = false;
-		s->start_gp = gp - (int64_t)frames;
-		if (s->start_gp < 0) {
-			if (!last)
-				return CODEC_EMALFORMED; /* RFC 7845 4: start trimming only on EOS */
+		s->start_gp = gp - (int64_t)s->pkt_frames;
+		/* A single page: its granule position is the link's length (RFC 7845 4). */
+		if (s->start_gp < 0 && last)
 			s->start_gp = 0;
-		}
 	}
 	if (gp < s->start_gp)
 		return CODEC_EMALFORMED;
+	/* Samples through the end of this page: gp - start_gp, below 2^64 with start_gp < 0. */
+	uint64_t total = (uint64_t)gp - (uint64_t)s->start_gp;
+	if (total < s->pkt_frames && !last) {
+		s->start_gp = gp - (int64_t)s->pkt_frames;
+		total = s->pkt_frames;
+	}
 	/* Frames through the end of this page, after pre-skip. */
-	uint64_t total = (uint64_t)(gp - s->start_gp);
 	s->end_limit = total > s->head.preskip ? total - s->head.preskip : 0;
 	s->dec.limit = s->end_limit;
 	return 0;

@@ -1,7 +1,8 @@
 /*
  * test_ogg.c — the Ogg Opus decoder on streams built with libogg in the test: pre-skip and
- * end trimming to the sample, a stream starting at a non-zero granule position, bad CRCs,
- * missing or misplaced headers, truncation at every offset, chained links, and non-Opus Ogg.
+ * end trimming to the sample, a stream starting at a non-zero granule position, granule
+ * positions that lag the audio (Android's MediaRecorder), bad CRCs, missing or misplaced
+ * headers, truncation at every offset, chained links, and non-Opus Ogg.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -368,6 +369,199 @@ static void large_tags_skipped(void **st)
 	free(m.d);
 }
 
+/* `n` 20 ms packets of the 440 Hz tone build() encodes, the same bytes on every call. */
+static int tone_packets(uint8_t (*pkt)[1500], int *len, int n)
+{
+	int err;
+	OpusEncoder *enc = opus_encoder_create(48000, 1, OPUS_APPLICATION_AUDIO, &err);
+	float pcm[960];
+	for (int p = 0; p < n; p++) {
+		for (int i = 0; i < 960; i++)
+			pcm[i] = 0.3f * (float)sin(2 * M_PI * 440 * (p * 960 + i) / 48000.0);
+		len[p] = opus_encode_float(enc, pcm, 960, pkt[p], 1500);
+		assert_true(len[p] > 0);
+	}
+	opus_encoder_destroy(enc);
+	return n;
+}
+
+/*
+ * The tone's `n` packets one a page (ogg_stream_flush after each, as Android's OggWriter
+ * does), page k's granule position gp[k]; EOS on the last page only with `eos`.
+ */
+static void build_paged(oggbuf *b, int serial, int n, const int64_t *gp, bool eos)
+{
+	static uint8_t pkt[200][1500];
+	static int len[200];
+	assert_true(n <= 200);
+	tone_packets(pkt, len, n);
+	ogg_stream_state os;
+	ogg_stream_init(&os, serial);
+	b->n = 0;
+	uint8_t head[19] = "OpusHead";
+	head[8] = 1, head[9] = 1, head[10] = 312 & 0xFF, head[11] = 312 >> 8;
+	le32(head + 12, 48000);
+	head[16] = head[17] = head[18] = 0;
+	ogg_packet op = {.packet = head, .bytes = 19, .b_o_s = 1, .packetno = 0};
+	ogg_stream_packetin(&os, &op);
+	emit(b, &os, true);
+	uint8_t t[27] = "OpusTags";
+	le32(t + 8, 7), memcpy(t + 12, "Android", 7), le32(t + 19, 0);
+	op = (ogg_packet){.packet = t, .bytes = 23, .packetno = 1};
+	ogg_stream_packetin(&os, &op);
+	emit(b, &os, true);
+	for (int p = 0; p < n; p++) {
+		op = (ogg_packet){.packet = pkt[p],
+		                  .bytes = len[p],
+		                  .e_o_s = eos && p == n - 1,
+		                  .granulepos = gp[p],
+		                  .packetno = 2 + p};
+		ogg_stream_packetin(&os, &op);
+		emit(b, &os, true);
+	}
+	ogg_stream_clear(&os);
+}
+
+/*
+ * Granule positions as Android's OggWriter writes them: 48000 * T / 1e6, T the largest
+ * encoder timestamp (microseconds) so far, the start of the page's packet: packet k's is
+ * k * 20 ms, `jitter_us` of noise either way, and from packet `pause_at` on `pause_us` later
+ * (a pause and resume: the packets go on without a gap, the timestamps jump). `lag` false
+ * counts from the packet's end instead, as a valid writer with the same noise would.
+ */
+static void android_granules(int64_t *gp, int n, int jitter_us, int pause_at, int64_t pause_us,
+                             bool lag)
+{
+	uint32_t seed = 12345;
+	int64_t t_max = 0;
+	for (int k = 0; k < n; k++) {
+		seed = seed * 1103515245u + 12345u;
+		int noise =
+		    jitter_us ? (int)((seed >> 8) % (2u * (unsigned)jitter_us + 1)) - jitter_us : 0;
+		int64_t t = (int64_t)k * 20000 + noise + (k >= pause_at ? pause_us : 0);
+		t_max = t > t_max ? t : t_max;
+		gp[k] = 48000 * t_max / 1000000 + (lag ? 0 : 960);
+	}
+}
+
+/* All of a stream's samples (mono), malloc'd; their count through *n. */
+static float *decode_all(const oggbuf *b, long long *n)
+{
+	codec_source src;
+	codec_memory_source mem;
+	codec_decoder *dec;
+	codec_stream_info info;
+	codec_source_memory(&src, &mem, b->d, b->n);
+	*n = codec_decoder_open(&dec, &src, 0, &info);
+	if (*n < 0)
+		return NULL;
+	assert_int_equal(info.channels, 1);
+	float *pcm = NULL;
+	size_t have = 0;
+	for (;;) {
+		pcm = realloc(pcm, (have + 4096) * sizeof *pcm);
+		assert_non_null(pcm);
+		size_t got;
+		int rc = codec_decoder_read(dec, pcm + have, 4096, &got);
+		if (rc < 0 || got == 0) {
+			*n = rc < 0 ? rc : (long long)have;
+			break;
+		}
+		have += got;
+	}
+	codec_decoder_close(dec);
+	return pcm;
+}
+
+/*
+ * b decodes to the very samples of the same packets in a valid stream (one page each,
+ * granule positions their ends, EOS): all of them, pre-skip dropped, no dropout.
+ */
+static void decodes_as_valid(const oggbuf *b, int n)
+{
+	static oggbuf v;
+	static int64_t gp[200];
+	for (int k = 0; k < n; k++)
+		gp[k] = (int64_t)(k + 1) * 960;
+	build_paged(&v, 1234, n, gp, true);
+	long long got, want;
+	float *pcm = decode_all(b, &got), *ref = decode_all(&v, &want);
+	assert_int_equal(want, (long long)n * 960 - 312);
+	assert_int_equal(got, want);
+	for (long long i = 0; i < want; i++)
+		if (pcm[i] != ref[i])
+			fail_msg("sample %lld of %lld differs: %g, not %g", i, want, pcm[i],
+			         ref[i]);
+	free(pcm);
+	free(ref);
+}
+
+/*
+ * Android's MediaRecorder (OutputFormat.OGG, AudioEncoder.OPUS) gives each page its packet's
+ * start time and never sets EOS: the first audio page says 0 for 960 samples, refused
+ * audio_malformed by RFC 7845's letter, a parent's story lost to the phone's muxer. It is
+ * decoded whole now, with timestamp noise and across a pause.
+ */
+static void android_recorder_decodes_whole(void **st)
+{
+	(void)st;
+	static oggbuf b, c;
+	static int64_t gp[200];
+	android_granules(gp, 150, 0, 150, 0, true);
+	assert_int_equal(gp[0], 0);
+	build_paged(&b, 99, 150, gp, false);
+	decodes_as_valid(&b, 150);
+	android_granules(gp, 150, 500, 150, 0, true); /* timestamp noise */
+	build_paged(&b, 99, 150, gp, false);
+	decodes_as_valid(&b, 150);
+	android_granules(gp, 150, 500, 60, 3500000, true); /* paused 3.5 s after 1.2 s */
+	build_paged(&b, 99, 150, gp, false);
+	decodes_as_valid(&b, 150);
+	/* A writer that lags as Android's does but sets EOS: its last page trims nothing more. */
+	android_granules(gp, 150, 0, 150, 0, true);
+	build_paged(&b, 99, 150, gp, true);
+	decodes_as_valid(&b, 150);
+	/* That last page still trims the end by what it says beyond the lag. */
+	gp[149] -= 500;
+	build_paged(&b, 99, 150, gp, true);
+	assert_int_equal(count(&b), 150 * 960 - 312 - 500);
+
+	/* A single page with EOS: its granule position is the length, the end trimmed (RFC). */
+	gp[0] = 700;
+	build_paged(&b, 99, 1, gp, true);
+	assert_int_equal(count(&b), 700 - 312);
+	/* Each link of a chain its own granule positions: a valid link, then Android's. */
+	build(&b, "opus", 312, 50, 0, 100, true);
+	android_granules(gp, 30, 500, 10, 2000000, true);
+	build_paged(&c, 99, 30, gp, false);
+	chain(&b, &c);
+	assert_int_equal(count(&b), (50 * 960 - 312 - 100) + (30 * 960 - 312));
+	/* A lagging link with EOS, then a valid one starting mid-way. */
+	android_granules(gp, 30, 500, 30, 0, true);
+	build_paged(&b, 99, 30, gp, true);
+	build(&c, "opus", 120, 30, 5000, 7, true);
+	chain(&b, &c);
+	assert_int_equal(count(&b), (30 * 960 - 312) + (30 * 960 - 120 - 7));
+}
+
+/*
+ * A page whose granule position is below the samples decoded through it, not the last: a
+ * writer's timestamp noise, without Android's lag. It bounded the decoder until a later page
+ * raised the bound again, up to 24 samples of that page's packet dropped mid-way each time.
+ */
+static void low_granule_mid_way_drops_nothing(void **st)
+{
+	(void)st;
+	static oggbuf b;
+	static int64_t gp[200];
+	android_granules(gp, 150, 500, 150, 0, false);
+	build_paged(&b, 99, 150, gp, false);
+	decodes_as_valid(&b, 150);
+	build_paged(&b, 99, 150, gp, true); /* with EOS: the last page says a little less */
+	long long n = count(&b);
+	assert_true(n <= 150 * 960 - 312 && n >= 150 * 960 - 312 - 50); /* two stamps' noise */
+}
+
 static void transcoder_output_round_trips(void **st)
 {
 	(void)st;
@@ -399,6 +593,8 @@ int main(void)
 	    cmocka_unit_test(chained_links_in_turn),
 	    cmocka_unit_test(chain_streams_bounded),
 	    cmocka_unit_test(large_tags_skipped),
+	    cmocka_unit_test(android_recorder_decodes_whole),
+	    cmocka_unit_test(low_granule_mid_way_drops_nothing),
 	    cmocka_unit_test(transcoder_output_round_trips),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
