@@ -5,7 +5,8 @@
  * after it (RFC 7845 3: a chained file is its links one after the other, as `cat a.opus
  * b.opus` makes, or a recorder that pauses by starting a new stream). Each link has its own
  * headers, pre-skip and granule positions, and must have the first link's channels: the clip's
- * layout is fixed when it opens. Pages of other multiplexed streams are ignored. Sample
+ * layout is fixed when it opens. A link ends at its EOS page, or where the next begins (its
+ * OpusHead page) when it lacks one. Pages of other multiplexed streams are ignored. Sample
  * accuracy comes from each link's granule positions: pre-skip is dropped at its start, and the
  * last page's granule position trims the end. Beyond RFC 7845, writers whose granule positions
  * lag are read too (load_page): Android's MediaRecorder (OggWriter, one packet a page) gives
@@ -104,13 +105,29 @@ static int next_page(ogg_state *s, ogg_page *page, bool *got)
 	}
 }
 
-/* The next page of our stream; pages of other multiplexed streams are skipped. */
-static int next_stream_page(ogg_state *s, ogg_page *page, bool *got)
+/* Whether a page begins an Opus stream: a BOS page whose packet is an OpusHead. */
+static bool opus_head_page(const ogg_page *page)
+{
+	return ogg_page_bos(page) && page->body_len >= 8 && memcmp(page->body, "OpusHead", 8) == 0;
+}
+
+/*
+ * The next page of our stream; pages of other multiplexed streams are skipped. With `link`
+ * (the link's audio, after its headers) an OpusHead BOS page of any serial number is handed
+ * back instead, *link set: the BOS pages of a link come before all its other pages (RFC
+ * 3533), so it begins the next link, and ours ended without EOS (Android's OggWriter never
+ * sets it), where its pages were skipped as another stream's, or taken in as ours.
+ */
+static int next_stream_page(ogg_state *s, ogg_page *page, bool *got, bool *link)
 {
 	for (;;) {
 		int rc = next_page(s, page, got);
 		if (rc < 0 || !*got)
 			return rc;
+		if (link && opus_head_page(page)) {
+			*link = true;
+			return 0;
+		}
 		if (ogg_page_serialno(page) != s->serial)
 			continue; /* another multiplexed stream, or a chained link after ours */
 		if (ogg_stream_pagein(&s->stream, page) != 0)
@@ -137,7 +154,7 @@ static int skip_tags(ogg_state *s)
 	for (;;) {
 		ogg_page page;
 		bool got;
-		int rc = next_stream_page(s, &page, &got);
+		int rc = next_stream_page(s, &page, &got, NULL);
 		if (rc < 0)
 			return rc;
 		if (!got)
@@ -166,18 +183,12 @@ static int tags_packet(ogg_state *s)
 			return CODEC_EMALFORMED; /* a hole in the header pages */
 		if (s->stream.body_fill > OGG_MAX_HEADER_BYTES)
 			return skip_tags(s);
-		int rc = next_stream_page(s, &page, &got);
+		int rc = next_stream_page(s, &page, &got, NULL);
 		if (rc < 0)
 			return rc;
 		if (!got)
 			return CODEC_ETRUNCATED;
 	}
-}
-
-/* Whether a page begins an Opus stream: a BOS page whose packet is an OpusHead. */
-static bool opus_head_page(const ogg_page *page)
-{
-	return ogg_page_bos(page) && page->body_len >= 8 && memcmp(page->body, "OpusHead", 8) == 0;
 }
 
 /*
@@ -303,13 +314,16 @@ static int load_page(ogg_state *s)
 	ogg_page page;
 	bool got;
 	int rc;
+	bool link = false;
 	s->npkts = s->next_pkt = 0;
-	if ((rc = next_stream_page(s, &page, &got)) < 0)
+	if ((rc = next_stream_page(s, &page, &got, &link)) < 0)
 		return rc;
 	if (!got) {
 		s->eos = s->file_end = true;
 		return 0;
 	}
+	if (link)
+		return begin_link(s, &page); /* this link ended without EOS */
 	int64_t gp = ogg_page_granulepos(&page);
 	bool last = ogg_page_eos(&page);
 	uint64_t frames = 0;

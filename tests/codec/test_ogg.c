@@ -562,6 +562,33 @@ static void low_granule_mid_way_drops_nothing(void **st)
 	assert_true(n <= 150 * 960 - 312 && n >= 150 * 960 - 312 - 50); /* two stamps' noise */
 }
 
+/*
+ * A link without EOS (Android's never has one) followed by another, as `cat` of two phone
+ * recordings makes: the second link's pages were skipped as another stream's, half the story
+ * gone without a word, or, with the same serial number, taken in as the first link's pages and
+ * refused audio_corrupt. The next link's OpusHead page ends the first now.
+ */
+static void link_without_eos_ends_at_next(void **st)
+{
+	(void)st;
+	static oggbuf b, c;
+	static int64_t gp[200];
+	android_granules(gp, 40, 500, 40, 0, true);
+	build_paged(&b, 99, 40, gp, false);
+	build(&c, "opus", 120, 30, 5000, 7, true);
+	chain(&b, &c);
+	assert_int_equal(count(&b), (40 * 960 - 312) + (30 * 960 - 120 - 7));
+	build_paged(&c, 99, 40, gp, false); /* the same phone, the same serial number */
+	chain(&b, &c);
+	assert_int_equal(count(&b), (40 * 960 - 312) + (30 * 960 - 120 - 7) + (40 * 960 - 312));
+	build_paged(&b, 99, 40, gp, false);
+	head_channels = 2;
+	build(&c, "opus", 312, 10, 0, 0, true);
+	head_channels = 1;
+	chain(&b, &c);
+	assert_int_equal(count(&b), CODEC_EUNSUPPORTED); /* as after a link with EOS */
+}
+
 static void transcoder_output_round_trips(void **st)
 {
 	(void)st;
@@ -595,6 +622,7 @@ int main(void)
 	    cmocka_unit_test(large_tags_skipped),
 	    cmocka_unit_test(android_recorder_decodes_whole),
 	    cmocka_unit_test(low_granule_mid_way_drops_nothing),
+	    cmocka_unit_test(link_without_eos_ends_at_next),
 	    cmocka_unit_test(transcoder_output_round_trips),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
