@@ -21,6 +21,9 @@
 
 #define TOUCH_MS 5000
 #define LOCK_DOUBLINGS 6 /* the longest lock: 64 times lock_ms (16 hours at 15 minutes) */
+/* A last use further ahead of now than threads lag each other: recorded by a clock set back
+ * since (a minute, as the upload ledger takes it). */
+#define CLOCK_SET_BACK_MS 60000
 
 #define LINK_COLUMNS                                                                               \
 	"l.id, l.kiosk_id, l.member_id, m.family_id, k.name, sc.name, m.name, m.avatar, "          \
@@ -497,6 +500,15 @@ int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN],
 		return rc;
 	if (now_ms - r.last_used_ms >= idle_ms)
 		return STORE_ENOTFOUND; /* idle too long: over */
+	/* The clock was set back (a wrong time put right) since the last use: unused since when,
+	 * no one can tell, so the session ends, its row deleted, or it would open again as the
+	 * clock came within a minute of that use. It went idle only once the clock had caught up
+	 * with it (an hour ahead: the tablet kept the child's family an hour and kiosk-idle-s on,
+	 * long-polls or not, for the next child at it). */
+	if (r.last_used_ms - now_ms > CLOCK_SET_BACK_MS) {
+		rc = store_kiosk_session_end(s, token_hash);
+		return rc == 0 ? STORE_ENOTFOUND : rc;
+	}
 	/* Written at most every TOUCH_MS, and at least every twentieth of the idle time, so a
 	 * session never ends more than 5% early. */
 	int64_t every = idle_ms / 20 < TOUCH_MS ? idle_ms / 20 : TOUCH_MS;

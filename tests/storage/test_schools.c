@@ -738,6 +738,56 @@ static void kiosk_links_of_family_all(void **state)
 	assert_null(all);
 }
 
+/* The clock set back (a wrong time put right) while a child's session is open: its last use,
+ * recorded by the wrong clock, was ahead of now, and the session went idle only once the clock
+ * had caught up with it, kiosk-idle-s after that (an hour ahead: the tablet kept the child's
+ * family an hour and 3 minutes, long-polls or not, for the next child at it). A last use more
+ * than a minute ahead: the session is over; threads lagging each other by moments are not
+ * that. */
+static void kiosk_session_after_the_clock_set_back(void **state)
+{
+	fixture *f = *state;
+	uint8_t code[STORE_HASH_LEN], kh[STORE_HASH_LEN], sess[STORE_HASH_LEN];
+	store_member kid, m;
+	store_kiosk_link link;
+	store_device kdev, d;
+	int64_t idle_at = 0;
+	hash_of("kcode", 0, code);
+	hash_of("kiosk-token", 0, kh);
+	hash_of("session", 0, sess);
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 1, &kid), 0);
+	assert_int_equal(store_device_add(f->s, kh, NULL, f->kiosk.id.s, "大厅平板", 1, &kdev), 0);
+	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 9000), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", NULL, 2000, &link),
+	                 0);
+
+	/* Logged in at 10,000 s by a clock an hour ahead; put right, it says 6,400 s: neither the
+	 * app's long-poll (not a use) nor a use finds the session, then or later. */
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-1", 10000000), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 6400000, 180000, false, &d, &m, NULL),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 6400000, 180000, true, &d, &m, NULL),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 9990000, 180000, true, &d, &m, NULL),
+	                 STORE_ENOTFOUND); /* ended: not open again as the clock comes near */
+
+	/* Threads lag each other by moments (a use recorded by one, now read a little earlier by
+	 * another): a last use seconds ahead is the last use, and idle from there. */
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-1", 7000000), 0);
+	assert_int_equal(
+	    store_kiosk_session_auth(f->s, sess, 6999000, 180000, false, &d, &m, &idle_at), 0);
+	assert_int_equal(idle_at, 7180000);
+	assert_int_equal(
+	    store_kiosk_session_auth(f->s, sess, 6940000, 180000, true, &d, &m, &idle_at), 0);
+	assert_int_equal(idle_at, 7180000);
+	assert_string_equal(m.id.s, kid.id.s);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess, 7180000, 180000, false, &d, &m, NULL),
+	                 STORE_ENOTFOUND);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -754,6 +804,7 @@ int main(void)
 	    T(kiosk_sessions_follow_the_pin),
 	    T(kiosk_code_check),
 	    T(kiosk_links_of_family_all),
+	    T(kiosk_session_after_the_clock_set_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
