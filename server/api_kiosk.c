@@ -88,10 +88,18 @@ static void bad_pin(srv_exchange *x)
 	srv_respond_error(x, 400, "invalid_pin", "pin: 4 pictures, each a number 0-11");
 }
 
-static json_t *link_json(const store_kiosk_link *l, int64_t now_ms)
+/* A child's lock as the screen shows it: null, or when it ends (seconds), as a login would find
+ * it (one set by a clock set back since is over: store_kiosk_lock_end). */
+static json_t *locked_until(const srv_server *s, const store_kiosk_link *l, int64_t now_ms)
 {
-	json_t *locked = l->locked_until_ms > now_ms ? json_integer(l->locked_until_ms / 1000)
-						     : json_null();
+	int64_t end =
+	    store_kiosk_lock_end(l, now_ms, s->cfg.pin_failures, (int64_t)s->cfg.pin_lock_s * 1000);
+	return end > now_ms ? json_integer(end / 1000) : json_null();
+}
+
+static json_t *link_json(const srv_server *s, const store_kiosk_link *l, int64_t now_ms)
+{
+	json_t *locked = locked_until(s, l, now_ms);
 	json_t *by = l->pin_set_by.s[0] ? json_string(l->pin_set_by.s) : json_null();
 	return json_pack("{s:s, s:{s:s, s:s}, s:s, s:s, s:s, s:b, s:o, s:o, s:I}", "id", l->id.s,
 	                 "kiosk", "id", l->kiosk_id.s, "name", l->kiosk_name, "school",
@@ -174,12 +182,10 @@ static void children_done(srv_exchange *x, api_job *j)
 	for (size_t i = 0; arr && i < j->nlinks; i++) {
 		const store_kiosk_link *l = &j->links[i];
 		/* Only what the screen needs: no family, no member id before the PIN. */
-		json_array_append_new(
-		    arr, json_pack(
-		             "{s:s, s:s, s:s, s:b, s:o}", "id", l->id.s, "name", l->member_name,
-		             "avatar", l->avatar, "pin_set", l->pin_hash[0] != '\0', "locked_until",
-		             l->locked_until_ms > now ? json_integer(l->locked_until_ms / 1000)
-		                                      : json_null()));
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:b, s:o}", "id", l->id.s,
+		                                     "name", l->member_name, "avatar", l->avatar,
+		                                     "pin_set", l->pin_hash[0] != '\0',
+		                                     "locked_until", locked_until(x->srv, l, now)));
 	}
 	api_respond_json(x, 200, arr ? json_pack("{s:{s:s, s:s}, s:o, s:i, s:i}", "kiosk", "id",
 						 j->device.kiosk_id.s, "name", j->family_name,
@@ -436,7 +442,7 @@ static void link_done(srv_exchange *x, api_job *j)
 	/* The sessions it ended hear 401 now, on a long-poll too, not when their wait is over */
 	api_mailbox_changed(x->srv, j->param[0]);
 	api_respond_json(x, j->code[0] ? 201 : 200,
-			 json_pack("{s:o}", "link", link_json(j->links, api_now_ms())));
+	                 json_pack("{s:o}", "link", link_json(x->srv, j->links, api_now_ms())));
 }
 
 void srv_api_kiosk_link_create(srv_exchange *x)
@@ -494,7 +500,7 @@ static void links_done(srv_exchange *x, api_job *j)
 	int64_t now = api_now_ms();
 	json_t *arr = json_array();
 	for (size_t i = 0; arr && i < j->nlinks; i++)
-		json_array_append_new(arr, link_json(&j->links[i], now));
+		json_array_append_new(arr, link_json(x->srv, &j->links[i], now));
 	api_respond_json(x, 200, arr ? json_pack("{s:o}", "links", arr) : NULL);
 }
 

@@ -382,6 +382,14 @@ int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 	    "THEN ?2 + (?3 << min((failures + 1) / ?1 - 1, ?5)) ELSE locked_until_ms END, "
 	    "failures = failures + 1 "
 	    "WHERE id = ?4 AND locked_until_ms <= ?2";
+	/* A lock ending further from now than its length (its count's) was set by a clock set back
+	 * since (a wrong time put right): it lasted until the clock had caught up with it (an hour
+	 * ahead: a 15-minute lock kept the child out an hour and 15 minutes). It is over, as
+	 * store_kiosk_lock_end tells the screen: one started again from now would move on with
+	 * each attempt the screen's time allowed. The count stays, so the next lock is longer. */
+	static const char set_back_sql[] =
+	    "UPDATE kiosk_links SET locked_until_ms = 0 WHERE id = ?4 AND "
+	    "locked_until_ms > ?2 + (?3 << min(max(failures / ?1 - 1, 0), ?5))";
 	*allowed = 0;
 	if (max_failures == 0 || lock_ms < 0)
 		return STORE_EINVAL;
@@ -389,19 +397,33 @@ int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 		return STORE_ENOTFOUND;
 	int rc = 0;
 	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
+	const char *const steps[] = {set_back_sql, sql};
+	for (size_t i = 0; rc == 0 && i < 2; i++) {
+		sqlite3_stmt *st = conn_stmt(c, steps[i], &rc);
+		if (!st)
+			break;
 		sqlite3_bind_int64(st, 1, max_failures);
 		sqlite3_bind_int64(st, 2, now_ms);
 		sqlite3_bind_int64(st, 3, lock_ms);
 		sqlite3_bind_text(st, 4, link_id, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 5, LOCK_DOUBLINGS);
-		if ((rc = step_write(st)) == 0)
+		if ((rc = step_write(st)) == 0 && i == 1)
 			*allowed = sqlite3_changes(c->db) > 0;
 	}
 	db_write_end(s->directory);
 	/* Not counted: locked, or no such link (the read tells them apart). */
 	return rc < 0 ? rc : store_kiosk_link_get(s, link_id, out);
+}
+
+int64_t store_kiosk_lock_end(const store_kiosk_link *l, int64_t now_ms, unsigned max_failures,
+                             int64_t lock_ms)
+{
+	if (max_failures == 0 || lock_ms < 0 || l->locked_until_ms <= now_ms)
+		return l->locked_until_ms;
+	/* The length store_kiosk_pin_attempt's set_back_sql computes */
+	unsigned n = l->failures / max_failures;
+	unsigned doublings = n < 1 ? 0 : n - 1 < LOCK_DOUBLINGS ? n - 1 : LOCK_DOUBLINGS;
+	return l->locked_until_ms > now_ms + (lock_ms << doublings) ? 0 : l->locked_until_ms;
 }
 
 int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN],

@@ -378,11 +378,16 @@ int store_kiosk_link_delete(store *s, const char *link_id);
  * (*allowed = 0: do not check the PIN). Every max_failures-th attempt since the last right
  * PIN (or new PIN) locks the link: the n-th lock until now + lock_ms * 2^(n-1), at most 64
  * times lock_ms. It is still checked, so concurrent logins can never check more than
- * max_failures PINs per lock. *out: the link afterwards.
+ * max_failures PINs per lock. A lock ending further from now_ms than its length (set by a
+ * clock set back since) is over. *out: the link afterwards.
  */
 int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 			    unsigned max_failures, int64_t lock_ms, store_kiosk_link *out,
 			    int *allowed);
+/* When l's lock ends as store_kiosk_pin_attempt at now_ms would find it (for the screen); a
+ * value not after now_ms (0 for a lock set by a clock set back since): not locked. */
+int64_t store_kiosk_lock_end(const store_kiosk_link *l, int64_t now_ms, unsigned max_failures,
+                             int64_t lock_ms);
 /*
  * A right PIN: the child's session on this kiosk device (its token's hash) starts; the
  * device's earlier session ends (one child at a time) and the link's count and lock are

@@ -11,7 +11,7 @@ the kiosk's own token never sees a family. Every step as docs/api.md promises. A
 pairing locks that phones and kiosks share hold for codes sent all at once; pairing a child
 again ends its session; a family lists all its links; a wrong kiosk code costs no PIN hash;
 a member removed from the family takes the PINs it chose with it; a story whose session ends
-while it arrives, or waits its turn, is stored.
+while it arrives, or waits its turn, is stored; a lock set by a clock since set back is over.
 """
 import base64
 import json
@@ -703,6 +703,43 @@ def kiosk_wide_pin_lock(binary, jiayinctl):
         srv.stop()
 
 
+def lock_after_the_clock_set_back(binary, jiayinctl):
+    """A child's lock set by a clock since set back (a wrong time put right: here an hour ahead,
+    written as such) is over, not kept until the clock catches up with it: the kiosk's screen
+    said an hour (a kiosk that greys a locked child's picture out never let them try), and the
+    login was 429 pin_locked with Retry-After: 3600."""
+    srv = Server(binary, "--pin-failures", "3", "--pin-lock-s", "2")
+    try:
+        school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
+        ktok = find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板"), "token")
+        mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
+                                                     "member_name": "妈妈"}).json()
+        fam = mom["family"]["id"]
+        kid = call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
+                   {"member_name": "小明", "role": "child"}).json()["member"]
+        code = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).json()["code"]
+        link = call(srv, "POST", f"/v1/families/{fam}/kiosk-links", mom["token"],
+                    {"code": code, "member_id": kid["id"], "pin": [1, 2, 3, 4]}).json()["link"]
+        db = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10)
+        with db:
+            db.execute("UPDATE kiosk_links SET failures = 3, locked_until_ms = ? WHERE id = ?",
+                       (int((time.time() + 3600) * 1000), link["id"]))
+        db.close()
+        shown = call(srv, "GET", "/v1/kiosk/children", ktok).json()["children"][0]
+        listed = call(srv, "GET", f"/v1/families/{fam}/kiosk-links",
+                      mom["token"]).json()["links"][0]
+        ok(shown["locked_until"] is None and listed["locked_until"] is None,
+           "a lock an hour ahead of the clock (2 s long) is over: not on the kiosk's screen, "
+           "nor in the family's links", f"{shown['locked_until']} {listed['locked_until']} "
+           f"now {int(time.time())}")
+        opened = call(srv, "POST", "/v1/kiosk/sessions", ktok,
+                      {"child": link["id"], "pin": [1, 2, 3, 4]})
+        ok(opened.status == 201, "the child's right pictures open at once",
+           f"{opened.status} {opened.header('Retry-After')}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary, jiayinctl = sys.argv[1], sys.argv[2]
     with open(SAMPLE, "rb") as f:
@@ -997,6 +1034,7 @@ def main():
     pins_leave_with_their_chooser(binary, jiayinctl)
     kiosk_wide_pin_lock(binary, jiayinctl)
     pin_sets_bounded(binary, jiayinctl)
+    lock_after_the_clock_set_back(binary, jiayinctl)
     return finish()
 
 

@@ -788,6 +788,51 @@ static void kiosk_session_after_the_clock_set_back(void **state)
 	                 STORE_ENOTFOUND);
 }
 
+/* The clock set back (a wrong time put right) while a child's login is locked: the lock, set
+ * by the wrong clock, lasted until the clock had caught up with it (an hour ahead: a 1-minute
+ * lock kept the child out an hour and a minute, whatever a grown-up told them). A lock ending
+ * further on than its length is over (the screen says so too); one within it is kept; the
+ * count goes on. */
+static void kiosk_lock_after_the_clock_set_back(void **state)
+{
+	fixture *f = *state;
+	uint8_t code[STORE_HASH_LEN];
+	store_member kid;
+	store_kiosk_link link, got;
+	int allowed = -1;
+	hash_of("kcode", 0, code);
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 1, &kid), 0);
+	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 9000), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", NULL, 2000, &link),
+	                 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(
+		    store_kiosk_pin_attempt(f->s, link.id.s, 10000000, 3, 60000, &got, &allowed),
+		    0);
+	assert_int_equal(got.locked_until_ms, 10060000);
+	assert_int_equal(store_kiosk_lock_end(&got, 10000000, 3, 60000), 10060000);
+
+	/* Put right, the clock says 6,400 s: the lock is over, and the attempt counted. */
+	assert_true(store_kiosk_lock_end(&got, 6400000, 3, 60000) <= 6400000);
+	assert_int_equal(
+	    store_kiosk_pin_attempt(f->s, link.id.s, 6400000, 3, 60000, &got, &allowed), 0);
+	assert_int_equal(allowed, 1);
+	assert_int_equal(got.failures, 4);
+	assert_true(got.locked_until_ms <= 6400000);
+
+	/* The next lock is twice as long, and kept whole while the clock is right. */
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(
+		    store_kiosk_pin_attempt(f->s, link.id.s, 6400000, 3, 60000, &got, &allowed), 0);
+	assert_int_equal(got.locked_until_ms, 6520000);
+	assert_int_equal(store_kiosk_lock_end(&got, 6400001, 3, 60000), 6520000);
+	assert_int_equal(
+	    store_kiosk_pin_attempt(f->s, link.id.s, 6400001, 3, 60000, &got, &allowed), 0);
+	assert_int_equal(allowed, 0);
+	assert_int_equal(got.locked_until_ms, 6520000);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -805,6 +850,7 @@ int main(void)
 	    T(kiosk_code_check),
 	    T(kiosk_links_of_family_all),
 	    T(kiosk_session_after_the_clock_set_back),
+	    T(kiosk_lock_after_the_clock_set_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
