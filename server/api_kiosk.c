@@ -283,11 +283,24 @@ static void kiosk_pin_key(const uint8_t hash[STORE_HASH_LEN], char key[40])
 	sodium_bin2hex(key + 4, 40 - 4, hash, 16);
 }
 
-static void kiosk_pins_locked(srv_exchange *x)
+/* 429 with Retry-After: when the hour that counted key's actions in r is over. */
+static void respond_spent(srv_exchange *x, srv_ratelimit *r, const char *key, const char *code,
+                          const char *message)
 {
-	srv_respond_error_with(x, 429, "pin_locked",
-	                       "too many wrong pictures on this kiosk: ask a grown-up, or wait",
-	                       "Retry-After: 900\r\n");
+	uint64_t wait = srv_rate_wait_ms(r, key, uv_now(x->srv->loop));
+	char retry[48];
+	snprintf(retry, sizeof retry, "Retry-After: %llu\r\n",
+	         wait > 1000 ? (unsigned long long)(wait + 999) / 1000 : 1ull);
+	srv_respond_error_with(x, 429, code, message, retry);
+}
+
+/* The kiosk's lock says when its hour is over (it said 900 whatever was left of the hour: a
+ * child told to come back in 15 minutes met the lock again, up to 45 minutes more, and one
+ * near its end waited for nothing). */
+static void kiosk_pins_locked(srv_exchange *x, const char *key)
+{
+	respond_spent(x, &x->srv->pin_fail_kiosk, key, "pin_locked",
+	              "too many wrong pictures on this kiosk: ask a grown-up, or wait");
 }
 
 static void login_done(srv_exchange *x, api_job *j)
@@ -355,7 +368,7 @@ void srv_api_kiosk_login(srv_exchange *x)
 		bad_pin(x);
 	} else if (j && !api_attempt_take(x->srv, j, &x->srv->pin_fail_kiosk, key, NULL, NULL)) {
 		api_job_free(j);
-		kiosk_pins_locked(x);
+		kiosk_pins_locked(x, key);
 	} else if (j) {
 		api_run(x, j);
 	}
@@ -572,12 +585,8 @@ void srv_api_kiosk_link_pin(srv_exchange *x)
 	         family->ptr ? family->ptr : "");
 	if (j && !api_attempt_take(x->srv, j, &x->srv->pin_sets, key, NULL, NULL)) {
 		api_job_free(j);
-		uint64_t wait = srv_rate_wait_ms(&x->srv->pin_sets, key, uv_now(x->srv->loop));
-		char retry[48];
-		snprintf(retry, sizeof retry, "Retry-After: %llu\r\n",
-		         wait > 1000 ? (unsigned long long)(wait + 999) / 1000 : 1ull);
-		srv_respond_error_with(x, 429, "rate_limited",
-		                       "too many new PINs in this family; try later", retry);
+		respond_spent(x, &x->srv->pin_sets, key, "rate_limited",
+		              "too many new PINs in this family; try later");
 	} else if (j) {
 		api_run(x, j);
 	}

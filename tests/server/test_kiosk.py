@@ -668,6 +668,13 @@ def kiosk_wide_pin_lock(binary, jiayinctl):
            "8 wrong PINs over 4 children lock the kiosk's logins, a 5th child's right "
            "pictures included (429 pin_locked with Retry-After)",
            f"{wrong} {right.status} {right.body[:120]!r}")
+        # Retry-After is when the hour that counted them is over (it said 900 whatever was
+        # left of it: a child told to come back in 15 minutes met the lock again, up to 45
+        # minutes more; one near its end waited 15 minutes for nothing)
+        wait = right.header("Retry-After") or ""
+        ok(wait.isdigit() and 3600 - 60 <= int(wait) <= 3600,
+           "the kiosk's lock says to retry when its hour is over (about 3600 s here, just "
+           "counted)", wait)
         other = login(ktok2, there["id"], [4, 4, 4, 4])
         ok(other.status == 201, "another kiosk's logins are not locked", f"{other.status}")
     finally:
