@@ -501,10 +501,33 @@ done:
 	return rc;
 }
 
+/* The family's members' ids as a JSON array, into *json (the caller frees it). */
+static int members_json(store *s, const char *family_id, char **json)
+{
+	store_member *list = calloc(STORE_MEMBERS_MAX, sizeof *list);
+	char *out = malloc(STORE_MEMBERS_MAX * (STORE_ID_LEN + 3) + 3);
+	size_t n = 0;
+	int rc = list && out ? store_members_list(s, family_id, list, STORE_MEMBERS_MAX, &n)
+	                     : STORE_ENOMEM;
+	if (rc == 0) {
+		char *p = out;
+		*p++ = '[';
+		for (size_t i = 0; i < n; i++)
+			p += sprintf(p, "%s\"%s\"", i ? "," : "", list[i].id.s);
+		memcpy(p, "]", 2);
+		*json = out;
+		out = NULL;
+	}
+	free(list);
+	free(out);
+	return rc;
+}
+
 typedef struct listened_arg {
+	store *s;
+	const char *family_id;
 	const char *member;
 	int64_t now;
-	const char *members; /* the family's members as a JSON array of ids; NULL: not read yet */
 } listened_arg;
 
 /*
@@ -514,6 +537,11 @@ typedef struct listened_arg {
  * on its phone (the review). When a receipt makes them more, those of members who have left
  * give up their places: deleted, for this message, in the receipt's transaction. Receipts of
  * former members stay while there is room (who heard it then is still true).
+ * The members are read from the directory here, under the mailbox's write lock: every receipt
+ * in the mailbox now was committed by a member who had joined before it, so the list read
+ * after the lock was taken names them all. Read before the lock (the review), a member who
+ * joined and listened in between was taken for a former one and lost its receipt. Members
+ * who leave meanwhile only keep theirs. The directory's readers wait on no mailbox lock.
  */
 static int do_listened(conn *c, sqlite3_int64 rowid, const store_message *before,
 		       const void *arg, int64_t *bytes_delta)
@@ -547,38 +575,17 @@ static int do_listened(conn *c, sqlite3_int64 rowid, const store_message *before
 	sqlite3_reset(st);
 	if (rc < 0 || receipts <= STORE_MAX_LISTENERS)
 		return rc < 0 ? rc : changes == 0 ? 1 : 0; /* already recorded: no change */
-	if (!a->members)
-		return STORE_ELIMIT; /* store_message_listened reads the members and comes back */
-	if (!(st = conn_stmt(c, sql_departed, &rc)))
+	char *members = NULL;
+	if ((rc = members_json(a->s, a->family_id, &members)) < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, rowid);
-	sqlite3_bind_text(st, 2, a->members, -1, SQLITE_STATIC);
-	if ((rc = step_done(st)) < 0)
-		return rc;
-	changes += sqlite3_changes(c->db);
-	return changes == 0 ? 1 : 0;
-}
-
-/* The family's members' ids as a JSON array, into *json (the caller frees it). */
-static int members_json(store *s, const char *family_id, char **json)
-{
-	store_member *list = calloc(STORE_MEMBERS_MAX, sizeof *list);
-	char *out = malloc(STORE_MEMBERS_MAX * (STORE_ID_LEN + 3) + 3);
-	size_t n = 0;
-	int rc = list && out ? store_members_list(s, family_id, list, STORE_MEMBERS_MAX, &n)
-	                     : STORE_ENOMEM;
-	if (rc == 0) {
-		char *p = out;
-		*p++ = '[';
-		for (size_t i = 0; i < n; i++)
-			p += sprintf(p, "%s\"%s\"", i ? "," : "", list[i].id.s);
-		memcpy(p, "]", 2);
-		*json = out;
-		out = NULL;
+	if ((st = conn_stmt(c, sql_departed, &rc))) {
+		sqlite3_bind_int64(st, 1, rowid);
+		sqlite3_bind_text(st, 2, members, -1, SQLITE_TRANSIENT);
+		rc = step_done(st);
+		changes += sqlite3_changes(c->db);
 	}
-	free(list);
-	free(out);
-	return rc;
+	free(members);
+	return rc < 0 ? rc : changes == 0 ? 1 : 0;
 }
 
 int store_message_listened(store *s, const char *family_id, const char *message_id,
@@ -586,19 +593,8 @@ int store_message_listened(store *s, const char *family_id, const char *message_
 {
 	if (store_id_check(member_id) < 0)
 		return STORE_EINVAL;
-	listened_arg arg = {member_id, now_ms, NULL};
-	int rc = change_message(s, family_id, message_id, do_listened, &arg, seq);
-	if (rc != STORE_ELIMIT)
-		return rc;
-	/* More receipts than places: again, knowing who the members are (read from the
-	 * directory here, not under the mailbox's write lock). */
-	char *members = NULL;
-	if ((rc = members_json(s, family_id, &members)) < 0)
-		return rc;
-	arg.members = members;
-	rc = change_message(s, family_id, message_id, do_listened, &arg, seq);
-	free(members);
-	return rc;
+	listened_arg arg = {s, family_id, member_id, now_ms};
+	return change_message(s, family_id, message_id, do_listened, &arg, seq);
 }
 
 static int do_set_state(conn *c, sqlite3_int64 rowid, const store_message *before,

@@ -544,6 +544,133 @@ static void receipts_of_former_members_give_up_their_places(void **state)
 	assert_string_equal(got.listened_by[0].s, m[1].id.s);
 }
 
+/*
+ * The interleaving of the review, injected: once the listening store has read the family's
+ * members (the statement's end, seen through an SQLite trace on every connection it opens),
+ * another handle on the same directory makes a receipt give up the former members' places, a
+ * member leaves, one joins and listens, before the listener's receipt is written. The members
+ * read before the mailbox's write lock named neither, and the receipt of the one who had just
+ * joined was deleted as a former member's.
+ */
+static struct race {
+	bool armed, fired;
+	store *other;
+	const char *family_id, *message_id, *leaving, *z_id;
+	store_member joined;
+	int rc_z, rc_joined;
+} race;
+
+static void race_in_between(void)
+{
+	store_member gone;
+	uint64_t seq;
+	race.rc_z = store_message_listened(race.other, race.family_id, race.message_id, race.z_id,
+	                                   5000, &seq);
+	assert_int_equal(store_member_remove(race.other, race.family_id, race.leaving, 5001, &gone),
+	                 0);
+	assert_int_equal(store_member_add(race.other, race.family_id, "刚来的", STORE_ROLE_CHILD,
+	                                  NULL, 5002, &race.joined),
+	                 0);
+	race.rc_joined = store_message_listened(race.other, race.family_id, race.message_id,
+	                                        race.joined.id.s, 5003, &seq);
+}
+
+static int race_trace(unsigned type, void *ctx, void *p, void *x)
+{
+	(void)type, (void)ctx, (void)x;
+	const char *sql = sqlite3_sql(p);
+	if (race.armed && sql && strstr(sql, "FROM members WHERE family_id = ? AND removed_ms")) {
+		race.armed = false;
+		race.fired = true;
+		race_in_between();
+	}
+	return 0;
+}
+
+static int race_trace_on(sqlite3 *db, char **err, const void *api)
+{
+	(void)err, (void)api;
+	return sqlite3_trace_v2(db, SQLITE_TRACE_PROFILE, race_trace, NULL);
+}
+
+static void a_receipt_of_a_member_who_joins_meanwhile_stays(void **state)
+{
+	fixture *f = *state;
+	static store_member m[STORE_MEMBERS_MAX];
+	store_member gone, x, z;
+	store_message msg, got;
+	uint8_t audio[100] = {1}, wave[STORE_WAVEFORM_POINTS] = {0};
+	store_new_message nm = {.sender = f->parent.id.s,
+	                        .duration_ms = 1000,
+	                        .waveform = wave,
+	                        .audio = audio,
+	                        .audio_len = sizeof audio};
+	int existed;
+	uint64_t seq;
+	char name[16];
+	m[0] = f->parent;
+	for (int i = 1; i < STORE_MEMBERS_MAX; i++) {
+		snprintf(name, sizeof name, "孩子%d", i);
+		assert_int_equal(store_member_add(f->s, f->fam.id.s, name, STORE_ROLE_CHILD, NULL,
+		                                  1000 + i, &m[i]),
+		                 0);
+	}
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &nm, &msg, &existed), 0);
+	for (int i = 0; i < STORE_MEMBERS_MAX; i++)
+		assert_int_equal(
+		    store_message_listened(f->s, f->fam.id.s, msg.id.s, m[i].id.s, 2000 + i, &seq),
+		    0);
+	/* 64 receipts, two of them of children who left; X and Z took their places. */
+	assert_int_equal(store_member_remove(f->s, f->fam.id.s, m[62].id.s, 3000, &gone), 0);
+	assert_int_equal(store_member_remove(f->s, f->fam.id.s, m[63].id.s, 3000, &gone), 0);
+	assert_int_equal(store_member_add(f->s, f->fam.id.s, "X", STORE_ROLE_CHILD, NULL, 3100, &x),
+	                 0);
+	assert_int_equal(store_member_add(f->s, f->fam.id.s, "Z", STORE_ROLE_CHILD, NULL, 3101, &z),
+	                 0);
+
+	/* The listener's handle traces its statements; the other waits 0.1 s for a lock. */
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(sqlite3_auto_extension((void (*)(void))race_trace_on), SQLITE_OK);
+	int rc = store_open(&f->second, &o);
+	sqlite3_reset_auto_extension();
+	assert_int_equal(rc, 0);
+	o.busy_timeout_ms = 100;
+	race = (struct race){
+	    .family_id = f->fam.id.s, .message_id = msg.id.s, .leaving = m[1].id.s, .z_id = z.id.s};
+	assert_int_equal(store_open(&race.other, &o), 0);
+	assert_int_equal(store_message_get(f->second, f->fam.id.s, msg.id.s, &got), 0); /* open */
+	assert_int_equal(store_message_get(race.other, f->fam.id.s, msg.id.s, &got), 0);
+
+	race.armed = true;
+	assert_int_equal(
+	    store_message_listened(f->second, f->fam.id.s, msg.id.s, x.id.s, 4000, &seq), 0);
+	assert_true(race.fired);
+	/* Under the listener's write lock the other handle's receipts waited (storage_busy): they
+	 * are sent again, as a phone would. */
+	if (race.rc_z == STORE_EBUSY)
+		race.rc_z =
+		    store_message_listened(race.other, f->fam.id.s, msg.id.s, z.id.s, 6000, &seq);
+	if (race.rc_joined == STORE_EBUSY)
+		race.rc_joined = store_message_listened(race.other, f->fam.id.s, msg.id.s,
+		                                        race.joined.id.s, 6001, &seq);
+	assert_int_equal(race.rc_z, 0);
+	assert_int_equal(race.rc_joined, 0);
+	store_close(race.other);
+	race.other = NULL;
+
+	assert_int_equal(store_message_get(f->s, f->fam.id.s, msg.id.s, &got), 0);
+	assert_true(listed(&got, race.joined.id.s)); /* deleted as a former member's before */
+	assert_true(listed(&got, x.id.s));
+	assert_true(listed(&got, z.id.s));
+	assert_true(listed(&got, m[0].id.s));
+	assert_false(listed(&got, m[1].id.s)); /* left: the joiner's receipt took its place */
+	assert_false(listed(&got, m[62].id.s));
+	assert_false(listed(&got, m[63].id.s));
+	assert_int_equal(got.listened_count, STORE_MEMBERS_MAX);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -557,6 +684,7 @@ int main(void)
 	    T(codes_go_with_their_phone),
 	    T(pins_leave_with_their_chooser),
 	    T(receipts_of_former_members_give_up_their_places),
+	    T(a_receipt_of_a_member_who_joins_meanwhile_stays),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
