@@ -331,10 +331,10 @@ int store_family_verify(store *s, const char *family_id, store_verify_damaged_fn
 				continue;
 			/* The disk failed to read this voice (a bad sector): it is named and the
 			 * others are still checked, where it ended the family's check and left
-			 * them unchecked, this one unnamed. */
+			 * them unchecked, this one unnamed. What it read before the failure is
+			 * not counted: `bytes` are those of the voices checked whole. */
 			if (rc == STORE_EIO) {
 				counts->unreadable++;
-				counts->bytes += bytes;
 				if (damaged)
 					damaged(arg, page->ids[i], STORE_EIO);
 				continue;

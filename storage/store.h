@@ -563,7 +563,7 @@ int store_audio_read(store *s, const char *family_id, const char *message_id, ui
 /* What store_family_verify found. */
 typedef struct store_verify_counts {
 	uint64_t messages;   /* messages whose audio was read whole and checked */
-	uint64_t bytes;      /* bytes of audio read */
+	uint64_t bytes;      /* their audio's bytes (read whole; not an unreadable one's part) */
 	uint64_t damaged;    /* of those, the ones whose audio is not what was stored */
 	uint64_t unreadable; /* messages whose audio the disk failed to read (not in `messages`) */
 } store_verify_counts;

@@ -361,6 +361,80 @@ static void damaged_audio_bytes_are_found_by_verify(void **state)
 	assert_int_equal(store_family_verify(f->s, "../x", NULL, NULL, &n), STORE_ENOTFOUND);
 }
 
+/* A sector that reads once (the quick_check at open) and then fails with EIO, as
+ * tests/tools/eio_preload.c makes one for jiayinctl: set as the unix VFS's pread64, for reads
+ * of eio.file covering byte eio.at. */
+static struct {
+	struct stat file;
+	off_t at;
+	int passed, failed;
+} eio;
+
+static ssize_t failing_pread(int fd, void *buf, size_t n, off_t off)
+{
+	struct stat st;
+	if (fstat(fd, &st) == 0 && st.st_dev == eio.file.st_dev && st.st_ino == eio.file.st_ino &&
+	    off <= eio.at && eio.at < off + (off_t)n && eio.passed++ >= 1) {
+		eio.failed++;
+		errno = EIO;
+		return -1;
+	}
+	return pread(fd, buf, n, off);
+}
+
+/*
+ * A voice the disk fails to read past its first 256 KiB chunk is named unreadable, and the
+ * bytes verify says it checked are those of the voices it read whole (the review: the chunk
+ * read before the failure was counted with them).
+ */
+static void an_unreadable_voice_adds_no_bytes_to_the_checked(void **state)
+{
+	fixture *f = *state;
+	enum { BIG = 700000, SMALL = 20, AT = 400000 };
+	static uint8_t big[BIG], small[SMALL] = "a tiny clip of bytes";
+	uint32_t x = 2463534242u; /* xorshift32: bytes that repeat nowhere */
+	for (size_t i = 0; i < BIG; i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		big[i] = (uint8_t)x;
+	}
+	store_message bm, sm;
+	int existed;
+	store_new_message m = new_message(f->parent.id.s, big, BIG);
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &bm, &existed), 0);
+	m = new_message(f->parent.id.s, small, SMALL);
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &sm, &existed), 0);
+	store_close(f->s); /* checkpoints: everything is in the main file */
+	f->s = NULL;
+	char path[256];
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	int count;
+	long at = find_bytes(path, big + AT, 64, &count);
+	assert_true(at > 0);
+	assert_int_equal(count, 1);
+	assert_int_equal(stat(path, &eio.file), 0);
+	eio.at = at;
+	eio.passed = eio.failed = 0;
+	sqlite3_vfs *unix_vfs = sqlite3_vfs_find(NULL);
+	assert_int_equal(
+	    unix_vfs->xSetSystemCall(unix_vfs, "pread64", (sqlite3_syscall_ptr)failing_pread),
+	    SQLITE_OK);
+
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	store_verify_counts n;
+	int rc = store_open(&f->s, &o);
+	if (rc == 0)
+		rc = store_family_verify(f->s, f->fam.id.s, NULL, NULL, &n);
+	unix_vfs->xSetSystemCall(unix_vfs, "pread64", NULL); /* the real one again */
+	assert_int_equal(rc, 0);
+	assert_true(eio.failed > 0);
+	assert_int_equal(n.unreadable, 1);
+	assert_int_equal(n.messages, 1);
+	assert_int_equal(n.damaged, 0);
+	assert_int_equal(n.bytes, SMALL); /* the small voice's alone */
+}
+
 /* A damaged mailbox put back (say, to try it again) and set aside again within the same second
  * keeps both copies set aside: the second does not replace the first. */
 static void set_aside_twice_in_a_second_keeps_both(void **state)
@@ -824,6 +898,7 @@ int main(void)
 	    T(corrupt_header_is_quarantined),
 	    T(corrupt_btree_is_quarantined),
 	    T(damaged_audio_bytes_are_found_by_verify),
+	    T(an_unreadable_voice_adds_no_bytes_to_the_checked),
 	    T(set_aside_twice_in_a_second_keeps_both),
 	    T(read_only_file_system),
 	    T(locked_database_is_busy),
