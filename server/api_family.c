@@ -364,7 +364,7 @@ static void export_work(api_job *j)
 		return;
 	}
 	uint64_t bytes;
-	if ((j->rc = store_export_family(j->st, j->param[0], fd, &bytes)) < 0) {
+	if ((j->rc = store_export_family(j->st, j->param[0], fd, &bytes, NULL, NULL)) < 0) {
 		close(fd);
 		return;
 	}

@@ -284,17 +284,28 @@ static int verify_message(store *s, const char *family_id, const char *message_i
 
 typedef struct stored_page {
 	char ids[VERIFY_PAGE][STORE_ID_LEN + 1];
-	sqlite3_int64 last; /* the last one's rowid */
+	sqlite3_int64 rows[VERIFY_PAGE];
+	bool malformed[VERIFY_PAGE]; /* the row's id is no id: ids[] holds nothing */
+	sqlite3_int64 last;          /* the last one's rowid */
 	size_t n;
 } stored_page;
 
+/*
+ * A row's id, whole: one the storage never wrote (a tampered or damaged mailbox) is marked
+ * malformed, where it was looked up, found under no id, taken for a message deleted meanwhile
+ * and left out without a word (the review). Its length is checked on the column, as a longer
+ * text cut to 26 bytes may read as an id, another message's or none.
+ */
 static void stored_row(sqlite3_stmt *st, void *out)
 {
 	stored_page *p = out;
 	if (p->n == VERIFY_PAGE)
 		return;
-	p->last = sqlite3_column_int64(st, 0);
-	copy_text(p->ids[p->n++], STORE_ID_LEN + 1, sqlite3_column_text(st, 1));
+	size_t i = p->n++;
+	p->last = p->rows[i] = sqlite3_column_int64(st, 0);
+	const char *id = (const char *)sqlite3_column_text(st, 1);
+	p->malformed[i] = sqlite3_column_bytes(st, 1) != STORE_ID_LEN || store_id_check(id) < 0;
+	copy_text(p->ids[i], STORE_ID_LEN + 1, p->malformed[i] ? NULL : (const unsigned char *)id);
 }
 
 /* Up to VERIFY_PAGE messages that have audio, after rowid `after`, in one read transaction. */
@@ -326,6 +337,12 @@ int store_family_verify(store *s, const char *family_id, store_verify_damaged_fn
 		for (size_t i = 0; i < page->n; i++) {
 			bool bad;
 			uint64_t bytes;
+			if (page->malformed[i]) {
+				counts->malformed++;
+				if (damaged)
+					damaged(arg, page->rows[i], NULL, STORE_EINVAL);
+				continue;
+			}
 			rc = verify_message(s, family_id, page->ids[i], &vc, &bad, &bytes);
 			if (rc == STORE_ENOTFOUND) /* deleted since it was listed */
 				continue;
@@ -336,7 +353,7 @@ int store_family_verify(store *s, const char *family_id, store_verify_damaged_fn
 			if (rc == STORE_EIO) {
 				counts->unreadable++;
 				if (damaged)
-					damaged(arg, page->ids[i], STORE_EIO);
+					damaged(arg, page->rows[i], page->ids[i], STORE_EIO);
 				continue;
 			}
 			if (rc < 0)
@@ -346,7 +363,7 @@ int store_family_verify(store *s, const char *family_id, store_verify_damaged_fn
 			if (bad) {
 				counts->damaged++;
 				if (damaged)
-					damaged(arg, page->ids[i], STORE_ECORRUPT);
+					damaged(arg, page->rows[i], page->ids[i], STORE_ECORRUPT);
 			}
 		}
 	} while (page->n == VERIFY_PAGE);

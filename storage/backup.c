@@ -764,11 +764,13 @@ static la_ssize_t zip_write(struct archive *a, void *ctx, const void *buf, size_
 	return (la_ssize_t)len;
 }
 
-int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes)
+int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes,
+                        store_export_left_out_fn left_out, void *arg)
 {
 	store_family fam;
 	store_member *members = NULL;
 	store_message *page = NULL;
+	sqlite3_int64 *rowids = NULL;
 	uint8_t *buf = NULL;
 	size_t cap = EXPORT_BUF;
 	text index = {0};
@@ -783,10 +785,11 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 	/* All of them, former members too: the index names every sender. */
 	members = calloc(STORE_MEMBER_ROWS_MAX, sizeof *members);
 	page = calloc(EXPORT_PAGE, sizeof *page);
+	rowids = calloc(EXPORT_PAGE, sizeof *rowids);
 	buf = malloc(cap);
 	a = archive_write_new();
 	rc = STORE_ENOMEM;
-	if (!members || !page || !buf || !a)
+	if (!members || !page || !rowids || !buf || !a)
 		goto done;
 	if ((rc = store_members_all(s, family_id, members, STORE_MEMBER_ROWS_MAX, &nmembers)) < 0)
 		goto done;
@@ -807,11 +810,20 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 	bool first = true;
 	for (;;) {
 		size_t n;
-		if ((rc = messages_visible_after(s, family_id, &after, page, EXPORT_PAGE, &n)) < 0)
+		if ((rc = messages_visible_after(s, family_id, &after, page, rowids, EXPORT_PAGE,
+		                                 &n)) < 0)
 			goto done;
 		for (size_t i = 0; i < n; i++) {
 			const store_message *m = &page[i];
 			store_audio_info info;
+			/* An id the storage never wrote (a tampered or damaged mailbox) names no
+			 * file: the row is left out, and said so, where it was looked up, found
+			 * under no id and left out as a message deleted meanwhile (the review). */
+			if (store_id_check(m->id.s) < 0) {
+				if (left_out)
+					left_out(arg, rowids[i]);
+				continue;
+			}
 			rc = audio_load(s, family_id, m->id.s, &buf, &cap, &info);
 			if (rc == STORE_ENOTFOUND)
 				continue;
@@ -847,6 +859,7 @@ done:
 	free(index.p);
 	free(members);
 	free(page);
+	free(rowids);
 	free(buf);
 	/* A write to fd that failed is the file system's failure: a full disk is storage_full
 	 * (the review: it was storage_io_error, to the administrator and to the parent's 507). */

@@ -215,9 +215,10 @@ int each_id_file(store *s, const char *sub, bool exact,
 int audio_load(store *s, const char *family_id, const char *message_id, uint8_t **buf,
 	       size_t *cap, store_audio_info *info);
 /* mailbox.c: up to max visible messages after rowid *after, in rowid order (each message once
- * however it changes meanwhile); *after becomes the last one's rowid. For the export. */
+ * however it changes meanwhile), with their rowids; *after becomes the last one's rowid. A
+ * row whose id is not an id's length has the id "". For the export. */
 int messages_visible_after(store *s, const char *family_id, sqlite3_int64 *after,
-			   store_message *out, size_t max, size_t *n);
+                           store_message *out, sqlite3_int64 *rowids, size_t max, size_t *n);
 /* Close and erase a family's mailbox once the calls inside it are done (its rows already gone). */
 void family_erase(store *s, const char *family_id, const char *path);
 

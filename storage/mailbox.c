@@ -29,7 +29,11 @@
 static void message_from_row(sqlite3_stmt *st, store_message *m)
 {
 	memset(m, 0, sizeof *m);
-	copy_text(m->id.s, sizeof m->id.s, sqlite3_column_text(st, 1));
+	/* An id column that is not an id's length (a tampered or damaged mailbox) is given as ""
+	 * (no id): cut to 26 bytes, it could read as another message's id. */
+	const unsigned char *id = sqlite3_column_text(st, 1);
+	if (sqlite3_column_bytes(st, 1) == STORE_ID_LEN)
+		copy_text(m->id.s, sizeof m->id.s, id);
 	m->seq = (uint64_t)sqlite3_column_int64(st, 2);
 	copy_text(m->sender.s, sizeof m->sender.s, sqlite3_column_text(st, 3));
 	copy_text(m->to.s, sizeof m->to.s, sqlite3_column_text(st, 4));
@@ -330,8 +334,8 @@ int store_message_by_key(store *s, const char *family_id, const char *key, store
  * when it finds no row), in the same read transaction.
  */
 static int list(store *s, const char *family_id, const char *sql, const char *bound_sql,
-		sqlite3_int64 param, sqlite3_int64 limit, store_message *out, size_t *n,
-		uint64_t *latest, sqlite3_int64 *last_rowid)
+                sqlite3_int64 param, sqlite3_int64 limit, store_message *out, size_t *n,
+                uint64_t *latest, sqlite3_int64 *last_rowid, sqlite3_int64 *rowids)
 {
 	family *f;
 	conn *c;
@@ -363,6 +367,8 @@ static int list(store *s, const char *family_id, const char *sql, const char *bo
 			sqlite3_bind_int64(st, 3, bound);
 		int r;
 		while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+			if (rowids)
+				rowids[*n] = sqlite3_column_int64(st, 0);
 			message_from_row(st, &out[(*n)++]);
 			if (last_rowid)
 				*last_rowid = sqlite3_column_int64(st, 0);
@@ -410,10 +416,11 @@ int store_messages_since(store *s, const char *family_id, uint64_t since, store_
 	}
 	if (max == 0) { /* LIMIT 1 OFFSET -1 would not be "nothing" */
 		*n = 0;
-		return list(s, family_id, sql, NULL, (sqlite3_int64)since, 0, out, n, latest, NULL);
+		return list(s, family_id, sql, NULL, (sqlite3_int64)since, 0, out, n, latest, NULL,
+		            NULL);
 	}
-	return list(s, family_id, sql, sql_bound, (sqlite3_int64)since, (sqlite3_int64)max, out,
-		    n, latest, NULL);
+	return list(s, family_id, sql, sql_bound, (sqlite3_int64)since, (sqlite3_int64)max, out, n,
+	            latest, NULL, NULL);
 }
 
 int store_messages_newest(store *s, const char *family_id, store_message *out, size_t max,
@@ -427,11 +434,11 @@ int store_messages_newest(store *s, const char *family_id, store_message *out, s
 		return STORE_EINVAL;
 	}
 	return list(s, family_id, sql, NULL, STORE_MSG_DELETED, (sqlite3_int64)max, out, n, NULL,
-		    NULL);
+	            NULL, NULL);
 }
 
 int messages_visible_after(store *s, const char *family_id, sqlite3_int64 *after,
-			   store_message *out, size_t max, size_t *n)
+                           store_message *out, sqlite3_int64 *rowids, size_t max, size_t *n)
 {
 	static const char sql[] = "SELECT " MESSAGE_COLUMNS "FROM messages m "
 				  "WHERE m.rowid > ?1 AND m.state = 1 ORDER BY m.rowid LIMIT ?2";
@@ -439,7 +446,8 @@ int messages_visible_after(store *s, const char *family_id, sqlite3_int64 *after
 		*n = 0;
 		return STORE_EINVAL;
 	}
-	return list(s, family_id, sql, NULL, *after, (sqlite3_int64)max, out, n, NULL, after);
+	return list(s, family_id, sql, NULL, *after, (sqlite3_int64)max, out, n, NULL, after,
+	            rowids);
 }
 
 /* A change to one message under the write lock: fn runs inside the transaction. */

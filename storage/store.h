@@ -566,18 +566,22 @@ typedef struct store_verify_counts {
 	uint64_t bytes;      /* their audio's bytes (read whole; not an unreadable one's part) */
 	uint64_t damaged;    /* of those, the ones whose audio is not what was stored */
 	uint64_t unreadable; /* messages whose audio the disk failed to read (not in `messages`) */
+	uint64_t malformed;  /* message rows whose id is no id (a tampered or damaged mailbox):
+	                        nothing of them checked */
 } store_verify_counts;
-/* A message found wrong, by id, called on the verifying thread during the call: `why` is
- * STORE_ECORRUPT when its audio is not what was stored (damaged), STORE_EIO when it could not
- * be read (unreadable). */
-typedef void (*store_verify_damaged_fn)(void *arg, const char *message_id, int why);
+/* A message found wrong, by its row (rowid) and id, called on the verifying thread during the
+ * call: `why` is STORE_ECORRUPT when its audio is not what was stored (damaged), STORE_EIO
+ * when it could not be read (unreadable), STORE_EINVAL when the row's id is malformed
+ * (message_id is NULL then: what the row holds is no id to name it by). */
+typedef void (*store_verify_damaged_fn)(void *arg, int64_t row, const char *message_id, int why);
 /*
  * Check the audio of every message of the family that has audio (visible and hidden; a
  * deleted one has none) against the size and SHA-256 its row recorded when it was stored:
  * damage the database's structure does not show (bytes a failing disk changed inside audio
  * pages pass the quick_check at open and integrity_check, and backups copy them). A message
  * whose audio differs, is missing or whose pages SQLite finds damaged is damaged; one whose
- * reading fails with an I/O error (a bad sector) is unreadable. Each is counted and told to
+ * reading fails with an I/O error (a bad sector) is unreadable; a row whose id is not an id
+ * (which the storage never writes) is malformed. Each is counted and told to
  * `damaged` (may be NULL); the check goes on with the others. Audio is read as
  * store_audio_fetch reads it, a chunk per read transaction with its own blob handle, so a
  * running server's writes never wait on it; a message deleted meanwhile is skipped. Any other
@@ -640,8 +644,12 @@ int store_backup_all(store *s, const char *dest_dir, const char *const *extra_fi
  * index.json (the family, its members, and each message's metadata). Hidden and deleted
  * messages are left out. *bytes: the size of the zip. A write to fd that fails is the file
  * system's failure (STORE_EFULL for a full disk), its errno left on return as the backups do.
+ * A visible message whose row's id is malformed (a tampered or damaged mailbox) is left out
+ * too, its id never in a file name, and told to `left_out` (may be NULL) by its row (rowid).
  */
-int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes);
+typedef void (*store_export_left_out_fn)(void *arg, int64_t row);
+int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes,
+                        store_export_left_out_fn left_out, void *arg);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,10 +334,18 @@ static int publish(int fd, const char *hidden, const char *path)
 	return rc;
 }
 
+/* A row the export left out (its message id is malformed): into the JSON array `arg`. */
+static void note_left_out(void *arg, int64_t row)
+{
+	json_array_append_new(arg, json_integer((json_int_t)row));
+}
+
 /*
  * The zip is written to a file without a name and linked to FILE.zip only when it is whole
  * and synced: a failed, interrupted or killed export leaves no file under the name (a cut zip
- * of a family's voices there would look like an export and block the next one).
+ * of a family's voices there would look like an export and block the next one). Rows of a
+ * tampered or damaged mailbox whose message id is malformed are left out of it, and said so
+ * by row (the review: they were left out without a word).
  */
 int cmd_family_export(ctl *c, int argc, char **argv)
 {
@@ -358,7 +367,9 @@ int cmd_family_export(ctl *c, int argc, char **argv)
 		return fail(c, errno_code(-fd), "cannot create %s: %s", path, strerror(-fd));
 	int e = 0;
 	bool linked = false;
-	rc = store_export_family(c->s, f.id.s, fd, &bytes);
+	json_t *left_out = json_array();
+	rc = left_out ? store_export_family(c->s, f.id.s, fd, &bytes, note_left_out, left_out)
+	              : STORE_ENOMEM;
 	if (rc < 0)
 		e = errno; /* the file system's reason (No space left on device), or 0 */
 	if (rc == 0 && fsync(fd) != 0)
@@ -372,18 +383,33 @@ int cmd_family_export(ctl *c, int argc, char **argv)
 		unlink(path);
 	if (hidden[0])
 		unlink(hidden);
-	if (rc < 0)
+	if (rc < 0) {
+		json_decref(left_out);
 		return fail(c, rc, "family %s was not exported: %s", f.id.s,
 		            e == EEXIST ? "the file appeared meanwhile"
 		            : e         ? strerror(e)
 		                        : store_strerror(rc));
+	}
 	int arc = audit(c, "family.export", f.id.s, f.id.s, path);
-	if (!c->json)
+	size_t nleft = json_array_size(left_out);
+	if (!c->json) {
 		printf("family %s exported to %s: %llu bytes\n", f.id.s, path,
 		       (unsigned long long)bytes);
+		if (nleft) {
+			printf("LEFT OUT %zu message row%s whose id is malformed (a tampered or "
+			       "damaged mailbox; jiayinctl verify reports them): row",
+			       nleft, nleft == 1 ? "" : "s");
+			for (size_t i = 0; i < nleft; i++)
+				printf("%s %lld", i ? "," : "",
+				       (long long)json_integer_value(json_array_get(left_out, i)));
+			putchar('\n');
+		}
+		json_decref(left_out);
+	}
 	return finish(c,
-	              c->json ? json_pack("{s:s, s:o, s:I}", "family_id", f.id.s, "file",
-	                                  jtext(path), "bytes", (json_int_t)bytes)
+	              c->json ? json_pack("{s:s, s:o, s:I, s:o}", "family_id", f.id.s, "file",
+	                                  jtext(path), "bytes", (json_int_t)bytes, "left_out_rows",
+	                                  left_out)
 	                      : NULL,
 	              arc);
 }
@@ -546,21 +572,25 @@ int cmd_backup_family(ctl *c, int argc, char **argv)
 #define VERIFY_PAGE 64 /* families listed at a time */
 
 typedef struct verify_totals {
-	uint64_t messages, bytes, damaged, unreadable;
+	uint64_t messages, bytes, damaged, unreadable, malformed;
 	unsigned families, damaged_families, unchecked;
 	int first_error; /* of the first family that could not be checked */
 } verify_totals;
 
-/* The messages store_family_verify found wrong, by kind: their ids. */
+/* The messages store_family_verify found wrong, by kind: their ids; the rows of malformed
+ * ones, which have none. */
 typedef struct verify_found {
-	json_t *damaged, *unreadable;
+	json_t *damaged, *unreadable, *malformed;
 } verify_found;
 
-static void note_wrong(void *arg, const char *message_id, int why)
+static void note_wrong(void *arg, int64_t row, const char *message_id, int why)
 {
 	verify_found *v = arg;
-	json_array_append_new(why == STORE_EIO ? v->unreadable : v->damaged,
-	                      json_string(message_id));
+	if (why == STORE_EINVAL)
+		json_array_append_new(v->malformed, json_integer((json_int_t)row));
+	else
+		json_array_append_new(why == STORE_EIO ? v->unreadable : v->damaged,
+		                      json_string(message_id));
 }
 
 /* A damaged or unreadable message as the text shows it: its id, when it was sent and its
@@ -581,14 +611,16 @@ static void print_damaged(ctl *c, const char *family_id, const char *message_id,
 static void verify_family(ctl *c, const store_family *f, json_t *out, verify_totals *t)
 {
 	store_verify_counts n;
-	verify_found v = {json_array(), json_array()};
+	verify_found v = {json_array(), json_array(), json_array()};
 	json_t *o = NULL;
-	int rc = v.damaged && v.unreadable ? store_family_verify(c->s, f->id.s, note_wrong, &v, &n)
-	                                   : STORE_ENOMEM;
+	int rc = v.damaged && v.unreadable && v.malformed
+	             ? store_family_verify(c->s, f->id.s, note_wrong, &v, &n)
+	             : STORE_ENOMEM;
 	if (rc == STORE_ENOTFOUND &&
 	    store_family_get(c->s, f->id.s, &(store_family){0}) == STORE_ENOTFOUND) {
 		json_decref(v.damaged); /* erased meanwhile: nothing to check any more */
 		json_decref(v.unreadable);
+		json_decref(v.malformed);
 		return;
 	}
 	t->families++;
@@ -616,27 +648,31 @@ static void verify_family(ctl *c, const store_family *f, json_t *out, verify_tot
 		t->bytes += n.bytes;
 		t->damaged += n.damaged;
 		t->unreadable += n.unreadable;
+		t->malformed += n.malformed;
 		t->damaged_families += n.damaged > 0;
 		if (c->json) {
-			o = json_pack("{s:s, s:o, s:I, s:I, s:O, s:O}", "family_id", f->id.s,
+			o = json_pack("{s:s, s:o, s:I, s:I, s:O, s:O, s:O}", "family_id", f->id.s,
 			              "name", jtext(f->name), "messages", (json_int_t)n.messages,
 			              "bytes", (json_int_t)n.bytes, "damaged", v.damaged,
-			              "unreadable", v.unreadable);
+			              "unreadable", v.unreadable, "malformed", v.malformed);
 		} else {
 			printf("family %s  ", f->id.s);
 			print_name(f->name);
 			printf(": %llu voice%s (%llu bytes) checked, ",
 			       (unsigned long long)n.messages, n.messages == 1 ? "" : "s",
 			       (unsigned long long)n.bytes);
-			if (!n.damaged && !n.unreadable)
-				printf("all as stored\n");
-			else if (!n.unreadable)
-				printf("%llu DAMAGED:\n", (unsigned long long)n.damaged);
+			if (!n.damaged && !n.unreadable && !n.malformed)
+				printf("all as stored");
 			else
-				printf("%llu DAMAGED, %llu UNREADABLE (the disk failed to read "
-				       "them):\n",
-				       (unsigned long long)n.damaged,
+				printf("%llu DAMAGED", (unsigned long long)n.damaged);
+			if (n.unreadable)
+				printf(", %llu UNREADABLE (the disk failed to read them)",
 				       (unsigned long long)n.unreadable);
+			if (n.malformed)
+				printf(", %llu MALFORMED (message rows whose id is no id: a "
+				       "tampered or damaged mailbox; not checked)",
+				       (unsigned long long)n.malformed);
+			printf("%s\n", n.damaged || n.unreadable || n.malformed ? ":" : "");
 			for (size_t i = 0; i < json_array_size(v.damaged); i++)
 				print_damaged(c, f->id.s,
 				              json_string_value(json_array_get(v.damaged, i)), "");
@@ -644,14 +680,35 @@ static void verify_family(ctl *c, const store_family *f, json_t *out, verify_tot
 				print_damaged(c, f->id.s,
 				              json_string_value(json_array_get(v.unreadable, i)),
 				              "unreadable ");
+			for (size_t i = 0; i < json_array_size(v.malformed); i++) {
+				json_int_t row = json_integer_value(json_array_get(v.malformed, i));
+				printf("  message row %lld: its id is malformed\n", (long long)row);
+			}
 		}
 	}
 	json_decref(v.damaged);
 	json_decref(v.unreadable);
+	json_decref(v.malformed);
 	if (c->json && (!o || json_array_append_new(out, o) < 0))
 		t->first_error = t->first_error ? t->first_error : STORE_ENOMEM, t->unchecked++;
 	if (!c->json)
 		flush_output();
+}
+
+/* A part of verify's message appended to msg, after "; and " when it holds one already. */
+static void add_part(char *msg, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void add_part(char *msg, size_t cap, const char *fmt, ...)
+{
+	size_t len = strlen(msg);
+	if (len)
+		len += (size_t)snprintf(msg + len, cap - len, "; and ");
+	if (len >= cap)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg + len, cap - len, fmt, ap);
+	va_end(ap);
 }
 
 /*
@@ -659,7 +716,8 @@ static void verify_family(ctl *c, const store_family *f, json_t *out, verify_tot
  * its message recorded: damage the databases' structure does not show (a disk's silent
  * corruption), which the server would serve and backups would copy. Read-only, beside the
  * running server (a chunk per read transaction): not in the audit log, as the other reads.
- * Exit status 1 when a voice is damaged or a family could not be checked.
+ * Exit status 1 when a voice is damaged or unreadable, a message row's id is malformed, or a
+ * family could not be checked.
  */
 int cmd_verify(ctl *c, int argc, char **argv)
 {
@@ -692,33 +750,39 @@ int cmd_verify(ctl *c, int argc, char **argv)
 		json_decref(out);
 		return fail(c, rc, "the families could not be listed; %u were checked", t.families);
 	}
-	char msg[768] = "", unread[256] = "";
-	if (t.unreadable)
-		snprintf(unread, sizeof unread,
-		         "%llu voice%s could not be read (the disk failed to read %s: see its "
-		         "kernel log and SMART data; a voice that stays unreadable comes back from "
-		         "a backup like a damaged one)",
-		         (unsigned long long)t.unreadable, t.unreadable == 1 ? "" : "s",
-		         t.unreadable == 1 ? "it" : "them");
+	char msg[1024] = "";
 	if (t.damaged)
-		snprintf(msg, sizeof msg,
-		         "%llu damaged voice%s in %u famil%s: they are served as they are and "
-		         "backups copy them; put them back from a backup taken before the damage "
-		         "(docs/operations.md, Backups)%s%s%s",
-		         (unsigned long long)t.damaged, t.damaged == 1 ? "" : "s",
-		         t.damaged_families, t.damaged_families == 1 ? "y" : "ies",
-		         t.unreadable ? "; and " : "", unread,
-		         t.unchecked ? "; and some families could not be checked" : "");
-	else if (t.unreadable)
-		snprintf(msg, sizeof msg, "%s%s", unread,
-		         t.unchecked ? "; and some families could not be checked" : "");
+		add_part(
+		    msg, sizeof msg,
+		    "%llu damaged voice%s in %u famil%s: they are served as they are and backups "
+		    "copy them; put them back from a backup taken before the damage "
+		    "(docs/operations.md, Backups)",
+		    (unsigned long long)t.damaged, t.damaged == 1 ? "" : "s", t.damaged_families,
+		    t.damaged_families == 1 ? "y" : "ies");
+	if (t.unreadable)
+		add_part(
+		    msg, sizeof msg,
+		    "%llu voice%s could not be read (the disk failed to read %s: see its kernel "
+		    "log and SMART data; a voice that stays unreadable comes back from a backup "
+		    "like a damaged one)",
+		    (unsigned long long)t.unreadable, t.unreadable == 1 ? "" : "s",
+		    t.unreadable == 1 ? "it" : "them");
+	if (t.malformed)
+		add_part(
+		    msg, sizeof msg,
+		    "%llu message row%s with a malformed id, which Jiayin never writes (a "
+		    "tampered or damaged mailbox: their voices cannot be played, exported or "
+		    "checked; put the mailbox back from a backup, docs/operations.md, Backups)",
+		    (unsigned long long)t.malformed, t.malformed == 1 ? "" : "s");
+	if (t.unchecked && *msg)
+		add_part(msg, sizeof msg, "some families could not be checked");
 	else if (t.unchecked)
-		snprintf(msg, sizeof msg, "%u famil%s could not be checked", t.unchecked,
+		add_part(msg, sizeof msg, "%u famil%s could not be checked", t.unchecked,
 		         t.unchecked == 1 ? "y" : "ies");
-	int code = t.damaged           ? STORE_ECORRUPT
-	           : t.unreadable      ? STORE_EIO
-	           : t.first_error < 0 ? t.first_error
-	                               : STORE_EIO;
+	int code = t.damaged || t.malformed ? STORE_ECORRUPT
+	           : t.unreadable           ? STORE_EIO
+	           : t.first_error < 0      ? t.first_error
+	                                    : STORE_EIO;
 	json_t *obj = NULL;
 	if (!c->json) {
 		printf("%u famil%s, %llu voice%s (%llu bytes) checked: %llu damaged", t.families,
@@ -727,15 +791,19 @@ int cmd_verify(ctl *c, int argc, char **argv)
 		       (unsigned long long)t.damaged);
 		if (t.unreadable)
 			printf(", %llu unreadable", (unsigned long long)t.unreadable);
+		if (t.malformed)
+			printf(", %llu message row%s with a malformed id",
+			       (unsigned long long)t.malformed, t.malformed == 1 ? "" : "s");
 		if (t.unchecked)
 			printf(", %u famil%s not checked", t.unchecked,
 			       t.unchecked == 1 ? "y" : "ies");
 		putchar('\n');
 		json_decref(out);
 	} else {
-		obj = json_pack("{s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "families", out, "messages",
-		                (json_int_t)t.messages, "bytes", (json_int_t)t.bytes, "damaged",
-		                (json_int_t)t.damaged, "unreadable", (json_int_t)t.unreadable,
+		obj = json_pack("{s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "families", out,
+		                "messages", (json_int_t)t.messages, "bytes", (json_int_t)t.bytes,
+		                "damaged", (json_int_t)t.damaged, "unreadable",
+		                (json_int_t)t.unreadable, "malformed", (json_int_t)t.malformed,
 		                "damaged_families", (json_int_t)t.damaged_families,
 		                "unchecked_families", (json_int_t)t.unchecked);
 	}

@@ -593,9 +593,10 @@ typedef struct verify_notes {
 	int why[4];
 } verify_notes;
 
-static void note_wrong(void *arg, const char *message_id, int why)
+static void note_wrong(void *arg, int64_t row, const char *message_id, int why)
 {
 	verify_notes *v = arg;
+	assert_true(row > 0);
 	assert_true(v->n < 4);
 	snprintf(v->ids[v->n], sizeof v->ids[v->n], "%s", message_id);
 	v->why[v->n++] = why;

@@ -252,10 +252,11 @@ typedef struct damaged_ids {
 	size_t n;
 } damaged_ids;
 
-static void note_damaged(void *arg, const char *message_id, int why)
+static void note_damaged(void *arg, int64_t row, const char *message_id, int why)
 {
 	damaged_ids *d = arg;
 	assert_int_equal(why, STORE_ECORRUPT); /* read, and not what was stored */
+	assert_true(row > 0);
 	assert_true(d->n < 8);
 	snprintf(d->ids[d->n++], STORE_ID_LEN + 1, "%s", message_id);
 }

@@ -11,6 +11,7 @@ errors give their reason; stored and typed bytes are masked on the terminal; the
 JSON line is JSON for any path and its output is 0600; a family whose mailbox file is missing
 is shown and erased. Each check is one the review's findings failed.
 """
+import hashlib
 import json
 import os
 import random
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server"))
@@ -360,6 +362,56 @@ def mailbox_missing(ctl, data, fam):
        f"{refused.err[-200:]!r} {gone.returncode} {gone.err[-200:]!r}")
 
 
+def malformed_ids(ctl, data, tmp, fam, sender):
+    """A tampered mailbox: one message's id is a path, which the storage never writes. verify
+    names its row as a problem (exit 1, storage_corrupt) and checks the other voices; export
+    says which row it left out and names no file after it (the review: both skipped the row
+    without a word)."""
+    path = os.path.join(data, "families", f"{fam}.db")
+    c = sqlite3.connect(path, timeout=10)
+    with c:
+        top = c.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()[0]
+        for row, mid in ((top + 1, "../../x\"y"), (top + 2, new_id())):
+            voice = os.urandom(3000)
+            c.execute("INSERT INTO messages (rowid, id, seq, sender, recipient, created_ms, "
+                      "duration_ms, lufs, bytes, waveform, sha256, state) VALUES "
+                      "(?, ?, ?, ?, '', 1700000000000, 1000, -16, ?, zeroblob(64), ?, 1)",
+                      (row, mid, row, sender, len(voice), hashlib.sha256(voice).digest()))
+            c.execute("INSERT INTO audio (message, data) VALUES (?, ?)", (row, voice))
+    c.close()
+    bad = top + 1
+    r = ctl("verify", fam, json_out=True)
+    res = json.loads(r.out) if r.out.strip() else {}
+    per = (res.get("families") or [{}])[0]
+    ok(r.returncode == 1 and per.get("malformed") == [bad] and res.get("malformed") == 1 and
+       per.get("messages") == top + 1 and per.get("damaged") == [] and
+       res.get("error", {}).get("code") == "storage_corrupt",
+       "verify of a mailbox holding a malformed message id: exit 1, the row named, the other "
+       "voices checked", f"{r.returncode} {r.out[-400:]!r}")
+    r = ctl("verify", fam)
+    ok(r.returncode == 1 and f"message row {bad}: its id is malformed" in r.out and
+       "1 MALFORMED" in r.out and "1 message row with a malformed id" in r.err and
+       "storage_corrupt" in r.err,
+       "verify's text names the row too", f"{r.returncode} {r.out[-400:]!r} {r.err[-300:]!r}")
+    zpath = os.path.join(tmp, "malformed.zip")
+    r = ctl("family", "export", fam, zpath, json_out=True)
+    res = json.loads(r.out) if r.out.strip() else {}
+    with zipfile.ZipFile(zpath) as z:
+        names = z.namelist()
+        index = json.loads(z.read("index.json"))
+    ok(r.returncode == 0 and res.get("left_out_rows") == [bad] and
+       not any(c in n for n in names for c in ('"', "/", "..")) and
+       len(index["messages"]) == top + 1 and len(names) == top + 2,
+       "export leaves the row out of the zip, names no file after its id, and says which row "
+       "(--json left_out_rows)", f"{r.returncode} {r.out[-300:]!r} {names}")
+    os.unlink(zpath)
+    r = ctl("family", "export", fam, zpath)
+    ok(r.returncode == 0 and "LEFT OUT 1 message row whose id is malformed" in r.out and
+       r.out.rstrip().endswith(f"row {bad}"),
+       "export's text says which row it left out", f"{r.returncode} {r.out[-300:]!r}")
+    os.unlink(zpath)
+
+
 def older_directory(ctl, data):
     """A directory.db of an older version (the new jiayinctl installed while the old server
     still runs): refused, untouched (the review: it migrated the data away under the running
@@ -409,6 +461,7 @@ def main():
     delete_erases_uploads(ctl, data, victim, parent, other, fams[2]["member"]["id"],
                           k["device"]["id"])
     reasons_and_masks(ctl, data, tmp, big, sid)
+    malformed_ids(ctl, data, tmp, other, fams[2]["member"]["id"])
     mailbox_missing(ctl, data, fams[3]["family"]["id"])
     older_directory(ctl, data)
     transcoder(tc_bin, tmp)
