@@ -215,7 +215,10 @@ static int open_code(sqlite3 *db, int rc)
 static int conn_open(conn *c, const db *d, int flags, bool reader)
 {
 	memset(c, 0, sizeof *c);
-	int rc = sqlite3_open_v2(d->path, &c->db, flags | SQLITE_OPEN_NOMUTEX, d->vfs);
+	if (d->read_only)
+		flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI;
+	int rc = sqlite3_open_v2(d->read_only ? d->uri : d->path, &c->db,
+	                         flags | SQLITE_OPEN_NOMUTEX, d->vfs);
 	if (rc != SQLITE_OK) {
 		int mapped = open_code(c->db, store_map_sqlite(rc) ? store_map_sqlite(rc) : STORE_EIO);
 		conn_close(c);
@@ -336,6 +339,39 @@ static int migrate(conn *c, const schema *sc, bool refuse_older)
 	return 0;
 }
 
+/* SQLite's lock bytes in a database file (os_unix.c): every connection holds a read lock on
+ * the SHARED range while it has a WAL-mode file open; EXCLUSIVE is a write lock on it. */
+#define SQLITE_LOCK_SHARED_FIRST (0x40000000 + 2)
+#define SQLITE_LOCK_SHARED_SIZE 510
+
+/*
+ * The -wal and -shm a read-only opening made (SQLite makes them to read a WAL-mode file, and a
+ * read-only connection cannot checkpoint and remove them as the last writer's close does)
+ * removed as that close would: under the EXCLUSIVE lock, so only when no process has the file
+ * open, and only when the WAL holds nothing (a server that wrote in it meanwhile keeps it).
+ * A lock not granted, or a file that does not open for writing, leaves them.
+ */
+static void remove_made_wal(const char *path)
+{
+	char wal[PATH_CAP], shm[PATH_CAP];
+	if (!with_suffix(wal, sizeof wal, path, "-wal") ||
+	    !with_suffix(shm, sizeof shm, path, "-shm"))
+		return;
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	struct flock lk = {.l_type = F_WRLCK,
+	                   .l_whence = SEEK_SET,
+	                   .l_start = SQLITE_LOCK_SHARED_FIRST,
+	                   .l_len = SQLITE_LOCK_SHARED_SIZE};
+	struct stat st;
+	if (fcntl(fd, F_SETLK, &lk) == 0 && stat(wal, &st) == 0 && st.st_size == 0) {
+		unlink(wal);
+		unlink(shm);
+	}
+	close(fd); /* and the lock with it */
+}
+
 void db_close(db *d)
 {
 	if (!d)
@@ -343,13 +379,51 @@ void db_close(db *d)
 	conn_close(&d->writer);
 	for (unsigned i = 0; i < d->nreaders; i++)
 		conn_close(&d->readers[i]);
+	if (d->made_wal && d->path)
+		remove_made_wal(d->path);
 	free(d->readers);
 	free(d->reader_busy);
 	pthread_mutex_destroy(&d->write_lock);
 	pthread_mutex_destroy(&d->read_lock);
 	pthread_cond_destroy(&d->read_free);
+	free(d->uri);
 	free(d->path);
 	free(d);
+}
+
+/*
+ * The URI a read-only opening uses: the path percent-encoded (a '?' or '#' in it is no URI
+ * syntax), mode=ro, and immutable=1 when the file has no WAL and its directory takes no new
+ * file (a read-only mount, a copy without write permission): SQLite could not make the -wal
+ * and -shm it reads a WAL-mode file through, and nobody can be writing the file there, as a
+ * writer needs them. Where it can, SQLite makes them and the close removes them (made_wal):
+ * immutable there would take no lock, and a server opening the family meanwhile could
+ * checkpoint pages under the read.
+ */
+static int read_only_uri(db *d)
+{
+	char wal[PATH_CAP], dir[PATH_CAP];
+	const char *slash = strrchr(d->path, '/');
+	if (!with_suffix(wal, sizeof wal, d->path, "-wal"))
+		return STORE_EINVAL;
+	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - d->path) + 1 : 1,
+	         slash ? d->path : ".");
+	bool wal_there = access(wal, F_OK) == 0;
+	bool immutable = !wal_there && access(dir, W_OK) != 0;
+	d->made_wal = !wal_there && !immutable;
+	size_t n = strlen(d->path);
+	if (!(d->uri = malloc(3 * n + 64)))
+		return STORE_ENOMEM;
+	char *p = d->uri + sprintf(d->uri, d->path[0] == '/' ? "file://" : "file:");
+	for (const unsigned char *c = (const unsigned char *)d->path; *c; c++) {
+		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		    (*c >= '0' && *c <= '9') || strchr("/-._~", *c))
+			*p++ = (char)*c;
+		else
+			p += sprintf(p, "%%%02X", *c);
+	}
+	strcpy(p, immutable ? "?mode=ro&immutable=1" : "?mode=ro");
+	return 0;
 }
 
 /*
@@ -382,7 +456,8 @@ int db_open(db **out, const char *path, const schema *sc, const store_options *o
 {
 	int rc = STORE_ENOMEM;
 	*out = NULL;
-	owner_only(path, create);
+	if (!opt->read_only)
+		owner_only(path, create);
 	db *d = calloc(1, sizeof *d);
 	if (!d)
 		return STORE_ENOMEM;
@@ -398,6 +473,9 @@ int db_open(db **out, const char *path, const schema *sc, const store_options *o
 	d->reader_busy = calloc(d->max_readers, sizeof *d->reader_busy);
 	if (!d->path || !d->readers || !d->reader_busy)
 		goto fail;
+	d->read_only = opt->read_only;
+	if (d->read_only && (rc = read_only_uri(d)) < 0)
+		goto fail;
 	int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
 	if ((rc = conn_open(&d->writer, d, flags, false)) < 0)
 		goto fail;
@@ -409,6 +487,13 @@ int db_open(db **out, const char *path, const schema *sc, const store_options *o
 	if (v > (int)sc->count) {
 		rc = STORE_ESCHEMA;
 		goto fail;
+	}
+	if (d->read_only) { /* as it is: nothing set, nothing migrated */
+		rc = v < (int)sc->count ? STORE_EOLD : 0;
+		if (rc < 0)
+			goto fail;
+		*out = d;
+		return 0;
 	}
 	char pragma[64];
 	snprintf(pragma, sizeof pragma, "PRAGMA page_size=%d", sc->page_size);

@@ -61,6 +61,10 @@ typedef struct db {
 	conn *readers;
 	bool *reader_busy;
 	unsigned nreaders, max_readers;
+	/* store_options.read_only: every connection opens uri (mode=ro); the -wal and -shm SQLite
+	 * makes for it (made_wal) are removed at the close when nobody else has the file open. */
+	bool read_only, made_wal;
+	char *uri;
 } db;
 
 /* Open (creating when `create`) and migrate a database file. */

@@ -297,7 +297,7 @@ int store_open(store **out, const store_options *opt)
 	if (!(s->buckets = calloc(nbuckets, sizeof *s->buckets)))
 		goto fail;
 	s->bucket_mask = nbuckets - 1;
-	if ((rc = make_dir(s->dir)) < 0)
+	if (!opt->read_only && (rc = make_dir(s->dir)) < 0)
 		goto fail;
 	char directory[PATH_CAP];
 	if (!with_suffix(directory, sizeof directory, s->dir, "/directory.db")) {
@@ -314,8 +314,12 @@ int store_open(store **out, const store_options *opt)
 	int missing = stat(directory, &st) != 0 ? errno == ENOENT : st.st_size == 0;
 	if (missing && (rc = each_id_file(s, "families", true, refuse_any, NULL, NULL)) < 0)
 		goto fail;
-	if (!with_suffix(path, sizeof path, s->dir, "/families") || (rc = make_dir(path)) < 0 ||
-	    !with_suffix(path, sizeof path, s->dir, "/quarantine") || (rc = make_dir(path)) < 0) {
+	if (opt->read_only) {
+		/* nothing made: a missing families/ has no mailbox to read */
+	} else if (!with_suffix(path, sizeof path, s->dir, "/families") ||
+	           (rc = make_dir(path)) < 0 ||
+	           !with_suffix(path, sizeof path, s->dir, "/quarantine") ||
+	           (rc = make_dir(path)) < 0) {
 		if (rc == 0)
 			rc = STORE_EINVAL;
 		goto fail;
@@ -503,7 +507,7 @@ static int owner_check(store *s, db *d, const char *family_id)
 		if (rc == STORE_ECORRUPT)
 			return STORE_EIO;
 	}
-	if (rc == 0 || rc == STORE_ENOTFOUND)
+	if ((rc == 0 || rc == STORE_ENOTFOUND) && !s->opt.read_only)
 		(void)mailbox_owner_write(d, family_id); /* best effort: asked again next time */
 	return rc == STORE_ENOTFOUND ? 0 : rc;
 }
@@ -593,7 +597,7 @@ int family_acquire(store *s, const char *family_id, family **out)
 			rc = integrity_check(f->db);
 		if (rc == 0)
 			rc = owner_check(s, f->db, family_id);
-		if (rc == 0)
+		if (rc == 0 && !s->opt.read_only) /* read-only: no change is numbered */
 			rc = floor_apply(f->db);
 		/* The opening's checks read every page (quick_check) and the owner's and floor's:
 		 * the cache given back once, so an open family holds only what its calls read. */
@@ -602,7 +606,8 @@ int family_acquire(store *s, const char *family_id, family **out)
 		if (rc == STORE_ECORRUPT) {
 			db_close(f->db);
 			f->db = NULL;
-			quarantine(s, family_id, path);
+			if (!s->opt.read_only) /* read-only: left where it is, and said */
+				quarantine(s, family_id, path);
 		}
 	}
 

@@ -75,6 +75,11 @@ typedef struct store_options {
 	int upgrade_directory;      /* 1 (default): an older directory.db is migrated; 0: it is
 				       refused (STORE_EOLD), for a tool that may run beside an
 				       older server, whose data it must not take from it */
+	int read_only;              /* 1: nothing in the data directory is written, made, moved
+	                               or removed (a check of a backup's copy or a read-only
+	                               mount): databases are opened read-only, an older one is
+	                               STORE_EOLD (not migrated), a damaged mailbox is not set
+	                               aside; writes fail (STORE_EROFS). 0 (default) */
 } store_options;
 void store_options_init(store_options *opt);
 

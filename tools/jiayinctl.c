@@ -364,7 +364,9 @@ static int cannot_use(ctl *c, const char *dir, int e)
 	return fail(c, errno_code(e), "cannot use the data directory %s: %s", dir, strerror(e));
 }
 
-static int open_store(ctl *c, const char *dir)
+/* read_only: the command only reads (verify), and the store writes nothing either (see
+ * store_options.read_only): it may run on a backup's copy or a read-only mount. */
+static int open_store(ctl *c, const char *dir, bool read_only)
 {
 	struct stat st;
 	if (stat(dir, &st) != 0) {
@@ -406,6 +408,7 @@ static int open_store(ctl *c, const char *dir)
 	/* An older server may still run on it (a backup before an upgrade): its data stays its
 	 * own, not migrated away under it (the review: the older server could not start again). */
 	opt.upgrade_directory = 0;
+	opt.read_only = read_only;
 	c->data = dir;
 	int rc = store_open(&c->s, &opt);
 	return rc < 0
@@ -462,7 +465,7 @@ int main(int argc, char **argv)
 		return usage_fail(&c, usage, "--data needs a directory");
 	if (sodium_init() < 0)
 		return fail(&c, STORE_ENOMEM, "libsodium did not initialise");
-	int rc = open_store(&c, data);
+	int rc = open_store(&c, data, cmd->run == cmd_verify);
 	if (rc == 0)
 		rc = cmd->run(&c, nargs, argv + first);
 	store_close(c.s);

@@ -626,11 +626,18 @@ static void verify_family(ctl *c, const store_family *f, json_t *out, verify_tot
 	t->families++;
 	if (rc < 0) {
 		char msg[256];
-		snprintf(msg, sizeof msg, "%s",
-		         rc == STORE_ECORRUPT ? "its mailbox is missing, or damaged: set aside in "
-		                                "quarantine/ if found so as it opened, else in its "
-		                                "list of messages; its voices were not checked"
-		                              : store_strerror(rc));
+		/* verify reads the store read-only: a damaged mailbox stays where it is, one of
+		 * an older version is not migrated (the server does that as it opens it). */
+		const char *why = store_strerror(rc);
+		if (rc == STORE_ECORRUPT)
+			why = "its mailbox is missing, or damaged (as it opened, or in its list of "
+			      "messages): left where it is; its voices were not checked";
+		else if (rc == STORE_EOLD)
+			why =
+			    "its mailbox is of an older version, which verify does not migrate (it "
+			    "writes nothing): the server migrates it when it opens the family; its "
+			    "voices were not checked";
+		snprintf(msg, sizeof msg, "%s", why);
 		t->unchecked++;
 		if (!t->first_error)
 			t->first_error = rc;

@@ -670,6 +670,80 @@ def verify_checks(ctl_bin, server_bin, tmp, eio_preload):
     r = ctl("verify")
     ok(r.rc == 0 and r.obj["unreadable"] == 0 and r.obj["messages"] == 3,
        "the disk reading again, verify finds every voice whole", repr(r))
+    verify_writes_nothing(ctl, tmp, wang, li)
+
+
+def snapshot(top):
+    """Every name under top, with each file's mode, mtime and SHA-256."""
+    out = {}
+    for d, dirs, files in os.walk(top):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            st = os.lstat(p)
+            digest = None
+            if stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+            out[os.path.relpath(p, top)] = (st.st_mode, st.st_mtime_ns if digest else 0, digest)
+    return out
+
+
+def verify_writes_nothing(ctl, tmp, wang, li):
+    """verify on a backup's copy, and on a read-only mount of it, changes nothing: the same
+    names, bytes, modes and times afterwards (the review: opening a family applied a restored
+    copy's floor, set a damaged mailbox aside in quarantine/, migrated an older one, and on a
+    read-only mount nothing could be checked); a mailbox it cannot check read-only is named."""
+    copy = os.path.join(tmp, "verify-copy")
+    r = ctl("backup", copy)
+    before = snapshot(copy)
+    v = ctl("verify", data=copy)
+    after = snapshot(copy)
+    ok(r.rc == 0 and v.rc == 0 and v.obj and v.obj["messages"] == 3 and after == before,
+       "verify of a backup's copy checks every voice and leaves every file as it was",
+       f"{v!r} {set(after.items()) ^ set(before.items())}")
+
+    ro = os.path.join(tmp, "verify-ro")
+    os.mkdir(ro)
+    mounted = subprocess.run(["mount", "--bind", copy, ro], capture_output=True).returncode == 0
+    if mounted and subprocess.run(["mount", "-o", "remount,bind,ro", ro],
+                                  capture_output=True).returncode != 0:
+        subprocess.run(["umount", ro])
+        mounted = False
+    if mounted:
+        try:
+            v = ctl("verify", data=ro)
+            t = ctl("verify", wang, data=ro, json_out=False)
+        finally:
+            subprocess.run(["umount", ro])
+        ok(v.rc == 0 and v.obj and v.obj["messages"] == 3 and t.rc == 0 and
+           "all as stored" in t.out and snapshot(copy) == before,
+           "verify on a read-only bind mount of the copy checks every voice", f"{v!r} {t!r}")
+    else:
+        skip("verify on a read-only mount", "no bind mount here (not root, or no mounts)")
+
+    # A damaged mailbox and one of an older version: named, neither set aside nor migrated.
+    for name, sql in ((li, None), (wang, "PRAGMA user_version = {}")):
+        path = os.path.join(copy, "families", f"{name}.db")
+        if sql:
+            with db(path) as c:
+                now = c.execute("PRAGMA user_version").fetchone()[0]
+                c.execute(sql.format(now - 1))
+            c.close()
+        else:
+            with open(path, "r+b") as f:
+                f.write(b"\x5a" * 16)
+    before = snapshot(copy)
+    v = ctl("verify", data=copy)
+    per = {f["family_id"]: f for f in (v.obj or {}).get("families", [])}
+    after = snapshot(copy)
+    ok(v.rc == 1 and per.get(li, {}).get("error", {}).get("code") == "storage_corrupt" and
+       "left where it is" in per[li]["error"]["message"] and
+       per.get(wang, {}).get("error", {}).get("code") == "storage_schema_old" and
+       "does not migrate" in per[wang]["error"]["message"] and
+       v.obj["unchecked_families"] == 2 and after == before,
+       "verify names a damaged mailbox and one of an older version as not checked, and "
+       "leaves both as they are (not set aside, not migrated)",
+       f"{v!r} {set(after.items()) ^ set(before.items())}")
 
 
 def audit_rows(data):
