@@ -213,18 +213,21 @@ json_t *device_json(const store_device *d)
 	                 d->revoked_ms != 0, "revoked_at", jtime(d->revoked_ms));
 }
 
-/* A child's pairing with a kiosk; the PIN's hash stays in the store. */
+/* A child's pairing with a kiosk; the PIN's hash stays in the store. A lock whose time is
+ * over is no lock (the row keeps its end until the next attempt or a new PIN): locked false,
+ * locked_until null, as the server's screen says. */
 json_t *link_json(const store_kiosk_link *l)
 {
-	return json_pack(
-	    "{s:s, s:s, s:o, s:s, s:s, s:o, s:o, s:o, s:o, s:b, s:o, s:I, s:o, s:o}", "link_id",
-	    l->id.s, "member_id", l->member_id.s, "name", jtext(l->member_name), "family_id",
-	    l->family_id.s, "kiosk_id", l->kiosk_id.s, "kiosk_name", jtext(l->kiosk_name),
-	    "school_name", jtext(l->school_name), "avatar", jtext(l->avatar), "paired_at",
-	    jtime(l->created_ms), "pin_set", l->pin_hash[0] != '\0', "pin_set_by",
-	    l->pin_set_by.s[0] ? json_string(l->pin_set_by.s) : json_null(), "pin_failures",
-	    (json_int_t)l->failures, "locked", json_boolean(l->locked_until_ms != 0),
-	    "locked_until", jtime(l->locked_until_ms));
+	bool locked = l->locked_until_ms > now_ms();
+	return json_pack("{s:s, s:s, s:o, s:s, s:s, s:o, s:o, s:o, s:o, s:b, s:o, s:I, s:o, s:o}",
+	                 "link_id", l->id.s, "member_id", l->member_id.s, "name",
+	                 jtext(l->member_name), "family_id", l->family_id.s, "kiosk_id",
+	                 l->kiosk_id.s, "kiosk_name", jtext(l->kiosk_name), "school_name",
+	                 jtext(l->school_name), "avatar", jtext(l->avatar), "paired_at",
+	                 jtime(l->created_ms), "pin_set", l->pin_hash[0] != '\0', "pin_set_by",
+	                 l->pin_set_by.s[0] ? json_string(l->pin_set_by.s) : json_null(),
+	                 "pin_failures", (json_int_t)l->failures, "locked", json_boolean(locked),
+	                 "locked_until", jtime(locked ? l->locked_until_ms : 0));
 }
 
 void print_device(const store_device *d, const char *indent)

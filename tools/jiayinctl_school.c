@@ -326,7 +326,7 @@ int cmd_kiosk_children(ctl *c, int argc, char **argv)
 		print_name(l->member_name);
 		printf("  family %s  link %s  paired %s", l->family_id.s, l->id.s,
 		       fmt_time(l->created_ms, t));
-		if (l->locked_until_ms)
+		if (l->locked_until_ms > now_ms()) /* an expired lock is none (link_json) */
 			printf("  PIN LOCKED until %s", fmt_time(l->locked_until_ms, t));
 		else if (l->failures)
 			printf("  %u wrong PIN%s", l->failures, l->failures == 1 ? "" : "s");

@@ -283,6 +283,25 @@ def family_checks(ctl, srv, server_bin, data, tmp, kid, tablet):
     ok(r2.rc == 0 and "小明" in r2.out and link_id in r2.out and "secretpinhash" not in r.out
        and "secretpinhash" not in r2.out and "pin_hash" not in r.out,
        "no PIN hash printed, with or without --json", repr(r2))
+    # A lock whose time is over is no lock: the row keeps its end until the next attempt, and
+    # jiayinctl said "PIN LOCKED until" a time gone by (and "locked": true) for it.
+    locks = {}
+    for name, until in (("over", int(time.time() * 1000) - 60000),
+                        ("on", int(time.time() * 1000) + 600000)):
+        with db(os.path.join(data, "directory.db")) as c:
+            c.execute("UPDATE kiosk_links SET failures = 5, locked_until_ms = ? WHERE id = ?",
+                      (until, link_id))
+        r, r2 = ctl("kiosk", "children", kid), ctl("kiosk", "children", kid, json_out=False)
+        ch = ((r.obj or {}).get("children") or [{}])[0]
+        locks[name] = (ch.get("locked"), ch.get("locked_until"), "PIN LOCKED" in r2.out,
+                       "5 wrong PINs" in r2.out)
+    ok(locks["over"] == (False, None, False, True) and locks["on"][0] is True and
+       locks["on"][1] is not None and locks["on"][2:] == (True, False),
+       "kiosk children: a lock whose time is over shows as wrong PINs, not as a lock",
+       repr(locks))
+    with db(os.path.join(data, "directory.db")) as c:
+        c.execute("UPDATE kiosk_links SET failures = 0, locked_until_ms = 0 WHERE id = ?",
+                  (link_id,))
     story_link = kiosk_story(ctl, srv, kid, tablet, mom, fam)
 
     # A grandmother who has left the family: shown as a former member.
