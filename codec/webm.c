@@ -8,6 +8,10 @@
  * cannot be their child. Pre-skip is OpusHead's, as in ffmpeg (whose muxer writes CodecDelay in
  * the wrong unit for non-48 kHz input); CodecDelay only stands in when OpusHead is missing.
  * DiscardPadding trims the end (negative: the start) of its block's audio, to the sample.
+ * A file may be several WebM documents one after the other (an app that pauses by stopping its
+ * MediaRecorder and starting another, then joins the Blobs; `cat a.webm b.webm`): each is decoded
+ * after the one before, with its own EBML header, Tracks, pre-skip and a decoder of its own made
+ * when the previous one is done with, so memory does not grow with the documents either.
  */
 #include "ebml.h"
 #include "internal.h"
@@ -18,6 +22,13 @@
 #define WEBM_MAX_BLOCK (1u << 20)   /* frame data of one Block; more is abuse */
 #define WEBM_MAX_CODEC_PRIVATE 4096 /* an OpusHead is at most 21 + 255 bytes */
 #define WEBM_MAX_LACES 256          /* the lace count is one byte, plus one */
+/*
+ * The Opus streams the decoders of a file's documents may have, all together: each document
+ * makes a decoder of its own and needs no audio to cost one, so neither the duration limit nor
+ * the byte limit bounds them (a document whose decoder has 255 streams takes some 70 bytes).
+ * 4096 documents of a mono or stereo recording, as for chained Ogg links.
+ */
+#define WEBM_MAX_CHAIN_STREAMS 4096
 
 enum {
 	ID_EBML = 0x1A45DFA3,
@@ -57,6 +68,9 @@ typedef struct webm_state {
 	codec_in *in;
 	opusdec dec;
 	bool dec_ready;
+	unsigned channels;    /* the first document's layout: every later one must have it */
+	int lfe_channel;      /* and its LFE channel, or -1 */
+	unsigned streams;     /* the Opus streams of the documents begun so far */
 	uint64_t track;       /* TrackNumber of the Opus track we decode */
 	uint64_t preskip;     /* 48 kHz frames to drop from the start */
 	uint64_t segment_end; /* EBML_UNKNOWN_END while the Segment has unknown size */
@@ -130,10 +144,25 @@ static bool ends_cluster(uint32_t id)
 	}
 }
 
+static const uint8_t ebml_magic[4] = {0x1A, 0x45, 0xDF, 0xA3}; /* ID_EBML */
+
+/*
+ * 1 when the next bytes are an EBML header's ID (the next document), 0 when they are anything
+ * else or the file ends within four bytes; nothing is consumed.
+ */
+static int at_ebml_header(codec_in *in)
+{
+	const uint8_t *p;
+	size_t avail;
+	int rc = in_peek(in, &p, 4, &avail);
+	if (rc < 0)
+		return rc;
+	return avail == 4 && memcmp(p, ebml_magic, 4) == 0;
+}
+
 /* EBML header: DocType "webm" or "matroska", a reader version and field widths we handle. */
 static int read_ebml_header(codec_in *in)
 {
-	static const uint8_t magic[4] = {0x1A, 0x45, 0xDF, 0xA3};
 	const uint8_t *p;
 	size_t avail;
 	ebml_elem e;
@@ -143,7 +172,7 @@ static int read_ebml_header(codec_in *in)
 	int rc = in_peek(in, &p, 4, &avail);
 	if (rc < 0)
 		return rc;
-	if (avail == 0 || memcmp(p, magic, avail) != 0)
+	if (avail == 0 || memcmp(p, ebml_magic, avail) != 0)
 		return CODEC_EFORMAT;
 	if ((rc = ebml_peek(in, &e)) < 0)
 		return rc;
@@ -184,14 +213,18 @@ static int read_ebml_header(codec_in *in)
 	return 0;
 }
 
+enum { ZEROS_THEN_END = 1, ZEROS_THEN_DOCUMENT = 2 };
+
 /*
  * Chrome's MediaRecorder stopped before its first audio (within some 30 ms of start()) hands out
  * its EBML header and then only zero bytes where the Segment would be: a recording of nothing.
- * 1 when the input is at a zero byte and nothing but zeros follow to its end (all consumed), 0
- * when the next byte is not a zero (nothing consumed); zeros and then anything else are
- * malformed (a zero cannot begin an element ID, so they were malformed anyway).
+ * 0 when the next byte is not a zero (nothing consumed); ZEROS_THEN_END when nothing but zeros
+ * follow to the end of the input, ZEROS_THEN_DOCUMENT when they are followed by the next
+ * document's EBML header (a pause and resume within those 30 ms, the Blobs joined), the zeros
+ * consumed; zeros and then anything else are malformed (a zero cannot begin an element ID, so
+ * they were malformed anyway).
  */
-static int only_zeros_left(codec_in *in)
+static int skip_zeros(codec_in *in)
 {
 	const uint8_t *p;
 	size_t avail;
@@ -201,15 +234,20 @@ static int only_zeros_left(codec_in *in)
 		if (rc < 0)
 			return rc;
 		if (avail == 0)
-			return any;
+			return any ? ZEROS_THEN_END : 0;
 		size_t n = 0;
 		while (n < avail && p[n] == 0)
 			n++;
-		if (n < avail)
-			return any || n > 0 ? CODEC_EMALFORMED : 0;
-		any = true;
-		if ((rc = in_skip(in, avail)) < 0)
+		if (n == 0 && !any)
+			return 0;
+		if ((rc = in_skip(in, n)) < 0)
 			return rc;
+		any = true;
+		if (n < avail) {
+			if ((rc = at_ebml_header(in)) < 0)
+				return rc;
+			return rc ? ZEROS_THEN_DOCUMENT : CODEC_EMALFORMED;
+		}
 	}
 }
 
@@ -360,6 +398,124 @@ static int read_tracks(webm_state *w, uint64_t end, opus_head *head)
 	if (rc < 0)
 		return rc;
 	return found ? 0 : CODEC_EUNSUPPORTED;
+}
+
+/*
+ * After a document's EBML header: its Segment, after any Void padding, entered (0, the
+ * Segment's end in w), or skip_zeros()'s answer where only zero bytes stand instead of it.
+ */
+static int enter_segment(webm_state *w)
+{
+	codec_in *in = w->in;
+	ebml_elem e;
+	int rc;
+	for (;;) {
+		if ((rc = skip_zeros(in)) != 0)
+			return rc;
+		if ((rc = ebml_next_child(in, EBML_UNKNOWN_END, &e)) <= 0)
+			return rc < 0 ? rc : CODEC_ETRUNCATED;
+		if ((rc = enter(in, &e)) < 0)
+			return rc;
+		if (e.id == ID_SEGMENT) {
+			w->segment_end = e.unknown ? EBML_UNKNOWN_END : in_tell(in) + e.size;
+			w->in_cluster = false;
+			return 0;
+		}
+		if (e.id != ID_VOID)
+			return CODEC_EMALFORMED;
+		if ((rc = ebml_skip(in, &e)) < 0)
+			return rc;
+	}
+}
+
+/* Segment-level elements up to Tracks, which must precede the first Cluster, and our track. */
+static int read_to_tracks(webm_state *w, opus_head *head)
+{
+	codec_in *in = w->in;
+	ebml_elem e;
+	int rc;
+	for (;;) {
+		if ((rc = ebml_next_child(in, w->segment_end, &e)) < 0)
+			return rc;
+		if (rc == 0) {
+			/* The Segment ended without Tracks: cut short if we never knew its size. */
+			return w->segment_end == EBML_UNKNOWN_END ? CODEC_ETRUNCATED
+			                                          : CODEC_EUNSUPPORTED;
+		}
+		if (e.id == ID_EBML || e.id == ID_SEGMENT) /* a next document, or nonsense */
+			return w->segment_end == EBML_UNKNOWN_END ? CODEC_EUNSUPPORTED
+			                                          : CODEC_EMALFORMED;
+		if ((rc = enter(in, &e)) < 0)
+			return rc;
+		if (e.id == ID_TRACKS)
+			return read_tracks(w, in_tell(in) + e.size, head);
+		rc = e.id == ID_CLUSTER ? CODEC_EMALFORMED : ebml_skip(in, &e);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/*
+ * A document, from its EBML header (the input at its first byte) to its Tracks: 1 with our
+ * track's OpusHead in *head (w->track, w->preskip set), ready for its Clusters; 0 when only
+ * zero bytes stand where its Segment would, to the end of the file. A document of zeros
+ * followed by another (a pause and resume within Chrome's first 30 ms) is passed over.
+ */
+static int read_document(webm_state *w, opus_head *head)
+{
+	int rc;
+	do {
+		if ((rc = read_ebml_header(w->in)) < 0)
+			return rc;
+	} while ((rc = enter_segment(w)) == ZEROS_THEN_DOCUMENT);
+	if (rc != 0)
+		return rc == ZEROS_THEN_END ? 0 : rc;
+	if ((rc = read_to_tracks(w, head)) < 0)
+		return rc;
+	return 1;
+}
+
+/*
+ * A decoder for the document just read, in place of the previous one's (whose audio has all
+ * been handed out). A document after the first must keep the first's channels (and so its LFE
+ * channel): the clip's layout is fixed when it opens.
+ */
+static int start_decoder(webm_state *w, const opus_head *head)
+{
+	int rc;
+	if (w->dec_ready &&
+	    (head->channels != w->channels || opus_head_lfe(head) != w->lfe_channel))
+		return CODEC_EUNSUPPORTED; /* documents that differ in channels */
+	if (head->streams > WEBM_MAX_CHAIN_STREAMS - w->streams)
+		return CODEC_EUNSUPPORTED; /* too many documents (or too many streams) */
+	w->streams += head->streams;
+	if (w->dec_ready) {
+		opusdec_free(&w->dec);
+		w->dec_ready = false;
+	}
+	if ((rc = opusdec_init(&w->dec, head)) < 0)
+		return rc;
+	w->dec_ready = true;
+	w->dec.skip = w->preskip;
+	w->channels = head->channels;
+	w->lfe_channel = opus_head_lfe(head);
+	return 0;
+}
+
+/*
+ * The document after the one whose audio has ended: 1 when its decoder is ready, 0 when none
+ * follows but zero bytes. A later document's EBML header that is no WebM's is a part of the
+ * file we cannot decode, not a file we do not know.
+ */
+static int next_document(webm_state *w)
+{
+	opus_head head;
+	int rc = read_document(w, &head);
+	if (rc <= 0)
+		return rc == CODEC_EFORMAT ? CODEC_EUNSUPPORTED : rc;
+	if ((rc = start_decoder(w, &head)) < 0)
+		return rc;
+	return 1;
 }
 
 /* Read one EBML-coded lace size from the lace header at p[*pos..len). */
@@ -569,10 +725,27 @@ static int next_block(webm_state *w)
 				return 1;
 			continue;
 		}
-		if ((rc = ebml_next_child(in, w->segment_end, &e)) <= 0)
+		if ((rc = ebml_next_child(in, w->segment_end, &e)) < 0)
 			return rc;
-		if (e.id == ID_EBML || e.id == ID_SEGMENT) /* a chained file: we decode the first */
-			return w->segment_end == EBML_UNKNOWN_END ? 0 : CODEC_EMALFORMED;
+		if (rc == 0 && w->segment_end == EBML_UNKNOWN_END)
+			return 0; /* the end of the file */
+		if (rc == 0 || e.id == ID_EBML || e.id == ID_SEGMENT) {
+			/*
+			 * After a known-size Segment, the next document if one begins there (other
+			 * bytes are left, as they always were). Within an unknown-size one, the
+			 * next document's EBML header ends it, and so does a Segment without one
+			 * (the end); a known-size Segment can hold neither.
+			 */
+			if (rc == 0)
+				rc = at_ebml_header(in);
+			else if (w->segment_end != EBML_UNKNOWN_END)
+				return CODEC_EMALFORMED;
+			else
+				rc = e.id == ID_EBML;
+			if (rc <= 0 || (rc = next_document(w)) <= 0)
+				return rc;
+			continue;
+		}
 		if ((rc = enter(in, &e)) < 0)
 			return rc;
 		if (e.id == ID_CLUSTER) {
@@ -619,7 +792,6 @@ static void webm_close(void *state)
 static int webm_open(codec_in *in, void **state, codec_stream_info *info)
 {
 	opus_head head;
-	ebml_elem e;
 	int rc;
 
 	memset(&head, 0, sizeof head);
@@ -628,55 +800,13 @@ static int webm_open(codec_in *in, void **state, codec_stream_info *info)
 	if (!w)
 		return CODEC_ENOMEM;
 	w->in = in;
-	if ((rc = read_ebml_header(in)) < 0)
+	/* Only zeros where the Segment would be (and no document after): a recording of nothing. */
+	if ((rc = read_document(w, &head)) <= 0) {
+		rc = rc < 0 ? rc : CODEC_ETOOSHORT;
 		goto fail;
-	/* The Segment, after any Void padding; only zeros instead: a recording without audio. */
-	for (;;) {
-		if ((rc = only_zeros_left(in)) != 0) {
-			rc = rc > 0 ? CODEC_ETOOSHORT : rc;
-			goto fail;
-		}
-		if ((rc = ebml_next_child(in, EBML_UNKNOWN_END, &e)) <= 0) {
-			rc = rc < 0 ? rc : CODEC_ETRUNCATED;
-			goto fail;
-		}
-		if ((rc = enter(in, &e)) < 0)
-			goto fail;
-		if (e.id == ID_SEGMENT)
-			break;
-		rc = e.id == ID_VOID ? ebml_skip(in, &e) : CODEC_EMALFORMED;
-		if (rc < 0)
-			goto fail;
 	}
-	w->segment_end = e.unknown ? EBML_UNKNOWN_END : in_tell(in) + e.size;
-	/* Segment-level elements up to Tracks, which must precede the first Cluster. */
-	for (;;) {
-		if ((rc = ebml_next_child(in, w->segment_end, &e)) < 0)
-			goto fail;
-		if (rc == 0) {
-			/* The Segment ended without Tracks: cut short if we never knew its size. */
-			rc = w->segment_end == EBML_UNKNOWN_END ? CODEC_ETRUNCATED : CODEC_EUNSUPPORTED;
-			goto fail;
-		}
-		if (e.id == ID_EBML || e.id == ID_SEGMENT) { /* a next file, or nonsense */
-			rc = w->segment_end == EBML_UNKNOWN_END ? CODEC_EUNSUPPORTED : CODEC_EMALFORMED;
-			goto fail;
-		}
-		if ((rc = enter(in, &e)) < 0)
-			goto fail;
-		if (e.id == ID_TRACKS) {
-			if ((rc = read_tracks(w, in_tell(in) + e.size, &head)) < 0)
-				goto fail;
-			break;
-		}
-		rc = e.id == ID_CLUSTER ? CODEC_EMALFORMED : ebml_skip(in, &e);
-		if (rc < 0)
-			goto fail;
-	}
-	if ((rc = opusdec_init(&w->dec, &head)) < 0)
+	if ((rc = start_decoder(w, &head)) < 0)
 		goto fail;
-	w->dec_ready = true;
-	w->dec.skip = w->preskip;
 
 	info->format = CODEC_FORMAT_WEBM_OPUS;
 	info->rate = 48000;

@@ -162,6 +162,10 @@ def corpus():
         "vorbis_then_opus.webm": webm(p[:6], vorbis_first=True, unknown=True),
         "matroska_doctype.webm": webm(p[:4], doctype="matroska", codec_delay=None),
         "chained.webm": webm(p[:4], unknown=True) + webm(p[4:8], unknown=True),
+        # A known-size document, Chrome's stopped-at-once one (header, zeros), an unknown-size
+        # one whose Opus track is number 2: documents decoded one after the other.
+        "chained_mixed.webm": webm(p[:4], discard=5000000) + ebml_header() + bytes(74) +
+        webm(p[4:10], unknown=True, vorbis_first=True, per_cluster=3),
         "truncated.webm": known[: len(known) * 2 // 3],
         "lying_size.webm": known.replace(el(BLOCK, block_body(1, p[-1:], 0, 0)),
                                          elem_id(BLOCK) + vint(len(p[-1]) + 4 + 500, 2) +

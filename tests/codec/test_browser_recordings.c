@@ -4,7 +4,10 @@
  * the same file: the same format and channels, the same number of frames to the sample (pre-skip,
  * pauses, end trimming), and the same samples. The files are in tests/codec/data/ (README.md
  * there says how tests/codec/record_browser/ made them); ffmpeg decodes with libopus to float, as
- * we do, so the samples agree exactly and what is tested is the demuxing.
+ * we do, so the samples agree exactly and what is tested is the demuxing. Recordings joined one
+ * after the other (an app's pause: one MediaRecorder stopped, another started, the Blobs joined)
+ * are compared with each recording's own decode instead: ffmpeg reads on into a second WebM
+ * document with the first one's decoder and track, so it differs or stops there.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -178,6 +181,59 @@ static void test_firefox_webm_stereo(void **state)
 	check_recording("firefox_mediarecorder_stereo.webm", CODEC_FORMAT_WEBM_OPUS, 2, 234888);
 }
 
+/*
+ * Regression: recordings joined one after the other (an app that pauses by stopping its
+ * MediaRecorder and starting another, `new Blob([a, b])`) decoded only the first, exit 0: half
+ * the story stored as if whole. Each decodes after the other exactly as it does alone.
+ */
+static void check_joined(const char *first, const char *second, unsigned channels, size_t frames)
+{
+	char path[4096];
+	size_t len_a, len_b;
+	codec_stream_info info;
+	path_of(path, sizeof path, first);
+	uint8_t *a = read_file(path, &len_a);
+	path_of(path, sizeof path, second);
+	uint8_t *b = read_file(path, &len_b);
+	uint8_t *joined = malloc(len_a + len_b);
+	assert_non_null(joined);
+	memcpy(joined, a, len_a);
+	memcpy(joined + len_a, b, len_b);
+	pcm_buf alone_a = our_decode(a, len_a, &info);
+	pcm_buf alone_b = our_decode(b, len_b, &info);
+	pcm_buf ours = our_decode(joined, len_a + len_b, &info);
+	assert_int_equal(info.format, CODEC_FORMAT_WEBM_OPUS);
+	assert_int_equal(info.channels, channels);
+	assert_int_equal(ours.n, frames * channels);
+	assert_int_equal(ours.n, alone_a.n + alone_b.n);
+	assert_memory_equal(ours.s, alone_a.s, alone_a.n * sizeof(float));
+	assert_memory_equal(ours.s + alone_a.n, alone_b.s, alone_b.n * sizeof(float));
+	free(ours.s);
+	free(alone_a.s);
+	free(alone_b.s);
+	free(joined);
+	free(a);
+	free(b);
+}
+
+static void test_recordings_joined(void **state)
+{
+	(void)state;
+	/* Chrome's unknown-size Segments: the next EBML header ends the last Cluster. */
+	check_joined("chrome_mediarecorder_timeslice.webm", "chrome_mediarecorder_pause.webm", 1,
+	             190080 + 239040);
+	/* A known-size Segment (ffmpeg's) first; after Chrome's. */
+	check_joined("ffmpeg_mono_1500ms.webm", "chrome_mediarecorder_timeslice.webm", 1,
+	             72000 + 190080);
+	check_joined("chrome_mediarecorder_timeslice.webm", "ffmpeg_16k_1234ms.webm", 1,
+	             190080 + 59232);
+	/* Firefox's: its Opus track is number 2, a Void before its Segment. */
+	check_joined("chrome_mediarecorder_stereo.webm", "firefox_mediarecorder_stereo.webm", 2,
+	             190080 + 234888);
+	check_joined("firefox_mediarecorder_stereo.webm", "ffmpeg_stereo_1500ms.webm", 2,
+	             234888 + 72000);
+}
+
 int main(int argc, char **argv)
 {
 	data_dir = getenv("JIAYIN_TEST_DATA");
@@ -189,6 +245,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_chrome_stereo),
 	    cmocka_unit_test(test_firefox_ogg_pause_resume),
 	    cmocka_unit_test(test_firefox_webm_stereo),
+	    cmocka_unit_test(test_recordings_joined),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

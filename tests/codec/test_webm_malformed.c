@@ -2,8 +2,8 @@
  * test_webm_malformed.c — the WebM/Matroska Opus decoder (codec/webm.c) on files broken in the
  * ways uploads break, built by webm_fixture.h and then patched: sizes that lie about their
  * parents or the file, IDs and sizes that are not EBML varints, bad lace headers and Block
- * groups, a Block over the limit, a Cluster before the Tracks, a second Segment chained after
- * the first, truncation at every offset, and random mutations. Each must give the error the
+ * groups, a Block over the limit, a Cluster before the Tracks, a Segment without its EBML header
+ * after the first, truncation at every offset, and random mutations. Each must give the error the
  * demuxer defines for it (or a prefix of the right PCM), never a crash or an overread.
  */
 #include <setjmp.h>
@@ -235,9 +235,15 @@ static void test_cluster_before_tracks(void **state)
 	free(b.d);
 }
 
-static void test_chained_segment_ends_the_clip(void **state)
+/*
+ * A Segment that is no child of the Segment before it and has no EBML header of its own: after an
+ * unknown-size Segment it ends the clip (no writer makes one; a whole document after it is
+ * decoded, test_webm_chains.c), inside a known-size one it is malformed.
+ */
+static void test_segment_without_header(void **state)
 {
 	(void)state;
+	static const uint8_t segment[] = {0x18, 0x53, 0x80, 0x67};
 	layout l = {.codec_delay = -2,
 	            .head_preskip = -1,
 	            .unknown_segment = true,
@@ -245,12 +251,24 @@ static void test_chained_segment_ends_the_clip(void **state)
 	wbuf first, second;
 	build(&first, &mono, &l);
 	build(&second, &stereo, &l);
-	put(&first, second.d, second.len);
+	size_t seg = find_id(&second, segment, 4, 0);
+	put(&first, second.d + seg, second.len - seg);
 	size_t ref_frames;
 	float *ref = reference(&mono, &l, &ref_frames);
 	decoded r = decode(first.d, first.len, 4096);
 	assert_int_equal(r.rc, 0);
 	assert_int_equal(r.info.channels, 1);
+	assert_int_equal(r.frames, ref_frames);
+	assert_memory_equal(r.pcm, ref, ref_frames * sizeof(float));
+	free(r.pcm);
+	free(first.d);
+	l.unknown_segment = false;
+	build(&first, &mono, &l);
+	size_t outer = find_id(&first, segment, 4, 0);
+	put(&first, second.d + seg, second.len - seg);
+	set_size8(&first, outer, 4, first.len - outer - 12);
+	r = decode(first.d, first.len, 4096);
+	assert_int_equal(r.rc, CODEC_EMALFORMED);
 	assert_int_equal(r.frames, ref_frames);
 	free(r.pcm);
 	free(ref);
@@ -350,7 +368,7 @@ int main(void)
 	    cmocka_unit_test(test_block_group_rules),
 	    cmocka_unit_test(test_block_over_limit),
 	    cmocka_unit_test(test_cluster_before_tracks),
-	    cmocka_unit_test(test_chained_segment_ends_the_clip),
+	    cmocka_unit_test(test_segment_without_header),
 	    cmocka_unit_test(test_every_prefix),
 	    cmocka_unit_test(test_mutations),
 	};

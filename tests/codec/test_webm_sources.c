@@ -129,7 +129,10 @@ static decoded decode_trickle(const wbuf *b, size_t step, size_t fail_at)
 	return r;
 }
 
-/* Short reads and no seek: the same PCM, and skipping by reading (a large Void) works. */
+/*
+ * Short reads and no seek: the same PCM, and skipping by reading (a large Void) works, also on
+ * to a second document.
+ */
 static void test_unseekable_source_with_short_reads(void **state)
 {
 	(void)state;
@@ -152,6 +155,23 @@ static void test_unseekable_source_with_short_reads(void **state)
 		assert_memory_equal(r.pcm, ref, ref_frames * sizeof(float));
 		free(r.pcm);
 	}
+	/* A second document after the first's Void (read past, not sought), found the same way. */
+	layout l2 = {.codec_delay = -2, .head_preskip = 0, .unknown_segment = true};
+	wbuf second;
+	size_t second_frames;
+	build(&second, &mono_cbr, &l2);
+	put(&b, second.d, second.len);
+	float *ref2 = reference(&mono_cbr, &l2, &second_frames);
+	for (size_t step = 1; step <= 4096; step *= 8) {
+		decoded r = decode_trickle(&b, step, SIZE_MAX);
+		assert_int_equal(r.rc, 0);
+		assert_int_equal(r.frames, ref_frames + second_frames);
+		assert_memory_equal(r.pcm, ref, ref_frames * sizeof(float));
+		assert_memory_equal(r.pcm + ref_frames, ref2, second_frames * sizeof(float));
+		free(r.pcm);
+	}
+	free(ref2);
+	free(second.d);
 	free(ref);
 	free(b.d);
 }
