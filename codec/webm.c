@@ -13,97 +13,19 @@
  * after the one before, with its own EBML header, Tracks, pre-skip and a decoder of its own made
  * when the previous one is done with, so memory does not grow with the documents either.
  */
-#include "ebml.h"
-#include "internal.h"
+#include "webm.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define WEBM_MAX_BLOCK (1u << 20)   /* frame data of one Block; more is abuse */
-#define WEBM_MAX_CODEC_PRIVATE 4096 /* an OpusHead is at most 21 + 255 bytes */
-#define WEBM_MAX_LACES 256          /* the lace count is one byte, plus one */
-/*
- * The Opus streams the decoders of a file's documents may have, all together: each document
- * makes a decoder of its own and needs no audio to cost one, so neither the duration limit nor
- * the byte limit bounds them (a document whose decoder has 255 streams takes some 70 bytes).
- * 4096 documents of a mono or stereo recording, as for chained Ogg links.
- */
-#define WEBM_MAX_CHAIN_STREAMS 4096
-
-enum {
-	ID_EBML = 0x1A45DFA3,
-	ID_EBML_READ_VERSION = 0x42F7,
-	ID_EBML_MAX_ID_LENGTH = 0x42F2,
-	ID_EBML_MAX_SIZE_LENGTH = 0x42F3,
-	ID_DOCTYPE = 0x4282,
-	ID_VOID = 0xEC,
-	ID_SEGMENT = 0x18538067,
-	ID_SEEKHEAD = 0x114D9B74,
-	ID_INFO = 0x1549A966,
-	ID_TRACKS = 0x1654AE6B,
-	ID_CLUSTER = 0x1F43B675,
-	ID_CUES = 0x1C53BB6B,
-	ID_TAGS = 0x1254C367,
-	ID_CHAPTERS = 0x1043A770,
-	ID_ATTACHMENTS = 0x1941A469,
-	ID_TRACK_ENTRY = 0xAE,
-	ID_TRACK_NUMBER = 0xD7,
-	ID_TRACK_TYPE = 0x83,
-	ID_CODEC_ID = 0x86,
-	ID_CODEC_PRIVATE = 0x63A2,
-	ID_CODEC_DELAY = 0x56AA,
-	ID_CONTENT_ENCODINGS = 0x6D80,
-	ID_AUDIO = 0xE1,
-	ID_CHANNELS = 0x9F,
-	ID_SAMPLING_FREQUENCY = 0xB5,
-	ID_SIMPLE_BLOCK = 0xA3,
-	ID_BLOCK_GROUP = 0xA0,
-	ID_BLOCK = 0xA1,
-	ID_DISCARD_PADDING = 0x75A2,
-};
-
-#define TRACK_TYPE_AUDIO 2
-
-typedef struct webm_state {
-	codec_in *in;
-	opusdec dec;
-	bool dec_ready;
-	unsigned channels;    /* the first document's layout: every later one must have it */
-	int lfe_channel;      /* and its LFE channel, or -1 */
-	unsigned streams;     /* the Opus streams of the documents begun so far */
-	uint64_t track;       /* TrackNumber of the Opus track we decode */
-	uint64_t preskip;     /* 48 kHz frames to drop from the start */
-	uint64_t segment_end; /* EBML_UNKNOWN_END while the Segment has unknown size */
-	bool in_cluster;
-	bool cluster_unknown; /* the current Cluster has unknown size */
-	uint64_t cluster_end; /* where its children must end (the Segment's end if unknown) */
-	bool ended;
-	int error;    /* sticky; reported once the PCM decoded before it was handed out */
-	uint8_t *buf; /* the current Block's data, or CodecPrivate while opening */
-	size_t buf_cap;
-	/* The current Block of our track: its laces (Opus packets) and the frames it keeps. */
-	size_t lace_count, lace_next;
-	size_t lace_off[WEBM_MAX_LACES], lace_len[WEBM_MAX_LACES];
-	uint16_t lace_frames[WEBM_MAX_LACES];
-	uint64_t block_pos; /* frames of the block before lace_next */
-	/* The block's frames [keep_start, keep_end) survive DiscardPadding. */
-	uint64_t keep_start, keep_end;
-} webm_state;
-
-/*
- * Consume the header ebml_next_child() returned (it is in codec_in's buffer already). Only Segment and
- * Cluster may have unknown size; for every other element that is a structural error, so no payload
- * reader ever sees an unknown size.
- */
-static int enter(codec_in *in, const ebml_elem *e)
+int webm_enter(codec_in *in, const ebml_elem *e)
 {
 	if (e->unknown && e->id != ID_SEGMENT && e->id != ID_CLUSTER)
 		return CODEC_EMALFORMED;
 	return in_skip(in, e->header_len);
 }
 
-/* Make room for n bytes in w->buf. */
-static int reserve(webm_state *w, size_t n)
+int webm_reserve(webm_state *w, size_t n)
 {
 	if (n <= w->buf_cap)
 		return 0;
@@ -118,8 +40,7 @@ static int reserve(webm_state *w, size_t n)
 	return 0;
 }
 
-/* Nanoseconds to 48 kHz frames, rounded to nearest, without overflow. */
-static uint64_t ns_to_frames(uint64_t ns)
+uint64_t webm_ns_to_frames(uint64_t ns)
 {
 	return ns / 1000000 * 48 + (ns % 1000000 * 48 + 500000) / 1000000;
 }
@@ -142,337 +63,6 @@ static bool ends_cluster(uint32_t id)
 	default:
 		return false;
 	}
-}
-
-static const uint8_t ebml_magic[4] = {0x1A, 0x45, 0xDF, 0xA3}; /* ID_EBML */
-
-/*
- * 1 when the next bytes are an EBML header's ID (the next document), 0 when they are anything
- * else or the file ends within four bytes; nothing is consumed.
- */
-static int at_ebml_header(codec_in *in)
-{
-	const uint8_t *p;
-	size_t avail;
-	int rc = in_peek(in, &p, 4, &avail);
-	if (rc < 0)
-		return rc;
-	return avail == 4 && memcmp(p, ebml_magic, 4) == 0;
-}
-
-/* EBML header: DocType "webm" or "matroska", a reader version and field widths we handle. */
-static int read_ebml_header(codec_in *in)
-{
-	const uint8_t *p;
-	size_t avail;
-	ebml_elem e;
-	char doctype[EBML_MAX_STRING] = "";
-	uint64_t v;
-
-	int rc = in_peek(in, &p, 4, &avail);
-	if (rc < 0)
-		return rc;
-	if (avail == 0 || memcmp(p, ebml_magic, avail) != 0)
-		return CODEC_EFORMAT;
-	if ((rc = ebml_peek(in, &e)) < 0)
-		return rc;
-	if (rc == 0 || e.id != ID_EBML)
-		return CODEC_ETRUNCATED; /* the magic is there, the rest of the header is not */
-	if (e.unknown)
-		return CODEC_EMALFORMED;
-	if ((rc = enter(in, &e)) < 0)
-		return rc;
-	uint64_t end = in_tell(in) + e.size;
-	while ((rc = ebml_next_child(in, end, &e)) > 0) {
-		if ((rc = enter(in, &e)) < 0)
-			return rc;
-		switch (e.id) {
-		case ID_DOCTYPE:
-			rc = ebml_string(in, &e, doctype);
-			break;
-		case ID_EBML_READ_VERSION:
-		case ID_EBML_MAX_ID_LENGTH:
-		case ID_EBML_MAX_SIZE_LENGTH:
-			if ((rc = ebml_uint(in, &e, &v)) < 0)
-				return rc;
-			if ((e.id == ID_EBML_READ_VERSION && v > 1) ||
-			    (e.id == ID_EBML_MAX_ID_LENGTH && v > 4) ||
-			    (e.id == ID_EBML_MAX_SIZE_LENGTH && v > 8))
-				return CODEC_EUNSUPPORTED;
-			break;
-		default:
-			rc = ebml_skip(in, &e);
-		}
-		if (rc < 0)
-			return rc;
-	}
-	if (rc < 0)
-		return rc;
-	if (strcmp(doctype, "webm") != 0 && strcmp(doctype, "matroska") != 0)
-		return CODEC_EFORMAT;
-	return 0;
-}
-
-enum { ZEROS_THEN_END = 1, ZEROS_THEN_DOCUMENT = 2 };
-
-/*
- * Chrome's MediaRecorder stopped before its first audio (within some 30 ms of start()) hands out
- * its EBML header and then only zero bytes where the Segment would be: a recording of nothing.
- * 0 when the next byte is not a zero (nothing consumed); ZEROS_THEN_END when nothing but zeros
- * follow to the end of the input, ZEROS_THEN_DOCUMENT when they are followed by the next
- * document's EBML header (a pause and resume within those 30 ms, the Blobs joined), the zeros
- * consumed; zeros and then anything else are malformed (a zero cannot begin an element ID, so
- * they were malformed anyway).
- */
-static int skip_zeros(codec_in *in)
-{
-	const uint8_t *p;
-	size_t avail;
-	bool any = false;
-	for (;;) {
-		int rc = in_peek(in, &p, CODEC_IN_BUFSIZE, &avail);
-		if (rc < 0)
-			return rc;
-		if (avail == 0)
-			return any ? ZEROS_THEN_END : 0;
-		size_t n = 0;
-		while (n < avail && p[n] == 0)
-			n++;
-		if (n == 0 && !any)
-			return 0;
-		if ((rc = in_skip(in, n)) < 0)
-			return rc;
-		any = true;
-		if (n < avail) {
-			if ((rc = at_ebml_header(in)) < 0)
-				return rc;
-			return rc ? ZEROS_THEN_DOCUMENT : CODEC_EMALFORMED;
-		}
-	}
-}
-
-/* What one TrackEntry says, as far as we care. */
-typedef struct track_entry {
-	uint64_t number, type, codec_delay_ns, channels;
-	bool has_type, has_codec_delay, has_channels, encoded;
-	char codec_id[EBML_MAX_STRING];
-	size_t private_len; /* CodecPrivate bytes in w->buf */
-	bool private_too_big;
-} track_entry;
-
-static int read_audio(codec_in *in, uint64_t end, track_entry *t)
-{
-	ebml_elem e;
-	int rc;
-	while ((rc = ebml_next_child(in, end, &e)) > 0) {
-		if ((rc = enter(in, &e)) < 0)
-			return rc;
-		if (e.id == ID_CHANNELS) {
-			rc = ebml_uint(in, &e, &t->channels);
-			t->has_channels = true;
-		} else if (e.id == ID_SAMPLING_FREQUENCY && e.size != 0 && e.size != 4 &&
-		           e.size != 8) {
-			/* Not a float. (Opus decodes at 48 kHz whatever a valid one says.) */
-			rc = CODEC_EMALFORMED;
-		} else {
-			rc = ebml_skip(in, &e);
-		}
-		if (rc < 0)
-			return rc;
-	}
-	return rc;
-}
-
-static int read_track_entry(webm_state *w, uint64_t end, track_entry *t)
-{
-	codec_in *in = w->in;
-	ebml_elem e;
-	int rc;
-	memset(t, 0, sizeof *t);
-	while ((rc = ebml_next_child(in, end, &e)) > 0) {
-		if ((rc = enter(in, &e)) < 0)
-			return rc;
-		switch (e.id) {
-		case ID_TRACK_NUMBER:
-			rc = ebml_uint(in, &e, &t->number);
-			break;
-		case ID_TRACK_TYPE:
-			rc = ebml_uint(in, &e, &t->type);
-			t->has_type = true;
-			break;
-		case ID_CODEC_ID:
-			rc = ebml_string(in, &e, t->codec_id);
-			break;
-		case ID_CODEC_DELAY:
-			rc = ebml_uint(in, &e, &t->codec_delay_ns);
-			t->has_codec_delay = true;
-			break;
-		case ID_CODEC_PRIVATE:
-			/* Other codecs' private data (Vorbis books) may be large: skip it. */
-			t->private_len = 0;
-			t->private_too_big = e.size > WEBM_MAX_CODEC_PRIVATE;
-			if (t->private_too_big) {
-				rc = ebml_skip(in, &e);
-			} else if ((rc = reserve(w, (size_t)e.size)) == 0) {
-				rc = in_read_exact(in, w->buf, (size_t)e.size);
-				t->private_len = (size_t)e.size;
-			}
-			break;
-		case ID_CONTENT_ENCODINGS: /* compressed or encrypted frames */
-			t->encoded = true;
-			rc = ebml_skip(in, &e);
-			break;
-		case ID_AUDIO:
-			rc = read_audio(in, in_tell(in) + e.size, t);
-			break;
-		default:
-			rc = ebml_skip(in, &e);
-		}
-		if (rc < 0)
-			return rc;
-	}
-	return rc;
-}
-
-/* Take the entry as our track: its OpusHead (or a family-0 one from Channels) and pre-skip. */
-static int use_track(webm_state *w, const track_entry *t, opus_head *head)
-{
-	int rc;
-	if (t->number == 0)
-		return CODEC_EMALFORMED;
-	if (t->encoded)
-		return CODEC_EUNSUPPORTED;
-	if (t->private_too_big)
-		return CODEC_EMALFORMED;
-	if (t->private_len > 0) {
-		/* OpusHead's channel count wins over Audio/Channels: the decoder needs it. */
-		if ((rc = opus_head_parse(w->buf, t->private_len, head)) < 0)
-			return rc;
-	} else {
-		/* Beyond stereo there is no channel mapping without OpusHead. */
-		if (!t->has_channels || t->channels < 1 || t->channels > 2)
-			return CODEC_EMALFORMED;
-		memset(head, 0, sizeof *head);
-		head->version = 1;
-		head->channels = (uint8_t)t->channels;
-		head->input_rate = 48000;
-		head->streams = 1;
-		head->coupled = t->channels == 2;
-		head->mapping[1] = 1;
-	}
-	w->track = t->number;
-	/*
-	 * OpusHead's pre-skip is authoritative when there is one: ffmpeg (through at least 5.1)
-	 * writes CodecDelay as the encoder's lookahead at its input rate taken as 48 kHz, e.g.
-	 * 104 instead of 312 frames for 16 kHz input, and itself decodes with OpusHead's value.
-	 */
-	w->preskip = t->private_len == 0 && t->has_codec_delay ? ns_to_frames(t->codec_delay_ns)
-	                                                       : head->preskip;
-	return 0;
-}
-
-/* Tracks: the first A_OPUS audio track is ours; CODEC_EUNSUPPORTED when there is none. */
-static int read_tracks(webm_state *w, uint64_t end, opus_head *head)
-{
-	codec_in *in = w->in;
-	ebml_elem e;
-	track_entry t;
-	bool found = false;
-	int rc;
-	while ((rc = ebml_next_child(in, end, &e)) > 0) {
-		if ((rc = enter(in, &e)) < 0)
-			return rc;
-		if (e.id != ID_TRACK_ENTRY || found) {
-			if ((rc = ebml_skip(in, &e)) < 0)
-				return rc;
-			continue;
-		}
-		if ((rc = read_track_entry(w, in_tell(in) + e.size, &t)) < 0)
-			return rc;
-		if (strcmp(t.codec_id, "A_OPUS") != 0 || (t.has_type && t.type != TRACK_TYPE_AUDIO))
-			continue;
-		if ((rc = use_track(w, &t, head)) < 0)
-			return rc;
-		found = true;
-	}
-	if (rc < 0)
-		return rc;
-	return found ? 0 : CODEC_EUNSUPPORTED;
-}
-
-/*
- * After a document's EBML header: its Segment, after any Void padding, entered (0, the
- * Segment's end in w), or skip_zeros()'s answer where only zero bytes stand instead of it.
- */
-static int enter_segment(webm_state *w)
-{
-	codec_in *in = w->in;
-	ebml_elem e;
-	int rc;
-	for (;;) {
-		if ((rc = skip_zeros(in)) != 0)
-			return rc;
-		if ((rc = ebml_next_child(in, EBML_UNKNOWN_END, &e)) <= 0)
-			return rc < 0 ? rc : CODEC_ETRUNCATED;
-		if ((rc = enter(in, &e)) < 0)
-			return rc;
-		if (e.id == ID_SEGMENT) {
-			w->segment_end = e.unknown ? EBML_UNKNOWN_END : in_tell(in) + e.size;
-			w->in_cluster = false;
-			return 0;
-		}
-		if (e.id != ID_VOID)
-			return CODEC_EMALFORMED;
-		if ((rc = ebml_skip(in, &e)) < 0)
-			return rc;
-	}
-}
-
-/* Segment-level elements up to Tracks, which must precede the first Cluster, and our track. */
-static int read_to_tracks(webm_state *w, opus_head *head)
-{
-	codec_in *in = w->in;
-	ebml_elem e;
-	int rc;
-	for (;;) {
-		if ((rc = ebml_next_child(in, w->segment_end, &e)) < 0)
-			return rc;
-		if (rc == 0) {
-			/* The Segment ended without Tracks: cut short if we never knew its size. */
-			return w->segment_end == EBML_UNKNOWN_END ? CODEC_ETRUNCATED
-			                                          : CODEC_EUNSUPPORTED;
-		}
-		if (e.id == ID_EBML || e.id == ID_SEGMENT) /* a next document, or nonsense */
-			return w->segment_end == EBML_UNKNOWN_END ? CODEC_EUNSUPPORTED
-			                                          : CODEC_EMALFORMED;
-		if ((rc = enter(in, &e)) < 0)
-			return rc;
-		if (e.id == ID_TRACKS)
-			return read_tracks(w, in_tell(in) + e.size, head);
-		rc = e.id == ID_CLUSTER ? CODEC_EMALFORMED : ebml_skip(in, &e);
-		if (rc < 0)
-			return rc;
-	}
-}
-
-/*
- * A document, from its EBML header (the input at its first byte) to its Tracks: 1 with our
- * track's OpusHead in *head (w->track, w->preskip set), ready for its Clusters; 0 when only
- * zero bytes stand where its Segment would, to the end of the file. A document of zeros
- * followed by another (a pause and resume within Chrome's first 30 ms) is passed over.
- */
-static int read_document(webm_state *w, opus_head *head)
-{
-	int rc;
-	do {
-		if ((rc = read_ebml_header(w->in)) < 0)
-			return rc;
-	} while ((rc = enter_segment(w)) == ZEROS_THEN_DOCUMENT);
-	if (rc != 0)
-		return rc == ZEROS_THEN_END ? 0 : rc;
-	if ((rc = read_to_tracks(w, head)) < 0)
-		return rc;
-	return 1;
 }
 
 /*
@@ -510,7 +100,7 @@ static int start_decoder(webm_state *w, const opus_head *head)
 static int next_document(webm_state *w)
 {
 	opus_head head;
-	int rc = read_document(w, &head);
+	int rc = webm_read_document(w, &head);
 	if (rc <= 0)
 		return rc == CODEC_EFORMAT ? CODEC_EUNSUPPORTED : rc;
 	if ((rc = start_decoder(w, &head)) < 0)
@@ -647,7 +237,8 @@ static int read_block(webm_state *w, uint64_t size, bool *ours)
 		return in_skip(in, len);
 	if (len > WEBM_MAX_BLOCK)
 		return CODEC_EMALFORMED;
-	if ((rc = reserve(w, (size_t)len)) < 0 || (rc = in_read_exact(in, w->buf, (size_t)len)) < 0)
+	if ((rc = webm_reserve(w, (size_t)len)) < 0 ||
+	    (rc = in_read_exact(in, w->buf, (size_t)len)) < 0)
 		return rc;
 	if ((rc = split_laces(w, (size_t)len, lacing)) < 0)
 		return rc;
@@ -666,7 +257,7 @@ static int read_block_group(webm_state *w, uint64_t end, bool *ours)
 
 	*ours = false;
 	while ((rc = ebml_next_child(in, end, &e)) > 0) {
-		if ((rc = enter(in, &e)) < 0)
+		if ((rc = webm_enter(in, &e)) < 0)
 			return rc;
 		if (e.id == ID_BLOCK) {
 			if (have_block)
@@ -686,11 +277,11 @@ static int read_block_group(webm_state *w, uint64_t end, bool *ours)
 	if (!have_block)
 		return CODEC_EMALFORMED;
 	if (*ours && padding > 0) {
-		uint64_t drop = ns_to_frames((uint64_t)padding);
+		uint64_t drop = webm_ns_to_frames((uint64_t)padding);
 		w->keep_end = drop < w->keep_end ? w->keep_end - drop : 0;
 	} else if (*ours && padding < 0) {
 		uint64_t ns = padding == INT64_MIN ? (uint64_t)INT64_MAX + 1 : (uint64_t)-padding;
-		uint64_t drop = ns_to_frames(ns);
+		uint64_t drop = webm_ns_to_frames(ns);
 		w->keep_start = drop < w->keep_end ? drop : w->keep_end;
 	}
 	return 0;
@@ -711,7 +302,7 @@ static int next_block(webm_state *w)
 				w->in_cluster = false;
 				continue;
 			}
-			if ((rc = enter(in, &e)) < 0)
+			if ((rc = webm_enter(in, &e)) < 0)
 				return rc;
 			if (e.id == ID_SIMPLE_BLOCK)
 				rc = read_block(w, e.size, &ours);
@@ -737,7 +328,7 @@ static int next_block(webm_state *w)
 			 * (the end); a known-size Segment can hold neither.
 			 */
 			if (rc == 0)
-				rc = at_ebml_header(in);
+				rc = webm_at_document(in);
 			else if (w->segment_end != EBML_UNKNOWN_END)
 				return CODEC_EMALFORMED;
 			else
@@ -746,7 +337,7 @@ static int next_block(webm_state *w)
 				return rc;
 			continue;
 		}
-		if ((rc = enter(in, &e)) < 0)
+		if ((rc = webm_enter(in, &e)) < 0)
 			return rc;
 		if (e.id == ID_CLUSTER) {
 			w->in_cluster = true;
@@ -801,7 +392,7 @@ static int webm_open(codec_in *in, void **state, codec_stream_info *info)
 		return CODEC_ENOMEM;
 	w->in = in;
 	/* Only zeros where the Segment would be (and no document after): a recording of nothing. */
-	if ((rc = read_document(w, &head)) <= 0) {
+	if ((rc = webm_read_document(w, &head)) <= 0) {
 		rc = rc < 0 ? rc : CODEC_ETOOSHORT;
 		goto fail;
 	}
