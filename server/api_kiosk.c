@@ -6,8 +6,9 @@
  * shows a pairing code; a parent types it on their phone with which child and a 4-picture PIN,
  * which links the child to the kiosk. On the kiosk the child taps their picture and their four
  * pictures: a right PIN opens a session whose token speaks for the child like a phone of
- * theirs would (the v1 API as is), until it is idle for kiosk-idle-s, the next child logs in,
- * or the kiosk ends it. The kiosk's own token sees no family at all: only its list of children.
+ * theirs would (the v1 API as is), until it is idle for kiosk-idle-s, a login is tried on the
+ * tablet (the next child's, right pictures or not), or the kiosk ends it. The kiosk's own token
+ * sees no family at all: only its list of children.
  *
  * The PIN is stored as Argon2id (libsodium's crypto_pwhash_str) of a keyed hash of the member
  * and the pictures, so a copy of the database alone cannot test the 12^4 PINs; pin-failures
@@ -202,11 +203,50 @@ void srv_api_kiosk_children(srv_exchange *x)
 }
 
 /* ---- POST /v1/kiosk/sessions: a child logs in with their pictures ---- */
-enum { LOGIN_WRONG_PIN = 2, LOGIN_LOCKED = 3, LOGIN_NO_PIN = 4 };
+enum {
+	LOGIN_WRONG_PIN = 2,
+	LOGIN_LOCKED = 3,
+	LOGIN_NO_PIN = 4,
+	LOGIN_BAD_PIN = 5,
+	LOGIN_KIOSK_LOCKED = 6
+};
+
+/*
+ * A login attempt of the kiosk's own token: the tablet is at its login screen, so the session
+ * open on it is over, whatever the attempt's outcome (a wrong PIN, a lock, a malformed PIN, a
+ * child not found). Only a right PIN ended it, so the child who walked away without the home
+ * button left their family's voices on the tablet, on the long-poll too, for the next child
+ * who tapped a picture and typed wrong pictures, until kiosk-idle-s. This device's only: the
+ * kiosk's other tablets are not at this screen. False (j->rc set) if the caller is not the
+ * kiosk, or its sessions could not be ended (503: not a PIN checked with one still open).
+ */
+static bool at_login_screen(api_job *j)
+{
+	if (!kiosk_caller(j))
+		return false;
+	if ((j->rc = store_kiosk_sessions_end(j->st, j->device.id.s)) < 0)
+		return false;
+	j->session_started = true; /* its long-polls hear 401 now (login_done) */
+	return true;
+}
+
+/* A login refused before its PIN is looked at (malformed, or the kiosk's wrong PINs spent):
+ * the session ends all the same, and no PIN is checked or counted. */
+static void bad_pin_work(api_job *j)
+{
+	if (at_login_screen(j))
+		j->rc = LOGIN_BAD_PIN;
+}
+
+static void kiosk_locked_work(api_job *j)
+{
+	if (at_login_screen(j))
+		j->rc = LOGIN_KIOSK_LOCKED;
+}
 
 static void login_work(api_job *j)
 {
-	if (!kiosk_caller(j))
+	if (!at_login_screen(j))
 		return;
 	store_kiosk_link *l = j->links = calloc(1, sizeof *j->links);
 	if (!l) {
@@ -307,10 +347,20 @@ static void login_done(srv_exchange *x, api_job *j)
 {
 	int64_t now = api_now_ms();
 	/* The previous child's session ended: its long-poll hears 401 now, not when its wait is
-	 * over (the tablet showed that child's screen meanwhile, to the next child); also when
-	 * this login then failed to read its child or family (503). */
+	 * over (the tablet showed that child's screen meanwhile, to the next child); whatever
+	 * this login's outcome (at_login_screen), a 503 included. */
 	if (j->session_started)
 		api_kiosk_sessions_ended(x->srv, j->device.id.s);
+	if (j->rc == LOGIN_BAD_PIN) {
+		bad_pin(x);
+		return;
+	}
+	if (j->rc == LOGIN_KIOSK_LOCKED) {
+		char key[40];
+		kiosk_pin_key(j->caller_key, key); /* the key it was refused under */
+		kiosk_pins_locked(x, key);
+		return;
+	}
 	if (j->rc == LOGIN_LOCKED) {
 		int64_t wait = (j->links->locked_until_ms - now + 999) / 1000;
 		char retry[48];
@@ -352,8 +402,16 @@ void srv_api_kiosk_login(srv_exchange *x)
 	bool pin_ok = pin_field(body, pin);
 	if (!child)
 		child = ""; /* answered 404 like an unknown child, after authentication */
-	api_job *j = pin_ok ? kiosk_job(x, login_work, login_done) : NULL;
-	if (j) {
+	/* Every login has a job, refused ones too: the kiosk's token is authenticated, and its
+	 * open session ended (at_login_screen), before any of them is answered. A refused one
+	 * neither checks nor counts a PIN, and its job gets none. */
+	api_job *j = kiosk_job(x, pin_ok ? login_work : bad_pin_work, login_done);
+	char key[40];
+	if (j)
+		kiosk_pin_key(j->token_hash, key);
+	if (j && pin_ok && !api_attempt_take(x->srv, j, &x->srv->pin_fail_kiosk, key, NULL, NULL)) {
+		j->work = kiosk_locked_work;
+	} else if (j && pin_ok) {
 		snprintf(j->to, sizeof j->to, "%.*s", STORE_ID_LEN + 1, child);
 		memcpy(j->pin, pin, sizeof pin);
 		j->pin_failures = x->srv->cfg.pin_failures;
@@ -361,17 +419,8 @@ void srv_api_kiosk_login(srv_exchange *x)
 	}
 	json_decref(body);
 	sodium_memzero(pin, sizeof pin);
-	char key[40];
 	if (j)
-		kiosk_pin_key(j->token_hash, key);
-	if (!pin_ok) {
-		bad_pin(x);
-	} else if (j && !api_attempt_take(x->srv, j, &x->srv->pin_fail_kiosk, key, NULL, NULL)) {
-		api_job_free(j);
-		kiosk_pins_locked(x, key);
-	} else if (j) {
 		api_run(x, j);
-	}
 }
 
 /* ---- DELETE /v1/kiosk/session: the child's session ends ---- */

@@ -14,6 +14,7 @@ a member removed from the family takes the PINs it chose with it; a story whose 
 while it arrives, or waits its turn, is stored; a lock set by a clock since set back is over.
 """
 import base64
+import hashlib
 import json
 import os
 import re
@@ -747,6 +748,138 @@ def lock_after_the_clock_set_back(binary, jiayinctl):
         srv.stop()
 
 
+def woken(srv, fam, token, change, wait=20):
+    """A long-poll of token waiting (wait seconds) when change() is done: change()'s result,
+    the long-poll's status, and the seconds from the change's start to the long-poll's answer
+    (the change included: a login checks its PIN first)."""
+    seq = call(srv, "GET", f"/v1/families/{fam}/messages", token).json()["seq"]
+    got = {}
+
+    def poll():
+        got["r"] = call(srv, "GET", f"/v1/families/{fam}/messages?since={seq}&wait={wait}",
+                        token, timeout=wait + 10)
+        got["t"] = time.time()
+    th = threading.Thread(target=poll)
+    th.start()
+    time.sleep(0.5)
+    t0 = time.time()
+    done = change()
+    th.join(wait + 15)
+    r = got.get("r")
+    return done, (r.status if r else None), round(got.get("t", t0 + 99) - t0, 2)
+
+
+def a_kiosk_with_children(srv, jiayinctl, names):
+    """A kiosk with two tablets (two device tokens), a family and its children paired to it,
+    each with the pictures [i, i, i, i]: the kiosk's add output, its two tokens, the mother,
+    the family's id and the links."""
+    school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
+    kiosk = ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板")
+    ktok = find(kiosk, "token")
+    kiosk_id = find(kiosk, "kiosk")["id"]
+    ktok2 = find(ctl(jiayinctl, srv.data, "kiosk", "token", kiosk_id, "二号平板"), "token")
+    mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
+                                                 "member_name": "妈妈"}).json()
+    fam = mom["family"]["id"]
+    links = []
+    for i, name in enumerate(names):
+        kid = call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
+                   {"member_name": name, "role": "child"}).json()["member"]
+        code = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).json()["code"]
+        links.append(call(srv, "POST", f"/v1/families/{fam}/kiosk-links", mom["token"],
+                          {"code": code, "member_id": kid["id"], "pin": [i] * 4}
+                          ).json()["link"])
+    return kiosk, ktok, ktok2, mom, fam, links
+
+
+def failed_login_ends_the_session(binary, jiayinctl):
+    """A login tried on the tablet (it is at the login screen) ends the session open on it,
+    whatever its outcome: a child who walked away without the home button left their session
+    open, its long-poll listing their family, when the next child typed wrong pictures (or met
+    a lock, or sent a malformed PIN, or a child not found): only a right PIN ended it, else
+    kiosk-idle-s did. Its long-poll hears 401 at once. A locked attempt checks and counts no
+    PIN all the same; a token that is not this tablet's ends nothing."""
+    srv = Server(binary, "--pin-failures", "3", "--pin-lock-s", "60", "--pin-failures-kiosk", "6")
+    try:
+        kiosk, ktok, ktok2, mom, fam, (a, b, c) = a_kiosk_with_children(
+            srv, jiayinctl, ("小明", "小刚", "小强"))
+        db = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10)
+
+        def login(link, pin, token=ktok):
+            return call(srv, "POST", "/v1/kiosk/sessions", token,
+                        {"child": link["id"], "pin": pin})
+
+        def open_a():
+            return login(a, [0] * 4).json()["token"]
+
+        def failures(link):
+            return db.execute("SELECT failures FROM kiosk_links WHERE id = ?",
+                              (link["id"],)).fetchone()[0]
+
+        sa = open_a()
+        r, status, took = woken(srv, fam, sa, lambda: login(b, [9] * 4))
+        ok(r.status == 403 and errcode(r) == "wrong_pin" and status == 401 and took < 1.0 and
+           call(srv, "GET", "/v1/me", sa).status == 401,
+           "the next child's wrong pictures end the session open on the tablet: its long-poll "
+           "answers 401 within a second, its token 401", f"{r.status} {status} {took}s")
+        login(b, [9] * 4)
+        locking = login(b, [9] * 4)  # the third wrong: the child's lock
+        sa = open_a()
+        before = failures(b)
+        r, status, took = woken(srv, fam, sa, lambda: login(b, [1] * 4))
+        ok(locking.status == 429 and r.status == 429 and errcode(r) == "pin_locked" and
+           status == 401 and took < 1.0 and call(srv, "GET", "/v1/me", sa).status == 401 and
+           failures(b) == before,
+           "a locked child's attempt (429 pin_locked) ends it too, at once, and counts nothing",
+           f"{locking.status} {r.status} {status} {took}s failures {before}->{failures(b)}")
+        for what, bad, want in (("a malformed PIN", {"child": c["id"], "pin": "x"}, 400),
+                                ("a child not found", {"child": "nonsense", "pin": [1] * 4},
+                                 404)):
+            sa = open_a()
+            r, status, took = woken(srv, fam, sa, lambda: call(
+                srv, "POST", "/v1/kiosk/sessions", ktok, bad))
+            ok(r.status == want and status == 401 and took < 1.0 and
+               call(srv, "GET", "/v1/me", sa).status == 401,
+               f"{what} ({want}) ends it too, at once", f"{r.status} {status} {took}s")
+
+        # Not this tablet: a bad token, a phone's, the session's own, the kiosk's other tablet
+        sa = open_a()
+        others = [(r.status, errcode(r)) for r in (
+            call(srv, "POST", "/v1/kiosk/sessions", tok, {"child": c["id"], "pin": [9] * 4})
+            for tok in ("not-a-token", mom["token"], sa, ktok2))]
+        ok(others == [(401, "unauthorized"), (403, "forbidden"), (403, "forbidden"),
+                      (403, "wrong_pin")] and call(srv, "GET", "/v1/me", sa).status == 200,
+           "a login with a token that is not this tablet's (a bad one, a phone's, the "
+           "session's, the kiosk's other tablet's) ends nothing", f"{others}")
+
+        # The tablet's wrong PINs spent (pin-failures-kiosk 6: b's 3 so far; c's on the other
+        # tablet are its own count): a login refused before its job, 429, ends the tablet's
+        # session all the same. No login opens one then: it is opened as a login would,
+        # straight in the directory.
+        spending = [login(link, [9] * 4).status for link in (c, c, a)]
+        spent = login(a, [0] * 4)
+        token = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        now_ms = int(time.time() * 1000)
+        kdev = find(kiosk, "device_id") or find(find(kiosk, "device") or {}, "id")
+        with db:
+            db.execute("INSERT INTO kiosk_sessions (token_hash, device_id, link_id, created_ms, "
+                       "last_used_ms) VALUES (?, ?, ?, ?, ?)",
+                       (hashlib.sha256(token.encode()).digest(), kdev, a["id"], now_ms, now_ms))
+        before = failures(a)
+        r, status, took = woken(srv, fam, token, lambda: login(a, [0] * 4))
+        ok(spending == [403, 429, 403] and spent.status == 429 and r.status == 429 and
+           errcode(r) == "pin_locked" and
+           r.header("Retry-After") and status == 401 and took < 1.0 and
+           call(srv, "GET", "/v1/me", token).status == 401 and failures(a) == before,
+           "the kiosk's wrong PINs spent (429 pin_locked): a login ends the tablet's session "
+           "too, at once, and checks and counts no PIN",
+           f"{spending} {spent.status} {r.status} {status} {took}s "
+           f"failures {before}->{failures(a)}")
+        db.close()
+    finally:
+        srv.stop()
+
+
 def main():
     binary, jiayinctl = sys.argv[1], sys.argv[2]
     with open(SAMPLE, "rb") as f:
@@ -1042,6 +1175,7 @@ def main():
     kiosk_wide_pin_lock(binary, jiayinctl)
     pin_sets_bounded(binary, jiayinctl)
     lock_after_the_clock_set_back(binary, jiayinctl)
+    failed_login_ends_the_session(binary, jiayinctl)
     return finish()
 
 
