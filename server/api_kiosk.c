@@ -7,8 +7,8 @@
  * which links the child to the kiosk. On the kiosk the child taps their picture and their four
  * pictures: a right PIN opens a session whose token speaks for the child like a phone of
  * theirs would (the v1 API as is), until it is idle for kiosk-idle-s, a login is tried on the
- * tablet (the next child's, right pictures or not), or the kiosk ends it. The kiosk's own token
- * sees no family at all: only its list of children.
+ * tablet (the next child's, right pictures or not), the child logs in on another tablet, or
+ * the kiosk ends it. The kiosk's own token sees no family at all: only its list of children.
  *
  * The PIN is stored as Argon2id (libsodium's crypto_pwhash_str) of a keyed hash of the member
  * and the pictures, so a copy of the database alone cannot test the 12^4 PINs; pin-failures
@@ -299,9 +299,10 @@ static void login_work(api_job *j)
 	                                  l->pin_hash, now);
 	if (j->rc == STORE_ENOTFOUND)
 		j->rc = LOGIN_WRONG_PIN;
-	if (j->rc != 0)
+	if (j->rc != 0) {
+		sodium_memzero(j->token, sizeof j->token); /* no session: login_done wakes none */
 		return;
-	j->session_started = true;
+	}
 	if ((j->rc = store_member_get(j->st, l->member_id.s, &j->member)) == 0)
 		j->rc = store_family_get(j->st, l->family_id.s, &j->family);
 }
@@ -351,6 +352,13 @@ static void login_done(srv_exchange *x, api_job *j)
 	 * this login's outcome (at_login_screen), a 503 included. */
 	if (j->session_started)
 		api_kiosk_sessions_ended(x->srv, j->device.id.s);
+	/* A session started (a token made and kept): the child's sessions on other tablets ended
+	 * with it (store_kiosk_session_start), and their long-polls hear 401 now, not when their
+	 * wait is over (the first tablet showed the family to whoever came to it). Which devices
+	 * those were the store does not say: the child's family's waiters list again, theirs
+	 * among them, as for a new PIN (link_done). */
+	if (j->token[0])
+		api_mailbox_changed(x->srv, j->links->family_id.s);
 	if (j->rc == LOGIN_BAD_PIN) {
 		bad_pin(x);
 		return;

@@ -7,7 +7,8 @@
  * the transaction that makes the link, so it pairs once or not at all; a new PIN, by a parent
  * or by pairing the child to the kiosk again, ends the link's sessions in its transaction, and
  * a session starts only while the link still has the PIN that was checked. A kiosk device has at
- * most one session: starting one deletes the others, ending one deletes its row, and an idle
+ * most one session, and a child too (across the kiosks they are paired to): starting one deletes
+ * the device's others and the child's on other devices, ending one deletes its row, and an idle
  * one is refused by its last use (recorded at most every TOUCH_MS or a twentieth of the idle
  * time, so a busy session does not write on every request). What the app asks by itself (a
  * long-poll) is not use: a child who walks away is logged out while the app waits. Wrong PINs
@@ -436,6 +437,12 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
 	 * kept a session opened with the old PIN). */
 	static const char clear_sql[] = "UPDATE kiosk_links SET failures = 0, locked_until_ms = 0 "
 	                                "WHERE pin_hash = ? AND id = ?";
+	/* A child is at one tablet at a time: their sessions on the other devices end, of this
+	 * kiosk and of every kiosk they are paired to (the member's links, not only this one).
+	 * They stayed open until idle, showing the family to whoever came to the tablet next. */
+	static const char elsewhere_sql[] =
+	    "DELETE FROM kiosk_sessions WHERE device_id != ?1 AND link_id IN (SELECT id FROM "
+	    "kiosk_links WHERE member_id = (SELECT member_id FROM kiosk_links WHERE id = ?2))";
 	static const char sql[] = "INSERT INTO kiosk_sessions (token_hash, device_id, link_id, "
 				  "created_ms, last_used_ms) VALUES (?, ?, ?, ?, ?)";
 	if (!token_hash || check_pin_hash(pin_hash) < 0)
@@ -454,6 +461,11 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
 	if (rc == 0 && (st = conn_stmt(c, clear_sql, &rc))) {
 		sqlite3_bind_text(st, 1, pin_hash, -1, SQLITE_STATIC);
 		rc = update_by_id(c, st, 2, link_id); /* gone, or another PIN: ENOTFOUND */
+	}
+	if (rc == 0 && (st = conn_stmt(c, elsewhere_sql, &rc))) {
+		sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, link_id, -1, SQLITE_STATIC);
+		rc = step_write(st);
 	}
 	if (rc == 0 && (st = conn_stmt(c, sql, &rc))) {
 		sqlite3_bind_blob(st, 1, token_hash, STORE_HASH_LEN, SQLITE_STATIC);

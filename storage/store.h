@@ -395,9 +395,11 @@ int64_t store_kiosk_lock_end(const store_kiosk_link *l, int64_t now_ms, unsigned
                              int64_t lock_ms);
 /*
  * A right PIN: the child's session on this kiosk device (its token's hash) starts; the
- * device's earlier session ends (one child at a time) and the link's count and lock are
- * cleared. pin_hash is the link's PIN hash the PIN was checked against: if the link has
- * another one by now (a new PIN since) or is gone, STORE_ENOTFOUND and nothing changes.
+ * device's earlier session ends (one child at a time), so do the child's sessions on other
+ * devices, of any kiosk (the link's member's, whichever link: a child at one tablet at a
+ * time), and the link's count and lock are cleared. pin_hash is the link's PIN hash the PIN was
+ * checked against: if the link has another one by now (a new PIN since) or is gone, STORE_ENOTFOUND
+ * and nothing changes.
  */
 int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN],
                               const char *device_id, const char *link_id, const char *pin_hash,

@@ -11,7 +11,9 @@ the kiosk's own token never sees a family. Every step as docs/api.md promises. A
 pairing locks that phones and kiosks share hold for codes sent all at once; pairing a child
 again ends its session; a family lists all its links; a wrong kiosk code costs no PIN hash;
 a member removed from the family takes the PINs it chose with it; a story whose session ends
-while it arrives, or waits its turn, is stored; a lock set by a clock since set back is over.
+while it arrives, or waits its turn, is stored; a lock set by a clock since set back is over;
+any login tried on a tablet ends the session open on it, and a child's login ends theirs on
+other tablets.
 """
 import base64
 import hashlib
@@ -880,6 +882,45 @@ def failed_login_ends_the_session(binary, jiayinctl):
         srv.stop()
 
 
+def child_at_one_tablet(binary, jiayinctl):
+    """A child who logs in on a second tablet (of the same kiosk, or of another school's kiosk
+    they are paired to) is no longer at the first: their session there ends, its long-poll
+    hears 401 at once (it stayed open until idle, showing their family to whoever came to the
+    first tablet). Another child's session on another tablet stays."""
+    srv = Server(binary)
+    try:
+        kiosk, ktok, ktok2, mom, fam, (a, b) = a_kiosk_with_children(
+            srv, jiayinctl, ("小明", "小刚"))
+        school2 = find(ctl(jiayinctl, srv.data, "school", "add", "实验中学"), "id")
+        ktok3 = find(ctl(jiayinctl, srv.data, "kiosk", "add", school2, "图书馆"), "token")
+        code = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok3).json()["code"]
+        far = call(srv, "POST", f"/v1/families/{fam}/kiosk-links", mom["token"],
+                   {"code": code, "member_id": a["member_id"], "pin": [7] * 4}).json()["link"]
+
+        def login(token, link, pin):
+            return call(srv, "POST", "/v1/kiosk/sessions", token,
+                        {"child": link["id"], "pin": pin})
+        first = login(ktok, a, [0] * 4).json()["token"]
+        r, status, took = woken(srv, fam, first, lambda: login(ktok2, a, [0] * 4))
+        second = r.json().get("token") if r.status == 201 else None
+        ok(r.status == 201 and status == 401 and took < 1.0 and
+           call(srv, "GET", "/v1/me", first).status == 401 and
+           call(srv, "GET", "/v1/me", second).status == 200,
+           "the child logs in on the kiosk's other tablet: the first tablet's session is over, "
+           "its long-poll answers 401 at once", f"{r.status} {status} {took}s")
+        theirs = login(ktok, b, [1] * 4).json()["token"]
+        r, status, took = woken(srv, fam, second, lambda: login(ktok3, far, [7] * 4))
+        ok(r.status == 201 and status == 401 and took < 1.0 and
+           call(srv, "GET", "/v1/me", second).status == 401 and
+           call(srv, "GET", "/v1/me", r.json()["token"]).status == 200,
+           "the child logs in at another school's kiosk: their session on the first kiosk's "
+           "tablet is over, its long-poll answers 401 at once", f"{r.status} {status} {took}s")
+        ok(call(srv, "GET", "/v1/me", theirs).status == 200,
+           "another child's session on the first kiosk stays")
+    finally:
+        srv.stop()
+
+
 def main():
     binary, jiayinctl = sys.argv[1], sys.argv[2]
     with open(SAMPLE, "rb") as f:
@@ -1176,6 +1217,7 @@ def main():
     pin_sets_bounded(binary, jiayinctl)
     lock_after_the_clock_set_back(binary, jiayinctl)
     failed_login_ends_the_session(binary, jiayinctl)
+    child_at_one_tablet(binary, jiayinctl)
     return finish()
 
 

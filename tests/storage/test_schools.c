@@ -670,6 +670,76 @@ static void kiosk_sessions_follow_the_pin(void **state)
 	assert_string_equal(m.id.s, kid.id.s);
 }
 
+/* A child is at one tablet at a time: their login on another tablet, of the same kiosk or of
+ * another kiosk they are paired to (another link of theirs), ends their session on the first
+ * (review finding: it stayed open until idle, showing the family to whoever came to the first
+ * tablet). Another child's sessions stay, and a refused start ends nothing. */
+static void kiosk_child_at_one_tablet(void **state)
+{
+	fixture *f = *state;
+	uint8_t code[STORE_HASH_LEN], kh[STORE_HASH_LEN], sess[5][STORE_HASH_LEN];
+	store_member kid, kid2, m;
+	store_kiosk second;
+	store_kiosk_link here, there, other;
+	store_device hall, hall2, floor2, d;
+	assert_int_equal(store_kiosk_add(f->s, f->school.id.s, "二楼", 1000, &second), 0);
+	hash_of("kiosk-token", 0, kh);
+	assert_int_equal(store_device_add(f->s, kh, NULL, f->kiosk.id.s, "大厅一", 1, &hall), 0);
+	hash_of("kiosk-token", 1, kh);
+	assert_int_equal(store_device_add(f->s, kh, NULL, f->kiosk.id.s, "大厅二", 1, &hall2), 0);
+	hash_of("kiosk-token", 2, kh);
+	assert_int_equal(store_device_add(f->s, kh, NULL, second.id.s, "二楼", 1, &floor2), 0);
+	for (int i = 0; i < 5; i++)
+		hash_of("session", i, sess[i]);
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 1, &kid), 0);
+	assert_int_equal(
+	    store_member_add(f->s, f->other.id.s, "小红", STORE_ROLE_CHILD, NULL, 1, &kid2), 0);
+	const struct {
+		const store_kiosk *kiosk;
+		const store_member *child;
+		store_kiosk_link *link;
+	} pairs[] = {{&f->kiosk, &kid, &here}, {&second, &kid, &there}, {&f->kiosk, &kid2, &other}};
+	for (int i = 0; i < 3; i++) {
+		hash_of("kcode", i, code);
+		assert_int_equal(
+		    store_kiosk_code_create(f->s, code, pairs[i].kiosk->id.s, 1000, 5000), 0);
+		assert_int_equal(store_kiosk_link_redeem(f->s, code, pairs[i].child->id.s, "hash-1",
+		                                         NULL, 1500, pairs[i].link),
+		                 0);
+	}
+
+	/* 小明 at the hall's first tablet, then at its second: the first session is over. */
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess[0], hall.id.s, here.id.s, "hash-1", 2000), 0);
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess[1], hall2.id.s, here.id.s, "hash-1", 2100), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess[0], 2200, 180000, true, &d, &m, NULL),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess[1], 2200, 180000, true, &d, &m, NULL),
+	                 0);
+	/* 小红 at the hall's first tablet meanwhile; 小明 upstairs (another kiosk, another link):
+	 * his session in the hall is over, hers is not. */
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess[2], hall.id.s, other.id.s, "hash-1", 2300), 0);
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess[3], floor2.id.s, there.id.s, "hash-1", 2400), 0);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess[1], 2500, 180000, true, &d, &m, NULL),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess[2], 2500, 180000, true, &d, &m, NULL),
+	                 0);
+	assert_string_equal(m.id.s, kid2.id.s);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess[3], 2500, 180000, true, &d, &m, NULL),
+	                 0);
+	assert_string_equal(d.id.s, floor2.id.s);
+	/* A start refused (a PIN since replaced) ends none of his sessions. */
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess[4], hall2.id.s, here.id.s, "hash-0", 2600),
+	    STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess[3], 2700, 180000, true, &d, &m, NULL),
+	                 0);
+}
+
 /* A code is looked at before the PIN is hashed: live, or not (unknown, used, expired). */
 static void kiosk_code_check(void **state)
 {
@@ -847,6 +917,7 @@ int main(void)
 	    T(family_delete_removes_its_rows),
 	    T(kiosk_links_pins_and_sessions),
 	    T(kiosk_sessions_follow_the_pin),
+	    T(kiosk_child_at_one_tablet),
 	    T(kiosk_code_check),
 	    T(kiosk_links_of_family_all),
 	    T(kiosk_session_after_the_clock_set_back),
