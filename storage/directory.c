@@ -270,8 +270,35 @@ int store_device_touch(store *s, const char *device_id, int64_t now_ms)
 
 /* ---- pairing codes ---- */
 
+static int pairing_insert(sqlite3_stmt *st, const uint8_t code_hash[STORE_HASH_LEN],
+                          const store_pairing *p)
+{
+	sqlite3_bind_blob(st, 1, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, p->family_id.s, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, store_role_name(p->role), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, p->member_name, -1, SQLITE_STATIC);
+	bind_optional(st, 5, p->kiosk_id.s);
+	sqlite3_bind_int64(st, 6, p->created_ms);
+	sqlite3_bind_int64(st, 7, p->expires_ms);
+	bind_optional(st, 8, p->member_id.s);
+	bind_optional(st, 9, p->created_by.s);
+	bind_optional(st, 10, p->created_by_device.s);
+	return step_write(st); /* an unknown member fails the foreign key: STORE_ENOTFOUND */
+}
+
+/*
+ * Expired codes, used or not, that a new code's transaction deletes. Nothing else removes them
+ * (a code lives minutes; its row stayed for ever, one a code ever made): the dead go as new
+ * ones come, a batch at a time, so that a table grown large before is emptied over many codes,
+ * never in one long hold of the writer (a million rows took 24 s to delete).
+ */
+#define PAIRING_SWEEP 100
+
 int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN], const store_pairing *p)
 {
+	static const char sweep_sql[] =
+	    "DELETE FROM pairing_codes WHERE code_hash IN (SELECT code_hash FROM pairing_codes "
+	    "WHERE expires_ms <= ?1 LIMIT ?2)";
 	static const char sql[] = "INSERT INTO pairing_codes (code_hash, family_id, role, "
 	                          "member_name, kiosk_id, created_ms, expires_ms, member_id, "
 	                          "created_by, created_by_device) "
@@ -288,21 +315,18 @@ int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN], cons
 	    (*p->created_by.s && store_id_check(p->created_by.s) < 0) ||
 	    (*p->created_by_device.s && store_id_check(p->created_by_device.s) < 0))
 		return STORE_ENOTFOUND;
-	int rc = 0;
 	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_blob(st, 1, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, p->family_id.s, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, store_role_name(p->role), -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, p->member_name, -1, SQLITE_STATIC);
-		bind_optional(st, 5, p->kiosk_id.s);
-		sqlite3_bind_int64(st, 6, p->created_ms);
-		sqlite3_bind_int64(st, 7, p->expires_ms);
-		bind_optional(st, 8, p->member_id.s);
-		bind_optional(st, 9, p->created_by.s);
-		bind_optional(st, 10, p->created_by_device.s);
-		rc = step_write(st); /* an unknown member fails the foreign key: STORE_ENOTFOUND */
+	int rc = conn_begin(c);
+	if (rc == 0) {
+		sqlite3_stmt *st = conn_stmt(c, sweep_sql, &rc);
+		if (st) { /* consume refuses a code at its expires_ms: one expiring now is dead */
+			sqlite3_bind_int64(st, 1, p->created_ms);
+			sqlite3_bind_int(st, 2, PAIRING_SWEEP);
+			rc = step_write(st);
+		}
+		if (rc == 0 && (st = conn_stmt(c, sql, &rc)))
+			rc = pairing_insert(st, code_hash, p);
+		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
 	}
 	db_write_end(s->directory);
 	return rc;

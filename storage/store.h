@@ -265,7 +265,8 @@ typedef struct store_pairing {
 
 /* Store a code by its hash (single use, expiring); STORE_EEXIST if the hash is taken. A code
  * made by a member (created_by) who has left, or on a phone (created_by_device) revoked since,
- * is made but works for nobody. */
+ * is made but works for nobody. Codes expired at p->created_ms, used or not, are deleted in
+ * the same transaction (a batch of them: a large backlog goes over several codes). */
 int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			 const store_pairing *p);
 /*
