@@ -14,6 +14,17 @@
 #include <string.h>
 
 /* ---- POST /v1/families/{family_id}/pairing-codes ---- */
+
+/*
+ * Live codes (unused, unexpired) a family may have at once. A family reads out one code at a
+ * time and asks again when one is mistyped or lost, and a code used no longer counts: ten
+ * leaves room for a gathering inviting several at the table. Without a bound, one token (an app
+ * retrying in a loop, a stolen phone) made codes as fast as it asked (1,500 a second on one
+ * connection to a sanitizer build), each a write to the directory every family shares and, for
+ * its 10 minutes, one more code a guesser of POST /v1/pair may hit.
+ */
+#define PAIRING_LIVE_MAX 10
+
 static void code_create_work(api_job *j)
 {
 	if (!api_grown_up(j))
@@ -72,8 +83,14 @@ static void code_create_work(api_job *j)
 	for (int attempt = 0; attempt < 4; attempt++) {
 		uint8_t h[STORE_HASH_LEN];
 		api_new_code(j, h);
-		if ((j->rc = store_pairing_create(j->st, h, &p)) != STORE_EEXIST)
+		j->rc =
+		    store_pairing_create_bounded(j->st, h, &p, PAIRING_LIVE_MAX, &j->expires_ms);
+		if (j->rc != STORE_EEXIST)
 			break;
+	}
+	if (j->rc == STORE_ELIMIT) { /* j->expires_ms: when the first of them expires */
+		j->rc = 4;
+		return;
 	}
 	if (j->rc == 0 && j->to[0]) /* whose new phone: never the code */
 		api_audit(j, now, "pairing.new_phone", p.family_id.s, j->to, NULL);
@@ -88,6 +105,17 @@ static void code_create_done(srv_exchange *x, api_job *j)
 	if (j->rc == 3) {
 		srv_respond_error(x, 400, "invalid_member",
 		                  "member_id: no such member in this family");
+		return;
+	}
+	if (j->rc == 4) { /* until the first of the family's live codes expires */
+		int64_t wait = (j->expires_ms - api_now_ms() + 999) / 1000;
+		char retry[48], why[96];
+		snprintf(retry, sizeof retry, "Retry-After: %lld\r\n",
+		         (long long)(wait > 0 ? wait : 1));
+		snprintf(why, sizeof why,
+		         "the family has %d codes waiting to be used: use one, or wait",
+		         PAIRING_LIVE_MAX);
+		srv_respond_error_with(x, 429, "too_many_pairing_codes", why, retry);
 		return;
 	}
 	if (api_failed(x, j, "only a parent or caregiver can invite, and only a parent a parent"))

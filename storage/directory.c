@@ -294,7 +294,40 @@ static int pairing_insert(sqlite3_stmt *st, const uint8_t code_hash[STORE_HASH_L
  */
 #define PAIRING_SWEEP 100
 
+/* A family's live codes (unused, unexpired, a phone's) at now: how many, and the first to
+ * expire (0: none). */
+static int pairing_live(conn *c, const char *family_id, int64_t now_ms, unsigned *n,
+                        int64_t *first_expiry_ms)
+{
+	static const char sql[] =
+	    "SELECT count(*), coalesce(min(expires_ms), 0) FROM pairing_codes "
+	    "WHERE family_id = ? AND kiosk_id IS NULL AND used_ms IS NULL AND "
+	    "expires_ms > ?";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now_ms);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		*n = (unsigned)sqlite3_column_int64(st, 0);
+		*first_expiry_ms = sqlite3_column_int64(st, 1);
+	} else {
+		rc = store_map_sqlite(r);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
 int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN], const store_pairing *p)
+{
+	return store_pairing_create_bounded(s, code_hash, p, 0, NULL);
+}
+
+int store_pairing_create_bounded(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+                                 const store_pairing *p, unsigned live_max,
+                                 int64_t *first_expiry_ms)
 {
 	static const char sweep_sql[] =
 	    "DELETE FROM pairing_codes WHERE code_hash IN (SELECT code_hash FROM pairing_codes "
@@ -323,6 +356,16 @@ int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN], cons
 			sqlite3_bind_int64(st, 1, p->created_ms);
 			sqlite3_bind_int(st, 2, PAIRING_SWEEP);
 			rc = step_write(st);
+		}
+		/* Counted in the transaction that stores: codes asked for at once get no more. */
+		unsigned live = 0;
+		int64_t first = 0;
+		if (rc == 0 && live_max && !*p->kiosk_id.s &&
+		    (rc = pairing_live(c, p->family_id.s, p->created_ms, &live, &first)) == 0 &&
+		    live >= live_max) {
+			if (first_expiry_ms)
+				*first_expiry_ms = first;
+			rc = STORE_ELIMIT;
 		}
 		if (rc == 0 && (st = conn_stmt(c, sql, &rc)))
 			rc = pairing_insert(st, code_hash, p);

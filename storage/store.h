@@ -270,6 +270,15 @@ typedef struct store_pairing {
 int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			 const store_pairing *p);
 /*
+ * The same, and a phone's code (no kiosk_id) only while its family has fewer than live_max
+ * live ones (a phone's, unused, unexpired at p->created_ms; 0: no bound), counted in the
+ * transaction that stores it; else STORE_ELIMIT, nothing stored, and *first_expiry_ms (if not
+ * NULL) when the first of them expires.
+ */
+int store_pairing_create_bounded(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+                                 const store_pairing *p, unsigned live_max,
+                                 int64_t *first_expiry_ms);
+/*
  * Use a code: if it exists, is unused and unexpired at now_ms, mark it used and return what it
  * grants. A used, expired or unknown code is STORE_ENOTFOUND, all alike.
  */

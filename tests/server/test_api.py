@@ -184,6 +184,93 @@ def expired_codes(binary):
         srv.stop()
 
 
+def bounded_codes(binary):
+    """A family has at most 10 live codes (unused, unexpired): a token asking in a loop (an app
+    retrying, a stolen phone) is refused 429 too_many_pairing_codes past them, with nothing
+    stored nor audited, where it made 1,500 a second, each a write to the directory and a code
+    more to guess. A parent asking again for a mistyped code, or one used, is not."""
+    import threading
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        codes = f"/v1/families/{fam}/pairing-codes"
+
+        def ask(who=mom, body=None):
+            return post_json(srv, codes, body or {"role": "caregiver", "member_name": "奶奶"},
+                             headers=bearer(who["token"]))
+        first = [ask() for _ in range(3)]
+        ok([r.status for r in first] == [201] * 3 and
+           len({r.json()["code"] for r in first}) == 3,
+           "asking again for grandmother's code (she mistyped it) twice: three codes",
+           [r.status for r in first])
+        answers = [None] * 20
+
+        def one(i):
+            answers[i] = ask()
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(answers))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        made = [r for r in answers if r.status == 201]
+        refused = [r for r in answers if r.status != 201]
+        waits = [int(r.header("Retry-After") or 0) for r in refused]
+        ok(len(made) == 7 and all(r.status == 429 and
+                                  r.json()["error"]["code"] == "too_many_pairing_codes"
+                                  for r in refused) and all(590 <= w <= 600 for w in waits),
+           "20 asked for at once: 7 more made (10 live), the others 429 too_many_pairing_codes "
+           "with Retry-After when the first of them expires",
+           f"{len(made)} made, {sorted({(r.status, r.body[:90]) for r in refused})} {waits}")
+        db = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10)
+        rows = db.execute("SELECT count(*) FROM pairing_codes WHERE family_id = ?",
+                          (fam,)).fetchone()[0]
+        audited = db.execute("SELECT count(*) FROM audit_log WHERE action = 'pairing.invite'"
+                             " AND family_id = ?", (fam,)).fetchone()[0]
+        ok(rows == 10 and audited == 10,
+           "the directory holds 10 codes and the audit log 10 invitations: the refused wrote "
+           "nothing", f"{rows} rows, {audited} audited")
+        p = post_json(srv, "/v1/pair", {"code": first[0].json()["code"]})
+        nai = p.json() if p.status == 201 else {}
+        again = ask(body={"role": "child", "member_name": "小明"})
+        ok(p.status == 201 and again.status == 201 and ask().status == 429,
+           "a code used is no longer counted: the next one is made, and the one after refused",
+           f"{p.status} {again.status}")
+        r = ask(body={"member_id": nai.get("member", {}).get("id")})
+        ok(r.status == 429 and r.json()["error"]["code"] == "too_many_pairing_codes",
+           "a code for a member's new phone counts too", f"{r.status} {r.body[:200]!r}")
+        other = signup(srv, "李家", "爸爸")
+        r = post_json(srv, f"/v1/families/{other['family']['id']}/pairing-codes",
+                      {"role": "child", "member_name": "x"}, headers=bearer(other["token"]))
+        ok(r.status == 201, "another family's codes are its own to count", r.status)
+        with db:  # the first of them as it is 10 minutes on: expired
+            db.execute("UPDATE pairing_codes SET expires_ms = created_ms WHERE code_hash = "
+                       "(SELECT code_hash FROM pairing_codes WHERE family_id = ? AND used_ms "
+                       "IS NULL ORDER BY expires_ms LIMIT 1)", (fam,))
+        db.close()
+        r = ask()
+        ok(r.status == 201, "once the first expires, a code is made again",
+           f"{r.status} {r.body[:200]!r}")
+        # A stolen phone asking in a loop: its family's parent revokes it, and asks at once.
+        lee = signup(srv, "李家", "妈妈")
+        thief = invite_and_pair(srv, lee, "caregiver", "姑姑")
+        lcodes = f"/v1/families/{lee['family']['id']}/pairing-codes"
+        loop = [post_json(srv, lcodes, {"role": "child", "member_name": "x"},
+                          headers=bearer(thief["token"])).status for _ in range(12)]
+        mine = post_json(srv, lcodes, {"role": "child", "member_name": "小明"},
+                         headers=bearer(lee["token"])).status
+        gone = request(srv, "DELETE", f"/v1/devices/{thief['device']['id']}",
+                       headers=bearer(lee["token"])).status
+        after = post_json(srv, lcodes, {"role": "child", "member_name": "小明"},
+                          headers=bearer(lee["token"])).status
+        ok(loop == [201] * 10 + [429] * 2 and mine == 429 and gone == 204 and after == 201,
+           "a caregiver's phone asking in a loop fills the family's 10; the parent revokes it "
+           "and its codes go with it: the parent's next code is made",
+           f"{loop} {mine} {gone} {after}")
+    finally:
+        srv.stop()
+
+
 def code_form(binary):
     """Codes are 16 digits, the last one Damm's check digit: 10^15 to guess among, not 10^8
     (an audit: 96,000 guesses a day under the global lock found one of 100 live 8-digit codes
@@ -197,11 +284,13 @@ def code_form(binary):
         mom = signup(srv, "王家", "妈妈")
         fam = mom["family"]["id"]
 
-        def new_code(name):
-            return post_json(srv, f"/v1/families/{fam}/pairing-codes",
+        dad = signup(srv, "李家", "爸爸")  # 10 codes a family live at once (bounded_codes)
+
+        def new_code(name, who=mom):
+            return post_json(srv, f"/v1/families/{who['family']['id']}/pairing-codes",
                              {"role": "caregiver", "member_name": name},
-                             headers=bearer(mom["token"])).json()["code"]
-        codes = [new_code(f"奶奶{i}") for i in range(20)]
+                             headers=bearer(who["token"])).json()["code"]
+        codes = [new_code(f"奶奶{i}", mom if i < 10 else dad) for i in range(20)]
         ok(all(re.fullmatch(r"[0-9]{16}", c) and damm(c) == 0 for c in codes) and
            len(set(codes)) == 20 and
            all(len({c[i] for c in codes}) > 1 for i in range(15)),
@@ -885,6 +974,7 @@ def main():
     pairing(binary)
     locks(binary)
     expired_codes(binary)
+    bounded_codes(binary)
     code_form(binary)
     messages(binary)
     hidden_retry(binary)

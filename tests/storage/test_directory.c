@@ -455,6 +455,37 @@ static void pairing_expire_removes_only_expired(void **state)
 	assert_int_equal(store_pairing_create(f->s, h[0], &p), 0);
 }
 
+static void pairing_live_codes_bounded(void **state)
+{
+	fixture *f = *state;
+	uint8_t h[6][STORE_HASH_LEN];
+	for (int i = 0; i < 6; i++)
+		hash_of("bounded", i, h[i]);
+	store_pairing got, p = pairing(&f->fam.id, STORE_ROLE_CHILD, "x", 1000, 5000);
+	int64_t first = 0;
+	assert_int_equal(store_pairing_create_bounded(f->s, h[0], &p, 2, &first), 0);
+	p.expires_ms = 6000;
+	assert_int_equal(store_pairing_create_bounded(f->s, h[1], &p, 2, &first), 0);
+	p.kiosk_id = f->kiosk.id; /* a kiosk's is no phone's: not counted, nor bounded */
+	assert_int_equal(store_pairing_create_bounded(f->s, h[5], &p, 2, &first), 0);
+	memset(&p.kiosk_id, 0, sizeof p.kiosk_id);
+	/* Two live: the third refused, nothing stored, and when the first of them expires. */
+	assert_int_equal(store_pairing_create_bounded(f->s, h[2], &p, 2, &first), STORE_ELIMIT);
+	assert_int_equal(first, 5000);
+	assert_int_equal(store_pairing_consume(f->s, h[2], 2000, &got), STORE_ENOTFOUND);
+	/* One used: no longer counted. */
+	assert_int_equal(store_pairing_consume(f->s, h[1], 2000, &got), 0);
+	p.created_ms = 2000;
+	assert_int_equal(store_pairing_create_bounded(f->s, h[2], &p, 2, &first), 0);
+	assert_int_equal(store_pairing_create_bounded(f->s, h[3], &p, 2, &first), STORE_ELIMIT);
+	/* One expired (at its expires_ms): no longer counted either. */
+	p.created_ms = 5000;
+	assert_int_equal(store_pairing_create_bounded(f->s, h[3], &p, 2, &first), 0);
+	assert_int_equal(store_pairing_create_bounded(f->s, h[4], &p, 0, NULL), 0); /* unbounded */
+	assert_int_equal(store_pairing_create_bounded(f->s, h[0], &p, 3, &first), STORE_ELIMIT);
+	assert_int_equal(first, 6000);
+}
+
 #define RACE_ROUNDS 50
 #define RACERS 2
 
@@ -533,6 +564,7 @@ int main(void)
 	    T(pairing_for_a_kiosk),
 	    T(pairing_create_rejects_bad_input),
 	    T(pairing_expire_removes_only_expired),
+	    T(pairing_live_codes_bounded),
 	    T(pairing_consumed_once_under_a_race),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
