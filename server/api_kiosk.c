@@ -129,6 +129,17 @@ static api_job *kiosk_job(srv_exchange *x, api_work_fn work, api_done_fn done)
 static const char only_kiosk[] = "only a school kiosk's own token can do this";
 
 /* ---- POST /v1/kiosk/pairing-codes: the code the kiosk shows a parent ---- */
+
+/*
+ * Codes a kiosk may have at once, neither used nor expired: a tablet shows one at a time, a
+ * kiosk has a few tablets, and a used code no longer counts. Without a bound its token (a
+ * tablet's app asking in a loop, a token copied off a tablet) made codes as fast as it asked,
+ * 700 a second, each a write to the directory every family shares and, for its 10 minutes,
+ * one more code a guesser of kiosk-links may hit. As a family's phone codes (api_pairing.c).
+ */
+#define KIOSK_CODES_LIVE_MAX 10
+enum { CODES_SPENT = 2 };
+
 static void code_work(api_job *j)
 {
 	if (!kiosk_caller(j))
@@ -138,14 +149,29 @@ static void code_work(api_job *j)
 	for (int attempt = 0; attempt < 4; attempt++) {
 		uint8_t h[STORE_HASH_LEN];
 		api_new_code(j, h);
-		j->rc = store_kiosk_code_create(j->st, h, j->device.kiosk_id.s, now, j->expires_ms);
+		j->rc = store_kiosk_code_create_bounded(j->st, h, j->device.kiosk_id.s, now,
+		                                        j->expires_ms, KIOSK_CODES_LIVE_MAX,
+		                                        &j->expires_ms);
 		if (j->rc != STORE_EEXIST)
 			break;
 	}
+	if (j->rc == STORE_ELIMIT) /* j->expires_ms: when the first of them expires */
+		j->rc = CODES_SPENT;
 }
 
 static void code_done(srv_exchange *x, api_job *j)
 {
+	if (j->rc == CODES_SPENT) {
+		int64_t wait = (j->expires_ms - api_now_ms() + 999) / 1000;
+		char retry[48], why[96];
+		snprintf(retry, sizeof retry, "Retry-After: %lld\r\n",
+		         (long long)(wait > 0 ? wait : 1));
+		snprintf(why, sizeof why,
+		         "the kiosk has %d codes waiting to be used: use one, or wait",
+		         KIOSK_CODES_LIVE_MAX);
+		srv_respond_error_with(x, 429, "too_many_pairing_codes", why, retry);
+		return;
+	}
 	if (api_failed(x, j, only_kiosk))
 		return;
 	api_respond_json(x, 201, json_pack("{s:s, s:I}", "code", j->token, "expires_at",

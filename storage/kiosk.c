@@ -60,19 +60,53 @@ static int check_pin_hash(const char *pin_hash)
 int store_kiosk_code_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			    const char *kiosk_id, int64_t now_ms, int64_t expires_ms)
 {
+	return store_kiosk_code_create_bounded(s, code_hash, kiosk_id, now_ms, expires_ms, 0, NULL);
+}
+
+/*
+ * Expired codes a new code's transaction deletes, at most this many: all of them in one
+ * statement held the writer every family shares for as long as a flood had made them (a
+ * million rows of pairing codes took 24 s), where a batch a code empties the table over time.
+ */
+#define KIOSK_CODE_SWEEP 100
+
+int store_kiosk_code_create_bounded(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+                                    const char *kiosk_id, int64_t now_ms, int64_t expires_ms,
+                                    unsigned live_max, int64_t *first_expiry_ms)
+{
 	static const char sql[] = "INSERT INTO kiosk_codes (code_hash, kiosk_id, created_ms, "
 				  "expires_ms) VALUES (?, ?, ?, ?)";
-	static const char expired[] = "DELETE FROM kiosk_codes WHERE expires_ms <= ?";
+	static const char expired[] =
+	    "DELETE FROM kiosk_codes WHERE code_hash IN (SELECT code_hash FROM kiosk_codes "
+	    "WHERE expires_ms <= ?1 LIMIT ?2)";
+	static const char live_sql[] =
+	    "SELECT count(*), coalesce(min(expires_ms), 0) FROM kiosk_codes "
+	    "WHERE kiosk_id = ? AND used_ms IS NULL AND expires_ms > ?";
 	if (!code_hash || expires_ms <= now_ms)
 		return STORE_EINVAL;
 	if (store_id_check(kiosk_id) < 0)
 		return STORE_ENOTFOUND;
-	int rc = 0;
 	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, expired, &rc);
+	int rc = conn_begin(c);
+	sqlite3_stmt *st = rc == 0 ? conn_stmt(c, expired, &rc) : NULL;
 	if (st) { /* codes live minutes: clear the dead ones as new ones come */
 		sqlite3_bind_int64(st, 1, now_ms);
+		sqlite3_bind_int(st, 2, KIOSK_CODE_SWEEP);
 		rc = step_write(st);
+	}
+	/* Counted in the transaction that stores: codes asked for at once get no more. */
+	if (rc == 0 && live_max && (st = conn_stmt(c, live_sql, &rc))) {
+		sqlite3_bind_text(st, 1, kiosk_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, now_ms);
+		int r = sqlite3_step(st);
+		if (r != SQLITE_ROW) {
+			rc = store_map_sqlite(r);
+		} else if (sqlite3_column_int64(st, 0) >= live_max) {
+			if (first_expiry_ms)
+				*first_expiry_ms = sqlite3_column_int64(st, 1);
+			rc = STORE_ELIMIT;
+		}
+		sqlite3_reset(st);
 	}
 	if (rc == 0 && (st = conn_stmt(c, sql, &rc))) {
 		sqlite3_bind_blob(st, 1, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
@@ -81,6 +115,7 @@ int store_kiosk_code_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 		sqlite3_bind_int64(st, 4, expires_ms);
 		rc = step_write(st); /* an unknown kiosk fails the foreign key: ENOTFOUND */
 	}
+	rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
 	db_write_end(s->directory);
 	return rc;
 }

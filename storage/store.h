@@ -353,6 +353,13 @@ typedef struct store_kiosk_link {
 /* A code a kiosk shows for a parent to type (stored by its hash, single use, expiring). */
 int store_kiosk_code_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			    const char *kiosk_id, int64_t now_ms, int64_t expires_ms);
+/* The same, only while the kiosk has fewer than live_max codes neither used nor expired at
+ * now_ms (0: no bound), counted in the transaction that stores it; else STORE_ELIMIT, nothing
+ * stored, and *first_expiry_ms (if not NULL) when the first of them expires. Expired codes
+ * are deleted in its transaction, a batch at a time. */
+int store_kiosk_code_create_bounded(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+                                    const char *kiosk_id, int64_t now_ms, int64_t expires_ms,
+                                    unsigned live_max, int64_t *first_expiry_ms);
 /* 0 if the code is one a kiosk showed, unused and unexpired at now_ms, else STORE_ENOTFOUND:
  * a look before the costly work of redeeming it (hashing the PIN); it uses nothing. */
 int store_kiosk_code_check(store *s, const uint8_t code_hash[STORE_HASH_LEN], int64_t now_ms);

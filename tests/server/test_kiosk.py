@@ -161,13 +161,16 @@ def answer_to_wait(srv, fam, token, change, wait=20):
 
 def burst(srv, reqs):
     """Requests sent at once, each on its own connection, before any answer is read, so they
-    are all in flight together: (method, path, token, obj) each. The answers, in order."""
+    are all in flight together: (method, path, token, obj) each, obj None for no body. The
+    answers, in order."""
     socks = []
     try:
         for method, path, token, obj in reqs:
-            body = json.dumps(obj).encode()
+            body = json.dumps(obj).encode() if obj is not None else b""
             head = (f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n")
+                    f"Content-Length: {len(body)}\r\n")
+            if obj is not None:
+                head += "Content-Type: application/json\r\n"
             if token:
                 head += f"Authorization: Bearer {token}\r\n"
             socks.append((srv.connect(60), head.encode() + b"\r\n" + body))
@@ -921,6 +924,47 @@ def child_at_one_tablet(binary, jiayinctl):
         srv.stop()
 
 
+def kiosk_codes_bounded(binary, jiayinctl):
+    """A kiosk's token asking for pairing codes in a loop (a tablet's app retrying, a token
+    copied off a tablet) gets 10 alive at once, then 429 too_many_pairing_codes with
+    Retry-After until the first expires, nothing stored: it made as many as it asked, each a
+    directory write and one more code to guess. A used code frees its place; another kiosk is
+    not affected."""
+    srv = Server(binary, "--max-queued-jobs", "256")
+    try:
+        school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
+        ktok = find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板"), "token")
+        other = find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "图书馆"), "token")
+        answers = burst(srv, [("POST", "/v1/kiosk/pairing-codes", ktok, None)] * 25)
+        made = [r for r in answers if r.status == 201]
+        refused = [r for r in answers if r.status == 429]
+        retry = sorted({int(r.header("Retry-After") or 0) for r in refused})
+        with sqlite3.connect(os.path.join(srv.data, "directory.db")) as c:
+            rows = c.execute("SELECT count(*) FROM kiosk_codes").fetchone()[0]
+        ok(len(made) == 10 and len(refused) == 15 and rows == 10 and
+           all(errcode(r) == "too_many_pairing_codes" for r in refused) and
+           retry and 590 <= retry[0] and retry[-1] <= 600,
+           "a kiosk asking 25 codes at once gets 10; the others 429 too_many_pairing_codes "
+           "with Retry-After until the first expires, and nothing stored for them",
+           f"{len(made)} made, {len(refused)} refused, {rows} rows, Retry-After {retry}")
+        ok(call(srv, "POST", "/v1/kiosk/pairing-codes", other).status == 201,
+           "another kiosk still gets its code")
+        mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
+                                                     "member_name": "妈妈"}).json()
+        fam = mom["family"]["id"]
+        kid = call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
+                   {"member_name": "小明", "role": "child"}).json()["member"]
+        link = call(srv, "POST", f"/v1/families/{fam}/kiosk-links", mom["token"],
+                    {"code": made[0].json()["code"], "member_id": kid["id"], "pin": [1] * 4})
+        again = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok)
+        ok(link.status == 201 and again.status == 201 and
+           call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).status == 429,
+           "a code used frees its place: one more, and then 429 again",
+           f"{link.status} {again.status}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary, jiayinctl = sys.argv[1], sys.argv[2]
     with open(SAMPLE, "rb") as f:
@@ -1218,6 +1262,7 @@ def main():
     lock_after_the_clock_set_back(binary, jiayinctl)
     failed_login_ends_the_session(binary, jiayinctl)
     child_at_one_tablet(binary, jiayinctl)
+    kiosk_codes_bounded(binary, jiayinctl)
     return finish()
 
 
