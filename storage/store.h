@@ -79,7 +79,12 @@ typedef struct store_options {
 	                               or removed (a check of a backup's copy or a read-only
 	                               mount): databases are opened read-only, an older one is
 	                               STORE_EOLD (not migrated), a damaged mailbox is not set
-	                               aside; writes fail (STORE_EROFS). 0 (default) */
+	                               aside; writes fail (STORE_EROFS). Not beside a
+	                               read-write store of the same directory in one process:
+	                               the close removes the -wal and -shm it made once no one
+	                               holds the file's lock, and fcntl locks are the process's,
+	                               so it cannot see that store's (jiayinctl verify runs
+	                               alone in its process). 0 (default) */
 } store_options;
 void store_options_init(store_options *opt);
 
