@@ -76,6 +76,8 @@ struct api_job {
 	size_t ndevices;
 	store_role role;
 	int64_t expires_ms;
+	unsigned pairings_max; /* pairings-per-hour: phones paired into a family in an hour */
+	int64_t paired_first_ms; /* pairing refused: when the first of the hour was */
 	char code[PAIRING_CODE_MAX];
 	api_attempt attempt; /* a pairing code's or a kiosk login's (api_attempt_take) */
 	/* messages */

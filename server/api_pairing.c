@@ -25,6 +25,27 @@
  */
 #define PAIRING_LIVE_MAX 10
 
+/*
+ * Phones paired into a family in an hour (pairings-per-hour), new members' and members' new
+ * ones alike. The bound on live codes did not bound pairing: a token asking for a code for a
+ * member's new phone and pairing it, over and over, made about 200 rounds a second (each a
+ * device row kept for the list and the audit, an audit record, the previous phone revoked: a
+ * KiB more of the directory every family shares, without end). Counted where it is exact, in
+ * the transaction that pairs (the family is known only from the code, on the pool), so that
+ * phones paired at once get no more and a restart forgets nothing; a code asked for once the
+ * family's hour is spent is refused too, before it is read out to anyone, and writes nothing.
+ */
+static void pairings_spent(srv_exchange *x, int64_t first_ms)
+{
+	int64_t wait = (first_ms + STORE_PAIRING_HOUR_MS - api_now_ms() + 999) / 1000;
+	char retry[48], why[128];
+	snprintf(retry, sizeof retry, "Retry-After: %lld\r\n", (long long)(wait > 0 ? wait : 1));
+	snprintf(why, sizeof why,
+	         "%u phones were paired into this family in the last hour; try later",
+	         x->srv->cfg.pairings_per_hour);
+	srv_respond_error_with(x, 429, "rate_limited", why, retry);
+}
+
 static void code_create_work(api_job *j)
 {
 	if (!api_grown_up(j))
@@ -68,6 +89,14 @@ static void code_create_work(api_job *j)
 		return;
 	}
 	int64_t now = api_now_ms();
+	unsigned paired = 0;
+	if ((j->rc = store_family_pairings(j->st, j->device.family_id.s, now, &paired,
+	                                   &j->paired_first_ms)) < 0)
+		return;
+	if (paired >= j->pairings_max) { /* it could pair no phone before its hour is over */
+		j->rc = 5;
+		return;
+	}
 	store_pairing p;
 	memset(&p, 0, sizeof p);
 	memcpy(p.family_id.s, j->device.family_id.s, sizeof p.family_id.s);
@@ -118,6 +147,10 @@ static void code_create_done(srv_exchange *x, api_job *j)
 		srv_respond_error_with(x, 429, "too_many_pairing_codes", why, retry);
 		return;
 	}
+	if (j->rc == 5) {
+		pairings_spent(x, j->paired_first_ms);
+		return;
+	}
 	if (api_failed(x, j, "only a parent or caregiver can invite, and only a parent a parent"))
 		return;
 	json_t *o = json_pack("{s:s, s:I, s:s, s:s}", "code", j->token, "expires_at",
@@ -153,6 +186,7 @@ void srv_api_pairing_code_create(srv_exchange *x)
 		api_job *j = api_authed_job(x, code_create_work, code_create_done);
 		if (j) {
 			memcpy(j->to, to, sizeof to);
+			j->pairings_max = x->srv->cfg.pairings_per_hour;
 			api_run(x, j);
 		}
 		return;
@@ -174,6 +208,7 @@ void srv_api_pairing_code_create(srv_exchange *x)
 	if (j) {
 		j->role = r;
 		snprintf(j->member_name, sizeof j->member_name, "%s", member);
+		j->pairings_max = x->srv->cfg.pairings_per_hour;
 	}
 	json_decref(body);
 	if (j)
@@ -187,8 +222,9 @@ static void pair_work(api_job *j)
 	srv_hash_pairing_code(j->secret, j->code, h);
 	api_new_token(j);
 	store_pairing p;
-	j->rc = store_pairing_redeem(j->st, h, j->token_hash, j->device_name, api_now_ms(), &p,
-	                             &j->member, &j->device);
+	j->rc = store_pairing_redeem_bounded(j->st, h, j->token_hash, j->device_name, api_now_ms(),
+	                                     j->pairings_max, &j->paired_first_ms, &p, &j->member,
+	                                     &j->device);
 	j->phones_revoked = j->rc == 0 && p.member_id.s[0];
 	if (j->rc == 0) {
 		j->family.id = p.family_id; /* to wake the family even if the read below fails */
@@ -321,6 +357,10 @@ static void pair_done(srv_exchange *x, api_job *j)
 		api_pairing_code_wrong(x, j);
 		return;
 	}
+	if (j->rc == STORE_ELIMIT && j->paired_first_ms) { /* a right code, given back too */
+		pairings_spent(x, j->paired_first_ms);
+		return;
+	}
 	if (api_too_many_members(x, j->rc)) /* a right code: given back by api_job_done */
 		return;
 	if (j->rc < 0) {
@@ -358,6 +398,7 @@ void srv_api_pair(srv_exchange *x)
 	}
 	j->work = pair_work;
 	j->done = pair_done;
+	j->pairings_max = x->srv->cfg.pairings_per_hour;
 	snprintf(j->device_name, sizeof j->device_name, "%s", *device ? device : "phone");
 	snprintf(j->code, sizeof j->code, "%s", digits);
 	json_decref(body);

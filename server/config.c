@@ -108,6 +108,9 @@ static const setting settings[] = {
 	 "logins lock (30)"},
 	{"pin-sets-per-hour", T_UINT, OFF(pin_sets_per_hour), 0, 1, 1000000,
 	 "new kiosk PINs one family's grown-ups may set in an hour; beyond, 429 (30)"},
+	{"pairings-per-hour", T_UINT, OFF(pairings_per_hour), 0, 1, 1000000,
+	 "phones paired into one family (new members' or members' new ones) in an hour; "
+	 "beyond, 429 (20)"},
 	{"audio-url-ttl-s", T_UINT, OFF(audio_url_ttl_s), 0, 1, 7 * 24 * 3600,
 	 "how long a signed audio URL plays, seconds (1800)"},
 	{"body-min-rate", T_UINT, OFF(body_min_rate), 0, 0, 1u << 30,
@@ -164,6 +167,7 @@ void srv_config_defaults(srv_config *c)
 	c->pin_lock_s = 900;
 	c->pin_failures_kiosk = 30;
 	c->pin_sets_per_hour = 30;
+	c->pairings_per_hour = 20;
 	c->upload_expiry_s = 86400;
 	c->upload_start_expiry_s = 3600;
 	c->uploads_per_device = 8;

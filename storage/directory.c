@@ -436,10 +436,70 @@ static int member_phone_replaced(conn *c, const store_pairing *p, int64_t now_ms
 	return rc;
 }
 
+/*
+ * The phones paired into a family after since_ms: devices of its members, revoked since or not
+ * (a loop revokes each phone it replaces), but not the one the family was made on (its row has
+ * the family's created_ms). How many, and the first (0: none). A row dated up to a minute after
+ * now_ms counts: pairings sent at once read the clock before they wait for the writer, so the
+ * one counting may be a few ms behind the one it follows (rows up to now_ms let three of four
+ * such pairings through where two had room). A row further ahead is left out: a clock since
+ * set back (a wrong time put right) would shut the family out until it caught up.
+ */
+static int family_pairings(conn *c, const char *family_id, int64_t since_ms, int64_t now_ms,
+                           unsigned *n, int64_t *first_ms)
+{
+	static const char sql[] =
+	    "SELECT count(*), coalesce(min(d.created_ms), 0) FROM members m "
+	    "JOIN devices d ON d.member_id = m.id JOIN families f ON f.id = m.family_id "
+	    "WHERE m.family_id = ?1 AND d.created_ms > ?2 AND d.created_ms <= ?3 AND "
+	    "d.created_ms > f.created_ms";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, since_ms);
+	sqlite3_bind_int64(st, 3, now_ms + 60 * 1000);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		*n = (unsigned)sqlite3_column_int64(st, 0);
+		*first_ms = sqlite3_column_int64(st, 1);
+	} else {
+		rc = store_map_sqlite(r);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+int store_family_pairings(store *s, const char *family_id, int64_t now_ms, unsigned *n,
+                          int64_t *first_ms)
+{
+	*n = 0;
+	*first_ms = 0;
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	conn *c;
+	int rc = db_read_begin(s->directory, &c);
+	if (rc < 0)
+		return rc;
+	rc = family_pairings(c, family_id, now_ms - STORE_PAIRING_HOUR_MS, now_ms, n, first_ms);
+	db_read_end(s->directory, c);
+	return rc;
+}
+
 int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
                          const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
                          int64_t now_ms, store_pairing *p, store_member *member,
                          store_device *device)
+{
+	return store_pairing_redeem_bounded(s, code_hash, token_hash, device_name, now_ms, 0, NULL,
+	                                    p, member, device);
+}
+
+int store_pairing_redeem_bounded(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+                                 const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
+                                 int64_t now_ms, unsigned hour_max, int64_t *first_ms,
+                                 store_pairing *p, store_member *member, store_device *device)
 {
 	static const char sql[] =
 	    "UPDATE pairing_codes SET used_ms = ?1 WHERE code_hash = ?2 "
@@ -451,6 +511,17 @@ int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 	int rc = conn_begin(c);
 	if (rc == 0) {
 		rc = use_code(c, sql, code_hash, now_ms, p);
+		/* Counted in the transaction that pairs: phones paired at once get no more. */
+		unsigned paired = 0;
+		int64_t first = 0;
+		if (rc == 0 && hour_max &&
+		    (rc = family_pairings(c, p->family_id.s, now_ms - STORE_PAIRING_HOUR_MS, now_ms,
+		                          &paired, &first)) == 0 &&
+		    paired >= hour_max) {
+			if (first_ms)
+				*first_ms = first;
+			rc = STORE_ELIMIT;
+		}
 		/* The code, the member it names and this device: all, or the code stays unused. */
 		if (rc == 0 && !*p->member_id.s)
 			rc = member_insert(c, p->family_id.s, p->member_name, p->role, NULL, now_ms,

@@ -304,6 +304,26 @@ int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			 const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
 			 int64_t now_ms, store_pairing *p, store_member *member,
 			 store_device *device);
+/*
+ * The same, and only while fewer than hour_max phones (0: no bound) were paired into the code's
+ * family in the hour up to now_ms (store_family_pairings), counted in the transaction that
+ * pairs; else STORE_ELIMIT, nothing changed (the code stays unused), and *first_ms (if not
+ * NULL) when the first of them was paired. A full family's STORE_ELIMIT leaves *first_ms as it
+ * was: set it to 0 to tell the two apart.
+ */
+int store_pairing_redeem_bounded(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+                                 const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
+                                 int64_t now_ms, unsigned hour_max, int64_t *first_ms,
+                                 store_pairing *p, store_member *member, store_device *device);
+#define STORE_PAIRING_HOUR_MS (60 * 60 * 1000)
+/*
+ * The phones paired into a family (with a code: a new member's, or a member's new phone) in
+ * the hour up to now_ms, revoked since or not; not the phone it was made on, nor any dated
+ * more than a minute after now_ms (a clock set back since). *n: how many; *first_ms: when the
+ * first was (0: none).
+ */
+int store_family_pairings(store *s, const char *family_id, int64_t now_ms, unsigned *n,
+                          int64_t *first_ms);
 /* Delete codes that expired before now_ms; *removed counts them. */
 int store_pairing_expire(store *s, int64_t now_ms, unsigned *removed);
 

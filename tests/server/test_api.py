@@ -271,6 +271,103 @@ def bounded_codes(binary):
         srv.stop()
 
 
+def pairings_bounded(binary):
+    """A family pairs at most pairings-per-hour phones (20) in an hour, new members' and
+    members' new ones: a token asking for a member's new phone and pairing it over and over
+    (a stolen phone, an app in a loop) is refused 429 rate_limited with Retry-After when the
+    hour is over, at the pair and at the ask, nothing stored, where it paired about 200 a
+    second, each a device row, an audit record and a phone revoked, without end."""
+    import threading
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        codes = f"/v1/families/{fam}/pairing-codes"
+        ask = (lambda body, who=mom: post_json(srv, codes, body, headers=bearer(who["token"])))
+        kid = invite_and_pair(srv, mom, "child", "小明")  # a family's evening: 1
+        family = [kid] + [invite_and_pair(srv, mom, role, name) for role, name in
+                          (("parent", "爸爸"), ("caregiver", "奶奶"), ("caregiver", "爷爷"))]
+        ok(all("token" in m for m in family), "a family pairs its four phones")
+        db = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10)
+
+        def stored():
+            return (db.execute("SELECT count(*) FROM devices").fetchone()[0],
+                    db.execute("SELECT count(*) FROM audit_log").fetchone()[0])
+        kid_id = kid["member"]["id"]
+        statuses = []
+        for _ in range(14):  # the loop: the child's "new phone", paired, again and again
+            r = ask({"member_id": kid_id})
+            statuses.append(r.status)
+            if r.status != 201:
+                break
+            statuses.append(post_json(srv, "/v1/pair", {"code": r.json()["code"]}).status)
+        # 18 paired; four more invited, their codes read out, and all four used at once
+        held = [ask({"role": "child", "member_name": f"表弟{i}"}) for i in range(4)]
+        before = stored()
+        answers = [None] * len(held)
+
+        def pair(i):
+            answers[i] = post_json(srv, "/v1/pair", {"code": held[i].json()["code"]})
+        threads = [threading.Thread(target=pair, args=(i,)) for i in range(len(held))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        made = [r for r in answers if r.status == 201]
+        refused = [r for r in answers if r.status != 201]
+        waits = [int(r.header("Retry-After") or 0) for r in refused]
+        ok(statuses == [201] * 28 and all(r.status == 201 for r in held) and
+           len(made) == 2 and all(r.status == 429 and
+                                  r.json()["error"]["code"] == "rate_limited"
+                                  for r in refused) and all(3500 < w <= 3600 for w in waits),
+           "18 phones paired, 4 codes paired at once: 2 more paired (20 in the hour), the "
+           "other 2 are 429 rate_limited with Retry-After when the hour is over",
+           f"{statuses} {[r.status for r in held]} {len(made)} made, "
+           f"{sorted({(r.status, r.body[:90]) for r in refused})} {waits}")
+        unused = db.execute("SELECT count(*) FROM pairing_codes WHERE family_id = ? AND "
+                            "used_ms IS NULL", (fam,)).fetchone()[0]
+        ok(stored() == (before[0] + 2, before[1]) and unused == 2,
+           "the refused stored nothing: 2 device rows more (not 4), the audit log as it was, "
+           "their codes unused", f"{before} -> {stored()}, {unused} unused")
+        before = stored()
+        r = ask({"member_id": kid_id})
+        inv = ask({"role": "child", "member_name": "小红"})
+        spare = held[answers.index(refused[0])].json()["code"] if refused else "0"
+        p = post_json(srv, "/v1/pair", {"code": spare})
+        w = [int(x.header("Retry-After") or 0) for x in (r, inv)]
+        ok(r.status == 429 and r.json()["error"]["code"] == "rate_limited" and
+           inv.status == 429 and inv.json()["error"]["code"] == "rate_limited" and
+           all(3500 < x <= 3600 for x in w) and p.status == 429 and stored() == before,
+           "the hour spent, a code is refused at the ask too (a new phone's, a new member's): "
+           "429 rate_limited with Retry-After, nothing stored",
+           f"{r.status} {r.body[:120]!r} {inv.status} {w} {p.status} {before} {stored()}")
+        other = signup(srv, "李家", "爸爸")
+        lee = invite_and_pair(srv, other, "child", "小李")
+        ok("token" in lee, "another family pairs its phones", lee)
+        with db:  # the family's phones as they are an hour on
+            db.execute("UPDATE devices SET created_ms = created_ms - 3600000 WHERE member_id "
+                       "IN (SELECT id FROM members WHERE family_id = ?)", (fam,))
+        p = post_json(srv, "/v1/pair", {"code": spare})
+        ok(p.status == 201, "once the hour is over, the code refused pairs",
+           f"{p.status} {p.body[:200]!r}")
+        db.close()
+    finally:
+        srv.stop()
+    srv = Server(binary, "--pairings-per-hour", "3")
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        got = [invite_and_pair(srv, mom, "child", f"孩子{i}") for i in range(3)]
+        fam = mom["family"]["id"]
+        code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                         {"member_id": got[0]["member"]["id"]}, headers=bearer(mom["token"]))
+        ok(all("token" in g for g in got) and code.status == 429 and
+           code.json()["error"]["code"] == "rate_limited",
+           "--pairings-per-hour 3: three phones paired, the fourth code refused",
+           f"{[('token' in g) for g in got]} {code.status} {code.body[:200]!r}")
+    finally:
+        srv.stop()
+
+
 def code_form(binary):
     """Codes are 16 digits, the last one Damm's check digit: 10^15 to guess among, not 10^8
     (an audit: 96,000 guesses a day under the global lock found one of 100 live 8-digit codes
@@ -975,6 +1072,7 @@ def main():
     locks(binary)
     expired_codes(binary)
     bounded_codes(binary)
+    pairings_bounded(binary)
     code_form(binary)
     messages(binary)
     hidden_retry(binary)

@@ -486,6 +486,69 @@ static void pairing_live_codes_bounded(void **state)
 	assert_int_equal(first, 6000);
 }
 
+static void pairing_hourly_bounded(void **state)
+{
+	fixture *f = *state;
+	uint8_t h[5][STORE_HASH_LEN], phone[6][STORE_HASH_LEN];
+	for (int i = 0; i < 5; i++)
+		hash_of("hourly", i, h[i]), hash_of("hourly-phone", i, phone[i]);
+	hash_of("hourly-phone", 5, phone[5]);
+	store_pairing got, p = pairing(&f->fam.id, STORE_ROLE_CHILD, "x", 2000, 4000000);
+	store_member m;
+	store_device d;
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(store_pairing_create(f->s, h[i], &p), 0);
+	int64_t first = 0;
+	assert_int_equal(
+	    store_pairing_redeem_bounded(f->s, h[0], phone[0], "x", 2000, 2, &first, &got, &m, &d),
+	    0);
+	assert_int_equal(
+	    store_pairing_redeem_bounded(f->s, h[1], phone[1], "x", 3000, 2, &first, &got, &m, &d),
+	    0);
+	/* Two phones in the hour: the third refused, nothing changed, the code still unused. */
+	assert_int_equal(
+	    store_pairing_redeem_bounded(f->s, h[2], phone[2], "x", 4000, 2, &first, &got, &m, &d),
+	    STORE_ELIMIT);
+	assert_int_equal(first, 2000);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM devices WHERE kind = ?", "personal"),
+	                 2);
+	assert_int_equal(store_device_by_token(f->s, phone[2], &d), STORE_ENOTFOUND);
+	unsigned n = 0;
+	assert_int_equal(store_family_pairings(f->s, f->fam.id.s, 4000, &n, &first), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(first, 2000);
+	/* Another family's hour is its own. */
+	store_pairing o = pairing(&f->other.id, STORE_ROLE_CHILD, "y", 2000, 4000000);
+	assert_int_equal(store_pairing_create(f->s, h[4], &o), 0);
+	assert_int_equal(
+	    store_pairing_redeem_bounded(f->s, h[4], phone[4], "x", 4000, 2, &first, &got, &m, &d),
+	    0);
+	/* The first one's hour over (at 2000 + 1 h), the refused code pairs. */
+	assert_int_equal(store_pairing_redeem_bounded(f->s, h[2], phone[2], "x", 3601999, 2, &first,
+	                                              &got, &m, &d),
+	                 STORE_ELIMIT);
+	assert_int_equal(store_pairing_redeem_bounded(f->s, h[2], phone[2], "x", 3602000, 2, &first,
+	                                              &got, &m, &d),
+	                 0);
+	assert_int_equal(store_family_pairings(f->s, f->fam.id.s, 3602000, &n, &first), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(first, 3000);
+	/* A clock set back two minutes: the phone paired "later" is not counted; a few ms (pairings
+	 * racing for the writer) would be. */
+	assert_int_equal(store_family_pairings(f->s, f->fam.id.s, 3482000, &n, &first), 0);
+	assert_int_equal(n, 2); /* 2000 and 3000 */
+	assert_int_equal(store_family_pairings(f->s, f->fam.id.s, 3601990, &n, &first), 0);
+	assert_int_equal(n, 3); /* 2000, 3000 and 3602000, 10 ms ahead */
+	/* The phone a family was made on is no pairing. */
+	store_family fam;
+	assert_int_equal(store_family_create_with_device(f->s, "张家", "爸爸", 0, phone[3], "x",
+	                                                 5000, &fam, &m, &d),
+	                 0);
+	assert_int_equal(store_family_pairings(f->s, fam.id.s, 5000, &n, &first), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(first, 0);
+}
+
 #define RACE_ROUNDS 50
 #define RACERS 2
 
@@ -565,6 +628,7 @@ int main(void)
 	    T(pairing_create_rejects_bad_input),
 	    T(pairing_expire_removes_only_expired),
 	    T(pairing_live_codes_bounded),
+	    T(pairing_hourly_bounded),
 	    T(pairing_consumed_once_under_a_race),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
