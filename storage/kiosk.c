@@ -22,8 +22,8 @@
 
 #define TOUCH_MS 5000
 #define LOCK_DOUBLINGS 6 /* the longest lock: 64 times lock_ms (16 hours at 15 minutes) */
-/* A last use further ahead of now than threads lag each other: recorded by a clock set back
- * since (a minute, as the upload ledger takes it). */
+/* A last use or a code's making further ahead of now than threads lag each other: recorded by
+ * a clock set back since (a minute, as the upload ledger takes it). */
 #define CLOCK_SET_BACK_MS 60000
 
 #define LINK_COLUMNS                                                                               \
@@ -79,9 +79,13 @@ int store_kiosk_code_create_bounded(store *s, const uint8_t code_hash[STORE_HASH
 	static const char expired[] =
 	    "DELETE FROM kiosk_codes WHERE code_hash IN (SELECT code_hash FROM kiosk_codes "
 	    "WHERE expires_ms <= ?1 LIMIT ?2)";
+	/* Not those made more than a minute ahead of now: by a clock set back since (a wrong time
+	 * put right). They kept the kiosk at its bound, and Retry-After at their expiry, for as
+	 * long as the clock had been ahead and a code's life on (an hour ahead: 70 minutes without
+	 * a code, where a code lives 10). They still pair until they expire. */
 	static const char live_sql[] =
 	    "SELECT count(*), coalesce(min(expires_ms), 0) FROM kiosk_codes "
-	    "WHERE kiosk_id = ? AND used_ms IS NULL AND expires_ms > ?";
+	    "WHERE kiosk_id = ?1 AND used_ms IS NULL AND expires_ms > ?2 AND created_ms <= ?3";
 	if (!code_hash || expires_ms <= now_ms)
 		return STORE_EINVAL;
 	if (store_id_check(kiosk_id) < 0)
@@ -98,6 +102,7 @@ int store_kiosk_code_create_bounded(store *s, const uint8_t code_hash[STORE_HASH
 	if (rc == 0 && live_max && (st = conn_stmt(c, live_sql, &rc))) {
 		sqlite3_bind_text(st, 1, kiosk_id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, now_ms);
+		sqlite3_bind_int64(st, 3, now_ms + CLOCK_SET_BACK_MS);
 		int r = sqlite3_step(st);
 		if (r != SQLITE_ROW) {
 			rc = store_map_sqlite(r);

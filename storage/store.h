@@ -379,7 +379,8 @@ typedef struct store_kiosk_link {
 int store_kiosk_code_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			    const char *kiosk_id, int64_t now_ms, int64_t expires_ms);
 /* The same, only while the kiosk has fewer than live_max codes neither used nor expired at
- * now_ms (0: no bound), counted in the transaction that stores it; else STORE_ELIMIT, nothing
+ * now_ms (0: no bound; codes made more than a minute after now_ms, by a clock set back since,
+ * not counted), counted in the transaction that stores it; else STORE_ELIMIT, nothing
  * stored, and *first_expiry_ms (if not NULL) when the first of them expires. Expired codes
  * are deleted in its transaction, a batch at a time. */
 int store_kiosk_code_create_bounded(store *s, const uint8_t code_hash[STORE_HASH_LEN],

@@ -13,7 +13,7 @@ again ends its session; a family lists all its links; a wrong kiosk code costs n
 a member removed from the family takes the PINs it chose with it; a story whose session ends
 while it arrives, or waits its turn, is stored; a lock set by a clock since set back is over;
 any login tried on a tablet ends the session open on it, and a child's login ends theirs on
-other tablets.
+other tablets; codes made by a clock since set back do not hold the kiosk's live codes.
 """
 import base64
 import hashlib
@@ -965,6 +965,41 @@ def kiosk_codes_bounded(binary, jiayinctl):
         srv.stop()
 
 
+def codes_after_the_clock_set_back(binary, jiayinctl):
+    """A kiosk's codes made while the server's clock was ahead (an hour here, written as such:
+    a wrong time put right since) do not count towards its 10 live codes: they kept it at 429
+    too_many_pairing_codes with Retry-After: 4200, where a code lives 10 minutes, and no parent
+    at the school could pair a child for 70 minutes. The codes still work until they expire."""
+    srv = Server(binary)
+    try:
+        school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
+        ktok = find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板"), "token")
+        ahead = [call(srv, "POST", "/v1/kiosk/pairing-codes", ktok) for _ in range(10)]
+        with sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10) as db:
+            db.execute("UPDATE kiosk_codes SET created_ms = created_ms + 3600000, "
+                       "expires_ms = expires_ms + 3600000")
+        db.close()
+        now = [call(srv, "POST", "/v1/kiosk/pairing-codes", ktok) for _ in range(11)]
+        wait = now[-1].header("Retry-After") or ""
+        ok([r.status for r in ahead] == [201] * 10 and
+           [r.status for r in now] == [201] * 10 + [429] and wait.isdigit() and
+           590 <= int(wait) <= 600,
+           "codes made by a clock an hour ahead, since set back, do not count: the kiosk gets "
+           "its 10 codes, then 429 with Retry-After until the first of those expires (600 s)",
+           f"{[r.status for r in now]} Retry-After {wait}")
+        mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
+                                                     "member_name": "妈妈"}).json()
+        fam = mom["family"]["id"]
+        kid = call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
+                   {"member_name": "小明", "role": "child"}).json()["member"]
+        link = call(srv, "POST", f"/v1/families/{fam}/kiosk-links", mom["token"],
+                    {"code": ahead[0].json()["code"], "member_id": kid["id"], "pin": [1] * 4})
+        ok(link.status == 201, "a code made before the clock was set back still pairs",
+           f"{link.status}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary, jiayinctl = sys.argv[1], sys.argv[2]
     with open(SAMPLE, "rb") as f:
@@ -1263,6 +1298,7 @@ def main():
     failed_login_ends_the_session(binary, jiayinctl)
     child_at_one_tablet(binary, jiayinctl)
     kiosk_codes_bounded(binary, jiayinctl)
+    codes_after_the_clock_set_back(binary, jiayinctl)
     return finish()
 
 
