@@ -294,21 +294,31 @@ static int pairing_insert(sqlite3_stmt *st, const uint8_t code_hash[STORE_HASH_L
  */
 #define PAIRING_SWEEP 100
 
-/* A family's live codes (unused, unexpired, a phone's) at now: how many, and the first to
- * expire (0: none). */
+/* A code made further ahead of now than threads lag each other: by a clock set back since (a
+ * minute, as kiosk.c and the upload ledger take it). */
+#define PAIRING_CLOCK_SET_BACK_MS 60000
+
+/*
+ * A family's live codes (unused, unexpired, a phone's) at now: how many, and the first to
+ * expire (0: none). Not those made by a clock set back since (a wrong time put right): they
+ * kept the family at its bound, and Retry-After at their expiry, for as long as the clock had
+ * been ahead and a code's life on (an hour ahead: 70 minutes, where a code lives 10). They
+ * still pair until they expire.
+ */
 static int pairing_live(conn *c, const char *family_id, int64_t now_ms, unsigned *n,
                         int64_t *first_expiry_ms)
 {
 	static const char sql[] =
 	    "SELECT count(*), coalesce(min(expires_ms), 0) FROM pairing_codes "
-	    "WHERE family_id = ? AND kiosk_id IS NULL AND used_ms IS NULL AND "
-	    "expires_ms > ?";
+	    "WHERE family_id = ?1 AND kiosk_id IS NULL AND used_ms IS NULL AND "
+	    "expires_ms > ?2 AND created_ms <= ?3";
 	int rc = 0;
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (!st)
 		return rc;
 	sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now_ms);
+	sqlite3_bind_int64(st, 3, now_ms + PAIRING_CLOCK_SET_BACK_MS);
 	int r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
 		*n = (unsigned)sqlite3_column_int64(st, 0);

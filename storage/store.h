@@ -276,7 +276,8 @@ int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			 const store_pairing *p);
 /*
  * The same, and a phone's code (no kiosk_id) only while its family has fewer than live_max
- * live ones (a phone's, unused, unexpired at p->created_ms; 0: no bound), counted in the
+ * live ones (a phone's, unused, unexpired at p->created_ms; 0: no bound; codes made more than
+ * a minute after p->created_ms, by a clock set back since, not counted), counted in the
  * transaction that stores it; else STORE_ELIMIT, nothing stored, and *first_expiry_ms (if not
  * NULL) when the first of them expires.
  */

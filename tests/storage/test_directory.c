@@ -549,6 +549,32 @@ static void pairing_hourly_bounded(void **state)
 	assert_int_equal(first, 0);
 }
 
+/* Codes made while the clock was an hour ahead (a wrong time put right since) do not count
+ * towards the family's live codes: they kept it at the bound, and Retry-After at their expiry,
+ * for 70 minutes where a code lives 10. They still pair until they expire. */
+static void pairing_codes_of_a_clock_set_back(void **state)
+{
+	fixture *f = *state;
+	const int64_t hour = 3600000;
+	uint8_t h[5][STORE_HASH_LEN];
+	for (int i = 0; i < 5; i++)
+		hash_of("set back", i, h[i]);
+	store_pairing got, p = pairing(&f->fam.id, STORE_ROLE_CHILD, "x", 1000 + hour, 5000 + hour);
+	int64_t first = 0;
+	assert_int_equal(store_pairing_create_bounded(f->s, h[0], &p, 2, &first), 0);
+	assert_int_equal(store_pairing_create_bounded(f->s, h[1], &p, 2, &first), 0);
+	/* The clock back at 1000: two made now (one by a thread 30 s ahead of another's clock:
+	 * counted), the third refused until the first of those expires. */
+	p = pairing(&f->fam.id, STORE_ROLE_CHILD, "x", 31000, 100000);
+	assert_int_equal(store_pairing_create_bounded(f->s, h[2], &p, 2, &first), 0);
+	p = pairing(&f->fam.id, STORE_ROLE_CHILD, "x", 1000, 5000);
+	assert_int_equal(store_pairing_create_bounded(f->s, h[3], &p, 2, &first), 0);
+	assert_int_equal(store_pairing_create_bounded(f->s, h[4], &p, 2, &first), STORE_ELIMIT);
+	assert_int_equal(first, 5000);
+	/* Those made ahead still pair. */
+	assert_int_equal(store_pairing_consume(f->s, h[0], 2000, &got), 0);
+}
+
 #define RACE_ROUNDS 50
 #define RACERS 2
 
@@ -629,6 +655,7 @@ int main(void)
 	    T(pairing_expire_removes_only_expired),
 	    T(pairing_live_codes_bounded),
 	    T(pairing_hourly_bounded),
+	    T(pairing_codes_of_a_clock_set_back),
 	    T(pairing_consumed_once_under_a_race),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
