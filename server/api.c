@@ -30,6 +30,14 @@ int64_t api_now_ms(void)
 }
 
 /* ---- JSON ---- */
+void api_respond_until(srv_exchange *x, int64_t until_ms, const char *code, const char *message)
+{
+	int64_t wait = (until_ms - api_now_ms() + 999) / 1000;
+	char retry[48];
+	snprintf(retry, sizeof retry, "Retry-After: %lld\r\n", (long long)(wait > 0 ? wait : 1));
+	srv_respond_error_with(x, 429, code, message, retry);
+}
+
 void api_respond_json(srv_exchange *x, int status, json_t *obj)
 {
 	char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;

@@ -162,14 +162,11 @@ static void code_work(api_job *j)
 static void code_done(srv_exchange *x, api_job *j)
 {
 	if (j->rc == CODES_SPENT) {
-		int64_t wait = (j->expires_ms - api_now_ms() + 999) / 1000;
-		char retry[48], why[96];
-		snprintf(retry, sizeof retry, "Retry-After: %lld\r\n",
-		         (long long)(wait > 0 ? wait : 1));
+		char why[96];
 		snprintf(why, sizeof why,
 		         "the kiosk has %d codes waiting to be used: use one, or wait",
 		         KIOSK_CODES_LIVE_MAX);
-		srv_respond_error_with(x, 429, "too_many_pairing_codes", why, retry);
+		api_respond_until(x, j->expires_ms, "too_many_pairing_codes", why);
 		return;
 	}
 	if (api_failed(x, j, only_kiosk))
@@ -372,7 +369,6 @@ static void kiosk_pins_locked(srv_exchange *x, const char *key)
 
 static void login_done(srv_exchange *x, api_job *j)
 {
-	int64_t now = api_now_ms();
 	/* The previous child's session ended: its long-poll hears 401 now, not when its wait is
 	 * over (the tablet showed that child's screen meanwhile, to the next child); whatever
 	 * this login's outcome (at_login_screen), a 503 included. */
@@ -396,11 +392,8 @@ static void login_done(srv_exchange *x, api_job *j)
 		return;
 	}
 	if (j->rc == LOGIN_LOCKED) {
-		int64_t wait = (j->links->locked_until_ms - now + 999) / 1000;
-		char retry[48];
-		snprintf(retry, sizeof retry, "Retry-After: %lld\r\n", (long long)(wait > 0 ? wait : 1));
-		srv_respond_error_with(x, 429, "pin_locked",
-				       "too many wrong pictures: ask a grown-up, or wait", retry);
+		api_respond_until(x, j->links->locked_until_ms, "pin_locked",
+		                  "too many wrong pictures: ask a grown-up, or wait");
 		return;
 	}
 	if (j->rc == LOGIN_NO_PIN) {

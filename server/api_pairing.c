@@ -37,13 +37,11 @@
  */
 static void pairings_spent(srv_exchange *x, int64_t first_ms)
 {
-	int64_t wait = (first_ms + STORE_PAIRING_HOUR_MS - api_now_ms() + 999) / 1000;
-	char retry[48], why[128];
-	snprintf(retry, sizeof retry, "Retry-After: %lld\r\n", (long long)(wait > 0 ? wait : 1));
+	char why[128];
 	snprintf(why, sizeof why,
 	         "%u phones were paired into this family in the last hour; try later",
 	         x->srv->cfg.pairings_per_hour);
-	srv_respond_error_with(x, 429, "rate_limited", why, retry);
+	api_respond_until(x, first_ms + STORE_PAIRING_HOUR_MS, "rate_limited", why);
 }
 
 static void code_create_work(api_job *j)
@@ -137,14 +135,11 @@ static void code_create_done(srv_exchange *x, api_job *j)
 		return;
 	}
 	if (j->rc == 4) { /* until the first of the family's live codes expires */
-		int64_t wait = (j->expires_ms - api_now_ms() + 999) / 1000;
-		char retry[48], why[96];
-		snprintf(retry, sizeof retry, "Retry-After: %lld\r\n",
-		         (long long)(wait > 0 ? wait : 1));
+		char why[96];
 		snprintf(why, sizeof why,
 		         "the family has %d codes waiting to be used: use one, or wait",
 		         PAIRING_LIVE_MAX);
-		srv_respond_error_with(x, 429, "too_many_pairing_codes", why, retry);
+		api_respond_until(x, j->expires_ms, "too_many_pairing_codes", why);
 		return;
 	}
 	if (j->rc == 5) {
