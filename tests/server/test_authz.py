@@ -8,6 +8,10 @@ a parent, a caregiver, the child a message is for, another child, a child at a s
 (a session token), another family's parent, a revoked phone, the kiosk's own token, and no
 token at all. Someone else's family reads as absent (404), a role that may not act gets 403,
 no valid token 401. Malformed ids answer like unknown ones. One check per endpoint and caller.
+Every message endpoint also for a message between two parents, one to a sibling, a deleted
+and a hidden one, and under the wrong family's path (404 as an unknown id), what each list
+shows, another family's since=, and a member who has left (its token, its audio URL, its
+private message).
 """
 import json
 import os
@@ -53,6 +57,7 @@ def main():
         ming = pair("child", "小明")
         hong = pair("child", "小红")
         lost = pair("child", "旧手机")
+        dad = pair("parent", "爸爸")
         call(srv, "DELETE", f"/v1/devices/{lost['device']['id']}", mom["token"])
         other = signup("李家", "爸爸")
         ofam = other["family"]["id"]
@@ -80,6 +85,7 @@ def main():
             return r.json()["message"]["id"]
         everyone = upload(mom["token"])          # to the whole family
         private = upload(nai["token"], ming["member"]["id"])  # grandmother to 小明 only
+        between_parents = upload(mom["token"], dad["member"]["id"])  # no child's
 
         def expect(who, ok_status, *, forbid=(), private_to=None, anyone=False):
             """ok for members (except `forbid` roles: 403), 404 for strangers, 401 without;
@@ -179,6 +185,110 @@ def main():
                 want = expect(who, status, **opts)
                 r = fn(token)
                 ok(r.status == want, f"{name} by {who}: {want}", f"got {r.status} {r.body[:150]!r}")
+
+        # Every endpoint of a message, for each kind of message a caller must not reach: one
+        # between two parents (no child's: only its parties and the grown-ups), one to a
+        # sibling (小明's, for the other children), one deleted, one a moderator hid, and
+        # another family's under this family's path (and this family's under theirs). Each
+        # is 404 as an unknown id, and the list shows it as promised.
+        gone = upload(mom["token"])
+        call(srv, "DELETE", f"{M}/{gone}", mom["token"])
+        hidden = upload(mom["token"])
+        with sqlite3.connect(os.path.join(srv.data, "families", fam + ".db")) as db:
+            db.execute("UPDATE messages SET state = 2 WHERE id = ?", (hidden,))  # a moderator's
+        db.close()
+        r = call(srv, "POST", f"/v1/families/{ofam}/messages", other["token"], raw=wav)
+        theirs = r.json()["message"]["id"]
+        grown_ups_only = ("child (recipient)", "other child", "child at a kiosk")
+        per_message = [
+            ("GET audio", lambda t, p, m: call(srv, "GET", f"{p}/{m}/audio", t), 200),
+            ("HEAD audio", lambda t, p, m: call(srv, "HEAD", f"{p}/{m}/audio", t), 200),
+            ("POST audio-url", lambda t, p, m: call(srv, "POST", f"{p}/{m}/audio-url", t), 200),
+            ("POST listened", lambda t, p, m: call(srv, "POST", f"{p}/{m}/listened", t), 200),
+            ("POST keep", lambda t, p, m: call(srv, "POST", f"{p}/{m}/keep", t), 200),
+            ("DELETE keep", lambda t, p, m: call(srv, "DELETE", f"{p}/{m}/keep", t), 200),
+            ("POST flag", lambda t, p, m: call(srv, "POST", f"{p}/{m}/flag", t,
+                                                {"reason": "test"}), 201),
+        ]
+        OM = f"/v1/families/{ofam}/messages"
+        for name, fn, status in per_message:
+            for who, token in callers.items():
+                want = expect(who, status)
+                cases = [
+                    ("a message between two parents", M, between_parents,
+                     404 if who in grown_ups_only and want == status else want),
+                    ("a message to 小明 only", M, private,
+                     404 if who in ("other child", "child at a kiosk") and want == status
+                     else want),
+                    ("a deleted message", M, gone, 404 if want == status else want),
+                    ("a hidden message", M, hidden, 404 if want == status else want),
+                    ("another family's message under this family's path", M, theirs,
+                     404 if want == status else want),
+                    ("this family's message under another family's path", OM, everyone,
+                     404 if want == status else want),
+                ]
+                got = [(what, fn(token, path, mid).status, w) for what, path, mid, w in cases]
+                ok(all(g == w for _, g, w in got), f"{name} by {who}: as promised for "
+                   "messages not theirs, deleted, hidden and under the wrong family",
+                   "; ".join(f"{what}: {g} (want {w})" for what, g, w in got if g != w))
+        # Deleting one of those: the message between the parents by a child is 404 (not
+        # even 403: it does not exist for the child), by the caregiver 403, by a parent 204.
+        parents_deleted = set()
+        for who, token in callers.items():
+            mid = upload(mom["token"], dad["member"]["id"])
+            parents_deleted.add(mid)
+            want = expect(who, 204, forbid=("caregiver",))
+            want = 404 if who in grown_ups_only and want == 204 else want
+            r = call(srv, "DELETE", f"{M}/{mid}", token)
+            ok(r.status == want, f"DELETE a message between two parents by {who}: {want}",
+               f"got {r.status}")
+        for who, token in callers.items():
+            want = expect(who, 204)
+            want = 404 if want == 204 else want
+            codes = {call(srv, "DELETE", f"{M}/{gone}", token).status,
+                     call(srv, "DELETE", f"{M}/{theirs}", token).status,
+                     call(srv, "DELETE", f"{OM}/{everyone}", token).status}
+            ok(codes == {want}, f"DELETE a deleted message, or one of the wrong family, by "
+               f"{who}: {want}", str(codes))
+        # The list: a child sees no message between others, not even as an id (nor its
+        # deletion); a hidden or deleted message is an id, a seq and "deleted", nothing of
+        # its voice or sender.
+        sees = {"parent": {everyone, private, between_parents},
+                "caregiver": {everyone, private, between_parents},
+                "child (recipient)": {everyone, private},
+                "other child": {everyone}, "child at a kiosk": {everyone}}
+        for who, want in sees.items():
+            got = call(srv, "GET", M, callers[who]).json()["messages"]
+            ids = {m["id"] for m in got}
+            tombs = [m for m in got if m["id"] in (gone, hidden)]
+            ok(ids - {gone, hidden} >= want and
+               not ids & ({private, between_parents} - want) and theirs not in ids and
+               (between_parents in want or not ids & parents_deleted) and
+               len(tombs) == 2 and all(set(m) == {"id", "seq", "state"} and
+                                       m["state"] == "deleted" for m in tombs),
+               f"the list of {who}: the messages it may see, and only those",
+               f"{sorted(ids)} {tombs}")
+        # Another family's cursor: this family's changes (or everything, reset), never theirs.
+        oseq = call(srv, "GET", OM, other["token"]).json()["seq"]
+        for since in (oseq, 2 ** 40):
+            got = call(srv, "GET", f"{M}?since={since}", callers["other child"]).json()
+            ids = {m["id"] for m in got["messages"]}
+            ok(theirs not in ids and not ids & {private, between_parents},
+               f"another family's since={since}: nothing of theirs, nothing not the child's",
+               str(got)[:300])
+
+        # Kiosk links are a grown-up's to make and end: a child, on its phone or at the
+        # kiosk, 403; another family 404 (the grown-ups' own are test_kiosk.py's).
+        kc = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).json()["code"]
+        for who, token in callers.items():
+            if who in ("parent", "caregiver"):
+                continue
+            want = expect(who, 201, forbid=children)
+            r = call(srv, "POST", f"/v1/families/{fam}/kiosk-links", token,
+                     {"code": kc, "member_id": gang["id"], "pin": [1, 2, 3, 4]})
+            d = call(srv, "DELETE", f"/v1/families/{fam}/kiosk-links/{link['id']}", token)
+            ok((r.status, d.status) == (want, want),
+               f"POST and DELETE a kiosk link by {who}: {want}", f"got {r.status} {d.status}")
 
         # A JSON body is application/json, parameters allowed, nothing else and not nothing
         # (review finding: types that began with it were taken, and a missing one).
@@ -293,6 +403,19 @@ def main():
                 call(srv, "DELETE", f"/v1/devices/{b}", mom["token"]).status,
                 call(srv, "DELETE", f"/v1/families/{fam}/kiosk-links/{b}", mom["token"]).status,
                 call(srv, "DELETE", f"/v1/families/{fam}/members/{b}", mom["token"]).status,
+                call(srv, "PATCH", f"/v1/families/{fam}/members/{b}", mom["token"],
+                     {"avatar": "cat"}).status,
+                call(srv, "POST", f"{M}/{b}/audio-url", mom["token"]).status,
+                call(srv, "POST", f"{M}/{b}/keep", mom["token"]).status,
+                call(srv, "DELETE", f"{M}/{b}/keep", mom["token"]).status,
+                call(srv, "POST", f"{M}/{b}/flag", mom["token"], {"reason": "x"}).status,
+                call(srv, "GET", f"{M}/{b}/audio", hong["token"]).status,
+                call(srv, "GET", f"/v1/families/{b}", mom["token"]).status,
+                call(srv, "GET", f"/v1/families/{b}/members", mom["token"]).status,
+                call(srv, "GET", f"/v1/families/{b}/devices", mom["token"]).status,
+                call(srv, "GET", f"/v1/families/{b}/export", mom["token"]).status,
+                call(srv, "PUT", f"/v1/families/{fam}/kiosk-links/{b}/pin", mom["token"],
+                     {"pin": [1, 2, 3, 4]}).status,
             }
             ok(codes == {404}, f"the id {b!r} answers 404 everywhere", str(codes))
 
@@ -305,6 +428,40 @@ def main():
            str(longer))
         ok(call(srv, "GET", f"{M}/{everyone}x/audio").status == 401,
            "and without a token, 401 comes first")
+
+        # A member who has left: its old phone is no one (401), the audio URL it had for a
+        # private message to it no longer plays, it is no member to change or remove (404)
+        # nor to send to (400), and the private message it sent stays its recipient's and
+        # the grown-ups', still no other child's.
+        gone_kid = pair("child", "离开")
+        said = upload(gone_kid["token"], hong["member"]["id"])
+        to_it = upload(mom["token"], gone_kid["member"]["id"])
+        url = call(srv, "POST", f"{M}/{to_it}/audio-url", gone_kid["token"]).json()["url"]
+        gid = gone_kid["member"]["id"]
+        ok(call(srv, "DELETE", f"/v1/families/{fam}/members/{gid}", mom["token"]).status == 204,
+           "a parent removes a child: 204")
+        r = call(srv, "GET", url)
+        got = [call(srv, "GET", M, gone_kid["token"]).status,
+               call(srv, "GET", f"{M}/{said}/audio", gone_kid["token"]).status,
+               r.status, r.json()["error"]["code"] if r.status == 403 else r.status,
+               call(srv, "PATCH", f"/v1/families/{fam}/members/{gid}", mom["token"],
+                    {"avatar": "cat"}).status,
+               call(srv, "DELETE", f"/v1/families/{fam}/members/{gid}", mom["token"]).status,
+               call(srv, "POST", f"{M}?to={gid}", mom["token"], raw=wav).status]
+        ok(got == [401, 401, 403, "url_expired", 404, 404, 400],
+           "a former member: its token 401, its audio URL 403 url_expired, no member to "
+           "change, remove or send to", str(got))
+        seen = {who: {m["id"] for m in call(srv, "GET", M, callers[who]).json()["messages"]}
+                for who in ("parent", "caregiver", "child (recipient)", "other child")}
+        audio = {who: call(srv, "GET", f"{M}/{said}/audio", callers[who]).status
+                 for who in ("parent", "caregiver", "child (recipient)", "other child")}
+        ok(said in seen["parent"] and said in seen["caregiver"] and said in seen["other child"]
+           and said not in seen["child (recipient)"] and to_it in seen["parent"] and
+           to_it not in seen["other child"] and
+           audio == {"parent": 200, "caregiver": 200, "child (recipient)": 404,
+                     "other child": 200},
+           "a former member's private message: its recipient's and the grown-ups', no other "
+           "child's", f"{audio}")
 
         # Erasing a family, last: a parent only.
         for who in ("caregiver", "child (recipient)", "child at a kiosk", "another family"):
