@@ -312,22 +312,8 @@ static int pairing_live(conn *c, const char *family_id, int64_t now_ms, unsigned
 	    "SELECT count(*), coalesce(min(expires_ms), 0) FROM pairing_codes "
 	    "WHERE family_id = ?1 AND kiosk_id IS NULL AND used_ms IS NULL AND "
 	    "expires_ms > ?2 AND created_ms <= ?3";
-	int rc = 0;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (!st)
-		return rc;
-	sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, now_ms);
-	sqlite3_bind_int64(st, 3, now_ms + PAIRING_CLOCK_SET_BACK_MS);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW) {
-		*n = (unsigned)sqlite3_column_int64(st, 0);
-		*first_expiry_ms = sqlite3_column_int64(st, 1);
-	} else {
-		rc = store_map_sqlite(r);
-	}
-	sqlite3_reset(st);
-	return rc;
+	return count_and_first(c, sql, family_id, now_ms, now_ms + PAIRING_CLOCK_SET_BACK_MS, n,
+	                       first_expiry_ms);
 }
 
 int store_pairing_create(store *s, const uint8_t code_hash[STORE_HASH_LEN], const store_pairing *p)
@@ -463,22 +449,8 @@ static int family_pairings(conn *c, const char *family_id, int64_t since_ms, int
 	    "JOIN devices d ON d.member_id = m.id JOIN families f ON f.id = m.family_id "
 	    "WHERE m.family_id = ?1 AND d.created_ms > ?2 AND d.created_ms <= ?3 AND "
 	    "d.created_ms > f.created_ms";
-	int rc = 0;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (!st)
-		return rc;
-	sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, since_ms);
-	sqlite3_bind_int64(st, 3, now_ms + 60 * 1000);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW) {
-		*n = (unsigned)sqlite3_column_int64(st, 0);
-		*first_ms = sqlite3_column_int64(st, 1);
-	} else {
-		rc = store_map_sqlite(r);
-	}
-	sqlite3_reset(st);
-	return rc;
+	return count_and_first(c, sql, family_id, since_ms, now_ms + PAIRING_CLOCK_SET_BACK_MS, n,
+	                       first_ms);
 }
 
 int store_family_pairings(store *s, const char *family_id, int64_t now_ms, unsigned *n,

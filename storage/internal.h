@@ -121,6 +121,10 @@ void bind_optional(sqlite3_stmt *st, int i, const char *s);
 int step_write(sqlite3_stmt *st);
 /* The same mapping for a step's result already in hand (a RETURNING statement's first). */
 int map_write(int r);
+/* A count and a first time: sql is "SELECT count(*), coalesce(min(...), 0) ..." with ?1 the
+ * id (text), ?2 and ?3 times; on the caller's connection (inside its transaction). */
+int count_and_first(conn *c, const char *sql, const char *id, int64_t t2, int64_t t3, unsigned *n,
+                    int64_t *first_ms);
 
 /* store.c: record in a mailbox the family it is of (its owner row). */
 int mailbox_owner_write(db *d, const char *family_id);

@@ -13,6 +13,27 @@ int step_write(sqlite3_stmt *st)
 	return map_write(sqlite3_step(st));
 }
 
+int count_and_first(conn *c, const char *sql, const char *id, int64_t t2, int64_t t3, unsigned *n,
+                    int64_t *first_ms)
+{
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, t2);
+	sqlite3_bind_int64(st, 3, t3);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		*n = (unsigned)sqlite3_column_int64(st, 0);
+		*first_ms = sqlite3_column_int64(st, 1);
+	} else {
+		rc = store_map_sqlite(r);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
 int map_write(int r)
 {
 	switch (r) {
