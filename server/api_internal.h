@@ -127,6 +127,7 @@ struct api_job {
 	int pin[4];                    /* zeroed by job_done */
 	unsigned pin_failures;
 	int64_t pin_lock_ms;
+	unsigned pin_failures_kiosk; /* a kiosk login: its kiosk's wrong PINs an hour */
 };
 
 int64_t api_now_ms(void); /* any thread */

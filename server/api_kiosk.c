@@ -12,7 +12,8 @@
  *
  * The PIN is stored as Argon2id (libsodium's crypto_pwhash_str) of a keyed hash of the member
  * and the pictures, so a copy of the database alone cannot test the 12^4 PINs; pin-failures
- * wrong PINs in a row lock that child's login for pin-lock-s, kept in the database.
+ * wrong PINs in a row lock that child's login for pin-lock-s, and pin-failures-kiosk in an hour
+ * all the kiosk's logins, on every tablet of it: both kept in the database.
  */
 #include "api_internal.h"
 
@@ -253,19 +254,28 @@ static bool at_login_screen(api_job *j)
 	return true;
 }
 
-/* A login refused before its PIN is looked at (malformed, or the kiosk's wrong PINs spent):
- * the session ends all the same, and no PIN is checked or counted. */
+/* A login refused before its PIN is looked at (malformed): the session ends all the same, and
+ * no PIN is checked or counted. */
 static void bad_pin_work(api_job *j)
 {
 	if (at_login_screen(j))
 		j->rc = LOGIN_BAD_PIN;
 }
 
-static void kiosk_locked_work(api_job *j)
-{
-	if (at_login_screen(j))
-		j->rc = LOGIN_KIOSK_LOCKED;
-}
+/*
+ * A kiosk's wrong PINs, all its children together (pin-failures-kiosk an hour): each child's
+ * own lock lets a few dozen tries a week through, which over a kiosk's hundreds of children
+ * (its first screen lists them all) added up to a PIN found every week or so, and another
+ * family's voices (the review: 55 wrong PINs over 11 children in 0.8 s, and the 12th child's
+ * login untouched). The kiosk's, not its tablet's: counted by its token's hash, before the
+ * job had learned its kiosk, a kiosk of N tablets had N times the tries (the review: tablet 2
+ * answered 201 while tablet 1 was locked). So the store counts it with the child's attempt,
+ * in one transaction (store_kiosk_pin_attempt_bounded), before the PIN is checked: logins at
+ * once from all its tablets check no more, a locked child's attempt is none, a revoked
+ * tablet's stay the kiosk's, and a restart keeps them. A right PIN's is given back
+ * (store_kiosk_session_start).
+ */
+#define KIOSK_PIN_WINDOW_MS (60 * 60 * 1000)
 
 static void login_work(api_job *j)
 {
@@ -288,10 +298,17 @@ static void login_work(api_job *j)
 	}
 	int64_t now = api_now_ms();
 	/* The attempt is counted before the PIN is checked, so logins racing each other cannot
-	 * check more PINs than the lock allows; while locked, not even a right PIN is checked. */
+	 * check more PINs than the locks allow; while the child or the kiosk is locked, not even a
+	 * right PIN is checked. */
 	int allowed;
-	if ((j->rc = store_kiosk_pin_attempt(j->st, l->id.s, now, j->pin_failures, j->pin_lock_ms,
-					     l, &allowed)) < 0)
+	j->rc = store_kiosk_pin_attempt_bounded(j->st, l->id.s, now, j->pin_failures,
+	                                        j->pin_lock_ms, j->pin_failures_kiosk,
+	                                        KIOSK_PIN_WINDOW_MS, l, &allowed, &j->expires_ms);
+	if (j->rc == STORE_ELIMIT) { /* j->expires_ms: when the kiosk's hour is over */
+		j->rc = LOGIN_KIOSK_LOCKED;
+		return;
+	}
+	if (j->rc < 0)
 		return;
 	if (!allowed) {
 		j->rc = LOGIN_LOCKED;
@@ -307,7 +324,6 @@ static void login_work(api_job *j)
 		return;
 	}
 	if (!match) {
-		j->attempt.counted = false; /* a wrong PIN: it stays counted (api_attempt_take) */
 		j->rc = l->locked_until_ms > now ? LOGIN_LOCKED : LOGIN_WRONG_PIN;
 		return;
 	}
@@ -330,23 +346,6 @@ static void login_work(api_job *j)
 		j->rc = store_family_get(j->st, l->family_id.s, &j->family);
 }
 
-/*
- * A kiosk's wrong PINs, all its children together (pin-failures-kiosk an hour), by its token's
- * hash: each child's own lock lets a few dozen tries a week through, which over a kiosk's
- * hundreds of children (its first screen lists them all) added up to a PIN found every week or
- * so, and another family's voices (the review: 55 wrong PINs over 11 children in 0.8 s, and
- * the 12th child's login untouched). Every login is counted before its job, as a pairing code
- * is, so logins sent at once cannot check more PINs than that (checked only before the job, 40
- * in flight together were all checked); unless its PIN is found wrong it is given back when
- * the job ends (a right PIN, a locked child, 401 for a token that is no kiosk's, 503), so only
- * a signed-in kiosk keeps a count.
- */
-static void kiosk_pin_key(const uint8_t hash[STORE_HASH_LEN], char key[40])
-{
-	memcpy(key, "pin-", 4);
-	sodium_bin2hex(key + 4, 40 - 4, hash, 16);
-}
-
 /* 429 with Retry-After: when the hour that counted key's actions in r is over. */
 static void respond_spent(srv_exchange *x, srv_ratelimit *r, const char *key, const char *code,
                           const char *message)
@@ -356,15 +355,6 @@ static void respond_spent(srv_exchange *x, srv_ratelimit *r, const char *key, co
 	snprintf(retry, sizeof retry, "Retry-After: %llu\r\n",
 	         wait > 1000 ? (unsigned long long)(wait + 999) / 1000 : 1ull);
 	srv_respond_error_with(x, 429, code, message, retry);
-}
-
-/* The kiosk's lock says when its hour is over (it said 900 whatever was left of the hour: a
- * child told to come back in 15 minutes met the lock again, up to 45 minutes more, and one
- * near its end waited for nothing). */
-static void kiosk_pins_locked(srv_exchange *x, const char *key)
-{
-	respond_spent(x, &x->srv->pin_fail_kiosk, key, "pin_locked",
-	              "too many wrong pictures on this kiosk: ask a grown-up, or wait");
 }
 
 static void login_done(srv_exchange *x, api_job *j)
@@ -386,9 +376,14 @@ static void login_done(srv_exchange *x, api_job *j)
 		return;
 	}
 	if (j->rc == LOGIN_KIOSK_LOCKED) {
-		char key[40];
-		kiosk_pin_key(j->caller_key, key); /* the key it was refused under */
-		kiosk_pins_locked(x, key);
+		/* When its hour is over (it said 900 whatever was left of the hour: a child told to
+		 * come back in 15 minutes met the lock again, up to 45 minutes more, and one near
+		 * its end waited for nothing), or the child's own lock, if that ends later. */
+		int64_t until = j->expires_ms;
+		int64_t own =
+		    store_kiosk_lock_end(j->links, api_now_ms(), j->pin_failures, j->pin_lock_ms);
+		api_respond_until(x, own > until ? own : until, "pin_locked",
+		                  "too many wrong pictures on this kiosk: ask a grown-up, or wait");
 		return;
 	}
 	if (j->rc == LOGIN_LOCKED) {
@@ -430,19 +425,15 @@ void srv_api_kiosk_login(srv_exchange *x)
 	if (!child)
 		child = ""; /* answered 404 like an unknown child, after authentication */
 	/* Every login has a job, refused ones too: the kiosk's token is authenticated, and its
-	 * open session ended (at_login_screen), before any of them is answered. A refused one
+	 * open session ended (at_login_screen), before any of them is answered. A malformed one
 	 * neither checks nor counts a PIN, and its job gets none. */
 	api_job *j = kiosk_job(x, pin_ok ? login_work : bad_pin_work, login_done);
-	char key[40];
-	if (j)
-		kiosk_pin_key(j->token_hash, key);
-	if (j && pin_ok && !api_attempt_take(x->srv, j, &x->srv->pin_fail_kiosk, key, NULL, NULL)) {
-		j->work = kiosk_locked_work;
-	} else if (j && pin_ok) {
+	if (j && pin_ok) {
 		snprintf(j->to, sizeof j->to, "%.*s", STORE_ID_LEN + 1, child);
 		memcpy(j->pin, pin, sizeof pin);
 		j->pin_failures = x->srv->cfg.pin_failures;
 		j->pin_lock_ms = (int64_t)x->srv->cfg.pin_lock_s * 1000;
+		j->pin_failures_kiosk = x->srv->cfg.pin_failures_kiosk;
 	}
 	json_decref(body);
 	sodium_memzero(pin, sizeof pin);

@@ -14,6 +14,8 @@
  * long-poll) is not use: a child who walks away is logged out while the app waits. Wrong PINs
  * lock a link for lock_ms after every max_failures of them, twice as long each time (up to
  * LOCK_DOUBLINGS), until a right PIN or a parent's new one: guessing gets slower, not steady.
+ * A kiosk's wrong PINs are also counted all together, in the kiosk's row (the hour's start and
+ * count), in the transaction that counts the child's: whichever of its tablets they come from.
  */
 #include "internal.h"
 
@@ -413,6 +415,46 @@ int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 			    unsigned max_failures, int64_t lock_ms, store_kiosk_link *out,
 			    int *allowed)
 {
+	return store_kiosk_pin_attempt_bounded(s, link_id, now_ms, max_failures, lock_ms, 0, 0, out,
+	                                       allowed, NULL);
+}
+
+/* Inside the caller's transaction: the kiosk of link_id and the hour counting its wrong PINs
+ * at now_ms (its start and count; kiosk "" if no such link). None counted yet, an hour over,
+ * or one started further ahead of now than threads lag (by a clock set back since, a wrong time
+ * put right: it would hold the kiosk for as long as the clock had been ahead): a new one from
+ * now. */
+static int kiosk_pin_hour(conn *c, const char *link_id, int64_t now_ms, int64_t window_ms,
+                          store_id *kiosk, int64_t *start, int64_t *count)
+{
+	static const char sql[] = "SELECT k.id, k.pin_window_ms, k.pin_failures FROM kiosk_links l "
+	                          "JOIN kiosks k ON k.id = l.kiosk_id WHERE l.id = ?";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, link_id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		copy_text(kiosk->s, sizeof kiosk->s, sqlite3_column_text(st, 0));
+		*start = sqlite3_column_int64(st, 1);
+		*count = sqlite3_column_int64(st, 2);
+	} else if (r != SQLITE_DONE) {
+		rc = store_map_sqlite(r);
+	}
+	sqlite3_reset(st);
+	if (*count <= 0 || now_ms - *start >= window_ms || *start > now_ms + CLOCK_SET_BACK_MS) {
+		*start = now_ms;
+		*count = 0;
+	}
+	return rc;
+}
+
+int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_ms,
+                                    unsigned max_failures, int64_t lock_ms, unsigned kiosk_max,
+                                    int64_t kiosk_window_ms, store_kiosk_link *out, int *allowed,
+                                    int64_t *kiosk_until_ms)
+{
 	/* The gate, the count and the lock in one statement: of concurrent attempts, only
 	 * max_failures get through before each lock, whatever the timing. The count goes on
 	 * through the locks (a right PIN or a new one clears it), so the n-th lock lasts
@@ -431,13 +473,28 @@ int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 	static const char set_back_sql[] =
 	    "UPDATE kiosk_links SET locked_until_ms = 0 WHERE id = ?4 AND "
 	    "locked_until_ms > ?2 + (?3 << min(max(failures / ?1 - 1, 0), ?5))";
+	/* The kiosk's hour, counted only with the child's attempt: one the child's lock refuses
+	 * checks no PIN, so it is no wrong PIN of the kiosk's either. */
+	static const char kiosk_sql[] =
+	    "UPDATE kiosks SET pin_window_ms = ?1, pin_failures = ?2 WHERE id = ?3";
 	*allowed = 0;
-	if (max_failures == 0 || lock_ms < 0)
+	if (max_failures == 0 || lock_ms < 0 || (kiosk_max && kiosk_window_ms <= 0))
 		return STORE_EINVAL;
 	if (store_id_check(link_id) < 0)
 		return STORE_ENOTFOUND;
-	int rc = 0;
+	store_id kiosk = {{0}};
+	int64_t start = 0, count = 0;
 	conn *c = db_write_begin(s->directory);
+	/* One transaction: the kiosk's gate and count and the child's, so that of attempts at
+	 * once, from any of the kiosk's tablets, no more than kiosk_max an hour check a PIN. */
+	int rc = conn_begin(c);
+	if (rc == 0 && kiosk_max)
+		rc = kiosk_pin_hour(c, link_id, now_ms, kiosk_window_ms, &kiosk, &start, &count);
+	if (rc == 0 && kiosk.s[0] && count >= kiosk_max) { /* kiosk "": kiosk_max 0, or no link */
+		if (kiosk_until_ms)
+			*kiosk_until_ms = start + kiosk_window_ms;
+		rc = STORE_ELIMIT;
+	}
 	const char *const steps[] = {set_back_sql, sql};
 	for (size_t i = 0; rc == 0 && i < 2; i++) {
 		sqlite3_stmt *st = conn_stmt(c, steps[i], &rc);
@@ -451,7 +508,19 @@ int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 		if ((rc = step_write(st)) == 0 && i == 1)
 			*allowed = sqlite3_changes(c->db) > 0;
 	}
+	sqlite3_stmt *st;
+	if (rc == 0 && *allowed && kiosk.s[0] && (st = conn_stmt(c, kiosk_sql, &rc))) {
+		sqlite3_bind_int64(st, 1, start);
+		sqlite3_bind_int64(st, 2, count + 1);
+		sqlite3_bind_text(st, 3, kiosk.s, -1, SQLITE_STATIC);
+		rc = step_write(st);
+	}
+	rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
 	db_write_end(s->directory);
+	if (rc < 0)
+		*allowed = 0;
+	if (rc == STORE_ELIMIT) /* nothing counted; the link as it is (its own lock, if any) */
+		return (rc = store_kiosk_link_get(s, link_id, out)) < 0 ? rc : STORE_ELIMIT;
 	/* Not counted: locked, or no such link (the read tells them apart). */
 	return rc < 0 ? rc : store_kiosk_link_get(s, link_id, out);
 }
@@ -485,6 +554,12 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
 	    "kiosk_links WHERE member_id = (SELECT member_id FROM kiosk_links WHERE id = ?2))";
 	static const char sql[] = "INSERT INTO kiosk_sessions (token_hash, device_id, link_id, "
 				  "created_ms, last_used_ms) VALUES (?, ?, ?, ?, ?)";
+	/* The attempt store_kiosk_pin_attempt_bounded counted on the kiosk at now_ms was a right
+	 * PIN: given back, while the hour that counted it is the kiosk's (one started after it is
+	 * a later one, which never counted it). */
+	static const char give_back_sql[] =
+	    "UPDATE kiosks SET pin_failures = pin_failures - 1 WHERE id = (SELECT kiosk_id FROM "
+	    "kiosk_links WHERE id = ?1) AND pin_failures > 0 AND pin_window_ms <= ?2";
 	if (!token_hash || check_pin_hash(pin_hash) < 0)
 		return STORE_EINVAL;
 	if (store_id_check(device_id) < 0 || store_id_check(link_id) < 0)
@@ -501,6 +576,11 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
 	if (rc == 0 && (st = conn_stmt(c, clear_sql, &rc))) {
 		sqlite3_bind_text(st, 1, pin_hash, -1, SQLITE_STATIC);
 		rc = update_by_id(c, st, 2, link_id); /* gone, or another PIN: ENOTFOUND */
+	}
+	if (rc == 0 && (st = conn_stmt(c, give_back_sql, &rc))) {
+		sqlite3_bind_text(st, 1, link_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, now_ms);
+		rc = step_write(st);
 	}
 	if (rc == 0 && (st = conn_stmt(c, elsewhere_sql, &rc))) {
 		sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);

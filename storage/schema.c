@@ -197,6 +197,10 @@ static const migration directory_steps[] = {
 	 "SELECT family_id, max(at_ms) FROM audit_log WHERE action = 'family.delete' AND "
 	 "family_id IS NOT NULL AND family_id NOT IN (SELECT id FROM families) "
 	 "GROUP BY family_id;"},
+	/* 14: a kiosk's wrong PINs, all its tablets and children together, in the hour that
+	 * counts them (store_kiosk_pin_attempt_bounded): the hour's start and its count. */
+	{"ALTER TABLE kiosks ADD COLUMN pin_window_ms INTEGER NOT NULL DEFAULT 0;"
+	 "ALTER TABLE kiosks ADD COLUMN pin_failures INTEGER NOT NULL DEFAULT 0;"},
 };
 
 static const migration mailbox_steps[] = {

@@ -433,6 +433,21 @@ int store_kiosk_link_delete(store *s, const char *link_id);
 int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 			    unsigned max_failures, int64_t lock_ms, store_kiosk_link *out,
 			    int *allowed);
+/*
+ * store_kiosk_pin_attempt, and the link's kiosk bounded too: of the attempts whose PIN is
+ * checked (those its child's lock lets through), kiosk_max in a window of kiosk_window_ms, all
+ * its children and tablets together, counted in the same transaction as the child's, so
+ * attempts at once from any of its tablets never check more. The window starts with its first
+ * attempt (one started more than a minute ahead of now_ms, by a clock set back since, is
+ * over) and its count is kept in the directory. Once spent: STORE_ELIMIT, nothing counted (the
+ * child's attempt neither), *out the link as it is, and *kiosk_until_ms (if not NULL) when the
+ * window ends. A right PIN's attempt is given back by store_kiosk_session_start. kiosk_max 0:
+ * no bound (store_kiosk_pin_attempt).
+ */
+int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_ms,
+                                    unsigned max_failures, int64_t lock_ms, unsigned kiosk_max,
+                                    int64_t kiosk_window_ms, store_kiosk_link *out, int *allowed,
+                                    int64_t *kiosk_until_ms);
 /* When l's lock ends as store_kiosk_pin_attempt at now_ms would find it (for the screen); a
  * value not after now_ms (0 for a lock set by a clock set back since): not locked. */
 int64_t store_kiosk_lock_end(const store_kiosk_link *l, int64_t now_ms, unsigned max_failures,
@@ -443,7 +458,9 @@ int64_t store_kiosk_lock_end(const store_kiosk_link *l, int64_t now_ms, unsigned
  * devices, of any kiosk (the link's member's, whichever link: a child at one tablet at a
  * time), and the link's count and lock are cleared. pin_hash is the link's PIN hash the PIN was
  * checked against: if the link has another one by now (a new PIN since) or is gone, STORE_ENOTFOUND
- * and nothing changes.
+ * and nothing changes. now_ms is the time of the attempt that checked the PIN
+ * (store_kiosk_pin_attempt_bounded): its count on the kiosk is given back, a right PIN being no
+ * wrong one, while the window that counted it is the kiosk's.
  */
 int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN],
                               const char *device_id, const char *link_id, const char *pin_hash,

@@ -496,6 +496,51 @@ static void directory_step_13_knows_older_erasures(void **state)
 	store_close(s);
 }
 
+/* Directory step 14: a kiosk from before counts its wrong PINs all together from the upgrade:
+ * none counted yet, then its bound holds, its links with their own counts and locks kept. */
+static void directory_step_14_counts_kiosk_pins(void **state)
+{
+	fixture *f = *state;
+	char dir[128], path[256];
+	directory_at(f, "v13", 13,
+	             "INSERT INTO families (id, name, created_ms) VALUES "
+	             "('f0000000000000000000000000', '王家', 1);"
+	             "INSERT INTO members (id, family_id, name, role, created_ms) VALUES "
+	             "('c0000000000000000000000000', 'f0000000000000000000000000', '小明', "
+	             "'child', 1);"
+	             "INSERT INTO schools VALUES ('s0000000000000000000000000', '希望小学', 1);"
+	             "INSERT INTO kiosks VALUES ('k0000000000000000000000000', "
+	             "'s0000000000000000000000000', '平板', 1);"
+	             "INSERT INTO kiosk_links (id, kiosk_id, member_id, pin_hash, failures, "
+	             "created_ms) VALUES ('n0000000000000000000000000', "
+	             "'k0000000000000000000000000', 'c0000000000000000000000000', 'pin', 7, 1);",
+	             dir, path);
+	store_options o;
+	store_options_init(&o);
+	o.dir = dir;
+	store *s;
+	assert_int_equal(store_open(&s, &o), 0);
+	assert_int_equal(count_rows(path, "SELECT pin_failures FROM kiosks"), 0);
+	store_kiosk_link got;
+	int allowed = -1;
+	int64_t until = 0;
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(store_kiosk_pin_attempt_bounded(s, "n0000000000000000000000000",
+		                                                 5000000, 100, 60000, 2, 3600000,
+		                                                 &got, &allowed, &until),
+		                 0);
+		assert_int_equal(allowed, 1);
+	}
+	assert_int_equal(got.failures, 9);
+	assert_int_equal(store_kiosk_pin_attempt_bounded(s, "n0000000000000000000000000", 5000001,
+	                                                 100, 60000, 2, 3600000, &got, &allowed,
+	                                                 &until),
+	                 STORE_ELIMIT);
+	assert_int_equal(until, 5000000 + 3600000);
+	assert_int_equal(count_rows(path, "SELECT pin_failures FROM kiosks"), 2);
+	store_close(s);
+}
+
 /* A tool that may run beside an older server (upgrade_directory 0: jiayinctl) refuses an older
  * directory instead of migrating it under that server (the review: the older server could not
  * start again); the server's own open migrates it. */
@@ -606,7 +651,7 @@ int main(void)
 	    T(mailbox_step_4_keeps_every_row),         T(two_openers_migrate_once),
 	    T(directory_step_7_keeps_members),         T(directory_step_12_withdraws_old_pins),
 	    T(directory_step_13_knows_older_erasures), T(older_directory_refused_without_upgrade),
-	    T(newer_versions_refused_untouched),
+	    T(newer_versions_refused_untouched),       T(directory_step_14_counts_kiosk_pins),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -903,6 +903,94 @@ static void kiosk_lock_after_the_clock_set_back(void **state)
 	assert_int_equal(got.locked_until_ms, 6520000);
 }
 
+/* A kiosk's wrong PINs count all together, whichever tablet (device) they come from: the
+ * server counted them by the tablet's token, so a kiosk of two tablets had twice the tries. The
+ * store counts them by the link's kiosk, with the child's attempt: a locked child's attempt is
+ * none, a right PIN's is given back when its session starts, the spent hour refuses (nothing
+ * counted) until it is over, another kiosk has its own, and an hour started by a clock set back
+ * since is over. */
+static void kiosk_wrong_pins_bounded_per_kiosk(void **state)
+{
+	fixture *f = *state;
+	static const char count_sql[] = "SELECT pin_failures FROM kiosks WHERE id = ?";
+	static const char start_sql[] = "SELECT pin_window_ms FROM kiosks WHERE id = ?";
+	const int64_t hour = 3600000;
+	uint8_t code[STORE_HASH_LEN], kh[STORE_HASH_LEN], sess[STORE_HASH_LEN];
+	store_member kid[3];
+	store_kiosk second;
+	store_kiosk_link la, lb, lc, got;
+	store_device hall;
+	int allowed = -1;
+	int64_t until = 0;
+	assert_int_equal(store_kiosk_add(f->s, f->school.id.s, "二楼", 1000, &second), 0);
+	hash_of("kiosk-token", 0, kh);
+	assert_int_equal(store_device_add(f->s, kh, NULL, f->kiosk.id.s, "大厅一", 1, &hall), 0);
+	hash_of("session", 0, sess);
+	store_kiosk_link *links[] = {&la, &lb, &lc};
+	const store_kiosk *kiosks[] = {&f->kiosk, &f->kiosk, &second};
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(store_member_add(f->s, f->fam.id.s, i ? "小刚" : "小明",
+		                                  STORE_ROLE_CHILD, NULL, 1, &kid[i]),
+		                 0);
+		hash_of("kcode", i, code);
+		assert_int_equal(store_kiosk_code_create(f->s, code, kiosks[i]->id.s, 1000, 5000),
+		                 0);
+		assert_int_equal(store_kiosk_link_redeem(f->s, code, kid[i].id.s, "hash-1", NULL,
+		                                         1500, links[i]),
+		                 0);
+	}
+#define ATTEMPT(link, t)                                                                           \
+	store_kiosk_pin_attempt_bounded(f->s, (link).id.s, t, 3, 60000, 4, hour, &got, &allowed,   \
+	                                &until)
+	/* A right PIN's attempt: given back as its session starts. */
+	assert_int_equal(ATTEMPT(la, 10000), 0);
+	assert_int_equal(allowed, 1);
+	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 1);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, hall.id.s, la.id.s, "hash-1", 10000),
+	                 0);
+	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 0);
+	/* 小刚's three lock him; his fourth is refused by his lock and not the kiosk's. */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(ATTEMPT(lb, 10000), 0);
+		assert_int_equal(allowed, 1);
+	}
+	assert_int_equal(ATTEMPT(lb, 10000), 0);
+	assert_int_equal(allowed, 0);
+	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 3);
+	/* The fourth of the kiosk's hour is 小明's; the fifth is refused, nothing counted. */
+	assert_int_equal(ATTEMPT(la, 10000), 0);
+	assert_int_equal(allowed, 1);
+	allowed = -1;
+	assert_int_equal(ATTEMPT(la, 20000), STORE_ELIMIT);
+	assert_int_equal(allowed, 0);
+	assert_int_equal(until, 10000 + hour);
+	assert_string_equal(got.id.s, la.id.s);
+	assert_int_equal(got.failures, 1);
+	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 4);
+	/* Another kiosk's are its own. */
+	assert_int_equal(ATTEMPT(lc, 20000), 0);
+	assert_int_equal(allowed, 1);
+	assert_int_equal(query_int(f, count_sql, second.id.s), 1);
+	/* The hour over: a new one from this attempt. */
+	assert_int_equal(ATTEMPT(la, 10000 + hour), 0);
+	assert_int_equal(allowed, 1);
+	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 1);
+	assert_int_equal(query_int(f, start_sql, f->kiosk.id.s), 10000 + hour);
+	/* The clock set back two minutes: that hour started ahead of it, and is over; within a
+	 * minute it is the same hour. */
+	assert_int_equal(ATTEMPT(la, 10000 + hour - 30000), 0);
+	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 2);
+	assert_int_equal(ATTEMPT(lc, 20000), 0);
+	assert_int_equal(ATTEMPT(lb, 10000 + hour - 120000), 0);
+	assert_int_equal(allowed, 1);
+	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 1);
+	assert_int_equal(query_int(f, start_sql, f->kiosk.id.s), 10000 + hour - 120000);
+#undef ATTEMPT
+	assert_int_equal(
+	    store_kiosk_pin_attempt_bounded(f->s, la.id.s, 1, 3, 60000, 4, 0, &got, &allowed, NULL),
+	    STORE_EINVAL);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -922,6 +1010,7 @@ int main(void)
 	    T(kiosk_links_of_family_all),
 	    T(kiosk_session_after_the_clock_set_back),
 	    T(kiosk_lock_after_the_clock_set_back),
+	    T(kiosk_wrong_pins_bounded_per_kiosk),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
