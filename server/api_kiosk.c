@@ -29,6 +29,8 @@
 /* Argon2id's cost per PIN check: OWASP's minimum (19 MiB, 2 passes), ~40 ms on one core. */
 #define PIN_OPSLIMIT 2
 #define PIN_MEMLIMIT (19u << 20)
+/* The hour a kiosk's wrong PINs are counted in (pin-failures-kiosk: login_work) */
+#define KIOSK_PIN_WINDOW_MS (60 * 60 * 1000)
 
 /* The keyed input Argon2id hashes: the member id and the pictures, under the server's key. */
 static void pin_input(const api_job *j, const char *member_id, const int pin[PIN_LENGTH],
@@ -192,6 +194,11 @@ static void children_work(api_job *j)
 	if ((j->rc = store_kiosk_get(j->st, j->device.kiosk_id.s, &k)) < 0)
 		return;
 	snprintf(j->family_name, sizeof j->family_name, "%s", k.name);
+	/* The kiosk's lock too: its children's pictures looked open while every login on it was
+	 * 429 (a child typed their pictures to be told to wait). */
+	if ((j->rc = store_kiosk_pins_lock_end(j->st, k.id.s, api_now_ms(), j->pin_failures_kiosk,
+	                                       KIOSK_PIN_WINDOW_MS, &j->expires_ms)) < 0)
+		return;
 	/* All of them: a boarding school's kiosk may list well over a thousand (review finding:
 	 * the screen stopped at 1,000 without a word, and those named last never found themselves
 	 * on it). */
@@ -212,18 +219,22 @@ static void children_done(srv_exchange *x, api_job *j)
 		                                     "pin_set", l->pin_hash[0] != '\0',
 		                                     "locked_until", locked_until(x->srv, l, now)));
 	}
-	api_respond_json(x, 200, arr ? json_pack("{s:{s:s, s:s}, s:o, s:i, s:i}", "kiosk", "id",
-						 j->device.kiosk_id.s, "name", j->family_name,
-						 "children", arr, "pin_length", PIN_LENGTH,
-						 "pin_pictures", PIN_PICTURES)
-				     : NULL);
+	json_t *locked = j->expires_ms > now ? json_integer(j->expires_ms / 1000) : json_null();
+	api_respond_json(x, 200,
+	                 arr ? json_pack("{s:{s:s, s:s, s:o}, s:o, s:i, s:i}", "kiosk", "id",
+	                                 j->device.kiosk_id.s, "name", j->family_name,
+	                                 "locked_until", locked, "children", arr, "pin_length",
+	                                 PIN_LENGTH, "pin_pictures", PIN_PICTURES)
+	                     : (json_decref(locked), NULL));
 }
 
 void srv_api_kiosk_children(srv_exchange *x)
 {
 	api_job *j = kiosk_job(x, children_work, children_done);
-	if (j)
+	if (j) {
+		j->pin_failures_kiosk = x->srv->cfg.pin_failures_kiosk;
 		api_run(x, j);
+	}
 }
 
 /* ---- POST /v1/kiosk/sessions: a child logs in with their pictures ---- */
@@ -275,8 +286,6 @@ static void bad_pin_work(api_job *j)
  * tablet's stay the kiosk's, and a restart keeps them. A right PIN's is given back
  * (store_kiosk_session_start).
  */
-#define KIOSK_PIN_WINDOW_MS (60 * 60 * 1000)
-
 static void login_work(api_job *j)
 {
 	if (!at_login_screen(j))

@@ -419,6 +419,14 @@ int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 	                                       allowed, NULL);
 }
 
+/* A kiosk's hour of wrong PINs that started at start and has count: over (none counted yet,
+ * past, or started further ahead of now than threads lag, by a clock set back since: a wrong
+ * time put right, which would hold the kiosk for as long as the clock had been ahead)? */
+static bool kiosk_hour_over(int64_t start, int64_t count, int64_t now_ms, int64_t window_ms)
+{
+	return count <= 0 || now_ms - start >= window_ms || start > now_ms + CLOCK_SET_BACK_MS;
+}
+
 /* Inside the caller's transaction: the kiosk of link_id and the hour counting its wrong PINs
  * at now_ms (its start and count; kiosk "" if no such link). None counted yet, an hour over,
  * or one started further ahead of now than threads lag (by a clock set back since, a wrong time
@@ -443,7 +451,7 @@ static int kiosk_pin_hour(conn *c, const char *link_id, int64_t now_ms, int64_t 
 		rc = store_map_sqlite(r);
 	}
 	sqlite3_reset(st);
-	if (*count <= 0 || now_ms - *start >= window_ms || *start > now_ms + CLOCK_SET_BACK_MS) {
+	if (kiosk_hour_over(*start, *count, now_ms, window_ms)) {
 		*start = now_ms;
 		*count = 0;
 	}
@@ -523,6 +531,34 @@ int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_m
 		return (rc = store_kiosk_link_get(s, link_id, out)) < 0 ? rc : STORE_ELIMIT;
 	/* Not counted: locked, or no such link (the read tells them apart). */
 	return rc < 0 ? rc : store_kiosk_link_get(s, link_id, out);
+}
+
+typedef struct kiosk_hour {
+	int64_t start, count;
+} kiosk_hour;
+
+static void kiosk_hour_from_row(sqlite3_stmt *st, void *out)
+{
+	kiosk_hour *h = out;
+	h->start = sqlite3_column_int64(st, 0);
+	h->count = sqlite3_column_int64(st, 1);
+}
+
+int store_kiosk_pins_lock_end(store *s, const char *kiosk_id, int64_t now_ms, unsigned kiosk_max,
+                              int64_t window_ms, int64_t *until_ms)
+{
+	static const char sql[] = "SELECT pin_window_ms, pin_failures FROM kiosks WHERE id = ?";
+	*until_ms = 0;
+	if (kiosk_max == 0 || window_ms <= 0)
+		return STORE_EINVAL;
+	if (store_id_check(kiosk_id) < 0)
+		return STORE_ENOTFOUND;
+	kiosk_hour h;
+	int rc = read_one(s, sql, text_key(kiosk_id), kiosk_hour_from_row, &h);
+	if (rc == 0 && !kiosk_hour_over(h.start, h.count, now_ms, window_ms) &&
+	    h.count >= kiosk_max)
+		*until_ms = h.start + window_ms;
+	return rc;
 }
 
 int64_t store_kiosk_lock_end(const store_kiosk_link *l, int64_t now_ms, unsigned max_failures,

@@ -448,6 +448,11 @@ int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_m
                                     unsigned max_failures, int64_t lock_ms, unsigned kiosk_max,
                                     int64_t kiosk_window_ms, store_kiosk_link *out, int *allowed,
                                     int64_t *kiosk_until_ms);
+/* When the kiosk's spent window of wrong PINs ends, as store_kiosk_pin_attempt_bounded at
+ * now_ms would find it with kiosk_max and window_ms (for the screen), in *until_ms; 0: not
+ * spent. STORE_ENOTFOUND: no such kiosk. */
+int store_kiosk_pins_lock_end(store *s, const char *kiosk_id, int64_t now_ms, unsigned kiosk_max,
+                              int64_t window_ms, int64_t *until_ms);
 /* When l's lock ends as store_kiosk_pin_attempt at now_ms would find it (for the screen); a
  * value not after now_ms (0 for a lock set by a clock set back since): not locked. */
 int64_t store_kiosk_lock_end(const store_kiosk_link *l, int64_t now_ms, unsigned max_failures,

@@ -833,6 +833,15 @@ def kiosk_lock_spans_its_tablets(binary, jiayinctl):
            "Retry-After: when the kiosk's hour is over (about 3600 s, just counted)", wait)
         other = login(ktok3, there, [7] * 4)
         ok(other.status == 201, "another kiosk's logins are not locked", f"{other.status}")
+        # The kiosk's screen says so (its children's pictures looked open while every login
+        # was 429), on each tablet; another kiosk's does not.
+        screens = [call(srv, "GET", "/v1/kiosk/children", tok).json()["kiosk"].get(
+            "locked_until", "absent") for tok in (ktok, ktok2, ktok3)]
+        now = time.time()
+        ok(all(isinstance(t, int) and now + 3600 - 60 <= t <= now + 3601 for t in screens[:2])
+           and screens[2] is None,
+           "the kiosk's screen, on both tablets, says when its lock ends (kiosk.locked_until); "
+           "another kiosk's says null", f"{screens} now {int(now)}")
     finally:
         srv.stop()
 

@@ -971,6 +971,18 @@ static void kiosk_wrong_pins_bounded_per_kiosk(void **state)
 	assert_int_equal(ATTEMPT(lc, 20000), 0);
 	assert_int_equal(allowed, 1);
 	assert_int_equal(query_int(f, count_sql, second.id.s), 1);
+	/* The screen's: when the spent hour ends; not spent, or over: 0. */
+	assert_int_equal(store_kiosk_pins_lock_end(f->s, f->kiosk.id.s, 20000, 4, hour, &until), 0);
+	assert_int_equal(until, 10000 + hour);
+	assert_int_equal(store_kiosk_pins_lock_end(f->s, f->kiosk.id.s, 20000, 5, hour, &until), 0);
+	assert_int_equal(until, 0);
+	assert_int_equal(store_kiosk_pins_lock_end(f->s, second.id.s, 20000, 1, hour, &until), 0);
+	assert_int_equal(until, 20000 + hour); /* its own hour, from its first */
+	assert_int_equal(
+	    store_kiosk_pins_lock_end(f->s, f->kiosk.id.s, 10000 + hour, 4, hour, &until), 0);
+	assert_int_equal(until, 0);
+	assert_int_equal(store_kiosk_pins_lock_end(f->s, UNKNOWN_ID, 20000, 4, hour, &until),
+	                 STORE_ENOTFOUND);
 	/* The hour over: a new one from this attempt. */
 	assert_int_equal(ATTEMPT(la, 10000 + hour), 0);
 	assert_int_equal(allowed, 1);
