@@ -62,7 +62,7 @@ typedef struct srv_config {
 	unsigned kiosk_idle_s;            /* a child's kiosk session ends after this idle time */
 	unsigned pin_failures;            /* wrong kiosk PINs before the login locks */
 	unsigned pin_lock_s;              /* and for how long */
-	unsigned pin_failures_kiosk;      /* wrong PINs per kiosk token per hour before a lock */
+	unsigned pin_failures_kiosk;      /* wrong PINs per kiosk (all its tablets) an hour: a lock */
 	unsigned pin_sets_per_hour;       /* new kiosk PINs per family per hour (each an Argon2) */
 	unsigned pairings_per_hour;       /* phones paired into a family per hour (POST /v1/pair) */
 	/* Proxies whose X-Forwarded-For / -Proto are believed (IPv4 or IPv6 literals). */

@@ -457,7 +457,6 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 	srv_rate_init(&s->pair_fail, cfg->pair_failures, 15 * 60 * 1000);
 	srv_rate_init(&s->pair_fail_all, cfg->pair_failures_all, 15 * 60 * 1000);
 	s->started_ms = uv_now(loop);
-	srv_rate_init(&s->pin_fail_kiosk, cfg->pin_failures_kiosk, 60 * 60 * 1000);
 	srv_rate_init(&s->pin_sets, cfg->pin_sets_per_hour, 60 * 60 * 1000);
 	s->static_fd = -1;
 	if (cfg->static_dir[0] &&

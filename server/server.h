@@ -106,7 +106,6 @@ struct srv_server {
 	srv_ratelimit pair_fail;    /* wrong pairing codes per client address */
 	srv_ratelimit pair_fail_all; /* wrong pairing codes from anywhere (key "*") */
 	uint64_t started_ms;         /* loop time at start: codes of the old length until TTL */
-	srv_ratelimit pin_fail_kiosk; /* wrong kiosk PINs per kiosk token, all its children */
 	srv_ratelimit pin_sets;       /* new kiosk PINs per family (PUT .../pin), each an Argon2 */
 	struct srv_waiter *waiters;  /* long-polls parked until their mailbox changes (api.c) */
 	unsigned waiter_count;
