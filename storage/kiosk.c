@@ -101,19 +101,15 @@ int store_kiosk_code_create_bounded(store *s, const uint8_t code_hash[STORE_HASH
 		rc = step_write(st);
 	}
 	/* Counted in the transaction that stores: codes asked for at once get no more. */
-	if (rc == 0 && live_max && (st = conn_stmt(c, live_sql, &rc))) {
-		sqlite3_bind_text(st, 1, kiosk_id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, now_ms);
-		sqlite3_bind_int64(st, 3, now_ms + CLOCK_SET_BACK_MS);
-		int r = sqlite3_step(st);
-		if (r != SQLITE_ROW) {
-			rc = store_map_sqlite(r);
-		} else if (sqlite3_column_int64(st, 0) >= live_max) {
-			if (first_expiry_ms)
-				*first_expiry_ms = sqlite3_column_int64(st, 1);
-			rc = STORE_ELIMIT;
-		}
-		sqlite3_reset(st);
+	unsigned live = 0;
+	int64_t first = 0;
+	if (rc == 0 && live_max &&
+	    (rc = count_and_first(c, live_sql, kiosk_id, now_ms, now_ms + CLOCK_SET_BACK_MS, &live,
+	                          &first)) == 0 &&
+	    live >= live_max) {
+		if (first_expiry_ms)
+			*first_expiry_ms = first;
+		rc = STORE_ELIMIT;
 	}
 	if (rc == 0 && (st = conn_stmt(c, sql, &rc))) {
 		sqlite3_bind_blob(st, 1, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
