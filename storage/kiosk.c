@@ -450,6 +450,13 @@ static int kiosk_pin_hour(conn *c, const char *link_id, int64_t now_ms, int64_t 
 	if (kiosk_hour_over(*start, *count, now_ms, window_ms)) {
 		*start = now_ms;
 		*count = 0;
+	} else if (*start > now_ms) {
+		/* An attempt that read the clock before the one that started the hour but reached
+		 * the writer after it: the hour starts with it, so that every attempt it counts is
+		 * at or after its start, which is how store_kiosk_session_start knows a right PIN's
+		 * to give back (else it stayed counted: two tablets' right PINs at once cost the
+		 * kiosk a try for the hour). */
+		*start = now_ms;
 	}
 	return rc;
 }

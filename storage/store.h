@@ -438,11 +438,11 @@ int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
  * checked (those its child's lock lets through), kiosk_max in a window of kiosk_window_ms, all
  * its children and tablets together, counted in the same transaction as the child's, so
  * attempts at once from any of its tablets never check more. The window starts with its first
- * attempt (one started more than a minute ahead of now_ms, by a clock set back since, is
- * over) and its count is kept in the directory. Once spent: STORE_ELIMIT, nothing counted (the
- * child's attempt neither), *out the link as it is, and *kiosk_until_ms (if not NULL) when the
- * window ends. A right PIN's attempt is given back by store_kiosk_session_start. kiosk_max 0:
- * no bound (store_kiosk_pin_attempt).
+ * attempt, or the earliest now_ms it counts (one started more than a minute ahead of now_ms, by
+ * a clock set back since, is over) and its count is kept in the directory. Once spent:
+ * STORE_ELIMIT, nothing counted (the child's attempt neither), *out the link as it is, and
+ * *kiosk_until_ms (if not NULL) when the window ends. A right PIN's attempt is given back by
+ * store_kiosk_session_start. kiosk_max 0: no bound (store_kiosk_pin_attempt).
  */
 int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_ms,
                                     unsigned max_failures, int64_t lock_ms, unsigned kiosk_max,

@@ -1003,6 +1003,61 @@ static void kiosk_wrong_pins_bounded_per_kiosk(void **state)
 	    STORE_EINVAL);
 }
 
+/*
+ * Two tablets' logins at once, the first of the kiosk's hour: the one that read the clock first
+ * reaches the writer second, so it is counted in an hour that started a few ms after its
+ * reading. Both are right PINs and both are given back as their sessions start: the kiosk has
+ * no wrong PIN (the later reading's was given back and the earlier's stayed counted, so each
+ * such pair of logins cost the kiosk a try for the hour, and right PINs locked it).
+ */
+static void kiosk_right_pins_at_once_given_back(void **state)
+{
+	fixture *f = *state;
+	static const char count_sql[] = "SELECT pin_failures FROM kiosks WHERE id = ?";
+	const int64_t hour = 3600000;
+	uint8_t code[STORE_HASH_LEN], kh[STORE_HASH_LEN], sess[STORE_HASH_LEN];
+	store_member kid[2];
+	store_kiosk_link la, lb, got;
+	store_device tablet[2];
+	int allowed = -1;
+	int64_t until = 0;
+	store_kiosk_link *links[] = {&la, &lb};
+	for (int i = 0; i < 2; i++) {
+		hash_of("kiosk-token", i, kh);
+		assert_int_equal(
+		    store_device_add(f->s, kh, NULL, f->kiosk.id.s, i ? "二" : "一", 1, &tablet[i]),
+		    0);
+		assert_int_equal(store_member_add(f->s, f->fam.id.s, i ? "小刚" : "小明",
+		                                  STORE_ROLE_CHILD, NULL, 1, &kid[i]),
+		                 0);
+		hash_of("kcode", i, code);
+		assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 5000), 0);
+		assert_int_equal(store_kiosk_link_redeem(f->s, code, kid[i].id.s, "hash-1", NULL,
+		                                         1500, links[i]),
+		                 0);
+	}
+#define ATTEMPT(link, t)                                                                           \
+	store_kiosk_pin_attempt_bounded(f->s, (link).id.s, t, 3, 60000, 2, hour, &got, &allowed,   \
+	                                &until)
+	assert_int_equal(ATTEMPT(la, 10005), 0); /* read at 10005, first at the writer */
+	assert_int_equal(allowed, 1);
+	assert_int_equal(ATTEMPT(lb, 10000), 0); /* read at 10000, second */
+	assert_int_equal(allowed, 1);
+	hash_of("session", 0, sess);
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess, tablet[0].id.s, la.id.s, "hash-1", 10005), 0);
+	hash_of("session", 1, sess);
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess, tablet[1].id.s, lb.id.s, "hash-1", 10000), 0);
+	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 0);
+	/* So the kiosk's two tries of the hour are there for the next logins. */
+	assert_int_equal(ATTEMPT(la, 20000), 0);
+	assert_int_equal(ATTEMPT(lb, 20000), 0);
+	assert_int_equal(allowed, 1);
+	assert_int_equal(ATTEMPT(la, 20000), STORE_ELIMIT);
+#undef ATTEMPT
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1023,6 +1078,7 @@ int main(void)
 	    T(kiosk_session_after_the_clock_set_back),
 	    T(kiosk_lock_after_the_clock_set_back),
 	    T(kiosk_wrong_pins_bounded_per_kiosk),
+	    T(kiosk_right_pins_at_once_given_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
