@@ -435,11 +435,13 @@ static int member_phone_replaced(conn *c, const store_pairing *p, int64_t now_ms
 /*
  * The phones paired into a family after since_ms: devices of its members, revoked since or not
  * (a loop revokes each phone it replaces), but not the one the family was made on (its row has
- * the family's created_ms). How many, and the first (0: none). A row dated up to a minute after
- * now_ms counts: pairings sent at once read the clock before they wait for the writer, so the
- * one counting may be a few ms behind the one it follows (rows up to now_ms let three of four
- * such pairings through where two had room). A row further ahead is left out: a clock since
- * set back (a wrong time put right) would shut the family out until it caught up.
+ * the family's created_ms: only that one, as a family made while the clock was ahead, a wrong
+ * time put right since, pairs phones dated before it, and leaving out all those left it
+ * unbounded for as long as the clock had been ahead). How many, and the first (0: none). A row
+ * dated up to a minute after now_ms counts: pairings sent at once read the clock before they wait
+ * for the writer, so the one counting may be a few ms behind the one it follows (rows up to now_ms
+ * let three of four such pairings through where two had room). A row further ahead is left out: a
+ * clock since set back (a wrong time put right) would shut the family out until it caught up.
  */
 static int family_pairings(conn *c, const char *family_id, int64_t since_ms, int64_t now_ms,
                            unsigned *n, int64_t *first_ms)
@@ -448,7 +450,7 @@ static int family_pairings(conn *c, const char *family_id, int64_t since_ms, int
 	    "SELECT count(*), coalesce(min(d.created_ms), 0) FROM members m "
 	    "JOIN devices d ON d.member_id = m.id JOIN families f ON f.id = m.family_id "
 	    "WHERE m.family_id = ?1 AND d.created_ms > ?2 AND d.created_ms <= ?3 AND "
-	    "d.created_ms > f.created_ms";
+	    "d.created_ms != f.created_ms";
 	return count_and_first(c, sql, family_id, since_ms, now_ms + PAIRING_CLOCK_SET_BACK_MS, n,
 	                       first_ms);
 }

@@ -549,6 +549,45 @@ static void pairing_hourly_bounded(void **state)
 	assert_int_equal(first, 0);
 }
 
+/* A family made while the clock was a day ahead (a wrong time put right since): the phones it
+ * pairs in the next hour count, the one it was made on does not. Counted only after the
+ * family's creation time, they went uncounted for as long as the clock had been ahead: a loop
+ * pairing a member's new phone again and again had no bound for that day. */
+static void pairings_of_a_family_made_ahead(void **state)
+{
+	fixture *f = *state;
+	const int64_t day = 24 * 3600000LL, now = 10000000;
+	uint8_t h[3][STORE_HASH_LEN], phone[4][STORE_HASH_LEN];
+	for (int i = 0; i < 4; i++)
+		hash_of("ahead-phone", i, phone[i]);
+	store_family fam;
+	store_pairing got;
+	store_member m;
+	store_device d;
+	assert_int_equal(store_family_create_with_device(f->s, "张家", "爸爸", 0, phone[3], "x",
+	                                                 now + day, &fam, &m, &d),
+	                 0);
+	store_pairing p = pairing(&fam.id, STORE_ROLE_CHILD, "x", now, now + 600000);
+	int64_t first = 0;
+	for (int i = 0; i < 3; i++) {
+		hash_of("ahead", i, h[i]);
+		assert_int_equal(store_pairing_create(f->s, h[i], &p), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(store_pairing_redeem_bounded(f->s, h[i], phone[i], "x", now + i, 2,
+		                                              &first, &got, &m, &d),
+		                 0);
+	unsigned n = 0;
+	assert_int_equal(store_family_pairings(f->s, fam.id.s, now + 2, &n, &first), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(first, now);
+	first = 0;
+	assert_int_equal(store_pairing_redeem_bounded(f->s, h[2], phone[2], "x", now + 2, 2, &first,
+	                                              &got, &m, &d),
+	                 STORE_ELIMIT);
+	assert_int_equal(first, now);
+}
+
 /* Codes made while the clock was an hour ahead (a wrong time put right since) do not count
  * towards the family's live codes: they kept it at the bound, and Retry-After at their expiry,
  * for 70 minutes where a code lives 10. They still pair until they expire. */
@@ -655,6 +694,7 @@ int main(void)
 	    T(pairing_expire_removes_only_expired),
 	    T(pairing_live_codes_bounded),
 	    T(pairing_hourly_bounded),
+	    T(pairings_of_a_family_made_ahead),
 	    T(pairing_codes_of_a_clock_set_back),
 	    T(pairing_consumed_once_under_a_race),
 	};
