@@ -15,7 +15,8 @@
  * lock a link for lock_ms after every max_failures of them, twice as long each time (up to
  * LOCK_DOUBLINGS), until a right PIN or a parent's new one: guessing gets slower, not steady.
  * A kiosk's wrong PINs are also counted all together, in the kiosk's row (the hour's start and
- * count), in the transaction that counts the child's: whichever of its tablets they come from.
+ * count), in the transaction that counts the child's: whichever of its tablets they come from;
+ * an operator may end that hour early (jiayinctl kiosk unlock), never a child's own lock.
  */
 #include "internal.h"
 
@@ -561,6 +562,71 @@ int store_kiosk_pins_lock_end(store *s, const char *kiosk_id, int64_t now_ms, un
 	if (rc == 0 && !kiosk_hour_over(h.start, h.count, now_ms, window_ms) &&
 	    h.count >= kiosk_max)
 		*until_ms = h.start + window_ms;
+	return rc;
+}
+
+/* The hour h as the kiosk's logins find it at now_ms: over (see kiosk_hour_over) is none. */
+static void kiosk_hour_live(kiosk_hour *h, int64_t now_ms, int64_t window_ms)
+{
+	if (kiosk_hour_over(h->start, h->count, now_ms, window_ms))
+		h->start = h->count = 0;
+}
+
+int store_kiosk_pins_hour(store *s, const char *kiosk_id, int64_t now_ms, int64_t window_ms,
+                          int64_t *start_ms, int64_t *count)
+{
+	static const char sql[] = "SELECT pin_window_ms, pin_failures FROM kiosks WHERE id = ?";
+	*start_ms = *count = 0;
+	if (window_ms <= 0)
+		return STORE_EINVAL;
+	if (store_id_check(kiosk_id) < 0)
+		return STORE_ENOTFOUND;
+	kiosk_hour h;
+	int rc = read_one(s, sql, text_key(kiosk_id), kiosk_hour_from_row, &h);
+	if (rc == 0) {
+		kiosk_hour_live(&h, now_ms, window_ms);
+		*start_ms = h.start;
+		*count = h.count;
+	}
+	return rc;
+}
+
+int store_kiosk_pins_reset(store *s, const char *kiosk_id, int64_t now_ms, int64_t window_ms,
+                           int64_t *start_ms, int64_t *count)
+{
+	static const char sql[] = "SELECT pin_window_ms, pin_failures FROM kiosks WHERE id = ?";
+	/* No hour at all: the next wrong PIN starts one from its time, as for a kiosk that never
+	 * had one; a right PIN's give-back (store_kiosk_session_start) finds nothing to give. */
+	static const char reset_sql[] =
+	    "UPDATE kiosks SET pin_window_ms = 0, pin_failures = 0 WHERE id = ?";
+	*start_ms = *count = 0;
+	if (window_ms <= 0)
+		return STORE_EINVAL;
+	if (store_id_check(kiosk_id) < 0)
+		return STORE_ENOTFOUND;
+	kiosk_hour h = {0, 0};
+	conn *c = db_write_begin(s->directory);
+	/* The hour read and ended in one transaction: a wrong PIN counted between them is ended
+	 * with the others, not lost from what is reported. */
+	int rc = conn_begin(c);
+	sqlite3_stmt *st = rc == 0 ? conn_stmt(c, sql, &rc) : NULL;
+	if (st) {
+		sqlite3_bind_text(st, 1, kiosk_id, -1, SQLITE_STATIC);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW)
+			kiosk_hour_from_row(st, &h);
+		rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		sqlite3_reset(st);
+	}
+	if (rc == 0 && (st = conn_stmt(c, reset_sql, &rc)))
+		rc = update_by_id(c, st, 1, kiosk_id);
+	rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
+	db_write_end(s->directory);
+	if (rc == 0) {
+		kiosk_hour_live(&h, now_ms, window_ms);
+		*start_ms = h.start;
+		*count = h.count;
+	}
 	return rc;
 }
 

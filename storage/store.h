@@ -453,6 +453,15 @@ int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_m
  * spent. STORE_ENOTFOUND: no such kiosk. */
 int store_kiosk_pins_lock_end(store *s, const char *kiosk_id, int64_t now_ms, unsigned kiosk_max,
                               int64_t window_ms, int64_t *until_ms);
+/* The kiosk's hour of wrong PINs as its logins find it at now_ms with window_ms: its start in
+ * *start_ms and its count in *count (both 0: none, or over). STORE_ENOTFOUND: no such kiosk. */
+int store_kiosk_pins_hour(store *s, const char *kiosk_id, int64_t now_ms, int64_t window_ms,
+                          int64_t *start_ms, int64_t *count);
+/* An operator ends the kiosk's hour of wrong PINs (its lock, if its count reached the bound) in
+ * one transaction: its logins are counted again from the next wrong PIN. *start_ms and *count:
+ * the hour it had, as store_kiosk_pins_hour found it at now_ms. The children's own locks stay. */
+int store_kiosk_pins_reset(store *s, const char *kiosk_id, int64_t now_ms, int64_t window_ms,
+                           int64_t *start_ms, int64_t *count);
 /* When l's lock ends as store_kiosk_pin_attempt at now_ms would find it (for the screen); a
  * value not after now_ms (0 for a lock set by a clock set back since): not locked. */
 int64_t store_kiosk_lock_end(const store_kiosk_link *l, int64_t now_ms, unsigned max_failures,

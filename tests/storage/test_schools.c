@@ -1058,6 +1058,103 @@ static void kiosk_right_pins_at_once_given_back(void **state)
 #undef ATTEMPT
 }
 
+/* A kiosk whose hour of wrong PINs is spent refused every login, on every tablet, until the
+ * hour was over: nothing could end it early. An operator's reset ends it at once (the next
+ * attempt is checked and starts a new hour) and says what it ended; the children's own locks
+ * stay, another kiosk's hour is its own, and an unknown or malformed kiosk is not found. */
+static void kiosk_pins_reset_ends_the_kiosk_lock(void **state)
+{
+	fixture *f = *state;
+	const int64_t hour = 3600000;
+	uint8_t code[STORE_HASH_LEN];
+	store_member kid[2];
+	store_kiosk second;
+	store_kiosk_link la, lb, got;
+	int allowed = -1;
+	int64_t until = 0, start = -1, count = -1;
+	assert_int_equal(store_kiosk_add(f->s, f->school.id.s, "二楼", 1000, &second), 0);
+	store_kiosk_link *links[] = {&la, &lb};
+	const store_kiosk *kiosks[] = {&f->kiosk, &second};
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(store_member_add(f->s, f->fam.id.s, i ? "小刚" : "小明",
+		                                  STORE_ROLE_CHILD, NULL, 1, &kid[i]),
+		                 0);
+		hash_of("kcode", i, code);
+		assert_int_equal(store_kiosk_code_create(f->s, code, kiosks[i]->id.s, 1000, 5000),
+		                 0);
+		assert_int_equal(store_kiosk_link_redeem(f->s, code, kid[i].id.s, "hash-1", NULL,
+		                                         1500, links[i]),
+		                 0);
+	}
+#define ATTEMPT(link, t)                                                                           \
+	store_kiosk_pin_attempt_bounded(f->s, (link).id.s, t, 3, 60000, 3, hour, &got, &allowed,   \
+	                                &until)
+	/* Nothing counted yet: not locked, and the reset says so. */
+	assert_int_equal(store_kiosk_pins_reset(f->s, f->kiosk.id.s, 9000, hour, &start, &count),
+	                 0);
+	assert_int_equal(start, 0);
+	assert_int_equal(count, 0);
+	/* Three wrong PINs of 小明's spend the kiosk's hour and lock him too. */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(ATTEMPT(la, 10000 + i), 0);
+		assert_int_equal(allowed, 1);
+	}
+	assert_int_equal(ATTEMPT(lb, 20000), 0); /* the other kiosk's: its own */
+	assert_int_equal(ATTEMPT(la, 20000), STORE_ELIMIT);
+	assert_int_equal(store_kiosk_pins_hour(f->s, f->kiosk.id.s, 20000, hour, &start, &count),
+	                 0);
+	assert_int_equal(start, 10000);
+	assert_int_equal(count, 3);
+	/* The reset: what it ended, and the kiosk's screen shows no lock. */
+	assert_int_equal(store_kiosk_pins_reset(f->s, f->kiosk.id.s, 30000, hour, &start, &count),
+	                 0);
+	assert_int_equal(start, 10000);
+	assert_int_equal(count, 3);
+	assert_int_equal(store_kiosk_pins_lock_end(f->s, f->kiosk.id.s, 30000, 3, hour, &until), 0);
+	assert_int_equal(until, 0);
+	assert_int_equal(store_kiosk_pins_hour(f->s, f->kiosk.id.s, 30000, hour, &start, &count),
+	                 0);
+	assert_int_equal(count, 0);
+	/* 小明's own lock stays: his attempt is refused by it, not by the kiosk. */
+	assert_int_equal(store_kiosk_link_get(f->s, la.id.s, &got), 0);
+	assert_true(got.locked_until_ms > 30000);
+	assert_int_equal(ATTEMPT(la, 30000), 0);
+	assert_int_equal(allowed, 0);
+	/* Another child at the kiosk is checked at once, and starts a new hour. */
+	store_kiosk_link lc;
+	hash_of("kcode", 2, code);
+	store_member third;
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "小红", STORE_ROLE_CHILD, NULL, 1, &third), 0);
+	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 50000), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, third.id.s, "hash-1", NULL, 1500, &lc),
+	                 0);
+	assert_int_equal(ATTEMPT(lc, 40000), 0);
+	assert_int_equal(allowed, 1);
+	assert_int_equal(store_kiosk_pins_hour(f->s, f->kiosk.id.s, 40000, hour, &start, &count),
+	                 0);
+	assert_int_equal(start, 40000);
+	assert_int_equal(count, 1);
+	/* The other kiosk's hour was not touched. */
+	assert_int_equal(store_kiosk_pins_hour(f->s, second.id.s, 40000, hour, &start, &count), 0);
+	assert_int_equal(start, 20000);
+	assert_int_equal(count, 1);
+	/* An hour over is none: the reset reports nothing, and still leaves nothing counted. */
+	assert_int_equal(
+	    store_kiosk_pins_reset(f->s, second.id.s, 20000 + hour, hour, &start, &count), 0);
+	assert_int_equal(count, 0);
+	assert_int_equal(start, 0);
+#undef ATTEMPT
+	assert_int_equal(store_kiosk_pins_reset(f->s, UNKNOWN_ID, 9000, hour, &start, &count),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_pins_reset(f->s, "not an id", 9000, hour, &start, &count),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_pins_hour(f->s, UNKNOWN_ID, 9000, hour, &start, &count),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_pins_reset(f->s, f->kiosk.id.s, 9000, 0, &start, &count),
+	                 STORE_EINVAL);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1079,6 +1176,7 @@ int main(void)
 	    T(kiosk_lock_after_the_clock_set_back),
 	    T(kiosk_wrong_pins_bounded_per_kiosk),
 	    T(kiosk_right_pins_at_once_given_back),
+	    T(kiosk_pins_reset_ends_the_kiosk_lock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
