@@ -313,6 +313,8 @@ static const command commands[] = {
     {"kiosk", "token", 1, 2, "KIOSK_ID [DEVICE_NAME]",
      "a new device token for a kiosk (a replaced tablet)", cmd_kiosk_token},
     {"kiosk", "children", 1, 1, "KIOSK_ID", "the children paired to a kiosk", cmd_kiosk_children},
+    {"kiosk", "unlock", 1, 1, "KIOSK_ID",
+     "end a kiosk's hour of wrong PINs (its lock): logins at once", cmd_kiosk_unlock},
     {"device", "revoke", 1, 1, "DEVICE_ID", "revoke a kiosk's or a member's device token",
      cmd_device_revoke},
     {"family", "show", 1, 1, "FAMILY_ID", "a family: settings, usage, members, devices",

@@ -77,6 +77,7 @@ int cmd_kiosk_add(ctl *c, int argc, char **argv);
 int cmd_kiosk_token(ctl *c, int argc, char **argv);
 int cmd_kiosk_list(ctl *c, int argc, char **argv);
 int cmd_kiosk_children(ctl *c, int argc, char **argv);
+int cmd_kiosk_unlock(ctl *c, int argc, char **argv);
 int cmd_device_revoke(ctl *c, int argc, char **argv);
 
 /* jiayinctl_family.c */

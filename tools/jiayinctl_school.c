@@ -15,6 +15,8 @@
 
 #define TOKEN_BYTES 32 /* as the server's SRV_TOKEN_BYTES: 256 random bits */
 #define TOKEN_LEN sodium_base64_ENCODED_LEN(TOKEN_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)
+/* The hour a kiosk's wrong PINs are counted in, as the server's KIOSK_PIN_WINDOW_MS. */
+#define KIOSK_PIN_WINDOW_MS (60 * 60 * 1000)
 
 static json_t *school_json(const store_school *sc)
 {
@@ -26,6 +28,27 @@ static json_t *kiosk_json(const store_kiosk *k)
 {
 	return json_pack("{s:s, s:s, s:o, s:o}", "id", k->id.s, "school_id", k->school_id.s, "name",
 	                 jtext(k->name), "created_at", jtime(k->created_ms));
+}
+
+/*
+ * The kiosk's hour of wrong PINs (all its tablets'), for kiosk list and children. The bound
+ * that locks it (pin-failures-kiosk) is the server's setting, which jiayinctl does not read:
+ * the count and the hour's end are shown, for the operator to hold against it.
+ */
+static json_t *wrong_pins_until(int64_t count, int64_t start)
+{
+	return jtime(count ? start + KIOSK_PIN_WINDOW_MS : 0);
+}
+
+static void print_wrong_pins(const char *kiosk_id, int64_t count, int64_t start, const char *indent)
+{
+	char t[32];
+	if (count == 0)
+		return;
+	printf("%s%lld wrong PIN%s this hour, counted until %s (every login locked once they "
+	       "reach pin-failures-kiosk; `jiayinctl kiosk unlock %s` ends it)\n",
+	       indent, (long long)count, count == 1 ? "" : "s",
+	       fmt_time(start + KIOSK_PIN_WINDOW_MS, t), kiosk_id);
 }
 
 /* For list_all(): the schools, a school's kiosks, a kiosk's devices and children. */
@@ -255,6 +278,10 @@ int cmd_kiosk_list(ctl *c, int argc, char **argv)
 		size_t ndevs;
 		for (size_t j = 0; j < nschools; j++)
 			sc = strcmp(schools[j].id.s, k->school_id.s) == 0 ? &schools[j] : sc;
+		int64_t start, count;
+		if ((rc = store_kiosk_pins_hour(c->s, k->id.s, now_ms(), KIOSK_PIN_WINDOW_MS,
+		                                &start, &count)) < 0)
+			break;
 		if ((rc = list_all(c->s, list_kiosk_devices, k->id.s, sizeof *devs, (void **)&devs,
 		                   &ndevs)) < 0)
 			break;
@@ -262,17 +289,20 @@ int cmd_kiosk_list(ctl *c, int argc, char **argv)
 			json_t *da = json_array();
 			for (size_t j = 0; j < ndevs; j++)
 				json_array_append_new(da, device_json(&devs[j]));
-			json_array_append_new(arr, json_pack("{s:s, s:o, s:o, s:{s:s, s:o}, s:o}",
-			                                     "id", k->id.s, "name", jtext(k->name),
-			                                     "created_at", jtime(k->created_ms),
-			                                     "school", "id", k->school_id.s, "name",
-			                                     jtext(sc->name), "devices", da));
+			json_array_append_new(
+			    arr,
+			    json_pack("{s:s, s:o, s:o, s:{s:s, s:o}, s:o, s:I, s:o}", "id", k->id.s,
+			              "name", jtext(k->name), "created_at", jtime(k->created_ms),
+			              "school", "id", k->school_id.s, "name", jtext(sc->name),
+			              "devices", da, "wrong_pins", (json_int_t)count,
+			              "wrong_pins_until", wrong_pins_until(count, start)));
 		} else {
 			printf("kiosk %s  ", k->id.s);
 			print_name(k->name);
 			printf("  at school %s ", k->school_id.s);
 			print_name(sc->name);
 			printf("  created %s\n", fmt_time(k->created_ms, t));
+			print_wrong_pins(k->id.s, count, start, "  ");
 			for (size_t j = 0; j < ndevs; j++)
 				print_device(&devs[j], "  ");
 			if (ndevs == 0)
@@ -305,7 +335,11 @@ int cmd_kiosk_children(ctl *c, int argc, char **argv)
 	char t[32];
 	if (kiosk_find(c, argv[0], &k, &school))
 		return EXIT_FAIL;
-	int rc = list_all(c->s, list_kiosk_children, k.id.s, sizeof *links, (void **)&links, &n);
+	int64_t start, count;
+	int rc = store_kiosk_pins_hour(c->s, k.id.s, now_ms(), KIOSK_PIN_WINDOW_MS, &start, &count);
+	if (rc < 0)
+		return fail(c, rc, "the kiosk could not be read");
+	rc = list_all(c->s, list_kiosk_children, k.id.s, sizeof *links, (void **)&links, &n);
 	if (rc < 0)
 		return fail(c, rc, "the kiosk's children could not be listed");
 	json_t *arr = c->json ? json_array() : NULL;
@@ -315,6 +349,7 @@ int cmd_kiosk_children(ctl *c, int argc, char **argv)
 		printf(" at school ");
 		print_name(school.name);
 		putchar('\n');
+		print_wrong_pins(k.id.s, count, start, "  ");
 	}
 	for (size_t i = 0; i < n; i++) {
 		const store_kiosk_link *l = &links[i];
@@ -338,10 +373,66 @@ int cmd_kiosk_children(ctl *c, int argc, char **argv)
 	if (arr && json_array_size(arr) != n)
 		json_decref(arr), arr = NULL;
 	return finish(c,
-	              arr ? json_pack("{s:o, s:o, s:o}", "kiosk", kiosk_json(&k), "school",
-	                              school_json(&school), "children", arr)
+	              arr ? json_pack("{s:o, s:o, s:o, s:I, s:o}", "kiosk", kiosk_json(&k),
+	                              "school", school_json(&school), "children", arr, "wrong_pins",
+	                              (json_int_t)count, "wrong_pins_until",
+	                              wrong_pins_until(count, start))
 	                  : NULL,
 	              0);
+}
+
+/*
+ * The kiosk's hour of wrong PINs ends now: a school whose children mistyped their way to
+ * pin-failures-kiosk waited out the hour on every tablet, and nothing could end it early. The
+ * children's own locks stay: each is what stops someone guessing one child's PIN, and a parent's
+ * new PIN ends it (or its 15 minutes, doubling); lifting them all for a class would hand whoever
+ * was guessing a fresh set of tries on every child at once.
+ */
+int cmd_kiosk_unlock(ctl *c, int argc, char **argv)
+{
+	(void)argc;
+	store_kiosk k;
+	store_school school;
+	int64_t start, count;
+	char t1[32], t2[32], detail[128];
+	if (kiosk_find(c, argv[0], &k, &school))
+		return EXIT_FAIL;
+	int rc =
+	    store_kiosk_pins_reset(c->s, k.id.s, now_ms(), KIOSK_PIN_WINDOW_MS, &start, &count);
+	if (rc < 0)
+		return rc == STORE_ENOTFOUND ? fail(c, rc, "no kiosk %s", k.id.s)
+		                             : fail(c, rc, "kiosk %s was not unlocked", k.id.s);
+	int64_t until = count ? start + KIOSK_PIN_WINDOW_MS : 0;
+	if (count)
+		snprintf(detail, sizeof detail, "%lld wrong PINs since %s, counted until %s",
+		         (long long)count, fmt_time(start, t1), fmt_time(until, t2));
+	else
+		snprintf(detail, sizeof detail, "no wrong PINs counted: not locked");
+	int arc = audit(c, "kiosk.unlock", NULL, k.id.s, detail);
+	if (!c->json) {
+		printf("kiosk %s  ", k.id.s);
+		print_name(k.name);
+		printf(" at school ");
+		print_name(school.name);
+		if (count)
+			printf(
+			    ":\n  %lld wrong PIN%s counted since %s (every login locked until %s "
+			    "once they reached pin-failures-kiosk)\n  its count starts again from "
+			    "none: its tablets take logins now (a child locked by their own wrong "
+			    "PINs stays locked)\n",
+			    (long long)count, count == 1 ? "" : "s", fmt_time(start, t1),
+			    fmt_time(until, t2));
+		else
+			printf(": no wrong PINs counted in the last hour: it was not locked\n");
+	}
+	return finish(c,
+	              c->json
+	                  ? json_pack("{s:o, s:o, s:I, s:o, s:o}", "kiosk", kiosk_json(&k),
+	                              "school", school_json(&school), "wrong_pins",
+	                              (json_int_t)count, "counted_since", jtime(count ? start : 0),
+	                              "wrong_pins_until", jtime(until))
+	                  : NULL,
+	              arc);
 }
 
 int cmd_device_revoke(ctl *c, int argc, char **argv)

@@ -765,6 +765,89 @@ def verify_writes_nothing(ctl, tmp, wang, li):
        f"{v!r} {set(after.items()) ^ set(before.items())}")
 
 
+def kiosk_unlock_checks(ctl_bin, server_bin, tmp):
+    """A kiosk whose children's wrong PINs reached pin-failures-kiosk (3 here) refuses every
+    login with 429 pin_locked; `kiosk list` and `kiosk children` show its count of the hour, and
+    `kiosk unlock` ends it beside the running server: a right PIN logs in at once. Audited;
+    an unknown or malformed id fails clearly; a kiosk not locked is said to be."""
+    data = os.path.join(tmp, "unlock-data")
+    ctl = Ctl(ctl_bin, data)
+    srv = Server(server_bin, "--pin-failures-kiosk", "3", data=data)
+    try:
+        sid = ctl("school", "add", "希望小学").obj["school"]["id"]
+        k = ctl("kiosk", "add", sid, "宿舍平板").obj
+        kid, token = k["kiosk"]["id"], k["token"]
+        mom = post_json(srv, "/v1/families", {"family_name": "李家", "member_name": "妈妈"}).json()
+        fam = mom["family"]["id"]
+        child = post_json(srv, f"/v1/families/{fam}/members",
+                          {"member_name": "小兰", "role": "child", "avatar": "dog"},
+                          headers=bearer(mom["token"])).json()["member"]["id"]
+        code = request(srv, "POST", "/v1/kiosk/pairing-codes", headers=bearer(token)).json()
+        link = post_json(srv, f"/v1/families/{fam}/kiosk-links",
+                         {"code": code["code"], "member_id": child, "pin": [1, 2, 3, 4]},
+                         headers=bearer(mom["token"])).json()["link"]["id"]
+
+        def login(pin):
+            return post_json(srv, "/v1/kiosk/sessions", {"child": link, "pin": pin},
+                             headers=bearer(token))
+
+        r = ctl("kiosk", "unlock", kid, json_out=False)
+        ok(r.rc == 0 and "not locked" in r.out and kid in r.out,
+           "kiosk unlock of a kiosk without wrong PINs: it was not locked", repr(r))
+        wrong = [login([5, 6, 7, 8]).status for _ in range(3)]
+        locked = login([1, 2, 3, 4])
+        screen = request(srv, "GET", "/v1/kiosk/children", headers=bearer(token)).json()
+        until = screen["kiosk"]["locked_until"]
+        ok(wrong == [403] * 3 and locked.status == 429 and
+           locked.json()["error"]["code"] == "pin_locked" and isinstance(until, int),
+           "three wrong PINs lock the kiosk: its child's right PIN is 429 pin_locked",
+           f"{wrong} {locked.status} {locked.body[:200]!r} {screen}")
+        listed = kiosks(ctl).get(kid, {})
+        r = ctl("kiosk", "list", json_out=False)
+        ok(listed.get("wrong_pins") == 3 and listed.get("wrong_pins_until") == until and
+           "3 wrong PINs this hour" in r.out and f"kiosk unlock {kid}" in r.out,
+           "kiosk list shows the kiosk's wrong PINs of the hour and until when",
+           f"{listed} {r!r}")
+        r = ctl("kiosk", "children", kid)
+        r2 = ctl("kiosk", "children", kid, json_out=False)
+        ok(r.rc == 0 and r.obj["wrong_pins"] == 3 and r.obj["wrong_pins_until"] == until and
+           r2.rc == 0 and "3 wrong PINs this hour" in r2.out,
+           "kiosk children shows them too", f"{r!r} {r2!r}")
+
+        r = ctl("kiosk", "unlock", kid)
+        o = r.obj or {}
+        ok(r.rc == 0 and o.get("kiosk", {}).get("id") == kid and o.get("wrong_pins") == 3 and
+           o.get("wrong_pins_until") == until and isinstance(o.get("counted_since"), int),
+           "kiosk unlock: what it ended (3 wrong PINs, counted until the lock's end)", repr(r))
+        s = login([1, 2, 3, 4])
+        ok(s.status == 201 and s.json().get("token"),
+           "right after kiosk unlock, the child's right PIN logs in (201)",
+           f"{s.status} {s.body[:200]!r}")
+        screen = request(srv, "GET", "/v1/kiosk/children", headers=bearer(token)).json()
+        ok(screen["kiosk"]["locked_until"] is None and kiosks(ctl)[kid]["wrong_pins"] == 0,
+           "the kiosk's screen and kiosk list show no lock", f"{screen}")
+        r = ctl("kiosk", "unlock", kid)
+        ok(r.rc == 0 and r.obj["wrong_pins"] == 0 and r.obj["wrong_pins_until"] is None,
+           "kiosk unlock again: nothing counted, said so", repr(r))
+
+        before = audit_rows(data)
+        bad = [ctl("kiosk", "unlock", x) for x in ("0" * 26, "not-an-id", "")]
+        ok(all(b.rc == 1 and "not_found" in b.err and b.obj["error"]["code"] == "not_found"
+               for b in bad) and "no kiosk 0000" in bad[0].err,
+           "kiosk unlock of an unknown or malformed id: 1, not_found", f"{bad}")
+        r = ctl("kiosk", "unlock")
+        ok(r.rc == 64 and "kiosk unlock KIOSK_ID" in r.err, "kiosk unlock without an id: 64",
+           repr(r))
+        rows = audit_rows(data)
+        unlocks = [(f, t) for a, f, t in rows if a == "kiosk.unlock"]
+        ok(rows == before and unlocks == [(None, kid)] * 3,
+           "the audit log has kiosk.unlock with the kiosk's id, each time; none for refusals",
+           f"{rows}")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "the server ran beside kiosk unlock and exits cleanly")
+
+
 def audit_rows(data):
     with db(os.path.join(data, "directory.db")) as c:
         return c.execute("SELECT action, family_id, target FROM audit_log WHERE actor = "
@@ -805,6 +888,7 @@ def main():
     finally:
         rc = srv.stop()
     verify_checks(ctl_bin, server_bin, tmp, eio_preload)
+    kiosk_unlock_checks(ctl_bin, server_bin, tmp)
     ok(rc == 0, "the server ran beside jiayinctl and exits cleanly")
     ok(not sanitizer_reports, "no sanitizer reports from any jiayinctl run",
        "\n# ".join(sanitizer_reports)[:4000])
