@@ -29,8 +29,6 @@
 /* Argon2id's cost per PIN check: OWASP's minimum (19 MiB, 2 passes), ~40 ms on one core. */
 #define PIN_OPSLIMIT 2
 #define PIN_MEMLIMIT (19u << 20)
-/* The hour a kiosk's wrong PINs are counted in (pin-failures-kiosk: login_work) */
-#define KIOSK_PIN_WINDOW_MS (60 * 60 * 1000)
 
 /* The keyed input Argon2id hashes: the member id and the pictures, under the server's key. */
 static void pin_input(const api_job *j, const char *member_id, const int pin[PIN_LENGTH],
@@ -197,7 +195,7 @@ static void children_work(api_job *j)
 	/* The kiosk's lock too: its children's pictures looked open while every login on it was
 	 * 429 (a child typed their pictures to be told to wait). */
 	if ((j->rc = store_kiosk_pins_lock_end(j->st, k.id.s, api_now_ms(), j->pin_failures_kiosk,
-	                                       KIOSK_PIN_WINDOW_MS, &j->expires_ms)) < 0)
+	                                       STORE_KIOSK_PIN_WINDOW_MS, &j->expires_ms)) < 0)
 		return;
 	/* All of them: a boarding school's kiosk may list well over a thousand (review finding:
 	 * the screen stopped at 1,000 without a word, and those named last never found themselves
@@ -310,9 +308,9 @@ static void login_work(api_job *j)
 	 * check more PINs than the locks allow; while the child or the kiosk is locked, not even a
 	 * right PIN is checked. */
 	int allowed;
-	j->rc = store_kiosk_pin_attempt_bounded(j->st, l->id.s, now, j->pin_failures,
-	                                        j->pin_lock_ms, j->pin_failures_kiosk,
-	                                        KIOSK_PIN_WINDOW_MS, l, &allowed, &j->expires_ms);
+	j->rc = store_kiosk_pin_attempt_bounded(
+	    j->st, l->id.s, now, j->pin_failures, j->pin_lock_ms, j->pin_failures_kiosk,
+	    STORE_KIOSK_PIN_WINDOW_MS, l, &allowed, &j->expires_ms);
 	if (j->rc == STORE_ELIMIT) { /* j->expires_ms: when the kiosk's hour is over */
 		j->rc = LOGIN_KIOSK_LOCKED;
 		return;

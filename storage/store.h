@@ -433,6 +433,9 @@ int store_kiosk_link_delete(store *s, const char *link_id);
 int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 			    unsigned max_failures, int64_t lock_ms, store_kiosk_link *out,
 			    int *allowed);
+/* The hour a kiosk's wrong PINs are counted in (pin-failures-kiosk): the server's window, and
+ * the one jiayinctl reads and ends it with. */
+#define STORE_KIOSK_PIN_WINDOW_MS (60 * 60 * 1000)
 /*
  * store_kiosk_pin_attempt, and the link's kiosk bounded too: of the attempts whose PIN is
  * checked (those its child's lock lets through), kiosk_max in a window of kiosk_window_ms, all

@@ -15,8 +15,6 @@
 
 #define TOKEN_BYTES 32 /* as the server's SRV_TOKEN_BYTES: 256 random bits */
 #define TOKEN_LEN sodium_base64_ENCODED_LEN(TOKEN_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)
-/* The hour a kiosk's wrong PINs are counted in, as the server's KIOSK_PIN_WINDOW_MS. */
-#define KIOSK_PIN_WINDOW_MS (60 * 60 * 1000)
 
 static json_t *school_json(const store_school *sc)
 {
@@ -37,7 +35,7 @@ static json_t *kiosk_json(const store_kiosk *k)
  */
 static json_t *wrong_pins_until(int64_t count, int64_t start)
 {
-	return jtime(count ? start + KIOSK_PIN_WINDOW_MS : 0);
+	return jtime(count ? start + STORE_KIOSK_PIN_WINDOW_MS : 0);
 }
 
 static void print_wrong_pins(const char *kiosk_id, int64_t count, int64_t start, const char *indent)
@@ -48,7 +46,7 @@ static void print_wrong_pins(const char *kiosk_id, int64_t count, int64_t start,
 	printf("%s%lld wrong PIN%s this hour, counted until %s (every login locked once they "
 	       "reach pin-failures-kiosk; `jiayinctl kiosk unlock %s` ends it)\n",
 	       indent, (long long)count, count == 1 ? "" : "s",
-	       fmt_time(start + KIOSK_PIN_WINDOW_MS, t), kiosk_id);
+	       fmt_time(start + STORE_KIOSK_PIN_WINDOW_MS, t), kiosk_id);
 }
 
 /* For list_all(): the schools, a school's kiosks, a kiosk's devices and children. */
@@ -279,7 +277,7 @@ int cmd_kiosk_list(ctl *c, int argc, char **argv)
 		for (size_t j = 0; j < nschools; j++)
 			sc = strcmp(schools[j].id.s, k->school_id.s) == 0 ? &schools[j] : sc;
 		int64_t start, count;
-		if ((rc = store_kiosk_pins_hour(c->s, k->id.s, now_ms(), KIOSK_PIN_WINDOW_MS,
+		if ((rc = store_kiosk_pins_hour(c->s, k->id.s, now_ms(), STORE_KIOSK_PIN_WINDOW_MS,
 		                                &start, &count)) < 0)
 			break;
 		if ((rc = list_all(c->s, list_kiosk_devices, k->id.s, sizeof *devs, (void **)&devs,
@@ -336,7 +334,8 @@ int cmd_kiosk_children(ctl *c, int argc, char **argv)
 	if (kiosk_find(c, argv[0], &k, &school))
 		return EXIT_FAIL;
 	int64_t start, count;
-	int rc = store_kiosk_pins_hour(c->s, k.id.s, now_ms(), KIOSK_PIN_WINDOW_MS, &start, &count);
+	int rc = store_kiosk_pins_hour(c->s, k.id.s, now_ms(), STORE_KIOSK_PIN_WINDOW_MS, &start,
+	                               &count);
 	if (rc < 0)
 		return fail(c, rc, "the kiosk could not be read");
 	rc = list_all(c->s, list_kiosk_children, k.id.s, sizeof *links, (void **)&links, &n);
@@ -397,12 +396,12 @@ int cmd_kiosk_unlock(ctl *c, int argc, char **argv)
 	char t1[32], t2[32], detail[128];
 	if (kiosk_find(c, argv[0], &k, &school))
 		return EXIT_FAIL;
-	int rc =
-	    store_kiosk_pins_reset(c->s, k.id.s, now_ms(), KIOSK_PIN_WINDOW_MS, &start, &count);
+	int rc = store_kiosk_pins_reset(c->s, k.id.s, now_ms(), STORE_KIOSK_PIN_WINDOW_MS, &start,
+	                                &count);
 	if (rc < 0)
 		return rc == STORE_ENOTFOUND ? fail(c, rc, "no kiosk %s", k.id.s)
 		                             : fail(c, rc, "kiosk %s was not unlocked", k.id.s);
-	int64_t until = count ? start + KIOSK_PIN_WINDOW_MS : 0;
+	int64_t until = count ? start + STORE_KIOSK_PIN_WINDOW_MS : 0;
 	if (count)
 		snprintf(detail, sizeof detail, "%lld wrong PINs since %s, counted until %s",
 		         (long long)count, fmt_time(start, t1), fmt_time(until, t2));
