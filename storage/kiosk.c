@@ -541,6 +541,9 @@ typedef struct kiosk_hour {
 	int64_t start, count;
 } kiosk_hour;
 
+/* A kiosk's hour of wrong PINs as stored: its start and count (kiosk_hour_from_row). */
+static const char kiosk_hour_sql[] = "SELECT pin_window_ms, pin_failures FROM kiosks WHERE id = ?";
+
 static void kiosk_hour_from_row(sqlite3_stmt *st, void *out)
 {
 	kiosk_hour *h = out;
@@ -551,17 +554,13 @@ static void kiosk_hour_from_row(sqlite3_stmt *st, void *out)
 int store_kiosk_pins_lock_end(store *s, const char *kiosk_id, int64_t now_ms, unsigned kiosk_max,
                               int64_t window_ms, int64_t *until_ms)
 {
-	static const char sql[] = "SELECT pin_window_ms, pin_failures FROM kiosks WHERE id = ?";
 	*until_ms = 0;
-	if (kiosk_max == 0 || window_ms <= 0)
+	if (kiosk_max == 0)
 		return STORE_EINVAL;
-	if (store_id_check(kiosk_id) < 0)
-		return STORE_ENOTFOUND;
-	kiosk_hour h;
-	int rc = read_one(s, sql, text_key(kiosk_id), kiosk_hour_from_row, &h);
-	if (rc == 0 && !kiosk_hour_over(h.start, h.count, now_ms, window_ms) &&
-	    h.count >= kiosk_max)
-		*until_ms = h.start + window_ms;
+	int64_t start, count;
+	int rc = store_kiosk_pins_hour(s, kiosk_id, now_ms, window_ms, &start, &count);
+	if (rc == 0 && count >= kiosk_max) /* an hour over counts 0 */
+		*until_ms = start + window_ms;
 	return rc;
 }
 
@@ -575,14 +574,13 @@ static void kiosk_hour_live(kiosk_hour *h, int64_t now_ms, int64_t window_ms)
 int store_kiosk_pins_hour(store *s, const char *kiosk_id, int64_t now_ms, int64_t window_ms,
                           int64_t *start_ms, int64_t *count)
 {
-	static const char sql[] = "SELECT pin_window_ms, pin_failures FROM kiosks WHERE id = ?";
 	*start_ms = *count = 0;
 	if (window_ms <= 0)
 		return STORE_EINVAL;
 	if (store_id_check(kiosk_id) < 0)
 		return STORE_ENOTFOUND;
 	kiosk_hour h;
-	int rc = read_one(s, sql, text_key(kiosk_id), kiosk_hour_from_row, &h);
+	int rc = read_one(s, kiosk_hour_sql, text_key(kiosk_id), kiosk_hour_from_row, &h);
 	if (rc == 0) {
 		kiosk_hour_live(&h, now_ms, window_ms);
 		*start_ms = h.start;
@@ -594,7 +592,6 @@ int store_kiosk_pins_hour(store *s, const char *kiosk_id, int64_t now_ms, int64_
 int store_kiosk_pins_reset(store *s, const char *kiosk_id, int64_t now_ms, int64_t window_ms,
                            int64_t *start_ms, int64_t *count)
 {
-	static const char sql[] = "SELECT pin_window_ms, pin_failures FROM kiosks WHERE id = ?";
 	/* No hour at all: the next wrong PIN starts one from its time, as for a kiosk that never
 	 * had one; a right PIN's give-back (store_kiosk_session_start) finds nothing to give. */
 	static const char reset_sql[] =
@@ -609,7 +606,7 @@ int store_kiosk_pins_reset(store *s, const char *kiosk_id, int64_t now_ms, int64
 	/* The hour read and ended in one transaction: a wrong PIN counted between them is ended
 	 * with the others, not lost from what is reported. */
 	int rc = conn_begin(c);
-	sqlite3_stmt *st = rc == 0 ? conn_stmt(c, sql, &rc) : NULL;
+	sqlite3_stmt *st = rc == 0 ? conn_stmt(c, kiosk_hour_sql, &rc) : NULL;
 	if (st) {
 		sqlite3_bind_text(st, 1, kiosk_id, -1, SQLITE_STATIC);
 		int r = sqlite3_step(st);
