@@ -403,8 +403,9 @@ int cmd_kiosk_unlock(ctl *c, int argc, char **argv)
 		                             : fail(c, rc, "kiosk %s was not unlocked", k.id.s);
 	int64_t until = count ? start + STORE_KIOSK_PIN_WINDOW_MS : 0;
 	if (count)
-		snprintf(detail, sizeof detail, "%lld wrong PINs since %s, counted until %s",
-		         (long long)count, fmt_time(start, t1), fmt_time(until, t2));
+		snprintf(detail, sizeof detail, "%lld wrong PIN%s since %s, counted until %s",
+		         (long long)count, count == 1 ? "" : "s", fmt_time(start, t1),
+		         fmt_time(until, t2));
 	else
 		snprintf(detail, sizeof detail, "no wrong PINs counted: not locked");
 	int arc = audit(c, "kiosk.unlock", NULL, k.id.s, detail);
@@ -415,8 +416,10 @@ int cmd_kiosk_unlock(ctl *c, int argc, char **argv)
 		print_name(school.name);
 		if (count)
 			printf(
-			    ":\n  %lld wrong PIN%s counted since %s (every login locked until %s "
-			    "once they reached pin-failures-kiosk)\n  its count starts again from "
+			    ":\n  %lld wrong PIN%s counted since %s (if they reached the server's "
+			    "pin-failures-kiosk, 30 by default, every login was locked until %s)\n "
+			    " "
+			    "its count starts again from "
 			    "none: its tablets take logins now (a child locked by their own wrong "
 			    "PINs stays locked)\n",
 			    (long long)count, count == 1 ? "" : "s", fmt_time(start, t1),
