@@ -1,6 +1,6 @@
 /*
- * wav.c — WAV decoder: RIFF and RF64/BW64, PCM 8/16/24/32-bit integer, 32/64-bit IEEE float,
- * WAVE_FORMAT_EXTENSIBLE, 1-8 channels, 8-192 kHz.
+ * wav.c — WAV decoder: RIFF and RF64/BW64, PCM 1-32-bit integer in 1-4-byte containers, 32/64-bit
+ * IEEE float, WAVE_FORMAT_EXTENSIBLE, 1-8 channels, 8-192 kHz.
  *
  * Streaming writers (phones recording until the user taps stop, tools writing to a pipe) leave
  * the data size at a value of their own that means "until the end of the file" (unknown_size).
@@ -94,15 +94,21 @@ static int parse_fmt(const uint8_t *p, uint32_t size, wav_state *w, codec_stream
 		return CODEC_ECHANNELS;
 	if (rate < CODEC_MIN_RATE || rate > CODEC_MAX_RATE)
 		return CODEC_ERATE;
-	bool ok_bits = tag == WAV_TAG_PCM ? (bits == 8 || bits == 16 || bits == 24 || bits == 32)
-					  : (bits == 32 || bits == 64);
+	/*
+	 * Integer samples of any depth are left-justified in a container of whole bytes (the
+	 * Microsoft WAVE spec): 20-bit field recorders write 3-byte containers, old Windows tools
+	 * 12-bit ones of 2 bytes, with the spare low bits zero. Read by container, as ffmpeg does;
+	 * 8 bits or fewer are unsigned.
+	 */
+	bool ok_bits = tag == WAV_TAG_PCM ? (bits >= 1 && bits <= 32) : (bits == 32 || bits == 64);
 	if (!ok_bits)
 		return CODEC_EUNSUPPORTED;
-	if (block_align != channels * (bits / 8))
+	unsigned container = (bits + 7) / 8;
+	if (block_align != channels * container)
 		return CODEC_EMALFORMED;
 
 	w->channels = channels;
-	w->bytes_per_sample = bits / 8;
+	w->bytes_per_sample = container;
 	w->is_float = tag == WAV_TAG_FLOAT;
 	info->format = CODEC_FORMAT_WAV;
 	info->rate = rate;

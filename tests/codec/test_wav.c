@@ -63,6 +63,15 @@ static void put_sample(wavbuf *w, const spec *s, double v)
 		put(w, &f, 4);
 	} else if (is_float) {
 		put(w, &v, 8);
+	} else if (s->bits % 8) {
+		/* Left-justified in whole bytes, the spare low bits 0; 8 bits or less unsigned. */
+		unsigned container = (s->bits + 7) / 8;
+		int64_t x = (int64_t)floor(v * (double)(1 << (s->bits - 1)));
+		uint32_t u = (uint32_t)(x * ((int64_t)1 << (container * 8 - s->bits)));
+		if (container == 1)
+			u += 128;
+		for (unsigned b = 0; b < container; b++)
+			put(w, &(uint8_t){(uint8_t)(u >> (8 * b))}, 1);
 	} else if (s->bits == 8) {
 		uint8_t b = (uint8_t)(v * 128 + 128);
 		put(w, &b, 1);
@@ -79,7 +88,7 @@ static void put_sample(wavbuf *w, const spec *s, double v)
 
 static void build(wavbuf *w, const spec *s, size_t frames)
 {
-	uint32_t block = s->channels * (s->bits / 8);
+	uint32_t block = s->channels * ((s->bits + 7) / 8);
 	uint32_t data = (uint32_t)(frames * block);
 	w->n = 0;
 	put(w, s->riff, 4);
@@ -195,6 +204,20 @@ static void float64(void **st)
 	(void)st;
 	check_format(&(spec){"RIFF", 3, 0, 0, 2, 64, 16000, 1, false}, 1e-7);
 }
+/*
+ * Depths that are not whole bytes, each sample left-justified in a container of whole bytes as
+ * the WAVE spec says: 20-bit field recorders (3 bytes), 12-bit Windows tools (2 bytes), with tag
+ * 1 or EXTENSIBLE giving the depth itself as wBitsPerSample. ffmpeg reads them by container.
+ */
+static void pcm_depths_between_bytes(void **st)
+{
+	(void)st;
+	check_format(&(spec){"RIFF", 1, 0, 0, 2, 20, 48000, 1, false}, 1.0 / (1 << 19));
+	check_format(&(spec){"RIFF", 1, 0, 0, 1, 12, 22050, 1, true}, 1.0 / (1 << 11));
+	check_format(&(spec){"RIFF", 0xFFFE, 1, 0x3, 2, 20, 44100, 1, false}, 1.0 / (1 << 19));
+	check_format(&(spec){"RIFF", 1, 0, 0, 1, 4, 8000, 1, false}, 1.0 / 8);
+	check_format(&(spec){"RIFF", 1, 0, 0, 1, 31, 48000, 0, false}, 1e-6);
+}
 static void extensible_51(void **st)
 {
 	(void)st;
@@ -268,8 +291,15 @@ static void bad_headers(void **st)
 	build(&w, &s, 10);
 	assert_int_equal(open_error(&w), CODEC_ECHANNELS);
 	s.channels = 1;
+	s.bits = 0;
+	build(&w, &s, 10);
+	assert_int_equal(open_error(&w), CODEC_EUNSUPPORTED);
 	s.bits = 12;
 	build(&w, &s, 10);
+	w.d[32] = 1; /* a 12-bit sample in one byte: no container holds it */
+	assert_int_equal(open_error(&w), CODEC_EMALFORMED);
+	w.d[32] = 2;
+	w.d[34] = 33; /* integers past 32 bits */
 	assert_int_equal(open_error(&w), CODEC_EUNSUPPORTED);
 	s.bits = 16;
 	s.tag = 0x55; /* MP3 in WAV */
@@ -346,6 +376,7 @@ int main(void)
 		cmocka_unit_test(pcm32),
 		cmocka_unit_test(float32),
 		cmocka_unit_test(float64),
+		cmocka_unit_test(pcm_depths_between_bytes),
 		cmocka_unit_test(extensible_51),
 		cmocka_unit_test(extensible_float),
 		cmocka_unit_test(rf64),
