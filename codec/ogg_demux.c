@@ -334,6 +334,14 @@ static int load_page(ogg_state *s)
 			break;
 		if (r < 0)
 			return CODEC_ECORRUPT; /* a page is missing */
+		/*
+		 * An empty packet is no Opus packet (RFC 6716 3.4 R1) but an Ogg writer's way of
+		 * setting EOS once the audio is out: VLC's muxer ends each stream so, on the last
+		 * page's audio or on a page of its own. It holds no samples; its page's granule
+		 * position and EOS count as any page's, so the end is trimmed to the sample.
+		 */
+		if (p->bytes == 0)
+			continue;
 		int n = opusdec_packet_frames(p->packet, (size_t)p->bytes);
 		if (n < 0)
 			return n;

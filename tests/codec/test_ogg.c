@@ -589,6 +589,77 @@ static void link_without_eos_ends_at_next(void **st)
 	assert_int_equal(count(&b), CODEC_EUNSUPPORTED); /* as after a link with EOS */
 }
 
+/*
+ * The tone's `n` packets ten a page, ended as VLC's Ogg muxer ends a stream: an empty packet
+ * with EOS and the last granule position (n * 960 - trim), flushed with what audio is left or,
+ * with `alone`, on a page of its own; with `mid` >= 0 an empty packet after that packet too.
+ */
+static void build_vlc(oggbuf *b, int n, int trim, bool alone, int mid)
+{
+	static uint8_t pkt[200][1500];
+	static int len[200];
+	assert_true(n <= 200);
+	tone_packets(pkt, len, n);
+	ogg_stream_state os;
+	ogg_stream_init(&os, 4321);
+	b->n = 0;
+	uint8_t head[19] = "OpusHead";
+	head[8] = 1, head[9] = 1, head[10] = 312 & 0xFF, head[11] = 312 >> 8;
+	le32(head + 12, 48000);
+	head[16] = head[17] = head[18] = 0;
+	ogg_packet op = {.packet = head, .bytes = 19, .b_o_s = 1, .packetno = 0};
+	ogg_stream_packetin(&os, &op);
+	emit(b, &os, true);
+	uint8_t t[20] = "OpusTags";
+	le32(t + 8, 4), memcpy(t + 12, "VLC ", 4), le32(t + 16, 0);
+	op = (ogg_packet){.packet = t, .bytes = 20, .packetno = 1};
+	ogg_stream_packetin(&os, &op);
+	emit(b, &os, true);
+	int64_t packetno = 2;
+	for (int p = 0; p < n; p++) {
+		op = (ogg_packet){.packet = pkt[p],
+		                  .bytes = len[p],
+		                  .granulepos = (int64_t)(p + 1) * 960,
+		                  .packetno = packetno++};
+		ogg_stream_packetin(&os, &op);
+		if (p == mid) {
+			op = (ogg_packet){.packet = pkt[p],
+			                  .bytes = 0,
+			                  .granulepos = (int64_t)(p + 1) * 960,
+			                  .packetno = packetno++};
+			ogg_stream_packetin(&os, &op);
+		}
+		emit(b, &os, (p + 1) % 10 == 0 || (alone && p == n - 1));
+	}
+	op = (ogg_packet){.packet = pkt[0],
+	                  .bytes = 0,
+	                  .e_o_s = 1,
+	                  .granulepos = (int64_t)n * 960 - trim,
+	                  .packetno = packetno};
+	ogg_stream_packetin(&os, &op);
+	emit(b, &os, true);
+	ogg_stream_clear(&os);
+}
+
+/*
+ * VLC ends each Ogg stream it writes (Convert/Save to Opus, a stream recording) with an empty
+ * packet carrying EOS: every such file was refused audio_corrupt, where ffmpeg and opusfile
+ * play it. It holds no samples, and the end is trimmed by its page as by any last page.
+ */
+static void empty_packets_hold_no_samples(void **st)
+{
+	(void)st;
+	static oggbuf b;
+	build_vlc(&b, 50, 0, true, -1); /* the empty packet alone on the last page */
+	decodes_as_valid(&b, 50);
+	build_vlc(&b, 45, 0, false, -1); /* after the last five packets on their page */
+	decodes_as_valid(&b, 45);
+	build_vlc(&b, 45, 555, false, -1);
+	assert_int_equal(count(&b), 45 * 960 - 312 - 555);
+	build_vlc(&b, 50, 0, true, 23); /* and one in the middle of a page */
+	decodes_as_valid(&b, 50);
+}
+
 static void transcoder_output_round_trips(void **st)
 {
 	(void)st;
@@ -623,6 +694,7 @@ int main(void)
 	    cmocka_unit_test(android_recorder_decodes_whole),
 	    cmocka_unit_test(low_granule_mid_way_drops_nothing),
 	    cmocka_unit_test(link_without_eos_ends_at_next),
+	    cmocka_unit_test(empty_packets_hold_no_samples),
 	    cmocka_unit_test(transcoder_output_round_trips),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
