@@ -93,19 +93,56 @@ static int start_decoder(webm_state *w, const opus_head *head)
 }
 
 /*
- * The document after the one whose audio has ended: 1 when its decoder is ready, 0 when none
- * follows but zero bytes. A later document's EBML header that is no WebM's is a part of the
- * file we cannot decode, not a file we do not know.
+ * The document after the one whose audio has ended (with `segment_only`, the Segment after it in
+ * the same document): 1 when its decoder is ready, 0 when none follows but zero bytes. A later
+ * document's EBML header that is no WebM's is a part of the file we cannot decode, not a file we
+ * do not know.
  */
-static int next_document(webm_state *w)
+static int next_document(webm_state *w, bool segment_only)
 {
 	opus_head head;
-	int rc = webm_read_document(w, &head);
+	int rc = segment_only ? webm_read_segment(w, &head) : webm_read_document(w, &head);
 	if (rc <= 0)
 		return rc == CODEC_EFORMAT ? CODEC_EUNSUPPORTED : rc;
 	if ((rc = start_decoder(w, &head)) < 0)
 		return rc;
 	return 1;
+}
+
+/*
+ * After a Segment: what follows at the top level. Void elements are padding there as anywhere
+ * (EBML's global element; a writer that reserved room for a larger Segment fills the rest so)
+ * and are skipped. Then the next document's EBML header, or a Segment without one (a second
+ * Segment of the same document, as ffmpeg reads it), each decoded in turn: 1 when its decoder is
+ * ready. 0 at the end of the file, and at bytes that begin none of these (left, as they always
+ * were), a Void the file ends in among them: nothing of the clip is lost with it.
+ */
+static int after_segment(webm_state *w)
+{
+	static const uint8_t segment_id[4] = {0x18, 0x53, 0x80, 0x67}; /* ID_SEGMENT */
+	codec_in *in = w->in;
+	for (;;) {
+		const uint8_t *p;
+		size_t avail;
+		ebml_elem e;
+		int rc = webm_at_document(in);
+		if (rc != 0)
+			return rc < 0 ? rc : next_document(w, false);
+		if ((rc = in_peek(in, &p, 4, &avail)) < 0)
+			return rc;
+		if (avail == 4 && memcmp(p, segment_id, 4) == 0)
+			return next_document(w, true);
+		if (avail == 0 || p[0] != ID_VOID)
+			return 0;
+		rc = ebml_peek(in, &e);
+		if (rc == CODEC_EMALFORMED || rc == CODEC_ETRUNCATED || (rc > 0 && e.unknown))
+			return 0;
+		if (rc <= 0)
+			return rc;
+		rc = in_skip(in, e.header_len + e.size);
+		if (rc < 0)
+			return rc == CODEC_ETRUNCATED ? 0 : rc;
+	}
 }
 
 /* Read one EBML-coded lace size from the lace header at p[*pos..len). */
@@ -322,18 +359,13 @@ static int next_block(webm_state *w)
 			return 0; /* the end of the file */
 		if (rc == 0 || e.id == ID_EBML || e.id == ID_SEGMENT) {
 			/*
-			 * After a known-size Segment, the next document if one begins there (other
-			 * bytes are left, as they always were). Within an unknown-size one, the
-			 * next document's EBML header ends it, and so does a Segment without one
-			 * (the end); a known-size Segment can hold neither.
+			 * The end of a known-size Segment, or, within an unknown-size one, the next
+			 * document's EBML header or a Segment without one, which end it (a
+			 * known-size Segment can hold neither): what follows is decoded in turn.
 			 */
-			if (rc == 0)
-				rc = webm_at_document(in);
-			else if (w->segment_end != EBML_UNKNOWN_END)
+			if (rc > 0 && w->segment_end != EBML_UNKNOWN_END)
 				return CODEC_EMALFORMED;
-			else
-				rc = e.id == ID_EBML;
-			if (rc <= 0 || (rc = next_document(w)) <= 0)
+			if ((rc = after_segment(w)) <= 0)
 				return rc;
 			continue;
 		}

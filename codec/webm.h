@@ -102,5 +102,10 @@ int webm_at_document(codec_in *in);
  * followed by another (a pause and resume within Chrome's first 30 ms) is passed over.
  */
 int webm_read_document(webm_state *w, opus_head *head);
+/*
+ * A Segment that follows another without an EBML header of its own (the input at its ID): its
+ * Tracks read as webm_read_document's, 1 when ready for its Clusters.
+ */
+int webm_read_segment(webm_state *w, opus_head *head);
 
 #endif

@@ -2,7 +2,8 @@
  * webm_head.c — a WebM document's head: its EBML header (DocType "webm" or "matroska"), its
  * Segment (after Void padding, or only zeros: Chrome stopped before its first audio), and its
  * Tracks, whose first A_OPUS audio track is ours (OpusHead from CodecPrivate, pre-skip). Read
- * for the first document as the file opens and for each one after it (webm.c, next_document).
+ * for the first document as the file opens and for each one after it (webm.c, next_document),
+ * and for a Segment that follows another in the same document (webm_read_segment).
  */
 #include "webm.h"
 
@@ -315,6 +316,16 @@ static int read_to_tracks(webm_state *w, opus_head *head)
 		if (rc < 0)
 			return rc;
 	}
+}
+
+int webm_read_segment(webm_state *w, opus_head *head)
+{
+	int rc = enter_segment(w);
+	if (rc > 0)
+		return CODEC_EMALFORMED; /* zeros: the caller saw a Segment's ID there */
+	if (rc < 0 || (rc = read_to_tracks(w, head)) < 0)
+		return rc;
+	return 1;
 }
 
 int webm_read_document(webm_state *w, opus_head *head)

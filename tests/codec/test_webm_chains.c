@@ -302,6 +302,71 @@ static void test_bytes_after_the_last_document(void **state)
 	free(b.d);
 }
 
+/* d's document without its EBML header: from its Segment's ID on. */
+static void put_bare_segment(wbuf *b, const doc *d)
+{
+	static const uint8_t segment[] = {0x18, 0x53, 0x80, 0x67};
+	wbuf c;
+	build(&c, d->p, &d->l);
+	size_t at = 0;
+	while (memcmp(c.d + at, segment, 4) != 0)
+		at++;
+	put(b, c.d + at, c.len - at);
+	free(c.d);
+}
+
+/* A top-level Void of `n` payload bytes (padding, as EBML allows anywhere). */
+static void put_void(wbuf *b, size_t n)
+{
+	put_u8(b, 0xEC);
+	put_vint_n(b, n, 8);
+	for (size_t i = 0; i < n; i++)
+		put_u8(b, 0);
+}
+
+/*
+ * Regression: a Void between a known-size Segment and the next document, or a Segment without an
+ * EBML header after the one before (known or unknown size), ended the clip there without a word
+ * (exit 0, the rest of the recording gone); ffmpeg plays on. The Void is padding and skipped; the
+ * Segment is decoded as a document of its own. A Void after the last Segment, or one the file ends
+ * in, is left as other bytes there are.
+ */
+static void test_void_and_bare_segment_between(void **state)
+{
+	(void)state;
+	doc docs[3] = {
+	    {&mono, {.codec_delay = -2, .head_preskip = -1, .last_discard = 300}},
+	    {&mono_cbr, {.codec_delay = -2, .head_preskip = 100, .unknown_segment = true}},
+	    {&mono, {.codec_delay = -2, .head_preskip = 0, .groups = true}},
+	};
+	wbuf b, c;
+	build_chain(&b, docs, 1);
+	put_void(&b, 5);
+	put_void(&b, 0);
+	build(&c, docs[1].p, &docs[1].l);
+	append(&b, &c);
+	check_chain(&b, docs, 2, 0);
+	put_bare_segment(&b, &docs[2]); /* after the unknown-size Segment */
+	check_chain(&b, docs, 3, 0);
+	free(b.d);
+
+	build_chain(&b, docs, 1);
+	put_bare_segment(&b, &docs[2]); /* after a known-size one */
+	put_void(&b, 3);
+	put_bare_segment(&b, &docs[1]);
+	doc order[3] = {docs[0], docs[2], docs[1]};
+	check_chain(&b, order, 3, 0);
+	put_void(&b, 20); /* at the end */
+	check_chain(&b, order, 3, 0);
+	free(b.d);
+
+	build_chain(&b, docs, 1);
+	put_void(&b, 20);
+	b.len -= 10; /* the file ends in it */
+	check_chain(&b, docs, 1, 0);
+	free(b.d);
+}
+
 /* The duration limit is the whole file's: two documents of 1 s each are over 1.5 s. */
 static void test_duration_limit_counts_every_document(void **state)
 {
@@ -366,6 +431,7 @@ int main(void)
 	    cmocka_unit_test(test_document_without_opus_refused),
 	    cmocka_unit_test(test_cut_later_header_is_truncated),
 	    cmocka_unit_test(test_bytes_after_the_last_document),
+	    cmocka_unit_test(test_void_and_bare_segment_between),
 	    cmocka_unit_test(test_duration_limit_counts_every_document),
 	    cmocka_unit_test(test_documents_are_bounded),
 	};
