@@ -46,6 +46,8 @@ typedef struct ogg_state {
 	bool file_end;       /* the file ended: no link after this one */
 	bool bad_page;       /* the last lost sync was at a page ("OggS") that failed its CRC */
 	bool first_audio;    /* the next page with a granule position is the first audio page */
+	int64_t page_gp;     /* the granule position and EOS of the last page of ours taken in */
+	bool page_eos;
 	int64_t start_gp;    /* granule position at which the link's audio starts (may be < 0) */
 	uint64_t pkt_frames; /* the samples of the link's packets completed so far */
 	unsigned streams;    /* the Opus streams of the links begun so far */
@@ -132,6 +134,8 @@ static int next_stream_page(ogg_state *s, ogg_page *page, bool *got, bool *link)
 			continue; /* another multiplexed stream, or a chained link after ours */
 		if (ogg_stream_pagein(&s->stream, page) != 0)
 			return CODEC_EMALFORMED;
+		s->page_gp = ogg_page_granulepos(page);
+		s->page_eos = ogg_page_eos(page);
 		return 0;
 	}
 }
@@ -191,10 +195,15 @@ static int tags_packet(ogg_state *s)
 	}
 }
 
+static int take_page(ogg_state *s, int64_t gp, bool last);
+
 /*
  * A link's headers, from its OpusHead BOS page: OpusHead alone on that page, OpusTags next,
  * audio after (RFC 7845 3), and a decoder of its own. A link after the first must keep the
- * first's channels (and so its LFE channel).
+ * first's channels (and so its LFE channel). Audio on OpusTags' last page, which RFC 7845 says
+ * must begin a page of its own, is taken as that page's (ffmpeg plays it; a writer that lets
+ * libogg fill its pages after OpusHead makes it), not left for the next page: a short clip may
+ * be all on that page, EOS, with no next page of its link to take it.
  */
 static int begin_link(ogg_state *s, ogg_page *page)
 {
@@ -211,6 +220,8 @@ static int begin_link(ogg_state *s, ogg_page *page)
 	}
 	if (ogg_stream_pagein(&s->stream, page) != 0)
 		return CODEC_EMALFORMED;
+	s->page_gp = ogg_page_granulepos(page);
+	s->page_eos = ogg_page_eos(page);
 	if (ogg_stream_packetout(&s->stream, &pkt) != 1)
 		return CODEC_EMALFORMED;
 	if ((rc = opus_head_parse(pkt.packet, (size_t)pkt.bytes, &head)) < 0)
@@ -237,6 +248,8 @@ static int begin_link(ogg_state *s, ogg_page *page)
 	s->pkt_frames = 0;
 	s->eos = false;
 	s->npkts = s->next_pkt = 0;
+	if (ogg_stream_packetpeek(&s->stream, NULL) == 1)
+		return take_page(s, s->page_gp, s->page_eos);
 	return 0;
 }
 
@@ -324,8 +337,12 @@ static int load_page(ogg_state *s)
 	}
 	if (link)
 		return begin_link(s, &page); /* this link ended without EOS */
-	int64_t gp = ogg_page_granulepos(&page);
-	bool last = ogg_page_eos(&page);
+	return take_page(s, ogg_page_granulepos(&page), ogg_page_eos(&page));
+}
+
+/* Queue the completed packets of the page just taken in, its granule position gp. */
+static int take_page(ogg_state *s, int64_t gp, bool last)
+{
 	uint64_t frames = 0;
 	for (;;) {
 		ogg_packet *p = &s->pkts[s->npkts];

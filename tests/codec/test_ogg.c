@@ -660,6 +660,64 @@ static void empty_packets_hold_no_samples(void **st)
 	decodes_as_valid(&b, 50);
 }
 
+/*
+ * The tone's `n` packets on OpusTags' page, EOS, its granule position n * 960 - trim: what a
+ * writer that lets libogg fill its pages after OpusHead makes of a short clip (RFC 7845 wants
+ * the audio to begin a page of its own; ffmpeg plays it).
+ */
+static void build_shared_tags(oggbuf *b, int n, int trim)
+{
+	static uint8_t pkt[200][1500];
+	static int len[200];
+	assert_true(n <= 200);
+	tone_packets(pkt, len, n);
+	ogg_stream_state os;
+	ogg_stream_init(&os, 777);
+	b->n = 0;
+	uint8_t head[19] = "OpusHead";
+	head[8] = 1, head[9] = 1, head[10] = 312 & 0xFF, head[11] = 312 >> 8;
+	le32(head + 12, 48000);
+	head[16] = head[17] = head[18] = 0;
+	ogg_packet op = {.packet = head, .bytes = 19, .b_o_s = 1, .packetno = 0};
+	ogg_stream_packetin(&os, &op);
+	emit(b, &os, true);
+	uint8_t t[20] = "OpusTags";
+	le32(t + 8, 4), memcpy(t + 12, "test", 4), le32(t + 16, 0);
+	op = (ogg_packet){.packet = t, .bytes = 20, .packetno = 1};
+	ogg_stream_packetin(&os, &op);
+	for (int p = 0; p < n; p++) {
+		op = (ogg_packet){.packet = pkt[p],
+		                  .bytes = len[p],
+		                  .e_o_s = p == n - 1,
+		                  .granulepos = (int64_t)(p + 1) * 960 - (p == n - 1 ? trim : 0),
+		                  .packetno = 2 + p};
+		ogg_stream_packetin(&os, &op);
+	}
+	emit(b, &os, true);
+	ogg_stream_clear(&os);
+	size_t second = 27u + b->d[26] + b->d[27]; /* OpusHead's page: one lacing value */
+	assert_memory_equal(b->d + second, "OggS", 4);
+	assert_int_equal(b->d[second + 5], 4); /* OpusTags' page is the last: EOS */
+}
+
+/*
+ * Regression: audio on OpusTags' page was left in the stream for the next page, so with none
+ * (a short clip all on that page, EOS) it was lost: audio_too_short, or, with a link chained
+ * after, the link's audio dropped without a word. It is that page's audio now, trimmed by it.
+ */
+static void audio_on_the_tags_page(void **st)
+{
+	(void)st;
+	static oggbuf b, c;
+	build_shared_tags(&b, 20, 0);
+	decodes_as_valid(&b, 20);
+	build_shared_tags(&b, 20, 500);
+	assert_int_equal(count(&b), 20 * 960 - 312 - 500);
+	build(&c, "opus", 120, 30, 0, 7, true);
+	chain(&b, &c);
+	assert_int_equal(count(&b), (20 * 960 - 312 - 500) + (30 * 960 - 120 - 7));
+}
+
 static void transcoder_output_round_trips(void **st)
 {
 	(void)st;
@@ -695,6 +753,7 @@ int main(void)
 	    cmocka_unit_test(low_granule_mid_way_drops_nothing),
 	    cmocka_unit_test(link_without_eos_ends_at_next),
 	    cmocka_unit_test(empty_packets_hold_no_samples),
+	    cmocka_unit_test(audio_on_the_tags_page),
 	    cmocka_unit_test(transcoder_output_round_trips),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
