@@ -541,6 +541,60 @@ static void directory_step_14_counts_kiosk_pins(void **state)
 	store_close(s);
 }
 
+/* Directory step 15: a family's pairings of the hour are read through the index of each
+ * member's devices by when they were made; the devices from before are in it, counted as before
+ * (the hour's, revoked ones too, not the family's first phone nor those an hour old). */
+static void directory_step_15_indexes_pairings_by_time(void **state)
+{
+	fixture *f = *state;
+	char dir[128], path[256];
+	directory_at(
+	    f, "v14", 14,
+	    "INSERT INTO families (id, name, created_ms) VALUES "
+	    "('f0000000000000000000000000', '王家', 1000);"
+	    "INSERT INTO members (id, family_id, name, role, created_ms) VALUES "
+	    "('a0000000000000000000000000', 'f0000000000000000000000000', '妈妈', "
+	    "'parent', 1000), "
+	    "('b0000000000000000000000000', 'f0000000000000000000000000', '奶奶', "
+	    "'caregiver', 2000);"
+	    "INSERT INTO devices (id, token_hash, kind, member_id, created_ms, revoked_ms) "
+	    "VALUES ('d0000000000000000000000000', x'01', 'personal', "
+	    "'a0000000000000000000000000', 1000, NULL), "
+	    "('d1000000000000000000000000', x'02', 'personal', "
+	    "'b0000000000000000000000000', 2000, 5000000), "
+	    "('d2000000000000000000000000', x'03', 'personal', "
+	    "'b0000000000000000000000000', 5000000, NULL), "
+	    "('d3000000000000000000000000', x'04', 'personal', "
+	    "'a0000000000000000000000000', 6000000, NULL);",
+	    dir, path);
+	store_options o;
+	store_options_init(&o);
+	o.dir = dir;
+	store *s;
+	assert_int_equal(store_open(&s, &o), 0);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM sqlite_master WHERE name = "
+	                                  "'devices_by_member_created'"),
+	                 1);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM sqlite_master WHERE name = "
+	                                  "'devices_by_member'"),
+	                 0);
+	unsigned n = 0;
+	int64_t first = 0;
+	assert_int_equal(
+	    store_family_pairings(s, "f0000000000000000000000000", 6000000, &n, &first), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(first, 5000000);
+	/* The index serves the member's cascade too: a member's phones are found by it. */
+	store_member m;
+	assert_int_equal(store_member_remove(s, "f0000000000000000000000000",
+	                                     "b0000000000000000000000000", 6000001, &m),
+	                 0);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM devices WHERE member_id = "
+	                                  "'b0000000000000000000000000' AND revoked_ms = 6000001"),
+	                 1);
+	store_close(s);
+}
+
 /* A tool that may run beside an older server (upgrade_directory 0: jiayinctl) refuses an older
  * directory instead of migrating it under that server (the review: the older server could not
  * start again); the server's own open migrates it. */
@@ -652,6 +706,7 @@ int main(void)
 	    T(directory_step_7_keeps_members),         T(directory_step_12_withdraws_old_pins),
 	    T(directory_step_13_knows_older_erasures), T(older_directory_refused_without_upgrade),
 	    T(newer_versions_refused_untouched),       T(directory_step_14_counts_kiosk_pins),
+	    T(directory_step_15_indexes_pairings_by_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
