@@ -150,12 +150,14 @@ static void code_work(api_job *j)
 	for (int attempt = 0; attempt < 4; attempt++) {
 		uint8_t h[STORE_HASH_LEN];
 		api_new_code(j, h);
-		j->rc = store_kiosk_code_create_bounded(j->st, h, j->device.kiosk_id.s, now,
-		                                        j->expires_ms, KIOSK_CODES_LIVE_MAX,
-		                                        &j->expires_ms);
+		j->rc = store_kiosk_code_create_bounded(j->st, h, j->device.kiosk_id.s,
+		                                        j->device.id.s, now, j->expires_ms,
+		                                        KIOSK_CODES_LIVE_MAX, &j->expires_ms);
 		if (j->rc != STORE_EEXIST)
 			break;
 	}
+	if (j->rc == STORE_ENOTFOUND) /* the tablet revoked since its token was checked: 401 */
+		j->auth_rc = j->rc;
 	if (j->rc == STORE_ELIMIT) /* j->expires_ms: when the first of them expires */
 		j->rc = CODES_SPENT;
 }

@@ -216,11 +216,15 @@ int store_devices_active(store *s, const char *family_id, store_device *out, siz
 int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 {
 	/* Revoking again keeps the first time. The unused pairing codes the device made go with
-	 * it (they would work for nobody: MAKER_STAYED). */
+	 * it (they would work for nobody: MAKER_STAYED), and so do a kiosk tablet's unused codes:
+	 * a stolen tablet's would pair children to the kiosk for their minutes, and count toward
+	 * its bound meanwhile (directory step 16). */
 	static const char sql[] =
 	    "UPDATE devices SET revoked_ms = coalesce(revoked_ms, ?) WHERE id = ?";
-	static const char codes_sql[] =
-	    "DELETE FROM pairing_codes WHERE used_ms IS NULL AND created_by_device = ?";
+	static const char *const codes_sql[] = {
+	    "DELETE FROM pairing_codes WHERE used_ms IS NULL AND created_by_device = ?",
+	    "DELETE FROM kiosk_codes WHERE used_ms IS NULL AND created_by_device = ?",
+	};
 	if (store_id_check(device_id) < 0)
 		return STORE_ENOTFOUND;
 	int rc = 0;
@@ -229,9 +233,11 @@ int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 	if (st && (rc = conn_begin(c)) == 0) {
 		sqlite3_bind_int64(st, 1, now_ms);
 		rc = update_by_id(c, st, 2, device_id);
-		if (rc == 0 && (st = conn_stmt(c, codes_sql, &rc))) {
-			sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
-			rc = step_write(st);
+		for (size_t i = 0; rc == 0 && i < sizeof codes_sql / sizeof *codes_sql; i++) {
+			if ((st = conn_stmt(c, codes_sql[i], &rc))) {
+				sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
+				rc = step_write(st);
+			}
 		}
 		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
 	}

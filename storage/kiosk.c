@@ -63,7 +63,8 @@ static int check_pin_hash(const char *pin_hash)
 int store_kiosk_code_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			    const char *kiosk_id, int64_t now_ms, int64_t expires_ms)
 {
-	return store_kiosk_code_create_bounded(s, code_hash, kiosk_id, now_ms, expires_ms, 0, NULL);
+	return store_kiosk_code_create_bounded(s, code_hash, kiosk_id, NULL, now_ms, expires_ms, 0,
+	                                       NULL);
 }
 
 /*
@@ -74,11 +75,15 @@ int store_kiosk_code_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 #define KIOSK_CODE_SWEEP 100
 
 int store_kiosk_code_create_bounded(store *s, const uint8_t code_hash[STORE_HASH_LEN],
-                                    const char *kiosk_id, int64_t now_ms, int64_t expires_ms,
-                                    unsigned live_max, int64_t *first_expiry_ms)
+                                    const char *kiosk_id, const char *device_id, int64_t now_ms,
+                                    int64_t expires_ms, unsigned live_max, int64_t *first_expiry_ms)
 {
-	static const char sql[] = "INSERT INTO kiosk_codes (code_hash, kiosk_id, created_ms, "
-				  "expires_ms) VALUES (?, ?, ?, ?)";
+	/* Only while the tablet is one of the kiosk's, not revoked: one revoked after its token
+	 * was checked, before this, would leave a code its revoke did not delete. */
+	static const char sql[] =
+	    "INSERT INTO kiosk_codes (code_hash, kiosk_id, created_ms, expires_ms, "
+	    "created_by_device) SELECT ?1, ?2, ?3, ?4, ?5 WHERE ?5 IS NULL OR EXISTS (SELECT 1 "
+	    "FROM devices WHERE id = ?5 AND kiosk_id = ?2 AND revoked_ms IS NULL)";
 	static const char expired[] =
 	    "DELETE FROM kiosk_codes WHERE code_hash IN (SELECT code_hash FROM kiosk_codes "
 	    "WHERE expires_ms <= ?1 LIMIT ?2)";
@@ -91,7 +96,7 @@ int store_kiosk_code_create_bounded(store *s, const uint8_t code_hash[STORE_HASH
 	    "WHERE kiosk_id = ?1 AND used_ms IS NULL AND expires_ms > ?2 AND created_ms <= ?3";
 	if (!code_hash || expires_ms <= now_ms)
 		return STORE_EINVAL;
-	if (store_id_check(kiosk_id) < 0)
+	if (store_id_check(kiosk_id) < 0 || (device_id && store_id_check(device_id) < 0))
 		return STORE_ENOTFOUND;
 	conn *c = db_write_begin(s->directory);
 	int rc = conn_begin(c);
@@ -117,7 +122,13 @@ int store_kiosk_code_create_bounded(store *s, const uint8_t code_hash[STORE_HASH
 		sqlite3_bind_text(st, 2, kiosk_id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, now_ms);
 		sqlite3_bind_int64(st, 4, expires_ms);
+		if (device_id)
+			sqlite3_bind_text(st, 5, device_id, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, 5);
 		rc = step_write(st); /* an unknown kiosk fails the foreign key: ENOTFOUND */
+		if (rc == 0 && sqlite3_changes(c->db) == 0)
+			rc = STORE_ENOTFOUND; /* the tablet is revoked, or not the kiosk's */
 	}
 	rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
 	db_write_end(s->directory);

@@ -207,6 +207,12 @@ static const migration directory_steps[] = {
 	 * a loop leaves: 52 ms a count). The index on member_id alone is a prefix of this one. */
 	{"CREATE INDEX devices_by_member_created ON devices(member_id, created_ms);"
 	 "DROP INDEX devices_by_member;"},
+	/* 16: the tablet (kiosk device) that made each kiosk code: revoking it deletes its unused
+	 * codes, where they stayed live for their minutes, pairing children and counting toward
+	 * the kiosk's bound. Codes from before name none and live out their minutes as before. */
+	{"ALTER TABLE kiosk_codes ADD COLUMN created_by_device TEXT;"
+	 "CREATE INDEX kiosk_codes_by_device ON kiosk_codes(created_by_device) "
+	 "  WHERE created_by_device IS NOT NULL;"},
 };
 
 static const migration mailbox_steps[] = {

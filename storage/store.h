@@ -251,6 +251,8 @@ int store_devices_list(store *s, const char *family_id, store_device *out, size_
 /* The family's active (not revoked) devices, oldest first, up to max (*n == max: there may be
  * more; a member has one phone, so a family's members' worth is enough). */
 int store_devices_active(store *s, const char *family_id, store_device *out, size_t max, size_t *n);
+/* Revoke a device (again: the first time kept); in the same transaction the unused pairing
+ * codes made on it, and a kiosk tablet's unused kiosk codes, are deleted. */
 int store_device_revoke(store *s, const char *device_id, int64_t now_ms);
 /* Record use, at most once a minute per device (last_seen is advisory). */
 int store_device_touch(store *s, const char *device_id, int64_t now_ms);
@@ -379,14 +381,17 @@ typedef struct store_kiosk_link {
 /* A code a kiosk shows for a parent to type (stored by its hash, single use, expiring). */
 int store_kiosk_code_create(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 			    const char *kiosk_id, int64_t now_ms, int64_t expires_ms);
-/* The same, only while the kiosk has fewer than live_max codes neither used nor expired at
- * now_ms (0: no bound; codes made more than a minute after now_ms, by a clock set back since,
- * not counted), counted in the transaction that stores it; else STORE_ELIMIT, nothing
- * stored, and *first_expiry_ms (if not NULL) when the first of them expires. Expired codes
- * are deleted in its transaction, a batch at a time. */
+/* The same, made by the kiosk's tablet device_id (NULL: none), only while that tablet is one of
+ * the kiosk's and not revoked (else STORE_ENOTFOUND, nothing stored; revoking it deletes the
+ * unused codes it made, store_device_revoke), and only while the kiosk has fewer than live_max
+ * codes neither used nor expired at now_ms (0: no bound; codes made more than a minute after
+ * now_ms, by a clock set back since, not counted), counted in the transaction that stores it;
+ * else STORE_ELIMIT, nothing stored, and *first_expiry_ms (if not NULL) when the first of them
+ * expires. Expired codes are deleted in its transaction, a batch at a time. */
 int store_kiosk_code_create_bounded(store *s, const uint8_t code_hash[STORE_HASH_LEN],
-                                    const char *kiosk_id, int64_t now_ms, int64_t expires_ms,
-                                    unsigned live_max, int64_t *first_expiry_ms);
+                                    const char *kiosk_id, const char *device_id, int64_t now_ms,
+                                    int64_t expires_ms, unsigned live_max,
+                                    int64_t *first_expiry_ms);
 /* 0 if the code is one a kiosk showed, unused and unexpired at now_ms, else STORE_ENOTFOUND:
  * a look before the costly work of redeeming it (hashing the PIN); it uses nothing. */
 int store_kiosk_code_check(store *s, const uint8_t code_hash[STORE_HASH_LEN], int64_t now_ms);

@@ -14,7 +14,8 @@ a member removed from the family takes the PINs it chose with it; a story whose 
 while it arrives, or waits its turn, is stored; a lock set by a clock since set back is over;
 any login tried on a tablet ends the session open on it, and a child's login ends theirs on
 other tablets; codes made by a clock since set back do not hold the kiosk's live codes; a
-kiosk's wrong PINs are bounded all its tablets together, across a restart.
+kiosk's wrong PINs are bounded all its tablets together, across a restart; a revoked tablet's
+unused codes go with it.
 """
 import base64
 import hashlib
@@ -1050,6 +1051,47 @@ def kiosk_codes_bounded(binary, jiayinctl):
         srv.stop()
 
 
+def codes_go_with_their_tablet(binary, jiayinctl):
+    """A kiosk tablet revoked (`jiayinctl device revoke`: a stolen tablet) takes the codes it
+    showed and nobody used with it: they paired a child to the kiosk, and held the kiosk's 10
+    live codes (429 too_many_pairing_codes on its other tablets), until they expired 10
+    minutes on. The other tablet's code still works."""
+    srv = Server(binary)
+    try:
+        school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
+        kiosk = ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板")
+        ktok = find(kiosk, "token")
+        ktok2 = find(ctl(jiayinctl, srv.data, "kiosk", "token", find(kiosk, "kiosk")["id"],
+                         "二号平板"), "token")
+        codes = [call(srv, "POST", "/v1/kiosk/pairing-codes", ktok) for _ in range(10)]
+        full = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok2)
+        ok(all(r.status == 201 for r in codes) and full.status == 429 and
+           errcode(full) == "too_many_pairing_codes",
+           "a tablet shows 10 codes: the kiosk's other tablet gets 429 too_many_pairing_codes",
+           f"{[r.status for r in codes]} {full.status}")
+        ctl(jiayinctl, srv.data, "device", "revoke", find(kiosk, "device")["id"])
+        fresh = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok2)
+        ok(fresh.status == 201,
+           "the tablet revoked, its codes no longer count: the other tablet gets a code",
+           f"{fresh.status} {fresh.body[:120]!r}")
+        mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
+                                                     "member_name": "妈妈"}).json()
+        fam = mom["family"]["id"]
+        kid = call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
+                   {"member_name": "小明", "role": "child"}).json()["member"]
+        link = call(srv, "POST", f"/v1/families/{fam}/kiosk-links", mom["token"],
+                    {"code": codes[0].json()["code"], "member_id": kid["id"], "pin": [1] * 4})
+        ok(link.status == 400 and errcode(link) == "invalid_pairing_code",
+           "and a code it showed no longer pairs a child (400 invalid_pairing_code)",
+           f"{link.status} {link.body[:120]!r}")
+        link = call(srv, "POST", f"/v1/families/{fam}/kiosk-links", mom["token"],
+                    {"code": fresh.json()["code"], "member_id": kid["id"], "pin": [1] * 4}) \
+            if fresh.status == 201 else fresh
+        ok(link.status == 201, "the other tablet's code pairs the child", f"{link.status}")
+    finally:
+        srv.stop()
+
+
 def codes_after_the_clock_set_back(binary, jiayinctl):
     """A kiosk's codes made while the server's clock was ahead (an hour here, written as such:
     a wrong time put right since) do not count towards its 10 live codes: they kept it at 429
@@ -1385,6 +1427,7 @@ def main():
     child_at_one_tablet(binary, jiayinctl)
     kiosk_codes_bounded(binary, jiayinctl)
     codes_after_the_clock_set_back(binary, jiayinctl)
+    codes_go_with_their_tablet(binary, jiayinctl)
     return finish()
 
 

@@ -2,8 +2,9 @@
  * test_directory.c — devices and pairing codes (storage/directory.c), each on a fresh data
  * directory with two families: success and failure paths, malformed ids answered like unknown
  * ones, a revoked device's token refused at once, sign-up and redeeming all or nothing, touch
- * throttling, and a pairing code consumed by two threads (on two store handles, so that the SQL
- * and not only the writer mutex is tested) exactly once. Schools, kiosks, volunteers, the
+ * throttling, a kiosk tablet's unused codes gone with its revoke, and a pairing code consumed by
+ * two threads (on two store handles, so that the SQL and not only the writer mutex is tested)
+ * exactly once. Schools, kiosks, volunteers, the
  * moderation queue and a deleted family's rows are in test_schools.c, members (their limit,
  * leaving, a new phone for one) in test_members.c; the fixture they share is in
  * directory_fixture.h.
@@ -92,6 +93,74 @@ static void device_by_token_and_revoke(void **state)
 	/* The revoked token's hash is still taken. */
 	assert_int_equal(store_device_add(f->s, h, f->parent.id.s, NULL, "again", 9000, &got),
 	                 STORE_EEXIST);
+}
+
+/*
+ * A kiosk tablet revoked (a stolen one) takes the unused codes it made with it, in the revoke's
+ * transaction: they no longer pair a child, nor count toward the kiosk's live codes (they did
+ * both until they expired). The kiosk's other tablet keeps its own; a code that names no tablet
+ * (made before directory step 16) lives out its minutes. A tablet revoked, or another kiosk's,
+ * makes no code.
+ */
+static void kiosk_codes_go_with_their_tablet(void **state)
+{
+	fixture *f = *state;
+	uint8_t h1[STORE_HASH_LEN], h2[STORE_HASH_LEN], h3[STORE_HASH_LEN];
+	uint8_t mine[STORE_HASH_LEN], theirs[STORE_HASH_LEN], old[STORE_HASH_LEN];
+	uint8_t more[STORE_HASH_LEN];
+	hash_of("tablet", 1, h1);
+	hash_of("tablet", 2, h2);
+	hash_of("tablet", 3, h3);
+	hash_of("kcode", 1, mine);
+	hash_of("kcode", 2, theirs);
+	hash_of("kcode", 3, old);
+	hash_of("kcode", 4, more);
+	store_kiosk elsewhere;
+	store_device t1, t2, t3;
+	assert_int_equal(store_kiosk_add(f->s, f->school.id.s, "图书馆", 1000, &elsewhere), 0);
+	assert_int_equal(store_device_add(f->s, h1, NULL, f->kiosk.id.s, "一号", 1000, &t1), 0);
+	assert_int_equal(store_device_add(f->s, h2, NULL, f->kiosk.id.s, "二号", 1000, &t2), 0);
+	assert_int_equal(store_device_add(f->s, h3, NULL, elsewhere.id.s, "三号", 1000, &t3), 0);
+	assert_int_equal(store_kiosk_code_create(f->s, old, f->kiosk.id.s, 2000, 9000), 0);
+	assert_int_equal(store_kiosk_code_create_bounded(f->s, mine, f->kiosk.id.s, t1.id.s, 2000,
+	                                                 9000, 3, NULL),
+	                 0);
+	assert_int_equal(store_kiosk_code_create_bounded(f->s, theirs, f->kiosk.id.s, t2.id.s, 2000,
+	                                                 9000, 3, NULL),
+	                 0);
+	int64_t first = 0;
+	assert_int_equal(store_kiosk_code_create_bounded(f->s, more, f->kiosk.id.s, t2.id.s, 3000,
+	                                                 9000, 3, &first),
+	                 STORE_ELIMIT);
+	assert_int_equal(store_kiosk_code_check(f->s, mine, 3000), 0);
+
+	assert_int_equal(store_device_revoke(f->s, t1.id.s, 4000), 0);
+	assert_int_equal(store_kiosk_code_check(f->s, mine, 4000), STORE_ENOTFOUND);
+	store_member kid;
+	store_kiosk_link link;
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 4000, &kid), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, mine, kid.id.s, "hash-1", NULL, 4000, &link),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_code_check(f->s, theirs, 4000), 0);
+	assert_int_equal(store_kiosk_code_check(f->s, old, 4000), 0);
+	/* Two live codes now: the other tablet makes its third. */
+	assert_int_equal(store_kiosk_code_create_bounded(f->s, more, f->kiosk.id.s, t2.id.s, 4000,
+	                                                 9000, 3, NULL),
+	                 0);
+	/* The revoked tablet, and another kiosk's, make none: nothing is stored. */
+	uint8_t none[STORE_HASH_LEN];
+	hash_of("kcode", 5, none);
+	assert_int_equal(store_kiosk_code_create_bounded(f->s, none, f->kiosk.id.s, t1.id.s, 4000,
+	                                                 9000, 0, NULL),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_code_create_bounded(f->s, none, f->kiosk.id.s, t3.id.s, 4000,
+	                                                 9000, 0, NULL),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_code_check(f->s, none, 4000), STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_code_create_bounded(f->s, none, elsewhere.id.s, t3.id.s, 4000,
+	                                                 9000, 0, NULL),
+	                 0);
 }
 
 /* Sign-up: family, parent and phone together, or nothing at all. */
@@ -681,6 +750,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(device_add_personal_and_kiosk),
 	    T(device_by_token_and_revoke),
+	    T(kiosk_codes_go_with_their_tablet),
 	    T(device_add_rejects_bad_input),
 	    T(family_with_device_is_all_or_nothing),
 	    T(devices_list_by_family),

@@ -595,6 +595,47 @@ static void directory_step_15_indexes_pairings_by_time(void **state)
 	store_close(s);
 }
 
+/* Directory step 16: a kiosk's codes from before name no tablet and live out their minutes (a
+ * tablet revoked takes none of them); a code made since names its tablet and goes with it. */
+static void directory_step_16_kiosk_codes_know_their_tablet(void **state)
+{
+	fixture *f = *state;
+	char dir[128], path[256];
+	uint8_t before[STORE_HASH_LEN], since[STORE_HASH_LEN];
+	memset(before, 0xb0, sizeof before);
+	memset(since, 0x5c, sizeof since);
+	directory_at(f, "v15", 15,
+	             "INSERT INTO schools VALUES ('s0000000000000000000000000', '希望小学', 1);"
+	             "INSERT INTO kiosks (id, school_id, name, created_ms) VALUES "
+	             "('k0000000000000000000000000', 's0000000000000000000000000', '平板', 1);"
+	             "INSERT INTO devices (id, token_hash, kind, kiosk_id, created_ms) VALUES "
+	             "('d0000000000000000000000000', x'01', 'kiosk', "
+	             "'k0000000000000000000000000', 1);"
+	             "INSERT INTO kiosk_codes (code_hash, kiosk_id, created_ms, expires_ms) VALUES "
+	             "(x'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0', "
+	             "'k0000000000000000000000000', 1000, 600000);",
+	             dir, path);
+	store_options o;
+	store_options_init(&o);
+	o.dir = dir;
+	store *s;
+	assert_int_equal(store_open(&s, &o), 0);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM kiosk_codes WHERE "
+	                                  "created_by_device IS NULL"),
+	                 1);
+	assert_int_equal(store_kiosk_code_create_bounded(s, since, "k0000000000000000000000000",
+	                                                 "d0000000000000000000000000", 2000, 600000,
+	                                                 10, NULL),
+	                 0);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM kiosk_codes WHERE "
+	                                  "created_by_device = 'd0000000000000000000000000'"),
+	                 1);
+	assert_int_equal(store_device_revoke(s, "d0000000000000000000000000", 3000), 0);
+	assert_int_equal(store_kiosk_code_check(s, before, 3000), 0);
+	assert_int_equal(store_kiosk_code_check(s, since, 3000), STORE_ENOTFOUND);
+	store_close(s);
+}
+
 /* A tool that may run beside an older server (upgrade_directory 0: jiayinctl) refuses an older
  * directory instead of migrating it under that server (the review: the older server could not
  * start again); the server's own open migrates it. */
@@ -707,6 +748,7 @@ int main(void)
 	    T(directory_step_13_knows_older_erasures), T(older_directory_refused_without_upgrade),
 	    T(newer_versions_refused_untouched),       T(directory_step_14_counts_kiosk_pins),
 	    T(directory_step_15_indexes_pairings_by_time),
+	    T(directory_step_16_kiosk_codes_know_their_tablet),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
