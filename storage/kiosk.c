@@ -488,14 +488,17 @@ int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_m
 	    "THEN ?2 + (?3 << min((failures + 1) / ?1 - 1, ?5)) ELSE locked_until_ms END, "
 	    "failures = failures + 1 "
 	    "WHERE id = ?4 AND locked_until_ms <= ?2";
-	/* A lock ending further from now than its length (its count's) was set by a clock set back
-	 * since (a wrong time put right): it lasted until the clock had caught up with it (an hour
-	 * ahead: a 15-minute lock kept the child out an hour and 15 minutes). It is over, as
-	 * store_kiosk_lock_end tells the screen: one started again from now would move on with
-	 * each attempt the screen's time allowed. The count stays, so the next lock is longer. */
+	/* A lock ending further from now than its length (its count's) and a minute was set by a
+	 * clock set back since (a wrong time put right): it lasted until the clock had caught up
+	 * with it (an hour ahead: a 15-minute lock kept the child out an hour and 15 minutes). It
+	 * is over, as store_kiosk_lock_end tells the screen: one started again from now would move
+	 * on with each attempt the screen's time allowed. The count stays, so the next lock is
+	 * longer. The minute is for attempts at once: one that read the clock a little before the
+	 * attempt that set the lock, and reached the writer after it, lifted the lock without it,
+	 * and checked pin-failures more PINs. */
 	static const char set_back_sql[] =
 	    "UPDATE kiosk_links SET locked_until_ms = 0 WHERE id = ?4 AND "
-	    "locked_until_ms > ?2 + (?3 << min(max(failures / ?1 - 1, 0), ?5))";
+	    "locked_until_ms > ?2 + (?3 << min(max(failures / ?1 - 1, 0), ?5)) + ?6";
 	/* The kiosk's hour, counted only with the child's attempt: one the child's lock refuses
 	 * checks no PIN, so it is no wrong PIN of the kiosk's either. */
 	static const char kiosk_sql[] =
@@ -528,6 +531,8 @@ int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_m
 		sqlite3_bind_int64(st, 3, lock_ms);
 		sqlite3_bind_text(st, 4, link_id, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 5, LOCK_DOUBLINGS);
+		if (i == 0)
+			sqlite3_bind_int64(st, 6, CLOCK_SET_BACK_MS);
 		if ((rc = step_write(st)) == 0 && i == 1)
 			*allowed = sqlite3_changes(c->db) > 0;
 	}
@@ -646,7 +651,9 @@ int64_t store_kiosk_lock_end(const store_kiosk_link *l, int64_t now_ms, unsigned
 	/* The length store_kiosk_pin_attempt's set_back_sql computes */
 	unsigned n = l->failures / max_failures;
 	unsigned doublings = n < 1 ? 0 : n - 1 < LOCK_DOUBLINGS ? n - 1 : LOCK_DOUBLINGS;
-	return l->locked_until_ms > now_ms + (lock_ms << doublings) ? 0 : l->locked_until_ms;
+	return l->locked_until_ms > now_ms + (lock_ms << doublings) + CLOCK_SET_BACK_MS
+	           ? 0
+	           : l->locked_until_ms;
 }
 
 int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN],

@@ -903,6 +903,43 @@ static void kiosk_lock_after_the_clock_set_back(void **state)
 	assert_int_equal(got.locked_until_ms, 6520000);
 }
 
+/* Wrong PINs sent at once read the clock in one order and reach the writer in another: one
+ * that read it a few milliseconds before the attempt that locked the child, counted after it,
+ * took the lock for one set by a clock set back since and lifted it, so two more PINs were
+ * checked (server/kiosk's twelve wrong PINs at once: four answered wrong_pin, where the lock
+ * allows two). A lock is taken for a clock set back only once it ends further ahead than its
+ * length and a minute. */
+static void kiosk_lock_kept_from_attempts_out_of_order(void **state)
+{
+	fixture *f = *state;
+	uint8_t code[STORE_HASH_LEN];
+	store_member kid;
+	store_kiosk_link link, got;
+	int allowed = -1;
+	hash_of("kcode", 0, code);
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 1, &kid), 0);
+	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 9000), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", NULL, 2000, &link),
+	                 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(
+		    store_kiosk_pin_attempt(f->s, link.id.s, 10000000 + i, 3, 2000, &got, &allowed),
+		    0);
+	assert_int_equal(got.locked_until_ms, 10002002);
+	for (int64_t t = 9999990; t < 10000002; t++) {
+		assert_int_equal(store_kiosk_lock_end(&got, t, 3, 2000), 10002002);
+		assert_int_equal(
+		    store_kiosk_pin_attempt(f->s, link.id.s, t, 3, 2000, &got, &allowed), 0);
+		assert_int_equal(allowed, 0);
+		assert_int_equal(got.failures, 3);
+		assert_int_equal(got.locked_until_ms, 10002002);
+	}
+	/* A minute behind is still the lock's; further, a clock set back. */
+	assert_int_equal(store_kiosk_lock_end(&got, 9940002, 3, 2000), 10002002);
+	assert_true(store_kiosk_lock_end(&got, 9940001, 3, 2000) <= 9940001);
+}
+
 /* A kiosk's wrong PINs count all together, whichever tablet (device) they come from: the
  * server counted them by the tablet's token, so a kiosk of two tablets had twice the tries. The
  * store counts them by the link's kiosk, with the child's attempt: a locked child's attempt is
@@ -1174,6 +1211,7 @@ int main(void)
 	    T(kiosk_links_of_family_all),
 	    T(kiosk_session_after_the_clock_set_back),
 	    T(kiosk_lock_after_the_clock_set_back),
+	    T(kiosk_lock_kept_from_attempts_out_of_order),
 	    T(kiosk_wrong_pins_bounded_per_kiosk),
 	    T(kiosk_right_pins_at_once_given_back),
 	    T(kiosk_pins_reset_ends_the_kiosk_lock),
