@@ -439,9 +439,9 @@ static bool kiosk_hour_over(int64_t start, int64_t count, int64_t now_ms, int64_
  * at now_ms (its start and count; kiosk "" if no such link). None counted yet, an hour over,
  * or one started further ahead of now than threads lag (by a clock set back since, a wrong time
  * put right: it would hold the kiosk for as long as the clock had been ahead): a new one from
- * now. */
+ * now. An hour of kiosk_max is spent: as stored, for the attempt it refuses. */
 static int kiosk_pin_hour(conn *c, const char *link_id, int64_t now_ms, int64_t window_ms,
-                          store_id *kiosk, int64_t *start, int64_t *count)
+                          unsigned kiosk_max, store_id *kiosk, int64_t *start, int64_t *count)
 {
 	static const char sql[] = "SELECT k.id, k.pin_window_ms, k.pin_failures FROM kiosk_links l "
 	                          "JOIN kiosks k ON k.id = l.kiosk_id WHERE l.id = ?";
@@ -462,12 +462,14 @@ static int kiosk_pin_hour(conn *c, const char *link_id, int64_t now_ms, int64_t 
 	if (kiosk_hour_over(*start, *count, now_ms, window_ms)) {
 		*start = now_ms;
 		*count = 0;
-	} else if (*start > now_ms) {
+	} else if (*start > now_ms && *count < kiosk_max) {
 		/* An attempt that read the clock before the one that started the hour but reached
 		 * the writer after it: the hour starts with it, so that every attempt it counts is
 		 * at or after its start, which is how store_kiosk_session_start knows a right PIN's
 		 * to give back (else it stayed counted: two tablets' right PINs at once cost the
-		 * kiosk a try for the hour). */
+		 * kiosk a try for the hour). Not for one the hour refuses: it counts nothing, and
+		 * the hour it is told of ends where stored (a few ms earlier, its Retry-After could
+		 * be a second short, and the child sent back to a lock still there). */
 		*start = now_ms;
 	}
 	return rc;
@@ -515,7 +517,8 @@ int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_m
 	 * once, from any of the kiosk's tablets, no more than kiosk_max an hour check a PIN. */
 	int rc = conn_begin(c);
 	if (rc == 0 && kiosk_max)
-		rc = kiosk_pin_hour(c, link_id, now_ms, kiosk_window_ms, &kiosk, &start, &count);
+		rc = kiosk_pin_hour(c, link_id, now_ms, kiosk_window_ms, kiosk_max, &kiosk, &start,
+		                    &count);
 	if (rc == 0 && kiosk.s[0] && count >= kiosk_max) { /* kiosk "": kiosk_max 0, or no link */
 		if (kiosk_until_ms)
 			*kiosk_until_ms = start + kiosk_window_ms;

@@ -1095,6 +1095,47 @@ static void kiosk_right_pins_at_once_given_back(void **state)
 #undef ATTEMPT
 }
 
+/* A kiosk's hour spent, a login that read the clock before the attempts that spent it, and
+ * reached the writer after them, was told the hour ended an hour from its own reading, where
+ * it ends an hour from the earliest attempt counted: a few ms early, so a Retry-After a second
+ * short (the child sent back to the lock still there). It is told the hour as stored. */
+static void kiosk_spent_hour_told_as_stored(void **state)
+{
+	fixture *f = *state;
+	const int64_t hour = 3600000;
+	uint8_t code[STORE_HASH_LEN];
+	store_member kid;
+	store_kiosk_link link, got;
+	int allowed = -1;
+	int64_t until = 0, start = 0, count = 0;
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 1, &kid), 0);
+	hash_of("kcode", 0, code);
+	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 5000), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", NULL, 1500, &link),
+	                 0);
+	for (int64_t t = 10000; t < 10002; t++) {
+		assert_int_equal(store_kiosk_pin_attempt_bounded(f->s, link.id.s, t, 5, 60000, 2,
+		                                                 hour, &got, &allowed, &until),
+		                 0);
+		assert_int_equal(allowed, 1);
+	}
+	for (int64_t t = 9999; t > 9990; t--) {
+		allowed = -1;
+		assert_int_equal(store_kiosk_pin_attempt_bounded(f->s, link.id.s, t, 5, 60000, 2,
+		                                                 hour, &got, &allowed, &until),
+		                 STORE_ELIMIT);
+		assert_int_equal(allowed, 0);
+		assert_int_equal(until, 10000 + hour);
+	}
+	/* Nothing moved: the hour and its end as the kiosk's screen tells them. */
+	assert_int_equal(store_kiosk_pins_hour(f->s, f->kiosk.id.s, 9991, hour, &start, &count), 0);
+	assert_int_equal(start, 10000);
+	assert_int_equal(count, 2);
+	assert_int_equal(store_kiosk_pins_lock_end(f->s, f->kiosk.id.s, 9991, 2, hour, &until), 0);
+	assert_int_equal(until, 10000 + hour);
+}
+
 /* A kiosk whose hour of wrong PINs is spent refused every login, on every tablet, until the
  * hour was over: nothing could end it early. An operator's reset ends it at once (the next
  * attempt is checked and starts a new hour) and says what it ended; the children's own locks
@@ -1214,6 +1255,7 @@ int main(void)
 	    T(kiosk_lock_kept_from_attempts_out_of_order),
 	    T(kiosk_wrong_pins_bounded_per_kiosk),
 	    T(kiosk_right_pins_at_once_given_back),
+	    T(kiosk_spent_hour_told_as_stored),
 	    T(kiosk_pins_reset_ends_the_kiosk_lock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
