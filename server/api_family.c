@@ -556,8 +556,9 @@ static void retention_run(uv_work_t *w)
 			r->more = true; /* this family may have more: the next slice starts with it */
 			return;
 		}
-		if (rc == 0 && (rc = store_family_retention_checked(r->s->store, fams[i].id.s,
-								    r->now_ms)) < 0)
+		if (rc == 0 &&
+		    (rc = store_family_retention_checked(r->s->store, fams[i].id.s,
+		                                         fams[i].retention_days, r->now_ms)) < 0)
 			r->rc = rc;
 		r->after = fams[i].id;
 	}

@@ -173,10 +173,28 @@ int store_families_list(store *s, const char *after_id, store_family *out, size_
 	                 n);
 }
 
-int store_family_retention_checked(store *s, const char *family_id, int64_t now_ms)
+int store_family_retention_checked(store *s, const char *family_id, uint32_t retention_days,
+                                   int64_t now_ms)
 {
-	static const char sql[] = "UPDATE families SET retention_checked_ms = ? WHERE id = ?";
-	return stamp_by_id(s, sql, family_id, now_ms);
+	/* Only while the family has the period the job applied: one set since (made due at once
+	 * by store_family_update) was marked checked by the job's visit with the period before,
+	 * its time read before the new period was stored, and waited a day for the next visit
+	 * (a parent who shortened it from 30 days to 7 kept the older messages that day on). */
+	static const char sql[] = "UPDATE families SET retention_checked_ms = CASE WHEN "
+	                          "retention_days = ?3 THEN ?1 ELSE retention_checked_ms END "
+	                          "WHERE id = ?2";
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		sqlite3_bind_int64(st, 3, retention_days);
+		rc = update_by_id(c, st, 2, family_id);
+	}
+	db_write_end(s->directory);
+	return rc;
 }
 
 int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,

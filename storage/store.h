@@ -153,8 +153,11 @@ int store_families_retaining(store *s, const char *after_id, int64_t checked_bef
  * max: there may be more): page through them all by passing the last id back.
  */
 int store_families_list(store *s, const char *after_id, store_family *out, size_t max, size_t *n);
-/* The retention job is done with this family for now. */
-int store_family_retention_checked(store *s, const char *family_id, int64_t now_ms);
+/* The retention job is done with this family for now, having applied retention_days (as
+ * store_families_retaining read it): not if the family's period has changed since, which
+ * leaves it due. */
+int store_family_retention_checked(store *s, const char *family_id, uint32_t retention_days,
+                                   int64_t now_ms);
 /*
  * Mailbox files that no family owns, for the server at its start, when no family is being
  * created. Those of a family erased (what a crash left between erasing its rows and its file)

@@ -115,7 +115,7 @@ static void retention_spares_kept_messages(void **state)
 	assert_int_equal(store_families_retaining(f->s, fams[0].id.s, 1000, &fams[1], 4, &nf), 0);
 	assert_int_equal(nf, 1);
 	/* Checked at 500: not due again before 500 has passed. */
-	assert_int_equal(store_family_retention_checked(f->s, other.id.s, 500), 0);
+	assert_int_equal(store_family_retention_checked(f->s, other.id.s, 7, 500), 0);
 	assert_int_equal(store_families_retaining(f->s, "", 400, fams + 2, 2, &nf), 0);
 	assert_int_equal(nf, 1);
 	assert_string_equal(fams[2].id.s, f->fam.id.s);
@@ -124,6 +124,36 @@ static void retention_spares_kept_messages(void **state)
 	assert_string_not_equal(fams[0].id.s, fams[1].id.s);
 	assert_true(strcmp(fams[0].id.s, fams[1].id.s) < 0);
 	assert_int_equal(fams[0].retention_days + fams[1].retention_days, 37);
+}
+
+/* A retention period a parent set while the job visited the family (its time read, then the
+ * period it applied read, before the parent's change was stored) was marked checked by that
+ * visit: the family waited a day for the new period (30 days shortened to 7 kept the messages
+ * of the 23 between). The visit marks it checked only while its period is the one applied. */
+static void retention_period_set_during_a_visit(void **state)
+{
+	fixture *f = *state;
+	store_family fams[2];
+	size_t nf;
+	const uint32_t month = 30, week = 7;
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month), 0);
+	assert_int_equal(store_families_retaining(f->s, "", 1000, fams, 2, &nf), 0);
+	assert_int_equal(nf, 1);
+	assert_int_equal(fams[0].retention_days, 30);
+	/* The parent's week is stored before the visit (at 900, with 30 days) is done. */
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &week), 0);
+	assert_int_equal(store_family_retention_checked(f->s, f->fam.id.s, 30, 900), 0);
+	/* Due to the next run, a day not over since 900: with the week. */
+	assert_int_equal(store_families_retaining(f->s, "", 800, fams, 2, &nf), 0);
+	assert_int_equal(nf, 1);
+	assert_int_equal(fams[0].retention_days, 7);
+	/* Its visit with the week marks it checked. */
+	assert_int_equal(store_family_retention_checked(f->s, f->fam.id.s, 7, 1000), 0);
+	assert_int_equal(store_families_retaining(f->s, "", 800, fams, 2, &nf), 0);
+	assert_int_equal(nf, 0);
+	assert_int_equal(
+	    store_family_retention_checked(f->s, "01HZZZZZZZZZZZZZZZZZZZZZZZ", 7, 1000),
+	    STORE_ENOTFOUND);
 }
 
 typedef struct keeper {
@@ -190,6 +220,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(retention_finds_messages_appended_after_its_last_run),
 	    T(retention_spares_kept_messages),
+	    T(retention_period_set_during_a_visit),
 	    T(retention_never_deletes_what_was_just_kept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
