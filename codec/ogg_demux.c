@@ -29,6 +29,13 @@
  */
 #define OGG_MAX_HEADER_BYTES (1 << 20)
 /*
+ * An audio packet, gathered whole by libogg before it is decoded: the largest an Opus packet
+ * needs is some 61 KB a stream (120 ms of 2.5 ms frames at 1275 bytes each), 8 streams at most
+ * here. Past this it is padding or a packet continued page after page that never ends, which
+ * held the whole upload in memory (512 MiB), as WebM's Blocks (WEBM_MAX_BLOCK).
+ */
+#define OGG_MAX_PACKET_BYTES (1 << 20)
+/*
  * The Opus streams a chain's decoders may have, all its links together: each link makes a
  * decoder of its own, and a link needs no audio to cost one, so neither the duration limit
  * nor the byte limit bounds them (links of 255 streams cost about 12 ms each in 640 bytes:
@@ -351,6 +358,8 @@ static int take_page(ogg_state *s, int64_t gp, bool last)
 			break;
 		if (r < 0)
 			return CODEC_ECORRUPT; /* a page is missing */
+		if (p->bytes > OGG_MAX_PACKET_BYTES)
+			return CODEC_EMALFORMED;
 		/*
 		 * An empty packet is no Opus packet (RFC 6716 3.4 R1) but an Ogg writer's way of
 		 * setting EOS once the audio is out: VLC's muxer ends each stream so, on the last
@@ -366,6 +375,9 @@ static int take_page(ogg_state *s, int64_t gp, bool last)
 		if (++s->npkts == (int)(sizeof s->pkts / sizeof s->pkts[0]))
 			return CODEC_EMALFORMED;
 	}
+	/* What is left is the packet the page begins and does not end. */
+	if (s->stream.body_fill - s->stream.body_returned > OGG_MAX_PACKET_BYTES)
+		return CODEC_EMALFORMED;
 	s->pkt_frames += frames;
 	if (last)
 		s->eos = true;

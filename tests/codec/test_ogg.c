@@ -718,6 +718,107 @@ static void audio_on_the_tags_page(void **st)
 	assert_int_equal(count(&b), (20 * 960 - 312 - 500) + (30 * 960 - 120 - 7));
 }
 
+/* A tone packet (one frame, code 0) padded to `total` bytes, as RFC 6716 3.2.5 allows. */
+static size_t padded_packet(uint8_t *out, size_t total, const uint8_t *pkt, int len)
+{
+	assert_int_equal(pkt[0] & 3, 0);
+	size_t frame = (size_t)len - 1, n = 0;
+	out[n++] = (uint8_t)(pkt[0] | 3);
+	out[n++] = 0x40 | 1; /* padded, one frame */
+	size_t room = total - 2 - frame, pad = room;
+	/* Each 255 of the length says 254 bytes and one more length byte: find the split. */
+	while (pad / 254 + 1 + pad > room)
+		pad--;
+	for (size_t k = 0; k < pad / 254; k++)
+		out[n++] = 255;
+	out[n++] = (uint8_t)(pad % 254);
+	memcpy(out + n, pkt + 1, frame);
+	n += frame;
+	memset(out + n, 0, pad);
+	n += pad;
+	assert_int_equal(n, total);
+	return n;
+}
+
+/*
+ * A mono stream (pre-skip 312) of 21 tone packets, ten a page, whose 11th is padded to `big`
+ * bytes: libogg gathers it page after page before it can be decoded.
+ */
+static membuf big_packet_stream(size_t big)
+{
+	static uint8_t pkt[21][1500];
+	static int len[21];
+	tone_packets(pkt, len, 21);
+	membuf m = {NULL, 0};
+	ogg_stream_state os;
+	ogg_stream_init(&os, 5678);
+	uint8_t head[19] = "OpusHead";
+	head[8] = 1, head[9] = 1, head[10] = 312 & 0xFF, head[11] = 312 >> 8;
+	le32(head + 12, 48000);
+	head[16] = head[17] = head[18] = 0;
+	ogg_packet op = {.packet = head, .bytes = 19, .b_o_s = 1, .packetno = 0};
+	ogg_stream_packetin(&os, &op);
+	emit_mem(&m, &os, true);
+	uint8_t t[20] = "OpusTags";
+	le32(t + 8, 4), memcpy(t + 12, "test", 4), le32(t + 16, 0);
+	op = (ogg_packet){.packet = t, .bytes = 20, .packetno = 1};
+	ogg_stream_packetin(&os, &op);
+	emit_mem(&m, &os, true);
+	uint8_t *padded = malloc(big);
+	assert_non_null(padded);
+	for (int p = 0; p < 21; p++) {
+		op = (ogg_packet){.packet = pkt[p],
+		                  .bytes = len[p],
+		                  .e_o_s = p == 20,
+		                  .granulepos = (int64_t)(p + 1) * 960,
+		                  .packetno = 2 + p};
+		if (p == 10) {
+			op.bytes = (long)padded_packet(padded, big, pkt[p], len[p]);
+			op.packet = padded;
+		}
+		ogg_stream_packetin(&os, &op);
+		emit_mem(&m, &os, (p + 1) % 10 == 0 || p == 20);
+	}
+	free(padded);
+	ogg_stream_clear(&os);
+	return m;
+}
+
+/* m cut at the first page that begins at or after `at` (whole pages kept). */
+static void cut_at_page(membuf *m, size_t at)
+{
+	size_t p = 0;
+	while (p < at) {
+		assert_true(p + 27 <= m->n && memcmp(m->d + p, "OggS", 4) == 0);
+		size_t len = 27u + m->d[p + 26];
+		for (unsigned k = 0; k < m->d[p + 26]; k++)
+			len += m->d[p + 27 + k];
+		p += len;
+	}
+	assert_true(p < m->n);
+	m->n = p;
+}
+
+/*
+ * Regression: an audio packet was gathered whole in memory, however large: one continued page
+ * after page, never ended (or padded, as RFC 6716 allows), held the whole upload, 512 MiB at
+ * the default --max-input-bytes, in each worker that read it. No Opus packet needs 1 MiB (8
+ * streams of 120 ms at most): past it the file is audio_malformed, as a WebM Block is.
+ */
+static void huge_packet_refused(void **st)
+{
+	(void)st;
+	codec_stream_info info;
+	membuf m = big_packet_stream((1u << 20) - 1000); /* under the bound: decoded */
+	assert_int_equal(decode_count(m.d, m.n, &info, NULL), 21 * 960 - 312);
+	free(m.d);
+	m = big_packet_stream(3u << 20);
+	assert_int_equal(decode_count(m.d, m.n, &info, NULL), CODEC_EMALFORMED);
+	cut_at_page(&m, 2u << 20); /* a packet that never ends: whole pages, then the end */
+	assert_int_equal(decode_count(m.d, m.n, &info, NULL), CODEC_EMALFORMED);
+	free(m.d);
+}
+
 static void transcoder_output_round_trips(void **st)
 {
 	(void)st;
@@ -754,6 +855,7 @@ int main(void)
 	    cmocka_unit_test(link_without_eos_ends_at_next),
 	    cmocka_unit_test(empty_packets_hold_no_samples),
 	    cmocka_unit_test(audio_on_the_tags_page),
+	    cmocka_unit_test(huge_packet_refused),
 	    cmocka_unit_test(transcoder_output_round_trips),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
