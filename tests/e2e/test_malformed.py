@@ -340,8 +340,12 @@ def the_cases():
         # --- fmt fields the program must not take
         R("WAV block_align inconsistent (3 for 16-bit mono)",
           lambda m: wav_with_fmt(m, block_align=3), {"audio_malformed"}),
-        R("WAV 12-bit PCM", lambda m: wav_with_fmt(m, bits=12, block_align=2),
+        # 12 bits in 2-byte containers are taken (1aceec8, docs/codec.md): past 32 bits is not,
+        # and a depth between bytes must still fill block_align with its containers.
+        R("WAV 40-bit PCM", lambda m: wav_with_fmt(m, bits=40, block_align=5),
           {"audio_unsupported"}),
+        R("WAV 12-bit PCM with block_align 1 (its container is 2 bytes)",
+          lambda m: wav_with_fmt(m, bits=12, block_align=1), {"audio_malformed"}),
         R("WAV format tag 0x55 (MP3)", lambda m: wav_with_fmt(m, tag=0x55),
           {"audio_unsupported"}),
         R("WAV format tag 2 (MS ADPCM)", lambda m: wav_with_fmt(m, tag=2, bits=4, block_align=256),
