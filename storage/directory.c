@@ -732,7 +732,7 @@ int store_volunteer_disable(store *s, const char *volunteer_id, int64_t now_ms)
 {
 	static const char sql[] =
 	    "UPDATE volunteers SET disabled_ms = coalesce(disabled_ms, ?) WHERE id = ?";
-	return stamp_by_id(s, sql, volunteer_id, now_ms);
+	return stamp_by_id(s, sql, volunteer_id, now_ms, 0);
 }
 
 /* ---- the moderation queue ---- */

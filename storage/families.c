@@ -183,18 +183,7 @@ int store_family_retention_checked(store *s, const char *family_id, uint32_t ret
 	static const char sql[] = "UPDATE families SET retention_checked_ms = CASE WHEN "
 	                          "retention_days = ?3 THEN ?1 ELSE retention_checked_ms END "
 	                          "WHERE id = ?2";
-	if (store_id_check(family_id) < 0)
-		return STORE_ENOTFOUND;
-	int rc = 0;
-	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_int64(st, 1, now_ms);
-		sqlite3_bind_int64(st, 3, retention_days);
-		rc = update_by_id(c, st, 2, family_id);
-	}
-	db_write_end(s->directory);
-	return rc;
+	return stamp_by_id(s, sql, family_id, now_ms, retention_days);
 }
 
 int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,

@@ -156,9 +156,10 @@ int read_many(store *s, const char *sql, const char *param, row_fn fn, void *out
 	      size_t max, size_t *n);
 /* Run an UPDATE whose parameter `id_param` is an id; STORE_ENOTFOUND if it matched no row. */
 int update_by_id(conn *c, sqlite3_stmt *st, int id_param, const char *id);
-/* Run `sql` (UPDATE ... SET x = ?1 ... WHERE id = ?2) on the directory's writer: a time set by
- * id (revoking, disabling, a job's visit); STORE_ENOTFOUND if no row has the id. */
-int stamp_by_id(store *s, const char *sql, const char *id, int64_t now_ms);
+/* Run `sql` (UPDATE ... SET x = ?1 ... WHERE id = ?2, with ?3 the value `arg` where it has a
+ * third parameter) on the directory's writer: a time set by id (revoking, disabling, a job's
+ * visit); STORE_ENOTFOUND if no row has the id. */
+int stamp_by_id(store *s, const char *sql, const char *id, int64_t now_ms, int64_t arg);
 
 /* 16 random bytes in base32. */
 void store_new_id(store_id *id);

@@ -153,7 +153,7 @@ int update_by_id(conn *c, sqlite3_stmt *st, int id_param, const char *id)
 	return rc == 0 && sqlite3_changes(c->db) == 0 ? STORE_ENOTFOUND : rc;
 }
 
-int stamp_by_id(store *s, const char *sql, const char *id, int64_t now_ms)
+int stamp_by_id(store *s, const char *sql, const char *id, int64_t now_ms, int64_t arg)
 {
 	if (store_id_check(id) < 0)
 		return STORE_ENOTFOUND;
@@ -162,6 +162,8 @@ int stamp_by_id(store *s, const char *sql, const char *id, int64_t now_ms)
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (st) {
 		sqlite3_bind_int64(st, 1, now_ms);
+		if (sqlite3_bind_parameter_count(st) >= 3)
+			sqlite3_bind_int64(st, 3, arg);
 		rc = update_by_id(c, st, 2, id);
 	}
 	db_write_end(s->directory);
