@@ -858,6 +858,19 @@ static void kiosk_session_after_the_clock_set_back(void **state)
 	                 STORE_ENOTFOUND);
 }
 
+/* 小明 of the fixture's family, linked to its kiosk (PIN hash "hash-1") at 2,000 ms. */
+static void link_a_child(fixture *f, store_kiosk_link *link)
+{
+	uint8_t code[STORE_HASH_LEN];
+	store_member kid;
+	hash_of("kcode", 0, code);
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 1, &kid), 0);
+	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 9000), 0);
+	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", NULL, 2000, link),
+	                 0);
+}
+
 /* The clock set back (a wrong time put right) while a child's login is locked: the lock, set
  * by the wrong clock, lasted until the clock had caught up with it (an hour ahead: a 1-minute
  * lock kept the child out an hour and a minute, whatever a grown-up told them). A lock ending
@@ -866,16 +879,9 @@ static void kiosk_session_after_the_clock_set_back(void **state)
 static void kiosk_lock_after_the_clock_set_back(void **state)
 {
 	fixture *f = *state;
-	uint8_t code[STORE_HASH_LEN];
-	store_member kid;
 	store_kiosk_link link, got;
 	int allowed = -1;
-	hash_of("kcode", 0, code);
-	assert_int_equal(
-	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 1, &kid), 0);
-	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 9000), 0);
-	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", NULL, 2000, &link),
-	                 0);
+	link_a_child(f, &link);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(
 		    store_kiosk_pin_attempt(f->s, link.id.s, 10000000, 3, 60000, &got, &allowed),
@@ -912,16 +918,9 @@ static void kiosk_lock_after_the_clock_set_back(void **state)
 static void kiosk_lock_kept_from_attempts_out_of_order(void **state)
 {
 	fixture *f = *state;
-	uint8_t code[STORE_HASH_LEN];
-	store_member kid;
 	store_kiosk_link link, got;
 	int allowed = -1;
-	hash_of("kcode", 0, code);
-	assert_int_equal(
-	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 1, &kid), 0);
-	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 9000), 0);
-	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", NULL, 2000, &link),
-	                 0);
+	link_a_child(f, &link);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(
 		    store_kiosk_pin_attempt(f->s, link.id.s, 10000000 + i, 3, 2000, &got, &allowed),
@@ -1103,17 +1102,10 @@ static void kiosk_spent_hour_told_as_stored(void **state)
 {
 	fixture *f = *state;
 	const int64_t hour = 3600000;
-	uint8_t code[STORE_HASH_LEN];
-	store_member kid;
 	store_kiosk_link link, got;
 	int allowed = -1;
 	int64_t until = 0, start = 0, count = 0;
-	assert_int_equal(
-	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 1, &kid), 0);
-	hash_of("kcode", 0, code);
-	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 5000), 0);
-	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", NULL, 1500, &link),
-	                 0);
+	link_a_child(f, &link);
 	for (int64_t t = 10000; t < 10002; t++) {
 		assert_int_equal(store_kiosk_pin_attempt_bounded(f->s, link.id.s, t, 5, 60000, 2,
 		                                                 hour, &got, &allowed, &until),
