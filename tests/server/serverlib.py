@@ -36,6 +36,51 @@ def pairing_code(n):
     return f"{n:015d}" + str(damm(f"{n:015d}"))
 
 
+def until(check, timeout=10.0, step=0.05):
+    """check() again and again until it is true or timeout seconds have passed: its last value.
+    For what the server does a moment after it answers (a log line, a reopened file): a fixed
+    sleep was a race a loaded machine could lose, and what never comes still fails the check
+    made of this value, at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got or time.monotonic() >= deadline:
+            return got
+        time.sleep(step)
+
+
+def log_lines(path):
+    """The whole lines of the log at path ("" while there is none): a read during the server's
+    flush may end in the middle of one."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+    return text[:text.rfind("\n") + 1]
+
+
+def wait_for_log(path, found, timeout=10.0):
+    """The log at path (its whole lines) once found(text) is true of it, found being a function
+    or a string the text holds; as it is at the deadline if never, and the caller's check of it
+    fails then. The server writes an event line at once and request lines at its flush, once a
+    second: a fixed 1.3 s sleep before the read left 0.3 s to a loaded machine."""
+    test = (lambda text: found in text) if isinstance(found, str) else found
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log_lines(path)
+        if test(text) or time.monotonic() >= deadline:
+            return text
+        time.sleep(0.05)
+
+
+def logged_id(r, logfmt=False):
+    """What the request log line of the request answered by r holds: its id, as the answer's
+    X-Request-Id gives it. Waited for, it says every line before it is written too."""
+    rid = r.header("X-Request-Id")
+    return f"id={rid} " if logfmt else f'"id":"{rid}"'
+
+
 class Server:
     def __init__(self, binary, *args, data=None):
         self.tmp = tempfile.mkdtemp(prefix="jiayin-e2e-")
@@ -61,6 +106,10 @@ class Server:
     def log_text(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
+
+    def wait_log(self, found, timeout=10.0):
+        """wait_for_log on this server's stderr, where its log goes unless --log-file."""
+        return wait_for_log(self.log_path, found, timeout)
 
     def connect(self, timeout=5.0):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)

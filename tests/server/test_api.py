@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # apiclient's helper is imported: no __pycache__ in the tree
 from apiclient import read_head  # noqa: E402
-from serverlib import Reader, Server, damm, pairing_code, request  # noqa: E402
+from serverlib import Reader, Server, damm, logged_id, pairing_code, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 
@@ -847,9 +847,11 @@ def audit_failures(binary):
         srv = Server(binary, data=srv.data)
         r = post_json(srv, f"/v1/families/{fam}/pairing-codes",
                       {"role": "child", "member_name": "小兰"}, headers=bearer(mom["token"]))
-        m = request(srv, "GET", "/metrics").body.decode()
-        time.sleep(1.3)
-        events = [json.loads(line) for line in srv.log_text().splitlines()
+        mr = request(srv, "GET", "/metrics")
+        m = mr.body.decode()
+        # The event is written as the change is answered: once the later /metrics's line is
+        # in, every audit_failed of the change is too, and one more would be seen.
+        events = [json.loads(line) for line in srv.wait_log(logged_id(mr)).splitlines()
                   if '"event":"audit_failed"' in line]
         ok(r.status == 201 and len(events) == 1 and
            "pairing.invite" in events[0]["detail"] and fam in events[0]["detail"] and
@@ -861,8 +863,9 @@ def audit_failures(binary):
         kid = invite_and_pair(srv, mom, "child", "小竹")
         dev = kid["device"]["id"]
         r = request(srv, "DELETE", f"/v1/devices/{dev}", headers=bearer(mom["token"]))
-        time.sleep(1.3)
-        events = [json.loads(line)["detail"] for line in srv.log_text().splitlines()
+        after = request(srv, "GET", "/healthz")
+        events = [json.loads(line)["detail"]
+                  for line in srv.wait_log(logged_id(after)).splitlines()
                   if '"event":"audit_failed"' in line and "device.revoke" in line]
         ok(r.status == 204 and len(events) == 1 and f"in family {fam}, target {dev}" in
            events[0], "a revocation's missing record is named by its family and device",

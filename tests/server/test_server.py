@@ -30,7 +30,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serverlib import Reader, Response, Server, request  # noqa: E402
+from serverlib import (Reader, Response, Server, logged_id, request, until,  # noqa: E402
+                       wait_for_log)
 sys.dont_write_bytecode = True  # apiclient is imported: no __pycache__ in the tree
 from apiclient import read_head  # noqa: E402
 
@@ -267,12 +268,14 @@ def conformance(binary):
         ok(all(got[c] == c for c in refusals) and all(counted.values()),
            "the parser's refusals (414, 417, 431, 505) are counted by their codes, not as 4xx/5xx",
            f"answered {got}, counted {counted}")
-        # the request log: one line per request, path without query
-        request(srv, "GET", "/healthz?token=secret123")
-        time.sleep(1.3)  # the log is flushed every second
-        log = srv.log_text()
-        ok("secret123" not in log and '"path":"/healthz"' in log and '"status":200' in log,
-           "the request log names path and status, never the query")
+        # the request log: one line per request, path without query (its own line looked at:
+        # the hundred /healthz before it are in the log already)
+        r = request(srv, "GET", "/healthz?token=secret123")
+        log = srv.wait_log(logged_id(r))
+        line = [ln for ln in log.splitlines() if logged_id(r) in ln]
+        ok("secret123" not in log and len(line) == 1 and '"path":"/healthz"' in line[0] and
+           '"status":200' in line[0], "the request log names path and status, never the query",
+           repr(line))
     finally:
         rc = srv.stop()
     ok(rc == 0, "conformance: clean exit")
@@ -346,12 +349,11 @@ def review_fixes(binary):
         srv.stop()
     srv = Server(binary, "--trust-proxy", "127.0.0.1")
     try:
-        request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", "6.6.6.6"),
-                                                 ("X-Forwarded-For", "10.1.2.3")])
-        time.sleep(1.3)
-        log = srv.log_text()
+        r = request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", "6.6.6.6"),
+                                                     ("X-Forwarded-For", "10.1.2.3")])
+        log = srv.wait_log(logged_id(r))
         ok('"client":"10.1.2.3"' in log and "6.6.6.6" not in log,
-           "of two X-Forwarded-For lines, the last (the proxy's) is the client")
+           "of two X-Forwarded-For lines, the last (the proxy's) is the client", log[-500:])
     finally:
         srv.stop()
 
@@ -784,19 +786,18 @@ def operations(binary):
        bad.stderr.strip())
     srv = Server(binary, "--config", conf)
     try:
-        request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", "203.0.113.7"),
-                                                 ("X-Forwarded-Proto", "https")])
-        time.sleep(1.3)
-        text = open(logf).read()
+        r = request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", "203.0.113.7"),
+                                                     ("X-Forwarded-Proto", "https")])
+        text = wait_for_log(logf, logged_id(r, logfmt=True))
         ok("client=203.0.113.7" in text and "status=200" in text,
-           "config file: logfmt to a file; X-Forwarded-For honoured from a trusted proxy")
+           "config file: logfmt to a file; X-Forwarded-For honoured from a trusted proxy",
+           text[-500:])
         os.rename(logf, logf + ".1")
         srv.signal(signal.SIGHUP)
-        time.sleep(0.3)
-        request(srv, "GET", "/metrics")
-        time.sleep(1.3)
-        ok(os.path.exists(logf) and "route=metrics" in open(logf).read(),
-           "SIGHUP reopens the log file (rotation)")
+        until(lambda: os.path.exists(logf))  # reopened: the next line goes to the new file
+        r = request(srv, "GET", "/metrics")
+        text = wait_for_log(logf, logged_id(r, logfmt=True))
+        ok("route=metrics" in text, "SIGHUP reopens the log file (rotation)", text[-500:])
         modes = [oct(os.stat(p).st_mode & 0o777) for p in (logf + ".1", logf)]
         ok(modes == ["0o640", "0o640"],
            f"the log file is made 0640, not world-readable, at start and at SIGHUP ({modes})")
@@ -805,12 +806,12 @@ def operations(binary):
         os.rename(logf, logf + ".2")
         os.mkdir(logf)
         srv.signal(signal.SIGHUP)
-        time.sleep(0.3)
-        request(srv, "GET", "/metrics")
-        time.sleep(1.3)
+        srv.wait_log("could not reopen")  # tried: the next line goes where it went before
+        r = request(srv, "GET", "/metrics")
+        old = wait_for_log(logf + ".2", logged_id(r, logfmt=True))
         said = [ln for ln in srv.log_text().splitlines() if "could not reopen" in ln]
         ok(len(said) == 1 and logf in said[0] and "Is a directory" in said[0] and
-           open(logf + ".2").read().count("route=metrics") == 2,
+           old.count("route=metrics") == 2,
            "a failed reopen names the log file and why, and the lines go on to the old file",
            repr(said))
         os.rmdir(logf)
@@ -818,10 +819,10 @@ def operations(binary):
         srv.stop()
     srv = Server(binary)
     try:
-        request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", "203.0.113.7")])
-        time.sleep(1.3)
-        ok("203.0.113.7" not in srv.log_text() and '"client":"127.0.0.1"' in srv.log_text(),
-           "X-Forwarded-For from an untrusted peer is ignored")
+        r = request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", "203.0.113.7")])
+        log = srv.wait_log(logged_id(r))
+        ok("203.0.113.7" not in log and '"client":"127.0.0.1"' in log,
+           "X-Forwarded-For from an untrusted peer is ignored", log[-500:])
     finally:
         srv.stop()
     # From a trusted proxy, the last hop is taken only as an address, in one spelling: libuv's
@@ -829,12 +830,11 @@ def operations(binary):
     # and made every suffix a new rate-limit key (the review: 12 sign-ups, no 429).
     srv = Server(binary, "--trust-proxy", "127.0.0.1")
     try:
-        for hop in ('fe80::1%"}{"status":200', "::ffff:203.0.113.9", "2001:DB8:0:0::1",
-                    "fe80::1%eth0"):
-            request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", hop)])
-        time.sleep(1.3)
+        ids = [logged_id(request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", hop)]))
+               for hop in ('fe80::1%"}{"status":200', "::ffff:203.0.113.9", "2001:DB8:0:0::1",
+                           "fe80::1%eth0")]
         clients = []
-        for line in srv.log_text().splitlines():
+        for line in srv.wait_log(lambda text: all(i in text for i in ids)).splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
@@ -858,9 +858,10 @@ def operations(binary):
             time.sleep(0.2)
             s.close()
         time.sleep(0.3)
-        m = request(srv, "GET", "/metrics").body.decode()
-        time.sleep(1.3)
-        gone = [json.loads(line) for line in srv.log_text().splitlines()
+        r = request(srv, "GET", "/metrics")
+        m = r.body.decode()
+        # Counted with their lines written: once the /metrics line is there, so are they.
+        gone = [json.loads(line) for line in srv.wait_log(logged_id(r)).splitlines()
                 if '"status":499' in line]
         ok([(e["route"], e["method"], e["path"]) for e in gone] ==
            [("echo", "POST", "/echo"), ("echo-file", "POST", "/echo-file")] and
@@ -988,16 +989,14 @@ def hangup_at_start(binary):
         if alive and port:
             srv = Listening(port)
             g = request(srv, "GET", "/healthz")
-            time.sleep(1.3)  # the log is flushed every second
-            ok(g.status == 200 and os.path.exists(logf) and "/healthz" in open(logf).read(),
+            ok(g.status == 200 and "/healthz" in wait_for_log(logf, logged_id(g)),
                "and it answers, logging to its log file")
             # The rotation asked during the start was not lost, and the handler works on
             os.rename(logf, logf + ".1")
             proc.send_signal(signal.SIGHUP)
-            time.sleep(0.3)
-            request(srv, "GET", "/metrics")
-            time.sleep(1.3)
-            ok(os.path.exists(logf) and '"route":"metrics"' in open(logf).read(),
+            until(lambda: os.path.exists(logf))  # reopened: the next line goes to the new file
+            r = request(srv, "GET", "/metrics")
+            ok('"route":"metrics"' in wait_for_log(logf, logged_id(r)),
                "a SIGHUP once it serves still reopens the log file")
     finally:
         if proc.poll() is None:

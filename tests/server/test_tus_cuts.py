@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_tus's helpers are imported: no __pycache__ in the tree
-from serverlib import Reader, Server, add_kiosk, request  # noqa: E402
+from serverlib import Reader, Server, add_kiosk, logged_id, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 from test_tus import (SAMPLE, bearer, code_of, ffprobe_duration, head, head_settled,  # noqa: E402
                       list_messages, new_upload, offset_of, pair, patch, patch_head,
@@ -59,10 +59,11 @@ def interrupted(binary, wav):
         r = patch(srv, mom, loc, got, wav[got:])
         mid = r.header("Jiayin-Message-Id")
         ok(r.status == 204 and mid, "the resumed PATCH completes the upload")
-        # the two cut PATCHes are in the log, as 499 (the review: no line, no count)
-        time.sleep(1.3)
-        cut = [json.loads(line) for line in srv.log_text().splitlines()
-               if '"status":499' in line]
+        # the two cut PATCHes are in the log, as 499 (the review: no line, no count); the
+        # resumed PATCH's line awaited too, so that a third before it would be seen
+        log = srv.wait_log(lambda text: text.count('"status":499') >= 2 and
+                           logged_id(r) in text)
+        cut = [json.loads(line) for line in log.splitlines() if '"status":499' in line]
         ok([(e["method"], e["route"]) for e in cut] == [("PATCH", "uploads.patch")] * 2,
            f"the cut PATCHes are logged as 499 ({[e.get('route') for e in cut]})")
         a = request(srv, "GET", f"/v1/families/{fam}/messages/{mid}/audio",
