@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache__ in the tree
-from serverlib import Server, request  # noqa: E402
+from serverlib import Server, request, until  # noqa: E402
 from tap import finish, ok  # noqa: E402
 from apiclient import metric, slow_export  # noqa: E402
 from test_api import SAMPLE, bearer, invite_and_pair, post_json, signup, upload  # noqa: E402
@@ -150,9 +150,8 @@ def family_settings(binary):
                     headers=bearer(mom["token"]))
         ok(u.status == 200 and u.json()["kept"] is False, "DELETE .../keep: kept no more")
         patch(mom, {"retention_days": 30})
-        time.sleep(2.5)
-        ok(request(srv, "GET", f"{path}/messages/{a['id']}/audio",
-                   headers=bearer(kid["token"])).status == 404,
+        ok(until(lambda: request(srv, "GET", f"{path}/messages/{a['id']}/audio",
+                                 headers=bearer(kid["token"])).status == 404, step=0.1),
            "and the next run of the job deletes it")
 
         # quota
