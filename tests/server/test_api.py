@@ -16,6 +16,7 @@ import os
 import re
 import sqlite3
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -30,6 +31,20 @@ def post_json(srv, path, obj=None, raw=None, headers=()):
     body = raw if raw is not None else json.dumps(obj).encode()
     hdrs = [("Content-Type", "application/json")] + list(headers)
     return request(srv, "POST", path, body, headers=hdrs)
+
+
+def at_once(calls):
+    """Each call on a thread of its own, all started before any is waited for: their answers."""
+    answers = [None] * len(calls)
+
+    def run(i):
+        answers[i] = calls[i]()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return answers
 
 
 def bearer(token):
@@ -189,7 +204,6 @@ def bounded_codes(binary):
     retrying, a stolen phone) is refused 429 too_many_pairing_codes past them, with nothing
     stored nor audited, where it made 1,500 a second, each a write to the directory and a code
     more to guess. A parent asking again for a mistyped code, or one used, is not."""
-    import threading
     srv = Server(binary)
     try:
         mom = signup(srv, "王家", "妈妈")
@@ -204,15 +218,7 @@ def bounded_codes(binary):
            len({r.json()["code"] for r in first}) == 3,
            "asking again for grandmother's code (she mistyped it) twice: three codes",
            [r.status for r in first])
-        answers = [None] * 20
-
-        def one(i):
-            answers[i] = ask()
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(answers))]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        answers = at_once([ask] * 20)
         made = [r for r in answers if r.status == 201]
         refused = [r for r in answers if r.status != 201]
         waits = [int(r.header("Retry-After") or 0) for r in refused]
@@ -277,7 +283,6 @@ def pairings_bounded(binary):
     (a stolen phone, an app in a loop) is refused 429 rate_limited with Retry-After when the
     hour is over, at the pair and at the ask, nothing stored, where it paired about 200 a
     second, each a device row, an audit record and a phone revoked, without end."""
-    import threading
     srv = Server(binary)
     try:
         mom = signup(srv, "王家", "妈妈")
@@ -304,15 +309,8 @@ def pairings_bounded(binary):
         # 18 paired; four more invited, their codes read out, and all four used at once
         held = [ask({"role": "child", "member_name": f"表弟{i}"}) for i in range(4)]
         before = stored()
-        answers = [None] * len(held)
-
-        def pair(i):
-            answers[i] = post_json(srv, "/v1/pair", {"code": held[i].json()["code"]})
-        threads = [threading.Thread(target=pair, args=(i,)) for i in range(len(held))]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        answers = at_once([lambda h=h: post_json(srv, "/v1/pair", {"code": h.json()["code"]})
+                           for h in held])
         made = [r for r in answers if r.status == 201]
         refused = [r for r in answers if r.status != 201]
         waits = [int(r.header("Retry-After") or 0) for r in refused]
@@ -652,7 +650,6 @@ def hidden_retry(binary):
 
 
 def long_poll(binary):
-    import threading
     import time
     with open(SAMPLE, "rb") as f:
         wav = f.read()
@@ -692,7 +689,6 @@ def long_poll(binary):
 def private_messages(binary):
     """A message sent to one child: that child, its sender and the grown-ups see it; a
     sibling does not, anywhere (list, long-poll, audio, listened, flag)."""
-    import threading
     import time
     with open(SAMPLE, "rb") as f:
         wav = f.read()
