@@ -858,17 +858,25 @@ static void kiosk_session_after_the_clock_set_back(void **state)
 	                 STORE_ENOTFOUND);
 }
 
-/* 小明 of the fixture's family, linked to its kiosk (PIN hash "hash-1") at 2,000 ms. */
-static void link_a_child(fixture *f, store_kiosk_link *link)
+/* A child of the fixture's family (n 0: 小明, else 小刚), linked to kiosk k (PIN hash "hash-1")
+ * at 2,000 ms through code n. */
+static void link_child_to(fixture *f, const store_kiosk *k, int n, store_kiosk_link *link)
 {
 	uint8_t code[STORE_HASH_LEN];
 	store_member kid;
-	hash_of("kcode", 0, code);
-	assert_int_equal(
-	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 1, &kid), 0);
-	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 9000), 0);
+	hash_of("kcode", n, code);
+	assert_int_equal(store_member_add(f->s, f->fam.id.s, n ? "小刚" : "小明", STORE_ROLE_CHILD,
+	                                  NULL, 1, &kid),
+	                 0);
+	assert_int_equal(store_kiosk_code_create(f->s, code, k->id.s, 1000, 9000), 0);
 	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "hash-1", NULL, 2000, link),
 	                 0);
+}
+
+/* 小明 of the fixture's family, linked to its kiosk. */
+static void link_a_child(fixture *f, store_kiosk_link *link)
+{
+	link_child_to(f, &f->kiosk, 0, link);
 }
 
 /* The clock set back (a wrong time put right) while a child's login is locked: the lock, set
@@ -951,8 +959,7 @@ static void kiosk_wrong_pins_bounded_per_kiosk(void **state)
 	static const char count_sql[] = "SELECT pin_failures FROM kiosks WHERE id = ?";
 	static const char start_sql[] = "SELECT pin_window_ms FROM kiosks WHERE id = ?";
 	const int64_t hour = 3600000;
-	uint8_t code[STORE_HASH_LEN], kh[STORE_HASH_LEN], sess[STORE_HASH_LEN];
-	store_member kid[3];
+	uint8_t kh[STORE_HASH_LEN], sess[STORE_HASH_LEN];
 	store_kiosk second;
 	store_kiosk_link la, lb, lc, got;
 	store_device hall;
@@ -965,15 +972,7 @@ static void kiosk_wrong_pins_bounded_per_kiosk(void **state)
 	store_kiosk_link *links[] = {&la, &lb, &lc};
 	const store_kiosk *kiosks[] = {&f->kiosk, &f->kiosk, &second};
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(store_member_add(f->s, f->fam.id.s, i ? "小刚" : "小明",
-		                                  STORE_ROLE_CHILD, NULL, 1, &kid[i]),
-		                 0);
-		hash_of("kcode", i, code);
-		assert_int_equal(store_kiosk_code_create(f->s, code, kiosks[i]->id.s, 1000, 5000),
-		                 0);
-		assert_int_equal(store_kiosk_link_redeem(f->s, code, kid[i].id.s, "hash-1", NULL,
-		                                         1500, links[i]),
-		                 0);
+		link_child_to(f, kiosks[i], i, links[i]);
 	}
 #define ATTEMPT(link, t)                                                                           \
 	store_kiosk_pin_attempt_bounded(f->s, (link).id.s, t, 3, 60000, 4, hour, &got, &allowed,   \
@@ -1051,8 +1050,7 @@ static void kiosk_right_pins_at_once_given_back(void **state)
 	fixture *f = *state;
 	static const char count_sql[] = "SELECT pin_failures FROM kiosks WHERE id = ?";
 	const int64_t hour = 3600000;
-	uint8_t code[STORE_HASH_LEN], kh[STORE_HASH_LEN], sess[STORE_HASH_LEN];
-	store_member kid[2];
+	uint8_t kh[STORE_HASH_LEN], sess[STORE_HASH_LEN];
 	store_kiosk_link la, lb, got;
 	store_device tablet[2];
 	int allowed = -1;
@@ -1063,14 +1061,7 @@ static void kiosk_right_pins_at_once_given_back(void **state)
 		assert_int_equal(
 		    store_device_add(f->s, kh, NULL, f->kiosk.id.s, i ? "二" : "一", 1, &tablet[i]),
 		    0);
-		assert_int_equal(store_member_add(f->s, f->fam.id.s, i ? "小刚" : "小明",
-		                                  STORE_ROLE_CHILD, NULL, 1, &kid[i]),
-		                 0);
-		hash_of("kcode", i, code);
-		assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 1000, 5000), 0);
-		assert_int_equal(store_kiosk_link_redeem(f->s, code, kid[i].id.s, "hash-1", NULL,
-		                                         1500, links[i]),
-		                 0);
+		link_child_to(f, &f->kiosk, i, links[i]);
 	}
 #define ATTEMPT(link, t)                                                                           \
 	store_kiosk_pin_attempt_bounded(f->s, (link).id.s, t, 3, 60000, 2, hour, &got, &allowed,   \
@@ -1137,7 +1128,6 @@ static void kiosk_pins_reset_ends_the_kiosk_lock(void **state)
 	fixture *f = *state;
 	const int64_t hour = 3600000;
 	uint8_t code[STORE_HASH_LEN];
-	store_member kid[2];
 	store_kiosk second;
 	store_kiosk_link la, lb, got;
 	int allowed = -1;
@@ -1146,15 +1136,7 @@ static void kiosk_pins_reset_ends_the_kiosk_lock(void **state)
 	store_kiosk_link *links[] = {&la, &lb};
 	const store_kiosk *kiosks[] = {&f->kiosk, &second};
 	for (int i = 0; i < 2; i++) {
-		assert_int_equal(store_member_add(f->s, f->fam.id.s, i ? "小刚" : "小明",
-		                                  STORE_ROLE_CHILD, NULL, 1, &kid[i]),
-		                 0);
-		hash_of("kcode", i, code);
-		assert_int_equal(store_kiosk_code_create(f->s, code, kiosks[i]->id.s, 1000, 5000),
-		                 0);
-		assert_int_equal(store_kiosk_link_redeem(f->s, code, kid[i].id.s, "hash-1", NULL,
-		                                         1500, links[i]),
-		                 0);
+		link_child_to(f, kiosks[i], i, links[i]);
 	}
 #define ATTEMPT(link, t)                                                                           \
 	store_kiosk_pin_attempt_bounded(f->s, (link).id.s, t, 3, 60000, 3, hour, &got, &allowed,   \
