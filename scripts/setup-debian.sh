@@ -19,9 +19,19 @@ fi
 if [ -n "$missing" ]; then
 	echo "setup: installing$missing" >&2
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
+	# apt's own timeouts and retries; and a bound on the whole update, tried three times: one
+	# update here once hung for 18 minutes on a connection that never answered, and was done
+	# in seconds when started again.
+	apt="-o Acquire::http::Timeout=60 -o Acquire::Retries=3"
+	tries=0
 	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	until timeout 300 apt-get $apt update -qq; do
+		tries=$((tries + 1))
+		[ "$tries" -lt 3 ] || { echo "setup: apt-get update failed 3 times" >&2; exit 1; }
+		echo "setup: apt-get update failed or hung; trying again" >&2
+	done
+	# shellcheck disable=SC2086
+	apt-get $apt install -y -qq --no-install-recommends $missing >/dev/null
 fi
 # The JavaScript tests' packages (tus-js-client), exactly as package-lock.json pins them;
 # again only when the lock file changed since the last install.
