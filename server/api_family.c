@@ -545,9 +545,11 @@ static void retention_run(uv_work_t *w)
 	for (size_t i = 0; i < n; i++) {
 		unsigned budget = RETENTION_BUDGET - r->deleted, got = 0;
 		uint64_t seq;
-		int64_t before = r->now_ms - (int64_t)fams[i].retention_days * DAY_MS;
-		int rc = store_messages_expire(r->s->store, fams[i].id.s, before, budget, &got, &seq);
-		if (rc < 0 && rc != STORE_ENOTFOUND)
+		int rc = store_messages_expire(r->s->store, fams[i].id.s, fams[i].retention_days,
+		                               r->now_ms, budget, &got, &seq);
+		/* Erased, or its period changed since it was read (a parent's change makes the
+		 * family due at once: the next run visits it with the new one): not errors. */
+		if (rc < 0 && rc != STORE_ENOTFOUND && rc != STORE_ECHANGED)
 			r->rc = rc; /* reported; the other families go on */
 		r->deleted += got;
 		if (got > 0)

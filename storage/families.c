@@ -186,6 +186,42 @@ int store_family_retention_checked(store *s, const char *family_id, uint32_t ret
 	return stamp_by_id(s, sql, family_id, now_ms, retention_days);
 }
 
+void retention_delete_enter(store *s)
+{
+	pthread_mutex_lock(&s->retention_lock);
+	while (s->changing > 0 || s->changes_waiting > 0)
+		pthread_cond_wait(&s->retention_turn, &s->retention_lock);
+	s->deleting++;
+	pthread_mutex_unlock(&s->retention_lock);
+}
+
+void retention_delete_leave(store *s)
+{
+	pthread_mutex_lock(&s->retention_lock);
+	if (--s->deleting == 0)
+		pthread_cond_broadcast(&s->retention_turn);
+	pthread_mutex_unlock(&s->retention_lock);
+}
+
+static void retention_change_enter(store *s)
+{
+	pthread_mutex_lock(&s->retention_lock);
+	s->changes_waiting++;
+	while (s->deleting > 0)
+		pthread_cond_wait(&s->retention_turn, &s->retention_lock);
+	s->changes_waiting--;
+	s->changing++;
+	pthread_mutex_unlock(&s->retention_lock);
+}
+
+static void retention_change_leave(store *s)
+{
+	pthread_mutex_lock(&s->retention_lock);
+	if (--s->changing == 0)
+		pthread_cond_broadcast(&s->retention_turn);
+	pthread_mutex_unlock(&s->retention_lock);
+}
+
 int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
 		     uint32_t retention_days)
 {
@@ -196,6 +232,7 @@ int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
 	if (quota_bytes > INT64_MAX)
 		return STORE_EINVAL;
 	int rc = 0;
+	retention_change_enter(s);
 	conn *c = db_write_begin(s->directory);
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (st) {
@@ -204,6 +241,7 @@ int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
 		rc = update_by_id(c, st, 3, family_id);
 	}
 	db_write_end(s->directory);
+	retention_change_leave(s);
 	return rc;
 }
 
@@ -220,6 +258,8 @@ int store_family_update(store *s, const char *family_id, const uint64_t *quota_b
 	if (quota_bytes && *quota_bytes > INT64_MAX)
 		return STORE_EINVAL;
 	int rc = 0;
+	if (retention_days) /* a deletion by the old period is done before, none after */
+		retention_change_enter(s);
 	conn *c = db_write_begin(s->directory);
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (st) {
@@ -234,6 +274,8 @@ int store_family_update(store *s, const char *family_id, const uint64_t *quota_b
 		rc = update_by_id(c, st, 3, family_id);
 	}
 	db_write_end(s->directory);
+	if (retention_days)
+		retention_change_leave(s);
 	return rc;
 }
 

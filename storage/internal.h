@@ -195,7 +195,19 @@ struct store {
 	unsigned nfamilies;
 	family **buckets; /* every family in the LRU list, by id: bucket_mask + 1 chains */
 	unsigned bucket_mask;
+	/* The retention gate (families.c): deletions by a period and changes of periods. */
+	pthread_mutex_t retention_lock;
+	pthread_cond_t retention_turn;
+	unsigned deleting, changing, changes_waiting;
 };
+
+/* The retention gate: a deletion by a family's retention period (store_messages_expire) is
+ * made between these two, and a change of any family's period waits for the deletions under
+ * way and keeps new ones out until it is stored. Changes go first: a deletion waits while one
+ * waits. Store-wide (a change waits one deletion's commit at most), never held while another
+ * thread's work is awaited. */
+void retention_delete_enter(store *s);
+void retention_delete_leave(store *s);
 
 /* The family's open mailbox, opened on demand; family_release when done. */
 int family_acquire(store *s, const char *family_id, family **out);

@@ -759,14 +759,27 @@ static int age_new_messages(store *s, const char *family_id)
 	return rc;
 }
 
-int store_messages_expire(store *s, const char *family_id, int64_t before_ms, unsigned max,
-			  unsigned *deleted, uint64_t *seq)
+/* 0 if the family's retention period is still `days`, else STORE_ECHANGED (or the error). */
+static int period_unchanged(store *s, const char *family_id, uint32_t days)
+{
+	store_family fam;
+	int rc = store_family_get(s, family_id, &fam);
+	return rc < 0 ? rc : fam.retention_days == days ? 0 : STORE_ECHANGED;
+}
+
+#define DAY_MS (24 * 3600 * 1000LL)
+
+int store_messages_expire(store *s, const char *family_id, uint32_t retention_days, int64_t now_ms,
+                          unsigned max, unsigned *deleted, uint64_t *seq)
 {
 	static const char sql[] = "SELECT id FROM messages INDEXED BY messages_due "
 				  "WHERE created_ms < ? AND state != 3 AND kept = 0 AND aged = 1 "
 				  "ORDER BY created_ms LIMIT ?";
 	*deleted = 0;
 	*seq = 0;
+	if (retention_days == 0 || now_ms < 0)
+		return STORE_EINVAL;
+	int64_t before_ms = now_ms - (int64_t)retention_days * DAY_MS;
 	int rc = age_new_messages(s, family_id);
 	if (rc < 0)
 		return rc;
@@ -778,11 +791,16 @@ int store_messages_expire(store *s, const char *family_id, int64_t before_ms, un
 		rc = family_rows(s, family_id, sql, before_ms, (sqlite3_int64)want, expiring_row, e);
 		/* Each its own transaction, like a parent's delete: the write lock is never held
 		 * long, and a crash half-way leaves whole messages either side. Inside it, the
-		 * message is looked at again: kept or deleted meanwhile, it is left alone. */
+		 * message is looked at again: kept or deleted meanwhile, it is left alone. Before
+		 * it, the period: a parent who changed it (to keep messages longer, say) was
+		 * answered, and no message may go by the old one after that. */
 		for (size_t i = 0; rc == 0 && i < e->n; i++) {
 			expire_arg a = {before_ms, false};
 			uint64_t q;
-			rc = change_message(s, family_id, e->ids[i], do_expire, &a, &q);
+			retention_delete_enter(s);
+			if ((rc = period_unchanged(s, family_id, retention_days)) == 0)
+				rc = change_message(s, family_id, e->ids[i], do_expire, &a, &q);
+			retention_delete_leave(s);
 			if (rc == STORE_ENOTFOUND)
 				rc = 0;
 			if (rc == 0 && a.deleted) {

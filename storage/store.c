@@ -50,6 +50,7 @@ static const struct {
 	{"storage_schema_old",
 	 "the data was written by an older version of Jiayin: start this version's server on it "
 	 "first (it upgrades the data), or use the tools of the version that runs"},
+	{"changed", "what the call was based on changed meanwhile"},
 };
 
 const char *store_strerror(int err)
@@ -218,6 +219,8 @@ void store_close(store *s)
 	db_close(s->directory);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->changed);
+	pthread_mutex_destroy(&s->retention_lock);
+	pthread_cond_destroy(&s->retention_turn);
 	free(s->dir);
 	free(s->vfs);
 	free(s);
@@ -286,6 +289,8 @@ int store_open(store **out, const store_options *opt)
 		return STORE_ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->changed, NULL);
+	pthread_mutex_init(&s->retention_lock, NULL);
+	pthread_cond_init(&s->retention_turn, NULL);
 	s->opt = *opt;
 	if (!(s->dir = strdup(opt->dir)) || (opt->vfs && !(s->vfs = strdup(opt->vfs))))
 		goto fail;

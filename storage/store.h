@@ -37,8 +37,9 @@ enum {
 	STORE_ELIMIT = -12,   /* limit_reached: a family's members: too many, or its last parent */
 	STORE_ENODIR = -13,   /* storage_directory_missing: family databases, but no directory */
 	STORE_EOLD = -14,     /* storage_schema_old: written by an older Jiayin, not upgraded here */
+	STORE_ECHANGED = -15, /* changed: what the call was based on changed meanwhile */
 };
-#define STORE_ERROR_COUNT 15
+#define STORE_ERROR_COUNT 16
 
 const char *store_strerror(int err);
 const char *store_errcode(int err);
@@ -696,11 +697,15 @@ int store_message_keep(store *s, const char *family_id, const char *message_id, 
 		       uint64_t *seq);
 /*
  * Retention: delete (as store_message_set_state does, each in its own transaction) up to `max`
- * messages created before before_ms that are neither kept nor deleted, oldest first.
- * *deleted counts them; *seq: the last change number taken (0 if none).
+ * messages older than retention_days (> 0, else STORE_EINVAL) at now_ms, that are neither
+ * kept nor deleted, oldest first. *deleted counts them; *seq: the last change number taken (0
+ * if none). The period is the one the caller read: each deletion first checks it is still the
+ * family's, and stops with STORE_ECHANGED if not (*deleted those before). A change of the
+ * period (store_family_set, store_family_update) waits for a deletion under way and goes
+ * before the next, so none is made by a period a parent has already changed.
  */
-int store_messages_expire(store *s, const char *family_id, int64_t before_ms, unsigned max,
-			  unsigned *deleted, uint64_t *seq);
+int store_messages_expire(store *s, const char *family_id, uint32_t retention_days, int64_t now_ms,
+                          unsigned max, unsigned *deleted, uint64_t *seq);
 /* Bytes of audio the mailbox holds (deleted messages excluded). */
 int store_mailbox_usage(store *s, const char *family_id, uint64_t *bytes);
 

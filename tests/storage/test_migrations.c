@@ -196,7 +196,11 @@ static void mailbox_step_4_keeps_every_row(void **state)
 	assert_string_equal(list[1].id.s, byk.id.s);
 	assert_int_equal(latest, 7);
 	unsigned expired;
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1500, 10, &expired, &seq), 0);
+	const uint32_t day = 1; /* created before 1500 at a day and 1500 ms */
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day), 0);
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, day, 24 * 3600 * 1000LL + 1500,
+	                                       10, &expired, &seq),
+	                 0);
 	assert_int_equal(expired, 1); /* rowid 1, created at 1000 */
 	assert_int_equal(seq, 8);
 	assert_int_equal(count_rows(path, "SELECT count(*) FROM audio"), 2);

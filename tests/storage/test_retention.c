@@ -2,7 +2,8 @@
  * test_retention.c — the retention job's queries, on a fresh data directory per test: messages
  * older than a family's retention are deleted a bounded number at a time, kept ones are spared
  * (and one kept while the job runs is never deleted by it), messages appended after a run are
- * found by the next, and the families due for a run are paged by id.
+ * found by the next, the families due for a run are paged by id, and nothing is deleted by a
+ * period that a parent has changed (before the job's call, or while it deletes).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,13 +15,30 @@
 #include "store_fixture.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define DAY_MS (24 * 3600 * 1000LL)
+
+/* The retention job's call that deletes the messages created before before_ms: the family's
+ * period is a day (one_day_period), the job's clock a day after before_ms. */
+static int expire_before(fixture *f, int64_t before_ms, unsigned max, unsigned *n, uint64_t *seq)
+{
+	return store_messages_expire(f->s, f->fam.id.s, 1, before_ms + DAY_MS, max, n, seq);
+}
+
+static void one_day_period(fixture *f)
+{
+	const uint32_t day = 1;
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day), 0);
+}
 
 /* Messages appended since the retention job's last run (not yet aged) are found by the next. */
 static void retention_finds_messages_appended_after_its_last_run(void **state)
 {
 	fixture *f = *state;
+	one_day_period(f);
 	uint8_t audio[16] = {5};
 	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
 	store_message a, b, c, got;
@@ -29,13 +47,13 @@ static void retention_finds_messages_appended_after_its_last_run(void **state)
 	uint64_t seq;
 	m.created_ms = 1000;
 	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &a, &existed), 0);
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 500, 100, &n, &seq), 0);
+	assert_int_equal(expire_before(f, 500, 100, &n, &seq), 0);
 	assert_int_equal(n, 0); /* a is aged now, not due */
 	m.created_ms = 100;     /* an old time, appended after the run */
 	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &b, &existed), 0);
 	m.created_ms = 9000;
 	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &c, &existed), 0);
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 2000, 100, &n, &seq), 0);
+	assert_int_equal(expire_before(f, 2000, 100, &n, &seq), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(store_message_get(f->s, f->fam.id.s, a.id.s, &got), 0);
 	assert_int_equal(got.state, STORE_MSG_DELETED);
@@ -43,13 +61,14 @@ static void retention_finds_messages_appended_after_its_last_run(void **state)
 	assert_int_equal(got.state, STORE_MSG_DELETED);
 	assert_int_equal(store_message_get(f->s, f->fam.id.s, c.id.s, &got), 0);
 	assert_int_equal(got.state, STORE_MSG_VISIBLE);
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 10000, 100, &n, &seq), 0);
+	assert_int_equal(expire_before(f, 10000, 100, &n, &seq), 0);
 	assert_int_equal(n, 1);
 }
 
 static void retention_spares_kept_messages(void **state)
 {
 	fixture *f = *state;
+	one_day_period(f);
 	uint8_t audio[64] = {7};
 	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
 	store_message msgs[6];
@@ -76,13 +95,13 @@ static void retention_spares_kept_messages(void **state)
 
 	/* Older than 4.5 s: 0, 1 (kept), 2 (deleted already), 3. At most one at a time. */
 	unsigned n;
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 4500, 1, &n, &seq), 0);
+	assert_int_equal(expire_before(f, 4500, 1, &n, &seq), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(seq, 9);
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 4500, 100, &n, &seq), 0);
+	assert_int_equal(expire_before(f, 4500, 100, &n, &seq), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(seq, 10);
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 4500, 100, &n, &seq), 0);
+	assert_int_equal(expire_before(f, 4500, 100, &n, &seq), 0);
 	assert_int_equal(n, 0);
 	const store_msg_state want[6] = {STORE_MSG_DELETED, STORE_MSG_VISIBLE, STORE_MSG_DELETED,
 	                                 STORE_MSG_DELETED, STORE_MSG_VISIBLE, STORE_MSG_VISIBLE};
@@ -98,10 +117,11 @@ static void retention_spares_kept_messages(void **state)
 	assert_int_equal(usage, 3 * sizeof audio);
 	/* Unkept, it goes with the next run. */
 	assert_int_equal(store_message_keep(f->s, f->fam.id.s, msgs[1].id.s, 0, &seq), 0);
-	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 4500, 100, &n, &seq), 0);
+	assert_int_equal(expire_before(f, 4500, 100, &n, &seq), 0);
 	assert_int_equal(n, 1);
 
-	/* The families the retention job visits, paged by id. */
+	/* The families the retention job visits, paged by id: none while none has a period. */
+	assert_int_equal(store_family_set(f->s, f->fam.id.s, 0, 0), 0);
 	store_family other, fams[4];
 	store_member mem;
 	size_t nf;
@@ -178,6 +198,7 @@ static void *keep_all(void *arg)
 static void retention_never_deletes_what_was_just_kept(void **state)
 {
 	fixture *f = *state;
+	one_day_period(f);
 	enum { N = 300 };
 	uint8_t audio[16] = {1};
 	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
@@ -192,8 +213,7 @@ static void retention_never_deletes_what_was_just_kept(void **state)
 	unsigned deleted, total = 0;
 	uint64_t seq;
 	do {
-		assert_int_equal(
-		    store_messages_expire(f->s, f->fam.id.s, 999999, 7, &deleted, &seq), 0);
+		assert_int_equal(expire_before(f, 999999, 7, &deleted, &seq), 0);
 		total += deleted;
 	} while (deleted > 0);
 	assert_int_equal(pthread_join(t, NULL), 0);
@@ -213,6 +233,134 @@ static void retention_never_deletes_what_was_just_kept(void **state)
 	free(kept_rc);
 }
 
+/* Visible messages of msgs[0..n). */
+static int count_visible(fixture *f, const store_message *msgs, int n)
+{
+	int visible = 0;
+	for (int i = 0; i < n; i++) {
+		store_message got;
+		assert_int_equal(store_message_get(f->s, f->fam.id.s, msgs[i].id.s, &got), 0);
+		visible += got.state == STORE_MSG_VISIBLE;
+	}
+	return visible;
+}
+
+/* A period a parent changed after the job read it (from a day to a month, or to keeping for
+ * ever) deletes nothing: the job's call says the period changed (review finding: it deleted by
+ * the period it had read). */
+static void retention_stops_when_the_period_changed(void **state)
+{
+	fixture *f = *state;
+	uint8_t audio[16] = {3};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message msgs[3];
+	int existed;
+	unsigned n = 99;
+	uint64_t seq = 99;
+	for (int i = 0; i < 3; i++) {
+		m.created_ms = 1000 + i;
+		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msgs[i], &existed),
+		                 0);
+	}
+	const int64_t now = 2 * DAY_MS; /* all three older than a day, none than a month */
+	const uint32_t month = 30, forever = 0, day = 1;
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month), 0);
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1, now, 10, &n, &seq),
+	                 STORE_ECHANGED);
+	assert_int_equal(n, 0);
+	assert_int_equal(seq, 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &forever), 0);
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1, now, 10, &n, &seq),
+	                 STORE_ECHANGED);
+	assert_int_equal(count_visible(f, msgs, 3), 3);
+	assert_string_equal(store_errcode(STORE_ECHANGED), "changed");
+	/* No period, or a time before 1970: nothing to delete by. */
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 0, now, 10, &n, &seq),
+	                 STORE_EINVAL);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day), 0);
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1, -1, 10, &n, &seq),
+	                 STORE_EINVAL);
+	/* The period it has: by the month nothing is due, by the day all three. */
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month), 0);
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 30, now, 10, &n, &seq), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day), 0);
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1, now, 10, &n, &seq), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(count_visible(f, msgs, 3), 0);
+	/* An erased family: not found, as before. */
+	assert_int_equal(store_family_delete(f->s, f->fam.id.s, now), 0);
+	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1, now, 10, &n, &seq),
+	                 STORE_ENOTFOUND);
+}
+
+typedef struct expirer {
+	fixture *f;
+	int rc;
+	unsigned deleted;
+	atomic_int done;
+} expirer;
+
+static void *expire_all(void *arg)
+{
+	expirer *x = arg;
+	uint64_t seq;
+	x->rc = store_messages_expire(x->f->s, x->f->fam.id.s, 1, 2 * DAY_MS, 100000, &x->deleted,
+	                              &seq);
+	atomic_store(&x->done, 1);
+	return NULL;
+}
+
+/* A parent keeps messages for ever while the job is deleting them one by one: once the change
+ * is answered, the job deletes no more (review finding: it went on by the day it had read, and
+ * a deletion under way when the change was stored could land after the answer). The change
+ * waits for that one, and the job stops before its next. Where the change lands among the
+ * deletions depends on the threads, so it is tried in rounds until it lands among them. */
+static void retention_deletes_nothing_after_the_period_changed(void **state)
+{
+	fixture *f = *state;
+	enum { N = 200, ROUNDS = 5 };
+	uint8_t audio[16] = {4};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message *msgs = calloc(N, sizeof *msgs);
+	const uint32_t day = 1, forever = 0;
+	int existed, landed_among = 0;
+	for (int round = 0; round < ROUNDS && !landed_among; round++) {
+		assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day), 0);
+		for (int i = 0; i < N; i++) {
+			m.created_ms = 1000 + round * N + i;
+			assert_int_equal(
+			    store_message_append(f->s, f->fam.id.s, &m, &msgs[i], &existed), 0);
+		}
+		expirer x = {f, 0, 0, 0};
+		pthread_t t;
+		assert_int_equal(pthread_create(&t, NULL, expire_all, &x), 0);
+		/* The oldest goes first: once it is gone, the job is under way. (A round ends
+		 * with none of its messages left unless the change landed among them.) */
+		store_message got;
+		do
+			assert_int_equal(store_message_get(f->s, f->fam.id.s, msgs[0].id.s, &got),
+			                 0);
+		while (got.state != STORE_MSG_DELETED && !atomic_load(&x.done));
+		assert_int_equal(got.state, STORE_MSG_DELETED);
+		assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &forever), 0);
+		int left_when_answered = count_visible(f, msgs, N);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		/* Nothing deleted after the answer, whenever it came. */
+		assert_int_equal(count_visible(f, msgs, N), left_when_answered);
+		assert_int_equal(x.deleted, N - left_when_answered);
+		if (x.rc == STORE_ECHANGED) {
+			landed_among = 1;
+			assert_true(left_when_answered > 0);
+		} else {
+			assert_int_equal(x.rc, 0); /* done before the change */
+			assert_int_equal(left_when_answered, 0);
+		}
+	}
+	assert_true(landed_among);
+	free(msgs);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -222,6 +370,8 @@ int main(void)
 	    T(retention_spares_kept_messages),
 	    T(retention_period_set_during_a_visit),
 	    T(retention_never_deletes_what_was_just_kept),
+	    T(retention_stops_when_the_period_changed),
+	    T(retention_deletes_nothing_after_the_period_changed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
