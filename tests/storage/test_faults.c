@@ -4,7 +4,8 @@
  * A VFS shim ("faulty") wraps the default VFS and, once armed, fails the Nth write, sync or
  * read with an I/O error or reports the disk full; an allocator wrapper fails the Nth
  * allocation.
- * For N = 1, 2, ... a fixed script of operations runs against a store using the shim; every
+ * For N = 1, 2, ... a fixed script of operations runs against a store using the shim (each
+ * run on its own copy of one data directory holding one family); every
  * call must either succeed or fail with the expected mapped code (never crash, never hang);
  * then the faults stop, the store is reopened (quick_check runs) and the mailbox must hold
  * exactly the messages whose append returned 0, complete and with the right hash. The sweep
@@ -19,12 +20,14 @@
 #include "store.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- the fault plan ---- */
@@ -249,11 +252,55 @@ static void family_dir(char dir[64], store_family *fam, store_member *parent)
 	store_close(s);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+/* In the process, not by a shell's rm: a sweep removes a directory per fault. */
 static void remove_dir(const char *dir)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
+}
+
+static struct {
+	const char *from, *to;
+} copying;
+
+static int copy_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	char dest[256];
+	snprintf(dest, sizeof dest, "%s%s", copying.to, path + strlen(copying.from));
+	if (type == FTW_D)
+		return strcmp(path, copying.from) == 0 ? 0 : mkdir(dest, st->st_mode & 07777);
+	if (type != FTW_F)
+		return -1;
+	FILE *in = fopen(path, "rb"), *out = fopen(dest, "wb");
+	char buf[8192];
+	size_t n;
+	int rc = in && out ? 0 : -1;
+	while (rc == 0 && (n = fread(buf, 1, sizeof buf, in)) > 0)
+		rc = fwrite(buf, 1, n, out) == n ? 0 : -1;
+	if (in)
+		fclose(in);
+	if (out && fclose(out) != 0)
+		rc = -1;
+	return rc;
+}
+
+/* A new data directory (dir, made in /tmp) with what the closed one at `from` holds: a sweep's
+ * runs each start from a copy of one family_dir, not from a store made anew each time. */
+static void copy_dir(char dir[64], const char *from)
+{
+	snprintf(dir, 64, "/tmp/jiayin-faults-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	copying.from = from;
+	copying.to = dir;
+	assert_int_equal(nftw(from, copy_entry, 8, FTW_PHYS), 0);
 }
 
 /* A message of the parent's with this audio, to append. */
@@ -383,9 +430,15 @@ static void verify(run *r)
 static void sweep(fault_kind kind)
 {
 	long n = 0, reached = 0;
+	char fresh[64];
+	store_family fam;
+	store_member parent;
+	family_dir(fresh, &fam, &parent);
 	for (;; n++) {
 		run *r = calloc(1, sizeof *r);
-		family_dir(r->dir, &r->fam, &r->parent);
+		copy_dir(r->dir, fresh);
+		r->fam = fam;
+		r->parent = parent;
 		for (int i = 0; i < SCRIPT_MESSAGES; i++)
 			randombytes_buf(r->audio[i], sizeof r->audio[i]);
 		bool hit = run_script(r, kind, n);
@@ -396,6 +449,7 @@ static void sweep(fault_kind kind)
 			break;
 		reached++;
 	}
+	remove_dir(fresh);
 	print_message("# %ld faults injected before the script ran clean\n", reached);
 	assert_true(reached > 5); /* the script really went through faulty I/O */
 }
