@@ -23,11 +23,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_tus's helpers are imported: no __pycache__ in the tree
-from serverlib import Reader, Server, add_kiosk, logged_id, request  # noqa: E402
+from serverlib import Reader, Server, add_kiosk, logged_id, request, until  # noqa: E402
 from tap import finish, ok  # noqa: E402
 from test_tus import (SAMPLE, bearer, code_of, ffprobe_duration, head, head_settled,  # noqa: E402
-                      list_messages, new_upload, offset_of, pair, patch, patch_head,
-                      signup, start)
+                      list_messages, metric, new_upload, offset_of, pair, patch,
+                      patch_head, signup, start)
 
 
 def interrupted(binary, wav):
@@ -39,7 +39,7 @@ def interrupted(binary, wav):
         # a connection cut in the middle of a PATCH body: the bytes that came are kept
         s = srv.connect()
         s.sendall(patch_head(mom, loc, 0, len(wav)) + wav[:123457])
-        time.sleep(0.3)
+        until(lambda: (metric(srv, "jiayin_upload_buffer_bytes") or 0) > 0)  # it receives
         s.close()
         h = head_settled(srv, mom, loc)
         ok(h.status == 200 and offset_of(h) == 123457,
@@ -105,7 +105,7 @@ def interrupted(binary, wav):
         loc2 = new_upload(srv, mom, len(wav))
         zombie = srv.connect()
         zombie.sendall(patch_head(mom, loc2, 0, len(wav)) + wav[:50000])
-        time.sleep(0.3)
+        until(lambda: (metric(srv, "jiayin_upload_buffer_bytes") or 0) > 0)  # it receives
         second = patch(srv, mom, loc2, 0, wav)
         ok(second.status == 423 and second.reason == "Locked" and
            code_of(second) == "upload_locked" and second.header("Retry-After"),
