@@ -42,7 +42,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # apiclient and test_api's helpers: no __pycache__ in the tree
-from serverlib import Reader, Server, request  # noqa: E402
+from serverlib import Reader, Server, request, until  # noqa: E402
 from tap import finish, ok  # noqa: E402
 from apiclient import metric, read_head, sine_wav, slow_export  # noqa: E402
 from test_api import SAMPLE, bearer, invite_and_pair, signup, upload  # noqa: E402
@@ -168,7 +168,9 @@ def heavy_jobs_apart(binary):
         two = [threading.Thread(target=send_long) for _ in range(2)]
         for t in two:
             t.start()
-        time.sleep(1.0)  # both bodies are in: one transcodes, one waits
+        # both bodies are in: one transcodes, one waits (asked for, where a fixed second was a
+        # race a loaded machine could lose)
+        until(lambda: (metric(srv, "jiayin_heavy_jobs_queued") or 0) >= 2, timeout=20)
         line, r = first_answer(srv, plain_head(phones[1], len(clip)))
         for t in two:
             t.join()
