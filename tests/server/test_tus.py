@@ -29,7 +29,7 @@ import wave
 from email.utils import parsedate_to_datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serverlib import Reader, Server, request  # noqa: E402
+from serverlib import Reader, Server, request, until  # noqa: E402
 from tap import finish, ok, skip  # noqa: E402
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
@@ -47,6 +47,11 @@ def b64(s):
 
 def start(binary, *args):
     return Server(binary, "--signups-per-hour", "1000", *args)
+
+
+def metric(srv, name):
+    m = re.search(rf"^{name} (\d+)$", request(srv, "GET", "/metrics").body.decode(), re.M)
+    return int(m.group(1)) if m else None
 
 
 def signup(srv, family="王家", member="妈妈"):
@@ -474,7 +479,7 @@ def limits(binary, wav):
             time.sleep(0.1)
             s.close()
             request(srv, "DELETE", loc, headers=TUS + bearer(mom["token"]))
-        time.sleep(0.3)
+        until(lambda: metric(srv, "jiayin_buffer_bytes") == 0)  # the last ones given back
         r = request(srv, "POST", f"/v1/families/{fam}/messages", wav,
                     headers=bearer(mom["token"]), timeout=60)
         loc = new_upload(srv, mom, len(wav))
@@ -649,16 +654,18 @@ def lock_after_auth(binary, wav):
         up.sendall((f"POST /v1/families/{mom['family']['id']}/messages HTTP/1.1\r\nHost: t\r\n"
                     f"Authorization: Bearer {mom['token']}\r\n"
                     f"Content-Length: {len(long)}\r\n\r\n").encode() + long)
-        time.sleep(0.5)  # the body is in: its transcode holds the only thread
+        # the body is in: its transcode holds the only thread
+        until(lambda: metric(srv, "jiayin_heavy_jobs_queued") == 1, timeout=20)
         results = {}
-        for who, token in (("a bad token", "nope"), ("another family's device", other["token"]),
-                           ("the owner", mom["token"])):
+        for n, (who, token) in enumerate((("a bad token", "nope"),
+                                          ("another family's device", other["token"]),
+                                          ("the owner", mom["token"]))):
             s = srv.connect()
             s.settimeout(120)
             s.sendall((f"HEAD {loc} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n"
                        f"Authorization: Bearer {token}\r\n\r\n").encode())
             results[who] = s
-            time.sleep(0.1)
+            until(lambda: (metric(srv, "jiayin_jobs_queued") or 0) > n)  # queued in this order
         answers = {who: Reader(s).response(head_request=True) for who, s in results.items()}
         for s in results.values():
             s.close()
@@ -1040,7 +1047,9 @@ def retry_after_while_receiving(binary, wav):
         loc = new_upload(srv, mom, len(wav))
         s = srv.connect()
         s.sendall(patch_head(mom, loc, 0, len(wav)) + wav[:1000])
-        time.sleep(0.3)
+        # receiving once its body is claimed (a stage of upload buffer held); asked before, its
+        # place was told as its expiry (3600) in 3 of 4 tries here
+        until(lambda: (metric(srv, "jiayin_upload_buffer_bytes") or 0) > 0)
         r = create(srv, mom, len(wav))
         ra = r.header("Retry-After")
         ok(r.status == 429 and code_of(r) == "too_many_uploads" and ra in ("59", "60"),
