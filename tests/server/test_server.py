@@ -390,7 +390,9 @@ def budgets(binary):
            "buffer-memory: with 816 KiB of 1 MiB held by 3 readers that just stopped, another "
            f"download (256 KiB first) is 503 busy ({time.time() - t0:.2f} s after)")
         ok(get(srv, "/healthz").status == 200, "buffer-memory: other requests are served")
-        time.sleep(1.5)
+        # their first second over (asked for, where a fixed 1.5 s was a race a loaded machine
+        # could lose), they hold what waits
+        until(lambda: buffer_bytes(srv) == 3 * 16 * 1024)
         held = buffer_bytes(srv)
         g = get(srv, path)
         ok(held == 3 * 16 * 1024 and g.status == 200 and g.body == big,
@@ -522,8 +524,11 @@ def limits(binary):
            str(outcomes))
         for h in held:
             h.close()
-        time.sleep(0.2)
-        again = request(srv, "GET", "/healthz")
+
+        def served():
+            r = request(srv, "GET", "/healthz")
+            return r if r and r.status == 200 else None
+        again = until(served)  # once the server has seen them close
         ok(again and again.status == 200, "max-connections: served again once others closed")
     finally:
         srv.stop()
@@ -698,8 +703,10 @@ def shutdown(binary):
     # the grace period bounds a client that never finishes
     srv = Server(binary, "--body-idle-ms", "60000", "--shutdown-grace-ms", "500")
     s = srv.connect()
-    s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
-    time.sleep(0.2)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n"
+              b"Expect: 100-continue\r\n\r\n")
+    read_head(s)  # the server has the head (as above): the signal finds the upload in flight
+    s.sendall(b"abc")
     t0 = time.time()
     srv.signal(signal.SIGINT)
     rc = srv.proc.wait(timeout=10)
@@ -711,8 +718,10 @@ def shutdown(binary):
     # a second signal does not wait for the grace period
     srv = Server(binary, "--body-idle-ms", "60000", "--shutdown-grace-ms", "30000")
     s = srv.connect()
-    s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
-    time.sleep(0.2)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n"
+              b"Expect: 100-continue\r\n\r\n")
+    read_head(s)  # the server has the head (as above): the signal finds the upload in flight
+    s.sendall(b"abc")
     srv.signal(signal.SIGTERM)
     time.sleep(0.3)
     ok(srv.proc.poll() is None, "SIGTERM: the server waits for the stalled upload")
@@ -857,8 +866,14 @@ def operations(binary):
                       "abcd".encode())
             time.sleep(0.2)
             s.close()
-        time.sleep(0.3)
-        r = request(srv, "GET", "/metrics")
+        asked = {}
+
+        def counted():
+            asked["r"] = request(srv, "GET", "/metrics")
+            return all(f'jiayin_http_requests_total{{route="{route}",status="499"}} 1'
+                       in asked["r"].body.decode() for route in ("echo", "echo-file"))
+        until(counted)  # once the server has seen both go
+        r = asked["r"]
         m = r.body.decode()
         # Counted with their lines written: once the /metrics line is there, so are they.
         gone = [json.loads(line) for line in srv.wait_log(logged_id(r)).splitlines()
