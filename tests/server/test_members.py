@@ -23,7 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache__ in the tree
-from serverlib import Reader, Server, add_kiosk, request  # noqa: E402
+from serverlib import Reader, Server, add_kiosk, request, until  # noqa: E402
+from apiclient import metric  # noqa: E402
 from tap import finish, ok  # noqa: E402
 from test_api import SAMPLE, bearer, invite_and_pair, post_json, signup, upload  # noqa: E402
 
@@ -438,16 +439,16 @@ def long_wav(seconds, rate=8000):
 
 
 def during_transcode(srv, fam, token, wav, action, query=""):
-    """Send `wav` as a recording with `token`, run action() 0.3 s after its body is in (its
-    transcode has begun: 3 minutes take seconds) and before its answer: (the upload's answer,
-    what action() returned)."""
+    """Send `wav` as a recording with `token`, run action() once its body is in (its transcode
+    has begun: 3 minutes take seconds) and before its answer: (the upload's answer, what
+    action() returned)."""
     sock = srv.connect(120)
     try:
         sock.sendall((f"POST /v1/families/{fam}/messages{query} HTTP/1.1\r\nHost: t\r\n"
                       f"Authorization: Bearer {token}\r\n"
                       f"Content-Length: {len(wav)}\r\nConnection: close\r\n\r\n")
                      .encode() + wav)
-        time.sleep(0.3)
+        until(lambda: (metric(srv, "jiayin_heavy_jobs_queued") or 0) >= 1, timeout=20)
         done = action()
         return Reader(sock).response(), done
     finally:
