@@ -49,7 +49,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # apiclient's helpers are imported: no __pycache__ in the tree
 import apiclient as ac  # noqa: E402
-from serverlib import Reader, Server, request  # noqa: E402
+from serverlib import Reader, Server, request, until  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 SLOT = 256 * 1024  # a stage at its largest: a download's first part
@@ -412,13 +412,13 @@ def drain_claim(binary):
         a = connect(srv, timeout=15)
         socks.append(a)
         a.sendall(b"POST /echo?work=2000 HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx")
-        time.sleep(0.2)
+        wait_metric(srv, "jiayin_jobs_queued", 1, 10)  # it holds the thread
         b = connect(srv, timeout=15)
         socks.append(b)
         b.sendall((f"PATCH {loc} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n"
                    "Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
                    "Upload-Offset: 0\r\nContent-Length: 1000\r\n\r\n").encode() + b"d" * 1000)
-        time.sleep(0.3)
+        wait_metric(srv, "jiayin_jobs_queued", 2, 10)  # the PATCH's check waits behind it
         srv.signal(signal.SIGTERM)
         ra = Reader(a).response()
         rb_reader = Reader(b)
@@ -687,7 +687,8 @@ def pipelined_flood(binary):
         reader = Reader(probe)
         probe.sendall(HEALTH)
         reader.response()
-        time.sleep(1.0)  # the flood's connections are open
+        # the flood's 100 connections are open (with the probe and the asking one)
+        until(lambda: (metric(srv, "jiayin_connections_open") or 0) >= 102, timeout=20)
         waits = []
         go.set()
         t0 = time.time()
@@ -744,7 +745,9 @@ def slow_readers(binary, root, big):
             socks.append(s)
             statuses.append(status)
         took = time.time() - t0
-        time.sleep(1.5)
+        # each past its first second (asked for, where a fixed 1.5 s was a race a loaded
+        # machine could lose), then read five times
+        until(lambda: (metric(srv, "jiayin_buffer_bytes") or 0) <= 16 * 2 * STAGE)
         held = [metric(srv, "jiayin_buffer_bytes") for _ in range(5)]
         ok(statuses == [200] * 16 and max(held) <= 16 * 2 * STAGE,
            f"16 slow readers (2 KB/s) are all served with buffer-memory at 1 MiB (within "
