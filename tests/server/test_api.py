@@ -22,7 +22,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # apiclient's helper is imported: no __pycache__ in the tree
 from apiclient import read_head  # noqa: E402
-from serverlib import Reader, Server, damm, logged_id, pairing_code, request  # noqa: E402
+from serverlib import (Reader, Server, damm, logged_id, pairing_code, request,  # noqa: E402
+                       until)
 from tap import finish, ok  # noqa: E402
 
 
@@ -903,7 +904,7 @@ def upload_gate(binary):
         s2, stranger = head_only(other["token"])
         none_open = open_bodies()
         s3, mine = head_only(mom["token"])
-        time.sleep(0.2)
+        until(lambda: open_bodies() == 1)  # its body's file opened
         one_open = open_bodies()
         for s in (s1, s2, s3):
             s.close()
