@@ -30,7 +30,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_members' helper is imported: no __pycache__
-from serverlib import Reader, Server, damm, pairing_code, request  # noqa: E402
+from serverlib import Reader, Server, damm, pairing_code, request, until  # noqa: E402
+from apiclient import metric  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
@@ -521,13 +522,14 @@ def story_outlives_its_body(binary, jiayinctl, wav):
                           f"Authorization: Bearer {mom['token']}\r\n"
                           f"Content-Length: {len(long_one)}\r\nConnection: close\r\n\r\n")
                          .encode() + long_one)
-            time.sleep(0.3)
+            until(lambda: metric(srv, "jiayin_heavy_jobs_queued") == 1, timeout=20)  # it runs
             patch.sendall((f"PATCH {loc} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {first}"
                            "\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
                            "Content-Type: application/offset+octet-stream\r\n"
                            f"Content-Length: {len(wav)}\r\nConnection: close\r\n\r\n")
                           .encode() + wav)
-            time.sleep(0.3)
+            # its body is in and its transcode waits its turn behind mom's
+            until(lambda: metric(srv, "jiayin_heavy_jobs_queued") == 2, timeout=20)
             login(links[1])
             done, waited = Reader(patch).response(), Reader(busy).response()
         finally:
