@@ -30,6 +30,8 @@ from email.utils import parsedate_to_datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serverlib import Reader, Server, request, until  # noqa: E402
+sys.dont_write_bytecode = True  # apiclient's helper is imported: no __pycache__ in the tree
+from apiclient import metric  # noqa: E402
 from tap import finish, ok, skip  # noqa: E402
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
@@ -47,11 +49,6 @@ def b64(s):
 
 def start(binary, *args):
     return Server(binary, "--signups-per-hour", "1000", *args)
-
-
-def metric(srv, name):
-    m = re.search(rf"^{name} (\d+)$", request(srv, "GET", "/metrics").body.decode(), re.M)
-    return int(m.group(1)) if m else None
 
 
 def signup(srv, family="王家", member="妈妈"):
