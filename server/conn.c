@@ -762,7 +762,7 @@ void conn_response_done(srv_conn *c)
 	srv_log_request(c->srv, x, secs);
 	free(x->body);
 	x->body = NULL;
-	x->body_len = 0;
+	x->body_len = x->body_cap = 0;
 	if (c->closed)
 		return;
 	if (!c->keep_alive || c->srv->draining) {

@@ -28,13 +28,22 @@ int conn_collect_body(void *ctx, const char *data, size_t len)
 	uint64_t limit = x->route ? x->route->max_body : 0;
 	if (x->body_len + len > limit)
 		return SRV_HTTP_EBODY_TOO_LARGE;
-	char *p = realloc(x->body, x->body_len + len + 1);
-	if (!p)
-		return SRV_HTTP_ENOMEM;
-	memcpy(p + x->body_len, data, len);
-	x->body = p;
+	size_t need = x->body_len + len + 1;
+	if (need > x->body_cap) {
+		/* Doubling, up to the limit: a body that arrives a read at a time is copied a
+		 * bounded number of times, not once per read (quadratic in its length). */
+		size_t cap = x->body_cap > need / 2 ? 2 * x->body_cap : need;
+		if (cap > limit + 1)
+			cap = (size_t)limit + 1;
+		char *p = realloc(x->body, cap);
+		if (!p)
+			return SRV_HTTP_ENOMEM;
+		x->body = p;
+		x->body_cap = cap;
+	}
+	memcpy(x->body + x->body_len, data, len);
 	x->body_len += len;
-	p[x->body_len] = 0;
+	x->body[x->body_len] = 0;
 	return 0;
 }
 

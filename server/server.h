@@ -184,6 +184,7 @@ struct srv_exchange {
 	srv_slice params[SRV_MAX_PARAMS];
 	char *body;            /* bounded by the route's max_body; NUL-terminated */
 	size_t body_len;       /* bytes of body, in memory or in body_fd */
+	size_t body_cap;       /* bytes allocated at body */
 	int body_fd;           /* SRV_ROUTE_BODY_FILE: the body in an unnamed temporary file
 				  (read it with pread); -1 none. A handler may take it (set -1). */
 	uint64_t id;           /* request id, in logs and X-Request-Id */
