@@ -204,8 +204,10 @@ struct store {
 /* The retention gate: a deletion by a family's retention period (store_messages_expire) is
  * made between these two, and a change of any family's period waits for the deletions under
  * way and keeps new ones out until it is stored. Changes go first: a deletion waits while one
- * waits. Store-wide (a change waits one deletion's commit at most), never held while another
- * thread's work is awaited. */
+ * waits. Store-wide: a change waits for one deletion's period check and commit (the checkpoint
+ * that follows an erasure, which may wait for readers, is made outside). Inside, a deletion
+ * waits only for what never waits for the gate (a directory reader, the family's opening by
+ * another thread, its write lock). */
 void retention_delete_enter(store *s);
 void retention_delete_leave(store *s);
 

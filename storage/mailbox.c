@@ -454,8 +454,22 @@ int messages_visible_after(store *s, const char *family_id, sqlite3_int64 *after
 typedef int (*change_fn)(conn *c, sqlite3_int64 rowid, const store_message *before,
 			 const void *arg, int64_t *bytes_delta);
 
-static int change_message(store *s, const char *family_id, const char *message_id,
-			  change_fn fn, const void *arg, uint64_t *seq)
+/*
+ * An erased voice is zeroed in the WAL (secure_delete), but the database file and the WAL's
+ * older frames still hold it until a checkpoint copies the zeros over it: do that now, and cut
+ * the WAL to nothing. Readers hold snapshots for one read (or one clip copied into an export)
+ * only, so the busy timeout lets them finish; if one does not, the next checkpoint (every
+ * ~16 MiB of writes, or when the family is closed) finishes the job. c: the write connection.
+ */
+static void checkpoint_erased(conn *c)
+{
+	(void)sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+}
+
+/* change_message; with erased, a change that erases audio sets *erased and leaves its
+ * checkpoint to the caller (checkpoint_family), else it is made here. */
+static int change_message_then(store *s, const char *family_id, const char *message_id,
+                               change_fn fn, const void *arg, uint64_t *seq, bool *erased)
 {
 	static const char sql_seq[] = "UPDATE messages SET seq = ? WHERE rowid = ?";
 	family *f;
@@ -490,16 +504,10 @@ static int change_message(store *s, const char *family_id, const char *message_i
 		f->bytes_used += (uint64_t)delta; /* delta <= 0: a deletion frees its bytes */
 	else
 		f->usage_known = false;
-	/*
-	 * An erased voice is zeroed in the WAL (secure_delete), but the database file and the
-	 * WAL's older frames still hold it until a checkpoint copies the zeros over it: do that
-	 * now, and cut the WAL to nothing. Readers hold snapshots for one read (or one clip copied
-	 * into an export) only, so the busy timeout lets them finish; if one does not, the next
-	 * checkpoint (every ~16 MiB of writes, or when the family is closed) finishes the job.
-	 */
-	if (rc == 0 && delta < 0)
-		(void)sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL,
-						NULL);
+	if (rc == 0 && delta < 0 && erased)
+		*erased = true;
+	else if (rc == 0 && delta < 0)
+		checkpoint_erased(c);
 	goto done;
 abort:
 	conn_rollback(c);
@@ -507,6 +515,23 @@ done:
 	db_write_end(f->db);
 	family_release(s, f);
 	return rc;
+}
+
+/* A family's write connection: checkpoint_erased. */
+static void checkpoint_family(store *s, const char *family_id)
+{
+	family *f;
+	if (family_acquire(s, family_id, &f) < 0)
+		return; /* the next checkpoint, or the family's closing, does it */
+	checkpoint_erased(db_write_begin(f->db));
+	db_write_end(f->db);
+	family_release(s, f);
+}
+
+static int change_message(store *s, const char *family_id, const char *message_id, change_fn fn,
+                          const void *arg, uint64_t *seq)
+{
+	return change_message_then(s, family_id, message_id, fn, arg, seq, NULL);
 }
 
 /* The family's members' ids as a JSON array, into *json (the caller frees it). */
@@ -797,12 +822,22 @@ int store_messages_expire(store *s, const char *family_id, uint32_t retention_da
 		for (size_t i = 0; rc == 0 && i < e->n; i++) {
 			expire_arg a = {before_ms, false};
 			uint64_t q;
+			bool erased = false;
 			retention_delete_enter(s);
-			if ((rc = period_unchanged(s, family_id, retention_days)) == 0)
-				rc = change_message(s, family_id, e->ids[i], do_expire, &a, &q);
+			/* STORE_ECHANGED, or STORE_ENOTFOUND: the family is being erased */
+			int period = period_unchanged(s, family_id, retention_days);
+			if (period == 0)
+				rc = change_message_then(s, family_id, e->ids[i], do_expire, &a, &q,
+				                         &erased);
 			retention_delete_leave(s);
+			/* Its checkpoint may wait for a reader (a backup's copy, up to the busy
+			 * timeout): outside the gate, where no parent's change waits for it. */
+			if (erased)
+				checkpoint_family(s, family_id);
 			if (rc == STORE_ENOTFOUND)
-				rc = 0;
+				rc = 0; /* the message: gone meanwhile */
+			if (period < 0)
+				rc = period;
 			if (rc == 0 && a.deleted) {
 				(*deleted)++;
 				*seq = q;
