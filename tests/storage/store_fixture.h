@@ -19,7 +19,8 @@ typedef struct fixture {
 	store_member parent;
 } fixture;
 
-static inline int setup(void **state)
+/* The fixture with the store on the SQLite VFS of this name (NULL: the default). */
+static inline int setup_on_vfs(void **state, const char *vfs)
 {
 	fixture *f = calloc(1, sizeof *f);
 	snprintf(f->dir, sizeof f->dir, "/tmp/jiayin-store-XXXXXX");
@@ -28,12 +29,18 @@ static inline int setup(void **state)
 	store_options o;
 	store_options_init(&o);
 	o.dir = f->dir;
+	o.vfs = vfs;
 	if (store_open(&f->s, &o) != 0)
 		return -1;
 	if (store_family_create(f->s, "王家", "妈妈", 0, 1000, &f->fam, &f->parent) != 0)
 		return -1;
 	*state = f;
 	return 0;
+}
+
+static inline int setup(void **state)
+{
+	return setup_on_vfs(state, NULL);
 }
 
 static inline int teardown(void **state)

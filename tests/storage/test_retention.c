@@ -246,23 +246,29 @@ static int count_visible(fixture *f, const store_message *msgs, int n)
 	return visible;
 }
 
+/* n messages of the parent's, created at first_ms, first_ms + 1, ... */
+static void append_from(fixture *f, int64_t first_ms, store_message *msgs, int n)
+{
+	uint8_t audio[16] = {3};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	int existed;
+	for (int i = 0; i < n; i++) {
+		m.created_ms = first_ms + i;
+		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msgs[i], &existed),
+		                 0);
+	}
+}
+
 /* A period a parent changed after the job read it (from a day to a month, or to keeping for
  * ever) deletes nothing: the job's call says the period changed (review finding: it deleted by
  * the period it had read). */
 static void retention_stops_when_the_period_changed(void **state)
 {
 	fixture *f = *state;
-	uint8_t audio[16] = {3};
-	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
 	store_message msgs[3];
-	int existed;
 	unsigned n = 99;
 	uint64_t seq = 99;
-	for (int i = 0; i < 3; i++) {
-		m.created_ms = 1000 + i;
-		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msgs[i], &existed),
-		                 0);
-	}
+	append_from(f, 1000, msgs, 3);
 	const int64_t now = 2 * DAY_MS; /* all three older than a day, none than a month */
 	const uint32_t month = 30, forever = 0, day = 1;
 	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month), 0);
@@ -321,18 +327,12 @@ static void retention_deletes_nothing_after_the_period_changed(void **state)
 {
 	fixture *f = *state;
 	enum { N = 200, ROUNDS = 5 };
-	uint8_t audio[16] = {4};
-	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
 	store_message *msgs = calloc(N, sizeof *msgs);
 	const uint32_t day = 1, forever = 0;
-	int existed, landed_among = 0;
+	int landed_among = 0;
 	for (int round = 0; round < ROUNDS && !landed_among; round++) {
 		assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day), 0);
-		for (int i = 0; i < N; i++) {
-			m.created_ms = 1000 + round * N + i;
-			assert_int_equal(
-			    store_message_append(f->s, f->fam.id.s, &m, &msgs[i], &existed), 0);
-		}
+		append_from(f, 1000 + round * N, msgs, N);
 		expirer x = {f, 0, 0, 0};
 		pthread_t t;
 		assert_int_equal(pthread_create(&t, NULL, expire_all, &x), 0);
@@ -422,19 +422,7 @@ static int setup_holding(void **state)
 		if (sqlite3_vfs_register(&hold.vfs, 0) != SQLITE_OK)
 			return -1;
 	}
-	fixture *f = calloc(1, sizeof *f);
-	snprintf(f->dir, sizeof f->dir, "/tmp/jiayin-store-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	store_options o;
-	store_options_init(&o);
-	o.dir = f->dir;
-	o.vfs = "holding";
-	if (store_open(&f->s, &o) != 0 ||
-	    store_family_create(f->s, "王家", "妈妈", 0, 1000, &f->fam, &f->parent) != 0)
-		return -1;
-	*state = f;
-	return 0;
+	return setup_on_vfs(state, "holding");
 }
 
 typedef struct changer {
@@ -461,18 +449,11 @@ static void *keep_for_ever(void *arg)
 static void retention_change_waits_for_the_deletion_under_way(void **state)
 {
 	fixture *f = *state;
-	uint8_t audio[16] = {6};
-	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
 	store_message msgs[3];
-	int existed;
 	unsigned n;
 	uint64_t seq;
 	one_day_period(f);
-	for (int i = 0; i < 3; i++) {
-		m.created_ms = 1000 + i;
-		assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msgs[i], &existed),
-		                 0);
-	}
+	append_from(f, 1000, msgs, 3);
 	/* Aged now (nothing due yet), so the next call's first write is its first deletion's. */
 	assert_int_equal(expire_before(f, 500, 10, &n, &seq), 0);
 	assert_int_equal(n, 0);
@@ -527,13 +508,9 @@ static double seconds_since(const struct timespec *t0)
 static void retention_change_does_not_wait_for_the_checkpoint(void **state)
 {
 	fixture *f = *state;
-	uint8_t audio[16] = {8};
-	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
 	store_message msg, got;
-	int existed;
 	one_day_period(f);
-	m.created_ms = 1000;
-	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	append_from(f, 1000, &msg, 1);
 	/* A reader of the mailbox holds its snapshot (as a backup's copy does). */
 	char path[160];
 	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
