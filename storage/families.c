@@ -189,7 +189,7 @@ int store_family_retention_checked(store *s, const char *family_id, uint32_t ret
 void retention_delete_enter(store *s)
 {
 	pthread_mutex_lock(&s->retention_lock);
-	while (s->changing > 0 || s->changes_waiting > 0)
+	while (s->changes > 0)
 		pthread_cond_wait(&s->retention_turn, &s->retention_lock);
 	s->deleting++;
 	pthread_mutex_unlock(&s->retention_lock);
@@ -206,18 +206,16 @@ void retention_delete_leave(store *s)
 static void retention_change_enter(store *s)
 {
 	pthread_mutex_lock(&s->retention_lock);
-	s->changes_waiting++;
+	s->changes++; /* from now on, no deletion starts */
 	while (s->deleting > 0)
 		pthread_cond_wait(&s->retention_turn, &s->retention_lock);
-	s->changes_waiting--;
-	s->changing++;
 	pthread_mutex_unlock(&s->retention_lock);
 }
 
 static void retention_change_leave(store *s)
 {
 	pthread_mutex_lock(&s->retention_lock);
-	if (--s->changing == 0)
+	if (--s->changes == 0)
 		pthread_cond_broadcast(&s->retention_turn);
 	pthread_mutex_unlock(&s->retention_lock);
 }

@@ -198,7 +198,7 @@ struct store {
 	/* The retention gate (families.c): deletions by a period and changes of periods. */
 	pthread_mutex_t retention_lock;
 	pthread_cond_t retention_turn;
-	unsigned deleting, changing, changes_waiting;
+	unsigned deleting, changes; /* deletions under way; changes waiting or under way */
 };
 
 /* The retention gate: a deletion by a family's retention period (store_messages_expire) is
