@@ -220,29 +220,6 @@ static void retention_change_leave(store *s)
 	pthread_mutex_unlock(&s->retention_lock);
 }
 
-int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
-		     uint32_t retention_days)
-{
-	static const char sql[] = "UPDATE families SET quota_bytes = ?, retention_days = ? "
-				  "WHERE id = ?";
-	if (store_id_check(family_id) < 0)
-		return STORE_ENOTFOUND;
-	if (quota_bytes > INT64_MAX)
-		return STORE_EINVAL;
-	int rc = 0;
-	retention_change_enter(s);
-	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
-		sqlite3_bind_int64(st, 1, (sqlite3_int64)quota_bytes);
-		sqlite3_bind_int64(st, 2, retention_days);
-		rc = update_by_id(c, st, 3, family_id);
-	}
-	db_write_end(s->directory);
-	retention_change_leave(s);
-	return rc;
-}
-
 int store_family_update(store *s, const char *family_id, const uint64_t *quota_bytes,
 			const uint32_t *retention_days)
 {

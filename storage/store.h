@@ -135,8 +135,6 @@ int store_family_create(store *s, const char *family_name, const char *member_na
 			uint64_t quota_bytes, int64_t now_ms, store_family *family,
 			store_member *member);
 int store_family_get(store *s, const char *family_id, store_family *out);
-int store_family_set(store *s, const char *family_id, uint64_t quota_bytes,
-		     uint32_t retention_days);
 /* Change only the settings given (NULL: unchanged), in one statement: concurrent updates of
  * different settings never undo each other. Setting retention_days makes the family due for
  * the retention job at once. */
@@ -701,8 +699,8 @@ int store_message_keep(store *s, const char *family_id, const char *message_id, 
  * kept nor deleted, oldest first. *deleted counts them; *seq: the last change number taken (0
  * if none). The period is the one the caller read: each deletion first checks it is still the
  * family's, and stops with STORE_ECHANGED if not (*deleted those before). A change of the
- * period (store_family_set, store_family_update) waits for a deletion under way and goes
- * before the next, so none is made by a period a parent has already changed.
+ * period (store_family_update) waits for a deletion under way and goes before the next, so
+ * none is made by a period a parent has already changed.
  */
 int store_messages_expire(store *s, const char *family_id, uint32_t retention_days, int64_t now_ms,
                           unsigned max, unsigned *deleted, uint64_t *seq);

@@ -122,15 +122,16 @@ static void retention_spares_kept_messages(void **state)
 	assert_int_equal(n, 1);
 
 	/* The families the retention job visits, paged by id: none while none has a period. */
-	assert_int_equal(store_family_set(f->s, f->fam.id.s, 0, 0), 0);
+	const uint32_t forever = 0, month = 30, week = 7;
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &forever), 0);
 	store_family other, fams[4];
 	store_member mem;
 	size_t nf;
 	assert_int_equal(store_family_create(f->s, "李家", "爸爸", 0, 1, &other, &mem), 0);
 	assert_int_equal(store_families_retaining(f->s, "", 1000, fams, 4, &nf), 0);
 	assert_int_equal(nf, 0);
-	assert_int_equal(store_family_set(f->s, f->fam.id.s, 0, 30), 0);
-	assert_int_equal(store_family_set(f->s, other.id.s, 0, 7), 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month), 0);
+	assert_int_equal(store_family_update(f->s, other.id.s, NULL, &week), 0);
 	assert_int_equal(store_families_retaining(f->s, "", 1000, fams, 1, &nf), 0);
 	assert_int_equal(nf, 1);
 	assert_int_equal(store_families_retaining(f->s, fams[0].id.s, 1000, &fams[1], 4, &nf), 0);

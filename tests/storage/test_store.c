@@ -42,7 +42,9 @@ static void families(void **state)
 	assert_int_equal(store_family_get(f->s, f->fam.id.s, &got), 0);
 	assert_string_equal(got.name, "王家");
 	assert_int_equal(got.created_ms, 1000);
-	assert_int_equal(store_family_set(f->s, f->fam.id.s, 1 << 20, 30), 0);
+	const uint64_t mib = 1 << 20, none = 0;
+	const uint32_t month = 30, forever = 0;
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, &mib, &month), 0);
 	assert_int_equal(store_family_get(f->s, f->fam.id.s, &got), 0);
 	assert_int_equal(got.quota_bytes, 1 << 20);
 	assert_int_equal(got.retention_days, 30);
@@ -50,8 +52,8 @@ static void families(void **state)
 	assert_int_equal(store_family_get(f->s, "nope", &got), STORE_ENOTFOUND);
 	assert_int_equal(store_family_get(f->s, "0123456789abcdefghjkmnpqrs", &got),
 			 STORE_ENOTFOUND);
-	assert_int_equal(store_family_set(f->s, "0123456789abcdefghjkmnpqrs", 0, 0),
-			 STORE_ENOTFOUND);
+	assert_int_equal(store_family_update(f->s, "0123456789abcdefghjkmnpqrs", &none, &forever),
+	                 STORE_ENOTFOUND);
 	/* Names are validated. */
 	store_family fam2;
 	store_member m2;
