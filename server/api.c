@@ -695,6 +695,8 @@ static void revoke_work(api_job *j)
 	int64_t now = api_now_ms();
 	if ((j->rc = store_device_revoke(j->st, j->target.id.s, now)) == 0)
 		api_audit(j, now, "device.revoke", j->target.family_id.s, j->target.id.s, NULL);
+	else if (j->rc == 1) /* revoked already (a second tap, a retry): 204, recorded once */
+		j->rc = 0;
 }
 
 static void revoke_done(srv_exchange *x, api_job *j)

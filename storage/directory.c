@@ -215,12 +215,15 @@ int store_devices_active(store *s, const char *family_id, store_device *out, siz
 
 int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 {
-	/* Revoking again keeps the first time. The unused pairing codes the device made go with
-	 * it (they would work for nobody: MAKER_STAYED), and so do a kiosk tablet's unused codes:
-	 * a stolen tablet's would pair children to the kiosk for their minutes, and count toward
-	 * its bound meanwhile (directory step 16). */
-	static const char sql[] =
-	    "UPDATE devices SET revoked_ms = coalesce(revoked_ms, ?) WHERE id = ?";
+	/* Revoking again keeps the first time, and says so (1), in the transaction that would
+	 * have revoked it: of two revocations at once, one is told it revoked the device. The
+	 * unused pairing codes the device made go with it (they would work for nobody:
+	 * MAKER_STAYED), and so do a kiosk tablet's unused codes: a stolen tablet's would pair
+	 * children to the kiosk for their minutes, and count toward its bound meanwhile
+	 * (directory step 16). */
+	static const char sql[] = "UPDATE devices SET revoked_ms = ? WHERE id = ? AND "
+	                          "revoked_ms IS NULL";
+	static const char exists_sql[] = "SELECT 1 FROM devices WHERE id = ?";
 	static const char *const codes_sql[] = {
 	    "DELETE FROM pairing_codes WHERE used_ms IS NULL AND created_by_device = ?",
 	    "DELETE FROM kiosk_codes WHERE used_ms IS NULL AND created_by_device = ?",
@@ -228,11 +231,21 @@ int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 	if (store_id_check(device_id) < 0)
 		return STORE_ENOTFOUND;
 	int rc = 0;
+	bool already = false;
 	conn *c = db_write_begin(s->directory);
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (st && (rc = conn_begin(c)) == 0) {
 		sqlite3_bind_int64(st, 1, now_ms);
 		rc = update_by_id(c, st, 2, device_id);
+		if (rc == STORE_ENOTFOUND && (st = conn_stmt(c, exists_sql, &rc))) {
+			sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
+			int r = sqlite3_step(st);
+			rc = r == SQLITE_ROW    ? 0
+			     : r == SQLITE_DONE ? STORE_ENOTFOUND
+			                        : store_map_sqlite(r);
+			sqlite3_reset(st);
+			already = rc == 0;
+		}
 		for (size_t i = 0; rc == 0 && i < sizeof codes_sql / sizeof *codes_sql; i++) {
 			if ((st = conn_stmt(c, codes_sql[i], &rc))) {
 				sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
@@ -242,7 +255,7 @@ int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
 	}
 	db_write_end(s->directory);
-	return rc;
+	return rc == 0 && already ? 1 : rc;
 }
 
 int store_device_touch(store *s, const char *device_id, int64_t now_ms)

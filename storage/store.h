@@ -253,8 +253,9 @@ int store_devices_list(store *s, const char *family_id, store_device *out, size_
 /* The family's active (not revoked) devices, oldest first, up to max (*n == max: there may be
  * more; a member has one phone, so a family's members' worth is enough). */
 int store_devices_active(store *s, const char *family_id, store_device *out, size_t max, size_t *n);
-/* Revoke a device (again: the first time kept); in the same transaction the unused pairing
- * codes made on it, and a kiosk tablet's unused kiosk codes, are deleted. */
+/* Revoke a device: 0, or 1 if it was revoked already (the first time kept, so a caller
+ * records the revocation once: of two at once, one gets 0). In the same transaction the unused
+ * pairing codes made on it, and a kiosk tablet's unused kiosk codes, are deleted. */
 int store_device_revoke(store *s, const char *device_id, int64_t now_ms);
 /* Record use, at most once a minute per device (last_seen is advisory). */
 int store_device_touch(store *s, const char *device_id, int64_t now_ms);

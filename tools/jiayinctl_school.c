@@ -452,9 +452,15 @@ int cmd_device_revoke(ctl *c, int argc, char **argv)
 		int64_t now = now_ms();
 		if ((rc = store_device_revoke(c->s, d.id.s, now)) < 0)
 			return fail(c, rc, "device %s was not revoked", d.id.s);
-		d.revoked_ms = now;
-		arc = audit(c, "device.revoke", opt_id(&d.family_id), d.id.s,
-		            d.kind == STORE_DEVICE_KIOSK ? d.kiosk_id.s : d.member_id.s);
+		if (rc == 1) { /* revoked meanwhile, by the API: its time, its audit record */
+			already = true;
+			if ((rc = store_device_get(c->s, argv[0], &d)) < 0)
+				return fail(c, rc, "the device could not be read");
+		} else {
+			d.revoked_ms = now;
+			arc = audit(c, "device.revoke", opt_id(&d.family_id), d.id.s,
+			            d.kind == STORE_DEVICE_KIOSK ? d.kiosk_id.s : d.member_id.s);
+		}
 	}
 	if (!c->json) {
 		printf("device %s  ", d.id.s);

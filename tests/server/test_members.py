@@ -26,7 +26,8 @@ sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache_
 from serverlib import Reader, Server, add_kiosk, request, until  # noqa: E402
 from apiclient import metric  # noqa: E402
 from tap import finish, ok  # noqa: E402
-from test_api import SAMPLE, bearer, invite_and_pair, post_json, signup, upload  # noqa: E402
+from test_api import (SAMPLE, at_once, bearer, invite_and_pair, post_json, signup,  # noqa: E402
+                      upload)
 
 
 def member_edits(binary):
@@ -572,6 +573,20 @@ def revoked_phones_hear_at_once(binary):
         ok(rv.status == 204 and status == 401 and lat < 2,
            f"a parent revokes the grandmother's phone: its waiting long-poll hears 401 at once "
            f"({lat * 1000:.0f} ms after)", f"{rv.status} {status}")
+        # Revoked again (a parent's second tap, a retry after a lost answer): the same 204,
+        # and the audit log still says once who revoked it.
+        again = request(srv, "DELETE", f"/v1/devices/{nai['device']['id']}",
+                        headers=bearer(mom["token"]))
+        rows = [r for r in audit_rows(srv, "device.revoke") if r[2] == nai["device"]["id"]]
+        ok(again.status == 204 and len(rows) == 1,
+           "revoking a revoked phone again: 204, and one audit record of it", f"{again.status} {rows}")
+        ye = invite_and_pair(srv, mom, "caregiver", "爷爷")
+        answers = at_once([lambda: request(srv, "DELETE", f"/v1/devices/{ye['device']['id']}",
+                                           headers=bearer(mom["token"]))] * 3)
+        rows = [r for r in audit_rows(srv, "device.revoke") if r[2] == ye["device"]["id"]]
+        ok([a.status for a in answers] == [204] * 3 and len(rows) == 1,
+           "three revocations of a phone at once: 204 each, one audit record",
+           f"{[a.status for a in answers]} {rows}")
 
         th, got = waiting(kid["token"])
         code = post_json(srv, f"/v1/families/{fam}/pairing-codes", {"member_id":
