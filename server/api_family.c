@@ -235,6 +235,11 @@ static void set_work(api_job *j)
 {
 	if (!api_parent(j))
 		return;
+	/* The answer is the family with its usage: a mailbox that cannot tell it (damaged: 503
+	 * storage_corrupt) is told before the change, which is then not made (the review: it was
+	 * made and audited, then answered 503, and each retry audited it again). */
+	if ((j->rc = store_mailbox_usage(j->st, j->param[0], &j->usage)) < 0)
+		return;
 	if ((j->rc = store_family_update(j->st, j->param[0], j->set_quota ? &j->quota : NULL,
 					 j->set_retention ? &j->retention_days : NULL)) < 0)
 		return;

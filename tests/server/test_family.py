@@ -532,6 +532,42 @@ def directory_lost_or_damaged(binary):
         srv.stop()
 
 
+def settings_of_a_damaged_mailbox(binary):
+    """A parent's PATCH of the settings of a family whose mailbox is damaged: 503
+    storage_corrupt, as its GET, and nothing changed (the review: the change was made and
+    audited, then answered 503 with Retry-After, so the app retried and each retry wrote
+    another family.settings record of a change it was told had failed)."""
+    import sqlite3
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        request(srv, "GET", f"/v1/families/{fam}/messages", headers=bearer(mom["token"]))
+    finally:
+        srv.stop()
+    with open(os.path.join(srv.data, "families", fam + ".db"), "r+b") as f:
+        f.write(b"\0" * 16)  # the header: "SQLite format 3"
+    srv = Server(binary, data=srv.data)
+    try:
+        answers = []
+        for _ in range(2):  # the app's retry after Retry-After
+            r = request(srv, "PATCH", f"/v1/families/{fam}",
+                        json.dumps({"retention_days": 7}).encode(),
+                        headers=[("Content-Type", "application/json")] + bearer(mom["token"]))
+            answers.append((r.status, r.json()["error"]["code"] if r.status != 200 else ""))
+        db = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10)
+        days = db.execute("SELECT retention_days FROM families WHERE id = ?",
+                          (fam,)).fetchone()[0]
+        audited = db.execute("SELECT count(*) FROM audit_log WHERE action = 'family.settings'"
+                             ).fetchone()[0]
+        db.close()
+        ok(answers == [(503, "storage_corrupt")] * 2 and days == 0 and audited == 0,
+           "a damaged mailbox's settings: 503 storage_corrupt, nothing changed nor audited",
+           f"{answers} retention_days={days} audit records={audited}")
+    finally:
+        srv.stop()
+
+
 def main():
     family_settings(sys.argv[1])
     export_cut_when_revoked(sys.argv[1])
@@ -539,6 +575,7 @@ def main():
     restored_beside_another_directory(sys.argv[1])
     mailbox_went_back(sys.argv[1], sys.argv[2])
     damaged_mailbox_is_not_gone(sys.argv[1], sys.argv[2])
+    settings_of_a_damaged_mailbox(sys.argv[1])
     directory_lost_or_damaged(sys.argv[1])
     return finish()
 
