@@ -489,7 +489,7 @@ void srv_api_message_upload(srv_exchange *x)
 		return;
 	}
 	char to[64] = "";
-	if (x->req.query.ptr) {
+	if (x->req.query.ptr && x->req.query.len > 0) { /* a bare `?` is no query, as for lists */
 		/* ?to=MEMBER_ID, nothing else; ?to= with no id is the whole family, as a resumable
 		 * upload's empty `to` is (tus-js-client cannot send none: docs/api.md) */
 		if (x->req.query.len < 3 || x->req.query.len > 3 + STORE_ID_LEN ||

@@ -596,6 +596,12 @@ def messages(binary):
         ok(whole.status == 201 and whole.json()["message"]["to"] is None,
            "?to= empty: 201, the story is for the whole family (to null)",
            f"{whole.status} {whole.body[:200]!r}")
+        # A bare `?` (a client that appends one before params it then has none of) is no
+        # query, as the list takes it.
+        bare = request(srv, "POST", f"/v1/families/{fam}/messages?", wav,
+                       headers=bearer(mom["token"]), timeout=60)
+        ok(bare.status == 201 and bare.json()["message"]["to"] is None,
+           "a bare ? after messages: 201, for the whole family", f"{bare.status} {bare.body[:200]!r}")
     finally:
         srv.stop()
 
