@@ -7,10 +7,13 @@
  */
 #include "internal.h"
 
-/* sqlite3_step() of a write, expecting SQLITE_DONE, with constraint failures told apart. */
+/* sqlite3_step() of a write, expecting SQLITE_DONE, with constraint failures told apart. A
+ * write outside a transaction commits in its step: its I/O error is told as the file system's
+ * (store_map_db: a read-only remount, a disk full at fsync), as a COMMIT's is. */
 int step_write(sqlite3_stmt *st)
 {
-	return map_write(sqlite3_step(st));
+	int r = sqlite3_step(st), rc = map_write(r);
+	return rc == STORE_EIO ? store_map_db(sqlite3_db_handle(st), r) : rc;
 }
 
 int count_and_first(conn *c, const char *sql, const char *id, int64_t t2, int64_t t3, unsigned *n,

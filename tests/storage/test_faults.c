@@ -752,6 +752,41 @@ static void health_check_reports_a_full_disk(void **st)
 	remove_dir(dir);
 }
 
+/*
+ * The health check, and a directory write outside a transaction (a member added), on a file
+ * system remounted read-only (EROFS at write()) or full at fsync() (ENOSPC): storage_read_only
+ * and storage_full, as store_health_check promises, where the write's own step (which commits
+ * it) mapped SQLite's "I/O error" alone and said storage_io_error (the review).
+ */
+static void directory_writes_tell_the_file_systems_reason(void **st)
+{
+	(void)st;
+	char dir[64];
+	store_family fam;
+	store_member parent, child;
+	family_dir(dir, &fam, &parent);
+	store *s = open_store(dir, true);
+	assert_non_null(s);
+	static const struct {
+		fault_kind kind;
+		int rc;
+	} cases[] = {{FAULT_WRITE_ROFS, STORE_EROFS}, {FAULT_SYNC_NOSPACE, STORE_EFULL}};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		plan.kind = cases[i].kind;
+		plan.countdown = 0;
+		assert_int_equal(store_health_check(s, 2000), cases[i].rc);
+		assert_int_equal(plan.countdown, -1); /* the fault was met */
+		plan.countdown = 0;
+		assert_int_equal(
+		    store_member_add(s, fam.id.s, "kid", STORE_ROLE_CHILD, NULL, 2000, &child),
+		    cases[i].rc);
+		assert_int_equal(plan.countdown, -1);
+		assert_int_equal(store_health_check(s, 3000), 0); /* and recovers */
+	}
+	store_close(s);
+	remove_dir(dir);
+}
+
 int main(void)
 {
 	/* The allocator must be set before SQLite initialises. */
@@ -762,6 +797,7 @@ int main(void)
 		return 1;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(health_check_reports_a_full_disk),
+		cmocka_unit_test(directory_writes_tell_the_file_systems_reason),
 		cmocka_unit_test(failing_writes),
 		cmocka_unit_test(disk_full),
 		cmocka_unit_test(failing_syncs),
