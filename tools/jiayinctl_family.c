@@ -100,6 +100,9 @@ static void print_family(const store_family *f, uint64_t usage, const store_memb
  * The family's usage; a family whose mailbox file is missing (an older directory.db restored
  * beside newer families/, a file lost) has none, *missing set, so that it can be seen and
  * erased (the review: both said "no family", and only a parent's API call could erase it).
+ * So has one whose mailbox the store found damaged as it opened it here, and set aside in
+ * quarantine/ as the server would (the review: show and delete failed "could not be read"
+ * on the first run, and only a second one saw the family missing).
  */
 static int mailbox_usage(ctl *c, const store_family *f, uint64_t *usage, bool *missing)
 {
@@ -107,7 +110,10 @@ static int mailbox_usage(ctl *c, const store_family *f, uint64_t *usage, bool *m
 	struct stat st;
 	snprintf(path, sizeof path, "%s/families/%s.db", c->data, f->id.s);
 	*missing = stat(path, &st) != 0 && errno == ENOENT;
-	return *missing ? 0 : store_mailbox_usage(c->s, f->id.s, usage);
+	int rc = *missing ? 0 : store_mailbox_usage(c->s, f->id.s, usage);
+	if (rc == STORE_ECORRUPT && stat(path, &st) != 0 && errno == ENOENT)
+		*missing = true, *usage = 0, rc = 0;
+	return rc;
 }
 
 /* Whether quarantine/ holds a damaged copy of the family's mailbox (ID.TIME.db). */
