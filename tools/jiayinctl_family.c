@@ -132,6 +132,20 @@ static bool quarantined(ctl *c, const char *family_id)
 	return found;
 }
 
+/* A family without a mailbox file has nothing to export or copy: said as it is, where the
+ * store's "damaged and was set aside" named a file that was neither (the review). */
+static int no_mailbox(ctl *c, const char *family_id, const char *what)
+{
+	return fail(c, STORE_ECORRUPT,
+	            "family %s has no mailbox file (families/%s.db is missing%s): %s; family "
+	            "show says what is left of it",
+	            family_id, family_id,
+	            quarantined(c, family_id)
+	                ? "; a damaged copy was set aside in quarantine/, restore it from a backup"
+	                : "; its messages are gone",
+	            what);
+}
+
 int cmd_family_show(ctl *c, int argc, char **argv)
 {
 	(void)argc;
@@ -362,9 +376,15 @@ int cmd_family_export(ctl *c, int argc, char **argv)
 	store_family f;
 	uint64_t bytes = 0;
 	int rc = store_family_get(c->s, id, &f);
+	uint64_t usage = 0;
+	bool missing = false;
+	if (rc == 0)
+		rc = mailbox_usage(c, &f, &usage, &missing);
 	if (rc < 0)
 		return rc == STORE_ENOTFOUND ? fail(c, rc, "no family %s", id)
 		                             : fail(c, rc, "the family could not be read");
+	if (missing)
+		return no_mailbox(c, f.id.s, "nothing was exported");
 	/* Voices of a family: readable by the administrator only; never over an existing file. */
 	if (lstat(path, &st) == 0)
 		return fail(c, STORE_EEXIST, "cannot create %s: %s", path, strerror(EEXIST));
@@ -554,10 +574,16 @@ int cmd_backup_family(ctl *c, int argc, char **argv)
 	(void)argc;
 	const char *id = argv[0], *dest = argv[1];
 	store_family f;
+	uint64_t usage = 0;
+	bool missing = false;
 	int rc = store_family_get(c->s, id, &f);
+	if (rc == 0)
+		rc = mailbox_usage(c, &f, &usage, &missing);
 	if (rc < 0)
 		return rc == STORE_ENOTFOUND ? fail(c, rc, "no family %s", id)
 		                             : fail(c, rc, "the family could not be read");
+	if (missing)
+		return no_mailbox(c, f.id.s, "no backup was made");
 	rc = store_backup_family(c->s, id, dest);
 	int e = errno;
 	if (rc == STORE_EEXIST)

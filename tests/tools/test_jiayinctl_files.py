@@ -351,6 +351,15 @@ def mailbox_missing(ctl, data, fam):
        res.get("damaged") == [fam],
        "backup of a family whose mailbox is set aside: done, its rows kept, its id said "
        "(stderr, and \"damaged\" in --json)", f"{b.returncode} {b.err[-300:]!r} {bj.out!r}")
+    # Nothing to export or copy: said as it is (the review: "a database file is damaged and
+    # was set aside", of a file that was neither), and no file made.
+    zpath, one = os.path.join(data, "..", "nomailbox.zip"), os.path.join(data, "..", "nm.db")
+    ex, bf = ctl("family", "export", fam, zpath), ctl("backup-family", fam, one)
+    ok(all(r.returncode == 1 and "no mailbox file" in r.err and "missing" in r.err and
+           "quarantine/" in r.err and "was set aside (" not in r.err for r in (ex, bf)) and
+       not os.path.exists(zpath) and not os.path.exists(one),
+       "family export and backup-family of it: 1, the file said missing, nothing made",
+       f"{ex.returncode} {ex.err[-300:]!r} {bf.returncode} {bf.err[-300:]!r}")
     refused = ctl("family", "delete", fam)
     gone = ctl("family", "delete", fam, "--yes")
     after = ctl("family", "show", fam)
