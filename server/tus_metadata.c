@@ -5,23 +5,32 @@
  */
 #include "tus_metadata.h"
 
+#include <errno.h>
 #include <sodium.h>
 #include <string.h>
 
-/* One value, base64 (padded or not), decoded into out (NUL-terminated). */
-static bool value(const char *v, size_t n, char *out, size_t cap)
+enum { VALUE_OK, VALUE_NOT_BASE64, VALUE_TOO_LONG };
+
+/* One value, base64 (padded or not), decoded into out (NUL-terminated). A value that decodes
+ * to more than out holds is too long, not "not base64": an idempotency key of 300 characters
+ * is invalid_idempotency_key, as one of 129 is. */
+static int value(const char *v, size_t n, char *out, size_t cap)
 {
 	size_t len = 0;
 	const char *end = NULL;
+	bool too_long = false;
+	errno = 0;
 	if (sodium_base642bin((unsigned char *)out, cap - 1, v, n, NULL, &len, &end,
 			      sodium_base64_VARIANT_ORIGINAL) != 0 || end != v + n) {
+		too_long = errno == ERANGE;
+		errno = 0;
 		if (sodium_base642bin((unsigned char *)out, cap - 1, v, n, NULL, &len, &end,
 				      sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0 ||
 		    end != v + n)
-			return false;
+			return too_long || errno == ERANGE ? VALUE_TOO_LONG : VALUE_NOT_BASE64;
 	}
 	out[len] = '\0';
-	return memchr(out, '\0', len) == NULL;
+	return memchr(out, '\0', len) == NULL ? VALUE_OK : VALUE_NOT_BASE64;
 }
 
 const char *srv_tus_metadata_parse(const char *p, size_t n, srv_tus_metadata *m,
@@ -59,9 +68,10 @@ const char *srv_tus_metadata_parse(const char *p, size_t n, srv_tus_metadata *m,
 			return "Upload-Metadata: an empty key";
 		if (seen && *seen)
 			return "Upload-Metadata: a key came twice";
-		if (seen && !value(val, vlen, decoded, sizeof decoded))
+		int v = seen ? value(val, vlen, decoded, sizeof decoded) : VALUE_OK;
+		if (v == VALUE_NOT_BASE64)
 			return "Upload-Metadata: a value is not base64";
-		if (seen && strlen(decoded) >= dcap) {
+		if (v == VALUE_TOO_LONG || (seen && strlen(decoded) >= dcap)) {
 			if (seen == &m->has_idem) {
 				*code = "invalid_idempotency_key";
 				return "idempotency_key: 1-128 printable ASCII characters";

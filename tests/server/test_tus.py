@@ -223,7 +223,11 @@ def protocol(binary, wav):
                 (f"family_id {b64(fam)},idempotency_key {b64('a' + chr(1))}", 400,
                  "invalid_idempotency_key", "an idempotency key with a control byte"),
                 (f"family_id {b64(fam)},idempotency_key {b64('k' * 129)}", 400,
-                 "invalid_idempotency_key", "an idempotency key of 129 bytes")):
+                 "invalid_idempotency_key", "an idempotency key of 129 bytes"),
+                (f"family_id {b64(fam)},idempotency_key {b64('k' * 300)}", 400,
+                 "invalid_idempotency_key", "an idempotency key of 300 bytes"),
+                (f"family_id {b64(fam)},to {b64('m' * 300)}", 400,
+                 "invalid_upload_metadata", "a to of 300 bytes")):
             r = create(srv, mom, 100, meta)
             ok(r.status == status and code_of(r) == code, f"creation with {what}: {status}",
                f"{r.status} {r.body!r}")
