@@ -313,9 +313,10 @@ static int stored_after(store *s, const char *family_id, sqlite3_int64 after, st
 {
 	static const char sql[] = "SELECT rowid, id FROM messages WHERE rowid > ? AND state != 3 "
 	                          "ORDER BY rowid LIMIT ?";
+	const sqlite3_int64 params[] = {after, VERIFY_PAGE};
 	p->n = 0;
 	p->last = after; /* an empty page leaves the place where it was */
-	return family_rows(s, family_id, sql, after, VERIFY_PAGE, stored_row, p);
+	return family_rows(s, family_id, sql, params, 2, stored_row, p);
 }
 
 int store_family_verify(store *s, const char *family_id, store_verify_damaged_fn damaged, void *arg,

@@ -139,10 +139,10 @@ int device_insert(conn *c, const uint8_t token_hash[STORE_HASH_LEN], const char 
 		  const char *kiosk_id, const char *name, int64_t now_ms, store_device *out);
 
 typedef void (*row_fn)(sqlite3_stmt *st, void *out);
-/* mailbox.c: every row of a mailbox query with two integer parameters, through fn, in one read
- * transaction. */
-int family_rows(store *s, const char *family_id, const char *sql, sqlite3_int64 a, sqlite3_int64 b,
-                row_fn fn, void *out);
+/* mailbox.c: every row of a mailbox query with `n` integer parameters (?1 to ?n), through fn, in
+ * one read transaction. */
+int family_rows(store *s, const char *family_id, const char *sql, const sqlite3_int64 *params,
+                size_t n, row_fn fn, void *out);
 /* The row `sql` finds for `k` on connection `c`, through `fn`; STORE_ENOTFOUND if none. */
 int row_one(conn *c, const char *sql, key k, row_fn fn, void *out);
 /* row_one on a read connection of the directory. */

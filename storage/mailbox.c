@@ -721,8 +721,8 @@ static int do_expire(conn *c, sqlite3_int64 rowid, const store_message *before, 
 	return rc;
 }
 
-int family_rows(store *s, const char *family_id, const char *sql, sqlite3_int64 a, sqlite3_int64 b,
-                row_fn fn, void *out)
+int family_rows(store *s, const char *family_id, const char *sql, const sqlite3_int64 *params,
+                size_t n, row_fn fn, void *out)
 {
 	family *f;
 	conn *c;
@@ -732,8 +732,8 @@ int family_rows(store *s, const char *family_id, const char *sql, sqlite3_int64 
 	if ((rc = db_read_begin(f->db, &c)) == 0) {
 		sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 		if (st) {
-			sqlite3_bind_int64(st, 1, a);
-			sqlite3_bind_int64(st, 2, b);
+			for (size_t i = 0; i < n; i++)
+				sqlite3_bind_int64(st, (int)i + 1, params[i]);
 			int r;
 			while ((r = sqlite3_step(st)) == SQLITE_ROW)
 				fn(st, out);
@@ -748,16 +748,22 @@ int family_rows(store *s, const char *family_id, const char *sql, sqlite3_int64 
 
 #define EXPIRE_BATCH 64
 
+/* A batch of due messages, and where the next one starts: after the last one listed (its
+ * created_ms and rowid), in the order they are listed. */
 typedef struct expiring {
 	char ids[EXPIRE_BATCH][STORE_ID_LEN + 1];
 	size_t n;
+	sqlite3_int64 last_ms, last_row;
 } expiring;
 
 static void expiring_row(sqlite3_stmt *st, void *out)
 {
 	expiring *e = out;
-	if (e->n < EXPIRE_BATCH)
+	if (e->n < EXPIRE_BATCH) {
 		copy_text(e->ids[e->n++], STORE_ID_LEN + 1, sqlite3_column_text(st, 0));
+		e->last_ms = sqlite3_column_int64(st, 1);
+		e->last_row = sqlite3_column_int64(st, 2);
+	}
 }
 
 /*
@@ -797,9 +803,14 @@ static int period_unchanged(store *s, const char *family_id, uint32_t days)
 int store_messages_expire(store *s, const char *family_id, uint32_t retention_days, int64_t now_ms,
                           unsigned max, unsigned *deleted, uint64_t *seq)
 {
-	static const char sql[] = "SELECT id FROM messages INDEXED BY messages_due "
-				  "WHERE created_ms < ? AND state != 3 AND kept = 0 AND aged = 1 "
-				  "ORDER BY created_ms LIMIT ?";
+	/* Each batch after the last one listed: a row the job could not delete (its id is no id,
+	 * in a tampered mailbox) is passed, not listed again at the head of every batch. */
+	static const char sql[] =
+	    "SELECT id, created_ms, rowid FROM messages INDEXED BY messages_due "
+	    "WHERE created_ms < ?1 AND state != 3 AND kept = 0 AND aged = 1 "
+	    "AND (created_ms, rowid) > (?3, ?4) ORDER BY created_ms, rowid "
+	    "LIMIT ?2";
+	sqlite3_int64 after_ms = INT64_MIN, after_row = 0;
 	*deleted = 0;
 	*seq = 0;
 	if (retention_days == 0 || now_ms < 0)
@@ -813,7 +824,12 @@ int store_messages_expire(store *s, const char *family_id, uint32_t retention_da
 		if (!e)
 			return STORE_ENOMEM;
 		unsigned want = max - *deleted < EXPIRE_BATCH ? max - *deleted : EXPIRE_BATCH;
-		rc = family_rows(s, family_id, sql, before_ms, (sqlite3_int64)want, expiring_row, e);
+		const sqlite3_int64 params[] = {before_ms, want, after_ms, after_row};
+		rc = family_rows(s, family_id, sql, params, 4, expiring_row, e);
+		if (e->n) {
+			after_ms = e->last_ms;
+			after_row = e->last_row;
+		}
 		/* Each its own transaction, like a parent's delete: the write lock is never held
 		 * long, and a crash half-way leaves whole messages either side. Inside it, the
 		 * message is looked at again: kept or deleted meanwhile, it is left alone. Before

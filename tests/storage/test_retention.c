@@ -15,10 +15,12 @@
 #include "store_fixture.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DAY_MS (24 * 3600 * 1000LL)
 
@@ -540,6 +542,48 @@ static void retention_change_does_not_wait_for_the_checkpoint(void **state)
 	assert_int_equal(x.deleted, 1);
 }
 
+static void retention_hung(int sig)
+{
+	(void)sig;
+	static const char msg[] =
+	    "retention_passes_a_row_it_cannot_delete: the call never returned\n";
+	(void)!write(2, msg, sizeof msg - 1);
+	_exit(1);
+}
+
+/*
+ * A due row whose id is no id (a tampered or damaged mailbox put back) cannot be deleted by
+ * its id: the job passes it and deletes the due messages after it. It listed the same oldest
+ * rows again after each batch, so a batch of such rows alone (the last of a budget) was listed
+ * for ever: the call never returned, the retention job's thread spun and no family's messages
+ * were retained after it (review finding).
+ */
+static void retention_passes_a_row_it_cannot_delete(void **state)
+{
+	fixture *f = *state;
+	store_message msgs[3];
+	unsigned n;
+	uint64_t seq;
+	one_day_period(f);
+	append_from(f, 1000, msgs, 3);
+	char path[160], sql[160];
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	snprintf(sql, sizeof sql, "UPDATE messages SET id = id || '0' WHERE id = '%s'",
+	         msgs[0].id.s);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	signal(SIGALRM, retention_hung);
+	alarm(20);
+	assert_int_equal(expire_before(f, 5000, 2, &n, &seq), 0);
+	alarm(0);
+	assert_int_equal(n, 2); /* the two after it */
+	assert_int_equal(count_visible(f, msgs + 1, 2), 0);
+	assert_int_equal(expire_before(f, 5000, 10, &n, &seq), 0);
+	assert_int_equal(n, 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -554,6 +598,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(retention_change_waits_for_the_deletion_under_way,
 	                                    setup_holding, teardown),
 	    T(retention_change_does_not_wait_for_the_checkpoint),
+	    T(retention_passes_a_row_it_cannot_delete),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
