@@ -213,6 +213,22 @@ int store_devices_active(store *s, const char *family_id, store_device *out, siz
 	return read_many(s, sql, family_id, device_from_row, out, sizeof *out, max, n);
 }
 
+/* 0 if a device has the id, on the writer `c` (an UPDATE that changed nothing: no such
+ * device, or nothing to change); STORE_ENOTFOUND if none. */
+static int device_exists(conn *c, const char *device_id)
+{
+	static const char sql[] = "SELECT 1 FROM devices WHERE id = ?";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+	sqlite3_reset(st);
+	return rc;
+}
+
 int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 {
 	/* Revoking again keeps the first time, and says so (1), in the transaction that would
@@ -223,7 +239,6 @@ int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 	 * (directory step 16). */
 	static const char sql[] = "UPDATE devices SET revoked_ms = ? WHERE id = ? AND "
 	                          "revoked_ms IS NULL";
-	static const char exists_sql[] = "SELECT 1 FROM devices WHERE id = ?";
 	static const char *const codes_sql[] = {
 	    "DELETE FROM pairing_codes WHERE used_ms IS NULL AND created_by_device = ?",
 	    "DELETE FROM kiosk_codes WHERE used_ms IS NULL AND created_by_device = ?",
@@ -237,15 +252,8 @@ int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 	if (st && (rc = conn_begin(c)) == 0) {
 		sqlite3_bind_int64(st, 1, now_ms);
 		rc = update_by_id(c, st, 2, device_id);
-		if (rc == STORE_ENOTFOUND && (st = conn_stmt(c, exists_sql, &rc))) {
-			sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
-			int r = sqlite3_step(st);
-			rc = r == SQLITE_ROW    ? 0
-			     : r == SQLITE_DONE ? STORE_ENOTFOUND
-			                        : store_map_sqlite(r);
-			sqlite3_reset(st);
-			already = rc == 0;
-		}
+		if (rc == STORE_ENOTFOUND)
+			already = (rc = device_exists(c, device_id)) == 0;
 		for (size_t i = 0; rc == 0 && i < sizeof codes_sql / sizeof *codes_sql; i++) {
 			if ((st = conn_stmt(c, codes_sql[i], &rc))) {
 				sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
@@ -264,7 +272,6 @@ int store_device_touch(store *s, const char *device_id, int64_t now_ms)
 	 * nothing. Only then is the device looked for, to tell "throttled" from "unknown". */
 	static const char sql[] = "UPDATE devices SET last_seen_ms = ?1 WHERE id = ?2 AND "
 	                          "(last_seen_ms IS NULL OR last_seen_ms < ?1 - ?3)";
-	static const char exists_sql[] = "SELECT 1 FROM devices WHERE id = ?";
 	if (store_id_check(device_id) < 0)
 		return STORE_ENOTFOUND;
 	int rc = 0;
@@ -274,14 +281,8 @@ int store_device_touch(store *s, const char *device_id, int64_t now_ms)
 		sqlite3_bind_int64(st, 1, now_ms);
 		sqlite3_bind_int64(st, 3, TOUCH_EVERY_MS);
 		rc = update_by_id(c, st, 2, device_id);
-		if (rc == STORE_ENOTFOUND && (st = conn_stmt(c, exists_sql, &rc))) {
-			sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
-			int r = sqlite3_step(st);
-			rc = r == SQLITE_ROW    ? 0
-			     : r == SQLITE_DONE ? STORE_ENOTFOUND
-			                        : store_map_sqlite(r);
-			sqlite3_reset(st);
-		}
+		if (rc == STORE_ENOTFOUND)
+			rc = device_exists(c, device_id);
 	}
 	db_write_end(s->directory);
 	return rc;
