@@ -201,13 +201,18 @@ static void conn_close(conn *c)
 /*
  * An I/O error while opening as what it is when the file system is read-only or ours to read
  * only: SQLite opens such a file read-only without a word, then cannot make its -shm
- * (SQLITE_CANTOPEN), which alone would say "I/O error".
+ * (SQLITE_CANTOPEN), which alone would say "I/O error". Or when the disk is full: a file
+ * opened for the first time cannot grow its -shm (SQLITE_IOERR_SHMSIZE, ENOSPC).
  */
 static int open_code(sqlite3 *db, int rc)
 {
 	if (rc != STORE_EIO || !db)
 		return rc;
-	int e = sqlite3_system_errno(db);
+	int e = sqlite3_system_errno(db), x = sqlite3_extended_errcode(db);
+	/* Only a failed growth can mean a full disk: any other failure's errno may be stale. */
+	if ((e == ENOSPC || e == EDQUOT) && (x == SQLITE_IOERR_SHMSIZE || x == SQLITE_IOERR_WRITE ||
+	                                     x == SQLITE_IOERR_FSYNC || x == SQLITE_IOERR_TRUNCATE))
+		return STORE_EFULL;
 	return e == EROFS || e == EACCES || sqlite3_db_readonly(db, "main") == 1 ? STORE_EROFS
 										  : rc;
 }

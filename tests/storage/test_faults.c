@@ -38,8 +38,9 @@ typedef enum {
 	FAULT_SYNC,
 	FAULT_MALLOC,
 	FAULT_READ,
-	FAULT_WRITE_ROFS,  /* write() fails with EROFS: the file system was remounted read-only */
-	FAULT_SYNC_NOSPACE /* fsync() fails with ENOSPC: blocks the file system could not place */
+	FAULT_WRITE_ROFS,   /* write() fails with EROFS: the file system was remounted read-only */
+	FAULT_SYNC_NOSPACE, /* fsync() fails with ENOSPC: blocks the file system could not place */
+	FAULT_SHM_NOSPACE,  /* a family's -shm cannot grow (ENOSPC): its first open on a full disk */
 } fault_kind;
 
 static struct {
@@ -65,6 +66,7 @@ static bool fire(fault_kind kind)
 typedef struct faulty_file {
 	sqlite3_file base;
 	int last_errno;     /* of the last fault injected here, as the unix VFS keeps it */
+	bool family;        /* a file under families/ */
 	sqlite3_file *real; /* allocated right after this struct */
 } faulty_file;
 
@@ -149,6 +151,10 @@ static int f_caps(sqlite3_file *f)
 static int f_shm_map(sqlite3_file *f, int pg, int sz, int extend, void volatile **pp)
 {
 	faulty_file *p = (faulty_file *)f;
+	if (p->family && extend && fire(FAULT_SHM_NOSPACE)) {
+		errno = ENOSPC; /* as the unix VFS leaves it, for SQLite's xGetLastError */
+		return SQLITE_IOERR_SHMSIZE;
+	}
 	return p->real->pMethods->xShmMap(p->real, pg, sz, extend, pp);
 }
 static int f_shm_lock(sqlite3_file *f, int off, int n, int flags)
@@ -176,6 +182,7 @@ static int f_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
 	faulty_file *p = (faulty_file *)f;
 	p->real = (sqlite3_file *)(p + 1);
 	p->last_errno = 0;
+	p->family = name && strstr(name, "/families/");
 	int rc = real_vfs->xOpen(real_vfs, name, p->real, flags, out_flags);
 	/* On failure xClose is not called, so pMethods must stay NULL. */
 	p->base.pMethods = rc == SQLITE_OK ? &faulty_io : NULL;
@@ -787,6 +794,31 @@ static void directory_writes_tell_the_file_systems_reason(void **st)
 	remove_dir(dir);
 }
 
+/*
+ * A family opened for the first time on a full disk: its -shm (SQLite's shared index, made at
+ * the open) cannot grow. That is storage_full, what the operator must hear, where the store
+ * said storage_io_error (helper-123, on a full tmpfs). The family opens once there is room.
+ */
+static void full_disk_at_a_familys_first_open(void **st)
+{
+	(void)st;
+	char dir[64];
+	store_family fam;
+	store_member parent;
+	uint64_t bytes;
+	family_dir(dir, &fam, &parent);
+	store *s = open_store(dir, true);
+	assert_non_null(s);
+	plan.kind = FAULT_SHM_NOSPACE;
+	plan.countdown = 0;
+	assert_int_equal(store_mailbox_usage(s, fam.id.s, &bytes), STORE_EFULL);
+	assert_int_equal(plan.countdown, -1); /* the fault was met */
+	assert_int_equal(store_mailbox_usage(s, fam.id.s, &bytes), 0);
+	assert_int_equal(bytes, 0);
+	store_close(s);
+	remove_dir(dir);
+}
+
 int main(void)
 {
 	/* The allocator must be set before SQLite initialises. */
@@ -798,6 +830,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(health_check_reports_a_full_disk),
 		cmocka_unit_test(directory_writes_tell_the_file_systems_reason),
+		cmocka_unit_test(full_disk_at_a_familys_first_open),
 		cmocka_unit_test(failing_writes),
 		cmocka_unit_test(disk_full),
 		cmocka_unit_test(failing_syncs),
