@@ -684,9 +684,12 @@ static void revoke_work(api_job *j)
 	store_member owner;
 	bool may = own || j->member.role == STORE_ROLE_PARENT;
 	if (!may && j->member.role == STORE_ROLE_CAREGIVER) {
-		if ((j->rc = store_member_get(j->st, j->target.member_id.s, &owner)) < 0)
+		/* A phone whose owner left the family (revoked then) is no parent's any more. */
+		j->rc = store_member_get(j->st, j->target.member_id.s, &owner);
+		if (j->rc < 0 && j->rc != STORE_ENOTFOUND)
 			return;
-		may = owner.role != STORE_ROLE_PARENT;
+		may = j->rc == STORE_ENOTFOUND || owner.role != STORE_ROLE_PARENT;
+		j->rc = 0;
 	}
 	if (!may) {
 		j->rc = 1; /* forbidden */

@@ -244,6 +244,13 @@ def member_removal(binary):
         ok(again == [404, 404, 400],
            "a former member is no member: removing or renaming it 404, a message to it 400",
            str(again))
+        # Its phone, revoked with it, revoked again: the same answer for a caregiver as for a
+        # parent (a caregiver was 404: the phone's owner, a member no more, was not found).
+        revoked = [request(srv, "DELETE", f"/v1/devices/{kid['device']['id']}",
+                           headers=bearer(t)).status for t in (mom["token"], nai["token"])]
+        ok(revoked == [204, 204],
+           "the former member's phone revoked again: 204 for a parent and a caregiver alike",
+           str(revoked))
 
         # A kiosk child: its session ends, the kiosk lists it no more.
         ok(request(srv, "GET", "/v1/me", headers=bearer(session)).status == 200,
