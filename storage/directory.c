@@ -213,20 +213,18 @@ int store_devices_active(store *s, const char *family_id, store_device *out, siz
 	return read_many(s, sql, family_id, device_from_row, out, sizeof *out, max, n);
 }
 
+static void found(sqlite3_stmt *st, void *out)
+{
+	(void)st;
+	*(bool *)out = true;
+}
+
 /* 0 if a device has the id, on the writer `c` (an UPDATE that changed nothing: no such
  * device, or nothing to change); STORE_ENOTFOUND if none. */
 static int device_exists(conn *c, const char *device_id)
 {
-	static const char sql[] = "SELECT 1 FROM devices WHERE id = ?";
-	int rc = 0;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (!st)
-		return rc;
-	sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
-	rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
-	sqlite3_reset(st);
-	return rc;
+	bool any = false;
+	return row_one(c, "SELECT 1 FROM devices WHERE id = ?", text_key(device_id), found, &any);
 }
 
 int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
@@ -838,12 +836,6 @@ int store_flag_get(store *s, const char *flag_id, store_flag *out)
 	if (store_id_check(flag_id) < 0)
 		return STORE_ENOTFOUND;
 	return read_one(s, sql, text_key(flag_id), flag_from_row, out);
-}
-
-static void found(sqlite3_stmt *st, void *out)
-{
-	(void)st;
-	*(bool *)out = true;
 }
 
 /* Whether `volunteer_id` may move flag `f` to `to`: 0 (and *write) or STORE_EEXIST. */

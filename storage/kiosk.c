@@ -180,20 +180,17 @@ static int use_kiosk_code(conn *c, const uint8_t code_hash[STORE_HASH_LEN], int6
 	return rc;
 }
 
+static void family_id_row(sqlite3_stmt *st, void *out)
+{
+	store_id *family = out;
+	copy_text(family->s, sizeof family->s, sqlite3_column_text(st, 0));
+}
+
 /* Inside the caller's transaction: the family id that sql (one id parameter, one column)
  * finds for id into *family; STORE_ENOTFOUND if it finds none. */
 static int family_of(conn *c, const char *sql, const char *id, store_id *family)
 {
-	int rc = 0;
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (!st)
-		return rc;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW)
-		copy_text(family->s, sizeof family->s, sqlite3_column_text(st, 0));
-	sqlite3_reset(st);
-	return r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+	return row_one(c, sql, text_key(id), family_id_row, family);
 }
 
 /*
