@@ -157,6 +157,21 @@ int device_insert(conn *c, const uint8_t token_hash[STORE_HASH_LEN], const char 
 	return rc ? rc : row_one(c, device_by_id_sql, text_key(id.s), device_from_row, out);
 }
 
+static void found(sqlite3_stmt *st, void *out)
+{
+	(void)st;
+	*(bool *)out = true;
+}
+
+/* 0 if the member is one (has not left its family), on the writer `c`; STORE_ENOTFOUND if
+ * not: a phone of a former member would sign in as nobody's. */
+static int member_stays(conn *c, const char *member_id)
+{
+	bool any = false;
+	return row_one(c, "SELECT 1 FROM members WHERE id = ? AND removed_ms IS NULL",
+	               text_key(member_id), found, &any);
+}
+
 int store_device_add(store *s, const uint8_t token_hash[STORE_HASH_LEN], const char *member_id,
                      const char *kiosk_id, const char *name, int64_t now_ms, store_device *out)
 {
@@ -168,7 +183,9 @@ int store_device_add(store *s, const uint8_t token_hash[STORE_HASH_LEN], const c
 	conn *c = db_write_begin(s->directory);
 	int rc = conn_begin(c);
 	if (rc == 0) {
-		if ((rc = device_insert(c, token_hash, member_id, kiosk_id, name, now_ms, out)) == 0)
+		if ((!personal || (rc = member_stays(c, member_id)) == 0) &&
+		    (rc = device_insert(c, token_hash, member_id, kiosk_id, name, now_ms, out)) ==
+		        0)
 			rc = conn_commit(c);
 		else
 			conn_rollback(c);
@@ -211,12 +228,6 @@ int store_devices_active(store *s, const char *family_id, store_device *out, siz
 	if (store_id_check(family_id) < 0)
 		return STORE_ENOTFOUND;
 	return read_many(s, sql, family_id, device_from_row, out, sizeof *out, max, n);
-}
-
-static void found(sqlite3_stmt *st, void *out)
-{
-	(void)st;
-	*(bool *)out = true;
 }
 
 /* 0 if a device has the id, on the writer `c` (an UPDATE that changed nothing: no such

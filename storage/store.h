@@ -239,7 +239,8 @@ int store_family_create_with_device(store *s, const char *family_name, const cha
 				    store_member *member, store_device *device);
 /*
  * Register a device by the hash of its token (the store never sees tokens). Exactly one of
- * member_id (a personal device) and kiosk_id (a school kiosk) is given.
+ * member_id (a personal device) and kiosk_id (a school kiosk) is given; STORE_ENOTFOUND if
+ * the member or the kiosk is none (a member who has left the family included).
  */
 int store_device_add(store *s, const uint8_t token_hash[STORE_HASH_LEN], const char *member_id,
 		     const char *kiosk_id, const char *name, int64_t now_ms, store_device *out);

@@ -252,6 +252,14 @@ static void members_leave(void **state)
 	    query_int(f, "SELECT count(*) FROM kiosk_links WHERE member_id = ?", kid.id.s), 0);
 	assert_int_equal(query_int(f, "SELECT revoked_ms FROM devices WHERE id = ?", phone.id.s),
 	                 3000);
+	/* Nor a phone for it: a token that would sign in as nobody's member. */
+	uint8_t phone2_h[STORE_HASH_LEN];
+	hash_of("phone", 2, phone2_h);
+	assert_int_equal(store_device_add(f->s, phone2_h, kid.id.s, NULL, "新手机", 3100, &d),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(store_device_by_token(f->s, phone2_h, &d), STORE_ENOTFOUND);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM devices WHERE member_id = ?", kid.id.s),
+	                 1);
 
 	/* The last parent stays, and with it everything of theirs; with a second parent either
 	 * may go, and then the other is the last. */
