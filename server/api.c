@@ -455,6 +455,7 @@ static void create_done(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc);
 		return;
 	}
+	j->attempt.counted = false; /* a family made: it stays counted */
 	api_respond_new_device(x, j);
 }
 
@@ -473,18 +474,21 @@ void srv_api_families_create(srv_exchange *x)
 				  "family_name and member_name are required: 1-64 bytes of text");
 		return;
 	}
-	/* Only well-formed sign-ups count against the address's hour. */
-	if (!srv_rate_take(&s->signup_limit, x->client, uv_now(s->loop))) {
-		json_decref(body);
-		srv_respond_error_with(x, 429, "rate_limited",
-				       "too many new families from this address; try later",
-				       "Retry-After: 600\r\n");
-		return;
-	}
 	api_job *j = calloc(1, sizeof *j);
 	if (!j) {
 		json_decref(body);
 		srv_respond_error(x, 500, "out_of_memory", "no memory");
+		return;
+	}
+	/* Only well-formed sign-ups count against the address's hour, and only those that made
+	 * a family: one the store failed (503, 507) is given back when the job ends, so a phone
+	 * that retries after Retry-After is not locked out for the hour (create_done). */
+	if (!api_attempt_take(s, j, &s->signup_limit, x->client, NULL, NULL)) {
+		free(j);
+		json_decref(body);
+		srv_respond_error_with(x, 429, "rate_limited",
+		                       "too many new families from this address; try later",
+		                       "Retry-After: 600\r\n");
 		return;
 	}
 	snprintf(j->family_name, sizeof j->family_name, "%s", family);

@@ -79,7 +79,7 @@ struct api_job {
 	unsigned pairings_max; /* pairings-per-hour: phones paired into a family in an hour */
 	int64_t paired_first_ms; /* pairing refused: when the first of the hour was */
 	char code[PAIRING_CODE_MAX];
-	api_attempt attempt; /* a pairing code's or a kiosk login's (api_attempt_take) */
+	api_attempt attempt; /* a pairing code's, a kiosk login's, a sign-up's (api_attempt_take) */
 	/* messages */
 	int body_fd;
 	uint64_t declared;           /* a plain upload's Content-Length; 0: chunked */

@@ -568,6 +568,33 @@ def settings_of_a_damaged_mailbox(binary):
         srv.stop()
 
 
+def failed_signups_do_not_count(binary):
+    """A sign-up the store could not make (503: the directory held by another writer past the
+    busy timeout) does not count toward the address's hour: the phone that retries makes its
+    family, and the limit still counts the families made (the review: each failed attempt
+    counted, so a parent retrying a sign-up on a bad day was locked out for the hour)."""
+    import sqlite3
+    srv = Server(binary, "--signups-per-hour", "2")
+    try:
+        holder = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10,
+                                 isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # jiayinctl, a backup, a stuck writer
+        body = json.dumps({"family_name": "王家", "member_name": "妈妈"}).encode()
+        hdrs = [("Content-Type", "application/json")]
+        failed = [request(srv, "POST", "/v1/families", body, headers=hdrs, timeout=20)
+                  for _ in range(2)]  # each waits out the busy timeout (5 s)
+        holder.execute("ROLLBACK")
+        holder.close()
+        made = [request(srv, "POST", "/v1/families", body, headers=hdrs) for _ in range(3)]
+        ok([r.status for r in failed] == [503, 503] and
+           [r.status for r in made] == [201, 201, 429] and
+           made[2].json()["error"]["code"] == "rate_limited",
+           "two sign-ups the store failed (503) do not count: two families made, then 429",
+           f"{[r.status for r in failed]} {[r.status for r in made]}")
+    finally:
+        srv.stop()
+
+
 def main():
     family_settings(sys.argv[1])
     export_cut_when_revoked(sys.argv[1])
@@ -576,6 +603,7 @@ def main():
     mailbox_went_back(sys.argv[1], sys.argv[2])
     damaged_mailbox_is_not_gone(sys.argv[1], sys.argv[2])
     settings_of_a_damaged_mailbox(sys.argv[1])
+    failed_signups_do_not_count(sys.argv[1])
     directory_lost_or_damaged(sys.argv[1])
     return finish()
 
