@@ -7,6 +7,8 @@
  */
 #include "http_parse.h"
 
+#include <string.h>
+
 int srv_head_scan(const char *buf, size_t len, size_t *resume, const srv_limits *lim,
                   size_t *head_len)
 {
@@ -48,6 +50,16 @@ int srv_head_scan(const char *buf, size_t len, size_t *resume, const srv_limits 
 			return SRV_HTTP_ECONTROL;
 	}
 	*resume = i;
-	/* The blank line's CRLF must end within max bytes; once max are here it cannot. */
-	return end == max ? SRV_HTTP_EHEAD_TOO_LARGE : 0;
+	if (end < max)
+		return 0;
+	/*
+	 * The blank line's CRLF must end within max bytes; once max are here it cannot. A request
+	 * line that has not ended by then has a target longer than max_target (< max): 414, as a
+	 * long target that fits is (RFC 9112 3.2), where the head's limit would say 431.
+	 */
+	const size_t first = buf[0] == '\r' ? 2 : 0;
+	const char *sp = memchr(buf + first, ' ', max - first);
+	if (sp && !memchr(buf + first, '\n', max - first))
+		return SRV_HTTP_ETARGET_TOO_LONG;
+	return SRV_HTTP_EHEAD_TOO_LARGE;
 }

@@ -143,12 +143,20 @@ static void scan_head_limit_exact_and_one_over(void **st)
 		}
 	}
 	assert_int_equal(srv_parse_status(SRV_HTTP_EHEAD_TOO_LARGE), 431);
-	/* No end yet: max - 1 bytes may still end well; max bytes cannot. */
+	/* No end yet: max - 1 bytes may still end well; max bytes cannot. A request line that
+	 * has not ended is a target too long (414), as one that fits in the head; a line with
+	 * no target in it, or a head whose header lines are too long, is 431. */
 	memset(buf, 'a', max);
 	memcpy(buf, "GET /", 5);
 	assert_int_equal(scan_n(buf, max - 1, &hl), 0);
-	assert_int_equal(scan_n(buf, max, &hl), SRV_HTTP_EHEAD_TOO_LARGE);
+	assert_int_equal(scan_n(buf, max, &hl), SRV_HTTP_ETARGET_TOO_LONG);
 	buf[max - 1] = '\r';
+	assert_int_equal(scan_n(buf, max, &hl), SRV_HTTP_ETARGET_TOO_LONG);
+	memcpy(buf, "\r\nGET /", 7);
+	assert_int_equal(scan_n(buf, max, &hl), SRV_HTTP_ETARGET_TOO_LONG);
+	memset(buf, 'a', max);
+	assert_int_equal(scan_n(buf, max, &hl), SRV_HTTP_EHEAD_TOO_LARGE);
+	memcpy(buf, "GET / HTTP/1.1\r\nX: ", 19);
 	assert_int_equal(scan_n(buf, max, &hl), SRV_HTTP_EHEAD_TOO_LARGE);
 }
 
