@@ -261,6 +261,10 @@ static void piped_writer_sizes(void **st)
 	check_format(&(spec){"RIFF", 0xFFFE, 1, 0x3, 2, 24, 44100, 0x7FFFEFFCu, false}, 1e-6);
 	/* LAME decoding to a pipe: the largest signed 32-bit value. */
 	check_format(&(spec){"RIFF", 1, 0, 0, 2, 16, 44100, 0x7FFFFFFFu, false}, 1e-4);
+	/* arecord recording to a pipe until stopped (`arecord -f cd | ...`): its cap for a WAV,
+	 * 2 GiB, whatever the frame. */
+	check_format(&(spec){"RIFF", 1, 0, 0, 2, 16, 44100, 0x80000000u, false}, 1e-4);
+	check_format(&(spec){"RIFF", 1, 0, 0, 1, 24, 16000, 0x80000000u, false}, 1e-6);
 	/* SoX 14.4 rewriting ffmpeg's piped WAV passes its 0xFFFFFFFF on, in whole frames. */
 	check_format(&(spec){"RIFF", 1, 0, 0, 1, 16, 44100, 0xFFFFFFFEu, false}, 1e-4);
 	check_format(&(spec){"RIFF", 0xFFFE, 1, 0x3, 2, 24, 44100, 0xFFFFFFFCu, false}, 1e-6);
