@@ -265,6 +265,10 @@ static void piped_writer_sizes(void **st)
 	 * 2 GiB, whatever the frame. */
 	check_format(&(spec){"RIFF", 1, 0, 0, 2, 16, 44100, 0x80000000u, false}, 1e-4);
 	check_format(&(spec){"RIFF", 1, 0, 0, 1, 24, 16000, 0x80000000u, false}, 1e-6);
+	/* GStreamer's wavenc to a pipe, or stopped without an end of stream (`gst-launch-1.0
+	 * autoaudiosrc ! wavenc ! filesink` and Ctrl-C): its placeholder, whatever the frame. */
+	check_format(&(spec){"RIFF", 1, 0, 0, 1, 16, 16000, 0x7FFF0000u, false}, 1e-4);
+	check_format(&(spec){"RIFF", 0xFFFE, 1, 0x7, 3, 24, 48000, 0x7FFF0000u, false}, 1e-6);
 	/* SoX 14.4 rewriting ffmpeg's piped WAV passes its 0xFFFFFFFF on, in whole frames. */
 	check_format(&(spec){"RIFF", 1, 0, 0, 1, 16, 44100, 0xFFFFFFFEu, false}, 1e-4);
 	check_format(&(spec){"RIFF", 0xFFFE, 1, 0x3, 2, 24, 44100, 0xFFFFFFFCu, false}, 1e-6);
