@@ -53,15 +53,17 @@ static int lfe_from_mask(uint32_t mask, unsigned channels)
  * 0x7FFFFFFF (LAME decoding to a pipe), 0x80000000 (arecord recording to a pipe until stopped:
  * its 2 GiB cap for a WAV), 0x7FFF0000 (GStreamer's wavenc, whose header is written again only at
  * the end of a stream that can seek: to a pipe, or stopped without one, it stays), 0x7FFFF000 cut
- * to whole frames (SoX and espeak-ng to a pipe), and 0xFFFFFFFF cut to whole frames (SoX 14.4
- * rewriting ffmpeg's piped WAV takes that size for the length and passes it on). Each is some
- * 2 GiB or more: a file that really held that much would be over the default input limit
- * (512 MiB) anyway.
+ * to whole frames (SoX and espeak-ng to a pipe), 0xFFFFFFFF cut to whole frames (SoX 14.4
+ * rewriting ffmpeg's piped WAV takes that size for the length and passes it on), and 0xFFFFFF9B
+ * (Node's `wav` package, whose streaming Writer leaves 0xFFFFFFFF less 100 there unless the app
+ * writes the header it hands out at the end back over the first). Each is some 2 GiB or more: a
+ * file that really held that much would be over the default input limit (512 MiB) anyway.
  */
 static bool unknown_size(uint32_t size, uint32_t frame_bytes)
 {
 	return size == 0 || size == 0xFFFFFFFFu || size == 0x7FFFFFFFu || size == 0x80000000u ||
-	       size == 0x7FFF0000u || size == 0x7FFFF000u / frame_bytes * frame_bytes ||
+	       size == 0x7FFF0000u || size == 0xFFFFFF9Bu ||
+	       size == 0x7FFFF000u / frame_bytes * frame_bytes ||
 	       size == 0xFFFFFFFFu / frame_bytes * frame_bytes;
 }
 
