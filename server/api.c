@@ -38,6 +38,16 @@ void api_respond_until(srv_exchange *x, int64_t until_ms, const char *code, cons
 	srv_respond_error_with(x, 429, code, message, retry);
 }
 
+void api_respond_spent(srv_exchange *x, srv_ratelimit *r, const char *key, const char *code,
+                       const char *message)
+{
+	uint64_t wait = srv_rate_wait_ms(r, key, uv_now(x->srv->loop));
+	char retry[48];
+	snprintf(retry, sizeof retry, "Retry-After: %llu\r\n",
+	         wait > 1000 ? (unsigned long long)(wait + 999) / 1000 : 1ull);
+	srv_respond_error_with(x, 429, code, message, retry);
+}
+
 void api_respond_json(srv_exchange *x, int status, json_t *obj)
 {
 	char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
@@ -486,9 +496,8 @@ void srv_api_families_create(srv_exchange *x)
 	if (!api_attempt_take(s, j, &s->signup_limit, x->client, NULL, NULL)) {
 		free(j);
 		json_decref(body);
-		srv_respond_error_with(x, 429, "rate_limited",
-		                       "too many new families from this address; try later",
-		                       "Retry-After: 600\r\n");
+		api_respond_spent(x, &s->signup_limit, x->client, "rate_limited",
+		                  "too many new families from this address; try later");
 		return;
 	}
 	snprintf(j->family_name, sizeof j->family_name, "%s", family);

@@ -355,17 +355,6 @@ static void login_work(api_job *j)
 		j->rc = store_family_get(j->st, l->family_id.s, &j->family);
 }
 
-/* 429 with Retry-After: when the hour that counted key's actions in r is over. */
-static void respond_spent(srv_exchange *x, srv_ratelimit *r, const char *key, const char *code,
-                          const char *message)
-{
-	uint64_t wait = srv_rate_wait_ms(r, key, uv_now(x->srv->loop));
-	char retry[48];
-	snprintf(retry, sizeof retry, "Retry-After: %llu\r\n",
-	         wait > 1000 ? (unsigned long long)(wait + 999) / 1000 : 1ull);
-	srv_respond_error_with(x, 429, code, message, retry);
-}
-
 static void login_done(srv_exchange *x, api_job *j)
 {
 	/* The previous child's session ended: its long-poll hears 401 now, not when its wait is
@@ -661,8 +650,8 @@ void srv_api_kiosk_link_pin(srv_exchange *x)
 	         family->ptr ? family->ptr : "");
 	if (j && !api_attempt_take(x->srv, j, &x->srv->pin_sets, key, NULL, NULL)) {
 		api_job_free(j);
-		respond_spent(x, &x->srv->pin_sets, key, "rate_limited",
-		              "too many new PINs in this family; try later");
+		api_respond_spent(x, &x->srv->pin_sets, key, "rate_limited",
+		                  "too many new PINs in this family; try later");
 	} else if (j) {
 		api_run(x, j);
 	}
