@@ -38,14 +38,18 @@ void api_respond_until(srv_exchange *x, int64_t until_ms, const char *code, cons
 	srv_respond_error_with(x, 429, code, message, retry);
 }
 
-void api_respond_spent(srv_exchange *x, srv_ratelimit *r, const char *key, const char *code,
-                       const char *message)
+void api_respond_wait(srv_exchange *x, uint64_t wait, const char *code, const char *message)
 {
-	uint64_t wait = srv_rate_wait_ms(r, key, uv_now(x->srv->loop));
 	char retry[48];
 	snprintf(retry, sizeof retry, "Retry-After: %llu\r\n",
 	         wait > 1000 ? (unsigned long long)(wait + 999) / 1000 : 1ull);
 	srv_respond_error_with(x, 429, code, message, retry);
+}
+
+void api_respond_spent(srv_exchange *x, srv_ratelimit *r, const char *key, const char *code,
+                       const char *message)
+{
+	api_respond_wait(x, srv_rate_wait_ms(r, key, uv_now(x->srv->loop)), code, message);
 }
 
 void api_respond_json(srv_exchange *x, int status, json_t *obj)

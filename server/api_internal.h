@@ -134,7 +134,9 @@ int64_t api_now_ms(void); /* any thread */
 void api_respond_json(srv_exchange *x, int status, json_t *obj); /* takes obj */
 /* 429 code/message with Retry-After: the seconds until until_ms (api_now_ms's clock), at least 1 */
 void api_respond_until(srv_exchange *x, int64_t until_ms, const char *code, const char *message);
-/* 429 code/message with Retry-After: when the window that counted key's actions in r is over. */
+/* 429 code/message with Retry-After: the seconds in `wait` ms, rounded up, at least 1. */
+void api_respond_wait(srv_exchange *x, uint64_t wait, const char *code, const char *message);
+/* api_respond_wait until the window that counted key's actions in r is over. */
 void api_respond_spent(srv_exchange *x, srv_ratelimit *r, const char *key, const char *code,
                        const char *message);
 json_t *api_body_object(srv_exchange *x);          /* NULL after answering 400/415 */

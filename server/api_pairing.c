@@ -227,11 +227,15 @@ static void pair_work(api_job *j)
 	}
 }
 
+/* 429 pairing_locked with Retry-After: when the address's lock, or everyone's, is over (the
+ * later of the two that are on). */
 static void pairing_locked(srv_exchange *x)
 {
-	srv_respond_error_with(x, 429, "pairing_locked",
-	                       "too many wrong codes; pairing is locked for a while",
-	                       "Retry-After: 900\r\n");
+	srv_server *s = x->srv;
+	uint64_t now = uv_now(s->loop), mine = srv_rate_wait_ms(&s->pair_fail, x->client, now),
+	         all = srv_rate_wait_ms(&s->pair_fail_all, "*", now);
+	api_respond_wait(x, mine > all ? mine : all, "pairing_locked",
+	                 "too many wrong codes; pairing is locked for a while");
 }
 
 bool api_pairing_locked(srv_exchange *x)
