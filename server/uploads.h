@@ -166,10 +166,11 @@ int srv_upload_remove_member(srv_upload_dir *d, const char *member, unsigned *re
 typedef bool (*srv_upload_owned_fn)(const srv_upload *u, void *arg);
 
 /*
- * Removes expired uploads (except the `nbusy` ids in `busy`, in use right now), those whose
- * owner is gone (`owned`, if not NULL, with `arg`), leftovers of a crash (a .part without its
- * record, a record's temporary file, the .part of an upload that became a message) and empty
- * device directories. *removed counts the uploads removed.
+ * Removes expired uploads (except the `nbusy` ids in `busy`, in use right now, and those a
+ * request took since: srv_upload_busy), those whose owner is gone (`owned`, if not NULL, with
+ * `arg`), leftovers of a crash (a .part without its record, a record's temporary file, the
+ * .part of an upload that became a message) and empty device directories. *removed counts the
+ * uploads removed.
  */
 int srv_upload_sweep(srv_upload_dir *d, int64_t now_ms, const char (*busy)[STORE_ID_LEN + 1],
                      size_t nbusy, srv_upload_owned_fn owned, void *arg, unsigned *removed);

@@ -86,6 +86,10 @@ static int sweep_one(srv_upload_dir *d, int dev, const char *id, const void *arg
 	/* Records are written under the mutex we hold: a temporary one is a crash's. */
 	if (unlinkat(dev, tmp, 0) < 0 && errno != ENOENT)
 		return upload_errno();
+	/* A request took it in time after the sweep's list of those in use was made (a PATCH at
+	 * its expiry moment): it counts until that request ends, which renews it. */
+	if (srv_upload_holds_is_busy(d->holds, id))
+		return 0;
 	srv_upload u;
 	int rc = upload_record_read(dev, id, &u);
 	bool expired;

@@ -483,6 +483,36 @@ static void a_clock_set_back_keeps_the_uploads(void **state)
 	assert_int_equal(srv_upload_busy(w->d, e.id, back), 0);
 }
 
+/*
+ * A PATCH that took the upload before its expiry, but after the sweep listed the uploads in
+ * use (its lock came a moment later), keeps it: the sweep that reaches it past the expiry
+ * leaves it, and the PATCH's bytes count, as docs/api.md says of a PATCH receiving at the
+ * expiry. Before, the sweep removed its files under it: the body went into a removed .part,
+ * its commit was 404, and the phone had to send the whole recording again.
+ */
+static void the_sweep_leaves_an_upload_a_patch_took_at_its_expiry(void **state)
+{
+	world *w = *state;
+	assert_int_equal(srv_upload_busy(w->d, w->u.id, EXPIRES - 1), 0);
+	int fd = srv_upload_open_part(w->d, &w->u, true);
+	assert_true(fd >= 0);
+	unsigned removed;
+	assert_int_equal(srv_upload_sweep(w->d, EXPIRES + 1, NULL, 0, NULL, NULL, &removed), 0);
+	assert_int_equal(removed, 0);
+	static const uint8_t bytes[1000];
+	assert_int_equal(pwrite(fd, bytes, sizeof bytes, 0), (ssize_t)sizeof bytes);
+	assert_int_equal(srv_upload_commit(w->d, &w->u, fd, sizeof bytes, EXPIRES + 2), 0);
+	close(fd);
+	srv_upload_idle(w->d, w->u.id);
+	srv_upload now;
+	assert_int_equal(srv_upload_load(w->d, w->u.device, w->u.id, EXPIRES + 3, &now), 0);
+	assert_int_equal(now.offset, sizeof bytes);
+	/* Idle and past its expiry again, the next sweep takes it as any other. */
+	assert_int_equal(
+	    srv_upload_sweep(w->d, EXPIRES + 2 + 86400000, NULL, 0, NULL, NULL, &removed), 0);
+	assert_int_equal(removed, 1);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -500,6 +530,7 @@ int main(void)
 	    T(an_expired_upload_holds_no_room),
 	    T(a_patch_receiving_at_the_expiry_keeps_its_room),
 	    T(a_clock_set_back_keeps_the_uploads),
+	    T(the_sweep_leaves_an_upload_a_patch_took_at_its_expiry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
