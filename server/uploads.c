@@ -490,12 +490,21 @@ int srv_upload_create(srv_upload_dir *d, srv_upload *u, unsigned cap, uint64_t a
 		srv_upload_holds_give(d->holds, u->id);
 		goto done;
 	}
+	bool renamed = false;
 	if (close(fd) < 0) {
 		rc = upload_errno();
 	} else {
-		rc = record_write(dev, u); /* its directory fsync covers the .part's name too */
+		/* its directory fsync covers the .part's name too */
+		rc = record_write_renamed(dev, u, &renamed);
 	}
 	if (rc < 0) {
+		/* Refused, it is no one's: its record, in place when only the directory's sync
+		 * failed, would hold its length again at the next start until it expired. */
+		if (renamed) {
+			char info[NAME_MAX_LEN];
+			upload_file_name(info, u->id, ".info");
+			(void)unlinkat(dev, info, 0);
+		}
 		(void)unlinkat(dev, part, 0); /* best effort: the sweep removes a .part alone */
 		srv_upload_holds_give(d->holds, u->id);
 	}

@@ -513,6 +513,30 @@ static void the_sweep_leaves_an_upload_a_patch_took_at_its_expiry(void **state)
 	assert_int_equal(removed, 1);
 }
 
+/*
+ * A creation whose record took its place but whose directory's sync failed (ENOSPC, EIO) is
+ * refused, and the client creates the upload again: the refused one holds none of the
+ * family's room, after a restart too. Before, its record stayed on the disk, and the ledger
+ * made again at the next start held its length for an upload no one had the id of, until it
+ * expired (507 uploads_hold_room meanwhile).
+ */
+static void a_creation_refused_at_the_directory_sync_holds_nothing(void **state)
+{
+	world *w = *state;
+	srv_upload e = w->u;
+	e.length = 1 * MB;
+	bool again;
+	int64_t free_ms;
+	plan = "d";
+	int rc = srv_upload_create(w->d, &e, 8, UINT64_MAX, 2000, &again, &free_ms);
+	plan = "";
+	assert_int_equal(rc, -ENOSPC);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 4 * MB, 2000), 4 * MB - 1000000);
+	srv_upload_dir_close(w->d);
+	assert_int_equal(srv_upload_dir_open(&w->d, w->dir, 86400000, 86400000), 0);
+	assert_int_equal(srv_upload_room_left(w->d, w->u.family, 4 * MB, 2000), 4 * MB - 1000000);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -531,6 +555,7 @@ int main(void)
 	    T(a_patch_receiving_at_the_expiry_keeps_its_room),
 	    T(a_clock_set_back_keeps_the_uploads),
 	    T(the_sweep_leaves_an_upload_a_patch_took_at_its_expiry),
+	    T(a_creation_refused_at_the_directory_sync_holds_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
