@@ -109,6 +109,7 @@ struct api_job {
 	bool reset;                    /* list: `since` was past the mailbox's newest change */
 	uint64_t wait_until;           /* long-poll: loop time (ms) to answer by; 0: at once */
 	bool relisted;                 /* long-poll: a waiter listing again (its place is its) */
+	uint64_t parked_ms;            /* long-poll listing again: when it first waited (its age) */
 	uint64_t changes_seen;         /* long-poll: s->changes when it went to the pool to list */
 	char reason[512];
 	store_flag *flag;              /* flag_work; freed by job_done */

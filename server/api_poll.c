@@ -267,6 +267,7 @@ static void relist_fill(api_job *j, srv_waiter *w)
 	j->since = w->since;
 	j->wait_until = w->answer_now ? 0 : w->wait_until;
 	j->relisted = true;
+	j->parked_ms = w->parked_ms;
 	j->changes_seen = s->changes;
 	j->authed = true;
 	j->gzip = w->x->accepts_gzip;
@@ -395,9 +396,12 @@ static bool share_room(srv_server *s, const uint8_t *token_hash)
 		return true;
 	srv_waiter *oldest = NULL;
 	unsigned n = 0;
-	for (srv_waiter *w = s->waiters; w; w = w->next) /* newest first */
+	/* The list is in the order they last parked, not of their age: the one that waited
+	 * longest. */
+	for (srv_waiter *w = s->waiters; w; w = w->next)
 		if (memcmp(w->token_hash, token_hash, STORE_HASH_LEN) == 0) {
-			oldest = w;
+			if (!oldest || w->parked_ms <= oldest->parked_ms)
+				oldest = w;
 			n++;
 		}
 	if (n < s->cfg.long_polls_per_device)
@@ -446,7 +450,11 @@ static void park(srv_exchange *x, api_job *j, bool news)
 	if (slot)
 		(*slot)++;
 	uint64_t now = uv_now(s->loop);
-	w->parked_ms = now;
+	/* Its age counts from its request, not from its last listing again: a family's changes
+	 * it may not see (another child's private message, a receipt sent again) woke and parked
+	 * it again, and a phone whose connections had died was refused (429) while they were
+	 * long past EVICT_AGE_MS (the review). */
+	w->parked_ms = j->relisted ? j->parked_ms : now;
 	uint64_t due = j->wait_until;
 	/* A child's session goes idle while it waits, unless the child uses it meanwhile: woken
 	 * then, authenticated again, it hears 401 (or, used meanwhile, waits on). Else the tablet

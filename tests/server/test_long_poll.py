@@ -139,6 +139,48 @@ def share_per_token(binary):
         srv.stop()
 
 
+def age_kept_when_parked_again(binary):
+    """A waiter woken by a change its phone may not see waits on as old as it was: a child's
+    phone whose 4 connections died is heard 10 s after they were sent, though the family
+    changed meanwhile (mum kept a message of her own), where it was 429 (their age counted
+    from that change)."""
+    srv = Server(binary)  # long-polls-per-device: 4
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        kid = invite_and_pair(srv, mom, "child", "小明")
+        fam, tok = mom["family"]["id"], mom["token"]
+        with open(SAMPLE, "rb") as f:
+            up = upload(srv, tok, fam, f.read(), to=mom["member"]["id"])
+        mid = up.json()["message"]["id"] if up.status == 201 else "?"
+        seq = request(srv, "GET", f"/v1/families/{fam}/messages",
+                      headers=bearer(kid["token"])).json()["seq"]
+        t0 = time.monotonic()
+        polls = []
+        for _ in range(4):
+            polls.append(parked(srv, fam, kid["token"], seq))
+            time.sleep(0.05)  # in order: the first sent is the oldest
+        time.sleep(5)
+        keep = request(srv, "POST", f"/v1/families/{fam}/messages/{mid}/keep",
+                       headers=bearer(tok))
+        time.sleep(max(0.0, t0 + 10.3 - time.monotonic()))
+        polls.append(parked(srv, fam, kid["token"], seq))  # its old connections died
+        s, rd = polls.pop(0)
+        s.settimeout(5)
+        r = rd.response()
+        s.close()
+        new_waits = select.select([polls[-1][0]], [], [], 0.3)[0] == []
+        ok(keep.status == 200 and r is not None and r.status == 200 and
+           r.json()["messages"] == [] and new_waits,
+           "a child's 5th long-poll 10 s after its 4, the family changed (unseen by it) 5 s "
+           "in: its oldest is answered at once, the new one waits in its place",
+           f"keep {keep.status}, oldest {r and r.status} {r and r.body[:120]}, "
+           f"new one waits: {new_waits}")
+    finally:
+        for s, _ in polls:
+            s.close()
+        srv.stop()
+
+
 def burst_of_changes(binary):
     srv = Server(binary)
     try:
@@ -308,6 +350,7 @@ def change_while_listing(binary):
 def main():
     dropped_polls(sys.argv[1])
     share_per_token(sys.argv[1])
+    age_kept_when_parked_again(sys.argv[1])
     burst_of_changes(sys.argv[1])
     pipelined_behind(sys.argv[1])
     change_while_listing(sys.argv[1])
