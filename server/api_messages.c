@@ -330,13 +330,14 @@ static void upload_gate_work(api_job *j)
 {
 	if (!api_own_family(j))
 		return;
-	/* A retry that waits for 100 Continue is answered now when its key names a stored
-	 * message (200, as after its body), or its recipient is none: the phone need not send
-	 * the recording again (a 170 MB WAV whose answer was lost). Without the expectation the
-	 * body is on its way, and a client that writes it whole before reading would meet the
-	 * close instead of the answer, and send it again. */
+	/* A recording that waits for 100 Continue is answered now when its key names a stored
+	 * message (200, as after its body), or its recipient is none, with a key or without: the
+	 * phone need not send the recording (a 170 MB WAV whose answer was lost, or for a member
+	 * removed meanwhile). Without the expectation the body is on its way, and a client that
+	 * writes it whole before reading would meet the close instead of the answer, and send it
+	 * again. */
 	char key[IDEM_STORED_LEN];
-	if (j->expect && j->idem[0] && !upload_checked(j, key))
+	if (j->expect && !upload_checked(j, key))
 		return;
 	/* The body counts with the family's unfinished uploads while it arrives: all of it when
 	 * its length is declared; else it may have what the family has left now (more is 507,

@@ -462,7 +462,8 @@ def retry_before_body(srv, token, fam, to, key, length):
     s = srv.connect()
     s.sendall((f"POST /v1/families/{fam}/messages?to={to} HTTP/1.1\r\n"
                f"Host: t\r\nAuthorization: Bearer {token}\r\n"
-               f"Idempotency-Key: {key}\r\nContent-Length: {length}\r\n"
+               + (f"Idempotency-Key: {key}\r\n" if key is not None else "") +
+               f"Content-Length: {length}\r\n"
                "Expect: 100-continue\r\n\r\n").encode())
     early = Reader(s).response()
     s.close()
@@ -969,6 +970,11 @@ def retry_after_recipient_left(binary):
         fresh = upload(srv, mom["token"], fam, wav, key="new-one", to=grandpa["id"])
         ok(fresh.status == 400 and fresh.json()["error"]["code"] == "invalid_recipient",
            "a new recording for the member who left: 400 invalid_recipient as before")
+        early = retry_before_body(srv, mom["token"], fam, grandpa["id"], None, len(wav))
+        ok(early is not None and early.status == 400 and
+           early.json()["error"]["code"] == "invalid_recipient",
+           "and without an Idempotency-Key, with Expect: 100-continue: 400 invalid_recipient "
+           "before its body, which is never sent", f"{early and (early.status, early.body[:200])}")
     finally:
         srv.stop()
 
