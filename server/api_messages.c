@@ -765,11 +765,30 @@ void srv_api_message_listened(srv_exchange *x)
 	api_start(x, listened_work, listened_done);
 }
 
+/*
+ * Deleting a message deleted already, by one who could (its sender, a parent, who saw it): 204
+ * again, nothing changed (j->existed), where it was 404 and an app whose first DELETE's answer
+ * was lost on the way said the message could not be found. Anyone else: 404, as for a message
+ * that never was.
+ */
 static void delete_work(api_job *j)
 {
-	if ((j->rc = visible_message(j, true)) < 0)
+	if (!api_own_family(j))
 		return;
-	if (strcmp(j->msg.sender.s, j->member.id.s) != 0 && j->member.role != STORE_ROLE_PARENT) {
+	if ((j->rc = store_message_get(j->st, j->param[0], j->param[1], &j->msg)) < 0)
+		return;
+	if (!api_may_see(&j->msg, &j->member)) {
+		j->rc = STORE_ENOTFOUND;
+		return;
+	}
+	bool may =
+	    strcmp(j->msg.sender.s, j->member.id.s) == 0 || j->member.role == STORE_ROLE_PARENT;
+	if (j->msg.state == STORE_MSG_DELETED) {
+		j->rc = may ? 0 : STORE_ENOTFOUND;
+		j->existed = true;
+		return;
+	}
+	if (!may) {
 		j->rc = 1;
 		return;
 	}
@@ -781,7 +800,8 @@ static void delete_done(srv_exchange *x, api_job *j)
 {
 	if (api_failed(x, j, "only its sender or a parent can delete it"))
 		return;
-	api_mailbox_changed(x->srv, j->param[0]);
+	if (!j->existed)
+		api_mailbox_changed(x->srv, j->param[0]);
 	srv_respond_head(x, 204, NULL, NULL, -1);
 }
 
