@@ -286,6 +286,18 @@ static void bad_pin_work(api_job *j)
  * tablet's stay the kiosk's, and a restart keeps them. A right PIN's is given back
  * (store_kiosk_session_start).
  */
+/*
+ * An attempt counted at now whose PIN was not checked, or whose session did not start, for a
+ * reason not the child's (503): given back, so that a child with the right pictures whose
+ * logins met a busy or failing store pin-failures times is not locked out for it, nor the
+ * kiosk's hour spent (the review). Best effort: a store that failed may fail this too.
+ */
+static void give_back(api_job *j, const store_kiosk_link *l, int64_t now)
+{
+	(void)store_kiosk_pin_attempt_give_back(j->st, l->id.s, l->pin_hash, now, j->pin_failures,
+	                                        j->pin_lock_ms);
+}
+
 static void login_work(api_job *j)
 {
 	if (!at_login_screen(j))
@@ -330,6 +342,7 @@ static void login_work(api_job *j)
 	int match = pin_matches(j, l);
 	if (match < 0) {
 		j->rc = STORE_ENOMEM; /* Argon2 found no memory: 503, and not the child's fault */
+		give_back(j, l, now);
 		return;
 	}
 	if (!match) {
@@ -347,6 +360,8 @@ static void login_work(api_job *j)
 	                                  l->pin_hash, now);
 	if (j->rc == STORE_ENOTFOUND)
 		j->rc = LOGIN_WRONG_PIN;
+	else if (j->rc < 0)
+		give_back(j, l, now); /* a right PIN the store could not open a session for */
 	if (j->rc != 0) {
 		sodium_memzero(j->token, sizeof j->token); /* no session: login_done wakes none */
 		return;

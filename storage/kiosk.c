@@ -724,6 +724,54 @@ done:
 	return rc;
 }
 
+int store_kiosk_pin_attempt_give_back(store *s, const char *link_id, const char *pin_hash,
+                                      int64_t attempt_ms, unsigned max_failures, int64_t lock_ms)
+{
+	/* One count less, and the lock gone if it is the one this attempt set (the count's
+	 * max_failures-th, ending when that attempt made it end): an attempt after it was refused
+	 * by that lock, and counted nothing. Only while the link has the PIN that was checked: a
+	 * new one since cleared the count. */
+	static const char sql[] =
+	    "UPDATE kiosk_links SET locked_until_ms = CASE WHEN failures % ?1 = 0 AND "
+	    "locked_until_ms = ?2 + (?3 << min(failures / ?1 - 1, ?4)) THEN 0 "
+	    "ELSE locked_until_ms END, failures = failures - 1 "
+	    "WHERE id = ?5 AND pin_hash = ?6 AND failures > 0";
+	/* The kiosk's, while the hour that counted it is its own (store_kiosk_session_start). */
+	static const char kiosk_sql[] =
+	    "UPDATE kiosks SET pin_failures = pin_failures - 1 WHERE id = (SELECT kiosk_id FROM "
+	    "kiosk_links WHERE id = ?1) AND pin_failures > 0 AND pin_window_ms <= ?2";
+	if (max_failures == 0 || lock_ms < 0 || check_pin_hash(pin_hash) < 0)
+		return STORE_EINVAL;
+	if (store_id_check(link_id) < 0)
+		return STORE_ENOTFOUND;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = NULL;
+	int rc = conn_begin(c);
+	if (rc < 0)
+		goto done;
+	if ((st = conn_stmt(c, sql, &rc))) {
+		sqlite3_bind_int64(st, 1, max_failures);
+		sqlite3_bind_int64(st, 2, attempt_ms);
+		sqlite3_bind_int64(st, 3, lock_ms);
+		sqlite3_bind_int(st, 4, LOCK_DOUBLINGS);
+		sqlite3_bind_text(st, 5, link_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 6, pin_hash, -1, SQLITE_STATIC);
+		rc = step_write(st);
+	}
+	if (rc == 0 && (st = conn_stmt(c, kiosk_sql, &rc))) {
+		sqlite3_bind_text(st, 1, link_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, attempt_ms);
+		rc = step_write(st);
+	}
+	if (rc == 0)
+		rc = conn_commit(c);
+	else
+		conn_rollback(c);
+done:
+	db_write_end(s->directory);
+	return rc;
+}
+
 typedef struct session_row {
 	store_device *device;
 	store_member *member;

@@ -492,6 +492,15 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
                               const char *device_id, const char *link_id, const char *pin_hash,
                               int64_t now_ms);
 /*
+ * An attempt store_kiosk_pin_attempt_bounded counted at attempt_ms whose PIN (the link's
+ * pin_hash then) could not be checked, or whose session could not start, for a reason not the
+ * child's (no memory for the hash, a storage error): given back, the child's count and the
+ * kiosk's (while the hour that counted it is the kiosk's), and the child's lock if that
+ * attempt set it. A link with another PIN since, or gone: nothing to give back (0).
+ */
+int store_kiosk_pin_attempt_give_back(store *s, const char *link_id, const char *pin_hash,
+                                      int64_t attempt_ms, unsigned max_failures, int64_t lock_ms);
+/*
  * Who a session token speaks for: the kiosk device (its family_id and member_id set to the
  * child's) and the child. A session idle for idle_ms or longer, or whose device was revoked,
  * is STORE_ENOTFOUND. With `use` (the child did something, not the app waiting by itself) the

@@ -973,6 +973,39 @@ def failed_login_ends_the_session(binary, jiayinctl):
         srv.stop()
 
 
+def right_pin_meeting_503_counts_nothing(binary, jiayinctl):
+    """A child with the right pictures whose login met a store that could not start the
+    session (503; here a trigger refuses it, standing in for a busy or failing disk) is not
+    counted a wrong PIN: the attempt, counted before the PIN was checked, is given back, the
+    child's and the kiosk's. It stayed counted, so pin-failures such logins locked the child
+    out (the review)."""
+    srv = Server(binary, "--pin-failures", "3", "--pin-lock-s", "60", "--pin-failures-kiosk", "6")
+    try:
+        kiosk, ktok, ktok2, mom, fam, (a,) = a_kiosk_with_children(srv, jiayinctl, ("小明",))
+        db = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10,
+                             isolation_level=None)
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON kiosk_sessions "
+                   "BEGIN SELECT RAISE(ABORT, 'the disk failed'); END")
+
+        def login():
+            return call(srv, "POST", "/v1/kiosk/sessions", ktok,
+                        {"child": a["id"], "pin": [0] * 4})
+
+        failed = [login().status for _ in range(4)]
+        counts = db.execute("SELECT l.failures, l.locked_until_ms, k.pin_failures FROM "
+                            "kiosk_links l JOIN kiosks k ON k.id = l.kiosk_id WHERE l.id = ?",
+                            (a["id"],)).fetchone()
+        db.execute("DROP TRIGGER refuse")
+        db.close()
+        r = login()
+        ok(failed == [503] * 4 and counts == (0, 0, 0) and r.status == 201,
+           "four right-PIN logins that met 503 count nothing (no wrong PIN, no lock, the "
+           "kiosk's hour untouched): the next is 201",
+           f"{failed} failures/lock/kiosk {counts} then {r.status}")
+    finally:
+        srv.stop()
+
+
 def child_at_one_tablet(binary, jiayinctl):
     """A child who logs in on a second tablet (of the same kiosk, or of another school's kiosk
     they are paired to) is no longer at the first: their session there ends, its long-poll
@@ -1437,6 +1470,7 @@ def main():
     lock_after_the_clock_set_back(binary, jiayinctl)
     failed_login_ends_the_session(binary, jiayinctl)
     child_at_one_tablet(binary, jiayinctl)
+    right_pin_meeting_503_counts_nothing(binary, jiayinctl)
     kiosk_codes_bounded(binary, jiayinctl)
     codes_after_the_clock_set_back(binary, jiayinctl)
     codes_go_with_their_tablet(binary, jiayinctl)

@@ -1207,6 +1207,68 @@ static void kiosk_pins_reset_ends_the_kiosk_lock(void **state)
 	                 STORE_EINVAL);
 }
 
+/*
+ * An attempt whose PIN could not be checked, or whose session could not start, for a reason not
+ * the child's (no memory for the hash, a storage error: 503): given back, the child's count and
+ * the kiosk's, and the lock it set. It stayed counted, so a child with the right PIN whose
+ * logins met 503 pin-failures times was locked out (the review).
+ */
+static void kiosk_attempt_given_back_when_not_checked(void **state)
+{
+	fixture *f = *state;
+	static const char count_sql[] = "SELECT pin_failures FROM kiosks WHERE id = ?";
+	static const char fails_sql[] = "SELECT failures FROM kiosk_links WHERE id = ?";
+	static const char lock_sql[] = "SELECT locked_until_ms FROM kiosk_links WHERE id = ?";
+	const int64_t hour = 3600000;
+	store_kiosk_link la, got;
+	int allowed = -1;
+	link_a_child(f, &la);
+#define ATTEMPT(t)                                                                                 \
+	store_kiosk_pin_attempt_bounded(f->s, la.id.s, t, 3, 60000, 10, hour, &got, &allowed, NULL)
+	assert_int_equal(ATTEMPT(10000), 0);
+	assert_int_equal(ATTEMPT(11000), 0);
+	assert_int_equal(
+	    store_kiosk_pin_attempt_give_back(f->s, la.id.s, "hash-1", 11000, 3, 60000), 0);
+	assert_int_equal(query_int(f, fails_sql, la.id.s), 1);
+	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 1);
+	/* The third sets the lock; given back, the lock goes with it. */
+	assert_int_equal(ATTEMPT(12000), 0);
+	assert_int_equal(ATTEMPT(13000), 0);
+	assert_int_equal(allowed, 1);
+	assert_int_equal(query_int(f, lock_sql, la.id.s), 13000 + 60000);
+	assert_int_equal(
+	    store_kiosk_pin_attempt_give_back(f->s, la.id.s, "hash-1", 13000, 3, 60000), 0);
+	assert_int_equal(query_int(f, fails_sql, la.id.s), 2);
+	assert_int_equal(query_int(f, lock_sql, la.id.s), 0);
+	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 2);
+	assert_int_equal(ATTEMPT(14000), 0);
+	assert_int_equal(allowed, 1); /* not locked: its third wrong PIN locks it */
+	assert_int_equal(query_int(f, lock_sql, la.id.s), 14000 + 60000);
+	/* An earlier attempt's give-back leaves a lock set by another. */
+	assert_int_equal(
+	    store_kiosk_pin_attempt_give_back(f->s, la.id.s, "hash-1", 12000, 3, 60000), 0);
+	assert_int_equal(query_int(f, lock_sql, la.id.s), 14000 + 60000);
+	assert_int_equal(query_int(f, fails_sql, la.id.s), 2);
+	/* A new PIN since, or a kiosk's hour that started after it: nothing to give back there. */
+	assert_int_equal(
+	    store_kiosk_pin_attempt_give_back(f->s, la.id.s, "hash-2", 14000, 3, 60000), 0);
+	assert_int_equal(query_int(f, fails_sql, la.id.s), 2);
+	assert_int_equal(ATTEMPT(14000 + hour), 0); /* the lock over, the kiosk's hour too */
+	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 1);
+	assert_int_equal(
+	    store_kiosk_pin_attempt_give_back(f->s, la.id.s, "hash-1", 14000, 3, 60000), 0);
+	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 1);
+	assert_int_equal(query_int(f, fails_sql, la.id.s), 2);
+#undef ATTEMPT
+	assert_int_equal(store_kiosk_pin_attempt_give_back(f->s, UNKNOWN_ID, "hash-1", 1, 3, 60000),
+	                 0);
+	assert_int_equal(
+	    store_kiosk_pin_attempt_give_back(f->s, "not an id", "hash-1", 1, 3, 60000),
+	    STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_pin_attempt_give_back(f->s, la.id.s, "hash-1", 1, 0, 60000),
+	                 STORE_EINVAL);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1231,6 +1293,7 @@ int main(void)
 	    T(kiosk_right_pins_at_once_given_back),
 	    T(kiosk_spent_hour_told_as_stored),
 	    T(kiosk_pins_reset_ends_the_kiosk_lock),
+	    T(kiosk_attempt_given_back_when_not_checked),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
