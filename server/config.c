@@ -462,13 +462,27 @@ void srv_config_usage(FILE *out)
 		fprintf(out, "  --%-28s %s\n", settings[i].name, settings[i].help);
 }
 
+/*
+ * What --help or --print-config printed reached stdout's file: 1, or -2 with why in err. A full
+ * disk under `--print-config > jiayin.conf.new` cut the settings short and still exited 0, and
+ * the copy read back with the settings it lost at their defaults.
+ */
+static int printed(const char *what, char *err, size_t errlen)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return 1;
+	snprintf(err, errlen, "cannot write %s: %s", what, strerror(errno ? errno : EIO));
+	return -2;
+}
+
 int srv_config_from_args(srv_config *c, int argc, char **argv, char *err, size_t errlen)
 {
 	/* The file first, wherever --config appears, so that flags override it. */
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			errno = 0;
 			srv_config_usage(stdout);
-			return 1;
+			return printed("the help", err, errlen);
 		}
 		const char *v = NULL;
 		if (strncmp(argv[i], "--config=", 9) == 0)
@@ -517,8 +531,9 @@ int srv_config_from_args(srv_config *c, int argc, char **argv, char *err, size_t
 	if (c->buffers_per_address < c->buffers_per_client)
 		c->buffers_per_address = c->buffers_per_client;
 	if (print) {
+		errno = 0;
 		srv_config_print(c, stdout);
-		return 1;
+		return printed("the settings", err, errlen);
 	}
 	return 0;
 }

@@ -90,8 +90,8 @@ void srv_config_print(const srv_config *c, FILE *out);
 int srv_config_set(srv_config *c, const char *key, const char *value, char *err, size_t errlen);
 /*
  * The command line: --config FILE is applied first, then the other flags over it. Returns 0,
- * 1 when --help or --print-config (the settings in effect) was printed (exit 0), or -1 with a
- * message in err (exit 64).
+ * 1 when --help or --print-config (the settings in effect) was printed (exit 0), -2 when what
+ * it printed could not be written (exit 74), or -1 (exit 64); with a message in err for both.
  */
 int srv_config_from_args(srv_config *c, int argc, char **argv, char *err, size_t errlen);
 void srv_config_usage(FILE *out);

@@ -2,7 +2,8 @@
  * main.c — the jiayin program: settings, the data directory, storage, the event loop.
  *
  * Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 64 for a bad command line or
- * config, 70 when the data directory, storage or the listening socket cannot be set up.
+ * config, 70 when the data directory, storage or the listening socket cannot be set up, 74
+ * when --help or --print-config cannot write what it prints.
  */
 #include "server.h"
 
@@ -216,6 +217,10 @@ int main(int argc, char **argv)
 	int rc = srv_config_from_args(&cfg, argc, argv, err, sizeof err);
 	if (rc == 1)
 		return 0;
+	if (rc == -2) {
+		fprintf(stderr, "jiayin: %s\n", err);
+		return 74;
+	}
 	if (rc < 0) {
 		fprintf(stderr, "jiayin: %s (see jiayin --help)\n", err);
 		return 64;

@@ -776,6 +776,18 @@ def operations(binary):
     ok(shown.returncode == 0 and "log-format = logfmt" in lines and "threads = 3" in lines and
        "trust-proxy = 127.0.0.1" in lines and "listen = 127.0.0.1:8080" in lines,
        "--print-config shows the file's settings with the flags over them, and exits 0")
+    # Written where they do not fit (a full disk under `--print-config > jiayin.conf.new`), the
+    # settings are not said to be printed: exit 0 left a copy cut short, whose lost settings
+    # read back as their defaults.
+    for args, what in ((["--config", conf, "--print-config"], "the settings"),
+                       (["--help"], "the help")):
+        with open("/dev/full", "w") as full:
+            shown = subprocess.run([binary, *args], stdout=full, stderr=subprocess.PIPE,
+                                   text=True)
+        ok(shown.returncode == 74 and
+           f"cannot write {what}: No space left on device" in shown.stderr,
+           f"{args[-1]} that cannot write {what} says so and exits 74",
+           f"exit {shown.returncode}: {shown.stderr.strip()}")
     wrong = os.path.join(d, "wrong.conf")
     with open(wrong, "w") as f:
         f.write("threads = 2\n\nthread = 4\n")
