@@ -194,6 +194,23 @@ static void raise_file_limit(const srv_config *cfg, char *said, size_t cap)
 		         FILES_BESIDE_CONNECTIONS);
 }
 
+/*
+ * What is wrong with the data directory's path itself, when the storage could not open it: a
+ * typo in --data (a folder above it missing) or a file where it should be was told as "could
+ * not read or write a file", which sent the operator to the disk (helper-130's review).
+ */
+static const char *data_dir_hint(const char *dir)
+{
+	struct stat st;
+	if (stat(dir, &st) == 0)
+		return S_ISDIR(st.st_mode) ? NULL : "it is not a directory";
+	if (errno == ENOENT)
+		return "the directory it would be made in does not exist; check the path";
+	if (errno == ENOTDIR)
+		return "a part of its path is not a directory; check the path";
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	/*
@@ -248,9 +265,11 @@ int main(int argc, char **argv)
 	if ((rc = store_open(&st, &so)) < 0) {
 		/* The store's text for a damaged database says it was set aside, as a family's is;
 		 * the directory never is. */
+		const char *hint = data_dir_hint(cfg.data_dir);
 		fprintf(stderr, "jiayin: cannot open storage in %s: %s (%s)\n", cfg.data_dir,
 		        rc == STORE_ECORRUPT ? "directory.db is damaged (it stays where it is): "
 		                               "restore it from the backup"
+		        : hint               ? hint
 		                             : store_strerror(rc),
 		        store_errcode(rc));
 		return 70;

@@ -805,6 +805,19 @@ def operations(binary):
        "static-dir" not in bad.stderr,
        "a log file that cannot be opened stops the start (exit 70), and is named",
        bad.stderr.strip())
+    # a data directory whose path is wrong (a folder above it missing, a file in its place)
+    # says so, where it said the storage could not read or write a file (the review)
+    afile = os.path.join(d, "a-file")
+    with open(afile, "w") as f:
+        f.write("x")
+    for data, said in ((os.path.join(d, "no-such", "dir", "data"), "made in does not exist"),
+                       (afile, "it is not a directory"),
+                       (os.path.join(afile, "data"), "is not a directory")):
+        bad = subprocess.run([binary, "--listen", "127.0.0.1:0", "--data", data],
+                             capture_output=True, text=True, timeout=20)
+        ok(bad.returncode == 70 and data in bad.stderr and said in bad.stderr,
+           f"--data {os.path.relpath(data, d)}: exit 70, and the path is what is wrong",
+           bad.stderr.strip())
     srv = Server(binary, "--config", conf)
     try:
         r = request(srv, "GET", "/healthz", headers=[("X-Forwarded-For", "203.0.113.7"),
