@@ -202,6 +202,36 @@ static void remove_stale(const char *dir, const char *prefix, bool folders)
 }
 
 /*
+ * `from` renamed to `to`, never over what is there: renameat2(RENAME_NOREPLACE), or where the
+ * file system takes no flags for a rename (NFS and many FUSE mounts: EINVAL; no renameat2:
+ * ENOSYS) the same another way: a folder through a new empty folder under the name, which the
+ * rename replaces (never one with files in it), a file through a second link, its first name
+ * then removed (the review: every backup to a NAS mounted over NFS failed, "Invalid argument").
+ * 0, or -1 with errno.
+ */
+static int rename_new(const char *from, const char *to, bool folder)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	if (!folder) {
+		if (link(from, to) != 0)
+			return -1;
+		unlink(from);
+		return 0;
+	}
+	if (mkdir(to, 0700) != 0)
+		return -1;
+	if (rename(from, to) == 0)
+		return 0;
+	int e = errno;
+	rmdir(to);
+	errno = e;
+	return -1;
+}
+
+/*
  * Copy the database behind `src` into a new file at dest_path. The file is made first, by us:
  * never over an existing one or through a symbolic link, and readable by its owner alone (a
  * family's voices; SQLite would make it 0644 less the umask). Its journal takes its mode.
@@ -327,7 +357,7 @@ int store_backup_family(store *s, const char *family_id, const char *dest_path)
 			rc = fs_fail(&err, -held);
 		if (rc == 0)
 			rc = backup_db(f->db, tmp, true, true, &err);
-		if (rc == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, dest_path, RENAME_NOREPLACE) != 0)
+		if (rc == 0 && rename_new(tmp, dest_path, false) != 0)
 			rc = fs_fail(&err, errno);
 		if (rc == 0)
 			sync_parent(dest_path);
@@ -540,7 +570,7 @@ int store_backup_all(store *s, const char *dest_dir, const char *const *extra_fi
 		if (path_in(path, tmp, "directory.db"))
 			sync_parent(path);
 	}
-	if (rc == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, dest, RENAME_NOREPLACE) != 0)
+	if (rc == 0 && rename_new(tmp, dest, true) != 0)
 		rc = fs_fail(&err, errno);
 	if (rc == 0) {
 		sync_parent(dest);
