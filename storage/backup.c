@@ -851,12 +851,20 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 			 * under no id and left out as a message deleted meanwhile (the review). */
 			if (store_id_check(m->id.s) < 0) {
 				if (left_out)
-					left_out(arg, rowids[i]);
+					left_out(arg, rowids[i], NULL, STORE_EINVAL);
 				continue;
 			}
 			rc = audio_load(s, family_id, m->id.s, &buf, &cap, &info);
 			if (rc == STORE_ENOTFOUND)
 				continue;
+			/* A clip the disk fails to read (a bad sector) or whose pages are damaged,
+			 * told to a caller that says so (jiayinctl): the other messages are what an
+			 * operator saves of a failing mailbox before a copy is put back (the
+			 * review: one such clip failed the whole export). */
+			if (left_out && (rc == STORE_EIO || rc == STORE_ECORRUPT)) {
+				left_out(arg, rowids[i], m->id.s, rc);
+				continue;
+			}
 			char when[32], name[96];
 			iso_time(m->created_ms, when, sizeof when, "%Y-%m-%d_%H%M%S");
 			snprintf(name, sizeof name, "%s_%s.ogg", when, m->id.s);

@@ -752,9 +752,13 @@ int store_backup_all(store *s, const char *dest_dir, const char *const *extra_fi
  * messages are left out. *bytes: the size of the zip. A write to fd that fails is the file
  * system's failure (STORE_EFULL for a full disk), its errno left on return as the backups do.
  * A visible message whose row's id is malformed (a tampered or damaged mailbox) is left out
- * too, its id never in a file name, and told to `left_out` (may be NULL) by its row (rowid).
+ * too, its id never in a file name, and told to `left_out` (may be NULL) by its row (rowid),
+ * `why` STORE_EINVAL and message_id NULL. With a `left_out`, a message whose audio the disk
+ * fails to read (STORE_EIO) or SQLite finds damaged (STORE_ECORRUPT) is left out and told so
+ * with its id, and the others are exported (what can be saved of a failing mailbox); without
+ * one, that is the call's failure.
  */
-typedef void (*store_export_left_out_fn)(void *arg, int64_t row);
+typedef void (*store_export_left_out_fn)(void *arg, int64_t row, const char *message_id, int why);
 int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes,
                         store_export_left_out_fn left_out, void *arg);
 

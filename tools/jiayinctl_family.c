@@ -354,10 +354,32 @@ static int publish(int fd, const char *hidden, const char *path)
 	return rc;
 }
 
-/* A row the export left out (its message id is malformed): into the JSON array `arg`. */
-static void note_left_out(void *arg, int64_t row)
+/* What the export left out, by kind: the rows whose message id is malformed, and the ids of
+ * the messages whose audio the disk failed to read or SQLite found damaged. */
+typedef struct left_out_found {
+	json_t *rows, *unreadable, *damaged;
+} left_out_found;
+
+static void note_left_out(void *arg, int64_t row, const char *message_id, int why)
 {
-	json_array_append_new(arg, json_integer((json_int_t)row));
+	left_out_found *l = arg;
+	if (why == STORE_EINVAL)
+		json_array_append_new(l->rows, json_integer((json_int_t)row));
+	else
+		json_array_append_new(why == STORE_EIO ? l->unreadable : l->damaged,
+		                      json_string(message_id));
+}
+
+/* "LEFT OUT ..." for the messages of ids (a JSON array of their ids), when there are any. */
+static void print_left_out(json_t *ids, const char *what)
+{
+	size_t n = json_array_size(ids);
+	if (!n)
+		return;
+	printf("LEFT OUT %zu message%s %s:", n, n == 1 ? "" : "s", what);
+	for (size_t i = 0; i < n; i++)
+		printf("%s %s", i ? "," : "", json_string_value(json_array_get(ids, i)));
+	putchar('\n');
 }
 
 /*
@@ -393,9 +415,11 @@ int cmd_family_export(ctl *c, int argc, char **argv)
 		return fail(c, errno_code(-fd), "cannot create %s: %s", path, strerror(-fd));
 	int e = 0;
 	bool linked = false;
-	json_t *left_out = json_array();
-	rc = left_out ? store_export_family(c->s, f.id.s, fd, &bytes, note_left_out, left_out)
-	              : STORE_ENOMEM;
+	left_out_found found = {json_array(), json_array(), json_array()};
+	json_t *left_out = found.rows;
+	rc = left_out && found.unreadable && found.damaged
+	         ? store_export_family(c->s, f.id.s, fd, &bytes, note_left_out, &found)
+	         : STORE_ENOMEM;
 	if (rc < 0)
 		e = errno; /* the file system's reason (No space left on device), or 0 */
 	if (rc == 0 && fsync(fd) != 0)
@@ -411,6 +435,8 @@ int cmd_family_export(ctl *c, int argc, char **argv)
 		unlink(hidden);
 	if (rc < 0) {
 		json_decref(left_out);
+		json_decref(found.unreadable);
+		json_decref(found.damaged);
 		return fail(c, rc, "family %s was not exported: %s", f.id.s,
 		            e == EEXIST ? "the file appeared meanwhile"
 		            : e         ? strerror(e)
@@ -430,12 +456,21 @@ int cmd_family_export(ctl *c, int argc, char **argv)
 				       (long long)json_integer_value(json_array_get(left_out, i)));
 			putchar('\n');
 		}
+		print_left_out(
+		    found.unreadable,
+		    "the disk failed to read (an I/O error: see its kernel log; jiayinctl "
+		    "verify names them unreadable)");
+		print_left_out(found.damaged, "whose stored audio is damaged (jiayinctl verify "
+		                              "reports them)");
 		json_decref(left_out);
+		json_decref(found.unreadable);
+		json_decref(found.damaged);
 	}
 	return finish(c,
-	              c->json ? json_pack("{s:s, s:o, s:I, s:o}", "family_id", f.id.s, "file",
-	                                  jtext(path), "bytes", (json_int_t)bytes, "left_out_rows",
-	                                  left_out)
+	              c->json ? json_pack("{s:s, s:o, s:I, s:o, s:o, s:o}", "family_id", f.id.s,
+	                                  "file", jtext(path), "bytes", (json_int_t)bytes,
+	                                  "left_out_rows", left_out, "unreadable", found.unreadable,
+	                                  "damaged", found.damaged)
 	                      : NULL,
 	              arc);
 }
