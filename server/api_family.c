@@ -430,11 +430,16 @@ static void export_done(srv_exchange *x, api_job *j)
 	char disposition[96];
 	snprintf(disposition, sizeof disposition, "attachment; filename=\"jiayin-%.26s.zip\"",
 		 j->param[0]);
+	/* Made afresh by each request: a range of it is of another zip than the part the client
+	 * has; without If-Range (`curl -C -`, `wget -c`; with it the weak ETag never matched) the
+	 * part spliced to the one before made a corrupt zip when a message had been deleted or a
+	 * member renamed meanwhile (helper-131's review). So the whole zip, always, and its ETag
+	 * weak. */
 	srv_entity e = {.size = j->usage,
-			.content_type = "application/zip",
-			.cache_control = "private, no-store",
-			.disposition = disposition};
-	/* Made afresh by each request: weak, so a resumed download (If-Range) starts over. */
+	                .content_type = "application/zip",
+	                .cache_control = "private, no-store",
+	                .disposition = disposition,
+	                .whole_only = true};
 	snprintf(e.etag, sizeof e.etag, "W/\"%llx-%llx\"", (unsigned long long)j->usage,
 		 (unsigned long long)api_now_ms());
 	export_source *src = calloc(1, sizeof *src);

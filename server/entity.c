@@ -185,7 +185,7 @@ void srv_entity_plan(const srv_request *req, const srv_entity *e, srv_plan *plan
 		}
 	}
 	const srv_slice *range = srv_request_header(req, "Range");
-	if (!range || req->method != SRV_METHOD_GET)
+	if (!range || req->method != SRV_METHOD_GET || e->whole_only)
 		return;
 	const srv_slice *ifr = srv_request_header(req, "If-Range");
 	if (ifr) {
@@ -421,8 +421,8 @@ void srv_respond_entity(srv_exchange *x, const srv_entity *e, const srv_plan *pl
 	size_t n = 0;
 	if (e->last_modified > 0)
 		srv_http_date_format(e->last_modified, lm, sizeof lm);
-	n += (size_t)snprintf(extra + n, sizeof extra - n, "Accept-Ranges: bytes\r\nETag: %s\r\n",
-			      e->etag);
+	n += (size_t)snprintf(extra + n, sizeof extra - n, "Accept-Ranges: %s\r\nETag: %s\r\n",
+	                      e->whole_only ? "none" : "bytes", e->etag);
 	if (lm[0])
 		n += (size_t)snprintf(extra + n, sizeof extra - n, "Last-Modified: %s\r\n", lm);
 	if (e->cache_control)

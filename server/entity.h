@@ -16,6 +16,7 @@ typedef struct srv_entity {
 	const char *content_type;
 	const char *cache_control; /* NULL: none */
 	const char *disposition;   /* Content-Disposition; NULL: none */
+	bool whole_only;           /* no ranges (Accept-Ranges: none): a Range is answered whole */
 } srv_entity;
 
 /* Reads the entity's bytes; runs on pool threads, one call at a time. */

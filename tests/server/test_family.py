@@ -179,6 +179,19 @@ def family_settings(binary):
            "attachment" in (ex.header("Content-Disposition") or "") and
            oggs == [audio] and "index.json" in names and c["id"] in json.dumps(index),
            "a parent's export: a zip with the family's audio and its index", ex.body[:200])
+        # A resumed download (a Range, with or without If-Range): the whole of a new zip, as
+        # a part of it spliced to the part before would not be one zip.
+        parts = [request(srv, "GET", f"{path}/export", headers=bearer(mom["token"]) + h,
+                         timeout=30) for h in ([("Range", "bytes=100-")],
+                                               [("Range", f"bytes={10 ** 12}-")],
+                                               [("Range", "bytes=100-"),
+                                                ("If-Range", ex.header("ETag") or "x")])]
+        ok([p.status for p in parts] == [200] * 3 and
+           all(p.header("Content-Range") is None and p.header("Accept-Ranges") == "none" and
+               zipfile.ZipFile(io.BytesIO(p.body)).testzip() is None for p in parts),
+           "a Range on the export (a resumed download, If-Range or not): 200, the whole zip, "
+           "and Accept-Ranges: none",
+           f"{[(p.status, p.header('Content-Range')) for p in parts]}")
         ok(request(srv, "GET", f"{path}/export", headers=bearer(kid["token"])).status == 403
            and request(srv, "GET", f"{path}/export", headers=bearer(other["token"])).status
            == 404, "a child cannot export (403); another family: 404")
