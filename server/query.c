@@ -20,6 +20,10 @@ int srv_query_list(const char *q, size_t n, unsigned wait_max, uint64_t *since,
 		size_t end = i;
 		while (end < n && q[end] != '&')
 			end++;
+		if (end == i) { /* an empty pair (`?&since=1`, `&&`): nothing, as after the last */
+			i = end + 1;
+			continue;
+		}
 		bool is_since = end - i > 6 && memcmp(q + i, "since=", 6) == 0;
 		bool is_wait = end - i > 5 && memcmp(q + i, "wait=", 5) == 0;
 		size_t v = i + (is_since ? 6 : 5);

@@ -702,6 +702,15 @@ def long_poll(binary):
         el = time.time() - t
         ok(g.status == 200 and g.json() == {"messages": [], "seq": 1} and 0.9 < el < 3,
            f"with nothing new the wait ends empty after its seconds ({el:.2f} s)")
+        # Empty pairs anywhere are nothing, as a trailing `&` was (the review: `?&since=1`
+        # was 400 invalid_query where `?since=1&` was taken).
+        got = [request(srv, "GET", f"/v1/families/{fam}/messages?{q}",
+                       headers=bearer(mom["token"]), timeout=10)
+               for q in ("&since=1", "since=1&&wait=1", "since=1&")]
+        ok([g.status for g in got] == [200] * 3 and
+           all(g.json() == {"messages": [], "seq": 1} for g in got),
+           "empty pairs in the query (?&since=1, &&, a trailing &) are nothing: 200",
+           f"{[(g.status, g.body[:80]) for g in got]}")
 
         # Many waiters (memory, wake-up, families kept apart): test_api_load.py, with 10,000.
     finally:
