@@ -493,6 +493,13 @@ int db_open(db **out, const char *path, const schema *sc, const store_options *o
 		rc = STORE_ESCHEMA;
 		goto fail;
 	}
+	/* A file that must exist has had its first step (a mailbox is made and migrated before its
+	 * family's row): one at version 0 is an empty file (what fsck, a full disk or a failed copy
+	 * leaves: SQLite takes it for an empty database) or none of ours, never one to make new. */
+	if (!create && v == 0) {
+		rc = STORE_ECORRUPT;
+		goto fail;
+	}
 	if (d->read_only) { /* as it is: nothing set, nothing migrated */
 		rc = v < (int)sc->count ? STORE_EOLD : 0;
 		if (rc < 0)

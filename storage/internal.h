@@ -67,7 +67,8 @@ typedef struct db {
 	char *uri;
 } db;
 
-/* Open (creating when `create`) and migrate a database file. */
+/* Open (creating when `create`) and migrate a database file; one that must exist (not
+ * `create`) at version 0, an empty file, is STORE_ECORRUPT. */
 int db_open(db **out, const char *path, const schema *schema, const store_options *opt,
 	    bool create);
 void db_close(db *d);

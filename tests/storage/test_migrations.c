@@ -61,8 +61,9 @@ static void migrations_from_every_version(void **state)
 						  "'moderation_by_family'"),
 				 1);
 	}
-	for (unsigned v = 0; v < mailbox_schema.count; v++) {
-		/* A family whose mailbox file is at version v opens and works. */
+	for (unsigned v = 1; v < mailbox_schema.count; v++) {
+		/* A family whose mailbox file is at version v opens and works (a mailbox is made
+		 * at version 1 at least: one at 0 is an empty file, damaged, test_store.c). */
 		store_options o;
 		store_options_init(&o);
 		o.dir = f->dir;

@@ -645,6 +645,45 @@ static void every_member_who_listened_is_listed(void **state)
 		assert_string_equal(got.listened_by[i].s, members[i].id.s);
 }
 
+/* A family's mailbox left empty (0 bytes: what fsck, a full disk or a failed copy can leave)
+ * was opened as a new mailbox: SQLite takes an empty file for an empty database, the steps made
+ * its tables, and the family's voices were gone without a word, its changes numbered from 1
+ * again below what its phones had seen. It is damaged: storage_corrupt, set aside in
+ * quarantine/, and the other families carry on. */
+static void an_emptied_mailbox_is_set_aside(void **state)
+{
+	fixture *f = *state;
+	store_family other;
+	store_member om;
+	assert_int_equal(store_family_create(f->s, "李家", "爸爸", 0, 1, &other, &om), 0);
+	uint8_t audio[100] = {1, 2, 3};
+	store_new_message m = new_message(f->parent.id.s, audio, sizeof audio);
+	store_message msg;
+	int existed;
+	assert_int_equal(store_message_append(f->s, f->fam.id.s, &m, &msg, &existed), 0);
+	store_close(f->s); /* checkpoints: no -wal left */
+	f->s = NULL;
+	char path[256], wal[300];
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	snprintf(wal, sizeof wal, "%s-wal", path);
+	assert_int_not_equal(access(wal, F_OK), 0);
+	assert_int_equal(truncate(path, 0), 0);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	size_t n = 9;
+	uint64_t latest = 0;
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 0, &msg, 1, &n, &latest),
+	                 STORE_ECORRUPT);
+	assert_int_not_equal(access(path, F_OK), 0); /* moved to quarantine/ */
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "ls '%s/quarantine/' | grep -q '^%s'", f->dir, f->fam.id.s);
+	assert_int_equal(system(cmd), 0);
+	m.sender = om.id.s;
+	assert_int_equal(store_message_append(f->s, other.id.s, &m, &msg, &existed), 0);
+}
+
 /* A connection keeps every statement it is given, however many: the cache had 64 places and
  * refused the 65th statement with out_of_memory, for as long as the connection stayed open
  * (the directory's writer ran 60 of them in all). */
@@ -697,6 +736,7 @@ int main(void)
 	    T(changes_since_pages_through_changed_and_unchanged),
 	    T(every_member_who_listened_is_listed),
 	    T(a_connection_keeps_every_statement),
+	    T(an_emptied_mailbox_is_set_aside),
 	    cmocka_unit_test(sqlite_errors_map_to_stable_codes),
 	    cmocka_unit_test(error_names),
 	};
