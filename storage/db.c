@@ -204,7 +204,7 @@ static void conn_close(conn *c)
  * (SQLITE_CANTOPEN), which alone would say "I/O error". Or when the disk is full: a file
  * opened for the first time cannot grow its -shm (SQLITE_IOERR_SHMSIZE, ENOSPC).
  */
-static int open_code(sqlite3 *db, int rc)
+static int open_code(const db *d, sqlite3 *db, int rc)
 {
 	if (rc != STORE_EIO || !db)
 		return rc;
@@ -213,8 +213,9 @@ static int open_code(sqlite3 *db, int rc)
 	if ((e == ENOSPC || e == EDQUOT) && (x == SQLITE_IOERR_SHMSIZE || x == SQLITE_IOERR_WRITE ||
 	                                     x == SQLITE_IOERR_FSYNC || x == SQLITE_IOERR_TRUNCATE))
 		return STORE_EFULL;
-	return e == EROFS || e == EACCES || sqlite3_db_readonly(db, "main") == 1 ? STORE_EROFS
-										  : rc;
+	/* A store opened read_only has all its connections read-only: no word on the disk. */
+	bool read_only = !d->read_only && sqlite3_db_readonly(db, "main") == 1;
+	return e == EROFS || e == EACCES || read_only ? STORE_EROFS : rc;
 }
 
 static int conn_open(conn *c, const db *d, int flags, bool reader)
@@ -225,7 +226,8 @@ static int conn_open(conn *c, const db *d, int flags, bool reader)
 	int rc = sqlite3_open_v2(d->read_only ? d->uri : d->path, &c->db,
 	                         flags | SQLITE_OPEN_NOMUTEX, d->vfs);
 	if (rc != SQLITE_OK) {
-		int mapped = open_code(c->db, store_map_sqlite(rc) ? store_map_sqlite(rc) : STORE_EIO);
+		int mapped =
+		    open_code(d, c->db, store_map_sqlite(rc) ? store_map_sqlite(rc) : STORE_EIO);
 		conn_close(c);
 		return mapped;
 	}
@@ -259,7 +261,7 @@ static int conn_open(conn *c, const db *d, int flags, bool reader)
 	for (size_t i = 0; rc == 0 && i < sizeof control / sizeof control[0]; i++)
 		(void)conn_stmt(c, control[i], &rc);
 	if (rc < 0) {
-		rc = open_code(c->db, rc);
+		rc = open_code(d, c->db, rc);
 		conn_close(c);
 	}
 	return rc;
@@ -516,7 +518,7 @@ int db_open(db **out, const char *path, const schema *sc, const store_options *o
 	*out = d;
 	return 0;
 fail:
-	rc = open_code(d->writer.db, rc);
+	rc = open_code(d, d->writer.db, rc);
 	db_close(d);
 	return rc;
 }

@@ -819,6 +819,53 @@ static void full_disk_at_a_familys_first_open(void **st)
 	remove_dir(dir);
 }
 
+/*
+ * A disk that fails to read a family's database as verify (a read-only store) opens it is
+ * storage_io_error, as docs/operations.md says, never storage_read_only: every connection of a
+ * read-only store is read-only, and the opening's I/O errors were all taken for a file system
+ * that takes no writes. For N = 0, 1, ... the Nth read of the opening fails.
+ */
+static void read_only_store_tells_a_failed_read(void **st)
+{
+	(void)st;
+	char dir[64];
+	store_family fam;
+	store_member parent;
+	family_dir(dir, &fam, &parent);
+	store *s = open_store(dir, false);
+	assert_non_null(s);
+	static uint8_t audio[20000] = {1};
+	uint8_t wave[STORE_WAVEFORM_POINTS] = {0};
+	store_new_message m = message_of(&parent, audio, sizeof audio, wave);
+	store_message msg;
+	int existed;
+	assert_int_equal(store_message_append(s, fam.id.s, &m, &msg, &existed), 0);
+	store_close(s);
+	long n = 0, failed = 0;
+	for (bool hit = true; hit; n++) {
+		store_options o;
+		store_options_init(&o);
+		o.dir = dir;
+		o.vfs = "faulty";
+		o.read_only = 1;
+		assert_int_equal(store_open(&s, &o), 0);
+		store_message got;
+		plan.kind = FAULT_READ;
+		plan.countdown = n;
+		long before = plan.hits;
+		int rc = store_message_get(s, fam.id.s, msg.id.s, &got);
+		hit = plan.hits > before;
+		plan.countdown = -1;
+		assert_true(rc == 0 || rc == STORE_EIO || rc == STORE_ENOMEM);
+		failed += rc < 0;
+		assert_int_equal(store_message_get(s, fam.id.s, msg.id.s, &got), 0);
+		store_close(s);
+	}
+	print_message("# %ld reads failed in turn, %ld failed the call\n", n - 1, failed);
+	assert_true(failed > 0);
+	remove_dir(dir);
+}
+
 int main(void)
 {
 	/* The allocator must be set before SQLite initialises. */
@@ -831,6 +878,7 @@ int main(void)
 		cmocka_unit_test(health_check_reports_a_full_disk),
 		cmocka_unit_test(directory_writes_tell_the_file_systems_reason),
 		cmocka_unit_test(full_disk_at_a_familys_first_open),
+		cmocka_unit_test(read_only_store_tells_a_failed_read),
 		cmocka_unit_test(failing_writes),
 		cmocka_unit_test(disk_full),
 		cmocka_unit_test(failing_syncs),
