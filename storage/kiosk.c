@@ -656,6 +656,24 @@ int64_t store_kiosk_lock_end(const store_kiosk_link *l, int64_t now_ms, unsigned
 	           : l->locked_until_ms;
 }
 
+/* An attempt store_kiosk_pin_attempt_bounded counted on the link's kiosk at attempt_ms, given
+ * back on the writer `c` (a right PIN's, or one whose PIN could not be checked), while the
+ * hour that counted it is the kiosk's (one started after it is a later one, which never
+ * counted it). */
+static int kiosk_give_back(conn *c, const char *link_id, int64_t attempt_ms)
+{
+	static const char sql[] =
+	    "UPDATE kiosks SET pin_failures = pin_failures - 1 WHERE id = (SELECT kiosk_id FROM "
+	    "kiosk_links WHERE id = ?1) AND pin_failures > 0 AND pin_window_ms <= ?2";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, link_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, attempt_ms);
+	return step_write(st);
+}
+
 int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN],
                               const char *device_id, const char *link_id, const char *pin_hash,
                               int64_t now_ms)
@@ -673,13 +691,7 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
 	    "DELETE FROM kiosk_sessions WHERE device_id != ?1 AND link_id IN (SELECT id FROM "
 	    "kiosk_links WHERE member_id = (SELECT member_id FROM kiosk_links WHERE id = ?2))";
 	static const char sql[] = "INSERT INTO kiosk_sessions (token_hash, device_id, link_id, "
-				  "created_ms, last_used_ms) VALUES (?, ?, ?, ?, ?)";
-	/* The attempt store_kiosk_pin_attempt_bounded counted on the kiosk at now_ms was a right
-	 * PIN: given back, while the hour that counted it is the kiosk's (one started after it is
-	 * a later one, which never counted it). */
-	static const char give_back_sql[] =
-	    "UPDATE kiosks SET pin_failures = pin_failures - 1 WHERE id = (SELECT kiosk_id FROM "
-	    "kiosk_links WHERE id = ?1) AND pin_failures > 0 AND pin_window_ms <= ?2";
+	                          "created_ms, last_used_ms) VALUES (?, ?, ?, ?, ?)";
 	if (!token_hash || check_pin_hash(pin_hash) < 0)
 		return STORE_EINVAL;
 	if (store_id_check(device_id) < 0 || store_id_check(link_id) < 0)
@@ -697,11 +709,9 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
 		sqlite3_bind_text(st, 1, pin_hash, -1, SQLITE_STATIC);
 		rc = update_by_id(c, st, 2, link_id); /* gone, or another PIN: ENOTFOUND */
 	}
-	if (rc == 0 && (st = conn_stmt(c, give_back_sql, &rc))) {
-		sqlite3_bind_text(st, 1, link_id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, now_ms);
-		rc = step_write(st);
-	}
+	/* The attempt store_kiosk_pin_attempt_bounded counted at now_ms was a right PIN. */
+	if (rc == 0)
+		rc = kiosk_give_back(c, link_id, now_ms);
 	if (rc == 0 && (st = conn_stmt(c, elsewhere_sql, &rc))) {
 		sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, link_id, -1, SQLITE_STATIC);
@@ -736,10 +746,6 @@ int store_kiosk_pin_attempt_give_back(store *s, const char *link_id, const char 
 	    "locked_until_ms = ?2 + (?3 << min(failures / ?1 - 1, ?4)) THEN 0 "
 	    "ELSE locked_until_ms END, failures = failures - 1 "
 	    "WHERE id = ?5 AND pin_hash = ?6 AND failures > 0";
-	/* The kiosk's, while the hour that counted it is its own (store_kiosk_session_start). */
-	static const char kiosk_sql[] =
-	    "UPDATE kiosks SET pin_failures = pin_failures - 1 WHERE id = (SELECT kiosk_id FROM "
-	    "kiosk_links WHERE id = ?1) AND pin_failures > 0 AND pin_window_ms <= ?2";
 	if (max_failures == 0 || lock_ms < 0 || check_pin_hash(pin_hash) < 0)
 		return STORE_EINVAL;
 	if (store_id_check(link_id) < 0)
@@ -758,11 +764,8 @@ int store_kiosk_pin_attempt_give_back(store *s, const char *link_id, const char 
 		sqlite3_bind_text(st, 6, pin_hash, -1, SQLITE_STATIC);
 		rc = step_write(st);
 	}
-	if (rc == 0 && (st = conn_stmt(c, kiosk_sql, &rc))) {
-		sqlite3_bind_text(st, 1, link_id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, attempt_ms);
-		rc = step_write(st);
-	}
+	if (rc == 0)
+		rc = kiosk_give_back(c, link_id, attempt_ms);
 	if (rc == 0)
 		rc = conn_commit(c);
 	else
