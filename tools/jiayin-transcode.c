@@ -2,7 +2,8 @@
  * jiayin-transcode — transcode one clip with the codec library and print one JSON line.
  *
  * The output is written to a temporary file beside OUT, fsync'ed and renamed into place, so
- * OUT either holds a complete Ogg Opus file or does not exist; it is mode 0600 (a family's
+ * OUT either holds a complete Ogg Opus file or does not exist (also when SIGTERM, SIGINT or
+ * SIGHUP stops it midway: the temporary file is removed first); it is mode 0600 (a family's
  * voice), whatever the umask. Paths in the JSON line show bytes that are not UTF-8 as U+FFFD.
  * Exit status: 0 on success, the negated codec error code (1..15) on failure, 64 on a usage
  * error.
@@ -15,6 +16,7 @@
 #include <stdbool.h>
 #include <libgen.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +133,46 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* The temporary file while it exists, for the signal handler to remove (NULL: none). */
+static char *volatile tmp_to_remove;
+
+/* SIGTERM, SIGINT or SIGHUP midway: remove the temporary file, then die of the signal. */
+static void remove_tmp_and_die(int sig)
+{
+	char *path = tmp_to_remove;
+	if (path)
+		unlink(path);
+	signal(sig, SIG_DFL);
+	raise(sig); /* delivered when the handler returns */
+}
+
+static const int fatal_signals[] = {SIGTERM, SIGINT, SIGHUP};
+
+/* Handle the signals that would kill us with the temporary file left (one ignored, as
+ * SIGINT in a background job, stays ignored). */
+static void catch_fatal_signals(void)
+{
+	for (size_t i = 0; i < sizeof fatal_signals / sizeof *fatal_signals; i++) {
+		struct sigaction old, sa = {.sa_handler = remove_tmp_and_die};
+		sigemptyset(&sa.sa_mask);
+		for (size_t j = 0; j < sizeof fatal_signals / sizeof *fatal_signals; j++)
+			sigaddset(&sa.sa_mask, fatal_signals[j]);
+		if (sigaction(fatal_signals[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+			sigaction(fatal_signals[i], &sa, NULL);
+	}
+}
+
+/* Block the fatal signals (the old mask into *old), so the file and tmp_to_remove come
+ * together; sigprocmask(SIG_SETMASK, old, NULL) lets them in again. */
+static void block_fatal_signals(sigset_t *old)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	for (size_t i = 0; i < sizeof fatal_signals / sizeof *fatal_signals; i++)
+		sigaddset(&set, fatal_signals[i]);
+	sigprocmask(SIG_BLOCK, &set, old);
+}
+
 /*
  * Transcode in_path into a temporary file beside out_path, fsync it and rename it into place;
  * on failure the temporary file is removed and out_path is untouched. errno is kept for I/O
@@ -152,7 +194,12 @@ static int transcode_file(const char *in_path, const char *out_path, const codec
 		goto done;
 	/* In OUT's directory, so that the final rename is atomic. */
 	snprintf(tmp_path, tmp_len, "%s/.jiayin-XXXXXX", dirname(dir_copy));
-	if ((out_fd = mkostemp(tmp_path, O_CLOEXEC)) < 0)
+	sigset_t old_mask;
+	block_fatal_signals(&old_mask);
+	if ((out_fd = mkostemp(tmp_path, O_CLOEXEC)) >= 0)
+		tmp_to_remove = tmp_path;
+	sigprocmask(SIG_SETMASK, &old_mask, NULL); /* errno is mkostemp's: this cannot fail */
+	if (out_fd < 0)
 		goto done;
 	created = true; /* 0600, as mkostemp makes it: a voice is its owner's alone */
 
@@ -181,6 +228,7 @@ done:
 		close(out_fd);
 	if (created)
 		unlink(tmp_path);
+	tmp_to_remove = NULL; /* renamed or removed: nothing left for a signal to remove */
 	if (in_fd >= 0)
 		close(in_fd);
 	free(dir_copy);
@@ -256,6 +304,7 @@ int main(int argc, char **argv)
 	}
 	if (codec_options_check(&opt) < 0)
 		return fail(CODEC_EINVAL, NULL);
+	catch_fatal_signals();
 	const char *in_path = argv[optind], *out_path = argv[optind + 1];
 	codec_result res;
 	double elapsed;

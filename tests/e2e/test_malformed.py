@@ -10,16 +10,20 @@ not crash (no signal, no sanitizer report), exited non-zero and left nothing in 
 directory (no OUT, no temporary file); (2) it printed exactly one JSON line
 {"error":{"code","message"}} with an allowed code and exited with that code's number. Where a
 case could legitimately map to two codes the allowed set has both, and a comment says why.
-Then crash sweeps: every container cut at many lengths and mutated at random (seeded) bytes,
-where any outcome is fine as long as it is consistent: success with a valid file, or an error
-with no file. Prints TAP; exits 1 if any check failed.
+Then a long clip stopped midway by a signal, where an OUT already there must stay as it was and
+no temporary file be left. Then crash sweeps: every container cut at many lengths and mutated
+at random (seeded) bytes, where any outcome is fine as long as it is consistent: success with a
+valid file, or an error with no file. Prints TAP; exits 1 if any check failed.
 """
 import os
 import random
 import shutil
+import signal
 import struct
+import subprocess
 import sys
 import tempfile
+import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -589,6 +593,73 @@ def one_second(m):
     return wav_bytes(m.pcm[:RATE * 2 * 1], RATE, 1, 16)
 
 
+# ---------------------------------------------------------------------------------------------
+# Killed or limited midway: OUT as it was before, and no temporary file
+
+OLD_OUT = b"the OUT that was there before"
+
+
+def long_clip(m, d):
+    """5 minutes of speech (the base clip 100 times): seconds of work under ASan."""
+    path = os.path.join(d, "long.wav")
+    with open(path, "wb") as f:
+        f.write(wav_bytes(m.pcm * 100, RATE, 1, 16))
+    return path
+
+
+def out_dir_problems(out_dir):
+    left = sorted(os.listdir(out_dir))
+    if left != ["out.ogg"]:
+        return [f"the output directory holds {left}: expected only the OUT that was there"]
+    with open(os.path.join(out_dir, "out.ogg"), "rb") as f:
+        if f.read() != OLD_OUT:
+            return ["the OUT that was there before was changed"]
+    return []
+
+
+def signal_case(program, m, work):
+    # A signal the test's own process ignores would be ignored by the program too.
+    sigs = [s for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+            if signal.getsignal(s) != signal.SIG_IGN]
+    checks = [f"{s.name} while the output is written: killed by it, OUT as it was, no "
+              f"temporary file left" for s in sigs]
+
+    def fn():
+        d = os.path.join(work, "signals")
+        os.makedirs(d)
+        in_path = long_clip(m, d)
+        res = {}
+        for sig, check in zip(sigs, checks):
+            out_dir = os.path.join(d, sig.name)
+            os.makedirs(out_dir)
+            with open(os.path.join(out_dir, "out.ogg"), "wb") as f:
+                f.write(OLD_OUT)
+            proc = subprocess.Popen([program, in_path, os.path.join(out_dir, "out.ogg")],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+            # Wait until the encoded pages are being written to the temporary file.
+            writing = False
+            deadline = time.monotonic() + tap.PROGRAM_TIMEOUT_S
+            while not writing and proc.poll() is None and time.monotonic() < deadline:
+                writing = any(n.startswith(".") and os.path.getsize(os.path.join(out_dir, n))
+                              for n in os.listdir(out_dir))
+                time.sleep(0.005)
+            if writing:
+                proc.send_signal(sig)
+            else:
+                proc.kill()
+            out, err = proc.communicate()
+            p = [] if writing else ["the program ended (or hung) before it wrote the output"]
+            if proc.returncode != -sig:
+                p.append(f"exit status {proc.returncode}, expected death by {sig.name}")
+            if any(marker in err.decode(errors="replace") for marker in tap.SANITIZER_MARKERS):
+                p.append("stderr: " + err.decode(errors="replace")[:600])
+            p += out_dir_problems(out_dir)
+            res[check] = (not p, p)
+        return res
+    return tap.Case("a signal midway", checks, fn)
+
+
 def main(argv):
     program = tap.check_setup(argv[1] if len(argv) > 1 else None, inputs.TOOLS)
     if program is None:
@@ -601,6 +672,7 @@ def main(argv):
             return tap.report_setup_failure("making the materials", [str(e)])
         work = os.path.join(tmp, "cases")
         cases = [rejection_case(program, m, c, work) for c in the_cases()]
+        cases += [signal_case(program, m, work)]
         cases += [
             sweep_case(program, m, "WAV cut at many lengths",
                        lambda m: cuts(one_second(m), 12), work),
