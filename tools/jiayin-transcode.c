@@ -149,7 +149,8 @@ static void remove_tmp_and_die(int sig)
 static const int fatal_signals[] = {SIGTERM, SIGINT, SIGHUP};
 
 /* Handle the signals that would kill us with the temporary file left (one ignored, as
- * SIGINT in a background job, stays ignored). */
+ * SIGINT in a background job, stays ignored). SIGXFSZ is ignored: a write past the file size
+ * limit fails with EFBIG, an io_error, where the signal killed the process. */
 static void catch_fatal_signals(void)
 {
 	for (size_t i = 0; i < sizeof fatal_signals / sizeof *fatal_signals; i++) {
@@ -160,6 +161,7 @@ static void catch_fatal_signals(void)
 		if (sigaction(fatal_signals[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
 			sigaction(fatal_signals[i], &sa, NULL);
 	}
+	signal(SIGXFSZ, SIG_IGN);
 }
 
 /* Block the fatal signals (the old mask into *old), so the file and tmp_to_remove come

@@ -10,10 +10,11 @@ not crash (no signal, no sanitizer report), exited non-zero and left nothing in 
 directory (no OUT, no temporary file); (2) it printed exactly one JSON line
 {"error":{"code","message"}} with an allowed code and exited with that code's number. Where a
 case could legitimately map to two codes the allowed set has both, and a comment says why.
-Then a long clip stopped midway by a signal, where an OUT already there must stay as it was and
-no temporary file be left. Then crash sweeps: every container cut at many lengths and mutated
-at random (seeded) bytes, where any outcome is fine as long as it is consistent: success with a
-valid file, or an error with no file. Prints TAP; exits 1 if any check failed.
+Then a long clip stopped midway by a signal or a file size limit, where an OUT already there
+must stay as it was and no temporary file be left. Then crash sweeps: every container cut at
+many lengths and mutated at random (seeded) bytes, where any outcome is fine as long as it is
+consistent: success with a valid file, or an error with no file. Prints TAP; exits 1 if any
+check failed.
 """
 import os
 import random
@@ -660,6 +661,31 @@ def signal_case(program, m, work):
     return tap.Case("a signal midway", checks, fn)
 
 
+def file_size_limit_case(program, m, work):
+    checks = ["a file size limit (ulimit -f) reached midway: io_error, exit 2, OUT as it was, "
+              "no temporary file left"]
+
+    def fn():
+        d = os.path.join(work, "fsize")
+        out_dir = os.path.join(d, "out")
+        os.makedirs(out_dir)
+        in_path = long_clip(m, d)
+        with open(os.path.join(out_dir, "out.ogg"), "wb") as f:
+            f.write(OLD_OUT)
+        run = tap.run_program("prlimit", ["--fsize=65536", program, in_path,
+                                          os.path.join(out_dir, "out.ogg")])
+        p = []
+        crash = run.crash()
+        if crash:
+            p.append(f"crash: {crash}")
+        code = ((run.json or {}).get("error") or {}).get("code")
+        if code != "io_error" or run.rc != ERRORS["io_error"]:
+            p.append(f"exit {run.rc}, code {code}: expected io_error, exit 2")
+        p += out_dir_problems(out_dir)
+        return {checks[0]: (not p, p + (run.describe() if p else []))}
+    return tap.Case("a file size limit midway", checks, fn)
+
+
 def main(argv):
     program = tap.check_setup(argv[1] if len(argv) > 1 else None, inputs.TOOLS)
     if program is None:
@@ -672,7 +698,7 @@ def main(argv):
             return tap.report_setup_failure("making the materials", [str(e)])
         work = os.path.join(tmp, "cases")
         cases = [rejection_case(program, m, c, work) for c in the_cases()]
-        cases += [signal_case(program, m, work)]
+        cases += [signal_case(program, m, work), file_size_limit_case(program, m, work)]
         cases += [
             sweep_case(program, m, "WAV cut at many lengths",
                        lambda m: cuts(one_second(m), 12), work),
