@@ -194,6 +194,15 @@ static int transcode_file(const char *in_path, const char *out_path, const codec
 	rc = CODEC_EIO;
 	if ((in_fd = open(in_path, O_RDONLY | O_CLOEXEC)) < 0)
 		goto done;
+	/* The limit is the file's size, also when the audio ends before it (the codec reads no
+	 * further than it needs); a file, not a pipe or a device, has one to look at. */
+	struct stat st;
+	if (fstat(in_fd, &st) != 0)
+		goto done;
+	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > opt->max_input_bytes) {
+		rc = CODEC_ETOOLARGE;
+		goto done;
+	}
 	/* In OUT's directory, so that the final rename is atomic. */
 	snprintf(tmp_path, tmp_len, "%s/.jiayin-XXXXXX", dirname(dir_copy));
 	sigset_t old_mask;

@@ -402,6 +402,10 @@ def the_cases():
           ["--max-duration", "1"]),
         R("--max-input-bytes 1000 on a 96 KB file", lambda m: m.wav, {"audio_too_large"},
           ["--max-input-bytes", "1000"]),
+        # The limit is the file's size, also where the audio ends well before it.
+        R("--max-input-bytes 200000 on a 2 MB file, its audio in the first 96 KB",
+          lambda m: wav_with_trailing_chunk(m, 2000000), {"audio_too_large"},
+          ["--max-input-bytes", "200000"]),
 
         # --- Ogg
         R("Ogg with a flipped byte in a page body (bad CRC)", lambda m: ogg_flip_body_byte(m.ogg),
@@ -473,6 +477,12 @@ def ext_subformat(m, sub):
     # + mask 4 = offset 32 in the chunk
     fmt = fmt[:32] + struct.pack("<H", sub) + fmt[34:]
     return wav_bytes(m.pcm, RATE, 1, 16, fmt=fmt)
+
+
+def wav_with_trailing_chunk(m, size):
+    """The base clip with a LIST chunk of `size` zero bytes after its data chunk."""
+    riff = m.wav[8:] + chunk(b"LIST", bytes(size))
+    return b"RIFF" + struct.pack("<I", len(riff)) + riff
 
 
 def quiet_tone():
