@@ -347,5 +347,14 @@ int main(int argc, char **argv)
 		printf("%s%u", i ? "," : "", res.waveform[i]);
 	printf("],\"time_ms\":%.1f,\"realtime\":%.1f}\n", elapsed * 1000,
 	       elapsed > 0 ? seconds / elapsed : 0.0);
+	/* The line is the result: one that could not be written (stdout a full disk, a closed
+	 * pipe) is a failure, said on stderr, where it exited 0 with no line (helper-133's review).
+	 * OUT is complete and stays. */
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr,
+		        "jiayin-transcode: %s is written, but its result line was not: %s\n",
+		        out_path, strerror(errno ? errno : EIO));
+		return -CODEC_EIO;
+	}
 	return 0;
 }

@@ -696,6 +696,35 @@ def file_size_limit_case(program, m, work):
     return tap.Case("a file size limit midway", checks, fn)
 
 
+def result_unwritten_case(program, m, work):
+    checks = ["stdout a full disk (its result line unwritten): exit 2 (io_error) and said on "
+              "stderr, OUT complete, no temporary file left"]
+
+    def fn():
+        d = os.path.join(work, "stdout-full")
+        out_dir = os.path.join(d, "out")
+        os.makedirs(out_dir)
+        in_path = os.path.join(d, "in.wav")
+        with open(in_path, "wb") as f:
+            f.write(one_second(m))
+        out = os.path.join(out_dir, "out.ogg")
+        with open("/dev/full", "w") as full:
+            run = subprocess.run([program, in_path, out], stdout=full,
+                                 stderr=subprocess.PIPE, text=True, timeout=120)
+        p = []
+        if run.returncode != ERRORS["io_error"] or "result line" not in run.stderr:
+            p.append(f"exit {run.returncode}, stderr {run.stderr.strip()!r}: expected exit 2 "
+                     "and the reason")
+        left = sorted(os.listdir(out_dir))
+        with open(out, "rb") if os.path.exists(out) else open(os.devnull, "rb") as f:
+            head = f.read(4)
+        if left != ["out.ogg"] or head != b"OggS":
+            p.append(f"the output directory holds {left}, OUT starts {head!r}: expected a "
+                     "complete OUT alone")
+        return {checks[0]: (not p, p)}
+    return tap.Case("the result line unwritten", checks, fn)
+
+
 def main(argv):
     program = tap.check_setup(argv[1] if len(argv) > 1 else None, inputs.TOOLS)
     if program is None:
@@ -708,7 +737,8 @@ def main(argv):
             return tap.report_setup_failure("making the materials", [str(e)])
         work = os.path.join(tmp, "cases")
         cases = [rejection_case(program, m, c, work) for c in the_cases()]
-        cases += [signal_case(program, m, work), file_size_limit_case(program, m, work)]
+        cases += [signal_case(program, m, work), file_size_limit_case(program, m, work),
+                  result_unwritten_case(program, m, work)]
         cases += [
             sweep_case(program, m, "WAV cut at many lengths",
                        lambda m: cuts(one_second(m), 12), work),
