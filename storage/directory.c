@@ -332,7 +332,9 @@ static int pairing_insert(sqlite3_stmt *st, const uint8_t code_hash[STORE_HASH_L
  * expire (0: none). Not those made by a clock set back since (a wrong time put right): they
  * kept the family at its bound, and Retry-After at their expiry, for as long as the clock had
  * been ahead and a code's life on (an hour ahead: 70 minutes, where a code lives 10). They
- * still pair until they expire.
+ * still pair until they expire. Nor those whose maker is gone (MAKER_STAYED): a code stored in
+ * a race with its phone's revocation, or its member's removal, pairs nobody, and held a place
+ * for its 10 minutes, where the revocation promises the others may ask at once.
  */
 static int pairing_live(conn *c, const char *family_id, int64_t now_ms, unsigned *n,
                         int64_t *first_expiry_ms)
@@ -340,7 +342,7 @@ static int pairing_live(conn *c, const char *family_id, int64_t now_ms, unsigned
 	static const char sql[] =
 	    "SELECT count(*), coalesce(min(expires_ms), 0) FROM pairing_codes "
 	    "WHERE family_id = ?1 AND kiosk_id IS NULL AND used_ms IS NULL AND "
-	    "expires_ms > ?2 AND created_ms <= ?3";
+	    "expires_ms > ?2 AND created_ms <= ?3 AND " MAKER_STAYED;
 	return count_and_first(c, sql, family_id, now_ms, now_ms + PAIRING_CLOCK_SET_BACK_MS, n,
 	                       first_expiry_ms);
 }
