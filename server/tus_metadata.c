@@ -1,7 +1,8 @@
 /*
  * tus_metadata.c — Upload-Metadata: comma-separated pairs of a key and its base64 value (padded
- * or not), spaces around pairs allowed. Every length is checked before a byte is copied; a
- * decoded value with a NUL in it is refused (it would end the C string early).
+ * or not), spaces and tabs around pairs allowed (HTTP's OWS around a list's commas). Every
+ * length is checked before a byte is copied; a decoded value with a NUL in it is refused (it
+ * would end the C string early).
  */
 #include "tus_metadata.h"
 
@@ -44,9 +45,9 @@ const char *srv_tus_metadata_parse(const char *p, size_t n, srv_tus_metadata *m,
 		while (end < n && p[end] != ',')
 			end++;
 		size_t a = i, b = end;
-		while (a < b && p[a] == ' ')
+		while (a < b && (p[a] == ' ' || p[a] == '\t'))
 			a++;
-		while (b > a && p[b - 1] == ' ')
+		while (b > a && (p[b - 1] == ' ' || p[b - 1] == '\t'))
 			b--;
 		size_t k = a;
 		while (k < b && p[k] != ' ')

@@ -232,6 +232,17 @@ def protocol(binary, wav):
             ok(r.status == status and code_of(r) == code, f"creation with {what}: {status}",
                f"{r.status} {r.body!r}")
         ok(files_of(srv) == [], "refused creations leave nothing on disk", str(files_of(srv)))
+        # HTTP's list syntax allows a tab as well as a space around the commas: `to` after
+        # ",\t" is still the recipient, not a key "\tto" ignored (a message for one member
+        # would have gone to the whole family)
+        r = create(srv, mom, 1000, f"family_id {b64(fam)},\tto {b64(mom['member']['id'])}")
+        g = request(srv, "GET", r.header("Location") or "/v1/uploads/none",
+                    headers=bearer(mom["token"]))
+        gj = g.json().get("upload", {}) if g.status == 200 else {}
+        ok(r.status == 201 and gj.get("to") == mom["member"]["id"],
+           "creation with a tab after a comma: `to` is read", f"{r.status} {g.body!r}")
+        if r.status == 201:
+            request(srv, "DELETE", r.header("Location"), headers=TUS + bearer(mom["token"]))
 
         t0 = time.time()
         r = create(srv, mom, len(wav),
