@@ -2,7 +2,8 @@
  * tus_metadata.c — Upload-Metadata: comma-separated pairs of a key and its base64 value (padded
  * or not), spaces and tabs around pairs allowed (HTTP's OWS around a list's commas). Every
  * length is checked before a byte is copied; a decoded value with a NUL in it is refused (it
- * would end the C string early).
+ * would end the C string early); an idempotency_key with one is invalid_idempotency_key, as
+ * one with any other control byte is.
  */
 #include "tus_metadata.h"
 
@@ -10,7 +11,7 @@
 #include <sodium.h>
 #include <string.h>
 
-enum { VALUE_OK, VALUE_NOT_BASE64, VALUE_TOO_LONG };
+enum { VALUE_OK, VALUE_NOT_BASE64, VALUE_TOO_LONG, VALUE_NUL };
 
 /* One value, base64 (padded or not), decoded into out (NUL-terminated). A value that decodes
  * to more than out holds is too long, not "not base64": an idempotency key of 300 characters
@@ -31,7 +32,7 @@ static int value(const char *v, size_t n, char *out, size_t cap)
 			return too_long || errno == ERANGE ? VALUE_TOO_LONG : VALUE_NOT_BASE64;
 	}
 	out[len] = '\0';
-	return memchr(out, '\0', len) == NULL ? VALUE_OK : VALUE_NOT_BASE64;
+	return memchr(out, '\0', len) == NULL ? VALUE_OK : VALUE_NUL;
 }
 
 const char *srv_tus_metadata_parse(const char *p, size_t n, srv_tus_metadata *m,
@@ -70,9 +71,9 @@ const char *srv_tus_metadata_parse(const char *p, size_t n, srv_tus_metadata *m,
 		if (seen && *seen)
 			return "Upload-Metadata: a key came twice";
 		int v = seen ? value(val, vlen, decoded, sizeof decoded) : VALUE_OK;
-		if (v == VALUE_NOT_BASE64)
+		if (v == VALUE_NOT_BASE64 || (v == VALUE_NUL && seen != &m->has_idem))
 			return "Upload-Metadata: a value is not base64";
-		if (v == VALUE_TOO_LONG || (seen && strlen(decoded) >= dcap)) {
+		if (v == VALUE_NUL || v == VALUE_TOO_LONG || (seen && strlen(decoded) >= dcap)) {
 			if (seen == &m->has_idem) {
 				*code = "invalid_idempotency_key";
 				return "idempotency_key: 1-128 printable ASCII characters";

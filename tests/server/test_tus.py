@@ -222,6 +222,8 @@ def protocol(binary, wav):
                  "invalid_recipient", "a recipient from another family"),
                 (f"family_id {b64(fam)},idempotency_key {b64('a' + chr(1))}", 400,
                  "invalid_idempotency_key", "an idempotency key with a control byte"),
+                (f"family_id {b64(fam)},idempotency_key {b64('rec-1' + chr(0))}", 400,
+                 "invalid_idempotency_key", "an idempotency key with a NUL byte"),
                 (f"family_id {b64(fam)},idempotency_key {b64('k' * 129)}", 400,
                  "invalid_idempotency_key", "an idempotency key of 129 bytes"),
                 (f"family_id {b64(fam)},idempotency_key {b64('k' * 300)}", 400,
