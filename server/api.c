@@ -30,20 +30,18 @@ int64_t api_now_ms(void)
 }
 
 /* ---- JSON ---- */
-void api_respond_until(srv_exchange *x, int64_t until_ms, const char *code, const char *message)
-{
-	int64_t wait = (until_ms - api_now_ms() + 999) / 1000;
-	char retry[48];
-	snprintf(retry, sizeof retry, "Retry-After: %lld\r\n", (long long)(wait > 0 ? wait : 1));
-	srv_respond_error_with(x, 429, code, message, retry);
-}
-
 void api_respond_wait(srv_exchange *x, uint64_t wait, const char *code, const char *message)
 {
 	char retry[48];
 	snprintf(retry, sizeof retry, "Retry-After: %llu\r\n",
 	         wait > 1000 ? (unsigned long long)(wait + 999) / 1000 : 1ull);
 	srv_respond_error_with(x, 429, code, message, retry);
+}
+
+void api_respond_until(srv_exchange *x, int64_t until_ms, const char *code, const char *message)
+{
+	int64_t wait = until_ms - api_now_ms();
+	api_respond_wait(x, wait > 0 ? (uint64_t)wait : 0, code, message);
 }
 
 void api_respond_spent(srv_exchange *x, srv_ratelimit *r, const char *key, const char *code,
