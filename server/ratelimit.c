@@ -97,7 +97,13 @@ bool srv_rate_exhausted(const srv_ratelimit *r, const char *key, uint64_t now_ms
 	long found = live_slot(r, h, home, now_ms);
 	if (found >= 0)
 		return r->slots[found].count >= r->max;
-	/* Not in its neighbourhood: it would share the home slot (srv_rate_take). */
+	/* Not in its neighbourhood: a free or expired slot there would be its own, else it would
+	 * share the home slot (srv_rate_take). */
+	for (size_t i = 0; i < 8; i++) {
+		const srv_rate_slot *n = &r->slots[(home + i) % SRV_RATE_SLOTS];
+		if (n->count == 0 || now_ms - n->start_ms >= r->window_ms)
+			return false;
+	}
 	const srv_rate_slot *s = &r->slots[home];
 	return now_ms - s->start_ms < r->window_ms && s->count >= r->max;
 }

@@ -95,6 +95,28 @@ static void colliding_keys_keep_their_counts(void **state)
 	free(r);
 }
 
+/*
+ * A key that has done nothing is not locked because another key whose home slot is the same
+ * used up its own count: it would be given a free slot of the neighbourhood (review finding:
+ * a parent's first pairing code was 429 pairing_locked after another address's ten wrong ones).
+ */
+static void a_colliding_key_is_not_locked_by_another(void **state)
+{
+	(void)state;
+	char keys[2][16];
+	colliding_keys(keys, 2);
+	srv_ratelimit *r = malloc(sizeof *r);
+	srv_rate_init(r, 3, 1000);
+	for (int i = 0; i < 3; i++)
+		assert_true(srv_rate_take(r, keys[0], 0));
+	assert_true(srv_rate_exhausted(r, keys[0], 100));
+	assert_false(srv_rate_exhausted(r, keys[1], 100));
+	assert_int_equal(srv_rate_wait_ms(r, keys[1], 100), 0);
+	assert_true(srv_rate_take(r, keys[1], 100));
+	assert_true(srv_rate_exhausted(r, keys[0], 100));
+	free(r);
+}
+
 /* One IPv6 /64 is one client; an IPv4 address written as IPv6 is that address. */
 static void addresses_as_clients(void **state)
 {
@@ -197,6 +219,7 @@ int main(void)
 	    cmocka_unit_test(counts_within_a_window),
 	    cmocka_unit_test(waits_until_the_window_ends),
 	    cmocka_unit_test(colliding_keys_keep_their_counts),
+	    cmocka_unit_test(a_colliding_key_is_not_locked_by_another),
 	    cmocka_unit_test(addresses_as_clients),
 	    cmocka_unit_test(refunds_give_back_one),
 	    cmocka_unit_test(refunds_stay_in_their_window),
