@@ -129,6 +129,16 @@ void srv_rate_refund(srv_ratelimit *r, const char *key, uint64_t taken_ms, uint6
 	 * slot): the action does not count there, so nothing is taken from it.
 	 */
 	long found = live_slot(r, h, home, now_ms);
+	/*
+	 * A key with a slot of its own from taken_ms or before counted it there, not in the home
+	 * slot (it shares that only when it has none): that window has ended, so nothing is given
+	 * back, and above all not to the key whose window now holds the home slot.
+	 */
+	for (size_t i = 0; found < 0 && i < 8; i++) {
+		const srv_rate_slot *o = &r->slots[(home + i) % SRV_RATE_SLOTS];
+		if (o->hash == h && o->start_ms <= taken_ms)
+			return;
+	}
 	srv_rate_slot *s = &r->slots[found >= 0 ? (size_t)found : home];
 	if (s->count > 0 && s->start_ms <= taken_ms && now_ms - s->start_ms < r->window_ms)
 		s->count--;

@@ -213,6 +213,30 @@ static void refunds_of_colliding_keys(void **state)
 	free(r);
 }
 
+/*
+ * An action counted in the key's own slot, whose window has ended by the time it is given back
+ * (a job answered just after), is given back nowhere: not to the home slot, another key's
+ * (review finding: that key had one more try than its limit).
+ */
+static void a_late_refund_frees_nothing_of_another_key(void **state)
+{
+	(void)state;
+	char keys[2][16];
+	colliding_keys(keys, 2);
+	srv_ratelimit *r = malloc(sizeof *r);
+	srv_rate_init(r, 2, 1000);
+	assert_true(srv_rate_take(r, keys[0], 0));    /* the home slot, until 1000 */
+	assert_true(srv_rate_take(r, keys[1], 100));  /* the next one, until 1100 */
+	assert_true(srv_rate_take(r, keys[0], 1050)); /* the home slot again, from 1050 */
+	assert_true(srv_rate_take(r, keys[0], 1060));
+	assert_true(srv_rate_exhausted(r, keys[0], 1070));
+	assert_true(srv_rate_take(r, keys[1], 1070)); /* counted in keys[1]'s window */
+	srv_rate_refund(r, keys[1], 1070, 1120);      /* given back once that window is over */
+	assert_true(srv_rate_exhausted(r, keys[0], 1120));
+	assert_false(srv_rate_take(r, keys[0], 1120));
+	free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -224,6 +248,7 @@ int main(void)
 	    cmocka_unit_test(refunds_give_back_one),
 	    cmocka_unit_test(refunds_stay_in_their_window),
 	    cmocka_unit_test(refunds_of_colliding_keys),
+	    cmocka_unit_test(a_late_refund_frees_nothing_of_another_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
