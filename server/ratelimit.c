@@ -7,16 +7,33 @@
  * another (it can only be limited sooner, never later). Constant memory whatever the
  * traffic. An action counted before it is known to be one (a pairing code, checked on the
  * pool) is given back with srv_rate_refund when it was not. Loop thread only.
+ *
+ * The hash is SipHash keyed at random for each limiter: with a hash anyone can compute (it was
+ * FNV-1a), keys that share a victim's home slot were found offline, eight of them filled its
+ * neighbourhood and one spent its window where the victim had to share it, locking out a
+ * chosen address (helper-137's review).
  */
 #include "ratelimit.h"
 
 #include <arpa/inet.h>
+#include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
-static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
+_Static_assert(sizeof((srv_ratelimit *)0)->hash_key == crypto_shorthash_KEYBYTES,
+               "the limiter's hash key is SipHash's");
+
+/* tag, then bytes (at most 64: a longer text key is cut, as the callers' keys never are) */
+static uint64_t keyed(const srv_ratelimit *r, char tag, const void *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 0x100000001b3ull;
+	unsigned char in[65], out[crypto_shorthash_BYTES];
+	if (n > sizeof in - 1)
+		n = sizeof in - 1;
+	in[0] = (unsigned char)tag;
+	memcpy(in + 1, p, n);
+	crypto_shorthash(out, in, n + 1, r->hash_key);
+	uint64_t h;
+	memcpy(&h, out, sizeof h);
 	return h;
 }
 
@@ -25,20 +42,19 @@ static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
  * devices from, so per-address limits on single IPv6 addresses limit nothing. An IPv4 address
  * written as IPv6 (::ffff:a.b.c.d) is that IPv4 address. Anything else is its text.
  */
-static uint64_t hash_key(const char *key)
+uint64_t srv_rate_hash(const srv_ratelimit *r, const char *key)
 {
-	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
 	unsigned char a6[16];
 	struct in_addr a4;
 	if (strchr(key, ':') && inet_pton(AF_INET6, key, a6) == 1) {
 		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 		if (memcmp(a6, mapped, sizeof mapped) == 0)
-			return fnv1a(h, a6 + 12, 4);
-		return fnv1a(fnv1a(h, (const unsigned char *)"v6", 2), a6, 8);
+			return keyed(r, '4', a6 + 12, 4);
+		return keyed(r, '6', a6, 8);
 	}
 	if (inet_pton(AF_INET, key, &a4) == 1)
-		return fnv1a(h, (const unsigned char *)&a4, 4);
-	return fnv1a(h, (const unsigned char *)key, strlen(key));
+		return keyed(r, '4', &a4, 4);
+	return keyed(r, 't', key, strlen(key));
 }
 
 /* The key's live slot in its neighbourhood of eight, or -1. */
@@ -54,7 +70,7 @@ static long live_slot(const srv_ratelimit *r, uint64_t h, size_t home, uint64_t 
 
 bool srv_rate_take(srv_ratelimit *r, const char *key, uint64_t now_ms)
 {
-	uint64_t h = hash_key(key);
+	uint64_t h = srv_rate_hash(r, key);
 	size_t home = (size_t)(h % SRV_RATE_SLOTS);
 	/*
 	 * The key's own live slot first, wherever it is among the eight: a free or expired slot
@@ -92,7 +108,7 @@ bool srv_rate_take(srv_ratelimit *r, const char *key, uint64_t now_ms)
 
 bool srv_rate_exhausted(const srv_ratelimit *r, const char *key, uint64_t now_ms)
 {
-	uint64_t h = hash_key(key);
+	uint64_t h = srv_rate_hash(r, key);
 	size_t home = (size_t)(h % SRV_RATE_SLOTS);
 	long found = live_slot(r, h, home, now_ms);
 	if (found >= 0)
@@ -112,7 +128,7 @@ uint64_t srv_rate_wait_ms(const srv_ratelimit *r, const char *key, uint64_t now_
 {
 	if (!srv_rate_exhausted(r, key, now_ms))
 		return 0;
-	uint64_t h = hash_key(key);
+	uint64_t h = srv_rate_hash(r, key);
 	size_t home = (size_t)(h % SRV_RATE_SLOTS);
 	long found = live_slot(r, h, home, now_ms); /* else the home slot, as srv_rate_exhausted */
 	const srv_rate_slot *s = &r->slots[found >= 0 ? (size_t)found : home];
@@ -121,7 +137,7 @@ uint64_t srv_rate_wait_ms(const srv_ratelimit *r, const char *key, uint64_t now_
 
 void srv_rate_refund(srv_ratelimit *r, const char *key, uint64_t taken_ms, uint64_t now_ms)
 {
-	uint64_t h = hash_key(key);
+	uint64_t h = srv_rate_hash(r, key);
 	size_t home = (size_t)(h % SRV_RATE_SLOTS);
 	/*
 	 * Where srv_rate_take counted it: the key's live slot, else the home slot it shared. A
@@ -149,4 +165,7 @@ void srv_rate_init(srv_ratelimit *r, unsigned max, uint64_t window_ms)
 	memset(r, 0, sizeof *r);
 	r->max = max;
 	r->window_ms = window_ms;
+	if (sodium_init() < 0)
+		abort(); /* no randomness: nothing the server does is safe */
+	randombytes_buf(r->hash_key, sizeof r->hash_key);
 }

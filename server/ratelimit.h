@@ -18,10 +18,13 @@ typedef struct srv_rate_slot {
 typedef struct srv_ratelimit {
 	unsigned max;        /* actions per window */
 	uint64_t window_ms;
+	uint8_t hash_key[16]; /* random, per limiter: where a key's slot is cannot be worked out */
 	srv_rate_slot slots[SRV_RATE_SLOTS];
 } srv_ratelimit;
 
 void srv_rate_init(srv_ratelimit *r, unsigned max, uint64_t window_ms);
+/* The hash of key that places it in r's table (its home slot: the hash % SRV_RATE_SLOTS). */
+uint64_t srv_rate_hash(const srv_ratelimit *r, const char *key);
 /* Counts one action of key now; false when key has used up its window (do not act). */
 bool srv_rate_take(srv_ratelimit *r, const char *key, uint64_t now_ms);
 /* Would the next action of key be refused? (Counts nothing.) */

@@ -25,8 +25,9 @@ static uint64_t fnv(const char *key)
 	return h;
 }
 
-/* n different keys "k<i>" whose home slot is the same. */
-static void colliding_keys(char keys[][16], int n)
+/* n different keys "k<i>" whose home slot is the same under an unkeyed FNV-1a hash: what an
+ * attacker computes offline. */
+static void fnv_colliding_keys(char keys[][16], int n)
 {
 	char first[16];
 	snprintf(first, sizeof first, "k0");
@@ -39,6 +40,45 @@ static void colliding_keys(char keys[][16], int n)
 			snprintf(keys[found++], 16, "%s", k);
 	}
 	assert_int_equal(found, n);
+}
+
+/* n different keys "k<i>" whose home slot in r is the same. */
+static void colliding_keys_in(const srv_ratelimit *r, char keys[][16], int n)
+{
+	size_t home = (size_t)(srv_rate_hash(r, "k0") % SRV_RATE_SLOTS);
+	int found = 0;
+	for (int i = 0; found < n && i < 10000000; i++) {
+		char k[16];
+		snprintf(k, sizeof k, "k%d", i);
+		if ((size_t)(srv_rate_hash(r, k) % SRV_RATE_SLOTS) == home)
+			snprintf(keys[found++], 16, "%s", k);
+	}
+	assert_int_equal(found, n);
+}
+
+/*
+ * An attacker who knows a victim's address cannot aim at its slots: with an unkeyed hash (FNV,
+ * as the limiter had), keys that share the victim's home slot are found offline, eight of
+ * them fill its neighbourhood, and one spends its window in the home slot the victim must
+ * then share, locking the victim out (pairing_locked for 15 minutes from about 17 wrong codes,
+ * helper-137's review). The limiter's hash is keyed per limiter now: the keys found offline
+ * land anywhere.
+ */
+static void a_victim_cannot_be_aimed_at(void **state)
+{
+	(void)state;
+	char keys[9][16];
+	fnv_colliding_keys(keys, 9);
+	const char *victim = keys[8];
+	srv_ratelimit *r = malloc(sizeof *r);
+	srv_rate_init(r, 3, 1000);
+	for (int i = 0; i < 8; i++)
+		assert_true(srv_rate_take(r, keys[i], 100));
+	for (int i = 0; i < 2; i++)
+		assert_true(srv_rate_take(r, keys[0], 100));
+	assert_false(srv_rate_exhausted(r, victim, 200));
+	assert_true(srv_rate_take(r, victim, 200));
+	free(r);
 }
 
 static void counts_within_a_window(void **state)
@@ -77,9 +117,9 @@ static void colliding_keys_keep_their_counts(void **state)
 {
 	(void)state;
 	char keys[3][16];
-	colliding_keys(keys, 3);
 	srv_ratelimit *r = malloc(sizeof *r);
 	srv_rate_init(r, 3, 1000);
+	colliding_keys_in(r, keys, 3);
 	/* a and b take the first two slots of the neighbourhood at 0 ms; k the third at 100 ms. */
 	assert_true(srv_rate_take(r, keys[0], 0));
 	assert_true(srv_rate_take(r, keys[1], 0));
@@ -104,9 +144,9 @@ static void a_colliding_key_is_not_locked_by_another(void **state)
 {
 	(void)state;
 	char keys[2][16];
-	colliding_keys(keys, 2);
 	srv_ratelimit *r = malloc(sizeof *r);
 	srv_rate_init(r, 3, 1000);
+	colliding_keys_in(r, keys, 2);
 	for (int i = 0; i < 3; i++)
 		assert_true(srv_rate_take(r, keys[0], 0));
 	assert_true(srv_rate_exhausted(r, keys[0], 100));
@@ -185,9 +225,9 @@ static void refunds_of_colliding_keys(void **state)
 {
 	(void)state;
 	char keys[9][16];
-	colliding_keys(keys, 9);
 	srv_ratelimit *r = malloc(sizeof *r);
 	srv_rate_init(r, 2, 1000);
+	colliding_keys_in(r, keys, 9);
 	assert_true(srv_rate_take(r, keys[0], 0));
 	assert_true(srv_rate_take(r, keys[0], 0));
 	for (int i = 1; i < 8; i++) /* the neighbourhood of eight is full of live windows */
@@ -222,9 +262,9 @@ static void a_late_refund_frees_nothing_of_another_key(void **state)
 {
 	(void)state;
 	char keys[2][16];
-	colliding_keys(keys, 2);
 	srv_ratelimit *r = malloc(sizeof *r);
 	srv_rate_init(r, 2, 1000);
+	colliding_keys_in(r, keys, 2);
 	assert_true(srv_rate_take(r, keys[0], 0));    /* the home slot, until 1000 */
 	assert_true(srv_rate_take(r, keys[1], 100));  /* the next one, until 1100 */
 	assert_true(srv_rate_take(r, keys[0], 1050)); /* the home slot again, from 1050 */
@@ -243,6 +283,7 @@ int main(void)
 	    cmocka_unit_test(counts_within_a_window),
 	    cmocka_unit_test(waits_until_the_window_ends),
 	    cmocka_unit_test(colliding_keys_keep_their_counts),
+	    cmocka_unit_test(a_victim_cannot_be_aimed_at),
 	    cmocka_unit_test(a_colliding_key_is_not_locked_by_another),
 	    cmocka_unit_test(addresses_as_clients),
 	    cmocka_unit_test(refunds_give_back_one),
