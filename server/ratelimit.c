@@ -68,6 +68,18 @@ static long live_slot(const srv_ratelimit *r, uint64_t h, size_t home, uint64_t 
 	return -1;
 }
 
+/* The first free or expired slot in the key's neighbourhood of eight, or -1: its own to take
+ * (srv_rate_take), and what srv_rate_exhausted must find as srv_rate_take would. */
+static long free_slot(const srv_ratelimit *r, size_t home, uint64_t now_ms)
+{
+	for (size_t i = 0; i < 8; i++) {
+		const srv_rate_slot *s = &r->slots[(home + i) % SRV_RATE_SLOTS];
+		if (s->count == 0 || now_ms - s->start_ms >= r->window_ms)
+			return (long)((home + i) % SRV_RATE_SLOTS);
+	}
+	return -1;
+}
+
 bool srv_rate_take(srv_ratelimit *r, const char *key, uint64_t now_ms)
 {
 	uint64_t h = srv_rate_hash(r, key);
@@ -82,17 +94,9 @@ bool srv_rate_take(srv_ratelimit *r, const char *key, uint64_t now_ms)
 	size_t pick = home;
 	if (found >= 0) {
 		pick = (size_t)found;
-	} else {
-		for (size_t i = 0; i < 8; i++) {
-			srv_rate_slot *s = &r->slots[(home + i) % SRV_RATE_SLOTS];
-			if (s->count == 0 || now_ms - s->start_ms >= r->window_ms) {
-				pick = (home + i) % SRV_RATE_SLOTS;
-				s->hash = h;
-				s->start_ms = now_ms;
-				s->count = 0;
-				break;
-			}
-		}
+	} else if ((found = free_slot(r, home, now_ms)) >= 0) {
+		pick = (size_t)found;
+		r->slots[pick] = (srv_rate_slot){.hash = h, .start_ms = now_ms, .count = 0};
 	}
 	srv_rate_slot *s = &r->slots[pick];
 	if (now_ms - s->start_ms >= r->window_ms) {
@@ -115,11 +119,8 @@ bool srv_rate_exhausted(const srv_ratelimit *r, const char *key, uint64_t now_ms
 		return r->slots[found].count >= r->max;
 	/* Not in its neighbourhood: a free or expired slot there would be its own, else it would
 	 * share the home slot (srv_rate_take). */
-	for (size_t i = 0; i < 8; i++) {
-		const srv_rate_slot *n = &r->slots[(home + i) % SRV_RATE_SLOTS];
-		if (n->count == 0 || now_ms - n->start_ms >= r->window_ms)
-			return false;
-	}
+	if (free_slot(r, home, now_ms) >= 0)
+		return false;
 	const srv_rate_slot *s = &r->slots[home];
 	return now_ms - s->start_ms < r->window_ms && s->count >= r->max;
 }
