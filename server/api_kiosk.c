@@ -274,6 +274,18 @@ static void bad_pin_work(api_job *j)
 }
 
 /*
+ * An attempt counted at now whose PIN was not checked, or whose session did not start, for a
+ * reason not the child's (503): given back, so that a child with the right pictures whose
+ * logins met a busy or failing store pin-failures times is not locked out for it, nor the
+ * kiosk's hour spent (the review). Best effort: a store that failed may fail this too.
+ */
+static void give_back(api_job *j, const store_kiosk_link *l, int64_t now)
+{
+	(void)store_kiosk_pin_attempt_give_back(j->st, l->id.s, l->pin_hash, now, j->pin_failures,
+	                                        j->pin_lock_ms);
+}
+
+/*
  * A kiosk's wrong PINs, all its children together (pin-failures-kiosk an hour): each child's
  * own lock lets a few dozen tries a week through, which over a kiosk's hundreds of children
  * (its first screen lists them all) added up to a PIN found every week or so, and another
@@ -286,18 +298,6 @@ static void bad_pin_work(api_job *j)
  * tablet's stay the kiosk's, and a restart keeps them. A right PIN's is given back
  * (store_kiosk_session_start).
  */
-/*
- * An attempt counted at now whose PIN was not checked, or whose session did not start, for a
- * reason not the child's (503): given back, so that a child with the right pictures whose
- * logins met a busy or failing store pin-failures times is not locked out for it, nor the
- * kiosk's hour spent (the review). Best effort: a store that failed may fail this too.
- */
-static void give_back(api_job *j, const store_kiosk_link *l, int64_t now)
-{
-	(void)store_kiosk_pin_attempt_give_back(j->st, l->id.s, l->pin_hash, now, j->pin_failures,
-	                                        j->pin_lock_ms);
-}
-
 static void login_work(api_job *j)
 {
 	if (!at_login_screen(j))

@@ -49,19 +49,29 @@ bool api_may_see(const store_message *m, const store_member *me)
 	       strcmp(m->sender.s, me->id.s) == 0;
 }
 
-/*
- * The path's message in j->msg if the caller may see it; a message they may not see, a
- * deleted one, and (unless allow_hidden) a hidden one are STORE_ENOTFOUND like unknown ids.
- */
-static int visible_message(api_job *j, bool allow_hidden)
+/* The path's message in j->msg, in whatever state, if the caller may see it; one they may
+ * not see is STORE_ENOTFOUND like an unknown id. */
+static int seen_message(api_job *j)
 {
 	if (!api_own_family(j))
 		return j->rc;
 	int rc = store_message_get(j->st, j->param[0], j->param[1], &j->msg);
 	if (rc < 0)
 		return rc;
-	if (j->msg.state == STORE_MSG_DELETED || (j->msg.state == STORE_MSG_HIDDEN && !allow_hidden) ||
-	    !api_may_see(&j->msg, &j->member))
+	return api_may_see(&j->msg, &j->member) ? 0 : STORE_ENOTFOUND;
+}
+
+/*
+ * seen_message, and a deleted message and (unless allow_hidden) a hidden one are
+ * STORE_ENOTFOUND too.
+ */
+static int visible_message(api_job *j, bool allow_hidden)
+{
+	int rc = seen_message(j);
+	if (rc < 0)
+		return rc;
+	if (j->msg.state == STORE_MSG_DELETED ||
+	    (j->msg.state == STORE_MSG_HIDDEN && !allow_hidden))
 		return STORE_ENOTFOUND;
 	return 0;
 }
@@ -773,14 +783,8 @@ void srv_api_message_listened(srv_exchange *x)
  */
 static void delete_work(api_job *j)
 {
-	if (!api_own_family(j))
+	if ((j->rc = seen_message(j)) < 0)
 		return;
-	if ((j->rc = store_message_get(j->st, j->param[0], j->param[1], &j->msg)) < 0)
-		return;
-	if (!api_may_see(&j->msg, &j->member)) {
-		j->rc = STORE_ENOTFOUND;
-		return;
-	}
 	bool may =
 	    strcmp(j->msg.sender.s, j->member.id.s) == 0 || j->member.role == STORE_ROLE_PARENT;
 	if (j->msg.state == STORE_MSG_DELETED) {
