@@ -148,6 +148,14 @@ static void remove_tmp_and_die(int sig)
 
 static const int fatal_signals[] = {SIGTERM, SIGINT, SIGHUP};
 
+/* The fatal signals as a set: blocked while one is handled, and while the file is made. */
+static void fatal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	for (size_t i = 0; i < sizeof fatal_signals / sizeof *fatal_signals; i++)
+		sigaddset(set, fatal_signals[i]);
+}
+
 /* Handle the signals that would kill us with the temporary file left (one ignored, as
  * SIGINT in a background job, stays ignored). SIGXFSZ is ignored: a write past the file size
  * limit fails with EFBIG, an io_error, where the signal killed the process. */
@@ -155,9 +163,7 @@ static void catch_fatal_signals(void)
 {
 	for (size_t i = 0; i < sizeof fatal_signals / sizeof *fatal_signals; i++) {
 		struct sigaction old, sa = {.sa_handler = remove_tmp_and_die};
-		sigemptyset(&sa.sa_mask);
-		for (size_t j = 0; j < sizeof fatal_signals / sizeof *fatal_signals; j++)
-			sigaddset(&sa.sa_mask, fatal_signals[j]);
+		fatal_set(&sa.sa_mask);
 		if (sigaction(fatal_signals[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
 			sigaction(fatal_signals[i], &sa, NULL);
 	}
@@ -169,9 +175,7 @@ static void catch_fatal_signals(void)
 static void block_fatal_signals(sigset_t *old)
 {
 	sigset_t set;
-	sigemptyset(&set);
-	for (size_t i = 0; i < sizeof fatal_signals / sizeof *fatal_signals; i++)
-		sigaddset(&set, fatal_signals[i]);
+	fatal_set(&set);
 	sigprocmask(SIG_BLOCK, &set, old);
 }
 

@@ -354,19 +354,19 @@ static int publish(int fd, const char *hidden, const char *path)
 	return rc;
 }
 
-/* What the export left out, by kind: the rows whose message id is malformed, and the ids of
- * the messages whose audio the disk failed to read or SQLite found damaged. */
-typedef struct left_out_found {
-	json_t *rows, *unreadable, *damaged;
-} left_out_found;
+/* The messages store_family_verify found wrong, or the export left out, by kind: their ids;
+ * the rows of malformed ones, which have none. */
+typedef struct verify_found {
+	json_t *damaged, *unreadable, *malformed;
+} verify_found;
 
-static void note_left_out(void *arg, int64_t row, const char *message_id, int why)
+static void note_wrong(void *arg, int64_t row, const char *message_id, int why)
 {
-	left_out_found *l = arg;
+	verify_found *v = arg;
 	if (why == STORE_EINVAL)
-		json_array_append_new(l->rows, json_integer((json_int_t)row));
+		json_array_append_new(v->malformed, json_integer((json_int_t)row));
 	else
-		json_array_append_new(why == STORE_EIO ? l->unreadable : l->damaged,
+		json_array_append_new(why == STORE_EIO ? v->unreadable : v->damaged,
 		                      json_string(message_id));
 }
 
@@ -415,10 +415,10 @@ int cmd_family_export(ctl *c, int argc, char **argv)
 		return fail(c, errno_code(-fd), "cannot create %s: %s", path, strerror(-fd));
 	int e = 0;
 	bool linked = false;
-	left_out_found found = {json_array(), json_array(), json_array()};
-	json_t *left_out = found.rows;
+	verify_found found = {json_array(), json_array(), json_array()};
+	json_t *left_out = found.malformed;
 	rc = left_out && found.unreadable && found.damaged
-	         ? store_export_family(c->s, f.id.s, fd, &bytes, note_left_out, &found)
+	         ? store_export_family(c->s, f.id.s, fd, &bytes, note_wrong, &found)
 	         : STORE_ENOMEM;
 	if (rc < 0)
 		e = errno; /* the file system's reason (No space left on device), or 0 */
@@ -643,22 +643,6 @@ typedef struct verify_totals {
 	unsigned families, damaged_families, unchecked;
 	int first_error; /* of the first family that could not be checked */
 } verify_totals;
-
-/* The messages store_family_verify found wrong, by kind: their ids; the rows of malformed
- * ones, which have none. */
-typedef struct verify_found {
-	json_t *damaged, *unreadable, *malformed;
-} verify_found;
-
-static void note_wrong(void *arg, int64_t row, const char *message_id, int why)
-{
-	verify_found *v = arg;
-	if (why == STORE_EINVAL)
-		json_array_append_new(v->malformed, json_integer((json_int_t)row));
-	else
-		json_array_append_new(why == STORE_EIO ? v->unreadable : v->damaged,
-		                      json_string(message_id));
-}
 
 /* A damaged or unreadable message as the text shows it: its id, when it was sent and its
  * size (when its row still reads). */
