@@ -738,9 +738,10 @@ int store_kiosk_pin_attempt_give_back(store *s, const char *link_id, const char 
                                       int64_t attempt_ms, unsigned max_failures, int64_t lock_ms)
 {
 	/* One count less, and the lock gone if it is the one this attempt set (the count's
-	 * max_failures-th, ending when that attempt made it end): an attempt after it was refused
-	 * by that lock, and counted nothing. Only while the link has the PIN that was checked: a
-	 * new one since cleared the count. */
+	 * max_failures-th, ending when that attempt made it end: the same formula as
+	 * store_kiosk_pin_attempt_bounded's, its count after the attempt being `failures` here):
+	 * an attempt after it was refused by that lock, and counted nothing. Only while the link
+	 * has the PIN that was checked: a new one since cleared the count. */
 	static const char sql[] =
 	    "UPDATE kiosk_links SET locked_until_ms = CASE WHEN failures % ?1 = 0 AND "
 	    "locked_until_ms = ?2 + (?3 << min(failures / ?1 - 1, ?4)) THEN 0 "
