@@ -547,6 +547,15 @@ static int floor_apply(db *d)
 	return rc == STORE_ENOTFOUND || rc == STORE_EROFS ? 0 : rc;
 }
 
+/* 0: the file is there; STORE_ENOTFOUND: it is not; STORE_EIO: the file system could not say
+ * (an I/O error, a directory it may not search, a loop of symbolic links). */
+static int file_there(const char *path)
+{
+	if (access(path, F_OK) == 0)
+		return 0;
+	return errno == ENOENT ? STORE_ENOTFOUND : STORE_EIO;
+}
+
 int family_acquire(store *s, const char *family_id, family **out)
 {
 	char path[PATH_CAP];
@@ -588,7 +597,9 @@ int family_acquire(store *s, const char *family_id, family **out)
 	 * an open family's calls skip the snprintf. */
 	if ((rc = family_path(s, family_id, path, sizeof path)) < 0) {
 		/* a path that does not fit: rc as family_path says */
-	} else if (access(path, F_OK) != 0) {
+	} else if ((rc = file_there(path)) == STORE_EIO) {
+		/* not looked up (EIO, EACCES, ELOOP): nothing says it is damaged */
+	} else if (rc == STORE_ENOTFOUND) {
 		/* No mailbox: the family was erased (its rows went first), or its mailbox was set
 		 * aside as damaged (or removed by hand) while its rows stay. The second is not "no
 		 * such family" (an app told so would drop the family), but storage_corrupt, until a

@@ -684,6 +684,39 @@ static void an_emptied_mailbox_is_set_aside(void **state)
 	assert_int_equal(store_message_append(f->s, other.id.s, &m, &msg, &existed), 0);
 }
 
+/* A mailbox the file system cannot look up (here a symbolic link that points at itself: ELOOP,
+ * as EIO or EACCES would be) was told storage_corrupt, as a missing one is, though nothing
+ * said it was damaged: an operator told to restore a backup over a file that was whole. It is
+ * storage_io_error, and the file stays where it is. */
+static void a_mailbox_the_file_system_cannot_reach_is_an_io_error(void **state)
+{
+	fixture *f = *state;
+	store_close(f->s);
+	f->s = NULL;
+	char path[256], kept[300];
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	snprintf(kept, sizeof kept, "%s.kept", path);
+	assert_int_equal(rename(path, kept), 0);
+	assert_int_equal(symlink(path, path), 0);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	store_message msg;
+	size_t n = 9;
+	uint64_t latest = 0;
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 0, &msg, 1, &n, &latest),
+	                 STORE_EIO);
+	struct stat st;
+	assert_int_equal(lstat(path, &st), 0); /* left where it is: not quarantined */
+	assert_true(S_ISLNK(st.st_mode));
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rename(kept, path), 0);
+	store_close(f->s); /* the family opens again once the file system finds it */
+	assert_int_equal(store_open(&f->s, &o), 0);
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 0, &msg, 1, &n, &latest), 0);
+}
+
 /* A connection keeps every statement it is given, however many: the cache had 64 places and
  * refused the 65th statement with out_of_memory, for as long as the connection stayed open
  * (the directory's writer ran 60 of them in all). */
@@ -737,6 +770,7 @@ int main(void)
 	    T(every_member_who_listened_is_listed),
 	    T(a_connection_keeps_every_statement),
 	    T(an_emptied_mailbox_is_set_aside),
+	    T(a_mailbox_the_file_system_cannot_reach_is_an_io_error),
 	    cmocka_unit_test(sqlite_errors_map_to_stable_codes),
 	    cmocka_unit_test(error_names),
 	};
