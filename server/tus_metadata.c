@@ -88,3 +88,33 @@ const char *srv_tus_metadata_parse(const char *p, size_t n, srv_tus_metadata *m,
 	}
 	return NULL;
 }
+
+bool srv_tus_metadata_format(const char *family, const char *to, const char *idem, char *out,
+                             size_t cap)
+{
+	const char *keys[] = {"family_id", "to", "idempotency_key"};
+	const char *vals[] = {family, to, idem};
+	size_t used = 0;
+	if (cap == 0)
+		return false;
+	out[0] = '\0';
+	for (size_t i = 0; i < 3; i++) {
+		size_t vlen = vals[i] ? strlen(vals[i]) : 0;
+		if (vlen == 0)
+			continue;
+		size_t klen = strlen(keys[i]);
+		size_t b64 = sodium_base64_ENCODED_LEN(vlen, sodium_base64_VARIANT_ORIGINAL);
+		/* ",key " then the value and its NUL (b64 counts the NUL) */
+		if (used + (used > 0) + klen + 1 + b64 > cap)
+			return false;
+		if (used > 0)
+			out[used++] = ',';
+		memcpy(out + used, keys[i], klen);
+		used += klen;
+		out[used++] = ' ';
+		sodium_bin2base64(out + used, b64, (const unsigned char *)vals[i], vlen,
+		                  sodium_base64_VARIANT_ORIGINAL);
+		used += b64 - 1;
+	}
+	return true;
+}

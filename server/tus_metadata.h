@@ -26,4 +26,14 @@ typedef struct srv_tus_metadata {
 const char *srv_tus_metadata_parse(const char *p, size_t n, srv_tus_metadata *out,
 				   const char **code);
 
+/*
+ * The Upload-Metadata that HEAD answers with (tus: the metadata given at creation): the keys
+ * we keep, family_id, to and idempotency_key, each value in padded base64, an empty one left
+ * out (other keys the client sent are not kept). Into out, NUL-terminated; false when it does
+ * not fit in cap bytes (SRV_TUS_METADATA_ECHO_MAX always holds ours).
+ */
+#define SRV_TUS_METADATA_ECHO_MAX 512
+bool srv_tus_metadata_format(const char *family, const char *to, const char *idem, char *out,
+                             size_t cap);
+
 #endif

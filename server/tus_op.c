@@ -5,6 +5,7 @@
  * plain upload's steps.
  */
 #include "tus_op.h"
+#include "tus_metadata.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -227,17 +228,21 @@ void tus_answer_locked(srv_exchange *x, tus_op *op, bool cut_receiver)
 	                       "Retry-After: 1\r\n");
 }
 
-/* The upload's offset, its length, when it expires and (once it is one) its message. */
+/* The upload's offset, its length, when it expires and (once it is one) its message; to a
+ * HEAD, also the metadata it was created with (tus: a HEAD MUST echo it), as we keep it. */
 void tus_answer_offset(srv_exchange *x, const tus_op *op, int status, const char *message_id)
 {
-	char date[40], hdr[512];
+	char date[40], meta[SRV_TUS_METADATA_ECHO_MAX], hdr[SRV_TUS_METADATA_ECHO_MAX + 512];
 	tus_http_date(srv_upload_expires_ms(op->up->dir, &op->u), date);
 	bool msg = message_id && message_id[0];
+	bool echo = op->kind == OP_HEAD &&
+	            srv_tus_metadata_format(op->u.family, op->u.to, op->u.idem, meta, sizeof meta);
 	snprintf(hdr, sizeof hdr,
 	         "Upload-Offset: %llu\r\nUpload-Length: %llu\r\nUpload-Expires: %s\r\n"
-	         "Cache-Control: no-store\r\n%s%s%s",
+	         "Cache-Control: no-store\r\n%s%s%s%s%s%s",
 	         (unsigned long long)op->u.offset, (unsigned long long)op->u.length, date,
-	         msg ? "Jiayin-Message-Id: " : "", msg ? message_id : "", msg ? "\r\n" : "");
+	         msg ? "Jiayin-Message-Id: " : "", msg ? message_id : "", msg ? "\r\n" : "",
+	         echo ? "Upload-Metadata: " : "", echo ? meta : "", echo ? "\r\n" : "");
 	srv_respond_head(x, status, NULL, hdr, status == 204 ? -1 : 0);
 }
 

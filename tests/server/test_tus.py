@@ -262,6 +262,13 @@ def protocol(binary, wav):
         ok(h.status == 200 and offset_of(h) == 0 and h.header("Upload-Length") == str(len(wav))
            and h.header("Cache-Control") == "no-store" and h.header("Upload-Expires"),
            "HEAD: offset 0, the length, Cache-Control: no-store")
+        # tus: a HEAD MUST carry the metadata given at creation; the keys the server keeps,
+        # in base64 as sent (the client's filename is not kept)
+        echoed = dict(p.strip().split(" ", 1) for p in (h.header("Upload-Metadata") or
+                                                         "").split(",") if " " in p)
+        ok(echoed == {"family_id": b64(fam), "idempotency_key": b64("rec-1")},
+           "HEAD: Upload-Metadata echoes family_id and idempotency_key",
+           repr(h.header("Upload-Metadata")))
 
         # PATCH's checks, each leaving the offset where it was
         r = patch(srv, mom, loc, 0, b"x" * 10, extra=[("Tus-Resumable", "2.0.0")])
