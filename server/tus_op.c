@@ -235,8 +235,10 @@ void tus_answer_offset(srv_exchange *x, const tus_op *op, int status, const char
 	char date[40], meta[SRV_TUS_METADATA_ECHO_MAX], hdr[SRV_TUS_METADATA_ECHO_MAX + 512];
 	tus_http_date(srv_upload_expires_ms(op->up->dir, &op->u), date);
 	bool msg = message_id && message_id[0];
-	bool echo = op->kind == OP_HEAD &&
-	            srv_tus_metadata_format(op->u.family, op->u.to, op->u.idem, meta, sizeof meta);
+	bool echo =
+	    op->kind == OP_HEAD &&
+	    srv_tus_metadata_format(op->u.family, op->u.to, op->u.idem, meta, sizeof meta) &&
+	    meta[0];
 	snprintf(hdr, sizeof hdr,
 	         "Upload-Offset: %llu\r\nUpload-Length: %llu\r\nUpload-Expires: %s\r\n"
 	         "Cache-Control: no-store\r\n%s%s%s%s%s%s",

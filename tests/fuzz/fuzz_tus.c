@@ -2,7 +2,8 @@
  * fuzz_tus.c — libFuzzer target: the tus Upload-Metadata parser (server/tus_metadata.c) on any
  * header value, with small buffers so that every length check is exercised. Checks what the
  * upload code relies on: on success each value read is a string that fits its buffer, and a
- * key not read leaves its buffer empty.
+ * key not read leaves its buffer empty. And what HEAD echoes (srv_tus_metadata_format) is read
+ * back as the same values.
  */
 #include "tus_metadata.h"
 
@@ -29,5 +30,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (n >= caps[i] || (!has[i] && n != 0))
 			abort();
 	}
+	char echo[SRV_TUS_METADATA_ECHO_MAX], f2[27], t2[27], i2[129];
+	srv_tus_metadata back = {f2, t2, i2, sizeof f2, sizeof t2, sizeof i2, false, false, false};
+	if (!srv_tus_metadata_format(family, to, idem, echo, sizeof echo))
+		abort();
+	if (!echo[0]) { /* nothing to echo: no header (an empty one names an empty key) */
+		if (family[0] || to[0] || idem[0])
+			abort();
+		return 0;
+	}
+	if (srv_tus_metadata_parse(echo, strlen(echo), &back, &code) != NULL ||
+	    strcmp(f2, family) != 0 || strcmp(t2, to) != 0 || strcmp(i2, idem) != 0)
+		abort();
 	return 0;
 }
