@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -432,6 +433,10 @@ int main(int argc, char **argv)
 	ctl c = {0};
 	const char *data = DEFAULT_DATA;
 	int opt;
+	/* A closed pipe (`| head`, `| true`) is a failed write, EPIPE, as a full disk is: SIGPIPE
+	 * killed the tool between a change and what follows it (a kiosk token nobody saw stayed
+	 * valid, unrevoked). */
+	signal(SIGPIPE, SIG_IGN);
 	/* '+': options end at the command; what follows belongs to it. */
 	while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
 		if (opt == 'h') {

@@ -295,6 +295,23 @@ def reasons_and_masks(ctl, data, tmp, fam, sid):
        "an unknown command is printed masked", repr(r.stderr[:300]))
 
 
+def closed_pipe(ctl, data, kid):
+    """A pipe whose reader is gone (`jiayinctl kiosk token K | true`): the token is revoked
+    and the exit status is 1, where SIGPIPE killed the tool with the token valid and unseen."""
+    rd, wr = os.pipe()
+    os.close(rd)
+    try:
+        r = ctl("kiosk", "token", kid, "管道", stdout=wr)
+    finally:
+        os.close(wr)
+    kiosks = json.loads(ctl("kiosk", "list", json_out=True).out)["kiosks"]
+    devs = [d for k in kiosks for d in k["devices"] if d["name"] == "管道"]
+    ok(r.returncode == 1 and "revoked again" in r.err and "Broken pipe" in r.err and
+       len(devs) == 1 and devs[0]["revoked"] is True,
+       "kiosk token into a pipe nobody reads: revoked, 1 and why",
+       f"rc={r.returncode} {r.err[:300]!r} {devs}")
+
+
 def transcoder(binary, tmp):
     """Finding 4 (d): the JSON line is JSON for a path that is not UTF-8; the file 0600."""
     d = os.path.join(tmp, "tc").encode()
@@ -510,6 +527,7 @@ def main():
     delete_erases_uploads(ctl, data, victim, parent, other, fams[2]["member"]["id"],
                           k["device"]["id"])
     reasons_and_masks(ctl, data, tmp, big, sid)
+    closed_pipe(ctl, data, k["kiosk"]["id"])
     malformed_ids(ctl, data, tmp, other, fams[2]["member"]["id"])
     mailbox_missing(ctl, data, fams[3]["family"]["id"])
     mailbox_damaged(ctl, data, fams[4]["family"]["id"])
