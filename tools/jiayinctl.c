@@ -339,7 +339,7 @@ static void help(void)
 	       "Administer a Jiayin data directory (the server may be running).\n\n"
 	       "  --data DIR   the data directory (default %s)\n"
 	       "  --json       print one JSON object per command\n"
-	       "  -h, --help   this text\n\ncommands:\n",
+	       "  -h, --help   this text (after a command: that command's usage)\n\ncommands:\n",
 	       DEFAULT_DATA);
 	for (size_t i = 0; i < NCOMMANDS; i++) {
 		char head[64];
@@ -363,6 +363,14 @@ static const command *find_command(const char *group, const char *verb)
 		    (!commands[i].verb || (verb && strcmp(commands[i].verb, verb) == 0)))
 			return &commands[i];
 	return NULL;
+}
+
+/* "GROUP VERB ARGS", as the usage line shows a command; returns buf. */
+static const char *command_usage(const command *cmd, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s%s%s%s%s", cmd->group, cmd->verb ? " " : "",
+	         cmd->verb ? cmd->verb : "", *cmd->args ? " " : "", cmd->args);
+	return buf;
 }
 
 static int cannot_use(ctl *c, const char *dir, int e)
@@ -458,6 +466,20 @@ int main(int argc, char **argv)
 	}
 	const char *group = argv[optind], *verb = optind + 1 < argc ? argv[optind + 1] : NULL;
 	const command *cmd = find_command(group, verb);
+	char usage[96];
+	/* COMMAND --help is its usage, never an argument: `school add --help` added a school
+	 * named "--help", `kiosk token ID -h` a live token for a device named "-h". */
+	for (int i = optind + 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") != 0 && strcmp(argv[i], "-h") != 0)
+			continue;
+		if (!cmd) {
+			help();
+			return output_done(0);
+		}
+		printf("usage: jiayinctl [--data DIR] [--json] %s\n%s\n",
+		       command_usage(cmd, usage, sizeof usage), cmd->help);
+		return output_done(0);
+	}
 	if (!cmd) { /* typed bytes reach a terminal: control bytes masked, as names are */
 		char g[80], v[80];
 		return usage_fail(&c, NULL, "unknown command: %s%s%s",
@@ -465,9 +487,7 @@ int main(int argc, char **argv)
 		                  verb ? mask_name(v, sizeof v, verb) : "");
 	}
 	int first = optind + (cmd->verb ? 2 : 1), nargs = argc - first;
-	char usage[96];
-	snprintf(usage, sizeof usage, "%s%s%s%s%s", cmd->group, cmd->verb ? " " : "",
-	         cmd->verb ? cmd->verb : "", *cmd->args ? " " : "", cmd->args);
+	command_usage(cmd, usage, sizeof usage);
 	if (nargs < cmd->min_args || nargs > cmd->max_args)
 		return usage_fail(&c, usage, "%s takes %s", usage,
 		                  cmd->max_args == 0 ? "no arguments" : "these arguments");

@@ -530,6 +530,18 @@ def bad_input(ctl, data, tmp):
         skip("a data directory of another user is refused", "only root can make one")
     r = ctl("family", "delete", "--yes")
     ok(r.rc == 64, "family delete with --yes but no id: 64", repr(r))
+    # A command's --help is its usage, not an argument: `school add --help` added a school
+    # named "--help", `kiosk token KIOSK_ID -h` made a live token for a device named "-h".
+    for args in (("school", "add", "--help"), ("kiosk", "token", "1" * 26, "-h"),
+                 ("family", "delete", "--help"), ("verify", "--help")):
+        r = ctl.raw(["--data", data] + list(args))
+        ok(r.rc == 0 and f"usage: jiayinctl [--data DIR] [--json] {args[0]}" in r.out and
+           not r.err, f"{' '.join(args)}: its usage, exit 0", repr(r))
+    r = ctl.raw(["--data", data, "school", "--help"])
+    ok(r.rc == 0 and "school add" in r.out and "school list" in r.out,
+       "school --help: the commands", repr(r))
+    ok(not any(s["name"] in ("--help", "-h") for s in ctl("school", "list").obj["schools"]),
+       "no school was added by a --help")
 
 
 def tone_wav(hz, seconds=3):
