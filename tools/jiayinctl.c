@@ -72,7 +72,9 @@ int fail(ctl *c, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "jiayinctl: %s (%s)\n", msg, store_errcode(err));
+	char shown[sizeof msg]; /* typed ids reach a terminal: control bytes masked */
+	fprintf(stderr, "jiayinctl: %s (%s)\n", mask_name(shown, sizeof shown, msg),
+	        store_errcode(err));
 	if (c->json)
 		print_error_json(store_errcode(err), msg);
 	return EXIT_FAIL;

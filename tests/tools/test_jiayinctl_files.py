@@ -293,6 +293,13 @@ def reasons_and_masks(ctl, data, tmp, fam, sid):
     r = ctl("frob\x1b]0;owned\x07", "x\x1b[2J")
     ok(r.returncode == 64 and b"\x1b" not in r.stderr and b"\x07" not in r.stderr,
        "an unknown command is printed masked", repr(r.stderr[:300]))
+    for args in (("family", "show", "\x1b]0;owned\x07"), ("device", "revoke", "x\x1b[2J"),
+                 ("kiosk", "children", "k\u009b2J"), ("kiosk", "list", "\x1b[2J")):
+        r = ctl(*args)
+        ok(r.returncode == 1 and b"\x1b" not in r.stderr and b"\x07" not in r.stderr and
+           b"\xc2\x9b" not in r.stderr and "?" in r.err,
+           f"a typed id in {args[0]} {args[1]}'s message is printed masked",
+           repr(r.stderr[:300]))
 
 
 def closed_pipe(ctl, data, kid):
