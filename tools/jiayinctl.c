@@ -490,6 +490,13 @@ int main(int argc, char **argv)
 	}
 	int first = optind + (cmd->verb ? 2 : 1), nargs = argc - first;
 	command_usage(cmd, usage, sizeof usage);
+	/* jiayinctl's own options after the command are a mistake, not names or ids: `school add
+	 * --json` added a school named "--json". */
+	for (int i = first; i < argc; i++)
+		if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "--data") == 0 ||
+		    strncmp(argv[i], "--data=", 7) == 0)
+			return usage_fail(&c, usage, "%s: options come before the command",
+			                  argv[i][6] == '=' ? "--data" : argv[i]);
 	if (nargs < cmd->min_args || nargs > cmd->max_args)
 		return usage_fail(&c, usage, "%s takes %s", usage,
 		                  cmd->max_args == 0 ? "no arguments" : "these arguments");

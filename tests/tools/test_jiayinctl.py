@@ -540,8 +540,19 @@ def bad_input(ctl, data, tmp):
     r = ctl.raw(["--data", data, "school", "--help"])
     ok(r.rc == 0 and "school add" in r.out and "school list" in r.out,
        "school --help: the commands", repr(r))
-    ok(not any(s["name"] in ("--help", "-h") for s in ctl("school", "list").obj["schools"]),
-       "no school was added by a --help")
+    # An option after the command is a mistake, not a name: `school add --json` added a
+    # school named "--json", `kiosk token KIOSK_ID --json` a device named "--json".
+    kid = ctl("kiosk", "list").obj["kiosks"][0]["id"]
+    for args in (("school", "add", "--json"), ("kiosk", "token", kid, "--json"),
+                 ("school", "add", "--data=/tmp"), ("kiosk", "list", "--data")):
+        r = ctl.raw(["--data", data] + list(args))
+        ok(r.rc == 64 and "options come before the command" in r.err and not r.out,
+           f"{' '.join(args)}: 64, options come first", repr(r))
+    names = [s["name"] for s in ctl("school", "list").obj["schools"]]
+    devs = [d["name"] for k in ctl("kiosk", "list").obj["kiosks"] for d in k["devices"]]
+    ok(not {"--help", "-h", "--json", "--data=/tmp"} & set(names + devs),
+       "no school or device was added by a --help or an option after the command",
+       f"{names} {devs}")
 
 
 def tone_wav(hz, seconds=3):
