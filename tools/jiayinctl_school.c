@@ -156,7 +156,16 @@ static int token_add(ctl *c, store_kiosk *k, const store_school *school,
 	int rc2 = finish(c, obj, arc);
 	/* A token nobody saw (the output could not be built or written) must not stay valid. */
 	if ((rc2 != 0 && arc >= 0) || flush_output() != 0) {
-		store_device_revoke(c->s, dev.id.s, now_ms());
+		int rrc = store_device_revoke(c->s, dev.id.s, now_ms());
+		if (rrc < 0) { /* the token, unseen, still works: the operator must know */
+			fprintf(
+			    stderr,
+			    "jiayinctl: the token could not be shown, and device %s could not be "
+			    "revoked (%s): its token still works; run `jiayinctl device revoke %s` "
+			    "now\n",
+			    dev.id.s, store_errcode(rrc), dev.id.s);
+			return EXIT_FAIL;
+		}
 		audit(c, "device.revoke", NULL, dev.id.s, "its token could not be shown");
 		/* kiosk add made the kiosk: running it again would make a second one. */
 		fprintf(stderr,

@@ -317,6 +317,28 @@ def closed_pipe(ctl, data, kid):
        len(devs) == 1 and devs[0]["revoked"] is True,
        "kiosk token into a pipe nobody reads: revoked, 1 and why",
        f"rc={r.returncode} {r.err[:300]!r} {devs}")
+    # and when the revocation fails too (here a trigger refuses it, as a busy or full disk
+    # would), the operator is told the token still works and how to retire it, where the
+    # message said "revoked again"
+    with sqlite3.connect(os.path.join(data, "directory.db")) as c:
+        c.execute("CREATE TRIGGER no_revoke BEFORE UPDATE OF revoked_ms ON devices "
+                  "BEGIN SELECT RAISE(ABORT, 'held'); END")
+    rd, wr = os.pipe()
+    os.close(rd)
+    try:
+        r = ctl("kiosk", "token", kid, "管道二", stdout=wr)
+    finally:
+        os.close(wr)
+    with sqlite3.connect(os.path.join(data, "directory.db")) as c:
+        c.execute("DROP TRIGGER no_revoke")
+    kiosks = json.loads(ctl("kiosk", "list", json_out=True).out)["kiosks"]
+    devs = [d for k in kiosks for d in k["devices"] if d["name"] == "管道二"]
+    ok(r.returncode == 1 and "revoked again" not in r.err and "still works" in r.err and
+       len(devs) == 1 and f"jiayinctl device revoke {devs[0]['id']}" in r.err and
+       devs[0]["revoked"] is False,
+       "a token neither shown nor revoked: 1, says it still works and how to revoke it",
+       f"rc={r.returncode} {r.err[:300]!r} {devs}")
+    ctl("device", "revoke", devs[0]["id"]) if devs else None
 
 
 def transcoder(binary, tmp):
