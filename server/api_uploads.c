@@ -471,3 +471,28 @@ void srv_api_upload_delete(srv_exchange *x)
 	if (op)
 		tus_op_submit_owned(x, op, delete_work, delete_done);
 }
+
+/* ---- POST /v1/uploads/{id} with X-HTTP-Method-Override ---- */
+/* tus core: where PATCH or DELETE cannot pass (an old WebView, a proxy that lets only GET and
+ * POST through), the client POSTs with X-HTTP-Method-Override naming the method, which is
+ * then the request's (tus-js-client's overridePatchMethod). The route claims its body as
+ * PATCH's does, so the PATCH reads it the same way. */
+void srv_api_upload_override(srv_exchange *x)
+{
+	if (!tus_begin(x))
+		return;
+	const srv_slice *o;
+	if (!tus_one_header(x, "X-HTTP-Method-Override", &o))
+		o = NULL; /* twice: neither */
+	if (o && o->len == 5 && memcmp(o->ptr, "PATCH", 5) == 0) {
+		x->req.method = SRV_METHOD_PATCH;
+		srv_api_upload_patch(x);
+	} else if (o && o->len == 6 && memcmp(o->ptr, "DELETE", 6) == 0) {
+		x->req.method = SRV_METHOD_DELETE;
+		srv_api_upload_delete(x);
+	} else {
+		srv_respond_error(
+		    x, 400, "invalid_method_override",
+		    "POST on an upload needs X-HTTP-Method-Override: PATCH or DELETE");
+	}
+}

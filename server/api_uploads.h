@@ -13,5 +13,6 @@ void srv_api_upload_head(srv_exchange *x);     /* HEAD /v1/uploads/{id}: the off
 void srv_api_upload_get(srv_exchange *x);      /* GET /v1/uploads/{id}: the same as JSON */
 void srv_api_upload_patch(srv_exchange *x);    /* PATCH: bytes at the offset (a claimed body) */
 void srv_api_upload_delete(srv_exchange *x);   /* DELETE: termination */
+void srv_api_upload_override(srv_exchange *x); /* POST: X-HTTP-Method-Override PATCH or DELETE */
 
 #endif

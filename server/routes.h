@@ -88,6 +88,8 @@
 	{"uploads.patch", SRV_METHOD_PATCH, "/v1/uploads/{upload_id}", srv_api_upload_patch,       \
 	 SRV_UPLOAD_MAX, SRV_ROUTE_BODY_CLAIM},                                                    \
 	{"uploads.delete", SRV_METHOD_DELETE, "/v1/uploads/{upload_id}", srv_api_upload_delete, 0, \
-	 0}
+	 0},                                                                                       \
+	{"uploads.override", SRV_METHOD_POST, "/v1/uploads/{upload_id}", srv_api_upload_override,  \
+	 SRV_UPLOAD_MAX, SRV_ROUTE_BODY_CLAIM}
 
 #endif

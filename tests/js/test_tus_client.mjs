@@ -363,6 +363,22 @@ async function main() {
     const gone = await api(srv.port, 'HEAD', url4, { token: me.token, tus: true });
     ok(terminated && gone.status === 404,
       'abort(true) terminates the upload: HEAD is 404 afterwards', gone.status);
+
+    // A network that lets only GET and POST through (an old WebView, a carrier's proxy):
+    // overridePatchMethod sends each PATCH as POST with X-HTTP-Method-Override: PATCH, and
+    // the recording still becomes a message.
+    trace = [];
+    const wirePatches = proxy.patches;
+    const up5 = new tus.Upload(wav2, traced({ ...base, overridePatchMethod: true,
+      metadata: { ...base.metadata, idempotency_key: 'story-5' } }, trace));
+    res = await run(up5);
+    const done5 = up5.url ? await api(srv.port, 'HEAD', up5.url.replace(endpoint, '/v1/uploads'),
+      { token: me.token, tus: true }) : { status: 0, headers: new Headers() };
+    ok(res.ok && proxy.patches === wirePatches && requests(trace, 'PATCH').length === 0 &&
+       requests(trace, 'POST').length >= 3 && done5.status === 200 &&
+       /^[0-9a-z]{26}$/.test(done5.headers.get('jiayin-message-id') || ''),
+      'overridePatchMethod: every chunk as POST with X-HTTP-Method-Override, and a message',
+      { error: res.error && String(res.error), head: done5.status, trace: trace.slice(0, 6) });
   } finally {
     proxy.close();
     srv.proc.kill('SIGTERM');

@@ -1086,6 +1086,49 @@ def retry_after_while_receiving(binary, wav):
         srv.stop()
 
 
+def method_override(binary, wav):
+    """tus core: where only GET and POST pass (an old WebView, a carrier's proxy), POST with
+    X-HTTP-Method-Override is the method it names; it was 405, so such a phone could never
+    send a recording."""
+    srv = start(binary)
+    try:
+        mom = signup(srv)
+        loc = new_upload(srv, mom, len(wav))
+        over = [("X-HTTP-Method-Override", "PATCH")]
+        r = request(srv, "POST", loc, wav[:5000], headers=TUS + bearer(mom["token"]) + OCTETS +
+                    [("Upload-Offset", "0")] + over)
+        ok(r.status == 204 and offset_of(r) == 5000,
+           "POST with X-HTTP-Method-Override: PATCH appends", f"{r.status} {r.body!r}")
+        r = request(srv, "POST", loc, wav[5000:], headers=TUS + bearer(mom["token"]) + OCTETS +
+                    [("Upload-Offset", "5000")] + over)
+        h = head(srv, mom, loc)
+        ok(r.status == 204 and offset_of(r) == len(wav) and h.header("Jiayin-Message-Id") and
+           len(list_messages(srv, mom)) == 1,
+           "and its last chunk makes the message", f"{r.status} {r.body!r}")
+        loc2 = new_upload(srv, mom, len(wav))
+        for hdrs, what in (([], "no X-HTTP-Method-Override"),
+                           ([("X-HTTP-Method-Override", "GET")], "GET"),
+                           ([("X-HTTP-Method-Override", "patch")], "a lower-case patch"),
+                           (over + over, "two of them")):
+            r = request(srv, "POST", loc2, b"x" * 10, headers=TUS + bearer(mom["token"]) +
+                        OCTETS + [("Upload-Offset", "0")] + hdrs)
+            ok(r.status == 400 and code_of(r) == "invalid_method_override" and
+               r.header("Tus-Resumable") == "1.0.0",
+               f"POST on an upload with {what}: 400 invalid_method_override",
+               f"{r.status} {r.body!r}")
+        r = request(srv, "POST", loc2, b"x" * 10, headers=bearer(mom["token"]) + OCTETS +
+                    [("Upload-Offset", "0")] + over)
+        ok(r.status == 412, "an overridden PATCH without Tus-Resumable: 412", str(r.status))
+        ok(offset_of(head(srv, mom, loc2)) == 0, "the refused POSTs wrote nothing")
+        r = request(srv, "POST", loc2, headers=TUS + bearer(mom["token"]) +
+                    [("X-HTTP-Method-Override", "DELETE")])
+        ok(r.status == 204 and head(srv, mom, loc2).status == 404,
+           "POST with X-HTTP-Method-Override: DELETE terminates", f"{r.status} {r.body!r}")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
+
+
 def main():
     binary = sys.argv[1]
     with open(SAMPLE, "rb") as f:
@@ -1104,6 +1147,7 @@ def main():
     key_is_the_members(binary, wav)
     key_made_message(binary, wav)
     retry_after_while_receiving(binary, wav)
+    method_override(binary, wav)
     return finish()
 
 
