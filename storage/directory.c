@@ -755,9 +755,30 @@ int store_volunteer_by_token(store *s, const uint8_t token_hash[STORE_HASH_LEN],
 
 int store_volunteer_disable(store *s, const char *volunteer_id, int64_t now_ms)
 {
+	/* The flags it holds are given back, in its transaction: it can resolve them no more,
+	 * and while they were claimed nobody else could claim them (a report waited for ever). */
 	static const char sql[] =
 	    "UPDATE volunteers SET disabled_ms = coalesce(disabled_ms, ?) WHERE id = ?";
-	return stamp_by_id(s, sql, volunteer_id, now_ms, 0);
+	static const char release_sql[] =
+	    "UPDATE moderation_queue SET state = 'open', volunteer_id = NULL, updated_ms = ?1 "
+	    "WHERE state = 'claimed' AND volunteer_id = ?2";
+	if (store_id_check(volunteer_id) < 0)
+		return STORE_ENOTFOUND;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (st && (rc = conn_begin(c)) == 0) {
+		sqlite3_bind_int64(st, 1, now_ms);
+		rc = update_by_id(c, st, 2, volunteer_id);
+		if (rc == 0 && (st = conn_stmt(c, release_sql, &rc))) {
+			sqlite3_bind_int64(st, 1, now_ms);
+			sqlite3_bind_text(st, 2, volunteer_id, -1, SQLITE_STATIC);
+			rc = step_write(st);
+		}
+		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
+	}
+	db_write_end(s->directory);
+	return rc;
 }
 
 /* ---- the moderation queue ---- */

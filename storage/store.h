@@ -535,6 +535,8 @@ int store_volunteer_add(store *s, const char *name, const uint8_t token_hash[STO
 			int64_t now_ms, store_volunteer *out);
 int store_volunteer_by_token(store *s, const uint8_t token_hash[STORE_HASH_LEN],
 			     store_volunteer *out);
+/* A volunteer disabled (its token finds it no more; the first time kept): in the same
+ * transaction the flags it holds (claimed, not resolved) are open again for others to claim. */
 int store_volunteer_disable(store *s, const char *volunteer_id, int64_t now_ms);
 
 typedef enum { STORE_FLAG_OPEN = 1, STORE_FLAG_CLAIMED, STORE_FLAG_RESOLVED } store_flag_state;

@@ -267,8 +267,59 @@ static void flag_claim_and_resolve(void **state)
 	assert_int_equal(store_volunteer_disable(f->s, v2.id.s, 6000), 0);
 	assert_int_equal(store_flag_resolve(f->s, other.id.s, v2.id.s, "r", 7000), STORE_ENOTFOUND);
 	assert_int_equal(store_flag_claim(f->s, other.id.s, v2.id.s, 7000), STORE_ENOTFOUND);
+	/* The disabled volunteer's refused calls wrote nothing; its disabling gave the flag back
+	 * (a_disabled_volunteers_flags_are_open_again). */
 	assert_int_equal(store_flag_get(f->s, other.id.s, &got), 0);
+	assert_int_equal(got.state, STORE_FLAG_OPEN);
+	assert_int_equal(got.updated_ms, 6000);
+}
+
+/*
+ * A volunteer disabled while holding flags (one who left, or whose token leaked) gives them
+ * back: they are open again for another to claim. Before, they stayed claimed by someone who
+ * could no longer resolve them, and nobody else could claim them: the child's report waited
+ * for ever.
+ */
+static void a_disabled_volunteers_flags_are_open_again(void **state)
+{
+	fixture *f = *state;
+	uint8_t h1[STORE_HASH_LEN], h2[STORE_HASH_LEN];
+	hash_of("volunteer", 1, h1);
+	hash_of("volunteer", 2, h2);
+	store_volunteer gone, other;
+	assert_int_equal(store_volunteer_add(f->s, "陈", h1, 1, &gone), 0);
+	assert_int_equal(store_volunteer_add(f->s, "林", h2, 1, &other), 0);
+	store_flag held, done, theirs, got;
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_A, NULL, "r", 1000, &held, NULL), 0);
+	assert_int_equal(store_flag_add(f->s, f->fam.id.s, MSG_B, NULL, "r", 1000, &done, NULL), 0);
+	assert_int_equal(store_flag_add(f->s, f->other.id.s, MSG_A, NULL, "r", 1000, &theirs, NULL),
+	                 0);
+	assert_int_equal(store_flag_claim(f->s, held.id.s, gone.id.s, 2000), 0);
+	assert_int_equal(store_flag_claim(f->s, done.id.s, gone.id.s, 2000), 0);
+	assert_int_equal(store_flag_resolve(f->s, done.id.s, gone.id.s, "ok", 2500), 0);
+	assert_int_equal(store_flag_claim(f->s, theirs.id.s, other.id.s, 2000), 0);
+
+	assert_int_equal(store_volunteer_disable(f->s, gone.id.s, 3000), 0);
+	assert_int_equal(store_flag_get(f->s, held.id.s, &got), 0);
+	assert_int_equal(got.state, STORE_FLAG_OPEN);
+	assert_string_equal(got.volunteer_id.s, "");
+	assert_int_equal(got.updated_ms, 3000);
+	assert_int_equal(store_flag_claim(f->s, held.id.s, other.id.s, 4000), 0);
+	assert_int_equal(store_flag_resolve(f->s, held.id.s, other.id.s, "已隐藏", 5000), 0);
+	/* What it resolved stays its, and another's claim stays that one's. */
+	assert_int_equal(store_flag_get(f->s, done.id.s, &got), 0);
+	assert_int_equal(got.state, STORE_FLAG_RESOLVED);
+	assert_string_equal(got.volunteer_id.s, gone.id.s);
+	assert_int_equal(got.updated_ms, 2500);
+	assert_int_equal(store_flag_get(f->s, theirs.id.s, &got), 0);
 	assert_int_equal(got.state, STORE_FLAG_CLAIMED);
+	assert_string_equal(got.volunteer_id.s, other.id.s);
+	/* Disabling again keeps the first time and changes no flag. */
+	assert_int_equal(store_volunteer_disable(f->s, gone.id.s, 6000), 0);
+	assert_int_equal(query_int(f, "SELECT disabled_ms FROM volunteers WHERE id = ?", gone.id.s),
+	                 3000);
+	assert_int_equal(store_flag_get(f->s, theirs.id.s, &got), 0);
+	assert_int_equal(got.updated_ms, 2000);
 }
 
 static void flags_listed_by_state_oldest_first(void **state)
@@ -1279,6 +1330,7 @@ int main(void)
 	    T(flag_add_and_get),
 	    T(flag_claim_and_resolve),
 	    T(flag_again_while_waiting),
+	    T(a_disabled_volunteers_flags_are_open_again),
 	    T(flags_listed_by_state_oldest_first),
 	    T(family_delete_removes_its_rows),
 	    T(kiosk_links_pins_and_sessions),
