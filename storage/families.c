@@ -343,6 +343,7 @@ int store_member_update(store *s, const char *family_id, const char *member_id, 
 	static const char sql[] = "UPDATE members SET name = coalesce(?1, name), "
 	                          "avatar = coalesce(?2, avatar) WHERE id = ?3 AND family_id = ?4 "
 	                          "AND removed_ms IS NULL";
+	static const char member_sql[] = "SELECT " MEMBER_COLUMNS " FROM members WHERE id = ?";
 	if (store_id_check(family_id) < 0 || store_id_check(member_id) < 0)
 		return STORE_ENOTFOUND;
 	if ((name && check_text(name, STORE_NAME_MAX) < 0) ||
@@ -352,7 +353,7 @@ int store_member_update(store *s, const char *family_id, const char *member_id, 
 	int rc = 0;
 	conn *c = db_write_begin(s->directory);
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
-	if (st) {
+	if (st && (rc = conn_begin(c)) == 0) {
 		for (int i = 0; i < 2; i++) {
 			const char *v =
 			    i == 0 ? name : avatar; /* NULL: keep; "" is an avatar's none */
@@ -363,9 +364,14 @@ int store_member_update(store *s, const char *family_id, const char *member_id, 
 		}
 		sqlite3_bind_text(st, 4, family_id, -1, SQLITE_STATIC);
 		rc = update_by_id(c, st, 3, member_id); /* not of this family: STORE_ENOTFOUND */
+		/* Read back in its transaction: read after, a removal in between answered
+		 * not_found for the change made (and the API recorded none). */
+		if (rc == 0)
+			rc = row_one(c, member_sql, text_key(member_id), member_from_row, out);
+		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
 	}
 	db_write_end(s->directory);
-	return rc < 0 ? rc : store_member_get(s, member_id, out);
+	return rc;
 }
 
 int store_member_remove(store *s, const char *family_id, const char *member_id, int64_t now_ms,

@@ -692,6 +692,76 @@ static void a_receipt_of_a_member_who_joins_meanwhile_stays(void **state)
 	assert_int_equal(got.listened_count, STORE_MEMBERS_MAX);
 }
 
+/*
+ * A rename racing the member's removal, injected: once the handle renaming has run its UPDATE
+ * (seen through an SQLite trace), another handle removes the member. The rename was stored and
+ * read back after, by then of a former member: the call answered not_found (the API 404, and no
+ * audit record) for a change it had made.
+ */
+static struct rename_race {
+	bool armed, fired;
+	store *other;
+	const char *family_id, *member_id;
+	int rc_remove;
+} rename_race;
+
+static int rename_trace(unsigned type, void *ctx, void *p, void *x)
+{
+	(void)type, (void)ctx, (void)x;
+	const char *sql = sqlite3_sql(p);
+	if (rename_race.armed && sql && strstr(sql, "UPDATE members SET name")) {
+		rename_race.armed = false;
+		rename_race.fired = true;
+		store_member gone;
+		rename_race.rc_remove = store_member_remove(
+		    rename_race.other, rename_race.family_id, rename_race.member_id, 5000, &gone);
+	}
+	return 0;
+}
+
+static int rename_trace_on(sqlite3 *db, char **err, const void *api)
+{
+	(void)err, (void)api;
+	return sqlite3_trace_v2(db, SQLITE_TRACE_PROFILE, rename_trace, NULL);
+}
+
+static void a_rename_is_answered_as_it_was_made(void **state)
+{
+	fixture *f = *state;
+	store_member kid, out, gone, rows[4];
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "孩子", STORE_ROLE_CHILD, NULL, 2000, &kid), 0);
+	/* The renaming handle traces its statements; the other waits 0.1 s for a lock. */
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(sqlite3_auto_extension((void (*)(void))rename_trace_on), SQLITE_OK);
+	int rc = store_open(&f->second, &o);
+	sqlite3_reset_auto_extension();
+	assert_int_equal(rc, 0);
+	o.busy_timeout_ms = 100;
+	rename_race = (struct rename_race){.family_id = f->fam.id.s, .member_id = kid.id.s};
+	assert_int_equal(store_open(&rename_race.other, &o), 0);
+
+	rename_race.armed = true;
+	rc = store_member_update(f->second, f->fam.id.s, kid.id.s, "新名字", NULL, &out);
+	assert_true(rename_race.fired);
+	size_t n = 0;
+	assert_int_equal(store_members_all(f->s, f->fam.id.s, rows, 4, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[1].id.s, kid.id.s);
+	/* Changed and told so, the removal after it (it waited: storage_busy, sent again). */
+	assert_int_equal(rc, 0);
+	assert_string_equal(out.name, "新名字");
+	assert_string_equal(rows[1].name, "新名字");
+	if (rename_race.rc_remove == STORE_EBUSY)
+		rename_race.rc_remove =
+		    store_member_remove(rename_race.other, f->fam.id.s, kid.id.s, 6000, &gone);
+	assert_int_equal(rename_race.rc_remove, 0);
+	store_close(rename_race.other);
+	rename_race.other = NULL;
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -706,6 +776,7 @@ int main(void)
 	    T(pins_leave_with_their_chooser),
 	    T(receipts_of_former_members_give_up_their_places),
 	    T(a_receipt_of_a_member_who_joins_meanwhile_stays),
+	    T(a_rename_is_answered_as_it_was_made),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
