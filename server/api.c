@@ -394,28 +394,37 @@ void api_run_heavy(srv_exchange *x, api_job *j, const char *family_id)
 	}
 }
 
-/* The request's bearer token, or NULL after answering 401. */
-static const srv_slice *bearer(srv_exchange *x)
+/*
+ * The request's bearer token (the header's value after "Bearer" and its spaces: RFC 6750 2.1
+ * allows more than one, and the scheme in any case), or false after answering 401.
+ */
+static bool bearer(srv_exchange *x, srv_slice *token)
 {
 	const srv_slice *a = srv_request_header(&x->req, "Authorization");
-	if (!a || a->len < 8 || strncasecmp(a->ptr, "Bearer ", 7) != 0 || a->len - 7 > 128) {
-		srv_respond_error_with(x, 401, "unauthorized", "send Authorization: Bearer TOKEN",
-				       "WWW-Authenticate: Bearer\r\n");
-		return NULL;
+	size_t i = 6;
+	if (a && a->len > i && strncasecmp(a->ptr, "Bearer", i) == 0 && a->ptr[i] == ' ') {
+		while (i < a->len && a->ptr[i] == ' ')
+			i++;
+		*token = (srv_slice){a->ptr + i, a->len - i};
+		if (token->len > 0 && token->len <= 128)
+			return true;
 	}
-	return a;
+	srv_respond_error_with(x, 401, "unauthorized", "send Authorization: Bearer TOKEN",
+	                       "WWW-Authenticate: Bearer\r\n");
+	return false;
 }
 
 bool api_bearer_present(srv_exchange *x)
 {
-	return bearer(x) != NULL;
+	srv_slice token;
+	return bearer(x, &token);
 }
 
 /* A job for an endpoint that needs a caller: NULL after answering 401. */
 api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done)
 {
-	const srv_slice *a = bearer(x);
-	if (!a)
+	srv_slice token;
+	if (!bearer(x, &token))
 		return NULL;
 	api_job *j = calloc(1, sizeof *j);
 	if (!j) {
@@ -427,7 +436,7 @@ api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done)
 	j->work = work;
 	j->done = done;
 	/* Only the hash leaves this function; the store never sees a token. */
-	crypto_hash_sha256(j->token_hash, (const unsigned char *)a->ptr + 7, a->len - 7);
+	crypto_hash_sha256(j->token_hash, (const unsigned char *)token.ptr, token.len);
 	return j;
 }
 

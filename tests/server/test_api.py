@@ -1035,6 +1035,12 @@ def main():
             g = request(srv, "GET", "/v1/me", headers=hdrs)
             ok(g.status == 401 and g.json()["error"]["code"] == "unauthorized" and
                g.header("WWW-Authenticate") == "Bearer", f"401 for {what}")
+        # RFC 6750 2.1: credentials = "Bearer" 1*SP b64token; the scheme in any case.
+        for value, what in ((f"Bearer  {token}", "two spaces"),
+                            (f"bearer   {token}", "a lower-case scheme and three spaces")):
+            g = request(srv, "GET", "/v1/me", headers=[("Authorization", value)])
+            ok(g.status == 200, f"Authorization with {what} after the scheme: the caller",
+               f"{g.status} {g.body[:200]!r}")
 
         fam = a["family"]["id"]
         g = request(srv, "GET", f"/v1/families/{fam}/members", headers=bearer(token))
