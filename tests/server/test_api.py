@@ -1041,6 +1041,16 @@ def main():
             g = request(srv, "GET", "/v1/me", headers=[("Authorization", value)])
             ok(g.status == 200, f"Authorization with {what} after the scheme: the caller",
                f"{g.status} {g.body[:200]!r}")
+        # Two Authorization lines have two readings (a proxy may take the last): refused,
+        # whichever comes first, as two Host or two Content-Length lines are.
+        for pair, what in (([token, "x" * 43], "the caller's first"),
+                           (["x" * 43, token], "the caller's last"),
+                           ([token, token], "the caller's twice")):
+            g = request(srv, "GET", "/v1/me", headers=[("Authorization", f"Bearer {t}")
+                                                       for t in pair])
+            ok(g.status == 401 and g.json()["error"]["code"] == "unauthorized" and
+               g.header("WWW-Authenticate") == "Bearer",
+               f"two Authorization lines, {what}: 401", f"{g.status} {g.body[:200]!r}")
 
         fam = a["family"]["id"]
         g = request(srv, "GET", f"/v1/families/{fam}/members", headers=bearer(token))
