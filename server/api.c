@@ -731,8 +731,9 @@ static void revoke_work(api_job *j)
 		j->rc = 1; /* forbidden */
 		return;
 	}
+	/* Not the family's last parent phone: nobody but a parent pairs a parent's phone. */
 	int64_t now = api_now_ms();
-	if ((j->rc = store_device_revoke(j->st, j->target.id.s, now)) == 0)
+	if ((j->rc = store_device_revoke_keeping_parent(j->st, j->target.id.s, now)) == 0)
 		api_audit(j, now, "device.revoke", j->target.family_id.s, j->target.id.s, NULL);
 	else if (j->rc == 1) /* revoked already (a second tap, a retry): 204, recorded once */
 		j->rc = 0;
@@ -740,6 +741,12 @@ static void revoke_work(api_job *j)
 
 static void revoke_done(srv_exchange *x, api_job *j)
 {
+	if (j->rc == STORE_ELIMIT) {
+		srv_respond_error(
+		    x, 409, "last_parent_device",
+		    "the family's last parent phone: pair another parent's phone first");
+		return;
+	}
 	if (api_failed(x, j, "a child revokes only its own phone, a caregiver no parent's"))
 		return;
 	api_mailbox_changed(x->srv, j->target.family_id.s); /* its waiting long-poll hears 401 */

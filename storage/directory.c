@@ -238,7 +238,10 @@ static int device_exists(conn *c, const char *device_id)
 	return row_one(c, "SELECT 1 FROM devices WHERE id = ?", text_key(device_id), found, &any);
 }
 
-int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
+/* Revoke a device; keep_parent: not the family's last parent phone (STORE_ELIMIT), checked in
+ * the statement that revokes, on the writer, so of two parents revoking each other's only phones
+ * at once the second finds the first's revoked and is refused. */
+static int device_revoke(store *s, const char *device_id, int64_t now_ms, bool keep_parent)
 {
 	/* Revoking again keeps the first time, and says so (1), in the transaction that would
 	 * have revoked it: of two revocations at once, one is told it revoked the device. The
@@ -248,6 +251,17 @@ int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 	 * (directory step 16). */
 	static const char sql[] = "UPDATE devices SET revoked_ms = ? WHERE id = ? AND "
 	                          "revoked_ms IS NULL";
+	/* A parent's phone (a personal device of a parent still a member) goes only while
+	 * another parent's phone of the family stays active. */
+	static const char keep_sql[] =
+	    "UPDATE devices SET revoked_ms = ?1 WHERE id = ?2 AND revoked_ms IS NULL AND NOT "
+	    "EXISTS (SELECT 1 FROM members m WHERE m.id = devices.member_id AND "
+	    "m.role = 'parent' AND m.removed_ms IS NULL AND NOT EXISTS (SELECT 1 FROM members "
+	    "o JOIN devices od ON od.member_id = o.id WHERE o.family_id = m.family_id AND "
+	    "o.role = 'parent' AND o.removed_ms IS NULL AND od.kind = 'personal' AND "
+	    "od.revoked_ms IS NULL AND od.id != ?2))";
+	static const char revoked_sql[] =
+	    "SELECT 1 FROM devices WHERE id = ? AND revoked_ms IS NOT NULL";
 	static const char *const codes_sql[] = {
 	    "DELETE FROM pairing_codes WHERE used_ms IS NULL AND created_by_device = ?",
 	    "DELETE FROM kiosk_codes WHERE used_ms IS NULL AND created_by_device = ?",
@@ -257,12 +271,16 @@ int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 	int rc = 0;
 	bool already = false;
 	conn *c = db_write_begin(s->directory);
-	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	sqlite3_stmt *st = conn_stmt(c, keep_parent ? keep_sql : sql, &rc);
 	if (st && (rc = conn_begin(c)) == 0) {
 		sqlite3_bind_int64(st, 1, now_ms);
 		rc = update_by_id(c, st, 2, device_id);
-		if (rc == STORE_ENOTFOUND)
-			already = (rc = device_exists(c, device_id)) == 0;
+		if (rc == STORE_ENOTFOUND && (rc = device_exists(c, device_id)) == 0) {
+			/* revoked already, or (keep_parent) the family's last parent phone */
+			rc = row_one(c, revoked_sql, text_key(device_id), found, &already);
+			if (rc == STORE_ENOTFOUND)
+				rc = STORE_ELIMIT;
+		}
 		for (size_t i = 0; rc == 0 && i < sizeof codes_sql / sizeof *codes_sql; i++) {
 			if ((st = conn_stmt(c, codes_sql[i], &rc))) {
 				sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
@@ -273,6 +291,16 @@ int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
 	}
 	db_write_end(s->directory);
 	return rc == 0 && already ? 1 : rc;
+}
+
+int store_device_revoke(store *s, const char *device_id, int64_t now_ms)
+{
+	return device_revoke(s, device_id, now_ms, false);
+}
+
+int store_device_revoke_keeping_parent(store *s, const char *device_id, int64_t now_ms)
+{
+	return device_revoke(s, device_id, now_ms, true);
 }
 
 int store_device_touch(store *s, const char *device_id, int64_t now_ms)

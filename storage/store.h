@@ -258,6 +258,14 @@ int store_devices_active(store *s, const char *family_id, store_device *out, siz
  * records the revocation once: of two at once, one gets 0). In the same transaction the unused
  * pairing codes made on it, and a kiosk tablet's unused kiosk codes, are deleted. */
 int store_device_revoke(store *s, const char *device_id, int64_t now_ms);
+/* The same, but not the family's last parent phone: a personal device of a parent (still a
+ * member) is revoked only while another active personal device of a parent of its family
+ * remains, checked in the transaction that revokes (of two parents revoking each other's only
+ * phones at once, one is refused); else STORE_ELIMIT, nothing changed. Nobody but a parent can
+ * pair a parent's phone, so without one the family could never be erased, exported or paired
+ * again. A device revoked already is still 1; a kiosk's is revoked as by store_device_revoke.
+ * A new phone paired for a member (store_pairing_redeem) replaces its old ones all the same. */
+int store_device_revoke_keeping_parent(store *s, const char *device_id, int64_t now_ms);
 /* Record use, at most once a minute per device (last_seen is advisory). */
 int store_device_touch(store *s, const char *device_id, int64_t now_ms);
 

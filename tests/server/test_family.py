@@ -224,6 +224,7 @@ def export_cut_when_revoked(binary):
     try:
         mom = signup(srv, "王家", "妈妈")
         fam = mom["family"]["id"]
+        invite_and_pair(srv, mom, "parent", "爸爸")  # hers is not the family's last parent phone
         with open(SAMPLE, "rb") as f:
             assert upload(srv, mom["token"], fam, f.read()).status == 201
         # A large mailbox without minutes of transcoding: the one clip's audio made 24 MiB.

@@ -607,12 +607,78 @@ def revoked_phones_hear_at_once(binary):
         srv.stop()
 
 
+def last_parent_phone(binary):
+    """The family's last parent phone is not revoked (409 last_parent_device): nobody but a
+    parent pairs a parent's phone, so without one nobody could erase, export, change the
+    settings or pair a parent again (the review: a lone parent's log-out locked the family out
+    for good). With another parent's phone it goes; two parents revoking each other's only
+    phones at once: one is revoked, the other refused; a caregiver's and a child's rules are
+    as before; revoking again is 204; a new phone still replaces the last one."""
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "吴家", "妈妈")
+        fam = mom["family"]["id"]
+        nai = invite_and_pair(srv, mom, "caregiver", "奶奶")
+        kid = invite_and_pair(srv, mom, "child", "小明")
+
+        def revoke(device, caller):
+            return request(srv, "DELETE", f"/v1/devices/{device['device']['id']}",
+                           headers=bearer(caller["token"]))
+
+        def works(who):
+            return request(srv, "GET", "/v1/me", headers=bearer(who["token"])).status == 200
+
+        r = revoke(mom, mom)
+        e = r.json().get("error", {}) if r.status == 409 else {}
+        ok(r.status == 409 and e.get("code") == "last_parent_device" and e.get("message") and
+           works(mom) and not [x for x in audit_rows(srv, "device.revoke")
+                               if x[2] == mom["device"]["id"]],
+           "a lone parent logging out: 409 last_parent_device, the phone still works, nothing "
+           "audited", f"{r.status} {r.body[:200]!r}")
+        ok([revoke(mom, nai).status, revoke(mom, kid).status] == [403, 403] and works(mom),
+           "a caregiver or a child revoking the parent's phone: 403 as before")
+        ok([revoke(kid, kid).status, revoke(nai, nai).status] == [204, 204] and
+           not works(kid) and not works(nai),
+           "a child and a caregiver log out: 204 as before")
+
+        dad = invite_and_pair(srv, mom, "parent", "爸爸")
+        r = revoke(dad, dad)
+        ok(r.status == 204 and not works(dad) and works(mom),
+           "a parent logs out while another parent's phone stays: 204", f"{r.status}")
+        code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                         {"member_id": dad["member"]["id"]},
+                         headers=bearer(mom["token"])).json()["code"]
+        dad = post_json(srv, "/v1/pair", {"code": code}).json()
+        answers = at_once([lambda: revoke(dad, mom), lambda: revoke(mom, dad)])
+        statuses = sorted(a.status for a in answers)
+        left = [w for w in (mom, dad) if works(w)]
+        ok(statuses == [204, 409] and len(left) == 1,
+           "two parents revoking each other's only phones at once: one revoked (204), the "
+           "other refused (409), one phone left", f"{[a.status for a in answers]}")
+        last = left[0]
+        gone = dad if last is mom else mom
+        r = revoke(last, last)
+        ok(r.status == 409 and works(last), "the one left is the last: 409", f"{r.status}")
+        r = revoke(gone, last)
+        ok(r.status == 204, "revoking the revoked one again: 204", f"{r.status}")
+        code = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                         {"member_id": last["member"]["id"]},
+                         headers=bearer(last["token"])).json()["code"]
+        new = post_json(srv, "/v1/pair", {"code": code})
+        ok(new.status == 201 and works(new.json()) and not works(last),
+           "a new phone for the last parent replaces the last phone (201)",
+           f"{new.status} {new.body[:150]!r}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     member_edits(binary)
     member_removal(binary)
     new_phones(binary)
     revoked_phones_hear_at_once(binary)
+    last_parent_phone(binary)
     removed_while_transcoding(binary)
     former_rows(binary)
     return finish()

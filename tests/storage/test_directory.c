@@ -97,6 +97,172 @@ static void device_by_token_and_revoke(void **state)
 }
 
 /*
+ * The family's last parent phone is not revoked through store_device_revoke_keeping_parent
+ * (STORE_ELIMIT, nothing changed: its token works, the codes made on it stay), as nobody but a
+ * parent pairs a parent's phone; another family's parent phone, a parent member without a
+ * phone, a caregiver's, a child's or a kiosk's do not keep it. With a second parent's phone it
+ * goes; revoking it again is 1 even when it is the last; a new phone for the member replaces it
+ * and an operator (store_device_revoke) may revoke it all the same.
+ */
+static void a_familys_last_parent_phone_stays(void **state)
+{
+	fixture *f = *state;
+	uint8_t mom_h[STORE_HASH_LEN], gran_h[STORE_HASH_LEN], kid_h[STORE_HASH_LEN],
+	    tab_h[STORE_HASH_LEN], lee_h[STORE_HASH_LEN], dad_h[STORE_HASH_LEN],
+	    code_h[STORE_HASH_LEN], new_h[STORE_HASH_LEN];
+	hash_of("mom", 1, mom_h);
+	hash_of("gran", 1, gran_h);
+	hash_of("kid", 1, kid_h);
+	hash_of("tablet", 1, tab_h);
+	hash_of("lee", 1, lee_h);
+	hash_of("dad", 1, dad_h);
+	hash_of("code", 1, code_h);
+	hash_of("mom", 2, new_h);
+	store_member gran, kid, dad, m;
+	store_device mom_phone, gran_phone, kid_phone, tablet, lee_phone, dad_phone, got;
+	assert_int_equal(
+	    store_device_add(f->s, mom_h, f->parent.id.s, NULL, "妈妈", 2000, &mom_phone), 0);
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "奶奶", STORE_ROLE_CAREGIVER, NULL, 2000, &gran),
+	    0);
+	assert_int_equal(store_device_add(f->s, gran_h, gran.id.s, NULL, "奶奶", 2000, &gran_phone),
+	                 0);
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "小明", STORE_ROLE_CHILD, NULL, 2000, &kid), 0);
+	assert_int_equal(store_device_add(f->s, kid_h, kid.id.s, NULL, "小明", 2000, &kid_phone),
+	                 0);
+	assert_int_equal(store_device_add(f->s, tab_h, NULL, f->kiosk.id.s, "平板", 2000, &tablet),
+	                 0);
+	assert_int_equal(
+	    store_device_add(f->s, lee_h, f->other_parent.id.s, NULL, "爸爸", 2000, &lee_phone), 0);
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "爸爸", STORE_ROLE_PARENT, NULL, 2000, &dad), 0);
+	store_pairing p = pairing(&f->fam.id, STORE_ROLE_CHILD, "小红", 2000, 602000);
+	p.created_by = f->parent.id;
+	p.created_by_device = mom_phone.id;
+	assert_int_equal(store_pairing_create(f->s, code_h, &p), 0);
+
+	/* 妈妈's is the family's only parent phone (爸爸 has none, 李家's is another family's). */
+	assert_int_equal(store_device_revoke_keeping_parent(f->s, mom_phone.id.s, 3000),
+	                 STORE_ELIMIT);
+	assert_int_equal(store_device_by_token(f->s, mom_h, &got), 0);
+	assert_int_equal(query_int(f,
+	                           "SELECT count(*) FROM pairing_codes WHERE "
+	                           "created_by_device = ?",
+	                           mom_phone.id.s),
+	                 1);
+	/* The others' go as before. */
+	assert_int_equal(store_device_revoke_keeping_parent(f->s, gran_phone.id.s, 3000), 0);
+	assert_int_equal(store_device_revoke_keeping_parent(f->s, kid_phone.id.s, 3000), 0);
+	assert_int_equal(store_device_revoke_keeping_parent(f->s, tablet.id.s, 3000), 0);
+	assert_int_equal(store_device_revoke_keeping_parent(f->s, UNKNOWN_ID, 3000),
+	                 STORE_ENOTFOUND);
+	/* 李家's last parent phone is refused too, whatever 王家 has. */
+	assert_int_equal(store_device_revoke_keeping_parent(f->s, lee_phone.id.s, 3000),
+	                 STORE_ELIMIT);
+
+	/* With 爸爸's phone, 妈妈's goes (and its codes); then 爸爸's is the last. */
+	assert_int_equal(store_device_add(f->s, dad_h, dad.id.s, NULL, "爸爸", 4000, &dad_phone),
+	                 0);
+	assert_int_equal(store_device_revoke_keeping_parent(f->s, mom_phone.id.s, 5000), 0);
+	assert_int_equal(store_device_by_token(f->s, mom_h, &got), STORE_ENOTFOUND);
+	assert_int_equal(query_int(f,
+	                           "SELECT count(*) FROM pairing_codes WHERE "
+	                           "created_by_device = ?",
+	                           mom_phone.id.s),
+	                 0);
+	assert_int_equal(store_device_revoke_keeping_parent(f->s, dad_phone.id.s, 6000),
+	                 STORE_ELIMIT);
+	/* 妈妈's again: revoked already (1), its first time kept, though no other phone is left. */
+	assert_int_equal(store_device_revoke_keeping_parent(f->s, mom_phone.id.s, 6000), 1);
+	assert_int_equal(store_device_get(f->s, mom_phone.id.s, &got), 0);
+	assert_int_equal(got.revoked_ms, 5000);
+
+	/* 爸爸's new phone replaces his last one. */
+	store_pairing np = pairing(&f->fam.id, STORE_ROLE_PARENT, "爸爸", 7000, 607000);
+	np.member_id = dad.id;
+	store_pairing used;
+	hash_of("code", 2, code_h);
+	assert_int_equal(store_pairing_create(f->s, code_h, &np), 0);
+	assert_int_equal(store_pairing_redeem(f->s, code_h, new_h, "新手机", 7000, &used, &m, &got),
+	                 0);
+	assert_int_equal(store_device_by_token(f->s, dad_h, &got), STORE_ENOTFOUND);
+	assert_int_equal(store_device_by_token(f->s, new_h, &got), 0);
+	/* An operator retiring a stolen phone revokes it all the same. */
+	assert_int_equal(store_device_revoke(f->s, got.id.s, 8000), 0);
+	assert_int_equal(store_device_by_token(f->s, new_h, &got), STORE_ENOTFOUND);
+}
+
+/*
+ * Two parents, one phone each, each revoking the other's at once, on two store handles (two
+ * writer connections, so the SQL's transaction and not only one handle's mutex keeps them
+ * apart): exactly one is revoked, the other refused, every round.
+ */
+typedef struct revoker {
+	store *s;
+	const char *device_id;
+	pthread_barrier_t *start;
+	int rc;
+} revoker;
+
+static void *revoke_race(void *arg)
+{
+	revoker *r = arg;
+	pthread_barrier_wait(r->start);
+	r->rc = store_device_revoke_keeping_parent(r->s, r->device_id, 5000);
+	return NULL;
+}
+
+static void two_parents_revoking_each_other_keep_one(void **state)
+{
+	fixture *f = *state;
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->second, &o), 0);
+	store_member dad;
+	assert_int_equal(
+	    store_member_add(f->s, f->fam.id.s, "爸爸", STORE_ROLE_PARENT, NULL, 1000, &dad), 0);
+	for (int round = 0; round < 50; round++) {
+		uint8_t mh[STORE_HASH_LEN], dh[STORE_HASH_LEN];
+		hash_of("mom-race", round, mh);
+		hash_of("dad-race", round, dh);
+		store_device phones[2];
+		assert_int_equal(
+		    store_device_add(f->s, mh, f->parent.id.s, NULL, "妈妈", 2000, &phones[0]), 0);
+		assert_int_equal(
+		    store_device_add(f->s, dh, dad.id.s, NULL, "爸爸", 2000, &phones[1]), 0);
+		pthread_barrier_t start;
+		pthread_barrier_init(&start, NULL, 2);
+		revoker r[2] = {
+		    {.s = f->s, .device_id = phones[1].id.s, .start = &start, .rc = 1},
+		    {.s = f->second, .device_id = phones[0].id.s, .start = &start, .rc = 1},
+		};
+		pthread_t t[2];
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(pthread_create(&t[i], NULL, revoke_race, &r[i]), 0);
+		for (int i = 0; i < 2; i++)
+			pthread_join(t[i], NULL);
+		pthread_barrier_destroy(&start);
+		assert_true((r[0].rc == 0 && r[1].rc == STORE_ELIMIT) ||
+		            (r[0].rc == STORE_ELIMIT && r[1].rc == 0));
+		assert_int_equal(
+		    query_int(f,
+		              "SELECT count(*) FROM devices d JOIN members m ON m.id = "
+		              "d.member_id WHERE m.family_id = ? AND m.role = 'parent' "
+		              "AND d.revoked_ms IS NULL",
+		              f->fam.id.s),
+		    1);
+		/* the one left goes by an operator, for the next round */
+		store_device left;
+		store_device *keep = r[0].rc == 0 ? &phones[0] : &phones[1];
+		assert_int_equal(store_device_revoke(f->s, keep->id.s, 6000), 0);
+		assert_int_equal(store_device_get(f->s, keep->id.s, &left), 0);
+		assert_int_equal(left.revoked_ms, 6000);
+	}
+}
+
+/*
  * A kiosk tablet revoked (a stolen one) takes the unused codes it made with it, in the revoke's
  * transaction: they no longer pair a child, nor count toward the kiosk's live codes (they did
  * both until they expired). The kiosk's other tablet keeps its own; a code that names no tablet
@@ -751,6 +917,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(device_add_personal_and_kiosk),
 	    T(device_by_token_and_revoke),
+	    T(a_familys_last_parent_phone_stays),
+	    T(two_parents_revoking_each_other_keep_one),
 	    T(kiosk_codes_go_with_their_tablet),
 	    T(device_add_rejects_bad_input),
 	    T(family_with_device_is_all_or_nothing),
