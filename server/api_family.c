@@ -375,7 +375,9 @@ static void export_work(api_job *j)
 	}
 	j->body_fd = fd;
 	j->usage = bytes;
-	api_audit(j, api_now_ms(), "family.export", j->param[0], NULL, NULL);
+	/* A HEAD is told the zip's length: none of the family's voices leaves the server. */
+	if (!j->head_only)
+		api_audit(j, api_now_ms(), "family.export", j->param[0], NULL, NULL);
 }
 
 /*
@@ -518,6 +520,7 @@ void srv_api_family_export(srv_exchange *x)
 		return;
 	j->body_fd = -1;
 	j->tmp_dir = x->srv->tmp_dir;
+	j->head_only = x->head_only;
 	api_prepare(x, j);
 	if (srv_job_submit(x, api_job_run, export_check_done, j) < 0) {
 		api_job_free(j);

@@ -195,6 +195,23 @@ def family_settings(binary):
         ok(request(srv, "GET", f"{path}/export", headers=bearer(kid["token"])).status == 403
            and request(srv, "GET", f"{path}/export", headers=bearer(other["token"])).status
            == 404, "a child cannot export (403); another family: 404")
+        # A HEAD is told the zip's length, and nothing of the family left the server: the
+        # audit log, which says who took the family's voices away, says nothing of it.
+        adb = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10)
+
+        def exports():
+            return adb.execute("SELECT count(*) FROM audit_log WHERE action = 'family.export'"
+                               " AND family_id = ?", (fam,)).fetchone()[0]
+        before = exports()
+        h = request(srv, "HEAD", f"{path}/export", headers=bearer(mom["token"]), timeout=30)
+        headed = exports()
+        g = request(srv, "GET", f"{path}/export", headers=bearer(mom["token"]), timeout=30)
+        got = exports()
+        adb.close()
+        ok(h.status == 200 and int(h.header("Content-Length") or 0) > 0 and h.body == b"" and
+           g.status == 200 and headed == before and got == before + 1,
+           "a HEAD of the export is not audited as an export; a GET is, once",
+           f"HEAD {h.status} audited {headed - before}, GET {g.status} audited {got - headed}")
         tmp = os.listdir(os.path.join(srv.data, "tmp"))
         ok(tmp == [], "no export is left behind in data/tmp", str(tmp))
 
