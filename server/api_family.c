@@ -182,8 +182,9 @@ static void member_remove_work(api_job *j)
 static void member_remove_done(srv_exchange *x, api_job *j)
 {
 	if (j->rc == STORE_ELIMIT) {
-		srv_respond_error(x, 409, "last_parent",
-		                  "a family keeps a parent: add another parent first");
+		srv_respond_error(
+		    x, 409, "last_parent",
+		    "a family keeps a parent with a phone: pair another parent's phone first");
 		return;
 	}
 	if (api_failed(x, j, "a parent removes a member; a caregiver may leave, a child may not"))

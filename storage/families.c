@@ -377,11 +377,16 @@ int store_member_update(store *s, const char *family_id, const char *member_id, 
 int store_member_remove(store *s, const char *family_id, const char *member_id, int64_t now_ms,
                         store_member *out)
 {
-	/* A parent leaves only while another stays, checked in the statement that removes. */
+	/* A parent leaves only while another parent with an active phone stays, checked in the
+	 * statement that removes: nobody but a parent pairs a parent's phone, so a parent added
+	 * but never paired, left alone, could not sign in, and the family could never be erased,
+	 * exported or paired again (as store_device_revoke_keeping_parent keeps the last phone). */
 	static const char remove_sql[] =
 	    "UPDATE members SET removed_ms = ?1 WHERE id = ?2 AND family_id = ?3 AND "
-	    "removed_ms IS NULL AND (role != 'parent' OR (SELECT count(*) FROM members WHERE "
-	    "family_id = ?3 AND role = 'parent' AND removed_ms IS NULL) > 1)";
+	    "removed_ms IS NULL AND (role != 'parent' OR EXISTS (SELECT 1 FROM members o JOIN "
+	    "devices od ON od.member_id = o.id WHERE o.family_id = ?3 AND o.id != ?2 AND "
+	    "o.role = 'parent' AND o.removed_ms IS NULL AND od.kind = 'personal' AND "
+	    "od.revoked_ms IS NULL))";
 	static const char member_sql[] = "SELECT " MEMBER_COLUMNS " FROM members WHERE id = ?";
 	static const char *const after[] = {
 	    "UPDATE devices SET revoked_ms = coalesce(revoked_ms, ?1) WHERE member_id = ?2",

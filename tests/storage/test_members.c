@@ -102,6 +102,9 @@ static void codes_leave_with_their_maker(void **state)
 	store_pairing mom_code = pairing(&f->fam.id, STORE_ROLE_CHILD, "小明", 1000, 601000);
 	mom_code.created_by = f->parent.id;
 	assert_int_equal(store_pairing_create(f->s, kept, &mom_code), 0);
+	uint8_t mom_h[STORE_HASH_LEN]; /* the parent who stays has a phone: dad may leave */
+	hash_of("mom", 1, mom_h);
+	assert_int_equal(store_device_add(f->s, mom_h, f->parent.id.s, NULL, "妈妈", 1500, &d), 0);
 	assert_int_equal(store_member_remove(f->s, f->fam.id.s, dad.id.s, 2000, &m), 0);
 	assert_int_equal(
 	    query_int(f, "SELECT count(*) FROM pairing_codes WHERE created_by = ?", dad.id.s), 0);
@@ -268,6 +271,23 @@ static void members_leave(void **state)
 	assert_int_equal(store_member_get(f->s, f->parent.id.s, &got), 0);
 	assert_int_equal(
 	    store_member_add(f->s, f->fam.id.s, "爸爸", STORE_ROLE_PARENT, NULL, 6000, &dad), 0);
+	/* A second parent who has no phone (added, never paired) does not let the first go: left
+	 * alone, nobody could sign in as a parent, nor pair a parent's phone, ever again. A
+	 * revoked phone is none. */
+	assert_int_equal(store_member_remove(f->s, f->fam.id.s, f->parent.id.s, 6500, &got),
+	                 STORE_ELIMIT);
+	uint8_t dad_h[STORE_HASH_LEN], dad2_h[STORE_HASH_LEN];
+	store_device dad_phone;
+	hash_of("dad", 1, dad_h);
+	hash_of("dad", 2, dad2_h);
+	assert_int_equal(store_device_add(f->s, dad_h, dad.id.s, NULL, "旧的", 6600, &dad_phone),
+	                 0);
+	assert_int_equal(store_device_revoke(f->s, dad_phone.id.s, 6700), 0);
+	assert_int_equal(store_member_remove(f->s, f->fam.id.s, f->parent.id.s, 6800, &got),
+	                 STORE_ELIMIT);
+	assert_int_equal(store_member_get(f->s, f->parent.id.s, &got), 0);
+	assert_int_equal(got.removed_ms, 0);
+	assert_int_equal(store_device_add(f->s, dad2_h, dad.id.s, NULL, "爸爸的手机", 6900, &d), 0);
 	assert_int_equal(store_member_remove(f->s, f->fam.id.s, f->parent.id.s, 7000, &got), 0);
 	assert_int_equal(store_member_remove(f->s, f->fam.id.s, dad.id.s, 8000, &got),
 	                 STORE_ELIMIT);
