@@ -318,7 +318,7 @@ static void delete_done(srv_exchange *x, api_job *j)
 {
 	if (api_failed(x, j, only_parent))
 		return;
-	api_mailbox_changed(x->srv, j->param[0]); /* its waiting devices hear 404 now */
+	api_mailbox_changed(x->srv, j->param[0]); /* its waiting devices hear 401 now */
 	srv_respond_head(x, 204, NULL, NULL, -1);
 }
 

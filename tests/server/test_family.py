@@ -164,6 +164,15 @@ def family_settings(binary):
                         headers=bearer(mom["token"])).json()
         ok(full.status == 507 and full.json()["error"]["code"] == "quota_exceeded" and
            after["messages"] == [], "over the quota: 507 quota_exceeded, nothing stored")
+        r = patch(mom, {"quota_bytes": 1})
+        low = upload(srv, mom["token"], fam, wav)
+        ok(r.status == 200 and r.json()["family"]["quota_bytes"] == 1 and
+           r.json()["family"]["usage_bytes"] == c["bytes"] and low.status == 507 and
+           request(srv, "GET", f"{path}/messages/{c['id']}/audio",
+                   headers=bearer(mom["token"])).status == 200,
+           "a quota below the usage is taken, nothing deleted, new recordings 507",
+           f"{r.status} {low.status}")
+        patch(mom, {"quota_bytes": c["bytes"] + 1})
 
         # export
         ex = request(srv, "GET", f"{path}/export", headers=bearer(mom["token"]), timeout=30)
