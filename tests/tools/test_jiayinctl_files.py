@@ -305,14 +305,17 @@ def reasons_and_masks(ctl, data, tmp, fam, sid):
 def closed_pipe(ctl, data, kid):
     """A pipe whose reader is gone (`jiayinctl kiosk token K | true`): the token is revoked
     and the exit status is 1, where SIGPIPE killed the tool with the token valid and unseen."""
-    rd, wr = os.pipe()
-    os.close(rd)
-    try:
-        r = ctl("kiosk", "token", kid, "管道", stdout=wr)
-    finally:
-        os.close(wr)
-    kiosks = json.loads(ctl("kiosk", "list", json_out=True).out)["kiosks"]
-    devs = [d for k in kiosks for d in k["devices"] if d["name"] == "管道"]
+    def token_into_closed_pipe(name):
+        rd, wr = os.pipe()
+        os.close(rd)
+        try:
+            r = ctl("kiosk", "token", kid, name, stdout=wr)
+        finally:
+            os.close(wr)
+        kiosks = json.loads(ctl("kiosk", "list", json_out=True).out)["kiosks"]
+        return r, [d for k in kiosks for d in k["devices"] if d["name"] == name]
+
+    r, devs = token_into_closed_pipe("管道")
     ok(r.returncode == 1 and "revoked again" in r.err and "Broken pipe" in r.err and
        len(devs) == 1 and devs[0]["revoked"] is True,
        "kiosk token into a pipe nobody reads: revoked, 1 and why",
@@ -323,22 +326,18 @@ def closed_pipe(ctl, data, kid):
     with sqlite3.connect(os.path.join(data, "directory.db")) as c:
         c.execute("CREATE TRIGGER no_revoke BEFORE UPDATE OF revoked_ms ON devices "
                   "BEGIN SELECT RAISE(ABORT, 'held'); END")
-    rd, wr = os.pipe()
-    os.close(rd)
     try:
-        r = ctl("kiosk", "token", kid, "管道二", stdout=wr)
+        r, devs = token_into_closed_pipe("管道二")
     finally:
-        os.close(wr)
-    with sqlite3.connect(os.path.join(data, "directory.db")) as c:
-        c.execute("DROP TRIGGER no_revoke")
-    kiosks = json.loads(ctl("kiosk", "list", json_out=True).out)["kiosks"]
-    devs = [d for k in kiosks for d in k["devices"] if d["name"] == "管道二"]
+        with sqlite3.connect(os.path.join(data, "directory.db")) as c:
+            c.execute("DROP TRIGGER no_revoke")
     ok(r.returncode == 1 and "revoked again" not in r.err and "still works" in r.err and
        len(devs) == 1 and f"jiayinctl device revoke {devs[0]['id']}" in r.err and
        devs[0]["revoked"] is False,
        "a token neither shown nor revoked: 1, says it still works and how to revoke it",
        f"rc={r.returncode} {r.err[:300]!r} {devs}")
-    ctl("device", "revoke", devs[0]["id"]) if devs else None
+    if devs:
+        ctl("device", "revoke", devs[0]["id"])
 
 
 def transcoder(binary, tmp):
