@@ -114,6 +114,10 @@ double gate_lufs(const loudness_gate *g)
 	 */
 	int bins = (int)(GATE_RANGE_LU * g->per_lu);
 	int edge = (int)floor((rel + 70.0) * g->per_lu);
+	/* Over the top (float input, up to +60 dBFS): the top bin holds every block over +10 LUFS,
+	 * the loudest, whose mean is over the threshold; it is judged as the edge. */
+	if (edge >= bins)
+		edge = bins - 1;
 	double sum = 0;
 	uint64_t count = 0;
 	for (int b = edge < 0 ? 0 : edge; b < bins; b++) {

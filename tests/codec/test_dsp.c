@@ -693,25 +693,60 @@ static void meter_gates_silence(void **st)
 	free(x);
 }
 
+/*
+ * Float WAV may carry samples far over full scale (clamped at +60 dBFS): a clip louder than
+ * +20 LUFS put the relative gate over the histogram's top and measured as nothing, so such an
+ * upload was refused as audio_silent.
+ */
+static void meter_measures_over_full_scale(void **st)
+{
+	(void)st;
+	const size_t n = 48000 * 3;
+	float *x = malloc(n * sizeof *x);
+	for (int level = 20; level <= 60; level += 20) {
+		for (size_t i = 0; i < n; i++)
+			x[i] = (float)(pow(10, level / 20.0) * sin(2 * M_PI * 997 * i / 48000.0));
+		loudness_meter *m = malloc(sizeof *m);
+		meter_init(m);
+		meter_add(m, x, n);
+		fit_model *fm = malloc(sizeof *fm);
+		double grid[FIT_GRID];
+		fit_model_init(fm, 0.8);
+		fit_model_run(fm, x, n);
+		fit_model_finish(fm, grid);
+		double ref = reference_lufs(x, n);
+		print_message("# +%d dBFS: libebur128 %.3f ours %.3f fit %.3f LUFS\n", level, ref,
+		              gate_lufs(&m->gate), fit_model_input_lufs(fm));
+		assert_true(fabs(gate_lufs(&m->gate) - ref) <= 0.1);
+		assert_true(fabs(fit_model_input_lufs(fm) - ref) <= 0.1);
+		for (int k = 0; k < FIT_GRID; k++)
+			assert_true(isfinite(grid[k]));
+		free(fm);
+		free(m);
+	}
+	free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(limiter_keeps_true_peak),
-		cmocka_unit_test(limiter_is_transparent_below_ceiling),
-		cmocka_unit_test(true_peak_blocks_match_direct_form),
-		cmocka_unit_test(limiter_wakes_from_idle_in_time),
-		cmocka_unit_test(fit_model_predicts_the_limiter),
-		cmocka_unit_test(kweight_pair_matches_single),
-		cmocka_unit_test(rotator_matches_the_cascade),
-		cmocka_unit_test(dc_blocker_matches_direct_form),
-		cmocka_unit_test(output_check_sees_the_last_samples),
-		cmocka_unit_test(output_check_reads_broadband_clicks),
-		cmocka_unit_test(downmix_skips_lfe),
-		cmocka_unit_test(mix_energy_finds_cancelling_channels),
-		cmocka_unit_test(resampler_keeps_length),
-		cmocka_unit_test(kweighting_reference_level),
-		cmocka_unit_test(meter_agrees_with_libebur128),
-		cmocka_unit_test(meter_gates_silence),
+	    cmocka_unit_test(limiter_keeps_true_peak),
+	    cmocka_unit_test(limiter_is_transparent_below_ceiling),
+	    cmocka_unit_test(true_peak_blocks_match_direct_form),
+	    cmocka_unit_test(limiter_wakes_from_idle_in_time),
+	    cmocka_unit_test(fit_model_predicts_the_limiter),
+	    cmocka_unit_test(kweight_pair_matches_single),
+	    cmocka_unit_test(rotator_matches_the_cascade),
+	    cmocka_unit_test(dc_blocker_matches_direct_form),
+	    cmocka_unit_test(output_check_sees_the_last_samples),
+	    cmocka_unit_test(output_check_reads_broadband_clicks),
+	    cmocka_unit_test(downmix_skips_lfe),
+	    cmocka_unit_test(mix_energy_finds_cancelling_channels),
+	    cmocka_unit_test(resampler_keeps_length),
+	    cmocka_unit_test(kweighting_reference_level),
+	    cmocka_unit_test(meter_agrees_with_libebur128),
+	    cmocka_unit_test(meter_gates_silence),
+	    cmocka_unit_test(meter_measures_over_full_scale),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
