@@ -159,7 +159,7 @@ typedef struct codec_result {
 	double header_gain_db;      /* OpusHead output gain that corrects it (1/256 dB steps) */
 	double output_lufs;         /* the decoded file's loudness, header gain included */
 	double output_peak_dbtp;    /* true peak of the decoded output, header gain included */
-	unsigned encodes;           /* encoding passes it took (2 or 3 when corrected) */
+	unsigned encodes;           /* encoding passes it took (2 to 4 when corrected) */
 	unsigned fit_passes;        /* passes of the gain model (the first rides on the measure) */
 	double limiter_max_db;      /* deepest gain reduction of the true-peak limiter (<= 0) */
 	uint64_t output_bytes;      /* size of the Ogg Opus file */

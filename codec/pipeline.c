@@ -473,12 +473,17 @@ static int encode(const codec_source *src, const codec_sink *sink, const codec_o
 		rc = back_finish(b);
 	if (rc < 0)
 		goto done;
+	res->encodes++;
 	res->gain_db = gain_db;
 	res->codec_loss_db = outcheck_loss_db(&b->check);
 	double peak = outcheck_peak_dbtp(&b->check);
 	double lufs = outcheck_lufs(&b->check);
-	if (!isfinite(lufs))
-		lufs = goal; /* nothing above the gate survived coding: no correction */
+	if (!isfinite(lufs)) {
+		/* Nothing above the gate survived coding (a lone click the limiter took, sound
+		 * over Opus's band): a player would hear silence. */
+		rc = CODEC_ESILENT;
+		goto done;
+	}
 	double h = fmin(goal - lufs, opt->true_peak_dbtp - PEAK_SLACK_DB - peak);
 	int q8 = (int)floor(h * 256.0); /* rounded down: never over the peak ceiling */
 	if (q8 < -32768)
@@ -498,7 +503,6 @@ static int encode(const codec_source *src, const codec_sink *sink, const codec_o
 		double v = b->wave_peak[i] * 255.0 + 0.5;
 		res->waveform[i] = (uint8_t)(v > 255 ? 255 : v);
 	}
-	res->encodes++;
 done:
 	back_close(b);
 	free(b);
@@ -536,16 +540,25 @@ int codec_transcode(const codec_source *src, const codec_sink *sink, const codec
 	double goal = fmin(opt->target_lufs, res->input_lufs + opt->max_gain_db);
 	double target = goal;           /* what the encoder's input should measure */
 	double margin = PEAK_MARGIN_DB; /* limiter ceiling under the requested true peak */
+	double best_gain = 0, best_ceiling = 0, best_lufs = -HUGE_VAL; /* the loudest encode */
 	for (;;) {
 		double ceiling = opt->true_peak_dbtp - margin;
 		/* Aim a little high: the output gain can always take loudness away. */
 		double gain = pick_gain(grid, res->input_lufs, target + FIT_AIM_HIGH_LU);
-		if ((rc = encode(src, sink, opt, gain, ceiling, goal, res)) < 0)
+		rc = encode(src, sink, opt, gain, ceiling, goal, res);
+		if (rc == CODEC_ESILENT && best_lufs > -HUGE_VAL)
+			break; /* this retry lost everything: the loudest encode again, below */
+		if (rc < 0)
 			goto done;
+		if (res->output_lufs >= best_lufs) {
+			best_gain = gain;
+			best_ceiling = ceiling;
+			best_lufs = res->output_lufs;
+		}
 		/* The output gain left it short of the goal: its peaks allowed no more. */
 		double short_by = goal - res->output_lufs;
 		if (short_by <= CODEC_TOLERANCE_LU || res->encodes >= MAX_ENCODES || !sink->reset)
-			goto done;
+			break;
 		if ((rc = sink->reset(sink->ctx)) < 0)
 			goto done;
 		/* Limit harder at the same loudness: a lower ceiling, a target net of codec loss. */
@@ -555,6 +568,16 @@ int codec_transcode(const codec_source *src, const codec_sink *sink, const codec
 				     opt->true_peak_dbtp - margin, grid)) < 0)
 			goto done;
 		res->fit_passes++;
+	}
+	/*
+	 * A retry limits harder at a lower ceiling, which takes loudness where the peaks are all
+	 * there is (a lone click in silence: -33 LUFS, then -34, then nothing above the gate).
+	 * The file kept is the loudest encode, made again when a later one came out quieter.
+	 */
+	if (rc == CODEC_ESILENT || res->output_lufs < best_lufs) {
+		if ((rc = sink->reset(sink->ctx)) < 0)
+			goto done;
+		rc = encode(src, sink, opt, best_gain, best_ceiling, goal, res);
 	}
 done:
 	free(model);
