@@ -353,6 +353,9 @@ typedef struct fit_model {
 } fit_model;
 
 void fit_model_init(fit_model *m, double ceiling_linear);
+/* After fit_model_init: the grid's gains are fit_grid_gain(k) + offset_db (a clip so loud that
+ * the grid's quietest gain leaves it over the target is modelled where its gain lies). */
+void fit_model_shift(fit_model *m, double offset_db);
 void fit_model_run(fit_model *m, const float *x, size_t n);
 /* After the last sample: the modelled integrated loudness (LUFS) of each grid gain. */
 void fit_model_finish(fit_model *m, double lufs[FIT_GRID]);

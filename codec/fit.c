@@ -41,6 +41,14 @@ void fit_model_init(fit_model *m, double ceiling)
 	}
 }
 
+void fit_model_shift(fit_model *m, double offset_db)
+{
+	for (int k = 0; k < FIT_GRID; k++) {
+		m->amp[k] = (float)pow(10.0, (fit_grid_gain(k) + offset_db) / 20.0);
+		m->pow[k] = m->amp[k] * m->amp[k];
+	}
+}
+
 /*
  * A gain block is complete: advance every candidate by one block, as limiter.c does per
  * sample. The limiter's sliding minimum of required gains over the look-ahead window is, for

@@ -203,12 +203,13 @@ done:
  * the grid, at most FIT_MAX_EXTRA_DB over what the target needs without limiting (beyond that
  * the limiter would audibly crush; such a clip stays quieter).
  */
-static double pick_gain(const double grid[FIT_GRID], double input_lufs, double target)
+static double pick_gain(const double grid[FIT_GRID], double offset, double input_lufs,
+                        double target)
 {
 	double g_max = target - input_lufs + FIT_MAX_EXTRA_DB;
-	double best = fit_grid_gain(0);
+	double best = fit_grid_gain(0) + offset;
 	for (int k = 0; k + 1 < FIT_GRID; k++) {
-		double g0 = fit_grid_gain(k), g1 = fit_grid_gain(k + 1);
+		double g0 = fit_grid_gain(k) + offset, g1 = fit_grid_gain(k + 1) + offset;
 		if (g0 > g_max)
 			break;
 		if (!isfinite(grid[k]) || !isfinite(grid[k + 1]))
@@ -240,13 +241,15 @@ static int scan(front *f, fit_model *model, uint64_t *samples)
 	return rc;
 }
 
-/* A pass that only runs the fit model (after the ceiling changed). */
+/* A pass that only runs the fit model (after the ceiling or the grid's offset changed). */
 static int model_pass(const codec_source *src, const codec_options *opt, int solo, fit_model *model,
-		      double ceiling_dbtp, double grid[FIT_GRID])
+                      double ceiling_dbtp, double offset, double grid[FIT_GRID])
 {
 	front f;
 	uint64_t samples;
 	fit_model_init(model, pow(10.0, ceiling_dbtp / 20.0));
+	if (offset != 0)
+		fit_model_shift(model, offset);
 	int rc = front_open(&f, src, opt, solo);
 	if (rc == 0)
 		rc = scan(&f, model, &samples);
@@ -423,7 +426,7 @@ static int measure_input(const codec_source *src, const codec_options *opt, code
 	if (solo >= 0) {
 		bool nonzero = f.nonzero;
 		front_close(&f);
-		if ((rc = model_pass(src, opt, solo, model, ceiling_dbtp, grid)) < 0)
+		if ((rc = model_pass(src, opt, solo, model, ceiling_dbtp, 0, grid)) < 0)
 			goto done;
 		res->fit_passes++;
 		f.nonzero = nonzero;
@@ -540,11 +543,25 @@ int codec_transcode(const codec_source *src, const codec_sink *sink, const codec
 	double goal = fmin(opt->target_lufs, res->input_lufs + opt->max_gain_db);
 	double target = goal;           /* what the encoder's input should measure */
 	double margin = PEAK_MARGIN_DB; /* limiter ceiling under the requested true peak */
+	/*
+	 * Even the grid's quietest gain (-30 dB) leaves the clip over the target (float input
+	 * over full scale, an Opus header gain): pick_gain could only answer the most it allows,
+	 * 18 dB into the limiter (speech at +38 LUFS was limited by 16 dB). The grid is moved to
+	 * centre on the gain that reaches the goal without limiting, and the model run again.
+	 */
+	double offset = 0;
+	if (isfinite(grid[0]) && grid[0] > goal + FIT_AIM_HIGH_LU) {
+		offset = goal - res->input_lufs;
+		if ((rc = model_pass(src, opt, res->downmix_channel, model,
+		                     opt->true_peak_dbtp - margin, offset, grid)) < 0)
+			goto done;
+		res->fit_passes++;
+	}
 	double best_gain = 0, best_ceiling = 0, best_lufs = -HUGE_VAL; /* the loudest encode */
 	for (;;) {
 		double ceiling = opt->true_peak_dbtp - margin;
 		/* Aim a little high: the output gain can always take loudness away. */
-		double gain = pick_gain(grid, res->input_lufs, target + FIT_AIM_HIGH_LU);
+		double gain = pick_gain(grid, offset, res->input_lufs, target + FIT_AIM_HIGH_LU);
 		rc = encode(src, sink, opt, gain, ceiling, goal, res);
 		if (rc == CODEC_ESILENT && best_lufs > -HUGE_VAL)
 			break; /* this retry lost everything: the loudest encode again, below */
@@ -565,7 +582,7 @@ int codec_transcode(const codec_source *src, const codec_sink *sink, const codec
 		margin += short_by + 0.2;
 		target = goal - res->codec_loss_db;
 		if ((rc = model_pass(src, opt, res->downmix_channel, model,
-				     opt->true_peak_dbtp - margin, grid)) < 0)
+		                     opt->true_peak_dbtp - margin, offset, grid)) < 0)
 			goto done;
 		res->fit_passes++;
 	}

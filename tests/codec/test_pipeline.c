@@ -280,6 +280,35 @@ static void a_lone_click_keeps_its_loudest_encode(void **st)
 	free(out.data);
 }
 
+/*
+ * Float samples may go far over full scale (the reader keeps up to +60 dBFS; an Opus header
+ * gain goes further). When even the fit grid's quietest gain, -30 dB, left the clip over the
+ * target, the gain chosen was the most pick_gain allows, 18 dB past the unlimited gain, and
+ * the limiter crushed the voice by some 16 dB to meet the peak ceiling. Such a clip is now
+ * brought down as a quiet one is brought up: on target, hardly limited.
+ */
+static void over_full_scale_is_not_crushed(void **st)
+{
+	(void)st;
+	const double levels[] = {30.0, 100.0, 800.0}; /* about +19, +29 and +47 LUFS */
+	for (size_t i = 0; i < 3; i++) {
+		membuf in = make_speechlike_wav(48000, 1, 3.0, levels[i]);
+		codec_options o = fast_options();
+		codec_buffer out;
+		codec_result res;
+		assert_int_equal(transcode_mem(&in, &o, &out, &res), 0);
+		print_message("# level %g: in %.2f gain %.2f limiter %.2f out %.2f peak %.2f\n",
+		              levels[i], res.input_lufs, res.gain_db, res.limiter_max_db,
+		              res.output_lufs, res.output_peak_dbtp);
+		assert_true(res.input_lufs > 15);
+		assert_true(res.limiter_max_db > -6);
+		assert_true(fabs(res.output_lufs - o.target_lufs) <= 0.5);
+		assert_true(res.output_peak_dbtp <= o.true_peak_dbtp);
+		free(in.d);
+		free(out.data);
+	}
+}
+
 static void error_names_are_stable_and_distinct(void **st)
 {
 	(void)st;
@@ -318,6 +347,7 @@ int main(void)
 	    cmocka_unit_test(bitrate_option_scales_size),
 	    cmocka_unit_test(antiphase_stereo_keeps_the_voice),
 	    cmocka_unit_test(a_lone_click_keeps_its_loudest_encode),
+	    cmocka_unit_test(over_full_scale_is_not_crushed),
 	    cmocka_unit_test(error_names_are_stable_and_distinct),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
