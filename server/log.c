@@ -2,9 +2,10 @@
  * log.c — the request log: one line per request, JSON or logfmt, to stderr or a file.
  *
  * A line names the request id, the client, the method, the path without its query (signed
- * audio URLs carry their signature there), the route, the status, the bytes sent and the
- * time taken. Lines are buffered and flushed every second by the server's clock timer and at
- * exit, so logging costs no system call per request; SIGHUP reopens the file (log rotation).
+ * audio URLs carry their signature there; a '?' sent percent-encoded ends it too), the route,
+ * the status, the bytes sent and the time taken. Lines are buffered and flushed every second
+ * by the server's clock timer and at exit, so logging costs no system call per request; SIGHUP
+ * reopens the file (log rotation).
  */
 #include "server.h"
 
@@ -70,13 +71,27 @@ static const char *method_text(const srv_exchange *x)
 	return (unsigned)x->req.method < sizeof names / sizeof names[0] ? names[x->req.method] : "-";
 }
 
+/*
+ * How much of the path a line names: up to a '?' a client sent percent-encoded (one that
+ * encoded a signed audio URL whole, or its '?', sends its signature and sealed phone in the
+ * path, which the log never names; the path is refused all the same).
+ */
+static size_t path_logged(const char *p, size_t n)
+{
+	for (size_t i = 0; i + 2 < n; i++)
+		if (p[i] == '%' && p[i + 1] == '3' && (p[i + 2] == 'F' || p[i + 2] == 'f'))
+			return i;
+	return n;
+}
+
 void srv_log_request(srv_server *s, const srv_exchange *x, double seconds)
 {
 	if (!s->log)
 		return;
 	char path[256], ts[40];
 	if (x->req.path.ptr)
-		clean(path, sizeof path, x->req.path.ptr, x->req.path.len, false);
+		clean(path, sizeof path, x->req.path.ptr,
+		      path_logged(x->req.path.ptr, x->req.path.len), false);
 	else
 		snprintf(path, sizeof path, "-");
 	stamp(ts, sizeof ts);
