@@ -127,6 +127,7 @@ struct api_job {
 	store_kiosk_link *links;       /* freed by job_done */
 	size_t nlinks;
 	int pin[4];                    /* zeroed by job_done */
+	bool pin_sets_spent;           /* the family's hour of new PINs was spent when it came */
 	unsigned pin_failures;
 	int64_t pin_lock_ms;
 	unsigned pin_failures_kiosk; /* a kiosk login: its kiosk's wrong PINs an hour */

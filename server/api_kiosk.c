@@ -617,11 +617,17 @@ static bool own_link(api_job *j)
 	return j->rc == 0;
 }
 
+enum { PIN_SETS_SPENT = 4 };
+
 static void pin_work(api_job *j)
 {
 	char hash[STORE_PIN_HASH_MAX + 1];
 	if (!own_link(j))
 		return;
+	if (j->pin_sets_spent) { /* told only to whom it would have set the PIN */
+		j->rc = PIN_SETS_SPENT;
+		return;
+	}
 	j->attempt.counted = false; /* a grown-up's, its Argon2 spent: it stays counted */
 	if ((j->rc = pin_hash(j, j->links->member_id.s, hash)) < 0)
 		return;
@@ -629,6 +635,27 @@ static void pin_work(api_job *j)
 		j->rc = store_kiosk_link_get(j->st, j->links->id.s, j->links);
 	if (j->rc == 0)
 		api_audit(j, api_now_ms(), "kiosk.pin", j->param[0], j->links->id.s, NULL);
+}
+
+/* The family's count of new PINs: the path's family, whoever asks. */
+static void pin_sets_key(const srv_exchange *x, char key[48])
+{
+	const srv_slice *family = &x->params[0];
+	snprintf(key, 48, "pinset-%.*s",
+	         family->len < STORE_ID_LEN ? (int)family->len : STORE_ID_LEN,
+	         family->ptr ? family->ptr : "");
+}
+
+static void pin_done(srv_exchange *x, api_job *j)
+{
+	if (j->rc == PIN_SETS_SPENT) {
+		char key[48];
+		pin_sets_key(x, key);
+		api_respond_spent(x, &x->srv->pin_sets, key, "rate_limited",
+		                  "too many new PINs in this family; try later");
+		return;
+	}
+	link_done(x, j);
 }
 
 void srv_api_kiosk_link_pin(srv_exchange *x)
@@ -645,7 +672,7 @@ void srv_api_kiosk_link_pin(srv_exchange *x)
 		bad_pin(x);
 		return;
 	}
-	api_job *j = api_authed_job(x, pin_work, link_done);
+	api_job *j = api_authed_job(x, pin_work, pin_done);
 	if (j)
 		memcpy(j->pin, pin, sizeof pin);
 	sodium_memzero(pin, sizeof pin);
@@ -657,17 +684,15 @@ void srv_api_kiosk_link_pin(srv_exchange *x)
 	 * 404, 503): someone else's requests cannot use up the family's hour, only hold a place
 	 * while they are in flight. Per family, not per device: a grown-up with several phones,
 	 * or several grown-ups, share the family's count, and a family sets a few PINs a month.
+	 * A spent hour is answered 429 only once the job has found the caller a grown-up of the
+	 * family with that link (pin_work): to a bad token it was 429, not 401, and to another
+	 * family's parent 429, not 404, telling them the family exists (the review).
 	 */
-	const srv_slice *family = &x->params[0];
 	char key[48];
-	snprintf(key, sizeof key, "pinset-%.*s",
-	         family->len < STORE_ID_LEN ? (int)family->len : STORE_ID_LEN,
-	         family->ptr ? family->ptr : "");
-	if (j && !api_attempt_take(x->srv, j, &x->srv->pin_sets, key, NULL, NULL)) {
-		api_job_free(j);
-		api_respond_spent(x, &x->srv->pin_sets, key, "rate_limited",
-		                  "too many new PINs in this family; try later");
-	} else if (j) {
+	pin_sets_key(x, key);
+	if (j) {
+		j->pin_sets_spent =
+		    !api_attempt_take(x->srv, j, &x->srv->pin_sets, key, NULL, NULL);
 		api_run(x, j);
 	}
 }

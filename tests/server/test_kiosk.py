@@ -638,6 +638,17 @@ def pin_sets_bounded(binary, jiayinctl):
            "rate_limited with Retry-After (the hour's end); a bad token's and another "
            "family's parent's did not count",
            f"{strangers} {within} {over.status} {wait!r} {over.body[:160]!r}")
+        # The family's hour is spent: that is no stranger's to learn. A bad token is 401 and
+        # another family's parent 404 as before (a 429 told them the family exists, and that
+        # its grown-ups were setting PINs).
+        after = [put("not-a-token", fam, links[0], [9, 9, 9, 9]),
+                 put(dad["token"], fam, links[0], [9, 9, 9, 9]),
+                 put(dad["token"], fam, dlinks[0], [9, 9, 9, 9])]
+        ok([r.status for r in after] == [401, 404, 404] and
+           put(mom["token"], fam, links[1], [7, 7, 7, 7]).status == 429,
+           "once the family's hour is spent, a bad token is still 401 and another family's "
+           "parent still 404 on its links, its own grown-ups 429",
+           f"{[(r.status, r.body[:80]) for r in after]}")
         ok(put(dad["token"], dfam, dlinks[0], [8, 8, 8, 8]).status == 200,
            "another family sets its own")
     finally:
