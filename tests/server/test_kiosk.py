@@ -121,6 +121,24 @@ def kiosk_uploads(binary, jiayinctl, wav):
            "on a kiosk each child has its own places (2 here): the first child's third "
            "upload is 429, the next child's first is 201",
            f"{[r.status for r in made]} {p.status} {theirs.status}")
+        # The next child at the tablet (another family's) finds nothing of the first's upload,
+        # though both are the kiosk's device: 404 to every method, as an unknown id, and the
+        # upload is as it was when the first child comes back.
+        tus = [("Tus-Resumable", "1.0.0"), ("Authorization", f"Bearer {b}")]
+        tries = [request(srv, "GET", loc, headers=tus).status,
+                 request(srv, "HEAD", loc, headers=tus).status,
+                 request(srv, "PATCH", loc, wav[50000:60000],
+                         headers=tus + [("Content-Type", "application/offset+octet-stream"),
+                                        ("Upload-Offset", "50000")]).status,
+                 request(srv, "DELETE", loc, headers=tus).status]
+        back = request(srv, "HEAD", loc, headers=[("Tus-Resumable", "1.0.0"),
+                                                  ("Authorization", f"Bearer {login(0)}")])
+        ok(tries == [404] * 4 and back.status == 200 and
+           back.header("Upload-Offset") == "50000",
+           "the next child (another family's) at the tablet: the first child's upload is 404 "
+           "to GET, HEAD, PATCH and DELETE, and is the first child's again, untouched",
+           f"{tries} {back.status} {back.header('Upload-Offset')}")
+        b = login(1)  # back at the tablet (the first child's return ended its session)
         ids_b = theirs.header("Location").rsplit("/", 1)[1]
         before = part_files()
         d = call(srv, "DELETE", f"/v1/families/{children[0][1]}", children[0][0]["token"])
