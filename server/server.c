@@ -34,7 +34,7 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void format_date(srv_server *s)
+void srv_date_refresh(srv_server *s)
 {
 	time_t t = time(NULL);
 	struct tm tm;
@@ -46,7 +46,7 @@ static void format_date(srv_server *s)
 static void on_date_timer(uv_timer_t *t)
 {
 	srv_server *s = t->data;
-	format_date(s);
+	srv_date_refresh(s);
 	if (s->log)
 		fflush(s->log);
 }
@@ -452,7 +452,7 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 	s->routes = srv_routes;
 	s->route_count = srv_route_count;
 	s->heavy_max = cfg->threads > 1 ? cfg->threads - 1 : 1;
-	format_date(s);
+	srv_date_refresh(s);
 	srv_rate_init(&s->signup_limit, cfg->signups_per_hour, 3600 * 1000);
 	srv_rate_init(&s->pair_fail, cfg->pair_failures, 15 * 60 * 1000);
 	srv_rate_init(&s->pair_fail_all, cfg->pair_failures_all, 15 * 60 * 1000);

@@ -165,6 +165,9 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 void srv_server_free(srv_server *s);
 /* SIGTERM's path: stop accepting, let in-flight requests finish within the grace period. */
 void srv_server_drain(srv_server *s);
+/* The Date header's value (s->date, s->date_s) made again from the clock now: the timer does
+ * it every second; an answer whose Last-Modified is later than that does it first. */
+void srv_date_refresh(srv_server *s);
 
 /* ---- a connection (conn.c) ---- */
 typedef enum {

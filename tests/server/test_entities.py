@@ -13,12 +13,17 @@ with their types, validators and ranges, refuses hidden files, symlinks, travers
 and a missing directory stops the start.
 """
 import concurrent.futures
+import io
+import json
+import math
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import wave
 from email.utils import parsedate_to_datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,6 +31,19 @@ from serverlib import Reader, Server, request  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 FAST = ["--head-timeout-ms", "1000", "--body-idle-ms", "1000", "--keepalive-ms", "1500"]
+
+def short_wav():
+    """0.7 s of a 440 Hz tone, 16 kHz mono 16-bit: a quick upload."""
+    frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 16000)))
+                      for i in range(11200))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(frames)
+    return buf.getvalue()
+
 
 def get(srv, path, headers=(), method="GET"):
     return request(srv, method, path, headers=headers, timeout=20)
@@ -47,6 +65,26 @@ def entities(binary):
         h = get(srv, path, method="HEAD")
         ok(h.status == 200 and h.body == b"" and int(h.header("Content-Length")) == len(clip)
            and h.header("ETag") == etag, "stored clip: HEAD has the headers and no body")
+        # Last-Modified is never after Date: Date is made once a second, so a message's audio
+        # fetched within a second of its making (a long-poll woke the phone) was Last-Modified
+        # up to a second after the Date of its answer (RFC 9110 8.8.2.1 forbids it)
+        r = request(srv, "POST", "/v1/families", json.dumps(
+            {"family_name": "王家", "member_name": "妈妈"}).encode(),
+            headers=[("Content-Type", "application/json")])
+        fam, auth = r.json()["family"]["id"], [("Authorization", f"Bearer {r.json()['token']}")]
+        later = []
+        for _ in range(12):
+            m = request(srv, "POST", f"/v1/families/{fam}/messages", short_wav(),
+                        headers=auth, timeout=60)
+            g2 = get(srv, f"/v1/families/{fam}/messages/{m.json()['message']['id']}/audio",
+                     headers=auth, method="HEAD")
+            lm2, date2 = g2.header("Last-Modified"), g2.header("Date")
+            if not (m.status == 201 and lm2 and date2 and
+                    parsedate_to_datetime(lm2) <= parsedate_to_datetime(date2)):
+                later.append((m.status, lm2, date2))
+            time.sleep(0.05)
+        ok(not later, "a message's audio fetched at once: Last-Modified is not after Date",
+           str(later))
         n = len(clip)
         cases = [
             ([("If-None-Match", etag)], 304, None),
