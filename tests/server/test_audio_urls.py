@@ -7,7 +7,8 @@ What docs/api.md promises for POST .../audio-url and GET /v1/audio/...: a URL th
 without a header (ranges too) until it expires, cached no longer than it lives, refused when
 changed in any part, the server's key (data/secret: its mode, a restart, a link to it, a
 damaged or missing or different key), and a kiosk session's URL (sealed, no-store, ended with
-the session). A phone's URL ending with its phone is in test_members.py.
+the session), and a clip fetched in the second it was stored dated no later than its answer.
+A phone's URL ending with its phone is in test_members.py.
 """
 import json
 import os
@@ -345,11 +346,49 @@ def kiosk_pins_after_a_new_key(binary):
         srv.stop()
 
 
+def fetched_at_once(binary):
+    """A message's audio fetched in the second it was stored (the child's app, woken by it,
+    plays it at once): its Last-Modified, the message's time, is not after the answer's Date
+    (RFC 9110 8.8.2.1), through the API and a signed URL alike. The server refreshes its Date
+    once a second, a second after its start: started at .8 of a second, its Date names the
+    second before until about .85, and a short clip sent just after a second begins is stored
+    and fetched in that window (it was dated a second after the Date that came with it)."""
+    import tempfile
+    import time
+    from email.utils import parsedate_to_datetime
+    from apiclient import sine_wav
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = sine_wav(os.path.join(tmp, "a.wav"), 440, 1.0)
+    time.sleep(1.8 - time.time() % 1)
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        late = []
+        for _ in range(5):
+            time.sleep(1.01 - time.time() % 1)
+            mid = upload(srv, mom["token"], fam, clip).json()["message"]["id"]
+            a = request(srv, "GET", f"/v1/families/{fam}/messages/{mid}/audio",
+                        headers=bearer(mom["token"]))
+            u = request(srv, "POST", f"/v1/families/{fam}/messages/{mid}/audio-url", b"",
+                        headers=bearer(mom["token"])).json()["url"]
+            for r in (a, request(srv, "GET", u, headers=[("Range", "bytes=0-")])):
+                lm, date = r.header("Last-Modified"), r.header("Date")
+                if not (r.status in (200, 206) and lm and date and
+                        parsedate_to_datetime(lm) <= parsedate_to_datetime(date)):
+                    late.append(f"{r.status} {lm} / {date}")
+        ok(not late, "a message's audio fetched in the second it was stored: Last-Modified "
+           "is not after Date", f"{len(late)} of 10: {late[:2]}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     signed_urls(binary)
     kiosk_signed_urls(binary)
     kiosk_pins_after_a_new_key(binary)
+    fetched_at_once(binary)
     return finish()
 
 
