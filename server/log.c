@@ -2,10 +2,10 @@
  * log.c — the request log: one line per request, JSON or logfmt, to stderr or a file.
  *
  * A line names the request id, the client, the method, the path without its query (signed
- * audio URLs carry their signature there; a '?' sent percent-encoded ends it too), the route,
- * the status, the bytes sent and the time taken. Lines are buffered and flushed every second
- * by the server's clock timer and at exit, so logging costs no system call per request; SIGHUP
- * reopens the file (log rotation).
+ * audio URLs carry their signature there; a '?' sent percent-encoded, once or twice, ends it
+ * too), the route, the status, the bytes sent and the time taken. Lines are buffered and
+ * flushed every second by the server's clock timer and at exit, so logging costs no system call
+ * per request; SIGHUP reopens the file (log rotation).
  */
 #include "server.h"
 
@@ -74,13 +74,20 @@ static const char *method_text(const srv_exchange *x)
 /*
  * How much of the path a line names: up to a '?' a client sent percent-encoded (one that
  * encoded a signed audio URL whole, or its '?', sends its signature and sealed phone in the
- * path, which the log never names; the path is refused all the same).
+ * path, which the log never names; the path is refused all the same), once or more (%253F:
+ * a URL encoded twice, its '%' encoded again as %25).
  */
 static size_t path_logged(const char *p, size_t n)
 {
-	for (size_t i = 0; i + 2 < n; i++)
-		if (p[i] == '%' && p[i + 1] == '3' && (p[i + 2] == 'F' || p[i + 2] == 'f'))
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '%')
+			continue;
+		size_t j = i + 1;
+		while (j + 1 < n && p[j] == '2' && p[j + 1] == '5')
+			j += 2;
+		if (j + 1 < n && p[j] == '3' && (p[j + 1] == 'F' || p[j + 1] == 'f'))
 			return i;
+	}
 	return n;
 }
 
