@@ -421,10 +421,13 @@ void srv_respond_entity(srv_exchange *x, const srv_entity *e, const srv_plan *pl
 	size_t n = 0;
 	/* Date is made once a second, so up to a second behind: a clip made within it would be
 	 * Last-Modified after the Date of its answer, which RFC 9110 8.8.2.1 forbids. */
-	if (e->last_modified > x->srv->date_s)
+	int64_t modified = e->last_modified;
+	if (modified > x->srv->date_s)
 		srv_date_refresh(x->srv);
-	if (e->last_modified > 0)
-		srv_http_date_format(e->last_modified, lm, sizeof lm);
+	if (modified > x->srv->date_s) /* still: the clock was set back since; Date it is */
+		modified = x->srv->date_s;
+	if (modified > 0)
+		srv_http_date_format(modified, lm, sizeof lm);
 	n += (size_t)snprintf(extra + n, sizeof extra - n, "Accept-Ranges: %s\r\nETag: %s\r\n",
 	                      e->whole_only ? "none" : "bytes", e->etag);
 	if (lm[0])

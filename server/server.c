@@ -36,7 +36,11 @@ static int64_t wall_ms(void)
 
 void srv_date_refresh(srv_server *s)
 {
-	time_t t = time(NULL);
+	/* clock_gettime, as a message's creation time (api_now_ms) is read: time() lags it by a
+	 * few milliseconds after each second begins (the review) */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	time_t t = ts.tv_sec;
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(s->date, sizeof s->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
