@@ -36,9 +36,8 @@ void fit_model_init(fit_model *m, double ceiling)
 			continue; /* padding lanes: gain 0, never limited, never counted */
 		gate_init(&m->cand[k].gate, GATE_COARSE, m->cand[k].hist_energy,
 			  m->cand[k].hist_count);
-		m->amp[k] = (float)pow(10.0, fit_grid_gain(k) / 20.0);
-		m->pow[k] = m->amp[k] * m->amp[k];
 	}
+	fit_model_shift(m, 0); /* the grid's gains as they are */
 }
 
 void fit_model_shift(fit_model *m, double offset_db)
