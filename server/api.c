@@ -394,16 +394,6 @@ void api_run_heavy(srv_exchange *x, api_job *j, const char *family_id)
 	}
 }
 
-/* How many lines of the request name the header `name`. */
-static size_t header_lines(const srv_request *req, const char *name)
-{
-	size_t n = 0, len = strlen(name);
-	for (size_t i = 0; i < req->header_count; i++)
-		n += req->headers[i].name.len == len &&
-		     strncasecmp(req->headers[i].name.ptr, name, len) == 0;
-	return n;
-}
-
 /*
  * The request's bearer token (the header's value after "Bearer" and its spaces: RFC 6750 2.1
  * allows more than one, and the scheme in any case), or false after answering 401. Two
@@ -411,9 +401,9 @@ static size_t header_lines(const srv_request *req, const char *name)
  */
 static bool bearer(srv_exchange *x, srv_slice *token)
 {
-	const srv_slice *a = srv_request_header(&x->req, "Authorization");
+	const srv_slice *a;
 	size_t i = 6;
-	if (a && header_lines(&x->req, "Authorization") == 1 && a->len > i &&
+	if (srv_request_header_once(&x->req, "Authorization", &a) && a && a->len > i &&
 	    strncasecmp(a->ptr, "Bearer", i) == 0 && a->ptr[i] == ' ') {
 		while (i < a->len && a->ptr[i] == ' ')
 			i++;

@@ -738,3 +738,16 @@ const srv_slice *srv_request_header(const srv_request *req, const char *name)
 			return &req->headers[i].value;
 	return NULL;
 }
+
+bool srv_request_header_once(const srv_request *req, const char *name, const srv_slice **out)
+{
+	size_t seen = 0;
+	*out = NULL;
+	for (size_t i = 0; i < req->header_count; i++) {
+		if (slice_ieq(req->headers[i].name, name)) {
+			*out = &req->headers[i].value;
+			seen++;
+		}
+	}
+	return seen <= 1;
+}

@@ -170,6 +170,9 @@ int srv_body_feed(srv_parser *p, const char *data, size_t len, size_t *used, srv
 
 /* The first header called `name` (case-insensitive), or NULL. */
 const srv_slice *srv_request_header(const srv_request *req, const char *name);
+/* The header `name` at most once: false when it came twice or more (a request with two
+ * readings); else *out is it, or NULL when absent. */
+bool srv_request_header_once(const srv_request *req, const char *name, const srv_slice **out);
 
 int srv_parse_status(int err);          /* 400, 413, 414, 417, 431, 501, 505; 500 otherwise */
 const char *srv_parse_errcode(int err); /* "smuggling_cl_te"; never renamed, only added */

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,16 +47,7 @@ void tus_op_end(tus_op *op)
 /* The header `name` at most once (*out NULL when absent); false when it came twice. */
 bool tus_one_header(srv_exchange *x, const char *name, const srv_slice **out)
 {
-	size_t n = strlen(name), seen = 0;
-	*out = NULL;
-	for (size_t i = 0; i < x->req.header_count; i++) {
-		const srv_header *h = &x->req.headers[i];
-		if (h->name.len == n && strncasecmp(h->name.ptr, name, n) == 0) {
-			*out = &h->value;
-			seen++;
-		}
-	}
-	return seen <= 1;
+	return srv_request_header_once(&x->req, name, out);
 }
 
 /* tus's version check (one Tus-Resumable: 1.0.0); every answer of the exchange says it too. */
