@@ -180,6 +180,19 @@ void api_storage_failed(srv_exchange *x, int rc)
 		srv_respond_error(x, 400, "invalid_argument", store_strerror(rc));
 		return;
 	}
+	if (rc == STORE_EEXIST || rc == STORE_ECHANGED || rc == STORE_ELIMIT) {
+		/* An endpoint that can meet these answers them itself; here one came of a race
+		 * with another change (a new id taken meanwhile, a row changed between two
+		 * statements): not storage failing, and sending again settles it. */
+		srv_respond_error_with(x, 503, "try_again",
+		                       "something changed meanwhile: send it again",
+		                       "Retry-After: 1\r\n");
+		return;
+	}
+	if (rc == STORE_EQUOTA) {
+		srv_respond_error(x, 507, "quota_exceeded", store_strerror(rc));
+		return;
+	}
 	x->srv->metrics.storage_errors++;
 	srv_respond_error_with(x, rc == STORE_EFULL ? 507 : 503, store_errcode(rc),
 			       store_strerror(rc), "Retry-After: 5\r\n");

@@ -11,7 +11,10 @@
  *                  and answers {"family", "message"};
  *   GET  /clips/{family}/{message}  serves it through srv_respond_message_audio(), the path
  *                  the API's audio endpoint takes: conformance tests and the benchmark use it.
+ *   GET  /storage-failed/{n}  answers as an API endpoint does when storage returned -n, so a
+ *                  test can check every storage error reaches clients as a documented code.
  */
+#include "api_internal.h"
 #include "audio.h"
 #include "routes.h"
 #include "server.h"
@@ -201,11 +204,19 @@ static void clip_get(srv_exchange *x)
 	srv_respond_message_audio(x, fam, msg, false);
 }
 
+static void storage_failed(srv_exchange *x)
+{
+	char n[16];
+	snprintf(n, sizeof n, "%.*s", (int)x->params[0].len, x->params[0].ptr);
+	api_storage_failed(x, -atoi(n));
+}
+
 const srv_route srv_routes[] = {
-	SRV_PRODUCT_ROUTES,
-	{"echo", SRV_METHOD_POST, "/echo", echo, 1u << 20, 0},
-	{"echo-file", SRV_METHOD_POST, "/echo-file", echo_file, 8u << 20, SRV_ROUTE_BODY_FILE},
-	{"clips.post", SRV_METHOD_POST, "/clips", clip_post, 32u << 20, 0},
-	{"clips.get", SRV_METHOD_GET, "/clips/{family}/{message}", clip_get, 0, SRV_ROUTE_HEAD_OK},
+    SRV_PRODUCT_ROUTES,
+    {"echo", SRV_METHOD_POST, "/echo", echo, 1u << 20, 0},
+    {"echo-file", SRV_METHOD_POST, "/echo-file", echo_file, 8u << 20, SRV_ROUTE_BODY_FILE},
+    {"clips.post", SRV_METHOD_POST, "/clips", clip_post, 32u << 20, 0},
+    {"clips.get", SRV_METHOD_GET, "/clips/{family}/{message}", clip_get, 0, SRV_ROUTE_HEAD_OK},
+    {"storage-failed", SRV_METHOD_GET, "/storage-failed/{n}", storage_failed, 0, 0},
 };
 const size_t srv_route_count = sizeof srv_routes / sizeof srv_routes[0];

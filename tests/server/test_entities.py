@@ -272,9 +272,42 @@ def static_files(binary):
     ok(bad.returncode == 70 and "static-dir" in bad.stderr,
        "a static-dir that does not exist stops the start (exit 70)")
 
+def documented_codes():
+    """The error table of docs/api.md: {code: statuses}; a `storage_*` row covers its prefix."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    table = {}
+    with open(os.path.join(here, "..", "..", "docs", "api.md"), encoding="utf-8") as f:
+        for line in f:
+            cells = [c.strip() for c in line.split("|")]
+            if len(cells) > 3 and cells[1].startswith("`") and cells[2][:1].isdigit():
+                for code in cells[1].replace("`", "").split(","):
+                    table[code.strip()] = cells[2]
+    return table
+
+
+def storage_errors(binary):
+    """Every error storage can return reaches a client as a status and code docs/api.md lists,
+    with Retry-After on a 503; conflict, changed and limit_reached, which
+    endpoints that meet them answer themselves, were 503 with codes no client knew."""
+    table = documented_codes()
+    srv = Server(binary, *FAST)
+    try:
+        for n in range(1, 16):
+            r = get(srv, f"/storage-failed/{n}")
+            code = r.json()["error"]["code"]
+            row = table.get(code) or table.get("storage_*" if code.startswith("storage_")
+                                               else code)
+            ok(row is not None and str(r.status) in row and
+               (r.status != 503 or r.header("Retry-After")),
+               f"storage error -{n}: {r.status} {code} is in docs/api.md's table",
+               f"row {row!r}, Retry-After {r.header('Retry-After')}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
-    for part in (entities, static_files):
+    for part in (entities, static_files, storage_errors):
         try:
             part(binary)
         except Exception as e:  # a crash of the harness is a failure, not a stop
