@@ -504,7 +504,8 @@ void srv_api_message_upload(srv_exchange *x)
 		/* ?to=MEMBER_ID, nothing else; ?to= with no id is the whole family, as a resumable
 		 * upload's empty `to` is (tus-js-client cannot send none: docs/api.md) */
 		if (x->req.query.len < 3 || x->req.query.len > 3 + STORE_ID_LEN ||
-		    memcmp(x->req.query.ptr, "to=", 3) != 0) {
+		    memcmp(x->req.query.ptr, "to=", 3) != 0 ||
+		    memchr(x->req.query.ptr, '&', x->req.query.len)) {
 			srv_respond_error(x, 400, "invalid_recipient", "the query is ?to=MEMBER_ID");
 			return;
 		}

@@ -617,6 +617,15 @@ def messages(binary):
                        headers=bearer(mom["token"]), timeout=60)
         ok(bare.status == 201 and bare.json()["message"]["to"] is None,
            "a bare ? after messages: 201, for the whole family", f"{bare.status} {bare.body[:200]!r}")
+        # ?to= and another parameter: the query that is wrong is named, not the id (the
+        # second parameter was read as the recipient's id: "to: not a member id")
+        for q in ("to=&x=1", "to=ab&to=c"):
+            extra = request(srv, "POST", f"/v1/families/{fam}/messages?{q}", wav,
+                            headers=bearer(mom["token"]), timeout=60)
+            e = extra.json()["error"] if extra.status == 400 else {}
+            ok(e.get("code") == "invalid_recipient" and "?to=MEMBER_ID" in e.get("message", ""),
+               f"?{q}: 400 invalid_recipient telling the query is ?to=MEMBER_ID",
+               f"{extra.status} {extra.body[:200]!r}")
     finally:
         srv.stop()
 
