@@ -426,25 +426,32 @@ static void export_close(void *ctx)
 	free(e);
 }
 
+/*
+ * A family's zip of size bytes, with disposition[96] its Content-Disposition. Made afresh by
+ * each request: a range of it is of another zip than the part the client has; without
+ * If-Range (`curl -C -`, `wget -c`; with it the weak ETag never matched) the part spliced to
+ * the one before made a corrupt zip when a message had been deleted or a member renamed
+ * meanwhile (helper-131's review). So the whole zip, always, and its ETag weak and its own.
+ */
+static void export_entity(const char *family, uint64_t size, char *disposition, srv_entity *e)
+{
+	snprintf(disposition, 96, "attachment; filename=\"jiayin-%.26s.zip\"", family);
+	*e = (srv_entity){.size = size,
+	                  .content_type = "application/zip",
+	                  .cache_control = "private, no-store",
+	                  .disposition = disposition,
+	                  .whole_only = true};
+	snprintf(e->etag, sizeof e->etag, "W/\"%llx-%llx\"", (unsigned long long)size,
+	         (unsigned long long)api_now_ms());
+}
+
 static void export_done(srv_exchange *x, api_job *j)
 {
 	if (api_failed(x, j, only_parent))
 		return;
 	char disposition[96];
-	snprintf(disposition, sizeof disposition, "attachment; filename=\"jiayin-%.26s.zip\"",
-		 j->param[0]);
-	/* Made afresh by each request: a range of it is of another zip than the part the client
-	 * has; without If-Range (`curl -C -`, `wget -c`; with it the weak ETag never matched) the
-	 * part spliced to the one before made a corrupt zip when a message had been deleted or a
-	 * member renamed meanwhile (helper-131's review). So the whole zip, always, and its ETag
-	 * weak. */
-	srv_entity e = {.size = j->usage,
-	                .content_type = "application/zip",
-	                .cache_control = "private, no-store",
-	                .disposition = disposition,
-	                .whole_only = true};
-	snprintf(e.etag, sizeof e.etag, "W/\"%llx-%llx\"", (unsigned long long)j->usage,
-		 (unsigned long long)api_now_ms());
+	srv_entity e;
+	export_entity(j->param[0], j->usage, disposition, &e);
 	export_source *src = calloc(1, sizeof *src);
 	if (!src) {
 		close(j->body_fd);
@@ -487,6 +494,19 @@ static void export_check_done(srv_exchange *x, void *arg)
 	srv_server *s = x->srv;
 	if (j->auth_rc < 0 || j->rc != 0) {
 		api_job_done(x, j); /* 401, 403, 404 */
+		return;
+	}
+	/* A precondition the zip cannot meet, whatever it holds (its ETag is its own: only
+	 * If-None-Match: * and If-Match: * can match it), is answered before it is made: nothing
+	 * of the family is read, and nothing is audited as taken away. */
+	char disposition[96];
+	srv_entity pre;
+	srv_plan plan;
+	export_entity(j->param[0], 0, disposition, &pre);
+	srv_entity_plan(&x->req, &pre, &plan);
+	if (plan.status == 304 || plan.status == 412) {
+		api_job_free(j);
+		srv_respond_entity(x, &pre, &plan, NULL, NULL, 0);
 		return;
 	}
 	if (export_held(s, j->param[0])) {

@@ -216,11 +216,24 @@ def family_settings(binary):
         headed = exports()
         g = request(srv, "GET", f"{path}/export", headers=bearer(mom["token"]), timeout=30)
         got = exports()
+        # A GET whose precondition fails takes nothing away either: each export's ETag is its
+        # own, so If-None-Match: * is 304 and an If-Match of a tag is 412, told before the
+        # zip is made (they were audited as exports, the zip made and thrown away)
+        conds = [request(srv, "GET", f"{path}/export", headers=bearer(mom["token"]) + [c],
+                         timeout=30)
+                 for c in (("If-None-Match", "*"), ("If-Match", g.header("ETag") or "x"),
+                           ("If-Match", '"abc"'))]
+        conded = exports()
         adb.close()
         ok(h.status == 200 and int(h.header("Content-Length") or 0) > 0 and h.body == b"" and
            g.status == 200 and headed == before and got == before + 1,
            "a HEAD of the export is not audited as an export; a GET is, once",
            f"HEAD {h.status} audited {headed - before}, GET {g.status} audited {got - headed}")
+        ok([c.status for c in conds] == [304, 412, 412] and all(c.body == b"" or
+           c.json()["error"]["code"] == "precondition_failed" for c in conds) and
+           conds[0].header("ETag") and conded == got,
+           "an export GET with If-None-Match: * is 304, with If-Match 412, neither audited",
+           f"{[c.status for c in conds]}, audited {conded - got}")
         tmp = os.listdir(os.path.join(srv.data, "tmp"))
         ok(tmp == [], "no export is left behind in data/tmp", str(tmp))
 
