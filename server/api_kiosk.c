@@ -358,10 +358,21 @@ static void login_work(api_job *j)
 	/* Only with the PIN just checked: a new one since makes this a wrong PIN. */
 	j->rc = store_kiosk_session_start(j->st, j->token_hash, j->device.id.s, l->id.s,
 	                                  l->pin_hash, now);
-	if (j->rc == STORE_ENOTFOUND)
-		j->rc = LOGIN_WRONG_PIN;
-	else if (j->rc < 0)
+	if (j->rc == STORE_ECHANGED) {
+		j->rc = LOGIN_WRONG_PIN; /* the PIN was changed meanwhile */
+	} else if (j->rc == STORE_ENOTFOUND) {
+		/* The tablet revoked while the PIN was checked: 401, as its next request would be
+		 * (it was 201 with a session nothing could use); else the child's link is gone:
+		 * 404. The attempt stays counted, as a revoked tablet's do. */
+		store_device d;
+		int r = store_device_get(j->st, j->device.id.s, &d);
+		if (r == STORE_ENOTFOUND || (r == 0 && d.revoked_ms))
+			j->auth_rc = STORE_ENOTFOUND;
+		else if (r < 0)
+			j->rc = r;
+	} else if (j->rc < 0) {
 		give_back(j, l, now); /* a right PIN the store could not open a session for */
+	}
 	if (j->rc != 0) {
 		sodium_memzero(j->token, sizeof j->token); /* no session: login_done wakes none */
 		return;

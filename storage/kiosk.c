@@ -678,6 +678,12 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
                               const char *device_id, const char *link_id, const char *pin_hash,
                               int64_t now_ms)
 {
+	/* Only on a tablet of the link's kiosk that is not revoked, and while the link is there:
+	 * one revoked while the PIN was checked was told 201 with a session no request could use,
+	 * one whose link went meanwhile 403 wrong_pin. */
+	static const char still_sql[] =
+	    "SELECT l.pin_hash = ?3 FROM kiosk_links l JOIN devices d ON d.kiosk_id = l.kiosk_id "
+	    "WHERE l.id = ?2 AND d.id = ?1 AND d.kind = 'kiosk' AND d.revoked_ms IS NULL";
 	static const char end_sql[] = "DELETE FROM kiosk_sessions WHERE device_id = ?";
 	/* Only while the link has the PIN that was checked: a new one committed since (which
 	 * ended the sessions there were) refuses it (review finding: a login racing a PIN change
@@ -701,7 +707,17 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
 	int rc = conn_begin(c);
 	if (rc < 0)
 		goto done;
-	if ((st = conn_stmt(c, end_sql, &rc))) {
+	if ((st = conn_stmt(c, still_sql, &rc))) {
+		sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, link_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, pin_hash, -1, SQLITE_STATIC);
+		int r = sqlite3_step(st);
+		rc = r == SQLITE_ROW    ? (sqlite3_column_int(st, 0) ? 0 : STORE_ECHANGED)
+		     : r == SQLITE_DONE ? STORE_ENOTFOUND
+		                        : store_map_sqlite(r);
+		sqlite3_reset(st);
+	}
+	if (rc == 0 && (st = conn_stmt(c, end_sql, &rc))) {
 		sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
 		rc = step_write(st);
 	}

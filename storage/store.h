@@ -492,8 +492,9 @@ int64_t store_kiosk_lock_end(const store_kiosk_link *l, int64_t now_ms, unsigned
  * device's earlier session ends (one child at a time), so do the child's sessions on other
  * devices, of any kiosk (the link's member's, whichever link: a child at one tablet at a
  * time), and the link's count and lock are cleared. pin_hash is the link's PIN hash the PIN was
- * checked against: if the link has another one by now (a new PIN since) or is gone, STORE_ENOTFOUND
- * and nothing changes. now_ms is the time of the attempt that checked the PIN
+ * checked against: if the link has another one by now (a new PIN since), STORE_ECHANGED; if the
+ * link is gone, or the device is revoked or not a tablet of the link's kiosk, STORE_ENOTFOUND;
+ * either way nothing changes. now_ms is the time of the attempt that checked the PIN
  * (store_kiosk_pin_attempt_bounded): its count on the kiosk is given back, a right PIN being no
  * wrong one, while the window that counted it is the kiosk's.
  */

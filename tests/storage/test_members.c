@@ -480,7 +480,7 @@ static void pins_leave_with_their_chooser(void **state)
 	assert_string_equal(l.pin_set_by.s, "");
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin-aunt", 2100),
-	    STORE_ENOTFOUND);
+	    STORE_ECHANGED);
 	assert_int_equal(store_kiosk_link_get(f->s, link2.id.s, &l), 0); /* the parent's stays */
 	assert_string_equal(l.pin_hash, "pin-parent");
 	assert_string_equal(l.pin_set_by.s, f->parent.id.s);

@@ -606,6 +606,9 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 400001, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_link_delete(f->s, link.id.s), STORE_ENOTFOUND);
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess2, kdev.id.s, link.id.s, "hash-4", 400002),
+	    STORE_ENOTFOUND);
 	store_kiosk_link other;
 	assert_int_equal(store_kiosk_links_of_kiosk(f->s, f->kiosk.id.s, &other, 1, &n), 0);
 	assert_int_equal(n, 1);
@@ -614,6 +617,13 @@ static void kiosk_links_pins_and_sessions(void **state)
 	    0);
 	assert_int_equal(store_device_revoke(f->s, kdev.id.s, 500001), 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 500002, 180000, true, &d, &m, NULL),
+	                 STORE_ENOTFOUND);
+	/* A right PIN checked while the tablet was revoked opens nothing (it was a session no
+	 * request could use), nor does one whose link went meanwhile. */
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess2, kdev.id.s, other.id.s, other.pin_hash, 500003),
+	    STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 500004, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	/* Erasing a family takes its children's links along. */
 	assert_int_equal(store_family_delete(f->s, f->other.id.s, 5000), 0);
@@ -692,7 +702,7 @@ static void kiosk_sessions_follow_the_pin(void **state)
 	    store_kiosk_session_start(f->s, sess2, kdev.id.s, link.id.s, "hash-2", 2000), 0);
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-1", 2001),
-	    STORE_ENOTFOUND);
+	    STORE_ECHANGED);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 2002, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 2002, 180000, true, &d, &m, NULL),
@@ -714,7 +724,7 @@ static void kiosk_sessions_follow_the_pin(void **state)
 	                 STORE_ENOTFOUND);
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-2", 3002),
-	    STORE_ENOTFOUND);
+	    STORE_ECHANGED);
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-5", 3003), 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 3004, 180000, true, &d, &m, NULL), 0);
@@ -783,10 +793,14 @@ static void kiosk_child_at_one_tablet(void **state)
 	assert_int_equal(store_kiosk_session_auth(f->s, sess[3], 2500, 180000, true, &d, &m, NULL),
 	                 0);
 	assert_string_equal(d.id.s, floor2.id.s);
+	/* A tablet of another kiosk opens no session with the hall's link. */
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess[4], floor2.id.s, here.id.s, "hash-1", 2550),
+	    STORE_ENOTFOUND);
 	/* A start refused (a PIN since replaced) ends none of his sessions. */
 	assert_int_equal(
 	    store_kiosk_session_start(f->s, sess[4], hall2.id.s, here.id.s, "hash-0", 2600),
-	    STORE_ENOTFOUND);
+	    STORE_ECHANGED);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess[3], 2700, 180000, true, &d, &m, NULL),
 	                 0);
 }
