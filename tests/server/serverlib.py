@@ -1,17 +1,43 @@
 """serverlib.py — start a jiayin (or jiayin-test) on a free loopback port and talk raw HTTP.
 
 Shared by the end-to-end server tests. The server is started with port 0 and the port is read
-from its first log line; stderr is kept in a file so a failing test can show it.
+from its first log line; stderr is kept in a file so a failing test can show it. What a test
+run makes in the temporary directory (each server's data and log, scratch_dir's) is removed
+when it ends, and a server still running then is killed; JIAYIN_KEEP_TMP=1 keeps the files to
+look at (they were always kept: a full run left hundreds of directories, tens of MiB each).
 """
+import atexit
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import tempfile
 import time
+
+_scratch = []  # directories this run made, removed at its end
+_servers = []  # servers started, killed at the end if still running
+
+
+def scratch_dir(prefix):
+    """A new temporary directory, removed when the test run ends (unless JIAYIN_KEEP_TMP)."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    _scratch.append(d)
+    return d
+
+
+@atexit.register
+def _clean_up():
+    for srv in _servers:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+    if not os.environ.get("JIAYIN_KEEP_TMP"):
+        for d in _scratch:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 # Damm's table: the check digit that ends a pairing code (server/api_pairing.c).
@@ -83,13 +109,14 @@ def logged_id(r, logfmt=False):
 
 class Server:
     def __init__(self, binary, *args, data=None):
-        self.tmp = tempfile.mkdtemp(prefix="jiayin-e2e-")
+        self.tmp = scratch_dir("jiayin-e2e-")
         self.data = data or os.path.join(self.tmp, "data")
         self.log_path = os.path.join(self.tmp, "server.log")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [binary, "--listen", "127.0.0.1:0", "--data", self.data, *args],
             stdout=subprocess.DEVNULL, stderr=self.log)
+        _servers.append(self)
         self.port = None
         deadline = time.time() + 20
         while time.time() < deadline and self.port is None:

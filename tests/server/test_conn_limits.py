@@ -42,14 +42,13 @@ import select
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # apiclient's helpers are imported: no __pycache__ in the tree
 import apiclient as ac  # noqa: E402
-from serverlib import Reader, Server, request, until  # noqa: E402
+from serverlib import Reader, Server, request, scratch_dir, until  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 SLOT = 256 * 1024  # a stage at its largest: a download's first part
@@ -58,7 +57,7 @@ BIG = 4 * 1024 * 1024  # more than the kernel's socket buffers hold for a slow r
 
 
 def static_root():
-    root = tempfile.mkdtemp(prefix="jiayin-conn-static-")
+    root = scratch_dir("jiayin-conn-static-")
     os.makedirs(os.path.join(root, "assets"))
     big = os.urandom(BIG)
     with open(os.path.join(root, "assets", "big.bin"), "wb") as f:

@@ -21,13 +21,12 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import wave
 from email.utils import parsedate_to_datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serverlib import Reader, Server, request  # noqa: E402
+from serverlib import Reader, Server, request, scratch_dir  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 FAST = ["--head-timeout-ms", "1000", "--body-idle-ms", "1000", "--keepalive-ms", "1500"]
@@ -178,7 +177,7 @@ def entities(binary):
 
 
 def static_files(binary):
-    root = tempfile.mkdtemp(prefix="jiayin-static-")
+    root = scratch_dir("jiayin-static-")
     os.makedirs(os.path.join(root, "assets", "img"))
     index = "<!doctype html><title>家音</title>".encode()
     app = b"console.log('hi');\n" * 50

@@ -22,13 +22,12 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server"))
-from serverlib import Server, request  # noqa: E402
+from serverlib import Server, request, scratch_dir  # noqa: E402
 from tap import finish, ok, results  # noqa: E402
 
 SAMPLE = os.path.join(HERE, "..", "data", "sample.wav")
@@ -939,7 +938,7 @@ def main():
         return 2
     ctl_bin, server_bin = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     eio_preload = os.path.abspath(sys.argv[3]) if len(sys.argv) == 4 else None
-    tmp = tempfile.mkdtemp(prefix="jiayinctl-")
+    tmp = scratch_dir("jiayinctl-")
     data = os.path.join(tmp, "data")
     ctl = Ctl(ctl_bin, data)
     os.chdir(tmp)  # so that a stray relative path would land here, where it is checked

@@ -20,13 +20,12 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server"))
-from serverlib import Server, request  # noqa: E402
+from serverlib import Server, request, scratch_dir  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 SAMPLE = os.path.join(HERE, "..", "data", "sample.wav")
@@ -532,7 +531,7 @@ def main():
               file=sys.stderr)
         return 2
     ctl_bin, server_bin, tc_bin = (os.path.abspath(a) for a in sys.argv[1:])
-    tmp = tempfile.mkdtemp(prefix="jiayinctl-files-")
+    tmp = scratch_dir("jiayinctl-files-")
     data = os.path.join(tmp, "data")
     ctl = Ctl(ctl_bin, data)
     os.chdir(tmp)
