@@ -512,8 +512,66 @@ done:
 	return rc;
 }
 
+/*
+ * Denormals flushed to zero, in the calling thread, while a clip is transcoded: silence after a
+ * sound (a recording's end, a pause, a clip of digital silence with a click) left the IIR
+ * stages (K-weighting, DC blocker, phase rotator) decaying through denormal numbers, each
+ * operation on them dozens of times slower: 60 s of 44.1 kHz stereo, its last 54 s zeros, took
+ * 3.5x the time of the same clip with noise there, a cheap way to tie up a transcode thread.
+ * Numbers under 2^-126 (-758 dBFS) change nothing audible; the caller's mode is given back.
+ */
+#if defined(__SSE2__) || defined(__x86_64__)
+#include <xmmintrin.h>
+typedef unsigned fp_mode;
+static fp_mode fp_flush_denormals(void)
+{
+	unsigned m = _mm_getcsr();
+	_mm_setcsr(m | 0x8040u); /* FTZ (bit 15) and DAZ (bit 6) */
+	return m;
+}
+static void fp_restore(fp_mode m)
+{
+	_mm_setcsr(m);
+}
+#elif defined(__aarch64__)
+typedef uint64_t fp_mode;
+static fp_mode fp_flush_denormals(void)
+{
+	uint64_t m;
+	__asm__ volatile("mrs %0, fpcr" : "=r"(m));
+	__asm__ volatile("msr fpcr, %0" : : "r"(m | (UINT64_C(1) << 24))); /* FZ */
+	return m;
+}
+static void fp_restore(fp_mode m)
+{
+	__asm__ volatile("msr fpcr, %0" : : "r"(m));
+}
+#else
+typedef int fp_mode;
+static fp_mode fp_flush_denormals(void)
+{
+	return 0;
+}
+static void fp_restore(fp_mode m)
+{
+	(void)m;
+}
+#endif
+
+static int transcode(const codec_source *src, const codec_sink *sink, const codec_options *opt,
+                     codec_result *res);
+
 int codec_transcode(const codec_source *src, const codec_sink *sink, const codec_options *opt,
 		    codec_result *res)
+{
+	fp_mode mode = fp_flush_denormals();
+	int rc = transcode(src, sink, opt, res);
+	fp_restore(mode);
+	return rc;
+}
+
+static int transcode(const codec_source *src, const codec_sink *sink, const codec_options *opt,
+                     codec_result *res)
 {
 	codec_options defaults;
 	codec_result local;
