@@ -1,12 +1,12 @@
 /*
  * jiayin-transcode — transcode one clip with the codec library and print one JSON line.
  *
- * The output is written to a temporary file beside OUT, fsync'ed and renamed into place, so
- * OUT either holds a complete Ogg Opus file or does not exist (also when SIGTERM, SIGINT or
- * SIGHUP stops it midway: the temporary file is removed first); it is mode 0600 (a family's
- * voice), whatever the umask. Paths in the JSON line show bytes that are not UTF-8 as U+FFFD.
- * Exit status: 0 on success, the negated codec error code (1..15) on failure, 64 on a usage
- * error.
+ * The output is written to a temporary file beside OUT, fsync'ed and renamed into place (the
+ * directory synced after), so OUT either holds a complete Ogg Opus file or does not exist
+ * (also when SIGTERM, SIGINT or SIGHUP stops it midway: the temporary file is removed first);
+ * it is mode 0600 (a family's voice), whatever the umask. Paths in the JSON line show bytes that
+ * are not UTF-8 as U+FFFD. Exit status: 0 on success, the negated codec error code (1..15) on
+ * failure, 64 on a usage error.
  */
 #include "codec.h"
 
@@ -208,7 +208,8 @@ static int transcode_file(const char *in_path, const char *out_path, const codec
 		goto done;
 	}
 	/* In OUT's directory, so that the final rename is atomic. */
-	snprintf(tmp_path, tmp_len, "%s/.jiayin-XXXXXX", dirname(dir_copy));
+	const char *dir = dirname(dir_copy);
+	snprintf(tmp_path, tmp_len, "%s/.jiayin-XXXXXX", dir);
 	sigset_t old_mask;
 	block_fatal_signals(&old_mask);
 	if ((out_fd = mkostemp(tmp_path, O_CLOEXEC)) >= 0)
@@ -236,7 +237,17 @@ static int transcode_file(const char *in_path, const char *out_path, const codec
 	if (close(fd) != 0 || rename(tmp_path, out_path) != 0)
 		goto done;
 	created = false;
+	/* The new name is synced too, so OUT is still there after a power loss once we said 0
+	 * (a directory we may write but not read cannot be opened to sync: left as it is). A
+	 * failed sync is an io_error with OUT complete, as a result line unwritten is. */
 	rc = 0;
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		if (fsync(fd) != 0)
+			rc = CODEC_EIO;
+		saved_errno = errno;
+		close(fd);
+		errno = saved_errno;
+	}
 done:
 	saved_errno = errno;
 	if (out_fd >= 0)

@@ -8,13 +8,15 @@ a backup never carries the name DEST without the server's key; an export or back
 midway leaves nothing under the name asked for, and the next run succeeds; family delete
 erases the family's unfinished uploads on every device (kiosks' too, past 512 devices);
 errors give their reason; stored and typed bytes are masked on the terminal; the transcoder's
-JSON line is JSON for any path and its output is 0600; a family whose mailbox file is missing
-is shown and erased. Each check is one the review's findings failed.
+JSON line is JSON for any path, its output is 0600 and its name synced; a family whose mailbox
+file is missing is shown and erased. Each check is one the review's findings failed.
 """
 import hashlib
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import sqlite3
 import stat
@@ -26,7 +28,7 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server"))
 from serverlib import Server, request, scratch_dir  # noqa: E402
-from tap import finish, ok  # noqa: E402
+from tap import finish, ok, skip  # noqa: E402
 
 SAMPLE = os.path.join(HERE, "..", "data", "sample.wav")
 CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -360,6 +362,33 @@ def transcoder(binary, tmp):
     ok(os.path.exists(out) and stat.S_IMODE(os.stat(out).st_mode) == 0o600,
        "the voice file is 0600 whatever the umask",
        oct(os.stat(out).st_mode) if os.path.exists(out) else "missing")
+    synced_name(binary, tmp)
+
+
+def synced_name(binary, tmp):
+    """OUT's new name is synced (its directory fsync'ed after the rename) before the tool says
+    0: a power loss after a success must not take OUT away (the file alone was synced)."""
+    name = "the transcoder syncs OUT's directory after the rename"
+    if not shutil.which("strace"):
+        skip(name, "strace is not installed")
+        return
+    d = os.path.join(tmp, "tc-sync")
+    os.mkdir(d)
+    out, log = os.path.join(d, "out.ogg"), os.path.join(tmp, "tc-sync.strace")
+    env = dict(os.environ)  # LeakSanitizer cannot run under ptrace: it would abort at exit
+    env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "detect_leaks=0"]))
+    p = subprocess.run(["strace", "-f", "-o", log, "-e", "trace=openat,fsync,rename,renameat,"
+                        "renameat2", binary, SAMPLE, out], capture_output=True, timeout=300,
+                       env=env)
+    with open(log, errors="replace") as f:
+        calls = [line.split(None, 1)[-1].strip() for line in f]  # the pid cut off
+    after = next((calls[i + 1:] for i, c in enumerate(calls)
+                  if c.startswith("rename") and f'"{out}"' in c and c.endswith("= 0")), [])
+    dir_fds = {c.rsplit("= ", 1)[-1] for c in after
+               if c.startswith("openat") and f'"{d}"' in c and "O_DIRECTORY" in c}
+    ok(p.returncode == 0 and any(c.startswith(f"fsync({fd})") and c.endswith("= 0")
+                                 for c in after for fd in dir_fds),
+       name, f"exit {p.returncode}; the calls after the rename: {after}")
 
 
 def mailbox_missing(ctl, data, fam):
