@@ -330,8 +330,16 @@ int main(int argc, char **argv)
 	}
 	if (codec_options_check(&opt) < 0)
 		return fail(CODEC_EINVAL, NULL);
-	catch_fatal_signals();
 	const char *in_path = argv[optind], *out_path = argv[optind + 1];
+	/* OUT is made by renaming a file over its name, which would replace a device, a FIFO or
+	 * a link to one (as root, jiayin-transcode IN /dev/null made /dev/null a voice file), or
+	 * fail at the end on a directory: such an OUT is refused before any work. */
+	struct stat st;
+	if (stat(out_path, &st) == 0 && !S_ISREG(st.st_mode))
+		return fail(CODEC_EIO,
+		            "OUT is there and is not a regular file (a device, a pipe or "
+		            "a directory): it would be replaced");
+	catch_fatal_signals();
 	codec_result res;
 	double elapsed;
 	int rc = transcode_file(in_path, out_path, &opt, &res, &elapsed);

@@ -11,7 +11,8 @@ directory (no OUT, no temporary file); (2) it printed exactly one JSON line
 {"error":{"code","message"}} with an allowed code and exited with that code's number. Where a
 case could legitimately map to two codes the allowed set has both, and a comment says why.
 Then a long clip stopped midway by a signal or a file size limit, where an OUT already there
-must stay as it was and no temporary file be left. Then crash sweeps: every container cut at
+must stay as it was and no temporary file be left, and an OUT that is not a regular file,
+refused as it was. Then crash sweeps: every container cut at
 many lengths and mutated at random (seeded) bytes, where any outcome is fine as long as it is
 consistent: success with a valid file, or an error with no file. Prints TAP; exits 1 if any
 check failed.
@@ -20,6 +21,7 @@ import os
 import random
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -725,6 +727,44 @@ def result_unwritten_case(program, m, work):
     return tap.Case("the result line unwritten", checks, fn)
 
 
+def special_out_case(program, m, work):
+    """OUT that is not a regular file: renaming the output over it would replace it (as root,
+    `jiayin-transcode IN /dev/null` made /dev/null a voice file). Refused before any work."""
+    kinds = [("a FIFO", os.mkfifo, lambda p: stat.S_ISFIFO(os.lstat(p).st_mode)),
+             ("a symbolic link to /dev/null", lambda p: os.symlink(os.devnull, p),
+              os.path.islink),
+             ("a directory", os.mkdir, os.path.isdir)]
+    checks = [f"OUT {k}: io_error, exit 2, naming why; OUT as it was, no temporary file left"
+              for k, _, _ in kinds]
+
+    def fn():
+        d = os.path.join(work, "special-out")
+        os.makedirs(d)
+        in_path = os.path.join(d, "in.wav")
+        with open(in_path, "wb") as f:
+            f.write(one_second(m))
+        res = {}
+        for (kind, make, still), check in zip(kinds, checks):
+            out_dir = os.path.join(d, kind.split()[-1].replace("/", "_"))
+            os.makedirs(out_dir)
+            out = os.path.join(out_dir, "out.ogg")
+            make(out)
+            run = tap.run_program(program, [in_path, out])
+            p = []
+            err = (run.json or {}).get("error") or {}
+            if err.get("code") != "io_error" or run.rc != ERRORS["io_error"] \
+                    or "not a regular file" not in err.get("message", ""):
+                p.append(f"exit {run.rc}, error {err}: expected io_error, exit 2, "
+                         "'not a regular file'")
+            left = sorted(os.listdir(out_dir))
+            if left != ["out.ogg"] or not still(out):
+                p.append(f"the output directory holds {left}, OUT "
+                         f"{'is no longer ' + kind if left == ['out.ogg'] else 'gone'}")
+            res[check] = (not p, p + (run.describe() if p else []))
+        return res
+    return tap.Case("OUT not a regular file", checks, fn)
+
+
 def main(argv):
     program = tap.check_setup(argv[1] if len(argv) > 1 else None, inputs.TOOLS)
     if program is None:
@@ -738,7 +778,8 @@ def main(argv):
         work = os.path.join(tmp, "cases")
         cases = [rejection_case(program, m, c, work) for c in the_cases()]
         cases += [signal_case(program, m, work), file_size_limit_case(program, m, work),
-                  result_unwritten_case(program, m, work)]
+                  result_unwritten_case(program, m, work),
+                  special_out_case(program, m, work)]
         cases += [
             sweep_case(program, m, "WAV cut at many lengths",
                        lambda m: cuts(one_second(m), 12), work),
