@@ -6,7 +6,7 @@ set -eu
 PACKAGES="build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
   libopus-dev libogg-dev libsoxr-dev libebur128-dev libcmocka-dev libspeexdsp-dev
   libsqlite3-dev libsodium-dev libarchive-dev libssl-dev node-llhttp libuv1-dev libjansson-dev
-  zlib1g-dev python3 ffmpeg sox espeak-ng opus-tools wrk nginx-light"
+  zlib1g-dev python3 ffmpeg sox espeak-ng opus-tools wrk nginx-light strace"
 missing=""
 for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

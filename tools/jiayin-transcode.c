@@ -339,10 +339,17 @@ int main(int argc, char **argv)
 		return fail(CODEC_EIO,
 		            "OUT is there and is not a regular file (a device, a pipe or "
 		            "a directory): it would be replaced");
+	/* A symbolic link is written through: the file it names is replaced, not the link (as
+	 * root, OUT /dev/stdout with stdout a file replaced the system's /dev/stdout link). */
+	char *target = NULL;
+	if (lstat(out_path, &st) == 0 && S_ISLNK(st.st_mode) &&
+	    !(target = realpath(out_path, NULL)))
+		return fail(CODEC_EIO, "OUT is a symbolic link to nothing");
 	catch_fatal_signals();
 	codec_result res;
 	double elapsed;
-	int rc = transcode_file(in_path, out_path, &opt, &res, &elapsed);
+	int rc = transcode_file(in_path, target ? target : out_path, &opt, &res, &elapsed);
+	free(target);
 	if (rc < 0)
 		return fail(rc, rc == CODEC_EIO && errno ? strerror(errno) : NULL);
 

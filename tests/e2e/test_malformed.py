@@ -765,6 +765,46 @@ def special_out_case(program, m, work):
     return tap.Case("OUT not a regular file", checks, fn)
 
 
+def linked_out_case(program, m, work):
+    """OUT a symbolic link: written through, the file it names replaced and the link kept (the
+    link was replaced: as root, `jiayin-transcode IN /dev/stdout > file` replaced the system's
+    /dev/stdout link with the voice file); a link to nothing is refused, the link kept."""
+    checks = ["OUT a symbolic link to a file: the file holds the voice, the link stays a link",
+              "OUT a symbolic link to nothing: io_error, exit 2, the link kept, nothing made"]
+
+    def fn():
+        d = os.path.join(work, "linked-out")
+        os.makedirs(d)
+        in_path = os.path.join(d, "in.wav")
+        with open(in_path, "wb") as f:
+            f.write(one_second(m))
+        target, link = os.path.join(d, "target.ogg"), os.path.join(d, "link.ogg")
+        with open(target, "wb") as f:
+            f.write(b"old")
+        os.symlink("target.ogg", link)
+        run = tap.run_program(program, [in_path, link])
+        with open(target, "rb") as f:
+            head = f.read(4)
+        left = sorted(os.listdir(d))
+        p = [] if run.rc == 0 and os.path.islink(link) and head == b"OggS" and \
+            left == ["in.wav", "link.ogg", "target.ogg"] else \
+            [f"exit {run.rc}, link {'kept' if os.path.islink(link) else 'replaced'}, "
+             f"target starts {head!r}, the directory holds {left}"]
+        res = {checks[0]: (not p, p + (run.describe() if p else []))}
+        dangling = os.path.join(d, "nowhere.ogg")
+        os.symlink("missing/none.ogg", dangling)
+        run = tap.run_program(program, [in_path, dangling])
+        err = (run.json or {}).get("error") or {}
+        left = sorted(os.listdir(d))
+        p = [] if err.get("code") == "io_error" and run.rc == ERRORS["io_error"] and \
+            os.path.islink(dangling) and left == ["in.wav", "link.ogg", "nowhere.ogg",
+                                                  "target.ogg"] else \
+            [f"exit {run.rc}, error {err}, the directory holds {left}"]
+        res[checks[1]] = (not p, p + (run.describe() if p else []))
+        return res
+    return tap.Case("OUT a symbolic link", checks, fn)
+
+
 def main(argv):
     program = tap.check_setup(argv[1] if len(argv) > 1 else None, inputs.TOOLS)
     if program is None:
@@ -779,7 +819,7 @@ def main(argv):
         cases = [rejection_case(program, m, c, work) for c in the_cases()]
         cases += [signal_case(program, m, work), file_size_limit_case(program, m, work),
                   result_unwritten_case(program, m, work),
-                  special_out_case(program, m, work)]
+                  special_out_case(program, m, work), linked_out_case(program, m, work)]
         cases += [
             sweep_case(program, m, "WAV cut at many lengths",
                        lambda m: cuts(one_second(m), 12), work),

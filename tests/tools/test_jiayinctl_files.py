@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import sqlite3
