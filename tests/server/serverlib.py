@@ -226,7 +226,7 @@ class Reader:
             if not d:
                 return True
             self.buf += d
-        return True
+        return not self.timed_out  # an earlier read that timed out is no close
 
 
 def request(server, method, path, body=b"", headers=(), timeout=5.0):
