@@ -280,8 +280,8 @@ int main(int argc, char **argv)
 	};
 	codec_options opt;
 	codec_options_init(&opt);
-	int c;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	int c, which = 0;
+	while ((c = getopt_long(argc, argv, "h", longopts, &which)) != -1) {
 		double v = 0;
 		if (c == 'h') {
 			usage(stdout);
@@ -296,7 +296,7 @@ int main(int argc, char **argv)
 			opt.bitrate = v >= 0 && v <= 1000 ? (int)lround(v * 1000) : -1;
 			break;
 		case 'c':
-			opt.complexity = v >= 0 && v <= 10 ? (int)v : -1;
+			opt.complexity = v >= 0 && v <= 10 && v == floor(v) ? (int)v : -1;
 			break;
 		case 't':
 			opt.target_lufs = v;
@@ -314,7 +314,7 @@ int main(int argc, char **argv)
 			opt.max_duration_ms = v > 0 && v < 86400 ? (uint32_t)lround(v * 1000) : 0;
 			break;
 		case 'B':
-			opt.max_input_bytes = v >= 1 && v < 1e18 ? (uint64_t)v : 0;
+			opt.max_input_bytes = v >= 1 && v < 1e18 && v == floor(v) ? (uint64_t)v : 0;
 			break;
 		case 's':
 			if (v < 0 || v > 4294967295.0 || v != floor(v))
@@ -323,13 +323,20 @@ int main(int argc, char **argv)
 			opt.serial_fixed = 1;
 			break;
 		}
+		/* Each value as it comes, so the one refused is named (a fraction where a whole
+		 * number is asked for too: --complexity 5.5 was taken as 5). */
+		if (codec_options_check(&opt) < 0) {
+			char why[160];
+			snprintf(why, sizeof why,
+			         "--%s %.40s is not accepted (--help gives the ranges)",
+			         longopts[which].name, optarg);
+			return fail(CODEC_EINVAL, why);
+		}
 	}
 	if (argc - optind != 2) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (codec_options_check(&opt) < 0)
-		return fail(CODEC_EINVAL, NULL);
 	const char *in_path = argv[optind], *out_path = argv[optind + 1];
 	/* OUT is made by renaming a file over its name, which would replace a device, a FIFO or
 	 * a link to one (as root, jiayin-transcode IN /dev/null made /dev/null a voice file), or

@@ -805,6 +805,34 @@ def linked_out_case(program, m, work):
     return tap.Case("OUT a symbolic link", checks, fn)
 
 
+def named_option_case(program, m, work):
+    """A value refused names its option (the message was the same for every one), and a
+    fraction where a whole number is asked for is refused (--complexity 5.5 was taken as 5)."""
+    bad = [["--complexity", "5.5"], ["--max-input-bytes", "1000.5"], ["--bitrate", "65"],
+           ["--min-duration", "10", "--max-duration", "5"]]
+    checks = [f"{' '.join(a)}: invalid_argument, exit 3, naming {a[-2]} {a[-1]}, nothing made"
+              for a in bad]
+
+    def fn():
+        d = os.path.join(work, "named-option")
+        os.makedirs(d)
+        in_path = os.path.join(d, "in.wav")
+        with open(in_path, "wb") as f:
+            f.write(one_second(m))
+        res = {}
+        for a, check in zip(bad, checks):
+            out = os.path.join(d, "out.ogg")
+            run = tap.run_program(program, a + [in_path, out])
+            err = (run.json or {}).get("error") or {}
+            p = [] if err.get("code") == "invalid_argument" and \
+                run.rc == ERRORS["invalid_argument"] and \
+                f"{a[-2]} {a[-1]}" in err.get("message", "") and not os.path.exists(out) \
+                else [f"exit {run.rc}, error {err}, OUT {'made' if os.path.exists(out) else 'absent'}"]
+            res[check] = (not p, p + (run.describe() if p else []))
+        return res
+    return tap.Case("an option refused is named", checks, fn)
+
+
 def main(argv):
     program = tap.check_setup(argv[1] if len(argv) > 1 else None, inputs.TOOLS)
     if program is None:
@@ -819,7 +847,8 @@ def main(argv):
         cases = [rejection_case(program, m, c, work) for c in the_cases()]
         cases += [signal_case(program, m, work), file_size_limit_case(program, m, work),
                   result_unwritten_case(program, m, work),
-                  special_out_case(program, m, work), linked_out_case(program, m, work)]
+                  special_out_case(program, m, work), linked_out_case(program, m, work),
+                  named_option_case(program, m, work)]
         cases += [
             sweep_case(program, m, "WAV cut at many lengths",
                        lambda m: cuts(one_second(m), 12), work),
