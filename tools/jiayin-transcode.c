@@ -184,6 +184,8 @@ static void block_fatal_signals(sigset_t *old)
  * on failure the temporary file is removed and out_path is untouched. errno is kept for I/O
  * failures. *elapsed: seconds spent transcoding.
  */
+static bool in_unseekable; /* transcode_file refused IN: a pipe */
+
 static int transcode_file(const char *in_path, const char *out_path, const codec_options *opt,
 			  codec_result *res, double *elapsed)
 {
@@ -196,12 +198,23 @@ static int transcode_file(const char *in_path, const char *out_path, const codec
 	if (!dir_copy || !tmp_path)
 		goto done;
 	rc = CODEC_EIO;
-	if ((in_fd = open(in_path, O_RDONLY | O_CLOEXEC)) < 0)
+	/* Not blocking in open(): a FIFO with no writer waited there for ever. */
+	if ((in_fd = open(in_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
 		goto done;
 	/* The limit is the file's size, also when the audio ends before it (the codec reads no
 	 * further than it needs); a file, not a pipe or a device, has one to look at. */
 	struct stat st;
 	if (fstat(in_fd, &st) != 0)
+		goto done;
+	/* The input is read twice, at offsets: a pipe (IN /dev/stdin, <(...), a FIFO) cannot be,
+	 * and was told only "Illegal seek" after reading began. */
+	if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || lseek(in_fd, 0, SEEK_CUR) < 0) {
+		in_unseekable = true;
+		errno = ESPIPE;
+		goto done;
+	}
+	int flags = fcntl(in_fd, F_GETFL);
+	if (flags < 0 || fcntl(in_fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
 		goto done;
 	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > opt->max_input_bytes) {
 		rc = CODEC_ETOOLARGE;
@@ -357,6 +370,9 @@ int main(int argc, char **argv)
 	double elapsed;
 	int rc = transcode_file(in_path, target ? target : out_path, &opt, &res, &elapsed);
 	free(target);
+	if (rc < 0 && in_unseekable)
+		return fail(rc, "IN is a pipe or a socket: the tool reads its input twice, so IN "
+		                "must be a file (save the stream to one first)");
 	if (rc < 0)
 		return fail(rc, rc == CODEC_EIO && errno ? strerror(errno) : NULL);
 

@@ -833,6 +833,43 @@ def named_option_case(program, m, work):
     return tap.Case("an option refused is named", checks, fn)
 
 
+def piped_in_case(program, m, work):
+    """IN a pipe: refused at once, saying IN must be a file (the tool reads it twice). A FIFO
+    with no writer blocked in open() for ever; /dev/stdin from a pipe said 'Illegal seek'."""
+    checks = ["IN a FIFO no one writes to: io_error at once, saying IN must be a file",
+              "IN /dev/stdin from a pipe: io_error, saying IN must be a file, nothing made"]
+
+    def fn():
+        d = os.path.join(work, "piped-in")
+        os.makedirs(d)
+        fifo, out = os.path.join(d, "in.fifo"), os.path.join(d, "out.ogg")
+        os.mkfifo(fifo)
+        res = {}
+        try:
+            run = subprocess.run([program, fifo, out], capture_output=True, text=True,
+                                 timeout=20, stdin=subprocess.DEVNULL)
+            got = (run.returncode, run.stdout)
+        except subprocess.TimeoutExpired:
+            got = (None, "still waiting after 20 s")
+        p = [] if got[0] == ERRORS["io_error"] and "must be a file" in got[1] and \
+            not os.path.exists(out) else [f"exit {got[0]}: {got[1].strip()}"]
+        res[checks[0]] = (not p, p)
+        wav = os.path.join(d, "in.wav")
+        with open(wav, "wb") as f:
+            f.write(one_second(m))
+        feeder = subprocess.Popen(["cat", wav], stdout=subprocess.PIPE)
+        run = subprocess.run([program, "/dev/stdin", out], capture_output=True, text=True,
+                             timeout=60, stdin=feeder.stdout)
+        feeder.stdout.close()
+        feeder.kill()
+        feeder.wait()
+        p = [] if run.returncode == ERRORS["io_error"] and "must be a file" in run.stdout and \
+            not os.path.exists(out) else [f"exit {run.returncode}: {run.stdout.strip()}"]
+        res[checks[1]] = (not p, p)
+        return res
+    return tap.Case("IN a pipe", checks, fn)
+
+
 def main(argv):
     program = tap.check_setup(argv[1] if len(argv) > 1 else None, inputs.TOOLS)
     if program is None:
@@ -848,7 +885,7 @@ def main(argv):
         cases += [signal_case(program, m, work), file_size_limit_case(program, m, work),
                   result_unwritten_case(program, m, work),
                   special_out_case(program, m, work), linked_out_case(program, m, work),
-                  named_option_case(program, m, work)]
+                  named_option_case(program, m, work), piped_in_case(program, m, work)]
         cases += [
             sweep_case(program, m, "WAV cut at many lengths",
                        lambda m: cuts(one_second(m), 12), work),
