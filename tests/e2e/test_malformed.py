@@ -727,6 +727,16 @@ def result_unwritten_case(program, m, work):
     return tap.Case("the result line unwritten", checks, fn)
 
 
+def one_second_in(m, work, name):
+    """A new directory work/name holding in.wav, a second of the materials' speech: (d, path)."""
+    d = os.path.join(work, name)
+    os.makedirs(d)
+    in_path = os.path.join(d, "in.wav")
+    with open(in_path, "wb") as f:
+        f.write(one_second(m))
+    return d, in_path
+
+
 def special_out_case(program, m, work):
     """OUT that is not a regular file: renaming the output over it would replace it (as root,
     `jiayin-transcode IN /dev/null` made /dev/null a voice file). Refused before any work."""
@@ -738,11 +748,7 @@ def special_out_case(program, m, work):
               for k, _, _ in kinds]
 
     def fn():
-        d = os.path.join(work, "special-out")
-        os.makedirs(d)
-        in_path = os.path.join(d, "in.wav")
-        with open(in_path, "wb") as f:
-            f.write(one_second(m))
+        d, in_path = one_second_in(m, work, "special-out")
         res = {}
         for (kind, make, still), check in zip(kinds, checks):
             out_dir = os.path.join(d, kind.split()[-1].replace("/", "_"))
@@ -773,11 +779,7 @@ def linked_out_case(program, m, work):
               "OUT a symbolic link to nothing: io_error, exit 2, the link kept, nothing made"]
 
     def fn():
-        d = os.path.join(work, "linked-out")
-        os.makedirs(d)
-        in_path = os.path.join(d, "in.wav")
-        with open(in_path, "wb") as f:
-            f.write(one_second(m))
+        d, in_path = one_second_in(m, work, "linked-out")
         target, link = os.path.join(d, "target.ogg"), os.path.join(d, "link.ogg")
         with open(target, "wb") as f:
             f.write(b"old")
@@ -814,11 +816,7 @@ def named_option_case(program, m, work):
               for a in bad]
 
     def fn():
-        d = os.path.join(work, "named-option")
-        os.makedirs(d)
-        in_path = os.path.join(d, "in.wav")
-        with open(in_path, "wb") as f:
-            f.write(one_second(m))
+        d, in_path = one_second_in(m, work, "named-option")
         res = {}
         for a, check in zip(bad, checks):
             out = os.path.join(d, "out.ogg")
@@ -840,8 +838,7 @@ def piped_in_case(program, m, work):
               "IN /dev/stdin from a pipe: io_error, saying IN must be a file, nothing made"]
 
     def fn():
-        d = os.path.join(work, "piped-in")
-        os.makedirs(d)
+        d, wav = one_second_in(m, work, "piped-in")
         fifo, out = os.path.join(d, "in.fifo"), os.path.join(d, "out.ogg")
         os.mkfifo(fifo)
         res = {}
@@ -854,9 +851,6 @@ def piped_in_case(program, m, work):
         p = [] if got[0] == ERRORS["io_error"] and "must be a file" in got[1] and \
             not os.path.exists(out) else [f"exit {got[0]}: {got[1].strip()}"]
         res[checks[0]] = (not p, p)
-        wav = os.path.join(d, "in.wav")
-        with open(wav, "wb") as f:
-            f.write(one_second(m))
         feeder = subprocess.Popen(["cat", wav], stdout=subprocess.PIPE)
         run = subprocess.run([program, "/dev/stdin", out], capture_output=True, text=True,
                              timeout=60, stdin=feeder.stdout)
