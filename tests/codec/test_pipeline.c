@@ -53,6 +53,30 @@ static void durations_are_exact(void **st)
 	}
 }
 
+/* The integrated loudness of a transcoded file as libebur128 measures its decoded samples. */
+static double decoded_lufs(const codec_buffer *out)
+{
+	codec_source src;
+	codec_memory_source mem;
+	codec_decoder *dec;
+	codec_stream_info info;
+	codec_source_memory(&src, &mem, out->data, out->len);
+	assert_int_equal(codec_decoder_open(&dec, &src, 0, &info), 0);
+	ebur128_state *e = ebur128_init(1, info.rate, EBUR128_MODE_I);
+	assert_non_null(e);
+	static float pcm[4096];
+	size_t got;
+	int rc;
+	while ((rc = codec_decoder_read(dec, pcm, 4096, &got)) == 0 && got > 0)
+		assert_int_equal(ebur128_add_frames_float(e, pcm, got), EBUR128_SUCCESS);
+	assert_int_equal(rc, 0); /* decoded to its end, not to an error */
+	double l;
+	assert_int_equal(ebur128_loudness_global(e, &l), EBUR128_SUCCESS);
+	ebur128_destroy(&e);
+	codec_decoder_close(dec);
+	return l;
+}
+
 static void loudness_and_peak_on_target(void **st)
 {
 	(void)st;
@@ -72,6 +96,11 @@ static void loudness_and_peak_on_target(void **st)
 		if (goal < o.target_lufs)
 			assert_true(res.output_lufs < o.target_lufs - 1);
 		assert_true(res.output_peak_dbtp <= o.true_peak_dbtp);
+		/* The file itself, as a player measures it: what the result says. */
+		double decoded = decoded_lufs(&out);
+		print_message("# decoded %.2f LUFS\n", decoded);
+		assert_true(fabs(decoded - goal) <= 0.5);
+		assert_true(fabs(decoded - res.output_lufs) <= 0.1);
 		/* The decoded file's sample peak is under the ceiling too. */
 		codec_stream_info info;
 		float peak = 0;
@@ -222,31 +251,12 @@ static void antiphase_stereo_keeps_the_voice(void **st)
 		assert_int_equal(res.fit_passes, cases[k].want < 0 ? 1 : 2);
 		assert_true(fabs(res.output_lufs - o.target_lufs) <= 0.5);
 		assert_true(res.output_peak_dbtp <= o.true_peak_dbtp);
+		double decoded = decoded_lufs(&out);
+		assert_true(fabs(decoded - o.target_lufs) <= 0.5);
+		assert_true(fabs(decoded - res.output_lufs) <= 0.1);
 		free(in.d);
 		free(out.data);
 	}
-}
-
-/* The integrated loudness of a transcoded file as libebur128 measures its decoded samples. */
-static double decoded_lufs(const codec_buffer *out)
-{
-	codec_source src;
-	codec_memory_source mem;
-	codec_decoder *dec;
-	codec_stream_info info;
-	codec_source_memory(&src, &mem, out->data, out->len);
-	assert_int_equal(codec_decoder_open(&dec, &src, 0, &info), 0);
-	ebur128_state *e = ebur128_init(1, info.rate, EBUR128_MODE_I);
-	assert_non_null(e);
-	static float pcm[4096];
-	size_t got;
-	while (codec_decoder_read(dec, pcm, 4096, &got) == 0 && got > 0)
-		assert_int_equal(ebur128_add_frames_float(e, pcm, got), EBUR128_SUCCESS);
-	double l;
-	assert_int_equal(ebur128_loudness_global(e, &l), EBUR128_SUCCESS);
-	ebur128_destroy(&e);
-	codec_decoder_close(dec);
-	return l;
 }
 
 /*
@@ -308,6 +318,9 @@ static void over_full_scale_is_not_crushed(void **st)
 		assert_true(res.limiter_max_db > -6);
 		assert_true(fabs(res.output_lufs - o.target_lufs) <= 0.5);
 		assert_true(res.output_peak_dbtp <= o.true_peak_dbtp);
+		double decoded = decoded_lufs(&out);
+		assert_true(fabs(decoded - o.target_lufs) <= 0.5);
+		assert_true(fabs(decoded - res.output_lufs) <= 0.1);
 		free(in.d);
 		free(out.data);
 	}
