@@ -162,7 +162,8 @@ def kiosk_uploads(binary, jiayinctl, wav):
 
 def answer_to_wait(srv, fam, token, change, wait=20):
     """A long-poll of token waiting (wait seconds) when change() is done: change()'s result,
-    the long-poll's status, and the seconds it waited in all."""
+    the long-poll's status, and the seconds it waited in all. A long-poll answered before the
+    change began says so in its status: its answer is not the change's."""
     seq = call(srv, "GET", f"/v1/families/{fam}/messages", token).json()["seq"]
     got = {}
 
@@ -174,10 +175,12 @@ def answer_to_wait(srv, fam, token, change, wait=20):
     th = threading.Thread(target=poll)
     th.start()
     time.sleep(0.5)
+    waiting = th.is_alive()
     done = change()
     th.join(wait + 15)
     r = got.get("r")
-    return done, (r.status if r else None), round(got.get("s", 99), 1)
+    status = r.status if r else None
+    return done, status if waiting else f"{status} before the change", round(got.get("s", 99), 1)
 
 
 def burst(srv, reqs):
@@ -789,7 +792,8 @@ def lock_after_the_clock_set_back(binary, jiayinctl):
 def woken(srv, fam, token, change, wait=20):
     """A long-poll of token waiting (wait seconds) when change() is done: change()'s result,
     the long-poll's status, and the seconds from the change's start to the long-poll's answer
-    (the change included: a login checks its PIN first)."""
+    (the change included: a login checks its PIN first). A long-poll answered before the change
+    began says so in its status (its answer, and a negative time, are not the change's)."""
     seq = call(srv, "GET", f"/v1/families/{fam}/messages", token).json()["seq"]
     got = {}
 
@@ -800,11 +804,14 @@ def woken(srv, fam, token, change, wait=20):
     th = threading.Thread(target=poll)
     th.start()
     time.sleep(0.5)
+    waiting = th.is_alive()
     t0 = time.time()
     done = change()
     th.join(wait + 15)
     r = got.get("r")
-    return done, (r.status if r else None), round(got.get("t", t0 + 99) - t0, 2)
+    status = r.status if r else None
+    return (done, status if waiting else f"{status} before the change",
+            round(got.get("t", t0 + 99) - t0, 2))
 
 
 def a_kiosk_with_children(srv, jiayinctl, names):
