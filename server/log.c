@@ -26,9 +26,13 @@ int srv_log_open(srv_server *s)
 		return 0;
 	}
 	/* 0640: the log names clients' addresses and families' ids (a logrotate "create" line
-	 * sets its own mode). */
-	int fd = open(s->cfg.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-	FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
+	 * sets its own mode). Opened without blocking: a FIFO whose reader (a log shipper) has
+	 * gone is refused (ENXIO) rather than waited on, which hung the start, or the whole loop
+	 * at SIGHUP. Written blocking, as stderr is. */
+	int fd =
+	    open(s->cfg.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
+	int fl = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+	FILE *f = fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0 ? fdopen(fd, "a") : NULL;
 	if (!f) {
 		int err = errno;
 		if (fd >= 0)

@@ -9,7 +9,7 @@ and the server keeps serving; keep-alive and pipelining; bodies (chunked, drippe
 100-continue) arrive intact; HEAD; the security headers; the per-connection request limit,
 the connection limit and the job queue's 503s; 1,000 slow connections do not delay a
 normal client; graceful shutdown completes an upload in flight; SIGHUP reopens the log, and
-one sent during the start does not kill the server;
+one sent during the start does not kill the server, nor one to a log FIFO without a reader hang it;
 --help, bad options, the config file and --print-config; X-Forwarded-For only from trusted
 proxies. Stored clips' conditionals and ranges, and the static directory, are
 test_entities.py's.
@@ -943,6 +943,67 @@ def healthz_on(binary, listen, client):
         return port, status, f.read().decode("utf-8", "replace")
 
 
+def fifo_read_until(fd, found, timeout=10.0):
+    """What a log shipper reading the FIFO fd got, once it holds found (or at the deadline)."""
+    got, deadline = b"", time.monotonic() + timeout
+    while found.encode() not in got and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            got += os.read(fd, 65536)
+    return got.decode("utf-8", "replace")
+
+
+def log_fifo(binary):
+    """A log-file that is a FIFO (a log shipper reads it) with no reader: opening it waited for
+    one, so the start never listened, and SIGHUP (logrotate's daily hook) after the shipper had
+    gone hung the loop for good: no request answered, SIGTERM unheard, only SIGKILL ended it.
+    Now a FIFO without a reader is refused as the file any other open fails on: at start with
+    exit 70, at SIGHUP with the "log" event, the lines going on where they went."""
+    d = tempfile.mkdtemp(prefix="jiayin-fifo-")
+    fifo = os.path.join(d, "requests.fifo")
+    os.mkfifo(fifo)
+    try:
+        bad = subprocess.run([binary, "--listen", "127.0.0.1:0", "--data",
+                              os.path.join(d, "data"), "--log-file", fifo],
+                             capture_output=True, text=True, timeout=10)
+        ok(bad.returncode == 70 and f"log-file '{fifo}'" in bad.stderr,
+           "a log-file FIFO without a reader stops the start (exit 70), and is named",
+           bad.stderr.strip())
+    except subprocess.TimeoutExpired:
+        ok(False, "a log-file FIFO without a reader stops the start (exit 70), and is named",
+           "the start waited 10 s for a reader")
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    srv = Server(binary, "--log-file", fifo)
+    try:
+        r = request(srv, "GET", "/healthz")
+        shipped = fifo_read_until(reader, logged_id(r))
+        ok(logged_id(r) in shipped, "the request log goes to a FIFO its shipper reads",
+           shipped[-500:])
+        os.close(reader)  # the shipper goes away
+        reader = None
+        srv.signal(signal.SIGHUP)
+        srv.wait_log("could not reopen")
+        r = request(srv, "GET", "/healthz", timeout=5)  # None: no answer (hung)
+        answered = r is not None and r.status == 200
+        said = [ln for ln in srv.log_text().splitlines() if "could not reopen" in ln]
+        ok(answered and len(said) == 1 and fifo in said[0] and
+           "No such device or address" in said[0],
+           "SIGHUP with the log FIFO's reader gone: said, and the server still answers",
+           f"{r!r} {said!r}")
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the shipper is back
+        srv.signal(signal.SIGHUP)
+
+        def shipped_again():  # a line logged before the reopen went to the FIFO as it was
+            r = request(srv, "GET", "/healthz")
+            return logged_id(r) in fifo_read_until(reader, logged_id(r), 1.5)
+        ok(until(shipped_again), "the next SIGHUP reopens the FIFO for the shipper back on it")
+    finally:
+        rc = srv.stop(timeout=10)
+        if reader is not None:
+            os.close(reader)
+        shutil.rmtree(d, ignore_errors=True)
+    ok(rc == 0, f"and SIGTERM stops it (exit {rc})")
+
+
 def ipv6_here(address, name, why):
     """Whether an IPv6 socket binds to address here; if not, the check `name` is a TAP skip."""
     try:
@@ -1086,8 +1147,8 @@ def hangup_at_stop(binary):
 def main():
     binary = sys.argv[1]
     for part in (corpus_tests, conformance, review_fixes, budgets, file_bodies, limits,
-                 slow_clients, shutdown, operations, hangup_at_start, hangup_at_stop, ipv6_listen,
-                 dual_stack_client):
+                 slow_clients, shutdown, operations, log_fifo, hangup_at_start, hangup_at_stop,
+                 ipv6_listen, dual_stack_client):
         try:
             part(binary)
         except Exception as e:  # a crash of the harness is a failure, not a stop
