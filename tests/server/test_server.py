@@ -30,7 +30,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serverlib import (Reader, Response, Server, logged_id, request, until,  # noqa: E402
+from serverlib import (Reader, Response, Server, logged_id, request, scratch_dir, until,  # noqa: E402
                        wait_for_log)
 sys.dont_write_bytecode = True  # apiclient is imported: no __pycache__ in the tree
 from apiclient import read_head  # noqa: E402
@@ -560,7 +560,7 @@ def limits(binary):
     # A hard limit too low: said at start (the start goes on: connections past it are refused
     # by the kernel's and libuv's means, unanswered)
     import tempfile
-    d = tempfile.mkdtemp(prefix="jiayin-nofile-")
+    d = scratch_dir("jiayin-nofile-")
 
     def low_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
@@ -764,7 +764,7 @@ def operations(binary):
     bad = subprocess.run([binary, "--listen", "nowhere"], capture_output=True, text=True)
     ok(bad.returncode == 64, "a bad listen address exits 64")
     import tempfile
-    d = tempfile.mkdtemp(prefix="jiayin-conf-")
+    d = scratch_dir("jiayin-conf-")
     conf = os.path.join(d, "jiayin.conf")
     logf = os.path.join(d, "requests.log")
     with open(conf, "w") as f:
@@ -916,7 +916,7 @@ def healthz_on(binary, listen, client):
     """A server started with --listen LISTEN (port 0), asked GET /healthz from `client` on the
     port its start line names: (port, status, the server's log)."""
     import tempfile
-    d = tempfile.mkdtemp(prefix="jiayin-listen-")
+    d = scratch_dir("jiayin-listen-")
     logf = open(os.path.join(d, "server.log"), "wb+")
     proc = subprocess.Popen([binary, "--listen", listen, "--data", os.path.join(d, "data")],
                             stdout=subprocess.DEVNULL, stderr=logf)
