@@ -344,7 +344,7 @@ static int cmp_double(const void *a, const void *b)
  * a crafted upload) costs no more than a voice then quiet noise. Every filter stage worked on
  * denormals, each operation on them dozens of times slower: 60 s of 44.1 kHz stereo whose last
  * 54 s were such took 5.5x the time of the same clip with noise there (3.5 s against 0.65 s in
- * a release build), and digital zeros after a voice 3.5x, the IIR stages' states decaying
+ * a release build), and digital zeros after a voice 2.4x, the IIR stages' states decaying
  * through them. CPU time of this thread, medians of three interleaved runs; the caller's
  * floating-point mode is as it was.
  */
