@@ -156,8 +156,8 @@ static void empty_dir_at(int fd, bool top)
 
 /*
  * Removes the partial copies in `dir` whose names begin with prefix that no backup holds
- * (folders when `folders`, else files with their SQLite journal), only if they are ours (our
- * user's, and a folder or a regular file, not a link to one).
+ * (folders when `folders`, else files with their SQLite journal, WAL and shm), only if they are
+ * ours (our user's, and a folder or a regular file, not a link to one).
  */
 static void remove_stale(const char *dir, const char *prefix, bool folders)
 {
@@ -188,11 +188,18 @@ static void remove_stale(const char *dir, const char *prefix, bool folders)
 				empty_dir_at(fd, true);
 				unlinkat(dfd, e->d_name, AT_REMOVEDIR);
 			} else {
-				char journal[PATH_CAP];
+				/* And what SQLite made beside it: the journal the mark is written
+				 * through, and the WAL and its index opened to leave WAL mode (the
+				 * review: a kill then left those two for good). */
+				static const char *const beside[] = {"-journal", "-wal", "-shm"};
 				unlinkat(dfd, e->d_name, 0);
-				int n = snprintf(journal, sizeof journal, "%s-journal", e->d_name);
-				if (n > 0 && n < (int)sizeof journal)
-					unlinkat(dfd, journal, 0);
+				for (size_t i = 0; i < 3; i++) {
+					char name[PATH_CAP];
+					int n = snprintf(name, sizeof name, "%s%s", e->d_name,
+					                 beside[i]);
+					if (n > 0 && n < (int)sizeof name)
+						unlinkat(dfd, name, 0);
+				}
 			}
 		}
 		close(fd);
