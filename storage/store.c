@@ -66,12 +66,13 @@ const char *store_errcode(int err)
 void store_options_init(store_options *o)
 {
 	*o = (store_options){
-		.dir = "jiayin-data",
-		.max_open_families = 256,
-		.readers = 2,
-		.busy_timeout_ms = 5000,
-		.integrity_check = 1,
-		.upgrade_directory = 1,
+	    .dir = "jiayin-data",
+	    .max_open_families = 256,
+	    .readers = 2,
+	    .busy_timeout_ms = 5000,
+	    .integrity_check = 1,
+	    .upgrade_directory = 1,
+	    .apply_floor = 1,
 	};
 }
 
@@ -613,7 +614,8 @@ int family_acquire(store *s, const char *family_id, family **out)
 			rc = integrity_check(f->db);
 		if (rc == 0)
 			rc = owner_check(s, f->db, family_id);
-		if (rc == 0 && !s->opt.read_only) /* read-only: no change is numbered */
+		/* read-only, or a tool's store: no change is numbered */
+		if (rc == 0 && !s->opt.read_only && s->opt.apply_floor)
 			rc = floor_apply(f->db);
 		/* The opening's checks read every page (quick_check) and the owner's and floor's:
 		 * the cache given back once, so an open family holds only what its calls read. */

@@ -76,6 +76,11 @@ typedef struct store_options {
 	int upgrade_directory;      /* 1 (default): an older directory.db is migrated; 0: it is
 				       refused (STORE_EOLD), for a tool that may run beside an
 				       older server, whose data it must not take from it */
+	int apply_floor;            /* 1 (default): a restored copy's change floor is raised to
+	                               the time of its first opening (store_mailbox_restored);
+	                               0: it is left for the server (jiayinctl numbers no change,
+	                               and the copy it opens may be a backup's, which must keep
+	                               its floor for each of its restores) */
 	int read_only;              /* 1: nothing in the data directory is written, made, moved
 	                               or removed (a check of a backup's copy or a read-only
 	                               mount): databases are opened read-only, an older one is

@@ -424,6 +424,11 @@ static int open_store(ctl *c, const char *dir, bool read_only)
 	/* An older server may still run on it (a backup before an upgrade): its data stays its
 	 * own, not migrated away under it (the review: the older server could not start again). */
 	opt.upgrade_directory = 0;
+	/* A restored copy's floor is the server's to raise as it first opens it: a backup's copy
+	 * opened here (family show, export or backup-family from a backup folder) keeps it for
+	 * every restore of it (the review: raised here, a copy put back twice numbered its
+	 * changes alike, and phones missed messages without a reset). */
+	opt.apply_floor = 0;
 	opt.read_only = read_only;
 	c->data = dir;
 	int rc = store_open(&c->s, &opt);
