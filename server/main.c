@@ -263,8 +263,7 @@ int main(int argc, char **argv)
 	so.dir = cfg.data_dir;
 	store *st = NULL;
 	if ((rc = store_open(&st, &so)) < 0) {
-		/* The store's text for a damaged database says it was set aside, as a family's is;
-		 * the directory never is. */
+		/* A damaged directory is never set aside, as a family's mailbox is: said so. */
 		const char *hint = data_dir_hint(cfg.data_dir);
 		fprintf(stderr, "jiayin: cannot open storage in %s: %s (%s)\n", cfg.data_dir,
 		        rc == STORE_ECORRUPT ? "directory.db is damaged (it stays where it is): "

@@ -31,26 +31,26 @@
 static const struct {
 	const char *code, *message;
 } errors[STORE_ERROR_COUNT] = {
-	{"ok", "success"},
-	{"out_of_memory", "out of memory"},
-	{"storage_io_error", "the storage could not read or write a file"},
-	{"storage_full", "the disk is full"},
-	{"storage_read_only", "the storage is read-only"},
-	{"storage_corrupt", "a database file is damaged and was set aside"},
-	{"storage_busy", "the storage is busy; try again"},
-	{"not_found", "not found"},
-	{"conflict", "it exists already"},
-	{"invalid_argument", "an argument is missing, malformed or out of range"},
-	{"quota_exceeded", "the family's mailbox is full"},
-	{"storage_schema_too_new", "the data was written by a newer version of Jiayin"},
-	{"limit_reached", "a limit on the family's members: too many, or its last parent"},
-	{"storage_directory_missing",
-	 "directory.db is missing but families/ holds family databases: restore directory.db "
-	 "from a backup (nothing was changed)"},
-	{"storage_schema_old",
-	 "the data was written by an older version of Jiayin: start this version's server on it "
-	 "first (it upgrades the data), or use the tools of the version that runs"},
-	{"changed", "what the call was based on changed meanwhile"},
+    {"ok", "success"},
+    {"out_of_memory", "out of memory"},
+    {"storage_io_error", "the storage could not read or write a file"},
+    {"storage_full", "the disk is full"},
+    {"storage_read_only", "the storage is read-only"},
+    {"storage_corrupt", "a database file is damaged"},
+    {"storage_busy", "the storage is busy; try again"},
+    {"not_found", "not found"},
+    {"conflict", "it exists already"},
+    {"invalid_argument", "an argument is missing, malformed or out of range"},
+    {"quota_exceeded", "the family's mailbox is full"},
+    {"storage_schema_too_new", "the data was written by a newer version of Jiayin"},
+    {"limit_reached", "a limit on the family's members: too many, or its last parent"},
+    {"storage_directory_missing",
+     "directory.db is missing but families/ holds family databases: restore directory.db "
+     "from a backup (nothing was changed)"},
+    {"storage_schema_old",
+     "the data was written by an older version of Jiayin: start this version's server on it "
+     "first (it upgrades the data), or use the tools of the version that runs"},
+    {"changed", "what the call was based on changed meanwhile"},
 };
 
 const char *store_strerror(int err)

@@ -132,8 +132,9 @@ static bool quarantined(ctl *c, const char *family_id)
 	return found;
 }
 
-/* A family without a mailbox file has nothing to export or copy: said as it is, where the
- * store's "damaged and was set aside" named a file that was neither (the review). */
+/* A family without a mailbox file has nothing to export or copy: said as it is, with where
+ * its damaged copy went if one was set aside (the store's "damaged" named a file that was
+ * not there: the review). */
 static int no_mailbox(ctl *c, const char *family_id, const char *what)
 {
 	return fail(c, STORE_ECORRUPT,

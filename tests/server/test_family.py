@@ -631,6 +631,38 @@ def settings_of_a_damaged_mailbox(binary):
         srv.stop()
 
 
+def export_of_a_lost_voice(binary):
+    """A visible message whose audio row is gone (a damaged or hand-edited mailbox) fails the
+    parent's export with 503 storage_corrupt (it was left out without a word, as if deleted
+    meanwhile), saying only that a file is damaged: the message said it "was set aside", of a
+    mailbox that stays where it is and whose lists still work."""
+    import sqlite3
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        with open(SAMPLE, "rb") as f:
+            wav = f.read()
+        ups = [upload(srv, mom["token"], fam, wav).status for _ in range(2)]
+        db = sqlite3.connect(os.path.join(srv.data, "families", fam + ".db"), timeout=10)
+        db.execute("DELETE FROM audio WHERE rowid = (SELECT min(rowid) FROM audio)")
+        db.commit()
+        db.close()
+        e = request(srv, "GET", f"/v1/families/{fam}/export", headers=bearer(mom["token"]),
+                    timeout=60)
+        err = e.json()["error"] if e.status == 503 else {}
+        listed = request(srv, "GET", f"/v1/families/{fam}/messages",
+                         headers=bearer(mom["token"]))
+        ok(ups == [201, 201] and err.get("code") == "storage_corrupt" and
+           "set aside" not in err.get("message", "") and listed.status == 200 and
+           os.path.exists(os.path.join(srv.data, "families", fam + ".db")),
+           "an export with a voice lost: 503 storage_corrupt, not a zip without it; not said "
+           "to be set aside, its lists still answered",
+           f"uploads {ups}, export {e.status} {e.body[:160]!r}, list {listed.status}")
+    finally:
+        srv.stop()
+
+
 def failed_signups_do_not_count(binary):
     """A sign-up the store could not make (503: the directory held by another writer past the
     busy timeout) does not count toward the address's hour: the phone that retries makes its
@@ -666,6 +698,7 @@ def main():
     mailbox_went_back(sys.argv[1], sys.argv[2])
     damaged_mailbox_is_not_gone(sys.argv[1], sys.argv[2])
     settings_of_a_damaged_mailbox(sys.argv[1])
+    export_of_a_lost_voice(sys.argv[1])
     failed_signups_do_not_count(sys.argv[1])
     directory_lost_or_damaged(sys.argv[1])
     return finish()
