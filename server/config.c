@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef enum { T_STRING, T_UINT, T_U64, T_SIZE, T_LISTEN, T_LOGFMT, T_PROXIES } kind;
 
@@ -374,8 +375,22 @@ int srv_config_parse(srv_config *c, const char *text, size_t len, const char *na
 	return 0;
 }
 
+int srv_file_stamp_read(const char *path, srv_file_stamp *out)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return -errno;
+	*out = (srv_file_stamp){(uint64_t)st.st_dev, (uint64_t)st.st_ino, (int64_t)st.st_size,
+	                        (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
+	                        (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec};
+	return 0;
+}
+
 int srv_config_load(srv_config *c, const char *path, char *err, size_t errlen)
 {
+	/* Its stamp before it is read: a change while it is read is one since. */
+	if (srv_file_stamp_read(path, &c->config_stamp) == 0)
+		snprintf(c->config_file, sizeof c->config_file, "%s", path);
 	FILE *f = fopen(path, "rb");
 	if (!f)
 		return fail(err, errlen, "cannot open config file %s: %s", path, strerror(errno));

@@ -19,6 +19,14 @@
 
 typedef enum { SRV_LOG_JSON, SRV_LOG_LOGFMT } srv_log_format;
 
+/* A file's identity and last change as stat() gives them. */
+typedef struct srv_file_stamp {
+	uint64_t dev, ino;
+	int64_t size, mtime_ns, ctime_ns;
+} srv_file_stamp;
+/* path's stamp now; 0, or -errno. */
+int srv_file_stamp_read(const char *path, srv_file_stamp *out);
+
 typedef struct srv_config {
 	char listen_host[256];
 	uint16_t listen_port;
@@ -68,6 +76,11 @@ typedef struct srv_config {
 	/* Proxies whose X-Forwarded-For / -Proto are believed (IPv4 or IPv6 literals). */
 	char trusted_proxies[SRV_MAX_TRUSTED_PROXIES][46];
 	unsigned trusted_proxy_count;
+	/* The config file read (--config; "" when none) as it was then: SIGHUP, which reopens
+	 * the log only, tells an operator who changed it (systemctl reload) that it waits for a
+	 * restart. */
+	char config_file[1024];
+	srv_file_stamp config_stamp;
 } srv_config;
 
 #define SRV_CONFIG_FILE_MAX (1u << 20) /* bytes of a config file */

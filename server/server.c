@@ -410,6 +410,29 @@ void srv_server_drain(srv_server *s)
 	uv_unref((uv_handle_t *)&s->grace_timer);
 }
 
+/* SIGHUP reopens the log only: an operator who changed the config file and reloaded
+ * (systemctl reload) is told the change waits for a restart, where nothing was said. */
+static void config_check(srv_server *s)
+{
+	const srv_config *c = &s->cfg;
+	srv_file_stamp now;
+	if (!c->config_file[0])
+		return;
+	int rc = srv_file_stamp_read(c->config_file, &now);
+	if (rc == 0 && memcmp(&now, &c->config_stamp, sizeof now) == 0)
+		return;
+	char what[sizeof c->config_file + 160];
+	if (rc < 0)
+		snprintf(what, sizeof what, "%s: %s; the settings read at the start stay",
+		         c->config_file, strerror(-rc));
+	else
+		snprintf(what, sizeof what,
+		         "%s changed since the start: its settings take effect when jiayin is "
+		         "restarted (SIGHUP reopens the log only)",
+		         c->config_file);
+	srv_log_event(s, "config", what);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	srv_server *s = h->data;
@@ -423,6 +446,7 @@ static void on_signal(uv_signal_t *h, int signum)
 			         s->cfg.log_file, strerror(-rc));
 			srv_log_event(s, "log", what);
 		}
+		config_check(s);
 		return;
 	}
 	if (s->draining) {

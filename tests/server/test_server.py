@@ -849,6 +849,19 @@ def operations(binary):
            "a failed reopen names the log file and why, and the lines go on to the old file",
            repr(said))
         os.rmdir(logf)
+        # SIGHUP reopens the log only: a config file changed since the start (an operator's
+        # `systemctl reload` after editing it) is said to wait for a restart, where nothing
+        # was said; the two SIGHUPs above, the file unchanged, said nothing of it.
+        quiet = "changed since the start" not in srv.log_text()
+        with open(conf, "a") as f:
+            f.write("threads = 3\n")
+        srv.signal(signal.SIGHUP)
+        said = srv.wait_log("changed since the start")
+        said = [ln for ln in said.splitlines() if "changed since the start" in ln]
+        ok(quiet and len(said) == 1 and conf in said[0] and "restart" in said[0] and
+           "event=config" in said[0],
+           "SIGHUP after the config file changed: a config event says it waits for a restart "
+           "(none while it was unchanged)", repr(said))
     finally:
         srv.stop()
     srv = Server(binary)
