@@ -359,6 +359,14 @@ void api_export_release(struct api_export *e)
 	free(e);
 }
 
+/* A message whose audio could not be read (a failing disk, a damaged page): left out of the
+ * parent's zip, listed in its index.json, and counted for the operator. */
+static void export_left_out(void *arg, int64_t row, const char *message_id, int why)
+{
+	(void)row, (void)message_id, (void)why;
+	((api_job *)arg)->left_out++;
+}
+
 static void export_work(api_job *j)
 {
 	if (!api_parent(j)) /* again: the heavy job may have waited its turn */
@@ -370,7 +378,10 @@ static void export_work(api_job *j)
 		return;
 	}
 	uint64_t bytes;
-	if ((j->rc = store_export_family(j->st, j->param[0], fd, &bytes, NULL, NULL)) < 0) {
+	/* What can be read is exported, the rest listed: one bad clip failed the whole export,
+	 * and a family could take none of its voices away until the operator put a copy back. */
+	j->left_out = 0;
+	if ((j->rc = store_export_family(j->st, j->param[0], fd, &bytes, export_left_out, j)) < 0) {
 		close(fd);
 		return;
 	}
@@ -449,6 +460,16 @@ static void export_done(srv_exchange *x, api_job *j)
 {
 	if (api_failed(x, j, only_parent))
 		return;
+	if (j->left_out) {
+		char what[160];
+		snprintf(
+		    what, sizeof what,
+		    "family %.26s: %u message(s) whose audio could not be read left out of its "
+		    "export (jiayinctl verify says which)",
+		    j->param[0], j->left_out);
+		x->srv->metrics.storage_errors += j->left_out;
+		srv_log_event(x->srv, "export_left_out", what);
+	}
 	char disposition[96];
 	srv_entity e;
 	export_entity(j->param[0], j->usage, disposition, &e);

@@ -121,6 +121,7 @@ struct api_job {
 	const char *tmp_dir;               /* data/tmp: an export's file, an upload's body */
 	struct api_export *export;         /* the family's export mark, held (api_family.c) */
 	bool head_only;                    /* an export's HEAD: its length, nothing exported */
+	unsigned left_out;                 /* messages an export left out: their audio unreadable */
 	struct srv_upload_dir *upload_dir; /* data/uploads (a family's erasure) */
 	int keep;
 	/* kiosks */

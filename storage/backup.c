@@ -747,6 +747,21 @@ static void index_message(text *t, const store_message *m, const char *file, boo
 	puts_(t, "]}");
 }
 
+/* A message left out of the zip (its audio unreadable: "unreadable" for the disk's failure,
+ * "damaged" for SQLite's or a row no storage wrote), for the index's left_out. */
+static void index_left_out(text *t, const store_message *m, bool id_ok, int why, bool first)
+{
+	char when[32];
+	iso_time(m->created_ms, when, sizeof when, "%Y-%m-%dT%H:%M:%SZ");
+	putf(t, "%s\n    {\"id\": ", first ? "" : ",");
+	if (id_ok)
+		put_json_string(t, m->id.s);
+	else
+		puts_(t, "null");
+	putf(t, ", \"created_at\": \"%s\", \"why\": \"%s\"}", when,
+	     why == STORE_EIO ? "unreadable" : "damaged");
+}
+
 static void index_header(text *t, const store_family *fam, const store_member *members,
 			 size_t nmembers, int64_t now_ms)
 {
@@ -810,7 +825,7 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 	sqlite3_int64 *rowids = NULL;
 	uint8_t *buf = NULL;
 	size_t cap = EXPORT_BUF;
-	text index = {0};
+	text index = {0}, gone = {0}; /* gone: the index's left_out */
 	sink_ctx sink = {fd, 0, 0};
 	int err = 0;
 	size_t nmembers = 0;
@@ -844,7 +859,7 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 	 * deleted or hidden since its page was read is left out of zip and index.
 	 */
 	sqlite3_int64 after = 0;
-	bool first = true;
+	bool first = true, first_gone = true;
 	for (;;) {
 		size_t n;
 		if ((rc = messages_visible_after(s, family_id, &after, page, rowids, EXPORT_PAGE,
@@ -857,8 +872,11 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 			 * file: the row is left out, and said so, where it was looked up, found
 			 * under no id and left out as a message deleted meanwhile (the review). */
 			if (store_id_check(m->id.s) < 0) {
-				if (left_out)
+				if (left_out) {
 					left_out(arg, rowids[i], NULL, STORE_EINVAL);
+					index_left_out(&gone, m, false, STORE_EINVAL, first_gone);
+					first_gone = false;
+				}
 				continue;
 			}
 			rc = audio_load(s, family_id, m->id.s, &buf, &cap, &info);
@@ -870,6 +888,8 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 			 * review: one such clip failed the whole export). */
 			if (left_out && (rc == STORE_EIO || rc == STORE_ECORRUPT)) {
 				left_out(arg, rowids[i], m->id.s, rc);
+				index_left_out(&gone, m, true, rc, first_gone);
+				first_gone = false;
 				continue;
 			}
 			char when[32], name[96];
@@ -886,9 +906,13 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 		if (n < EXPORT_PAGE)
 			break;
 	}
-	puts_(&index, "\n  ]\n}\n");
+	/* What was left out, said in the file the family keeps, not only to the caller. */
+	puts_(&index, "\n  ],\n  \"left_out\": [");
+	if (gone.len)
+		put(&index, gone.p, gone.len);
+	puts_(&index, first_gone ? "]\n}\n" : "\n  ]\n}\n");
 	rc = STORE_ENOMEM;
-	if (index.failed)
+	if (index.failed || gone.failed)
 		goto done;
 	if ((rc = add_entry(a, "index.json", index.len, (int64_t)time(NULL) * 1000)) < 0)
 		goto done;
@@ -902,6 +926,7 @@ done:
 	if (a)
 		archive_write_free(a);
 	free(index.p);
+	free(gone.p);
 	free(members);
 	free(page);
 	free(rowids);

@@ -773,7 +773,8 @@ int store_backup_all(store *s, const char *dest_dir, const char *const *extra_fi
  * `why` STORE_EINVAL and message_id NULL. With a `left_out`, a message whose audio the disk
  * fails to read (STORE_EIO) or SQLite finds damaged (STORE_ECORRUPT) is left out and told so
  * with its id, and the others are exported (what can be saved of a failing mailbox); without
- * one, that is the call's failure.
+ * one, that is the call's failure. With one, index.json lists what was left out ("left_out":
+ * id or null, created_at, why "unreadable" or "damaged"; [] when nothing was).
  */
 typedef void (*store_export_left_out_fn)(void *arg, int64_t row, const char *message_id, int why);
 int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes,

@@ -735,9 +735,11 @@ def verify_checks(ctl_bin, server_bin, tmp, eio_preload):
     ok(r.rc == 0 and r.obj and r.obj["unreadable"] == [victim] and r.obj["damaged"] == [] and
        r.obj["left_out_rows"] == [] and [n for n in names if n.endswith(".ogg")] ==
        [n for n in names if other in n] and len(names) == 2 and
-       [m["id"] for m in index.get("messages", [])] == [other],
+       [m["id"] for m in index.get("messages", [])] == [other] and
+       [(g["id"], g["why"]) for g in index.get("left_out", [])] == [(victim, "unreadable")],
        "family export of a mailbox with a voice the disk fails to read: the other voice in "
-       "the zip and its index, that one left out and named, exit 0", f"{r!r} {names}")
+       "the zip and its index, that one left out and named (and in the index's left_out), "
+       "exit 0", f"{r!r} {names} {index.get('left_out')}")
     zpath = os.path.join(tmp, "unreadable-text.zip")
     r = ctl("family", "export", wang, zpath, json_out=False, env=env)
     ok(r.rc == 0 and os.path.exists(zpath) and
