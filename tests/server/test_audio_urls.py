@@ -299,8 +299,10 @@ def kiosk_signed_urls(binary):
         u2 = audio_url(s2)
         first = request(srv, "GET", u2).status
         login()
-        ok(first == 200 and request(srv, "GET", u2).status == 403,
-           "a new login on the kiosk ends the previous session's URLs too")
+        g = request(srv, "GET", u2)
+        ok(first == 200 and g.status == 403 and g.json()["error"]["code"] == "url_expired",
+           "a new login on the kiosk ends the previous session's URLs too: 403 url_expired",
+           f"{first} {g.status} {g.body[:120]!r}")
     finally:
         srv.stop()
 
