@@ -73,9 +73,9 @@ def small(srv, who):
     ok(r.status == 200 and r.header("Content-Encoding") is None and r.header("Vary") is None
        and len(r.body) < 512, f"/v1/me ({len(r.body)} bytes) is plain, without Vary")
     r = request(srv, "GET", "/v1/me", headers=[("Authorization", "Bearer nope")] + GZ)
-    ok(r.status == 401 and r.header("Content-Encoding") is None
+    ok(r.status == 401 and r.header("Content-Encoding") is None and r.header("Vary") is None
        and json.loads(r.body)["error"]["code"] == "unauthorized",
-       "an error is plain JSON", f"{r.status} {r.body[:100]}")
+       "an error is plain JSON, without Vary", f"{r.status} {r.headers} {r.body[:100]}")
     r = request(srv, "GET", "/metrics", headers=[("Accept-Encoding", "gzip")])
     text = plain(r).decode()
     ok(r.status == 200 and coded(r) and "jiayin_http_requests_total" in text
