@@ -240,12 +240,13 @@ def member_removal(binary):
            request(srv, "GET", f"{M}/{said}/audio", headers=bearer(nai["token"])).status == 200,
            "its messages stay the family's, as does one sent to it alone (its sender and the "
            "parents still hear it)")
+        sent = upload(srv, mom["token"], fam, wav, to=kid_id)
         again = [remove(mom["token"], kid_id).status,
                  patch(mom["token"], kid_id, {"member_name": "x"}).status,
-                 upload(srv, mom["token"], fam, wav, to=kid_id).status]
-        ok(again == [404, 404, 400],
-           "a former member is no member: removing or renaming it 404, a message to it 400",
-           str(again))
+                 (sent.status, sent.json()["error"]["code"] if sent.status == 400 else None)]
+        ok(again == [404, 404, (400, "invalid_recipient")],
+           "a former member is no member: removing or renaming it 404, a message to it 400 "
+           "invalid_recipient", f"{again} {sent.body[:120]!r}")
         # Its phone, revoked with it, revoked again: the same answer for a caregiver as for a
         # parent (a caregiver was 404: the phone's owner, a member no more, was not found).
         revoked = [request(srv, "DELETE", f"/v1/devices/{kid['device']['id']}",
@@ -390,11 +391,12 @@ def new_phones(binary):
         real = post_json(srv, "/v1/pair", {"code": code_for(dad["token"], mom["member"]["id"])
                                            .json()["code"]}).json()
         tries = [post_json(srv, "/v1/pair", {"code": c}) for c in (thief_phone, thief_invite)]
-        ok([r.status for r in tries] == [400, 400] and
+        ok([(r.status, r.json()["error"]["code"] if r.status == 400 else None)
+            for r in tries] == [(400, "invalid_pairing_code")] * 2 and
            request(srv, "GET", "/v1/me", headers=bearer(real["token"])).status == 200 and
            real["member"]["id"] == mom["member"]["id"],
-           "codes asked for on a phone revoked since pair nothing (400), and the mother's new "
-           "phone stays hers", str([(r.status, r.body[:80]) for r in tries]))
+           "codes asked for on a phone revoked since pair nothing (400 invalid_pairing_code), "
+           "and the mother's new phone stays hers", str([(r.status, r.body[:80]) for r in tries]))
         mom = dict(mom, token=real["token"])
 
         # A code given out for a member who left by the time it is used pairs nothing.
@@ -402,10 +404,12 @@ def new_phones(binary):
         request(srv, "DELETE", f"/v1/families/{fam}/members/{kid['member']['id']}",
                 headers=bearer(mom["token"]))
         r = post_json(srv, "/v1/pair", {"code": late})
+        none = code_for(mom["token"], kid["member"]["id"])
         ok(r.status == 400 and r.json()["error"]["code"] == "invalid_pairing_code" and
-           code_for(mom["token"], kid["member"]["id"]).status == 400,
+           none.status == 400 and none.json()["error"]["code"] == "invalid_member",
            "a code for a member who left since pairs nothing (400 invalid_pairing_code); no "
-           "new code for a former member (400)", r.body[:200])
+           "new code for a former member (400 invalid_member)", f"{r.body[:200]!r} "
+           f"{none.status} {none.body[:120]!r}")
 
         # A kiosk child's first phone, in a family that is full: no new member is needed.
         gang = post_json(srv, f"/v1/families/{fam}/members",
