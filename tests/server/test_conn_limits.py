@@ -48,7 +48,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # apiclient's helpers are imported: no __pycache__ in the tree
 import apiclient as ac  # noqa: E402
-from serverlib import Reader, Server, request, scratch_dir, until  # noqa: E402
+from serverlib import Reader, Response, Server, request, scratch_dir, until  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
 SLOT = 256 * 1024  # a stage at its largest: a download's first part
@@ -480,8 +480,15 @@ class Drip:
             close_all(self.socks)
 
 
+# What answered() gives for a connection the server closed (or cut short) without a whole
+# answer: no response, and no connection still being read either.
+CLOSED = Response(None, "closed by the server without an answer", [], b"")
+
+
 def answered(s):
-    """The response already sent on s (a refusal), or None when the server is still reading."""
+    """The response already sent on s (a refusal), CLOSED when the server closed s without
+    one, or None when the server is still reading (it was None for a closed one too, so a
+    server that dropped a connection passed as one still reading its body)."""
     s.settimeout(0.2)
     try:
         d = s.recv(65536)
@@ -489,10 +496,15 @@ def answered(s):
         return None
     except ConnectionResetError:
         d = b""
+    if not d:
+        return CLOSED
     rd = Reader(s)
     rd.buf = d
     s.settimeout(5)
-    return rd.response() if d else None
+    try:
+        return rd.response() or CLOSED
+    except IOError:  # closed inside the body
+        return CLOSED
 
 
 def burst_then_slow(srv, fam, source):
@@ -568,7 +580,7 @@ def upload_share(binary, root, big):
         ok(r is not None and r.status == 503 and r.json()["error"]["code"] == "busy"
            and metric(srv, 'jiayin_buffers_refused_total{reason="uploads"}') == 1,
            "a 33rd from another address is 503 busy, counted as reason=\"uploads\"",
-           f"{r and r.status} {r and r.body[:200]}")
+           f"{r and r.status} {r and r.reason} {r and r.body[:200]}")
         drip.close(s)
 
         r = ask(srv, audio, "127.0.0.60", ac.bearer(victim["token"]))
