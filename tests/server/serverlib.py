@@ -10,6 +10,7 @@ import atexit
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -73,6 +74,14 @@ def until(check, timeout=10.0, step=0.05):
         if got or time.monotonic() >= deadline:
             return got
         time.sleep(step)
+
+
+def unanswered(sock):
+    """True while nothing has come back on sock, no answer and no close: its request is still
+    the server's. What a test checks before it changes something 'while' that request is in
+    hand: the metric it waited for may never have come (until() gives up and says so), or the
+    request may have been answered meanwhile, and the change then tests nothing."""
+    return not select.select([sock], [], [], 0)[0]
 
 
 def log_lines(path):

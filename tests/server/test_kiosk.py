@@ -30,7 +30,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_members' helper is imported: no __pycache__
-from serverlib import Reader, Server, damm, pairing_code, request, until  # noqa: E402
+from serverlib import (Reader, Server, damm, pairing_code, request, unanswered,  # noqa: E402
+                       until)
 from apiclient import metric  # noqa: E402
 from tap import finish, ok  # noqa: E402
 
@@ -466,19 +467,22 @@ def recording_outlives_session(binary, jiayinctl):
     try:
         mom, fam, links, login = kiosk_family(srv, jiayinctl)
         first = login(links[0])
-        up, second = during_transcode(srv, fam, first, wav, lambda: login(links[1]))
+        up, second, during = during_transcode(srv, fam, first, wav, lambda: login(links[1]))
         msgs = call(srv, "GET", f"/v1/families/{fam}/messages", mom["token"]).json()["messages"]
-        ok(second and call(srv, "GET", "/v1/me", first).status == 401 and up.status == 201 and
-           [m["sender"] for m in msgs] == [links[0]["member_id"]],
+        ok(during and second and call(srv, "GET", "/v1/me", first).status == 401 and
+           up.status == 201 and [m["sender"] for m in msgs] == [links[0]["member_id"]],
            "the next child logs in while the first child's story is transcoded: the first "
-           "session is over, and the story is stored (201)", f"{up.status} {up.body[:150]!r}")
+           "session is over, and the story is stored (201)",
+           f"{'' if during else 'logged in after the transcode: '}{up.status} "
+           f"{up.body[:150]!r}")
         # But a child unpaired from the kiosk meanwhile (its PIN was seen): nothing is stored.
-        up, d = during_transcode(srv, fam, second, wav, lambda: call(
+        up, d, during = during_transcode(srv, fam, second, wav, lambda: call(
             srv, "DELETE", f"/v1/families/{fam}/kiosk-links/{links[1]['id']}", mom["token"]))
         msgs = call(srv, "GET", f"/v1/families/{fam}/messages", mom["token"]).json()["messages"]
-        ok(d.status == 204 and up.status == 401 and len(msgs) == 1,
+        ok(during and d.status == 204 and up.status == 401 and len(msgs) == 1,
            "a child unpaired from the kiosk while its story is transcoded: 401, nothing stored "
-           "(the review: stored all the same)", f"{d.status} {up.status} {len(msgs)}")
+           "(the review: stored all the same)", f"{'' if during else 'unpaired after: '}"
+           f"{d.status} {up.status} {len(msgs)}")
     finally:
         srv.stop()
 
@@ -543,26 +547,30 @@ def story_outlives_its_body(binary, jiayinctl, wav):
                           f"Authorization: Bearer {mom['token']}\r\n"
                           f"Content-Length: {len(long_one)}\r\nConnection: close\r\n\r\n")
                          .encode() + long_one)
-            until(lambda: metric(srv, "jiayin_heavy_jobs_queued") == 1, timeout=20)  # it runs
+            running = until(lambda: metric(srv, "jiayin_heavy_jobs_queued") == 1,
+                            timeout=20) and unanswered(busy)  # it runs
             patch.sendall((f"PATCH {loc} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {first}"
                            "\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
                            "Content-Type: application/offset+octet-stream\r\n"
                            f"Content-Length: {len(wav)}\r\nConnection: close\r\n\r\n")
                           .encode() + wav)
             # its body is in and its transcode waits its turn behind mom's
-            until(lambda: metric(srv, "jiayin_heavy_jobs_queued") == 2, timeout=20)
+            waits = until(lambda: metric(srv, "jiayin_heavy_jobs_queued") == 2,
+                          timeout=20) and unanswered(patch) and unanswered(busy)
             login(links[1])
             done, waited = Reader(patch).response(), Reader(busy).response()
         finally:
             busy.close()
             patch.close()
         msgs = call(srv, "GET", f"/v1/families/{fam}/messages", mom["token"]).json()["messages"]
-        ok(done and done.status == 204 and done.header("Jiayin-Message-Id") and
-           waited and waited.status == 201 and
+        ok(running and waits and done and done.status == 204 and
+           done.header("Jiayin-Message-Id") and waited and waited.status == 201 and
            sorted(m["sender"] for m in msgs) == sorted([mom["member"]["id"],
                                                         links[0]["member_id"]]),
            "the next child logs in while the first child's finished resumable upload waits "
            "its turn: it becomes a message all the same (204 with its id)",
+           ("" if running else "mom's upload did not hold the thread; ") +
+           ("" if waits else "the finished upload was not waiting at the login; ") +
            f"{done and done.status} {done and done.body[:150]!r} {waited and waited.status}")
     finally:
         srv.stop()

@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache__ in the tree
-from serverlib import Reader, Server, add_kiosk, request, until  # noqa: E402
+from serverlib import Reader, Server, add_kiosk, request, unanswered, until  # noqa: E402
 from apiclient import metric  # noqa: E402
 from tap import finish, ok  # noqa: E402
 from test_api import (SAMPLE, at_once, bearer, invite_and_pair, post_json, signup,  # noqa: E402
@@ -460,16 +460,18 @@ def long_wav(seconds, rate=8000):
 def during_transcode(srv, fam, token, wav, action, query=""):
     """Send `wav` as a recording with `token`, run action() once its body is in (its transcode
     has begun: 3 minutes take seconds) and before its answer: (the upload's answer, what
-    action() returned)."""
+    action() returned, whether the upload was in its transcode and unanswered when action()
+    began: else the action came after, and the answer says nothing of it)."""
     sock = srv.connect(120)
     try:
         sock.sendall((f"POST /v1/families/{fam}/messages{query} HTTP/1.1\r\nHost: t\r\n"
                       f"Authorization: Bearer {token}\r\n"
                       f"Content-Length: {len(wav)}\r\nConnection: close\r\n\r\n")
                      .encode() + wav)
-        until(lambda: (metric(srv, "jiayin_heavy_jobs_queued") or 0) >= 1, timeout=20)
+        began = until(lambda: (metric(srv, "jiayin_heavy_jobs_queued") or 0) >= 1, timeout=20)
+        during = bool(began) and unanswered(sock)
         done = action()
-        return Reader(sock).response(), done
+        return Reader(sock).response(), done, during
     finally:
         sock.close()
 
@@ -490,15 +492,16 @@ def removed_while_transcoding(binary):
                         headers=bearer(mom["token"]))
             removed["t"] = time.time()
             return r
-        up, r = during_transcode(srv, fam, kid["token"], wav, remove)
+        up, r, during = during_transcode(srv, fam, kid["token"], wav, remove)
         answered = time.time()
         removed = removed["t"]
         msgs = request(srv, "GET", f"/v1/families/{fam}/messages",
                        headers=bearer(mom["token"])).json()["messages"]
-        ok(r.status == 204 and answered > removed and up.status == 401 and msgs == [],
-           f"removed during its upload's transcode: the upload is answered 401 "
+        ok(during and r.status == 204 and answered > removed and up.status == 401 and
+           msgs == [], f"removed during its upload's transcode: the upload is answered 401 "
            f"({answered - removed:.1f} s after the 204) and nothing is stored",
-           f"{r.status} {up.status} {len(msgs)} messages")
+           f"{'' if during else 'removed after the transcode: '}{r.status} {up.status} "
+           f"{len(msgs)} messages")
 
         # The one it is for removed meanwhile: nothing either, as for a former member before
         # (review finding: the story was stored, to a former member, and answered 201).
@@ -510,15 +513,15 @@ def removed_while_transcoding(binary):
         def remove_recipient():
             return request(srv, "DELETE", f"/v1/families/{fam}/members/{gone['id']}",
                            headers=bearer(mom["token"]))
-        up, r = during_transcode(srv, fam, nai["token"], wav, remove_recipient,
-                                 f"?to={gone['id']}")
+        up, r, during = during_transcode(srv, fam, nai["token"], wav, remove_recipient,
+                                         f"?to={gone['id']}")
         msgs = request(srv, "GET", f"/v1/families/{fam}/messages",
                        headers=bearer(mom["token"])).json()["messages"]
         code = up.json()["error"]["code"] if up.status == 400 else up.body[:120]
-        ok(r.status == 204 and up.status == 400 and code == "invalid_recipient" and
+        ok(during and r.status == 204 and up.status == 400 and code == "invalid_recipient" and
            msgs == [], "the recipient removed during the upload's transcode: 400 "
-           "invalid_recipient, nothing stored", f"{r.status} {up.status} {code} "
-           f"{len(msgs)} messages")
+           "invalid_recipient, nothing stored", f"{'' if during else 'removed after: '}"
+           f"{r.status} {up.status} {code} {len(msgs)} messages")
     finally:
         srv.stop()
 

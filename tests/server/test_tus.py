@@ -29,7 +29,7 @@ import wave
 from email.utils import parsedate_to_datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serverlib import Reader, Server, request, until  # noqa: E402
+from serverlib import Reader, Server, request, unanswered, until  # noqa: E402
 sys.dont_write_bytecode = True  # apiclient's helper is imported: no __pycache__ in the tree
 from apiclient import metric  # noqa: E402
 from tap import finish, ok, skip  # noqa: E402
@@ -691,8 +691,9 @@ def lock_after_auth(binary, wav):
                     f"Authorization: Bearer {mom['token']}\r\n"
                     f"Content-Length: {len(long)}\r\n\r\n").encode() + long)
         # the body is in: its transcode holds the only thread
-        until(lambda: metric(srv, "jiayin_heavy_jobs_queued") == 1, timeout=20)
-        results = {}
+        held = until(lambda: metric(srv, "jiayin_heavy_jobs_queued") == 1, timeout=20)
+        held = bool(held) and unanswered(up)
+        results, queued = {}, []
         for n, (who, token) in enumerate((("a bad token", "nope"),
                                           ("another family's device", other["token"]),
                                           ("the owner", mom["token"]))):
@@ -701,19 +702,23 @@ def lock_after_auth(binary, wav):
             s.sendall((f"HEAD {loc} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n"
                        f"Authorization: Bearer {token}\r\n\r\n").encode())
             results[who] = s
-            until(lambda: (metric(srv, "jiayin_jobs_queued") or 0) > n)  # queued in this order
+            # queued in this order
+            queued.append(until(lambda: (metric(srv, "jiayin_jobs_queued") or 0) > n))
+        # all three wait behind the transcode, unanswered: else they were not in its queue
+        behind = all(queued) and unanswered(up) and all(map(unanswered, results.values()))
         answers = {who: Reader(s).response(head_request=True) for who, s in results.items()}
         for s in results.values():
             s.close()
         sent = Reader(up).response()
         up.close()
         got = {who: a.status if a else None for who, a in answers.items()}
-        ok(sent and sent.status == 201 and got == {"a bad token": 401,
-                                                    "another family's device": 404,
-                                                    "the owner": 200} and
+        ok(held and behind and sent and sent.status == 201 and
+           got == {"a bad token": 401, "another family's device": 404, "the owner": 200} and
            offset_of(answers["the owner"]) == 1000,
            "HEADs with a bad token and another device's token hold no lock: the owner's HEAD "
-           "queued behind them is 200 at its offset, not 423", f"{got} {sent and sent.status}")
+           "queued behind them is 200 at its offset, not 423",
+           f"{got} {sent and sent.status}, the transcode held the thread: {held}, the HEADs "
+           f"queued {queued} behind it: {behind}")
     finally:
         srv.stop()
 
