@@ -254,6 +254,15 @@ def family_settings(binary):
         srv.stop()
 
 
+def two_stories(srv):
+    """A new family's parent, its id, and the answers to her two uploads of the sample."""
+    mom = signup(srv, "王家", "妈妈")
+    fam = mom["family"]["id"]
+    with open(SAMPLE, "rb") as f:
+        wav = f.read()
+    return mom, fam, [upload(srv, mom["token"], fam, wav) for _ in range(2)]
+
+
 def export_cut_when_revoked(binary):
     """A phone revoked while its export downloads gets no more of it (the review: a stolen
     phone's export of every voice of the family went on to its end, many minutes on a slow
@@ -327,11 +336,8 @@ def clip_cut_when_gone(binary):
     import sqlite3
     srv = Server(binary)
     try:
-        mom = signup(srv, "王家", "妈妈")
-        fam = mom["family"]["id"]
-        with open(SAMPLE, "rb") as f:
-            wav = f.read()
-        ids = [upload(srv, mom["token"], fam, wav).json()["message"]["id"] for _ in range(2)]
+        mom, fam, ups = two_stories(srv)
+        ids = [u.json()["message"]["id"] for u in ups]
         big = 4 << 20  # many parts, without minutes of transcoding
         db = sqlite3.connect(os.path.join(srv.data, "families", fam + ".db"), timeout=10)
         db.execute("UPDATE audio SET data = randomblob(?)", (big,))
@@ -645,11 +651,7 @@ def export_of_a_lost_voice(binary):
     import zipfile
     srv = Server(binary)
     try:
-        mom = signup(srv, "王家", "妈妈")
-        fam = mom["family"]["id"]
-        with open(SAMPLE, "rb") as f:
-            wav = f.read()
-        ups = [upload(srv, mom["token"], fam, wav) for _ in range(2)]
+        mom, fam, ups = two_stories(srv)
         lost, kept = (u.json()["message"]["id"] if u.status == 201 else None for u in ups)
         db = sqlite3.connect(os.path.join(srv.data, "families", fam + ".db"), timeout=10)
         db.execute("DELETE FROM audio WHERE message = (SELECT rowid FROM messages WHERE id = ?)",
