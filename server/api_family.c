@@ -460,7 +460,7 @@ static void export_done(srv_exchange *x, api_job *j)
 {
 	if (api_failed(x, j, only_parent))
 		return;
-	if (j->left_out) {
+	if (j->left_out && !j->head_only) { /* a HEAD then its GET: told once */
 		char what[160];
 		snprintf(
 		    what, sizeof what,
