@@ -748,12 +748,15 @@ static void index_message(text *t, const store_message *m, const char *file, boo
 }
 
 /* A message left out of the zip (its audio unreadable: "unreadable" for the disk's failure,
- * "damaged" for SQLite's or a row no storage wrote), for the index's left_out. */
-static void index_left_out(text *t, const store_message *m, bool id_ok, int why, bool first)
+ * "damaged" for SQLite's or a row no storage wrote): told to the caller by its row, and its id
+ * when it has one, and added to t, the index's left_out entries. */
+static void tell_left_out(store_export_left_out_fn left_out, void *arg, text *t,
+                          sqlite3_int64 row, const store_message *m, bool id_ok, int why)
 {
 	char when[32];
+	left_out(arg, row, id_ok ? m->id.s : NULL, why);
 	iso_time(m->created_ms, when, sizeof when, "%Y-%m-%dT%H:%M:%SZ");
-	putf(t, "%s\n    {\"id\": ", first ? "" : ",");
+	putf(t, "%s\n    {\"id\": ", t->len ? "," : "");
 	if (id_ok)
 		put_json_string(t, m->id.s);
 	else
@@ -859,7 +862,7 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 	 * deleted or hidden since its page was read is left out of zip and index.
 	 */
 	sqlite3_int64 after = 0;
-	bool first = true, first_gone = true;
+	bool first = true;
 	for (;;) {
 		size_t n;
 		if ((rc = messages_visible_after(s, family_id, &after, page, rowids, EXPORT_PAGE,
@@ -872,11 +875,9 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 			 * file: the row is left out, and said so, where it was looked up, found
 			 * under no id and left out as a message deleted meanwhile (the review). */
 			if (store_id_check(m->id.s) < 0) {
-				if (left_out) {
-					left_out(arg, rowids[i], NULL, STORE_EINVAL);
-					index_left_out(&gone, m, false, STORE_EINVAL, first_gone);
-					first_gone = false;
-				}
+				if (left_out)
+					tell_left_out(left_out, arg, &gone, rowids[i], m, false,
+					              STORE_EINVAL);
 				continue;
 			}
 			rc = audio_load(s, family_id, m->id.s, &buf, &cap, &info);
@@ -887,9 +888,7 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 			 * operator saves of a failing mailbox before a copy is put back (the
 			 * review: one such clip failed the whole export). */
 			if (left_out && (rc == STORE_EIO || rc == STORE_ECORRUPT)) {
-				left_out(arg, rowids[i], m->id.s, rc);
-				index_left_out(&gone, m, true, rc, first_gone);
-				first_gone = false;
+				tell_left_out(left_out, arg, &gone, rowids[i], m, true, rc);
 				continue;
 			}
 			char when[32], name[96];
@@ -910,7 +909,7 @@ int store_export_family(store *s, const char *family_id, int fd, uint64_t *bytes
 	puts_(&index, "\n  ],\n  \"left_out\": [");
 	if (gone.len)
 		put(&index, gone.p, gone.len);
-	puts_(&index, first_gone ? "]\n}\n" : "\n  ]\n}\n");
+	puts_(&index, gone.len ? "\n  ]\n}\n" : "]\n}\n");
 	rc = STORE_ENOMEM;
 	if (index.failed || gone.failed)
 		goto done;
