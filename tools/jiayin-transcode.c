@@ -184,8 +184,6 @@ static void block_fatal_signals(sigset_t *old)
  * on failure the temporary file is removed and out_path is untouched. errno is kept for I/O
  * failures. *elapsed: seconds spent transcoding.
  */
-static bool in_unseekable; /* transcode_file refused IN: a pipe */
-
 static int transcode_file(const char *in_path, const char *out_path, const codec_options *opt,
 			  codec_result *res, double *elapsed)
 {
@@ -209,8 +207,7 @@ static int transcode_file(const char *in_path, const char *out_path, const codec
 	/* The input is read twice, at offsets: a pipe (IN /dev/stdin, <(...), a FIFO) cannot be,
 	 * and was told only "Illegal seek" after reading began. */
 	if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || lseek(in_fd, 0, SEEK_CUR) < 0) {
-		in_unseekable = true;
-		errno = ESPIPE;
+		errno = ESPIPE; /* nothing after this check meets it: main's sign of a pipe */
 		goto done;
 	}
 	int flags = fcntl(in_fd, F_GETFL);
@@ -370,7 +367,7 @@ int main(int argc, char **argv)
 	double elapsed;
 	int rc = transcode_file(in_path, target ? target : out_path, &opt, &res, &elapsed);
 	free(target);
-	if (rc < 0 && in_unseekable)
+	if (rc == CODEC_EIO && errno == ESPIPE)
 		return fail(rc, "IN is a pipe or a socket: the tool reads its input twice, so IN "
 		                "must be a file (save the stream to one first)");
 	if (rc < 0)
