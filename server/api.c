@@ -110,12 +110,7 @@ const char *api_name_field(json_t *obj, const char *key, bool required)
 	if (!v)
 		return required ? NULL : "";
 	const char *s = json_string_value(v);
-	if (!s || !*s || json_string_length(v) > STORE_NAME_MAX || strlen(s) != json_string_length(v))
-		return NULL;
-	for (const char *p = s; *p; p++)
-		if (store_control_at(p))
-			return NULL;
-	return s;
+	return s && strlen(s) == json_string_length(v) && store_name_ok(s) ? s : NULL;
 }
 
 bool api_idempotency_key_ok(const char *key, size_t len)

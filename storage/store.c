@@ -120,7 +120,71 @@ size_t store_control_at(const char *s)
 	const unsigned char *p = (const unsigned char *)s;
 	if (*p < 0x20 || *p == 0x7f)
 		return 1;
-	return p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f ? 2 : 0;
+	if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+		return 2;
+	/* U+202A-U+202E (embeddings, overrides) and U+2066-U+2069 (isolates) */
+	if (p[0] == 0xe2 && ((p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae) ||
+	                     (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)))
+		return 3;
+	return 0;
+}
+
+/* The code point the UTF-8 text `p` starts with, its length in *len; -1 for bytes that are not
+ * UTF-8: a stray continuation, an overlong form, a surrogate, past U+10FFFF or cut short. */
+static long utf8_at(const unsigned char *p, size_t *len)
+{
+	static const long least[] = {0, 0, 0x80, 0x800, 0x10000};
+	size_t n = p[0] < 0x80                    ? 1
+	           : p[0] >= 0xc2 && p[0] <= 0xdf ? 2
+	           : (p[0] & 0xf0) == 0xe0        ? 3
+	           : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
+	                                          : 0;
+	if (n == 0)
+		return -1;
+	long c = n == 1 ? p[0] : p[0] & (0x7f >> n);
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return -1;
+		c = c << 6 | (p[i] & 0x3f);
+	}
+	if (c < least[n] || (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+		return -1;
+	*len = n;
+	return c;
+}
+
+/* Characters that show nothing on their own: spaces (U+0020, U+00A0, U+1680, U+2000-U+200A,
+ * U+2028, U+2029, U+202F, U+205F, U+3000) and Unicode's default-ignorable code points (the soft
+ * hyphen, joiners, marks, fillers, variation selectors, the byte order mark, tags). */
+static bool blank(long c)
+{
+	static const long ranges[][2] = {
+	    {0x20, 0x20},       {0xa0, 0xa0},     {0xad, 0xad},       {0x34f, 0x34f},
+	    {0x61c, 0x61c},     {0x115f, 0x1160}, {0x1680, 0x1680},   {0x17b4, 0x17b5},
+	    {0x180b, 0x180f},   {0x2000, 0x200f}, {0x2028, 0x202f},   {0x205f, 0x206f},
+	    {0x3000, 0x3000},   {0x3164, 0x3164}, {0xfe00, 0xfe0f},   {0xfeff, 0xfeff},
+	    {0xffa0, 0xffa0},   {0xfff0, 0xfff8}, {0x1bca0, 0x1bca3}, {0x1d173, 0x1d17a},
+	    {0xe0000, 0xe0fff},
+	};
+	for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+		if (c >= ranges[i][0] && c <= ranges[i][1])
+			return true;
+	return false;
+}
+
+bool store_name_ok(const char *s)
+{
+	size_t n = s ? strlen(s) : 0, len;
+	if (n == 0 || n > STORE_NAME_MAX)
+		return false;
+	bool shows = false;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p += len) {
+		long c = utf8_at(p, &len);
+		if (c < 0 || store_control_at((const char *)p))
+			return false;
+		shows |= !blank(c);
+	}
+	return shows;
 }
 
 int check_text(const char *s, size_t max)

@@ -60,10 +60,20 @@ int store_id_check(const char *s);
 
 /*
  * How many bytes of a control character the UTF-8 text `s` starts with, 0 if none: C0 and
- * DEL (one byte) or C1, U+0080-U+009F (two). A name holds none: the API and jiayinctl refuse
- * them and jiayinctl masks them when it prints a stored name (U+009B is a terminal's CSI).
+ * DEL (one byte), C1, U+0080-U+009F (two), or a bidirectional embedding, override or isolate,
+ * U+202A-U+202E and U+2066-U+2069 (three: one left open turns the text after it around). A name
+ * holds none: the API and jiayinctl refuse them and jiayinctl masks them when it prints a stored
+ * name (U+009B is a terminal's CSI).
  */
 size_t store_control_at(const char *s);
+
+/*
+ * Whether `s` is a name as the API and jiayinctl take it (families, members, devices, schools):
+ * 1..STORE_NAME_MAX bytes of UTF-8, no control character (store_control_at), and at least one
+ * character that shows: a name of spaces or zero-width characters alone would show a child an
+ * empty label.
+ */
+bool store_name_ok(const char *s);
 
 typedef struct store_options {
 	const char *dir;            /* data directory; created if missing */

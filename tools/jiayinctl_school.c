@@ -71,27 +71,12 @@ static int list_kiosk_children(store *s, const char *kiosk_id, void *out, size_t
 	return store_kiosk_links_of_kiosk(s, kiosk_id, out, max, n);
 }
 
-/* As the API takes names: 1..STORE_NAME_MAX bytes of UTF-8, no control characters (C0, DEL,
- * C1). */
-static bool name_ok(const char *s)
-{
-	size_t len = strlen(s);
-	if (len == 0 || len > STORE_NAME_MAX)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (store_control_at(p))
-			return false;
-	json_t *v = json_string(s); /* NULL unless valid UTF-8 */
-	json_decref(v);
-	return v != NULL;
-}
-
 static int bad_name(ctl *c, const char *what, const char *s)
 {
-	return fail(
-	    c, STORE_EINVAL,
-	    "a %s is 1-%d bytes of UTF-8 without control characters (this one is %zu bytes)", what,
-	    STORE_NAME_MAX, strlen(s));
+	return fail(c, STORE_EINVAL,
+	            "a %s is 1-%d bytes of UTF-8 that shows something, without control characters "
+	            "(this one is %zu bytes)",
+	            what, STORE_NAME_MAX, strlen(s));
 }
 
 /* The school with this id (a malformed id is as unknown as a missing one). */
@@ -184,7 +169,7 @@ int cmd_school_add(ctl *c, int argc, char **argv)
 {
 	(void)argc;
 	store_school sc;
-	if (!name_ok(argv[0]))
+	if (!store_name_ok(argv[0]))
 		return bad_name(c, "school name", argv[0]);
 	int rc = store_school_add(c->s, argv[0], now_ms(), &sc);
 	if (rc < 0)
@@ -230,7 +215,7 @@ int cmd_kiosk_add(ctl *c, int argc, char **argv)
 	(void)argc;
 	store_school school;
 	store_kiosk k;
-	if (!name_ok(argv[1]))
+	if (!store_name_ok(argv[1]))
 		return bad_name(c, "kiosk name", argv[1]);
 	int rc = school_find(c, argv[0], &school);
 	if (rc < 0)
@@ -254,7 +239,7 @@ int cmd_kiosk_token(ctl *c, int argc, char **argv)
 {
 	store_kiosk k;
 	store_school school;
-	if (argc > 1 && !name_ok(argv[1]))
+	if (argc > 1 && !store_name_ok(argv[1]))
 		return bad_name(c, "device name", argv[1]);
 	if (kiosk_find(c, argv[0], &k, &school))
 		return EXIT_FAIL;

@@ -1091,6 +1091,13 @@ def main():
              "invalid_name", 400, None),
             (json.dumps({"family_name": 5, "member_name": "x"}).encode(), "invalid_name", 400,
              None),
+            # a name that shows nothing, or turns the text after it around
+            (json.dumps({"family_name": "\u3000 \u200b", "member_name": "x"}).encode(),
+             "invalid_name", 400, None),
+            (json.dumps({"family_name": "王家", "member_name": "\u202e爸爸"}).encode(),
+             "invalid_name", 400, None),
+            (json.dumps({"family_name": "王家", "member_name": "x",
+                         "device_name": "\u2067phone"}).encode(), "invalid_name", 400, None),
             (b'{"family_name": "a\\u0000b", "member_name": "x"}', "invalid_json", 400, None),
             (b"\xff\xfe{}", "invalid_json", 400, None),
             (json.dumps({"family_name": "a", "member_name": "x"}).encode(),

@@ -66,6 +66,8 @@ def member_edits(binary):
         bad = [({}, "invalid_setting"), ({"role": "parent"}, "invalid_setting"),
                ({"avatar": "a", "x": 1}, "invalid_setting"), ({"member_name": ""}, "invalid_name"),
                ({"member_name": "名" * 30}, "invalid_name"), ({"member_name": 7}, "invalid_name"),
+               ({"member_name": "\u3000"}, "invalid_name"),
+               ({"member_name": "明\u202e"}, "invalid_name"),
                ({"avatar": "a" * 32}, "invalid_avatar"), ({"avatar": None}, "invalid_avatar")]
         got = []
         for body, _ in bad:

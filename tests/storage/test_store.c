@@ -35,6 +35,57 @@ static void ids_are_unguessable_text(void **state)
 	assert_int_equal(store_id_check("0123456789abcdefghjkmnpqri"), STORE_EINVAL); /* no 'i' */
 }
 
+/* What the API and jiayinctl take as a name (store_name_ok), byte by byte at the edges. */
+static void names_show_something(void **state)
+{
+	(void)state;
+	const char *good[] = {
+	    "王家",
+	    "a",
+	    " 小明 ",
+	    "Ma\xe2\x80\x8dma",             /* a zero-width joiner inside */
+	    "\xe2\x80\x8f\xd7\xa9\xd7\x9c", /* a right-to-left mark, then Hebrew */
+	    "\xf0\x9f\x90\xb1",             /* U+1F431, a cat */
+	};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		assert_true(store_name_ok(good[i]));
+	char longest[STORE_NAME_MAX + 2];
+	memset(longest, 'y', STORE_NAME_MAX);
+	longest[STORE_NAME_MAX] = '\0';
+	assert_true(store_name_ok(longest));
+	longest[STORE_NAME_MAX] = 'y';
+	longest[STORE_NAME_MAX + 1] = '\0';
+	assert_false(store_name_ok(longest));
+	const char *bad[] = {
+	    NULL,
+	    "",
+	    " ",
+	    "   ",
+	    "\xe3\x80\x80",          /* U+3000, the ideographic space */
+	    "\xe2\x80\x8b",          /* U+200B, a zero-width space */
+	    "\xef\xbb\xbf \xc2\xa0", /* a byte order mark, a space and a no-break space */
+	    "\xe3\x85\xa4",          /* U+3164, the Hangul filler */
+	    "\xf3\xa0\x80\x81",      /* U+E0001, a language tag */
+	    "a\nb",
+	    "\x7f",
+	    "\xc2\x85",                 /* C0, DEL, C1 */
+	    "\xe2\x80\xae\xe7\x88\xb8", /* U+202E, right-to-left override, then 爸 */
+	    "\xe7\x88\xb8\xe2\x81\xa6", /* 爸, then U+2066, a left-to-right isolate */
+	    "\xff\xfe\x61\x62",         /* not UTF-8 */
+	    "\xc0\xaf",                 /* an overlong '/' */
+	    "\xed\xa0\x80",             /* a surrogate, U+D800 */
+	    "\xf4\x90\x80\x80",         /* past U+10FFFF */
+	    "\xe7\x88",                 /* cut short */
+	    "\xe7\x88\xb8\x80",         /* a stray continuation byte */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_false(store_name_ok(bad[i]));
+	assert_int_equal(store_control_at("\xe2\x80\xaa"), 3);
+	assert_int_equal(store_control_at("\xe2\x81\xa9"), 3);
+	assert_int_equal(store_control_at("\xe2\x80\xa9"),
+	                 0); /* U+2029 shows nothing, no control */
+}
+
 static void families(void **state)
 {
 	fixture *f = *state;
@@ -754,6 +805,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(ids_are_unguessable_text),
+	    T(names_show_something),
 	    T(families),
 	    T(deleting_a_family_erases_its_file),
 	    T(deleting_a_family_leaves_no_names_in_the_directory),

@@ -504,6 +504,11 @@ def bad_input(ctl, data, tmp):
     ok(r.rc in (1, 64), "a name with a control byte is refused", repr(r))
     r = ctl("school", "add", "校\u009b2J")
     ok(r.rc in (1, 64), "a name with a C1 control character (U+009B) is refused", repr(r))
+    r = ctl("school", "add", "\u3000\u200b")
+    ok(r.rc in (1, 64) and "shows something" in r.err,
+       "a name of an ideographic space and a zero-width space is refused", repr(r))
+    r = ctl("school", "add", "\u202e校")
+    ok(r.rc in (1, 64), "a name with a right-to-left override (U+202E) is refused", repr(r))
     p = subprocess.run([ctl.binary, "--data", data, "school", "add", b"\xff\xfeab"],
                        capture_output=True, timeout=60)
     ok(p.returncode in (1, 64) and b"Sanitizer" not in p.stderr,
