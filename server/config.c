@@ -234,6 +234,8 @@ static int set_proxies(srv_config *c, const char *v)
 			return -1;
 		memcpy(c->trusted_proxies[c->trusted_proxy_count++], addr, n + 1);
 		v += n + (comma ? 1 : 0);
+		if (comma && !*v)
+			return -1; /* "10.0.0.1,": the address after it cut off? */
 	}
 	return 0;
 }

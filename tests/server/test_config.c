@@ -93,6 +93,10 @@ static void errors_name_the_line(void **state)
 	     "jiayin.conf:1: listen: '127.0.0.1:65536' is not ADDRESS:PORT"},
 	    {"\n\ntrust-proxy = 10.0.0.1,,10.0.0.2\n",
 	     "jiayin.conf:3: trust-proxy: '10.0.0.1,,10.0.0.2' is not a list of IP addresses"},
+	    {"trust-proxy = 10.0.0.1,\n",
+	     "jiayin.conf:1: trust-proxy: '10.0.0.1,' is not a list of IP addresses"},
+	    {"trust-proxy = ,10.0.0.1\n",
+	     "jiayin.conf:1: trust-proxy: ',10.0.0.1' is not a list of IP addresses"},
 	    /* More proxies than there is room for are said as such, not as a bad address. */
 	    {"trust-proxy = 10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4,10.0.0.5,10.0.0.6,10.0.0.7,"
 	     "10.0.0.8,10.0.0.9,10.0.0.10,10.0.0.11,10.0.0.12,10.0.0.13,10.0.0.14,10.0.0.15,"
