@@ -93,15 +93,18 @@ static bool etag_listed(srv_slice v, const char *etag, bool strong)
 }
 
 /* ---- ranges ---- */
+/* Digits, as many as sent (leading zeros, or a client's "to the end" as 2^64 or 10^20):
+ * a value past UINT64_MAX is UINT64_MAX, beyond any stored size either way. */
 static bool parse_u64(const char *p, size_t n, uint64_t *out)
 {
-	if (n == 0 || n > 19)
+	if (n == 0)
 		return false;
 	uint64_t v = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] < '0' || p[i] > '9')
 			return false;
-		v = v * 10 + (uint64_t)(p[i] - '0');
+		unsigned d = (unsigned)(p[i] - '0');
+		v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;
 	}
 	*out = v;
 	return true;

@@ -59,7 +59,8 @@ static int64_t date_of(const srv_slice *v)
 	return t;
 }
 
-/* The one range "bytes=A-B" / "bytes=A-" / "bytes=-S", as RFC 9110 section 14.1.2 reads it. */
+/* The one range "bytes=A-B" / "bytes=A-" / "bytes=-S", as RFC 9110 section 14.1.2 reads it:
+ * numbers of any length, those past 2^64 (beyond any size) as 2^64-1. */
 typedef struct range_ref {
 	int kind; /* -1 not one range we serve, 0 unsatisfiable, 1 satisfiable */
 	uint64_t first, last;
@@ -76,13 +77,13 @@ static range_ref range_of(srv_slice v, uint64_t size)
 	const char *a = p;
 	uint64_t first = number(&p, end);
 	size_t a_digits = (size_t)(p - a);
-	if (p >= end || *p != '-' || a_digits > 19)
+	if (p >= end || *p != '-')
 		return r;
 	p++;
 	const char *b = p;
 	uint64_t last = number(&p, end);
 	size_t b_digits = (size_t)(p - b);
-	if (p != end || b_digits > 19 || (a_digits == 0 && b_digits == 0))
+	if (p != end || (a_digits == 0 && b_digits == 0))
 		return r;
 	if (a_digits == 0) { /* suffix */
 		if (last == 0 || size == 0)
