@@ -119,6 +119,10 @@ static void code_create_work(api_job *j)
 		j->rc = 4;
 		return;
 	}
+	if (j->rc == STORE_ENOTFOUND && j->to[0]) { /* removed since it was looked up */
+		j->rc = 3;
+		return;
+	}
 	if (j->rc == 0 && j->to[0]) /* whose new phone: never the code */
 		api_audit(j, now, "pairing.new_phone", p.family_id.s, j->to, NULL);
 	else if (j->rc == 0) /* who let whom in, in what role: never the code */

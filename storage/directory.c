@@ -412,6 +412,12 @@ int store_pairing_create_bounded(store *s, const uint8_t code_hash[STORE_HASH_LE
 			sqlite3_bind_int(st, 2, PAIRING_SWEEP);
 			rc = step_write(st);
 		}
+		/* The member a code names is one of its family's as the code is stored: one who
+		 * left since the caller looked (its codes went with it) gets none, where the code
+		 * was stored, could pair nobody and held a live place for its minutes. */
+		store_member named;
+		if (rc == 0 && *p->member_id.s)
+			rc = member_current(c, p->family_id.s, p->member_id.s, &named);
 		/* Counted in the transaction that stores: codes asked for at once get no more. */
 		unsigned live = 0;
 		int64_t first = 0;
