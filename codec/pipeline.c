@@ -203,13 +203,13 @@ done:
 
 /*
  * The gain whose limited output the model says measures `target`: linear interpolation on
- * the grid, at most FIT_MAX_EXTRA_DB over what the target needs without limiting (beyond that
- * the limiter would audibly crush; such a clip stays quieter).
+ * the grid, at most `max_extra_db` over what the target needs without limiting (beyond that
+ * the limiter would audibly crush; such a clip stays quieter). *capped: that bound decided.
  */
 static double pick_gain(const double grid[FIT_GRID], double offset, double input_lufs,
-                        double target)
+                        double target, double max_extra_db, bool *capped)
 {
-	double g_max = target - input_lufs + FIT_MAX_EXTRA_DB;
+	double g_max = target - input_lufs + max_extra_db;
 	double best = fit_grid_gain(0) + offset;
 	for (int k = 0; k + 1 < FIT_GRID; k++) {
 		double g0 = fit_grid_gain(k) + offset, g1 = fit_grid_gain(k + 1) + offset;
@@ -227,6 +227,7 @@ static double pick_gain(const double grid[FIT_GRID], double offset, double input
 			break;
 		}
 	}
+	*capped = best >= g_max;
 	return fmin(best, g_max);
 }
 
@@ -621,8 +622,16 @@ static int transcode(const codec_source *src, const codec_sink *sink, const code
 	double best_gain = 0, best_ceiling = 0, best_lufs = -HUGE_VAL; /* the loudest encode */
 	for (;;) {
 		double ceiling = opt->true_peak_dbtp - margin;
-		/* Aim a little high: the output gain can always take loudness away. */
-		double gain = pick_gain(grid, offset, res->input_lufs, target + FIT_AIM_HIGH_LU);
+		/*
+		 * Aim a little high: the output gain can always take loudness away. What a retry
+		 * lowers the ceiling by, the output gain gives back to all the rest: the bound on
+		 * what goes into the limiter shrinks by as much (a whisper before a cough was
+		 * raised 46 dB, the cough limited by 40, where 18 past the unlimited gain is the
+		 * bound).
+		 */
+		bool capped;
+		double gain = pick_gain(grid, offset, res->input_lufs, target + FIT_AIM_HIGH_LU,
+		                        FIT_MAX_EXTRA_DB - (margin - PEAK_MARGIN_DB), &capped);
 		rc = encode(src, sink, opt, gain, ceiling, goal, res);
 		if (rc == CODEC_ESILENT && best_lufs > -HUGE_VAL)
 			break; /* this retry lost everything: the loudest encode again, below */
@@ -635,7 +644,9 @@ static int transcode(const codec_source *src, const codec_sink *sink, const code
 		}
 		/* The output gain left it short of the goal: its peaks allowed no more. */
 		double short_by = goal - res->output_lufs;
-		if (short_by <= CODEC_TOLERANCE_LU || res->encodes >= MAX_ENCODES || !sink->reset)
+		/* At the bound, a lower ceiling gives the same file, its peaks limited deeper. */
+		if (short_by <= CODEC_TOLERANCE_LU || capped || res->encodes >= MAX_ENCODES ||
+		    !sink->reset)
 			break;
 		if ((rc = sink->reset(sink->ctx)) < 0)
 			goto done;
