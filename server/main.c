@@ -211,6 +211,32 @@ static const char *data_dir_hint(const char *dir)
 	return NULL;
 }
 
+/*
+ * The data directory, or its directory.db, that this user may not write: a first start tried
+ * as root before the service's, a backup copied back as root without the chown. SQLite opens
+ * such a file read-only, and the start said "the storage is read-only" (the operations
+ * walk-through: the mounts were looked at, not the owners).
+ */
+static const char *owner_hint(const char *dir, char *buf, size_t cap)
+{
+	char path[4096];
+	for (int i = 0; i < 2; i++) {
+		struct stat st;
+		snprintf(path, sizeof path, "%s%s", dir, i ? "/directory.db" : "");
+		if (stat(path, &st) != 0 || st.st_uid == geteuid() ||
+		    faccessat(AT_FDCWD, path, i ? R_OK | W_OK : R_OK | W_OK | X_OK, AT_EACCESS) ==
+		        0)
+			continue;
+		snprintf(buf, cap,
+		         "%s belongs to uid %u, and jiayin runs as uid %u, which may not write it: "
+		         "give the data directory and everything in it to that user (chown -R; "
+		         "docs/operations.md, Backups)",
+		         path, (unsigned)st.st_uid, (unsigned)geteuid());
+		return buf;
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	/*
@@ -264,7 +290,10 @@ int main(int argc, char **argv)
 	store *st = NULL;
 	if ((rc = store_open(&st, &so)) < 0) {
 		/* A damaged directory is never set aside, as a family's mailbox is: said so. */
+		char owner[4500];
 		const char *hint = data_dir_hint(cfg.data_dir);
+		if (!hint && rc != STORE_ECORRUPT)
+			hint = owner_hint(cfg.data_dir, owner, sizeof owner);
 		fprintf(stderr, "jiayin: cannot open storage in %s: %s (%s)\n", cfg.data_dir,
 		        rc == STORE_ECORRUPT ? "directory.db is damaged (it stays where it is): "
 		                               "restore it from the backup"
