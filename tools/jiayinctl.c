@@ -432,6 +432,18 @@ static int open_store(ctl *c, const char *dir, bool read_only)
 	opt.read_only = read_only;
 	c->data = dir;
 	int rc = store_open(&c->s, &opt);
+	/* The directory may be a backup taken before an upgrade (verify checks backups' copies):
+	 * a server started on it, as the storage's message says, would upgrade it for good, and
+	 * the older version, which that backup is kept to go back to, would refuse it. */
+	if (rc == STORE_EOLD)
+		return fail(
+		    c, rc,
+		    "cannot open the data directory %s: it was written by an older version "
+		    "of Jiayin. A live one: start this version's server on it first (it "
+		    "upgrades the data), or use the jiayinctl of the version that runs. A "
+		    "backup: use the jiayinctl of the version that made it; a server started "
+		    "on it would upgrade it, and that version could no longer restore it",
+		    dir);
 	return rc < 0
 	           ? fail(c, rc, "cannot open the data directory %s: %s", dir, store_strerror(rc))
 	           : 0;

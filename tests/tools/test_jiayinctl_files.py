@@ -543,6 +543,10 @@ def older_directory(ctl, data):
     db.execute(f"PRAGMA user_version = {now - 1}")
     db.commit()
     r = ctl("school", "list")
+    # The same refusal of a backup taken before an upgrade (verify may check a backup's copy):
+    # "start this version's server on it first" alone had the operator upgrade the backup the
+    # older version was to go back with (the operations walk-through).
+    v = ctl("verify")
     after = db.execute("PRAGMA user_version").fetchone()[0]
     db.execute(f"PRAGMA user_version = {now}")  # as it was: nothing else changed
     db.commit()
@@ -551,6 +555,11 @@ def older_directory(ctl, data):
        and after == now - 1,
        "jiayinctl refuses a data directory of an older version, saying why, and changes "
        "nothing", f"{r.returncode} {r.err[-200:]!r} {after}")
+    ok(v.returncode == 1 and "storage_schema_old" in v.err and
+       "A backup: use the jiayinctl of the version that made it" in v.err and
+       "could no longer restore it" in v.err,
+       "verify of a backup of an older version: told not to start a server on it, which "
+       "would upgrade it for good", f"{v.returncode} {v.err[-400:]!r}")
 
 
 def main():
