@@ -56,6 +56,8 @@ class Clip:
         self.note = note                  # how it was made, for diagnostics
         self.mono_lufs = None             # ffmpeg's integrated loudness when channels == 1
         self.tags = set()                 # "quiet", "loud", "long", "speech", ...
+        self.options = []                 # jiayin-transcode options this clip is run with
+        self.quiet_s = None               # (start, end) s of a quiet part, for "bound" clips
 
     @property
     def duration_s(self):
@@ -519,7 +521,223 @@ def recipes(src):
             ("webm_opus_firefox_stereo_speech", "firefox_mediarecorder_stereo.webm", "webm_opus",
              "Firefox MediaRecorder audio/webm, stereo 44.1 kHz source")):
         add(name, browser(fixture, fmt, note), "speech", "browser")
+    real_world(src, add)
     return r
+
+
+# ---------------------------------------------------------------------------------------------
+# Real-world recordings: what phones, tablets and headsets send that a clean voice does not.
+# Each was measured by hand first; sox runs with -R (repeatable: seeded noise), and Python's
+# noise is seeded, so every run makes the same files.
+
+def sox(*argv):
+    return run(["sox", "-V1", "-R"] + list(argv))
+
+
+def real_world(src, add):
+    en = src.en
+    cache = {}
+
+    def base48():
+        """The English speech at 48 kHz (made once)."""
+        with _surround_lock:
+            if "en48" not in cache:
+                cache["en48"] = src.path("en48_rw.wav")
+                sox(en, "-r", "48000", "-b", "16", cache["en48"])
+        return cache["en48"]
+
+    def speech_wav(d, name, rate, *effects, note="", pre=(), channels=1):
+        """A 16-bit WAV by sox from the 48 kHz speech, or from `pre` (inputs, maybe with -m)."""
+        path = os.path.join(d, name + ".wav")
+        sox(*(list(pre) or [base48()]), "-t", "wavpcm", "-r", rate, "-c", channels, "-b", 16,
+            path, *effects)
+        return Clip(name, path, "wav", rate, channels, wav_frames(path), note)
+
+    def piece(name, seconds, *synth, rate=48000):
+        return sox_piece(src.path(name), rate, seconds, *synth)
+
+    # A whispered bedtime story (room noise at -78 dBFS RMS) with a pause, then a cough: the
+    # cough sets the loudness (-30 LUFS), the whisper (-60) needs 44 dB. The bound (codec.md, Fit): the whisper is
+    # raised at most 18 dB past what reaches the goal unlimited (+2 the output gain gives back).
+    def whisper_cough(d, name):
+        whisper = src.path("whisper48.wav")
+        sox(base48(), whisper, "vol", "0.02", "pad", "0", "1")
+        cough = piece("cough.wav", 0.25, "pinknoise", "fade", "0.01", "0.25", "0.2", "vol", "0.9")
+        dry = src.path("whisper_cough_dry.wav")
+        sox(whisper, cough, dry)
+        room = piece("room.wav", float(wav_frames(dry)) / 48000, "whitenoise", "vol", "0.0005")
+        path = os.path.join(d, name + ".wav")
+        sox("-m", dry, room, "-b", "32", "-e", "floating-point", path)
+        clip = Clip(name, path, "wav", 48000, 1, wav_frames(path),
+                    "speech at vol 0.02, a 1 s pause, a 0.25 s pink-noise cough at 0.9; room noise")
+        clip.quiet_s = (0.0, soxi_seconds(whisper) - 1.0)
+        return clip
+    add("wav_f32_48k_mono_whisper_pause_cough", whisper_cough, "speech", "quiet", "bound")
+
+    # Quiet speech, then the phone dropped on a table: the crash sets the loudness (-12 LUFS,
+    # over the target: unlimited, the clip would be turned down 3.6 dB), so the speech (-46)
+    # is held to the bound, raised 14.4 dB at most (+2).
+    def quiet_drop(d, name):
+        speech = src.path("quiet_speech48.wav")
+        sox(base48(), speech, "vol", "0.05")
+        crash = piece("crash_q.wav", 0.3, "whitenoise", "fade", "0", "0.3", "0.28", "vol", "1")
+        clip = speech_wav(d, name, 48000, note="speech at vol 0.05, then a 0.3 s full-scale crash",
+                          pre=(speech, crash))
+        clip.quiet_s = (0.0, soxi_seconds(speech))
+        return clip
+    add("wav_s16_48k_mono_quiet_speech_then_drop", quiet_drop, "speech", "quiet", "bound")
+
+    def click_first(d, name):
+        click = piece("click.wav", 0.002, "square", "1000", "vol", "1.0")
+        return speech_wav(d, name, 48000, note="a 2 ms full-scale click, then speech",
+                          pre=(click, base48()))
+    add("wav_s16_48k_mono_click_then_speech", click_first, "speech")
+
+    def drop(d, name):
+        crash = piece("crash.wav", 0.3, "whitenoise", "fade", "0", "0.3", "0.28", "vol", "1")
+        return speech_wav(d, name, 44100, note="speech, then a 0.3 s full-scale crash",
+                          pre=(base48(), crash))
+    add("wav_s16_44k_mono_speech_then_drop", drop, "speech")
+
+    def wind(d, name):
+        gust = piece("wind.wav", soxi_seconds(base48()), "brownnoise", "tremolo", "0.7", "90",
+                     "vol", "0.8")
+        return speech_wav(d, name, 48000, note="speech under wind (brown noise, 0.7 Hz gusts)",
+                          pre=("-m", base48(), gust))
+    add("wav_s16_48k_mono_speech_wind", wind, "speech", "noise")
+
+    # Loud speech clipped to a square wave, as a phone's narrowband recorder or an old PC's
+    # 11.025 kHz capture keeps it.
+    add("wav_s16_8k_mono_loud_clipped", lambda d, n: speech_wav(
+        d, n, 8000, "sinc", "300-3400", "gain", "30", note="300-3400 Hz speech +30 dB, clipped"),
+        "speech", "loud")
+    add("wav_s16_11k_mono_loud_clipped", lambda d, n: speech_wav(
+        d, n, 11025, "gain", "30", note="speech +30 dB, clipped"), "speech", "loud")
+
+    def child(d, name):
+        shout = src.path("shout.wav")
+        run(["espeak-ng", "-v", "en", "-p", "90", "-a", "200", "-s", "200", "-w", shout,
+             "Mummy! Look what I made today! A big red dragon!"])
+        return speech_wav(d, name, 48000, "gain", "12", "overdrive", "20",
+                          note="espeak pitch 90 +12 dB, overdrive 20", pre=(shout,))
+    add("wav_s16_48k_mono_child_shout_overdriven", child, "speech", "loud")
+
+    def hum(d, name, rate, freqs, speech_vol, hum_vol):
+        synth = []
+        for f in freqs:
+            synth += ["sine", str(f)]
+        mains = piece(f"hum{freqs[0]}.wav", soxi_seconds(base48()), *synth, "vol", hum_vol)
+        return speech_wav(d, name, rate, note=f"speech at {speech_vol} over {freqs} Hz hum at "
+                          f"{hum_vol}", pre=("-m", "-v", speech_vol, base48(), mains))
+    add("wav_s16_48k_mono_hum50_quiet_speech", lambda d, n: hum(
+        d, n, 48000, (50, 150), "0.05", "0.05"), "speech", "quiet")
+    add("wav_s16_11k_mono_hum60_quiet_speech", lambda d, n: hum(
+        d, n, 11025, (60,), "0.03", "0.1"), "speech", "quiet")
+
+    add("wav_u8_8k_mono_speech_en", lambda d, n: _own_wav(
+        d, n, en, 8000, 1, 8, note="unsigned 8-bit, 8 kHz"), "speech")
+
+    # One capsule dead (a headset plugged in half-way): the mean keeps the voice 6 dB down, 3
+    # under the channels' mean energy (not the 10 that picks one channel): the gain makes it up.
+    add("wav_s16_48k_stereo_left_dead", lambda d, n: speech_wav(
+        d, n, 48000, "remix", "0", "1", channels=2, note="left channel digital zero"), "speech")
+    add("wav_s16_22k_stereo_antiphase_0.98_speech_en", lambda d, n: speech_wav(
+        d, n, 22050, "remix", "1", "1v-0.98", channels=2, note="R = -0.98 L"), "speech",
+        "antiphase")
+
+    def square(d, name):
+        path = sox_piece(os.path.join(d, name + ".wav"), 48000, 2, "square", "440")
+        return Clip(name, path, "wav", 48000, 1, wav_frames(path), "440 Hz square, full scale")
+    add("wav_s16_48k_mono_square_full_scale", square, "tone", "loud")
+
+    # -60 dBFS noise (a room with nobody speaking) is held by the +24 dB cap.
+    def noise60(d, name):
+        import random
+        rng = random.Random(60)
+        x = [rng.gauss(0, 1e-3) for _ in range(3 * 48000)]
+        path = write(os.path.join(d, name + ".wav"),
+                     wav_bytes(struct.pack(f"<{len(x)}f", *x), 48000, 1, 32, is_float=True))
+        return Clip(name, path, "wav", 48000, 1, len(x), "gaussian noise at -60 dBFS RMS")
+    add("wav_f32_48k_mono_noise_m60", noise60, "noise", "quiet", "capped")
+
+    # --- exact lengths: the shortest clip taken (0.5 s; at 11.025 kHz 5513 frames) and the
+    # longest under --max-duration 2. One sample less / more: test_malformed.py.
+    def exact(d, name, fmt, samples, rate=48000):
+        wav = src.path(f"{name}.src.wav")
+        sox(base48(), wav, "rate", rate, "trim", "0", f"{samples}s")
+        if fmt == "wav":
+            path = os.path.join(d, name + ".wav")
+            os.replace(wav, path)
+            return Clip(name, path, "wav", rate, 1, wav_frames(path), f"{samples} frames")
+        return encoded(d, name, fmt, wav, f"{samples} samples")
+
+    add("wav_s16_11k_mono_0.5s", lambda d, n: exact(d, n, "wav", 5513, 11025), "speech")
+    add("ogg_opus_mono_0.5s", lambda d, n: exact(d, n, "ogg", 24000), "speech")
+    add("webm_opus_mono_0.5s", lambda d, n: exact(d, n, "webm", 24000), "speech")
+    for name, fmt, rate in (("wav_s16_8k", "wav", 8000), ("ogg_opus", "ogg", 48000),
+                            ("webm_opus", "webm", 48000)):
+        def at_max(d, name, fmt=fmt, rate=rate):
+            clip = exact(d, name, fmt, 2 * rate, rate)
+            clip.options = ["--max-duration", "2"]
+            return clip
+        add(f"{name}_mono_2s_max_duration_2", at_max, "speech")
+
+    # --- bitrates at both ends of what Opus allows (510 kb/s is stereo's top; mono's is 256)
+    def bitrate(d, name, fmt, kbps, channels):
+        wav = src.path(f"{name}.src.wav")
+        sox(base48(), "-c", channels, wav, *(["remix", "1", "1v0.8"] if channels == 2 else []))
+        return encoded(d, name, fmt, wav, f"{kbps} kb/s", kbps)
+    add("ogg_opus_mono_6k", lambda d, n: bitrate(d, n, "ogg", 6, 1), "speech")
+    add("ogg_opus_stereo_510k", lambda d, n: bitrate(d, n, "ogg", 510, 2), "speech")
+    add("webm_opus_mono_6k", lambda d, n: bitrate(d, n, "webm", 6, 1), "speech")
+    add("webm_opus_stereo_510k", lambda d, n: bitrate(d, n, "webm", 510, 2), "speech")
+
+    # --- OpusHead output gain (RFC 7845 5.1: every decoder applies it): -30 dB is held by the
+    # +24 dB cap; +30 dB puts the speech at +10 LUFS, its peaks far over full scale.
+    for db in (6, -12, 30, -30):
+        def gained(d, name, db=db):
+            wav = src.path(f"{name}.src.wav")
+            sox(base48(), wav)
+            plain = encoded(d, name + ".plain", "ogg", wav, "")
+            with open(plain.path, "rb") as f:
+                data = f.read()
+            # ffmpeg's libopus decode clips to 16 bits (+30 dB read as -3 LUFS, not +9.7): the
+            # gain is exact arithmetic on the decoded samples, so add it to the plain file's.
+            lufs = measure.ebur128(plain.path)[0] + db
+            os.unlink(plain.path)
+            pages = measure.ogg_pages(data)
+            body = bytearray(pages[0].body)
+            struct.pack_into("<h", body, 16, db * 256)
+            path = write(os.path.join(d, name + ".opus"), measure.repage(pages[0], body=bytes(
+                body)) + data[pages[1].offset:])
+            clip = opus_clip(name, path, "ogg_opus", f"opusenc, OpusHead output gain {db:+d} dB")
+            clip.mono_lufs = lufs
+            return clip
+        add(f"ogg_opus_mono_output_gain_{'p' if db > 0 else 'm'}{abs(db)}", gained, "speech",
+            *(("quiet", "capped") if db < -20 else ()))
+
+
+def sox_piece(path, rate, seconds, *synth):
+    """A mono 16-bit WAV of sox synth (seeded: -R)."""
+    sox("-n", "-r", rate, "-c", "1", "-b", "16", path, "synth", seconds, *synth)
+    return path
+
+
+def soxi_seconds(path):
+    return wav_frames(path) / measure.probe_stream(path)["sample_rate"]
+
+
+def encoded(d, name, fmt, wav, note, kbps=None):
+    """Ogg Opus from opusenc or WebM from ffmpeg/libopus, of a WAV (its length kept exactly)."""
+    if fmt == "ogg":
+        path = os.path.join(d, name + ".opus")
+        run(["opusenc", "--quiet", "--serial", "1"] + (["--bitrate", kbps] if kbps else []) +
+            [wav, path])
+        return opus_clip(name, path, "ogg_opus", f"opusenc, {note}")
+    path = os.path.join(d, name + ".webm")
+    run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", wav, "-c:a", "libopus", "-b:a",
+         f"{kbps or 32}k", "-fflags", "+bitexact", "-f", "webm", path])  # no random UIDs
+    return opus_clip(name, path, "webm_opus", f"ffmpeg libopus webm, {note}")
 
 
 _surround_lock = __import__("threading").Lock()
@@ -569,7 +787,7 @@ def generate(d, workers=2, only=None):
         name, fn = item
         try:
             clip = fn(d)
-            if clip.channels == 1:
+            if clip.channels == 1 and clip.mono_lufs is None:
                 clip.mono_lufs = measure.ebur128(clip.path)[0]
             return name, clip
         except (GenerationError, measure.ToolError, OSError) as e:
