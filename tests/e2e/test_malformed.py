@@ -71,6 +71,18 @@ class Materials:
                                      "vorbis.ogg")
         self.webm_vorbis = self._make(ff + ["-c:a", "libvorbis", "-f", "webm", "{out}"],
                                       "vorbis.webm")
+        # One sample under 0.5 s, one past --max-duration 2: Ogg from opusenc and WebM from
+        # ffmpeg keep a WAV's length to the sample (granule position, DiscardPadding).
+        self.pcm8k = inputs.raw_pcm(src.en, 8000, 1, 16, af="apad=whole_dur=3")
+        self.pcm11k = inputs.raw_pcm(src.en, 11025, 1, 16)
+        for samples in (23999, 96001):
+            cut = os.path.join(d, f"speech48_{samples}.wav")
+            inputs.run(["sox", "-V1", wav48, cut, "trim", "0", f"{samples}s"])
+            setattr(self, f"ogg_{samples}", self._make(["opusenc", "--quiet", cut, "{out}"],
+                                                       f"{samples}.opus"))
+            setattr(self, f"webm_{samples}", self._make(
+                ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", cut, "-c:a", "libopus",
+                 "-b:a", "32k", "-fflags", "+bitexact", "-f", "webm", "{out}"], f"{samples}.webm"))
         self.mp3ish = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + bytes(400)
         self.png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10"
                     b"\x08\x02\x00\x00\x00\x90\x91h6" + bytes(64))
@@ -396,12 +408,34 @@ def the_cases():
         R("0.48 s of speech (WAV, just under the 0.5 s minimum)", lambda m: wav_bytes(
             m.pcm[:int(0.48 * RATE) * 2], RATE, 1, 16), {"audio_too_short"}),
         R("0.3 s of speech (Ogg Opus)", lambda m: m.ogg_short, {"audio_too_short"}),
+        # 0.5 s is taken (test_transcode.py); one sample less is not. At 11.025 kHz 0.5 s is
+        # 5512.5 frames: 5513 is taken, 5512 is short.
+        R("5512 frames at 11.025 kHz (WAV, 0.09 ms under 0.5 s)", lambda m: wav_bytes(
+            m.pcm11k[:5512 * 2], 11025, 1, 16), {"audio_too_short"}),
+        R("23999 samples (Ogg Opus, one under 0.5 s)", lambda m: m.ogg_23999,
+          {"audio_too_short"}),
+        R("23999 samples (WebM Opus, one under 0.5 s)", lambda m: m.webm_23999,
+          {"audio_too_short"}),
         R("2 s of digital silence", lambda m: wav_bytes(bytes(4 * RATE), RATE, 1, 16),
           {"audio_silent"}),
         R("2 s of a -90 dBFS tone (under the -70 LUFS gate)", lambda m: quiet_tone(),
           {"audio_silent"}),
+        # A recorder's DC offset with nothing on it (a mic unplugged): DC is no sound.
+        R("2 s of constant DC at 0.3 of full scale", lambda m: wav_bytes(
+            struct.pack("<h", 9830) * 2 * RATE, RATE, 1, 16), {"audio_silent"}),
+        R("2 s of unsigned 8-bit mid-scale (0x80: 8-bit silence)", lambda m: wav_bytes(
+            b"\x80" * 2 * 8000, 8000, 1, 8), {"audio_silent"}),
+        R("2 s of white noise at -80 dBFS (under the -70 LUFS gate)", lambda m: noise_m80(),
+          {"audio_silent"}),
         R("--max-duration 1 on a 3 s clip", lambda m: m.wav, {"audio_too_long"},
           ["--max-duration", "1"]),
+        # Exactly 2 s is taken (test_transcode.py); one sample more is not.
+        R("--max-duration 2 on 16001 frames at 8 kHz (WAV)", lambda m: wav_bytes(
+            m.pcm8k[:16001 * 2], 8000, 1, 16), {"audio_too_long"}, ["--max-duration", "2"]),
+        R("--max-duration 2 on 96001 samples (Ogg Opus)", lambda m: m.ogg_96001,
+          {"audio_too_long"}, ["--max-duration", "2"]),
+        R("--max-duration 2 on 96001 samples (WebM Opus)", lambda m: m.webm_96001,
+          {"audio_too_long"}, ["--max-duration", "2"]),
         R("--max-input-bytes 1000 on a 96 KB file", lambda m: m.wav, {"audio_too_large"},
           ["--max-input-bytes", "1000"]),
         # The limit is the file's size, also where the audio ends well before it.
@@ -485,6 +519,14 @@ def wav_with_trailing_chunk(m, size):
     """The base clip with a LIST chunk of `size` zero bytes after its data chunk."""
     riff = m.wav[8:] + chunk(b"LIST", bytes(size))
     return b"RIFF" + struct.pack("<I", len(riff)) + riff
+
+
+def noise_m80():
+    rng = random.Random(80)
+    sigma = 10 ** (-80 / 20) * 32768  # 3.3 LSB RMS
+    pcm = struct.pack(f"<{2 * RATE}h", *(max(-32768, min(32767, round(rng.gauss(0, sigma))))
+                                        for _ in range(2 * RATE)))
+    return wav_bytes(pcm, RATE, 1, 16)
 
 
 def quiet_tone():
