@@ -69,7 +69,10 @@ class Clip:
 
 
 def run(argv, stdout=None):
-    proc = subprocess.run([str(a) for a in argv], capture_output=stdout is None, stdout=stdout,
+    argv = [str(a) for a in argv]
+    if argv[0] == "sox" and "-R" not in argv:
+        argv.insert(1, "-R")  # repeatable: the same noise and dither every run
+    proc = subprocess.run(argv, capture_output=stdout is None, stdout=stdout,
                           stdin=subprocess.DEVNULL, timeout=300)
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace") if proc.stderr else ""
