@@ -365,12 +365,13 @@ static int each_upload(int dev, const char *suffix, bool (*fn)(void *, int, cons
  * The unfinished uploads in a device directory that count against the cap of u->member (the
  * device's own member; at a kiosk, the child whose session it is, so one child cannot use up
  * the others'): its .part files, except those whose record says they expired (the device can
- * no longer reach them; the sweep removes them), became a message or are another member's.
+ * no longer reach them; the sweep removes them) and no request works on, became a message or
+ * are another member's.
  * A .part whose record does not read counts against everyone. *same: the one of them that
  * carries u's idempotency key for u's family (its id empty when none), which is not counted:
  * the creation finds it again or replaces it. *free_ms: when the first counted one expires (one
  * whose record does not read is the sweep's within an expiry), or, for one a request works on,
- * a minute on at most.
+ * a minute on at most (and a minute for one past its expiry: the request's end renews it).
  */
 typedef struct parts_arg {
 	srv_upload_dir *d;
@@ -386,7 +387,10 @@ static bool count_part(void *arg, int dev, const char *id)
 	parts_arg *a = arg;
 	srv_upload u;
 	bool read = upload_record_read(dev, id, &u) == 0;
-	if (read && (a->now_ms >= srv_upload_expires_ms(a->d, &u) || u.message_id[0] ||
+	/* One past its expiry that a request works on still holds its place: that request's
+	 * end renews it (it was not counted, and the device got one more than its cap). */
+	bool busy = read && srv_upload_holds_is_busy(a->d->holds, id);
+	if (read && ((a->now_ms >= srv_upload_expires_ms(a->d, &u) && !busy) || u.message_id[0] ||
 	             strcmp(u.member, a->want->member) != 0))
 		return true;
 	if (read && a->want->idem[0] && !a->same->id[0] && strcmp(u.idem, a->want->idem) == 0 &&
@@ -397,7 +401,7 @@ static bool count_part(void *arg, int dev, const char *id)
 	/* One a request works on (a PATCH receiving) frees its place when that request makes it
 	 * a message, which no one can tell, else its end renews it: its expiry says nothing. */
 	int64_t free_at = read ? srv_upload_expires_ms(a->d, &u) : INT64_MAX;
-	if (read && srv_upload_holds_is_busy(a->d->holds, id) && free_at > a->now_ms + BUSY_FREE_MS)
+	if (busy && (free_at > a->now_ms + BUSY_FREE_MS || free_at <= a->now_ms))
 		free_at = a->now_ms + BUSY_FREE_MS;
 	if (free_at < *a->free_ms)
 		*a->free_ms = free_at;

@@ -467,6 +467,34 @@ def protocol(binary, wav):
     ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
 
 
+def cap_while_receiving(binary, wav):
+    """An upload whose expiry passes while a PATCH is still receiving it holds its place: the
+    PATCH's end renews it. It was left out of the count, so the device got one more."""
+    srv = start(binary, "--upload-expiry-s", "2", "--uploads-per-device", "1")
+    try:
+        mom = signup(srv)
+        loc = new_upload(srv, mom, len(wav))
+        s = srv.connect()
+        s.sendall(patch_head(mom, loc, 0, len(wav)) + wav[:20000])
+        time.sleep(3)  # past the upload's expiry, the PATCH still receiving
+        r = create(srv, mom, len(wav))
+        ra = int(r.header("Retry-After") or 0)
+        ok(r.status == 429 and code_of(r) == "too_many_uploads" and 1 <= ra <= 60,
+           "uploads-per-device 1: an upload past its expiry while a PATCH receives it still "
+           "counts (429 too_many_uploads, Retry-After within a minute)",
+           f"{r.status} Retry-After {r.header('Retry-After')} {r.body[:200]!r}")
+        s.sendall(wav[20000:])
+        s.settimeout(30)
+        answer = s.recv(4096)
+        s.close()
+        ok(answer.startswith(b"HTTP/1.1 204"), "and that PATCH ends the upload as a message",
+           answer[:200])
+        ok(create(srv, mom, len(wav)).status == 201, "which frees its place")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "clean exit", srv.log_text()[-2000:])
+
+
 def limits(binary, wav):
     srv = start(binary, "--upload-expiry-s", "2", "--uploads-per-device", "2",
                 "--buffer-memory", "1048576")
@@ -1155,6 +1183,7 @@ def main():
         wav = f.read()
     protocol(binary, wav)
     limits(binary, wav)
+    cap_while_receiving(binary, wav)
     full_mailbox(binary, wav)
     review_fixes(binary, wav)
     default_quota(binary)
