@@ -187,6 +187,10 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "# HELP jiayin_audit_failures_total Changes made whose audit record could not be "
 	    "written (each also an audit_failed event in the log).\n"
 	    "# TYPE jiayin_audit_failures_total counter\njiayin_audit_failures_total %llu\n"
+	    "# HELP jiayin_families_set_aside_total Families whose mailbox was found damaged (or "
+	    "another family's) and moved to quarantine/ (each also a family_set_aside event in the "
+	    "log).\n"
+	    "# TYPE jiayin_families_set_aside_total counter\njiayin_families_set_aside_total %llu\n"
 	    "# HELP jiayin_transcode_seconds_total Time spent transcoding uploads.\n"
 	    "# TYPE jiayin_transcode_seconds_total counter\njiayin_transcode_seconds_total %.6f\n"
 	    "# HELP jiayin_transcodes_total Uploads transcoded.\n"
@@ -216,9 +220,10 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    s->heavy_reserved_count, (unsigned long long)m->jobs_refused,
 	    (unsigned long long)m->bytes_in, (unsigned long long)m->bytes_out,
 	    (unsigned long long)m->parse_errors, (unsigned long long)m->storage_errors,
-	    (unsigned long long)m->audit_failures, m->transcode_seconds,
-	    (unsigned long long)m->transcodes, (unsigned long long)m->retention_deleted,
-	    (unsigned long long)s->buffer_bytes, (unsigned long long)s->upload_buffer_bytes,
+	    (unsigned long long)m->audit_failures, (unsigned long long)m->families_set_aside,
+	    m->transcode_seconds, (unsigned long long)m->transcodes,
+	    (unsigned long long)m->retention_deleted, (unsigned long long)s->buffer_bytes,
+	    (unsigned long long)s->upload_buffer_bytes,
 	    (unsigned long long)m->buffers_refused_memory,
 	    (unsigned long long)m->buffers_refused_client,
 	    (unsigned long long)m->buffers_refused_address,

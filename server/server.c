@@ -47,10 +47,49 @@ void srv_date_refresh(srv_server *s)
 	s->date_s = (int64_t)t;
 }
 
+/*
+ * Families whose mailbox the storage found damaged and set aside since the last look: an event
+ * each (the 503 storage_corrupt lines alone told the operator nothing of it, nor which family
+ * to restore), counted. Looked at after each job, before its answer (so the event comes before
+ * that request's line), and every second for the jobs of the server's own (retention, the
+ * health check, the uploads' sweep).
+ */
+static void set_aside_report(srv_server *s)
+{
+	store_set_aside a[8];
+	size_t n = 0;
+	unsigned dropped = 0;
+	char what[256];
+	if (!s->store)
+		return;
+	do {
+		store_take_set_aside(s->store, a, sizeof a / sizeof a[0], &n, &dropped);
+		for (size_t i = 0; i < n; i++) {
+			snprintf(
+			    what, sizeof what,
+			    "family %.*s's mailbox is damaged: moved to %.*s; restore it from a "
+			    "backup (docs/operations.md, Backups)",
+			    STORE_ID_LEN, a[i].family_id.s, (int)sizeof a[i].moved_to - 1,
+			    a[i].moved_to);
+			srv_log_event(s, "family_set_aside", what);
+		}
+		if (dropped) {
+			snprintf(what, sizeof what,
+			         "%u more family mailbox(es) found damaged and moved to "
+			         "quarantine/ (too many at once to name each: see quarantine/); "
+			         "restore them from a backup (docs/operations.md, Backups)",
+			         dropped);
+			srv_log_event(s, "family_set_aside", what);
+		}
+		s->metrics.families_set_aside += n + dropped;
+	} while (n == sizeof a / sizeof a[0]);
+}
+
 static void on_date_timer(uv_timer_t *t)
 {
 	srv_server *s = t->data;
 	srv_date_refresh(s);
+	set_aside_report(s);
 	if (s->log)
 		fflush(s->log);
 }
@@ -74,6 +113,7 @@ static void job_run(uv_work_t *w)
 static void job_end(job *j)
 {
 	srv_conn *c = j->x->conn;
+	set_aside_report(j->x->srv);
 	j->done(j->x, j->arg);
 	free(j);
 	srv_conn_unref(c);

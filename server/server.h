@@ -70,6 +70,7 @@ typedef struct srv_metrics {
 	uint64_t connections_total, connections_refused;
 	uint64_t storage_errors;
 	uint64_t audit_failures; /* audit records that could not be written (api_audit) */
+	uint64_t families_set_aside; /* mailboxes the storage found damaged and set aside */
 	uint64_t jobs_refused;
 	uint64_t parse_errors;
 	double transcode_seconds;

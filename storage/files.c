@@ -84,9 +84,9 @@ void unlink_db_files(const char *path)
  * quarantine/ID.TIME.db, or ID.TIME-K.db when a copy of the same second is there already: the
  * rename would replace it, and it may be the only copy of voices (the review: a copy set aside,
  * put back and set aside again within the second was lost). Where no name is free the file
- * stays: it is found damaged again at its next open.
+ * stays (false): it is found damaged again at its next open.
  */
-void quarantine(const store *s, const char *family_id, const char *path)
+bool quarantine(const store *s, const char *family_id, const char *path, char *moved_to, size_t cap)
 {
 	static const char *const suffix[] = {"", "-wal", "-shm"};
 	char dst[PATH_CAP], src[PATH_CAP], base[PATH_CAP];
@@ -97,7 +97,7 @@ void quarantine(const store *s, const char *family_id, const char *path)
 		          : snprintf(base, sizeof base, "%s/quarantine/%s.%lld.db", s->dir,
 		                     family_id, now);
 		if (n <= 0 || (size_t)n >= sizeof base || k == 100)
-			return;
+			return false;
 		bool taken = false;
 		for (int i = 0; i < 3 && !taken; i++)
 			taken = !with_suffix(dst, sizeof dst, base, suffix[i]) ||
@@ -105,14 +105,46 @@ void quarantine(const store *s, const char *family_id, const char *path)
 		if (!taken)
 			break;
 	}
+	bool moved = false;
 	for (int i = 0; i < 3; i++)
 		if (with_suffix(src, sizeof src, path, suffix[i]) &&
-		    with_suffix(dst, sizeof dst, base, suffix[i]) && rename(src, dst) == 0)
+		    with_suffix(dst, sizeof dst, base, suffix[i]) && rename(src, dst) == 0) {
 			(void)chmod(dst, 0600); /* a file from an older version may be 0644 */
+			moved = moved || i == 0;
+		}
 	/* Both names durable: after a power cut the -wal (which may hold acknowledged messages)
 	 * is beside its database, both in quarantine/ or both in families/ (the review). */
 	sync_parent(base);
 	sync_parent(path);
+	if (moved && moved_to)
+		snprintf(moved_to, cap, "%s", base + strlen(s->dir) + 1);
+	return moved;
+}
+
+void set_aside_note(store *s, const char *family_id, const char *moved_to)
+{
+	pthread_mutex_lock(&s->aside_lock);
+	if (s->naside < STORE_SET_ASIDE_KEPT) {
+		store_set_aside *a = &s->aside[s->naside++];
+		snprintf(a->family_id.s, sizeof a->family_id.s, "%s", family_id);
+		snprintf(a->moved_to, sizeof a->moved_to, "%s", moved_to);
+	} else {
+		s->aside_dropped++;
+	}
+	pthread_mutex_unlock(&s->aside_lock);
+}
+
+void store_take_set_aside(store *s, store_set_aside *out, size_t max, size_t *n, unsigned *dropped)
+{
+	pthread_mutex_lock(&s->aside_lock);
+	size_t k = s->naside < max ? s->naside : max;
+	memcpy(out, s->aside, k * sizeof *out);
+	memmove(s->aside, s->aside + k, (s->naside - k) * sizeof *s->aside);
+	s->naside -= (unsigned)k;
+	*n = k;
+	*dropped = s->aside_dropped;
+	s->aside_dropped = 0;
+	pthread_mutex_unlock(&s->aside_lock);
 }
 
 /*
@@ -199,7 +231,7 @@ static int sweep_one_family(store *s, int dir, const char *name, const char *id,
 		/* Never known erased: a mailbox this directory did not make, or one whose family
 		 * was never stored. Set aside, as a damaged one is (the review: families/ restored
 		 * beside a new directory was erased whole). */
-		quarantine(s, id, path);
+		(void)quarantine(s, id, path, NULL, 0);
 		counts[1]++;
 		rc = 0;
 	}

@@ -200,6 +200,11 @@ struct store {
 	pthread_mutex_t retention_lock;
 	pthread_cond_t retention_turn;
 	unsigned deleting, changes; /* deletions under way; changes waiting or under way */
+	/* Families set aside as damaged, not yet taken (store_take_set_aside), oldest first;
+	 * those that found the queue full are counted in aside_dropped. */
+	pthread_mutex_t aside_lock;
+	store_set_aside aside[STORE_SET_ASIDE_KEPT];
+	unsigned naside, aside_dropped;
 };
 
 /* The retention gate: a deletion by a family's retention period (store_messages_expire) is
@@ -226,8 +231,12 @@ void sync_parent(const char *path);
 int make_dir(const char *path);
 /* Unlink a database file with its -wal and -shm (and sync the directory). */
 void unlink_db_files(const char *path);
-/* Move a family's database at path (with its -wal and -shm) to quarantine/, durably. */
-void quarantine(const store *s, const char *family_id, const char *path);
+/* Move a family's database at path (with its -wal and -shm) to quarantine/, durably. true
+ * when the database moved, its new name (relative to the data directory) in moved_to. */
+bool quarantine(const store *s, const char *family_id, const char *path, char *moved_to,
+                size_t cap);
+/* A family set aside as damaged, kept for store_take_set_aside (or counted as dropped). */
+void set_aside_note(store *s, const char *family_id, const char *moved_to);
 /* Unlink a family's copies in quarantine/. */
 void unlink_quarantined(store *s, const char *family_id);
 /* one(s, dir_fd, name, id, arg) for each file of data/sub named after a family id (see files.c). */

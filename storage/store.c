@@ -286,6 +286,7 @@ void store_close(store *s)
 	pthread_cond_destroy(&s->changed);
 	pthread_mutex_destroy(&s->retention_lock);
 	pthread_cond_destroy(&s->retention_turn);
+	pthread_mutex_destroy(&s->aside_lock);
 	free(s->dir);
 	free(s->vfs);
 	free(s);
@@ -356,6 +357,7 @@ int store_open(store **out, const store_options *opt)
 	pthread_cond_init(&s->changed, NULL);
 	pthread_mutex_init(&s->retention_lock, NULL);
 	pthread_cond_init(&s->retention_turn, NULL);
+	pthread_mutex_init(&s->aside_lock, NULL);
 	s->opt = *opt;
 	if (!(s->dir = strdup(opt->dir)) || (opt->vfs && !(s->vfs = strdup(opt->vfs))))
 		goto fail;
@@ -688,8 +690,11 @@ int family_acquire(store *s, const char *family_id, family **out)
 		if (rc == STORE_ECORRUPT) {
 			db_close(f->db);
 			f->db = NULL;
-			if (!s->opt.read_only) /* read-only: left where it is, and said */
-				quarantine(s, family_id, path);
+			char moved_to[sizeof((store_set_aside *)0)->moved_to];
+			/* read-only: left where it is, and said */
+			if (!s->opt.read_only &&
+			    quarantine(s, family_id, path, moved_to, sizeof moved_to))
+				set_aside_note(s, family_id, moved_to);
 		}
 	}
 

@@ -181,6 +181,23 @@ int store_family_retention_checked(store *s, const char *family_id, uint32_t ret
  * are moved to quarantine/, not erased: *set_aside counts them.
  */
 int store_families_sweep(store *s, unsigned *removed, unsigned *set_aside);
+/*
+ * Families whose mailbox a call of this store found damaged as it opened (storage_corrupt: its
+ * integrity check failed, or it is another family's) and set aside, out of use, since the last
+ * take: the family and where its mailbox went, relative to the data directory (this backend:
+ * "quarantine/ID.TIME.db"). The store keeps up to STORE_SET_ASIDE_KEPT of them not yet taken;
+ * one set aside while that many wait is not kept, only counted. A read-only store sets none aside,
+ * and the start's sweep (store_families_sweep, which counts its own) is not among them.
+ */
+#define STORE_SET_ASIDE_KEPT 64
+typedef struct store_set_aside {
+	store_id family_id;
+	char moved_to[72];
+} store_set_aside;
+/* Up to `max` of those, oldest first, into out (*n of them; the others stay for the next take),
+ * and *dropped: how many were not kept since the last take. Never fails, and touches no file:
+ * it takes only a lock that nothing holds across I/O, so the server calls it on its event loop. */
+void store_take_set_aside(store *s, store_set_aside *out, size_t max, size_t *n, unsigned *dropped);
 /* Deletes the family's rows, recording it as erased at now_ms, and erases its mailbox file (and
  * syncs its directory). */
 int store_family_delete(store *s, const char *family_id, int64_t now_ms);

@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache__ in the tree
-from serverlib import Server, request, until  # noqa: E402
+from serverlib import Server, logged_id, request, until  # noqa: E402
 from tap import finish, ok  # noqa: E402
 from apiclient import metric, slow_export  # noqa: E402
 from test_api import SAMPLE, bearer, invite_and_pair, post_json, signup, upload  # noqa: E402
@@ -537,6 +537,21 @@ def damaged_mailbox_is_not_gone(binary, jiayinctl):
            theirs.status == 200,
            "a damaged mailbox: 503 storage_corrupt the first time and the next, not 404; the "
            "family's members and another family are served", f"{codes}")
+        # The operator is told, once, which family and where its mailbox went (nothing was
+        # logged: only the 503 lines and the storage errors' count said something was wrong).
+        text = srv.wait_log(logged_id(r))
+        lines = text.splitlines()
+        events = [line for line in lines if '"event":"family_set_aside"' in line]
+        first_503 = next((i for i, line in enumerate(lines) if '"status":503' in line), -1)
+        moved = re.search(r"moved to (quarantine/" + fam + r"\.[0-9]+\.db);", "".join(events))
+        ok(len(events) == 1 and f"family {fam}'s mailbox is damaged" in events[0] and
+           moved is not None and os.path.exists(os.path.join(srv.data, moved.group(1))) and
+           "restore it from a backup (docs/operations.md, Backups)" in events[0] and
+           0 <= lines.index(events[0]) < first_503 and
+           metric(srv, "jiayin_families_set_aside_total") == 1,
+           "the damaged mailbox set aside: one family_set_aside event naming the family and "
+           "its file in quarantine/, before the first 503 line, and counted once in /metrics",
+           f"{events} {metric(srv, 'jiayin_families_set_aside_total')}")
     finally:
         srv.stop()
     srv = Server(binary, data=srv.data)
@@ -544,6 +559,10 @@ def damaged_mailbox_is_not_gone(binary, jiayinctl):
         r = request(srv, "GET", M, headers=bearer(mom["token"]))
         ok(r.status == 503 and r.json()["error"]["code"] == "storage_corrupt",
            "after a restart, still 503 storage_corrupt", f"{r.status} {r.body[:200]!r}")
+        text = srv.wait_log(logged_id(r))
+        ok("family_set_aside" not in text and
+           metric(srv, "jiayin_families_set_aside_total") == 0,
+           "after the restart, the mailbox already set aside is not told again")
     finally:
         srv.stop()
     for suffix in ("-wal", "-shm"):  # as docs/operations.md says

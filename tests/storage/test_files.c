@@ -466,6 +466,89 @@ static void set_aside_twice_in_a_second_keeps_both(void **state)
 	}
 }
 
+/*
+ * A family set aside as damaged is told once to the store's caller (the server logs it:
+ * nothing did), with where its mailbox went: not again while it stays missing, not by a
+ * read-only store (which moves nothing), and the store keeps STORE_SET_ASIDE_KEPT of them
+ * untaken, counting those past that as dropped.
+ */
+static void a_family_set_aside_is_told_once(void **state)
+{
+	fixture *f = *state;
+	char path[256], moved[200], copy[600];
+	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	store_close(f->s);
+	f->s = NULL;
+	mangle(path, 0, 16);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	store_set_aside got[4];
+	size_t n = 9;
+	unsigned dropped = 9;
+	store_take_set_aside(f->s, got, 4, &n, &dropped);
+	assert_int_equal(n, 0);
+	assert_int_equal(dropped, 0);
+	store_message msg;
+	size_t listed;
+	uint64_t latest;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(
+		    store_messages_since(f->s, f->fam.id.s, 0, &msg, 1, &listed, &latest),
+		    STORE_ECORRUPT);
+	store_take_set_aside(f->s, got, 4, &n, &dropped);
+	assert_int_equal(n, 1);
+	assert_int_equal(dropped, 0);
+	assert_string_equal(got[0].family_id.s, f->fam.id.s);
+	char prefix[64];
+	snprintf(prefix, sizeof prefix, "quarantine/%s.", f->fam.id.s);
+	assert_memory_equal(got[0].moved_to, prefix, strlen(prefix));
+	size_t len = strlen(got[0].moved_to);
+	assert_true(len > 3 && strcmp(got[0].moved_to + len - 3, ".db") == 0);
+	snprintf(moved, sizeof moved, "%s/%s", f->dir, got[0].moved_to);
+	assert_int_equal(access(moved, F_OK), 0);
+	store_take_set_aside(f->s, got, 4, &n, &dropped); /* taken: gone */
+	assert_int_equal(n, 0);
+
+	/* Put back, and opened by a read-only store: found damaged, left, not told. */
+	store_close(f->s);
+	f->s = NULL;
+	snprintf(copy, sizeof copy, "cp '%s' '%s'", moved, path);
+	assert_int_equal(system(copy), 0);
+	o.read_only = 1;
+	assert_int_equal(store_open(&f->s, &o), 0);
+	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 0, &msg, 1, &listed, &latest),
+	                 STORE_ECORRUPT);
+	assert_int_equal(access(path, F_OK), 0);
+	store_take_set_aside(f->s, got, 4, &n, &dropped);
+	assert_int_equal(n, 0);
+	assert_int_equal(dropped, 0);
+	store_close(f->s);
+	o.read_only = 0;
+	assert_int_equal(store_open(&f->s, &o), 0);
+
+	/* The bound: 64 kept, the rest counted once; taken in order, a few at a time. */
+	for (unsigned i = 0; i < STORE_SET_ASIDE_KEPT + 6; i++) {
+		char where[32];
+		snprintf(where, sizeof where, "quarantine/%u.db", i);
+		set_aside_note(f->s, f->fam.id.s, where);
+	}
+	unsigned total = 0, lost = 0;
+	do {
+		store_take_set_aside(f->s, got, 4, &n, &dropped);
+		for (size_t i = 0; i < n; i++) {
+			char where[32];
+			snprintf(where, sizeof where, "quarantine/%u.db", total + (unsigned)i);
+			assert_string_equal(got[i].moved_to, where);
+		}
+		total += (unsigned)n;
+		lost += dropped;
+	} while (n > 0);
+	assert_int_equal(total, STORE_SET_ASIDE_KEPT);
+	assert_int_equal(lost, 6);
+}
+
 static void read_only_file_system(void **state)
 {
 	fixture *f = *state;
@@ -901,6 +984,7 @@ int main(void)
 	    T(damaged_audio_bytes_are_found_by_verify),
 	    T(an_unreadable_voice_adds_no_bytes_to_the_checked),
 	    T(set_aside_twice_in_a_second_keeps_both),
+	    T(a_family_set_aside_is_told_once),
 	    T(read_only_file_system),
 	    T(locked_database_is_busy),
 	    T(family_cache_finds_each_family_its_own),
