@@ -53,15 +53,23 @@ static void durations_are_exact(void **st)
 	}
 }
 
+/* A decoder of the transcoded file `out` (src and mem: the caller's, alive while it reads). */
+static codec_decoder *decode_open(const codec_buffer *out, codec_source *src,
+                                  codec_memory_source *mem, codec_stream_info *info)
+{
+	codec_decoder *dec;
+	codec_source_memory(src, mem, out->data, out->len);
+	assert_int_equal(codec_decoder_open(&dec, src, 0, info), 0);
+	return dec;
+}
+
 /* The integrated loudness of a transcoded file as libebur128 measures its decoded samples. */
 static double decoded_lufs(const codec_buffer *out)
 {
 	codec_source src;
 	codec_memory_source mem;
-	codec_decoder *dec;
 	codec_stream_info info;
-	codec_source_memory(&src, &mem, out->data, out->len);
-	assert_int_equal(codec_decoder_open(&dec, &src, 0, &info), 0);
+	codec_decoder *dec = decode_open(out, &src, &mem, &info);
 	ebur128_state *e = ebur128_init(1, info.rate, EBUR128_MODE_I);
 	assert_non_null(e);
 	static float pcm[4096];
@@ -331,10 +339,8 @@ static double decoded_energy(const codec_buffer *out, size_t from, size_t to)
 {
 	codec_source src;
 	codec_memory_source mem;
-	codec_decoder *dec;
 	codec_stream_info info;
-	codec_source_memory(&src, &mem, out->data, out->len);
-	assert_int_equal(codec_decoder_open(&dec, &src, 0, &info), 0);
+	codec_decoder *dec = decode_open(out, &src, &mem, &info);
 	static float pcm[4096];
 	size_t got, pos = 0;
 	double sum = 0;

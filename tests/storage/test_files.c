@@ -436,13 +436,10 @@ static void an_unreadable_voice_adds_no_bytes_to_the_checked(void **state)
 	assert_int_equal(n.bytes, SMALL); /* the small voice's alone */
 }
 
-/* A damaged mailbox put back (say, to try it again) and set aside again within the same second
- * keeps both copies set aside: the second does not replace the first. */
-static void set_aside_twice_in_a_second_keeps_both(void **state)
+/* The fixture's family mailbox, its header mangled, met by a store opened afresh. */
+static void reopen_mangled(fixture *f, char *path, size_t cap)
 {
-	fixture *f = *state;
-	char path[256], cmd[700];
-	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
+	snprintf(path, cap, "%s/families/%s.db", f->dir, f->fam.id.s);
 	store_close(f->s);
 	f->s = NULL;
 	mangle(path, 0, 16);
@@ -450,6 +447,15 @@ static void set_aside_twice_in_a_second_keeps_both(void **state)
 	store_options_init(&o);
 	o.dir = f->dir;
 	assert_int_equal(store_open(&f->s, &o), 0);
+}
+
+/* A damaged mailbox put back (say, to try it again) and set aside again within the same second
+ * keeps both copies set aside: the second does not replace the first. */
+static void set_aside_twice_in_a_second_keeps_both(void **state)
+{
+	fixture *f = *state;
+	char path[256], cmd[700];
+	reopen_mangled(f, path, sizeof path);
 	store_message msg;
 	size_t n;
 	uint64_t latest;
@@ -476,14 +482,7 @@ static void a_family_set_aside_is_told_once(void **state)
 {
 	fixture *f = *state;
 	char path[256], moved[200], copy[600];
-	snprintf(path, sizeof path, "%s/families/%s.db", f->dir, f->fam.id.s);
-	store_close(f->s);
-	f->s = NULL;
-	mangle(path, 0, 16);
-	store_options o;
-	store_options_init(&o);
-	o.dir = f->dir;
-	assert_int_equal(store_open(&f->s, &o), 0);
+	reopen_mangled(f, path, sizeof path);
 	store_set_aside got[4];
 	size_t n = 9;
 	unsigned dropped = 9;
@@ -516,6 +515,9 @@ static void a_family_set_aside_is_told_once(void **state)
 	f->s = NULL;
 	snprintf(copy, sizeof copy, "cp '%s' '%s'", moved, path);
 	assert_int_equal(system(copy), 0);
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
 	o.read_only = 1;
 	assert_int_equal(store_open(&f->s, &o), 0);
 	assert_int_equal(store_messages_since(f->s, f->fam.id.s, 0, &msg, 1, &listed, &latest),
