@@ -353,6 +353,18 @@ def new_phones(binary):
            request(srv, "GET", "/v1/me", headers=bearer(nai["token"])).status == 401,
            "pairing it makes the new phone hers (the same member), and her old phone stops",
            p.body[:200])
+        seen = {d["id"]: d["last_seen_at"] for d in request(
+            srv, "GET", f"/v1/families/{fam}/devices",
+            headers=bearer(mom["token"])).json()["devices"]}
+        before_me = seen.get(new["device"]["id"], "absent")
+        kid_seen = seen.get(kid["device"]["id"], "absent")
+        mom_seen = seen.get(mom["device"]["id"])
+        ok(mom["device"]["last_seen_at"] is None and kid_seen is None and
+           isinstance(mom_seen, int) and abs(mom_seen - time.time()) < 5 and
+           isinstance(before_me, int) and abs(before_me - time.time()) < 5,
+           "last_seen_at as api.md says: null at sign-up and for a paired phone that has made "
+           "no request since (the child's), now for one that just did (the asking parent's, "
+           "the grandmother's after its GET /v1/me)", str(seen))
         devs = request(srv, "GET", f"/v1/families/{fam}/devices",
                        headers=bearer(mom["token"])).json()["devices"]
         listed = request(srv, "GET", f"/v1/families/{fam}/members",
