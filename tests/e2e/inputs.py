@@ -69,15 +69,17 @@ class Clip:
 
 
 def run(argv, stdout=None):
-    argv = [str(a) for a in argv]
-    if argv[0] == "sox" and "-R" not in argv:
-        argv.insert(1, "-R")  # repeatable: the same noise and dither every run
-    proc = subprocess.run(argv, capture_output=stdout is None, stdout=stdout,
+    proc = subprocess.run([str(a) for a in argv], capture_output=stdout is None, stdout=stdout,
                           stdin=subprocess.DEVNULL, timeout=300)
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace") if proc.stderr else ""
         raise GenerationError(f"{' '.join(map(str, argv))} failed ({proc.returncode}):\n{err}")
     return proc
+
+
+def sox(*argv):
+    """sox, quiet, in repeatable mode (-R): the same noise and dither every run."""
+    return run(["sox", "-V1", "-R", *argv])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,8 +205,8 @@ class Sources:
 
 
 def sox_synth(path, rate, channels, seconds, *effect, bits=16, encoding="signed-integer"):
-    run(["sox", "-V1", "-n", "-r", rate, "-c", channels, "-b", bits, "-e", encoding, path,
-         "synth", seconds] + list(effect))
+    sox("-n", "-r", rate, "-c", channels, "-b", bits, "-e", encoding, path, "synth", seconds,
+        *effect)
     return path
 
 
@@ -237,12 +239,8 @@ def recipes(src):
     # --- WAV written by sox (a real writer)
     def sox_wav(d, name, inp, rate, channels, bits, note, remix=None, effects=()):
         path = os.path.join(d, name + ".wav")
-        argv = ["sox", "-V1", inp, "-t", "wavpcm", "-r", rate, "-c", channels, "-b", bits,
-                "-e", "signed-integer", path]
-        if remix:
-            argv += ["remix"] + remix
-        argv += list(effects)
-        run(argv)
+        sox(inp, "-t", "wavpcm", "-r", rate, "-c", channels, "-b", bits, "-e", "signed-integer",
+            path, *(["remix"] + remix if remix else []), *effects)
         return Clip(name, path, "wav", rate, channels, wav_frames(path), note)
 
     add("wav_s16_16k_mono_speech_en", lambda d, n: sox_wav(
@@ -397,8 +395,8 @@ def recipes(src):
     def loud(d, name):
         path = os.path.join(d, name + ".wav")
         # +30 dB then s16 conversion clips hard (sox warns about it; that is the point).
-        run(["sox", "-V1", cmn, "-t", "wavpcm", "-r", "44100", "-c", "2", "-b", "16", path,
-             "remix", "1", "1v0.8", "gain", "30"])
+        sox(cmn, "-t", "wavpcm", "-r", "44100", "-c", "2", "-b", "16", path, "remix", "1",
+            "1v0.8", "gain", "30")
         return Clip(name, path, "wav", 44100, 2, wav_frames(path), "speech +30 dB, clipped")
     add("wav_s16_44k_stereo_loud_clipped", loud, "speech", "loud")
 
@@ -411,10 +409,10 @@ def recipes(src):
     def long30(d, name):
         # Speech, a pause, more speech, a tone, repeated up to exactly 30 s.
         pieces = os.path.join(src.dir, "long_pieces.wav")
-        run(["sox", "-V1", en, cmn, "-r", "22050", pieces, "pad", "0", "0.7"])
+        sox(en, cmn, "-r", "22050", pieces, "pad", "0", "0.7")
         path = os.path.join(d, name + ".wav")
-        run(["sox", "-V1", pieces, "-t", "wavpcm", "-r", "44100", "-c", "2", "-b", "16", path,
-             "repeat", "4", "trim", "0", "30", "remix", "1", "1v0.7"])
+        sox(pieces, "-t", "wavpcm", "-r", "44100", "-c", "2", "-b", "16", path, "repeat", "4",
+            "trim", "0", "30", "remix", "1", "1v0.7")
         return Clip(name, path, "wav", 44100, 2, wav_frames(path), "30 s speech, sox")
     add("wav_s16_44k_stereo_long30", long30, "speech", "long")
 
@@ -429,13 +427,13 @@ def recipes(src):
 
     def ogg_mono(d, name):
         wav = os.path.join(src.dir, "en48m.wav")
-        run(["sox", "-V1", en, "-r", "48000", wav])
+        sox(en, "-r", "48000", wav)
         return ogg(d, name, wav, "opusenc, mono 48 kHz source")
     add("ogg_opus_mono_speech_en", ogg_mono, "speech")
 
     def ogg_stereo(d, name):
         wav = os.path.join(src.dir, "cmn44s.wav")
-        run(["sox", "-V1", cmn, "-r", "44100", "-c", "2", wav, "remix", "1", "1v0.6"])
+        sox(cmn, "-r", "44100", "-c", "2", wav, "remix", "1", "1v0.6")
         return ogg(d, name, wav, "opusenc, stereo 44.1 kHz source (OpusHead rate 44100)")
     add("ogg_opus_stereo_speech_cmn", ogg_stereo, "speech")
 
@@ -451,7 +449,7 @@ def recipes(src):
         links = []
         for i, (inp, rate) in enumerate(((en, "48000"), (cmn, "44100"))):
             wav = os.path.join(src.dir, f"chain{i}.wav")
-            run(["sox", "-V1", inp, "-r", rate, "-c", "2", wav, "remix", "1", "1v0.8"])
+            sox(inp, "-r", rate, "-c", "2", wav, "remix", "1", "1v0.8")
             link = os.path.join(d, f"{name}.{i}.opus")
             run(["opusenc", "--quiet", "--bitrate", "48", wav, link])
             links.append(link)
@@ -530,12 +528,8 @@ def recipes(src):
 
 # ---------------------------------------------------------------------------------------------
 # Real-world recordings: what phones, tablets and headsets send that a clean voice does not.
-# Each was measured by hand first; sox runs with -R (repeatable: seeded noise), and Python's
-# noise is seeded, so every run makes the same files.
-
-def sox(*argv):
-    return run(["sox", "-V1", "-R"] + list(argv))
-
+# Each was measured by hand first; sox (above) is repeatable and Python's noise is seeded, so
+# every run makes the same files.
 
 def real_world(src, add):
     en = src.en
@@ -560,8 +554,9 @@ def real_world(src, add):
         return sox_piece(src.path(name), rate, seconds, *synth)
 
     # A whispered bedtime story (room noise at -78 dBFS RMS) with a pause, then a cough: the
-    # cough sets the loudness (-30 LUFS), the whisper (-60) needs 44 dB. The bound (codec.md, Fit): the whisper is
-    # raised at most 18 dB past what reaches the goal unlimited (+2 the output gain gives back).
+    # cough sets the loudness (-30 LUFS), the whisper (-60) needs 44 dB. The bound (codec.md,
+    # Fit): the whisper is raised at most 18 dB past what reaches the goal unlimited (+2 the
+    # output gain gives back).
     def whisper_cough(d, name):
         whisper = src.path("whisper48.wav")
         sox(base48(), whisper, "vol", "0.02", "pad", "0", "1")
@@ -759,13 +754,12 @@ def surround_source(src):
                                            (None, ["pinknoise", "vol", "0.05"])]):
             c = src.path(f"surround_c{i}.wav")
             if inp:
-                run(["sox", "-V1", inp, "-r", "48000", "-b", "16", c, "pad", "0", "1", "trim",
-                     "0", "4"] + effect)
+                sox(inp, "-r", "48000", "-b", "16", c, "pad", "0", "1", "trim", "0", "4", *effect)
             else:
                 sox_synth(c, 48000, 1, 4, *effect)
             chans.append(c)
         tmp = path + ".tmp.wav"
-        run(["sox", "-V1", "-M"] + chans + ["-b", "16", tmp])
+        sox("-M", *chans, "-b", "16", tmp)
         os.replace(tmp, path)
         return path
 
