@@ -26,6 +26,7 @@ import tap  # noqa: E402
 TARGET_LUFS = -16.0
 LUFS_TOLERANCE = 0.5      # ffmpeg's ebur128 vs the target
 TRUE_PEAK_MAX = -1.0      # dBTP; ffmpeg prints one decimal, so -1.0 passes and -0.9 fails
+MAX_GAIN_DB = 24.0        # the default gain cap (codec.md, Goal)
 DURATION_TOLERANCE_S = 0.020
 OPUS_FRAMES_TOLERANCE = 2  # ffmpeg's and the program's count of an Opus input may round apart
 
@@ -113,7 +114,7 @@ def check_json(j, clip_path, out, clip, opts):
     # --max-gain (codec.h): "the file ends at most this much louder than the input". gain_db is
     # the gain before the limiter, so it may exceed the cap to win back what the limiter takes.
     target = opts.get("target_lufs", TARGET_LUFS)
-    max_gain = opts.get("max_gain", 24.0)
+    max_gain = opts.get("max_gain", MAX_GAIN_DB)
     rise = j["output_lufs"] - j["input_lufs"]
     if rise > max_gain + 0.05:
         p.append(f"output_lufs {j['output_lufs']} is {rise:.2f} LU above input_lufs "
@@ -237,11 +238,17 @@ def loudness_problems(out, target=TARGET_LUFS, peak_max=TRUE_PEAK_MAX, tol=LUFS_
 # ---------------------------------------------------------------------------------------------
 # Cases
 
+def goal_of(clip):
+    """codec.md, Goal: the target, or the clip's own loudness (ffmpeg's reading of the input)
+    plus the gain cap, whichever is lower."""
+    return min(TARGET_LUFS, clip.mono_lufs + MAX_GAIN_DB)
+
+
 def expected_lufs(clip):
     """What the decoded file must measure (ffmpeg): the target, or for a clip held by the gain
-    cap (codec.md, Goal) its own loudness + 24 dB, read by ffmpeg from the input."""
+    cap its goal."""
     if "capped" in clip.tags:
-        return round(min(TARGET_LUFS, clip.mono_lufs + 24.0), 2)
+        return round(goal_of(clip), 2)
     return TARGET_LUFS
 
 
@@ -259,7 +266,7 @@ def quiet_part_problems(clip, out):
     trim = f"atrim={start}:{end}"
     before = measure.ebur128(clip.path, trim)[0]
     after = measure.ebur128(out, trim)[0]
-    unlimited = min(TARGET_LUFS, clip.mono_lufs + 24.0) - clip.mono_lufs
+    unlimited = goal_of(clip) - clip.mono_lufs
     rise = after - before
     diag = (f"the input measures {clip.mono_lufs} LUFS, its {start:.2f}-{end:.2f} s part {before} "
             f"LUFS, {after} LUFS decoded: raised {rise:.1f} dB; goal - input = {unlimited:.1f}, "
@@ -365,7 +372,7 @@ def max_gain_case(program, clip, work):
         else:
             p, diag = loudness_problems(out)
             j = run.json
-            if j["output_lufs"] - j["input_lufs"] > 24.05:
+            if j["output_lufs"] - j["input_lufs"] > MAX_GAIN_DB + 0.05:
                 p.append(f"JSON output_lufs - input_lufs = {j['output_lufs'] - j['input_lufs']:.2f}"
                          f" LU, over the default cap of 24")
             res[checks[0]] = ok(not p, *p, diag, program_says(j))
