@@ -4,8 +4,9 @@
  * The output is written to a temporary file beside OUT, fsync'ed and renamed into place (the
  * directory synced after), so OUT either holds a complete Ogg Opus file or does not exist
  * (also when SIGTERM, SIGINT or SIGHUP stops it midway: the temporary file is removed first);
- * it is mode 0600 (a family's voice), whatever the umask. Paths in the JSON line show bytes that
- * are not UTF-8 as U+FFFD. Exit status: 0 on success, the negated codec error code (1..15) on
+ * it is mode 0600 (a family's voice), whatever the umask. An io_error's message names the file
+ * that failed (IN, OUT or OUT's folder) and why. Paths in the JSON line show bytes that are not
+ * UTF-8 as U+FFFD. Exit status: 0 on success, the negated codec error code (1..15) on
  * failure, 64 on a usage error.
  */
 #include "codec.h"
@@ -45,7 +46,8 @@ static void usage(FILE *out)
 	    "  -h, --help            this text\n"
 	    "\n"
 	    "Prints one JSON line: the measurements, or {\"error\":{\"code\",\"message\"}}\n"
-	    "(a path's bytes that are not UTF-8 show as U+FFFD). OUT is made mode 0600.\n"
+	    "(a path's bytes that are not UTF-8 show as U+FFFD); an io_error's message names\n"
+	    "the file that failed, IN or OUT (or OUT's folder), and why. OUT is made mode 0600.\n"
 	    "Exit status: 0, the codec error number (1-15), or 64 for usage errors.\n",
 	    CODEC_MIN_BITRATE / 1000, CODEC_MAX_BITRATE / 1000, CODEC_DEFAULT_BITRATE / 1000,
 	    CODEC_DEFAULT_TARGET_LUFS, CODEC_DEFAULT_TRUE_PEAK_DBTP, CODEC_DEFAULT_MAX_GAIN_DB,
@@ -95,18 +97,50 @@ static void json_string(const char *s)
 	putchar('"');
 }
 
-static int fail(int err, const char *detail)
+/* The error line with `message` as it is (NULL: the code's own sentence); the exit status. */
+static int fail_saying(int err, const char *message)
 {
 	printf("{\"error\":{\"code\":\"%s\",\"message\":", codec_errcode(err));
-	if (detail) {
-		char msg[1024];
-		snprintf(msg, sizeof msg, "%s: %s", codec_strerror(err), detail);
-		json_string(msg);
-	} else {
-		json_string(codec_strerror(err));
-	}
+	json_string(message ? message : codec_strerror(err));
 	printf("}}\n");
 	return err < 0 ? -err : EXIT_USAGE;
+}
+
+/* fail_saying(), then free(message). */
+static int fail_freeing(int err, char *message)
+{
+	int status = fail_saying(err, message);
+	free(message);
+	return status;
+}
+
+/* The error line: the code's sentence, then `detail` when there is one. */
+static int fail(int err, const char *detail)
+{
+	if (!detail)
+		return fail_saying(err, NULL);
+	char msg[1024];
+	snprintf(msg, sizeof msg, "%s: %s", codec_strerror(err), detail);
+	return fail_saying(err, msg);
+}
+
+/* before, path and after in one new string (NULL when out of memory); free() it. A path is
+ * as long as it is: the line names it whole. */
+static char *about(const char *before, const char *path, const char *after)
+{
+	size_t len = strlen(before) + strlen(path) + strlen(after) + 1;
+	char *s = malloc(len);
+	if (s)
+		snprintf(s, len, "%s%s%s", before, path, after);
+	return s;
+}
+
+/* before, path, ": " and errno's sentence, in one new string (NULL when out of memory). */
+static char *about_errno(const char *before, const char *path, int err)
+{
+	char after[160];
+	snprintf(after, sizeof after, ": %s", strerror(err ? err : EIO));
+	return about(before, path, after);
 }
 
 static int parse_double(const char *s, double *out)
@@ -180,39 +214,108 @@ static void block_fatal_signals(sigset_t *old)
 }
 
 /*
+ * The codec's fd source and sink, watched to tell which side of an io_error failed: the errno
+ * of the first failed read of IN and of the first failed write of the temporary file (0: none).
+ */
+typedef struct watched_io {
+	codec_source src;
+	codec_sink sink;
+	int read_errno, write_errno;
+} watched_io;
+
+/* rc, with the errno behind a failure kept in *err (the first one; EIO when there was none). */
+static int noted(int rc, int *err)
+{
+	if (rc < 0 && !*err)
+		*err = errno ? errno : EIO;
+	return rc;
+}
+
+static int watched_read(void *ctx, uint8_t *buf, size_t len, size_t *got)
+{
+	watched_io *w = ctx;
+	errno = 0;
+	return noted(w->src.read(w->src.ctx, buf, len, got), &w->read_errno);
+}
+
+static int watched_seek(void *ctx, uint64_t offset)
+{
+	watched_io *w = ctx;
+	errno = 0;
+	return noted(w->src.seek(w->src.ctx, offset), &w->read_errno);
+}
+
+static int watched_write(void *ctx, const uint8_t *buf, size_t len)
+{
+	watched_io *w = ctx;
+	errno = 0;
+	return noted(w->sink.write(w->sink.ctx, buf, len), &w->write_errno);
+}
+
+static int watched_patch(void *ctx, uint64_t offset, const uint8_t *buf, size_t len)
+{
+	watched_io *w = ctx;
+	errno = 0;
+	return noted(w->sink.patch(w->sink.ctx, offset, buf, len), &w->write_errno);
+}
+
+static int watched_reset(void *ctx)
+{
+	watched_io *w = ctx;
+	errno = 0;
+	return noted(w->sink.reset(w->sink.ctx), &w->write_errno);
+}
+
+/*
  * Transcode in_path into a temporary file beside out_path, fsync it and rename it into place;
- * on failure the temporary file is removed and out_path is untouched. errno is kept for I/O
- * failures. *elapsed: seconds spent transcoding.
+ * on failure the temporary file is removed and out_path is untouched. On an io_error, *why says
+ * which file failed and how, naming its path (NULL when there was no memory to say it); the
+ * caller frees it. *elapsed: seconds spent transcoding.
  */
 static int transcode_file(const char *in_path, const char *out_path, const codec_options *opt,
-			  codec_result *res, double *elapsed)
+                          codec_result *res, double *elapsed, char **why)
 {
-	int rc = CODEC_ENOMEM, in_fd = -1, out_fd = -1, saved_errno = 0;
+	int rc = CODEC_ENOMEM, in_fd = -1, out_fd = -1;
 	bool created = false; /* the temporary file exists and is ours to remove */
 	char *dir_copy = strdup(out_path);
 	size_t tmp_len = strlen(out_path) + 32;
 	char *tmp_path = malloc(tmp_len);
 	*elapsed = 0;
+	*why = NULL;
 	if (!dir_copy || !tmp_path)
 		goto done;
 	rc = CODEC_EIO;
 	/* Not blocking in open(): a FIFO with no writer waited there for ever. */
-	if ((in_fd = open(in_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
+	if ((in_fd = open(in_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
+		*why = about_errno("cannot open the input ", in_path, errno);
 		goto done;
+	}
 	/* The limit is the file's size, also when the audio ends before it (the codec reads no
 	 * further than it needs); a file, not a pipe or a device, has one to look at. */
 	struct stat st;
-	if (fstat(in_fd, &st) != 0)
+	if (fstat(in_fd, &st) != 0) {
+		*why = about_errno("cannot read the input ", in_path, errno);
 		goto done;
+	}
+	/* A directory opens, and its first read fails (EISDIR): said before OUT's side is made. */
+	if (S_ISDIR(st.st_mode)) {
+		*why = about_errno("cannot read the input ", in_path, EISDIR);
+		goto done;
+	}
 	/* The input is read twice, at offsets: a pipe (IN /dev/stdin, <(...), a FIFO) cannot be,
 	 * and was told only "Illegal seek" after reading began. */
 	if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || lseek(in_fd, 0, SEEK_CUR) < 0) {
-		errno = ESPIPE; /* nothing after this check meets it: main's sign of a pipe */
+		*why =
+		    about("the input ", in_path,
+		          " is a pipe or a socket: the tool reads its input twice, so IN must be "
+		          "a file (save the stream to one first)");
 		goto done;
 	}
 	int flags = fcntl(in_fd, F_GETFL);
-	if (flags < 0 || fcntl(in_fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+	if (flags < 0 || fcntl(in_fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+		*why = about_errno("cannot read the input ", in_path, errno);
 		goto done;
+	}
 	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > opt->max_input_bytes) {
 		rc = CODEC_ETOOLARGE;
 		goto done;
@@ -225,41 +328,64 @@ static int transcode_file(const char *in_path, const char *out_path, const codec
 	if ((out_fd = mkostemp(tmp_path, O_CLOEXEC)) >= 0)
 		tmp_to_remove = tmp_path;
 	sigprocmask(SIG_SETMASK, &old_mask, NULL); /* errno is mkostemp's: this cannot fail */
-	if (out_fd < 0)
+	if (out_fd < 0) {
+		/* OUT a bare name: the folder is named, not "." */
+		int err = errno;
+		char *cwd = strcmp(dir, ".") == 0 ? getcwd(NULL, 0) : NULL;
+		*why = about_errno("cannot write the output in ", cwd ? cwd : dir, err);
+		free(cwd);
 		goto done;
+	}
 	created = true; /* 0600, as mkostemp makes it: a voice is its owner's alone */
 
-	codec_source src;
 	codec_fd_source fds;
-	codec_sink sink;
-	codec_source_fd(&src, &fds, in_fd);
-	codec_sink_fd(&sink, &out_fd);
+	watched_io w = {.read_errno = 0, .write_errno = 0};
+	codec_source_fd(&w.src, &fds, in_fd);
+	codec_sink_fd(&w.sink, &out_fd);
+	codec_source src = {.read = watched_read, .seek = watched_seek, .ctx = &w};
+	codec_sink sink = {
+	    .write = watched_write, .patch = watched_patch, .reset = watched_reset, .ctx = &w};
 	double t0 = now_seconds();
 	rc = codec_transcode(&src, &sink, opt, res);
 	*elapsed = now_seconds() - t0;
+	if (rc == CODEC_EIO && w.write_errno)
+		*why = about_errno("cannot write the output ", out_path, w.write_errno);
+	else if (rc == CODEC_EIO && w.read_errno)
+		*why = about_errno("cannot read the input ", in_path, w.read_errno);
+	else if (rc == CODEC_EIO) /* neither failed: the passes decoded different lengths */
+		*why =
+		    about("the input ", in_path,
+		          " changed while it was read: its second reading ended before its first");
 	if (rc < 0)
 		goto done;
 	rc = CODEC_EIO;
-	if (fsync(out_fd) != 0)
+	if (fsync(out_fd) != 0) {
+		*why = about_errno("cannot write the output ", out_path, errno);
 		goto done;
+	}
 	int fd = out_fd;
 	out_fd = -1;
-	if (close(fd) != 0 || rename(tmp_path, out_path) != 0)
+	if (close(fd) != 0 || rename(tmp_path, out_path) != 0) {
+		*why = about_errno("cannot write the output ", out_path, errno);
 		goto done;
+	}
 	created = false;
 	/* The new name is synced too, so OUT is still there after a power loss once we said 0
 	 * (a directory we may write but not read cannot be opened to sync: left as it is). A
 	 * failed sync is an io_error with OUT complete, as a result line unwritten is. */
 	rc = 0;
 	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		if (fsync(fd) != 0)
+		if (fsync(fd) != 0) {
+			char after[200];
+			snprintf(after, sizeof after,
+			         " is complete, but its folder could not be synced: %s",
+			         strerror(errno));
+			*why = about("the output ", out_path, after);
 			rc = CODEC_EIO;
-		saved_errno = errno;
+		}
 		close(fd);
-		errno = saved_errno;
 	}
 done:
-	saved_errno = errno;
 	if (out_fd >= 0)
 		close(out_fd);
 	if (created)
@@ -269,7 +395,6 @@ done:
 		close(in_fd);
 	free(dir_copy);
 	free(tmp_path);
-	errno = rc == CODEC_EIO ? saved_errno : 0;
 	return rc;
 }
 
@@ -353,25 +478,25 @@ int main(int argc, char **argv)
 	 * fail at the end on a directory: such an OUT is refused before any work. */
 	struct stat st;
 	if (stat(out_path, &st) == 0 && !S_ISREG(st.st_mode))
-		return fail(CODEC_EIO,
-		            "OUT is there and is not a regular file (a device, a pipe or "
-		            "a directory): it would be replaced");
+		return fail_freeing(CODEC_EIO,
+		                    about("the output ", out_path,
+		                          " is there and is not a regular file (a device, "
+		                          "a pipe or a directory): it would be replaced"));
 	/* A symbolic link is written through: the file it names is replaced, not the link (as
 	 * root, OUT /dev/stdout with stdout a file replaced the system's /dev/stdout link). */
 	char *target = NULL;
 	if (lstat(out_path, &st) == 0 && S_ISLNK(st.st_mode) &&
 	    !(target = realpath(out_path, NULL)))
-		return fail(CODEC_EIO, "OUT is a symbolic link to nothing");
+		return fail_freeing(
+		    CODEC_EIO, about("the output ", out_path, " is a symbolic link to nothing"));
 	catch_fatal_signals();
 	codec_result res;
 	double elapsed;
-	int rc = transcode_file(in_path, target ? target : out_path, &opt, &res, &elapsed);
+	char *why;
+	int rc = transcode_file(in_path, target ? target : out_path, &opt, &res, &elapsed, &why);
 	free(target);
-	if (rc == CODEC_EIO && errno == ESPIPE)
-		return fail(rc, "IN is a pipe or a socket: the tool reads its input twice, so IN "
-		                "must be a file (save the stream to one first)");
 	if (rc < 0)
-		return fail(rc, rc == CODEC_EIO && errno ? strerror(errno) : NULL);
+		return fail_freeing(rc, why);
 
 	double seconds = res.output_samples / (double)CODEC_OUTPUT_RATE;
 	printf("{\"input\":");

@@ -17,6 +17,8 @@ many lengths and mutated at random (seeded) bytes, where any outcome is fine as 
 consistent: success with a valid file, or an error with no file. Prints TAP; exits 1 if any
 check failed.
 """
+import errno
+import json
 import os
 import random
 import shutil
@@ -716,8 +718,8 @@ def signal_case(program, m, work):
 
 
 def file_size_limit_case(program, m, work):
-    checks = ["a file size limit (ulimit -f) reached midway: io_error, exit 2, OUT as it was, "
-              "no temporary file left"]
+    checks = ["a file size limit (ulimit -f) reached midway: io_error, exit 2, naming OUT and "
+              "why, OUT as it was, no temporary file left"]
 
     def fn():
         d = os.path.join(work, "fsize")
@@ -726,15 +728,17 @@ def file_size_limit_case(program, m, work):
         in_path = long_clip(m, d)
         with open(os.path.join(out_dir, "out.ogg"), "wb") as f:
             f.write(OLD_OUT)
-        run = tap.run_program("prlimit", ["--fsize=65536", program, in_path,
-                                          os.path.join(out_dir, "out.ogg")])
+        out = os.path.join(out_dir, "out.ogg")
+        run = tap.run_program("prlimit", ["--fsize=65536", program, in_path, out])
         p = []
         crash = run.crash()
         if crash:
             p.append(f"crash: {crash}")
-        code = ((run.json or {}).get("error") or {}).get("code")
-        if code != "io_error" or run.rc != ERRORS["io_error"]:
-            p.append(f"exit {run.rc}, code {code}: expected io_error, exit 2")
+        err = (run.json or {}).get("error") or {}
+        said = f"cannot write the output {out}: {os.strerror(errno.EFBIG)}"
+        if err.get("code") != "io_error" or run.rc != ERRORS["io_error"] or \
+                err.get("message") != said:
+            p.append(f"exit {run.rc}, error {err}: expected io_error, exit 2, {said!r}")
         p += out_dir_problems(out_dir)
         return {checks[0]: (not p, p + (run.describe() if p else []))}
     return tap.Case("a file size limit midway", checks, fn)
@@ -786,8 +790,8 @@ def special_out_case(program, m, work):
              ("a symbolic link to /dev/null", lambda p: os.symlink(os.devnull, p),
               os.path.islink),
              ("a directory", os.mkdir, os.path.isdir)]
-    checks = [f"OUT {k}: io_error, exit 2, naming why; OUT as it was, no temporary file left"
-              for k, _, _ in kinds]
+    checks = [f"OUT {k}: io_error, exit 2, naming OUT and why; OUT as it was, no temporary "
+              "file left" for k, _, _ in kinds]
 
     def fn():
         d, in_path = one_second_in(m, work, "special-out")
@@ -800,10 +804,11 @@ def special_out_case(program, m, work):
             run = tap.run_program(program, [in_path, out])
             p = []
             err = (run.json or {}).get("error") or {}
+            said = f"the output {out} is there and is not a regular file"
             if err.get("code") != "io_error" or run.rc != ERRORS["io_error"] \
-                    or "not a regular file" not in err.get("message", ""):
+                    or not err.get("message", "").startswith(said):
                 p.append(f"exit {run.rc}, error {err}: expected io_error, exit 2, "
-                         "'not a regular file'")
+                         f"{said!r}...")
             left = sorted(os.listdir(out_dir))
             if left != ["out.ogg"] or not still(out):
                 p.append(f"the output directory holds {left}, OUT "
@@ -818,7 +823,8 @@ def linked_out_case(program, m, work):
     link was replaced: as root, `jiayin-transcode IN /dev/stdout > file` replaced the system's
     /dev/stdout link with the voice file); a link to nothing is refused, the link kept."""
     checks = ["OUT a symbolic link to a file: the file holds the voice, the link stays a link",
-              "OUT a symbolic link to nothing: io_error, exit 2, the link kept, nothing made"]
+              "OUT a symbolic link to nothing: io_error, exit 2, naming it, the link kept, "
+              "nothing made"]
 
     def fn():
         d, in_path = one_second_in(m, work, "linked-out")
@@ -841,6 +847,7 @@ def linked_out_case(program, m, work):
         err = (run.json or {}).get("error") or {}
         left = sorted(os.listdir(d))
         p = [] if err.get("code") == "io_error" and run.rc == ERRORS["io_error"] and \
+            err.get("message") == f"the output {dangling} is a symbolic link to nothing" and \
             os.path.islink(dangling) and left == ["in.wav", "link.ogg", "nowhere.ogg",
                                                   "target.ogg"] else \
             [f"exit {run.rc}, error {err}, the directory holds {left}"]
@@ -876,8 +883,10 @@ def named_option_case(program, m, work):
 def piped_in_case(program, m, work):
     """IN a pipe: refused at once, saying IN must be a file (the tool reads it twice). A FIFO
     with no writer blocked in open() for ever; /dev/stdin from a pipe said 'Illegal seek'."""
-    checks = ["IN a FIFO no one writes to: io_error at once, saying IN must be a file",
-              "IN /dev/stdin from a pipe: io_error, saying IN must be a file, nothing made"]
+    checks = ["IN a FIFO no one writes to: io_error at once, naming it and saying IN must be a "
+              "file",
+              "IN /dev/stdin from a pipe: io_error, naming it and saying IN must be a file, "
+              "nothing made"]
 
     def fn():
         d, wav = one_second_in(m, work, "piped-in")
@@ -890,8 +899,9 @@ def piped_in_case(program, m, work):
             got = (run.returncode, run.stdout)
         except subprocess.TimeoutExpired:
             got = (None, "still waiting after 20 s")
+        said = f"the input {fifo} is a pipe or a socket"
         p = [] if got[0] == ERRORS["io_error"] and "must be a file" in got[1] and \
-            not os.path.exists(out) else [f"exit {got[0]}: {got[1].strip()}"]
+            said in got[1] and not os.path.exists(out) else [f"exit {got[0]}: {got[1].strip()}"]
         res[checks[0]] = (not p, p)
         feeder = subprocess.Popen(["cat", wav], stdout=subprocess.PIPE)
         run = subprocess.run([program, "/dev/stdin", out], capture_output=True, text=True,
@@ -900,10 +910,109 @@ def piped_in_case(program, m, work):
         feeder.kill()
         feeder.wait()
         p = [] if run.returncode == ERRORS["io_error"] and "must be a file" in run.stdout and \
-            not os.path.exists(out) else [f"exit {run.returncode}: {run.stdout.strip()}"]
+            "the input /dev/stdin is a pipe" in run.stdout and not os.path.exists(out) else \
+            [f"exit {run.returncode}: {run.stdout.strip()}"]
         res[checks[1]] = (not p, p)
         return res
     return tap.Case("IN a pipe", checks, fn)
+
+
+def as_another_user(program, scratch):
+    """(program, run kwargs) to run the program as a user the files' modes stop: itself, or as
+    root (whom no mode stops) a copy in `scratch` run as uid/gid 65534."""
+    if os.geteuid() != 0:
+        return program, {}
+    os.chmod(scratch, 0o711)
+    copy = os.path.join(scratch, "jiayin-transcode")
+    shutil.copy(program, copy)
+    return copy, {"user": 65534, "group": 65534, "extra_groups": []}
+
+
+def named_io_error_case(program, m, work):
+    """An I/O error says which file failed and names it: every one said "reading the input or
+    writing the output failed: No such file or directory", the input missing or the output's
+    folder, and a user could not tell which."""
+    enoent, eacces = os.strerror(errno.ENOENT), os.strerror(errno.EACCES)
+    kinds = ["IN missing", "IN unreadable (mode 000)", "IN a directory",
+             "IN failing when read (/proc/self/mem)", "OUT in a folder that does not exist",
+             "OUT in a folder not writable", "OUT a bare name, the current folder not writable",
+             "IN missing, its path not UTF-8 and with a quote"]
+    checks = [f"{k}: io_error, exit 2, the message naming the file and why; nothing made"
+              for k in kinds]
+
+    def fn():
+        d, wav = one_second_in(m, work, "named-io-error")
+        scratch = tempfile.mkdtemp(prefix="jiayin-e2e-modes-")
+        try:
+            return named_io_errors(program, d, wav, scratch)
+        finally:
+            for root, dirs, _ in os.walk(scratch):
+                for name in dirs:
+                    os.chmod(os.path.join(root, name), 0o755)
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def named_io_errors(program, d, wav, scratch):
+        out_dir = os.path.join(d, "out")
+        os.mkdir(out_dir)
+        out = os.path.join(out_dir, "out.ogg")
+        # The modes' cases: files only another user (or the user, when not root) may not use.
+        other, kwargs = as_another_user(program, scratch)
+        locked_in = os.path.join(scratch, "locked.wav")
+        shutil.copy(wav, locked_in)
+        os.chmod(locked_in, 0o000)
+        shut = os.path.join(scratch, "shut")
+        os.mkdir(shut, 0o555)
+        open_out = os.path.join(scratch, "open")  # where the modes' runs may write
+        os.mkdir(open_out, 0o777)
+        missing = os.path.join(d, "nope.wav")
+        odd = os.path.join(d, "dit \"quoted\" \udcff.wav")  # a byte 0xff, not UTF-8
+        shown_odd = os.path.join(d, "dit \"quoted\" \ufffd.wav")
+        runs = [  # (argv, cwd, use `other`, the message, where nothing may appear)
+            ([missing, out], None, False, f"cannot open the input {missing}: {enoent}",
+             out_dir),
+            ([locked_in, os.path.join(open_out, "out.ogg")], None, True,
+             f"cannot open the input {locked_in}: {eacces}", open_out),
+            ([d, out], None, False,
+             f"cannot read the input {d}: {os.strerror(errno.EISDIR)}", out_dir),
+            (["/proc/self/mem", out], None, False,
+             f"cannot read the input /proc/self/mem: {os.strerror(errno.EIO)}", out_dir),
+            ([wav, os.path.join(out_dir, "nope", "out.ogg")], None, False,
+             f"cannot write the output in {os.path.join(out_dir, 'nope')}: {enoent}",
+             out_dir),
+            ([os.path.join(open_out, "in.wav"), os.path.join(shut, "out.ogg")], None, True,
+             f"cannot write the output in {shut}: {eacces}", shut),
+            ([os.path.join(open_out, "in.wav"), "out.ogg"], shut, True,
+             f"cannot write the output in {os.path.realpath(shut)}: {eacces}", shut),
+            ([odd, out], None, False, f"cannot open the input {shown_odd}: {enoent}",
+             out_dir),
+        ]
+        shutil.copy(wav, os.path.join(open_out, "in.wav"))
+        os.chmod(os.path.join(open_out, "in.wav"), 0o644)
+        res = {}
+        for (args, cwd, use_other, said, watched), check in zip(runs, checks):
+            argv = [other if use_other else program] + [os.fsencode(a) for a in args]
+            before = sorted(os.listdir(watched))
+            proc = subprocess.run(argv, capture_output=True, timeout=tap.PROGRAM_TIMEOUT_S,
+                                  stdin=subprocess.DEVNULL, cwd=cwd,
+                                  **(kwargs if use_other else {}))
+            p = []
+            try:  # strict UTF-8: a path's stray byte must not reach the line
+                err = json.loads(proc.stdout.decode("utf-8")).get("error") or {}
+            except ValueError as e:
+                err = {}
+                p.append(f"stdout is not one JSON line: {e}")
+            if proc.returncode != ERRORS["io_error"] or err.get("code") != "io_error" or \
+                    err.get("message") != said:
+                p.append(f"exit {proc.returncode}, error {err}: expected io_error, exit 2, "
+                         f"{said!r}")
+            if sorted(os.listdir(watched)) != before:
+                p.append(f"{watched} holds {sorted(os.listdir(watched))}, had {before}")
+            stderr = proc.stderr.decode(errors="replace")
+            if any(marker in stderr for marker in tap.SANITIZER_MARKERS):
+                p.append("stderr: " + stderr[:600])
+            res[check] = (not p, p)
+        return res
+    return tap.Case("an I/O error names its file", checks, fn)
 
 
 def main(argv):
@@ -921,7 +1030,8 @@ def main(argv):
         cases += [signal_case(program, m, work), file_size_limit_case(program, m, work),
                   result_unwritten_case(program, m, work),
                   special_out_case(program, m, work), linked_out_case(program, m, work),
-                  named_option_case(program, m, work), piped_in_case(program, m, work)]
+                  named_option_case(program, m, work), piped_in_case(program, m, work),
+                  named_io_error_case(program, m, work)]
         cases += [
             sweep_case(program, m, "WAV cut at many lengths",
                        lambda m: cuts(one_second(m), 12), work),
