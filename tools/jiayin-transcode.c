@@ -7,7 +7,7 @@
  * it is mode 0600 (a family's voice), whatever the umask. An io_error's message names the file
  * that failed (IN, OUT or OUT's folder) and why. Paths in the JSON line show bytes that are not
  * UTF-8 as U+FFFD. Exit status: 0 on success, the negated codec error code (1..15) on
- * failure, 64 on a usage error.
+ * failure, 64 on a usage error (OUT the same file as IN is one: it would replace the input).
  */
 #include "codec.h"
 
@@ -48,7 +48,8 @@ static void usage(FILE *out)
 	    "Prints one JSON line: the measurements, or {\"error\":{\"code\",\"message\"}}\n"
 	    "(a path's bytes that are not UTF-8 show as U+FFFD); an io_error's message names\n"
 	    "the file that failed, IN or OUT (or OUT's folder), and why. OUT is made mode 0600.\n"
-	    "Exit status: 0, the codec error number (1-15), or 64 for usage errors.\n",
+	    "Exit status: 0, the codec error number (1-15), or 64 for usage errors (said on\n"
+	    "stderr), among them OUT naming the same file as IN (the recording is kept).\n",
 	    CODEC_MIN_BITRATE / 1000, CODEC_MAX_BITRATE / 1000, CODEC_DEFAULT_BITRATE / 1000,
 	    CODEC_DEFAULT_TARGET_LUFS, CODEC_DEFAULT_TRUE_PEAK_DBTP, CODEC_DEFAULT_MAX_GAIN_DB,
 	    CODEC_DEFAULT_MIN_DURATION_MS / 1000.0, CODEC_DEFAULT_MAX_DURATION_MS / 1000,
@@ -473,10 +474,20 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	const char *in_path = argv[optind], *out_path = argv[optind + 1];
+	/* OUT the same file as IN (the same path, ./a.wav for a.wav, a hard or symbolic link to
+	 * it) replaced the recording with its transcode: refused before anything is read. */
+	struct stat in_st, st;
+	if (stat(in_path, &in_st) == 0 && stat(out_path, &st) == 0 && in_st.st_dev == st.st_dev &&
+	    in_st.st_ino == st.st_ino) {
+		fprintf(stderr,
+		        "jiayin-transcode: IN %s and OUT %s are the same file: the output would "
+		        "replace the recording (give OUT another name)\n",
+		        in_path, out_path);
+		return EXIT_USAGE;
+	}
 	/* OUT is made by renaming a file over its name, which would replace a device, a FIFO or
 	 * a link to one (as root, jiayin-transcode IN /dev/null made /dev/null a voice file), or
 	 * fail at the end on a directory: such an OUT is refused before any work. */
-	struct stat st;
 	if (stat(out_path, &st) == 0 && !S_ISREG(st.st_mode))
 		return fail_freeing(CODEC_EIO,
 		                    about("the output ", out_path,

@@ -1015,6 +1015,52 @@ def named_io_error_case(program, m, work):
     return tap.Case("an I/O error names its file", checks, fn)
 
 
+def same_file_case(program, m, work):
+    """OUT naming the same file as IN: the recording was replaced by its own transcode (exit 0).
+    Refused as a usage error before anything is read, IN left as it was."""
+    def hard_link(d):
+        os.link(os.path.join(d, "in.wav"), os.path.join(d, "hard.ogg"))
+        return "hard.ogg"
+
+    def symbolic_link(d):
+        os.symlink("in.wav", os.path.join(d, "sym.ogg"))
+        return "sym.ogg"
+    spellings = [("the same path", lambda d: "in.wav"),
+                 ("./in.wav for in.wav", lambda d: "./in.wav"),
+                 ("a hard link to IN", hard_link), ("a symbolic link to IN", symbolic_link)]
+    checks = [f"OUT {k}: exit 64, said on stderr, nothing on stdout; IN byte for byte as it "
+              "was, nothing made" for k, _ in spellings]
+
+    def fn():
+        res = {}
+        for i, ((kind, make), check) in enumerate(zip(spellings, checks)):
+            d, in_path = one_second_in(m, work, f"same-file-{i}")
+            with open(in_path, "rb") as f:
+                before = f.read()
+            in_arg, out_arg = "in.wav", make(d)
+            listed = sorted(os.listdir(d))
+            run = subprocess.run([program, in_arg, out_arg], capture_output=True, text=True,
+                                 timeout=tap.PROGRAM_TIMEOUT_S, stdin=subprocess.DEVNULL,
+                                 cwd=d)
+            with open(in_path, "rb") as f:
+                after = f.read()
+            p = []
+            if run.returncode != EXIT_USAGE or run.stdout or \
+                    f"IN {in_arg} and OUT {out_arg} are the same file" not in run.stderr:
+                p.append(f"exit {run.returncode}, stdout {run.stdout.strip()[:200]!r}, stderr "
+                         f"{run.stderr.strip()[:300]!r}: expected 64 and 'IN {in_arg} and OUT "
+                         f"{out_arg} are the same file' on stderr")
+            if after != before:
+                p.append(f"IN was changed: it starts {after[:4]!r}, {len(after)} bytes "
+                         f"({len(before)} before)")
+            if sorted(os.listdir(d)) != listed or (kind.startswith("a symbolic") and
+                                                   not os.path.islink(os.path.join(d, out_arg))):
+                p.append(f"the directory holds {sorted(os.listdir(d))}, had {listed}")
+            res[check] = (not p, p)
+        return res
+    return tap.Case("OUT the same file as IN", checks, fn)
+
+
 def main(argv):
     program = tap.check_setup(argv[1] if len(argv) > 1 else None, inputs.TOOLS)
     if program is None:
@@ -1031,7 +1077,7 @@ def main(argv):
                   result_unwritten_case(program, m, work),
                   special_out_case(program, m, work), linked_out_case(program, m, work),
                   named_option_case(program, m, work), piped_in_case(program, m, work),
-                  named_io_error_case(program, m, work)]
+                  named_io_error_case(program, m, work), same_file_case(program, m, work)]
         cases += [
             sweep_case(program, m, "WAV cut at many lengths",
                        lambda m: cuts(one_second(m), 12), work),
