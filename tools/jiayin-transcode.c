@@ -48,6 +48,7 @@ static void usage(FILE *out)
 	    "Prints one JSON line: the measurements, or {\"error\":{\"code\",\"message\"}}\n"
 	    "(a path's bytes that are not UTF-8 show as U+FFFD); an io_error's message names\n"
 	    "the file that failed, IN or OUT (or OUT's folder), and why. OUT is made mode 0600.\n"
+	    "IN is read twice: a pipe is refused, and so is an IN cut short meanwhile.\n"
 	    "Exit status: 0, the codec error number (1-15), or 64 for usage errors (said on\n"
 	    "stderr), among them OUT naming the same file as IN (the recording is kept).\n",
 	    CODEC_MIN_BITRATE / 1000, CODEC_MAX_BITRATE / 1000, CODEC_DEFAULT_BITRATE / 1000,
@@ -349,7 +350,22 @@ static int transcode_file(const char *in_path, const char *out_path, const codec
 	double t0 = now_seconds();
 	rc = codec_transcode(&src, &sink, opt, res);
 	*elapsed = now_seconds() - t0;
-	if (rc == CODEC_EIO && w.write_errno)
+	/* IN cut short while it was read (truncated by another program, a recording being written
+	 * again): the codec's verdict was about neither file, "the file ends before the audio it
+	 * announces" for one that did not, or success with a WAV of unknown length cut in half.
+	 * One that grew meanwhile (a WAV still being written) is read to the first pass's length.
+	 */
+	struct stat now;
+	if (S_ISREG(st.st_mode) && rc != CODEC_ENOMEM && !w.write_errno &&
+	    fstat(in_fd, &now) == 0 && now.st_size < st.st_size) {
+		char after[200];
+		snprintf(after, sizeof after,
+		         " got shorter while it was read (%lld bytes, then %lld): another program "
+		         "changed it; transcode it once it is complete",
+		         (long long)st.st_size, (long long)now.st_size);
+		*why = about("the input ", in_path, after);
+		rc = CODEC_EIO;
+	} else if (rc == CODEC_EIO && w.write_errno)
 		*why = about_errno("cannot write the output ", out_path, w.write_errno);
 	else if (rc == CODEC_EIO && w.read_errno)
 		*why = about_errno("cannot read the input ", in_path, w.read_errno);

@@ -1061,6 +1061,90 @@ def same_file_case(program, m, work):
     return tap.Case("OUT the same file as IN", checks, fn)
 
 
+def bytes_read(pid):
+    """What process `pid` has read so far (/proc/PID/io rchar), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("rchar:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def shrunk_in_case(program, m, work):
+    """IN cut to half by another program while the tool reads it: the codec's verdict was about
+    neither file, 'the file ends before the audio it announces' for a WAV that did not, or a
+    success with half the clip for a WAV of unknown length (a recorder's streaming sizes) cut
+    during the first pass, or a stray 'No such file or directory' for one cut during the encode.
+    Refused io_error saying IN got shorter; an OUT already there kept, no temporary file."""
+    sizes = [("a WAV", False), ("a WAV of unknown length (sizes 0xFFFFFFFF)", True)]
+    moments = ["while the first pass reads it", "while the output is written"]
+    kinds = [(f"{w} cut to half {when}", unknown, when == moments[0])
+             for w, unknown in sizes for when in moments]
+    checks = [f"{k}: io_error, exit 2, saying IN got shorter and how much; OUT as it was, no "
+              "temporary file left" for k, _, _ in kinds]
+
+    def fn():
+        d = os.path.join(work, "shrunk-in")
+        os.makedirs(d)
+        clip = long_clip(m, d)
+        with open(clip, "rb") as f:
+            data = bytearray(f.read())
+        res = {}
+        for i, ((kind, unknown, first), check) in enumerate(zip(kinds, checks)):
+            out_dir = os.path.join(d, f"out{i}")
+            os.makedirs(out_dir)
+            out = os.path.join(out_dir, "out.ogg")
+            with open(out, "wb") as f:
+                f.write(OLD_OUT)
+            in_path = os.path.join(d, f"in{i}.wav")
+            with open(in_path, "wb") as f:
+                if unknown:  # RIFF and data sizes as a recorder writes them before it knows
+                    at = data.index(b"data")
+                    f.write(data[:4] + b"\xff" * 4 + data[8:at + 4] + b"\xff" * 4 + data[at + 8:])
+                else:
+                    f.write(data)
+            size = os.path.getsize(in_path)
+            proc = subprocess.Popen([program, in_path, out], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            # The first pass: 1 MB of IN read, nothing written yet. The encode: pages written.
+            writing = cut = False
+            deadline = time.monotonic() + tap.PROGRAM_TIMEOUT_S
+            while not cut and proc.poll() is None and time.monotonic() < deadline:
+                writing = any(n.startswith(".") and os.path.getsize(os.path.join(out_dir, n))
+                              for n in os.listdir(out_dir))
+                if first:
+                    ready = (bytes_read(proc.pid) or 0) > 1 << 20
+                else:
+                    ready = writing
+                if ready:
+                    os.truncate(in_path, size // 2)
+                    cut = True
+                time.sleep(0.001)
+            if not cut:
+                proc.kill()
+            stdout, stderr = proc.communicate()
+            p = [] if cut else ["the program ended (or hung) before IN could be cut"]
+            if first and writing:
+                p.append("IN was cut after the output was begun, not in the first pass")
+            said = f"the input {in_path} got shorter while it was read ({size} bytes, " \
+                f"then {size // 2})"
+            try:
+                err = json.loads(stdout).get("error") or {}
+            except ValueError:
+                err = {}
+            if proc.returncode != ERRORS["io_error"] or err.get("code") != "io_error" or \
+                    not err.get("message", "").startswith(said):
+                p.append(f"exit {proc.returncode}, stdout {stdout.decode()[:300]!r}: expected "
+                         f"io_error, exit 2, {said!r}...")
+            stderr = stderr.decode(errors="replace")
+            if any(marker in stderr for marker in tap.SANITIZER_MARKERS):
+                p.append("stderr: " + stderr[:600])
+            p += out_dir_problems(out_dir)
+            res[check] = (not p, p)
+        return res
+    return tap.Case("IN cut short while it is read", checks, fn)
+
+
 def main(argv):
     program = tap.check_setup(argv[1] if len(argv) > 1 else None, inputs.TOOLS)
     if program is None:
@@ -1077,7 +1161,8 @@ def main(argv):
                   result_unwritten_case(program, m, work),
                   special_out_case(program, m, work), linked_out_case(program, m, work),
                   named_option_case(program, m, work), piped_in_case(program, m, work),
-                  named_io_error_case(program, m, work), same_file_case(program, m, work)]
+                  named_io_error_case(program, m, work), same_file_case(program, m, work),
+                  shrunk_in_case(program, m, work)]
         cases += [
             sweep_case(program, m, "WAV cut at many lengths",
                        lambda m: cuts(one_second(m), 12), work),
