@@ -221,14 +221,13 @@ static void pair_work(api_job *j)
 	srv_hash_pairing_code(j->secret, j->code, h);
 	api_new_token(j);
 	store_pairing p;
+	/* The family the answer names is read in the transaction that pairs: read after it, a
+	 * failed read was answered 503 and left the phone's device (its token never told), the
+	 * code used and a new member in the family (review finding). */
 	j->rc = store_pairing_redeem_bounded(j->st, h, j->token_hash, j->device_name, api_now_ms(),
 	                                     j->pairings_max, &j->paired_first_ms, &p, &j->member,
-	                                     &j->device);
+	                                     &j->device, &j->family);
 	j->phones_revoked = j->rc == 0 && p.member_id.s[0];
-	if (j->rc == 0) {
-		j->family.id = p.family_id; /* to wake the family even if the read below fails */
-		j->rc = store_family_get(j->st, p.family_id.s, &j->family);
-	}
 }
 
 /* 429 pairing_locked with Retry-After: when the address's lock, or everyone's, is over (the

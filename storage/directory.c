@@ -542,13 +542,14 @@ int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
                          store_device *device)
 {
 	return store_pairing_redeem_bounded(s, code_hash, token_hash, device_name, now_ms, 0, NULL,
-	                                    p, member, device);
+	                                    p, member, device, NULL);
 }
 
 int store_pairing_redeem_bounded(store *s, const uint8_t code_hash[STORE_HASH_LEN],
                                  const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
                                  int64_t now_ms, unsigned hour_max, int64_t *first_ms,
-                                 store_pairing *p, store_member *member, store_device *device)
+                                 store_pairing *p, store_member *member, store_device *device,
+                                 store_family *family)
 {
 	static const char sql[] =
 	    "UPDATE pairing_codes SET used_ms = ?1 WHERE code_hash = ?2 "
@@ -580,6 +581,10 @@ int store_pairing_redeem_bounded(store *s, const uint8_t code_hash[STORE_HASH_LE
 		if (rc == 0)
 			rc = device_insert(c, token_hash, member->id.s, NULL, device_name, now_ms,
 					   device);
+		/* What the phone is told, read before the commit: a read after it that failed
+		 * left a device nobody holds and the code used (review finding). */
+		if (rc == 0 && family)
+			rc = family_read(c, p->family_id.s, family);
 		if (rc == 0)
 			rc = conn_commit(c);
 		else

@@ -132,13 +132,19 @@ static void family_from_row(sqlite3_stmt *st, void *row)
 	out->retention_days = (uint32_t)sqlite3_column_int64(st, 4);
 }
 
+static const char family_by_id_sql[] = "SELECT id, name, created_ms, quota_bytes, "
+                                       "retention_days FROM families WHERE id = ?";
+
+int family_read(conn *c, const char *family_id, store_family *out)
+{
+	return row_one(c, family_by_id_sql, text_key(family_id), family_from_row, out);
+}
+
 int store_family_get(store *s, const char *family_id, store_family *out)
 {
-	static const char sql[] = "SELECT id, name, created_ms, quota_bytes, retention_days "
-				  "FROM families WHERE id = ?";
 	if (store_id_check(family_id) < 0)
 		return STORE_ENOTFOUND;
-	return read_one(s, sql, text_key(family_id), family_from_row, out);
+	return read_one(s, family_by_id_sql, text_key(family_id), family_from_row, out);
 }
 
 int store_families_retaining(store *s, const char *after_id, int64_t checked_before_ms,

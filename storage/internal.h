@@ -135,6 +135,9 @@ int member_insert(conn *c, const char *family_id, const char *name, store_role r
 /* families.c: the member of the family with this id, unless it left (STORE_ENOTFOUND), read
  * on the caller's connection (inside its transaction). */
 int member_current(conn *c, const char *family_id, const char *member_id, store_member *out);
+/* families.c: the family with this id (STORE_ENOTFOUND: none), read on the caller's connection
+ * (inside its transaction). */
+int family_read(conn *c, const char *family_id, store_family *out);
 /* directory.c: a device inserted and read back, inside the caller's write transaction. */
 int device_insert(conn *c, const uint8_t token_hash[STORE_HASH_LEN], const char *member_id,
 		  const char *kiosk_id, const char *name, int64_t now_ms, store_device *out);

@@ -36,6 +36,8 @@
 	"JOIN kiosks k ON k.id = l.kiosk_id JOIN schools sc ON sc.id = k.school_id "               \
 	"JOIN members m ON m.id = l.member_id AND m.removed_ms IS NULL "
 
+static const char link_by_id_sql[] = "SELECT " LINK_COLUMNS "WHERE l.id = ?";
+
 static void link_from_row(sqlite3_stmt *st, void *out)
 {
 	store_kiosk_link *l = out;
@@ -273,21 +275,25 @@ int store_kiosk_link_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 		rc = use_kiosk_code(c, code_hash, now_ms, &kiosk);
 		if (rc == 0)
 			rc = upsert_link(c, &kiosk, member_id, pin_hash, set_by, now_ms, &id);
+		/* The link as the parent is told it, read before the commit: a read after it that
+		 * failed left the link made and the code used, the parent told 503 (review
+		 * finding). */
+		if (rc == 0)
+			rc = row_one(c, link_by_id_sql, text_key(id.s), link_from_row, out);
 		if (rc == 0)
 			rc = conn_commit(c);
 		else
 			conn_rollback(c);
 	}
 	db_write_end(s->directory);
-	return rc < 0 ? rc : store_kiosk_link_get(s, id.s, out);
+	return rc;
 }
 
 int store_kiosk_link_get(store *s, const char *link_id, store_kiosk_link *out)
 {
-	static const char sql[] = "SELECT " LINK_COLUMNS "WHERE l.id = ?";
 	if (store_id_check(link_id) < 0)
 		return STORE_ENOTFOUND;
-	return read_one(s, sql, text_key(link_id), link_from_row, out);
+	return read_one(s, link_by_id_sql, text_key(link_id), link_from_row, out);
 }
 
 int store_kiosk_links_of_family(store *s, const char *family_id, store_kiosk_link *out,

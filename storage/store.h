@@ -357,12 +357,14 @@ int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
  * family in the hour up to now_ms (store_family_pairings), counted in the transaction that
  * pairs; else STORE_ELIMIT, nothing changed (the code stays unused), and *first_ms (if not
  * NULL) when the first of them was paired. A full family's STORE_ELIMIT leaves *first_ms as it
- * was: set it to 0 to tell the two apart.
+ * was: set it to 0 to tell the two apart. *family (if not NULL): the family joined, read in the
+ * same transaction, so that a pairing is whole with what its phone is told or not made at all.
  */
 int store_pairing_redeem_bounded(store *s, const uint8_t code_hash[STORE_HASH_LEN],
                                  const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
                                  int64_t now_ms, unsigned hour_max, int64_t *first_ms,
-                                 store_pairing *p, store_member *member, store_device *device);
+                                 store_pairing *p, store_member *member, store_device *device,
+                                 store_family *family);
 #define STORE_PAIRING_HOUR_MS (60 * 60 * 1000)
 /*
  * The phones paired into a family (with a code: a new member's, or a member's new phone) in
@@ -446,7 +448,8 @@ int store_kiosk_code_check(store *s, const uint8_t code_hash[STORE_HASH_LEN], in
  * the new PIN, its lock cleared and its open session ended (as by store_kiosk_link_set_pin).
  * set_by: the member choosing the PIN (NULL: not known, an operator's), who must still be a
  * member. Unknown, used or expired codes, a child or chooser who left: STORE_ENOTFOUND,
- * nothing changes. *out: the link.
+ * nothing changes. *out: the link, read in the same transaction (a read that fails: nothing
+ * changes either).
  */
 int store_kiosk_link_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
                             const char *member_id, const char *pin_hash, const char *set_by,

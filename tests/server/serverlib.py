@@ -117,14 +117,16 @@ def logged_id(r, logfmt=False):
 
 
 class Server:
-    def __init__(self, binary, *args, data=None):
+    def __init__(self, binary, *args, data=None, env=None):
+        """env: variables the server gets on top of this process's (a preloaded library)."""
         self.tmp = scratch_dir("jiayin-e2e-")
         self.data = data or os.path.join(self.tmp, "data")
         self.log_path = os.path.join(self.tmp, "server.log")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [binary, "--listen", "127.0.0.1:0", "--data", self.data, *args],
-            stdout=subprocess.DEVNULL, stderr=self.log)
+            stdout=subprocess.DEVNULL, stderr=self.log,
+            env={**os.environ, **env} if env else None)
         _servers.append(self)
         self.port = None
         deadline = time.time() + 20
@@ -249,6 +251,44 @@ def request(server, method, path, body=b"", headers=(), timeout=5.0):
         return Reader(s).response(head_request=(method == "HEAD"))
     finally:
         s.close()
+
+
+def each_read_failing(binary, data, preload, table, act, check, most=20):
+    """A sector of the directory that fails to read (EIO): the page of `table` (its root page,
+    a small table's only one) in a stopped server's `data`, failing through preload
+    (tests/tools/eio_preload.c) from its first read on, then from its second, and so on. Each
+    time on a copy of `data`: act(srv) is answered by a server under the fault, then the disk
+    is well again and check(srv, answer) looks at what is left, on a server started again
+    without it: (whether it is right, what it saw). Until an answer is no error (the reads the
+    request makes are all behind it). [(status, right, saw), ...] for each."""
+    db = os.path.join(data, "directory.db")
+    con = sqlite3.connect(f"file:{db}?immutable=1", uri=True)  # no -wal beside it
+    root = con.execute("SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?",
+                       (table,)).fetchone()[0]
+    at = (root - 1) * con.execute("PRAGMA page_size").fetchone()[0]
+    con.close()
+    runs = []
+    for passes in range(most):
+        copy = os.path.join(scratch_dir("jiayin-eio-"), "data")
+        shutil.copytree(data, copy)
+        env = {"LD_PRELOAD": preload, "JIAYIN_EIO_FILE": os.path.join(copy, "directory.db"),
+               "JIAYIN_EIO_AT": str(at), "JIAYIN_EIO_PASS": str(passes),
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") +
+               ":verify_asan_link_order=0"}
+        srv = Server(binary, data=copy, env=env)
+        try:
+            answer = act(srv)
+        finally:
+            srv.stop()
+        srv = Server(binary, data=copy)
+        try:
+            right, saw = check(srv, answer)
+        finally:
+            srv.stop()
+        runs.append((answer.status, right, saw))
+        if answer.status < 400:
+            break
+    return runs
 
 
 def add_kiosk(data):

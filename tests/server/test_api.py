@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """test_api.py — the v1 API's identity endpoints end to end (TAP).
 
-usage: test_api.py JIAYIN_BINARY
+usage: test_api.py JIAYIN_BINARY [EIO_PRELOAD]
 
 Starts the real jiayin on a free loopback port and checks what docs/api.md promises for
-sign-up (POST /v1/families), GET /v1/me, GET /v1/families/{id}/members and
-DELETE /v1/devices/{id}: shapes, tokens (shown once, stored only as a hash, revoked at once),
-bad bodies with their codes and nothing stored, someone else's family answered 404, and the
-sign-up rate limit per client address.
+sign-up (POST /v1/families), pairing (POST /v1/pair, whole or not at all when the disk fails
+a read: EIO_PRELOAD is tests/tools/eio_preload.c built), GET /v1/me,
+GET /v1/families/{id}/members and DELETE /v1/devices/{id}: shapes, tokens (shown once, stored
+only as a hash, revoked at once), bad bodies with their codes and nothing stored, someone else's
+family answered 404, and the sign-up rate limit per client address.
 """
 import hashlib
 import hmac
@@ -22,9 +23,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # apiclient's helper is imported: no __pycache__ in the tree
 from apiclient import read_head  # noqa: E402
-from serverlib import (Reader, Server, damm, logged_id, pairing_code, request,  # noqa: E402
-                       until)
-from tap import finish, ok  # noqa: E402
+from serverlib import (Reader, Server, damm, each_read_failing, logged_id,  # noqa: E402
+                       pairing_code, request, until)
+from tap import finish, ok, skip  # noqa: E402
 
 
 
@@ -132,6 +133,71 @@ def pairing(binary):
         ok(r.status == 401, "making a code needs a token")
     finally:
         srv.stop()
+
+
+def pairing_whole_or_nothing(binary, eio_preload):
+    """A pairing either tells the phone all it needs or leaves nothing behind: the directory's
+    page of families failing to read, at each of its reads in turn, a new member's code and a
+    member's new phone's are answered 201 with a token that works, or 503 with the code
+    unused, nobody new in the family and no phone revoked. The family the answer names was read
+    after the pairing was stored: a read that failed answered 503 and left a device whose token
+    nobody was told, the code spent and a member with no phone (the old phone revoked too, with
+    a code for a member's new phone)."""
+    if not eio_preload:
+        skip("a pairing whose read fails leaves nothing behind", "no eio_preload library given")
+        return
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        dad = invite_and_pair(srv, mom, "parent", "爸爸")
+        codes = f"/v1/families/{fam}/pairing-codes"
+        invite = post_json(srv, codes, {"role": "caregiver", "member_name": "奶奶"},
+                           headers=bearer(mom["token"])).json()["code"]
+        new_phone = post_json(srv, codes, {"member_id": dad["member"]["id"]},
+                              headers=bearer(mom["token"])).json()["code"]
+    finally:
+        srv.stop()
+
+    def pair(code):
+        return lambda s: post_json(s, "/v1/pair", {"code": code, "device_name": "新手机"})
+
+    def family(s):
+        members = request(s, "GET", f"/v1/families/{fam}/members",
+                          headers=bearer(mom["token"])).json()["members"]
+        devices = request(s, "GET", f"/v1/families/{fam}/devices",
+                          headers=bearer(mom["token"])).json()["devices"]
+        return sorted(m["name"] for m in members), sorted(d["name"] for d in devices)
+
+    def me(s, token):
+        return request(s, "GET", "/v1/me", headers=bearer(token))
+
+    def joined(s, p, code, member, old=None):
+        """What the phone was told works and nothing else changed; or, after an error, nothing
+        changed and the code pairs now."""
+        names, phones = family(s)
+        if p.status == 201:
+            got = p.json()
+            mine = me(s, got["token"])
+            return (mine.status == 200 and mine.json()["member"]["name"] == member and
+                    got["family"] == {"id": fam, "name": "王家"} and
+                    phones.count("新手机") == 1 and
+                    (old is None or me(s, old).status == 401)), f"201 {names} {phones}"
+        unchanged = (names == ["妈妈", "爸爸"] and "新手机" not in phones and
+                     (old is None or me(s, old).status == 200))
+        again = post_json(s, "/v1/pair", {"code": code, "device_name": "新手机"})
+        return (p.status == 503 and unchanged and again.status == 201,
+                f"{p.status} {p.body[:120]!r}: {names} {phones}, the code again: {again.status}")
+
+    for code, member, old, what in (
+            (invite, "奶奶", None, "a new member's code"),
+            (new_phone, "爸爸", dad["token"], "a code for a member's new phone")):
+        runs = each_read_failing(binary, srv.data, eio_preload, "families", pair(code),
+                                 lambda s, p: joined(s, p, code, member, old))
+        ok(all(right for _, right, _ in runs) and len(runs) > 1 and runs[-1][0] == 201,
+           f"{what}, the family's row failing to read at each read in turn: 201 and a token "
+           "that works, or 503 and nothing changed (the code pairs once the disk is well)",
+           "\n".join(f"{status}: {saw}" for status, _, saw in runs))
 
 
 def locks(binary):
@@ -1142,6 +1208,7 @@ def main():
         rc = srv.stop()
     ok(rc == 0, "clean exit")
     pairing(binary)
+    pairing_whole_or_nothing(binary, os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else None)
     locks(binary)
     expired_codes(binary)
     bounded_codes(binary)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_kiosk.py — school kiosks end to end (TAP).
 
-usage: test_kiosk.py JIAYIN_BINARY JIAYINCTL_BINARY
+usage: test_kiosk.py JIAYIN_BINARY JIAYINCTL_BINARY [EIO_PRELOAD]
 
 An administrator registers a school and its kiosk with jiayinctl; the kiosk shows a code; a
 parent pairs a child (a member without a phone) to it with a 4-picture PIN; the child logs in
@@ -15,7 +15,7 @@ while it arrives, or waits its turn, is stored; a lock set by a clock since set 
 any login tried on a tablet ends the session open on it, and a child's login ends theirs on
 other tablets; codes made by a clock since set back do not hold the kiosk's live codes; a
 kiosk's wrong PINs are bounded all its tablets together, across a restart; a revoked tablet's
-unused codes go with it.
+unused codes go with it; a pairing that fails makes no link and leaves its code unused.
 """
 import base64
 import hashlib
@@ -30,10 +30,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_members' helper is imported: no __pycache__
-from serverlib import (Reader, Server, damm, pairing_code, request, unanswered,  # noqa: E402
-                       until)
+from serverlib import (Reader, Server, damm, each_read_failing, pairing_code,  # noqa: E402
+                       request, unanswered, until)
 from apiclient import metric  # noqa: E402
-from tap import finish, ok  # noqa: E402
+from tap import finish, ok, skip  # noqa: E402
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sample.wav")
 
@@ -1206,6 +1206,53 @@ def codes_after_the_clock_set_back(binary, jiayinctl):
         srv.stop()
 
 
+def link_whole_or_nothing(binary, jiayinctl, eio_preload):
+    """A child paired to a kiosk is paired with what the parent is told, or not at all: the
+    directory's page of schools failing to read, at each of its reads in turn, the pairing is
+    answered 201 with a link the child logs in with, or 503 with the code unused and no link.
+    The link the answer shows was read after it was stored: a read that failed answered 503
+    and left the link made and the code spent (pairing again with it: 400, counted towards the
+    pairing locks)."""
+    if not eio_preload:
+        skip("a kiosk link whose read fails leaves nothing behind",
+             "no eio_preload library given")
+        return
+    srv = Server(binary)
+    try:
+        school_id = find(ctl(jiayinctl, srv.data, "school", "add", "希望小学"), "id")
+        ktok = find(ctl(jiayinctl, srv.data, "kiosk", "add", school_id, "宿舍平板"), "token")
+        mom = call(srv, "POST", "/v1/families", obj={"family_name": "王家",
+                                                     "member_name": "妈妈"}).json()
+        fam = mom["family"]["id"]
+        kid = call(srv, "POST", f"/v1/families/{fam}/members", mom["token"],
+                   {"member_name": "小明", "role": "child"}).json()["member"]
+        code = call(srv, "POST", "/v1/kiosk/pairing-codes", ktok).json()["code"]
+    finally:
+        srv.stop()
+    path = f"/v1/families/{fam}/kiosk-links"
+    body = {"code": code, "member_id": kid["id"], "pin": [1, 2, 3, 4]}
+
+    def paired(s, r):
+        links = call(s, "GET", path, mom["token"]).json()["links"]
+        if r.status == 201:
+            link = r.json()["link"]
+            login = call(s, "POST", "/v1/kiosk/sessions", ktok,
+                         {"child": link["id"], "pin": [1, 2, 3, 4]})
+            return (link["school"] == "希望小学" and [x["id"] for x in links] == [link["id"]] and
+                    login.status == 201), f"201, {len(links)} link(s), login {login.status}"
+        again = call(s, "POST", path, mom["token"], body)
+        return (r.status == 503 and links == [] and again.status == 201,
+                f"{r.status} {r.body[:120]!r}: {len(links)} link(s), the code again: "
+                f"{again.status}")
+
+    runs = each_read_failing(binary, srv.data, eio_preload, "schools",
+                             lambda s: call(s, "POST", path, mom["token"], body), paired)
+    ok(all(right for _, right, _ in runs) and len(runs) > 1 and runs[-1][0] == 201,
+       "a child paired to a kiosk, the school's row failing to read at each read in turn: 201 "
+       "and a link the child logs in with, or 503 and no link (the code links once the disk is "
+       "well)", "\n".join(f"{status}: {saw}" for status, _, saw in runs))
+
+
 def main():
     binary, jiayinctl = sys.argv[1], sys.argv[2]
     with open(SAMPLE, "rb") as f:
@@ -1518,6 +1565,8 @@ def main():
     kiosk_codes_bounded(binary, jiayinctl)
     codes_after_the_clock_set_back(binary, jiayinctl)
     codes_go_with_their_tablet(binary, jiayinctl)
+    link_whole_or_nothing(binary, jiayinctl,
+                          os.path.abspath(sys.argv[3]) if len(sys.argv) > 3 else None)
     return finish()
 
 

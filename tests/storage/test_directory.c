@@ -735,16 +735,16 @@ static void pairing_hourly_bounded(void **state)
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(store_pairing_create(f->s, h[i], &p), 0);
 	int64_t first = 0;
-	assert_int_equal(
-	    store_pairing_redeem_bounded(f->s, h[0], phone[0], "x", 2000, 2, &first, &got, &m, &d),
-	    0);
-	assert_int_equal(
-	    store_pairing_redeem_bounded(f->s, h[1], phone[1], "x", 3000, 2, &first, &got, &m, &d),
-	    0);
+	assert_int_equal(store_pairing_redeem_bounded(f->s, h[0], phone[0], "x", 2000, 2, &first,
+	                                              &got, &m, &d, NULL),
+	                 0);
+	assert_int_equal(store_pairing_redeem_bounded(f->s, h[1], phone[1], "x", 3000, 2, &first,
+	                                              &got, &m, &d, NULL),
+	                 0);
 	/* Two phones in the hour: the third refused, nothing changed, the code still unused. */
-	assert_int_equal(
-	    store_pairing_redeem_bounded(f->s, h[2], phone[2], "x", 4000, 2, &first, &got, &m, &d),
-	    STORE_ELIMIT);
+	assert_int_equal(store_pairing_redeem_bounded(f->s, h[2], phone[2], "x", 4000, 2, &first,
+	                                              &got, &m, &d, NULL),
+	                 STORE_ELIMIT);
 	assert_int_equal(first, 2000);
 	assert_int_equal(query_int(f, "SELECT count(*) FROM devices WHERE kind = ?", "personal"),
 	                 2);
@@ -756,15 +756,18 @@ static void pairing_hourly_bounded(void **state)
 	/* Another family's hour is its own. */
 	store_pairing o = pairing(&f->other.id, STORE_ROLE_CHILD, "y", 2000, 4000000);
 	assert_int_equal(store_pairing_create(f->s, h[4], &o), 0);
-	assert_int_equal(
-	    store_pairing_redeem_bounded(f->s, h[4], phone[4], "x", 4000, 2, &first, &got, &m, &d),
-	    0);
+	store_family joined;
+	assert_int_equal(store_pairing_redeem_bounded(f->s, h[4], phone[4], "x", 4000, 2, &first,
+	                                              &got, &m, &d, &joined),
+	                 0);
+	assert_string_equal(joined.id.s, f->other.id.s); /* what the phone is told it joined */
+	assert_string_equal(joined.name, f->other.name);
 	/* The first one's hour over (at 2000 + 1 h), the refused code pairs. */
 	assert_int_equal(store_pairing_redeem_bounded(f->s, h[2], phone[2], "x", 3601999, 2, &first,
-	                                              &got, &m, &d),
+	                                              &got, &m, &d, NULL),
 	                 STORE_ELIMIT);
 	assert_int_equal(store_pairing_redeem_bounded(f->s, h[2], phone[2], "x", 3602000, 2, &first,
-	                                              &got, &m, &d),
+	                                              &got, &m, &d, NULL),
 	                 0);
 	assert_int_equal(store_family_pairings(f->s, f->fam.id.s, 3602000, &n, &first), 0);
 	assert_int_equal(n, 2);
@@ -811,7 +814,7 @@ static void pairings_of_a_family_made_ahead(void **state)
 	}
 	for (int i = 0; i < 2; i++)
 		assert_int_equal(store_pairing_redeem_bounded(f->s, h[i], phone[i], "x", now + i, 2,
-		                                              &first, &got, &m, &d),
+		                                              &first, &got, &m, &d, NULL),
 		                 0);
 	unsigned n = 0;
 	assert_int_equal(store_family_pairings(f->s, fam.id.s, now + 2, &n, &first), 0);
@@ -819,7 +822,7 @@ static void pairings_of_a_family_made_ahead(void **state)
 	assert_int_equal(first, now);
 	first = 0;
 	assert_int_equal(store_pairing_redeem_bounded(f->s, h[2], phone[2], "x", now + 2, 2, &first,
-	                                              &got, &m, &d),
+	                                              &got, &m, &d, NULL),
 	                 STORE_ELIMIT);
 	assert_int_equal(first, now);
 }

@@ -1,6 +1,7 @@
 /*
- * eio_preload.c — a disk sector that goes bad, for test_jiayinctl.py: preloaded into one
- * jiayinctl run (LD_PRELOAD), it makes pread64() of the file named by JIAYIN_EIO_FILE fail
+ * eio_preload.c — a disk sector that goes bad, for test_jiayinctl.py and the server's tests
+ * (serverlib.each_read_failing): preloaded into one jiayinctl or jiayin run (LD_PRELOAD), it
+ * makes pread64() of the file named by JIAYIN_EIO_FILE fail
  * with EIO whenever the read covers byte JIAYIN_EIO_AT, after the first JIAYIN_EIO_PASS such
  * reads went through (a sector that read at the family's opening and fails after it). SQLite
  * reads its files with pread64() only; every other call is the real one.
