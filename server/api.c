@@ -673,10 +673,15 @@ void srv_api_member_add(srv_exchange *x)
 	if (!body)
 		return;
 	const char *member = api_name_field(body, "member_name", true);
-	const char *role = json_string_value(json_object_get(body, "role"));
+	json_t *rv = json_object_get(body, "role");
+	const char *role = json_string_value(rv);
 	const char *avatar = api_avatar_field(body);
+	/* Nothing else, as for PATCH: a key misspelt ("avatr") made the member without it, 201. */
+	size_t known = (json_object_get(body, "member_name") != NULL) + (rv != NULL) +
+	               (json_object_get(body, "avatar") != NULL);
 	store_role r;
-	const char *err = !member                                   ? "invalid_name"
+	const char *err = json_object_size(body) != known           ? "invalid_setting"
+	                  : !member                                 ? "invalid_name"
 	                  : !role || store_role_parse(role, &r) < 0 ? "invalid_role"
 	                  : !avatar                                 ? "invalid_avatar"
 	                                                            : NULL;
@@ -688,10 +693,13 @@ void srv_api_member_add(srv_exchange *x)
 	}
 	json_decref(body);
 	if (err)
-		srv_respond_error(x, 400, err,
-				  strcmp(err, "invalid_name") == 0   ? "member_name: 1-64 bytes of text"
-				  : strcmp(err, "invalid_role") == 0 ? "role is parent, caregiver or child"
-								     : "avatar: up to 31 bytes");
+		srv_respond_error(
+		    x, 400, err,
+		    strcmp(err, "invalid_name") == 0   ? "member_name: 1-64 bytes of text"
+		    : strcmp(err, "invalid_role") == 0 ? "role is parent, caregiver or child"
+		    : strcmp(err, "invalid_avatar") == 0
+		        ? "avatar: up to 31 bytes"
+		        : "send member_name, role and (optional) avatar, nothing else");
 	else if (j)
 		api_run(x, j);
 }

@@ -3,9 +3,9 @@
 
 usage: test_members.py JIAYIN_BINARY
 
-What docs/api.md promises for PATCH and DELETE /v1/families/{id}/members/{member_id} and GET
-/v1/families/{id}/devices: names
-and avatars changed by whom they may be, and a member who leaves (removed by a parent, or a
+What docs/api.md promises for POST /v1/families/{id}/members (its body), PATCH and DELETE
+/v1/families/{id}/members/{member_id} and GET /v1/families/{id}/devices: names and avatars
+changed by whom they may be, and a member who leaves (removed by a parent, or a
 caregiver leaving): its phones and kiosk session stop at once (a long-poll too), its unfinished
 recordings go, its messages stay and its name with them (former_members), a family keeps a
 parent even when two remove each other at once, and each change is audited. Who may call what
@@ -90,6 +90,48 @@ def member_edits(binary):
                         "family_id = ? AND target = ?", (fam, kid_id)).fetchone()[0]
         con.close()
         ok(n == 3, f"each change is in the audit log ({n} of 3)")
+    finally:
+        srv.stop()
+
+
+def member_add_bodies(binary):
+    """A member added without a phone (a kiosk child) from a body with anything but
+    member_name, role and avatar: 400 invalid_setting, as a member's change, and nobody added.
+    A key misspelt ("avatr") or a field of another endpoint (a kiosk link's pin) made the
+    member without it, 201, and the child had no picture to find itself by."""
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "张家", "妈妈")
+        fam = mom["family"]["id"]
+
+        def add(body):
+            return post_json(srv, f"/v1/families/{fam}/members", body,
+                             headers=bearer(mom["token"]))
+
+        kid = {"member_name": "小明", "role": "child"}
+        bad = [({**kid, "avatr": "cat"}, "invalid_setting"),
+               ({**kid, "avatar": "cat", "pin": [1, 2, 3, 4]}, "invalid_setting"),
+               ({"name": "小明", "role": "child"}, "invalid_setting"),
+               ({**kid, "member_id": mom["member"]["id"]}, "invalid_setting"),
+               ({"role": "child"}, "invalid_name"), ({**kid, "role": "admin"}, "invalid_role"),
+               ({**kid, "avatar": "a" * 32}, "invalid_avatar")]
+        got = []
+        for body, _ in bad:
+            r = add(body)
+            got.append(r.json()["error"]["code"] if r.status == 400 else r.status)
+        r = add({**kid, "avatr": "cat"})
+        said = r.json()["error"]["message"] if r.status == 400 else ""
+        members = request(srv, "GET", f"/v1/families/{fam}/members",
+                          headers=bearer(mom["token"])).json()["members"]
+        ok(got == [code for _, code in bad] and
+           said == "send member_name, role and (optional) avatar, nothing else" and
+           [m["name"] for m in members] == ["妈妈"],
+           "a new member's body with a key misspelt or of another endpoint: 400 "
+           "invalid_setting, as a member's change, and nobody added; the other codes as they "
+           "were", f"{got} {said!r} {[m['name'] for m in members]}")
+        r = add({**kid, "avatar": "cat"})
+        ok(r.status == 201 and r.json()["member"]["avatar"] == "cat",
+           "member_name, role and avatar: 201", r.body[:200])
     finally:
         srv.stop()
 
@@ -734,6 +776,7 @@ def last_parent_phone(binary):
 def main():
     binary = sys.argv[1]
     member_edits(binary)
+    member_add_bodies(binary)
     member_removal(binary)
     new_phones(binary)
     revoked_phones_hear_at_once(binary)
