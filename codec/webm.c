@@ -179,6 +179,10 @@ static int split_laces(webm_state *w, size_t len, unsigned lacing)
 	}
 	switch (lacing) {
 	case 0: /* no lacing */
+		/* An empty block holds no packet, and w->buf may be NULL (no offset may be added
+		 * to it below): corrupt, as an empty packet is to the decoder (fuzz_webm). */
+		if (len == 0)
+			return CODEC_ECORRUPT;
 		break;
 	case 1: /* Xiph: each size but the last as a run of 255s and a final byte below 255 */
 		for (size_t i = 0; i + 1 < count; i++) {
