@@ -15,7 +15,8 @@ while it arrives, or waits its turn, is stored; a lock set by a clock since set 
 any login tried on a tablet ends the session open on it, and a child's login ends theirs on
 other tablets; codes made by a clock since set back do not hold the kiosk's live codes; a
 kiosk's wrong PINs are bounded all its tablets together, across a restart; a revoked tablet's
-unused codes go with it; a pairing that fails makes no link and leaves its code unused.
+unused codes go with it; a pairing that fails makes no link and leaves its code unused; a
+logout tapped twice is 204, never 404.
 """
 import base64
 import hashlib
@@ -1089,6 +1090,32 @@ def child_at_one_tablet(binary, jiayinctl):
         srv.stop()
 
 
+def logout_tapped_twice(binary, jiayinctl):
+    """The logout button tapped twice (its requests at once, each on its own connection) ends
+    the session once and is answered 204, never 404: the second request, its token checked
+    while the session was still open, found it ended by the first and was answered 404
+    not_found, as if the child's session had never been (the app took it for an error). Once
+    the session is over its token is 401, as any ended session's."""
+    srv = Server(binary)
+    try:
+        mom, fam, links, login = kiosk_family(srv, jiayinctl)
+        seen, alive = {}, []
+        for _ in range(10):
+            token = login(links[0])
+            got = burst(srv, [("DELETE", "/v1/kiosk/session", token, None)] * 3)
+            for r in got:
+                k = (r.status, errcode(r)) if r is not None else None
+                seen[k] = seen.get(k, 0) + 1
+            alive.append(call(srv, "GET", "/v1/me", token).status)
+        ok(set(seen) <= {(204, None), (401, "unauthorized")} and
+           seen.get((204, None), 0) >= 10 and set(alive) == {401},
+           "three logouts at once with the session's token, ten times: each 204 (or 401 once "
+           "the session was over when it was checked), never 404; the session is over",
+           f"{seen} then {alive}")
+    finally:
+        srv.stop()
+
+
 def kiosk_codes_bounded(binary, jiayinctl):
     """A kiosk's token asking for pairing codes in a loop (a tablet's app retrying, a token
     copied off a tablet) gets 10 alive at once, then 429 too_many_pairing_codes with
@@ -1561,6 +1588,7 @@ def main():
     lock_after_the_clock_set_back(binary, jiayinctl)
     failed_login_ends_the_session(binary, jiayinctl)
     child_at_one_tablet(binary, jiayinctl)
+    logout_tapped_twice(binary, jiayinctl)
     right_pin_meeting_503_counts_nothing(binary, jiayinctl)
     kiosk_codes_bounded(binary, jiayinctl)
     codes_after_the_clock_set_back(binary, jiayinctl)
