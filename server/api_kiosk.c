@@ -90,13 +90,21 @@ static void bad_pin(srv_exchange *x)
 	srv_respond_error(x, 400, "invalid_pin", "pin: 4 pictures, each a number 0-11");
 }
 
-/* A child's lock as the screen shows it: null, or when it ends (seconds), as a login would find
- * it (one set by a clock set back since is over: store_kiosk_lock_end). */
+/* A lock that ends at end_ms as the screen shows it: null once over, else the second it is
+ * over by, rounded up as Retry-After is: rounded down, it named a second still locked (a
+ * tablet that let the child try then was told 429 pin_locked, Retry-After: 1). */
+static json_t *lock_end_json(int64_t end_ms, int64_t now_ms)
+{
+	return end_ms > now_ms ? json_integer((end_ms + 999) / 1000) : json_null();
+}
+
+/* A child's lock as the screen shows it, as a login would find it (one set by a clock set back
+ * since is over: store_kiosk_lock_end). */
 static json_t *locked_until(const srv_server *s, const store_kiosk_link *l, int64_t now_ms)
 {
-	int64_t end =
-	    store_kiosk_lock_end(l, now_ms, s->cfg.pin_failures, (int64_t)s->cfg.pin_lock_s * 1000);
-	return end > now_ms ? json_integer(end / 1000) : json_null();
+	return lock_end_json(
+	    store_kiosk_lock_end(l, now_ms, s->cfg.pin_failures, (int64_t)s->cfg.pin_lock_s * 1000),
+	    now_ms);
 }
 
 static json_t *link_json(const srv_server *s, const store_kiosk_link *l, int64_t now_ms)
@@ -219,7 +227,7 @@ static void children_done(srv_exchange *x, api_job *j)
 		                                     "pin_set", l->pin_hash[0] != '\0',
 		                                     "locked_until", locked_until(x->srv, l, now)));
 	}
-	json_t *locked = j->expires_ms > now ? json_integer(j->expires_ms / 1000) : json_null();
+	json_t *locked = lock_end_json(j->expires_ms, now);
 	api_respond_json(x, 200,
 	                 arr ? json_pack("{s:{s:s, s:s, s:o}, s:o, s:i, s:i}", "kiosk", "id",
 	                                 j->device.kiosk_id.s, "name", j->family_name,

@@ -140,6 +140,11 @@ json_t *jtime(int64_t ms)
 	return ms ? json_integer((json_int_t)(ms / 1000)) : json_null();
 }
 
+int64_t lock_end_second(int64_t ms)
+{
+	return (ms + 999) / 1000 * 1000;
+}
+
 const char *opt_id(const store_id *id)
 {
 	return id->s[0] ? id->s : NULL;
@@ -230,7 +235,7 @@ json_t *link_json(const store_kiosk_link *l)
 	                 jtime(l->created_ms), "pin_set", l->pin_hash[0] != '\0', "pin_set_by",
 	                 l->pin_set_by.s[0] ? json_string(l->pin_set_by.s) : json_null(),
 	                 "pin_failures", (json_int_t)l->failures, "locked", json_boolean(locked),
-	                 "locked_until", jtime(locked ? l->locked_until_ms : 0));
+	                 "locked_until", jtime(locked ? lock_end_second(l->locked_until_ms) : 0));
 }
 
 void print_device(const store_device *d, const char *indent)

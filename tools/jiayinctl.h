@@ -43,6 +43,9 @@ int finish_failed(ctl *c, json_t *obj, int rc, const char *msg);
 
 json_t *jtext(const char *s);
 json_t *jtime(int64_t ms);
+/* A lock's end (a child's, a kiosk's hour of wrong PINs) to the second it is over by, as the
+ * server's kiosk screen shows it: rounded up. */
+int64_t lock_end_second(int64_t ms);
 const char *opt_id(const store_id *id);
 const char *fmt_time(int64_t ms, char buf[32]);
 void print_name(const char *s);

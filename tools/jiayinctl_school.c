@@ -35,7 +35,7 @@ static json_t *kiosk_json(const store_kiosk *k)
  */
 static json_t *wrong_pins_until(int64_t count, int64_t start)
 {
-	return jtime(count ? start + STORE_KIOSK_PIN_WINDOW_MS : 0);
+	return jtime(count ? lock_end_second(start + STORE_KIOSK_PIN_WINDOW_MS) : 0);
 }
 
 static void print_wrong_pins(const char *kiosk_id, int64_t count, int64_t start, const char *indent)
@@ -46,7 +46,7 @@ static void print_wrong_pins(const char *kiosk_id, int64_t count, int64_t start,
 	printf("%s%lld wrong PIN%s this hour, counted until %s (every login locked once they "
 	       "reach pin-failures-kiosk; `jiayinctl kiosk unlock %s` ends it)\n",
 	       indent, (long long)count, count == 1 ? "" : "s",
-	       fmt_time(start + STORE_KIOSK_PIN_WINDOW_MS, t), kiosk_id);
+	       fmt_time(lock_end_second(start + STORE_KIOSK_PIN_WINDOW_MS), t), kiosk_id);
 }
 
 /* For list_all(): the schools, a school's kiosks, a kiosk's devices and children. */
@@ -355,7 +355,8 @@ int cmd_kiosk_children(ctl *c, int argc, char **argv)
 		printf("  family %s  link %s  paired %s", l->family_id.s, l->id.s,
 		       fmt_time(l->created_ms, t));
 		if (l->locked_until_ms > now_ms()) /* an expired lock is none (link_json) */
-			printf("  PIN LOCKED until %s", fmt_time(l->locked_until_ms, t));
+			printf("  PIN LOCKED until %s",
+			       fmt_time(lock_end_second(l->locked_until_ms), t));
 		else if (l->failures)
 			printf("  %u wrong PIN%s", l->failures, l->failures == 1 ? "" : "s");
 		putchar('\n');
@@ -395,7 +396,7 @@ int cmd_kiosk_unlock(ctl *c, int argc, char **argv)
 	if (rc < 0)
 		return rc == STORE_ENOTFOUND ? fail(c, rc, "no kiosk %s", k.id.s)
 		                             : fail(c, rc, "kiosk %s was not unlocked", k.id.s);
-	int64_t until = count ? start + STORE_KIOSK_PIN_WINDOW_MS : 0;
+	int64_t until = count ? lock_end_second(start + STORE_KIOSK_PIN_WINDOW_MS) : 0;
 	if (count)
 		snprintf(detail, sizeof detail, "%lld wrong PIN%s since %s, counted until %s",
 		         (long long)count, count == 1 ? "" : "s", fmt_time(start, t1),

@@ -16,7 +16,7 @@ any login tried on a tablet ends the session open on it, and a child's login end
 other tablets; codes made by a clock since set back do not hold the kiosk's live codes; a
 kiosk's wrong PINs are bounded all its tablets together, across a restart; a revoked tablet's
 unused codes go with it; a pairing that fails makes no link and leaves its code unused; a
-logout tapped twice is 204, never 404.
+logout tapped twice is 204, never 404; a lock's end is shown as the second it is over by.
 """
 import base64
 import hashlib
@@ -1116,6 +1116,48 @@ def logout_tapped_twice(binary, jiayinctl):
         srv.stop()
 
 
+def lock_ends_as_shown(binary, jiayinctl):
+    """A lock's end on the kiosk's screen (a child's `locked_until`, the kiosk's) is a second
+    by which it is over: it was rounded down, so a tablet that let a locked child try again at
+    the time it showed had the right pictures refused, 429 pin_locked with Retry-After: 1 (the
+    lock ends within the second after the one shown, as the same server's Retry-After said)."""
+    srv = Server(binary, "--pin-failures", "2", "--pin-lock-s", "2", "--pin-failures-kiosk", "8")
+    try:
+        kiosk, ktok, ktok2, mom, fam, kids = a_kiosk_with_children(
+            srv, jiayinctl, ("小明", "小刚", "小红", "小丽"))
+
+        def login(link, pin):
+            return call(srv, "POST", "/v1/kiosk/sessions", ktok, {"child": link["id"], "pin": pin})
+
+        def shown():
+            return call(srv, "GET", "/v1/kiosk/children", ktok).json()
+        opened = []
+        for i, kid in enumerate(kids[:3]):
+            locking = [login(kid, [11, 11, 11, g]).status for g in (0, 1)]
+            until = next(c["locked_until"] for c in shown()["children"] if c["id"] == kid["id"])
+            listed = next(x["locked_until"] for x in call(
+                srv, "GET", f"/v1/families/{fam}/kiosk-links", mom["token"]).json()["links"]
+                if x["id"] == kid["id"])
+            time.sleep(max(0.0, until - time.time()) + 0.01)  # the second shown, just begun
+            r = login(kid, [i] * 4)
+            opened.append((locking, until == listed, r.status, r.header("Retry-After")))
+        ok(all(x[:3] == ([403, 429], True, 201) for x in opened),
+           "a child locked by wrong pictures opens with the right ones at the time the kiosk's "
+           "screen (and the family's links) said the lock ends", str(opened))
+        locking = [login(kids[3], [11, 11, 11, g]).status for g in (0, 1)]
+        until = shown()["kiosk"]["locked_until"]
+        db = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10)
+        start, count = db.execute("SELECT pin_window_ms, pin_failures FROM kiosks WHERE id = ?",
+                                  (kiosk["kiosk"]["id"],)).fetchone()
+        db.close()
+        end = start + 3600 * 1000
+        ok(locking == [403, 429] and count == 8 and until == -(-end // 1000),
+           "the kiosk's wrong PINs spent: its lock is shown as the second it is over by (its "
+           "hour's end rounded up)", f"{locking} {count} shown {until} for an end at {end} ms")
+    finally:
+        srv.stop()
+
+
 def kiosk_codes_bounded(binary, jiayinctl):
     """A kiosk's token asking for pairing codes in a loop (a tablet's app retrying, a token
     copied off a tablet) gets 10 alive at once, then 429 too_many_pairing_codes with
@@ -1589,6 +1631,7 @@ def main():
     failed_login_ends_the_session(binary, jiayinctl)
     child_at_one_tablet(binary, jiayinctl)
     logout_tapped_twice(binary, jiayinctl)
+    lock_ends_as_shown(binary, jiayinctl)
     right_pin_meeting_503_counts_nothing(binary, jiayinctl)
     kiosk_codes_bounded(binary, jiayinctl)
     codes_after_the_clock_set_back(binary, jiayinctl)
