@@ -97,6 +97,7 @@ struct api_job {
 	codec_result cres;
 	int codec_rc;
 	double transcode_s;
+	uint64_t audio_bytes; /* the transcode's output, once the mailbox was asked */
 	store_message msg;
 	store_message *list;           /* freed by job_done */
 	size_t nlist, shown;

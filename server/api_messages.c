@@ -209,6 +209,7 @@ void api_upload_work(api_job *j)
 			       .quota_bytes = j->family.quota_bytes ? j->family.quota_bytes
 								: j->default_quota};
 	int existed = 0;
+	j->audio_bytes = out.len; /* what a refusal for want of room needed (tus_op.c) */
 	j->rc = store_message_append(j->st, j->device.family_id.s, &m, &j->msg, &existed);
 	j->existed = existed;
 	free(out.data);

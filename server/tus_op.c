@@ -330,6 +330,48 @@ void tus_op_submit_owned(srv_exchange *x, tus_op *op, api_work_fn work, api_done
 }
 
 /*
+ * Its message was refused for want of room before (srv_upload_refused), and nothing gave it
+ * that room since: true with fin's rc as storage said then (507 quota_exceeded or
+ * storage_full, answered as that finish was), without reading or transcoding the recording.
+ * A phone retries its HEAD while it waits: each cost the whole transcode (12 s of CPU for a
+ * 15-minute WAV), for the same 507. The room is the store's own check: the family's quota less
+ * its usage, against the message's bytes, which a transcode of the same recording makes again.
+ * Its key made a message meanwhile (another of the member's phones), its recipient left the
+ * family, or a read fails: false, and the finish says so.
+ */
+static bool still_refused(tus_op *op)
+{
+	api_job *f = &op->fin;
+	srv_upload_refusal r;
+	srv_upload_refusal_of(op->up->dir, op->u.id, &r);
+	if (!r.needs)
+		return false;
+	store_message m;
+	store_member to;
+	if (api_upload_key_message(f, op->u.family, f->idem, &m) != STORE_ENOTFOUND)
+		return false;
+	if (op->u.to[0] && (store_member_get(f->st, op->u.to, &to) < 0 ||
+	                    strcmp(to.family_id.s, op->u.family) != 0))
+		return false;
+	if (r.disk) {
+		if (!srv_upload_disk_still_short(op->up->dir, &r, api_now_ms()))
+			return false;
+		f->rc = STORE_EFULL;
+		return true;
+	}
+	store_family fam;
+	uint64_t used;
+	if (store_family_get(f->st, op->u.family, &fam) < 0 ||
+	    store_mailbox_usage(f->st, op->u.family, &used) < 0)
+		return false;
+	uint64_t quota = fam.quota_bytes ? fam.quota_bytes : f->default_quota;
+	if (!quota || (r.needs <= quota && used <= quota - r.needs))
+		return false;
+	f->rc = STORE_EQUOTA;
+	return true;
+}
+
+/*
  * The upload is whole (pool): the plain upload's work makes it a message, the caller checked
  * again first, under the client's idempotency key or one of the upload's own, so that doing
  * this twice (a crash, a lost answer) stores one message. The record then names the message;
@@ -351,6 +393,10 @@ static void finish_work(tus_op *op)
 		snprintf(f->idem, sizeof f->idem, "%s", op->u.idem);
 	else
 		snprintf(f->idem, sizeof f->idem, "tus-%s", op->u.id);
+	if (still_refused(op)) {
+		op->finished = true; /* answered as the refusal was */
+		return;
+	}
 	f->body_fd = srv_upload_open_part(op->up->dir, &op->u, false);
 	if (f->body_fd < 0) {
 		op->rc = f->body_fd;
@@ -379,6 +425,14 @@ static void finish_work(tus_op *op)
 		(void)srv_upload_stored(op->up->dir, &op->u, f->msg.id.s, api_now_ms());
 	} else if (f->rc == 2 || (f->rc == 0 && codec_err_is_input(f->codec_rc))) {
 		(void)srv_upload_remove(op->up->dir, op->u.device, op->u.id); /* nothing is kept */
+	} else if ((f->rc == STORE_EQUOTA || f->rc == STORE_EFULL) && f->audio_bytes) {
+		/* No room for its message: the bytes stay, and the next HEAD or PATCH looks at
+		 * that room first (still_refused). */
+		srv_upload_refusal r = {.needs = f->audio_bytes,
+		                        .disk = f->rc == STORE_EFULL,
+		                        .disk_free = srv_upload_disk_free(op->up->dir),
+		                        .at_ms = api_now_ms()};
+		(void)srv_upload_refused(op->up->dir, op->u.id, &r);
 	} /* else ours (503): the bytes stay, and the next HEAD or PATCH tries again */
 }
 

@@ -22,6 +22,7 @@ typedef struct hold {
 	uint64_t written; /* of them, on the disk already */
 	int64_t expires_ms; /* an upload's expiry (INT64_MAX: a plain body's, none) */
 	bool busy;          /* a request works on it: it counts past its expiry */
+	srv_upload_refusal refusal; /* its message refused for want of room (needs 0: never) */
 } hold;
 
 struct srv_upload_holds {
@@ -151,6 +152,7 @@ int srv_upload_holds_take(srv_upload_holds *h, const char *family, const char *k
 	e->written = 0;
 	e->expires_ms = INT64_MAX;
 	e->busy = false;
+	memset(&e->refusal, 0, sizeof e->refusal);
 	*got = take;
 done:
 	pthread_mutex_unlock(&h->mu);
@@ -284,4 +286,25 @@ bool srv_upload_holds_is_busy(srv_upload_holds *h, const char *key)
 	bool busy = e && e->busy;
 	pthread_mutex_unlock(&h->mu);
 	return busy;
+}
+
+int srv_upload_holds_refusal_set(srv_upload_holds *h, const char *key, const srv_upload_refusal *r)
+{
+	pthread_mutex_lock(&h->mu);
+	hold *e = find(h, key);
+	if (e)
+		e->refusal = *r;
+	pthread_mutex_unlock(&h->mu);
+	return e ? 0 : -ENOENT;
+}
+
+void srv_upload_holds_refusal_get(srv_upload_holds *h, const char *key, srv_upload_refusal *r)
+{
+	pthread_mutex_lock(&h->mu);
+	hold *e = find(h, key);
+	if (e)
+		*r = e->refusal;
+	else
+		memset(r, 0, sizeof *r);
+	pthread_mutex_unlock(&h->mu);
 }

@@ -64,4 +64,18 @@ void srv_upload_holds_written(srv_upload_holds *h, const char *key, uint64_t wri
 /* The entry under `key` goes, if there is one. */
 void srv_upload_holds_give(srv_upload_holds *h, const char *key);
 
+/*
+ * A whole upload's message that storage refused for want of room (uploads.h,
+ * srv_upload_refused): what it needed, kept with the upload's entry and gone with it.
+ */
+typedef struct srv_upload_refusal {
+	uint64_t needs;     /* the message's audio bytes; 0: no refusal known */
+	bool disk;          /* the server's disk was full; else the family's mailbox */
+	uint64_t disk_free; /* the data's free bytes after the refusal (disk) */
+	int64_t at_ms;      /* when */
+} srv_upload_refusal;
+/* The entry under `key` keeps *r (-ENOENT when there is none) / gives it (r->needs 0: none). */
+int srv_upload_holds_refusal_set(srv_upload_holds *h, const char *key, const srv_upload_refusal *r);
+void srv_upload_holds_refusal_get(srv_upload_holds *h, const char *key, srv_upload_refusal *r);
+
 #endif

@@ -635,6 +635,34 @@ void srv_upload_release(srv_upload_dir *d, const char *key)
 		srv_upload_holds_give(d->holds, key);
 }
 
+int srv_upload_refused(srv_upload_dir *d, const char *id, const srv_upload_refusal *r)
+{
+	return srv_upload_holds_refusal_set(d->holds, id, r);
+}
+
+void srv_upload_refusal_of(srv_upload_dir *d, const char *id, srv_upload_refusal *r)
+{
+	srv_upload_holds_refusal_get(d->holds, id, r);
+}
+
+uint64_t srv_upload_disk_free(srv_upload_dir *d)
+{
+	struct statvfs sv;
+	if (fstatvfs(d->fd, &sv) != 0)
+		return UINT64_MAX;
+	return (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
+bool srv_upload_disk_still_short(srv_upload_dir *d, const srv_upload_refusal *r, int64_t now_ms)
+{
+	if (!r->disk || now_ms - r->at_ms >= SRV_UPLOAD_REFUSED_DISK_MS || now_ms < r->at_ms)
+		return false;
+	uint64_t now_free = srv_upload_disk_free(d);
+	if (now_free == UINT64_MAX)
+		return false; /* it cannot tell: the finish tries */
+	return now_free < r->disk_free || now_free - r->disk_free < r->needs;
+}
+
 int srv_upload_load(srv_upload_dir *d, const char *device, const char *id, int64_t now_ms,
 		    srv_upload *u)
 {

@@ -15,6 +15,7 @@
 #define JIAYIN_SERVER_UPLOADS_H
 
 #include "store.h"
+#include "upload_holds.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -124,6 +125,28 @@ int srv_upload_busy(srv_upload_dir *d, const char *id, int64_t now_ms);
 void srv_upload_idle(srv_upload_dir *d, const char *id);
 /* Of the plain body's hold `key`, `written` bytes are on the disk now. Any thread. */
 void srv_upload_hold_written(srv_upload_dir *d, const char *key, uint64_t written);
+
+/*
+ * Upload `id` is whole, and storage refused its message for want of room (the family's mailbox
+ * full, or the server's disk): r says what the message needed, kept in memory with what the
+ * upload holds until it becomes a message, its files go, it expires or the server restarts, so
+ * that the next finish looks at that room before it transcodes the recording again (the review:
+ * every HEAD of a phone retrying spent the whole transcode, 12 s of CPU for a 15-minute WAV, to
+ * meet the same 507). -ENOENT when the upload holds nothing. Neither touches the disk.
+ */
+int srv_upload_refused(srv_upload_dir *d, const char *id, const srv_upload_refusal *r);
+/* id's refusal (r->needs 0 when none is known). */
+void srv_upload_refusal_of(srv_upload_dir *d, const char *id, srv_upload_refusal *r);
+/* The data's filesystem's free bytes now (UINT64_MAX when it cannot tell). */
+uint64_t srv_upload_disk_free(srv_upload_dir *d);
+/*
+ * A refusal for want of disk (r->disk): whether the disk is still as short as it was, so the
+ * message would be refused again. It is until its free space grew by the message's bytes since,
+ * or for SRV_UPLOAD_REFUSED_DISK_MS at most (a file system whose free space says nothing of its
+ * room, a quota or its inodes, is tried again that often).
+ */
+#define SRV_UPLOAD_REFUSED_DISK_MS (5 * 60 * 1000)
+bool srv_upload_disk_still_short(srv_upload_dir *d, const srv_upload_refusal *r, int64_t now_ms);
 
 /* The record of `device`'s upload `id`; SRV_UPLOAD_ENOTFOUND if none (or expired). */
 int srv_upload_load(srv_upload_dir *d, const char *device, const char *id, int64_t now_ms,
