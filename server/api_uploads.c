@@ -140,6 +140,18 @@ static void create_work(api_job *j)
 	}
 	op->rc = srv_upload_create(op->up->dir, &op->u, op->cap, allowance, api_now_ms(),
 	                           &op->again, &op->free_ms);
+	/* A new upload of a key: its look above may have come just before the finish of the
+	 * device's upload of the key stored the message, and the creation's walk just after that
+	 * finish removed the bytes it would have found again (the review: a new upload at 0, the
+	 * whole recording sent again over the phone's metered data for the message stored
+	 * meanwhile). The message is stored before those bytes go: looked at again, it is found,
+	 * and the answer is it, the new upload removed. */
+	store_message m;
+	if (op->rc == 0 && !op->again && op->u.idem[0] &&
+	    api_upload_key_message(j, j->device.family_id.s, op->u.idem, &m) == 0) {
+		memcpy(op->u.to, m.to.s, sizeof op->u.to);
+		op->rc = srv_upload_create_done(op->up->dir, &op->u, m.id.s, api_now_ms());
+	}
 }
 
 static void create_done(srv_exchange *x, api_job *j)

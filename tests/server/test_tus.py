@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """test_tus.py — resumable uploads (tus 1.0.0 under /v1/uploads) end to end, over raw HTTP (TAP).
 
-usage: test_tus.py JIAYIN_BINARY
+usage: test_tus.py JIAYIN_BINARY HOLD_PRELOAD
+
+HOLD_PRELOAD: tests/tools/hold_preload.c, built, to order two requests without a sleep.
 
 Starts the real jiayin on free loopback ports and checks what docs/api.md ("Resumable uploads
 (tus 1.0)") promises: discovery, creation and its refusals, HEAD, PATCH in pieces (and
@@ -25,12 +27,13 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import wave
 from email.utils import parsedate_to_datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serverlib import Reader, Server, request, unanswered, until  # noqa: E402
+from serverlib import Reader, Server, request, scratch_dir, unanswered, until  # noqa: E402
 sys.dont_write_bytecode = True  # apiclient's helper is imported: no __pycache__ in the tree
 from apiclient import metric  # noqa: E402
 from tap import finish, ok, skip  # noqa: E402
@@ -1147,6 +1150,81 @@ def key_made_message(binary, wav):
     ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
 
 
+def arm(hold_dir, n, count=0):
+    """hold_preload.c: the statement of text n started after `count` more is held."""
+    tmp = os.path.join(hold_dir, f".arm{n}")
+    with open(tmp, "w") as f:
+        f.write(str(count))
+    os.rename(tmp, os.path.join(hold_dir, f"arm{n}"))
+
+
+def recreated_while_finishing(binary, preload, wav):
+    """The app creates its upload again (same idempotency_key) while the server finishes it,
+    the creation's look at the key coming before the message is stored, and its look for the
+    device's upload of the key after the finish removed its bytes: the creation found neither
+    and was a new upload at offset 0 (review finding), so the phone sent the whole recording
+    again over metered data, to be told at its end of the message stored meanwhile. Now the
+    key is looked at again once a creation made a new upload: 201 with the finished upload's
+    Location, Upload-Offset at its length and the message's id. Ordered without a sleep by
+    tests/tools/hold_preload.c: the finish held at its message's insert (inside the mailbox's
+    transaction), the creation held at its read of the family (after its look at the key)
+    until the finish has answered."""
+    hold = scratch_dir("jiayin-hold-")
+    env = {"LD_PRELOAD": preload, "JIAYIN_HOLD_DIR": hold,
+           "JIAYIN_HOLD_SQL": "INSERT INTO messages (|FROM families WHERE id = ?",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    srv = Server(binary, "--signups-per-hour", "1000", env=env)
+    try:
+        mom = signup(srv)
+        fam = mom["family"]["id"]
+        meta = f"family_id {b64(fam)},idempotency_key {b64('story-1')}"
+        loc = new_upload(srv, mom, len(wav), meta)
+        half = len(wav) // 2
+        first = patch(srv, mom, loc, 0, wav[:half])
+        arm(hold, 0)  # the finish's insert of the message
+        last = srv.connect()
+        last.settimeout(60)
+        last.sendall(patch_head(mom, loc, half, len(wav) - half) + wav[half:])
+        in_insert = until(lambda: os.path.exists(os.path.join(hold, "held0")), timeout=60)
+        arm(hold, 1)  # the creation's read of the family, after its look at the key
+        again = {}
+        creating = threading.Thread(
+            target=lambda: again.setdefault("r", create_slowly(srv, mom, len(wav), meta)))
+        creating.start()
+        in_create = until(lambda: os.path.exists(os.path.join(hold, "held1")), timeout=30)
+        os.unlink(os.path.join(hold, "arm0"))  # the message is stored, the upload finished
+        finished = Reader(last).response()
+        last.close()
+        os.unlink(os.path.join(hold, "arm1"))
+        creating.join()
+        r = again.get("r")
+        mid = finished.header("Jiayin-Message-Id") if finished else None
+        ok(first.status == 204 and in_insert and in_create and finished and
+           finished.status == 204 and mid and r and r.status == 201 and
+           r.header("Location") == loc and offset_of(r) == len(wav) and
+           r.header("Jiayin-Message-Id") == mid,
+           "created again while its last PATCH stored the message: 201 with its Location, "
+           "Upload-Offset at its length and the message's id, not a new upload at 0",
+           f"held {in_insert} {in_create}, {finished and finished.status} {mid}, "
+           f"{r and r.status} {r and r.header('Location')} {loc} {r and offset_of(r)} "
+           f"{r and r.header('Jiayin-Message-Id')}")
+        h = head(srv, mom, loc)
+        ok(h.status == 200 and h.header("Jiayin-Message-Id") == mid and
+           [m["id"] for m in list_messages(srv, mom)] == [mid] and
+           [f for f in files_of(srv) if f.endswith(".part")] == [],
+           "one message, and nothing left to send", f"{h.status} {files_of(srv)}")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
+
+
+def create_slowly(srv, who, length, meta):
+    """create() that waits as long as the test holds it."""
+    hdrs = TUS + bearer(who["token"]) + [("Upload-Length", str(length)),
+                                         ("Upload-Metadata", meta)]
+    return request(srv, "POST", "/v1/uploads", headers=hdrs, timeout=60)
+
+
 def key_made_message_for_one_who_left(binary, wav):
     """A creation whose idempotency_key became a message for a member who has left the family
     since: the key is looked up before the recipient, as the plain upload's retry does, and
@@ -1301,6 +1379,7 @@ def main():
     key_made_message_for_one_who_left(binary, wav)
     key_is_the_members(binary, wav)
     key_made_message(binary, wav)
+    recreated_while_finishing(binary, sys.argv[2], wav)
     retry_after_while_receiving(binary, wav)
     method_override(binary, wav)
     return finish()
