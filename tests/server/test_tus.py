@@ -527,6 +527,11 @@ def limits(binary, wav):
         ok(len(files_of(srv)) >= 4, "the uploads are on disk", str(files_of(srv)))
         time.sleep(3)
         ok(head(srv, mom, loc).status == 404, "two seconds after its last change: 404")
+        empty = patch(srv, mom, loc, 1000, b"", extra=[("Content-Length", "0")])
+        more = patch(srv, mom, loc, 1000, wav[1000:2000])
+        ok(empty.status == more.status == 404 and code_of(empty) == code_of(more) == "not_found",
+           "and a PATCH then: 404 not_found, with no bytes as with some (tus: 404 or 410)",
+           f"{empty.status} {code_of(empty)}, {more.status} {code_of(more)}")
         deadline = time.time() + 10  # the sweep runs every second
         while time.time() < deadline and os.listdir(os.path.join(srv.data, "uploads")):
             time.sleep(0.2)
