@@ -363,9 +363,12 @@ static void login_work(api_job *j)
 			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	sodium_memzero(raw, sizeof raw);
 	crypto_hash_sha256(j->token_hash, (const unsigned char *)j->token, strlen(j->token));
-	/* Only with the PIN just checked: a new one since makes this a wrong PIN. */
+	/* Only with the PIN just checked: a new one since makes this a wrong PIN. The child and
+	 * family the answer names are read in the transaction that starts the session: read after
+	 * it, a failed read was answered 503 and left a session whose token nobody was told, the
+	 * child's sessions on other tablets ended (review finding). */
 	j->rc = store_kiosk_session_start(j->st, j->token_hash, j->device.id.s, l->id.s,
-	                                  l->pin_hash, now);
+	                                  l->pin_hash, now, &j->member, &j->family);
 	if (j->rc == STORE_ECHANGED) {
 		j->rc = LOGIN_WRONG_PIN; /* the PIN was changed meanwhile */
 	} else if (j->rc == STORE_ENOTFOUND) {
@@ -381,12 +384,8 @@ static void login_work(api_job *j)
 	} else if (j->rc < 0) {
 		give_back(j, l, now); /* a right PIN the store could not open a session for */
 	}
-	if (j->rc != 0) {
+	if (j->rc != 0)
 		sodium_memzero(j->token, sizeof j->token); /* no session: login_done wakes none */
-		return;
-	}
-	if ((j->rc = store_member_get(j->st, l->member_id.s, &j->member)) == 0)
-		j->rc = store_family_get(j->st, l->family_id.s, &j->family);
 }
 
 static void login_done(srv_exchange *x, api_job *j)

@@ -680,9 +680,31 @@ static int kiosk_give_back(conn *c, const char *link_id, int64_t attempt_ms)
 	return step_write(st);
 }
 
+static void member_ids_row(sqlite3_stmt *st, void *out)
+{
+	store_member *m = out;
+	copy_text(m->id.s, sizeof m->id.s, sqlite3_column_text(st, 0));
+	copy_text(m->family_id.s, sizeof m->family_id.s, sqlite3_column_text(st, 1));
+}
+
+/* Inside the caller's transaction: the child of link_id (not one who left) into *member and
+ * their family into *family, either NULL to skip it; STORE_ENOTFOUND if there is none. */
+static int link_child(conn *c, const char *link_id, store_member *member, store_family *family)
+{
+	static const char sql[] = "SELECT m.id, m.family_id FROM kiosk_links l JOIN members m ON "
+	                          "m.id = l.member_id AND m.removed_ms IS NULL WHERE l.id = ?";
+	store_member who;
+	int rc = row_one(c, sql, text_key(link_id), member_ids_row, &who);
+	if (rc == 0 && member)
+		rc = member_current(c, who.family_id.s, who.id.s, member);
+	if (rc == 0 && family)
+		rc = family_read(c, who.family_id.s, family);
+	return rc;
+}
+
 int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN],
                               const char *device_id, const char *link_id, const char *pin_hash,
-                              int64_t now_ms)
+                              int64_t now_ms, store_member *member, store_family *family)
 {
 	/* Only on a tablet of the link's kiosk that is not revoked, and while the link is there:
 	 * one revoked while the PIN was checked was told 201 with a session no request could use,
@@ -747,6 +769,11 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
 		sqlite3_bind_int64(st, 5, now_ms);
 		rc = step_write(st);
 	}
+	/* Whom the session is for, as its tablet is told, read before the commit: read after it,
+	 * a read that failed was answered 503 and left the session stored (its token told to
+	 * nobody) and the child's sessions on other tablets ended (review finding). */
+	if (rc == 0 && (member || family))
+		rc = link_child(c, link_id, member, family);
 	if (rc == 0)
 		rc = conn_commit(c);
 	else

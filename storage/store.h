@@ -531,11 +531,13 @@ int64_t store_kiosk_lock_end(const store_kiosk_link *l, int64_t now_ms, unsigned
  * link is gone, or the device is revoked or not a tablet of the link's kiosk, STORE_ENOTFOUND;
  * either way nothing changes. now_ms is the time of the attempt that checked the PIN
  * (store_kiosk_pin_attempt_bounded): its count on the kiosk is given back, a right PIN being no
- * wrong one, while the window that counted it is the kiosk's.
+ * wrong one, while the window that counted it is the kiosk's. *member and *family (either may
+ * be NULL): the child and their family, read in the same transaction, so that a session starts
+ * with what its tablet is told or not at all (a read that fails: nothing changes).
  */
 int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN],
                               const char *device_id, const char *link_id, const char *pin_hash,
-                              int64_t now_ms);
+                              int64_t now_ms, store_member *member, store_family *family);
 /*
  * An attempt store_kiosk_pin_attempt_bounded counted at attempt_ms whose PIN (the link's
  * pin_hash then) could not be checked, or whose session could not start, for a reason not the

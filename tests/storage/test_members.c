@@ -198,8 +198,9 @@ static void members_leave(void **state)
 	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 2000, 9000), 0);
 	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid.id.s, "pin", NULL, 2500, &link),
 	                 0);
-	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin", 2600),
-	                 0);
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin", 2600, NULL, NULL),
+	    0);
 
 	/* What a session stands on: the kiosk, and the child paired to it. */
 	assert_int_equal(store_kiosk_child_linked(f->s, kdev.id.s, kid.id.s), 0);
@@ -476,8 +477,9 @@ static void pins_leave_with_their_chooser(void **state)
 	                 0);
 	assert_int_equal(store_kiosk_link_set_pin(f->s, link2.id.s, "x", f->other_parent.id.s),
 	                 STORE_ENOTFOUND);
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin-aunt", 1200), 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin-aunt",
+	                                           1200, NULL, NULL),
+	                 0);
 
 	assert_int_equal(store_member_remove(f->s, f->fam.id.s, aunt.id.s, 2000, &got), 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 2001, 180000, true, &d, &got, NULL),
@@ -485,9 +487,9 @@ static void pins_leave_with_their_chooser(void **state)
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &l), 0); /* the link stays */
 	assert_string_equal(l.pin_hash, "");
 	assert_string_equal(l.pin_set_by.s, "");
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin-aunt", 2100),
-	    STORE_ECHANGED);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin-aunt",
+	                                           2100, NULL, NULL),
+	                 STORE_ECHANGED);
 	assert_int_equal(store_kiosk_link_get(f->s, link2.id.s, &l), 0); /* the parent's stays */
 	assert_string_equal(l.pin_hash, "pin-parent");
 	assert_string_equal(l.pin_set_by.s, f->parent.id.s);
@@ -506,8 +508,9 @@ static void pins_leave_with_their_chooser(void **state)
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &l), 0);
 	assert_string_equal(l.pin_hash, "pin-new");
 	assert_string_equal(l.pin_set_by.s, f->parent.id.s);
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin-new", 2300), 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin-new",
+	                                           2300, NULL, NULL),
+	                 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 2301, 180000, true, &d, &got, NULL),
 	                 0);
 	assert_string_equal(got.id.s, kid.id.s);

@@ -548,8 +548,16 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(store_kiosk_pin_attempt(f->s, link.id.s, 3000, 1, 60000, &got, &allowed),
 	                 0);
 	assert_int_equal(got.locked_until_ms, 63000);
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-3", 10000), 0);
+	/* The child and family the tablet is told of, read in the session's transaction. */
+	store_member child;
+	store_family family;
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-3",
+	                                           10000, &child, &family),
+	                 0);
+	assert_string_equal(child.id.s, kid.id.s);
+	assert_string_equal(child.name, "小明");
+	assert_string_equal(family.id.s, f->fam.id.s);
+	assert_string_equal(family.name, f->fam.name);
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &got), 0);
 	assert_int_equal(got.failures, 0);
 	assert_int_equal(got.locked_until_ms, 0);
@@ -569,8 +577,9 @@ static void kiosk_links_pins_and_sessions(void **state)
 	    store_kiosk_session_auth(f->s, sess, 279999 + 180000, 180000, true, &d, &m, NULL),
 	    STORE_ENOTFOUND);
 	/* The next child on the same kiosk ends the first one's session. */
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess2, kdev.id.s, got.id.s, got.pin_hash, 300000), 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess2, kdev.id.s, got.id.s, got.pin_hash,
+	                                           300000, NULL, NULL),
+	                 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 300001, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	/* A use within a few seconds of the last one recorded is not written: the session is idle
@@ -592,37 +601,39 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 300002, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	/* A parent's new PIN logs out whoever is in with the old one. */
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-3", 390000), 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-3",
+	                                           390000, NULL, NULL),
+	                 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 390001, 180000, true, &d, &m, NULL),
 	                 0);
 	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-4", NULL), 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 390002, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	/* Revoking the kiosk device ends its sessions; unpairing ends the child's. */
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-4", 400000), 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-4",
+	                                           400000, NULL, NULL),
+	                 0);
 	assert_int_equal(store_kiosk_link_delete(f->s, link.id.s), 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 400001, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_link_delete(f->s, link.id.s), STORE_ENOTFOUND);
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess2, kdev.id.s, link.id.s, "hash-4", 400002),
-	    STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_start(f->s, sess2, kdev.id.s, link.id.s, "hash-4",
+	                                           400002, NULL, NULL),
+	                 STORE_ENOTFOUND);
 	store_kiosk_link other;
 	assert_int_equal(store_kiosk_links_of_kiosk(f->s, f->kiosk.id.s, &other, 1, &n), 0);
 	assert_int_equal(n, 1);
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, kdev.id.s, other.id.s, other.pin_hash, 500000),
-	    0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, other.id.s,
+	                                           other.pin_hash, 500000, NULL, NULL),
+	                 0);
 	assert_int_equal(store_device_revoke(f->s, kdev.id.s, 500001), 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 500002, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	/* A right PIN checked while the tablet was revoked opens nothing (it was a session no
 	 * request could use), nor does one whose link went meanwhile. */
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess2, kdev.id.s, other.id.s, other.pin_hash, 500003),
-	    STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_start(f->s, sess2, kdev.id.s, other.id.s,
+	                                           other.pin_hash, 500003, NULL, NULL),
+	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 500004, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	/* Erasing a family takes its children's links along. */
@@ -698,20 +709,22 @@ static void kiosk_sessions_follow_the_pin(void **state)
 	/* A PIN change between the check and the session: the old PIN opens nothing, and the
 	 * refused start changes nothing (the session open on the device stays). */
 	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-2", NULL), 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess2, kdev.id.s, link.id.s, "hash-2",
+	                                           2000, NULL, NULL),
+	                 0);
 	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess2, kdev.id.s, link.id.s, "hash-2", 2000), 0);
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-1", 2001),
+	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-1", 2001, NULL, NULL),
 	    STORE_ECHANGED);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 2002, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 2002, 180000, true, &d, &m, NULL),
 	                 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, UNKNOWN_ID, "hash-2",
+	                                           2003, NULL, NULL),
+	                 STORE_ENOTFOUND);
 	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, kdev.id.s, UNKNOWN_ID, "hash-2", 2003),
-	    STORE_ENOTFOUND);
-	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "", 2003),
-	                 STORE_EINVAL);
+	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "", 2003, NULL, NULL),
+	    STORE_EINVAL);
 
 	/* Pairing the child to the kiosk again: the same link, the new PIN, and whoever was in
 	 * with the old one is out; the old PIN opens nothing, the new one does. */
@@ -723,10 +736,11 @@ static void kiosk_sessions_follow_the_pin(void **state)
 	assert_int_equal(store_kiosk_session_auth(f->s, sess2, 3001, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-2", 3002),
+	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-2", 3002, NULL, NULL),
 	    STORE_ECHANGED);
 	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-5", 3003), 0);
+	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-5", 3003, NULL, NULL),
+	    0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 3004, 180000, true, &d, &m, NULL), 0);
 	assert_string_equal(m.id.s, kid.id.s);
 }
@@ -771,20 +785,24 @@ static void kiosk_child_at_one_tablet(void **state)
 	}
 
 	/* 小明 at the hall's first tablet, then at its second: the first session is over. */
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess[0], hall.id.s, here.id.s, "hash-1", 2000), 0);
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess[1], hall2.id.s, here.id.s, "hash-1", 2100), 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess[0], hall.id.s, here.id.s, "hash-1",
+	                                           2000, NULL, NULL),
+	                 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess[1], hall2.id.s, here.id.s, "hash-1",
+	                                           2100, NULL, NULL),
+	                 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess[0], 2200, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess[1], 2200, 180000, true, &d, &m, NULL),
 	                 0);
 	/* 小红 at the hall's first tablet meanwhile; 小明 upstairs (another kiosk, another link):
 	 * his session in the hall is over, hers is not. */
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess[2], hall.id.s, other.id.s, "hash-1", 2300), 0);
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess[3], floor2.id.s, there.id.s, "hash-1", 2400), 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess[2], hall.id.s, other.id.s, "hash-1",
+	                                           2300, NULL, NULL),
+	                 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess[3], floor2.id.s, there.id.s, "hash-1",
+	                                           2400, NULL, NULL),
+	                 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess[1], 2500, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess[2], 2500, 180000, true, &d, &m, NULL),
@@ -794,13 +812,13 @@ static void kiosk_child_at_one_tablet(void **state)
 	                 0);
 	assert_string_equal(d.id.s, floor2.id.s);
 	/* A tablet of another kiosk opens no session with the hall's link. */
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess[4], floor2.id.s, here.id.s, "hash-1", 2550),
-	    STORE_ENOTFOUND);
+	assert_int_equal(store_kiosk_session_start(f->s, sess[4], floor2.id.s, here.id.s, "hash-1",
+	                                           2550, NULL, NULL),
+	                 STORE_ENOTFOUND);
 	/* A start refused (a PIN since replaced) ends none of his sessions. */
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess[4], hall2.id.s, here.id.s, "hash-0", 2600),
-	    STORE_ECHANGED);
+	assert_int_equal(store_kiosk_session_start(f->s, sess[4], hall2.id.s, here.id.s, "hash-0",
+	                                           2600, NULL, NULL),
+	                 STORE_ECHANGED);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess[3], 2700, 180000, true, &d, &m, NULL),
 	                 0);
 }
@@ -899,8 +917,9 @@ static void kiosk_session_after_the_clock_set_back(void **state)
 
 	/* Logged in at 10,000 s by a clock an hour ahead; put right, it says 6,400 s: neither the
 	 * app's long-poll (not a use) nor a use finds the session, then or later. */
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-1", 10000000), 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-1",
+	                                           10000000, NULL, NULL),
+	                 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 6400000, 180000, false, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 6400000, 180000, true, &d, &m, NULL),
@@ -910,8 +929,9 @@ static void kiosk_session_after_the_clock_set_back(void **state)
 
 	/* Threads lag each other by moments (a use recorded by one, now read a little earlier by
 	 * another): a last use seconds ahead is the last use, and idle from there. */
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-1", 7000000), 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "hash-1",
+	                                           7000000, NULL, NULL),
+	                 0);
 	assert_int_equal(
 	    store_kiosk_session_auth(f->s, sess, 6999000, 180000, false, &d, &m, &idle_at), 0);
 	assert_int_equal(idle_at, 7180000);
@@ -1046,8 +1066,9 @@ static void kiosk_wrong_pins_bounded_per_kiosk(void **state)
 	assert_int_equal(ATTEMPT(la, 10000), 0);
 	assert_int_equal(allowed, 1);
 	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 1);
-	assert_int_equal(store_kiosk_session_start(f->s, sess, hall.id.s, la.id.s, "hash-1", 10000),
-	                 0);
+	assert_int_equal(
+	    store_kiosk_session_start(f->s, sess, hall.id.s, la.id.s, "hash-1", 10000, NULL, NULL),
+	    0);
 	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 0);
 	/* 小刚's three lock him; his fourth is refused by his lock and not the kiosk's. */
 	for (int i = 0; i < 3; i++) {
@@ -1136,11 +1157,13 @@ static void kiosk_right_pins_at_once_given_back(void **state)
 	assert_int_equal(ATTEMPT(lb, 10000), 0); /* read at 10000, second */
 	assert_int_equal(allowed, 1);
 	hash_of("session", 0, sess);
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, tablet[0].id.s, la.id.s, "hash-1", 10005), 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, tablet[0].id.s, la.id.s, "hash-1",
+	                                           10005, NULL, NULL),
+	                 0);
 	hash_of("session", 1, sess);
-	assert_int_equal(
-	    store_kiosk_session_start(f->s, sess, tablet[1].id.s, lb.id.s, "hash-1", 10000), 0);
+	assert_int_equal(store_kiosk_session_start(f->s, sess, tablet[1].id.s, lb.id.s, "hash-1",
+	                                           10000, NULL, NULL),
+	                 0);
 	assert_int_equal(query_int(f, count_sql, f->kiosk.id.s), 0);
 	/* So the kiosk's two tries of the hour are there for the next logins. */
 	assert_int_equal(ATTEMPT(la, 20000), 0);
