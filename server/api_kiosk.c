@@ -654,9 +654,11 @@ static void pin_work(api_job *j)
 	j->attempt.counted = false; /* a grown-up's, its Argon2 spent: it stays counted */
 	if ((j->rc = pin_hash(j, j->links->member_id.s, hash)) < 0)
 		return;
-	if ((j->rc = store_kiosk_link_set_pin(j->st, j->links->id.s, hash, j->member.id.s)) == 0)
-		j->rc = store_kiosk_link_get(j->st, j->links->id.s, j->links);
-	if (j->rc == 0)
+	/* The link the answer shows is read in the transaction that sets the PIN: read after it,
+	 * a failed read was answered 503 with the PIN changed, the child logged out and nothing
+	 * audited (review finding). */
+	store_id id = j->links->id;
+	if ((j->rc = store_kiosk_link_set_pin(j->st, id.s, hash, j->member.id.s, j->links)) == 0)
 		api_audit(j, api_now_ms(), "kiosk.pin", j->param[0], j->links->id.s, NULL);
 }
 

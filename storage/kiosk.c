@@ -384,7 +384,7 @@ static int change_link(store *s, const char *sql, const char *text, int64_t a, i
 }
 
 int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash,
-                             const char *set_by)
+                             const char *set_by, store_kiosk_link *out)
 {
 	static const char sql[] = "UPDATE kiosk_links SET pin_hash = ?, failures = 0, "
 	                          "locked_until_ms = 0, pin_set_by = ? WHERE id = ?";
@@ -410,6 +410,11 @@ int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash
 			sqlite3_bind_text(end, 1, link_id, -1, SQLITE_STATIC);
 			rc = step_done(end);
 		}
+		/* The link as the caller is told it, read before the commit: read after it, a
+		 * read that failed was answered 503 with the PIN changed, the child logged out and
+		 * nothing audited (review finding). */
+		if (rc == 0 && out)
+			rc = row_one(c, link_by_id_sql, text_key(link_id), link_from_row, out);
 		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
 	}
 	db_write_end(s->directory);

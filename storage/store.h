@@ -470,9 +470,10 @@ int store_kiosk_links_of_family_all(store *s, const char *family_id, store_kiosk
 int store_kiosk_links_of_kiosk_all(store *s, const char *kiosk_id, store_kiosk_link **out,
                                    size_t *n);
 /* A new PIN (its hash), chosen by set_by (as for store_kiosk_link_redeem); clears failures and
- * any lock, and ends the child's open session. */
+ * any lock, and ends the child's open session. *out (if not NULL): the link, read in the same
+ * transaction (a read that fails: nothing changes). */
 int store_kiosk_link_set_pin(store *s, const char *link_id, const char *pin_hash,
-                             const char *set_by);
+                             const char *set_by, store_kiosk_link *out);
 /* Unpair: the link and its session go. */
 int store_kiosk_link_delete(store *s, const char *link_id);
 /*

@@ -17,7 +17,8 @@ other tablets; codes made by a clock since set back do not hold the kiosk's live
 kiosk's wrong PINs are bounded all its tablets together, across a restart; a revoked tablet's
 unused codes go with it; a pairing that fails makes no link and leaves its code unused; a
 logout tapped twice is 204, never 404; a lock's end is shown as the second it is over by; a
-login that fails starts no session and ends none of the child's.
+login that fails starts no session and ends none of the child's; a new PIN that fails leaves
+the old one.
 """
 import base64
 import hashlib
@@ -1385,6 +1386,66 @@ def login_whole_or_nothing(binary, jiayinctl, eio_preload):
        "\n".join(f"{status}: {saw}" for status, _, saw in runs))
 
 
+def pin_whole_or_nothing(binary, jiayinctl, eio_preload):
+    """A parent's new PIN for a child at a kiosk is set with what the parent is told, or not at
+    all: the directory's page of schools failing to read, at each of its reads in turn, the
+    change is answered 200 with the link, the new pictures open, the child's session with the
+    old ones over and the change in the audit log, or 503 with the old pictures still the
+    child's, their session open and nothing audited. The link the answer shows was read after
+    the new PIN was stored: a read that failed answered 503 and left the PIN changed (the
+    parent, told it failed, did not give the child the new pictures), the child logged out and
+    no audit record."""
+    if not eio_preload:
+        skip("a new kiosk PIN whose read fails changes nothing", "no eio_preload library given")
+        return
+    srv = Server(binary)
+    try:
+        kiosk, ktok, ktok2, mom, fam, (a,) = a_kiosk_with_children(srv, jiayinctl, ("小明",))
+        there = call(srv, "POST", "/v1/kiosk/sessions", ktok,
+                     {"child": a["id"], "pin": [0] * 4}).json()["token"]
+    finally:
+        srv.stop()
+    path = f"/v1/families/{fam}/kiosk-links/{a['id']}/pin"
+
+    def audited(s):
+        db = sqlite3.connect(f"file:{os.path.join(s.data, 'directory.db')}?mode=ro", uri=True)
+        try:
+            return db.execute("SELECT count(*) FROM audit_log WHERE action = 'kiosk.pin'"
+                              ).fetchone()[0]
+        finally:
+            db.close()
+
+    def login(s, pin):
+        return call(s, "POST", "/v1/kiosk/sessions", ktok2, {"child": a["id"], "pin": pin})
+
+    def changed(s, r):
+        records = audited(s)
+        session = call(s, "GET", "/v1/me", there).status
+        if r.status == 200:
+            link = r.json()["link"]
+            new, old = login(s, [5] * 4).status, login(s, [0] * 4).status
+            return (link["id"] == a["id"] and link["school"] == "希望小学" and
+                    link["pin_set_by"] == mom["member"]["id"] and session == 401 and
+                    records == 1 and new == 201 and old == 403), (
+                f"200, the session {session}, {records} audit record(s), the new pictures "
+                f"{new}, the old {old}")
+        old = login(s, [0] * 4).status
+        again = call(s, "PUT", path, mom["token"], {"pin": [5] * 4}).status
+        return (r.status == 503 and session == 200 and records == 0 and old == 201 and
+                again == 200), (
+            f"{r.status} {r.body[:100]!r}: the session {session}, {records} audit record(s), "
+            f"the old pictures {old}, the new PIN again: {again}")
+
+    runs = each_read_failing(binary, srv.data, eio_preload, "schools",
+                             lambda s: call(s, "PUT", path, mom["token"], {"pin": [5] * 4}),
+                             changed)
+    ok(all(right for _, right, _ in runs) and len(runs) > 1 and runs[-1][0] == 200,
+       "a parent's new PIN for a child at a kiosk, the school's row failing to read at each "
+       "read in turn: 200, the new pictures open and the change audited, or 503 with the old "
+       "pictures the child's, their session open and nothing audited",
+       "\n".join(f"{status}: {saw}" for status, _, saw in runs))
+
+
 def main():
     binary, jiayinctl = sys.argv[1], sys.argv[2]
     with open(SAMPLE, "rb") as f:
@@ -1702,6 +1763,7 @@ def main():
     eio = os.path.abspath(sys.argv[3]) if len(sys.argv) > 3 else None
     link_whole_or_nothing(binary, jiayinctl, eio)
     login_whole_or_nothing(binary, jiayinctl, eio)
+    pin_whole_or_nothing(binary, jiayinctl, eio)
     return finish()
 
 

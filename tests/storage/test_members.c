@@ -475,8 +475,9 @@ static void pins_leave_with_their_chooser(void **state)
 	assert_int_equal(store_kiosk_link_redeem(f->s, code, kid2.id.s, "pin-parent",
 	                                         f->parent.id.s, 1100, &link2),
 	                 0);
-	assert_int_equal(store_kiosk_link_set_pin(f->s, link2.id.s, "x", f->other_parent.id.s),
-	                 STORE_ENOTFOUND);
+	assert_int_equal(
+	    store_kiosk_link_set_pin(f->s, link2.id.s, "x", f->other_parent.id.s, NULL),
+	    STORE_ENOTFOUND);
 	assert_int_equal(store_kiosk_session_start(f->s, sess, kdev.id.s, link.id.s, "pin-aunt",
 	                                           1200, NULL, NULL),
 	                 0);
@@ -494,7 +495,7 @@ static void pins_leave_with_their_chooser(void **state)
 	assert_string_equal(l.pin_hash, "pin-parent");
 	assert_string_equal(l.pin_set_by.s, f->parent.id.s);
 	/* She chooses no more, though her request began before she left. */
-	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "pin-again", aunt.id.s),
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "pin-again", aunt.id.s, NULL),
 	                 STORE_ENOTFOUND);
 	hash_of("kcode", 92, code);
 	assert_int_equal(store_kiosk_code_create(f->s, code, f->kiosk.id.s, 2000, 9000), 0);
@@ -504,7 +505,8 @@ static void pins_leave_with_their_chooser(void **state)
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &l), 0);
 	assert_string_equal(l.pin_hash, "");
 	/* A parent's new PIN makes the link work again, in the parent's name. */
-	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "pin-new", f->parent.id.s), 0);
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "pin-new", f->parent.id.s, NULL),
+	                 0);
 	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &l), 0);
 	assert_string_equal(l.pin_hash, "pin-new");
 	assert_string_equal(l.pin_set_by.s, f->parent.id.s);

@@ -537,8 +537,10 @@ static void kiosk_links_pins_and_sessions(void **state)
 		t = want;
 	}
 	/* A parent's new PIN clears the lock and the count. */
-	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-3", NULL), 0);
-	assert_int_equal(store_kiosk_link_get(f->s, link.id.s, &got), 0);
+	memset(&got, 0, sizeof got);
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-3", NULL, &got), 0);
+	assert_string_equal(got.id.s, link.id.s); /* the link as it is now, read with the change */
+	assert_string_equal(got.school_name, "实验小学");
 	assert_int_equal(got.locked_until_ms, 0);
 	assert_int_equal(got.failures, 0);
 	assert_string_equal(got.pin_hash, "hash-3");
@@ -606,7 +608,7 @@ static void kiosk_links_pins_and_sessions(void **state)
 	                 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 390001, 180000, true, &d, &m, NULL),
 	                 0);
-	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-4", NULL), 0);
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-4", NULL, NULL), 0);
 	assert_int_equal(store_kiosk_session_auth(f->s, sess, 390002, 180000, true, &d, &m, NULL),
 	                 STORE_ENOTFOUND);
 	/* Revoking the kiosk device ends its sessions; unpairing ends the child's. */
@@ -642,7 +644,7 @@ static void kiosk_links_pins_and_sessions(void **state)
 	assert_int_equal(n, 0);
 	for (size_t i = 0; i < NBAD; i++) {
 		assert_int_equal(store_kiosk_link_get(f->s, bad_ids[i], &got), STORE_ENOTFOUND);
-		assert_int_equal(store_kiosk_link_set_pin(f->s, bad_ids[i], "h", NULL),
+		assert_int_equal(store_kiosk_link_set_pin(f->s, bad_ids[i], "h", NULL, NULL),
 		                 STORE_ENOTFOUND);
 	}
 	/* Listing for jiayinctl. */
@@ -708,7 +710,7 @@ static void kiosk_sessions_follow_the_pin(void **state)
 
 	/* A PIN change between the check and the session: the old PIN opens nothing, and the
 	 * refused start changes nothing (the session open on the device stays). */
-	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-2", NULL), 0);
+	assert_int_equal(store_kiosk_link_set_pin(f->s, link.id.s, "hash-2", NULL, NULL), 0);
 	assert_int_equal(store_kiosk_session_start(f->s, sess2, kdev.id.s, link.id.s, "hash-2",
 	                                           2000, NULL, NULL),
 	                 0);
