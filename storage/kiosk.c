@@ -554,14 +554,21 @@ int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_m
 		sqlite3_bind_text(st, 3, kiosk.s, -1, SQLITE_STATIC);
 		rc = step_write(st);
 	}
+	/* The link as the attempt leaves it (refused by the kiosk's hour, nothing counted: as it
+	 * is, its own lock if any; not counted, locked or no such link: the read tells them
+	 * apart), read before the commit: read after it, a read that failed was answered 503 and
+	 * left the attempt counted, a right PIN's too, which could lock the child out (review
+	 * finding). */
+	if (rc == 0 || rc == STORE_ELIMIT) {
+		int r = row_one(c, link_by_id_sql, text_key(link_id), link_from_row, out);
+		if (r < 0)
+			rc = r;
+	}
 	rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
 	db_write_end(s->directory);
 	if (rc < 0)
 		*allowed = 0;
-	if (rc == STORE_ELIMIT) /* nothing counted; the link as it is (its own lock, if any) */
-		return (rc = store_kiosk_link_get(s, link_id, out)) < 0 ? rc : STORE_ELIMIT;
-	/* Not counted: locked, or no such link (the read tells them apart). */
-	return rc < 0 ? rc : store_kiosk_link_get(s, link_id, out);
+	return rc;
 }
 
 typedef struct kiosk_hour {

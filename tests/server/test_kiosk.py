@@ -18,7 +18,7 @@ kiosk's wrong PINs are bounded all its tablets together, across a restart; a rev
 unused codes go with it; a pairing that fails makes no link and leaves its code unused; a
 logout tapped twice is 204, never 404; a lock's end is shown as the second it is over by; a
 login that fails starts no session and ends none of the child's; a new PIN that fails leaves
-the old one.
+the old one; a login that fails counts no attempt.
 """
 import base64
 import hashlib
@@ -1446,6 +1446,57 @@ def pin_whole_or_nothing(binary, jiayinctl, eio_preload):
        "\n".join(f"{status}: {saw}" for status, _, saw in runs))
 
 
+def attempt_whole_or_nothing(binary, jiayinctl, eio_preload):
+    """A login's attempt is counted with what the tablet is told, or not at all: a child with
+    four wrong tries behind them (pin-failures 5) types the right pictures while the
+    directory's page of schools fails to read, at each of its reads in turn: 201 with a token
+    that works, or 503 with nothing counted, the child not locked and the login working once
+    the disk is well. The link the attempt's answer needs was read after the attempt was
+    counted: a read that failed answered 503 and left the attempt counted, the child's fifth,
+    so the right pictures, typed again, were 429 pin_locked for 15 minutes."""
+    if not eio_preload:
+        skip("a kiosk login attempt whose read fails counts nothing",
+             "no eio_preload library given")
+        return
+    srv = Server(binary)
+    try:
+        kiosk, ktok, ktok2, mom, fam, (a,) = a_kiosk_with_children(srv, jiayinctl, ("小明",))
+        wrong = [call(srv, "POST", "/v1/kiosk/sessions", ktok,
+                      {"child": a["id"], "pin": [9] * 4}).status for _ in range(4)]
+        assert wrong == [403] * 4, wrong
+    finally:
+        srv.stop()
+
+    def login(s):
+        return call(s, "POST", "/v1/kiosk/sessions", ktok, {"child": a["id"], "pin": [0] * 4})
+
+    def counted(s):
+        db = sqlite3.connect(f"file:{os.path.join(s.data, 'directory.db')}?mode=ro", uri=True)
+        try:
+            return db.execute("SELECT l.failures, l.locked_until_ms > 0, k.pin_failures FROM "
+                              "kiosk_links l JOIN kiosks k ON k.id = l.kiosk_id WHERE l.id = ?",
+                              (a["id"],)).fetchone()
+        finally:
+            db.close()
+
+    def answered(s, r):
+        now = counted(s)
+        if r.status == 201:
+            me = call(s, "GET", "/v1/me", r.json()["token"]).status
+            return me == 200 and now == (0, 0, 4), f"201, its token {me}, counted {now}"
+        again = login(s)
+        return (r.status == 503 and now == (4, 0, 4) and again.status == 201), (
+            f"{r.status} {r.body[:100]!r}: counted {now} (the child's, locked, the kiosk's), "
+            f"the right pictures again: {again.status} {errcode(again)}")
+
+    runs = each_read_failing(binary, srv.data, eio_preload, "schools", login, answered)
+    ok(all(right for _, right, _ in runs) and len(runs) > 1 and runs[-1][0] == 201,
+       "a child's right pictures after four wrong, the school's row failing to read at each "
+       "read in turn: 201 and a token that works, or 503 with nothing counted and the child not "
+       "locked (the right pictures open once the disk is well)",
+       "\n".join(f"{status}: {saw}" for status, _, saw in runs))
+
+
 def main():
     binary, jiayinctl = sys.argv[1], sys.argv[2]
     with open(SAMPLE, "rb") as f:
@@ -1764,6 +1815,7 @@ def main():
     link_whole_or_nothing(binary, jiayinctl, eio)
     login_whole_or_nothing(binary, jiayinctl, eio)
     pin_whole_or_nothing(binary, jiayinctl, eio)
+    attempt_whole_or_nothing(binary, jiayinctl, eio)
     return finish()
 
 
