@@ -241,9 +241,15 @@ static void set_work(api_job *j)
 	 * made and audited, then answered 503, and each retry audited it again). */
 	if ((j->rc = store_mailbox_usage(j->st, j->param[0], &j->usage)) < 0)
 		return;
-	if ((j->rc = store_family_update(j->st, j->param[0], j->set_quota ? &j->quota : NULL,
-					 j->set_retention ? &j->retention_days : NULL)) < 0)
+	/* The family as changed, from the statement that changes it: read after it, a read that
+	 * failed was answered 503 with the change made and audited, and the app's retry audited
+	 * it again (review finding). Nothing is read after the change. */
+	if ((j->rc =
+	         store_family_update(j->st, j->param[0], j->set_quota ? &j->quota : NULL,
+	                             j->set_retention ? &j->retention_days : NULL, &j->family)) < 0)
 		return;
+	if (j->family.quota_bytes == 0) /* stored before quotas were set: the server's */
+		j->family.quota_bytes = j->default_quota;
 	char detail[96] = "";
 	if (j->set_retention)
 		snprintf(detail, sizeof detail, "retention_days=%u ", j->retention_days);
@@ -251,7 +257,6 @@ static void set_work(api_job *j)
 		snprintf(detail + strlen(detail), sizeof detail - strlen(detail),
 			 "quota_bytes=%llu", (unsigned long long)j->quota);
 	api_audit(j, api_now_ms(), "family.settings", j->param[0], NULL, detail);
-	get_work(j);
 }
 
 /* A whole number in [lo, hi] from the body; -1 if present and not one, 0 if absent, 1 set. */

@@ -227,13 +227,16 @@ static void retention_change_leave(store *s)
 }
 
 int store_family_update(store *s, const char *family_id, const uint64_t *quota_bytes,
-			const uint32_t *retention_days)
+                        const uint32_t *retention_days, store_family *out)
 {
-	/* A retention period set (again) makes the family due for the retention job. */
+	/* A retention period set (again) makes the family due for the retention job. The family
+	 * as its caller answers with it comes back from the same statement: read after it, a read
+	 * that failed was answered 503 with the change made and audited (review finding). */
 	static const char sql[] =
 	    "UPDATE families SET quota_bytes = coalesce(?1, quota_bytes), "
 	    "retention_days = coalesce(?2, retention_days), retention_checked_ms = "
-	    "CASE WHEN ?2 IS NULL THEN retention_checked_ms ELSE 0 END WHERE id = ?3";
+	    "CASE WHEN ?2 IS NULL THEN retention_checked_ms ELSE 0 END WHERE id = ?3 "
+	    "RETURNING id, name, created_ms, quota_bytes, retention_days";
 	if (store_id_check(family_id) < 0)
 		return STORE_ENOTFOUND;
 	if (quota_bytes && *quota_bytes > INT64_MAX)
@@ -252,7 +255,16 @@ int store_family_update(store *s, const char *family_id, const uint64_t *quota_b
 			sqlite3_bind_int64(st, 2, *retention_days);
 		else
 			sqlite3_bind_null(st, 2);
-		rc = update_by_id(c, st, 3, family_id);
+		sqlite3_bind_text(st, 3, family_id, -1, SQLITE_STATIC);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW) {
+			if (out)
+				family_from_row(st, out);
+			rc = step_write(st); /* the statement's end, which commits it */
+		} else {
+			rc = r == SQLITE_DONE ? STORE_ENOTFOUND : map_write(r);
+		}
+		sqlite3_reset(st);
 	}
 	db_write_end(s->directory);
 	if (retention_days)

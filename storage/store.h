@@ -152,9 +152,10 @@ int store_family_create(store *s, const char *family_name, const char *member_na
 int store_family_get(store *s, const char *family_id, store_family *out);
 /* Change only the settings given (NULL: unchanged), in one statement: concurrent updates of
  * different settings never undo each other. Setting retention_days makes the family due for
- * the retention job at once. */
+ * the retention job at once. *out (if not NULL): the family as changed, from the same
+ * statement (a read that fails: nothing changes). */
 int store_family_update(store *s, const char *family_id, const uint64_t *quota_bytes,
-			const uint32_t *retention_days);
+                        const uint32_t *retention_days, store_family *out);
 /*
  * Families with a retention period (retention_days > 0), not checked since checked_before_ms
  * (store_family_retention_checked), with an id after `after_id` ("" to start), in id order,

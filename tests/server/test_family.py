@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """test_family.py — a family as a whole, end to end (TAP).
 
-usage: test_family.py JIAYIN_BINARY JIAYINCTL_BINARY
+usage: test_family.py JIAYIN_BINARY JIAYINCTL_BINARY [EIO_PRELOAD]
 
 What docs/api.md promises for GET and PATCH /v1/families/{id} (usage, quota, retention), for
 keeping a message past the retention period and the retention job that deletes the others,
 for a parent's export (a zip of the voices and an index), and for erasing the family. And a
 family's mailbox restored beside a directory that is not its own is set aside, not erased; and
-one restored from an older backup tells its phones to start over.
+one restored from an older backup tells its phones to start over. A change of the settings is
+whole or not made at all when the disk fails a read (EIO_PRELOAD: tests/tools/eio_preload.c
+built).
 """
 import json
 import os
@@ -17,8 +19,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache__ in the tree
-from serverlib import Server, logged_id, request, until  # noqa: E402
-from tap import finish, ok  # noqa: E402
+from serverlib import Server, each_read_failing, logged_id, request, until  # noqa: E402
+from tap import finish, ok, skip  # noqa: E402
 from apiclient import metric, slow_export  # noqa: E402
 from test_api import SAMPLE, bearer, invite_and_pair, post_json, signup, upload  # noqa: E402
 
@@ -658,6 +660,64 @@ def settings_of_a_damaged_mailbox(binary):
         srv.stop()
 
 
+def settings_whole_or_nothing(binary, eio_preload):
+    """A parent's change of the family's settings is made with what the parent is told, or
+    not at all: the directory's page of families failing to read, at each of its reads in
+    turn, PATCH is answered 200 with the new retention period, stored and audited once, or 503
+    with the period as it was and nothing audited. The family the answer shows was read after
+    the change was stored: a read that failed answered 503 and left the change made and
+    audited, and the app's retry audited it again. Eighty families more, so that the page
+    failing is the root of several (a change rewrites the page of its row, which is read from
+    the log from then on: one family's only page would fail no read after the change)."""
+    import sqlite3
+    if not eio_preload:
+        skip("a settings change whose read fails changes nothing", "no eio_preload library given")
+        return
+    srv = Server(binary, "--signups-per-hour", "1000")
+    try:
+        for i in range(80):
+            signup(srv, f"{i:02d}" + "家" * 20, "妈妈")
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        request(srv, "GET", f"/v1/families/{fam}/messages", headers=bearer(mom["token"]))
+    finally:
+        srv.stop()
+    body = json.dumps({"retention_days": 7}).encode()
+    hdrs = [("Content-Type", "application/json")] + bearer(mom["token"])
+
+    def patch(s):
+        return request(s, "PATCH", f"/v1/families/{fam}", body, headers=hdrs)
+
+    def audited(s):
+        db = sqlite3.connect(f"file:{os.path.join(s.data, 'directory.db')}?mode=ro", uri=True)
+        try:
+            return db.execute("SELECT count(*) FROM audit_log WHERE action = 'family.settings'"
+                              ).fetchone()[0]
+        finally:
+            db.close()
+
+    def settled(s, r):
+        records = audited(s)
+        got = request(s, "GET", f"/v1/families/{fam}", headers=bearer(mom["token"]))
+        days = got.json()["family"]["retention_days"] if got.status == 200 else got.status
+        if r.status == 200:
+            told = r.json()["family"]
+            return (told["retention_days"] == 7 and told["name"] == "王家" and days == 7 and
+                    records == 1), f"200, retention_days {days}, {records} audit record(s)"
+        again = patch(s).status
+        return (r.status == 503 and days == 0 and records == 0 and again == 200 and
+                audited(s) == 1), (
+            f"{r.status} {r.body[:100]!r}: retention_days {days}, {records} audit record(s), "
+            f"the change again: {again}")
+
+    runs = each_read_failing(binary, srv.data, eio_preload, "families", patch, settled)
+    ok(all(right for _, right, _ in runs) and len(runs) > 1 and runs[-1][0] == 200,
+       "a family's retention period changed, the family's row failing to read at each read in "
+       "turn: 200 and the period stored and audited once, or 503 and nothing changed nor "
+       "audited (the change is made once the disk is well)",
+       "\n".join(f"{status}: {saw}" for status, _, saw in runs))
+
+
 def export_of_a_lost_voice(binary):
     """A family's export with a voice whose audio cannot be read (here its audio row gone, as
     a damaged or hand-edited mailbox has it): the other voices in the zip, the lost one named
@@ -736,6 +796,8 @@ def main():
     mailbox_went_back(sys.argv[1], sys.argv[2])
     damaged_mailbox_is_not_gone(sys.argv[1], sys.argv[2])
     settings_of_a_damaged_mailbox(sys.argv[1])
+    settings_whole_or_nothing(sys.argv[1],
+                              os.path.abspath(sys.argv[3]) if len(sys.argv) > 3 else None)
     export_of_a_lost_voice(sys.argv[1])
     failed_signups_do_not_count(sys.argv[1])
     directory_lost_or_damaged(sys.argv[1])

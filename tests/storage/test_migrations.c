@@ -198,7 +198,7 @@ static void mailbox_step_4_keeps_every_row(void **state)
 	assert_int_equal(latest, 7);
 	unsigned expired;
 	const uint32_t day = 1; /* created before 1500 at a day and 1500 ms */
-	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day), 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day, NULL), 0);
 	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, day, 24 * 3600 * 1000LL + 1500,
 	                                       10, &expired, &seq),
 	                 0);

@@ -34,7 +34,7 @@ static int expire_before(fixture *f, int64_t before_ms, unsigned max, unsigned *
 static void one_day_period(fixture *f)
 {
 	const uint32_t day = 1;
-	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day), 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day, NULL), 0);
 }
 
 /* Messages appended since the retention job's last run (not yet aged) are found by the next. */
@@ -125,15 +125,15 @@ static void retention_spares_kept_messages(void **state)
 
 	/* The families the retention job visits, paged by id: none while none has a period. */
 	const uint32_t forever = 0, month = 30, week = 7;
-	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &forever), 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &forever, NULL), 0);
 	store_family other, fams[4];
 	store_member mem;
 	size_t nf;
 	assert_int_equal(store_family_create(f->s, "李家", "爸爸", 0, 1, &other, &mem), 0);
 	assert_int_equal(store_families_retaining(f->s, "", 1000, fams, 4, &nf), 0);
 	assert_int_equal(nf, 0);
-	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month), 0);
-	assert_int_equal(store_family_update(f->s, other.id.s, NULL, &week), 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month, NULL), 0);
+	assert_int_equal(store_family_update(f->s, other.id.s, NULL, &week, NULL), 0);
 	assert_int_equal(store_families_retaining(f->s, "", 1000, fams, 1, &nf), 0);
 	assert_int_equal(nf, 1);
 	assert_int_equal(store_families_retaining(f->s, fams[0].id.s, 1000, &fams[1], 4, &nf), 0);
@@ -160,12 +160,12 @@ static void retention_period_set_during_a_visit(void **state)
 	store_family fams[2];
 	size_t nf;
 	const uint32_t month = 30, week = 7;
-	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month), 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month, NULL), 0);
 	assert_int_equal(store_families_retaining(f->s, "", 1000, fams, 2, &nf), 0);
 	assert_int_equal(nf, 1);
 	assert_int_equal(fams[0].retention_days, 30);
 	/* The parent's week is stored before the visit (at 900, with 30 days) is done. */
-	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &week), 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &week, NULL), 0);
 	assert_int_equal(store_family_retention_checked(f->s, f->fam.id.s, 30, 900), 0);
 	/* Due to the next run, a day not over since 900: with the week. */
 	assert_int_equal(store_families_retaining(f->s, "", 800, fams, 2, &nf), 0);
@@ -274,12 +274,12 @@ static void retention_stops_when_the_period_changed(void **state)
 	append_from(f, 1000, msgs, 3);
 	const int64_t now = 2 * DAY_MS; /* all three older than a day, none than a month */
 	const uint32_t month = 30, forever = 0, day = 1;
-	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month), 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month, NULL), 0);
 	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1, now, 10, &n, &seq),
 	                 STORE_ECHANGED);
 	assert_int_equal(n, 0);
 	assert_int_equal(seq, 0);
-	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &forever), 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &forever, NULL), 0);
 	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1, now, 10, &n, &seq),
 	                 STORE_ECHANGED);
 	assert_int_equal(count_visible(f, msgs, 3), 3);
@@ -287,14 +287,14 @@ static void retention_stops_when_the_period_changed(void **state)
 	/* No period, or a time before 1970: nothing to delete by. */
 	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 0, now, 10, &n, &seq),
 	                 STORE_EINVAL);
-	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day), 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day, NULL), 0);
 	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1, -1, 10, &n, &seq),
 	                 STORE_EINVAL);
 	/* The period it has: by the month nothing is due, by the day all three. */
-	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month), 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month, NULL), 0);
 	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 30, now, 10, &n, &seq), 0);
 	assert_int_equal(n, 0);
-	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day), 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day, NULL), 0);
 	assert_int_equal(store_messages_expire(f->s, f->fam.id.s, 1, now, 10, &n, &seq), 0);
 	assert_int_equal(n, 3);
 	assert_int_equal(count_visible(f, msgs, 3), 0);
@@ -334,7 +334,7 @@ static void retention_deletes_nothing_after_the_period_changed(void **state)
 	const uint32_t day = 1, forever = 0;
 	int landed_among = 0;
 	for (int round = 0; round < ROUNDS && !landed_among; round++) {
-		assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day), 0);
+		assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &day, NULL), 0);
 		append_from(f, 1000 + round * N, msgs, N);
 		expirer x = {f, 0, 0, 0};
 		pthread_t t;
@@ -349,7 +349,7 @@ static void retention_deletes_nothing_after_the_period_changed(void **state)
 		/* once more: the job may have deleted it (and all) after the last look */
 		assert_int_equal(store_message_get(f->s, f->fam.id.s, msgs[0].id.s, &got), 0);
 		assert_int_equal(got.state, STORE_MSG_DELETED);
-		assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &forever), 0);
+		assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &forever, NULL), 0);
 		int left_when_answered = count_visible(f, msgs, N);
 		assert_int_equal(pthread_join(t, NULL), 0);
 		/* Nothing deleted after the answer, whenever it came. */
@@ -438,7 +438,7 @@ static void *keep_for_ever(void *arg)
 {
 	changer *c = arg;
 	const uint32_t forever = 0;
-	c->rc = store_family_update(c->f->s, c->f->fam.id.s, NULL, &forever);
+	c->rc = store_family_update(c->f->s, c->f->fam.id.s, NULL, &forever, NULL);
 	atomic_store(&c->answered, 1);
 	return NULL;
 }
@@ -532,7 +532,7 @@ static void retention_change_does_not_wait_for_the_checkpoint(void **state)
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	const uint32_t week = 7;
-	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &week), 0);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &week, NULL), 0);
 	double took = seconds_since(&t0);
 	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);

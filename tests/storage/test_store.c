@@ -95,16 +95,27 @@ static void families(void **state)
 	assert_int_equal(got.created_ms, 1000);
 	const uint64_t mib = 1 << 20, none = 0;
 	const uint32_t month = 30, forever = 0;
-	assert_int_equal(store_family_update(f->s, f->fam.id.s, &mib, &month), 0);
+	store_family changed;
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, &mib, &month, &changed), 0);
+	assert_string_equal(changed.id.s, f->fam.id.s); /* as changed, from the same statement */
+	assert_string_equal(changed.name, "王家");
+	assert_int_equal(changed.quota_bytes, 1 << 20);
+	assert_int_equal(changed.retention_days, 30);
 	assert_int_equal(store_family_get(f->s, f->fam.id.s, &got), 0);
 	assert_int_equal(got.quota_bytes, 1 << 20);
 	assert_int_equal(got.retention_days, 30);
+	const uint32_t week = 7; /* one setting: the other as it was */
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &week, &changed), 0);
+	assert_int_equal(changed.quota_bytes, 1 << 20);
+	assert_int_equal(changed.retention_days, 7);
+	assert_int_equal(store_family_update(f->s, f->fam.id.s, NULL, &month, NULL), 0);
 	/* Malformed ids answer exactly like unknown ones. */
 	assert_int_equal(store_family_get(f->s, "nope", &got), STORE_ENOTFOUND);
 	assert_int_equal(store_family_get(f->s, "0123456789abcdefghjkmnpqrs", &got),
 			 STORE_ENOTFOUND);
-	assert_int_equal(store_family_update(f->s, "0123456789abcdefghjkmnpqrs", &none, &forever),
-	                 STORE_ENOTFOUND);
+	assert_int_equal(
+	    store_family_update(f->s, "0123456789abcdefghjkmnpqrs", &none, &forever, NULL),
+	    STORE_ENOTFOUND);
 	/* Names are validated. */
 	store_family fam2;
 	store_member m2;
