@@ -1,7 +1,8 @@
 /*
  * api_internal.h — what the v1 API's files share: api.c (requests, authentication, identity),
  * api_pairing.c, api_family.c, api_kiosk.c, api_messages.c and api_poll.c (the mailbox),
- * api_uploads.c (with tus_op.c). Private to server/; loop thread unless noted.
+ * api_uploads.c (with tus_op.c), api_session_use.c (a kiosk session in use while its upload
+ * lasts). Private to server/; loop thread unless noted.
  */
 #ifndef JIAYIN_SERVER_API_INTERNAL_H
 #define JIAYIN_SERVER_API_INTERNAL_H
@@ -20,6 +21,7 @@
 #define MEMBERS_MAX STORE_MEMBERS_MAX /* a family's members: all of them in one answer */
 
 typedef struct api_job api_job;
+typedef struct api_session_use api_session_use;
 typedef void (*api_work_fn)(api_job *j);
 typedef void (*api_done_fn)(srv_exchange *x, api_job *j);
 
@@ -56,6 +58,7 @@ struct api_job {
 	bool session_started;          /* kiosk login: its kiosk's other sessions are over */
 	int64_t idle_ms;               /* a kiosk session idle this long is over */
 	int64_t idle_at_ms;            /* a kiosk session: over then unless used (api_now_ms) */
+	api_session_use *in_use;       /* a session's request in use till it ends (api_job_free) */
 	int auth_rc;
 	api_work_fn work;
 	api_done_fn done;
@@ -187,6 +190,16 @@ void api_run_heavy(srv_exchange *x, api_job *j, const char *family_id);
 void api_start(srv_exchange *x, api_work_fn work, api_done_fn done);
 void api_prepare(srv_exchange *x, api_job *j);      /* what api_run sets up, without running */
 void api_job_free(api_job *j);                      /* what api_job_done frees */
+/*
+ * A child's kiosk session is in use while a request of it that outlasts its job is received or
+ * worked on (a story's body, a resumable upload's PATCH, its transcode), not only as it arrived
+ * (api_session_use.c): from j's check, its use is recorded every quarter of kiosk-idle-s until
+ * api_session_use_end(j->in_use), and once more then, so the session goes idle kiosk-idle-s
+ * after the request's end. Nothing for any other caller, for a long-poll, or when j->in_use is
+ * set already. api_job_free ends it; a job copied (tus_op.c's finish) leaves it to the original.
+ */
+void api_session_use_begin(srv_server *s, api_job *j);
+void api_session_use_end(api_session_use *u); /* NULL: nothing */
 /* Gives back a family's export mark (api_family.c): another export of it may start. NULL ok. */
 void api_export_release(struct api_export *e);
 api_job *api_authed_job(srv_exchange *x, api_work_fn work, api_done_fn done);

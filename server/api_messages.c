@@ -456,6 +456,8 @@ static void upload_gate_done(srv_exchange *x, void *arg)
 		return;
 	}
 	api_caller_buffers(x, j);
+	/* A child's story over a slow link keeps its session in use until it is stored. */
+	api_session_use_begin(x->srv, j);
 	int fd = j->body_fd;
 	if (j->declared == 0 && j->held < j->body_max)
 		body_watch_start(x, j);

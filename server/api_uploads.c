@@ -400,6 +400,7 @@ static void patch_load_done(srv_exchange *x, api_job *j)
 		return;
 	}
 	op->lock->receiving = true;
+	api_session_use_begin(x->srv, &op->j); /* a child's PATCH: in use until its answer */
 	op->claiming = true;
 	srv_body_on_written(x, patch_body_written);
 	int rc = srv_body_claim(x, op->fd, op->u.offset, op->u.length - op->u.offset,

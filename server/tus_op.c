@@ -39,6 +39,7 @@ void tus_op_end(tus_op *op)
 		srv_upload_lock_release(op->up, op->lock);
 	if (op->fd >= 0)
 		close(op->fd);
+	api_session_use_end(op->j.in_use);
 	sodium_memzero(op->j.token_hash, sizeof op->j.token_hash);
 	sodium_memzero(op->fin.token_hash, sizeof op->fin.token_hash);
 	free(op);
@@ -381,6 +382,7 @@ static void finish_work(tus_op *op)
 {
 	api_job *f = &op->fin;
 	*f = op->j;
+	f->in_use = NULL; /* op->j's, ended with the request (tus_op_end) */
 	f->authed = true;
 	f->checked = true; /* by this request: a session over since keeps its story */
 	f->auth_rc = f->rc = f->codec_rc = 0;
@@ -449,6 +451,7 @@ bool tus_finish_submit(srv_exchange *x, tus_op *op, api_done_fn done)
 {
 	op->j.work = finish_step;
 	op->j.done = done;
+	api_session_use_begin(x->srv, &op->j); /* a child's: in use while it waits its turn too */
 	int rc = srv_job_submit_heavy(x, op->u.family, api_job_run, tus_op_after, op);
 	if (rc == 0)
 		return true;

@@ -18,7 +18,8 @@ kiosk's wrong PINs are bounded all its tablets together, across a restart; a rev
 unused codes go with it; a pairing that fails makes no link and leaves its code unused; a
 logout tapped twice is 204, never 404; a lock's end is shown as the second it is over by; a
 login that fails starts no session and ends none of the child's; a new PIN that fails leaves
-the old one; a login that fails counts no attempt.
+the old one; a login that fails counts no attempt; a session is in use while its story
+arrives, however slowly.
 """
 import base64
 import hashlib
@@ -575,6 +576,111 @@ def story_outlives_its_body(binary, jiayinctl, wav):
            ("" if running else "mom's upload did not hold the thread; ") +
            ("" if waits else "the finished upload was not waiting at the login; ") +
            f"{done and done.status} {done and done.body[:150]!r} {waited and waited.status}")
+    finally:
+        srv.stop()
+
+
+def session_in_use_while_its_story_arrives(binary, jiayinctl, wav):
+    """A child's session is in use while its story is on its way, not only when the request
+    arrived: over a school's slow link, a resumable upload's PATCH or a plain upload whose body
+    takes longer than kiosk-idle-s keeps the session (the long-poll parked meanwhile hears the
+    story, not 401; the token works right after: resuming with HEAD, GET /v1/me), and the
+    session goes idle kiosk-idle-s after the upload's end. Before, it went idle under the upload
+    (review finding): its long-poll heard 401 at kiosk-idle-s, the tablet went back to the
+    login screen, and a resumable upload could not be resumed without logging in again."""
+    def parked(fam, token):
+        """A long-poll of token (wait 40 s) parked now: a dict that gets its answer and time."""
+        seq = call(srv, "GET", f"/v1/families/{fam}/messages", token).json()["seq"]
+        got = {}
+
+        def poll():
+            got["r"] = call(srv, "GET", f"/v1/families/{fam}/messages?since={seq}&wait=40",
+                            token, timeout=60)
+            got["t"] = time.time()
+        got["thread"] = threading.Thread(target=poll)
+        got["thread"].start()
+        time.sleep(0.5)
+        return got
+
+    def slowly(sock, head, body, seconds):
+        """head, then body in pieces over `seconds` (a piece a second): the answer."""
+        sock.sendall(head.encode())
+        n = int(seconds)
+        step = -(-len(body) // n)
+        for i in range(n):
+            sock.sendall(body[i * step:(i + 1) * step])
+            time.sleep(1)
+        return Reader(sock).response()
+
+    def heard(got, sender):
+        got["thread"].join(60)
+        r = got.get("r")
+        return (r is not None and r.status == 200 and
+                [m["sender"] for m in r.json()["messages"]] == [sender])
+
+    srv = Server(binary, "--kiosk-idle-s", "10")
+    try:
+        mom, fam, links, login = kiosk_family(srv, jiayinctl)
+        # A resumable upload: half of it in a PATCH of 12 s, the rest after a HEAD.
+        tok = login(links[1])
+        tus = [("Authorization", f"Bearer {tok}"), ("Tus-Resumable", "1.0.0")]
+        meta = "family_id " + base64.b64encode(fam.encode()).decode()
+        loc = request(srv, "POST", "/v1/uploads", headers=tus + [
+            ("Upload-Length", str(len(wav))), ("Upload-Metadata", meta)]).header("Location")
+        poll = parked(fam, tok)
+        half = len(wav) // 2
+        sock = srv.connect(60)
+        try:
+            p1 = slowly(sock, f"PATCH {loc} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                        f"{tok}\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                        "Content-Type: application/offset+octet-stream\r\n"
+                        f"Content-Length: {half}\r\nConnection: close\r\n\r\n",
+                        wav[:half], 12)
+        finally:
+            sock.close()
+        head = request(srv, "HEAD", loc, headers=tus)
+        p2 = request(srv, "PATCH", loc, wav[half:], headers=tus + [
+            ("Upload-Offset", str(half)),
+            ("Content-Type", "application/offset+octet-stream")], timeout=60)
+        ok(p1 and p1.status == 204 and head.status == 200 and
+           head.header("Upload-Offset") == str(half) and p2.status == 204 and
+           p2.header("Jiayin-Message-Id") and heard(poll, links[1]["member_id"]),
+           "a child's PATCH taking longer than kiosk-idle-s keeps the session: its HEAD and "
+           "last PATCH right after make the story (before: 401, logged out), and the long-poll "
+           "parked meanwhile hears the story, not 401",
+           f"PATCH {p1 and p1.status}, HEAD {head.status} {head.header('Upload-Offset')}, "
+           f"PATCH {p2.status} {p2.body[:100]!r}, long-poll "
+           f"{poll.get('r') and poll['r'].status} {poll.get('r') and poll['r'].body[:100]!r}")
+
+        # A plain upload whose body takes 14 s.
+        tok = login(links[0])
+        poll = parked(fam, tok)
+        sock = srv.connect(60)
+        try:
+            up = slowly(sock, f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
+                        f"Authorization: Bearer {tok}\r\nContent-Length: {len(wav)}\r\n"
+                        "Connection: close\r\n\r\n", wav, 14)
+        finally:
+            sock.close()
+        ended = time.time()
+        me = call(srv, "GET", "/v1/me", tok)
+        ok(up and up.status == 201 and me.status == 200 and
+           me.json()["member"]["id"] == links[0]["member_id"] and
+           heard(poll, links[0]["member_id"]),
+           "a child's story whose body takes longer than kiosk-idle-s keeps the session: the "
+           "token works right after (GET /v1/me 200, before: 401), and the long-poll parked "
+           "meanwhile hears the story, not 401",
+           f"{up and up.status}, me {me.status}, long-poll "
+           f"{poll.get('r') and poll['r'].status} {poll.get('r') and poll['r'].body[:100]!r}")
+        # From the upload's end, the session goes idle as after any request; long-polls
+        # (the app waiting by itself) keep it no longer.
+        seq = poll["r"].json()["seq"] if poll.get("r") and poll["r"].status == 200 else 0
+        r = call(srv, "GET", f"/v1/families/{fam}/messages?since={seq}&wait=40", tok,
+                 timeout=60)
+        took = round(time.time() - ended, 1)
+        ok(r.status == 401 and 9.0 <= took <= 11.5,
+           "then the session goes idle kiosk-idle-s after the upload's end: a long-poll hears "
+           "401 then", f"{r.status} {took}s after the end")
     finally:
         srv.stop()
 
@@ -1798,6 +1904,7 @@ def main():
     links_and_pins(binary, jiayinctl)
     recording_outlives_session(binary, jiayinctl)
     story_outlives_its_body(binary, jiayinctl, wav)
+    session_in_use_while_its_story_arrives(binary, jiayinctl, wav)
     pins_leave_with_their_chooser(binary, jiayinctl)
     kiosk_wide_pin_lock(binary, jiayinctl)
     kiosk_lock_spans_its_tablets(binary, jiayinctl)
