@@ -291,6 +291,16 @@ def each_read_failing(binary, data, preload, table, act, check, most=20):
     return runs
 
 
+def audit_count(data, action):
+    """How many records of `action` the audit log in data's directory.db holds (read only)."""
+    db = sqlite3.connect(f"file:{os.path.join(data, 'directory.db')}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT count(*) FROM audit_log WHERE action = ?",
+                          (action,)).fetchone()[0]
+    finally:
+        db.close()
+
+
 def add_kiosk(data):
     """A school and a kiosk with a device token, as jiayinctl makes them (the store's rows)."""
     import base64

@@ -19,7 +19,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache__ in the tree
-from serverlib import Server, each_read_failing, logged_id, request, until  # noqa: E402
+from serverlib import (Server, audit_count, each_read_failing, logged_id, request,  # noqa: E402
+                       until)
 from tap import finish, ok, skip  # noqa: E402
 from apiclient import metric, slow_export  # noqa: E402
 from test_api import SAMPLE, bearer, invite_and_pair, post_json, signup, upload  # noqa: E402
@@ -669,7 +670,6 @@ def settings_whole_or_nothing(binary, eio_preload):
     audited, and the app's retry audited it again. Eighty families more, so that the page
     failing is the root of several (a change rewrites the page of its row, which is read from
     the log from then on: one family's only page would fail no read after the change)."""
-    import sqlite3
     if not eio_preload:
         skip("a settings change whose read fails changes nothing", "no eio_preload library given")
         return
@@ -689,12 +689,7 @@ def settings_whole_or_nothing(binary, eio_preload):
         return request(s, "PATCH", f"/v1/families/{fam}", body, headers=hdrs)
 
     def audited(s):
-        db = sqlite3.connect(f"file:{os.path.join(s.data, 'directory.db')}?mode=ro", uri=True)
-        try:
-            return db.execute("SELECT count(*) FROM audit_log WHERE action = 'family.settings'"
-                              ).fetchone()[0]
-        finally:
-            db.close()
+        return audit_count(s.data, "family.settings")
 
     def settled(s, r):
         records = audited(s)

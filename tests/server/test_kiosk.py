@@ -34,8 +34,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_members' helper is imported: no __pycache__
-from serverlib import (Reader, Server, damm, each_read_failing, pairing_code,  # noqa: E402
-                       request, unanswered, until)
+from serverlib import (Reader, Server, audit_count, damm, each_read_failing,  # noqa: E402
+                       pairing_code, request, unanswered, until)
 from apiclient import metric  # noqa: E402
 from tap import finish, ok, skip  # noqa: E402
 
@@ -73,6 +73,41 @@ def find(obj, key):
             if r is not None:
                 return r
     return None
+
+
+def plain_upload_head(fam, token, length):
+    """The head of a plain upload into fam by token (POST .../messages, Connection: close) of
+    a body of `length` bytes."""
+    return (f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Length: {length}\r\n"
+            "Connection: close\r\n\r\n")
+
+
+def send_slowly(srv, head, body, pieces, seconds, midway=None, timeout=120):
+    """On a new connection, head, then body in `pieces` pieces over `seconds` (midway() after
+    the first half of them): the answer."""
+    sock = srv.connect(timeout)
+    try:
+        sock.sendall(head.encode())
+        step = -(-len(body) // pieces)
+        for i in range(pieces):
+            sock.sendall(body[i * step:(i + 1) * step])
+            time.sleep(seconds / pieces)
+            if midway and i == pieces // 2 - 1:
+                midway()
+        return Reader(sock).response()
+    finally:
+        sock.close()
+
+
+def new_upload(srv, token, fam, length):
+    """A resumable upload of `length` bytes into fam, created by token: its URL, and the tus
+    headers that speak for token."""
+    tus = [("Authorization", f"Bearer {token}"), ("Tus-Resumable", "1.0.0")]
+    meta = "family_id " + base64.b64encode(fam.encode()).decode()
+    loc = request(srv, "POST", "/v1/uploads", headers=tus + [
+        ("Upload-Length", str(length)), ("Upload-Metadata", meta)]).header("Location")
+    return loc, tus
 
 
 def kiosk_uploads(binary, jiayinctl, wav):
@@ -499,22 +534,10 @@ def story_outlives_its_body(binary, jiayinctl, wav):
     when the transcode began, and the story was lost with 401, as docs/api.md says it is not)."""
     from test_members import long_wav
 
-    def slow_upload(srv, fam, token, seconds, midway=lambda: None):
+    def slow_upload(srv, fam, token, seconds, midway=None):
         """The recording in ten pieces over `seconds`, midway() after the fifth."""
-        sock = srv.connect(120)
-        try:
-            sock.sendall((f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
-                          f"Authorization: Bearer {token}\r\nContent-Length: {len(wav)}\r\n"
-                          "Connection: close\r\n\r\n").encode())
-            step = -(-len(wav) // 10)
-            for i in range(10):
-                sock.sendall(wav[i * step:(i + 1) * step])
-                time.sleep(seconds / 10)
-                if i == 4:
-                    midway()
-            return Reader(sock).response()
-        finally:
-            sock.close()
+        return send_slowly(srv, plain_upload_head(fam, token, len(wav)), wav, 10, seconds,
+                           midway)
 
     srv = Server(binary, "--kiosk-idle-s", "10")
     try:
@@ -539,18 +562,13 @@ def story_outlives_its_body(binary, jiayinctl, wav):
     try:
         mom, fam, links, login = kiosk_family(srv, jiayinctl)
         first = login(links[0])
-        tus = [("Authorization", f"Bearer {first}"), ("Tus-Resumable", "1.0.0")]
-        meta = "family_id " + base64.b64encode(fam.encode()).decode()
-        loc = request(srv, "POST", "/v1/uploads", headers=tus + [
-            ("Upload-Length", str(len(wav))), ("Upload-Metadata", meta)]).header("Location")
+        loc, tus = new_upload(srv, first, fam, len(wav))
         long_one = long_wav(180)
         busy = srv.connect(120)
         patch = srv.connect(120)
         try:
-            busy.sendall((f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
-                          f"Authorization: Bearer {mom['token']}\r\n"
-                          f"Content-Length: {len(long_one)}\r\nConnection: close\r\n\r\n")
-                         .encode() + long_one)
+            busy.sendall(plain_upload_head(fam, mom["token"], len(long_one)).encode() +
+                         long_one)
             running = until(lambda: metric(srv, "jiayin_heavy_jobs_queued") == 1,
                             timeout=20) and unanswered(busy)  # it runs
             patch.sendall((f"PATCH {loc} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {first}"
@@ -602,16 +620,6 @@ def session_in_use_while_its_story_arrives(binary, jiayinctl, wav):
         time.sleep(0.5)
         return got
 
-    def slowly(sock, head, body, seconds):
-        """head, then body in pieces over `seconds` (a piece a second): the answer."""
-        sock.sendall(head.encode())
-        n = int(seconds)
-        step = -(-len(body) // n)
-        for i in range(n):
-            sock.sendall(body[i * step:(i + 1) * step])
-            time.sleep(1)
-        return Reader(sock).response()
-
     def heard(got, sender):
         got["thread"].join(60)
         r = got.get("r")
@@ -623,21 +631,14 @@ def session_in_use_while_its_story_arrives(binary, jiayinctl, wav):
         mom, fam, links, login = kiosk_family(srv, jiayinctl)
         # A resumable upload: half of it in a PATCH of 12 s, the rest after a HEAD.
         tok = login(links[1])
-        tus = [("Authorization", f"Bearer {tok}"), ("Tus-Resumable", "1.0.0")]
-        meta = "family_id " + base64.b64encode(fam.encode()).decode()
-        loc = request(srv, "POST", "/v1/uploads", headers=tus + [
-            ("Upload-Length", str(len(wav))), ("Upload-Metadata", meta)]).header("Location")
+        loc, tus = new_upload(srv, tok, fam, len(wav))
         poll = parked(fam, tok)
         half = len(wav) // 2
-        sock = srv.connect(60)
-        try:
-            p1 = slowly(sock, f"PATCH {loc} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
-                        f"{tok}\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
-                        "Content-Type: application/offset+octet-stream\r\n"
-                        f"Content-Length: {half}\r\nConnection: close\r\n\r\n",
-                        wav[:half], 12)
-        finally:
-            sock.close()
+        p1 = send_slowly(srv, f"PATCH {loc} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                         f"{tok}\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                         "Content-Type: application/offset+octet-stream\r\n"
+                         f"Content-Length: {half}\r\nConnection: close\r\n\r\n",
+                         wav[:half], 12, 12, timeout=60)
         head = request(srv, "HEAD", loc, headers=tus)
         p2 = request(srv, "PATCH", loc, wav[half:], headers=tus + [
             ("Upload-Offset", str(half)),
@@ -655,13 +656,7 @@ def session_in_use_while_its_story_arrives(binary, jiayinctl, wav):
         # A plain upload whose body takes 14 s.
         tok = login(links[0])
         poll = parked(fam, tok)
-        sock = srv.connect(60)
-        try:
-            up = slowly(sock, f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
-                        f"Authorization: Bearer {tok}\r\nContent-Length: {len(wav)}\r\n"
-                        "Connection: close\r\n\r\n", wav, 14)
-        finally:
-            sock.close()
+        up = send_slowly(srv, plain_upload_head(fam, tok, len(wav)), wav, 14, 14, timeout=60)
         ended = time.time()
         me = call(srv, "GET", "/v1/me", tok)
         ok(up and up.status == 201 and me.status == 200 and
@@ -1514,12 +1509,7 @@ def pin_whole_or_nothing(binary, jiayinctl, eio_preload):
     path = f"/v1/families/{fam}/kiosk-links/{a['id']}/pin"
 
     def audited(s):
-        db = sqlite3.connect(f"file:{os.path.join(s.data, 'directory.db')}?mode=ro", uri=True)
-        try:
-            return db.execute("SELECT count(*) FROM audit_log WHERE action = 'kiosk.pin'"
-                              ).fetchone()[0]
-        finally:
-            db.close()
+        return audit_count(s.data, "kiosk.pin")
 
     def login(s, pin):
         return call(s, "POST", "/v1/kiosk/sessions", ktok2, {"child": a["id"], "pin": pin})
