@@ -101,6 +101,13 @@ srv_slice srv_slice_trim(srv_slice s)
 
 /* ---- request line ---- */
 
+const char *srv_method_name(srv_method m)
+{
+	static const char *const names[] = {"GET",    "HEAD",    "POST", "PUT",
+	                                    "DELETE", "OPTIONS", "PATCH"};
+	return (unsigned)m < sizeof names / sizeof names[0] ? names[m] : NULL;
+}
+
 static int on_method(llhttp_t *h, const char *at, size_t n)
 {
 	srv_parser *p = parser_of(h);

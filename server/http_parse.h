@@ -80,8 +80,11 @@ typedef enum srv_method {
 	SRV_METHOD_PUT,
 	SRV_METHOD_DELETE,
 	SRV_METHOD_OPTIONS,
-	SRV_METHOD_PATCH,
+	SRV_METHOD_PATCH, /* the last: srv_method_name() names GET..PATCH */
 } srv_method;
+
+/* "GET" ... "PATCH"; NULL for a value outside the enum. */
+const char *srv_method_name(srv_method m);
 
 typedef enum srv_body_kind {
 	SRV_BODY_NONE,    /* neither Content-Length nor Transfer-Encoding */

@@ -69,10 +69,8 @@ static void stamp(char *out, size_t cap)
 
 static const char *method_text(const srv_exchange *x)
 {
-	static const char *names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
-	if (!x->req.path.ptr)
-		return "-";
-	return (unsigned)x->req.method < sizeof names / sizeof names[0] ? names[x->req.method] : "-";
+	const char *name = x->req.path.ptr ? srv_method_name(x->req.method) : NULL;
+	return name ? name : "-";
 }
 
 /*

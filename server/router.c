@@ -12,12 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *method_name(srv_method m)
-{
-	static const char *names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
-	return (unsigned)m < sizeof names / sizeof names[0] ? names[m] : "?";
-}
-
 static bool match(const char *pat, srv_slice path, srv_slice params[SRV_MAX_PARAMS])
 {
 	size_t i = 0, np = 0;
@@ -64,7 +58,7 @@ int srv_route_find(const srv_route *routes, size_t n, srv_method m, srv_slice pa
 		}
 		path_known = true;
 		int w = snprintf(allow + used, allow_len - used, "%s%s", used ? ", " : "",
-				 method_name(routes[i].method));
+		                 srv_method_name(routes[i].method));
 		if (w > 0 && (size_t)w < allow_len - used)
 			used += (size_t)w;
 		if (routes[i].method == SRV_METHOD_GET && (routes[i].flags & SRV_ROUTE_HEAD_OK)) {

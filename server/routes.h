@@ -16,6 +16,7 @@
 #define SRV_PRODUCT_ROUTES                                                                        \
 	{"healthz", SRV_METHOD_GET, "/healthz", srv_handle_healthz, 0, SRV_ROUTE_HEAD_OK},         \
 	{"metrics", SRV_METHOD_GET, "/metrics", srv_handle_metrics, 0, SRV_ROUTE_HEAD_OK},         \
+	{"server.options", SRV_METHOD_OPTIONS, "*", srv_handle_options_any, 0, 0},                 \
 	{"index", SRV_METHOD_GET, "/", srv_handle_index, 0, SRV_ROUTE_HEAD_OK},                    \
 	{"assets", SRV_METHOD_GET, "/assets/{*path}", srv_handle_static, 0, SRV_ROUTE_HEAD_OK},    \
 	{"families.create", SRV_METHOD_POST, "/v1/families", srv_api_families_create,              \

@@ -503,6 +503,7 @@ void srv_log_event(srv_server *s, const char *event, const char *detail);
 /* ---- handlers (ops.c) and the route table (routes.c) ---- */
 void srv_handle_healthz(srv_exchange *x);
 void srv_handle_metrics(srv_exchange *x);
+void srv_handle_options_any(srv_exchange *x); /* OPTIONS *: the methods the server takes */
 extern const srv_route srv_routes[];
 extern const size_t srv_route_count;
 

@@ -248,6 +248,11 @@ def conformance(binary):
             ok(good, f"security headers on {method} {path} ({g.status})")
         g = request(srv, "POST", "/healthz")
         ok(g.status == 405 and g.header("Allow") == "GET, HEAD", "405 names the allowed methods")
+        g = request(srv, "OPTIONS", "*")
+        ok(g.status == 204 and g.body == b"" and
+           g.header("Allow") == "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH",
+           f"OPTIONS * (the server in general) is 204 with the methods it takes "
+           f"({g.status}, {g.header('Allow')})")
         # the parser's refusals, each counted by its code
         refusals = {414: b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
                     417: b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 200-ok\r\n"
