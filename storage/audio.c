@@ -63,7 +63,7 @@ static int with_audio(store *s, const char *family_id, const char *message_id, b
 	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
 	int r = sqlite3_step(st);
 	if (r != SQLITE_ROW) {
-		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : stmt_error(st, r);
 		goto end;
 	}
 	audio_row_fn(st, &row);
@@ -83,7 +83,7 @@ static int blob_open(sqlite3 *db, sqlite3_int64 rowid, sqlite3_blob **blob)
 	int r = sqlite3_blob_open(db, "main", "audio", "data", rowid, 0, blob);
 	if (r == SQLITE_OK)
 		return 0;
-	return r == SQLITE_ERROR ? STORE_ENOTFOUND : store_map_sqlite(r);
+	return r == SQLITE_ERROR ? STORE_ENOTFOUND : store_map_db(db, r);
 }
 
 typedef struct fetch_ctx {
@@ -221,12 +221,12 @@ static int verify_fn(void *ctx, const store_audio_info *info, sqlite3 *db, sqlit
 	memcpy(vc->sha256, info->sha256, STORE_HASH_LEN);
 	int r = sqlite3_blob_open(db, "main", "audio", "data", rowid, 0, &blob);
 	/* No audio row where the message (same snapshot) has one, or one that does not read. */
-	if (r == SQLITE_ERROR || (r & 0xff) == SQLITE_CORRUPT) {
+	if (r == SQLITE_ERROR || store_map_db(db, r) == STORE_ECORRUPT) {
 		vc->damaged = true;
 		return 0;
 	}
 	if (r != SQLITE_OK)
-		return store_map_sqlite(r);
+		return store_map_db(db, r); /* a page on the way to its row unread: unreadable */
 	int rc = 0;
 	vc->size = (uint64_t)sqlite3_blob_bytes(blob);
 	if (vc->size != info->bytes) {

@@ -51,22 +51,51 @@ int store_map_sqlite(int rc)
 	}
 }
 
-/* The errno of the last failed call on a file of db's (its WAL, else the database), or 0. */
-static int last_errno(sqlite3 *db)
+/* The errno of the last failed call on db's WAL, or 0. */
+static int wal_errno(sqlite3 *db)
 {
 	int e = 0;
 	sqlite3_file *wal = NULL;
 	if (sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK &&
 	    wal && wal->pMethods &&
-	    wal->pMethods->xFileControl(wal, SQLITE_FCNTL_LAST_ERRNO, &e) == SQLITE_OK && e)
+	    wal->pMethods->xFileControl(wal, SQLITE_FCNTL_LAST_ERRNO, &e) == SQLITE_OK)
 		return e;
-	e = 0;
+	return 0;
+}
+
+/* The errno of the last failed call on the database file itself, or 0. */
+static int main_errno(sqlite3 *db)
+{
+	int e = 0;
 	return sqlite3_file_control(db, "main", SQLITE_FCNTL_LAST_ERRNO, &e) == SQLITE_OK ? e : 0;
+}
+
+/* The errno of the last failed call on a file of db's (its WAL, else the database), or 0. */
+static int last_errno(sqlite3 *db)
+{
+	int e = wal_errno(db);
+	return e ? e : main_errno(db);
+}
+
+/* The errnos SQLite's unix VFS turns a failed read into "damaged" for (SQLITE_IOERR_CORRUPTFS,
+ * which a statement reports as SQLITE_CORRUPT): a sector the disk cannot read. */
+static bool read_failure(int e)
+{
+	return e == EIO || e == ENXIO || e == ERANGE;
 }
 
 int store_map_db(sqlite3 *db, int rc)
 {
 	int mapped = store_map_sqlite(rc);
+	/* A statement whose page the disk failed to read says SQLITE_CORRUPT: SQLite's unix VFS
+	 * reports EIO, ENXIO and ERANGE on a read so (SQLITE_IOERR_CORRUPTFS), where a blob's read
+	 * says SQLITE_IOERR. Nothing is known damaged then, only unread: STORE_EIO, as a blob's
+	 * read and an opening's quick_check say. The file's errno may be one left by an earlier
+	 * failure: a damaged page found after the disk failed a read is then STORE_EIO too, and
+	 * the disk is looked at first either way. */
+	if (mapped == STORE_ECORRUPT && (rc & 0xFF) == SQLITE_CORRUPT && db &&
+	    (read_failure(wal_errno(db)) || read_failure(main_errno(db))))
+		return STORE_EIO;
 	if (mapped != STORE_EIO || (rc & 0xFF) != SQLITE_IOERR || !db)
 		return mapped;
 	/* Only a failed write, sync or truncation can mean a full or read-only file system, and
@@ -92,6 +121,11 @@ int store_map_db(sqlite3 *db, int rc)
 	}
 }
 
+int stmt_error(sqlite3_stmt *st, int rc)
+{
+	return store_map_db(sqlite3_db_handle(st), rc);
+}
+
 int step_done(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
@@ -110,7 +144,7 @@ sqlite3_stmt *conn_stmt(conn *c, const char *sql, int *rc)
 	sqlite3_stmt *st = NULL;
 	int r = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
 	if (r != SQLITE_OK) {
-		*rc = store_map_sqlite(r);
+		*rc = store_map_db(c->db, r);
 		if (*rc == 0)
 			*rc = STORE_EIO;
 		return NULL;
@@ -275,7 +309,7 @@ static int user_version(conn *c, int *v)
 	if (r == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
 		*v = sqlite3_column_int(st, 0);
 	else
-		rc = store_map_sqlite(r ? r : sqlite3_errcode(c->db));
+		rc = store_map_db(c->db, r ? r : sqlite3_errcode(c->db));
 	sqlite3_finalize(st);
 	return rc ? rc : 0;
 }

@@ -454,7 +454,7 @@ static int use_code(conn *c, const char *sql, const uint8_t code_hash[STORE_HASH
 		pairing_from_row(st, out);
 		rc = step_write(st);
 	} else {
-		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : stmt_error(st, r);
 	}
 	sqlite3_reset(st);
 	return rc;
@@ -869,7 +869,7 @@ int store_flag_add(store *s, const char *family_id, const char *message_id, cons
 			flag_from_row(st, f);
 			*existed = true;
 		} else if (step != SQLITE_DONE) {
-			rc = store_map_sqlite(step);
+			rc = stmt_error(st, step);
 		}
 		sqlite3_reset(st);
 		if (rc < 0 || *existed)

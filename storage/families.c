@@ -165,7 +165,7 @@ int store_families_retaining(store *s, const char *after_id, int64_t checked_bef
 		int r = SQLITE_DONE;
 		while (*n < max && (r = sqlite3_step(st)) == SQLITE_ROW)
 			family_from_row(st, &out[(*n)++]);
-		rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : store_map_sqlite(r);
+		rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : stmt_error(st, r);
 	}
 	db_read_end(s->directory, c);
 	return rc;
@@ -262,7 +262,7 @@ int store_family_update(store *s, const char *family_id, const uint64_t *quota_b
 				family_from_row(st, out);
 			rc = step_write(st); /* the statement's end, which commits it */
 		} else {
-			rc = r == SQLITE_DONE ? STORE_ENOTFOUND : map_write(r);
+			rc = r == SQLITE_DONE ? STORE_ENOTFOUND : stmt_write_error(st, r);
 		}
 		sqlite3_reset(st);
 	}

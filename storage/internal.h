@@ -103,6 +103,8 @@ int store_map_sqlite(int rc);
  * a write()'s ENOSPC full).
  */
 int store_map_db(sqlite3 *db, int rc);
+/* store_map_db with the statement's connection: what a step, a row read, says. */
+int stmt_error(sqlite3_stmt *st, int rc);
 /* sqlite3_step() expecting SQLITE_DONE, mapped. */
 int step_done(sqlite3_stmt *st);
 
@@ -121,7 +123,7 @@ void bind_optional(sqlite3_stmt *st, int i, const char *s);
 /* sqlite3_step() of a write, expecting SQLITE_DONE, with constraint failures told apart. */
 int step_write(sqlite3_stmt *st);
 /* The same mapping for a step's result already in hand (a RETURNING statement's first). */
-int map_write(int r);
+int stmt_write_error(sqlite3_stmt *st, int r);
 /* A count and a first time: sql is "SELECT count(*), coalesce(min(...), 0) ..." with ?1 the
  * id (text), ?2 and ?3 times; on the caller's connection (inside its transaction). */
 int count_and_first(conn *c, const char *sql, const char *id, int64_t t2, int64_t t3, unsigned *n,

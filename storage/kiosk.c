@@ -152,7 +152,7 @@ int store_kiosk_code_check(store *s, const uint8_t code_hash[STORE_HASH_LEN], in
 		sqlite3_bind_blob(st, 1, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, now_ms);
 		int r = sqlite3_step(st);
-		rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : stmt_error(st, r);
 		sqlite3_reset(st);
 	}
 	db_read_end(s->directory, c);
@@ -176,7 +176,7 @@ static int use_kiosk_code(conn *c, const uint8_t code_hash[STORE_HASH_LEN], int6
 		copy_text(kiosk->s, sizeof kiosk->s, sqlite3_column_text(st, 0));
 		rc = step_write(st);
 	} else {
-		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		rc = r == SQLITE_DONE ? STORE_ENOTFOUND : stmt_error(st, r);
 	}
 	sqlite3_reset(st);
 	return rc;
@@ -250,7 +250,7 @@ static int upsert_link(conn *c, const store_id *kiosk, const char *member_id, co
 		rc = step_write(st);
 	} else {
 		/* No row: a constraint (an unknown member fails the foreign key: ENOTFOUND). */
-		rc = r == SQLITE_DONE ? STORE_EIO : map_write(r);
+		rc = r == SQLITE_DONE ? STORE_EIO : stmt_write_error(st, r);
 	}
 	sqlite3_reset(st);
 	if (rc == 0 && strcmp(id->s, fresh.s) != 0 && (st = conn_stmt(c, end_sql, &rc))) {
@@ -464,7 +464,7 @@ static int kiosk_pin_hour(conn *c, const char *link_id, int64_t now_ms, int64_t 
 		*start = sqlite3_column_int64(st, 1);
 		*count = sqlite3_column_int64(st, 2);
 	} else if (r != SQLITE_DONE) {
-		rc = store_map_sqlite(r);
+		rc = stmt_error(st, r);
 	}
 	sqlite3_reset(st);
 	if (kiosk_hour_over(*start, *count, now_ms, window_ms)) {
@@ -646,7 +646,7 @@ int store_kiosk_pins_reset(store *s, const char *kiosk_id, int64_t now_ms, int64
 		int r = sqlite3_step(st);
 		if (r == SQLITE_ROW)
 			kiosk_hour_from_row(st, &h);
-		rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : stmt_error(st, r);
 		sqlite3_reset(st);
 	}
 	if (rc == 0 && (st = conn_stmt(c, reset_sql, &rc)))
@@ -754,7 +754,7 @@ int store_kiosk_session_start(store *s, const uint8_t token_hash[STORE_HASH_LEN]
 		int r = sqlite3_step(st);
 		rc = r == SQLITE_ROW    ? (sqlite3_column_int(st, 0) ? 0 : STORE_ECHANGED)
 		     : r == SQLITE_DONE ? STORE_ENOTFOUND
-		                        : store_map_sqlite(r);
+		                        : stmt_error(st, r);
 		sqlite3_reset(st);
 	}
 	if (rc == 0 && (st = conn_stmt(c, end_sql, &rc))) {
@@ -934,7 +934,7 @@ int store_kiosk_child_linked(store *s, const char *device_id, const char *member
 		sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, member_id, -1, SQLITE_STATIC);
 		int r = sqlite3_step(st);
-		rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+		rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : stmt_error(st, r);
 		sqlite3_reset(st);
 	}
 	db_read_end(s->directory, c);

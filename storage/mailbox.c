@@ -110,7 +110,7 @@ static int query_int(conn *c, const char *sql, sqlite3_int64 *v)
 		return rc;
 	int r = sqlite3_step(st);
 	*v = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	rc = r == SQLITE_ROW ? 0 : store_map_sqlite(r ? r : SQLITE_CORRUPT);
+	rc = r == SQLITE_ROW ? 0 : stmt_error(st, r ? r : SQLITE_CORRUPT);
 	sqlite3_reset(st);
 	return rc;
 }
@@ -357,7 +357,7 @@ static int list(store *s, const char *family_id, const char *sql, const char *bo
 		if (r == SQLITE_ROW)
 			bound = sqlite3_column_int64(st, 0);
 		else if (r != SQLITE_DONE)
-			rc = store_map_sqlite(r);
+			rc = stmt_error(st, r);
 		sqlite3_reset(st);
 	}
 	if (rc == 0 && (st = conn_stmt(c, sql, &rc))) {
@@ -373,7 +373,7 @@ static int list(store *s, const char *family_id, const char *sql, const char *bo
 			if (last_rowid)
 				*last_rowid = sqlite3_column_int64(st, 0);
 		}
-		rc = r == SQLITE_DONE ? 0 : store_map_sqlite(r);
+		rc = r == SQLITE_DONE ? 0 : stmt_error(st, r);
 		sqlite3_reset(st);
 	}
 	if (rc == 0 && latest) {
@@ -604,7 +604,7 @@ static int do_listened(conn *c, sqlite3_int64 rowid, const store_message *before
 	sqlite3_bind_int64(st, 1, rowid);
 	int r = sqlite3_step(st);
 	sqlite3_int64 receipts = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	rc = r == SQLITE_ROW ? 0 : store_map_sqlite(r ? r : SQLITE_CORRUPT);
+	rc = r == SQLITE_ROW ? 0 : stmt_error(st, r ? r : SQLITE_CORRUPT);
 	sqlite3_reset(st);
 	if (rc < 0 || receipts <= STORE_MAX_LISTENERS)
 		return rc < 0 ? rc : changes == 0 ? 1 : 0; /* already recorded: no change */
@@ -737,7 +737,7 @@ int family_rows(store *s, const char *family_id, const char *sql, const sqlite3_
 			int r;
 			while ((r = sqlite3_step(st)) == SQLITE_ROW)
 				fn(st, out);
-			rc = r == SQLITE_DONE ? 0 : store_map_sqlite(r);
+			rc = r == SQLITE_DONE ? 0 : stmt_error(st, r);
 			sqlite3_reset(st);
 		}
 		db_read_end(f->db, c);
@@ -891,7 +891,7 @@ int store_mailbox_restored(store *s, const char *family_id, uint64_t *from, uint
 				*from = (uint64_t)sqlite3_column_int64(st, 0);
 				*to = (uint64_t)sqlite3_column_int64(st, 1);
 			} else if (r != SQLITE_DONE) {
-				rc = store_map_sqlite(r);
+				rc = stmt_error(st, r);
 			}
 			sqlite3_reset(st);
 		}

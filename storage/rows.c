@@ -7,13 +7,34 @@
  */
 #include "internal.h"
 
+/* A step's result: constraint failures told apart, the rest as store_map_sqlite. */
+static int map_write(int r)
+{
+	switch (r) {
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_CONSTRAINT_FOREIGNKEY:
+		return STORE_ENOTFOUND; /* what it refers to does not exist */
+	case SQLITE_CONSTRAINT_CHECK:
+	case SQLITE_CONSTRAINT_NOTNULL:
+		return STORE_EINVAL;
+	default:
+		return store_map_sqlite(r);
+	}
+}
+
 /* sqlite3_step() of a write, expecting SQLITE_DONE, with constraint failures told apart. A
  * write outside a transaction commits in its step: its I/O error is told as the file system's
  * (store_map_db: a read-only remount, a disk full at fsync), as a COMMIT's is. */
 int step_write(sqlite3_stmt *st)
 {
-	int r = sqlite3_step(st), rc = map_write(r);
-	return rc == STORE_EIO ? store_map_db(sqlite3_db_handle(st), r) : rc;
+	return stmt_write_error(st, sqlite3_step(st));
+}
+
+int stmt_write_error(sqlite3_stmt *st, int r)
+{
+	int rc = map_write(r);
+	return rc == STORE_EIO || rc == STORE_ECORRUPT ? stmt_error(st, r) : rc;
 }
 
 int count_and_first(conn *c, const char *sql, const char *id, int64_t t2, int64_t t3, unsigned *n,
@@ -31,25 +52,10 @@ int count_and_first(conn *c, const char *sql, const char *id, int64_t t2, int64_
 		*n = (unsigned)sqlite3_column_int64(st, 0);
 		*first_ms = sqlite3_column_int64(st, 1);
 	} else {
-		rc = store_map_sqlite(r);
+		rc = stmt_error(st, r);
 	}
 	sqlite3_reset(st);
 	return rc;
-}
-
-int map_write(int r)
-{
-	switch (r) {
-	case SQLITE_DONE:
-		return 0;
-	case SQLITE_CONSTRAINT_FOREIGNKEY:
-		return STORE_ENOTFOUND; /* what it refers to does not exist */
-	case SQLITE_CONSTRAINT_CHECK:
-	case SQLITE_CONSTRAINT_NOTNULL:
-		return STORE_EINVAL;
-	default:
-		return store_map_sqlite(r);
-	}
 }
 
 key text_key(const char *s)
@@ -90,7 +96,7 @@ int row_one(conn *c, const char *sql, key k, row_fn fn, void *out)
 	int r = sqlite3_step(st);
 	if (r == SQLITE_ROW)
 		fn(st, out);
-	rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : store_map_sqlite(r);
+	rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? STORE_ENOTFOUND : stmt_error(st, r);
 	sqlite3_reset(st);
 	return rc;
 }
@@ -135,7 +141,7 @@ int read_list(store *s, const char *sql, const char *param, row_fn fn, void *out
 			}
 			fn(st, (char *)out + size * (*n)++);
 		}
-		rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : store_map_sqlite(r);
+		rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : stmt_error(st, r);
 		sqlite3_reset(st);
 	}
 	db_read_end(s->directory, c);

@@ -248,7 +248,7 @@ static int integrity_check(db *d)
 		if (rc == 0 && code)
 			rc = STORE_EIO; /* a code that maps to none: still not a verdict */
 	} else {
-		rc = store_map_sqlite(r);
+		rc = store_map_db(c->db, r);
 		if (rc == 0)
 			rc = STORE_EIO; /* no row at all: the check did not run */
 	}

@@ -5,7 +5,8 @@ usage: test_api.py JIAYIN_BINARY [EIO_PRELOAD]
 
 Starts the real jiayin on a free loopback port and checks what docs/api.md promises for
 sign-up (POST /v1/families), pairing (POST /v1/pair, whole or not at all when the disk fails
-a read: EIO_PRELOAD is tests/tools/eio_preload.c built), GET /v1/me,
+a read: EIO_PRELOAD is tests/tools/eio_preload.c built; such a read is storage_io_error),
+GET /v1/me,
 GET /v1/families/{id}/members and DELETE /v1/devices/{id}: shapes, tokens (shown once, stored
 only as a hash, revoked at once), bad bodies with their codes and nothing stored, someone else's
 family answered 404, and the sign-up rate limit per client address.
@@ -198,6 +199,34 @@ def pairing_whole_or_nothing(binary, eio_preload):
            f"{what}, the family's row failing to read at each read in turn: 201 and a token "
            "that works, or 503 and nothing changed (the code pairs once the disk is well)",
            "\n".join(f"{status}: {saw}" for status, _, saw in runs))
+
+
+def failed_read_is_io_error(binary, eio_preload):
+    """A directory page the disk fails to read (EIO) is answered 503 storage_io_error, as
+    docs/storage.md says of a failed read, with Retry-After: SQLite's unix VFS reports such a
+    read as damage (SQLITE_IOERR_CORRUPTFS, a statement's SQLITE_CORRUPT), and the answer said
+    storage_corrupt, "a database file is damaged", of a directory that is whole: the operator
+    told to restore a backup, where the disk is what to look at, and nothing is lost."""
+    if not eio_preload:
+        skip("a failed read is storage_io_error", "no eio_preload library given")
+        return
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+    finally:
+        srv.stop()
+    fam = mom["family"]["id"]
+    for table in ("families", "members", "devices"):
+        runs = each_read_failing(
+            binary, srv.data, eio_preload, table,
+            lambda s: request(s, "GET", f"/v1/families/{fam}", headers=bearer(mom["token"])),
+            lambda s, a: (a.status == 200 or (
+                a.status == 503 and a.json()["error"]["code"] == "storage_io_error" and
+                a.header("Retry-After") is not None), f"{a.status} {a.body[:100]!r}"))
+        ok(all(right for _, right, _ in runs) and len(runs) > 1 and runs[-1][0] == 200,
+           f"the directory's {table} page failing to read: 503 storage_io_error with "
+           "Retry-After, not storage_corrupt; 200 once it reads",
+           "\n".join(saw for _, _, saw in runs))
 
 
 def locks(binary):
@@ -1209,6 +1238,7 @@ def main():
     ok(rc == 0, "clean exit")
     pairing(binary)
     pairing_whole_or_nothing(binary, os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else None)
+    failed_read_is_io_error(binary, os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else None)
     locks(binary)
     expired_codes(binary)
     bounded_codes(binary)
