@@ -783,7 +783,9 @@ void srv_api_message_listened(srv_exchange *x)
  * Deleting a message deleted already, by one who could (its sender, a parent, who saw it): 204
  * again, nothing changed (j->existed), where it was 404 and an app whose first DELETE's answer
  * was lost on the way said the message could not be found. Anyone else: 404, as for a message
- * that never was.
+ * that never was. A message a moderator hid reads as deleted (api_message_json), so it is 404
+ * to anyone else too, not 403, which told a grandmother or a sibling that it was hidden, not
+ * deleted; its sender or a parent deletes it (its voice erased).
  */
 static void delete_work(api_job *j)
 {
@@ -794,6 +796,10 @@ static void delete_work(api_job *j)
 	if (j->msg.state == STORE_MSG_DELETED) {
 		j->rc = may ? 0 : STORE_ENOTFOUND;
 		j->existed = true;
+		return;
+	}
+	if (!may && j->msg.state == STORE_MSG_HIDDEN) {
+		j->rc = STORE_ENOTFOUND;
 		return;
 	}
 	if (!may) {

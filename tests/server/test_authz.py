@@ -255,6 +255,13 @@ def main():
             r = call(srv, "DELETE", f"{M}/{gone}", token)
             ok(r.status == again, f"DELETE a deleted message by {who}: {again}",
                f"got {r.status}")
+            # A hidden one reads as deleted: to whoever could not delete it, 404 as a deleted
+            # one is, not 403, which told the grandmother and the children it was only hidden
+            # by a moderator. (Its sender, the parent, deletes it below, after the lists.)
+            if who != "parent":
+                r = call(srv, "DELETE", f"{M}/{hidden}", token)
+                ok(r.status == want, f"DELETE a hidden message by {who}: {want}, as deleted",
+                   f"got {r.status} {r.body[:100]!r}")
         # The list: a child sees no message between others, not even as an id (nor its
         # deletion); a hidden or deleted message is an id, a seq and "deleted", nothing of
         # its voice or sender.
@@ -273,6 +280,17 @@ def main():
                                        m["state"] == "deleted" for m in tombs),
                f"the list of {who}: the messages it may see, and only those",
                f"{sorted(ids)} {tombs}")
+        # Its sender deletes a hidden message, a child its own as a parent hers: 204, and
+        # again 204 (a retry whose answer was lost).
+        own = upload(ming["token"])
+        with sqlite3.connect(os.path.join(srv.data, "families", fam + ".db")) as db:
+            db.execute("UPDATE messages SET state = 2 WHERE id = ?", (own,))  # a moderator's
+        db.close()
+        got = [call(srv, "DELETE", f"{M}/{mid}", t).status
+               for mid, t in ((hidden, mom["token"]), (hidden, mom["token"]),
+                              (own, ming["token"]), (own, ming["token"]))]
+        ok(got == [204] * 4, "a hidden message deleted by its sender (the parent; the child, "
+           "its own): 204, and 204 again", str(got))
         # Another family's cursor: this family's changes (or everything, reset), never theirs.
         oseq = call(srv, "GET", OM, other["token"]).json()["seq"]
         for since in (oseq, 2 ** 40):
