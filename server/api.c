@@ -341,6 +341,7 @@ void api_job_done(srv_exchange *x, void *arg)
 void api_job_free(api_job *j)
 {
 	api_session_use_end(j->in_use); /* the request is over: its last use recorded */
+	api_in_flight_end(&j->flight);
 	api_export_release(j->export);
 	srv_job_heavy_unreserve(j->heavy);
 	if (j->hold[0])

@@ -33,6 +33,20 @@ typedef struct api_attempt {
 	bool counted;      /* still to be given back unless the job keeps it */
 } api_attempt;
 
+/*
+ * A plain upload with an Idempotency-Key whose recording is whole and being transcoded and
+ * stored: a retry of it from the same phone is answered before its body meanwhile
+ * (api_messages.c). Listed in the server's uploads_in_flight, on the loop, from the body's end
+ * until its job is freed (api_job_free).
+ */
+typedef struct api_in_flight {
+	struct api_in_flight *prev, *next;
+	struct api_in_flight **head; /* NULL: not listed */
+	char family[STORE_ID_LEN + 1];
+	uint8_t token_hash[STORE_HASH_LEN];
+	char idem[130];
+} api_in_flight;
+
 struct api_job {
 	store *st;
 	const uint8_t *secret;         /* the server's key (secret.h) */
@@ -96,6 +110,7 @@ struct api_job {
 	                                back unless api_run_heavy submitted it */
 	char to[64];
 	char idem[130];
+	api_in_flight flight; /* its transcode under way, for a retry (api_messages.c) */
 	bool existed;
 	codec_result cres;
 	int codec_rc;
@@ -292,6 +307,8 @@ void api_mailbox_changed(srv_server *s, const char *family_id);
  * their waiting long-polls are authenticated again now, and hear 401. */
 void api_kiosk_sessions_ended(srv_server *s, const char *device_id);
 void api_upload_done(srv_exchange *x, api_job *j);
+/* The plain upload's transcode is over: off the server's uploads_in_flight (api_job_free). */
+void api_in_flight_end(api_in_flight *f);
 /* A message as the API shows it (deleted or hidden: its id, seq and state "deleted" only). */
 json_t *api_message_json(const store_message *m);
 /*

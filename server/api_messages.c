@@ -393,6 +393,59 @@ static void upload_refused(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc); /* 404 another family's, 503/507 no file */
 }
 
+/*
+ * A phone that gave up waiting for its upload's answer (OkHttp's read timeout of 10 s against
+ * a long clip's transcode, docs/api.md) sends it again at once, with Expect: 100-continue and
+ * its Idempotency-Key. The first was still being transcoded then, its key not stored yet: the
+ * retry was told 100 Continue, and the phone sent the whole recording again (9.6 MB for five
+ * minutes of WAV), transcoded a second time for the same 200. Now, while the same phone's
+ * recording under the same key is being transcoded here, the retry is answered 503
+ * upload_in_progress before its body; sent again after Retry-After, it finds the message (200,
+ * before its body). It is looked for on the loop before the retry's key is looked up on the
+ * pool: a first no longer listed was stored (or refused) before that lookup, which finds it.
+ */
+#define IN_FLIGHT_RETRY_AFTER "Retry-After: 2\r\n"
+
+static bool in_flight(const srv_server *s, const api_job *j)
+{
+	for (const api_in_flight *f = s->uploads_in_flight; f; f = f->next)
+		if (strcmp(f->idem, j->idem) == 0 && strcmp(f->family, j->param[0]) == 0 &&
+		    memcmp(f->token_hash, j->token_hash, STORE_HASH_LEN) == 0)
+			return true;
+	return false;
+}
+
+/* j's recording is whole and goes to be transcoded: listed until its job is freed. */
+static void in_flight_begin(srv_server *s, api_job *j)
+{
+	api_in_flight *f = &j->flight;
+	if (!j->idem[0] || f->head)
+		return;
+	snprintf(f->family, sizeof f->family, "%.*s", STORE_ID_LEN, j->param[0]);
+	memcpy(f->token_hash, j->token_hash, sizeof f->token_hash);
+	snprintf(f->idem, sizeof f->idem, "%s", j->idem);
+	f->head = &s->uploads_in_flight;
+	f->prev = NULL;
+	f->next = *f->head;
+	if (f->next)
+		f->next->prev = f;
+	*f->head = f;
+}
+
+void api_in_flight_end(api_in_flight *f)
+{
+	if (!f->head)
+		return;
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		*f->head = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	f->head = NULL;
+	f->prev = f->next = NULL;
+}
+
 /* Bytes of the body on the disk: out of what it has still to write (srv_body_on_written). */
 static void upload_body_written(void *arg, uint64_t file_off)
 {
@@ -430,6 +483,7 @@ static void upload_body_done(srv_exchange *x, void *arg, int status)
 	j->done = api_upload_done;
 	j->rc = j->auth_rc = 0;
 	j->checked = true; /* at the gate: a session over since keeps its story */
+	in_flight_begin(x->srv, j);
 	api_run_heavy(x, j, j->param[0]);
 }
 
@@ -530,6 +584,15 @@ void srv_api_message_upload(srv_exchange *x)
 	if (key)
 		snprintf(j->idem, sizeof j->idem, "%.*s", (int)key->len, key->ptr);
 	api_prepare(x, j);
+	/* The same phone's recording under this key is being transcoded: not again (its token
+	 * was good for that one a moment ago; a token revoked since hears 401 next time). */
+	if (j->expect && j->idem[0] && in_flight(x->srv, j)) {
+		api_job_free(j);
+		srv_respond_error_with(x, 503, "upload_in_progress",
+		                       "this recording is being stored: send it again shortly",
+		                       IN_FLIGHT_RETRY_AFTER);
+		return;
+	}
 	if (srv_job_submit(x, api_job_run, upload_gate_done, j) < 0) {
 		api_job_free(j);
 		srv_respond_busy(x);

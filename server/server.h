@@ -123,6 +123,9 @@ struct srv_server {
 	uint64_t sessions_ended_at;
 	struct srv_uploads *uploads; /* resumable uploads: locks, the sweep (upload_state.c) */
 	struct api_export *exports;  /* families with an export made or downloaded (api_family.c) */
+	/* plain uploads with an Idempotency-Key whose recording is being transcoded and stored,
+	 * each in its job (api_messages.c) */
+	struct api_in_flight *uploads_in_flight;
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t health_timer, grace_timer, date_timer;
 	uv_timer_t retention_timer; /* api_family.c: old messages go */

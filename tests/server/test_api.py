@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # apiclient's helper is imported: no __pycache__ in the tree
 from apiclient import read_head  # noqa: E402
 from serverlib import (Reader, Server, damm, each_read_failing, logged_id,  # noqa: E402
-                       pairing_code, request, until)
+                       pairing_code, request, scratch_dir, until)
 from tap import finish, ok, skip  # noqa: E402
 
 
@@ -1101,6 +1101,63 @@ def retry_after_recipient_left(binary):
         srv.stop()
 
 
+def retry_while_transcoding(binary):
+    """A phone that gave up waiting for its upload's answer (OkHttp's 10 s read timeout
+    against a long clip's transcode: docs/api.md) sends the recording again at once, with its
+    Idempotency-Key and Expect: 100-continue. Its first is still being transcoded then: the
+    retry is answered 503 upload_in_progress with Retry-After before its body, and after
+    Retry-After 200 with the message, before its body. Before, it was told 100 Continue while
+    the key was not stored yet, and the phone sent the whole recording again (9.6 MB here), to
+    be transcoded a second time for the same message."""
+    from apiclient import metric, sine_wav
+    wav = sine_wav(os.path.join(scratch_dir("jiayin-long-"), "long.wav"), 440, 300)
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        first = {}
+        sending = threading.Thread(target=lambda: first.update(
+            r=upload(srv, mom["token"], fam, wav, key="bedtime-story")))
+        sending.start()
+        # its body is in and its transcode queued or running
+        until(lambda: metric(srv, "jiayin_heavy_jobs_queued") == 1, timeout=60)
+
+        def retry():
+            s = srv.connect(timeout=30)
+            s.sendall((f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
+                       f"Authorization: Bearer {mom['token']}\r\n"
+                       f"Idempotency-Key: bedtime-story\r\nContent-Length: {len(wav)}\r\n"
+                       "Expect: 100-continue\r\n\r\n").encode())
+            rd = Reader(s)
+            head = read_head(s)
+            pending = "r" not in first  # the first unanswered yet: the retry met it in flight
+            rd.buf = head
+            if head.startswith(b"HTTP/1.1 100 "):
+                s.sendall(wav)  # what the phone did: the whole recording again
+                rd.buf = head.split(b"\r\n\r\n", 1)[1]
+            r = rd.response()
+            s.close()
+            return head.split(b"\r\n", 1)[0].decode(), r, pending
+        line, during, still = retry()
+        err = during.json().get("error", {}) if during and during.status == 503 else {}
+        ok(still and line.startswith("HTTP/1.1 503 ") and
+           err.get("code") == "upload_in_progress" and during.header("Retry-After") == "2",
+           "a retry with Expect: 100-continue while the first is being transcoded: 503 "
+           "upload_in_progress, Retry-After 2, before its body (no 100 Continue)",
+           f"in flight: {still}; first line {line!r}; {during and during.body[:200]!r}")
+        sending.join()
+        line, after, _ = retry()
+        m = first["r"].json()["message"] if first["r"].status == 201 else {}
+        ok(first["r"].status == 201 and line.startswith("HTTP/1.1 200 ") and
+           after.json()["message"]["id"] == m.get("id"),
+           "sent again once the first is stored: 200 with its message, before its body",
+           f"{first['r'].status} {line!r}")
+        ok(metric(srv, "jiayin_transcodes_total") == 1, "the recording was transcoded once",
+           str(metric(srv, "jiayin_transcodes_total")))
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     srv = Server(binary, "--signups-per-hour", "5")
@@ -1247,6 +1304,7 @@ def main():
     messages(binary)
     hidden_retry(binary)
     retry_after_recipient_left(binary)
+    retry_while_transcoding(binary)
     long_poll(binary)
     private_messages(binary)
     audit_failures(binary)
