@@ -310,33 +310,36 @@ typedef struct command {
 	int min_args, max_args;
 	const char *args, *help;
 	int (*run)(ctl *c, int argc, char **argv);
+	bool looks; /* it only reads: the store is opened read-only (see open_store) */
 } command;
 
 static const command commands[] = {
-    {"school", "add", 1, 1, "NAME", "add a school; prints its id", cmd_school_add},
-    {"school", "list", 0, 0, "", "list the schools", cmd_school_list},
+    {"school", "add", 1, 1, "NAME", "add a school; prints its id", cmd_school_add, false},
+    {"school", "list", 0, 0, "", "list the schools", cmd_school_list, true},
     {"kiosk", "add", 2, 2, "SCHOOL_ID NAME",
-     "register a kiosk and its first device token (shown once)", cmd_kiosk_add},
-    {"kiosk", "list", 0, 1, "[SCHOOL_ID]", "kiosks with their school and devices", cmd_kiosk_list},
+     "register a kiosk and its first device token (shown once)", cmd_kiosk_add, false},
+    {"kiosk", "list", 0, 1, "[SCHOOL_ID]", "kiosks with their school and devices", cmd_kiosk_list,
+     true},
     {"kiosk", "token", 1, 2, "KIOSK_ID [DEVICE_NAME]",
-     "a new device token for a kiosk (a replaced tablet)", cmd_kiosk_token},
-    {"kiosk", "children", 1, 1, "KIOSK_ID", "the children paired to a kiosk", cmd_kiosk_children},
+     "a new device token for a kiosk (a replaced tablet)", cmd_kiosk_token, false},
+    {"kiosk", "children", 1, 1, "KIOSK_ID", "the children paired to a kiosk", cmd_kiosk_children,
+     true},
     {"kiosk", "unlock", 1, 1, "KIOSK_ID",
-     "end a kiosk's hour of wrong PINs (its lock): logins at once", cmd_kiosk_unlock},
+     "end a kiosk's hour of wrong PINs (its lock): logins at once", cmd_kiosk_unlock, false},
     {"device", "revoke", 1, 1, "DEVICE_ID", "revoke a kiosk's or a member's device token",
-     cmd_device_revoke},
+     cmd_device_revoke, false},
     {"family", "show", 1, 1, "FAMILY_ID", "a family: settings, usage, members, devices",
-     cmd_family_show},
+     cmd_family_show, true},
     {"family", "delete", 1, 2, "FAMILY_ID --yes",
-     "erase a family, its members, devices and messages", cmd_family_delete},
+     "erase a family, its members, devices and messages", cmd_family_delete, false},
     {"family", "export", 2, 2, "FAMILY_ID FILE.zip",
-     "a family's messages and index.json as a zip (a new file)", cmd_family_export},
+     "a family's messages and index.json as a zip (a new file)", cmd_family_export, false},
     {"backup", NULL, 1, 1, "DEST_DIR", "an online copy of every database into a new directory",
-     cmd_backup},
+     cmd_backup, false},
     {"backup-family", NULL, 2, 2, "FAMILY_ID DEST_FILE",
-     "an online copy of one family's database into a new file", cmd_backup_family},
+     "an online copy of one family's database into a new file", cmd_backup_family, false},
     {"verify", NULL, 0, 1, "[FAMILY_ID]",
-     "check stored voices against their SHA-256 (every family's without an id)", cmd_verify},
+     "check stored voices against their SHA-256 (every family's without an id)", cmd_verify, true},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -385,8 +388,11 @@ static int cannot_use(ctl *c, const char *dir, int e)
 	return fail(c, errno_code(e), "cannot use the data directory %s: %s", dir, strerror(e));
 }
 
-/* read_only: the command only reads (verify), and the store writes nothing either (see
- * store_options.read_only): it may run on a backup's copy or a read-only mount. */
+/* read_only: the command only reads (the lists, family show, verify), and the store writes
+ * nothing either (see store_options.read_only): it may run on a backup's copy or a read-only
+ * mount, and leaves every file there as it was (the review: school list made quarantine/ in a
+ * backup's folder, family show turned its copy's journal to WAL, and on a read-only mount
+ * neither could open it). */
 static int open_store(ctl *c, const char *dir, bool read_only)
 {
 	struct stat st;
@@ -526,7 +532,7 @@ int main(int argc, char **argv)
 		return usage_fail(&c, usage, "--data needs a directory");
 	if (sodium_init() < 0)
 		return fail(&c, STORE_ENOMEM, "libsodium did not initialise");
-	int rc = open_store(&c, data, cmd->run == cmd_verify);
+	int rc = open_store(&c, data, cmd->looks);
 	if (rc == 0)
 		rc = cmd->run(&c, nargs, argv + first);
 	store_close(c.s);

@@ -49,14 +49,19 @@ static int list_family_links(store *s, const char *family_id, void *out, size_t 
 
 /* ---- the commands ---- */
 
-static void print_family(const store_family *f, uint64_t usage, const store_member *m, size_t nm,
-                         const store_device *d, size_t nd, const store_kiosk_link *l, size_t nl)
+/* counted false: the mailbox could not be read (see mailbox_look), its usage not known. */
+static void print_family(const store_family *f, uint64_t usage, bool counted, const store_member *m,
+                         size_t nm, const store_device *d, size_t nd, const store_kiosk_link *l,
+                         size_t nl)
 {
 	char t[32];
 	printf("family %s  ", f->id.s);
 	print_name(f->name);
-	printf("\n  created    %s\n  usage      %llu bytes", fmt_time(f->created_ms, t),
-	       (unsigned long long)usage);
+	printf("\n  created    %s\n  usage      ", fmt_time(f->created_ms, t));
+	if (counted)
+		printf("%llu bytes", (unsigned long long)usage);
+	else
+		printf("not counted");
 	if (f->quota_bytes)
 		printf(" of a %llu-byte quota\n", (unsigned long long)f->quota_bytes);
 	else
@@ -100,9 +105,10 @@ static void print_family(const store_family *f, uint64_t usage, const store_memb
  * The family's usage; a family whose mailbox file is missing (an older directory.db restored
  * beside newer families/, a file lost) has none, *missing set, so that it can be seen and
  * erased (the review: both said "no family", and only a parent's API call could erase it).
- * So has one whose mailbox the store found damaged as it opened it here, and set aside in
- * quarantine/ as the server would (the review: show and delete failed "could not be read"
- * on the first run, and only a second one saw the family missing).
+ * So has one whose mailbox the store found damaged as it opened it here (a read-write store:
+ * family delete, export, backup-family), and set aside in quarantine/ as the server would (the
+ * review: show and delete failed "could not be read" on the first run, and only a second one saw
+ * the family missing).
  */
 static int mailbox_usage(ctl *c, const store_family *f, uint64_t *usage, bool *missing)
 {
@@ -132,6 +138,36 @@ static bool quarantined(ctl *c, const char *family_id)
 	return found;
 }
 
+/* What family show found of a family's mailbox. */
+typedef enum mailbox_state {
+	MAILBOX_READ,    /* its usage counted */
+	MAILBOX_MISSING, /* no file (set aside in quarantine/ before, or lost) */
+	MAILBOX_DAMAGED, /* its file found damaged, or another family's: left where it is */
+	MAILBOX_OLDER,   /* of an older version, not yet opened by this version's server */
+} mailbox_state;
+
+/*
+ * family show's look at the mailbox. The store is read-only for show (a look changes nothing
+ * on disk: it may be a backup's folder, or a read-only mount of one; the review: a look into a
+ * backup made quarantine/ in it and turned its copies' journal to WAL, and on a read-only
+ * mount failed to open at all), so a damaged mailbox is not set aside here, nor an older one
+ * migrated: each is said, and the family shown all the same (its members and phones are in
+ * the directory). The server sets a damaged one aside as it next opens it, and family delete
+ * erases it; the server upgrades an older one as it first opens it.
+ */
+static int mailbox_look(ctl *c, const store_family *f, uint64_t *usage, mailbox_state *state)
+{
+	bool missing = false;
+	int rc = mailbox_usage(c, f, usage, &missing);
+	*state = missing ? MAILBOX_MISSING : MAILBOX_READ;
+	if (rc == STORE_ECORRUPT || rc == STORE_EOLD) {
+		*state = rc == STORE_ECORRUPT ? MAILBOX_DAMAGED : MAILBOX_OLDER;
+		*usage = 0;
+		rc = 0;
+	}
+	return rc;
+}
+
 /* A family without a mailbox file has nothing to export or copy: said as it is, with where
  * its damaged copy went if one was set aside (the store's "damaged" named a file that was
  * not there: the review). */
@@ -157,17 +193,20 @@ int cmd_family_show(ctl *c, int argc, char **argv)
 	size_t nm = 0, nd = 0, nl = 0;
 	uint64_t usage = 0;
 	json_t *obj = NULL;
-	bool missing = false;
+	mailbox_state state = MAILBOX_READ;
 	int rc = store_family_get(c->s, argv[0], &f);
 	if (rc == 0)
-		rc = mailbox_usage(c, &f, &usage, &missing);
+		rc = mailbox_look(c, &f, &usage, &state);
 	if (rc == 0)
 		rc = list_all(c->s, list_members, f.id.s, sizeof *m, (void **)&m, &nm);
 	if (rc == 0)
 		rc = list_all(c->s, list_family_devices, f.id.s, sizeof *d, (void **)&d, &nd);
 	if (rc == 0)
 		rc = list_all(c->s, list_family_links, f.id.s, sizeof *l, (void **)&l, &nl);
+	bool counted = state == MAILBOX_READ || state == MAILBOX_MISSING;
 	if (rc == 0 && c->json) {
+		static const char *const flag[] = {NULL, "mailbox_missing", "mailbox_damaged",
+		                                   "mailbox_older"};
 		json_t *ma = json_array(), *da = json_array(), *la = json_array();
 		for (size_t i = 0; i < nm; i++)
 			json_array_append_new(ma, member_json(&m[i]));
@@ -177,20 +216,21 @@ int cmd_family_show(ctl *c, int argc, char **argv)
 			json_array_append_new(la, link_json(&l[i]));
 		bool whole = json_array_size(ma) == nm && json_array_size(da) == nd &&
 		             json_array_size(la) == nl;
-		obj = json_pack("{s:{s:s, s:o, s:o, s:I, s:I, s:I}, s:o, s:o, s:o}", "family", "id",
+		obj = json_pack("{s:{s:s, s:o, s:o, s:I, s:I, s:o}, s:o, s:o, s:o}", "family", "id",
 		                f.id.s, "name", jtext(f.name), "created_at", jtime(f.created_ms),
 		                "quota_bytes", (json_int_t)f.quota_bytes, "retention_days",
-		                (json_int_t)f.retention_days, "usage_bytes", (json_int_t)usage,
-		                "members", ma, "devices", da, "kiosk_links", la);
-		if (obj && missing &&
-		    json_object_set_new(json_object_get(obj, "family"), "mailbox_missing",
-		                        json_true()) < 0)
+		                (json_int_t)f.retention_days, "usage_bytes",
+		                counted ? json_integer((json_int_t)usage) : json_null(), "members",
+		                ma, "devices", da, "kiosk_links", la);
+		if (obj && flag[state] &&
+		    json_object_set_new(json_object_get(obj, "family"), flag[state], json_true()) <
+		        0)
 			whole = false;
 		if (!whole)
 			json_decref(obj), obj = NULL;
 	} else if (rc == 0) {
-		print_family(&f, usage, m, nm, d, nd, l, nl);
-		if (missing)
+		print_family(&f, usage, counted, m, nm, d, nd, l, nl);
+		if (state == MAILBOX_MISSING)
 			printf(
 			    "its mailbox file (families/%s.db) is missing%s; family delete erases "
 			    "what is left\n",
@@ -199,6 +239,18 @@ int cmd_family_show(ctl *c, int argc, char **argv)
 			        ? ": a damaged copy was set aside in quarantine/ (restore it from "
 			          "a backup, or erase the family)"
 			        : ": its messages are gone");
+		else if (state == MAILBOX_DAMAGED)
+			printf(
+			    "its mailbox file (families/%s.db) is damaged, left where it is: the "
+			    "server sets it aside in quarantine/ as it next opens it; restore it "
+			    "from a backup, or erase the family (family delete)\n",
+			    f.id.s);
+		else if (state == MAILBOX_OLDER)
+			printf(
+			    "its mailbox file (families/%s.db) is of an older version, as it was "
+			    "left: the server upgrades it as it first opens it, and its usage is "
+			    "counted then\n",
+			    f.id.s);
 	}
 	free(m);
 	free(d);

@@ -360,6 +360,7 @@ def family_checks(ctl, srv, server_bin, data, tmp, kid, tablet):
        "backup: directory.db and families/<id>.db, integrity ok", repr(r))
     with db(os.path.join(dest, "directory.db")) as c:
         schools = c.execute("SELECT name FROM schools").fetchall()
+    c.close()  # its -wal and -shm go with it: the backup as the backup left it
     ok(schools == [("阳光小学",)], "the backup holds the directory's rows")
     key = os.path.join(dest, "secret")
     with open(os.path.join(data, "secret"), "rb") as a:
@@ -368,6 +369,20 @@ def family_checks(ctl, srv, server_bin, data, tmp, kid, tablet):
        "the backup holds the server's key (kiosk PINs depend on it), mode 0600")
     r = ctl("backup", dest)
     ok(r.rc == 1 and "conflict" in r.err, "backup into an existing directory: refused", repr(r))
+    # A look into the backup (what schools, kiosks and families it holds) leaves every file in
+    # it as it was: the same names, bytes, modes and times (the review: school list made
+    # quarantine/ in it, and family show turned its family's copy from the rollback journal
+    # the backup writes to WAL, a changed file for every checksum kept of the backup).
+    before = snapshot(dest)
+    looks = [ctl(*args, data=dest, json_out=j) for args, j in
+             ((("school", "list"), True), (("kiosk", "list"), True),
+              (("kiosk", "children", kid), True), (("family", "show", fam), True),
+              (("family", "show", fam), False))]
+    after = snapshot(dest)
+    ok(all(r.rc == 0 for r in looks) and looks[3].obj["family"]["usage_bytes"] > 0 and
+       "王家" in looks[4].out and after == before,
+       "school list, kiosk list, kiosk children and family show in a backup's folder leave "
+       "every file in it as it was", f"{looks!r} {set(after.items()) ^ set(before.items())}")
     # A look into the backup (what is in it, a family's voices saved from it) leaves its copy
     # as it was taken: the floor a restored copy numbers its changes from is raised to the
     # time of the server's first opening after the restore, once, so that a copy put back
@@ -796,11 +811,15 @@ def verify_writes_nothing(ctl, tmp, wang, li):
         try:
             v = ctl("verify", data=ro)
             t = ctl("verify", wang, data=ro, json_out=False)
+            looks = [ctl("school", "list", data=ro), ctl("family", "show", wang, data=ro)]
         finally:
             subprocess.run(["umount", ro])
         ok(v.rc == 0 and v.obj and v.obj["messages"] == 3 and t.rc == 0 and
            "all as stored" in t.out and snapshot(copy) == before,
            "verify on a read-only bind mount of the copy checks every voice", f"{v!r} {t!r}")
+        # (the review: both failed "cannot open the data directory: the storage is read-only")
+        ok(all(r.rc == 0 for r in looks) and looks[1].obj["family"]["usage_bytes"] > 0,
+           "school list and family show on the read-only mount too", f"{looks!r}")
     else:
         skip("verify on a read-only mount", "no bind mount here (not root, or no mounts)")
 
@@ -827,6 +846,15 @@ def verify_writes_nothing(ctl, tmp, wang, li):
        "verify names a damaged mailbox and one of an older version as not checked, and "
        "leaves both as they are (not set aside, not migrated)",
        f"{v!r} {set(after.items()) ^ set(before.items())}")
+    # family show of each: the family shown, its mailbox said damaged or older, left as it is.
+    shown = {f: ctl("family", "show", f, data=copy) for f in (li, wang)}
+    flags = {f: {k: v for k, v in ((r.obj or {}).get("family") or {}).items()
+                 if k.startswith("mailbox_") or k == "usage_bytes"} for f, r in shown.items()}
+    ok(flags == {li: {"mailbox_damaged": True, "usage_bytes": None},
+                 wang: {"mailbox_older": True, "usage_bytes": None}} and
+       snapshot(copy) == before,
+       "family show of them: each shown, said damaged or older, and left as it is",
+       f"{flags} {shown!r}")
 
 
 def kiosk_unlock_checks(ctl_bin, server_bin, tmp):

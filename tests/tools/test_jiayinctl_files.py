@@ -503,27 +503,29 @@ def damage(path):
 
 
 def mailbox_damaged(ctl, data, fam):
-    """A family whose mailbox is damaged, found so by jiayinctl itself as it opens it (set aside
-    in quarantine/, as the server does): family show and family delete go on as for a missing
-    one (the review: both failed "the family could not be read", storage_corrupt, on the first
-    run, and only a second run showed or erased the family)."""
+    """A family whose mailbox is damaged: family show shows the family and says so, and leaves
+    the file where it is (a look changes nothing on disk: the server sets it aside as it next
+    opens it); family delete erases it on the first run (the review: both failed "the family
+    could not be read", storage_corrupt, on the first run, and only a second run showed or
+    erased the family)."""
     live = os.path.join(data, "families", fam + ".db")
     damage(live)
+    with open(live, "rb") as f:
+        damaged = f.read()
     shown = ctl("family", "show", fam)
-    aside = [n for n in os.listdir(os.path.join(data, "quarantine")) if n.startswith(fam)]
-    ok(shown.returncode == 0 and "set aside in quarantine/" in shown.out and
-       "妈妈" in shown.out and not os.path.exists(live) and len(aside) == 1,
-       "family show of a family whose mailbox is damaged: shown (members, phones), the "
-       "damaged copy set aside and said", f"{shown.returncode} {shown.out[-300:]!r} "
-       f"{shown.err[-300:]!r} {aside}")
-    for name in aside:  # the damaged file back as it was found, for the next first run
-        os.rename(os.path.join(data, "quarantine", name), live)
     js = ctl("family", "show", fam, json_out=True)
     fam_js = json.loads(js.out).get("family", {}) if js.out.strip() else {}
-    ok(js.returncode == 0 and fam_js.get("mailbox_missing") is True,
-       "family show --json of it: mailbox_missing", f"{js.returncode} {js.out[-300:]!r}")
-    for name in [n for n in os.listdir(os.path.join(data, "quarantine")) if n.startswith(fam)]:
-        os.rename(os.path.join(data, "quarantine", name), live)
+    aside = [n for n in os.listdir(os.path.join(data, "quarantine")) if n.startswith(fam)]
+    same = os.path.exists(live) and open(live, "rb").read() == damaged
+    ok(shown.returncode == 0 and "is damaged, left where it is" in shown.out and
+       "usage      not counted" in shown.out and "妈妈" in shown.out and same and not aside,
+       "family show of a family whose mailbox is damaged: shown (members, phones), the "
+       "damage said, the file left as it is", f"{shown.returncode} {shown.out[-300:]!r} "
+       f"{shown.err[-300:]!r} {aside}")
+    ok(js.returncode == 0 and fam_js.get("mailbox_damaged") is True and
+       fam_js.get("usage_bytes", 0) is None and "mailbox_missing" not in fam_js,
+       "family show --json of it: mailbox_damaged, usage_bytes null",
+       f"{js.returncode} {js.out[-300:]!r}")
     gone = ctl("family", "delete", fam, "--yes")
     after = ctl("family", "show", fam)
     left = [n for n in os.listdir(os.path.join(data, "quarantine")) if n.startswith(fam)]
