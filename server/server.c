@@ -48,6 +48,41 @@ void srv_date_refresh(srv_server *s)
 }
 
 /*
+ * Families whose mailbox file the storage could not write for its owner or mode (a copy put
+ * back as root without the chown): an event each, once a minute at most while it stays so.
+ * Their requests are answered 503 storage_read_only while /healthz says 200, and nothing said
+ * which file or why (the operations walk-through).
+ */
+static void unwritable_report(srv_server *s)
+{
+	store_unwritable u[4];
+	size_t n = 0;
+	unsigned dropped = 0;
+	char what[512];
+	do {
+		store_take_unwritable(s->store, u, sizeof u / sizeof u[0], &n, &dropped);
+		for (size_t i = 0; i < n; i++) {
+			snprintf(
+			    what, sizeof what,
+			    "family %.*s's mailbox cannot be written: %.*s belongs to uid %u "
+			    "(mode %04o), and jiayin runs as uid %u; its requests are answered "
+			    "503 storage_read_only until the file is given to that user, mode "
+			    "0600 (chown; docs/operations.md, Backups)",
+			    STORE_ID_LEN, u[i].family_id.s, (int)sizeof u[i].file - 1, u[i].file,
+			    u[i].uid, u[i].mode, (unsigned)geteuid());
+			srv_log_event(s, "family_unwritable", what);
+		}
+		if (dropped) {
+			snprintf(what, sizeof what,
+			         "%u more family mailbox(es) cannot be written by uid %u (too many "
+			         "at once to name each): look at the owners in families/",
+			         dropped, (unsigned)geteuid());
+			srv_log_event(s, "family_unwritable", what);
+		}
+	} while (n == sizeof u / sizeof u[0]);
+}
+
+/*
  * Families whose mailbox the storage found damaged and set aside since the last look: an event
  * each (the 503 storage_corrupt lines alone told the operator nothing of it, nor which family
  * to restore), counted. Looked at after each job, before its answer (so the event comes before
@@ -83,6 +118,7 @@ static void set_aside_report(srv_server *s)
 		}
 		s->metrics.families_set_aside += n + dropped;
 	} while (n == sizeof a / sizeof a[0]);
+	unwritable_report(s);
 }
 
 static void on_date_timer(uv_timer_t *t)

@@ -1,7 +1,8 @@
 /*
  * files.c — the data directory's files: a family's path, syncing directories so that names
  * survive a power cut, erasing a database with its -wal and -shm, quarantine/ (where a damaged
- * family database, or one no family owns, is set aside), and the start's sweep of families/.
+ * family database, or one no family owns, is set aside), and the start's sweep of families/,
+ * and the note of a mailbox this process may not write (its owner or mode).
  * The store (store.c) owns the cache and the directory database these decide by.
  */
 #include "internal.h"
@@ -77,6 +78,69 @@ void unlink_db_files(const char *path)
 		if (with_suffix(p, sizeof p, path, suffix[i]))
 			unlink(p);
 	sync_parent(path);
+}
+
+int mailbox_writable(store *s, const char *family_id, const char *path)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	char p[PATH_CAP];
+	struct stat st;
+	int i = 0;
+	/* EACCES, not EROFS: a file system remounted read-only is the health check's to say. */
+	for (; i < 3; i++)
+		if (with_suffix(p, sizeof p, path, suffix[i]) && stat(p, &st) == 0 &&
+		    faccessat(AT_FDCWD, p, W_OK, AT_EACCESS) != 0 && errno == EACCES)
+			break;
+	if (i == 3)
+		return 0;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	struct unwritable_slot *free_slot = NULL;
+	pthread_mutex_lock(&s->aside_lock);
+	for (unsigned k = 0; k < STORE_UNWRITABLE_KEPT; k++) {
+		struct unwritable_slot *u = &s->unwritable[k];
+		if (u->noted_ms && strcmp(u->u.family_id.s, family_id) == 0) {
+			if (u->waiting || now - u->noted_ms < 60000) {
+				pthread_mutex_unlock(&s->aside_lock);
+				return STORE_EROFS;
+			}
+			free_slot = u;
+			break;
+		}
+		/* an empty slot, or the one noted longest ago of those taken */
+		if (!u->waiting && (!free_slot || u->noted_ms < free_slot->noted_ms))
+			free_slot = u;
+	}
+	if (free_slot) {
+		snprintf(free_slot->u.family_id.s, sizeof free_slot->u.family_id.s, "%s",
+		         family_id);
+		snprintf(free_slot->u.file, sizeof free_slot->u.file, "families/%s.db%s", family_id,
+		         suffix[i]);
+		free_slot->u.uid = (unsigned)st.st_uid;
+		free_slot->u.mode = (unsigned)st.st_mode & 07777;
+		free_slot->noted_ms = now ? now : 1;
+		free_slot->waiting = true;
+	} else {
+		s->unwritable_dropped++;
+	}
+	pthread_mutex_unlock(&s->aside_lock);
+	return STORE_EROFS;
+}
+
+void store_take_unwritable(store *s, store_unwritable *out, size_t max, size_t *n,
+                           unsigned *dropped)
+{
+	*n = 0;
+	pthread_mutex_lock(&s->aside_lock);
+	for (unsigned k = 0; k < STORE_UNWRITABLE_KEPT && *n < max; k++)
+		if (s->unwritable[k].waiting) {
+			out[(*n)++] = s->unwritable[k].u;
+			s->unwritable[k].waiting = false;
+		}
+	*dropped = s->unwritable_dropped;
+	s->unwritable_dropped = 0;
+	pthread_mutex_unlock(&s->aside_lock);
 }
 
 /*

@@ -210,6 +210,15 @@ struct store {
 	pthread_mutex_t aside_lock;
 	store_set_aside aside[STORE_SET_ASIDE_KEPT];
 	unsigned naside, aside_dropped;
+	/* Families whose mailbox this process may not write (store_take_unwritable), under
+	 * aside_lock: each slot is waiting to be taken, or remembers when it was noted (so that
+	 * the same family is noted again only after a minute). */
+	struct unwritable_slot {
+		store_unwritable u;
+		int64_t noted_ms;
+		bool waiting;
+	} unwritable[STORE_UNWRITABLE_KEPT];
+	unsigned unwritable_dropped;
 };
 
 /* The retention gate: a deletion by a family's retention period (store_messages_expire) is
@@ -242,6 +251,10 @@ bool quarantine(const store *s, const char *family_id, const char *path, char *m
                 size_t cap);
 /* A family set aside as damaged, kept for store_take_set_aside (or counted as dropped). */
 void set_aside_note(store *s, const char *family_id, const char *moved_to);
+/* Before a family's mailbox at path is opened: STORE_EROFS, noted for store_take_unwritable,
+ * if one of its files is not ours to write for its owner or mode (EACCES; not EROFS, a file
+ * system that takes no writes); else 0. */
+int mailbox_writable(store *s, const char *family_id, const char *path);
 /* Unlink a family's copies in quarantine/. */
 void unlink_quarantined(store *s, const char *family_id);
 /* one(s, dir_fd, name, id, arg) for each file of data/sub named after a family id (see files.c). */

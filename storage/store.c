@@ -674,6 +674,12 @@ int family_acquire(store *s, const char *family_id, family **out)
 		store_family row;
 		int known = store_family_get(s, family_id, &row);
 		rc = known == 0 ? STORE_ECORRUPT : known;
+	} else if (!s->opt.read_only && (rc = mailbox_writable(s, family_id, path)) < 0) {
+		/* A copy put back without its owner (root's, 0644 or 0600) or its write permission:
+		 * refused and said. Opened, SQLite would fall back to reading it (its writes
+		 * failing storage_read_only with nothing said, or all of it for a file it cannot
+		 * read), and the cached handle would stay read-only after the chown, until a
+		 * restart. */
 	} else {
 		rc = db_open(&f->db, path, &mailbox_schema, &s->opt, false);
 		if (rc == 0 && s->opt.integrity_check)

@@ -199,6 +199,26 @@ typedef struct store_set_aside {
  * and *dropped: how many were not kept since the last take. Never fails, and touches no file:
  * it takes only a lock that nothing holds across I/O, so the server calls it on its event loop. */
 void store_take_set_aside(store *s, store_set_aside *out, size_t max, size_t *n, unsigned *dropped);
+/*
+ * Families whose mailbox a call of this store did not open because one of its files (the
+ * database, its -wal or -shm) is not this process's to write, while the file system takes
+ * writes: a copy put back by another user (root) without the chown, or copied without its
+ * write permission. Their calls fail STORE_EROFS (storage_read_only) until it is given back,
+ * and nothing else says why (the health check writes the directory, not the mailbox).
+ * Each is noted once, then again at most once a minute while it stays so; up to
+ * STORE_UNWRITABLE_KEPT wait to be taken, and more are counted as dropped. A read-only
+ * store notes none.
+ */
+#define STORE_UNWRITABLE_KEPT 16
+typedef struct store_unwritable {
+	store_id family_id;
+	char file[72]; /* relative to the data directory: "families/ID.db", or its -wal, -shm */
+	unsigned uid;  /* the file's owner */
+	unsigned mode; /* its permission bits */
+} store_unwritable;
+/* As store_take_set_aside, for those. */
+void store_take_unwritable(store *s, store_unwritable *out, size_t max, size_t *n,
+                           unsigned *dropped);
 /* Deletes the family's rows, recording it as erased at now_ms, and erases its mailbox file (and
  * syncs its directory). */
 int store_family_delete(store *s, const char *family_id, int64_t now_ms);

@@ -976,6 +976,75 @@ def kiosk_unlock_checks(ctl_bin, server_bin, tmp):
     ok(rc == 0, "the server ran beside kiosk unlock and exits cleanly")
 
 
+def restore_without_owner(server_bin, tmp):
+    """A family's mailbox put back as docs/operations.md says, but without its owner: root
+    copied it in while the server runs as another user (or, run by someone else, the copy lost
+    its write permission). Its requests are 503 storage_read_only while /healthz says 200; the
+    log says which file and why, once, and the chown alone brings the family back (the
+    operations walk-through: no event said anything, only the 503 lines)."""
+    top = os.path.join(tmp, "owner")
+    os.mkdir(top)
+    data = os.path.join(top, "data")
+    binary, as_root = server_bin, os.geteuid() == 0
+    if as_root:  # the service's user, as systemd runs it; root restores
+        os.chmod(tmp, 0o755)
+        os.chmod(top, 0o755)
+        os.mkdir(data, 0o700)
+        os.chown(data, 65534, 65534)
+        binary = os.path.join(top, "jiayin-as-nobody")
+        with open(binary, "w") as f:
+            f.write("#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups "
+                    f"-- {server_bin} \"$@\"\n")
+        os.chmod(binary, 0o755)
+    srv = Server(binary, data=data)
+    try:
+        mom = post_json(srv, "/v1/families", {"family_name": "周家", "member_name": "妈妈"})
+        fam, token = mom.json()["family"]["id"], mom.json()["token"]
+        up = request(srv, "POST", f"/v1/families/{fam}/messages", open(SAMPLE, "rb").read(),
+                     headers=bearer(token), timeout=120)
+    finally:
+        srv.stop()
+    live = os.path.join(data, "families", f"{fam}.db")
+    copy = os.path.join(top, "copy.db")
+    shutil.copyfile(live, copy)
+    os.unlink(live)  # the restore: a plain cp of the copy (root's, 0644), not chowned
+    shutil.copyfile(copy, live)
+    os.chmod(live, 0o644 if as_root else 0o400)
+    srv = Server(binary, data=data)
+    try:
+        answers = [request(srv, "GET", f"/v1/families/{fam}/messages?since=0",
+                           headers=bearer(token)) for _ in range(3)]
+        health = request(srv, "GET", "/healthz")
+        srv.wait_log('"family_unwritable"')
+        time.sleep(0.3)
+        events = [json.loads(line) for line in srv.log_text().splitlines()
+                  if '"family_unwritable"' in line]
+        detail = events[0]["detail"] if events else ""
+        ok(up.status == 201 and
+           [(a.status, a.json().get("error", {}).get("code")) for a in answers] ==
+           [(503, "storage_read_only")] * 3 and health.status == 200 and len(events) == 1 and
+           f"families/{fam}.db" in detail and
+           ("belongs to uid 0 (mode 0644)" if as_root else "(mode 0400)") in detail and
+           "chown" in detail,
+           "a mailbox put back without its owner: its 503s are said once in the log, with "
+           "the file, its owner and what to do", f"{[a.status for a in answers]} "
+           f"{health.status} {events} {srv.log_text()[-600:]}")
+        if as_root:
+            os.chown(live, 65534, 65534)
+        else:
+            os.chmod(live, 0o600)
+        after = request(srv, "GET", f"/v1/families/{fam}/messages?since=0",
+                        headers=bearer(token))
+        sent = request(srv, "POST", f"/v1/families/{fam}/messages", open(SAMPLE, "rb").read(),
+                       headers=bearer(token), timeout=120)
+        ok(after.status == 200 and len(after.json()["messages"]) == 1 and sent.status == 201,
+           "given to the server's user, the family is served again and takes a new message, "
+           "with no restart", f"{after.status} {after.body[:200]!r} {sent.status}")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "the server exits cleanly after it")
+
+
 def audit_rows(data):
     with db(os.path.join(data, "directory.db")) as c:
         return c.execute("SELECT action, family_id, target FROM audit_log WHERE actor = "
@@ -1017,6 +1086,7 @@ def main():
         rc = srv.stop()
     verify_checks(ctl_bin, server_bin, tmp, eio_preload)
     kiosk_unlock_checks(ctl_bin, server_bin, tmp)
+    restore_without_owner(server_bin, tmp)
     ok(rc == 0, "the server ran beside jiayinctl and exits cleanly")
     ok(not sanitizer_reports, "no sanitizer reports from any jiayinctl run",
        "\n# ".join(sanitizer_reports)[:4000])
