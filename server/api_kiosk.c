@@ -354,7 +354,12 @@ static void login_work(api_job *j)
 		return;
 	}
 	if (!match) {
-		j->rc = l->locked_until_ms > now ? LOGIN_LOCKED : LOGIN_WRONG_PIN;
+		/* Wrong pictures that spend the kiosk's hour are answered as the lock they start,
+		 * as the child's own last try is (they were 403 with attempts_left, and the next
+		 * child at the kiosk met the lock unwarned); j->expires_ms: the hour's end. */
+		j->rc = j->expires_ms              ? LOGIN_KIOSK_LOCKED
+		        : l->locked_until_ms > now ? LOGIN_LOCKED
+		                                   : LOGIN_WRONG_PIN;
 		return;
 	}
 	uint8_t raw[SRV_TOKEN_BYTES];

@@ -514,6 +514,8 @@ int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_m
 	static const char kiosk_sql[] =
 	    "UPDATE kiosks SET pin_window_ms = ?1, pin_failures = ?2 WHERE id = ?3";
 	*allowed = 0;
+	if (kiosk_until_ms)
+		*kiosk_until_ms = 0;
 	if (max_failures == 0 || lock_ms < 0 || (kiosk_max && kiosk_window_ms <= 0))
 		return STORE_EINVAL;
 	if (store_id_check(link_id) < 0)
@@ -553,6 +555,9 @@ int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_m
 		sqlite3_bind_int64(st, 2, count + 1);
 		sqlite3_bind_text(st, 3, kiosk.s, -1, SQLITE_STATIC);
 		rc = step_write(st);
+		/* This attempt spent the hour: a wrong PIN starts the kiosk's lock. */
+		if (rc == 0 && count + 1 >= kiosk_max && kiosk_until_ms)
+			*kiosk_until_ms = start + kiosk_window_ms;
 	}
 	/* The link as the attempt leaves it (refused by the kiosk's hour, nothing counted: as it
 	 * is, its own lock if any; not counted, locked or no such link: the read tells them

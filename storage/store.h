@@ -520,8 +520,10 @@ int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
  * attempt, or the earliest now_ms it counts (one started more than a minute ahead of now_ms, by
  * a clock set back since, is over) and its count is kept in the directory. Once spent:
  * STORE_ELIMIT, nothing counted (the child's attempt neither), *out the link as it is, and
- * *kiosk_until_ms (if not NULL) when the window ends. A right PIN's attempt is given back by
- * store_kiosk_session_start. kiosk_max 0: no bound (store_kiosk_pin_attempt).
+ * *kiosk_until_ms (if not NULL) when the window ends; counted as its last attempt, 0 and
+ * *kiosk_until_ms the same (a wrong PIN then starts the kiosk's lock); else *kiosk_until_ms 0.
+ * A right PIN's attempt is given back by store_kiosk_session_start. kiosk_max 0: no bound
+ * (store_kiosk_pin_attempt).
  */
 int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_ms,
                                     unsigned max_failures, int64_t lock_ms, unsigned kiosk_max,
