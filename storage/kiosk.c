@@ -913,8 +913,13 @@ int store_kiosk_session_auth(store *s, const uint8_t token_hash[STORE_HASH_LEN],
 			rc = step_write(st);
 		}
 		db_write_end(s->directory);
+		/* Not written (a full disk, a file system remounted read-only): the session holds
+		 * all the same, idle from the last use written, as a phone's last-seen is left
+		 * (store_device_touch). Failing the request for it, every request of the child's
+		 * was 507 on a full disk, where the family's phones heard everything. */
 		if (rc == 0)
 			r.last_used_ms = now_ms;
+		rc = 0;
 	}
 	/* The use recorded, not the last one: the time this function refuses the session from. */
 	if (rc == 0 && idle_at_ms)

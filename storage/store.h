@@ -576,7 +576,9 @@ int store_kiosk_pin_attempt_give_back(store *s, const char *link_id, const char 
  * Who a session token speaks for: the kiosk device (its family_id and member_id set to the
  * child's) and the child. A session idle for idle_ms or longer, or whose device was revoked,
  * is STORE_ENOTFOUND. With `use` (the child did something, not the app waiting by itself) the
- * use is recorded (at most every few seconds), which keeps the session from going idle. One
+ * use is recorded (at most every few seconds), which keeps the session from going idle; a
+ * record the disk refuses (full, read-only) is left, as a phone's last-seen is, and the
+ * session holds, idle from the last use recorded. One
  * whose last use is more than a minute ahead of now_ms (the clock was set back) is over too.
  * *idle_at_ms (unless NULL), on success: when, on now_ms's clock, the session is idle (and this
  * function refuses it) unless it is used before (a long-poll of it is woken then to hear 401).

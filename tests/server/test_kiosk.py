@@ -35,7 +35,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_members' helper is imported: no __pycache__
 from serverlib import (Reader, Server, audit_count, damm, each_read_failing,  # noqa: E402
-                       pairing_code, request, unanswered, until)
+                       pairing_code, request, scratch_dir, unanswered, until)
 from apiclient import metric  # noqa: E402
 from tap import finish, ok, skip  # noqa: E402
 
@@ -1501,6 +1501,58 @@ def login_whole_or_nothing(binary, jiayinctl, eio_preload):
        "\n".join(f"{status}: {saw}" for status, _, saw in runs))
 
 
+def session_through_a_full_disk(binary, jiayinctl, eio_preload):
+    """A child's kiosk session goes on while the server's disk is full (or fails writes): its
+    use is recorded as a phone's last-seen is, when the disk lets it. The record was part of
+    every request of the session's, so with the disk full each was answered 507 storage_full:
+    the child at the school's tablet could not hear, list or even see who they were (GET
+    /v1/me), while the parents' phones heard everything. Once the disk has room again its
+    use is recorded again (the session kept from going idle)."""
+    if not eio_preload:
+        skip("a kiosk session through a full disk", "no eio_preload library given")
+        return
+    tmp = scratch_dir("jiayin-full-")
+    data, flag = os.path.join(tmp, "data"), os.path.join(tmp, "full")
+    srv = Server(binary, "--kiosk-idle-s", "40", data=data,
+                 env={"LD_PRELOAD": eio_preload, "JIAYIN_FULL_WHILE": flag,
+                      "JIAYIN_FULL_DIR": os.path.realpath(data) + "/",
+                      "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") +
+                      ":verify_asan_link_order=0"})
+    try:
+        kiosk, ktok, ktok2, mom, fam, (a,) = a_kiosk_with_children(srv, jiayinctl, ("小明",))
+        tok = call(srv, "POST", "/v1/kiosk/sessions", ktok,
+                   {"child": a["id"], "pin": [0] * 4}).json()["token"]
+        db = sqlite3.connect(os.path.join(data, "directory.db"), timeout=10)
+
+        def last_used():
+            return db.execute("SELECT max(last_used_ms) FROM kiosk_sessions").fetchone()[0]
+        before = last_used()
+        # the family's mailbox open (a family first opened on a full disk cannot grow its
+        # -shm: storage_full, for the parents too; docs/operations.md)
+        call(srv, "GET", f"/v1/families/{fam}/messages?since=0", mom["token"])
+        open(flag, "w").close()  # the disk is full from now on
+        time.sleep(2.2)  # past the next record's time (every twentieth of 40 s)
+        full = [call(srv, "GET", path, tok) for path in
+                ("/v1/me", f"/v1/families/{fam}/messages?since=0")]
+        parent = call(srv, "GET", f"/v1/families/{fam}/messages?since=0", mom["token"])
+        ok([r.status for r in full] == [200, 200] and parent.status == 200 and
+           full[0].json()["member"]["name"] == "小明" and last_used() == before,
+           "the disk full: a child's kiosk session still answers 200 (its use not recorded), "
+           "as a parent's phone does", f"{[(r.status, r.body[:80]) for r in full]} "
+           f"{parent.status} last used {before} -> {last_used()}")
+        os.unlink(flag)
+        time.sleep(2.2)
+        again = call(srv, "GET", "/v1/me", tok)
+        ok(again.status == 200 and last_used() > before,
+           "room again: the session's use is recorded again", f"{again.status} {before} "
+           f"-> {last_used()}")
+        db.close()
+    finally:
+        if os.path.exists(flag):
+            os.unlink(flag)
+        srv.stop()
+
+
 def pin_whole_or_nothing(binary, jiayinctl, eio_preload):
     """A parent's new PIN for a child at a kiosk is set with what the parent is told, or not at
     all: the directory's page of schools failing to read, at each of its reads in turn, the
@@ -1926,6 +1978,7 @@ def main():
     link_whole_or_nothing(binary, jiayinctl, eio)
     login_whole_or_nothing(binary, jiayinctl, eio)
     pin_whole_or_nothing(binary, jiayinctl, eio)
+    session_through_a_full_disk(binary, jiayinctl, eio)
     attempt_whole_or_nothing(binary, jiayinctl, eio)
     return finish()
 
