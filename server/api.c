@@ -322,6 +322,7 @@ void api_job_done(srv_exchange *x, void *arg)
 {
 	api_job *j = arg;
 	srv_server *s = x->srv; /* answering may end the exchange: x is not ours after it */
+	api_transcode_counted(s, j);
 	if (j->authed && j->auth_rc < 0) {
 		if (j->auth_rc == STORE_ENOTFOUND)
 			srv_respond_error_with(x, 401, "unauthorized", "the token is not valid",

@@ -114,6 +114,7 @@ struct api_job {
 	bool existed;
 	codec_result cres;
 	int codec_rc;
+	bool transcoded; /* the codec ran over the recording (api_transcode_counted) */
 	double transcode_s;
 	uint64_t audio_bytes; /* the transcode's output, once the mailbox was asked */
 	store_message msg;
@@ -307,6 +308,9 @@ void api_mailbox_changed(srv_server *s, const char *family_id);
  * their waiting long-polls are authenticated again now, and hear 401. */
 void api_kiosk_sessions_ended(srv_server *s, const char *device_id);
 void api_upload_done(srv_exchange *x, api_job *j);
+/* On the loop: j's transcode, if it ran, counted once in /metrics, whatever became of the
+ * recording (api_job_done, as a plain upload is answered; tus_op_end, a resumable one's). */
+void api_transcode_counted(srv_server *s, api_job *j);
 /* The plain upload's transcode is over: off the server's uploads_in_flight (api_job_free). */
 void api_in_flight_end(api_in_flight *f);
 /* A message as the API shows it (deleted or hidden: its id, seq and state "deleted" only). */

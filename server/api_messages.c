@@ -191,6 +191,7 @@ void api_upload_work(api_job *j)
 	uint64_t t0 = uv_hrtime();
 	j->codec_rc = codec_transcode(&src, &sink, &opt, &j->cres);
 	j->transcode_s = (double)(uv_hrtime() - t0) / 1e9;
+	j->transcoded = true;
 	/* Removed while it ran, the sender or the one it is for: nothing (review finding: a
 	 * story for a member removed meanwhile was stored, to a former member). */
 	if (j->codec_rc < 0 || !api_still_the_caller(j) || !recipient_checked(j)) {
@@ -213,6 +214,23 @@ void api_upload_work(api_job *j)
 	j->rc = store_message_append(j->st, j->device.family_id.s, &m, &j->msg, &existed);
 	j->existed = existed;
 	free(out.data);
+}
+
+/*
+ * Every transcode is CPU spent, whatever became of its recording: an operator sizing the
+ * machine by these counts saw only those whose message was stored (a recording refused after
+ * its transcode, 422 audio_silent or 507 quota_exceeded, a resumable upload's finish among
+ * them, was not counted). Those that added no message are counted apart as well.
+ */
+void api_transcode_counted(srv_server *s, api_job *j)
+{
+	if (!j->transcoded)
+		return;
+	j->transcoded = false;
+	s->metrics.transcodes++;
+	s->metrics.transcode_seconds += j->transcode_s;
+	if (j->auth_rc < 0 || j->rc != 0 || j->codec_rc < 0 || j->existed)
+		s->metrics.transcodes_not_stored++;
 }
 
 void api_upload_done(srv_exchange *x, api_job *j)
@@ -240,10 +258,6 @@ void api_upload_done(srv_exchange *x, api_job *j)
 	if (j->rc < 0) {
 		api_storage_failed(x, j->rc);
 		return;
-	}
-	if (j->transcode_s > 0) {
-		x->srv->metrics.transcodes++;
-		x->srv->metrics.transcode_seconds += j->transcode_s;
 	}
 	if (!j->existed)
 		api_mailbox_changed(x->srv, j->device.family_id.s);

@@ -191,10 +191,17 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "another family's) and moved to quarantine/ (each also a family_set_aside event in the "
 	    "log).\n"
 	    "# TYPE jiayin_families_set_aside_total counter\njiayin_families_set_aside_total %llu\n"
-	    "# HELP jiayin_transcode_seconds_total Time spent transcoding uploads.\n"
+	    "# HELP jiayin_transcode_seconds_total Time spent transcoding uploads, refused ones "
+	    "too.\n"
 	    "# TYPE jiayin_transcode_seconds_total counter\njiayin_transcode_seconds_total %.6f\n"
-	    "# HELP jiayin_transcodes_total Uploads transcoded.\n"
+	    "# HELP jiayin_transcodes_total Uploads transcoded (plain and resumable), whatever "
+	    "became of their recordings.\n"
 	    "# TYPE jiayin_transcodes_total counter\njiayin_transcodes_total %llu\n"
+	    "# HELP jiayin_transcodes_not_stored_total Of those, the ones that added no message: "
+	    "the recording refused (422, 413), the mailbox full (507), its sender or recipient "
+	    "gone meanwhile, storing failed, or its key stored meanwhile by another request.\n"
+	    "# TYPE jiayin_transcodes_not_stored_total counter\n"
+	    "jiayin_transcodes_not_stored_total %llu\n"
 	    "# HELP jiayin_retention_deleted_total Messages deleted for being past their family's "
 	    "retention period.\n"
 	    "# TYPE jiayin_retention_deleted_total counter\njiayin_retention_deleted_total %llu\n"
@@ -222,8 +229,8 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    (unsigned long long)m->parse_errors, (unsigned long long)m->storage_errors,
 	    (unsigned long long)m->audit_failures, (unsigned long long)m->families_set_aside,
 	    m->transcode_seconds, (unsigned long long)m->transcodes,
-	    (unsigned long long)m->retention_deleted, (unsigned long long)s->buffer_bytes,
-	    (unsigned long long)s->upload_buffer_bytes,
+	    (unsigned long long)m->transcodes_not_stored, (unsigned long long)m->retention_deleted,
+	    (unsigned long long)s->buffer_bytes, (unsigned long long)s->upload_buffer_bytes,
 	    (unsigned long long)m->buffers_refused_memory,
 	    (unsigned long long)m->buffers_refused_client,
 	    (unsigned long long)m->buffers_refused_address,

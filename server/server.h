@@ -73,8 +73,9 @@ typedef struct srv_metrics {
 	uint64_t families_set_aside; /* mailboxes the storage found damaged and set aside */
 	uint64_t jobs_refused;
 	uint64_t parse_errors;
-	double transcode_seconds;
+	double transcode_seconds; /* every transcode run (api_transcode_counted) */
 	uint64_t transcodes;
+	uint64_t transcodes_not_stored; /* of those, the ones that added no message */
 	uint64_t retention_deleted;
 	uint64_t buffers_refused_memory; /* no stream/upload buffer left (buffer-memory) */
 	uint64_t buffers_refused_client; /* the client's share of them in use (buffers-per-client) */

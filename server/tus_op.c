@@ -33,6 +33,7 @@ void tus_op_unlock(tus_op *op)
 
 void tus_op_end(tus_op *op)
 {
+	api_transcode_counted(op->up->srv, &op->fin); /* a finish's, whatever it answered */
 	if (op->pending)
 		srv_upload_pending_drop(op->up, op->id, op->j.token_hash);
 	if (op->lock)
@@ -494,7 +495,7 @@ void tus_finish_answer(srv_exchange *x, tus_op *op)
 			api_storage_failed(x, f->auth_rc);
 		return;
 	}
-	/* The plain upload's done counts the transcode and wakes the family's long-polls. */
+	/* The plain upload's done wakes the family's long-polls. */
 	x->respond_hook = finished_hook;
 	x->respond_hook_arg = op;
 	api_upload_done(x, f); /* x may be gone after its answer */

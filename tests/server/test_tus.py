@@ -627,6 +627,69 @@ def full_mailbox(binary, wav):
     ok(rc == 0, "clean exit")
 
 
+def silent_wav(seconds):
+    """Digital silence, 16 kHz mono: the codec reads it all, then refuses it (audio_silent)."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(seconds * 32000))
+    return out.getvalue()
+
+
+def transcodes_counted(binary, wav):
+    """jiayin_transcodes_total and jiayin_transcode_seconds_total, which an operator sizes the
+    machine by, count every transcode the server runs, and jiayin_transcodes_not_stored_total
+    those that stored no message. Only a plain upload whose message was stored was counted (the
+    review): a recording refused after its transcode (422 audio_silent, 507 quota_exceeded)
+    spent its CPU uncounted, on either upload path."""
+    srv = start(binary)
+    try:
+        mom = signup(srv)
+        fam = mom["family"]["id"]
+
+        def plain(data):
+            return request(srv, "POST", f"/v1/families/{fam}/messages", data,
+                           headers=bearer(mom["token"]), timeout=60)
+
+        def counts():
+            return (metric(srv, "jiayin_transcodes_total"),
+                    metric(srv, "jiayin_transcodes_not_stored_total"),
+                    metric(srv, "jiayin_transcode_seconds_total") or 0)
+
+        quiet = silent_wav(20)
+        loc = new_upload(srv, mom, len(wav))
+        done = patch(srv, mom, loc, 0, wav)
+        stored = plain(wav)
+        after_stored = counts()
+        silent = plain(quiet)
+        loc = new_upload(srv, mom, len(quiet))
+        tus_silent = patch(srv, mom, loc, 0, quiet)
+        loc = new_upload(srv, mom, len(wav))  # while there is room (a full family opens none)
+        # Room for the plain upload's WAV to arrive beside the upload's (64 times the room),
+        # not for its message (46 KB of Opus)
+        used = request(srv, "GET", f"/v1/families/{fam}",
+                       headers=bearer(mom["token"])).json()["family"]["usage_bytes"]
+        set_quota(srv, mom, used + len(wav) // 20)
+        full = plain(wav)
+        tus_full = patch(srv, mom, loc, 0, wav)
+        after = counts()
+        answers = [done.status, stored.status, silent.status, code_of(silent),
+                   tus_silent.status, code_of(tus_silent), full.status, code_of(full),
+                   tus_full.status, code_of(tus_full)]
+        ok(answers == [204, 201, 422, "audio_silent", 422, "audio_silent", 507,
+                       "quota_exceeded", 507, "quota_exceeded"] and
+           after_stored[:2] == (2, 0) and after[:2] == (6, 4) and after[2] > after_stored[2],
+           "every transcode is counted in /metrics, a resumable upload's finish too: 2 stored, "
+           "then 4 more whose recordings were refused after it (silent, a full mailbox), "
+           "counted as transcodes that stored nothing, their time added",
+           f"{answers}; (transcodes, not stored, seconds) {after_stored} then {after}")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "clean exit")
+
+
 def cpu_seconds(srv):
     """The CPU time the server has spent so far, all its threads (user and system)."""
     with open(f"/proc/{srv.proc.pid}/stat") as f:
@@ -1372,6 +1435,7 @@ def main():
     limits(binary, wav)
     cap_while_receiving(binary, wav)
     full_mailbox(binary, wav)
+    transcodes_counted(binary, wav)
     refused_waits_for_room(binary)
     refused_waits_for_disk(binary)
     review_fixes(binary, wav)
