@@ -165,7 +165,7 @@ bool api_failed(srv_exchange *x, api_job *j, const char *forbidden_why)
 	return false;
 }
 
-void api_storage_failed(srv_exchange *x, int rc)
+static void storage_answer(srv_exchange *x, int rc, bool count)
 {
 	if (rc == STORE_ENOTFOUND) {
 		srv_respond_error(x, 404, "not_found", "no such thing here");
@@ -188,9 +188,20 @@ void api_storage_failed(srv_exchange *x, int rc)
 		srv_respond_error(x, 507, "quota_exceeded", store_strerror(rc));
 		return;
 	}
-	x->srv->metrics.storage_errors++;
+	if (count)
+		x->srv->metrics.storage_errors++;
 	srv_respond_error_with(x, rc == STORE_EFULL ? 507 : 503, store_errcode(rc),
 			       store_strerror(rc), "Retry-After: 5\r\n");
+}
+
+void api_storage_failed(srv_exchange *x, int rc)
+{
+	storage_answer(x, rc, true);
+}
+
+void api_storage_failed_again(srv_exchange *x, int rc)
+{
+	storage_answer(x, rc, false);
 }
 
 /* ---- one job per request: who is asking, then the endpoint's own work ---- */

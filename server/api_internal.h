@@ -117,6 +117,7 @@ struct api_job {
 	bool transcoded; /* the codec ran over the recording (api_transcode_counted) */
 	double transcode_s;
 	uint64_t audio_bytes; /* the transcode's output, once the mailbox was asked */
+	bool refused_before;  /* rc is a refusal storage gave before, not asked again (tus_op.c) */
 	store_message msg;
 	store_message *list;           /* freed by job_done */
 	size_t nlist, shown;
@@ -182,6 +183,9 @@ json_t *api_family_json(const store_family *f);
 json_t *api_member_json(const store_member *m);
 json_t *api_device_json(const store_device *d);
 void api_storage_failed(srv_exchange *x, int rc); /* 404/400/503/507 from a storage code */
+/* The same answer for a failure storage gave before and that is answered again without
+ * asking it (a refused finish's, tus_op.c): not counted in jiayin_storage_errors_total. */
+void api_storage_failed_again(srv_exchange *x, int rc);
 /* A done step's failure answered: j->rc 1 is 403 with forbidden_why, a storage code as
  * api_storage_failed; false when j->rc is 0 (or another value the step answers itself). */
 bool api_failed(srv_exchange *x, api_job *j, const char *forbidden_why);

@@ -256,7 +256,10 @@ void api_upload_done(srv_exchange *x, api_job *j)
 		return;
 	}
 	if (j->rc < 0) {
-		api_storage_failed(x, j->rc);
+		if (j->refused_before)
+			api_storage_failed_again(x, j->rc); /* counted when it failed */
+		else
+			api_storage_failed(x, j->rc);
 		return;
 	}
 	if (!j->existed)

@@ -359,6 +359,7 @@ static bool still_refused(tus_op *op)
 		if (!srv_upload_disk_still_short(op->up->dir, &r, api_now_ms()))
 			return false;
 		f->rc = STORE_EFULL;
+		f->refused_before = true; /* the write that failed was counted then */
 		return true;
 	}
 	store_family fam;
@@ -387,7 +388,7 @@ static void finish_work(tus_op *op)
 	f->authed = true;
 	f->checked = true; /* by this request: a session over since keeps its story */
 	f->auth_rc = f->rc = f->codec_rc = 0;
-	f->existed = false;
+	f->existed = f->refused_before = false;
 	f->work = api_upload_work;
 	f->done = NULL;
 	snprintf(f->param[0], sizeof f->param[0], "%s", op->u.family);

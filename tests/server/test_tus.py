@@ -751,7 +751,10 @@ def refused_waits_for_room(binary):
 
 def refused_waits_for_disk(binary):
     """The same for a server whose disk is full (507 storage_full from the mailbox): HEADs are
-    answered so without a transcode each until the disk has room for the message again."""
+    answered so without a transcode each until the disk has room for the message again. Nor
+    does each count in jiayin_storage_errors_total, "storage calls that failed": storage is
+    not asked again (the review: every HEAD of the phone retrying counted one more, a hundred
+    in the five minutes a refusal is kept, for the one write that failed)."""
     mnt = tempfile.mkdtemp(prefix="jiayin-full-")
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mnt],
                       capture_output=True).returncode != 0:
@@ -761,7 +764,9 @@ def refused_waits_for_disk(binary):
     srv = None
     filler = os.path.join(mnt, "filler")
     try:
-        srv = Server(binary, "--upload-disk-reserve", "0", data=os.path.join(mnt, "data"))
+        # the health check only at the start: its storage_unhealthy would count one more
+        srv = Server(binary, "--upload-disk-reserve", "0", "--health-interval-ms", "3600000",
+                     data=os.path.join(mnt, "data"))
         mom = signup(srv)
         clip = noise_wav(60)
         loc = new_upload(srv, mom, len(clip))
@@ -774,12 +779,19 @@ def refused_waits_for_disk(binary):
         ok(r.status == 204 and first.status == 507 and code_of(first) == "storage_full" and
            spent > 0.1, "the whole upload onto a full disk: 507 storage_full after its transcode",
            f"{r.status} {first.status} {first.body[:80]!r} {spent:.2f} s")
-        retries = [costs(srv, lambda: head(srv, mom, loc, timeout=120)) for _ in range(3)]
+        errors = [metric(srv, "jiayin_storage_errors_total")]
+        retries = []
+        for _ in range(3):
+            retries.append(costs(srv, lambda: head(srv, mom, loc, timeout=120)))
+            errors.append(metric(srv, "jiayin_storage_errors_total"))
         codes = [r.status for r, _ in retries]
         cheap = [round(c, 3) for _, c in retries]
         ok(codes == [507] * 3 and all(c < spent / 4 for c in cheap),
            "while the disk is full, each HEAD is the same 507 without transcoding again",
            f"{codes}, CPU {cheap} s against {spent:.2f} s")
+        ok(errors[0] and errors[0] >= 1 and errors == errors[:1] * 4,
+           "the failed write counts in jiayin_storage_errors_total; the HEADs answered from "
+           "its refusal count nothing more", f"after the finish and each HEAD: {errors}")
         os.unlink(filler)
         h = head(srv, mom, loc, timeout=120)
         ok(h.status == 200 and h.header("Jiayin-Message-Id") and
