@@ -904,12 +904,24 @@ void srv_api_message_delete(srv_exchange *x)
 	api_start(x, delete_work, delete_done);
 }
 
+/*
+ * A flag sent again whose first answer was lost, its message deleted (or hidden) meanwhile: the
+ * first flag still waits for a volunteer, and the retry is answered with it, 200, as while the
+ * message was there (it was 404, and the child's app said its report was lost). Nothing is
+ * queued for a message gone: a member without such a flag hears 404.
+ */
 static void flag_work(api_job *j)
 {
-	if ((j->rc = visible_message(j, false)) < 0)
+	if ((j->rc = seen_message(j)) < 0)
 		return;
 	if (!(j->flag = calloc(1, sizeof *j->flag))) {
 		j->rc = STORE_ENOMEM;
+		return;
+	}
+	if (j->msg.state != STORE_MSG_VISIBLE) {
+		j->rc =
+		    store_flag_pending(j->st, j->param[0], j->param[1], j->member.id.s, j->flag);
+		j->existed = j->rc == 0;
 		return;
 	}
 	j->rc = store_flag_add(j->st, j->param[0], j->param[1], j->member.id.s, j->reason,

@@ -822,16 +822,53 @@ int store_volunteer_disable(store *s, const char *volunteer_id, int64_t now_ms)
 
 /* ---- the moderation queue ---- */
 
+/* The reporter's own flag of the message, still waiting for (or with) a volunteer. */
+static const char flag_pending_sql[] = "SELECT " FLAG_COLUMNS "WHERE family_id = ? AND "
+                                       "message_id = ? AND reporter_id = ? AND state != 'resolved'";
+
+/* Its row in *f and *found, or nothing found; 0 or a storage code. */
+static int flag_pending(conn *c, const char *family_id, const char *message_id,
+                        const char *reporter_id, store_flag *f, bool *found)
+{
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, flag_pending_sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, message_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, reporter_id, -1, SQLITE_STATIC);
+	int step = sqlite3_step(st);
+	*found = step == SQLITE_ROW;
+	if (*found)
+		flag_from_row(st, f);
+	else if (step != SQLITE_DONE)
+		rc = stmt_error(st, step);
+	sqlite3_reset(st);
+	return rc;
+}
+
+int store_flag_pending(store *s, const char *family_id, const char *message_id,
+                       const char *reporter_id, store_flag *out)
+{
+	if (store_id_check(family_id) < 0 || store_id_check(message_id) < 0 || !reporter_id ||
+	    store_id_check(reporter_id) < 0)
+		return STORE_ENOTFOUND;
+	conn *c;
+	bool found = false;
+	int rc = db_read_begin(s->directory, &c);
+	if (rc < 0)
+		return rc;
+	rc = flag_pending(c, family_id, message_id, reporter_id, out, &found);
+	db_read_end(s->directory, c);
+	return rc < 0 ? rc : found ? 0 : STORE_ENOTFOUND;
+}
+
 int store_flag_add(store *s, const char *family_id, const char *message_id, const char *reporter_id,
                    const char *reason, int64_t now_ms, store_flag *out, bool *existed)
 {
 	static const char sql[] = "INSERT INTO moderation_queue (id, family_id, message_id, "
 	                          "reporter_id, reason, state, created_ms, updated_ms) "
 	                          "VALUES (?, ?, ?, ?, ?, 'open', ?, ?)";
-	/* The reporter's own flag of the message, still waiting for (or with) a volunteer. */
-	static const char sql_pending[] =
-	    "SELECT " FLAG_COLUMNS "WHERE family_id = ? AND "
-	    "message_id = ? AND reporter_id = ? AND state != 'resolved'";
 	bool dummy;
 	if (!existed)
 		existed = &dummy;
@@ -859,20 +896,8 @@ int store_flag_add(store *s, const char *family_id, const char *message_id, cons
 	if (reporter_id && *reporter_id) {
 		/* Flagging again while the first flag waits is the same flag: one member cannot
 		 * fill the volunteers' queue with one message. */
-		if (!(st = conn_stmt(c, sql_pending, &rc)))
-			goto abort;
-		sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, message_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, reporter_id, -1, SQLITE_STATIC);
-		int step = sqlite3_step(st);
-		if (step == SQLITE_ROW) {
-			flag_from_row(st, f);
-			*existed = true;
-		} else if (step != SQLITE_DONE) {
-			rc = stmt_error(st, step);
-		}
-		sqlite3_reset(st);
-		if (rc < 0 || *existed)
+		if ((rc = flag_pending(c, family_id, message_id, reporter_id, f, existed)) < 0 ||
+		    *existed)
 			goto abort; /* nothing written */
 	}
 	if (!(st = conn_stmt(c, sql, &rc)))

@@ -631,6 +631,10 @@ typedef struct store_flag {
  */
 int store_flag_add(store *s, const char *family_id, const char *message_id, const char *reporter_id,
                    const char *reason, int64_t now_ms, store_flag *out, bool *existed);
+/* That flag of the reporter's, still open or claimed, read and nothing written (a flag sent
+ * again after its message was deleted is answered with it); STORE_ENOTFOUND when none. */
+int store_flag_pending(store *s, const char *family_id, const char *message_id,
+                       const char *reporter_id, store_flag *out);
 /* Flags in a state, oldest first. */
 int store_flags_list(store *s, store_flag_state state, store_flag *out, size_t max, size_t *n);
 int store_flag_get(store *s, const char *flag_id, store_flag *out);

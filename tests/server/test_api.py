@@ -673,6 +673,23 @@ def messages(binary):
         ok(again == [204, 404] and lst5["messages"] == [] and lst5["seq"] == 3,
            "deleting it again: 204 to its sender, nothing changed; 404 to the child",
            f"{again} {lst5}")
+        # A flag sent again, its answer lost, after its message was deleted: the flag still
+        # waits for a volunteer, and the retry is answered with it as the first was. Nothing is
+        # queued for the deleted message (the grandmother had flagged nothing: 404).
+        gran = invite_and_pair(srv, mom, "caregiver", "奶奶")
+        late = [post_json(srv, f"/v1/families/{fam}/messages/{m['id']}/flag",
+                          {"reason": "再发一次"}, headers=bearer(t))
+                for t in (kid["token"], mom["token"], gran["token"])]
+        with sqlite3.connect(os.path.join(srv.data, "directory.db")) as db:
+            queued = db.execute("SELECT count(*) FROM moderation_queue WHERE message_id = ?",
+                                (m["id"],)).fetchone()[0]
+        ok([r.status for r in late] == [200, 200, 404] and
+           late[0].json()["flag"] == f.json()["flag"] and
+           late[1].json()["flag"] == mom_flag.json()["flag"] and
+           late[2].json()["error"]["code"] == "not_found" and queued == 2,
+           "a flag sent again after its message was deleted: 200 with the flag still queued "
+           "(the child's, the mother's); one who flagged nothing: 404, nothing queued",
+           f"{[(r.status, r.body[:80]) for r in late]}, {queued} queued")
         # A sequence is a signed 64-bit number: 2^63 and up are a bad query, not a bad argument
         for q in ("since=x", "wait=61", "since=1&foo=2", "since=", "since=9223372036854775808",
                   "since=18446744073709551615", "since=99999999999999999999",
