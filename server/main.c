@@ -3,8 +3,14 @@
  *
  * Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 64 for a bad command line or
  * config, 70 when the data directory, storage or the listening socket cannot be set up, 74
- * when --help or --print-config cannot write what it prints.
+ * when --help or --print-config cannot write what it prints, 75 when another jiayin runs on
+ * the data directory (its lock is held: nothing there was read or changed).
+ *
+ * The start's order: the settings, the listening socket bound (a port in use stops it before
+ * the data directory is made), the data directory's lock (data_lock.c), then the storage, the
+ * key and the sweeps, the rest, and the listening.
  */
+#include "data_lock.h"
 #include "server.h"
 
 #include <errno.h>
@@ -219,10 +225,11 @@ static const char *data_dir_hint(const char *dir)
  */
 static const char *owner_hint(const char *dir, char *buf, size_t cap)
 {
+	static const char *const name[] = {"", "/directory.db", "/server.lock"};
 	char path[4096];
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		struct stat st;
-		snprintf(path, sizeof path, "%s%s", dir, i ? "/directory.db" : "");
+		snprintf(path, sizeof path, "%s%s", dir, name[i]);
 		if (stat(path, &st) != 0 || st.st_uid == geteuid() ||
 		    faccessat(AT_FDCWD, path, i ? R_OK | W_OK : R_OK | W_OK | X_OK, AT_EACCESS) ==
 		        0)
@@ -235,6 +242,50 @@ static const char *owner_hint(const char *dir, char *buf, size_t cap)
 		return buf;
 	}
 	return NULL;
+}
+
+#define EXIT_IN_USE 75
+
+/* Another jiayin holds the data directory's lock: said with its process id when it wrote one. */
+static int in_use(const char *dir, long holder, const char *port)
+{
+	char pid[40] = "";
+	if (holder > 0)
+		snprintf(pid, sizeof pid, " (process %ld)", holder);
+	fprintf(stderr,
+	        "jiayin: cannot start: %s%sthe data directory %s is in use by another jiayin%s. "
+	        "Only one server at a time may run on a data directory: stop that one first, "
+	        "or give this one a data directory of its own; nothing in it was changed\n",
+	        port ? port : "", port ? ", and " : "", dir, pid);
+	return EXIT_IN_USE;
+}
+
+/* The data directory's lock taken, or the start refused with why (its exit status). */
+static int lock_data_dir(const srv_config *cfg, int *fd)
+{
+	long holder = 0;
+	int rc = srv_data_lock(cfg->data_dir, fd, &holder);
+	if (rc == 0)
+		return 0;
+	if (rc == -EWOULDBLOCK)
+		return in_use(cfg->data_dir, holder, NULL);
+	if (rc == -ENOLCK || rc == -EOPNOTSUPP || rc == -EINVAL) {
+		/* Never run unlocked: a second server could then start on it unnoticed. */
+		fprintf(stderr,
+		        "jiayin: cannot lock the data directory %s (%s/server.lock): %s. The file "
+		        "system keeps no locks there, and without one a second server could start "
+		        "on it unnoticed, both writing its files: keep the data directory on a "
+		        "local file system (docs/operations.md)\n",
+		        cfg->data_dir, cfg->data_dir, strerror(-rc));
+		return 70;
+	}
+	char owner[4500];
+	const char *hint = data_dir_hint(cfg->data_dir);
+	if (!hint)
+		hint = owner_hint(cfg->data_dir, owner, sizeof owner);
+	fprintf(stderr, "jiayin: cannot open storage in %s: %s\n", cfg->data_dir,
+	        hint ? hint : strerror(-rc));
+	return 70;
 }
 
 int main(int argc, char **argv)
@@ -282,7 +333,26 @@ int main(int argc, char **argv)
 	 */
 	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
-	/* The storage makes the data directory (and its families/) on the first start, each
+	/* Bound first: a port in use (another server's, this one's maybe) stops the start before
+	 * anything in the data directory is made, read or swept. */
+	static srv_server srv;
+	if ((rc = srv_server_bind(&srv, &cfg)) < 0) {
+		char what[sizeof srv.start_failed + 64];
+		long holder = 0;
+		snprintf(what, sizeof what, "%s: %s", srv.start_failed, uv_strerror(rc));
+		if (rc == UV_EADDRINUSE && srv_data_lock_held(cfg.data_dir, &holder))
+			return in_use(cfg.data_dir, holder, what);
+		fprintf(stderr, "jiayin: cannot start: %s\n", what);
+		return 70;
+	}
+	/* Then the data directory's lock, held until the process ends: a second server on it
+	 * stops here, before its sweep could take a family the first is making. */
+	int lock_fd = -1;
+	if ((rc = lock_data_dir(&cfg, &lock_fd)) != 0) {
+		srv_server_free(&srv);
+		return rc;
+	}
+	/* The storage makes families/ on the first start (the lock made the data directory), each
 	 * name synced into its parent. */
 	store_options so;
 	store_options_init(&so);
@@ -300,10 +370,12 @@ int main(int argc, char **argv)
 		        : hint               ? hint
 		                             : store_strerror(rc),
 		        store_errcode(rc));
+		srv_server_free(&srv);
 		return 70;
 	}
 	if (check_key(&cfg, st) < 0) {
 		store_close(st);
+		srv_server_free(&srv);
 		return 70;
 	}
 	/* A family erased just before a crash may have left its file: erase it now. One no
@@ -327,7 +399,6 @@ int main(int argc, char **argv)
 	snprintf(threads, sizeof threads, "%u", cfg.threads);
 	setenv("UV_THREADPOOL_SIZE", threads, 1);
 	uv_loop_t *loop = uv_default_loop();
-	static srv_server srv;
 	/* An IPv6 address in brackets before its port, as in a URL: "[::1]:8080". */
 	bool v6 = strchr(cfg.listen_host, ':') != NULL;
 	if ((rc = srv_server_start(&srv, loop, &cfg, st)) < 0) {
@@ -361,5 +432,6 @@ int main(int argc, char **argv)
 	store_close(st);
 	srv_log_event(&srv, "stop", "all requests finished; storage closed");
 	srv_server_free(&srv);
+	close(lock_fd); /* the data directory is free for the next server */
 	return 0;
 }

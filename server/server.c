@@ -15,8 +15,10 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <unistd.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
@@ -547,12 +549,67 @@ static int start_failed(srv_server *s, int rc, const char *fmt, ...)
 	return rc;
 }
 
-int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, store *st)
+/* "127.0.0.1:8080", "[::1]:8080": an IPv6 address in brackets before its port, as in a URL. */
+static const char *listen_name(const srv_config *cfg, char *buf, size_t cap)
+{
+	bool v6 = strchr(cfg->listen_host, ':') != NULL;
+	snprintf(buf, cap, "%s%s%s:%u", v6 ? "[" : "", cfg->listen_host, v6 ? "]" : "",
+	         cfg->listen_port);
+	return buf;
+}
+
+int srv_server_bind(srv_server *s, const srv_config *cfg)
 {
 	memset(s, 0, sizeof *s);
+	s->listen_fd = -1;
+	s->static_fd = -1;
+	char name[sizeof cfg->listen_host + 16];
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in v4;
+		struct sockaddr_in6 v6;
+	} a;
+	socklen_t len = sizeof a.v4;
+	if (uv_ip4_addr(cfg->listen_host, cfg->listen_port, &a.v4) != 0) {
+		len = sizeof a.v6;
+		if (uv_ip6_addr(cfg->listen_host, cfg->listen_port, &a.v6) != 0)
+			return start_failed(s, UV_EINVAL, "listen address '%s'", cfg->listen_host);
+	}
+	/* Bound here rather than by uv_tcp_bind, which keeps an EADDRINUSE back for uv_listen to
+	 * report: a port in use must be told now. Set up as it does: SO_REUSEADDR (a restart
+	 * within the TIME_WAIT of the last one's connections), and an IPv6 address takes IPv4
+	 * clients too (IPV6_V6ONLY off). */
+	int on = 1, off = 0, rc = 0;
+	int fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
+	    (a.sa.sa_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) < 0) ||
+	    bind(fd, &a.sa, len) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		if (fd >= 0)
+			close(fd);
+		return start_failed(s, rc, "listen on %s", listen_name(cfg, name, sizeof name));
+	}
+	s->listen_fd = fd;
+	return 0;
+}
+
+int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, store *st)
+{
 	s->loop = loop;
 	s->cfg = *cfg;
 	s->store = st;
+	/* The listener owns the bound socket from here: main's close of every handle closes it. */
+	uv_tcp_init(loop, &s->listener);
+	s->listener.data = s;
+	int rc = uv_tcp_open(&s->listener, s->listen_fd);
+	if (rc < 0) {
+		close(s->listen_fd);
+		s->listen_fd = -1;
+		return start_failed(s, rc, "the listening socket");
+	}
+	s->listen_fd = -1;
 	s->routes = srv_routes;
 	s->route_count = srv_route_count;
 	s->heavy_max = cfg->threads > 1 ? cfg->threads - 1 : 1;
@@ -562,7 +619,6 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 	srv_rate_init(&s->pair_fail_all, cfg->pair_failures_all, 15 * 60 * 1000);
 	s->started_ms = uv_now(loop);
 	srv_rate_init(&s->pin_sets, cfg->pin_sets_per_hour, 60 * 60 * 1000);
-	s->static_fd = -1;
 	if (cfg->static_dir[0] &&
 	    (s->static_fd = open(cfg->static_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return start_failed(s, -errno, "static-dir '%s'", cfg->static_dir);
@@ -572,7 +628,7 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 	int urc = srv_uploads_start(s); /* data/uploads, and its first sweep */
 	if (urc < 0)
 		return start_failed(s, urc, "%s/uploads", cfg->data_dir);
-	int rc = srv_secret_load(cfg->data_dir, s->secret);
+	rc = srv_secret_load(cfg->data_dir, s->secret);
 	if (rc < 0)
 		return start_failed(s, rc, "%s/secret", cfg->data_dir);
 	if (srv_metrics_init(&s->metrics, s->routes, s->route_count) < 0)
@@ -580,20 +636,11 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 	rc = srv_log_open(s);
 	if (rc < 0)
 		return start_failed(s, rc, "log-file '%s'", cfg->log_file);
-	/* An IPv6 address in brackets before its port, as in a URL: "[::1]:8080". */
-	bool v6 = strchr(cfg->listen_host, ':') != NULL;
-	struct sockaddr_storage sa;
-	if (uv_ip4_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in *)&sa) != 0 &&
-	    uv_ip6_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in6 *)&sa) != 0)
-		return start_failed(s, UV_EINVAL, "listen address '%s'", cfg->listen_host);
-	uv_tcp_init(loop, &s->listener);
-	s->listener.data = s;
-	if ((rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&sa, 0)) < 0 ||
-	    (rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection)) < 0) {
-		uv_close((uv_handle_t *)&s->listener, NULL);
-		return start_failed(s, rc, "listen on %s%s%s:%u", v6 ? "[" : "", cfg->listen_host,
-		                    v6 ? "]" : "", cfg->listen_port);
+	if ((rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection)) < 0) {
+		char name[sizeof cfg->listen_host + 16];
+		return start_failed(s, rc, "listen on %s", listen_name(cfg, name, sizeof name));
 	}
+	struct sockaddr_storage sa;
 	/* Port 0 asked for any free port: the start line tells which one. */
 	int salen = sizeof sa;
 	if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&sa, &salen) == 0)
@@ -627,6 +674,9 @@ int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, stor
 
 void srv_server_free(srv_server *s)
 {
+	if (s->listen_fd >= 0)
+		close(s->listen_fd); /* bound, never handed to the listener */
+	s->listen_fd = -1;
 	if (s->static_fd >= 0)
 		close(s->static_fd);
 	s->static_fd = -1;

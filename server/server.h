@@ -96,6 +96,7 @@ struct srv_server {
 	srv_config cfg;
 	store *store;
 	uv_tcp_t listener;
+	int listen_fd;       /* bound by srv_server_bind, until the listener has it */
 	uint16_t port;       /* the port bound (cfg's, or the one picked for port 0) */
 	char tmp_dir[1100];  /* data/tmp: where bodies too big for memory go */
 	uint8_t secret[SRV_SECRET_LEN]; /* data/secret: signs audio URLs, keys pairing-code hashes */
@@ -165,6 +166,13 @@ struct srv_server {
 	int exit_code;
 };
 
+/*
+ * The listening socket bound (s cleared first), not yet listening: before the data directory
+ * is touched, so that a port in use stops the start before anything there is made or swept.
+ * 0, or a negative errno with what could not be set up in s->start_failed.
+ */
+int srv_server_bind(srv_server *s, const srv_config *cfg);
+/* After srv_server_bind: the rest, and the listening begins. */
 int srv_server_start(srv_server *s, uv_loop_t *loop, const srv_config *cfg, store *st);
 /* Frees what start made; after the loop ran dry. */
 void srv_server_free(srv_server *s);

@@ -9,7 +9,8 @@ for a parent's export (a zip of the voices and an index), and for erasing the fa
 family's mailbox restored beside a directory that is not its own is set aside, not erased; and
 one restored from an older backup tells its phones to start over. A change of the settings is
 whole or not made at all when the disk fails a read (EIO_PRELOAD: tests/tools/eio_preload.c
-built).
+built). A second server on the data directory stops before it touches a family the first is
+making, and a file system without locks stops the start.
 """
 import json
 import os
@@ -20,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache__ in the tree
 from serverlib import (Server, audit_count, each_read_failing, logged_id, request,  # noqa: E402
-                       until)
+                       scratch_dir, until, wait_for_log)
 from tap import finish, ok, skip  # noqa: E402
 from apiclient import metric, slow_export  # noqa: E402
 from test_api import SAMPLE, bearer, invite_and_pair, post_json, signup, upload  # noqa: E402
@@ -625,6 +626,97 @@ def directory_lost_or_damaged(binary):
         srv.stop()
 
 
+def second_server_on_the_same_data(binary):
+    """A second jiayin started on the data directory a server runs on (an operator checking
+    "it works" beside the service, or a second unit with the same folder), on another port or
+    on the first's: it stops at once, exit 75, naming the directory and the running server's
+    process, and changes nothing. Before, its start swept families/ before it found its port
+    taken: a family being made at that moment (its mailbox made, its row not yet written) was
+    moved to quarantine/, and on another port the second ran on beside the first."""
+    import sqlite3
+    import subprocess
+    import threading
+    srv = Server(binary)
+    try:
+        families = os.path.join(srv.data, "families")
+
+        def mailboxes():
+            return {name for name in os.listdir(families) if name.endswith(".db")}
+        for port, where in ((0, "another port"), (srv.port, "the running server's port")):
+            before = mailboxes()
+            # The directory's write lock, held here: the first server's sign-up waits between
+            # its mailbox, made, and its row (up to its 5 s busy timeout).
+            hold = sqlite3.connect(os.path.join(srv.data, "directory.db"), timeout=10,
+                                   isolation_level=None)
+            hold.execute("BEGIN IMMEDIATE")
+            made = {}
+            signing_up = threading.Thread(target=lambda: made.update(
+                r=post_json(srv, "/v1/families", {"family_name": "张家", "member_name": "爸爸"})))
+            signing_up.start()
+            new = until(lambda: mailboxes() - before)
+            said = os.path.join(srv.tmp, f"second-{port}.log")
+            with open(said, "w") as err:
+                second = subprocess.Popen([binary, "--listen", f"127.0.0.1:{port}", "--data",
+                                           srv.data], stdout=subprocess.DEVNULL, stderr=err)
+            # Until it stops, or its sweep has taken the new mailbox (before the fix).
+            until(lambda: second.poll() is not None or not new <= mailboxes(),
+                  timeout=4)
+            hold.rollback()
+            hold.close()
+            signing_up.join()
+            if second.poll() is None:  # it runs (before the fix): its start line said so
+                wait_for_log(said, "listening on")
+                second.terminate()
+            rc = second.wait()
+            with open(said) as f:
+                text = f.read()
+            r = made.get("r")
+            fam = r.json()["family"]["id"] if r is not None and r.status == 201 else None
+            listed = request(srv, "GET", f"/v1/families/{fam}/messages",
+                             headers=bearer(r.json()["token"])) if fam else None
+            ok(rc == 75 and f"the data directory {srv.data} is in use by another jiayin "
+               f"(process {srv.proc.pid})" in text and "nothing in it was changed" in text,
+               f"a second server on the same data directory, {where}: exit 75, the directory "
+               "and the running server's process named", f"exit {rc}: {text.strip()[-400:]}")
+            ok(fam is not None and new == {fam + ".db"} and
+               mailboxes() == before | new and
+               os.listdir(os.path.join(srv.data, "quarantine")) == [] and
+               listed.status == 200 and request(srv, "GET", "/healthz").status == 200,
+               f"... and the family the first was making meanwhile is whole: its mailbox in "
+               f"families/, nothing in quarantine/, its messages 200 ({where})",
+               f"{r and r.status} {sorted(mailboxes())} quarantine "
+               f"{os.listdir(os.path.join(srv.data, 'quarantine'))} "
+               f"list {listed and listed.status}")
+    finally:
+        srv.stop()
+
+
+def data_dir_without_locks(binary, eio_preload):
+    """A data directory on a file system that keeps no locks (NFS without its lock manager:
+    ENOLCK, through eio_preload's JIAYIN_NOLCK): the start is refused, exit 70, saying so,
+    rather than run unlocked, where a second server could start on it unnoticed; nothing but
+    the lock's file is made."""
+    import subprocess
+    if not eio_preload:
+        skip("a data directory without locks stops the start", "no eio_preload library given")
+        return
+    data = os.path.join(scratch_dir("jiayin-nolck-"), "data")
+    env = {**os.environ, "LD_PRELOAD": eio_preload, "JIAYIN_NOLCK": "1",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    try:
+        bad = subprocess.run([binary, "--listen", "127.0.0.1:0", "--data", data], env=env,
+                             capture_output=True, text=True, timeout=10)
+        rc, text = bad.returncode, bad.stderr
+    except subprocess.TimeoutExpired as ex:  # it ran (killed by the timeout)
+        rc, text = "still running", (ex.stderr or b"").decode(errors="replace")
+    ok(rc == 70 and f"cannot lock the data directory {data} ({data}/server.lock): No locks "
+       "available" in text and "local file system" in text and
+       sorted(os.listdir(data)) == ["server.lock"],
+       "a data directory whose file system keeps no locks: exit 70, said so, nothing made but "
+       "the lock's file", f"exit {rc}: {text.strip()[-300:]}; "
+       f"{sorted(os.listdir(data)) if os.path.isdir(data) else 'no data directory'}")
+
+
 def settings_of_a_damaged_mailbox(binary):
     """A parent's PATCH of the settings of a family whose mailbox is damaged: 503
     storage_corrupt, as its GET, and nothing changed (the review: the change was made and
@@ -796,6 +888,9 @@ def main():
     export_of_a_lost_voice(sys.argv[1])
     failed_signups_do_not_count(sys.argv[1])
     directory_lost_or_damaged(sys.argv[1])
+    second_server_on_the_same_data(sys.argv[1])
+    data_dir_without_locks(sys.argv[1],
+                           os.path.abspath(sys.argv[3]) if len(sys.argv) > 3 else None)
     return finish()
 
 

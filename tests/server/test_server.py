@@ -828,6 +828,21 @@ def operations(binary):
         ok(bad.returncode == 70 and data in bad.stderr and said in bad.stderr,
            f"--data {os.path.relpath(data, d)}: exit 70, and the path is what is wrong",
            bad.stderr.strip())
+    # A port in use (another server's) stops the start before the data directory is touched:
+    # the data directory, its directory.db and its key were made first, and the port found
+    # taken after (the review).
+    other = Server(binary)
+    try:
+        fresh = os.path.join(d, "fresh-data")
+        bad = subprocess.run([binary, "--listen", f"127.0.0.1:{other.port}", "--data", fresh],
+                             capture_output=True, text=True, timeout=20)
+        ok(bad.returncode == 70 and
+           f"listen on 127.0.0.1:{other.port}: address already in use" in bad.stderr and
+           not os.path.exists(fresh),
+           "a port in use stops the start (exit 70) before the data directory is made",
+           f"exit {bad.returncode}: {bad.stderr.strip()}; made: {os.path.exists(fresh)}")
+    finally:
+        other.stop()
     # A data directory whose files the service's user may not write (a first start tried as
     # root, a backup copied back as root without the chown): the start said "the storage is
     # read-only", and the operator looked at the mounts (the operations walk-through).

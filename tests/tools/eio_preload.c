@@ -4,16 +4,22 @@
  * makes pread64() of the file named by JIAYIN_EIO_FILE fail
  * with EIO whenever the read covers byte JIAYIN_EIO_AT, after the first JIAYIN_EIO_PASS such
  * reads went through (a sector that read at the family's opening and fails after it). SQLite
- * reads its files with pread64() only.
- * And a disk that fills, for the server's tests: while the file JIAYIN_FULL_WHILE exists,
- * pwrite64() (SQLite's only write of its pages) of a file under the directory JIAYIN_FULL_DIR
- * fails with ENOSPC. Every other call is the real one.
+ * reads its files with pread64() only. And a file system that keeps no locks (NFS without its
+ * lock manager): with JIAYIN_NOLCK set, an open file description's lock (F_OFD_SETLK, the data
+ * directory's lock) fails with ENOLCK. And a disk that fills: while the file JIAYIN_FULL_WHILE
+ * exists, pwrite64() (SQLite's only write of its pages) of a file under the directory
+ * JIAYIN_FULL_DIR fails with ENOSPC. Every other call is the real one.
  */
+/* The symbols by their own names: with meson's _FILE_OFFSET_BITS=64, <fcntl.h> would name
+ * this file's fcntl fcntl64. */
+#undef _FILE_OFFSET_BITS
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* RTLD_NEXT, off64_t */
 #endif
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,4 +66,39 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
 		}
 	}
 	return real(fd, buf, n, off);
+}
+
+/* fcntl's third argument, whatever the command, is passed on as glibc reads it: a pointer's
+ * worth. With _FILE_OFFSET_BITS=64 (meson's default) callers reach fcntl64. */
+typedef int (*fcntl_fn)(int, int, ...);
+
+static int fcntl_or_nolck(fcntl_fn *real, const char *name, int fd, int cmd, void *arg)
+{
+	if (!*real)
+		*real = (fcntl_fn)dlsym(RTLD_NEXT, name);
+	if (cmd == F_OFD_SETLK && getenv("JIAYIN_NOLCK")) {
+		errno = ENOLCK;
+		return -1;
+	}
+	return (*real)(fd, cmd, arg);
+}
+
+int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	static fcntl_fn real;
+	return fcntl_or_nolck(&real, "fcntl", fd, cmd, arg);
+}
+
+int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	static fcntl_fn real;
+	return fcntl_or_nolck(&real, "fcntl64", fd, cmd, arg);
 }
