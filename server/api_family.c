@@ -158,22 +158,31 @@ void srv_api_devices_list(srv_exchange *x)
 /*
  * A parent removes any member, a caregiver only itself (it leaves), a child nobody; the last
  * parent stays (409). Its phones and kiosk links go with it in the storage's transaction, its
- * unfinished recordings after.
+ * unfinished recordings after. A parent's removal of a member gone already (its answer lost and
+ * sent again, two parents at once) is answered 204 as it was the first time, and nothing is
+ * done or audited again: a 404 told the app the member it had just removed did not exist.
  */
 static void member_remove_work(api_job *j)
 {
 	store_member target;
-	if (!path_member(j, &target))
-		return;
-	bool self = strcmp(target.id.s, j->member.id.s) == 0;
-	if (j->session || j->member.role == STORE_ROLE_CHILD ||
-	    (j->member.role == STORE_ROLE_CAREGIVER && !self)) {
+	bool parent = !j->session && j->member.role == STORE_ROLE_PARENT;
+	if (!api_own_family(j))
+		return; /* another family's: nothing of it is looked at */
+	if (!path_member(j, &target) && !(j->rc == STORE_ENOTFOUND && parent))
+		return; /* not a member now, and no parent's: not found */
+	bool self = j->rc == 0 && strcmp(target.id.s, j->member.id.s) == 0;
+	if (!parent && (j->session || j->member.role == STORE_ROLE_CHILD || !self)) {
 		j->rc = 1;
 		return;
 	}
 	int64_t now = api_now_ms();
+	/* Not a member now: storage tells a former one of this family (1) from none (404). */
 	if ((j->rc = store_member_remove(j->st, j->param[0], j->param[1], now, &target)) < 0)
 		return;
+	if (j->rc == 1) { /* removed already: its first removal stands, audited once */
+		j->rc = 0;
+		return;
+	}
 	unsigned removed;
 	srv_upload_remove_member(j->upload_dir, target.id.s, &removed); /* else: expiry */
 	api_audit(j, now, "member.remove", j->param[0], target.id.s, self ? "left" : NULL);

@@ -422,29 +422,35 @@ int store_member_remove(store *s, const char *family_id, const char *member_id, 
 	if (store_id_check(family_id) < 0 || store_id_check(member_id) < 0)
 		return STORE_ENOTFOUND;
 	int rc = 0;
+	bool already = false;
 	conn *c = db_write_begin(s->directory);
 	sqlite3_stmt *st = conn_stmt(c, remove_sql, &rc);
 	if (st && (rc = conn_begin(c)) == 0) {
 		sqlite3_bind_int64(st, 1, now_ms);
 		sqlite3_bind_text(st, 3, family_id, -1, SQLITE_STATIC);
 		rc = update_by_id(c, st, 2, member_id);
+		/* There and a member: the last parent. There and gone already (a removal sent
+		 * again after its answer was lost, two parents at once): its first removal stands,
+		 * and is told (1), as a device revoked again is. */
 		if (rc == STORE_ENOTFOUND &&
 		    row_one(c, member_sql, text_key(member_id), member_from_row, out) == 0 &&
-		    out->removed_ms == 0 && strcmp(out->family_id.s, family_id) == 0)
-			rc = STORE_ELIMIT; /* there, and a member: the last parent */
-		for (size_t i = 0; rc == 0 && i < sizeof after / sizeof after[0]; i++) {
+		    strcmp(out->family_id.s, family_id) == 0) {
+			already = out->removed_ms != 0;
+			rc = already ? 0 : STORE_ELIMIT;
+		}
+		for (size_t i = 0; rc == 0 && !already && i < sizeof after / sizeof after[0]; i++) {
 			if (!(st = conn_stmt(c, after[i], &rc)))
 				break;
 			sqlite3_bind_int64(st, 1, now_ms);
 			sqlite3_bind_text(st, 2, member_id, -1, SQLITE_STATIC);
 			rc = step_write(st);
 		}
-		if (rc == 0)
+		if (rc == 0 && !already)
 			rc = row_one(c, member_sql, text_key(member_id), member_from_row, out);
 		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
 	}
 	db_write_end(s->directory);
-	return rc;
+	return rc == 0 && already ? 1 : rc;
 }
 
 int store_members_list(store *s, const char *family_id, store_member *out, size_t max,

@@ -255,9 +255,10 @@ int store_member_update(store *s, const char *family_id, const char *member_id, 
  * links deleted (with a session open there), the PINs it chose for others' links withdrawn
  * (pin_hash "", their sessions ended: it knows them) and its row kept as a former member, whose
  * name and avatar still say who sent its old messages (which stay, as the family's).
- * STORE_ENOTFOUND: no such member of the family (or a former one); STORE_ELIMIT: a parent while
- * no other parent of the family has an active phone, who stays (a family always has one who
- * may sign in, erase it and pair a parent's phone). *out: the member, removed_ms set.
+ * STORE_ENOTFOUND: no such member of the family; STORE_ELIMIT: a parent while no other parent
+ * of the family has an active phone, who stays (a family always has one who may sign in, erase
+ * it and pair a parent's phone). 1: a former member of the family, removed before (a removal
+ * sent again, two at once), nothing changed. *out: the member, removed_ms set (0 and 1).
  */
 int store_member_remove(store *s, const char *family_id, const char *member_id, int64_t now_ms,
                         store_member *out);

@@ -455,9 +455,10 @@ def main():
            "and without a token, 401 comes first")
 
         # A member who has left: its old phone is no one (401), the audio URL it had for a
-        # private message to it no longer plays, it is no member to change or remove (404)
-        # nor to send to (400), and the private message it sent stays its recipient's and
-        # the grown-ups', still no other child's.
+        # private message to it no longer plays, it is no member to change or remove (404;
+        # a parent's removal of it sent again is told 204, what happened) nor to send to
+        # (400), and the private message it sent stays its recipient's and the grown-ups',
+        # still no other child's.
         gone_kid = pair("child", "离开")
         said = upload(gone_kid["token"], hong["member"]["id"])
         to_it = upload(mom["token"], gone_kid["member"]["id"])
@@ -471,11 +472,13 @@ def main():
                r.status, r.json()["error"]["code"] if r.status == 403 else r.status,
                call(srv, "PATCH", f"/v1/families/{fam}/members/{gid}", mom["token"],
                     {"avatar": "cat"}).status,
+               call(srv, "DELETE", f"/v1/families/{fam}/members/{gid}", nai["token"]).status,
                call(srv, "DELETE", f"/v1/families/{fam}/members/{gid}", mom["token"]).status,
                call(srv, "POST", f"{M}?to={gid}", mom["token"], raw=wav).status]
-        ok(got == [401, 401, 403, "url_expired", 404, 404, 400],
+        ok(got == [401, 401, 403, "url_expired", 404, 404, 204, 400],
            "a former member: its token 401, its audio URL 403 url_expired, no member to "
-           "change, remove or send to", str(got))
+           "change, remove (a parent's removal sent again: 204, as the first) or send to",
+           str(got))
         seen = {who: {m["id"] for m in call(srv, "GET", M, callers[who]).json()["messages"]}
                 for who in ("parent", "caregiver", "child (recipient)", "other child")}
         audio = {who: call(srv, "GET", f"{M}/{said}/audio", callers[who]).status
