@@ -1,6 +1,7 @@
 /*
  * wav.c — WAV decoder: RIFF and RF64/BW64, PCM 1-32-bit integer in 1-4-byte containers, 32/64-bit
- * IEEE float, WAVE_FORMAT_EXTENSIBLE, 1-8 channels, 8-192 kHz.
+ * IEEE float, G.711 A-law and µ-law (8 bits, expanded by the ITU-T formulas),
+ * WAVE_FORMAT_EXTENSIBLE, 1-8 channels, 8-192 kHz.
  *
  * Streaming writers (phones recording until the user taps stop, tools writing to a pipe) leave
  * the data size at a value of their own that means "until the end of the file" (unknown_size).
@@ -16,6 +17,8 @@
 
 #define WAV_TAG_PCM 0x0001
 #define WAV_TAG_FLOAT 0x0003
+#define WAV_TAG_ALAW 0x0006
+#define WAV_TAG_MULAW 0x0007
 #define WAV_TAG_EXTENSIBLE 0xFFFE
 #define WAV_MAX_FLOAT 1000.0f  /* +60 dBFS: louder float samples are clamped */
 #define WAV_MAX_CHUNKS 4096    /* chunks skipped before "data": bounds a hostile header */
@@ -29,6 +32,8 @@ typedef struct wav_state {
 	codec_in *in;
 	unsigned channels, bytes_per_sample;
 	bool is_float;
+	bool is_g711; /* one byte a sample, expanded through g711 */
+	float g711[256];
 	uint64_t remaining; /* data bytes left; UINT64_MAX: until the end of the file */
 	uint8_t raw[WAV_CHUNK_BYTES];
 } wav_state;
@@ -67,6 +72,29 @@ static bool unknown_size(uint32_t size, uint32_t frame_bytes)
 	       size == 0xFFFFFFFFu / frame_bytes * frame_bytes;
 }
 
+/*
+ * G.711's expansion of one code to a 16-bit linear value (ITU-T G.711, tables 1a and 2a). A-law
+ * keeps 13 bits: the even bits of the code are inverted, then a sign (1 positive), a 3-bit segment
+ * and a 4-bit step; the value is the step's midpoint. µ-law keeps 14 bits: the whole code is
+ * inverted, sign 1 negative, and each segment's values are offset by the bias 33 (132 in 16-bit
+ * terms), which is taken away again. Both are shifted to fill 16 bits, as sox and ffmpeg do.
+ */
+static int alaw_expand(uint8_t code)
+{
+	unsigned c = code ^ 0x55u;
+	unsigned segment = (c >> 4) & 7, step = c & 0xF;
+	int v = segment == 0 ? (int)(step << 4) + 8 : (int)((step << 4) + 0x108) << (segment - 1);
+	return c & 0x80 ? v : -v;
+}
+
+static int mulaw_expand(uint8_t code)
+{
+	unsigned c = ~code & 0xFFu;
+	unsigned segment = (c >> 4) & 7, step = c & 0xF;
+	int v = ((int)(step << 3) + 0x84) << segment;
+	return c & 0x80 ? 0x84 - v : v - 0x84;
+}
+
 static int parse_fmt(const uint8_t *p, uint32_t size, wav_state *w, codec_stream_info *info)
 {
 	if (size < 16)
@@ -76,23 +104,29 @@ static int parse_fmt(const uint8_t *p, uint32_t size, wav_state *w, codec_stream
 	uint32_t rate = rd_le32(p + 4);
 	unsigned block_align = rd_le16(p + 12);
 	unsigned bits = rd_le16(p + 14);
+	unsigned valid_bits = 0; /* EXTENSIBLE's; 0 is common and means "all of them" */
 	uint32_t mask = 0;
 	bool have_mask = false;
 
 	if (tag == WAV_TAG_EXTENSIBLE) {
 		if (size < 40 || rd_le16(p + 16) < 22)
 			return CODEC_EMALFORMED;
-		unsigned valid_bits = rd_le16(p + 18);
+		valid_bits = rd_le16(p + 18);
 		if (valid_bits > bits)
-			return CODEC_EMALFORMED; /* 0 is common and means "all of them" */
+			return CODEC_EMALFORMED;
 		mask = rd_le32(p + 20);
 		have_mask = true;
 		if (memcmp(p + 26, ks_guid_tail, sizeof ks_guid_tail) != 0)
 			return CODEC_EUNSUPPORTED;
 		tag = rd_le16(p + 24);
 	}
-	if (tag != WAV_TAG_PCM && tag != WAV_TAG_FLOAT)
-		return CODEC_EUNSUPPORTED; /* ADPCM, MP3-in-WAV, G.711... */
+	bool g711 = tag == WAV_TAG_ALAW || tag == WAV_TAG_MULAW;
+	if (tag != WAV_TAG_PCM && tag != WAV_TAG_FLOAT && !g711)
+		return CODEC_EUNSUPPORTED; /* ADPCM, MP3-in-WAV, GSM... */
+	/* G.711 is 8 bits a sample by definition: another depth is a header that contradicts its
+	 * tag (and EXTENSIBLE's valid bits, when given, say the same 8). */
+	if (g711 && (bits != 8 || (valid_bits != 0 && valid_bits != 8)))
+		return CODEC_EMALFORMED;
 	if (channels == 0)
 		return CODEC_EMALFORMED;
 	if (channels > CODEC_MAX_CHANNELS)
@@ -105,7 +139,9 @@ static int parse_fmt(const uint8_t *p, uint32_t size, wav_state *w, codec_stream
 	 * 12-bit ones of 2 bytes, with the spare low bits zero. Read by container, as ffmpeg does;
 	 * 8 bits or fewer are unsigned.
 	 */
-	bool ok_bits = tag == WAV_TAG_PCM ? (bits >= 1 && bits <= 32) : (bits == 32 || bits == 64);
+	bool ok_bits = tag == WAV_TAG_PCM     ? (bits >= 1 && bits <= 32)
+	               : tag == WAV_TAG_FLOAT ? (bits == 32 || bits == 64)
+	                                      : true; /* G.711: 8, checked above */
 	if (!ok_bits)
 		return CODEC_EUNSUPPORTED;
 	unsigned container = (bits + 7) / 8;
@@ -115,6 +151,11 @@ static int parse_fmt(const uint8_t *p, uint32_t size, wav_state *w, codec_stream
 	w->channels = channels;
 	w->bytes_per_sample = container;
 	w->is_float = tag == WAV_TAG_FLOAT;
+	w->is_g711 = g711;
+	for (unsigned code = 0; g711 && code < 256; code++)
+		w->g711[code] = (float)(tag == WAV_TAG_ALAW ? alaw_expand((uint8_t)code)
+		                                            : mulaw_expand((uint8_t)code)) *
+		                (1.0f / 32768);
 	info->format = CODEC_FORMAT_WAV;
 	info->rate = rate;
 	info->channels = channels;
@@ -202,6 +243,11 @@ static inline float clean_float(double v)
 static void convert(const wav_state *w, const uint8_t *p, size_t samples, float *out)
 {
 	size_t i;
+	if (w->is_g711) {
+		for (i = 0; i < samples; i++)
+			out[i] = w->g711[p[i]];
+		return;
+	}
 	switch (w->bytes_per_sample * 2 + w->is_float) {
 	case 1 * 2:
 		for (i = 0; i < samples; i++)

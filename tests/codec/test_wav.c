@@ -1,6 +1,8 @@
 /*
  * test_wav.c — the WAV decoder on files built in memory: every sample format, EXTENSIBLE,
- * RF64, streaming sizes, odd chunks, and each way a header can be wrong.
+ * RF64, streaming sizes, odd chunks, and each way a header can be wrong. G.711 (A-law, µ-law) is
+ * checked against sox: its decode of WAVs it wrote (tests/codec/data/, from $JIAYIN_TEST_DATA),
+ * and its expansion of every code for the files built here.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +15,7 @@
 #include <stdbool.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +43,7 @@ static void put32(wavbuf *w, uint32_t v)
 
 typedef struct spec {
 	const char *riff; /* "RIFF" or "RF64" */
-	uint16_t tag;     /* 1, 3 or 0xFFFE */
+	uint16_t tag;     /* 1, 3, 6 (A-law), 7 (µ-law) or 0xFFFE */
 	uint16_t sub_tag; /* the EXTENSIBLE subformat */
 	uint32_t mask;
 	unsigned channels, bits;
@@ -59,6 +62,18 @@ static double sample_value(size_t i, unsigned c)
 {
 	return ((double)((i * 7 + c * 3) % 64) - 32) / 64.0 +
 	       (double)((i * 37 + c * 101) % 256) / 8388608.0;
+}
+
+/* The G.711 code of sample i of channel c: every code, in an order that is no ramp. */
+static uint8_t g711_code(size_t i, unsigned c)
+{
+	return (uint8_t)((i * 37 + c * 101) % 256);
+}
+
+static bool is_g711(const spec *s)
+{
+	uint16_t t = s->tag == 0xFFFE ? s->sub_tag : s->tag;
+	return t == 6 || t == 7;
 }
 
 static void put_sample(wavbuf *w, const spec *s, double v)
@@ -134,7 +149,10 @@ static void build(wavbuf *w, const spec *s, size_t frames)
 	put32(w, s->data_size_field == 1 ? data : s->data_size_field);
 	for (size_t i = 0; i < frames; i++)
 		for (unsigned c = 0; c < s->channels; c++)
-			put_sample(w, s, sample_value(i, c));
+			if (is_g711(s))
+				put(w, &(uint8_t){g711_code(i, c)}, 1);
+			else
+				put_sample(w, s, sample_value(i, c));
 }
 
 /* Decode everything; returns the error or the frame count through *frames. */
@@ -385,24 +403,193 @@ static void nan_and_huge_floats_are_tamed(void **st)
 	assert_true(pcm[2] > 0 && pcm[2] <= 1000 && pcm[3] < 0 && pcm[3] >= -1000);
 }
 
-int main(void)
+static const char *data_dir; /* tests/codec/data/ */
+
+/* sox's decode of a file to signed 16-bit samples; returns how many. */
+static size_t sox_decode(const char *path, int16_t *out, size_t cap)
 {
+	char cmd[4096];
+	snprintf(cmd, sizeof cmd, "sox -V1 '%s' -t raw -e signed-integer -b 16 -L -", path);
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		fail_msg("cannot run sox");
+	uint8_t b[2];
+	size_t n = 0;
+	while (fread(b, 1, 2, f) == 2) {
+		assert_true(n < cap);
+		out[n++] = (int16_t)(b[0] | b[1] << 8);
+	}
+	if (pclose(f) != 0)
+		fail_msg("sox could not decode %s", path);
+	return n;
+}
+
+static void load_file(const char *name, wavbuf *w, char *path, size_t path_size)
+{
+	if (!data_dir)
+		fail_msg("no test data directory: set JIAYIN_TEST_DATA");
+	snprintf(path, path_size, "%s/%s", data_dir, name);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		fail_msg("cannot open %s", path);
+	w->n = fread(w->d, 1, sizeof w->d, f);
+	assert_true(feof(f));
+	fclose(f);
+}
+
+/* sox's expansion of every code (its files of codes 0-255 in order, 8 kHz mono). */
+static void sox_table(uint16_t tag, int16_t table[256])
+{
+	static wavbuf w;
+	char path[4096];
+	load_file(tag == 6 ? "alaw_codes.wav" : "ulaw_codes.wav", &w, path, sizeof path);
+	assert_int_equal(sox_decode(path, table, 256), 256);
+}
+
+/*
+ * Recordings as sox writes them (`sox in.wav -e a-law out.wav`: tag 6 or 7, a fmt of 18 bytes, a
+ * fact chunk), of every code and of speech, decode to the samples sox decodes from them, exactly.
+ */
+static void g711_matches_sox(void **st)
+{
+	(void)st;
+	static const char *const names[] = {"alaw_codes.wav", "ulaw_codes.wav",
+	                                    "speech_alaw_8k.wav", "speech_ulaw_8k.wav"};
+	static wavbuf w;
+	static float pcm[16384];
+	static int16_t ref[16384];
+	for (size_t f = 0; f < sizeof names / sizeof *names; f++) {
+		char path[4096];
+		codec_stream_info info;
+		size_t frames;
+		load_file(names[f], &w, path, sizeof path);
+		size_t n = sox_decode(path, ref, 16384);
+		assert_int_equal(decode_all(&w, &info, pcm, 16384, &frames), 0);
+		assert_int_equal(info.format, CODEC_FORMAT_WAV);
+		assert_int_equal(info.rate, 8000);
+		assert_int_equal(info.channels, 1);
+		assert_int_equal(frames, n);
+		assert_true(n >= 256);
+		for (size_t i = 0; i < n; i++)
+			if (pcm[i] * 32768 != ref[i])
+				fail_msg("%s: sample %zu is %g, sox decodes %d", names[f], i,
+				         (double)pcm[i] * 32768, ref[i]);
+	}
+}
+
+/* A file built here (every code, each channel its own order) against sox's expansion. */
+static void check_g711(const spec *s, size_t frames)
+{
+	static wavbuf w;
+	static float pcm[8 * 4096];
+	int16_t table[256];
+	codec_stream_info info;
+	size_t got;
+	sox_table(is_g711(s) && (s->tag == 6 || s->sub_tag == 6) ? 6 : 7, table);
+	build(&w, s, frames);
+	assert_int_equal(decode_all(&w, &info, pcm, 4096, &got), 0);
+	assert_int_equal(info.rate, s->rate);
+	assert_int_equal(info.channels, s->channels);
+	assert_int_equal(got, frames);
+	for (size_t i = 0; i < frames; i++)
+		for (unsigned c = 0; c < s->channels; c++)
+			assert_true(pcm[i * s->channels + c] * 32768 == table[g711_code(i, c)]);
+}
+
+/*
+ * A-law and µ-law from telephone systems and cheap recorders: plain tags 6 and 7, inside
+ * WAVE_FORMAT_EXTENSIBLE (KSDATAFORMAT_SUBTYPE_ALAW/MULAW), stereo, RF64, an odd chunk before
+ * fmt, a streaming writer's sizes, and an odd number of data bytes.
+ */
+static void g711_layouts(void **st)
+{
+	(void)st;
+	check_g711(&(spec){"RIFF", 6, 0, 0, 1, 8, 8000, 1, false}, 1000);
+	check_g711(&(spec){"RIFF", 7, 0, 0, 1, 8, 8000, 1, true}, 1001);
+	check_g711(&(spec){"RIFF", 6, 0, 0, 2, 8, 16000, 1, false}, 1000);
+	check_g711(&(spec){"RIFF", 0xFFFE, 6, 0x4, 1, 8, 8000, 1, false}, 1000);
+	check_g711(&(spec){"RIFF", 0xFFFE, 7, 0x3, 2, 8, 11025, 1, false}, 1000);
+	check_g711(&(spec){"RF64", 7, 0, 0, 1, 8, 8000, 0xFFFFFFFFu, false}, 1000);
+	check_g711(&(spec){"RIFF", 6, 0, 0, 1, 8, 8000, 0, false}, 1000);
+	check_g711(&(spec){"RIFF", 7, 0, 0, 1, 8, 8000, 0xFFFFFFFFu, false}, 1000);
+	/* sox to a pipe: 0x7FFFF000 in whole frames, one byte each or two. */
+	check_g711(&(spec){"RIFF", 6, 0, 0, 1, 8, 8000, 0x7FFFF000u, false}, 1000);
+	check_g711(&(spec){"RIFF", 7, 0, 0, 2, 8, 8000, 0x7FFFF000u, false}, 1000);
+}
+
+/* Headers that contradict G.711 are malformed; a file shorter than its data size, truncated. */
+static void g711_bad_headers(void **st)
+{
+	(void)st;
+	static wavbuf w;
+	for (uint16_t tag = 6; tag <= 7; tag++) {
+		spec s = {"RIFF", tag, 0, 0, 1, 8, 8000, 1, false};
+		/* 16 bits a sample (block align 2 to match): G.711 has 8 */
+		s.bits = 16;
+		build(&w, &s, 100);
+		assert_int_equal(open_error(&w), CODEC_EMALFORMED);
+		s.bits = 4;
+		build(&w, &s, 100);
+		assert_int_equal(open_error(&w), CODEC_EMALFORMED);
+		s.bits = 8;
+		/* block align 2 for one channel of 8 bits */
+		build(&w, &s, 100);
+		w.d[32] = 2;
+		assert_int_equal(open_error(&w), CODEC_EMALFORMED);
+		/* block align 1 for two channels */
+		s.channels = 2;
+		build(&w, &s, 100);
+		w.d[32] = 1;
+		assert_int_equal(open_error(&w), CODEC_EMALFORMED);
+		s.channels = 1;
+		/* the data chunk promises 100 bytes more than the file holds */
+		build(&w, &s, 1000);
+		w.n -= 100;
+		assert_int_equal(open_error(&w), CODEC_ETRUNCATED);
+
+		/* EXTENSIBLE: a fmt chunk of 18 bytes (cbSize 0), or cbSize under 22 */
+		spec e = {"RIFF", 0xFFFE, tag, 0x4, 1, 8, 8000, 1, false};
+		build(&w, &e, 100);
+		w.d[16] = 18; /* the fmt chunk's size: its EXTENSIBLE fields are then the data's */
+		assert_int_equal(open_error(&w), CODEC_EMALFORMED);
+		build(&w, &e, 100);
+		w.d[36] = 0; /* cbSize */
+		assert_int_equal(open_error(&w), CODEC_EMALFORMED);
+		/* 16 bits, valid bits 16; and 8 bits of which 7 are valid */
+		e.bits = 16;
+		build(&w, &e, 100);
+		assert_int_equal(open_error(&w), CODEC_EMALFORMED);
+		e.bits = 8;
+		build(&w, &e, 100);
+		w.d[38] = 7;
+		assert_int_equal(open_error(&w), CODEC_EMALFORMED);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	data_dir = getenv("JIAYIN_TEST_DATA");
+	if (argc > 1)
+		data_dir = argv[1];
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(pcm8),
-		cmocka_unit_test(pcm16_stereo),
-		cmocka_unit_test(pcm24),
-		cmocka_unit_test(pcm32),
-		cmocka_unit_test(float32),
-		cmocka_unit_test(float64),
-		cmocka_unit_test(pcm_depths_between_bytes),
-		cmocka_unit_test(extensible_51),
-		cmocka_unit_test(extensible_float),
-		cmocka_unit_test(rf64),
-		cmocka_unit_test(streaming_sizes),
-		cmocka_unit_test(piped_writer_sizes),
-		cmocka_unit_test(bad_headers),
-		cmocka_unit_test(truncated_data),
-		cmocka_unit_test(nan_and_huge_floats_are_tamed),
+	    cmocka_unit_test(pcm8),
+	    cmocka_unit_test(pcm16_stereo),
+	    cmocka_unit_test(pcm24),
+	    cmocka_unit_test(pcm32),
+	    cmocka_unit_test(float32),
+	    cmocka_unit_test(float64),
+	    cmocka_unit_test(pcm_depths_between_bytes),
+	    cmocka_unit_test(extensible_51),
+	    cmocka_unit_test(extensible_float),
+	    cmocka_unit_test(rf64),
+	    cmocka_unit_test(streaming_sizes),
+	    cmocka_unit_test(piped_writer_sizes),
+	    cmocka_unit_test(bad_headers),
+	    cmocka_unit_test(truncated_data),
+	    cmocka_unit_test(nan_and_huge_floats_are_tamed),
+	    cmocka_unit_test(g711_matches_sox),
+	    cmocka_unit_test(g711_layouts),
+	    cmocka_unit_test(g711_bad_headers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

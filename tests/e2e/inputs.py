@@ -30,8 +30,11 @@ SPEECH_CMN = "宝贝，晚安。爸爸今天在工厂想你了。"
 
 WAVE_FORMAT_PCM = 0x0001
 WAVE_FORMAT_IEEE_FLOAT = 0x0003
+WAVE_FORMAT_ALAW = 0x0006
+WAVE_FORMAT_MULAW = 0x0007
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
-# KSDATAFORMAT_SUBTYPE_{PCM,IEEE_FLOAT}: the format tag, then 00000000-0010-8000-00aa00389b71.
+# KSDATAFORMAT_SUBTYPE_{PCM,IEEE_FLOAT,ALAW,MULAW}: the format tag, then
+# 00000000-0010-8000-00aa00389b71.
 _GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")
 
 # ffmpeg raw sample formats by (bits, float)
@@ -86,8 +89,9 @@ def sox(*argv):
 # WAV building
 
 def wav_fmt_chunk(rate, channels, bits, is_float=False, extensible=False, valid_bits=None,
-                  channel_mask=None, tag=None, block_align=None, byte_rate=None):
-    """A complete "fmt " chunk (header included). Every field can be overridden to lie."""
+                  channel_mask=None, tag=None, block_align=None, byte_rate=None, sub_tag=None):
+    """A complete "fmt " chunk (header included). Every field can be overridden to lie;
+    sub_tag is EXTENSIBLE's subformat when it is neither PCM nor float (G.711)."""
     if block_align is None:
         block_align = channels * ((bits + 7) // 8)
     if byte_rate is None:
@@ -102,6 +106,8 @@ def wav_fmt_chunk(rate, channels, bits, is_float=False, extensible=False, valid_
         if channel_mask is None:
             channel_mask = {1: 0x4, 2: 0x3, 6: 0x3F}.get(channels, 0)
         sub = WAVE_FORMAT_IEEE_FLOAT if is_float else WAVE_FORMAT_PCM
+        if sub_tag is not None:
+            sub = sub_tag
         body += struct.pack("<HHI", 22, valid_bits or bits, channel_mask)
         body += struct.pack("<H", sub) + _GUID_TAIL
     elif is_float or tag not in (WAVE_FORMAT_PCM,):
@@ -357,6 +363,35 @@ def recipes(src):
         return _own_wav(d, name, en, 24000, 1, 16, before_data=[junk, lst],
                         note="odd JUNK chunk (padded) and LIST before data")
     add("wav_s16_24k_mono_speech_en_chunks", with_chunks, "speech")
+
+    # G.711 (tags 6 and 7): telephone systems' recordings, cheap phones' call and voice
+    # recorders. As sox writes them (`sox in.wav -e a-law out.wav`: a fmt of 18 bytes, a fact
+    # chunk), and µ-law in WAVE_FORMAT_EXTENSIBLE (subformat KSDATAFORMAT_SUBTYPE_MULAW) from a
+    # recorder that never came back to its sizes.
+    def g711_sox(d, name, inp, encoding, rate, channels, note, remix=()):
+        path = os.path.join(d, name + ".wav")
+        sox(inp, "-r", rate, "-c", channels, "-e", encoding, path, *remix)
+        return Clip(name, path, "wav", rate, channels, wav_frames(path), note)
+    add("wav_alaw_8k_mono_speech_en", lambda d, n: g711_sox(
+        d, n, en, "a-law", 8000, 1, "sox -e a-law"), "speech")
+    add("wav_ulaw_8k_mono_speech_cmn", lambda d, n: g711_sox(
+        d, n, cmn, "u-law", 8000, 1, "sox -e u-law"), "speech")
+    add("wav_alaw_16k_stereo_speech_cmn", lambda d, n: g711_sox(
+        d, n, cmn, "a-law", 16000, 2, "sox -e a-law, R = 0.6 L", ("remix", "1", "1v0.6")),
+        "speech")
+
+    def ext_ulaw(d, name):
+        raw = src.path("en8k.ulaw")
+        sox(en, "-t", "raw", "-r", "8000", "-c", "1", "-e", "u-law", raw)
+        with open(raw, "rb") as f:
+            codes = f.read()
+        fmt = wav_fmt_chunk(8000, 1, 8, extensible=True, sub_tag=WAVE_FORMAT_MULAW)
+        path = write(os.path.join(d, name + ".wav"),
+                     wav_bytes(codes, 8000, 1, 8, extensible=True, fmt=fmt, riff_size=0,
+                               data_size=0))
+        return Clip(name, path, "wav", 8000, 1, len(codes),
+                    "WAVE_FORMAT_EXTENSIBLE µ-law, RIFF and data sizes 0 (streaming)")
+    add("wav_ext_ulaw_8k_mono_speech_en_stream", ext_ulaw, "speech")
 
     def quiet(d, name, limited):
         base = os.path.join(src.dir, f"en48_{'limited' if limited else 'raw'}.wav")

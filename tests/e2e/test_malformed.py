@@ -377,6 +377,17 @@ def the_cases():
         R("WAVE_FORMAT_EXTENSIBLE with the ADPCM subformat",
           lambda m: ext_subformat(m, 0x0002),
           {"audio_unsupported"}),
+        # G.711 A-law and µ-law are taken (docs/codec.md): 8 bits a sample, nothing else, and
+        # block_align one byte a channel; EXTENSIBLE's fields whole.
+        R("WAV A-law (tag 6) with 16 bits a sample", lambda m: wav_with_fmt(m, tag=6),
+          {"audio_malformed"}),
+        R("WAV µ-law (tag 7) with block_align 2 for 8-bit mono",
+          lambda m: wav_with_fmt(m, tag=7, bits=8, block_align=2), {"audio_malformed"}),
+        R("WAVE_FORMAT_EXTENSIBLE A-law with 16 bits a sample",
+          lambda m: ext_subformat(m, 0x0006), {"audio_malformed"}),
+        R("WAVE_FORMAT_EXTENSIBLE µ-law with cbSize 0 (fmt of 18 bytes)",
+          lambda m: wav_bytes(m.pcm, RATE, 1, 8, fmt=chunk(b"fmt ", struct.pack(
+              "<HHIIHHH", 0xFFFE, 1, RATE, RATE, 1, 8, 0))), {"audio_malformed"}),
         R("WAVE_FORMAT_EXTENSIBLE with cbSize 0 (fmt of 18 bytes)",
           lambda m: wav_bytes(m.pcm, RATE, 1, 16, fmt=chunk(b"fmt ", struct.pack(
               "<HHIIHHH", 0xFFFE, 1, RATE, RATE * 2, 2, 16, 0))), {"audio_malformed"}),
