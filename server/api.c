@@ -124,6 +124,27 @@ bool api_idempotency_key_ok(const char *key, size_t len)
 	return true;
 }
 
+bool api_idempotency_header(srv_exchange *x, const srv_slice **key)
+{
+	*key = srv_request_header(&x->req, "Idempotency-Key");
+	if (*key && !api_idempotency_key_ok((*key)->ptr, (*key)->len)) {
+		srv_respond_error(x, 400, "invalid_idempotency_key",
+		                  "Idempotency-Key: 1-128 printable ASCII characters");
+		return false;
+	}
+	return true;
+}
+
+_Static_assert(API_IDEM_STORED_LEN - 1 <= STORE_ADD_KEY_MAX, "a member's add key fits storage");
+
+void api_idempotency_stored(const api_job *j, const char *idem, char key[API_IDEM_STORED_LEN])
+{
+	uint8_t h[STORE_HASH_LEN];
+	crypto_hash_sha256(h, (const unsigned char *)idem, strlen(idem));
+	int n = snprintf(key, API_IDEM_STORED_LEN, "%.26s:", j->member.id.s);
+	sodium_bin2hex(key + n, API_IDEM_STORED_LEN - (size_t)n, h, sizeof h);
+}
+
 const char *api_avatar_field(json_t *obj)
 {
 	json_t *v = json_object_get(obj, "avatar");
@@ -665,8 +686,15 @@ static void member_add_work(api_job *j)
 		j->rc = STORE_ENOMEM;
 		return;
 	}
-	j->rc = store_member_add(j->st, j->param[0], j->member_name, j->role, j->device_name,
-				 api_now_ms(), j->members);
+	/* With an Idempotency-Key: the member the caller added with it before, if any, in the
+	 * transaction that would add it (a retry whose 201 was lost made a second 小刚). */
+	char key[API_IDEM_STORED_LEN];
+	if (j->idem[0])
+		api_idempotency_stored(j, j->idem, key);
+	int existed = 0;
+	j->rc = store_member_add_once(j->st, j->param[0], j->member_name, j->role, j->device_name,
+	                              j->idem[0] ? key : NULL, api_now_ms(), j->members, &existed);
+	j->existed = existed;
 }
 
 static void member_add_done(srv_exchange *x, api_job *j)
@@ -676,12 +704,18 @@ static void member_add_done(srv_exchange *x, api_job *j)
 	if (api_failed(x, j,
 	               "only a parent or caregiver can add members, and only a parent a parent"))
 		return;
-	api_respond_json(x, 201, json_pack("{s:o}", "member", api_member_json(j->members)));
+	/* A retry: the member as it is now, and when it was removed since, when it left (as the
+	 * list's former members), not a second one. */
+	json_t *m = api_member_json(j->members);
+	if (m && j->existed && j->members->removed_ms)
+		json_object_set_new(m, "left_at", json_integer(j->members->removed_ms / 1000));
+	api_respond_json(x, j->existed ? 200 : 201, json_pack("{s:o}", "member", m));
 }
 
 void srv_api_member_add(srv_exchange *x)
 {
-	if (!api_bearer_present(x))
+	const srv_slice *key;
+	if (!api_bearer_present(x) || !api_idempotency_header(x, &key))
 		return;
 	json_t *body = api_body_object(x);
 	if (!body)
@@ -704,6 +738,8 @@ void srv_api_member_add(srv_exchange *x)
 		j->role = r;
 		snprintf(j->member_name, sizeof j->member_name, "%s", member);
 		snprintf(j->device_name, sizeof j->device_name, "%s", avatar); /* the avatar */
+		if (key)
+			snprintf(j->idem, sizeof j->idem, "%.*s", (int)key->len, key->ptr);
 	}
 	json_decref(body);
 	if (err)

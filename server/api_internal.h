@@ -170,6 +170,17 @@ const char *api_name_field(json_t *obj, const char *key, bool required);
  * printable ASCII characters (spaces included), one rule for both, so one key serves both. */
 #define API_IDEMPOTENCY_KEY_MAX 128
 bool api_idempotency_key_ok(const char *key, size_t len);
+/* The request's Idempotency-Key header: true with *key NULL (none) or the key, checked by
+ * api_idempotency_key_ok; false after answering 400 invalid_idempotency_key. A plain upload's
+ * and a member's addition (POST .../members) read it so. */
+bool api_idempotency_header(srv_exchange *x, const srv_slice **key);
+/*
+ * Idempotency keys are the caller's own: stored as "member:SHA-256(key)" (j->member's id), so
+ * two members' equal keys (counters on two phones) never meet, and no key finds what another
+ * made: a message (store_message_append) or a member (store_member_add_once).
+ */
+#define API_IDEM_STORED_LEN (STORE_ID_LEN + 2 + 2 * STORE_HASH_LEN)
+void api_idempotency_stored(const api_job *j, const char *idem, char key[API_IDEM_STORED_LEN]);
 /* The "avatar" of obj: "" when absent or empty (none), else 1-31 bytes of text; NULL if bad. */
 const char *api_avatar_field(json_t *obj);
 /*

@@ -76,24 +76,10 @@ static int visible_message(api_job *j, bool allow_hidden)
 	return 0;
 }
 
-/*
- * Idempotency keys are the sender's own: stored as "member:SHA-256(key)", so two members'
- * equal keys (counters on two phones) never meet, and no key finds another's message.
- */
-#define IDEM_STORED_LEN (STORE_ID_LEN + 2 + 2 * STORE_HASH_LEN)
-
-static void idem_stored_key(const api_job *j, const char *idem, char key[IDEM_STORED_LEN])
-{
-	uint8_t h[STORE_HASH_LEN];
-	crypto_hash_sha256(h, (const unsigned char *)idem, strlen(idem));
-	int n = snprintf(key, IDEM_STORED_LEN, "%.26s:", j->member.id.s);
-	sodium_bin2hex(key + n, IDEM_STORED_LEN - (size_t)n, h, sizeof h);
-}
-
 int api_upload_key_message(api_job *j, const char *family, const char *idem, store_message *out)
 {
-	char key[IDEM_STORED_LEN];
-	idem_stored_key(j, idem, key);
+	char key[API_IDEM_STORED_LEN];
+	api_idempotency_stored(j, idem, key);
 	return store_message_by_key(j->st, family, key, out);
 }
 
@@ -151,14 +137,14 @@ static bool recipient_checked(api_job *j)
  * recipient (j->rc 2: no such member here) and the family. true when the recording is to be
  * transcoded next.
  */
-static bool upload_checked(api_job *j, char key[IDEM_STORED_LEN])
+static bool upload_checked(api_job *j, char key[API_IDEM_STORED_LEN])
 {
 	/* A retry of an upload that was stored: the message, without transcoding it again. First:
 	 * the key names what was stored, even when its recipient has left since (the review: the
 	 * retry of a lost 201 was 400 invalid_recipient, and a resumable upload's finish done again
 	 * after a crash removed the upload, though its message was stored). */
 	if (j->idem[0]) {
-		idem_stored_key(j, j->idem, key);
+		api_idempotency_stored(j, j->idem, key);
 		j->rc = store_message_by_key(j->st, j->device.family_id.s, key, &j->msg);
 		if (j->rc == 0) {
 			j->existed = true;
@@ -177,7 +163,7 @@ static bool upload_checked(api_job *j, char key[IDEM_STORED_LEN])
 
 void api_upload_work(api_job *j)
 {
-	char key[IDEM_STORED_LEN];
+	char key[API_IDEM_STORED_LEN];
 	if (!api_own_family(j) || !upload_checked(j, key))
 		return;
 	codec_source src;
@@ -364,7 +350,7 @@ static void upload_gate_work(api_job *j)
 	 * removed meanwhile). Without the expectation the body is on its way, and a client that
 	 * writes it whole before reading would meet the close instead of the answer, and send it
 	 * again. */
-	char key[IDEM_STORED_LEN];
+	char key[API_IDEM_STORED_LEN];
 	if (j->expect && !upload_checked(j, key))
 		return;
 	/* The body counts with the family's unfinished uploads while it arrives: all of it when
@@ -558,12 +544,9 @@ void srv_api_message_upload(srv_exchange *x)
 {
 	if (!api_bearer_present(x))
 		return;
-	const srv_slice *key = srv_request_header(&x->req, "Idempotency-Key");
-	if (key && !api_idempotency_key_ok(key->ptr, key->len)) {
-		srv_respond_error(x, 400, "invalid_idempotency_key",
-		                  "Idempotency-Key: 1-128 printable ASCII characters");
+	const srv_slice *key;
+	if (!api_idempotency_header(x, &key))
 		return;
-	}
 	if (x->req.body == SRV_BODY_NONE ||
 	    (x->req.body == SRV_BODY_LENGTH && x->req.content_length == 0)) {
 		srv_respond_error(x, 422, "audio_truncated", "the request has no audio");

@@ -574,8 +574,8 @@ int store_pairing_redeem_bounded(store *s, const uint8_t code_hash[STORE_HASH_LE
 		}
 		/* The code, the member it names and this device: all, or the code stays unused. */
 		if (rc == 0 && !*p->member_id.s)
-			rc = member_insert(c, p->family_id.s, p->member_name, p->role, NULL, now_ms,
-					   member);
+			rc = member_insert(c, p->family_id.s, p->member_name, p->role, NULL, NULL,
+			                   now_ms, member);
 		else if (rc == 0) /* a member's new phone, instead of the ones it had */
 			rc = member_phone_replaced(c, p, now_ms, member);
 		if (rc == 0)

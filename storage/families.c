@@ -13,14 +13,14 @@
 #include <string.h>
 
 int member_insert(conn *c, const char *family_id, const char *name, store_role role,
-		  const char *avatar, int64_t now_ms, store_member *out)
+                  const char *avatar, const char *add_key, int64_t now_ms, store_member *out)
 {
 	/* The counts and the insert in one statement, under the caller's write transaction: two
 	 * members added at once cannot both be the last one allowed. Former members count only
 	 * towards the rows. */
 	static const char sql[] =
-	    "INSERT INTO members (id, family_id, name, role, avatar, created_ms) "
-	    "SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE (SELECT count(*) FROM members "
+	    "INSERT INTO members (id, family_id, name, role, avatar, created_ms, add_key) "
+	    "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?9 WHERE (SELECT count(*) FROM members "
 	    "WHERE family_id = ?2 AND removed_ms IS NULL) < ?7 AND (SELECT count(*) FROM members "
 	    "WHERE family_id = ?2) < ?8";
 	int rc = 0;
@@ -42,6 +42,7 @@ int member_insert(conn *c, const char *family_id, const char *name, store_role r
 	sqlite3_bind_int64(st, 6, now_ms);
 	sqlite3_bind_int(st, 7, STORE_MEMBERS_MAX);
 	sqlite3_bind_int(st, 8, STORE_MEMBER_ROWS_MAX);
+	bind_optional(st, 9, add_key);
 	if ((rc = step_write(st)) < 0) /* a foreign key failing: no such family */
 		return rc;
 	return sqlite3_changes(c->db) == 1 ? 0 : STORE_ELIMIT;
@@ -88,7 +89,7 @@ static int family_create(store *s, const char *family_name, const char *member_n
 		sqlite3_bind_int64(st, 4, (sqlite3_int64)quota_bytes);
 		if ((rc = step_done(st)) == 0)
 			rc = member_insert(c, family->id.s, member_name, STORE_ROLE_PARENT, NULL,
-					   now_ms, member);
+			                   NULL, now_ms, member);
 		if (rc == 0 && token_hash)
 			rc = device_insert(c, token_hash, member->id.s, NULL, device_name, now_ms,
 					   device);
@@ -307,20 +308,6 @@ int store_family_delete(store *s, const char *family_id, int64_t now_ms)
 	return 0;
 }
 
-int store_member_add(store *s, const char *family_id, const char *name, store_role role,
-		     const char *avatar, int64_t now_ms, store_member *out)
-{
-	if (store_id_check(family_id) < 0)
-		return STORE_ENOTFOUND;
-	if (check_text(name, STORE_NAME_MAX) < 0 || role < STORE_ROLE_PARENT ||
-	    role > STORE_ROLE_CHILD || (avatar && strlen(avatar) >= sizeof out->avatar))
-		return STORE_EINVAL;
-	conn *c = db_write_begin(s->directory);
-	int rc = member_insert(c, family_id, name, role, avatar, now_ms, out);
-	db_write_end(s->directory);
-	return rc;
-}
-
 static void member_from_row(sqlite3_stmt *st, void *row)
 {
 	store_member *m = row;
@@ -344,6 +331,53 @@ int member_current(conn *c, const char *family_id, const char *member_id, store_
 		return STORE_ENOTFOUND;
 	int rc = row_one(c, sql, text_key(member_id), member_from_row, out);
 	return rc == 0 && strcmp(out->family_id.s, family_id) != 0 ? STORE_ENOTFOUND : rc;
+}
+
+int store_member_add(store *s, const char *family_id, const char *name, store_role role,
+                     const char *avatar, int64_t now_ms, store_member *out)
+{
+	int existed;
+	return store_member_add_once(s, family_id, name, role, avatar, NULL, now_ms, out, &existed);
+}
+
+int store_member_add_once(store *s, const char *family_id, const char *name, store_role role,
+                          const char *avatar, const char *add_key, int64_t now_ms,
+                          store_member *out, int *existed)
+{
+	/* members_by_add_key (directory step 17) finds it, and makes a second insert of the key
+	 * fail rather than add a member twice. */
+	static const char sql[] = "SELECT " MEMBER_COLUMNS " FROM members "
+	                          "WHERE family_id = ?1 AND add_key = ?2";
+	*existed = 0;
+	if (store_id_check(family_id) < 0)
+		return STORE_ENOTFOUND;
+	if (check_text(name, STORE_NAME_MAX) < 0 || role < STORE_ROLE_PARENT ||
+	    role > STORE_ROLE_CHILD || (avatar && strlen(avatar) >= sizeof out->avatar) ||
+	    (add_key && *add_key && check_text(add_key, STORE_ADD_KEY_MAX) < 0))
+		return STORE_EINVAL;
+	int rc = 0;
+	conn *c = db_write_begin(s->directory);
+	sqlite3_stmt *st = add_key && *add_key ? conn_stmt(c, sql, &rc) : NULL;
+	if (rc == 0 && (rc = conn_begin(c)) == 0) {
+		/* The key's member looked up and the new one inserted in one transaction: two
+		 * retries at once make one member. */
+		if (st) {
+			sqlite3_bind_text(st, 1, family_id, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, add_key, -1, SQLITE_STATIC);
+			int r = sqlite3_step(st);
+			if (r == SQLITE_ROW) {
+				member_from_row(st, out);
+				*existed = 1;
+			}
+			rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : stmt_error(st, r);
+			sqlite3_reset(st);
+		}
+		if (rc == 0 && !*existed)
+			rc = member_insert(c, family_id, name, role, avatar, add_key, now_ms, out);
+		rc = rc == 0 && !*existed ? conn_commit(c) : (conn_rollback(c), rc);
+	}
+	db_write_end(s->directory);
+	return rc;
 }
 
 int store_member_get(store *s, const char *member_id, store_member *out)

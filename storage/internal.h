@@ -131,9 +131,10 @@ int count_and_first(conn *c, const char *sql, const char *id, int64_t t2, int64_
 
 /* store.c: record in a mailbox the family it is of (its owner row). */
 int mailbox_owner_write(db *d, const char *family_id);
-/* families.c: a member inserted, inside the caller's write transaction (out filled). */
+/* families.c: a member inserted, inside the caller's write transaction (out filled), with the
+ * idempotency key it was added with (add_key, store_member_add_once; NULL or "": none). */
 int member_insert(conn *c, const char *family_id, const char *name, store_role role,
-		  const char *avatar, int64_t now_ms, store_member *out);
+                  const char *avatar, const char *add_key, int64_t now_ms, store_member *out);
 /* families.c: the member of the family with this id, unless it left (STORE_ENOTFOUND), read
  * on the caller's connection (inside its transaction). */
 int member_current(conn *c, const char *family_id, const char *member_id, store_member *out);

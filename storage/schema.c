@@ -213,6 +213,12 @@ static const migration directory_steps[] = {
 	{"ALTER TABLE kiosk_codes ADD COLUMN created_by_device TEXT;"
 	 "CREATE INDEX kiosk_codes_by_device ON kiosk_codes(created_by_device) "
 	 "  WHERE created_by_device IS NOT NULL;"},
+	/* 17: the key a member without a phone was added with (store_member_add_once: who asked
+	 * and a hash of its Idempotency-Key), so that the request sent again finds that member,
+	 * where a retry made a second one. Members from before have none. */
+	{"ALTER TABLE members ADD COLUMN add_key TEXT;"
+	 "CREATE UNIQUE INDEX members_by_add_key ON members(family_id, add_key) "
+	 "  WHERE add_key IS NOT NULL;"},
 };
 
 static const migration mailbox_steps[] = {

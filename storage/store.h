@@ -241,6 +241,19 @@ int store_family_erased(store *s, const char *family_id);
  * STORE_MEMBER_ROWS_MAX rows) already. */
 int store_member_add(store *s, const char *family_id, const char *name, store_role role,
 		     const char *avatar, int64_t now_ms, store_member *out);
+/* Bytes of the key a member is added with, at most (store_member_add_once). */
+#define STORE_ADD_KEY_MAX 160
+/*
+ * store_member_add made safe to retry: add_key (1-STORE_ADD_KEY_MAX bytes of text, the
+ * caller's own: who asks and its Idempotency-Key; NULL or "" for none, as store_member_add)
+ * names the member added. A key the family had a member added with before gives that member as
+ * it is now (renamed, or removed since: removed_ms set) with *existed = 1, and nothing is
+ * written; else a new member keeps the key, *existed = 0. The key is looked up and the member
+ * inserted in one transaction: two calls with one key at once add one member.
+ */
+int store_member_add_once(store *s, const char *family_id, const char *name, store_role role,
+                          const char *avatar, const char *add_key, int64_t now_ms,
+                          store_member *out, int *existed);
 /* A member of some family; a former member is STORE_ENOTFOUND, as an unknown id. */
 int store_member_get(store *s, const char *member_id, store_member *out);
 /*

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """test_members.py — a family's members after they joined, end to end (TAP).
 
-usage: test_members.py JIAYIN_BINARY
+usage: test_members.py JIAYIN_BINARY HOLD_PRELOAD
+
+HOLD_PRELOAD: tests/tools/hold_preload.c, built, to hold one request inside its transaction.
 
 What docs/api.md promises for POST /v1/families/{id}/members (its body), PATCH and DELETE
 /v1/families/{id}/members/{member_id} and GET /v1/families/{id}/devices: names and avatars
@@ -23,7 +25,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache__ in the tree
-from serverlib import Reader, Server, add_kiosk, request, unanswered, until  # noqa: E402
+from serverlib import (Reader, Server, add_kiosk, request, scratch_dir, unanswered,  # noqa: E402
+                       until)
 from apiclient import metric  # noqa: E402
 from tap import finish, ok  # noqa: E402
 from test_api import (SAMPLE, at_once, bearer, invite_and_pair, post_json, signup,  # noqa: E402
@@ -134,6 +137,133 @@ def member_add_bodies(binary):
            "member_name, role and avatar: 201", r.body[:200])
     finally:
         srv.stop()
+
+
+def arm(hold_dir, n, count=0):
+    """hold_preload.c: the statement of text n started after `count` more is held."""
+    tmp = os.path.join(hold_dir, f".arm{n}")
+    with open(tmp, "w") as f:
+        f.write(str(count))
+    os.rename(tmp, os.path.join(hold_dir, f"arm{n}"))
+
+
+def member_add_retried(binary, preload):
+    """A member without a phone added again with the same Idempotency-Key: a parent on a
+    flaky metered network whose 201 was lost sends it again. It made a second 小刚 (201 twice,
+    two ids), shown on the kiosk's screen, and removing it left a former member counting
+    towards the family's 256 rows for ever. Now the key's retry is 200 with the member it made,
+    as it is now (renamed since: the new name; removed since: with left_at), never a second
+    one; retries at once make one member (the key looked up and the member added in one
+    transaction: the first held inside it by tests/tools/hold_preload.c while the others come);
+    another parent's equal key is its own; a bad key is 400 and nothing is made."""
+    hold = scratch_dir("jiayin-hold-")
+    env = {"LD_PRELOAD": preload, "JIAYIN_HOLD_DIR": hold,
+           "JIAYIN_HOLD_SQL": "INSERT INTO members (",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    srv = Server(binary, env=env)
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        dad = invite_and_pair(srv, mom, "parent", "爸爸")
+
+        def add(token, body, key=None):
+            hdrs = bearer(token) + ([("Idempotency-Key", key)] if key is not None else [])
+            return post_json(srv, f"/v1/families/{fam}/members", body, headers=hdrs)
+
+        def members():
+            r = request(srv, "GET", f"/v1/families/{fam}/members", headers=bearer(mom["token"]))
+            return r.json()
+
+        def names():
+            return sorted(m["name"] for m in members()["members"])
+
+        gang = {"member_name": "小刚", "role": "child", "avatar": "cat"}
+        r1 = add(mom["token"], gang, "add-xiaogang-1")
+        r2 = add(mom["token"], gang, "add-xiaogang-1")
+        m1 = r1.json().get("member", {}) if r1.status == 201 else {}
+        m2 = r2.json().get("member", {}) if r2.status == 200 else {}
+        ok(r1.status == 201 and r2.status == 200 and m1.get("id") and m2 == m1 and
+           names() == ["妈妈", "小刚", "爸爸"],
+           "the same member added again with its Idempotency-Key: 201 then 200 with the same "
+           "member, one 小刚 in the list", f"{r1.status} {r2.status} {r1.body[:120]!r} "
+           f"{r2.body[:120]!r} {names()}")
+
+        r = add(dad["token"], gang, "add-xiaogang-1")
+        mine = r.json().get("member", {}) if r.status == 201 else {}
+        ok(r.status == 201 and mine.get("id") not in (None, m1.get("id")) and
+           names() == ["妈妈", "小刚", "小刚", "爸爸"],
+           "the other parent's equal key is its own: 201, a member of its own",
+           f"{r.status} {r.body[:120]!r} {names()}")
+
+        # Renamed since: the retry says the member as it is, with the key's first body kept.
+        request(srv, "PATCH", f"/v1/families/{fam}/members/{m1.get('id')}",
+                json.dumps({"member_name": "小刚刚"}).encode(),
+                headers=[("Content-Type", "application/json")] + bearer(mom["token"]))
+        r = add(mom["token"], {"member_name": "别的", "role": "child"}, "add-xiaogang-1")
+        ok(r.status == 200 and r.json()["member"].get("id") == m1.get("id") and
+           r.json()["member"].get("name") == "小刚刚" and "left_at" not in r.json()["member"],
+           "renamed since: 200 with its name now, whatever the retry's body",
+           f"{r.status} {r.body[:160]!r}")
+
+        bad = ["", "x" * 129, "café", "a	b"]
+        got = []
+        for key in bad:
+            r = request(srv, "POST", f"/v1/families/{fam}/members",
+                        json.dumps({"member_name": "坏", "role": "child"}).encode(),
+                        headers=[("Content-Type", "application/json"),
+                                 ("Idempotency-Key", key)] + bearer(mom["token"]))
+            got.append(r.json()["error"]["code"] if r.status == 400 else r.status)
+        ok(got == ["invalid_idempotency_key"] * len(bad) and "坏" not in names(),
+           "an Idempotency-Key empty, of 129 characters or not printable ASCII: 400 "
+           "invalid_idempotency_key, nobody added", f"{got} {names()}")
+
+        # Retries at once: the first held inside its transaction, at its member's insert,
+        # while three more with its key come; they wait for it, then find its member. (Were
+        # they not yet at the server when it goes on, they find it too: one member either way.)
+        arm(hold, 0)
+        kang = {"member_name": "小康", "role": "child"}
+        answers = [None] * 4
+
+        def send(i):
+            answers[i] = add(mom["token"], kang, "add-xiaokang")
+        first = threading.Thread(target=send, args=(0,))
+        first.start()
+        held = until(lambda: os.path.exists(os.path.join(hold, "held0")), timeout=30)
+        rest = [threading.Thread(target=send, args=(i,)) for i in range(1, 4)]
+        for th in rest:
+            th.start()
+        time.sleep(0.5)  # the others at the server, waiting for the first's transaction
+        os.unlink(os.path.join(hold, "arm0"))
+        for th in [first] + rest:
+            th.join()
+        codes = sorted(a.status for a in answers)
+        ids = {a.json().get("member", {}).get("id") for a in answers if a.status in (200, 201)}
+        ok(held and codes == [200, 200, 200, 201] and len(ids) == 1 and
+           names().count("小康") == 1,
+           "four at once with one key, the first held inside its transaction: one 201, three "
+           "200, one member", f"held {held} {codes} {ids} {names()}")
+
+        # Removed since: the retry names the former member with left_at; nobody is added.
+        r = request(srv, "DELETE", f"/v1/families/{fam}/members/{m1.get('id')}",
+                    headers=bearer(mom["token"]))
+        again = add(mom["token"], gang, "add-xiaogang-1")
+        m = again.json().get("member", {}) if again.status == 200 else {}
+        listed = members()
+        ok(r.status == 204 and m.get("id") == m1.get("id") and
+           isinstance(m.get("left_at"), int) and
+           [f["id"] for f in listed["former_members"]] == [m1.get("id")] and
+           len(listed["members"]) == 4,
+           "removed since: 200 with the former member and its left_at, nobody added",
+           f"{r.status} {again.status} {again.body[:200]!r}")
+
+        # Without the key: as before, each is a new member.
+        a, b = add(mom["token"], kang), add(mom["token"], kang)
+        ok(a.status == 201 and b.status == 201 and names().count("小康") == 3,
+           "without an Idempotency-Key each is a new member (201, 201)",
+           f"{a.status} {b.status} {names()}")
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
 
 
 def audit_rows(srv, action):
@@ -793,9 +923,10 @@ def last_parent_phone(binary):
 
 
 def main():
-    binary = sys.argv[1]
+    binary, preload = sys.argv[1], sys.argv[2]
     member_edits(binary)
     member_add_bodies(binary)
+    member_add_retried(binary, preload)
     member_removal(binary)
     new_phones(binary)
     revoked_phones_hear_at_once(binary)

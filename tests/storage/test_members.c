@@ -2,9 +2,9 @@
  * test_members.c — a family's members in the directory (storage/families.c): the 64 a family
  * holds, added or paired; a member who leaves (its devices, kiosk links and sessions, and the
  * pairing codes it asked for go with it in one transaction; its row stays as a former member;
- * the last parent stays); the member rows a family may ever have; and a pairing code for a
- * member's new phone, which replaces the phone it had. Each on a fresh data directory with two
- * families (directory_fixture.h).
+ * the last parent stays); the member rows a family may ever have; a pairing code for a
+ * member's new phone, which replaces the phone it had; and a member added with a key, once.
+ * Each on a fresh data directory with two families (directory_fixture.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -350,6 +350,84 @@ static void former_members_count_towards_the_rows(void **state)
 	/* The other family is not held back. */
 	assert_int_equal(
 	    store_member_add(f->s, f->other.id.s, "孩子", STORE_ROLE_CHILD, NULL, 1, &m), 0);
+}
+
+/* A member added with a key (store_member_add_once, a POST .../members sent again with its
+ * Idempotency-Key): the key's member again, as it is now, never a second one, in a full family
+ * too and after it left; another family's equal key is its own; without a key each is new. */
+static void members_added_once_by_key(void **state)
+{
+	fixture *f = *state;
+	store_member a, b, m, list[STORE_MEMBERS_MAX + 1];
+	size_t n;
+	int existed = -1;
+	assert_int_equal(store_member_add_once(f->s, f->fam.id.s, "小刚", STORE_ROLE_CHILD, "cat",
+	                                       "mom:key1", 1000, &a, &existed),
+	                 0);
+	assert_int_equal(existed, 0);
+	assert_int_equal(store_member_add_once(f->s, f->fam.id.s, "别的", STORE_ROLE_CAREGIVER,
+	                                       NULL, "mom:key1", 2000, &b, &existed),
+	                 0);
+	assert_int_equal(existed, 1);
+	assert_string_equal(b.id.s, a.id.s);
+	assert_string_equal(b.name, "小刚");
+	assert_string_equal(b.avatar, "cat");
+	assert_int_equal(b.role, STORE_ROLE_CHILD);
+	assert_int_equal(b.created_ms, 1000);
+	assert_int_equal(store_members_list(f->s, f->fam.id.s, list, 4, &n), 0);
+	assert_int_equal(n, 2);
+	/* The same key in the other family is that family's. */
+	assert_int_equal(store_member_add_once(f->s, f->other.id.s, "小刚", STORE_ROLE_CHILD, NULL,
+	                                       "mom:key1", 1000, &b, &existed),
+	                 0);
+	assert_int_equal(existed, 0);
+	assert_string_not_equal(b.id.s, a.id.s);
+	/* A full family still answers the key's member. */
+	char name[16];
+	for (int i = 2; i < STORE_MEMBERS_MAX; i++) {
+		snprintf(name, sizeof name, "孩子%d", i);
+		assert_int_equal(
+		    store_member_add(f->s, f->fam.id.s, name, STORE_ROLE_CHILD, NULL, 3000 + i, &m),
+		    0);
+	}
+	assert_int_equal(store_member_add_once(f->s, f->fam.id.s, "小刚", STORE_ROLE_CHILD, "cat",
+	                                       "mom:key2", 4000, &m, &existed),
+	                 STORE_ELIMIT);
+	assert_int_equal(store_member_add_once(f->s, f->fam.id.s, "小刚", STORE_ROLE_CHILD, "cat",
+	                                       "mom:key1", 4000, &b, &existed),
+	                 0);
+	assert_int_equal(existed, 1);
+	assert_string_equal(b.id.s, a.id.s);
+	/* Removed since: the former member, with when it left; nobody added. */
+	assert_int_equal(store_member_remove(f->s, f->fam.id.s, a.id.s, 5000, &m), 0);
+	assert_int_equal(store_member_add_once(f->s, f->fam.id.s, "小刚", STORE_ROLE_CHILD, "cat",
+	                                       "mom:key1", 6000, &b, &existed),
+	                 0);
+	assert_int_equal(existed, 1);
+	assert_string_equal(b.id.s, a.id.s);
+	assert_int_equal(b.removed_ms, 5000);
+	assert_int_equal(store_members_list(f->s, f->fam.id.s, list, STORE_MEMBERS_MAX + 1, &n), 0);
+	assert_int_equal(n, STORE_MEMBERS_MAX - 1);
+	/* No key ("" or NULL): a new member each time; a key too long is refused. */
+	assert_int_equal(store_member_add_once(f->s, f->fam.id.s, "小康", STORE_ROLE_CHILD, NULL,
+	                                       "", 7000, &a, &existed),
+	                 0);
+	assert_int_equal(store_member_add_once(f->s, f->other.id.s, "小康", STORE_ROLE_CHILD, NULL,
+	                                       NULL, 7000, &a, &existed),
+	                 0);
+	assert_int_equal(store_member_add_once(f->s, f->other.id.s, "小康", STORE_ROLE_CHILD, NULL,
+	                                       NULL, 7000, &b, &existed),
+	                 0);
+	assert_int_equal(existed, 0);
+	assert_string_not_equal(b.id.s, a.id.s);
+	char long_key[STORE_ADD_KEY_MAX + 2];
+	memset(long_key, 'k', sizeof long_key - 1);
+	long_key[sizeof long_key - 1] = '\0';
+	assert_int_equal(store_member_add_once(f->s, f->other.id.s, "小康", STORE_ROLE_CHILD, NULL,
+	                                       long_key, 7000, &b, &existed),
+	                 STORE_EINVAL);
+	assert_int_equal(
+	    query_int(f, "SELECT count(*) FROM members WHERE family_id = ?", f->other.id.s), 4);
 }
 
 /* A code works only while the phone it was asked for on does (review finding: a thief with a
@@ -815,6 +893,7 @@ int main(void)
 	    T(receipts_of_former_members_give_up_their_places),
 	    T(a_receipt_of_a_member_who_joins_meanwhile_stays),
 	    T(a_rename_is_answered_as_it_was_made),
+	    T(members_added_once_by_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

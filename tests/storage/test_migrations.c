@@ -641,6 +641,52 @@ static void directory_step_16_kiosk_codes_know_their_tablet(void **state)
 	store_close(s);
 }
 
+/* Directory step 17: members from before have no key (any number of them), and stay; a member
+ * added since with one is found by it again, never added twice. */
+static void directory_step_17_members_added_once(void **state)
+{
+	fixture *f = *state;
+	char dir[128], path[256];
+	directory_at(f, "v16", 16,
+	             "INSERT INTO families (id, name, created_ms) VALUES "
+	             "('f0000000000000000000000000', '王家', 1);"
+	             "INSERT INTO members (id, family_id, name, role, created_ms, removed_ms) "
+	             "VALUES ('a0000000000000000000000000', 'f0000000000000000000000000', '妈妈', "
+	             "'parent', 1, NULL), "
+	             "('b0000000000000000000000000', 'f0000000000000000000000000', '小刚', "
+	             "'child', 2, NULL), "
+	             "('c0000000000000000000000000', 'f0000000000000000000000000', '小刚', "
+	             "'child', 3, 4);",
+	             dir, path);
+	store_options o;
+	store_options_init(&o);
+	o.dir = dir;
+	store *s;
+	store_member list[8], a, b;
+	size_t n;
+	int existed = -1;
+	assert_int_equal(store_open(&s, &o), 0);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM members WHERE add_key IS NULL"), 3);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM sqlite_master WHERE name = "
+	                                  "'members_by_add_key'"),
+	                 1);
+	assert_int_equal(store_member_add_once(s, "f0000000000000000000000000", "小康",
+	                                       STORE_ROLE_CHILD, NULL, "a0:k", 5, &a, &existed),
+	                 0);
+	assert_int_equal(existed, 0);
+	assert_int_equal(store_member_add_once(s, "f0000000000000000000000000", "小康",
+	                                       STORE_ROLE_CHILD, NULL, "a0:k", 6, &b, &existed),
+	                 0);
+	assert_int_equal(existed, 1);
+	assert_string_equal(b.id.s, a.id.s);
+	assert_int_equal(store_member_add(s, "f0000000000000000000000000", "小康", STORE_ROLE_CHILD,
+	                                  NULL, 7, &b),
+	                 0);
+	assert_int_equal(store_members_all(s, "f0000000000000000000000000", list, 8, &n), 0);
+	assert_int_equal(n, 5);
+	store_close(s);
+}
+
 /* A tool that may run beside an older server (upgrade_directory 0: jiayinctl) refuses an older
  * directory instead of migrating it under that server (the review: the older server could not
  * start again); the server's own open migrates it. */
@@ -754,6 +800,7 @@ int main(void)
 	    T(newer_versions_refused_untouched),       T(directory_step_14_counts_kiosk_pins),
 	    T(directory_step_15_indexes_pairings_by_time),
 	    T(directory_step_16_kiosk_codes_know_their_tablet),
+	    T(directory_step_17_members_added_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
