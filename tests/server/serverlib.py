@@ -291,6 +291,14 @@ def each_read_failing(binary, data, preload, table, act, check, most=20):
     return runs
 
 
+def each_read_verdict(runs, status):
+    """each_read_failing's verdict: every run right, the fault met at least once (more than one
+    run), and the last run answered `status` (the request's reads all behind the fault); and
+    what each run saw, a line each, for the failure's detail."""
+    return (all(right for _, right, _ in runs) and len(runs) > 1 and runs[-1][0] == status,
+            "\n".join(f"{got}: {saw}" for got, _, saw in runs))
+
+
 def audit_count(data, action):
     """How many records of `action` the audit log in data's directory.db holds (read only)."""
     db = sqlite3.connect(f"file:{os.path.join(data, 'directory.db')}?mode=ro", uri=True)

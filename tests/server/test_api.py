@@ -24,8 +24,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # apiclient's helper is imported: no __pycache__ in the tree
 from apiclient import read_head  # noqa: E402
-from serverlib import (Reader, Server, damm, each_read_failing, logged_id,  # noqa: E402
-                       pairing_code, request, scratch_dir, until)
+from serverlib import (Reader, Server, damm, each_read_failing, each_read_verdict,  # noqa: E402
+                       logged_id, pairing_code, request, scratch_dir, until)
 from tap import finish, ok, skip  # noqa: E402
 
 
@@ -195,10 +195,10 @@ def pairing_whole_or_nothing(binary, eio_preload):
             (new_phone, "爸爸", dad["token"], "a code for a member's new phone")):
         runs = each_read_failing(binary, srv.data, eio_preload, "families", pair(code),
                                  lambda s, p: joined(s, p, code, member, old))
-        ok(all(right for _, right, _ in runs) and len(runs) > 1 and runs[-1][0] == 201,
+        verdict, seen = each_read_verdict(runs, 201)
+        ok(verdict,
            f"{what}, the family's row failing to read at each read in turn: 201 and a token "
-           "that works, or 503 and nothing changed (the code pairs once the disk is well)",
-           "\n".join(f"{status}: {saw}" for status, _, saw in runs))
+           "that works, or 503 and nothing changed (the code pairs once the disk is well)", seen)
 
 
 def failed_read_is_io_error(binary, eio_preload):
@@ -223,10 +223,10 @@ def failed_read_is_io_error(binary, eio_preload):
             lambda s, a: (a.status == 200 or (
                 a.status == 503 and a.json()["error"]["code"] == "storage_io_error" and
                 a.header("Retry-After") is not None), f"{a.status} {a.body[:100]!r}"))
-        ok(all(right for _, right, _ in runs) and len(runs) > 1 and runs[-1][0] == 200,
+        verdict, seen = each_read_verdict(runs, 200)
+        ok(verdict,
            f"the directory's {table} page failing to read: 503 storage_io_error with "
-           "Retry-After, not storage_corrupt; 200 once it reads",
-           "\n".join(saw for _, _, saw in runs))
+           "Retry-After, not storage_corrupt; 200 once it reads", seen)
 
 
 def locks(binary):
