@@ -48,8 +48,12 @@ static int make_dir(const char *dir)
 {
 	if (mkdir(dir, 0700) < 0)
 		return errno == EEXIST ? 0 : -errno;
+	/* Its name is in the directory above: "data/"'s too, not in "data" itself (the review). */
 	char parent[PATH_MAX];
-	const char *slash = strrchr(dir, '/');
+	size_t len = strlen(dir);
+	while (len > 1 && dir[len - 1] == '/')
+		len--;
+	const char *slash = memrchr(dir, '/', len);
 	size_t n = slash ? (size_t)(slash - dir) : 0;
 	if (n >= sizeof parent)
 		return 0;

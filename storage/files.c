@@ -60,7 +60,16 @@ void sync_parent(const char *path)
 int make_dir(const char *path)
 {
 	if (mkdir(path, 0700) == 0) {
-		sync_parent(path);
+		/* "data/" is made in the directory "data" is in, not in itself (the review). */
+		char p[PATH_CAP];
+		size_t n = strlen(path);
+		while (n > 1 && path[n - 1] == '/')
+			n--;
+		if (n < sizeof p) {
+			memcpy(p, path, n);
+			p[n] = '\0';
+			sync_parent(p);
+		}
 		return 0;
 	}
 	if (errno == EEXIST)

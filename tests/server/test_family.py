@@ -875,6 +875,32 @@ def failed_signups_do_not_count(binary):
         srv.stop()
 
 
+def data_dir_with_a_trailing_slash(binary, eio_preload):
+    """`--data /srv/jiayin/` (a trailing slash, as a shell's completion writes it) on a first
+    start: the new directory's name is synced in the directory it is in, so a power cut soon
+    after cannot take it and every family made in it (the review: "data/" synced "data"
+    itself, twice, and its parent never). eio_preload's JIAYIN_FSYNC_LOG lists the
+    directories synced."""
+    if not eio_preload:
+        skip("a data directory with a trailing slash is made durably", "no eio_preload library")
+        return
+    top = os.path.realpath(scratch_dir("jiayin-slash-"))
+    log = os.path.join(top, "fsync.log")
+    srv = Server(binary, data=os.path.join(top, "data") + "/",
+                 env={"LD_PRELOAD": eio_preload, "JIAYIN_FSYNC_LOG": log,
+                      "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") +
+                      ":verify_asan_link_order=0"})
+    try:
+        fam = signup(srv, "王家", "妈妈")["family"]["id"]
+    finally:
+        srv.stop()
+    with open(log) as f:
+        synced = f.read().split()
+    ok(top in synced and os.path.isdir(os.path.join(top, "data", "families")),
+       "a data directory given with a trailing slash: its name synced in its parent",
+       f"family {fam}; synced {sorted(set(synced))}")
+
+
 def main():
     family_settings(sys.argv[1])
     export_cut_when_revoked(sys.argv[1])
@@ -891,6 +917,8 @@ def main():
     second_server_on_the_same_data(sys.argv[1])
     data_dir_without_locks(sys.argv[1],
                            os.path.abspath(sys.argv[3]) if len(sys.argv) > 3 else None)
+    data_dir_with_a_trailing_slash(sys.argv[1],
+                                   os.path.abspath(sys.argv[3]) if len(sys.argv) > 3 else None)
     return finish()
 
 

@@ -14,6 +14,7 @@
 #include "store_fixture.h"
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -113,12 +114,39 @@ static void quarantine_syncs_both_directories(void **state)
 	assert_true(synced_q > last_move);
 }
 
+/*
+ * A data directory named with a trailing slash ("data/", as a shell's completion writes it),
+ * made by the first open: its name is synced in the directory it is in (the review: "data/"
+ * synced "data" itself and never its parent, so a power cut could take the new directory and
+ * every family made in it).
+ */
+static void new_directory_with_a_slash_synced_in_its_parent(void **state)
+{
+	fixture *f = *state;
+	char dir[256], real_top[PATH_MAX];
+	snprintf(dir, sizeof dir, "%s/new/", f->dir);
+	assert_non_null(realpath(f->dir, real_top));
+	store *s = NULL;
+	store_options o;
+	store_options_init(&o);
+	o.dir = dir;
+	nevents = 0;
+	assert_int_equal(store_open(&s, &o), 0);
+	store_close(s);
+	bool parent_synced = false;
+	for (int i = 0; i < nevents; i++)
+		parent_synced = parent_synced || (strcmp(events[i].what, "fsync") == 0 &&
+		                                  strcmp(events[i].a, real_top) == 0);
+	assert_true(parent_synced);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(quarantine_syncs_both_directories),
+	    T(new_directory_with_a_slash_synced_in_its_parent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,9 @@
  * lock manager): with JIAYIN_NOLCK set, an open file description's lock (F_OFD_SETLK, the data
  * directory's lock) fails with ENOLCK. And a disk that fills: while the file JIAYIN_FULL_WHILE
  * exists, pwrite64() (SQLite's only write of its pages) of a file under the directory
- * JIAYIN_FULL_DIR fails with ENOSPC. Every other call is the real one.
+ * JIAYIN_FULL_DIR fails with ENOSPC. And which directories are synced: with JIAYIN_FSYNC_LOG
+ * set, each fsync() of a directory appends its path, a line, to that file. Every other call is
+ * the real one.
  */
 /* The symbols by their own names: with meson's _FILE_OFFSET_BITS=64, <fcntl.h> would name
  * this file's fcntl fcntl64. */
@@ -101,4 +103,24 @@ int fcntl64(int fd, int cmd, ...)
 	va_end(ap);
 	static fcntl_fn real;
 	return fcntl_or_nolck(&real, "fcntl64", fd, cmd, arg);
+}
+
+int fsync(int fd)
+{
+	static int (*real)(int);
+	if (!real)
+		real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+	const char *log = getenv("JIAYIN_FSYNC_LOG");
+	struct stat st;
+	if (log && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		char link[64], path[4096];
+		snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+		ssize_t k = readlink(link, path, sizeof path - 1);
+		FILE *f = k > 0 ? fopen(log, "a") : NULL;
+		if (f) {
+			fprintf(f, "%.*s\n", (int)k, path);
+			fclose(f);
+		}
+	}
+	return real(fd);
 }
