@@ -25,8 +25,10 @@ static void canned_close(srv_conn *c, const char *resp)
 {
 	srv_server *s = c->srv;
 	uv_buf_t b = uv_buf_init((char *)resp, (unsigned)strlen(resp));
-	if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)b.len ||
-	    s->open_conns > s->cfg.max_connections + REFUSE_LINGER_EXTRA)
+	int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	if (n > 0)
+		s->metrics.bytes_out += (unsigned)n;
+	if (n != (int)b.len || s->open_conns > s->cfg.max_connections + REFUSE_LINGER_EXTRA)
 		srv_conn_close(c);
 	else
 		conn_linger(c, REFUSE_LINGER_MS);

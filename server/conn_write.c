@@ -37,6 +37,8 @@ void conn_send_continue(srv_conn *c)
 	static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 	uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
 	int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	if (n > 0) /* sent: in the server's bytes, not the response's (its access log line) */
+		c->srv->metrics.bytes_out += (unsigned)n;
 	if (n == (int)b.len)
 		return;
 	if (n < 0 && n != UV_EAGAIN)
@@ -50,6 +52,7 @@ void conn_send_continue(srv_conn *c)
 		free(w);
 		return;
 	}
+	c->srv->metrics.bytes_out += b.len; /* queued, as responses are counted */
 	c->refs++;
 }
 

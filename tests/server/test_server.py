@@ -1210,11 +1210,90 @@ def hangup_at_stop(binary):
        srv.log_text()[-1500:])
 
 
+def bytes_sent(binary):
+    """jiayin_http_bytes_sent_total counts every byte written to clients: between two readings,
+    exactly the bytes the clients read (the review: a 100 Continue, and the 503 written to a
+    connection over max-connections at its accept, were missing from it)."""
+    srv = Server(binary, *FAST, "--max-connections", "3")
+    read = 0
+
+    def raw(req, body=b"", expect=False):
+        s = srv.connect()
+        s.sendall(req)
+        data = b""
+        if expect:  # the interim answer first, then the body
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            s.sendall(body)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        return data
+
+    def reading():
+        data = raw(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        m = re.search(rb"^jiayin_http_bytes_sent_total (\d+)$", data, re.M)
+        return data, int(m.group(1)) if m else None
+
+    try:
+        first, before = reading()
+        read += len(first)
+        body = json.dumps({"family_name": "王家", "member_name": "妈妈"}).encode()
+        signed = raw(b"POST /v1/families HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                     b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body), body, expect=True)
+        read += len(signed)
+        held = []
+        while len(held) < 3:  # three served (a connection the server is still closing counts)
+            h = srv.connect()
+            h.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + int(
+                    re.search(rb"Content-Length: (\d+)", data).group(1)):
+                chunk = h.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            read += len(data)
+            if data.startswith(b"HTTP/1.1 200 "):
+                held.append(h)
+            else:
+                h.close()
+                time.sleep(0.1)
+        refused = raw(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        read += len(refused)
+        for h in held:
+            h.close()
+        last = None
+        for _ in range(50):  # until the server has seen them close (a 503 meanwhile counts)
+            last, after = reading()
+            read += len(last)
+            if after is not None:
+                break
+            time.sleep(0.1)
+        read -= len(last)  # the reading's own answer is counted after it is written
+        ok(signed.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 ") and
+           refused.startswith(b"HTTP/1.1 503 ") and before is not None and
+           after is not None and after - before == read,
+           "jiayin_http_bytes_sent_total: a 100 Continue and a refusal at the accept counted",
+           f"{before} -> {after}: "
+           f"{after - before if after is not None and before is not None else '-'} counted, "
+           f"{read} read; {signed[:40]!r}, {refused[:20]!r}")
+    finally:
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     for part in (corpus_tests, conformance, review_fixes, budgets, file_bodies, limits,
                  slow_clients, shutdown, operations, log_fifo, hangup_at_start, hangup_at_stop,
-                 ipv6_listen, dual_stack_client):
+                 ipv6_listen, dual_stack_client, bytes_sent):
         try:
             part(binary)
         except Exception as e:  # a crash of the harness is a failure, not a stop
