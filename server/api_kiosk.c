@@ -339,12 +339,13 @@ static void login_work(api_job *j)
 	}
 	if (j->rc < 0)
 		return;
-	if (!allowed) {
-		j->rc = LOGIN_LOCKED;
+	if (!l->pin_hash[0]) {
+		/* Withdrawn since the first read (the review: 403 wrong_pin); nothing counted. */
+		j->rc = LOGIN_NO_PIN;
 		return;
 	}
-	if (!l->pin_hash[0]) {
-		j->rc = LOGIN_NO_PIN; /* withdrawn since the first read (the review: 403 wrong_pin) */
+	if (!allowed) {
+		j->rc = LOGIN_LOCKED;
 		return;
 	}
 	int match = pin_matches(j, l);

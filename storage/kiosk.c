@@ -491,13 +491,15 @@ int store_kiosk_pin_attempt_bounded(store *s, const char *link_id, int64_t now_m
 	/* The gate, the count and the lock in one statement: of concurrent attempts, only
 	 * max_failures get through before each lock, whatever the timing. The count goes on
 	 * through the locks (a right PIN or a new one clears it), so the n-th lock lasts
-	 * lock_ms << (n - 1), up to LOCK_DOUBLINGS. */
+	 * lock_ms << (n - 1), up to LOCK_DOUBLINGS. A link whose pictures were withdrawn since
+	 * it was read (out->pin_hash "" then) checks no PIN: nothing counted, the kiosk's hour
+	 * neither (it was, and the child was answered 409 pin_not_set). */
 	static const char sql[] =
 	    "UPDATE kiosk_links SET "
 	    "locked_until_ms = CASE WHEN (failures + 1) % ?1 = 0 "
 	    "THEN ?2 + (?3 << min((failures + 1) / ?1 - 1, ?5)) ELSE locked_until_ms END, "
 	    "failures = failures + 1 "
-	    "WHERE id = ?4 AND locked_until_ms <= ?2";
+	    "WHERE id = ?4 AND locked_until_ms <= ?2 AND pin_hash <> ''";
 	/* A lock ending further from now than its length (its count's) and a minute was set by a
 	 * clock set back since (a wrong time put right): it lasted until the clock had caught up
 	 * with it (an hour ahead: a 15-minute lock kept the child out an hour and 15 minutes). It

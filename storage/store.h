@@ -517,8 +517,9 @@ int store_kiosk_link_delete(store *s, const char *link_id);
  * PIN (or new PIN) locks the link: the n-th lock until now + lock_ms * 2^(n-1), at most 64
  * times lock_ms. It is still checked, so concurrent logins can never check more than
  * max_failures PINs per lock. A lock ending further from now_ms than its length (set by a
- * clock set back since) is over. *out: the link afterwards, read in the same transaction (a
- * read that fails: nothing counted). No such link: STORE_ENOTFOUND.
+ * clock set back since) is over. A link without a PIN (withdrawn: out->pin_hash "") checks
+ * none: *allowed = 0, nothing counted. *out: the link afterwards, read in the same
+ * transaction (a read that fails: nothing counted). No such link: STORE_ENOTFOUND.
  */
 int store_kiosk_pin_attempt(store *s, const char *link_id, int64_t now_ms,
 			    unsigned max_failures, int64_t lock_ms, store_kiosk_link *out,

@@ -1175,6 +1175,37 @@ static void kiosk_right_pins_at_once_given_back(void **state)
 #undef ATTEMPT
 }
 
+/* A login whose child's pictures were withdrawn after the kiosk's screen read them (an
+ * operator's withdrawal, or the grown-up who chose them leaving) checks no PIN, so it counts
+ * nothing: not the child's tries, not the kiosk's hour (it was counted, the child answered
+ * 409 pin_not_set, and the kiosk's hour spent by logins that checked nothing). */
+static void withdrawn_pin_counts_nothing(void **state)
+{
+	fixture *f = *state;
+	const int64_t hour = 3600000;
+	store_kiosk_link link, got;
+	int allowed = -1;
+	int64_t until = -1, start = 0, count = -1;
+	unsigned n = 0;
+	link_a_child(f, &link);
+	assert_int_equal(store_kiosk_pins_withdraw_all(f->s, &n), 0);
+	assert_int_equal(n, 1);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(store_kiosk_pin_attempt_bounded(f->s, link.id.s, 10000 + i, 3,
+		                                                 60000, 2, hour, &got, &allowed,
+		                                                 &until),
+		                 0);
+		assert_int_equal(allowed, 0);
+		assert_string_equal(got.pin_hash, "");
+		assert_int_equal(got.failures, 0);
+		assert_int_equal(got.locked_until_ms, 0);
+		assert_int_equal(until, 0);
+	}
+	assert_int_equal(store_kiosk_pins_hour(f->s, f->kiosk.id.s, 10005, hour, &start, &count),
+	                 0);
+	assert_int_equal(count, 0);
+}
+
 /* A kiosk's hour spent, a login that read the clock before the attempts that spent it, and
  * reached the writer after them, was told the hour ended an hour from its own reading, where
  * it ends an hour from the earliest attempt counted: a few ms early, so a Retry-After a second
@@ -1383,6 +1414,7 @@ int main(void)
 	    T(kiosk_wrong_pins_bounded_per_kiosk),
 	    T(kiosk_right_pins_at_once_given_back),
 	    T(kiosk_spent_hour_told_as_stored),
+	    T(withdrawn_pin_counts_nothing),
 	    T(kiosk_pins_reset_ends_the_kiosk_lock),
 	    T(kiosk_attempt_given_back_when_not_checked),
 	};
