@@ -496,23 +496,50 @@ void api_new_token(api_job *j)
 	crypto_hash_sha256(j->token_hash, (const unsigned char *)j->token, strlen(j->token));
 }
 
-/* 201 with the family, the member, the device and its token: sign-up and pairing alike. */
+/* The family, the member, the device and its token: sign-up and pairing alike. */
+static void respond_device(srv_exchange *x, api_job *j, int status)
+{
+	api_respond_json(x, status,
+	                 json_pack("{s:o, s:o, s:o, s:s}", "family", api_family_json(&j->family),
+	                           "member", api_member_json(&j->member), "device",
+	                           api_device_json(&j->device), "token", j->token));
+}
+
 void api_respond_new_device(srv_exchange *x, api_job *j)
 {
-	api_respond_json(x, 201, json_pack("{s:o, s:o, s:o, s:s}", "family",
-					   api_family_json(&j->family), "member",
-					   api_member_json(&j->member), "device",
-					   api_device_json(&j->device), "token", j->token));
+	respond_device(x, j, 201);
 }
 
 /* ---- POST /v1/families ---- */
+/*
+ * A sign-up's Idempotency-Key is a credential: sent again, it gets a token for the device it
+ * made. Hence longer than the uploads' least (a UUID is 36 characters), and honoured only
+ * while that device was never used, for a day: the phone whose answer was lost sends it again
+ * within minutes, and once it used its token it has its answer.
+ */
+#define SIGNUP_KEY_MIN 16
+#define SIGNUP_AGAIN_MS (24 * 3600 * 1000LL)
+
 static void create_work(api_job *j)
 {
 	api_new_token(j);
-	j->rc = store_family_create_with_device(j->st, j->family_name, j->member_name,
-						j->family.quota_bytes,
-						j->token_hash, j->device_name, api_now_ms(),
-						&j->family, &j->member, &j->device);
+	int64_t now = api_now_ms();
+	if (!j->idem[0]) {
+		j->signup = STORE_SIGNUP_MADE;
+		j->rc = store_family_create_with_device(
+		    j->st, j->family_name, j->member_name, j->family.quota_bytes, j->token_hash,
+		    j->device_name, now, &j->family, &j->member, &j->device);
+		return;
+	}
+	/* Only the key's hash is stored, as a token's; with the address's hour spent
+	 * (attempt not counted) only a retry is answered, no family made. */
+	uint8_t key[STORE_HASH_LEN];
+	crypto_hash_sha256(key, (const unsigned char *)j->idem, strlen(j->idem));
+	j->rc = store_family_signup(j->st, j->family_name, j->member_name, j->family.quota_bytes,
+	                            j->token_hash, j->device_name, key, now - SIGNUP_AGAIN_MS,
+	                            j->attempt.counted, now, &j->family, &j->member, &j->device,
+	                            &j->signup);
+	sodium_memzero(key, sizeof key);
 }
 
 static void create_done(srv_exchange *x, api_job *j)
@@ -521,6 +548,28 @@ static void create_done(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc);
 		return;
 	}
+	/* A family made stays counted against the address's hour; anything else is given back
+	 * when the job ends (api_attempt_refund): a retry counts once. */
+	switch (j->signup) {
+	case STORE_SIGNUP_NONE:
+		api_respond_spent(x, &x->srv->signup_limit, x->client, "rate_limited",
+		                  "too many new families from this address; try later");
+		return;
+	case STORE_SIGNUP_DONE:
+		srv_respond_error(x, 409, "already_signed_up",
+		                  "this Idempotency-Key's sign-up is done: its phone has used its "
+		                  "token, or it is over a day old");
+		return;
+	case STORE_SIGNUP_OTHER:
+		srv_respond_error(x, 422, "idempotency_key_reused",
+		                  "this Idempotency-Key signed up other names: send a new key");
+		return;
+	case STORE_SIGNUP_AGAIN:
+		respond_device(x, j, 200);
+		return;
+	case STORE_SIGNUP_MADE:
+		break;
+	}
 	j->attempt.counted = false; /* a family made: it stays counted */
 	api_respond_new_device(x, j);
 }
@@ -528,6 +577,14 @@ static void create_done(srv_exchange *x, api_job *j)
 void srv_api_families_create(srv_exchange *x)
 {
 	srv_server *s = x->srv;
+	const srv_slice *key;
+	if (!api_idempotency_header(x, &key))
+		return;
+	if (key && key->len < SIGNUP_KEY_MIN) {
+		srv_respond_error(x, 400, "invalid_idempotency_key",
+		                  "a sign-up's Idempotency-Key: 16-128 printable ASCII characters");
+		return;
+	}
 	json_t *body = api_body_object(x);
 	if (!body)
 		return;
@@ -548,8 +605,10 @@ void srv_api_families_create(srv_exchange *x)
 	}
 	/* Only well-formed sign-ups count against the address's hour, and only those that made
 	 * a family: one the store failed (503, 507) is given back when the job ends, so a phone
-	 * that retries after Retry-After is not locked out for the hour (create_done). */
-	if (!api_attempt_take(s, j, &s->signup_limit, x->client, NULL, NULL)) {
+	 * that retries after Retry-After is not locked out for the hour (create_done). A retry
+	 * with its Idempotency-Key is answered even with the hour spent (its first took it: the
+	 * phone whose answer was lost would be refused its own family), and makes nothing new. */
+	if (!api_attempt_take(s, j, &s->signup_limit, x->client, NULL, NULL) && !key) {
 		free(j);
 		json_decref(body);
 		api_respond_spent(x, &s->signup_limit, x->client, "rate_limited",
@@ -559,6 +618,8 @@ void srv_api_families_create(srv_exchange *x)
 	snprintf(j->family_name, sizeof j->family_name, "%s", family);
 	snprintf(j->member_name, sizeof j->member_name, "%s", member);
 	snprintf(j->device_name, sizeof j->device_name, "%s", *device ? device : "phone");
+	if (key)
+		snprintf(j->idem, sizeof j->idem, "%.*s", (int)key->len, key->ptr);
 	j->family.quota_bytes = s->cfg.family_quota;
 	json_decref(body);
 	j->work = create_work;

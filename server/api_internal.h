@@ -112,6 +112,7 @@ struct api_job {
 	char idem[130];
 	api_in_flight flight; /* its transcode under way, for a retry (api_messages.c) */
 	bool existed;
+	store_signup signup; /* a sign-up: what store_family_signup did (api.c) */
 	codec_result cres;
 	int codec_rc;
 	bool transcoded; /* the codec ran over the recording (api_transcode_counted) */

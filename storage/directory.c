@@ -157,6 +157,11 @@ int device_insert(conn *c, const uint8_t token_hash[STORE_HASH_LEN], const char 
 	return rc ? rc : row_one(c, device_by_id_sql, text_key(id.s), device_from_row, out);
 }
 
+int device_read(conn *c, const char *device_id, store_device *out)
+{
+	return row_one(c, device_by_id_sql, text_key(device_id), device_from_row, out);
+}
+
 static void found(sqlite3_stmt *st, void *out)
 {
 	(void)st;

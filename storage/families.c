@@ -48,11 +48,85 @@ int member_insert(conn *c, const char *family_id, const char *name, store_role r
 	return sqlite3_changes(c->db) == 1 ? 0 : STORE_ELIMIT;
 }
 
-/* A family, its first member (a parent) and, when token_hash is given, that member's device. */
+/* A sign-up's Idempotency-Key (its hash) and what a call with it did (store_family_signup). */
+typedef struct signup_key {
+	const uint8_t *hash;
+	int64_t again_since_ms;
+	store_signup *done;
+} signup_key;
+
+/*
+ * Inside the caller's write transaction: the sign-up k's key made, if any (*k->done left 0
+ * when none). Of the same names, its device never used nor revoked, and made since
+ * k->again_since_ms: the three, the device's token hash replaced by token_hash.
+ */
+static int signup_again(conn *c, const signup_key *k, const char *family_name,
+                        const char *member_name, const char *device_name, const uint8_t *token_hash,
+                        store_family *family, store_member *member, store_device *device)
+{
+	static const char sql[] =
+	    "SELECT d.id, f.name = ?2 AND m.name = ?3 AND d.name = ?4, d.last_seen_ms IS NULL "
+	    "AND d.revoked_ms IS NULL AND d.created_ms >= ?5 FROM devices d "
+	    "JOIN members m ON m.id = d.member_id JOIN families f ON f.id = m.family_id "
+	    "WHERE d.signup_key = ?1";
+	static const char token_sql[] = "UPDATE devices SET token_hash = ? WHERE id = ?";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_blob(st, 1, k->hash, STORE_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, family_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, member_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, device_name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, k->again_since_ms);
+	int r = sqlite3_step(st);
+	store_id id = {{0}};
+	if (r == SQLITE_ROW) {
+		copy_text(id.s, sizeof id.s, sqlite3_column_text(st, 0));
+		*k->done = !sqlite3_column_int(st, 1)   ? STORE_SIGNUP_OTHER
+		           : !sqlite3_column_int(st, 2) ? STORE_SIGNUP_DONE
+		                                        : STORE_SIGNUP_AGAIN;
+	}
+	rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : stmt_error(st, r);
+	sqlite3_reset(st);
+	if (rc < 0 || *k->done != STORE_SIGNUP_AGAIN)
+		return rc;
+	/* Only hashes are kept, and the first answer never arrived: a new token for the device,
+	 * the one before given up. */
+	if (!(st = conn_stmt(c, token_sql, &rc)))
+		return rc;
+	sqlite3_bind_blob(st, 1, token_hash, STORE_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, id.s, -1, SQLITE_STATIC);
+	if ((rc = step_write(st)) == 0 && (rc = device_read(c, id.s, device)) == 0 &&
+	    (rc = family_read(c, device->family_id.s, family)) == 0)
+		rc = member_current(c, family->id.s, device->member_id.s, member);
+	return rc;
+}
+
+/* The new device keeps the sign-up's key (directory step 18), in the sign-up's transaction. */
+static int signup_key_keep(conn *c, const signup_key *k, const store_device *device)
+{
+	static const char sql[] = "UPDATE devices SET signup_key = ? WHERE id = ?";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_blob(st, 1, k->hash, STORE_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, device->id.s, -1, SQLITE_STATIC);
+	if ((rc = step_write(st)) == 0)
+		*k->done = STORE_SIGNUP_MADE;
+	return rc;
+}
+
+/*
+ * A family, its first member (a parent) and, when token_hash is given, that member's device;
+ * with a sign-up's key (k not NULL), the sign-up that key made instead when there is one,
+ * looked up in the transaction that would insert the three (*k->done says which).
+ */
 static int family_create(store *s, const char *family_name, const char *member_name,
-			 uint64_t quota_bytes, int64_t now_ms, const uint8_t *token_hash,
-			 const char *device_name, store_family *family, store_member *member,
-			 store_device *device)
+                         uint64_t quota_bytes, int64_t now_ms, const uint8_t *token_hash,
+                         const char *device_name, const signup_key *k, store_family *family,
+                         store_member *member, store_device *device)
 {
 	static const char sql[] = "INSERT INTO families (id, name, created_ms, quota_bytes) "
 				  "VALUES (?, ?, ?, ?)";
@@ -83,20 +157,32 @@ static int family_create(store *s, const char *family_name, const char *member_n
 	conn *c = db_write_begin(s->directory);
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (st && (rc = conn_begin(c)) == 0) {
-		sqlite3_bind_text(st, 1, family->id.s, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, family_name, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, now_ms);
-		sqlite3_bind_int64(st, 4, (sqlite3_int64)quota_bytes);
-		if ((rc = step_done(st)) == 0)
-			rc = member_insert(c, family->id.s, member_name, STORE_ROLE_PARENT, NULL,
-			                   NULL, now_ms, member);
-		if (rc == 0 && token_hash)
-			rc = device_insert(c, token_hash, member->id.s, NULL, device_name, now_ms,
-					   device);
-		rc = rc == 0 ? conn_commit(c) : (conn_rollback(c), rc);
+		/* A sign-up sent again while the first was on its way: that one, and the mailbox
+		 * file made for nothing goes. */
+		if (k)
+			rc = signup_again(c, k, family_name, member_name, device_name, token_hash,
+			                  family, member, device);
+		if (rc == 0 && (!k || !*k->done)) {
+			sqlite3_bind_text(st, 1, family->id.s, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, family_name, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 3, now_ms);
+			sqlite3_bind_int64(st, 4, (sqlite3_int64)quota_bytes);
+			if ((rc = step_done(st)) == 0)
+				rc = member_insert(c, family->id.s, member_name, STORE_ROLE_PARENT,
+				                   NULL, NULL, now_ms, member);
+			if (rc == 0 && token_hash)
+				rc = device_insert(c, token_hash, member->id.s, NULL, device_name,
+				                   now_ms, device);
+			if (rc == 0 && k)
+				rc = signup_key_keep(c, k, device);
+		}
+		/* A retry's new token is kept; a key of other names, or of a sign-up done, changes
+		 * nothing. */
+		bool keep = !k || (*k->done != STORE_SIGNUP_OTHER && *k->done != STORE_SIGNUP_DONE);
+		rc = rc == 0 && keep ? conn_commit(c) : (conn_rollback(c), rc);
 	}
 	db_write_end(s->directory);
-	if (rc == 0)
+	if (rc == 0 && (!k || *k->done == STORE_SIGNUP_MADE))
 		return 0;
 fail:
 	unlink_db_files(path);
@@ -107,8 +193,8 @@ int store_family_create(store *s, const char *family_name, const char *member_na
 			uint64_t quota_bytes, int64_t now_ms, store_family *family,
 			store_member *member)
 {
-	return family_create(s, family_name, member_name, quota_bytes, now_ms, NULL, NULL, family,
-			     member, NULL);
+	return family_create(s, family_name, member_name, quota_bytes, now_ms, NULL, NULL, NULL,
+	                     family, member, NULL);
 }
 
 int store_family_create_with_device(store *s, const char *family_name, const char *member_name,
@@ -119,7 +205,40 @@ int store_family_create_with_device(store *s, const char *family_name, const cha
 	if (!token_hash || !device)
 		return STORE_EINVAL;
 	return family_create(s, family_name, member_name, quota_bytes, now_ms, token_hash,
-			     device_name, family, member, device);
+	                     device_name, NULL, family, member, device);
+}
+
+int store_family_signup(store *s, const char *family_name, const char *member_name,
+                        uint64_t quota_bytes, const uint8_t token_hash[STORE_HASH_LEN],
+                        const char *device_name, const uint8_t key_hash[STORE_HASH_LEN],
+                        int64_t again_since_ms, bool make, int64_t now_ms, store_family *family,
+                        store_member *member, store_device *device, store_signup *done)
+{
+	*done = 0;
+	if (!token_hash || !key_hash || !device || check_text(family_name, STORE_NAME_MAX) < 0 ||
+	    check_text(member_name, STORE_NAME_MAX) < 0 ||
+	    check_text(device_name, STORE_NAME_MAX) < 0)
+		return STORE_EINVAL;
+	signup_key k = {key_hash, again_since_ms, done};
+	/* A retry is looked for first, so that it makes no mailbox file; family_create looks
+	 * again, in the transaction that would insert the three (two sent at once). */
+	conn *c = db_write_begin(s->directory);
+	int rc = conn_begin(c);
+	if (rc == 0) {
+		rc = signup_again(c, &k, family_name, member_name, device_name, token_hash, family,
+		                  member, device);
+		rc = rc == 0 && *done == STORE_SIGNUP_AGAIN ? conn_commit(c)
+		                                            : (conn_rollback(c), rc);
+	}
+	db_write_end(s->directory);
+	if (rc < 0 || *done)
+		return rc;
+	if (!make) {
+		*done = STORE_SIGNUP_NONE;
+		return 0;
+	}
+	return family_create(s, family_name, member_name, quota_bytes, now_ms, token_hash,
+	                     device_name, &k, family, member, device);
 }
 
 static void family_from_row(sqlite3_stmt *st, void *row)

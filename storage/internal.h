@@ -144,6 +144,9 @@ int family_read(conn *c, const char *family_id, store_family *out);
 /* directory.c: a device inserted and read back, inside the caller's write transaction. */
 int device_insert(conn *c, const uint8_t token_hash[STORE_HASH_LEN], const char *member_id,
 		  const char *kiosk_id, const char *name, int64_t now_ms, store_device *out);
+/* directory.c: the device with this id, read on the caller's connection (inside its
+ * transaction); STORE_ENOTFOUND if none. */
+int device_read(conn *c, const char *device_id, store_device *out);
 
 typedef void (*row_fn)(sqlite3_stmt *st, void *out);
 /* mailbox.c: every row of a mailbox query with `n` integer parameters (?1 to ?n), through fn, in

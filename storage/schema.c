@@ -219,6 +219,12 @@ static const migration directory_steps[] = {
 	{"ALTER TABLE members ADD COLUMN add_key TEXT;"
 	 "CREATE UNIQUE INDEX members_by_add_key ON members(family_id, add_key) "
 	 "  WHERE add_key IS NOT NULL;"},
+	/* 18: the Idempotency-Key a sign-up was made with (its SHA-256), kept by the device it made
+	 * (store_family_signup): the sign-up sent again, its answer lost, finds that family, member
+	 * and device, where it made a second family. Devices from before have none. */
+	{"ALTER TABLE devices ADD COLUMN signup_key BLOB;"
+	 "CREATE UNIQUE INDEX devices_by_signup_key ON devices(signup_key) "
+	 "  WHERE signup_key IS NOT NULL;"},
 };
 
 static const migration mailbox_steps[] = {

@@ -305,6 +305,31 @@ int store_family_create_with_device(store *s, const char *family_name, const cha
 				    uint64_t quota_bytes, const uint8_t token_hash[STORE_HASH_LEN],
 				    const char *device_name, int64_t now_ms, store_family *family,
 				    store_member *member, store_device *device);
+/* What store_family_signup did. */
+typedef enum {
+	STORE_SIGNUP_MADE = 1, /* a new family, member and device, the device keeping the key */
+	STORE_SIGNUP_AGAIN,    /* the key's three again, its device's token hash replaced */
+	STORE_SIGNUP_DONE,  /* the key's device was used or revoked, or made before again_since */
+	STORE_SIGNUP_OTHER, /* the key's sign-up was of other names */
+	STORE_SIGNUP_NONE,  /* no sign-up has the key, and none was to be made */
+} store_signup;
+/*
+ * store_family_create_with_device made safe to retry (the API's sign-up with an
+ * Idempotency-Key): key_hash (its SHA-256) is kept by the new device. A call with a key that
+ * made a sign-up before, with the same three names, whose device was never used (no
+ * last_seen_ms) nor revoked and was made at again_since_ms or later, gives that family, member
+ * and device with token_hash as the device's new token hash (the one before stops working):
+ * *done STORE_SIGNUP_AGAIN. Such a key's sign-up with other names is STORE_SIGNUP_OTHER, one
+ * used, revoked or older STORE_SIGNUP_DONE, and nothing is written. An unknown key makes the
+ * three (STORE_SIGNUP_MADE) when `make`, else nothing (STORE_SIGNUP_NONE). The key is looked up
+ * and the three inserted in one transaction: two calls with one key at once make one family.
+ * The key goes with its family (store_family_delete).
+ */
+int store_family_signup(store *s, const char *family_name, const char *member_name,
+                        uint64_t quota_bytes, const uint8_t token_hash[STORE_HASH_LEN],
+                        const char *device_name, const uint8_t key_hash[STORE_HASH_LEN],
+                        int64_t again_since_ms, bool make, int64_t now_ms, store_family *family,
+                        store_member *member, store_device *device, store_signup *done);
 /*
  * Register a device by the hash of its token (the store never sees tokens). Exactly one of
  * member_id (a personal device) and kiosk_id (a school kiosk) is given; STORE_ENOTFOUND if

@@ -9,7 +9,8 @@ a read: EIO_PRELOAD is tests/tools/eio_preload.c built; such a read is storage_i
 GET /v1/me,
 GET /v1/families/{id}/members and DELETE /v1/devices/{id}: shapes, tokens (shown once, stored
 only as a hash, revoked at once), bad bodies with their codes and nothing stored, someone else's
-family answered 404, and the sign-up rate limit per client address.
+family answered 404, and the sign-up rate limit per client address; a sign-up sent again with
+its Idempotency-Key (its answer lost) makes no second family (signup_retried).
 """
 import hashlib
 import hmac
@@ -73,6 +74,108 @@ def invite_and_pair(srv, parent, role, name):
                      {"role": role, "member_name": name},
                      headers=bearer(parent["token"])).json()["code"]
     return post_json(srv, "/v1/pair", {"code": code}).json()
+
+
+def signup_retried(binary):
+    """A sign-up sent again with its Idempotency-Key (its answer lost on a flaky network): the
+    same family, member and device, 200 with a new token for that device (the first stops
+    working), counted once against signups-per-hour and answered even with the hour spent;
+    once the device was used, 409 already_signed_up and no token; other names with the key:
+    422; sent four times at once: one family; keys under 16 characters or not printable ASCII:
+    400 and nothing made; a family erased since takes its key with it."""
+    srv = Server(binary, "--signups-per-hour", "6")
+    try:
+        def send(key, body=None):
+            body = body or {"family_name": "王家", "member_name": "妈妈",
+                            "device_name": "红米 Note"}
+            return post_json(srv, "/v1/families", body, headers=[("Idempotency-Key", key)])
+
+        k1 = "3f6c2a8e-5d1b-4e7a-9c0f-8b2d6e4a1c75"
+        first, again = send(k1), send(k1)
+        a = first.json() if first.status == 201 else {}
+        b = again.json() if again.status == 200 else {}
+        same = bool(a and b) and all(a[x]["id"] == b[x]["id"]
+                                     for x in ("family", "member", "device"))
+        ok(first.status == 201 and again.status == 200 and same and
+           b["device"]["last_seen_at"] is None and b["member"]["role"] == "parent" and
+           b["family"]["name"] == "王家" and again.header("Cache-Control") == "no-store",
+           "a sign-up sent again with its key: 201 then 200, the same family, member and device",
+           f"{first.status} {again.status} {first.body[:200]!r} {again.body[:200]!r}")
+        ok(families_on_disk(srv) == 1, "one family on disk", str(families_on_disk(srv)))
+        old = request(srv, "GET", "/v1/me", headers=bearer(a.get("token", "x")))
+        new = request(srv, "GET", "/v1/me", headers=bearer(b.get("token", "x")))
+        ok(b and b["token"] != a["token"] and old.status == 401 and new.status == 200 and
+           new.json()["device"]["id"] == a["device"]["id"],
+           "the retry's token is a new one for that device; the first one's stops working",
+           f"{old.status} {new.status}")
+        fam = a.get("family", {}).get("id", "x")
+        g = request(srv, "GET", f"/v1/families/{fam}/members", headers=bearer(b.get("token")))
+        ok(g.status == 200 and [(m["name"], m["role"]) for m in g.json()["members"]] ==
+           [("妈妈", "parent")], "its members: one parent", f"{g.status} {g.body[:300]!r}")
+        late = send(k1)
+        ok(late.status == 409 and late.json()["error"]["code"] == "already_signed_up" and
+           "token" not in late.json() and families_on_disk(srv) == 1,
+           "sent again once its device was used: 409 already_signed_up, no token, no family",
+           f"{late.status} {late.body[:200]!r}")
+        n = families_on_disk(srv)
+        for bad, what in (("0123456789abcde", "15 characters"), ("", "empty"),
+                          ("k" * 129, "129 characters"), ("3f6c2a8e-5d1b\t4e7a-9c0f", "a tab"),
+                          ("3f6c2a8e-5d1b-4e7a-9c0f-\u00e9", "not ASCII")):
+            r = request(srv, "POST", "/v1/families", json.dumps(
+                {"family_name": "坏", "member_name": "坏"}).encode(),
+                headers=[("Content-Type", "application/json"),
+                         ("Idempotency-Key", bad)])
+            ok(r.status == 400 and r.json()["error"]["code"] == "invalid_idempotency_key",
+               f"a sign-up's key {what}: 400 invalid_idempotency_key",
+               f"{r.status} {r.body[:200]!r}")
+        ok(families_on_disk(srv) == n, "no family made by the bad keys")
+
+        # four at once with one key: one family; whichever answer came last has the token (the
+        # four count against the hour while in flight, as any sign-up: 1 + 4 of 6)
+        k2 = "9b1e7c3a-0f4d-4a2b-8e6c-5d7f1a3b9c20"
+        runs = at_once([lambda: send(k2, {"family_name": "李家", "member_name": "爸爸"})
+                        for _ in range(4)])
+        st = sorted(r.status for r in runs)
+        ids = {r.json()["device"]["id"] for r in runs if r.status in (200, 201)}
+        ok(st == [200, 200, 200, 201] and len(ids) == 1 and families_on_disk(srv) == n + 1,
+           "four sent at once with one key: one 201, three 200, one family and device",
+           f"{st} {len(ids)} {families_on_disk(srv) - n}")
+        other = send(k2, {"family_name": "张家", "member_name": "爸爸"})
+        ok(other.status == 422 and other.json()["error"]["code"] == "idempotency_key_reused" and
+           "token" not in other.json() and families_on_disk(srv) == n + 1,
+           "the key with other names: 422 idempotency_key_reused, no token, no family",
+           f"{other.status} {other.body[:200]!r}")
+        works = [request(srv, "GET", "/v1/me", headers=bearer(r.json()["token"])).status
+                 for r in runs if r.status in (200, 201)]
+        ok(sorted(works) == [200, 401, 401, 401], "one of their four tokens works",
+           str(works))
+
+        # the hour: 6 families; k1 and k2 made 2 (their retries counted nothing)
+        k3 = "c4d2e0f8-6a1b-4c3d-9e5f-7a8b0c1d2e3f"
+        made = [post_json(srv, "/v1/families", {"family_name": f"赵{i}", "member_name": "奶奶"})
+                .status for i in range(3)]
+        made.append(send(k3, {"family_name": "钱家", "member_name": "爷爷"}).status)
+        spent = post_json(srv, "/v1/families", {"family_name": "孙家", "member_name": "妈妈"})
+        retry = send(k3, {"family_name": "钱家", "member_name": "爷爷"})
+        fresh = send("e5f6a7b8-c9d0-4e1f-a2b3-c4d5e6f7a8b9",
+                     {"family_name": "周家", "member_name": "妈妈"})
+        ok(made == [201] * 4 and spent.status == 429 and retry.status == 200 and
+           fresh.status == 429 and fresh.json()["error"]["code"] == "rate_limited" and
+           fresh.header("Retry-After") and families_on_disk(srv) == n + 5,
+           "retries are not counted by signups-per-hour (6: four more made after k1's and k2's "
+           "seven answers); with the hour spent a retry is still answered 200, a new key 429",
+           f"{made} {spent.status} {retry.status} {fresh.status} {families_on_disk(srv) - n}")
+
+        # a family erased takes its key with it: the key makes a new family (a new hour)
+        srv.stop()
+        srv = Server(binary, data=srv.data)
+        e = request(srv, "DELETE", f"/v1/families/{fam}", headers=bearer(b.get("token")))
+        anew = send(k1)
+        ok(e.status == 204 and anew.status == 201 and anew.json()["family"]["id"] != fam,
+           "the key of a family erased since: a new family, 201",
+           f"{e.status} {anew.status} {anew.body[:200]!r}")
+    finally:
+        srv.stop()
 
 
 def pairing(binary):
@@ -1310,6 +1413,7 @@ def main():
     finally:
         rc = srv.stop()
     ok(rc == 0, "clean exit")
+    signup_retried(binary)
     pairing(binary)
     pairing_whole_or_nothing(binary, os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else None)
     failed_read_is_io_error(binary, os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -18,6 +18,7 @@
 #include "store.h"
 #include "directory_fixture.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -365,6 +366,168 @@ static void family_with_device_is_all_or_nothing(void **state)
 							 &fam2, &m2, &d2),
 			 STORE_EINVAL);
 	assert_int_equal(store_device_by_token(f->s, h2, &got), STORE_ENOTFOUND);
+}
+
+/* The mailbox files in the fixture's families/ (one per family, and none a retry made). */
+static int mailbox_files(const fixture *f)
+{
+	char dir[128];
+	snprintf(dir, sizeof dir, "%s/families", f->dir);
+	DIR *d = opendir(dir);
+	int n = 0;
+	for (struct dirent *e; d && (e = readdir(d));)
+		n += strlen(e->d_name) > 3 && strcmp(e->d_name + strlen(e->d_name) - 3, ".db") == 0;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* store_family_signup: a key's sign-up again is that family, member and device with a new token
+ * hash, the one before refused; never a second family, two at once included (two store handles);
+ * other names: nothing; its device used, revoked or older than the window: nothing; an unknown
+ * key without `make`: nothing; a family erased takes its key with it. */
+static void family_signup_retried_by_key(void **state)
+{
+	fixture *f = *state;
+	uint8_t key[STORE_HASH_LEN], key2[STORE_HASH_LEN], t1[STORE_HASH_LEN], t2[STORE_HASH_LEN];
+	uint8_t t3[STORE_HASH_LEN];
+	hash_of("signup-key", 1, key);
+	hash_of("signup-key", 2, key2);
+	hash_of("signup-token", 1, t1);
+	hash_of("signup-token", 2, t2);
+	hash_of("signup-token", 3, t3);
+	store_family fam, fam2;
+	store_member m, m2;
+	store_device d, d2, got;
+	store_signup done;
+	int files = mailbox_files(f);
+	assert_int_equal(store_family_signup(f->s, "张家", "奶奶", 0, t1, "老人机", key, 0, true,
+	                                     5000, &fam, &m, &d, &done),
+	                 0);
+	assert_int_equal(done, STORE_SIGNUP_MADE);
+	assert_int_equal(mailbox_files(f), files + 1);
+	assert_int_equal(store_family_signup(f->s, "张家", "奶奶", 0, t2, "老人机", key, 5000, true,
+	                                     6000, &fam2, &m2, &d2, &done),
+	                 0);
+	assert_int_equal(done, STORE_SIGNUP_AGAIN);
+	assert_string_equal(fam2.id.s, fam.id.s);
+	assert_string_equal(fam2.name, "张家");
+	assert_string_equal(m2.id.s, m.id.s);
+	assert_int_equal(m2.role, STORE_ROLE_PARENT);
+	assert_string_equal(d2.id.s, d.id.s);
+	assert_string_equal(d2.name, "老人机");
+	assert_int_equal(d2.created_ms, 5000);
+	assert_int_equal(store_device_by_token(f->s, t1, &got), STORE_ENOTFOUND);
+	assert_int_equal(store_device_by_token(f->s, t2, &got), 0);
+	assert_string_equal(got.id.s, d.id.s);
+	assert_int_equal(mailbox_files(f), files + 1);
+	/* Other names, or a sign-up made before the window: nothing changes, t2 stays. */
+	assert_int_equal(store_family_signup(f->s, "张家", "爷爷", 0, t3, "老人机", key, 5000, true,
+	                                     6000, &fam2, &m2, &d2, &done),
+	                 0);
+	assert_int_equal(done, STORE_SIGNUP_OTHER);
+	assert_int_equal(store_family_signup(f->s, "张家", "奶奶", 0, t3, "phone", key, 5000, true,
+	                                     6000, &fam2, &m2, &d2, &done),
+	                 0);
+	assert_int_equal(done, STORE_SIGNUP_OTHER);
+	assert_int_equal(store_family_signup(f->s, "张家", "奶奶", 0, t3, "老人机", key, 5001, true,
+	                                     6000, &fam2, &m2, &d2, &done),
+	                 0);
+	assert_int_equal(done, STORE_SIGNUP_DONE);
+	assert_int_equal(store_device_by_token(f->s, t3, &got), STORE_ENOTFOUND);
+	assert_int_equal(store_device_by_token(f->s, t2, &got), 0);
+	/* Its device used: done, the token it uses kept. */
+	assert_int_equal(store_device_touch(f->s, d.id.s, 7000), 0);
+	assert_int_equal(store_family_signup(f->s, "张家", "奶奶", 0, t3, "老人机", key, 0, true,
+	                                     8000, &fam2, &m2, &d2, &done),
+	                 0);
+	assert_int_equal(done, STORE_SIGNUP_DONE);
+	assert_int_equal(store_device_by_token(f->s, t2, &got), 0);
+	assert_int_equal(mailbox_files(f), files + 1);
+	/* An unknown key without make: nothing made. */
+	assert_int_equal(store_family_signup(f->s, "赵家", "爸爸", 0, t3, "手机", key2, 0, false,
+	                                     8000, &fam2, &m2, &d2, &done),
+	                 0);
+	assert_int_equal(done, STORE_SIGNUP_NONE);
+	assert_int_equal(mailbox_files(f), files + 1);
+	assert_int_equal(store_device_by_token(f->s, t3, &got), STORE_ENOTFOUND);
+	/* Revoked before it was used: done. */
+	assert_int_equal(store_family_signup(f->s, "赵家", "爸爸", 0, t3, "手机", key2, 0, true,
+	                                     8000, &fam2, &m2, &d2, &done),
+	                 0);
+	assert_int_equal(done, STORE_SIGNUP_MADE);
+	assert_int_equal(store_device_revoke(f->s, d2.id.s, 8500), 0);
+	uint8_t t4[STORE_HASH_LEN];
+	hash_of("signup-token", 4, t4);
+	assert_int_equal(store_family_signup(f->s, "赵家", "爸爸", 0, t4, "手机", key2, 0, false,
+	                                     9000, &fam2, &m2, &d2, &done),
+	                 0);
+	assert_int_equal(done, STORE_SIGNUP_DONE);
+	assert_int_equal(store_device_by_token(f->s, t4, &got), STORE_ENOTFOUND);
+	/* The family erased: its key with it, and the key makes a new family. */
+	assert_int_equal(store_family_delete(f->s, fam.id.s, 10000), 0);
+	assert_int_equal(store_family_signup(f->s, "张家", "奶奶", 0, t4, "老人机", key, 0, true,
+	                                     11000, &fam2, &m2, &d2, &done),
+	                 0);
+	assert_int_equal(done, STORE_SIGNUP_MADE);
+	assert_string_not_equal(fam2.id.s, fam.id.s);
+	/* Bad names: refused before the key is looked up. */
+	assert_int_equal(store_family_signup(f->s, "", "奶奶", 0, t1, "老人机", key, 0, true, 11000,
+	                                     &fam2, &m2, &d2, &done),
+	                 STORE_EINVAL);
+}
+
+typedef struct signup_racer {
+	store *s;
+	uint8_t token[STORE_HASH_LEN];
+	store_family fam;
+	store_member m;
+	store_device d;
+	store_signup done;
+	int rc;
+} signup_racer;
+
+static void *signup_race(void *arg)
+{
+	signup_racer *r = arg;
+	uint8_t key[STORE_HASH_LEN];
+	hash_of("signup-race", 1, key);
+	r->rc = store_family_signup(r->s, "周家", "妈妈", 0, r->token, "phone", key, 0, true, 5000,
+	                            &r->fam, &r->m, &r->d, &r->done);
+	return NULL;
+}
+
+/* Two sign-ups with one key at once, on two store handles (the SQL, not only the writer's
+ * mutex): one family, one MADE and one AGAIN, and no mailbox file left over. */
+static void family_signup_once_under_a_race(void **state)
+{
+	fixture *f = *state;
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->second, &o), 0);
+	int files = mailbox_files(f);
+	for (int round = 0; round < 8; round++) {
+		signup_racer r[2] = {{.s = f->s}, {.s = f->second}};
+		hash_of("signup-race-token", 2 * round, r[0].token);
+		hash_of("signup-race-token", 2 * round + 1, r[1].token);
+		pthread_t th[2];
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(pthread_create(&th[i], NULL, signup_race, &r[i]), 0);
+		for (int i = 0; i < 2; i++)
+			pthread_join(th[i], NULL);
+		assert_int_equal(r[0].rc, 0);
+		assert_int_equal(r[1].rc, 0);
+		assert_string_equal(r[0].fam.id.s, r[1].fam.id.s);
+		assert_string_equal(r[0].d.id.s, r[1].d.id.s);
+		if (round == 0)
+			assert_int_equal(r[0].done + r[1].done,
+			                 STORE_SIGNUP_MADE + STORE_SIGNUP_AGAIN);
+		else
+			assert_true(r[0].done == STORE_SIGNUP_AGAIN &&
+			            r[1].done == STORE_SIGNUP_AGAIN);
+		assert_int_equal(mailbox_files(f), files + 1);
+	}
 }
 
 static void device_add_rejects_bad_input(void **state)
@@ -925,6 +1088,8 @@ int main(void)
 	    T(kiosk_codes_go_with_their_tablet),
 	    T(device_add_rejects_bad_input),
 	    T(family_with_device_is_all_or_nothing),
+	    T(family_signup_retried_by_key),
+	    T(family_signup_once_under_a_race),
 	    T(devices_list_by_family),
 	    T(device_touch_is_throttled),
 	    T(device_malformed_ids),

@@ -55,6 +55,16 @@ static void migrations_from_every_version(void **state)
 		store_member mem;
 		assert_int_equal(store_family_create(s, "x", "y", 0, 1, &fam, &mem), 0);
 		assert_int_equal(store_family_get(s, fam.id.s, &fam), 0);
+		/* A sign-up with a key (step 18), and the same again: one family. */
+		uint8_t token[STORE_HASH_LEN] = {1}, key[STORE_HASH_LEN] = {2};
+		store_device dev;
+		store_signup done;
+		for (int i = 0; i < 2; i++) {
+			assert_int_equal(store_family_signup(s, "x", "y", 0, token, "phone", key, 0,
+			                                     true, 1, &fam, &mem, &dev, &done),
+			                 0);
+			assert_int_equal(done, i ? STORE_SIGNUP_AGAIN : STORE_SIGNUP_MADE);
+		}
 		store_close(s);
 		assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)directory_schema.count);
 		assert_int_equal(count_rows(path, "SELECT count(*) FROM sqlite_master WHERE name = "
@@ -687,6 +697,64 @@ static void directory_step_17_members_added_once(void **state)
 	store_close(s);
 }
 
+/* Directory step 18: devices from before keep no sign-up key and work as before; a sign-up
+ * made since with a key is found by it again, never made twice. */
+static void directory_step_18_signups_made_once(void **state)
+{
+	fixture *f = *state;
+	char dir[128], path[256];
+	directory_at(
+	    f, "v17", 17,
+	    "INSERT INTO families (id, name, created_ms) VALUES "
+	    "('f0000000000000000000000000', '王家', 1);"
+	    "INSERT INTO members (id, family_id, name, role, created_ms) VALUES "
+	    "('a0000000000000000000000000', 'f0000000000000000000000000', '妈妈', "
+	    "'parent', 1);"
+	    "INSERT INTO devices (id, token_hash, kind, member_id, created_ms) VALUES "
+	    "('d0000000000000000000000000', "
+	    "x'0101010101010101010101010101010101010101010101010101010101010101', 'personal', "
+	    "'a0000000000000000000000000', 1), "
+	    "('e0000000000000000000000000', "
+	    "x'0202020202020202020202020202020202020202020202020202020202020202', 'personal', "
+	    "'a0000000000000000000000000', 2);",
+	    dir, path);
+	store_options o;
+	store_options_init(&o);
+	o.dir = dir;
+	store *s;
+	assert_int_equal(store_open(&s, &o), 0);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM devices WHERE signup_key IS NULL"),
+	                 2);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM sqlite_master WHERE name = "
+	                                  "'devices_by_signup_key'"),
+	                 1);
+	uint8_t old_token[STORE_HASH_LEN], token[STORE_HASH_LEN], again[STORE_HASH_LEN],
+	    key[STORE_HASH_LEN];
+	memset(old_token, 0x01, sizeof old_token);
+	memset(token, 0x11, sizeof token);
+	memset(again, 0x22, sizeof again);
+	memset(key, 0x33, sizeof key);
+	store_device d, d2;
+	assert_int_equal(store_device_by_token(s, old_token, &d), 0);
+	assert_string_equal(d.id.s, "d0000000000000000000000000");
+	store_family fam, fam2;
+	store_member m, m2;
+	store_signup done;
+	assert_int_equal(store_family_signup(s, "李家", "爸爸", 0, token, "phone", key, 0, true, 10,
+	                                     &fam, &m, &d, &done),
+	                 0);
+	assert_int_equal(done, STORE_SIGNUP_MADE);
+	assert_int_equal(store_family_signup(s, "李家", "爸爸", 0, again, "phone", key, 0, true, 20,
+	                                     &fam2, &m2, &d2, &done),
+	                 0);
+	assert_int_equal(done, STORE_SIGNUP_AGAIN);
+	assert_string_equal(d2.id.s, d.id.s);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM families"), 2);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM devices WHERE signup_key IS NULL"),
+	                 2);
+	store_close(s);
+}
+
 /* A tool that may run beside an older server (upgrade_directory 0: jiayinctl) refuses an older
  * directory instead of migrating it under that server (the review: the older server could not
  * start again); the server's own open migrates it. */
@@ -793,14 +861,20 @@ static void newer_versions_refused_untouched(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(migrations_from_every_version),          T(mailbox_step_5_clears_old_tombstones),
-	    T(mailbox_step_4_keeps_every_row),         T(two_openers_migrate_once),
-	    T(directory_step_7_keeps_members),         T(directory_step_12_withdraws_old_pins),
-	    T(directory_step_13_knows_older_erasures), T(older_directory_refused_without_upgrade),
-	    T(newer_versions_refused_untouched),       T(directory_step_14_counts_kiosk_pins),
+	    T(migrations_from_every_version),
+	    T(mailbox_step_5_clears_old_tombstones),
+	    T(mailbox_step_4_keeps_every_row),
+	    T(two_openers_migrate_once),
+	    T(directory_step_7_keeps_members),
+	    T(directory_step_12_withdraws_old_pins),
+	    T(directory_step_13_knows_older_erasures),
+	    T(older_directory_refused_without_upgrade),
+	    T(newer_versions_refused_untouched),
+	    T(directory_step_14_counts_kiosk_pins),
 	    T(directory_step_15_indexes_pairings_by_time),
 	    T(directory_step_16_kiosk_codes_know_their_tablet),
 	    T(directory_step_17_members_added_once),
+	    T(directory_step_18_signups_made_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
