@@ -753,9 +753,14 @@ static void member_add_work(api_job *j)
 	if (j->idem[0])
 		api_idempotency_stored(j, j->idem, key);
 	int existed = 0;
+	int64_t now = api_now_ms();
 	j->rc = store_member_add_once(j->st, j->param[0], j->member_name, j->role, j->device_name,
-	                              j->idem[0] ? key : NULL, api_now_ms(), j->members, &existed);
+	                              j->idem[0] ? key : NULL, now, j->members, &existed);
 	j->existed = existed;
+	/* Who added whom, in what role, as a removal is recorded; a retry added nobody. */
+	if (j->rc == 0 && !existed)
+		api_audit(j, now, "member.add", j->param[0], j->members->id.s,
+		          store_role_name(j->role));
 }
 
 static void member_add_done(srv_exchange *x, api_job *j)

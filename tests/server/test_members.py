@@ -261,6 +261,18 @@ def member_add_retried(binary, preload):
         ok(a.status == 201 and b.status == 201 and names().count("小康") == 3,
            "without an Idempotency-Key each is a new member (201, 201)",
            f"{a.status} {b.status} {names()}")
+
+        # Each member added is in the audit log once, as a removal is: who, which family,
+        # which member, its role; the retries (200) added nobody and recorded nothing.
+        srv.stop()
+        rows = audit_rows(srv, "member.add")
+        want = [(mom["member"]["id"], fam, m1.get("id"), "child"),
+                (dad["member"]["id"], fam, mine.get("id"), "child"),
+                (mom["member"]["id"], fam, ids.pop() if len(ids) == 1 else None, "child")]
+        want += [(mom["member"]["id"], fam, x.json()["member"]["id"], "child")
+                 for x in (a, b) if x.status == 201]
+        ok(rows == want, "each member added is in the audit log once (member.add, its role), "
+           "none for a retry", f"{rows} {want}")
     finally:
         rc = srv.stop()
     ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
