@@ -35,9 +35,11 @@ typedef struct api_attempt {
 
 /*
  * A plain upload with an Idempotency-Key whose recording is whole and being transcoded and
- * stored: a retry of it from the same phone is answered before its body meanwhile
- * (api_messages.c). Listed in the server's uploads_in_flight, on the loop, from the body's end
- * until its job is freed (api_job_free).
+ * stored: a retry of it from the same phone is answered before its body meanwhile, or, its
+ * body read already, waits for it instead of being transcoded too (api_messages.c). Listed in
+ * the server's uploads_in_flight, on the loop, from the body's end until its job is freed
+ * (api_job_free). A retry that waits is listed by its own entry in the first's `parked`, with
+ * its job and exchange (its connection held), until the first's entry ends.
  */
 typedef struct api_in_flight {
 	struct api_in_flight *prev, *next;
@@ -45,6 +47,9 @@ typedef struct api_in_flight {
 	char family[STORE_ID_LEN + 1];
 	uint8_t token_hash[STORE_HASH_LEN];
 	char idem[130];
+	struct api_in_flight *parked; /* retries waiting for this one's end */
+	api_job *job;                 /* a waiting retry's, and its exchange */
+	srv_exchange *x;
 } api_in_flight;
 
 struct api_job {
@@ -110,7 +115,8 @@ struct api_job {
 	                                back unless api_run_heavy submitted it */
 	char to[64];
 	char idem[130];
-	api_in_flight flight; /* its transcode under way, for a retry (api_messages.c) */
+	api_in_flight flight; /* its transcode under way, for a retry; or, a retry, its wait for
+	                         another's (api_messages.c) */
 	bool existed;
 	store_signup signup; /* a sign-up: what store_family_signup did (api.c) */
 	codec_result cres;
@@ -327,7 +333,8 @@ void api_upload_done(srv_exchange *x, api_job *j);
 /* On the loop: j's transcode, if it ran, counted once in /metrics, whatever became of the
  * recording (api_job_done, as a plain upload is answered; tus_op_end, a resumable one's). */
 void api_transcode_counted(srv_server *s, api_job *j);
-/* The plain upload's transcode is over: off the server's uploads_in_flight (api_job_free). */
+/* The plain upload's transcode is over: off the server's uploads_in_flight, and the retries
+ * that waited for it go on (api_job_free). */
 void api_in_flight_end(api_in_flight *f);
 /* A message as the API shows it (deleted or hidden: its id, seq and state "deleted" only). */
 json_t *api_message_json(const store_message *m);

@@ -406,16 +406,46 @@ static void upload_refused(srv_exchange *x, api_job *j)
  * upload_in_progress before its body; sent again after Retry-After, it finds the message (200,
  * before its body). It is looked for on the loop before the retry's key is looked up on the
  * pool: a first no longer listed was stored (or refused) before that lookup, which finds it.
+ *
+ * A retry without the expectation (OkHttp never sends it) has its body read all the same, and
+ * so has one whose gate came before the first's body was whole. Its recording whole, it was
+ * transcoded again, taking another of the family's transcode places, for storage to find the
+ * key and answer 200. Now it waits on the loop for the first (retry_park), its place given
+ * back, its client watched: when the first's job ends, its key is looked up (a light job) and
+ * it is answered 200 with the message; only when the first stored nothing (it failed) is this
+ * one, whole, transcoded itself. A client that goes away while it waits frees it at once.
  */
 #define IN_FLIGHT_RETRY_AFTER "Retry-After: 2\r\n"
 
-static bool in_flight(const srv_server *s, const api_job *j)
+static api_in_flight *in_flight(const srv_server *s, const api_job *j)
 {
-	for (const api_in_flight *f = s->uploads_in_flight; f; f = f->next)
+	for (api_in_flight *f = s->uploads_in_flight; f; f = f->next)
 		if (strcmp(f->idem, j->idem) == 0 && strcmp(f->family, j->param[0]) == 0 &&
 		    memcmp(f->token_hash, j->token_hash, STORE_HASH_LEN) == 0)
-			return true;
-	return false;
+			return f;
+	return NULL;
+}
+
+static void in_flight_link(api_in_flight *f, api_in_flight **head)
+{
+	f->head = head;
+	f->prev = NULL;
+	f->next = *head;
+	if (f->next)
+		f->next->prev = f;
+	*head = f;
+}
+
+static void in_flight_unlink(api_in_flight *f)
+{
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		*f->head = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	f->head = NULL;
+	f->prev = f->next = NULL;
 }
 
 /* j's recording is whole and goes to be transcoded: listed until its job is freed. */
@@ -427,26 +457,118 @@ static void in_flight_begin(srv_server *s, api_job *j)
 	snprintf(f->family, sizeof f->family, "%.*s", STORE_ID_LEN, j->param[0]);
 	memcpy(f->token_hash, j->token_hash, sizeof f->token_hash);
 	snprintf(f->idem, sizeof f->idem, "%s", j->idem);
-	f->head = &s->uploads_in_flight;
-	f->prev = NULL;
-	f->next = *f->head;
-	if (f->next)
-		f->next->prev = f;
-	*f->head = f;
+	in_flight_link(f, &s->uploads_in_flight);
+}
+
+/* A waiting retry off its first's list and no longer watched; the caller still holds its
+ * connection (srv_conn_unref once done with the exchange). */
+static void retry_unpark(api_in_flight *f)
+{
+	srv_exchange *x = f->x;
+	in_flight_unlink(f);
+	f->job = NULL;
+	f->x = NULL;
+	x->srv->upload_retries_waiting--;
+	srv_conn_unwatch(x->conn);
+}
+
+static void retry_lookup_work(api_job *j)
+{
+	char key[API_IDEM_STORED_LEN];
+	if (api_own_family(j))
+		(void)upload_checked(j, key); /* j->existed: the first's message, in j->msg */
+}
+
+static void upload_whole(srv_exchange *x, api_job *j);
+
+/* Looked up after the first's end: its message (200), or what this one is told without a
+ * transcode (its phone revoked: 401; its recipient gone: 400); else transcoded now. */
+static void retry_looked_up(srv_exchange *x, void *arg)
+{
+	api_job *j = arg;
+	if (j->auth_rc < 0 || j->rc != 0 || j->existed) {
+		j->done = api_upload_done;
+		api_job_done(x, j);
+		return;
+	}
+	upload_whole(x, j); /* the first stored nothing: this one is whole */
+}
+
+/* The first's job ended (stored, or refused): the waiting retry's key is looked up. */
+static void retry_resume(api_in_flight *f)
+{
+	srv_exchange *x = f->x;
+	srv_conn *c = x->conn;
+	api_job *j = f->job;
+	retry_unpark(f);
+	if (c->closed) { /* every connection closed at the end of a shutdown's grace */
+		api_job_free(j);
+	} else {
+		j->work = retry_lookup_work;
+		if (srv_job_submit_any(x, api_job_run, retry_looked_up, j) < 0) {
+			api_job_free(j);
+			srv_respond_error(x, 500, "out_of_memory", "no memory");
+		}
+	}
+	srv_conn_unref(c);
 }
 
 void api_in_flight_end(api_in_flight *f)
 {
 	if (!f->head)
 		return;
-	if (f->prev)
-		f->prev->next = f->next;
-	else
-		*f->head = f->next;
-	if (f->next)
-		f->next->prev = f->prev;
-	f->head = NULL;
-	f->prev = f->next = NULL;
+	if (f->x) { /* a retry freed while it waits (retry_gone) */
+		srv_conn *c = f->x->conn;
+		retry_unpark(f);
+		srv_conn_unref(c); /* its handles hold it still: the exchange stays */
+		return;
+	}
+	in_flight_unlink(f);
+	while (f->parked)
+		retry_resume(f->parked);
+}
+
+/* Its client went away while it waited: freed now, its recording with it; one that only shut
+ * its side (or sent more meanwhile) is told to send it again shortly, as before its body. */
+static void retry_gone(void *arg, srv_gone why)
+{
+	api_in_flight *f = arg;
+	srv_exchange *x = f->x;
+	api_job_free(f->job);
+	if (why != SRV_GONE_RESET)
+		srv_respond_error_with(x, 503, "upload_in_progress",
+		                       "this recording is being stored: send it again shortly",
+		                       IN_FLIGHT_RETRY_AFTER);
+}
+
+/* j, whole, waits for first's end on the loop; its reserved transcode goes back to the family
+ * meanwhile (if it transcodes after all, it asks for one again). */
+static void retry_park(srv_exchange *x, api_job *j, api_in_flight *first)
+{
+	api_in_flight *f = &j->flight;
+	srv_job_heavy_unreserve(j->heavy);
+	j->heavy = NULL;
+	f->job = j;
+	f->x = x;
+	x->conn->refs++;
+	x->srv->upload_retries_waiting++;
+	in_flight_link(f, &first->parked);
+	srv_conn_watch(x->conn, retry_gone, f);
+}
+
+/* j's recording is whole: transcoded and stored, unless the same phone's copy under its key is
+ * in flight, which it waits for. */
+static void upload_whole(srv_exchange *x, api_job *j)
+{
+	api_in_flight *first = j->idem[0] ? in_flight(x->srv, j) : NULL;
+	if (first) {
+		retry_park(x, j, first);
+		return;
+	}
+	j->work = api_upload_work;
+	j->done = api_upload_done;
+	in_flight_begin(x->srv, j);
+	api_run_heavy(x, j, j->param[0]);
 }
 
 /* Bytes of the body on the disk: out of what it has still to write (srv_body_on_written). */
@@ -482,12 +604,9 @@ static void upload_body_done(srv_exchange *x, void *arg, int status)
 		srv_respond_error(x, 422, "audio_truncated", "the request has no audio");
 		return;
 	}
-	j->work = api_upload_work;
-	j->done = api_upload_done;
 	j->rc = j->auth_rc = 0;
 	j->checked = true; /* at the gate: a session over since keeps its story */
-	in_flight_begin(x->srv, j);
-	api_run_heavy(x, j, j->param[0]);
+	upload_whole(x, j);
 }
 
 static void upload_gate_done(srv_exchange *x, void *arg)

@@ -172,6 +172,9 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "# HELP jiayin_heavy_jobs_reserved Transcodes reserved by plain uploads whose bodies "
 	    "are arriving.\n"
 	    "# TYPE jiayin_heavy_jobs_reserved gauge\njiayin_heavy_jobs_reserved %u\n"
+	    "# HELP jiayin_upload_retries_waiting Plain uploads sent again whose recording is in, "
+	    "waiting for the same phone's first copy to be stored rather than transcoded again.\n"
+	    "# TYPE jiayin_upload_retries_waiting gauge\njiayin_upload_retries_waiting %u\n"
 	    "# HELP jiayin_jobs_refused_total Requests refused because a job queue was full, or "
 	    "their family had its share of heavy jobs.\n"
 	    "# TYPE jiayin_jobs_refused_total counter\njiayin_jobs_refused_total %llu\n"
@@ -225,7 +228,7 @@ char *srv_metrics_render(const srv_server *s, size_t *len)
 	    "%llu\n",
 	    s->open_conns, (unsigned long long)m->connections_total,
 	    (unsigned long long)m->connections_refused, s->active_jobs, s->heavy_queued,
-	    s->heavy_reserved_count, (unsigned long long)m->jobs_refused,
+	    s->heavy_reserved_count, s->upload_retries_waiting, (unsigned long long)m->jobs_refused,
 	    (unsigned long long)m->bytes_in, (unsigned long long)m->bytes_out,
 	    (unsigned long long)m->parse_errors, (unsigned long long)m->storage_errors,
 	    (unsigned long long)m->audit_failures, (unsigned long long)m->families_set_aside,

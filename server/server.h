@@ -128,6 +128,7 @@ struct srv_server {
 	/* plain uploads with an Idempotency-Key whose recording is being transcoded and stored,
 	 * each in its job (api_messages.c) */
 	struct api_in_flight *uploads_in_flight;
+	unsigned upload_retries_waiting; /* retries whose body is in, waiting on one of those */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t health_timer, grace_timer, date_timer;
 	uv_timer_t retention_timer; /* api_family.c: old messages go */

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """test_api.py — the v1 API's identity endpoints end to end (TAP).
 
-usage: test_api.py JIAYIN_BINARY [EIO_PRELOAD]
+usage: test_api.py JIAYIN_BINARY [EIO_PRELOAD [HOLD_PRELOAD]]
 
 Starts the real jiayin on a free loopback port and checks what docs/api.md promises for
 sign-up (POST /v1/families), pairing (POST /v1/pair, whole or not at all when the disk fails
-a read: EIO_PRELOAD is tests/tools/eio_preload.c built; such a read is storage_io_error),
+a read: EIO_PRELOAD is tests/tools/eio_preload.c built; such a read is storage_io_error;
+HOLD_PRELOAD, tests/tools/hold_preload.c, orders an upload and its retry),
 GET /v1/me,
 GET /v1/families/{id}/members and DELETE /v1/devices/{id}: shapes, tokens (shown once, stored
 only as a hash, revoked at once), bad bodies with their codes and nothing stored, someone else's
@@ -17,7 +18,11 @@ import hmac
 import json
 import os
 import re
+import signal
+import socket
 import sqlite3
+import struct
+import subprocess
 import sys
 import threading
 import time
@@ -1278,6 +1283,216 @@ def retry_while_transcoding(binary):
         srv.stop()
 
 
+def hold_arm(hold_dir, n, count=0):
+    """hold_preload.c: the statement of text n started after `count` more is held."""
+    tmp = os.path.join(hold_dir, f".arm{n}")
+    with open(tmp, "w") as f:
+        f.write(str(count))
+    os.rename(tmp, os.path.join(hold_dir, f"arm{n}"))
+
+
+def upload_head(fam, token, key, length):
+    """A plain upload's head as OkHttp sends it: no Expect: 100-continue."""
+    return (f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
+            f"Authorization: Bearer {token}\r\nIdempotency-Key: {key}\r\n"
+            f"Content-Length: {length}\r\nConnection: close\r\n\r\n").encode()
+
+
+def retry_without_expect(binary, hold_preload, eio_preload):
+    """A phone whose upload's answer did not come in time (OkHttp's 10 s read timeout against a
+    long clip's transcode) sends the recording again with its Idempotency-Key and without
+    Expect: 100-continue (OkHttp never sends it), so its body is read. Its first copy was still
+    being transcoded: the retry, whole, was transcoded a second time (another of the family's
+    transcode places, seconds of CPU on a 2-core server) for storage to find the key and answer
+    200. Now it waits for the first and is answered 200 with its message, transcoded once; in
+    the other order too (the retry's body whole before the first's); a retry whose client goes
+    away while it waits is freed; and when the first fails, the retry, whole, is transcoded
+    itself and stored. Ordered by hold_preload: the copy whose body was whole first is held in
+    its transcode job, at its caller's check before the transcode (its phone's token looked up
+    again), until the other waits; a retry's insert of its message is held until the disk,
+    made full for the mailboxes by eio_preload's JIAYIN_FULL_WHILE, has room again."""
+    if not hold_preload or not eio_preload:
+        skip("a retry without Expect waits for its first", "no hold_preload/eio_preload given")
+        return
+    from apiclient import list_all, metric, sine_wav
+    wav = sine_wav(os.path.join(scratch_dir("jiayin-long-"), "long.wav"), 440, 300)
+    hold = scratch_dir("jiayin-hold-")
+    tmp = scratch_dir("jiayin-full-")
+    data, full = os.path.join(tmp, "data"), os.path.join(tmp, "full")
+    env = {"LD_PRELOAD": f"{hold_preload} {eio_preload}", "JIAYIN_HOLD_DIR": hold,
+           "JIAYIN_HOLD_SQL": "d.token_hash = ? AND d.revoked_ms|INSERT INTO messages (",
+           "JIAYIN_FULL_WHILE": full,
+           "JIAYIN_FULL_DIR": os.path.join(os.path.realpath(tmp), "data", "families") + "/",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    srv = Server(binary, data=data, env=env)
+    answers = {}
+
+    def send(name, head, parts, close_after=None):
+        """head then each part of the body on a connection of its own; its answer."""
+        s = srv.connect(timeout=120)
+        s.sendall(head)
+        for part in parts:
+            s.sendall(part)
+        answers[name + "_sock"] = s
+        if close_after:
+            return
+        answers[name] = Reader(s).response()
+        s.close()
+
+    def thread(name, head, parts):
+        t = threading.Thread(target=send, args=(name, head, parts))
+        t.start()
+        return t
+
+    def waiting(n):
+        return until(lambda: metric(srv, "jiayin_upload_retries_waiting") == n or
+                     metric(srv, "jiayin_heavy_jobs_queued") == 2, timeout=60)
+
+    def held(n):
+        return until(lambda: os.path.exists(os.path.join(hold, f"held{n}")), timeout=60)
+
+    def release(n):
+        os.unlink(os.path.join(hold, f"arm{n}"))
+        if os.path.exists(os.path.join(hold, f"held{n}")):
+            os.unlink(os.path.join(hold, f"held{n}"))
+
+    def message(r):
+        return r.json().get("message", {}).get("id") if r and r.status in (200, 201) else None
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam, tok = mom["family"]["id"], mom["token"]
+        list_all(srv, tok, fam)  # the mailbox open before its disk is full (operations.md)
+        transcodes = 0
+
+        # 1. the first in its transcode job (its token looked up at its gate, then held at
+        # the check before its transcode), the retry sent whole
+        hold_arm(hold, 0, 1)
+        first = thread("first", upload_head(fam, tok, "story-1", len(wav)), [wav])
+        in_insert = held(0)
+        retry = thread("retry", upload_head(fam, tok, "story-1", len(wav)), [wav])
+        parked = waiting(1)
+        queued = metric(srv, "jiayin_heavy_jobs_queued")
+        reserved = metric(srv, "jiayin_heavy_jobs_reserved")
+        release(0)
+        first.join()
+        retry.join()
+        a, b = answers.get("first"), answers.get("retry")
+        transcodes += 1
+        ok(in_insert and parked and a and a.status == 201 and b and b.status == 200 and
+           message(a) and message(a) == message(b) and
+           metric(srv, "jiayin_transcodes_total") == transcodes,
+           "a retry without Expect whose body came while the first was being transcoded: the "
+           "first 201, the retry 200 with the same message, one transcode (jiayin_transcodes_"
+           "total 1)", f"held {in_insert}, waited {parked}; {a and a.status} {message(a)} "
+           f"{b and b.status} {message(b)}; transcodes {metric(srv, 'jiayin_transcodes_total')}")
+        ok(queued == 1 and reserved == 0,
+           "while the retry waits its transcode place is given back (heavy jobs queued 1, "
+           "reserved 0)", f"queued {queued}, reserved {reserved}")
+
+        # 2. the other order: the first's body still arriving when the retry's is whole
+        half = len(wav) // 2
+        s = srv.connect(timeout=120)
+        s.sendall(upload_head(fam, tok, "story-2", len(wav)) + wav[:half])
+        until(lambda: metric(srv, "jiayin_heavy_jobs_reserved") == 1, timeout=30)
+        hold_arm(hold, 0, 1)  # the retry's gate passes, its transcode job is held
+        retry = thread("retry", upload_head(fam, tok, "story-2", len(wav)), [wav])
+        in_insert = held(0)  # the retry, whole first, is the one transcoded
+        s.sendall(wav[half:])
+        parked = waiting(1)
+        release(0)
+        retry.join()
+        a, b = Reader(s).response(), answers.get("retry")
+        s.close()
+        transcodes += 1
+        ok(in_insert and parked and a and a.status == 200 and b and b.status == 201 and
+           message(a) and message(a) == message(b) and
+           metric(srv, "jiayin_transcodes_total") == transcodes,
+           "the other order (the retry's body whole before the first's): the retry 201, the "
+           "first 200 with the same message, one transcode",
+           f"held {in_insert}, waited {parked}; {a and a.status} {message(a)} "
+           f"{b and b.status} {message(b)}; transcodes {metric(srv, 'jiayin_transcodes_total')}")
+
+        # 3. the retry's client goes away while it waits: freed at once
+        hold_arm(hold, 0, 1)
+        first = thread("first", upload_head(fam, tok, "story-3", len(wav)), [wav])
+        in_insert = held(0)
+        send("gone", upload_head(fam, tok, "story-3", len(wav)), [wav], close_after=True)
+        parked = waiting(1)
+        g = answers["gone_sock"]
+        g.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        g.close()  # a reset
+        freed = until(lambda: metric(srv, "jiayin_upload_retries_waiting") == 0, timeout=30)
+        release(0)
+        first.join()
+        a = answers.get("first")
+        transcodes += 1
+        ok(in_insert and parked and freed and a and a.status == 201 and
+           metric(srv, "jiayin_transcodes_total") == transcodes,
+           "a waiting retry whose client resets is freed at once; the first is stored, 201, "
+           "transcoded once", f"held {in_insert}, waited {parked}, freed {freed}; "
+           f"{a and a.status}; transcodes {metric(srv, 'jiayin_transcodes_total')}")
+
+        # 4. the first fails (the mailboxes' disk full at its commit): the retry, whole, is
+        # transcoded itself and stored
+        hold_arm(hold, 0, 1)
+        first = thread("first", upload_head(fam, tok, "story-4", len(wav)), [wav])
+        in_insert = held(0)
+        retry = thread("retry", upload_head(fam, tok, "story-4", len(wav)), [wav])
+        parked = waiting(1)
+        hold_arm(hold, 1, 1)  # the first's insert passes it; the retry's is held
+        open(full, "w").close()
+        release(0)
+        first.join()
+        a = answers.get("first")
+        os.unlink(full)
+        in_insert2 = held(1)
+        release(1)
+        retry.join()
+        b = answers.get("retry")
+        transcodes += 2
+        ok(in_insert and parked and a and a.status == 507 and in_insert2 and b and
+           b.status == 201 and metric(srv, "jiayin_transcodes_total") == transcodes,
+           "the first failing (the disk full at its commit: 507), the waiting retry is "
+           "transcoded itself and stored: 201",
+           f"held {in_insert} {in_insert2}, waited {parked}; {a and a.status} "
+           f"{a and a.body[:120]!r} {b and b.status} {b and b.body[:120]!r}; transcodes "
+           f"{metric(srv, 'jiayin_transcodes_total')}")
+        msgs = list_all(srv, tok, fam)
+        ok(len(msgs) == 4 and message(b) in msgs and
+           metric(srv, "jiayin_upload_retries_waiting") == 0 and
+           metric(srv, "jiayin_heavy_jobs_reserved") == 0,
+           "four messages for the four recordings, one each; nothing left waiting or reserved",
+           f"{len(msgs)} messages")
+
+        # 5. SIGTERM while a retry waits: both are answered within the grace, then the exit
+        hold_arm(hold, 0, 1)
+        first = thread("first", upload_head(fam, tok, "story-5", len(wav)), [wav])
+        in_insert = held(0)
+        retry = thread("retry", upload_head(fam, tok, "story-5", len(wav)), [wav])
+        parked = waiting(1)
+        srv.signal(signal.SIGTERM)
+        release(0)
+        first.join()
+        retry.join()
+        a, b = answers.get("first"), answers.get("retry")
+        try:
+            rc = srv.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            rc = None
+        ok(in_insert and parked and a and a.status == 201 and b and b.status == 200 and
+           message(a) == message(b) and rc == 0,
+           "SIGTERM while a retry waits: the first 201, the retry 200 with its message, and the "
+           "server exits 0 (nothing leaked)", f"held {in_insert}, waited {parked}; "
+           f"{a and a.status} {b and b.status}; exit {rc}")
+    finally:
+        if os.path.exists(full):
+            os.unlink(full)
+        for n in (0, 1):
+            if os.path.exists(os.path.join(hold, f"arm{n}")):
+                os.unlink(os.path.join(hold, f"arm{n}"))
+        srv.stop()
+
+
 def main():
     binary = sys.argv[1]
     srv = Server(binary, "--signups-per-hour", "5")
@@ -1426,6 +1641,8 @@ def main():
     hidden_retry(binary)
     retry_after_recipient_left(binary)
     retry_while_transcoding(binary)
+    retry_without_expect(binary, os.path.abspath(sys.argv[3]) if len(sys.argv) > 3 else None,
+                         os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else None)
     long_poll(binary)
     private_messages(binary)
     audit_failures(binary)
