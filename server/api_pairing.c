@@ -221,13 +221,24 @@ static void pair_work(api_job *j)
 	srv_hash_pairing_code(j->secret, j->code, h);
 	api_new_token(j);
 	store_pairing p;
+	int64_t now = api_now_ms();
 	/* The family the answer names is read in the transaction that pairs: read after it, a
 	 * failed read was answered 503 and left the phone's device (its token never told), the
 	 * code used and a new member in the family (review finding). */
-	j->rc = store_pairing_redeem_bounded(j->st, h, j->token_hash, j->device_name, api_now_ms(),
+	j->rc = store_pairing_redeem_bounded(j->st, h, j->token_hash, j->device_name, now,
 	                                     j->pairings_max, &j->paired_first_ms, &p, &j->member,
 	                                     &j->device, &j->family);
 	j->phones_revoked = j->rc == 0 && p.member_id.s[0];
+	if (j->rc < 0)
+		return;
+	/* Who came in, on which phone, with whose code (never the code): the invitation's record
+	 * names only a role, so without this the log named members and phones (their removal,
+	 * their revocation) that nothing in it had let in. The actor is the member the phone is
+	 * now; a member's new phone is told from a new member. */
+	char detail[64];
+	snprintf(detail, sizeof detail, "%s%s%s", p.member_id.s[0] ? "new_phone" : "new_member",
+	         p.created_by.s[0] ? " from " : "", p.created_by.s);
+	api_audit(j, now, "pairing.join", j->family.id.s, j->device.id.s, detail);
 }
 
 /* 429 pairing_locked with Retry-After: when the address's lock, or everyone's, is over (the

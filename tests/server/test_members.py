@@ -656,6 +656,46 @@ def new_phones(binary):
         srv.stop()
 
 
+def pairings_audited(binary):
+    """Each phone paired is in the audit log (pairing.join): the member it is now, the family,
+    the new device and whose code let it in, a new member's or a member's new phone; a code
+    tried again once used (a relative in the WeChat group the code was posted to) records
+    nothing. The invitation's record names only a role, so the log named members and phones,
+    when they were removed or revoked, that nothing in it had let in."""
+    srv = Server(binary)
+    try:
+        mom = signup(srv, "孙家", "妈妈")
+        fam = mom["family"]["id"]
+        codes = f"/v1/families/{fam}/pairing-codes"
+        code = post_json(srv, codes, {"role": "caregiver", "member_name": "奶奶"},
+                         headers=bearer(mom["token"])).json()["code"]
+        nai = post_json(srv, "/v1/pair", {"code": code, "device_name": "老人机"})
+        again = post_json(srv, "/v1/pair", {"code": code, "device_name": "表哥的手机"})
+        new = post_json(srv, codes, {"member_id": nai.json()["member"]["id"]},
+                        headers=bearer(mom["token"])).json()["code"]
+        phone = post_json(srv, "/v1/pair", {"code": new, "device_name": "新手机"})
+        dad = invite_and_pair(srv, mom, "parent", "爸爸")
+        kid = invite_and_pair(srv, dad, "child", "小明")
+        ok(nai.status == 201 and again.status == 400 and phone.status == 201,
+           "a caregiver paired, her code tried again (400), her new phone paired",
+           f"{nai.status} {again.status} {phone.status}")
+        srv.stop()
+        rows = audit_rows(srv, "pairing.join")
+        by_mom = " from " + mom["member"]["id"]
+        want = [(nai.json()["member"]["id"], fam, nai.json()["device"]["id"],
+                 "new_member" + by_mom),
+                (nai.json()["member"]["id"], fam, phone.json()["device"]["id"],
+                 "new_phone" + by_mom),
+                (dad["member"]["id"], fam, dad["device"]["id"], "new_member" + by_mom),
+                (kid["member"]["id"], fam, kid["device"]["id"],
+                 "new_member from " + dad["member"]["id"])]
+        ok(rows == want, "each phone paired is in the audit log once (pairing.join: the member, "
+           "the family, the device, new member or new phone, whose code); the code tried again "
+           "records nothing", f"{rows} {want}")
+    finally:
+        srv.stop()
+
+
 def long_wav(seconds, rate=8000):
     """A mono 16-bit WAV of a voice-like tone that swells and fades (not silence)."""
     import io
@@ -941,6 +981,7 @@ def main():
     member_add_retried(binary, preload)
     member_removal(binary)
     new_phones(binary)
+    pairings_audited(binary)
     revoked_phones_hear_at_once(binary)
     last_parent_phone(binary)
     removed_while_transcoding(binary)
