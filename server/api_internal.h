@@ -35,11 +35,13 @@ typedef struct api_attempt {
 
 /*
  * A plain upload with an Idempotency-Key whose recording is whole and being transcoded and
- * stored: a retry of it from the same phone is answered before its body meanwhile, or, its
- * body read already, waits for it instead of being transcoded too (api_messages.c). Listed in
- * the server's uploads_in_flight, on the loop, from the body's end until its job is freed
- * (api_job_free). A retry that waits is listed by its own entry in the first's `parked`, with
- * its job and exchange (its connection held), until the first's entry ends.
+ * stored (or a resumable upload's finish under its idempotency_key, tus_op.c): a plain retry of
+ * it from the same phone is answered before its body meanwhile, or, its body read already,
+ * waits for it instead of being transcoded too (api_messages.c). Listed in the server's
+ * uploads_in_flight, on the loop, from the body's end until its job is freed (api_job_free;
+ * a finish's: from its submission until its op ends, tus_op_end). A retry that waits is listed by
+ * its own entry in the first's `parked`, with its job and exchange (its connection held), until the
+ * first's entry ends.
  */
 typedef struct api_in_flight {
 	struct api_in_flight *prev, *next;
@@ -333,8 +335,15 @@ void api_upload_done(srv_exchange *x, api_job *j);
 /* On the loop: j's transcode, if it ran, counted once in /metrics, whatever became of the
  * recording (api_job_done, as a plain upload is answered; tus_op_end, a resumable one's). */
 void api_transcode_counted(srv_server *s, api_job *j);
-/* The plain upload's transcode is over: off the server's uploads_in_flight, and the retries
- * that waited for it go on (api_job_free). */
+/* On the loop: f, a recording of family's under the key idem (none: nothing listed), sent
+ * with the token whose hash is token_hash, is being transcoded and stored: listed in the
+ * server's uploads_in_flight until api_in_flight_end, so that a plain upload of the same key
+ * from the same phone meanwhile waits for it. A plain upload's (api_messages.c) or a resumable
+ * upload's finish (tus_op.c). */
+void api_in_flight_begin(srv_server *s, api_in_flight *f, const char *family,
+                         const uint8_t token_hash[STORE_HASH_LEN], const char *idem);
+/* The transcode is over: off the server's uploads_in_flight, and the retries that waited for
+ * it go on (api_job_free; tus_op_end). */
 void api_in_flight_end(api_in_flight *f);
 /* A message as the API shows it (deleted or hidden: its id, seq and state "deleted" only). */
 json_t *api_message_json(const store_message *m);

@@ -448,16 +448,21 @@ static void in_flight_unlink(api_in_flight *f)
 	f->prev = f->next = NULL;
 }
 
+void api_in_flight_begin(srv_server *s, api_in_flight *f, const char *family,
+                         const uint8_t token_hash[STORE_HASH_LEN], const char *idem)
+{
+	if (!idem[0] || f->head)
+		return;
+	snprintf(f->family, sizeof f->family, "%.*s", STORE_ID_LEN, family);
+	memcpy(f->token_hash, token_hash, sizeof f->token_hash);
+	snprintf(f->idem, sizeof f->idem, "%s", idem);
+	in_flight_link(f, &s->uploads_in_flight);
+}
+
 /* j's recording is whole and goes to be transcoded: listed until its job is freed. */
 static void in_flight_begin(srv_server *s, api_job *j)
 {
-	api_in_flight *f = &j->flight;
-	if (!j->idem[0] || f->head)
-		return;
-	snprintf(f->family, sizeof f->family, "%.*s", STORE_ID_LEN, j->param[0]);
-	memcpy(f->token_hash, j->token_hash, sizeof f->token_hash);
-	snprintf(f->idem, sizeof f->idem, "%s", j->idem);
-	in_flight_link(f, &s->uploads_in_flight);
+	api_in_flight_begin(s, &j->flight, j->param[0], j->token_hash, j->idem);
 }
 
 /* A waiting retry off its first's list and no longer watched; the caller still holds its

@@ -34,6 +34,7 @@ void tus_op_unlock(tus_op *op)
 void tus_op_end(tus_op *op)
 {
 	api_transcode_counted(op->up->srv, &op->fin); /* a finish's, whatever it answered */
+	api_in_flight_end(&op->flight); /* a plain retry that waited for it finds its message */
 	if (op->pending)
 		srv_upload_pending_drop(op->up, op->id, op->j.token_hash);
 	if (op->lock)
@@ -43,6 +44,7 @@ void tus_op_end(tus_op *op)
 	api_session_use_end(op->j.in_use);
 	sodium_memzero(op->j.token_hash, sizeof op->j.token_hash);
 	sodium_memzero(op->fin.token_hash, sizeof op->fin.token_hash);
+	sodium_memzero(op->flight.token_hash, sizeof op->flight.token_hash);
 	free(op);
 }
 
@@ -454,6 +456,10 @@ bool tus_finish_submit(srv_exchange *x, tus_op *op, api_done_fn done)
 	op->j.work = finish_step;
 	op->j.done = done;
 	api_session_use_begin(x->srv, &op->j); /* a child's: in use while it waits its turn too */
+	/* A plain upload of the client's key from this phone meanwhile (its answer came no
+	 * more, or the app changed routes) waits for this finish instead of being transcoded
+	 * again, or, with Expect: 100-continue, is told so before its body (api_messages.c). */
+	api_in_flight_begin(x->srv, &op->flight, op->u.family, op->j.token_hash, op->u.idem);
 	int rc = srv_job_submit_heavy(x, op->u.family, api_job_run, tus_op_after, op);
 	if (rc == 0)
 		return true;

@@ -35,6 +35,7 @@ typedef struct tus_op {
 	    step_work; /* HEAD, PATCH, DELETE: what runs under the lock (tus_op_submit_owned) */
 	api_done_fn step_done;
 	srv_upload u;         /* the record */
+	api_in_flight flight; /* its finish under the client's key, for a plain retry of it */
 	int rc;               /* the step's outcome: 0, TUS_E*, SRV_UPLOAD_E* or -errno */
 	int store_rc;         /* a storage call's, answered as storage's */
 	unsigned cap;         /* creation: the device's cap */

@@ -22,6 +22,7 @@ import json
 import os
 import random
 import re
+import socket
 import sqlite3
 import struct
 import subprocess
@@ -1298,6 +1299,102 @@ def recreated_while_finishing(binary, preload, wav):
     ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
 
 
+def plain_retry_while_finishing(binary, preload, wav):
+    """The app's resumable upload of a recording is being made a message (its last PATCH in
+    its transcode, the phone's read timeout run out) and the same phone sends the recording
+    again as a plain upload under the same key (docs/api.md: the two share keys). Only plain
+    copies were looked for: with Expect: 100-continue the retry was told 100 Continue and sent
+    the whole recording again over metered data; without it its body, whole, was transcoded a
+    second time for storage to find the key. Now a finish in flight is looked for as a plain
+    copy is: 503 upload_in_progress before the body, and a retry whose body is in waits for
+    the finish and is answered 200 with its message (one transcode); its connection, kept
+    alive, serves the next request. Ordered by tests/tools/hold_preload.c: the finish held,
+    its key looked up and its recording transcoded, at its caller's check after the transcode
+    (its phone's token looked up the third time: the PATCH's, the finish's before and after
+    its transcode) while the retries come."""
+    hold = scratch_dir("jiayin-hold-")
+    env = {"LD_PRELOAD": preload, "JIAYIN_HOLD_DIR": hold,
+           "JIAYIN_HOLD_SQL": "d.token_hash = ? AND d.revoked_ms",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    srv = Server(binary, "--signups-per-hour", "1000", env=env)
+    try:
+        mom = signup(srv)
+        fam = mom["family"]["id"]
+        meta = f"family_id {b64(fam)},idempotency_key {b64('story-1')}"
+        loc = new_upload(srv, mom, len(wav), meta)
+        arm(hold, 0, 2)  # the finish held once its recording is transcoded
+        last = srv.connect()
+        last.settimeout(60)
+        last.sendall(patch_head(mom, loc, 0, len(wav)) + wav)
+        in_insert = until(lambda: os.path.exists(os.path.join(hold, "held0")), timeout=60)
+
+        def plain_head(expect):
+            return (f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
+                    f"Authorization: Bearer {mom['token']}\r\nIdempotency-Key: story-1\r\n"
+                    + ("Expect: 100-continue\r\n" if expect else "") +
+                    f"Content-Length: {len(wav)}\r\n\r\n").encode()
+        # with Expect: answered before its body
+        e = srv.connect()
+        e.settimeout(10)
+        e.sendall(plain_head(True))
+        got = b""
+        try:
+            while b"\r\n\r\n" not in got:
+                d = e.recv(65536)
+                if not d:
+                    break
+                got += d
+        except (socket.timeout, TimeoutError):
+            pass
+        e.close()
+        first_line = got.split(b"\r\n", 1)[0].decode("latin-1")
+        ok(in_insert and first_line.startswith("HTTP/1.1 503") and
+           b"upload_in_progress" in got,
+           "a plain retry with Expect: 100-continue while the resumable upload of its key is "
+           "being made a message: 503 upload_in_progress before its body, not 100 Continue",
+           f"held {in_insert}; {got[:300]!r}")
+
+        # without Expect: its body is read, and it waits for the finish
+        answers = {}
+        r = srv.connect(timeout=60)
+
+        def send_plain():
+            r.sendall(plain_head(False) + wav)
+            rd = Reader(r)
+            answers["retry"] = rd.response()
+            r.sendall(b"GET /v1/me HTTP/1.1\r\nHost: t\r\n"
+                      + f"Authorization: Bearer {mom['token']}\r\n\r\n".encode())
+            answers["next"] = rd.response()
+        t = threading.Thread(target=send_plain)
+        t.start()
+        waited = until(lambda: metric(srv, "jiayin_upload_retries_waiting") == 1 or
+                       not t.is_alive(), timeout=30) and t.is_alive()
+        os.unlink(os.path.join(hold, "arm0"))  # the message is stored, the upload finished
+        finished = Reader(last).response()
+        last.close()
+        t.join(60)
+        r.close()
+        mid = finished.header("Jiayin-Message-Id") if finished else None
+        b, n = answers.get("retry"), answers.get("next")
+        bid = b.json().get("message", {}).get("id") if b and b.status == 200 else None
+        ok(waited and finished and finished.status == 204 and mid and b and b.status == 200
+           and bid == mid and metric(srv, "jiayin_transcodes_total") == 1,
+           "a plain retry without Expect while the resumable upload of its key is being made "
+           "a message waits for it: the PATCH 204, the retry 200 with the same message, one "
+           "transcode",
+           f"waited {waited}; {finished and finished.status} {mid}; {b and b.status} {bid}; "
+           f"transcodes {metric(srv, 'jiayin_transcodes_total')}")
+        ok(n and n.status == 200 and metric(srv, "jiayin_upload_retries_waiting") == 0 and
+           [m["id"] for m in list_messages(srv, mom)] == [mid],
+           "its connection serves the next request (GET /v1/me 200); one message, nothing "
+           "left waiting", f"{n and n.status}; {list_messages(srv, mom)}")
+    finally:
+        if os.path.exists(os.path.join(hold, "arm0")):
+            os.unlink(os.path.join(hold, "arm0"))
+        rc = srv.stop()
+    ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
+
+
 def create_slowly(srv, who, length, meta):
     """create() that waits as long as the test holds it."""
     hdrs = TUS + bearer(who["token"]) + [("Upload-Length", str(length)),
@@ -1461,6 +1558,7 @@ def main():
     key_is_the_members(binary, wav)
     key_made_message(binary, wav)
     recreated_while_finishing(binary, sys.argv[2], wav)
+    plain_retry_while_finishing(binary, sys.argv[2], wav)
     retry_after_while_receiving(binary, wav)
     method_override(binary, wav)
     return finish()
