@@ -49,6 +49,7 @@ typedef struct api_in_flight {
 	char family[STORE_ID_LEN + 1];
 	uint8_t token_hash[STORE_HASH_LEN];
 	char idem[130];
+	bool resumable;               /* a resumable upload's finish, not a plain copy */
 	struct api_in_flight *parked; /* retries waiting for this one's end */
 	api_job *job;                 /* a waiting retry's, and its exchange */
 	srv_exchange *x;
@@ -345,6 +346,16 @@ void api_in_flight_begin(srv_server *s, api_in_flight *f, const char *family,
 /* The transcode is over: off the server's uploads_in_flight, and the retries that waited for
  * it go on (api_job_free; tus_op_end). */
 void api_in_flight_end(api_in_flight *f);
+/* On the loop: whether a plain upload of family's under the key idem, sent with the token whose
+ * hash is token_hash, is being transcoded and stored (not a resumable upload's finish: a
+ * creation of its key finds that upload, whole, and its own finish is locked). False without a
+ * key. For a resumable upload of the key from the same phone, so as not to take the recording
+ * again or transcode it twice (api_uploads.c, tus_op.c). */
+bool api_plain_in_flight(const srv_server *s, const char *family,
+                         const uint8_t token_hash[STORE_HASH_LEN], const char *idem);
+/* 503 upload_in_progress with Retry-After: the same phone's recording of this key is in flight
+ * (api_in_flight_find); sent again once it is stored, the key finds its message. */
+void api_respond_in_flight(srv_exchange *x);
 /* A message as the API shows it (deleted or hidden: its id, seq and state "deleted" only). */
 json_t *api_message_json(const store_message *m);
 /*

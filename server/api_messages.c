@@ -417,13 +417,37 @@ static void upload_refused(srv_exchange *x, api_job *j)
  */
 #define IN_FLIGHT_RETRY_AFTER "Retry-After: 2\r\n"
 
-static api_in_flight *in_flight(const srv_server *s, const api_job *j)
+/* The same phone's recording of family's under idem in flight (plain_only: a plain copy). */
+static api_in_flight *find(const srv_server *s, const char *family,
+                           const uint8_t token_hash[STORE_HASH_LEN], const char *idem,
+                           bool plain_only)
 {
+	if (!idem[0])
+		return NULL;
 	for (api_in_flight *f = s->uploads_in_flight; f; f = f->next)
-		if (strcmp(f->idem, j->idem) == 0 && strcmp(f->family, j->param[0]) == 0 &&
-		    memcmp(f->token_hash, j->token_hash, STORE_HASH_LEN) == 0)
+		if (strcmp(f->idem, idem) == 0 && strcmp(f->family, family) == 0 &&
+		    memcmp(f->token_hash, token_hash, STORE_HASH_LEN) == 0 &&
+		    !(plain_only && f->resumable))
 			return f;
 	return NULL;
+}
+
+static api_in_flight *in_flight(const srv_server *s, const api_job *j)
+{
+	return find(s, j->param[0], j->token_hash, j->idem, false);
+}
+
+bool api_plain_in_flight(const srv_server *s, const char *family,
+                         const uint8_t token_hash[STORE_HASH_LEN], const char *idem)
+{
+	return find(s, family, token_hash, idem, true) != NULL;
+}
+
+void api_respond_in_flight(srv_exchange *x)
+{
+	srv_respond_error_with(x, 503, "upload_in_progress",
+	                       "this recording is being stored: send it again shortly",
+	                       IN_FLIGHT_RETRY_AFTER);
 }
 
 static void in_flight_link(api_in_flight *f, api_in_flight **head)
@@ -541,9 +565,7 @@ static void retry_gone(void *arg, srv_gone why)
 	srv_exchange *x = f->x;
 	api_job_free(f->job);
 	if (why != SRV_GONE_RESET)
-		srv_respond_error_with(x, 503, "upload_in_progress",
-		                       "this recording is being stored: send it again shortly",
-		                       IN_FLIGHT_RETRY_AFTER);
+		api_respond_in_flight(x);
 }
 
 /* j, whole, waits for first's end on the loop; its reserved transcode goes back to the family
@@ -712,9 +734,7 @@ void srv_api_message_upload(srv_exchange *x)
 	 * was good for that one a moment ago; a token revoked since hears 401 next time). */
 	if (j->expect && j->idem[0] && in_flight(x->srv, j)) {
 		api_job_free(j);
-		srv_respond_error_with(x, 503, "upload_in_progress",
-		                       "this recording is being stored: send it again shortly",
-		                       IN_FLIGHT_RETRY_AFTER);
+		api_respond_in_flight(x);
 		return;
 	}
 	if (srv_job_submit(x, api_job_run, upload_gate_done, j) < 0) {

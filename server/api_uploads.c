@@ -216,6 +216,14 @@ void srv_api_upload_create(srv_exchange *x)
 	tus_op *op = tus_op_start(x, OP_CREATE, false);
 	if (!op)
 		return;
+	/* The same phone's recording of this key is being transcoded (a plain copy, its answer
+	 * late): not a new upload at 0, for the whole recording to come again over its metered
+	 * data and be transcoded twice. Sent again once it is stored, the key finds its message. */
+	if (api_plain_in_flight(x->srv, u.family, op->j.token_hash, u.idem)) {
+		tus_op_end(op);
+		api_respond_in_flight(x);
+		return;
+	}
 	op->u = u;
 	op->cap = x->srv->cfg.uploads_per_device;
 	tus_op_submit(x, op, create_work, create_done);

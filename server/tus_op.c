@@ -453,12 +453,25 @@ static void finish_step(api_job *j)
  */
 bool tus_finish_submit(srv_exchange *x, tus_op *op, api_done_fn done)
 {
+	/* The same phone's plain copy of the client's key is being transcoded: not a second
+	 * transcode. The upload stays as it is, whole; its next HEAD, once that copy is stored,
+	 * finds the key's message (api_upload_work) and answers with it. */
+	if (api_plain_in_flight(x->srv, op->u.family, op->j.token_hash, op->u.idem)) {
+		tus_op_unlock(op);
+		if (op->body_status < 0)
+			srv_respond_body_failure(x);
+		else
+			api_respond_in_flight(x);
+		tus_op_end(op);
+		return false;
+	}
 	op->j.work = finish_step;
 	op->j.done = done;
 	api_session_use_begin(x->srv, &op->j); /* a child's: in use while it waits its turn too */
 	/* A plain upload of the client's key from this phone meanwhile (its answer came no
 	 * more, or the app changed routes) waits for this finish instead of being transcoded
 	 * again, or, with Expect: 100-continue, is told so before its body (api_messages.c). */
+	op->flight.resumable = true;
 	api_in_flight_begin(x->srv, &op->flight, op->u.family, op->j.token_hash, op->u.idem);
 	int rc = srv_job_submit_heavy(x, op->u.family, api_job_run, tus_op_after, op);
 	if (rc == 0)

@@ -83,7 +83,8 @@ void tus_answer_locked(srv_exchange *x, tus_op *op, bool cut_receiver);
 /* The upload's offset, length and expiry (and its message's id, once it is one). */
 void tus_answer_offset(srv_exchange *x, const tus_op *op, int status, const char *message_id);
 
-/* The whole upload becomes a message in a heavy job, then done; false after answering 503. */
+/* The whole upload becomes a message in a heavy job, then done; false after answering 503 (busy,
+ * or upload_in_progress: the same phone's plain copy of its key in flight). */
 bool tus_finish_submit(srv_exchange *x, tus_op *op, api_done_fn done);
 /* The finished upload's answer: the plain upload's, seen through tus. */
 void tus_finish_answer(srv_exchange *x, tus_op *op);

@@ -1395,6 +1395,100 @@ def plain_retry_while_finishing(binary, preload, wav):
     ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
 
 
+def resumable_while_plain_in_flight(binary, preload, wav):
+    """The phone's plain upload under a key is being transcoded (its answer late) and the same
+    phone goes on with a resumable upload of the key (docs/api.md: the two share keys). Only the
+    other way round was looked for (plain_retry_while_finishing): a creation of the key was a
+    new upload at offset 0, so the phone sent the whole recording again over metered data, and
+    a finish (the last PATCH) transcoded it a second time for storage to find the key. Now both
+    are told 503 upload_in_progress with Retry-After; the creation sent again finds the message,
+    the upload left whole finishes with it at its next HEAD; one transcode per recording.
+    Ordered by tests/tools/hold_preload.c: the plain copy held once its recording is
+    transcoded, at its caller's check after the transcode (its phone's token looked up the third
+    time: its gate's, the checks before and after its transcode)."""
+    hold = scratch_dir("jiayin-hold-")
+    env = {"LD_PRELOAD": preload, "JIAYIN_HOLD_DIR": hold,
+           "JIAYIN_HOLD_SQL": "d.token_hash = ? AND d.revoked_ms",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    srv = Server(binary, "--signups-per-hour", "1000", env=env)
+    answers = {}
+
+    def plain(key):
+        """The plain upload of key, held in its transcode job once transcoded; its thread and
+        whether it was held."""
+        def send():
+            s = srv.connect(timeout=60)
+            s.sendall((f"POST /v1/families/{fam}/messages HTTP/1.1\r\nHost: t\r\n"
+                       f"Authorization: Bearer {mom['token']}\r\nIdempotency-Key: {key}\r\n"
+                       f"Content-Length: {len(wav)}\r\nConnection: close\r\n\r\n").encode()
+                      + wav)
+            answers[key] = Reader(s).response()
+            s.close()
+        arm(hold, 0, 2)
+        t = threading.Thread(target=send)
+        t.start()
+        return t, until(lambda: os.path.exists(os.path.join(hold, "held0")), timeout=60)
+
+    def release(t):
+        os.unlink(os.path.join(hold, "arm0"))
+        os.unlink(os.path.join(hold, "held0"))
+        t.join(60)
+
+    def message_id(r):
+        return r.json().get("message", {}).get("id") if r and r.status in (200, 201) else None
+    try:
+        mom = signup(srv)
+        fam = mom["family"]["id"]
+
+        # the creation of the key while the plain copy is transcoded
+        meta1 = f"family_id {b64(fam)},idempotency_key {b64('story-1')}"
+        t, held = plain("story-1")
+        c = create(srv, mom, len(wav), meta1)
+        release(t)
+        p1 = answers.get("story-1")
+        ok(held and c.status == 503 and b"upload_in_progress" in c.body and
+           c.header("Retry-After") and p1 and p1.status == 201,
+           "a resumable upload created under the key of the same phone's plain upload being "
+           "transcoded: 503 upload_in_progress with Retry-After, not a new upload at offset 0",
+           f"held {held}; {c.status} {c.header('Upload-Offset')} {c.body[:200]!r}; "
+           f"{p1 and p1.status}")
+        again = create(srv, mom, len(wav), meta1)
+        ok(again.status == 201 and offset_of(again) == len(wav) and message_id(p1) and
+           again.header("Jiayin-Message-Id") == message_id(p1),
+           "created again once it is stored: the upload whole, with the plain copy's message",
+           f"{again.status} {again.header('Upload-Offset')} "
+           f"{again.header('Jiayin-Message-Id')} {message_id(p1)}")
+
+        # the finish (the last PATCH) of the key while the plain copy is transcoded
+        loc = new_upload(srv, mom, len(wav),
+                         f"family_id {b64(fam)},idempotency_key {b64('story-2')}")
+        t, held = plain("story-2")
+        last = patch(srv, mom, loc, 0, wav)
+        release(t)
+        p2 = answers.get("story-2")
+        ok(held and last.status == 503 and b"upload_in_progress" in last.body and
+           last.header("Retry-After") and p2 and p2.status == 201,
+           "the last PATCH of a resumable upload under the key of the same phone's plain "
+           "upload being transcoded: 503 upload_in_progress with Retry-After, no second "
+           "transcode", f"held {held}; {last.status} {last.body[:200]!r}; {p2 and p2.status}")
+        h = head(srv, mom, loc)
+        ok(h.status == 200 and offset_of(h) == len(wav) and message_id(p2) and
+           h.header("Jiayin-Message-Id") == message_id(p2),
+           "its next HEAD finishes it with the plain copy's message",
+           f"{h.status} {h.header('Upload-Offset')} {h.header('Jiayin-Message-Id')} "
+           f"{message_id(p2)}")
+        ids = sorted(m["id"] for m in list_messages(srv, mom))
+        ok(metric(srv, "jiayin_transcodes_total") == 2 and
+           ids == sorted([message_id(p1), message_id(p2)]),
+           "one transcode and one message per recording (jiayin_transcodes_total 2)",
+           f"transcodes {metric(srv, 'jiayin_transcodes_total')}; {ids}")
+    finally:
+        if os.path.exists(os.path.join(hold, "arm0")):
+            os.unlink(os.path.join(hold, "arm0"))
+        rc = srv.stop()
+    ok(rc == 0, "clean exit (no leaks under ASan)", srv.log_text()[-3000:])
+
+
 def create_slowly(srv, who, length, meta):
     """create() that waits as long as the test holds it."""
     hdrs = TUS + bearer(who["token"]) + [("Upload-Length", str(length)),
@@ -1559,6 +1653,7 @@ def main():
     key_made_message(binary, wav)
     recreated_while_finishing(binary, sys.argv[2], wav)
     plain_retry_while_finishing(binary, sys.argv[2], wav)
+    resumable_while_plain_in_flight(binary, sys.argv[2], wav)
     retry_after_while_receiving(binary, wav)
     method_override(binary, wav)
     return finish()
