@@ -135,6 +135,24 @@ bool api_idempotency_header(srv_exchange *x, const srv_slice **key)
 	return true;
 }
 
+/* A key whose retry is handed a token is a credential: longer than the uploads' least (a UUID
+ * is 36 characters). */
+#define TOKEN_KEY_MIN 16
+
+bool api_token_key_header(srv_exchange *x, const srv_slice **key)
+{
+	if (!api_idempotency_header(x, key))
+		return false;
+	if (*key && (*key)->len < TOKEN_KEY_MIN) {
+		srv_respond_error(
+		    x, 400, "invalid_idempotency_key",
+		    "Idempotency-Key: 16-128 printable ASCII characters (its retry is "
+		    "handed a token)");
+		return false;
+	}
+	return true;
+}
+
 _Static_assert(API_IDEM_STORED_LEN - 1 <= STORE_ADD_KEY_MAX, "a member's add key fits storage");
 
 void api_idempotency_stored(const api_job *j, const char *idem, char key[API_IDEM_STORED_LEN])
@@ -496,8 +514,7 @@ void api_new_token(api_job *j)
 	crypto_hash_sha256(j->token_hash, (const unsigned char *)j->token, strlen(j->token));
 }
 
-/* The family, the member, the device and its token: sign-up and pairing alike. */
-static void respond_device(srv_exchange *x, api_job *j, int status)
+void api_respond_device(srv_exchange *x, api_job *j, int status)
 {
 	api_respond_json(x, status,
 	                 json_pack("{s:o, s:o, s:o, s:s}", "family", api_family_json(&j->family),
@@ -507,17 +524,16 @@ static void respond_device(srv_exchange *x, api_job *j, int status)
 
 void api_respond_new_device(srv_exchange *x, api_job *j)
 {
-	respond_device(x, j, 201);
+	api_respond_device(x, j, 201);
 }
 
 /* ---- POST /v1/families ---- */
 /*
  * A sign-up's Idempotency-Key is a credential: sent again, it gets a token for the device it
- * made. Hence longer than the uploads' least (a UUID is 36 characters), and honoured only
- * while that device was never used, for a day: the phone whose answer was lost sends it again
- * within minutes, and once it used its token it has its answer.
+ * made. Hence at least 16 characters (api_token_key_header), and honoured only while that
+ * device was never used, for a day: the phone whose answer was lost sends it again within
+ * minutes, and once it used its token it has its answer.
  */
-#define SIGNUP_KEY_MIN 16
 #define SIGNUP_AGAIN_MS (24 * 3600 * 1000LL)
 
 static void create_work(api_job *j)
@@ -565,7 +581,7 @@ static void create_done(srv_exchange *x, api_job *j)
 		                  "this Idempotency-Key signed up other names: send a new key");
 		return;
 	case STORE_SIGNUP_AGAIN:
-		respond_device(x, j, 200);
+		api_respond_device(x, j, 200);
 		return;
 	case STORE_SIGNUP_MADE:
 		break;
@@ -578,13 +594,8 @@ void srv_api_families_create(srv_exchange *x)
 {
 	srv_server *s = x->srv;
 	const srv_slice *key;
-	if (!api_idempotency_header(x, &key))
+	if (!api_token_key_header(x, &key))
 		return;
-	if (key && key->len < SIGNUP_KEY_MIN) {
-		srv_respond_error(x, 400, "invalid_idempotency_key",
-		                  "a sign-up's Idempotency-Key: 16-128 printable ASCII characters");
-		return;
-	}
 	json_t *body = api_body_object(x);
 	if (!body)
 		return;

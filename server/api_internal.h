@@ -122,6 +122,7 @@ struct api_job {
 	                         another's (api_messages.c) */
 	bool existed;
 	store_signup signup; /* a sign-up: what store_family_signup did (api.c) */
+	store_pair_keyed paired; /* a keyed pairing: what store_pairing_redeem_keyed did */
 	codec_result cres;
 	int codec_rc;
 	bool transcoded; /* the codec ran over the recording (api_transcode_counted) */
@@ -184,6 +185,9 @@ bool api_idempotency_key_ok(const char *key, size_t len);
  * api_idempotency_key_ok; false after answering 400 invalid_idempotency_key. A plain upload's
  * and a member's addition (POST .../members) read it so. */
 bool api_idempotency_header(srv_exchange *x, const srv_slice **key);
+/* The same for a request whose retry is handed a token (a sign-up, a pairing): the key is a
+ * credential, so 16-128 characters; false after answering 400 invalid_idempotency_key. */
+bool api_token_key_header(srv_exchange *x, const srv_slice **key);
 /*
  * Idempotency keys are the caller's own: stored as "member:SHA-256(key)" (j->member's id), so
  * two members' equal keys (counters on two phones) never meet, and no key finds what another
@@ -298,6 +302,8 @@ bool api_parent(api_job *j);
  * the answer that hands it out once (sign-up, pairing): the family, member, device, token. */
 void api_new_token(api_job *j);
 void api_respond_new_device(srv_exchange *x, api_job *j);
+/* The same answer with another status: 200 for a keyed retry handed its device again. */
+void api_respond_device(srv_exchange *x, api_job *j, int status);
 /* STORE_ELIMIT from adding a member: answers 409 too_many_members (true), else false. */
 bool api_too_many_members(srv_exchange *x, int rc);
 bool api_pairing_locked(srv_exchange *x);

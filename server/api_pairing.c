@@ -225,11 +225,23 @@ static void pair_work(api_job *j)
 	/* The family the answer names is read in the transaction that pairs: read after it, a
 	 * failed read was answered 503 and left the phone's device (its token never told), the
 	 * code used and a new member in the family (review finding). */
-	j->rc = store_pairing_redeem_bounded(j->st, h, j->token_hash, j->device_name, now,
-	                                     j->pairings_max, &j->paired_first_ms, &p, &j->member,
-	                                     &j->device, &j->family);
-	j->phones_revoked = j->rc == 0 && p.member_id.s[0];
-	if (j->rc < 0)
+	if (!j->idem[0]) {
+		j->paired = STORE_PAIR_MADE;
+		j->rc = store_pairing_redeem_bounded(j->st, h, j->token_hash, j->device_name, now,
+		                                     j->pairings_max, &j->paired_first_ms, &p,
+		                                     &j->member, &j->device, &j->family);
+	} else {
+		/* Only the key's hash is stored, as a token's; the same key with the same code is
+		 * the pairing made before, handed a new token (pair_done). */
+		uint8_t key[STORE_HASH_LEN];
+		crypto_hash_sha256(key, (const unsigned char *)j->idem, strlen(j->idem));
+		j->rc = store_pairing_redeem_keyed(j->st, h, j->token_hash, j->device_name, key,
+		                                   now, j->pairings_max, &j->paired_first_ms, &p,
+		                                   &j->member, &j->device, &j->family, &j->paired);
+		sodium_memzero(key, sizeof key);
+	}
+	j->phones_revoked = j->rc == 0 && j->paired == STORE_PAIR_MADE && p.member_id.s[0];
+	if (j->rc < 0 || j->paired != STORE_PAIR_MADE) /* a retry let nobody in: no record */
 		return;
 	/* Who came in, on which phone, with whose code (never the code): the invitation's record
 	 * names only a role, so without this the log named members and phones (their removal,
@@ -380,12 +392,34 @@ static void pair_done(srv_exchange *x, api_job *j)
 		api_storage_failed(x, j->rc);
 		return;
 	}
+	/* A keyed retry is no wrong try: its attempt is given back when the job ends, as a
+	 * pairing's is. */
+	switch (j->paired) {
+	case STORE_PAIR_DONE:
+		srv_respond_error(x, 409, "already_paired",
+		                  "this Idempotency-Key's pairing is done: its phone has used its "
+		                  "token or was revoked, or its code has expired");
+		return;
+	case STORE_PAIR_OTHER:
+		srv_respond_error(
+		    x, 422, "idempotency_key_reused",
+		    "this Idempotency-Key was sent with another request: send a new key");
+		return;
+	case STORE_PAIR_AGAIN:
+		api_respond_device(x, j, 200);
+		return;
+	case STORE_PAIR_MADE:
+		break;
+	}
 	api_respond_new_device(x, j);
 }
 
 void srv_api_pair(srv_exchange *x)
 {
 	if (api_pairing_locked(x))
+		return;
+	const srv_slice *key;
+	if (!api_token_key_header(x, &key))
 		return;
 	json_t *body = api_body_object(x);
 	if (!body)
@@ -414,6 +448,8 @@ void srv_api_pair(srv_exchange *x)
 	j->pairings_max = x->srv->cfg.pairings_per_hour;
 	snprintf(j->device_name, sizeof j->device_name, "%s", *device ? device : "phone");
 	snprintf(j->code, sizeof j->code, "%s", digits);
+	if (key)
+		snprintf(j->idem, sizeof j->idem, "%.*s", (int)key->len, key->ptr);
 	json_decref(body);
 	if (!api_pairing_take(x, j)) {
 		api_job_free(j);

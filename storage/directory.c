@@ -162,6 +162,22 @@ int device_read(conn *c, const char *device_id, store_device *out)
 	return row_one(c, device_by_id_sql, text_key(device_id), device_from_row, out);
 }
 
+int device_reissue(conn *c, const char *device_id, const uint8_t token_hash[STORE_HASH_LEN],
+                   store_family *family, store_member *member, store_device *device)
+{
+	static const char sql[] = "UPDATE devices SET token_hash = ? WHERE id = ?";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_blob(st, 1, token_hash, STORE_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
+	if ((rc = step_write(st)) == 0 && (rc = device_read(c, device_id, device)) == 0 &&
+	    (rc = family_read(c, device->family_id.s, family)) == 0)
+		rc = member_current(c, family->id.s, device->member_id.s, member);
+	return rc;
+}
+
 static void found(sqlite3_stmt *st, void *out)
 {
 	(void)st;
@@ -550,11 +566,75 @@ int store_pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
 	                                    p, member, device, NULL);
 }
 
-int store_pairing_redeem_bounded(store *s, const uint8_t code_hash[STORE_HASH_LEN],
-                                 const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
-                                 int64_t now_ms, unsigned hour_max, int64_t *first_ms,
-                                 store_pairing *p, store_member *member, store_device *device,
-                                 store_family *family)
+/* A pairing's Idempotency-Key (its hash) and what a call with it did (store_pairing_redeem_keyed).
+ */
+typedef struct pair_key {
+	const uint8_t *hash;
+	store_pair_keyed *done;
+} pair_key;
+
+/*
+ * Inside the caller's write transaction: the pairing k's key made, if any (*k->done left 0 when
+ * none). With the same code and device name, its device never used nor revoked, its member
+ * still one and the code unexpired: the three, the device's token hash replaced by token_hash.
+ */
+static int pairing_again(conn *c, const pair_key *k, const uint8_t code_hash[STORE_HASH_LEN],
+                         const char *device_name, const uint8_t token_hash[STORE_HASH_LEN],
+                         int64_t now_ms, store_family *family, store_member *member,
+                         store_device *device)
+{
+	static const char sql[] =
+	    "SELECT d.id, d.pair_code IS ?2 AND d.name = ?3, d.last_seen_ms IS NULL AND "
+	    "d.revoked_ms IS NULL AND m.removed_ms IS NULL AND EXISTS (SELECT 1 FROM "
+	    "pairing_codes WHERE code_hash = ?2 AND used_ms IS NOT NULL AND expires_ms > ?4) "
+	    "FROM devices d JOIN members m ON m.id = d.member_id WHERE d.signup_key = ?1";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_blob(st, 1, k->hash, STORE_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, device_name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, now_ms);
+	int r = sqlite3_step(st);
+	store_id id = {{0}};
+	if (r == SQLITE_ROW) {
+		column_id(st, 0, &id);
+		*k->done = !sqlite3_column_int(st, 1)   ? STORE_PAIR_OTHER
+		           : !sqlite3_column_int(st, 2) ? STORE_PAIR_DONE
+		                                        : STORE_PAIR_AGAIN;
+	}
+	rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : stmt_error(st, r);
+	sqlite3_reset(st);
+	if (rc < 0 || *k->done != STORE_PAIR_AGAIN)
+		return rc;
+	return device_reissue(c, id.s, token_hash, family, member, device);
+}
+
+/* The new device keeps the pairing's key and code (directory step 19), in its transaction. */
+static int pair_key_keep(conn *c, const pair_key *k, const uint8_t code_hash[STORE_HASH_LEN],
+                         const store_device *device)
+{
+	static const char sql[] = "UPDATE devices SET signup_key = ?, pair_code = ? WHERE id = ?";
+	int rc = 0;
+	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
+	if (!st)
+		return rc;
+	sqlite3_bind_blob(st, 1, k->hash, STORE_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, device->id.s, -1, SQLITE_STATIC);
+	if ((rc = step_write(st)) == 0)
+		*k->done = STORE_PAIR_MADE;
+	return rc;
+}
+
+/* The pairing, with a key (k not NULL): the pairing that key made instead when there is one,
+ * looked up in the transaction that would pair (*k->done says which). */
+static int pairing_redeem(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+                          const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
+                          const pair_key *k, int64_t now_ms, unsigned hour_max, int64_t *first_ms,
+                          store_pairing *p, store_member *member, store_device *device,
+                          store_family *family)
 {
 	static const char sql[] =
 	    "UPDATE pairing_codes SET used_ms = ?1 WHERE code_hash = ?2 "
@@ -565,38 +645,76 @@ int store_pairing_redeem_bounded(store *s, const uint8_t code_hash[STORE_HASH_LE
 	conn *c = db_write_begin(s->directory);
 	int rc = conn_begin(c);
 	if (rc == 0) {
-		rc = use_code(c, sql, code_hash, now_ms, p);
-		/* Counted in the transaction that pairs: phones paired at once get no more. */
-		unsigned paired = 0;
-		int64_t first = 0;
-		if (rc == 0 && hour_max &&
-		    (rc = family_pairings(c, p->family_id.s, now_ms - STORE_PAIRING_HOUR_MS, now_ms,
-		                          &paired, &first)) == 0 &&
-		    paired >= hour_max) {
-			if (first_ms)
-				*first_ms = first;
-			rc = STORE_ELIMIT;
+		if (k) /* a retry: neither the code's use nor the hour's count is looked at */
+			rc = pairing_again(c, k, code_hash, device_name, token_hash, now_ms, family,
+			                   member, device);
+		if (rc == 0 && (!k || !*k->done)) {
+			rc = use_code(c, sql, code_hash, now_ms, p);
+			/* Counted in the transaction that pairs: phones paired at once get no more.
+			 */
+			unsigned paired = 0;
+			int64_t first = 0;
+			if (rc == 0 && hour_max &&
+			    (rc = family_pairings(c, p->family_id.s, now_ms - STORE_PAIRING_HOUR_MS,
+			                          now_ms, &paired, &first)) == 0 &&
+			    paired >= hour_max) {
+				if (first_ms)
+					*first_ms = first;
+				rc = STORE_ELIMIT;
+			}
+			/* The code, the member it names and this device: all, or the code stays
+			 * unused. */
+			if (rc == 0 && !*p->member_id.s)
+				rc = member_insert(c, p->family_id.s, p->member_name, p->role, NULL,
+				                   NULL, now_ms, member);
+			else if (rc == 0) /* a member's new phone, instead of the ones it had */
+				rc = member_phone_replaced(c, p, now_ms, member);
+			if (rc == 0)
+				rc = device_insert(c, token_hash, member->id.s, NULL, device_name,
+				                   now_ms, device);
+			if (rc == 0 && k)
+				rc = pair_key_keep(c, k, code_hash, device);
+			/* What the phone is told, read before the commit: a read after it that
+			 * failed left a device nobody holds and the code used (review finding). */
+			if (rc == 0 && family)
+				rc = family_read(c, p->family_id.s, family);
 		}
-		/* The code, the member it names and this device: all, or the code stays unused. */
-		if (rc == 0 && !*p->member_id.s)
-			rc = member_insert(c, p->family_id.s, p->member_name, p->role, NULL, NULL,
-			                   now_ms, member);
-		else if (rc == 0) /* a member's new phone, instead of the ones it had */
-			rc = member_phone_replaced(c, p, now_ms, member);
-		if (rc == 0)
-			rc = device_insert(c, token_hash, member->id.s, NULL, device_name, now_ms,
-					   device);
-		/* What the phone is told, read before the commit: a read after it that failed
-		 * left a device nobody holds and the code used (review finding). */
-		if (rc == 0 && family)
-			rc = family_read(c, p->family_id.s, family);
-		if (rc == 0)
+		/* A retry's new token is kept; a key of another pairing, or of one done, changes
+		 * nothing. */
+		bool keep = !k || *k->done == STORE_PAIR_MADE || *k->done == STORE_PAIR_AGAIN;
+		if (rc == 0 && keep)
 			rc = conn_commit(c);
 		else
 			conn_rollback(c);
 	}
 	db_write_end(s->directory);
 	return rc;
+}
+
+int store_pairing_redeem_bounded(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+                                 const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
+                                 int64_t now_ms, unsigned hour_max, int64_t *first_ms,
+                                 store_pairing *p, store_member *member, store_device *device,
+                                 store_family *family)
+{
+	return pairing_redeem(s, code_hash, token_hash, device_name, NULL, now_ms, hour_max,
+	                      first_ms, p, member, device, family);
+}
+
+int store_pairing_redeem_keyed(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+                               const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
+                               const uint8_t key_hash[STORE_HASH_LEN], int64_t now_ms,
+                               unsigned hour_max, int64_t *first_ms, store_pairing *p,
+                               store_member *member, store_device *device, store_family *family,
+                               store_pair_keyed *done)
+{
+	*done = 0;
+	if (!key_hash || !p || !member || !device || !family)
+		return STORE_EINVAL;
+	memset(p, 0, sizeof *p);
+	pair_key k = {key_hash, done};
+	return pairing_redeem(s, code_hash, token_hash, device_name, &k, now_ms, hour_max, first_ms,
+	                      p, member, device, family);
 }
 
 int store_pairing_expire(store *s, int64_t now_ms, unsigned *removed)

@@ -58,18 +58,19 @@ typedef struct signup_key {
 /*
  * Inside the caller's write transaction: the sign-up k's key made, if any (*k->done left 0
  * when none). Of the same names, its device never used nor revoked, and made since
- * k->again_since_ms: the three, the device's token hash replaced by token_hash.
+ * k->again_since_ms: the three, the device's token hash replaced by token_hash. A key a
+ * pairing made (the device has its code, step 19) is another request's: STORE_SIGNUP_OTHER.
  */
 static int signup_again(conn *c, const signup_key *k, const char *family_name,
                         const char *member_name, const char *device_name, const uint8_t *token_hash,
                         store_family *family, store_member *member, store_device *device)
 {
 	static const char sql[] =
-	    "SELECT d.id, f.name = ?2 AND m.name = ?3 AND d.name = ?4, d.last_seen_ms IS NULL "
+	    "SELECT d.id, f.name = ?2 AND m.name = ?3 AND d.name = ?4 AND d.pair_code IS NULL, "
+	    "d.last_seen_ms IS NULL "
 	    "AND d.revoked_ms IS NULL AND d.created_ms >= ?5 FROM devices d "
 	    "JOIN members m ON m.id = d.member_id JOIN families f ON f.id = m.family_id "
 	    "WHERE d.signup_key = ?1";
-	static const char token_sql[] = "UPDATE devices SET token_hash = ? WHERE id = ?";
 	int rc = 0;
 	sqlite3_stmt *st = conn_stmt(c, sql, &rc);
 	if (!st)
@@ -93,14 +94,7 @@ static int signup_again(conn *c, const signup_key *k, const char *family_name,
 		return rc;
 	/* Only hashes are kept, and the first answer never arrived: a new token for the device,
 	 * the one before given up. */
-	if (!(st = conn_stmt(c, token_sql, &rc)))
-		return rc;
-	sqlite3_bind_blob(st, 1, token_hash, STORE_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, id.s, -1, SQLITE_STATIC);
-	if ((rc = step_write(st)) == 0 && (rc = device_read(c, id.s, device)) == 0 &&
-	    (rc = family_read(c, device->family_id.s, family)) == 0)
-		rc = member_current(c, family->id.s, device->member_id.s, member);
-	return rc;
+	return device_reissue(c, id.s, token_hash, family, member, device);
 }
 
 /* The new device keeps the sign-up's key (directory step 18), in the sign-up's transaction. */

@@ -147,6 +147,11 @@ int device_insert(conn *c, const uint8_t token_hash[STORE_HASH_LEN], const char 
 /* directory.c: the device with this id, read on the caller's connection (inside its
  * transaction); STORE_ENOTFOUND if none. */
 int device_read(conn *c, const char *device_id, store_device *out);
+/* directory.c: a device's token hash replaced by token_hash, then the device, its family and
+ * its member read, inside the caller's write transaction: a keyed sign-up's or pairing's
+ * retry, whose first answer (and token) never arrived. */
+int device_reissue(conn *c, const char *device_id, const uint8_t token_hash[STORE_HASH_LEN],
+                   store_family *family, store_member *member, store_device *device);
 
 typedef void (*row_fn)(sqlite3_stmt *st, void *out);
 /* mailbox.c: every row of a mailbox query with `n` integer parameters (?1 to ?n), through fn, in

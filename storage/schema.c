@@ -225,6 +225,12 @@ static const migration directory_steps[] = {
 	{"ALTER TABLE devices ADD COLUMN signup_key BLOB;"
 	 "CREATE UNIQUE INDEX devices_by_signup_key ON devices(signup_key) "
 	 "  WHERE signup_key IS NOT NULL;"},
+	/* 19: a pairing may keep its Idempotency-Key too, in signup_key (a key is one request's,
+	 * a sign-up's or a pairing's: its unique index keeps it to one device either way), and the
+	 * code it paired with (its hash; store_pairing_redeem_keyed): the pairing sent again with
+	 * the same key and code finds that device, where it was refused the code it had used. A
+	 * device with no code is a sign-up's. Devices from before have neither. */
+	{"ALTER TABLE devices ADD COLUMN pair_code BLOB;"},
 };
 
 static const migration mailbox_steps[] = {

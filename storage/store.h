@@ -425,6 +425,34 @@ int store_pairing_redeem_bounded(store *s, const uint8_t code_hash[STORE_HASH_LE
                                  int64_t now_ms, unsigned hour_max, int64_t *first_ms,
                                  store_pairing *p, store_member *member, store_device *device,
                                  store_family *family);
+/* What store_pairing_redeem_keyed did. */
+typedef enum {
+	STORE_PAIR_MADE = 1, /* a new pairing, its device keeping the key and the code */
+	STORE_PAIR_AGAIN,    /* the key's pairing again, its device's token hash replaced */
+	STORE_PAIR_DONE,  /* the key's device used or revoked, its member gone, its code expired */
+	STORE_PAIR_OTHER, /* the key made a sign-up, or paired with another code or device name */
+} store_pair_keyed;
+/*
+ * store_pairing_redeem_bounded made safe to retry (the API's pairing with an Idempotency-Key):
+ * key_hash (its SHA-256) and the code's hash are kept by the new device (the key in
+ * devices.signup_key: a key is one request's, a sign-up's or a pairing's). A call with a key
+ * that paired a device before with this code and device_name, while that device was never used
+ * (no last_seen_ms) nor revoked, its member still one and the code unexpired at now_ms (its row
+ * is kept, used, until then), gives that device, its member and family with token_hash as the
+ * device's new token hash (the one before stops working), nothing else changed (no member, no
+ * phone revoked, not counted against hour_max; *p zeroed): *done STORE_PAIR_AGAIN. Such a key
+ * of another code or name, or a sign-up's, is STORE_PAIR_OTHER; one whose device was used or
+ * revoked, whose member left or whose code expired STORE_PAIR_DONE; nothing is written and 0
+ * returned for both. An unknown key pairs as store_pairing_redeem_bounded does (its errors
+ * alike) and is STORE_PAIR_MADE. The key is looked up and the phone paired in one transaction:
+ * two calls with one key at once pair one phone. family must not be NULL.
+ */
+int store_pairing_redeem_keyed(store *s, const uint8_t code_hash[STORE_HASH_LEN],
+                               const uint8_t token_hash[STORE_HASH_LEN], const char *device_name,
+                               const uint8_t key_hash[STORE_HASH_LEN], int64_t now_ms,
+                               unsigned hour_max, int64_t *first_ms, store_pairing *p,
+                               store_member *member, store_device *device, store_family *family,
+                               store_pair_keyed *done);
 #define STORE_PAIRING_HOUR_MS (60 * 60 * 1000)
 /*
  * The phones paired into a family (with a code: a new member's, or a member's new phone) in

@@ -25,8 +25,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # test_api's helpers are imported: no __pycache__ in the tree
-from serverlib import (Reader, Server, add_kiosk, request, scratch_dir, unanswered,  # noqa: E402
-                       until)
+from serverlib import (Reader, Server, add_kiosk, pairing_code, request, scratch_dir,  # noqa: E402
+                       unanswered, until)
 from apiclient import metric  # noqa: E402
 from tap import finish, ok  # noqa: E402
 from test_api import (SAMPLE, at_once, bearer, invite_and_pair, post_json, signup,  # noqa: E402
@@ -696,6 +696,120 @@ def pairings_audited(binary):
         srv.stop()
 
 
+def pair_retried(binary):
+    """A pairing sent again with its Idempotency-Key (a grandmother's phone whose answer was
+    lost on a flaky network): 200 with the same family, member and device and a new token (the
+    first stops working), no second member nor device, counted neither as a wrong code nor as a
+    phone paired; a member's new phone alike; once the phone used its token 409 already_paired;
+    the key with another code 422 and the code left unused; keys under 16 characters 400 and
+    nothing done; four at once one member; one pairing.join record each. Before, the retry was
+    400 invalid_pairing_code (a wrong try) and a new code made a second 奶奶."""
+    srv = Server(binary, "--pair-failures", "5", "--pairings-per-hour", "4")
+    try:
+        mom = signup(srv, "王家", "妈妈")
+        fam = mom["family"]["id"]
+        codes = f"/v1/families/{fam}/pairing-codes"
+
+        def ask(body):
+            return post_json(srv, codes, body, headers=bearer(mom["token"])).json()["code"]
+
+        def pair(key, code, device="老人机"):
+            return post_json(srv, "/v1/pair", {"code": code, "device_name": device},
+                             headers=[("Idempotency-Key", key)])
+
+        def listed():
+            ms = request(srv, "GET", f"/v1/families/{fam}/members",
+                         headers=bearer(mom["token"])).json()["members"]
+            ds = request(srv, "GET", f"/v1/families/{fam}/devices",
+                         headers=bearer(mom["token"])).json()["devices"]
+            return [m["name"] for m in ms], [d["name"] for d in ds]
+
+        def me(r):
+            return request(srv, "GET", "/v1/me", headers=bearer(r.json().get("token", "x")))
+
+        k1 = "7d3e9a1c-2b4f-4c6d-8e0a-1f2b3c4d5e6f"
+        code = ask({"role": "caregiver", "member_name": "奶奶"})
+        first = pair(k1, code)
+        retries = [pair(k1, code) for _ in range(5)]  # pair-failures 5: as many as lock
+        a = first.json() if first.status == 201 else {}
+        last = retries[-1].json() if retries[-1].status == 200 else {}
+        same = bool(a) and all(r.status == 200 and all(
+            r.json()[x]["id"] == a[x]["id"] for x in ("family", "member", "device"))
+            for r in retries)
+        ok(first.status == 201 and same and last["member"]["name"] == "奶奶" and
+           last["device"]["last_seen_at"] is None and last["token"] != a["token"],
+           "a pairing sent again with its key: 201 then 200, the same family, member and "
+           "device, a new token", f"{first.status} {[r.status for r in retries]} "
+           f"{retries[-1].body[:200]!r}")
+        old, new = me(first), me(retries[-1])
+        ok(old.status == 401 and new.status == 200 and
+           new.json()["device"]["id"] == a["device"]["id"],
+           "the retry's token works for that device, the first one's no longer",
+           f"{old.status} {new.status}")
+        ok(listed() == (["妈妈", "奶奶"], ["phone", "老人机"]),
+           "one 奶奶 and one 老人机 in the family", str(listed()))
+
+        # a member's new phone, retried: the same new phone, her old one revoked once
+        code2 = ask({"member_id": a["member"]["id"]})
+        k2 = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+        p1, p2 = pair(k2, code2, "新手机"), pair(k2, code2, "新手机")
+        ok(p1.status == 201 and p2.status == 200 and
+           p2.json()["device"]["id"] == p1.json()["device"]["id"] and
+           p2.json()["member"]["id"] == a["member"]["id"] and me(p2).status == 200 and
+           me(p1).status == 401 and me(retries[-1]).status == 401 and
+           listed() == (["妈妈", "奶奶"], ["phone", "新手机"]),
+           "a member's new phone sent again with its key: the same phone, 200, one new phone "
+           "(the old one revoked)",
+           f"{p1.status} {p2.status} {listed()}")
+        used = pair(k2, code2, "新手机")  # me(p2) above used its token
+        ok(used.status == 409 and used.json()["error"]["code"] == "already_paired" and
+           "token" not in used.json() and me(p2).status == 200,
+           "sent again once the phone used its token: 409 already_paired, no token, the "
+           "phone's token still works", f"{used.status} {used.body[:200]!r}")
+
+        # bad keys and a key of another code: nothing done, the code left for its phone
+        code3 = ask({"role": "child", "member_name": "小明"})
+        bad = [pair(k, code3, "小明的手表").status for k in ("0123456789abcde", "k" * 129,
+                                                          "7d3e9a1c-2b4f\t4c6d-8e0a")]
+        other = pair(k1, code3, "小明的手表")
+        ok(bad == [400] * 3 and other.status == 422 and
+           other.json()["error"]["code"] == "idempotency_key_reused" and
+           "token" not in other.json() and listed()[0] == ["妈妈", "奶奶"],
+           "keys under 16 characters, over 128 or with a tab: 400; the first key with another "
+           "code: 422 idempotency_key_reused, no token; nobody paired",
+           f"{bad} {other.status} {other.body[:200]!r} {listed()}")
+        kid = pair("5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9", code3, "小明的手表")
+        ok(kid.status == 201 and listed()[0] == ["妈妈", "奶奶", "小明"],
+           "the code is still unused: it pairs 小明", f"{kid.status} {kid.body[:200]!r}")
+
+        # four at once with one key: one member (the fourth phone of pairings-per-hour 4: the
+        # seven retries above counted no phone; the four count as tries while in flight, as
+        # any pairing, and are given back)
+        code4 = ask({"role": "caregiver", "member_name": "姑姑"})
+        k4 = "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e"
+        runs = at_once([lambda: pair(k4, code4, "姑姑的手机") for _ in range(4)])
+        st = sorted(r.status for r in runs)
+        ids = {r.json()["device"]["id"] for r in runs if r.status in (200, 201)}
+        works = sorted(me(r).status for r in runs if r.status in (200, 201))
+        ok(st == [200, 200, 200, 201] and len(ids) == 1 and works == [200, 401, 401, 401] and
+           listed()[0] == ["妈妈", "奶奶", "小明", "姑姑"],
+           "four sent at once with one key: one 201, three 200, one member, one token works",
+           f"{st} {len(ids)} {works} {listed()}")
+
+        # none of the retries was a wrong code: pair-failures (5) still lets five through
+        wrong = [post_json(srv, "/v1/pair", {"code": pairing_code(n)}).status
+                 for n in range(11, 17)]
+        ok(wrong == [400] * 5 + [429],
+           "the retries were no wrong tries: five wrong codes 400, the sixth 429", str(wrong))
+        srv.stop()
+        rows = audit_rows(srv, "pairing.join")
+        paired = [r.json().get("device", {}).get("id") for r in (first, p1, kid)]
+        ok(len(ids) == 1 and [r[2] for r in rows] == paired + list(ids),
+           "one pairing.join record per phone paired, none for a retry", str(rows))
+    finally:
+        srv.stop()
+
+
 def long_wav(seconds, rate=8000):
     """A mono 16-bit WAV of a voice-like tone that swells and fades (not silence)."""
     import io
@@ -982,6 +1096,7 @@ def main():
     member_removal(binary)
     new_phones(binary)
     pairings_audited(binary)
+    pair_retried(binary)
     revoked_phones_hear_at_once(binary)
     last_parent_phone(binary)
     removed_while_transcoding(binary)

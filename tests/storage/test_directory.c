@@ -530,6 +530,195 @@ static void family_signup_once_under_a_race(void **state)
 	}
 }
 
+/* A keyed pairing (store_pairing_redeem_keyed): made once, then the same key and code give
+ * the same device a new token while it is unused, unrevoked and the code unexpired; another
+ * code, another name or a sign-up's key: OTHER; a key is one request's either way. */
+static void pairing_retried_by_key(void **state)
+{
+	fixture *f = *state;
+	uint8_t code[STORE_HASH_LEN], code2[STORE_HASH_LEN], key[STORE_HASH_LEN];
+	uint8_t t[8][STORE_HASH_LEN];
+	hash_of("keyed-code", 1, code);
+	hash_of("keyed-code", 2, code2);
+	hash_of("pair-key", 1, key);
+	for (int i = 0; i < 8; i++)
+		hash_of("keyed-token", i, t[i]);
+	store_pairing p = pairing(&f->fam.id, STORE_ROLE_CAREGIVER, "奶奶", 1000, 601000), got;
+	assert_int_equal(store_pairing_create(f->s, code, &p), 0);
+	p = pairing(&f->fam.id, STORE_ROLE_CHILD, "小明", 1000, 601000);
+	assert_int_equal(store_pairing_create(f->s, code2, &p), 0);
+	store_family fam;
+	store_member m, m2;
+	store_device d, d2, dev;
+	store_pair_keyed done;
+	assert_int_equal(store_pairing_redeem_keyed(f->s, code, t[0], "老人机", key, 2000, 0, NULL,
+	                                            &got, &m, &d, &fam, &done),
+	                 0);
+	assert_int_equal(done, STORE_PAIR_MADE);
+	assert_string_equal(m.name, "奶奶");
+	assert_string_equal(fam.id.s, f->fam.id.s);
+	/* Again, with the family's hour spent (hour_max 1: the first is its one phone). */
+	int64_t first_ms = 0;
+	assert_int_equal(store_pairing_redeem_keyed(f->s, code, t[1], "老人机", key, 3000, 1,
+	                                            &first_ms, &got, &m2, &d2, &fam, &done),
+	                 0);
+	assert_int_equal(done, STORE_PAIR_AGAIN);
+	assert_string_equal(m2.id.s, m.id.s);
+	assert_string_equal(d2.id.s, d.id.s);
+	assert_int_equal(d2.created_ms, 2000);
+	assert_string_equal(fam.id.s, f->fam.id.s);
+	assert_string_equal(got.member_id.s, "");
+	assert_int_equal(store_device_by_token(f->s, t[0], &dev), STORE_ENOTFOUND);
+	assert_int_equal(store_device_by_token(f->s, t[1], &dev), 0);
+	assert_string_equal(dev.id.s, d.id.s);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM members WHERE name = '奶奶'", NULL), 1);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM devices WHERE name = '老人机'", NULL),
+	                 1);
+	/* Another device name, another code, a sign-up: the key is the first pairing's; nothing
+	 * changes, and the other code stays unused. */
+	assert_int_equal(store_pairing_redeem_keyed(f->s, code, t[2], "手机", key, 3000, 0, NULL,
+	                                            &got, &m2, &d2, &fam, &done),
+	                 0);
+	assert_int_equal(done, STORE_PAIR_OTHER);
+	assert_int_equal(store_pairing_redeem_keyed(f->s, code2, t[2], "老人机", key, 3000, 0, NULL,
+	                                            &got, &m2, &d2, &fam, &done),
+	                 0);
+	assert_int_equal(done, STORE_PAIR_OTHER);
+	store_signup signed_up;
+	assert_int_equal(store_family_signup(f->s, "王家", "奶奶", 0, t[2], "老人机", key, 0, true,
+	                                     3000, &fam, &m2, &d2, &signed_up),
+	                 0);
+	assert_int_equal(signed_up, STORE_SIGNUP_OTHER);
+	assert_int_equal(store_device_by_token(f->s, t[2], &dev), STORE_ENOTFOUND);
+	assert_int_equal(store_device_by_token(f->s, t[1], &dev), 0);
+	assert_int_equal(
+	    query_int(f, "SELECT count(*) FROM pairing_codes WHERE used_ms IS NULL", NULL), 1);
+	/* A sign-up's key is not a pairing's either. */
+	uint8_t signup_key[STORE_HASH_LEN];
+	hash_of("pair-key", 2, signup_key);
+	assert_int_equal(store_family_signup(f->s, "赵家", "爸爸", 0, t[3], "phone", signup_key, 0,
+	                                     true, 3000, &fam, &m2, &d2, &signed_up),
+	                 0);
+	assert_int_equal(signed_up, STORE_SIGNUP_MADE);
+	assert_int_equal(store_pairing_redeem_keyed(f->s, code2, t[4], "phone", signup_key, 3000, 0,
+	                                            NULL, &got, &m2, &d2, &fam, &done),
+	                 0);
+	assert_int_equal(done, STORE_PAIR_OTHER);
+	/* The code expired (its row kept until swept, or swept): done. */
+	assert_int_equal(store_pairing_redeem_keyed(f->s, code, t[4], "老人机", key, 601000, 0,
+	                                            NULL, &got, &m2, &d2, &fam, &done),
+	                 0);
+	assert_int_equal(done, STORE_PAIR_DONE);
+	/* Its device used: done, the token it uses kept. */
+	assert_int_equal(store_device_touch(f->s, d.id.s, 4000), 0);
+	assert_int_equal(store_pairing_redeem_keyed(f->s, code, t[4], "老人机", key, 5000, 0, NULL,
+	                                            &got, &m2, &d2, &fam, &done),
+	                 0);
+	assert_int_equal(done, STORE_PAIR_DONE);
+	assert_int_equal(store_device_by_token(f->s, t[4], &dev), STORE_ENOTFOUND);
+	assert_int_equal(store_device_by_token(f->s, t[1], &dev), 0);
+
+	/* A member's new phone, retried: the same new phone, her old one revoked once. */
+	uint8_t code3[STORE_HASH_LEN], key3[STORE_HASH_LEN];
+	hash_of("keyed-code", 3, code3);
+	hash_of("pair-key", 3, key3);
+	p = pairing(&f->fam.id, STORE_ROLE_CAREGIVER, "奶奶", 5000, 605000);
+	p.member_id = m.id;
+	assert_int_equal(store_pairing_create(f->s, code3, &p), 0);
+	assert_int_equal(store_pairing_redeem_keyed(f->s, code3, t[5], "新手机", key3, 6000, 0,
+	                                            NULL, &got, &m2, &d2, &fam, &done),
+	                 0);
+	assert_int_equal(done, STORE_PAIR_MADE);
+	assert_string_equal(got.member_id.s, m.id.s);
+	assert_int_equal(store_pairing_redeem_keyed(f->s, code3, t[6], "新手机", key3, 7000, 0,
+	                                            NULL, &got, &m2, &dev, &fam, &done),
+	                 0);
+	assert_int_equal(done, STORE_PAIR_AGAIN);
+	assert_string_equal(dev.id.s, d2.id.s);
+	assert_string_equal(m2.id.s, m.id.s);
+	assert_int_equal(query_int(f,
+	                           "SELECT count(*) FROM devices WHERE member_id = ?1 AND "
+	                           "revoked_ms IS NULL",
+	                           m.id.s),
+	                 1);
+	assert_int_equal(store_device_by_token(f->s, t[1], &dev), STORE_ENOTFOUND);
+	assert_int_equal(store_device_by_token(f->s, t[6], &dev), 0);
+	/* Revoked before it was used: done. */
+	assert_int_equal(store_device_revoke(f->s, d2.id.s, 8000), 0);
+	assert_int_equal(store_pairing_redeem_keyed(f->s, code3, t[7], "新手机", key3, 9000, 0,
+	                                            NULL, &got, &m2, &dev, &fam, &done),
+	                 0);
+	assert_int_equal(done, STORE_PAIR_DONE);
+	assert_int_equal(store_device_by_token(f->s, t[7], &dev), STORE_ENOTFOUND);
+	/* An unknown key pairs as without one: a wrong code is not found, nothing kept. */
+	uint8_t key4[STORE_HASH_LEN];
+	hash_of("pair-key", 4, key4);
+	assert_int_equal(store_pairing_redeem_keyed(f->s, code, t[7], "x", key4, 9000, 0, NULL,
+	                                            &got, &m2, &dev, &fam, &done),
+	                 STORE_ENOTFOUND);
+	assert_int_equal(done, 0);
+	assert_int_equal(store_pairing_redeem_keyed(f->s, code, t[7], "x", NULL, 9000, 0, NULL,
+	                                            &got, &m2, &dev, &fam, &done),
+	                 STORE_EINVAL);
+}
+
+typedef struct pair_racer {
+	store *s;
+	const uint8_t *code;
+	uint8_t token[STORE_HASH_LEN];
+	store_pairing p;
+	store_member m;
+	store_device d;
+	store_family fam;
+	store_pair_keyed done;
+	int rc;
+} pair_racer;
+
+static void *pair_race(void *arg)
+{
+	pair_racer *r = arg;
+	uint8_t key[STORE_HASH_LEN];
+	hash_of("pair-race", 1, key);
+	r->rc = store_pairing_redeem_keyed(r->s, r->code, r->token, "phone", key, 2000, 0, NULL,
+	                                   &r->p, &r->m, &r->d, &r->fam, &r->done);
+	return NULL;
+}
+
+/* Two pairings with one key and code at once, on two store handles: one member and device,
+ * one MADE and one AGAIN. */
+static void pairing_once_under_a_race(void **state)
+{
+	fixture *f = *state;
+	store_options o;
+	store_options_init(&o);
+	o.dir = f->dir;
+	assert_int_equal(store_open(&f->second, &o), 0);
+	uint8_t code[STORE_HASH_LEN];
+	hash_of("pair-race-code", 1, code);
+	store_pairing p = pairing(&f->fam.id, STORE_ROLE_CHILD, "小红", 1000, 601000);
+	assert_int_equal(store_pairing_create(f->s, code, &p), 0);
+	for (int round = 0; round < 8; round++) {
+		pair_racer r[2] = {{.s = f->s, .code = code}, {.s = f->second, .code = code}};
+		hash_of("pair-race-token", 2 * round, r[0].token);
+		hash_of("pair-race-token", 2 * round + 1, r[1].token);
+		pthread_t th[2];
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(pthread_create(&th[i], NULL, pair_race, &r[i]), 0);
+		for (int i = 0; i < 2; i++)
+			pthread_join(th[i], NULL);
+		assert_int_equal(r[0].rc, 0);
+		assert_int_equal(r[1].rc, 0);
+		assert_string_equal(r[0].m.id.s, r[1].m.id.s);
+		assert_string_equal(r[0].d.id.s, r[1].d.id.s);
+		if (round == 0)
+			assert_int_equal(r[0].done + r[1].done, STORE_PAIR_MADE + STORE_PAIR_AGAIN);
+		else
+			assert_true(r[0].done == STORE_PAIR_AGAIN && r[1].done == STORE_PAIR_AGAIN);
+		assert_int_equal(
+		    query_int(f, "SELECT count(*) FROM members WHERE name = '小红'", NULL), 1);
+	}
+}
+
 static void device_add_rejects_bad_input(void **state)
 {
 	fixture *f = *state;
@@ -1090,6 +1279,8 @@ int main(void)
 	    T(family_with_device_is_all_or_nothing),
 	    T(family_signup_retried_by_key),
 	    T(family_signup_once_under_a_race),
+	    T(pairing_retried_by_key),
+	    T(pairing_once_under_a_race),
 	    T(devices_list_by_family),
 	    T(device_touch_is_throttled),
 	    T(device_malformed_ids),

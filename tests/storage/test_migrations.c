@@ -65,6 +65,21 @@ static void migrations_from_every_version(void **state)
 			                 0);
 			assert_int_equal(done, i ? STORE_SIGNUP_AGAIN : STORE_SIGNUP_MADE);
 		}
+		/* A pairing with a key (step 19), and the same again: one member. */
+		uint8_t code[STORE_HASH_LEN] = {3}, pair_key[STORE_HASH_LEN] = {4};
+		store_pairing p = {.role = STORE_ROLE_CHILD, .created_ms = 1, .expires_ms = 1000};
+		p.family_id = fam.id;
+		snprintf(p.member_name, sizeof p.member_name, "z");
+		assert_int_equal(store_pairing_create(s, code, &p), 0);
+		for (int i = 0; i < 2; i++) {
+			uint8_t pair_token[STORE_HASH_LEN] = {5, (uint8_t)i};
+			store_pair_keyed paired;
+			assert_int_equal(store_pairing_redeem_keyed(s, code, pair_token, "phone",
+			                                            pair_key, 2, 0, NULL, &p, &mem,
+			                                            &dev, &fam, &paired),
+			                 0);
+			assert_int_equal(paired, i ? STORE_PAIR_AGAIN : STORE_PAIR_MADE);
+		}
 		store_close(s);
 		assert_int_equal(count_rows(path, "PRAGMA user_version"), (int)directory_schema.count);
 		assert_int_equal(count_rows(path, "SELECT count(*) FROM sqlite_master WHERE name = "
@@ -755,6 +770,69 @@ static void directory_step_18_signups_made_once(void **state)
 	store_close(s);
 }
 
+/* Directory step 19: a sign-up's key from before keeps working for its retry; a pairing keeps
+ * its key and code, and its retry finds its device. */
+static void directory_step_19_pairings_made_once(void **state)
+{
+	fixture *f = *state;
+	char dir[128], path[256];
+	directory_at(
+	    f, "v18", 18,
+	    "INSERT INTO families (id, name, created_ms) VALUES "
+	    "('f0000000000000000000000000', '王家', 1);"
+	    "INSERT INTO members (id, family_id, name, role, created_ms) VALUES "
+	    "('a0000000000000000000000000', 'f0000000000000000000000000', '妈妈', "
+	    "'parent', 1);"
+	    "INSERT INTO devices (id, token_hash, kind, member_id, name, created_ms, signup_key) "
+	    "VALUES ('d0000000000000000000000000', "
+	    "x'0101010101010101010101010101010101010101010101010101010101010101', 'personal', "
+	    "'a0000000000000000000000000', 'phone', 1, "
+	    "x'3333333333333333333333333333333333333333333333333333333333333333');",
+	    dir, path);
+	store_options o;
+	store_options_init(&o);
+	o.dir = dir;
+	store *s;
+	assert_int_equal(store_open(&s, &o), 0);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM devices WHERE pair_code IS NULL"),
+	                 1);
+	uint8_t token[STORE_HASH_LEN], again[STORE_HASH_LEN], key[STORE_HASH_LEN],
+	    code[STORE_HASH_LEN], pair_key[STORE_HASH_LEN];
+	memset(token, 0x11, sizeof token);
+	memset(again, 0x22, sizeof again);
+	memset(key, 0x33, sizeof key);
+	memset(code, 0x44, sizeof code);
+	memset(pair_key, 0x55, sizeof pair_key);
+	store_family fam;
+	store_member m, m2;
+	store_device d, d2;
+	store_signup signed_up;
+	assert_int_equal(store_family_signup(s, "王家", "妈妈", 0, again, "phone", key, 0, true, 10,
+	                                     &fam, &m, &d, &signed_up),
+	                 0);
+	assert_int_equal(signed_up, STORE_SIGNUP_AGAIN);
+	assert_string_equal(d.id.s, "d0000000000000000000000000");
+	store_pairing p = {.role = STORE_ROLE_CAREGIVER, .created_ms = 10, .expires_ms = 600010};
+	p.family_id = fam.id;
+	snprintf(p.member_name, sizeof p.member_name, "奶奶");
+	assert_int_equal(store_pairing_create(s, code, &p), 0);
+	store_pair_keyed done;
+	assert_int_equal(store_pairing_redeem_keyed(s, code, token, "老人机", pair_key, 20, 0, NULL,
+	                                            &p, &m, &d, &fam, &done),
+	                 0);
+	assert_int_equal(done, STORE_PAIR_MADE);
+	memset(token, 0x66, sizeof token);
+	assert_int_equal(store_pairing_redeem_keyed(s, code, token, "老人机", pair_key, 30, 0, NULL,
+	                                            &p, &m2, &d2, &fam, &done),
+	                 0);
+	assert_int_equal(done, STORE_PAIR_AGAIN);
+	assert_string_equal(d2.id.s, d.id.s);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM members"), 2);
+	assert_int_equal(count_rows(path, "SELECT count(*) FROM devices WHERE pair_code IS NULL"),
+	                 1);
+	store_close(s);
+}
+
 /* A tool that may run beside an older server (upgrade_directory 0: jiayinctl) refuses an older
  * directory instead of migrating it under that server (the review: the older server could not
  * start again); the server's own open migrates it. */
@@ -875,6 +953,7 @@ int main(void)
 	    T(directory_step_16_kiosk_codes_know_their_tablet),
 	    T(directory_step_17_members_added_once),
 	    T(directory_step_18_signups_made_once),
+	    T(directory_step_19_pairings_made_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
