@@ -192,6 +192,16 @@ void srv_api_pairing_code_create(srv_exchange *x)
 	}
 	const char *member = api_name_field(body, "member_name", true);
 	const char *role = json_string_value(json_object_get(body, "role"));
+	/* Nothing else, as for a member added without a phone: an avatar (or a key misspelt)
+	 * was dropped, 201, and the phone paired without what the parent chose. */
+	size_t known = (json_object_get(body, "member_name") != NULL) +
+	               (json_object_get(body, "role") != NULL);
+	if (json_object_size(body) != known) {
+		json_decref(body);
+		srv_respond_error(x, 400, "invalid_setting",
+		                  "send member_name and role (or member_id alone), nothing else");
+		return;
+	}
 	store_role r;
 	if (!role || store_role_parse(role, &r) < 0) {
 		json_decref(body);

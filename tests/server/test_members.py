@@ -135,8 +135,28 @@ def member_add_bodies(binary):
         r = add({**kid, "avatar": "cat"})
         ok(r.status == 201 and r.json()["member"]["avatar"] == "cat",
            "member_name, role and avatar: 201", r.body[:200])
+        # An invitation is the same: its avatar (or a misspelt key) was dropped, 201, and the
+        # grandmother paired without the picture the parent chose for her.
+        invites = []
+        for body in ({"member_name": "奶奶", "role": "caregiver", "avatar": "cat"},
+                     {"member_name": "奶奶", "role": "caregiver", "expires_in": 3600}):
+            r = post_json(srv, f"/v1/families/{fam}/pairing-codes", body,
+                          headers=bearer(mom["token"]))
+            invites.append(r.json()["error"]["code"] if r.status == 400 else r.status)
+        r = post_json(srv, f"/v1/families/{fam}/pairing-codes",
+                      {"member_name": "奶奶", "role": "caregiver"}, headers=bearer(mom["token"]))
+        ok(invites == ["invalid_setting"] * 2 and audit_count_invites(srv) == 1 and
+           r.status == 201,
+           "an invitation's body with a key besides member_name and role: 400 "
+           "invalid_setting, no code made nor audited; without it 201",
+           f"{invites} {r.status}")
     finally:
         srv.stop()
+
+
+def audit_count_invites(srv):
+    """The pairing.invite records in the audit log (the codes given out)."""
+    return len(audit_rows(srv, "pairing.invite"))
 
 
 def arm(hold_dir, n, count=0):
