@@ -162,8 +162,8 @@ int device_read(conn *c, const char *device_id, store_device *out)
 	return row_one(c, device_by_id_sql, text_key(device_id), device_from_row, out);
 }
 
-int device_reissue(conn *c, const char *device_id, const uint8_t token_hash[STORE_HASH_LEN],
-                   store_family *family, store_member *member, store_device *device)
+static int device_reissue(conn *c, const char *device_id, const uint8_t token_hash[STORE_HASH_LEN],
+                          store_family *family, store_member *member, store_device *device)
 {
 	static const char sql[] = "UPDATE devices SET token_hash = ? WHERE id = ?";
 	int rc = 0;
@@ -176,6 +176,26 @@ int device_reissue(conn *c, const char *device_id, const uint8_t token_hash[STOR
 	    (rc = family_read(c, device->family_id.s, family)) == 0)
 		rc = member_current(c, family->id.s, device->member_id.s, member);
 	return rc;
+}
+
+int device_key_again(conn *c, sqlite3_stmt *st, const uint8_t token_hash[STORE_HASH_LEN],
+                     store_family *family, store_member *member, store_device *device,
+                     device_key *found)
+{
+	*found = DEVICE_KEY_NONE;
+	int r = sqlite3_step(st);
+	store_id id = {{0}};
+	if (r == SQLITE_ROW) {
+		column_id(st, 0, &id);
+		*found = !sqlite3_column_int(st, 1)   ? DEVICE_KEY_OTHER
+		         : !sqlite3_column_int(st, 2) ? DEVICE_KEY_DONE
+		                                      : DEVICE_KEY_AGAIN;
+	}
+	int rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : stmt_error(st, r);
+	sqlite3_reset(st);
+	if (rc < 0 || *found != DEVICE_KEY_AGAIN)
+		return rc;
+	return device_reissue(c, id.s, token_hash, family, member, device);
 }
 
 static void found(sqlite3_stmt *st, void *out)
@@ -596,19 +616,13 @@ static int pairing_again(conn *c, const pair_key *k, const uint8_t code_hash[STO
 	sqlite3_bind_blob(st, 2, code_hash, STORE_HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, device_name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, now_ms);
-	int r = sqlite3_step(st);
-	store_id id = {{0}};
-	if (r == SQLITE_ROW) {
-		column_id(st, 0, &id);
-		*k->done = !sqlite3_column_int(st, 1)   ? STORE_PAIR_OTHER
-		           : !sqlite3_column_int(st, 2) ? STORE_PAIR_DONE
-		                                        : STORE_PAIR_AGAIN;
-	}
-	rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : stmt_error(st, r);
-	sqlite3_reset(st);
-	if (rc < 0 || *k->done != STORE_PAIR_AGAIN)
-		return rc;
-	return device_reissue(c, id.s, token_hash, family, member, device);
+	device_key found;
+	rc = device_key_again(c, st, token_hash, family, member, device, &found);
+	if (found != DEVICE_KEY_NONE)
+		*k->done = found == DEVICE_KEY_OTHER  ? STORE_PAIR_OTHER
+		           : found == DEVICE_KEY_DONE ? STORE_PAIR_DONE
+		                                      : STORE_PAIR_AGAIN;
+	return rc;
 }
 
 /* The new device keeps the pairing's key and code (directory step 19), in its transaction. */

@@ -80,21 +80,15 @@ static int signup_again(conn *c, const signup_key *k, const char *family_name,
 	sqlite3_bind_text(st, 3, member_name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, device_name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, k->again_since_ms);
-	int r = sqlite3_step(st);
-	store_id id = {{0}};
-	if (r == SQLITE_ROW) {
-		copy_text(id.s, sizeof id.s, sqlite3_column_text(st, 0));
-		*k->done = !sqlite3_column_int(st, 1)   ? STORE_SIGNUP_OTHER
-		           : !sqlite3_column_int(st, 2) ? STORE_SIGNUP_DONE
-		                                        : STORE_SIGNUP_AGAIN;
-	}
-	rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : stmt_error(st, r);
-	sqlite3_reset(st);
-	if (rc < 0 || *k->done != STORE_SIGNUP_AGAIN)
-		return rc;
 	/* Only hashes are kept, and the first answer never arrived: a new token for the device,
 	 * the one before given up. */
-	return device_reissue(c, id.s, token_hash, family, member, device);
+	device_key found;
+	rc = device_key_again(c, st, token_hash, family, member, device, &found);
+	if (found != DEVICE_KEY_NONE)
+		*k->done = found == DEVICE_KEY_OTHER  ? STORE_SIGNUP_OTHER
+		           : found == DEVICE_KEY_DONE ? STORE_SIGNUP_DONE
+		                                      : STORE_SIGNUP_AGAIN;
+	return rc;
 }
 
 /* The new device keeps the sign-up's key (directory step 18), in the sign-up's transaction. */

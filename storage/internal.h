@@ -147,11 +147,20 @@ int device_insert(conn *c, const uint8_t token_hash[STORE_HASH_LEN], const char 
 /* directory.c: the device with this id, read on the caller's connection (inside its
  * transaction); STORE_ENOTFOUND if none. */
 int device_read(conn *c, const char *device_id, store_device *out);
-/* directory.c: a device's token hash replaced by token_hash, then the device, its family and
- * its member read, inside the caller's write transaction: a keyed sign-up's or pairing's
- * retry, whose first answer (and token) never arrived. */
-int device_reissue(conn *c, const char *device_id, const uint8_t token_hash[STORE_HASH_LEN],
-                   store_family *family, store_member *member, store_device *device);
+/* What a keyed sign-up's or pairing's key found (device_key_again). */
+typedef enum {
+	DEVICE_KEY_NONE,  /* no device has the key */
+	DEVICE_KEY_OTHER, /* the key's device came of another request */
+	DEVICE_KEY_DONE,  /* the same request, but its device may no longer be handed a token */
+	DEVICE_KEY_AGAIN, /* the same request: its device reissued */
+} device_key;
+/* directory.c: inside the caller's write transaction, st (bound; its row, if any: the key's
+ * device id, whether it came of the same request, whether it may be reissued) stepped and
+ * reset; DEVICE_KEY_AGAIN: the device's token hash replaced by token_hash (the retry's first
+ * answer, and token, never arrived), then the device, its family and its member read. */
+int device_key_again(conn *c, sqlite3_stmt *st, const uint8_t token_hash[STORE_HASH_LEN],
+                     store_family *family, store_member *member, store_device *device,
+                     device_key *found);
 
 typedef void (*row_fn)(sqlite3_stmt *st, void *out);
 /* mailbox.c: every row of a mailbox query with `n` integer parameters (?1 to ?n), through fn, in
